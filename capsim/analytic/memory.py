@@ -1,0 +1,263 @@
+"""Memory per GPU: model states by ZeRO stage, activations by recompute/TP/SP and pipeline schedule,
+KV cache, and temporary buffers. Vectorised over Layouts.
+
+Sources: model states, Rajbhandari et al. 2020 (ZeRO), Sec. 3.1 and Fig. 1; activations, Korthikanti et al.
+2022, Table 2 and Sec. 4.2.3 (in-flight micro-batches of 1F1B and the (1 + (p-1)/(p v)) factor of interleaving).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from capsim._types import Num
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.ops import (
+    AttentionImpl,
+    Saved,
+    StepBatch,
+    forward_layer_ops,
+    head_ops,
+    layer_shape,
+    serving_layer_ops,
+)
+from capsim.analytic.params import param_counts
+from capsim.specs.hardware import Accelerator
+from capsim.specs.model import Arch, ModelSpec
+from capsim.specs.plans import ServePlan, TrainPlan
+from capsim.specs.precision import Precision
+
+
+def _scalar(x: Num) -> Num:
+    return x.item() if isinstance(x, np.ndarray) and x.size == 1 else x
+
+
+@dataclass(frozen=True)
+class TrainingMemory:
+    """Per-GPU bytes on the pipeline stage that needs the most (first or last); arrays for sweeps."""
+
+    weights_bytes: Num
+    gradients_bytes: Num
+    optimizer_bytes: Num  # master weights + Adam moments
+    activations_bytes: Num  # kept for backward by all in-flight micro-batches
+    temporary_bytes: Num  # recompute working set, ZeRO-3 gathered layers, logits
+    capacity_bytes: float
+    stage: Num  # 0 = first stage is the peak, 1 = last stage
+
+    @property
+    def model_states_bytes(self) -> Num:
+        return self.weights_bytes + self.gradients_bytes + self.optimizer_bytes
+
+    @property
+    def total_bytes(self) -> Num:
+        return self.model_states_bytes + self.activations_bytes + self.temporary_bytes
+
+    @property
+    def fits(self) -> Num:
+        return self.total_bytes <= self.capacity_bytes
+
+    @property
+    def shortfall_bytes(self) -> Num:
+        return np.maximum(self.total_bytes - self.capacity_bytes, 0.0)
+
+    def to_dict(self) -> dict[str, object]:
+        keys = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "temporary_bytes",
+                "model_states_bytes", "total_bytes", "capacity_bytes", "fits", "shortfall_bytes")
+        out = {k: _scalar(np.asarray(getattr(self, k))) for k in keys}
+        out["peak_stage"] = _scalar(np.where(np.asarray(self.stage) == 0, "first", "last"))
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+
+
+def _layer_params_per_gpu(model: ModelSpec, lay: Layouts) -> tuple[np.ndarray, np.ndarray]:
+    """(dense, expert) parameters of one layer on one GPU."""
+    pc = param_counts(model)
+    per_layer = (pc.per_layer * model.layers + pc.encoder_per_layer * model.encoder_layers) / model.total_layers
+    expert = pc.expert_per_layer * model.layers / model.total_layers
+    return (per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)
+
+
+def stage_params(model: ModelSpec, lay: Layouts) -> dict[str, np.ndarray]:
+    """Parameters held by one GPU of the first and of the last pipeline stage, dense and expert apart."""
+    pc = param_counts(model)
+    dense, expert = _layer_params_per_gpu(model, lay)
+    single = lay.pp == 1
+    # Megatron keeps the word embedding on the last stage too when tied and pp > 1 (for the LM head).
+    head = (pc.lm_head if not model.tied_embeddings else np.where(single, 0, model.vocab * model.hidden)) / lay.tp
+    first_dense = lay.first_stage_layers * dense + pc.embedding / lay.tp + np.where(single, head + pc.other, 0)
+    last_dense = lay.last_stage_layers * dense + head + pc.other + np.where(single, pc.embedding / lay.tp, 0)
+    return {"first_dense": first_dense, "first_expert": lay.first_stage_layers * expert,
+            "last_dense": last_dense, "last_expert": lay.last_stage_layers * expert}
+
+
+def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precision) -> tuple[Num, Num, Num]:
+    """(weights, gradients, optimizer) bytes per GPU under ZeRO / the distributed optimizer.
+
+    ZeRO (Rajbhandari et al. 2020, Sec. 5): stage 1 shards optimizer states, stage 2 also gradients,
+    stage 3 also parameters, over the data-parallel group (dp x cp); experts over dp x cp / ep.
+    """
+    group = lay.dp * lay.cp
+    expert_group = np.maximum(group // lay.ep, 1)
+    z = lay.zero_stage
+
+    def sharded(nbytes_per_param: float, on: np.ndarray) -> Num:
+        return nbytes_per_param * (dense / np.where(on, group, 1) + expert / np.where(on, expert_group, 1))
+
+    weights = sharded(precision.weights.bytes, z >= 3)
+    grads = sharded(precision.gradients.bytes, z >= 2)
+    optimizer = sharded(precision.optimizer_bytes_per_param, (z >= 1) | lay.distributed_optimizer)
+    return weights, grads, optimizer
+
+
+def saved_by_class(model: ModelSpec, lay: Layouts, precision: Precision,
+                   attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False) -> dict[Saved, Num]:
+    """Bytes one layer keeps for one micro-batch, summed per sharding class (before SP and selective)."""
+    dt = precision.activations
+    tokens = lay.micro_batch * lay.seq_len / lay.cp
+    s = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp)
+
+    def by_class(cross: bool) -> dict[Saved, Num]:
+        out: dict[Saved, Num] = {c: 0.0 for c in Saved}
+        for op in forward_layer_ops(model, s, dt, attention, dropout, cross, model.causal):
+            for kind, size in op.saved:
+                out[kind] = out[kind] + size * op.count
+        return out
+
+    if model.arch is not Arch.ENCODER_DECODER:
+        return by_class(False)
+    enc, dec = by_class(False), by_class(True)
+    return {c: (enc[c] * model.encoder_layers + dec[c] * model.layers) / model.total_layers for c in Saved}
+
+
+def layer_activation_bytes(model: ModelSpec, lay: Layouts, precision: Precision,
+                           attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
+                           recompute: Num | None = None, classes: dict[Saved, Num] | None = None) -> np.ndarray:
+    """Bytes one layer keeps for one micro-batch (Korthikanti et al. 2022, Table 2, generalised by op)."""
+    mode = lay.recompute if recompute is None else np.asarray(recompute)
+    c = classes if classes is not None else saved_by_class(model, lay, precision, attention, dropout)
+    per = c[Saved.TP] + np.where(lay.sp, c[Saved.SP] / lay.tp, c[Saved.SP]) + np.where(mode == 1, 0.0, c[Saved.CORE])
+    tokens = lay.micro_batch * lay.seq_len / lay.cp
+    full = precision.activations.bytes * tokens * model.hidden / np.where(lay.sp, lay.tp, 1)  # the layer input only
+    return np.where(mode == 2, full, per)
+
+
+def inflight_chunks(lay: Layouts, rank: Num) -> np.ndarray:
+    """Model chunks whose activations pipeline rank ``rank`` holds at its peak.
+
+    GPipe keeps all m micro-batches; 1F1B at most p - r; interleaved 1F1B 2(p-1-r) + (v-1)p + 1 chunks
+    (Megatron-LM schedules.py warm-up count + 1), each l/(p v) layers; never more than m v.
+    """
+    m, p, v = lay.micro_batches, lay.pp, lay.v
+    gpipe = m * v
+    one_f = np.minimum(p - rank, m)
+    inter = np.minimum(2 * (p - 1 - rank) + (v - 1) * p + 1, m * v)
+    out = np.select([lay.schedule == 0, lay.schedule == 1], [gpipe, one_f], inter)
+    return np.where(p == 1, 1, out)
+
+
+def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
+                    accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
+                    dropout: bool = False) -> TrainingMemory:
+    """Per-GPU training memory of one plan, or of every layout in ``plan`` at once."""
+    if isinstance(plan, TrainPlan):
+        precision = precision or plan.precision
+        lay = Layouts.from_plans(model, [plan])
+    else:
+        lay = plan
+    precision = precision or Precision()
+    sp = stage_params(model, lay)
+    classes = saved_by_class(model, lay, precision, attention, dropout)
+    layer_act = layer_activation_bytes(model, lay, precision, classes=classes)
+    tokens = lay.micro_batch * lay.seq_len / lay.cp
+    ab = precision.activations.bytes
+    # Embedding dropout mask on the first stage, for every in-flight micro-batch (Korthikanti Sec. 4.3).
+    emb_mask = (tokens * model.hidden / np.where(lay.sp, lay.tp, 1)) if dropout else 0.0
+    first_inflight = inflight_chunks(lay, 0)
+    last_inflight = inflight_chunks(lay, lay.pp - 1)
+    act_first = first_inflight * lay.first_stage_layers / lay.v * layer_act + first_inflight / lay.v * emb_mask
+    act_last = last_inflight * lay.last_stage_layers / lay.v * layer_act
+    # Working set: recomputing a layer rebuilds its full activations (full) or its attention core (selective).
+    core = classes[Saved.CORE]
+    no_recompute = layer_activation_bytes(model, lay, precision, recompute=0, classes=classes)
+    recompute_ws = np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, core], 0)
+    dense_layer, expert_layer = _layer_params_per_gpu(model, lay)
+    # ZeRO-3 gathers the layer being computed and prefetches the next (none to gather in a group of one).
+    zero3 = np.where((lay.zero_stage >= 3) & (lay.dp * lay.cp > 1),
+                     2 * (dense_layer + expert_layer) * precision.weights.bytes, 0)
+    logits = tokens * model.vocab / lay.tp * (4.0 + ab)  # LM-head output and its fp32 loss copy
+    w1, g1, o1 = model_state_bytes(sp["first_dense"], sp["first_expert"], lay, precision)
+    w2, g2, o2 = model_state_bytes(sp["last_dense"], sp["last_expert"], lay, precision)
+    temp_first = recompute_ws + zero3 + np.where(lay.pp == 1, logits, 0)
+    temp_last = recompute_ws + zero3 + logits
+    total_first = w1 + g1 + o1 + act_first + temp_first
+    total_last = w2 + g2 + o2 + act_last + temp_last
+    last = total_last > total_first
+    pick = lambda a, b: np.where(last, b, a)  # noqa: E731
+    capacity = accelerator.memory_bytes if accelerator is not None else float("inf")
+    out = [pick(w1, w2), pick(g1, g2), pick(o1, o2), pick(act_first, act_last), pick(temp_first, temp_last)]
+    stage = last.astype(int)
+    if isinstance(plan, TrainPlan):  # one plan in, plain numbers out
+        out, stage = [float(np.asarray(x).reshape(-1)[0]) for x in out], int(stage[0])
+    return TrainingMemory(*out, capacity, stage)
+
+
+def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype_bytes: float, tp: Num = 1, pp: Num = 1) -> Num:
+    """KV-cache bytes one token takes on one GPU: 2 (K and V) x layers x kv_dim x bytes, split by TP and PP.
+    GQA shrinks kv_dim; when tp exceeds the KV heads, each rank holds one replicated head."""
+    kv_per_rank = np.maximum(model.kv_heads / np.asarray(tp, float), 1.0) * model.head_dim
+    return 2.0 * model.layers / np.asarray(pp, float) * kv_per_rank * kv_dtype_bytes
+
+
+@dataclass(frozen=True)
+class ServingMemory:
+    """Per-GPU serving memory of one replica layout and how many KV-cache tokens fit."""
+
+    weights_bytes: float
+    activations_bytes: float  # peak transient of the largest engine step (max_batched_tokens)
+    kv_cache_bytes: float  # memory left for the paged KV cache
+    kv_bytes_per_token: float
+    max_kv_tokens: int  # per replica (vLLM's "# GPU blocks" x block size)
+    requested_kv_tokens: int  # what the caller asked to hold (max_batch x context), 0 if not asked
+    capacity_bytes: float
+    usable_bytes: float  # capacity x gpu_memory_utilization
+
+    @property
+    def fits(self) -> bool:
+        return self.kv_cache_bytes > 0 and self.max_kv_tokens >= max(self.requested_kv_tokens, 1)
+
+    @property
+    def total_bytes(self) -> float:
+        used_kv = self.kv_bytes_per_token * max(self.requested_kv_tokens, 0)
+        return self.weights_bytes + self.activations_bytes + used_kv
+
+    @property
+    def shortfall_bytes(self) -> float:
+        return max(self.total_bytes - self.usable_bytes, 0.0)
+
+    def to_dict(self) -> dict[str, object]:
+        out = dict(self.__dict__)
+        out.update(fits=self.fits, total_bytes=self.total_bytes, shortfall_bytes=self.shortfall_bytes)
+        return out
+
+
+def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
+                   context_tokens: int = 0) -> ServingMemory:
+    """Weights, activation peak and KV-cache capacity per GPU, as vLLM sizes its cache.
+
+    vLLM profiles a forward pass of max_num_batched_tokens and gives the KV cache what is left of
+    gpu_memory_utilization x capacity after weights and that peak (vLLM docs, "gpu_memory_utilization").
+    """
+    pc = param_counts(model)
+    weights = pc.total * plan.weight_dtype.bytes / plan.gpus_per_replica
+    n = plan.max_batched_tokens
+    live = serving_layer_ops(model, StepBatch.prefill(1, n), plan.tp, plan.dtype, plan.weight_dtype)
+    biggest = max(float(np.max(op.bytes_written)) for op in live)  # largest intermediate tensor
+    logits = max(float(np.max(op.bytes_written)) for op in head_ops(model, n, plan.tp, plan.dtype,
+                                                                      logits_tokens=plan.max_batch))
+    activations = 2 * biggest + 2 * n * model.hidden * plan.dtype.bytes + logits
+    usable = accelerator.memory_bytes * plan.gpu_memory_utilization
+    kv_budget = usable - weights - activations
+    per_token = float(kv_cache_bytes_per_token(model, plan.kv_cache_dtype.bytes, plan.tp, plan.pp))
+    blocks = max(int(kv_budget // (per_token * plan.block_size)), 0)
+    return ServingMemory(weights, activations, kv_budget, per_token, blocks * plan.block_size,
+                         plan.max_batch * context_tokens if context_tokens else 0, accelerator.memory_bytes, usable)

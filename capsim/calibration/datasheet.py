@@ -1,0 +1,74 @@
+"""Datasheet calibrations: catalog peaks and link rates times stated, generic efficiencies.
+
+Nothing here is fitted to any end-to-end result. The efficiencies are assumptions stated with their sources;
+a measured or profile calibration replaces them with numbers from real kernels.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from capsim.calibration.schema import Calibration, calibrations_dir, write_calibration
+from capsim.perf import AttentionParams, CommParams, Curve, DeviceParams, GemmParams, Link, MemoryParams
+from capsim.specs.catalog import accelerators
+from capsim.specs.hardware import Accelerator
+
+# Stated assumptions (fractions of datasheet peaks), one place, each with its source.
+ASSUMPTIONS = {
+    # Large tensor-core GEMMs: cuBLAS tiles of 128-256 per side; a dimension of one tile edge (128) runs at about
+    # half efficiency (tile and wave quantization, NVIDIA "Matrix Multiplication Background" guide, Sec. 3).
+    "gemm_peak_fraction": 0.80,
+    "gemm_half_size": 128.0,
+    # FlashAttention-2 forward reaches 50-73% of A100 peak (Dao 2023, abstract); backward taken lower.
+    "attention_forward_fraction": 0.60,
+    "attention_backward_fraction": 0.45,
+    # Query rows (tokens x heads) at which the kernel fills half the chip: ~100 SMs x 128-row tiles / 3.
+    "attention_half_rows": 4096.0,
+    # STREAM-like copies reach 85-90% of HBM peak on data-centre GPUs.
+    "memory_fraction": 0.85,
+    "memory_half_bytes": 2.0e6,  # kernels moving a few MB or less are latency bound
+    "kernel_launch_s": 4.0e-6,  # CUDA kernel launch and tail (a few microseconds)
+    # nccl-tests all-reduce busbw ~200-230 GB/s on 300 GB/s-per-direction A100 NVSwitch (nccl-tests #149, #100).
+    "intra_link_fraction": 0.75,
+    "intra_alpha_s": 15e-6,
+    # Scale-out NICs reach ~75-90% of line rate in NCCL (NVIDIA/nccl #495).
+    "inter_link_fraction": 0.80,
+    "inter_alpha_s": 30e-6,
+}
+
+
+def datasheet_params(acc: Accelerator) -> DeviceParams:
+    a = ASSUMPTIONS
+    half = a["gemm_half_size"]
+    peaks = {k: v for k, v in vars(acc.peaks).items() if v}
+    links: dict[str, dict[str, dict[str, Link]]] = {}
+    if acc.intra_node_bw_bytes_per_s:
+        links["intra"] = {"*": {"*": Link(a["intra_alpha_s"], acc.intra_node_bw_bytes_per_s * a["intra_link_fraction"])}}
+    if acc.inter_node_bw_bytes_per_s:
+        links["inter"] = {"*": {"*": Link(a["inter_alpha_s"], acc.inter_node_bw_bytes_per_s * a["inter_link_fraction"])}}
+    return DeviceParams(
+        name=f"{acc.name}", kind="datasheet", device=acc.name, peak_flops_per_s=peaks,
+        gemm=GemmParams(Curve(a["gemm_peak_fraction"], (half, half, half)), a["kernel_launch_s"]),
+        attention=AttentionParams(Curve(a["attention_forward_fraction"], (a["attention_half_rows"],)),
+                                  Curve(a["attention_backward_fraction"], (a["attention_half_rows"],)),
+                                  a["kernel_launch_s"]),
+        memory=MemoryParams(acc.memory_bw_bytes_per_s * a["memory_fraction"], a["kernel_launch_s"],
+                            a["memory_half_bytes"]),
+        comm=CommParams(links), memory_bytes=acc.memory_bytes)
+
+
+def datasheet_calibration(acc: Accelerator) -> Calibration:
+    return Calibration(
+        name=acc.name, kind="datasheet", device={"name": acc.name, "source": acc.source,
+                                                  "unconfirmed": list(acc.unconfirmed)},
+        fitted=datasheet_params(acc), created=str(date.today()),
+        provenance=f"Derived from datasheets: {acc.source} peaks and links (capsim/specs/catalog/accelerators.yaml) "
+                   "times the stated efficiencies of capsim.calibration.datasheet.ASSUMPTIONS: "
+                   + "; ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items()))
+
+
+def write_datasheet_calibrations(folder: str | None = None) -> list[str]:
+    """(Re)write calibrations/datasheet/<accelerator>.json for every catalog accelerator."""
+    root = calibrations_dir() / "datasheet" if folder is None else folder
+    return [str(write_calibration(datasheet_calibration(acc), f"{root}/{acc.name}.json"))
+            for acc in accelerators().values()]

@@ -1,0 +1,113 @@
+"""The calibration file: versioned JSON with provenance, raw samples and fitted parameters.
+
+{
+  "schema": "capsim.calibration/1",
+  "name": str, "kind": "datasheet" | "measured" | "profile",
+  "device": {"name": str, ...}, "host": {...}, "torch_version": str | null, "created": ISO-8601,
+  "provenance": str,                       # where every number came from
+  "samples": {"gemm": [...], "attention": [...], "memory": [...], "comm": [...]},   # raw, as measured
+  "fitted": DeviceParams                    # what capsim.perf reads
+}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from capsim.errors import SpecError, UnknownNameError
+from capsim.perf import DeviceParams, Perf
+
+SCHEMA = "capsim.calibration/1"
+KINDS = ("datasheet", "measured", "profile")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibration file in memory."""
+
+    name: str
+    kind: str
+    device: dict[str, Any]
+    fitted: DeviceParams
+    provenance: str = ""
+    host: dict[str, Any] = field(default_factory=dict)
+    torch_version: str | None = None
+    created: str = ""
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def perf(self) -> Perf:
+        return Perf(self.fitted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "name": self.name, "kind": self.kind, "device": self.device, "host": self.host,
+                "torch_version": self.torch_version, "created": self.created, "provenance": self.provenance,
+                "samples": self.samples, "fitted": self.fitted.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "calibration") -> Calibration:
+        if d.get("schema") != SCHEMA:
+            raise SpecError(source, f"schema {d.get('schema')!r} is not {SCHEMA!r}",
+                            "re-run `capsim calibrate` to write a current file")
+        if d.get("kind") not in KINDS:
+            raise SpecError(f"{source}.kind", f"{d.get('kind')!r} is not one of {KINDS}")
+        return cls(name=d["name"], kind=d["kind"], device=d["device"], fitted=DeviceParams.from_dict(d["fitted"]),
+                   provenance=d.get("provenance", ""), host=d.get("host", {}), torch_version=d.get("torch_version"),
+                   created=d.get("created", ""), samples=d.get("samples", {}))
+
+
+def calibrations_dir() -> Path:
+    """Where shipped calibrations live: $CAPSIM_CALIBRATIONS, else the repository's calibrations/."""
+    env = os.environ.get("CAPSIM_CALIBRATIONS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "calibrations"
+
+
+def write_calibration(cal: Calibration, path: str | Path) -> Path:
+    """Write atomically: a temporary file in the same folder, then a rename, so a reader never sees half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(cal.to_dict(), fh, indent=1, sort_keys=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def available() -> dict[str, Path]:
+    """Shipped and measured calibrations by name."""
+    root = calibrations_dir()
+    return {p.stem: p for p in sorted(root.glob("*/*.json"))} if root.is_dir() else {}
+
+
+def load_calibration(name_or_path: str | Path | Calibration) -> Calibration:
+    """A calibration by file path or by name (``A100-SXM4-80GB`` finds the datasheet file, ``a100-profile``...)."""
+    if isinstance(name_or_path, Calibration):
+        return name_or_path
+    path = Path(name_or_path)
+    if not path.is_file():
+        known = available()
+        key = str(name_or_path)
+        lookup = {k.lower(): p for k, p in known.items()}
+        path = lookup.get(key.lower())
+        if path is None:
+            from capsim.specs.catalog import get_accelerator
+            try:  # an accelerator name or alias -> its datasheet calibration
+                path = lookup.get(get_accelerator(key).name.lower())
+            except SpecError:
+                path = None
+        if path is None:
+            raise UnknownNameError("calibration", key, list(known))
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SpecError("calibration", f"{path} is not valid JSON ({err.msg})", "re-run `capsim calibrate`") from None
+    return Calibration.from_dict(data, str(path))

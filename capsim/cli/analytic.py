@@ -1,0 +1,120 @@
+"""``capsim memory train|serve`` and ``capsim flops``: the analytical model from the command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from capsim.analytic.flops import matmul_params, serving_step_flops, training_flops_per_token
+from capsim.analytic.memory import serving_memory, training_memory
+from capsim.analytic.ops import StepBatch, training_layer_ops
+from capsim.analytic.params import param_counts
+from capsim.cli import options as o
+from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
+from capsim.specs.plans import Quantization, Recompute
+
+memory_app = typer.Typer(help="Per-GPU memory of a training or serving plan, and whether it fits.", no_args_is_help=True)
+
+
+def _verdict(fits: bool, total: float, capacity: float, shortfall: float) -> str:
+    if fits:
+        return f"[green]fits[/]: {gb(total)} of {gb(capacity)} ({gb(capacity - total)} free)"
+    return f"[red]does not fit[/]: {gb(total)} of {gb(capacity)}, {gb(shortfall)} over"
+
+
+@memory_app.command("train")
+@guarded
+def memory_train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None,
+                 dp: o.Dp = 1, tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False,
+                 zero: o.Zero = 0, distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE,
+                 micro_batch: o.Mb = 1, global_batch: Annotated[int | None, typer.Option(help="Sequences per step.")] = None,
+                 seq_len: o.Seq = 2048, precision: o.Prec = "bf16", hf_config: o.HfConfig = None,
+                 as_json: JsonOpt = False) -> None:
+    """Memory per GPU of a training layout: weights, gradients, optimizer, activations, buffers."""
+    spec = o.resolve_model(model, hf_config)
+    plan = o.train_plan(dp, tp, pp, v, cp, ep, sp, zero, distributed_optimizer, recompute, micro_batch,
+                        global_batch, seq_len, precision).check(spec, gpus)
+    acc = o.get_accelerator(accelerator)
+    mem = training_memory(spec, plan, accelerator=acc)
+    out = {"model": spec.name, "accelerator": acc.name, "plan": plan.to_dict(), **mem.to_dict()}
+    if as_json:
+        return emit_json(out)
+    rows = [[k.replace("_bytes", ""), gb(out[k])] for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes",
+                                                            "activations_bytes", "temporary_bytes", "total_bytes")]
+    console.print(table(f"{spec.name} training on {acc.name}: memory per GPU ({out['peak_stage']} pipeline stage)",
+                        ["part", "bytes"], rows))
+    console.print(_verdict(mem.fits, mem.total_bytes, acc.memory_bytes, mem.shortfall_bytes))
+    return None
+
+
+@memory_app.command("serve")
+@guarded
+def memory_serve(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
+                 quantization: Annotated[Quantization, typer.Option("--quantization", "-q")] = Quantization.NONE,
+                 dtype: Annotated[str, typer.Option(help="Serving dtype of weights and activations.")] = "bf16",
+                 kv_dtype: Annotated[str | None, typer.Option(help="KV-cache dtype (default: dtype).")] = None,
+                 max_batch: Annotated[int, typer.Option(help="Concurrent sequences (vLLM max_num_seqs).", min=1)] = 256,
+                 max_batched_tokens: Annotated[int, typer.Option(help="Tokens per engine step.", min=1)] = 8192,
+                 context: Annotated[int, typer.Option(help="Tokens each sequence holds (prompt + output).", min=0)] = 2048,
+                 gpu_memory_utilization: Annotated[float, typer.Option(min=0.01, max=1.0)] = 0.9,
+                 hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+    """Memory per GPU of a serving replica and how many KV-cache tokens fit."""
+    spec = o.resolve_model(model, hf_config)
+    plan = o.ServePlan(tp=tp, pp=pp, max_batch=max_batch, max_batched_tokens=max_batched_tokens,
+                       quantization=quantization, dtype=dtype, kv_cache_dtype=kv_dtype,
+                       gpu_memory_utilization=gpu_memory_utilization).check(spec)
+    acc = o.get_accelerator(accelerator)
+    mem = serving_memory(spec, plan, acc, context_tokens=context)
+    out = {"model": spec.name, "accelerator": acc.name, "plan": plan.to_dict(), **mem.to_dict()}
+    if as_json:
+        return emit_json(out)
+    console.print(table(f"{spec.name} serving on {acc.name} (tp={tp}, pp={pp}): memory per GPU", ["part", "value"], [
+        ["weights", gb(mem.weights_bytes)], ["activation peak", gb(mem.activations_bytes)],
+        ["KV cache budget", gb(mem.kv_cache_bytes)], ["KV bytes per token", f"{mem.kv_bytes_per_token:,.0f}"],
+        ["max KV tokens per replica", f"{mem.max_kv_tokens:,}"],
+        ["requested (max_batch x context)", f"{mem.requested_kv_tokens:,}"]]))
+    if mem.fits:
+        console.print(f"[green]fits[/]: room for {mem.max_kv_tokens:,} KV tokens, {mem.requested_kv_tokens:,} asked")
+    else:
+        console.print(f"[red]does not fit[/]: {mem.requested_kv_tokens:,} KV tokens asked, room for "
+                      f"{mem.max_kv_tokens:,} ({gb(mem.shortfall_bytes)} over the usable memory)")
+    return None
+
+
+@guarded
+def flops(model: o.Model = "", seq_len: o.Seq = 2048,
+          batch: Annotated[int, typer.Option(help="Sequences in the batch.", min=1)] = 1,
+          context: Annotated[int, typer.Option(help="Context length for the decode step.", min=0)] = 1024,
+          tp: o.Tp = 1, hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+    """FLOPs per token and per step for training, prefill and decode, and one layer's op list."""
+    spec = o.resolve_model(model, hf_config)
+    pc = param_counts(spec)
+    n = matmul_params(spec)
+    train_tok = float(training_flops_per_token(spec, seq_len))
+    prefill = float(serving_step_flops(spec, StepBatch.prefill(batch, seq_len), tp))
+    decode = float(serving_step_flops(spec, StepBatch.decode(batch, context), tp))
+    ops = training_layer_ops(spec, batch, seq_len, tp=tp)
+    op_rows = [{"name": op.name, "kind": op.kind.value, "flops": float(op.total_flops),
+                "bytes_read": float(op.bytes_read * op.count), "bytes_written": float(op.bytes_written * op.count),
+                "shape": [float(x) for x in np.atleast_1d(op.shape)]} for op in ops]
+    out = {"model": spec.name, "params_total": pc.total, "params_active": pc.active, "matmul_params": n,
+           "training_flops_per_token": train_tok, "six_n": 6 * n, "attention_flops_per_token": train_tok - 6 * n,
+           "training_flops_per_step": train_tok * batch * seq_len, "prefill_flops_per_gpu": prefill,
+           "decode_step_flops_per_gpu": decode, "layer_forward_ops": op_rows, "seq_len": seq_len, "batch": batch,
+           "context": context, "tp": tp}
+    if as_json:
+        return emit_json(out)
+    console.print(table(f"{spec.name}: FLOPs (seq_len={seq_len}, batch={batch}, tp={tp})", ["quantity", "value"], [
+        ["matmul parameters N", f"{n:.4g}"], ["training FLOPs/token (6N + attention)", f"{train_tok:.4g}"],
+        ["  6N", f"{6 * n:.4g}"], ["  attention term 12 l s q", f"{train_tok - 6 * n:.4g}"],
+        ["training FLOPs per step", f"{train_tok * batch * seq_len:.4g}"],
+        ["prefill FLOPs per GPU", f"{prefill:.4g}"], [f"decode step FLOPs per GPU (context {context})", f"{decode:.4g}"]]))
+    console.print(table("One layer, forward, per GPU", ["op", "kind", "GFLOP", "MB read", "MB written"],
+                        [[r["name"], r["kind"], r["flops"] / 1e9, r["bytes_read"] / 1e6, r["bytes_written"] / 1e6]
+                         for r in op_rows]))
+    return None
+
+
+__all__ = ["flops", "memory_app"]

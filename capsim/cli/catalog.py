@@ -1,0 +1,55 @@
+"""``capsim catalog models|accelerators|prices``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from capsim.analytic.params import param_counts
+from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.specs.catalog import accelerators, models, prices
+
+
+class Kind(StrEnum):
+    MODELS = "models"
+    ACCELERATORS = "accelerators"
+    PRICES = "prices"
+
+
+@guarded
+def catalog(kind: Annotated[Kind, typer.Argument(help="Which catalog to list.")], as_json: JsonOpt = False) -> None:
+    """List the shipped catalogs of models, accelerators or prices."""
+    if kind is Kind.MODELS:
+        rows = []
+        for m in models().values():
+            pc = param_counts(m)
+            rows.append({"name": m.name, "params_total": pc.total, "params_active": pc.active,
+                         "params_embedding": pc.embedding, "arch": m.arch.value, "hidden": m.hidden,
+                         "layers": m.layers, "heads": m.heads, "kv_heads": m.kv_heads, "ffn_hidden": m.ffn_hidden,
+                         "vocab": m.vocab, "mlp": m.mlp.value, "experts": m.experts, "top_k": m.top_k,
+                         "aliases": list(m.aliases), "source": m.source})
+        if as_json:
+            return emit_json(rows)
+        console.print(table("Models", ["name", "params", "active", "arch", "hidden", "layers", "heads", "kv", "mlp"],
+                            [[r["name"], f"{r['params_total'] / 1e9:.3f}B", f"{r['params_active'] / 1e9:.3f}B",
+                              r["arch"], r["hidden"], r["layers"], r["heads"], r["kv_heads"], r["mlp"]] for r in rows]))
+    elif kind is Kind.ACCELERATORS:
+        accs = [a.to_dict() for a in accelerators().values()]
+        if as_json:
+            return emit_json(accs)
+        console.print(table("Accelerators (dense peaks)", ["name", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GB",
+                                                            "HBM TB/s", "link GB/s/dir", "per node", "$/h"],
+                            [[a["name"], (a["peaks"]["bf16"] or 0) / 1e12, (a["peaks"]["fp8"] or 0) / 1e12,
+                              a["memory_bytes"] / 1e9, a["memory_bw_bytes_per_s"] / 1e12,
+                              (a["intra_node_bw_bytes_per_s"] or 0) / 1e9, a["gpus_per_node"],
+                              a["price_usd_per_hour"]] for a in accs]))
+    else:
+        rows = prices()
+        if as_json:
+            return emit_json(rows)
+        console.print(table("Prices (USD per GPU-hour, on demand; override with --price)",
+                            ["gpu", "provider", "instance", "$/h", "as of"],
+                            [[r["gpu"], r["provider"], r["instance"], r["usd_per_gpu_hour"], r["as_of"]] for r in rows]))
+    return None

@@ -1,0 +1,30 @@
+"""``capsim validate <suite>``: predictions against measurements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.validation import Suite, run_suite
+
+
+@guarded
+def validate(suite: Annotated[Suite, typer.Argument(help="Which comparison to run.")],
+             file: Annotated[Path | None, typer.Option("--file", help="A CSV with the columns of the suite's shipped file.")] = None,
+             calibration: Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file.")] = None,
+             as_json: JsonOpt = False) -> None:
+    """Compare predictions with measured or published numbers: measured, predicted and error per row."""
+    report = run_suite(suite, file, calibration)
+    if as_json:
+        return emit_json(report.to_dict())
+    rows = [[r.source, r.case, r.metric, r.measured, r.predicted, f"{r.error_pct:+.2f}%", r.note] for r in report.rows]
+    console.print(table(f"validate {report.suite} (calibration: {report.calibration})",
+                        ["source", "case", "metric", "measured", "predicted", "error", "note"], rows))
+    for note in report.notes:
+        console.print(f"note: {note}")
+    console.print(f"median |error| {report.median_abs_error_pct:.2f}%   max |error| {report.max_abs_error_pct:.2f}%   "
+                  f"rows {len(report.rows)}")
+    return None

@@ -1,0 +1,144 @@
+"""The device model: how long an op or a collective takes under one calibration (measured or datasheet).
+
+Op time is a roofline: ``launch + max(flops / (peak * efficiency(shape)), bytes / bandwidth)``
+(Williams et al. 2009, "Roofline"), with every efficiency read from the calibration (STYLE.md #3).
+Collective time is ``alpha + bus_bytes / bus_bandwidth`` (Hockney's model; nccl-tests' busbw convention).
+All inputs may be numpy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from capsim._types import Num
+from capsim.errors import SpecError
+from capsim.perf.params import Collective, Curve, DeviceParams, Link, Tier
+from capsim.specs.precision import DType
+
+
+def curve_value(curve: Curve, *sizes: Num) -> Num:
+    """``peak_fraction * prod(x / (x + half))``; sizes beyond the curve's half sizes are ignored."""
+    out: Num = curve.peak_fraction
+    for x, half in zip(sizes, curve.half_sizes, strict=False):
+        x = np.maximum(np.asarray(x, float), 1e-9)
+        out = out * x / (x + half)
+    return out
+
+
+class Perf:
+    """Times ops and collectives from one calibration; ``name`` says which, for every prediction."""
+
+    def __init__(self, params: DeviceParams) -> None:
+        self.params = params
+
+    @property
+    def name(self) -> str:
+        return self.params.name
+
+    def peak(self, fmt: DType | str) -> float:
+        key = DType(fmt).peak_key
+        value = self.params.peak_flops_per_s.get(key)
+        if not value:
+            raise SpecError("precision", f"calibration {self.name} has no {fmt} rate",
+                            f"use one of {', '.join(k for k, v in self.params.peak_flops_per_s.items() if v)}")
+        return value
+
+    # --- compute -------------------------------------------------------------------------------
+    def gemm_s(self, m: Num, n: Num, k: Num, fmt: DType | str = DType.BF16, count: Num = 1,
+               nbytes: Num = 0.0) -> Num:
+        """One (batched) GEMM of ``count`` products [m,k]@[k,n]: one launch, then the roofline."""
+        g = self.params.gemm
+        eff = curve_value(g.efficiency, m, n, k) * g.dtype_scale.get(DType(fmt).value, 1.0)
+        flops = 2.0 * np.asarray(m, float) * n * k * count
+        compute = flops / (self.peak(fmt) * eff)
+        if g.table is not None:
+            compute = compute * _table_factor(g.table, DType(fmt).value, m, n, k)
+        return g.launch_s + np.maximum(compute, self.memory_bytes_s(nbytes))
+
+    def attention_s(self, flops: Num, nbytes: Num, query_rows: Num, fmt: DType | str = DType.BF16,
+                    backward: bool = False) -> Num:
+        """A fused attention kernel: matmul FLOPs at the attention efficiency, or its memory traffic.
+        ``query_rows`` (query tokens x heads) is the parallel work the kernel spreads over the chip."""
+        a = self.params.attention
+        eff = curve_value(a.backward if backward else a.forward, query_rows)
+        return a.launch_s + np.maximum(flops / (self.peak(fmt) * eff), self.memory_bytes_s(nbytes))
+
+    def memory_bytes_s(self, nbytes: Num, kind: str = "") -> Num:
+        mem = self.params.memory
+        nbytes = np.asarray(nbytes, float)
+        bw = mem.bandwidth_bytes_per_s * mem.kind_scale.get(kind, 1.0)
+        if mem.half_bytes:
+            bw = bw * nbytes / (nbytes + mem.half_bytes)
+        return nbytes / np.maximum(bw, 1e-30)
+
+    def memory_s(self, nbytes: Num, kind: str = "") -> Num:
+        """A memory-bound kernel moving ``nbytes``."""
+        return self.params.memory.launch_s + self.memory_bytes_s(nbytes, kind)
+
+    def op_s(self, op: object) -> Num:
+        """Time of one :class:`capsim.analytic.ops.Op` (all its ``count`` instances)."""
+        kind = op.kind.value
+        if kind == "gemm":
+            m, n, k = op.shape
+            return self.gemm_s(m, n, k, op.dtype, op.count, op.bytes * op.count)
+        if kind == "attention":
+            _seqs, heads, q, _kv, _d = op.shape
+            return self.attention_s(op.total_flops, op.bytes * op.count, np.asarray(q, float) * heads, op.dtype,
+                                    op.name.endswith(".bwd"))
+        return self.memory_s(op.bytes * op.count, op.name.split(".")[0])
+
+    def ops_s(self, ops: Iterable[object]) -> Num:
+        total: Num = 0.0
+        for op in ops:
+            total = total + self.op_s(op)
+        return total
+
+    # --- communication -------------------------------------------------------------------------
+    def link(self, collective: Collective | str, group: int, tier: Tier | str = Tier.INTRA) -> Link:
+        """The alpha-beta pair for a collective at a group size: exact entry, else the tier's fallback."""
+        tiers = self.params.comm.links
+        tier = Tier(tier).value
+        if tier not in tiers:
+            raise SpecError("calibration", f"{self.name} has no {tier}-node link figures",
+                            "use a calibration that measured or states that tier")
+        colls = tiers[tier]
+        entry = colls.get(Collective(collective).value) or colls.get("*") or {}
+        key = str(int(group))
+        if key in entry:
+            return entry[key]
+        sizes = sorted(int(s) for s in entry if s != "*")
+        if "*" in entry or not sizes:
+            return entry.get("*") or next(iter(colls.get("*", {}).values()))
+        nearest = min(sizes, key=lambda s: abs(np.log2(s) - np.log2(max(group, 1))))
+        return entry[str(nearest)]
+
+    def collective_s(self, collective: Collective | str, nbytes: Num, group: Num,
+                     tier: Tier | str = Tier.INTRA) -> Num:
+        """One collective over a buffer of ``nbytes`` among ``group`` ranks on one link tier; 0 for one rank."""
+        coll = Collective(collective)
+        group_arr = np.asarray(group)
+        out = np.zeros(np.broadcast(np.asarray(nbytes), group_arr).shape)
+        for g in np.unique(group_arr):
+            if g <= 1:
+                continue
+            link = self.link(coll, int(g), tier)
+            t = link.alpha_s + np.asarray(nbytes, float) * coll.bus_factor(float(g)) / link.bus_bw_bytes_per_s
+            out = np.where(group_arr == g, t, out)
+        return out if out.shape else float(out)
+
+
+def _table_factor(table: dict, fmt: str, m: Num, n: Num, k: Num) -> Num:
+    """Multiplier from a measured residual grid (log2 m, n, k), linear in log space, clamped to the grid."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    entry = table.get(fmt) or table.get("*")
+    if entry is None:
+        return 1.0
+    axes = [np.asarray(entry[a], float) for a in ("log2_m", "log2_n", "log2_k")]
+    values = np.asarray(entry["log_factor"], float)
+    interp = RegularGridInterpolator(axes, values, bounds_error=False, fill_value=None)
+    pts = np.stack(np.broadcast_arrays(*(np.clip(np.log2(np.maximum(np.asarray(x, float), 1)), a[0], a[-1])
+                                         for x, a in zip((m, n, k), axes, strict=True))), axis=-1)
+    return np.exp(interp(pts.reshape(-1, 3)).reshape(pts.shape[:-1]))

@@ -1,0 +1,112 @@
+"""The numbers the device model reads: what a calibration file's ``fitted`` section holds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Collective(StrEnum):
+    ALL_REDUCE = "all_reduce"
+    ALL_GATHER = "all_gather"
+    REDUCE_SCATTER = "reduce_scatter"
+    ALL_TO_ALL = "all_to_all"
+    SEND_RECV = "send_recv"
+
+    def bus_factor(self, group: Any) -> Any:
+        """Bytes each rank moves per byte of buffer, as nccl-tests' busbw (NCCL docs, PERFORMANCE.md):
+        2(n-1)/n for all-reduce, (n-1)/n for all-gather, reduce-scatter and all-to-all, 1 for send/recv."""
+        if self is Collective.SEND_RECV:
+            return 1.0 + 0.0 * group
+        frac = (group - 1.0) / group
+        return 2.0 * frac if self is Collective.ALL_REDUCE else frac
+
+
+class Tier(StrEnum):
+    INTRA = "intra"  # inside a node (NVLink/NVSwitch, PCIe, shared memory)
+    INTER = "inter"  # across nodes (InfiniBand, RoCE, Ethernet)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Efficiency that saturates with size: ``peak_fraction * prod(x / (x + half))`` over the given sizes."""
+
+    peak_fraction: float
+    half_sizes: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class GemmParams:
+    efficiency: Curve  # over (m, n, k)
+    launch_s: float  # fixed cost of one kernel (launch + tail)
+    # Per-dtype multipliers on efficiency where a format runs differently (e.g. fp32 on CPUs).
+    dtype_scale: dict[str, float] = field(default_factory=dict)
+    # Optional measured residuals: log2-grid of (m, n, k) -> time multiplier, interpolated (measured files).
+    table: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AttentionParams:
+    forward: Curve  # fraction of matmul peak over (query tokens per sequence,)
+    backward: Curve
+    launch_s: float
+
+
+@dataclass(frozen=True)
+class MemoryParams:
+    bandwidth_bytes_per_s: float  # achieved streaming bandwidth (large tensors)
+    launch_s: float
+    half_bytes: float = 0.0  # tensor size at which achieved bandwidth halves (small-op inefficiency)
+    kind_scale: dict[str, float] = field(default_factory=dict)  # per op kind/name bandwidth multipliers
+
+
+@dataclass(frozen=True)
+class Link:
+    """Alpha-beta cost of one collective at one group size: ``alpha_s + bus_bytes / bus_bw_bytes_per_s``."""
+
+    alpha_s: float
+    bus_bw_bytes_per_s: float
+
+
+@dataclass(frozen=True)
+class CommParams:
+    # tier -> collective -> group size (as str) -> Link; key "*" holds the fallback for any group size
+    links: dict[str, dict[str, dict[str, Link]]]
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    """Everything capsim.perf needs to time ops and collectives on one kind of device."""
+
+    name: str  # the calibration's name, carried into every prediction
+    kind: str  # "datasheet", "measured" or "profile"
+    device: str  # accelerator name
+    peak_flops_per_s: dict[str, float]  # per math format key (fp32, tf32, bf16, fp8, int8)
+    gemm: GemmParams
+    attention: AttentionParams
+    memory: MemoryParams
+    comm: CommParams
+    memory_bytes: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeviceParams:
+        def curve(c: dict[str, Any]) -> Curve:
+            return Curve(float(c["peak_fraction"]), tuple(float(x) for x in c.get("half_sizes", ())))
+
+        g, a, m = d["gemm"], d["attention"], d["memory"]
+        links = {tier: {coll: {grp: Link(float(v["alpha_s"]), float(v["bus_bw_bytes_per_s"]))
+                               for grp, v in groups.items()} for coll, groups in colls.items()}
+                 for tier, colls in d["comm"]["links"].items()}
+        return cls(
+            name=d["name"], kind=d["kind"], device=d["device"],
+            peak_flops_per_s={k: float(v) for k, v in d["peak_flops_per_s"].items()},
+            gemm=GemmParams(curve(g["efficiency"]), float(g["launch_s"]), dict(g.get("dtype_scale") or {}),
+                            g.get("table")),
+            attention=AttentionParams(curve(a["forward"]), curve(a["backward"]), float(a["launch_s"])),
+            memory=MemoryParams(float(m["bandwidth_bytes_per_s"]), float(m["launch_s"]),
+                                float(m.get("half_bytes", 0.0)), dict(m.get("kind_scale") or {})),
+            comm=CommParams(links), memory_bytes=float(d.get("memory_bytes", 0.0)))

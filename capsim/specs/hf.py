@@ -1,0 +1,114 @@
+"""Import a Hugging Face ``config.json`` (a local file or dict, never the network) into a ModelSpec."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from capsim.errors import SpecError
+from capsim.specs.model import Arch, Mlp, ModelSpec, Norm, Position
+
+
+def _get(cfg: Mapping[str, Any], *keys: str, default: Any = SpecError) -> Any:
+    for key in keys:
+        if cfg.get(key) is not None:
+            return cfg[key]
+    if default is SpecError:
+        raise SpecError(f"config.{keys[0]}", "missing from config.json", "is this a complete Hugging Face config?")
+    return default
+
+
+def _llama(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    # LlamaConfig / MistralConfig / MixtralConfig field names (transformers, models/llama/configuration_llama.py)
+    experts = int(_get(cfg, "num_local_experts", default=1))
+    act = str(_get(cfg, "hidden_act", default="silu"))
+    return ModelSpec(
+        name=name, hidden=_get(cfg, "hidden_size"), layers=_get(cfg, "num_hidden_layers"),
+        heads=_get(cfg, "num_attention_heads"), kv_heads=_get(cfg, "num_key_value_heads", default=None),
+        head_dim=_get(cfg, "head_dim", default=None), ffn_hidden=_get(cfg, "intermediate_size"),
+        vocab=_get(cfg, "vocab_size"), max_seq=_get(cfg, "max_position_embeddings", default=4096),
+        mlp=Mlp.GEGLU if "gelu" in act else Mlp.SWIGLU, norm=Norm.RMSNORM, position=Position.ROPE,
+        bias=bool(_get(cfg, "attention_bias", default=False)),
+        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=False)),
+        experts=experts, top_k=int(_get(cfg, "num_experts_per_tok", default=1)) if experts > 1 else 1,
+        source="Hugging Face config.json")
+
+
+def _gpt2(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    hidden = _get(cfg, "n_embd")
+    return ModelSpec(
+        name=name, hidden=hidden, layers=_get(cfg, "n_layer"), heads=_get(cfg, "n_head"),
+        ffn_hidden=_get(cfg, "n_inner", default=4 * hidden), vocab=_get(cfg, "vocab_size"),
+        max_seq=_get(cfg, "n_positions", "n_ctx", default=1024),
+        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=True)), source="Hugging Face config.json")
+
+
+def _opt(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    hidden = _get(cfg, "hidden_size")
+    proj = _get(cfg, "word_embed_proj_dim", default=hidden)
+    if proj != hidden:
+        raise SpecError("config.word_embed_proj_dim", f"{proj} != hidden_size {hidden}: OPT-350m's projected "
+                        "embeddings are not modelled", "use a catalog model or a config without the projection")
+    act = str(_get(cfg, "activation_function", default="relu"))
+    return ModelSpec(
+        name=name, hidden=hidden, layers=_get(cfg, "num_hidden_layers"), heads=_get(cfg, "num_attention_heads"),
+        ffn_hidden=_get(cfg, "ffn_dim"), vocab=_get(cfg, "vocab_size"),
+        max_seq=_get(cfg, "max_position_embeddings", default=2048), mlp=Mlp.GELU if "gelu" in act else Mlp.RELU,
+        bias=bool(_get(cfg, "enable_bias", default=True)),
+        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=True)), source="Hugging Face config.json")
+
+
+def _bert(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    return ModelSpec(
+        name=name, hidden=_get(cfg, "hidden_size"), layers=_get(cfg, "num_hidden_layers"),
+        heads=_get(cfg, "num_attention_heads"), ffn_hidden=_get(cfg, "intermediate_size"),
+        vocab=_get(cfg, "vocab_size"), max_seq=_get(cfg, "max_position_embeddings", default=512),
+        arch=Arch.ENCODER, type_vocab=_get(cfg, "type_vocab_size", default=2), pooler=True, embedding_norm=True,
+        final_norm=False, source="Hugging Face config.json")
+
+
+def _t5(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    proj = str(_get(cfg, "feed_forward_proj", default="relu"))
+    gated = proj.startswith("gated")
+    layers = _get(cfg, "num_layers")
+    return ModelSpec(
+        name=name, hidden=_get(cfg, "d_model"), layers=_get(cfg, "num_decoder_layers", default=layers),
+        encoder_layers=layers, heads=_get(cfg, "num_heads"), head_dim=_get(cfg, "d_kv"),
+        ffn_hidden=_get(cfg, "d_ff"), vocab=_get(cfg, "vocab_size"),
+        max_seq=_get(cfg, "n_positions", default=512), arch=Arch.ENCODER_DECODER,
+        mlp=(Mlp.GEGLU if "gelu" in proj else Mlp.SWIGLU) if gated else (Mlp.GELU if "gelu" in proj else Mlp.RELU),
+        norm=Norm.RMSNORM, position=Position.RELATIVE,
+        relative_buckets=_get(cfg, "relative_attention_num_buckets", default=32), bias=False,
+        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=True)), source="Hugging Face config.json")
+
+
+_FAMILIES: dict[str, Callable[[Mapping[str, Any], str], ModelSpec]] = {
+    "llama": _llama, "mistral": _llama, "mixtral": _llama, "gpt2": _gpt2, "opt": _opt, "bert": _bert, "t5": _t5,
+}
+
+
+def from_hf_config(config: str | Path | Mapping[str, Any], name: str | None = None) -> ModelSpec:
+    """Build a ModelSpec from a Hugging Face ``config.json`` path, JSON text, or parsed dict."""
+    if isinstance(config, Mapping):
+        cfg = dict(config)
+    else:
+        text = str(config)
+        if text.lstrip().startswith("{"):
+            cfg = json.loads(text)
+        else:
+            path = Path(config)
+            if not path.is_file():
+                raise SpecError("config", f"no file at {path}", "give the path of a local config.json")
+            try:
+                cfg = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise SpecError("config", f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
+            name = name or (path.parent.name if path.name == "config.json" else path.stem)
+    family = str(cfg.get("model_type", "")).lower()
+    if family not in _FAMILIES:
+        raise SpecError("config.model_type", f"unsupported family {family!r}",
+                        f"supported: {', '.join(sorted(_FAMILIES))}")
+    name = name or str(cfg.get("_name_or_path") or family)
+    return _FAMILIES[family](cfg, name)

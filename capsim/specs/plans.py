@@ -1,0 +1,239 @@
+"""How a model is laid out for training (TrainPlan) and for serving (ServePlan), with checks that name the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from capsim.errors import SpecError, divisors, require
+from capsim.specs.model import ModelSpec, Position
+from capsim.specs.precision import DType, Precision, dtype
+
+
+class Recompute(StrEnum):
+    NONE = "none"
+    SELECTIVE = "selective"  # recompute attention's softmax/dropout only (Korthikanti et al. 2022, Sec. 5)
+    FULL = "full"  # keep each layer's input, recompute the whole layer in the backward pass
+
+    @property
+    def code(self) -> int:
+        """Integer code for vectorised sweeps: none=0, selective=1, full=2."""
+        return ("none", "selective", "full").index(self.value)
+
+
+class Schedule(StrEnum):
+    GPIPE = "gpipe"  # all forwards, then all backwards (Huang et al. 2019)
+    ONE_F_ONE_B = "1f1b"  # PipeDream-flush (Narayanan et al. 2021)
+    INTERLEAVED = "interleaved"  # interleaved 1F1B with v model chunks per stage (Narayanan et al. SC21)
+
+
+def _positive(obj: object, names: tuple[str, ...], prefix: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        require(isinstance(value, int) and not isinstance(value, bool) and value > 0, f"{prefix}.{name}",
+                f"must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """A training layout: parallel degrees, memory savers and the batch, for one optimizer step."""
+
+    dp: int = 1  # data-parallel replicas
+    tp: int = 1  # tensor-parallel width (Megatron column/row split)
+    pp: int = 1  # pipeline stages
+    pp_interleave: int = 1  # model chunks per stage, v (interleaved 1F1B when > 1)
+    sequence_parallel: bool = False  # shard norms/dropout over the TP group (Korthikanti et al. 2022)
+    cp: int = 1  # context-parallel ranks (ring attention over the sequence)
+    ep: int = 1  # expert-parallel ranks, carved out of dp x cp
+    zero_stage: int = 0  # 0 none, 1 optimizer states, 2 + gradients, 3 + parameters (Rajbhandari et al. 2020)
+    distributed_optimizer: bool = False  # Megatron's distributed optimizer: ZeRO-1 sharding of master + moments
+    recompute: Recompute = Recompute.NONE
+    micro_batch: int = 1  # sequences per micro-batch on one pipeline
+    global_batch: int = 1  # sequences per optimizer step, over all replicas
+    seq_len: int = 2048  # tokens per sequence
+    schedule: Schedule | None = None  # None = 1F1B, or interleaved when pp_interleave > 1
+    layer_split: tuple[int, ...] | None = None  # layers per stage for an uneven pipeline split
+    precision: Precision = field(default_factory=Precision)
+
+    def __post_init__(self) -> None:
+        _positive(self, ("dp", "tp", "pp", "pp_interleave", "cp", "ep", "micro_batch", "global_batch", "seq_len"),
+                  "plan")
+        try:
+            object.__setattr__(self, "recompute", Recompute(self.recompute))
+        except ValueError:
+            raise SpecError("plan.recompute", f"unknown mode {self.recompute!r}", "use none, selective or full") from None
+        if self.schedule is None:
+            object.__setattr__(self, "schedule", Schedule.INTERLEAVED if self.pp_interleave > 1 else Schedule.ONE_F_ONE_B)
+        try:
+            object.__setattr__(self, "schedule", Schedule(self.schedule))
+        except ValueError:
+            raise SpecError("plan.schedule", f"unknown schedule {self.schedule!r}",
+                            "use gpipe, 1f1b or interleaved") from None
+        if isinstance(self.precision, str):
+            object.__setattr__(self, "precision", Precision.preset(self.precision))
+        require(self.zero_stage in (0, 1, 2, 3), "plan.zero_stage", f"must be 0-3, got {self.zero_stage!r}")
+        require(not (self.distributed_optimizer and self.zero_stage), "plan.distributed_optimizer",
+                "Megatron's distributed optimizer already shards the optimizer (ZeRO-1)",
+                "use distributed_optimizer or zero_stage, not both")
+        require(self.global_batch % (self.dp * self.micro_batch) == 0, "plan.global_batch",
+                f"{self.global_batch} sequences do not split into micro-batches of {self.micro_batch} "
+                f"over dp={self.dp}", f"use a global batch that is a multiple of {self.dp * self.micro_batch}, "
+                f"or micro_batch in {[d for d in divisors(max(self.global_batch // self.dp, 1)) if self.global_batch % (self.dp * d) == 0][:8]}")
+        require(self.sequence_parallel is False or self.tp > 1, "plan.sequence_parallel",
+                "sequence parallelism shards over the tensor-parallel group, and tp=1", "set tp > 1 or turn it off")
+        if self.schedule is Schedule.INTERLEAVED:
+            require(self.pp > 1, "plan.pp_interleave", "interleaving needs pipeline stages", "set pp > 1")
+            require(self.micro_batches % self.pp == 0, "plan.global_batch",
+                    f"the interleaved schedule needs the micro-batch count ({self.micro_batches}) to be a multiple "
+                    f"of pp={self.pp}", "change global_batch, micro_batch or dp")
+        elif self.pp_interleave > 1:
+            raise SpecError("plan.schedule", f"{self.schedule} has one model chunk per stage",
+                            "set pp_interleave=1 or schedule='interleaved'")
+
+    @property
+    def num_gpus(self) -> int:
+        return self.dp * self.tp * self.pp * self.cp
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches each pipeline runs per step (gradient-accumulation steps when pp = 1)."""
+        return self.global_batch // (self.dp * self.micro_batch)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch * self.seq_len
+
+    def stage_layers(self, layers: int) -> tuple[int, ...]:
+        """Layers held by each pipeline stage (the stated split, or an even one)."""
+        if self.layer_split is not None:
+            return tuple(self.layer_split)
+        return (layers // self.pp,) * self.pp
+
+    def check(self, model: ModelSpec, num_gpus: int | None = None) -> TrainPlan:
+        """Raise :class:`SpecError` naming the field and the fix if this plan cannot run ``model``."""
+        require(model.heads % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide {model.name}'s "
+                f"{model.heads} attention heads", f"use tp in {divisors(model.heads)}")
+        require(model.kv_heads % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide {model.name}'s "
+                f"{model.kv_heads} KV heads", f"use tp in {divisors(model.kv_heads)}")
+        require(model.ffn_hidden % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide ffn_hidden="
+                f"{model.ffn_hidden}", f"use tp in {[d for d in divisors(model.ffn_hidden) if d <= 64]}")
+        if num_gpus is not None:
+            require(self.num_gpus == num_gpus, "plan", f"dp*tp*pp*cp = {self.dp}*{self.tp}*{self.pp}*{self.cp} = "
+                    f"{self.num_gpus}, but {num_gpus} GPUs were given", "change dp, tp, pp or cp so the product "
+                    f"is {num_gpus}")
+        layers = model.total_layers
+        if self.layer_split is not None:
+            require(len(self.layer_split) == self.pp and sum(self.layer_split) == layers
+                    and min(self.layer_split) > 0, "plan.layer_split",
+                    f"{self.layer_split} must give {self.pp} positive stage sizes summing to {layers}")
+        else:
+            chunks = self.pp * self.pp_interleave
+            require(layers % chunks == 0, "plan.pp", f"pp={self.pp} x pp_interleave={self.pp_interleave} does "
+                    f"not divide {model.name}'s {layers} layers",
+                    f"use pp*pp_interleave in {divisors(layers)}, or state the uneven split with layer_split")
+        require(self.seq_len % self.cp == 0, "plan.cp", f"cp={self.cp} does not divide seq_len={self.seq_len}",
+                f"use cp in {[d for d in divisors(self.seq_len) if d <= 64]}")
+        if model.position is Position.LEARNED:
+            require(self.seq_len <= model.max_seq, "plan.seq_len", f"{self.seq_len} exceeds {model.name}'s "
+                    f"{model.max_seq} learned positions", f"use seq_len <= {model.max_seq}")
+        if self.ep > 1:
+            require(model.is_moe, "plan.ep", f"{model.name} is dense; expert parallelism needs experts", "set ep=1")
+            require(model.experts % self.ep == 0, "plan.ep", f"ep={self.ep} does not divide {model.experts} experts",
+                    f"use ep in {divisors(model.experts)}")
+            require((self.dp * self.cp) % self.ep == 0, "plan.ep", f"ep={self.ep} must divide dp*cp="
+                    f"{self.dp * self.cp} (experts are sharded across data-parallel ranks)",
+                    f"use ep in {divisors(self.dp * self.cp)}")
+        return self
+
+    def with_(self, **changes: object) -> TrainPlan:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, object]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "precision"}
+        out["recompute"] = self.recompute.value
+        out["schedule"] = self.schedule.value
+        out["layer_split"] = list(self.layer_split) if self.layer_split else None
+        out["precision"] = self.precision.to_dict()
+        return out
+
+
+class Quantization(StrEnum):
+    """Serving weight/activation formats (weight-only schemes keep 16-bit math)."""
+
+    NONE = "none"  # weights in the serving dtype
+    INT8 = "int8"  # W8A16 weight-only (LLM.int8 / GPTQ-8)
+    INT4 = "int4"  # W4A16 weight-only (AWQ, GPTQ)
+    FP8 = "fp8"  # W8A8 fp8 weights and activations (Hopper+)
+    W8A8_INT8 = "w8a8-int8"  # SmoothQuant int8 weights and activations
+
+    def weight_dtype(self, base: DType) -> DType:
+        return {Quantization.NONE: base, Quantization.INT8: DType.INT8, Quantization.INT4: DType.INT4,
+                Quantization.FP8: DType.FP8, Quantization.W8A8_INT8: DType.INT8}[self]
+
+    def compute_dtype(self, base: DType) -> DType:
+        return {Quantization.FP8: DType.FP8, Quantization.W8A8_INT8: DType.INT8}.get(self, base)
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    """A serving deployment: replicas of one engine layout and its batching limits."""
+
+    tp: int = 1
+    pp: int = 1
+    replicas: int = 1
+    max_batch: int = 256  # most sequences in one engine step (vLLM max_num_seqs)
+    max_batched_tokens: int = 8192  # most tokens in one engine step (vLLM max_num_batched_tokens)
+    quantization: Quantization = Quantization.NONE
+    dtype: DType = DType.BF16  # serving dtype of unquantized weights and activations
+    kv_cache_dtype: DType | None = None  # None = dtype
+    gpu_memory_utilization: float = 0.9  # fraction of device memory the engine may use (vLLM's flag)
+    block_size: int = 16  # tokens per paged-KV block (vLLM default)
+
+    def __post_init__(self) -> None:
+        _positive(self, ("tp", "pp", "replicas", "max_batch", "max_batched_tokens", "block_size"), "plan")
+        try:
+            object.__setattr__(self, "quantization", Quantization(str(self.quantization).lower()))
+        except ValueError:
+            raise SpecError("plan.quantization", f"unknown scheme {self.quantization!r}",
+                            f"use one of {', '.join(q.value for q in Quantization)}") from None
+        object.__setattr__(self, "dtype", dtype(self.dtype, "plan.dtype"))
+        kv = self.dtype if self.kv_cache_dtype is None else dtype(self.kv_cache_dtype, "plan.kv_cache_dtype")
+        object.__setattr__(self, "kv_cache_dtype", kv)
+        require(0.0 < self.gpu_memory_utilization <= 1.0, "plan.gpu_memory_utilization",
+                f"must be in (0, 1], got {self.gpu_memory_utilization}")
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def num_gpus(self) -> int:
+        return self.gpus_per_replica * self.replicas
+
+    @property
+    def weight_dtype(self) -> DType:
+        return self.quantization.weight_dtype(self.dtype)
+
+    @property
+    def compute_dtype(self) -> DType:
+        return self.quantization.compute_dtype(self.dtype)
+
+    def kv_replication(self, model: ModelSpec) -> int:
+        """How many TP ranks hold a copy of each KV head (vLLM replicates when tp > kv_heads)."""
+        return max(1, self.tp // model.kv_heads)
+
+    def check(self, model: ModelSpec) -> ServePlan:
+        require(model.heads % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide {model.name}'s "
+                f"{model.heads} attention heads", f"use tp in {divisors(model.heads)}")
+        require(model.kv_heads % self.tp == 0 or self.tp % model.kv_heads == 0, "plan.tp",
+                f"tp={self.tp} neither divides nor is a multiple of {model.kv_heads} KV heads",
+                f"use tp in {sorted(set(divisors(model.kv_heads)) | {d for d in divisors(model.heads) if d % model.kv_heads == 0})}")
+        require(model.total_layers % self.pp == 0, "plan.pp", f"pp={self.pp} does not divide "
+                f"{model.total_layers} layers", f"use pp in {divisors(model.total_layers)}")
+        return self
+
+    def with_(self, **changes: object) -> ServePlan:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in self.__dict__.items()}

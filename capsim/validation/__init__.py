@@ -1,0 +1,28 @@
+"""The validation harness: suites that compare capsim's predictions with measured and published numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+
+from capsim.validation.harness import Report, Row
+
+
+class Suite(StrEnum):
+    PARAMS = "params"
+    MEMORY = "memory"
+
+
+def _suites() -> dict[Suite, Callable[..., Report]]:
+    from capsim.validation import static
+    return {Suite.PARAMS: static.params_suite, Suite.MEMORY: static.memory_suite}
+
+
+def run_suite(suite: Suite | str, file: str | Path | None = None, calibration: str | None = None) -> Report:
+    """Run one suite on its shipped data, or on ``file`` (a CSV with the same columns)."""
+    fn = _suites()[Suite(suite)]
+    return fn(file) if calibration is None else fn(file, calibration=calibration)
+
+
+__all__ = ["Report", "Row", "Suite", "run_suite"]

@@ -1,0 +1,1 @@
+"""Torch microbenchmarks that `capsim calibrate` runs to measure the local hardware."""

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from capsim import Layouts, ServePlan, TrainPlan, get_accelerator, get_model, serving_memory, training_memory
+from capsim.analytic.memory import kv_cache_bytes_per_token
+from capsim.validation import run_suite
+
+
+def test_memory_suite_meets_published_tolerances():
+    report = run_suite("memory")
+    for row in report.rows:
+        limit = 2.0 if row.source.startswith("zero") else 10.0
+        assert abs(row.error_pct) <= limit, row
+    assert len(report.rows) == 16
+
+
+def test_kv_cache_bytes_per_token():
+    assert kv_cache_bytes_per_token(get_model("llama-2-7b"), 2) == 2 * 32 * 4096 * 2  # 0.5 MiB per token
+    assert kv_cache_bytes_per_token(get_model("llama-3-70b"), 2) == 2 * 80 * 8 * 128 * 2  # GQA: 8 KV heads
+    assert kv_cache_bytes_per_token(get_model("llama-3-70b"), 1, tp=16) == 2 * 80 * 1 * 128  # one replicated head
+
+
+@given(st.integers(1, 100_000), st.integers(1, 100_000))
+def test_kv_bytes_are_linear_in_tokens(a, b):
+    per = kv_cache_bytes_per_token(get_model("mixtral-8x7b"), 2)
+    assert per * (a + b) == pytest.approx(per * a + per * b)
+
+
+def test_serving_memory_verdicts():
+    acc = get_accelerator("H100-SXM5-80GB")
+    model = get_model("llama-3-70b")
+    fits = serving_memory(model, ServePlan(tp=4, max_batch=128), acc, context_tokens=2048)
+    assert fits.fits and fits.max_kv_tokens >= 128 * 2048
+    crowded = serving_memory(model, ServePlan(tp=4, max_batch=512), acc, context_tokens=2048)
+    assert not crowded.fits and crowded.max_kv_tokens == fits.max_kv_tokens
+    too_big = serving_memory(model, ServePlan(tp=1), acc, context_tokens=2048)
+    assert not too_big.fits and too_big.kv_cache_bytes < 0
+    int4 = serving_memory(model, ServePlan(tp=1, max_batch=128, quantization="int4"), acc, context_tokens=1024)
+    assert int4.weights_bytes == pytest.approx(fits.weights_bytes, rel=1e-9)  # 4 bits on 1 GPU = 16 bits on 4
+
+
+def test_training_memory_fits_flag_against_capacity():
+    acc = get_accelerator("A100-SXM4-80GB")
+    model = get_model("gpt-175b")
+    ok = training_memory(model, TrainPlan(tp=8, pp=8, global_batch=64, recompute="full", precision="fp16"), accelerator=acc)
+    bad = training_memory(model, TrainPlan(tp=8, global_batch=8, precision="fp16"), accelerator=acc)
+    assert ok.fits and not bad.fits and bad.shortfall_bytes > 0
+
+
+layouts = st.fixed_dictionaries({
+    "dp": st.sampled_from([1, 2, 4, 8]), "tp": st.sampled_from([1, 2, 4]), "pp": st.sampled_from([1, 2, 4]),
+    "micro_batch": st.sampled_from([1, 2, 4]), "zero_stage": st.integers(0, 3),
+    "recompute": st.integers(0, 2), "sp": st.booleans(), "m": st.sampled_from([1, 4, 16]),
+})
+
+
+def _mem(model, **kw):
+    m = kw.pop("m")
+    kw["sp"] = kw["sp"] and kw["tp"] > 1
+    lay = Layouts.build(model, global_batch=kw["dp"] * kw["micro_batch"] * m, **kw)
+    return float(training_memory(model, lay).total_bytes[0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(layouts, st.sampled_from(["gpt-7.5b", "llama-2-7b", "mixtral-8x7b"]))
+def test_memory_never_rises_with_zero_tp_or_pp(kw, name):
+    model = get_model(name)
+    base = _mem(model, **dict(kw))
+    if kw["zero_stage"] < 3:
+        assert _mem(model, **{**kw, "zero_stage": kw["zero_stage"] + 1}) <= base * (1 + 1e-12)
+    if kw["tp"] < 8:
+        assert _mem(model, **{**kw, "tp": kw["tp"] * 2}) <= base * (1 + 1e-12)
+    if kw["pp"] < 8:
+        assert _mem(model, **{**kw, "pp": kw["pp"] * 2}) <= base * (1 + 1e-12)
+
+
+def test_vectorised_memory_matches_per_plan():
+    model = get_model("llama-2-13b")
+    plans = [TrainPlan(dp=d, tp=t, pp=p, micro_batch=1, global_batch=64, recompute=r, zero_stage=z)
+             for d, t, p, r, z in [(8, 1, 1, "full", 1), (2, 4, 1, "selective", 0), (1, 4, 2, "none", 0),
+                                   (4, 2, 1, "none", 3)]]
+    lay = Layouts.from_plans(model, plans)
+    vec = training_memory(model, lay).total_bytes
+    one = [training_memory(model, p).total_bytes for p in plans]
+    assert np.allclose(vec, one)
