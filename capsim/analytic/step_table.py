@@ -22,7 +22,6 @@ from capsim.analytic.ops import head_ops
 from capsim.analytic.serving import (
     comm_tier,
     engine_perf,
-    graphed,
     kernels_per_step,
     layer_token_ops,
     pp_comm_s,
@@ -36,51 +35,87 @@ from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
 
 Lines = tuple[tuple[float, float], ...]  # (intercept, slope) pairs: value(j) = max(a + b j)
+Piece = tuple[int, int, float, float]  # steps [start, end) on which line (a, b) is the maximum
+
+
+def _line_sum(s: int, e: int, a: float, b: float) -> float:
+    """Sum of a + b j over integers j in [s, e): (e - s) a + b (s + e - 1)(e - s) / 2."""
+    return (e - s) * a + b * (s + e - 1) * (e - s) / 2.0
+
+
+def envelope(lines: Lines, k: int) -> list[Piece]:
+    """The upper envelope of ``lines`` over the integer steps [0, k), as pieces of one line each."""
+    if len(lines) == 1 or k <= 1:
+        a, b = max(lines, key=lambda ln: ln[0])
+        return [(0, k, a, b)]
+    cuts = {0, k}
+    for i, (a1, b1) in enumerate(lines):
+        for a2, b2 in lines[i + 1:]:
+            if b1 != b2:
+                x = math.ceil((a2 - a1) / (b1 - b2))
+                if 0 < x < k:
+                    cuts.add(x)
+    edges = sorted(cuts)
+    pieces: list[Piece] = []
+    for s, e in zip(edges, edges[1:], strict=False):
+        mid = 0.5 * (s + e - 1)
+        a, b = max(lines, key=lambda ln: ln[0] + ln[1] * mid)
+        pieces.append((s, e, a, b))
+    return pieces
+
+
+def pieces_sum(pieces: list[Piece], m: int | None = None) -> float:
+    """Summed time of the first ``m`` steps (all when None)."""
+    total = 0.0
+    for s, e, a, b in pieces:
+        if m is not None and m <= s:
+            break
+        total += _line_sum(s, e if m is None else min(e, m), a, b)
+    return total
 
 
 def sum_max_lines(lines: Lines, lo: int, hi: int) -> float:
     """Sum over integers j in [lo, hi) of max_i (a_i + b_i j)."""
     if hi <= lo:
         return 0.0
-    cuts = {lo, hi}
-    for i, (a1, b1) in enumerate(lines):
-        for a2, b2 in lines[i + 1:]:
-            if b1 != b2:
-                x = math.ceil((a2 - a1) / (b1 - b2))
-                if lo < x < hi:
-                    cuts.add(x)
-    edges = sorted(cuts)
-    total = 0.0
-    for s, e in zip(edges, edges[1:], strict=False):
-        mid = 0.5 * (s + e - 1)
-        a, b = max(lines, key=lambda ln: ln[0] + ln[1] * mid)
-        total += (e - s) * a + b * (s + e - 1) * (e - s) / 2.0
-    return total
+    pieces = envelope(lines, hi)
+    return pieces_sum(pieces) - (pieces_sum(pieces, lo) if lo else 0.0)
 
 
 def max_lines(lines: Lines, j: float) -> float:
     return max(a + b * j for a, b in lines)
 
 
-def steps_to_reach(lines: Lines, k: int, target: float) -> int:
-    """The fewest steps m (1 <= m <= k) whose summed time reaches ``target``: the step in progress at ``target``
-    ends after m steps (k when the run ends first)."""
-    if target <= 0:
-        return 1
-    lo, hi = 1, k
-    if sum_max_lines(lines, 0, k) < target:
-        return k
-    while lo < hi:  # bisection on the closed-form sum: O(log k) evaluations, no per-step loop
-        mid = (lo + hi) // 2
-        if sum_max_lines(lines, 0, mid) >= target:
-            hi = mid
+def steps_to_reach(pieces: list[Piece], target: float) -> int:
+    """The fewest steps m >= 1 whose summed time reaches ``target`` (the step in progress at ``target`` ends
+    after m steps), or the run's length when it ends first. Solves the quadratic of each piece's partial sum."""
+    done = 0.0
+    for s, e, a, b in pieces:
+        whole = _line_sum(s, e, a, b)
+        if done + whole < target:
+            done += whole
+            continue
+        left, a0 = target - done, a + b * s  # time still to cover; this piece's first step
+        if b > 0:  # m a0 + b m (m - 1) / 2 >= left
+            h = a0 - b / 2.0
+            m = math.ceil((-h + math.sqrt(h * h + 2.0 * b * left)) / b)
         else:
-            lo = mid + 1
-    return lo
+            m = math.ceil(left / a0)
+        m = min(max(m, 1), e - s)
+        while m > 1 and _line_sum(s, s + m - 1, a, b) >= left:  # guard the rounding of the root
+            m -= 1
+        while m < e - s and _line_sum(s, s + m, a, b) < left:
+            m += 1
+        return max(s + m, 1)
+    return pieces[-1][1] if pieces else 1
 
 
 class StepTable:
-    """Per-step times of one replica layout, tabulated over token counts (built once per simulation)."""
+    """Per-step times of one replica layout, tabulated over token counts (built once per simulation).
+
+    Scalar look-ups use Python lists: the simulator calls these once per event, where numpy's per-call cost
+    would dominate.
+    """
 
     def __init__(self, model: ModelSpec, plan: ServePlan, perf: Perf, engine: EngineProfile | str = "vllm",
                  accelerator: Accelerator | None = None, max_tokens: int | None = None) -> None:
@@ -90,18 +125,26 @@ class StepTable:
         self.tier = comm_tier(plan, accelerator)
         self.layers = float(model.layers)
         top = int(max_tokens or (plan.max_batched_tokens + plan.max_batch))
-        self.token_s = self._token_table(np.arange(top + 1, dtype=float))
-        self.logit_s = self._logit_table(np.arange(top + 1, dtype=float))
+        n = np.arange(top + 1, dtype=float)
+        self.tok = self._token_table(n).tolist()
+        self.logit = self._logit_table(n).tolist()
         self._extra: dict[tuple[str, int], float] = {}
-        heads = model.heads / plan.tp
-        self.q_dim = heads * model.head_dim
+        self.heads = model.heads / plan.tp
+        self.q_dim = self.heads * model.head_dim
         self.kv_dim = max(model.kv_heads / plan.tp, 1.0) * model.head_dim
-        self.heads = heads
         self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
         self.attn_launch_s = self.main.params.attention.launch_s
         self.mem = self._affine(self.main)
         self.dec_mem = self._affine(self.dec)
+        # Seconds per (query, key) pair of attention at each query-token count: 4 q_dim FLOPs at the
+        # attention efficiency for that many query rows (perf.attention_s's compute branch).
+        eff = curve_value(self.main.params.attention.forward, n * self.heads)
+        self.pair_s = (4.0 * self.q_dim / (self.main.peak(plan.dtype) * np.maximum(eff, 1e-300))).tolist()
         self.kernels = {(p, d): float(kernels_per_step(model, plan, p, d)) for p in (0, 1) for d in (0, 1)}
+        e = self.engine
+        self.oh0, self.oh1 = e.step_overhead_s, e.sequence_overhead_s
+        self.graphs, self.graph_max = bool(e.cuda_graphs), int(e.cuda_graph_max_batch)
+        self._dec_coef: dict[int, tuple[float, float, float, float, float]] = {}
 
     # --- tables over token counts ------------------------------------------------------------------
     def _token_table(self, n: np.ndarray) -> np.ndarray:
@@ -124,13 +167,18 @@ class StepTable:
         out = self.main.ops_s(head) + tp_comm_s(self.main, m, p, 0.0 * rows, rows, self.tier)
         return np.where(rows > 0, out, 0.0)
 
-    def _lookup(self, table: np.ndarray, kind: str, n: int) -> float:
-        if n < len(table):
-            return float(table[n])
+    def _beyond(self, kind: str, n: int) -> float:
+        """A token count past the table (static batches of long prompts): priced on demand, then kept."""
         key = (kind, n)
         if key not in self._extra:
-            builder = self._token_table if kind == "token" else self._logit_table
-            self._extra[key] = float(builder(np.array([float(n)]))[0])
+            x = np.array([float(n)])
+            if kind == "token":
+                self._extra[key] = float(self._token_table(x)[0])
+            elif kind == "logit":
+                self._extra[key] = float(self._logit_table(x)[0])
+            else:
+                eff = float(curve_value(self.main.params.attention.forward, n * self.heads))
+                self._extra[key] = 4.0 * self.q_dim / (self.main.peak(self.plan.dtype) * eff)
         return self._extra[key]
 
     @staticmethod
@@ -145,63 +193,62 @@ class StepTable:
                             "the serving simulator's closed-form decode runs need the roofline memory model")
         return icpt, slope
 
-    def _flop_s(self, perf: Perf, query_rows: float) -> float:
-        """Seconds per attention FLOP at ``query_rows`` (perf.attention_s's compute branch)."""
-        a = perf.params.attention
-        eff = float(curve_value(a.forward, query_rows))
-        return 1.0 / (perf.peak(self.plan.dtype) * eff)
-
     # --- one step ---------------------------------------------------------------------------------
     def token_time(self, n: int) -> float:
-        return self._lookup(self.token_s, "token", n)
+        return self.tok[n] if n < len(self.tok) else self._beyond("token", n)
 
     def logit_time(self, rows: int) -> float:
-        return self._lookup(self.logit_s, "logit", rows)
+        return self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
+
+    def _pair_s(self, n: int) -> float:
+        return self.pair_s[n] if n < len(self.pair_s) else self._beyond("pair", n)
 
     def prefill_attention_s(self, tokens: int, pairs: float, kv_tokens: float) -> float:
         """One layer's prefill attention kernel (serving_layer_ops' attention op, priced as Perf prices it)."""
         if tokens <= 0:
             return 0.0
-        flops = 4.0 * pairs * self.q_dim
         nbytes = 2.0 * tokens * self.q_dim * self.act_bytes + 2.0 * kv_tokens * self.kv_dim * self.kv_bytes
         icpt, slope = self.mem
-        return self.attn_launch_s + max(flops * self._flop_s(self.main, tokens * self.heads), icpt + slope * nbytes)
+        return self.attn_launch_s + max(pairs * self._pair_s(tokens), icpt + slope * nbytes)
 
     def decode_attention_s(self, seqs: int, kv_tokens: float) -> float:
         """One layer's decode (paged) attention kernel for ``seqs`` sequences reading ``kv_tokens`` keys."""
         if seqs <= 0:
             return 0.0
         icpt, slope = self.dec_mem
-        flops = 4.0 * kv_tokens * self.q_dim
         nbytes = 2.0 * seqs * self.q_dim * self.act_bytes + 2.0 * kv_tokens * self.kv_dim * self.kv_bytes
-        return self.attn_launch_s + max(flops * self._flop_s(self.dec, seqs * self.heads), icpt + slope * nbytes)
+        return self.attn_launch_s + max(kv_tokens * self._pair_s(seqs), icpt + slope * nbytes)
 
     def overhead_s(self, seqs: int) -> float:
-        return self.engine.step_overhead_s + self.engine.sequence_overhead_s * seqs
+        return self.oh0 + self.oh1 * seqs
 
     def dispatch_s(self, prefill_tokens: int, decode_seqs: int) -> float:
         """CPU dispatch time of a step's kernels outside a CUDA graph (0 when the step replays one)."""
-        if bool(graphed(self.engine, prefill_tokens, decode_seqs)):
+        if self.graphs and prefill_tokens == 0 and decode_seqs <= self.graph_max:
             return 0.0
         return self.kernels[(int(prefill_tokens > 0), int(decode_seqs > 0))] * self.engine.kernel_dispatch_s
+
+    def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float]:
+        """Per batch size: (base, compute slope, memory intercept, memory slope, dispatch) of a decode step."""
+        co = self._dec_coef.get(seqs)
+        if co is None:
+            b, L = float(seqs), self.layers
+            icpt, slope = self.dec_mem
+            base = self.token_time(seqs) + self.logit_time(seqs) + L * self.attn_launch_s + self.overhead_s(seqs)
+            co = (base, L * self._pair_s(seqs), L * (icpt + slope * 2.0 * b * self.q_dim * self.act_bytes),
+                  L * slope * 2.0 * self.kv_dim * self.kv_bytes, self.dispatch_s(0, seqs))
+            self._dec_coef[seqs] = co
+        return co
 
     def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
         ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
-        b = float(seqs)
-        base = self.token_time(seqs) + self.logit_time(seqs) + self.layers * self.attn_launch_s
-        icpt, slope = self.dec_mem
-        per_flop = 4.0 * self.q_dim * self._flop_s(self.dec, b * self.heads)
-        per_byte = 2.0 * self.kv_dim * self.kv_bytes
-        x0 = kv_sum0 + b
-        oh = self.overhead_s(seqs)
-        lines = [(base + self.layers * per_flop * x0 + oh, self.layers * per_flop * b),
-                 (base + self.layers * (icpt + slope * (2.0 * b * self.q_dim * self.act_bytes + per_byte * x0)) + oh,
-                  self.layers * slope * per_byte * b)]
-        cpu = self.dispatch_s(0, seqs)
+        base, comp, m0, m1, cpu = self._decode_coef(seqs)
+        x0 = kv_sum0 + seqs
+        lines = ((base + comp * x0, comp * seqs), (base + m0 + m1 * x0, m1 * seqs))
         if cpu > 0:
-            lines.append((cpu + oh, 0.0))
-        return tuple(lines)
+            return (*lines, (cpu + self.overhead_s(seqs), 0.0))
+        return lines
 
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
@@ -214,4 +261,4 @@ class StepTable:
         return max(gpu, self.dispatch_s(prefill_tokens, decode_seqs)) + self.overhead_s(prefill_seqs + decode_seqs)
 
 
-__all__ = ["Lines", "StepTable", "max_lines", "steps_to_reach", "sum_max_lines"]
+__all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

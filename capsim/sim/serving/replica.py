@@ -1,0 +1,308 @@
+"""One serving replica: a SimPy process that forms engine steps under a scheduling policy.
+
+Steps that compute prompt tokens are one event each. Runs of decode-only steps are one event for the whole run:
+the replica advances until its batch next changes (a sequence finishes, KV blocks run out, or an arriving request
+can be admitted at the end of the step in progress) and sums the run's step times in closed form
+(:mod:`capsim.analytic.step_table`). ``fast=False`` is the reference: one event per decode step, each priced on
+its own; both give the same per-request results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Generator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from capsim.analytic.step_table import StepTable, envelope, max_lines, pieces_sum, steps_to_reach
+from capsim.sim.serving.kv import DecodeSet
+from capsim.sim.serving.state import Requests
+from capsim.specs.engine import SchedulerKind
+
+if TYPE_CHECKING:
+    from capsim.sim.serving.fleet import Fleet
+
+
+class Role(StrEnum):
+    BOTH = "both"  # prefill and decode on the same replica
+    PREFILL = "prefill"  # disaggregated: computes prompts, hands the KV cache to a decode replica
+    DECODE = "decode"  # disaggregated: receives prompts' KV caches and decodes
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    policy: SchedulerKind
+    max_seqs: int  # vLLM max_num_seqs
+    budget: int  # tokens per step (vLLM max_num_batched_tokens; Sarathi's chunk budget)
+    block_size: int
+    total_blocks: int
+    watermark_blocks: int
+    fast: bool = True
+    role: Role = Role.BOTH
+
+
+class Replica:
+    """A replica of the engine: a waiting queue, sequences being prefilled, and a decoding set."""
+
+    def __init__(self, idx: int, fleet: Fleet, table: StepTable, cfg: ReplicaConfig) -> None:
+        self.idx, self.fleet, self.table, self.cfg = idx, fleet, table, cfg
+        self.env, self.req = fleet.env, fleet.req
+        self.kv = DecodeSet(fleet.req, cfg.block_size, cfg.total_blocks)
+        self.waiting: deque[int] = deque()
+        self.prefilling: list[int] = []
+        self.wake: Any = None
+        self.idle = False
+        self.seg: tuple[float, Any, int] | None = None  # (start, envelope pieces, steps) of an interruptible decode run
+        self.cut = 0
+        self.busy_s = 0.0
+        self.preemptions = 0
+        self.timeline: list[tuple[float, int, int, int, int]] = []  # (t, decoding, prefilling, waiting, blocks)
+        self.itl_runs: list[tuple[int, int, Any]] = []  # (steps, sequences, lines): gaps of steps 1..k-1
+        self.itl_first: list[tuple[float, int]] = []  # (gap, sequences)
+        self.fresh: list[int] = []  # joined the decoding set since the last decode step
+        self.last_decode_end = math.nan
+        runner = self.run_static if cfg.policy is SchedulerKind.STATIC else self.run
+        self.env.process(runner())
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.prefilling) + self.kv.size
+
+    # --- arrivals ----------------------------------------------------------------------------------
+    def submit(self, rid: int, front: bool = False) -> None:
+        if front:
+            self.waiting.appendleft(rid)
+        else:
+            self.waiting.append(rid)
+        if self.idle:
+            if not self.wake.triggered:
+                self.wake.succeed()
+        elif self.seg is not None and len(self.waiting) == 1:
+            self._maybe_cut()
+
+    def _maybe_cut(self) -> None:
+        """Cut the decode run at the end of the step in progress if the new head of the queue can start then."""
+        t0, pieces, k = self.seg
+        if self.cut < k:
+            return
+        m = steps_to_reach(pieces, self.env.now - t0)
+        if m >= k:
+            return
+        free = self.kv.free - self.kv.cum_demand(m)
+        if self.cfg.policy is SchedulerKind.SARATHI:
+            free -= self.kv.demand(m)
+        if self._admissible(free):
+            self.cut = m
+            if not self.wake.triggered:
+                self.wake.succeed()
+
+    def _admissible(self, free: int) -> bool:
+        """Whether the head of the queue can be admitted with ``free`` blocks (vLLM V0 can_allocate)."""
+        cfg, req, rid = self.cfg, self.req, self.waiting[0]
+        if self.kv.size + len(self.prefilling) >= cfg.max_seqs:
+            return False
+        if cfg.policy is SchedulerKind.SARATHI and cfg.role is not Role.DECODE and self.kv.size >= cfg.budget:
+            return False
+        return math.ceil(req.todo[rid] / cfg.block_size) <= free - cfg.watermark_blocks
+
+    # --- the engine loop ---------------------------------------------------------------------------
+    def run(self) -> Generator[Any, Any, None]:
+        while True:
+            if not (self.waiting or self.prefilling or self.kv.size):
+                self.idle, self.wake = True, self.env.event()
+                yield self.wake
+                self.idle = False
+            step = self._plan()
+            if step is None:
+                continue
+            if step[0] == "decode":
+                yield from self._decode_run()
+            else:
+                yield from self._step(step[1], step[2])
+
+    def _plan(self) -> tuple[str, list[tuple[int, int]], bool] | None:
+        """The next step: ("prefill", chunks, with decodes) or ("decode", [], True); None to look again."""
+        cfg, kv = self.cfg, self.kv
+        if cfg.role is Role.DECODE:
+            while self.waiting and self._admissible(kv.free):
+                rid = self.waiting.popleft()
+                kv.used += math.ceil(self.req.todo[rid] / cfg.block_size)
+                self._join(rid)
+            return self._decode_or_replan()
+        if cfg.policy is SchedulerKind.SARATHI:
+            if kv.size:
+                self._preempt_if_short()
+            chunks = self._chunks(cfg.budget - kv.size, kv.free - (kv.demand(0) if kv.size else 0))
+            if chunks:
+                return "prefill", chunks, kv.size > 0
+            return self._decode_or_replan()
+        if self.prefilling or (self.waiting and self._admissible(kv.free)):
+            return "prefill", self._chunks(cfg.budget, kv.free), False
+        return self._decode_or_replan()
+
+    def _decode_or_replan(self) -> tuple[str, list[tuple[int, int]], bool] | None:
+        if not self.kv.size:
+            return None
+        self._preempt_if_short()
+        return ("decode", [], True) if self.kv.size else None
+
+    def _chunks(self, budget: int, free: int) -> list[tuple[int, int]]:
+        """Prompt chunks of one step: sequences already being prefilled first, then admissions in FCFS order."""
+        cfg, req = self.cfg, self.req
+        chunks: list[tuple[int, int]] = []
+        for rid in self.prefilling:
+            if budget <= 0:
+                break
+            q = min(req.todo[rid] - req.done[rid], budget)
+            chunks.append((rid, q))
+            budget -= q
+        seats = cfg.max_seqs - self.kv.size - len(self.prefilling)
+        while self.waiting and budget > 0 and seats > 0:
+            rid = self.waiting[0]
+            need = math.ceil(req.todo[rid] / cfg.block_size)
+            if need > free - cfg.watermark_blocks:
+                break
+            if cfg.policy is SchedulerKind.VLLM and req.todo[rid] > budget and chunks:
+                break  # whole prompts only, unless a prompt longer than the budget starts alone
+            self.waiting.popleft()
+            self.kv.used += need
+            free -= need
+            self.prefilling.append(rid)
+            if req.start_s[rid] != req.start_s[rid]:  # NaN: first time scheduled
+                req.start_s[rid] = self.env.now
+            seats -= 1
+            q = min(req.todo[rid], budget)
+            chunks.append((rid, q))
+            budget -= q
+        return chunks
+
+    def _preempt_if_short(self) -> None:
+        """Preempt by recompute, latest arrival first, until the next decode step's new blocks fit (vLLM)."""
+        kv, req = self.kv, self.req
+        while kv.size and kv.demand(0) > kv.free:
+            rid = kv.victim()
+            kv.leave(rid)
+            req.todo[rid] = req.prompt[rid] + req.gen[rid]
+            req.done[rid] = 0
+            req.preemptions[rid] += 1
+            self.preemptions += 1
+            if rid in self.fresh:
+                self.fresh.remove(rid)
+            if self.cfg.role is Role.DECODE:
+                self.fleet.reprefill(rid)
+            else:
+                self.waiting.appendleft(rid)
+
+    # --- steps -------------------------------------------------------------------------------------
+    def _step(self, chunks: list[tuple[int, int]], with_decode: bool) -> Generator[Any, Any, None]:
+        """One step computing prompt chunks (and, under Sarathi, one token of every decoding sequence)."""
+        req, kv, table = self.req, self.kv, self.table
+        tokens = pairs = kv_read = 0
+        completing = 0
+        for rid, q in chunks:
+            c = req.done[rid]
+            tokens += q
+            pairs += q * c + q * (q + 1) // 2
+            kv_read += c + q
+            completing += c + q == req.todo[rid]
+        b = kv.size if with_decode else 0
+        dkv = kv.context_sum() + b if b else 0
+        dt = table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
+        if b:
+            kv.used += kv.demand(0)
+        self._log()
+        t0 = self.env.now
+        yield self.env.timeout(dt)
+        self.busy_s += dt
+        if b:
+            self._decode_emitted(t0, dt, b)
+            self._finish_all(kv.advance(1, allocate=False))
+            self.last_decode_end = self.env.now
+        for rid, q in chunks:
+            req.done[rid] += q
+            if req.done[rid] == req.todo[rid]:
+                self.prefilling.remove(rid)
+                self._prompt_done(rid)
+
+    def _prompt_done(self, rid: int) -> None:
+        """A prompt is in the cache: its next token is emitted; it decodes here, moves, or is finished."""
+        req, now = self.req, self.env.now
+        req.gen[rid] += 1
+        req.last_emit_s[rid] = now
+        if req.first_s[rid] != req.first_s[rid]:
+            req.first_s[rid] = now
+        if req.gen[rid] >= req.output[rid] or self.cfg.role is Role.PREFILL:
+            self.kv.used -= math.ceil(req.todo[rid] / self.cfg.block_size)
+            if req.gen[rid] >= req.output[rid]:
+                self._finish_all([rid])
+            else:
+                self.fleet.transfer(rid)
+            return
+        self._join(rid)
+
+    def _join(self, rid: int) -> None:
+        self.kv.join(rid)
+        self.fresh.append(rid)
+
+    def _finish_all(self, rids: list[int]) -> None:
+        now, req = self.env.now, self.req
+        for rid in rids:
+            req.finish_s[rid] = now
+            self.fleet.finished(rid)
+
+    def _decode_emitted(self, t0: float, first_dt: float, b: int) -> None:
+        """Inter-token gaps of the first decode step after t0: since each fresh sequence's last token, and
+        since the previous decode step for the others."""
+        end = t0 + first_dt
+        fresh = [r for r in self.fresh if r in self.kv.ids]
+        for rid in fresh:
+            self.itl_first.append((end - self.req.last_emit_s[rid], 1))
+        if b > len(fresh):
+            self.itl_first.append((end - self.last_decode_end, b - len(fresh)))
+        self.fresh.clear()
+
+    def _decode_run(self) -> Generator[Any, Any, None]:
+        """Decode steps until the batch changes: one event (fast) or one step (reference)."""
+        kv, table, env = self.kv, self.table, self.env
+        b = kv.size
+        k = min(kv.steps_until_finish(), kv.steps_until_short()) if self.cfg.fast else 1
+        lines = table.decode_lines(b, kv.context_sum())
+        t0 = env.now
+        self._log()
+        if k == 1:
+            dur = table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
+            yield env.timeout(dur)
+        else:
+            pieces = envelope(lines, k)
+            self.seg, self.cut = (t0, pieces, k), k
+            wake = self.wake = env.event()
+            env.timeout(pieces_sum(pieces)).callbacks.append(lambda _e: wake.triggered or wake.succeed())
+            yield wake
+            self.seg = None
+            if self.cut < k:
+                k = self.cut
+                yield env.timeout(max(t0 + pieces_sum(pieces, k) - env.now, 0.0))
+        self.busy_s += env.now - t0
+        self._decode_emitted(t0, env.now - t0 if k == 1 else max_lines(lines, 0), b)
+        if k > 1:
+            self.itl_runs.append((k, b, lines))
+        self._finish_all(kv.advance(k))
+        self.last_decode_end = env.now
+
+    def _log(self) -> None:
+        self.timeline.append((self.env.now, self.kv.size, len(self.prefilling), len(self.waiting), self.kv.used))
+
+    # --- static batching ---------------------------------------------------------------------------
+    def run_static(self) -> Generator[Any, Any, None]:
+        """FasterTransformer-style static batching: up to max_seqs waiting requests, padded to the longest
+        prompt and output, run to completion before the next batch starts."""
+        from capsim.sim.serving.static import static_batch
+
+        while True:
+            if not self.waiting:
+                self.idle, self.wake = True, self.env.event()
+                yield self.wake
+                self.idle = False
+            yield from static_batch(self)
