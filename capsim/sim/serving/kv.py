@@ -9,7 +9,9 @@ paged KV cache allocates them, Kwon et al. 2023, Sec. 4.2), and the step at whic
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import math
 
 from capsim.sim.serving.state import Requests
@@ -45,12 +47,17 @@ class DecodeSet:
         """New blocks the decode step ``ahead`` steps from now needs."""
         return self.cnt[(-(self.steps + ahead)) % self.bs]
 
+    def _order(self) -> list[int]:
+        """Block demand of the next block_size steps, in step order: residues r0, r0 - 1, ..., r0 + 1."""
+        r0, cnt = (-self.steps) % self.bs, self.cnt
+        return cnt[r0::-1] + cnt[:r0:-1]
+
     def cum_demand(self, k: int) -> int:
         """New blocks the next ``k`` decode steps need (each block_size steps need one block per sequence)."""
         full, part = divmod(k, self.bs)
         out = full * len(self.ids)
-        for j in range(part):
-            out += self.cnt[(-(self.steps + j)) % self.bs]
+        if part:
+            out += sum(self._order()[:part])
         return out
 
     def steps_until_short(self, free: int | None = None) -> int:
@@ -58,13 +65,8 @@ class DecodeSet:
         n = len(self.ids)
         free = self.free if free is None else free
         cycles = free // n
-        left = free - cycles * n
-        base = cycles * self.bs
-        for j in range(self.bs):
-            left -= self.cnt[(-(self.steps + base + j)) % self.bs]
-            if left < 0:
-                return base + j
-        return base + self.bs  # unreachable: one full cycle needs n > left blocks
+        left = free - cycles * n  # < n: the next cycle of block_size steps runs short within it
+        return cycles * self.bs + bisect.bisect_right(list(itertools.accumulate(self._order())), left)
 
     def steps_until_finish(self) -> int:
         heap, req = self.heap, self.req

@@ -3,6 +3,7 @@ per-replica utilization, batch size, KV-cache occupancy and queue length over ti
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,23 +49,31 @@ def _weighted_stats(name: str, values: np.ndarray, weights: np.ndarray, out: dic
         out[f"{name}_p{p}_s"] = float(v[min(np.searchsorted(cw, p / 100 * cw[-1]), len(v) - 1)])
 
 
+def _flat(values: Any, count: int) -> np.ndarray:
+    return np.fromiter(itertools.chain.from_iterable(values), float, count)
+
+
 def itl_samples(fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
     """Every inter-token gap with its weight (sequences that saw it): first gaps of decode runs stored as they
     happened, later steps of each run expanded from its closed-form lines in one vectorised pass."""
-    vals = [g for r in fleet.replicas for g, _ in r.itl_first]
-    wts = [w for r in fleet.replicas for _, w in r.itl_first]
-    runs = [run for r in fleet.replicas for run in r.itl_runs]
-    if runs:
-        ks = np.array([k for k, _, _ in runs], np.int64) - 1
-        bs = np.array([b for _, b, _ in runs], float)
-        lines = np.full((len(runs), 3, 2), (-np.inf, 0.0))
-        for i, (_, _, ln) in enumerate(runs):
-            lines[i, : len(ln)] = ln
-        seg = np.repeat(np.arange(len(runs)), ks)
-        j = np.arange(ks.sum()) - np.repeat(np.cumsum(ks) - ks, ks) + 1
-        run_vals = np.max(lines[seg, :, 0] + lines[seg, :, 1] * j[:, None], axis=1)
-        return np.concatenate([vals, run_vals]), np.concatenate([wts, bs[seg]])
-    return np.asarray(vals, float), np.asarray(wts, float)
+    reps = fleet.replicas
+    vals = [_flat((r.itl_gap for r in reps), sum(len(r.itl_gap) for r in reps))]
+    wts = [_flat((r.itl_weight for r in reps), sum(len(r.itl_weight) for r in reps))]
+    runs = [run for r in reps for run in r.itl_runs]
+    for nlines in (2, 3):  # two lines with CUDA graphs, three with the CPU-dispatch floor
+        group = [run for run in runs if len(run[2]) == nlines]
+        if not group:
+            continue
+        ks = np.fromiter((k - 1 for k, _, _ in group), np.int64, len(group))
+        bs = np.fromiter((b for _, b, _ in group), float, len(group))
+        lines = _flat((x for _, _, ln in group for x in ln), 2 * nlines * len(group)).reshape(-1, nlines, 2)
+        j = np.arange(ks.sum(), dtype=float) - np.repeat(np.cumsum(ks) - ks, ks) + 1.0
+        out = np.repeat(lines[:, 0, 0], ks) + np.repeat(lines[:, 0, 1], ks) * j
+        for i in range(1, nlines):
+            np.maximum(out, np.repeat(lines[:, i, 0], ks) + np.repeat(lines[:, i, 1], ks) * j, out=out)
+        vals.append(out)
+        wts.append(np.repeat(bs, ks))
+    return np.concatenate(vals), np.concatenate(wts)
 
 
 def request_frame(fleet: Fleet) -> pd.DataFrame:
@@ -87,8 +96,11 @@ def request_frame(fleet: Fleet) -> pd.DataFrame:
 
 
 def timeline_frame(fleet: Fleet) -> pd.DataFrame:
-    rows = [(t, r.idx, dec, pre, wait, used) for r in fleet.replicas for t, dec, pre, wait, used in r.timeline]
-    df = pd.DataFrame(rows, columns=["time_s", "replica", "decoding", "prefilling", "waiting", "kv_blocks_used"])
+    cols = ["time_s", "decoding", "prefilling", "waiting", "kv_blocks_used"]
+    parts = [pd.DataFrame(np.array(r.timeline, float).reshape(-1, 5), columns=cols).assign(replica=r.idx)
+             for r in fleet.replicas]
+    df = pd.concat(parts, ignore_index=True)[["time_s", "replica", *cols[1:]]]
+    df = df.astype({c: np.int64 for c in ["replica", *cols[1:]]})
     df["batch_size"] = df["decoding"] + df["prefilling"]
     df["kv_occupancy"] = df["kv_blocks_used"] / fleet.blocks
     return df.sort_values(["replica", "time_s"], kind="stable").reset_index(drop=True)
@@ -97,12 +109,16 @@ def timeline_frame(fleet: Fleet) -> pd.DataFrame:
 def replica_frame(fleet: Fleet, timeline: pd.DataFrame, horizon_s: float) -> pd.DataFrame:
     """Per replica: utilization (busy time / run time), time-weighted batch size, KV occupancy, queue length."""
     rows = []
+    bounds = np.searchsorted(timeline["replica"].to_numpy(), np.arange(len(fleet.replicas) + 1))
     for rep in fleet.replicas:
-        tl = timeline[timeline["replica"] == rep.idx]
+        tl = timeline.iloc[bounds[rep.idx]: bounds[rep.idx + 1]]
         t = tl["time_s"].to_numpy()
         dt = np.diff(np.append(t, horizon_s)) if len(t) else np.array([])
         w = dt / dt.sum() if len(dt) and dt.sum() > 0 else dt
-        avg = (lambda col: float(np.dot(tl[col].to_numpy(), w)) if len(w) else 0.0)  # noqa: E731
+
+        def avg(col: str, tl: pd.DataFrame = tl, w: np.ndarray = w) -> float:
+            return float(np.dot(tl[col].to_numpy(), w)) if len(w) else 0.0
+
         rows.append({"replica": rep.idx, "role": rep.cfg.role.value, "utilization": rep.busy_s / horizon_s
                      if horizon_s > 0 else 0.0, "busy_s": rep.busy_s, "batch_size_mean": avg("batch_size"),
                      "kv_occupancy_mean": avg("kv_occupancy"), "kv_occupancy_max": float(tl["kv_occupancy"].max())

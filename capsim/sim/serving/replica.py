@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from capsim.analytic.step_table import StepTable, envelope, max_lines, pieces_sum, steps_to_reach
 from capsim.sim.serving.kv import DecodeSet
-from capsim.sim.serving.state import Requests
 from capsim.specs.engine import SchedulerKind
 
 if TYPE_CHECKING:
@@ -60,7 +59,8 @@ class Replica:
         self.preemptions = 0
         self.timeline: list[tuple[float, int, int, int, int]] = []  # (t, decoding, prefilling, waiting, blocks)
         self.itl_runs: list[tuple[int, int, Any]] = []  # (steps, sequences, lines): gaps of steps 1..k-1
-        self.itl_first: list[tuple[float, int]] = []  # (gap, sequences)
+        self.itl_gap: list[float] = []  # first gaps of decode runs ...
+        self.itl_weight: list[float] = []  # ... and how many sequences saw each
         self.fresh: list[int] = []  # joined the decoding set since the last decode step
         self.last_decode_end = math.nan
         runner = self.run_static if cfg.policy is SchedulerKind.STATIC else self.run
@@ -68,7 +68,7 @@ class Replica:
 
     @property
     def outstanding(self) -> int:
-        return len(self.waiting) + len(self.prefilling) + self.kv.size
+        return len(self.waiting) + len(self.prefilling) + len(self.kv.ids)
 
     # --- arrivals ----------------------------------------------------------------------------------
     def submit(self, rid: int, front: bool = False) -> None:
@@ -94,23 +94,24 @@ class Replica:
         if self.cfg.policy is SchedulerKind.SARATHI:
             free -= self.kv.demand(m)
         if self._admissible(free):
-            self.cut = m
-            if not self.wake.triggered:
-                self.wake.succeed()
+            self.cut = m  # wake the replica at the end of step m, not now: one resume instead of two
+            wake = self.wake
+            self.env.timeout(t0 + pieces_sum(pieces, m) - self.env.now).callbacks.append(
+                lambda _e: wake.triggered or wake.succeed())
 
     def _admissible(self, free: int) -> bool:
         """Whether the head of the queue can be admitted with ``free`` blocks (vLLM V0 can_allocate)."""
         cfg, req, rid = self.cfg, self.req, self.waiting[0]
-        if self.kv.size + len(self.prefilling) >= cfg.max_seqs:
+        if len(self.kv.ids) + len(self.prefilling) >= cfg.max_seqs:
             return False
-        if cfg.policy is SchedulerKind.SARATHI and cfg.role is not Role.DECODE and self.kv.size >= cfg.budget:
+        if cfg.policy is SchedulerKind.SARATHI and cfg.role is not Role.DECODE and len(self.kv.ids) >= cfg.budget:
             return False
         return math.ceil(req.todo[rid] / cfg.block_size) <= free - cfg.watermark_blocks
 
     # --- the engine loop ---------------------------------------------------------------------------
     def run(self) -> Generator[Any, Any, None]:
         while True:
-            if not (self.waiting or self.prefilling or self.kv.size):
+            if not (self.waiting or self.prefilling or len(self.kv.ids)):
                 self.idle, self.wake = True, self.env.event()
                 yield self.wake
                 self.idle = False
@@ -130,23 +131,22 @@ class Replica:
                 rid = self.waiting.popleft()
                 kv.used += math.ceil(self.req.todo[rid] / cfg.block_size)
                 self._join(rid)
-            return self._decode_or_replan()
-        if cfg.policy is SchedulerKind.SARATHI:
-            if kv.size:
+        elif cfg.policy is SchedulerKind.SARATHI:
+            b = len(kv.ids)
+            if b:
                 self._preempt_if_short()
-            chunks = self._chunks(cfg.budget - kv.size, kv.free - (kv.demand(0) if kv.size else 0))
-            if chunks:
-                return "prefill", chunks, kv.size > 0
-            return self._decode_or_replan()
-        if self.prefilling or (self.waiting and self._admissible(kv.free)):
+                b = len(kv.ids)
+            if self.prefilling or self.waiting:
+                chunks = self._chunks(cfg.budget - b, kv.free - (kv.demand(0) if b else 0))
+                if chunks:
+                    return "prefill", chunks, b > 0
+            return ("decode", [], True) if b else None
+        elif self.prefilling or (self.waiting and self._admissible(kv.free)):
             return "prefill", self._chunks(cfg.budget, kv.free), False
-        return self._decode_or_replan()
-
-    def _decode_or_replan(self) -> tuple[str, list[tuple[int, int]], bool] | None:
-        if not self.kv.size:
+        if not kv.ids:
             return None
         self._preempt_if_short()
-        return ("decode", [], True) if self.kv.size else None
+        return ("decode", [], True) if kv.ids else None
 
     def _chunks(self, budget: int, free: int) -> list[tuple[int, int]]:
         """Prompt chunks of one step: sequences already being prefilled first, then admissions in FCFS order."""
@@ -158,7 +158,7 @@ class Replica:
             q = min(req.todo[rid] - req.done[rid], budget)
             chunks.append((rid, q))
             budget -= q
-        seats = cfg.max_seqs - self.kv.size - len(self.prefilling)
+        seats = cfg.max_seqs - len(self.kv.ids) - len(self.prefilling)
         while self.waiting and budget > 0 and seats > 0:
             rid = self.waiting[0]
             need = math.ceil(req.todo[rid] / cfg.block_size)
@@ -181,7 +181,7 @@ class Replica:
     def _preempt_if_short(self) -> None:
         """Preempt by recompute, latest arrival first, until the next decode step's new blocks fit (vLLM)."""
         kv, req = self.kv, self.req
-        while kv.size and kv.demand(0) > kv.free:
+        while len(kv.ids) and kv.demand(0) > kv.free:
             rid = kv.victim()
             kv.leave(rid)
             req.todo[rid] = req.prompt[rid] + req.gen[rid]
@@ -207,7 +207,7 @@ class Replica:
             pairs += q * c + q * (q + 1) // 2
             kv_read += c + q
             completing += c + q == req.todo[rid]
-        b = kv.size if with_decode else 0
+        b = len(kv.ids) if with_decode else 0
         dkv = kv.context_sum() + b if b else 0
         dt = table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
         if b:
@@ -257,16 +257,19 @@ class Replica:
         since the previous decode step for the others."""
         end = t0 + first_dt
         fresh = [r for r in self.fresh if r in self.kv.ids]
+        last = self.req.last_emit_s
         for rid in fresh:
-            self.itl_first.append((end - self.req.last_emit_s[rid], 1))
+            self.itl_gap.append(end - last[rid])
+            self.itl_weight.append(1.0)
         if b > len(fresh):
-            self.itl_first.append((end - self.last_decode_end, b - len(fresh)))
+            self.itl_gap.append(end - self.last_decode_end)
+            self.itl_weight.append(b - len(fresh))
         self.fresh.clear()
 
     def _decode_run(self) -> Generator[Any, Any, None]:
         """Decode steps until the batch changes: one event (fast) or one step (reference)."""
         kv, table, env = self.kv, self.table, self.env
-        b = kv.size
+        b = len(kv.ids)
         k = min(kv.steps_until_finish(), kv.steps_until_short()) if self.cfg.fast else 1
         lines = table.decode_lines(b, kv.context_sum())
         t0 = env.now
@@ -281,9 +284,7 @@ class Replica:
             env.timeout(pieces_sum(pieces)).callbacks.append(lambda _e: wake.triggered or wake.succeed())
             yield wake
             self.seg = None
-            if self.cut < k:
-                k = self.cut
-                yield env.timeout(max(t0 + pieces_sum(pieces, k) - env.now, 0.0))
+            k = self.cut
         self.busy_s += env.now - t0
         self._decode_emitted(t0, env.now - t0 if k == 1 else max_lines(lines, 0), b)
         if k > 1:
@@ -292,7 +293,7 @@ class Replica:
         self.last_decode_end = env.now
 
     def _log(self) -> None:
-        self.timeline.append((self.env.now, self.kv.size, len(self.prefilling), len(self.waiting), self.kv.used))
+        self.timeline.append((self.env.now, len(self.kv.ids), len(self.prefilling), len(self.waiting), self.kv.used))
 
     # --- static batching ---------------------------------------------------------------------------
     def run_static(self) -> Generator[Any, Any, None]:

@@ -52,7 +52,8 @@ def static_batch(rep: Replica) -> Generator[Any, Any, None]:
             yield from _decode_fast(rep, batch, lines, steps)
         else:
             yield from _decode_steps(rep, batch, maxp, steps)
-        rep.itl_first.append((max_lines(lines, 0), b))
+        rep.itl_gap.append(max_lines(lines, 0))
+        rep.itl_weight.append(b)
         if steps > 1:
             rep.itl_runs.append((steps, b, lines))
     rep.busy_s += env.now - t0
