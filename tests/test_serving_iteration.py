@@ -7,7 +7,14 @@ import pytest
 
 from capsim import ServePlan, SpecError, get_accelerator, get_model, load_calibration
 from capsim.analytic.serving import StepShape, iteration_time
-from capsim.analytic.step_table import StepTable, envelope, max_lines, pieces_sum, steps_to_reach, sum_max_lines
+from capsim.analytic.step_table import (
+    StepTable,
+    envelope,
+    max_lines,
+    pieces_sum,
+    steps_to_reach,
+    sum_max_lines,
+)
 from capsim.specs.engine import engines, get_engine
 
 A100, H100 = get_accelerator("a100"), get_accelerator("h100")
