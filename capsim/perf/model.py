@@ -55,7 +55,7 @@ class Perf:
         compute = flops / (self.peak(fmt) * eff)
         if g.table is not None:
             compute = compute * _table_factor(g.table, DType(fmt).value, m, n, k)
-        return g.launch_s + np.maximum(compute, self.memory_bytes_s(nbytes))
+        return g.launch_s + np.maximum(compute, self.memory_bytes_s(nbytes, "gemm"))
 
     def attention_s(self, flops: Num, nbytes: Num, query_rows: Num, fmt: DType | str = DType.BF16,
                     backward: bool = False) -> Num:
@@ -77,6 +77,15 @@ class Perf:
         """A memory-bound kernel moving ``nbytes``."""
         return self.params.memory.launch_s + self.memory_bytes_s(nbytes, kind)
 
+    @staticmethod
+    def category(op: object) -> str:
+        """The memory-bound category whose achieved bandwidth times ``op`` (kind_scale keys of a calibration):
+        norm (row reductions: norms, softmaxes), activation, rope, embedding, or stream (plain elementwise)."""
+        name = op.name.split(".")[0]
+        if op.kind.value == "norm" or "softmax" in name:
+            return "norm"
+        return {"mlp_act": "activation", "rope": "rope", "embedding": "embedding"}.get(name, "stream")
+
     def op_s(self, op: object) -> Num:
         """Time of one :class:`capsim.analytic.ops.Op` (all its ``count`` instances)."""
         kind = op.kind.value
@@ -87,7 +96,7 @@ class Perf:
             _seqs, heads, q, _kv, _d = op.shape
             return self.attention_s(op.total_flops, op.bytes * op.count, np.asarray(q, float) * heads, op.dtype,
                                     op.name.endswith(".bwd"))
-        return self.memory_s(op.bytes * op.count, op.name.split(".")[0])
+        return self.memory_s(op.bytes * op.count, self.category(op))
 
     def ops_s(self, ops: Iterable[object]) -> Num:
         total: Num = 0.0
@@ -96,8 +105,9 @@ class Perf:
         return total
 
     # --- communication -------------------------------------------------------------------------
-    def link(self, collective: Collective | str, group: int, tier: Tier | str = Tier.INTRA) -> Link:
-        """The alpha-beta pair for a collective at a group size: exact entry, else the tier's fallback."""
+    def link(self, collective: Collective | str, group: int, tier: Tier | str = Tier.INTRA) -> Link | tuple[Link, ...]:
+        """The alpha-beta pair(s) for a collective at a group size: exact entry, the nearest measured group size
+        (in log2), else the tier's fallback."""
         tiers = self.params.comm.links
         tier = Tier(tier).value
         if tier not in tiers:
@@ -123,8 +133,10 @@ class Perf:
         for g in np.unique(group_arr):
             if g <= 1:
                 continue
-            link = self.link(coll, int(g), tier)
-            t = link.alpha_s + np.asarray(nbytes, float) * coll.bus_factor(float(g)) / link.bus_bw_bytes_per_s
+            links = self.link(coll, int(g), tier)
+            bus_bytes = np.asarray(nbytes, float) * coll.bus_factor(float(g))
+            t = np.min([lk.alpha_s + bus_bytes / lk.bus_bw_bytes_per_s
+                        for lk in (links if isinstance(links, tuple) else (links,))], axis=0)
             out = np.where(group_arr == g, t, out)
         return out if out.shape else float(out)
 
