@@ -28,7 +28,7 @@ METRICS = ("tflops_per_gpu_hw", "tflops_per_gpu_model", "iteration_s")
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
 # The published runs' software (a configuration fact, not a correction): Megatron-LM 2021-22 runs used unfused
 # softmax attention, dropout 0.1, no overlap of the DP all-reduce, blocking p2p with scatter/gather.
-FRAMEWORK_OF_SOURCE = {"sc21": FrameworkName.MEGATRON_2021, "korthikanti": FrameworkName.MEGATRON_2021}
+FRAMEWORK_OF_SOURCE = {"sc21": FrameworkName.MEGATRON_2021, "korthikanti": FrameworkName.MEGATRON_2022}
 
 
 def row_model(r: dict[str, str]) -> ModelSpec:

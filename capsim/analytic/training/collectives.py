@@ -34,6 +34,17 @@ def placement(size: Num, stride: Num, gpus_per_node: int) -> Placement:
     return Placement(size, per_node, nodes)
 
 
+def tier_s(perf: Perf, collective: str, nbytes: Num, group: Num, tier: str) -> Num:
+    """``Perf.collective_s``, except that a collective the calibration did not measure on this tier (and has no
+    fallback for) is priced on the tier's all-reduce link: a ring reduce-scatter or all-gather moves (n-1)/n of
+    its buffer, the bus bytes of an all-reduce of half the buffer, at the same bus bandwidth (nccl-tests,
+    doc/PERFORMANCE.md); an all-to-all moves the same (n-1)/n."""
+    colls = perf.params.comm.links.get(tier, {})
+    if collective in colls or "*" in colls or "all_reduce" not in colls or collective == "send_recv":
+        return perf.collective_s(collective, nbytes, group, tier)
+    return perf.collective_s("all_reduce", np.asarray(nbytes, float) / 2.0, group, tier)
+
+
 def collective_s(perf: Perf, collective: str, nbytes: Num, where: Placement) -> Num:
     """One collective on a buffer of ``nbytes`` (nccl-tests' size convention) over a placed group.
 
@@ -45,24 +56,24 @@ def collective_s(perf: Perf, collective: str, nbytes: Num, where: Placement) -> 
     """
     a, k = where.per_node, where.nodes
     s = np.asarray(nbytes, float)
-    one_node = perf.collective_s(collective, s, np.where(k > 1, 1, where.size), "intra")
+    one_node = tier_s(perf, collective, s, np.where(k > 1, 1, where.size), "intra")
     if not np.any(k > 1):
         return one_node
     inter_k = np.where(k > 1, k, 1)
     intra_a = np.where(k > 1, a, 1)
     if collective == "all_reduce":
-        spread = (perf.collective_s("reduce_scatter", s, intra_a, "intra")
-                  + perf.collective_s("all_reduce", s / intra_a, inter_k, "inter")
-                  + perf.collective_s("all_gather", s, intra_a, "intra"))
+        spread = (tier_s(perf, "reduce_scatter", s, intra_a, "intra")
+                  + tier_s(perf, "all_reduce", s / intra_a, inter_k, "inter")
+                  + tier_s(perf, "all_gather", s, intra_a, "intra"))
     elif collective == "reduce_scatter":
-        spread = (perf.collective_s("reduce_scatter", s, intra_a, "intra")
-                  + perf.collective_s("reduce_scatter", s / intra_a, inter_k, "inter"))
+        spread = (tier_s(perf, "reduce_scatter", s, intra_a, "intra")
+                  + tier_s(perf, "reduce_scatter", s / intra_a, inter_k, "inter"))
     elif collective == "all_gather":
-        spread = (perf.collective_s("all_gather", s / intra_a, inter_k, "inter")
-                  + perf.collective_s("all_gather", s, intra_a, "intra"))
+        spread = (tier_s(perf, "all_gather", s / intra_a, inter_k, "inter")
+                  + tier_s(perf, "all_gather", s, intra_a, "intra"))
     elif collective == "all_to_all":
-        spread = (perf.collective_s("all_to_all", s, inter_k, "inter")
-                  + perf.collective_s("all_to_all", s / inter_k, intra_a, "intra"))
+        spread = (tier_s(perf, "all_to_all", s, inter_k, "inter")
+                  + tier_s(perf, "all_to_all", s / inter_k, intra_a, "intra"))
     else:
         raise ValueError(f"no hierarchical form for {collective!r}")
     return np.where(k > 1, spread, one_node)
@@ -78,4 +89,4 @@ def send_s(perf: Perf, nbytes: Num, inter: Num) -> Num:
     return np.where(inter, perf.collective_s("send_recv", s, np.where(inter, 2, 1), "inter"), inside)
 
 
-__all__ = ["Placement", "collective_s", "placement", "send_s"]
+__all__ = ["Placement", "collective_s", "placement", "send_s", "tier_s"]

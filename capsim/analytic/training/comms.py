@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.ops import optimizer_ops
 from capsim.analytic.training.collectives import collective_s, placement, send_s
 from capsim.analytic.training.compute import MicroBatchTimes
 from capsim.analytic.training.framework import Framework
@@ -29,17 +30,29 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
                t: MicroBatchTimes, fw: Framework) -> np.ndarray:
     """Exposed TP communication of one layer and micro-batch: forward, backward and a full recomputation.
 
-    Two all-reduces of the [s, b, h] activation per layer in each pass (Megatron-LM, Shoeybi et al. 2019, Fig. 4),
-    or with sequence parallelism an all-gather and a reduce-scatter in their place, same bytes (Korthikanti et al.
-    2022, Sec. 4.2.2). Decoder layers of an encoder-decoder add one pair for cross-attention.
+    Forward: an all-reduce of the [s, b, h] activation after each row-parallel linear (Megatron-LM, Shoeybi et al.
+    2019, Fig. 4), or under sequence parallelism an all-gather before each column-parallel linear and a
+    reduce-scatter after each row-parallel one, same bytes (Korthikanti et al. 2022, Sec. 4.2.2). Backward: the
+    conjugates at the column-parallel inputs, and under SP the all-gather of the row-parallel output gradient plus
+    a re-gather of the saved sharded input for the weight gradient. With async TP communication the column-parallel
+    ones run during that linear's weight-gradient GEMM (and the re-gather during its data-gradient GEMM).
+    Decoder layers of an encoder-decoder add one pair for cross-attention.
     """
     nbytes = _tokens(lay) * model.hidden * precision.activations.bytes
     where = placement(lay.tp, 1, gpn)
     ar = collective_s(perf, "all_reduce", nbytes, where)
-    rs_ag = collective_s(perf, "reduce_scatter", nbytes, where) + collective_s(perf, "all_gather", nbytes, where)
-    pairs = 2.0 + (model.layers / model.total_layers if model.arch is Arch.ENCODER_DECODER else 0.0)
-    passes = 2.0 + recompute_passes(lay)
-    comm = passes * pairs * np.where(lay.sp, rs_ag, ar)
+    rs = collective_s(perf, "reduce_scatter", nbytes, where)
+    ag = collective_s(perf, "all_gather", nbytes, where)
+    forward = 2.0 * np.where(lay.sp, ag + rs, ar)
+    if fw.overlap_tp_wgrad:
+        hidden = [(t.qkv_dgrad_s, t.qkv_wgrad_s), (t.up_dgrad_s, t.up_wgrad_s)]
+        plain = sum(np.maximum(ar - wgrad, 0.0) for _, wgrad in hidden)
+        seq = 2.0 * ag + sum(np.maximum(rs - wgrad, 0.0) + np.maximum(ag - dgrad, 0.0) for dgrad, wgrad in hidden)
+        backward = np.where(lay.sp, seq, plain)
+    else:
+        backward = np.where(lay.sp, 4.0 * ag + 2.0 * rs, 2.0 * ar)
+    pairs = 1.0 + (0.5 * model.layers / model.total_layers if model.arch is Arch.ENCODER_DECODER else 0.0)
+    comm = pairs * (forward * (1.0 + recompute_passes(lay)) + backward)
     if fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
         gemms = t.layer_gemm_fwd_s * (3.0 + recompute_passes(lay))  # backward GEMMs are twice the forward
         comm = np.maximum(comm - gemms, 0.0)
@@ -155,13 +168,24 @@ def embedding_sync_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Prec
     return collective_s(perf, "all_reduce", nbytes, where)
 
 
+def grad_accumulation_s(perf: Perf, local_params: np.ndarray, precision: Precision, fw: Framework) -> np.ndarray:
+    """Adding one micro-batch's weight gradients into the accumulation buffer, a separate memory-bound pass unless
+    the weight-gradient GEMM accumulates in place: read and write the buffer, read the fresh 16-bit gradient
+    (Megatron-LM distributed.py main_grad hook before gradient_accumulation_fusion)."""
+    if fw.fused_grad_accumulation:
+        return np.zeros(np.shape(local_params))
+    nbytes = local_params * (2.0 * precision.gradients.bytes + precision.activations.bytes)
+    return np.asarray(perf.memory_s(nbytes, "stream"), float)
+
+
 def optimizer_s(perf: Perf, local_params: np.ndarray, precision: Precision) -> np.ndarray:
-    """Adam over the parameters this GPU updates, memory bound: read and write the master weights and both moments,
-    read the gradients three times (norm for clipping, loss-scale check, update) and write the 16-bit weights
-    (apex FusedAdam / Megatron-LM optimizer.py)."""
-    per_param = 2.0 * precision.optimizer_bytes_per_param + 3.0 * precision.gradients.bytes + precision.weights.bytes
-    return np.asarray(perf.memory_s(local_params * per_param, "optimizer"), float)
+    """The optimizer step on this GPU's parameters, all memory bound: with loss scaling, unscale the gradients and
+    check them for inf/NaN (read + write); their norm for clipping (read); Adam (``ops.optimizer_ops``); zero the
+    gradient buffer for the next step (write) (Megatron-LM optimizer.py MixedPrecisionOptimizer.step, zero_grad)."""
+    passes = 2.0 * precision.loss_scaling + 1.0 + 1.0
+    extra = perf.memory_s(local_params * precision.gradients.bytes * passes, "stream")
+    return np.asarray(perf.ops_s(optimizer_ops(local_params, precision)) + extra, float)
 
 
 __all__ = ["cp_layer_s", "dp_groups", "embedding_sync_s", "ep_layer_s", "grad_reduce_s", "optimizer_s",
-           "p2p_hop_s", "param_gather_s", "recompute_passes", "tp_ends_s", "tp_layer_s"]
+           "grad_accumulation_s", "p2p_hop_s", "param_gather_s", "recompute_passes", "tp_ends_s", "tp_layer_s"]

@@ -47,6 +47,10 @@ class MicroBatchTimes:
     layer_gemm_fwd_s: np.ndarray  # the layer's weight GEMMs in the forward (what TP comm could hide behind)
     layer_attn_fwd_s: np.ndarray  # attention core forward (what ring-attention KV passing hides behind)
     layer_attn_bwd_s: np.ndarray  # attention core backward
+    qkv_dgrad_s: np.ndarray  # the column-parallel GEMMs' backward halves (what async TP comm hides behind)
+    qkv_wgrad_s: np.ndarray
+    up_dgrad_s: np.ndarray
+    up_wgrad_s: np.ndarray
     embed_fwd_s: np.ndarray  # embedding lookup (first stage)
     embed_bwd_s: np.ndarray
     head_fwd_s: np.ndarray  # final norm, LM head and loss (last stage)
@@ -97,7 +101,13 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
             "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS),
             "layer_gemm_fwd_s": _sum(perf, fwd, lay, precision, GEMM_OPS),
             "layer_attn_fwd_s": _sum(perf, fwd, lay, precision, ATTENTION_OPS),
-            "layer_attn_bwd_s": _sum(perf, bwd, lay, precision, ATTENTION_OPS)}
+            "layer_attn_bwd_s": _sum(perf, bwd, lay, precision, ATTENTION_OPS),
+            **{f"{short}_{half}_s": _named(perf, bwd, lay, precision, f"{name}.{half}")
+               for short, name in (("qkv", "qkv"), ("up", "mlp_up")) for half in ("dgrad", "wgrad")}}
+
+
+def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: str) -> np.ndarray:
+    return sum((_op_s(perf, op, lay, precision) for op in ops if op.name == name), np.zeros(len(lay)))
 
 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,

@@ -11,7 +11,7 @@ from capsim._types import Num
 from capsim.analytic.memory import TrainingMemory
 
 # The parts of a step; they add up to ``step_s``.
-BREAKDOWN = ("compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "ep_comm_s", "pp_comm_s", "zero_comm_s",
+BREAKDOWN = ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s", "cp_comm_s", "ep_comm_s", "pp_comm_s", "zero_comm_s",
              "bubble_s", "dp_comm_s", "embedding_sync_s", "optimizer_s", "param_gather_s")
 STAGE_NAMES = ("first", "middle", "last")
 
@@ -27,6 +27,7 @@ class StepTime:
     step_s: Num
     compute_s: Num  # forward + backward of the layers, embedding and LM head
     recompute_s: Num  # activation recomputation (full: the layer forward again; selective: attention's core)
+    grad_accumulation_s: Num  # adding each micro-batch's gradients into the fp32 buffer (unfused frameworks)
     tp_comm_s: Num  # tensor-parallel all-reduces (or SP all-gathers/reduce-scatters) left exposed
     cp_comm_s: Num  # ring-attention KV passing not hidden behind attention
     ep_comm_s: Num  # MoE all-to-alls

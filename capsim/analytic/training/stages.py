@@ -18,7 +18,8 @@ from capsim.perf import Perf
 from capsim.specs.model import ModelSpec
 from capsim.specs.precision import Precision
 
-PER_MICRO_BATCH = ("compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "ep_comm_s", "pp_comm_s", "zero_comm_s")
+PER_MICRO_BATCH = ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s", "cp_comm_s", "ep_comm_s",
+                   "pp_comm_s", "zero_comm_s")
 STAGES = ("first", "middle", "last")
 
 
@@ -75,10 +76,17 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     if np.any(layers.middle != layers.middle_max):  # an uneven split: the sum over stages needs the mean too
         kinds.append(("middle_mean", layers.middle))
     for stage, n in kinds:
-        end_compute, end_tp, end_bwd = ends[stage.split("_")[0]]
+        kind = stage.split("_")[0]
+        end_compute, end_tp, end_bwd = ends[kind]
+        dense, expert = params[kind]
+        if stage == "middle_mean":  # params of a mean-sized middle stage
+            ratio = layers.middle / np.maximum(layers.middle_max, 1e-9)
+            dense, expert = dense * ratio, expert * ratio
         bwd = n * t.layer_bwd_s + end_bwd
-        zero = _zero_micro_batch_s(perf, lay, precision, gpn, fw, t, n, params[stage.split("_")[0]], bwd)
+        zero = _zero_micro_batch_s(perf, lay, precision, gpn, fw, t, n, (dense, expert), bwd)
+        grads = (dense + expert) / np.where(lay.zero_stage >= 2, lay.dp * lay.cp, 1)  # ZeRO-2/3 keep a shard
         costs = {"compute_s": n * (t.layer_fwd_s + t.layer_bwd_s) + end_compute, "recompute_s": n * rec,
+                 "grad_accumulation_s": comms.grad_accumulation_s(perf, grads, precision, fw),
                  "tp_comm_s": n * tp_layer + end_tp, "cp_comm_s": n * cp_layer, "ep_comm_s": n * ep_layer,
                  "pp_comm_s": pp_mb, "zero_comm_s": zero}
         exists = np.ones(len(lay), bool) if stage == "first" else (lay.pp > (1 if stage == "last" else 2))

@@ -13,7 +13,7 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import stages
 from capsim.analytic.training.compute import micro_batch_times
 from capsim.analytic.training.framework import Framework, FrameworkName, get_framework
-from capsim.analytic.training.result import StepTime
+from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
 from capsim.perf import DeviceParams, Link, Perf
 from capsim.specs.hardware import Cluster
@@ -38,8 +38,13 @@ def resolve_perf(perf: object, cluster: Cluster) -> Perf:
     if all(s == 1.0 for s in scales.values()):
         return perf
     params: DeviceParams = perf.params
-    links = {tier: {c: {g: Link(l.alpha_s, l.bus_bw_bytes_per_s * scales.get(tier, 1.0)) for g, l in grp.items()}
-                    for c, grp in colls.items()} for tier, colls in params.comm.links.items()}
+    def scaled(link: Link | tuple[Link, ...], by: float) -> Link | tuple[Link, ...]:
+        if isinstance(link, tuple):
+            return tuple(Link(x.alpha_s, x.bus_bw_bytes_per_s * by) for x in link)
+        return Link(link.alpha_s, link.bus_bw_bytes_per_s * by)
+
+    links = {tier: {c: {g: scaled(lk, scales.get(tier, 1.0)) for g, lk in grp.items()} for c, grp in colls.items()}
+             for tier, colls in params.comm.links.items()}
     return Perf(replace(params, comm=replace(params.comm, links=links),
                         name=params.name + f" (links x{scales['intra']:.3g}/x{scales['inter']:.3g})"))
 
@@ -133,9 +138,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     reason = _validity(model, lay, cluster.num_gpus)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
     model_f, hw_f = _flops(model, lay, fw.attention)
-    total = sum(parts[k] for k in ("compute_s", "recompute_s", "tp_comm_s", "cp_comm_s", "ep_comm_s", "pp_comm_s",
-                                   "zero_comm_s", "bubble_s", "dp_comm_s", "embedding_sync_s", "optimizer_s",
-                                   "param_gather_s"))
+    total = sum(parts[k] for k in BREAKDOWN)
     values = dict(parts, step_s=total, micro_batches=lay.micro_batches, num_gpus=lay.num_gpus,
                   tokens_per_step=lay.global_batch * lay.seq_len, model_flops=model_f, hw_flops=hw_f,
                   feasible=reason == "", reason=reason)
