@@ -35,14 +35,25 @@ def placement(size: Num, stride: Num, gpus_per_node: int) -> Placement:
 
 
 def tier_s(perf: Perf, collective: str, nbytes: Num, group: Num, tier: str) -> Num:
-    """``Perf.collective_s``, except that a collective the calibration did not measure on this tier (and has no
-    fallback for) is priced on the tier's all-reduce link: a ring reduce-scatter or all-gather moves (n-1)/n of
-    its buffer, the bus bytes of an all-reduce of half the buffer, at the same bus bandwidth (nccl-tests,
-    doc/PERFORMANCE.md); an all-to-all moves the same (n-1)/n."""
+    """``Perf.collective_s`` over arrays, one call per distinct group size (a sweep has a handful).
+
+    A collective the calibration did not measure on this tier (and has no fallback for) is priced on the tier's
+    all-reduce link: a ring reduce-scatter or all-gather moves (n-1)/n of its buffer, the bus bytes of an
+    all-reduce of half the buffer, at the same bus bandwidth (nccl-tests, doc/PERFORMANCE.md); so does an
+    all-to-all.
+    """
     colls = perf.params.comm.links.get(tier, {})
-    if collective in colls or "*" in colls or "all_reduce" not in colls or collective == "send_recv":
-        return perf.collective_s(collective, nbytes, group, tier)
-    return perf.collective_s("all_reduce", np.asarray(nbytes, float) / 2.0, group, tier)
+    scale = 1.0
+    if not (collective in colls or "*" in colls or "all_reduce" not in colls or collective == "send_recv"):
+        collective, scale = "all_reduce", 0.5
+    size, group = np.broadcast_arrays(np.asarray(nbytes, float) * scale, np.asarray(group, np.int64))
+    out = np.zeros(size.shape)
+    flat = group.reshape(-1)
+    for g in np.flatnonzero(np.bincount(flat)) if flat.size else ():
+        if g > 1:
+            mask = group == g
+            out[mask] = perf.collective_s(collective, size[mask], int(g), tier)
+    return out if out.shape else float(out)
 
 
 def collective_s(perf: Perf, collective: str, nbytes: Num, where: Placement) -> Num:
@@ -83,10 +94,10 @@ def send_s(perf: Perf, nbytes: Num, inter: Num) -> Num:
     """One point-to-point transfer of ``nbytes`` between two GPUs, inside a node or across the network."""
     s = np.asarray(nbytes, float)
     inter = np.asarray(inter, bool)
-    inside = perf.collective_s("send_recv", s, np.where(inter, 1, 2), "intra")
+    inside = tier_s(perf, "send_recv", s, np.where(inter, 1, 2), "intra")
     if not np.any(inter):
         return inside
-    return np.where(inter, perf.collective_s("send_recv", s, np.where(inter, 2, 1), "inter"), inside)
+    return np.where(inter, tier_s(perf, "send_recv", s, np.where(inter, 2, 1), "inter"), inside)
 
 
 __all__ = ["Placement", "collective_s", "placement", "send_s", "tier_s"]

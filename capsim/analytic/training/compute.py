@@ -125,13 +125,21 @@ def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
     return MicroBatchTimes(**out)
 
 
+def distinct(lay: Layouts, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(first index of each distinct combination of ``keys``, the combination index of every layout)."""
+    code = np.zeros(len(lay), np.int64)
+    for k in keys:  # one mixed-radix code per combination (each column has few distinct values)
+        values, column = np.unique(np.asarray(getattr(lay, k), np.int64), return_inverse=True)
+        code = code * len(values) + column.reshape(-1)
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    return first, np.asarray(inverse).reshape(-1)
+
+
 def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape."""
-    keys = np.stack([np.asarray(getattr(lay, k), np.int64) for k in SHAPE_KEYS], axis=1)
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    times = _times(model, lay.take(first), precision, perf, attention, dropout)
-    return times.take(np.asarray(inverse).reshape(-1))
+    first, inverse = distinct(lay, SHAPE_KEYS)
+    return _times(model, lay.take(first), precision, perf, attention, dropout).take(inverse)
 
 
-__all__ = ["CORE_OPS", "MicroBatchTimes", "micro_batch_times"]
+__all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]

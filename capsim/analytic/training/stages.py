@@ -5,14 +5,14 @@ the last (final norm, LM head, loss); with one stage, the single stage holds bot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.params import param_counts
 from capsim.analytic.training import comms
-from capsim.analytic.training.compute import MicroBatchTimes
+from capsim.analytic.training.compute import MicroBatchTimes, distinct
 from capsim.analytic.training.framework import Framework
 from capsim.perf import Perf
 from capsim.specs.model import ModelSpec
@@ -21,6 +21,10 @@ from capsim.specs.precision import Precision
 PER_MICRO_BATCH = ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s", "cp_comm_s", "ep_comm_s",
                    "pp_comm_s", "zero_comm_s")
 STAGES = ("first", "middle", "last")
+KINDS = ("first", "middle", "middle_mean", "last")  # middle_mean: a mean-sized middle stage (for the sum)
+# What the data-parallel traffic and the optimizer depend on: computed once per distinct combination.
+DP_KEYS = ("dp", "cp", "tp", "ep", "pp", "first_stage_layers", "last_stage_layers", "zero_stage",
+           "distributed_optimizer")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,18 @@ class StageLayers:
         return cls(lay.first_stage_layers.astype(float), mid, mid if middle_max is None else middle_max,
                    np.where(p > 1, lay.last_stage_layers, 0).astype(float))
 
+    def of_kind(self, kind: str) -> np.ndarray:
+        return {"first": self.first, "middle": self.middle_max, "middle_mean": self.middle, "last": self.last}[kind]
+
+    def take(self, index: np.ndarray) -> StageLayers:
+        return StageLayers(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+def _exists(lay: Layouts, kind: str) -> np.ndarray:
+    if kind == "first":
+        return np.ones(len(lay), bool)
+    return lay.pp > (1 if kind == "last" else 2)
+
 
 def stage_params(model: ModelSpec, lay: Layouts, layers: StageLayers) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(dense, expert) parameters one GPU of each stage kind holds (layers split by TP and EP; embeddings by TP)."""
@@ -50,14 +66,40 @@ def stage_params(model: ModelSpec, lay: Layouts, layers: StageLayers) -> dict[st
     single = lay.pp == 1
     # Megatron keeps a copy of a tied word embedding on the last stage for the LM head when pp > 1.
     head = (pc.lm_head if not model.tied_embeddings else np.where(single, 0, model.vocab * model.hidden)) / lay.tp
-    first = layers.first * dense + pc.embedding / lay.tp + np.where(single, head + pc.other, 0)
-    last = layers.last * dense + np.where(single, 0, head + pc.other)
-    return {"first": (first, layers.first * exp), "middle": (layers.middle_max * dense, layers.middle_max * exp),
-            "last": (last, layers.last * exp)}
+    ends = {"first": pc.embedding / lay.tp + np.where(single, head + pc.other, 0),
+            "last": np.where(single, 0, head + pc.other)}
+    return {k: (layers.of_kind(k) * dense + ends.get(k, 0.0), layers.of_kind(k) * exp) for k in KINDS}
+
+
+def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
+             layers: StageLayers) -> dict[str, np.ndarray]:
+    """Raw data-parallel traffic, gradient accumulation and optimizer time of every stage kind, computed once per
+    distinct DP_KEYS combination and spread back over the layouts."""
+    first, inverse = distinct(lay, DP_KEYS)
+    sub, sub_layers = lay.take(first), layers.take(first)
+    params = stage_params(model, sub, sub_layers)
+    shard = np.where((sub.zero_stage >= 1) | sub.distributed_optimizer, sub.dp * sub.cp, 1)
+    expert_shard = np.where(shard > 1, np.maximum(sub.dp * sub.cp // sub.ep, 1), 1)
+    out: dict[str, np.ndarray] = {}
+    local = np.zeros(len(sub))
+    for kind in KINDS:
+        dense, expert = params[kind]
+        n = np.maximum(sub_layers.of_kind(kind), 1.0)
+        out[f"reduce_{kind}"] = comms.grad_reduce_s(perf, dense, expert, sub, precision, gpn)
+        out[f"gather_{kind}"] = comms.param_gather_s(perf, dense, expert, sub, precision, gpn)
+        out[f"layer_gather_{kind}"] = comms.param_gather_s(perf, dense / n, expert / n, sub, precision, gpn)
+        grads = (dense + expert) / np.where(sub.zero_stage >= 2, sub.dp * sub.cp, 1)  # ZeRO-2/3 keep a shard
+        out[f"accumulate_{kind}"] = comms.grad_accumulation_s(perf, grads, precision, fw)
+        if kind != "middle_mean":
+            local = np.maximum(local, np.where(_exists(sub, kind), dense / shard + expert / expert_shard, 0.0))
+    out["optimizer_s"] = comms.optimizer_s(perf, local, precision)
+    out["embedding_sync_s"] = comms.embedding_sync_s(perf, model, sub, precision, gpn)
+    return {k: v[inverse] for k, v in out.items()}
 
 
 def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
-                      t: MicroBatchTimes, layers: StageLayers) -> dict[str, dict[str, np.ndarray]]:
+                      t: MicroBatchTimes, layers: StageLayers, dp: dict[str, np.ndarray]
+                      ) -> dict[str, dict[str, np.ndarray]]:
     """Seconds each stage kind spends on one micro-batch, by component (PER_MICRO_BATCH), over all its chunks."""
     rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
     tp_layer = comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw)
@@ -66,101 +108,78 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     ep_layer = comms.ep_layer_s(perf, model, lay, precision, gpn)
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
-    params = stage_params(model, lay, layers)
     single = lay.pp == 1
     ends = {"first": (t.embed_fwd_s + t.embed_bwd_s + np.where(single, t.head_fwd_s + t.head_bwd_s, 0.0),
                       tp_embed + np.where(single, tp_head, 0.0), t.embed_bwd_s + np.where(single, t.head_bwd_s, 0)),
             "middle": (0.0, 0.0, 0.0), "last": (t.head_fwd_s + t.head_bwd_s, tp_head, t.head_bwd_s)}
     out: dict[str, dict[str, np.ndarray]] = {}
-    kinds = [("first", layers.first), ("middle", layers.middle_max), ("last", layers.last)]
-    if np.any(layers.middle != layers.middle_max):  # an uneven split: the sum over stages needs the mean too
-        kinds.append(("middle_mean", layers.middle))
-    for stage, n in kinds:
-        kind = stage.split("_")[0]
-        end_compute, end_tp, end_bwd = ends[kind]
-        dense, expert = params[kind]
-        if stage == "middle_mean":  # params of a mean-sized middle stage
-            ratio = layers.middle / np.maximum(layers.middle_max, 1e-9)
-            dense, expert = dense * ratio, expert * ratio
-        bwd = n * t.layer_bwd_s + end_bwd
-        zero = _zero_micro_batch_s(perf, lay, precision, gpn, fw, t, n, (dense, expert), bwd)
-        grads = (dense + expert) / np.where(lay.zero_stage >= 2, lay.dp * lay.cp, 1)  # ZeRO-2/3 keep a shard
+    for kind in KINDS:
+        n = layers.of_kind(kind)
+        end_compute, end_tp, end_bwd = ends[kind.split("_")[0]]
+        zero = _zero_micro_batch_s(lay, fw, t, n, n * t.layer_bwd_s + end_bwd, dp[f"reduce_{kind}"],
+                                   dp[f"layer_gather_{kind}"])
         costs = {"compute_s": n * (t.layer_fwd_s + t.layer_bwd_s) + end_compute, "recompute_s": n * rec,
-                 "grad_accumulation_s": comms.grad_accumulation_s(perf, grads, precision, fw),
-                 "tp_comm_s": n * tp_layer + end_tp, "cp_comm_s": n * cp_layer, "ep_comm_s": n * ep_layer,
-                 "pp_comm_s": pp_mb, "zero_comm_s": zero}
-        exists = np.ones(len(lay), bool) if stage == "first" else (lay.pp > (1 if stage == "last" else 2))
-        out[stage] = {k: np.where(exists, v, 0.0) for k, v in costs.items()}
-    out.setdefault("middle_mean", out["middle"])
+                 "grad_accumulation_s": dp[f"accumulate_{kind}"], "tp_comm_s": n * tp_layer + end_tp,
+                 "cp_comm_s": n * cp_layer, "ep_comm_s": n * ep_layer, "pp_comm_s": pp_mb, "zero_comm_s": zero}
+        exists = _exists(lay, kind.split("_")[0])
+        out[kind] = {k: np.where(exists, v, 0.0) for k, v in costs.items()}
     out["_hop"] = {"hop_s": hop}
     return out
 
 
-def _zero_micro_batch_s(perf: Perf, lay: Layouts, precision: Precision, gpn: int, fw: Framework,
-                        t: MicroBatchTimes, n: np.ndarray, params: tuple[np.ndarray, np.ndarray],
-                        bwd_s: np.ndarray) -> np.ndarray:
+def _zero_micro_batch_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.ndarray, bwd_s: np.ndarray,
+                        reduce_s: np.ndarray, layer_gather_s: np.ndarray) -> np.ndarray:
     """Exposed ZeRO-2/3 traffic of one micro-batch: the gradient reduce-scatter after each backward (gradients
     are sharded, so they cannot accumulate locally), and ZeRO-3's per-layer parameter all-gathers in every pass,
     prefetched one layer ahead (Rajbhandari et al. 2020, Sec. 5.2-5.3; Zhao et al. 2023, FSDP, Sec. 4.2)."""
-    dense, expert = params
-    rs = comms.grad_reduce_s(perf, dense, expert, lay, precision, gpn)
     buckets = np.maximum(n, 1.0)  # the last bucket (one layer) is reduced after the backward ends
-    rs_exposed = np.maximum(rs - bwd_s, rs / buckets) if fw.overlap_grad_reduce else rs
-    layer_ag = comms.param_gather_s(perf, dense / buckets, expert / buckets, lay, precision, gpn)
+    rs = np.maximum(reduce_s - bwd_s, reduce_s / buckets) if fw.overlap_grad_reduce else reduce_s
     passes = [(t.layer_fwd_s, 1.0), (t.layer_bwd_s, 1.0), (t.layer_fwd_s, comms.recompute_passes(lay))]
     gathers = np.zeros(len(lay))
     for compute, count in passes:
-        hidden = np.maximum(layer_ag - compute, 0.0) * (n - 1) + layer_ag if fw.zero3_prefetch else layer_ag * n
-        gathers = gathers + count * hidden
-    return np.where(lay.zero_stage >= 2, rs_exposed, 0.0) + np.where(lay.zero_stage >= 3, gathers, 0.0)
+        if fw.zero3_prefetch:  # every layer's gather but the first hides behind the previous layer's compute
+            exposed = np.maximum(layer_gather_s - compute, 0.0) * np.maximum(n - 1, 0) + layer_gather_s
+        else:
+            exposed = layer_gather_s * n
+        gathers = gathers + count * exposed
+    return np.where(lay.zero_stage >= 2, rs, 0.0) + np.where(lay.zero_stage >= 3, gathers, 0.0)
 
 
-def step_tail(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
-              t: MicroBatchTimes, layers: StageLayers, hop: np.ndarray) -> dict[str, np.ndarray]:
+def step_tail(lay: Layouts, fw: Framework, t: MicroBatchTimes, layers: StageLayers, hop: np.ndarray,
+              dp: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """What follows the pipeline flush: gradient reduction (the part not hidden behind the last backward), the
     tied-embedding sync, the optimizer step and the post-step parameter all-gather."""
-    params = stage_params(model, lay, layers)
-    once = (lay.zero_stage <= 1)  # ZeRO-2/3 reduce every micro-batch instead (in micro_batch_costs)
-    v = lay.v.astype(float)
-    chunk_bwd = np.where(lay.pp > 2, layers.middle, layers.first) * t.layer_bwd_s / v + hop
+    once = lay.zero_stage <= 1  # ZeRO-2/3 reduce every micro-batch instead (in micro_batch_costs)
+    chunk_bwd = np.where(lay.pp > 2, layers.middle, layers.first) * t.layer_bwd_s / lay.v + hop
     # Stage s finishes its last backward s chunk-backwards (and hops) before stage 0 does (1F1B and interleaved).
     slack = {"first": 0.0, "middle": chunk_bwd, "last": (lay.pp - 1) * chunk_bwd}
     last_bwd = {"first": layers.first * t.layer_bwd_s + t.embed_bwd_s + np.where(lay.pp == 1, t.head_bwd_s, 0),
                 "middle": layers.middle_max * t.layer_bwd_s, "last": layers.last * t.layer_bwd_s + t.head_bwd_s}
-    exposed, full, local = np.zeros(len(lay)), np.zeros(len(lay)), np.zeros(len(lay))
-    gather = np.zeros(len(lay))
-    shard = np.where((lay.zero_stage >= 1) | lay.distributed_optimizer, lay.dp * lay.cp, 1)
-    expert_shard = np.where(shard > 1, np.maximum(lay.dp * lay.cp // lay.ep, 1), 1)
-    for stage in STAGES:
-        exists = np.ones(len(lay), bool) if stage == "first" else lay.pp > (1 if stage == "last" else 2)
-        dense, expert = params[stage]
-        red = np.where(once & exists, comms.grad_reduce_s(perf, dense, expert, lay, precision, gpn), 0.0)
-        buckets = np.maximum({"first": layers.first, "middle": layers.middle_max, "last": layers.last}[stage], 1)
+    exposed, full, gather = np.zeros(len(lay)), np.zeros(len(lay)), np.zeros(len(lay))
+    gathers_after = (lay.zero_stage == 1) | (lay.zero_stage == 2) | lay.distributed_optimizer
+    for kind in STAGES:
+        exists = _exists(lay, kind)
+        red = np.where(once & exists, dp[f"reduce_{kind}"], 0.0)
+        buckets = np.maximum(layers.of_kind(kind), 1)
         # Bucketed reduction overlapped with the last micro-batch's backward; the last bucket cannot be hidden
         # (Li et al. VLDB 2020, "PyTorch Distributed", Sec. 3.2.3).
-        left = np.maximum(red - last_bwd[stage], red / buckets) if fw.overlap_grad_reduce else red
-        exposed = np.maximum(exposed, np.where(exists, left - slack[stage], 0.0))
+        left = np.maximum(red - last_bwd[kind], red / buckets) if fw.overlap_grad_reduce else red
+        exposed = np.maximum(exposed, np.where(exists, left - slack[kind], 0.0))
         full = np.maximum(full, red)
-        local = np.maximum(local, np.where(exists, dense / shard + expert / expert_shard, 0.0))
-        ag = np.where(((lay.zero_stage == 1) | (lay.zero_stage == 2) | lay.distributed_optimizer) & exists,
-                      comms.param_gather_s(perf, dense, expert, lay, precision, gpn), 0.0)
-        gather = np.maximum(gather, ag)
+        gather = np.maximum(gather, np.where(gathers_after & exists, dp[f"gather_{kind}"], 0.0))
     first_fwd = layers.first * t.layer_fwd_s + t.embed_fwd_s
     gather = np.maximum(gather - first_fwd, 0.0) if fw.overlap_param_gather else gather
-    exposed = np.maximum(exposed, 0.0)
-    return {"dp_comm_s": exposed, "dp_total_s": full,
-            "embedding_sync_s": comms.embedding_sync_s(perf, model, lay, precision, gpn),
-            "optimizer_s": comms.optimizer_s(perf, local, precision), "param_gather_s": gather}
+    return {"dp_comm_s": np.maximum(exposed, 0.0), "dp_total_s": full, "embedding_sync_s": dp["embedding_sync_s"],
+            "optimizer_s": dp["optimizer_s"], "param_gather_s": gather}
 
 
 def pipeline(costs: dict[str, dict[str, np.ndarray]], lay: Layouts, fw: Framework) -> dict[str, np.ndarray]:
     """The pipeline's critical path: m micro-batches at the pace of the slowest stage plus the fill and drain,
     T = m W_max + (sum_s W_s - W_max) / v; for uniform stages the bubble is (p-1)/(v m) of the ideal time
     (Narayanan et al. SC21, Sec. 2.2, Eq. 1 and 2), for GPipe, 1F1B and interleaved 1F1B alike."""
-    w = {s: sum(costs[s][k] for k in PER_MICRO_BATCH) for s in STAGES}
+    w = {s: sum(costs[s][k] for k in PER_MICRO_BATCH) for s in KINDS}
     p = lay.pp.astype(float)
-    mean_middle = sum(costs["middle_mean"][k] for k in PER_MICRO_BATCH)
-    total = w["first"] + np.maximum(p - 2, 0) * mean_middle + w["last"]
+    total = w["first"] + np.maximum(p - 2, 0) * w["middle_mean"] + w["last"]
     which = np.argmax(np.stack([w[s] for s in STAGES]), axis=0)
     w_max = np.choose(which, [w[s] for s in STAGES])
     m = lay.micro_batches.astype(float)
@@ -171,4 +190,5 @@ def pipeline(costs: dict[str, dict[str, np.ndarray]], lay: Layouts, fw: Framewor
     return out
 
 
-__all__ = ["PER_MICRO_BATCH", "StageLayers", "micro_batch_costs", "pipeline", "stage_params", "step_tail"]
+__all__ = ["DP_KEYS", "PER_MICRO_BATCH", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
+           "stage_params", "step_tail"]
