@@ -27,8 +27,8 @@ def recompute_passes(lay: Layouts) -> np.ndarray:
 
 
 def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int,
-               t: MicroBatchTimes, fw: Framework) -> np.ndarray:
-    """Exposed TP communication of one layer and micro-batch: forward, backward and a full recomputation.
+               t: MicroBatchTimes, fw: Framework) -> tuple[np.ndarray, np.ndarray]:
+    """Exposed TP communication of one layer and micro-batch: (forward, backward with any full recomputation).
 
     Forward: an all-reduce of the [s, b, h] activation after each row-parallel linear (Megatron-LM, Shoeybi et al.
     2019, Fig. 4), or under sequence parallelism an all-gather before each column-parallel linear and a
@@ -52,16 +52,17 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     else:
         backward = np.where(lay.sp, 4.0 * ag + 2.0 * rs, 2.0 * ar)
     pairs = 1.0 + (0.5 * model.layers / model.total_layers if model.arch is Arch.ENCODER_DECODER else 0.0)
-    comm = pairs * (forward * (1.0 + recompute_passes(lay)) + backward)
+    fwd, bwd = pairs * forward, pairs * (forward * recompute_passes(lay) + backward)
     if fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
-        gemms = t.layer_gemm_fwd_s * (3.0 + recompute_passes(lay))  # backward GEMMs are twice the forward
-        comm = np.maximum(comm - gemms, 0.0)
-    return comm
+        fwd = np.maximum(fwd - t.layer_gemm_fwd_s, 0.0)  # backward GEMMs are twice the forward
+        bwd = np.maximum(bwd - t.layer_gemm_fwd_s * (2.0 + recompute_passes(lay)), 0.0)
+    return fwd, bwd
 
 
 def tp_ends_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """TP communication of the vocabulary-parallel ends: (embedding, LM head + loss) per micro-batch.
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TP communication of the vocabulary-parallel ends per micro-batch: (embedding forward, LM head and loss
+    forward, LM head backward).
 
     The embedding all-reduces its output; the LM head all-reduces its input gradient (all-gathers its input and
     reduce-scatters the gradient under SP); the vocab-parallel cross-entropy all-reduces three [b, s] fp32 tensors
@@ -74,12 +75,12 @@ def tp_ends_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, 
     rs = collective_s(perf, "reduce_scatter", nbytes, where)
     ag = collective_s(perf, "all_gather", nbytes, where)
     loss = 3.0 * collective_s(perf, "all_reduce", tokens * 4.0, where)
-    return np.where(lay.sp, rs, ar), np.where(lay.sp, ag + rs, ar) + loss
+    return np.where(lay.sp, rs, ar), np.where(lay.sp, ag, 0.0) + loss, np.where(lay.sp, rs, ar)
 
 
 def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int,
-               t: MicroBatchTimes) -> np.ndarray:
-    """Exposed ring-attention traffic of one layer and micro-batch.
+               t: MicroBatchTimes) -> tuple[np.ndarray, np.ndarray]:
+    """Exposed ring-attention traffic of one layer and micro-batch: (forward, backward with recomputation).
 
     Each of the cp-1 ring steps passes the local K and V block to the next rank while the current block's
     attention computes; the backward passes K, V and their gradients (Liu et al. 2023, Ring Attention, Sec. 3;
@@ -93,19 +94,23 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     fwd = np.maximum(send_s(perf, kv_bytes, inter) - block_f, 0.0)
     bwd = np.maximum(send_s(perf, 2.0 * kv_bytes, inter) - block_b, 0.0)
     replays = recompute_passes(lay) + ((lay.recompute == 1) & (t.layer_core_s > 0))
-    return np.where(lay.cp > 1, steps * (fwd * (1.0 + replays) + bwd), 0.0)
+    on = lay.cp > 1
+    return np.where(on, steps * fwd, 0.0), np.where(on, steps * (fwd * replays + bwd), 0.0)
 
 
-def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int) -> np.ndarray:
-    """Expert-parallel all-to-alls of one MoE layer and micro-batch: dispatch and combine in each pass
-    (Lepikhin et al. 2021, GShard, Sec. 3.2), on top_k copies of each token's hidden vector."""
+def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Expert-parallel all-to-alls of one MoE layer and micro-batch, (forward, backward with recomputation):
+    dispatch and combine in each pass (Lepikhin et al. 2021, GShard, Sec. 3.2), on top_k copies of each token's
+    hidden vector."""
     if not model.is_moe:
-        return np.zeros(len(lay))
+        return np.zeros(len(lay)), np.zeros(len(lay))
     tokens = _tokens(lay) / np.where(lay.sp, lay.tp, 1)
     nbytes = tokens * model.top_k * model.hidden * precision.activations.bytes
     a2a = collective_s(perf, "all_to_all", nbytes, placement(lay.ep, lay.tp * lay.cp, gpn))
     moe_share = model.layers / model.total_layers
-    return np.where(lay.ep > 1, 2.0 * (2.0 + recompute_passes(lay)) * a2a * moe_share, 0.0)
+    one_pass = np.where(lay.ep > 1, 2.0 * a2a * moe_share, 0.0)
+    return one_pass, one_pass * (1.0 + recompute_passes(lay))
 
 
 def p2p_hop_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, fw: Framework

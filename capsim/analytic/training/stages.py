@@ -102,10 +102,11 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
                       ) -> dict[str, dict[str, np.ndarray]]:
     """Seconds each stage kind spends on one micro-batch, by component (PER_MICRO_BATCH), over all its chunks."""
     rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
-    tp_layer = comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw)
-    tp_embed, tp_head = comms.tp_ends_s(perf, model, lay, precision, gpn)
-    cp_layer = comms.cp_layer_s(perf, model, lay, precision, gpn, t)
-    ep_layer = comms.ep_layer_s(perf, model, lay, precision, gpn)
+    tp_layer = sum(comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw))
+    tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
+    tp_head = tp_head_f + tp_head_b
+    cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t))
+    ep_layer = sum(comms.ep_layer_s(perf, model, lay, precision, gpn))
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
     single = lay.pp == 1
