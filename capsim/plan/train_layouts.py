@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.training import Framework, FrameworkName, StepTime, step_time
+from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training import Framework, FrameworkName, StepTime, get_framework, step_time
 from capsim.errors import SpecError, divisors
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
@@ -82,6 +83,8 @@ def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_le
                    fixed: Mapping[str, object] | None = None, top: int | None = 10) -> pd.DataFrame:
     """The fastest feasible layouts as a DataFrame (layout columns, step time, MFU, memory), best first."""
     lay = layout_grid(model, cluster.num_gpus, global_batch, seq_len, int(cluster.gpus_per_node), fixed)
+    if get_framework(framework).attention is AttentionImpl.FLASH and (fixed or {}).get("recompute") is None:
+        lay = lay.take(np.flatnonzero(lay.recompute != 1))  # flash attention keeps no s^2 tensors: selective = none
     result, order = rank_layouts(model, cluster, lay, perf, precision, framework)
     order = order if top is None else order[:top]
     frame = pd.DataFrame({k: np.asarray(getattr(lay, k))[order] for k in COLUMNS})
