@@ -23,43 +23,61 @@ from capsim.specs.plans import Schedule
 Block = tuple[str, int, int]  # (kind "F"/"B", micro-batch, model chunk)
 
 
+def _merge(forward: np.ndarray, backward: np.ndarray, warmup: int) -> np.ndarray:
+    """Warm-up forwards, then one forward and one backward alternately, then the remaining backwards.
+    ``forward``/``backward`` are (n, 2) arrays of (micro-batch, chunk); the result is (2n, 3) with kind 0=F, 1=B."""
+    n = len(forward)
+    out = np.empty((2 * n, 3), np.int64)
+    f = np.column_stack([np.zeros(n, np.int64), forward])
+    b = np.column_stack([np.ones(n, np.int64), backward])
+    steady = n - warmup
+    out[:warmup] = f[:warmup]
+    out[warmup:warmup + 2 * steady:2] = f[warmup:]
+    out[warmup + 1:warmup + 2 * steady:2] = b[:steady]
+    out[warmup + 2 * steady:] = b[steady:]
+    return out
+
+
+def order_array(schedule: Schedule | str, stage: int, stages: int, micro_batches: int, chunks: int = 1
+                ) -> np.ndarray:
+    """A stage's blocks in execution order as an (2 m v, 3) array of (kind 0=F/1=B, micro-batch, chunk).
+
+    GPipe: all forwards, then all backwards (Huang et al. 2019). 1F1B (PipeDream-flush, Narayanan et al. 2021):
+    p-s-1 warm-up forwards, then alternate. Interleaved 1F1B in Megatron-LM's order
+    (schedules.py, forward_backward_pipelining_with_interleaving): virtual micro-batch k runs chunk (k mod pv) // p
+    (reversed for backwards) of micro-batch (k // pv) p + k mod p, after 2(p-s-1) + (v-1)p warm-up forwards
+    (all of them when m = p)."""
+    p, v, m = stages, chunks, micro_batches
+    schedule = Schedule(schedule)
+    if schedule is not Schedule.INTERLEAVED:
+        mbs = np.column_stack([np.arange(m), np.zeros(m, np.int64)])
+        warmup = m if schedule is Schedule.GPIPE else min(p - stage - 1, m)
+        return _merge(mbs, mbs, warmup)
+    total = m * v
+    k = np.arange(total)
+    chunk = (k % (p * v)) // p
+    mb = (k // (p * v)) * p + k % p
+    warmup = total if m == p else min(2 * (p - stage - 1) + (v - 1) * p, total)
+    return _merge(np.column_stack([mb, chunk]), np.column_stack([mb, v - 1 - chunk]), warmup)
+
+
+def _as_blocks(order: np.ndarray) -> list[Block]:
+    return [("FB"[kind], mb, chunk) for kind, mb, chunk in order.tolist()]
+
+
 def gpipe_order(stage: int, stages: int, micro_batches: int) -> list[Block]:
     """All forwards, then all backwards (Huang et al. 2019, GPipe)."""
-    del stage, stages
-    return [("F", i, 0) for i in range(micro_batches)] + [("B", i, 0) for i in range(micro_batches)]
+    return _as_blocks(order_array(Schedule.GPIPE, stage, stages, micro_batches))
 
 
 def one_f_one_b_order(stage: int, stages: int, micro_batches: int) -> list[Block]:
-    """PipeDream-flush: p-s-1 warm-up forwards, then alternate one forward and one backward, then drain
-    (Narayanan et al. 2021; Megatron-LM forward_backward_pipelining_without_interleaving)."""
-    warmup = min(stages - stage - 1, micro_batches)
-    order: list[Block] = [("F", i, 0) for i in range(warmup)]
-    for i in range(micro_batches - warmup):
-        order += [("F", warmup + i, 0), ("B", i, 0)]
-    return order + [("B", i, 0) for i in range(micro_batches - warmup, micro_batches)]
+    """PipeDream-flush: p-s-1 warm-up forwards, then alternate one forward and one backward, then drain."""
+    return _as_blocks(order_array(Schedule.ONE_F_ONE_B, stage, stages, micro_batches))
 
 
 def interleaved_order(stage: int, stages: int, micro_batches: int, chunks: int) -> list[Block]:
-    """Interleaved 1F1B with ``chunks`` model chunks per stage, in Megatron-LM's order
-    (forward_backward_pipelining_with_interleaving): virtual micro-batch k runs chunk (k mod pv) // p
-    (reversed for backwards) of micro-batch (k // pv) p + k mod p; warm-up 2(p-s-1) + (v-1)p forwards."""
-    p, v, m = stages, chunks, micro_batches
-    total = m * v
-    warmup = total if m == p else min(2 * (p - stage - 1) + (v - 1) * p, total)
-
-    def block(kind: str, k: int) -> Block:
-        chunk = (k % (p * v)) // p
-        return kind, (k // (p * v)) * p + k % p, (chunk if kind == "F" else v - 1 - chunk)
-
-    order = [block("F", k) for k in range(warmup)]
-    for k in range(total - warmup):
-        order += [block("F", k + warmup), block("B", k)]
-    return order + [block("B", k) for k in range(total - warmup, total)]
-
-
-ORDERS = {Schedule.GPIPE: lambda s, p, m, v: gpipe_order(s, p, m),
-          Schedule.ONE_F_ONE_B: lambda s, p, m, v: one_f_one_b_order(s, p, m),
-          Schedule.INTERLEAVED: interleaved_order}
+    """Interleaved 1F1B with ``chunks`` model chunks per stage, in Megatron-LM's order."""
+    return _as_blocks(order_array(Schedule.INTERLEAVED, stage, stages, micro_batches, chunks))
 
 
 @dataclass(frozen=True)
@@ -124,25 +142,20 @@ def simulate_pipeline(forward_s: np.ndarray, backward_s: np.ndarray, micro_batch
     # float = its arrival time, an Event = the receiver is already waiting. Only a waiting receiver costs an event.
     mailbox: list[object] = [None] * (2 * micro_batches * n_virtual)
     latency = 0.0 if blocking_p2p else hop  # a blocking sender has already spent the link time
-    rows: list[tuple[int, int, int, str, float, float]] = []
+    orders = [order_array(schedule, s, p, micro_batches, v) for s in range(p)]
+    starts: list[list[float]] = [[] for _ in range(p)]
     reduced = np.zeros(p)
-    backward_base = micro_batches * n_virtual
 
-    def steps(s: int) -> list[tuple[int, float, float, int, str, int, int]]:
-        """Each block of stage s: (input to wait for, compute, compute + blocking send, output, kind, mb, chunk)."""
-        out = []
-        f_s, b_s = fwd[s].tolist(), bwd[s].tolist()
-        for kind, mb, chunk in ORDERS[schedule](s, p, micro_batches, v):
-            vs = chunk * p + s  # virtual stage
-            if kind == "F":
-                base = mb * n_virtual + vs
-                wait, dur, target = (base if vs > 0 else -1), f_s[chunk], (base + 1 if vs < last else -1)
-            else:
-                base = backward_base + mb * n_virtual + vs
-                wait, dur, target = (base if vs < last else -1), b_s[chunk], (base - 1 if vs > 0 else -1)
-            busy = dur + (hop if target >= 0 and blocking_p2p else 0.0)
-            out.append((wait, dur, busy, target, kind, mb, chunk))
-        return out
+    def steps(s: int) -> zip:
+        """Stage s's blocks as (input to wait for, compute + blocking send, output to post); -1 = none."""
+        kind, mb, chunk = orders[s].T
+        vs = chunk * p + s  # virtual stage
+        backward = kind == 1
+        base = (kind * micro_batches + mb) * n_virtual + vs
+        wait = np.where(backward, np.where(vs < last, base, -1), np.where(vs > 0, base, -1))
+        target = np.where(backward, np.where(vs > 0, base - 1, -1), np.where(vs < last, base + 1, -1))
+        busy = np.where(backward, bwd[s, chunk], fwd[s, chunk]) + np.where(target >= 0, hop - latency, 0.0)
+        return zip(wait.tolist(), busy.tolist(), target.tolist(), strict=True)
 
     def post(k: int) -> None:
         waiting = mailbox[k]
@@ -153,8 +166,9 @@ def simulate_pipeline(forward_s: np.ndarray, backward_s: np.ndarray, micro_batch
         else:  # the transfer lands after the link time while the sender goes on
             env.timeout(latency).callbacks.append(lambda _ev: waiting.succeed())
 
-    def stage(s: int, plan: list[tuple[int, float, float, int, str, int, int]]):  # noqa: ANN202 - SimPy process
-        for wait, dur, busy, target, kind, mb, chunk in plan:
+    def stage(s: int, plan: zip):  # noqa: ANN202 - a SimPy process
+        record = starts[s].append
+        for wait, busy, target in plan:
             if wait >= 0:
                 arrival = mailbox[wait]
                 if arrival is None:
@@ -162,9 +176,8 @@ def simulate_pipeline(forward_s: np.ndarray, backward_s: np.ndarray, micro_batch
                     yield ev
                 elif arrival > env.now:
                     yield env.timeout(arrival - env.now)
-            start = env.now
+            record(env.now)
             yield env.timeout(busy)
-            rows.append((s, mb, chunk, kind, start, start + dur))
             if target >= 0:
                 post(target)
         yield env.timeout(reduce[s])
@@ -173,15 +186,27 @@ def simulate_pipeline(forward_s: np.ndarray, backward_s: np.ndarray, micro_batch
     for s in range(p):
         env.process(stage(s, steps(s)))
     env.run()
-    timeline = pd.DataFrame(rows, columns=["stage", "micro_batch", "chunk", "kind", "start_s", "end_s"])
-    if len(timeline) != 2 * p * v * micro_batches:
-        raise RuntimeError(f"pipeline deadlocked after {len(timeline)} of {2 * p * v * micro_batches} blocks")
-    timeline = timeline.sort_values(["stage", "start_s"], kind="stable").reset_index(drop=True)
-    timeline["duration_s"] = timeline["end_s"] - timeline["start_s"]
+    timeline = _timeline(orders, starts, fwd, bwd)
     ideal = micro_batches * float(np.max(fwd.sum(axis=1) + bwd.sum(axis=1)))
     pipeline_end = float(timeline["end_s"].max())
     return PipelineResult(float(reduced.max()) + float(tail_s), pipeline_end, float(reduced.max()), ideal, timeline)
 
 
-__all__ = ["ORDERS", "PipelineResult", "gpipe_order", "interleaved_order", "one_f_one_b_order",
+def _timeline(orders: list[np.ndarray], starts: list[list[float]], fwd: np.ndarray, bwd: np.ndarray
+              ) -> pd.DataFrame:
+    """One row per F/B block: stage, micro-batch, chunk, kind, start, end (the compute; a blocking send follows)."""
+    done = sum(len(x) for x in starts)
+    expected = sum(len(o) for o in orders)
+    if done != expected:
+        raise RuntimeError(f"pipeline deadlocked after {done} of {expected} blocks")
+    stage = np.concatenate([np.full(len(o), s) for s, o in enumerate(orders)])
+    kind, mb, chunk = np.concatenate(orders).T
+    start = np.concatenate([np.asarray(x, float) for x in starts])
+    duration = np.where(kind == 1, bwd[stage, chunk], fwd[stage, chunk])
+    return pd.DataFrame({"stage": stage, "micro_batch": mb, "chunk": chunk,
+                         "kind": pd.Categorical.from_codes(kind, ["F", "B"]), "start_s": start,
+                         "end_s": start + duration, "duration_s": duration})
+
+
+__all__ = ["PipelineResult", "gpipe_order", "interleaved_order", "one_f_one_b_order", "order_array",
            "simulate_pipeline"]

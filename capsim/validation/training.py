@@ -7,6 +7,7 @@ capsim searches it (fastest feasible layout in the accelerator's memory) and say
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,21 @@ def _framework(source: str) -> Framework:
     return get_framework(name)
 
 
-def _predict(r: dict[str, str], calibration: str | None) -> tuple[float, str, str]:
+@dataclass(frozen=True)
+class RowPrediction:
+    """capsim's prediction for one published run, with the layout it priced."""
+
+    value: float  # in the row's metric
+    step_s: float
+    memory_bytes: float  # per GPU, peak stage, by capsim's memory model
+    capacity_bytes: float
+    chosen: dict[str, object]  # the unpublished settings capsim chose
+    note: str
+    calibration: str
+
+
+def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPrediction:
+    """Price one CSV row: the published layout, with any blank setting searched (fastest that fits)."""
     model = row_model(r)
     acc = get_accelerator(r["gpu"])
     gpus, gb, seq = int(r["gpus"]), int(r["global_batch"]), int(r["seq"])
@@ -85,13 +100,15 @@ def _predict(r: dict[str, str], calibration: str | None) -> tuple[float, str, st
     flops = megatron_iteration_flops(model, gb, seq, recompute_full=(metric == "tflops_per_gpu_hw" and rec == 2))
     value = {"iteration_s": step, "tflops_per_gpu_hw": flops / step / gpus / 1e12,
              "tflops_per_gpu_model": flops / step / gpus / 1e12}[metric]
-    chosen = [f"{k}={_show(k, getattr(lay, k)[i])}" for k, given in fixed.items() if given is None]
-    note = (f"chose {' '.join(chosen)}; " if chosen else "") + (
-        f"{float(result.memory.total_bytes[i]) / 1e9:.1f} GB/GPU; step {step:.3f} s; bottleneck "
+    chosen = {k: _show(k, getattr(lay, k)[i]) for k, given in fixed.items() if given is None}
+    memory = float(result.memory.total_bytes[i])
+    note = (f"chose {' '.join(f'{k}={v}' for k, v in chosen.items())}; " if chosen else "") + (
+        f"{memory / 1e9:.1f} GB/GPU; step {step:.3f} s; bottleneck "
         f"{('first', 'middle', 'last')[int(result.bottleneck_stage[i])]} stage; "
         + ", ".join(f"{k[:-2]} {float(getattr(result, k)[i]):.3g}" for k in
-                    ("compute_s", "recompute_s", "tp_comm_s", "pp_comm_s", "bubble_s", "dp_comm_s")))
-    return value, note, perf.name
+                    ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s", "pp_comm_s", "bubble_s",
+                     "dp_comm_s", "optimizer_s")))
+    return RowPrediction(float(value), step, memory, float(acc.memory_bytes), chosen, note, perf.name)
 
 
 def _show(key: str, value: object) -> str:
@@ -108,16 +125,17 @@ def training_suite(path: str | Path | None = None, calibration: str | None = Non
     for r in read_csv(path, "training_published.csv", REQUIRED):
         if r["metric"] not in METRICS:
             raise SpecError("metric", f"unknown training metric {r['metric']!r}", f"use one of {', '.join(METRICS)}")
-        value, note, name = _predict(r, calibration)
-        names.add(name)
+        pred = predict_row(r, calibration)
+        names.add(pred.calibration)
         case = f"{r['model']} tp{r['tp']} pp{r['pp']} dp{r['dp']} gb{r['global_batch']} {r['recompute'] or '?'}"
         if r["seq_parallel"].strip().lower() in ("yes", "true", "1"):
             case += "+sp"
         unit = "s" if r["metric"] == "iteration_s" else "TFLOP/s"
-        rows.append(Row(r["source"], case, r["metric"], float(r["value"]), value, unit, note))
-    notes = ("framework: Megatron-LM 2021-22 (unfused attention, dropout 0.1, DP all-reduce not overlapped, "
-             "blocking p2p with scatter/gather); precision and parallel degrees from each row",)
+        rows.append(Row(r["source"], case, r["metric"], float(r["value"]), pred.value, unit, pred.note))
+    notes = ("framework: megatron-2021 for SC21 rows, megatron-2022 for Korthikanti rows (unfused attention, dropout "
+             "0.1, DP all-reduce not overlapped, blocking p2p with scatter/gather; 2022 adds async TP backward comm "
+             "and gradient-accumulation fusion); precision and parallel degrees from each row",)
     return Report("training", " + ".join(sorted(names)), tuple(rows), notes)
 
 
-__all__ = ["row_model", "training_suite"]
+__all__ = ["RowPrediction", "predict_row", "row_model", "training_suite"]

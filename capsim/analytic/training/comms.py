@@ -147,19 +147,22 @@ def grad_reduce_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarra
     sharded = (lay.zero_stage >= 1) | lay.distributed_optimizer
     out = np.zeros(len(lay))
     for params, where in ((dense_params, dense), (expert_params, expert)):
-        ar = collective_s(perf, "all_reduce", params * g, where)
-        rs = collective_s(perf, "reduce_scatter", params * g, where)
-        out = out + np.where(sharded, rs, ar)
+        if np.any(params > 0):  # a dense model issues no expert collective
+            ar = collective_s(perf, "all_reduce", params * g, where)
+            rs = collective_s(perf, "reduce_scatter", params * g, where)
+            out = out + np.where(params > 0, np.where(sharded, rs, ar), 0.0)
     return out
 
 
 def param_gather_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarray, lay: Layouts,
                    precision: Precision, gpn: int) -> np.ndarray:
     """All-gather of a stage's (or one layer's) 16-bit parameters over its data-parallel group."""
-    dense, expert = dp_groups(lay, gpn)
-    w = precision.weights.bytes
-    return (collective_s(perf, "all_gather", dense_params * w, dense)
-            + collective_s(perf, "all_gather", expert_params * w, expert))
+    out = np.zeros(len(lay))
+    for params, where in zip((dense_params, expert_params), dp_groups(lay, gpn), strict=True):
+        if np.any(params > 0):
+            ag = collective_s(perf, "all_gather", params * precision.weights.bytes, where)
+            out = out + np.where(params > 0, ag, 0.0)
+    return out
 
 
 def embedding_sync_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int) -> np.ndarray:
