@@ -133,41 +133,60 @@ def simulate_pipeline(forward_s: np.ndarray, backward_s: np.ndarray, micro_batch
         raise SpecError("schedule", f"unknown schedule {schedule!r}", "use gpipe, 1f1b or interleaved") from None
     fwd, bwd = np.asarray(forward_s, float), np.asarray(backward_s, float)
     _check(fwd, bwd, micro_batches, schedule)
-    p, v = fwd.shape
-    reduce = np.broadcast_to(np.asarray(reduce_s, float), (p,)).tolist()
-    env = simpy.Environment()
-    last, n_virtual = p * v - 1, p * v
-    hop = float(p2p_s)
-    # Each message (kind, micro-batch, virtual stage) has one sender and one receiver: None = not sent yet, a
-    # float = its arrival time, an Event = the receiver is already waiting. Only a waiting receiver costs an event.
-    mailbox: list[object] = [None] * (2 * micro_batches * n_virtual)
-    latency = 0.0 if blocking_p2p else hop  # a blocking sender has already spent the link time
-    orders = [order_array(schedule, s, p, micro_batches, v) for s in range(p)]
-    starts: list[list[float]] = [[] for _ in range(p)]
-    reduced = np.zeros(p)
+    sim = _Pipeline(fwd, bwd, micro_batches, schedule, float(p2p_s), blocking_p2p, reduce_s)
+    sim.env.run()
+    timeline = _timeline(sim.orders, sim.starts, fwd, bwd)
+    ideal = micro_batches * float(np.max(fwd.sum(axis=1) + bwd.sum(axis=1)))
+    reduced = float(sim.reduced.max())
+    return PipelineResult(reduced + float(tail_s), float(timeline["end_s"].max()), reduced, ideal, timeline)
 
-    def steps(s: int) -> zip:
+
+class _Pipeline:
+    """The stages of one step as SimPy processes exchanging activations and gradients.
+
+    Each message (kind, micro-batch, virtual stage) has one sender and one receiver. Its mailbox slot holds None
+    (not sent), its arrival time, or the Event of a receiver already waiting; only a waiting receiver costs an
+    event, so a steady pipeline runs on one timeout per block."""
+
+    def __init__(self, fwd: np.ndarray, bwd: np.ndarray, micro_batches: int, schedule: Schedule, hop: float,
+                 blocking: bool, reduce_s: np.ndarray | float) -> None:
+        p, v = fwd.shape
+        self.env = simpy.Environment()
+        self.fwd, self.bwd, self.m, self.p, self.v = fwd, bwd, micro_batches, p, v
+        self.hop = hop
+        self.latency = 0.0 if blocking else hop  # a blocking sender has already spent the link time
+        self.mailbox: list[object] = [None] * (2 * micro_batches * p * v)
+        self.orders = [order_array(schedule, s, p, micro_batches, v) for s in range(p)]
+        self.starts: list[list[float]] = [[] for _ in range(p)]
+        self.reduced = np.zeros(p)
+        reduce = np.broadcast_to(np.asarray(reduce_s, float), (p,)).tolist()
+        for s in range(p):
+            self.env.process(self.stage(s, self.steps(s), reduce[s]))
+
+    def steps(self, s: int) -> zip:
         """Stage s's blocks as (input to wait for, compute + blocking send, output to post); -1 = none."""
-        kind, mb, chunk = orders[s].T
+        p, n_virtual = self.p, self.p * self.v
+        kind, mb, chunk = self.orders[s].T
         vs = chunk * p + s  # virtual stage
-        backward = kind == 1
-        base = (kind * micro_batches + mb) * n_virtual + vs
+        backward, last = kind == 1, n_virtual - 1
+        base = (kind * self.m + mb) * n_virtual + vs
         wait = np.where(backward, np.where(vs < last, base, -1), np.where(vs > 0, base, -1))
         target = np.where(backward, np.where(vs > 0, base - 1, -1), np.where(vs < last, base + 1, -1))
-        busy = np.where(backward, bwd[s, chunk], fwd[s, chunk]) + np.where(target >= 0, hop - latency, 0.0)
+        busy = np.where(backward, self.bwd[s, chunk], self.fwd[s, chunk])
+        busy = busy + np.where(target >= 0, self.hop - self.latency, 0.0)
         return zip(wait.tolist(), busy.tolist(), target.tolist(), strict=True)
 
-    def post(k: int) -> None:
-        waiting = mailbox[k]
+    def post(self, k: int) -> None:
+        waiting = self.mailbox[k]
         if waiting is None:
-            mailbox[k] = env.now + latency
-        elif latency == 0.0:
+            self.mailbox[k] = self.env.now + self.latency
+        elif self.latency == 0.0:
             waiting.succeed()
         else:  # the transfer lands after the link time while the sender goes on
-            env.timeout(latency).callbacks.append(lambda _ev: waiting.succeed())
+            self.env.timeout(self.latency).callbacks.append(lambda _ev: waiting.succeed())
 
-    def stage(s: int, plan: zip):  # noqa: ANN202 - a SimPy process
-        record = starts[s].append
+    def stage(self, s: int, plan: zip, reduce_s: float):  # noqa: ANN201 - a SimPy process
+        env, mailbox, record = self.env, self.mailbox, self.starts[s].append
         for wait, busy, target in plan:
             if wait >= 0:
                 arrival = mailbox[wait]
@@ -179,17 +198,9 @@ def simulate_pipeline(forward_s: np.ndarray, backward_s: np.ndarray, micro_batch
             record(env.now)
             yield env.timeout(busy)
             if target >= 0:
-                post(target)
-        yield env.timeout(reduce[s])
-        reduced[s] = env.now
-
-    for s in range(p):
-        env.process(stage(s, steps(s)))
-    env.run()
-    timeline = _timeline(orders, starts, fwd, bwd)
-    ideal = micro_batches * float(np.max(fwd.sum(axis=1) + bwd.sum(axis=1)))
-    pipeline_end = float(timeline["end_s"].max())
-    return PipelineResult(float(reduced.max()) + float(tail_s), pipeline_end, float(reduced.max()), ideal, timeline)
+                self.post(target)
+        yield env.timeout(reduce_s)
+        self.reduced[s] = env.now
 
 
 def _timeline(orders: list[np.ndarray], starts: list[list[float]], fwd: np.ndarray, bwd: np.ndarray

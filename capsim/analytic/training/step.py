@@ -148,12 +148,14 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
                   power_w=float(cluster.accelerator.tdp_w or np.nan),
                   price_usd_per_gpu_hour=float(np.nan if price is None else price),
                   train_tokens=float(np.nan if train_tokens is None else train_tokens))
-    if isinstance(plan, TrainPlan):
-        values = {k: _one(v) for k, v in values.items()}
-        mem = TrainingMemory(*(_one(getattr(mem, f)) for f in ("weights_bytes", "gradients_bytes", "optimizer_bytes",
-                                                               "activations_bytes", "temporary_bytes")),
-                             mem.capacity_bytes, int(_one(mem.stage)))
+    if isinstance(plan, TrainPlan):  # one plan in, plain numbers out
+        values, mem = {k: _one(v) for k, v in values.items()}, _one_memory(mem)
     return StepTime(memory=mem, **values, **common)
+
+
+def _one_memory(mem: TrainingMemory) -> TrainingMemory:
+    parts = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "temporary_bytes")
+    return TrainingMemory(*(_one(getattr(mem, f)) for f in parts), mem.capacity_bytes, int(_one(mem.stage)))
 
 
 def _one(x: object) -> object:
