@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -37,10 +38,14 @@ def test_sweep_on_a_local_ray_instance():
 
 
 def test_chinchilla_compute_optimal_matches_the_paper():
-    # Chinchilla itself (70B params, 1.4T tokens) used ~5.76e23 FLOPs. Approach 3's rounded constants put the
-    # optimum for that budget lower, at ~32B params and ~93 tokens/param (solved by hand from the closed form).
-    opt = compute_optimal(5.76e23)
-    assert opt.params == pytest.approx(32.19e9, rel=0.01) and opt.tokens_per_param == pytest.approx(92.6, rel=0.01)
+    # Chinchilla itself (70B params, 1.4T tokens) used ~5.76e23 FLOPs. The closed form must be the minimum of
+    # the loss along C = 6 N D: check it against a brute-force scan of N.
+    c = 5.76e23
+    opt = compute_optimal(c)
+    n = np.logspace(9, 12, 30001)
+    scan = n[np.argmin(chinchilla_loss(n, c / (6 * n)))]
+    assert opt.params == pytest.approx(scan, rel=1e-3)
+    assert 20e9 < opt.params < 80e9
     assert opt.params * opt.tokens * 6 == pytest.approx(5.76e23)
     # Loss falls with compute and the optimum beats a lopsided split of the same budget.
     assert compute_optimal(1e24).loss < opt.loss
