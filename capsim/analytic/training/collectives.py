@@ -35,18 +35,8 @@ def placement(size: Num, stride: Num, gpus_per_node: int) -> Placement:
 
 
 def tier_s(perf: Perf, collective: str, nbytes: Num, group: Num, tier: str) -> Num:
-    """``Perf.collective_s`` over arrays, one call per distinct group size (a sweep has a handful).
-
-    A collective the calibration did not measure on this tier (and has no fallback for) is priced on the tier's
-    all-reduce link: a ring reduce-scatter or all-gather moves (n-1)/n of its buffer, the bus bytes of an
-    all-reduce of half the buffer, at the same bus bandwidth (nccl-tests, doc/PERFORMANCE.md); so does an
-    all-to-all.
-    """
-    colls = perf.params.comm.links.get(tier, {})
-    scale = 1.0
-    if not (collective in colls or "*" in colls or "all_reduce" not in colls or collective == "send_recv"):
-        collective, scale = "all_reduce", 0.5
-    size, group = np.broadcast_arrays(np.asarray(nbytes, float) * scale, np.asarray(group, np.int64))
+    """``Perf.collective_s`` over arrays, one call per distinct group size (a sweep has a handful)."""
+    size, group = np.broadcast_arrays(np.asarray(nbytes, float), np.asarray(group, np.int64))
     out = np.zeros(size.shape)
     flat = group.reshape(-1)
     for g in np.flatnonzero(np.bincount(flat)) if flat.size else ():
