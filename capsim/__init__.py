@@ -25,6 +25,7 @@ from capsim.analytic.ops import (
                                     training_layer_ops,
 )
 from capsim.analytic.params import ParamCounts, param_counts
+from capsim.analytic.training import StepTime, step_time
 from capsim.calibration import Calibration, load_calibration
 from capsim.errors import SpecError, UnknownNameError
 from capsim.perf import Perf
@@ -55,8 +56,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Accelerator", "Arch", "AttentionImpl", "Calibration", "Cluster", "DType", "Layouts", "Mlp", "ModelSpec", "Node",
     "Op", "OpKind", "ParamCounts", "Perf", "Phase", "Precision", "Quantization", "Recompute", "Report", "Schedule",
-    "ServePlan", "ServingMemory", "SpecError", "StepBatch", "Suite", "TrainPlan", "TrainingMemory", "UnknownNameError",
+    "ServePlan", "ServingMemory", "SpecError", "StepBatch", "StepTime", "Suite", "TrainPlan", "TrainingMemory", "UnknownNameError",
     "from_hf_config", "get_accelerator", "get_model", "kv_cache_bytes_per_token", "load_calibration", "load_catalog",
     "matmul_params", "megatron_iteration_flops", "param_counts", "prices", "run_suite", "serving_layer_ops",
-    "serving_memory", "training_flops_per_token", "training_layer_ops", "training_memory", "__version__",
+    "serving_memory", "step_time", "training_flops_per_token", "training_layer_ops", "training_memory", "__version__",
 ]

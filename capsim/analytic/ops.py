@@ -20,7 +20,7 @@ import numpy as np
 
 from capsim._types import Num
 from capsim.specs.model import Mlp, ModelSpec, Position
-from capsim.specs.precision import DType
+from capsim.specs.precision import DType, Precision
 
 
 class OpKind(StrEnum):
@@ -327,6 +327,21 @@ def training_layer_ops(model: ModelSpec, micro_batch: Num, seq_len: Num, tp: Num
     return fwd if phase is Phase.FORWARD else backward_ops(fwd)
 
 
+def optimizer_ops(params: Num, precision: Precision) -> list[Op]:
+    """Adam over ``params`` local parameters: a memory-bound pass (Kingma & Ba 2015, Alg. 1).
+
+    Reads each gradient, the master (or only) weights and both moments; writes the weights and moments back,
+    and with mixed precision also the 16-bit working copy (as Megatron-LM's and PyTorch's fused Adam do).
+    """
+    p = np.asarray(params, float)
+    master = precision.master_weights.bytes if precision.master_weights is not None else precision.weights.bytes
+    moments = 2 * precision.optimizer_states.bytes
+    copy = precision.weights.bytes if precision.master_weights is not None else 0.0
+    read = p * (precision.gradients.bytes + master + moments)
+    written = p * (master + moments + copy)
+    return [Op("adam", OpKind.ELEMENTWISE, 12.0 * p, read, written, (p,), DType.FP32)]
+
+
 def total(ops: Iterable[Op], attr: str = "flops", kinds: Iterable[OpKind] | None = None) -> Num:
     """Sum one field over ops (times their count), optionally over some kinds only."""
     keep = set(kinds) if kinds is not None else set(OpKind)
@@ -339,5 +354,5 @@ def total(ops: Iterable[Op], attr: str = "flops", kinds: Iterable[OpKind] | None
 
 MATMUL_KINDS = (OpKind.GEMM, OpKind.ATTENTION)
 __all__ = ["AttentionImpl", "Mlp", "Op", "OpKind", "Phase", "Saved", "StepBatch", "attention_ops",
-           "backward_ops", "elementwise", "forward_layer_ops", "gemm", "head_ops", "serving_layer_ops",
-           "training_layer_ops", "total"]
+           "backward_ops", "elementwise", "forward_layer_ops", "gemm", "head_ops", "layer_shape", "optimizer_ops",
+           "serving_layer_ops", "training_layer_ops", "total"]

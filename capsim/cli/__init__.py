@@ -7,6 +7,7 @@ import typer
 from capsim.cli.analytic import flops, memory_app
 from capsim.cli.catalog import catalog
 from capsim.cli.dashboard import dashboard
+from capsim.cli.train import train
 from capsim.cli.validate import validate
 
 app = typer.Typer(name="capsim", help="Capacity planning and simulation for training and serving LLM chatbots.",
@@ -16,6 +17,7 @@ app.add_typer(memory_app, name="memory")
 app.command("flops")(flops)
 app.command("validate")(validate)
 app.command("dashboard")(dashboard)
+app.command("train")(train)
 
 
 def main() -> None:

@@ -15,14 +15,18 @@ from capsim.validation import Suite, run_suite
 def validate(suite: Annotated[Suite, typer.Argument(help="Which comparison to run.")],
              file: Annotated[Path | None, typer.Option("--file", help="A CSV with the columns of the suite's shipped file.")] = None,
              calibration: Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file.")] = None,
+             rows: Annotated[int, typer.Option("--rows", help="Most table rows to print (0 = all; --json has all).", min=0)] = 60,
              as_json: JsonOpt = False) -> None:
     """Compare predictions with measured or published numbers: measured, predicted and error per row."""
     report = run_suite(suite, file, calibration)
     if as_json:
         return emit_json(report.to_dict())
-    rows = [[r.source, r.case, r.metric, r.measured, r.predicted, f"{r.error_pct:+.2f}%", r.note] for r in report.rows]
+    shown = report.rows if rows == 0 else report.rows[:rows]
+    body = [[r.source, r.case, r.metric, r.measured, r.predicted, f"{r.error_pct:+.2f}%", r.note] for r in shown]
     console.print(table(f"validate {report.suite} (calibration: {report.calibration})",
-                        ["source", "case", "metric", "measured", "predicted", "error", "note"], rows))
+                        ["source", "case", "metric", "measured", "predicted", "error", "note"], body))
+    if len(shown) < len(report.rows):
+        console.print(f"... {len(report.rows) - len(shown)} more rows (--rows 0 or --json for all)")
     for note in report.notes:
         console.print(f"note: {note}")
     console.print(f"median |error| {report.median_abs_error_pct:.2f}%   max |error| {report.max_abs_error_pct:.2f}%   "

@@ -55,7 +55,7 @@ class Perf:
         compute = flops / (self.peak(fmt) * eff)
         if g.table is not None:
             compute = compute * _table_factor(g.table, DType(fmt).value, m, n, k)
-        return g.launch_s + np.maximum(compute, self.memory_bytes_s(nbytes))
+        return g.launch_s + np.maximum(compute, self.memory_bytes_s(nbytes, "gemm"))
 
     def attention_s(self, flops: Num, nbytes: Num, query_rows: Num, fmt: DType | str = DType.BF16,
                     backward: bool = False) -> Num:
@@ -77,6 +77,18 @@ class Perf:
         """A memory-bound kernel moving ``nbytes``."""
         return self.params.memory.launch_s + self.memory_bytes_s(nbytes, kind)
 
+    @staticmethod
+    def category(op: object) -> str:
+        """The memory-bound category whose achieved bandwidth times ``op`` (kind_scale keys of a calibration):
+        norm, softmax, activation, rope, embedding, optimizer, or stream (plain elementwise). A category the
+        calibration did not measure runs at its streaming bandwidth."""
+        name = op.name.split(".")[0]
+        if op.kind.value == "norm":
+            return "norm"
+        if "softmax" in name:
+            return "softmax"
+        return {"mlp_act": "activation", "rope": "rope", "embedding": "embedding", "adam": "optimizer"}.get(name, "stream")
+
     def op_s(self, op: object) -> Num:
         """Time of one :class:`capsim.analytic.ops.Op` (all its ``count`` instances)."""
         kind = op.kind.value
@@ -87,7 +99,7 @@ class Perf:
             _seqs, heads, q, _kv, _d = op.shape
             return self.attention_s(op.total_flops, op.bytes * op.count, np.asarray(q, float) * heads, op.dtype,
                                     op.name.endswith(".bwd"))
-        return self.memory_s(op.bytes * op.count, op.name.split(".")[0])
+        return self.memory_s(op.bytes * op.count, self.category(op))
 
     def ops_s(self, ops: Iterable[object]) -> Num:
         total: Num = 0.0
@@ -96,21 +108,32 @@ class Perf:
         return total
 
     # --- communication -------------------------------------------------------------------------
-    def link(self, collective: Collective | str, group: int, tier: Tier | str = Tier.INTRA) -> Link:
-        """The alpha-beta pair for a collective at a group size: exact entry, else the tier's fallback."""
+    def link(self, collective: Collective | str, group: int, tier: Tier | str = Tier.INTRA) -> Link | tuple[Link, ...]:
+        """The alpha-beta pair(s) for a collective at a group size.
+
+        Lookup: the collective's own entry, else (for a collective the calibration did not measure) the tier's
+        all-reduce entry, else the tier's "*" fallback; within an entry the exact group size, else the nearest
+        measured one (in log2). Reusing the all-reduce link prices reduce-scatter, all-gather and all-to-all at the
+        all-reduce's bus bandwidth, as NCCL's rings move each at (nccl-tests doc/PERFORMANCE.md); the bus bytes
+        still come from the requested collective's own factor.
+        """
         tiers = self.params.comm.links
         tier = Tier(tier).value
         if tier not in tiers:
             raise SpecError("calibration", f"{self.name} has no {tier}-node link figures",
                             "use a calibration that measured or states that tier")
         colls = tiers[tier]
-        entry = colls.get(Collective(collective).value) or colls.get("*") or {}
+        coll = Collective(collective).value
+        entry = colls.get(coll) or (colls.get("all_reduce") if coll != "send_recv" else None) or colls.get("*")
+        if not entry:
+            raise SpecError("calibration", f"{self.name} has no {coll} figures on the {tier}-node tier",
+                            "use a calibration that measured it")
         key = str(int(group))
         if key in entry:
             return entry[key]
         sizes = sorted(int(s) for s in entry if s != "*")
         if "*" in entry or not sizes:
-            return entry.get("*") or next(iter(colls.get("*", {}).values()))
+            return entry["*"]
         nearest = min(sizes, key=lambda s: abs(np.log2(s) - np.log2(max(group, 1))))
         return entry[str(nearest)]
 
@@ -123,8 +146,10 @@ class Perf:
         for g in np.unique(group_arr):
             if g <= 1:
                 continue
-            link = self.link(coll, int(g), tier)
-            t = link.alpha_s + np.asarray(nbytes, float) * coll.bus_factor(float(g)) / link.bus_bw_bytes_per_s
+            links = self.link(coll, int(g), tier)
+            bus_bytes = np.asarray(nbytes, float) * coll.bus_factor(float(g))
+            t = np.min([lk.alpha_s + bus_bytes / lk.bus_bw_bytes_per_s
+                        for lk in (links if isinstance(links, tuple) else (links,))], axis=0)
             out = np.where(group_arr == g, t, out)
         return out if out.shape else float(out)
 

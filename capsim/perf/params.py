@@ -71,8 +71,9 @@ class Link:
 
 @dataclass(frozen=True)
 class CommParams:
-    # tier -> collective -> group size (as str) -> Link; key "*" holds the fallback for any group size
-    links: dict[str, dict[str, dict[str, Link]]]
+    # tier -> collective -> group size (as str) -> Link, or a tuple of Links (one per NCCL protocol; the
+    # collective takes the fastest); key "*" holds the fallback for any collective or group size
+    links: dict[str, dict[str, dict[str, Link | tuple[Link, ...]]]]
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,12 @@ class DeviceParams:
             return Curve(float(c["peak_fraction"]), tuple(float(x) for x in c.get("half_sizes", ())))
 
         g, a, m = d["gemm"], d["attention"], d["memory"]
-        links = {tier: {coll: {grp: Link(float(v["alpha_s"]), float(v["bus_bw_bytes_per_s"]))
-                               for grp, v in groups.items()} for coll, groups in colls.items()}
+        def link(v: Any) -> Link | tuple[Link, ...]:
+            if isinstance(v, list | tuple):
+                return tuple(Link(float(x["alpha_s"]), float(x["bus_bw_bytes_per_s"])) for x in v)
+            return Link(float(v["alpha_s"]), float(v["bus_bw_bytes_per_s"]))
+
+        links = {tier: {coll: {grp: link(v) for grp, v in groups.items()} for coll, groups in colls.items()}
                  for tier, colls in d["comm"]["links"].items()}
         return cls(
             name=d["name"], kind=d["kind"], device=d["device"],

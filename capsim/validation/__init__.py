@@ -12,11 +12,14 @@ from capsim.validation.harness import Report, Row
 class Suite(StrEnum):
     PARAMS = "params"
     MEMORY = "memory"
+    GPU_PROFILES = "gpu-profiles"
+    TRAINING = "training"
 
 
 def _suites() -> dict[Suite, Callable[..., Report]]:
-    from capsim.validation import static
-    return {Suite.PARAMS: static.params_suite, Suite.MEMORY: static.memory_suite}
+    from capsim.validation import gpu_profiles, static, training
+    return {Suite.PARAMS: static.params_suite, Suite.MEMORY: static.memory_suite,
+            Suite.GPU_PROFILES: gpu_profiles.gpu_profiles_suite, Suite.TRAINING: training.training_suite}
 
 
 def run_suite(suite: Suite | str, file: str | Path | None = None, calibration: str | None = None) -> Report:
