@@ -53,6 +53,18 @@ def engine_plan(engine: str | EngineProfile, model: ModelSpec, accelerator: Acce
     return ServePlan(**base)
 
 
+def default_perf(accelerator: Accelerator, calibration: str | None = None) -> Perf:
+    """The calibration a serving prediction uses: the one named, else the accelerator's GPU-profile calibration
+    where one ships, else its datasheet calibration."""
+    # The loader reads files: only here, on request.
+    from capsim.calibration import available, load_calibration
+
+    if calibration is not None:
+        return load_calibration(calibration).perf()
+    name = f"{accelerator.name}-profile"
+    return load_calibration(name if name in available() else accelerator.name).perf()
+
+
 def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engine: EngineProfile) -> int:
     """Paged-KV blocks per replica: what memory leaves after weights and the activation peak, sized as the
     engine sizes it (vLLM: utilization x capacity - weights - activations; TensorRT-LLM: fraction x free)."""
@@ -199,4 +211,4 @@ def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: 
     return build_result(fleet, price if price is not None else math.nan)
 
 
-__all__ = ["Fleet", "ServeConfig", "engine_plan", "kv_blocks", "simulate"]
+__all__ = ["Fleet", "ServeConfig", "default_perf", "engine_plan", "kv_blocks", "simulate"]
