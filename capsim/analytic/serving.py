@@ -41,12 +41,14 @@ class StepShape:
     @classmethod
     def prefill(cls, batch: Num, prompt_tokens: Num, cached_tokens: Num = 0) -> StepShape:
         """``batch`` prompts of ``prompt_tokens`` each (after ``cached_tokens`` already in the cache)."""
+        batch = np.asarray(batch, float)
         b = StepBatch.prefill(batch, prompt_tokens, cached_tokens)
         return cls(b.new_tokens, batch, b.attention_pairs, b.kv_tokens)
 
     @classmethod
     def decode(cls, batch: Num, context_tokens: Num) -> StepShape:
         """``batch`` sequences each generating one token after ``context_tokens`` (prompt + generated)."""
+        batch = np.asarray(batch, float)
         b = StepBatch.decode(batch, context_tokens)
         return cls(decode_seqs=batch, decode_kv_tokens=b.kv_tokens)
 
