@@ -30,6 +30,8 @@ from capsim.analytic.training import StepTime, step_time
 from capsim.calibration import Calibration, load_calibration
 from capsim.errors import SpecError, UnknownNameError
 from capsim.perf import Perf
+from capsim.sim.serving import ServeConfig, ServingResult
+from capsim.sim.serving import simulate as simulate_serving
 from capsim.specs import (
                                     Accelerator,
                                     Arch,
@@ -50,8 +52,6 @@ from capsim.specs import (
                                     load_catalog,
                                     prices,
 )
-from capsim.sim.serving import ServeConfig, ServingResult
-from capsim.sim.serving import simulate as simulate_serving
 from capsim.specs.engine import EngineProfile, get_engine
 from capsim.validation import Report, Suite, run_suite
 
