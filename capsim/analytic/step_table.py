@@ -261,6 +261,12 @@ class StepTable:
             return (*lines, (cpu + self.overhead_s(seqs), 0.0))
         return lines
 
+    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[Lines, list[Piece], float]:
+        """A run of ``k`` decode steps: its lines, their envelope, and its total time (closed form)."""
+        lines = self.decode_lines(seqs, kv_sum0)
+        pieces = envelope(lines, k)
+        return lines, pieces, pieces_sum(pieces)
+
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
                logits: int | None = None) -> float:

@@ -40,6 +40,9 @@ class ServeConfig:
     price_usd_per_gpu_hour: float | None = None  # None: the accelerator's catalog price
     fast: bool = True  # False: one event per decode step (the reference)
     seed: int = 0
+    # Route open-loop arrivals ahead of time when the router ignores replica state (round-robin, random): no
+    # event per arrival. False sends every arrival through an arrival process (same results, slower).
+    preroute: bool = True
 
 
 def engine_plan(engine: str | EngineProfile, model: ModelSpec, accelerator: Accelerator | None = None,
@@ -180,10 +183,22 @@ class Fleet:
                 yield env.timeout(dt)
             self.route(rid)
 
+    def _preroutable(self) -> bool:
+        cfg = self.cfg
+        return (cfg.preroute and not self.workload.closed and not cfg.prefill_replicas
+                and RouterKind(cfg.router) in (RouterKind.ROUND_ROBIN, RouterKind.RANDOM))
+
     def run(self) -> None:
         if self.workload.closed:
             for rid in range(min(self.workload.clients, self.req.n)):
                 self._issue(rid)
+        elif self._preroutable():  # the same picks, made in arrival order before the run
+            for rep in self.replicas:
+                rep.pushed = False
+            for rid in range(self.req.n):
+                rep = self.router(self.prefill_pool)
+                self.req.replica[rid] = rep.idx
+                rep.incoming.append(rid)
         else:
             self.env.process(self.arrivals())
         self.env.run()

@@ -68,6 +68,13 @@ class DecodeSet:
         left = free - cycles * n  # < n: the next cycle of block_size steps runs short within it
         return cycles * self.bs + bisect.bisect_right(list(itertools.accumulate(self._order())), left)
 
+    def run_length(self) -> int:
+        """Decode steps until the batch next changes on its own: a sequence finishes or blocks run short."""
+        k = self.steps_until_finish()
+        if len(self.ids) * (k // self.bs + 1) <= self.total - self.used:
+            return k  # enough free blocks for every step until then
+        return min(k, self.steps_until_short())
+
     def steps_until_finish(self) -> int:
         heap, req = self.heap, self.req
         while heap and (heap[0][1] not in self.ids or heap[0][2] != req.epoch[heap[0][1]]):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from capsim.analytic.step_table import StepTable, envelope, max_lines, pieces_sum, steps_to_reach
+from capsim.analytic.step_table import StepTable, max_lines, pieces_sum, steps_to_reach
 from capsim.sim.serving.kv import DecodeSet
 from capsim.specs.engine import SchedulerKind
 
@@ -63,6 +63,11 @@ class Replica:
         self.itl_weight: list[float] = []  # ... and how many sequences saw each
         self.fresh: list[int] = []  # joined the decoding set since the last decode step
         self.last_decode_end = math.nan
+        # Arrivals routed ahead of time (routers that ignore state): absorbed into the queue when the replica
+        # looks at it, and a decode run is cut where the first of them can start (no event per arrival).
+        self.incoming: list[int] = []
+        self.inext = 0
+        self.pushed = True  # whether requests may also be submitted while it runs (then runs are interruptible)
         runner = self.run_static if cfg.policy is SchedulerKind.STATIC else self.run
         self.env.process(runner())
 
@@ -87,21 +92,37 @@ class Replica:
         t0, pieces, k = self.seg
         if self.cut < k:
             return
-        m = steps_to_reach(pieces, self.env.now - t0)
-        if m >= k:
-            return
-        free = self.kv.free - self.kv.cum_demand(m)
-        if self.cfg.policy is SchedulerKind.SARATHI:
-            free -= self.kv.demand(m)
-        if self._admissible(free):
+        m = self._cut_at(pieces, k, self.env.now - t0, self.waiting[0])
+        if m < k:
             self.cut = m  # wake the replica at the end of step m, not now: one resume instead of two
             wake = self.wake
             self.env.timeout(t0 + pieces_sum(pieces, m) - self.env.now).callbacks.append(
                 lambda _e: wake.triggered or wake.succeed())
 
-    def _admissible(self, free: int) -> bool:
-        """Whether the head of the queue can be admitted with ``free`` blocks (vLLM V0 can_allocate)."""
-        cfg, req, rid = self.cfg, self.req, self.waiting[0]
+    def _cut_at(self, pieces: Any, k: int, elapsed: float, rid: int) -> int:
+        """The step after which a run must stop so that ``rid``, arriving ``elapsed`` into it as the head of the
+        queue, starts at the end of the step in progress; ``k`` when it cannot start before the run ends."""
+        m = steps_to_reach(pieces, elapsed)
+        if m >= k:
+            return k
+        free = self.kv.free - self.kv.cum_demand(m)
+        if self.cfg.policy is SchedulerKind.SARATHI:
+            free -= self.kv.demand(m)
+        return m if self._admissible(free, rid) else k
+
+    def _absorb(self) -> None:
+        """Move the pre-routed requests that have arrived by now into the queue."""
+        inc, i, now, arrival = self.incoming, self.inext, self.env.now, self.req.arrival
+        while i < len(inc) and arrival[inc[i]] <= now:
+            self.waiting.append(inc[i])
+            i += 1
+        self.inext = i
+
+    def _admissible(self, free: int, rid: int | None = None) -> bool:
+        """Whether the head of the queue (or ``rid`` as its head) can be admitted with ``free`` blocks (vLLM V0
+        can_allocate)."""
+        cfg, req = self.cfg, self.req
+        rid = self.waiting[0] if rid is None else rid
         if len(self.kv.ids) + len(self.prefilling) >= cfg.max_seqs:
             return False
         if cfg.policy is SchedulerKind.SARATHI and cfg.role is not Role.DECODE and len(self.kv.ids) >= cfg.budget:
@@ -109,19 +130,64 @@ class Replica:
         return math.ceil(req.todo[rid] / cfg.block_size) <= free - cfg.watermark_blocks
 
     # --- the engine loop ---------------------------------------------------------------------------
+    def _idle(self) -> Any:
+        """An event that fires when work arrives: a pushed request, or the next pre-routed arrival."""
+        self.idle, self.wake = True, self.env.event()
+        if self.inext < len(self.incoming):
+            wake = self.wake
+            self.env.timeout(self.req.arrival[self.incoming[self.inext]] - self.env.now).callbacks.append(
+                lambda _e: wake.triggered or wake.succeed())
+        return self.wake
+
     def run(self) -> Generator[Any, Any, None]:
+        kv = self.kv
         while True:
-            if not (self.waiting or self.prefilling or len(self.kv.ids)):
-                self.idle, self.wake = True, self.env.event()
-                yield self.wake
+            if self.incoming:
+                self._absorb()
+            if not (self.waiting or self.prefilling or kv.ids):
+                yield self._idle()
                 self.idle = False
+                continue
             step = self._plan()
             if step is None:
                 continue
-            if step[0] == "decode":
-                yield from self._decode_run()
-            else:
+            if step[0] != "decode":
                 yield from self._step(step[1], step[2])
+                continue
+            yield from self._decode_run()
+
+    def _decode_run(self) -> Generator[Any, Any, None]:
+        """Decode steps until the batch changes: one event for the run (fast) or one per step (reference)."""
+        env, kv, table = self.env, self.kv, self.table
+        b, t0 = len(kv.ids), env.now
+        self.timeline.append((t0, b, len(self.prefilling), len(self.waiting), kv.used))
+        if self.cfg.fast:
+            k = kv.run_length()
+            lines, pieces, dur = table.decode_run(b, kv.context_sum(), k)
+            if k > 1 and not self.waiting and self.inext < len(self.incoming):
+                rid = self.incoming[self.inext]  # the next arrival becomes the head of the queue
+                if self.req.arrival[rid] < t0 + dur:
+                    m = self._cut_at(pieces, k, self.req.arrival[rid] - t0, rid)
+                    if m < k:
+                        k, dur = m, pieces_sum(pieces, m)
+        else:
+            k, dur = 1, table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
+        if k == 1 or not self.pushed:
+            yield env.timeout(dur)
+        else:
+            self.seg, self.cut = (t0, pieces, k), k
+            wake = self.wake = env.event()
+            env.timeout(dur).callbacks.append(lambda _e, w=wake: w.triggered or w.succeed())
+            yield wake
+            self.seg, k = None, self.cut
+        if k > 1:
+            self.itl_runs.append((k, b, lines))
+        self.busy_s += env.now - t0
+        self._decode_emitted(t0 + (max_lines(lines, 0) if k > 1 else env.now - t0), b)
+        done = kv.advance(k)
+        if done:
+            self._finish_all(done)
+        self.last_decode_end = env.now
 
     def _plan(self) -> tuple[str, list[tuple[int, int]], bool] | None:
         """The next step: ("prefill", chunks, with decodes) or ("decode", [], True); None to look again."""
@@ -133,7 +199,7 @@ class Replica:
                 self._join(rid)
         elif cfg.policy is SchedulerKind.SARATHI:
             b = len(kv.ids)
-            if b:
+            if b and kv.cnt[(-kv.steps) % kv.bs] > kv.total - kv.used:
                 self._preempt_if_short()
                 b = len(kv.ids)
             if self.prefilling or self.waiting:
@@ -212,12 +278,12 @@ class Replica:
         dt = table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
         if b:
             kv.used += kv.demand(0)
-        self._log()
         t0 = self.env.now
+        self.timeline.append((t0, len(kv.ids), len(self.prefilling), len(self.waiting), kv.used))
         yield self.env.timeout(dt)
         self.busy_s += dt
         if b:
-            self._decode_emitted(t0, dt, b)
+            self._decode_emitted(t0 + dt, b)
             self._finish_all(kv.advance(1, allocate=False))
             self.last_decode_end = self.env.now
         for rid, q in chunks:
@@ -252,10 +318,13 @@ class Replica:
             req.finish_s[rid] = now
             self.fleet.finished(rid)
 
-    def _decode_emitted(self, t0: float, first_dt: float, b: int) -> None:
-        """Inter-token gaps of the first decode step after t0: since each fresh sequence's last token, and
+    def _decode_emitted(self, end: float, b: int) -> None:
+        """Inter-token gaps of a decode step ending at ``end``: since each fresh sequence's last token, and
         since the previous decode step for the others."""
-        end = t0 + first_dt
+        if not self.fresh:
+            self.itl_gap.append(end - self.last_decode_end)
+            self.itl_weight.append(b)
+            return
         fresh = [r for r in self.fresh if r in self.kv.ids]
         last = self.req.last_emit_s
         for rid in fresh:
@@ -266,35 +335,6 @@ class Replica:
             self.itl_weight.append(b - len(fresh))
         self.fresh.clear()
 
-    def _decode_run(self) -> Generator[Any, Any, None]:
-        """Decode steps until the batch changes: one event (fast) or one step (reference)."""
-        kv, table, env = self.kv, self.table, self.env
-        b = len(kv.ids)
-        k = min(kv.steps_until_finish(), kv.steps_until_short()) if self.cfg.fast else 1
-        lines = table.decode_lines(b, kv.context_sum())
-        t0 = env.now
-        self._log()
-        if k == 1:
-            dur = table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
-            yield env.timeout(dur)
-        else:
-            pieces = envelope(lines, k)
-            self.seg, self.cut = (t0, pieces, k), k
-            wake = self.wake = env.event()
-            env.timeout(pieces_sum(pieces)).callbacks.append(lambda _e: wake.triggered or wake.succeed())
-            yield wake
-            self.seg = None
-            k = self.cut
-        self.busy_s += env.now - t0
-        self._decode_emitted(t0, env.now - t0 if k == 1 else max_lines(lines, 0), b)
-        if k > 1:
-            self.itl_runs.append((k, b, lines))
-        self._finish_all(kv.advance(k))
-        self.last_decode_end = env.now
-
-    def _log(self) -> None:
-        self.timeline.append((self.env.now, len(self.kv.ids), len(self.prefilling), len(self.waiting), self.kv.used))
-
     # --- static batching ---------------------------------------------------------------------------
     def run_static(self) -> Generator[Any, Any, None]:
         """FasterTransformer-style static batching: up to max_seqs waiting requests, padded to the longest
@@ -302,8 +342,10 @@ class Replica:
         from capsim.sim.serving.static import static_batch
 
         while True:
+            if self.incoming:
+                self._absorb()
             if not self.waiting:
-                self.idle, self.wake = True, self.env.event()
-                yield self.wake
+                yield self._idle()
                 self.idle = False
+                continue
             yield from static_batch(self)
