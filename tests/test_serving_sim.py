@@ -177,3 +177,14 @@ def test_bad_inputs_name_the_field():
     with pytest.raises(SpecError, match="prefill_replicas"):
         simulate(MODEL, engine_plan("vllm", MODEL, ACC, replicas=2), ACC, PERF, workload(10),
                  ServeConfig(prefill_replicas=2))
+
+
+@pytest.mark.parametrize("router", ["round-robin", "random"])
+def test_prerouted_arrivals_equal_an_arrival_process(router):
+    wl = workload(300, rate=12.0, seed=9)
+    for engine in ("vllm", "vllm-v0"):
+        pre = run_fleet(wl, engine=engine, replicas=3, router=router, seed=2)
+        push = run_fleet(wl, engine=engine, replicas=3, router=router, seed=2, preroute=False)
+        for col in ("start_s", "first_s", "finish_s"):
+            np.testing.assert_allclose(getattr(pre.req, col), getattr(push.req, col), rtol=1e-12, atol=1e-12)
+        assert pre.req.replica == push.req.replica
