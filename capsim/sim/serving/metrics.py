@@ -42,7 +42,7 @@ def _weighted_stats(name: str, values: np.ndarray, weights: np.ndarray, out: dic
     if not len(values) or weights.sum() <= 0:
         _stats(name, np.array([]), out)
         return
-    order = np.argsort(values, kind="stable")
+    order = np.argsort(values)
     v, cw = values[order], np.cumsum(weights[order])
     out[f"{name}_mean_s"] = float(np.dot(values, weights) / weights.sum())
     for p in PERCENTILES:
@@ -97,33 +97,38 @@ def request_frame(fleet: Fleet) -> pd.DataFrame:
 
 def timeline_frame(fleet: Fleet) -> pd.DataFrame:
     cols = ["time_s", "decoding", "prefilling", "waiting", "kv_blocks_used"]
-    parts = [pd.DataFrame(np.array(r.timeline, float).reshape(-1, 5), columns=cols).assign(replica=r.idx)
-             for r in fleet.replicas]
-    df = pd.concat(parts, ignore_index=True)[["time_s", "replica", *cols[1:]]]
-    df = df.astype({c: np.int64 for c in ["replica", *cols[1:]]})
+    sizes = [len(r.timeline) for r in fleet.replicas]
+    flat = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(r.timeline)
+                                                     for r in fleet.replicas), float, 5 * sum(sizes))
+    data = flat.reshape(-1, 5)
+    df = pd.DataFrame({"time_s": data[:, 0], "replica": np.repeat(np.arange(len(sizes)), sizes)})
+    for i, c in enumerate(cols[1:], start=1):
+        df[c] = data[:, i].astype(np.int64)
     df["batch_size"] = df["decoding"] + df["prefilling"]
     df["kv_occupancy"] = df["kv_blocks_used"] / fleet.blocks
-    return df.sort_values(["replica", "time_s"], kind="stable").reset_index(drop=True)
+    return df
 
 
 def replica_frame(fleet: Fleet, timeline: pd.DataFrame, horizon_s: float) -> pd.DataFrame:
     """Per replica: utilization (busy time / run time), time-weighted batch size, KV occupancy, queue length."""
     rows = []
+    cols = {c: timeline[c].to_numpy() for c in ("time_s", "batch_size", "kv_occupancy", "waiting")}
     bounds = np.searchsorted(timeline["replica"].to_numpy(), np.arange(len(fleet.replicas) + 1))
     for rep in fleet.replicas:
-        tl = timeline.iloc[bounds[rep.idx]: bounds[rep.idx + 1]]
-        t = tl["time_s"].to_numpy()
-        dt = np.diff(np.append(t, horizon_s)) if len(t) else np.array([])
+        lo, hi = bounds[rep.idx], bounds[rep.idx + 1]
+        t = cols["time_s"][lo:hi]
+        dt = np.diff(np.append(t, horizon_s))
         w = dt / dt.sum() if len(dt) and dt.sum() > 0 else dt
 
-        def avg(col: str, tl: pd.DataFrame = tl, w: np.ndarray = w) -> float:
-            return float(np.dot(tl[col].to_numpy(), w)) if len(w) else 0.0
+        def avg(col: str, lo: int = lo, hi: int = hi, w: np.ndarray = w) -> float:
+            return float(np.dot(cols[col][lo:hi], w)) if hi > lo else 0.0
 
-        rows.append({"replica": rep.idx, "role": rep.cfg.role.value, "utilization": rep.busy_s / horizon_s
-                     if horizon_s > 0 else 0.0, "busy_s": rep.busy_s, "batch_size_mean": avg("batch_size"),
-                     "kv_occupancy_mean": avg("kv_occupancy"), "kv_occupancy_max": float(tl["kv_occupancy"].max())
-                     if len(tl) else 0.0, "queue_length_mean": avg("waiting"), "queue_length_max": int(
-                         tl["waiting"].max()) if len(tl) else 0, "preemptions": rep.preemptions})
+        occ, wait = cols["kv_occupancy"][lo:hi], cols["waiting"][lo:hi]
+        rows.append({"replica": rep.idx, "role": rep.cfg.role.value,
+                     "utilization": rep.busy_s / horizon_s if horizon_s > 0 else 0.0, "busy_s": rep.busy_s,
+                     "batch_size_mean": avg("batch_size"), "kv_occupancy_mean": avg("kv_occupancy"),
+                     "kv_occupancy_max": float(occ.max()) if hi > lo else 0.0, "queue_length_mean": avg("waiting"),
+                     "queue_length_max": int(wait.max()) if hi > lo else 0, "preemptions": rep.preemptions})
     return pd.DataFrame(rows)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from capsim.analytic.step_table import StepTable, max_lines, pieces_sum, steps_to_reach
+from capsim.analytic.step_table import StepTable, envelope, max_lines, pieces_sum, steps_to_reach
 from capsim.sim.serving.kv import DecodeSet
 from capsim.specs.engine import SchedulerKind
 
@@ -157,37 +157,72 @@ class Replica:
             yield from self._decode_run()
 
     def _decode_run(self) -> Generator[Any, Any, None]:
-        """Decode steps until the batch changes: one event for the run (fast) or one per step (reference)."""
-        env, kv, table = self.env, self.kv, self.table
-        b, t0 = len(kv.ids), env.now
-        self.timeline.append((t0, b, len(self.prefilling), len(self.waiting), kv.used))
-        if self.cfg.fast:
-            k = kv.run_length()
-            lines, pieces, dur = table.decode_run(b, kv.context_sum(), k)
-            if k > 1 and not self.waiting and self.inext < len(self.incoming):
-                rid = self.incoming[self.inext]  # the next arrival becomes the head of the queue
-                if self.req.arrival[rid] < t0 + dur:
-                    m = self._cut_at(pieces, k, self.req.arrival[rid] - t0, rid)
-                    if m < k:
-                        k, dur = m, pieces_sum(pieces, m)
-        else:
-            k, dur = 1, table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
-        if k == 1 or not self.pushed:
+        """Decode steps until the batch changes: one event per run (fast) or per step (reference). With pre-routed
+        arrivals nothing outside the replica can change it mid-run, so runs that end in a finish are chained
+        into one event until an arrival, a KV shortage or an empty batch needs the scheduler."""
+        env, kv = self.env, self.kv
+        t0 = t = env.now
+        if not self.cfg.fast:
+            b = len(kv.ids)
+            self.timeline.append((t, b, len(self.prefilling), len(self.waiting), kv.used))
+            dur = self.table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
             yield env.timeout(dur)
-        else:
-            self.seg, self.cut = (t0, pieces, k), k
+            self._close_run(t, 1, b, None, dur)
+            return
+        if self.pushed:
+            yield from self._interruptible_run()
+            return
+        while True:
+            k, b, lines, dur, cut = self._plan_run(t)
+            self._close_run(t, k, b, lines, dur)
+            t += dur
+            if cut or not kv.ids or self.waiting or kv.cnt[(-kv.steps) % kv.bs] > kv.free or (
+                    self.inext < len(self.incoming) and self.req.arrival[self.incoming[self.inext]] <= t):
+                break
+        yield env.timeout(t - t0)
+
+    def _plan_run(self, t0: float) -> tuple[int, int, Any, float, bool]:
+        """(steps, sequences, lines, seconds, cut) of the decode run starting at t0, cut where the next
+        pre-routed arrival can start."""
+        kv = self.kv
+        b, k = len(kv.ids), kv.run_length()
+        self.timeline.append((t0, b, len(self.prefilling), len(self.waiting), kv.used))
+        lines, pieces, dur = self.table.decode_run(b, kv.context_sum(), k)
+        if k > 1 and not self.waiting and self.inext < len(self.incoming):
+            rid = self.incoming[self.inext]  # the next arrival becomes the head of the queue
+            if self.req.arrival[rid] < t0 + dur:
+                m = self._cut_at(pieces, k, self.req.arrival[rid] - t0, rid)
+                if m < k:
+                    return m, b, lines, pieces_sum(pieces, m), True
+        return k, b, lines, dur, False
+
+    def _interruptible_run(self) -> Generator[Any, Any, None]:
+        """A decode run that a request submitted while it runs can cut at the end of the step in progress."""
+        env = self.env
+        t0 = env.now
+        k, b, lines, dur, _ = self._plan_run(t0)
+        if k > 1:
+            self.seg, self.cut = (t0, envelope(lines, k), k), k
             wake = self.wake = env.event()
             env.timeout(dur).callbacks.append(lambda _e, w=wake: w.triggered or w.succeed())
             yield wake
             self.seg, k = None, self.cut
+            dur = env.now - t0
+        else:
+            yield env.timeout(dur)
+        self._close_run(t0, k, b, lines, dur)
+
+    def _close_run(self, t0: float, k: int, b: int, lines: Any, dur: float) -> None:
+        """Book a decode run of k steps that started at t0: inter-token gaps, busy time, finishes, blocks."""
         if k > 1:
             self.itl_runs.append((k, b, lines))
-        self.busy_s += env.now - t0
-        self._decode_emitted(t0 + (max_lines(lines, 0) if k > 1 else env.now - t0), b)
-        done = kv.advance(k)
+        self.busy_s += dur
+        self._decode_emitted(t0 + (max_lines(lines, 0) if k > 1 else dur), b)
+        end = t0 + dur
+        done = self.kv.advance(k)
         if done:
-            self._finish_all(done)
-        self.last_decode_end = env.now
+            self._finish_all(done, end)
+        self.last_decode_end = end
 
     def _plan(self) -> tuple[str, list[tuple[int, int]], bool] | None:
         """The next step: ("prefill", chunks, with decodes) or ("decode", [], True); None to look again."""
@@ -312,8 +347,8 @@ class Replica:
         self.kv.join(rid)
         self.fresh.append(rid)
 
-    def _finish_all(self, rids: list[int]) -> None:
-        now, req = self.env.now, self.req
+    def _finish_all(self, rids: list[int], now: float | None = None) -> None:
+        now, req = self.env.now if now is None else now, self.req
         for rid in rids:
             req.finish_s[rid] = now
             self.fleet.finished(rid)
