@@ -201,6 +201,8 @@ class Fleet:
                 rep.incoming.append(rid)
         else:
             self.env.process(self.arrivals())
+        for rep in self.replicas:
+            rep.start()
         self.env.run()
 
 

@@ -1,22 +1,20 @@
-"""One serving replica: a SimPy process that forms engine steps under a scheduling policy.
+"""One serving replica: its queue, the sequences it prefills and decodes, and its scheduling policy.
 
-Steps that compute prompt tokens are one event each. Runs of decode-only steps are one event for the whole run:
-the replica advances until its batch next changes (a sequence finishes, KV blocks run out, or an arriving request
-can be admitted at the end of the step in progress) and sums the run's step times in closed form
-(:mod:`capsim.analytic.step_table`). ``fast=False`` is the reference: one event per decode step, each priced on
-its own; both give the same per-request results.
+The replica keeps its own clock. Its SimPy process (:mod:`capsim.sim.serving.drivers`) moves that clock one step
+at a time for prompt steps, and a whole run at a time for decode-only steps: the replica advances until its batch
+next changes (a sequence finishes, KV blocks run out, or an arriving request can be admitted at the end of the step
+in progress) and sums the run's step times in closed form (:mod:`capsim.analytic.step_table`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Generator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from capsim.analytic.step_table import StepTable, envelope, max_lines, pieces_sum, steps_to_reach
+from capsim.analytic.step_table import StepTable, max_lines, pieces_sum, steps_to_reach
 from capsim.sim.serving.kv import DecodeSet
 from capsim.specs.engine import SchedulerKind
 
@@ -68,8 +66,13 @@ class Replica:
         self.incoming: list[int] = []
         self.inext = 0
         self.pushed = True  # whether requests may also be submitted while it runs (then runs are interruptible)
-        runner = self.run_static if cfg.policy is SchedulerKind.STATIC else self.run
-        self.env.process(runner())
+        self.clock = 0.0  # the replica's time: SimPy's, or ahead of it while the replica runs on its own
+
+    def start(self) -> None:
+        """Start the replica's SimPy process (after the fleet has said whether requests are pushed to it)."""
+        from capsim.sim.serving.drivers import driver
+
+        self.env.process(driver(self))
 
     @property
     def outstanding(self) -> int:
@@ -110,9 +113,9 @@ class Replica:
             free -= self.kv.demand(m)
         return m if self._admissible(free, rid) else k
 
-    def _absorb(self) -> None:
-        """Move the pre-routed requests that have arrived by now into the queue."""
-        inc, i, now, arrival = self.incoming, self.inext, self.env.now, self.req.arrival
+    def absorb(self) -> None:
+        """Move the pre-routed requests that have arrived by the replica's clock into the queue."""
+        inc, i, now, arrival = self.incoming, self.inext, self.clock, self.req.arrival
         while i < len(inc) and arrival[inc[i]] <= now:
             self.waiting.append(inc[i])
             i += 1
@@ -130,7 +133,7 @@ class Replica:
         return math.ceil(req.todo[rid] / cfg.block_size) <= free - cfg.watermark_blocks
 
     # --- the engine loop ---------------------------------------------------------------------------
-    def _idle(self) -> Any:
+    def idle_event(self) -> Any:
         """An event that fires when work arrives: a pushed request, or the next pre-routed arrival."""
         self.idle, self.wake = True, self.env.event()
         if self.inext < len(self.incoming):
@@ -139,49 +142,7 @@ class Replica:
                 lambda _e: wake.triggered or wake.succeed())
         return self.wake
 
-    def run(self) -> Generator[Any, Any, None]:
-        kv = self.kv
-        while True:
-            if self.incoming:
-                self._absorb()
-            if not (self.waiting or self.prefilling or kv.ids):
-                yield self._idle()
-                self.idle = False
-                continue
-            step = self._plan()
-            if step is None:
-                continue
-            if step[0] != "decode":
-                yield from self._step(step[1], step[2])
-                continue
-            yield from self._decode_run()
-
-    def _decode_run(self) -> Generator[Any, Any, None]:
-        """Decode steps until the batch changes: one event per run (fast) or per step (reference). With pre-routed
-        arrivals nothing outside the replica can change it mid-run, so runs that end in a finish are chained
-        into one event until an arrival, a KV shortage or an empty batch needs the scheduler."""
-        env, kv = self.env, self.kv
-        t0 = t = env.now
-        if not self.cfg.fast:
-            b = len(kv.ids)
-            self.timeline.append((t, b, len(self.prefilling), len(self.waiting), kv.used))
-            dur = self.table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
-            yield env.timeout(dur)
-            self._close_run(t, 1, b, None, dur)
-            return
-        if self.pushed:
-            yield from self._interruptible_run()
-            return
-        while True:
-            k, b, lines, dur, cut = self._plan_run(t)
-            self._close_run(t, k, b, lines, dur)
-            t += dur
-            if cut or not kv.ids or self.waiting or kv.cnt[(-kv.steps) % kv.bs] > kv.free or (
-                    self.inext < len(self.incoming) and self.req.arrival[self.incoming[self.inext]] <= t):
-                break
-        yield env.timeout(t - t0)
-
-    def _plan_run(self, t0: float) -> tuple[int, int, Any, float, bool]:
+    def plan_run(self, t0: float) -> tuple[int, int, Any, float, bool]:
         """(steps, sequences, lines, seconds, cut) of the decode run starting at t0, cut where the next
         pre-routed arrival can start."""
         kv = self.kv
@@ -196,23 +157,7 @@ class Replica:
                     return m, b, lines, pieces_sum(pieces, m), True
         return k, b, lines, dur, False
 
-    def _interruptible_run(self) -> Generator[Any, Any, None]:
-        """A decode run that a request submitted while it runs can cut at the end of the step in progress."""
-        env = self.env
-        t0 = env.now
-        k, b, lines, dur, _ = self._plan_run(t0)
-        if k > 1:
-            self.seg, self.cut = (t0, envelope(lines, k), k), k
-            wake = self.wake = env.event()
-            env.timeout(dur).callbacks.append(lambda _e, w=wake: w.triggered or w.succeed())
-            yield wake
-            self.seg, k = None, self.cut
-            dur = env.now - t0
-        else:
-            yield env.timeout(dur)
-        self._close_run(t0, k, b, lines, dur)
-
-    def _close_run(self, t0: float, k: int, b: int, lines: Any, dur: float) -> None:
+    def close_run(self, t0: float, k: int, b: int, lines: Any, dur: float) -> None:
         """Book a decode run of k steps that started at t0: inter-token gaps, busy time, finishes, blocks."""
         if k > 1:
             self.itl_runs.append((k, b, lines))
@@ -221,10 +166,10 @@ class Replica:
         end = t0 + dur
         done = self.kv.advance(k)
         if done:
-            self._finish_all(done, end)
+            self.finish_all(done, end)
         self.last_decode_end = end
 
-    def _plan(self) -> tuple[str, list[tuple[int, int]], bool] | None:
+    def plan(self) -> tuple[str, list[tuple[int, int]], bool] | None:
         """The next step: ("prefill", chunks, with decodes) or ("decode", [], True); None to look again."""
         cfg, kv = self.cfg, self.kv
         if cfg.role is Role.DECODE:
@@ -272,7 +217,7 @@ class Replica:
             free -= need
             self.prefilling.append(rid)
             if req.start_s[rid] != req.start_s[rid]:  # NaN: first time scheduled
-                req.start_s[rid] = self.env.now
+                req.start_s[rid] = self.clock
             seats -= 1
             q = min(req.todo[rid], budget)
             chunks.append((rid, q))
@@ -297,11 +242,11 @@ class Replica:
                 self.waiting.appendleft(rid)
 
     # --- steps -------------------------------------------------------------------------------------
-    def _step(self, chunks: list[tuple[int, int]], with_decode: bool) -> Generator[Any, Any, None]:
-        """One step computing prompt chunks (and, under Sarathi, one token of every decoding sequence)."""
-        req, kv, table = self.req, self.kv, self.table
-        tokens = pairs = kv_read = 0
-        completing = 0
+    def begin_step(self, chunks: list[tuple[int, int]], with_decode: bool) -> tuple[float, int]:
+        """Start a step computing prompt chunks (and, under Sarathi, one token of every decoding sequence):
+        (its seconds, the decoding sequences in it)."""
+        req, kv = self.req, self.kv
+        tokens = pairs = kv_read = completing = 0
         for rid, q in chunks:
             c = req.done[rid]
             tokens += q
@@ -310,17 +255,20 @@ class Replica:
             completing += c + q == req.todo[rid]
         b = len(kv.ids) if with_decode else 0
         dkv = kv.context_sum() + b if b else 0
-        dt = table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
+        dt = self.table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
         if b:
             kv.used += kv.demand(0)
-        t0 = self.env.now
-        self.timeline.append((t0, len(kv.ids), len(self.prefilling), len(self.waiting), kv.used))
-        yield self.env.timeout(dt)
+        self.timeline.append((self.clock, len(kv.ids), len(self.prefilling), len(self.waiting), kv.used))
+        return dt, b
+
+    def end_step(self, chunks: list[tuple[int, int]], b: int, dt: float) -> None:
+        """Book a step that ends at the replica's clock: decode tokens, finishes, completed prompts."""
+        req, kv = self.req, self.kv
         self.busy_s += dt
         if b:
-            self._decode_emitted(t0 + dt, b)
-            self._finish_all(kv.advance(1, allocate=False))
-            self.last_decode_end = self.env.now
+            self._decode_emitted(self.clock, b)
+            self.finish_all(kv.advance(1, allocate=False), self.clock)
+            self.last_decode_end = self.clock
         for rid, q in chunks:
             req.done[rid] += q
             if req.done[rid] == req.todo[rid]:
@@ -329,7 +277,7 @@ class Replica:
 
     def _prompt_done(self, rid: int) -> None:
         """A prompt is in the cache: its next token is emitted; it decodes here, moves, or is finished."""
-        req, now = self.req, self.env.now
+        req, now = self.req, self.clock
         req.gen[rid] += 1
         req.last_emit_s[rid] = now
         if req.first_s[rid] != req.first_s[rid]:
@@ -337,7 +285,7 @@ class Replica:
         if req.gen[rid] >= req.output[rid] or self.cfg.role is Role.PREFILL:
             self.kv.used -= math.ceil(req.todo[rid] / self.cfg.block_size)
             if req.gen[rid] >= req.output[rid]:
-                self._finish_all([rid])
+                self.finish_all([rid], now)
             else:
                 self.fleet.transfer(rid)
             return
@@ -347,8 +295,8 @@ class Replica:
         self.kv.join(rid)
         self.fresh.append(rid)
 
-    def _finish_all(self, rids: list[int], now: float | None = None) -> None:
-        now, req = self.env.now if now is None else now, self.req
+    def finish_all(self, rids: list[int], now: float) -> None:
+        req = self.req
         for rid in rids:
             req.finish_s[rid] = now
             self.fleet.finished(rid)
@@ -369,18 +317,3 @@ class Replica:
             self.itl_gap.append(end - self.last_decode_end)
             self.itl_weight.append(b - len(fresh))
         self.fresh.clear()
-
-    # --- static batching ---------------------------------------------------------------------------
-    def run_static(self) -> Generator[Any, Any, None]:
-        """FasterTransformer-style static batching: up to max_seqs waiting requests, padded to the longest
-        prompt and output, run to completion before the next batch starts."""
-        from capsim.sim.serving.static import static_batch
-
-        while True:
-            if self.incoming:
-                self._absorb()
-            if not self.waiting:
-                yield self._idle()
-                self.idle = False
-                continue
-            yield from static_batch(self)

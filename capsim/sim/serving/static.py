@@ -43,7 +43,7 @@ def static_batch(rep: Replica) -> Generator[Any, Any, None]:
     for rid in batch:
         req.first_s[rid] = req.last_emit_s[rid] = t1
         req.gen[rid] = 1
-    rep._finish_all([r for r in batch if req.output[r] == 1])
+    rep.finish_all([r for r in batch if req.output[r] == 1], t1)
     steps = maxo - 1
     if steps > 0:
         lines = table.decode_lines(b, b * maxp)  # every sequence padded to the longest prompt
@@ -63,7 +63,7 @@ def static_batch(rep: Replica) -> Generator[Any, Any, None]:
 def _finish_at(rep: Replica, rids: list[int]) -> None:
     for rid in rids:
         rep.req.gen[rid] = rep.req.output[rid]
-    rep._finish_all(rids)
+    rep.finish_all(rids, rep.env.now)
 
 
 def _decode_fast(rep: Replica, batch: list[int], lines: Any, steps: int) -> Generator[Any, Any, None]:
