@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capsim import SpecError, get_accelerator, get_model, load_calibration
 from capsim.analytic.serving import StepShape, iteration_time
@@ -188,3 +190,15 @@ def test_prerouted_arrivals_equal_an_arrival_process(router):
         for col in ("start_s", "first_s", "finish_s"):
             np.testing.assert_allclose(getattr(pre.req, col), getattr(push.req, col), rtol=1e-12, atol=1e-12)
         assert pre.req.replica == push.req.replica
+
+
+@settings(max_examples=12, deadline=None)
+@given(n=st.integers(1, 60), rate=st.floats(0.5, 40.0), engine=st.sampled_from(["vllm", "vllm-v0", "sglang"]),
+       memory=st.sampled_from([0.25, 0.9]), budget=st.sampled_from([None, 512]), seed=st.integers(0, 10**6))
+def test_property_conservation_and_fast_equals_step(n, rate, engine, memory, budget, seed):
+    wl = workload(n, rate=rate, seed=seed, lengths=Lengths.uniform((1, 1500), (1, 300)))
+    kw = dict(engine=engine, gpu_memory_utilization=memory, max_batched_tokens=budget, replicas=2)
+    fast, step = run_fleet(wl, fast=True, **kw), run_fleet(wl, fast=False, **kw)
+    assert fast.fin_count == [1] * n and all(r.kv.used == 0 for r in fast.replicas)
+    np.testing.assert_allclose(fast.req.finish_s, step.req.finish_s, rtol=1e-9, atol=1e-9)
+    assert fast.req.gen == [int(x) for x in wl.output_tokens]
