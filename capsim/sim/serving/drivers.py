@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from capsim.sim.serving.replica import Replica
 
 
+def _stuck(rep: Replica) -> None:
+    if not (rep.prefilling or rep.kv.ids):  # a queue that nothing running will ever drain
+        raise RuntimeError(f"replica {rep.idx} cannot admit request {rep.waiting[0]} into an empty engine")
+
+
 def driver(rep: Replica) -> Generator[Any, Any, None]:
     if rep.cfg.policy is SchedulerKind.STATIC:
         return run_static(rep)
@@ -41,6 +46,7 @@ def run_events(rep: Replica) -> Generator[Any, Any, None]:
             continue
         step = rep.plan()
         if step is None:
+            _stuck(rep)
             continue
         if step[0] != "decode":
             dt, b = rep.begin_step(step[1], step[2])
@@ -88,6 +94,7 @@ def run_ahead(rep: Replica) -> Generator[Any, Any, None]:
         else:
             step = rep.plan()
             if step is None:
+                _stuck(rep)
                 continue
             if step[0] != "decode":
                 dt, b = rep.begin_step(step[1], step[2])
