@@ -85,8 +85,10 @@ def interruptible_run(rep: Replica) -> Generator[Any, Any, None]:
 def run_ahead(rep: Replica) -> Generator[Any, Any, None]:
     env, kv, req, incoming = rep.env, rep.kv, rep.req, rep.incoming
     rep.clock = env.now
+    arrival = req.arrival
     while True:
-        rep.absorb()
+        if rep.inext < len(incoming) and arrival[incoming[rep.inext]] <= rep.clock:
+            rep.absorb()
         if not (rep.waiting or rep.prefilling or kv.ids):
             if rep.inext >= len(incoming):
                 return  # nothing more will arrive

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from capsim.analytic.step_table import StepTable, max_lines, pieces_sum, steps_to_reach
+from capsim.analytic.step_table import StepTable, pieces_sum, steps_to_reach
 from capsim.sim.serving.kv import DecodeSet
 from capsim.specs.engine import SchedulerKind
 
 if TYPE_CHECKING:
     from capsim.sim.serving.fleet import Fleet
+
+
+DECODE: tuple[str, list[tuple[int, int]], bool] = ("decode", [], True)  # plan(): a decode-only step or run
 
 
 class Role(StrEnum):
@@ -161,8 +164,15 @@ class Replica:
         """Book a decode run of k steps that started at t0: inter-token gaps, busy time, finishes, blocks."""
         if k > 1:
             self.itl_runs.append((k, b, lines))
+            first = max(a for a, _ in lines)
+        else:
+            first = dur
         self.busy_s += dur
-        self._decode_emitted(t0 + (max_lines(lines, 0) if k > 1 else dur), b)
+        if self.fresh:
+            self._decode_emitted(t0 + first, b)
+        else:  # every sequence decoded in the previous decode step too
+            self.itl_gap.append(t0 + first - self.last_decode_end)
+            self.itl_weight.append(b)
         end = t0 + dur
         done = self.kv.advance(k)
         if done:
@@ -186,13 +196,13 @@ class Replica:
                 chunks = self._chunks(cfg.budget - b, kv.free - (kv.demand(0) if b else 0))
                 if chunks:
                     return "prefill", chunks, b > 0
-            return ("decode", [], True) if b else None
+            return DECODE if b else None
         elif self.prefilling or (self.waiting and self._admissible(kv.free)):
             return "prefill", self._chunks(cfg.budget, kv.free), False
         if not kv.ids:
             return None
         self._preempt_if_short()
-        return ("decode", [], True) if kv.ids else None
+        return DECODE if kv.ids else None
 
     def _chunks(self, budget: int, free: int) -> list[tuple[int, int]]:
         """Prompt chunks of one step: sequences already being prefilled first, then admissions in FCFS order."""
