@@ -14,12 +14,14 @@ class Suite(StrEnum):
     MEMORY = "memory"
     GPU_PROFILES = "gpu-profiles"
     TRAINING = "training"
+    PLANNER = "planner"
 
 
 def _suites() -> dict[Suite, Callable[..., Report]]:
-    from capsim.validation import gpu_profiles, static, training
+    from capsim.validation import gpu_profiles, planner, static, training
     return {Suite.PARAMS: static.params_suite, Suite.MEMORY: static.memory_suite,
-            Suite.GPU_PROFILES: gpu_profiles.gpu_profiles_suite, Suite.TRAINING: training.training_suite}
+            Suite.GPU_PROFILES: gpu_profiles.gpu_profiles_suite, Suite.TRAINING: training.training_suite,
+            Suite.PLANNER: planner.planner_suite}
 
 
 def run_suite(suite: Suite | str, file: str | Path | None = None, calibration: str | None = None) -> Report:
