@@ -19,7 +19,7 @@ from capsim.specs.precision import Precision
 
 # Fields a search may leave open, with the values it tries when they are (None = derived from the model/cluster).
 SEARCH_AXES: dict[str, tuple[object, ...] | None] = {
-    "tp": None, "pp": None, "v": None, "cp": (1,), "ep": (1,), "micro_batch": (1, 2, 4, 8, 16),
+    "tp": None, "pp": None, "v": None, "cp": None, "ep": (1,), "micro_batch": (1, 2, 4, 8, 16, 32),
     "recompute": (0, 1, 2), "sp": (False, True), "zero_stage": (0, 1, 2, 3), "distributed_optimizer": (False, True),
 }
 COLUMNS = ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch", "recompute", "sp", "zero_stage",
@@ -31,13 +31,29 @@ def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[st
     tp_ok = [d for d in divisors(num_gpus) if d <= gpus_per_node and model.heads % d == 0
              and model.kv_heads % d == 0 and model.ffn_hidden % d == 0]
     defaults = {"tp": tp_ok, "pp": [d for d in divisors(model.total_layers) if num_gpus % d == 0],
-                "v": [d for d in divisors(model.total_layers) if d <= 8]}
+                "v": [d for d in divisors(model.total_layers) if d <= 8],
+                "cp": [d for d in (1, 2, 4, 8) if num_gpus % d == 0]}
     for name, values in SEARCH_AXES.items():
         given = fixed.get(name)
         axes[name] = [given] if given is not None else list(values if values is not None else defaults[name])
     if model.is_moe and fixed.get("ep") is None:
         axes["ep"] = [d for d in divisors(model.experts) if d <= num_gpus]
     return axes
+
+
+def framework_limits(framework: Framework | FrameworkName | str) -> dict[str, object]:
+    """The axis values a framework cannot run, pinned (e.g. no sequence parallelism before Megatron-LM 2022)."""
+    fw = get_framework(framework)
+    pins: dict[str, object] = {}
+    if not fw.sequence_parallel:
+        pins["sp"] = False
+    if not fw.distributed_optimizer:
+        pins["distributed_optimizer"] = False
+    if not fw.zero:
+        pins["zero_stage"] = 0
+    if not fw.context_parallel:
+        pins["cp"] = 1
+    return pins
 
 
 def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int, gpus_per_node: int,
@@ -82,9 +98,12 @@ def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_le
                    framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE,
                    fixed: Mapping[str, object] | None = None, top: int | None = 10) -> pd.DataFrame:
     """The fastest feasible layouts as a DataFrame (layout columns, step time, MFU, memory), best first."""
+    fw = get_framework(framework)
+    fixed = {**framework_limits(fw), **{k: v for k, v in (fixed or {}).items() if v is not None}}
     lay = layout_grid(model, cluster.num_gpus, global_batch, seq_len, int(cluster.gpus_per_node), fixed)
-    if get_framework(framework).attention is AttentionImpl.FLASH and (fixed or {}).get("recompute") is None:
-        lay = lay.take(np.flatnonzero(lay.recompute != 1))  # flash attention keeps no s^2 tensors: selective = none
+    if (fw.attention is AttentionImpl.FLASH or not fw.selective_recompute) and fixed.get("recompute") is None:
+        # flash attention keeps no s^2 tensors, so selective = none; older frameworks have no selective mode
+        lay = lay.take(np.flatnonzero(lay.recompute != 1))
     result, order = rank_layouts(model, cluster, lay, perf, precision, framework)
     order = order if top is None else order[:top]
     frame = pd.DataFrame({k: np.asarray(getattr(lay, k))[order] for k in COLUMNS})
@@ -95,4 +114,4 @@ def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_le
     return frame
 
 
-__all__ = ["SEARCH_AXES", "layout_grid", "rank_layouts", "search_layouts"]
+__all__ = ["SEARCH_AXES", "framework_limits", "layout_grid", "rank_layouts", "search_layouts"]
