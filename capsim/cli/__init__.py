@@ -8,6 +8,7 @@ from capsim.cli.analytic import flops, memory_app
 from capsim.cli.catalog import catalog
 from capsim.cli.dashboard import dashboard
 from capsim.cli.plan import plan_app
+from capsim.cli.serve import serve
 from capsim.cli.train import train
 from capsim.cli.validate import validate
 
@@ -20,6 +21,7 @@ app.command("validate")(validate)
 app.command("dashboard")(dashboard)
 app.command("train")(train)
 app.add_typer(plan_app, name="plan")
+app.command("serve")(serve)
 
 
 def main() -> None:
