@@ -88,6 +88,7 @@ class Candidate:
     tp: int
     quantization: Quantization
     max_batch: int
+    kv_cache_dtype: str | None = None  # None: the serving dtype
 
 
 def candidates(model: ModelSpec, accelerators: list[Accelerator], quantizations: tuple[Quantization, ...],
@@ -171,18 +172,27 @@ class ServingPlan:
                 "pareto": self.pareto.to_dict("records"), "notes": list(self.notes)}
 
 
-def _bounds(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo: Slo, engine: str,
-            calibration: str | None, limits: dict[str, int]) -> pd.DataFrame:
+def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo: Slo, engine: str = "vllm",
+                calibration: str | None = None, limits: dict[str, int] | None = None,
+                perf_transform: Any = None) -> pd.DataFrame:
+    """Every candidate's analytic capacity, minimum replicas and cost, viable ones cheapest first.
+    ``perf_transform(perf) -> perf`` lets a what-if change the device model (e.g. sparse GEMMs)."""
+    limits = limits or {}
     prompt, output = _lengths_mean(traffic)
     perfs: dict[str, Perf] = {}
     rows = []
     for c in cands:
         acc = c.accelerator
-        perf = perfs.setdefault(acc.name, default_perf(acc, calibration))
+        if acc.name not in perfs:
+            base = default_perf(acc, calibration)
+            perfs[acc.name] = perf_transform(base) if perf_transform is not None else base
+        perf = perfs[acc.name]
         row = {"accelerator": acc.name, "tp": c.tp, "quantization": c.quantization.value, "max_batch": c.max_batch,
-               "price_usd_per_gpu_hour": acc.price_usd_per_hour, "calibration": perf.name}
+               "kv_cache_dtype": c.kv_cache_dtype, "price_usd_per_gpu_hour": acc.price_usd_per_hour,
+               "calibration": perf.name}
         try:
-            plan = engine_plan(engine, model, acc, tp=c.tp, quantization=c.quantization, max_batch=c.max_batch)
+            plan = engine_plan(engine, model, acc, tp=c.tp, quantization=c.quantization, max_batch=c.max_batch,
+                               kv_cache_dtype=c.kv_cache_dtype)
             row.update(capacity_bound(model, plan.check(model), acc, perf, engine, prompt, output, slo))
         except SpecError as err:
             row.update(capacity_rps=0.0, reason=str(err))
@@ -203,7 +213,7 @@ def _simulate(model: ModelSpec, row: pd.Series, replicas: int, traffic: Traffic,
               calibration: str | None, seed: int) -> dict[str, Any]:
     acc = get_accelerator(row["accelerator"], row["price_usd_per_gpu_hour"])
     plan = engine_plan(engine, model, acc, tp=int(row["tp"]), quantization=row["quantization"],
-                       max_batch=int(row["max_batch"]), replicas=replicas)
+                       max_batch=int(row["max_batch"]), replicas=replicas, kv_cache_dtype=row.get("kv_cache_dtype"))
     workload = build_workload(traffic.workload(traffic.peak_rps, seed))
     cfg = ServeConfig(engine=engine, slo_ttft_s=slo.ttft_p99_s, slo_tpot_s=slo.tpot_p99_s, seed=seed)
     result = simulate(model, plan, acc, default_perf(acc, calibration), workload, cfg)
@@ -268,7 +278,7 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     limits = {get_accelerator(k).name: v for k, v in limits.items()}
     quants = tuple(Quantization(q) for q in quantizations)
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    bounds = _bounds(model, candidates(model, accs, quants), traffic, slo, engine, calibration, limits)
+    bounds = bound_table(model, candidates(model, accs, quants), traffic, slo, engine, calibration, limits)
     viable = bounds[bounds["viable"]]
     # the cheapest by the bound overall, and the cheapest of each accelerator kind (so the front spans kinds)
     picks = list(dict.fromkeys([*viable.index[: max(confirm_top, 1)],
