@@ -7,8 +7,13 @@ from capsim import get_accelerator, get_model
 from capsim.analytic.serving import StepShape, iteration_time
 from capsim.plan.scaling_study import model_size_study, serving_scaling, training_scaling
 from capsim.plan.serving import Slo, Traffic
-from capsim.plan.whatif_serve import (SPARSITY, distillation_whatif, quantization_whatif, sparse_perf,
-                                      sparsity_whatif)
+from capsim.plan.whatif_serve import (
+    SPARSITY,
+    distillation_whatif,
+    quantization_whatif,
+    sparse_perf,
+    sparsity_whatif,
+)
 from capsim.sim.serving.fleet import default_perf, engine_plan
 from capsim.sim.serving.workload import Lengths
 

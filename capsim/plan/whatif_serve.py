@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from capsim.analytic.serving import StepShape, iteration_time
 from capsim.analytic.memory import serving_memory
+from capsim.analytic.serving import StepShape, iteration_time
 from capsim.errors import SpecError, require
 from capsim.perf import Perf
 from capsim.plan.serving import Candidate, Slo, Traffic, bound_table
