@@ -9,7 +9,13 @@ import typer
 
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
-from capsim.plan.scaling_study import SERVE_RATES, TRAIN_GPUS, model_size_study, serving_scaling, training_scaling
+from capsim.plan.scaling_study import (
+    SERVE_RATES,
+    TRAIN_GPUS,
+    model_size_study,
+    serving_scaling,
+    training_scaling,
+)
 from capsim.plan.serving import Slo, Traffic
 from capsim.plan.whatif_serve import distillation_whatif, quantization_whatif, sparsity_whatif
 from capsim.plan.whatif_train import batch_size_whatif, precision_whatif
