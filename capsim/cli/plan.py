@@ -120,7 +120,7 @@ def plan_serve(model: o.Model = "",
                         tuple(q.strip() for q in quantizations.split(",")), engine, calibration)
     if as_json:
         return emit_json(plan.to_dict(top))
-    cols = ["accelerator", "tp", "quantization", "max_batch", "capacity_rps", "replicas", "gpus",
+    cols = ["accelerator", "tp", "pp", "quantization", "max_batch", "capacity_rps", "replicas", "gpus",
             "cost_per_hour_usd", "ttft_p99_s", "tpot_p99_s", "cost_per_million_output_tokens"]
     shown = plan.table[plan.table["confirmed"]].head(top)
     console.print(table(f"{spec.name} at {plan.rate_rps:g} req/s: fleets that meet the SLOs, cheapest first",

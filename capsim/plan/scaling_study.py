@@ -45,10 +45,11 @@ def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accele
             continue
         best = ok.iloc[0]
         replicas, latency = _confirm_slice(model, best, traffic, slo, engine, calibration)
-        gpus = replicas * int(best["tp"])
+        gpus = replicas * int(best["tp"]) * int(best["pp"])
         price = float(best["price_usd_per_gpu_hour"])
         tokens_per_hour = rate * 3600 * float(np.mean(build_workload(traffic.workload(rate)).output_tokens))
         rows.append({"rate_rps": rate, "feasible": True, "accelerator": best["accelerator"], "tp": int(best["tp"]),
+                     "pp": int(best["pp"]),
                      "quantization": best["quantization"], "replicas": replicas, "gpus": gpus,
                      "cost_per_hour_usd": gpus * price,
                      "cost_per_million_output_tokens": gpus * price / tokens_per_hour * 1e6, **latency})
@@ -61,7 +62,7 @@ def _confirm_slice(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo,
     replicas = int(row["replicas_min"])
     for _ in range(8):
         k = min(replicas, SLICE_REPLICAS)
-        plan = engine_plan(engine, model, acc, tp=int(row["tp"]), quantization=row["quantization"],
+        plan = engine_plan(engine, model, acc, tp=int(row["tp"]), pp=int(row["pp"]), quantization=row["quantization"],
                            max_batch=int(row["max_batch"]), replicas=k)
         work = build_workload(traffic.workload(traffic.peak_rps * k / replicas))
         res = simulate(model, plan, acc, default_perf(acc, calibration), work,

@@ -29,6 +29,7 @@ from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Quantization, ServePlan
 
 TP_CHOICES = (1, 2, 4, 8)
+PP_CHOICES = (1, 2, 4)  # pipeline stages across nodes, tried once TP fills a node
 BATCH_CHOICES = (64, 128, 256)
 
 
@@ -89,20 +90,25 @@ class Candidate:
     quantization: Quantization
     max_batch: int
     kv_cache_dtype: str | None = None  # None: the serving dtype
+    pp: int = 1
 
 
 def candidates(model: ModelSpec, accelerators: list[Accelerator], quantizations: tuple[Quantization, ...],
-               tps: tuple[int, ...] = TP_CHOICES, batches: tuple[int, ...] = BATCH_CHOICES) -> list[Candidate]:
-    """Every accelerator x TP x quantization x max batch that can run (heads split, format supported)."""
+               tps: tuple[int, ...] = TP_CHOICES, batches: tuple[int, ...] = BATCH_CHOICES,
+               pps: tuple[int, ...] = PP_CHOICES) -> list[Candidate]:
+    """Every accelerator x TP x PP x quantization x max batch that can run (heads and layers split, format
+    supported). Pipeline stages span nodes, so PP > 1 is tried only with TP filling a node."""
     out = []
     for acc in accelerators:
-        for tp in tps:
-            if tp > acc.gpus_per_node or model.heads % tp or (model.kv_heads % tp and tp % model.kv_heads):
-                continue
+        layouts = [(tp, pp) for tp in tps for pp in pps
+                   if tp <= acc.gpus_per_node and (pp == 1 or tp == acc.gpus_per_node)
+                   and not model.heads % tp and not (model.kv_heads % tp and tp % model.kv_heads)
+                   and not model.layers % pp]
+        for tp, pp in layouts:
             for q in quantizations:
                 if acc.peaks.of(q.compute_dtype(ServePlan().dtype)) is None:
                     continue  # e.g. fp8 math on an A100
-                out += [Candidate(acc, tp, q, b) for b in batches]
+                out += [Candidate(acc, tp, q, b, pp=pp) for b in batches]
     return out
 
 
@@ -187,18 +193,18 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
             base = default_perf(acc, calibration)
             perfs[acc.name] = perf_transform(base) if perf_transform is not None else base
         perf = perfs[acc.name]
-        row = {"accelerator": acc.name, "tp": c.tp, "quantization": c.quantization.value, "max_batch": c.max_batch,
-               "kv_cache_dtype": c.kv_cache_dtype, "price_usd_per_gpu_hour": acc.price_usd_per_hour,
-               "calibration": perf.name}
+        row = {"accelerator": acc.name, "tp": c.tp, "pp": c.pp, "quantization": c.quantization.value,
+               "max_batch": c.max_batch, "kv_cache_dtype": c.kv_cache_dtype,
+               "price_usd_per_gpu_hour": acc.price_usd_per_hour, "calibration": perf.name}
         try:
-            plan = engine_plan(engine, model, acc, tp=c.tp, quantization=c.quantization, max_batch=c.max_batch,
-                               kv_cache_dtype=c.kv_cache_dtype)
+            plan = engine_plan(engine, model, acc, tp=c.tp, pp=c.pp, quantization=c.quantization,
+                               max_batch=c.max_batch, kv_cache_dtype=c.kv_cache_dtype)
             row.update(capacity_bound(model, plan.check(model), acc, perf, engine, prompt, output, slo))
         except SpecError as err:
             row.update(capacity_rps=0.0, reason=str(err))
         cap = row["capacity_rps"]
         row["replicas_min"] = math.ceil(traffic.peak_rps / cap) if cap > 0 else 0
-        row["gpus_min"] = row["replicas_min"] * c.tp
+        row["gpus_min"] = row["replicas_min"] * c.tp * c.pp
         limit = limits.get(acc.name)
         if cap > 0 and limit is not None and row["gpus_min"] > limit:
             row["reason"] = f"needs {row['gpus_min']} GPUs, over the limit of {limit}"
@@ -212,7 +218,7 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
 def _simulate(model: ModelSpec, row: pd.Series, replicas: int, traffic: Traffic, slo: Slo, engine: str,
               calibration: str | None, seed: int) -> dict[str, Any]:
     acc = get_accelerator(row["accelerator"], row["price_usd_per_gpu_hour"])
-    plan = engine_plan(engine, model, acc, tp=int(row["tp"]), quantization=row["quantization"],
+    plan = engine_plan(engine, model, acc, tp=int(row["tp"]), pp=int(row["pp"]), quantization=row["quantization"],
                        max_batch=int(row["max_batch"]), replicas=replicas, kv_cache_dtype=row.get("kv_cache_dtype"))
     workload = build_workload(traffic.workload(traffic.peak_rps, seed))
     cfg = ServeConfig(engine=engine, slo_ttft_s=slo.ttft_p99_s, slo_tpot_s=slo.tpot_p99_s, seed=seed)
@@ -220,7 +226,7 @@ def _simulate(model: ModelSpec, row: pd.Series, replicas: int, traffic: Traffic,
     s = {**result.summary, **steady_state(result.requests)}
     keep = ("ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "ttft_mean_s", "tpot_mean_s", "goodput",
             "output_tokens_per_s", "cost_per_hour_usd", "cost_per_million_output_tokens")
-    return {"replicas": replicas, "gpus": replicas * int(row["tp"]), **{k: s[k] for k in keep},
+    return {"replicas": replicas, "gpus": replicas * int(row["tp"]) * int(row["pp"]), **{k: s[k] for k in keep},
             "slo_met": slo.met(s)}
 
 
@@ -241,7 +247,7 @@ def _confirm(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo, engin
     """Simulate from the bound's replica count upwards (x1.25 per miss) until the SLO holds or the limit binds."""
     runs, replicas = [], int(row["replicas_min"])
     for _ in range(max_runs):
-        if limit is not None and replicas * int(row["tp"]) > limit:
+        if limit is not None and replicas * int(row["tp"]) * int(row["pp"]) > limit:
             break
         runs.append(_simulate(model, row, replicas, traffic, slo, engine, calibration, seed))
         if runs[-1]["slo_met"]:
@@ -294,7 +300,7 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     for i, runs in zip(picks, results, strict=True):
         row = bounds.loc[i]
         for r in runs:
-            sims.append({**{k: row[k] for k in ("accelerator", "tp", "quantization", "max_batch")}, **r})
+            sims.append({**{k: row[k] for k in ("accelerator", "tp", "pp", "quantization", "max_batch")}, **r})
         met = [r for r in runs if r["slo_met"]]
         if met:
             confirmed[i] = met[-1]
