@@ -11,6 +11,7 @@ from capsim.cli.plan import plan_app
 from capsim.cli.serve import serve
 from capsim.cli.train import train
 from capsim.cli.validate import validate
+from capsim.cli.whatif import scale_app, whatif_app
 
 app = typer.Typer(name="capsim", help="Capacity planning and simulation for training and serving LLM chatbots.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -21,6 +22,8 @@ app.command("validate")(validate)
 app.command("dashboard")(dashboard)
 app.command("train")(train)
 app.add_typer(plan_app, name="plan")
+app.add_typer(whatif_app, name="whatif")
+app.add_typer(scale_app, name="scale")
 app.command("serve")(serve)
 
 
