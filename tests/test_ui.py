@@ -243,3 +243,81 @@ def test_calibration_page_reports_a_bad_upload(upload):
     at = page("calibration", src="upload")
     assert not at.exception
     assert "schema" in errors(at)
+
+
+# --- capacity planner ----------------------------------------------------------------------------
+
+SMALL_PLAN = dict(accs="A100-SXM4-80GB,L40S", quants="none,int8", requests="100")
+
+
+def test_capacity_page_renders_the_default_with_a_pareto_chart():
+    at = page("capacity")
+    assert not at.exception and not at.error
+    assert charts(at) == 1
+    assert at.subheader[0].value.startswith("Cheapest:")
+    assert len(at.dataframe[0].value) >= 1  # fleets that meet the SLOs
+
+
+def test_capacity_page_reacts_to_the_rate():
+    at = page("capacity", **SMALL_PLAN, rate="5")
+    gpus = int(at.metric[0].value)
+    at.number_input(key="rate").set_value(40.0).run()
+    assert not at.exception and not at.error
+    assert int(at.metric[0].value) > gpus
+    assert at.query_params["rate"] == "40.0"
+
+
+def test_capacity_page_reports_bad_inputs():
+    at = page("capacity", **SMALL_PLAN, ttft="0", tpot="0")
+    assert not at.exception and "no latency target" in errors(at)
+    at = page("capacity", requests="100", accs="")
+    assert not at.exception and "accelerator" in errors(at)
+
+
+# --- compression and precision what-ifs ----------------------------------------------------------
+
+@pytest.mark.parametrize("study", ["quantization", "sparsity", "distillation", "training precision", "batch size"])
+def test_whatif_studies_render(study):
+    at = page("whatif", study=study)
+    assert not at.exception and not at.error
+    assert charts(at) >= 1 and at.dataframe
+
+
+def test_whatif_quantization_reacts_to_tp():
+    at = page("whatif", study="quantization", model="llama-2-13b")
+    before = at.dataframe[0].value.copy()
+    at.number_input(key="tp").set_value(2).run()
+    assert not at.exception
+    assert not at.dataframe[0].value.equals(before)
+
+
+def test_whatif_reports_bad_inputs():
+    at = page("whatif", study="training precision", tp="3")
+    assert not at.exception and "does not divide" in errors(at)
+    at = page("whatif", study="batch size", batches="256,lots")
+    assert not at.exception and "global batches" in errors(at)
+
+
+# --- scaling study -------------------------------------------------------------------------------
+
+def test_scaling_serving_renders_the_default():
+    at = page("scaling")
+    assert not at.exception and not at.error
+    assert charts(at) == 3
+    assert list(at.dataframe[0].value["rate_rps"]) == [1, 10, 100, 1000]
+
+
+def test_scaling_training_and_model_size_react():
+    at = page("scaling", study="training", gpus="8,64")
+    assert not at.exception and not at.error and charts(at) == 3
+    assert list(at.dataframe[0].value["gpus"]) == [8, 64]
+    at = page("scaling", study="model size")
+    before = at.dataframe[0].value.copy()
+    at.text_input(key="flops").input("1e20,1e22").run()
+    assert not at.exception
+    assert len(at.dataframe[0].value) == 2 and not at.dataframe[0].value.equals(before)
+
+
+def test_scaling_reports_bad_inputs():
+    at = page("scaling", rates="0,10")
+    assert not at.exception and "rates" in errors(at)

@@ -74,6 +74,33 @@ def model_input(where: Any = st, default: str = "llama-2-7b", key: str = "model"
     return checked(hf_model, upload.getvalue().decode("utf-8", errors="replace"), Path(upload.name).stem)
 
 
+def parse_numbers(value: str, field: str, example: str, integer: bool = False, most: int = 24
+                  ) -> tuple[float, ...] | tuple[int, ...]:
+    """A comma-separated list of positive numbers (sorted, distinct), or a SpecError naming ``field``."""
+    kind = int if integer else float
+    try:
+        numbers = tuple(sorted({kind(float(x)) if integer and float(x).is_integer() else kind(x)
+                                for x in value.replace(" ", "").split(",") if x}))
+    except ValueError:
+        raise SpecError(field, f"{value!r} is not a comma-separated list of {'integers' if integer else 'numbers'}",
+                        f"write e.g. {example}") from None
+    if not numbers or min(numbers) <= 0 or len(numbers) > most:
+        raise SpecError(field, f"{value!r} needs 1 to {most} positive values", f"write e.g. {example}")
+    return numbers
+
+
+def preset_traffic(preset: str, rate_rps: float, requests: int | None = None) -> Any:
+    """The planner's Traffic at ``rate_rps`` with a workload preset's lengths (a trace preset: its lengths
+    sampled), as ``capsim plan serve --workload`` builds it."""
+    from capsim.plan.serving import Traffic
+    from capsim.sim.serving.presets import get_preset
+
+    lengths = get_preset(preset).lengths
+    if isinstance(lengths, str):
+        return Traffic(rate_rps, None, lengths, requests=requests)
+    return Traffic(rate_rps, lengths, requests=requests)
+
+
 def hf_model(text: str, name: str) -> ModelSpec:
     try:
         cfg = json.loads(text)
@@ -131,4 +158,4 @@ def downloads(stem: str, table: pd.DataFrame | None = None, payload: dict[str, A
                             icon=icon, width="stretch", on_click="ignore")
 
 
-__all__ = ["checked", "downloads", "hf_model", "last_resort", "model_input", "money", "plain", "show_error", "stop"]
+__all__ = ["checked", "downloads", "hf_model", "last_resort", "model_input", "money", "parse_numbers", "plain", "preset_traffic", "show_error", "stop"]

@@ -41,6 +41,7 @@ def stacked_bar(df: pd.DataFrame, x: str, parts: Sequence[str], title: str, yaxi
         fig.add_bar(name=name, x=df[x], y=df[part], customdata=df[hover] if hover else None,
                     hovertemplate=template)
     fig.update_layout(barmode="stack", title=title, yaxis_title=yaxis, **LAYOUT)
+    fig.update_xaxes(type="category")  # labels such as "#1" or "2:4" stay labels
     if line is not None:
         fig.add_hline(y=line, line_dash="dash", line_color="red", annotation_text=line_name)
     return _si(fig)
@@ -189,10 +190,34 @@ def bubbles(df: pd.DataFrame, x: str, y: str, size: str, label: str, title: str)
     return _si(fig)
 
 
+def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, label: str, ok: str, title: str,
+           xaxis: str, yaxis: str) -> go.Figure:
+    """Every option as a marker (filled where ``ok``), the non-dominated ones joined as the front."""
+    fig = go.Figure()
+    for flag, name, symbol in ((True, "meets the SLOs", "circle"), (False, "misses the SLOs", "x")):
+        part = points[points[ok] == flag] if len(points) else points
+        if len(part):
+            fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=name, text=part[label],
+                                     marker=dict(symbol=symbol, size=10, color=_color(0 if flag else 1)),
+                                     hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>"))
+    if len(front):
+        fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines+markers+text", name="Pareto front",
+                                 text=front[label], textposition="top right", textfont_size=10,
+                                 line=dict(color=_color(2), width=2, shape="hv")))
+    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, **{**LAYOUT, "height": 460})
+    xs = pd.concat([points[x], front[x]]) if len(front) else points[x]
+    if len(xs):
+        lo, hi = float(xs.min()), float(xs.max())
+        pad = 0.08 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-9
+        fig.update_xaxes(range=[lo - pad, hi + 3 * pad])  # room for the front's labels
+    return _si(fig)
+
+
 def grouped_bar(df: pd.DataFrame, x: str, y: str, group: str, title: str, yaxis: str) -> go.Figure:
     """Bars of ``y`` by ``x``, one bar per ``group`` value side by side."""
     fig = go.Figure()
     for i, (g, part) in enumerate(df.groupby(group, sort=False)):
         fig.add_bar(name=str(g), x=part[x], y=part[y], marker_color=_color(i))
     fig.update_layout(barmode="group", title=title, yaxis_title=yaxis, **LAYOUT)
+    fig.update_xaxes(type="category")
     return _si(fig)

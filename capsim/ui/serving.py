@@ -13,7 +13,6 @@ import pandas as pd
 import streamlit as st
 
 from capsim.calibration import available
-from capsim.errors import SpecError
 from capsim.sim.serving import ServeConfig, ServingResult, default_perf, engine_plan, simulate
 from capsim.sim.serving.presets import PRESETS, WorkloadSpec, build_workload, get_preset, preset_spec
 from capsim.sim.serving.router import RouterKind
@@ -23,8 +22,8 @@ from capsim.specs.engine import SchedulerKind, engines, get_engine
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Quantization
 from capsim.ui import figures
-from capsim.ui.common import checked, downloads, model_input
-from capsim.ui.state import number, select
+from capsim.ui.common import checked, downloads, model_input, parse_numbers
+from capsim.ui.state import number, select, text
 
 ENGINE_DEFAULT, AUTO_CAL = "engine default", "auto (GPU profile, else datasheet)"
 PRESET, UPLOAD = "preset", "trace CSV"
@@ -77,17 +76,6 @@ def offered_rps(result: ServingResult) -> float:
     return (len(t) - 1) / span if span > 0 else float("nan")
 
 
-def parse_loads(text: str) -> tuple[float, ...]:
-    try:
-        loads = tuple(sorted({float(x) for x in text.replace(" ", "").split(",") if x}))
-    except ValueError:
-        raise SpecError("load sweep", f"{text!r} is not a comma-separated list of numbers",
-                        "write multiples of the rate, e.g. 0.5,1,2,4") from None
-    if not loads or min(loads) <= 0 or len(loads) > 12:
-        raise SpecError("load sweep", f"{text!r} needs 1 to 12 positive multiples", "e.g. 0.5,1,2,4")
-    return loads
-
-
 def _inputs() -> dict[str, Any]:
     c = st.columns(4)
     with c[0]:
@@ -118,16 +106,14 @@ def _inputs() -> dict[str, Any]:
     tpot = number("TPOT SLO s (0: preset's)", "slo_tpot", 0.0, 0.0, where=c[2], step=0.01, fmt="%.3f")
     quant = select("Quantization", [q.value for q in Quantization], "quant", "none", where=c[3])
     cal = select("Calibration", [AUTO_CAL, *available()], "cal", AUTO_CAL, where=c[3])
-    loads = st.text_input("Load sweep (multiples of the rate)", st.query_params.get("loads", "0.25,0.5,1,1.5,2,3"),
-                          key="loads")
-    st.query_params["loads"] = loads
+    loads = text("Load sweep (multiples of the rate)", "loads", "0.25,0.5,1,1.5,2,3")
     return dict(model=model, acc=acc, tp=tp, replicas=replicas, engine=engine,
                 scheduler=None if sched == ENGINE_DEFAULT else sched, router=router, quant=quant,
                 cal=None if cal == AUTO_CAL else cal, preset=preset, trace_text=trace_text, rate=rate,
                 requests=requests, seed=number("Seed", "seed", 0, 0, where=c[1]),
                 slo_ttft=ttft or (slo_default.slo_ttft_s if slo_default else None),
                 slo_tpot=tpot or (slo_default.slo_tpot_s if slo_default else None),
-                loads=checked(parse_loads, loads))
+                loads=checked(parse_numbers, loads, "load sweep", "0.5,1,2,4", most=12))
 
 
 def _run(x: dict[str, Any], load: float) -> ServingResult:
@@ -218,4 +204,4 @@ def _inputs_dict(x: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["offered_rps", "parse_loads", "render", "run_serving", "sweep", "workload_spec"]
+__all__ = ["offered_rps", "render", "run_serving", "sweep", "workload_spec"]

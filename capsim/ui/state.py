@@ -99,4 +99,30 @@ def flag(label: str, key: str, default: bool, where: Any = st, help: str | None 
     return bool(out)
 
 
-__all__ = ["flag", "number", "query_default", "select", "sync_query"]
+def multi(label: str, options: Sequence[str], key: str, default: Sequence[str], where: Any = st,
+          help: str | None = None) -> list[str]:
+    """A multiselect whose choices live in the URL under ``key``, comma-separated."""
+    options = list(options)
+    chosen = list(default)
+    raw = st.query_params.get(key)
+    if raw is not None:
+        picked = [x for x in raw.split(",") if x]
+        unknown = [x for x in picked if x not in options]
+        if unknown:
+            _ignored(key, raw, f"{', '.join(unknown)} not among the choices")
+        else:
+            chosen = picked
+    out = where.multiselect(label, options, default=chosen, key=key, help=help)
+    sync_query(**{key: ",".join(out)})
+    return list(out)
+
+
+def text(label: str, key: str, default: str, where: Any = st, help: str | None = None) -> str:
+    """A text input whose value lives in the URL under ``key`` (the page validates it)."""
+    raw = st.query_params.get(key)
+    out = where.text_input(label, value=default if raw is None else raw, key=key, help=help)
+    sync_query(**{key: out})
+    return out
+
+
+__all__ = ["flag", "multi", "number", "query_default", "select", "sync_query", "text"]
