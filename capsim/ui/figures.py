@@ -1,29 +1,71 @@
-"""Figure builders: DataFrames in, plotly figures out (no business numbers here)."""
+"""Figure builders: DataFrames in, plotly figures out (no business numbers here).
+
+Each builder assembles the figure as plain dicts and validates it once (``go.Figure(dict)``): several times
+faster than adding traces and shapes one call at a time, which keeps analytic pages inside their recompute budget.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 
 PALETTE = qualitative.Plotly
-LAYOUT = dict(legend_orientation="h", legend_y=-0.18, margin=dict(l=50, r=20, t=60, b=40), height=420)
 GANTT_MAX_BLOCKS = 4000  # more bars than this are drawn as the step's start and end panels
+MARGIN = dict(l=50, r=20, t=60, b=40)
 
 
 def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def _si(fig: go.Figure) -> go.Figure:
-    """SI prefixes on the axes (G, not plotly's B for billion, which reads as bytes)."""
-    fig.update_xaxes(exponentformat="SI")
-    fig.update_yaxes(exponentformat="SI")
-    return fig
+def _np(values: Any) -> Any:
+    """Plain arrays for plotly (a pandas Series goes through a slower conversion layer)."""
+    return values.to_numpy() if isinstance(values, pd.Series | pd.Index) else values
+
+
+def _axis(title: str = "", log: bool = False, category: bool = False, **extra: Any) -> dict[str, Any]:
+    """An axis with SI prefixes (G, not plotly's B for billion, which reads as bytes)."""
+    kind = "log" if log else ("category" if category else "-")
+    return {"title": {"text": title}, "type": kind, "exponentformat": "SI", **extra}
+
+
+def _figure(data: list[dict[str, Any]], title: str, height: int = 420, legend_v: bool = False,
+            **layout: Any) -> go.Figure:
+    legend = {"orientation": "v", "y": 1.0} if legend_v else {"orientation": "h", "y": -0.18}
+    return go.Figure({"data": data, "layout": {"title": {"text": title}, "height": height, "margin": MARGIN,
+                                               "legend": legend, **layout}})
+
+
+def _hline(y: float, text: str, xref: str = "x", yref: str = "y") -> tuple[dict[str, Any], dict[str, Any]]:
+    shape = dict(type="line", xref=f"{xref} domain", x0=0, x1=1, yref=yref, y0=y, y1=y,
+                 line=dict(color="red", dash="dash"))
+    note = dict(xref=f"{xref} domain", x=1, yref=yref, y=y, text=text, showarrow=False, xanchor="right",
+                yanchor="bottom", font=dict(color="gray", size=11))
+    return shape, note
+
+
+def _vline(x: float, text: str, xref: str = "x", yref: str = "y", color: str = "red"
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    shape = dict(type="line", xref=xref, x0=x, x1=x, yref=f"{yref} domain", y0=0, y1=1,
+                 line=dict(color=color, dash="dash"))
+    note = dict(xref=xref, x=x, yref=f"{yref} domain", y=1, text=text, showarrow=False, xanchor="left",
+                yanchor="top", font=dict(color="gray", size=11))
+    return shape, note
+
+
+def _panel_title(text: str, x0: float, x1: float, y: float) -> dict[str, Any]:
+    return dict(text=f"<b>{text}</b>", xref="paper", yref="paper", x=(x0 + x1) / 2, y=y, xanchor="center",
+                yanchor="bottom", showarrow=False, font=dict(size=13))
+
+
+def _domains(n: int, gap: float) -> list[tuple[float, float]]:
+    width = (1.0 - gap * (n - 1)) / n
+    return [(max(0.0, i * (width + gap)), min(1.0, i * (width + gap) + width)) for i in range(n)]
 
 
 def stacked_bar(df: pd.DataFrame, x: str, parts: Sequence[str], title: str, yaxis: str,
@@ -31,193 +73,191 @@ def stacked_bar(df: pd.DataFrame, x: str, parts: Sequence[str], title: str, yaxi
                 hover: str | None = None) -> go.Figure:
     """One stacked bar per row of ``df`` (parts that are zero in every row are left out of the legend);
     an optional horizontal line (a capacity, a target); ``hover`` names a column shown on hover."""
-    fig = go.Figure()
     labels = labels or {}
+    data = []
     for part in parts:
         if not (df[part].fillna(0) != 0).any():
             continue
         name = labels.get(part, part)
-        template = ("%{customdata}<br>" if hover else "") + f"{name}: %{{y:.4g}}<extra></extra>"
-        fig.add_bar(name=name, x=df[x], y=df[part], customdata=df[hover] if hover else None,
-                    hovertemplate=template)
-    fig.update_layout(barmode="stack", title=title, yaxis_title=yaxis, **LAYOUT)
-    fig.update_xaxes(type="category")  # labels such as "#1" or "2:4" stay labels
+        data.append(dict(type="bar", name=name, x=_np(df[x]), y=_np(df[part]), customdata=_np(df[hover]) if hover else None,
+                         hovertemplate=("%{customdata}<br>" if hover else "") + f"{name}: %{{y:.4g}}<extra></extra>"))
+    extra: dict[str, Any] = {}
     if line is not None:
-        fig.add_hline(y=line, line_dash="dash", line_color="red", annotation_text=line_name)
-    return _si(fig)
+        shape, note = _hline(line, line_name)
+        extra = {"shapes": [shape], "annotations": [note]}
+    return _figure(data, title, barmode="stack", xaxis=_axis(category=True), yaxis=_axis(yaxis), **extra)
 
 
-def _gantt_traces(fig: go.Figure, tl: pd.DataFrame, row: int | None, legend: bool) -> None:
+def grouped_bar(df: pd.DataFrame, x: str, y: str, group: str, title: str, yaxis: str) -> go.Figure:
+    """Bars of ``y`` by ``x``, one bar per ``group`` value side by side."""
+    data = [dict(type="bar", name=str(g), x=_np(part[x]), y=_np(part[y]), marker=dict(color=_color(i)))
+            for i, (g, part) in enumerate(df.groupby(group, sort=False))]
+    return _figure(data, title, barmode="group", xaxis=_axis(category=True), yaxis=_axis(yaxis))
+
+
+def _gantt_bars(tl: pd.DataFrame, axis: str, legend: bool) -> list[dict[str, Any]]:
+    out = []
     for i, (kind, name) in enumerate((("F", "forward"), ("B", "backward"))):
         part = tl[tl["kind"] == kind]
-        hover = ("stage %{y}<br>micro-batch %{customdata[0]}, chunk %{customdata[1]}<br>"
-                 "%{base:.4g} s + %{x:.4g} s<extra>" + name + "</extra>")
-        bar = go.Bar(name=name, y=part["stage"].map(lambda s: f"stage {s}"), x=part["duration_s"],
-                     base=part["start_s"], orientation="h", marker_color=_color(i), marker_line_width=0.3,
-                     marker_line_color="white", customdata=part[["micro_batch", "chunk"]].to_numpy(),
-                     hovertemplate=hover, showlegend=legend, legendgroup=kind)
-        fig.add_trace(bar, row=row, col=1 if row else None)
+        out.append(dict(type="bar", orientation="h", name=name, legendgroup=kind, showlegend=legend,
+                        y=("stage " + part["stage"].astype(str)).to_numpy(), x=part["duration_s"].to_numpy(),
+                        base=part["start_s"].to_numpy(), customdata=part[["micro_batch", "chunk"]].to_numpy(),
+                        marker=dict(color=_color(i), line=dict(width=0.3, color="white")),
+                        xaxis=f"x{axis}", yaxis=f"y{axis}",
+                        hovertemplate=("%{y}<br>micro-batch %{customdata[0]}, chunk %{customdata[1]}<br>"
+                                       "%{base:.4g} s + %{x:.4g} s<extra>" + name + "</extra>")))
+    return out
 
 
 def gantt(timeline: pd.DataFrame, title: str, marks: Mapping[str, float] | None = None) -> go.Figure:
     """A pipeline schedule: one row per stage, one bar per forward/backward block (``stage``, ``kind`` F/B,
     ``micro_batch``, ``chunk``, ``start_s``, ``duration_s``). Past ``GANTT_MAX_BLOCKS`` blocks the step's start
     and end are drawn in two panels (the steady state between them repeats)."""
-    tl = timeline.sort_values("start_s")
+    tl = timeline.sort_values("start_s", kind="stable")
     stages = sorted(tl["stage"].unique())
     order = [f"stage {s}" for s in stages][::-1]
     height = max(260, 60 + 34 * len(stages))
+    yaxis = _axis(category=True, categoryorder="array", categoryarray=order)
     if len(tl) <= GANTT_MAX_BLOCKS:
-        fig = go.Figure()
-        _gantt_traces(fig, tl, None, True)
-        for name, x in (marks or {}).items():
-            fig.add_vline(x=x, line_dash="dash", line_color="gray", annotation_text=name)
-        fig.update_yaxes(categoryorder="array", categoryarray=order)
-        fig.update_layout(barmode="overlay", title=title, xaxis_title="seconds into the step", bargap=0.15,
-                          **{**LAYOUT, "height": height})
-        return _si(fig)
+        lines = [_vline(x, name, color="gray") for name, x in (marks or {}).items()]
+        return _figure(_gantt_bars(tl, "", True), title, height, barmode="overlay", bargap=0.15,
+                       xaxis=_axis("seconds into the step"), yaxis=yaxis, shapes=[s for s, _ in lines],
+                       annotations=[a for _, a in lines])
     half = GANTT_MAX_BLOCKS // 2
     head, tail = tl.iloc[:half], tl.iloc[-half:]
-    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.16, subplot_titles=(
-        f"start of the step (first {half} of {len(tl)} blocks)", f"end of the step (last {half} blocks)"))
-    _gantt_traces(fig, head, 1, True)
-    _gantt_traces(fig, tail, 2, False)
-    fig.update_yaxes(categoryorder="array", categoryarray=order)
-    fig.update_xaxes(title_text="seconds into the step", row=2, col=1)
-    fig.update_layout(barmode="overlay", title=title, bargap=0.15, **{**LAYOUT, "height": 2 * height})
-    return _si(fig)
+    top, bottom = (0.58, 1.0), (0.0, 0.42)
+    notes = [_panel_title(f"start of the step (first {half} of {len(tl)} blocks)", 0, 1, top[1]),
+             _panel_title(f"end of the step (last {half} blocks)", 0, 1, bottom[1])]
+    return _figure(_gantt_bars(head, "", True) + _gantt_bars(tail, "2", False), title, 2 * height,
+                   barmode="overlay", bargap=0.15, xaxis=_axis(anchor="y"), yaxis={**yaxis, "domain": top},
+                   xaxis2=_axis("seconds into the step", anchor="y2"), yaxis2={**yaxis, "domain": bottom,
+                                                                               "anchor": "x2"},
+                   annotations=notes)
 
 
 def ecdf_panels(df: pd.DataFrame, columns: Mapping[str, str], title: str, scale: float = 1.0, unit: str = "",
                 marks: Mapping[str, float | None] | None = None) -> go.Figure:
     """Empirical CDFs side by side, one panel per column of ``df`` (``columns``: column -> panel title);
     values multiplied by ``scale``; ``marks`` draws a target (an SLO) on a column's panel."""
-    fig = make_subplots(rows=1, cols=len(columns), subplot_titles=list(columns.values()))
-    for i, col in enumerate(columns, start=1):
+    data, shapes, notes, layout = [], [], [], {}
+    for i, ((col, name), (x0, x1)) in enumerate(zip(columns.items(), _domains(len(columns), 0.06), strict=True)):
+        k = "" if i == 0 else str(i + 1)
         v = np.sort(df[col].to_numpy(float))
         v = v[np.isfinite(v)] * scale
         y = np.arange(1, len(v) + 1) / max(len(v), 1)
-        fig.add_trace(go.Scatter(x=v, y=y, mode="lines", line_shape="hv", line_color=_color(i - 1),
-                                 name=columns[col], showlegend=False), row=1, col=i)
+        data.append(dict(type="scatter", x=v, y=y, mode="lines", line=dict(shape="hv", color=_color(i)), name=name,
+                         showlegend=False, xaxis=f"x{k}", yaxis=f"y{k}"))
+        layout[f"xaxis{k}"] = _axis(unit, domain=[x0, x1], anchor=f"y{k}")
+        layout[f"yaxis{k}"] = _axis("fraction of requests" if i == 0 else "", range=[0, 1.02], anchor=f"x{k}")
+        notes.append(_panel_title(name, x0, x1, 1.0))
         target = (marks or {}).get(col)
         if target is not None:
-            fig.add_vline(x=target * scale, line_dash="dash", line_color="red", annotation_text="SLO",
-                          row=1, col=i)
-        fig.update_xaxes(title_text=unit, row=1, col=i)
-    fig.update_yaxes(title_text="fraction of requests", range=[0, 1.02], row=1, col=1)
-    fig.update_layout(title=title, **{**LAYOUT, "height": 360})
-    return _si(fig)
+            shape, note = _vline(target * scale, "SLO", f"x{k}", f"y{k}")
+            shapes.append(shape)
+            notes.append(note)
+    return _figure(data, title, 360, shapes=shapes, annotations=notes, **layout)
 
 
 def lines(df: pd.DataFrame, x: str, ys: Mapping[str, str], title: str, xaxis: str, yaxis: str,
           log_x: bool = False, log_y: bool = False, hline: float | None = None, hline_name: str = "",
           y_range: tuple[float, float] | None = None) -> go.Figure:
     """One line with markers per column in ``ys`` (column -> legend name) against ``x``."""
-    fig = go.Figure()
-    for i, (col, name) in enumerate(ys.items()):
-        fig.add_trace(go.Scatter(x=df[x], y=df[col], mode="lines+markers", name=name, line_color=_color(i)))
+    data = [dict(type="scatter", x=_np(df[x]), y=_np(df[col]), mode="lines+markers", name=name, line=dict(color=_color(i)))
+            for i, (col, name) in enumerate(ys.items())]
+    extra: dict[str, Any] = {}
     if hline is not None:
-        fig.add_hline(y=hline, line_dash="dash", line_color="red", annotation_text=hline_name)
-    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, **LAYOUT)
-    fig.update_xaxes(type="log" if log_x else "linear")
-    fig.update_yaxes(type="log" if log_y else "linear", range=y_range)
-    return _si(fig)
+        shape, note = _hline(hline, hline_name)
+        extra = {"shapes": [shape], "annotations": [note]}
+    yax = _axis(yaxis, log_y, **({"range": list(y_range)} if y_range else {}))
+    return _figure(data, title, xaxis=_axis(xaxis, log_x), yaxis=yax, **extra)
 
 
 def step_series(df: pd.DataFrame, x: str, ys: Mapping[str, str], group: str, title: str, xaxis: str) -> go.Figure:
-    """Time series held between samples (step lines), one panel per column in ``ys`` and one line per ``group``."""
-    fig = make_subplots(rows=len(ys), cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=list(ys.values()))
-    for r, col in enumerate(ys, start=1):
-        for i, (g, part) in enumerate(df.groupby(group, sort=True)):
-            fig.add_trace(go.Scatter(x=part[x], y=part[col], mode="lines", line_shape="hv", line_color=_color(i),
-                                     name=f"{group} {g}", legendgroup=str(g), showlegend=r == 1), row=r, col=1)
-    fig.update_xaxes(title_text=xaxis, row=len(ys), col=1)
-    fig.update_layout(title=title, **{**LAYOUT, "height": 220 + 200 * len(ys)})
-    return _si(fig)
+    """Time series held between samples (step lines), one panel per column in ``ys`` (stacked, sharing x) and
+    one line per ``group``."""
+    n = len(ys)
+    gap = 0.12
+    height = (1.0 - gap * (n - 1)) / n
+    data, layout, notes = [], {}, []
+    groups = list(df.groupby(group, sort=True))
+    for r, (col, name) in enumerate(ys.items()):
+        k = "" if r == 0 else str(r + 1)
+        top = 1.0 - r * (height + gap)
+        for i, (g, part) in enumerate(groups):
+            data.append(dict(type="scatter", x=part[x].to_numpy(), y=part[col].to_numpy(), mode="lines",
+                             line=dict(shape="hv", color=_color(i)), name=f"{group} {g}", legendgroup=str(g),
+                             showlegend=r == 0, xaxis=f"x{k}", yaxis=f"y{k}"))
+        last = r == n - 1
+        layout[f"xaxis{k}"] = _axis(xaxis if last else "", anchor=f"y{k}", **({"matches": "x"} if r else {}),
+                                    showticklabels=last)
+        layout[f"yaxis{k}"] = _axis(domain=[max(0.0, top - height), min(1.0, top)], anchor=f"x{k}")
+        notes.append(_panel_title(name, 0, 1, top))
+    return _figure(data, title, 220 + 200 * n, annotations=notes, **layout)
 
 
 def measured_vs_fitted(measured: pd.DataFrame, fitted: pd.DataFrame, x: str, y: str, group: str, title: str,
                        xaxis: str, yaxis: str, log_x: bool = True, log_y: bool = False) -> go.Figure:
     """Measured samples as markers and the fitted model as lines, one colour per ``group`` value in either
     frame (``fitted`` rows are drawn in ``x`` order)."""
-    fig = go.Figure()
-    groups = list(dict.fromkeys([*measured.get(group, pd.Series(dtype=str)), *fitted.get(group, pd.Series(dtype=str))]))
-    for i, g in enumerate(groups):
+    m_groups = list(measured[group]) if len(measured) else []
+    f_groups = list(fitted[group]) if len(fitted) else []
+    data = []
+    for i, g in enumerate(dict.fromkeys([*m_groups, *f_groups])):
         m = measured[measured[group] == g] if len(measured) else measured
         f = fitted[fitted[group] == g].sort_values(x) if len(fitted) else fitted
         if len(m):
-            fig.add_trace(go.Scatter(x=m[x], y=m[y], mode="markers", name=f"{g} measured", legendgroup=str(g),
-                                     marker=dict(color=_color(i), size=6, opacity=0.7)))
+            data.append(dict(type="scatter", x=_np(m[x]), y=_np(m[y]), mode="markers", name=f"{g} measured",
+                             legendgroup=str(g), marker=dict(color=_color(i), size=6, opacity=0.7)))
         if len(f):
-            fig.add_trace(go.Scatter(x=f[x], y=f[y], mode="lines", name=f"{g} fitted", legendgroup=str(g),
-                                     line=dict(color=_color(i), width=2)))
-    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, **{**LAYOUT, "height": 460})
-    fig.update_xaxes(type="log" if log_x else "linear")
-    fig.update_yaxes(type="log" if log_y else "linear")
-    return _si(fig)
+            data.append(dict(type="scatter", x=_np(f[x]), y=_np(f[y]), mode="lines", name=f"{g} fitted", legendgroup=str(g),
+                             line=dict(color=_color(i), width=2)))
+    return _figure(data, title, 460, xaxis=_axis(xaxis, log_x), yaxis=_axis(yaxis, log_y))
 
 
 def parity(df: pd.DataFrame, measured: str, predicted: str, group: str, title: str, unit: str) -> go.Figure:
     """Predicted against measured, log-log, with the y = x line."""
-    fig = go.Figure()
-    for i, (g, part) in enumerate(df.groupby(group, sort=False)):
-        fig.add_trace(go.Scatter(x=part[measured], y=part[predicted], mode="markers", name=str(g),
-                                 marker=dict(color=_color(i), size=6, opacity=0.7)))
+    data = [dict(type="scatter", x=_np(part[measured]), y=_np(part[predicted]), mode="markers", name=str(g),
+                 marker=dict(color=_color(i), size=6, opacity=0.7))
+            for i, (g, part) in enumerate(df.groupby(group, sort=False))]
     both = pd.concat([df[measured], df[predicted]]).to_numpy(float)
     both = both[np.isfinite(both) & (both > 0)]
     if len(both):
-        lo, hi = both.min(), both.max()
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
-                                 line=dict(color="gray", dash="dash")))
-    fig.update_layout(title=title, xaxis_title=f"measured ({unit})", yaxis_title=f"predicted ({unit})",
-                      **{**LAYOUT, "height": 460, "legend_orientation": "v", "legend_y": 1.0})
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
-    return _si(fig)
-
-
-def bubbles(df: pd.DataFrame, x: str, y: str, size: str, label: str, title: str) -> go.Figure:
-    """Labelled points, marker area proportional to ``size``."""
-    sizes = df[size].to_numpy(float)
-    fig = go.Figure(go.Scatter(
-        x=df[x], y=df[y], mode="markers+text", text=df[label], textposition="top center", textfont_size=10,
-        marker=dict(size=sizes, sizemode="area", sizeref=2.0 * np.nanmax(sizes) / 40**2, sizemin=4,
-                    color=_color(0), opacity=0.7),
-        customdata=sizes, hovertemplate=f"%{{text}}<br>{x} %{{x}}<br>{y} %{{y}}<br>{size} %{{customdata}}"
-                                        "<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, **{**LAYOUT, "height": 480})
-    return _si(fig)
+        lo, hi = float(both.min()), float(both.max())
+        data.append(dict(type="scatter", x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                         line=dict(color="gray", dash="dash")))
+    return _figure(data, title, 460, legend_v=True, xaxis=_axis(f"measured ({unit})", True),
+                   yaxis=_axis(f"predicted ({unit})", True))
 
 
 def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, label: str, ok: str, title: str,
            xaxis: str, yaxis: str) -> go.Figure:
     """Every option as a marker (filled where ``ok``), the non-dominated ones joined as the front."""
-    fig = go.Figure()
+    data = []
     for flag, name, symbol in ((True, "meets the SLOs", "circle"), (False, "misses the SLOs", "x")):
         part = points[points[ok] == flag] if len(points) else points
         if len(part):
-            fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=name, text=part[label],
-                                     marker=dict(symbol=symbol, size=10, color=_color(0 if flag else 1)),
-                                     hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>"))
+            data.append(dict(type="scatter", x=_np(part[x]), y=_np(part[y]), mode="markers", name=name, text=_np(part[label]),
+                             marker=dict(symbol=symbol, size=10, color=_color(0 if flag else 1)),
+                             hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>"))
     if len(front):
-        fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines+markers+text", name="Pareto front",
-                                 text=front[label], textposition="top right", textfont_size=10,
-                                 line=dict(color=_color(2), width=2, shape="hv")))
-    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, **{**LAYOUT, "height": 460})
+        data.append(dict(type="scatter", x=_np(front[x]), y=_np(front[y]), mode="lines+markers+text", name="Pareto front",
+                         text=_np(front[label]), textposition="top right", textfont=dict(size=10),
+                         line=dict(color=_color(2), width=2, shape="hv")))
     xs = pd.concat([points[x], front[x]]) if len(front) else points[x]
+    xax = _axis(xaxis)
     if len(xs):
         lo, hi = float(xs.min()), float(xs.max())
         pad = 0.08 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-9
-        fig.update_xaxes(range=[lo - pad, hi + 3 * pad])  # room for the front's labels
-    return _si(fig)
+        xax["range"] = [lo - pad, hi + 3 * pad]  # room for the front's labels
+    return _figure(data, title, 460, xaxis=xax, yaxis=_axis(yaxis))
 
 
-def grouped_bar(df: pd.DataFrame, x: str, y: str, group: str, title: str, yaxis: str) -> go.Figure:
-    """Bars of ``y`` by ``x``, one bar per ``group`` value side by side."""
-    fig = go.Figure()
-    for i, (g, part) in enumerate(df.groupby(group, sort=False)):
-        fig.add_bar(name=str(g), x=part[x], y=part[y], marker_color=_color(i))
-    fig.update_layout(barmode="group", title=title, yaxis_title=yaxis, **LAYOUT)
-    fig.update_xaxes(type="category")
-    return _si(fig)
+def bubbles(df: pd.DataFrame, x: str, y: str, size: str, label: str, title: str) -> go.Figure:
+    """Labelled points, marker area proportional to ``size``."""
+    sizes = df[size].to_numpy(float)
+    data = [dict(type="scatter", x=_np(df[x]), y=_np(df[y]), mode="markers+text", text=_np(df[label]), textposition="top center",
+                 textfont=dict(size=10), customdata=sizes,
+                 marker=dict(size=sizes, sizemode="area", sizeref=2.0 * np.nanmax(sizes) / 40**2, sizemin=4,
+                             color=_color(0), opacity=0.7),
+                 hovertemplate=f"%{{text}}<br>{x} %{{x}}<br>{y} %{{y}}<br>{size} %{{customdata}}<extra></extra>")]
+    return _figure(data, title, 480, xaxis=_axis(x), yaxis=_axis(y))

@@ -31,44 +31,43 @@ MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations", "temporary")
 DAY_S = 86400.0
 
 
-def layout_label(r: dict[str, Any]) -> str:
-    parts = [f"dp{r['dp']} tp{r['tp']} pp{r['pp']}"]
-    parts += [f"v{r['v']}"] if r["v"] > 1 else []
-    parts += [f"cp{r['cp']}"] if r["cp"] > 1 else []
-    parts += [f"ep{r['ep']}"] if r["ep"] > 1 else []
-    parts += [f"mb{r['micro_batch']}", ["", "sel-rec", "full-rec"][int(r["recompute"])]]
-    parts += ["sp"] if r["sp"] else []
-    parts += [f"zero{r['zero_stage']}"] if r["zero_stage"] else []
-    parts += ["dist-opt"] if r["distributed_optimizer"] else []
-    return " ".join(p for p in parts if p)
+def layout_labels(lay: Layouts) -> list[str]:
+    """Short names of layouts: ``dp4 tp4 pp4 v5 mb1 sp dist-opt``."""
+    out = []
+    for i in range(len(lay)):
+        parts = [f"dp{lay.dp[i]} tp{lay.tp[i]} pp{lay.pp[i]}"]
+        parts += [f"v{lay.v[i]}"] if lay.v[i] > 1 else []
+        parts += [f"cp{lay.cp[i]}"] if lay.cp[i] > 1 else []
+        parts += [f"ep{lay.ep[i]}"] if lay.ep[i] > 1 else []
+        parts += [f"mb{lay.micro_batch[i]}", ["", "sel-rec", "full-rec"][int(lay.recompute[i])]]
+        parts += ["sp"] if lay.sp[i] else []
+        parts += [f"zero{lay.zero_stage[i]}"] if lay.zero_stage[i] else []
+        parts += ["dist-opt"] if lay.distributed_optimizer[i] else []
+        out.append(" ".join(p for p in parts if p))
+    return out
 
 
 def _frame(lay: Layouts, res: StepTime) -> pd.DataFrame:
     """One row per layout: the layout, its step breakdown (s), memory per GPU (GB), MFU and train totals."""
-    def col(x: Any) -> np.ndarray:
-        return np.atleast_1d(np.asarray(x)).astype(float) * np.ones(len(lay))
+    n = len(lay)
 
-    rows = pd.DataFrame({k: np.asarray(getattr(lay, k)) for k in
-                         ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch", "recompute", "sp", "zero_stage",
-                          "distributed_optimizer")})
-    rows.insert(0, "layout", [layout_label(r) for r in rows.to_dict("records")])
-    rows.insert(0, "rank", [f"#{i + 1}" for i in range(len(rows))])
-    rows["micro_batches"] = np.asarray(lay.micro_batches)
-    rows["step_s"] = col(res.step_s)
-    for k in BREAKDOWN:
-        rows[k] = col(getattr(res, k))
+    def col(x: Any) -> np.ndarray:
+        return np.atleast_1d(np.asarray(x)).astype(float) * np.ones(n)
+
     mem = res.memory
-    for p in MEMORY_PARTS:
-        rows[f"{p}_gb"] = col(getattr(mem, f"{p}_bytes")) / 1e9
-    rows["memory_gb"] = col(mem.total_bytes) / 1e9
-    rows["capacity_gb"] = mem.capacity_bytes / 1e9
-    for k in ("mfu", "hfu", "tflops_per_gpu_model", "tokens_per_s", "train_time_s", "train_cost_usd",
-              "train_energy_j"):
-        rows[k] = col(getattr(res, k))
-    rows["train_days"] = rows["train_time_s"] / DAY_S
-    rows["feasible"] = np.atleast_1d(np.asarray(res.feasible, dtype=bool))
-    rows["reason"] = np.atleast_1d(np.asarray(res.reason, dtype=object))
-    return rows
+    cols: dict[str, Any] = {"rank": [f"#{i + 1}" for i in range(n)], "layout": layout_labels(lay)}
+    cols |= {k: np.asarray(getattr(lay, k)) for k in ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch", "recompute",
+                                                      "sp", "zero_stage", "distributed_optimizer")}
+    cols |= {"micro_batches": np.asarray(lay.micro_batches), "step_s": col(res.step_s)}
+    cols |= {k: col(getattr(res, k)) for k in BREAKDOWN}
+    cols |= {f"{p}_gb": col(getattr(mem, f"{p}_bytes")) / 1e9 for p in MEMORY_PARTS}
+    cols |= {"memory_gb": col(mem.total_bytes) / 1e9, "capacity_gb": np.full(n, mem.capacity_bytes / 1e9)}
+    cols |= {k: col(getattr(res, k)) for k in ("mfu", "hfu", "tflops_per_gpu_model", "tokens_per_s",
+                                               "train_time_s", "train_cost_usd", "train_energy_j")}
+    cols["train_days"] = cols["train_time_s"] / DAY_S
+    cols["feasible"] = np.atleast_1d(np.asarray(res.feasible, dtype=bool))
+    cols["reason"] = np.atleast_1d(np.asarray(res.reason, dtype=object))
+    return pd.DataFrame(cols)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -227,4 +226,4 @@ def _charts(x: dict[str, Any], table: pd.DataFrame, plan: TrainPlan) -> None:
     downloads("pipeline-timeline", timeline, None, key="timeline", what="timeline")
 
 
-__all__ = ["auto_report", "layout_label", "manual_report", "pipeline_timeline", "render"]
+__all__ = ["auto_report", "layout_labels", "manual_report", "pipeline_timeline", "render"]
