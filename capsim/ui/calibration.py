@@ -106,11 +106,10 @@ def _gemm(f: dict[str, Any]) -> None:
         return
     part = _subset(gemm, "Samples of", "gemm_subset")
     curves = f["gemm_curves"][f["gemm_curves"]["label"].isin(part["label"].unique())]
-    c = st.columns(2)
-    c[0].plotly_chart(_gemm_fig(part, curves), width="stretch")
-    c[1].plotly_chart(figures.parity(cd.thin(gemm, DRAW_PER_GROUP * 2, "subset", "time_s"), "time_s", "predicted_s",
-                                     "subset", "GEMM time, every subset: predicted against measured", "s"),
-                      width="stretch")
+    st.plotly_chart(_gemm_fig(part, curves), width="stretch")
+    st.plotly_chart(figures.parity(cd.thin(gemm, DRAW_PER_GROUP * 2, "subset", "time_s"), "time_s", "predicted_s",
+                                   "subset", "GEMM time, every subset: predicted against measured", "s"),
+                    width="stretch")
     downloads("gemm-samples", gemm, None, key="gemm", what="GEMM samples")
 
 

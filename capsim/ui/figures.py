@@ -36,7 +36,7 @@ def _axis(title: str = "", log: bool = False, category: bool = False, **extra: A
 
 def _figure(data: list[dict[str, Any]], title: str, height: int = 420, legend_v: bool = False,
             **layout: Any) -> go.Figure:
-    legend = {"orientation": "v", "y": 1.0} if legend_v else {"orientation": "h", "y": -0.18}
+    legend = {"orientation": "v", "y": 1.0} if legend_v else {"orientation": "h", "y": -0.2, "yanchor": "top"}
     return go.Figure({"data": data, "layout": {"title": {"text": title}, "height": height, "margin": MARGIN,
                                                "legend": legend, **layout}})
 
@@ -211,7 +211,7 @@ def measured_vs_fitted(measured: pd.DataFrame, fitted: pd.DataFrame, x: str, y: 
         if len(f):
             data.append(dict(type="scatter", x=_np(f[x]), y=_np(f[y]), mode="lines", name=f"{g} fitted", legendgroup=str(g),
                              line=dict(color=_color(i), width=2)))
-    return _figure(data, title, 460, xaxis=_axis(xaxis, log_x), yaxis=_axis(yaxis, log_y))
+    return _figure(data, title, 460, legend_v=len(data) > 4, xaxis=_axis(xaxis, log_x), yaxis=_axis(yaxis, log_y))
 
 
 def parity(df: pd.DataFrame, measured: str, predicted: str, group: str, title: str, unit: str) -> go.Figure:
@@ -252,12 +252,12 @@ def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, label: str
     return _figure(data, title, 460, xaxis=xax, yaxis=_axis(yaxis))
 
 
-def bubbles(df: pd.DataFrame, x: str, y: str, size: str, label: str, title: str) -> go.Figure:
-    """Labelled points, marker area proportional to ``size``."""
+def bubbles(df: pd.DataFrame, x: str, y: str, size: str, label: str, title: str, log: bool = False) -> go.Figure:
+    """Labelled points, marker area proportional to ``size`` (log axes spread a wide range)."""
     sizes = df[size].to_numpy(float)
     data = [dict(type="scatter", x=_np(df[x]), y=_np(df[y]), mode="markers+text", text=_np(df[label]), textposition="top center",
                  textfont=dict(size=10), customdata=sizes,
                  marker=dict(size=sizes, sizemode="area", sizeref=2.0 * np.nanmax(sizes) / 40**2, sizemin=4,
                              color=_color(0), opacity=0.7),
                  hovertemplate=f"%{{text}}<br>{x} %{{x}}<br>{y} %{{y}}<br>{size} %{{customdata}}<extra></extra>")]
-    return _figure(data, title, 480, xaxis=_axis(x), yaxis=_axis(y))
+    return _figure(data, title, 520, xaxis=_axis(x, log), yaxis=_axis(y, log))

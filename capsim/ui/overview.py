@@ -39,7 +39,7 @@ def render() -> None:
     shown = table.dropna(subset=[f"{fmt} TFLOP/s"])
     st.plotly_chart(figures.bubbles(shown, "HBM TB/s", f"{fmt} TFLOP/s", "memory GB", "accelerator",
                                     f"Catalog accelerators: dense {fmt} peak against memory bandwidth "
-                                    "(area = memory)"), width="stretch")
+                                    "(area = memory; log axes)", log=True), width="stretch")
     if len(shown) < len(table):
         st.caption(f"Without a {fmt} rate in their datasheet: "
                    + ", ".join(table.loc[table[f'{fmt} TFLOP/s'].isna(), 'accelerator']))
