@@ -321,3 +321,22 @@ def test_scaling_training_and_model_size_react():
 def test_scaling_reports_bad_inputs():
     at = page("scaling", rates="0,10")
     assert not at.exception and "rates" in errors(at)
+
+
+def test_calibration_page_plots_a_measured_files_own_samples(upload):
+    from capsim.calibration import load_calibration
+    d = load_calibration("A100-SXM4-80GB").to_dict()
+    gemm = [{"bench": "gemm", "op": op, "m": m, "n": n, "k": 512, "dtype": "bf16", "threads": 1,
+             "time_s": 2 * m * n * 512 / 1e14 + 1e-5} for op, n in (("qkv", 1536), ("up", 4096), ("down", 512))
+            for m in (1, 16, 256, 4096)] + [{"bench": "gemm", "op": "extra", "m": 64, "n": n, "k": n, "dtype": "bf16",
+                                              "threads": 1, "time_s": 1e-4} for n in range(128, 1280, 128)]
+    memory = [{"bench": "memory", "category": "norm", "bytes": b, "threads": 1, "time_s": b / 1e12 + 2e-6}
+              for b in (1e4, 1e6, 1e8)]
+    comm = [{"bench": "comm", "collective": "all_reduce", "bytes": b, "group": 2, "tier": "intra",
+             "time_s": 1e-5 + b / 1e11} for b in (8, 1e4, 1e8)]
+    d.update(name="measured-test", kind="measured", samples={"gemm": gemm, "memory": memory, "comm": comm})
+    upload("measured.json", json.dumps(d))
+    at = page("calibration", src="upload", compare="none")
+    assert not at.exception and not at.error and not at.info
+    assert charts(at) == 4  # GEMM samples and fit, GEMM parity, memory, collectives
+    assert "measured-test" in at.expander[0].label

@@ -20,6 +20,7 @@ from capsim.ui.state import number, select
 SHIPPED, UPLOAD = "shipped", "upload"
 NONE = "none"
 DRAW_PER_GROUP = 150  # markers drawn per curve (all samples are in the downloads)
+MAX_SHAPES = 8  # more GEMM shapes than this are drawn as sample-by-sample pairs, not curves along m
 
 
 def _parse(text: str) -> Calibration:
@@ -51,8 +52,16 @@ def frames(name: str, text: str | None, fallback_group: int) -> dict[str, Any]:
     if len(comm):
         links = pd.concat([links, comm[["tier", "collective", "group"]].drop_duplicates()]).drop_duplicates()
     return {"cal": cal, "gemm": gemm, "gemm_curves": cd.gemm_curves(perf, gemm), "memory": mem,
-            "memory_curves": cd.memory_curves(perf, cats), "comm": comm, "comm_curves": cd.comm_curves(perf, links),
+            "memory_curves": cd.memory_curves(perf, cats, *_span(mem["bytes"])), "comm": comm,
+            "comm_curves": cd.comm_curves(perf, links, *_span(comm["bytes"])),
             "square": cd.square_gemm_curve(perf, cal.name), "summary": cd.summary(cal)}
+
+
+def _span(sizes: pd.Series, low: float = 1e3, high: float = 1e10) -> tuple[float, float]:
+    """The curves' byte range: the default decades, widened to cover every sample."""
+    if not len(sizes):
+        return low, high
+    return min(low, float(sizes.min())), max(high, float(sizes.max()))
 
 
 def _source() -> tuple[str, str | None]:
@@ -106,7 +115,12 @@ def _gemm(f: dict[str, Any]) -> None:
         return
     part = _subset(gemm, "Samples of", "gemm_subset")
     curves = f["gemm_curves"][f["gemm_curves"]["label"].isin(part["label"].unique())]
-    st.plotly_chart(_gemm_fig(part, curves), width="stretch")
+    if part["label"].nunique() <= MAX_SHAPES:  # a few shapes swept along m: curves
+        st.plotly_chart(_gemm_fig(part, curves), width="stretch")
+    else:  # many irregular shapes: each sample beside its prediction, by op, against its FLOPs
+        st.plotly_chart(figures.measured_and_predicted(part, "flops", "measured_eff", "predicted_eff", "op",
+                                                       "Measured (filled) and fitted (open) GEMM efficiency",
+                                                       "FLOPs (2 m n k)", "fraction of peak"), width="stretch")
     st.plotly_chart(figures.parity(cd.thin(gemm, DRAW_PER_GROUP * 2, "subset", "time_s"), "time_s", "predicted_s",
                                    "subset", "GEMM time, every subset: predicted against measured", "s"),
                     width="stretch")

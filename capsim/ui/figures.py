@@ -214,6 +214,18 @@ def measured_vs_fitted(measured: pd.DataFrame, fitted: pd.DataFrame, x: str, y: 
     return _figure(data, title, 460, legend_v=len(data) > 4, xaxis=_axis(xaxis, log_x), yaxis=_axis(yaxis, log_y))
 
 
+def measured_and_predicted(df: pd.DataFrame, x: str, measured: str, predicted: str, group: str, title: str,
+                           xaxis: str, yaxis: str, log_x: bool = True) -> go.Figure:
+    """Samples of irregular shapes: each one's measured value (filled marker) and the fit's prediction for the
+    same sample (open marker), one colour per ``group``."""
+    data = []
+    for i, (g, part) in enumerate(df.groupby(group, sort=False)):
+        for col, name, symbol in ((measured, "measured", "circle"), (predicted, "fitted", "circle-open")):
+            data.append(dict(type="scatter", x=_np(part[x]), y=_np(part[col]), mode="markers", name=f"{g} {name}",
+                             legendgroup=str(g), marker=dict(color=_color(i), size=7, symbol=symbol, opacity=0.8)))
+    return _figure(data, title, 460, legend_v=len(data) > 4, xaxis=_axis(xaxis, log_x), yaxis=_axis(yaxis))
+
+
 def parity(df: pd.DataFrame, measured: str, predicted: str, group: str, title: str, unit: str) -> go.Figure:
     """Predicted against measured, log-log, with the y = x line."""
     data = [dict(type="scatter", x=_np(part[measured]), y=_np(part[predicted]), mode="markers", name=str(g),
