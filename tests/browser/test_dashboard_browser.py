@@ -81,6 +81,11 @@ def test_page_renders_charts_without_exceptions(server, browser, path):
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
     page.wait_for_timeout(1500)  # let the last reruns settle
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # Streamlit scrolls inside its main container, so grow the viewport to the content for a whole-page picture.
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
+                           "[data-testid=stAppViewContainer], section')].map(e => e.scrollHeight), 1000)")
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 100, 12000)})
+    page.wait_for_timeout(1000)  # charts resize to the new viewport
     page.screenshot(path=str(ARTIFACTS / f"{path}.png"), full_page=True)
     assert page.locator(".js-plotly-plot").count() >= 1
     assert page.locator("[data-testid='stException']").count() == 0, "a Streamlit exception box is on the page"
