@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from capsim.cli.analytic import flops, memory_app
+from capsim.cli.calibrate import calibrate
 from capsim.cli.catalog import catalog
 from capsim.cli.dashboard import dashboard
 from capsim.cli.validate import validate
@@ -15,6 +16,7 @@ app.command("catalog")(catalog)
 app.add_typer(memory_app, name="memory")
 app.command("flops")(flops)
 app.command("validate")(validate)
+app.command("calibrate")(calibrate)
 app.command("dashboard")(dashboard)
 
 

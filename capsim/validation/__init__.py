@@ -13,12 +13,13 @@ class Suite(StrEnum):
     PARAMS = "params"
     MEMORY = "memory"
     GPU_PROFILES = "gpu-profiles"
+    LOCAL = "local"
 
 
 def _suites() -> dict[Suite, Callable[..., Report]]:
-    from capsim.validation import gpu_profiles, static
+    from capsim.validation import gpu_profiles, local, static
     return {Suite.PARAMS: static.params_suite, Suite.MEMORY: static.memory_suite,
-            Suite.GPU_PROFILES: gpu_profiles.gpu_profiles_suite}
+            Suite.GPU_PROFILES: gpu_profiles.gpu_profiles_suite, Suite.LOCAL: local.local_suite}
 
 
 def run_suite(suite: Suite | str, file: str | Path | None = None, calibration: str | None = None) -> Report:

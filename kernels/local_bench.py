@@ -1,0 +1,102 @@
+"""End-to-end timings of real torch decoders for `capsim validate local`: a training step (forward, backward,
+Adam), a prefill, and a decode step with a KV cache; and a data-parallel training step (DistributedDataParallel
+over gloo) in spawned worker processes.
+
+Rows are timed interleaved (one repeat of every row per round), so slow spells of a shared machine spread over
+all rows instead of spoiling one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from kernels.harness import Timing, choose_clock, run_timed, summarize
+from kernels.models import Decoder, DecoderConfig, train_step
+
+
+def _tokens(c: DecoderConfig, batch: int, length: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, c.vocab, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def build_model(c: DecoderConfig, seed: int = 0) -> Decoder:
+    torch.manual_seed(seed)
+    return Decoder(c)
+
+
+def workload(c: DecoderConfig, phase: str, batch: int, length: int, model: Decoder | None = None) -> Callable[[], Any]:
+    """A no-argument call running one ``phase`` ("train", "prefill" or "decode") of a fresh or given model.
+
+    ``length`` is the sequence length (train, prefill) or the tokens already in the KV cache (decode)."""
+    model = model if model is not None else build_model(c)
+    if phase == "train":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+        idx, tgt = _tokens(c, batch, length, 1), _tokens(c, batch, length, 2)
+        return lambda: train_step(model, opt, idx, tgt)
+    model.eval()
+    caches = model.new_caches(batch, length + 1)
+    if phase == "prefill":
+        idx = _tokens(c, batch, length, 3)
+        return torch.inference_mode()(lambda: model.next_tokens(idx, caches, 0))
+    if phase == "decode":
+        with torch.inference_mode():
+            model.next_tokens(_tokens(c, batch, length, 4), caches, 0)  # fill the caches with a prompt
+        step = _tokens(c, batch, 1, 5)
+        return torch.inference_mode()(lambda: model.next_tokens(step, caches, length))
+    raise KeyError(phase)
+
+
+def time_interleaved(calls: list[Callable[[], Any]], repeats: int = 5, warmup: int = 2,
+                     min_repeat_s: float = 0.02, clock: str | None = None) -> list[Timing]:
+    """Median seconds per call of each workload, one repeat of every workload per round (harness clocks)."""
+    clock = clock or choose_clock("cpu")
+    inner = []
+    for fn in calls:
+        for _ in range(warmup):
+            fn()
+        inner.append(max(1, round(min_repeat_s / max(run_timed(fn, 1, "cpu", clock), 1e-7))))
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeats):
+        for i, fn in enumerate(calls):
+            times[i].append(run_timed(fn, inner[i], "cpu", clock) / inner[i])
+    return [summarize(t, n, clock) for t, n in zip(times, inner, strict=True)]
+
+
+def ddp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[dict], repeats: int,
+               timeout_s: float) -> None:
+    """One gloo rank: for each case, DistributedDataParallel training steps of the same model (1 thread each);
+    rank 0 reports the median step time and the spread."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    try:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                                timeout=timedelta(seconds=timeout_s))
+        for case in cases:
+            c = DecoderConfig(**case["config"])
+            model = DDP(build_model(c))
+            opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+            idx, tgt = _tokens(c, case["batch"], case["length"], 1 + rank), _tokens(c, case["batch"], case["length"], 9)
+            times = []
+            for i in range(repeats + 2):
+                dist.barrier()
+                t0 = time.perf_counter()
+                train_step(model, opt, idx, tgt)
+                if i >= 2:  # two warm-up steps (the first builds DDP's buckets and Adam's state)
+                    times.append(time.perf_counter() - t0)
+            if rank == 0:
+                queue.put(("sample", {"id": case["id"], "timing": summarize(times, 1, "wall").to_dict()}))
+        dist.destroy_process_group()
+        queue.put(("done", rank))
+    except Exception as err:
+        queue.put(("error", f"rank {rank}: {traceback.format_exception_only(type(err), err)[-1].strip()}"))
+        raise SystemExit(1) from None
