@@ -86,15 +86,17 @@ def ddp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[di
             model = DDP(build_model(c))
             opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
             idx, tgt = _tokens(c, case["batch"], case["length"], 1 + rank), _tokens(c, case["batch"], case["length"], 9)
-            times = []
+            times, cpu = [], []
             for i in range(repeats + 2):
                 dist.barrier()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 train_step(model, opt, idx, tgt)
                 if i >= 2:  # two warm-up steps (the first builds DDP's buckets and Adam's state)
                     times.append(time.perf_counter() - t0)
+                    cpu.append(time.process_time() - c0)
             if rank == 0:
-                queue.put(("sample", {"id": case["id"], "timing": summarize(times, 1, "wall").to_dict()}))
+                queue.put(("sample", {"id": case["id"], "timing": summarize(times, 1, "wall").to_dict(),
+                                      "process_cpu_s": summarize(cpu, 1, "process").median_s}))
         dist.destroy_process_group()
         queue.put(("done", rank))
     except Exception as err:

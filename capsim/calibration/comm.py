@@ -19,8 +19,9 @@ from capsim.errors import SpecError
 class CommError(SpecError):
     """A collective worker died, failed or hung."""
 
-    def __init__(self, problem: str) -> None:
-        super().__init__("comm", problem, "see the worker's message; re-run to resume, or leave comm out of --ops")
+    def __init__(self, problem: str, fix: str = "see the worker's message; re-run to resume, or leave comm out of --ops"
+                 ) -> None:
+        super().__init__("comm", problem, fix)
 
 
 def under_torchrun() -> bool:
@@ -30,8 +31,9 @@ def under_torchrun() -> bool:
 def run_comm(cases: list[dict], config: Any, on_sample: Callable[[dict, dict], None]) -> None:
     if under_torchrun():
         return _run_in_place(cases, config, on_sample)
-    return run_local(cases, config.device, config.comm_timeout_s, config.repeats, on_sample,
-                     0.003 if config.quick else 0.01)
+    # Collectives are cheap to repeat and noisier than kernels (two processes must be scheduled together).
+    return run_local(cases, config.device, config.comm_timeout_s, max(config.repeats, 7), on_sample,
+                     0.005 if config.quick else 0.01)
 
 
 def _key(sample: dict) -> tuple:

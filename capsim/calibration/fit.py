@@ -81,8 +81,10 @@ def fit_memory(nbytes: np.ndarray, time_s: np.ndarray, category: np.ndarray, ban
 
 
 def fit_alpha_beta(collective: Collective | str, nbytes: Sequence[float], group: int,
-                   time_s: Sequence[float], protocols: int = 2) -> tuple[tuple[Link, ...], float]:
+                   time_s: Sequence[float], protocols: int = 2, loss: str = "linear") -> tuple[tuple[Link, ...], float]:
     """Fit ``min_p(alpha_p + bus_factor * bytes / busbw_p)`` to one collective at one group size.
+
+    ``loss="soft_l1"`` makes the fit robust to a few samples a busy machine delayed (scipy least_squares).
 
     NCCL chooses, per message size, the fastest of its protocols (LL, LL128, Simple: low latency and low
     bandwidth, to high latency and full bandwidth; NCCL docs, "NCCL_PROTO"); two alpha-beta lines and their
@@ -120,7 +122,7 @@ def fit_alpha_beta(collective: Collective | str, nbytes: Sequence[float], group:
     lo = np.array([0.0, 1e-16] * protocols)
     hi = np.array([1.0, 1e-3] * protocols)
     x0 = np.clip(x0, lo, hi)
-    sol = least_squares(residual, x0, bounds=(lo, hi), x_scale=np.maximum(x0, 1e-16))
+    sol = least_squares(residual, x0, bounds=(lo, hi), x_scale=np.maximum(x0, 1e-16), loss=loss, f_scale=0.2)
     x = sol.x if np.sum(sol.fun**2) <= np.sum(residual(x0) ** 2) else x0  # the envelope is not smooth: keep the better
     links = tuple(sorted((Link(float(x[2 * i]), float(1.0 / x[2 * i + 1])) for i in range(protocols)),
                          key=lambda link: link.alpha_s))
@@ -167,15 +169,16 @@ def fit_attention(flops: np.ndarray, nbytes: np.ndarray, query_rows: np.ndarray,
 
 
 def residual_grid(coords: tuple[np.ndarray, ...], names: tuple[str, ...], factor: np.ndarray,
-                  neighbours: int = 4) -> dict[str, list]:
+                  neighbours: int = 4, step: float = 1e-4) -> dict[str, list]:
     """A measured residual grid (capsim.perf reads it as ``{name: axis, ..., "log_factor": values}``): the axes are
     the samples' own log2 sizes; each node holds log(factor) of the nearest samples by inverse squared distance
-    (in log2 units), so the grid is exact at every sample and linear in log space between them."""
+    (in log2 units), so the grid is exact at every sample and linear in log space between them. Axes are
+    rounded to ``step`` (log2 units) to keep the grid small."""
     pts = np.log2(np.stack([np.asarray(x, float) for x in coords], axis=1))
     logf = np.log(np.asarray(factor, float))
     axes = []
     for i in range(pts.shape[1]):
-        a = np.unique(np.round(pts[:, i], 4))
+        a = np.unique(np.round(pts[:, i] / step) * step)
         axes.append(a if len(a) > 1 else np.array([a[0], a[0] + 1.0]))  # the interpolator needs two points
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
     d2 = ((grid[:, None, :] - pts[None, :, :]) ** 2).sum(-1)

@@ -119,18 +119,23 @@ def _attention(df: pd.DataFrame, peaks: dict[str, float], quality: dict[str, flo
         body = np.maximum(rows["flops"] / (peak * curve_value(curves[name], r, kv)),
                           rows["bytes"] / f.bandwidth_bytes_per_s).to_numpy()
         factor = np.maximum(rows["time_s"].to_numpy() - launch, 1e-12) / body
-        table[name] = residual_grid((r, kv), ("log2_rows", "log2_kv"), factor)
+        intensity = (rows["flops"] / rows["bytes"]).to_numpy(float)  # separates GQA groups and prefill shapes
+        table[name] = residual_grid((r, kv, intensity), ("log2_rows", "log2_kv", "log2_intensity"), factor,
+                                    step=0.25)
     return AttentionParams(curves["fwd"], curves["bwd"], launch, table), f.bandwidth_bytes_per_s
 
 
-def fit_comm(df: pd.DataFrame, quality: dict[str, float]) -> CommParams:
-    """Alpha-beta pairs per tier, collective and group size; all-reduce's entry is each tier's fallback."""
+def fit_comm(df: pd.DataFrame, quality: dict[str, float], protocols: int = 1) -> CommParams:
+    """Alpha-beta pairs per tier, collective and group size; all-reduce's entry is each tier's fallback.
+
+    ``protocols``: 2 for NCCL (its LL/Simple protocol switch), 1 for gloo (one algorithm per collective). The
+    fit is robust (soft L1) to the few delayed samples of a shared machine."""
     links: dict[str, dict[str, dict[str, Link | tuple[Link, ...]]]] = {}
     if df.empty:
         return CommParams(links)
     for (tier, coll, group), rows in df.groupby(["tier", "collective", "group"]):
-        protocols = 2 if len(rows) >= 10 else 1
-        fitted, err = fit_alpha_beta(coll, rows["bytes"], int(group), rows["time_s"], protocols)
+        n = protocols if len(rows) >= 10 else 1
+        fitted, err = fit_alpha_beta(coll, rows["bytes"], int(group), rows["time_s"], n, loss="soft_l1")
         links.setdefault(str(tier), {}).setdefault(str(coll), {})[str(int(group))] = fitted
         quality[f"{tier}_{coll}_{group}_rms_log_error"] = err
     for colls in links.values():
@@ -140,7 +145,7 @@ def fit_comm(df: pd.DataFrame, quality: dict[str, float]) -> CommParams:
 
 
 def fit_device(samples: list[dict], name: str, device: str, threads: int | None = None,
-               memory_bytes: float = 0.0) -> tuple[DeviceParams, dict[str, float]]:
+               memory_bytes: float = 0.0, comm_protocols: int = 1) -> tuple[DeviceParams, dict[str, float]]:
     """Fit one device setting (one CPU thread count) from its samples; collectives are shared by all settings."""
     quality: dict[str, float] = {}
     mem = _memory(_frame(samples, "memory", threads), quality)
@@ -151,5 +156,5 @@ def fit_device(samples: list[dict], name: str, device: str, threads: int | None 
     params = DeviceParams(name=name, kind="measured", device=device, peak_flops_per_s=peaks, gemm=gemm,
                           attention=attention,
                           memory=MemoryParams(stream, mem.launch_s, mem.half_bytes, scale, mem.table),
-                          comm=fit_comm(_frame(samples, "comm"), quality), memory_bytes=memory_bytes)
+                          comm=fit_comm(_frame(samples, "comm"), quality, comm_protocols), memory_bytes=memory_bytes)
     return params, quality

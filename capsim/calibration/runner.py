@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from capsim.calibration.measured import fit_device
-from capsim.calibration.schema import Calibration, calibrations_dir, write_calibration
+from capsim.calibration.schema import Calibration, calibrations_dir, load_calibration, write_calibration
 from capsim.errors import SpecError
 
 BENCHES = ("gemm", "attention", "memory", "comm")
@@ -259,10 +259,27 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     finally:
         saver.flush()
     load.append(os.getloadavg()[0])
-    cal = build_calibration(list(samples.values()), config, device, name, load)
+    kept = _kept_samples(out, device, config)
+    cal = build_calibration(list(samples.values()) + kept, config, device, name, load)
     write_calibration(cal, out)
     partial.unlink(missing_ok=True)
     return cal, out
+
+
+def _kept_samples(out: Path, device: dict[str, Any], config: RunConfig) -> list[dict]:
+    """Samples of benches not re-measured now, from the calibration already at ``out`` (same device, kind
+    measured, same thread counts), so ``--ops comm`` refreshes the collectives and keeps the rest."""
+    if not out.is_file():
+        return []
+    try:
+        old = load_calibration(out)
+    except (SpecError, KeyError, ValueError):
+        return []
+    same = (old.kind == "measured" and old.device.get("name") == device["name"]
+            and [old.host.get("threads"), *old.host.get("variant_threads", [])] == list(config.threads))
+    if not same:
+        return []
+    return [s for bench, rows in old.samples.items() if bench not in config.ops for s in rows]
 
 
 def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, Any], name: str,
@@ -270,22 +287,27 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
     import torch
 
     main, *others = config.threads
+    present = {s["bench"] for s in samples}
+    kept_benches = present - set(config.ops)
+    missing = set(BENCHES) - present
+    protocols = 2 if config.device == "cuda" else 1  # NCCL switches protocols by size; gloo does not
     params, quality = fit_device(samples, name, device["name"], main if config.device == "cpu" else None,
-                                 device.get("memory_bytes", 0.0))
+                                 device.get("memory_bytes", 0.0), protocols)
     variants = {f"threads={t}": fit_device(samples, f"{name}@threads={t}", device["name"], t,
-                                           device.get("memory_bytes", 0.0))[0] for t in others}
+                                           device.get("memory_bytes", 0.0), protocols)[0] for t in others}
     host = {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
             "threads": main, "variant_threads": others, "load_avg_1min": load, "mode": config.mode}
     provenance = (
         f"Measured by `capsim calibrate{' --quick' if config.quick else ''}` (kernels/ microbenchmarks) on "
         f"{device['name']} ({config.device}), torch {torch.__version__}, {main} thread(s) for `fitted`"
         + (f" and {', '.join(map(str, others))} for the variants" if others else "")
-        + f"; benches {', '.join(config.ops)}; formats {', '.join(config.dtypes)}; collective groups "
+        + f"; benches measured in this run: {', '.join(config.ops)}"
+        + (f" (kept from the previous file: {', '.join(sorted(kept_benches))})" if kept_benches else "")
+        + f"; formats {', '.join(config.dtypes)}; collective groups "
         f"{', '.join(map(str, config.comm_groups)) if 'comm' in config.ops else 'not measured'}; "
         f"{len(samples)} samples (median of {config.repeats} repeats each); 1-min load average "
         f"{load[0]:.2f} at start, {load[-1]:.2f} at end. Peaks are the best measured GEMM rates. "
-        + ("Not measured, generic: " + ", ".join(b for b in ("attention", "memory", "comm") if b not in config.ops)
-           + ". " if set(BENCHES) - set(config.ops) else "")
+        + ("Not measured, generic: " + ", ".join(sorted(missing)) + ". " if missing else "")
         + "Fit quality (rms of log time error): " + ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
     by_bench = {b: [s for s in samples if s["bench"] == b] for b in BENCHES}
     return Calibration(name=name, kind="measured", device=device, fitted=params, provenance=provenance, host=host,

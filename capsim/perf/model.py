@@ -69,7 +69,10 @@ class Perf:
         body = np.maximum(flops / (self.peak(fmt) * eff), self.memory_bytes_s(nbytes, "attention"))
         entry = (a.table or {}).get("bwd" if backward else "fwd")
         if entry is not None and kv_per_seq is not None:
-            body = body * _grid_factor(entry, ("log2_rows", "log2_kv"), (query_rows, kv_per_seq))
+            sizes = {"log2_rows": query_rows, "log2_kv": kv_per_seq,
+                     "log2_intensity": np.asarray(flops, float) / np.maximum(nbytes, 1e-30)}
+            axes = tuple(k for k in sizes if k in entry)
+            body = body * _grid_factor(entry, axes, tuple(sizes[k] for k in axes))
         return a.launch_s + body
 
     def memory_bytes_s(self, nbytes: Num, kind: str = "") -> Num:

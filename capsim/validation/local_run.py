@@ -38,5 +38,5 @@ def _measure_ddp(cases: list, repeats: int, timeout_s: float) -> dict[Any, dict]
     plan = [{"id": i, "config": c.config(), "batch": c.batch, "length": c.length} for i, c in enumerate(cases)]
     out: dict[Any, dict] = {}
     spawn_workers(ddp_worker, 2, (plan, repeats, timeout_s), timeout_s,
-                  lambda s: out.__setitem__(cases[s["id"]], s["timing"]))
+                  lambda s: out.__setitem__(cases[s["id"]], {**s["timing"], "process_cpu_s": s["process_cpu_s"]}))
     return out
