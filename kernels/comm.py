@@ -126,6 +126,7 @@ def spawned_worker(rank: int, world: int, init_file: str, queue: Any, backend: s
             torch.cuda.set_device(rank)
         dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world,
                                 timeout=timedelta(seconds=timeout_s))
+        queue.put(("ready", rank))
         measure(plan, rank, world, world, device, lambda s: queue.put(("sample", s)), repeats, min_repeat_s)
         dist.destroy_process_group()
         queue.put(("done", rank))

@@ -19,7 +19,7 @@ from kernels.harness import rotating, time_fn
 from kernels.ops import DTYPES
 
 WIDTHS = {"quick": (256, 512, 1024), "full": (128, 256, 512, 768, 1024, 1536, 2048)}
-TOKENS = {"quick": (1, 4, 16, 64, 256, 1024), "full": (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096)}
+TOKENS = {"quick": (1, 4, 16, 64, 128, 256, 512, 1024), "full": (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096)}
 VOCAB = 8192  # LM-head width of the grid (a small vocabulary; n is interpolated in log2 for others)
 HEAD_DIM = 64
 BACKWARD_MIN_TOKENS = 64  # training runs the backward products only on whole micro-batches

@@ -52,7 +52,7 @@ def workload(c: DecoderConfig, phase: str, batch: int, length: int, model: Decod
 
 
 def time_interleaved(calls: list[Callable[[], Any]], repeats: int = 5, warmup: int = 2,
-                     min_repeat_s: float = 0.02, clock: str | None = None) -> list[Timing]:
+                     min_repeat_s: float = 0.1, clock: str | None = None) -> list[Timing]:
     """Median seconds per call of each workload, one repeat of every workload per round (harness clocks)."""
     clock = clock or choose_clock("cpu")
     inner = []
@@ -81,6 +81,7 @@ def ddp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[di
         torch.set_num_threads(1)
         dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
                                 timeout=timedelta(seconds=timeout_s))
+        queue.put(("ready", rank))
         for case in cases:
             c = DecoderConfig(**case["config"])
             model = DDP(build_model(c))

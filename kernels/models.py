@@ -117,9 +117,10 @@ class Decoder(nn.Module):
 
     def next_tokens(self, idx: torch.Tensor, caches: list, pos: int) -> torch.Tensor:
         """Serving: run ``idx`` (a prompt, or one token per sequence) from ``pos``, writing the KV caches; then the
-        LM head and a softmax on the last position only, and greedy choice."""
+        LM head and the softmax on the last position only: the next-token distribution, where capsim's serving op
+        list (``head_ops``) ends. Drawing the token from it is the sampler's work, outside the op list."""
         h = self.hidden_states(idx, caches, pos)[:, -1]
-        return torch.softmax(self.head(h), dim=-1).argmax(dim=-1)
+        return torch.softmax(self.head(h), dim=-1)
 
 
 def train_step(model: Decoder, opt: torch.optim.Optimizer, idx: torch.Tensor, targets: torch.Tensor) -> None:

@@ -72,8 +72,12 @@ def spawn_workers(target: Callable[..., None], world: int, args: tuple, timeout_
             _stop(procs)
 
 
+STARTUP_S = 120.0  # a worker imports torch and joins the group before the silence timeout applies
+
+
 def _watch(procs: list, results: Any, timeout_s: float, on_sample: Callable[[dict], None]) -> None:
     done: set[int] = set()
+    ready: set[int] = set()
     last = time.monotonic()
     while len(done) < len(procs):
         try:
@@ -83,16 +87,22 @@ def _watch(procs: list, results: Any, timeout_s: float, on_sample: Callable[[dic
             if dead:
                 rank, code = dead[0]
                 raise CommError(f"collective worker rank {rank} died (exit code {code}); stopped the others") from None
-            if time.monotonic() - last > timeout_s:
-                raise CommError(f"collective workers hung: no result for {timeout_s:g} s; stopped them") from None
+            limit = timeout_s if len(ready) == len(procs) else max(timeout_s, STARTUP_S)
+            if time.monotonic() - last > limit:
+                raise CommError(f"collective workers hung: no result for {limit:g} s; stopped them") from None
             continue
         last = time.monotonic()
         if kind == "sample":
             on_sample(payload)
+        elif kind == "ready":
+            ready.add(int(payload))
         elif kind == "done":
             done.add(int(payload))
-        else:
-            raise CommError(f"collective worker failed: {payload}")
+        else:  # a peer's death shows up as a connection error elsewhere: name the dead rank when there is one
+            time.sleep(1.0)
+            dead = [(r, p.exitcode) for r, p in enumerate(procs) if p.exitcode not in (None, 0, 1)]
+            cause = "".join(f"rank {r} died (exit code {c}); " for r, c in dead)
+            raise CommError(f"collective worker failed: {cause}{str(payload)[:200]}")
 
 
 def _stop(procs: list) -> None:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from capsim.calibration.machine import OtherLoad
 from capsim.calibration.measured import fit_device
 from capsim.calibration.schema import Calibration, calibrations_dir, load_calibration, write_calibration
 from capsim.errors import SpecError
@@ -162,7 +163,8 @@ def load_partial(path: Path, fingerprint: dict[str, Any]) -> dict[str, dict]:
         return {}
     if data.get("fingerprint") != json.loads(json.dumps(fingerprint)):
         return {}
-    return {case_key(s): s for s in data.get("samples", [])}
+    samples = data.get("samples", {})
+    return dict(samples) if isinstance(samples, dict) else {}
 
 
 def save_partial(path: Path, fingerprint: dict[str, Any], samples: dict[str, dict]) -> None:
@@ -173,7 +175,7 @@ def save_partial(path: Path, fingerprint: dict[str, Any], samples: dict[str, dic
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump({"fingerprint": fingerprint, "samples": list(samples.values())}, fh)
+            json.dump({"fingerprint": fingerprint, "samples": samples}, fh)  # case key -> sample
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -222,7 +224,7 @@ def _run_compute(todo: list[dict], config: RunConfig, saver: _Saver) -> None:
 
     runners = {"gemm": run_gemm, "attention": run_attention, "memory": run_memory}
     before = torch.get_num_threads()
-    min_repeat_s = 0.003 if config.quick else 0.01
+    min_repeat_s = 0.01 if config.quick else 0.02
     device = "cuda:0" if config.device == "cuda" else "cpu"
     try:
         for case in todo:
@@ -249,6 +251,7 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     if progress:
         progress("resuming" if samples else "starting", len(samples), len(cases))
     load = [os.getloadavg()[0]]
+    others = OtherLoad()
     try:
         _run_compute([c for c in todo if c["bench"] != "comm"], config, saver)
         comm = [c for c in todo if c["bench"] == "comm"]
@@ -259,6 +262,7 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     finally:
         saver.flush()
     load.append(os.getloadavg()[0])
+    load.append(others.cores())
     kept = _kept_samples(out, device, config)
     cal = build_calibration(list(samples.values()) + kept, config, device, name, load)
     write_calibration(cal, out)
@@ -296,7 +300,8 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
     variants = {f"threads={t}": fit_device(samples, f"{name}@threads={t}", device["name"], t,
                                            device.get("memory_bytes", 0.0), protocols)[0] for t in others}
     host = {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
-            "threads": main, "variant_threads": others, "load_avg_1min": load, "mode": config.mode}
+            "threads": main, "variant_threads": others, "load_avg_1min": load[:2],
+            "other_processes_busy_cores": load[2], "mode": config.mode}
     provenance = (
         f"Measured by `capsim calibrate{' --quick' if config.quick else ''}` (kernels/ microbenchmarks) on "
         f"{device['name']} ({config.device}), torch {torch.__version__}, {main} thread(s) for `fitted`"
@@ -306,7 +311,9 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
         + f"; formats {', '.join(config.dtypes)}; collective groups "
         f"{', '.join(map(str, config.comm_groups)) if 'comm' in config.ops else 'not measured'}; "
         f"{len(samples)} samples (median of {config.repeats} repeats each); 1-min load average "
-        f"{load[0]:.2f} at start, {load[-1]:.2f} at end. Peaks are the best measured GEMM rates. "
+        f"{load[0]:.2f} at start, {load[1]:.2f} at end"
+        + (f", other processes kept {load[2]:.2f} cores busy on average" if load[2] is not None else "")
+        + ". Peaks are the best measured GEMM rates. "
         + ("Not measured, generic: " + ", ".join(sorted(missing)) + ". " if missing else "")
         + "Fit quality (rms of log time error): " + ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
     by_bench = {b: [s for s in samples if s["bench"] == b] for b in BENCHES}

@@ -85,6 +85,9 @@ def write_calibration(cal: Calibration, path: str | Path) -> Path:
         with os.fdopen(fd, "w") as fh:
             json.dump(cal.to_dict(), fh, indent=1, sort_keys=False)
             fh.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; a calibration is an ordinary shared file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -59,13 +59,24 @@ def calibrate(
     as_json: JsonOpt = False,
 ) -> None:
     """Time GEMMs, attention, memory-bound ops and collectives here, fit them, and write a measured calibration."""
-    from capsim.calibration.runner import RunConfig, default_name, default_out, device_info, partial_path, run
+    from capsim.calibration.runner import (
+        RunConfig,
+        check_device,
+        default_name,
+        default_out,
+        device_info,
+        partial_path,
+        resolve,
+        run,
+    )
 
     config = RunConfig(device=device, quick=quick, ops=tuple(o.strip() for o in ops.split(",") if o.strip()),
                        threads=_ints(threads, "--threads"), comm_timeout_s=timeout)
+    check_device(config.device)  # bad input fails here, as one line, before any progress is drawn
+    resolve(config)
     start = time.monotonic()
     columns = (TextColumn("{task.description}", style="cyan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=as_json) as bar:
+    with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("calibrating", total=None)
 
         def progress(label: str, done: int, total: int) -> None:

@@ -137,7 +137,7 @@ def default_calibration() -> Calibration:
 
 
 def local_suite(path: object = None, calibration: str | None = None, size: str = "default",
-                repeats: int = 5) -> Report:
+                repeats: int = 5, quiet_wait_s: float = 90.0) -> Report:
     """Time every case of ``size`` here and compare with the calibration's predictions."""
     if path is not None:
         raise SpecError("--file", "the local suite times models on this machine", "drop --file")
@@ -148,7 +148,7 @@ def local_suite(path: object = None, calibration: str | None = None, size: str =
 
     cases = SIZES[size]
     threads = int(cal.host.get("threads") or os.cpu_count() or 1)
-    timings, notes = measure(cases, threads, repeats)
+    timings, notes = measure(cases, threads, repeats, quiet_wait_s=quiet_wait_s)
     ddp_perf = cal.perf("threads=1") if "threads=1" in cal.variants else cal.perf()
     if threads != 1 and "threads=1" not in cal.variants:
         notes.append(f"{cal.name} has no 1-thread variant: data-parallel compute priced at {threads} threads")
