@@ -46,6 +46,8 @@ def gemm_cases(mode: str = "quick", dtypes: tuple[str, ...] = ("fp32",), trainin
             for gated in (False, True):
                 for op, (n, k) in layer_linears(hidden, gated).items():
                     for m in tokens:
+                        if dtype == "fp8" and m % 16:  # torch._scaled_mm needs every size a multiple of 16
+                            continue
                         backward = training and m >= BACKWARD_MIN_TOKENS and dtype != "fp8"  # fp8: forward only
                         passes = ("fwd", "dgrad", "wgrad") if backward else ("fwd",)
                         for p in passes:

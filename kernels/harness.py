@@ -132,7 +132,9 @@ def rotating(make: Callable[[], tuple], nbytes: float, device: str, max_copies: 
     comes round again (a cold-cache measurement, as nvbench and Triton's do_bench flush the L2): weights and KV
     caches stream from memory in a real model, not from a cache warmed by the previous repeat."""
     copies = max(1, min(max_copies, math.ceil(2.0 * last_level_cache_bytes(device) / max(nbytes, 1.0))))
-    cycle = itertools.cycle([make() for _ in range(copies)])
+    first = make()
+    rest = [tuple(t.clone() for t in first) for _ in range(copies - 1)]  # a copy is cheaper than new random data
+    cycle = itertools.cycle([first, *rest])
     return lambda: next(cycle)
 
 

@@ -79,8 +79,8 @@ def _inputs(op: str, n: int, dt: torch.dtype, device: str, grad: bool) -> tuple[
         table = t(VOCAB, cols)
         ids = torch.randint(0, VOCAB, (rows,), device=device)
         return (lambda: torch.nn.functional.embedding(ids, table)), [table]
-    if op == "adam":
-        p, g, m, v = (t(n, rg=False) for _ in range(4))
+    if op == "adam":  # optimizer state is fp32 whatever the model's format (optimizer_ops prices it so)
+        p, g, m, v = (torch.randn(n, device=device, dtype=torch.float32) for _ in range(4))
         steps = [torch.ones((), device=device)]
         return (lambda: adam_step([p], [g], [m], [v], steps)), []
     raise KeyError(op)

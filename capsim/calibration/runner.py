@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from capsim.calibration.comm import under_torchrun
 from capsim.calibration.machine import OtherLoad
 from capsim.calibration.measured import fit_device
 from capsim.calibration.schema import Calibration, calibrations_dir, load_calibration, write_calibration
@@ -74,6 +75,8 @@ def resolve(config: RunConfig) -> RunConfig:
     else:
         dtypes = config.dtypes or (("fp32",) if config.quick else ("fp32", "bf16", "fp16"))
         ranks = cores
+    if under_torchrun():  # the launched processes are the ranks, across nodes
+        ranks = int(os.environ["WORLD_SIZE"])
     groups = config.comm_groups or tuple(2**i for i in range(1, 8) if 2**i <= max(ranks, 2))
     return RunConfig(config.device, config.quick, tuple(config.ops), tuple(threads), tuple(dtypes), tuple(groups),
                      config.comm_timeout_s, config.repeats or (3 if config.quick else 5))
@@ -229,7 +232,11 @@ def _run_compute(todo: list[dict], config: RunConfig, saver: _Saver) -> None:
     try:
         for case in todo:
             torch.set_num_threads(case["threads"])
-            sample = runners[case["bench"]](case, device, config.repeats, min_repeat_s)
+            try:
+                sample = runners[case["bench"]](case, device, config.repeats, min_repeat_s)
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as err:  # name the kernel; samples so far are kept
+                raise SpecError("benchmark", f"{_label(case)} failed: {str(err).splitlines()[0][:200]}",
+                                "re-run to resume, or leave this bench out of --ops") from None
             saver.add(case, {**sample, "threads": case["threads"]}, _label(case))
     finally:
         torch.set_num_threads(before)
@@ -265,8 +272,9 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     load.append(others.cores())
     kept = _kept_samples(out, device, config)
     cal = build_calibration(list(samples.values()) + kept, config, device, name, load)
-    write_calibration(cal, out)
-    partial.unlink(missing_ok=True)
+    if int(os.environ.get("RANK", "0")) == 0 or not under_torchrun():  # under torchrun, rank 0 writes
+        write_calibration(cal, out)
+        partial.unlink(missing_ok=True)
     return cal, out
 
 
