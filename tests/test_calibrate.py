@@ -217,3 +217,15 @@ def test_calibrate_errors_are_one_line_and_exit_2(args, text):
     result = cli.invoke(app, ["calibrate", *args])
     assert result.exit_code == 2
     assert text in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_thread_variants_are_fitted_and_selectable():
+    one = [s for s in _synthetic_samples()]
+    two = [{**s, "threads": 2, "time_s": s["time_s"] / 1.8} for s in one if s["bench"] != "comm"]
+    config = run_mod.resolve(run_mod.RunConfig(quick=True, threads=(2, 1), ops=("gemm", "memory", "comm")))
+    cal = run_mod.build_calibration(one + two, config, {"name": "test-cpu", "type": "cpu", "cores": 2}, "t", [1, 1, 0])
+    assert cal.host["threads"] == 2 and list(cal.variants) == ["threads=1"]
+    fast, slow = cal.perf(), cal.perf("threads=1")
+    assert fast.gemm_s(1024, 1024, 256, "fp32") < slow.gemm_s(1024, 1024, 256, "fp32")
+    with pytest.raises(ValueError, match="no variant"):
+        cal.perf("threads=4")

@@ -22,8 +22,10 @@ def measure(cases: list, threads: int, repeats: int, ddp_timeout_s: float = 600.
     from kernels.local_bench import time_interleaved, workload
     from kernels.models import DecoderConfig
 
+    quiet = wait_quiet(max_wait_s=quiet_wait_s)
     notes = [f"single-process rows at torch.set_num_threads({threads}); 1-min load average before: "
-             f"{os.getloadavg()[0]:.2f}"]
+             f"{os.getloadavg()[0]:.2f}" + (f"; other processes busy on {quiet:.2f} cores at the start"
+                                            if quiet is not None else "")]
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     single = [c for c in cases if c.phase != "ddp"]
