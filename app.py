@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from capsim.ui import memory
+from capsim.ui.registry import PAGES
 
 st.set_page_config(page_title="capsim", layout="wide")
-pages = [st.Page(memory.render, title="Memory per GPU", url_path="memory")]
-st.navigation(pages).run()
+st.navigation([st.Page(p.render, title=p.title, url_path=p.url_path) for p in PAGES]).run()

@@ -25,9 +25,13 @@ from capsim.analytic.ops import (
                                     training_layer_ops,
 )
 from capsim.analytic.params import ParamCounts, param_counts
+from capsim.analytic.serving import IterationTime, StepShape, iteration_time
+from capsim.analytic.training import StepTime, step_time
 from capsim.calibration import Calibration, load_calibration
 from capsim.errors import SpecError, UnknownNameError
 from capsim.perf import Perf
+from capsim.sim.serving import ServeConfig, ServingResult
+from capsim.sim.serving import simulate as simulate_serving
 from capsim.specs import (
                                     Accelerator,
                                     Arch,
@@ -48,6 +52,7 @@ from capsim.specs import (
                                     load_catalog,
                                     prices,
 )
+from capsim.specs.engine import EngineProfile, get_engine
 from capsim.validation import Report, Suite, run_suite
 
 __version__ = "0.1.0"
@@ -55,8 +60,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Accelerator", "Arch", "AttentionImpl", "Calibration", "Cluster", "DType", "Layouts", "Mlp", "ModelSpec", "Node",
     "Op", "OpKind", "ParamCounts", "Perf", "Phase", "Precision", "Quantization", "Recompute", "Report", "Schedule",
-    "ServePlan", "ServingMemory", "SpecError", "StepBatch", "Suite", "TrainPlan", "TrainingMemory", "UnknownNameError",
+    "ServePlan", "ServingMemory", "SpecError", "StepBatch", "StepTime", "Suite", "TrainPlan", "TrainingMemory", "UnknownNameError",
     "from_hf_config", "get_accelerator", "get_model", "kv_cache_bytes_per_token", "load_calibration", "load_catalog",
     "matmul_params", "megatron_iteration_flops", "param_counts", "prices", "run_suite", "serving_layer_ops",
-    "serving_memory", "training_flops_per_token", "training_layer_ops", "training_memory", "__version__",
+    "serving_memory", "step_time", "training_flops_per_token", "training_layer_ops", "training_memory", "__version__",
+    # serving
+    "EngineProfile", "IterationTime", "ServeConfig", "ServingResult", "StepShape", "get_engine", "iteration_time",
+    "simulate_serving",
 ]

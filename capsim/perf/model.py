@@ -107,11 +107,14 @@ class Perf:
     @staticmethod
     def category(op: object) -> str:
         """The memory-bound category whose achieved bandwidth times ``op`` (kind_scale keys of a calibration):
-        norm (row reductions: norms, softmaxes), activation, rope, embedding, or stream (plain elementwise)."""
+        norm, softmax, activation, rope, embedding, optimizer, or stream (plain elementwise). A category the
+        calibration did not measure runs at its streaming bandwidth."""
         name = op.name.split(".")[0]
-        if op.kind.value == "norm" or "softmax" in name:
+        if op.kind.value == "norm":
             return "norm"
-        return {"mlp_act": "activation", "rope": "rope", "embedding": "embedding"}.get(name, "stream")
+        if "softmax" in name:
+            return "softmax"
+        return {"mlp_act": "activation", "rope": "rope", "embedding": "embedding", "adam": "optimizer"}.get(name, "stream")
 
     def op_s(self, op: object) -> Num:
         """Time of one :class:`capsim.analytic.ops.Op` (all its ``count`` instances)."""
@@ -133,21 +136,31 @@ class Perf:
 
     # --- communication -------------------------------------------------------------------------
     def link(self, collective: Collective | str, group: int, tier: Tier | str = Tier.INTRA) -> Link | tuple[Link, ...]:
-        """The alpha-beta pair(s) for a collective at a group size: exact entry, the nearest measured group size
-        (in log2), else the tier's fallback."""
+        """The alpha-beta pair(s) for a collective at a group size.
+
+        Lookup: the collective's own entry, else (for a collective the calibration did not measure) the tier's
+        all-reduce entry, else the tier's "*" fallback; within an entry the exact group size, else the nearest
+        measured one (in log2). Reusing the all-reduce link prices reduce-scatter, all-gather and all-to-all at the
+        all-reduce's bus bandwidth, as NCCL's rings move each at (nccl-tests doc/PERFORMANCE.md); the bus bytes
+        still come from the requested collective's own factor.
+        """
         tiers = self.params.comm.links
         tier = Tier(tier).value
         if tier not in tiers:
             raise SpecError("calibration", f"{self.name} has no {tier}-node link figures",
                             "use a calibration that measured or states that tier")
         colls = tiers[tier]
-        entry = colls.get(Collective(collective).value) or colls.get("*") or {}
+        coll = Collective(collective).value
+        entry = colls.get(coll) or (colls.get("all_reduce") if coll != "send_recv" else None) or colls.get("*")
+        if not entry:
+            raise SpecError("calibration", f"{self.name} has no {coll} figures on the {tier}-node tier",
+                            "use a calibration that measured it")
         key = str(int(group))
         if key in entry:
             return entry[key]
         sizes = sorted(int(s) for s in entry if s != "*")
         if "*" in entry or not sizes:
-            return entry.get("*") or next(iter(colls.get("*", {}).values()))
+            return entry["*"]
         nearest = min(sizes, key=lambda s: abs(np.log2(s) - np.log2(max(group, 1))))
         return entry[str(nearest)]
 

@@ -1,0 +1,281 @@
+"""Engine-step times tabulated for the simulator, and decode runs summed in closed form.
+
+:func:`capsim.analytic.serving.iteration_time` prices one step from the op list. The simulator needs millions of
+steps, so :class:`StepTable` evaluates that same pricing once over every token count (one vectorised call) and
+keeps attention as its two exact roofline branches, which are affine in the step's context:
+
+    attention = launch + max(flops / (peak * eff(rows)), (bytes + half_bytes) / bandwidth)
+
+(``capsim.perf.Perf.attention_s`` with ``memory_bytes_s`` = bytes / (bw * bytes / (bytes + half))). A decode
+step of ``B`` sequences whose contexts sum to ``S`` is then a maximum of lines in ``S``; across a run of steps in
+which the batch does not change, ``S`` grows by ``B`` per step, so the run's total time is a sum of a maximum of
+lines over an integer range, summed in closed form (:func:`sum_max_lines`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from capsim.analytic.ops import head_ops
+from capsim.analytic.serving import (
+    comm_tier,
+    engine_perf,
+    kernels_per_step,
+    layer_token_ops,
+    pp_comm_s,
+    tp_comm_s,
+)
+from capsim.errors import SpecError
+from capsim.perf import Collective, Perf, curve_value
+from capsim.specs.engine import EngineProfile, get_engine
+from capsim.specs.hardware import Accelerator
+from capsim.specs.model import ModelSpec
+from capsim.specs.plans import ServePlan
+
+Lines = tuple[tuple[float, float], ...]  # (intercept, slope) pairs: value(j) = max(a + b j)
+Piece = tuple[int, int, float, float]  # steps [start, end) on which line (a, b) is the maximum
+
+
+def _line_sum(s: int, e: int, a: float, b: float) -> float:
+    """Sum of a + b j over integers j in [s, e): (e - s) a + b (s + e - 1)(e - s) / 2."""
+    return (e - s) * a + b * (s + e - 1) * (e - s) / 2.0
+
+
+def envelope(lines: Lines, k: int) -> list[Piece]:
+    """The upper envelope of ``lines`` over the integer steps [0, k), as pieces of one line each."""
+    if len(lines) == 1 or k <= 1:
+        a, b = max(lines, key=lambda ln: (ln[0], ln[1]))
+        return [(0, k, a, b)]
+    if len(lines) == 2:  # the common case (CUDA graphs): at most one crossing
+        (a1, b1), (a2, b2) = lines
+        if (a2, b2) > (a1, b1):
+            a1, b1, a2, b2 = a2, b2, a1, b1  # line 1 is the maximum at step 0
+        if b2 > b1:
+            x = math.ceil((a1 - a2) / (b2 - b1))
+            if 0 < x < k:
+                return [(0, x, a1, b1), (x, k, a2, b2)]
+            if x <= 0:
+                return [(0, k, a2, b2)]
+        return [(0, k, a1, b1)]
+    cuts = {0, k}
+    for i, (a1, b1) in enumerate(lines):
+        for a2, b2 in lines[i + 1:]:
+            if b1 != b2:
+                x = math.ceil((a2 - a1) / (b1 - b2))
+                if 0 < x < k:
+                    cuts.add(x)
+    edges = sorted(cuts)
+    pieces: list[Piece] = []
+    for s, e in zip(edges, edges[1:], strict=False):
+        mid = 0.5 * (s + e - 1)
+        a, b = max(lines, key=lambda ln: ln[0] + ln[1] * mid)
+        pieces.append((s, e, a, b))
+    return pieces
+
+
+def pieces_sum(pieces: list[Piece], m: int | None = None) -> float:
+    """Summed time of the first ``m`` steps (all when None)."""
+    total = 0.0
+    for s, e, a, b in pieces:
+        if m is not None and m <= s:
+            break
+        total += _line_sum(s, e if m is None else min(e, m), a, b)
+    return total
+
+
+def sum_max_lines(lines: Lines, lo: int, hi: int) -> float:
+    """Sum over integers j in [lo, hi) of max_i (a_i + b_i j)."""
+    if hi <= lo:
+        return 0.0
+    pieces = envelope(lines, hi)
+    return pieces_sum(pieces) - (pieces_sum(pieces, lo) if lo else 0.0)
+
+
+def max_lines(lines: Lines, j: float) -> float:
+    return max(a + b * j for a, b in lines)
+
+
+def steps_to_reach(pieces: list[Piece], target: float) -> int:
+    """The fewest steps m >= 1 whose summed time reaches ``target`` (the step in progress at ``target`` ends
+    after m steps), or the run's length when it ends first. Solves the quadratic of each piece's partial sum."""
+    done = 0.0
+    for s, e, a, b in pieces:
+        whole = _line_sum(s, e, a, b)
+        if done + whole < target:
+            done += whole
+            continue
+        left, a0 = target - done, a + b * s  # time still to cover; this piece's first step
+        if b > 0:  # m a0 + b m (m - 1) / 2 >= left
+            h = a0 - b / 2.0
+            m = math.ceil((-h + math.sqrt(h * h + 2.0 * b * left)) / b)
+        else:
+            m = math.ceil(left / a0)
+        m = min(max(m, 1), e - s)
+        while m > 1 and _line_sum(s, s + m - 1, a, b) >= left:  # guard the rounding of the root
+            m -= 1
+        while m < e - s and _line_sum(s, s + m, a, b) < left:
+            m += 1
+        return max(s + m, 1)
+    return pieces[-1][1] if pieces else 1
+
+
+class StepTable:
+    """Per-step times of one replica layout, tabulated over token counts (built once per simulation).
+
+    Scalar look-ups use Python lists: the simulator calls these once per event, where numpy's per-call cost
+    would dominate.
+    """
+
+    def __init__(self, model: ModelSpec, plan: ServePlan, perf: Perf, engine: EngineProfile | str = "vllm",
+                 accelerator: Accelerator | None = None, max_tokens: int | None = None) -> None:
+        self.model, self.plan, self.engine = model, plan, get_engine(engine)
+        self.calibration = perf.name
+        self.main, self.dec = engine_perf(perf, self.engine)
+        self.tier = comm_tier(plan, accelerator)
+        self.layers = float(model.layers)
+        top = int(max_tokens or (plan.max_batched_tokens + plan.max_batch))
+        n = np.arange(top + 1, dtype=float)
+        self.tok = self._token_table(n).tolist()
+        self.logit = self._logit_table(n).tolist()
+        self._extra: dict[tuple[str, int], float] = {}
+        self.heads = model.heads / plan.tp
+        self.q_dim = self.heads * model.head_dim
+        self.kv_dim = max(model.kv_heads / plan.tp, 1.0) * model.head_dim
+        self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
+        self.attn_launch_s = self.main.params.attention.launch_s
+        self.mem = self._affine(self.main)
+        self.dec_mem = self._affine(self.dec)
+        # Seconds per (query, key) pair of attention at each query-token count: 4 q_dim FLOPs at the
+        # attention efficiency for that many query rows (perf.attention_s's compute branch).
+        eff = curve_value(self.main.params.attention.forward, n * self.heads)
+        self.pair_s = (4.0 * self.q_dim / (self.main.peak(plan.dtype) * np.maximum(eff, 1e-300))).tolist()
+        self.kernels = {(p, d): float(kernels_per_step(model, plan, p, d)) for p in (0, 1) for d in (0, 1)}
+        e = self.engine
+        self.oh0, self.oh1 = e.step_overhead_s, e.sequence_overhead_s
+        self.graphs, self.graph_max = bool(e.cuda_graphs), int(e.cuda_graph_max_batch)
+        self._dec_coef: dict[int, tuple[float, float, float, float, float]] = {}
+
+    # --- tables over token counts ------------------------------------------------------------------
+    def _token_table(self, n: np.ndarray) -> np.ndarray:
+        """Everything of a step that depends only on its new tokens: layers' token kernels, embedding and final
+        norm, TP all-reduces and PP sends (0 for an empty step)."""
+        m, p = self.model, self.plan
+        layers = self.layers * self.main.ops_s(layer_token_ops(m, p, n, 1.0))
+        head = [o for o in head_ops(m, n, p.tp, p.dtype, logits_tokens=0.0, weight_dtype=p.weight_dtype)
+                if o.name in ("embedding", "final_norm")]
+        act = p.dtype.bytes
+        ar = self.main.collective_s(Collective.ALL_REDUCE, n * m.hidden * act, p.tp, self.tier)
+        out = layers + self.main.ops_s(head) + (2 * m.layers + 1) * ar + pp_comm_s(self.main, m, p, n, self.tier)
+        return np.where(n > 0, out, 0.0)
+
+    def _logit_table(self, rows: np.ndarray) -> np.ndarray:
+        """LM head, logits softmax and the logits gather for ``rows`` positions (0 for none)."""
+        m, p = self.model, self.plan
+        head = [o for o in head_ops(m, rows, p.tp, p.dtype, logits_tokens=rows, weight_dtype=p.weight_dtype)
+                if o.name in ("lm_head", "logits_softmax")]
+        out = self.main.ops_s(head) + tp_comm_s(self.main, m, p, 0.0 * rows, rows, self.tier)
+        return np.where(rows > 0, out, 0.0)
+
+    def _beyond(self, kind: str, n: int) -> float:
+        """A token count past the table (static batches of long prompts): priced on demand, then kept."""
+        key = (kind, n)
+        if key not in self._extra:
+            x = np.array([float(n)])
+            if kind == "token":
+                self._extra[key] = float(self._token_table(x)[0])
+            elif kind == "logit":
+                self._extra[key] = float(self._logit_table(x)[0])
+            else:
+                eff = float(curve_value(self.main.params.attention.forward, n * self.heads))
+                self._extra[key] = 4.0 * self.q_dim / (self.main.peak(self.plan.dtype) * eff)
+        return self._extra[key]
+
+    @staticmethod
+    def _affine(perf: Perf) -> tuple[float, float]:
+        """(intercept, slope) of perf.memory_bytes_s, checked to be affine in the bytes moved."""
+        x1, x2, x3 = 1.0e6, 2.0e6, 1.0e10
+        t1, t2, t3 = (float(perf.memory_bytes_s(x)) for x in (x1, x2, x3))
+        slope = (t2 - t1) / (x2 - x1)
+        icpt = t1 - slope * x1
+        if not math.isclose(icpt + slope * x3, t3, rel_tol=1e-9):
+            raise SpecError("calibration", f"{perf.name}: memory time is not affine in bytes",
+                            "the serving simulator's closed-form decode runs need the roofline memory model")
+        return icpt, slope
+
+    # --- one step ---------------------------------------------------------------------------------
+    def token_time(self, n: int) -> float:
+        return self.tok[n] if n < len(self.tok) else self._beyond("token", n)
+
+    def logit_time(self, rows: int) -> float:
+        return self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
+
+    def _pair_s(self, n: int) -> float:
+        return self.pair_s[n] if n < len(self.pair_s) else self._beyond("pair", n)
+
+    def prefill_attention_s(self, tokens: int, pairs: float, kv_tokens: float) -> float:
+        """One layer's prefill attention kernel (serving_layer_ops' attention op, priced as Perf prices it)."""
+        if tokens <= 0:
+            return 0.0
+        nbytes = 2.0 * tokens * self.q_dim * self.act_bytes + 2.0 * kv_tokens * self.kv_dim * self.kv_bytes
+        icpt, slope = self.mem
+        return self.attn_launch_s + max(pairs * self._pair_s(tokens), icpt + slope * nbytes)
+
+    def decode_attention_s(self, seqs: int, kv_tokens: float) -> float:
+        """One layer's decode (paged) attention kernel for ``seqs`` sequences reading ``kv_tokens`` keys."""
+        if seqs <= 0:
+            return 0.0
+        icpt, slope = self.dec_mem
+        nbytes = 2.0 * seqs * self.q_dim * self.act_bytes + 2.0 * kv_tokens * self.kv_dim * self.kv_bytes
+        return self.attn_launch_s + max(kv_tokens * self._pair_s(seqs), icpt + slope * nbytes)
+
+    def overhead_s(self, seqs: int) -> float:
+        return self.oh0 + self.oh1 * seqs
+
+    def dispatch_s(self, prefill_tokens: int, decode_seqs: int) -> float:
+        """CPU dispatch time of a step's kernels outside a CUDA graph (0 when the step replays one)."""
+        if self.graphs and prefill_tokens == 0 and decode_seqs <= self.graph_max:
+            return 0.0
+        return self.kernels[(int(prefill_tokens > 0), int(decode_seqs > 0))] * self.engine.kernel_dispatch_s
+
+    def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float]:
+        """Per batch size: (base, compute slope, memory intercept, memory slope, dispatch) of a decode step."""
+        co = self._dec_coef.get(seqs)
+        if co is None:
+            b, L = float(seqs), self.layers
+            icpt, slope = self.dec_mem
+            base = self.token_time(seqs) + self.logit_time(seqs) + L * self.attn_launch_s + self.overhead_s(seqs)
+            co = (base, L * self._pair_s(seqs), L * (icpt + slope * 2.0 * b * self.q_dim * self.act_bytes),
+                  L * slope * 2.0 * self.kv_dim * self.kv_bytes, self.dispatch_s(0, seqs))
+            self._dec_coef[seqs] = co
+        return co
+
+    def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
+        """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
+        ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
+        base, comp, m0, m1, cpu = self._decode_coef(seqs)
+        x0 = kv_sum0 + seqs
+        lines = ((base + comp * x0, comp * seqs), (base + m0 + m1 * x0, m1 * seqs))
+        if cpu > 0:
+            return (*lines, (cpu + self.overhead_s(seqs), 0.0))
+        return lines
+
+    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[Lines, list[Piece], float]:
+        """A run of ``k`` decode steps: its lines, their envelope, and its total time (closed form)."""
+        lines = self.decode_lines(seqs, kv_sum0)
+        pieces = envelope(lines, k)
+        return lines, pieces, pieces_sum(pieces)
+
+    def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
+               prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
+               logits: int | None = None) -> float:
+        """One step's total seconds (equal to iteration_time(...).total_s for the same shape)."""
+        rows = prefill_seqs + decode_seqs if logits is None else logits
+        gpu = (self.token_time(prefill_tokens + decode_seqs) + self.logit_time(rows)
+               + self.layers * (self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens)
+                                + self.decode_attention_s(decode_seqs, decode_kv_tokens)))
+        return max(gpu, self.dispatch_s(prefill_tokens, decode_seqs)) + self.overhead_s(prefill_seqs + decode_seqs)
+
+
+__all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

@@ -1,0 +1,199 @@
+"""Communication of one training step, term by term (arrays over layouts). Each function returns seconds of one
+instance (one layer, one hop, one reduction) on the link tier where its group lies; how much of it is exposed is
+decided by the framework's overlap facts here or in ``stages``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.ops import optimizer_ops
+from capsim.analytic.training.collectives import collective_s, placement, send_s
+from capsim.analytic.training.compute import MicroBatchTimes
+from capsim.analytic.training.framework import Framework
+from capsim.perf import Perf
+from capsim.specs.model import Arch, ModelSpec
+from capsim.specs.precision import Precision
+
+
+def _tokens(lay: Layouts) -> np.ndarray:
+    return lay.micro_batch * lay.seq_len / lay.cp  # token rows of one micro-batch on one GPU
+
+
+def recompute_passes(lay: Layouts) -> np.ndarray:
+    """Extra forward passes of a layer in the backward: 1 with full recomputation, else 0."""
+    return (lay.recompute == 2).astype(float)
+
+
+def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int,
+               t: MicroBatchTimes, fw: Framework) -> tuple[np.ndarray, np.ndarray]:
+    """Exposed TP communication of one layer and micro-batch: (forward, backward with any full recomputation).
+
+    Forward: an all-reduce of the [s, b, h] activation after each row-parallel linear (Megatron-LM, Shoeybi et al.
+    2019, Fig. 4), or under sequence parallelism an all-gather before each column-parallel linear and a
+    reduce-scatter after each row-parallel one, same bytes (Korthikanti et al. 2022, Sec. 4.2.2). Backward: the
+    conjugates at the column-parallel inputs, and under SP the all-gather of the row-parallel output gradient plus
+    a re-gather of the saved sharded input for the weight gradient. With async TP communication the column-parallel
+    ones run during that linear's weight-gradient GEMM (and the re-gather during its data-gradient GEMM).
+    Decoder layers of an encoder-decoder add one pair for cross-attention.
+    """
+    nbytes = _tokens(lay) * model.hidden * precision.activations.bytes
+    where = placement(lay.tp, 1, gpn)
+    ar = collective_s(perf, "all_reduce", nbytes, where)
+    rs = collective_s(perf, "reduce_scatter", nbytes, where)
+    ag = collective_s(perf, "all_gather", nbytes, where)
+    forward = 2.0 * np.where(lay.sp, ag + rs, ar)
+    if fw.overlap_tp_wgrad:
+        hidden = [(t.qkv_dgrad_s, t.qkv_wgrad_s), (t.up_dgrad_s, t.up_wgrad_s)]
+        plain = sum(np.maximum(ar - wgrad, 0.0) for _, wgrad in hidden)
+        seq = 2.0 * ag + sum(np.maximum(rs - wgrad, 0.0) + np.maximum(ag - dgrad, 0.0) for dgrad, wgrad in hidden)
+        backward = np.where(lay.sp, seq, plain)
+    else:
+        backward = np.where(lay.sp, 4.0 * ag + 2.0 * rs, 2.0 * ar)
+    pairs = 1.0 + (0.5 * model.layers / model.total_layers if model.arch is Arch.ENCODER_DECODER else 0.0)
+    fwd, bwd = pairs * forward, pairs * (forward * recompute_passes(lay) + backward)
+    if fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
+        fwd = np.maximum(fwd - t.layer_gemm_fwd_s, 0.0)  # backward GEMMs are twice the forward
+        bwd = np.maximum(bwd - t.layer_gemm_fwd_s * (2.0 + recompute_passes(lay)), 0.0)
+    return fwd, bwd
+
+
+def tp_ends_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TP communication of the vocabulary-parallel ends per micro-batch: (embedding forward, LM head and loss
+    forward, LM head backward).
+
+    The embedding all-reduces its output; the LM head all-reduces its input gradient (all-gathers its input and
+    reduce-scatters the gradient under SP); the vocab-parallel cross-entropy all-reduces three [b, s] fp32 tensors
+    (max, sum of exponentials, target logit) (Megatron-LM, tensor_parallel/cross_entropy.py).
+    """
+    tokens = _tokens(lay)
+    nbytes = tokens * model.hidden * precision.activations.bytes
+    where = placement(lay.tp, 1, gpn)
+    ar = collective_s(perf, "all_reduce", nbytes, where)
+    rs = collective_s(perf, "reduce_scatter", nbytes, where)
+    ag = collective_s(perf, "all_gather", nbytes, where)
+    loss = 3.0 * collective_s(perf, "all_reduce", tokens * 4.0, where)
+    return np.where(lay.sp, rs, ar), np.where(lay.sp, ag, 0.0) + loss, np.where(lay.sp, rs, ar)
+
+
+def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int,
+               t: MicroBatchTimes) -> tuple[np.ndarray, np.ndarray]:
+    """Exposed ring-attention traffic of one layer and micro-batch: (forward, backward with recomputation).
+
+    Each of the cp-1 ring steps passes the local K and V block to the next rank while the current block's
+    attention computes; the backward passes K, V and their gradients (Liu et al. 2023, Ring Attention, Sec. 3;
+    Megatron-Core context parallelism). Only the part longer than a block's compute is exposed.
+    """
+    kv_heads = np.maximum(model.kv_heads / lay.tp, 1.0)
+    kv_bytes = 2.0 * _tokens(lay) * kv_heads * model.head_dim * precision.activations.bytes
+    inter = placement(lay.cp, lay.tp, gpn).nodes > 1  # a ring that leaves the node waits on its network hop
+    steps = lay.cp - 1.0
+    block_f, block_b = t.layer_attn_fwd_s / lay.cp, t.layer_attn_bwd_s / lay.cp
+    fwd = np.maximum(send_s(perf, kv_bytes, inter) - block_f, 0.0)
+    bwd = np.maximum(send_s(perf, 2.0 * kv_bytes, inter) - block_b, 0.0)
+    replays = recompute_passes(lay) + ((lay.recompute == 1) & (t.layer_core_s > 0))
+    on = lay.cp > 1
+    return np.where(on, steps * fwd, 0.0), np.where(on, steps * (fwd * replays + bwd), 0.0)
+
+
+def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Expert-parallel all-to-alls of one MoE layer and micro-batch, (forward, backward with recomputation):
+    dispatch and combine in each pass (Lepikhin et al. 2021, GShard, Sec. 3.2), on top_k copies of each token's
+    hidden vector."""
+    if not model.is_moe:
+        return np.zeros(len(lay)), np.zeros(len(lay))
+    tokens = _tokens(lay) / np.where(lay.sp, lay.tp, 1)
+    nbytes = tokens * model.top_k * model.hidden * precision.activations.bytes
+    a2a = collective_s(perf, "all_to_all", nbytes, placement(lay.ep, lay.tp * lay.cp, gpn))
+    moe_share = model.layers / model.total_layers
+    one_pass = np.where(lay.ep > 1, 2.0 * a2a * moe_share, 0.0)
+    return one_pass, one_pass * (1.0 + recompute_passes(lay))
+
+
+def p2p_hop_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, fw: Framework
+              ) -> np.ndarray:
+    """One pipeline send of a micro-batch's activation (or its gradient) between adjacent stages.
+
+    Stages are tp*cp*dp ranks apart: once the pipeline spans nodes its slowest hop crosses the network. With the
+    scatter/gather optimisation each TP rank sends 1/t of the tensor on its own NIC and the receiver all-gathers it
+    over NVLink (Narayanan et al. SC21, Sec. 4.1); with sequence parallelism the tensor is already split by t.
+    """
+    nbytes = _tokens(lay) * model.hidden * precision.activations.bytes
+    stride = lay.tp * lay.cp * lay.dp
+    inter = (stride * lay.pp > gpn) & (lay.pp > 1)
+    split = lay.sp | (fw.pp_scatter_gather & (lay.tp > 1))
+    gather = np.where(split & ~lay.sp, collective_s(perf, "all_gather", nbytes, placement(lay.tp, 1, gpn)), 0.0)
+    hop = send_s(perf, np.where(split, nbytes / lay.tp, nbytes), inter) + gather
+    return np.where(lay.pp > 1, hop, 0.0)
+
+
+def dp_groups(lay: Layouts, gpn: int):  # noqa: ANN201
+    """(dense, expert) gradient-reduction groups: dp*cp ranks tp apart; experts' dp*cp/ep ranks tp*ep apart."""
+    dense = placement(lay.dp * lay.cp, lay.tp, gpn)
+    expert = placement(np.maximum(lay.dp * lay.cp // lay.ep, 1), lay.tp * lay.ep, gpn)
+    return dense, expert
+
+
+def grad_reduce_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarray, lay: Layouts,
+                  precision: Precision, gpn: int) -> np.ndarray:
+    """One reduction of a stage's gradients over its data-parallel group: an all-reduce, or a reduce-scatter
+    when the optimizer (ZeRO >= 1, the distributed optimizer) or the gradients are sharded (Rajbhandari et al.
+    2020, Sec. 5; Megatron-LM distributed optimizer)."""
+    dense, expert = dp_groups(lay, gpn)
+    g = precision.gradients.bytes
+    sharded = (lay.zero_stage >= 1) | lay.distributed_optimizer
+    out = np.zeros(len(lay))
+    for params, where in ((dense_params, dense), (expert_params, expert)):
+        if np.any(params > 0):  # a dense model issues no expert collective
+            ar = collective_s(perf, "all_reduce", params * g, where)
+            rs = collective_s(perf, "reduce_scatter", params * g, where)
+            out = out + np.where(params > 0, np.where(sharded, rs, ar), 0.0)
+    return out
+
+
+def param_gather_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarray, lay: Layouts,
+                   precision: Precision, gpn: int) -> np.ndarray:
+    """All-gather of a stage's (or one layer's) 16-bit parameters over its data-parallel group."""
+    out = np.zeros(len(lay))
+    for params, where in zip((dense_params, expert_params), dp_groups(lay, gpn), strict=True):
+        if np.any(params > 0):
+            ag = collective_s(perf, "all_gather", params * precision.weights.bytes, where)
+            out = out + np.where(params > 0, ag, 0.0)
+    return out
+
+
+def embedding_sync_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int) -> np.ndarray:
+    """All-reduce of the tied word-embedding gradient between the first and last stage (Megatron-LM keeps a copy
+    on both when pp > 1; Shoeybi et al. 2019, Sec. 3)."""
+    if not model.tied_embeddings:
+        return np.zeros(len(lay))
+    nbytes = model.vocab * model.hidden / lay.tp * precision.gradients.bytes
+    apart = lay.tp * lay.cp * lay.dp * (lay.pp - 1)
+    where = placement(np.where(lay.pp > 1, 2, 1), np.maximum(apart, 1), gpn)
+    return collective_s(perf, "all_reduce", nbytes, where)
+
+
+def grad_accumulation_s(perf: Perf, local_params: np.ndarray, precision: Precision, fw: Framework) -> np.ndarray:
+    """Adding one micro-batch's weight gradients into the accumulation buffer, a separate memory-bound pass unless
+    the weight-gradient GEMM accumulates in place: read and write the buffer, read the fresh 16-bit gradient
+    (Megatron-LM distributed.py main_grad hook before gradient_accumulation_fusion)."""
+    if fw.fused_grad_accumulation:
+        return np.zeros(np.shape(local_params))
+    nbytes = local_params * (2.0 * precision.gradients.bytes + precision.activations.bytes)
+    return np.asarray(perf.memory_s(nbytes, "stream"), float)
+
+
+def optimizer_s(perf: Perf, local_params: np.ndarray, precision: Precision) -> np.ndarray:
+    """The optimizer step on this GPU's parameters, all memory bound: with loss scaling, unscale the gradients and
+    check them for inf/NaN (read + write); their norm for clipping (read); Adam (``ops.optimizer_ops``); zero the
+    gradient buffer for the next step (write) (Megatron-LM optimizer.py MixedPrecisionOptimizer.step, zero_grad)."""
+    passes = 2.0 * precision.loss_scaling + 1.0 + 1.0
+    extra = perf.memory_s(local_params * precision.gradients.bytes * passes, "stream")
+    return np.asarray(perf.ops_s(optimizer_ops(local_params, precision)) + extra, float)
+
+
+__all__ = ["cp_layer_s", "dp_groups", "embedding_sync_s", "ep_layer_s", "grad_reduce_s", "optimizer_s",
+           "grad_accumulation_s", "p2p_hop_s", "param_gather_s", "recompute_passes", "tp_ends_s", "tp_layer_s"]

@@ -1,0 +1,195 @@
+"""Per-stage costs of one micro-batch, the pipeline's critical path, and the step's tail (gradient reduction,
+optimizer, parameter gather). Stages are of three kinds: the first (embedding), the middle ones (even split) and
+the last (final norm, LM head, loss); with one stage, the single stage holds both ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.params import param_counts
+from capsim.analytic.training import comms
+from capsim.analytic.training.compute import MicroBatchTimes, distinct
+from capsim.analytic.training.framework import Framework
+from capsim.perf import Perf
+from capsim.specs.model import ModelSpec
+from capsim.specs.precision import Precision
+
+PER_MICRO_BATCH = ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s", "cp_comm_s", "ep_comm_s",
+                   "pp_comm_s", "zero_comm_s")
+STAGES = ("first", "middle", "last")
+KINDS = ("first", "middle", "middle_mean", "last")  # middle_mean: a mean-sized middle stage (for the sum)
+# What the data-parallel traffic and the optimizer depend on: computed once per distinct combination.
+DP_KEYS = ("dp", "cp", "tp", "ep", "pp", "first_stage_layers", "last_stage_layers", "zero_stage",
+           "distributed_optimizer")
+
+
+@dataclass(frozen=True)
+class StageLayers:
+    """Layers per stage kind (arrays over layouts); ``middle_max`` is the most any middle stage holds."""
+
+    first: np.ndarray
+    middle: np.ndarray  # mean layers of a middle stage
+    middle_max: np.ndarray
+    last: np.ndarray
+
+    @classmethod
+    def of(cls, model: ModelSpec, lay: Layouts, middle_max: np.ndarray | None = None) -> StageLayers:
+        p = lay.pp
+        mid = np.where(p > 2, (model.total_layers - lay.first_stage_layers - lay.last_stage_layers)
+                       / np.maximum(p - 2, 1), 0.0)
+        return cls(lay.first_stage_layers.astype(float), mid, mid if middle_max is None else middle_max,
+                   np.where(p > 1, lay.last_stage_layers, 0).astype(float))
+
+    def of_kind(self, kind: str) -> np.ndarray:
+        return {"first": self.first, "middle": self.middle_max, "middle_mean": self.middle, "last": self.last}[kind]
+
+    def take(self, index: np.ndarray) -> StageLayers:
+        return StageLayers(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+def _exists(lay: Layouts, kind: str) -> np.ndarray:
+    if kind == "first":
+        return np.ones(len(lay), bool)
+    return lay.pp > (1 if kind == "last" else 2)
+
+
+def stage_params(model: ModelSpec, lay: Layouts, layers: StageLayers) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(dense, expert) parameters one GPU of each stage kind holds (layers split by TP and EP; embeddings by TP)."""
+    pc = param_counts(model)
+    per_layer = (pc.per_layer * model.layers + pc.encoder_per_layer * model.encoder_layers) / model.total_layers
+    expert = pc.expert_per_layer * model.layers / model.total_layers
+    dense, exp = (per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)
+    single = lay.pp == 1
+    # Megatron keeps a copy of a tied word embedding on the last stage for the LM head when pp > 1.
+    head = (pc.lm_head if not model.tied_embeddings else np.where(single, 0, model.vocab * model.hidden)) / lay.tp
+    ends = {"first": pc.embedding / lay.tp + np.where(single, head + pc.other, 0),
+            "last": np.where(single, 0, head + pc.other)}
+    return {k: (layers.of_kind(k) * dense + ends.get(k, 0.0), layers.of_kind(k) * exp) for k in KINDS}
+
+
+def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
+             layers: StageLayers) -> dict[str, np.ndarray]:
+    """Raw data-parallel traffic, gradient accumulation and optimizer time of every stage kind, computed once per
+    distinct DP_KEYS combination and spread back over the layouts."""
+    first, inverse = distinct(lay, DP_KEYS)
+    sub, sub_layers = lay.take(first), layers.take(first)
+    params = stage_params(model, sub, sub_layers)
+    shard = np.where((sub.zero_stage >= 1) | sub.distributed_optimizer, sub.dp * sub.cp, 1)
+    expert_shard = np.where(shard > 1, np.maximum(sub.dp * sub.cp // sub.ep, 1), 1)
+    out: dict[str, np.ndarray] = {}
+    local = np.zeros(len(sub))
+    for kind in KINDS:
+        dense, expert = params[kind]
+        n = np.maximum(sub_layers.of_kind(kind), 1.0)
+        out[f"reduce_{kind}"] = comms.grad_reduce_s(perf, dense, expert, sub, precision, gpn)
+        out[f"gather_{kind}"] = comms.param_gather_s(perf, dense, expert, sub, precision, gpn)
+        out[f"layer_gather_{kind}"] = comms.param_gather_s(perf, dense / n, expert / n, sub, precision, gpn)
+        grads = (dense + expert) / np.where(sub.zero_stage >= 2, sub.dp * sub.cp, 1)  # ZeRO-2/3 keep a shard
+        out[f"accumulate_{kind}"] = comms.grad_accumulation_s(perf, grads, precision, fw)
+        if kind != "middle_mean":
+            local = np.maximum(local, np.where(_exists(sub, kind), dense / shard + expert / expert_shard, 0.0))
+    out["optimizer_s"] = comms.optimizer_s(perf, local, precision)
+    out["embedding_sync_s"] = comms.embedding_sync_s(perf, model, sub, precision, gpn)
+    return {k: v[inverse] for k, v in out.items()}
+
+
+def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
+                      t: MicroBatchTimes, layers: StageLayers, dp: dict[str, np.ndarray]
+                      ) -> dict[str, dict[str, np.ndarray]]:
+    """Seconds each stage kind spends on one micro-batch, by component (PER_MICRO_BATCH), over all its chunks."""
+    rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
+    tp_layer = sum(comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw))
+    tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
+    tp_head = tp_head_f + tp_head_b
+    cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t))
+    ep_layer = sum(comms.ep_layer_s(perf, model, lay, precision, gpn))
+    hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
+    pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
+    single = lay.pp == 1
+    ends = {"first": (t.embed_fwd_s + t.embed_bwd_s + np.where(single, t.head_fwd_s + t.head_bwd_s, 0.0),
+                      tp_embed + np.where(single, tp_head, 0.0), t.embed_bwd_s + np.where(single, t.head_bwd_s, 0)),
+            "middle": (0.0, 0.0, 0.0), "last": (t.head_fwd_s + t.head_bwd_s, tp_head, t.head_bwd_s)}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for kind in KINDS:
+        n = layers.of_kind(kind)
+        end_compute, end_tp, end_bwd = ends[kind.split("_")[0]]
+        zero = _zero_micro_batch_s(lay, fw, t, n, n * t.layer_bwd_s + end_bwd, dp[f"reduce_{kind}"],
+                                   dp[f"layer_gather_{kind}"])
+        costs = {"compute_s": n * (t.layer_fwd_s + t.layer_bwd_s) + end_compute, "recompute_s": n * rec,
+                 "grad_accumulation_s": dp[f"accumulate_{kind}"], "tp_comm_s": n * tp_layer + end_tp,
+                 "cp_comm_s": n * cp_layer, "ep_comm_s": n * ep_layer, "pp_comm_s": pp_mb, "zero_comm_s": zero}
+        exists = _exists(lay, kind.split("_")[0])
+        out[kind] = {k: np.where(exists, v, 0.0) for k, v in costs.items()}
+    out["_hop"] = {"hop_s": hop}
+    return out
+
+
+def _zero_micro_batch_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.ndarray, bwd_s: np.ndarray,
+                        reduce_s: np.ndarray, layer_gather_s: np.ndarray) -> np.ndarray:
+    """Exposed ZeRO-2/3 traffic of one micro-batch: the gradient reduce-scatter after each backward (gradients
+    are sharded, so they cannot accumulate locally), and ZeRO-3's per-layer parameter all-gathers in every pass,
+    prefetched one layer ahead (Rajbhandari et al. 2020, Sec. 5.2-5.3; Zhao et al. 2023, FSDP, Sec. 4.2)."""
+    buckets = np.maximum(n, 1.0)  # the last bucket (one layer) is reduced after the backward ends
+    rs = np.maximum(reduce_s - bwd_s, reduce_s / buckets) if fw.overlap_grad_reduce else reduce_s
+    passes = [(t.layer_fwd_s, 1.0), (t.layer_bwd_s, 1.0), (t.layer_fwd_s, comms.recompute_passes(lay))]
+    gathers = np.zeros(len(lay))
+    for compute, count in passes:
+        if fw.zero3_prefetch:  # every layer's gather but the first hides behind the previous layer's compute
+            exposed = np.maximum(layer_gather_s - compute, 0.0) * np.maximum(n - 1, 0) + layer_gather_s
+        else:
+            exposed = layer_gather_s * n
+        gathers = gathers + count * exposed
+    return np.where(lay.zero_stage >= 2, rs, 0.0) + np.where(lay.zero_stage >= 3, gathers, 0.0)
+
+
+def step_tail(lay: Layouts, fw: Framework, t: MicroBatchTimes, layers: StageLayers, hop: np.ndarray,
+              dp: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What follows the pipeline flush: gradient reduction (the part not hidden behind the last backward), the
+    tied-embedding sync, the optimizer step and the post-step parameter all-gather."""
+    once = lay.zero_stage <= 1  # ZeRO-2/3 reduce every micro-batch instead (in micro_batch_costs)
+    chunk_bwd = np.where(lay.pp > 2, layers.middle, layers.first) * t.layer_bwd_s / lay.v + hop
+    # Stage s finishes its last backward s chunk-backwards (and hops) before stage 0 does (1F1B and interleaved).
+    slack = {"first": 0.0, "middle": chunk_bwd, "last": (lay.pp - 1) * chunk_bwd}
+    last_bwd = {"first": layers.first * t.layer_bwd_s + t.embed_bwd_s + np.where(lay.pp == 1, t.head_bwd_s, 0),
+                "middle": layers.middle_max * t.layer_bwd_s, "last": layers.last * t.layer_bwd_s + t.head_bwd_s}
+    exposed, full, gather = np.zeros(len(lay)), np.zeros(len(lay)), np.zeros(len(lay))
+    gathers_after = (lay.zero_stage == 1) | (lay.zero_stage == 2) | lay.distributed_optimizer
+    for kind in STAGES:
+        exists = _exists(lay, kind)
+        red = np.where(once & exists, dp[f"reduce_{kind}"], 0.0)
+        buckets = np.maximum(layers.of_kind(kind), 1)
+        # Bucketed reduction overlapped with the last micro-batch's backward; the last bucket cannot be hidden
+        # (Li et al. VLDB 2020, "PyTorch Distributed", Sec. 3.2.3).
+        left = np.maximum(red - last_bwd[kind], red / buckets) if fw.overlap_grad_reduce else red
+        exposed = np.maximum(exposed, np.where(exists, left - slack[kind], 0.0))
+        full = np.maximum(full, red)
+        gather = np.maximum(gather, np.where(gathers_after & exists, dp[f"gather_{kind}"], 0.0))
+    first_fwd = layers.first * t.layer_fwd_s + t.embed_fwd_s
+    gather = np.maximum(gather - first_fwd, 0.0) if fw.overlap_param_gather else gather
+    return {"dp_comm_s": np.maximum(exposed, 0.0), "dp_total_s": full, "embedding_sync_s": dp["embedding_sync_s"],
+            "optimizer_s": dp["optimizer_s"], "param_gather_s": gather}
+
+
+def pipeline(costs: dict[str, dict[str, np.ndarray]], lay: Layouts, fw: Framework) -> dict[str, np.ndarray]:
+    """The pipeline's critical path: m micro-batches at the pace of the slowest stage plus the fill and drain,
+    T = m W_max + (sum_s W_s - W_max) / v; for uniform stages the bubble is (p-1)/(v m) of the ideal time
+    (Narayanan et al. SC21, Sec. 2.2, Eq. 1 and 2), for GPipe, 1F1B and interleaved 1F1B alike."""
+    w = {s: sum(costs[s][k] for k in PER_MICRO_BATCH) for s in KINDS}
+    p = lay.pp.astype(float)
+    total = w["first"] + np.maximum(p - 2, 0) * w["middle_mean"] + w["last"]
+    which = np.argmax(np.stack([w[s] for s in STAGES]), axis=0)
+    w_max = np.choose(which, [w[s] for s in STAGES])
+    m = lay.micro_batches.astype(float)
+    out = {k: m * np.choose(which, [costs[s][k] for s in STAGES]) for k in PER_MICRO_BATCH}
+    fill = 2.0 * (p - 1) * costs["_hop"]["hop_s"] if fw.overlap_p2p else 0.0  # sends along the fill and drain
+    out["bubble_s"] = (total - w_max) / lay.v + fill
+    out["bottleneck_stage"] = which
+    return out
+
+
+__all__ = ["DP_KEYS", "PER_MICRO_BATCH", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
+           "stage_params", "step_tail"]

@@ -1,0 +1,167 @@
+"""``step_time``: one training step of a TrainPlan (floats) or of many Layouts at once (arrays)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from capsim.analytic.flops import training_flops_per_token
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.memory import TrainingMemory, training_memory
+from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training import stages
+from capsim.analytic.training.compute import micro_batch_times
+from capsim.analytic.training.framework import Framework, FrameworkName, get_framework
+from capsim.analytic.training.result import BREAKDOWN, StepTime
+from capsim.errors import SpecError
+from capsim.perf import DeviceParams, Link, Perf
+from capsim.specs.hardware import Cluster
+from capsim.specs.model import ModelSpec
+from capsim.specs.plans import TrainPlan
+from capsim.specs.precision import Precision
+
+
+def resolve_perf(perf: object, cluster: Cluster) -> Perf:
+    """A Perf from a Perf, a Calibration, a calibration name/path, or None (the accelerator's datasheet file).
+
+    A cluster whose link rates override the datasheet scales that tier's calibrated bus bandwidth by
+    override / datasheet (the calibration measured the datasheet links)."""
+    if perf is None or isinstance(perf, str):
+        from capsim.calibration import load_calibration  # the loader reads files; only here, on request
+        perf = load_calibration(perf or cluster.accelerator.name).perf()
+    elif not isinstance(perf, Perf):
+        perf = perf.perf()
+    acc = cluster.accelerator
+    scales = {"intra": _ratio(cluster.intra_node_bw_bytes_per_s, acc.intra_node_bw_bytes_per_s),
+              "inter": _ratio(cluster.inter_node_bw_bytes_per_s, acc.inter_node_bw_bytes_per_s)}
+    if all(s == 1.0 for s in scales.values()):
+        return perf
+    params: DeviceParams = perf.params
+    def scaled(link: Link | tuple[Link, ...], by: float) -> Link | tuple[Link, ...]:
+        if isinstance(link, tuple):
+            return tuple(Link(x.alpha_s, x.bus_bw_bytes_per_s * by) for x in link)
+        return Link(link.alpha_s, link.bus_bw_bytes_per_s * by)
+
+    links = {tier: {c: {g: scaled(lk, scales.get(tier, 1.0)) for g, lk in grp.items()} for c, grp in colls.items()}
+             for tier, colls in params.comm.links.items()}
+    return Perf(replace(params, comm=replace(params.comm, links=links),
+                        name=params.name + f" (links x{scales['intra']:.3g}/x{scales['inter']:.3g})"))
+
+
+def _ratio(override: float | None, datasheet: float | None) -> float:
+    return float(override / datasheet) if override and datasheet else 1.0
+
+
+def _validity(model: ModelSpec, lay: Layouts, num_gpus: int) -> np.ndarray:
+    """Why each layout cannot run at all ("" where it can), first reason wins."""
+    m = lay.micro_batches
+    checks = [
+        (lay.num_gpus != num_gpus, f"dp*tp*pp*cp is not the cluster's {num_gpus} GPUs"),
+        ((model.heads % lay.tp != 0) | (model.kv_heads % lay.tp != 0), "tp does not divide the attention heads"),
+        (model.ffn_hidden % lay.tp != 0, "tp does not divide ffn_hidden"),
+        (lay.global_batch % (lay.dp * lay.micro_batch) != 0, "global batch does not split into dp x micro-batches"),
+        (_bad_split(model.total_layers, lay), "pp x pp_interleave does not divide the layers"),
+        ((lay.schedule == 2) & ((lay.v < 2) | (lay.pp < 2) | (m % np.maximum(lay.pp, 1) != 0)),
+         "interleaving needs pp > 1, v > 1 and micro-batches a multiple of pp"),
+        ((lay.schedule != 2) & (lay.v > 1), "only the interleaved schedule has v > 1"),
+        (lay.sp & (lay.tp < 2), "sequence parallelism needs tp > 1"),
+        (lay.seq_len % lay.cp != 0, "cp does not divide the sequence"),
+        ((lay.ep > 1) & ((model.experts % lay.ep != 0) | ((lay.dp * lay.cp) % lay.ep != 0)),
+         "ep must divide the experts and dp*cp"),
+        (lay.distributed_optimizer & (lay.zero_stage > 0), "distributed optimizer and ZeRO together"),
+    ]
+    reason = np.full(len(lay), "", dtype=object)
+    for bad, why in reversed(checks):
+        reason = np.where(bad, why, reason)
+    return reason
+
+
+def _bad_split(layers: int, lay: Layouts) -> np.ndarray:
+    """Stage sizes that do not add up to the model, or chunks that do not divide a stage."""
+    first, last, p, v = lay.first_stage_layers, lay.last_stage_layers, lay.pp, lay.v
+    middle = layers - first - last
+    adds_up = np.select([p == 1, p == 2], [first == layers, middle == 0],
+                        (middle > 0) & (middle % np.maximum(p - 2, 1) == 0))
+    chunks = (first % v == 0) & (last % v == 0) & ((p <= 2) | ((middle // np.maximum(p - 2, 1)) % v == 0))
+    return ~adds_up | ~chunks | (first < 1) | (last < 1)
+
+
+def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl) -> tuple[np.ndarray, np.ndarray]:
+    """(model, hardware) FLOPs of one step: 6N + attention, and with what recomputation replays
+    (full: the layers' forward; selective: the unfused attention core's QK^T and PV, 4 l s q per token)."""
+    tokens = lay.global_batch * lay.seq_len
+    model_f = training_flops_per_token(model, lay.seq_len) * tokens
+    full = training_flops_per_token(model, lay.seq_len, recompute_full=True) * tokens
+    core = 4.0 * model.total_layers * lay.seq_len * model.q_dim * tokens * (attention is AttentionImpl.UNFUSED)
+    hw = np.select([lay.recompute == 2, lay.recompute == 1], [full, model_f + core], model_f)
+    return np.asarray(model_f, float), np.asarray(hw, float)
+
+
+def _middle_max(model: ModelSpec, plan: TrainPlan) -> np.ndarray | None:
+    split = plan.stage_layers(model.total_layers)
+    return np.array([float(max(split[1:-1]))]) if plan.pp > 2 else None
+
+
+def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, perf: object = None,
+              precision: Precision | None = None,
+              framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE,
+              train_tokens: float | None = None) -> StepTime:
+    """Seconds of one optimizer step, broken down, with MFU/HFU, memory, feasibility and train-N-tokens totals.
+
+    ``plan`` is one TrainPlan (checked: a plan that cannot run raises SpecError; floats out) or Layouts (arrays out;
+    a layout that cannot run is returned infeasible with its reason). ``perf`` is a Perf, a Calibration, a
+    calibration name, or None for the accelerator's datasheet calibration.
+    """
+    fw = get_framework(framework)
+    perf = resolve_perf(perf, cluster)
+    middle_max = None
+    if isinstance(plan, TrainPlan):
+        plan.check(model, cluster.num_gpus)
+        precision = precision or plan.precision
+        lay = Layouts.from_plans(model, [plan])
+        middle_max = _middle_max(model, plan)
+    elif isinstance(plan, Layouts):
+        lay = plan
+        precision = precision or Precision()
+    else:
+        raise SpecError("plan", f"expected a TrainPlan or Layouts, got {type(plan).__name__}")
+    if train_tokens is not None and not train_tokens > 0:
+        raise SpecError("train_tokens", f"must be positive, got {train_tokens!r}")
+    gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
+    t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
+    layers = stages.StageLayers.of(model, lay, middle_max)
+    dp = stages.dp_costs(model, lay, precision, perf, gpn, fw, layers)
+    costs = stages.micro_batch_costs(model, lay, precision, perf, gpn, fw, t, layers, dp)
+    parts = stages.pipeline(costs, lay, fw)
+    parts.update(stages.step_tail(lay, fw, t, layers, costs["_hop"]["hop_s"], dp))
+    mem = training_memory(model, lay, precision, cluster.accelerator, fw.attention, fw.dropout)
+    reason = _validity(model, lay, cluster.num_gpus)
+    reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
+    model_f, hw_f = _flops(model, lay, fw.attention)
+    total = sum(parts[k] for k in BREAKDOWN)
+    values = dict(parts, step_s=total, micro_batches=lay.micro_batches, num_gpus=lay.num_gpus,
+                  tokens_per_step=lay.global_batch * lay.seq_len, model_flops=model_f, hw_flops=hw_f,
+                  feasible=reason == "", reason=reason)
+    price = cluster.price_usd_per_gpu_hour
+    common = dict(peak_flops_per_s=perf.peak(precision.compute), calibration=perf.name, framework=fw.name,
+                  power_w=float(cluster.accelerator.tdp_w or np.nan),
+                  price_usd_per_gpu_hour=float(np.nan if price is None else price),
+                  train_tokens=float(np.nan if train_tokens is None else train_tokens))
+    if isinstance(plan, TrainPlan):  # one plan in, plain numbers out
+        values, mem = {k: _one(v) for k, v in values.items()}, _one_memory(mem)
+    return StepTime(memory=mem, **values, **common)
+
+
+def _one_memory(mem: TrainingMemory) -> TrainingMemory:
+    parts = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "temporary_bytes")
+    return TrainingMemory(*(_one(getattr(mem, f)) for f in parts), mem.capacity_bytes, int(_one(mem.stage)))
+
+
+def _one(x: object) -> object:
+    arr = np.asarray(x).reshape(-1)
+    v = arr[0]
+    return v.item() if isinstance(v, np.generic) else v
+
+
+__all__ = ["resolve_perf", "step_time"]

@@ -1,0 +1,158 @@
+"""``capsim serve``: simulate a serving fleet under a workload and print ``vllm bench serve``-style metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from capsim.cli import options as o
+from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.errors import SpecError
+from capsim.sim.serving import ServeConfig, default_perf, engine_plan, simulate
+from capsim.sim.serving.presets import PRESETS, WorkloadSpec, build_workload, get_preset, preset_spec
+from capsim.sim.serving.router import RouterKind
+from capsim.sim.serving.workload import ArrivalKind, LengthKind, Lengths
+from capsim.specs.engine import SchedulerKind, get_engine
+
+Engine = Annotated[str, typer.Option("--engine", "-e", help="Engine profile: vllm, vllm-v0, tensorrt-llm, sglang, nim.")]
+Graphs = Annotated[bool | None, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Override the engine's CUDA graphs.")]
+Sched = Annotated[SchedulerKind | None, typer.Option("--scheduler", help="Batching policy (default: the engine's).")]
+MaxSeqs = Annotated[int | None, typer.Option("--max-seqs", help="max_num_seqs (default: the engine's).", min=1)]
+MaxTok = Annotated[int | None, typer.Option("--max-batched-tokens", "--chunk-size",
+                                            help="Token budget per step; Sarathi's chunk size (default: the engine's).",
+                                            min=1)]
+Replicas = Annotated[int, typer.Option("--replicas", "-r", help="Replicas of the engine layout.", min=1)]
+Prefill = Annotated[int, typer.Option("--prefill-replicas", help="Disaggregate: this many replicas prefill, the "
+                                                                 "rest decode (0: every replica does both).", min=0)]
+Router = Annotated[RouterKind, typer.Option("--router", help="How requests pick a replica.")]
+Quant = Annotated[str, typer.Option("--quantization", "-q", help="none, int8, int4, fp8 or w8a8-int8.")]
+Dtype = Annotated[str, typer.Option("--dtype", help="Serving dtype of unquantized weights and activations.")]
+KvDtype = Annotated[str | None, typer.Option("--kv-cache-dtype", help="KV-cache format (default: --dtype).")]
+MemFrac = Annotated[float | None, typer.Option("--gpu-memory-utilization", help="Memory fraction for the engine "
+                                                                                "(default: the engine's).")]
+Workload_ = Annotated[str | None, typer.Option("--workload", "-w", help=f"Preset: {', '.join(PRESETS)}.")]
+Trace = Annotated[str | None, typer.Option("--trace", help="Trace CSV (arrived_at, num_prefill_tokens, "
+                                                           "num_decode_tokens) or a shipped trace name.")]
+Arrival = Annotated[ArrivalKind | None, typer.Option("--arrival", help="Arrival process (default: poisson, or the "
+                                                                        "trace's own arrivals).")]
+Rate = Annotated[float | None, typer.Option("--rate", help="Requests per second (poisson, gamma).", min=0)]
+Cv = Annotated[float, typer.Option("--cv", help="Coefficient of variation of gamma inter-arrival gaps.", min=0)]
+Diurnal = Annotated[str | None, typer.Option("--diurnal", help="Comma-separated rates (req/s) over one period.")]
+Period = Annotated[float, typer.Option("--period", help="Diurnal period in seconds.", min=1)]
+Clients = Annotated[int, typer.Option("--clients", help="Closed loop: concurrent clients.", min=0)]
+LenKind = Annotated[LengthKind, typer.Option("--lengths", help="Length distribution of --prompt/--output.")]
+PromptT = Annotated[int | None, typer.Option("--prompt-tokens", help="Prompt length (fixed; mean; uniform low).", min=1)]
+OutputT = Annotated[int | None, typer.Option("--output-tokens", help="Output length (fixed; mean; uniform low).", min=1)]
+Spread = Annotated[float, typer.Option("--length-cv", help="Log-normal coefficient of variation.", min=0)]
+Hi = Annotated[float, typer.Option("--uniform-high", help="Uniform: high end as a multiple of the low end.", min=1)]
+Requests = Annotated[int | None, typer.Option("--requests", "-n", help="Requests to simulate.", min=1)]
+Duration = Annotated[float | None, typer.Option("--duration", help="Seconds of arrivals to simulate.", min=0)]
+TimeScale = Annotated[float, typer.Option("--time-scale", help="Trace replay: multiply arrival times by this.", min=0)]
+SloTtft = Annotated[float | None, typer.Option("--slo-ttft", help="TTFT target, seconds (default: the preset's).")]
+SloTpot = Annotated[float | None, typer.Option("--slo-tpot", help="TPOT target, seconds (default: the preset's).")]
+Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
+                                                                       "accelerator's GPU-profile one, else datasheet).")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of arrivals, lengths and the random router.")]
+StepMode = Annotated[bool, typer.Option("--step-mode", help="Reference mode: one event per decode step (slow).")]
+Csv = Annotated[Path | None, typer.Option("--csv", help="Write the per-request records to this CSV file.")]
+
+JSON_KEYS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p90_s",
+             "tpot_p99_s", "itl_mean_s", "itl_p50_s", "itl_p90_s", "itl_p99_s", "e2e_mean_s", "e2e_p50_s",
+             "e2e_p90_s", "e2e_p99_s")
+
+
+def _lengths(kind: LengthKind, prompt: int | None, output: int | None, cv: float, hi: float) -> Lengths | None:
+    if prompt is None and output is None:
+        return None
+    if prompt is None or output is None:
+        raise SpecError("--prompt-tokens/--output-tokens", "only one of the two was given", "give both")
+    if kind is LengthKind.FIXED:
+        return Lengths.fixed(prompt, output)
+    if kind is LengthKind.UNIFORM:
+        return Lengths.uniform((prompt, int(prompt * hi)), (output, int(output * hi)))
+    if kind is LengthKind.LOGNORMAL:
+        return Lengths.lognormal(prompt, cv, output, cv)
+    raise SpecError("--lengths", "empirical lengths come from a trace", "pass --trace PATH")
+
+
+def _spec(preset: str | None, trace: str | None, arrival: ArrivalKind | None, lengths: Lengths | None,
+          kw: dict[str, Any]) -> WorkloadSpec:
+    if preset is not None:
+        if trace is not None or lengths is not None:
+            raise SpecError("--workload", "a preset brings its own lengths", "drop --trace/--prompt-tokens")
+        base = preset_spec(preset, kw["rate_rps"], kw["requests"], kw["duration_s"], kw["seed"])
+        if arrival is None:
+            return base
+        return WorkloadSpec(**{**base.__dict__, **{k: v for k, v in kw.items() if v is not None},
+                               "arrival": arrival, "lengths": base.lengths})
+    if trace is None and lengths is None:
+        raise SpecError("workload", "no workload given", "pass --workload PRESET, --trace PATH, or --rate with "
+                        "--prompt-tokens and --output-tokens")
+    if arrival is None:
+        arrival = ArrivalKind.TRACE if trace is not None and kw["rate_rps"] is None else ArrivalKind.POISSON
+    return WorkloadSpec(arrival=arrival, lengths=lengths, trace=trace, name=Path(trace).stem if trace else "custom",
+                        **{k: v for k, v in kw.items() if v is not None})
+
+
+def _print(summary: dict[str, Any], title: str) -> None:
+    rows = []
+    for name in ("ttft", "tpot", "itl", "e2e"):
+        rows.append([name.upper()] + [summary[f"{name}_{s}_s"] * 1e3 for s in ("mean", "p50", "p90", "p99")])
+    console.print(table(title, ["latency (ms)", "mean", "p50", "p90", "p99"], rows))
+    keys = ("completed", "duration_s", "request_throughput_rps", "input_tokens_per_s", "output_tokens_per_s",
+            "goodput", "goodput_rps", "utilization_mean", "batch_size_mean", "kv_occupancy_mean", "kv_occupancy_max",
+            "queue_length_mean", "preemptions", "kv_tokens_per_replica", "cost_per_hour_usd",
+            "cost_per_million_output_tokens", "requests_over_context")
+    console.print(table("throughput, load and cost", ["metric", "value"], [[k, summary[k]] for k in keys]))
+
+
+@guarded
+def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
+          replicas: Replicas = 1, engine: Engine = "vllm", cuda_graphs: Graphs = None, scheduler: Sched = None,
+          max_seqs: MaxSeqs = None, max_batched_tokens: MaxTok = None, quantization: Quant = "none",
+          dtype: Dtype = "bf16", kv_cache_dtype: KvDtype = None, gpu_memory_utilization: MemFrac = None,
+          router: Router = RouterKind.ROUND_ROBIN, prefill_replicas: Prefill = 0, workload: Workload_ = None,
+          trace: Trace = None, arrival: Arrival = None, rate: Rate = None, cv: Cv = 1.0, diurnal: Diurnal = None,
+          period: Period = 86400.0, clients: Clients = 0, lengths: LenKind = LengthKind.FIXED,
+          prompt_tokens: PromptT = None, output_tokens: OutputT = None, length_cv: Spread = 1.0,
+          uniform_high: Hi = 2.0, requests: Requests = None, duration: Duration = None, time_scale: TimeScale = 1.0,
+          slo_ttft: SloTtft = None, slo_tpot: SloTpot = None, calibration: Calib = None, price: o.Price = None,
+          seed: Seed = 0, step_mode: StepMode = False, hf_config: o.HfConfig = None, csv: Csv = None,
+          as_json: JsonOpt = False) -> None:
+    """Simulate a serving fleet (SimPy): TTFT, TPOT, ITL, E2E, throughput, goodput, utilization and cost."""
+    from capsim.specs.catalog import get_accelerator
+
+    spec_model = o.resolve_model(model, hf_config)
+    acc = get_accelerator(accelerator, price)
+    eng = get_engine(engine, cuda_graphs)
+    plan = engine_plan(eng, spec_model, acc, tp=tp, pp=pp, replicas=replicas, max_batch=max_seqs,
+                       max_batched_tokens=max_batched_tokens, quantization=quantization, dtype=dtype,
+                       kv_cache_dtype=kv_cache_dtype, gpu_memory_utilization=gpu_memory_utilization)
+    rates = tuple(float(x) for x in diurnal.split(",")) if diurnal else ()
+    kw = {"rate_rps": rate, "requests": requests, "duration_s": duration, "seed": seed, "cv": cv, "clients": clients,
+          "diurnal_rates_rps": rates, "period_s": period, "time_scale": time_scale}
+    wl = build_workload(_spec(workload, trace, arrival, _lengths(lengths, prompt_tokens, output_tokens, length_cv,
+                                                                  uniform_high), kw))
+    preset = get_preset(workload) if workload else None
+    cfg = ServeConfig(engine=eng, scheduler=scheduler, router=router, prefill_replicas=prefill_replicas,
+                      slo_ttft_s=slo_ttft if slo_ttft is not None else (preset.slo_ttft_s if preset else None),
+                      slo_tpot_s=slo_tpot if slo_tpot is not None else (preset.slo_tpot_s if preset else None),
+                      price_usd_per_gpu_hour=price, fast=not step_mode, seed=seed)
+    res = simulate(spec_model, plan, acc, default_perf(acc, calibration), wl, cfg)
+    if csv is not None:
+        res.requests.to_csv(csv, index=False)
+    s = res.summary
+    if as_json:
+        return emit_json({"model": spec_model.name, "accelerator": acc.name, "workload": wl.name,
+                          "plan": plan.to_dict(), **s})
+    title = (f"serve {spec_model.name} on {replicas} x {plan.gpus_per_replica} {acc.name} ({s['engine']}, "
+             f"{s['scheduler']}; workload {wl.name}, {wl.size} requests; calibration {s['calibration']})")
+    _print(s, title)
+    if csv is not None:
+        console.print(f"per-request records written to {csv}")
+    return None
+
+
+__all__ = ["serve"]

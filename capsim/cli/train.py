@@ -1,0 +1,134 @@
+"""``capsim train``: step time, its breakdown, MFU, memory and the cost of training N tokens, for one plan or
+the best of every valid plan (``--auto``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from capsim.analytic.training import BREAKDOWN, FrameworkName, StepTime, step_time
+from capsim.cli import options as o
+from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
+from capsim.errors import SpecError
+from capsim.plan.train_layouts import search_layouts
+from capsim.specs.hardware import Cluster
+from capsim.specs.plans import Recompute
+from capsim.specs.precision import Precision
+
+Tokens = Annotated[float | None, typer.Option("--tokens", help="Tokens to train, for time, energy and cost totals "
+                                                                "(e.g. 300e9).", min=1)]
+Auto = Annotated[bool, typer.Option("--auto", help="Search tp, pp, v, micro-batch, recompute, SP and ZeRO for the "
+                                                   "fastest plan that fits; print the top ones.")]
+Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file "
+                                                                       "(default: the accelerator's datasheet one).")]
+Fw = Annotated[FrameworkName, typer.Option("--framework", help="Which framework's overlap and kernel facts to assume.")]
+Top = Annotated[int, typer.Option("--top", help="Plans to list with --auto.", min=1)]
+GlobalBatch = Annotated[int | None, typer.Option("--global-batch", help="Sequences per optimizer step "
+                                                                        "(default: dp x micro-batch x pp).", min=1)]
+
+
+def _result_dict(result: StepTime, extra: dict[str, Any]) -> dict[str, Any]:
+    d = result.to_dict()
+    out = {**extra, "calibration": result.calibration, "framework": result.framework,
+           "step_time_s": d["step_s"], "tflops_per_gpu_model": d["tflops_per_gpu_model"],
+           "tflops_per_gpu_hw": d["tflops_per_gpu_hw"], "mfu": d["mfu"], "hfu": d["hfu"],
+           "tokens_per_s": d["tokens_per_s"], "memory_per_gpu_bytes": d["memory_per_gpu_bytes"],
+           "feasible": d["feasible"], "reason": d["reason"], "breakdown": d["breakdown"],
+           "dp_hidden_s": d["dp_hidden_s"], "bottleneck_stage": d["bottleneck_stage"],
+           "micro_batches": d["micro_batches"], "memory": d["memory"],
+           "train": {"tokens": d["train_tokens"], "time_s": d["train_time_s"], "energy_j": d["train_energy_j"],
+                     "cost_usd": d["train_cost_usd"]}}
+    return out
+
+
+def _print(result: StepTime, title: str) -> None:
+    step = result.step_s
+    rows = [[k.removesuffix("_s").replace("_", " "), getattr(result, k), f"{100 * getattr(result, k) / step:.1f}%"]
+            for k in BREAKDOWN if getattr(result, k) > 0]
+    rows.append(["step", step, "100%"])
+    console.print(table(f"{title}: step time (calibration {result.calibration}, framework {result.framework})",
+                        ["part", "seconds", "share"], rows))
+    if result.dp_hidden_s > 0:
+        console.print(f"gradient reduction hidden behind backward: {result.dp_hidden_s:.4g} s of "
+                      f"{result.dp_total_s:.4g} s")
+    console.print(f"MFU {100 * result.mfu:.1f}%   HFU {100 * result.hfu:.1f}%   model {result.tflops_per_gpu_model:.1f} / "
+                  f"hardware {result.tflops_per_gpu_hw:.1f} TFLOP/s per GPU   {result.tokens_per_s:,.0f} tokens/s")
+    mem = result.memory
+    console.print(table("Memory per GPU (peak pipeline stage)", ["part", "bytes"],
+                        [[k.replace("_bytes", ""), gb(getattr(mem, k))] for k in
+                         ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
+                          "temporary_bytes", "total_bytes")]))
+    if result.feasible:
+        console.print(f"[green]feasible[/]: {gb(mem.total_bytes)} of {gb(mem.capacity_bytes)}")
+    else:
+        console.print(f"[red]infeasible[/]: {result.reason} ({gb(mem.total_bytes)} of {gb(mem.capacity_bytes)})")
+    if result.train_tokens == result.train_tokens:  # asked for
+        console.print(f"train {result.train_tokens:.4g} tokens: {result.train_time_s / 86400:,.2f} days, "
+                      f"{result.train_energy_j / 3.6e9:,.1f} MWh at accelerator TDP (host, network and cooling "
+                      f"excluded), ${result.train_cost_usd:,.0f} at ${result.price_usd_per_gpu_hour}/GPU-hour")
+
+
+@guarded
+def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None, dp: o.Dp = 1,
+          tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False, zero: o.Zero = 0,
+          distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE, micro_batch: o.Mb = 1,
+          global_batch: GlobalBatch = None, seq_len: o.Seq = 2048, precision: o.Prec = "bf16", auto: Auto = False,
+          top: Top = 10, tokens: Tokens = None, price: o.Price = None, calibration: Calib = None,
+          framework: Fw = FrameworkName.MEGATRON_CORE, hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+    """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens."""
+    spec = o.resolve_model(model, hf_config)
+    acc = o.get_accelerator(accelerator, price)
+    if auto:
+        if gpus is None or global_batch is None:
+            raise SpecError("--auto", "a search needs the GPU count and the global batch",
+                            "pass --gpus N and --global-batch B")
+        return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, Precision.preset(precision), calibration,
+                     framework, top, tokens, cp, ep, as_json)
+    plan = o.train_plan(dp, tp, pp, v, cp, ep, sp, zero, distributed_optimizer, recompute, micro_batch,
+                        global_batch, seq_len, precision)
+    cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
+    result = step_time(spec, plan, cluster, calibration, framework=framework, train_tokens=tokens)
+    extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict()}
+    if as_json:
+        return emit_json(_result_dict(result, extra))
+    _print(result, f"{spec.name} on {cluster.num_gpus} x {acc.name}")
+    return None
+
+
+def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precision: Precision,
+          calibration: str | None, framework: FrameworkName, top: int, tokens: float | None, cp: int, ep: int,
+          as_json: bool) -> None:
+    frame = search_layouts(spec, cluster, global_batch, seq_len, calibration, precision, framework,
+                           fixed={"cp": cp, "ep": ep}, top=top)
+    if frame.empty:
+        raise SpecError("--auto", f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} "
+                        f"with global batch {global_batch}", "add GPUs, lower the global batch or the sequence")
+    best = frame.iloc[0]
+    plan = _plan_of(best, global_batch, seq_len, precision)
+    result = step_time(spec, plan, cluster, calibration, framework=framework, train_tokens=tokens)
+    records = frame.to_dict(orient="records")
+    if as_json:
+        return emit_json(_result_dict(result, {"model": spec.name, "accelerator": cluster.accelerator.name,
+                                               "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
+                                               "evaluated": frame.attrs["evaluated"], "top": records}))
+    console.print(table(f"{spec.name} on {cluster.num_gpus} x {cluster.accelerator.name}: fastest of "
+                        f"{frame.attrs['evaluated']:,} layouts", ["dp", "tp", "pp", "v", "mb", "recompute", "sp",
+                                                                   "zero", "dist-opt", "step s", "MFU", "GB/GPU"],
+                        [[r["dp"], r["tp"], r["pp"], r["v"], r["micro_batch"], Recompute(list(Recompute)[r["recompute"]]).value,
+                          r["sp"], r["zero_stage"], r["distributed_optimizer"], r["step_s"], f"{100 * r['mfu']:.1f}%",
+                          r["memory_per_gpu_bytes"] / 1e9] for r in records]))
+    _print(result, f"best plan (dp{plan.dp} tp{plan.tp} pp{plan.pp} v{plan.pp_interleave})")
+    return None
+
+
+def _plan_of(row: Any, global_batch: int, seq_len: int, precision: Precision) -> Any:
+    from capsim.specs.plans import TrainPlan
+    return TrainPlan(dp=int(row["dp"]), tp=int(row["tp"]), pp=int(row["pp"]), pp_interleave=int(row["v"]),
+                     cp=int(row["cp"]), ep=int(row["ep"]), sequence_parallel=bool(row["sp"]),
+                     zero_stage=int(row["zero_stage"]), distributed_optimizer=bool(row["distributed_optimizer"]),
+                     recompute=list(Recompute)[int(row["recompute"])], micro_batch=int(row["micro_batch"]),
+                     global_batch=global_batch, seq_len=seq_len, precision=precision)
+
+
+__all__ = ["train"]

@@ -1,0 +1,117 @@
+"""Search over training layouts: every structurally valid layout of a model on a cluster, priced at once by
+``capsim.analytic.training.step_time``, ranked by step time."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training import Framework, FrameworkName, StepTime, get_framework, step_time
+from capsim.errors import SpecError, divisors
+from capsim.specs.hardware import Cluster
+from capsim.specs.model import ModelSpec
+from capsim.specs.precision import Precision
+
+# Fields a search may leave open, with the values it tries when they are (None = derived from the model/cluster).
+SEARCH_AXES: dict[str, tuple[object, ...] | None] = {
+    "tp": None, "pp": None, "v": None, "cp": None, "ep": (1,), "micro_batch": (1, 2, 4, 8, 16, 32),
+    "recompute": (0, 1, 2), "sp": (False, True), "zero_stage": (0, 1, 2, 3), "distributed_optimizer": (False, True),
+}
+COLUMNS = ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch", "recompute", "sp", "zero_stage",
+           "distributed_optimizer", "schedule")
+
+
+def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[str, object]) -> dict[str, list]:
+    axes: dict[str, list] = {}
+    tp_ok = [d for d in divisors(num_gpus) if d <= gpus_per_node and model.heads % d == 0
+             and model.kv_heads % d == 0 and model.ffn_hidden % d == 0]
+    defaults = {"tp": tp_ok, "pp": [d for d in divisors(model.total_layers) if num_gpus % d == 0],
+                "v": [d for d in divisors(model.total_layers) if d <= 8],
+                "cp": [d for d in (1, 2, 4, 8) if num_gpus % d == 0]}
+    for name, values in SEARCH_AXES.items():
+        given = fixed.get(name)
+        axes[name] = [given] if given is not None else list(values if values is not None else defaults[name])
+    if model.is_moe and fixed.get("ep") is None:
+        axes["ep"] = [d for d in divisors(model.experts) if d <= num_gpus]
+    return axes
+
+
+def framework_limits(framework: Framework | FrameworkName | str) -> dict[str, object]:
+    """The axis values a framework cannot run, pinned (e.g. no sequence parallelism before Megatron-LM 2022)."""
+    fw = get_framework(framework)
+    pins: dict[str, object] = {}
+    if not fw.sequence_parallel:
+        pins["sp"] = False
+    if not fw.distributed_optimizer:
+        pins["distributed_optimizer"] = False
+    if not fw.zero:
+        pins["zero_stage"] = 0
+    if not fw.context_parallel:
+        pins["cp"] = 1
+    return pins
+
+
+def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int, gpus_per_node: int,
+                fixed: Mapping[str, object] | None = None) -> Layouts:
+    """Every combination of the open axes (``fixed`` pins fields; None leaves them open) that can run."""
+    fixed = dict(fixed or {})
+    unknown = set(fixed) - set(SEARCH_AXES)
+    if unknown:
+        raise SpecError("fixed", f"unknown layout fields {sorted(unknown)}", f"use {', '.join(SEARCH_AXES)}")
+    axes = _axes(model, num_gpus, gpus_per_node, fixed)
+    combos = np.array(list(itertools.product(*axes.values())), dtype=object).T
+    arr = {k: np.array(list(v), dtype=bool if k in ("sp", "distributed_optimizer") else np.int64)
+           for k, v in zip(axes, combos, strict=True)}
+    model_par = arr["tp"] * arr["pp"] * arr["cp"]
+    arr["dp"] = np.where(num_gpus % model_par == 0, num_gpus // model_par, 0)
+    per_replica = global_batch // np.maximum(arr["dp"], 1)
+    m = per_replica // arr["micro_batch"]
+    layers_ok = model.total_layers % (arr["pp"] * arr["v"]) == 0
+    keep = ((arr["dp"] > 0) & (global_batch % np.maximum(arr["dp"] * arr["micro_batch"], 1) == 0) & layers_ok
+            & ~(arr["sp"] & (arr["tp"] == 1)) & ~(arr["distributed_optimizer"] & (arr["zero_stage"] > 0))
+            & ((arr["v"] == 1) | ((arr["pp"] > 1) & (m % arr["pp"] == 0)))
+            & (seq_len % arr["cp"] == 0) & ((arr["dp"] * arr["cp"]) % arr["ep"] == 0))
+    if not np.any(keep):
+        raise SpecError("plan", f"no layout of {model.name} fits {num_gpus} GPUs with global batch {global_batch}",
+                        "change the GPU count or the global batch")
+    arr = {k: v[keep] for k, v in arr.items()}
+    return Layouts.build(model, **arr, global_batch=global_batch, seq_len=seq_len,
+                         schedule=np.where(arr["v"] > 1, 2, 1))
+
+
+def rank_layouts(model: ModelSpec, cluster: Cluster, lay: Layouts, perf: object = None,
+                 precision: Precision | None = None,
+                 framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> tuple[StepTime, np.ndarray]:
+    """Price every layout; return the result and the indices of the feasible ones, fastest first."""
+    result = step_time(model, lay, cluster, perf, precision, framework)
+    ok = np.flatnonzero(np.asarray(result.feasible))
+    return result, ok[np.argsort(np.asarray(result.step_s)[ok], kind="stable")]
+
+
+def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_len: int, perf: object = None,
+                   precision: Precision | None = None,
+                   framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE,
+                   fixed: Mapping[str, object] | None = None, top: int | None = 10) -> pd.DataFrame:
+    """The fastest feasible layouts as a DataFrame (layout columns, step time, MFU, memory), best first."""
+    fw = get_framework(framework)
+    fixed = {**framework_limits(fw), **{k: v for k, v in (fixed or {}).items() if v is not None}}
+    lay = layout_grid(model, cluster.num_gpus, global_batch, seq_len, int(cluster.gpus_per_node), fixed)
+    if (fw.attention is AttentionImpl.FLASH or not fw.selective_recompute) and fixed.get("recompute") is None:
+        # flash attention keeps no s^2 tensors, so selective = none; older frameworks have no selective mode
+        lay = lay.take(np.flatnonzero(lay.recompute != 1))
+    result, order = rank_layouts(model, cluster, lay, perf, precision, framework)
+    order = order if top is None else order[:top]
+    frame = pd.DataFrame({k: np.asarray(getattr(lay, k))[order] for k in COLUMNS})
+    frame["micro_batches"] = np.asarray(lay.micro_batches)[order]
+    for k in ("step_s", "mfu", "hfu", "tflops_per_gpu_model", "tokens_per_s", "memory_per_gpu_bytes"):
+        frame[k] = np.asarray(getattr(result, k))[order]
+    frame.attrs.update(calibration=result.calibration, framework=result.framework, evaluated=len(lay))
+    return frame
+
+
+__all__ = ["SEARCH_AXES", "framework_limits", "layout_grid", "rank_layouts", "search_layouts"]

@@ -1,0 +1,127 @@
+"""The SimPy processes that move a replica's clock.
+
+- ``run_events``: one event per engine step, or per decode run (fast mode), with runs that a request submitted
+  while they run can cut at the end of the step in progress. Used when replicas interact (a router that reads
+  their state, a closed loop, disaggregated pools), and with ``fast=False`` as the one-event-per-step reference.
+- ``run_ahead``: pre-routed arrivals and nothing else reaches the replica, so it advances on its own clock through
+  steps and decode runs, and lets SimPy's clock catch up whenever an arrival falls due (about one event per request).
+- ``run_static``: static batching, one event per batch (per step in the reference).
+Both continuous-batching drivers make the same scheduling decisions at the same simulated times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from capsim.analytic.step_table import envelope
+from capsim.specs.engine import SchedulerKind
+
+if TYPE_CHECKING:
+    from capsim.sim.serving.replica import Replica
+
+
+def _stuck(rep: Replica) -> None:
+    if not (rep.prefilling or rep.kv.ids):  # a queue that nothing running will ever drain
+        raise RuntimeError(f"replica {rep.idx} cannot admit request {rep.waiting[0]} into an empty engine")
+
+
+def driver(rep: Replica) -> Generator[Any, Any, None]:
+    if rep.cfg.policy is SchedulerKind.STATIC:
+        return run_static(rep)
+    if rep.cfg.fast and not rep.pushed:
+        return run_ahead(rep)
+    return run_events(rep)
+
+
+def run_events(rep: Replica) -> Generator[Any, Any, None]:
+    env, kv = rep.env, rep.kv
+    while True:
+        rep.clock = env.now
+        if rep.incoming:
+            rep.absorb()
+        if not (rep.waiting or rep.prefilling or kv.ids):
+            yield rep.idle_event()
+            rep.idle = False
+            continue
+        step = rep.plan()
+        if step is None:
+            _stuck(rep)
+            continue
+        if step[0] != "decode":
+            dt, b = rep.begin_step(step[1], step[2])
+            yield env.timeout(dt)
+            rep.clock = env.now
+            rep.end_step(step[1], b, dt)
+        elif rep.cfg.fast:
+            yield from interruptible_run(rep)
+        else:  # the reference: one decode step, priced on its own
+            t0, b = env.now, len(kv.ids)
+            rep.timeline.append((t0, b, len(rep.prefilling), len(rep.waiting), kv.used))
+            dur = rep.table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
+            yield env.timeout(dur)
+            rep.clock = env.now
+            rep.close_run(t0, 1, b, None, dur)
+
+
+def interruptible_run(rep: Replica) -> Generator[Any, Any, None]:
+    """A decode run that a request submitted while it runs can cut at the end of the step in progress."""
+    env = rep.env
+    t0 = env.now
+    k, b, lines, dur, _ = rep.plan_run(t0)
+    if k > 1:
+        rep.seg, rep.cut = (t0, envelope(lines, k), k), k
+        wake = rep.wake = env.event()
+        env.timeout(dur).callbacks.append(lambda _e, w=wake: w.triggered or w.succeed())
+        yield wake
+        rep.seg, k = None, rep.cut
+        dur = env.now - t0
+    else:
+        yield env.timeout(dur)
+    rep.clock = env.now
+    rep.close_run(t0, k, b, lines, dur)
+
+
+def run_ahead(rep: Replica) -> Generator[Any, Any, None]:
+    env, kv, req, incoming = rep.env, rep.kv, rep.req, rep.incoming
+    rep.clock = env.now
+    arrival = req.arrival
+    while True:
+        if rep.inext < len(incoming) and arrival[incoming[rep.inext]] <= rep.clock:
+            rep.absorb()
+        if not (rep.waiting or rep.prefilling or kv.ids):
+            if rep.inext >= len(incoming):
+                return  # nothing more will arrive
+            rep.clock = req.arrival[incoming[rep.inext]]
+        else:
+            step = rep.plan()
+            if step is None:
+                _stuck(rep)
+                continue
+            if step[0] != "decode":
+                dt, b = rep.begin_step(step[1], step[2])
+                rep.clock += dt
+                rep.end_step(step[1], b, dt)
+            else:
+                k, b, lines, dur, _ = rep.plan_run(rep.clock)
+                rep.close_run(rep.clock, k, b, lines, dur)
+                rep.clock += dur
+        if rep.inext < len(incoming) and req.arrival[incoming[rep.inext]] <= rep.clock:
+            yield env.timeout(rep.clock - env.now)  # an arrival fell due: SimPy's clock catches up
+
+
+def run_static(rep: Replica) -> Generator[Any, Any, None]:
+    """FasterTransformer-style static batching: up to max_seqs waiting requests, padded to the longest prompt
+    and output, run to completion before the next batch starts."""
+    from capsim.sim.serving.static import static_batch
+
+    env = rep.env
+    while True:
+        rep.clock = env.now
+        if rep.incoming:
+            rep.absorb()
+        if not rep.waiting:
+            yield rep.idle_event()
+            rep.idle = False
+            continue
+        yield from static_batch(rep)

@@ -1,0 +1,231 @@
+"""The serving fleet: arrivals, routers and replicas in one SimPy environment, run to the last completion."""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+
+from capsim.analytic.memory import kv_cache_bytes_per_token, serving_memory
+from capsim.analytic.step_table import StepTable
+from capsim.errors import SpecError, require
+from capsim.perf import Collective, Perf
+from capsim.sim.serving.metrics import ServingResult, build_result
+from capsim.sim.serving.replica import Replica, ReplicaConfig, Role
+from capsim.sim.serving.router import RouterKind, make_router
+from capsim.sim.serving.state import Requests
+from capsim.sim.serving.workload import Workload
+from capsim.specs.engine import EngineProfile, SchedulerKind, get_engine
+from capsim.specs.hardware import Accelerator
+from capsim.specs.model import ModelSpec
+from capsim.specs.plans import ServePlan
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the fleet serves, beyond the replica layout (ServePlan)."""
+
+    engine: str | EngineProfile = "vllm"
+    scheduler: SchedulerKind | str | None = None  # None: the engine's default
+    router: RouterKind | str = RouterKind.ROUND_ROBIN
+    prefill_replicas: int = 0  # > 0: disaggregated, this many of plan.replicas prefill and the rest decode
+    kv_transfer_tier: str = "inter"  # link the KV cache crosses from a prefill to a decode replica
+    slo_ttft_s: float | None = None
+    slo_tpot_s: float | None = None
+    price_usd_per_gpu_hour: float | None = None  # None: the accelerator's catalog price
+    fast: bool = True  # False: one event per decode step (the reference)
+    seed: int = 0
+    # Route open-loop arrivals ahead of time when the router ignores replica state (round-robin, random): no
+    # event per arrival. False sends every arrival through an arrival process (same results, slower).
+    preroute: bool = True
+
+
+def engine_plan(engine: str | EngineProfile, model: ModelSpec, accelerator: Accelerator | None = None,
+                **changes: Any) -> ServePlan:
+    """A ServePlan with the engine's default batching limits and memory fraction; ``changes`` override them
+    (None values are ignored)."""
+    eng = get_engine(engine)
+    seqs, tokens = eng.limits(model, accelerator)
+    base = {"max_batch": seqs, "max_batched_tokens": tokens, "gpu_memory_utilization": eng.memory_fraction}
+    base.update({k: v for k, v in changes.items() if v is not None})
+    return ServePlan(**base)
+
+
+def default_perf(accelerator: Accelerator, calibration: str | None = None) -> Perf:
+    """The calibration a serving prediction uses: the one named, else the accelerator's GPU-profile calibration
+    where one ships, else its datasheet calibration."""
+    # The loader reads files: only here, on request.
+    from capsim.calibration import available, load_calibration
+
+    if calibration is not None:
+        return load_calibration(calibration).perf()
+    name = f"{accelerator.name}-profile"
+    return load_calibration(name if name in available() else accelerator.name).perf()
+
+
+def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engine: EngineProfile) -> int:
+    """Paged-KV blocks per replica: what memory leaves after weights and the activation peak, sized as the
+    engine sizes it (vLLM: utilization x capacity - weights - activations; TensorRT-LLM: fraction x free)."""
+    mem = serving_memory(model, plan.with_(gpu_memory_utilization=1.0), accelerator)
+    if engine.kv_memory_of == "free":
+        budget = plan.gpu_memory_utilization * mem.kv_cache_bytes
+    else:
+        budget = mem.kv_cache_bytes - (1.0 - plan.gpu_memory_utilization) * accelerator.memory_bytes
+    blocks = int(budget // (mem.kv_bytes_per_token * plan.block_size)) if budget > 0 else 0
+    if blocks <= 0:
+        raise SpecError("plan", f"{model.name} leaves no memory for the KV cache on {plan.tp}x{plan.pp} "
+                        f"{accelerator.name} (weights {mem.weights_bytes / 1e9:.1f} GB per GPU)",
+                        "raise --tp or --pp, quantize the weights, or use a larger accelerator")
+    return blocks
+
+
+class Fleet:
+    """Replicas, routers and the request population of one simulation."""
+
+    def __init__(self, model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: Perf,
+                 workload: Workload, cfg: ServeConfig) -> None:
+        self.model, self.plan, self.acc, self.perf, self.workload, self.cfg = (model, plan, accelerator, perf,
+                                                                              workload, cfg)
+        self.engine = get_engine(cfg.engine)
+        self.policy = SchedulerKind(cfg.scheduler) if cfg.scheduler is not None else self.engine.scheduler
+        plan.check(model)
+        self.env = simpy.Environment()
+        self.req = Requests(workload.prompt_tokens, workload.output_tokens, workload.arrival_s)
+        self.fin_count = [0] * self.req.n
+        self.table = StepTable(model, plan, perf, self.engine, accelerator)
+        self.blocks = kv_blocks(model, plan, accelerator, self.engine)
+        self._check_fits()
+        self.replicas, self.prefill_pool, self.decode_pool = self._build_replicas()
+        self.router = make_router(cfg.router, cfg.seed)
+        self.decode_router = make_router(cfg.router, cfg.seed + 1)
+        self.next_rid = 0
+        self.kv_bytes_per_token = float(kv_cache_bytes_per_token(model, plan.kv_cache_dtype.bytes, plan.tp, plan.pp))
+
+    def _check_fits(self) -> None:
+        bs, plan = self.plan.block_size, self.plan
+        wm = int(self.engine.watermark * self.blocks)
+        need = np.ceil((self.workload.prompt_tokens + self.workload.output_tokens) / bs).astype(np.int64)
+        too_big = int(np.sum(need > self.blocks - wm))
+        require(too_big == 0, "workload", f"{too_big} requests need more KV cache than one replica holds "
+                f"({self.blocks * bs} tokens on {plan.tp}x{plan.pp} GPUs)",
+                "raise --tp, quantize the KV cache (--kv-cache-dtype fp8), or shorten the requests")
+        if self.policy is SchedulerKind.SARATHI:
+            require(plan.max_batched_tokens > plan.max_batch, "plan.max_batched_tokens",
+                    f"chunked prefill needs a token budget ({plan.max_batched_tokens}) above max_num_seqs "
+                    f"({plan.max_batch}) so prompts can progress", "raise --max-batched-tokens or lower --max-seqs")
+
+    def _build_replicas(self) -> tuple[list[Replica], list[Replica], list[Replica]]:
+        cfg, plan = self.cfg, self.plan
+        p = cfg.prefill_replicas
+        require(0 <= p < plan.replicas or p == 0, "prefill_replicas", f"{p} of {plan.replicas} replicas leaves "
+                "no decode replica", "use fewer prefill replicas or more replicas")
+        require(not (p and self.policy is SchedulerKind.STATIC), "scheduler", "static batching cannot be "
+                "disaggregated", "use --scheduler vllm or sarathi")
+        wm = int(self.engine.watermark * self.blocks)
+
+        def rc(role: Role, policy: SchedulerKind) -> ReplicaConfig:
+            return ReplicaConfig(policy, plan.max_batch, plan.max_batched_tokens, plan.block_size, self.blocks, wm,
+                                 cfg.fast, role)
+
+        reps = []
+        for i in range(plan.replicas):
+            role = Role.BOTH if not p else (Role.PREFILL if i < p else Role.DECODE)
+            policy = self.policy if role is Role.BOTH else SchedulerKind.VLLM
+            reps.append(Replica(i, self, self.table, rc(role, policy)))
+        if not p:
+            return reps, reps, []
+        return reps, reps[:p], reps[p:]
+
+    # --- request flow ------------------------------------------------------------------------------
+    def route(self, rid: int, front: bool = False) -> None:
+        rep = self.router(self.prefill_pool)
+        self.req.replica[rid] = rep.idx
+        rep.submit(rid, front)
+
+    def reprefill(self, rid: int) -> None:
+        """A sequence preempted on a decode replica recomputes its prompt on a prefill replica."""
+        self.route(rid, front=True)
+
+    def transfer(self, rid: int) -> None:
+        """Send a prefilled request's KV cache to a decode replica (one point-to-point send per GPU)."""
+        nbytes = self.kv_bytes_per_token * self.req.todo[rid]
+        dt = float(self.perf.collective_s(Collective.SEND_RECV, nbytes, 2, self.cfg.kv_transfer_tier))
+
+        def arrive(_e: Any) -> None:
+            rep = self.decode_router(self.decode_pool)
+            self.req.decode_replica[rid] = rep.idx
+            rep.submit(rid)
+
+        self.env.timeout(dt).callbacks.append(arrive)
+
+    def finished(self, rid: int) -> None:
+        self.fin_count[rid] += 1
+        self.req.finished += 1
+        if self.workload.closed and self.next_rid < self.req.n:
+            self._issue(self.next_rid)
+
+    def _issue(self, rid: int) -> None:
+        self.next_rid = rid + 1
+        self.req.arrival[rid] = self.env.now
+        self.route(rid)
+
+    def arrivals(self) -> Generator[Any, Any, None]:
+        times = self.workload.arrival_s.tolist()
+        env = self.env
+        for rid in range(self.req.n):
+            dt = times[rid] - env.now
+            if dt > 0:
+                yield env.timeout(dt)
+            self.route(rid)
+
+    def _preroutable(self) -> bool:
+        cfg = self.cfg
+        return (cfg.preroute and not self.workload.closed and not cfg.prefill_replicas
+                and RouterKind(cfg.router) in (RouterKind.ROUND_ROBIN, RouterKind.RANDOM))
+
+    def run(self) -> None:
+        if self.workload.closed:
+            for rid in range(min(self.workload.clients, self.req.n)):
+                self._issue(rid)
+        elif self._preroutable():  # the same picks, made in arrival order before the run
+            for rep in self.replicas:
+                rep.pushed = False
+            for rid in range(self.req.n):
+                rep = self.router(self.prefill_pool)
+                self.req.replica[rid] = rep.idx
+                rep.incoming.append(rid)
+        else:
+            self.env.process(self.arrivals())
+        for rep in self.replicas:
+            rep.start()
+        self.env.run()
+
+
+def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: Perf, workload: Workload,
+             config: ServeConfig | None = None) -> ServingResult:
+    """Serve ``workload`` on ``plan.replicas`` replicas and measure it as ``vllm bench serve`` would."""
+    cfg = config or ServeConfig()
+    for name in ("slo_ttft_s", "slo_tpot_s", "price_usd_per_gpu_hour"):
+        value = getattr(cfg, name)
+        require(value is None or value >= 0, name, f"must be >= 0, got {value}")
+    fleet = Fleet(model, plan, accelerator, perf, workload, cfg)
+    enabled = gc.isenabled()
+    gc.disable()  # millions of small live objects: the cyclic collector would rescan them all (nothing cycles)
+    try:
+        fleet.run()
+    finally:
+        if enabled:
+            gc.enable()
+    lost = fleet.req.n - sum(1 for c in fleet.fin_count if c == 1)
+    if lost:
+        raise RuntimeError(f"serving simulation lost or double-finished {lost} requests")
+    price = cfg.price_usd_per_gpu_hour if cfg.price_usd_per_gpu_hour is not None else accelerator.price_usd_per_hour
+    return build_result(fleet, price if price is not None else math.nan)
+
+
+__all__ = ["Fleet", "ServeConfig", "default_perf", "engine_plan", "kv_blocks", "simulate"]

@@ -1,0 +1,127 @@
+"""The decoding set of one replica and its paged KV cache, advanced many steps at a time.
+
+Every decoding sequence gains one token of context per decode step, so a sequence that joined with context
+``c0`` at step ``d0`` has context ``c0 + D - d0`` at step ``D``. Keeping ``sum(c0 - d0)`` and the histogram of
+``(c0 - d0) mod block_size`` gives, without touching each sequence: the summed context (attention's keys), the
+blocks a step needs (a sequence needs a new block when its context is a multiple of the block size, as vLLM's
+paged KV cache allocates them, Kwon et al. 2023, Sec. 4.2), and the step at which free blocks run out.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+import math
+
+from capsim.sim.serving.state import Requests
+
+
+class DecodeSet:
+    """Sequences decoding together on one replica, with the replica's block pool."""
+
+    def __init__(self, req: Requests, block_size: int, total_blocks: int) -> None:
+        self.req = req
+        self.bs = block_size
+        self.total = total_blocks
+        self.used = 0  # blocks held by decoding and prefilling sequences
+        self.steps = 0  # decode steps this replica has run (D)
+        self.ids: dict[int, None] = {}
+        self.heap: list[tuple[int, int, int]] = []  # (finishing step, request id, epoch)
+        self.sum_off = 0
+        self.cnt = [0] * block_size
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    @property
+    def free(self) -> int:
+        return self.total - self.used
+
+    def context_sum(self) -> int:
+        """Sum of the decoding sequences' KV lengths before the next step."""
+        return self.sum_off + len(self.ids) * self.steps
+
+    def demand(self, ahead: int = 0) -> int:
+        """New blocks the decode step ``ahead`` steps from now needs."""
+        return self.cnt[(-(self.steps + ahead)) % self.bs]
+
+    def _order(self) -> list[int]:
+        """Block demand of the next block_size steps, in step order: residues r0, r0 - 1, ..., r0 + 1."""
+        r0, cnt = (-self.steps) % self.bs, self.cnt
+        return cnt[r0::-1] + cnt[:r0:-1]
+
+    def cum_demand(self, k: int) -> int:
+        """New blocks the next ``k`` decode steps need (each block_size steps need one block per sequence)."""
+        full, part = divmod(k, self.bs)
+        out = full * len(self.ids)
+        if part:
+            out += sum(self._order()[:part])
+        return out
+
+    def steps_until_short(self, free: int | None = None) -> int:
+        """How many decode steps fit in the free blocks before one step needs more than are left."""
+        n = len(self.ids)
+        free = self.free if free is None else free
+        cycles = free // n
+        left = free - cycles * n  # < n: the next cycle of block_size steps runs short within it
+        return cycles * self.bs + bisect.bisect_right(list(itertools.accumulate(self._order())), left)
+
+    def run_length(self) -> int:
+        """Decode steps until the batch next changes on its own: a sequence finishes or blocks run short."""
+        k = self.steps_until_finish()
+        if len(self.ids) * (k // self.bs + 1) <= self.total - self.used:
+            return k  # enough free blocks for every step until then
+        return min(k, self.steps_until_short())
+
+    def steps_until_finish(self) -> int:
+        heap, req = self.heap, self.req
+        while heap and (heap[0][1] not in self.ids or heap[0][2] != req.epoch[heap[0][1]]):
+            heapq.heappop(heap)
+        return heap[0][0] - self.steps
+
+    def join(self, rid: int) -> None:
+        """Add a sequence whose prompt is in the cache and whose latest token was just emitted."""
+        req = self.req
+        c = req.todo[rid]
+        off = c - self.steps
+        req.c_join[rid], req.d_join[rid], req.g_join[rid] = c, self.steps, req.gen[rid]
+        self.ids[rid] = None
+        self.sum_off += off
+        self.cnt[off % self.bs] += 1
+        heapq.heappush(self.heap, (self.steps + req.output[rid] - req.gen[rid], rid, req.epoch[rid]))
+
+    def leave(self, rid: int) -> int:
+        """Remove a sequence, free its blocks, bring its token count up to date; returns its KV length."""
+        req = self.req
+        del self.ids[rid]
+        ran = self.steps - req.d_join[rid]
+        c = req.c_join[rid] + ran
+        req.gen[rid] = req.g_join[rid] + ran
+        off = req.c_join[rid] - req.d_join[rid]
+        self.sum_off -= off
+        self.cnt[off % self.bs] -= 1
+        self.used -= math.ceil(c / self.bs)
+        req.epoch[rid] += 1
+        return c
+
+    def advance(self, k: int, allocate: bool = True) -> list[int]:
+        """Run ``k`` decode steps (allocating their blocks unless the caller already did); returns the sequences
+        that finished at the last one."""
+        if allocate:
+            self.used += self.cum_demand(k)
+        self.steps += k
+        done = []
+        heap, req = self.heap, self.req
+        while heap and heap[0][0] <= self.steps:
+            _, rid, epoch = heapq.heappop(heap)
+            if rid in self.ids and epoch == req.epoch[rid]:
+                self.leave(rid)
+                done.append(rid)
+        return done
+
+    def victim(self) -> int:
+        """The sequence vLLM preempts first: the latest arrival (FCFS priority, Kwon et al. 2023, Sec. 4.5)."""
+        arrival = self.req.arrival
+        return max(self.ids, key=lambda r: (arrival[r], r))

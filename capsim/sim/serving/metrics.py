@@ -1,0 +1,168 @@
+"""Serving metrics in the vocabulary of ``vllm bench serve``: TTFT, TPOT, ITL, E2E, throughput, goodput, and
+per-replica utilization, batch size, KV-cache occupancy and queue length over time; cost per token."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from capsim.sim.serving.fleet import Fleet
+
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class ServingResult:
+    """A simulated serving run: per-request records, time series, per-replica figures and a summary."""
+
+    requests: pd.DataFrame  # one row per request (times in seconds from the start)
+    timeline: pd.DataFrame  # one row per scheduling decision of each replica
+    replicas: pd.DataFrame  # one row per replica
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.summary)
+
+
+def _stats(name: str, values: np.ndarray, out: dict[str, Any]) -> None:
+    v = values[np.isfinite(values)]
+    out[f"{name}_mean_s"] = float(v.mean()) if len(v) else math.nan
+    for p in PERCENTILES:
+        out[f"{name}_p{p}_s"] = float(np.percentile(v, p)) if len(v) else math.nan
+
+
+def _weighted_stats(name: str, values: np.ndarray, weights: np.ndarray, out: dict[str, Any]) -> None:
+    """Mean and percentiles of ``values`` repeated ``weights`` times (vLLM lists every gap)."""
+    if not len(values) or weights.sum() <= 0:
+        _stats(name, np.array([]), out)
+        return
+    order = np.argsort(values)
+    v, cw = values[order], np.cumsum(weights[order])
+    out[f"{name}_mean_s"] = float(np.dot(values, weights) / weights.sum())
+    for p in PERCENTILES:
+        out[f"{name}_p{p}_s"] = float(v[min(np.searchsorted(cw, p / 100 * cw[-1]), len(v) - 1)])
+
+
+def _flat(values: Any, count: int) -> np.ndarray:
+    return np.fromiter(itertools.chain.from_iterable(values), float, count)
+
+
+def itl_samples(fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
+    """Every inter-token gap with its weight (sequences that saw it): first gaps of decode runs stored as they
+    happened, later steps of each run expanded from its closed-form lines in one vectorised pass."""
+    reps = fleet.replicas
+    vals = [_flat((r.itl_gap for r in reps), sum(len(r.itl_gap) for r in reps))]
+    wts = [_flat((r.itl_weight for r in reps), sum(len(r.itl_weight) for r in reps))]
+    runs = [run for r in reps for run in r.itl_runs]
+    for nlines in (2, 3):  # two lines with CUDA graphs, three with the CPU-dispatch floor
+        group = [run for run in runs if len(run[2]) == nlines]
+        if not group:
+            continue
+        ks = np.fromiter((k - 1 for k, _, _ in group), np.int64, len(group))
+        bs = np.fromiter((b for _, b, _ in group), float, len(group))
+        lines = _flat((x for _, _, ln in group for x in ln), 2 * nlines * len(group)).reshape(-1, nlines, 2)
+        j = np.arange(ks.sum(), dtype=float) - np.repeat(np.cumsum(ks) - ks, ks) + 1.0
+        out = np.repeat(lines[:, 0, 0], ks) + np.repeat(lines[:, 0, 1], ks) * j
+        for i in range(1, nlines):
+            np.maximum(out, np.repeat(lines[:, i, 0], ks) + np.repeat(lines[:, i, 1], ks) * j, out=out)
+        vals.append(out)
+        wts.append(np.repeat(bs, ks))
+    return np.concatenate(vals), np.concatenate(wts)
+
+
+def request_frame(fleet: Fleet) -> pd.DataFrame:
+    d = fleet.req.to_arrays()
+    df = pd.DataFrame(d)
+    df.insert(0, "request", np.arange(len(df)))
+    df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
+    df["e2e_s"] = df["finish_s"] - df["arrival_s"]
+    df["queue_s"] = df["start_s"] - df["arrival_s"]
+    many = df["output_tokens"] > 1
+    df["tpot_s"] = np.where(many, (df["finish_s"] - df["first_token_s"]) / (df["output_tokens"] - 1).clip(1), np.nan)
+    cfg = fleet.cfg
+    ok = np.ones(len(df), bool)
+    if cfg.slo_ttft_s is not None:
+        ok &= df["ttft_s"].to_numpy() <= cfg.slo_ttft_s
+    if cfg.slo_tpot_s is not None:
+        ok &= ~(df["tpot_s"].to_numpy() > cfg.slo_tpot_s)
+    df["meets_slo"] = ok
+    return df
+
+
+def timeline_frame(fleet: Fleet) -> pd.DataFrame:
+    cols = ["time_s", "decoding", "prefilling", "waiting", "kv_blocks_used"]
+    sizes = [len(r.timeline) for r in fleet.replicas]
+    flat = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(r.timeline)
+                                                     for r in fleet.replicas), float, 5 * sum(sizes))
+    data = flat.reshape(-1, 5)
+    df = pd.DataFrame({"time_s": data[:, 0], "replica": np.repeat(np.arange(len(sizes)), sizes)})
+    for i, c in enumerate(cols[1:], start=1):
+        df[c] = data[:, i].astype(np.int64)
+    df["batch_size"] = df["decoding"] + df["prefilling"]
+    df["kv_occupancy"] = df["kv_blocks_used"] / fleet.blocks
+    return df
+
+
+def replica_frame(fleet: Fleet, timeline: pd.DataFrame, horizon_s: float) -> pd.DataFrame:
+    """Per replica: utilization (busy time / run time), time-weighted batch size, KV occupancy, queue length."""
+    rows = []
+    cols = {c: timeline[c].to_numpy() for c in ("time_s", "batch_size", "kv_occupancy", "waiting")}
+    bounds = np.searchsorted(timeline["replica"].to_numpy(), np.arange(len(fleet.replicas) + 1))
+    for rep in fleet.replicas:
+        lo, hi = bounds[rep.idx], bounds[rep.idx + 1]
+        t = cols["time_s"][lo:hi]
+        dt = np.diff(np.append(t, horizon_s))
+        w = dt / dt.sum() if len(dt) and dt.sum() > 0 else dt
+
+        def avg(col: str, lo: int = lo, hi: int = hi, w: np.ndarray = w) -> float:
+            return float(np.dot(cols[col][lo:hi], w)) if hi > lo else 0.0
+
+        occ, wait = cols["kv_occupancy"][lo:hi], cols["waiting"][lo:hi]
+        rows.append({"replica": rep.idx, "role": rep.cfg.role.value,
+                     "utilization": rep.busy_s / horizon_s if horizon_s > 0 else 0.0, "busy_s": rep.busy_s,
+                     "batch_size_mean": avg("batch_size"), "kv_occupancy_mean": avg("kv_occupancy"),
+                     "kv_occupancy_max": float(occ.max()) if hi > lo else 0.0, "queue_length_mean": avg("waiting"),
+                     "queue_length_max": int(wait.max()) if hi > lo else 0, "preemptions": rep.preemptions})
+    return pd.DataFrame(rows)
+
+
+def build_result(fleet: Fleet, price_usd_per_gpu_hour: float) -> ServingResult:
+    req = request_frame(fleet)
+    start = float(req["arrival_s"].min())
+    horizon = float(req["finish_s"].max())
+    duration = max(horizon - start, 1e-12)
+    timeline = timeline_frame(fleet)
+    reps = replica_frame(fleet, timeline, horizon)
+    out_tokens, in_tokens = float(req["output_tokens"].sum()), float(req["prompt_tokens"].sum())
+    plan = fleet.plan
+    s: dict[str, Any] = {"completed": len(req), "duration_s": duration,
+                         "request_throughput_rps": len(req) / duration, "input_tokens_per_s": in_tokens / duration,
+                         "output_tokens_per_s": out_tokens / duration,
+                         "total_tokens_per_s": (in_tokens + out_tokens) / duration}
+    for name in ("ttft", "tpot", "e2e", "queue"):
+        _stats(name, req[f"{name}_s"].to_numpy(float), s)
+    _weighted_stats("itl", *itl_samples(fleet), s)
+    s["goodput"] = float(req["meets_slo"].mean())
+    s["goodput_rps"] = float(req["meets_slo"].sum()) / duration
+    s["preemptions"] = int(req["preemptions"].sum())
+    for col in ("utilization", "batch_size_mean", "kv_occupancy_mean", "queue_length_mean"):
+        s[f"{col}" if col.endswith("mean") else f"{col}_mean"] = float(reps[col].mean())
+    s["kv_occupancy_max"] = float(reps["kv_occupancy_max"].max())
+    gpus = plan.num_gpus
+    s["cost_per_hour_usd"] = gpus * price_usd_per_gpu_hour
+    s["cost_per_million_output_tokens"] = s["cost_per_hour_usd"] * duration / 3600 / out_tokens * 1e6
+    s.update(calibration=fleet.perf.name, engine=fleet.engine.name, scheduler=fleet.policy.value,
+             replicas=plan.replicas, gpus=gpus, kv_tokens_per_replica=fleet.blocks * plan.block_size,
+             requests_over_context=int(np.sum(req["prompt_tokens"] + req["output_tokens"] > fleet.model.max_seq)),
+             slo_ttft_s=fleet.cfg.slo_ttft_s, slo_tpot_s=fleet.cfg.slo_tpot_s, mode="fast" if fleet.cfg.fast
+             else "step", price_usd_per_gpu_hour=price_usd_per_gpu_hour)
+    return ServingResult(req, timeline, reps, s)
+
+
+__all__ = ["PERCENTILES", "ServingResult", "build_result"]

@@ -1,0 +1,39 @@
+"""Per-request state shared by every replica of a fleet (plain lists: scalar access is the hot path)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Requests:
+    """Lengths and progress of every request, indexed by request id (arrival order)."""
+
+    def __init__(self, prompt: np.ndarray, output: np.ndarray, arrival: np.ndarray | None) -> None:
+        n = len(prompt)
+        self.n = n
+        self.prompt = [int(x) for x in prompt]
+        self.output = [int(x) for x in output]
+        self.arrival = [0.0] * n if arrival is None else [float(x) for x in arrival]
+        nan = float("nan")
+        self.todo = list(self.prompt)  # prompt tokens to compute (prompt + generated after a preemption)
+        self.done = [0] * n  # of those, already in the KV cache
+        self.gen = [0] * n  # tokens emitted so far
+        self.c_join = [0] * n  # KV length when it joined the decoding set
+        self.d_join = [0] * n  # the replica's decode-step count then
+        self.g_join = [0] * n  # tokens emitted then
+        self.epoch = [0] * n  # bumps when a request leaves a decoding set (invalidates heap entries)
+        self.start_s = [nan] * n  # first scheduled
+        self.first_s = [nan] * n  # first token
+        self.finish_s = [nan] * n
+        self.last_emit_s = [nan] * n
+        self.preemptions = [0] * n
+        self.replica = [-1] * n
+        self.decode_replica = [-1] * n
+        self.finished = 0
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"arrival_s": np.asarray(self.arrival), "prompt_tokens": np.asarray(self.prompt, np.int64),
+                "output_tokens": np.asarray(self.output, np.int64), "start_s": np.asarray(self.start_s),
+                "first_token_s": np.asarray(self.first_s), "finish_s": np.asarray(self.finish_s),
+                "preemptions": np.asarray(self.preemptions, np.int64), "replica": np.asarray(self.replica, np.int64),
+                "decode_replica": np.asarray(self.decode_replica, np.int64)}

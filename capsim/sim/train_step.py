@@ -1,0 +1,103 @@
+"""A training step of a TrainPlan on the SimPy pipeline: per-stage, per-chunk forward and backward times priced by
+the analytic model's cost terms (``capsim.analytic.training``), then scheduled event by event. This is the
+reference the analytic pipeline formula is checked against where stages differ (embedding on the first stage, LM
+head and loss on the last, an uneven ``layer_split``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.training import Framework, FrameworkName, comms, get_framework, resolve_perf, stages
+from capsim.analytic.training.compute import micro_batch_times
+from capsim.sim.pipeline import PipelineResult, simulate_pipeline
+from capsim.specs.hardware import Cluster
+from capsim.specs.model import ModelSpec
+from capsim.specs.plans import TrainPlan
+from capsim.specs.precision import Precision
+
+
+@dataclass(frozen=True)
+class PipelineInputs:
+    """What the schedule simulation needs, for one plan."""
+
+    forward_s: np.ndarray  # (stages, chunks): one micro-batch's forward of each model chunk, with its TP/CP/EP comm
+    backward_s: np.ndarray  # (stages, chunks): backward + recomputation + comm + per-micro-batch gradient work
+    micro_batches: int
+    schedule: str
+    p2p_s: float  # one hop
+    blocking_p2p: bool
+    reduce_s: np.ndarray  # (stages,): gradient reduction after the stage's last backward, the exposed part
+    tail_s: float  # tied-embedding sync + optimizer + post-step parameter gather
+    calibration: str
+    framework: str
+
+    def simulate(self) -> PipelineResult:
+        return simulate_pipeline(self.forward_s, self.backward_s, self.micro_batches, self.schedule, self.p2p_s,
+                                 self.blocking_p2p, self.reduce_s, self.tail_s)
+
+
+def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: object, gpn: int, fw: Framework
+               ) -> dict[str, float]:
+    t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
+    tp_f, tp_b = comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw)
+    cp_f, cp_b = comms.cp_layer_s(perf, model, lay, precision, gpn, t)
+    ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn)
+    tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
+    rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
+    out = {"layer_f": t.layer_fwd_s + tp_f + cp_f + ep_f, "layer_b": t.layer_bwd_s + rec + tp_b + cp_b + ep_b,
+           "layer_bwd": t.layer_bwd_s, "layer_fwd": t.layer_fwd_s, "embed_f": t.embed_fwd_s + tp_embed,
+           "embed_b": t.embed_bwd_s, "head_f": t.head_fwd_s + tp_head_f, "head_b": t.head_bwd_s + tp_head_b,
+           "hop": comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)}
+    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in out.items()}
+
+
+def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: object = None,
+                    framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> PipelineInputs:
+    """Per-stage, per-chunk times of ``plan`` from the same cost terms as ``step_time``."""
+    plan.check(model, cluster.num_gpus)
+    fw, perf = get_framework(framework), resolve_perf(perf, cluster)
+    precision = plan.precision
+    lay = Layouts.from_plans(model, [plan])
+    gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
+    c = _per_layer(model, lay, precision, perf, gpn, fw)
+    split = plan.stage_layers(model.total_layers)
+    p, v = plan.pp, plan.pp_interleave
+    middle = np.array([float(max(split[1:-1]))]) if p > 2 else None
+    layers = stages.StageLayers.of(model, lay, middle)
+    dp = stages.dp_costs(model, lay, precision, perf, gpn, fw, layers)
+    t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
+    fwd, bwd, reduce = np.zeros((p, v)), np.zeros((p, v)), np.zeros(p)
+    for s, n in enumerate(split):
+        kind = "first" if s == 0 else ("last" if s == p - 1 else "middle")
+        scale = n / max(float(layers.of_kind(kind)[0]), 1e-9)  # a middle stage smaller than the largest one
+        fwd[s, :] = n / v * c["layer_f"]
+        bwd[s, :] = n / v * c["layer_b"]
+        end_bwd = (c["embed_b"] if s == 0 else 0.0) + (c["head_b"] if s == p - 1 else 0.0)
+        zero = stages._zero_micro_batch_s(lay, fw, t, np.array([float(n)]), np.array([n * c["layer_bwd"] + end_bwd]),
+                                          dp[f"reduce_{kind}"] * scale, dp[f"layer_gather_{kind}"])
+        bwd[s, :] += (float(zero[0]) + float(dp[f"accumulate_{kind}"][0]) * scale) / v
+        red = float(dp[f"reduce_{kind}"][0]) * scale if plan.zero_stage <= 1 else 0.0
+        if fw.overlap_grad_reduce:  # hidden behind the stage's last backward but for the last bucket
+            red = max(red - (n * c["layer_bwd"] + end_bwd), red / max(n, 1))
+        reduce[s] = red
+    fwd[0, 0] += c["embed_f"]
+    bwd[0, 0] += c["embed_b"]
+    fwd[p - 1, v - 1] += c["head_f"]
+    bwd[p - 1, v - 1] += c["head_b"]
+    tail = stages.step_tail(lay, fw, t, layers, np.array([c["hop"]]), dp)
+    tail_s = float(tail["embedding_sync_s"][0] + tail["optimizer_s"][0] + tail["param_gather_s"][0])
+    return PipelineInputs(fwd, bwd, plan.micro_batches, plan.schedule.value, c["hop"], not fw.overlap_p2p, reduce,
+                          tail_s, perf.name, fw.name)
+
+
+def simulate_step(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: object = None,
+                  framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> PipelineResult:
+    """One training step of ``plan``, simulated event by event."""
+    return pipeline_inputs(model, plan, cluster, perf, framework).simulate()
+
+
+__all__ = ["PipelineInputs", "pipeline_inputs", "simulate_step"]

@@ -1,0 +1,204 @@
+"""The serving fleet simulator: exact low-load latencies, conservation, determinism, fast mode == step mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from capsim import SpecError, get_accelerator, get_model, load_calibration
+from capsim.analytic.serving import StepShape, iteration_time
+from capsim.sim.serving import Lengths, ServeConfig, Workload, engine_plan, renewal, simulate
+from capsim.sim.serving.fleet import Fleet
+
+MODEL, ACC = get_model("llama-2-7b"), get_accelerator("A100-SXM4-80GB")
+PERF = load_calibration("A100-SXM4-80GB").perf()
+
+
+def workload(n: int = 300, rate: float = 6.0, seed: int = 0, lengths: Lengths | None = None) -> Workload:
+    rng = np.random.default_rng(seed)
+    p, o = (lengths or Lengths.lognormal(700, 0.9, 150, 0.9)).draw(n, rng)
+    return Workload("test", p, o, renewal(rate, n, None, rng))
+
+
+def run_fleet(wl: Workload, engine: str = "vllm", fast: bool = True, **kw) -> Fleet:
+    plan_kw = {k: kw.pop(k) for k in list(kw) if k in ("replicas", "gpu_memory_utilization", "max_batch",
+                                                       "max_batched_tokens", "tp")}
+    plan = engine_plan(engine, MODEL, ACC, **plan_kw)
+    fleet = Fleet(MODEL, plan, ACC, PERF, wl, ServeConfig(engine=engine, fast=fast, **kw))
+    fleet.run()
+    return fleet
+
+
+def test_low_load_ttft_and_tpot_equal_iteration_times():
+    p, o = 900, 60
+    wl = Workload("sparse", np.full(5, p), np.full(5, o), np.arange(5) * 100.0)  # one request at a time
+    for engine in ("vllm", "vllm-v0", "sglang"):
+        plan = engine_plan(engine, MODEL, ACC)
+        res = simulate(MODEL, plan, ACC, PERF, wl, ServeConfig(engine=engine))
+        prefill = float(iteration_time(MODEL, plan, PERF, StepShape.prefill(1, p), engine, ACC).total_s)
+        decode = [float(iteration_time(MODEL, plan, PERF, StepShape.decode(1, p + j), engine, ACC).total_s)
+                  for j in range(o - 1)]
+        np.testing.assert_allclose(res.requests["ttft_s"], prefill, rtol=1e-12)
+        np.testing.assert_allclose(res.requests["tpot_s"], np.mean(decode), rtol=1e-12)
+        np.testing.assert_allclose(res.requests["queue_s"], 0.0, atol=1e-12)
+        assert res.summary["itl_mean_s"] == pytest.approx(np.mean(decode), rel=1e-12)
+        assert res.summary["itl_p99_s"] == pytest.approx(np.percentile(decode, 99, method="inverted_cdf"), rel=1e-12)
+
+
+CONFIGS = [
+    dict(engine="vllm"),  # Sarathi-style chunked prefill (vLLM V1)
+    dict(engine="vllm-v0"),  # prefill-priority
+    dict(engine="vllm-v0", gpu_memory_utilization=0.25, replicas=2, router="least-outstanding"),  # preemptions
+    dict(engine="vllm", gpu_memory_utilization=0.25, max_batched_tokens=512),  # chunked prefill + preemptions
+    dict(engine="vllm", scheduler="static", max_batch=8),
+    dict(engine="sglang", replicas=4, prefill_replicas=1, router="random"),  # disaggregated
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_fast_mode_equals_step_mode_per_request(cfg):
+    wl = workload(250, rate=8.0)
+    fast = run_fleet(wl, fast=True, **dict(cfg))
+    step = run_fleet(wl, fast=False, **dict(cfg))
+    for col in ("start_s", "first_s", "finish_s"):
+        a, b = np.asarray(getattr(fast.req, col)), np.asarray(getattr(step.req, col))
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    assert fast.req.preemptions == step.req.preemptions
+    if "gpu_memory_utilization" in cfg:  # these configurations run out of KV blocks on purpose
+        assert sum(fast.req.preemptions) > 0
+    assert fast.req.replica == step.req.replica
+    assert fast.env._eid.__next__() < step.env._eid.__next__()  # the fast mode needs fewer events
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_no_request_lost_or_finished_twice_and_kv_blocks_conserved(cfg):
+    wl = workload(300, rate=10.0, seed=3)
+    fleet = run_fleet(wl, **dict(cfg))
+    assert fleet.fin_count == [1] * wl.size
+    assert all(np.isfinite(fleet.req.finish_s)) and all(np.isfinite(fleet.req.first_s))
+    assert fleet.req.gen == [int(x) for x in wl.output_tokens]
+    for rep in fleet.replicas:
+        assert rep.kv.used == 0 and not rep.kv.ids and not rep.waiting and not rep.prefilling
+    t = np.array([(u, rep.kv.total) for rep in fleet.replicas for *_, u in rep.timeline])
+    assert (t[:, 0] >= 0).all() and (t[:, 0] <= t[:, 1]).all()
+    req = fleet.req
+    order = np.asarray(req.arrival) <= np.asarray(req.start_s)
+    assert order.all() and (np.asarray(req.start_s) <= np.asarray(req.first_s)).all()
+    assert (np.asarray(req.first_s) <= np.asarray(req.finish_s)).all()
+
+
+def test_preemption_happens_when_kv_runs_out():
+    fleet = run_fleet(workload(300, rate=10.0, seed=3), engine="vllm-v0", gpu_memory_utilization=0.25)
+    assert sum(fleet.req.preemptions) > 0
+    assert max(r.kv.total for r in fleet.replicas) < 3000  # a deliberately small cache
+
+
+def test_throughput_never_exceeds_capacity_bound():
+    wl = workload(400, rate=200.0, seed=5)  # far above what two replicas can serve
+    for engine in ("vllm", "vllm-v0"):
+        plan = engine_plan(engine, MODEL, ACC, replicas=2)
+        res = simulate(MODEL, plan, ACC, PERF, wl, ServeConfig(engine=engine))
+        # Every decode token needs a step of at least the decode-only time of its batch with the shortest
+        # context, and at most max_batch sequences decode per step; first tokens come one per request.
+        fleet = Fleet(MODEL, plan, ACC, PERF, wl, ServeConfig(engine=engine))
+        b = np.arange(1, plan.max_batch + 1)
+        per_step = [fleet.table.step_s(decode_seqs=int(x), decode_kv_tokens=float(x * (wl.prompt_tokens.min() + 1)))
+                    for x in b]
+        bound = plan.replicas * float(np.max(b / np.array(per_step))) + res.summary["request_throughput_rps"]
+        assert res.summary["output_tokens_per_s"] <= bound
+        assert res.summary["output_tokens_per_s"] > 0.1 * bound
+
+
+def test_seeded_and_deterministic():
+    a = simulate(MODEL, engine_plan("vllm", MODEL, ACC, replicas=2), ACC, PERF, workload(200, seed=7),
+                 ServeConfig(router="random", seed=3))
+    b = simulate(MODEL, engine_plan("vllm", MODEL, ACC, replicas=2), ACC, PERF, workload(200, seed=7),
+                 ServeConfig(router="random", seed=3))
+    c = simulate(MODEL, engine_plan("vllm", MODEL, ACC, replicas=2), ACC, PERF, workload(200, seed=7),
+                 ServeConfig(router="random", seed=4))
+    assert a.requests.equals(b.requests) and a.summary == b.summary
+    assert not a.requests["replica"].equals(c.requests["replica"])
+
+
+def test_routers_spread_load():
+    wl = workload(400, rate=20.0, seed=2)
+    for router in ("round-robin", "least-outstanding", "random"):
+        res = simulate(MODEL, engine_plan("vllm", MODEL, ACC, replicas=4), ACC, PERF, wl, ServeConfig(router=router))
+        counts = np.bincount(res.requests["replica"], minlength=4)
+        assert counts.min() > 60, (router, counts)
+        if router == "round-robin":
+            assert counts.tolist() == [100, 100, 100, 100]
+
+
+def test_closed_loop_keeps_at_most_n_in_flight():
+    n_clients = 5
+    rng = np.random.default_rng(0)
+    p, o = Lengths.fixed(500, 100).draw(60, rng)
+    res = simulate(MODEL, engine_plan("vllm", MODEL, ACC), ACC, PERF, Workload("closed", p, o, None, n_clients))
+    r = res.requests
+    events = np.concatenate([np.c_[r["arrival_s"], np.ones(len(r))], np.c_[r["finish_s"], -np.ones(len(r))]])
+    events = events[np.lexsort((events[:, 1], events[:, 0]))]  # finishes before arrivals at equal times
+    assert np.cumsum(events[:, 1]).max() == n_clients
+    assert (r["arrival_s"].iloc[:n_clients] == 0).all() and (r["arrival_s"].iloc[n_clients:] > 0).all()
+
+
+def test_metrics_vocabulary_and_cost():
+    res = simulate(MODEL, engine_plan("vllm", MODEL, ACC, replicas=2), ACC, PERF, workload(200),
+                   ServeConfig(slo_ttft_s=0.2, slo_tpot_s=0.03, price_usd_per_gpu_hour=2.0))
+    s = res.summary
+    for key in ("ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "tpot_p99_s", "itl_p90_s", "e2e_p99_s",
+                "request_throughput_rps", "input_tokens_per_s", "output_tokens_per_s", "goodput",
+                "cost_per_million_output_tokens", "cost_per_hour_usd", "utilization_mean", "kv_occupancy_mean",
+                "queue_length_mean", "preemptions", "calibration"):
+        assert key in s, key
+    assert s["cost_per_hour_usd"] == 4.0
+    tokens = res.requests["output_tokens"].sum()
+    assert s["cost_per_million_output_tokens"] == pytest.approx(4.0 * s["duration_s"] / 3600 / tokens * 1e6)
+    r = res.requests
+    assert s["goodput"] == pytest.approx(((r["ttft_s"] <= 0.2) & ~(r["tpot_s"] > 0.03)).mean())
+    assert set(res.timeline.columns) >= {"time_s", "replica", "batch_size", "kv_occupancy", "waiting"}
+    assert len(res.replicas) == 2 and (res.replicas["utilization"] <= 1 + 1e-9).all()
+
+
+def test_bad_inputs_name_the_field():
+    with pytest.raises(SpecError, match="workload"):  # a request longer than the whole KV cache
+        simulate(MODEL, engine_plan("vllm", MODEL, ACC, gpu_memory_utilization=0.25), ACC, PERF,
+                 Workload("huge", np.array([100_000]), np.array([10]), np.array([0.0])))
+    with pytest.raises(SpecError, match="max_batched_tokens"):
+        simulate(MODEL, engine_plan("vllm", MODEL, ACC, max_batch=512, max_batched_tokens=256), ACC, PERF,
+                 workload(10))
+    with pytest.raises(SpecError, match="plan"):  # 70B weights do not fit one A100
+        simulate(get_model("llama-2-70b"), engine_plan("vllm", get_model("llama-2-70b"), ACC), ACC, PERF,
+                 workload(10))
+    with pytest.raises(SpecError, match="--rate"):
+        renewal(-1.0, 10, None, np.random.default_rng(0))
+    with pytest.raises(SpecError, match="slo_ttft_s"):
+        simulate(MODEL, engine_plan("vllm", MODEL, ACC), ACC, PERF, workload(10), ServeConfig(slo_ttft_s=-1))
+    with pytest.raises(SpecError, match="prefill_replicas"):
+        simulate(MODEL, engine_plan("vllm", MODEL, ACC, replicas=2), ACC, PERF, workload(10),
+                 ServeConfig(prefill_replicas=2))
+
+
+@pytest.mark.parametrize("router", ["round-robin", "random"])
+def test_prerouted_arrivals_equal_an_arrival_process(router):
+    wl = workload(300, rate=12.0, seed=9)
+    for engine in ("vllm", "vllm-v0"):
+        pre = run_fleet(wl, engine=engine, replicas=3, router=router, seed=2)
+        push = run_fleet(wl, engine=engine, replicas=3, router=router, seed=2, preroute=False)
+        for col in ("start_s", "first_s", "finish_s"):
+            np.testing.assert_allclose(getattr(pre.req, col), getattr(push.req, col), rtol=1e-12, atol=1e-12)
+        assert pre.req.replica == push.req.replica
+
+
+@settings(max_examples=12, deadline=None)
+@given(n=st.integers(1, 60), rate=st.floats(0.5, 40.0), engine=st.sampled_from(["vllm", "vllm-v0", "sglang"]),
+       memory=st.sampled_from([0.25, 0.9]), budget=st.sampled_from([None, 512]), seed=st.integers(0, 10**6))
+def test_property_conservation_and_fast_equals_step(n, rate, engine, memory, budget, seed):
+    wl = workload(n, rate=rate, seed=seed, lengths=Lengths.uniform((1, 1500), (1, 300)))
+    kw = dict(engine=engine, gpu_memory_utilization=memory, max_batched_tokens=budget, replicas=2)
+    fast, step = run_fleet(wl, fast=True, **kw), run_fleet(wl, fast=False, **kw)
+    assert fast.fin_count == [1] * n and all(r.kv.used == 0 for r in fast.replicas)
+    np.testing.assert_allclose(fast.req.finish_s, step.req.finish_s, rtol=1e-9, atol=1e-9)
+    assert fast.req.gen == [int(x) for x in wl.output_tokens]

@@ -1,0 +1,70 @@
+"""``capsim train`` and ``capsim validate training`` through typer's CliRunner."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from capsim.cli import app
+
+runner = CliRunner()
+KEYS = {"step_time_s", "tflops_per_gpu_model", "tflops_per_gpu_hw", "mfu", "memory_per_gpu_bytes", "feasible",
+        "breakdown", "calibration", "framework", "train"}
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_train_json_has_the_contract():
+    result = run("train", "-m", "gpt-175b", "-n", "64", "--tp", "8", "--pp", "8", "-v", "3", "--global-batch", "64",
+                 "--sp", "--recompute", "selective", "--precision", "fp16", "--framework", "megatron-2022",
+                 "--tokens", "1e11", "--price", "2.0", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out) >= KEYS
+    assert out["calibration"] == "A100-SXM4-80GB" and out["feasible"] is True
+    assert sum(out["breakdown"].values()) == pytest.approx(out["step_time_s"])
+    assert out["train"]["cost_usd"] == pytest.approx(out["train"]["time_s"] / 3600 * 64 * 2.0)
+    assert 0.3 < out["mfu"] < 0.7 and out["memory_per_gpu_bytes"] < 80e9
+
+
+def test_train_table_and_infeasible_plan():
+    text = run("train", "-m", "gpt-175b", "--tp", "8", "--global-batch", "8", "--precision", "fp16").stdout
+    assert "infeasible" in text and "does not fit" in text
+    out = json.loads(run("train", "-m", "gpt-175b", "--tp", "8", "--global-batch", "8", "--json").stdout)
+    assert out["feasible"] is False and out["reason"] == "does not fit in memory"
+
+
+def test_train_auto_picks_the_fastest_feasible():
+    result = run("train", "-m", "gpt-1.7b", "-n", "16", "--global-batch", "64", "--auto", "--top", "5",
+                 "-c", "A100-SXM4-80GB-profile", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    steps = [r["step_s"] for r in out["top"]]
+    assert len(steps) == 5 and steps == sorted(steps)
+    assert out["step_time_s"] == pytest.approx(steps[0])
+    assert out["calibration"] == "A100-SXM4-80GB-profile" and out["evaluated"] > 5
+    table = run("train", "-m", "gpt-1.7b", "-n", "16", "--global-batch", "64", "--auto").stdout
+    assert "fastest of" in table and "best plan" in table
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "-m", "gpt-175", "--tp", "8"], "did you mean"),
+    (["train", "-m", "llama-2-7b", "--tp", "3"], "plan.tp"),
+    (["train", "-m", "llama-2-7b", "--dp", "2", "-n", "8"], "dp*tp*pp*cp"),
+    (["train", "-m", "llama-2-7b", "--auto"], "--auto"),
+    (["train", "-m", "llama-2-7b", "-c", "no-such-calibration"], "calibration"),
+    (["validate", "training", "--file", "/nonexistent.csv"], "no file"),
+])
+def test_bad_input_is_one_line_exit_2(args, words):
+    result = run(*args)
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and words in lines[0], result.output
+
+
+def test_validate_training_json():
+    out = json.loads(run("validate", "training", "--json").stdout)
+    assert out["suite"] == "training" and out["calibration"] == "A100-SXM4-80GB" and len(out["rows"]) == 18
+    assert {"source", "case", "metric", "measured", "predicted", "error_pct"} <= set(out["rows"][0])
