@@ -67,10 +67,42 @@ def time_interleaved(calls: list[Callable[[], Any]], repeats: int = 5, warmup: i
     return [summarize(t, n, clock) for t, n in zip(times, inner, strict=True)]
 
 
+QUIET_STEP_CORES = 0.25  # a data-parallel step counts as undisturbed when other processes used less than this
+
+
+def _busy_s() -> float:
+    """Seconds all CPUs spent busy since boot (/proc/stat; 0 where it is missing)."""
+    try:
+        with open("/proc/stat") as fh:
+            f = [float(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(f) - f[3] - (f[4] if len(f) > 4 else 0.0)) / os.sysconf("SC_CLK_TCK")
+
+
+def _ddp_steps(model: Any, opt: Any, idx: torch.Tensor, tgt: torch.Tensor, steps: int) -> tuple[list, list, list]:
+    """(wall, own process CPU, whole-machine busy) seconds of each step after two warm-up steps (the first
+    builds DDP's buckets and Adam's state)."""
+    import torch.distributed as dist
+
+    wall, cpu, busy = [], [], []
+    for i in range(steps + 2):
+        dist.barrier()
+        t0, c0, b0 = time.perf_counter(), time.process_time(), _busy_s()
+        train_step(model, opt, idx, tgt)
+        if i >= 2:
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+            busy.append(_busy_s() - b0)
+    return wall, cpu, busy
+
+
 def ddp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[dict], repeats: int,
                timeout_s: float) -> None:
-    """One gloo rank: for each case, DistributedDataParallel training steps of the same model (1 thread each);
-    rank 0 reports the median step time and the spread."""
+    """One gloo rank: for each case, DistributedDataParallel training steps of the same model (1 thread each).
+
+    Rank 0 reports every step's wall time and how many cores other processes used during it (machine busy time
+    minus both ranks' CPU time), so steps a shared machine disturbed can be told apart."""
     from datetime import timedelta
 
     import torch.distributed as dist
@@ -87,19 +119,24 @@ def ddp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[di
             model = DDP(build_model(c))
             opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
             idx, tgt = _tokens(c, case["batch"], case["length"], 1 + rank), _tokens(c, case["batch"], case["length"], 9)
-            times, cpu = [], []
-            for i in range(repeats + 2):
-                dist.barrier()
-                t0, c0 = time.perf_counter(), time.process_time()
-                train_step(model, opt, idx, tgt)
-                if i >= 2:  # two warm-up steps (the first builds DDP's buckets and Adam's state)
-                    times.append(time.perf_counter() - t0)
-                    cpu.append(time.process_time() - c0)
+            wall, cpu, busy = _ddp_steps(model, opt, idx, tgt, repeats)
+            cpus: list = [None] * world
+            dist.all_gather_object(cpus, cpu)
             if rank == 0:
-                queue.put(("sample", {"id": case["id"], "timing": summarize(times, 1, "wall").to_dict(),
+                others = [max(b - sum(r[i] for r in cpus), 0.0) / w for i, (b, w) in enumerate(zip(busy, wall, strict=True))]
+                queue.put(("sample", {"id": case["id"], "steps_s": wall, "other_cores": others,
                                       "process_cpu_s": summarize(cpu, 1, "process").median_s}))
         dist.destroy_process_group()
         queue.put(("done", rank))
     except Exception as err:
         queue.put(("error", f"rank {rank}: {traceback.format_exception_only(type(err), err)[-1].strip()}"))
         raise SystemExit(1) from None
+
+
+def undisturbed(steps_s: list[float], other_cores: list[float], limit: float = QUIET_STEP_CORES,
+                least: int = 3) -> tuple[Timing, int]:
+    """The steps other processes left alone (fewer than ``limit`` cores busy), if there are ``least`` of them,
+    else all steps; returns (their timing, how many were kept)."""
+    quiet = [w for w, o in zip(steps_s, other_cores, strict=True) if o < limit]
+    kept = quiet if len(quiet) >= least else steps_s
+    return summarize(kept, 1, "wall"), len(quiet) if len(quiet) >= least else 0

@@ -15,10 +15,12 @@ from typing import Any
 import torch
 
 from kernels.harness import time_fn
-from kernels.ops import DTYPES, adam_step, gelu, layer_norm, rms_norm, rope, rope_tables, swiglu
+from kernels.ops import DTYPES, adam_step, gelu, layer_norm, rms_norm, rope, rope_tables, split_heads, swiglu
 
-ELEMENTS = {"quick": (2**12, 2**15, 2**18, 2**20, 2**22, 2**24),
-            "full": (2**10, 2**12, 2**14, 2**16, 2**18, 2**20, 2**21, 2**22, 2**23, 2**24, 2**25)}
+# From a decode step's few thousand elements (per-call overhead) to a training step's tens of millions.
+ELEMENTS = {"quick": (2**9, 2**11, 2**13, 2**15, 2**18, 2**20, 2**22),
+            "full": (2**9, 2**10, 2**11, 2**12, 2**13, 2**14, 2**16, 2**18, 2**20, 2**21, 2**22, 2**23, 2**24, 2**25)}
+ROPE_HEADS = (8, 2)  # query and KV heads of the fused projection rope is timed on (a GQA layer)
 WIDTH = 1024  # row width of the row-wise ops
 VOCAB = 8192
 # op -> (capsim.perf memory key, (reads, writes) in tensors of N elements, has a backward pass in training).
@@ -64,11 +66,17 @@ def _inputs(op: str, n: int, dt: torch.dtype, device: str, grad: bool) -> tuple[
     if op == "swiglu":
         x = t(rows, 2 * cols)
         return (lambda: swiglu(x)), [x]
-    if op == "rope":
-        heads = max(n // (256 * 64), 1)
-        x = t(1, heads, n // heads // 64, 64)
-        cos, sin = rope_tables(x.shape[2], 64, dt, device)
-        return (lambda: rope(x, cos, sin)), [x]
+    if op == "rope":  # as a layer runs it: on q and on k, split from a fused QKV projection
+        h, kv = ROPE_HEADS
+        tokens = max(n // ((h + kv) * 64), 1)
+        qkv = t(1, tokens, (h + 2 * kv) * 64)
+        cos, sin = rope_tables(tokens, 64, dt, device)
+
+        def fwd() -> tuple[torch.Tensor, torch.Tensor]:
+            q, k, _v = split_heads(qkv, h, kv, 64)
+            return rope(q, cos, sin), rope(k, cos, sin)
+
+        return fwd, [qkv]
     if op == "add":
         x, y = t(n), t(n)
         return (lambda: x + y), [x]
@@ -86,13 +94,22 @@ def _inputs(op: str, n: int, dt: torch.dtype, device: str, grad: bool) -> tuple[
     raise KeyError(op)
 
 
+def elements(case: dict) -> int:
+    """Elements the op really touches (rope: whole tokens of the q and k heads)."""
+    n = case["elements"]
+    if case["op"] == "rope":
+        h, kv = ROPE_HEADS
+        return max(n // ((h + kv) * 64), 1) * (h + kv) * 64
+    return n
+
+
 def memory_bytes(case: dict, element_bytes: float) -> float:
     _category, (reads, writes), _bwd = OPS[case["op"]]
     if case["op"] == "adam":
         element_bytes = 4.0  # optimizer state is fp32 whatever the model's format
     if case["pass"] == "bwd":
         reads, writes = reads + writes, reads
-    return (reads + writes) * case["elements"] * element_bytes
+    return (reads + writes) * elements(case) * element_bytes
 
 
 def run_memory(case: dict, device: str = "cpu", repeats: int = 5, min_repeat_s: float = 0.005) -> dict[str, Any]:
@@ -104,7 +121,8 @@ def run_memory(case: dict, device: str = "cpu", repeats: int = 5, min_repeat_s: 
         fn = lambda: g1 + g2  # noqa: E731
     elif grad:
         out = fwd()
-        g = torch.randn_like(out)
+        out = out if isinstance(out, tuple) else (out,)
+        g = tuple(torch.randn_like(o) for o in out)
         fn = lambda: torch.autograd.grad(out, needs_grad, g, retain_graph=True)  # noqa: E731
     else:
         fn = fwd

@@ -161,15 +161,17 @@ def local_suite(path: object = None, calibration: str | None = None, size: str =
 
 def _row(case: Case, timing: dict, cal: Calibration, ddp_perf: Perf, threads: int) -> Row:
     """Single-process rows: median over repeats of the compute thread's CPU time. Data-parallel rows need the wall
-    clock (waiting for the peer is part of the step); there the fastest of the repeats is the estimate least
-    disturbed by other tenants of a shared machine (as ``timeit`` reasons), and the median is in the note."""
+    clock (waiting for the peer is part of the step): their median is over the steps during which other processes
+    kept less than a quarter core busy (measured from /proc/stat), or over all steps when fewer than 3 were."""
     spread = f"spread {timing['spread']:.1%} (IQR/median) over {timing['repeats']} repeats"
     if case.phase == "ddp":
         pred, comm = predict_ddp(ddp_perf, case, 2)
-        note = (f"fastest of {timing['repeats']} steps, wall clock (median {timing['median_s'] * 1e3:.1f} ms, {spread}; "
-                f"rank-0 process CPU {timing['process_cpu_s'] * 1e3:.1f} ms); all-reduce {comm * 1e3:.1f} ms of the "
+        which = (f"median of the {timing['quiet_steps']} undisturbed of {timing['steps']} steps" if timing["quiet_steps"]
+                 else f"median of all {timing['steps']} steps (fewer than 3 undisturbed)")
+        note = (f"{which}, wall clock, {spread} (all steps: median {timing['all_steps_median_s'] * 1e3:.1f} ms; rank-0 "
+                f"process CPU {timing['process_cpu_s'] * 1e3:.1f} ms); all-reduce {comm * 1e3:.1f} ms of the "
                 "prediction; 2 gloo processes x 1 thread")
-        return Row(ddp_perf.name, case.name, METRIC[case.phase], timing["min_s"], pred, "s", note)
+        return Row(ddp_perf.name, case.name, METRIC[case.phase], timing["median_s"], pred, "s", note)
     clock = "thread CPU time" if timing.get("clock") == "thread" else "wall clock"
     return Row(cal.perf().name, case.name, METRIC[case.phase], timing["median_s"], predict(cal.perf(), case), "s",
                f"median, {clock}, {spread}; {threads} thread(s)")

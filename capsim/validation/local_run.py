@@ -53,11 +53,18 @@ def _busy_note(what: str, cores: float | None) -> str:
 
 
 def _measure_ddp(cases: list, repeats: int, timeout_s: float) -> dict[Any, dict]:
+    """Per case: the median over the steps no other process disturbed (else over all steps), with counts."""
     from capsim.calibration.comm import spawn_workers
-    from kernels.local_bench import ddp_worker
+    from kernels.local_bench import ddp_worker, undisturbed
 
     plan = [{"id": i, "config": c.config(), "batch": c.batch, "length": c.length} for i, c in enumerate(cases)]
     out: dict[Any, dict] = {}
-    spawn_workers(ddp_worker, 2, (plan, max(repeats, 9), timeout_s), timeout_s,
-                  lambda s: out.__setitem__(cases[s["id"]], {**s["timing"], "process_cpu_s": s["process_cpu_s"]}))
+
+    def keep(s: dict) -> None:
+        timing, quiet = undisturbed(s["steps_s"], s["other_cores"])
+        out[cases[s["id"]]] = {**timing.to_dict(), "quiet_steps": quiet, "steps": len(s["steps_s"]),
+                               "all_steps_median_s": sorted(s["steps_s"])[len(s["steps_s"]) // 2],
+                               "process_cpu_s": s["process_cpu_s"]}
+
+    spawn_workers(ddp_worker, 2, (plan, max(3 * repeats, 15), timeout_s), timeout_s, keep)
     return out
