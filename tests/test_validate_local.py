@@ -55,3 +55,13 @@ def test_validate_local_input_errors_exit_2():
     assert result.exit_code == 2 and "drop --file" in result.output
     result = cli.invoke(app, ["validate", "local", "--calibration", "no-such-calibration"])
     assert result.exit_code == 2 and "calibration" in result.output
+
+
+def test_data_parallel_timing_keeps_the_undisturbed_steps():
+    from kernels.local_bench import undisturbed
+
+    steps, others = [1.0, 5.0, 1.2, 1.1, 6.0], [0.0, 1.5, 0.1, 0.2, 2.0]
+    timing, kept = undisturbed(steps, others)
+    assert kept == 3 and timing.median_s == 1.1
+    timing, kept = undisturbed(steps, [1.0] * 5)  # never quiet: every step, and say so
+    assert kept == 0 and timing.median_s == 1.2

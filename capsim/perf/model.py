@@ -86,11 +86,12 @@ class Perf:
     def memory_s(self, nbytes: Num, kind: str = "") -> Num:
         """A memory-bound kernel moving ``nbytes`` (times a measured residual for ``kind`` where one exists)."""
         mem = self.params.memory
-        body = self.memory_bytes_s(nbytes, kind)
         entry = (mem.table or {}).get(kind)
-        if entry is not None:
-            body = body * _grid_factor(entry, ("log2_bytes",), (nbytes,))
-        return mem.launch_s + body
+        if entry is None:
+            return mem.launch_s + self.memory_bytes_s(nbytes, kind)
+        # Below the smallest measured size a kernel costs what that size cost (its fixed overhead), not less.
+        nbytes = np.maximum(np.asarray(nbytes, float), 2.0 ** entry["log2_bytes"][0])
+        return mem.launch_s + self.memory_bytes_s(nbytes, kind) * _grid_factor(entry, ("log2_bytes",), (nbytes,))
 
     def memory_kind(self, op: object) -> str:
         """The most specific memory key the calibration holds for ``op``: ``category:variant`` and a ``.bwd``
