@@ -126,7 +126,7 @@ def test_memory_kind_prefers_the_variant_the_calibration_measured():
     assert perf.op_s(norm) == pytest.approx(perf.memory_s(2e6, "norm:rmsnorm"))
     assert perf.memory_s(1e7, "norm:rmsnorm") > 2 * perf.memory_s(1e7, "stream")  # 5 vs 20 GB/s
     # below the smallest measured size (1e4 bytes) a kernel costs what that size cost, not less
-    assert perf.memory_s(10.0, "stream") == pytest.approx(perf.memory_s(1e4, "stream"))
+    assert perf.memory_s(10.0, "stream") == pytest.approx(perf.memory_s(1e4, "stream"), rel=1e-3)
 
 
 # --- writing, interrupting and resuming -----------------------------------------------------------------------
