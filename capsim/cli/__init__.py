@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from capsim.cli.analytic import flops, memory_app
+from capsim.cli.calibrate import calibrate
 from capsim.cli.catalog import catalog
 from capsim.cli.dashboard import dashboard
 from capsim.cli.plan import plan_app
@@ -19,6 +20,7 @@ app.command("catalog")(catalog)
 app.add_typer(memory_app, name="memory")
 app.command("flops")(flops)
 app.command("validate")(validate)
+app.command("calibrate")(calibrate)
 app.command("dashboard")(dashboard)
 app.command("train")(train)
 app.add_typer(plan_app, name="plan")
