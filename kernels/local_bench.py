@@ -140,3 +140,135 @@ def undisturbed(steps_s: list[float], other_cores: list[float], limit: float = Q
     quiet = [w for w, o in zip(steps_s, other_cores, strict=True) if o < limit]
     kept = quiet if len(quiet) >= least else steps_s
     return summarize(kept, 1, "wall"), len(quiet) if len(quiet) >= least else 0
+
+
+PP_MICRO_BATCHES = 4  # micro-batches per pipeline-parallel step
+
+
+class _Stage(torch.nn.Module):
+    """One pipeline stage of a Decoder: the embedding and first layers (rank 0), or the last layers, the final
+    norm and the LM head (the last rank). Weights come from the whole model built with the same seed."""
+
+    def __init__(self, model: Decoder, rank: int, world: int) -> None:
+        super().__init__()
+        n = len(model.blocks)
+        lo, hi = rank * n // world, (rank + 1) * n // world
+        self.first, self.last, self.c = rank == 0, rank == world - 1, model.c
+        if model.c.llama:  # rotary tables (buffers, not parameters)
+            self.register_buffer("cos", model.cos, persistent=False)
+            self.register_buffer("sin", model.sin, persistent=False)
+        self.blocks = torch.nn.ModuleList(model.blocks[lo:hi])
+        self.embed = model.embed if self.first else None
+        self.pos = model.pos if self.first else None
+        self.norm, self.norm_b = (model.norm, model.norm_b) if self.last else (None, None)
+        self.head = model.head if self.last else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from kernels.ops import layer_norm, rms_norm
+
+        c = self.c
+        s = x.shape[1]
+        if self.first:
+            x = self.embed(x)
+            if not c.llama:
+                x = x + self.pos.weight[:s]
+        rot = (self.cos[:s], self.sin[:s]) if c.llama else None
+        for block in self.blocks:
+            x = block(x, rot, None, 0)
+        if self.last:
+            x = rms_norm(x, self.norm) if c.llama else layer_norm(x, self.norm, self.norm_b)
+            x = self.head(x)
+        return x
+
+
+def one_f_one_b(rank: int, world: int, micro_batches: int) -> list[tuple[str, int]]:
+    """This rank's 1F1B order (Megatron-LM schedules.py): p - rank - 1 warm-up forwards, then one forward and one
+    backward alternately, then the remaining backwards."""
+    warm = min(world - rank - 1, micro_batches)
+    order = [("F", i) for i in range(warm)]
+    for i in range(warm, micro_batches):
+        order += [("F", i), ("B", i - warm)]
+    return order + [("B", i) for i in range(micro_batches - warm, micro_batches)]
+
+
+def pp_step(stage: _Stage, opt: Any, rank: int, world: int, idx: list, tgt: list, shape: tuple) -> None:
+    """One 1F1B step over ``len(idx)`` micro-batches: activations go forward and gradients back with isend/irecv
+    (waited for where the data is needed), then Adam on this stage's parameters."""
+    import torch.distributed as dist
+    import torch.nn.functional as F
+
+    m = len(idx)
+    inputs, outputs, pending = {}, {}, []
+    for kind, i in one_f_one_b(rank, world, m):
+        if kind == "F":
+            if stage.first:
+                x = idx[i]
+            else:
+                x = torch.empty(shape)
+                dist.recv(x, rank - 1)
+                x.requires_grad_(True)
+            y = stage(x)
+            if stage.last:
+                y = F.cross_entropy(y.view(-1, y.shape[-1]), tgt[i].view(-1)) / m
+            else:
+                pending.append(dist.isend(y.detach(), rank + 1))
+            inputs[i], outputs[i] = x, y
+        else:
+            if stage.last:
+                outputs[i].backward()
+            else:
+                g = torch.empty(shape)
+                dist.recv(g, rank + 1)
+                outputs[i].backward(g)
+            if not stage.first:
+                pending.append(dist.isend(inputs[i].grad, rank - 1))
+            del inputs[i], outputs[i]
+    for req in pending:
+        req.wait()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def pp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[dict], repeats: int,
+              timeout_s: float) -> None:
+    """One gloo rank of a pipeline-parallel run: this rank's stage of each case's model, 1 thread, 1F1B steps.
+
+    Rank 0 reports every step's wall time and the cores other processes used during it, as ``ddp_worker`` does."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    try:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                                timeout=timedelta(seconds=timeout_s))
+        queue.put(("ready", rank))
+        for case in cases:
+            c = DecoderConfig(**case["config"])
+            stage = _Stage(build_model(c), rank, world)
+            opt = torch.optim.Adam([p for p in stage.parameters()], lr=1e-4, fused=True)
+            b, s, m = case["batch"], case["length"], case["micro_batches"]
+            idx = [_tokens(c, b, s, 10 + i) for i in range(m)]
+            tgt = [_tokens(c, b, s, 50 + i) for i in range(m)]
+            wall, cpu, busy = [], [], []
+            for i in range(repeats + 2):
+                dist.barrier()
+                t0, c0, b0 = time.perf_counter(), time.process_time(), _busy_s()
+                pp_step(stage, opt, rank, world, idx, tgt, (b, s, c.hidden))
+                dist.barrier()
+                if i >= 2:
+                    wall.append(time.perf_counter() - t0)
+                    cpu.append(time.process_time() - c0)
+                    busy.append(_busy_s() - b0)
+            cpus: list = [None] * world
+            dist.all_gather_object(cpus, cpu)
+            if rank == 0:
+                others = [max(bz - sum(r[i] for r in cpus), 0.0) / w for i, (bz, w) in enumerate(zip(busy, wall, strict=True))]
+                queue.put(("sample", {"id": case["id"], "steps_s": wall, "other_cores": others,
+                                      "process_cpu_s": summarize(cpu, 1, "process").median_s}))
+        dist.destroy_process_group()
+        queue.put(("done", rank))
+    except Exception as err:
+        queue.put(("error", f"rank {rank}: {traceback.format_exception_only(type(err), err)[-1].strip()}"))
+        raise SystemExit(1) from None

@@ -39,7 +39,8 @@ def test_validate_local_small_runs_real_models_and_reports_every_row():
     d = report.to_dict()
     assert d["suite"] == "local" and d["calibration"] == cal.name
     assert [r["case"] for r in d["rows"]] == [c.name for c in SIZES["small"]]
-    assert {r["metric"] for r in d["rows"]} == {"train_step_s", "prefill_s", "decode_step_s", "ddp_train_step_s"}
+    assert {r["metric"] for r in d["rows"]} == {"train_step_s", "prefill_s", "decode_step_s", "ddp_train_step_s",
+                                                "pp_train_step_s"}
     for r in d["rows"]:
         assert r["measured"] > 0 and r["predicted"] > 0 and np.isfinite(r["error_pct"])
     from kernels.harness import device_name
@@ -48,7 +49,7 @@ def test_validate_local_small_runs_real_models_and_reports_every_row():
     if cal.device.get("name") == device_name("cpu"):  # the committed calibration describes this CPU
         # Loose bounds (a shared machine is noisy; the full suite's figures are in the report): single-process
         # rows use the thread CPU clock; data-parallel rows the wall clock, which other tenants can stretch.
-        single = [r for r in report.rows if r.metric != "ddp_train_step_s"]
+        single = [r for r in report.rows if r.metric not in ("ddp_train_step_s", "pp_train_step_s")]
         assert np.median([abs(r.error_pct) for r in single]) <= 25.0, report.rows
         assert all(0.5 < r.predicted / r.measured < 2.0 for r in single), report.rows
 
@@ -68,3 +69,22 @@ def test_data_parallel_timing_keeps_the_undisturbed_steps():
     assert kept == 3 and timing.median_s == 1.1
     timing, kept = undisturbed(steps, [1.0] * 5)  # never quiet: every step, and say so
     assert kept == 0 and timing.median_s == 1.2
+
+
+def test_pipeline_order_is_megatrons_one_f_one_b():
+    from kernels.local_bench import one_f_one_b
+
+    assert one_f_one_b(0, 2, 4) == [("F", 0), ("F", 1), ("B", 0), ("F", 2), ("B", 1), ("F", 3), ("B", 2), ("B", 3)]
+    assert one_f_one_b(1, 2, 4) == [("F", 0), ("B", 0), ("F", 1), ("B", 1), ("F", 2), ("B", 2), ("F", 3), ("B", 3)]
+
+
+def test_pipeline_prediction_adds_the_bubble_to_the_stages():
+    from capsim.validation.local import predict, predict_pp
+
+    perf = default_calibration().perf()
+    case = next(c for c in SIZES["default"] if c.phase == "pp")
+    step, bubble = predict_pp(perf, case)
+    whole = predict(perf, next(c for c in SIZES["default"] if c.phase == "train" and c.family == case.family
+                               and c.hidden == case.hidden))
+    # 4 micro-batches over 2 stages: about 4 half-models of work per stage, plus the fill/drain bubble
+    assert 0.3 * 4 * whole / 2 < step - bubble < 1.5 * 4 * whole / 2 and bubble > 0

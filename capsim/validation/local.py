@@ -27,7 +27,9 @@ from capsim.validation.harness import Report, Row
 VOCAB, MAX_SEQ, HEAD_DIM = 8192, 1024, 64
 DDP_BUCKET_BYTES = 25 * 2**20  # DistributedDataParallel's bucket_cap_mb=25 default (torch docs)
 DDP_FIRST_BUCKET_BYTES = 2**20  # torch.distributed's _DEFAULT_FIRST_BUCKET_BYTES
-METRIC = {"train": "train_step_s", "prefill": "prefill_s", "decode": "decode_step_s", "ddp": "ddp_train_step_s"}
+METRIC = {"train": "train_step_s", "prefill": "prefill_s", "decode": "decode_step_s", "ddp": "ddp_train_step_s",
+          "pp": "pp_train_step_s"}
+PP_MICRO_BATCHES = 4  # kernels.local_bench.PP_MICRO_BATCHES (kept apart: this module never imports torch)
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,14 @@ def _grid(widths: tuple[int, ...], layers: int, train: tuple[int, int], prefill:
                     Case(family, h, layers, "decode", *decode)]
         if ddp:
             out.append(Case(family, widths[0], layers, "ddp", *ddp))
+            out.append(Case(family, widths[0], layers, "pp", *ddp))
     return out
 
 
 # Widths 256/512/768: 768 lies between the quick calibration's GEMM widths, so it also tests interpolation.
 SIZES = {"default": _grid((256, 512, 768), 4, (2, 256), (2, 256), (8, 256), (2, 256)),
          "small": [c for c in _grid((256,), 2, (1, 128), (1, 128), (4, 128), (1, 128))
-                   if c.phase != "ddp" or c.family == "gpt"]}
+                   if c.phase not in ("ddp", "pp") or c.family == "gpt"]}
 
 
 def spec(case: Case) -> ModelSpec:
@@ -123,6 +126,34 @@ def predict_ddp(perf: Perf, case: Case, world: int) -> tuple[float, float]:
     return predict(perf, case) + comm, comm
 
 
+def predict_pp(perf: Perf, case: Case, world: int = 2, micro_batches: int = PP_MICRO_BATCHES) -> tuple[float, float]:
+    """(step seconds, bubble seconds) of a ``world``-stage 1F1B pipeline of ``case``'s model, one thread per stage.
+
+    Each stage's forward and backward per micro-batch come from the op list (its half of the layers; the embedding
+    on the first stage, the final norm, LM head and loss on the last), a hop is the calibration's send/recv of one
+    activation, and the SimPy pipeline schedule (capsim.sim.pipeline) orders them; each stage's Adam follows."""
+    from capsim.sim.pipeline import simulate_pipeline
+
+    model, b, n = spec(case), case.batch, case.length
+    dt = DType.FP32
+    fwd = layer_ops(model, b, n, dtype=dt, phase=Phase.FORWARD)
+    layer_f, layer_b = perf.ops_s(fwd), perf.ops_s(backward_ops(fwd))
+    head = {op.name: op for op in head_ops(model, b * n, dtype=dt)}
+    first = [head["embedding"]]
+    last = [head[k] for k in ("final_norm", "lm_head", "logits_softmax")]
+    per_stage = model.layers / world
+    f = np.array([[per_stage * layer_f + perf.ops_s(first if s == 0 else [])
+                   + perf.ops_s(last if s == world - 1 else [])] for s in range(world)])
+    bw = np.array([[per_stage * layer_b + perf.ops_s(backward_ops(first) if s == 0 else [])
+                    + perf.ops_s(backward_ops(last) if s == world - 1 else [])] for s in range(world)])
+    hop = float(perf.collective_s("send_recv", 4.0 * b * n * model.hidden, 2))
+    pc = param_counts(model)
+    stage_params = [pc.embedding + pc.per_layer * per_stage, pc.per_layer * per_stage + pc.lm_head + pc.other]
+    adam = max(perf.ops_s(optimizer_ops(p, Precision.preset("fp32"))) for p in stage_params)
+    res = simulate_pipeline(f, bw, micro_batches, "1f1b", p2p_s=hop, blocking_p2p=False, tail_s=float(adam))
+    return res.step_s, res.bubble_s
+
+
 def default_calibration() -> Calibration:
     """The newest measured CPU calibration under calibrations/measured."""
     found = []
@@ -164,6 +195,13 @@ def _row(case: Case, timing: dict, cal: Calibration, ddp_perf: Perf, threads: in
     clock (waiting for the peer is part of the step): their median is over the steps during which other processes
     kept less than a quarter core busy (measured from /proc/stat), or over all steps when fewer than 3 were."""
     spread = f"spread {timing['spread']:.1%} (IQR/median) over {timing['repeats']} repeats"
+    if case.phase == "pp":
+        pred, bubble = predict_pp(ddp_perf, case)
+        which = (f"median of the {timing['quiet_steps']} undisturbed of {timing['steps']} steps" if timing["quiet_steps"]
+                 else f"median of all {timing['steps']} steps (fewer than 3 undisturbed)")
+        note = (f"{which}, wall clock, {spread}; 2 gloo stages x 1 thread, 1F1B over {PP_MICRO_BATCHES} micro-batches "
+                f"of {case.batch}; bubble {bubble * 1e3:.1f} ms of the prediction")
+        return Row(ddp_perf.name, case.name, METRIC[case.phase], timing["median_s"], pred, "s", note)
     if case.phase == "ddp":
         pred, comm = predict_ddp(ddp_perf, case, 2)
         which = (f"median of the {timing['quiet_steps']} undisturbed of {timing['steps']} steps" if timing["quiet_steps"]
@@ -183,4 +221,5 @@ def _this_cpu() -> str:
     return device_name("cpu")
 
 
-__all__ = ["SIZES", "Case", "ddp_buckets", "default_calibration", "local_suite", "predict", "predict_ddp", "spec"]
+__all__ = ["SIZES", "Case", "ddp_buckets", "default_calibration", "local_suite", "predict", "predict_ddp", "predict_pp",
+           "spec"]

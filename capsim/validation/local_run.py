@@ -28,7 +28,7 @@ def measure(cases: list, threads: int, repeats: int, ddp_timeout_s: float = 600.
                                             if quiet is not None else "")]
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    single = [c for c in cases if c.phase != "ddp"]
+    single = [c for c in cases if c.phase not in ("ddp", "pp")]
     load = OtherLoad()
     try:
         calls = [workload(DecoderConfig(**c.config()), c.phase, c.batch, c.length) for c in single]
@@ -36,13 +36,15 @@ def measure(cases: list, threads: int, repeats: int, ddp_timeout_s: float = 600.
     finally:
         torch.set_num_threads(before)
     notes.append(_busy_note("single-process rows", load.cores()))
-    ddp = [c for c in cases if c.phase == "ddp"]
-    if ddp:
+    for phase, what in (("ddp", "data-parallel rows"), ("pp", "pipeline-parallel rows")):
+        group = [c for c in cases if c.phase == phase]
+        if not group:
+            continue
         quiet = wait_quiet(max_wait_s=quiet_wait_s)
         load = OtherLoad()
-        timed.update(_measure_ddp(ddp, repeats, ddp_timeout_s))
-        notes.append(_busy_note("data-parallel rows", load.cores())
-                     + (f" (before starting: {quiet:.2f} cores)" if quiet is not None else ""))
+        timed.update(_measure_parallel(group, phase, repeats, ddp_timeout_s))
+        notes.append(_busy_note(what, load.cores()) + (f" (before starting: {quiet:.2f} cores)"
+                                                       if quiet is not None else ""))
     return [timed[c] for c in cases], notes
 
 
@@ -52,12 +54,14 @@ def _busy_note(what: str, cores: float | None) -> str:
     return f"{what}: other processes kept {cores:.2f} of {os.cpu_count()} cores busy on average"
 
 
-def _measure_ddp(cases: list, repeats: int, timeout_s: float) -> dict[Any, dict]:
-    """Per case: the median over the steps no other process disturbed (else over all steps), with counts."""
+def _measure_parallel(cases: list, phase: str, repeats: int, timeout_s: float) -> dict[Any, dict]:
+    """Two gloo processes (data or pipeline parallel) per case: the median over the steps no other process
+    disturbed (else over all steps), with counts."""
     from capsim.calibration.comm import spawn_workers
-    from kernels.local_bench import ddp_worker, undisturbed
+    from kernels.local_bench import PP_MICRO_BATCHES, ddp_worker, pp_worker, undisturbed
 
-    plan = [{"id": i, "config": c.config(), "batch": c.batch, "length": c.length} for i, c in enumerate(cases)]
+    plan = [{"id": i, "config": c.config(), "batch": c.batch, "length": c.length, "micro_batches": PP_MICRO_BATCHES}
+            for i, c in enumerate(cases)]
     out: dict[Any, dict] = {}
 
     def keep(s: dict) -> None:
@@ -66,5 +70,6 @@ def _measure_ddp(cases: list, repeats: int, timeout_s: float) -> dict[Any, dict]
                                "all_steps_median_s": sorted(s["steps_s"])[len(s["steps_s"]) // 2],
                                "process_cpu_s": s["process_cpu_s"]}
 
-    spawn_workers(ddp_worker, 2, (plan, max(3 * repeats, 15), timeout_s), timeout_s, keep)
+    worker = ddp_worker if phase == "ddp" else pp_worker
+    spawn_workers(worker, 2, (plan, max(3 * repeats, 15), timeout_s), timeout_s, keep)
     return out
