@@ -81,7 +81,7 @@ def test_no_request_lost_or_finished_twice_and_kv_blocks_conserved(cfg):
     assert fleet.req.gen == [int(x) for x in wl.output_tokens]
     for rep in fleet.replicas:
         assert rep.kv.used == 0 and not rep.kv.ids and not rep.waiting and not rep.prefilling
-    t = np.array([(u, rep.kv.total) for rep in fleet.replicas for *_, u in rep.timeline])
+    t = np.array([(u, rep.kv.total) for rep in fleet.replicas for u in rep.timeline[4::5]])
     assert (t[:, 0] >= 0).all() and (t[:, 0] <= t[:, 1]).all()
     req = fleet.req
     order = np.asarray(req.arrival) <= np.asarray(req.start_s)

@@ -153,6 +153,8 @@ class StepTable:
         self.pair_s = (4.0 * self.q_dim / (self.main.peak(plan.dtype) * np.maximum(eff, 1e-300))).tolist()
         self.kernels = {(p, d): float(kernels_per_step(model, plan, p, d)) for p in (0, 1) for d in (0, 1)}
         e = self.engine
+        # Dispatch seconds of a step by 2 x (has prefill) + (has decodes): one list index per step.
+        self._dispatch = [self.kernels[(p, d)] * e.kernel_dispatch_s for p in (0, 1) for d in (0, 1)]
         self.oh0, self.oh1 = e.step_overhead_s, e.sequence_overhead_s
         self.graphs, self.graph_max = bool(e.cuda_graphs), int(e.cuda_graph_max_batch)
         self._dec_coef: dict[int, tuple[float, float, float, float, float]] = {}
@@ -235,9 +237,9 @@ class StepTable:
 
     def dispatch_s(self, prefill_tokens: int, decode_seqs: int) -> float:
         """CPU dispatch time of a step's kernels outside a CUDA graph (0 when the step replays one)."""
-        if self.graphs and prefill_tokens == 0 and decode_seqs <= self.graph_max:
+        if prefill_tokens == 0 and self.graphs and decode_seqs <= self.graph_max:
             return 0.0
-        return self.kernels[(int(prefill_tokens > 0), int(decode_seqs > 0))] * self.engine.kernel_dispatch_s
+        return self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
 
     def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float]:
         """Per batch size: (base, compute slope, memory intercept, memory slope, dispatch) of a decode step."""

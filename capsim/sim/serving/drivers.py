@@ -57,7 +57,7 @@ def run_events(rep: Replica) -> Generator[Any, Any, None]:
             yield from interruptible_run(rep)
         else:  # the reference: one decode step, priced on its own
             t0, b = env.now, len(kv.ids)
-            rep.timeline.append((t0, b, len(rep.prefilling), len(rep.waiting), kv.used))
+            rep.timeline += (t0, b, len(rep.prefilling), len(rep.waiting), kv.used)
             dur = rep.table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
             yield env.timeout(dur)
             rep.clock = env.now

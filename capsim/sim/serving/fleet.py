@@ -221,7 +221,7 @@ def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: 
     finally:
         if enabled:
             gc.enable()
-    lost = fleet.req.n - sum(1 for c in fleet.fin_count if c == 1)
+    lost = fleet.req.n - fleet.fin_count.count(1)
     if lost:
         raise RuntimeError(f"serving simulation lost or double-finished {lost} requests")
     price = cfg.price_usd_per_gpu_hour if cfg.price_usd_per_gpu_hour is not None else accelerator.price_usd_per_hour

@@ -54,10 +54,15 @@ class DecodeSet:
 
     def cum_demand(self, k: int) -> int:
         """New blocks the next ``k`` decode steps need (each block_size steps need one block per sequence)."""
-        full, part = divmod(k, self.bs)
+        bs = self.bs
+        full, part = divmod(k, bs)
         out = full * len(self.ids)
-        if part:
-            out += sum(self._order()[:part])
+        if part:  # the first ``part`` residues of _order(): r0 down to r0 - part + 1, wrapping below 0
+            r0, cnt = (-self.steps) % bs, self.cnt
+            if part <= r0 + 1:
+                out += sum(cnt[r0 - part + 1:r0 + 1])
+            else:
+                out += sum(cnt[:r0 + 1]) + sum(cnt[bs - part + r0 + 1:])
         return out
 
     def steps_until_short(self, free: int | None = None) -> int:

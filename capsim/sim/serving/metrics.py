@@ -3,7 +3,6 @@ per-replica utilization, batch size, KV-cache occupancy and queue length over ti
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -49,24 +48,21 @@ def _weighted_stats(name: str, values: np.ndarray, weights: np.ndarray, out: dic
         out[f"{name}_p{p}_s"] = float(v[min(np.searchsorted(cw, p / 100 * cw[-1]), len(v) - 1)])
 
 
-def _flat(values: Any, count: int) -> np.ndarray:
-    return np.fromiter(itertools.chain.from_iterable(values), float, count)
+def _flat(lists: list[list[float]]) -> np.ndarray:
+    return np.concatenate([np.fromiter(x, float, len(x)) for x in lists]) if lists else np.zeros(0)
 
 
 def itl_samples(fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
     """Every inter-token gap with its weight (sequences that saw it): first gaps of decode runs stored as they
     happened, later steps of each run expanded from its closed-form lines in one vectorised pass."""
     reps = fleet.replicas
-    vals = [_flat((r.itl_gap for r in reps), sum(len(r.itl_gap) for r in reps))]
-    wts = [_flat((r.itl_weight for r in reps), sum(len(r.itl_weight) for r in reps))]
-    runs = [run for r in reps for run in r.itl_runs]
+    vals, wts = [_flat([r.itl_gap for r in reps])], [_flat([r.itl_weight for r in reps])]
     for nlines in (2, 3):  # two lines with CUDA graphs, three with the CPU-dispatch floor
-        group = [run for run in runs if len(run[2]) == nlines]
-        if not group:
+        kb = np.concatenate([np.array(r.itl_kb[nlines], np.int64) for r in reps]).reshape(-1, 2)
+        if not len(kb):
             continue
-        ks = np.fromiter((k - 1 for k, _, _ in group), np.int64, len(group))
-        bs = np.fromiter((b for _, b, _ in group), float, len(group))
-        lines = _flat((x for _, _, ln in group for x in ln), 2 * nlines * len(group)).reshape(-1, nlines, 2)
+        ks, bs = kb[:, 0], kb[:, 1].astype(float)
+        lines = np.concatenate([np.array(r.itl_ab[nlines], float) for r in reps]).reshape(-1, nlines, 2)
         j = np.arange(ks.sum(), dtype=float) - np.repeat(np.cumsum(ks) - ks, ks) + 1.0
         out = np.repeat(lines[:, 0, 0], ks) + np.repeat(lines[:, 0, 1], ks) * j
         for i in range(1, nlines):
@@ -97,10 +93,8 @@ def request_frame(fleet: Fleet) -> pd.DataFrame:
 
 def timeline_frame(fleet: Fleet) -> pd.DataFrame:
     cols = ["time_s", "decoding", "prefilling", "waiting", "kv_blocks_used"]
-    sizes = [len(r.timeline) for r in fleet.replicas]
-    flat = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(r.timeline)
-                                                     for r in fleet.replicas), float, 5 * sum(sizes))
-    data = flat.reshape(-1, 5)
+    sizes = [len(r.timeline) // 5 for r in fleet.replicas]
+    data = np.concatenate([np.fromiter(r.timeline, float, len(r.timeline)) for r in fleet.replicas]).reshape(-1, 5)
     df = pd.DataFrame({"time_s": data[:, 0], "replica": np.repeat(np.arange(len(sizes)), sizes)})
     for i, c in enumerate(cols[1:], start=1):
         df[c] = data[:, i].astype(np.int64)
