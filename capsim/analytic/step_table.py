@@ -79,9 +79,11 @@ def pieces_sum(pieces: list[Piece], m: int | None = None) -> float:
     """Summed time of the first ``m`` steps (all when None)."""
     total = 0.0
     for s, e, a, b in pieces:
-        if m is not None and m <= s:
-            break
-        total += _line_sum(s, e if m is None else min(e, m), a, b)
+        if m is not None:
+            if m <= s:
+                break
+            e = min(e, m)
+        total += (e - s) * a + b * (s + e - 1) * (e - s) / 2.0  # _line_sum, inlined (the hot path)
     return total
 
 
@@ -241,27 +243,28 @@ class StepTable:
             return 0.0
         return self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
 
-    def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float]:
-        """Per batch size: (base, compute slope, memory intercept, memory slope, dispatch) of a decode step."""
+    def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float, float]:
+        """Per batch size: (base, compute slope, memory intercept, memory slope, dispatch, dispatch + overhead)
+        of a decode step."""
         co = self._dec_coef.get(seqs)
         if co is None:
             b, L = float(seqs), self.layers
             icpt, slope = self.dec_mem
             base = self.token_time(seqs) + self.logit_time(seqs) + L * self.attn_launch_s + self.overhead_s(seqs)
+            cpu = self.dispatch_s(0, seqs)
             co = (base, L * self._pair_s(seqs), L * (icpt + slope * 2.0 * b * self.q_dim * self.act_bytes),
-                  L * slope * 2.0 * self.kv_dim * self.kv_bytes, self.dispatch_s(0, seqs))
+                  L * slope * 2.0 * self.kv_dim * self.kv_bytes, cpu, cpu + self.overhead_s(seqs))
             self._dec_coef[seqs] = co
         return co
 
     def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
         ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
-        base, comp, m0, m1, cpu = self._decode_coef(seqs)
-        x0 = kv_sum0 + seqs
-        lines = ((base + comp * x0, comp * seqs), (base + m0 + m1 * x0, m1 * seqs))
-        if cpu > 0:
-            return (*lines, (cpu + self.overhead_s(seqs), 0.0))
-        return lines
+        co = self._dec_coef.get(seqs) or self._decode_coef(seqs)
+        base, comp, x0 = co[0], co[1], kv_sum0 + seqs
+        if co[4] > 0:
+            return ((base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs), (co[5], 0.0))
+        return (base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs)
 
     def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[Lines, list[Piece], float]:
         """A run of ``k`` decode steps: its lines, their envelope, and its total time (closed form)."""
@@ -273,11 +276,28 @@ class StepTable:
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
                logits: int | None = None) -> float:
         """One step's total seconds (equal to iteration_time(...).total_s for the same shape)."""
+        # The same arithmetic as token_time + logit_time + layers x (prefill_attention_s + decode_attention_s),
+        # then dispatch_s and overhead_s, written out: this runs once per prompt step of the simulation.
         rows = prefill_seqs + decode_seqs if logits is None else logits
-        gpu = (self.token_time(prefill_tokens + decode_seqs) + self.logit_time(rows)
-               + self.layers * (self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens)
-                                + self.decode_attention_s(decode_seqs, decode_kv_tokens)))
-        return max(gpu, self.dispatch_s(prefill_tokens, decode_seqs)) + self.overhead_s(prefill_seqs + decode_seqs)
+        n = prefill_tokens + decode_seqs
+        tok = self.tok[n] if n < len(self.tok) else self._beyond("token", n)
+        logit = self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
+        pa = da = 0.0
+        if prefill_tokens > 0:
+            nbytes = (2.0 * prefill_tokens * self.q_dim * self.act_bytes
+                      + 2.0 * prefill_kv_tokens * self.kv_dim * self.kv_bytes)
+            icpt, slope = self.mem
+            pa = self.attn_launch_s + max(prefill_pairs * self._pair_s(prefill_tokens), icpt + slope * nbytes)
+        if decode_seqs > 0:
+            icpt, slope = self.dec_mem
+            nbytes = 2.0 * decode_seqs * self.q_dim * self.act_bytes + 2.0 * decode_kv_tokens * self.kv_dim * self.kv_bytes
+            da = self.attn_launch_s + max(decode_kv_tokens * self._pair_s(decode_seqs), icpt + slope * nbytes)
+        gpu = tok + logit + self.layers * (pa + da)
+        if prefill_tokens == 0 and self.graphs and decode_seqs <= self.graph_max:
+            cpu = 0.0
+        else:
+            cpu = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
+        return max(gpu, cpu) + (self.oh0 + self.oh1 * (prefill_seqs + decode_seqs))
 
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]
