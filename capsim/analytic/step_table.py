@@ -104,7 +104,7 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
     after m steps), or the run's length when it ends first. Solves the quadratic of each piece's partial sum."""
     done = 0.0
     for s, e, a, b in pieces:
-        whole = _line_sum(s, e, a, b)
+        whole = (e - s) * a + b * (s + e - 1) * (e - s) / 2.0  # _line_sum(s, e, a, b), inlined
         if done + whole < target:
             done += whole
             continue

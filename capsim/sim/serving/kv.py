@@ -75,8 +75,11 @@ class DecodeSet:
 
     def run_length(self) -> int:
         """Decode steps until the batch next changes on its own: a sequence finishes or blocks run short."""
-        k = self.steps_until_finish()
-        if len(self.ids) * (k // self.bs + 1) <= self.total - self.used:
+        heap, ids, epoch = self.heap, self.ids, self.req.epoch
+        while heap and (heap[0][1] not in ids or heap[0][2] != epoch[heap[0][1]]):  # steps_until_finish, inlined
+            heapq.heappop(heap)
+        k = heap[0][0] - self.steps
+        if len(ids) * (k // self.bs + 1) <= self.total - self.used:
             return k  # enough free blocks for every step until then
         return min(k, self.steps_until_short())
 
@@ -91,7 +94,9 @@ class DecodeSet:
         req = self.req
         c = req.todo[rid]
         off = c - self.steps
-        req.c_join[rid], req.d_join[rid], req.g_join[rid] = c, self.steps, req.gen[rid]
+        req.c_join[rid] = c
+        req.d_join[rid] = self.steps
+        req.g_join[rid] = req.gen[rid]
         self.ids[rid] = None
         self.sum_off += off
         self.cnt[off % self.bs] += 1

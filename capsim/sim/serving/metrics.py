@@ -32,8 +32,9 @@ class ServingResult:
 def _stats(name: str, values: np.ndarray, out: dict[str, Any]) -> None:
     v = values[np.isfinite(values)]
     out[f"{name}_mean_s"] = float(v.mean()) if len(v) else math.nan
-    for p in PERCENTILES:
-        out[f"{name}_p{p}_s"] = float(np.percentile(v, p)) if len(v) else math.nan
+    pct = np.percentile(v, PERCENTILES) if len(v) else [math.nan] * len(PERCENTILES)  # one partition for all
+    for p, x in zip(PERCENTILES, pct, strict=True):
+        out[f"{name}_p{p}_s"] = float(x)
 
 
 def _weighted_stats(name: str, values: np.ndarray, weights: np.ndarray, out: dict[str, Any]) -> None:
@@ -42,10 +43,10 @@ def _weighted_stats(name: str, values: np.ndarray, weights: np.ndarray, out: dic
         _stats(name, np.array([]), out)
         return
     order = np.argsort(values)
-    v, cw = values[order], np.cumsum(weights[order])
+    cw = np.cumsum(weights[order])
     out[f"{name}_mean_s"] = float(np.dot(values, weights) / weights.sum())
     for p in PERCENTILES:
-        out[f"{name}_p{p}_s"] = float(v[min(np.searchsorted(cw, p / 100 * cw[-1]), len(v) - 1)])
+        out[f"{name}_p{p}_s"] = float(values[order[min(np.searchsorted(cw, p / 100 * cw[-1]), len(values) - 1)]])
 
 
 def _flat(lists: list[list[float]]) -> np.ndarray:

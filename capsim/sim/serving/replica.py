@@ -120,9 +120,10 @@ class Replica:
         m = steps_to_reach(pieces, elapsed)
         if m >= k:
             return k
-        free = self.kv.free - self.kv.cum_demand(m)
+        kv = self.kv
+        free = kv.total - kv.used - kv.cum_demand(m)
         if self.sarathi:
-            free -= self.kv.demand(m)
+            free -= kv.cnt[(-(kv.steps + m)) % kv.bs]  # kv.demand(m)
         return m if self._admissible(free, rid) else k
 
     def absorb(self) -> None:
@@ -160,11 +161,12 @@ class Replica:
         kv = self.kv
         b, k = len(kv.ids), kv.run_length()
         self.timeline += (t0, b, len(self.prefilling), len(self.waiting), kv.used)
-        lines, pieces, dur = self.table.decode_run(b, kv.context_sum(), k)
+        lines, pieces, dur = self.table.decode_run(b, kv.sum_off + b * kv.steps, k)  # kv.context_sum()
         if k > 1 and not self.waiting and self.inext < len(self.incoming):
             rid = self.incoming[self.inext]  # the next arrival becomes the head of the queue
-            if self.req.arrival[rid] < t0 + dur:
-                m = self._cut_at(pieces, k, self.req.arrival[rid] - t0, rid)
+            arrive = self.req.arrival[rid]
+            if arrive < t0 + dur:
+                m = self._cut_at(pieces, k, arrive - t0, rid)
                 if m < k:
                     return m, b, lines, pieces_sum(pieces, m), True
         return k, b, lines, dur, False
@@ -179,7 +181,10 @@ class Replica:
     def close_run(self, t0: float, k: int, b: int, lines: Any, dur: float) -> None:
         """Book a decode run of k steps that started at t0: inter-token gaps, busy time, finishes, blocks."""
         if k > 1:
-            self.book_itl_run(k, b, lines)
+            self.itl_kb[len(lines)] += (k - 1, b)  # book_itl_run, inlined
+            ab = self.itl_ab[len(lines)]
+            for line in lines:
+                ab += line
             first = max(lines)[0]  # the largest intercept: step 0's time
         else:
             first = dur
@@ -280,7 +285,7 @@ class Replica:
             kv_read += c + q
             completing += c + q == req.todo[rid]
         b = len(kv.ids) if with_decode else 0
-        dkv = kv.context_sum() + b if b else 0
+        dkv = kv.sum_off + b * kv.steps + b if b else 0  # kv.context_sum() + b
         dt = self.table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
         if b:
             kv.used += kv.demand(0)
