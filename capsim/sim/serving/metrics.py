@@ -64,12 +64,16 @@ def itl_samples(fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
             continue
         ks, bs = kb[:, 0], kb[:, 1].astype(float)
         lines = np.concatenate([np.array(r.itl_ab[nlines], float) for r in reps]).reshape(-1, nlines, 2)
-        j = np.arange(ks.sum(), dtype=float) - np.repeat(np.cumsum(ks) - ks, ks) + 1.0
-        out = np.repeat(lines[:, 0, 0], ks) + np.repeat(lines[:, 0, 1], ks) * j
+        starts = np.cumsum(ks) - ks  # each run's first sample (every run has ks >= 1 samples)
+        run = np.zeros(int(ks.sum()), np.int64)  # the run of each sample: a cumulative sum of run starts
+        run[starts[1:]] = 1
+        np.cumsum(run, out=run)
+        j = np.arange(len(run), dtype=float) - starts[run] + 1.0  # steps 1..k-1 of each run
+        out = lines[run, 0, 0] + lines[run, 0, 1] * j
         for i in range(1, nlines):
-            np.maximum(out, np.repeat(lines[:, i, 0], ks) + np.repeat(lines[:, i, 1], ks) * j, out=out)
+            np.maximum(out, lines[run, i, 0] + lines[run, i, 1] * j, out=out)
         vals.append(out)
-        wts.append(np.repeat(bs, ks))
+        wts.append(bs[run])
     return np.concatenate(vals), np.concatenate(wts)
 
 
