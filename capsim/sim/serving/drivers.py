@@ -93,28 +93,32 @@ def run_ahead(rep: Replica) -> Generator[Any, Any, None]:
 def run_alone(rep: Replica) -> None:
     """Advance ``rep`` through its steps and decode runs on its own clock until its last request finishes."""
     kv, incoming, arrival = rep.kv, rep.incoming, rep.req.arrival
+    waiting, prefilling, ids = rep.waiting, rep.prefilling, kv.ids
+    plan, begin_step, end_step, plan_run, close_run = rep.plan, rep.begin_step, rep.end_step, rep.plan_run, \
+        rep.close_run
     n_in = len(incoming)
     rep.clock = rep.env.now
     while True:
         if rep.inext < n_in and arrival[incoming[rep.inext]] <= rep.clock:
             rep.absorb()
-        if not (rep.waiting or rep.prefilling or kv.ids):
+        if not (waiting or prefilling or ids):
             if rep.inext >= n_in:
                 return  # nothing more will arrive
             rep.clock = arrival[incoming[rep.inext]]
             continue
-        step = rep.plan()
+        step = plan()
         if step is None:
             _stuck(rep)
             continue
         if step[0] != "decode":
-            dt, b = rep.begin_step(step[1], step[2])
+            dt, b = begin_step(step[1], step[2])
             rep.clock += dt
-            rep.end_step(step[1], b, dt)
+            end_step(step[1], b, dt)
         else:
-            k, b, lines, dur, _ = rep.plan_run(rep.clock)
-            rep.close_run(rep.clock, k, b, lines, dur)
-            rep.clock += dur
+            t0 = rep.clock
+            k, b, lines, dur, _ = plan_run(t0)
+            close_run(t0, k, b, lines, dur)
+            rep.clock = t0 + dur
 
 
 def run_static(rep: Replica) -> Generator[Any, Any, None]:

@@ -122,8 +122,11 @@ class DecodeSet:
         if allocate:
             self.used += self.cum_demand(k)
         self.steps += k
+        heap = self.heap
+        if not heap or heap[0][0] > self.steps:
+            return []  # the common case: nobody finished
         done = []
-        heap, req = self.heap, self.req
+        req = self.req
         while heap and heap[0][0] <= self.steps:
             _, rid, epoch = heapq.heappop(heap)
             if rid in self.ids and epoch == req.epoch[rid]:

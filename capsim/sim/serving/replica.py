@@ -297,8 +297,14 @@ class Replica:
         req, kv = self.req, self.kv
         self.busy_s += dt
         if b:
-            self._decode_emitted(self.clock, b)
-            self.finish_all(kv.advance(1, allocate=False), self.clock)
+            if self.fresh:
+                self._decode_emitted(self.clock, b)
+            else:  # _decode_emitted's common case, inlined
+                self.itl_gap.append(self.clock - self.last_decode_end)
+                self.itl_weight.append(b)
+            done = kv.advance(1, allocate=False)
+            if done:
+                self.finish_all(done, self.clock)
             self.last_decode_end = self.clock
         for rid, q in chunks:
             req.done[rid] += q
@@ -320,7 +326,8 @@ class Replica:
             else:
                 self.fleet.transfer(rid)
             return
-        self._join(rid)
+        self.kv.join(rid)  # _join, inlined
+        self.fresh.append(rid)
 
     def _join(self, rid: int) -> None:
         self.kv.join(rid)
