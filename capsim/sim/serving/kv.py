@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-import math
 
 from capsim.sim.serving.state import Requests
 
@@ -112,7 +111,7 @@ class DecodeSet:
         off = req.c_join[rid] - req.d_join[rid]
         self.sum_off -= off
         self.cnt[off % self.bs] -= 1
-        self.used -= math.ceil(c / self.bs)
+        self.used -= -(-c // self.bs)  # blocks of c tokens: integer ceil
         req.epoch[rid] += 1
         return c
 

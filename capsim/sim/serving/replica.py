@@ -143,7 +143,7 @@ class Replica:
             return False
         if self.sarathi and not self.decode_only and len(self.kv.ids) >= cfg.budget:
             return False
-        return math.ceil(req.todo[rid] / cfg.block_size) <= free - cfg.watermark_blocks
+        return -(-req.todo[rid] // cfg.block_size) <= free - cfg.watermark_blocks  # blocks: integer ceil
 
     # --- the engine loop ---------------------------------------------------------------------------
     def idle_event(self) -> Any:
@@ -206,7 +206,7 @@ class Replica:
         if self.decode_only:
             while self.waiting and self._admissible(kv.free):
                 rid = self.waiting.popleft()
-                kv.used += math.ceil(self.req.todo[rid] / cfg.block_size)
+                kv.used += -(-self.req.todo[rid] // cfg.block_size)
                 self._join(rid)
         elif self.sarathi:
             b = len(kv.ids)
@@ -214,7 +214,8 @@ class Replica:
                 self._preempt_if_short()
                 b = len(kv.ids)
             if self.prefilling or self.waiting:
-                chunks = self._chunks(cfg.budget - b, kv.free - (kv.demand(0) if b else 0))
+                free = kv.total - kv.used - (kv.cnt[(-kv.steps) % kv.bs] if b else 0)  # after the decodes' blocks
+                chunks = self._chunks(cfg.budget - b, free)
                 if chunks:
                     return "prefill", chunks, b > 0
             return DECODE if b else None
@@ -238,7 +239,7 @@ class Replica:
         seats = cfg.max_seqs - len(self.kv.ids) - len(self.prefilling)
         while self.waiting and budget > 0 and seats > 0:
             rid = self.waiting[0]
-            need = math.ceil(req.todo[rid] / cfg.block_size)
+            need = -(-req.todo[rid] // cfg.block_size)
             if need > free - cfg.watermark_blocks:
                 break
             if self.whole_prompts and req.todo[rid] > budget and chunks:
@@ -320,7 +321,7 @@ class Replica:
         if req.first_s[rid] != req.first_s[rid]:
             req.first_s[rid] = now
         if req.gen[rid] >= req.output[rid] or self.prefill_only:
-            self.kv.used -= math.ceil(req.todo[rid] / self.cfg.block_size)
+            self.kv.used -= -(-req.todo[rid] // self.cfg.block_size)
             if req.gen[rid] >= req.output[rid]:
                 self.finish_all([rid], now)
             else:
