@@ -23,6 +23,7 @@ from capsim.analytic.serving import (
     comm_tier,
     engine_perf,
     kernels_per_step,
+    kv_reads_per_token,
     layer_token_ops,
     pp_comm_s,
     tp_comm_s,
@@ -145,6 +146,7 @@ class StepTable:
         self.heads = model.heads / plan.tp
         self.q_dim = self.heads * model.head_dim
         self.kv_dim = max(model.kv_heads / plan.tp, 1.0) * model.head_dim
+        self.dec_kv_dim = self.kv_dim * kv_reads_per_token(model, plan, self.engine)  # KV the decode kernel streams
         self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
         self.attn_launch_s = self.main.params.attention.launch_s
         self.mem = self._affine(self.main)
@@ -231,7 +233,7 @@ class StepTable:
         if seqs <= 0:
             return 0.0
         icpt, slope = self.dec_mem
-        nbytes = 2.0 * seqs * self.q_dim * self.act_bytes + 2.0 * kv_tokens * self.kv_dim * self.kv_bytes
+        nbytes = 2.0 * seqs * self.q_dim * self.act_bytes + 2.0 * kv_tokens * self.dec_kv_dim * self.kv_bytes
         return self.attn_launch_s + max(kv_tokens * self._pair_s(seqs), icpt + slope * nbytes)
 
     def overhead_s(self, seqs: int) -> float:
@@ -253,7 +255,7 @@ class StepTable:
             base = self.token_time(seqs) + self.logit_time(seqs) + L * self.attn_launch_s + self.overhead_s(seqs)
             cpu = self.dispatch_s(0, seqs)
             co = (base, L * self._pair_s(seqs), L * (icpt + slope * 2.0 * b * self.q_dim * self.act_bytes),
-                  L * slope * 2.0 * self.kv_dim * self.kv_bytes, cpu, cpu + self.overhead_s(seqs))
+                  L * slope * 2.0 * self.dec_kv_dim * self.kv_bytes, cpu, cpu + self.overhead_s(seqs))
             self._dec_coef[seqs] = co
         return co
 
@@ -290,7 +292,8 @@ class StepTable:
             pa = self.attn_launch_s + max(prefill_pairs * self._pair_s(prefill_tokens), icpt + slope * nbytes)
         if decode_seqs > 0:
             icpt, slope = self.dec_mem
-            nbytes = 2.0 * decode_seqs * self.q_dim * self.act_bytes + 2.0 * decode_kv_tokens * self.kv_dim * self.kv_bytes
+            nbytes = (2.0 * decode_seqs * self.q_dim * self.act_bytes
+                      + 2.0 * decode_kv_tokens * self.dec_kv_dim * self.kv_bytes)
             da = self.attn_launch_s + max(decode_kv_tokens * self._pair_s(decode_seqs), icpt + slope * nbytes)
         gpu = tok + logit + self.layers * (pa + da)
         if prefill_tokens == 0 and self.graphs and decode_seqs <= self.graph_max:
