@@ -116,9 +116,17 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
         else:
             m = math.ceil(left / a0)
         m = min(max(m, 1), e - s)
-        while m > 1 and _line_sum(s, s + m - 1, a, b) >= left:  # guard the rounding of the root
+        # Guard the rounding of the root: _line_sum(s, s + m - 1, a, b) >= left, and _line_sum(s, s + m, a, b) <
+        # left, written out (the same arithmetic; this runs once per arrival that cuts a decode run).
+        while m > 1:
+            f = s + m - 1
+            if (f - s) * a + b * (s + f - 1) * (f - s) / 2.0 < left:
+                break
             m -= 1
-        while m < e - s and _line_sum(s, s + m, a, b) < left:
+        while m < e - s:
+            f = s + m
+            if (f - s) * a + b * (s + f - 1) * (f - s) / 2.0 >= left:
+                break
             m += 1
         return max(s + m, 1)
     return pieces[-1][1] if pieces else 1

