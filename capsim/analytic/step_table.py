@@ -278,9 +278,26 @@ class StepTable:
 
     def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[Lines, list[Piece], float]:
         """A run of ``k`` decode steps: its lines, their envelope, and its total time (closed form)."""
-        lines = self.decode_lines(seqs, kv_sum0)
-        pieces = envelope(lines, k)
-        return lines, pieces, pieces_sum(pieces)
+        co = self._dec_coef.get(seqs) or self._decode_coef(seqs)
+        if co[4] > 0 or k <= 1:  # three lines (CPU-dispatch floor) or a single step: the general path
+            lines = self.decode_lines(seqs, kv_sum0)
+            pieces = envelope(lines, k)
+            return lines, pieces, pieces_sum(pieces)
+        # decode_lines, envelope and pieces_sum for two lines, written out with the same arithmetic: the simulator
+        # runs this once per decode run.
+        base, comp, x0 = co[0], co[1], kv_sum0 + seqs
+        a1, b1, a2, b2 = base + comp * x0, comp * seqs, base + co[2] + co[3] * x0, co[3] * seqs
+        lines = ((a1, b1), (a2, b2))
+        if (a2, b2) > (a1, b1):
+            a1, b1, a2, b2 = a2, b2, a1, b1  # line 1 is the maximum at step 0
+        if b2 > b1:
+            x = math.ceil((a1 - a2) / (b2 - b1))
+            if 0 < x < k:
+                return lines, [(0, x, a1, b1), (x, k, a2, b2)], (
+                    0.0 + (x * a1 + b1 * (x - 1) * x / 2.0) + ((k - x) * a2 + b2 * (x + k - 1) * (k - x) / 2.0))
+            if x <= 0:
+                a1, b1 = a2, b2
+        return lines, [(0, k, a1, b1)], 0.0 + (k * a1 + b1 * (k - 1) * k / 2.0)
 
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
