@@ -64,6 +64,7 @@ class Op:
     count: Num = 1  # identical instances (routed experts held by this GPU)
     saved: tuple[tuple[Saved, Num], ...] = ()  # activations kept for backward, by sharding class
     causal: bool = True
+    impl: str = ""  # which variant of a memory-bound op (the model's norm or MLP activation); "" = generic
 
     @property
     def bytes(self) -> Num:
@@ -117,6 +118,14 @@ def gemm(name: str, m: Num, n: Num, k: Num, dtype: DType, act_bytes: float, weig
     """A linear layer: activations [m, k] times weights [k, n]."""
     return Op(name, OpKind.GEMM, 2.0 * m * n * k, m * k * act_bytes + k * n * weight_bytes, m * n * act_bytes,
               (m, n, k), dtype, count, saved)
+
+
+def tag_variants(ops: list[Op], model: ModelSpec) -> list[Op]:
+    """Name the variant of each norm (layernorm/rmsnorm) and MLP activation (gelu/swiglu...) op, so a calibration
+    that timed the variants apart can price them apart (``Perf.memory_kind``)."""
+    impl = {OpKind.NORM: model.norm.value}
+    return [replace(o, impl=model.mlp.value) if o.name == "mlp_act" else
+            replace(o, impl=impl[o.kind]) if o.kind in impl else o for o in ops]
 
 
 def elementwise(name: str, elements: Num, dtype: DType, reads: float = 1.0, writes: float = 1.0,
@@ -207,7 +216,7 @@ def forward_layer_ops(model: ModelSpec, s: LayerShape, dtype: DType = DType.BF16
     ops += _mlp_ops(model, s, dtype, ab, wb)
     ops.append(elementwise("residual_mlp", hidden_elems, dtype, 2, 1, 1, ((Saved.SP, mask),),
                            extra_write_bytes=mask))
-    return ops
+    return tag_variants(ops, model)
 
 
 def attention_ops(sequences: Num, heads: Num, kv_heads: Num, q_len: Num, kv_len: Num, head_dim: int,
@@ -283,7 +292,8 @@ def serving_layer_ops(model: ModelSpec, batch: StepBatch, tp: Num = 1, dtype: DT
            gemm("qkv", n, qd + 2 * kvd, h, cdt, ab, wb)]
     if model.position is Position.ROPE:
         ops.append(elementwise("rope", n * (qd + kvd), dtype, 1, 1, 3))
-    ops.append(Op("kv_cache_write", OpKind.ELEMENTWISE, 0.0, 2 * n * kvd * ab, 2 * n * kvd * kvb, (n * kvd,), dtype))
+    ops.append(Op("kv_cache_write", OpKind.ELEMENTWISE, 0.0, 2 * n * kvd * ab, 2 * n * kvd * kvb, (n * kvd,), dtype,
+                  impl="copy"))
     kv_read = 2 * batch.kv_tokens * kvd * kvb
     ops.append(Op("attention", OpKind.ATTENTION, 4.0 * batch.attention_pairs * qd, n * qd * ab + kv_read,
                   n * qd * ab, (batch.sequences, s.heads, n, batch.kv_tokens, d), dtype))
@@ -293,7 +303,7 @@ def serving_layer_ops(model: ModelSpec, batch: StepBatch, tp: Num = 1, dtype: DT
     mlp = _mlp_ops(model, s, cdt, ab, wb)
     ops += [replace(o, saved=()) for o in mlp]
     ops.append(elementwise("residual_mlp", n * h, dtype, 2, 1, 1))
-    return ops
+    return tag_variants(ops, model)
 
 
 def head_ops(model: ModelSpec, tokens: Num, tp: Num = 1, dtype: DType = DType.BF16,
@@ -305,7 +315,7 @@ def head_ops(model: ModelSpec, tokens: Num, tp: Num = 1, dtype: DType = DType.BF
     h, v = model.hidden, model.vocab
     ab, wb = dtype.bytes, (weight_dtype or dtype).bytes
     rows = tokens if logits_tokens is None else logits_tokens
-    return [
+    return tag_variants([
         Op("embedding", OpKind.ELEMENTWISE, 0.0, tokens * h * wb, tokens * h * ab, (tokens * h,), dtype),
         elementwise("final_norm", tokens * h, dtype, 1, 1, 5, kind=OpKind.NORM),
         gemm("lm_head", rows, v / np.asarray(tp, float), h, dtype, ab, wb),
@@ -313,7 +323,7 @@ def head_ops(model: ModelSpec, tokens: Num, tp: Num = 1, dtype: DType = DType.BF
         Op("logits_softmax", OpKind.ELEMENTWISE, 5.0 * rows * v / np.asarray(tp, float),
            rows * v / np.asarray(tp, float) * ab, rows * v / np.asarray(tp, float) * 4.0,
            (rows * v / np.asarray(tp, float),), DType.FP32),
-    ]
+    ], model)
 
 
 def training_layer_ops(model: ModelSpec, micro_batch: Num, seq_len: Num, tp: Num = 1, sp: Num = False,
@@ -339,7 +349,7 @@ def optimizer_ops(params: Num, precision: Precision) -> list[Op]:
     copy = precision.weights.bytes if precision.master_weights is not None else 0.0
     read = p * (precision.gradients.bytes + master + moments)
     written = p * (master + moments + copy)
-    return [Op("adam", OpKind.ELEMENTWISE, 12.0 * p, read, written, (p,), DType.FP32)]
+    return [Op("adam", OpKind.ELEMENTWISE, 12.0 * p, read, written, (p,), DType.FP32, impl="adam")]
 
 
 def total(ops: Iterable[Op], attr: str = "flops", kinds: Iterable[OpKind] | None = None) -> Num:

@@ -81,8 +81,10 @@ def fit_memory(nbytes: np.ndarray, time_s: np.ndarray, category: np.ndarray, ban
 
 
 def fit_alpha_beta(collective: Collective | str, nbytes: Sequence[float], group: int,
-                   time_s: Sequence[float], protocols: int = 2) -> tuple[tuple[Link, ...], float]:
+                   time_s: Sequence[float], protocols: int = 2, loss: str = "linear") -> tuple[tuple[Link, ...], float]:
     """Fit ``min_p(alpha_p + bus_factor * bytes / busbw_p)`` to one collective at one group size.
+
+    ``loss="soft_l1"`` makes the fit robust to a few samples a busy machine delayed (scipy least_squares).
 
     NCCL chooses, per message size, the fastest of its protocols (LL, LL128, Simple: low latency and low
     bandwidth, to high latency and full bandwidth; NCCL docs, "NCCL_PROTO"); two alpha-beta lines and their
@@ -120,8 +122,86 @@ def fit_alpha_beta(collective: Collective | str, nbytes: Sequence[float], group:
     lo = np.array([0.0, 1e-16] * protocols)
     hi = np.array([1.0, 1e-3] * protocols)
     x0 = np.clip(x0, lo, hi)
-    sol = least_squares(residual, x0, bounds=(lo, hi), x_scale=np.maximum(x0, 1e-16))
+    sol = least_squares(residual, x0, bounds=(lo, hi), x_scale=np.maximum(x0, 1e-16), loss=loss, f_scale=0.2)
     x = sol.x if np.sum(sol.fun**2) <= np.sum(residual(x0) ** 2) else x0  # the envelope is not smooth: keep the better
     links = tuple(sorted((Link(float(x[2 * i]), float(1.0 / x[2 * i + 1])) for i in range(protocols)),
                          key=lambda link: link.alpha_s))
     return links, float(np.sqrt(np.mean(residual(x) ** 2)))
+
+
+@dataclass(frozen=True)
+class AttentionFit:
+    curve: Curve  # fraction of peak over (query rows, keys per sequence)
+    launch_s: float
+    bandwidth_bytes_per_s: float  # achieved while reading Q, K and V (decode is bound by it)
+    rms_log_error: float
+
+
+def _attention_time(p: np.ndarray, flops, nbytes, rows, keys, peak: float):  # noqa: ANN001, ANN202
+    eff, h_rows, h_keys, launch, bw = p
+    e = eff * rows / (rows + h_rows) * keys / (keys + h_keys)
+    return launch + np.maximum(flops / (peak * e), nbytes / bw)
+
+
+def fit_attention(flops: np.ndarray, nbytes: np.ndarray, query_rows: np.ndarray, kv_per_seq: np.ndarray,
+                  time_s: np.ndarray, peak_flops_per_s: float, bandwidth_guess: float,
+                  launch_s: float | None = None, bandwidth: float | None = None) -> AttentionFit:
+    """Fit ``launch + max(flops / (peak * e * R/(R+hR) * K/(K+hK)), bytes / bw)`` (the form capsim.perf
+    evaluates) over query rows R and keys per sequence K; ``launch_s``/``bandwidth`` given are held fixed."""
+    f, b, r, kk, t = (np.asarray(x, float) for x in (flops, nbytes, query_rows, kv_per_seq, time_s))
+    fixed = {3: launch_s, 4: bandwidth}
+    lo = np.log([0.01, 1e-3, 1e-3, 1e-9, bandwidth_guess * 1e-3])
+    hi = np.log([1.0, 1e6, 1e6, 1e-2, bandwidth_guess])
+
+    def full(q: np.ndarray) -> np.ndarray:
+        p = np.exp(q)
+        return np.array([fixed[i] if fixed.get(i) is not None else p[i] for i in range(5)])
+
+    def residual(q: np.ndarray) -> np.ndarray:
+        return np.log(_attention_time(full(q), f, b, r, kk, peak_flops_per_s)) - np.log(t)
+
+    starts = [np.log([0.6, hr, hk, 5e-6, bandwidth_guess * 0.3]) for hr in (1.0, 1e3) for hk in (10.0, 300.0)]
+    sol = min((least_squares(residual, np.clip(x0, lo, hi), bounds=(lo, hi)) for x0 in starts),
+              key=lambda s: s.cost)
+    eff, h_rows, h_keys, launch, bw = full(sol.x)
+    return AttentionFit(Curve(float(eff), (float(h_rows), float(h_keys))), float(launch), float(bw),
+                        float(np.sqrt(np.mean(sol.fun**2))))
+
+
+def residual_grid(coords: tuple[np.ndarray, ...], names: tuple[str, ...], factor: np.ndarray,
+                  neighbours: int = 4, step: float = 1e-4) -> dict[str, list]:
+    """A measured residual grid (capsim.perf reads it as ``{name: axis, ..., "log_factor": values}``): the axes are
+    the samples' own log2 sizes; each node holds log(factor) of the nearest samples by inverse squared distance
+    (in log2 units), so the grid is exact at every sample and linear in log space between them. Axes are
+    rounded to ``step`` (log2 units) to keep the grid small."""
+    pts = np.log2(np.stack([np.asarray(x, float) for x in coords], axis=1))
+    logf = np.log(np.asarray(factor, float))
+    axes = []
+    for i in range(pts.shape[1]):
+        a = np.unique(np.round(pts[:, i] / step) * step)
+        axes.append(a if len(a) > 1 else np.array([a[0], a[0] + 1.0]))  # the interpolator needs two points
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
+    d2 = ((grid[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
+    kq = min(neighbours, len(pts))
+    idx = np.argpartition(d2, kq - 1, axis=1)[:, :kq]
+    w = 1.0 / (np.take_along_axis(d2, idx, axis=1) + 1e-9)
+    values = (w * logf[idx]).sum(1) / w.sum(1)
+    out: dict[str, list] = {n: [round(float(x), 4) for x in a] for n, a in zip(names, axes, strict=True)}
+    out["log_factor"] = np.round(values.reshape(tuple(len(a) for a in axes)), 4).tolist()
+    return out
+
+
+def residual_table(m: np.ndarray, n: np.ndarray, k: np.ndarray, factor: np.ndarray) -> dict[str, list]:
+    """``GemmParams.table`` for one format: a residual grid over log2 m, n and k."""
+    return residual_grid((m, n, k), ("log2_m", "log2_n", "log2_k"), factor)
+
+
+def residual_curve(nbytes: np.ndarray, factor: np.ndarray) -> dict[str, list]:
+    """``MemoryParams.table`` for one kind: the mean log factor at each measured size (log2 bytes)."""
+    x = np.round(np.log2(np.asarray(nbytes, float)), 4)
+    logf = np.log(np.asarray(factor, float))
+    axis = np.unique(x)
+    values = [float(np.mean(logf[x == v])) for v in axis]
+    if len(axis) == 1:
+        axis, values = np.array([axis[0], axis[0] + 1.0]), values * 2
+    return {"log2_bytes": [round(float(v), 4) for v in axis], "log_factor": [round(v, 4) for v in values]}

@@ -6,7 +6,8 @@
   "device": {"name": str, ...}, "host": {...}, "torch_version": str | null, "created": ISO-8601,
   "provenance": str,                       # where every number came from
   "samples": {"gemm": [...], "attention": [...], "memory": [...], "comm": [...]},   # raw, as measured
-  "fitted": DeviceParams                    # what capsim.perf reads
+  "fitted": DeviceParams,                   # what capsim.perf reads
+  "variants": {"threads=1": DeviceParams}   # optional: the same device under another setting (CPU threads)
 }
 """
 
@@ -39,14 +40,22 @@ class Calibration:
     torch_version: str | None = None
     created: str = ""
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    variants: dict[str, DeviceParams] = field(default_factory=dict)  # e.g. "threads=1" on a multi-core CPU
 
-    def perf(self) -> Perf:
-        return Perf(self.fitted)
+    def perf(self, variant: str | None = None) -> Perf:
+        """The device model; ``variant`` picks one of ``variants`` (e.g. "threads=1")."""
+        if variant is None:
+            return Perf(self.fitted)
+        if variant not in self.variants:
+            raise SpecError("calibration", f"{self.name} has no variant {variant!r}",
+                            f"known: {', '.join(self.variants) or 'none'}; re-run `capsim calibrate` to measure it")
+        return Perf(self.variants[variant])
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "name": self.name, "kind": self.kind, "device": self.device, "host": self.host,
                 "torch_version": self.torch_version, "created": self.created, "provenance": self.provenance,
-                "samples": self.samples, "fitted": self.fitted.to_dict()}
+                "samples": self.samples, "fitted": self.fitted.to_dict(),
+                **({"variants": {k: v.to_dict() for k, v in self.variants.items()}} if self.variants else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "calibration") -> Calibration:
@@ -57,7 +66,8 @@ class Calibration:
             raise SpecError(f"{source}.kind", f"{d.get('kind')!r} is not one of {KINDS}")
         return cls(name=d["name"], kind=d["kind"], device=d["device"], fitted=DeviceParams.from_dict(d["fitted"]),
                    provenance=d.get("provenance", ""), host=d.get("host", {}), torch_version=d.get("torch_version"),
-                   created=d.get("created", ""), samples=d.get("samples", {}))
+                   created=d.get("created", ""), samples=d.get("samples", {}),
+                   variants={k: DeviceParams.from_dict(v) for k, v in (d.get("variants") or {}).items()})
 
 
 def calibrations_dir() -> Path:
@@ -75,6 +85,9 @@ def write_calibration(cal: Calibration, path: str | Path) -> Path:
         with os.fdopen(fd, "w") as fh:
             json.dump(cal.to_dict(), fh, indent=1, sort_keys=False)
             fh.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; a calibration is an ordinary shared file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

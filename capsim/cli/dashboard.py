@@ -18,6 +18,8 @@ def dashboard(port: Annotated[int, typer.Option(help="Local port.")] = 8501,
     app = Path(__file__).resolve().parents[2] / "app.py"
     if not app.is_file():
         fail(f"no app.py at {app}: run capsim from a source checkout (pip install -e .)")
+    # No file watcher: it would watch the whole checkout (virtualenv included) for hot reloads nobody needs here.
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
+           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
     raise typer.Exit(subprocess.call(cmd))

@@ -9,7 +9,10 @@ import typer
 from capsim.analytic.training import FrameworkName
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.errors import SpecError
+from capsim.plan.serving import Slo, Traffic, plan_serving
 from capsim.plan.training import RankBy, plan_training
+from capsim.sim.serving.presets import get_preset
 from capsim.specs.precision import Precision
 
 plan_app = typer.Typer(help="Search layouts (training) and fleets (serving) for the best way to meet a goal.",
@@ -60,4 +63,75 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
                         [*cols[:-2], "days", "USD"], rows))
     for line in plan.explanation:
         console.print(f"- {line}")
+    return None
+
+
+def _pairs(values: list[str], field: str) -> dict[str, float]:
+    """NAME=VALUE options (e.g. --price h100=3.5) as a dict."""
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(field, f"{item!r} is not NAME=VALUE", f"write e.g. {field} h100=3.5")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SpecError(field, f"{value!r} is not a number", f"write e.g. {field} {name}=3.5") from None
+    return out
+
+
+@plan_app.command("serve")
+@guarded
+def plan_serve(model: o.Model = "",
+               rate: Annotated[float, typer.Option("--rate", help="Peak requests per second to carry.", min=0)] = 10.0,
+               workload: Annotated[str | None, typer.Option("--workload", "-w", help="A preset's lengths "
+                                                             "(chatbot, recommendation, rag-qa, azure-conv, ...).")] = "chatbot",
+               trace: Annotated[str | None, typer.Option("--trace", help="A trace CSV whose lengths to sample.")] = None,
+               diurnal: Annotated[str | None, typer.Option("--diurnal", help="Comma-separated hourly rates; the fleet "
+                                                           "is sized for the peak.")] = None,
+               ttft_p99: Annotated[float | None, typer.Option("--ttft-p99", help="p99 TTFT target, seconds.")] = None,
+               tpot_p99: Annotated[float | None, typer.Option("--tpot-p99", help="p99 TPOT target, seconds.")] = None,
+               goodput: Annotated[float | None, typer.Option("--goodput", help="Instead of p99s: this fraction of "
+                                                             "requests must meet both targets.")] = None,
+               accelerators: Annotated[str, typer.Option("--accelerators", "-a", help="Comma-separated candidates.")] =
+               "H100-SXM5-80GB,A100-SXM4-80GB,H200-SXM-141GB,L40S",
+               price: Annotated[list[str], typer.Option("--price", help="NAME=USD per GPU-hour (repeatable).")] = [],  # noqa: B006
+               limit: Annotated[list[str], typer.Option("--limit", help="NAME=most GPUs of that kind.")] = [],  # noqa: B006
+               quantizations: Annotated[str, typer.Option("--quantizations", help="Comma-separated schemes to try.")] =
+               "none,int8,int4,fp8",
+               engine: Annotated[str, typer.Option("--engine")] = "vllm",
+               calibration: Annotated[str | None, typer.Option("--calibration", "-c")] = None,
+               requests: Annotated[int | None, typer.Option("--requests", help="Requests per confirming simulation.")] = None,
+               top: Annotated[int, typer.Option("--top", min=1)] = 10,
+               hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+    """The cheapest fleet (accelerator, TP, quantization, batch limit, replicas) that carries the traffic
+    within the SLOs: pruned by the analytic capacity bound, confirmed by the simulator."""
+    spec = o.resolve_model(model, hf_config)
+    if trace is not None:
+        workload = None
+    lengths = get_preset(workload).lengths if workload else None
+    if isinstance(lengths, str):  # a trace preset: sample its lengths
+        trace, lengths = lengths, None
+    rates = tuple(float(x) for x in diurnal.split(",")) if diurnal else ()
+    traffic = Traffic(rate, lengths, trace, rates, requests)
+    slo = Slo(ttft_p99, tpot_p99, goodput)
+    plan = plan_serving(spec, traffic, slo, [a.strip() for a in accelerators.split(",") if a.strip()],
+                        _pairs(price, "--price"), {k: int(v) for k, v in _pairs(limit, "--limit").items()},
+                        tuple(q.strip() for q in quantizations.split(",")), engine, calibration)
+    if as_json:
+        return emit_json(plan.to_dict(top))
+    cols = ["accelerator", "tp", "pp", "quantization", "max_batch", "capacity_rps", "replicas", "gpus",
+            "cost_per_hour_usd", "ttft_p99_s", "tpot_p99_s", "cost_per_million_output_tokens"]
+    shown = plan.table[plan.table["confirmed"]].head(top)
+    console.print(table(f"{spec.name} at {plan.rate_rps:g} req/s: fleets that meet the SLOs, cheapest first",
+                        cols, [[r[c] for c in cols] for r in shown.to_dict("records")]))
+    console.print(table("Pareto front: cost per hour against p99 TTFT", ["accelerator", "tp", "quantization",
+                        "replicas", "cost_per_hour_usd", "ttft_p99_s"],
+                        [[r[c] for c in ("accelerator", "tp", "quantization", "replicas", "cost_per_hour_usd",
+                                         "ttft_p99_s")] for r in plan.pareto.to_dict("records")]))
+    for note in plan.notes:
+        console.print(f"note: {note}")
+    if not plan.feasible:
+        console.print(f"[red]infeasible[/]: {plan.reason}")
+        raise typer.Exit(1)
     return None

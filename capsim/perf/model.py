@@ -58,12 +58,22 @@ class Perf:
         return g.launch_s + np.maximum(compute, self.memory_bytes_s(nbytes, "gemm"))
 
     def attention_s(self, flops: Num, nbytes: Num, query_rows: Num, fmt: DType | str = DType.BF16,
-                    backward: bool = False) -> Num:
-        """A fused attention kernel: matmul FLOPs at the attention efficiency, or its memory traffic.
-        ``query_rows`` (query tokens x heads) is the parallel work the kernel spreads over the chip."""
+                    backward: bool = False, kv_per_seq: Num | None = None) -> Num:
+        """A fused attention kernel: matmul FLOPs at the attention efficiency, or its memory traffic (at the
+        "attention" bandwidth where the calibration measured one). ``query_rows`` (query tokens x heads) is the
+        parallel work the kernel spreads over the chip; ``kv_per_seq`` (keys per sequence) the length of its inner
+        loop, read by calibrations whose curve has a second half size."""
         a = self.params.attention
-        eff = curve_value(a.backward if backward else a.forward, query_rows)
-        return a.launch_s + np.maximum(flops / (self.peak(fmt) * eff), self.memory_bytes_s(nbytes))
+        sizes = (query_rows,) if kv_per_seq is None else (query_rows, kv_per_seq)
+        eff = curve_value(a.backward if backward else a.forward, *sizes)
+        body = np.maximum(flops / (self.peak(fmt) * eff), self.memory_bytes_s(nbytes, "attention"))
+        entry = (a.table or {}).get("bwd" if backward else "fwd")
+        if entry is not None and kv_per_seq is not None:
+            sizes = {"log2_rows": query_rows, "log2_kv": kv_per_seq,
+                     "log2_intensity": np.asarray(flops, float) / np.maximum(nbytes, 1e-30)}
+            axes = tuple(k for k in sizes if k in entry)
+            body = body * _grid_factor(entry, axes, tuple(sizes[k] for k in axes))
+        return a.launch_s + body
 
     def memory_bytes_s(self, nbytes: Num, kind: str = "") -> Num:
         mem = self.params.memory
@@ -74,8 +84,26 @@ class Perf:
         return nbytes / np.maximum(bw, 1e-30)
 
     def memory_s(self, nbytes: Num, kind: str = "") -> Num:
-        """A memory-bound kernel moving ``nbytes``."""
-        return self.params.memory.launch_s + self.memory_bytes_s(nbytes, kind)
+        """A memory-bound kernel moving ``nbytes`` (times a measured residual for ``kind`` where one exists)."""
+        mem = self.params.memory
+        entry = (mem.table or {}).get(kind)
+        if entry is None:
+            return mem.launch_s + self.memory_bytes_s(nbytes, kind)
+        # Below the smallest measured size a kernel costs what that size cost (its fixed overhead), not less.
+        nbytes = np.maximum(np.asarray(nbytes, float), 2.0 ** entry["log2_bytes"][0])
+        return mem.launch_s + self.memory_bytes_s(nbytes, kind) * _grid_factor(entry, ("log2_bytes",), (nbytes,))
+
+    def memory_kind(self, op: object) -> str:
+        """The most specific memory key the calibration holds for ``op``: ``category:variant`` and a ``.bwd``
+        suffix for backward ops (e.g. ``norm:rmsnorm.bwd``), falling back to the plain category."""
+        base = self.category(op)
+        impl, bwd = getattr(op, "impl", ""), op.name.endswith(".bwd")
+        mem = self.params.memory
+        known = set(mem.kind_scale) | set(mem.table or {})
+        for key in ([f"{base}:{impl}.bwd", f"{base}:{impl}"] if impl else []) + [f"{base}.bwd", base]:
+            if key in known and (bwd or not key.endswith(".bwd")):
+                return key
+        return base
 
     @staticmethod
     def category(op: object) -> str:
@@ -96,10 +124,10 @@ class Perf:
             m, n, k = op.shape
             return self.gemm_s(m, n, k, op.dtype, op.count, op.bytes * op.count)
         if kind == "attention":
-            _seqs, heads, q, _kv, _d = op.shape
+            seqs, heads, q, kv, _d = op.shape
             return self.attention_s(op.total_flops, op.bytes * op.count, np.asarray(q, float) * heads, op.dtype,
-                                    op.name.endswith(".bwd"))
-        return self.memory_s(op.bytes * op.count, self.category(op))
+                                    op.name.endswith(".bwd"), np.asarray(kv, float) / np.maximum(seqs, 1e-30))
+        return self.memory_s(op.bytes * op.count, self.memory_kind(op))
 
     def ops_s(self, ops: Iterable[object]) -> Num:
         total: Num = 0.0
@@ -152,6 +180,20 @@ class Perf:
                         for lk in (links if isinstance(links, tuple) else (links,))], axis=0)
             out = np.where(group_arr == g, t, out)
         return out if out.shape else float(out)
+
+
+def _grid_factor(entry: dict, axes: tuple[str, ...], sizes: tuple[Num, ...]) -> Num:
+    """Multiplier from a measured residual grid over log2 sizes, linear in log space, clamped to the grid."""
+    grids = [np.asarray(entry[a], float) for a in axes]
+    values = np.asarray(entry["log_factor"], float)
+    x = [np.clip(np.log2(np.maximum(np.asarray(s, float), 1e-30)), g[0], g[-1]) for s, g in zip(sizes, grids, strict=True)]
+    if len(axes) == 1:
+        return np.exp(np.interp(x[0], grids[0], values))
+    from scipy.interpolate import RegularGridInterpolator
+
+    pts = np.stack(np.broadcast_arrays(*x), axis=-1)
+    interp = RegularGridInterpolator(grids, values, bounds_error=False, fill_value=None)
+    return np.exp(interp(pts.reshape(-1, len(axes))).reshape(pts.shape[:-1]))
 
 
 def _table_factor(table: dict, fmt: str, m: Num, n: Num, k: Num) -> Num:

@@ -48,9 +48,11 @@ class GemmParams:
 
 @dataclass(frozen=True)
 class AttentionParams:
-    forward: Curve  # fraction of matmul peak over (query tokens per sequence,)
+    forward: Curve  # fraction of matmul peak over (query rows,) or (query rows, keys per sequence)
     backward: Curve
     launch_s: float
+    # Optional measured residuals: "fwd"/"bwd" -> log2 grid of (query rows, keys per sequence) -> time multiplier.
+    table: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class MemoryParams:
     launch_s: float
     half_bytes: float = 0.0  # tensor size at which achieved bandwidth halves (small-op inefficiency)
     kind_scale: dict[str, float] = field(default_factory=dict)  # per op kind/name bandwidth multipliers
+    # Optional measured residuals per kind: {"log2_bytes": [...], "log_factor": [...]} (caches, page faults).
+    table: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,11 @@ class DeviceParams:
     memory_bytes: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for part in ("attention", "memory"):  # optional residual tables appear only where measured
+            if d[part].get("table") is None:
+                d[part].pop("table", None)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DeviceParams:
@@ -111,7 +119,7 @@ class DeviceParams:
             peak_flops_per_s={k: float(v) for k, v in d["peak_flops_per_s"].items()},
             gemm=GemmParams(curve(g["efficiency"]), float(g["launch_s"]), dict(g.get("dtype_scale") or {}),
                             g.get("table")),
-            attention=AttentionParams(curve(a["forward"]), curve(a["backward"]), float(a["launch_s"])),
+            attention=AttentionParams(curve(a["forward"]), curve(a["backward"]), float(a["launch_s"]), a.get("table")),
             memory=MemoryParams(float(m["bandwidth_bytes_per_s"]), float(m["launch_s"]),
-                                float(m.get("half_bytes", 0.0)), dict(m.get("kind_scale") or {})),
+                                float(m.get("half_bytes", 0.0)), dict(m.get("kind_scale") or {}), m.get("table")),
             comm=CommParams(links), memory_bytes=float(d.get("memory_bytes", 0.0)))

@@ -1,19 +1,275 @@
-"""Figure builders: DataFrames in, plotly figures out (no business numbers here)."""
+"""Figure builders: DataFrames in, plotly figures out (no business numbers here).
+
+Each builder assembles the figure as plain dicts and validates it once (``go.Figure(dict)``): several times
+faster than adding traces and shapes one call at a time, which keeps analytic pages inside their recompute budget.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+PALETTE = qualitative.Plotly
+GANTT_MAX_BLOCKS = 4000  # more bars than this are drawn as the step's start and end panels
+MARGIN = dict(l=50, r=20, t=60, b=40)
 
 
-def stacked_bar(df: pd.DataFrame, x: str, parts: list[str], title: str, yaxis: str,
-                line: float | None = None, line_name: str = "") -> go.Figure:
-    """One stacked bar per row of ``df``; an optional horizontal line (a capacity, a target)."""
-    fig = go.Figure()
+def _color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _np(values: Any) -> Any:
+    """Plain arrays for plotly (a pandas Series goes through a slower conversion layer)."""
+    return values.to_numpy() if isinstance(values, pd.Series | pd.Index) else values
+
+
+def _axis(title: str = "", log: bool = False, category: bool = False, **extra: Any) -> dict[str, Any]:
+    """An axis with SI prefixes (G, not plotly's B for billion, which reads as bytes)."""
+    kind = "log" if log else ("category" if category else "-")
+    return {"title": {"text": title}, "type": kind, "exponentformat": "SI", **extra}
+
+
+def _figure(data: list[dict[str, Any]], title: str, height: int = 420, legend_v: bool = False,
+            **layout: Any) -> go.Figure:
+    legend = {"orientation": "v", "y": 1.0} if legend_v else {"orientation": "h", "y": -0.2, "yanchor": "top"}
+    return go.Figure({"data": data, "layout": {"title": {"text": title}, "height": height, "margin": MARGIN,
+                                               "legend": legend, **layout}})
+
+
+def _hline(y: float, text: str, xref: str = "x", yref: str = "y") -> tuple[dict[str, Any], dict[str, Any]]:
+    shape = dict(type="line", xref=f"{xref} domain", x0=0, x1=1, yref=yref, y0=y, y1=y,
+                 line=dict(color="red", dash="dash"))
+    note = dict(xref=f"{xref} domain", x=1, yref=yref, y=y, text=text, showarrow=False, xanchor="right",
+                yanchor="bottom", font=dict(color="gray", size=11))
+    return shape, note
+
+
+def _vline(x: float, text: str, xref: str = "x", yref: str = "y", color: str = "red"
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    shape = dict(type="line", xref=xref, x0=x, x1=x, yref=f"{yref} domain", y0=0, y1=1,
+                 line=dict(color=color, dash="dash"))
+    note = dict(xref=xref, x=x, yref=f"{yref} domain", y=1, text=text, showarrow=False, xanchor="left",
+                yanchor="top", font=dict(color="gray", size=11))
+    return shape, note
+
+
+def _panel_title(text: str, x0: float, x1: float, y: float) -> dict[str, Any]:
+    return dict(text=f"<b>{text}</b>", xref="paper", yref="paper", x=(x0 + x1) / 2, y=y, xanchor="center",
+                yanchor="bottom", showarrow=False, font=dict(size=13))
+
+
+def _domains(n: int, gap: float) -> list[tuple[float, float]]:
+    width = (1.0 - gap * (n - 1)) / n
+    return [(max(0.0, i * (width + gap)), min(1.0, i * (width + gap) + width)) for i in range(n)]
+
+
+def stacked_bar(df: pd.DataFrame, x: str, parts: Sequence[str], title: str, yaxis: str,
+                line: float | None = None, line_name: str = "", labels: Mapping[str, str] | None = None,
+                hover: str | None = None) -> go.Figure:
+    """One stacked bar per row of ``df`` (parts that are zero in every row are left out of the legend);
+    an optional horizontal line (a capacity, a target); ``hover`` names a column shown on hover."""
+    labels = labels or {}
+    data = []
     for part in parts:
-        fig.add_bar(name=part, x=df[x], y=df[part])
-    fig.update_layout(barmode="stack", title=title, yaxis_title=yaxis, legend_orientation="h", height=420,
-                      margin=dict(l=40, r=20, t=60, b=40))
+        if not (df[part].fillna(0) != 0).any():
+            continue
+        name = labels.get(part, part)
+        data.append(dict(type="bar", name=name, x=_np(df[x]), y=_np(df[part]), customdata=_np(df[hover]) if hover else None,
+                         hovertemplate=("%{customdata}<br>" if hover else "") + f"{name}: %{{y:.4g}}<extra></extra>"))
+    extra: dict[str, Any] = {}
     if line is not None:
-        fig.add_hline(y=line, line_dash="dash", line_color="red", annotation_text=line_name)
-    return fig
+        shape, note = _hline(line, line_name)
+        extra = {"shapes": [shape], "annotations": [note]}
+    return _figure(data, title, barmode="stack", xaxis=_axis(category=True), yaxis=_axis(yaxis), **extra)
+
+
+def grouped_bar(df: pd.DataFrame, x: str, y: str, group: str, title: str, yaxis: str) -> go.Figure:
+    """Bars of ``y`` by ``x``, one bar per ``group`` value side by side."""
+    data = [dict(type="bar", name=str(g), x=_np(part[x]), y=_np(part[y]), marker=dict(color=_color(i)))
+            for i, (g, part) in enumerate(df.groupby(group, sort=False))]
+    return _figure(data, title, barmode="group", xaxis=_axis(category=True), yaxis=_axis(yaxis))
+
+
+def _gantt_bars(tl: pd.DataFrame, axis: str, legend: bool) -> list[dict[str, Any]]:
+    out = []
+    for i, (kind, name) in enumerate((("F", "forward"), ("B", "backward"))):
+        part = tl[tl["kind"] == kind]
+        out.append(dict(type="bar", orientation="h", name=name, legendgroup=kind, showlegend=legend,
+                        y=("stage " + part["stage"].astype(str)).to_numpy(), x=part["duration_s"].to_numpy(),
+                        base=part["start_s"].to_numpy(), customdata=part[["micro_batch", "chunk"]].to_numpy(),
+                        marker=dict(color=_color(i), line=dict(width=0.3, color="white")),
+                        xaxis=f"x{axis}", yaxis=f"y{axis}",
+                        hovertemplate=("%{y}<br>micro-batch %{customdata[0]}, chunk %{customdata[1]}<br>"
+                                       "%{base:.4g} s + %{x:.4g} s<extra>" + name + "</extra>")))
+    return out
+
+
+def gantt(timeline: pd.DataFrame, title: str, marks: Mapping[str, float] | None = None) -> go.Figure:
+    """A pipeline schedule: one row per stage, one bar per forward/backward block (``stage``, ``kind`` F/B,
+    ``micro_batch``, ``chunk``, ``start_s``, ``duration_s``). Past ``GANTT_MAX_BLOCKS`` blocks the step's start
+    and end are drawn in two panels (the steady state between them repeats)."""
+    tl = timeline.sort_values("start_s", kind="stable")
+    stages = sorted(tl["stage"].unique())
+    order = [f"stage {s}" for s in stages][::-1]
+    height = max(260, 60 + 34 * len(stages))
+    yaxis = _axis(category=True, categoryorder="array", categoryarray=order)
+    if len(tl) <= GANTT_MAX_BLOCKS:
+        lines = [_vline(x, name, color="gray") for name, x in (marks or {}).items()]
+        return _figure(_gantt_bars(tl, "", True), title, height, barmode="overlay", bargap=0.15,
+                       xaxis=_axis("seconds into the step"), yaxis=yaxis, shapes=[s for s, _ in lines],
+                       annotations=[a for _, a in lines])
+    half = GANTT_MAX_BLOCKS // 2
+    head, tail = tl.iloc[:half], tl.iloc[-half:]
+    top, bottom = (0.58, 1.0), (0.0, 0.42)
+    notes = [_panel_title(f"start of the step (first {half} of {len(tl)} blocks)", 0, 1, top[1]),
+             _panel_title(f"end of the step (last {half} blocks)", 0, 1, bottom[1])]
+    return _figure(_gantt_bars(head, "", True) + _gantt_bars(tail, "2", False), title, 2 * height,
+                   barmode="overlay", bargap=0.15, xaxis=_axis(anchor="y"), yaxis={**yaxis, "domain": top},
+                   xaxis2=_axis("seconds into the step", anchor="y2"), yaxis2={**yaxis, "domain": bottom,
+                                                                               "anchor": "x2"},
+                   annotations=notes)
+
+
+def ecdf_panels(df: pd.DataFrame, columns: Mapping[str, str], title: str, scale: float = 1.0, unit: str = "",
+                marks: Mapping[str, float | None] | None = None) -> go.Figure:
+    """Empirical CDFs side by side, one panel per column of ``df`` (``columns``: column -> panel title);
+    values multiplied by ``scale``; ``marks`` draws a target (an SLO) on a column's panel."""
+    data, shapes, notes, layout = [], [], [], {}
+    for i, ((col, name), (x0, x1)) in enumerate(zip(columns.items(), _domains(len(columns), 0.06), strict=True)):
+        k = "" if i == 0 else str(i + 1)
+        v = np.sort(df[col].to_numpy(float))
+        v = v[np.isfinite(v)] * scale
+        y = np.arange(1, len(v) + 1) / max(len(v), 1)
+        data.append(dict(type="scatter", x=v, y=y, mode="lines", line=dict(shape="hv", color=_color(i)), name=name,
+                         showlegend=False, xaxis=f"x{k}", yaxis=f"y{k}"))
+        layout[f"xaxis{k}"] = _axis(unit, domain=[x0, x1], anchor=f"y{k}")
+        layout[f"yaxis{k}"] = _axis("fraction of requests" if i == 0 else "", range=[0, 1.02], anchor=f"x{k}")
+        notes.append(_panel_title(name, x0, x1, 1.0))
+        target = (marks or {}).get(col)
+        if target is not None:
+            shape, note = _vline(target * scale, "SLO", f"x{k}", f"y{k}")
+            shapes.append(shape)
+            notes.append(note)
+    return _figure(data, title, 360, shapes=shapes, annotations=notes, **layout)
+
+
+def lines(df: pd.DataFrame, x: str, ys: Mapping[str, str], title: str, xaxis: str, yaxis: str,
+          log_x: bool = False, log_y: bool = False, hline: float | None = None, hline_name: str = "",
+          y_range: tuple[float, float] | None = None) -> go.Figure:
+    """One line with markers per column in ``ys`` (column -> legend name) against ``x``."""
+    data = [dict(type="scatter", x=_np(df[x]), y=_np(df[col]), mode="lines+markers", name=name, line=dict(color=_color(i)))
+            for i, (col, name) in enumerate(ys.items())]
+    extra: dict[str, Any] = {}
+    if hline is not None:
+        shape, note = _hline(hline, hline_name)
+        extra = {"shapes": [shape], "annotations": [note]}
+    yax = _axis(yaxis, log_y, **({"range": list(y_range)} if y_range else {}))
+    return _figure(data, title, xaxis=_axis(xaxis, log_x), yaxis=yax, **extra)
+
+
+def step_series(df: pd.DataFrame, x: str, ys: Mapping[str, str], group: str, title: str, xaxis: str) -> go.Figure:
+    """Time series held between samples (step lines), one panel per column in ``ys`` (stacked, sharing x) and
+    one line per ``group``."""
+    n = len(ys)
+    gap = 0.12
+    height = (1.0 - gap * (n - 1)) / n
+    data, layout, notes = [], {}, []
+    groups = list(df.groupby(group, sort=True))
+    for r, (col, name) in enumerate(ys.items()):
+        k = "" if r == 0 else str(r + 1)
+        top = 1.0 - r * (height + gap)
+        for i, (g, part) in enumerate(groups):
+            data.append(dict(type="scatter", x=part[x].to_numpy(), y=part[col].to_numpy(), mode="lines",
+                             line=dict(shape="hv", color=_color(i)), name=f"{group} {g}", legendgroup=str(g),
+                             showlegend=r == 0, xaxis=f"x{k}", yaxis=f"y{k}"))
+        last = r == n - 1
+        layout[f"xaxis{k}"] = _axis(xaxis if last else "", anchor=f"y{k}", **({"matches": "x"} if r else {}),
+                                    showticklabels=last)
+        layout[f"yaxis{k}"] = _axis(domain=[max(0.0, top - height), min(1.0, top)], anchor=f"x{k}")
+        notes.append(_panel_title(name, 0, 1, top))
+    return _figure(data, title, 220 + 200 * n, annotations=notes, **layout)
+
+
+def measured_vs_fitted(measured: pd.DataFrame, fitted: pd.DataFrame, x: str, y: str, group: str, title: str,
+                       xaxis: str, yaxis: str, log_x: bool = True, log_y: bool = False) -> go.Figure:
+    """Measured samples as markers and the fitted model as lines, one colour per ``group`` value in either
+    frame (``fitted`` rows are drawn in ``x`` order)."""
+    m_groups = list(measured[group]) if len(measured) else []
+    f_groups = list(fitted[group]) if len(fitted) else []
+    data = []
+    for i, g in enumerate(dict.fromkeys([*m_groups, *f_groups])):
+        m = measured[measured[group] == g] if len(measured) else measured
+        f = fitted[fitted[group] == g].sort_values(x) if len(fitted) else fitted
+        if len(m):
+            data.append(dict(type="scatter", x=_np(m[x]), y=_np(m[y]), mode="markers", name=f"{g} measured",
+                             legendgroup=str(g), marker=dict(color=_color(i), size=6, opacity=0.7)))
+        if len(f):
+            data.append(dict(type="scatter", x=_np(f[x]), y=_np(f[y]), mode="lines", name=f"{g} fitted", legendgroup=str(g),
+                             line=dict(color=_color(i), width=2)))
+    return _figure(data, title, 460, legend_v=len(data) > 4, xaxis=_axis(xaxis, log_x), yaxis=_axis(yaxis, log_y))
+
+
+def measured_and_predicted(df: pd.DataFrame, x: str, measured: str, predicted: str, group: str, title: str,
+                           xaxis: str, yaxis: str, log_x: bool = True) -> go.Figure:
+    """Samples of irregular shapes: each one's measured value (filled marker) and the fit's prediction for the
+    same sample (open marker), one colour per ``group``."""
+    data = []
+    for i, (g, part) in enumerate(df.groupby(group, sort=False)):
+        for col, name, symbol in ((measured, "measured", "circle"), (predicted, "fitted", "circle-open")):
+            data.append(dict(type="scatter", x=_np(part[x]), y=_np(part[col]), mode="markers", name=f"{g} {name}",
+                             legendgroup=str(g), marker=dict(color=_color(i), size=7, symbol=symbol, opacity=0.8)))
+    return _figure(data, title, 460, legend_v=len(data) > 4, xaxis=_axis(xaxis, log_x), yaxis=_axis(yaxis))
+
+
+def parity(df: pd.DataFrame, measured: str, predicted: str, group: str, title: str, unit: str) -> go.Figure:
+    """Predicted against measured, log-log, with the y = x line."""
+    data = [dict(type="scatter", x=_np(part[measured]), y=_np(part[predicted]), mode="markers", name=str(g),
+                 marker=dict(color=_color(i), size=6, opacity=0.7))
+            for i, (g, part) in enumerate(df.groupby(group, sort=False))]
+    both = pd.concat([df[measured], df[predicted]]).to_numpy(float)
+    both = both[np.isfinite(both) & (both > 0)]
+    if len(both):
+        lo, hi = float(both.min()), float(both.max())
+        data.append(dict(type="scatter", x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+                         line=dict(color="gray", dash="dash")))
+    return _figure(data, title, 460, legend_v=True, xaxis=_axis(f"measured ({unit})", True),
+                   yaxis=_axis(f"predicted ({unit})", True))
+
+
+def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, label: str, ok: str, title: str,
+           xaxis: str, yaxis: str) -> go.Figure:
+    """Every option as a marker (filled where ``ok``), the non-dominated ones joined as the front."""
+    data = []
+    for flag, name, symbol in ((True, "meets the SLOs", "circle"), (False, "misses the SLOs", "x")):
+        part = points[points[ok] == flag] if len(points) else points
+        if len(part):
+            data.append(dict(type="scatter", x=_np(part[x]), y=_np(part[y]), mode="markers", name=name, text=_np(part[label]),
+                             marker=dict(symbol=symbol, size=10, color=_color(0 if flag else 1)),
+                             hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>"))
+    if len(front):
+        data.append(dict(type="scatter", x=_np(front[x]), y=_np(front[y]), mode="lines+markers+text", name="Pareto front",
+                         text=_np(front[label]), textposition="top right", textfont=dict(size=10),
+                         line=dict(color=_color(2), width=2, shape="hv")))
+    xs = pd.concat([points[x], front[x]]) if len(front) else points[x]
+    xax = _axis(xaxis)
+    if len(xs):
+        lo, hi = float(xs.min()), float(xs.max())
+        pad = 0.08 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-9
+        xax["range"] = [lo - pad, hi + 3 * pad]  # room for the front's labels
+    return _figure(data, title, 460, xaxis=xax, yaxis=_axis(yaxis))
+
+
+def bubbles(df: pd.DataFrame, x: str, y: str, size: str, label: str, title: str, log: bool = False) -> go.Figure:
+    """Labelled points, marker area proportional to ``size`` (log axes spread a wide range)."""
+    sizes = df[size].to_numpy(float)
+    data = [dict(type="scatter", x=_np(df[x]), y=_np(df[y]), mode="markers+text", text=_np(df[label]), textposition="top center",
+                 textfont=dict(size=10), customdata=sizes,
+                 marker=dict(size=sizes, sizemode="area", sizeref=2.0 * np.nanmax(sizes) / 40**2, sizemin=4,
+                             color=_color(0), opacity=0.7),
+                 hovertemplate=f"%{{text}}<br>{x} %{{x}}<br>{y} %{{y}}<br>{size} %{{customdata}}<extra></extra>")]
+    return _figure(data, title, 520, xaxis=_axis(x, log), yaxis=_axis(y, log))

@@ -1,4 +1,4 @@
-"""Page: memory per GPU of a training layout, against the accelerator's capacity."""
+"""Page: memory per GPU of the training layouts a GPU count allows, against the accelerator's capacity."""
 
 from __future__ import annotations
 
@@ -7,25 +7,46 @@ import streamlit as st
 
 from capsim.analytic.memory import training_memory
 from capsim.errors import SpecError
-from capsim.specs.catalog import accelerators, get_accelerator, get_model, models
-from capsim.specs.plans import TrainPlan
+from capsim.specs.catalog import accelerators, get_accelerator
+from capsim.specs.model import ModelSpec
+from capsim.specs.plans import Recompute, TrainPlan
+from capsim.specs.precision import PRESET_NAMES
+from capsim.ui.common import checked, downloads, model_input
 from capsim.ui.figures import stacked_bar
-from capsim.ui.state import query_default, sync_query
+from capsim.ui.state import number, select
 
 PARTS = ["weights", "gradients", "optimizer", "activations", "temporary"]
+MAX_WIDTH = 8  # tp and pp tried: powers of two up to this
+
+
+def layouts_of(gpus: int, global_batch: int, micro_batch: int, zero: int) -> list[tuple[int, int, int, int]]:
+    """(dp, tp, pp, zero) for tp and pp powers of two up to MAX_WIDTH that divide ``gpus`` and whose dp splits the
+    global batch into micro-batches (ZeRO only where dp > 1)."""
+    out = []
+    for tp in (1 << i for i in range(MAX_WIDTH.bit_length())):
+        for pp in (1 << i for i in range(MAX_WIDTH.bit_length())):
+            if gpus % (tp * pp) == 0:
+                dp = gpus // (tp * pp)
+                if global_batch % (dp * micro_batch) == 0:
+                    out.append((dp, tp, pp, zero if dp > 1 else 0))
+    return out
 
 
 @st.cache_data(show_spinner=False)
-def memory_table(model_name: str, acc_name: str, layouts: tuple[tuple[int, int, int, int, str, int, int], ...],
-                 seq_len: int, precision: str) -> pd.DataFrame:
-    """Memory per GPU of each (dp, tp, pp, zero, recompute, micro_batch, global_batch) layout (pure, cacheable)."""
-    model, acc = get_model(model_name), get_accelerator(acc_name)
+def memory_table(model: ModelSpec, acc_name: str, layouts: tuple[tuple[int, int, int, int], ...], recompute: str,
+                 micro_batch: int, global_batch: int, seq_len: int, precision: str) -> pd.DataFrame:
+    """Memory per GPU of each (dp, tp, pp, zero) layout (pure, cacheable)."""
+    acc = get_accelerator(acc_name)
     rows = []
-    for dp, tp, pp, zero, recompute, mb, gbatch in layouts:
-        plan = TrainPlan(dp=dp, tp=tp, pp=pp, zero_stage=zero, recompute=recompute, micro_batch=mb,
-                         global_batch=gbatch, seq_len=seq_len, precision=precision).check(model)
+    for dp, tp, pp, zero in layouts:
+        plan = TrainPlan(dp=dp, tp=tp, pp=pp, zero_stage=zero, recompute=recompute, micro_batch=micro_batch,
+                         global_batch=global_batch, seq_len=seq_len, precision=precision)
+        try:
+            plan.check(model)
+        except SpecError:
+            continue  # tp that does not divide the heads, pp that does not divide the layers
         mem = training_memory(model, plan, accelerator=acc).to_dict()
-        rows.append({"layout": f"dp{dp} tp{tp} pp{pp} z{zero} {recompute}",
+        rows.append({"layout": f"dp{dp} tp{tp} pp{pp} z{zero}", "dp": dp, "tp": tp, "pp": pp, "zero_stage": zero,
                      **{p: mem[f"{p}_bytes"] / 1e9 for p in PARTS}, "total": mem["total_bytes"] / 1e9,
                      "fits": mem["fits"]})
     return pd.DataFrame(rows)
@@ -33,39 +54,32 @@ def memory_table(model_name: str, acc_name: str, layouts: tuple[tuple[int, int, 
 
 def render() -> None:
     st.header("Memory per GPU")
-    model_names, acc_names = list(models()), list(accelerators())
+    st.caption("Weights, gradients, optimizer states, activations and temporaries per GPU for every layout of "
+               "tp and pp (powers of two up to 8) on the GPU count, against the accelerator's memory; layouts the model "
+               "cannot run (tp not dividing the heads, pp not dividing the layers) are left out.")
     c1, c2, c3 = st.columns(3)
-    model = c1.selectbox("Model", model_names, index=model_names.index(query_default("model", "llama-2-13b")),
-                         key="model")
-    acc = c2.selectbox("Accelerator", acc_names, index=acc_names.index(query_default("acc", "A100-SXM4-80GB")),
-                       key="acc")
-    precision = c3.selectbox("Precision", ["bf16", "fp16", "fp32", "fp8"], key="precision")
-    c4, c5, c6, c7 = st.columns(4)
-    gpus = c4.number_input("GPUs", 1, 4096, int(query_default("gpus", "8")), key="gpus")
-    seq_len = c5.number_input("Sequence length", 128, 131072, int(query_default("seq", "4096")), step=128, key="seq")
-    mb = c6.number_input("Micro-batch", 1, 64, 1, key="mb")
-    recompute = c7.selectbox("Recompute", ["none", "selective", "full"], index=1, key="recompute")
-    sync_query(model=model, acc=acc, gpus=gpus, seq=seq_len)
-    layouts = []
-    tp = 1
-    while tp <= min(gpus, 8):
-        pp = 1
-        while tp * pp <= gpus and pp <= 8:
-            if gpus % (tp * pp) == 0:
-                dp = gpus // (tp * pp)
-                layouts.append((dp, tp, pp, 1 if dp > 1 else 0, recompute, int(mb), dp * int(mb) * pp * 4))
-            pp *= 2
-        tp *= 2
-    try:
-        table = memory_table(model, acc, tuple(layouts), int(seq_len), precision)
-    except SpecError as err:
-        st.error(f"{err}")
-        return
+    with c1:
+        model = model_input(default="llama-2-13b")
+    acc = select("Accelerator", list(accelerators()), "acc", "A100-SXM4-80GB", where=c2)
+    precision = select("Precision", list(PRESET_NAMES), "precision", "bf16", where=c3)
+    c4, c5, c6, c7, c8, c9 = st.columns(6)
+    gpus = number("GPUs", "gpus", 8, 1, 1 << 20, where=c4)
+    seq_len = number("Sequence length", "seq", 4096, 1, 1 << 21, where=c5, step=128)
+    mb = number("Micro-batch", "mb", 1, 1, 1024, where=c6)
+    gb = number("Global batch", "gb", 256, 1, 1 << 24, where=c7)
+    recompute = select("Recompute", [r.value for r in Recompute], "recompute", "selective", where=c8)
+    zero = select("ZeRO stage (dp > 1)", [0, 1, 2, 3], "zero", 1, where=c9)
+    checked(lambda: TrainPlan(seq_len=seq_len, global_batch=gb, micro_batch=mb).check(model))
+    layouts = tuple(layouts_of(gpus, gb, mb, zero))
+    table = checked(memory_table, model, acc, layouts, recompute, mb, gb, seq_len, precision)
     if table.empty:
-        st.error("No layout of tp and pp (powers of two up to 8) divides the GPU count; choose another count.")
+        st.error("No layout of tp and pp (powers of two up to 8) divides the GPU count, the global batch into "
+                 "micro-batches, and the model's heads and layers; change the GPU count or the batch.")
         return
-    fig = stacked_bar(table, "layout", PARTS, f"{model} on {gpus} x {acc}", "GB per GPU",
+    fig = stacked_bar(table, "layout", PARTS, f"{model.name} on {gpus} x {acc}", "GB per GPU",
                       get_accelerator(acc).memory_bytes / 1e9, "capacity")
     st.plotly_chart(fig, width="stretch")
     st.dataframe(table, hide_index=True)
-    st.download_button("Download CSV", table.to_csv(index=False), "memory.csv", "text/csv")
+    downloads("memory", table, {"model": model.name, "accelerator": acc, "gpus": gpus, "seq_len": seq_len,
+                                "micro_batch": mb, "global_batch": gb, "recompute": recompute,
+                                "precision": precision, "layouts": table.to_dict("records")})

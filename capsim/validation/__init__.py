@@ -16,13 +16,14 @@ class Suite(StrEnum):
     TRAINING = "training"
     PLANNER = "planner"
     SERVING = "serving"
+    LOCAL = "local"
 
 
 def _suites() -> dict[Suite, Callable[..., Report]]:
-    from capsim.validation import gpu_profiles, planner, serving, static, training
+    from capsim.validation import gpu_profiles, local, planner, serving, static, training
     return {Suite.PARAMS: static.params_suite, Suite.MEMORY: static.memory_suite,
             Suite.GPU_PROFILES: gpu_profiles.gpu_profiles_suite, Suite.TRAINING: training.training_suite,
-            Suite.PLANNER: planner.planner_suite, Suite.SERVING: serving.serving_suite}
+            Suite.PLANNER: planner.planner_suite, Suite.SERVING: serving.serving_suite, Suite.LOCAL: local.local_suite}
 
 
 def run_suite(suite: Suite | str, file: str | Path | None = None, calibration: str | None = None) -> Report:

@@ -31,7 +31,7 @@ def _free_port() -> int:
 def server():
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.fileWatcherType", "none", "--server.headless",
                              "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -46,7 +46,10 @@ def server():
         pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
     yield url
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +80,26 @@ def url_of(path: str) -> str:
 @pytest.mark.parametrize("path", pages())
 def test_page_renders_charts_without_exceptions(server, browser, path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{server}/{url_of(path)}", wait_until="domcontentloaded")
+    page.goto(f"{server}/{url_of(path)}", wait_until="domcontentloaded", timeout=120_000)
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    _wait_idle(page)
     page.wait_for_timeout(1500)  # let the last reruns settle
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # Streamlit scrolls inside its main container, so grow the viewport to the content for a whole-page picture.
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], "
+                           "[data-testid=stAppViewContainer], section')].map(e => e.scrollHeight), 1000)")
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 100, 12000)})
+    page.wait_for_timeout(1000)  # charts resize to the new viewport
     page.screenshot(path=str(ARTIFACTS / f"{path}.png"), full_page=True)
     assert page.locator(".js-plotly-plot").count() >= 1
     assert page.locator("[data-testid='stException']").count() == 0, "a Streamlit exception box is on the page"
     assert page.get_by_text("Page not found").count() == 0
+    _wait_idle(page)  # leave the server idle for the next page (a closed tab's script would run on)
     page.close()
+
+
+def _wait_idle(page) -> None:  # noqa: ANN001
+    """Wait until Streamlit's running indicator is gone (the page's script has finished)."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')"
+                           " || !document.querySelector('[data-testid=stStatusWidget]').innerText.includes('Running')",
+                           timeout=180_000)

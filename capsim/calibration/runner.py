@@ -1,0 +1,330 @@
+"""`capsim calibrate`: run the kernels/ microbenchmarks on this machine, then fit and write a measured calibration.
+
+Safe to interrupt: samples go to a partial file (``.calibrate-partial-<name>.json`` beside the output, written
+atomically) as they arrive; the same command resumes from it, and the output file is replaced only once, atomically,
+when every sample is in. torch is imported only inside the functions that run kernels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from capsim.calibration.comm import under_torchrun
+from capsim.calibration.machine import OtherLoad
+from capsim.calibration.measured import fit_device
+from capsim.calibration.schema import Calibration, calibrations_dir, load_calibration, write_calibration
+from capsim.errors import SpecError
+
+BENCHES = ("gemm", "attention", "memory", "comm")
+Progress = Callable[[str, int, int], None]  # (what is running, samples done, samples planned)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to measure. Empty tuples mean "the default for this device"."""
+
+    device: str = "cpu"
+    quick: bool = False
+    ops: tuple[str, ...] = BENCHES
+    threads: tuple[int, ...] = ()  # CPU thread counts; the first is the main setting, the rest become variants
+    dtypes: tuple[str, ...] = ()
+    comm_groups: tuple[int, ...] = ()
+    comm_timeout_s: float = 120.0
+    repeats: int = 0  # 0: 3 with --quick, else 5
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
+
+
+def check_device(device: str) -> None:
+    """A clear error when the device asked for is not there."""
+    import torch
+
+    if device not in ("cpu", "cuda"):
+        raise SpecError("--device", f"unknown device {device!r}", "use cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SpecError("--device", f"CUDA is not available (torch {torch.__version__} sees no GPU)",
+                        "run with --device cpu, or on a machine with a GPU and a CUDA build of torch")
+
+
+def resolve(config: RunConfig) -> RunConfig:
+    """Fill the device defaults: threads (all cores, then 1), formats, and collective group sizes."""
+    import torch
+
+    bad = [o for o in config.ops if o not in BENCHES]
+    if bad or not config.ops:
+        raise SpecError("--ops", f"unknown benchmarks {bad}" if bad else "no benchmarks given",
+                        f"use a comma-separated subset of {','.join(BENCHES)}")
+    gpu = config.device == "cuda"
+    cores = os.cpu_count() or 1
+    threads = config.threads or (1,)  # one thread: reproducible on a shared machine; ask for more with --threads
+    if gpu:
+        dtypes = config.dtypes or ("bf16", "fp16", "fp32") + (("fp8",) if _has_fp8() else ())
+        ranks = torch.cuda.device_count()
+    else:
+        dtypes = config.dtypes or (("fp32",) if config.quick else ("fp32", "bf16", "fp16"))
+        ranks = cores
+    if under_torchrun():  # the launched processes are the ranks, across nodes
+        ranks = int(os.environ["WORLD_SIZE"])
+    groups = config.comm_groups or tuple(2**i for i in range(1, 8) if 2**i <= max(ranks, 2))
+    return RunConfig(config.device, config.quick, tuple(config.ops), tuple(threads), tuple(dtypes), tuple(groups),
+                     config.comm_timeout_s, config.repeats or (3 if config.quick else 5))
+
+
+def _has_fp8() -> bool:
+    from kernels.gemm import fp8_available
+
+    return fp8_available("cuda")
+
+
+def plan(config: RunConfig) -> list[dict]:
+    """Every case to time, each tagged with its thread count (compute) or group size (collectives)."""
+    from kernels.attention import attention_cases
+    from kernels.comm import comm_cases
+    from kernels.gemm import gemm_cases
+    from kernels.memory import memory_cases
+
+    cases: list[dict] = []
+    for t in config.threads:
+        if "gemm" in config.ops:
+            cases += [{**c, "threads": t} for c in gemm_cases(config.mode, config.dtypes)]
+        main = "fp32" if config.device == "cpu" else "bf16"
+        if "attention" in config.ops:
+            cases += [{**c, "threads": t} for c in attention_cases(config.mode, main)]
+        if "memory" in config.ops:
+            cases += [{**c, "threads": t} for c in memory_cases(config.mode, main)]
+    if "comm" in config.ops:
+        cases += comm_cases(config.mode, list(config.comm_groups))
+    return cases
+
+
+def case_key(case: dict) -> str:
+    return json.dumps({k: v for k, v in sorted(case.items()) if k not in ("time_s", "timing")}, sort_keys=True,
+                      default=str)
+
+
+def device_info(device: str) -> dict[str, Any]:
+    import torch
+
+    from kernels.harness import device_name
+
+    info: dict[str, Any] = {"name": device_name(device), "type": device}
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        info.update(count=torch.cuda.device_count(), memory_bytes=float(props.total_memory),
+                    capability=".".join(map(str, torch.cuda.get_device_capability(0))))
+    else:
+        info.update(cores=os.cpu_count(), memory_bytes=_host_memory_bytes())
+    return info
+
+
+def _host_memory_bytes() -> float:
+    try:
+        with open("/proc/meminfo") as fh:
+            return float(fh.readline().split()[1]) * 1024.0
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def default_name(device: dict[str, Any]) -> str:
+    """``cpu-<model>-<cores>c`` or the GPU's name, as a file-name-safe slug."""
+    slug = re.sub(r"[^a-z0-9]+", "-", device["name"].lower()).strip("-")
+    return f"cpu-{slug}-{device['cores']}c" if device["type"] == "cpu" else slug
+
+
+def default_out(name: str) -> Path:
+    return calibrations_dir() / "measured" / f"{name}.json"
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(f".calibrate-partial-{out.stem}.json")
+
+
+def _fingerprint(config: RunConfig, device: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    return {"device": device["name"], "host": socket.gethostname(), "torch": torch.__version__,
+            "config": asdict(config)}
+
+
+def load_partial(path: Path, fingerprint: dict[str, Any]) -> dict[str, dict]:
+    """Samples of an interrupted run with the same device, host, torch and settings; else none."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if data.get("fingerprint") != json.loads(json.dumps(fingerprint)):
+        return {}
+    samples = data.get("samples", {})
+    return dict(samples) if isinstance(samples, dict) else {}
+
+
+def save_partial(path: Path, fingerprint: dict[str, Any], samples: dict[str, dict]) -> None:
+    """Atomic, like the calibration itself: a reader (or a resumed run) never sees half a file."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"fingerprint": fingerprint, "samples": samples}, fh)  # case key -> sample
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Saver:
+    """Collects samples and checkpoints them to the partial file at most every ``every_s`` seconds."""
+
+    def __init__(self, path: Path, fingerprint: dict, samples: dict, total: int, progress: Progress | None,
+                 every_s: float = 2.0) -> None:
+        self.path, self.fingerprint, self.samples, self.total = path, fingerprint, samples, total
+        self.progress, self.every_s, self.last, self.dirty = progress, every_s, time.monotonic(), False
+
+    def add(self, case: dict, sample: dict, label: str) -> None:
+        self.samples[case_key(case)] = sample
+        self.dirty = True
+        if time.monotonic() - self.last > self.every_s:
+            self.flush()
+        if self.progress:
+            self.progress(label, len(self.samples), self.total)
+
+    def flush(self) -> None:
+        if self.dirty:
+            save_partial(self.path, self.fingerprint, self.samples)
+            self.dirty, self.last = False, time.monotonic()
+
+
+def _label(case: dict) -> str:
+    if case["bench"] == "gemm":
+        return f"gemm {case['op']} {case['pass']} {case['M']}x{case['N']}x{case['K']} {case['dtype']} t{case['threads']}"
+    if case["bench"] == "attention":
+        return (f"attention {case['pass']} b{case['sequences']} h{case['heads']}/{case['kv_heads']} "
+                f"q{case['q_len']} kv{case['kv_len']} t{case['threads']}")
+    if case["bench"] == "memory":
+        return f"memory {case['op']} {case['pass']} {case['elements']} t{case['threads']}"
+    return f"comm {case['collective']} n{case['group']} {case['bytes']} B"
+
+
+def _run_compute(todo: list[dict], config: RunConfig, saver: _Saver) -> None:
+    import torch
+
+    from kernels.attention import run_attention
+    from kernels.gemm import run_gemm
+    from kernels.memory import run_memory
+
+    runners = {"gemm": run_gemm, "attention": run_attention, "memory": run_memory}
+    before = torch.get_num_threads()
+    min_repeat_s = 0.01 if config.quick else 0.02
+    device = "cuda:0" if config.device == "cuda" else "cpu"
+    try:
+        for case in todo:
+            torch.set_num_threads(case["threads"])
+            try:
+                sample = runners[case["bench"]](case, device, config.repeats, min_repeat_s)
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as err:  # name the kernel; samples so far are kept
+                raise SpecError("benchmark", f"{_label(case)} failed: {str(err).splitlines()[0][:200]}",
+                                "re-run to resume, or leave this bench out of --ops") from None
+            saver.add(case, {**sample, "threads": case["threads"]}, _label(case))
+    finally:
+        torch.set_num_threads(before)
+
+
+def run(config: RunConfig, out: Path | None = None, progress: Progress | None = None) -> tuple[Calibration, Path]:
+    """Measure what is missing, fit, and write the calibration atomically; returns it and its path."""
+    check_device(config.device)
+    config = resolve(config)
+    device = device_info(config.device)
+    name = default_name(device)
+    out = Path(out) if out is not None else default_out(name)
+    fingerprint = _fingerprint(config, device)
+    partial = partial_path(out)
+    cases = plan(config)
+    samples = load_partial(partial, fingerprint)
+    todo = [c for c in cases if case_key(c) not in samples]
+    saver = _Saver(partial, fingerprint, samples, len(cases), progress)
+    if progress:
+        progress("resuming" if samples else "starting", len(samples), len(cases))
+    load = [os.getloadavg()[0]]
+    others = OtherLoad()
+    try:
+        _run_compute([c for c in todo if c["bench"] != "comm"], config, saver)
+        comm = [c for c in todo if c["bench"] == "comm"]
+        if comm:
+            from capsim.calibration.comm import run_comm
+
+            run_comm(comm, config, lambda c, s: saver.add(c, s, _label(c)))
+    finally:
+        saver.flush()
+    load.append(os.getloadavg()[0])
+    load.append(others.cores())
+    kept = _kept_samples(out, device, config)
+    cal = build_calibration(list(samples.values()) + kept, config, device, name, load)
+    if int(os.environ.get("RANK", "0")) == 0 or not under_torchrun():  # under torchrun, rank 0 writes
+        write_calibration(cal, out)
+        partial.unlink(missing_ok=True)
+    return cal, out
+
+
+def _kept_samples(out: Path, device: dict[str, Any], config: RunConfig) -> list[dict]:
+    """Samples of benches not re-measured now, from the calibration already at ``out`` (same device, kind
+    measured, same thread counts), so ``--ops comm`` refreshes the collectives and keeps the rest."""
+    if not out.is_file():
+        return []
+    try:
+        old = load_calibration(out)
+    except (SpecError, KeyError, ValueError):
+        return []
+    same = (old.kind == "measured" and old.device.get("name") == device["name"]
+            and [old.host.get("threads"), *old.host.get("variant_threads", [])] == list(config.threads))
+    if not same:
+        return []
+    return [s for bench, rows in old.samples.items() if bench not in config.ops for s in rows]
+
+
+def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, Any], name: str,
+                      load: list[float]) -> Calibration:
+    import torch
+
+    main, *others = config.threads
+    present = {s["bench"] for s in samples}
+    kept_benches = present - set(config.ops)
+    missing = set(BENCHES) - present
+    protocols = 2 if config.device == "cuda" else 1  # NCCL switches protocols by size; gloo does not
+    params, quality = fit_device(samples, name, device["name"], main if config.device == "cpu" else None,
+                                 device.get("memory_bytes", 0.0), protocols)
+    variants = {f"threads={t}": fit_device(samples, f"{name}@threads={t}", device["name"], t,
+                                           device.get("memory_bytes", 0.0), protocols)[0] for t in others}
+    host = {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
+            "threads": main, "variant_threads": others, "load_avg_1min": load[:2],
+            "other_processes_busy_cores": load[2], "mode": config.mode}
+    provenance = (
+        f"Measured by `capsim calibrate{' --quick' if config.quick else ''}` (kernels/ microbenchmarks) on "
+        f"{device['name']} ({config.device}), torch {torch.__version__}, {main} thread(s) for `fitted`"
+        + (f" and {', '.join(map(str, others))} for the variants" if others else "")
+        + f"; benches measured in this run: {', '.join(config.ops)}"
+        + (f" (kept from the previous file: {', '.join(sorted(kept_benches))})" if kept_benches else "")
+        + f"; formats {', '.join(config.dtypes)}; collective groups "
+        f"{', '.join(map(str, config.comm_groups)) if 'comm' in config.ops else 'not measured'}; "
+        f"{len(samples)} samples (median of {config.repeats} repeats each); 1-min load average "
+        f"{load[0]:.2f} at start, {load[1]:.2f} at end"
+        + (f", other processes kept {load[2]:.2f} cores busy on average" if load[2] is not None else "")
+        + ". Peaks are the best measured GEMM rates. "
+        + ("Not measured, generic: " + ", ".join(sorted(missing)) + ". " if missing else "")
+        + "Fit quality (rms of log time error): " + ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
+    by_bench = {b: [s for s in samples if s["bench"] == b] for b in BENCHES}
+    return Calibration(name=name, kind="measured", device=device, fitted=params, provenance=provenance, host=host,
+                       torch_version=torch.__version__, created=datetime.now(UTC).isoformat(timespec="seconds"),
+                       samples={k: v for k, v in by_bench.items() if v}, variants=variants)

@@ -1,0 +1,170 @@
+"""``capsim whatif ...`` (compression and precision) and ``capsim scale ...`` (small to large deployment)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from capsim.cli import options as o
+from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.plan.scaling_study import (
+    SERVE_RATES,
+    TRAIN_GPUS,
+    model_size_study,
+    serving_scaling,
+    training_scaling,
+)
+from capsim.plan.serving import Slo, Traffic
+from capsim.plan.whatif_serve import distillation_whatif, quantization_whatif, sparsity_whatif
+from capsim.plan.whatif_train import batch_size_whatif, precision_whatif
+from capsim.sim.serving.presets import get_preset
+from capsim.specs.catalog import get_model
+from capsim.specs.hardware import Cluster
+
+whatif_app = typer.Typer(help="Compression and precision what-ifs: quantization, sparsity, distillation, mixed "
+                              "precision, batch size.", no_args_is_help=True)
+scale_app = typer.Typer(help="Scaling studies: serving from 1 to 10,000 req/s, training from 8 to 16,384 GPUs, "
+                             "model size for a compute budget.", no_args_is_help=True)
+
+Rate = Annotated[float, typer.Option("--rate", help="Peak requests per second.", min=0)]
+Workload = Annotated[str, typer.Option("--workload", "-w", help="Preset whose lengths to use.")]
+Ttft = Annotated[float, typer.Option("--ttft-p99", help="p99 TTFT target, s.")]
+Tpot = Annotated[float, typer.Option("--tpot-p99", help="p99 TPOT target, s.")]
+Calib = Annotated[str | None, typer.Option("--calibration", "-c")]
+
+
+def _traffic(rate: float, workload: str, requests: int | None = None) -> Traffic:
+    lengths = get_preset(workload).lengths
+    return Traffic(rate, None, lengths, requests=requests) if isinstance(lengths, str) else \
+        Traffic(rate, lengths, requests=requests)
+
+
+def _show(df: pd.DataFrame, title: str, as_json: bool, columns: list[str] | None = None) -> None:
+    if as_json:
+        return emit_json(df.to_dict("records"))
+    cols = [c for c in (columns or list(df.columns)) if c in df.columns]
+    console.print(table(title, cols, [[r[c] for c in cols] for r in df.to_dict("records")]))
+    return None
+
+
+@whatif_app.command("quantization")
+@guarded
+def wi_quantization(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1,
+                    rate: Rate = 10.0, workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
+                    calibration: Calib = None, as_json: JsonOpt = False) -> None:
+    """Weight schemes x KV formats: memory, prefill/decode time, capacity and cost."""
+    df = quantization_whatif(get_model(model), accelerator, _traffic(rate, workload), Slo(ttft_p99, tpot_p99), tp,
+                             calibration=calibration)
+    _show(df, f"{model}: quantization on {tp} x {accelerator}", as_json,
+          ["quantization", "kv_cache_dtype", "weights_per_gpu_bytes", "kv_tokens", "prefill_s", "step_s",
+           "capacity_rps", "replicas_min", "cost_per_hour_min", "cost_vs_baseline", "reason"])
+
+
+@whatif_app.command("sparsity")
+@guarded
+def wi_sparsity(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, rate: Rate = 10.0,
+                workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
+                gemm_speedup: Annotated[float | None, typer.Option(help="Override the sparse GEMM speed-up.")] = None,
+                calibration: Calib = None, as_json: JsonOpt = False) -> None:
+    """Pruning: dense, 2:4 structured and unstructured sparsity (speed-ups are documented parameters)."""
+    df = sparsity_whatif(get_model(model), accelerator, _traffic(rate, workload), Slo(ttft_p99, tpot_p99), tp,
+                         gemm_speedup=gemm_speedup, calibration=calibration)
+    _show(df, f"{model}: sparsity on {tp} x {accelerator}", as_json,
+          ["pattern", "gemm_speedup", "weights_per_gpu_bytes", "prefill_s", "step_s", "capacity_rps",
+           "replicas_min", "cost_per_hour_min", "cost_vs_baseline"])
+
+
+@whatif_app.command("distill")
+@guarded
+def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b",
+               student: Annotated[str, typer.Option("--student")] = "llama-3-8b",
+               tokens: Annotated[float, typer.Option("--tokens", help="Distillation tokens.")] = 1e11,
+               accelerator: o.Accel = "H100-SXM5-80GB",
+               gpus: Annotated[int, typer.Option("--gpus", "-n", min=1)] = 64, rate: Rate = 50.0,
+               workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
+               calibration: Calib = None, as_json: JsonOpt = False) -> None:
+    """Cost to produce a student, its serving savings, and the break-even point in requests."""
+    d = distillation_whatif(get_model(teacher), get_model(student), tokens, accelerator, gpus,
+                            _traffic(rate, workload), Slo(ttft_p99, tpot_p99), [accelerator], calibration=calibration)
+    if as_json:
+        return emit_json(d.to_dict())
+    console.print(table(f"Distil {teacher} into {student}", ["quantity", "value"], [
+        ["teacher forward (days)", d.teacher_forward_s / 86400], ["student training (days)", d.student_train_s / 86400],
+        ["cost to produce (USD)", d.produce_cost_usd], ["teacher fleet $/h", d.teacher_serve_cost_per_hour],
+        ["student fleet $/h", d.student_serve_cost_per_hour], ["saving per request (USD)", d.saving_per_request_usd],
+        ["break-even requests", d.break_even_requests], ["break-even days", d.break_even_days]]))
+    for note in d.notes:
+        console.print(f"- {note}")
+    return None
+
+
+@whatif_app.command("precision")
+@guarded
+def wi_precision(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", gpus: o.Gpus = 8, dp: o.Dp = 1,
+                 tp: o.Tp = 8, pp: o.Pp = 1, micro_batch: o.Mb = 1,
+                 global_batch: Annotated[int, typer.Option("--global-batch", min=1)] = 64, seq_len: o.Seq = 4096,
+                 calibration: Calib = None, as_json: JsonOpt = False) -> None:
+    """Training under fp32, tf32, fp16 (loss scaling), bf16 and fp8: step time, MFU, memory."""
+    from capsim.specs.catalog import get_accelerator
+    from capsim.specs.plans import TrainPlan
+    spec = get_model(model)
+    plan = TrainPlan(dp=dp, tp=tp, pp=pp, micro_batch=micro_batch, global_batch=global_batch, seq_len=seq_len)
+    df = precision_whatif(spec, Cluster(get_accelerator(accelerator), gpus or dp * tp * pp), plan,
+                          calibration=calibration)
+    _show(df, f"{model}: mixed precision on {gpus} x {accelerator}", as_json)
+
+
+@whatif_app.command("batch")
+@guarded
+def wi_batch(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
+             gpus: Annotated[int, typer.Option("--gpus", "-n", min=1)] = 64,
+             tokens: Annotated[float, typer.Option("--tokens")] = 1e12,
+             batches: Annotated[str, typer.Option("--batches", help="Comma-separated global batches.")] =
+             "256,512,1024,2048,4096", seq_len: o.Seq = 4096,
+             critical_batch: Annotated[float | None, typer.Option(help="B_crit in tokens (default: Kaplan fit).")] = None,
+             calibration: Calib = None, as_json: JsonOpt = False) -> None:
+    """Time to the same loss at each global batch: gradient accumulation against the critical batch size."""
+    from capsim.specs.catalog import get_accelerator
+    df = batch_size_whatif(get_model(model), Cluster(get_accelerator(accelerator), gpus), tokens,
+                           [int(b) for b in batches.split(",")], seq_len, critical_batch, calibration=calibration)
+    _show(df, f"{model}: batch size on {gpus} x {accelerator}", as_json)
+
+
+@scale_app.command("serve")
+@guarded
+def sc_serve(model: o.Model = "", workload: Workload = "chatbot",
+             accelerators: Annotated[str, typer.Option("--accelerators", "-a")] = "H100-SXM5-80GB,L4,A100-SXM4-80GB",
+             rates: Annotated[str, typer.Option("--rates")] = ",".join(str(r) for r in SERVE_RATES),
+             ttft_p99: Ttft = 1.0, tpot_p99: Tpot = 0.05, calibration: Calib = None,
+             as_json: JsonOpt = False) -> None:
+    """Fleet, cost per million tokens and p99 latency from small to large traffic."""
+    df = serving_scaling(get_model(model), _traffic(1.0, workload), Slo(ttft_p99, tpot_p99),
+                         accelerators.split(","), [float(r) for r in rates.split(",")], calibration=calibration)
+    _show(df, f"{model}: serving from {rates.split(',')[0]} to {rates.split(',')[-1]} req/s", as_json,
+          ["rate_rps", "accelerator", "tp", "quantization", "replicas", "gpus", "cost_per_hour_usd",
+           "cost_per_million_output_tokens", "ttft_p99_s", "tpot_p99_s"])
+
+
+@scale_app.command("train")
+@guarded
+def sc_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
+             tokens: Annotated[float, typer.Option("--tokens")] = 1e12,
+             global_batch: Annotated[int, typer.Option("--global-batch", min=1)] = 1024, seq_len: o.Seq = 8192,
+             gpus: Annotated[str, typer.Option("--gpus", help="Comma-separated GPU counts.")] =
+             ",".join(str(g) for g in TRAIN_GPUS), calibration: Calib = None, as_json: JsonOpt = False) -> None:
+    """Step time, MFU, scaling efficiency, time and cost to train from 8 to 16,384 GPUs."""
+    df = training_scaling(get_model(model), accelerator, tokens, global_batch, seq_len,
+                          [int(g) for g in gpus.split(",")], calibration=calibration)
+    _show(df, f"{model}: training on {accelerator}", as_json,
+          ["gpus", "dp", "tp", "pp", "cp", "step_s", "mfu", "scaling_efficiency", "time_to_train_s", "cost_usd",
+           "reason"])
+
+
+@scale_app.command("model-size")
+@guarded
+def sc_model(budgets: Annotated[str, typer.Option("--flops", help="Comma-separated FLOP budgets.")] =
+             "1e21,1e22,1e23,1e24,1e25", as_json: JsonOpt = False) -> None:
+    """Compute-optimal parameters and tokens for each budget (Chinchilla, Approach 3)."""
+    _show(model_size_study([float(b) for b in budgets.split(",")]), "Compute-optimal model size", as_json)

@@ -1,0 +1,161 @@
+"""Pieces every page shares: the model picker, error display, and the download buttons."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from capsim.errors import SpecError
+from capsim.specs.catalog import get_model, models
+from capsim.specs.hf import from_hf_config
+from capsim.specs.model import ModelSpec
+from capsim.ui.state import select
+
+T = TypeVar("T")
+CATALOG, UPLOAD = "catalog", "config.json"
+
+
+def show_error(err: Exception) -> None:
+    """A SpecError as field, problem and fix; anything else as its message (never a traceback)."""
+    if isinstance(err, SpecError):
+        text = f"**{err.field}**: {err.problem}"
+        if err.fix:
+            text += f"  \nFix: {err.fix}"
+        st.error(text)
+    else:
+        st.error(f"{type(err).__name__}: {err}")
+
+
+def stop(err: Exception) -> NoReturn:
+    show_error(err)
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop raises
+
+
+def last_resort(render: Callable[[], None]) -> Callable[[], None]:
+    """``render`` with any unexpected error shown as one short line instead of a traceback (pages catch
+    SpecError themselves; this is the net under them)."""
+    def page() -> None:
+        try:
+            render()
+        except Exception as err:  # noqa: BLE001 - the dashboard must never show a traceback
+            st.error(f"This page hit an unexpected error: {type(err).__name__}: {str(err)[:300]}")
+
+    page.__name__ = f"{render.__module__.rsplit('.', 1)[-1]}_page"
+    return page
+
+
+def checked(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, or the page stops with the SpecError's message."""
+    try:
+        return fn(*args, **kwargs)
+    except SpecError as err:
+        stop(err)
+
+
+def model_input(where: Any = st, default: str = "llama-2-7b", key: str = "model") -> ModelSpec:
+    """A catalog model, or one read from an uploaded Hugging Face config.json (stops the page until there is one)."""
+    src = select("Model from", [CATALOG, UPLOAD], f"{key}_src", CATALOG, where=where, radio=True,
+                 help="A catalog model, or a Hugging Face config.json from your disk (uploads are not kept in "
+                      "the page's link).")
+    if src == CATALOG:
+        return get_model(select("Model", list(models()), key, default, where=where))
+    upload = where.file_uploader("config.json", type=["json"], key=f"{key}_file")
+    if upload is None:
+        st.info("Upload a Hugging Face config.json (llama, mistral, mixtral, gpt2, opt, bert, t5 families).")
+        st.stop()
+    return checked(hf_model, upload.getvalue().decode("utf-8", errors="replace"), Path(upload.name).stem)
+
+
+def parse_numbers(value: str, field: str, example: str, integer: bool = False, most: int = 24
+                  ) -> tuple[float, ...] | tuple[int, ...]:
+    """A comma-separated list of positive numbers (sorted, distinct), or a SpecError naming ``field``."""
+    kind = int if integer else float
+    try:
+        numbers = tuple(sorted({kind(float(x)) if integer and float(x).is_integer() else kind(x)
+                                for x in value.replace(" ", "").split(",") if x}))
+    except ValueError:
+        raise SpecError(field, f"{value!r} is not a comma-separated list of {'integers' if integer else 'numbers'}",
+                        f"write e.g. {example}") from None
+    if not numbers or min(numbers) <= 0 or len(numbers) > most:
+        raise SpecError(field, f"{value!r} needs 1 to {most} positive values", f"write e.g. {example}")
+    return numbers
+
+
+def preset_traffic(preset: str, rate_rps: float, requests: int | None = None) -> Any:
+    """The planner's Traffic at ``rate_rps`` with a workload preset's lengths (a trace preset: its lengths
+    sampled), as ``capsim plan serve --workload`` builds it."""
+    from capsim.plan.serving import Traffic
+    from capsim.sim.serving.presets import get_preset
+
+    lengths = get_preset(preset).lengths
+    if isinstance(lengths, str):
+        return Traffic(rate_rps, None, lengths, requests=requests)
+    return Traffic(rate_rps, lengths, requests=requests)
+
+
+def hf_model(text: str, name: str) -> ModelSpec:
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SpecError("config.json", f"not valid JSON ({err.msg}, line {err.lineno})",
+                        "upload the model's config.json as published on the Hugging Face Hub") from None
+    if not isinstance(cfg, dict):
+        raise SpecError("config.json", "holds no JSON object", "upload a Hugging Face config.json")
+    return from_hf_config(cfg, name=str(cfg.get("_name_or_path") or name))
+
+
+def money(usd: float) -> str:
+    """$ amounts short enough for a metric tile: $950, $12.3k, $1.60M, $2.1B."""
+    if not math.isfinite(usd):
+        return "no price"
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(usd) >= scale:
+            return f"${usd / scale:.3g}{suffix}"
+    return f"${usd:.3g}"
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready: numpy scalars and arrays to Python, NaN and inf to None, enums to their values."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return plain(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def downloads(stem: str, table: pd.DataFrame | None = None, payload: dict[str, Any] | None = None,
+              where: Any = st, key: str = "", what: str = "") -> None:
+    """CSV of ``table`` and JSON of ``payload`` (or of the table) as download buttons labelled with ``what``.
+    The files are written when a button is clicked, not on every rerun."""
+    cols = where.columns([1, 1, 2])
+    what = f"{what} " if what else ""
+    icon = ":material/download:"
+    if table is not None:
+        cols[0].download_button(f"{what}CSV", lambda: table.to_csv(index=False), f"{stem}.csv", "text/csv",
+                                key=f"csv_{key or stem}", icon=icon, width="stretch", on_click="ignore")
+
+    def as_json() -> str:
+        data = payload if payload is not None else {"rows": table.to_dict("records") if table is not None else []}
+        return json.dumps(plain(data), indent=1)
+
+    cols[1].download_button(f"{what}JSON", as_json, f"{stem}.json", "application/json", key=f"json_{key or stem}",
+                            icon=icon, width="stretch", on_click="ignore")
+
+
+__all__ = ["checked", "downloads", "hf_model", "last_resort", "model_input", "money", "parse_numbers", "plain", "preset_traffic", "show_error", "stop"]

@@ -1,0 +1,229 @@
+"""Page: the training planner. A model on N accelerators, a layout given or searched; step-time and memory
+breakdowns, MFU, time and cost to train, and the pipeline schedule simulated event by event (SimPy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.training import BREAKDOWN, FrameworkName, StepTime, step_time
+from capsim.calibration import available
+from capsim.errors import SpecError
+from capsim.plan.training import plan_training
+from capsim.sim.train_step import simulate_step
+from capsim.specs.catalog import accelerators, get_accelerator
+from capsim.specs.hardware import Cluster
+from capsim.specs.model import ModelSpec
+from capsim.specs.plans import Recompute, TrainPlan
+from capsim.specs.precision import PRESET_NAMES, Precision
+from capsim.ui import figures
+from capsim.ui.common import checked, downloads, model_input, money, stop
+from capsim.ui.state import flag, number, select
+
+AUTO, MANUAL = "auto (search)", "manual"
+DEFAULT_CAL = "accelerator datasheet"
+TOP = 5  # layouts compared side by side in auto mode
+MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations", "temporary")
+DAY_S = 86400.0
+
+
+def layout_labels(lay: Layouts) -> list[str]:
+    """Short names of layouts: ``dp4 tp4 pp4 v5 mb1 sp dist-opt``."""
+    out = []
+    for i in range(len(lay)):
+        parts = [f"dp{lay.dp[i]} tp{lay.tp[i]} pp{lay.pp[i]}"]
+        parts += [f"v{lay.v[i]}"] if lay.v[i] > 1 else []
+        parts += [f"cp{lay.cp[i]}"] if lay.cp[i] > 1 else []
+        parts += [f"ep{lay.ep[i]}"] if lay.ep[i] > 1 else []
+        parts += [f"mb{lay.micro_batch[i]}", ["", "sel-rec", "full-rec"][int(lay.recompute[i])]]
+        parts += ["sp"] if lay.sp[i] else []
+        parts += [f"zero{lay.zero_stage[i]}"] if lay.zero_stage[i] else []
+        parts += ["dist-opt"] if lay.distributed_optimizer[i] else []
+        out.append(" ".join(p for p in parts if p))
+    return out
+
+
+def _frame(lay: Layouts, res: StepTime) -> pd.DataFrame:
+    """One row per layout: the layout, its step breakdown (s), memory per GPU (GB), MFU and train totals."""
+    n = len(lay)
+
+    def col(x: Any) -> np.ndarray:
+        return np.atleast_1d(np.asarray(x)).astype(float) * np.ones(n)
+
+    mem = res.memory
+    cols: dict[str, Any] = {"rank": [f"#{i + 1}" for i in range(n)], "layout": layout_labels(lay)}
+    cols |= {k: np.asarray(getattr(lay, k)) for k in ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch", "recompute",
+                                                      "sp", "zero_stage", "distributed_optimizer")}
+    cols |= {"micro_batches": np.asarray(lay.micro_batches), "step_s": col(res.step_s)}
+    cols |= {k: col(getattr(res, k)) for k in BREAKDOWN}
+    cols |= {f"{p}_gb": col(getattr(mem, f"{p}_bytes")) / 1e9 for p in MEMORY_PARTS}
+    cols |= {"memory_gb": col(mem.total_bytes) / 1e9, "capacity_gb": np.full(n, mem.capacity_bytes / 1e9)}
+    cols |= {k: col(getattr(res, k)) for k in ("mfu", "hfu", "tflops_per_gpu_model", "tokens_per_s",
+                                               "train_time_s", "train_cost_usd", "train_energy_j")}
+    cols["train_days"] = cols["train_time_s"] / DAY_S
+    cols["feasible"] = np.atleast_1d(np.asarray(res.feasible, dtype=bool))
+    cols["reason"] = np.atleast_1d(np.asarray(res.reason, dtype=object))
+    return pd.DataFrame(cols)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def manual_report(model: ModelSpec, acc_name: str, price: float | None, gpus: int, plan: TrainPlan,
+                  tokens: float, calibration: str | None, framework: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Step time of one given plan (pure; cached by its inputs)."""
+    cluster = Cluster(get_accelerator(acc_name, price), gpus)
+    res = step_time(model, plan, cluster, calibration, framework=framework, train_tokens=tokens)
+    table = _frame(Layouts.from_plans(model, [plan]), res)
+    return table, {"calibration": res.calibration, "framework": res.framework, "evaluated": 1, "explanation": []}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def auto_report(model: ModelSpec, acc_name: str, price: float | None, gpus: int, global_batch: int, seq_len: int,
+                precision: str, tokens: float, calibration: str | None, framework: str, usable: float
+                ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The fastest layouts on ``gpus`` (``capsim.plan.training``), the top few priced term by term (pure)."""
+    acc = get_accelerator(acc_name, price)
+    prec = Precision.preset(precision)
+    plan = plan_training(model, acc, tokens, global_batch, seq_len, gpus, calibration=calibration, precision=prec,
+                         framework=framework, usable_memory_fraction=usable)
+    if not plan.feasible:
+        raise SpecError("layout", plan.reason, "add GPUs, lower the global batch or sequence, or pick a larger "
+                        "accelerator")
+    top = plan.table.head(TOP)
+    lay = Layouts.build(model, **{c: top[c].to_numpy() for c in ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch",
+                                                                 "recompute", "sp", "zero_stage",
+                                                                 "distributed_optimizer", "schedule")},
+                        global_batch=global_batch, seq_len=seq_len)
+    res = step_time(model, lay, Cluster(acc, gpus), calibration, prec, framework, train_tokens=tokens)
+    return _frame(lay, res), {"calibration": res.calibration, "framework": res.framework,
+                              "evaluated": plan.evaluated, "explanation": list(plan.explanation)}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def pipeline_timeline(model: ModelSpec, acc_name: str, price: float | None, gpus: int, plan: TrainPlan,
+                      calibration: str | None, framework: str) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The plan's step simulated block by block on the SimPy pipeline (pure; cached by its inputs)."""
+    res = simulate_step(model, plan, Cluster(get_accelerator(acc_name, price), gpus), calibration, framework)
+    return res.timeline, res.to_dict()
+
+
+def _plan_of(row: dict[str, Any], global_batch: int, seq_len: int, precision: str) -> TrainPlan:
+    return TrainPlan(dp=int(row["dp"]), tp=int(row["tp"]), pp=int(row["pp"]), pp_interleave=int(row["v"]),
+                     cp=int(row["cp"]), ep=int(row["ep"]), sequence_parallel=bool(row["sp"]),
+                     zero_stage=int(row["zero_stage"]), distributed_optimizer=bool(row["distributed_optimizer"]),
+                     recompute=list(Recompute)[int(row["recompute"])], micro_batch=int(row["micro_batch"]),
+                     global_batch=global_batch, seq_len=seq_len, precision=Precision.preset(precision))
+
+
+def _manual_plan(gpus: int, global_batch: int, seq_len: int, precision: str) -> TrainPlan:
+    c = st.columns(5)
+    tp = number("TP", "tp", 1, 1, 1024, where=c[0])
+    pp = number("PP", "pp", 1, 1, 1024, where=c[1])
+    v = number("Interleave v", "v", 1, 1, 64, where=c[2], help="Model chunks per stage (interleaved 1F1B).")
+    cp = number("CP", "cp", 1, 1, 1024, where=c[3])
+    ep = number("EP", "ep", 1, 1, 1024, where=c[4], help="Expert parallelism (MoE models).")
+    c = st.columns(5)
+    mb = number("Micro-batch", "mb", 1, 1, 1024, where=c[0])
+    rec = select("Recompute", [r.value for r in Recompute], "recompute", "none", where=c[1])
+    zero = select("ZeRO stage", [0, 1, 2, 3], "zero", 0, where=c[2])
+    sp = flag("Sequence parallel", "sp", False, where=c[3])
+    dist = flag("Distributed optimizer", "distopt", False, where=c[4])
+    if gpus % (tp * pp * cp):
+        stop(SpecError("layout", f"tp*pp*cp = {tp * pp * cp} does not divide the {gpus} GPUs",
+                       "pick tp, pp and cp whose product divides the GPU count"))
+    dp = gpus // (tp * pp * cp)
+    st.caption(f"dp = GPUs / (tp x pp x cp) = {dp}")
+    return checked(TrainPlan, dp=dp, tp=tp, pp=pp, pp_interleave=v, cp=cp, ep=ep, sequence_parallel=sp,
+                   zero_stage=zero, distributed_optimizer=dist, recompute=rec, micro_batch=mb,
+                   global_batch=global_batch, seq_len=seq_len, precision=Precision.preset(precision))
+
+
+def _inputs() -> dict[str, Any]:
+    c = st.columns(4)
+    with c[0]:
+        model = model_input(default="llama-2-70b")
+    accs = list(accelerators())
+    acc = select("Accelerator", accs, "acc", "A100-SXM4-80GB", where=c[1])
+    gpus = number("GPUs", "gpus", 64, 1, 1 << 20, where=c[1])
+    precision = select("Precision", list(PRESET_NAMES), "precision", "bf16", where=c[2])
+    seq = number("Sequence length", "seq", 4096, 1, 1 << 21, where=c[2])
+    gb = number("Global batch (sequences)", "gb", 128, 1, 1 << 24, where=c[3])
+    tokens = number("Tokens to train", "tokens", 1e12, 1.0, where=c[3], fmt="%.3e")
+    c = st.columns(4)
+    cals = [DEFAULT_CAL, *available()]
+    cal = select("Calibration", cals, "cal", DEFAULT_CAL, where=c[0])
+    fw = select("Framework", [f.value for f in FrameworkName], "fw", FrameworkName.MEGATRON_CORE.value, where=c[1])
+    price = number("Price $/GPU-hour (0: catalog)", "price", 0.0, 0.0, where=c[2], step=0.1)
+    mode = select("Layout", [AUTO, MANUAL], "mode", AUTO, where=c[3], radio=True)
+    usable = number("Usable memory fraction", "usable", 0.9, 0.1, 1.0, step=0.05, where=c[3],
+                    help="Auto: plan within this share of device memory (headroom for CUDA context, NCCL, "
+                         "fragmentation, which the memory model does not count).") if mode == AUTO else 1.0
+    return dict(usable=usable, model=model, acc=acc, gpus=gpus, precision=precision, seq=seq, gb=gb, tokens=tokens,
+                cal=None if cal == DEFAULT_CAL else cal, fw=fw, price=price or None, mode=mode)
+
+
+def _metrics(best: dict[str, Any]) -> None:
+    c = st.columns(6)
+    c[0].metric("Step time", f"{best['step_s']:.3g} s")
+    c[1].metric("MFU", f"{best['mfu']:.1%}", help="Model FLOPs utilisation (PaLM, Appendix B); HFU "
+                f"{best['hfu']:.1%} counts recomputation")
+    c[2].metric("Tokens/s", f"{best['tokens_per_s']:,.0f}")
+    c[3].metric("Memory per GPU", f"{best['memory_gb']:.1f} GB", help=f"of {best['capacity_gb']:.0f} GB")
+    c[4].metric("Time to train", f"{best['train_days']:,.3g} days", help=f"{best['train_time_s']:,.0f} s")
+    c[5].metric("Cost to train", money(best["train_cost_usd"]),
+                help=f"${best['train_cost_usd']:,.0f}: GPU-hours at the catalog price (or the one given)")
+
+
+def render() -> None:
+    st.header("Training planner")
+    st.caption("Step time of a training layout, its breakdown, memory per GPU, MFU, and the time and cost to "
+               "train; the pipeline schedule is simulated event by event (SimPy).")
+    x = _inputs()
+    if x["mode"] == MANUAL:
+        plan = _manual_plan(x["gpus"], x["gb"], x["seq"], x["precision"])
+        table, info = checked(manual_report, x["model"], x["acc"], x["price"], x["gpus"], plan, x["tokens"],
+                              x["cal"], x["fw"])
+    else:
+        with st.spinner("Searching layouts..."):
+            table, info = checked(auto_report, x["model"], x["acc"], x["price"], x["gpus"], x["gb"], x["seq"],
+                                  x["precision"], x["tokens"], x["cal"], x["fw"], x["usable"])
+        plan = _plan_of(table.iloc[0].to_dict(), x["gb"], x["seq"], x["precision"])
+    best = table.iloc[0].to_dict()
+    st.subheader(f"{x['model'].name} on {x['gpus']} x {x['acc']}: #1 {best['layout']}")
+    st.caption(f"calibration {info['calibration']}, framework {info['framework']}"
+               + (f"; fastest of {info['evaluated']:,} layouts" if x["mode"] == AUTO else ""))
+    if not best["feasible"]:
+        st.warning(f"This plan is infeasible: {best['reason']}.")
+    _metrics(best)
+    for line in info["explanation"]:
+        st.markdown(f"- {line}")
+    _charts(x, table, plan)
+
+
+def _charts(x: dict[str, Any], table: pd.DataFrame, plan: TrainPlan) -> None:
+    left, right = st.columns(2)
+    names = {k: k.removesuffix("_s").replace("_", " ") for k in BREAKDOWN}
+    left.plotly_chart(figures.stacked_bar(table, "rank", list(BREAKDOWN), "Step time breakdown", "seconds",
+                                          labels=names, hover="layout"), width="stretch")
+    right.plotly_chart(figures.stacked_bar(table, "rank", [f"{p}_gb" for p in MEMORY_PARTS],
+                                           "Memory per GPU (peak stage)", "GB", float(table["capacity_gb"].iloc[0]),
+                                           "capacity", labels={f"{p}_gb": p for p in MEMORY_PARTS}, hover="layout"),
+                       width="stretch")
+    with st.spinner("Simulating the pipeline schedule..."):
+        timeline, sim = checked(pipeline_timeline, x["model"], x["acc"], x["price"], x["gpus"], plan, x["cal"],
+                                x["fw"])
+    st.plotly_chart(figures.gantt(timeline, f"Pipeline schedule of #1 ({plan.schedule.value}, "
+                                  f"{plan.micro_batches} micro-batches): step {sim['step_s']:.3g} s, bubble "
+                                  f"{sim['bubble_fraction']:.1%} of ideal",
+                                  {"flush": sim["pipeline_s"]}), width="stretch")
+    st.dataframe(table, hide_index=True)
+    payload = {"model": x["model"].name, "accelerator": x["acc"], "gpus": x["gpus"], "plan": plan.to_dict(),
+               "layouts": table.to_dict("records"), "pipeline": sim}
+    downloads("training-plan", table, payload, key="train", what="layouts")
+    downloads("pipeline-timeline", timeline, None, key="timeline", what="timeline")
+
+
+__all__ = ["auto_report", "layout_labels", "manual_report", "pipeline_timeline", "render"]

@@ -1,0 +1,203 @@
+"""Page: compression and precision what-ifs. Serving: quantization (weights x KV format), pruning (sparsity),
+distillation; training: mixed-precision recipes and the global batch size (``capsim.plan.whatif_serve``,
+``capsim.plan.whatif_train``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from capsim.errors import SpecError
+from capsim.plan.serving import Slo
+from capsim.plan.whatif_serve import SPARSITY, distillation_whatif, quantization_whatif, sparsity_whatif
+from capsim.plan.whatif_train import batch_size_whatif, precision_whatif
+from capsim.sim.serving.presets import PRESETS
+from capsim.specs.catalog import accelerators, get_accelerator, get_model, models
+from capsim.specs.hardware import Cluster
+from capsim.specs.model import ModelSpec
+from capsim.specs.plans import TrainPlan
+from capsim.ui import figures
+from capsim.ui.common import checked, downloads, model_input, money, parse_numbers, preset_traffic, stop
+from capsim.ui.state import number, select, text
+
+STUDIES = ("quantization", "sparsity", "distillation", "training precision", "batch size")
+SERVE_COLUMNS = ("capacity_rps", "prefill_s", "step_s", "replicas_min", "cost_per_hour_min", "cost_vs_baseline",
+                 "reason")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def quantization_table(model: ModelSpec, acc: str, tp: int, preset: str, rate: float, ttft: float | None,
+                       tpot: float | None) -> pd.DataFrame:
+    return quantization_whatif(model, acc, preset_traffic(preset, rate), Slo(ttft, tpot), tp)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sparsity_table(model: ModelSpec, acc: str, tp: int, preset: str, rate: float, ttft: float | None,
+                   tpot: float | None, gemm_speedup: float | None) -> pd.DataFrame:
+    return sparsity_whatif(model, acc, preset_traffic(preset, rate), Slo(ttft, tpot), tp, gemm_speedup=gemm_speedup)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def distillation(teacher: str, student: str, tokens: float, acc: str, gpus: int, preset: str, rate: float,
+                 ttft: float | None, tpot: float | None) -> dict[str, Any]:
+    return distillation_whatif(get_model(teacher), get_model(student), tokens, acc, gpus,
+                               preset_traffic(preset, rate), Slo(ttft, tpot), [acc]).to_dict()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def precision_table(model: ModelSpec, acc: str, gpus: int, tp: int, pp: int, micro_batch: int, global_batch: int,
+                    seq_len: int) -> pd.DataFrame:
+    plan = TrainPlan(dp=gpus // (tp * pp), tp=tp, pp=pp, micro_batch=micro_batch, global_batch=global_batch,
+                     seq_len=seq_len)
+    return precision_whatif(model, Cluster(get_accelerator(acc), gpus), plan)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def batch_table(model: ModelSpec, acc: str, gpus: int, tokens: float, batches: tuple[int, ...], seq_len: int
+                ) -> pd.DataFrame:
+    return batch_size_whatif(model, Cluster(get_accelerator(acc), gpus), tokens, list(batches), seq_len)
+
+
+def _serving_inputs(c: list[Any]) -> dict[str, Any]:
+    acc = select("Accelerator", list(accelerators()), "acc", "H100-SXM5-80GB", where=c[1])
+    tp = number("TP", "tp", 1, 1, 64, where=c[1])
+    preset = select("Request lengths of", list(PRESETS), "workload", "chatbot", where=c[2])
+    rate = number("Peak rate (req/s)", "rate", 10.0, 0.001, where=c[2], step=1.0)
+    ttft = number("p99 TTFT target s (0: none)", "ttft", 2.0, 0.0, where=c[3], step=0.1)
+    tpot = number("p99 TPOT target s (0: none)", "tpot", 0.1, 0.0, where=c[3], step=0.01, fmt="%.3f")
+    return dict(acc=acc, tp=tp, preset=preset, rate=rate, ttft=ttft or None, tpot=tpot or None)
+
+
+def _quantization(model: ModelSpec, c: list[Any]) -> None:
+    x = _serving_inputs(c)
+    df = checked(quantization_table, model, x["acc"], x["tp"], x["preset"], x["rate"], x["ttft"], x["tpot"])
+    df = df.assign(weights_gb=df.get("weights_per_gpu_bytes", pd.Series(dtype=float)) / 1e9)
+    ok = df[df["feasible"]]
+    c3 = st.columns(3)
+    c3[0].plotly_chart(figures.grouped_bar(ok, "quantization", "capacity_rps", "kv_cache_dtype",
+                                           "Capacity per replica within the SLOs", "requests/s (by KV format)"),
+                       width="stretch")
+    weights = ok.drop_duplicates("quantization")
+    c3[1].plotly_chart(figures.stacked_bar(weights, "quantization", ["weights_gb"], "Weights per GPU", "GB",
+                                           labels={"weights_gb": "weights"}), width="stretch")
+    c3[2].plotly_chart(figures.grouped_bar(ok, "quantization", "kv_tokens", "kv_cache_dtype",
+                                           "KV-cache capacity per replica", "tokens (by KV format)"),
+                       width="stretch")
+    _table(df, "whatif-quantization", ["quantization", "kv_cache_dtype", "weights_gb", "kv_tokens", *SERVE_COLUMNS])
+
+
+def _sparsity(model: ModelSpec, c: list[Any]) -> None:
+    x = _serving_inputs(c)
+    speedup = number("Sparse GEMM speed-up (0: documented defaults)", "speedup", 0.0, 0.0, 8.0, where=c[0],
+                     step=0.1, help="Defaults: " + "; ".join(f"{k} x{v['gemm_speedup']:g}" for k, v in SPARSITY.items()))
+    df = checked(sparsity_table, model, x["acc"], x["tp"], x["preset"], x["rate"], x["ttft"], x["tpot"],
+                 speedup or None)
+    df = df.assign(weights_gb=df["weights_per_gpu_bytes"] / 1e9)
+    times = df.melt(id_vars="pattern", value_vars=["prefill_s", "step_s"], var_name="time", value_name="seconds")
+    times["time"] = times["time"].map({"prefill_s": "prefill of one prompt", "step_s": "loaded decode step"})
+    left, right = st.columns(2)
+    left.plotly_chart(figures.stacked_bar(df, "pattern", ["capacity_rps"], "Capacity per replica within the SLOs",
+                                          "requests/s", labels={"capacity_rps": "capacity"}), width="stretch")
+    right.plotly_chart(figures.grouped_bar(times, "pattern", "seconds", "time", "Prefill and decode step time",
+                                           "seconds"), width="stretch")
+    _table(df, "whatif-sparsity", ["pattern", "gemm_speedup", "weights_gb", *SERVE_COLUMNS])
+
+
+def _distillation(c: list[Any]) -> None:
+    names = list(models())
+    teacher = select("Teacher", names, "teacher", "llama-3-70b", where=c[0])
+    student = select("Student", names, "student", "llama-3-8b", where=c[0])
+    tokens = number("Distillation tokens", "tokens", 1e11, 1.0, where=c[1], fmt="%.3e")
+    acc = select("Accelerator (train and serve)", list(accelerators()), "acc", "H100-SXM5-80GB", where=c[1])
+    gpus = number("Training GPUs", "gpus", 64, 1, 1 << 20, where=c[2])
+    preset = select("Request lengths of", list(PRESETS), "workload", "chatbot", where=c[2])
+    rate = number("Serving rate (req/s)", "rate", 50.0, 0.001, where=c[3], step=1.0)
+    ttft = number("p99 TTFT target s", "ttft", 2.0, 0.0, where=c[3], step=0.1)
+    tpot = number("p99 TPOT target s", "tpot", 0.1, 0.0, where=c[3], step=0.01, fmt="%.3f")
+    d = checked(distillation, teacher, student, tokens, acc, gpus, preset, rate, ttft or None, tpot or None)
+    m = st.columns(4)
+    m[0].metric("Cost to produce the student", money(d["produce_cost_usd"]))
+    m[1].metric("Teacher fleet", f"{money(d['teacher_serve_cost_per_hour'])}/h")
+    m[2].metric("Student fleet", f"{money(d['student_serve_cost_per_hour'])}/h")
+    m[3].metric("Break-even", f"{d['break_even_days']:,.3g} days", help=f"{d['break_even_requests']:,.3g} requests")
+    parts = pd.DataFrame([{"what": "produce (one-off)", "teacher forward": d["teacher_forward_s"] / 86400,
+                           "student training": d["student_train_s"] / 86400}])
+    st.plotly_chart(figures.stacked_bar(parts, "what", ["teacher forward", "student training"],
+                                        f"Days on {gpus} x {acc} to produce {student} from {teacher}", "days"),
+                    width="stretch")
+    for note in d["notes"]:
+        st.caption(note)
+    table = pd.DataFrame([{k: v for k, v in d.items() if k != "notes"}])
+    st.dataframe(table, hide_index=True)
+    downloads("whatif-distillation", table, d, key="distill", what="distillation")
+
+
+def _training_inputs(c: list[Any]) -> dict[str, Any]:
+    acc = select("Accelerator", list(accelerators()), "acc", "H100-SXM5-80GB", where=c[1])
+    gpus = number("GPUs", "gpus", 8, 1, 1 << 20, where=c[1])
+    seq = number("Sequence length", "seq", 4096, 1, 1 << 21, where=c[2])
+    return dict(acc=acc, gpus=gpus, seq=seq)
+
+
+def _precision(model: ModelSpec, c: list[Any]) -> None:
+    x = _training_inputs(c)
+    tp = number("TP", "tp", 8, 1, 1024, where=c[2])
+    pp = number("PP", "pp", 1, 1, 1024, where=c[3])
+    mb = number("Micro-batch", "mb", 1, 1, 1024, where=c[3])
+    gb = number("Global batch", "gb", 64, 1, 1 << 24, where=c[3])
+    if x["gpus"] % (tp * pp):
+        stop(SpecError("layout", f"tp*pp = {tp * pp} does not divide the {x['gpus']} GPUs",
+                       "pick tp and pp whose product divides the GPU count"))
+    df = checked(precision_table, model, x["acc"], x["gpus"], tp, pp, mb, gb, x["seq"])
+    df = df.assign(memory_gb=df.get("memory_per_gpu_bytes", pd.Series(dtype=float)) / 1e9)
+    ok = df[df.get("step_s", pd.Series(dtype=float)).notna()] if "step_s" in df else df.iloc[:0]
+    left, right = st.columns(2)
+    left.plotly_chart(figures.stacked_bar(ok, "precision", ["step_s"], "Step time by recipe", "seconds",
+                                          labels={"step_s": "step"}), width="stretch")
+    right.plotly_chart(figures.stacked_bar(ok, "precision", ["memory_gb"], "Memory per GPU by recipe", "GB",
+                                           get_accelerator(x["acc"]).memory_bytes / 1e9, "capacity",
+                                           labels={"memory_gb": "memory"}), width="stretch")
+    _table(df, "whatif-precision", [c for c in df.columns if c != "memory_per_gpu_bytes"])
+
+
+def _batch(model: ModelSpec, c: list[Any]) -> None:
+    x = _training_inputs(c)
+    tokens = number("Tokens (at the smallest batch)", "tokens", 1e12, 1.0, where=c[3], fmt="%.3e")
+    batches = checked(parse_numbers, text("Global batches", "batches", "256,512,1024,2048,4096", where=c[3]),
+                      "global batches", "256,512,1024", integer=True, most=12)
+    df = checked(batch_table, model, x["acc"], x["gpus"], tokens, batches, x["seq"])
+    df = df.assign(days=df.get("time_to_train_s", pd.Series(dtype=float)) / 86400)
+    left, right = st.columns(2)
+    left.plotly_chart(figures.lines(df, "global_batch", {"days": "time to the same loss"},
+                                    "Time to the same loss against the global batch", "global batch (sequences)",
+                                    "days", log_x=True), width="stretch")
+    right.plotly_chart(figures.lines(df, "global_batch", {"tokens_needed": "tokens needed"},
+                                     "Tokens needed (McCandlish et al. 2018)", "global batch (sequences)", "tokens",
+                                     log_x=True), width="stretch")
+    _table(df, "whatif-batch", list(df.columns))
+
+
+def _table(df: pd.DataFrame, stem: str, columns: list[str]) -> None:
+    cols = [c for c in columns if c in df.columns]
+    st.dataframe(df[cols], hide_index=True)
+    downloads(stem, df, None, key=stem, what="table")
+
+
+def render() -> None:
+    st.header("Compression and precision what-ifs")
+    st.caption("What quantization, pruning and distillation do to a serving fleet's memory, latency, capacity and "
+               "cost; what the precision recipe and the batch size do to training. Accuracy is not modelled.")
+    study = select("What-if", list(STUDIES), "study", "quantization", radio=True)
+    c = st.columns(4)
+    if study == "distillation":
+        _distillation(c)
+        return
+    with c[0]:
+        model = model_input(default="llama-2-7b")
+    {"quantization": _quantization, "sparsity": _sparsity, "training precision": _precision,
+     "batch size": _batch}[study](model, c)
+
+
+__all__ = ["render"]

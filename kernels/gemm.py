@@ -1,0 +1,101 @@
+"""GEMM microbenchmarks shaped as a decoder layer's linear ops, over token counts and widths.
+
+Operands rotate through enough copies to evict the last-level cache (harness.rotating): in a model the weights
+come from memory, not from a cache the previous repeat warmed.
+
+Shapes follow capsim.analytic.ops: a linear op is C[m, n] = A[m, k] @ B[k, n] with m tokens. Training's backward
+products are timed as autograd runs them (grad_input = grad_out @ W, grad_W = grad_out^T @ x) and recorded in
+capsim's convention: data gradient (m, k, n), weight gradient (k, n, m).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from kernels.harness import rotating, time_fn
+from kernels.ops import DTYPES
+
+WIDTHS = {"quick": (256, 512, 1024), "full": (128, 256, 512, 768, 1024, 1536, 2048)}
+TOKENS = {"quick": (1, 4, 16, 64, 128, 256, 512, 1024), "full": (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096)}
+VOCAB = 8192  # LM-head width of the grid (a small vocabulary; n is interpolated in log2 for others)
+HEAD_DIM = 64
+BACKWARD_MIN_TOKENS = 64  # training runs the backward products only on whole micro-batches
+
+
+def layer_linears(hidden: int, gated: bool) -> dict[str, tuple[int, int]]:
+    """(n, k) of each linear op of a GPT-style (MHA, 4h GeLU MLP) or Llama-style (GQA 4:1, SwiGLU) layer."""
+    if gated:  # Llama: ffn = 8h/3 rounded to 64 (Touvron et al. 2023, Sec. 2.2), kv heads = heads / 4
+        ffn, kv_dim = 64 * round(8 * hidden / 3 / 64), hidden // 4
+        return {"qkv": (hidden + 2 * kv_dim, hidden), "attn_out": (hidden, hidden), "mlp_up": (2 * ffn, hidden),
+                "mlp_down": (hidden, ffn), "lm_head": (VOCAB, hidden)}
+    return {"qkv": (3 * hidden, hidden), "attn_out": (hidden, hidden), "mlp_up": (4 * hidden, hidden),
+            "mlp_down": (hidden, 4 * hidden), "lm_head": (VOCAB, hidden)}
+
+
+def gemm_cases(mode: str = "quick", dtypes: tuple[str, ...] = ("fp32",), training: bool = True) -> list[dict]:
+    """Every (pass, M, N, K, dtype) to time, deduplicated; M, N, K are the forward product's sizes."""
+    seen, cases = set(), []
+    for dtype in dtypes:
+        lowp = dtype != dtypes[0]
+        widths = WIDTHS[mode][::2] if lowp else WIDTHS[mode]  # other formats: a sparser grid
+        tokens = TOKENS[mode][::2] if lowp else TOKENS[mode]
+        for hidden in widths:
+            for gated in (False, True):
+                for op, (n, k) in layer_linears(hidden, gated).items():
+                    for m in tokens:
+                        if dtype == "fp8" and m % 16:  # torch._scaled_mm needs every size a multiple of 16
+                            continue
+                        backward = training and m >= BACKWARD_MIN_TOKENS and dtype != "fp8"  # fp8: forward only
+                        passes = ("fwd", "dgrad", "wgrad") if backward else ("fwd",)
+                        for p in passes:
+                            key = (p, m, n, k, dtype)
+                            if key not in seen:
+                                seen.add(key)
+                                cases.append({"bench": "gemm", "op": op, "pass": p, "M": m, "N": n, "K": k,
+                                              "dtype": dtype})
+    return cases
+
+
+def capsim_shape(case: dict) -> tuple[int, int, int]:
+    """(m, n, k) of the product a pass performs, in capsim.analytic.ops.backward_ops' convention."""
+    m, n, k = case["M"], case["N"], case["K"]
+    return {"fwd": (m, n, k), "dgrad": (m, k, n), "wgrad": (k, n, m)}[case["pass"]]
+
+
+def _fp8_call(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """fp8 e4m3 GEMM through torch._scaled_mm (Hopper/Ada; B must be column-major). Operands are converted
+    once per copy, outside the timed call, by :func:`run_gemm`'s rotation."""
+    one = torch.ones((), device=x.device)
+    return torch._scaled_mm(x, w.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+
+
+def fp8_available(device: str) -> bool:
+    return str(device).startswith("cuda") and torch.cuda.get_device_capability(device) >= (8, 9)
+
+
+def run_gemm(case: dict, device: str = "cpu", repeats: int = 5, min_repeat_s: float = 0.005) -> dict[str, Any]:
+    """Time one case; returns the sample (capsim shape, bytes moved, timing)."""
+    m, n, k, p = case["M"], case["N"], case["K"], case["pass"]
+    fp8 = case["dtype"] == "fp8"
+    dt = torch.bfloat16 if fp8 else DTYPES[case["dtype"]]
+
+    def rand(*shape: int) -> torch.Tensor:
+        x = torch.rand(*shape, device=device, dtype=dt) - 0.5
+        return x.to(torch.float8_e4m3fn) if fp8 else x
+
+    shapes = {"fwd": ((m, k), (n, k)), "dgrad": ((m, n), (n, k)), "wgrad": ((m, n), (m, k))}[p]
+    esize = 1 if fp8 else torch.finfo(dt).bits / 8
+    operands = rotating(lambda: tuple(rand(*sh) for sh in shapes), esize * sum(a * b for a, b in shapes), device)
+    if fp8:
+        fn = lambda: _fp8_call(*operands())  # noqa: E731
+    else:
+        call = {"fwd": F.linear, "dgrad": lambda g, w: g @ w, "wgrad": lambda g, x: g.t() @ x}[p]
+        fn = lambda: call(*operands())  # noqa: E731
+    timing = time_fn(fn, device, repeats=repeats, min_repeat_s=min_repeat_s)
+    cm, cn, ck = capsim_shape(case)
+    nbytes = (cm * ck + ck * cn + cm * cn) * (1 if fp8 else torch.finfo(dt).bits // 8)
+    return {**case, "m": cm, "n": cn, "k": ck, "flops": 2.0 * m * n * k, "bytes": float(nbytes),
+            "time_s": timing.median_s, "timing": timing.to_dict()}
