@@ -115,7 +115,8 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
             m = math.ceil((-h + math.sqrt(h * h + 2.0 * b * left)) / b)
         else:
             m = math.ceil(left / a0)
-        m = min(max(m, 1), e - s)
+        m = m if m > 1 else 1  # clamped to [1, e - s]
+        m = e - s if e - s < m else m
         # Guard the rounding of the root: _line_sum(s, s + m - 1, a, b) >= left, and _line_sum(s, s + m, a, b) <
         # left, written out (the same arithmetic; this runs once per arrival that cuts a decode run).
         while m > 1:
@@ -128,7 +129,7 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
             if (f - s) * a + b * (s + f - 1) * (f - s) / 2.0 >= left:
                 break
             m += 1
-        return max(s + m, 1)
+        return s + m if s + m > 1 else 1
     return pieces[-1][1] if pieces else 1
 
 
@@ -309,23 +310,31 @@ class StepTable:
         n = prefill_tokens + decode_seqs
         tok = self.tok[n] if n < len(self.tok) else self._beyond("token", n)
         logit = self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
+        # (``y if y > x else x`` is max(x, y); _pair_s is a list look-up past which _beyond prices.)
         pa = da = 0.0
+        pair_s = self.pair_s
         if prefill_tokens > 0:
             nbytes = (2.0 * prefill_tokens * self.q_dim * self.act_bytes
                       + 2.0 * prefill_kv_tokens * self.kv_dim * self.kv_bytes)
             icpt, slope = self.mem
-            pa = self.attn_launch_s + max(prefill_pairs * self._pair_s(prefill_tokens), icpt + slope * nbytes)
+            comp = prefill_pairs * (pair_s[prefill_tokens] if prefill_tokens < len(pair_s)
+                                    else self._beyond("pair", prefill_tokens))
+            mem = icpt + slope * nbytes
+            pa = self.attn_launch_s + (mem if mem > comp else comp)
         if decode_seqs > 0:
             icpt, slope = self.dec_mem
             nbytes = (2.0 * decode_seqs * self.q_dim * self.act_bytes
                       + 2.0 * decode_kv_tokens * self.dec_kv_dim * self.kv_bytes)
-            da = self.attn_launch_s + max(decode_kv_tokens * self._pair_s(decode_seqs), icpt + slope * nbytes)
+            comp = decode_kv_tokens * (pair_s[decode_seqs] if decode_seqs < len(pair_s)
+                                       else self._beyond("pair", decode_seqs))
+            mem = icpt + slope * nbytes
+            da = self.attn_launch_s + (mem if mem > comp else comp)
         gpu = tok + logit + self.layers * (pa + da)
         if prefill_tokens == 0 and self.graphs and decode_seqs <= self.graph_max:
             cpu = 0.0
         else:
             cpu = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
-        return max(gpu, cpu) + (self.oh0 + self.oh1 * (prefill_seqs + decode_seqs))
+        return (cpu if cpu > gpu else gpu) + (self.oh0 + self.oh1 * (prefill_seqs + decode_seqs))
 
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

@@ -97,6 +97,7 @@ class Fleet:
         self.env = simpy.Environment()
         self.req = Requests(workload.prompt_tokens, workload.output_tokens, workload.arrival_s)
         self.fin_count = [0] * self.req.n
+        self.closed = workload.closed  # read once per finished request
         self.table = StepTable(model, plan, perf, self.engine, accelerator)
         self.blocks = kv_blocks(model, plan, accelerator, self.engine)
         self._check_fits()
@@ -166,7 +167,7 @@ class Fleet:
     def finished(self, rid: int) -> None:
         self.fin_count[rid] += 1
         self.req.finished += 1
-        if self.workload.closed and self.next_rid < self.req.n:
+        if self.closed and self.next_rid < self.req.n:
             self._issue(self.next_rid)
 
     def _issue(self, rid: int) -> None:
