@@ -219,14 +219,15 @@ def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: 
     gc.disable()  # millions of small live objects: the cyclic collector would rescan them all (nothing cycles)
     try:
         fleet.run()
+        lost = fleet.req.n - fleet.fin_count.count(1)
+        if lost:
+            raise RuntimeError(f"serving simulation lost or double-finished {lost} requests")
+        price = cfg.price_usd_per_gpu_hour if cfg.price_usd_per_gpu_hour is not None \
+            else accelerator.price_usd_per_hour
+        return build_result(fleet, price if price is not None else math.nan)  # metrics too: no collector passes
     finally:
         if enabled:
             gc.enable()
-    lost = fleet.req.n - fleet.fin_count.count(1)
-    if lost:
-        raise RuntimeError(f"serving simulation lost or double-finished {lost} requests")
-    price = cfg.price_usd_per_gpu_hour if cfg.price_usd_per_gpu_hour is not None else accelerator.price_usd_per_hour
-    return build_result(fleet, price if price is not None else math.nan)
 
 
 __all__ = ["Fleet", "ServeConfig", "default_perf", "engine_plan", "kv_blocks", "simulate"]
