@@ -81,7 +81,7 @@ def test_no_request_lost_or_finished_twice_and_kv_blocks_conserved(cfg):
     assert fleet.req.gen == [int(x) for x in wl.output_tokens]
     for rep in fleet.replicas:
         assert rep.kv.used == 0 and not rep.kv.ids and not rep.waiting and not rep.prefilling
-    t = np.array([(u, rep.kv.total) for rep in fleet.replicas for *_, u in rep.timeline])
+    t = np.array([(u, rep.kv.total) for rep in fleet.replicas for u in rep.timeline[4::5]])
     assert (t[:, 0] >= 0).all() and (t[:, 0] <= t[:, 1]).all()
     req = fleet.req
     order = np.asarray(req.arrival) <= np.asarray(req.start_s)
@@ -202,3 +202,18 @@ def test_property_conservation_and_fast_equals_step(n, rate, engine, memory, bud
     assert fast.fin_count == [1] * n and all(r.kv.used == 0 for r in fast.replicas)
     np.testing.assert_allclose(fast.req.finish_s, step.req.finish_s, rtol=1e-9, atol=1e-9)
     assert fast.req.gen == [int(x) for x in wl.output_tokens]
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 30000), decimals=st.integers(0, 4), seed=st.integers(0, 10**6))
+def test_weighted_percentiles_equal_a_full_sort(n, decimals, seed):
+    """The bucketed ITL percentiles are the inverted-CDF weighted percentiles of a full sort (ties included)."""
+    from capsim.sim.serving.metrics import weighted_percentiles
+
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.lognormal(0.0, 1.0, n), decimals)
+    weights = rng.integers(1, 64, n).astype(float)
+    order = np.argsort(values, kind="stable")
+    cw = np.cumsum(weights[order])
+    want = [float(values[order[min(np.searchsorted(cw, p / 100 * cw[-1]), n - 1)]]) for p in (1, 50, 90, 99, 100)]
+    assert weighted_percentiles(values, weights, (1, 50, 90, 99, 100)) == want

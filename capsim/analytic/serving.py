@@ -139,6 +139,24 @@ def attention_op(model: ModelSpec, plan: ServePlan, batch: StepBatch) -> Op:
                                     plan.compute_dtype))[1]
 
 
+def kv_reads_per_token(model: ModelSpec, plan: ServePlan, engine: EngineProfile) -> float:
+    """How many times a decode step's attention reads each cached key/value: once per KV head, or once per query
+    head of its GQA group when the engine's decode kernel runs one thread block per query head (engines.yaml
+    decode_kv_per_query_head; heads per rank over KV heads per rank, as ops.layer_shape splits them)."""
+    if not engine.decode_kv_per_query_head:
+        return 1.0
+    return float((model.heads / plan.tp) / max(model.kv_heads / plan.tp, 1.0))
+
+
+def decode_attention_op(model: ModelSpec, plan: ServePlan, batch: StepBatch, engine: EngineProfile) -> Op:
+    """The decode attention kernel of one layer: the op list's attention op, its KV reads repeated per query
+    head when the engine's kernel does not share them across a GQA group."""
+    op = attention_op(model, plan, batch)
+    kv_read = 2.0 * np.asarray(batch.kv_tokens, float) * max(model.kv_heads / plan.tp, 1.0) * model.head_dim \
+        * plan.kv_cache_dtype.bytes  # serving_layer_ops' kv_read
+    return replace(op, bytes_read=op.bytes_read + (kv_reads_per_token(model, plan, engine) - 1.0) * kv_read)
+
+
 def kernels_per_step(model: ModelSpec, plan: ServePlan, prefill: Num, decode: Num) -> Num:
     """Kernels one step launches: each layer's token kernels, its attention kernels and its all-reduces."""
     per_layer = len(layer_token_ops(model, plan, 1.0, 1.0)) + (2 if plan.tp > 1 else 0)
@@ -188,7 +206,7 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     dec_batch = StepBatch(d, d, shape.decode_kv_tokens, shape.decode_kv_tokens)
     attn = model.layers * (np.where(np.asarray(shape.prefill_tokens) > 0,
                                     main.op_s(attention_op(model, plan, pre)), 0.0)
-                           + np.where(d > 0, dec.op_s(attention_op(model, plan, dec_batch)), 0.0))
+                           + np.where(d > 0, dec.op_s(decode_attention_op(model, plan, dec_batch, engine)), 0.0))
     head = main.ops_s(head_ops(model, n, plan.tp, plan.dtype, logits_tokens=logits, weight_dtype=plan.weight_dtype))
     tp = tp_comm_s(main, model, plan, n, logits, tier)
     pp = pp_comm_s(main, model, plan, n, tier)

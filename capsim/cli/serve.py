@@ -16,7 +16,7 @@ from capsim.sim.serving.router import RouterKind
 from capsim.sim.serving.workload import ArrivalKind, LengthKind, Lengths
 from capsim.specs.engine import SchedulerKind, get_engine
 
-Engine = Annotated[str, typer.Option("--engine", "-e", help="Engine profile: vllm, vllm-v0, tensorrt-llm, sglang, nim.")]
+Engine = Annotated[str, typer.Option("--engine", "-e", help="Engine profile: vllm, vllm-v0, tensorrt-llm, tensorrt-llm-0.5, sglang, nim.")]
 Graphs = Annotated[bool | None, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Override the engine's CUDA graphs.")]
 Sched = Annotated[SchedulerKind | None, typer.Option("--scheduler", help="Batching policy (default: the engine's).")]
 MaxSeqs = Annotated[int | None, typer.Option("--max-seqs", help="max_num_seqs (default: the engine's).", min=1)]

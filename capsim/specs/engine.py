@@ -48,6 +48,10 @@ class EngineProfile:
     attention_efficiency: float = 1.0
     decode_attention_efficiency: float = 1.0
     memory_efficiency: float = 1.0
+    # The decode attention kernel runs one thread block per query head, each streaming its KV head's cache: a GQA
+    # group's cache is read once per query head instead of once per group (vLLM V0 PagedAttention, TensorRT-LLM's
+    # masked MHA before XQA). False: one read per KV head (FlashAttention, FlashInfer, XQA).
+    decode_kv_per_query_head: bool = False
     large_gpu: dict[str, int] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -58,6 +62,8 @@ class EngineProfile:
                      "memory_fraction"):
             value = getattr(self, name)
             require(0 < value <= 1.5, f"engine.{name}", f"must be in (0, 1.5], got {value}")
+        require(isinstance(self.decode_kv_per_query_head, bool), "engine.decode_kv_per_query_head",
+                f"must be true or false, got {self.decode_kv_per_query_head!r}")
         require(self.kv_memory_of in ("total", "free"), "engine.kv_memory_of",
                 f"must be 'total' or 'free', got {self.kv_memory_of!r}")
 
@@ -102,14 +108,15 @@ def engines() -> dict[str, EngineProfile]:
 
 
 def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> EngineProfile:
-    """An engine profile by name (``vllm``, ``vllm-v0``, ``tensorrt-llm``, ``sglang``, ``nim``; also ``trtllm``,
-    ``trt-llm``); ``cuda_graphs`` overrides the profile's default."""
+    """An engine profile by name (``vllm``, ``vllm-v0``, ``tensorrt-llm``, ``tensorrt-llm-0.5``, ``sglang``,
+    ``nim``; also ``trtllm``, ``trt-llm``); ``cuda_graphs`` overrides the profile's default."""
     if isinstance(name, EngineProfile):
         prof = name
     else:
         key = str(name).strip().lower().replace("_", "-")
         key = {"trtllm": "tensorrt-llm", "trt-llm": "tensorrt-llm", "tensorrtllm": "tensorrt-llm",
-               "vllm-v1": "vllm", "nvidia-nim": "nim"}.get(key, key)
+               "vllm-v1": "vllm", "nvidia-nim": "nim", "trtllm-0.5": "tensorrt-llm-0.5",
+               "trt-llm-0.5": "tensorrt-llm-0.5"}.get(key, key)
         if key not in engines():
             raise UnknownNameError("engine", str(name), list(engines()))
         prof = engines()[key]

@@ -2,7 +2,9 @@
 simulator, one code path for every row (capsim/data/validation/serving_published.csv, or any CSV with its columns).
 
 Each row's engine comes from its ``engine`` column (``unstated`` takes capsim's default, ``vllm``), except that a
-source whose data predate vLLM's V1 engine runs the V0 profile (a dated configuration fact, not a correction). The
+source whose data predate an engine's current version runs the profile of the version it names or of its date
+(DistServe 2024-04: vLLM V0; TensorRT-LLM release 0.5.0: ``tensorrt-llm-0.5``), a dated configuration fact, not a
+correction. The
 calibration of each row is the GPU-profile calibration of its accelerator where one ships, else its datasheet one.
 """
 
@@ -30,7 +32,8 @@ REQUIRED = ("source", "model", "gpu", "gpus", "tp", "precision", "engine", "work
 # DistServe's ground truth was committed on 2024-04-23 (its README): vLLM then ran the V0 engine (V1 arrived in
 # 2025). The same README gives the launcher's flags (max-num-batched-tokens 16384, max-num-seqs 1024,
 # gpu-memory-utilization 0.95), marked uncertain; they are the best statement of the run's configuration.
-ENGINE_OF_SOURCE = {"distserve": "vllm-v0"}
+# The trtllm-0.5 rows come from TensorRT-LLM release 0.5.0's performance.md (the CSV header): that release's profile.
+ENGINE_OF_SOURCE = {"distserve": "vllm-v0", "trtllm-0.5": "tensorrt-llm-0.5"}
 FLAGS_OF_SOURCE = {"distserve": {"max_batched_tokens": 16384, "max_batch": 1024, "gpu_memory_utilization": 0.95}}
 SCALE = {"ms": 1e-3, "s": 1.0, "tok/s": 1.0}
 SATURATION_TTFT_S = 1.0  # the mean TTFT that marks saturation, applied to measured and simulated runs alike
@@ -205,7 +208,7 @@ def serving_suite(path: str | Path | None = None, calibration: str | None = None
         if sat is not None:
             out.append(sat)
     notes = ("engine per row: the CSV's engine; 'unstated' runs capsim's default (vllm); DistServe (2024-04) "
-             "runs vllm-v0 with its launcher's flags",
+             "runs vllm-v0 with its launcher's flags; trtllm-0.5 runs tensorrt-llm-0.5",
              "calibration per row: the GPU-profile calibration where one ships for the row's GPU, else datasheet")
     return Report("serving", ", ".join(used), tuple(out), notes)
 

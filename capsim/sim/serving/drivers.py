@@ -3,8 +3,9 @@
 - ``run_events``: one event per engine step, or per decode run (fast mode), with runs that a request submitted
   while they run can cut at the end of the step in progress. Used when replicas interact (a router that reads
   their state, a closed loop, disaggregated pools), and with ``fast=False`` as the one-event-per-step reference.
-- ``run_ahead``: pre-routed arrivals and nothing else reaches the replica, so it advances on its own clock through
-  steps and decode runs, and lets SimPy's clock catch up whenever an arrival falls due (about one event per request).
+- ``run_ahead``: pre-routed arrivals and nothing else reaches the replica (replicas are independent), so it
+  advances on its own clock through steps and decode runs to its last step, and SimPy's clock then catches up
+  (one event per replica).
 - ``run_static``: static batching, one event per batch (per step in the reference).
 Both continuous-batching drivers make the same scheduling decisions at the same simulated times.
 """
@@ -57,7 +58,7 @@ def run_events(rep: Replica) -> Generator[Any, Any, None]:
             yield from interruptible_run(rep)
         else:  # the reference: one decode step, priced on its own
             t0, b = env.now, len(kv.ids)
-            rep.timeline.append((t0, b, len(rep.prefilling), len(rep.waiting), kv.used))
+            rep.timeline += (t0, b, len(rep.prefilling), len(rep.waiting), kv.used)
             dur = rep.table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
             yield env.timeout(dur)
             rep.clock = env.now
@@ -83,31 +84,41 @@ def interruptible_run(rep: Replica) -> Generator[Any, Any, None]:
 
 
 def run_ahead(rep: Replica) -> Generator[Any, Any, None]:
-    env, kv, req, incoming = rep.env, rep.kv, rep.req, rep.incoming
-    rep.clock = env.now
-    arrival = req.arrival
+    """A replica that nothing but its pre-routed arrivals reaches runs alone to its last step; SimPy's clock then
+    catches up with it (one event per replica)."""
+    run_alone(rep)
+    yield rep.env.timeout(rep.clock - rep.env.now)
+
+
+def run_alone(rep: Replica) -> None:
+    """Advance ``rep`` through its steps and decode runs on its own clock until its last request finishes."""
+    kv, incoming, arrival = rep.kv, rep.incoming, rep.req.arrival
+    waiting, prefilling, ids = rep.waiting, rep.prefilling, kv.ids
+    plan, begin_step, end_step, plan_run, close_run = rep.plan, rep.begin_step, rep.end_step, rep.plan_run, \
+        rep.close_run
+    n_in = len(incoming)
+    rep.clock = rep.env.now
     while True:
-        if rep.inext < len(incoming) and arrival[incoming[rep.inext]] <= rep.clock:
+        if rep.inext < n_in and arrival[incoming[rep.inext]] <= rep.clock:
             rep.absorb()
-        if not (rep.waiting or rep.prefilling or kv.ids):
-            if rep.inext >= len(incoming):
+        if not (waiting or prefilling or ids):
+            if rep.inext >= n_in:
                 return  # nothing more will arrive
-            rep.clock = req.arrival[incoming[rep.inext]]
+            rep.clock = arrival[incoming[rep.inext]]
+            continue
+        step = plan()
+        if step is None:
+            _stuck(rep)
+            continue
+        if step[0] != "decode":
+            dt, b = begin_step(step[1], step[2])
+            rep.clock += dt
+            end_step(step[1], b, dt)
         else:
-            step = rep.plan()
-            if step is None:
-                _stuck(rep)
-                continue
-            if step[0] != "decode":
-                dt, b = rep.begin_step(step[1], step[2])
-                rep.clock += dt
-                rep.end_step(step[1], b, dt)
-            else:
-                k, b, lines, dur, _ = rep.plan_run(rep.clock)
-                rep.close_run(rep.clock, k, b, lines, dur)
-                rep.clock += dur
-        if rep.inext < len(incoming) and req.arrival[incoming[rep.inext]] <= rep.clock:
-            yield env.timeout(rep.clock - env.now)  # an arrival fell due: SimPy's clock catches up
+            t0 = rep.clock
+            k, b, lines, dur, _ = plan_run(t0)
+            close_run(t0, k, b, lines, dur)
+            rep.clock = t0 + dur
 
 
 def run_static(rep: Replica) -> Generator[Any, Any, None]:

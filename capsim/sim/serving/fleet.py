@@ -97,6 +97,7 @@ class Fleet:
         self.env = simpy.Environment()
         self.req = Requests(workload.prompt_tokens, workload.output_tokens, workload.arrival_s)
         self.fin_count = [0] * self.req.n
+        self.closed = workload.closed  # read once per finished request
         self.table = StepTable(model, plan, perf, self.engine, accelerator)
         self.blocks = kv_blocks(model, plan, accelerator, self.engine)
         self._check_fits()
@@ -166,7 +167,7 @@ class Fleet:
     def finished(self, rid: int) -> None:
         self.fin_count[rid] += 1
         self.req.finished += 1
-        if self.workload.closed and self.next_rid < self.req.n:
+        if self.closed and self.next_rid < self.req.n:
             self._issue(self.next_rid)
 
     def _issue(self, rid: int) -> None:
@@ -218,14 +219,15 @@ def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: 
     gc.disable()  # millions of small live objects: the cyclic collector would rescan them all (nothing cycles)
     try:
         fleet.run()
+        lost = fleet.req.n - fleet.fin_count.count(1)
+        if lost:
+            raise RuntimeError(f"serving simulation lost or double-finished {lost} requests")
+        price = cfg.price_usd_per_gpu_hour if cfg.price_usd_per_gpu_hour is not None \
+            else accelerator.price_usd_per_hour
+        return build_result(fleet, price if price is not None else math.nan)  # metrics too: no collector passes
     finally:
         if enabled:
             gc.enable()
-    lost = fleet.req.n - sum(1 for c in fleet.fin_count if c == 1)
-    if lost:
-        raise RuntimeError(f"serving simulation lost or double-finished {lost} requests")
-    price = cfg.price_usd_per_gpu_hour if cfg.price_usd_per_gpu_hour is not None else accelerator.price_usd_per_hour
-    return build_result(fleet, price if price is not None else math.nan)
 
 
 __all__ = ["Fleet", "ServeConfig", "default_perf", "engine_plan", "kv_blocks", "simulate"]

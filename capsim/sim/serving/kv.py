@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-import math
 
 from capsim.sim.serving.state import Requests
 
@@ -54,10 +53,15 @@ class DecodeSet:
 
     def cum_demand(self, k: int) -> int:
         """New blocks the next ``k`` decode steps need (each block_size steps need one block per sequence)."""
-        full, part = divmod(k, self.bs)
+        bs = self.bs
+        full, part = divmod(k, bs)
         out = full * len(self.ids)
-        if part:
-            out += sum(self._order()[:part])
+        if part:  # the first ``part`` residues of _order(): r0 down to r0 - part + 1, wrapping below 0
+            r0, cnt = (-self.steps) % bs, self.cnt
+            if part <= r0 + 1:
+                out += sum(cnt[r0 - part + 1:r0 + 1])
+            else:
+                out += sum(cnt[:r0 + 1]) + sum(cnt[bs - part + r0 + 1:])
         return out
 
     def steps_until_short(self, free: int | None = None) -> int:
@@ -70,8 +74,11 @@ class DecodeSet:
 
     def run_length(self) -> int:
         """Decode steps until the batch next changes on its own: a sequence finishes or blocks run short."""
-        k = self.steps_until_finish()
-        if len(self.ids) * (k // self.bs + 1) <= self.total - self.used:
+        heap, ids, epoch = self.heap, self.ids, self.req.epoch
+        while heap and (heap[0][1] not in ids or heap[0][2] != epoch[heap[0][1]]):  # steps_until_finish, inlined
+            heapq.heappop(heap)
+        k = heap[0][0] - self.steps
+        if len(ids) * (k // self.bs + 1) <= self.total - self.used:
             return k  # enough free blocks for every step until then
         return min(k, self.steps_until_short())
 
@@ -86,7 +93,9 @@ class DecodeSet:
         req = self.req
         c = req.todo[rid]
         off = c - self.steps
-        req.c_join[rid], req.d_join[rid], req.g_join[rid] = c, self.steps, req.gen[rid]
+        req.c_join[rid] = c
+        req.d_join[rid] = self.steps
+        req.g_join[rid] = req.gen[rid]
         self.ids[rid] = None
         self.sum_off += off
         self.cnt[off % self.bs] += 1
@@ -102,7 +111,7 @@ class DecodeSet:
         off = req.c_join[rid] - req.d_join[rid]
         self.sum_off -= off
         self.cnt[off % self.bs] -= 1
-        self.used -= math.ceil(c / self.bs)
+        self.used -= -(-c // self.bs)  # blocks of c tokens: integer ceil
         req.epoch[rid] += 1
         return c
 
@@ -112,8 +121,11 @@ class DecodeSet:
         if allocate:
             self.used += self.cum_demand(k)
         self.steps += k
+        heap = self.heap
+        if not heap or heap[0][0] > self.steps:
+            return []  # the common case: nobody finished
         done = []
-        heap, req = self.heap, self.req
+        req = self.req
         while heap and heap[0][0] <= self.steps:
             _, rid, epoch = heapq.heappop(heap)
             if rid in self.ids and epoch == req.epoch[rid]:

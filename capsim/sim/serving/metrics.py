@@ -3,7 +3,6 @@ per-replica utilization, batch size, KV-cache occupancy and queue length over ti
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,29 @@ class ServingResult:
 def _stats(name: str, values: np.ndarray, out: dict[str, Any]) -> None:
     v = values[np.isfinite(values)]
     out[f"{name}_mean_s"] = float(v.mean()) if len(v) else math.nan
-    for p in PERCENTILES:
-        out[f"{name}_p{p}_s"] = float(np.percentile(v, p)) if len(v) else math.nan
+    pct = np.percentile(v, PERCENTILES) if len(v) else [math.nan] * len(PERCENTILES)  # one partition for all
+    for p, x in zip(PERCENTILES, pct, strict=True):
+        out[f"{name}_p{p}_s"] = float(x)
+
+
+def weighted_percentiles(values: np.ndarray, weights: np.ndarray, ps: tuple[int, ...]) -> list[float]:
+    """For each p: the smallest value x whose weight W(values <= x) reaches p% of the total (the inverted-CDF
+    percentile of ``values`` repeated ``weights`` times, as a full sort gives it). Values are bucketed by a sorted
+    sample and only the bucket holding each percentile is sorted, a third of a full argsort's time."""
+    n = len(values)
+    edges = np.sort(values[:: max(n // 4096, 1)])
+    bucket = np.searchsorted(edges, values)  # bucket i holds (edges[i-1], edges[i]]
+    cw = np.cumsum(np.bincount(bucket, weights, minlength=len(edges) + 1))
+    out = []
+    for p in ps:
+        t = p / 100 * cw[-1]
+        k = int(np.searchsorted(cw, t))  # the first bucket whose cumulative weight reaches t
+        inside = bucket == k
+        v, w = values[inside], weights[inside]
+        order = np.argsort(v)
+        c = (cw[k - 1] if k else 0.0) + np.cumsum(w[order])
+        out.append(float(v[order[min(int(np.searchsorted(c, t)), len(v) - 1)]]))
+    return out
 
 
 def _weighted_stats(name: str, values: np.ndarray, weights: np.ndarray, out: dict[str, Any]) -> None:
@@ -42,65 +62,61 @@ def _weighted_stats(name: str, values: np.ndarray, weights: np.ndarray, out: dic
     if not len(values) or weights.sum() <= 0:
         _stats(name, np.array([]), out)
         return
-    order = np.argsort(values)
-    v, cw = values[order], np.cumsum(weights[order])
     out[f"{name}_mean_s"] = float(np.dot(values, weights) / weights.sum())
-    for p in PERCENTILES:
-        out[f"{name}_p{p}_s"] = float(v[min(np.searchsorted(cw, p / 100 * cw[-1]), len(v) - 1)])
+    for p, x in zip(PERCENTILES, weighted_percentiles(values, weights, PERCENTILES), strict=True):
+        out[f"{name}_p{p}_s"] = x
 
 
-def _flat(values: Any, count: int) -> np.ndarray:
-    return np.fromiter(itertools.chain.from_iterable(values), float, count)
+def _flat(lists: list[list[float]]) -> np.ndarray:
+    return np.concatenate([np.fromiter(x, float, len(x)) for x in lists]) if lists else np.zeros(0)
 
 
 def itl_samples(fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
     """Every inter-token gap with its weight (sequences that saw it): first gaps of decode runs stored as they
     happened, later steps of each run expanded from its closed-form lines in one vectorised pass."""
     reps = fleet.replicas
-    vals = [_flat((r.itl_gap for r in reps), sum(len(r.itl_gap) for r in reps))]
-    wts = [_flat((r.itl_weight for r in reps), sum(len(r.itl_weight) for r in reps))]
-    runs = [run for r in reps for run in r.itl_runs]
+    vals, wts = [_flat([r.itl_gap for r in reps])], [_flat([r.itl_weight for r in reps])]
     for nlines in (2, 3):  # two lines with CUDA graphs, three with the CPU-dispatch floor
-        group = [run for run in runs if len(run[2]) == nlines]
-        if not group:
+        kb = np.concatenate([np.array(r.itl_kb[nlines], np.int64) for r in reps]).reshape(-1, 2)
+        if not len(kb):
             continue
-        ks = np.fromiter((k - 1 for k, _, _ in group), np.int64, len(group))
-        bs = np.fromiter((b for _, b, _ in group), float, len(group))
-        lines = _flat((x for _, _, ln in group for x in ln), 2 * nlines * len(group)).reshape(-1, nlines, 2)
-        j = np.arange(ks.sum(), dtype=float) - np.repeat(np.cumsum(ks) - ks, ks) + 1.0
-        out = np.repeat(lines[:, 0, 0], ks) + np.repeat(lines[:, 0, 1], ks) * j
+        ks, bs = kb[:, 0], kb[:, 1].astype(float)
+        lines = np.concatenate([np.array(r.itl_ab[nlines], float) for r in reps]).reshape(-1, nlines, 2)
+        starts = np.cumsum(ks) - ks  # each run's first sample (every run has ks >= 1 samples)
+        run = np.zeros(int(ks.sum()), np.int64)  # the run of each sample: a cumulative sum of run starts
+        run[starts[1:]] = 1
+        np.cumsum(run, out=run)
+        j = np.arange(len(run), dtype=float) - starts[run] + 1.0  # steps 1..k-1 of each run
+        out = lines[run, 0, 0] + lines[run, 0, 1] * j
         for i in range(1, nlines):
-            np.maximum(out, np.repeat(lines[:, i, 0], ks) + np.repeat(lines[:, i, 1], ks) * j, out=out)
+            np.maximum(out, lines[run, i, 0] + lines[run, i, 1] * j, out=out)
         vals.append(out)
-        wts.append(np.repeat(bs, ks))
+        wts.append(bs[run])
     return np.concatenate(vals), np.concatenate(wts)
 
 
 def request_frame(fleet: Fleet) -> pd.DataFrame:
     d = fleet.req.to_arrays()
-    df = pd.DataFrame(d)
-    df.insert(0, "request", np.arange(len(df)))
-    df["ttft_s"] = df["first_token_s"] - df["arrival_s"]
-    df["e2e_s"] = df["finish_s"] - df["arrival_s"]
-    df["queue_s"] = df["start_s"] - df["arrival_s"]
-    many = df["output_tokens"] > 1
-    df["tpot_s"] = np.where(many, (df["finish_s"] - df["first_token_s"]) / (df["output_tokens"] - 1).clip(1), np.nan)
+    arrival, first, finish, out = d["arrival_s"], d["first_token_s"], d["finish_s"], d["output_tokens"]
+    cols: dict[str, np.ndarray] = {"request": np.arange(len(arrival)), **d}
+    cols["ttft_s"] = first - arrival
+    cols["e2e_s"] = finish - arrival
+    cols["queue_s"] = d["start_s"] - arrival
+    cols["tpot_s"] = np.where(out > 1, (finish - first) / (out - 1).clip(1), np.nan)
     cfg = fleet.cfg
-    ok = np.ones(len(df), bool)
+    ok = np.ones(len(arrival), bool)
     if cfg.slo_ttft_s is not None:
-        ok &= df["ttft_s"].to_numpy() <= cfg.slo_ttft_s
+        ok &= cols["ttft_s"] <= cfg.slo_ttft_s
     if cfg.slo_tpot_s is not None:
-        ok &= ~(df["tpot_s"].to_numpy() > cfg.slo_tpot_s)
-    df["meets_slo"] = ok
-    return df
+        ok &= ~(cols["tpot_s"] > cfg.slo_tpot_s)
+    cols["meets_slo"] = ok
+    return pd.DataFrame(cols)  # one construction: every column computed in numpy first
 
 
 def timeline_frame(fleet: Fleet) -> pd.DataFrame:
     cols = ["time_s", "decoding", "prefilling", "waiting", "kv_blocks_used"]
-    sizes = [len(r.timeline) for r in fleet.replicas]
-    flat = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(r.timeline)
-                                                     for r in fleet.replicas), float, 5 * sum(sizes))
-    data = flat.reshape(-1, 5)
+    sizes = [len(r.timeline) // 5 for r in fleet.replicas]
+    data = np.concatenate([np.fromiter(r.timeline, float, len(r.timeline)) for r in fleet.replicas]).reshape(-1, 5)
     df = pd.DataFrame({"time_s": data[:, 0], "replica": np.repeat(np.arange(len(sizes)), sizes)})
     for i, c in enumerate(cols[1:], start=1):
         df[c] = data[:, i].astype(np.int64)
@@ -165,4 +181,4 @@ def build_result(fleet: Fleet, price_usd_per_gpu_hour: float) -> ServingResult:
     return ServingResult(req, timeline, reps, s)
 
 
-__all__ = ["PERCENTILES", "ServingResult", "build_result"]
+__all__ = ["PERCENTILES", "ServingResult", "build_result", "weighted_percentiles"]

@@ -58,8 +58,12 @@ class Replica:
         self.cut = 0
         self.busy_s = 0.0
         self.preemptions = 0
-        self.timeline: list[tuple[float, int, int, int, int]] = []  # (t, decoding, prefilling, waiting, blocks)
-        self.itl_runs: list[tuple[int, int, Any]] = []  # (steps, sequences, lines): gaps of steps 1..k-1
+        # Flat lists (one numpy conversion at the end instead of one tuple per entry):
+        self.timeline: list[float] = []  # (t, decoding, prefilling, waiting, blocks) per scheduling decision
+        # Decode runs of k > 1 steps, by their number of lines: (k - 1, sequences) and the lines' (a, b) pairs,
+        # from which metrics.itl_samples expands the gaps of steps 1..k-1.
+        self.itl_kb: dict[int, list[int]] = {2: [], 3: []}
+        self.itl_ab: dict[int, list[float]] = {2: [], 3: []}
         self.itl_gap: list[float] = []  # first gaps of decode runs ...
         self.itl_weight: list[float] = []  # ... and how many sequences saw each
         self.fresh: list[int] = []  # joined the decoding set since the last decode step
@@ -70,6 +74,11 @@ class Replica:
         self.inext = 0
         self.pushed = True  # whether requests may also be submitted while it runs (then runs are interruptible)
         self.clock = 0.0  # the replica's time: SimPy's, or ahead of it while the replica runs on its own
+        # The policy and role as booleans: read on every step, where an Enum attribute lookup costs more.
+        self.sarathi = cfg.policy is SchedulerKind.SARATHI
+        self.whole_prompts = cfg.policy is SchedulerKind.VLLM
+        self.decode_only = cfg.role is Role.DECODE
+        self.prefill_only = cfg.role is Role.PREFILL
 
     def start(self) -> None:
         """Start the replica's SimPy process (after the fleet has said whether requests are pushed to it)."""
@@ -111,9 +120,10 @@ class Replica:
         m = steps_to_reach(pieces, elapsed)
         if m >= k:
             return k
-        free = self.kv.free - self.kv.cum_demand(m)
-        if self.cfg.policy is SchedulerKind.SARATHI:
-            free -= self.kv.demand(m)
+        kv = self.kv
+        free = kv.total - kv.used - kv.cum_demand(m)
+        if self.sarathi:
+            free -= kv.cnt[(-(kv.steps + m)) % kv.bs]  # kv.demand(m)
         return m if self._admissible(free, rid) else k
 
     def absorb(self) -> None:
@@ -131,9 +141,9 @@ class Replica:
         rid = self.waiting[0] if rid is None else rid
         if len(self.kv.ids) + len(self.prefilling) >= cfg.max_seqs:
             return False
-        if cfg.policy is SchedulerKind.SARATHI and cfg.role is not Role.DECODE and len(self.kv.ids) >= cfg.budget:
+        if self.sarathi and not self.decode_only and len(self.kv.ids) >= cfg.budget:
             return False
-        return math.ceil(req.todo[rid] / cfg.block_size) <= free - cfg.watermark_blocks
+        return -(-req.todo[rid] // cfg.block_size) <= free - cfg.watermark_blocks  # blocks: integer ceil
 
     # --- the engine loop ---------------------------------------------------------------------------
     def idle_event(self) -> Any:
@@ -150,21 +160,32 @@ class Replica:
         pre-routed arrival can start."""
         kv = self.kv
         b, k = len(kv.ids), kv.run_length()
-        self.timeline.append((t0, b, len(self.prefilling), len(self.waiting), kv.used))
-        lines, pieces, dur = self.table.decode_run(b, kv.context_sum(), k)
+        self.timeline += (t0, b, len(self.prefilling), len(self.waiting), kv.used)
+        lines, pieces, dur = self.table.decode_run(b, kv.sum_off + b * kv.steps, k)  # kv.context_sum()
         if k > 1 and not self.waiting and self.inext < len(self.incoming):
             rid = self.incoming[self.inext]  # the next arrival becomes the head of the queue
-            if self.req.arrival[rid] < t0 + dur:
-                m = self._cut_at(pieces, k, self.req.arrival[rid] - t0, rid)
+            arrive = self.req.arrival[rid]
+            if arrive < t0 + dur:
+                m = self._cut_at(pieces, k, arrive - t0, rid)
                 if m < k:
                     return m, b, lines, pieces_sum(pieces, m), True
         return k, b, lines, dur, False
 
+    def book_itl_run(self, k: int, b: int, lines: Any) -> None:
+        """Keep a run of ``k`` > 1 decode steps of ``b`` sequences for the inter-token gaps of its steps 1..k-1."""
+        kb, ab = self.itl_kb[len(lines)], self.itl_ab[len(lines)]
+        kb += (k - 1, b)
+        for line in lines:
+            ab += line
+
     def close_run(self, t0: float, k: int, b: int, lines: Any, dur: float) -> None:
         """Book a decode run of k steps that started at t0: inter-token gaps, busy time, finishes, blocks."""
         if k > 1:
-            self.itl_runs.append((k, b, lines))
-            first = max(a for a, _ in lines)
+            self.itl_kb[len(lines)] += (k - 1, b)  # book_itl_run, inlined
+            ab = self.itl_ab[len(lines)]
+            for line in lines:
+                ab += line
+            first = max(lines)[0]  # the largest intercept: step 0's time
         else:
             first = dur
         self.busy_s += dur
@@ -182,18 +203,19 @@ class Replica:
     def plan(self) -> tuple[str, list[tuple[int, int]], bool] | None:
         """The next step: ("prefill", chunks, with decodes) or ("decode", [], True); None to look again."""
         cfg, kv = self.cfg, self.kv
-        if cfg.role is Role.DECODE:
+        if self.decode_only:
             while self.waiting and self._admissible(kv.free):
                 rid = self.waiting.popleft()
-                kv.used += math.ceil(self.req.todo[rid] / cfg.block_size)
+                kv.used += -(-self.req.todo[rid] // cfg.block_size)
                 self._join(rid)
-        elif cfg.policy is SchedulerKind.SARATHI:
+        elif self.sarathi:
             b = len(kv.ids)
             if b and kv.cnt[(-kv.steps) % kv.bs] > kv.total - kv.used:
                 self._preempt_if_short()
                 b = len(kv.ids)
             if self.prefilling or self.waiting:
-                chunks = self._chunks(cfg.budget - b, kv.free - (kv.demand(0) if b else 0))
+                free = kv.total - kv.used - (kv.cnt[(-kv.steps) % kv.bs] if b else 0)  # after the decodes' blocks
+                chunks = self._chunks(cfg.budget - b, free)
                 if chunks:
                     return "prefill", chunks, b > 0
             return DECODE if b else None
@@ -217,10 +239,10 @@ class Replica:
         seats = cfg.max_seqs - len(self.kv.ids) - len(self.prefilling)
         while self.waiting and budget > 0 and seats > 0:
             rid = self.waiting[0]
-            need = math.ceil(req.todo[rid] / cfg.block_size)
+            need = -(-req.todo[rid] // cfg.block_size)
             if need > free - cfg.watermark_blocks:
                 break
-            if cfg.policy is SchedulerKind.VLLM and req.todo[rid] > budget and chunks:
+            if self.whole_prompts and req.todo[rid] > budget and chunks:
                 break  # whole prompts only, unless a prompt longer than the budget starts alone
             self.waiting.popleft()
             self.kv.used += need
@@ -246,7 +268,7 @@ class Replica:
             self.preemptions += 1
             if rid in self.fresh:
                 self.fresh.remove(rid)
-            if self.cfg.role is Role.DECODE:
+            if self.decode_only:
                 self.fleet.reprefill(rid)
             else:
                 self.waiting.appendleft(rid)
@@ -264,11 +286,11 @@ class Replica:
             kv_read += c + q
             completing += c + q == req.todo[rid]
         b = len(kv.ids) if with_decode else 0
-        dkv = kv.context_sum() + b if b else 0
+        dkv = kv.sum_off + b * kv.steps + b if b else 0  # kv.context_sum() + b
         dt = self.table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
         if b:
             kv.used += kv.demand(0)
-        self.timeline.append((self.clock, len(kv.ids), len(self.prefilling), len(self.waiting), kv.used))
+        self.timeline += (self.clock, len(kv.ids), len(self.prefilling), len(self.waiting), kv.used)
         return dt, b
 
     def end_step(self, chunks: list[tuple[int, int]], b: int, dt: float) -> None:
@@ -276,8 +298,14 @@ class Replica:
         req, kv = self.req, self.kv
         self.busy_s += dt
         if b:
-            self._decode_emitted(self.clock, b)
-            self.finish_all(kv.advance(1, allocate=False), self.clock)
+            if self.fresh:
+                self._decode_emitted(self.clock, b)
+            else:  # _decode_emitted's common case, inlined
+                self.itl_gap.append(self.clock - self.last_decode_end)
+                self.itl_weight.append(b)
+            done = kv.advance(1, allocate=False)
+            if done:
+                self.finish_all(done, self.clock)
             self.last_decode_end = self.clock
         for rid, q in chunks:
             req.done[rid] += q
@@ -292,14 +320,15 @@ class Replica:
         req.last_emit_s[rid] = now
         if req.first_s[rid] != req.first_s[rid]:
             req.first_s[rid] = now
-        if req.gen[rid] >= req.output[rid] or self.cfg.role is Role.PREFILL:
-            self.kv.used -= math.ceil(req.todo[rid] / self.cfg.block_size)
+        if req.gen[rid] >= req.output[rid] or self.prefill_only:
+            self.kv.used -= -(-req.todo[rid] // self.cfg.block_size)
             if req.gen[rid] >= req.output[rid]:
                 self.finish_all([rid], now)
             else:
                 self.fleet.transfer(rid)
             return
-        self._join(rid)
+        self.kv.join(rid)  # _join, inlined
+        self.fresh.append(rid)
 
     def _join(self, rid: int) -> None:
         self.kv.join(rid)

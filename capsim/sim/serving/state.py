@@ -11,9 +11,9 @@ class Requests:
     def __init__(self, prompt: np.ndarray, output: np.ndarray, arrival: np.ndarray | None) -> None:
         n = len(prompt)
         self.n = n
-        self.prompt = [int(x) for x in prompt]
-        self.output = [int(x) for x in output]
-        self.arrival = [0.0] * n if arrival is None else [float(x) for x in arrival]
+        self.prompt = np.asarray(prompt).astype(np.int64).tolist()  # Python ints: scalar access is the hot path
+        self.output = np.asarray(output).astype(np.int64).tolist()
+        self.arrival = [0.0] * n if arrival is None else np.asarray(arrival, float).tolist()
         nan = float("nan")
         self.todo = list(self.prompt)  # prompt tokens to compute (prompt + generated after a preemption)
         self.done = [0] * n  # of those, already in the KV cache

@@ -37,7 +37,7 @@ def static_batch(rep: Replica) -> Generator[Any, Any, None]:
     for rid in batch:
         req.start_s[rid] = t0
     rep.kv.used = b * math.ceil((maxp + maxo) / rep.cfg.block_size)
-    rep.timeline.append((t0, 0, b, len(rep.waiting), rep.kv.used))
+    rep.timeline += (t0, 0, b, len(rep.waiting), rep.kv.used)
     yield env.timeout(table.step_s(b * maxp, b, float(b * maxp * (maxp + 1) // 2), float(b * maxp), logits=b))
     t1 = env.now
     for rid in batch:
@@ -47,7 +47,7 @@ def static_batch(rep: Replica) -> Generator[Any, Any, None]:
     steps = maxo - 1
     if steps > 0:
         lines = table.decode_lines(b, b * maxp)  # every sequence padded to the longest prompt
-        rep.timeline.append((t1, b, 0, len(rep.waiting), rep.kv.used))
+        rep.timeline += (t1, b, 0, len(rep.waiting), rep.kv.used)
         if rep.cfg.fast:
             yield from _decode_fast(rep, batch, lines, steps)
         else:
@@ -55,7 +55,7 @@ def static_batch(rep: Replica) -> Generator[Any, Any, None]:
         rep.itl_gap.append(max_lines(lines, 0))
         rep.itl_weight.append(b)
         if steps > 1:
-            rep.itl_runs.append((steps, b, lines))
+            rep.book_itl_run(steps, b, lines)
     rep.busy_s += env.now - t0
     rep.kv.used = 0
 
