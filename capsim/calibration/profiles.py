@@ -34,14 +34,17 @@ DEVICES = {
 
 
 @cache
-def _read(*parts: str) -> pd.DataFrame:
+def _read(*parts: str, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
     with gzip.open(data_path("gpu-profiles", *parts), "rt") as fh:
-        return pd.read_csv(fh)
+        return pd.read_csv(fh, usecols=list(columns) if columns else None)
 
 
 def op_samples(gpu_dir: str, model: str) -> pd.DataFrame:
     """One row per (op, tokens, tp) with the op's GEMM shape or bytes moved and its median time in seconds."""
-    d = _read(gpu_dir, f"mlp_{model}.csv.gz")
+    shape = ("n_embd", "n_head", "n_kv_head", "n_expanded_embd", "use_gated_mlp", "num_tokens",
+             "num_tensor_parallel_workers")
+    d = _read(gpu_dir, f"mlp_{model}.csv.gz",
+              columns=shape + tuple(f"time_stats.{op}.median" for op in (*GEMM_OPS, *MEMORY_OPS)))
     h, a, kv = d["n_embd"], d["n_head"], d["n_kv_head"]
     hd, ffn, tp, m = h // a, d["n_expanded_embd"], d["num_tensor_parallel_workers"], d["num_tokens"]
     up = np.where(d["use_gated_mlp"], 2, 1) * ffn / tp
