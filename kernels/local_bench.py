@@ -80,16 +80,17 @@ def _busy_s() -> float:
     return (sum(f) - f[3] - (f[4] if len(f) > 4 else 0.0)) / os.sysconf("SC_CLK_TCK")
 
 
-def _ddp_steps(model: Any, opt: Any, idx: torch.Tensor, tgt: torch.Tensor, steps: int) -> tuple[list, list, list]:
-    """(wall, own process CPU, whole-machine busy) seconds of each step after two warm-up steps (the first
-    builds DDP's buckets and Adam's state)."""
+def _timed_steps(step: Callable[[], None], steps: int) -> tuple[list, list, list]:
+    """(wall, own process CPU, whole-machine busy) seconds of each step after two warm-up steps (the first builds
+    DDP's buckets and Adam's state). Barriers on both sides make a step last until every rank has finished it."""
     import torch.distributed as dist
 
     wall, cpu, busy = [], [], []
     for i in range(steps + 2):
         dist.barrier()
         t0, c0, b0 = time.perf_counter(), time.process_time(), _busy_s()
-        train_step(model, opt, idx, tgt)
+        step()
+        dist.barrier()
         if i >= 2:
             wall.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
@@ -97,16 +98,16 @@ def _ddp_steps(model: Any, opt: Any, idx: torch.Tensor, tgt: torch.Tensor, steps
     return wall, cpu, busy
 
 
-def ddp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[dict], repeats: int,
-               timeout_s: float) -> None:
-    """One gloo rank: for each case, DistributedDataParallel training steps of the same model (1 thread each).
+def gloo_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[dict], repeats: int,
+                timeout_s: float, make_step: Callable[[dict, int, int], Callable[[], None]]) -> None:
+    """One gloo rank (1 thread): for each case, ``make_step(case, rank, world)`` builds this rank's training step,
+    which is timed ``repeats`` times.
 
     Rank 0 reports every step's wall time and how many cores other processes used during it (machine busy time
-    minus both ranks' CPU time), so steps a shared machine disturbed can be told apart."""
+    minus every rank's CPU time), so steps a shared machine disturbed can be told apart."""
     from datetime import timedelta
 
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     try:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -115,11 +116,7 @@ def ddp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[di
                                 timeout=timedelta(seconds=timeout_s))
         queue.put(("ready", rank))
         for case in cases:
-            c = DecoderConfig(**case["config"])
-            model = DDP(build_model(c))
-            opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-            idx, tgt = _tokens(c, case["batch"], case["length"], 1 + rank), _tokens(c, case["batch"], case["length"], 9)
-            wall, cpu, busy = _ddp_steps(model, opt, idx, tgt, repeats)
+            wall, cpu, busy = _timed_steps(make_step(case, rank, world), repeats)
             cpus: list = [None] * world
             dist.all_gather_object(cpus, cpu)
             if rank == 0:
@@ -131,6 +128,23 @@ def ddp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[di
     except Exception as err:
         queue.put(("error", f"rank {rank}: {traceback.format_exception_only(type(err), err)[-1].strip()}"))
         raise SystemExit(1) from None
+
+
+def _ddp_step(case: dict, rank: int, world: int) -> Callable[[], None]:
+    """A DistributedDataParallel training step of the whole model on this rank's own batch."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    c = DecoderConfig(**case["config"])
+    model = DDP(build_model(c))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+    idx, tgt = _tokens(c, case["batch"], case["length"], 1 + rank), _tokens(c, case["batch"], case["length"], 9)
+    return lambda: train_step(model, opt, idx, tgt)
+
+
+def ddp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[dict], repeats: int,
+               timeout_s: float) -> None:
+    """One rank of the data-parallel run (see ``gloo_worker``)."""
+    gloo_worker(rank, world, init_file, queue, cases, repeats, timeout_s, _ddp_step)
 
 
 def undisturbed(steps_s: list[float], other_cores: list[float], limit: float = QUIET_STEP_CORES,
@@ -229,46 +243,18 @@ def pp_step(stage: _Stage, opt: Any, rank: int, world: int, idx: list, tgt: list
     opt.zero_grad(set_to_none=True)
 
 
+def _pp_step(case: dict, rank: int, world: int) -> Callable[[], None]:
+    """This rank's stage of a 1F1B pipeline step over the case's micro-batches."""
+    c = DecoderConfig(**case["config"])
+    stage = _Stage(build_model(c), rank, world)
+    opt = torch.optim.Adam(list(stage.parameters()), lr=1e-4, fused=True)
+    b, s, m = case["batch"], case["length"], case["micro_batches"]
+    idx = [_tokens(c, b, s, 10 + i) for i in range(m)]
+    tgt = [_tokens(c, b, s, 50 + i) for i in range(m)]
+    return lambda: pp_step(stage, opt, rank, world, idx, tgt, (b, s, c.hidden))
+
+
 def pp_worker(rank: int, world: int, init_file: str, queue: Any, cases: list[dict], repeats: int,
               timeout_s: float) -> None:
-    """One gloo rank of a pipeline-parallel run: this rank's stage of each case's model, 1 thread, 1F1B steps.
-
-    Rank 0 reports every step's wall time and the cores other processes used during it, as ``ddp_worker`` does."""
-    from datetime import timedelta
-
-    import torch.distributed as dist
-
-    try:
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-        torch.set_num_threads(1)
-        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
-                                timeout=timedelta(seconds=timeout_s))
-        queue.put(("ready", rank))
-        for case in cases:
-            c = DecoderConfig(**case["config"])
-            stage = _Stage(build_model(c), rank, world)
-            opt = torch.optim.Adam([p for p in stage.parameters()], lr=1e-4, fused=True)
-            b, s, m = case["batch"], case["length"], case["micro_batches"]
-            idx = [_tokens(c, b, s, 10 + i) for i in range(m)]
-            tgt = [_tokens(c, b, s, 50 + i) for i in range(m)]
-            wall, cpu, busy = [], [], []
-            for i in range(repeats + 2):
-                dist.barrier()
-                t0, c0, b0 = time.perf_counter(), time.process_time(), _busy_s()
-                pp_step(stage, opt, rank, world, idx, tgt, (b, s, c.hidden))
-                dist.barrier()
-                if i >= 2:
-                    wall.append(time.perf_counter() - t0)
-                    cpu.append(time.process_time() - c0)
-                    busy.append(_busy_s() - b0)
-            cpus: list = [None] * world
-            dist.all_gather_object(cpus, cpu)
-            if rank == 0:
-                others = [max(bz - sum(r[i] for r in cpus), 0.0) / w for i, (bz, w) in enumerate(zip(busy, wall, strict=True))]
-                queue.put(("sample", {"id": case["id"], "steps_s": wall, "other_cores": others,
-                                      "process_cpu_s": summarize(cpu, 1, "process").median_s}))
-        dist.destroy_process_group()
-        queue.put(("done", rank))
-    except Exception as err:
-        queue.put(("error", f"rank {rank}: {traceback.format_exception_only(type(err), err)[-1].strip()}"))
-        raise SystemExit(1) from None
+    """One rank of the pipeline-parallel run (see ``gloo_worker``)."""
+    gloo_worker(rank, world, init_file, queue, cases, repeats, timeout_s, _pp_step)
