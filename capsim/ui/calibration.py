@@ -4,7 +4,6 @@ calibrations compared."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -14,7 +13,7 @@ from capsim.calibration import Calibration, available, load_calibration
 from capsim.errors import SpecError
 from capsim.ui import calibration_data as cd
 from capsim.ui import figures
-from capsim.ui.common import checked, downloads
+from capsim.ui.common import checked, downloads, json_object
 from capsim.ui.state import number, select
 
 SHIPPED, UPLOAD = "shipped", "upload"
@@ -24,13 +23,8 @@ MAX_SHAPES = 8  # more GEMM shapes than this are drawn as sample-by-sample pairs
 
 
 def _parse(text: str) -> Calibration:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SpecError("calibration file", f"not valid JSON ({err.msg}, line {err.lineno})",
-                        "upload a file written by `capsim calibrate` or shipped under calibrations/") from None
-    if not isinstance(data, dict):
-        raise SpecError("calibration file", "holds no JSON object", "upload a capsim calibration file")
+    data = json_object(text, "calibration file",
+                       "upload a file written by `capsim calibrate` or shipped under calibrations/")
     try:
         return Calibration.from_dict(data, "calibration file")
     except (KeyError, TypeError) as err:

@@ -101,14 +101,26 @@ def preset_traffic(preset: str, rate_rps: float, requests: int | None = None) ->
     return Traffic(rate_rps, lengths, requests=requests)
 
 
-def hf_model(text: str, name: str) -> ModelSpec:
+def json_object(text: str, field: str, fix: str) -> dict:
+    """An uploaded file's JSON object, or a SpecError naming the file and the fix."""
     try:
-        cfg = json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SpecError("config.json", f"not valid JSON ({err.msg}, line {err.lineno})",
-                        "upload the model's config.json as published on the Hugging Face Hub") from None
-    if not isinstance(cfg, dict):
-        raise SpecError("config.json", "holds no JSON object", "upload a Hugging Face config.json")
+        raise SpecError(field, f"not valid JSON ({err.msg}, line {err.lineno})", fix) from None
+    if not isinstance(data, dict):
+        raise SpecError(field, "holds no JSON object", fix)
+    return data
+
+
+def table_with_downloads(df: pd.DataFrame, stem: str, columns: list[str] | None = None) -> None:
+    """A results table (optionally some columns) with its CSV/JSON downloads (all columns)."""
+    shown = df if columns is None else df[[c for c in columns if c in df.columns]]
+    st.dataframe(shown, hide_index=True)
+    downloads(stem, df, None, key=stem, what="table")
+
+
+def hf_model(text: str, name: str) -> ModelSpec:
+    cfg = json_object(text, "config.json", "upload the model's config.json as published on the Hugging Face Hub")
     return from_hf_config(cfg, name=str(cfg.get("_name_or_path") or name))
 
 

@@ -15,7 +15,13 @@ from capsim.sim.serving.presets import PRESETS
 from capsim.specs.catalog import accelerators
 from capsim.specs.model import ModelSpec
 from capsim.ui import figures
-from capsim.ui.common import checked, downloads, model_input, parse_numbers, preset_traffic
+from capsim.ui.common import (
+    checked,
+    model_input,
+    parse_numbers,
+    preset_traffic,
+    table_with_downloads,
+)
 from capsim.ui.state import multi, number, select, text
 
 STUDIES = ("serving", "training", "model size")
@@ -82,7 +88,7 @@ def _serving(c: list[Any]) -> None:
     c2[2].plotly_chart(figures.lines(ok, "rate_rps", {"ttft_p99_s": "p99 TTFT", "tpot_p99_s": "p99 TPOT"},
                                      "p99 latency of the chosen fleet", "requests/s", "seconds", log_x=True,
                                      log_y=True), width="stretch")
-    _table(df, "scaling-serving")
+    table_with_downloads(df, "scaling-serving")
 
 
 def _training(c: list[Any]) -> None:
@@ -100,7 +106,7 @@ def _training(c: list[Any]) -> None:
     if len(ok) < len(df):
         st.warning("No layout fits at " + ", ".join(str(g) for g in df.loc[~df["feasible"], "gpus"]) + " GPUs.")
     if ok.empty:
-        _table(df, "scaling-training")
+        table_with_downloads(df, "scaling-training")
         return
     ok = ok.assign(days=ok["time_to_train_s"] / DAY_S)
     c2 = st.columns(3)
@@ -111,7 +117,7 @@ def _training(c: list[Any]) -> None:
                                      "GPUs", "days", log_x=True, log_y=True), width="stretch")
     c2[2].plotly_chart(figures.lines(ok, "gpus", {"cost_usd": "cost"}, "Cost to train", "GPUs", "USD", log_x=True),
                        width="stretch")
-    _table(df, "scaling-training")
+    table_with_downloads(df, "scaling-training")
 
 
 def _model_size(c: list[Any]) -> None:
@@ -124,12 +130,7 @@ def _model_size(c: list[Any]) -> None:
                                     log_x=True, log_y=True), width="stretch")
     right.plotly_chart(figures.lines(df, "flops", {"loss": "loss"}, "Predicted loss", "training FLOPs", "loss",
                                      log_x=True), width="stretch")
-    _table(df, "scaling-model-size")
-
-
-def _table(df: pd.DataFrame, stem: str) -> None:
-    st.dataframe(df, hide_index=True)
-    downloads(stem, df, None, key=stem, what="table")
+    table_with_downloads(df, "scaling-model-size")
 
 
 def render() -> None:

@@ -19,7 +19,16 @@ from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import TrainPlan
 from capsim.ui import figures
-from capsim.ui.common import checked, downloads, model_input, money, parse_numbers, preset_traffic, stop
+from capsim.ui.common import (
+    checked,
+    downloads,
+    model_input,
+    money,
+    parse_numbers,
+    preset_traffic,
+    stop,
+    table_with_downloads,
+)
 from capsim.ui.state import number, select, text
 
 STUDIES = ("quantization", "sparsity", "distillation", "training precision", "batch size")
@@ -85,7 +94,7 @@ def _quantization(model: ModelSpec, c: list[Any]) -> None:
     c3[2].plotly_chart(figures.grouped_bar(ok, "quantization", "kv_tokens", "kv_cache_dtype",
                                            "KV-cache capacity per replica", "tokens (by KV format)"),
                        width="stretch")
-    _table(df, "whatif-quantization", ["quantization", "kv_cache_dtype", "weights_gb", "kv_tokens", *SERVE_COLUMNS])
+    table_with_downloads(df, "whatif-quantization", ["quantization", "kv_cache_dtype", "weights_gb", "kv_tokens", *SERVE_COLUMNS])
 
 
 def _sparsity(model: ModelSpec, c: list[Any]) -> None:
@@ -102,7 +111,7 @@ def _sparsity(model: ModelSpec, c: list[Any]) -> None:
                                           "requests/s", labels={"capacity_rps": "capacity"}), width="stretch")
     right.plotly_chart(figures.grouped_bar(times, "pattern", "seconds", "time", "Prefill and decode step time",
                                            "seconds"), width="stretch")
-    _table(df, "whatif-sparsity", ["pattern", "gemm_speedup", "weights_gb", *SERVE_COLUMNS])
+    table_with_downloads(df, "whatif-sparsity", ["pattern", "gemm_speedup", "weights_gb", *SERVE_COLUMNS])
 
 
 def _distillation(c: list[Any]) -> None:
@@ -159,7 +168,7 @@ def _precision(model: ModelSpec, c: list[Any]) -> None:
     right.plotly_chart(figures.stacked_bar(ok, "precision", ["memory_gb"], "Memory per GPU by recipe", "GB",
                                            get_accelerator(x["acc"]).memory_bytes / 1e9, "capacity",
                                            labels={"memory_gb": "memory"}), width="stretch")
-    _table(df, "whatif-precision", [c for c in df.columns if c != "memory_per_gpu_bytes"])
+    table_with_downloads(df, "whatif-precision", [c for c in df.columns if c != "memory_per_gpu_bytes"])
 
 
 def _batch(model: ModelSpec, c: list[Any]) -> None:
@@ -176,13 +185,7 @@ def _batch(model: ModelSpec, c: list[Any]) -> None:
     right.plotly_chart(figures.lines(df, "global_batch", {"tokens_needed": "tokens needed"},
                                      "Tokens needed (McCandlish et al. 2018)", "global batch (sequences)", "tokens",
                                      log_x=True), width="stretch")
-    _table(df, "whatif-batch", list(df.columns))
-
-
-def _table(df: pd.DataFrame, stem: str, columns: list[str]) -> None:
-    cols = [c for c in columns if c in df.columns]
-    st.dataframe(df[cols], hide_index=True)
-    downloads(stem, df, None, key=stem, what="table")
+    table_with_downloads(df, "whatif-batch", list(df.columns))
 
 
 def render() -> None:
