@@ -14,16 +14,17 @@ from capsim.errors import UnknownNameError
 from capsim.specs.hardware import Accelerator, Peaks
 from capsim.specs.model import ModelSpec
 
-CATALOGS = ("models", "accelerators", "prices")
+CATALOGS = ("models", "accelerators", "prices", "engines")
 
 
 @cache
-def load_catalog(kind: str) -> tuple[dict[str, Any], ...]:
-    """The raw entries of one catalog file (``models``, ``accelerators`` or ``prices``)."""
+def load_catalog(kind: str) -> Any:
+    """The raw entries of one catalog file: a tuple of entries (``models``, ``accelerators``, ``prices``) or a
+    mapping of named entries (``engines``)."""
     if kind not in CATALOGS:
         raise UnknownNameError("catalog", kind, CATALOGS)
-    text = resources.files("capsim.specs").joinpath("catalog", f"{kind}.yaml").read_text()
-    return tuple(yaml.safe_load(text))
+    data = yaml.safe_load(resources.files("capsim.specs").joinpath("catalog", f"{kind}.yaml").read_text())
+    return tuple(data) if isinstance(data, list) else data
 
 
 def normalize_name(name: str) -> str:

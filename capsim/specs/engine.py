@@ -9,10 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from capsim.errors import SpecError, UnknownNameError, require
 from capsim.specs.hardware import Accelerator
@@ -91,8 +88,9 @@ class EngineProfile:
 @cache
 def engines() -> dict[str, EngineProfile]:
     """Every engine profile of the catalog, by name."""
-    text = resources.files("capsim.specs").joinpath("catalog", "engines.yaml").read_text()
-    raw: dict[str, dict[str, Any]] = yaml.safe_load(text)
+    from capsim.specs.catalog import load_catalog  # one loader for every catalog file
+
+    raw: dict[str, dict[str, Any]] = load_catalog("engines")
     out: dict[str, EngineProfile] = {}
     for name, entry in raw.items():
         entry = dict(entry)
