@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from capsim.errors import SpecError, UnknownNameError, require
+from capsim.specs.catalog import load_catalog
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 
@@ -88,8 +89,6 @@ class EngineProfile:
 @cache
 def engines() -> dict[str, EngineProfile]:
     """Every engine profile of the catalog, by name."""
-    from capsim.specs.catalog import load_catalog  # one loader for every catalog file
-
     raw: dict[str, dict[str, Any]] = load_catalog("engines")
     out: dict[str, EngineProfile] = {}
     for name, entry in raw.items():
