@@ -8,6 +8,7 @@ datasheet calibration has none (its curves come from datasheet peaks and stated 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -30,10 +31,12 @@ def _empty(kind: str) -> pd.DataFrame:
     return pd.DataFrame({c: [] for c in EMPTY[kind]})
 
 
-def _profile_samples(cal: Calibration) -> dict[str, pd.DataFrame]:
+@cache
+def _profile_samples(device: str) -> dict[str, pd.DataFrame]:
+    """A profile calibration's raw samples, read from the shipped profiles (immutable: kept for the process)."""
     from capsim.calibration.profiles import DEVICES, GEMM_OPS, MEMORY_OPS, comm_samples, op_samples
 
-    entry = DEVICES.get(str(cal.fitted.device))
+    entry = DEVICES.get(device)
     if entry is None:
         return {k: _empty(k) for k in EMPTY}
     gpu_dir, node_dir, fit_models, held_out = entry
@@ -63,7 +66,7 @@ def _listed(rows: list[dict[str, Any]], kind: str) -> pd.DataFrame:
 def samples(cal: Calibration) -> dict[str, pd.DataFrame]:
     """Raw samples by kind (gemm, memory, comm); empty frames where the calibration has none."""
     if cal.kind == "profile" and not cal.samples:
-        return _profile_samples(cal)
+        return {k: v.copy() for k, v in _profile_samples(str(cal.fitted.device)).items()}
     return {kind: _listed(list(cal.samples.get(kind, [])), kind) for kind in EMPTY}
 
 
