@@ -105,8 +105,10 @@ def sparsity_whatif(model: ModelSpec, accelerator: str | Accelerator, traffic: T
             d["gemm_speedup"] = gemm_speedup
         plan = ServePlan(tp=tp, max_batch=max_batch)
         weights = serving_memory(model, plan, acc).weights_bytes * d["weight_fraction"]
+        dense = d["gemm_speedup"] == 1.0 and d["memory_bound_speedup"] == 1.0
         b = _bound(model, acc, tp, Quantization.NONE, max_batch, traffic, slo, engine, calibration,
-                   perf_transform=lambda p, d=d: sparse_perf(p, d["gemm_speedup"], d["memory_bound_speedup"]))
+                   perf_transform=None if dense else
+                   (lambda p, d=d: sparse_perf(p, d["gemm_speedup"], d["memory_bound_speedup"])))
         rows.append({"pattern": name, **d, "weights_per_gpu_bytes": weights, **b})
     return _relative(pd.DataFrame(rows), "pattern", "dense")
 
