@@ -21,7 +21,7 @@ from capsim import Layouts, get_model, training_memory  # noqa: E402
 from capsim.analytic.flops import training_flops_per_token  # noqa: E402
 
 
-def grid(model_layers: int) -> dict[str, np.ndarray]:
+def grid() -> dict[str, np.ndarray]:
     """Every combination of the usual degrees (valid or not: the sweep prices them all, then filters)."""
     axes = dict(dp=[1, 2, 4, 8, 16, 32, 64, 128, 256], tp=[1, 2, 4, 8], pp=[1, 2, 4, 8, 16], v=[1, 2, 3],
                 micro_batch=[1, 2, 4, 8], zero_stage=[0, 1, 2, 3], recompute=[0, 1, 2], sp=[False, True],
@@ -29,19 +29,19 @@ def grid(model_layers: int) -> dict[str, np.ndarray]:
     combos = np.array(list(itertools.product(*axes.values())), dtype=object).T
     out = {k: np.array(list(v), dtype=bool if k == "sp" else np.int64) for k, v in zip(axes, combos, strict=True)}
     out["global_batch"] = out["dp"] * out["micro_batch"] * 16
-    del model_layers
     return out
 
 
-def evaluate(model, lay: Layouts) -> np.ndarray:
+def evaluate(model, lay: Layouts) -> tuple[np.ndarray, np.ndarray]:
+    """Memory per GPU and FLOPs per step of every layout."""
     mem = training_memory(model, lay)
     flops = training_flops_per_token(model, lay.seq_len, recompute_full=False) * lay.global_batch * lay.seq_len
-    return mem.total_bytes + flops * 0
+    return mem.total_bytes, flops
 
 
 def main() -> None:
     model = get_model("gpt3-175b")
-    arrays = grid(model.layers)
+    arrays = grid()
     lay = Layouts.build(model, **arrays)
     n = len(lay)
     med, lo, hi = median_time(lambda: evaluate(model, lay), repeats=7)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from capsim.plan.scaling import CHINCHILLA_2022, LossFit, compute_optimal
-from capsim.plan.serving import Candidate, Slo, Traffic, bound_table, candidates, steady_state
+from capsim.plan.serving import Slo, Traffic, bound_table, candidates, steady_state
 from capsim.plan.training import plan_training
 from capsim.sim.serving.fleet import ServeConfig, default_perf, engine_plan, simulate
 from capsim.sim.serving.presets import build_workload
@@ -108,4 +108,4 @@ def model_size_study(budgets_flops: Sequence[float], fit: LossFit = CHINCHILLA_2
     return pd.DataFrame([compute_optimal(c, fit).to_dict() for c in budgets_flops])
 
 
-__all__ = ["SERVE_RATES", "TRAIN_GPUS", "model_size_study", "serving_scaling", "training_scaling", "Candidate"]
+__all__ = ["SERVE_RATES", "TRAIN_GPUS", "model_size_study", "serving_scaling", "training_scaling"]

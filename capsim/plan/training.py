@@ -79,7 +79,6 @@ def _priced(model: ModelSpec, acc: Accelerator, gpus: int, tokens: float, global
     frame["time_to_train_s"] = tokens / frame["tokens_per_s"]
     frame["cost_usd"] = frame["time_to_train_s"] / 3600.0 * gpus * cluster.price_usd_per_gpu_hour
     frame["energy_j"] = frame["time_to_train_s"] * gpus * (acc.tdp_w or np.nan)
-    frame.attrs.update(search_layouts_attrs=True)
     return frame
 
 

@@ -86,11 +86,10 @@ def memory_suite(path: str | Path | None = None) -> Report:
                       ("fp16", AttentionImpl.UNFUSED, True))
         precision, attention, dropout = recipe
         plan_kw = {**_korthikanti_batches(r["model"]), **plan_kw}
-        dp, pp, v = plan_kw.get("dp", 1), plan_kw.get("pp", 1), plan_kw.get("pp_interleave", 1)
+        dp, pp = plan_kw.get("dp", 1), plan_kw.get("pp", 1)
         mb = plan_kw.setdefault("micro_batch", 1)
         plan_kw.setdefault("global_batch", dp * mb * max(pp * 8, 1))  # steady-state pipeline when unpublished
         plan_kw.setdefault("seq_len", min(model.max_seq, 2048))
-        del v
         plan = TrainPlan(**plan_kw, precision=Precision.preset(precision)).check(model)
         mem = training_memory(model, plan, attention=attention, dropout=dropout)
         metric = r["metric"]
