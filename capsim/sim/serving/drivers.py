@@ -62,14 +62,14 @@ def run_events(rep: Replica) -> Generator[Any, Any, None]:
             dur = rep.table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
             yield env.timeout(dur)
             rep.clock = env.now
-            rep.close_run(t0, 1, b, None, dur)
+            rep.close_run(t0, 1, b, None, dur, dur)
 
 
 def interruptible_run(rep: Replica) -> Generator[Any, Any, None]:
     """A decode run that a request submitted while it runs can cut at the end of the step in progress."""
     env = rep.env
     t0 = env.now
-    k, b, lines, dur, _ = rep.plan_run(t0)
+    k, b, lines, dur, first = rep.plan_run(t0)
     if k > 1:
         rep.seg, rep.cut = (t0, envelope(lines, k), k), k
         wake = rep.wake = env.event()
@@ -80,7 +80,7 @@ def interruptible_run(rep: Replica) -> Generator[Any, Any, None]:
     else:
         yield env.timeout(dur)
     rep.clock = env.now
-    rep.close_run(t0, k, b, lines, dur)
+    rep.close_run(t0, k, b, lines, dur, first)
 
 
 def run_ahead(rep: Replica) -> Generator[Any, Any, None]:
@@ -116,8 +116,8 @@ def run_alone(rep: Replica) -> None:
             end_step(step[1], b, dt)
         else:
             t0 = rep.clock
-            k, b, lines, dur, _ = plan_run(t0)
-            close_run(t0, k, b, lines, dur)
+            k, b, lines, dur, first = plan_run(t0)
+            close_run(t0, k, b, lines, dur, first)
             rep.clock = t0 + dur
 
 

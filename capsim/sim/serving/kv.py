@@ -28,7 +28,8 @@ class DecodeSet:
         self.ids: dict[int, None] = {}
         self.heap: list[tuple[int, int, int]] = []  # (finishing step, request id, epoch)
         self.sum_off = 0
-        self.cnt = [0] * block_size
+        # The histogram twice over (cnt[r] == cnt[r + block_size]): a wrapping run of residues is one slice.
+        self.cnt = [0] * (2 * block_size)
 
     @property
     def size(self) -> int:
@@ -49,20 +50,16 @@ class DecodeSet:
     def _order(self) -> list[int]:
         """Block demand of the next block_size steps, in step order: residues r0, r0 - 1, ..., r0 + 1."""
         r0, cnt = (-self.steps) % self.bs, self.cnt
-        return cnt[r0::-1] + cnt[:r0:-1]
+        return cnt[r0::-1] + cnt[self.bs - 1:r0:-1]
 
     def cum_demand(self, k: int) -> int:
         """New blocks the next ``k`` decode steps need (each block_size steps need one block per sequence)."""
         bs = self.bs
         full, part = divmod(k, bs)
-        out = full * len(self.ids)
-        if part:  # the first ``part`` residues of _order(): r0 down to r0 - part + 1, wrapping below 0
-            r0, cnt = (-self.steps) % bs, self.cnt
-            if part <= r0 + 1:
-                out += sum(cnt[r0 - part + 1:r0 + 1])
-            else:
-                out += sum(cnt[:r0 + 1]) + sum(cnt[bs - part + r0 + 1:])
-        return out
+        if part:  # the first ``part`` residues of _order(): r0 down to r0 - part + 1 (mod bs), r0 + bs in cnt's copy
+            end = (-self.steps) % bs + bs + 1
+            return full * len(self.ids) + sum(self.cnt[end - part:end])
+        return full * len(self.ids)
 
     def steps_until_short(self, free: int | None = None) -> int:
         """How many decode steps fit in the free blocks before one step needs more than are left."""
@@ -98,7 +95,9 @@ class DecodeSet:
         req.g_join[rid] = req.gen[rid]
         self.ids[rid] = None
         self.sum_off += off
-        self.cnt[off % self.bs] += 1
+        r = off % self.bs
+        self.cnt[r] += 1
+        self.cnt[r + self.bs] += 1
         heapq.heappush(self.heap, (self.steps + req.output[rid] - req.gen[rid], rid, req.epoch[rid]))
 
     def leave(self, rid: int) -> int:
@@ -110,7 +109,9 @@ class DecodeSet:
         req.gen[rid] = req.g_join[rid] + ran
         off = req.c_join[rid] - req.d_join[rid]
         self.sum_off -= off
-        self.cnt[off % self.bs] -= 1
+        r = off % self.bs
+        self.cnt[r] -= 1
+        self.cnt[r + self.bs] -= 1
         self.used -= -(-c // self.bs)  # blocks of c tokens: integer ceil
         req.epoch[rid] += 1
         return c

@@ -155,9 +155,9 @@ class Replica:
                 lambda _e: wake.triggered or wake.succeed())
         return self.wake
 
-    def plan_run(self, t0: float) -> tuple[int, int, Any, float, bool]:
-        """(steps, sequences, lines, seconds, cut) of the decode run starting at t0, cut where the next
-        pre-routed arrival can start."""
+    def plan_run(self, t0: float) -> tuple[int, int, Any, float, float]:
+        """(steps, sequences, lines, seconds, step 0's seconds) of the decode run starting at t0, cut where the
+        next pre-routed arrival can start."""
         kv = self.kv
         b, k = len(kv.ids), kv.run_length()
         self.timeline += (t0, b, len(self.prefilling), len(self.waiting), kv.used)
@@ -168,8 +168,8 @@ class Replica:
             if arrive < t0 + dur:
                 m = self._cut_at(pieces, k, arrive - t0, rid)
                 if m < k:
-                    return m, b, lines, pieces_sum(pieces, m), True
-        return k, b, lines, dur, False
+                    return m, b, lines, pieces_sum(pieces, m), pieces[0][2]
+        return k, b, lines, dur, pieces[0][2]
 
     def book_itl_run(self, k: int, b: int, lines: Any) -> None:
         """Keep a run of ``k`` > 1 decode steps of ``b`` sequences for the inter-token gaps of its steps 1..k-1."""
@@ -178,16 +178,14 @@ class Replica:
         for line in lines:
             ab += line
 
-    def close_run(self, t0: float, k: int, b: int, lines: Any, dur: float) -> None:
-        """Book a decode run of k steps that started at t0: inter-token gaps, busy time, finishes, blocks."""
+    def close_run(self, t0: float, k: int, b: int, lines: Any, dur: float, first: float) -> None:
+        """Book a decode run of k steps that started at t0 (the first taking ``first`` seconds): inter-token gaps,
+        busy time, finishes, blocks."""
         if k > 1:
             self.itl_kb[len(lines)] += (k - 1, b)  # book_itl_run, inlined
             ab = self.itl_ab[len(lines)]
             for line in lines:
                 ab += line
-            first = max(lines)[0]  # the largest intercept: step 0's time
-        else:
-            first = dur
         self.busy_s += dur
         if self.fresh:
             self._decode_emitted(t0 + first, b)
@@ -210,12 +208,13 @@ class Replica:
                 self._join(rid)
         elif self.sarathi:
             b = len(kv.ids)
-            if b and kv.cnt[(-kv.steps) % kv.bs] > kv.total - kv.used:
+            need = kv.cnt[(-kv.steps) % kv.bs] if b else 0  # kv.demand(0): the decodes' new blocks
+            if need > kv.total - kv.used:
                 self._preempt_if_short()
                 b = len(kv.ids)
+                need = kv.cnt[(-kv.steps) % kv.bs] if b else 0
             if self.prefilling or self.waiting:
-                free = kv.total - kv.used - (kv.cnt[(-kv.steps) % kv.bs] if b else 0)  # after the decodes' blocks
-                chunks = self._chunks(cfg.budget - b, free)
+                chunks = self._chunks(cfg.budget - b, kv.total - kv.used - need)
                 if chunks:
                     return "prefill", chunks, b > 0
             return DECODE if b else None
