@@ -37,12 +37,24 @@ def test_datasheet_rows_are_reported_beside_profile_rows(report):
     assert {"A100-SXM4-80GB", "A100-SXM4-80GB-profile", "H100-SXM5-80GB", "H100-SXM5-80GB-profile"} <= sources
 
 
+def _close(a: object, b: object, rel: float = 1e-5) -> bool:
+    """Equal structure and strings; numbers equal to ``rel``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, rel) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
+        return a == pytest.approx(b, rel=rel, abs=1e-300)
+    return a == b
+
+
 @pytest.mark.parametrize("device", sorted(DEVICES))
 def test_shipped_profile_calibration_is_the_fit(device):
     shipped = json.loads(available()[f"{device}-profile"].read_text())
     fresh = json.loads(json.dumps(profile_calibration(device).to_dict()))
     shipped.pop("created"), fresh.pop("created")
-    assert fresh == shipped, "regenerate with capsim.calibration.profiles.write_profile_calibrations()"
+    # Refitting with another numpy/scipy/BLAS moves the 7th digit; the shipped file is the fit to 1e-5.
+    assert _close(fresh, shipped), "regenerate with capsim.calibration.profiles.write_profile_calibrations()"
     assert load_calibration(f"{device}-profile").kind == "profile"
 
 

@@ -55,7 +55,10 @@ def server():
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
-        pytest.fail("Chromium is missing: install the Debian package `chromium` (.ci/run does)")
+        message = "Chromium is missing: install the Debian package `chromium` (.ci/run does) to run browser tests"
+        if os.environ.get("CI"):  # CI installs it, so a missing browser there is a broken CI, not a skip
+            pytest.fail(message)
+        pytest.skip(message)
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=[
