@@ -35,7 +35,7 @@ def _scalar(x: Num) -> Num:
 
 @dataclass(frozen=True)
 class TrainingMemory:
-    """Per-GPU bytes on the pipeline stage that needs the most (first or last); arrays for sweeps."""
+    """Per-GPU bytes on the pipeline stage that needs the most (of all stages); arrays for sweeps."""
 
     weights_bytes: Num
     gradients_bytes: Num
@@ -43,7 +43,8 @@ class TrainingMemory:
     activations_bytes: Num  # kept for backward by all in-flight micro-batches
     temporary_bytes: Num  # recompute working set, ZeRO-3 gathered layers, logits
     capacity_bytes: float
-    stage: Num  # 0 = first stage is the peak, 1 = last stage
+    stage: Num  # pipeline rank of the peak stage (0 = first)
+    pp: Num = 1  # pipeline stages (the peak is the last one when stage == pp - 1)
 
     @property
     def model_states_bytes(self) -> Num:
@@ -65,7 +66,10 @@ class TrainingMemory:
         keys = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "temporary_bytes",
                 "model_states_bytes", "total_bytes", "capacity_bytes", "fits", "shortfall_bytes")
         out = {k: _scalar(np.asarray(getattr(self, k))) for k in keys}
-        out["peak_stage"] = _scalar(np.where(np.asarray(self.stage) == 0, "first", "last"))
+        stage, pp = np.asarray(self.stage), np.asarray(self.pp)
+        names = np.where(stage == 0, "first", np.where(stage == pp - 1, "last", np.char.add("rank ", stage.astype(str))))
+        out["peak_stage"] = _scalar(names)
+        out["peak_rank"] = _scalar(stage)
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
 
 
@@ -77,17 +81,14 @@ def _layer_params_per_gpu(model: ModelSpec, lay: Layouts) -> tuple[np.ndarray, n
     return (per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)
 
 
-def stage_params(model: ModelSpec, lay: Layouts) -> dict[str, np.ndarray]:
-    """Parameters held by one GPU of the first and of the last pipeline stage, dense and expert apart."""
+def stage_params(model: ModelSpec, lay: Layouts, layers: Num, emb: Num, head: Num) -> tuple[Num, Num]:
+    """(dense, expert) parameters one GPU of a stage holds: its ``layers``, the embedding if ``emb``, the final
+    norm and LM head if ``head``. Megatron keeps the word embedding on the last stage too when tied and pp > 1."""
     pc = param_counts(model)
     dense, expert = _layer_params_per_gpu(model, lay)
-    single = lay.pp == 1
-    # Megatron keeps the word embedding on the last stage too when tied and pp > 1 (for the LM head).
-    head = (pc.lm_head if not model.tied_embeddings else np.where(single, 0, model.vocab * model.hidden)) / lay.tp
-    first_dense = lay.first_stage_layers * dense + pc.embedding / lay.tp + np.where(single, head + pc.other, 0)
-    last_dense = lay.last_stage_layers * dense + head + pc.other + np.where(single, pc.embedding / lay.tp, 0)
-    return {"first_dense": first_dense, "first_expert": lay.first_stage_layers * expert,
-            "last_dense": last_dense, "last_expert": lay.last_stage_layers * expert}
+    lm_head = (pc.lm_head if not model.tied_embeddings else np.where(lay.pp == 1, 0, model.vocab * model.hidden)) / lay.tp
+    ends = np.where(emb, pc.embedding / lay.tp, 0) + np.where(head, lm_head + pc.other, 0)
+    return layers * dense + ends, layers * expert
 
 
 def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precision) -> tuple[Num, Num, Num]:
@@ -155,50 +156,66 @@ def inflight_chunks(lay: Layouts, rank: Num) -> np.ndarray:
     return np.where(p == 1, 1, out)
 
 
+def _middle_candidates(lay: Layouts) -> tuple[np.ndarray, np.ndarray]:
+    """(rank, layers) of each layout's middle stages that can hold the memory peak, (N, C) arrays; rank -1 pads."""
+    cands = [sp.peak_candidates() for sp in lay.splits]
+    width = max((len(c) for c in cands), default=0)
+    table = np.full((len(cands) + 1, max(width, 1), 2), -1, np.int64)  # last row: layouts without a split
+    for k, c in enumerate(cands):
+        if c:
+            table[k, :len(c)] = c
+    rows = table[np.where(lay.split >= 0, lay.split, len(cands))]
+    return rows[:, :width, 0], rows[:, :width, 1]
+
+
 def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
                     dropout: bool = False) -> TrainingMemory:
-    """Per-GPU training memory of one plan, or of every layout in ``plan`` at once."""
+    """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
+    stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
+    could be heavier, each with its own layers and in-flight micro-batches)."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
     else:
         lay = plan
     precision = precision or Precision()
-    sp = stage_params(model, lay)
     classes = saved_by_class(model, lay, precision, attention, dropout)
     layer_act = layer_activation_bytes(model, lay, precision, classes=classes)
     tokens = lay.micro_batch * lay.seq_len / lay.cp
-    ab = precision.activations.bytes
     # Embedding dropout mask on the first stage, for every in-flight micro-batch (Korthikanti Sec. 4.3).
     emb_mask = (tokens * model.hidden / np.where(lay.sp, lay.tp, 1)) if dropout else 0.0
-    first_inflight = inflight_chunks(lay, 0)
-    last_inflight = inflight_chunks(lay, lay.pp - 1)
-    act_first = first_inflight * lay.first_stage_layers / lay.v * layer_act + first_inflight / lay.v * emb_mask
-    act_last = last_inflight * lay.last_stage_layers / lay.v * layer_act
     # Working set: recomputing a layer rebuilds its full activations (full) or its attention core (selective).
-    core = classes[Saved.CORE]
     no_recompute = layer_activation_bytes(model, lay, precision, recompute=0, classes=classes)
-    recompute_ws = np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, core], 0)
+    recompute_ws = np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, classes[Saved.CORE]], 0)
     dense_layer, expert_layer = _layer_params_per_gpu(model, lay)
     # ZeRO-3 gathers the layer being computed and prefetches the next (none to gather in a group of one).
     zero3 = np.where((lay.zero_stage >= 3) & (lay.dp * lay.cp > 1),
                      2 * (dense_layer + expert_layer) * precision.weights.bytes, 0)
-    logits = tokens * model.vocab / lay.tp * (4.0 + ab)  # LM-head output and its fp32 loss copy
-    w1, g1, o1 = model_state_bytes(sp["first_dense"], sp["first_expert"], lay, precision)
-    w2, g2, o2 = model_state_bytes(sp["last_dense"], sp["last_expert"], lay, precision)
-    temp_first = recompute_ws + zero3 + np.where(lay.pp == 1, logits, 0)
-    temp_last = recompute_ws + zero3 + logits
-    total_first = w1 + g1 + o1 + act_first + temp_first
-    total_last = w2 + g2 + o2 + act_last + temp_last
-    last = total_last > total_first
-    pick = lambda a, b: np.where(last, b, a)  # noqa: E731
+    logits = tokens * model.vocab / lay.tp * (4.0 + precision.activations.bytes)  # LM-head output + fp32 loss copy
+    single = lay.pp == 1
+
+    def stage(rank: Num, layers: Num, emb: Num, head: Num) -> list[Num]:
+        inflight = inflight_chunks(lay, rank)
+        w, g, o = model_state_bytes(*stage_params(model, lay, layers, emb, head), lay, precision)
+        act = inflight * layers / lay.v * layer_act + np.where(emb, inflight / lay.v * emb_mask, 0.0)
+        return [w, g, o, act, recompute_ws + zero3 + np.where(head, logits, 0.0)]
+
+    best = stage(0, lay.first_stage_layers, True, single)
+    rank = np.zeros(len(lay), np.int64)
+    ranks, layers = _middle_candidates(lay)
+    candidates = [(lay.pp - 1, lay.last_stage_layers, single, True, lay.pp > 1)]
+    candidates += [(ranks[:, c], layers[:, c], False, False, ranks[:, c] > 0) for c in range(ranks.shape[1])]
+    for r, n, emb, head, exists in candidates:
+        parts = stage(r, n, emb, head)
+        more = exists & (sum(parts) > sum(best))
+        best = [np.where(more, a, b) for a, b in zip(parts, best, strict=True)]
+        rank = np.where(more, r, rank)
     capacity = accelerator.memory_bytes if accelerator is not None else float("inf")
-    out = [pick(w1, w2), pick(g1, g2), pick(o1, o2), pick(act_first, act_last), pick(temp_first, temp_last)]
-    stage = last.astype(int)
     if isinstance(plan, TrainPlan):  # one plan in, plain numbers out
-        out, stage = [float(np.asarray(x).reshape(-1)[0]) for x in out], int(stage[0])
-    return TrainingMemory(*out, capacity, stage)
+        return TrainingMemory(*(float(np.asarray(x).reshape(-1)[0]) for x in best), capacity, int(rank[0]),
+                              int(lay.pp[0]))
+    return TrainingMemory(*best, capacity, rank, lay.pp)
 
 
 def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype_bytes: float, tp: Num = 1, pp: Num = 1) -> Num:

@@ -27,15 +27,20 @@ def _verdict(fits: bool, total: float, capacity: float, shortfall: float) -> str
 @memory_app.command("train")
 @guarded
 def memory_train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None,
-                 dp: o.Dp = 1, tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False,
+                 dp: o.Dp = None, tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False,
                  zero: o.Zero = 0, distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE,
                  micro_batch: o.Mb = 1, global_batch: Annotated[int | None, typer.Option(help="Sequences per step.")] = None,
-                 seq_len: o.Seq = 2048, precision: o.Prec = "bf16", hf_config: o.HfConfig = None,
-                 as_json: JsonOpt = False) -> None:
-    """Memory per GPU of a training layout: weights, gradients, optimizer, activations, buffers."""
+                 seq_len: o.Seq = 2048, precision: o.Prec = "bf16", layer_split: o.StageSplit = None,
+                 pipeline_layout: o.Layout = None, first_layers: o.FirstLayers = None,
+                 last_layers: o.LastLayers = None, account_embedding: o.AccountEmbedding = False,
+                 account_loss: o.AccountLoss = False, hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+    """Memory per GPU of a training layout (its heaviest pipeline stage): weights, gradients, optimizer,
+    activations, buffers."""
     spec = o.resolve_model(model, hf_config)
-    plan = o.train_plan(dp, tp, pp, v, cp, ep, sp, zero, distributed_optimizer, recompute, micro_batch,
-                        global_batch, seq_len, precision).check(spec, gpus)
+    split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
+                            account_loss)
+    plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
+                        recompute, micro_batch, global_batch, seq_len, precision, split).check(spec, gpus)
     acc = o.get_accelerator(accelerator)
     mem = training_memory(spec, plan, accelerator=acc)
     out = {"model": spec.name, "accelerator": acc.name, "plan": plan.to_dict(), **mem.to_dict()}
