@@ -36,32 +36,50 @@ def sharded_exposed_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.nda
                       head: np.ndarray, unit: dict[str, np.ndarray]) -> np.ndarray:
     """Exposed ZeRO-2/3 seconds of one micro-batch on a stage of ``n`` blocks holding the embedding (``emb``) and/or
     the LM head (``head``). ``unit`` holds one all-gather and one reduce-scatter of each unit:
-    ``layer_gather``, ``layer_reduce``, ``emb_gather``, ``emb_reduce``, ``head_gather``, ``head_reduce``."""
-    z3, z2 = lay.zero_stage >= 3, lay.zero_stage >= 2
-    if not np.any(z2):
-        return np.zeros(len(lay))
-    a = np.where(z3, unit["layer_gather"], 0.0)
-    ag_e, ag_h = np.where(z3 & emb, unit["emb_gather"], 0.0), np.where(z3 & head, unit["head_gather"], 0.0)
-    r = np.where(z2, unit["layer_reduce"], 0.0)
-    rs_e, rs_h = np.where(z2 & emb, unit["emb_reduce"], 0.0), np.where(z2 & head, unit["head_reduce"], 0.0)
-    exposed = np.zeros(len(lay))
+    ``layer_gather``, ``layer_reduce``, ``emb_gather``, ``emb_reduce``, ``head_gather``, ``head_reduce``.
+    Priced only on the layouts that shard gradients (ZeRO >= 2); the others expose nothing here."""
+    out = np.zeros(len(lay))
+    idx = np.flatnonzero(lay.zero_stage >= 2)
+    if idx.size == 0:
+        return out
+
+    def sub(x: object) -> np.ndarray:
+        return np.broadcast_to(np.asarray(x), (len(lay),))[idx]
+
+    rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
+    times = {"f": sub(t.layer_fwd_s), "b": sub(t.layer_bwd_s + rec), "emb_f": sub(t.embed_fwd_s),
+             "emb_b": sub(t.embed_bwd_s), "head_b": sub(t.head_bwd_s)}
+    z3 = sub(lay.zero_stage >= 3)
+    traffic = {k: sub(unit[k]) for k in ("layer_gather", "layer_reduce", "emb_gather", "emb_reduce", "head_gather",
+                                         "head_reduce")}
+    out[idx] = _exposed(fw, times, traffic, z3, sub(n).astype(float), sub(emb), sub(head))
+    return out
+
+
+def _exposed(fw: Framework, tm: dict[str, np.ndarray], u: dict[str, np.ndarray], z3: np.ndarray, n: np.ndarray,
+             emb: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """The windows of one micro-batch (arrays over the ZeRO >= 2 layouts)."""
+    a = np.where(z3, u["layer_gather"], 0.0)
+    ag_e, ag_h = np.where(z3 & emb, u["emb_gather"], 0.0), np.where(z3 & head, u["head_gather"], 0.0)
+    r = u["layer_reduce"]
+    rs_e, rs_h = np.where(emb, u["emb_reduce"], 0.0), np.where(head, u["head_reduce"], 0.0)
+    exposed = np.zeros(len(n))
     if not fw.zero3_prefetch:  # each gather waits for its unit: forward n + ends, backward n + the embedding
         exposed = exposed + 2.0 * n * a + 2.0 * ag_e + ag_h
         a, ag_e, ag_h = 0.0 * a, 0.0 * ag_e, 0.0 * ag_h
     if not fw.overlap_grad_reduce:  # each reduce-scatter runs after its backward, on the critical path
         exposed = exposed + n * r + rs_e + rs_h
         r, rs_e, rs_h = 0.0 * r, 0.0 * rs_e, 0.0 * rs_h
-    f = t.layer_fwd_s
-    b = t.layer_bwd_s + np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
+    f, b = tm["f"], tm["b"]
     inner = np.maximum(n - 1.0, 0.0)  # block-to-block windows
-    forward = (np.where(emb, ag_e + _pos(a - t.embed_fwd_s), a)  # the pass's first gather(s)
+    forward = (np.where(emb, ag_e + _pos(a - tm["emb_f"]), a)  # the pass's first gather(s)
                + inner * _pos(a - f) + _pos(ag_h - f))  # the head's gather behind the last block
-    backward = (np.where(head, _pos(a - t.head_bwd_s), a)  # the head stayed gathered; the last block's did not
+    backward = (np.where(head, _pos(a - tm["head_b"]), a)  # the head stayed gathered; the last block's did not
                 + inner * _pos(a + r - b)  # next gather + previous reduce-scatter behind each block's backward
                 + _pos(rs_h - _pos(b - a - r))  # the head's reduce-scatter in the last block's spare time
                 + _pos(r + ag_e - b)  # block 0: the embedding's gather and block 1's reduce-scatter
-                + np.where(emb, _pos(r - t.embed_bwd_s) + rs_e, r))  # the last reduce-scatter(s)
-    ends_only = ag_e + ag_h + ag_e + rs_e + rs_h  # a stage with no blocks: its ends' traffic, exposed
+                + np.where(emb, _pos(r - tm["emb_b"]) + rs_e, r))  # the last reduce-scatter(s)
+    ends_only = 2.0 * ag_e + ag_h + rs_e + rs_h  # a stage with no blocks: its ends' traffic, exposed
     return exposed + np.where(n > 0, forward + backward, ends_only)
 
 
