@@ -17,6 +17,7 @@ processes' turns; the wall-clock figure is printed beside it.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -78,11 +79,9 @@ def worker(repeats: int) -> dict:
         row = {"layouts": len(lay), "uneven": uneven, "moe": int(np.sum(lay.ep > 1)), "seconds": {}}
         row["wall_seconds"] = {}
         for cal in CALIBRATIONS:
-            perf = load_calibration(cal).perf()
-            row["seconds"][cal] = median_time(lambda perf=perf: step_time(model, lay, cluster, perf),
-                                              repeats=repeats, clock=time.process_time)[0]
-            row["wall_seconds"][cal] = median_time(lambda perf=perf: step_time(model, lay, cluster, perf),
-                                                   repeats=repeats, warmup=0)[0]
+            price = functools.partial(step_time, model, lay, cluster, load_calibration(cal).perf())
+            row["seconds"][cal] = median_time(price, repeats=repeats, clock=time.process_time)[0]
+            row["wall_seconds"][cal] = median_time(price, repeats=repeats, warmup=0)[0]
         out["grids"][name] = row
     return out
 

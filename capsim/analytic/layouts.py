@@ -7,8 +7,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from capsim.specs.model import ModelSpec
 from capsim.errors import SpecError
+from capsim.specs.model import ModelSpec
 from capsim.specs.pipeline_layout import LayerSplit, SplitRule, default_uneven, from_stages, megatron
 from capsim.specs.plans import Recompute, Schedule, TrainPlan
 

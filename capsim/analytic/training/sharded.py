@@ -71,14 +71,18 @@ def _exposed(fw: Framework, tm: dict[str, np.ndarray], u: dict[str, np.ndarray],
         exposed = exposed + n * r + rs_e + rs_h
         r, rs_e, rs_h = 0.0 * r, 0.0 * rs_e, 0.0 * rs_h
     f, b = tm["f"], tm["b"]
-    inner = np.maximum(n - 1.0, 0.0)  # block-to-block windows
+    # Forward, unit order [embedding], block 0 .. n-1, [head]: each gather behind the unit before it.
     forward = (np.where(emb, ag_e + _pos(a - tm["emb_f"]), a)  # the pass's first gather(s)
-               + inner * _pos(a - f) + _pos(ag_h - f))  # the head's gather behind the last block
-    backward = (np.where(head, _pos(a - tm["head_b"]), a)  # the head stayed gathered; the last block's did not
-                + inner * _pos(a + r - b)  # next gather + previous reduce-scatter behind each block's backward
-                + _pos(rs_h - _pos(b - a - r))  # the head's reduce-scatter in the last block's spare time
-                + _pos(r + ag_e - b)  # block 0: the embedding's gather and block 1's reduce-scatter
-                + np.where(emb, _pos(r - tm["emb_b"]) + rs_e, r))  # the last reduce-scatter(s)
+               + np.maximum(n - 1.0, 0.0) * _pos(a - f) + _pos(ag_h - f))  # block to block; the head's
+    # Backward, unit order [head], block n-1 .. 0, [embedding]: while a unit computes, the link carries the next
+    # unit's gather and the previous unit's reduce-scatter.
+    first = np.where(head, _pos(a - tm["head_b"]), a)  # the head stayed gathered; block n-1's did not
+    several = (_pos(a + rs_h - b)  # block n-1: block n-2's gather + the head's reduce-scatter
+               + np.maximum(n - 2.0, 0.0) * _pos(a + r - b)  # blocks n-2 .. 1
+               + _pos(ag_e + r - b))  # block 0: the embedding's gather + block 1's reduce-scatter
+    windows = np.where(n >= 2, several, _pos(ag_e + rs_h - b))
+    last = np.where(emb, _pos(r - tm["emb_b"]) + rs_e, r)  # block 0's reduce-scatter (behind the embedding's)
+    backward = first + windows + last
     ends_only = 2.0 * ag_e + ag_h + rs_e + rs_h  # a stage with no blocks: its ends' traffic, exposed
     return exposed + np.where(n > 0, forward + backward, ends_only)
 
