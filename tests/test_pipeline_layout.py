@@ -222,3 +222,13 @@ def test_cli_layer_split_layout_and_dp_inference():
     assert bad.exit_code == 2 and "--dp" in bad.output and "multiple of 8" in bad.output
     wrong = runner.invoke(app, ["train", "-m", "llama-3-8b", "-n", "8", "--pp", "4", "--pipeline-layout", "Et|tt|L"])
     assert wrong.exit_code == 2 and "plan.pipeline_layout" in wrong.output
+
+
+def test_planner_reports_the_constraint_that_left_no_layout():
+    from capsim.plan.training import plan_training
+    heads = plan_training(LLAMA8, H100, 1e9, 48, 2048, num_gpus=48, fixed={"tp": 3})
+    assert not heads.feasible and "can run on 48 GPUs" in heads.reason and "attention heads" in heads.reason
+    memory = plan_training(L405, H100, 1e12, 64, 4096, num_gpus=16)
+    assert not memory.feasible and "the smallest needs" in memory.reason
+    big = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384)
+    assert big.feasible and (big.table["split"] != "even").any() and {16, 32, 64} & set(big.table["pp"])

@@ -114,3 +114,13 @@ def test_analytic_matches_simulation_on_uneven_stages(name, gpus, plan, framewor
     chunks = np.array(plan.split(model).chunks, float)
     per_layer = inputs.forward_s[1:-1].sum() / chunks[1:-1].sum() if plan.pp > 2 else inputs.forward_s[0, -1] / chunks[0, -1]
     assert inputs.forward_s[-1, -1] > chunks[-1, -1] * per_layer * 1.01
+
+
+@pytest.mark.xfail(strict=True, reason="known miss: 1F1B with one middle stage far above the others and few "
+                   "micro-batches (m = p): the analytic fill and drain, sum of the other stages' times, runs ~4% "
+                   "long against the event simulation (1.5% at m = 4p, 0.4% at m = 16p)")
+def test_heavy_middle_stage_with_few_micro_batches():
+    model, cluster = get_model("llama-2-7b"), Cluster(get_accelerator("h100"), 64)
+    plan = TrainPlan(pp=4, dp=16, global_batch=64, layer_split=(4, 12, 8, 8))
+    analytic = step_time(model, plan, cluster)
+    assert analytic.step_s == pytest.approx(pipeline_inputs(model, plan, cluster).simulate().step_s, rel=0.015)
