@@ -102,20 +102,18 @@ def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, glo
     counts = [num_gpus] if num_gpus else candidate_gpu_counts(accelerator.gpus_per_node, max_gpus)
     if not num_gpus and deadline_s is None and budget_usd is None:
         raise SpecError("num_gpus", "no GPU count, deadline or budget given", "pass --gpus, --deadline or --budget")
-    frames, evaluated, attrs, seen = [], 0, {}, []
+    frames, seen = [], []
     for gpus in counts:
         try:
-            f = _priced(model, accelerator, gpus, tokens, global_batch, seq_len, calibration, precision, framework,
-                        fixed, usable_memory_fraction)
+            frames.append(_priced(model, accelerator, gpus, tokens, global_batch, seq_len, calibration, precision,
+                                  framework, fixed, usable_memory_fraction))
+            seen.append(frames[-1].attrs)
         except SpecError as err:
             if num_gpus:
                 raise
-            seen.append(str(err))
-            continue  # no layout of this count can run this batch: try the next count
-        evaluated += int(f.attrs.get("evaluated", 0))
-        attrs = attrs or dict(f.attrs)
-        seen.append(f.attrs)
-        frames.append(f)
+            seen.append(str(err))  # no layout of this count can run this batch: try the next count
+    evaluated = sum(int(f.attrs.get("evaluated", 0)) for f in frames)
+    attrs = dict(frames[0].attrs) if frames else {}
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     reason = ""
     if table.empty:
