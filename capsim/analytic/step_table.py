@@ -193,7 +193,9 @@ class StepTable:
         self._dispatch = [self.kernels[(p, d)] * e.kernel_dispatch_s for p in (0, 1) for d in (0, 1)]
         self.oh0, self.oh1 = e.step_overhead_s, e.sequence_overhead_s
         self.graphs, self.graph_max = bool(e.cuda_graphs), int(e.cuda_graph_max_batch)
-        self._dec_coef: dict[int, tuple[float, float, float, float, float]] = {}
+        self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
+        self._dec_coef_windowed: dict[int, tuple[float, float, float, float, float, float]] = {}
+        self.max_window = max((w for w, _ in self.shares if w), default=0.0)
 
     # --- tables over token counts ------------------------------------------------------------------
     def _token_table(self, n: np.ndarray) -> np.ndarray:
@@ -328,17 +330,43 @@ class StepTable:
             base = (self.token_time(seqs) + self.logit_time(seqs) + L * (self.attn_launch_s + gemms)
                     + self.overhead_s(seqs))
             cpu = self.dispatch_s(0, seqs)
-            # Sliding-window layers are priced here over the whole context (an upper bound past the window: the
-            # closed form needs attention affine in the run's summed context); step_s caps them.
             co = (base, L * self._dpair_s(seqs), L * (icpt + slope * b * self.dec_q),
                   L * slope * self.dec_kv, cpu, cpu + self.overhead_s(seqs))
             self._dec_coef[seqs] = co
         return co
 
+    def _windowed_coef(self, seqs: int) -> tuple[float, float, float, float, float, float]:
+        """_decode_coef once every sequence's mean context has reached the window: sliding-window layers read a
+        constant seqs x W keys (their time joins the base), only global layers grow with the context."""
+        co = self._dec_coef_windowed.get(seqs)
+        if co is None:
+            base, comp, mem0, mem1, cpu, cpu_oh = self._decode_coef(seqs)
+            b, L = float(seqs), self.layers
+            icpt, slope = self.dec_mem
+            per_pair, fixed, glob = self._dpair_s(seqs), 0.0, 0.0
+            for window, share in self.shares:
+                if not window:
+                    glob += share
+                    continue
+                kv = b * window
+                comp_w, mem_w = kv * per_pair, icpt + slope * (b * self.dec_q + kv * self.dec_kv)
+                fixed += L * share * (mem_w if mem_w > comp_w else comp_w)
+            co = (base + fixed, glob * comp, glob * mem0, glob * mem1, cpu, cpu_oh)
+            self._dec_coef_windowed[seqs] = co
+        return co
+
+    def _coef(self, seqs: int, kv_sum0: float) -> tuple[float, float, float, float, float, float]:
+        """The decode coefficients of a run starting at ``kv_sum0``: windowed when its mean context starts at or past
+        every window (exact for the whole run). A run that crosses a window is priced over the whole context, an
+        upper bound past the crossing (the closed form needs attention affine in the run's summed context)."""
+        if self.max_window and kv_sum0 + seqs >= seqs * self.max_window:
+            return self._windowed_coef(seqs)
+        return self._dec_coef.get(seqs) or self._decode_coef(seqs)
+
     def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
         ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
-        co = self._dec_coef.get(seqs) or self._decode_coef(seqs)
+        co = self._coef(seqs, kv_sum0)
         base, comp, x0 = co[0], co[1], kv_sum0 + seqs
         if co[4] > 0:
             return ((base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs), (co[5], 0.0))
@@ -346,7 +374,7 @@ class StepTable:
 
     def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[Lines, list[Piece], float]:
         """A run of ``k`` decode steps: its lines, their envelope, and its total time (closed form)."""
-        co = self._dec_coef.get(seqs) or self._decode_coef(seqs)
+        co = self._coef(seqs, kv_sum0) if self.max_window else (self._dec_coef.get(seqs) or self._decode_coef(seqs))
         if co[4] > 0 or k <= 1:  # three lines (CPU-dispatch floor) or a single step: the general path
             lines = self.decode_lines(seqs, kv_sum0)
             pieces = envelope(lines, k)

@@ -122,7 +122,7 @@ def _llama(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     # sliding_window applies to every layer)
     experts = _int(cfg, "num_local_experts", 1)
     bias = _bool(cfg, "attention_bias", False)
-    if _bool(cfg, "mlp_bias", bias) != bias:
+    if _bool(cfg, "mlp_bias", False) != bias:  # LlamaConfig.mlp_bias defaults to false
         raise SpecError("config.mlp_bias", "biases on only the attention or only the FFN are not modelled",
                         "capsim's bias covers every linear layer")
     return _decoder(cfg, name, tied=False, max_seq=4096, bias=bias, experts=experts,
