@@ -89,8 +89,9 @@ def oplist_training_flops(model: ModelSpec, micro_batch: Num, seq_len: Num, reco
     return layers + 3 * head
 
 
-def serving_step_flops(model: ModelSpec, batch: StepBatch, tp: Num = 1) -> Num:
-    """Matmul FLOPs of one engine step on one GPU of a TP group (layers plus LM head for each sequence)."""
-    layer = total(serving_layer_ops(model, batch, tp), kinds=MATMUL_KINDS)
+def serving_step_flops(model: ModelSpec, batch: StepBatch, tp: Num = 1, phase: Phase = Phase.PREFILL) -> Num:
+    """Matmul FLOPs of one engine step on one GPU of a TP group (layers plus LM head for each sequence); ``phase``
+    picks MLA's form (decode attends over the latent with absorbed projections)."""
+    layer = total(serving_layer_ops(model, batch, tp, phase=phase), kinds=MATMUL_KINDS)
     head = 2.0 * batch.sequences * model.hidden * model.vocab / np.asarray(tp, float)
     return model.layers * layer + head

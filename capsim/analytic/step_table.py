@@ -177,6 +177,7 @@ class StepTable:
         self.flops_per_pair = {"pair": kp.flops_per_pair, "dpair": kd.flops_per_pair}
         self.shares = layer_shares(model)  # (window, share) of global and sliding-window layers
         self.mla = model.is_mla
+        self.general = self.mla or len(self.shares) > 1 or self.shares[0][0] is not None
         self.attn_launch_s = self.main.params.attention.launch_s
         self.mem = self._affine(self.main)
         self.dec_mem = self._affine(self.dec)
@@ -407,7 +408,7 @@ class StepTable:
         logit = self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
         # (``y if y > x else x`` is max(x, y); _pair_s is a list look-up past which _beyond prices.)
         pa = da = 0.0
-        if self.shares[0][0] is not None or len(self.shares) > 1 or self.mla:  # windows or MLA: the general path
+        if self.general:  # sliding windows or MLA: the general path
             pa = self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens, prefill_seqs)
             da = self.decode_attention_s(decode_seqs, decode_kv_tokens)
         else:
