@@ -151,6 +151,15 @@ def test_mla_attention_parameters_follow_deepseek_v2_section_2_1():
     assert attention_params(get_model("deepseek-v3")) == expected == 187_107_328
 
 
+def test_counts_equal_the_transformers_modeling_code():
+    """Every fixture's count equals sum(numel) of transformers' own model built from the same config.json (counted
+    once, on the meta device, by tests/data/hf_configs/count_with_transformers.py; versions in the file)."""
+    reference = json.loads((FIXTURES.parent / "transformers_param_counts.json").read_text())["counts"]
+    assert sorted(reference) == CONFIGS
+    for name, count in reference.items():
+        assert param_counts(from_hf_config(FIXTURES / f"{name}.json")).total == count, name
+
+
 def test_published_counts_that_are_exact_are_matched_exactly():
     """Gemma 2's report prints its non-embedding counts in full: capsim's must be the same integers."""
     assert param_counts(get_model("gemma-2-9b")).transformer == 8_324_201_984

@@ -33,7 +33,7 @@ ATTENTION_OPS = CORE_OPS | {"attention"}
 SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross",
                           "final_norm", "norm_attn_post", "norm_mlp_post"})
 GEMM_OPS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "router",
-                      "cross_qkv", "cross_out"})
+                      "cross_qkv", "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})  # last 5: MLA
 SHAPE_KEYS = ("tp", "cp", "ep", "micro_batch", "seq_len", "sp")
 
 
