@@ -9,7 +9,8 @@ attention, sliding-window layers and multi-head latent attention (MLA).
   by W^UK/W^UV from a cached latent of kv_lora_rank dims plus one shared RoPE key of qk_rope_head_dim dims. Training
   and prefill run it as multi-head attention over the rebuilt K and V; decode absorbs W^UK into the query and W^UV
   into the output and attends over the latent directly, one latent "head" shared by all query heads (vLLM's MLA
-  backend, vllm/v1/attention/backends/mla/common.py: "MHA for prefill, MQA with weight absorption for decode").
+  backend, vllm/attention/backends/mla/common.py docstring: the compute-friendly path for prefill, the
+  data-movement-friendly absorbed path for decode).
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def serving_kernels(model: ModelSpec, batch: StepBatch, tp: Num, phase: Phase, d
     for window, share in layer_shares(model):
         pairs, keys = batch.attention_pairs, batch.kv_tokens
         if window:
-            pairs, keys = _capped(batch, window)
+            pairs, keys = capped(n, batch.sequences, pairs, keys, window)
         if model.is_mla and phase is not Phase.DECODE:
             ops.append(gemm("kv_up", keys, k.heads * (model.head_dim - model.qk_rope_head_dim + model.v_dim),
                             model.kv_lora_rank, compute_dtype, ab, wb, share=share))
@@ -195,16 +196,15 @@ def serving_kernels(model: ModelSpec, batch: StepBatch, tp: Num, phase: Phase, d
     return ops
 
 
-def _capped(batch: StepBatch, window: float) -> tuple[Num, Num]:
-    """The step's pairs and keys in a sliding-window layer: its totals scaled by what the window leaves of the mean
+def capped(tokens: Num, seqs: Num, pairs: Num, keys: Num, window: float) -> tuple[Num, Num]:
+    """A step's pairs and keys in a sliding-window layer: its totals scaled by what the window leaves of the mean
     sequence (exact for equal sequences; for unequal ones an upper bound, since min(x, W) is concave)."""
-    seqs = np.maximum(np.asarray(batch.sequences, float), 1e-30)
-    q = np.asarray(batch.new_tokens, float) / seqs
-    kv = np.asarray(batch.kv_tokens, float) / seqs
+    s = np.maximum(np.asarray(seqs, float), 1e-30)
+    q, kv = np.asarray(tokens, float) / s, np.asarray(keys, float) / s
     c = np.maximum(kv - q, 0.0)
     full = q * c + q * (q + 1) / 2
-    pairs = batch.attention_pairs * np.where(full > 0, window_pairs(q, c, window) / np.maximum(full, 1e-30), 1.0)
-    keys = batch.kv_tokens * np.where(kv > 0, window_keys(q, c, window) / np.maximum(kv, 1e-30), 1.0)
+    pairs = pairs * np.where(full > 0, window_pairs(q, c, window) / np.maximum(full, 1e-30), 1.0)
+    keys = keys * np.where(kv > 0, window_keys(q, c, window) / np.maximum(kv, 1e-30), 1.0)
     return pairs, keys
 
 
@@ -215,5 +215,5 @@ def kv_write_op(model: ModelSpec, n: Num, tp: Num, dtype: DType, kv_dtype: DType
               impl="copy")
 
 
-__all__ = ["KernelDims", "kernel_dims", "kv_elems_per_token", "kv_write_op", "layer_shares", "projection_ops",
+__all__ = ["KernelDims", "capped", "kernel_dims", "kv_elems_per_token", "kv_write_op", "layer_shares", "projection_ops",
            "serving_kernels", "training_kernel", "window_keys", "window_pairs"]

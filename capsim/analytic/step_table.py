@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from capsim.analytic.attention import kernel_dims, layer_shares, serving_kernels, window_keys, window_pairs
+from capsim.analytic.attention import capped, kernel_dims, layer_shares, serving_kernels
 from capsim.analytic.ops import OpKind, Phase, StepBatch, gemm, head_ops
 from capsim.analytic.serving import (
     comm_tier,
@@ -135,15 +135,8 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
 
 
 def _capped(tokens: float, seqs: float, pairs: float, keys: float, window: float) -> tuple[float, float]:
-    """A step's pairs and keys in a sliding-window layer, scaled by what the window leaves of its mean sequence
-    (scalar form of capsim.analytic.attention's capping, for the simulator's per-step pricing)."""
-    s = seqs if seqs > 0 else 1e-30
-    q, kv = tokens / s, keys / s
-    c = kv - q if kv > q else 0.0
-    full = q * c + q * (q + 1) / 2
-    p = pairs * float(window_pairs(q, c, window)) / full if full > 0 else pairs
-    k = keys * float(window_keys(q, c, window)) / kv if kv > 0 else keys
-    return p, k
+    p, k = capped(tokens, seqs, pairs, keys, window)
+    return float(p), float(k)
 
 
 class StepTable:
