@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import (
     AttentionImpl,
@@ -121,7 +122,7 @@ def saved_by_class(model: ModelSpec, lay: Layouts, precision: Precision,
         out: dict[Saved, Num] = {c: 0.0 for c in Saved}
         for op in forward_layer_ops(model, s, dt, attention, dropout, cross, model.causal):
             for kind, size in op.saved:
-                out[kind] = out[kind] + size * op.count
+                out[kind] = out[kind] + size * op.count * op.share
         return out
 
     if model.arch is not Arch.ENCODER_DECODER:
@@ -218,11 +219,23 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     return TrainingMemory(*best, capacity, rank, lay.pp)
 
 
-def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype_bytes: float, tp: Num = 1, pp: Num = 1) -> Num:
-    """KV-cache bytes one token takes on one GPU: 2 (K and V) x layers x kv_dim x bytes, split by TP and PP.
-    GQA shrinks kv_dim; when tp exceeds the KV heads, each rank holds one replicated head."""
-    kv_per_rank = np.maximum(model.kv_heads / np.asarray(tp, float), 1.0) * model.head_dim
-    return 2.0 * model.layers / np.asarray(pp, float) * kv_per_rank * kv_dtype_bytes
+def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype_bytes: float, tp: Num = 1, pp: Num = 1,
+                             context_tokens: Num | None = None) -> Num:
+    """KV-cache bytes one token takes on one GPU, over the layers of one pipeline stage.
+
+    Per layer: K and V of its KV heads, 2 x kv_heads x head_dim (GQA shrinks it; when tp exceeds the KV heads each
+    rank holds one replicated head), or MLA's latent plus RoPE key, kv_lora_rank + qk_rope_head_dim, whole on every
+    TP rank (DeepSeek-V2, Sec. 2.1.2: 576 values per token and layer; vLLM caches it as one KV head). A
+    sliding-window layer keeps only the last ``sliding_window`` tokens of a sequence: with ``context_tokens`` the
+    result is the mean over a sequence that long; without, every layer keeps every token (the bound for an engine
+    that does not free a window's old blocks)."""
+    per_layer = kv_elems_per_token(model, tp) * kv_dtype_bytes
+    layers = np.asarray(float(model.layers))
+    if context_tokens is not None and model.sliding_layers:
+        ctx = np.maximum(np.asarray(context_tokens, float), 1.0)
+        kept = np.minimum(ctx, float(model.sliding_window)) / ctx
+        layers = model.layers - model.sliding_layers + model.sliding_layers * kept
+    return layers / np.asarray(pp, float) * per_layer
 
 
 @dataclass(frozen=True)
@@ -263,6 +276,8 @@ def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
 
     vLLM profiles a forward pass of max_num_batched_tokens and gives the KV cache what is left of
     gpu_memory_utilization x capacity after weights and that peak (vLLM docs, "gpu_memory_utilization").
+    With ``context_tokens``, a token's KV bytes are the mean over sequences that long (sliding-window layers keep
+    at most their window).
     """
     pc = param_counts(model)
     weights = pc.total * plan.weight_dtype.bytes / plan.gpus_per_replica
@@ -274,7 +289,8 @@ def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
     activations = 2 * biggest + 2 * n * model.hidden * plan.dtype.bytes + logits
     usable = accelerator.memory_bytes * plan.gpu_memory_utilization
     kv_budget = usable - weights - activations
-    per_token = float(kv_cache_bytes_per_token(model, plan.kv_cache_dtype.bytes, plan.tp, plan.pp))
+    per_token = float(kv_cache_bytes_per_token(model, plan.kv_cache_dtype.bytes, plan.tp, plan.pp,
+                                               context_tokens or None))
     blocks = max(int(kv_budget // (per_token * plan.block_size)), 0)
     return ServingMemory(weights, activations, kv_budget, per_token, blocks * plan.block_size,
                          plan.max_batch * context_tokens if context_tokens else 0, accelerator.memory_bytes, usable)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from capsim.analytic.flops import training_flops_per_token
+from capsim.analytic.flops import attention_flops_per_token, training_flops_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.memory import TrainingMemory, training_memory
 from capsim.analytic.ops import AttentionImpl
@@ -90,7 +90,7 @@ def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl) -> tuple[np
     tokens = lay.global_batch * lay.seq_len
     model_f = training_flops_per_token(model, lay.seq_len) * tokens
     full = training_flops_per_token(model, lay.seq_len, recompute_full=True) * tokens
-    core = 4.0 * model.total_layers * lay.seq_len * model.q_dim * tokens * (attention is AttentionImpl.UNFUSED)
+    core = attention_flops_per_token(model, lay.seq_len, windows=False) * tokens * (attention is AttentionImpl.UNFUSED)
     hw = np.select([lay.recompute == 2, lay.recompute == 1], [full, model_f + core], model_f)
     return np.asarray(model_f, float), np.asarray(hw, float)
 
