@@ -15,7 +15,7 @@ from capsim.plan.training import plan_training
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.precision import Precision
 from capsim.validation.harness import Report, Row, attempt, failed_row, read_csv
-from capsim.validation.training import COLUMNS, REQUIRED, _setting, predict_row, row_model, row_release
+from capsim.validation.training import REQUIRED, predict_row, published_settings, row_model, row_release
 
 LAYOUT = ("dp", "tp", "pp", "v", "micro_batch", "recompute", "sp", "zero_stage", "distributed_optimizer", "cp")
 
@@ -27,7 +27,7 @@ def _row(r: dict[str, str], calibration: str | None) -> Row:
                          num_gpus=int(r["gpus"]), calibration=calibration, precision=Precision.preset(r["precision"]),
                          framework=fw, usable_memory_fraction=1.0)
     best = plan.best
-    pub = {**{k: _setting(r, k) for k in COLUMNS}, **published.settings,
+    pub = {**published_settings(r), **published.settings,
            "dp": int(r["dp"]), "tp": int(r["tp"]), "pp": int(r["pp"])}
     diff = [f"{k} {_v(pub.get(k))}->{_v(best[k])}" for k in LAYOUT
             if pub.get(k) is not None and str(_v(pub[k])) != str(_v(best[k]))]

@@ -74,6 +74,11 @@ def _setting(r: dict[str, str], key: str) -> object:
     return _int(r, column)
 
 
+def published_settings(r: dict[str, str]) -> dict[str, object]:
+    """The row's layout settings by TrainPlan name (``COLUMNS``); None where the run did not publish one."""
+    return {k: _setting(r, k) for k in COLUMNS}
+
+
 def row_model(r: dict[str, str]) -> ModelSpec:
     """The model a row describes, from its own columns (GPT-style defaults for what the CSV does not state)."""
     kv, ffn = _int(r, "kv_heads"), _int(r, "ffn_hidden")
@@ -173,7 +178,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     cluster = Cluster(acc, int(r["gpus"]))
     perf = resolve_perf(calibration, cluster)
     precision = Precision.preset(r["precision"])
-    published = {k: _setting(r, k) for k in COLUMNS}
+    published = published_settings(r)
     blanks = [k for k, v in published.items() if v is None]
     fixed = {"tp": _int(r, "tp"), "pp": _int(r, "pp"), "ep": 1,
              "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()}}
@@ -190,6 +195,8 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     i = 0
     step, memory = float(np.asarray(result.step_s)[i]), float(result.memory.total_bytes[i])
     value = float(_metric_values(r, model, lay, result)[i])
+    if band is not None:  # the documented default is one of the plausible values (even outside the searched axis)
+        band = (min(band[0], value), max(band[1], value))
     note = (f"{head}; {memory / 1e9:.1f} GB/GPU; step {step:.3f} s; bottleneck "
             f"{('first', 'middle', 'last')[int(result.bottleneck_stage[i])]} stage; "
             + ", ".join(f"{k[:-2]} {float(getattr(result, k)[i]):.3g}" for k in
@@ -247,5 +254,5 @@ def training_suite(path: str | Path | None = None, calibration: str | None = Non
     return Report("training", " + ".join(sorted(names)) or (calibration or "datasheet"), tuple(rows), notes)
 
 
-__all__ = ["COLUMNS", "METRICS", "REQUIRED", "RowPrediction", "predict_row", "row_model", "row_release",
-           "training_suite"]
+__all__ = ["COLUMNS", "METRICS", "REQUIRED", "RowPrediction", "predict_row", "published_settings", "row_model",
+           "row_release", "training_suite"]
