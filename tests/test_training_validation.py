@@ -130,6 +130,15 @@ def test_a_malformed_file_is_one_line_and_exit_2(tmp_path, edit, words):
     assert len(lines) == 1 and words in " ".join(lines), result.output
 
 
+def test_a_layout_the_release_did_not_offer_is_not_priced(tmp_path):
+    sp_2021 = ("k,gpt-22B,6144,48,64,,,gelu,2048,51200,A100-SXM4-80GB,8,8,1,1,1,1,0,4,4,selective,yes,fp16,"
+               "iteration_s,1.10,megatron-lm,megatron-lm-2021")  # sequence parallelism arrived in 2022
+    report = run_suite("training", _csv(tmp_path, sp_2021, sp_2021.replace("lm-2021", "lm-2022")), "A100-SXM4-80GB")
+    old, new = report.rows
+    assert not old.priced and "megatron-lm-2021 does not offer sp=yes" in old.note
+    assert new.priced and abs(new.error_pct) < 12
+
+
 def test_flags_column_is_read_and_unknown_flags_are_errors(tmp_path):
     header = HEADER + ",flags"
     local = run_suite("training", _csv(tmp_path, ROW + ",", header=header), "A100-SXM4-80GB").rows[0]

@@ -179,6 +179,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     perf = resolve_perf(calibration, cluster)
     precision = Precision.preset(r["precision"])
     published = published_settings(r)
+    _check_offered(published, fw)
     blanks = [k for k, v in published.items() if v is None]
     fixed = {"tp": _int(r, "tp"), "pp": _int(r, "pp"), "ep": 1,
              "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()}}
@@ -203,6 +204,16 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
                         ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s", "pp_comm_s", "bubble_s",
                          "dp_comm_s", "optimizer_s")))
     return RowPrediction(value, step, memory, float(acc.memory_bytes), settings, band, note, perf.name)
+
+
+def _check_offered(published: dict[str, object], fw: Framework) -> None:
+    """A published setting the release does not offer (SP before 2022, ZeRO in Megatron, ...) cannot be priced."""
+    pins = {**framework_limits(fw), **({} if fw.selective_recompute else {"recompute": "not selective"})}
+    for key, pinned in pins.items():
+        value = published.get(key)
+        if value is not None and (value == 1 if key == "recompute" else value != pinned):
+            raise SpecError(COLUMNS[key], f"{fw.name} does not offer {key}={_show(key, value)}",
+                            "the row names a release that could not have run this layout")
 
 
 class _Unpriced(SpecError):
