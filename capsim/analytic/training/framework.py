@@ -168,8 +168,8 @@ def _megatron_core_0_8() -> Release:
          "distributed_optimizer": args + "L1453 --use-distributed-optimizer",
          "zero": "Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages",
          "context_parallel": args + "L1455 --context-parallel-size"},
-        {"micro_batch": Setting(1, _MC08 + "--micro-batch-size has no default; examples/gpt3/"
-                                "train_gpt3_175b_distributed.sh sets 1"),
+        {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
+                                "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
          "v": Setting(1, args + "L1403 --num-layers-per-virtual-pipeline-stage default None = no interleaving"),
          "recompute": Setting("none", args + "L1008 --recompute-granularity default None"),
          "sp": Setting(False, args + "L1161 --sequence-parallel (store_true: off)"),
