@@ -137,6 +137,15 @@ def test_a_layout_the_release_did_not_offer_is_not_priced(tmp_path):
     old, new = report.rows
     assert not old.priced and "megatron-lm-2021 does not offer sp=yes" in old.note
     assert new.priced and abs(new.error_pct) < 12
+    pp2_v2 = ROW.replace(",32,1,1,1,1,32,0,512,16,", ",32,1,2,2,1,16,0,512,16,")  # 2021: interleaving needs pp > 2
+    row = run_suite("training", _csv(tmp_path, pp2_v2), "A100-SXM4-80GB").rows[0]
+    assert not row.priced and "interleaves only with pp >= 3" in row.note
+
+
+def test_the_band_holds_only_layouts_the_release_runs():
+    row = read_csv(AS_PUBLISHED, "", REQUIRED)[4]  # SC21 39.1B: pp=2, so Megatron-LM 2021 cannot interleave
+    assert row["model"] == "gpt-39.1B" and row["pp_interleave"] == ""
+    assert "v in {1}" in predict_row(row, "A100-SXM4-80GB").note
 
 
 def test_flags_column_is_read_and_unknown_flags_are_errors(tmp_path):

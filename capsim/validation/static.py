@@ -30,7 +30,11 @@ from capsim.validation.harness import (
 )
 
 UNITS = {"B": 1e9, "M": 1e6, "GB": 1e9, "GiB": 2.0**30, "MB": 1e6, "MiB": 2.0**20}
-PARAMS_METRICS = ("params_total", "params_active")
+# What each published count measures (sources differ: Mistral's "active" includes the embedding table,
+# DeepSeek's "activated" leaves it out; Qwen's and Gemma's "non-embedding" leaves out the embedding and the LM head).
+PARAMS_METRICS = {"params_total": "total", "params_active": "active",
+                  "params_active_non_embedding": "active_non_embedding", "params_transformer": "transformer",
+                  "params_embedding": "embedding"}
 MEMORY_METRICS = ("activations_per_gpu", "model_states_per_gpu", "params_and_optimizer_per_gpu")
 MEMORY_COLUMNS = ("source", "model", "config", "metric", "value", "unit", "precision", "seq", "micro_batch",
                   "global_batch", "framework", "software")
@@ -47,12 +51,12 @@ def _unit(r: dict[str, str]) -> float:
 def _params_row(r: dict[str, str], measured: float) -> Row:
     counts = param_counts(get_model(r["model"]))
     metric = r["metric"]
-    predicted = (counts.total if metric == "params_total" else counts.active) / _unit(r)
+    predicted = getattr(counts, PARAMS_METRICS[metric]) / _unit(r)
     digits = int(r.get("digits") or 0)
     note = ""
-    ulp = 10 ** (len(str(int(measured))) - digits) if digits and measured >= 1 else 0
-    if ulp:
-        note = f"published to {digits} significant figures: +/-{50 * ulp / measured:.2f}% rounding"
+    ulp = 10.0 ** (len(str(int(measured))) - digits) if digits and measured >= 1 else 0
+    if ulp:  # sources round or truncate: the count is known to one unit of its last digit
+        note = f"published to {digits} significant figures: +/-{100 * ulp / measured:.2g}%"
     return Row(r["source"], r["model"], metric, measured, predicted, r["unit"], note)
 
 

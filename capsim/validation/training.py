@@ -161,9 +161,10 @@ def _band(r: dict[str, str], fixed: dict[str, object], blanks: list[str], fw: Fr
     pins = framework_limits(fw)
     open_ = {**fixed, **{k: pins.get(k) for k in blanks}}
     lay, result, ok = _price(r, open_, fw, cluster, perf, precision)
-    if not fw.selective_recompute:
-        ok = ok[np.asarray(lay.recompute)[ok] != 1]
-    tried = ", ".join(f"{k} in {{{','.join(str(_show(k, x)) for x in np.unique(getattr(lay, k)))}}}" for k in blanks)
+    runs = _runnable(row_model(r), lay, fw) & ((np.asarray(lay.recompute) != 1) | fw.selective_recompute)
+    ok = ok[runs[ok]]
+    tried = ", ".join(f"{k} in {{{','.join(str(_show(k, x)) for x in np.unique(getattr(lay, k)[runs]))}}}"
+                      for k in blanks)
     if len(ok) == 0:
         return None, f"band over {tried}: no plausible layout fits"
     values = _metric_values(r, row_model(r), lay, result)[ok]
@@ -179,7 +180,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     perf = resolve_perf(calibration, cluster)
     precision = Precision.preset(r["precision"])
     published = published_settings(r)
-    _check_offered(published, fw)
+    _check_offered({**published, "pp": _int(r, "pp")}, fw)
     blanks = [k for k, v in published.items() if v is None]
     fixed = {"tp": _int(r, "tp"), "pp": _int(r, "pp"), "ep": 1,
              "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()}}
@@ -214,6 +215,17 @@ def _check_offered(published: dict[str, object], fw: Framework) -> None:
         if value is not None and (value == 1 if key == "recompute" else value != pinned):
             raise SpecError(COLUMNS[key], f"{fw.name} does not offer {key}={_show(key, value)}",
                             "the row names a release that could not have run this layout")
+    v, pp = published.get("v"), published.get("pp")
+    if v is not None and v > 1 and pp is not None and pp < fw.interleave_min_pp:
+        raise SpecError("pp_interleave", f"{fw.name} interleaves only with pp >= {fw.interleave_min_pp}, not pp={pp}",
+                        "the row names a release that could not have run this layout")
+
+
+def _runnable(model: ModelSpec, lay: Layouts, fw: Framework) -> np.ndarray:
+    """Which layouts the release can run: interleaving only from its least pp, uneven splits only if it has them."""
+    pp, v = np.asarray(lay.pp), np.asarray(lay.v)
+    even = model.total_layers % (pp * v) == 0
+    return ((v == 1) | (pp >= fw.interleave_min_pp)) & (even | fw.uneven_pipeline)
 
 
 class _Unpriced(SpecError):

@@ -47,7 +47,7 @@ def _megatron_lm_2021() -> Release:
                    overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=False,
                    fused_grad_accumulation=False, overlap_p2p=False, zero3_prefetch=False, pp_scatter_gather=True,
                    sequence_parallel=False, selective_recompute=False, distributed_optimizer=False, zero=False,
-                   context_parallel=False)
+                   context_parallel=False, uneven_pipeline=False, interleave_min_pp=3)
     absent = "not in this code; "
     return Release(
         fw, FrameworkFamily.MEGATRON_LM, "megatron-lm-2021", "2021-08-18",
@@ -68,7 +68,9 @@ def _megatron_lm_2021() -> Release:
          "selective_recompute": absent + "--recompute-granularity arrived 2022-05-20 (ML merge 9aad920)",
          "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
-         "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)"},
+         "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
+         "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
+         "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2"},
         {"micro_batch": Setting(4, _ML21 + "arguments.py L116 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML21 + "arguments.py L124-135, L595: --num-layers-per-virtual-pipeline-stage absent = "
@@ -92,7 +94,7 @@ def _megatron_lm_2022() -> Release:
                    overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=True,
                    fused_grad_accumulation=True, overlap_p2p=False, zero3_prefetch=False, pp_scatter_gather=True,
                    sequence_parallel=True, selective_recompute=True, distributed_optimizer=False, zero=False,
-                   context_parallel=False)
+                   context_parallel=False, uneven_pipeline=False, interleave_min_pp=3)
     absent = "not in this code; "
     return Release(
         fw, FrameworkFamily.MEGATRON_LM, "megatron-lm-2022", "2022-05-20",
@@ -118,7 +120,9 @@ def _megatron_lm_2022() -> Release:
          "selective_recompute": _ML22 + "arguments.py L496 --recompute-granularity selective",
          "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
-         "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)"},
+         "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
+         "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
+         "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2"},
         {"micro_batch": Setting(4, _ML22 + "arguments.py L135 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML22 + "arguments.py L143-154, L725: --num-layers-per-virtual-pipeline-stage absent = "
@@ -142,7 +146,7 @@ def _megatron_core_0_8() -> Release:
                    overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=True,
                    fused_grad_accumulation=True, overlap_p2p=True, zero3_prefetch=False, pp_scatter_gather=False,
                    sequence_parallel=True, selective_recompute=True, distributed_optimizer=True, zero=False,
-                   context_parallel=True)
+                   context_parallel=True, uneven_pipeline=False, interleave_min_pp=2)
     args = _MC08 + "training/arguments.py "
     return Release(
         fw, FrameworkFamily.MEGATRON_CORE, "megatron-core-0.8.0", "2024-08-12",
@@ -167,7 +171,11 @@ def _megatron_core_0_8() -> Release:
          "selective_recompute": args + "L1008 --recompute-granularity selective",
          "distributed_optimizer": args + "L1453 --use-distributed-optimizer",
          "zero": "Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages",
-         "context_parallel": args + "L1455 --context-parallel-size"},
+         "context_parallel": args + "L1455 --context-parallel-size",
+         "uneven_pipeline": args + "L264-267 (interleaved: layers must divide the stages and chunks); core/transformer/"
+                            "transformer_block.py L48-77 builds num_layers // pp layers per stage",
+         "interleave_min_pp": args + "L255-262: with --overlap-p2p-communication (the default) pipeline size > 1, "
+                              "without it > 2"},
         {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
                                 "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
          "v": Setting(1, args + "L1403 --num-layers-per-virtual-pipeline-stage default None = no interleaving"),
@@ -189,7 +197,7 @@ def _fsdp_pytorch_2_3() -> Release:
                    overlap_param_gather=True, overlap_tp_comm=False, overlap_tp_wgrad=False,
                    fused_grad_accumulation=False, overlap_p2p=False, zero3_prefetch=True, pp_scatter_gather=False,
                    sequence_parallel=False, selective_recompute=True, distributed_optimizer=False, zero=True,
-                   context_parallel=False)
+                   context_parallel=False, uneven_pipeline=False, interleave_min_pp=2)
     fsdp = "pytorch v2.3.0 torch/distributed/fsdp/fully_sharded_data_parallel.py "
     notes = "PyTorch docs notes/fsdp.rst 'FSDP Prefetch Nuances' (2024-01-21)"
     none = "FSDP has no {} of its own"
@@ -215,7 +223,9 @@ def _fsdp_pytorch_2_3() -> Release:
                                 "apply_activation_checkpointing wraps whichever submodules the user picks",
          "distributed_optimizer": "Megatron's distributed optimizer is not FSDP's (FSDP shards by ShardingStrategy)",
          "zero": fsdp + "ShardingStrategy FULL_SHARD (ZeRO-3), SHARD_GRAD_OP (ZeRO-2), NO_SHARD",
-         "context_parallel": none.format("context parallelism")},
+         "context_parallel": none.format("context parallelism"),
+         "uneven_pipeline": none.format("pipeline schedule"),
+         "interleave_min_pp": none.format("pipeline schedule") + " (the field's generic value)"},
         {"micro_batch": Setting(PER_REPLICA, "FSDP runs one forward and backward per optimizer step unless the "
                                 "training loop accumulates: the whole per-replica batch"),
          "v": Setting(1, none.format("pipeline schedule")),

@@ -38,6 +38,8 @@ class Framework:
     distributed_optimizer: bool = True
     zero: bool = True  # ZeRO stages 1-3 / FSDP sharding
     context_parallel: bool = True
+    uneven_pipeline: bool = True  # stages (and model chunks) may hold different layer counts
+    interleave_min_pp: int = 2  # the interleaved schedule needs at least this many pipeline stages
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
