@@ -50,6 +50,7 @@ class BenchRun:
     ttft_s: np.ndarray
     e2e_s: np.ndarray
     arrival_s: np.ndarray | None  # when each request was meant to be sent, from the first; None: not recorded
+    sent_s: np.ndarray | None  # when each was sent (after the client's concurrency limit), on arrival_s's clock
     itl_s: np.ndarray | None = None  # every inter-token gap of every request, concatenated
     itl_counts: np.ndarray | None = None  # gaps per request (to split itl_s)
     request_rate: float = math.inf
@@ -168,17 +169,18 @@ def _from_json(p: Path, data: bytes) -> BenchRun:
     # Without latencies: the client's own E2E, the first token plus every gap after it.
     e2e = col("latencies") if "latencies" in d else \
         ttft + np.bincount(np.repeat(np.arange(len(idx)), counts), weights=flat, minlength=len(idx))
-    arrival = None
+    arrival = sent = None
     if "start_times" in d:
-        start = col("start_times") - (col("queue_times") if "queue_times" in d else 0.0)
-        arrival = start - start.min()
+        sent = col("start_times")
+        start = sent - (col("queue_times") if "queue_times" in d else 0.0)
+        arrival, sent = start - start.min(), sent - start.min()
     rate_raw = d.get("request_rate", "inf")
     rate = math.inf if str(rate_raw).strip().lower() == "inf" else _number(rate_raw, "request_rate", origin)
     conc = d.get("max_concurrency")
     run = BenchRun(
         name=p.stem, path=origin, sha256=_sha256(data), format="vllm-bench-json",
         prompt_tokens=prompt.astype(np.int64), output_tokens=output.astype(np.int64), ttft_s=ttft, e2e_s=e2e,
-        arrival_s=arrival, itl_s=flat, itl_counts=counts, request_rate=rate,
+        arrival_s=arrival, sent_s=sent, itl_s=flat, itl_counts=counts, request_rate=rate,
         burstiness=_number(d.get("burstiness", 1.0), "burstiness", origin),
         max_concurrency=None if conc in (None, "", "None") else int(_number(conc, "max_concurrency", origin)),
         seed=None if d.get("seed") in (None, "") else int(_number(d["seed"], "seed", origin)),
@@ -213,7 +215,7 @@ def _from_csv(p: Path, data: bytes) -> BenchRun:
     run = BenchRun(name=p.stem, path=origin, sha256=_sha256(data), format="per-request-csv",
                    prompt_tokens=df["num_prefill_tokens"].to_numpy(np.int64),
                    output_tokens=df["num_decode_tokens"].to_numpy(np.int64), ttft_s=ttft, e2e_s=e2e,
-                   arrival_s=arrival - arrival.min(), duration_s=float((arrival + e2e).max() - arrival.min()))
+                   arrival_s=arrival - arrival.min(), sent_s=arrival - arrival.min(), duration_s=float((arrival + e2e).max() - arrival.min()))
     _check(run)
     return run
 

@@ -1,0 +1,104 @@
+"""Fit an engine's host (CPU-side) terms to measured runs, holding the device calibration fixed.
+
+The rows (:mod:`capsim.calibration.engine_obs`) say ``measured - device = features @ terms`` for the four terms
+``step_s`` (per engine step), ``sequence_s`` (per sequence in a step), ``prefill_token_s`` (per prompt token
+computed in a step) and ``ttft_offset_s`` (added once to every TTFT by the server and the client). They are solved
+by non-negative least squares (``scipy.optimize.nnls``) on errors relative to each measured value, so a long
+request does not outweigh a short one. A term no row involves is not fitted (kept at 0 and said); terms the rows
+involve but cannot tell apart (scaled design matrix condition number above ``MAX_CONDITION``) are refused, with the
+run that would separate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import nnls
+
+from capsim.calibration.engine_obs import KIND_NAMES, TERMS, Observations
+from capsim.errors import SpecError
+
+MAX_CONDITION = 1e3
+# What run separates a term from the others, by term.
+ADVICE = {
+    "step_s": "runs with different numbers of sequences per step: add one with many requests at once "
+              "(vllm bench serve --max-concurrency 16, or a request rate near saturation)",
+    "sequence_s": "runs with different numbers of sequences per step: add one with many requests at once "
+                  "(vllm bench serve --max-concurrency 16, or a request rate near saturation)",
+    "prefill_token_s": "prompts of different lengths computed in the steps: add a run with varied prompt lengths "
+                       "(--random-range-ratio 0.5) at a moderate rate",
+    "ttft_offset_s": "requests that found the engine idle: add a run at low load (vllm bench serve "
+                     "--max-concurrency 1)",
+}
+
+
+@dataclass(frozen=True)
+class EngineFit:
+    """Fitted host terms, which terms the data fixed, and how well the rows fit."""
+
+    terms: dict[str, float]
+    fitted: tuple[str, ...]  # terms the rows determined
+    not_in_data: tuple[str, ...]  # terms no row involves (left at 0)
+    condition: float
+    rows: dict[str, int]  # rows by kind
+    residuals: dict[str, dict[str, float]]  # run -> kind -> rms relative error (and "all")
+    runs: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"terms": dict(self.terms), "fitted": list(self.fitted), "not_in_data": list(self.not_in_data),
+                "condition": self.condition, "rows": dict(self.rows), "residuals": self.residuals,
+                "runs": list(self.runs)}
+
+
+def _stack(obs: list[Observations]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    y = np.concatenate([o.measured_s for o in obs])
+    base = np.concatenate([o.base_s for o in obs])
+    x = np.concatenate([o.features for o in obs])
+    kind = np.concatenate([o.kind for o in obs])
+    run = np.concatenate([np.full(o.rows, i) for i, o in enumerate(obs)])
+    return y, base, x, kind, run
+
+
+def _refuse(names: list[str], v: np.ndarray, condition: float) -> SpecError:
+    """The terms the weakest direction mixes, and the runs that would separate them."""
+    mixed = [names[i] for i in np.flatnonzero(np.abs(v) > 0.3)] or names
+    advice = "; ".join(dict.fromkeys(ADVICE[t] for t in mixed))
+    return SpecError("--from", f"the runs cannot separate {', '.join(mixed)} (condition number {condition:.3g})",
+                     advice)
+
+
+def fit_engine_terms(obs: list[Observations]) -> EngineFit:
+    """Non-negative least squares of the host terms over every row of every run."""
+    if not obs or sum(o.rows for o in obs) == 0:
+        raise SpecError("--from", "the files hold no usable rows (no request with two or more tokens, and none "
+                        "that found the engine idle)", ADVICE["ttft_offset_s"])
+    y, base, x, kind, run = _stack(obs)
+    w = 1.0 / np.maximum(y, 1e-9)  # relative errors
+    a, b = x * w[:, None], (y - base) * w
+    present = [j for j in range(len(TERMS)) if np.any(x[:, j] != 0)]
+    names = [TERMS[j] for j in present]
+    scaled = a[:, present] / np.linalg.norm(a[:, present], axis=0)
+    _u, s, vt = np.linalg.svd(scaled, full_matrices=False)
+    condition = float(s[0] / s[-1]) if s[-1] > 0 else float("inf")
+    if condition > MAX_CONDITION:
+        raise _refuse(names, vt[-1], condition)
+    theta, _ = nnls(a[:, present], b)
+    terms = dict.fromkeys(TERMS, 0.0)
+    terms.update({n: float(v) for n, v in zip(names, theta, strict=True)})
+    pred = base + x @ np.array([terms[t] for t in TERMS])
+    rel = (pred - y) / np.maximum(y, 1e-9)
+    residuals: dict[str, dict[str, float]] = {}
+    for i, o in enumerate(obs):
+        mine = run == i
+        r = {KIND_NAMES[k]: float(np.sqrt(np.mean(rel[mine & (kind == k)] ** 2)))
+             for k in np.unique(kind[mine])}
+        r["all"] = float(np.sqrt(np.mean(rel[mine] ** 2)))
+        residuals[o.name] = r
+    rows = {KIND_NAMES[k]: int(np.sum(kind == k)) for k in np.unique(kind)}
+    return EngineFit(terms, tuple(names), tuple(t for t in TERMS if t not in names), condition, rows, residuals,
+                     tuple(o.name for o in obs))
+
+
+__all__ = ["ADVICE", "MAX_CONDITION", "EngineFit", "fit_engine_terms"]
