@@ -1,0 +1,138 @@
+"""Engine calibration: runs of a known engine taken apart into steps, and its host terms recovered by the fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from capsim.analytic.serving import StepShape
+from capsim.calibration.engine_fit import fit_engine_terms
+from capsim.calibration.engine_obs import DECODE, IDLE_TTFT, emissions, run_observations, step_observations
+from capsim.data.bench import read_bench
+from capsim.errors import SpecError
+
+TRUE = {"step_s": 2e-3, "sequence_s": 4e-4, "prefill_token_s": 2e-5, "ttft_offset_s": 5e-3}
+
+
+def device_s(shape: StepShape) -> np.ndarray:
+    """A stand-in device: 1 us per prompt token, 0.5 ms per decode, 1 ns per key read."""
+    return (1e-6 * np.asarray(shape.prefill_tokens, float) + 5e-4 * np.asarray(shape.decode_seqs, float)
+            + 1e-9 * np.asarray(shape.decode_kv_tokens, float))
+
+
+def engine_run(arrivals: np.ndarray, prompts: np.ndarray, outputs: np.ndarray, terms: dict, clients: int = 0):
+    """A chunked-prefill engine with these host terms, step by step: every waiting request's whole prompt and one
+    token of every running one per step; requests reach the engine ttft_offset after they are sent. Returns the
+    per-request send times, TTFTs and inter-token gaps the client would see."""
+    n = len(prompts)
+    sent = np.array(arrivals, float)
+    first, gaps, last = np.full(n, np.nan), [[] for _ in range(n)], np.zeros(n)
+    done_tokens, running, waiting, t, nxt = np.zeros(n, int), [], [], 0.0, 0
+    if clients:
+        sent[:] = np.inf
+        sent[:clients] = 0.0
+        nxt = clients
+    finished = 0
+    while finished < n:
+        ready = [i for i in range(n) if sent[i] + terms["ttft_offset_s"] <= t and done_tokens[i] == 0
+                 and i not in waiting and i not in running]
+        waiting += sorted(ready, key=lambda i: sent[i])
+        if not waiting and not running:
+            t = min(sent[i] + terms["ttft_offset_s"] for i in range(n) if done_tokens[i] == 0 and np.isfinite(sent[i]))
+            continue
+        pre, dec = list(waiting), list(running)
+        p = float(prompts[pre].sum()) if pre else 0.0
+        ctx = float(sum(prompts[i] + done_tokens[i] for i in dec))
+        shape = StepShape(prefill_tokens=p, prefill_seqs=len(pre), prefill_pairs=0.0, prefill_kv_tokens=p,
+                          decode_seqs=len(dec), decode_kv_tokens=ctx)
+        t += float(device_s(shape)) + terms["step_s"] + terms["sequence_s"] * (len(pre) + len(dec)) \
+            + terms["prefill_token_s"] * p
+        waiting = []
+        for i in pre + dec:
+            if done_tokens[i] == 0:
+                first[i] = t
+            else:
+                gaps[i].append(t - last[i])
+            last[i] = t
+            done_tokens[i] += 1
+            if done_tokens[i] == outputs[i]:
+                finished += 1
+                if i in running:
+                    running.remove(i)
+                if clients and nxt < n:
+                    sent[nxt] = t
+                    nxt += 1
+            elif i not in running:
+                running.append(i)
+    return sent, first - sent, gaps
+
+
+def write_json(tmp_path, name, sent, ttft, gaps, prompts, outputs, concurrency=None):
+    d = {"request_rate": "inf", "burstiness": 1.0, "max_concurrency": concurrency, "duration": float(
+        max(s + f + sum(g) for s, f, g in zip(sent, ttft, gaps, strict=True))),
+         "input_lens": prompts.tolist(), "output_lens": outputs.tolist(), "ttfts": ttft.tolist(), "itls": gaps,
+         "latencies": [float(f + sum(g)) for f, g in zip(ttft, gaps, strict=True)], "start_times": sent.tolist(),
+         "errors": [""] * len(prompts)}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(d))
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    rng = np.random.default_rng(3)
+    out = {}
+    n = 60
+    prompts = rng.integers(64, 512, n)
+    outputs = rng.integers(4, 40, n)
+    arrivals = np.cumsum(rng.exponential(0.15, n))
+    out["poisson"] = write_json(tmp_path, "poisson", *engine_run(arrivals, prompts, outputs, TRUE), prompts, outputs)
+    out["single"] = write_json(tmp_path, "single", *engine_run(np.zeros(n), prompts, outputs, TRUE, clients=1),
+                               prompts, outputs, concurrency=1)
+    return out
+
+
+def test_emissions_follow_the_client_timeline(runs):
+    run = read_bench(runs["poisson"])
+    t, req, k = emissions(run)
+    assert len(t) == int(run.output_tokens.sum())
+    firsts = t[k == 0]
+    np.testing.assert_allclose(firsts, run.sent_s + run.ttft_s)
+    ends = np.array([t[req == i].max() for i in range(run.size)])
+    np.testing.assert_allclose(ends, run.sent_s + run.e2e_s, rtol=1e-9)
+
+
+def test_fit_recovers_the_engine_terms(runs):
+    obs = [run_observations(read_bench(p), True, device_s) for p in runs.values()]
+    fit = fit_engine_terms(obs)
+    for name, value in TRUE.items():
+        assert fit.terms[name] == pytest.approx(value, rel=0.05), name
+    assert fit.residuals["poisson"]["all"] < 0.02
+    assert set(fit.fitted) == set(TRUE)
+
+
+def test_idle_rows_only_where_the_engine_was_idle(runs):
+    single = run_observations(read_bench(runs["single"]), True, device_s)
+    assert np.sum(single.kind == IDLE_TTFT) == 60  # one client: every request finds the engine idle
+    assert np.all(single.features[single.kind == DECODE][:, 1] == single.features[single.kind == DECODE][:, 0])
+
+
+def test_one_client_cannot_separate_step_and_sequence_terms(runs):
+    obs = [run_observations(read_bench(runs["single"]), True, device_s)]
+    with pytest.raises(SpecError) as err:
+        fit_engine_terms(obs)
+    assert "step_s" in str(err.value) and "sequence_s" in str(err.value) and "--max-concurrency" in str(err.value)
+
+
+def test_single_steps_leave_the_ttft_offset_unfitted():
+    b = np.array([1, 4, 16, 64, 1, 8])
+    p = np.array([0, 0, 0, 0, 512, 2048])
+    shape = StepShape(prefill_tokens=p, prefill_seqs=(p > 0) * 1.0, prefill_pairs=0.0, prefill_kv_tokens=p,
+                      decode_seqs=np.where(p > 0, 0, b), decode_kv_tokens=np.where(p > 0, 0, b * 600))
+    truth = device_s(shape) + 1e-3 + 2e-4 * np.asarray(shape.sequences) + 3e-5 * p
+    fit = fit_engine_terms([step_observations("steps", truth, shape, device_s)])
+    assert fit.not_in_data == ("ttft_offset_s",)
+    assert fit.terms["step_s"] == pytest.approx(1e-3, rel=1e-6)
+    assert fit.terms["prefill_token_s"] == pytest.approx(3e-5, rel=1e-6)
