@@ -45,6 +45,15 @@ def _frame(samples: list[dict], bench: str, threads: int | None = None) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def main_format(df: pd.DataFrame) -> str:
+    """The format a bench's curves are fitted in where it measured several (a CPU's fp32 and bf16): fp32 where
+    measured, else the first; the others get residuals of their own (``key@format``)."""
+    if df.empty or "dtype" not in df:
+        return ""
+    formats = list(dict.fromkeys(df["dtype"].astype(str)))
+    return "fp32" if "fp32" in formats else formats[0]
+
+
 def peaks_of(gemm: pd.DataFrame) -> dict[str, float]:
     """Peak FLOP/s per format key: the best rate any timed GEMM of that format reached (a measured device has no
     datasheet peak; efficiencies are fractions of this)."""
@@ -59,7 +68,11 @@ def _memory(df: pd.DataFrame, quality: dict[str, float]) -> MemoryParams:
     """Bandwidth per memory key (stream is the base, the rest scale it) and a residual table per key."""
     if df.empty:
         return MemoryParams(UNMEASURED["memory_bytes_per_s"], UNMEASURED["launch_s"])
-    b, t, key = df["bytes"].to_numpy(float), df["time_s"].to_numpy(float), df["category"].to_numpy()
+    b, t, key = df["bytes"].to_numpy(float), df["time_s"].to_numpy(float), df["category"].to_numpy(object)
+    if "dtype" in df:  # a format besides the main one keeps its own keys (Perf.memory_kind reads key@format)
+        main = main_format(df)
+        fmt = df["dtype"].astype(str).to_numpy(object)
+        key = np.where(fmt == main, key, key + "@" + fmt)
     fit = fit_memory(b, t, key, float((b / t).max()) * 2)
     quality["memory_curve_rms_log_error"] = fit.rms_log_error
     bws = fit.bandwidth_bytes_per_s
@@ -100,8 +113,11 @@ def _attention(df: pd.DataFrame, peaks: dict[str, float], quality: dict[str, flo
     if df.empty:
         frac = UNMEASURED["attention_fraction"]
         return AttentionParams(Curve(frac), Curve(frac), UNMEASURED["launch_s"]), 0.0
-    peak = peaks.get(DType(str(df["dtype"].iloc[0])).peak_key) or max(peaks.values())
+    main = main_format(df)
+    peak = peaks.get(DType(main).peak_key) or max(peaks.values())
     cols = ("flops", "bytes", "query_rows", "kv_per_seq", "time_s")
+    others = df[df["dtype"] != main]
+    df = df[df["dtype"] == main]
     fwd, bwd = df[df["pass"] != "bwd"], df[df["pass"] == "bwd"]
     f = fit_attention(*(fwd[c] for c in cols), peak, float((fwd["bytes"] / fwd["time_s"]).max()) * 2)
     quality["attention_forward_curve_rms_log_error"] = f.rms_log_error
@@ -122,6 +138,16 @@ def _attention(df: pd.DataFrame, peaks: dict[str, float], quality: dict[str, flo
         intensity = (rows["flops"] / rows["bytes"]).to_numpy(float)  # separates GQA groups and prefill shapes
         table[name] = residual_grid((r, kv, intensity), ("log2_rows", "log2_kv", "log2_intensity"), factor,
                                     step=0.25)
+    for (fmt, name), rows in others.groupby(["dtype", others["pass"].where(others["pass"] == "bwd", "fwd")]):
+        # another format: its own residuals against the main curves at its own peak (Perf reads pass@format)
+        fpeak = peaks.get(DType(str(fmt)).peak_key) or peak
+        r, kv = rows["query_rows"].to_numpy(float), rows["kv_per_seq"].to_numpy(float)
+        body = np.maximum(rows["flops"] / (fpeak * curve_value(curves[name], r, kv)),
+                          rows["bytes"] / f.bandwidth_bytes_per_s).to_numpy()
+        factor = np.maximum(rows["time_s"].to_numpy() - launch, 1e-12) / body
+        intensity = (rows["flops"] / rows["bytes"]).to_numpy(float)
+        table[f"{name}@{fmt}"] = residual_grid((r, kv, intensity), ("log2_rows", "log2_kv", "log2_intensity"),
+                                               factor, step=0.25)
     return AttentionParams(curves["fwd"], curves["bwd"], launch, table), f.bandwidth_bytes_per_s
 
 

@@ -99,11 +99,14 @@ def plan(config: RunConfig) -> list[dict]:
     for t in config.threads:
         if "gemm" in config.ops:
             cases += [{**c, "threads": t} for c in gemm_cases(config.mode, config.dtypes)]
-        main = "fp32" if config.device == "cpu" else "bf16"
-        if "attention" in config.ops:
-            cases += [{**c, "threads": t} for c in attention_cases(config.mode, main)]
-        if "memory" in config.ops:
-            cases += [{**c, "threads": t} for c in memory_cases(config.mode, main)]
+        # A CPU times attention and memory-bound ops in every format it computes natively (config.dtypes: fp32,
+        # and bf16/fp16 where the CPU has units for them); a GPU in bf16, its serving and training format.
+        formats = config.dtypes if config.device == "cpu" else ("bf16",)
+        for fmt in formats:
+            if "attention" in config.ops:
+                cases += [{**c, "threads": t} for c in attention_cases(config.mode, fmt)]
+            if "memory" in config.ops:
+                cases += [{**c, "threads": t} for c in memory_cases(config.mode, fmt)]
     if "comm" in config.ops:
         cases += comm_cases(config.mode, list(config.comm_groups))
     return cases

@@ -51,13 +51,15 @@ def category_of(name: str, kind: str) -> Category:
     return OP_CATEGORY.get(name.split(".")[0], Category.STREAM)
 
 
-def candidate_keys(name: str, kind: str, impl: str = "") -> tuple[str, ...]:
+def candidate_keys(name: str, kind: str, impl: str = "", dtype: str = "") -> tuple[str, ...]:
     """The keys that may price an op, most specific first: ``category:impl.bwd``, ``category:impl``,
-    ``category.bwd``, ``category`` (the ``.bwd`` ones only for a backward op)."""
+    ``category.bwd``, ``category`` (the ``.bwd`` ones only for a backward op); with ``dtype``, each first as
+    ``key@dtype``, the key a calibration gives a format measured besides its main one (a CPU's bf16 next to fp32)."""
     base, bwd = category_of(name, kind), name.endswith(".bwd")
     keys = [memory_key(base, impl, True), memory_key(base, impl)] if impl else []
     keys += [memory_key(base, "", True), memory_key(base)]
-    return tuple(k for k in dict.fromkeys(keys) if bwd or not k.endswith(".bwd"))
+    keys = [k for k in dict.fromkeys(keys) if bwd or not k.endswith(".bwd")]
+    return tuple([f"{k}@{dtype}" for k in keys] + keys if dtype else keys)
 
 
 __all__ = ["BENCHED", "OP_CATEGORY", "Category", "candidate_keys", "category_of", "memory_key"]

@@ -68,7 +68,8 @@ class Perf:
         sizes = (query_rows,) if kv_per_seq is None else (query_rows, kv_per_seq)
         eff = curve_value(a.backward if backward else a.forward, *sizes)
         body = np.maximum(flops / (self.peak(fmt) * eff), self.memory_bytes_s(nbytes, "attention"))
-        entry = (a.table or {}).get("bwd" if backward else "fwd")
+        table, which = a.table or {}, "bwd" if backward else "fwd"
+        entry = table.get(f"{which}@{DType(fmt).value}") or table.get(which)  # a format's own residuals first
         if entry is not None and kv_per_seq is not None:
             sizes = {"log2_rows": query_rows, "log2_kv": kv_per_seq,
                      "log2_intensity": np.asarray(flops, float) / np.maximum(nbytes, 1e-30)}
@@ -96,10 +97,12 @@ class Perf:
 
     def memory_kind(self, op: object) -> str:
         """The most specific memory key the calibration holds for ``op`` (``categories.candidate_keys``: e.g.
-        ``norm:rmsnorm.bwd``), else its plain category (priced at the streaming bandwidth)."""
+        ``norm:rmsnorm.bwd``, or ``norm:rmsnorm@bf16`` where the calibration measured the op's format apart from
+        its main one), else its plain category (priced at the streaming bandwidth)."""
         mem = self.params.memory
         known = set(mem.kind_scale) | set(mem.table or {})
-        keys = candidate_keys(op.name, op.kind.value, getattr(op, "impl", ""))
+        dt = getattr(op, "dtype", None)
+        keys = candidate_keys(op.name, op.kind.value, getattr(op, "impl", ""), DType(dt).value if dt else "")
         return next((k for k in keys if k in known), keys[-1])
 
     @staticmethod
