@@ -1,10 +1,12 @@
 """Iteration time of one serving engine step: prefill chunks and decode tokens priced from the op list.
 
 A step runs every decoder layer once over its new tokens (GEMMs scale with the tokens, attention with each
-sequence's context), the embedding and the LM head (logits only for sequences that emit a token), two TP
-all-reduces per layer and PP sends, all priced by :class:`capsim.perf.Perf` under one calibration. The engine
-(:class:`capsim.specs.engine.EngineProfile`) adds its per-step CPU overhead, the CPU dispatch of kernels outside
-CUDA graphs, and multipliers on kernel efficiencies. Every field broadcasts over numpy arrays of step shapes.
+sequence's context), the embedding and the LM head (logits only for sequences that emit a token), the sampling
+kernels the requests' sampling parameters need, two TP all-reduces per layer and PP sends, all priced by
+:class:`capsim.perf.Perf` under one calibration. The engine release (:class:`capsim.specs.engine.EngineProfile`)
+adds its host time per step (scheduling, input preparation, sampler, output processing, driving its workers),
+exposed or overlapped with the GPU; the host dispatch of kernels outside CUDA graphs; and the padding of a decode
+batch to a captured graph size. Every field broadcasts over numpy arrays of step shapes.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from capsim._types import Num
-from capsim.analytic.ops import Op, StepBatch, head_ops, serving_layer_ops
+from capsim.analytic.ops import Op, OpKind, StepBatch, head_ops, serving_layer_ops
 from capsim.perf import Collective, Curve, Perf
 from capsim.specs.engine import EngineProfile, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
+from capsim.specs.precision import DType
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,47 @@ class StepShape:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """The sampling parameters a step's requests use, as far as they change the sampler's kernels.
+
+    Greedy and plain temperature sampling read the logits once (priced with the logits softmax); top-k / top-p
+    sort every row over the vocabulary; repetition, frequency and presence penalties count each row's output
+    tokens and rewrite its logits.
+    """
+
+    top_k_top_p: bool = False
+    penalties: bool = False
+
+    def to_dict(self) -> dict[str, bool]:
+        return {"top_k_top_p": self.top_k_top_p, "penalties": self.penalties}
+
+
+PLAIN_SAMPLING = Sampling()  # greedy or temperature sampling, no penalties: vLLM's SamplingParams defaults
+
+# torch.sort of a row over 4096 elements runs CUB's segmented radix sort (aten/src/ATen/native/cuda/Sort.cu): four
+# 8-bit passes over 32-bit keys, each reading and writing the keys and their int64 indices (4 x 2 x 12 bytes);
+# then softmax, cumulative sum, mask and scatter back, four fp32 read+write passes (vLLM
+# vllm/v1/sample/ops/topk_topp_sampler.py apply_top_k_top_p).
+SORT_BYTES_PER_LOGIT = 4 * 2 * (4 + 8) + 4 * 2 * 4
+# vLLM apply_penalties (vllm/model_executor/layers/utils.py): a bincount of the output tokens (one fp32 write of
+# the row) and repetition, frequency and presence passes (three fp32 read+write passes).
+PENALTY_BYTES_PER_LOGIT = 4 + 3 * 2 * 4
+
+
+def sampler_ops(model: ModelSpec, rows: Num, sampling: Sampling) -> list[Op]:
+    """Sampling kernels beyond the logits softmax, over the gathered full-vocabulary logits of ``rows``."""
+    n = np.asarray(rows, float) * model.vocab
+    ops = []
+    if sampling.top_k_top_p:
+        ops.append(Op("sample_sort", OpKind.ELEMENTWISE, 0.0, n * SORT_BYTES_PER_LOGIT / 2,
+                      n * SORT_BYTES_PER_LOGIT / 2, (n,), DType.FP32))
+    if sampling.penalties:
+        ops.append(Op("sample_penalties", OpKind.ELEMENTWISE, 0.0, n * PENALTY_BYTES_PER_LOGIT / 2,
+                      n * PENALTY_BYTES_PER_LOGIT / 2, (n,), DType.FP32))
+    return ops
+
+
+@dataclass(frozen=True)
 class IterationTime:
     """Seconds of one engine step, broken down; arrays when the step shape holds arrays."""
 
@@ -74,8 +118,9 @@ class IterationTime:
     head_s: Num  # embedding, final norm, LM head and logits softmax
     tp_comm_s: Num  # all-reduces (2 per layer + embedding) and the logits gather over the TP group
     pp_comm_s: Num  # activations sent between pipeline stages
-    cpu_dispatch_s: Num  # CPU time to dispatch kernels outside CUDA graphs (overlaps the GPU)
-    overhead_s: Num  # engine CPU overhead the GPU waits for
+    cpu_dispatch_s: Num  # host time the GPU's work overlaps: kernel dispatch outside CUDA graphs, or the engine's
+    #                       overlapped phases, whichever is longer
+    overhead_s: Num  # engine host time the GPU waits for
     calibration: str
     engine: str
 
@@ -139,24 +184,6 @@ def attention_op(model: ModelSpec, plan: ServePlan, batch: StepBatch) -> Op:
                                     plan.compute_dtype))[1]
 
 
-def kv_reads_per_token(model: ModelSpec, plan: ServePlan, engine: EngineProfile) -> float:
-    """How many times a decode step's attention reads each cached key/value: once per KV head, or once per query
-    head of its GQA group when the engine's decode kernel runs one thread block per query head (engines.yaml
-    decode_kv_per_query_head; heads per rank over KV heads per rank, as ops.layer_shape splits them)."""
-    if not engine.decode_kv_per_query_head:
-        return 1.0
-    return float((model.heads / plan.tp) / max(model.kv_heads / plan.tp, 1.0))
-
-
-def decode_attention_op(model: ModelSpec, plan: ServePlan, batch: StepBatch, engine: EngineProfile) -> Op:
-    """The decode attention kernel of one layer: the op list's attention op, its KV reads repeated per query
-    head when the engine's kernel does not share them across a GQA group."""
-    op = attention_op(model, plan, batch)
-    kv_read = 2.0 * np.asarray(batch.kv_tokens, float) * max(model.kv_heads / plan.tp, 1.0) * model.head_dim \
-        * plan.kv_cache_dtype.bytes  # serving_layer_ops' kv_read
-    return replace(op, bytes_read=op.bytes_read + (kv_reads_per_token(model, plan, engine) - 1.0) * kv_read)
-
-
 def kernels_per_step(model: ModelSpec, plan: ServePlan, prefill: Num, decode: Num) -> Num:
     """Kernels one step launches: each layer's token kernels, its attention kernels and its all-reduces."""
     per_layer = len(layer_token_ops(model, plan, 1.0, 1.0)) + (2 if plan.tp > 1 else 0)
@@ -182,37 +209,47 @@ def pp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, ti
     return (plan.pp - 1) * perf.collective_s(Collective.SEND_RECV, nbytes, 2, tier)
 
 
-def overhead_s(engine: EngineProfile, sequences: Num) -> Num:
-    """Engine CPU time per step that the GPU waits for (engines.yaml: step and per-sequence overhead)."""
-    return engine.step_overhead_s + engine.sequence_overhead_s * np.asarray(sequences, float)
-
-
-def graphed(engine: EngineProfile, prefill_tokens: Num, decode_seqs: Num) -> Num:
-    """Whether a step replays a CUDA graph: decode-only steps up to the captured batch size."""
-    return engine.cuda_graphs & (np.asarray(prefill_tokens) == 0) & (np.asarray(decode_seqs)
-                                                                      <= engine.cuda_graph_max_batch)
+def graph_batches(engine: EngineProfile, prefill_tokens: Num, decode_seqs: Num) -> np.ndarray:
+    """The captured batch each step replays (decode-only steps, padded as the engine pads), 0 where it runs
+    eagerly."""
+    d = np.asarray(decode_seqs, float)
+    table = np.array([engine.graph_batch(b) for b in range(engine.cuda_graph_max_batch + 1)], float)
+    idx = np.clip(d, 0, len(table) - 1).astype(int)
+    return np.where((np.asarray(prefill_tokens) == 0) & (d > 0) & (d < len(table)), table[idx], 0.0)
 
 
 def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepShape,
-                   engine: EngineProfile | str = "vllm", accelerator: Accelerator | None = None) -> IterationTime:
-    """Time of one engine step of ``shape`` on one replica of ``plan`` (vectorised over ``shape``'s arrays)."""
+                   engine: EngineProfile | str = "vllm", accelerator: Accelerator | None = None,
+                   sampling: Sampling = PLAIN_SAMPLING) -> IterationTime:
+    """Time of one engine step of ``shape`` on one replica of ``plan`` (vectorised over ``shape``'s arrays).
+
+    A decode-only step that replays a CUDA graph runs the token kernels and the LM head at the captured (padded)
+    batch; its padded rows hold no context, so attention is unchanged.
+    """
     engine = get_engine(engine)
     main, dec = engine_perf(perf, engine)
     tier = comm_tier(plan, accelerator)
-    n, seqs, logits = shape.new_tokens, shape.sequences, shape.logit_rows
+    graph = graph_batches(engine, shape.prefill_tokens, shape.decode_seqs)
+    padded = graph > 0
+    n = np.where(padded, graph, shape.new_tokens)
+    seqs = shape.sequences
+    logits = np.where(padded, graph, shape.logit_rows)
     layers = model.layers * main.ops_s(layer_token_ops(model, plan, n, seqs))
     pre = StepBatch(shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens)
     d = np.asarray(shape.decode_seqs, float)
     dec_batch = StepBatch(d, d, shape.decode_kv_tokens, shape.decode_kv_tokens)
     attn = model.layers * (np.where(np.asarray(shape.prefill_tokens) > 0,
                                     main.op_s(attention_op(model, plan, pre)), 0.0)
-                           + np.where(d > 0, dec.op_s(decode_attention_op(model, plan, dec_batch, engine)), 0.0))
-    head = main.ops_s(head_ops(model, n, plan.tp, plan.dtype, logits_tokens=logits, weight_dtype=plan.weight_dtype))
+                           + np.where(d > 0, dec.op_s(attention_op(model, plan, dec_batch)), 0.0))
+    head = main.ops_s(head_ops(model, n, plan.tp, plan.dtype, logits_tokens=logits, weight_dtype=plan.weight_dtype)
+                      + sampler_ops(model, logits, sampling))
     tp = tp_comm_s(main, model, plan, n, logits, tier)
     pp = pp_comm_s(main, model, plan, n, tier)
     kernels = kernels_per_step(model, plan, shape.prefill_tokens, d)
-    cpu = np.where(graphed(engine, shape.prefill_tokens, d), 0.0, kernels * engine.kernel_dispatch_s)
-    return IterationTime(layers, attn, head, tp, pp, cpu, overhead_s(engine, seqs), perf.name, engine.name)
+    host = engine.host_cost(plan.tp)
+    cpu = np.maximum(np.where(padded, 0.0, kernels * engine.kernel_dispatch_s), host.overlapped_s(seqs))
+    return IterationTime(layers, attn, head, tp, pp, cpu, host.exposed_s(np.asarray(seqs, float)), perf.name,
+                         engine.name)
 
 
-__all__ = ["IterationTime", "StepShape", "engine_perf", "iteration_time"]
+__all__ = ["PLAIN_SAMPLING", "IterationTime", "Sampling", "StepShape", "engine_perf", "graph_batches", "iteration_time", "sampler_ops"]

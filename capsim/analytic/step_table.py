@@ -20,12 +20,14 @@ import numpy as np
 
 from capsim.analytic.ops import head_ops
 from capsim.analytic.serving import (
+    PLAIN_SAMPLING,
+    Sampling,
     comm_tier,
     engine_perf,
     kernels_per_step,
-    kv_reads_per_token,
     layer_token_ops,
     pp_comm_s,
+    sampler_ops,
     tp_comm_s,
 )
 from capsim.errors import SpecError
@@ -141,8 +143,9 @@ class StepTable:
     """
 
     def __init__(self, model: ModelSpec, plan: ServePlan, perf: Perf, engine: EngineProfile | str = "vllm",
-                 accelerator: Accelerator | None = None, max_tokens: int | None = None) -> None:
-        self.model, self.plan, self.engine = model, plan, get_engine(engine)
+                 accelerator: Accelerator | None = None, max_tokens: int | None = None,
+                 sampling: Sampling = PLAIN_SAMPLING) -> None:
+        self.model, self.plan, self.engine, self.sampling = model, plan, get_engine(engine), sampling
         self.calibration = perf.name
         self.main, self.dec = engine_perf(perf, self.engine)
         self.tier = comm_tier(plan, accelerator)
@@ -155,7 +158,6 @@ class StepTable:
         self.heads = model.heads / plan.tp
         self.q_dim = self.heads * model.head_dim
         self.kv_dim = max(model.kv_heads / plan.tp, 1.0) * model.head_dim
-        self.dec_kv_dim = self.kv_dim * kv_reads_per_token(model, plan, self.engine)  # KV the decode kernel streams
         self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
         self.attn_launch_s = self.main.params.attention.launch_s
         self.mem = self._affine(self.main)
@@ -168,8 +170,12 @@ class StepTable:
         e = self.engine
         # Dispatch seconds of a step by 2 x (has prefill) + (has decodes): one list index per step.
         self._dispatch = [self.kernels[(p, d)] * e.kernel_dispatch_s for p in (0, 1) for d in (0, 1)]
-        self.oh0, self.oh1 = e.step_overhead_s, e.sequence_overhead_s
-        self.graphs, self.graph_max = bool(e.cuda_graphs), int(e.cuda_graph_max_batch)
+        host = e.host_cost(plan.tp)
+        self.oh0, self.oh1 = host.exposed  # host time the GPU waits for
+        self.ov0, self.ov1 = host.overlapped  # host time overlapped with the GPU
+        # The captured batch a decode-only step of b sequences replays (padded), 0 = eager; index b.
+        self.graph = [e.graph_batch(b) for b in range(e.cuda_graph_max_batch + 1)]
+        self.graph_max = len(self.graph) - 1
         self._dec_coef: dict[int, tuple[float, float, float, float, float]] = {}
 
     # --- tables over token counts ------------------------------------------------------------------
@@ -189,7 +195,7 @@ class StepTable:
         """LM head, logits softmax and the logits gather for ``rows`` positions (0 for none)."""
         m, p = self.model, self.plan
         head = [o for o in head_ops(m, rows, p.tp, p.dtype, logits_tokens=rows, weight_dtype=p.weight_dtype)
-                if o.name in ("lm_head", "logits_softmax")]
+                if o.name in ("lm_head", "logits_softmax")] + sampler_ops(m, rows, self.sampling)
         out = self.main.ops_s(head) + tp_comm_s(self.main, m, p, 0.0 * rows, rows, self.tier)
         return np.where(rows > 0, out, 0.0)
 
@@ -242,17 +248,26 @@ class StepTable:
         if seqs <= 0:
             return 0.0
         icpt, slope = self.dec_mem
-        nbytes = 2.0 * seqs * self.q_dim * self.act_bytes + 2.0 * kv_tokens * self.dec_kv_dim * self.kv_bytes
+        nbytes = 2.0 * seqs * self.q_dim * self.act_bytes + 2.0 * kv_tokens * self.kv_dim * self.kv_bytes
         return self.attn_launch_s + max(kv_tokens * self._pair_s(seqs), icpt + slope * nbytes)
 
     def overhead_s(self, seqs: int) -> float:
         return self.oh0 + self.oh1 * seqs
 
-    def dispatch_s(self, prefill_tokens: int, decode_seqs: int) -> float:
-        """CPU dispatch time of a step's kernels outside a CUDA graph (0 when the step replays one)."""
-        if prefill_tokens == 0 and self.graphs and decode_seqs <= self.graph_max:
-            return 0.0
-        return self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
+    def padded(self, decode_seqs: int) -> int:
+        """The batch a decode-only step of ``decode_seqs`` runs its token kernels at: the captured graph size it
+        replays, or itself when it runs eagerly."""
+        g = self.graph[decode_seqs] if decode_seqs <= self.graph_max else 0
+        return g if g else decode_seqs
+
+    def dispatch_s(self, prefill_tokens: int, decode_seqs: int, seqs: int | None = None) -> float:
+        """Host time the step's GPU work overlaps: kernel dispatch outside a CUDA graph (none when the step replays
+        one), or the engine's overlapped host phases for ``seqs`` sequences, whichever is longer."""
+        ov = self.ov0 + self.ov1 * (decode_seqs if seqs is None else seqs)
+        if prefill_tokens == 0 and decode_seqs <= self.graph_max and self.graph[decode_seqs]:
+            return ov
+        d = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
+        return d if d > ov else ov
 
     def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float, float]:
         """Per batch size: (base, compute slope, memory intercept, memory slope, dispatch, dispatch + overhead)
@@ -261,10 +276,11 @@ class StepTable:
         if co is None:
             b, L = float(seqs), self.layers
             icpt, slope = self.dec_mem
-            base = self.token_time(seqs) + self.logit_time(seqs) + L * self.attn_launch_s + self.overhead_s(seqs)
+            run = self.padded(seqs)  # token kernels and LM head at the captured batch
+            base = self.token_time(run) + self.logit_time(run) + L * self.attn_launch_s + self.overhead_s(seqs)
             cpu = self.dispatch_s(0, seqs)
             co = (base, L * self._pair_s(seqs), L * (icpt + slope * 2.0 * b * self.q_dim * self.act_bytes),
-                  L * slope * 2.0 * self.dec_kv_dim * self.kv_bytes, cpu, cpu + self.overhead_s(seqs))
+                  L * slope * 2.0 * self.kv_dim * self.kv_bytes, cpu, cpu + self.overhead_s(seqs))
             self._dec_coef[seqs] = co
         return co
 
@@ -308,6 +324,9 @@ class StepTable:
         # then dispatch_s and overhead_s, written out: this runs once per prompt step of the simulation.
         rows = prefill_seqs + decode_seqs if logits is None else logits
         n = prefill_tokens + decode_seqs
+        graphed = prefill_tokens == 0 and decode_seqs <= self.graph_max and self.graph[decode_seqs]
+        if graphed:  # a captured graph: token kernels and LM head at the padded batch
+            n = rows = self.graph[decode_seqs]
         tok = self.tok[n] if n < len(self.tok) else self._beyond("token", n)
         logit = self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
         # (``y if y > x else x`` is max(x, y); _pair_s is a list look-up past which _beyond prices.)
@@ -324,17 +343,18 @@ class StepTable:
         if decode_seqs > 0:
             icpt, slope = self.dec_mem
             nbytes = (2.0 * decode_seqs * self.q_dim * self.act_bytes
-                      + 2.0 * decode_kv_tokens * self.dec_kv_dim * self.kv_bytes)
+                      + 2.0 * decode_kv_tokens * self.kv_dim * self.kv_bytes)
             comp = decode_kv_tokens * (pair_s[decode_seqs] if decode_seqs < len(pair_s)
                                        else self._beyond("pair", decode_seqs))
             mem = icpt + slope * nbytes
             da = self.attn_launch_s + (mem if mem > comp else comp)
         gpu = tok + logit + self.layers * (pa + da)
-        if prefill_tokens == 0 and self.graphs and decode_seqs <= self.graph_max:
-            cpu = 0.0
-        else:
-            cpu = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
-        return (cpu if cpu > gpu else gpu) + (self.oh0 + self.oh1 * (prefill_seqs + decode_seqs))
+        seqs = prefill_seqs + decode_seqs
+        cpu = self.ov0 + self.ov1 * seqs
+        if not graphed:
+            d = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
+            cpu = d if d > cpu else cpu
+        return (cpu if cpu > gpu else gpu) + (self.oh0 + self.oh1 * seqs)
 
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

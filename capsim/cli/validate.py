@@ -22,7 +22,8 @@ def validate(suite: Annotated[Suite, typer.Argument(help="Which comparison to ru
     if as_json:
         return emit_json(report.to_dict())
     shown = report.rows if rows == 0 else report.rows[:rows]
-    body = [[r.source, r.case, r.metric, r.measured, r.predicted, f"{r.error_pct:+.2f}%", r.note] for r in shown]
+    body = [[r.source, r.case, r.metric, r.measured, "-" if r.predicted is None else r.predicted,
+             "-" if r.error_pct is None else f"{r.error_pct:+.2f}%", r.note] for r in shown]
     console.print(table(f"validate {report.suite} (calibration: {report.calibration})",
                         ["source", "case", "metric", "measured", "predicted", "error", "note"], body))
     if len(shown) < len(report.rows):

@@ -69,13 +69,15 @@ def default_perf(accelerator: Accelerator, calibration: str | None = None) -> Pe
 
 
 def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engine: EngineProfile) -> int:
-    """Paged-KV blocks per replica: what memory leaves after weights and the activation peak, sized as the
-    engine sizes it (vLLM: utilization x capacity - weights - activations; TensorRT-LLM: fraction x free)."""
+    """Paged-KV blocks per replica: what memory leaves after weights, the activation peak and the engine's
+    reserved memory (engines.yaml reserved_bytes), sized as the engine sizes it (vLLM: utilization x capacity -
+    weights - activations - reserved; TensorRT-LLM: fraction x free)."""
     mem = serving_memory(model, plan.with_(gpu_memory_utilization=1.0), accelerator)
+    free = mem.kv_cache_bytes - engine.reserved_bytes
     if engine.kv_memory_of == "free":
-        budget = plan.gpu_memory_utilization * mem.kv_cache_bytes
+        budget = plan.gpu_memory_utilization * free
     else:
-        budget = mem.kv_cache_bytes - (1.0 - plan.gpu_memory_utilization) * accelerator.memory_bytes
+        budget = free - (1.0 - plan.gpu_memory_utilization) * accelerator.memory_bytes
     blocks = int(budget // (mem.kv_bytes_per_token * plan.block_size)) if budget > 0 else 0
     if blocks <= 0:
         raise SpecError("plan", f"{model.name} leaves no memory for the KV cache on {plan.tp}x{plan.pp} "
