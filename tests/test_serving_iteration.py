@@ -124,3 +124,31 @@ def test_engine_overheads_and_cuda_graphs():
     v0 = float(graphs.overhead_s)
     assert v0 == pytest.approx(4.0e-3 + 4 * 1.0e-4)  # engines.yaml vllm-v0: 4 ms + 0.1 ms per sequence
     assert float(iteration_time(model, plan, PERF_H100, shape, "sglang", H100).overhead_s) == 0.0
+
+
+def test_moe_decode_reads_only_the_experts_its_tokens_touch():
+    """E (1 - (1 - k/E)^B) distinct experts for B tokens choosing top-k of E: Mixtral (8 experts, top 2) reads two
+    experts' weights at batch 1, nearly all eight from a few dozen tokens on."""
+    from capsim.analytic.ops import active_experts
+
+    model = get_model("mixtral-8x7b")
+    assert float(active_experts(model, 1)) == pytest.approx(2.0)
+    assert float(active_experts(model, 4)) == pytest.approx(8 * (1 - 0.75**4))
+    assert float(active_experts(model, 64)) == pytest.approx(8.0, rel=1e-6)
+    times = [float(iteration_time(model, ServePlan(tp=2), PERF_H100, StepShape.decode(b, 1000), "vllm", H100)
+                   .layers_s) for b in (1, 2, 64)]
+    assert times[0] < times[1] < times[2] and times[0] < 0.5 * times[2]
+
+
+def test_tp_tier_by_tp_alone_and_pp_sends_across_nodes():
+    from capsim.analytic.serving import comm_tier, pp_sends
+
+    model = get_model("llama-2-70b")  # 8-GPU nodes
+    assert comm_tier(ServePlan(tp=8, pp=2), H100) == "intra" and comm_tier(ServePlan(tp=16), H100) == "inter"
+    assert pp_sends(ServePlan(tp=8, pp=2), H100) == (0, 1)  # one stage per node
+    assert pp_sends(ServePlan(tp=4, pp=4), H100) == (2, 1)  # two stages per node
+    assert pp_sends(ServePlan(tp=2, pp=4), H100) == (3, 0)  # all in one node
+    assert pp_sends(ServePlan(tp=16, pp=2), H100) == (0, 1)
+    one = iteration_time(model, ServePlan(tp=8, pp=2), PERF_H100, StepShape.decode(32, 1000), "vllm", H100)
+    flat = iteration_time(model, ServePlan(tp=8), PERF_H100, StepShape.decode(32, 1000), "vllm", H100)
+    assert float(one.tp_comm_s) == pytest.approx(float(flat.tp_comm_s))  # the TP all-reduces stay in the node

@@ -157,16 +157,22 @@ def layer_shape(model: ModelSpec, tokens: Num, sequences: Num, tp: Num, ep: Num,
                       np.maximum(model.kv_heads / tp, 1.0))
 
 
-def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float) -> list[Op]:
+def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float,
+             touched: Num | None = None) -> list[Op]:
+    """The MLP (or MoE) ops of one layer; ``touched``: the routed experts a serving step runs (ep = 1), else every
+    local expert runs."""
     h, f, t = model.hidden, model.ffn_hidden, s.tp
     n, gated = s.tokens, model.mlp.matrices == 3
     ops: list[Op] = []
     if model.is_moe:
         # Router, then each GPU runs its experts/ep experts on the tokens routed to them (balanced load).
         ops.append(gemm("router", n, model.experts, h, dt, ab, wb))
-        experts_here = model.experts / s.ep
-        rows = n * model.top_k * s.ep / model.experts  # tokens per local expert after the all-to-all
-        count = experts_here
+        if touched is None:
+            count = model.experts / s.ep
+            rows = n * model.top_k * s.ep / model.experts  # tokens per local expert after the all-to-all
+        else:
+            count = np.maximum(touched, 1e-30)
+            rows = n * model.top_k / count
     else:
         rows, count = n, 1
     up_cols = (2 if gated else 1) * f / t
@@ -273,6 +279,14 @@ def backward_ops(forward: Iterable[Op]) -> list[Op]:
     return out
 
 
+def active_experts(model: ModelSpec, tokens: Num) -> Num:
+    """Expected distinct routed experts a step of ``tokens`` tokens touches: each token picks top_k of the E
+    experts, so an expert is missed by one token with probability 1 - k/E and by all of them with (1 - k/E)^N
+    (routing balanced, as the op list assumes): E (1 - (1 - k/E)^N)."""
+    e, k = float(model.experts), float(model.top_k)
+    return e * (1.0 - (1.0 - k / e) ** np.asarray(tokens, float))
+
+
 def serving_layer_ops(model: ModelSpec, batch: StepBatch, tp: Num = 1, dtype: DType = DType.BF16,
                       weight_dtype: DType | None = None, kv_dtype: DType | None = None,
                       compute_dtype: DType | None = None) -> list[Op]:
@@ -300,7 +314,8 @@ def serving_layer_ops(model: ModelSpec, batch: StepBatch, tp: Num = 1, dtype: DT
     ops.append(gemm("attn_out", n, h, qd, cdt, ab, wb))
     ops.append(elementwise("residual_attn", n * h, dtype, 2, 1, 1))
     ops.append(elementwise("norm_mlp", n * h, dtype, 1, 1, 5, kind=OpKind.NORM))
-    mlp = _mlp_ops(model, s, cdt, ab, wb)
+    # A serving step runs only the experts its tokens touch (the only expert weights it reads).
+    mlp = _mlp_ops(model, s, cdt, ab, wb, active_experts(model, n) if model.is_moe else None)
     ops += [replace(o, saved=()) for o in mlp]
     ops.append(elementwise("residual_mlp", n * h, dtype, 2, 1, 1))
     return tag_variants(ops, model)

@@ -17,6 +17,7 @@ import numpy as np
 
 from capsim._types import Num
 from capsim.analytic.ops import Op, OpKind, StepBatch, head_ops, serving_layer_ops
+from capsim.errors import SpecError
 from capsim.perf import Collective, Curve, Perf
 from capsim.specs.engine import EngineProfile, get_engine
 from capsim.specs.hardware import Accelerator
@@ -79,6 +80,16 @@ class Sampling:
 
     top_k_top_p: bool = False
     penalties: bool = False
+
+    NAMES = ("plain", "top-p", "penalties", "top-p+penalties")
+
+    @classmethod
+    def parse(cls, name: str) -> Sampling:
+        """``plain`` (greedy or temperature), ``top-p`` (top-k and/or top-p), ``penalties``, ``top-p+penalties``."""
+        key = str(name).strip().lower().replace("top-k", "top-p")
+        if key not in cls.NAMES:
+            raise SpecError("sampling", f"unknown sampling {name!r}", f"use one of {', '.join(cls.NAMES)}")
+        return cls("top-p" in key, "penalties" in key)
 
     def to_dict(self) -> dict[str, bool]:
         return {"top_k_top_p": self.top_k_top_p, "penalties": self.penalties}
@@ -160,10 +171,23 @@ def engine_perf(perf: Perf, engine: EngineProfile) -> tuple[Perf, Perf]:
 
 
 def comm_tier(plan: ServePlan, accelerator: Accelerator | None) -> str:
-    """Link tier of a replica's collectives: inside a node while tp x pp GPUs fit in one."""
-    if accelerator is None or plan.gpus_per_replica <= accelerator.gpus_per_node:
+    """Link tier of a replica's TP collectives: inside a node while its TP group fits in one (TP alone decides;
+    pipeline stages are placed node by node, each stage's TP group inside a node)."""
+    if accelerator is None or plan.tp <= accelerator.gpus_per_node:
         return "intra"
     return "inter"
+
+
+def pp_sends(plan: ServePlan, accelerator: Accelerator | None) -> tuple[int, int]:
+    """(sends inside a node, sends across nodes) between consecutive pipeline stages: stages of ``tp`` GPUs are
+    packed node by node, so a send crosses a node only at a node's last stage (every send, when one stage spans
+    nodes)."""
+    sends = plan.pp - 1
+    if accelerator is None or plan.tp * plan.pp <= accelerator.gpus_per_node:
+        return sends, 0
+    per_node = accelerator.gpus_per_node // plan.tp
+    inter = sends if per_node == 0 else -(-plan.pp // per_node) - 1
+    return sends - inter, inter
 
 
 def _split(ops: list[Op]) -> tuple[list[Op], Op]:
@@ -201,12 +225,14 @@ def tp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, lo
     return np.where(on, (2 * model.layers + 1) * ar, 0.0) + np.where(np.asarray(logits) > 0, gather, 0.0)
 
 
-def pp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, tier: str) -> Num:
-    """One point-to-point send of the step's activations between consecutive pipeline stages."""
+def pp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, sends: tuple[int, int]) -> Num:
+    """Point-to-point sends of the step's activations between consecutive pipeline stages, ``sends`` =
+    (inside a node, across nodes) as :func:`pp_sends` counts them."""
     if plan.pp == 1:
         return 0.0 * np.asarray(new_tokens, float)
     nbytes = np.asarray(new_tokens, float) * model.hidden * plan.dtype.bytes
-    return (plan.pp - 1) * perf.collective_s(Collective.SEND_RECV, nbytes, 2, tier)
+    return (sends[0] * perf.collective_s(Collective.SEND_RECV, nbytes, 2, "intra")
+            + sends[1] * perf.collective_s(Collective.SEND_RECV, nbytes, 2, "inter"))
 
 
 def graph_batches(engine: EngineProfile, prefill_tokens: Num, decode_seqs: Num) -> np.ndarray:
@@ -244,7 +270,7 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     head = main.ops_s(head_ops(model, n, plan.tp, plan.dtype, logits_tokens=logits, weight_dtype=plan.weight_dtype)
                       + sampler_ops(model, logits, sampling))
     tp = tp_comm_s(main, model, plan, n, logits, tier)
-    pp = pp_comm_s(main, model, plan, n, tier)
+    pp = pp_comm_s(main, model, plan, n, pp_sends(plan, accelerator))
     kernels = kernels_per_step(model, plan, shape.prefill_tokens, d)
     host = engine.host_cost(plan.tp)
     cpu = np.maximum(np.where(padded, 0.0, kernels * engine.kernel_dispatch_s), host.overlapped_s(seqs))
@@ -252,4 +278,4 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
                          engine.name)
 
 
-__all__ = ["PLAIN_SAMPLING", "IterationTime", "Sampling", "StepShape", "engine_perf", "graph_batches", "iteration_time", "sampler_ops"]
+__all__ = ["PLAIN_SAMPLING", "IterationTime", "Sampling", "StepShape", "comm_tier", "engine_perf", "graph_batches", "pp_sends", "iteration_time", "sampler_ops"]

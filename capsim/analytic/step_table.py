@@ -27,6 +27,7 @@ from capsim.analytic.serving import (
     kernels_per_step,
     layer_token_ops,
     pp_comm_s,
+    pp_sends,
     sampler_ops,
     tp_comm_s,
 )
@@ -149,6 +150,7 @@ class StepTable:
         self.calibration = perf.name
         self.main, self.dec = engine_perf(perf, self.engine)
         self.tier = comm_tier(plan, accelerator)
+        self.pp_sends = pp_sends(plan, accelerator)
         self.layers = float(model.layers)
         top = int(max_tokens or (plan.max_batched_tokens + plan.max_batch))
         n = np.arange(top + 1, dtype=float)
@@ -188,7 +190,7 @@ class StepTable:
                 if o.name in ("embedding", "final_norm")]
         act = p.dtype.bytes
         ar = self.main.collective_s(Collective.ALL_REDUCE, n * m.hidden * act, p.tp, self.tier)
-        out = layers + self.main.ops_s(head) + (2 * m.layers + 1) * ar + pp_comm_s(self.main, m, p, n, self.tier)
+        out = layers + self.main.ops_s(head) + (2 * m.layers + 1) * ar + pp_comm_s(self.main, m, p, n, self.pp_sends)
         return np.where(n > 0, out, 0.0)
 
     def _logit_table(self, rows: np.ndarray) -> np.ndarray:

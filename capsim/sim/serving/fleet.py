@@ -12,6 +12,7 @@ import numpy as np
 import simpy
 
 from capsim.analytic.memory import kv_cache_bytes_per_token, serving_memory
+from capsim.analytic.serving import PLAIN_SAMPLING, Sampling
 from capsim.analytic.step_table import StepTable
 from capsim.errors import SpecError, require
 from capsim.perf import Collective, Perf
@@ -31,6 +32,7 @@ class ServeConfig:
     """How the fleet serves, beyond the replica layout (ServePlan)."""
 
     engine: str | EngineProfile = "vllm"
+    sampling: Sampling = PLAIN_SAMPLING  # the requests' sampling parameters (the sampler's kernels)
     scheduler: SchedulerKind | str | None = None  # None: the engine's default
     router: RouterKind | str = RouterKind.ROUND_ROBIN
     prefill_replicas: int = 0  # > 0: disaggregated, this many of plan.replicas prefill and the rest decode
@@ -100,7 +102,7 @@ class Fleet:
         self.req = Requests(workload.prompt_tokens, workload.output_tokens, workload.arrival_s)
         self.fin_count = [0] * self.req.n
         self.closed = workload.closed  # read once per finished request
-        self.table = StepTable(model, plan, perf, self.engine, accelerator)
+        self.table = StepTable(model, plan, perf, self.engine, accelerator, sampling=cfg.sampling)
         self.blocks = kv_blocks(model, plan, accelerator, self.engine)
         self._check_fits()
         self.replicas, self.prefill_pool, self.decode_pool = self._build_replicas()
