@@ -152,3 +152,33 @@ def test_tp_tier_by_tp_alone_and_pp_sends_across_nodes():
     one = iteration_time(model, ServePlan(tp=8, pp=2), PERF_H100, StepShape.decode(32, 1000), "vllm", H100)
     flat = iteration_time(model, ServePlan(tp=8), PERF_H100, StepShape.decode(32, 1000), "vllm", H100)
     assert float(one.tp_comm_s) == pytest.approx(float(flat.tp_comm_s))  # the TP all-reduces stay in the node
+
+
+def test_expert_parallel_and_attention_data_parallel():
+    """Attention DP replicates what every token uses and gives each GPU every KV head of its own sequences; EP
+    keeps the step's expert work; DP attention trades the attention all-reduce for the MoE token exchange."""
+    from capsim.analytic.memory import serving_memory
+    from capsim.analytic.params import param_counts
+    from capsim.analytic.serving_moe import layer_comm_s
+    from capsim.perf import Collective
+
+    model = get_model("mixtral-8x7b")
+    tp, dp = ServePlan(tp=4), ServePlan(tp=4, dp_attention=True)
+    m_tp, m_dp = serving_memory(model, tp, H100), serving_memory(model, dp, H100)
+    dense = param_counts(model).dense_per_layer * model.layers * 2.0
+    assert m_dp.weights_bytes - m_tp.weights_bytes == pytest.approx(dense * 3 / 4)
+    assert m_dp.kv_bytes_per_token == pytest.approx(m_tp.kv_bytes_per_token * 4)  # every KV head, own sequences
+    n = 64.0
+    a2a = PERF_H100.collective_s(Collective.ALL_TO_ALL, n / 4 * model.top_k * model.hidden * 2, 4, "intra")
+    assert float(layer_comm_s(PERF_H100, model, ServePlan(tp=4, ep=4, dp_attention=True), n, "intra")) == \
+        pytest.approx(2 * a2a)
+    ar = PERF_H100.collective_s(Collective.ALL_REDUCE, n * model.hidden * 2, 4, "intra")
+    assert float(layer_comm_s(PERF_H100, model, ServePlan(tp=4, ep=4), n, "intra")) == pytest.approx(2 * ar)
+    shape = StepShape.decode(256, 1000)
+    for plan in (ServePlan(tp=4, ep=4), dp, ServePlan(tp=4, ep=2, dp_attention=True)):
+        table = StepTable(model, plan, PERF_H100, "vllm", H100)
+        direct = iteration_time(model, plan, PERF_H100, shape, "vllm", H100)
+        assert table.step_s(decode_seqs=256, decode_kv_tokens=256 * 1001.0) == pytest.approx(float(direct.total_s))
+    for bad, field in ((dict(tp=4, ep=3), "plan.ep"), (dict(tp=2, ep=2), "plan.ep")):
+        with pytest.raises(SpecError, match=field):
+            ServePlan(**bad).check(get_model("llama-2-7b"))

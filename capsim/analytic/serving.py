@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from capsim._types import Num
-from capsim.analytic.ops import Op, OpKind, StepBatch, head_ops, serving_layer_ops
+from capsim.analytic.ops import Op, OpKind, StepBatch, head_ops
+from capsim.analytic.serving_moe import layer_comm_s, replica_layer_ops
 from capsim.errors import SpecError
 from capsim.perf import Collective, Curve, Perf
 from capsim.specs.engine import EngineProfile, get_engine
@@ -197,15 +198,12 @@ def _split(ops: list[Op]) -> tuple[list[Op], Op]:
 
 def layer_token_ops(model: ModelSpec, plan: ServePlan, new_tokens: Num, sequences: Num) -> list[Op]:
     """The kernels of one layer whose cost depends only on the step's token count (attention left out)."""
-    ops = serving_layer_ops(model, StepBatch(sequences, new_tokens, 0.0, 0.0), plan.tp, plan.dtype,
-                            plan.weight_dtype, plan.kv_cache_dtype, plan.compute_dtype)
-    return _split(ops)[0]
+    return _split(replica_layer_ops(model, plan, StepBatch(sequences, new_tokens, 0.0, 0.0)))[0]
 
 
 def attention_op(model: ModelSpec, plan: ServePlan, batch: StepBatch) -> Op:
-    """The attention kernel of one layer for ``batch`` (prefill chunks, or decode tokens)."""
-    return _split(serving_layer_ops(model, batch, plan.tp, plan.dtype, plan.weight_dtype, plan.kv_cache_dtype,
-                                    plan.compute_dtype))[1]
+    """The attention kernel of one layer for ``batch`` (prefill chunks, or decode tokens) on one GPU."""
+    return _split(replica_layer_ops(model, plan, batch))[1]
 
 
 def kernels_per_step(model: ModelSpec, plan: ServePlan, prefill: Num, decode: Num) -> Num:
@@ -216,13 +214,16 @@ def kernels_per_step(model: ModelSpec, plan: ServePlan, prefill: Num, decode: Nu
 
 
 def tp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, logits: Num, tier: str) -> Num:
-    """Megatron TP: all-reduce after attention and after the MLP of every layer, one after the vocab-parallel
-    embedding (Shoeybi et al. 2019, Sec. 3), and a gather of the vocab-parallel logits (vLLM LogitsProcessor)."""
+    """Every layer's collectives (serving_moe.layer_comm_s: Megatron TP's two all-reduces, or the MoE token
+    exchange under attention data parallelism), the all-reduce after the vocab-parallel embedding (Shoeybi et al.
+    2019, Sec. 3) and the gather of the vocab-parallel logits (vLLM LogitsProcessor)."""
     act = plan.dtype.bytes
-    ar = perf.collective_s(Collective.ALL_REDUCE, np.asarray(new_tokens, float) * model.hidden * act, plan.tp, tier)
+    n = np.asarray(new_tokens, float)
+    embed = perf.collective_s(Collective.ALL_REDUCE, n * model.hidden * act, plan.tp, tier)
     gather = perf.collective_s(Collective.ALL_GATHER, np.asarray(logits, float) * model.vocab * act, plan.tp, tier)
-    on = np.asarray(new_tokens) > 0
-    return np.where(on, (2 * model.layers + 1) * ar, 0.0) + np.where(np.asarray(logits) > 0, gather, 0.0)
+    on = n > 0
+    return (np.where(on, model.layers * layer_comm_s(perf, model, plan, n, tier) + embed, 0.0)
+            + np.where(np.asarray(logits) > 0, gather, 0.0))
 
 
 def pp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, sends: tuple[int, int]) -> Num:

@@ -31,8 +31,9 @@ from capsim.analytic.serving import (
     sampler_ops,
     tp_comm_s,
 )
+from capsim.analytic.serving_moe import kv_heads_per_gpu
 from capsim.errors import SpecError
-from capsim.perf import Collective, Perf, curve_value
+from capsim.perf import Perf, curve_value
 from capsim.specs.engine import EngineProfile, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
@@ -159,7 +160,7 @@ class StepTable:
         self._extra: dict[tuple[str, int], float] = {}
         self.heads = model.heads / plan.tp
         self.q_dim = self.heads * model.head_dim
-        self.kv_dim = max(model.kv_heads / plan.tp, 1.0) * model.head_dim
+        self.kv_dim = kv_heads_per_gpu(model, plan) * model.head_dim
         self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
         self.attn_launch_s = self.main.params.attention.launch_s
         self.mem = self._affine(self.main)
@@ -188,9 +189,8 @@ class StepTable:
         layers = self.layers * self.main.ops_s(layer_token_ops(m, p, n, 1.0))
         head = [o for o in head_ops(m, n, p.tp, p.dtype, logits_tokens=0.0, weight_dtype=p.weight_dtype)
                 if o.name in ("embedding", "final_norm")]
-        act = p.dtype.bytes
-        ar = self.main.collective_s(Collective.ALL_REDUCE, n * m.hidden * act, p.tp, self.tier)
-        out = layers + self.main.ops_s(head) + (2 * m.layers + 1) * ar + pp_comm_s(self.main, m, p, n, self.pp_sends)
+        comm = tp_comm_s(self.main, m, p, n, 0.0 * n, self.tier)
+        out = layers + self.main.ops_s(head) + comm + pp_comm_s(self.main, m, p, n, self.pp_sends)
         return np.where(n > 0, out, 0.0)
 
     def _logit_table(self, rows: np.ndarray) -> np.ndarray:

@@ -123,6 +123,11 @@ FLAGS: dict[str, Flag] = {
     "chunked_prefill": Flag(("vllm",), engine=_chunked),
     "prefix_caching": Flag(ALL, engine=_prefix),
     "backend": Flag(("tensorrt-llm",), engine=_backend),
+    "enable_expert_parallel": Flag(("vllm",), plan="ep", parse=lambda n, v: 0 if _bool(n, v) else 1),  # 0: tp
+    "ep_size": Flag(("sglang",), plan="ep", parse=_int),
+    "moe_expert_parallel_size": Flag(("tensorrt-llm",), plan="ep", parse=_int),
+    "enable_dp_attention": Flag(("sglang",), plan="dp_attention", parse=_bool),
+    "enable_attention_dp": Flag(("tensorrt-llm",), plan="dp_attention", parse=_bool),
     "dtype": Flag(ALL, note="checked against the row's precision"),
     "swap_space_gb": Flag(("vllm",), note="CPU swap space: vLLM preempts a single-sequence request by recomputation "
                           "(vllm/core/scheduler.py PreemptionMode), so the swap space is never used by these requests"),

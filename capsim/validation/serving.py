@@ -105,6 +105,8 @@ def _plan(r: dict[str, str], sw: Software, **extra: object) -> ServePlan:
                              "kv_cache_dtype": "fp8" if prec == "fp8" else None}
     kw.update(sw.plan)
     kw.update(extra)
+    if kw.get("ep") == 0:  # vLLM --enable-expert-parallel: experts over the whole TP group
+        kw["ep"] = tp
     return engine_plan(sw.engine, model, acc, **kw)
 
 

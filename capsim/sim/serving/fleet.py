@@ -81,6 +81,7 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
     else:
         budget = free - (1.0 - plan.gpu_memory_utilization) * accelerator.memory_bytes
     blocks = int(budget // (mem.kv_bytes_per_token * plan.block_size)) if budget > 0 else 0
+    blocks *= plan.tp if plan.dp_attention else 1  # attention data parallel: each GPU caches its own sequences
     if blocks <= 0:
         raise SpecError("plan", f"{model.name} leaves no memory for the KV cache on {plan.tp}x{plan.pp} "
                         f"{accelerator.name} (weights {mem.weights_bytes / 1e9:.1f} GB per GPU)",
