@@ -167,3 +167,24 @@ def test_splitwise_rows_are_engine_calibration_data_not_targets():
         result = runner.invoke(app, ["validate", "serving", "--file", str(folder.joinpath(name))])
         assert result.exit_code == 2 and "engine-calibration" in result.output
     assert not any(r["source"].startswith("splitwise") for r in ROWS)
+
+
+def test_closed_loop_start_up_as_the_benchmark_clients_measure_it(report, tmp_path):
+    """A concurrency row that does not name its client is every request of a burst start (vllm bench serve,
+    AIPerf) with the band over the steady state genai-perf measures; naming the client picks one."""
+    rows = [x for x in report.rows if x.source == "nim-1.8" and x.metric == "ttft_mean"]
+    c5 = [x for x in rows if " b5 " in x.case][0]
+    assert c5.band_low < c5.band_high == pytest.approx(c5.predicted)  # the burst queues the first prompts
+    assert "band over vllm-bench and genai-perf" in c5.note
+    text = resources.files("capsim.data").joinpath("validation", "serving_published.csv").read_text()
+    lines = [ln for ln in text.splitlines() if ln.startswith("source,") or ln.startswith("nim-1.8,") and ",b5," not in ln]
+    rows5 = [ln for ln in lines if ln.startswith("nim-1.8,") and ",5,5000,500,,ttft_mean," in ln]
+    path = tmp_path / "c5.csv"
+    path.write_text(lines[0] + "\n" + rows5[0] + "client=genai-perf\n")
+    result = runner.invoke(app, ["validate", "serving", "--json", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["rows"][0]
+    assert row["predicted"] == pytest.approx(c5.band_low) and row["band_low"] is None
+    path.write_text(lines[0] + "\n" + rows5[0] + "client=locust\n")
+    bad = runner.invoke(app, ["validate", "serving", "--json", "--file", str(path)])
+    assert bad.exit_code == 2 and "client='locust'" in bad.output

@@ -129,6 +129,7 @@ FLAGS: dict[str, Flag] = {
     "enable_dp_attention": Flag(("sglang",), plan="dp_attention", parse=_bool),
     "enable_attention_dp": Flag(("tensorrt-llm",), plan="dp_attention", parse=_bool),
     "dtype": Flag(ALL, note="checked against the row's precision"),
+    "client": Flag(ALL, note="the benchmark client that measured the row (validation/clients.py), not an engine option"),
     "swap_space_gb": Flag(("vllm",), note="CPU swap space: vLLM preempts a single-sequence request by recomputation "
                           "(vllm/core/scheduler.py PreemptionMode), so the swap space is never used by these requests"),
 }

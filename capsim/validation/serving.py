@@ -27,6 +27,7 @@ from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.engine import FAMILIES, EngineProfile, engine_release, known_releases
 from capsim.specs.engine_flags import FLAGS, apply_flags, parse_flags
 from capsim.specs.plans import ServePlan
+from capsim.validation.clients import Client, all_requests, client, genai_perf_steady
 from capsim.validation.harness import (
     LINE,
     DataError,
@@ -56,6 +57,7 @@ class Software:
     plan: dict[str, object]
     notes: tuple[str, ...]
     unpriced: str = ""  # why the row cannot be priced (blank release)
+    client: Client | None = None  # the benchmark client of a closed-loop row (None: not stated)
 
 
 def row_software(r: dict[str, str]) -> Software:
@@ -71,6 +73,7 @@ def row_software(r: dict[str, str]) -> Software:
         for key in flags:
             if key not in FLAGS:
                 raise SpecError("flags", f"unknown flag {key!r}", f"capsim knows {', '.join(sorted(FLAGS))}")
+        bench = client(flags.pop("client")) if "client" in flags else None
         if not r["engine_version"].strip():
             return Software(None, {}, (), f"the source does not state which {FAMILIES[name]} release ran "
                             f"(engine_version is blank); capsim prices engines by release: {known_releases()}")
@@ -79,7 +82,7 @@ def row_software(r: dict[str, str]) -> Software:
         raise
     except SpecError as err:
         raise DataError(err.field, f"line {line}: {err.problem}", err.fix) from None
-    return Software(applied.engine, applied.plan, applied.notes)
+    return Software(applied.engine, applied.plan, applied.notes, client=bench)
 
 
 def _perf(gpu: str, calibration: str | None) -> Perf:
@@ -148,13 +151,24 @@ def _poisson(r: dict[str, str], csv_path: str | Path | None) -> Workload:
     return Workload("poisson", df["prompt_tokens"].to_numpy()[idx], df["output_tokens"].to_numpy()[idx], t)
 
 
-def predict(r: dict[str, str], perf: Perf, sw: Software, csv_path: str | Path | None = None) -> tuple[float, str]:
-    """The predicted value of one row (in SI units) and a note on what capsim chose."""
+def predict(r: dict[str, str], perf: Perf, sw: Software,
+            csv_path: str | Path | None = None) -> tuple[float, str, tuple[float, float] | None]:
+    """The predicted value of one row (in SI units), a note on what capsim chose, and the band of the
+    prediction over the row's unstated settings (None where it leaves nothing open)."""
     if sw.engine is None:
         raise SpecError("engine_version", sw.unpriced)
     kind, metric = r["workload"].strip().lower(), r["metric"].strip().lower()
-    model, acc, eng = get_model(r["model"]), get_accelerator(r["gpu"]), sw.engine
+    eng = sw.engine
     note = "; ".join((f"engine {eng.name} ({eng.engine} {eng.release})", *sw.notes))
+    if kind == "concurrency":
+        return _closed_loop(r, sw, perf, metric, note)
+    value, note = _open_loop(r, perf, sw, kind, metric, note, csv_path)
+    return value, note, None
+
+
+def _open_loop(r: dict[str, str], perf: Perf, sw: Software, kind: str, metric: str, note: str,
+               csv_path: str | Path | None) -> tuple[float, str]:
+    model, acc, eng = get_model(r["model"]), get_accelerator(r["gpu"]), sw.engine
     if kind == "single-batch":
         plan, b, p = _plan(r, sw), int(r["batch"]), int(r["input_tokens"])
         shape = StepShape.prefill(b, p) if metric == "prefill_batch_time" else StepShape.decode(b, p)
@@ -177,12 +191,33 @@ def predict(r: dict[str, str], perf: Perf, sw: Software, csv_path: str | Path | 
     if kind == "latency":
         b = int(r["batch"])
         return _metric(_run(r, _fixed(b, r, np.zeros(b)), _plan(r, sw), sw, perf), metric), note
-    if kind == "concurrency":
-        c = int(r["batch"])
-        res = _run(r, _fixed(10 * c, r, None, c), _plan(r, sw), sw, perf)
-        return _metric(res, metric), note + f"; {10 * c} requests from {c} clients"
     raise SpecError("workload", f"unknown workload kind {kind!r}",
                     "use single-batch, poisson, replay, max-load, static, latency or concurrency")
+
+
+def _closed_loop(r: dict[str, str], sw: Software, perf: Perf, metric: str,
+                 note: str) -> tuple[float, str, tuple[float, float] | None]:
+    """A closed loop of ``batch`` clients all starting at t = 0, measured as the row's benchmark client measures
+    it (validation/clients.py): every one of 10 x C requests (vllm bench serve, AIPerf), or the steady state of
+    a longer run after its start-up (genai-perf). A row that does not name its client takes every request (the
+    CSV's definition of the workload) and reports the other count as the band."""
+    if metric not in ("ttft_mean", "itl_mean", "output_tokens_per_s"):
+        raise SpecError("metric", f"a concurrency row measures ttft_mean, itl_mean or output_tokens_per_s, not "
+                        f"{metric!r}")
+    c = int(r["batch"])
+    got = {}
+    for mode in ([sw.client] if sw.client is not None else list(Client)):
+        n = 10 * c if mode is Client.VLLM_BENCH else max(40 * c, 100)
+        res = _run(r, _fixed(n, r, None, c), _plan(r, sw), sw, perf)
+        m = all_requests(res.requests, res.summary) if mode is Client.VLLM_BENCH else \
+            genai_perf_steady(res.requests, c)
+        got[mode] = ({"ttft_mean": m.ttft_mean_s, "itl_mean": m.itl_mean_s,
+                      "output_tokens_per_s": m.output_tokens_per_s}[metric], f"{n} requests, {m.note}")
+    mode = sw.client or Client.VLLM_BENCH
+    value, how = got[mode]
+    band = None if sw.client is not None else (min(v for v, _ in got.values()), max(v for v, _ in got.values()))
+    extra = "" if band is None else "; client not stated: band over vllm-bench and genai-perf start-ups"
+    return value, note + f"; {c} clients starting at once, {how}{extra}", band
 
 
 def _metric(res: ServingResult, metric: str) -> float:
@@ -269,8 +304,9 @@ def serving_suite(path: str | Path | None = None, calibration: str | None = None
         if err is not None:
             out.append(failed_row(r["source"], _case(r), r["metric"], measured, unit, str(err)))
             continue
-        predicted, note = got
-        out.append(Row(r["source"], _case(r), r["metric"], measured, predicted / SCALE[unit], unit, note))
+        predicted, note, band = got
+        low, high = (None, None) if band is None else (band[0] / SCALE[unit], band[1] / SCALE[unit])
+        out.append(Row(r["source"], _case(r), r["metric"], measured, predicted / SCALE[unit], unit, note, low, high))
     for source in dict.fromkeys(r["source"] for r in rows):
         group = [r for r in rows if r["source"] == source]
         sat = saturation_row(group, _perf(group[0]["gpu"], calibration), path)
