@@ -116,15 +116,16 @@ def test_sampling_parameters_price_the_sort_and_penalties():
 
 def test_every_engine_reads_each_kv_head_once_in_decode():
     """No engine profile re-reads a GQA group's cache per query head (no kernel-level source shows it): the decode
-    attention kernel's bytes are the queries plus each KV head's cache once."""
+    attention kernel reads the queries plus each KV head's cache once."""
+    from capsim.analytic.attention import kv_elems_per_token
+
     model, plan = get_model("llama-2-70b"), ServePlan(tp=4)
     for eng in engines().values():
         table = StepTable(model, plan, PERF_H100, eng, H100)
+        assert table.dec_kv == pytest.approx(kv_elems_per_token(model, 4) * table.kv_bytes), eng.name
         icpt, slope = table.dec_mem
         t = table.decode_attention_s(64, 64 * 3000.0) - table.attn_launch_s - icpt
-        q_bytes = 2.0 * 64 * table.q_dim * table.act_bytes
-        kv_bytes = 2.0 * 64 * 3000.0 * table.kv_dim * table.kv_bytes
-        assert t == pytest.approx(slope * (q_bytes + kv_bytes), rel=1e-12), eng.name
+        assert t == pytest.approx(slope * (64 * table.dec_q + 64 * 3000.0 * table.dec_kv), rel=1e-12), eng.name
 
 
 def test_flags_parse_and_apply():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from capsim._types import Num
-from capsim.analytic.ops import Op, OpKind, StepBatch, head_ops
+from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops
 from capsim.analytic.serving_moe import layer_comm_s, replica_layer_ops
 from capsim.errors import SpecError
 from capsim.perf import Collective, Curve, Perf
@@ -191,9 +191,14 @@ def pp_sends(plan: ServePlan, accelerator: Accelerator | None) -> tuple[int, int
     return sends - inter, inter
 
 
-def _split(ops: list[Op]) -> tuple[list[Op], Op]:
-    attn = [o for o in ops if o.name == "attention"]
-    return [o for o in ops if o.name != "attention"], attn[0]
+# MLA's GEMMs that follow the context rather than the new tokens (capsim.analytic.attention.serving_kernels).
+CONTEXT_GEMMS = frozenset({"kv_up", "q_absorb", "out_absorb"})
+
+
+def _split(ops: list[Op]) -> tuple[list[Op], list[Op]]:
+    """(ops that scale with the step's new tokens, the attention kernels and the GEMMs that follow the context)."""
+    ctx = [o for o in ops if o.kind is OpKind.ATTENTION or o.name in CONTEXT_GEMMS]
+    return [o for o in ops if not (o.kind is OpKind.ATTENTION or o.name in CONTEXT_GEMMS)], ctx
 
 
 def layer_token_ops(model: ModelSpec, plan: ServePlan, new_tokens: Num, sequences: Num) -> list[Op]:
@@ -201,15 +206,20 @@ def layer_token_ops(model: ModelSpec, plan: ServePlan, new_tokens: Num, sequence
     return _split(replica_layer_ops(model, plan, StepBatch(sequences, new_tokens, 0.0, 0.0)))[0]
 
 
-def attention_op(model: ModelSpec, plan: ServePlan, batch: StepBatch) -> Op:
-    """The attention kernel of one layer for ``batch`` (prefill chunks, or decode tokens) on one GPU."""
-    return _split(replica_layer_ops(model, plan, batch))[1]
+def attention_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch, phase: Phase = Phase.PREFILL) -> list[Op]:
+    """The attention kernels of one layer on one GPU for ``batch`` (prefill chunks, or decode tokens), one per kind
+    of attention layer (global, sliding window), with MLA's context GEMMs. Every engine's decode kernel reads each
+    KV head's cache once (no kernel-level source shows a GQA group's cache re-read per query head)."""
+    return _split(replica_layer_ops(model, plan, batch, phase))[1]
 
 
 def kernels_per_step(model: ModelSpec, plan: ServePlan, prefill: Num, decode: Num) -> Num:
-    """Kernels one step launches: each layer's token kernels, its attention kernels and its all-reduces."""
-    per_layer = len(layer_token_ops(model, plan, 1.0, 1.0)) + (2 if plan.tp > 1 else 0)
-    attn = (np.asarray(prefill) > 0).astype(float) + (np.asarray(decode) > 0)
+    """Kernels one step launches: each layer's token kernels, its attention kernels and its all-reduces (an op
+    only some layers run counts its share)."""
+    per_layer = sum(o.share for o in layer_token_ops(model, plan, 1.0, 1.0)) + (2 if plan.tp > 1 else 0)
+    pre = sum(o.share for o in attention_ops(model, plan, StepBatch(1.0, 1.0, 1.0, 1.0)))
+    dec = sum(o.share for o in attention_ops(model, plan, StepBatch(1.0, 1.0, 1.0, 1.0), Phase.DECODE))
+    attn = (np.asarray(prefill) > 0) * pre + (np.asarray(decode) > 0) * dec
     return model.layers * (per_layer + attn) + len(head_ops(model, 1.0)) + (plan.pp - 1)
 
 
@@ -265,9 +275,11 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     pre = StepBatch(shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens)
     d = np.asarray(shape.decode_seqs, float)
     dec_batch = StepBatch(d, d, shape.decode_kv_tokens, shape.decode_kv_tokens)
+    dec_ops = attention_ops(model, plan, dec_batch, Phase.DECODE)  # kernels at the decode rate, GEMMs as others
+    dec_s = dec.ops_s([o for o in dec_ops if o.kind is OpKind.ATTENTION]) \
+        + main.ops_s([o for o in dec_ops if o.kind is not OpKind.ATTENTION])
     attn = model.layers * (np.where(np.asarray(shape.prefill_tokens) > 0,
-                                    main.op_s(attention_op(model, plan, pre)), 0.0)
-                           + np.where(d > 0, dec.op_s(attention_op(model, plan, dec_batch)), 0.0))
+                                    main.ops_s(attention_ops(model, plan, pre)), 0.0) + np.where(d > 0, dec_s, 0.0))
     head = main.ops_s(head_ops(model, n, plan.tp, plan.dtype, logits_tokens=logits, weight_dtype=plan.weight_dtype)
                       + sampler_ops(model, logits, sampling))
     tp = tp_comm_s(main, model, plan, n, logits, tier)

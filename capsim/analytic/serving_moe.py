@@ -16,7 +16,8 @@ from dataclasses import replace
 import numpy as np
 
 from capsim._types import Num
-from capsim.analytic.ops import LayerShape, Op, StepBatch, _mlp_ops, active_experts, serving_layer_ops
+from capsim.analytic.attention import KernelDims, kernel_dims
+from capsim.analytic.ops import LayerShape, Op, Phase, StepBatch, _mlp_ops, active_experts, serving_layer_ops
 from capsim.perf import Collective, Perf
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
@@ -34,13 +35,15 @@ def local_batch(batch: StepBatch, plan: ServePlan) -> StepBatch:
                      np.asarray(batch.attention_pairs, float) * f, np.asarray(batch.kv_tokens, float) * f)
 
 
-def replica_layer_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch) -> list[Op]:
-    """The kernels of one layer on one GPU of ``plan``'s TP group for one engine step of ``batch``."""
+def replica_layer_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch,
+                      phase: Phase = Phase.PREFILL) -> list[Op]:
+    """The kernels of one layer on one GPU of ``plan``'s TP group for one engine step of ``batch`` (``phase``
+    picks the prefill or the decode attention kernels)."""
     dtypes = (plan.dtype, plan.weight_dtype, plan.kv_cache_dtype, plan.compute_dtype)
     if not plan.dp_attention and plan.ep == 1:
-        return serving_layer_ops(model, batch, plan.tp, *dtypes)
+        return serving_layer_ops(model, batch, plan.tp, *dtypes, phase)
     tp_attn = 1 if plan.dp_attention else plan.tp
-    ops = [o for o in serving_layer_ops(model, local_batch(batch, plan), tp_attn, *dtypes)
+    ops = [o for o in serving_layer_ops(model, local_batch(batch, plan), tp_attn, *dtypes, phase)
            if o.name not in EXPERT_OPS]
     # Routed experts see the step's tokens from the whole group: E/ep experts per GPU, each split over tp/ep.
     n = np.asarray(batch.new_tokens, float)
@@ -67,12 +70,14 @@ def layer_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num,
             + perf.collective_s(Collective.REDUCE_SCATTER, n * model.hidden * act, plan.tp, tier))
 
 
-def kv_heads_per_gpu(model: ModelSpec, plan: ServePlan) -> float:
-    """KV heads whose cache one GPU reads per token of the step, averaged over the group: heads split by TP (one
-    replicated head when TP exceeds them), or every head for 1/tp of the sequences (attention data parallel)."""
-    if plan.dp_attention:
-        return model.kv_heads / plan.tp
-    return max(model.kv_heads / plan.tp, 1.0)
+def gpu_kernel_dims(model: ModelSpec, plan: ServePlan, phase: Phase) -> KernelDims:
+    """The attention kernel of one GPU, per query token and key of the whole step: heads split by TP, or, with
+    attention data parallelism, every head over 1/tp of the sequences (the same per-step work, without the KV
+    heads TP replicates past their number, and with MLA's latent cached once per sequence instead of per rank)."""
+    if not plan.dp_attention:
+        return kernel_dims(model, plan.tp, phase)
+    k = kernel_dims(model, 1, phase)
+    return replace(k, heads=k.heads / plan.tp, kv_elems=k.kv_elems / plan.tp)
 
 
-__all__ = ["EXPERT_OPS", "kv_heads_per_gpu", "layer_comm_s", "local_batch", "replica_layer_ops"]
+__all__ = ["EXPERT_OPS", "gpu_kernel_dims", "layer_comm_s", "local_batch", "replica_layer_ops"]
