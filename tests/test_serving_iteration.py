@@ -179,6 +179,14 @@ def test_expert_parallel_and_attention_data_parallel():
         table = StepTable(model, plan, PERF_H100, "vllm", H100)
         direct = iteration_time(model, plan, PERF_H100, shape, "vllm", H100)
         assert table.step_s(decode_seqs=256, decode_kv_tokens=256 * 1001.0) == pytest.approx(float(direct.total_s))
+    mla = get_model("deepseek-v2-lite")  # MLA: with attention DP each GPU caches its own sequences' latents
+    for plan in (ServePlan(tp=2, ep=2, dp_attention=True), ServePlan(tp=2, dp_attention=True)):
+        table = StepTable(mla, plan, PERF_H100, "vllm", H100)
+        for shape, step in ((StepShape.decode(64, 1000), dict(decode_seqs=64, decode_kv_tokens=64 * 1001.0)),
+                            (StepShape.prefill(2, 1000), dict(prefill_tokens=2000, prefill_seqs=2,
+                                                              prefill_pairs=1000 * 1001.0, prefill_kv_tokens=2000.0))):
+            direct = iteration_time(mla, plan, PERF_H100, shape, "vllm", H100)
+            assert table.step_s(**step) == pytest.approx(float(direct.total_s), rel=1e-12)
     for bad, field in ((dict(tp=4, ep=3), "plan.ep"), (dict(tp=2, ep=2), "plan.ep")):
         with pytest.raises(SpecError, match=field):
             ServePlan(**bad).check(get_model("llama-2-7b"))
