@@ -15,12 +15,13 @@ from capsim.analytic.step_table import (
     steps_to_reach,
     sum_max_lines,
 )
-from capsim.specs.engine import engines, get_engine
+from capsim.specs.engine import get_engine
 
 A100, H100 = get_accelerator("a100"), get_accelerator("h100")
 PERF_A100, PERF_H100 = load_calibration("a100").perf(), load_calibration("h100").perf()
 
 CASES = [("opt-13b", A100, PERF_A100, ServePlan(tp=1, dtype="fp16"), "vllm-v0"),
+         ("opt-13b", A100, PERF_A100, ServePlan(tp=2, dtype="fp16"), "vllm-0.2"),
          ("llama-2-70b", H100, PERF_H100, ServePlan(tp=8), "vllm"),
          ("llama-3-8b", H100, PERF_H100, ServePlan(quantization="fp8", kv_cache_dtype="fp8"), "tensorrt-llm"),
          ("llama-2-7b", A100, PERF_A100, ServePlan(tp=2, pp=2, quantization="int4"), "sglang"),
@@ -125,33 +126,67 @@ def test_engine_overheads_and_cuda_graphs():
     assert float(iteration_time(model, plan, PERF_H100, shape, "sglang", H100).overhead_s) == 0.0
 
 
-def test_decode_kv_read_per_query_head():
-    """A kernel with one block per query head streams a GQA group's cache once per query head: the decode
-    attention's KV bytes grow by heads / kv_heads (per rank); multi-head attention is unchanged."""
-    shared, per_head = get_engine("tensorrt-llm"), get_engine("tensorrt-llm-0.5")
-    assert per_head.decode_kv_per_query_head and not shared.decode_kv_per_query_head
-    for name, tp, group in (("llama-2-70b", 4, 8), ("llama-2-70b", 16, 4), ("llama-2-7b", 1, 1)):
-        model, plan = get_model(name), ServePlan(tp=tp)
-        kv_tokens = 64 * 3000.0
-        times = {}
-        for eng in (shared, per_head):
-            table = StepTable(model, plan, PERF_H100, eng, H100)
-            icpt, slope = table.dec_mem
-            times[eng.name] = table.decode_attention_s(64, kv_tokens) - table.attn_launch_s - icpt
-        q_bytes = 2.0 * 64 * model.heads / tp * model.head_dim * table.act_bytes  # Q read, output written
-        kv_bytes = 2.0 * kv_tokens * max(model.kv_heads / tp, 1) * model.head_dim * table.kv_bytes  # K and V
-        assert times["tensorrt-llm"] == pytest.approx(slope * (q_bytes + kv_bytes), rel=1e-12)
-        assert times["tensorrt-llm-0.5"] == pytest.approx(slope * (q_bytes + group * kv_bytes), rel=1e-12)
+def test_moe_decode_reads_only_the_experts_its_tokens_touch():
+    """E (1 - (1 - k/E)^B) distinct experts for B tokens choosing top-k of E: Mixtral (8 experts, top 2) reads two
+    experts' weights at batch 1, nearly all eight from a few dozen tokens on."""
+    from capsim.analytic.ops import active_experts
+
+    model = get_model("mixtral-8x7b")
+    assert float(active_experts(model, 1)) == pytest.approx(2.0)
+    assert float(active_experts(model, 4)) == pytest.approx(8 * (1 - 0.75**4))
+    assert float(active_experts(model, 64)) == pytest.approx(8.0, rel=1e-6)
+    times = [float(iteration_time(model, ServePlan(tp=2), PERF_H100, StepShape.decode(b, 1000), "vllm", H100)
+                   .layers_s) for b in (1, 2, 64)]
+    assert times[0] < times[1] < times[2] and times[0] < 0.5 * times[2]
 
 
-def test_every_engine_value_has_a_source():
-    for name, eng in engines().items():
-        assert eng.sources, name
-        for key in ("step_overhead_s", "scheduler", "max_num_seqs", "cuda_graphs"):
-            assert any(k.startswith(key.split("_s")[0]) or k == key for k in eng.sources), (name, key)
-    with pytest.raises(SpecError, match="engine"):
-        get_engine("vllm-v9")
-    assert get_engine("TRT-LLM").name == "tensorrt-llm"
-    seqs, tokens = get_engine("vllm").limits(get_model("llama-2-7b"), H100)
-    assert (seqs, tokens) == (1024, 8192)  # vLLM's defaults on >= 70 GiB GPUs that are not A100s
-    assert get_engine("vllm").limits(get_model("llama-2-7b"), A100) == (256, 2048)
+def test_tp_tier_by_tp_alone_and_pp_sends_across_nodes():
+    from capsim.analytic.serving import comm_tier, pp_sends
+
+    model = get_model("llama-2-70b")  # 8-GPU nodes
+    assert comm_tier(ServePlan(tp=8, pp=2), H100) == "intra" and comm_tier(ServePlan(tp=16), H100) == "inter"
+    assert pp_sends(ServePlan(tp=8, pp=2), H100) == (0, 1)  # one stage per node
+    assert pp_sends(ServePlan(tp=4, pp=4), H100) == (2, 1)  # two stages per node
+    assert pp_sends(ServePlan(tp=2, pp=4), H100) == (3, 0)  # all in one node
+    assert pp_sends(ServePlan(tp=16, pp=2), H100) == (0, 1)
+    one = iteration_time(model, ServePlan(tp=8, pp=2), PERF_H100, StepShape.decode(32, 1000), "vllm", H100)
+    flat = iteration_time(model, ServePlan(tp=8), PERF_H100, StepShape.decode(32, 1000), "vllm", H100)
+    assert float(one.tp_comm_s) == pytest.approx(float(flat.tp_comm_s))  # the TP all-reduces stay in the node
+
+
+def test_expert_parallel_and_attention_data_parallel():
+    """Attention DP replicates what every token uses and gives each GPU every KV head of its own sequences; EP
+    keeps the step's expert work; DP attention trades the attention all-reduce for the MoE token exchange."""
+    from capsim.analytic.memory import serving_memory
+    from capsim.analytic.params import param_counts
+    from capsim.analytic.serving_moe import layer_comm_s
+    from capsim.perf import Collective
+
+    model = get_model("mixtral-8x7b")
+    tp, dp = ServePlan(tp=4), ServePlan(tp=4, dp_attention=True)
+    m_tp, m_dp = serving_memory(model, tp, H100), serving_memory(model, dp, H100)
+    dense = param_counts(model).dense_per_layer * model.layers * 2.0
+    assert m_dp.weights_bytes - m_tp.weights_bytes == pytest.approx(dense * 3 / 4)
+    assert m_dp.kv_bytes_per_token == pytest.approx(m_tp.kv_bytes_per_token * 4)  # every KV head, own sequences
+    n = 64.0
+    a2a = PERF_H100.collective_s(Collective.ALL_TO_ALL, n / 4 * model.top_k * model.hidden * 2, 4, "intra")
+    assert float(layer_comm_s(PERF_H100, model, ServePlan(tp=4, ep=4, dp_attention=True), n, "intra")) == \
+        pytest.approx(2 * a2a)
+    ar = PERF_H100.collective_s(Collective.ALL_REDUCE, n * model.hidden * 2, 4, "intra")
+    assert float(layer_comm_s(PERF_H100, model, ServePlan(tp=4, ep=4), n, "intra")) == pytest.approx(2 * ar)
+    shape = StepShape.decode(256, 1000)
+    for plan in (ServePlan(tp=4, ep=4), dp, ServePlan(tp=4, ep=2, dp_attention=True)):
+        table = StepTable(model, plan, PERF_H100, "vllm", H100)
+        direct = iteration_time(model, plan, PERF_H100, shape, "vllm", H100)
+        assert table.step_s(decode_seqs=256, decode_kv_tokens=256 * 1001.0) == pytest.approx(float(direct.total_s))
+    mla = get_model("deepseek-v2-lite")  # MLA: with attention DP each GPU caches its own sequences' latents
+    for plan in (ServePlan(tp=2, ep=2, dp_attention=True), ServePlan(tp=2, dp_attention=True)):
+        table = StepTable(mla, plan, PERF_H100, "vllm", H100)
+        for shape, step in ((StepShape.decode(64, 1000), dict(decode_seqs=64, decode_kv_tokens=64 * 1001.0)),
+                            (StepShape.prefill(2, 1000), dict(prefill_tokens=2000, prefill_seqs=2,
+                                                              prefill_pairs=1000 * 1001.0, prefill_kv_tokens=2000.0))):
+            direct = iteration_time(mla, plan, PERF_H100, shape, "vllm", H100)
+            assert table.step_s(**step) == pytest.approx(float(direct.total_s), rel=1e-12)
+    for bad, field in ((dict(tp=4, ep=3), "plan.ep"), (dict(tp=2, ep=2), "plan.ep")):
+        with pytest.raises(SpecError, match=field):
+            ServePlan(**bad).check(get_model("llama-2-7b"))

@@ -281,6 +281,9 @@ def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
     """
     pc = param_counts(model)
     weights = pc.total * plan.weight_dtype.bytes / plan.gpus_per_replica
+    if plan.dp_attention:  # what every token uses (attention, norms, router, shared experts) on every GPU
+        dense = pc.dense_per_layer * pc.layers * plan.weight_dtype.bytes / plan.pp
+        weights += dense - dense / plan.tp
     n = plan.max_batched_tokens
     live = serving_layer_ops(model, StepBatch.prefill(1, n), plan.tp, plan.dtype, plan.weight_dtype)
     biggest = max(float(np.max(op.bytes_written)) for op in live)  # largest intermediate tensor
@@ -289,8 +292,10 @@ def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
     activations = 2 * biggest + 2 * n * model.hidden * plan.dtype.bytes + logits
     usable = accelerator.memory_bytes * plan.gpu_memory_utilization
     kv_budget = usable - weights - activations
-    per_token = float(kv_cache_bytes_per_token(model, plan.kv_cache_dtype.bytes, plan.tp, plan.pp,
-                                               context_tokens or None))
-    blocks = max(int(kv_budget // (per_token * plan.block_size)), 0)
+    # Attention data parallel: each GPU keeps every KV head of its own sequences (so the replica holds tp x its
+    # tokens); else the KV heads are split by TP.
+    per_token = float(kv_cache_bytes_per_token(model, plan.kv_cache_dtype.bytes, 1 if plan.dp_attention else plan.tp,
+                                               plan.pp, context_tokens or None))
+    blocks = max(int(kv_budget // (per_token * plan.block_size)), 0) * (plan.tp if plan.dp_attention else 1)
     return ServingMemory(weights, activations, kv_budget, per_token, blocks * plan.block_size,
                          plan.max_batch * context_tokens if context_tokens else 0, accelerator.memory_bytes, usable)

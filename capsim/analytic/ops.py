@@ -80,7 +80,10 @@ def _ffn(model: ModelSpec, rows: Num, width: int, t: Num, dt: DType, ab: float, 
             gemm("mlp_down", rows, h, f, dt, ab, wb, ((Saved.TP, rows * f * ab),), count, share)]
 
 
-def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float) -> list[Op]:
+def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float,
+             touched: Num | None = None) -> list[Op]:
+    """The MLP (or MoE) ops of one layer; ``touched``: the routed experts a serving step runs (active_experts),
+    else every local expert runs."""
     n, t, h = s.tokens, s.tp, model.hidden
     if not model.is_moe:
         return _ffn(model, n, model.ffn_hidden, t, dt, ab, wb, 1, 1.0)
@@ -88,8 +91,13 @@ def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float) -
     ops = _ffn(model, n, model.dense_ffn, t, dt, ab, wb, 1, 1.0 - moe) if moe < 1 else []
     # Router, then each GPU runs its experts/ep experts on the tokens routed to them (balanced load).
     ops.append(gemm("router", n, model.experts, h, dt, ab, wb, share=moe))
-    rows = n * model.top_k * s.ep / model.experts  # tokens per local expert after the all-to-all
-    ops += _ffn(model, rows, model.ffn_hidden, t, dt, ab, wb, model.experts / s.ep, moe)
+    if touched is None:
+        count = model.experts / s.ep
+        rows = n * model.top_k * s.ep / model.experts  # tokens per local expert after the all-to-all
+    else:
+        count = np.maximum(touched, 1e-30)
+        rows = n * model.top_k / count
+    ops += _ffn(model, rows, model.ffn_hidden, t, dt, ab, wb, count, moe)
     if model.shared_experts:
         f = model.ffn_hidden * model.shared_experts / t
         ops.append(gemm("shared_up", n, (model.mlp.matrices - 1) * f, h, dt, ab, wb, share=moe))
@@ -147,6 +155,14 @@ def attention_ops(sequences: Num, heads: Num, kv_heads: Num, q_len: Num, kv_len:
     return training_kernel(sequences, heads, kv_heads, q_len, kv_len, head_dim, dtype, impl, dropout, causal)
 
 
+def active_experts(model: ModelSpec, tokens: Num) -> Num:
+    """Expected distinct routed experts a step of ``tokens`` tokens touches: each token picks top_k of the E
+    experts, so an expert is missed by one token with probability 1 - k/E and by all of them with (1 - k/E)^N
+    (routing balanced, as the op list assumes): E (1 - (1 - k/E)^N)."""
+    e, k = float(model.experts), float(model.top_k)
+    return e * (1.0 - (1.0 - k / e) ** np.asarray(tokens, float))
+
+
 def serving_layer_ops(model: ModelSpec, batch: StepBatch, tp: Num = 1, dtype: DType = DType.BF16,
                       weight_dtype: DType | None = None, kv_dtype: DType | None = None,
                       compute_dtype: DType | None = None, phase: Phase = Phase.PREFILL) -> list[Op]:
@@ -170,7 +186,9 @@ def serving_layer_ops(model: ModelSpec, batch: StepBatch, tp: Num = 1, dtype: DT
     ops += _post_norm(model, "norm_attn_post", n * h, dtype, False)
     ops.append(elementwise("residual_attn", n * h, dtype, 2, 1, 1))
     ops.append(norm("norm_mlp", n * h, dtype))
-    ops += [replace(o, saved=()) for o in _mlp_ops(model, s, cdt, ab, wb)]
+    # A serving step runs only the experts its tokens touch (the only expert weights it reads).
+    mlp = _mlp_ops(model, s, cdt, ab, wb, active_experts(model, n) if model.is_moe else None)
+    ops += [replace(o, saved=()) for o in mlp]
     ops += _post_norm(model, "norm_mlp_post", n * h, dtype, False)
     ops.append(elementwise("residual_mlp", n * h, dtype, 2, 1, 1))
     return tag_variants(ops, model)

@@ -1,10 +1,12 @@
 """Iteration time of one serving engine step: prefill chunks and decode tokens priced from the op list.
 
 A step runs every decoder layer once over its new tokens (GEMMs scale with the tokens, attention with each
-sequence's context), the embedding and the LM head (logits only for sequences that emit a token), two TP
-all-reduces per layer and PP sends, all priced by :class:`capsim.perf.Perf` under one calibration. The engine
-(:class:`capsim.specs.engine.EngineProfile`) adds its per-step CPU overhead, the CPU dispatch of kernels outside
-CUDA graphs, and multipliers on kernel efficiencies. Every field broadcasts over numpy arrays of step shapes.
+sequence's context), the embedding and the LM head (logits only for sequences that emit a token), the sampling
+kernels the requests' sampling parameters need, two TP all-reduces per layer and PP sends, all priced by
+:class:`capsim.perf.Perf` under one calibration. The engine release (:class:`capsim.specs.engine.EngineProfile`)
+adds its host time per step (scheduling, input preparation, sampler, output processing, driving its workers),
+exposed or overlapped with the GPU; the host dispatch of kernels outside CUDA graphs; and the padding of a decode
+batch to a captured graph size. Every field broadcasts over numpy arrays of step shapes.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from capsim._types import Num
-from capsim.analytic.attention import kv_elems_per_token
-from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops, serving_layer_ops
+from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops
+from capsim.analytic.serving_moe import layer_comm_s, replica_layer_ops
+from capsim.errors import SpecError
 from capsim.perf import Collective, Curve, Perf
 from capsim.specs.engine import EngineProfile, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
+from capsim.specs.precision import DType
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,57 @@ class StepShape:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """The sampling parameters a step's requests use, as far as they change the sampler's kernels.
+
+    Greedy and plain temperature sampling read the logits once (priced with the logits softmax); top-k / top-p
+    sort every row over the vocabulary; repetition, frequency and presence penalties count each row's output
+    tokens and rewrite its logits.
+    """
+
+    top_k_top_p: bool = False
+    penalties: bool = False
+
+    NAMES = ("plain", "top-p", "penalties", "top-p+penalties")
+
+    @classmethod
+    def parse(cls, name: str) -> Sampling:
+        """``plain`` (greedy or temperature), ``top-p`` (top-k and/or top-p), ``penalties``, ``top-p+penalties``."""
+        key = str(name).strip().lower().replace("top-k", "top-p")
+        if key not in cls.NAMES:
+            raise SpecError("sampling", f"unknown sampling {name!r}", f"use one of {', '.join(cls.NAMES)}")
+        return cls("top-p" in key, "penalties" in key)
+
+    def to_dict(self) -> dict[str, bool]:
+        return {"top_k_top_p": self.top_k_top_p, "penalties": self.penalties}
+
+
+PLAIN_SAMPLING = Sampling()  # greedy or temperature sampling, no penalties: vLLM's SamplingParams defaults
+
+# torch.sort of a row over 4096 elements runs CUB's segmented radix sort (aten/src/ATen/native/cuda/Sort.cu): four
+# 8-bit passes over 32-bit keys, each reading and writing the keys and their int64 indices (4 x 2 x 12 bytes);
+# then softmax, cumulative sum, mask and scatter back, four fp32 read+write passes (vLLM
+# vllm/v1/sample/ops/topk_topp_sampler.py apply_top_k_top_p).
+SORT_BYTES_PER_LOGIT = 4 * 2 * (4 + 8) + 4 * 2 * 4
+# vLLM apply_penalties (vllm/model_executor/layers/utils.py): a bincount of the output tokens (one fp32 write of
+# the row) and repetition, frequency and presence passes (three fp32 read+write passes).
+PENALTY_BYTES_PER_LOGIT = 4 + 3 * 2 * 4
+
+
+def sampler_ops(model: ModelSpec, rows: Num, sampling: Sampling) -> list[Op]:
+    """Sampling kernels beyond the logits softmax, over the gathered full-vocabulary logits of ``rows``."""
+    n = np.asarray(rows, float) * model.vocab
+    ops = []
+    if sampling.top_k_top_p:
+        ops.append(Op("sample_sort", OpKind.ELEMENTWISE, 0.0, n * SORT_BYTES_PER_LOGIT / 2,
+                      n * SORT_BYTES_PER_LOGIT / 2, (n,), DType.FP32))
+    if sampling.penalties:
+        ops.append(Op("sample_penalties", OpKind.ELEMENTWISE, 0.0, n * PENALTY_BYTES_PER_LOGIT / 2,
+                      n * PENALTY_BYTES_PER_LOGIT / 2, (n,), DType.FP32))
+    return ops
+
+
+@dataclass(frozen=True)
 class IterationTime:
     """Seconds of one engine step, broken down; arrays when the step shape holds arrays."""
 
@@ -75,8 +130,9 @@ class IterationTime:
     head_s: Num  # embedding, final norm, LM head and logits softmax
     tp_comm_s: Num  # all-reduces (2 per layer + embedding) and the logits gather over the TP group
     pp_comm_s: Num  # activations sent between pipeline stages
-    cpu_dispatch_s: Num  # CPU time to dispatch kernels outside CUDA graphs (overlaps the GPU)
-    overhead_s: Num  # engine CPU overhead the GPU waits for
+    cpu_dispatch_s: Num  # host time the GPU's work overlaps: kernel dispatch outside CUDA graphs, or the engine's
+    #                       overlapped phases, whichever is longer
+    overhead_s: Num  # engine host time the GPU waits for
     calibration: str
     engine: str
 
@@ -116,10 +172,23 @@ def engine_perf(perf: Perf, engine: EngineProfile) -> tuple[Perf, Perf]:
 
 
 def comm_tier(plan: ServePlan, accelerator: Accelerator | None) -> str:
-    """Link tier of a replica's collectives: inside a node while tp x pp GPUs fit in one."""
-    if accelerator is None or plan.gpus_per_replica <= accelerator.gpus_per_node:
+    """Link tier of a replica's TP collectives: inside a node while its TP group fits in one (TP alone decides;
+    pipeline stages are placed node by node, each stage's TP group inside a node)."""
+    if accelerator is None or plan.tp <= accelerator.gpus_per_node:
         return "intra"
     return "inter"
+
+
+def pp_sends(plan: ServePlan, accelerator: Accelerator | None) -> tuple[int, int]:
+    """(sends inside a node, sends across nodes) between consecutive pipeline stages: stages of ``tp`` GPUs are
+    packed node by node, so a send crosses a node only at a node's last stage (every send, when one stage spans
+    nodes)."""
+    sends = plan.pp - 1
+    if accelerator is None or plan.tp * plan.pp <= accelerator.gpus_per_node:
+        return sends, 0
+    per_node = accelerator.gpus_per_node // plan.tp
+    inter = sends if per_node == 0 else -(-plan.pp // per_node) - 1
+    return sends - inter, inter
 
 
 # MLA's GEMMs that follow the context rather than the new tokens (capsim.analytic.attention.serving_kernels).
@@ -134,36 +203,14 @@ def _split(ops: list[Op]) -> tuple[list[Op], list[Op]]:
 
 def layer_token_ops(model: ModelSpec, plan: ServePlan, new_tokens: Num, sequences: Num) -> list[Op]:
     """The kernels of one layer whose cost depends only on the step's token count (attention left out)."""
-    ops = serving_layer_ops(model, StepBatch(sequences, new_tokens, 0.0, 0.0), plan.tp, plan.dtype,
-                            plan.weight_dtype, plan.kv_cache_dtype, plan.compute_dtype)
-    return _split(ops)[0]
+    return _split(replica_layer_ops(model, plan, StepBatch(sequences, new_tokens, 0.0, 0.0)))[0]
 
 
 def attention_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch, phase: Phase = Phase.PREFILL) -> list[Op]:
-    """The attention kernels of one layer for ``batch`` (prefill chunks, or decode tokens), one per kind of
-    attention layer (global, sliding window), with MLA's context GEMMs."""
-    return _split(serving_layer_ops(model, batch, plan.tp, plan.dtype, plan.weight_dtype, plan.kv_cache_dtype,
-                                    plan.compute_dtype, phase))[1]
-
-
-def kv_reads_per_token(model: ModelSpec, plan: ServePlan, engine: EngineProfile) -> float:
-    """How many times a decode step's attention reads each cached key/value: once per KV head, or once per query
-    head of its GQA group when the engine's decode kernel runs one thread block per query head (engines.yaml
-    decode_kv_per_query_head; heads per rank over KV heads per rank, as ops.layer_shape splits them). MLA's latent
-    kernels (FlashMLA, vLLM's Triton MLA) share each latent across all heads, so it is read once."""
-    if not engine.decode_kv_per_query_head or model.is_mla:
-        return 1.0
-    return float((model.heads / plan.tp) / max(model.kv_heads / plan.tp, 1.0))
-
-
-def decode_attention_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch, engine: EngineProfile) -> list[Op]:
-    """The decode attention of one layer: the op list's decode kernels, their KV reads repeated per query head
-    when the engine's kernel does not share them across a GQA group."""
-    repeat = kv_reads_per_token(model, plan, engine) - 1.0
-    kv_read = kv_elems_per_token(model, plan.tp) * plan.kv_cache_dtype.bytes  # bytes per key (serving_kernels)
-    return [replace(o, bytes_read=o.bytes_read + repeat * np.asarray(o.shape[3], float) * kv_read)
-            if o.kind is OpKind.ATTENTION else o
-            for o in attention_ops(model, plan, batch, Phase.DECODE)]
+    """The attention kernels of one layer on one GPU for ``batch`` (prefill chunks, or decode tokens), one per kind
+    of attention layer (global, sliding window), with MLA's context GEMMs. Every engine's decode kernel reads each
+    KV head's cache once (no kernel-level source shows a GQA group's cache re-read per query head)."""
+    return _split(replica_layer_ops(model, plan, batch, phase))[1]
 
 
 def kernels_per_step(model: ModelSpec, plan: ServePlan, prefill: Num, decode: Num) -> Num:
@@ -177,56 +224,71 @@ def kernels_per_step(model: ModelSpec, plan: ServePlan, prefill: Num, decode: Nu
 
 
 def tp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, logits: Num, tier: str) -> Num:
-    """Megatron TP: all-reduce after attention and after the MLP of every layer, one after the vocab-parallel
-    embedding (Shoeybi et al. 2019, Sec. 3), and a gather of the vocab-parallel logits (vLLM LogitsProcessor)."""
+    """Every layer's collectives (serving_moe.layer_comm_s: Megatron TP's two all-reduces, or the MoE token
+    exchange under attention data parallelism), the all-reduce after the vocab-parallel embedding (Shoeybi et al.
+    2019, Sec. 3) and the gather of the vocab-parallel logits (vLLM LogitsProcessor)."""
     act = plan.dtype.bytes
-    ar = perf.collective_s(Collective.ALL_REDUCE, np.asarray(new_tokens, float) * model.hidden * act, plan.tp, tier)
+    n = np.asarray(new_tokens, float)
+    embed = perf.collective_s(Collective.ALL_REDUCE, n * model.hidden * act, plan.tp, tier)
     gather = perf.collective_s(Collective.ALL_GATHER, np.asarray(logits, float) * model.vocab * act, plan.tp, tier)
-    on = np.asarray(new_tokens) > 0
-    return np.where(on, (2 * model.layers + 1) * ar, 0.0) + np.where(np.asarray(logits) > 0, gather, 0.0)
+    on = n > 0
+    return (np.where(on, model.layers * layer_comm_s(perf, model, plan, n, tier) + embed, 0.0)
+            + np.where(np.asarray(logits) > 0, gather, 0.0))
 
 
-def pp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, tier: str) -> Num:
-    """One point-to-point send of the step's activations between consecutive pipeline stages."""
+def pp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, sends: tuple[int, int]) -> Num:
+    """Point-to-point sends of the step's activations between consecutive pipeline stages, ``sends`` =
+    (inside a node, across nodes) as :func:`pp_sends` counts them."""
     if plan.pp == 1:
         return 0.0 * np.asarray(new_tokens, float)
     nbytes = np.asarray(new_tokens, float) * model.hidden * plan.dtype.bytes
-    return (plan.pp - 1) * perf.collective_s(Collective.SEND_RECV, nbytes, 2, tier)
+    return (sends[0] * perf.collective_s(Collective.SEND_RECV, nbytes, 2, "intra")
+            + sends[1] * perf.collective_s(Collective.SEND_RECV, nbytes, 2, "inter"))
 
 
-def overhead_s(engine: EngineProfile, sequences: Num) -> Num:
-    """Engine CPU time per step that the GPU waits for (engines.yaml: step and per-sequence overhead)."""
-    return engine.step_overhead_s + engine.sequence_overhead_s * np.asarray(sequences, float)
-
-
-def graphed(engine: EngineProfile, prefill_tokens: Num, decode_seqs: Num) -> Num:
-    """Whether a step replays a CUDA graph: decode-only steps up to the captured batch size."""
-    return engine.cuda_graphs & (np.asarray(prefill_tokens) == 0) & (np.asarray(decode_seqs)
-                                                                      <= engine.cuda_graph_max_batch)
+def graph_batches(engine: EngineProfile, prefill_tokens: Num, decode_seqs: Num) -> np.ndarray:
+    """The captured batch each step replays (decode-only steps, padded as the engine pads), 0 where it runs
+    eagerly."""
+    d = np.asarray(decode_seqs, float)
+    table = np.array([engine.graph_batch(b) for b in range(engine.cuda_graph_max_batch + 1)], float)
+    idx = np.clip(d, 0, len(table) - 1).astype(int)
+    return np.where((np.asarray(prefill_tokens) == 0) & (d > 0) & (d < len(table)), table[idx], 0.0)
 
 
 def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepShape,
-                   engine: EngineProfile | str = "vllm", accelerator: Accelerator | None = None) -> IterationTime:
-    """Time of one engine step of ``shape`` on one replica of ``plan`` (vectorised over ``shape``'s arrays)."""
+                   engine: EngineProfile | str = "vllm", accelerator: Accelerator | None = None,
+                   sampling: Sampling = PLAIN_SAMPLING) -> IterationTime:
+    """Time of one engine step of ``shape`` on one replica of ``plan`` (vectorised over ``shape``'s arrays).
+
+    A decode-only step that replays a CUDA graph runs the token kernels and the LM head at the captured (padded)
+    batch; its padded rows hold no context, so attention is unchanged.
+    """
     engine = get_engine(engine)
     main, dec = engine_perf(perf, engine)
     tier = comm_tier(plan, accelerator)
-    n, seqs, logits = shape.new_tokens, shape.sequences, shape.logit_rows
+    graph = graph_batches(engine, shape.prefill_tokens, shape.decode_seqs)
+    padded = graph > 0
+    n = np.where(padded, graph, shape.new_tokens)
+    seqs = shape.sequences
+    logits = np.where(padded, graph, shape.logit_rows)
     layers = model.layers * main.ops_s(layer_token_ops(model, plan, n, seqs))
     pre = StepBatch(shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens)
     d = np.asarray(shape.decode_seqs, float)
     dec_batch = StepBatch(d, d, shape.decode_kv_tokens, shape.decode_kv_tokens)
-    dec_ops = decode_attention_ops(model, plan, dec_batch, engine)  # kernels at the decode rate, GEMMs as others
+    dec_ops = attention_ops(model, plan, dec_batch, Phase.DECODE)  # kernels at the decode rate, GEMMs as others
     dec_s = dec.ops_s([o for o in dec_ops if o.kind is OpKind.ATTENTION]) \
         + main.ops_s([o for o in dec_ops if o.kind is not OpKind.ATTENTION])
     attn = model.layers * (np.where(np.asarray(shape.prefill_tokens) > 0,
                                     main.ops_s(attention_ops(model, plan, pre)), 0.0) + np.where(d > 0, dec_s, 0.0))
-    head = main.ops_s(head_ops(model, n, plan.tp, plan.dtype, logits_tokens=logits, weight_dtype=plan.weight_dtype))
+    head = main.ops_s(head_ops(model, n, plan.tp, plan.dtype, logits_tokens=logits, weight_dtype=plan.weight_dtype)
+                      + sampler_ops(model, logits, sampling))
     tp = tp_comm_s(main, model, plan, n, logits, tier)
-    pp = pp_comm_s(main, model, plan, n, tier)
+    pp = pp_comm_s(main, model, plan, n, pp_sends(plan, accelerator))
     kernels = kernels_per_step(model, plan, shape.prefill_tokens, d)
-    cpu = np.where(graphed(engine, shape.prefill_tokens, d), 0.0, kernels * engine.kernel_dispatch_s)
-    return IterationTime(layers, attn, head, tp, pp, cpu, overhead_s(engine, seqs), perf.name, engine.name)
+    host = engine.host_cost(plan.tp)
+    cpu = np.maximum(np.where(padded, 0.0, kernels * engine.kernel_dispatch_s), host.overlapped_s(seqs))
+    return IterationTime(layers, attn, head, tp, pp, cpu, host.exposed_s(np.asarray(seqs, float)), perf.name,
+                         engine.name)
 
 
-__all__ = ["IterationTime", "StepShape", "engine_perf", "iteration_time"]
+__all__ = ["PLAIN_SAMPLING", "IterationTime", "Sampling", "StepShape", "comm_tier", "engine_perf", "graph_batches", "pp_sends", "iteration_time", "sampler_ops"]

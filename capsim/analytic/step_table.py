@@ -21,16 +21,20 @@ import numpy as np
 from capsim.analytic.attention import capped, kernel_dims, layer_shares, serving_kernels
 from capsim.analytic.ops import OpKind, Phase, StepBatch, gemm, head_ops
 from capsim.analytic.serving import (
+    PLAIN_SAMPLING,
+    Sampling,
     comm_tier,
     engine_perf,
     kernels_per_step,
-    kv_reads_per_token,
     layer_token_ops,
     pp_comm_s,
+    pp_sends,
+    sampler_ops,
     tp_comm_s,
 )
+from capsim.analytic.serving_moe import gpu_kernel_dims, local_batch
 from capsim.errors import SpecError
-from capsim.perf import Collective, Perf, curve_value
+from capsim.perf import Perf, curve_value
 from capsim.specs.engine import EngineProfile, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
@@ -147,11 +151,13 @@ class StepTable:
     """
 
     def __init__(self, model: ModelSpec, plan: ServePlan, perf: Perf, engine: EngineProfile | str = "vllm",
-                 accelerator: Accelerator | None = None, max_tokens: int | None = None) -> None:
-        self.model, self.plan, self.engine = model, plan, get_engine(engine)
+                 accelerator: Accelerator | None = None, max_tokens: int | None = None,
+                 sampling: Sampling = PLAIN_SAMPLING) -> None:
+        self.model, self.plan, self.engine, self.sampling = model, plan, get_engine(engine), sampling
         self.calibration = perf.name
         self.main, self.dec = engine_perf(perf, self.engine)
         self.tier = comm_tier(plan, accelerator)
+        self.pp_sends = pp_sends(plan, accelerator)
         self.layers = float(model.layers)
         top = int(max_tokens or (plan.max_batched_tokens + plan.max_batch))
         n = np.arange(top + 1, dtype=float)
@@ -159,14 +165,13 @@ class StepTable:
         self.logit = self._logit_table(n).tolist()
         self._extra: dict[tuple[str, int], float] = {}
         self.heads = model.heads / plan.tp
-        kp, kd = kernel_dims(model, plan.tp, Phase.PREFILL), kernel_dims(model, plan.tp, Phase.DECODE)
+        kp, kd = gpu_kernel_dims(model, plan, Phase.PREFILL), gpu_kernel_dims(model, plan, Phase.DECODE)
         self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
-        # Bytes an attention kernel moves per query token and per key (serving_kernels' attention op; decode
-        # repeats each key per query head where the engine's kernel does).
+        # Bytes an attention kernel moves per query token and per key (serving_kernels' attention op).
         self.pre_q = kp.q_elems * self.act_bytes
         self.pre_kv = kp.kv_elems * (self.kv_bytes if kp.kv_cached else self.act_bytes)
         self.dec_q = kd.q_elems * self.act_bytes
-        self.dec_kv = kd.kv_elems * self.kv_bytes * kv_reads_per_token(model, plan, self.engine)
+        self.dec_kv = kd.kv_elems * self.kv_bytes
         self.flops_per_pair = {"pair": kp.flops_per_pair, "dpair": kd.flops_per_pair}
         self.shares = layer_shares(model)  # (window, share) of global and sliding-window layers
         self.mla = model.is_mla
@@ -185,8 +190,12 @@ class StepTable:
         e = self.engine
         # Dispatch seconds of a step by 2 x (has prefill) + (has decodes): one list index per step.
         self._dispatch = [self.kernels[(p, d)] * e.kernel_dispatch_s for p in (0, 1) for d in (0, 1)]
-        self.oh0, self.oh1 = e.step_overhead_s, e.sequence_overhead_s
-        self.graphs, self.graph_max = bool(e.cuda_graphs), int(e.cuda_graph_max_batch)
+        host = e.host_cost(plan.tp)
+        self.oh0, self.oh1 = host.exposed  # host time the GPU waits for
+        self.ov0, self.ov1 = host.overlapped  # host time overlapped with the GPU
+        # The captured batch a decode-only step of b sequences replays (padded), 0 = eager; index b.
+        self.graph = [e.graph_batch(b) for b in range(e.cuda_graph_max_batch + 1)]
+        self.graph_max = len(self.graph) - 1
         self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
         self._dec_coef_windowed: dict[int, tuple[float, float, float, float, float, float]] = {}
         self.max_window = max((w for w, _ in self.shares if w), default=0.0)
@@ -199,16 +208,15 @@ class StepTable:
         layers = self.layers * self.main.ops_s(layer_token_ops(m, p, n, 1.0))
         head = [o for o in head_ops(m, n, p.tp, p.dtype, logits_tokens=0.0, weight_dtype=p.weight_dtype)
                 if o.name in ("embedding", "final_norm")]
-        act = p.dtype.bytes
-        ar = self.main.collective_s(Collective.ALL_REDUCE, n * m.hidden * act, p.tp, self.tier)
-        out = layers + self.main.ops_s(head) + (2 * m.layers + 1) * ar + pp_comm_s(self.main, m, p, n, self.tier)
+        comm = tp_comm_s(self.main, m, p, n, 0.0 * n, self.tier)
+        out = layers + self.main.ops_s(head) + comm + pp_comm_s(self.main, m, p, n, self.pp_sends)
         return np.where(n > 0, out, 0.0)
 
     def _logit_table(self, rows: np.ndarray) -> np.ndarray:
         """LM head, logits softmax and the logits gather for ``rows`` positions (0 for none)."""
         m, p = self.model, self.plan
         head = [o for o in head_ops(m, rows, p.tp, p.dtype, logits_tokens=rows, weight_dtype=p.weight_dtype)
-                if o.name in ("lm_head", "logit_softcap", "logits_softmax")]
+                if o.name in ("lm_head", "logit_softcap", "logits_softmax")] + sampler_ops(m, rows, self.sampling)
         out = self.main.ops_s(head) + tp_comm_s(self.main, m, p, 0.0 * rows, rows, self.tier)
         return np.where(rows > 0, out, 0.0)
 
@@ -231,20 +239,25 @@ class StepTable:
     def _context_gemm_table(self, seqs: np.ndarray) -> np.ndarray:
         """MLA's decode GEMMs that absorb W^UK and W^UV around the latent kernel, for ``seqs`` decoding sequences
         (capsim.analytic.attention.serving_kernels; 0 for none)."""
-        ops = serving_kernels(self.model, StepBatch(seqs, seqs, 0.0, 0.0), self.plan.tp, Phase.DECODE,
+        p = self.plan  # attention data parallel: each GPU's 1/tp of the sequences with every head
+        ops = serving_kernels(self.model, local_batch(StepBatch(seqs, seqs, 0.0, 0.0), p), 1 if p.dp_attention else p.tp,
+                              Phase.DECODE,
                               self.plan.dtype, self.plan.kv_cache_dtype, self.plan.compute_dtype,
                               (self.plan.weight_dtype or self.plan.dtype).bytes)
         gemms = [o for o in ops if o.kind is OpKind.GEMM]
         return np.where(seqs > 0, self.main.ops_s(gemms), 0.0)
 
     def _kv_up_s(self, keys: float, share: float) -> float:
-        """MLA prefill: rebuilding K and V of ``keys`` keys from the latent (one GEMM), priced once per size."""
+        """MLA prefill: rebuilding K and V of ``keys`` keys from the latent (one GEMM), priced once per size (with
+        attention data parallelism, each GPU rebuilds its 1/tp of the keys for every head)."""
         key = int(round(keys))
         if key not in self._kv_up:
-            k = kernel_dims(self.model, self.plan.tp, Phase.PREFILL)
+            p = self.plan
+            dp = p.tp if p.dp_attention else 1
+            k = kernel_dims(self.model, 1 if p.dp_attention else p.tp, Phase.PREFILL)
             width = k.heads * (self.model.head_dim - self.model.qk_rope_head_dim + self.model.v_dim)
-            op = gemm("kv_up", float(key), width, self.model.kv_lora_rank, self.plan.compute_dtype,
-                      self.act_bytes, (self.plan.weight_dtype or self.plan.dtype).bytes)
+            op = gemm("kv_up", float(key) / dp, width, self.model.kv_lora_rank, p.compute_dtype,
+                      self.act_bytes, (p.weight_dtype or p.dtype).bytes)
             self._kv_up[key] = float(self.main.op_s(op))
         return share * self._kv_up[key]
 
@@ -307,11 +320,20 @@ class StepTable:
     def overhead_s(self, seqs: int) -> float:
         return self.oh0 + self.oh1 * seqs
 
-    def dispatch_s(self, prefill_tokens: int, decode_seqs: int) -> float:
-        """CPU dispatch time of a step's kernels outside a CUDA graph (0 when the step replays one)."""
-        if prefill_tokens == 0 and self.graphs and decode_seqs <= self.graph_max:
-            return 0.0
-        return self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
+    def padded(self, decode_seqs: int) -> int:
+        """The batch a decode-only step of ``decode_seqs`` runs its token kernels at: the captured graph size it
+        replays, or itself when it runs eagerly."""
+        g = self.graph[decode_seqs] if decode_seqs <= self.graph_max else 0
+        return g if g else decode_seqs
+
+    def dispatch_s(self, prefill_tokens: int, decode_seqs: int, seqs: int | None = None) -> float:
+        """Host time the step's GPU work overlaps: kernel dispatch outside a CUDA graph (none when the step replays
+        one), or the engine's overlapped host phases for ``seqs`` sequences, whichever is longer."""
+        ov = self.ov0 + self.ov1 * (decode_seqs if seqs is None else seqs)
+        if prefill_tokens == 0 and decode_seqs <= self.graph_max and self.graph[decode_seqs]:
+            return ov
+        d = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
+        return d if d > ov else ov
 
     def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float, float]:
         """Per batch size: (base, compute slope, memory intercept, memory slope, dispatch, dispatch + overhead)
@@ -321,7 +343,8 @@ class StepTable:
             b, L = float(seqs), self.layers
             icpt, slope = self.dec_mem
             gemms = self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
-            base = (self.token_time(seqs) + self.logit_time(seqs) + L * (self.attn_launch_s + gemms)
+            run = self.padded(seqs)  # token kernels and LM head at the captured batch
+            base = (self.token_time(run) + self.logit_time(run) + L * (self.attn_launch_s + gemms)
                     + self.overhead_s(seqs))
             cpu = self.dispatch_s(0, seqs)
             co = (base, L * self._dpair_s(seqs), L * (icpt + slope * b * self.dec_q),
@@ -397,6 +420,9 @@ class StepTable:
         # then dispatch_s and overhead_s, written out: this runs once per prompt step of the simulation.
         rows = prefill_seqs + decode_seqs if logits is None else logits
         n = prefill_tokens + decode_seqs
+        graphed = prefill_tokens == 0 and decode_seqs <= self.graph_max and self.graph[decode_seqs]
+        if graphed:  # a captured graph: token kernels and LM head at the padded batch
+            n = rows = self.graph[decode_seqs]
         tok = self.tok[n] if n < len(self.tok) else self._beyond("token", n)
         logit = self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
         # (``y if y > x else x`` is max(x, y); _pair_s is a list look-up past which _beyond prices.)
@@ -421,11 +447,12 @@ class StepTable:
                 mem = icpt + slope * nbytes
                 da = self.attn_launch_s + (mem if mem > comp else comp)
         gpu = tok + logit + self.layers * (pa + da)
-        if prefill_tokens == 0 and self.graphs and decode_seqs <= self.graph_max:
-            cpu = 0.0
-        else:
-            cpu = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
-        return (cpu if cpu > gpu else gpu) + (self.oh0 + self.oh1 * (prefill_seqs + decode_seqs))
+        seqs = prefill_seqs + decode_seqs
+        cpu = self.ov0 + self.ov1 * seqs
+        if not graphed:
+            d = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
+            cpu = d if d > cpu else cpu
+        return (cpu if cpu > gpu else gpu) + (self.oh0 + self.oh1 * seqs)
 
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

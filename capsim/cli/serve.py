@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from capsim.analytic.serving import Sampling
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
 from capsim.errors import SpecError
@@ -16,7 +17,13 @@ from capsim.sim.serving.router import RouterKind
 from capsim.sim.serving.workload import ArrivalKind, LengthKind, Lengths
 from capsim.specs.engine import SchedulerKind, get_engine
 
-Engine = Annotated[str, typer.Option("--engine", "-e", help="Engine profile: vllm, vllm-v0, tensorrt-llm, tensorrt-llm-0.5, sglang, nim.")]
+Engine = Annotated[str, typer.Option("--engine", "-e", help="Engine profile: vllm (V1), vllm-v0, vllm-0.2, sglang, tensorrt-llm, tensorrt-llm-0.5, nim-1.8 (capsim catalog engines).")]
+SamplingOpt = Annotated[str, typer.Option("--sampling", help="Requests' sampling: plain (greedy/temperature), "
+                                                          "top-p (top-k/top-p sort), penalties, top-p+penalties.")]
+Ep = Annotated[int, typer.Option("--ep", help="MoE: split the routed experts over this many GPUs of the TP group, "
+                                               "each expert whole (expert parallel).", min=1)]
+DpAttn = Annotated[bool, typer.Option("--dp-attention", help="MoE: attention data-parallel over the TP group "
+                                                             "(SGLang/TensorRT-LLM attention DP).")]
 Graphs = Annotated[bool | None, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Override the engine's CUDA graphs.")]
 Sched = Annotated[SchedulerKind | None, typer.Option("--scheduler", help="Batching policy (default: the engine's).")]
 MaxSeqs = Annotated[int | None, typer.Option("--max-seqs", help="max_num_seqs (default: the engine's).", min=1)]
@@ -109,8 +116,10 @@ def _print(summary: dict[str, Any], title: str) -> None:
 
 
 @guarded
-def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
-          replicas: Replicas = 1, engine: Engine = "vllm", cuda_graphs: Graphs = None, scheduler: Sched = None,
+def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp = 1, pp: o.Pp = 1, ep: Ep = 1,
+          dp_attention: DpAttn = False,
+          replicas: Replicas = 1, engine: Engine = "vllm", cuda_graphs: Graphs = None, sampling: SamplingOpt = "plain",
+          scheduler: Sched = None,
           max_seqs: MaxSeqs = None, max_batched_tokens: MaxTok = None, quantization: Quant = "none",
           dtype: Dtype = "bf16", kv_cache_dtype: KvDtype = None, gpu_memory_utilization: MemFrac = None,
           router: Router = RouterKind.ROUND_ROBIN, prefill_replicas: Prefill = 0, workload: Workload_ = None,
@@ -127,7 +136,8 @@ def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp
     spec_model = o.resolve_model(model, hf_config)
     acc = get_accelerator(accelerator, price)
     eng = get_engine(engine, cuda_graphs)
-    plan = engine_plan(eng, spec_model, acc, tp=tp, pp=pp, replicas=replicas, max_batch=max_seqs,
+    plan = engine_plan(eng, spec_model, acc, tp=tp, pp=pp, ep=ep, dp_attention=dp_attention, replicas=replicas,
+                       max_batch=max_seqs,
                        max_batched_tokens=max_batched_tokens, quantization=quantization, dtype=dtype,
                        kv_cache_dtype=kv_cache_dtype, gpu_memory_utilization=gpu_memory_utilization)
     rates = tuple(float(x) for x in diurnal.split(",")) if diurnal else ()
@@ -136,7 +146,7 @@ def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp
     wl = build_workload(_spec(workload, trace, arrival, _lengths(lengths, prompt_tokens, output_tokens, length_cv,
                                                                   uniform_high), kw))
     preset = get_preset(workload) if workload else None
-    cfg = ServeConfig(engine=eng, scheduler=scheduler, router=router, prefill_replicas=prefill_replicas,
+    cfg = ServeConfig(engine=eng, sampling=Sampling.parse(sampling), scheduler=scheduler, router=router, prefill_replicas=prefill_replicas,
                       slo_ttft_s=slo_ttft if slo_ttft is not None else (preset.slo_ttft_s if preset else None),
                       slo_tpot_s=slo_tpot if slo_tpot is not None else (preset.slo_tpot_s if preset else None),
                       price_usd_per_gpu_hour=price, fast=not step_mode, seed=seed)

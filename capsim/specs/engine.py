@@ -1,11 +1,13 @@
-"""Serving-engine profiles: per-step CPU overhead, kernel efficiencies and batching defaults of an engine.
+"""Serving-engine profiles by release: batching defaults, host (CPU) time per step, CUDA graphs and memory.
 
-The numbers live in ``capsim/specs/catalog/engines.yaml``, each with its source (STYLE.md #3); none is fitted to
-end-to-end results.
+The numbers live in ``capsim/specs/catalog/engines.yaml``, one profile per engine release, each value with its
+source (STYLE.md #3); none is fitted to end-to-end results. A release a profile does not cover is an error
+(:func:`engine_release`), never the nearest profile.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
@@ -25,45 +27,141 @@ class SchedulerKind(StrEnum):
     STATIC = "static"  # whole batches run to completion (FasterTransformer-style baseline)
 
 
+class Workers(StrEnum):
+    """How an engine's driver reaches its GPU workers."""
+
+    LOCAL = "local"  # in the driver's process (TP1)
+    RAY = "ray"  # Ray actors, one remote call per worker per step
+    MP = "mp"  # worker processes behind a shared-memory queue or MPI
+
+
+PHASES = ("schedule", "prepare", "sampler", "outputs", "step", "workers")
+# capsim's defaults where a release's sources do not state a value (engines.yaml names them per profile): vLLM's
+# long-standing limits and memory fraction, no watermark, nothing reserved, no host time priced, eager kernels.
+DEFAULTS: dict[str, Any] = {"max_num_seqs": 256, "max_num_batched_tokens": "model", "watermark": 0.0,
+                            "kv_memory_of": "total", "memory_fraction": 0.9, "reserved_bytes": 0.0,
+                            "workers": "local", "cuda_graphs": False, "cuda_graph_padding": False,
+                            "kernel_dispatch_s": 1.0e-5, "prefix_caching": False}
+
+
+def parse_version(text: str, field_name: str = "engine_version") -> tuple[int, ...]:
+    """(major, minor, patch, ...) of a release string such as ``0.2.3``, ``v1.0`` or ``1.0.0rc2`` (the release
+    candidate counts as its release)."""
+    m = re.fullmatch(r"v?(\d+(?:\.\d+)*)(?:[.-]?(?:rc|post|dev|a|b)\d*)?", str(text).strip().lower())
+    if m is None:
+        raise SpecError(field_name, f"{text!r} is not a release number", "write it as 0.2.3 or 1.0.0")
+    parts = tuple(int(p) for p in m.group(1).split("."))
+    return parts + (0,) * (3 - len(parts))
+
+
+def _sizes(spec: list[Any]) -> tuple[int, ...]:
+    """Captured batch sizes from engines.yaml: ints and "first:last:step" ranges."""
+    out: list[int] = []
+    for item in spec:
+        if isinstance(item, int):
+            out.append(item)
+        else:
+            a, b, s = (int(x) for x in str(item).split(":"))
+            out.extend(range(a, b + 1, s))
+    return tuple(sorted(set(out)))
+
+
+@dataclass(frozen=True)
+class HostCost:
+    """Host seconds per step for a step of ``seqs`` sequences: exposed (the GPU waits for it) and overlapped
+    (it runs while the GPU computes, so a step takes at least that long), each intercept + per-sequence."""
+
+    exposed: tuple[float, float] = (0.0, 0.0)
+    overlapped: tuple[float, float] = (0.0, 0.0)
+
+    def exposed_s(self, seqs: Any) -> Any:
+        return self.exposed[0] + self.exposed[1] * seqs
+
+    def overlapped_s(self, seqs: Any) -> Any:
+        return self.overlapped[0] + self.overlapped[1] * seqs
+
+
 @dataclass(frozen=True)
 class EngineProfile:
-    """What a serving engine adds to the device model; see engines.yaml for the meaning and source of each."""
+    """One engine release; see engines.yaml for the meaning and source of each field."""
 
     name: str
+    engine: str  # family: vllm, sglang, tensorrt-llm, nim
+    release: str  # the release described
+    covers: tuple[str, str | None]  # releases [first, before) the profile stands for
     description: str
     scheduler: SchedulerKind
-    max_num_seqs: int
-    max_num_batched_tokens: int | str  # "model": max(model context, 2048)
-    watermark: float
-    kv_memory_of: str  # "total" or "free"
-    memory_fraction: float
-    step_overhead_s: float
-    sequence_overhead_s: float
-    cuda_graphs: bool
-    cuda_graph_max_batch: int
-    kernel_dispatch_s: float
+    max_num_seqs: int = DEFAULTS["max_num_seqs"]
+    max_num_batched_tokens: int | str = DEFAULTS["max_num_batched_tokens"]  # "model": max(model context, 2048)
+    large_gpu: dict[str, int] = field(default_factory=dict)
+    watermark: float = DEFAULTS["watermark"]
+    kv_memory_of: str = DEFAULTS["kv_memory_of"]  # "total" or "free"
+    memory_fraction: float = DEFAULTS["memory_fraction"]
+    reserved_bytes: float = DEFAULTS["reserved_bytes"]
+    cpu: dict[str, tuple[float, float]] = field(default_factory=dict)  # phase -> (intercept_s, per_sequence_s)
+    overlapped: tuple[str, ...] = ()  # phases hidden behind the GPU ("all" = every phase)
+    workers: Workers = Workers.LOCAL  # at TP1
+    workers_tp: Workers | None = None  # at TP > 1 (None: as at TP1)
+    worker_comm: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    cuda_graphs: bool = DEFAULTS["cuda_graphs"]
+    cuda_graph_sizes: tuple[int, ...] = ()
+    cuda_graph_padding: bool = DEFAULTS["cuda_graph_padding"]
+    kernel_dispatch_s: float = DEFAULTS["kernel_dispatch_s"]
+    prefix_caching: bool = DEFAULTS["prefix_caching"]
+    # Multipliers on the calibration's kernel efficiencies: 1.0, since no operator profile of an engine's kernels
+    # says they differ from the calibrated ones (kept for what-if studies, not set by any profile).
     gemm_efficiency: float = 1.0
     attention_efficiency: float = 1.0
     decode_attention_efficiency: float = 1.0
     memory_efficiency: float = 1.0
-    # The decode attention kernel runs one thread block per query head, each streaming its KV head's cache: a GQA
-    # group's cache is read once per query head instead of once per group (vLLM V0 PagedAttention, TensorRT-LLM's
-    # masked MHA before XQA). False: one read per KV head (FlashAttention, FlashInfer, XQA).
-    decode_kv_per_query_head: bool = False
-    large_gpu: dict[str, int] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("step_overhead_s", "sequence_overhead_s", "kernel_dispatch_s", "watermark"):
+        for name in ("kernel_dispatch_s", "watermark", "reserved_bytes"):
             require(getattr(self, name) >= 0, f"engine.{name}", f"must be >= 0, got {getattr(self, name)}")
         for name in ("gemm_efficiency", "attention_efficiency", "decode_attention_efficiency", "memory_efficiency",
                      "memory_fraction"):
             value = getattr(self, name)
             require(0 < value <= 1.5, f"engine.{name}", f"must be in (0, 1.5], got {value}")
-        require(isinstance(self.decode_kv_per_query_head, bool), "engine.decode_kv_per_query_head",
-                f"must be true or false, got {self.decode_kv_per_query_head!r}")
         require(self.kv_memory_of in ("total", "free"), "engine.kv_memory_of",
                 f"must be 'total' or 'free', got {self.kv_memory_of!r}")
+        bad = [p for p in (*self.cpu, *self.overlapped) if p not in (*PHASES, "all")]
+        require(not bad, "engine.cpu", f"unknown phases {bad}", f"use {', '.join(PHASES)}")
+        for phase, (a, b) in self.cpu.items():
+            require(a >= 0 and b >= 0, f"engine.cpu.{phase}", f"must be >= 0, got {(a, b)}")
+        require(not self.cuda_graphs or bool(self.cuda_graph_sizes), "engine.cuda_graph_sizes",
+                "CUDA graphs need captured batch sizes")
+
+    @property
+    def cuda_graph_max_batch(self) -> int:
+        return max(self.cuda_graph_sizes) if self.cuda_graphs and self.cuda_graph_sizes else 0
+
+    def covers_release(self, version: tuple[int, ...]) -> bool:
+        lo, hi = self.covers
+        return parse_version(lo) <= version and (hi is None or version < parse_version(hi))
+
+    def host_cost(self, tp: int = 1) -> HostCost:
+        """Host time per step at tensor-parallel degree ``tp``: the profile's phases plus driving its workers."""
+        phases = dict(self.cpu)
+        transport = self.workers if tp == 1 else (self.workers_tp or self.workers)
+        tier = self.worker_comm.get(transport.value, {}).get("tp1" if tp == 1 else "tp2+")
+        if tier is not None:
+            phases["workers"] = tier
+        hidden = set(PHASES) if "all" in self.overlapped else set(self.overlapped)
+        exp = [v for k, v in phases.items() if k not in hidden]
+        ovl = [v for k, v in phases.items() if k in hidden]
+        return HostCost((sum(a for a, _ in exp), sum(b for _, b in exp)),
+                        (sum(a for a, _ in ovl), sum(b for _, b in ovl)))
+
+    def graph_batch(self, seqs: int) -> int:
+        """The captured batch a decode-only step of ``seqs`` sequences replays (padded up when the engine pads),
+        or 0 when it runs eagerly."""
+        if not self.cuda_graphs or seqs > self.cuda_graph_max_batch:
+            return 0
+        for size in self.cuda_graph_sizes:
+            if size >= seqs:
+                return size if (size == seqs or self.cuda_graph_padding) else 0
+        return 0
 
     def limits(self, model: ModelSpec, accelerator: Accelerator | None = None) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) this engine defaults to for ``model`` on ``accelerator``."""
@@ -82,46 +180,97 @@ class EngineProfile:
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        out["scheduler"] = self.scheduler.value
+        out.update(scheduler=self.scheduler.value, workers=self.workers.value,
+                   workers_tp=None if self.workers_tp is None else self.workers_tp.value, covers=list(self.covers),
+                   cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped))
         return out
+
+
+def _profile(name: str, entry: dict[str, Any]) -> EngineProfile:
+    entry = dict(entry)
+    entry["scheduler"] = SchedulerKind(entry["scheduler"])
+    entry["covers"] = tuple(entry["covers"])
+    entry["cpu"] = {k: (float(v[0]), float(v[1])) for k, v in entry.get("cpu", {}).items()}
+    entry["worker_comm"] = {t: {k: (float(v[0]), float(v[1])) for k, v in tiers.items()}
+                            for t, tiers in entry.get("worker_comm", {}).items()}
+    entry["overlapped"] = tuple(entry.get("overlapped", ()))
+    entry["workers"] = Workers(entry.get("workers", DEFAULTS["workers"]))
+    if entry.get("workers_tp") is not None:
+        entry["workers_tp"] = Workers(entry["workers_tp"])
+    entry["cuda_graph_sizes"] = _sizes(entry.get("cuda_graph_sizes", []))
+    entry.pop("cuda_graph_sizes_padded", None)
+    return EngineProfile(name=name, **entry)
 
 
 @cache
 def engines() -> dict[str, EngineProfile]:
     """Every engine profile of the catalog, by name."""
     raw: dict[str, dict[str, Any]] = load_catalog("engines")
-    out: dict[str, EngineProfile] = {}
-    for name, entry in raw.items():
-        entry = dict(entry)
-        parent = entry.pop("inherits", None)
-        if parent is not None:
-            base = dict(raw[parent])
-            base.update({k: v for k, v in entry.items() if k != "sources"})
-            base["sources"] = {**raw[parent].get("sources", {}), **entry.get("sources", {})}
-            entry = base
-        entry["scheduler"] = SchedulerKind(entry["scheduler"])
-        out[name] = EngineProfile(name=name, **entry)
-    return out
+    return {name: _profile(name, entry) for name, entry in raw.items()}
+
+
+@cache
+def padded_sizes(name: str) -> tuple[int, ...]:
+    """The capture sizes a profile uses when padding is switched on (engines.yaml cuda_graph_sizes_padded), or
+    its own sizes."""
+    entry = load_catalog("engines").get(name, {})
+    spec = entry.get("cuda_graph_sizes_padded")
+    return _sizes(spec) if spec is not None else engines()[name].cuda_graph_sizes
+
+
+FAMILIES = {"vllm": "vllm", "sglang": "sglang", "tensorrt-llm": "tensorrt-llm", "trtllm": "tensorrt-llm",
+            "trt-llm": "tensorrt-llm", "tensorrtllm": "tensorrt-llm", "nim": "nim", "nvidia-nim": "nim"}
+ALIASES = {"trtllm": "tensorrt-llm", "trt-llm": "tensorrt-llm", "tensorrtllm": "tensorrt-llm", "vllm-v1": "vllm",
+           "nvidia-nim": "nim-1.8", "nim": "nim-1.8", "trtllm-0.5": "tensorrt-llm-0.5",
+           "trt-llm-0.5": "tensorrt-llm-0.5"}
 
 
 def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> EngineProfile:
-    """An engine profile by name (``vllm``, ``vllm-v0``, ``tensorrt-llm``, ``tensorrt-llm-0.5``, ``sglang``,
-    ``nim``; also ``trtllm``, ``trt-llm``); ``cuda_graphs`` overrides the profile's default."""
+    """An engine profile by name (``vllm``, ``vllm-v0``, ``vllm-0.2``, ``sglang``, ``tensorrt-llm``,
+    ``tensorrt-llm-0.5``, ``nim-1.8``; also ``trtllm``, ``nim``); ``cuda_graphs`` overrides the profile's
+    default (switching them on needs a profile with captured sizes)."""
     if isinstance(name, EngineProfile):
         prof = name
     else:
         key = str(name).strip().lower().replace("_", "-")
-        key = {"trtllm": "tensorrt-llm", "trt-llm": "tensorrt-llm", "tensorrtllm": "tensorrt-llm",
-               "vllm-v1": "vllm", "nvidia-nim": "nim", "trtllm-0.5": "tensorrt-llm-0.5",
-               "trt-llm-0.5": "tensorrt-llm-0.5"}.get(key, key)
+        key = ALIASES.get(key, key)
         if key not in engines():
             raise UnknownNameError("engine", str(name), list(engines()))
         prof = engines()[key]
     if cuda_graphs is not None:
         if not isinstance(cuda_graphs, bool):
             raise SpecError("engine.cuda_graphs", f"must be true or false, got {cuda_graphs!r}")
+        if cuda_graphs and not prof.cuda_graph_sizes:
+            raise SpecError("engine.cuda_graphs", f"{prof.name} ({prof.engine} {prof.release}) has no CUDA graphs",
+                            "leave CUDA graphs off for this release")
         prof = replace(prof, cuda_graphs=cuda_graphs)
     return prof
 
 
-__all__ = ["EngineProfile", "SchedulerKind", "engines", "get_engine"]
+def known_releases() -> str:
+    """Every engine release capsim has a profile for, as one line (for error messages)."""
+    parts = [f"{p.engine} >={p.covers[0]}{'' if p.covers[1] is None else f',<{p.covers[1]}'} ({p.name})"
+             for p in engines().values()]
+    return "; ".join(parts)
+
+
+def engine_release(engine: str, version: str) -> EngineProfile:
+    """The profile of ``engine`` (a family name) that covers release ``version``; an engine or release capsim has
+    no profile for is an error naming the column and the known values."""
+    family = FAMILIES.get(str(engine).strip().lower())
+    if family is None:
+        raise SpecError("engine", f"unknown engine {engine!r}",
+                        f"use one of {', '.join(sorted(set(FAMILIES.values())))}")
+    if not str(version).strip():
+        raise SpecError("engine_version", f"no release given for {family}",
+                        f"name the release measured; capsim knows {known_releases()}")
+    v = parse_version(version)
+    for prof in engines().values():
+        if prof.engine == family and prof.covers_release(v):
+            return prof
+    raise SpecError("engine_version", f"{family} {version} is a release capsim has no profile for",
+                    f"capsim knows {known_releases()}")
+
+
+__all__ = ["DEFAULTS", "EngineProfile", "HostCost", "SchedulerKind", "Workers", "engine_release", "engines",
+           "get_engine", "known_releases", "padded_sizes", "parse_version"]

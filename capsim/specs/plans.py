@@ -223,9 +223,19 @@ class ServePlan:
     kv_cache_dtype: DType | None = None  # None = dtype
     gpu_memory_utilization: float = 0.9  # fraction of device memory the engine may use (vLLM's flag)
     block_size: int = 16  # tokens per paged-KV block (vLLM default)
+    # MoE serving inside a TP group: routed experts split over ``ep`` of its GPUs, each expert whole (vLLM
+    # --enable-expert-parallel, SGLang --ep-size, TensorRT-LLM moe_expert_parallel_size); 1 = experts split by TP.
+    ep: int = 1
+    # Attention data-parallel over the TP group: each GPU attends its own share of the sequences with every head,
+    # the MoE layers run across the group (SGLang --enable-dp-attention, TensorRT-LLM enable_attention_dp).
+    dp_attention: bool = False
 
     def __post_init__(self) -> None:
-        _positive(self, ("tp", "pp", "replicas", "max_batch", "max_batched_tokens", "block_size"), "plan")
+        _positive(self, ("tp", "pp", "replicas", "max_batch", "max_batched_tokens", "block_size", "ep"), "plan")
+        require(self.tp % self.ep == 0, "plan.ep", f"ep={self.ep} must divide tp={self.tp}",
+                "experts are split over GPUs of the TP group: use ep in " + str(divisors(self.tp)))
+        require(isinstance(self.dp_attention, bool), "plan.dp_attention", f"must be true or false, got "
+                f"{self.dp_attention!r}")
         try:
             object.__setattr__(self, "quantization", Quantization(str(self.quantization).lower()))
         except ValueError:
@@ -258,14 +268,24 @@ class ServePlan:
         return max(1, self.tp // model.kv_heads)
 
     def check(self, model: ModelSpec) -> ServePlan:
+        if not self.dp_attention:  # attention split by TP
+            self._check_attention_tp(model)
+        require(model.total_layers % self.pp == 0, "plan.pp", f"pp={self.pp} does not divide "
+                f"{model.total_layers} layers", f"use pp in {divisors(model.total_layers)}")
+        if self.ep > 1 or self.dp_attention:
+            require(model.is_moe, "plan.ep" if self.ep > 1 else "plan.dp_attention",
+                    f"{model.name} has no experts", "expert and attention data parallelism serve MoE models")
+        if self.ep > 1:
+            require(model.experts % self.ep == 0, "plan.ep", f"ep={self.ep} does not divide {model.experts} "
+                    "experts", f"use ep in {[d for d in divisors(self.tp) if model.experts % d == 0]}")
+        return self
+
+    def _check_attention_tp(self, model: ModelSpec) -> None:
         require(model.heads % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide {model.name}'s "
                 f"{model.heads} attention heads", f"use tp in {divisors(model.heads)}")
         require(model.kv_heads % self.tp == 0 or self.tp % model.kv_heads == 0, "plan.tp",
                 f"tp={self.tp} neither divides nor is a multiple of {model.kv_heads} KV heads",
                 f"use tp in {sorted(set(divisors(model.kv_heads)) | {d for d in divisors(model.heads) if d % model.kv_heads == 0})}")
-        require(model.total_layers % self.pp == 0, "plan.pp", f"pp={self.pp} does not divide "
-                f"{model.total_layers} layers", f"use pp in {divisors(model.total_layers)}")
-        return self
 
     def with_(self, **changes: object) -> ServePlan:
         return replace(self, **changes)

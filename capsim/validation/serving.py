@@ -1,16 +1,17 @@
 """``capsim validate serving``: published serving measurements against the iteration-time model and the fleet
 simulator, one code path for every row (capsim/data/validation/serving_published.csv, or any CSV with its columns).
 
-Each row's engine comes from its ``engine`` column (``unstated`` takes capsim's default, ``vllm``), except that a
-source whose data predate an engine's current version runs the profile of the version it names or of its date
-(DistServe 2024-04: vLLM V0; TensorRT-LLM release 0.5.0: ``tensorrt-llm-0.5``), a dated configuration fact, not a
-correction. The
-calibration of each row is the GPU-profile calibration of its accelerator where one ships, else its datasheet one.
+The software of a row is data: its ``engine``, ``engine_version`` (the release measured) and ``flags`` columns
+pick the engine profile of that release (capsim/specs/catalog/engines.yaml) and the options it ran with. An
+unknown engine, release or flag is a malformed file (exit 2, naming the column and the values capsim knows); a
+row whose source does not state the release is reported unpriced with that reason. The calibration of each row is
+the GPU-profile calibration of its accelerator where one ships, else its datasheet one.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +24,65 @@ from capsim.perf import Perf
 from capsim.sim.serving import ServeConfig, Workload, default_perf, engine_plan, simulate
 from capsim.sim.serving.metrics import ServingResult
 from capsim.specs.catalog import get_accelerator, get_model
-from capsim.specs.engine import get_engine
+from capsim.specs.engine import FAMILIES, EngineProfile, engine_release, known_releases
+from capsim.specs.engine_flags import FLAGS, apply_flags, parse_flags
 from capsim.specs.plans import ServePlan
-from capsim.validation.harness import Report, Row, read_csv
+from capsim.validation.clients import Client, all_requests, client, genai_perf_steady
+from capsim.validation.harness import (
+    LINE,
+    DataError,
+    Report,
+    Row,
+    attempt,
+    failed_row,
+    measured_value,
+    read_csv,
+)
 
-REQUIRED = ("source", "model", "gpu", "gpus", "tp", "precision", "engine", "workload", "trace", "batch",
-            "input_tokens", "output_tokens", "rate_rps", "metric", "value", "unit")
-# DistServe's ground truth was committed on 2024-04-23 (its README): vLLM then ran the V0 engine (V1 arrived in
-# 2025). The same README gives the launcher's flags (max-num-batched-tokens 16384, max-num-seqs 1024,
-# gpu-memory-utilization 0.95), marked uncertain; they are the best statement of the run's configuration.
-# The trtllm-0.5 rows come from TensorRT-LLM release 0.5.0's performance.md (the CSV header): that release's profile.
-ENGINE_OF_SOURCE = {"distserve": "vllm-v0", "trtllm-0.5": "tensorrt-llm-0.5"}
-FLAGS_OF_SOURCE = {"distserve": {"max_batched_tokens": 16384, "max_batch": 1024, "gpu_memory_utilization": 0.95}}
+REQUIRED = ("source", "model", "gpu", "gpus", "tp", "precision", "engine", "engine_version", "flags", "workload",
+            "trace", "batch", "input_tokens", "output_tokens", "rate_rps", "metric", "value", "unit")
 SCALE = {"ms": 1e-3, "s": 1.0, "tok/s": 1.0}
+METRICS = {"ttft_mean": "ttft_mean_s", "tpot_mean": "tpot_mean_s", "itl_mean": "itl_mean_s",
+           "e2e_latency_mean": "e2e_mean_s", "output_tokens_per_s": "output_tokens_per_s",
+           "prefill_batch_time": "", "decode_step_time": ""}
 SATURATION_TTFT_S = 1.0  # the mean TTFT that marks saturation, applied to measured and simulated runs alike
 MAX_LOAD_REQUESTS_PER_SEQ = 4  # max-load: this many requests per batch slot, all queued at t = 0
+
+
+@dataclass(frozen=True)
+class Software:
+    """A row's engine release with its flags applied, or why it cannot be priced."""
+
+    engine: EngineProfile | None
+    plan: dict[str, object]
+    notes: tuple[str, ...]
+    unpriced: str = ""  # why the row cannot be priced (blank release)
+    client: Client | None = None  # the benchmark client of a closed-loop row (None: not stated)
+
+
+def row_software(r: dict[str, str]) -> Software:
+    """The engine profile, plan limits and flag notes a row states; a DataError for what capsim cannot read."""
+    line = r.get(LINE, "?")
+    name = r["engine"].strip().lower()
+    if name not in FAMILIES:
+        raise DataError("engine", f"line {line}: {'no engine' if not name else f'unknown engine {name!r}'}",
+                        f"name the engine that produced the row: {', '.join(sorted(set(FAMILIES.values())))} "
+                        "(a row whose engine nobody published belongs to the engine-calibration data)")
+    try:
+        flags = parse_flags(r["flags"])
+        for key in flags:
+            if key not in FLAGS:
+                raise SpecError("flags", f"unknown flag {key!r}", f"capsim knows {', '.join(sorted(FLAGS))}")
+        bench = client(flags.pop("client")) if "client" in flags else None
+        if not r["engine_version"].strip():
+            return Software(None, {}, (), f"the source does not state which {FAMILIES[name]} release ran "
+                            f"(engine_version is blank); capsim prices engines by release: {known_releases()}")
+        applied = apply_flags(engine_release(name, r["engine_version"]), flags, r["precision"])
+    except DataError:
+        raise
+    except SpecError as err:
+        raise DataError(err.field, f"line {line}: {err.problem}", err.fix) from None
+    return Software(applied.engine, applied.plan, applied.notes, client=bench)
 
 
 def _perf(gpu: str, calibration: str | None) -> Perf:
@@ -51,7 +96,7 @@ def _perf(gpu: str, calibration: str | None) -> Perf:
     return default_perf(acc)
 
 
-def _plan(r: dict[str, str], engine: str, **extra: object) -> ServePlan:
+def _plan(r: dict[str, str], sw: Software, **extra: object) -> ServePlan:
     model, acc = get_model(r["model"]), get_accelerator(r["gpu"])
     prec = r["precision"].strip().lower()
     tp, gpus = int(r["tp"]), int(r["gpus"])
@@ -61,17 +106,11 @@ def _plan(r: dict[str, str], engine: str, **extra: object) -> ServePlan:
     # One rule for every fp8 row: FP8 weights, activations and KV cache, as NVIDIA's FP8 checkpoints quantize them.
     kw: dict[str, object] = {"tp": tp, "quantization": quant, "dtype": prec if prec in ("fp16", "bf16") else "bf16",
                              "kv_cache_dtype": "fp8" if prec == "fp8" else None}
-    kw.update(FLAGS_OF_SOURCE.get(r["source"].lower(), {}))
+    kw.update(sw.plan)
     kw.update(extra)
-    return engine_plan(engine, model, acc, **kw)
-
-
-def row_engine(r: dict[str, str]) -> str:
-    src = r["source"].lower()
-    if src in ENGINE_OF_SOURCE:
-        return ENGINE_OF_SOURCE[src]
-    name = r["engine"].strip().lower()
-    return "vllm" if name in ("", "unstated", "unknown") else get_engine(name).name
+    if kw.get("ep") == 0:  # vLLM --enable-expert-parallel: experts over the whole TP group
+        kw["ep"] = tp
+    return engine_plan(sw.engine, model, acc, **kw)
 
 
 def _trace(r: dict[str, str], csv_path: str | Path | None) -> str:
@@ -83,11 +122,11 @@ def _trace(r: dict[str, str], csv_path: str | Path | None) -> str:
     return name
 
 
-def _run(r: dict[str, str], wl: Workload, plan: ServePlan, engine: str, perf: Perf,
+def _run(r: dict[str, str], wl: Workload, plan: ServePlan, sw: Software, perf: Perf,
          scheduler: str | None = None) -> ServingResult:
     model, acc = get_model(r["model"]), get_accelerator(r["gpu"])
     return simulate(model, plan.with_(replicas=int(r["gpus"]) // plan.tp), acc, perf, wl,
-                    ServeConfig(engine=engine, scheduler=scheduler))
+                    ServeConfig(engine=sw.engine, scheduler=scheduler))
 
 
 def _fixed(n: int, r: dict[str, str], arrival: np.ndarray | None, clients: int = 0) -> Workload:
@@ -95,58 +134,96 @@ def _fixed(n: int, r: dict[str, str], arrival: np.ndarray | None, clients: int =
                     arrival, clients)
 
 
-def predict(r: dict[str, str], perf: Perf, csv_path: str | Path | None = None) -> tuple[float, str]:
-    """The predicted value of one row (in SI units) and a note on what capsim chose."""
-    kind, metric, engine = r["workload"].strip().lower(), r["metric"].strip().lower(), row_engine(r)
-    model, acc = get_model(r["model"]), get_accelerator(r["gpu"])
-    note = f"engine {engine}"
+def _replay(r: dict[str, str], csv_path: str | Path | None) -> Workload:
+    df = load_trace(_trace(r, csv_path))
+    return Workload(r["trace"], df["prompt_tokens"].to_numpy(), df["output_tokens"].to_numpy(),
+                    df["arrived_at"].to_numpy() - df["arrived_at"].iloc[0])
+
+
+def _poisson(r: dict[str, str], csv_path: str | Path | None) -> Workload:
+    rate, n = float(r["rate_rps"]), 1000
+    rng = np.random.default_rng(0)
+    t = np.cumsum(rng.exponential(1 / rate, n)) - 1 / rate
+    if not r["trace"].strip():
+        return _fixed(n, r, t)
+    df = load_trace(_trace(r, csv_path))
+    idx = rng.integers(0, len(df), n)
+    return Workload("poisson", df["prompt_tokens"].to_numpy()[idx], df["output_tokens"].to_numpy()[idx], t)
+
+
+def predict(r: dict[str, str], perf: Perf, sw: Software,
+            csv_path: str | Path | None = None) -> tuple[float, str, tuple[float, float] | None]:
+    """The predicted value of one row (in SI units), a note on what capsim chose, and the band of the
+    prediction over the row's unstated settings (None where it leaves nothing open)."""
+    if sw.engine is None:
+        raise SpecError("engine_version", sw.unpriced)
+    kind, metric = r["workload"].strip().lower(), r["metric"].strip().lower()
+    eng = sw.engine
+    note = "; ".join((f"engine {eng.name} ({eng.engine} {eng.release})", *sw.notes))
+    if kind == "concurrency":
+        return _closed_loop(r, sw, perf, metric, note)
+    value, note = _open_loop(r, perf, sw, kind, metric, note, csv_path)
+    return value, note, None
+
+
+def _open_loop(r: dict[str, str], perf: Perf, sw: Software, kind: str, metric: str, note: str,
+               csv_path: str | Path | None) -> tuple[float, str]:
+    model, acc, eng = get_model(r["model"]), get_accelerator(r["gpu"]), sw.engine
     if kind == "single-batch":
-        plan, b, p = _plan(r, engine), int(r["batch"]), int(r["input_tokens"])
+        plan, b, p = _plan(r, sw), int(r["batch"]), int(r["input_tokens"])
         shape = StepShape.prefill(b, p) if metric == "prefill_batch_time" else StepShape.decode(b, p)
-        return float(iteration_time(model, plan, perf, shape, engine, acc).total_s), note
+        return float(iteration_time(model, plan, perf, shape, eng, acc).total_s), note
     if kind == "replay":
-        df = load_trace(_trace(r, csv_path))
-        wl = Workload(r["trace"], df["prompt_tokens"].to_numpy(), df["output_tokens"].to_numpy(),
-                      df["arrived_at"].to_numpy() - df["arrived_at"].iloc[0])
-        res = _run(r, wl, _plan(r, engine), engine, perf)
-        return _metric(res, metric), note + f", {wl.size} requests replayed"
+        wl = _replay(r, csv_path)
+        return _metric(_run(r, wl, _plan(r, sw), sw, perf), metric), note + f"; {wl.size} requests replayed"
     if kind == "poisson":
-        rate, n = float(r["rate_rps"]), 1000
-        rng = np.random.default_rng(0)
-        t = np.cumsum(rng.exponential(1 / rate, n)) - 1 / rate
-        if r["trace"].strip():
-            df = load_trace(_trace(r, csv_path))
-            idx = rng.integers(0, len(df), n)
-            wl = Workload("poisson", df["prompt_tokens"].to_numpy()[idx], df["output_tokens"].to_numpy()[idx], t)
-        else:
-            wl = _fixed(n, r, t)
-        return _metric(_run(r, wl, _plan(r, engine), engine, perf), metric), note + ", 1000 Poisson requests"
+        return _metric(_run(r, _poisson(r, csv_path), _plan(r, sw), sw, perf), metric), note + \
+            "; 1000 Poisson requests"
     if kind == "max-load":
-        plan = _plan(r, engine)
+        plan = _plan(r, sw)
         n = MAX_LOAD_REQUESTS_PER_SEQ * plan.max_batch
-        res = _run(r, _fixed(n, r, np.zeros(n)), plan, engine, perf)
-        return _metric(res, metric), note + f", {n} requests queued at t=0 (max_num_seqs {plan.max_batch})"
+        res = _run(r, _fixed(n, r, np.zeros(n)), plan, sw, perf)
+        return _metric(res, metric), note + f"; {n} requests queued at t=0 (max_num_seqs {plan.max_batch})"
     if kind == "static":
         b = int(r["batch"])
-        res = _run(r, _fixed(4 * b, r, np.zeros(4 * b)), _plan(r, engine, max_batch=b), engine, perf, "static")
-        return _metric(res, metric), note + f", 4 static batches of {b}"
+        res = _run(r, _fixed(4 * b, r, np.zeros(4 * b)), _plan(r, sw, max_batch=b), sw, perf, "static")
+        return _metric(res, metric), note + f"; 4 static batches of {b}"
     if kind == "latency":
         b = int(r["batch"])
-        return _metric(_run(r, _fixed(b, r, np.zeros(b)), _plan(r, engine), engine, perf), metric), note
-    if kind == "concurrency":
-        c = int(r["batch"])
-        res = _run(r, _fixed(10 * c, r, None, c), _plan(r, engine), engine, perf)
-        return _metric(res, metric), note + f", {10 * c} requests from {c} clients"
+        return _metric(_run(r, _fixed(b, r, np.zeros(b)), _plan(r, sw), sw, perf), metric), note
     raise SpecError("workload", f"unknown workload kind {kind!r}",
                     "use single-batch, poisson, replay, max-load, static, latency or concurrency")
 
 
+def _closed_loop(r: dict[str, str], sw: Software, perf: Perf, metric: str,
+                 note: str) -> tuple[float, str, tuple[float, float] | None]:
+    """A closed loop of ``batch`` clients all starting at t = 0, measured as the row's benchmark client measures
+    it (validation/clients.py): every one of 10 x C requests (vllm bench serve, AIPerf), or the steady state of
+    a longer run after its start-up (genai-perf). A row that does not name its client takes every request (the
+    CSV's definition of the workload) and reports the other count as the band."""
+    if metric not in ("ttft_mean", "itl_mean", "output_tokens_per_s"):
+        raise SpecError("metric", f"a concurrency row measures ttft_mean, itl_mean or output_tokens_per_s, not "
+                        f"{metric!r}")
+    c = int(r["batch"])
+    got = {}
+    for mode in ([sw.client] if sw.client is not None else list(Client)):
+        n = 10 * c if mode is Client.VLLM_BENCH else max(40 * c, 100)
+        res = _run(r, _fixed(n, r, None, c), _plan(r, sw), sw, perf)
+        m = all_requests(res.requests, res.summary) if mode is Client.VLLM_BENCH else \
+            genai_perf_steady(res.requests, c)
+        got[mode] = ({"ttft_mean": m.ttft_mean_s, "itl_mean": m.itl_mean_s,
+                      "output_tokens_per_s": m.output_tokens_per_s}[metric], f"{n} requests, {m.note}")
+    mode = sw.client or Client.VLLM_BENCH
+    value, how = got[mode]
+    band = None if sw.client is not None else (min(v for v, _ in got.values()), max(v for v, _ in got.values()))
+    extra = "" if band is None else "; client not stated: band over vllm-bench and genai-perf start-ups"
+    return value, note + f"; {c} clients starting at once, {how}{extra}", band
+
+
 def _metric(res: ServingResult, metric: str) -> float:
-    key = {"ttft_mean": "ttft_mean_s", "tpot_mean": "tpot_mean_s", "itl_mean": "itl_mean_s",
-           "e2e_latency_mean": "e2e_mean_s", "output_tokens_per_s": "output_tokens_per_s"}.get(metric)
-    if key is None:
-        raise SpecError("metric", f"unknown metric {metric!r}",
-                        "use ttft_mean, tpot_mean, itl_mean, e2e_latency_mean or output_tokens_per_s")
+    key = METRICS.get(metric)
+    if not key:
+        raise SpecError("metric", f"{metric!r} is a step time, not a fleet metric", "use workload single-batch")
     return float(res.summary[key])
 
 
@@ -159,58 +236,86 @@ def _crossing(rates: list[float], ttft_s: list[float]) -> float:
     return math.nan
 
 
-def saturation_row(rows: list[dict[str, str]], perf: Perf, csv_path: str | Path | None) -> Row | None:
-    """Measured vs simulated saturation rate of a source's replays: the same requests (its longest trace), the
-    first N = 100 x rate of them with their arrival gaps rescaled to span N / rate seconds, as the published runs
-    were made (DistServe README: every run spans N / rate). The rate grid runs to 12 req/s."""
-    ttft = sorted((float(r["rate_rps"]), float(r["value"]) * SCALE[r["unit"]], r) for r in rows
-                  if r["workload"] == "replay" and r["metric"] == "ttft_mean" and r["rate_rps"])
-    if len(ttft) < 2:
-        return None
-    measured = _crossing([t[0] for t in ttft], [t[1] for t in ttft])
-    base = max(ttft, key=lambda t: len(load_trace(_trace(t[2], csv_path))))[2]
+def _simulated_saturation(base: dict[str, str], sw: Software, perf: Perf, csv_path: str | Path | None) -> float:
+    """The rate at which the simulated mean TTFT of ``base``'s trace, rescaled to each rate, reaches the mark."""
+    if sw.engine is None:
+        raise SpecError("engine_version", sw.unpriced)
     df = load_trace(_trace(base, csv_path))
     gaps = np.diff(df["arrived_at"].to_numpy(), prepend=df["arrived_at"].iloc[0])
     grid = [round(x, 2) for x in np.arange(1.0, 12.01, 0.25)]
-    sim = []
+    plan, sim = _plan(base, sw), []
     for rate in grid:
         n = min(int(round(100 * rate)), len(df))
         t = np.cumsum(gaps[:n])
         t = (t - t[0]) * (n / rate / max(t[-1] - t[0], 1e-9))
         wl = Workload("saturation", df["prompt_tokens"].to_numpy()[:n], df["output_tokens"].to_numpy()[:n], t)
-        sim.append(_metric(_run(base, wl, _plan(base, row_engine(base)), row_engine(base), perf), "ttft_mean"))
+        sim.append(_metric(_run(base, wl, plan, sw, perf), "ttft_mean"))
         if sim[-1] >= SATURATION_TTFT_S * 3:
             break
     predicted = _crossing(grid[: len(sim)], sim)
-    if math.isnan(predicted):  # never saturated on the grid: report its top, a lower bound
-        predicted = grid[-1]
-    return Row(base["source"], f"{base['model']} {base['gpu']}", "saturation_rate_rps", measured, predicted, "req/s",
-               f"rate where mean TTFT reaches {SATURATION_TTFT_S:g} s (log-linear between runs); measured between "
-               f"{ttft[0][0]:g} and {ttft[-1][0]:g} req/s runs")
+    if math.isnan(predicted):
+        raise SpecError("saturation", f"the simulated mean TTFT stays under {SATURATION_TTFT_S:g} s up to "
+                        f"{grid[-1]:g} req/s", "the rate grid ends there")
+    return predicted
+
+
+def saturation_row(rows: list[dict[str, str]], perf: Perf, csv_path: str | Path | None) -> Row | None:
+    """Measured vs simulated saturation rate of a source's replays: the same requests (its longest trace), the
+    first N = 100 x rate of them with their arrival gaps rescaled to span N / rate seconds, as the published runs
+    were made (DistServe README: every run spans N / rate). The rate grid runs to 12 req/s."""
+    ttft = sorted((float(r["rate_rps"]), measured_value(r) * SCALE[r["unit"].strip()], r) for r in rows
+                  if r["workload"] == "replay" and r["metric"] == "ttft_mean" and r["rate_rps"])
+    if len(ttft) < 2:
+        return None
+    measured = _crossing([t[0] for t in ttft], [t[1] for t in ttft])
+    base = max(ttft, key=lambda t: len(load_trace(_trace(t[2], csv_path))))[2]
+    case, unit = f"{base['model']} {base['gpu']}", "req/s"
+    note = (f"rate where mean TTFT reaches {SATURATION_TTFT_S:g} s (log-linear between runs); measured between "
+            f"{ttft[0][0]:g} and {ttft[-1][0]:g} req/s runs")
+    value, err = attempt(_simulated_saturation, base, row_software(base), perf, csv_path)
+    if err is not None:
+        return failed_row(base["source"], case, "saturation_rate_rps", measured, unit, str(err))
+    return Row(base["source"], case, "saturation_rate_rps", measured, value, unit, note)
+
+
+def _case(r: dict[str, str]) -> str:
+    case = f"{r['model']} {r['gpu']} x{r['gpus']} {r['workload']}"
+    return case + f" {r['trace'] or ''} b{r['batch'] or '-'} {r['input_tokens']}/{r['output_tokens'] or '-'}".rstrip()
 
 
 def serving_suite(path: str | Path | None = None, calibration: str | None = None) -> Report:
     rows = read_csv(path, "serving_published.csv", REQUIRED)
-    out, used = [], {}
-    for r in rows:
-        perf = _perf(r["gpu"], calibration)
-        used[perf.name] = None
+    software = []
+    for r in rows:  # the whole file is read before any row is priced: a malformed file prices nothing
         unit = r["unit"].strip()
         if unit not in SCALE:
-            raise SpecError("unit", f"unknown unit {unit!r}", f"use one of {', '.join(SCALE)}")
-        predicted, note = predict(r, perf, path)
-        case = f"{r['model']} {r['gpu']} x{r['gpus']} {r['workload']}"
-        case += f" {r['trace'] or ''} b{r['batch'] or '-'} {r['input_tokens']}/{r['output_tokens'] or '-'}".rstrip()
-        out.append(Row(r["source"], case, r["metric"], float(r["value"]), predicted / SCALE[unit], unit, note))
+            raise DataError("unit", f"line {r.get(LINE, '?')}: unknown unit {unit!r}", f"use one of {', '.join(SCALE)}")
+        if r["metric"].strip() not in METRICS:
+            raise DataError("metric", f"line {r.get(LINE, '?')}: unknown metric {r['metric']!r}",
+                            f"use one of {', '.join(METRICS)}")
+        measured_value(r)
+        software.append(row_software(r))
+    out, used = [], {}
+    for r, sw in zip(rows, software, strict=True):
+        perf = _perf(r["gpu"], calibration)
+        used[perf.name] = None
+        unit, measured = r["unit"].strip(), measured_value(r)
+        got, err = attempt(predict, r, perf, sw, path)
+        if err is not None:
+            out.append(failed_row(r["source"], _case(r), r["metric"], measured, unit, str(err)))
+            continue
+        predicted, note, band = got
+        low, high = (None, None) if band is None else (band[0] / SCALE[unit], band[1] / SCALE[unit])
+        out.append(Row(r["source"], _case(r), r["metric"], measured, predicted / SCALE[unit], unit, note, low, high))
     for source in dict.fromkeys(r["source"] for r in rows):
         group = [r for r in rows if r["source"] == source]
         sat = saturation_row(group, _perf(group[0]["gpu"], calibration), path)
         if sat is not None:
             out.append(sat)
-    notes = ("engine per row: the CSV's engine; 'unstated' runs capsim's default (vllm); DistServe (2024-04) "
-             "runs vllm-v0 with its launcher's flags; trtllm-0.5 runs tensorrt-llm-0.5",
+    notes = ("engine per row: the profile of the release in engine + engine_version (engines.yaml), with the "
+             "row's flags applied; a blank release is not priced",
              "calibration per row: the GPU-profile calibration where one ships for the row's GPU, else datasheet")
     return Report("serving", ", ".join(used), tuple(out), notes)
 
 
-__all__ = ["serving_suite"]
+__all__ = ["REQUIRED", "row_software", "serving_suite"]

@@ -12,6 +12,7 @@ import numpy as np
 import simpy
 
 from capsim.analytic.memory import kv_cache_bytes_per_token, serving_memory
+from capsim.analytic.serving import PLAIN_SAMPLING, Sampling
 from capsim.analytic.step_table import StepTable
 from capsim.errors import SpecError, require
 from capsim.perf import Collective, Perf
@@ -31,6 +32,7 @@ class ServeConfig:
     """How the fleet serves, beyond the replica layout (ServePlan)."""
 
     engine: str | EngineProfile = "vllm"
+    sampling: Sampling = PLAIN_SAMPLING  # the requests' sampling parameters (the sampler's kernels)
     scheduler: SchedulerKind | str | None = None  # None: the engine's default
     router: RouterKind | str = RouterKind.ROUND_ROBIN
     prefill_replicas: int = 0  # > 0: disaggregated, this many of plan.replicas prefill and the rest decode
@@ -69,14 +71,17 @@ def default_perf(accelerator: Accelerator, calibration: str | None = None) -> Pe
 
 
 def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engine: EngineProfile) -> int:
-    """Paged-KV blocks per replica: what memory leaves after weights and the activation peak, sized as the
-    engine sizes it (vLLM: utilization x capacity - weights - activations; TensorRT-LLM: fraction x free)."""
+    """Paged-KV blocks per replica: what memory leaves after weights, the activation peak and the engine's
+    reserved memory (engines.yaml reserved_bytes), sized as the engine sizes it (vLLM: utilization x capacity -
+    weights - activations - reserved; TensorRT-LLM: fraction x free)."""
     mem = serving_memory(model, plan.with_(gpu_memory_utilization=1.0), accelerator)
+    free = mem.kv_cache_bytes - engine.reserved_bytes
     if engine.kv_memory_of == "free":
-        budget = plan.gpu_memory_utilization * mem.kv_cache_bytes
+        budget = plan.gpu_memory_utilization * free
     else:
-        budget = mem.kv_cache_bytes - (1.0 - plan.gpu_memory_utilization) * accelerator.memory_bytes
+        budget = free - (1.0 - plan.gpu_memory_utilization) * accelerator.memory_bytes
     blocks = int(budget // (mem.kv_bytes_per_token * plan.block_size)) if budget > 0 else 0
+    blocks *= plan.tp if plan.dp_attention else 1  # attention data parallel: each GPU caches its own sequences
     if blocks <= 0:
         raise SpecError("plan", f"{model.name} leaves no memory for the KV cache on {plan.tp}x{plan.pp} "
                         f"{accelerator.name} (weights {mem.weights_bytes / 1e9:.1f} GB per GPU)",
@@ -98,7 +103,7 @@ class Fleet:
         self.req = Requests(workload.prompt_tokens, workload.output_tokens, workload.arrival_s)
         self.fin_count = [0] * self.req.n
         self.closed = workload.closed  # read once per finished request
-        self.table = StepTable(model, plan, perf, self.engine, accelerator)
+        self.table = StepTable(model, plan, perf, self.engine, accelerator, sampling=cfg.sampling)
         self.blocks = kv_blocks(model, plan, accelerator, self.engine)
         self._check_fits()
         self.replicas, self.prefill_pool, self.decode_pool = self._build_replicas()

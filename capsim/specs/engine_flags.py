@@ -1,0 +1,189 @@
+"""Engine flags as a measurement states them (``key=value;key=value``): parsed, checked and applied.
+
+Each flag maps to the engine option it names: a plan limit (``max_num_seqs``), a profile switch (``cuda_graphs``),
+a check against the row (``dtype``), or an option capsim records without a change in its prediction, with the
+reason (``swap_space_gb``). An unknown flag, or one the engine does not have, is an error naming the flag and the
+ones capsim knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from capsim.errors import SpecError
+from capsim.specs.engine import EngineProfile, SchedulerKind, Workers, padded_sizes
+
+ALL = ("vllm", "sglang", "tensorrt-llm", "nim")
+
+
+def _bool(name: str, text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "on", "yes"):
+        return True
+    if low in ("0", "false", "off", "no"):
+        return False
+    raise SpecError("flags", f"{name}={text!r} is not a switch", f"write {name}=1 or {name}=0")
+
+
+def _int(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise SpecError("flags", f"{name}={text!r} is not a whole number", f"write {name}=<integer>") from None
+    if value <= 0:
+        raise SpecError("flags", f"{name}={value} must be > 0")
+    return value
+
+
+def _fraction(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise SpecError("flags", f"{name}={text!r} is not a number", f"write {name}=0.9") from None
+    if not 0.0 < value <= 1.0:
+        raise SpecError("flags", f"{name}={value} must be in (0, 1]")
+    return value
+
+
+def _workers(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    try:
+        w = Workers(text.strip().lower())
+    except ValueError:
+        raise SpecError("flags", f"{name}={text!r}", f"use one of {', '.join(x.value for x in Workers)}") from None
+    known = {eng.workers, eng.workers_tp or eng.workers, *(Workers(t) for t in eng.worker_comm)}
+    if w not in known:
+        raise SpecError("flags", f"{name}={w.value}: {eng.engine} {eng.release} has no source for that transport",
+                        f"capsim knows {', '.join(sorted(x.value for x in known))} for this release")
+    return replace(eng, workers=w, workers_tp=w)
+
+
+def _graphs(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    on = _bool(name, text)
+    if on and not eng.cuda_graph_sizes:
+        raise SpecError("flags", f"{name}=1: {eng.engine} {eng.release} has no CUDA graphs",
+                        "remove the flag, or give the release that captured them")
+    return replace(eng, cuda_graphs=on)
+
+
+def _padding(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    on = _bool(name, text)
+    return replace(eng, cuda_graph_padding=on, cuda_graph_sizes=padded_sizes(eng.name) if on else
+                   eng.cuda_graph_sizes)
+
+
+def _overlap(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    return replace(eng, overlapped=("all",) if _bool(name, text) else ())
+
+
+def _backend(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    if text.strip().lower() != "pytorch" or eng.name != "tensorrt-llm":
+        raise SpecError("flags", f"{name}={text}: capsim's {eng.engine} {eng.release} profile describes the PyTorch "
+                        "backend only", "remove the flag or use backend=pytorch with tensorrt-llm >= 1.0")
+    return eng
+
+
+def _chunked(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    return replace(eng, scheduler=SchedulerKind.SARATHI if _bool(name, text) else SchedulerKind.VLLM)
+
+
+def _prefix(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    return replace(eng, prefix_caching=_bool(name, text))
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One engine option: the engines that have it and what it changes."""
+
+    engines: tuple[str, ...]
+    plan: str | None = None  # the ServePlan field it sets
+    parse: Callable[[str, str], Any] | None = None  # value parser for a plan field
+    engine: Callable[[EngineProfile, str, str], EngineProfile] | None = None  # profile change
+    note: str = ""  # why a recorded flag changes nothing in capsim's prediction
+
+
+FLAGS: dict[str, Flag] = {
+    "workers": Flag(("vllm",), engine=_workers),
+    "block_size": Flag(("vllm", "sglang"), plan="block_size", parse=_int),
+    "max_num_batched_tokens": Flag(("vllm",), plan="max_batched_tokens", parse=_int),
+    "max_num_tokens": Flag(("tensorrt-llm", "nim"), plan="max_batched_tokens", parse=_int),
+    "chunked_prefill_size": Flag(("sglang",), plan="max_batched_tokens", parse=_int),
+    "max_num_seqs": Flag(("vllm",), plan="max_batch", parse=_int),
+    "max_batch_size": Flag(("tensorrt-llm", "nim"), plan="max_batch", parse=_int),
+    "max_running_requests": Flag(("sglang",), plan="max_batch", parse=_int),
+    "gpu_memory_utilization": Flag(("vllm",), plan="gpu_memory_utilization", parse=_fraction),
+    "mem_fraction_static": Flag(("sglang",), plan="gpu_memory_utilization", parse=_fraction),
+    "kv_cache_free_gpu_mem_fraction": Flag(("tensorrt-llm", "nim"), plan="gpu_memory_utilization",
+                                           parse=_fraction),
+    "cuda_graphs": Flag(ALL, engine=_graphs),
+    "cuda_graph_padding": Flag(("tensorrt-llm", "sglang"), engine=_padding),
+    "async_scheduling": Flag(("vllm",), engine=_overlap),
+    "overlap_scheduler": Flag(("tensorrt-llm",), engine=_overlap),
+    "chunked_prefill": Flag(("vllm",), engine=_chunked),
+    "prefix_caching": Flag(ALL, engine=_prefix),
+    "backend": Flag(("tensorrt-llm",), engine=_backend),
+    "enable_expert_parallel": Flag(("vllm",), plan="ep", parse=lambda n, v: 0 if _bool(n, v) else 1),  # 0: tp
+    "ep_size": Flag(("sglang",), plan="ep", parse=_int),
+    "moe_expert_parallel_size": Flag(("tensorrt-llm",), plan="ep", parse=_int),
+    "enable_dp_attention": Flag(("sglang",), plan="dp_attention", parse=_bool),
+    "enable_attention_dp": Flag(("tensorrt-llm",), plan="dp_attention", parse=_bool),
+    "dtype": Flag(ALL, note="checked against the row's precision"),
+    "client": Flag(ALL, note="the benchmark client that measured the row (validation/clients.py), not an engine option"),
+    "swap_space_gb": Flag(("vllm",), note="CPU swap space: vLLM preempts a single-sequence request by recomputation "
+                          "(vllm/core/scheduler.py PreemptionMode), so the swap space is never used by these requests"),
+}
+DTYPES = {"fp16": "fp16", "half": "fp16", "float16": "fp16", "bf16": "bf16", "bfloat16": "bf16", "fp8": "fp8"}
+
+
+def parse_flags(text: str) -> dict[str, str]:
+    """``key=value;key=value`` as a dict (blank: none); a malformed or repeated entry is an error."""
+    out: dict[str, str] = {}
+    for item in (s.strip() for s in str(text or "").split(";")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not key or not value.strip():
+            raise SpecError("flags", f"{item!r} is not key=value", "separate flags with ';', e.g. max_num_seqs=256")
+        if key in out:
+            raise SpecError("flags", f"{key} is given twice")
+        out[key] = value.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A profile and plan limits after a row's flags, with what capsim did with each flag."""
+
+    engine: EngineProfile
+    plan: dict[str, Any]
+    notes: tuple[str, ...]
+
+
+def apply_flags(engine: EngineProfile, flags: dict[str, str], precision: str) -> Applied:
+    """``engine`` with ``flags`` applied; ServePlan changes and one note per flag that changes nothing."""
+    plan: dict[str, Any] = {}
+    notes: list[str] = []
+    for name, value in flags.items():
+        flag = FLAGS.get(name)
+        if flag is None:
+            raise SpecError("flags", f"unknown flag {name!r}", f"capsim knows {', '.join(sorted(FLAGS))}")
+        if engine.engine not in flag.engines:
+            raise SpecError("flags", f"{name} is not a {engine.engine} option",
+                            f"{engine.engine} flags: {', '.join(k for k, f in FLAGS.items() if engine.engine in f.engines)}")
+        if flag.plan is not None and flag.parse is not None:
+            plan[flag.plan] = flag.parse(name, value)
+        elif flag.engine is not None:
+            engine = flag.engine(engine, name, value)
+        elif name == "dtype":
+            want = DTYPES.get(value.strip().lower())
+            if want is None or want != precision.strip().lower():
+                raise SpecError("flags", f"dtype={value} disagrees with the row's precision {precision!r}",
+                                "make the flag and the precision column agree")
+        else:
+            notes.append(f"{name}={value}: {flag.note}")
+    return Applied(engine, plan, tuple(notes))
+
+
+__all__ = ["FLAGS", "Applied", "Flag", "apply_flags", "parse_flags"]

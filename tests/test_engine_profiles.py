@@ -1,0 +1,141 @@
+"""Engine profiles by release: every value sourced, the Vidur host-cost fit reproducible, release lookup, flags,
+CUDA-graph padding, sampling kernels, and KV read once per KV head by every engine."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from capsim import ServePlan, SpecError, get_accelerator, get_model, load_calibration
+from capsim.analytic.serving import Sampling, StepShape, iteration_time
+from capsim.analytic.step_table import StepTable
+from capsim.specs.catalog import load_catalog
+from capsim.specs.engine import DEFAULTS, engine_release, engines, get_engine, parse_version
+from capsim.specs.engine_flags import apply_flags, parse_flags
+
+A100, H100 = get_accelerator("a100"), get_accelerator("h100")
+PERF_A100, PERF_H100 = load_calibration("a100").perf(), load_calibration("h100").perf()
+UNSOURCED = {"engine", "description", "sources", "cuda_graph_sizes_padded"}
+
+
+def test_every_profile_states_its_release_and_cites_every_value():
+    for name, entry in load_catalog("engines").items():
+        sources = entry["sources"]
+        assert entry["release"] and entry["covers"][0] and "release" in sources and "covers" in sources, name
+        assert parse_version(entry["covers"][0]) <= parse_version(entry["release"]), name
+        for key in entry:
+            if key in UNSOURCED or key in ("release", "covers"):
+                continue
+            cited = key in sources or any(key.startswith(k) for k in sources) or (
+                key.startswith("cuda_graph_") and not entry.get("cuda_graphs") and "cuda_graphs" in sources)
+            assert cited, (name, key)
+        missing = [k for k in ("max_num_batched_tokens", "watermark", "kv_memory_of", "memory_fraction")
+                   if k not in entry]
+        assert not missing or "defaults" in sources, (name, missing)  # a default is named where it is used
+
+
+def test_vllm_0_2_host_costs_are_the_vidur_fit():
+    """vllm-0.2's cpu and worker_comm values are the least-squares lines of Vidur's 2024-01 A100 profile (shipped
+    under capsim/data/engine-profiles) on batch size: TP1 rows for the phases and Ray at TP1, TP > 1 rows for Ray
+    at TP > 1."""
+    path = resources.files("capsim.data").joinpath("engine-profiles", "vidur-cpu-overheads-a100-2024-01.csv")
+    df = pd.read_csv(str(path), index_col=0)
+    df.columns = [c.lower() for c in df.columns]
+
+    def fit(rows: pd.DataFrame, col: str) -> np.ndarray:
+        a = np.c_[np.ones(len(rows)), rows["batch_size"].to_numpy(float)]
+        return np.linalg.lstsq(a, rows[col].to_numpy(float), rcond=None)[0] * 1e-3  # ms -> s
+
+    eng = get_engine("vllm-0.2")
+    tp1, tpn = df[df.tensor_parallel_degree == 1], df[df.tensor_parallel_degree > 1]
+    for phase, col in (("schedule", "schedule_mean"), ("prepare", "prepare_inputs_e2e_mean"),
+                       ("sampler", "sampler_e2e_mean"), ("outputs", "process_model_outputs_mean")):
+        np.testing.assert_allclose(eng.cpu[phase], fit(tp1, col), rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(eng.worker_comm["ray"]["tp1"], fit(tp1, "ray_comm_time_median"), rtol=1e-4)
+    np.testing.assert_allclose(eng.worker_comm["ray"]["tp2+"], fit(tpn, "ray_comm_time_median"), rtol=1e-4)
+
+
+def test_release_lookup():
+    assert engine_release("vllm", "0.2.3").name == "vllm-0.2"
+    assert engine_release("vllm", "v0.2.4").name == "vllm-0.2"
+    assert engine_release("vllm", "0.5.3").name == "vllm-v0"
+    assert engine_release("vllm", "0.11.0").name == "vllm"
+    assert engine_release("trtllm", "1.0.0rc4").name == "tensorrt-llm"
+    assert engine_release("TensorRT-LLM", "0.5.0").name == "tensorrt-llm-0.5"
+    assert engine_release("nim", "1.8.0").name == "nim-1.8"
+    for engine, version, field in (("vllm", "0.2.5", "engine_version"), ("vllm", "0.4.0", "engine_version"),
+                                   ("tensorrt-llm", "0.9.0", "engine_version"), ("vllm", "", "engine_version"),
+                                   ("tgi", "2.0", "engine")):
+        with pytest.raises(SpecError) as err:
+            engine_release(engine, version)
+        assert err.value.field == field and ("capsim knows" in str(err.value) or field == "engine")
+
+
+def test_host_cost_by_transport_and_tp():
+    eng = get_engine("vllm-0.2")
+    local, ray = eng.host_cost(1), eng.with_(workers=eng.workers_tp).host_cost(1)
+    phases = sum(a for a, _ in eng.cpu.values())
+    assert local.exposed[0] == pytest.approx(phases)  # TP1 runs the worker in-process: no Ray
+    assert ray.exposed[0] == pytest.approx(phases + eng.worker_comm["ray"]["tp1"][0])
+    assert eng.host_cost(2).exposed[0] == pytest.approx(phases + eng.worker_comm["ray"]["tp2+"][0])
+    for name in ("sglang", "tensorrt-llm"):  # overlap schedulers: nothing exposed
+        assert get_engine(name).host_cost(4).exposed == (0.0, 0.0)
+
+
+def test_cuda_graph_padding_and_eager_sizes():
+    v1, trt = get_engine("vllm"), get_engine("tensorrt-llm")
+    assert [v1.graph_batch(b) for b in (1, 3, 5, 9, 512, 513)] == [1, 4, 8, 16, 512, 0]
+    assert [trt.graph_batch(b) for b in (5, 31, 33, 64, 100, 129)] == [5, 31, 0, 64, 0, 0]  # no padding: eager
+    padded = apply_flags(trt, {"cuda_graph_padding": "1"}, "fp8").engine
+    assert [padded.graph_batch(b) for b in (3, 5, 33, 100, 128, 129)] == [4, 8, 40, 104, 128, 0]
+    assert get_engine("vllm-0.2").graph_batch(4) == 0  # 0.2.3 has no CUDA graphs
+    # A padded decode step runs its token kernels at the captured size: slower than the unpadded eager-free cost.
+    model, plan = get_model("llama-3-8b"), ServePlan()
+    t9 = float(iteration_time(model, plan, PERF_H100, StepShape.decode(9, 500), v1, H100).layers_s)
+    t16 = float(iteration_time(model, plan, PERF_H100, StepShape.decode(16, 500), v1, H100).layers_s)
+    assert t9 == pytest.approx(t16, rel=1e-12)
+
+
+def test_sampling_parameters_price_the_sort_and_penalties():
+    model, plan = get_model("llama-3-8b"), ServePlan()
+    shape = StepShape.decode(256, 1000)
+    times = {s: float(iteration_time(model, plan, PERF_H100, shape, "vllm", H100, s).head_s)
+             for s in (Sampling(), Sampling(top_k_top_p=True), Sampling(penalties=True),
+                       Sampling(top_k_top_p=True, penalties=True))}
+    plain, topp, pen, both = times.values()
+    assert plain < pen < topp < both
+    # The sort over 256 rows of a 128k vocabulary moves 128 bytes per logit: ~4 GB, about 1.5 ms at H100 bandwidth.
+    assert 0.5e-3 < topp - plain < 5e-3
+    table = StepTable(model, plan, PERF_H100, "vllm", H100, sampling=Sampling(top_k_top_p=True))
+    direct = iteration_time(model, plan, PERF_H100, shape, "vllm", H100, Sampling(top_k_top_p=True))
+    assert table.step_s(decode_seqs=256, decode_kv_tokens=256 * 1001.0) == pytest.approx(float(direct.total_s))
+
+
+def test_every_engine_reads_each_kv_head_once_in_decode():
+    """No engine profile re-reads a GQA group's cache per query head (no kernel-level source shows it): the decode
+    attention kernel reads the queries plus each KV head's cache once."""
+    from capsim.analytic.attention import kv_elems_per_token
+
+    model, plan = get_model("llama-2-70b"), ServePlan(tp=4)
+    for eng in engines().values():
+        table = StepTable(model, plan, PERF_H100, eng, H100)
+        assert table.dec_kv == pytest.approx(kv_elems_per_token(model, 4) * table.kv_bytes), eng.name
+        icpt, slope = table.dec_mem
+        t = table.decode_attention_s(64, 64 * 3000.0) - table.attn_launch_s - icpt
+        assert t == pytest.approx(slope * (64 * table.dec_q + 64 * 3000.0 * table.dec_kv), rel=1e-12), eng.name
+
+
+def test_flags_parse_and_apply():
+    flags = parse_flags("workers=ray; max_num_seqs=8;gpu_memory_utilization=0.95;swap_space_gb=16;dtype=fp16")
+    out = apply_flags(get_engine("vllm-0.2"), flags, "fp16")
+    assert out.plan == {"max_batch": 8, "gpu_memory_utilization": 0.95}
+    assert out.engine.workers.value == "ray" and len(out.notes) == 1 and "recomputation" in out.notes[0]
+    assert parse_flags("") == {} and parse_flags(" ; ") == {}
+    for text in ("a", "a=", "=1", "a=1;a=2"):
+        with pytest.raises(SpecError, match="flags"):
+            parse_flags(text)
+    assert apply_flags(get_engine("vllm"), {"async_scheduling": "1"}, "bf16").engine.host_cost().exposed == (0, 0)
+    assert DEFAULTS["memory_fraction"] == 0.9

@@ -1,0 +1,190 @@
+"""``capsim validate serving``: every published row against its issue's tolerance, and the software columns.
+
+Tolerances (issue 13): TensorRT-LLM, vLLM latency and NIM rows within 15%; DistServe's vLLM replays within 25%;
+the simulated saturation rate of the DistServe runs between 3.0 and 3.5 req/s (measured 3.21). A row known to
+miss today is ``xfail(strict=True)`` with its reason, so fixing it turns the suite red until the marker goes.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import pytest
+from typer.testing import CliRunner
+
+from capsim.cli import app
+from capsim.validation.harness import read_csv
+from capsim.validation.serving import REQUIRED, serving_suite
+
+runner = CliRunner()
+ROWS = read_csv(None, "serving_published.csv", REQUIRED)
+TOLERANCE_PCT = {"trtllm-v1.0": 15.0, "trtllm-0.5": 15.0, "vllm-ci": 15.0, "nim-1.8": 15.0, "distserve": 25.0}
+SATURATION_RPS = (3.0, 3.5)
+
+DISTSERVE_HOST = ("vLLM 0.2.3's sourced host costs (Vidur's 2024-01 profile of a vLLM-derived engine, eager "
+                  "kernels, Ray workers) leave capsim faster than DistServe's runs; the measured step grows by "
+                  "~1.1 ms per running sequence, the sourced costs by ~0.3 ms, and no public profile gives the rest")
+KNOWN_MISSES = {
+    ("distserve", "ttft_mean", "vllm-100-2"): DISTSERVE_HOST,
+    ("distserve", "ttft_mean", "vllm-200-2"): DISTSERVE_HOST,
+    ("distserve", "ttft_mean", "vllm-300-3"): DISTSERVE_HOST,
+    ("distserve", "ttft_mean", "vllm-350-3.5"): DISTSERVE_HOST + "; past the measured saturation",
+    ("distserve", "ttft_mean", "vllm-400-4"): DISTSERVE_HOST + "; past the measured saturation",
+    ("distserve", "tpot_mean", "vllm-100-2"): DISTSERVE_HOST,
+    ("distserve", "tpot_mean", "vllm-150-1.5"): DISTSERVE_HOST,
+    ("distserve", "tpot_mean", "vllm-200-2"): DISTSERVE_HOST,
+    ("distserve", "tpot_mean", "vllm-250-2.5"): DISTSERVE_HOST,
+    ("distserve", "tpot_mean", "vllm-300-3"): DISTSERVE_HOST,
+    ("distserve", "tpot_mean", "vllm-350-3.5"): DISTSERVE_HOST,
+    ("distserve", "tpot_mean", "vllm-400-4"): DISTSERVE_HOST,
+    ("trtllm-0.5", "output_tokens_per_s", "2048/2048"): (
+        "+94%: TensorRT-LLM 0.5's masked-MHA decode kernel is priced reading each KV head once; no kernel-level "
+        "source shows the per-query-head re-reads that would slow it (issue 11 removed that switch)"),
+    ("vllm-ci", "e2e_latency_mean", ""): "the source does not state the vLLM release (engine_version blank): "
+                                         "the row is not priced",
+}
+
+
+def _key(r: dict[str, str]) -> tuple[str, str, str]:
+    source, metric = r["source"], r["metric"]
+    if source == "distserve":
+        return source, metric, r["trace"].rsplit("/", 1)[-1].removesuffix(".csv")
+    if source == "trtllm-0.5":
+        return source, metric, f"{r['input_tokens']}/{r['output_tokens']}"
+    return source, metric, ""
+
+
+@pytest.fixture(scope="module")
+def report():
+    return serving_suite()
+
+
+def _row_of(report, r):
+    found = [x for x in report.rows if x.source == r["source"] and x.metric == r["metric"]
+             and x.case.startswith(f"{r['model']} {r['gpu']} x{r['gpus']} {r['workload']}")
+             and (not r["trace"] or r["trace"] in x.case)
+             and f" b{r['batch'] or '-'} {r['input_tokens']}/{r['output_tokens'] or '-'}" in x.case]
+    assert len(found) == 1, r
+    return found[0]
+
+
+def _params():
+    out = []
+    for r in ROWS:
+        key = _key(r)
+        marks = [pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[key])] if key in KNOWN_MISSES else []
+        out.append(pytest.param(r, id="-".join(k for k in key if k), marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("r", _params())
+def test_every_published_row_within_its_tolerance(report, r):
+    row = _row_of(report, r)
+    assert row.predicted is not None, row.note
+    assert abs(row.error_pct) <= TOLERANCE_PCT[r["source"]], (row.error_pct, row.note)
+
+
+@pytest.mark.xfail(strict=True, reason=DISTSERVE_HOST + ": the simulated saturation is ~4.2 req/s")
+def test_distserve_simulated_saturation_between_3_and_3_5(report):
+    sat = [x for x in report.rows if x.metric == "saturation_rate_rps"]
+    assert len(sat) == 1 and sat[0].predicted is not None, sat
+    assert SATURATION_RPS[0] <= sat[0].predicted <= SATURATION_RPS[1], sat[0].predicted
+
+
+def test_known_misses_name_real_rows():
+    keys = {_key(r) for r in ROWS}
+    assert set(KNOWN_MISSES) <= keys
+
+
+def test_unpriced_row_carries_its_reason_and_counts_as_failed(report):
+    out = report.to_dict()
+    unpriced = [r for r in out["rows"] if r["predicted"] is None]
+    assert out["rows_failed"] == len(unpriced) >= 1
+    assert all(r["error_pct"] is None and "engine_version" in r["note"] for r in unpriced)
+    assert "vllm >=0.2.0,<0.2.5" in unpriced[0]["note"]  # names the releases capsim knows
+
+
+def test_engine_release_and_flags_reach_the_prediction(report):
+    notes = {x.source: x.note for x in report.rows if x.predicted is not None and x.metric != "saturation_rate_rps"}
+    assert "vllm-0.2 (vllm 0.2.3)" in notes["distserve"] and "swap_space_gb=16" in notes["distserve"]
+    assert "tensorrt-llm (tensorrt-llm 1.0.0)" in notes["trtllm-v1.0"]
+    assert "tensorrt-llm-0.5" in notes["trtllm-0.5"] and "nim-1.8" in notes["nim-1.8"]
+
+
+def _write(tmp_path, edit):
+    """The shipped CSV's first data row with ``edit`` applied to its cells, as a one-row file."""
+    text = resources.files("capsim.data").joinpath("validation", "serving_published.csv").read_text()
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    header = lines[0].split(",")
+    cells = dict(zip(header, lines[1].split(","), strict=True))
+    cells.update(edit)
+    path = tmp_path / "rows.csv"
+    path.write_text(",".join(header) + "\n" + ",".join(cells[h] for h in header) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("edit", "words"), [
+    ({"engine": ""}, ["engine", "no engine", "vllm"]),
+    ({"engine": "unstated"}, ["engine", "unknown engine 'unstated'", "engine-calibration"]),
+    ({"engine_version": "0.3.1"}, ["engine_version", "vllm 0.3.1", "vllm >=0.2.0,<0.2.5"]),
+    ({"engine_version": "two"}, ["engine_version", "not a release number"]),
+    ({"flags": "workers=ray;max_num_seqz=4"}, ["flags", "unknown flag 'max_num_seqz'", "max_num_seqs"]),
+    ({"flags": "workers=mp"}, ["flags", "workers=mp", "no source for that transport"]),
+    ({"flags": "cuda_graphs=1"}, ["flags", "has no CUDA graphs"]),
+    ({"flags": "dtype=bf16"}, ["flags", "disagrees with the row's precision"]),
+    ({"flags": "max_num_tokens=8"}, ["flags", "not a vllm option"]),
+    ({"flags": "max_num_seqs"}, ["flags", "is not key=value"]),
+])
+def test_bad_software_columns_exit_2_naming_the_column(tmp_path, edit, words):
+    result = runner.invoke(app, ["validate", "serving", "--json", "--file", str(_write(tmp_path, edit))])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for w in words:
+        assert w in result.output, (w, result.output)
+
+
+def test_flags_are_applied(tmp_path):
+    """The same replay with max_num_seqs=2 queues requests behind two running ones: TTFT rises."""
+    base = _write(tmp_path, {})
+    few = tmp_path / "few.csv"
+    few.write_text(base.read_text().replace("max_num_seqs=1024", "max_num_seqs=2"))
+    got = []
+    for path in (base, few):
+        result = runner.invoke(app, ["validate", "serving", "--json", "--file", str(path)])
+        assert result.exit_code == 0, result.output
+        got.append(json.loads(result.stdout)["rows"][0]["predicted"])
+    assert got[1] > 1.5 * got[0]
+
+
+def test_splitwise_rows_are_engine_calibration_data_not_targets():
+    """The Splitwise files keep their data for the engine-calibration suite; their engine is unstated, so the
+    uncalibrated suite refuses them with the reason."""
+    folder = resources.files("capsim.data").joinpath("validation", "engine-calibration")
+    for name, n in (("splitwise_tp8.csv", 12), ("splitwise_tp2.csv", 11)):
+        rows = read_csv(str(folder.joinpath(name)), name, REQUIRED)
+        assert len(rows) == n and {r["engine"] for r in rows} == {"unstated"}
+        result = runner.invoke(app, ["validate", "serving", "--file", str(folder.joinpath(name))])
+        assert result.exit_code == 2 and "engine-calibration" in result.output
+    assert not any(r["source"].startswith("splitwise") for r in ROWS)
+
+
+def test_closed_loop_start_up_as_the_benchmark_clients_measure_it(report, tmp_path):
+    """A concurrency row that does not name its client is every request of a burst start (vllm bench serve,
+    AIPerf) with the band over the steady state genai-perf measures; naming the client picks one."""
+    rows = [x for x in report.rows if x.source == "nim-1.8" and x.metric == "ttft_mean"]
+    c5 = [x for x in rows if " b5 " in x.case][0]
+    assert c5.band_low < c5.band_high == pytest.approx(c5.predicted)  # the burst queues the first prompts
+    assert "band over vllm-bench and genai-perf" in c5.note
+    text = resources.files("capsim.data").joinpath("validation", "serving_published.csv").read_text()
+    lines = [ln for ln in text.splitlines() if ln.startswith("source,") or ln.startswith("nim-1.8,") and ",b5," not in ln]
+    rows5 = [ln for ln in lines if ln.startswith("nim-1.8,") and ",5,5000,500,,ttft_mean," in ln]
+    path = tmp_path / "c5.csv"
+    path.write_text(lines[0] + "\n" + rows5[0] + "client=genai-perf\n")
+    result = runner.invoke(app, ["validate", "serving", "--json", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)["rows"][0]
+    assert row["predicted"] == pytest.approx(c5.band_low) and row["band_low"] is None
+    path.write_text(lines[0] + "\n" + rows5[0] + "client=locust\n")
+    bad = runner.invoke(app, ["validate", "serving", "--json", "--file", str(path)])
+    assert bad.exit_code == 2 and "client='locust'" in bad.output
