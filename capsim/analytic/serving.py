@@ -287,7 +287,9 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     kernels = kernels_per_step(model, plan, shape.prefill_tokens, d)
     host = engine.host_cost(plan.tp)
     cpu = np.maximum(np.where(padded, 0.0, kernels * engine.kernel_dispatch_s), host.overlapped_s(seqs))
-    return IterationTime(layers, attn, head, tp, pp, cpu, host.exposed_s(np.asarray(seqs, float)), perf.name,
+    prompt = np.asarray(shape.prefill_tokens, float)
+    cpu = np.maximum(cpu, host.overlapped_s(seqs, prompt))
+    return IterationTime(layers, attn, head, tp, pp, cpu, host.exposed_s(np.asarray(seqs, float), prompt), perf.name,
                          engine.name)
 
 

@@ -191,8 +191,8 @@ class StepTable:
         # Dispatch seconds of a step by 2 x (has prefill) + (has decodes): one list index per step.
         self._dispatch = [self.kernels[(p, d)] * e.kernel_dispatch_s for p in (0, 1) for d in (0, 1)]
         host = e.host_cost(plan.tp)
-        self.oh0, self.oh1 = host.exposed  # host time the GPU waits for
-        self.ov0, self.ov1 = host.overlapped  # host time overlapped with the GPU
+        self.oh0, self.oh1, self.oh2 = host.exposed  # host time the GPU waits for (per step, sequence, prompt token)
+        self.ov0, self.ov1, self.ov2 = host.overlapped  # host time overlapped with the GPU
         # The captured batch a decode-only step of b sequences replays (padded), 0 = eager; index b.
         self.graph = [e.graph_batch(b) for b in range(e.cuda_graph_max_batch + 1)]
         self.graph_max = len(self.graph) - 1
@@ -448,11 +448,11 @@ class StepTable:
                 da = self.attn_launch_s + (mem if mem > comp else comp)
         gpu = tok + logit + self.layers * (pa + da)
         seqs = prefill_seqs + decode_seqs
-        cpu = self.ov0 + self.ov1 * seqs
+        cpu = self.ov0 + self.ov1 * seqs + self.ov2 * prefill_tokens
         if not graphed:
             d = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
             cpu = d if d > cpu else cpu
-        return (cpu if cpu > gpu else gpu) + (self.oh0 + self.oh1 * seqs)
+        return (cpu if cpu > gpu else gpu) + (self.oh0 + self.oh1 * seqs + self.oh2 * prefill_tokens)
 
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

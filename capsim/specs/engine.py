@@ -41,7 +41,9 @@ PHASES = ("schedule", "prepare", "sampler", "outputs", "step", "workers")
 DEFAULTS: dict[str, Any] = {"max_num_seqs": 256, "max_num_batched_tokens": "model", "watermark": 0.0,
                             "kv_memory_of": "total", "memory_fraction": 0.9, "reserved_bytes": 0.0,
                             "workers": "local", "cuda_graphs": False, "cuda_graph_padding": False,
-                            "kernel_dispatch_s": 1.0e-5, "prefix_caching": False}
+                            "kernel_dispatch_s": 1.0e-5, "prefix_caching": False, "device_type": "gpu",
+                            "host_shares_device": False, "block_size": 16, "reserved_cores": 0,
+                            "ttft_offset_s": 0.0}
 
 
 def parse_version(text: str, field_name: str = "engine_version") -> tuple[int, ...]:
@@ -68,17 +70,26 @@ def _sizes(spec: list[Any]) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class HostCost:
-    """Host seconds per step for a step of ``seqs`` sequences: exposed (the GPU waits for it) and overlapped
-    (it runs while the GPU computes, so a step takes at least that long), each intercept + per-sequence."""
+    """Host seconds per step for a step of ``seqs`` sequences computing ``prompt`` prompt tokens: exposed (the GPU
+    waits for it) and overlapped (it runs while the GPU computes, so a step takes at least that long), each
+    intercept + per-sequence + per-prompt-token."""
 
-    exposed: tuple[float, float] = (0.0, 0.0)
-    overlapped: tuple[float, float] = (0.0, 0.0)
+    exposed: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    overlapped: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
-    def exposed_s(self, seqs: Any) -> Any:
-        return self.exposed[0] + self.exposed[1] * seqs
+    def exposed_s(self, seqs: Any, prompt: Any = 0.0) -> Any:
+        return self.exposed[0] + self.exposed[1] * seqs + self.exposed[2] * prompt
 
-    def overlapped_s(self, seqs: Any) -> Any:
-        return self.overlapped[0] + self.overlapped[1] * seqs
+    def overlapped_s(self, seqs: Any, prompt: Any = 0.0) -> Any:
+        return self.overlapped[0] + self.overlapped[1] * seqs + self.overlapped[2] * prompt
+
+
+def _phase(value: Any) -> tuple[float, float, float]:
+    """A phase's host cost from engines.yaml: [intercept_s, per_sequence_s] or [..., per_prompt_token_s]."""
+    v = [float(x) for x in value]
+    require(len(v) in (2, 3), "engine.cpu", f"a phase is [intercept_s, per_sequence_s(, per_prompt_token_s)], "
+            f"got {value!r}")
+    return (v[0], v[1], v[2] if len(v) == 3 else 0.0)
 
 
 @dataclass(frozen=True)
@@ -98,16 +109,26 @@ class EngineProfile:
     kv_memory_of: str = DEFAULTS["kv_memory_of"]  # "total" or "free"
     memory_fraction: float = DEFAULTS["memory_fraction"]
     reserved_bytes: float = DEFAULTS["reserved_bytes"]
-    cpu: dict[str, tuple[float, float]] = field(default_factory=dict)  # phase -> (intercept_s, per_sequence_s)
+    cpu: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # phase -> (intercept_s,
+    #                                                       per_sequence_s, per_prompt_token_s)
     overlapped: tuple[str, ...] = ()  # phases hidden behind the GPU ("all" = every phase)
     workers: Workers = Workers.LOCAL  # at TP1
     workers_tp: Workers | None = None  # at TP > 1 (None: as at TP1)
-    worker_comm: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    worker_comm: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)
     cuda_graphs: bool = DEFAULTS["cuda_graphs"]
     cuda_graph_sizes: tuple[int, ...] = ()
     cuda_graph_padding: bool = DEFAULTS["cuda_graph_padding"]
     kernel_dispatch_s: float = DEFAULTS["kernel_dispatch_s"]
     prefix_caching: bool = DEFAULTS["prefix_caching"]
+    device_type: str = DEFAULTS["device_type"]  # "gpu", or "cpu" for a CPU backend (vLLM's CPU build)
+    # A CPU backend's host work (scheduling, input preparation, sampling) and its kernel dispatch run on the cores
+    # that compute: nothing overlaps the device's work (every phase is exposed); the calibration's per-kernel
+    # launch already holds the dispatch (its microbenchmarks time eager torch ops on the same thread).
+    host_shares_device: bool = DEFAULTS["host_shares_device"]
+    block_size: int = DEFAULTS["block_size"]  # tokens per paged-KV block by default
+    reserved_cores: int = DEFAULTS["reserved_cores"]  # CPU cores per rank kept for the engine's own processes
+    ttft_offset_s: float = DEFAULTS["ttft_offset_s"]  # added to every TTFT by the server and client (fitted)
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)  # a fitted profile's files and fit
     # Multipliers on the calibration's kernel efficiencies: 1.0, since no operator profile of an engine's kernels
     # says they differ from the calibrated ones (kept for what-if studies, not set by any profile).
     gemm_efficiency: float = 1.0
@@ -117,7 +138,7 @@ class EngineProfile:
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("kernel_dispatch_s", "watermark", "reserved_bytes"):
+        for name in ("kernel_dispatch_s", "watermark", "reserved_bytes", "ttft_offset_s", "reserved_cores"):
             require(getattr(self, name) >= 0, f"engine.{name}", f"must be >= 0, got {getattr(self, name)}")
         for name in ("gemm_efficiency", "attention_efficiency", "decode_attention_efficiency", "memory_efficiency",
                      "memory_fraction"):
@@ -127,8 +148,12 @@ class EngineProfile:
                 f"must be 'total' or 'free', got {self.kv_memory_of!r}")
         bad = [p for p in (*self.cpu, *self.overlapped) if p not in (*PHASES, "all")]
         require(not bad, "engine.cpu", f"unknown phases {bad}", f"use {', '.join(PHASES)}")
-        for phase, (a, b) in self.cpu.items():
-            require(a >= 0 and b >= 0, f"engine.cpu.{phase}", f"must be >= 0, got {(a, b)}")
+        for phase, terms in self.cpu.items():
+            require(len(terms) == 3 and min(terms) >= 0, f"engine.cpu.{phase}", f"must be >= 0, got {terms}")
+        require(self.device_type in ("gpu", "cpu"), "engine.device_type",
+                f"must be 'gpu' or 'cpu', got {self.device_type!r}")
+        require(isinstance(self.block_size, int) and self.block_size > 0, "engine.block_size",
+                f"must be a positive integer, got {self.block_size!r}")
         require(not self.cuda_graphs or bool(self.cuda_graph_sizes), "engine.cuda_graph_sizes",
                 "CUDA graphs need captured batch sizes")
 
@@ -147,11 +172,12 @@ class EngineProfile:
         tier = self.worker_comm.get(transport.value, {}).get("tp1" if tp == 1 else "tp2+")
         if tier is not None:
             phases["workers"] = tier
-        hidden = set(PHASES) if "all" in self.overlapped else set(self.overlapped)
+        hidden = set() if self.host_shares_device else set(PHASES) if "all" in self.overlapped \
+            else set(self.overlapped)
         exp = [v for k, v in phases.items() if k not in hidden]
         ovl = [v for k, v in phases.items() if k in hidden]
-        return HostCost((sum(a for a, _ in exp), sum(b for _, b in exp)),
-                        (sum(a for a, _ in ovl), sum(b for _, b in ovl)))
+        return HostCost(tuple(sum(v[i] for v in exp) for i in range(3)),  # type: ignore[arg-type]
+                        tuple(sum(v[i] for v in ovl) for i in range(3)))  # type: ignore[arg-type]
 
     def graph_batch(self, seqs: int) -> int:
         """The captured batch a decode-only step of ``seqs`` sequences replays (padded up when the engine pads),
@@ -186,12 +212,13 @@ class EngineProfile:
         return out
 
 
-def _profile(name: str, entry: dict[str, Any]) -> EngineProfile:
+def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
+    """An engine profile from its engines.yaml entry (also the form an engine file holds)."""
     entry = dict(entry)
     entry["scheduler"] = SchedulerKind(entry["scheduler"])
     entry["covers"] = tuple(entry["covers"])
-    entry["cpu"] = {k: (float(v[0]), float(v[1])) for k, v in entry.get("cpu", {}).items()}
-    entry["worker_comm"] = {t: {k: (float(v[0]), float(v[1])) for k, v in tiers.items()}
+    entry["cpu"] = {k: _phase(v) for k, v in entry.get("cpu", {}).items()}
+    entry["worker_comm"] = {t: {k: _phase(v) for k, v in tiers.items()}
                             for t, tiers in entry.get("worker_comm", {}).items()}
     entry["overlapped"] = tuple(entry.get("overlapped", ()))
     entry["workers"] = Workers(entry.get("workers", DEFAULTS["workers"]))
@@ -206,7 +233,7 @@ def _profile(name: str, entry: dict[str, Any]) -> EngineProfile:
 def engines() -> dict[str, EngineProfile]:
     """Every engine profile of the catalog, by name."""
     raw: dict[str, dict[str, Any]] = load_catalog("engines")
-    return {name: _profile(name, entry) for name, entry in raw.items()}
+    return {name: profile_from_dict(name, entry) for name, entry in raw.items()}
 
 
 @cache
@@ -249,14 +276,16 @@ def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> En
 
 def known_releases() -> str:
     """Every engine release capsim has a profile for, as one line (for error messages)."""
-    parts = [f"{p.engine} >={p.covers[0]}{'' if p.covers[1] is None else f',<{p.covers[1]}'} ({p.name})"
+    parts = [f"{p.engine}{' (cpu)' if p.device_type == 'cpu' else ''} >={p.covers[0]}"
+             f"{'' if p.covers[1] is None else f',<{p.covers[1]}'} ({p.name})"
              for p in engines().values()]
     return "; ".join(parts)
 
 
-def engine_release(engine: str, version: str) -> EngineProfile:
-    """The profile of ``engine`` (a family name) that covers release ``version``; an engine or release capsim has
-    no profile for is an error naming the column and the known values."""
+def engine_release(engine: str, version: str, device_type: str = "gpu") -> EngineProfile:
+    """The profile of ``engine`` (a family name) that covers release ``version`` on ``device_type`` (gpu, or cpu
+    for a CPU backend); an engine or release capsim has no profile for is an error naming the column and the known
+    values."""
     family = FAMILIES.get(str(engine).strip().lower())
     if family is None:
         raise SpecError("engine", f"unknown engine {engine!r}",
@@ -266,11 +295,12 @@ def engine_release(engine: str, version: str) -> EngineProfile:
                         f"name the release measured; capsim knows {known_releases()}")
     v = parse_version(version)
     for prof in engines().values():
-        if prof.engine == family and prof.covers_release(v):
+        if prof.engine == family and prof.device_type == device_type and prof.covers_release(v):
             return prof
-    raise SpecError("engine_version", f"{family} {version} is a release capsim has no profile for",
+    raise SpecError("engine_version", f"{family} {version} on a {device_type} is a release capsim has no profile "
+                    "for",
                     f"capsim knows {known_releases()}")
 
 
 __all__ = ["DEFAULTS", "EngineProfile", "HostCost", "SchedulerKind", "Workers", "engine_release", "engines",
-           "get_engine", "known_releases", "padded_sizes", "parse_version"]
+           "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]

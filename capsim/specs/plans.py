@@ -229,9 +229,14 @@ class ServePlan:
     # Attention data-parallel over the TP group: each GPU attends its own share of the sequences with every head,
     # the MoE layers run across the group (SGLang --enable-dp-attention, TensorRT-LLM enable_attention_dp).
     dp_attention: bool = False
+    # A KV-cache size given outright, bytes per GPU (CPU rank): vLLM's --kv-cache-memory-bytes, or its CPU
+    # backend's VLLM_CPU_KVCACHE_SPACE (GiB); None = sized from memory by the engine's rule.
+    kv_cache_bytes: float | None = None
 
     def __post_init__(self) -> None:
         _positive(self, ("tp", "pp", "replicas", "max_batch", "max_batched_tokens", "block_size", "ep"), "plan")
+        require(self.kv_cache_bytes is None or self.kv_cache_bytes > 0, "plan.kv_cache_bytes",
+                f"must be > 0, got {self.kv_cache_bytes}", "give the KV-cache space in bytes, or leave it out")
         require(self.tp % self.ep == 0, "plan.ep", f"ep={self.ep} must divide tp={self.tp}",
                 "experts are split over GPUs of the TP group: use ep in " + str(divisors(self.tp)))
         require(isinstance(self.dp_attention, bool), "plan.dp_attention", f"must be true or false, got "

@@ -53,7 +53,8 @@ def engine_plan(engine: str | EngineProfile, model: ModelSpec, accelerator: Acce
     (None values are ignored)."""
     eng = get_engine(engine)
     seqs, tokens = eng.limits(model, accelerator)
-    base = {"max_batch": seqs, "max_batched_tokens": tokens, "gpu_memory_utilization": eng.memory_fraction}
+    base = {"max_batch": seqs, "max_batched_tokens": tokens, "gpu_memory_utilization": eng.memory_fraction,
+            "block_size": eng.block_size}
     base.update({k: v for k, v in changes.items() if v is not None})
     return ServePlan(**base)
 
@@ -76,7 +77,13 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
     weights - activations - reserved; TensorRT-LLM: fraction x free)."""
     mem = serving_memory(model, plan.with_(gpu_memory_utilization=1.0), accelerator)
     free = mem.kv_cache_bytes - engine.reserved_bytes
-    if engine.kv_memory_of == "free":
+    if plan.kv_cache_bytes is not None:  # given outright (--kv-cache-memory-bytes, VLLM_CPU_KVCACHE_SPACE)
+        if plan.kv_cache_bytes > free:
+            raise SpecError("plan.kv_cache_bytes", f"{plan.kv_cache_bytes / 2**30:.2f} GiB of KV cache does not "
+                            f"fit beside {model.name}'s weights and activations on {accelerator.name} "
+                            f"({free / 2**30:.2f} GiB left)", "give a smaller KV-cache space")
+        budget = plan.kv_cache_bytes
+    elif engine.kv_memory_of == "free":
         budget = plan.gpu_memory_utilization * free
     else:
         budget = free - (1.0 - plan.gpu_memory_utilization) * accelerator.memory_bytes
@@ -100,7 +107,12 @@ class Fleet:
         self.policy = SchedulerKind(cfg.scheduler) if cfg.scheduler is not None else self.engine.scheduler
         plan.check(model)
         self.env = simpy.Environment()
-        self.req = Requests(workload.prompt_tokens, workload.output_tokens, workload.arrival_s)
+        # The engine sees each request ttft_offset_s after the client sends it (the server and client constant a
+        # fitted engine profile carries); metrics count from the client's send.
+        self.offset = self.engine.ttft_offset_s
+        arrival = workload.arrival_s if workload.arrival_s is None or not self.offset \
+            else workload.arrival_s + self.offset
+        self.req = Requests(workload.prompt_tokens, workload.output_tokens, arrival)
         self.fin_count = [0] * self.req.n
         self.closed = workload.closed  # read once per finished request
         self.table = StepTable(model, plan, perf, self.engine, accelerator, sampling=cfg.sampling)
@@ -177,8 +189,11 @@ class Fleet:
 
     def _issue(self, rid: int) -> None:
         self.next_rid = rid + 1
-        self.req.arrival[rid] = self.env.now
-        self.route(rid)
+        self.req.arrival[rid] = self.env.now + self.offset
+        if self.offset:
+            self.env.timeout(self.offset).callbacks.append(lambda _e, r=rid: self.route(r))
+        else:
+            self.route(rid)
 
     def arrivals(self) -> Generator[Any, Any, None]:
         times = self.workload.arrival_s.tolist()

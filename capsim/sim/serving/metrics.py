@@ -107,6 +107,7 @@ def itl_samples(fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
 
 def request_frame(fleet: Fleet) -> pd.DataFrame:
     d = fleet.req.to_arrays()
+    d["arrival_s"] = d["arrival_s"] - fleet.engine.ttft_offset_s  # the client's send (the engine's is later)
     arrival, first, finish, out = d["arrival_s"], d["first_token_s"], d["finish_s"], d["output_tokens"]
     cols: dict[str, np.ndarray] = {"request": np.arange(len(arrival)), **d}
     cols["ttft_s"] = first - arrival
