@@ -47,6 +47,16 @@ def _fraction(name: str, text: str) -> float:
     return value
 
 
+def _bytes(name: str, text: str, unit: float = 1.0) -> float:
+    try:
+        value = float(text) * unit
+    except ValueError:
+        raise SpecError("flags", f"{name}={text!r} is not a number", f"write {name}=<number>") from None
+    if not value > 0:
+        raise SpecError("flags", f"{name}={text} must be > 0")
+    return value
+
+
 def _workers(eng: EngineProfile, name: str, text: str) -> EngineProfile:
     try:
         w = Workers(text.strip().lower())
@@ -128,12 +138,19 @@ FLAGS: dict[str, Flag] = {
     "moe_expert_parallel_size": Flag(("tensorrt-llm",), plan="ep", parse=_int),
     "enable_dp_attention": Flag(("sglang",), plan="dp_attention", parse=_bool),
     "enable_attention_dp": Flag(("tensorrt-llm",), plan="dp_attention", parse=_bool),
+    "kv_cache_memory_bytes": Flag(("vllm",), plan="kv_cache_bytes", parse=_bytes),
+    # vLLM's CPU backend reads its KV space in GiB from the environment (vllm/platforms/cpu.py).
+    "vllm_cpu_kvcache_space": Flag(("vllm",), plan="kv_cache_bytes", parse=lambda n, v: _bytes(n, v, 2.0**30)),
+    "vllm_cpu_omp_threads_bind": Flag(("vllm",), note="the cores the CPU worker's OpenMP threads are bound to: "
+                                      "capsim prices the device calibration at that many threads (--threads)"),
+    "max_model_len": Flag(ALL, note="the context limit: capsim refuses a request longer than the model's context"),
     "dtype": Flag(ALL, note="checked against the row's precision"),
     "client": Flag(ALL, note="the benchmark client that measured the row (validation/clients.py), not an engine option"),
     "swap_space_gb": Flag(("vllm",), note="CPU swap space: vLLM preempts a single-sequence request by recomputation "
                           "(vllm/core/scheduler.py PreemptionMode), so the swap space is never used by these requests"),
 }
-DTYPES = {"fp16": "fp16", "half": "fp16", "float16": "fp16", "bf16": "bf16", "bfloat16": "bf16", "fp8": "fp8"}
+DTYPES = {"fp16": "fp16", "half": "fp16", "float16": "fp16", "bf16": "bf16", "bfloat16": "bf16", "fp8": "fp8",
+          "fp32": "fp32", "float32": "fp32", "float": "fp32"}
 
 
 def parse_flags(text: str) -> dict[str, str]:

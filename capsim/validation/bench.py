@@ -11,19 +11,15 @@ gaps) and E2E, and request and output-token throughput, in the ``validate --json
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
+from capsim.calibration.engine_cal import Deployment
 from capsim.data.bench import BenchRun, measured_summary
 from capsim.errors import SpecError
-from capsim.perf import Perf
 from capsim.sim.serving import ServeConfig, Workload, renewal, simulate
 from capsim.sim.serving.metrics import ServingResult
-from capsim.specs.engine import EngineProfile
-from capsim.specs.hardware import Accelerator
-from capsim.specs.model import ModelSpec
-from capsim.specs.plans import ServePlan
 from capsim.validation.harness import Report, Row
 
 # (metric name in the report, summary key, unit scale to ms or per-second)
@@ -31,23 +27,6 @@ METRICS = tuple((f"{m}_{s}", f"{m}_{k}_s") for m in ("ttft", "tpot", "itl", "e2e
                 for s, k in (("mean", "mean"), ("median", "p50"), ("p99", "p99")))
 THROUGHPUT = (("request_throughput", "request_throughput_rps", "req/s"),
               ("output_throughput", "output_tokens_per_s", "tok/s"))
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """What the user says the runs were measured on: the model, the replica's plan, the device and its model,
-    and the engine profile (from the catalog, an engine file, or a fit)."""
-
-    model: ModelSpec
-    plan: ServePlan
-    accelerator: Accelerator
-    perf: Perf
-    engine: EngineProfile
-
-    def describe(self) -> str:
-        return (f"{self.model.name} on {self.accelerator.name} (calibration {self.perf.name}), engine "
-                f"{self.engine.name}, tp {self.plan.tp}, max_num_seqs {self.plan.max_batch}, "
-                f"max_num_batched_tokens {self.plan.max_batched_tokens}, {self.plan.dtype.value}")
 
 
 def workload(run: BenchRun) -> tuple[Workload, str]:

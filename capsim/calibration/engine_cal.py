@@ -1,0 +1,108 @@
+"""``capsim calibrate engine``: an engine profile whose host terms are fitted to measured runs of the user's own
+deployment, the device calibration held fixed, with its provenance (files, hashes, fit, residuals).
+
+The fitted profile is the base profile the user names with its host costs replaced: every CPU-side phase and
+worker-communication cost becomes one exposed term ``cpu: {step: [step_s, sequence_s, prefill_token_s]}`` plus
+``ttft_offset_s`` (the fitted terms are what the runs show the engine adding to the device's work, so nothing is
+left overlapped or counted twice). Everything else (scheduler, limits, KV sizing, CUDA graphs, dispatch) stays the
+base profile's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from capsim.analytic.serving import StepShape, iteration_time
+from capsim.calibration.engine_fit import EngineFit, fit_engine_terms
+from capsim.calibration.engine_obs import DeviceTime, Observations, run_observations, step_observations
+from capsim.data.bench import BenchRun
+from capsim.perf import Perf
+from capsim.specs.engine import EngineProfile, SchedulerKind
+from capsim.specs.hardware import Accelerator
+from capsim.specs.model import ModelSpec
+from capsim.specs.plans import ServePlan
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What runs were measured on: the model, one replica's plan, the device and its model, and the engine
+    profile (from the catalog, an engine file, or a fit)."""
+
+    model: ModelSpec
+    plan: ServePlan
+    accelerator: Accelerator
+    perf: Perf
+    engine: EngineProfile
+
+    def describe(self) -> str:
+        p = self.plan
+        kv = f", KV space {p.kv_cache_bytes / 2**30:g} GiB" if p.kv_cache_bytes else ""
+        return (f"{self.model.name} on {self.accelerator.name} (calibration {self.perf.name}), engine "
+                f"{self.engine.name} ({self.engine.engine} {self.engine.release}), tp {p.tp}, max_num_seqs "
+                f"{p.max_batch}, max_num_batched_tokens {p.max_batched_tokens}, block {p.block_size}, "
+                f"{p.dtype.value}{kv}")
+
+    def with_engine(self, engine: EngineProfile) -> Deployment:
+        return replace(self, engine=engine)
+
+    def device_time(self) -> DeviceTime:
+        """Seconds of each step shape with the engine's host terms left out (what the fit adds them to)."""
+        base = without_host(self.engine)
+
+        def device_s(shape: StepShape) -> np.ndarray:
+            return np.asarray(iteration_time(self.model, self.plan, self.perf, shape, base, self.accelerator)
+                              .total_s, float)
+
+        return device_s
+
+
+def without_host(engine: EngineProfile) -> EngineProfile:
+    """The profile with no host time: no phase, no worker communication, no TTFT offset."""
+    return replace(engine, cpu={}, worker_comm={}, overlapped=(), ttft_offset_s=0.0)
+
+
+def observations(runs: list[BenchRun], dep: Deployment) -> list[Observations]:
+    """Every run taken apart into steps of the deployment's engine."""
+    mixed = dep.engine.scheduler is SchedulerKind.SARATHI
+    device_s = dep.device_time()
+    return [run_observations(run, mixed, device_s) for run in runs]
+
+
+def steps_observations(name: str, measured_s: np.ndarray, shape: StepShape, dep: Deployment) -> Observations:
+    """Rows of single steps timed on their own (published prompt-batch and decode-step times)."""
+    return step_observations(name, measured_s, shape, dep.device_time())
+
+
+def fitted_profile(base: EngineProfile, fit: EngineFit, name: str, provenance: dict[str, Any]) -> EngineProfile:
+    """``base`` with its host costs replaced by the fitted terms, citing the fit."""
+    t = fit.terms
+    files = ", ".join(f"{f['path']} (sha256 {f['sha256'][:12]})" for f in provenance.get("files", []))
+    cite = (f"fitted by capsim calibrate engine on {provenance.get('date', '')} from {files or 'the rows given'}, "
+            f"device calibration {provenance.get('calibration')} held fixed; terms {', '.join(fit.fitted)} "
+            f"(not in the data, left 0: {', '.join(fit.not_in_data) or 'none'}); rms relative residual "
+            + ", ".join(f"{r}: {v['all']:.3f}" for r, v in fit.residuals.items()))
+    sources = {**base.sources, "cpu": cite, "ttft_offset_s": cite,
+               "workers": f"{base.sources.get('workers', '')} (worker costs folded into the fitted step terms)"}
+    return replace(without_host(base), name=name, cpu={"step": (t["step_s"], t["sequence_s"], t["prefill_token_s"])},
+                   ttft_offset_s=t["ttft_offset_s"], sources=sources,
+                   description=f"{base.description}; host terms fitted to the user's runs",
+                   provenance={**provenance, "base": base.name, "fit": fit.to_dict()})
+
+
+def calibrate_engine(runs: list[BenchRun], dep: Deployment, name: str = "my-engine",
+                     extra: dict[str, Any] | None = None) -> tuple[EngineProfile, EngineFit]:
+    """Fit the engine's host terms to ``runs`` (measured on ``dep``) and return the fitted profile."""
+    fit = fit_engine_terms(observations(runs, dep))
+    prov = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "calibration": dep.perf.name,
+            "deployment": dep.describe(),
+            "files": [{"path": r.path, "sha256": r.sha256, "requests": r.size, "format": r.format} for r in runs],
+            **(extra or {})}
+    return fitted_profile(dep.engine, fit, name, prov), fit
+
+
+__all__ = ["Deployment", "calibrate_engine", "fitted_profile", "observations", "steps_observations",
+           "without_host"]

@@ -1,0 +1,217 @@
+"""The shipped engine-calibration suites of ``capsim validate bench --suite NAME``: each fits the engine's host
+terms on some runs and scores only the others (cross-validation), next to the uncalibrated prediction (the engine
+profile from facts).
+
+A suite is a YAML file beside its data (``SUITES``) stating what the runs were measured on, as data: the model
+(catalog name or a config.json beside the data), the device (a catalog accelerator with a calibration, or a
+measured calibration), the engine, its release and the flags the runs used, and which runs to fit on and to check.
+- ``distserve``: DistServe's vLLM 0.2.3 runs of OPT-13B on an A100 (per-request CSVs): fit on the 1 req/s run,
+  check 1.5-4 req/s and the saturation rate.
+- ``splitwise``: Splitwise's profiled step times of Llama-2-70B (prompt batches and decode steps): fit on the TP2
+  rows of each GPU, check its TP4 and TP8 rows.
+- ``vllm-cpu``: vLLM 0.32.0's CPU backend measured on this machine (benchmarks/vllm_cpu_bench.py): fit on the
+  Poisson run at ``calibrate_on.fraction`` of the saturation rate, check every other run and the saturation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from capsim.analytic.serving import StepShape, iteration_time
+from capsim.calibration import load_calibration
+from capsim.calibration.device import calibrated_device, thread_counts
+from capsim.calibration.engine_cal import Deployment, calibrate_engine, fitted_profile, steps_observations
+from capsim.calibration.engine_fit import fit_engine_terms
+from capsim.data.bench import BenchRun, measured_summary, read_bench
+from capsim.errors import SpecError
+from capsim.sim.serving import engine_plan
+from capsim.specs.catalog import get_accelerator, get_model
+from capsim.specs.engine import engine_release
+from capsim.specs.engine_flags import apply_flags, parse_flags
+from capsim.specs.hf import from_hf_config
+from capsim.validation.bench import replay, run_rows
+from capsim.validation.harness import Report, Row, data_path, read_csv
+
+SUITES = {"distserve": ("distserve-vllm-opt13b", "suite.yaml"),
+          "splitwise": ("validation", "engine-calibration", "splitwise.yaml"),
+          "vllm-cpu": ("vllm-cpu", "suite.yaml")}
+SATURATION_TTFT_S = 1.0  # the mean TTFT that marks saturation in a rate sweep (as capsim validate serving)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    folder: Path
+    spec: dict[str, Any]
+
+
+def load_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise SpecError("--suite", f"unknown suite {name!r}", f"use one of {', '.join(SUITES)}")
+    path = data_path(*SUITES[name])
+    return Suite(name, path.parent, yaml.safe_load(path.read_text()))
+
+
+def deployment(spec: dict[str, Any], folder: Path, calibration: str | None = None) -> tuple[Deployment, list[str]]:
+    """The deployment a suite (or a user's options, in the same keys) states, and what capsim noted."""
+    model = from_hf_config(folder / spec["model_config"], spec.get("model_name")) if "model_config" in spec \
+        else get_model(spec["model"])
+    precision = str(spec["precision"])
+    engine = engine_release(spec["engine"], str(spec["engine_version"]), spec.get("device_type", "gpu"))
+    applied = apply_flags(engine, parse_flags(spec.get("flags", "")), precision)
+    cal_name = calibration or spec["calibration"]
+    if "accelerator" in spec:
+        acc = get_accelerator(spec["accelerator"])
+        perf = load_calibration(cal_name).perf()
+    else:
+        cal = load_calibration(cal_name)
+        cores = int(cal.device.get("cores") or 1)
+        threads = spec.get("threads") or max(cores - applied.engine.reserved_cores, 1)
+        if threads not in thread_counts(cal):
+            raise SpecError("calibration", f"{cal.name} has no setting at {threads} thread(s), the threads "
+                            f"{applied.engine.name} computes with on {cores} cores",
+                            f"run `capsim calibrate --threads {threads}`")
+        dev = calibrated_device(cal, threads)
+        acc, perf = dev.accelerator, dev.perf
+    plan = engine_plan(applied.engine, model, acc, tp=int(spec.get("tp", 1)), dtype=precision, **applied.plan)
+    return Deployment(model, plan, acc, perf, applied.engine), list(applied.notes)
+
+
+def _runs(folder: Path, names: list[str]) -> list[BenchRun]:
+    return [read_bench(folder / n) for n in names]
+
+
+def _crossing(rates: list[float], ttft: list[float]) -> float:
+    """The rate at which mean TTFT first reaches the mark (log-linear between neighbours)."""
+    for (r0, t0), (r1, t1) in zip(zip(rates, ttft, strict=True), zip(rates[1:], ttft[1:], strict=True), strict=False):
+        if t0 < SATURATION_TTFT_S <= t1:
+            return r0 + (r1 - r0) * math.log(SATURATION_TTFT_S / t0) / math.log(t1 / t0)
+    return math.nan
+
+
+def saturation_rows(suite: str, runs: list[BenchRun], dep: Deployment, source: str) -> list[Row]:
+    """Measured vs simulated saturation of a rate sweep: the rate where mean TTFT reaches 1 s, the simulated one
+    from the longest run's requests rescaled to each rate (N = 100 x rate requests spanning N / rate seconds, as
+    DistServe's runs were made)."""
+    rated = sorted((run.size / max(run.arrival_s.max(), 1e-9), run) for run in runs if run.arrival_s is not None)
+    measured = _crossing([r for r, _ in rated], [measured_summary(run)["ttft_mean_s"] for _, run in rated])
+    base = max((run for _, run in rated), key=lambda r: r.size)
+    gaps = np.diff(base.arrival_s, prepend=0.0)
+    grid, sim = [round(x, 2) for x in np.arange(0.5, 12.01, 0.25)], []
+    for rate in grid:
+        n = min(int(round(100 * rate)), base.size)
+        t = np.cumsum(gaps[:n])
+        t = (t - t[0]) * (n / rate / max(t[-1] - t[0], 1e-9))
+        sub = BenchRun("saturation", "", "", base.format, base.prompt_tokens[:n], base.output_tokens[:n],
+                       base.ttft_s[:n], base.e2e_s[:n], t, t)
+        sim.append(float(replay(sub, dep)[0].summary["ttft_mean_s"]))
+        if sim[-1] >= 3 * SATURATION_TTFT_S:
+            break
+    return [Row(source, f"{suite} rate sweep", "saturation_rate", measured, _crossing(grid[:len(sim)], sim), "req/s",
+                f"rate where mean TTFT reaches {SATURATION_TTFT_S:g} s, log-linear between runs")]
+
+
+def _bench_suite(s: Suite, calibration: str | None) -> Report:
+    dep, notes = deployment(s.spec, s.folder, calibration)
+    fit_names, check_names = _split(s)
+    fit_runs, check_runs = _runs(s.folder, fit_names), _runs(s.folder, check_names)
+    rows: list[Row] = []
+    for run in fit_runs + check_runs:
+        rows += run_rows(run, dep, f"{s.name} uncalibrated")[0]
+    profile, fit = calibrate_engine(fit_runs, dep, f"{dep.engine.name}-fitted")
+    fitted = dep.with_engine(profile)
+    label = f"{s.name} fitted on {'+'.join(r.name for r in fit_runs)}"
+    for run in check_runs:
+        rows += run_rows(run, fitted, label)[0]
+    sat = s.spec.get("saturation")
+    if sat == "rate-sweep":
+        rows += saturation_rows(s.name, fit_runs + check_runs, dep, f"{s.name} uncalibrated")
+        rows += saturation_rows(s.name, fit_runs + check_runs, fitted, label)
+    terms = ", ".join(f"{k} {v * 1e3:.4g} ms" for k, v in fit.terms.items())
+    notes += [f"deployment: {dep.describe()}", f"fitted on {', '.join(fit_names)} (scored: only the others): "
+              f"{terms}; condition {fit.condition:.3g}; rows {fit.rows}; rms relative residual "
+              + ", ".join(f"{k} {v['all']:.3f}" for k, v in fit.residuals.items())]
+    notes += [r.describe() for r in fit_runs + check_runs]
+    return Report(f"bench:{s.name}", dep.perf.name, tuple(rows), tuple(notes))
+
+
+def _split(s: Suite) -> tuple[list[str], list[str]]:
+    """(runs to fit on, runs to check): named in the suite, or by role in a measured folder's manifest."""
+    on = s.spec["calibrate_on"]
+    if isinstance(on, list):
+        return list(on), list(s.spec["check"])
+    manifest_path = s.folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise SpecError("--suite", f"{s.name}: no measured runs in {s.folder} yet",
+                        "run benchmarks/vllm_cpu_bench.py (its README gives the command) to measure them")
+    import json
+
+    runs = json.loads(manifest_path.read_text())["runs"]
+    rated = [r for r in runs if r["kind"] == on["kind"]]
+    pick = min(rated, key=lambda r: abs(float(r["value"]) - float(on["fraction"])))
+    return [pick["file"]], [r["file"] for r in runs if r["file"] != pick["file"]]
+
+
+def _step_rows(path: Path) -> tuple[list[dict[str, str]], StepShape, np.ndarray]:
+    """Single-step rows (workload single-batch) of a serving CSV: their shapes and measured seconds."""
+    rows = read_csv(path, path.name, ("model", "gpu", "tp", "batch", "input_tokens", "metric", "value", "unit"))
+    b = np.array([float(r["batch"]) for r in rows])
+    p = np.array([float(r["input_tokens"]) for r in rows])
+    pre = np.array([r["metric"] == "prefill_batch_time" for r in rows])
+    shape = StepShape(prefill_tokens=np.where(pre, b * p, 0.0), prefill_seqs=np.where(pre, b, 0.0),
+                      prefill_pairs=np.where(pre, b * p * (p + 1) / 2, 0.0), prefill_kv_tokens=np.where(pre, b * p, 0.0),
+                      decode_seqs=np.where(pre, 0.0, b), decode_kv_tokens=np.where(pre, 0.0, b * (p + 1)))
+    scale = np.array([{"ms": 1e-3, "s": 1.0}[r["unit"].strip()] for r in rows])
+    return rows, shape, np.array([float(r["value"]) for r in rows]) * scale
+
+
+def _take(shape: StepShape, idx: np.ndarray) -> StepShape:
+    return StepShape(**{k: np.asarray(getattr(shape, k))[idx] for k in ("prefill_tokens", "prefill_seqs",
+                                                                        "prefill_pairs", "prefill_kv_tokens",
+                                                                        "decode_seqs", "decode_kv_tokens")})
+
+
+def _steps_suite(s: Suite, calibration: str | None) -> Report:
+    """Fit per GPU on the fit file's rows; check the check files' rows of the same GPU."""
+    out: list[Row] = []
+    notes: list[str] = []
+    fit_rows, fit_shape, fit_y = _step_rows(s.folder / s.spec["calibrate_on"][0])
+    checks = [_step_rows(s.folder / n) for n in s.spec["check"]]
+    for gpu in dict.fromkeys(r["gpu"] for r in fit_rows):
+        spec = {**s.spec, "accelerator": gpu, "calibration": s.spec["calibration"][gpu]}
+        idx = np.array([r["gpu"] == gpu for r in fit_rows])
+        tp = int(next(r["tp"] for r in fit_rows if r["gpu"] == gpu))
+        dep, _ = deployment({**spec, "tp": tp}, s.folder, calibration)
+        obs = steps_observations(f"{gpu} tp{tp}", fit_y[idx], _take(fit_shape, np.flatnonzero(idx)), dep)
+        fit = fit_engine_terms([obs])
+        profile = fitted_profile(dep.engine, fit, f"{dep.engine.name}-{gpu}-fitted", {"calibration": dep.perf.name})
+        notes.append(f"{gpu}: fitted on its {int(idx.sum())} TP{tp} rows: " + ", ".join(
+            f"{k} {v * 1e3:.4g} ms" for k, v in fit.terms.items() if k in fit.fitted)
+            + f" (condition {fit.condition:.3g}, rms relative residual {fit.residuals[obs.name]['all']:.3f})")
+        for rows, shape, y in checks:
+            for i, r in enumerate(rows):
+                if r["gpu"] != gpu:
+                    continue
+                d, _ = deployment({**spec, "tp": int(r["tp"])}, s.folder, calibration)
+                one = _take(shape, np.array([i]))
+                for label, eng in (("uncalibrated", d.engine), ("fitted on TP2", profile)):
+                    t = float(iteration_time(d.model, d.plan, d.perf, one, eng, d.accelerator).total_s[0])
+                    out.append(Row(f"{s.name} {label}", f"{r['model']} {gpu} tp{r['tp']} b{r['batch']} "
+                                   f"{r['input_tokens']}", r["metric"], y[i] * 1e3, t * 1e3, "ms"))
+    return Report(f"bench:{s.name}", "per GPU: " + ", ".join(s.spec["calibration"].values()), tuple(out),
+                  tuple([*notes, s.spec.get("note", "")]))
+
+
+def run_bench_suite(name: str, calibration: str | None = None) -> Report:
+    """One shipped suite: uncalibrated rows, then rows of the checked runs after the fit."""
+    s = load_suite(name)
+    return _steps_suite(s, calibration) if s.spec.get("kind") == "steps" else _bench_suite(s, calibration)
+
+
+__all__ = ["SUITES", "deployment", "load_suite", "run_bench_suite", "saturation_rows"]
