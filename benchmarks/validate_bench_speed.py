@@ -44,9 +44,10 @@ def main() -> None:
     from capsim.calibration.engine_obs import run_observations
     from capsim.data.bench import read_bench
     from capsim.validation.bench import bench_report
-    from capsim.validation.bench_suites import vllm_cpu_deployment
+    from capsim.validation.bench_suites import deployment, load_suite
 
-    dep = vllm_cpu_deployment()
+    suite = load_suite("vllm-cpu")
+    dep = deployment(suite.spec, suite.folder)[0]
     work = Path(tempfile.mkdtemp(prefix="capsim-bench-speed-"))
     files = {n: synthetic_run(work / f"run-{n}.json", n) for n in (1000, 10000)}
     device = dep.device_time()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import typer
 
 from capsim.cli.analytic import flops, memory_app
-from capsim.cli.calibrate import calibrate
+from capsim.cli.calibrate import calibrate_app
 from capsim.cli.catalog import catalog
 from capsim.cli.dashboard import dashboard
 from capsim.cli.plan import plan_app
 from capsim.cli.serve import serve
 from capsim.cli.train import train
-from capsim.cli.validate import validate
+from capsim.cli.validate import validate_app
 from capsim.cli.whatif import scale_app, whatif_app
 
 app = typer.Typer(name="capsim", help="Capacity planning and simulation for training and serving LLM chatbots.",
@@ -19,8 +19,8 @@ app = typer.Typer(name="capsim", help="Capacity planning and simulation for trai
 app.command("catalog")(catalog)
 app.add_typer(memory_app, name="memory")
 app.command("flops")(flops)
-app.command("validate")(validate)
-app.command("calibrate")(calibrate)
+app.add_typer(validate_app, name="validate")
+app.add_typer(calibrate_app, name="calibrate")
 app.command("dashboard")(dashboard)
 app.command("train")(train)
 app.add_typer(plan_app, name="plan")

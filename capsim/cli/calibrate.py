@@ -50,6 +50,7 @@ def _summary(cal: object) -> list[list[object]]:
 
 @guarded
 def calibrate(
+    ctx: typer.Context,
     quick: Annotated[bool, typer.Option("--quick", help="A smaller grid (under 3 minutes on a 2-core CPU).")] = False,
     ops: Annotated[str, typer.Option("--ops", help="Comma-separated benches: gemm,attention,memory,comm.")] = "gemm,attention,memory,comm",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
@@ -58,7 +59,10 @@ def calibrate(
     timeout: Annotated[float, typer.Option("--comm-timeout", help="Seconds a collective worker may stay silent.", min=1)] = 120.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Time GEMMs, attention, memory-bound ops and collectives here, fit them, and write a measured calibration."""
+    """Time GEMMs, attention, memory-bound ops and collectives here, fit them, and write a measured calibration.
+    `capsim calibrate engine` fits an engine's host terms to measured runs instead."""
+    if ctx.invoked_subcommand is not None:  # `capsim calibrate engine ...`
+        return None
     from capsim.calibration.runner import (
         RunConfig,
         check_device,
@@ -96,3 +100,17 @@ def calibrate(
     console.print(table(f"calibration {cal.name} ({cal.kind}) -> {path}", ["parameter", "value"], _summary(cal)))
     console.print(f"done in {elapsed:.1f} s")
     return None
+
+
+calibrate_app = typer.Typer(name="calibrate", invoke_without_command=True,
+                            help="Measure this machine's kernels (default), or fit an engine (calibrate engine).")
+calibrate_app.callback()(calibrate)
+
+
+def _register_engine() -> None:
+    from capsim.cli.bench import calibrate_engine_command
+
+    calibrate_app.command("engine")(calibrate_engine_command)
+
+
+_register_engine()

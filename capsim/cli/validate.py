@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
-from capsim.validation import Suite, run_suite
+from capsim.validation import Report, Suite, run_suite
 
 
 @guarded
@@ -19,7 +19,11 @@ def validate(suite: Annotated[Suite, typer.Argument(help="Which comparison to ru
              as_json: JsonOpt = False) -> None:
     """Compare predictions with measured or published numbers: measured, predicted and error per row. A row capsim
     cannot price is shown with its reason and counted as a miss; a malformed file exits 2."""
-    report = run_suite(suite, file, calibration)
+    return print_report(run_suite(suite, file, calibration), rows, as_json)
+
+
+def print_report(report: Report, rows: int, as_json: bool) -> None:
+    """A report as JSON, or as the table of its rows, its notes and its summary line."""
     if as_json:
         return emit_json(report.to_dict())
     shown = report.rows if rows == 0 else report.rows[:rows]
@@ -38,3 +42,43 @@ def validate(suite: Annotated[Suite, typer.Argument(help="Which comparison to ru
 
 def _band(low: float | None, high: float | None) -> str:
     return "" if low is None or high is None else f"{low:.4g} to {high:.4g}"
+
+
+def _suite_command(suite: Suite):  # noqa: ANN202 - a typer command
+    def command(file: Annotated[Path | None, typer.Option("--file", help="A CSV with the columns of the suite's "
+                                                          "shipped file.")] = None,
+                calibration: Annotated[str | None, typer.Option("--calibration", "-c",
+                                                                help="Calibration name or file.")] = None,
+                rows: Annotated[int, typer.Option("--rows", help="Most table rows to print (0 = all; --json has "
+                                                  "all).", min=0)] = 60,
+                as_json: JsonOpt = False) -> None:
+        return validate(suite, file, calibration, rows, as_json)
+
+    return command
+
+
+SUITE_HELP = {
+    Suite.PARAMS: "Parameter counts against the published ones.",
+    Suite.MEMORY: "Memory per GPU against published figures.",
+    Suite.GPU_PROFILES: "Operator times against the shipped GPU profiles.",
+    Suite.TRAINING: "Training step times against published runs (Megatron-LM).",
+    Suite.PLANNER: "The training planner against published layouts (SC21 Table 1).",
+    Suite.SERVING: "Published serving measurements against the iteration model and the simulator.",
+    Suite.LOCAL: "Real torch runs on this machine against the predictions.",
+}
+
+
+validate_app = typer.Typer(name="validate", no_args_is_help=True,
+                           help="Compare predictions with measured or published numbers, one suite per command.")
+for _suite in Suite:
+    validate_app.command(_suite.value, help=SUITE_HELP.get(_suite, "") + " A row capsim cannot price is shown "
+                         "with its reason and counted as a miss; a malformed file exits 2.")(_suite_command(_suite))
+
+
+def _register_bench() -> None:
+    from capsim.cli.bench import validate_bench
+
+    validate_app.command("bench")(validate_bench)
+
+
+_register_bench()

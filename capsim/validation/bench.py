@@ -65,10 +65,10 @@ def run_rows(run: BenchRun, dep: Deployment, source: str = "") -> tuple[list[Row
     measured = measured_summary(run)
     res, how = replay(run, dep)
     pred = res.summary
-    case = f"{run.name} ({how})"
-    rows = [Row(source or run.name, case, name, measured[key] * 1e3, float(pred[key]) * 1e3, "ms")
+    case = run.name
+    rows = [Row(source or run.name, case, name, measured[key] * 1e3, float(pred[key]) * 1e3, "ms", how)
             for name, key in METRICS if key in measured and math.isfinite(measured[key]) and measured[key] > 0]
-    rows += [Row(source or run.name, case, name, measured[key], float(pred[key]), unit)
+    rows += [Row(source or run.name, case, name, measured[key], float(pred[key]), unit, how)
              for name, key, unit in THROUGHPUT]
     return rows, f"{run.describe()}; replayed with {how}"
 
