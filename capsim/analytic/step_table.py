@@ -177,8 +177,17 @@ class StepTable:
         self.mla = model.is_mla
         self.general = self.mla or len(self.shares) > 1 or self.shares[0][0] is not None
         self.attn_launch_s = self.main.params.attention.launch_s
-        self.mem = self._affine(self.main)
-        self.dec_mem = self._affine(self.dec)
+        # A measured calibration's attention residuals (Perf.attention_factor), cached on a 1/32-octave grid.
+        self._att_table = bool(self.main.params.attention.table)
+        # A curve with a second half size also follows the keys per sequence (Perf.attention_s's kv_per_seq):
+        # pair_s holds the query-rows part, the keys part multiplies where a step's keys are known.
+        halves = self.main.params.attention.forward.half_sizes
+        self._kv_half = float(halves[1]) if len(halves) > 1 else 0.0
+        self._att_cache: dict[tuple[int, int, int], float] = {}
+        # Attention's memory branch runs at the "attention" bandwidth where the calibration measured one
+        # (Perf.attention_s prices its bytes with memory_bytes_s(bytes, "attention")).
+        self.mem = self._affine(self.main, "attention")
+        self.dec_mem = self._affine(self.dec, "attention")
         # Seconds per (query, key) pair of attention at each query-token count: the kernel's FLOPs per pair at the
         # attention efficiency for that many query rows (perf.attention_s's compute branch).
         eff = np.maximum(curve_value(self.main.params.attention.forward, n * self.heads), 1e-300)
@@ -262,10 +271,10 @@ class StepTable:
         return share * self._kv_up[key]
 
     @staticmethod
-    def _affine(perf: Perf) -> tuple[float, float]:
-        """(intercept, slope) of perf.memory_bytes_s, checked to be affine in the bytes moved."""
+    def _affine(perf: Perf, kind: str = "") -> tuple[float, float]:
+        """(intercept, slope) of perf.memory_bytes_s(bytes, kind), checked to be affine in the bytes moved."""
         x1, x2, x3 = 1.0e6, 2.0e6, 1.0e10
-        t1, t2, t3 = (float(perf.memory_bytes_s(x)) for x in (x1, x2, x3))
+        t1, t2, t3 = (float(perf.memory_bytes_s(x, kind)) for x in (x1, x2, x3))
         slope = (t2 - t1) / (x2 - x1)
         icpt = t1 - slope * x1
         if not math.isclose(icpt + slope * x3, t3, rel_tol=1e-9):
@@ -286,6 +295,24 @@ class StepTable:
     def _dpair_s(self, n: int) -> float:
         return self.dpair_s[n] if n < len(self.dpair_s) else self._beyond("dpair", n)
 
+    def kv_slowdown(self, kv_per_seq: float) -> float:
+        """1 / (the efficiency curve's keys-per-sequence factor): how much slower attention's compute branch is at
+        this many keys per sequence (1 for a curve over query rows only)."""
+        h = self._kv_half
+        return 1.0 if not h else (kv_per_seq + h) / max(kv_per_seq, 1e-9)
+
+    def att_factor(self, rows: float, kv_per_seq: float, flops: float, nbytes: float) -> float:
+        """Perf.attention_factor for one kernel (1 without measured attention residuals)."""
+        if not self._att_table or flops <= 0 or nbytes <= 0:
+            return 1.0
+        key = (round(32 * math.log2(max(rows, 1e-9))), round(32 * math.log2(max(kv_per_seq, 1e-9))),
+               round(32 * math.log2(flops / nbytes)))
+        f = self._att_cache.get(key)
+        if f is None:
+            f = self._att_cache[key] = float(self.main.attention_factor(flops, nbytes, rows, kv_per_seq,
+                                                                        self.plan.dtype))
+        return f
+
     def prefill_attention_s(self, tokens: int, pairs: float, kv_tokens: float, seqs: int = 1) -> float:
         """One layer's prefill attention (serving_kernels' ops, priced as Perf prices them): per kind of layer, the
         kernel over its pairs and keys (a sliding window caps them as the mean sequence allows), and MLA's K/V
@@ -297,8 +324,10 @@ class StepTable:
         out = 0.0
         for window, share in self.shares:
             p, kv = (pairs, kv_tokens) if not window else _capped(tokens, seqs, pairs, kv_tokens, window)
-            comp, mem = p * per_pair, icpt + slope * (tokens * self.pre_q + kv * self.pre_kv)
-            out += share * (self.attn_launch_s + (mem if mem > comp else comp))
+            nbytes = tokens * self.pre_q + kv * self.pre_kv
+            comp, mem = p * per_pair * self.kv_slowdown(kv / max(seqs, 1)), icpt + slope * nbytes
+            f = self.att_factor(tokens * self.heads, kv / max(seqs, 1), p * self.flops_per_pair["pair"], nbytes)
+            out += share * (self.attn_launch_s + (mem if mem > comp else comp) * f)
             if self.mla:
                 out += self._kv_up_s(kv, share)
         return out
@@ -313,8 +342,10 @@ class StepTable:
         out = self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
         for window, share in self.shares:
             kv = kv_tokens if not window else _capped(seqs, seqs, kv_tokens, kv_tokens, window)[1]
-            comp, mem = kv * per_pair, icpt + slope * (seqs * self.dec_q + kv * self.dec_kv)
-            out += share * (self.attn_launch_s + (mem if mem > comp else comp))
+            nbytes = seqs * self.dec_q + kv * self.dec_kv
+            comp, mem = kv * per_pair * self.kv_slowdown(kv / seqs), icpt + slope * nbytes
+            f = self.att_factor(seqs * self.heads, kv / seqs, kv * self.flops_per_pair["dpair"], nbytes)
+            out += share * (self.attn_launch_s + (mem if mem > comp else comp) * f)
         return out
 
     def overhead_s(self, seqs: int) -> float:
@@ -380,10 +411,23 @@ class StepTable:
             return self._windowed_coef(seqs)
         return self._dec_coef.get(seqs) or self._decode_coef(seqs)
 
+    def _run_coef(self, seqs: int, kv_sum0: float) -> tuple[float, float, float, float, float, float]:
+        """The decode coefficients of a run, with a measured calibration's attention residual taken at the run's
+        first step (exact there; a run's contexts grow by its length, which the closed form does not follow)."""
+        co = self._coef(seqs, kv_sum0)
+        if not (self._att_table or self._kv_half):
+            return co
+        kv = kv_sum0 + seqs
+        f = self.att_factor(seqs * self.heads, kv / seqs, kv * self.flops_per_pair["dpair"],
+                            seqs * self.dec_q + kv * self.dec_kv)
+        g = self.kv_slowdown(kv / seqs)
+        # base keeps the kernels' launches (Perf.attention_s scales the body only); the attention lines scale.
+        return (co[0], co[1] * f * g, co[2] * f, co[3] * f, co[4], co[5])
+
     def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
         ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
-        co = self._coef(seqs, kv_sum0)
+        co = self._run_coef(seqs, kv_sum0)
         base, comp, x0 = co[0], co[1], kv_sum0 + seqs
         if co[4] > 0:
             return ((base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs), (co[5], 0.0))
@@ -391,7 +435,8 @@ class StepTable:
 
     def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[Lines, list[Piece], float]:
         """A run of ``k`` decode steps: its lines, their envelope, and its total time (closed form)."""
-        co = self._coef(seqs, kv_sum0) if self.max_window else (self._dec_coef.get(seqs) or self._decode_coef(seqs))
+        co = self._run_coef(seqs, kv_sum0) if self.max_window or self._att_table or self._kv_half else \
+            (self._dec_coef.get(seqs) or self._decode_coef(seqs))
         if co[4] > 0 or k <= 1:  # three lines (CPU-dispatch floor) or a single step: the general path
             lines = self.decode_lines(seqs, kv_sum0)
             pieces = envelope(lines, k)
@@ -437,15 +482,23 @@ class StepTable:
                 icpt, slope = self.mem
                 comp = prefill_pairs * (pair_s[prefill_tokens] if prefill_tokens < len(pair_s)
                                         else self._beyond("pair", prefill_tokens))
+                if self._kv_half:
+                    comp *= self.kv_slowdown(prefill_kv_tokens / prefill_seqs)
                 mem = icpt + slope * nbytes
-                pa = self.attn_launch_s + (mem if mem > comp else comp)
+                pa = self.attn_launch_s + (mem if mem > comp else comp) * (self.att_factor(
+                    prefill_tokens * self.heads, prefill_kv_tokens / prefill_seqs,
+                    prefill_pairs * self.flops_per_pair["pair"], nbytes) if self._att_table else 1.0)
             if decode_seqs > 0:
                 icpt, slope = self.dec_mem
                 nbytes = decode_seqs * self.dec_q + decode_kv_tokens * self.dec_kv
                 comp = decode_kv_tokens * (pair_s[decode_seqs] if decode_seqs < len(pair_s)
                                            else self._beyond("pair", decode_seqs))
+                if self._kv_half:
+                    comp *= self.kv_slowdown(decode_kv_tokens / decode_seqs)
                 mem = icpt + slope * nbytes
-                da = self.attn_launch_s + (mem if mem > comp else comp)
+                da = self.attn_launch_s + (mem if mem > comp else comp) * (self.att_factor(
+                    decode_seqs * self.heads, decode_kv_tokens / decode_seqs,
+                    decode_kv_tokens * self.flops_per_pair["dpair"], nbytes) if self._att_table else 1.0)
         gpu = tok + logit + self.layers * (pa + da)
         seqs = prefill_seqs + decode_seqs
         cpu = self.ov0 + self.ov1 * seqs + self.ov2 * prefill_tokens

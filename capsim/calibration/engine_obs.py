@@ -115,7 +115,10 @@ def _decode_rows(run: BenchRun, ev: _Events, t: np.ndarray, req: np.ndarray, k: 
     """One row per request with at least one gap: its gaps summed, their device time and features summed."""
     gap = np.flatnonzero(k > 0)
     owner = req[gap]
-    w = _window(ev, t[gap - 1], t[gap])
+    # The other requests' tokens of the same step reach the client a little before or after this one's: the window
+    # is shifted by half the clustering tolerance (at most a quarter of the gap) so they count in its own step.
+    eps = np.minimum(CLUSTER_TOL_S / 2, 0.25 * (t[gap] - t[gap - 1]))
+    w = _window(ev, t[gap - 1] + eps, t[gap] + eps)
     if mixed:  # one step per gap, prompts and decodes together (chunked prefill)
         shape = StepShape(prefill_tokens=w["prompt"], prefill_seqs=w["first"], prefill_pairs=w["pairs"],
                           prefill_kv_tokens=w["prompt"], decode_seqs=w["dec"], decode_kv_tokens=w["ctx"])

@@ -68,14 +68,20 @@ class Perf:
         sizes = (query_rows,) if kv_per_seq is None else (query_rows, kv_per_seq)
         eff = curve_value(a.backward if backward else a.forward, *sizes)
         body = np.maximum(flops / (self.peak(fmt) * eff), self.memory_bytes_s(nbytes, "attention"))
-        table, which = a.table or {}, "bwd" if backward else "fwd"
-        entry = table.get(f"{which}@{DType(fmt).value}") or table.get(which)  # a format's own residuals first
-        if entry is not None and kv_per_seq is not None:
-            sizes = {"log2_rows": query_rows, "log2_kv": kv_per_seq,
-                     "log2_intensity": np.asarray(flops, float) / np.maximum(nbytes, 1e-30)}
-            axes = tuple(k for k in sizes if k in entry)
-            body = body * _grid_factor(entry, axes, tuple(sizes[k] for k in axes))
-        return a.launch_s + body
+        return a.launch_s + body * self.attention_factor(flops, nbytes, query_rows, kv_per_seq, fmt, backward)
+
+    def attention_factor(self, flops: Num, nbytes: Num, query_rows: Num, kv_per_seq: Num | None,
+                         fmt: DType | str = DType.BF16, backward: bool = False) -> Num:
+        """The measured residual multiplier of an attention kernel's roofline body (1 where the calibration holds
+        none): a grid over query rows, keys per sequence and FLOPs per byte, the format's own grid first."""
+        table, which = self.params.attention.table or {}, "bwd" if backward else "fwd"
+        entry = table.get(f"{which}@{DType(fmt).value}") or table.get(which)
+        if entry is None or kv_per_seq is None:
+            return 1.0
+        sizes = {"log2_rows": query_rows, "log2_kv": kv_per_seq,
+                 "log2_intensity": np.asarray(flops, float) / np.maximum(nbytes, 1e-30)}
+        axes = tuple(k for k in sizes if k in entry)
+        return _grid_factor(entry, axes, tuple(sizes[k] for k in axes))
 
     def memory_bytes_s(self, nbytes: Num, kind: str = "") -> Num:
         mem = self.params.memory
