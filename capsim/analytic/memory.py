@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic import fp8
 from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import (
@@ -120,7 +121,8 @@ def saved_by_class(model: ModelSpec, lay: Layouts, precision: Precision,
 
     def by_class(cross: bool) -> dict[Saved, Num]:
         out: dict[Saved, Num] = {c: 0.0 for c in Saved}
-        for op in forward_layer_ops(model, s, dt, attention, dropout, cross, model.causal):
+        # FP8 recipes keep the FP8 copies of TE's GEMM inputs (capsim.analytic.fp8).
+        for op in fp8.forward(forward_layer_ops(model, s, dt, attention, dropout, cross, model.causal), precision):
             for kind, size in op.saved:
                 out[kind] = out[kind] + size * op.count * op.share
         return out
