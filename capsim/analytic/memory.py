@@ -80,7 +80,7 @@ def _layer_params_per_gpu(model: ModelSpec, lay: Layouts) -> tuple[np.ndarray, n
     pc = param_counts(model)
     per_layer = (pc.per_layer * model.layers + pc.encoder_per_layer * model.encoder_layers) / model.total_layers
     expert = pc.expert_per_layer * model.layers / model.total_layers
-    return (per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)
+    return (per_layer - expert) / lay.tp, expert / (lay.etp * lay.ep)
 
 
 def stage_params(model: ModelSpec, lay: Layouts, layers: Num, emb: Num, head: Num) -> tuple[Num, Num]:
@@ -97,10 +97,11 @@ def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precisio
     """(weights, gradients, optimizer) bytes per GPU under ZeRO / the distributed optimizer.
 
     ZeRO (Rajbhandari et al. 2020, Sec. 5): stage 1 shards optimizer states, stage 2 also gradients,
-    stage 3 also parameters, over the data-parallel group (dp x cp); experts over dp x cp / ep.
+    stage 3 also parameters, over the data-parallel group (dp x cp); experts over their expert-data-parallel group
+    (tp x cp x dp / (ep x etp), ``Layouts.expert_dp``).
     """
     group = lay.dp * lay.cp
-    expert_group = np.maximum(group // lay.ep, 1)
+    expert_group = lay.expert_dp
     z = lay.zero_stage
 
     def sharded(nbytes_per_param: float, on: np.ndarray) -> Num:
@@ -117,7 +118,7 @@ def saved_by_class(model: ModelSpec, lay: Layouts, precision: Precision,
     """Bytes one layer keeps for one micro-batch, summed per sharding class (before SP and selective)."""
     dt = precision.activations
     tokens = lay.micro_batch * lay.seq_len / lay.cp
-    s = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp)
+    s = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
 
     def by_class(cross: bool) -> dict[Saved, Num]:
         out: dict[Saved, Num] = {c: 0.0 for c in Saved}

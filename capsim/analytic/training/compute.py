@@ -35,7 +35,7 @@ SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_ml
                           "final_norm", "norm_attn_post", "norm_mlp_post"})
 GEMM_OPS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "router",
                       "cross_qkv", "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})  # last 5: MLA
-SHAPE_KEYS = ("tp", "cp", "ep", "micro_batch", "seq_len", "sp")
+SHAPE_KEYS = ("tp", "cp", "ep", "etp", "micro_batch", "seq_len", "sp")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _sum(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, names: f
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, cross: bool) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
-    shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp)
+    shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
     plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal)
     fwd = fp8.forward(plain, precision)  # FP8 recipes: the input casts before TE's GEMMs
     bwd = backward_ops(plain) + fp8.backward_casts(plain, precision)

@@ -14,6 +14,14 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.errors import SpecError
 
 
+class MoeDispatcher(StrEnum):
+    """How MoE tokens reach their experts' ranks (megatron/core/transformer/moe/README.md, "Token Dispatching",
+    NVIDIA/Megatron-LM@d98e8a6)."""
+
+    ALLTOALL = "alltoall"  # NCCL all-to-all of every (token, expert) copy
+    FLEX = "flex"  # DeepEP / HybridEP: "removes redundant tokens during cross-node communication"
+
+
 @dataclass(frozen=True)
 class Framework:
     """How a training framework schedules kernels and communication (one variant per entry of FRAMEWORKS)."""
@@ -33,6 +41,10 @@ class Framework:
     fused_grad_accumulation: bool = True
     overlap_p2p: bool = False  # pipeline sends/receives run asynchronously, off the compute stream
     zero3_prefetch: bool = True  # ZeRO-3/FSDP gathers layer i+1 while layer i computes
+    overlap_moe_a2a: bool = False  # MoE all-to-alls of one micro-batch run during another's compute
+    # MoE token dispatch: NCCL all-to-all of every token copy, or a dispatcher that sends each token once per
+    # destination node and forwards it over NVLink (Megatron-Core's flex dispatcher with DeepEP/HybridEP).
+    moe_dispatcher: MoeDispatcher = MoeDispatcher.ALLTOALL
     pp_scatter_gather: bool = True  # split a pipeline send over the TP ranks, all-gather on arrival (SC21 4.1)
     # Layout features the software offers; a layout search does not try the others.
     sequence_parallel: bool = True
@@ -47,6 +59,7 @@ class Framework:
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
         out["attention"] = self.attention.value
+        out["moe_dispatcher"] = self.moe_dispatcher.value
         return out
 
 
@@ -105,4 +118,4 @@ def get_framework(framework: Framework | FrameworkName | str) -> Framework:
                         f"use one of {', '.join(f.value for f in FrameworkName)}") from None
 
 
-__all__ = ["FRAMEWORKS", "Framework", "FrameworkName", "get_framework"]
+__all__ = ["FRAMEWORKS", "Framework", "FrameworkName", "MoeDispatcher", "get_framework"]

@@ -68,8 +68,9 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int) -> np.ndarray:
         ((lay.schedule != 2) & (lay.v > 1), "only the interleaved schedule has v > 1"),
         (lay.sp & (lay.tp < 2), "sequence parallelism needs tp > 1"),
         (lay.seq_len % lay.cp != 0, "cp does not divide the sequence"),
-        ((lay.ep > 1) & ((model.experts % lay.ep != 0) | ((lay.dp * lay.cp) % lay.ep != 0)),
-         "ep must divide the experts and dp*cp"),
+        ((lay.ep > 1) & (model.experts % lay.ep != 0), "ep does not divide the experts"),
+        (lay.tp % lay.etp != 0, "etp does not divide tp"),
+        ((lay.tp * lay.cp * lay.dp) % (lay.ep * lay.etp) != 0, "ep x etp does not divide tp x cp x dp"),
         (lay.distributed_optimizer & (lay.zero_stage > 0), "distributed optimizer and ZeRO together"),
     ]
     reason = np.full(len(lay), "", dtype=object)
