@@ -174,10 +174,15 @@ def _middle_candidates(lay: Layouts) -> tuple[np.ndarray, np.ndarray]:
 
 def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
-                    dropout: bool = False) -> TrainingMemory:
+                    dropout: bool = False, keep_gathered: Num = False, unsharded_grads: bool = False
+                    ) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
     stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
-    could be heavier, each with its own layers and in-flight micro-batches)."""
+    could be heavier, each with its own layers and in-flight micro-batches).
+
+    ZeRO-3/FSDP that keeps the parameters gathered from the forward to the backward (``keep_gathered``) holds the
+    stage's whole parameters at the end of its forward; deferred gradient sync (``unsharded_grads``) also holds the
+    stage's unsharded gradients until the step's last backward (FSDP2 without gradient sync)."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
@@ -199,11 +204,16 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     logits = tokens * model.vocab / lay.tp * (4.0 + precision.activations.bytes)  # LM-head output + fp32 loss copy
     single = lay.pp == 1
 
+    sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.dp * lay.cp > 1), (lay.zero_stage >= 2) & (lay.dp * lay.cp > 1)
+
     def stage(rank: Num, layers: Num, emb: Num, head: Num) -> list[Num]:
         inflight = inflight_chunks(lay, rank)
-        w, g, o = model_state_bytes(*stage_params(model, lay, layers, emb, head), lay, precision)
+        dense, expert = stage_params(model, lay, layers, emb, head)
+        w, g, o = model_state_bytes(dense, expert, lay, precision)
         act = inflight * layers / lay.v * layer_act + np.where(emb, inflight / lay.v * emb_mask, 0.0)
-        return [w, g, o, act, recompute_ws + zero3 + np.where(head, logits, 0.0)]
+        gathered = np.where(sharded3 & keep_gathered, (dense + expert) * precision.weights.bytes, zero3)
+        grads = np.where(sharded2, (dense + expert) * precision.gradients.bytes, 0.0) if unsharded_grads else 0.0
+        return [w, g, o, act, recompute_ws + gathered + grads + np.where(head, logits, 0.0)]
 
     best = stage(0, lay.first_stage_layers, True, single)
     rank = np.zeros(len(lay), np.int64)

@@ -13,7 +13,7 @@ from capsim.analytic.moe import moe_tokens
 from capsim.analytic.ops import optimizer_ops
 from capsim.analytic.training.collectives import Placement, collective_s, placement, send_s, tier_s
 from capsim.analytic.training.compute import MicroBatchTimes
-from capsim.analytic.training.framework import Framework, MoeDispatcher
+from capsim.analytic.training.release import Framework, MoeDispatcher
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import Precision
@@ -116,7 +116,9 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     all-gathered over the ETP group before the experts and reduce-scattered after (``capsim.analytic.moe``). With
     Megatron-Core's ``--overlap-moe-expert-parallel-comm`` (``fw.overlap_moe_a2a``) a micro-batch's forward runs
     alongside another's backward, so the forward's communication hides behind a layer's backward compute and the
-    backward's behind a layer's forward (megatron/core/pipeline_parallel/combined_1f1b.py).
+    backward's behind a layer's forward (megatron/core/pipeline_parallel/combined_1f1b.py). Megatron-Core's
+    default all-gather dispatcher instead all-gathers every token over the EP x ETP group and reduce-scatters the
+    outputs (megatron/core/transformer/moe/token_dispatcher.py, MoEAllGatherTokenDispatcher).
     """
     zero = np.zeros(len(lay))
     if not model.is_moe:
@@ -127,8 +129,15 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     around = placement(lay.etp, 1, gpn)
     etp = (collective_s(perf, "all_gather", gathered * row, around)
            + collective_s(perf, "reduce_scatter", gathered * row, around))
-    one_pass = (np.where(lay.ep > 1, 2.0 * a2a, 0.0) + np.where(lay.etp > 1, etp, 0.0)) * (
-        model.moe_layers / model.total_layers)
+    one_pass = np.where(lay.ep > 1, 2.0 * a2a, 0.0) + np.where(lay.etp > 1, etp, 0.0)
+    if fw.moe_dispatcher is MoeDispatcher.ALLGATHER:  # every token gathered over EP x ETP, outputs reduce-scattered
+        group = lay.ep * lay.etp
+        gathered_bytes = local * group * model.hidden * precision.activations.bytes
+        where = placement(group, 1, gpn)
+        both = (collective_s(perf, "all_gather", gathered_bytes, where)
+                + collective_s(perf, "reduce_scatter", gathered_bytes, where))
+        one_pass = np.where(group > 1, both, 0.0)
+    one_pass = one_pass * (model.moe_layers / model.total_layers)
     fwd, bwd = one_pass, one_pass * (1.0 + recompute_passes(lay))
     if fw.overlap_moe_a2a:
         fwd, bwd = np.maximum(fwd - t.layer_bwd_s, 0.0), np.maximum(bwd - t.layer_fwd_s, 0.0)
