@@ -211,8 +211,10 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
         dense, expert = stage_params(model, lay, layers, emb, head)
         w, g, o = model_state_bytes(dense, expert, lay, precision)
         act = inflight * layers / lay.v * layer_act + np.where(emb, inflight / lay.v * emb_mask, 0.0)
-        gathered = np.where(sharded3 & keep_gathered, (dense + expert) * precision.weights.bytes, zero3)
-        grads = np.where(sharded2, (dense + expert) * precision.gradients.bytes, 0.0) if unsharded_grads else 0.0
+        # the parts of the stage's parameters (gradients) held beyond this GPU's shard
+        rest = dense * (1.0 - 1.0 / (lay.dp * lay.cp)) + expert * (1.0 - 1.0 / lay.expert_dp)
+        gathered = np.where(sharded3 & keep_gathered, rest * precision.weights.bytes, zero3)
+        grads = np.where(sharded2, rest * precision.gradients.bytes, 0.0) if unsharded_grads else 0.0
         return [w, g, o, act, recompute_ws + gathered + grads + np.where(head, logits, 0.0)]
 
     best = stage(0, lay.first_stage_layers, True, single)

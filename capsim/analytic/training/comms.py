@@ -18,6 +18,8 @@ from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import Precision
 
+UB_SPLITS = 4  # chunks of a pipelined userbuffers reduce-scatter (see tp_layer_s)
+
 
 def _tokens(lay: Layouts) -> np.ndarray:
     return lay.micro_batch * lay.seq_len / lay.cp  # token rows of one micro-batch on one GPU
@@ -56,8 +58,15 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     pairs = 1.0 + (0.5 * model.layers / model.total_layers if model.arch is Arch.ENCODER_DECODER else 0.0)
     fwd, bwd = pairs * forward, pairs * (forward * recompute_passes(lay) + backward)
     if fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
-        fwd = np.maximum(fwd - t.layer_gemm_fwd_s, 0.0)  # backward GEMMs are twice the forward
-        bwd = np.maximum(bwd - t.layer_gemm_fwd_s * (2.0 + recompute_passes(lay)), 0.0)
+        # Transformer Engine userbuffers, which need sequence parallelism: the all-gathers run by ring exchange
+        # behind the GEMM chunks, the reduce-scatters after the row-parallel GEMMs are pipelined in UB_SPLITS
+        # chunks and the last chunk's share cannot hide (PipelineOverlapCfg num_splits=4 for proj_fprop and
+        # fc2_fprop in every H100/B200 config, NeMo@v2.2.0rc3 nemo/collections/llm/recipes/tp_overlap_configs/
+        # userbuffers.py L79-103); the backward's bulk overlaps hide behind its GEMMs (twice the forward's).
+        tail = 2.0 * pairs * rs / UB_SPLITS * (1.0 + recompute_passes(lay))
+        fwd = np.where(lay.sp, np.maximum(fwd - t.layer_gemm_fwd_s, 2.0 * pairs * rs / UB_SPLITS), fwd)
+        bwd = np.where(lay.sp, np.maximum(bwd - t.layer_gemm_fwd_s * (2.0 + recompute_passes(lay)),
+                                          tail - 2.0 * pairs * rs / UB_SPLITS), bwd)
     return fwd, bwd
 
 

@@ -48,6 +48,9 @@ ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": Framew
 _ML21, _ML22, _MC08 = "ML@6985e58 megatron/", "ML@9aad920 megatron/", "ML@core_v0.8.0 megatron/"
 _NO_ZERO3 = "no ZeRO-3 in this code (zero=False): nothing to prefetch"
 _NO_MOE = "no mixture of experts in this code (the field's generic value)"
+_FP32_GRADS = ("Megatron's mixed precision accumulates and all-reduces gradients in fp32 (main_grad; "
+               "--accumulate-allreduce-grads-in-fp32 is forced with bf16)")
+_FP32_MASTER = "Megatron's mixed-precision optimizer keeps fp32 main parameters and fp32 Adam moments"
 _NO_FP8 = "no FP8 in this code (Transformer Engine FP8 arrived 2023; the field's generic value)"
 _ETP_NONE = "0 means the routed experts split like the attention (etp = tp); no expert tensor parallelism of its own"
 _SPLIT_NONE = "the embedding and loss do not count as layers in the pipeline split"
@@ -83,7 +86,8 @@ def _megatron_lm_2021() -> Release:
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3},
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS,
+         "fp32_master": _FP32_MASTER},
         {"micro_batch": Setting(4, _ML21 + "arguments.py L116 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML21 + "arguments.py L124-135, L595: --num-layers-per-virtual-pipeline-stage absent = "
@@ -139,7 +143,8 @@ def _megatron_lm_2022() -> Release:
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3},
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS,
+         "fp32_master": _FP32_MASTER},
         {"micro_batch": Setting(4, _ML22 + "arguments.py L135 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML22 + "arguments.py L143-154, L725: --num-layers-per-virtual-pipeline-stage absent = "
@@ -201,7 +206,8 @@ def _megatron_core_0_8() -> Release:
          "fp8_scaling": "Transformer Engine 1.x has one FP8 recipe, DelayedScaling (transformer_engine/common/recipe/"
                         "__init__.py, TE v1.8); --fp8-recipe arrived later",
          "fp8_params": "not in this release: --fp8-param-gather arrived later (core_v0.14.0 arguments.py L1248)",
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3},
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS,
+         "fp32_master": _FP32_MASTER},
         {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
                                 "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
          "v": Setting(1, args + "L1403 --num-layers-per-virtual-pipeline-stage default None = no interleaving"),
@@ -261,7 +267,10 @@ def _fsdp_pytorch_2_3() -> Release:
          "fp8_params": "FSDP1 gathers the parameters in their own (16-bit) format",
          "reshard_after_forward": fsdp + "ShardingStrategy.FULL_SHARD frees each unit's parameters after its "
                                   "forward and re-gathers them for its backward",
-         "defer_grad_sync": fsdp + "reduce-scatters after every backward unless the loop enters no_sync()"},
+         "defer_grad_sync": fsdp + "reduce-scatters after every backward unless the loop enters no_sync()",
+         "grads_fp32": "FSDP1 MixedPrecision(reduce_dtype=float32) as the usual mixed-precision setup (the field's "
+                       "generic value)",
+         "fp32_master": "FSDP1 keeps the sharded parameters in fp32 with MixedPrecision(param_dtype=bfloat16)"},
         {"micro_batch": Setting(PER_REPLICA, "FSDP runs one forward and backward per optimizer step unless the "
                                 "training loop accumulates: the whole per-replica batch"),
          "v": Setting(1, none.format("pipeline schedule")),

@@ -68,6 +68,8 @@ class Framework:
     # ZeRO-3/FSDP with gradient accumulation: reduce-scatter only after the step's last micro-batch, keeping the
     # gathered parameters and unsharded gradients in between (FSDP2 set_requires_gradient_sync(False))
     defer_grad_sync: bool = False
+    grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
+    fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)

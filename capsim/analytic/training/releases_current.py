@@ -56,6 +56,8 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     "--fp8-recipe": ("fp8_scaling", {"delayed": Fp8Scaling.DELAYED, "tensorwise": Fp8Scaling.CURRENT}, "L1224", 10),
     "--fp8-param-gather": ("fp8_params", {"": True}, "L1248 (NeMo 2.0: fp8_params)", 10),
     "--overlap-moe-expert-parallel-comm": ("overlap_moe_a2a", {"": True}, "L2889", 14),
+    "--grad-reduce-in-bf16": ("grads_fp32", {"": False}, "L2279 (NeMo 2 / Megatron-Bridge: grad_reduce_in_fp32=False)",
+                              10),
 }
 
 
@@ -76,7 +78,10 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
             "selective_recompute": cite_args + " --recompute-granularity selective",
             "distributed_optimizer": cite_args + " --use-distributed-optimizer",
             "zero": "Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages",
-            "context_parallel": cite_args + " --context-parallel-size"}
+            "context_parallel": cite_args + " --context-parallel-size",
+            "grads_fp32": "Megatron-Core accumulates and reduces gradients in fp32 by default "
+                          "(ML@core_v0.14.0 training/arguments.py L2279 --grad-reduce-in-bf16 turns it off)",
+            "fp32_master": "Megatron-Core's distributed optimizer keeps fp32 main parameters and fp32 Adam moments"}
 
 
 def nemo_24_07(name: str) -> Release:
@@ -231,17 +236,17 @@ def fsdp2_flags(where: str) -> dict[str, Flag]:
     }
 
 
-def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher) -> Framework:
+def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool) -> Framework:
     return Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                      overlap_tp_comm=False, overlap_tp_wgrad=False, fused_grad_accumulation=False, overlap_p2p=False,
                      zero3_prefetch=True, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                      distributed_optimizer=False, zero=True, context_parallel=True, uneven_pipeline=True,
                      interleave_min_pp=2, moe_dispatcher=dispatcher, overlap_moe_a2a=False,
                      fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=reshard,
-                     defer_grad_sync=False)
+                     defer_grad_sync=False, grads_fp32=master, fp32_master=master)
 
 
-def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str) -> dict[str, str]:
+def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, master: str) -> dict[str, str]:
     none = "FSDP2 has no {} of its own"
     return {"attention": attention, "dropout": "the Llama/Qwen model code these runs use has no dropout",
             "overlap_grad_reduce": "FSDP2 reduce-scatters each block's gradients on a separate stream during the "
@@ -268,7 +273,8 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str) -> di
             "fp8_params": "FSDP2 gathers the parameters in the MixedPrecisionPolicy param_dtype (bf16)",
             "reshard_after_forward": reshard,
             "defer_grad_sync": "fully_shard reduce-scatters after every backward unless set_requires_gradient_sync("
-                               "False) (FSDP2's default: requires_gradient_sync=True)"}
+                               "False) (FSDP2's default: requires_gradient_sync=True)",
+            "grads_fp32": master, "fp32_master": master}
 
 
 def _fsdp2_defaults(where: str, micro: Setting) -> dict[str, Setting]:
@@ -289,8 +295,11 @@ def nemo_automodel_2025_10(name: str) -> Release:
                        par + " L123, L187: reshard_after_forward=False by default (kept gathered until backward)",
                        "AM@8d9bfb9 nemo_automodel/components/moe/utils.py L35 BackendConfig.enable_deepep = "
                        "HAVE_DEEP_EP (DeepEP: one copy per destination node)",
-                       "AM@8d9bfb9 nemo_automodel/components/moe/utils.py BackendConfig attn 'te': TE DotProductAttention")
-    fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX)
+                       "AM@8d9bfb9 nemo_automodel/components/moe/utils.py BackendConfig attn 'te': TE DotProductAttention",
+                       "AM@8d9bfb9 nemo_automodel/components/models/qwen3_moe/model.py L121, L232: parameters built in "
+                       "the model config's torch_dtype (bfloat16); torch.optim.Adam keeps its moments in the "
+                       "parameters' dtype and FSDP2 casts the reduced gradients to it: no fp32 copy")
+    fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False)
     defaults = _fsdp2_defaults("AM@8d9bfb9 FSDP2Manager", Setting(PER_REPLICA, "step_scheduler local_batch_size "
                                                                                "has no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",
@@ -305,8 +314,10 @@ def torchtitan_2026_08(name: str) -> Release:
                        fsdp + " L112-136 get_fsdp_reshard_after_forward_policy: 'default' (torchtitan/config/"
                        "configs.py L145) = reshard unless pipeline parallelism is on",
                        "torchtitan's MoE dispatches with all-to-all collectives (the field's generic value)",
-                       "torch scaled_dot_product_attention (flash backend on sm80+)")
-    fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL)
+                       "torch scaled_dot_product_attention (flash backend on sm80+)",
+                       "TT@b5bcd76 torchtitan/config/configs.py L94, L102: mixed_precision_param bfloat16, "
+                       "mixed_precision_reduce float32 (fsdp.py L223: MixedPrecisionPolicy over fp32 parameters)")
+    fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True)
     defaults = _fsdp2_defaults("TT@b5bcd76 torchtitan/config/configs.py",
                                Setting(PER_REPLICA, "training.local_batch_size: the per-replica batch, no accumulation"))
     return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2026-08", "2026-08-21",
