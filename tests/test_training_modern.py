@@ -265,3 +265,22 @@ def test_an_fp8_row_runs_its_releases_recipe():
     nemo = next(r for r in MODERN if r["software"] == "nemo-24.07")
     fw = release_for(nemo["framework"], nemo["software"]).configure(nemo["flags"])[0]
     assert row_precision(nemo, fw).fp8_scaling is Fp8Scaling.DELAYED
+
+
+def test_train_cli_takes_expert_tp_and_release_flags():
+    import json
+
+    from typer.testing import CliRunner
+
+    from capsim.cli import app
+    args = ["train", "-m", "qwen3-30b-a3b", "-a", "h100", "-n", "16", "--ep", "16", "--global-batch", "64",
+            "--seq-len", "4096", "--precision", "fp8-current", "--framework", "megatron-bridge-26.04.01", "--json"]
+    runner = CliRunner()
+    plain = runner.invoke(app, args)
+    folded = runner.invoke(app, [*args, "--flags", "--moe-token-dispatcher-type=flex"])
+    assert plain.exit_code == 0 and folded.exit_code == 0, plain.output + folded.output
+    assert json.loads(folded.stdout)["breakdown"]["ep_comm_s"] < json.loads(plain.stdout)["breakdown"]["ep_comm_s"]
+    refused = runner.invoke(app, [*args, "--flags", "--sequence-parallel"])
+    assert refused.exit_code == 2 and "--flags" in refused.output
+    dense = runner.invoke(app, ["train", "-m", "llama-3-8b", "-n", "8", "--etp", "2", "--json"])
+    assert dense.exit_code == 2 and "ep" in dense.output  # a dense model has no experts to split
