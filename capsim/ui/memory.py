@@ -11,7 +11,7 @@ from capsim.specs.catalog import accelerators, get_accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Recompute, TrainPlan
 from capsim.specs.precision import PRESET_NAMES
-from capsim.ui.common import checked, downloads, model_input
+from capsim.ui.common import checked, downloads, model_input, show_table
 from capsim.ui.figures import stacked_bar
 from capsim.ui.state import number, select
 
@@ -79,7 +79,7 @@ def render() -> None:
     fig = stacked_bar(table, "layout", PARTS, f"{model.name} on {gpus} x {acc}", "GB per GPU",
                       get_accelerator(acc).memory_bytes / 1e9, "capacity")
     st.plotly_chart(fig, width="stretch")
-    st.dataframe(table, hide_index=True)
+    show_table(table)
     downloads("memory", table, {"model": model.name, "accelerator": acc, "gpus": gpus, "seq_len": seq_len,
                                 "micro_batch": mb, "global_batch": gb, "recompute": recompute,
                                 "precision": precision, "layouts": table.to_dict("records")})

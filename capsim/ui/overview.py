@@ -7,7 +7,7 @@ import streamlit as st
 
 from capsim.specs.catalog import accelerators
 from capsim.ui import figures
-from capsim.ui.common import downloads
+from capsim.ui.common import downloads, show_table
 from capsim.ui.menu import MENU
 from capsim.ui.state import select
 
@@ -42,5 +42,5 @@ def render() -> None:
     if len(shown) < len(table):
         st.caption(f"Without a {fmt} rate in their datasheet: "
                    + ", ".join(table.loc[table[f'{fmt} TFLOP/s'].isna(), 'accelerator']))
-    st.dataframe(table, hide_index=True)
+    show_table(table)
     downloads("accelerators", table, key="acc", what="accelerators")
