@@ -92,7 +92,7 @@ def _vline(x: float, text: str, xref: str = "x", yref: str = "y", color: str = "
     shape = dict(type="line", xref=xref, x0=x, x1=x, yref=f"{yref} domain", y0=0, y1=1,
                  line=dict(color=color, dash="dash"))
     note = dict(xref=xref, x=x, yref=f"{yref} domain", y=1, text=text, showarrow=False, xanchor="right",
-                xshift=-2, yanchor="top", font=dict(color="gray", size=11))  # left of the line: inside the plot
+                yanchor="bottom", font=dict(color="gray", size=11))  # above the plot, left of the line
     return shape, note
 
 
@@ -313,12 +313,25 @@ def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, label: str
         ypad = 0.1 * (yhi - ylo) if yhi > ylo else 0.1 * abs(yhi) + 1e-9
         yax["range"] = [ylo - ypad, yhi + 2 * ypad]  # room for the labels above the points
     if len(front):
-        mid = (xax["range"][0] + xax["range"][1]) / 2
-        where = np.where(front[x].to_numpy(float) > mid, "top left", "top right")
+        where = _label_sides(front[x].to_numpy(float), front[y].to_numpy(float), xax["range"], yax["range"])
         data.append(dict(type="scatter", x=_np(front[x]), y=_np(front[y]), mode="lines+markers+text",
                          name="Pareto front", text=_np(front[label]), textposition=where.tolist(),
                          textfont=dict(size=10), cliponaxis=False, line=dict(color=_color(2), width=2, shape="hv")))
     return _figure(data, title, 460, xaxis=xax, yaxis=yax)
+
+
+def _label_sides(xs: np.ndarray, ys: np.ndarray, xr: list[float], yr: list[float]) -> list[str]:
+    """Where each point's label goes: towards the middle of the plot (left of points in its right half), and
+    below the point when the previous label sits close above it (so neighbours do not overprint)."""
+    mid, xspan, yspan = (xr[0] + xr[1]) / 2, xr[1] - xr[0], yr[1] - yr[0]
+    out: list[str] = []
+    for i, (px, py) in enumerate(zip(xs, ys, strict=True)):
+        vertical = "top"
+        if i and out[-1].startswith("top") and abs(px - xs[i - 1]) < 0.3 * xspan \
+                and abs(py - ys[i - 1]) < 0.1 * yspan:
+            vertical = "bottom"
+        out.append(f"{vertical} {'left' if px > mid else 'right'}")
+    return out
 
 
 def _log_range(values: np.ndarray, below: float, above: float) -> list[float]:

@@ -152,7 +152,7 @@ def _format(column: str, v: pd.Series, integer: bool) -> str:
     if integer or top >= 1e6:
         return "localized" if top < 1e6 else "compact"
     if top >= 100:
-        return "%.0f" if top < 1e4 else "localized"
+        return "%.0f" if top < 1000 else "localized"
     return "%.3g"
 
 
