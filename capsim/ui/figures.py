@@ -315,7 +315,7 @@ def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, label: str
     if len(front):
         where = _label_sides(front[x].to_numpy(float), front[y].to_numpy(float), xax["range"], yax["range"])
         data.append(dict(type="scatter", x=_np(front[x]), y=_np(front[y]), mode="lines+markers+text",
-                         name="Pareto front", text=_np(front[label]), textposition=where.tolist(),
+                         name="Pareto front", text=_np(front[label]), textposition=where,
                          textfont=dict(size=10), cliponaxis=False, line=dict(color=_color(2), width=2, shape="hv")))
     return _figure(data, title, 460, xaxis=xax, yaxis=yax)
 

@@ -144,6 +144,9 @@ LOG_TICKS_JS = """() => {
 }"""
 
 
+SHOWN = ".js-plotly-plot, [data-testid=stAlertContentError], [data-testid=stException]"  # a result, or why not
+
+
 def _wait_idle(page) -> None:  # noqa: ANN001
     """Wait until the page's script has finished: no running indicator, spinner or stale (greyed) element."""
     page.wait_for_timeout(800)  # a rerun starts after the widget's message reaches the server
@@ -186,13 +189,13 @@ def _check(page, default: bool) -> None:  # noqa: ANN001
 def test_page_with_its_defaults_and_one_change(server, browser, path, changed):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{server}/{url_of(path)}", wait_until="domcontentloaded", timeout=120_000)
-    page.wait_for_selector(".js-plotly-plot", timeout=240_000)
+    page.wait_for_selector(SHOWN, timeout=240_000)
     _wait_idle(page)
     if changed:
         before = page.url
         CHANGES[path](page)
         _wait_idle(page)
-        page.wait_for_selector(".js-plotly-plot", timeout=240_000)
+        page.wait_for_selector(SHOWN, timeout=240_000)
         assert page.url != before, "the change is kept in the page's link"
     page.wait_for_timeout(1000)  # let the charts draw
     _check(page, default=not changed)
