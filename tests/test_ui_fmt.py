@@ -38,7 +38,8 @@ def test_markdown_is_escaped_to_plain_text():
 def test_tables_show_people_units_and_no_results_for_infeasible_rows():
     df = pd.DataFrame({"option": ["a", "b"], "feasible": [True, False], "reason": ["", "does not fit"],
                        "cost_per_hour_min": [12.5, 0.0], "replicas_min": [2, 0], "weights_per_gpu_bytes": [3.5e10, 7e10],
-                       "time_to_train_s": [9e6, 1e7], "mfu": [0.41, 0.0], "tokens_needed": [1139466248058.1465, 2e12]})
+                       "time_to_train_s": [9e6, 1e7], "mfu": [0.41, 0.0], "tokens_needed": [1139466248058.1465, 2e12],
+                       "tokens_per_s": [1.2e6, 3e5], "steps": [953674.316, 12.5]})
     shown, specs = fmt.display_table(df)
     assert np.isnan(shown.loc[1, "cost_per_hour_min"]) and np.isnan(shown.loc[1, "replicas_min"])
     assert np.isnan(shown.loc[1, "mfu"]) and shown.loc[1, "weights_per_gpu_bytes"] == pytest.approx(70.0)
@@ -46,4 +47,6 @@ def test_tables_show_people_units_and_no_results_for_infeasible_rows():
     assert specs["time_to_train_s"]["label"] == "time to train (days)"
     assert specs["mfu"]["format"] == "percent" and specs["cost_per_hour_min"]["format"] == "dollar"
     assert specs["tokens_needed"]["format"] == "compact" and shown.loc[0, "tokens_needed"] == 1139466248058.0
+    assert shown.loc[0, "tokens_per_s"] == 1.2e6, "a rate per second is not a duration"
+    assert specs["steps"]["format"] == "localized" and list(shown["steps"]) == [953674.0, 12.5]
     assert df.loc[1, "cost_per_hour_min"] == 0.0, "the caller's frame (the downloads) is left as it was"

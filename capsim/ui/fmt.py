@@ -131,15 +131,30 @@ def display_table(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, A
             v = v / 1e9
         elif name.endswith("_j"):
             v = v / 3.6e6
-        elif name.endswith("_s") and np.nanmax(np.abs(v.to_numpy()), initial=0.0) >= 2 * DAY_S:
+        elif _duration(name) and np.nanmax(np.abs(v.to_numpy()), initial=0.0) >= 2 * DAY_S:
             v, head = v / DAY_S, head.replace("(s)", "(days)")
-        elif name.endswith("_s") and np.nanmax(np.abs(v.to_numpy()), initial=0.0) >= 2 * HOUR_S:
+        elif _duration(name) and np.nanmax(np.abs(v.to_numpy()), initial=0.0) >= 2 * HOUR_S:
             v, head = v / HOUR_S, head.replace("(s)", "(h)")
         integer = pd.api.types.is_integer_dtype(values)
         fmt = _format(name, v, integer)
-        out[col] = values if integer else (v.round() if fmt in ("localized", "compact") else v)
+        out[col] = values if integer else (_round_sig(v) if fmt in ("localized", "compact") else v)
         specs[col] = {"label": head, "format": fmt}
     return out, specs
+
+
+def _duration(column: str) -> bool:
+    """A column of seconds (``step_s``), not a rate (``tokens_per_s``)."""
+    return column.endswith("_s") and not column.endswith("_per_s")
+
+
+def _round_sig(v: pd.Series, digits: int = 3) -> pd.Series:
+    """Each value to ``digits`` significant digits, whole numbers kept whole (12.5, 953,674; and for a compact
+    column 1,139,466,248,058.1465 tokens reads 1.14T)."""
+    a = v.to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.maximum(10.0 ** (digits - 1 - np.floor(np.log10(np.abs(a)))), 1.0)
+        rounded = np.where(np.isfinite(scale) & (a != 0), np.round(a * scale) / scale, a)
+    return pd.Series(rounded, index=v.index)
 
 
 def _format(column: str, v: pd.Series, integer: bool) -> str:
@@ -149,10 +164,10 @@ def _format(column: str, v: pd.Series, integer: bool) -> str:
         return "percent"
     if "usd" in column or column.startswith("cost_per"):
         return "dollar" if top < 1e6 else "compact"
-    if integer or top >= 1e6:
-        return "localized" if top < 1e6 else "compact"
-    if top >= 100:
-        return "%.0f" if top < 1000 else "localized"
+    if top >= 1e6:
+        return "compact"
+    if integer or top >= 1000:
+        return "localized"
     return "%.3g"
 
 

@@ -47,7 +47,7 @@ def memory_table(model: ModelSpec, acc_name: str, layouts: tuple[tuple[int, int,
             continue  # tp that does not divide the heads, pp that does not divide the layers
         mem = training_memory(model, plan, accelerator=acc).to_dict()
         rows.append({"layout": f"dp{dp} tp{tp} pp{pp} z{zero}", "dp": dp, "tp": tp, "pp": pp, "zero_stage": zero,
-                     **{p: mem[f"{p}_bytes"] / 1e9 for p in PARTS}, "total": mem["total_bytes"] / 1e9,
+                     **{f"{p}_gb": mem[f"{p}_bytes"] / 1e9 for p in PARTS}, "total_gb": mem["total_bytes"] / 1e9,
                      "fits": mem["fits"]})
     return pd.DataFrame(rows)
 
@@ -76,8 +76,8 @@ def render() -> None:
         st.error("No layout of tp and pp (powers of two up to 8) divides the GPU count, the global batch into "
                  "micro-batches, and the model's heads and layers; change the GPU count or the batch.")
         return
-    fig = stacked_bar(table, "layout", PARTS, f"{model.name} on {gpus} x {acc}", "GB per GPU",
-                      get_accelerator(acc).memory_bytes / 1e9, "capacity")
+    fig = stacked_bar(table, "layout", [f"{p}_gb" for p in PARTS], f"{model.name} on {gpus} x {acc}", "GB per GPU",
+                      get_accelerator(acc).memory_bytes / 1e9, "capacity", labels={f"{p}_gb": p for p in PARTS})
     st.plotly_chart(fig, width="stretch")
     show_table(table)
     downloads("memory", table, {"model": model.name, "accelerator": acc, "gpus": gpus, "seq_len": seq_len,
