@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_helpers import charts, errors, page, shown
+from ui_helpers import charts, errors, page, param, shown
 
 from capsim.errors import SpecError
 from capsim.ui.common import hf_model
@@ -45,7 +45,7 @@ def test_overview_renders_and_reacts():
     assert "bf16 TFLOP/s" in at.dataframe[0].value.columns
     at.radio(key="fmt").set_value("fp8").run()
     assert "fp8 TFLOP/s" in at.dataframe[0].value.columns
-    assert at.query_params["fmt"] == "fp8"
+    assert param(at, "fmt") == "fp8"
 
 
 def test_a_bad_link_value_is_named_and_ignored():
@@ -64,7 +64,7 @@ def test_memory_page_renders_and_reacts():
     at.selectbox(key="model").select("llama-2-70b").run()
     assert not at.exception
     assert not at.dataframe[0].value.equals(before)
-    assert at.query_params["model"] == "llama-2-70b"
+    assert param(at, "model") == "llama-2-70b"
 
 
 def test_memory_page_reports_bad_input():
@@ -99,7 +99,7 @@ def test_training_page_reacts_to_the_model_and_keeps_it_in_the_link():
     at.selectbox(key="model").select("llama-2-13b").run()
     assert not at.exception
     assert not at.dataframe[0].value.equals(before)
-    assert at.query_params["model"] == "llama-2-13b" and at.query_params["gpus"] == "16"
+    assert param(at, "model") == "llama-2-13b" and param(at, "gpus") == "16"
 
 
 def test_training_manual_layout_and_its_errors():
@@ -150,7 +150,7 @@ def test_serving_page_reacts_to_replicas():
     at.number_input(key="replicas").set_value(2).run()
     assert not at.exception
     assert len(at.dataframe[0].value) == 2 and not at.dataframe[0].value.equals(before)
-    assert at.query_params["replicas"] == "2"
+    assert param(at, "replicas") == "2"
 
 
 def test_serving_page_reports_bad_inputs():
@@ -229,7 +229,7 @@ def test_capacity_page_reacts_to_the_rate():
     at.number_input(key="rate").set_value(40.0).run()
     assert not at.exception and not at.error
     assert int(at.metric[0].value) > gpus
-    assert at.query_params["rate"] == "40.0"
+    assert param(at, "rate") == "40.0"
 
 
 def test_capacity_page_reports_bad_inputs():

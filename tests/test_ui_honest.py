@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_helpers import errors, page, shown
+from ui_helpers import errors, page, param, shown
 
 from capsim.ui import serving
 from capsim.ui.menu import MENU
@@ -48,7 +48,7 @@ def test_an_infeasible_manual_plan_shows_why_and_the_nearest_fix_not_its_numbers
     assert not at.exception and not at.error
     labels = {m.label for m in at.metric}
     assert {"Step time", "Cost to train"} <= labels
-    assert int(at.query_params["tp"]) * int(at.query_params["pp"]) > 1
+    assert int(param(at, "tp")) * int(param(at, "pp")) > 1
 
 
 def test_auto_search_with_too_few_gpus_names_the_fewest_that_work():
@@ -58,7 +58,7 @@ def test_auto_search_with_too_few_gpus_names_the_fewest_that_work():
     assert "Infeasible" in box and "GPUs:" in box
     at.button[0].click().run()
     assert not at.exception and not at.error and at.metric
-    assert int(at.query_params["gpus"]) > 2
+    assert int(param(at, "gpus")) > 2
 
 
 def test_errors_are_shown_as_written_not_as_markdown():

@@ -25,3 +25,9 @@ def shown(markdown: str) -> str:
 
 def errors(at: AppTest) -> str:
     return " ".join(shown(e.value) for e in at.error)
+
+
+def param(at: AppTest, key: str) -> str:
+    """A query parameter of the page's link (AppTest before Streamlit 1.5x returns a list of values)."""
+    value = at.query_params[key]
+    return value[-1] if isinstance(value, list) else value
