@@ -71,7 +71,8 @@ def test_tp_sequence_parallel_and_async_overlap():
 
 def test_pipeline_bubble_formula_uniform():
     lay = Layouts.build(GPT22, pp=np.array([4, 8]), v=np.array([2, 3]), micro_batch=1, global_batch=np.array([16, 24]),
-                        schedule=2, first_stage_layers=np.array([12, 6]), last_stage_layers=np.array([12, 6]))
+                        schedule=2)
+    assert lay.first_stage_layers.tolist() == [12, 6] and lay.last_stage_layers.tolist() == [12, 6]
     w = 0.25
     costs = {k: {c: np.array([0.0, 0.0]) for c in stages.PER_MICRO_BATCH} for k in stages.KINDS}
     for k in stages.KINDS:

@@ -118,16 +118,18 @@ class Perf:
         return {"mlp_act": "activation", "rope": "rope", "embedding": "embedding", "adam": "optimizer"}.get(name, "stream")
 
     def op_s(self, op: object) -> Num:
-        """Time of one :class:`capsim.analytic.ops.Op` (all its ``count`` instances)."""
-        kind = op.kind.value
+        """Time of one :class:`capsim.analytic.ops.Op` (all its ``count`` instances), times its ``share`` of the
+        layers (an op only some layers run, such as Gemma's global attention, costs that fraction per layer)."""
+        kind, share = op.kind.value, getattr(op, "share", 1.0)
         if kind == "gemm":
             m, n, k = op.shape
-            return self.gemm_s(m, n, k, op.dtype, op.count, op.bytes * op.count)
+            return share * self.gemm_s(m, n, k, op.dtype, op.count, op.bytes * op.count)
         if kind == "attention":
             seqs, heads, q, kv, _d = op.shape
-            return self.attention_s(op.total_flops, op.bytes * op.count, np.asarray(q, float) * heads, op.dtype,
-                                    op.name.endswith(".bwd"), np.asarray(kv, float) / np.maximum(seqs, 1e-30))
-        return self.memory_s(op.bytes * op.count, self.memory_kind(op))
+            return share * self.attention_s(op.flops * op.count, op.bytes * op.count, np.asarray(q, float) * heads,
+                                            op.dtype, op.name.endswith(".bwd"),
+                                            np.asarray(kv, float) / np.maximum(seqs, 1e-30))
+        return share * self.memory_s(op.bytes * op.count, self.memory_kind(op))
 
     def ops_s(self, ops: Iterable[object]) -> Num:
         total: Num = 0.0

@@ -25,22 +25,29 @@ RECIPES = {"zero": ("fp16-zero", AttentionImpl.UNFUSED, True),
            "korthikanti": ("fp16", AttentionImpl.UNFUSED, True)}
 
 
+# What each published count measures (sources differ: Mistral's "active" includes the embedding table,
+# DeepSeek's "activated" leaves it out; Qwen's and Gemma's "non-embedding" leaves out the embedding and the LM head).
+PARAMS_METRICS = {"params_total": "total", "params_active": "active",
+                  "params_active_non_embedding": "active_non_embedding", "params_transformer": "transformer",
+                  "params_embedding": "embedding"}
+
+
 def params_suite(path: str | Path | None = None) -> Report:
     rows = []
     for r in read_csv(path, "params_published.csv", ("source", "model", "metric", "value", "unit")):
         counts = param_counts(get_model(r["model"]))
         metric = r["metric"]
-        if metric not in ("params_total", "params_active"):
-            raise SpecError("metric", f"unknown metric {metric!r}", "use params_total or params_active")
+        if metric not in PARAMS_METRICS:
+            raise SpecError("metric", f"unknown metric {metric!r}", f"use one of {', '.join(PARAMS_METRICS)}")
         scale = UNITS[r["unit"]]
-        predicted = (counts.total if metric == "params_total" else counts.active) / scale
+        predicted = getattr(counts, PARAMS_METRICS[metric]) / scale
         digits = int(r.get("digits") or 0)
         note = ""
         if digits:
             value = float(r["value"])
-            ulp = 10 ** (len(str(int(value))) - digits) if value >= 1 else 0
-            if ulp:
-                note = f"published to {digits} significant figures: +/-{50 * ulp / value:.2f}% rounding"
+            ulp = 10.0 ** (len(str(int(value))) - digits) if value >= 1 else 0
+            if ulp:  # sources round or truncate: the count is known to one unit of its last digit
+                note = f"published to {digits} significant figures: +/-{100 * ulp / value:.2g}%"
         rows.append(Row(r["source"], r["model"], metric, float(r["value"]), predicted, r["unit"], note))
     return Report("params", "none", tuple(rows))
 
