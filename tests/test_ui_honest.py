@@ -68,6 +68,16 @@ def test_errors_are_shown_as_written_not_as_markdown():
     assert "tp*pp*cp = 3 does not divide the 64 GPUs" in errors(at)
 
 
+def test_a_replica_that_cannot_hold_the_model_is_infeasible_with_the_nearest_replica():
+    at = page("serving", model="llama-3-70b", requests="60", loads="1")  # 141 GB of weights on one 80 GB GPU
+    assert not at.exception and not at.metric
+    box = errors(at)
+    assert "Infeasible" in box and "141.1 GB" in box and "Nearest feasible change" in box
+    at.button[0].click().run()
+    assert not at.exception and not at.error and at.metric
+    assert (param(at, "tp"), param(at, "quant")) != ("1", "none")
+
+
 # --- serving: uploads and SLOs -------------------------------------------------------------------
 
 def test_an_uploaded_trace_replays_as_recorded_by_default(upload):

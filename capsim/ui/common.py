@@ -122,6 +122,14 @@ def json_object(text: str, field: str, fix: str) -> dict:
     return data
 
 
+def use_in_link(values: dict[str, Any]) -> None:
+    """Button callback: put ``values`` in the page's link and let the widgets take them from there on the rerun
+    (their remembered state is dropped, so the link wins)."""
+    for key, value in values.items():
+        st.query_params[key] = str(value).lower() if isinstance(value, bool | np.bool_) else str(value)
+        st.session_state.pop(key, None)
+
+
 def show_table(df: pd.DataFrame, columns: list[str] | None = None, where: Any = st,
                height: int | None = None) -> None:
     """A results table (optionally some columns) in people's units and formats, infeasible rows without results
@@ -198,4 +206,5 @@ def downloads(stem: str, table: pd.DataFrame | None = None, payload: dict[str, A
 
 
 __all__ = ["checked", "downloads", "hf_model", "infeasible", "last_resort", "model_input", "money", "parse_numbers",
-           "plain", "plain_md", "preset_traffic", "show_error", "show_table", "stop", "table_with_downloads"]
+           "plain", "plain_md", "preset_traffic", "show_error", "show_table", "stop", "table_with_downloads",
+           "use_in_link"]

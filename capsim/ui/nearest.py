@@ -17,9 +17,12 @@ import pandas as pd
 from capsim.errors import SpecError
 from capsim.plan.train_layouts import search_layouts
 from capsim.plan.training import candidate_gpu_counts, plan_training
+from capsim.sim.serving import engine_plan, kv_blocks
+from capsim.specs.engine import get_engine
 from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
-from capsim.specs.plans import Recompute, TrainPlan
+from capsim.specs.plans import Quantization, Recompute, TrainPlan
+from capsim.specs.precision import DType
 
 SIZES = ("tp", "pp", "v", "cp", "ep", "micro_batch")
 SWITCHES = ("recompute", "sp", "zero_stage", "distributed_optimizer")
@@ -98,4 +101,51 @@ def fewest_gpus(model: ModelSpec, acc: Accelerator, gpus: int, global_batch: int
     return None
 
 
-__all__ = ["USABLE", "describe", "distance", "fewest_gpus", "knobs", "nearest_layout"]
+# Weight formats tried when a replica's memory is the problem, with how far each is from 16-bit weights: 8-bit one
+# step (as far as doubling TP), 4-bit one and a half (more accuracy at stake).
+QUANTIZED = {"fp8": 1.0, "int8": 1.0, "int4": 1.5}
+
+
+def serving_fit(model: ModelSpec, acc: Accelerator, engine: str, tp: int, quantization: str,
+                need_tokens: int = 0) -> str | None:
+    """Why a replica of ``model`` cannot hold its weights and the KV cache of one ``need_tokens`` request (the
+    workload's longest), or None when it can."""
+    try:
+        plan = engine_plan(engine, model, acc, tp=tp, quantization=quantization)
+        tokens = kv_blocks(model, plan, acc, get_engine(engine)) * plan.block_size
+    except SpecError as err:
+        return err.problem
+    if tokens < need_tokens:
+        return (f"one replica of {model.name} on {tp} x {acc.name} holds {tokens:,} tokens of KV cache; the longest "
+                f"request needs {need_tokens:,}")
+    return None
+
+
+def _weights(quantization: str) -> str:
+    return "16-bit" if quantization == "none" else quantization
+
+
+def nearest_replica(model: ModelSpec, acc: Accelerator, engine: str, tp: int, quantization: str,
+                    need_tokens: int = 0) -> dict[str, Any] | None:
+    """The closest replica that fits: more tensor parallelism within a node (each doubling one step) and/or a
+    quantized weight format (``QUANTIZED``), fewest steps first, then fewest GPUs; None when nothing in a node
+    fits."""
+    options = []
+    for t in (1 << i for i in range(int(acc.gpus_per_node).bit_length())):
+        if t < tp or model.heads % t or model.kv_heads % t:
+            continue
+        for i, q in enumerate((quantization, *(q for q in QUANTIZED if q != quantization))):
+            steps = np.log2(t / tp) + (QUANTIZED.get(q, 1.0) if q != quantization else 0.0)
+            if steps > 0:
+                options.append((steps, t, i, q))
+    for _, t, _, q in sorted(options):
+        if acc.peaks.of(Quantization(q).compute_dtype(DType.BF16)) is None:
+            continue  # no math in that format on this accelerator (fp8 before Hopper/Ada)
+        if serving_fit(model, acc, engine, t, q, need_tokens) is None:
+            return {"tp": t, "quantization": q, "change": ", ".join(
+                ([f"TP {tp} -> {t}"] if t != tp else []) + ([f"weights {_weights(quantization)} -> {_weights(q)}"] if q != quantization
+                                                           else []))}
+    return None
+
+
+__all__ = ["QUANTIZED", "nearest_replica", "serving_fit", "USABLE", "describe", "distance", "fewest_gpus", "knobs", "nearest_layout"]

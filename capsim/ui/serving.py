@@ -24,7 +24,18 @@ from capsim.specs.engine import SchedulerKind, engines, get_engine
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Quantization
 from capsim.ui import figures, fmt
-from capsim.ui.common import checked, downloads, model_input, money, parse_numbers, plain_md, show_table
+from capsim.ui.common import (
+    checked,
+    downloads,
+    infeasible,
+    model_input,
+    money,
+    parse_numbers,
+    plain_md,
+    show_table,
+    use_in_link,
+)
+from capsim.ui.nearest import nearest_replica, serving_fit
 from capsim.ui.state import number, select, text
 
 ENGINE_DEFAULT, AUTO_CAL = "engine default", "auto (GPU profile, else datasheet)"
@@ -176,6 +187,8 @@ def render() -> None:
     st.caption("A fleet of engine replicas serving a workload, simulated request by request (SimPy), with "
                "`vllm bench serve` metrics. Runs are cached by their inputs.")
     x = _inputs()
+    if not _replica_fits(x):
+        return
     res, table = sweep(x)
     s = res.summary
     slo_set = s["slo_ttft_s"] is not None or s["slo_tpot_s"] is not None
@@ -202,6 +215,30 @@ def render() -> None:
     downloads("serving-requests", res.requests, {"inputs": _inputs_dict(x), "summary": s}, key="requests",
               what="requests")
     downloads("serving-load-sweep", table, None, key="sweep", what="load sweep")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def replica_check(model: ModelSpec, acc_name: str, engine: str, tp: int, quantization: str, need_tokens: int
+                  ) -> tuple[str | None, dict[str, Any] | None]:
+    """Why one replica cannot hold the model and the longest request's KV cache, and the nearest replica that
+    can (pure; cached by its inputs)."""
+    acc = get_accelerator(acc_name)
+    why = serving_fit(model, acc, engine, tp, quantization, need_tokens)
+    return why, (nearest_replica(model, acc, engine, tp, quantization, need_tokens) if why else None)
+
+
+def _replica_fits(x: dict[str, Any]) -> bool:
+    """True when a replica fits; else the infeasible box with the nearest replica that does, and a button."""
+    wl = checked(build, x["preset"], x["trace_text"], x["rate"], x["requests"], x["seed"], 1.0, x["speed"])
+    need = int((wl.prompt_tokens + wl.output_tokens).max())
+    why, fix = checked(replica_check, x["model"], x["acc"], x["engine"], x["tp"], x["quant"], need)
+    if why is None:
+        return True
+    infeasible(why, fix["change"] if fix else "no replica within one node fits: pick a larger accelerator")
+    if fix:
+        st.button("Use the nearest replica", on_click=use_in_link,
+                  args=({"tp": fix["tp"], "quant": fix["quantization"]},))
+    return False
 
 
 def _or_dash(value: float | None) -> str:

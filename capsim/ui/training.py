@@ -21,7 +21,17 @@ from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Recompute, TrainPlan
 from capsim.specs.precision import PRESET_NAMES, Precision
 from capsim.ui import figures, fmt, nearest
-from capsim.ui.common import checked, downloads, infeasible, model_input, money, plain_md, show_table, stop
+from capsim.ui.common import (
+    checked,
+    downloads,
+    infeasible,
+    model_input,
+    money,
+    plain_md,
+    show_table,
+    stop,
+    use_in_link,
+)
 from capsim.ui.nearest import fewest_gpus, nearest_layout
 from capsim.ui.state import flag, number, select
 
@@ -193,13 +203,6 @@ def _metrics(best: dict[str, Any]) -> None:
                 help=f"${best['train_cost_usd']:,.0f}: GPU-hours at the catalog price (or the one given)")
 
 
-def _use(values: dict[str, Any]) -> None:
-    """Button callback: put ``values`` in the link and let the widgets take them from there on the rerun."""
-    for key, value in values.items():
-        st.query_params[key] = str(value).lower() if isinstance(value, bool | np.bool_) else str(value)
-        st.session_state.pop(key, None)
-
-
 def _no_layout(x: dict[str, Any], info: dict[str, Any]) -> None:
     """Auto mode found nothing that fits: the reason, and the fewest GPUs on which something does."""
     with st.spinner("Looking for the fewest GPUs on which a layout fits..."):
@@ -212,7 +215,7 @@ def _no_layout(x: dict[str, Any], info: dict[str, Any]) -> None:
     infeasible(f"{info['reason']} on {x['gpus']} GPUs (of {info['evaluated']:,} layouts priced)",
                change or "none up to 16,384 GPUs: lower the global batch or the sequence length")
     if more is not None:
-        st.button(f"Use {more['gpus']} GPUs", on_click=_use, args=({"gpus": more["gpus"]},))
+        st.button(f"Use {more['gpus']} GPUs", on_click=use_in_link, args=({"gpus": more["gpus"]},))
 
 
 def _infeasible_plan(x: dict[str, Any], table: pd.DataFrame, plan: TrainPlan) -> None:
@@ -234,7 +237,7 @@ def _infeasible_plan(x: dict[str, Any], table: pd.DataFrame, plan: TrainPlan) ->
                 "zero_stage": "zero", "distributed_optimizer": "distopt"}
         values = {keys[k]: (bool(fix[k]) if k in ("sp", "distributed_optimizer") else int(fix[k])) for k in keys}
         values["recompute"] = nearest.RECOMPUTE[int(fix["recompute"])]
-        st.button("Use the nearest layout", on_click=_use, args=(values,))
+        st.button("Use the nearest layout", on_click=use_in_link, args=(values,))
     st.plotly_chart(figures.stacked_bar(table, "layout", [f"{p}_gb" for p in MEMORY_PARTS], "Memory per GPU",
                                         "GB", float(table["capacity_gb"].iloc[0]), "capacity",
                                         labels={f"{p}_gb": p for p in MEMORY_PARTS}), width="stretch")
