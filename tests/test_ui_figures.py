@@ -81,3 +81,11 @@ def test_pareto_labels_point_inward_and_do_not_overprint():
     front = fig.data[-1]
     assert list(front.textposition) == ["top right", "top left", "bottom left"]
     assert front.cliponaxis is False
+
+
+def test_crowded_category_labels_wrap_instead_of_slanting():
+    df = pd.DataFrame({"layout": [f"dp{2 ** i} tp1 pp1 z1" for i in range(8)], "a": np.arange(8.0)})
+    ax = figures.stacked_bar(df, "layout", ["a"], "t", "GB").layout.xaxis
+    assert ax.ticktext[4] == "dp16 tp1<br>pp1 z1" and ax.tickangle == 0
+    few = figures.stacked_bar(df.head(3), "layout", ["a"], "t", "GB").layout.xaxis
+    assert few.ticktext is None

@@ -124,8 +124,26 @@ def stacked_bar(df: pd.DataFrame, x: str, parts: Sequence[str], title: str, yaxi
         shape, note = _hline(line, line_name)
         extra = {"shapes": [shape], "annotations": [note]}
     totals = df[list(parts)].fillna(0).sum(axis=1).to_numpy(float) if len(df) else []
-    return _figure(data, title, barmode="stack", xaxis=_axis(category=True), yaxis=_axis(yaxis, values=totals),
-                   **extra)
+    return _figure(data, title, barmode="stack", xaxis=_axis(category=True, **_wrapped(df[x])),
+                   yaxis=_axis(yaxis, values=totals), **extra)
+
+
+def _wrapped(categories: Any, width: int = 9, crowded: int = 6) -> dict[str, Any]:
+    """Tick labels of a crowded category axis broken into short lines (``dp16 tp1<br>pp1 z1``), so they need
+    not be slanted (slanted labels run into the legend below)."""
+    names = [str(c) for c in categories]
+    if len(names) <= crowded or max(map(len, names), default=0) <= width:
+        return {}
+    lines = []
+    for name in names:
+        rows: list[str] = []
+        for word in name.split():
+            if rows and len(rows[-1]) + 1 + len(word) <= width:
+                rows[-1] += " " + word
+            else:
+                rows.append(word)
+        lines.append("<br>".join(rows))
+    return {"tickmode": "array", "tickvals": names, "ticktext": lines, "tickangle": 0}
 
 
 def grouped_bar(df: pd.DataFrame, x: str, y: str, group: str, title: str, yaxis: str) -> go.Figure:

@@ -128,6 +128,22 @@ OUTSIDE_JS = """() => {
   return out;
 }"""
 
+# Axis tick labels that a figure's legend covers.
+UNDER_LEGEND_JS = """() => {
+  const out = [];
+  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    const bg = plot.querySelector('g.legend rect.bg');
+    if (!bg) continue;
+    const l = bg.getBoundingClientRect();
+    for (const t of plot.querySelectorAll('g.xtick text, g.ytick text')) {
+      const r = t.getBoundingClientRect();
+      if (r.width && r.left < l.right && r.right > l.left && r.top < l.bottom && r.bottom > l.top)
+        out.push(t.textContent);
+    }
+  }
+  return out;
+}"""
+
 # Tick labels of every log axis of every figure, as plotly drew them.
 LOG_TICKS_JS = """() => {
   const axes = [];
@@ -180,6 +196,7 @@ def _check(page, default: bool) -> None:  # noqa: ANN001
         metrics = [m.inner_text() for m in page.locator("[data-testid=stMetric]").all()]
         assert not metrics, f"an infeasible result is shown with numbers: {metrics}"
     assert not page.evaluate(OUTSIDE_JS), "labels outside their figure"
+    assert not page.evaluate(UNDER_LEGEND_JS), "tick labels under a legend"
     for labels in page.evaluate(LOG_TICKS_JS):
         assert len(labels) == len(set(labels)), f"a log axis repeats its tick labels: {labels}"
 
