@@ -18,7 +18,7 @@ from capsim.analytic.memory import (
     stage_params,
     training_memory,
 )
-from capsim.analytic.training import resolve_perf, step_time
+from capsim.analytic.training import FrameworkName, get_framework, resolve_perf, step_time
 from capsim.analytic.training.compute import micro_batch_times
 from capsim.cli import app
 from capsim.errors import SpecError
@@ -138,7 +138,9 @@ def test_stage_times_follow_each_stages_layers():
     fwd, bwd = inputs.forward_s[:, 0], inputs.backward_s[:, 0]
     assert fwd[1] / fwd[2] == pytest.approx(10 / 8) and bwd[1] / bwd[2] == pytest.approx(10 / 8)
     lay = Layouts.from_plans(LLAMA8, [plan])
-    t = micro_batch_times(LLAMA8, lay, plan.precision, resolve_perf(None, Cluster(H100, 16)))
+    fw = get_framework(FrameworkName.MEGATRON_CORE)  # step_time's default preset: its attention and dropout
+    t = micro_batch_times(LLAMA8, lay, plan.precision, resolve_perf(None, Cluster(H100, 16)), fw.attention,
+                          fw.dropout)
     uneven = step_time(LLAMA8, plan, Cluster(H100, 16))
     # The heaviest stage (10 layers; the last holds 7 + the LM head) bounds the steady state.
     assert uneven.bottleneck_stage == 1
