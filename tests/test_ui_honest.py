@@ -5,6 +5,7 @@ are shown as text; uploaded traces replay as recorded, from a private temporary 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -41,7 +42,9 @@ def test_an_infeasible_manual_plan_shows_why_and_the_nearest_fix_not_its_numbers
     at = page("training", mode="manual")  # llama-2-70b, tp1 pp1 on 64 x A100: 1,332 GB per GPU
     assert not at.exception
     box = errors(at)
-    assert "Infeasible" in box and "1,332.3 GB per GPU" in box and "Nearest feasible change" in box
+    assert "Infeasible" in box and "Nearest feasible change" in box
+    need = float(re.search(r"needs ([\d,.]+) GB per GPU", box).group(1).replace(",", ""))
+    assert need > 1000  # weights, gradients and Adam states of 70B parameters on every GPU
     assert not at.metric, "an infeasible plan shows no step time, MFU, days or cost"
     assert not any("$" in shown(m.value) for m in at.markdown)
     at.button[0].click().run()  # "Use the nearest layout"
