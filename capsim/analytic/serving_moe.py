@@ -17,7 +17,7 @@ import numpy as np
 
 from capsim._types import Num
 from capsim.analytic.attention import KernelDims, kernel_dims
-from capsim.analytic.ops import LayerShape, Op, Phase, StepBatch, _mlp_ops, active_experts, serving_layer_ops
+from capsim.analytic.ops import Op, Phase, StepBatch, _mlp_ops, active_experts, layer_shape, serving_layer_ops
 from capsim.perf import Collective, Perf
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
@@ -45,12 +45,12 @@ def replica_layer_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch,
     tp_attn = 1 if plan.dp_attention else plan.tp
     ops = [o for o in serving_layer_ops(model, local_batch(batch, plan), tp_attn, *dtypes, phase)
            if o.name not in EXPERT_OPS]
-    # Routed experts see the step's tokens from the whole group: E/ep experts per GPU, each split over tp/ep.
+    # Routed experts see the step's tokens from the whole group: E/ep experts per GPU, each split over tp/ep. The
+    # group holds each token once, so each EP rank contributes 1/ep of the step's tokens to the exchange.
     n = np.asarray(batch.new_tokens, float)
-    shape = LayerShape(n / plan.ep, batch.sequences, plan.tp / plan.ep, 1, False)
-    cdt = plan.compute_dtype
-    experts = _mlp_ops(model, shape, cdt, plan.dtype.bytes, plan.weight_dtype.bytes,
-                       active_experts(model, n) / plan.ep)
+    shape = layer_shape(model, n / plan.ep, batch.sequences, plan.tp, plan.ep, False, plan.tp / plan.ep)
+    experts = _mlp_ops(model, shape, plan.compute_dtype, plan.dtype.bytes, plan.weight_dtype.bytes,
+                       touched=active_experts(model, n) / plan.ep)
     return ops + [replace(o, saved=()) for o in experts if o.name in EXPERT_OPS]
 
 
