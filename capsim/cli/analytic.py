@@ -13,6 +13,8 @@ from capsim.analytic.ops import Phase, StepBatch, training_layer_ops
 from capsim.analytic.params import param_counts
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
+from capsim.cli.deploy import AccelOpt, CalibOpt, resolve_device
+from capsim.specs.hardware import Accelerator
 from capsim.specs.plans import Quantization, Recompute
 
 memory_app = typer.Typer(help="Per-GPU memory of a training or serving plan, and whether it fits.", no_args_is_help=True)
@@ -24,24 +26,32 @@ def _verdict(fits: bool, total: float, capacity: float, shortfall: float) -> str
     return f"[red]does not fit[/]: {gb(total)} of {gb(capacity)}, {gb(shortfall)} over"
 
 
+def device_of(accelerator: str | None, calibration: str | None, default: str) -> Accelerator:
+    """The accelerator named, or the device a measured calibration describes (memory needs no timing)."""
+    if calibration is None:
+        return o.get_accelerator(accelerator or default)
+    return resolve_device(accelerator, calibration, default=default)[0]
+
+
 @memory_app.command("train")
 @guarded
-def memory_train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None,
+def memory_train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None,
                  dp: o.Dp = None, tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False,
                  zero: o.Zero = 0, distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE,
                  micro_batch: o.Mb = 1, global_batch: Annotated[int | None, typer.Option(help="Sequences per step.")] = None,
                  seq_len: o.Seq = 2048, precision: o.Prec = "bf16", layer_split: o.StageSplit = None,
                  pipeline_layout: o.Layout = None, first_layers: o.FirstLayers = None,
                  last_layers: o.LastLayers = None, account_embedding: o.AccountEmbedding = False,
-                 account_loss: o.AccountLoss = False, hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+                 account_loss: o.AccountLoss = False, hf_config: o.HfConfig = None, calibration: CalibOpt = None,
+                 as_json: JsonOpt = False) -> None:
     """Memory per GPU of a training layout (its heaviest pipeline stage): weights, gradients, optimizer,
-    activations, buffers."""
+    activations, buffers (a measured calibration without -a: its device's memory)."""
     spec = o.resolve_model(model, hf_config)
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
     plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
                         recompute, micro_batch, global_batch, seq_len, precision, split).check(spec, gpus)
-    acc = o.get_accelerator(accelerator)
+    acc = device_of(accelerator, calibration, "A100-SXM4-80GB")
     mem = training_memory(spec, plan, accelerator=acc)
     out = {"model": spec.name, "accelerator": acc.name, "plan": plan.to_dict(), **mem.to_dict()}
     if as_json:
@@ -56,7 +66,7 @@ def memory_train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", g
 
 @memory_app.command("serve")
 @guarded
-def memory_serve(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
+def memory_serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o.Pp = 1,
                  quantization: Annotated[Quantization, typer.Option("--quantization", "-q")] = Quantization.NONE,
                  dtype: Annotated[str, typer.Option(help="Serving dtype of weights and activations.")] = "bf16",
                  kv_dtype: Annotated[str | None, typer.Option(help="KV-cache dtype (default: dtype).")] = None,
@@ -64,13 +74,14 @@ def memory_serve(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", t
                  max_batched_tokens: Annotated[int, typer.Option(help="Tokens per engine step.", min=1)] = 8192,
                  context: Annotated[int, typer.Option(help="Tokens each sequence holds (prompt + output).", min=0)] = 2048,
                  gpu_memory_utilization: Annotated[float, typer.Option(min=0.01, max=1.0)] = 0.9,
-                 hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
-    """Memory per GPU of a serving replica and how many KV-cache tokens fit."""
+                 hf_config: o.HfConfig = None, calibration: CalibOpt = None, as_json: JsonOpt = False) -> None:
+    """Memory per GPU of a serving replica and how many KV-cache tokens fit (a measured calibration without -a:
+    its device's memory)."""
     spec = o.resolve_model(model, hf_config)
     plan = o.ServePlan(tp=tp, pp=pp, max_batch=max_batch, max_batched_tokens=max_batched_tokens,
                        quantization=quantization, dtype=dtype, kv_cache_dtype=kv_dtype,
                        gpu_memory_utilization=gpu_memory_utilization).check(spec)
-    acc = o.get_accelerator(accelerator)
+    acc = device_of(accelerator, calibration, "H100-SXM5-80GB")
     mem = serving_memory(spec, plan, acc, context_tokens=context)
     out = {"model": spec.name, "accelerator": acc.name, "plan": plan.to_dict(), **mem.to_dict()}
     if as_json:

@@ -25,7 +25,7 @@ DEFAULT_ACCELERATOR = "A100-SXM4-80GB"
 
 AccelOpt = Annotated[str | None, typer.Option("--accelerator", "-a", help="Catalog accelerator (default: the "
                                               "device of --calibration when it is a measured one, else "
-                                              f"{DEFAULT_ACCELERATOR}).")]
+                                              f"{DEFAULT_ACCELERATOR}).", show_default=False)]
 CalibOpt = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file; a measured one "
                                               "is a device of its own (leave -a out).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads of the calibration setting to use "
@@ -44,8 +44,8 @@ KvSpaceOpt = Annotated[float | None, typer.Option("--kv-cache-space", help="KV-c
 
 
 def resolve_device(accelerator: str | None, calibration: str | None, threads: int | None = None,
-                   price: float | None = None, engine: EngineProfile | None = None
-                   ) -> tuple[Accelerator, Perf, float | None, str]:
+                   price: float | None = None, engine: EngineProfile | None = None,
+                   default: str = DEFAULT_ACCELERATOR) -> tuple[Accelerator, Perf, float | None, str]:
     """(accelerator, device model, KV space the calibration carries, device type "cpu" or "gpu"): a catalog
     accelerator with its calibration, or the device a measured calibration describes. ``-a`` with a calibration of
     another device is an error."""
@@ -55,7 +55,7 @@ def resolve_device(accelerator: str | None, calibration: str | None, threads: in
             threads = max(int(cal.device.get("cores") or 1) - engine.reserved_cores, 1)
         dev = calibrated_device(cal, threads, price)
         return dev.accelerator, dev.perf, dev.kv_cache_bytes, "cpu" if dev.threads is not None else "gpu"
-    acc = o.get_accelerator(accelerator or DEFAULT_ACCELERATOR, price)
+    acc = o.get_accelerator(accelerator or default, price)
     if calibration is None:
         if threads is not None:
             raise SpecError("--threads", "applies to a measured CPU calibration", "pass --calibration FILE")

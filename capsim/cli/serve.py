@@ -10,14 +10,22 @@ import typer
 from capsim.analytic.serving import Sampling
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.deploy import (
+    AccelOpt,
+    EngineFileOpt,
+    KvSpaceOpt,
+    ThreadsOpt,
+    resolve_device,
+    resolve_engine,
+)
 from capsim.errors import SpecError
-from capsim.sim.serving import ServeConfig, default_perf, engine_plan, simulate
+from capsim.sim.serving import ServeConfig, engine_plan, simulate
 from capsim.sim.serving.presets import PRESETS, WorkloadSpec, build_workload, get_preset, preset_spec
 from capsim.sim.serving.router import RouterKind
 from capsim.sim.serving.workload import ArrivalKind, LengthKind, Lengths
 from capsim.specs.engine import SchedulerKind, get_engine
 
-Engine = Annotated[str, typer.Option("--engine", "-e", help="Engine profile: vllm (V1), vllm-v0, vllm-0.2, sglang, tensorrt-llm, tensorrt-llm-0.5, nim-1.8 (capsim catalog engines).")]
+Engine = Annotated[str | None, typer.Option("--engine", "-e", help="Engine profile: vllm (V1, the default), vllm-v0, vllm-0.2, vllm-cpu (vLLM's CPU backend), sglang, tensorrt-llm, tensorrt-llm-0.5, nim-1.8 (capsim catalog engines).")]
 SamplingOpt = Annotated[str, typer.Option("--sampling", help="Requests' sampling: plain (greedy/temperature), "
                                                           "top-p (top-k/top-p sort), penalties, top-p+penalties.")]
 Ep = Annotated[int, typer.Option("--ep", help="MoE: split the routed experts over this many GPUs of the TP group, "
@@ -60,7 +68,9 @@ TimeScale = Annotated[float, typer.Option("--time-scale", help="Trace replay: mu
 SloTtft = Annotated[float | None, typer.Option("--slo-ttft", help="TTFT target, seconds (default: the preset's).")]
 SloTpot = Annotated[float | None, typer.Option("--slo-tpot", help="TPOT target, seconds (default: the preset's).")]
 Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
-                                                                       "accelerator's GPU-profile one, else datasheet).")]
+                                                                       "accelerator's GPU-profile one, else datasheet); "
+                                                                       "a measured one is a device of its own: leave -a "
+                                                                       "out.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of arrivals, lengths and the random router.")]
 StepMode = Annotated[bool, typer.Option("--step-mode", help="Reference mode: one event per decode step (slow).")]
 Csv = Annotated[Path | None, typer.Option("--csv", help="Write the per-request records to this CSV file.")]
@@ -116,9 +126,9 @@ def _print(summary: dict[str, Any], title: str) -> None:
 
 
 @guarded
-def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp = 1, pp: o.Pp = 1, ep: Ep = 1,
+def serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o.Pp = 1, ep: Ep = 1,
           dp_attention: DpAttn = False,
-          replicas: Replicas = 1, engine: Engine = "vllm", cuda_graphs: Graphs = None, sampling: SamplingOpt = "plain",
+          replicas: Replicas = 1, engine: Engine = None, cuda_graphs: Graphs = None, sampling: SamplingOpt = "plain",
           scheduler: Sched = None,
           max_seqs: MaxSeqs = None, max_batched_tokens: MaxTok = None, quantization: Quant = "none",
           dtype: Dtype = "bf16", kv_cache_dtype: KvDtype = None, gpu_memory_utilization: MemFrac = None,
@@ -129,17 +139,21 @@ def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp
           uniform_high: Hi = 2.0, requests: Requests = None, duration: Duration = None, time_scale: TimeScale = 1.0,
           slo_ttft: SloTtft = None, slo_tpot: SloTpot = None, calibration: Calib = None, price: o.Price = None,
           seed: Seed = 0, step_mode: StepMode = False, hf_config: o.HfConfig = None, csv: Csv = None,
+          threads: ThreadsOpt = None, engine_file: EngineFileOpt = None, kv_cache_space: KvSpaceOpt = None,
           as_json: JsonOpt = False) -> None:
     """Simulate a serving fleet (SimPy): TTFT, TPOT, ITL, E2E, throughput, goodput, utilization and cost."""
-    from capsim.specs.catalog import get_accelerator
-
     spec_model = o.resolve_model(model, hf_config)
-    acc = get_accelerator(accelerator, price)
-    eng = get_engine(engine, cuda_graphs)
+    eng = get_engine(resolve_engine(engine if engine or engine_file else "vllm", engine_file), cuda_graphs)
+    acc, perf, kv, kind = resolve_device(accelerator, calibration, threads, price, eng)
+    if eng.device_type != kind:
+        raise SpecError("--engine", f"{eng.name} is {eng.engine} {eng.release}'s {eng.device_type.upper()} build, but "
+                        f"the device is {'a CPU' if kind == 'cpu' else acc.name}",
+                        "pass --engine vllm-cpu for vLLM's CPU backend on a CPU calibration")
     plan = engine_plan(eng, spec_model, acc, tp=tp, pp=pp, ep=ep, dp_attention=dp_attention, replicas=replicas,
                        max_batch=max_seqs,
                        max_batched_tokens=max_batched_tokens, quantization=quantization, dtype=dtype,
-                       kv_cache_dtype=kv_cache_dtype, gpu_memory_utilization=gpu_memory_utilization)
+                       kv_cache_dtype=kv_cache_dtype, gpu_memory_utilization=gpu_memory_utilization,
+                       kv_cache_bytes=kv_cache_space * 2**30 if kv_cache_space is not None else kv)
     rates = tuple(float(x) for x in diurnal.split(",")) if diurnal else ()
     kw = {"rate_rps": rate, "requests": requests, "duration_s": duration, "seed": seed, "cv": cv, "clients": clients,
           "diurnal_rates_rps": rates, "period_s": period, "time_scale": time_scale}
@@ -150,7 +164,7 @@ def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp
                       slo_ttft_s=slo_ttft if slo_ttft is not None else (preset.slo_ttft_s if preset else None),
                       slo_tpot_s=slo_tpot if slo_tpot is not None else (preset.slo_tpot_s if preset else None),
                       price_usd_per_gpu_hour=price, fast=not step_mode, seed=seed)
-    res = simulate(spec_model, plan, acc, default_perf(acc, calibration), wl, cfg)
+    res = simulate(spec_model, plan, acc, perf, wl, cfg)
     if csv is not None:
         res.requests.to_csv(csv, index=False)
     s = res.summary

@@ -12,6 +12,7 @@ from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import Framework
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
+from capsim.cli.deploy import DEFAULT_ACCELERATOR, AccelOpt, ThreadsOpt, resolve_device
 from capsim.errors import SpecError
 from capsim.plan.train_layouts import plan_of_row, search_layouts
 from capsim.specs.hardware import Cluster
@@ -24,7 +25,9 @@ Tokens = Annotated[float | None, typer.Option("--tokens", help="Tokens to train,
 Auto = Annotated[bool, typer.Option("--auto", help="Search tp, pp, v, micro-batch, recompute, SP and ZeRO for the "
                                                    "fastest plan that fits; print the top ones.")]
 Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file "
-                                                                       "(default: the accelerator's datasheet one).")]
+                                                                       "(default: the accelerator's datasheet one); "
+                                                                       "a measured one is a device of its own: leave -a "
+                                                                       "out.")]
 Fw = Annotated[FrameworkName, typer.Option("--framework", help="Which framework's overlap and kernel facts to assume.")]
 Top = Annotated[int, typer.Option("--top", help="Plans to list with --auto.", min=1)]
 GlobalBatch = Annotated[int | None, typer.Option("--global-batch", help="Sequences per optimizer step "
@@ -92,7 +95,7 @@ def _framework(name: FrameworkName, flags: str) -> Framework:
 
 
 @guarded
-def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None, dp: o.Dp = None,
+def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None, dp: o.Dp = None,
           tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False, zero: o.Zero = 0,
           distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE, micro_batch: o.Mb = 1,
           global_batch: GlobalBatch = None, seq_len: o.Seq = 2048, precision: o.Prec = "bf16",
@@ -100,24 +103,27 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
           last_layers: o.LastLayers = None, account_embedding: o.AccountEmbedding = False,
           account_loss: o.AccountLoss = False, auto: Auto = False, top: Top = 10, tokens: Tokens = None,
           price: o.Price = None, calibration: Calib = None, framework: Fw = FrameworkName.MEGATRON_CORE,
-          hf_config: o.HfConfig = None, etp: o.Etp = None, flags: o.Flags = "", as_json: JsonOpt = False) -> None:
+          hf_config: o.HfConfig = None, etp: o.Etp = None, flags: o.Flags = "", threads: ThreadsOpt = None,
+          as_json: JsonOpt = False) -> None:
     """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens.
     --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways."""
     spec = o.resolve_model(model, hf_config)
-    acc = o.get_accelerator(accelerator, price)
+    if calibration is None and threads is None:  # the accelerator's datasheet calibration (step_time's default)
+        acc, perf = o.get_accelerator(accelerator or DEFAULT_ACCELERATOR, price), None
+    else:  # a measured calibration without -a is a device of its own
+        acc, perf, _kv, _kind = resolve_device(accelerator, calibration, threads, price)
     if auto:
         if gpus is None or global_batch is None:
             raise SpecError("--auto", "a search needs the GPU count and the global batch",
                             "pass --gpus N and --global-batch B")
-        return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, Precision.preset(precision), calibration,
+        return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, Precision.preset(precision), perf,
                      framework, top, tokens, cp, ep, as_json)
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
     plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
                         recompute, micro_batch, global_batch, seq_len, precision, split, etp)
     cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
-    result = step_time(spec, plan, cluster, calibration, framework=_framework(framework, flags),
-                       train_tokens=tokens)
+    result = step_time(spec, plan, cluster, perf, framework=_framework(framework, flags), train_tokens=tokens)
     extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
              "pipeline": plan.split(spec).to_dict()}
     if as_json:
@@ -127,7 +133,7 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
 
 
 def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precision: Precision,
-          calibration: str | None, framework: FrameworkName, top: int, tokens: float | None, cp: int, ep: int,
+          calibration: object, framework: FrameworkName, top: int, tokens: float | None, cp: int, ep: int,
           as_json: bool) -> None:
     frame = search_layouts(spec, cluster, global_batch, seq_len, calibration, precision, framework,
                            fixed={"cp": cp, "ep": ep}, top=top)
