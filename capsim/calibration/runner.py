@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from capsim.calibration.comm import under_torchrun
+from capsim.calibration.cpu_formats import cpu_flags, describe, native_formats
 from capsim.calibration.machine import OtherLoad
 from capsim.calibration.measured import fit_device
 from capsim.calibration.schema import Calibration, calibrations_dir, load_calibration, write_calibration
@@ -41,6 +42,10 @@ class RunConfig:
     comm_groups: tuple[int, ...] = ()
     comm_timeout_s: float = 120.0
     repeats: int = 0  # 0: 3 with --quick, else 5
+    # Facts about the device the user gives, recorded in the calibration's device section (calibration.device):
+    kv_cache_bytes: float | None = None  # a fixed KV-cache space (vLLM-CPU's VLLM_CPU_KVCACHE_SPACE), bytes
+    power_w: float | None = None
+    price_usd_per_hour: float | None = None
 
     @property
     def mode(self) -> str:
@@ -73,13 +78,14 @@ def resolve(config: RunConfig) -> RunConfig:
         dtypes = config.dtypes or ("bf16", "fp16", "fp32") + (("fp8",) if _has_fp8() else ())
         ranks = torch.cuda.device_count()
     else:
-        dtypes = config.dtypes or (("fp32",) if config.quick else ("fp32", "bf16", "fp16"))
+        dtypes = config.dtypes or native_formats(cpu_flags())  # fp32, and bf16/fp16 where the CPU has units
         ranks = cores
     if under_torchrun():  # the launched processes are the ranks, across nodes
         ranks = int(os.environ["WORLD_SIZE"])
     groups = config.comm_groups or tuple(2**i for i in range(1, 8) if 2**i <= max(ranks, 2))
     return RunConfig(config.device, config.quick, tuple(config.ops), tuple(threads), tuple(dtypes), tuple(groups),
-                     config.comm_timeout_s, config.repeats or (3 if config.quick else 5))
+                     config.comm_timeout_s, config.repeats or (3 if config.quick else 5), config.kv_cache_bytes,
+                     config.power_w, config.price_usd_per_hour)
 
 
 def _has_fp8() -> bool:
@@ -319,7 +325,8 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
         + (f" and {', '.join(map(str, others))} for the variants" if others else "")
         + f"; benches measured in this run: {', '.join(config.ops)}"
         + (f" (kept from the previous file: {', '.join(sorted(kept_benches))})" if kept_benches else "")
-        + f"; formats {', '.join(config.dtypes)}; collective groups "
+        + f"; formats {', '.join(config.dtypes)}"
+        + (f" ({describe(cpu_flags())})" if config.device == "cpu" else "") + "; collective groups "
         f"{', '.join(map(str, config.comm_groups)) if 'comm' in config.ops else 'not measured'}; "
         f"{len(samples)} samples (median of {config.repeats} repeats each); 1-min load average "
         f"{load[0]:.2f} at start, {load[1]:.2f} at end"
@@ -328,6 +335,9 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
         + ("Not measured, generic: " + ", ".join(sorted(missing)) + ". " if missing else "")
         + "Fit quality (rms of log time error): " + ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
     by_bench = {b: [s for s in samples if s["bench"] == b] for b in BENCHES}
+    given = {"kv_cache_bytes": config.kv_cache_bytes, "power_w": config.power_w,
+             "price_usd_per_hour": config.price_usd_per_hour}
+    device = {**device, "dtypes": list(config.dtypes), **{k: v for k, v in given.items() if v is not None}}
     return Calibration(name=name, kind="measured", device=device, fitted=params, provenance=provenance, host=host,
                        torch_version=torch.__version__, created=datetime.now(UTC).isoformat(timespec="seconds"),
                        samples={k: v for k, v in by_bench.items() if v}, variants=variants)

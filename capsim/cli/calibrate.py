@@ -57,6 +57,9 @@ def calibrate(
     out: Annotated[Path | None, typer.Option("--out", help="Output file (default calibrations/measured/<device>.json).")] = None,
     threads: Annotated[str | None, typer.Option("--threads", help="CPU thread counts, main first; the rest become variants (default 1; e.g. 2,1).")] = None,
     timeout: Annotated[float, typer.Option("--comm-timeout", help="Seconds a collective worker may stay silent.", min=1)] = 120.0,
+    kv_cache_space: Annotated[float | None, typer.Option("--kv-cache-space", help="A fixed KV-cache space of this device, GiB (e.g. VLLM_CPU_KVCACHE_SPACE), recorded for serving predictions.", min=0)] = None,
+    power: Annotated[float | None, typer.Option("--power", help="The device's power draw, W, recorded for energy figures.", min=0)] = None,
+    price: Annotated[float | None, typer.Option("--price", help="The device's price, USD per hour, recorded for cost figures.", min=0)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Time GEMMs, attention, memory-bound ops and collectives here, fit them, and write a measured calibration.
@@ -75,7 +78,9 @@ def calibrate(
     )
 
     config = RunConfig(device=device, quick=quick, ops=tuple(o.strip() for o in ops.split(",") if o.strip()),
-                       threads=_ints(threads, "--threads"), comm_timeout_s=timeout)
+                       threads=_ints(threads, "--threads"), comm_timeout_s=timeout,
+                       kv_cache_bytes=None if kv_cache_space is None else kv_cache_space * 2**30, power_w=power,
+                       price_usd_per_hour=price)
     check_device(config.device)  # bad input fails here, as one line, before any progress is drawn
     resolve(config)
     start = time.monotonic()
