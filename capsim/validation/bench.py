@@ -20,7 +20,7 @@ from capsim.data.bench import BenchRun, measured_summary
 from capsim.errors import SpecError
 from capsim.sim.serving import ServeConfig, Workload, renewal, simulate
 from capsim.sim.serving.metrics import ServingResult
-from capsim.validation.harness import Report, Row
+from capsim.validation.harness import Report, Row, attempt, failed_row
 
 # (metric name in the report, summary key, unit scale to ms or per-second)
 METRICS = tuple((f"{m}_{s}", f"{m}_{k}_s") for m in ("ttft", "tpot", "itl", "e2e")
@@ -61,9 +61,15 @@ def replay(run: BenchRun, dep: Deployment, fast: bool = True) -> tuple[ServingRe
 
 
 def run_rows(run: BenchRun, dep: Deployment, source: str = "") -> tuple[list[Row], str]:
-    """Measured against predicted for one run."""
+    """Measured against predicted for one run; a run capsim cannot replay gives rows not priced, with the reason
+    (a report never stops at one run)."""
     measured = measured_summary(run)
-    res, how = replay(run, dep)
+    out, err = attempt(replay, run, dep)
+    if err is not None:
+        rows = [failed_row(source or run.name, run.name, name, measured[key] * 1e3, "ms", str(err))
+                for name, key in METRICS if key in measured]
+        return rows, f"{run.describe()}; not replayed: {err}"
+    res, how = out
     pred = res.summary
     case = run.name
     rows = [Row(source or run.name, case, name, measured[key] * 1e3, float(pred[key]) * 1e3, "ms", how)
