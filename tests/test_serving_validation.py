@@ -164,7 +164,7 @@ def test_splitwise_rows_are_engine_calibration_data_not_targets():
     """The Splitwise files keep their data for the engine-calibration suite; their engine is unstated, so the
     uncalibrated suite refuses them with the reason."""
     folder = resources.files("capsim.data").joinpath("validation", "engine-calibration")
-    for name, n in (("splitwise_tp8.csv", 12), ("splitwise_tp2.csv", 11)):
+    for name, n in (("splitwise_tp8.csv", 12), ("splitwise_tp2.csv", 36), ("splitwise_tp4.csv", 18)):
         rows = read_csv(str(folder.joinpath(name)), name, REQUIRED)
         assert len(rows) == n and {r["engine"] for r in rows} == {"unstated"}
         result = runner.invoke(app, ["validate", "serving", "--file", str(folder.joinpath(name))])
