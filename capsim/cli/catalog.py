@@ -1,4 +1,4 @@
-"""``capsim catalog models|accelerators|prices``."""
+"""``capsim catalog models|accelerators|prices|engines``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class Kind(StrEnum):
     MODELS = "models"
     ACCELERATORS = "accelerators"
     PRICES = "prices"
+    ENGINES = "engines"
 
 
 def _attention(m: ModelSpec) -> str:
@@ -30,7 +31,7 @@ def _attention(m: ModelSpec) -> str:
 
 @guarded
 def catalog(kind: Annotated[Kind, typer.Argument(help="Which catalog to list.")], as_json: JsonOpt = False) -> None:
-    """List the shipped catalogs of models, accelerators or prices."""
+    """List the shipped catalogs of models, accelerators, prices or engine profiles."""
     if kind is Kind.MODELS:
         rows = []
         for m in models().values():
@@ -57,6 +58,17 @@ def catalog(kind: Annotated[Kind, typer.Argument(help="Which catalog to list.")]
                               a["memory_bytes"] / 1e9, a["memory_bw_bytes_per_s"] / 1e12,
                               (a["intra_node_bw_bytes_per_s"] or 0) / 1e9, a["gpus_per_node"],
                               a["price_usd_per_hour"]] for a in accs]))
+    elif kind is Kind.ENGINES:
+        from capsim.specs.engine import engines
+
+        profs = [e.to_dict() for e in engines().values()]
+        if as_json:
+            return emit_json(profs)
+        console.print(table("Engine profiles (capsim/specs/catalog/engines.yaml; every value cited there)",
+                            ["name", "engine", "release", "covers", "device", "scheduler", "max seqs", "max tokens"],
+                            [[e["name"], e["engine"], e["release"],
+                              f"{e['covers'][0]} to {e['covers'][1] or 'later'}", e["device_type"], e["scheduler"],
+                              e["max_num_seqs"], e["max_num_batched_tokens"]] for e in profs]))
     else:
         rows = prices()
         if as_json:

@@ -1,0 +1,61 @@
+"""The vLLM-CPU benchmark driver's own logic (the runs themselves need vLLM's CPU build: optional in CI)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+LOG = """(EngineCore pid=9199) INFO 12-05 22:41:25 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with config: model='/m', enable_prefix_caching=True, enable_chunked_prefill=True, ...
+(EngineCore pid=9199) INFO 12-05 22:41:26 [ompmultiprocessing.py:185] \tlocal_rank=0, core ids=[0]
+(EngineCore pid=9199) INFO 12-05 22:41:26 [ompmultiprocessing.py:185] \treserved_cpus=[1]
+(EngineCore pid=9199) INFO 12-05 22:44:36 [kv_cache_utils.py:2327] CPU KV cache size: 65,536 tokens, Maximum concurrency for 2,048 tokens per request: 32.00x
+"""
+
+
+def test_server_facts_read_from_its_log():
+    bench = _module("vllm_cpu_bench")
+    facts = bench.server_facts(LOG, {"VLLM_CPU_KVCACHE_SPACE": "1"}, ["py", "shim", "serve", "/m", "--dtype", "float32"])
+    assert facts["kv_cache_tokens"] == 65536 and facts["worker_cores"] == [0] and facts["reserved_cores"] == [1]
+    assert facts["engine"] == "vLLM V1 engine v0.32.0" and facts["chunked_prefill"] and facts["prefix_caching"]
+    assert facts["server_command"] == "serve /m --dtype float32"
+
+
+def test_the_shim_runs_the_cli_only_in_the_parent_and_keeps_the_cpu_platform():
+    bench = _module("vllm_cpu_bench")
+    compile(bench.SHIM, "vllm_cli.py", "exec")
+    assert 'if __name__ == "__main__":' in bench.SHIM  # spawned workers import it again
+    assert '"+cpu"' in bench.SHIM  # vLLM detects its CPU platform from the version string
+
+
+def test_the_full_plan_reaches_saturation_and_fixed_concurrencies():
+    plan = _module("vllm_cpu_bench").PLANS["full"]
+    kinds = [k for k, _, _ in plan["runs"]]
+    assert kinds[:2] == ["single", "burst"]  # the burst sets the rates of the Poisson runs that follow
+    assert max(v for k, v, _ in plan["runs"] if k == "rate") > 1.0
+    assert {v for k, v, _ in plan["runs"] if k == "concurrency"} >= {2, 4, 8, 16, 32}
+
+
+def test_the_client_writes_vllm_bench_serve_keys():
+    text = (ROOT / "benchmarks" / "vllm_cpu_client.py").read_text()
+    for key in ("load_avg_before", "load_avg_after", "seed", "request_rate", "burstiness", "max_concurrency"):
+        assert f'"{key}"' in text
+    pytest.importorskip("vllm")  # with vLLM here, its client still takes the arguments this script passes
+    import inspect
+
+    from vllm.benchmarks.serve import benchmark
+
+    assert {"ready_check_timeout_sec", "max_concurrency", "burstiness"} <= set(inspect.signature(benchmark).parameters)
+    json.dumps({})
