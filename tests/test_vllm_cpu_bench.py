@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -58,4 +57,3 @@ def test_the_client_writes_vllm_bench_serve_keys():
     from vllm.benchmarks.serve import benchmark
 
     assert {"ready_check_timeout_sec", "max_concurrency", "burstiness"} <= set(inspect.signature(benchmark).parameters)
-    json.dumps({})
