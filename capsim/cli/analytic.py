@@ -12,7 +12,7 @@ from capsim.analytic.memory import serving_memory, training_memory
 from capsim.analytic.ops import StepBatch, training_layer_ops
 from capsim.analytic.params import param_counts
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, gb, table
 from capsim.specs.plans import Quantization, Recompute
 
 memory_app = typer.Typer(help="Per-GPU memory of a training or serving plan, and whether it fits.", no_args_is_help=True)
@@ -25,7 +25,6 @@ def _verdict(fits: bool, total: float, capacity: float, shortfall: float) -> str
 
 
 @memory_app.command("train")
-@guarded
 def memory_train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None,
                  dp: o.Dp = 1, tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False,
                  zero: o.Zero = 0, distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE,
@@ -50,7 +49,6 @@ def memory_train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", g
 
 
 @memory_app.command("serve")
-@guarded
 def memory_serve(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
                  quantization: Annotated[Quantization, typer.Option("--quantization", "-q")] = Quantization.NONE,
                  dtype: Annotated[str, typer.Option(help="Serving dtype of weights and activations.")] = "bf16",
@@ -83,13 +81,18 @@ def memory_serve(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", t
     return None
 
 
-@guarded
-def flops(model: o.Model = "", seq_len: o.Seq = 2048,
+def flops(model: o.Model = "",
+          seq_len: Annotated[int | None, typer.Option("--seq-len", help="Tokens per sequence (default: 2048, or the "
+                                                      "model's context if shorter).", min=1)] = None,
           batch: Annotated[int, typer.Option(help="Sequences in the batch.", min=1)] = 1,
-          context: Annotated[int, typer.Option(help="Context length for the decode step.", min=0)] = 1024,
+          context: Annotated[int | None, typer.Option(help="Context length for the decode step (default: 1024, "
+                                                      "or the model's context if shorter).", min=0)] = None,
           tp: o.Tp = 1, hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
     """FLOPs per token and per step for training, prefill and decode, and one layer's op list."""
     spec = o.resolve_model(model, hf_config)
+    o.ServePlan(tp=tp).check(spec)  # the op list splits heads and FFN over tp
+    seq_len = min(2048, spec.max_seq) if seq_len is None else o.within_context(spec, seq_len, "--seq-len")
+    context = min(1024, spec.max_seq) if context is None else o.within_context(spec, context, "--context")
     pc = param_counts(spec)
     n = matmul_params(spec)
     train_tok = float(training_flops_per_token(spec, seq_len))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from capsim.cli.common import JsonOpt, console, emit_json, err_console, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, err_console, table
 from capsim.errors import SpecError
 
 
@@ -48,7 +48,6 @@ def _summary(cal: object) -> list[list[object]]:
     return rows
 
 
-@guarded
 def calibrate(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller grid (under 3 minutes on a 2-core CPU).")] = False,
     ops: Annotated[str, typer.Option("--ops", help="Comma-separated benches: gemm,attention,memory,comm.")] = "gemm,attention,memory,comm",

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from capsim.analytic.params import param_counts
-from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, table
 from capsim.specs.catalog import accelerators, models, prices
 
 
@@ -18,7 +18,6 @@ class Kind(StrEnum):
     PRICES = "prices"
 
 
-@guarded
 def catalog(kind: Annotated[Kind, typer.Argument(help="Which catalog to list.")], as_json: JsonOpt = False) -> None:
     """List the shipped catalogs of models, accelerators or prices."""
     if kind is Kind.MODELS:

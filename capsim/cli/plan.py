@@ -8,7 +8,7 @@ import typer
 
 from capsim.analytic.training import FrameworkName
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, table
 from capsim.errors import SpecError
 from capsim.plan.serving import Slo, Traffic, plan_serving
 from capsim.plan.training import RankBy, plan_training
@@ -22,7 +22,6 @@ DAY_S = 86400.0
 
 
 @plan_app.command("train")
-@guarded
 def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
                tokens: Annotated[float, typer.Option("--tokens", help="Tokens to train (e.g. 15e12).", min=1)] = 1e12,
                gpus: Annotated[int | None, typer.Option("--gpus", "-n", help="A fixed GPU count.", min=1)] = None,
@@ -81,7 +80,6 @@ def _pairs(values: list[str], field: str) -> dict[str, float]:
 
 
 @plan_app.command("serve")
-@guarded
 def plan_serve(model: o.Model = "",
                rate: Annotated[float, typer.Option("--rate", help="Peak requests per second to carry.", min=0)] = 10.0,
                workload: Annotated[str | None, typer.Option("--workload", "-w", help="A preset's lengths "

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, table
 from capsim.errors import SpecError
 from capsim.sim.serving import ServeConfig, default_perf, engine_plan, simulate
 from capsim.sim.serving.presets import PRESETS, WorkloadSpec, build_workload, get_preset, preset_spec
@@ -108,7 +108,6 @@ def _print(summary: dict[str, Any], title: str) -> None:
     console.print(table("throughput, load and cost", ["metric", "value"], [[k, summary[k]] for k in keys]))
 
 
-@guarded
 def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
           replicas: Replicas = 1, engine: Engine = "vllm", cuda_graphs: Graphs = None, scheduler: Sched = None,
           max_seqs: MaxSeqs = None, max_batched_tokens: MaxTok = None, quantization: Quant = "none",

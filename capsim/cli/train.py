@@ -9,7 +9,7 @@ import typer
 
 from capsim.analytic.training import BREAKDOWN, FrameworkName, StepTime, step_time
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, gb, table
 from capsim.errors import SpecError
 from capsim.plan.train_layouts import search_layouts
 from capsim.specs.hardware import Cluster
@@ -69,7 +69,6 @@ def _print(result: StepTime, title: str) -> None:
                       f"excluded), ${result.train_cost_usd:,.0f} at ${result.price_usd_per_gpu_hour}/GPU-hour")
 
 
-@guarded
 def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None, dp: o.Dp = 1,
           tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False, zero: o.Zero = 0,
           distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE, micro_batch: o.Mb = 1,

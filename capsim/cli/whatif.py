@@ -8,7 +8,7 @@ import pandas as pd
 import typer
 
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, table
 from capsim.plan.scaling_study import (
     SERVE_RATES,
     TRAIN_GPUS,
@@ -50,7 +50,6 @@ def _show(df: pd.DataFrame, title: str, as_json: bool, columns: list[str] | None
 
 
 @whatif_app.command("quantization")
-@guarded
 def wi_quantization(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1,
                     rate: Rate = 10.0, workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
                     calibration: Calib = None, as_json: JsonOpt = False) -> None:
@@ -63,7 +62,6 @@ def wi_quantization(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB"
 
 
 @whatif_app.command("sparsity")
-@guarded
 def wi_sparsity(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, rate: Rate = 10.0,
                 workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
                 gemm_speedup: Annotated[float | None, typer.Option(help="Override the sparse GEMM speed-up.")] = None,
@@ -77,7 +75,6 @@ def wi_sparsity(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp
 
 
 @whatif_app.command("distill")
-@guarded
 def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b",
                student: Annotated[str, typer.Option("--student")] = "llama-3-8b",
                tokens: Annotated[float, typer.Option("--tokens", help="Distillation tokens.")] = 1e11,
@@ -101,7 +98,6 @@ def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b
 
 
 @whatif_app.command("precision")
-@guarded
 def wi_precision(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", gpus: o.Gpus = 8, dp: o.Dp = 1,
                  tp: o.Tp = 8, pp: o.Pp = 1, micro_batch: o.Mb = 1,
                  global_batch: Annotated[int, typer.Option("--global-batch", min=1)] = 64, seq_len: o.Seq = 4096,
@@ -117,7 +113,6 @@ def wi_precision(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", g
 
 
 @whatif_app.command("batch")
-@guarded
 def wi_batch(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
              gpus: Annotated[int, typer.Option("--gpus", "-n", min=1)] = 64,
              tokens: Annotated[float, typer.Option("--tokens")] = 1e12,
@@ -133,7 +128,6 @@ def wi_batch(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
 
 
 @scale_app.command("serve")
-@guarded
 def sc_serve(model: o.Model = "", workload: Workload = "chatbot",
              accelerators: Annotated[str, typer.Option("--accelerators", "-a")] = "H100-SXM5-80GB,L4,A100-SXM4-80GB",
              rates: Annotated[str, typer.Option("--rates")] = ",".join(str(r) for r in SERVE_RATES),
@@ -148,7 +142,6 @@ def sc_serve(model: o.Model = "", workload: Workload = "chatbot",
 
 
 @scale_app.command("train")
-@guarded
 def sc_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
              tokens: Annotated[float, typer.Option("--tokens")] = 1e12,
              global_batch: Annotated[int, typer.Option("--global-batch", min=1)] = 1024, seq_len: o.Seq = 8192,
@@ -163,7 +156,6 @@ def sc_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
 
 
 @scale_app.command("model-size")
-@guarded
 def sc_model(budgets: Annotated[str, typer.Option("--flops", help="Comma-separated FLOP budgets.")] =
              "1e21,1e22,1e23,1e24,1e25", as_json: JsonOpt = False) -> None:
     """Compute-optimal parameters and tokens for each budget (Chinchilla, Approach 3)."""

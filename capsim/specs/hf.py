@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from capsim.errors import SpecError
+from capsim.inputs import integer, json_object, read_json_object
 from capsim.specs.model import Arch, Mlp, ModelSpec, Norm, Position
 
 
@@ -20,19 +20,33 @@ def _get(cfg: Mapping[str, Any], *keys: str, default: Any = SpecError) -> Any:
     return default
 
 
+def _str(cfg: Mapping[str, Any], key: str, default: str) -> str:
+    value = _get(cfg, key, default=default)
+    if not isinstance(value, str):
+        raise SpecError(f"config.{key}", f"must be a string, got {value!r}", f"e.g. {default!r}")
+    return value
+
+
+def _bool(cfg: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = _get(cfg, key, default=default)
+    if not isinstance(value, bool):
+        raise SpecError(f"config.{key}", f"must be true or false, got {value!r}", "write a JSON boolean")
+    return value
+
+
 def _llama(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     # LlamaConfig / MistralConfig / MixtralConfig field names (transformers, models/llama/configuration_llama.py)
-    experts = int(_get(cfg, "num_local_experts", default=1))
-    act = str(_get(cfg, "hidden_act", default="silu"))
+    experts = integer(_get(cfg, "num_local_experts", default=1), "config.num_local_experts")
+    act = _str(cfg, "hidden_act", "silu")
     return ModelSpec(
         name=name, hidden=_get(cfg, "hidden_size"), layers=_get(cfg, "num_hidden_layers"),
         heads=_get(cfg, "num_attention_heads"), kv_heads=_get(cfg, "num_key_value_heads", default=None),
         head_dim=_get(cfg, "head_dim", default=None), ffn_hidden=_get(cfg, "intermediate_size"),
         vocab=_get(cfg, "vocab_size"), max_seq=_get(cfg, "max_position_embeddings", default=4096),
         mlp=Mlp.GEGLU if "gelu" in act else Mlp.SWIGLU, norm=Norm.RMSNORM, position=Position.ROPE,
-        bias=bool(_get(cfg, "attention_bias", default=False)),
-        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=False)),
-        experts=experts, top_k=int(_get(cfg, "num_experts_per_tok", default=1)) if experts > 1 else 1,
+        bias=_bool(cfg, "attention_bias", False), tied_embeddings=_bool(cfg, "tie_word_embeddings", False),
+        experts=experts,
+        top_k=integer(_get(cfg, "num_experts_per_tok", default=1), "config.num_experts_per_tok") if experts > 1 else 1,
         source="Hugging Face config.json")
 
 
@@ -40,9 +54,9 @@ def _gpt2(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     hidden = _get(cfg, "n_embd")
     return ModelSpec(
         name=name, hidden=hidden, layers=_get(cfg, "n_layer"), heads=_get(cfg, "n_head"),
-        ffn_hidden=_get(cfg, "n_inner", default=4 * hidden), vocab=_get(cfg, "vocab_size"),
+        ffn_hidden=_get(cfg, "n_inner", default=None), vocab=_get(cfg, "vocab_size"),
         max_seq=_get(cfg, "n_positions", "n_ctx", default=1024),
-        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=True)), source="Hugging Face config.json")
+        tied_embeddings=_bool(cfg, "tie_word_embeddings", True), source="Hugging Face config.json")
 
 
 def _opt(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -51,13 +65,13 @@ def _opt(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     if proj != hidden:
         raise SpecError("config.word_embed_proj_dim", f"{proj} != hidden_size {hidden}: OPT-350m's projected "
                         "embeddings are not modelled", "use a catalog model or a config without the projection")
-    act = str(_get(cfg, "activation_function", default="relu"))
+    act = _str(cfg, "activation_function", "relu")
     return ModelSpec(
         name=name, hidden=hidden, layers=_get(cfg, "num_hidden_layers"), heads=_get(cfg, "num_attention_heads"),
         ffn_hidden=_get(cfg, "ffn_dim"), vocab=_get(cfg, "vocab_size"),
         max_seq=_get(cfg, "max_position_embeddings", default=2048), mlp=Mlp.GELU if "gelu" in act else Mlp.RELU,
-        bias=bool(_get(cfg, "enable_bias", default=True)),
-        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=True)), source="Hugging Face config.json")
+        bias=_bool(cfg, "enable_bias", True),
+        tied_embeddings=_bool(cfg, "tie_word_embeddings", True), source="Hugging Face config.json")
 
 
 def _bert(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -70,7 +84,7 @@ def _bert(cfg: Mapping[str, Any], name: str) -> ModelSpec:
 
 
 def _t5(cfg: Mapping[str, Any], name: str) -> ModelSpec:
-    proj = str(_get(cfg, "feed_forward_proj", default="relu"))
+    proj = _str(cfg, "feed_forward_proj", "relu")
     gated = proj.startswith("gated")
     layers = _get(cfg, "num_layers")
     return ModelSpec(
@@ -81,7 +95,7 @@ def _t5(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         mlp=(Mlp.GEGLU if "gelu" in proj else Mlp.SWIGLU) if gated else (Mlp.GELU if "gelu" in proj else Mlp.RELU),
         norm=Norm.RMSNORM, position=Position.RELATIVE,
         relative_buckets=_get(cfg, "relative_attention_num_buckets", default=32), bias=False,
-        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=True)), source="Hugging Face config.json")
+        tied_embeddings=_bool(cfg, "tie_word_embeddings", True), source="Hugging Face config.json")
 
 
 _FAMILIES: dict[str, Callable[[Mapping[str, Any], str], ModelSpec]] = {
@@ -96,17 +110,15 @@ def from_hf_config(config: str | Path | Mapping[str, Any], name: str | None = No
     else:
         text = str(config)
         if text.lstrip().startswith("{"):
-            cfg = json.loads(text)
+            cfg = json_object(text, "config", "the config text")
         else:
             path = Path(config)
-            if not path.is_file():
-                raise SpecError("config", f"no file at {path}", "give the path of a local config.json")
-            try:
-                cfg = json.loads(path.read_text())
-            except json.JSONDecodeError as err:
-                raise SpecError("config", f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
+            cfg = read_json_object(path, "config", "Hugging Face config.json")
             name = name or (path.parent.name if path.name == "config.json" else path.stem)
-    family = str(cfg.get("model_type", "")).lower()
+    family = cfg.get("model_type", "")
+    if not isinstance(family, str):
+        raise SpecError("config.model_type", f"must be a string, got {family!r}", "e.g. \"llama\"")
+    family = family.lower()
     if family not in _FAMILIES:
         raise SpecError("config.model_type", f"unsupported family {family!r}",
                         f"supported: {', '.join(sorted(_FAMILIES))}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 
 from capsim.errors import SpecError, divisors, require
@@ -41,6 +41,26 @@ class Position(StrEnum):
     ROPE = "rope"  # rotary, no parameters (Llama, Mistral)
     RELATIVE = "relative"  # T5 bucketed bias: buckets x heads in the first layer of each stack
     NONE = "none"
+
+
+MAX_SIZE = 2**24  # no width, depth, head or expert count of a real model comes near this (16.7M)
+MAX_CONTEXT = 2**31 - 1
+POSITIVE = ("hidden", "layers", "heads", "vocab", "max_seq", "experts", "top_k", "kv_heads", "head_dim", "ffn_hidden")
+
+
+def _check_sizes(spec: ModelSpec) -> None:
+    """Every integer field is a true integer (not a bool, string or float) in range; sizes that are divided by or
+    multiplied into FLOPs are positive."""
+    for f in fields(spec):
+        if f.type not in ("int", "int | None"):
+            continue
+        value = getattr(spec, f.name)
+        if value is None and f.type == "int | None":
+            continue
+        low = 1 if f.name in POSITIVE else 0
+        high = MAX_CONTEXT if f.name == "max_seq" else MAX_SIZE
+        require(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high, f"model.{f.name}",
+                f"must be an integer from {low} to {high}, got {value!r}", "fix the model's config")
 
 
 @dataclass(frozen=True)
@@ -83,9 +103,7 @@ class ModelSpec:
             except ValueError:
                 raise SpecError(f"model.{name}", f"unknown value {value!r}",
                                 f"use one of {', '.join(e.value for e in enum)}") from None
-        for name in ("hidden", "layers", "heads", "vocab", "max_seq", "experts", "top_k"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value > 0, f"model.{name}", f"must be a positive integer, got {value!r}")
+        _check_sizes(self)
         kv = self.kv_heads if self.kv_heads is not None else self.heads
         object.__setattr__(self, "kv_heads", kv)
         require(kv > 0 and self.heads % kv == 0, "model.kv_heads",
