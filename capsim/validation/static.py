@@ -27,7 +27,7 @@ RECIPES = {"zero": ("fp16-zero", AttentionImpl.UNFUSED, True),
 
 def params_suite(path: str | Path | None = None) -> Report:
     rows = []
-    for r in read_csv(path, "params_published.csv", ("source", "model", "metric", "value", "unit")):
+    for r in read_csv(path, "params_published.csv", ("source", "model", "metric", "value", "unit"), UNITS):
         counts = param_counts(get_model(r["model"]))
         metric = r["metric"]
         if metric not in ("params_total", "params_active"):
@@ -79,7 +79,8 @@ def _korthikanti_batches(model: str) -> dict[str, int]:
 
 def memory_suite(path: str | Path | None = None) -> Report:
     rows = []
-    for r in read_csv(path, "memory_published.csv", ("source", "model", "config", "metric", "value", "unit")):
+    for r in read_csv(path, "memory_published.csv", ("source", "model", "config", "metric", "value", "unit"),
+                      UNITS):
         model = _memory_model(r["model"])
         plan_kw = parse_config(r["config"])
         recipe = next((v for k, v in RECIPES.items() if r["source"].lower().startswith(k)),
