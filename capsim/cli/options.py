@@ -143,6 +143,17 @@ def ints(text: str, field: str, low: int = 1) -> tuple[int, ...]:
     return tuple(int(_number(t, field, int, low, False)) for t in items)
 
 
+def names(text: str, field: str, choices: Iterable[str]) -> tuple[str, ...]:
+    """A comma-separated list of names, each one of ``choices`` (e.g. ``--quantizations none,int8``)."""
+    allowed = list(choices)
+    items = tuple(t.strip() for t in text.split(","))
+    for item in items:
+        if item not in allowed:
+            raise SpecError(field, f"{item!r} is not one of {', '.join(allowed)}",
+                            f"write a comma-separated list, e.g. {field} {','.join(allowed[:2])}")
+    return items
+
+
 def pairs(values: Iterable[str], field: str, canonical: Callable[[str], str], kind: Callable[[str], Any] = float,
           low: float = 0.0, low_open: bool = False) -> dict[str, Any]:
     """``NAME=VALUE`` options (e.g. ``--price h100=3.5``): each name resolved by ``canonical`` (an unknown name is an
