@@ -53,8 +53,9 @@ def fail(message: str) -> None:
 
 
 def infeasible(reason: str) -> None:
-    """A valid input with no feasible answer: the reason on the terminal, exit status 1 (every command alike)."""
-    console.print(f"[red]infeasible[/]: {_one_line(reason)}", highlight=False, soft_wrap=True)
+    """A valid input with no feasible answer: the reason on stderr (stdout keeps the tables or the JSON), exit
+    status 1, every command alike."""
+    err_console.print(f"[red]infeasible[/]: {_one_line(reason)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

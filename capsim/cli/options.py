@@ -24,6 +24,7 @@ except ImportError:  # older typer runs on Click
     from click import exceptions as click_exceptions
     from click import get_current_context
 
+from capsim.calibration import load_calibration
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.hf import from_hf_config
@@ -72,6 +73,8 @@ def _checked(callback: Callable[..., Any], flags: dict[str, str]) -> Callable[..
     def run(**kwargs: Any) -> Any:
         for name, value in kwargs.items():
             _checked_value(value, flags.get(name, name))
+        if isinstance(kwargs.get("calibration"), str):  # read once up front: a bad file is an input error here,
+            load_calibration(kwargs["calibration"])    # not a reason repeated on every row of a study
         return callback(**kwargs)
 
     return run
@@ -79,7 +82,8 @@ def _checked(callback: Callable[..., Any], flags: dict[str, str]) -> Callable[..
 
 def harden(command: Any) -> None:
     """Check every option of ``command`` and its subcommands before the command runs: floats must be finite
-    (``inf`` and ``nan`` pass every ``min=`` bound) and integers at most :data:`MAX_INT` in size."""
+    (``inf`` and ``nan`` pass every ``min=`` bound), integers at most :data:`MAX_INT` in size, and a
+    ``--calibration`` must load."""
     if getattr(command, "_capsim_hardened", False):
         return
     command._capsim_hardened = True
@@ -174,7 +178,6 @@ def resolve_model(model: str | None, hf_config: Path | None = None) -> ModelSpec
     if hf_config is not None:
         return from_hf_config(hf_config)
     if not model:
-        from capsim.errors import SpecError
         raise SpecError("--model", "no model given", "pass --model NAME or --hf-config PATH")
     return get_model(model)
 

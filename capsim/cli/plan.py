@@ -56,7 +56,8 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
                          calibration, Precision.preset(precision), framework, max_gpus=max_gpus,
                          usable_memory_fraction=usable_memory)
     if as_json:
-        return emit_json(plan.to_dict(top))
+        emit_json(plan.to_dict(top))
+        return None if plan.feasible else infeasible(plan.reason)
     if not plan.feasible:
         infeasible(plan.reason)
     cols = ["gpus", "dp", "tp", "pp", "v", "cp", "micro_batch", "recompute", "sp", "zero_stage", "step_s", "mfu",
@@ -106,8 +107,9 @@ def plan_serve(model: o.Model = "",
     lengths = get_preset(workload).lengths if workload else None
     if isinstance(lengths, str):  # a trace preset: sample its lengths
         trace, lengths = lengths, None
-    if rate <= 0:
-        raise SpecError("--rate", f"must be > 0, got {rate:g}", "give the peak requests per second")
+    for name, value in (("--rate", rate), ("--ttft-p99", ttft_p99), ("--tpot-p99", tpot_p99)):
+        if value is not None and value <= 0:
+            raise SpecError(name, f"must be > 0, got {value:g}", "give a positive value")
     rates = o.floats(diurnal, "--diurnal", low=0.0, low_open=False) if diurnal is not None else ()
     if rates and max(rates) <= 0:
         raise SpecError("--diurnal", "every rate is 0", "give the traffic of each hour")
@@ -120,7 +122,8 @@ def plan_serve(model: o.Model = "",
                         o.names(quantizations, "--quantizations", [q.value for q in Quantization]), engine,
                         calibration)
     if as_json:
-        return emit_json(plan.to_dict(top))
+        emit_json(plan.to_dict(top))
+        return None if plan.feasible else infeasible(plan.reason)
     cols = ["accelerator", "tp", "pp", "quantization", "max_batch", "capacity_rps", "replicas", "gpus",
             "cost_per_hour_usd", "ttft_p99_s", "tpot_p99_s", "cost_per_million_output_tokens"]
     shown = plan.table[plan.table["confirmed"]].head(top)

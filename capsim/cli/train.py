@@ -9,7 +9,7 @@ import typer
 
 from capsim.analytic.training import BREAKDOWN, FrameworkName, StepTime, step_time
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, gb, table
+from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
 from capsim.errors import SpecError
 from capsim.plan.train_layouts import search_layouts
 from capsim.specs.hardware import Cluster
@@ -61,8 +61,6 @@ def _print(result: StepTime, title: str) -> None:
                           "temporary_bytes", "total_bytes")]))
     if result.feasible:
         console.print(f"[green]feasible[/]: {gb(mem.total_bytes)} of {gb(mem.capacity_bytes)}")
-    else:
-        console.print(f"[red]infeasible[/]: {result.reason} ({gb(mem.total_bytes)} of {gb(mem.capacity_bytes)})")
     if result.train_tokens == result.train_tokens:  # asked for
         console.print(f"train {result.train_tokens:.4g} tokens: {result.train_time_s / 86400:,.2f} days, "
                       f"{result.train_energy_j / 3.6e9:,.1f} MWh at accelerator TDP (host, network and cooling "
@@ -90,9 +88,16 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
     result = step_time(spec, plan, cluster, calibration, framework=framework, train_tokens=tokens)
     extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict()}
     if as_json:
-        return emit_json(_result_dict(result, extra))
-    _print(result, f"{spec.name} on {cluster.num_gpus} x {acc.name}")
-    return None
+        emit_json(_result_dict(result, extra))
+    else:
+        _print(result, f"{spec.name} on {cluster.num_gpus} x {acc.name}")
+    _exit_if_infeasible(result)
+
+
+def _exit_if_infeasible(result: StepTime) -> None:
+    if not result.feasible:
+        mem = result.memory
+        infeasible(f"{result.reason} ({gb(mem.total_bytes)} of {gb(mem.capacity_bytes)})")
 
 
 def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precision: Precision,
@@ -101,8 +106,8 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
     frame = search_layouts(spec, cluster, global_batch, seq_len, calibration, precision, framework,
                            fixed={"cp": cp, "ep": ep}, top=top)
     if frame.empty:
-        raise SpecError("--auto", f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} "
-                        f"with global batch {global_batch}", "add GPUs, lower the global batch or the sequence")
+        infeasible(f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} with global batch "
+                   f"{global_batch} (add GPUs, lower the global batch or the sequence)")
     best = frame.iloc[0]
     plan = _plan_of(best, global_batch, seq_len, precision)
     result = step_time(spec, plan, cluster, calibration, framework=framework, train_tokens=tokens)
