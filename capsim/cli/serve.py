@@ -113,12 +113,12 @@ def _replays(workload: str | None, trace: str | None, arrival: ArrivalKind | Non
 
 
 def _check_applicable(workload: str | None, trace: str | None, arrival: ArrivalKind | None, rate: float | None,
-                      duration: float | None, cv: float, lengths: LengthKind, prompt: int | None,
+                      duration: float | None, cv: float, time_scale: float, lengths: LengthKind, prompt: int | None,
                       output: int | None, replicas: int) -> None:
     """Options that do not apply to the chosen workload are errors, never silently ignored."""
     kind = arrival or (ArrivalKind.TRACE if _replays(workload, trace, arrival, rate) else ArrivalKind.POISSON)
     own = prompt is not None or output is not None
-    for name, value in (("rate", rate), ("duration", duration), ("cv", cv)):
+    for name, value in (("rate", rate), ("duration", duration), ("cv", cv), ("time-scale", time_scale)):
         if value is not None and value <= 0:
             raise SpecError(f"--{name}", f"must be > 0, got {value:g}", "give a positive value")
     o.inapplicable([
@@ -180,7 +180,7 @@ def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp
                        max_batched_tokens=max_batched_tokens, quantization=quantization, dtype=dtype,
                        kv_cache_dtype=kv_cache_dtype, gpu_memory_utilization=gpu_memory_utilization)
     rates = o.floats(diurnal, "--diurnal", low=0.0, low_open=False) if diurnal is not None else ()
-    _check_applicable(workload, trace, arrival, rate, duration, cv, lengths, prompt_tokens, output_tokens, replicas)
+    _check_applicable(workload, trace, arrival, rate, duration, cv, time_scale, lengths, prompt_tokens, output_tokens, replicas)
     _check_csv(csv)
     kw = {"rate_rps": rate, "requests": requests, "duration_s": duration, "seed": seed, "cv": cv, "clients": clients,
           "diurnal_rates_rps": rates, "period_s": period, "time_scale": time_scale}
