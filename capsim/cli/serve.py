@@ -59,7 +59,7 @@ SloTpot = Annotated[float | None, typer.Option("--slo-tpot", help="TPOT target, 
                                                min=0)]
 Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
                                                                        "accelerator's GPU-profile one, else datasheet).")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of arrivals, lengths and the random router.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of arrivals, lengths and the random router.", min=0)]
 StepMode = Annotated[bool, typer.Option("--step-mode", help="Reference mode: one event per decode step (slow).")]
 Csv = Annotated[Path | None, typer.Option("--csv", help="Write the per-request records to this CSV file.")]
 
