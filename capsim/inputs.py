@@ -103,7 +103,7 @@ def numeric_column(df: pd.DataFrame, column: str, field: str, origin: str, *, in
         rng = [f"> {low:g}" if low_open else f">= {low:g}"] if low > -math.inf else []
         rng += [f"<= {high:.0f}" if float(high).is_integer() else f"<= {high:g}"] if high < math.inf else []
         raise SpecError(field, f"{origin}, data row {i + 1}: {column} is {shown}, not {want}"
-                        + (f" {' and '.join(rng)}" if rng else ""), f"fix that row ({int(bad.sum())} bad in all)")
+                        + (f" {' and '.join(rng)}" if rng else ""), f"fix that row; {int(bad.sum())} bad in all")
     return values
 
 

@@ -117,12 +117,12 @@ def _flag(name: str) -> str:
 
 
 def _number(text: str, field: str, kind: Callable[[str], Any], low: float | None, low_open: bool,
-            example: str = "4") -> Any:
+            example: str) -> Any:
     word = "an integer" if kind is int else "a number"
     try:
         value = kind(text.strip())
     except ValueError:
-        raise SpecError(field, f"{text.strip()!r} is not {word}", f"write e.g. {field} {example}") from None
+        raise SpecError(field, f"{text.strip()!r} is not {word}", f"write e.g. {example}") from None
     if not math.isfinite(value):
         raise SpecError(field, f"{text.strip()!r} is not a finite number", "give a finite value")
     if kind is int and abs(value) > MAX_INT:
@@ -137,7 +137,7 @@ def floats(text: str, field: str, low: float | None = 0.0, low_open: bool = True
     items = text.split(",")
     if not text.strip() or any(not t.strip() for t in items):
         raise SpecError(field, f"{text!r} has an empty entry", f"write a comma-separated list, e.g. {field} 1,2,4")
-    return tuple(float(_number(t, field, float, low, low_open, "1,2,4")) for t in items)
+    return tuple(float(_number(t, field, float, low, low_open, f"{field} 1,2,4")) for t in items)
 
 
 def ints(text: str, field: str, low: int = 1) -> tuple[int, ...]:
@@ -145,7 +145,7 @@ def ints(text: str, field: str, low: int = 1) -> tuple[int, ...]:
     items = text.split(",")
     if not text.strip() or any(not t.strip() for t in items):
         raise SpecError(field, f"{text!r} has an empty entry", f"write a comma-separated list, e.g. {field} 8,64")
-    return tuple(int(_number(t, field, int, low, False, "8,64")) for t in items)
+    return tuple(int(_number(t, field, int, low, False, f"{field} 8,64")) for t in items)
 
 
 def names(text: str, field: str, choices: Iterable[str]) -> tuple[str, ...]:
@@ -168,10 +168,13 @@ def pairs(values: Iterable[str], field: str, canonical: Callable[[str], str], ki
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise SpecError(field, f"{item!r} is not NAME=VALUE", f"write e.g. {field} h100=4")
-        key = canonical(name.strip())
+        try:
+            key = canonical(name.strip())
+        except SpecError as err:
+            raise SpecError(field, err.problem, err.fix) from None
         if key in out:
             raise SpecError(field, f"{key} is given twice", "give each name once")
-        out[key] = _number(value, f"{field} {name.strip()}", kind, low, low_open, f"{name.strip()}=4")
+        out[key] = _number(value, f"{field} {name.strip()}", kind, low, low_open, f"{field} {name.strip()}=4")
     return out
 
 

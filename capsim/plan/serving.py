@@ -225,10 +225,13 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
 
 
 def why_not(bounds: pd.DataFrame, most: int = 3) -> str:
-    """The candidates' reasons, most common first: 'N of M: reason; ...'."""
-    reasons = bounds["reason"].where(bounds["reason"] != "", "no price").value_counts()
-    parts = [f"{n} of {len(bounds)}: {why}" for why, n in reasons.head(most).items()]
-    return "; ".join(parts) + ("; ..." if len(reasons) > most else "")
+    """The candidates' reasons, most common kind first ('N of M: an example; ...'); reasons that differ only in
+    their numbers (the TP degree, the GB short) count as one kind."""
+    reasons = bounds["reason"].where(bounds["reason"] != "", "no price")
+    kinds = reasons.str.replace(r"\d+(\.\d+)?", "#", regex=True)
+    counts = kinds.value_counts()
+    parts = [f"{n} of {len(bounds)}: {reasons[kinds == kind].iloc[0]}" for kind, n in counts.head(most).items()]
+    return "; ".join(parts) + ("; ..." if len(counts) > most else "")
 
 
 def _simulate(model: ModelSpec, row: pd.Series, replicas: int, traffic: Traffic, slo: Slo, engine: str,

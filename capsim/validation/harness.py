@@ -107,7 +107,7 @@ def _check_row(row: dict[str, Any], where: str, units: Collection[str] | None) -
     given = sum(v is not None for v in row.values())
     if given < len(row):
         raise SpecError("--file", f"{where} has {given} fields, the header {len(row)}",
-                        "give every column of the header (leave unpublished ones empty)")
+                        "give every column of the header; leave unpublished ones empty")
     for col, low in [*((c, 1) for c in COUNT_COLUMNS), *((c, 0) for c in ZERO_OK_COLUMNS)]:
         cell = (row.get(col) or "").strip()
         if cell and not (cell.isdigit() and int(cell) >= low):
