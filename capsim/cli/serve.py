@@ -180,7 +180,8 @@ def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp
                        max_batched_tokens=max_batched_tokens, quantization=quantization, dtype=dtype,
                        kv_cache_dtype=kv_cache_dtype, gpu_memory_utilization=gpu_memory_utilization)
     rates = o.floats(diurnal, "--diurnal", low=0.0, low_open=False) if diurnal is not None else ()
-    _check_applicable(workload, trace, arrival, rate, duration, cv, time_scale, lengths, prompt_tokens, output_tokens, replicas)
+    _check_applicable(workload, trace, arrival, rate, duration, cv, time_scale, lengths, prompt_tokens,
+                      output_tokens, replicas)
     _check_csv(csv)
     kw = {"rate_rps": rate, "requests": requests, "duration_s": duration, "seed": seed, "cv": cv, "clients": clients,
           "diurnal_rates_rps": rates, "period_s": period, "time_scale": time_scale}
