@@ -68,5 +68,7 @@ def test_bad_input_is_one_line_exit_2(args, words):
 
 def test_validate_training_json():
     out = json.loads(run("validate", "training", "--json").stdout)
-    assert out["suite"] == "training" and out["calibration"] == "A100-SXM4-80GB" and len(out["rows"]) == 18
+    # the 2021-22 file (18 rows, A100) and training_modern.csv (15 rows, H100 and B200), each on its datasheet
+    assert out["suite"] == "training" and out["calibration"] == "A100-SXM4-80GB + B200 + H100-SXM5-80GB"
+    assert len(out["rows"]) == 18 + 15 and out["rows_failed"] == 0
     assert {"source", "case", "metric", "measured", "predicted", "error_pct"} <= set(out["rows"][0])

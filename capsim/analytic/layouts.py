@@ -32,6 +32,7 @@ class Layouts:
     v: np.ndarray  # model chunks per pipeline stage (pp_interleave)
     cp: np.ndarray
     ep: np.ndarray
+    etp: np.ndarray  # tensor-parallel width of the routed experts (tp unless stated)
     micro_batch: np.ndarray
     global_batch: np.ndarray
     seq_len: np.ndarray
@@ -54,6 +55,12 @@ class Layouts:
         return self.dp * self.tp * self.pp * self.cp
 
     @property
+    def expert_dp(self) -> np.ndarray:
+        """Replicas of each expert slice: the tp x cp x dp ranks of a stage over ep x etp (Megatron-Core's expert
+        data-parallel group, parallel_state.py)."""
+        return np.maximum(self.tp * self.cp * self.dp // (self.ep * self.etp), 1)
+
+    @property
     def micro_batches(self) -> np.ndarray:
         return self.global_batch // (self.dp * self.micro_batch)
 
@@ -66,8 +73,8 @@ class Layouts:
         split where pp x v divides the layers, elsewhere the uneven split a search prices
         (``capsim.specs.pipeline_layout.default_uneven``).
         """
-        defaults = {"dp": 1, "tp": 1, "pp": 1, "v": 1, "cp": 1, "ep": 1, "micro_batch": 1, "global_batch": 1,
-                    "seq_len": 2048, "zero_stage": 0, "distributed_optimizer": False, "sp": False, "recompute": 0,
+        defaults = {"dp": 1, "tp": 1, "pp": 1, "v": 1, "cp": 1, "ep": 1, "etp": 0, "micro_batch": 1,
+                    "global_batch": 1, "seq_len": 2048, "zero_stage": 0, "distributed_optimizer": False, "sp": False, "recompute": 0,
                     "schedule": None}
         unknown = set(arrays) - set(defaults)
         if unknown:
@@ -79,6 +86,7 @@ class Layouts:
         arrays_b = np.broadcast_arrays(*(np.atleast_1d(values[n]) for n in names))
         out = {n: np.array(a, dtype=bool if n in BOOL_FIELDS else np.int64).reshape(-1)
                for n, a in zip(names, arrays_b, strict=True)}
+        out["etp"] = np.where(out["etp"] > 0, out["etp"], out["tp"])  # 0: Megatron-Core's default, etp = tp
         table, ids = _split_table(model.total_layers, out["pp"], out["v"], splits)
         return cls(**out, **_split_columns(model.total_layers, out["pp"], table, ids), splits=table)
 
@@ -89,7 +97,8 @@ class Layouts:
         return cls.build(
             model, splits=[p.split(model) for p in plans], dp=col(lambda p: p.dp), tp=col(lambda p: p.tp),
             pp=col(lambda p: p.pp), v=col(lambda p: p.pp_interleave), cp=col(lambda p: p.cp), ep=col(lambda p: p.ep),
-            micro_batch=col(lambda p: p.micro_batch), global_batch=col(lambda p: p.global_batch),
+            etp=col(lambda p: p.expert_tp), micro_batch=col(lambda p: p.micro_batch),
+            global_batch=col(lambda p: p.global_batch),
             seq_len=col(lambda p: p.seq_len), zero_stage=col(lambda p: p.zero_stage),
             distributed_optimizer=col(lambda p: p.distributed_optimizer), sp=col(lambda p: p.sequence_parallel),
             recompute=col(lambda p: p.recompute.code), schedule=col(lambda p: SCHEDULE_CODES[p.schedule]))
@@ -105,6 +114,7 @@ class Layouts:
         schedule = {v: k for k, v in SCHEDULE_CODES.items()}[int(self.schedule[i])]
         kwargs = dict(dp=int(self.dp[i]), tp=int(self.tp[i]), pp=int(self.pp[i]), pp_interleave=int(self.v[i]),
                       cp=int(self.cp[i]), ep=int(self.ep[i]), micro_batch=int(self.micro_batch[i]),
+                      etp=None if self.etp[i] == self.tp[i] else int(self.etp[i]),
                       global_batch=int(self.global_batch[i]), seq_len=int(self.seq_len[i]),
                       zero_stage=int(self.zero_stage[i]), distributed_optimizer=bool(self.distributed_optimizer[i]),
                       sequence_parallel=bool(self.sp[i]),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic import fp8
 from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import (
@@ -79,7 +80,7 @@ def _layer_params_per_gpu(model: ModelSpec, lay: Layouts) -> tuple[np.ndarray, n
     pc = param_counts(model)
     per_layer = (pc.per_layer * model.layers + pc.encoder_per_layer * model.encoder_layers) / model.total_layers
     expert = pc.expert_per_layer * model.layers / model.total_layers
-    return (per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)
+    return (per_layer - expert) / lay.tp, expert / (lay.etp * lay.ep)
 
 
 def stage_params(model: ModelSpec, lay: Layouts, layers: Num, emb: Num, head: Num) -> tuple[Num, Num]:
@@ -96,10 +97,11 @@ def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precisio
     """(weights, gradients, optimizer) bytes per GPU under ZeRO / the distributed optimizer.
 
     ZeRO (Rajbhandari et al. 2020, Sec. 5): stage 1 shards optimizer states, stage 2 also gradients,
-    stage 3 also parameters, over the data-parallel group (dp x cp); experts over dp x cp / ep.
+    stage 3 also parameters, over the data-parallel group (dp x cp); experts over their expert-data-parallel group
+    (tp x cp x dp / (ep x etp), ``Layouts.expert_dp``).
     """
     group = lay.dp * lay.cp
-    expert_group = np.maximum(group // lay.ep, 1)
+    expert_group = lay.expert_dp
     z = lay.zero_stage
 
     def sharded(nbytes_per_param: float, on: np.ndarray) -> Num:
@@ -116,11 +118,12 @@ def saved_by_class(model: ModelSpec, lay: Layouts, precision: Precision,
     """Bytes one layer keeps for one micro-batch, summed per sharding class (before SP and selective)."""
     dt = precision.activations
     tokens = lay.micro_batch * lay.seq_len / lay.cp
-    s = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp)
+    s = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
 
     def by_class(cross: bool) -> dict[Saved, Num]:
         out: dict[Saved, Num] = {c: 0.0 for c in Saved}
-        for op in forward_layer_ops(model, s, dt, attention, dropout, cross, model.causal):
+        # FP8 recipes keep the FP8 copies of TE's GEMM inputs (capsim.analytic.fp8).
+        for op in fp8.forward(forward_layer_ops(model, s, dt, attention, dropout, cross, model.causal), precision):
             for kind, size in op.saved:
                 out[kind] = out[kind] + size * op.count * op.share
         return out
@@ -171,10 +174,15 @@ def _middle_candidates(lay: Layouts) -> tuple[np.ndarray, np.ndarray]:
 
 def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
-                    dropout: bool = False) -> TrainingMemory:
+                    dropout: bool = False, keep_gathered: Num = False, unsharded_grads: bool = False
+                    ) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
     stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
-    could be heavier, each with its own layers and in-flight micro-batches)."""
+    could be heavier, each with its own layers and in-flight micro-batches).
+
+    ZeRO-3/FSDP that keeps the parameters gathered from the forward to the backward (``keep_gathered``) holds the
+    stage's whole parameters at the end of its forward; deferred gradient sync (``unsharded_grads``) also holds the
+    stage's unsharded gradients until the step's last backward (FSDP2 without gradient sync)."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
@@ -196,11 +204,18 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     logits = tokens * model.vocab / lay.tp * (4.0 + precision.activations.bytes)  # LM-head output + fp32 loss copy
     single = lay.pp == 1
 
+    sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.dp * lay.cp > 1), (lay.zero_stage >= 2) & (lay.dp * lay.cp > 1)
+
     def stage(rank: Num, layers: Num, emb: Num, head: Num) -> list[Num]:
         inflight = inflight_chunks(lay, rank)
-        w, g, o = model_state_bytes(*stage_params(model, lay, layers, emb, head), lay, precision)
+        dense, expert = stage_params(model, lay, layers, emb, head)
+        w, g, o = model_state_bytes(dense, expert, lay, precision)
         act = inflight * layers / lay.v * layer_act + np.where(emb, inflight / lay.v * emb_mask, 0.0)
-        return [w, g, o, act, recompute_ws + zero3 + np.where(head, logits, 0.0)]
+        # the parts of the stage's parameters (gradients) held beyond this GPU's shard
+        rest = dense * (1.0 - 1.0 / (lay.dp * lay.cp)) + expert * (1.0 - 1.0 / lay.expert_dp)
+        gathered = np.where(sharded3 & keep_gathered, rest * precision.weights.bytes, zero3)
+        grads = np.where(sharded2, rest * precision.gradients.bytes, 0.0) if unsharded_grads else 0.0
+        return [w, g, o, act, recompute_ws + gathered + grads + np.where(head, logits, 0.0)]
 
     best = stage(0, lay.first_stage_layers, True, single)
     rank = np.zeros(len(lay), np.int64)

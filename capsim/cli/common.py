@@ -46,12 +46,6 @@ def emit_json(obj: Any) -> None:
     typer.echo(json.dumps(_plain(obj), indent=1))
 
 
-def fail(message: str) -> None:
-    """Print one clear line on stderr and exit with status 2."""
-    err_console.print(f"[bold red]error:[/] {_one_line(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
 def infeasible(reason: str) -> None:
     """A valid input with no feasible answer: the reason on stderr (stdout keeps the tables or the JSON), exit
     status 1, every command alike."""

@@ -45,6 +45,10 @@ Pp = Annotated[int, typer.Option("--pp", help="Pipeline stages.", min=1)]
 V = Annotated[int, typer.Option("--pp-interleave", "-v", help="Model chunks per stage (interleaved 1F1B).", min=1)]
 Cp = Annotated[int, typer.Option("--cp", help="Context-parallel ranks.", min=1)]
 Ep = Annotated[int, typer.Option("--ep", help="Expert-parallel ranks (MoE).", min=1)]
+Etp = Annotated[int | None, typer.Option("--etp", help="Tensor-parallel width of the routed experts (MoE; default: "
+                                         "tp, Megatron-Core's --expert-tensor-parallel-size).", min=1)]
+Flags = Annotated[str, typer.Option("--flags", help="The framework release's flags the run uses, e.g. "
+                                    "'--tp-comm-overlap --overlap-grad-reduce' (capsim lists the known ones).")]
 Sp = Annotated[bool, typer.Option("--sp/--no-sp", help="Sequence parallelism over the TP group.")]
 Zero = Annotated[int, typer.Option("--zero", help="ZeRO stage 0-3.", min=0, max=3)]
 DistOpt = Annotated[bool, typer.Option("--distributed-optimizer", help="Megatron's distributed optimizer (ZeRO-1).")]
@@ -239,9 +243,9 @@ def split_options(pp: int, layer_split: str | None = None, layout: str | None = 
 
 def train_plan(dp: int, tp: int, pp: int, v: int, cp: int, ep: int, sp: bool, zero: int, dist_opt: bool,
                recompute: Recompute, micro_batch: int, global_batch: int | None, seq_len: int,
-               precision: str, split: dict[str, object] | None = None) -> TrainPlan:
+               precision: str, split: dict[str, object] | None = None, etp: int | None = None) -> TrainPlan:
     gb = global_batch if global_batch is not None else dp * micro_batch * max(pp, 1)
-    return TrainPlan(dp=dp, tp=tp, pp=pp, pp_interleave=v, cp=cp, ep=ep, sequence_parallel=sp, zero_stage=zero,
+    return TrainPlan(dp=dp, tp=tp, pp=pp, pp_interleave=v, cp=cp, ep=ep, etp=etp, sequence_parallel=sp, zero_stage=zero,
                      distributed_optimizer=dist_opt, recompute=recompute, micro_batch=micro_batch, global_batch=gb,
                      seq_len=seq_len, precision=Precision.preset(precision), **(split or {}))
 

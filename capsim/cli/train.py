@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from capsim.analytic.training import BREAKDOWN, FrameworkName, StepTime, step_time
+from capsim.analytic.training.framework import get_release
+from capsim.analytic.training.release import Framework
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
 from capsim.errors import SpecError
@@ -75,6 +77,18 @@ def _print(result: StepTime, title: str, split: LayerSplit | None = None, implic
                       f"excluded), ${result.train_cost_usd:,.0f} at ${result.price_usd_per_gpu_hour}/GPU-hour")
 
 
+def _framework(name: FrameworkName, flags: str) -> Framework:
+    """The release's behaviour under ``flags``; a flag that sets a layout setting is refused (the plan's options
+    state the layout), never dropped."""
+    release = get_release(name)
+    for token in flags.split():
+        flag = release.flags.get(token.partition("=")[0])
+        if flag is not None and flag.field.startswith("layout."):
+            raise SpecError("--flags", f"{token} sets the layout ({flag.field.removeprefix('layout.')})",
+                            "state it with the plan's own option (--sp, --recompute, --etp, ...)")
+    return release.configure(flags)[0]
+
+
 def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None, dp: o.Dp = None,
           tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False, zero: o.Zero = 0,
           distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE, micro_batch: o.Mb = 1,
@@ -83,7 +97,7 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
           last_layers: o.LastLayers = None, account_embedding: o.AccountEmbedding = False,
           account_loss: o.AccountLoss = False, auto: Auto = False, top: Top = 10, tokens: Tokens = None,
           price: o.Price = None, calibration: Calib = None, framework: Fw = FrameworkName.MEGATRON_CORE,
-          hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+          hf_config: o.HfConfig = None, etp: o.Etp = None, flags: o.Flags = "", as_json: JsonOpt = False) -> None:
     """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens.
     --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways."""
     spec = o.resolve_model(model, hf_config)
@@ -97,9 +111,10 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
     plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
-                        recompute, micro_batch, global_batch, seq_len, precision, split)
+                        recompute, micro_batch, global_batch, seq_len, precision, split, etp)
     cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
-    result = step_time(spec, plan, cluster, calibration, framework=framework, train_tokens=tokens)
+    result = step_time(spec, plan, cluster, calibration, framework=_framework(framework, flags),
+                       train_tokens=tokens)
     extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
              "pipeline": plan.split(spec).to_dict()}
     if as_json:

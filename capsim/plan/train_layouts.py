@@ -25,10 +25,10 @@ from capsim.specs.precision import Precision
 
 # Fields a search may leave open, with the values it tries when they are (None = derived from the model/cluster).
 SEARCH_AXES: dict[str, tuple[object, ...] | None] = {
-    "tp": None, "pp": None, "v": None, "cp": None, "ep": (1,), "micro_batch": (1, 2, 4, 8, 16, 32),
+    "tp": None, "pp": None, "v": None, "cp": None, "ep": (1,), "etp": (0,), "micro_batch": (1, 2, 4, 8, 16, 32),
     "recompute": (0, 1, 2), "sp": (False, True), "zero_stage": (0, 1, 2, 3), "distributed_optimizer": (False, True),
 }
-COLUMNS = ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch", "recompute", "sp", "zero_stage",
+COLUMNS = ("dp", "tp", "pp", "v", "cp", "ep", "etp", "micro_batch", "recompute", "sp", "zero_stage",
            "distributed_optimizer", "schedule")
 
 
@@ -44,6 +44,8 @@ def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[st
         axes[name] = [given] if given is not None else list(values if values is not None else defaults[name])
     if model.is_moe and fixed.get("ep") is None:
         axes["ep"] = [d for d in divisors(model.experts) if d <= num_gpus]
+    if model.is_moe and fixed.get("etp") is None:
+        axes["etp"] = [0, 1]  # 0: the experts split like the attention (etp = tp, Megatron-Core's default)
     return axes
 
 
@@ -82,6 +84,7 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
            for i, (k, values) in enumerate(axes.items())}
     pairs = arr.pop("pp_v")
     arr["pp"], arr["v"] = pairs[:, 0], pairs[:, 1]
+    arr["etp"] = np.where(arr["etp"] > 0, arr["etp"], arr["tp"])
     model_par = arr["tp"] * arr["pp"] * arr["cp"]
     arr["dp"] = np.where(num_gpus % model_par == 0, num_gpus // model_par, 0)
     per_replica = global_batch // np.maximum(arr["dp"], 1)
@@ -89,7 +92,8 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
     keep = ((arr["dp"] > 0) & (global_batch % np.maximum(arr["dp"] * arr["micro_batch"], 1) == 0)
             & ~(arr["sp"] & (arr["tp"] == 1)) & ~(arr["distributed_optimizer"] & (arr["zero_stage"] > 0))
             & ((arr["v"] == 1) | ((arr["pp"] > 1) & (m % arr["pp"] == 0)))
-            & (seq_len % arr["cp"] == 0) & ((arr["dp"] * arr["cp"]) % arr["ep"] == 0))
+            & (seq_len % arr["cp"] == 0) & (arr["tp"] % arr["etp"] == 0)
+            & ((arr["tp"] * arr["dp"] * arr["cp"]) % (arr["ep"] * arr["etp"]) == 0))
     if not np.any(keep):
         raise SpecError("plan", f"no layout of {model.name} fits {num_gpus} GPUs with global batch {global_batch}",
                         "change the GPU count or the global batch")
@@ -150,7 +154,8 @@ def plan_of_row(row: Mapping[str, object], global_batch: int, seq_len: int, prec
     chunks = parse_layout(str(row["pipeline_layout"]), pp).chunks if row.get("pipeline_layout") else None
     split = LayerSplit(chunks, str(row.get("split") or "even")) if chunks is not None else None
     return TrainPlan(dp=int(row["dp"]), tp=int(row["tp"]), pp=pp, pp_interleave=int(row["v"]), cp=int(row["cp"]),
-                     ep=int(row["ep"]), sequence_parallel=bool(row["sp"]), zero_stage=int(row["zero_stage"]),
+                     ep=int(row["ep"]), etp=int(row["etp"]) if int(row.get("etp", row["tp"])) != int(row["tp"]) else None,
+                     sequence_parallel=bool(row["sp"]), zero_stage=int(row["zero_stage"]),
                      distributed_optimizer=bool(row["distributed_optimizer"]),
                      recompute=list(Recompute)[int(row["recompute"])], micro_batch=int(row["micro_batch"]),
                      global_batch=global_batch, seq_len=seq_len, precision=precision or Precision(),

@@ -46,7 +46,7 @@ def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: objec
     t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
     tp_f, tp_b = comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw)
     cp_f, cp_b = comms.cp_layer_s(perf, model, lay, precision, gpn, t)
-    ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn)
+    ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw)
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
     out = {"layer_f": t.layer_fwd_s + tp_f + cp_f + ep_f, "layer_b": t.layer_bwd_s + rec + tp_b + cp_b + ep_b,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from capsim.analytic import fp8
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import (
     AttentionImpl,
@@ -34,7 +35,7 @@ SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_ml
                           "final_norm", "norm_attn_post", "norm_mlp_post"})
 GEMM_OPS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "router",
                       "cross_qkv", "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})  # last 5: MLA
-SHAPE_KEYS = ("tp", "cp", "ep", "micro_batch", "seq_len", "sp")
+SHAPE_KEYS = ("tp", "cp", "ep", "etp", "micro_batch", "seq_len", "sp")
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _op_s(perf: Perf, op: Op, lay: Layouts, precision: Precision) -> np.ndarray:
         op = replace(op, bytes_read=op.bytes_read / shard, bytes_written=op.bytes_written / shard,
                      flops=op.flops / shard)
     if op.kind is OpKind.GEMM and base not in CORE_OPS:
-        op = replace(op, dtype=precision.compute)  # weight GEMMs run in the compute format (fp8 recipes)
+        op = replace(op, dtype=fp8.gemm_format(op.name, precision))  # FP8 recipes: only TE's weight GEMMs
     t = perf.op_s(op)
     if base in ATTENTION_OPS:
         # Ring attention: each rank's s/cp queries meet all s keys in cp blocks of the local size
@@ -94,9 +95,10 @@ def _sum(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, names: f
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, cross: bool) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
-    shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp)
-    fwd = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal)
-    bwd = backward_ops(fwd)
+    shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
+    plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal)
+    fwd = fp8.forward(plain, precision)  # FP8 recipes: the input casts before TE's GEMMs
+    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision)
     return {"layer_fwd_s": _sum(perf, fwd, lay, precision), "layer_bwd_s": _sum(perf, bwd, lay, precision),
             "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS),
             "layer_gemm_fwd_s": _sum(perf, fwd, lay, precision, GEMM_OPS),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from capsim.analytic import fp8
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.params import param_counts
 from capsim.analytic.training import comms
@@ -26,7 +27,7 @@ PER_MICRO_BATCH = ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s
 STAGES = ("first", "middle", "last")
 KINDS = ("first", "middle", "middle_mean", "last")  # middle_mean: a mean-sized middle stage (for the sum)
 # What the data-parallel traffic and the optimizer depend on: computed once per distinct combination.
-DP_KEYS = ("dp", "cp", "tp", "ep", "pp", "first_stage_layers", "last_stage_layers", "middle_max_layers",
+DP_KEYS = ("dp", "cp", "tp", "ep", "etp", "pp", "first_stage_layers", "last_stage_layers", "middle_max_layers",
            "zero_stage", "distributed_optimizer")
 # Per-unit ZeRO-3/FSDP traffic (one transformer block, the embedding, the final norm + LM head).
 UNITS = ("layer", "emb", "head")
@@ -71,7 +72,7 @@ def unit_params(model: ModelSpec, lay: Layouts) -> dict[str, tuple[np.ndarray, n
     zero = np.zeros(len(lay))
     # Megatron keeps a copy of a tied word embedding on the last stage for the LM head when pp > 1.
     head = (pc.lm_head if not model.tied_embeddings else np.where(lay.pp == 1, 0, model.vocab * model.hidden)) / lay.tp
-    return {"layer": ((per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)),
+    return {"layer": ((per_layer - expert) / lay.tp, expert / (lay.etp * lay.ep)),
             "emb": (pc.embedding / lay.tp + zero, zero), "head": (head + pc.other + zero, zero)}
 
 
@@ -92,7 +93,7 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     sub, sub_layers = lay.take(first), layers.take(first)
     params = stage_params(model, sub, sub_layers)
     shard = np.where((sub.zero_stage >= 1) | sub.distributed_optimizer, sub.dp * sub.cp, 1)
-    expert_shard = np.where(shard > 1, np.maximum(sub.dp * sub.cp // sub.ep, 1), 1)
+    expert_shard = np.where(shard > 1, sub.expert_dp, 1)
     # Every unit and stage kind in one collective call each (rows of one stacked array): far fewer calls per sweep.
     units = unit_params(model, sub)
     names = [f"{u}_" for u in UNITS] + [f"_{k}" for k in KINDS]
@@ -108,8 +109,12 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     local = np.zeros(len(sub))
     for kind in KINDS:
         dense, expert = params[kind]
-        grads = (dense + expert) / np.where(sub.zero_stage >= 2, sub.dp * sub.cp, 1)  # ZeRO-2/3 keep a shard
+        z2 = sub.zero_stage >= 2  # ZeRO-2/3 keep a shard of the gradients
+        grads = dense / np.where(z2, sub.dp * sub.cp, 1) + expert / np.where(z2, sub.expert_dp, 1)
         out[f"accumulate_{kind}"] = comms.grad_accumulation_s(perf, grads, precision, fw)
+        # FP8: the weights' FP8 copies are made once per step (capsim.analytic.fp8), shared by its micro-batches
+        cast = fp8.weight_cast_bytes(dense + expert, precision)
+        out[f"weight_cast_{kind}"] = np.where(cast > 0, perf.memory_s(cast, "stream"), 0.0)
         if kind != "middle_mean":
             local = np.maximum(local, np.where(_exists(sub, kind), dense / shard + expert / expert_shard, 0.0))
     out["optimizer_s"] = comms.optimizer_s(perf, local, precision)
@@ -126,7 +131,7 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     tp_head = tp_head_f + tp_head_b
     cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t))
-    ep_layer = sum(comms.ep_layer_s(perf, model, lay, precision, gpn))
+    ep_layer = sum(comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw))
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
     single = lay.pp == 1
@@ -139,7 +144,9 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
         end_compute, end_tp = ends[kind.split("_")[0]]
         emb, head = np.full(len(lay), kind == "first"), (kind == "last") | ((kind == "first") & single)
         zero = sharded_exposed_s(lay, fw, t, n, emb, np.broadcast_to(head, (len(lay),)), dp)
-        costs = {"compute_s": n * (t.layer_fwd_s + t.layer_bwd_s) + end_compute, "recompute_s": n * rec,
+        costs = {"compute_s": n * (t.layer_fwd_s + t.layer_bwd_s) + end_compute
+                 + dp[f"weight_cast_{kind}"] / lay.micro_batches,
+                 "recompute_s": n * rec,
                  "grad_accumulation_s": dp[f"accumulate_{kind}"], "tp_comm_s": n * tp_layer + end_tp,
                  "cp_comm_s": n * cp_layer, "ep_comm_s": n * ep_layer, "pp_comm_s": pp_mb, "zero_comm_s": zero}
         exists = _exists(lay, kind.split("_")[0])

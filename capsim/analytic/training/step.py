@@ -68,8 +68,9 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int) -> np.ndarray:
         ((lay.schedule != 2) & (lay.v > 1), "only the interleaved schedule has v > 1"),
         (lay.sp & (lay.tp < 2), "sequence parallelism needs tp > 1"),
         (lay.seq_len % lay.cp != 0, "cp does not divide the sequence"),
-        ((lay.ep > 1) & ((model.experts % lay.ep != 0) | ((lay.dp * lay.cp) % lay.ep != 0)),
-         "ep must divide the experts and dp*cp"),
+        ((lay.ep > 1) & (model.experts % lay.ep != 0), "ep does not divide the experts"),
+        (lay.tp % lay.etp != 0, "etp does not divide tp"),
+        ((lay.tp * lay.cp * lay.dp) % (lay.ep * lay.etp) != 0, "ep x etp does not divide tp x cp x dp"),
         (lay.distributed_optimizer & (lay.zero_stage > 0), "distributed optimizer and ZeRO together"),
     ]
     reason = np.full(len(lay), "", dtype=object)
@@ -125,7 +126,8 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     costs = stages.micro_batch_costs(model, lay, precision, perf, gpn, fw, t, layers, dp)
     parts = stages.pipeline(costs, lay, fw)
     parts.update(stages.step_tail(lay, fw, t, layers, costs["_hop"]["hop_s"], dp))
-    mem = training_memory(model, lay, precision, cluster.accelerator, fw.attention, fw.dropout)
+    mem = training_memory(model, lay, precision, cluster.accelerator, fw.attention, fw.dropout,
+                          fw.keeps_gathered(lay.pp), fw.defer_grad_sync)
     reason = _validity(model, lay, cluster.num_gpus)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
     model_f, hw_f = _flops(model, lay, fw.attention)
