@@ -11,6 +11,7 @@ import inspect
 import json
 import re
 import typing
+from pathlib import Path
 
 import pytest
 import typer
@@ -22,6 +23,7 @@ from capsim.cli import app
 from capsim.cli.options import MAX_INT
 
 RUNNER = CliRunner()
+GOOD_CONFIG = Path(__file__).parent / "fixtures" / "reliability" / "fx" / "good_llama.json"
 EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b")
 FAST = settings(max_examples=4, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -229,6 +231,8 @@ INAPPLICABLE = [
     ([*SERVE, "--arrival", "diurnal", "--diurnal", "1,2", "--prompt-tokens", "9", "--output-tokens", "9",
       "--rate", "3"], "--rate"),
     (["plan", "serve", "-m", "llama-2-7b", "--ttft-p99", "2", "-w", "chatbot", "--trace", "azure-conv"], "--trace"),
+    (["flops", "-m", "llama-2-7b", "--hf-config", str(GOOD_CONFIG)], "--hf-config"),
+    (["train", "-m", "llama-2-7b", "--hf-config", str(GOOD_CONFIG)], "--hf-config"),
 ]
 
 

@@ -201,6 +201,9 @@ def pairs(values: Iterable[str], field: str, canonical: Callable[[str], str], ki
 
 def resolve_model(model: str | None, hf_config: Path | None = None) -> ModelSpec:
     if hf_config is not None:
+        if model:
+            raise SpecError("--hf-config", f"both --model {model} and --hf-config {hf_config} name the model",
+                            "give one of them")
         return from_hf_config(hf_config)
     if not model:
         raise SpecError("--model", "no model given", "pass --model NAME or --hf-config PATH")
