@@ -252,7 +252,14 @@ class ModelSpec:
         return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in out.items()}
 
 
+MAX_SIZE = 2**24  # no width, depth, head or expert count of a real model comes near this (16.7M)
+MAX_CONTEXT = 2**31 - 1
+
+
 def _integer(name: str, value: object, least: int) -> None:
-    """An int (not a bool, float or string) of at least ``least``, or one SpecError naming ``model.<name>``."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= least
-    require(ok, f"model.{name}", f"must be {'a positive' if least else 'a non-negative'} integer, got {value!r}")
+    """An int (not a bool, float or string) of at least ``least`` and at most :data:`MAX_SIZE` (a context length:
+    :data:`MAX_CONTEXT`), or one SpecError naming ``model.<name>``."""
+    most = MAX_CONTEXT if name == "max_seq" else MAX_SIZE
+    ok = isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
+    require(ok, f"model.{name}", f"must be {'a positive' if least else 'a non-negative'} integer of at most {most}, "
+            f"got {value!r}")
