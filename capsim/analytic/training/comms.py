@@ -117,7 +117,8 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
 
 def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, t: MicroBatchTimes,
                fw: Framework) -> tuple[np.ndarray, np.ndarray]:
-    """Exposed expert-parallel communication of one layer and micro-batch, (forward, backward with recomputation).
+    """Exposed expert-parallel communication of one MoE layer and micro-batch, (forward, backward with
+    recomputation); a model's dense-FFN layers have none (``stages`` counts the MoE layers of each stage).
 
     Each pass dispatches the GPU's top_k token copies over its EP group (ranks etp apart) and combines them back
     (Lepikhin et al. 2021, GShard, Sec. 3.2; Megatron-Core's all-to-all token dispatcher); the all-to-all crosses the
@@ -146,7 +147,6 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
         both = (collective_s(perf, "all_gather", gathered_bytes, where)
                 + collective_s(perf, "reduce_scatter", gathered_bytes, where))
         one_pass = np.where(group > 1, both, 0.0)
-    one_pass = one_pass * (model.moe_layers / model.total_layers)
     fwd, bwd = one_pass, one_pass * (1.0 + recompute_passes(lay))
     if fw.overlap_moe_a2a:
         fwd, bwd = np.maximum(fwd - t.layer_bwd_s, 0.0), np.maximum(bwd - t.layer_fwd_s, 0.0)

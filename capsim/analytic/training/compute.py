@@ -60,6 +60,11 @@ class MicroBatchTimes:
     def take(self, index: np.ndarray) -> MicroBatchTimes:
         return MicroBatchTimes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def mix(self, other: MicroBatchTimes, weight: np.ndarray) -> MicroBatchTimes:
+        """``(1 - weight) self + weight other``, field by field: the mean of a stack of two kinds of layer."""
+        return MicroBatchTimes(**{f.name: (1.0 - weight) * getattr(self, f.name) + weight * getattr(other, f.name)
+                                  for f in fields(self)})
+
 
 def _base(name: str) -> str:
     base = name.split(".")[0]
@@ -93,10 +98,11 @@ def _sum(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, names: f
 
 
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
-           dropout: bool, cross: bool) -> dict[str, np.ndarray]:
+           dropout: bool, cross: bool, moe_share: float | None = None) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
-    plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal)
+    plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal,
+                              moe_share)
     fwd = fp8.forward(plain, precision)  # FP8 recipes: the input casts before TE's GEMMs
     bwd = backward_ops(plain) + fp8.backward_casts(plain, precision)
     return {"layer_fwd_s": _sum(perf, fwd, lay, precision), "layer_bwd_s": _sum(perf, bwd, lay, precision),
@@ -113,8 +119,8 @@ def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: 
 
 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
-           dropout: bool) -> MicroBatchTimes:
-    out = _layer(model, lay, precision, perf, attention, dropout, cross=False)
+           dropout: bool, moe_share: float | None = None) -> MicroBatchTimes:
+    out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
         dec = _layer(model, lay, precision, perf, attention, dropout, cross=True)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
@@ -138,10 +144,12 @@ def distinct(lay: Layouts, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarra
 
 
 def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
-                      attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False) -> MicroBatchTimes:
-    """Per-micro-batch compute times of every layout, computed once per distinct layer shape."""
+                      attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
+                      moe_share: float | None = None) -> MicroBatchTimes:
+    """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
+    layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
-    return _times(model, lay.take(first), precision, perf, attention, dropout).take(inverse)
+    return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]
