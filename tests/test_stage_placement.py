@@ -127,3 +127,43 @@ def test_even_split_of_a_dense_model_is_unchanged():
     perf = resolve_perf(None, Cluster(H100, 8))
     times = stages.LayerTimes.of(model, lay, BF16, perf, FW)
     assert times.dense is times.moe
+
+
+def test_ring_attention_merge_passes_cost_only_with_context_parallelism():
+    """TE's ring attention merges each later step's output (3 O, 3/4 of the size on average over the ranks) and
+    dQ/dKV; none of it without CP (share 0: no kernel launched)."""
+    from capsim.analytic.ops import layer_shape
+    from capsim.analytic.training.compute import ring_attention_ops
+
+    model = get_model("llama-3-8b")  # 32 heads x 128, 8 KV heads
+    cp = np.array([1, 2, 4])
+    tokens = 8192 / cp
+    shape = layer_shape(model, tokens, 1, 1, 1, False)
+    fwd, bwd = ring_attention_ops(model, shape, cp, BF16.activations)
+    assert fwd.share.tolist() == [0.0, 1.0, 1.0] and bwd.share.tolist() == [0.0, 1.0, 1.0]
+    q = o = tokens[1] * 32 * 128
+    kv = tokens[1] * 8 * 256
+    assert fwd.bytes[1] == pytest.approx(2 * (2 * kv + 2 * o + 0.75 * 3 * o + 0.5 * kv + 0.5 * q))
+    per_token = fwd.bytes / tokens
+    assert per_token[2] > per_token[1]  # more ring steps, more merges per local token
+    perf = resolve_perf(None, Cluster(H100, 8))
+    assert perf.op_s(fwd)[0] == 0.0 and perf.op_s(bwd)[1] > perf.op_s(fwd)[1] > 0
+
+
+def test_flex_dispatch_sends_each_token_once_per_rank():
+    """DeepEP/HybridEP send a token once to each rank holding any of its experts: with 128 experts on 8 ranks and
+    top-8, 8 (1 - C(112, 8) / C(128, 8)) = 5.34 rows instead of 8 copies."""
+    from capsim.analytic.training.collectives import placement
+
+    assert comms.holders(128, 8, np.array([1.0]))[0] == pytest.approx(1.0)
+    assert comms.holders(128, 1, np.array([8.0]))[0] == pytest.approx(1.0)
+    assert comms.holders(16, 16, np.array([8.0]))[0] == pytest.approx(8.0)
+    ranks = comms.holders(128, 8, np.array([8.0]))[0]
+    assert ranks == pytest.approx(5.34, abs=0.01)
+    model = get_model("qwen3-30b-a3b")
+    perf = resolve_perf(None, Cluster(H100, 8))
+    where = placement(np.array([8]), np.array([1]), 8)
+    copies = np.array([16384 * 8 * 2048 * 2.0])
+    flex = comms._dispatch_s(perf, model, copies, where, get_framework("nemo-automodel-2025-10"))
+    a2a = comms._dispatch_s(perf, model, copies, where, get_framework("megatron-bridge-26.04.01"))
+    assert flex[0] / a2a[0] == pytest.approx(ranks / 8, rel=0.02)

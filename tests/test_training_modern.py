@@ -198,11 +198,10 @@ ROW_BOUND_PCT, MEDIAN_BOUND_PCT = 15.0, 8.0
 _B200 = ("B200: no profile calibration; the datasheet one assumes H100-like efficiency of NeMo 25.02's early "
          "Blackwell kernels (CUDA graphs and token-drop padding of the run not priced)")
 MISSES = {
-    (3, "datasheet"): "+16.5%: Llama-3-8B with CP=2 runs faster than measured (ring-attention corrections and "
-                      "CP kernels' lower efficiency not priced)",
-    (9, "datasheet"): "+19.1%: Qwen3-30B-A3B, Megatron-Bridge: expert grouped GEMMs at 4k rows priced at the dense "
-                      "GEMM curve; HybridEP dispatch priced as node-deduplicated NCCL bandwidth",
-    (9, "profile"): "+20.3%: as with the datasheet calibration",
+    (9, "datasheet"): "+22.9%: Qwen3-30B-A3B FP8, Megatron-Bridge, EP16 over two nodes with HybridEP: expert "
+                      "grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve, which DeepGEMM's table puts "
+                      "well above what small-k FP8 GEMMs reach; HybridEP priced at NCCL bandwidths",
+    (9, "profile"): "+23.6%: as with the datasheet calibration",
     (11, "datasheet"): "+35.8%: " + _B200, (11, "profile"): "+35.8%: " + _B200,
     (12, "datasheet"): "+31.6%: " + _B200, (12, "profile"): "+31.6%: " + _B200,
     (13, "datasheet"): "+27.5%: " + _B200, (13, "profile"): "+27.5%: " + _B200,

@@ -153,28 +153,46 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     return fwd, bwd
 
 
-def remote_nodes(experts: int, top_k: int, nodes: np.ndarray) -> np.ndarray:
-    """Expected number of other nodes a token's top_k distinct experts land on, experts spread evenly over
-    ``nodes`` nodes and chosen uniformly (balanced routing): (N - 1) (1 - C(E - E/N, k) / C(E, k))."""
-    n = np.maximum(np.asarray(nodes, float), 1.0)
-    rest = experts - experts / n
+def holders(experts: int, top_k: int, groups: np.ndarray) -> np.ndarray:
+    """Expected number of ``groups`` (ranks or nodes, each holding an equal share of the experts) that hold at least
+    one of a token's ``top_k`` distinct experts, chosen uniformly (balanced routing): G (1 - C(E - E/G, k) / C(E, k))."""
+    g = np.maximum(np.asarray(groups, float), 1.0)
+    rest = experts - experts / g
     log_none = (gammaln(rest + 1) - gammaln(rest - top_k + 1)) - (gammaln(experts + 1) - gammaln(experts - top_k + 1))
     none = np.where(rest >= top_k, np.exp(log_none), 0.0)
-    return (n - 1.0) * (1.0 - none)
+    return g * (1.0 - none)
+
+
+def remote_nodes(experts: int, top_k: int, nodes: np.ndarray) -> np.ndarray:
+    """Expected number of other nodes a token's top_k distinct experts land on: (N - 1) (1 - C(E - E/N, k) / C(E, k))
+    (``holders`` over the nodes, less the token's own)."""
+    n = np.maximum(np.asarray(nodes, float), 1.0)
+    return holders(experts, top_k, n) * (n - 1.0) / n
 
 
 def _dispatch_s(perf: Perf, model: ModelSpec, nbytes: np.ndarray, where: Placement, fw: Framework) -> np.ndarray:
-    """One dispatch (or combine) of ``nbytes`` of token copies over the EP group. The all-to-all dispatcher sends
-    every copy (hierarchically across nodes, ``collective_s``); the flex dispatcher (DeepEP/HybridEP) sends each
-    token once to every other node holding one of its experts and fans the copies out over NVLink there."""
-    a2a = collective_s(perf, "all_to_all", nbytes, where)
-    if fw.moe_dispatcher is not MoeDispatcher.FLEX or not np.any(where.nodes > 1):
-        return a2a
+    """One dispatch (or combine) of ``nbytes`` of token copies (one per chosen expert) over the EP group.
+
+    The all-to-all dispatcher sends every copy (hierarchically across nodes, ``collective_s``). The flex dispatcher
+    sends a token once to each rank holding any of its experts and permutes it into per-expert copies there (DeepEP
+    ``Buffer.get_dispatch_layout``: ``num_tokens_per_rank``, ``is_token_in_rank``, deepseek-ai/DeepEP@4151890
+    deep_ep/buffer.py L284-310; Megatron-Core's HybridEP backend ``dispatch_with_permute``,
+    megatron/core/transformer/moe/fused_a2a.py L348-413, NVIDIA/Megatron-LM@2edffadb), and across nodes once to
+    each node holding one (RDMA), fanning out over NVLink there; the combine returns one row per rank the same way.
+    """
+    if fw.moe_dispatcher is not MoeDispatcher.FLEX:
+        return collective_s(perf, "all_to_all", nbytes, where)
     k, n = model.top_k, where.nodes.astype(float)
-    remote = nbytes / k * remote_nodes(model.experts, k, where.nodes)  # bytes leaving the node, deduplicated
+    token_bytes = nbytes / k
+    # NVLink: one row per (token, destination rank), the token's own rank included in the buffer (the all-to-all's
+    # bus factor (g-1)/g leaves it out).
+    ranks = token_bytes * holders(model.experts, k, where.size)
+    intra = tier_s(perf, "all_to_all", ranks, np.where(n > 1, where.per_node, where.size), "intra")
+    if not np.any(n > 1):
+        return intra
+    remote = token_bytes * remote_nodes(model.experts, k, where.nodes)  # bytes leaving the node, deduplicated
     inter = tier_s(perf, "all_to_all", remote * n / np.maximum(n - 1.0, 1.0), np.where(n > 1, n, 1), "inter")
-    intra = tier_s(perf, "all_to_all", nbytes, np.where(n > 1, where.per_node, 1), "intra")
-    return np.where(where.nodes > 1, inter + intra, a2a)
+    return np.where(n > 1, inter, 0.0) + intra
 
 
 def p2p_hop_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, fw: Framework
