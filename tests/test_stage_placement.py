@@ -167,3 +167,41 @@ def test_flex_dispatch_sends_each_token_once_per_rank():
     flex = comms._dispatch_s(perf, model, copies, where, get_framework("nemo-automodel-2025-10"))
     a2a = comms._dispatch_s(perf, model, copies, where, get_framework("megatron-bridge-26.04.01"))
     assert flex[0] / a2a[0] == pytest.approx(ranks / 8, rel=0.02)
+
+
+def test_userbuffers_reduce_scatter_config_prices_its_chunks_and_lent_sms():
+    """A pipelined reduce-scatter (4 chunks) whose comm kernels keep 24 and 16 of H100's 132 SMs slows the
+    attention-output and fc2 forward GEMMs by 132/108 and 132/116 (set_sm_margin); a ring exchange leaves one
+    TP rank's chunk exposed and lends no SMs (NeMo 2.2 / Megatron-Bridge overlap configs)."""
+    from capsim.analytic.training.compute import micro_batch_times
+
+    release = get_framework("nemo-25.02")
+    model = get_model("llama-3-70b")
+    plan = TrainPlan(tp=4, dp=2, global_batch=16, seq_len=8192, sequence_parallel=True)
+    lay = Layouts.from_plans(model, [plan])
+    perf = resolve_perf(None, Cluster(H100, 8))
+    t = micro_batch_times(model, lay, BF16, perf, release.attention)
+    base = release.with_(overlap_tp_comm=True)
+    pipelined = base.with_(tp_rs=get_release_flag("nemo-25.02", "userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192"))
+    assert pipelined.tp_rs.chunks == 4 and pipelined.tp_rs.proj_sm_share == pytest.approx(24 / 132)
+    plain = base.with_(tp_rs=pipelined.tp_rs.__class__(4))
+    f_sm, _ = comms.tp_layer_s(perf, model, lay, BF16, 8, t, pipelined)
+    f_plain, _ = comms.tp_layer_s(perf, model, lay, BF16, 8, t, plain)
+    lent = t.proj_fwd_s * 24 / 108 + t.fc2_fwd_s * 16 / 116
+    assert (f_sm - f_plain)[0] == pytest.approx(lent[0])
+    ring = base.with_(tp_rs=get_release_flag("megatron-bridge-26.04.01",
+                                             "userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192"))
+    assert ring.tp_rs.chunks == 0 and ring.tp_rs.proj_sm_share == 0.0
+    f_ring, _ = comms.tp_layer_s(perf, model, lay, BF16, 8, t, ring)
+    assert f_ring[0] == pytest.approx(f_plain[0])  # tp = 4: a ring's 4 chunks leave what 4 pipelined ones do
+    lay8 = Layouts.from_plans(model, [plan.with_(tp=8, dp=1)])
+    t8 = micro_batch_times(model, lay8, BF16, perf, release.attention)
+    assert comms.tp_layer_s(perf, model, lay8, BF16, 8, t8, ring)[0][0] < \
+        comms.tp_layer_s(perf, model, lay8, BF16, 8, t8, plain)[0][0]  # 8 ring chunks expose less than 4
+
+
+def get_release_flag(release: str, config: str):
+    """The RsOverlap a release's --tp-comm-overlap-cfg flag sets for ``config``."""
+    from capsim.analytic.training.framework import get_release
+
+    return get_release(release).configure(f"--tp-comm-overlap-cfg={config}")[0].tp_rs

@@ -18,8 +18,6 @@ from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import Precision
 
-UB_SPLITS = 4  # chunks of a pipelined userbuffers reduce-scatter (see tp_layer_s)
-
 
 def _tokens(lay: Layouts) -> np.ndarray:
     return lay.micro_batch * lay.seq_len / lay.cp  # token rows of one micro-batch on one GPU
@@ -59,14 +57,19 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     fwd, bwd = pairs * forward, pairs * (forward * recompute_passes(lay) + backward)
     if fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
         # Transformer Engine userbuffers, which need sequence parallelism: the all-gathers run by ring exchange
-        # behind the GEMM chunks, the reduce-scatters after the row-parallel GEMMs are pipelined in UB_SPLITS
-        # chunks and the last chunk's share cannot hide (PipelineOverlapCfg num_splits=4 for proj_fprop and
-        # fc2_fprop in every H100/B200 config, NeMo@v2.2.0rc3 nemo/collections/llm/recipes/tp_overlap_configs/
-        # userbuffers.py L79-103); the backward's bulk overlaps hide behind its GEMMs (twice the forward's).
-        tail = 2.0 * pairs * rs / UB_SPLITS * (1.0 + recompute_passes(lay))
-        fwd = np.where(lay.sp, np.maximum(fwd - t.layer_gemm_fwd_s, 2.0 * pairs * rs / UB_SPLITS), fwd)
-        bwd = np.where(lay.sp, np.maximum(bwd - t.layer_gemm_fwd_s * (2.0 + recompute_passes(lay)),
-                                          tail - 2.0 * pairs * rs / UB_SPLITS), bwd)
+        # behind the GEMM chunks; the reduce-scatters after the row-parallel GEMMs are pipelined in chunks (or
+        # ring-exchanged, one chunk per TP rank) as the run's overlap config says (``fw.tp_rs``), and the last
+        # chunk's share cannot hide; the backward's bulk overlaps hide behind its GEMMs (twice the forward's).
+        rec = recompute_passes(lay)
+        last = 2.0 * pairs * rs / np.where(fw.tp_rs.chunks > 0, fw.tp_rs.chunks, lay.tp)
+        fwd = np.where(lay.sp, np.maximum(fwd - t.layer_gemm_fwd_s, last), fwd)
+        bwd = np.where(lay.sp, np.maximum(bwd - t.layer_gemm_fwd_s * (2.0 + rec), last * rec), bwd)
+        # With set_sm_margin the comm kernels keep their SMs for the whole GEMM, which runs on the rest
+        # (TE@v1.8 csrc/comm_gemm_overlap.h L184: _math_sms = SMs - num_comm_sm): the GEMM's extra time.
+        lent = sum(gemm * share / (1.0 - share) for gemm, share in
+                   ((t.proj_fwd_s, fw.tp_rs.proj_sm_share), (t.fc2_fwd_s, fw.tp_rs.fc2_sm_share)))
+        fwd = fwd + np.where(lay.sp, lent, 0.0)
+        bwd = bwd + np.where(lay.sp, lent * rec, 0.0)
     return fwd, bwd
 
 

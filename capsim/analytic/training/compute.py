@@ -53,6 +53,8 @@ class MicroBatchTimes:
     qkv_wgrad_s: np.ndarray
     up_dgrad_s: np.ndarray
     up_wgrad_s: np.ndarray
+    proj_fwd_s: np.ndarray  # the row-parallel forward GEMMs a userbuffers reduce-scatter overlaps: attention output
+    fc2_fwd_s: np.ndarray  # and the dense MLP's fc2 (0 in an MoE layer: its experts run outside the TP overlap)
     embed_fwd_s: np.ndarray  # embedding lookup (first stage)
     embed_bwd_s: np.ndarray
     head_fwd_s: np.ndarray  # final norm, LM head and loss (last stage)
@@ -145,7 +147,10 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
             "layer_attn_fwd_s": _sum(perf, fwd, lay, precision, ATTENTION_OPS),
             "layer_attn_bwd_s": _sum(perf, bwd, lay, precision, ATTENTION_OPS),
             **{f"{short}_{half}_s": _named(perf, bwd, lay, precision, f"{name}.{half}")
-               for short, name in (("qkv", "qkv"), ("up", "mlp_up")) for half in ("dgrad", "wgrad")}}
+               for short, name in (("qkv", "qkv"), ("up", "mlp_up")) for half in ("dgrad", "wgrad")},
+            "proj_fwd_s": _named(perf, fwd, lay, precision, "attn_out"),
+            "fc2_fwd_s": (_named(perf, fwd, lay, precision, "mlp_down") if not model.is_moe or moe_share == 0.0
+                          else np.zeros(len(lay)))}
 
 
 def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: str) -> np.ndarray:

@@ -34,6 +34,20 @@ class Reshard(StrEnum):
 
 
 @dataclass(frozen=True)
+class RsOverlap:
+    """How Transformer Engine's userbuffers overlap the reduce-scatter after each row-parallel forward GEMM (the
+    attention output projection, ``proj_fprop``, and the MLP's fc2, ``fc2_fprop``), as a run's overlap config
+    states it (transformer_engine/pytorch/module/base.py ``initialize_ub``; its defaults: method "pipeline",
+    num_splits 4, set_sm_margin 0, TE@v1.8 L99-102, L228-232)."""
+
+    chunks: int = 4  # pipelined in this many chunks; 0: ring exchange, one chunk per TP rank
+    # Fractions of the SMs the communication kernels reserve away from those two GEMMs (num_sm / SMs where the
+    # config sets set_sm_margin: the GEMM runs on the rest, TE@v1.8 csrc/comm_gemm_overlap.h L184, L260, L325).
+    proj_sm_share: float = 0.0
+    fc2_sm_share: float = 0.0
+
+
+@dataclass(frozen=True)
 class Framework:
     """How a training framework schedules kernels and communication (one per release in ``RELEASES``)."""
 
@@ -70,6 +84,7 @@ class Framework:
     defer_grad_sync: bool = False
     grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
+    tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
@@ -197,4 +212,4 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
 
 
 __all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "MoeDispatcher",
-           "Release", "Reshard", "Setting"]
+           "Release", "Reshard", "RsOverlap", "Setting"]
