@@ -176,8 +176,10 @@ def _middle_candidates(lay: Layouts, dense_layers: tuple[int, ...] = ()
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rank, layers, dense-FFN layers) of each layout's middle stages that can hold the memory peak, (N, C)
     arrays; rank -1 pads."""
-    cands = [tuple((r, n, sp.count_on_stages(dense_layers)[r]) for r, n in sp.peak_candidates())
-             for sp in lay.splits]
+    cands = []
+    for sp in lay.splits:
+        dense = sp.count_on_stages(dense_layers)
+        cands.append(tuple((r, n, dense[r]) for r, n in sp.peak_candidates()))
     width = max((len(c) for c in cands), default=0)
     table = np.full((len(cands) + 1, max(width, 1), 3), -1, np.int64)  # last row: layouts without a split
     for k, c in enumerate(cands):

@@ -92,6 +92,8 @@ class LayerSplit:
         2edffadb), so DeepSeek's first dense layers sit on the first stage's first chunk."""
         wanted, start = frozenset(layers), 0
         out = [[0] * self.v for _ in range(self.pp)]
+        if not wanted:
+            return tuple(tuple(row) for row in out)
         for c in range(self.v):
             for s in range(self.pp):
                 n = self.chunks[s][c]

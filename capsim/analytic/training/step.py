@@ -79,10 +79,9 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
         ((lay.tp * lay.cp * lay.dp) % (lay.ep * lay.etp) != 0, "ep x etp does not divide tp x cp x dp"),
         (lay.distributed_optimizer & (lay.zero_stage > 0), "distributed optimizer and ZeRO together"),
     ]
-    reason = np.full(len(lay), "", dtype=object)
-    for bad, why in reversed(checks):
-        reason = np.where(bad, why, reason)
-    return reason
+    bad = np.stack([np.broadcast_to(np.asarray(b, bool), (len(lay),)) for b, _ in checks])
+    names = np.array([why for _, why in checks] + [""], dtype=object)
+    return names[np.where(bad.any(axis=0), np.argmax(bad, axis=0), len(checks))]
 
 
 def _split_mismatch(model: ModelSpec, lay: Layouts) -> np.ndarray:
