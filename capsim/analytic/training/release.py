@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -195,7 +195,8 @@ class Release:
                 "code": self.code, "covers": list(self.covers) if self.covers else None,
                 "framework": self.framework.to_dict(), "cite": dict(self.cite),
                 "defaults": {k: {"value": s.value, "source": s.source} for k, s in self.defaults.items()},
-                "flags": {k: {"field": f.field, "values": dict(f.values), "source": f.source}
+                "flags": {k: {"field": f.field, "values": {n: asdict(v) if is_dataclass(v) else v
+                                                            for n, v in f.values.items()}, "source": f.source}
                           for k, f in self.flags.items()}}
 
 
