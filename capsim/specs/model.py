@@ -235,6 +235,19 @@ class ModelSpec:
         return self.dense_ffn_hidden or self.ffn_hidden
 
     @property
+    def tp_widths(self) -> dict[str, int]:
+        """The FFN widths tensor parallelism splits, by the field that sets them: every layer's FFN of a dense
+        model; of an MoE model the dense layers' FFN (``dense_ffn_hidden``) and the shared experts (each
+        ``ffn_hidden`` wide, split like an MLP). The routed experts (``ffn_hidden`` each) split by the expert
+        tensor-parallel width (etp) instead."""
+        if not self.is_moe:
+            return {"ffn_hidden": self.ffn_hidden}
+        out = {"dense_ffn_hidden": self.dense_ffn} if self.dense_layers else {}
+        if self.shared_experts:
+            out["ffn_hidden"] = self.ffn_hidden
+        return out
+
+    @property
     def causal(self) -> bool:
         return self.arch is not Arch.ENCODER
 
