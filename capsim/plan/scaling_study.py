@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from capsim.analytic.training import DEFAULT_FRAMEWORK
 from capsim.plan.scaling import CHINCHILLA_2022, LossFit, compute_optimal
 from capsim.plan.serving import Slo, Traffic, bound_table, candidates, steady_state, why_not
 from capsim.plan.training import plan_training
@@ -77,7 +78,7 @@ def _confirm_slice(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo,
 
 def training_scaling(model: ModelSpec, accelerator: str | Accelerator, tokens: float, global_batch: int,
                      seq_len: int, gpu_counts: Sequence[int] = TRAIN_GPUS, calibration: str | None = None,
-                     framework: str = "megatron-core", precision: Precision | None = None) -> pd.DataFrame:
+                     framework: str = DEFAULT_FRAMEWORK, precision: Precision | None = None) -> pd.DataFrame:
     """The best layout at each GPU count (strong scaling at a fixed global batch): step time, MFU, scaling
     efficiency against the smallest count that fits, and the time and cost to train ``tokens``."""
     acc = get_accelerator(accelerator)
