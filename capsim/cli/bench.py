@@ -11,7 +11,7 @@ import typer
 
 from capsim.cli import deploy as d
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, table
 from capsim.errors import SpecError
 
 Files = Annotated[list[Path] | None, typer.Argument(help="vllm bench serve --save-result --save-detailed JSON files "
@@ -34,7 +34,6 @@ def _deployment_given(values: dict[str, object]) -> list[str]:
     return [k for k, v in values.items() if v not in (None, "", (), [])]
 
 
-@guarded
 def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: CalibrateOn = None,
                    check: Check = None, model: o.Model = "", hf_config: o.HfConfig = None,
                    accelerator: d.AccelOpt = None, calibration: d.CalibOpt = None, threads: d.ThreadsOpt = None,
@@ -80,7 +79,6 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
     return print_report(report, rows, as_json)
 
 
-@guarded
 def calibrate_engine_command(runs: From, out: Out, engine: d.EngineOpt = None, engine_file: d.EngineFileOpt = None,
                              name: Name = None, model: o.Model = "", hf_config: o.HfConfig = None,
                              accelerator: d.AccelOpt = None, calibration: d.CalibOpt = None,

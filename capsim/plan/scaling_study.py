@@ -9,8 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from capsim.analytic.training import DEFAULT_FRAMEWORK
 from capsim.plan.scaling import CHINCHILLA_2022, LossFit, compute_optimal
-from capsim.plan.serving import Slo, Traffic, bound_table, candidates, steady_state
+from capsim.plan.serving import Slo, Traffic, bound_table, candidates, steady_state, why_not
 from capsim.plan.training import plan_training
 from capsim.sim.serving.fleet import ServeConfig, default_perf, engine_plan, simulate
 from capsim.sim.serving.presets import build_workload
@@ -41,7 +42,8 @@ def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accele
         table = bound_table(model, cands, traffic, slo, engine, calibration)
         ok = table[table["viable"]]
         if not len(ok):
-            rows.append({"rate_rps": rate, "feasible": False, "reason": "no candidate meets the SLOs"})
+            rows.append({"rate_rps": rate, "feasible": False,
+                         "reason": f"no candidate meets the SLOs ({why_not(table)})"})
             continue
         best = ok.iloc[0]
         replicas, latency = _confirm_slice(model, best, traffic, slo, engine, calibration)
@@ -76,7 +78,7 @@ def _confirm_slice(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo,
 
 def training_scaling(model: ModelSpec, accelerator: str | Accelerator, tokens: float, global_batch: int,
                      seq_len: int, gpu_counts: Sequence[int] = TRAIN_GPUS, calibration: str | None = None,
-                     framework: str = "megatron-core", precision: Precision | None = None) -> pd.DataFrame:
+                     framework: str = DEFAULT_FRAMEWORK, precision: Precision | None = None) -> pd.DataFrame:
     """The best layout at each GPU count (strong scaling at a fixed global batch): step time, MFU, scaling
     efficiency against the smallest count that fits, and the time and cost to train ``tokens``."""
     acc = get_accelerator(accelerator)
