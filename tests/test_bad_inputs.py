@@ -45,19 +45,24 @@ BASE = {
     ("scale", "serve"): ["-m", "llama-3-8b"],
     ("scale", "train"): ["-m", "llama-2-7b"],
     ("scale", "model-size"): [],
-    ("validate",): ["params"],
+    **{("validate", s): [] for s in ("params", "memory", "gpu-profiles", "training", "planner", "serving", "local")},
+    ("validate", "bench"): ["--suite", "distserve"],
     ("calibrate",): ["--quick", "--ops", "memory"],
+    ("calibrate", "engine"): ["--from", "capsim/data/distserve-vllm-opt13b/vllm-100-1.csv", "--out", "/nonexistent/x.yaml",
+                              "-m", "opt-13b", "-e", "vllm-0.2", "--dtype", "fp16"],
 }
 # Numeric options where 0 is nonsense although the option's own bound admits it.
 ZERO_IS_BAD = {"rate", "cv", "duration", "time_scale", "slo_ttft", "slo_tpot", "deadline_days", "budget_usd",
                "ttft_p99", "tpot_p99", "goodput", "gemm_speedup", "tokens", "critical_batch",
-               "gpu_memory_utilization", "usable_memory", "period", "uniform_high"}
+               "gpu_memory_utilization", "usable_memory", "period", "uniform_high", "kv_cache_space", "power"}
 # Where a negative number means something (none today); the dashboard's port is not exercised (it starts a server).
 NEGATIVE_OK: set[str] = set()
 
 
 def _walk(command, path=()):
     if hasattr(command, "commands"):
+        if path and command.callback is not None and command.params:  # a group with options of its own (calibrate)
+            yield path, command
         for name, sub in command.commands.items():
             yield from _walk(sub, (*path, name))
     else:

@@ -48,11 +48,13 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
     from capsim.validation.bench import bench_report
     from capsim.validation.bench_suites import run_bench_suite
 
+    d.positive(kv_cache_space, "--kv-cache-space")
     scored = [*(files or []), *(check or [])]
     if suite is not None:
         given = _deployment_given({"FILE": scored, "--calibrate-on": calibrate_on, "--model": model,
                                    "--hf-config": hf_config, "--accelerator": accelerator, "--threads": threads,
-                                   "--engine": engine, "--engine-file": engine_file, "--flags": flags})
+                                   "--engine": engine, "--engine-file": engine_file, "--flags": flags,
+                                   "--tp": tp if tp != 1 else None, "--kv-cache-space": kv_cache_space})
         if given:
             raise SpecError("--suite", f"a shipped suite states its own runs and deployment; {', '.join(given)} "
                             "cannot be combined with it", "drop them, or give your own files without --suite")

@@ -65,6 +65,9 @@ def calibrate(
     `capsim calibrate engine` fits an engine's host terms to measured runs instead."""
     if ctx.invoked_subcommand is not None:  # `capsim calibrate engine ...`
         return None
+    for value, flag in ((kv_cache_space, "--kv-cache-space"), (power, "--power")):
+        if value is not None and not value > 0:
+            raise SpecError(flag, f"must be > 0, got {value}", f"give {flag} in its unit, or leave it out")
     from capsim.calibration.runner import (
         RunConfig,
         check_device,

@@ -43,6 +43,13 @@ KvSpaceOpt = Annotated[float | None, typer.Option("--kv-cache-space", help="KV-c
                                                   "the engine's memory rule).", min=0)]
 
 
+def positive(value: float | None, flag: str) -> float | None:
+    """An option that must be > 0 where given (typer's bound admits 0)."""
+    if value is not None and not value > 0:
+        raise SpecError(flag, f"must be > 0, got {value}", f"give {flag} in its unit, or leave it out")
+    return value
+
+
 def resolve_device(accelerator: str | None, calibration: str | None, threads: int | None = None,
                    price: float | None = None, engine: EngineProfile | None = None,
                    default: str = DEFAULT_ACCELERATOR) -> tuple[Accelerator, Perf, float | None, str]:
@@ -79,6 +86,7 @@ def deployment(model: str, hf_config: Path | None, accelerator: str | None, cali
                threads: int | None, engine: str | None, engine_file: Path | None, flags: str, dtype: str,
                tp: int = 1, kv_space_gib: float | None = None) -> tuple[Deployment, tuple[str, ...]]:
     """The deployment the options state, and the notes of flags that change nothing."""
+    positive(kv_space_gib, "--kv-cache-space")
     spec = o.resolve_model(model, hf_config)
     applied = apply_flags(resolve_engine(engine, engine_file), parse_flags(flags), dtype)
     eng = applied.engine
@@ -97,4 +105,4 @@ def deployment(model: str, hf_config: Path | None, accelerator: str | None, cali
     return Deployment(spec, plan, acc, perf, eng), applied.notes
 
 
-__all__ = ["DEFAULT_ACCELERATOR", "deployment", "resolve_device", "resolve_engine"]
+__all__ = ["DEFAULT_ACCELERATOR", "deployment", "positive", "resolve_device", "resolve_engine"]

@@ -15,6 +15,7 @@ from capsim.cli.deploy import (
     EngineFileOpt,
     KvSpaceOpt,
     ThreadsOpt,
+    positive,
     resolve_device,
     resolve_engine,
 )
@@ -191,6 +192,7 @@ def serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o
           threads: ThreadsOpt = None, engine_file: EngineFileOpt = None, kv_cache_space: KvSpaceOpt = None,
           as_json: JsonOpt = False) -> None:
     """Simulate a serving fleet (SimPy): TTFT, TPOT, ITL, E2E, throughput, goodput, utilization and cost."""
+    positive(kv_cache_space, "--kv-cache-space")
     spec_model = o.resolve_model(model, hf_config)
     eng = get_engine(resolve_engine(engine if engine or engine_file else "vllm", engine_file), cuda_graphs)
     acc, perf, kv, kind = resolve_device(accelerator, calibration, threads, price, eng)
