@@ -190,8 +190,8 @@ def test_faster_network_is_faster():
 def test_uneven_split_uses_the_largest_middle_stage():
     even = TrainPlan(tp=8, pp=8, global_batch=64, recompute="full", precision=FP16)
     uneven = even.with_(layer_split=(10, 12, 13, 13, 13, 13, 12, 10))
-    a = step_time(GPT175, even, Cluster(A100, 64), PERF)
-    b = step_time(GPT175, uneven, Cluster(A100, 64), PERF)
+    a = step_time(GPT175, even, Cluster(A100, 64), PERF, framework="nemo-25.02")
+    b = step_time(GPT175, uneven, Cluster(A100, 64), PERF, framework="nemo-25.02")
     assert a.feasible and b.feasible, (a.reason, b.reason)
     assert b.bottleneck_stage == 1 and b.step_s > a.step_s
 

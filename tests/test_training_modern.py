@@ -195,17 +195,19 @@ def test_keeping_parameters_gathered_saves_backward_gathers_and_costs_memory():
 MODERN = read_csv(None, "training_modern.csv", REQUIRED)
 ROW_BOUND_PCT, MEDIAN_BOUND_PCT = 15.0, 8.0
 # (row index, calibration kind) -> why the row misses 15% today.
-_B200 = ("B200: no profile calibration; the datasheet one assumes H100-like efficiency of NeMo 25.02's early "
-         "Blackwell kernels (CUDA graphs and token-drop padding of the run not priced)")
+_B200 = ("B200 (NeMo 25.02): no profile calibration. Checked, not the cause: the catalog's dense FP8/BF16 peaks, "
+         "HBM (now 7.7 TB/s) and NVLink 5 against NVIDIA's HGX B200 spec; GEMM rates against OpenXLA's measured "
+         "sm_100 table (capsim's FP8 is at or below it); token-drop padding at capacity factor 1 costs what "
+         "balanced routing does. Unpriced: CUDA graphs (Mixtral), host overhead, early-2025 Blackwell kernels; "
+         "a B200 operator profile or an nsys trace of these runs would close it")
 MISSES = {
-    (3, "datasheet"): "+16.5%: Llama-3-8B with CP=2 runs faster than measured (ring-attention corrections and "
-                      "CP kernels' lower efficiency not priced)",
-    (9, "datasheet"): "+19.1%: Qwen3-30B-A3B, Megatron-Bridge: expert grouped GEMMs at 4k rows priced at the dense "
-                      "GEMM curve; HybridEP dispatch priced as node-deduplicated NCCL bandwidth",
-    (9, "profile"): "+20.3%: as with the datasheet calibration",
-    (11, "datasheet"): "+35.8%: " + _B200, (11, "profile"): "+35.8%: " + _B200,
-    (12, "datasheet"): "+31.6%: " + _B200, (12, "profile"): "+31.6%: " + _B200,
-    (13, "datasheet"): "+27.5%: " + _B200, (13, "profile"): "+27.5%: " + _B200,
+    (9, "datasheet"): "+22.9%: Qwen3-30B-A3B FP8, Megatron-Bridge, EP16 over two nodes with HybridEP: expert "
+                      "grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve, which DeepGEMM's table puts "
+                      "well above what small-k FP8 GEMMs reach; HybridEP priced at NCCL bandwidths",
+    (9, "profile"): "+23.6%: as with the datasheet calibration",
+    (11, "datasheet"): "+35.4%: " + _B200, (11, "profile"): "+35.4%: " + _B200,
+    (12, "datasheet"): "+28.9%: " + _B200, (12, "profile"): "+28.9%: " + _B200,
+    (13, "datasheet"): "+26.3%: " + _B200, (13, "profile"): "+26.3%: " + _B200,
 }
 
 
@@ -227,8 +229,9 @@ def test_modern_row_within_15_pct(i, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (MODERN[i]["model"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| 12.1% (datasheet) / 11.9% (profile): the B200 rows and the "
-                                       "faster-than-measured Llama rows of NeMo 24.07")
+@pytest.mark.xfail(strict=True, reason="median |error| 9.9% (datasheet) / 10.3% (profile): the B200 rows, Qwen3 MoE "
+                                       "and the faster-than-measured Llama rows of NeMo 24.07 (FP8 GEMMs priced at "
+                                       "DeepGEMM's rates, an upper bound for cuBLAS per-tensor FP8)")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
 def test_modern_median_within_8_pct(kind):
     errors = [abs(p.value / float(MODERN[i]["value"]) - 1.0) * 100 for i, p in _modern(kind).items()]
@@ -278,7 +281,8 @@ def test_train_cli_takes_expert_tp_and_release_flags():
     runner = CliRunner()
     plain = runner.invoke(app, args)
     folded = runner.invoke(app, [*args, "--flags", "--moe-token-dispatcher-type=flex"])
-    assert plain.exit_code == 0 and folded.exit_code == 0, plain.output + folded.output
+    for result in (plain, folded):  # exit 1 where the plan does not fit (the reason on stderr), as every command
+        assert result.exit_code == (0 if json.loads(result.stdout)["feasible"] else 1), result.output
     assert json.loads(folded.stdout)["breakdown"]["ep_comm_s"] < json.loads(plain.stdout)["breakdown"]["ep_comm_s"]
     refused = runner.invoke(app, [*args, "--flags", "--sequence-parallel"])
     assert refused.exit_code == 2 and "--flags" in refused.output

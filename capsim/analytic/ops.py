@@ -85,15 +85,17 @@ def _ffn(model: ModelSpec, rows: Num, width: int, t: Num, dt: DType, ab: float, 
 
 
 def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float, training: bool = False,
-             touched: Num | None = None) -> list[Op]:
-    """The MLP (or MoE) ops of one layer; ``touched``: the routed experts a serving step runs on this GPU
-    (active_experts / ep), else every local expert runs."""
+             moe_share: float | None = None, touched: Num | None = None) -> list[Op]:
+    """The FFN part of a layer: dense, or an MoE block; for a model with both kinds of layers, each op weighted
+    by its kind's share of the stack (``moe_share`` overrides it: 1 prices an MoE layer, 0 a dense one).
+    ``touched``: the routed experts a serving step runs on this GPU (active_experts / ep), else every local expert
+    runs."""
     n, t = s.tokens, s.tp
     if not model.is_moe:
         return _ffn(model, n, model.ffn_hidden, t, dt, ab, wb, 1, 1.0)
-    moe = model.moe_layers / model.layers
+    moe = model.moe_layers / model.layers if moe_share is None else moe_share
     ops = _ffn(model, n, model.dense_ffn, t, dt, ab, wb, 1, 1.0 - moe) if moe < 1 else []
-    return ops + moe_ops(model, n, t, s.etp, s.ep, s.sp, dt, ab, wb, moe, training, touched)
+    return ops + (moe_ops(model, n, t, s.etp, s.ep, s.sp, dt, ab, wb, moe, training, touched) if moe > 0 else [])
 
 
 def _post_norm(model: ModelSpec, name: str, elems: Num, dtype: DType, keep: bool) -> list[Op]:
@@ -105,8 +107,10 @@ def _post_norm(model: ModelSpec, name: str, elems: Num, dtype: DType, keep: bool
 
 def forward_layer_ops(model: ModelSpec, s: LayerShape, dtype: DType = DType.BF16,
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
-                      cross_attention: bool = False, causal: bool = True) -> list[Op]:
-    """Forward ops of one layer over ``s.tokens`` rows of full-length sequences (training / encoder)."""
+                      cross_attention: bool = False, causal: bool = True, moe_share: float | None = None
+                      ) -> list[Op]:
+    """Forward ops of one layer over ``s.tokens`` rows of full-length sequences (training / encoder); for an MoE
+    model with dense layers, the mean layer of the stack, or with ``moe_share`` 1 (0) an MoE (a dense) layer."""
     h, d, v, n = model.hidden, model.head_dim, model.v_dim, s.tokens
     ab = wb = dtype.bytes
     seq = n / s.sequences
@@ -132,7 +136,7 @@ def forward_layer_ops(model: ModelSpec, s: LayerShape, dtype: DType = DType.BF16
         ops.append(elementwise("residual_cross", hidden_elems, dtype, 2, 1, 1, ((Saved.SP, mask),),
                                extra_write_bytes=mask))
     ops.append(norm("norm_mlp", hidden_elems, dtype, ((Saved.SP, ab * hidden_elems),)))
-    ops += _mlp_ops(model, s, dtype, ab, wb, training=True)
+    ops += _mlp_ops(model, s, dtype, ab, wb, training=True, moe_share=moe_share)
     ops += _post_norm(model, "norm_mlp_post", hidden_elems, dtype, True)
     ops.append(elementwise("residual_mlp", hidden_elems, dtype, 2, 1, 1, ((Saved.SP, mask),),
                            extra_write_bytes=mask))

@@ -79,7 +79,7 @@ def datasheet_calibration(acc: Accelerator) -> Calibration:
 
 
 def write_datasheet_calibrations(folder: str | None = None) -> list[str]:
-    """(Re)write calibrations/datasheet/<accelerator>.json for every catalog accelerator."""
+    """(Re)write capsim/calibrations/datasheet/<accelerator>.json for every catalog accelerator."""
     root = calibrations_dir() / "datasheet" if folder is None else folder
     return [str(write_calibration(datasheet_calibration(acc), f"{root}/{acc.name}.json"))
             for acc in accelerators().values()]

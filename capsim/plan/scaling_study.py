@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from capsim.plan.scaling import CHINCHILLA_2022, LossFit, compute_optimal
-from capsim.plan.serving import Slo, Traffic, bound_table, candidates, steady_state
+from capsim.plan.serving import Slo, Traffic, bound_table, candidates, steady_state, why_not
 from capsim.plan.training import plan_training
 from capsim.sim.serving.fleet import ServeConfig, default_perf, engine_plan, simulate
 from capsim.sim.serving.presets import build_workload
@@ -41,7 +41,8 @@ def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accele
         table = bound_table(model, cands, traffic, slo, engine, calibration)
         ok = table[table["viable"]]
         if not len(ok):
-            rows.append({"rate_rps": rate, "feasible": False, "reason": "no candidate meets the SLOs"})
+            rows.append({"rate_rps": rate, "feasible": False,
+                         "reason": f"no candidate meets the SLOs ({why_not(table)})"})
             continue
         best = ok.iloc[0]
         replicas, latency = _confirm_slice(model, best, traffic, slo, engine, calibration)

@@ -35,7 +35,7 @@ COLUMNS = ("dp", "tp", "pp", "v", "cp", "ep", "etp", "micro_batch", "recompute",
 def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[str, object]) -> dict[str, list]:
     axes: dict[str, list] = {}
     tp_ok = [d for d in divisors(num_gpus) if d <= gpus_per_node and model.heads % d == 0
-             and model.kv_heads % d == 0 and model.ffn_hidden % d == 0]
+             and model.kv_heads % d == 0 and all(w % d == 0 for w in model.tp_widths.values())]
     # Every pp that divides the GPUs and leaves a layer per stage; v up to 8 (kept where a split exists).
     defaults = {"tp": tp_ok, "pp": [d for d in divisors(num_gpus) if d <= model.total_layers],
                 "v": list(range(1, 9)), "cp": [d for d in (1, 2, 4, 8) if num_gpus % d == 0]}
@@ -64,9 +64,18 @@ def framework_limits(framework: Framework | FrameworkName | str) -> dict[str, ob
     return pins
 
 
+def runs_pipeline(framework: Framework | FrameworkName | str, layers: int, pp: int, v: int) -> bool:
+    """Whether the release can split ``layers`` over ``pp`` stages of ``v`` chunks at all: it interleaves only from
+    its least pipeline depth (``interleave_min_pp``) and splits unevenly only if it has uneven pipelines."""
+    fw = get_framework(framework)
+    return (v == 1 or pp >= fw.interleave_min_pp) and (fw.uneven_pipeline or layers % (pp * v) == 0)
+
+
 def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int, gpus_per_node: int,
-                fixed: Mapping[str, object] | None = None) -> Layouts:
-    """Every combination of the open axes (``fixed`` pins fields; None leaves them open) that can run."""
+                fixed: Mapping[str, object] | None = None,
+                framework: Framework | FrameworkName | str | None = None) -> Layouts:
+    """Every combination of the open axes (``fixed`` pins fields; None leaves them open) that can run; with a
+    ``framework``, only the pipeline splits that release runs (``runs_pipeline``)."""
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(SEARCH_AXES)
     if unknown:
@@ -75,10 +84,12 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
     layers = model.total_layers
     pps, vs = axes.pop("pp"), axes.pop("v")
     # One axis of the (pp, v) pairs that have a split (the others cannot run).
-    axes["pp_v"] = [(p, v) for p in pps for v in vs if (v == 1 or p > 1) and default_uneven(layers, p, v)]
+    axes["pp_v"] = [(p, v) for p in pps for v in vs if (v == 1 or p > 1) and default_uneven(layers, p, v)
+                    and (framework is None or runs_pipeline(framework, layers, p, v))]
     if not axes["pp_v"]:
+        by = "" if framework is None else f" that {get_framework(framework).name} runs"
         raise SpecError("plan.pp", f"no pipeline depth in {pps} with v in {vs} splits {model.name}'s {layers} "
-                        "layers", "leave pp and pp_interleave open or pick another")
+                        f"layers{by}", "leave pp and pp_interleave open or pick another")
     index = np.indices([len(values) for values in axes.values()]).reshape(len(axes), -1)
     arr = {k: np.array(values, dtype=bool if k in ("sp", "distributed_optimizer") else np.int64)[index[i]]
            for i, (k, values) in enumerate(axes.items())}
@@ -118,7 +129,7 @@ def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_le
     """The fastest feasible layouts as a DataFrame (layout columns, step time, MFU, memory), best first."""
     fw = get_framework(framework)
     fixed = {**framework_limits(fw), **{k: v for k, v in (fixed or {}).items() if v is not None}}
-    lay = layout_grid(model, cluster.num_gpus, global_batch, seq_len, int(cluster.gpus_per_node), fixed)
+    lay = layout_grid(model, cluster.num_gpus, global_batch, seq_len, int(cluster.gpus_per_node), fixed, fw)
     if (fw.attention is AttentionImpl.FLASH or not fw.selective_recompute) and fixed.get("recompute") is None:
         # flash attention keeps no s^2 tensors, so selective = none; older frameworks have no selective mode
         lay = lay.take(np.flatnonzero(lay.recompute != 1))
@@ -132,8 +143,18 @@ def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_le
     for k in ("step_s", "mfu", "hfu", "tflops_per_gpu_model", "tokens_per_s", "memory_per_gpu_bytes"):
         frame[k] = np.asarray(getattr(result, k))[order]
     frame.attrs.update(calibration=result.calibration, framework=result.framework, evaluated=len(lay),
-                       **_diagnostics(result))
+                       release_excluded=_release_excluded(model, fw, fixed, cluster.num_gpus), **_diagnostics(result))
     return frame
+
+
+def _release_excluded(model: ModelSpec, fw: Framework, fixed: Mapping[str, object], num_gpus: int
+                      ) -> list[tuple[int, int]]:
+    """The (pp, v) splits of the model's layers the search left out because the release cannot run them."""
+    pps = [fixed["pp"]] if fixed.get("pp") is not None else [d for d in divisors(num_gpus) if d <= model.total_layers]
+    vs = [fixed["v"]] if fixed.get("v") is not None else range(1, 9)
+    return [(int(p), int(v)) for p in pps for v in vs if (v == 1 or p > 1)
+            and not runs_pipeline(fw, model.total_layers, int(p), int(v))
+            and default_uneven(model.total_layers, int(p), int(v)) is not None]
 
 
 def _diagnostics(result: StepTime) -> dict[str, object]:
@@ -162,4 +183,5 @@ def plan_of_row(row: Mapping[str, object], global_batch: int, seq_len: int, prec
                      **split_options(split))
 
 
-__all__ = ["SEARCH_AXES", "framework_limits", "layout_grid", "plan_of_row", "rank_layouts", "search_layouts"]
+__all__ = ["SEARCH_AXES", "framework_limits", "layout_grid", "plan_of_row", "rank_layouts", "runs_pipeline",
+           "search_layouts"]

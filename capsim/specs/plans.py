@@ -167,8 +167,13 @@ class TrainPlan:
                 f"{model.heads} attention heads", f"use tp in {divisors(model.heads)}")
         require(model.kv_heads % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide {model.name}'s "
                 f"{model.kv_heads} KV heads", f"use tp in {divisors(model.kv_heads)}")
-        require(model.ffn_hidden % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide ffn_hidden="
-                f"{model.ffn_hidden}", f"use tp in {[d for d in divisors(model.ffn_hidden) if d <= 64]}")
+        for name, width in model.tp_widths.items():
+            require(width % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide {name}={width}",
+                    f"use tp in {[d for d in divisors(width) if d <= 64]}")
+        if model.is_moe:
+            require(model.ffn_hidden % self.expert_tp == 0, "plan.etp", f"the routed experts' tensor-parallel "
+                    f"width {self.expert_tp} does not divide their ffn_hidden={model.ffn_hidden}",
+                    f"use etp in {[d for d in divisors(model.ffn_hidden) if d <= 64]}")
         if num_gpus is not None:
             require(self.num_gpus == num_gpus, "plan", f"dp*tp*pp*cp = {self.dp}*{self.tp}*{self.pp}*{self.cp} = "
                     f"{self.num_gpus}, but {num_gpus} GPUs were given", "change dp, tp, pp or cp so the product "

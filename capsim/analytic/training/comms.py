@@ -18,8 +18,6 @@ from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import Precision
 
-UB_SPLITS = 4  # chunks of a pipelined userbuffers reduce-scatter (see tp_layer_s)
-
 
 def _tokens(lay: Layouts) -> np.ndarray:
     return lay.micro_batch * lay.seq_len / lay.cp  # token rows of one micro-batch on one GPU
@@ -59,14 +57,19 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     fwd, bwd = pairs * forward, pairs * (forward * recompute_passes(lay) + backward)
     if fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
         # Transformer Engine userbuffers, which need sequence parallelism: the all-gathers run by ring exchange
-        # behind the GEMM chunks, the reduce-scatters after the row-parallel GEMMs are pipelined in UB_SPLITS
-        # chunks and the last chunk's share cannot hide (PipelineOverlapCfg num_splits=4 for proj_fprop and
-        # fc2_fprop in every H100/B200 config, NeMo@v2.2.0rc3 nemo/collections/llm/recipes/tp_overlap_configs/
-        # userbuffers.py L79-103); the backward's bulk overlaps hide behind its GEMMs (twice the forward's).
-        tail = 2.0 * pairs * rs / UB_SPLITS * (1.0 + recompute_passes(lay))
-        fwd = np.where(lay.sp, np.maximum(fwd - t.layer_gemm_fwd_s, 2.0 * pairs * rs / UB_SPLITS), fwd)
-        bwd = np.where(lay.sp, np.maximum(bwd - t.layer_gemm_fwd_s * (2.0 + recompute_passes(lay)),
-                                          tail - 2.0 * pairs * rs / UB_SPLITS), bwd)
+        # behind the GEMM chunks; the reduce-scatters after the row-parallel GEMMs are pipelined in chunks (or
+        # ring-exchanged, one chunk per TP rank) as the run's overlap config says (``fw.tp_rs``), and the last
+        # chunk's share cannot hide; the backward's bulk overlaps hide behind its GEMMs (twice the forward's).
+        rec = recompute_passes(lay)
+        last = 2.0 * pairs * rs / np.where(fw.tp_rs.chunks > 0, fw.tp_rs.chunks, lay.tp)
+        fwd = np.where(lay.sp, np.maximum(fwd - t.layer_gemm_fwd_s, last), fwd)
+        bwd = np.where(lay.sp, np.maximum(bwd - t.layer_gemm_fwd_s * (2.0 + rec), last * rec), bwd)
+        # With set_sm_margin the comm kernels keep their SMs for the whole GEMM, which runs on the rest
+        # (TE@v1.8 csrc/comm_gemm_overlap.h L184: _math_sms = SMs - num_comm_sm): the GEMM's extra time.
+        lent = sum(gemm * share / (1.0 - share) for gemm, share in
+                   ((t.proj_fwd_s, fw.tp_rs.proj_sm_share), (t.fc2_fwd_s, fw.tp_rs.fc2_sm_share)))
+        fwd = fwd + np.where(lay.sp, lent, 0.0)
+        bwd = bwd + np.where(lay.sp, lent * rec, 0.0)
     return fwd, bwd
 
 
@@ -117,7 +120,8 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
 
 def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, t: MicroBatchTimes,
                fw: Framework) -> tuple[np.ndarray, np.ndarray]:
-    """Exposed expert-parallel communication of one layer and micro-batch, (forward, backward with recomputation).
+    """Exposed expert-parallel communication of one MoE layer and micro-batch, (forward, backward with
+    recomputation); a model's dense-FFN layers have none (``stages`` counts the MoE layers of each stage).
 
     Each pass dispatches the GPU's top_k token copies over its EP group (ranks etp apart) and combines them back
     (Lepikhin et al. 2021, GShard, Sec. 3.2; Megatron-Core's all-to-all token dispatcher); the all-to-all crosses the
@@ -146,35 +150,52 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
         both = (collective_s(perf, "all_gather", gathered_bytes, where)
                 + collective_s(perf, "reduce_scatter", gathered_bytes, where))
         one_pass = np.where(group > 1, both, 0.0)
-    one_pass = one_pass * (model.moe_layers / model.total_layers)
     fwd, bwd = one_pass, one_pass * (1.0 + recompute_passes(lay))
     if fw.overlap_moe_a2a:
         fwd, bwd = np.maximum(fwd - t.layer_bwd_s, 0.0), np.maximum(bwd - t.layer_fwd_s, 0.0)
     return fwd, bwd
 
 
-def remote_nodes(experts: int, top_k: int, nodes: np.ndarray) -> np.ndarray:
-    """Expected number of other nodes a token's top_k distinct experts land on, experts spread evenly over
-    ``nodes`` nodes and chosen uniformly (balanced routing): (N - 1) (1 - C(E - E/N, k) / C(E, k))."""
-    n = np.maximum(np.asarray(nodes, float), 1.0)
-    rest = experts - experts / n
+def holders(experts: int, top_k: int, groups: np.ndarray) -> np.ndarray:
+    """Expected number of ``groups`` (ranks or nodes, each holding an equal share of the experts) that hold at least
+    one of a token's ``top_k`` distinct experts, chosen uniformly (balanced routing): G (1 - C(E - E/G, k) / C(E, k))."""
+    g = np.maximum(np.asarray(groups, float), 1.0)
+    rest = experts - experts / g
     log_none = (gammaln(rest + 1) - gammaln(rest - top_k + 1)) - (gammaln(experts + 1) - gammaln(experts - top_k + 1))
     none = np.where(rest >= top_k, np.exp(log_none), 0.0)
-    return (n - 1.0) * (1.0 - none)
+    return g * (1.0 - none)
+
+
+def remote_nodes(experts: int, top_k: int, nodes: np.ndarray) -> np.ndarray:
+    """Expected number of other nodes a token's top_k distinct experts land on: (N - 1) (1 - C(E - E/N, k) / C(E, k))
+    (``holders`` over the nodes, less the token's own)."""
+    n = np.maximum(np.asarray(nodes, float), 1.0)
+    return holders(experts, top_k, n) * (n - 1.0) / n
 
 
 def _dispatch_s(perf: Perf, model: ModelSpec, nbytes: np.ndarray, where: Placement, fw: Framework) -> np.ndarray:
-    """One dispatch (or combine) of ``nbytes`` of token copies over the EP group. The all-to-all dispatcher sends
-    every copy (hierarchically across nodes, ``collective_s``); the flex dispatcher (DeepEP/HybridEP) sends each
-    token once to every other node holding one of its experts and fans the copies out over NVLink there."""
-    a2a = collective_s(perf, "all_to_all", nbytes, where)
-    if fw.moe_dispatcher is not MoeDispatcher.FLEX or not np.any(where.nodes > 1):
-        return a2a
+    """One dispatch (or combine) of ``nbytes`` of token copies (one per chosen expert) over the EP group.
+
+    The all-to-all dispatcher sends every copy (hierarchically across nodes, ``collective_s``). The flex dispatcher
+    sends a token once to each rank holding any of its experts and permutes it into per-expert copies there (DeepEP
+    ``Buffer.get_dispatch_layout``: ``num_tokens_per_rank``, ``is_token_in_rank``, deepseek-ai/DeepEP@4151890
+    deep_ep/buffer.py L284-310; Megatron-Core's HybridEP backend ``dispatch_with_permute``,
+    megatron/core/transformer/moe/fused_a2a.py L348-413, NVIDIA/Megatron-LM@2edffadb), and across nodes once to
+    each node holding one (RDMA), fanning out over NVLink there; the combine returns one row per rank the same way.
+    """
+    if fw.moe_dispatcher is not MoeDispatcher.FLEX:
+        return collective_s(perf, "all_to_all", nbytes, where)
     k, n = model.top_k, where.nodes.astype(float)
-    remote = nbytes / k * remote_nodes(model.experts, k, where.nodes)  # bytes leaving the node, deduplicated
+    token_bytes = nbytes / k
+    # NVLink: one row per (token, destination rank), the token's own rank included in the buffer (the all-to-all's
+    # bus factor (g-1)/g leaves it out).
+    ranks = token_bytes * holders(model.experts, k, where.size)
+    intra = tier_s(perf, "all_to_all", ranks, np.where(n > 1, where.per_node, where.size), "intra")
+    if not np.any(n > 1):
+        return intra
+    remote = token_bytes * remote_nodes(model.experts, k, where.nodes)  # bytes leaving the node, deduplicated
     inter = tier_s(perf, "all_to_all", remote * n / np.maximum(n - 1.0, 1.0), np.where(n > 1, n, 1), "inter")
-    intra = tier_s(perf, "all_to_all", nbytes, np.where(n > 1, where.per_node, 1), "intra")
-    return np.where(where.nodes > 1, inter + intra, a2a)
+    return np.where(n > 1, inter, 0.0) + intra
 
 
 def p2p_hop_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, fw: Framework

@@ -54,6 +54,11 @@ _FP32_MASTER = "Megatron's mixed-precision optimizer keeps fp32 main parameters 
 _NO_FP8 = "no FP8 in this code (Transformer Engine FP8 arrived 2023; the field's generic value)"
 _ETP_NONE = "0 means the routed experts split like the attention (etp = tp); no expert tensor parallelism of its own"
 _SPLIT_NONE = "the embedding and loss do not count as layers in the pipeline split"
+_TE_UB_DEFAULT = ("with --tp-comm-overlap and no overlap config, Transformer Engine's initialize_ub defaults: proj_fprop and "
+                  "fc2_fprop pipelined in 4 chunks, no SM margin (TE@v1.8 transformer_engine/pytorch/module/base.py "
+                  "L99-102, L228-232)")
+_NO_UB = ("no userbuffers TP overlap in this code (overlap_tp_comm off; the field's generic value, Transformer Engine's "
+          "default method: pipelined in 4 chunks, no SM margin)")
 
 
 def _megatron_lm_2021() -> Release:
@@ -86,7 +91,7 @@ def _megatron_lm_2021() -> Release:
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS,
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER},
         {"micro_batch": Setting(4, _ML21 + "arguments.py L116 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
@@ -143,7 +148,7 @@ def _megatron_lm_2022() -> Release:
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS,
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER},
         {"micro_batch": Setting(4, _ML22 + "arguments.py L135 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
@@ -207,6 +212,7 @@ def _megatron_core_0_8() -> Release:
                         "__init__.py, TE v1.8); --fp8-recipe arrived later",
          "fp8_params": "not in this release: --fp8-param-gather arrived later (core_v0.14.0 arguments.py L1248)",
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS,
+         "tp_rs": _TE_UB_DEFAULT,
          "fp32_master": _FP32_MASTER},
         {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
                                 "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
@@ -268,6 +274,7 @@ def _fsdp_pytorch_2_3() -> Release:
          "reshard_after_forward": fsdp + "ShardingStrategy.FULL_SHARD frees each unit's parameters after its "
                                   "forward and re-gathers them for its backward",
          "defer_grad_sync": fsdp + "reduce-scatters after every backward unless the loop enters no_sync()",
+         "tp_rs": _NO_UB,
          "grads_fp32": "FSDP1 MixedPrecision(reduce_dtype=float32) as the usual mixed-precision setup (the field's "
                        "generic value)",
          "fp32_master": "FSDP1 keeps the sharded parameters in fp32 with MixedPrecision(param_dtype=bfloat16)"},

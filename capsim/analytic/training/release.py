@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -31,6 +31,20 @@ class Reshard(StrEnum):
     ALWAYS = "always"  # re-gather them for the backward (ZeRO-3)
     NEVER = "never"  # keep them gathered until the backward (ZeRO-2 traffic, ZeRO-3 memory between passes)
     NOT_WITH_PP = "not-with-pp"  # torchtitan's "default": always, except never when pipeline parallelism is on
+
+
+@dataclass(frozen=True)
+class RsOverlap:
+    """How Transformer Engine's userbuffers overlap the reduce-scatter after each row-parallel forward GEMM (the
+    attention output projection, ``proj_fprop``, and the MLP's fc2, ``fc2_fprop``), as a run's overlap config
+    states it (transformer_engine/pytorch/module/base.py ``initialize_ub``; its defaults: method "pipeline",
+    num_splits 4, set_sm_margin 0, TE@v1.8 L99-102, L228-232)."""
+
+    chunks: int = 4  # pipelined in this many chunks; 0: ring exchange, one chunk per TP rank
+    # Fractions of the SMs the communication kernels reserve away from those two GEMMs (num_sm / SMs where the
+    # config sets set_sm_margin: the GEMM runs on the rest, TE@v1.8 csrc/comm_gemm_overlap.h L184, L260, L325).
+    proj_sm_share: float = 0.0
+    fc2_sm_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,7 @@ class Framework:
     defer_grad_sync: bool = False
     grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
+    tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
@@ -180,7 +195,8 @@ class Release:
                 "code": self.code, "covers": list(self.covers) if self.covers else None,
                 "framework": self.framework.to_dict(), "cite": dict(self.cite),
                 "defaults": {k: {"value": s.value, "source": s.source} for k, s in self.defaults.items()},
-                "flags": {k: {"field": f.field, "values": dict(f.values), "source": f.source}
+                "flags": {k: {"field": f.field, "values": {n: asdict(v) if is_dataclass(v) else v
+                                                            for n, v in f.values.items()}, "source": f.source}
                           for k, f in self.flags.items()}}
 
 
@@ -197,4 +213,4 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
 
 
 __all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "MoeDispatcher",
-           "Release", "Reshard", "Setting"]
+           "Release", "Reshard", "RsOverlap", "Setting"]

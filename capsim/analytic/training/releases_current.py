@@ -21,6 +21,7 @@ from capsim.analytic.training.release import (
     MoeDispatcher,
     Release,
     Reshard,
+    RsOverlap,
     Setting,
 )
 from capsim.specs.precision import Fp8Scaling
@@ -59,6 +60,51 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     "--grad-reduce-in-bf16": ("grads_fp32", {"": False}, "L2279 (NeMo 2 / Megatron-Bridge: grad_reduce_in_fp32=False)",
                               10),
 }
+
+
+# H100 SXM5 has 132 SMs (NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022, "H100 SXM5": 132 SMs).
+_H100_SMS = 132
+_RING = RsOverlap(0)  # ring exchange: one SM (num_sm=1) lent, under 1% of the GPU's: left out
+
+
+def _pipelined(proj_sms: int, fc2_sms: int, sms: int) -> RsOverlap:
+    """A pipelined (4-chunk) reduce-scatter whose comm kernels reserve ``proj_sms`` and ``fc2_sms`` of ``sms``
+    SMs from the attention-output and fc2 GEMMs (set_sm_margin)."""
+    return RsOverlap(4, proj_sms / sms, fc2_sms / sms)
+
+
+def _ub_flag(configs: dict[str, RsOverlap], where: str) -> dict[str, Flag]:
+    """``--tp-comm-overlap-cfg``: the userbuffers overlap config a run's recipe passes (by its name in ``where``),
+    read for how its proj_fprop and fc2_fprop reduce-scatters overlap (``RsOverlap``)."""
+    return {"--tp-comm-overlap-cfg": Flag("tp_rs", configs, where)}
+
+
+# NeMo-Framework-Launcher 24.07 launcher_scripts/conf/training/tp_overlap/*.yaml (the llama2_70b / llama3_70b
+# configs' ``tp_overlap@model.ub_tp_comm_overlap_cfg``): proj_fprop and fc2_fprop pipelined, 4 splits,
+# num_sm 24 and 16, set_sm_margin 1.
+_NFL_24_07_UB = {name: _pipelined(24, 16, _H100_SMS) for name in (
+    "ub_cfg_h100_h8192_tp4_mbs1_seqlen4096", "ub_cfg_h100_h8192_tp4_mbs1_seqlen8192",
+    "ub_cfg_h100_fp8_h8192_tp4_mbs1_seqlen8192")}
+# NeMo@v2.2.0rc3 nemo/collections/llm/recipes/tp_overlap_configs/userbuffers.py L79-181 (the configs
+# scripts/llm/performance/pretrain_llama3_70b.py and pretrain_llama31_405b.py L84-89 pick by GPU and precision).
+_NEMO_2_2_UB = {
+    "userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192": _pipelined(24, 16, _H100_SMS),
+    "userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192": _pipelined(24, 16, _H100_SMS),
+    "userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192": _pipelined(24, 8, _H100_SMS),
+    "userbuffers_fp8_h100_h16384_tp8_cp2_mbs1_seqlen8192": _pipelined(24, 8, _H100_SMS),
+    "userbuffers_fp8_b200_h8192_tp2_mbs1_seqlen8192": _RING,
+    "userbuffers_fp8_b200_h16384_tp4_cp2_mbs1_seqlen8192": _RING}
+# MB@v0.4.2 src/megatron/bridge/training/comm_overlap.py L98-200 (scripts/performance/configs/llama/
+# llama3_llm_pretrain.py L22-27 and llama31_llm_pretrain.py L23-26 import them): the FP8 configs ring-exchange.
+_MB_0_4_2_UB = {
+    "userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192": _pipelined(24, 16, _H100_SMS),
+    "userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192": _RING,
+    "userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192": _pipelined(24, 8, _H100_SMS),
+    "userbuffers_fp8_h100_h16384_tp8_cp2_mbs1_seqlen8192": _RING,
+    "userbuffers_fp8_b200_h8192_tp2_mbs1_seqlen8192": _RING,
+    "userbuffers_fp8_b200_h16384_tp4_cp2_mbs1_seqlen8192": _RING}
+_TE_UB = ("{}: with no overlap config, Transformer Engine's initialize_ub defaults: proj_fprop and fc2_fprop "
+          "pipelined in 4 chunks, no SM margin (TE@{} transformer_engine/pytorch/module/base.py initialize_ub)")
 
 
 def megatron_core_flags(core_minor: int) -> dict[str, Flag]:
@@ -109,7 +155,8 @@ def nemo_24_07(name: str) -> Release:
             "overlap_moe_a2a": "not in Megatron-Core 0.8 (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
             "fp8_scaling": conf + " L222-228: fp8 with amax history 1024, 'max' (TE 1.8's only recipe, "
                            "DelayedScaling, TE@v1.8 transformer_engine/common/recipe/__init__.py)",
-            "fp8_params": "NFL@24.07 training configs set no fp8_params: weights stay 16-bit"}
+            "fp8_params": "NFL@24.07 training configs set no fp8_params: weights stay 16-bit",
+            "tp_rs": _TE_UB.format("NeMo 1.0 ub_tp_comm_overlap_cfg null", "v1.8")}
     defaults = {"micro_batch": Setting(4, conf + " L77 micro_batch_size: 4"),
                 "v": Setting(1, conf + " L82 virtual_pipeline_model_parallel_size: null"),
                 "recompute": Setting("none", conf + " L192 activations_checkpoint_granularity: null"),
@@ -123,7 +170,8 @@ def nemo_24_07(name: str) -> Release:
     return Release(fw, FrameworkFamily.MEGATRON_CORE, "nemo-24.07", "2024-08-01",
                    "NeMo 24.07 container (NeMo 1.0 MegatronGPTModel, mcore_gpt: Megatron-Core r0.8, TE 1.8); per-model "
                    "launcher settings: NFL@24.07 launcher_scripts/conf/training/<model>.yaml", cite, defaults,
-                   megatron_core_flags(8))
+                   {**megatron_core_flags(8), **_ub_flag(_NFL_24_07_UB, "NFL@24.07 launcher_scripts/conf/training/"
+                                                         "tp_overlap/<name>.yaml")})
 
 
 def nemo_25_02(name: str) -> Release:
@@ -156,7 +204,8 @@ def nemo_25_02(name: str) -> Release:
                            "bf16_with_fp8_mixed: fp8 'hybrid', amax history 1024, 'max' (delayed scaling; no fp8 "
                            "recipe field in nemo/lightning/pytorch/plugins/mixed_precision.py L54-62)",
             "fp8_params": "NeMo@v2.2.0rc3 nemo/lightning/pytorch/plugins/mixed_precision.py L88 fp8_params "
-                          "default False (bf16_with_fp8_mixed turns it on: a flag of the run)"}
+                          "default False (bf16_with_fp8_mixed turns it on: a flag of the run)",
+            "tp_rs": _TE_UB.format(cb + " tp_comm_overlap_cfg None", "v2.0")}
     defaults = {"micro_batch": Setting(1, "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/llama3_70b.py pretrain_recipe "
                                           "MockDataModule micro_batch_size=1"),
                 "v": Setting(1, "no interleaving unless the recipe sets virtual_pipeline_model_parallel_size"),
@@ -171,7 +220,9 @@ def nemo_25_02(name: str) -> Release:
                 "account_for_loss": Setting(False, mc + " --account-for-loss-in-pipeline-split off")}
     return Release(fw, FrameworkFamily.MEGATRON_CORE, "nemo-25.02", "2025-02-25",
                    "NeMo 25.02 container (NeMo 2.2.0rc3 llm recipes and scripts/llm/performance, Megatron-Core of "
-                   "early 2025, core_v0.10.0 of 2025-02-17)", cite, defaults, megatron_core_flags(10))
+                   "early 2025, core_v0.10.0 of 2025-02-17)", cite, defaults,
+                   {**megatron_core_flags(10), **_ub_flag(_NEMO_2_2_UB, "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/"
+                                                          "tp_overlap_configs/userbuffers.py L79-181")})
 
 
 def megatron_bridge_26_04_01(name: str) -> Release:
@@ -204,7 +255,8 @@ def megatron_bridge_26_04_01(name: str) -> Release:
             "fp8_scaling": "MB@v0.4.2 scripts/performance/utils/precision.py L26-31: the 'fp8' of the H100 tables is "
                            "fp8_cs, bf16_with_fp8_current_scaling_mixed (src/megatron/bridge/training/"
                            "mixed_precision.py L291-309: fp8_recipe 'tensorwise')",
-            "fp8_params": "MB@v0.4.2 src/megatron/bridge/training/mixed_precision.py L308 fp8_param_gather = True"}
+            "fp8_params": "MB@v0.4.2 src/megatron/bridge/training/mixed_precision.py L308 fp8_param_gather = True",
+            "tp_rs": _TE_UB.format(co + " tp_comm_overlap_cfg None", "v2.x")}
     defaults = {"micro_batch": Setting(2, common + " L67 micro_batch_size=2"),
                 "v": Setting(1, "no interleaving unless the recipe sets virtual_pipeline_model_parallel_size"),
                 "recompute": Setting("none", mc + " --recompute-granularity default None"),
@@ -218,7 +270,8 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                 "account_for_loss": Setting(False, mc + " --account-for-loss-in-pipeline-split off")}
     return Release(fw, FrameworkFamily.MEGATRON_CORE, "megatron-bridge-26.04.01", "2026-05-28",
                    "Megatron-Bridge v0.4.2 (NeMo 26.04.01 container) recipes and scripts/performance configs",
-                   cite, defaults, megatron_core_flags(17))
+                   cite, defaults, {**megatron_core_flags(17), **_ub_flag(_MB_0_4_2_UB, "MB@v0.4.2 src/megatron/"
+                                                                           "bridge/training/comm_overlap.py L98-200")})
 
 
 def fsdp2_flags(where: str) -> dict[str, Flag]:
@@ -274,7 +327,8 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "reshard_after_forward": reshard,
             "defer_grad_sync": "fully_shard reduce-scatters after every backward unless set_requires_gradient_sync("
                                "False) (FSDP2's default: requires_gradient_sync=True)",
-            "grads_fp32": master, "fp32_master": master}
+            "grads_fp32": master, "fp32_master": master,
+            "tp_rs": "FSDP2's tensor parallelism has no userbuffers overlap (the field's generic value)"}
 
 
 def _fsdp2_defaults(where: str, micro: Setting) -> dict[str, Setting]:
