@@ -85,7 +85,7 @@ def _ffn(model: ModelSpec, rows: Num, width: int, t: Num, dt: DType, ab: float, 
 
 
 def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float, training: bool = False,
-             touched: Num | None = None, moe_share: float | None = None) -> list[Op]:
+             moe_share: float | None = None, touched: Num | None = None) -> list[Op]:
     """The FFN part of a layer: dense, or an MoE block; for a model with both kinds of layers, each op weighted
     by its kind's share of the stack (``moe_share`` overrides it: 1 prices an MoE layer, 0 a dense one).
     ``touched``: the routed experts a serving step runs on this GPU (active_experts / ep), else every local expert
