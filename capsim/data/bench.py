@@ -77,9 +77,13 @@ class BenchRun:
                    f"{self.request_rate:g} req/s" if not math.isinf(self.request_rate) else "all at once")
         if self.max_concurrency is not None and not self.closed_loop:
             traffic += f", at most {self.max_concurrency} concurrent"
+        server = self.meta.get("server_command")
+        env = self.meta.get("server_env")
         return (f"{self.name}: {self.size} requests ({traffic}), {self.format}, sha256 {self.sha256[:12]}"
                 + (f", {self.failed} failed left out" if self.failed else "")
-                + (f", load average {load[0]:.2f} before" if load else ""))
+                + (f", load average {load[0]:.2f} before" if load else "")
+                + (f"; the file records the server as `vllm {server}`" if server else "")
+                + (f" with {', '.join(f'{k}={v}' for k, v in env.items())}" if server and env else ""))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "sha256": self.sha256, "format": self.format,
