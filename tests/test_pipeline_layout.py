@@ -18,7 +18,7 @@ from capsim.analytic.memory import (
     stage_params,
     training_memory,
 )
-from capsim.analytic.training import FrameworkName, get_framework, resolve_perf, step_time
+from capsim.analytic.training import DEFAULT_FRAMEWORK, get_framework, resolve_perf, step_time
 from capsim.analytic.training.compute import micro_batch_times
 from capsim.cli import app
 from capsim.errors import SpecError
@@ -38,6 +38,7 @@ H100 = get_accelerator("h100")
 LLAMA8 = get_model("llama-3-8b")  # 32 layers
 L405 = get_model("llama-3.1-405b")  # 126 layers
 BRIDGE = "megatron-bridge-26.04.01"  # a release with uneven pipelines (Megatron-Core 0.8 splits only evenly)
+OLD = "megatron-core-0.8.0"  # the release that splits only evenly
 
 
 def test_megatron_docs_layout_string():
@@ -129,7 +130,7 @@ def test_valid_uneven_split_is_not_rejected():
     plan = TrainPlan(pp=4, dp=4, layer_split=(8, 9, 8, 7), global_batch=64)
     r = step_time(LLAMA8, plan, Cluster(H100, 16), framework=BRIDGE)
     assert r.feasible and r.reason == ""
-    old = step_time(LLAMA8, plan, Cluster(H100, 16))  # Megatron-Core 0.8 splits only evenly
+    old = step_time(LLAMA8, plan, Cluster(H100, 16), framework=OLD)  # Megatron-Core 0.8 splits only evenly
     assert not old.feasible and old.reason == "megatron-core-0.8.0 splits the layers only evenly over pp x pp_interleave"
     lay = Layouts.from_plans(LLAMA8, [plan])
     assert lay.middle_max_layers[0] == 9 and lay.plan(0).layer_split == (8, 9, 8, 7)
@@ -141,7 +142,7 @@ def test_stage_times_follow_each_stages_layers():
     fwd, bwd = inputs.forward_s[:, 0], inputs.backward_s[:, 0]
     assert fwd[1] / fwd[2] == pytest.approx(10 / 8) and bwd[1] / bwd[2] == pytest.approx(10 / 8)
     lay = Layouts.from_plans(LLAMA8, [plan])
-    fw = get_framework(FrameworkName.MEGATRON_CORE)  # step_time's default preset: its attention and dropout
+    fw = get_framework(DEFAULT_FRAMEWORK)  # step_time's default preset: its attention and dropout
     t = micro_batch_times(LLAMA8, lay, plan.precision, resolve_perf(None, Cluster(H100, 16)), fw.attention,
                           fw.dropout)
     uneven = step_time(LLAMA8, plan, Cluster(H100, 16))
@@ -215,7 +216,7 @@ def test_search_tries_pp_that_do_not_divide_the_layers():
     assert 2 not in set(small.pp[small.v > 1].tolist()) and 4 in set(small.pp[small.v > 1].tolist())
     every = layout_grid(LLAMA8, 16, 64, 2048, 8, {"zero_stage": 0})
     assert 2 in set(every.pp[every.v > 1].tolist())
-    assert (search_layouts(L405, Cluster(H100, 1024), 1024, 4096, top=None)["split"] == "even").all()
+    assert (search_layouts(L405, Cluster(H100, 1024), 1024, 4096, top=None, framework=OLD)["split"] == "even").all()
 
 
 def test_cli_layer_split_layout_and_dp_inference():
@@ -247,5 +248,5 @@ def test_planner_reports_the_constraint_that_left_no_layout():
     big = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384, framework=BRIDGE)
     assert big.feasible and (big.table["split"] != "even").any() and {16, 32, 64} & set(big.table["pp"])
     # Megatron-Core 0.8 cannot split 126 layers over a power-of-two pipeline: the reason says so.
-    old = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384)
+    old = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384, framework=OLD)
     assert not old.feasible and "megatron-core-0.8.0 cannot run the uneven or interleaved splits" in old.reason
