@@ -76,6 +76,19 @@ def calibrations_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "calibrations"
 
 
+def user_calibrations_dir() -> Path:
+    """Where `capsim calibrate` writes and where measured calibrations are found by name besides the shipped
+    ones: $CAPSIM_USER_CALIBRATIONS, else ``calibrations`` in the user data directory (platformdirs:
+    $XDG_DATA_HOME/capsim/calibrations, by default ~/.local/share/capsim/calibrations, on Linux;
+    ~/Library/Application Support/capsim/calibrations on macOS; %LOCALAPPDATA%/capsim/calibrations on Windows)."""
+    env = os.environ.get("CAPSIM_USER_CALIBRATIONS")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_path
+
+    return user_data_path("capsim", appauthor=False) / "calibrations"
+
+
 def write_calibration(cal: Calibration, path: str | Path) -> Path:
     """Write atomically: a temporary file in the same folder, then a rename, so a reader never sees half."""
     path = Path(path)
@@ -96,9 +109,11 @@ def write_calibration(cal: Calibration, path: str | Path) -> Path:
 
 
 def available() -> dict[str, Path]:
-    """Shipped and measured calibrations by name."""
-    root = calibrations_dir()
-    return {p.stem: p for p in sorted(root.glob("*/*.json"))} if root.is_dir() else {}
+    """Calibrations by name: the shipped ones, then the user's (`capsim calibrate` output), which win a name
+    they share with a shipped file (a measurement of this machine over one shipped from another)."""
+    root, user = calibrations_dir(), user_calibrations_dir()
+    shipped = {p.stem: p for p in sorted(root.glob("*/*.json"))} if root.is_dir() else {}
+    return {**shipped, **({p.stem: p for p in sorted(user.glob("*.json"))} if user.is_dir() else {})}
 
 
 def load_calibration(name_or_path: str | Path | Calibration) -> Calibration:

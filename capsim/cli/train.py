@@ -9,6 +9,7 @@ import typer
 
 from capsim.analytic.training import BREAKDOWN, FrameworkName, StepTime, step_time
 from capsim.cli import options as o
+from capsim.cli.calibrate import warn_if_other_machine
 from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
 from capsim.errors import SpecError
 from capsim.plan.train_layouts import search_layouts
@@ -48,14 +49,14 @@ def _print(result: StepTime, title: str) -> None:
             for k in BREAKDOWN if getattr(result, k) > 0]
     rows.append(["step", step, "100%"])
     console.print(table(f"{title}: step time (calibration {result.calibration}, framework {result.framework})",
-                        ["part", "seconds", "share"], rows))
+                        ["part", "time_s", "share"], rows))
     if result.dp_hidden_s > 0:
         console.print(f"gradient reduction hidden behind backward: {result.dp_hidden_s:.4g} s of "
                       f"{result.dp_total_s:.4g} s")
     console.print(f"MFU {100 * result.mfu:.1f}%   HFU {100 * result.hfu:.1f}%   model {result.tflops_per_gpu_model:.1f} / "
                   f"hardware {result.tflops_per_gpu_hw:.1f} TFLOP/s per GPU   {result.tokens_per_s:,.0f} tokens/s")
     mem = result.memory
-    console.print(table("Memory per GPU (peak pipeline stage)", ["part", "bytes"],
+    console.print(table("Memory per GPU (peak pipeline stage)", ["part", "size"],
                         [[k.replace("_bytes", ""), gb(getattr(mem, k))] for k in
                          ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
                           "temporary_bytes", "total_bytes")]))
@@ -79,6 +80,7 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
     """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens."""
     spec = o.resolve_model(model, hf_config)
     acc = o.get_accelerator(accelerator, price)
+    warn_if_other_machine(calibration)
     if auto:
         if gpus is None or global_batch is None:
             raise SpecError("--auto", "a search needs the GPU count and the global batch",
@@ -114,10 +116,11 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
                                                "evaluated": frame.attrs["evaluated"], "top": records}))
     console.print(table(f"{spec.name} on {cluster.num_gpus} x {cluster.accelerator.name}: fastest of "
                         f"{frame.attrs['evaluated']:,} layouts", ["dp", "tp", "pp", "v", "mb", "recompute", "sp",
-                                                                   "zero", "dist-opt", "step s", "MFU", "GB/GPU"],
+                                                                   "zero", "dist-opt", "step_s", "mfu",
+                                                                   "memory_per_gpu_bytes"],
                         [[r["dp"], r["tp"], r["pp"], r["v"], r["micro_batch"], Recompute(list(Recompute)[r["recompute"]]).value,
-                          r["sp"], r["zero_stage"], r["distributed_optimizer"], r["step_s"], f"{100 * r['mfu']:.1f}%",
-                          r["memory_per_gpu_bytes"] / 1e9] for r in records]))
+                          r["sp"], r["zero_stage"], r["distributed_optimizer"], r["step_s"], r["mfu"],
+                          r["memory_per_gpu_bytes"]] for r in records]))
     _print(result, f"best plan (dp{plan.dp} tp{plan.tp} pp{plan.pp} v{plan.pp_interleave})")
     return None
 

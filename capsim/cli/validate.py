@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.render import with_unit
 from capsim.validation import Suite, run_suite
 
 
@@ -18,13 +19,20 @@ def validate(suite: Annotated[Suite, typer.Argument(help="Which comparison to ru
              rows: Annotated[int, typer.Option("--rows", help="Most table rows to print (0 = all; --json has all).", min=0)] = 60,
              as_json: JsonOpt = False) -> None:
     """Compare predictions with measured or published numbers: measured, predicted and error per row."""
+    if suite is Suite.LOCAL:
+        from capsim.cli.calibrate import needs_torch, warn_if_other_machine
+        from capsim.validation.local import default_calibration
+
+        needs_torch("capsim validate local")
+        warn_if_other_machine(calibration if calibration is not None else default_calibration(), probe=True)
     report = run_suite(suite, file, calibration)
     if as_json:
         return emit_json(report.to_dict())
     shown = report.rows if rows == 0 else report.rows[:rows]
-    body = [[r.source, r.case, r.metric, r.measured, r.predicted, f"{r.error_pct:+.2f}%", r.note] for r in shown]
+    body = [[r.source, r.case, r.metric, with_unit(r.measured, r.unit), with_unit(r.predicted, r.unit),
+             f"{r.error_pct:+.2f}%", r.note] for r in shown]
     console.print(table(f"validate {report.suite} (calibration: {report.calibration})",
-                        ["source", "case", "metric", "measured", "predicted", "error", "note"], body))
+                        ["source", "case", "metric", "measured", "predicted", "error", "note"], body, keys=2))
     if len(shown) < len(report.rows):
         console.print(f"... {len(report.rows) - len(shown)} more rows (--rows 0 or --json for all)")
     for note in report.notes:
