@@ -58,7 +58,7 @@ def recorder(monkeypatch):
 def test_readme_example_gives_one_fleet_through_api_cli_and_dashboard(recorder):
     args = readme_command()
     assert args[:2] == ["plan", "serve"] and "--price" in args and "--limit" in args
-    accs = "H100-SXM5-80GB,A100-SXM4-80GB,H200-SXM-141GB,L40S,B200,MI300X".split(",")
+    accs = ["H100-SXM5-80GB", "A100-SXM4-80GB", "H200-SXM-141GB", "L40S", "B200", "MI300X"]
 
     api = capsim.plan.serving.plan_serving(get_model("llama-3-70b"), Traffic(200.0, get_preset("chatbot").lengths),
                                            Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), accs, {"MI300X": 2.5}, {"B200": 64})

@@ -66,7 +66,8 @@ def wait_quiet(limit: float = QUIET_CORES, max_wait_s: float = QUIET_WAIT_S) -> 
 COMPUTE_FLAGS = frozenset({"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
                            "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimdhp",
                            "sve", "sve2", "bf16", "i8mm"})
-PROBE_TOLERANCE = 0.25  # a GEMM probe this far (relative) from the recorded one: another machine, or throttled
+PROBE_TOLERANCE = 0.30  # a GEMM probe this far (relative) from the recorded one: another machine, or throttled
+# (on a shared 2-core VM the probe moved 17% between a quiet and a crowded minute: 91 and 76 GFLOP/s)
 
 
 def cpu_fingerprint() -> dict[str, Any]:

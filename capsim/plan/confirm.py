@@ -245,5 +245,5 @@ def size_fleet(model: ModelSpec, row: dict[str, Any], traffic: Any, slo: Any, en
     return runs
 
 
-__all__ = ["QUANTITIES", "ConfirmRule", "Estimate", "clearly_missed", "estimate", "judged_scales", "precise", "shortfall", "run_fleet",
-           "size_fleet"]
+__all__ = ["QUANTITIES", "ConfirmRule", "Estimate", "clearly_missed", "estimate", "judged_scales", "precise",
+           "run_fleet", "shortfall", "size_fleet"]

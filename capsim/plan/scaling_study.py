@@ -9,7 +9,7 @@ import pandas as pd
 
 from capsim.plan.confirm import ConfirmRule
 from capsim.plan.scaling import CHINCHILLA_2022, LossFit, compute_optimal
-from capsim.plan.serving import QUANTIZATIONS, Slo, Traffic, plan_serving
+from capsim.plan.serving import DEFAULT_RULE, QUANTIZATIONS, Slo, Traffic, plan_serving
 from capsim.plan.training import plan_training
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.hardware import Accelerator
@@ -25,7 +25,7 @@ SCALING_KEYS = ("accelerator", "tp", "pp", "quantization", "max_batch", "replica
 def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accelerators: Sequence[str],
                     rates: Sequence[float] = SERVE_RATES, quantizations: tuple[str, ...] = QUANTIZATIONS,
                     engine: str = "vllm", calibration: str | None = None, requests: int | None = None,
-                    rule: ConfirmRule | None = None, workers: int | None = None) -> pd.DataFrame:
+                    rule: ConfirmRule = DEFAULT_RULE, workers: int | None = None) -> pd.DataFrame:
     """At each rate, the fleet :func:`plan_serving` picks (the same search and confirmation rule as
     ``capsim plan serve``), one row per rate."""
     rows = []

@@ -34,6 +34,7 @@ from capsim.specs.plans import Quantization, ServePlan
 
 QUANTIZATIONS = ("none", "int8", "int4", "fp8")  # schemes every planner tries unless told otherwise
 MAX_CANDIDATES = 24  # candidates sized by simulation at most, before the search reports where it stopped
+DEFAULT_RULE = ConfirmRule()
 WAVE = 4  # candidates sized together (in parallel where workers allow); fixed, so the answer is the workers'
 TRACE_SAMPLE = 20000  # requests drawn to estimate a trace's mean lengths
 TP_CHOICES = (1, 2, 4, 8)
@@ -239,7 +240,7 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
                  prices: dict[str, float] | None = None, limits: dict[str, int] | None = None,
                  quantizations: tuple[str, ...] = QUANTIZATIONS, engine: str = "vllm",
                  calibration: str | None = None, seed: int = 0, workers: int | None = None,
-                 rule: ConfirmRule | None = None, max_candidates: int = MAX_CANDIDATES) -> ServingPlan:
+                 rule: ConfirmRule = DEFAULT_RULE, max_candidates: int = MAX_CANDIDATES) -> ServingPlan:
     """The cheapest fleet for ``traffic`` within ``slo``, over the candidate accelerators (``prices`` and ``limits``
     by accelerator name override catalog prices and cap GPU counts).
 
@@ -251,7 +252,6 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     changes only the speed: the waves, and so the answer, do not depend on it."""
     require(len(accelerators) > 0, "accelerators", "give at least one candidate accelerator")
     require(max_candidates >= 1, "max_candidates", f"must be >= 1, got {max_candidates}")
-    rule = rule or ConfirmRule()
     prices, limits = prices or {}, limits or {}
     accs = [get_accelerator(a) for a in accelerators]
     accs = [a.with_(price_usd_per_hour=prices.get(a.name, a.price_usd_per_hour)) for a in accs]
