@@ -203,7 +203,9 @@ def run_fleet(model: ModelSpec, row: dict[str, Any], replicas: int, traffic: Any
     rate = traffic.peak_rps * k / replicas
     offered_tokens_s = traffic.peak_rps * traffic.mean_lengths()[1]
     n: int | None = rule.first(traffic.requests)
+    total = 0
     while n is not None:
+        total += n
         result = simulate(model, plan, acc, perf, build_workload(traffic.workload(rate, seed, n)), cfg)
         est = estimate(result.requests, rule.sections, rule.confidence)
         missed = clearly_missed(est, slo)
@@ -215,6 +217,7 @@ def run_fleet(model: ModelSpec, row: dict[str, Any], replicas: int, traffic: Any
     tokens_s = offered_tokens_s * min(v["delivered_fraction"], 1.0)  # a finite run may deliver a hair over 1
     cost_m = cost_h / 3600 / tokens_s * 1e6 if tokens_s > 0 else math.inf
     return {"replicas": replicas, "gpus": replicas * tp * pp, "simulated_replicas": k, "requests": est.requests,
+            "requests_all_runs": total,
             "ttft_p99_s": v["ttft_p99_s"], "tpot_p99_s": v["tpot_p99_s"], "goodput": v["goodput"],
             "output_tokens_per_s": tokens_s, "cost_per_hour_usd": cost_h, "cost_per_million_output_tokens": cost_m,
             "ttft_p99_halfwidth_s": hw["ttft_p99_s"], "tpot_p99_halfwidth_s": hw["tpot_p99_s"],
