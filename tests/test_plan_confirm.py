@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from capsim import SpecError, get_model
-from capsim.plan.confirm import ConfirmRule, Estimate, clearly_missed, estimate, precise
+from capsim.plan.confirm import ConfirmRule, Estimate, clearly_missed, estimate, precise, shortfall
 from capsim.plan.scaling_study import serving_scaling
 from capsim.plan.serving import Slo, Traffic, plan_serving
 from capsim.sim.serving.workload import Lengths
@@ -58,6 +58,9 @@ def test_a_run_stops_when_precise_or_when_a_target_is_missed_beyond_doubt():
     assert clearly_missed(over, slo)
     costly = Estimate({**est.values}, {**est.half_widths, "delivered_fraction": 0.08}, 4000)
     assert not precise(costly, slo, rule)  # the cost per token is not yet known within 5%
+    brief = Estimate(est.values, est.half_widths, 4000, section_lifetimes=1.25)
+    assert not precise(brief, slo, rule)  # sections of 1.25 request lifetimes are correlated: run 4x longer
+    assert shortfall(brief, slo, rule) == pytest.approx(2.0) and rule.next(4000, 2.0) == 18000
 
 
 def test_rule_lengths_and_bad_values():

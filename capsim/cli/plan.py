@@ -10,9 +10,8 @@ from capsim.analytic.training import FrameworkName
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
 from capsim.cli.render import money
-from capsim.errors import SpecError
 from capsim.plan.confirm import ConfirmRule
-from capsim.plan.serving import Slo, Traffic, plan_serving
+from capsim.plan.serving import Slo, Traffic, name_values, plan_serving
 from capsim.plan.training import RankBy, plan_training
 from capsim.sim.serving.presets import get_preset
 from capsim.specs.plans import Recompute
@@ -76,20 +75,6 @@ def best_line(b: dict) -> str:
             f"{b['ttft_p99_s'] * 1e3:,.0f} ± {b['ttft_p99_halfwidth_s'] * 1e3:,.0f} ms, p99 TPOT "
             f"{b['tpot_p99_s'] * 1e3:,.1f} ± {b['tpot_p99_halfwidth_s'] * 1e3:,.1f} ms (95% intervals; "
             f"{b['requests']:,.0f} requests simulated on {b['simulated_replicas']:.0f} replicas)")
-
-
-def name_values(values: list[str], field: str) -> dict[str, float]:
-    """NAME=VALUE options (e.g. --price h100=3.5) as a dict (the dashboard's planner reads the same form)."""
-    out = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise SpecError(field, f"{item!r} is not NAME=VALUE", f"write e.g. {field} h100=3.5")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise SpecError(field, f"{value!r} is not a number", f"write e.g. {field} {name}=3.5") from None
-    return out
 
 
 @plan_app.command("serve")

@@ -21,6 +21,7 @@ than the fleet's every R-th, so a slice errs towards a larger fleet.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -46,6 +47,12 @@ class ConfirmRule:
     rel_precision: float = 0.10  # half-width over its scale at which a run stops
     confidence: float = 0.95  # two-sided level of the intervals
     sections: int = 10  # contiguous sections of the judged span (sectioning / batch means)
+    # Each section spans at least this many mean request lifetimes (E2E): sections shorter than the time a batch
+    # takes to turn over are correlated, and their spread understates the error (batch means must be long
+    # against the correlation time, Law 2015, Sec. 9.5.3). 5 is a rule of thumb, not a fit: in the README's
+    # 70B example the simulated fleet's bursts of long prompts last a few lifetimes (~12 s each), and runs with
+    # 4-s sections reported intervals that longer runs showed to be too narrow.
+    section_lifetimes: float = 5.0
     size_tolerance: float = 0.02  # sizing stops when the smallest passing fleet is known within this fraction
     grow_rounds: int = 8  # x1.25 steps above the analytic bound before a candidate is given up
     min_requests: int = 4000  # first run: 2,000 judged requests, 200 per section (a p99 from 2 tail samples)
@@ -101,6 +108,7 @@ class Estimate:
     values: dict[str, float]
     half_widths: dict[str, float]
     requests: int
+    section_lifetimes: float = math.inf  # the shortest section's span over the mean request lifetime (E2E)
 
     def rel(self, key: str) -> float:
         v = self.values[key]
@@ -155,7 +163,9 @@ def estimate(requests: pd.DataFrame, sections: int = 10, confidence: float = 0.9
         arr = np.asarray(v, float)
         arr = arr[np.isfinite(arr)]
         half[k] = t * float(arr.std(ddof=1)) / math.sqrt(len(arr)) if len(arr) > 1 else math.inf
-    return Estimate(whole, half, len(requests))
+    e2e = float(np.nanmean(late["e2e_s"].to_numpy(float))) if "e2e_s" in late else 0.0
+    shortest = min(b - a for a, b in itertools.pairwise(edges))
+    return Estimate(whole, half, len(requests), shortest / e2e if e2e > 0 else math.inf)
 
 
 def judged_scales(est: Estimate, slo: Any) -> dict[str, float]:
@@ -180,9 +190,13 @@ def clearly_missed(est: Estimate, slo: Any) -> bool:
 
 
 def shortfall(est: Estimate, slo: Any, rule: ConfirmRule) -> float:
-    """The widest judged interval over what the rule allows it (<= 1: precise enough)."""
-    return max(est.half_widths[k] / (rule.rel_precision * scale) if scale > 0 else math.inf
-               for k, scale in judged_scales(est, slo).items())
+    """How far a run is from the precision the rule asks, as a factor on the half-widths (<= 1: precise
+    enough): the widest judged interval over what the rule allows it, or, where sections are shorter than
+    ``rule.section_lifetimes`` request lifetimes, the square root of the factor they are short by (a run that
+    long has sections that long, and a half-width falls as the root of the run's length)."""
+    widest = max(est.half_widths[k] / (rule.rel_precision * scale) if scale > 0 else math.inf
+                 for k, scale in judged_scales(est, slo).items())
+    return max(widest, math.sqrt(rule.section_lifetimes / est.section_lifetimes))
 
 
 def precise(est: Estimate, slo: Any, rule: ConfirmRule) -> bool:
@@ -203,10 +217,11 @@ def run_fleet(model: ModelSpec, row: dict[str, Any], replicas: int, traffic: Any
     rate = traffic.peak_rps * k / replicas
     offered_tokens_s = traffic.peak_rps * traffic.mean_lengths()[1]
     n: int | None = rule.first(traffic.requests)
-    total = 0
+    total, peak = 0, 0
     while n is not None:
         total += n
         result = simulate(model, plan, acc, perf, build_workload(traffic.workload(rate, seed, n)), cfg)
+        peak = max(peak, int(result.timeline["batch_size"].max()))
         est = estimate(result.requests, rule.sections, rule.confidence)
         missed = clearly_missed(est, slo)
         if missed or precise(est, slo, rule) or traffic.requests is not None:
@@ -217,7 +232,7 @@ def run_fleet(model: ModelSpec, row: dict[str, Any], replicas: int, traffic: Any
     tokens_s = offered_tokens_s * min(v["delivered_fraction"], 1.0)  # a finite run may deliver a hair over 1
     cost_m = cost_h / 3600 / tokens_s * 1e6 if tokens_s > 0 else math.inf
     return {"replicas": replicas, "gpus": replicas * tp * pp, "simulated_replicas": k, "requests": est.requests,
-            "requests_all_runs": total,
+            "requests_all_runs": total, "peak_batch": peak,
             "ttft_p99_s": v["ttft_p99_s"], "tpot_p99_s": v["tpot_p99_s"], "goodput": v["goodput"],
             "output_tokens_per_s": tokens_s, "cost_per_hour_usd": cost_h, "cost_per_million_output_tokens": cost_m,
             "ttft_p99_halfwidth_s": hw["ttft_p99_s"], "tpot_p99_halfwidth_s": hw["tpot_p99_s"],
@@ -226,27 +241,53 @@ def run_fleet(model: ModelSpec, row: dict[str, Any], replicas: int, traffic: Any
 
 
 def size_fleet(model: ModelSpec, row: dict[str, Any], traffic: Any, slo: Any, engine: str, calibration: str | None,
-               limit: int | None, seed: int, rule: ConfirmRule) -> list[dict[str, Any]]:
+               limit: int | None, seed: int, rule: ConfirmRule, ceiling: float = math.inf,
+               shared: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Every run that sized one candidate: from the analytic bound's replica count up (x1.25 per miss) until the
     SLOs hold, then bisection down to the smallest count that holds them (within ``rule.size_tolerance``). The
-    GPU ``limit`` of the accelerator kind ends the climb."""
+    climb ends at the GPU ``limit`` of the accelerator kind, and where the fleet would cost ``ceiling`` or more
+    per hour (a cheaper fleet is already confirmed: this one cannot beat it).
+
+    ``shared``: runs of candidates that differ from this one only in the batch limit, by replica count. A run
+    whose batch never reached its limit (nor this candidate's) is the run this candidate would make: same
+    workload, same seed, no decision the limit could change."""
     per = int(row["tp"]) * int(row["pp"])
+    price = float(row["price_usd_per_gpu_hour"])
+
+    def run(r: int) -> dict[str, Any]:
+        hit = (shared or {}).get(r)
+        if hit is not None and hit["peak_batch"] < min(hit["max_batch"], int(row["max_batch"])):
+            return {k: v for k, v in hit.items() if k != "max_batch"}
+        out = run_fleet(model, row, r, traffic, slo, engine, calibration, seed, rule)
+        if shared is not None:
+            shared[r] = {**out, "max_batch": int(row["max_batch"])}
+        return out
+
     runs: list[dict[str, Any]] = []
     miss, met, r = None, None, max(int(row["replicas_min"]), 1)
     for _ in range(rule.grow_rounds):
-        if limit is not None and r * per > limit:
+        if (limit is not None and r * per > limit) or r * per * price >= ceiling:
             break
-        runs.append(run_fleet(model, row, r, traffic, slo, engine, calibration, seed, rule))
+        runs.append(run(r))
         if runs[-1]["slo_met"]:
             met = r
             break
         miss, r = r, max(r + 1, math.ceil(r * 1.25))
     while met is not None and miss is not None and met - miss > max(1.0, rule.size_tolerance * met):
         mid = (miss + met) // 2
-        runs.append(run_fleet(model, row, mid, traffic, slo, engine, calibration, seed, rule))
+        runs.append(run(mid))
         miss, met = (miss, mid) if runs[-1]["slo_met"] else (mid, met)
     return runs
 
 
+def size_family(model: ModelSpec, rows: list[dict[str, Any]], traffic: Any, slo: Any, engine: str,
+                calibration: str | None, limit: int | None, seed: int, rule: ConfirmRule,
+                ceiling: float = math.inf) -> list[list[dict[str, Any]]]:
+    """:func:`size_fleet` for candidates that differ only in the batch limit, in order, sharing their runs."""
+    shared: dict[int, dict[str, Any]] = {}
+    return [size_fleet(model, row, traffic, slo, engine, calibration, limit, seed, rule, ceiling, shared)
+            for row in rows]
+
+
 __all__ = ["QUANTITIES", "ConfirmRule", "Estimate", "clearly_missed", "estimate", "judged_scales", "precise",
-           "run_fleet", "shortfall", "size_fleet"]
+           "run_fleet", "shortfall", "size_family", "size_fleet"]

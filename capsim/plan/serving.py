@@ -22,7 +22,7 @@ import pandas as pd
 from capsim.analytic.serving import StepShape, iteration_time
 from capsim.errors import SpecError, require
 from capsim.perf import Perf
-from capsim.plan.confirm import ConfirmRule, size_fleet
+from capsim.plan.confirm import ConfirmRule, size_family
 from capsim.sim.serving.fleet import default_perf, engine_plan, kv_blocks
 from capsim.sim.serving.presets import WorkloadSpec, build_workload
 from capsim.sim.serving.workload import ArrivalKind, Lengths
@@ -35,6 +35,7 @@ from capsim.specs.plans import Quantization, ServePlan
 QUANTIZATIONS = ("none", "int8", "int4", "fp8")  # schemes every planner tries unless told otherwise
 MAX_CANDIDATES = 24  # candidates sized by simulation at most, before the search reports where it stopped
 DEFAULT_RULE = ConfirmRule()
+FAMILY = ["accelerator", "tp", "pp", "quantization", "kv_cache_dtype"]  # candidates that differ in the batch limit
 WAVE = 4  # candidates sized together (in parallel where workers allow); fixed, so the answer is the workers'
 TRACE_SAMPLE = 20000  # requests drawn to estimate a trace's mean lengths
 TP_CHOICES = (1, 2, 4, 8)
@@ -247,9 +248,11 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     Branch and bound: candidates are taken cheapest-bound first, in waves of ``WAVE``, each sized by simulation
     (:func:`capsim.plan.confirm.size_fleet`, run lengths by ``rule``), until no candidate left has a bound below
     the cheapest confirmed fleet (the bound never exceeds what a candidate costs, so none of them can be
-    cheaper), or ``max_candidates`` have been sized. The cheapest candidate of each accelerator kind is sized
-    too, so the Pareto front spans kinds. Confirmed fleets are ranked by their simulated cost. ``workers``
-    changes only the speed: the waves, and so the answer, do not depend on it."""
+    cheaper), or ``max_candidates`` have been sized; a candidate's climb stops where it would cost as much as
+    the best fleet confirmed before its wave, and candidates that differ only in the batch limit share the runs
+    the limit cannot change. The cheapest candidate of each accelerator kind is sized too, so the Pareto front
+    spans kinds. Confirmed fleets are ranked by their simulated cost. ``workers`` changes only the speed: the
+    waves, and so the answer, do not depend on it."""
     require(len(accelerators) > 0, "accelerators", "give at least one candidate accelerator")
     require(max_candidates >= 1, "max_candidates", f"must be >= 1, got {max_candidates}")
     prices, limits = prices or {}, limits or {}
@@ -274,8 +277,24 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
 
 
 
+def name_values(values: list[str], field: str) -> dict[str, float]:
+    """NAME=VALUE items (``--price h100=3.5``, the dashboard's price and limit fields) as a dict, for
+    :func:`plan_serving`'s ``prices`` and ``limits``."""
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(field, f"{item!r} is not NAME=VALUE", f"write e.g. {field} h100=3.5")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SpecError(field, f"{value!r} is not a number", f"write e.g. {field} {name}=3.5") from None
+    return out
+
+
 class _Sizing:
-    """Sizes rows of the bound table by simulation (:func:`size_fleet`), on a process pool when workers > 1."""
+    """Sizes rows of the bound table by simulation (:func:`capsim.plan.confirm.size_fleet`), on a process pool
+    when workers > 1."""
 
     def __init__(self, model: ModelSpec, bounds: pd.DataFrame, traffic: Traffic, slo: Slo, engine: str,
                  calibration: str | None, limits: dict[str, int], seed: int, rule: ConfirmRule, workers: int) -> None:
@@ -284,16 +303,22 @@ class _Sizing:
         self.runs: dict[int, list[dict[str, Any]]] = {}
         self.pool: ProcessPoolExecutor | None = None
 
-    def size(self, rows: list[int]) -> None:
-        jobs = [(self.model, self.bounds.loc[i].to_dict(), self.traffic, self.slo, self.engine, self.calibration,
-                 self.limits.get(self.bounds.loc[i, "accelerator"]), self.seed, self.rule) for i in rows]
+    def size(self, rows: list[int], ceiling: float = math.inf) -> None:
+        """Size ``rows``; candidates that differ only in the batch limit go to one job and share their runs."""
+        families: dict[tuple, list[int]] = {}
+        for i in rows:
+            families.setdefault(tuple(self.bounds.loc[i, FAMILY]), []).append(i)
+        jobs = [(self.model, [self.bounds.loc[i].to_dict() for i in members], self.traffic, self.slo, self.engine,
+                 self.calibration, self.limits.get(self.bounds.loc[members[0], "accelerator"]), self.seed,
+                 self.rule, ceiling) for members in families.values()]
         if self.workers > 1 and len(jobs) > 1:
             if self.pool is None:
                 self.pool = ProcessPoolExecutor(max_workers=min(self.workers, WAVE))
-            results = list(self.pool.map(size_fleet, *zip(*jobs, strict=True)))
+            results = list(self.pool.map(size_family, *zip(*jobs, strict=True)))
         else:
-            results = [size_fleet(*job) for job in jobs]
-        self.runs.update(zip(rows, results, strict=True))
+            results = [size_family(*job) for job in jobs]
+        for members, runs in zip(families.values(), results, strict=True):
+            self.runs.update(zip(members, runs, strict=True))
 
     def best_cost(self) -> float:
         return min((r["cost_per_hour_usd"] for runs in self.runs.values() for r in runs if r["slo_met"]),
@@ -309,7 +334,7 @@ class _Sizing:
             wave = [i for i in pending[:WAVE] if bound[i] < best][: max_candidates - len(self.runs)]
             if not wave:
                 return 0
-            self.size(wave)
+            self.size(wave, ceiling=best)
             pending = pending[len(wave):]
         return sum(1 for i in pending if bound[i] < self.best_cost())
 

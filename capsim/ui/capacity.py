@@ -9,8 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from capsim.calibration import available
-from capsim.cli.plan import name_values
-from capsim.plan.serving import Slo, plan_serving
+from capsim.plan.serving import Slo, name_values, plan_serving
 from capsim.sim.serving.presets import PRESETS
 from capsim.specs.catalog import accelerators
 from capsim.specs.engine import engines
