@@ -109,3 +109,25 @@ def test_scaling_study_picks_the_planners_fleet_at_each_rate(small_plan):
     row, best = df.iloc[0], small_plan.best
     for key in ("accelerator", "tp", "pp", "quantization", "max_batch", "replicas", "cost_per_hour_usd"):
         assert row[key] == best[key], key
+
+
+def test_candidates_that_differ_in_the_batch_limit_share_only_runs_the_limit_cannot_change():
+    from capsim.plan.confirm import size_family, size_fleet
+    from capsim.plan.serving import bound_table, candidates
+    from capsim.specs.catalog import get_accelerator
+    from capsim.specs.plans import Quantization
+
+    traffic, slo, rule = Traffic(3.0, LENGTHS, requests=600), Slo(ttft_p99_s=1.0, tpot_p99_s=0.05), ConfirmRule()
+    bounds = bound_table(MODEL, candidates(MODEL, [get_accelerator("h100")], (Quantization.NONE,), tps=(1,)),
+                         traffic, slo)
+    rows = [r for _, r in bounds.sort_values("max_batch").iterrows() if r["viable"]]
+    rows = [r.to_dict() for r in rows]
+    alone = [size_fleet(MODEL, r, traffic, slo, "vllm", None, None, 0, rule) for r in rows]
+    together = size_family(MODEL, rows, traffic, slo, "vllm", None, None, 0, rule)
+    assert together == alone  # shared or simulated, every candidate gets the runs it would make alone
+    assert all(run["peak_batch"] < rows[0]["max_batch"] for run in alone[0])  # so the later ones were shared
+    # a limit the batch reaches is not shared: a tight limit gives other runs
+    tight = {**rows[0], "max_batch": 2}
+    own = size_fleet(MODEL, tight, traffic, slo, "vllm", None, None, 0, rule)
+    assert own != alone[-1]
+    assert size_family(MODEL, [rows[-1], tight], traffic, slo, "vllm", None, None, 0, rule)[1] == own

@@ -130,7 +130,7 @@ def _with_bar(config: object, out: Path | None, run: object) -> tuple:
 
 @guarded
 def calibrate(
-    quick: Annotated[bool, typer.Option("--quick", help="A smaller grid (under 3 minutes on a 2-core CPU).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller grid, fp32 only (688 samples on a 2-core CPU: about 1.5 minutes of CPU time; see the README for wall clocks).")] = False,
     ops: Annotated[str, typer.Option("--ops", help="Comma-separated benches: gemm,attention,memory,comm.")] = "gemm,attention,memory,comm",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     out: Annotated[Path | None, typer.Option("--out", help="Output file (default: <user data dir>/capsim/calibrations/<device>.json; a shipped file is never overwritten).")] = None,
