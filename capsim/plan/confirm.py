@@ -15,8 +15,10 @@ an SLO is missed beyond doubt.
 
 Identical replicas behind a round-robin router carry equal shares, so a fleet of R replicas is simulated as a
 slice of min(R, ``slice_replicas``) replicas at the matching share of the traffic: per replica, the load is the
-fleet's. Each replica of a slice sees every k-th arrival of a Poisson stream (Erlang-k gaps), a little burstier
-than the fleet's every R-th, so a slice errs towards a larger fleet.
+fleet's. Each replica of a slice sees every k-th arrival of a Poisson stream (Erlang-k gaps, squared coefficient of
+variation 1/k: 0.25 for the default 4), a little burstier than the fleet's every R-th, so a slice errs towards a
+larger fleet; a smaller slice needs fewer requests for the same simulated time, which is what the precision of a
+p99 needs.
 """
 
 from __future__ import annotations
@@ -49,15 +51,15 @@ class ConfirmRule:
     sections: int = 10  # contiguous sections of the judged span (sectioning / batch means)
     # Each section spans at least this many mean request lifetimes (E2E): sections shorter than the time a batch
     # takes to turn over are correlated, and their spread understates the error (batch means must be long
-    # against the correlation time, Law 2015, Sec. 9.5.3). 5 is a rule of thumb, not a fit: in the README's
+    # against the correlation time, Law 2015, Sec. 9.5.3). 3 is a rule of thumb, not a fit: in the README's
     # 70B example the simulated fleet's bursts of long prompts last a few lifetimes (~12 s each), and runs with
     # 4-s sections reported intervals that longer runs showed to be too narrow.
-    section_lifetimes: float = 5.0
-    size_tolerance: float = 0.02  # sizing stops when the smallest passing fleet is known within this fraction
+    section_lifetimes: float = 3.0
+    size_tolerance: float = 0.05  # sizing stops when the smallest passing fleet is known within this fraction
     grow_rounds: int = 8  # x1.25 steps above the analytic bound before a candidate is given up
     min_requests: int = 4000  # first run: 2,000 judged requests, 200 per section (a p99 from 2 tail samples)
     max_requests: int = 32000
-    slice_replicas: int = 8  # replicas simulated to stand for a larger fleet
+    slice_replicas: int = 4  # replicas simulated to stand for a larger fleet
 
     def __post_init__(self) -> None:
         require(0 < self.rel_precision < 1, "rule.rel_precision", f"must be in (0, 1), got {self.rel_precision}")
@@ -79,11 +81,12 @@ class ConfirmRule:
         """Requests of the run after one of ``n`` whose widest interval is ``shortfall`` times what the rule
         allows (> 1), or None at the cap. A half-width falls as 1/sqrt(requests), so the run that should reach
         the precision has n * shortfall^2 requests (Law 2015, Sec. 9.4.1, the sequential procedure for a
-        relative precision), at least twice n, rounded up to a thousand, at most ``max_requests``."""
+        relative precision), at least twice n, rounded up to a thousand; ``max_requests`` where that is at least
+        half of it (a run that short would only be followed by one at the cap)."""
         if n >= self.max_requests:
             return None
         want = max(2 * n, math.ceil(n * shortfall**2 * 1.1 / 1000) * 1000)  # 1.1: the variance is estimated
-        return min(want, self.max_requests)
+        return self.max_requests if want >= self.max_requests / 2 else want  # no run that the next one repeats
 
     def describe(self, fixed: int | None = None) -> str:
         if fixed is not None:
