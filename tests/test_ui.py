@@ -21,8 +21,8 @@ LLAMA_CONFIG = {"model_type": "llama", "_name_or_path": "my-llama", "hidden_size
                 "vocab_size": 32000, "max_position_embeddings": 4096}
 
 
-def page(module: str, **query: str) -> AppTest:
-    at = AppTest.from_string(f"from capsim.ui.{module} import render\nrender()", default_timeout=120)
+def page(module: str, timeout: float = 120, **query: str) -> AppTest:
+    at = AppTest.from_string(f"from capsim.ui.{module} import render\nrender()", default_timeout=timeout)
     for key, value in query.items():
         at.query_params[key] = value
     return at.run()
@@ -301,7 +301,7 @@ def test_whatif_reports_bad_inputs():
 # --- scaling study -------------------------------------------------------------------------------
 
 def test_scaling_serving_renders_the_default():
-    at = page("scaling")
+    at = page("scaling", timeout=900)  # four rates, each the planner's full search and confirmation
     assert not at.exception and not at.error
     assert charts(at) == 3
     assert list(at.dataframe[0].value["rate_rps"]) == [1, 10, 100, 1000]
