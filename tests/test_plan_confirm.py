@@ -64,12 +64,13 @@ def test_a_run_stops_when_precise_or_when_a_target_is_missed_beyond_doubt():
 
 
 def test_rule_lengths_and_bad_values():
-    rule = ConfirmRule()
+    rule = ConfirmRule(max_requests=64000)
     assert rule.first() == 4000 and rule.first(fixed=600) == 600
     assert rule.next(4000, 1.2) == 8000  # at least doubled
     assert rule.next(4000, 1.8) == 15000  # 4000 x 1.8^2 x 1.1: what the variance says is needed
-    assert rule.next(4000, 2.0) == 32000  # 17,600 is over half the cap: straight to the cap
-    assert rule.next(8000, 5.0) == 32000 and rule.next(32000, 1.5) is None  # the cap
+    assert rule.next(4000, 2.5) == 28000 and rule.next(4000, 3.0) == 64000  # 39,600 is over half the cap: the cap
+    assert rule.next(64000, 1.5) is None
+    assert ConfirmRule().next(4000, 1.2) == ConfirmRule().max_requests == 16000
     with pytest.raises(SpecError, match="requests"):
         rule.first(fixed=5)
     with pytest.raises(SpecError, match="rel_precision"):

@@ -38,7 +38,7 @@ PlanRequests = Annotated[int | None, typer.Option("--requests", help="A fixed nu
                                                  "simulation (default: adaptive, see --precision).", min=20)]
 PlanPrecision = Annotated[float, typer.Option("--precision", help="Confirming simulations run until the 95% confidence "
                                               "intervals of each SLO statistic and of the cost per token are within "
-                                              "this fraction of the target and of the cost (or 32,000 requests).",
+                                              "this fraction of the target and of the cost (or 16,000 requests).",
                                               min=0.005, max=0.5)]
 Prec = Annotated[str, typer.Option("--precision", help="fp32, tf32, fp16, bf16, fp8 or fp16-zero.")]
 # An uneven pipeline, stated one of Megatron-Core's ways (at most one).

@@ -58,7 +58,7 @@ class ConfirmRule:
     size_tolerance: float = 0.05  # sizing stops when the smallest passing fleet is known within this fraction
     grow_rounds: int = 8  # x1.25 steps above the analytic bound before a candidate is given up
     min_requests: int = 4000  # first run: 2,000 judged requests, 200 per section (a p99 from 2 tail samples)
-    max_requests: int = 32000
+    max_requests: int = 16000
     slice_replicas: int = 4  # replicas simulated to stand for a larger fleet
 
     def __post_init__(self) -> None:
