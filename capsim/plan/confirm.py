@@ -95,7 +95,8 @@ class ConfirmRule:
                 f"needed, at least doubled, at most {self.max_requests:,}) until the "
                 f"{self.confidence:.0%} intervals of each SLO statistic and of the cost per token are within "
                 f"{self.rel_precision:.0%} of the target and of the cost ({self.sections} sections of the second "
-                "half), or an SLO is missed beyond doubt")
+                f"half, each at least {self.section_lifetimes:g} request lifetimes long), or an SLO is missed beyond "
+                "doubt")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
