@@ -177,15 +177,6 @@ def default_out(name: str) -> Path:
     return user_calibrations_dir() / f"{name}.json"
 
 
-def check_out(out: Path) -> None:
-    """`capsim calibrate` never overwrites a shipped calibration."""
-    shipped = calibrations_dir().resolve()
-    target = out.resolve()
-    if target.is_file() and target.is_relative_to(shipped):
-        raise SpecError("--out", f"{out} is a shipped calibration, which `capsim calibrate` never overwrites",
-                        f"leave --out out (default: {user_calibrations_dir()}) or give another path")
-
-
 def machine_fingerprint(device: str) -> dict[str, Any]:
     """CPU model, compute flags, cores and a 1-second GEMM probe of the measured device (kernels/probe.py)."""
     from kernels.probe import gemm_probe
@@ -301,8 +292,7 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     config = resolve(config)
     device = device_info(config.device)
     name = default_name(device)
-    out = Path(out) if out is not None else default_out(name)
-    check_out(out)
+    out = check_out(Path(out) if out is not None else default_out(name))
     device["fingerprint"] = machine_fingerprint(config.device)
     fingerprint = _fingerprint(config, device)
     partial = partial_path(out)
@@ -333,15 +323,30 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     return cal, out
 
 
+def check_out(out: Path) -> Path:
+    """``out`` if a calibration may be written there: a new or empty file, or a calibration to replace (or keep
+    benches from), never a shipped calibration. Anything else is refused before measuring, so a wrong --out never
+    costs a run or a user's file."""
+    if out.is_file() and out.resolve().is_relative_to(calibrations_dir().resolve()):
+        raise SpecError("--out", f"{out} is a shipped calibration, which `capsim calibrate` never overwrites",
+                        f"leave --out out (default: {user_calibrations_dir()}) or give another path")
+    if out.is_dir():
+        raise SpecError("--out", f"{out} is a folder", "give a file path, e.g. --out my-machine.json")
+    if out.is_file() and out.stat().st_size > 0:
+        try:
+            load_calibration(out)
+        except SpecError as err:
+            raise SpecError("--out", f"{out} exists and is not a capsim calibration ({err.problem})",
+                            "choose another path, or delete the file first") from None
+    return out
+
+
 def _kept_samples(out: Path, device: dict[str, Any], config: RunConfig) -> list[dict]:
     """Samples of benches not re-measured now, from the calibration already at ``out`` (same device, kind
     measured, same thread counts), so ``--ops comm`` refreshes the collectives and keeps the rest."""
     if not out.is_file():
         return []
-    try:
-        old = load_calibration(out)
-    except (SpecError, KeyError, ValueError):
-        return []
+    old = load_calibration(out)  # check_out made sure it is one
     same = (old.kind == "measured" and old.device.get("name") == device["name"]
             and [old.host.get("threads"), *old.host.get("variant_threads", [])] == list(config.threads))
     if not same:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from capsim.cli.common import JsonOpt, console, emit_json, err_console, fail, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, err_console, table
 from capsim.errors import SpecError
 
 
@@ -21,8 +21,8 @@ def needs_torch(command: str) -> None:
         import torch  # noqa: F401
     except ImportError as err:
         why = "is not installed" if getattr(err, "name", None) == "torch" else f"does not import ({err})"
-        fail(f"{command} needs torch, which {why} here; install it with: {sys.executable} -m pip install "
-             "'torch>=2.1'")
+        raise SpecError("torch", f"{command} needs torch, which {why} here",
+                        f"install it with: {sys.executable} -m pip install 'torch>=2.1'") from None
 
 
 def _ints(text: str | None, field: str) -> tuple[int, ...]:
@@ -128,7 +128,6 @@ def _with_bar(config: object, out: Path | None, run: object) -> tuple:
         return run(config, out, progress)
 
 
-@guarded
 def calibrate(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller grid, fp32 only (688 samples on a 2-core CPU: about 1.5 minutes of CPU time; see the README for wall clocks).")] = False,
     ops: Annotated[str, typer.Option("--ops", help="Comma-separated benches: gemm,attention,memory,comm.")] = "gemm,attention,memory,comm",

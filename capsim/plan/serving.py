@@ -55,6 +55,10 @@ class Slo:
     def __post_init__(self) -> None:
         require(any(v is not None for v in (self.ttft_p99_s, self.tpot_p99_s)), "slo",
                 "no latency target given", "give a p99 TTFT and/or TPOT target")
+        for name in ("ttft_p99_s", "tpot_p99_s"):
+            value = getattr(self, name)
+            require(value is None or (math.isfinite(value) and value > 0), f"slo.{name}",
+                    f"must be a finite number of seconds > 0, got {value}")
         require(self.goodput_min is None or 0 < self.goodput_min <= 1, "slo.goodput_min", "must be in (0, 1]")
 
     def met(self, summary: dict[str, Any]) -> bool:
@@ -79,7 +83,12 @@ class Traffic:
     requests: int | None = None  # requests per confirming simulation (None: as many as ConfirmRule asks)
 
     def __post_init__(self) -> None:
-        require(self.rate_rps > 0, "traffic.rate_rps", f"must be > 0, got {self.rate_rps}")
+        require(math.isfinite(self.rate_rps) and self.rate_rps > 0, "traffic.rate_rps",
+                f"must be a finite number > 0, got {self.rate_rps}")
+        require(all(math.isfinite(r) and r >= 0 for r in self.diurnal_rates_rps), "traffic.diurnal_rates_rps",
+                "rates must be finite and >= 0")
+        require(self.requests is None or self.requests >= 1, "traffic.requests",
+                f"must be >= 1, got {self.requests}", "or leave it out for the adaptive length")
         require(self.lengths is not None or self.trace is not None, "traffic", "no request lengths",
                 "give lengths (e.g. a preset's) or a trace")
 
@@ -226,6 +235,16 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
     return df.sort_values(["viable", "cost_per_hour_min"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
+def why_not(bounds: pd.DataFrame, most: int = 3) -> str:
+    """The candidates' reasons, most common kind first ('N of M: an example; ...'); reasons that differ only in
+    their numbers (the TP degree, the GB short) count as one kind."""
+    reasons = bounds["reason"].where(bounds["reason"] != "", "no price")
+    kinds = reasons.str.replace(r"\d+(\.\d+)?", "#", regex=True)
+    counts = kinds.value_counts()
+    parts = [f"{n} of {len(bounds)}: {reasons[kinds == kind].iloc[0]}" for kind, n in counts.head(most).items()]
+    return "; ".join(parts) + ("; ..." if len(counts) > most else "")
+
+
 def pareto_front(df: pd.DataFrame, cost: str = "cost_per_hour_usd", latency: str = "ttft_p99_s") -> pd.DataFrame:
     """Rows no other row beats on both cost and latency, cheapest first."""
     ordered = df.sort_values([cost, latency], kind="stable")
@@ -255,13 +274,13 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     waves, and so the answer, do not depend on it."""
     require(len(accelerators) > 0, "accelerators", "give at least one candidate accelerator")
     require(max_candidates >= 1, "max_candidates", f"must be >= 1, got {max_candidates}")
-    prices, limits = prices or {}, limits or {}
+    get_engine(engine)  # a typo is an input error, not a reason on every candidate
     accs = [get_accelerator(a) for a in accelerators]
+    prices, limits = _by_candidate(prices or {}, accs, "prices"), _by_candidate(limits or {}, accs, "limits")
     accs = [a.with_(price_usd_per_hour=prices.get(a.name, a.price_usd_per_hour)) for a in accs]
     for a in accs:
         require(a.price_usd_per_hour is not None, "prices", f"{a.name} has no catalog price",
                 f"pass a price for {a.name}")
-    limits = {get_accelerator(k).name: v for k, v in limits.items()}
     quants = tuple(Quantization(q) for q in quantizations)
     bounds = bound_table(model, candidates(model, accs, quants), traffic, slo, engine, calibration, limits)
     sizing = _Sizing(model, bounds, traffic, slo, engine, calibration, limits, seed, rule,
@@ -275,6 +294,17 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     return _assemble(model, traffic, bounds, sizing, left)
 
 
+def _by_candidate(values: dict[str, Any], accs: list[Accelerator], field: str) -> dict[str, Any]:
+    """Prices or limits keyed by the candidates' catalog names; one for an accelerator that is not a candidate
+    is an error (it would be ignored)."""
+    names = [a.name for a in accs]
+    out = {}
+    for key, value in values.items():
+        name = get_accelerator(key).name
+        require(name in names, field, f"{name} has a {field[:-1]} but is not a candidate accelerator",
+                f"add it to the candidates ({', '.join(names)}) or drop its {field[:-1]}")
+        out[name] = value
+    return out
 
 
 def name_values(values: list[str], field: str) -> dict[str, float]:
@@ -368,7 +398,7 @@ def _assemble(model: ModelSpec, traffic: Traffic, bounds: pd.DataFrame, sizing: 
     simulated = pd.DataFrame(sims)
     front = pareto_front(simulated[simulated["slo_met"]]) if len(simulated) else simulated
     feasible = bool(confirmed)
-    reason = "" if feasible else ("no candidate can meet the SLOs" if not bounds["viable"].any()
+    reason = "" if feasible else (f"no candidate can meet the SLOs ({why_not(bounds)})" if not bounds["viable"].any()
                                   else "no simulated fleet met the SLOs within the replica and GPU limits")
     rule = sizing.rule
     notes = [f"analytic bound for {len(bounds)} candidates; {len(sizing.runs)} sized by simulation, cheapest bound "
