@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from capsim.analytic.training import BREAKDOWN, FrameworkName, StepTime, step_time
+from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
 from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import Framework
 from capsim.cli import options as o
@@ -97,7 +97,7 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
           layer_split: o.StageSplit = None, pipeline_layout: o.Layout = None, first_layers: o.FirstLayers = None,
           last_layers: o.LastLayers = None, account_embedding: o.AccountEmbedding = False,
           account_loss: o.AccountLoss = False, auto: Auto = False, top: Top = 10, tokens: Tokens = None,
-          price: o.Price = None, calibration: Calib = None, framework: Fw = FrameworkName.MEGATRON_CORE,
+          price: o.Price = None, calibration: Calib = None, framework: Fw = DEFAULT_FRAMEWORK,
           hf_config: o.HfConfig = None, etp: o.Etp = None, flags: o.Flags = "", as_json: JsonOpt = False) -> None:
     """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens.
     --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from capsim.analytic.training import DEFAULT_FRAMEWORK
 from capsim.plan.confirm import ConfirmRule
 from capsim.plan.scaling import CHINCHILLA_2022, LossFit, compute_optimal
 from capsim.plan.serving import DEFAULT_RULE, QUANTIZATIONS, Slo, Traffic, plan_serving
@@ -43,7 +44,7 @@ def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accele
 
 def training_scaling(model: ModelSpec, accelerator: str | Accelerator, tokens: float, global_batch: int,
                      seq_len: int, gpu_counts: Sequence[int] = TRAIN_GPUS, calibration: str | None = None,
-                     framework: str = "megatron-core", precision: Precision | None = None) -> pd.DataFrame:
+                     framework: str = DEFAULT_FRAMEWORK, precision: Precision | None = None) -> pd.DataFrame:
     """The best layout at each GPU count (strong scaling at a fixed global batch): step time, MFU, scaling
     efficiency against the smallest count that fits, and the time and cost to train ``tokens``."""
     acc = get_accelerator(accelerator)

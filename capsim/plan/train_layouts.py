@@ -15,7 +15,14 @@ import pandas as pd
 
 from capsim.analytic.layouts import Layouts, split_options
 from capsim.analytic.ops import AttentionImpl
-from capsim.analytic.training import Framework, FrameworkName, StepTime, get_framework, step_time
+from capsim.analytic.training import (
+    DEFAULT_FRAMEWORK,
+    Framework,
+    FrameworkName,
+    StepTime,
+    get_framework,
+    step_time,
+)
 from capsim.errors import SpecError, divisors
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
@@ -115,7 +122,7 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
 
 def rank_layouts(model: ModelSpec, cluster: Cluster, lay: Layouts, perf: object = None,
                  precision: Precision | None = None,
-                 framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> tuple[StepTime, np.ndarray]:
+                 framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> tuple[StepTime, np.ndarray]:
     """Price every layout; return the result and the indices of the feasible ones, fastest first."""
     result = step_time(model, lay, cluster, perf, precision, framework)
     ok = np.flatnonzero(np.asarray(result.feasible))
@@ -124,7 +131,7 @@ def rank_layouts(model: ModelSpec, cluster: Cluster, lay: Layouts, perf: object 
 
 def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_len: int, perf: object = None,
                    precision: Precision | None = None,
-                   framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE,
+                   framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
                    fixed: Mapping[str, object] | None = None, top: int | None = 10) -> pd.DataFrame:
     """The fastest feasible layouts as a DataFrame (layout columns, step time, MFU, memory), best first."""
     fw = get_framework(framework)

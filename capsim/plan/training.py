@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.training import step_time
+from capsim.analytic.training import DEFAULT_FRAMEWORK, step_time
 from capsim.errors import SpecError, require
 from capsim.plan.train_layouts import search_layouts
 from capsim.specs.hardware import Accelerator, Cluster
@@ -86,7 +86,7 @@ def _priced(model: ModelSpec, acc: Accelerator, gpus: int, tokens: float, global
 def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, global_batch: int, seq_len: int,
                   num_gpus: int | None = None, deadline_s: float | None = None, budget_usd: float | None = None,
                   rank_by: RankBy | str | None = None, calibration: object = None,
-                  precision: Precision | None = None, framework: str = "megatron-core",
+                  precision: Precision | None = None, framework: str = DEFAULT_FRAMEWORK,
                   fixed: dict[str, object] | None = None, max_gpus: int = 16384,
                   usable_memory_fraction: float = 0.9) -> TrainingPlan:
     """Search layouts on ``num_gpus`` (or on every candidate count up to ``max_gpus`` when a deadline or budget

@@ -12,7 +12,15 @@ import numpy as np
 
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.memory import stage_params
-from capsim.analytic.training import Framework, FrameworkName, comms, get_framework, resolve_perf, stages
+from capsim.analytic.training import (
+    DEFAULT_FRAMEWORK,
+    Framework,
+    FrameworkName,
+    comms,
+    get_framework,
+    resolve_perf,
+    stages,
+)
 from capsim.analytic.training.compute import MicroBatchTimes
 from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.sim.pipeline import PipelineResult, simulate_pipeline
@@ -74,7 +82,7 @@ def _stage_extras(model: ModelSpec, lay: Layouts, precision: Precision, perf: ob
 
 
 def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: object = None,
-                    framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> PipelineInputs:
+                    framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> PipelineInputs:
     """Per-stage, per-chunk times of ``plan`` from the same cost terms as ``step_time``: each model chunk is
     priced on its own layers (``TrainPlan.split``), the embedding on chunk (0, 0), the LM head and loss on
     chunk (p-1, v-1)."""
@@ -113,7 +121,7 @@ def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: o
 
 
 def simulate_step(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: object = None,
-                  framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> PipelineResult:
+                  framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> PipelineResult:
     """One training step of ``plan``, simulated event by event."""
     return pipeline_inputs(model, plan, cluster, perf, framework).simulate()
 

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.training import BREAKDOWN, FrameworkName, StepTime, step_time
+from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
 from capsim.calibration import available
 from capsim.errors import SpecError
 from capsim.plan.training import plan_training
@@ -181,7 +181,7 @@ def _inputs() -> dict[str, Any]:
     c = st.columns(4)
     cals = [DEFAULT_CAL, *available()]
     cal = select("Calibration", cals, "cal", DEFAULT_CAL, where=c[0])
-    fw = select("Framework", [f.value for f in FrameworkName], "fw", FrameworkName.MEGATRON_CORE.value, where=c[1])
+    fw = select("Framework", [f.value for f in FrameworkName], "fw", DEFAULT_FRAMEWORK.value, where=c[1])
     price = number("Price $/GPU-hour (0: catalog)", "price", 0.0, 0.0, where=c[2], step=0.1)
     mode = select("Layout", [AUTO, MANUAL], "mode", AUTO, where=c[3], radio=True)
     usable = number("Usable memory fraction", "usable", 0.9, 0.1, 1.0, step=0.05, where=c[3],

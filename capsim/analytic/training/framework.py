@@ -41,6 +41,10 @@ class FrameworkName(StrEnum):
     TORCHTITAN_2026_08 = "torchtitan-2026-08"  # PyTorch FSDP2 through torchtitan
 
 
+# The preset a plan runs under when none is named: the newest Megatron-Core release capsim describes, as people who
+# plan training today run it (issue 12); older releases stay one name away (--framework).
+DEFAULT_FRAMEWORK = FrameworkName.MEGATRON_BRIDGE_26_04_01
+
 # Names the presets had before they were dated (issue 11); the same presets, accepted by the Python API.
 ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": FrameworkName.MEGATRON_2022,
            "megatron-core": FrameworkName.MEGATRON_CORE, "fsdp": FrameworkName.FSDP}
@@ -343,5 +347,5 @@ def release_for(framework: str, software: str) -> Release:
     return match
 
 
-__all__ = ["ALIASES", "FRAMEWORKS", "RELEASES", "Framework", "FrameworkFamily", "FrameworkName", "Release",
+__all__ = ["ALIASES", "DEFAULT_FRAMEWORK", "FRAMEWORKS", "RELEASES", "Framework", "FrameworkFamily", "FrameworkName", "Release",
            "get_framework", "get_release", "release_for"]

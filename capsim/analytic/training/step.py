@@ -11,7 +11,7 @@ from capsim.analytic.layouts import Layouts
 from capsim.analytic.memory import TrainingMemory, training_memory
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import stages
-from capsim.analytic.training.framework import Framework, FrameworkName, get_framework
+from capsim.analytic.training.framework import DEFAULT_FRAMEWORK, Framework, FrameworkName, get_framework
 from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
 from capsim.perf import DeviceParams, Link, Perf
@@ -103,7 +103,7 @@ def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl) -> tuple[np
 
 def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, perf: object = None,
               precision: Precision | None = None,
-              framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE,
+              framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
               train_tokens: float | None = None) -> StepTime:
     """Seconds of one optimizer step, broken down, with MFU/HFU, memory, feasibility and train-N-tokens totals.
 
