@@ -23,8 +23,8 @@ traffic = Traffic(rate_rps=max(day) / (8 if args.small else 1), lengths=preset.l
 slo = Slo(ttft_p99_s=preset.slo_ttft_s, tpot_p99_s=preset.slo_tpot_s)
 model = capsim.get_model("llama-3-8b")
 kinds = ["L4", "H100-SXM5-80GB"] if args.small else ["L4", "L40S", "A100-SXM4-80GB", "H100-SXM5-80GB"]
-plan = plan_serving(model, traffic, slo, kinds, quantizations=("none", "fp8"), confirm_top=1 if args.small else 4,
-                    workers=1 if args.small else None)
+small = {"max_candidates": 2, "workers": 1} if args.small else {}  # the full search, or two candidates sized
+plan = plan_serving(model, traffic, slo, kinds, quantizations=("none", "fp8"), **small)
 assert plan.feasible, plan.reason
 best = plan.best
 print(f"peak {traffic.peak_rps:g} req/s -> {best['replicas']:.0f} x {best['accelerator']} (TP{best['tp']}, "

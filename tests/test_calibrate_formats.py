@@ -68,17 +68,3 @@ def test_attention_reads_its_own_format(perf):
         truth = 1e-5 + ATTN_SLOW[fmt] * (cost["flops"] / (0.5 * RATE[fmt]) + cost["bytes"] / 20e9)
         assert times[fmt] == pytest.approx(truth, rel=0.2), fmt
     assert np.isfinite(list(times.values())).all()
-
-
-@pytest.mark.parametrize("flags, formats", [
-    ({"avx2", "fma"}, ("fp32",)),  # this project's machine: AVX2 only
-    ({"avx512f", "avx512_bf16"}, ("fp32", "bf16")),
-    ({"amx_tile", "amx_bf16", "avx512_fp16"}, ("fp32", "bf16", "fp16")),
-    ({"asimd", "asimdhp", "bf16"}, ("fp32", "bf16", "fp16")),  # Arm: FEAT_BF16 and half-precision SIMD
-])
-def test_native_formats_follow_the_cpu_flags(flags, formats):
-    from capsim.calibration.cpu_formats import describe, native_formats
-
-    assert native_formats(flags) == formats
-    if formats == ("fp32",):
-        assert "not timed: bf16, fp16" in describe(flags)

@@ -9,7 +9,8 @@ import typer
 
 from capsim.analytic.serving import Sampling
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, table
+from capsim.cli.calibrate import warn_if_other_machine
+from capsim.cli.common import JsonOpt, console, emit_json, pairs, table
 from capsim.cli.deploy import (
     AccelOpt,
     EngineFileOpt,
@@ -173,7 +174,7 @@ def _print(summary: dict[str, Any], title: str) -> None:
             "goodput", "goodput_rps", "utilization_mean", "batch_size_mean", "kv_occupancy_mean", "kv_occupancy_max",
             "queue_length_mean", "preemptions", "kv_tokens_per_replica", "cost_per_hour_usd",
             "cost_per_million_output_tokens", "requests_over_context")
-    console.print(table("throughput, load and cost", ["metric", "value"], [[k, summary[k]] for k in keys]))
+    console.print(pairs("throughput, load and cost", [[k, summary[k]] for k in keys]))
 
 
 def serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o.Pp = 1, ep: Ep = 1,
@@ -195,6 +196,7 @@ def serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o
     positive(kv_cache_space, "--kv-cache-space")
     spec_model = o.resolve_model(model, hf_config)
     eng = get_engine(resolve_engine(engine if engine or engine_file else "vllm", engine_file), cuda_graphs)
+    warn_if_other_machine(calibration)
     acc, perf, kv, kind = resolve_device(accelerator, calibration, threads, price, eng)
     if eng.device_type != kind:
         raise SpecError("--engine", f"{eng.name} is {eng.engine} {eng.release}'s {eng.device_type.upper()} build, but "

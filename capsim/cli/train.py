@@ -11,6 +11,7 @@ from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName
 from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import Framework
 from capsim.cli import options as o
+from capsim.cli.calibrate import warn_if_other_machine
 from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
 from capsim.cli.deploy import DEFAULT_ACCELERATOR, AccelOpt, ThreadsOpt, resolve_device
 from capsim.errors import SpecError
@@ -54,7 +55,7 @@ def _print(result: StepTime, title: str, split: LayerSplit | None = None, implic
             for k in BREAKDOWN if getattr(result, k) > 0]
     rows.append(["step", step, "100%"])
     console.print(table(f"{title}: step time (calibration {result.calibration}, framework {result.framework})",
-                        ["part", "seconds", "share"], rows))
+                        ["part", "time_s", "share"], rows))
     if result.dp_hidden_s > 0:
         console.print(f"gradient reduction hidden behind backward: {result.dp_hidden_s:.4g} s of "
                       f"{result.dp_total_s:.4g} s")
@@ -68,7 +69,7 @@ def _print(result: StepTime, title: str, split: LayerSplit | None = None, implic
                           "(capsim.specs.pipeline_layout.default_uneven); state another with --layer-split, "
                           "--pipeline-layout or Megatron's first/last/account-for options")
     mem = result.memory
-    console.print(table(f"Memory per GPU (peak pipeline stage: {mem.to_dict()['peak_stage']})", ["part", "bytes"],
+    console.print(table(f"Memory per GPU (peak pipeline stage: {mem.to_dict()['peak_stage']})", ["part", "size"],
                         [[k.replace("_bytes", ""), gb(getattr(mem, k))] for k in
                          ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
                           "temporary_bytes", "total_bytes")]))
@@ -105,6 +106,7 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
     """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens.
     --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways."""
     spec = o.resolve_model(model, hf_config)
+    warn_if_other_machine(calibration)
     if calibration is None and threads is None:  # the accelerator's datasheet calibration (step_time's default)
         acc, perf = o.get_accelerator(accelerator or DEFAULT_ACCELERATOR, price), None
     else:  # a measured calibration without -a is a device of its own
@@ -153,12 +155,12 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
                                                "evaluated": frame.attrs["evaluated"], "top": records}))
     console.print(table(f"{spec.name} on {cluster.num_gpus} x {cluster.accelerator.name}: fastest of "
                         f"{frame.attrs['evaluated']:,} layouts", ["dp", "tp", "pp", "v", "split", "mb", "recompute",
-                                                                   "sp", "zero", "dist-opt", "step s", "MFU",
-                                                                   "GB/GPU"],
+                                                                   "sp", "zero", "dist-opt", "step_s", "mfu",
+                                                                   "memory_per_gpu_bytes"],
                         [[r["dp"], r["tp"], r["pp"], r["v"], r["split"], r["micro_batch"],
                           list(Recompute)[r["recompute"]].value, r["sp"], r["zero_stage"],
-                          r["distributed_optimizer"], r["step_s"], f"{100 * r['mfu']:.1f}%",
-                          r["memory_per_gpu_bytes"] / 1e9] for r in records]))
+                          r["distributed_optimizer"], r["step_s"], r["mfu"], r["memory_per_gpu_bytes"]]
+                         for r in records]))
     _print(result, f"best plan (dp{plan.dp} tp{plan.tp} pp{plan.pp} v{plan.pp_interleave})", plan.split(spec))
     return None
 
