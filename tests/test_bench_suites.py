@@ -102,10 +102,14 @@ def test_splitwise_scores_every_tp4_and_tp8_row_and_no_tp2_row(splitwise):
     assert len(fitted) == len(SPLITWISE_ROWS) and not [k for k in fitted if " tp2 " in k[1]]
 
 
-def test_the_vllm_cpu_suite_says_when_no_runs_are_shipped():
-    from capsim.validation.bench_suites import load_suite
+def test_a_measured_suite_without_its_runs_says_how_to_measure_them(tmp_path, monkeypatch):
+    import shutil
 
-    if (load_suite("vllm-cpu").folder / "manifest.json").is_file():
-        pytest.skip("the measured runs are shipped: tests/test_vllm_cpu_suite.py scores them")
-    with pytest.raises(SpecError, match="no measured runs"):
+    from capsim.validation import bench_suites
+
+    shipped = bench_suites.load_suite("vllm-cpu")
+    shutil.copytree(shipped.folder / "model", tmp_path / "model")
+    shutil.copy(shipped.folder / "suite.yaml", tmp_path / "suite.yaml")  # no manifest.json, no runs
+    monkeypatch.setattr(bench_suites, "data_path", lambda *parts: tmp_path / parts[-1])
+    with pytest.raises(SpecError, match="no measured runs.*vllm_cpu_bench"):
         run_bench_suite("vllm-cpu")
