@@ -162,7 +162,11 @@ class Replica:
         b, k = len(kv.ids), kv.run_length()
         self.timeline += (t0, b, len(self.prefilling), len(self.waiting), kv.used)
         lines, pieces, dur = self.table.decode_run(b, kv.sum_off + b * kv.steps, k)  # kv.context_sum()
-        if k > 1 and not self.waiting and self.inext < len(self.incoming):
+        if k > 1 and self.waiting:  # a head that a preemption made admissible starts after the first step
+            m = self._cut_at(pieces, k, 0.0, self.waiting[0])
+            if m < k:
+                return m, b, lines, pieces_sum(pieces, m), pieces[0][2]
+        elif k > 1 and self.inext < len(self.incoming):
             rid = self.incoming[self.inext]  # the next arrival becomes the head of the queue
             arrive = self.req.arrival[rid]
             if arrive < t0 + dur:
