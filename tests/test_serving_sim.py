@@ -247,16 +247,50 @@ def test_disaggregated_preemption_fast_equals_step():
     _same_schedule(fast, step)
 
 
-@settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 30000), decimals=st.integers(0, 4), seed=st.integers(0, 10**6))
-def test_weighted_percentiles_equal_a_full_sort(n, decimals, seed):
-    """The bucketed ITL percentiles are the inverted-CDF weighted percentiles of a full sort (ties included)."""
-    from capsim.sim.serving.metrics import weighted_percentiles
+@settings(max_examples=60, deadline=None)
+@given(n_values=st.integers(0, 300), n_runs=st.integers(0, 60), decimals=st.integers(1, 5),
+       slopes=st.sampled_from([(1e-5, 3e-4), (0.0, 1e-3), (1e-9, 1e-8)]), expand=st.sampled_from([8, 1 << 20]),
+       seed=st.integers(0, 10**6))
+def test_gap_percentiles_equal_numpy_on_the_gaps_written_out(n_values, n_runs, decimals, slopes, expand, seed):
+    """The ITL summary (stored gaps + decode runs as progressions) gives numpy's weighted inverted-CDF
+    percentiles and the mean of the multiset written out, exactly (ties and flat runs included), whatever the
+    bracket size."""
+    from capsim.sim.serving import gaps
 
     rng = np.random.default_rng(seed)
-    values = np.round(rng.lognormal(0.0, 1.0, n), decimals)
-    weights = rng.integers(1, 64, n).astype(float)
-    order = np.argsort(values, kind="stable")
-    cw = np.cumsum(weights[order])
-    want = [float(values[order[min(np.searchsorted(cw, p / 100 * cw[-1]), n - 1)]]) for p in (1, 50, 90, 99, 100)]
-    assert weighted_percentiles(values, weights, (1, 50, 90, 99, 100)) == want
+    values = np.round(rng.lognormal(-3.0, 0.5, n_values), decimals)
+    weights = rng.integers(0, 6, n_values).astype(float)
+    a, b = np.round(rng.lognormal(-3.0, 0.5, n_runs), decimals), rng.choice(slopes, n_runs)
+    first = rng.integers(0, 40, n_runs)
+    end = first + rng.integers(0, 300, n_runs)
+    w = rng.integers(1, 64, n_runs).astype(float)
+    out_v = np.concatenate([values, *[a[i] + b[i] * np.arange(first[i], end[i]) for i in range(n_runs)]])
+    out_w = np.concatenate([weights, *[np.full(end[i] - first[i], w[i]) for i in range(n_runs)]])
+    old, gaps.EXPAND_MAX = gaps.EXPAND_MAX, expand
+    try:
+        summary = gaps.GapSummary.build(values, weights, np.c_[a, b, first, end, w])
+        ps = (1, 50, 90, 99, 99.9, 100)
+        if out_w.sum() == 0:
+            assert all(np.isnan(summary.percentiles(ps))) and np.isnan(summary.mean())
+            return
+        assert summary.percentiles(ps) == [float(np.percentile(out_v, p, weights=out_w, method="inverted_cdf"))
+                                           for p in ps]
+        assert summary.mean() == pytest.approx(np.dot(out_v, out_w) / out_w.sum(), rel=1e-12)
+    finally:
+        gaps.EXPAND_MAX = old
+
+
+def test_metrics_memory_grows_with_runs_not_decode_steps():
+    """A request of 6000 output tokens decodes 5999 steps; the replica keeps a handful of numbers for them."""
+    wl = Workload("long", np.array([100, 100]), np.array([6000, 3000]), np.array([0.0, 1.0]))
+    fleet = run_fleet(wl, engine="vllm-v0")
+    rec = fleet.replicas[0].rec
+    stored = len(rec.timeline) + len(rec.gaps) + len(rec.runs)
+    assert stored < 100, stored
+    step = run_fleet(wl, engine="vllm-v0", fast=False)  # the reference stores every step
+    assert len(step.replicas[0].rec.gaps) > 2 * 5999
+    a, b = (simulate(MODEL, engine_plan("vllm-v0", MODEL, ACC), ACC, PERF, wl, ServeConfig(engine="vllm-v0",
+                                                                                          fast=f)).summary
+            for f in (True, False))
+    for key in ("itl_mean_s", "itl_p50_s", "itl_p90_s", "itl_p99_s"):
+        assert a[key] == pytest.approx(b[key], rel=1e-9), key

@@ -84,7 +84,7 @@ def pieces_sum(pieces: list[Piece], m: int | None = None) -> float:
             if m <= s:
                 break
             e = min(e, m)
-        total += (e - s) * a + b * (s + e - 1) * (e - s) / 2.0  # _line_sum, inlined (the hot path)
+        total += _line_sum(s, e, a, b)
     return total
 
 
@@ -105,7 +105,7 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
     after m steps), or the run's length when it ends first. Solves the quadratic of each piece's partial sum."""
     done = 0.0
     for s, e, a, b in pieces:
-        whole = (e - s) * a + b * (s + e - 1) * (e - s) / 2.0  # _line_sum(s, e, a, b), inlined
+        whole = _line_sum(s, e, a, b)
         if done + whole < target:
             done += whole
             continue
@@ -115,21 +115,13 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
             m = math.ceil((-h + math.sqrt(h * h + 2.0 * b * left)) / b)
         else:
             m = math.ceil(left / a0)
-        m = m if m > 1 else 1  # clamped to [1, e - s]
-        m = e - s if e - s < m else m
-        # Guard the rounding of the root: _line_sum(s, s + m - 1, a, b) >= left, and _line_sum(s, s + m, a, b) <
-        # left, written out (the same arithmetic; this runs once per arrival that cuts a decode run).
-        while m > 1:
-            f = s + m - 1
-            if (f - s) * a + b * (s + f - 1) * (f - s) / 2.0 < left:
-                break
+        m = min(max(m, 1), e - s)
+        # Guard the rounding of the root: the first m steps of the piece reach ``left``, the first m - 1 do not.
+        while m > 1 and _line_sum(s, s + m - 1, a, b) >= left:
             m -= 1
-        while m < e - s:
-            f = s + m
-            if (f - s) * a + b * (s + f - 1) * (f - s) / 2.0 >= left:
-                break
+        while m < e - s and _line_sum(s, s + m, a, b) < left:
             m += 1
-        return s + m if s + m > 1 else 1
+        return max(s + m, 1)
     return pieces[-1][1] if pieces else 1
 
 
@@ -170,7 +162,7 @@ class StepTable:
         self._dispatch = [self.kernels[(p, d)] * e.kernel_dispatch_s for p in (0, 1) for d in (0, 1)]
         self.oh0, self.oh1 = e.step_overhead_s, e.sequence_overhead_s
         self.graphs, self.graph_max = bool(e.cuda_graphs), int(e.cuda_graph_max_batch)
-        self._dec_coef: dict[int, tuple[float, float, float, float, float]] = {}
+        self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
 
     # --- tables over token counts ------------------------------------------------------------------
     def _token_table(self, n: np.ndarray) -> np.ndarray:
@@ -220,6 +212,8 @@ class StepTable:
         return icpt, slope
 
     # --- one step ---------------------------------------------------------------------------------
+    # Every term of a step's time is written once, below; step_s adds them up, decode_lines arranges the same
+    # terms as lines in the step index for the closed-form decode runs.
     def token_time(self, n: int) -> float:
         return self.tok[n] if n < len(self.tok) else self._beyond("token", n)
 
@@ -237,13 +231,19 @@ class StepTable:
         icpt, slope = self.mem
         return self.attn_launch_s + max(pairs * self._pair_s(tokens), icpt + slope * nbytes)
 
+    def decode_attention_lines(self, seqs: int) -> tuple[float, float, float]:
+        """One layer's decode (paged) attention kernel for ``seqs`` sequences, less its launch, as two lines in
+        the keys it reads: max(compute x, memory0 + memory1 x) -> (compute, memory0, memory1)."""
+        icpt, slope = self.dec_mem
+        return (self._pair_s(seqs), icpt + slope * 2.0 * seqs * self.q_dim * self.act_bytes,
+                slope * 2.0 * self.dec_kv_dim * self.kv_bytes)
+
     def decode_attention_s(self, seqs: int, kv_tokens: float) -> float:
-        """One layer's decode (paged) attention kernel for ``seqs`` sequences reading ``kv_tokens`` keys."""
+        """One layer's decode attention kernel for ``seqs`` sequences reading ``kv_tokens`` keys."""
         if seqs <= 0:
             return 0.0
-        icpt, slope = self.dec_mem
-        nbytes = 2.0 * seqs * self.q_dim * self.act_bytes + 2.0 * kv_tokens * self.dec_kv_dim * self.kv_bytes
-        return self.attn_launch_s + max(kv_tokens * self._pair_s(seqs), icpt + slope * nbytes)
+        co = self._dec_coef.get(seqs) or self._decode_coef(seqs)
+        return self.attn_launch_s + max(co[0] * kv_tokens, co[1] + co[2] * kv_tokens)
 
     def overhead_s(self, seqs: int) -> float:
         return self.oh0 + self.oh1 * seqs
@@ -254,87 +254,42 @@ class StepTable:
             return 0.0
         return self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
 
+    def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
+               prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
+               logits: int | None = None) -> float:
+        """One step's total seconds (equal to iteration_time(...).total_s for the same shape): the GPU's kernels
+        or the CPU's dispatch of them, whichever is longer, then the engine's overhead."""
+        rows = prefill_seqs + decode_seqs if logits is None else logits
+        gpu = (self.token_time(prefill_tokens + decode_seqs) + self.logit_time(rows)
+               + self.layers * (self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens)
+                                + self.decode_attention_s(decode_seqs, decode_kv_tokens)))
+        return max(gpu, self.dispatch_s(prefill_tokens, decode_seqs)) + self.overhead_s(prefill_seqs + decode_seqs)
+
     def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float, float]:
-        """Per batch size: (base, compute slope, memory intercept, memory slope, dispatch, dispatch + overhead)
-        of a decode step."""
+        """Per batch size (cached): decode attention's lines (compute, memory0, memory1), the rest of a
+        decode-only step's GPU time with every layer's launch and the overhead (base), the CPU's dispatch (0
+        when the step replays a CUDA graph) and the dispatch plus the overhead (cpu)."""
         co = self._dec_coef.get(seqs)
         if co is None:
-            b, L = float(seqs), self.layers
-            icpt, slope = self.dec_mem
-            base = self.token_time(seqs) + self.logit_time(seqs) + L * self.attn_launch_s + self.overhead_s(seqs)
-            cpu = self.dispatch_s(0, seqs)
-            co = (base, L * self._pair_s(seqs), L * (icpt + slope * 2.0 * b * self.q_dim * self.act_bytes),
-                  L * slope * 2.0 * self.dec_kv_dim * self.kv_bytes, cpu, cpu + self.overhead_s(seqs))
+            oh, dispatch = self.overhead_s(seqs), self.dispatch_s(0, seqs)
+            base = self.token_time(seqs) + self.logit_time(seqs) + self.layers * self.attn_launch_s + oh
+            co = (*self.decode_attention_lines(seqs), base, dispatch, dispatch + oh)
             self._dec_coef[seqs] = co
         return co
 
     def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
-        ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
-        co = self._dec_coef.get(seqs) or self._decode_coef(seqs)
-        base, comp, x0 = co[0], co[1], kv_sum0 + seqs
-        if co[4] > 0:
-            return ((base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs), (co[5], 0.0))
-        return (base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs)
+        ``kv_sum0`` before step 0 (step j reads x = kv_sum0 + seqs (j + 1) keys): step_s of a decode-only step,
+        max(base + L max(compute x, memory0 + memory1 x), cpu), written as up to three lines."""
+        comp, m0, m1, base, dispatch, cpu = self._dec_coef.get(seqs) or self._decode_coef(seqs)
+        L, x0 = self.layers, kv_sum0 + seqs
+        lines = ((base + L * comp * x0, L * comp * seqs), (base + L * (m0 + m1 * x0), L * m1 * seqs))
+        return (*lines, (cpu, 0.0)) if dispatch > 0 else lines
 
-    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[Lines, list[Piece], float]:
-        """A run of ``k`` decode steps: its lines, their envelope, and its total time (closed form)."""
-        co = self._dec_coef.get(seqs) or self._decode_coef(seqs)
-        if co[4] > 0 or k <= 1:  # three lines (CPU-dispatch floor) or a single step: the general path
-            lines = self.decode_lines(seqs, kv_sum0)
-            pieces = envelope(lines, k)
-            return lines, pieces, pieces_sum(pieces)
-        # decode_lines, envelope and pieces_sum for two lines, written out with the same arithmetic: the simulator
-        # runs this once per decode run.
-        base, comp, x0 = co[0], co[1], kv_sum0 + seqs
-        a1, b1, a2, b2 = base + comp * x0, comp * seqs, base + co[2] + co[3] * x0, co[3] * seqs
-        lines = ((a1, b1), (a2, b2))
-        if (a2, b2) > (a1, b1):
-            a1, b1, a2, b2 = a2, b2, a1, b1  # line 1 is the maximum at step 0
-        if b2 > b1:
-            x = math.ceil((a1 - a2) / (b2 - b1))
-            if 0 < x < k:
-                return lines, [(0, x, a1, b1), (x, k, a2, b2)], (
-                    0.0 + (x * a1 + b1 * (x - 1) * x / 2.0) + ((k - x) * a2 + b2 * (x + k - 1) * (k - x) / 2.0))
-            if x <= 0:
-                a1, b1 = a2, b2
-        return lines, [(0, k, a1, b1)], 0.0 + (k * a1 + b1 * (k - 1) * k / 2.0)
-
-    def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
-               prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
-               logits: int | None = None) -> float:
-        """One step's total seconds (equal to iteration_time(...).total_s for the same shape)."""
-        # The same arithmetic as token_time + logit_time + layers x (prefill_attention_s + decode_attention_s),
-        # then dispatch_s and overhead_s, written out: this runs once per prompt step of the simulation.
-        rows = prefill_seqs + decode_seqs if logits is None else logits
-        n = prefill_tokens + decode_seqs
-        tok = self.tok[n] if n < len(self.tok) else self._beyond("token", n)
-        logit = self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
-        # (``y if y > x else x`` is max(x, y); _pair_s is a list look-up past which _beyond prices.)
-        pa = da = 0.0
-        pair_s = self.pair_s
-        if prefill_tokens > 0:
-            nbytes = (2.0 * prefill_tokens * self.q_dim * self.act_bytes
-                      + 2.0 * prefill_kv_tokens * self.kv_dim * self.kv_bytes)
-            icpt, slope = self.mem
-            comp = prefill_pairs * (pair_s[prefill_tokens] if prefill_tokens < len(pair_s)
-                                    else self._beyond("pair", prefill_tokens))
-            mem = icpt + slope * nbytes
-            pa = self.attn_launch_s + (mem if mem > comp else comp)
-        if decode_seqs > 0:
-            icpt, slope = self.dec_mem
-            nbytes = (2.0 * decode_seqs * self.q_dim * self.act_bytes
-                      + 2.0 * decode_kv_tokens * self.dec_kv_dim * self.kv_bytes)
-            comp = decode_kv_tokens * (pair_s[decode_seqs] if decode_seqs < len(pair_s)
-                                       else self._beyond("pair", decode_seqs))
-            mem = icpt + slope * nbytes
-            da = self.attn_launch_s + (mem if mem > comp else comp)
-        gpu = tok + logit + self.layers * (pa + da)
-        if prefill_tokens == 0 and self.graphs and decode_seqs <= self.graph_max:
-            cpu = 0.0
-        else:
-            cpu = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
-        return (cpu if cpu > gpu else gpu) + (self.oh0 + self.oh1 * (prefill_seqs + decode_seqs))
+    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[list[Piece], float]:
+        """A run of ``k`` decode steps: the envelope of its step times and its total time (closed form)."""
+        pieces = envelope(self.decode_lines(seqs, kv_sum0), k)
+        return pieces, pieces_sum(pieces)
 
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

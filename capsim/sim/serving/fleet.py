@@ -15,7 +15,8 @@ from capsim.analytic.memory import kv_cache_bytes_per_token, serving_memory
 from capsim.analytic.step_table import StepTable
 from capsim.errors import SpecError, require
 from capsim.perf import Collective, Perf
-from capsim.sim.serving.metrics import ServingResult, build_result
+from capsim.sim.serving import drivers
+from capsim.sim.serving.metrics import RunInfo, ServingResult, build_result
 from capsim.sim.serving.replica import Replica, ReplicaConfig, Role
 from capsim.sim.serving.router import RouterKind, make_router
 from capsim.sim.serving.state import Requests
@@ -85,7 +86,8 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
 
 
 class Fleet:
-    """Replicas, routers and the request population of one simulation."""
+    """Replicas, routers and the request population of one simulation; the replicas' :class:`Handoff`
+    (``finished``, ``transfer``, ``reprefill``) routes the requests they are done with."""
 
     def __init__(self, model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: Perf,
                  workload: Workload, cfg: ServeConfig) -> None:
@@ -137,7 +139,7 @@ class Fleet:
         for i in range(plan.replicas):
             role = Role.BOTH if not p else (Role.PREFILL if i < p else Role.DECODE)
             policy = self.policy if role is Role.BOTH else SchedulerKind.VLLM
-            reps.append(Replica(i, self, self.table, rc(role, policy)))
+            reps.append(Replica(i, self.env, self.req, self.table, rc(role, policy), self))
         if not p:
             return reps, reps, []
         return reps, reps[:p], reps[p:]
@@ -203,8 +205,15 @@ class Fleet:
         else:
             self.env.process(self.arrivals())
         for rep in self.replicas:
-            rep.start()
+            drivers.start(rep)
         self.env.run()
+
+    def info(self) -> RunInfo:
+        """The run's setup, as the metrics report it."""
+        plan = self.plan
+        return RunInfo(self.perf.name, self.engine.name, self.policy.value, plan.replicas, plan.num_gpus,
+                       self.blocks, plan.block_size, self.model.max_seq, self.cfg.slo_ttft_s, self.cfg.slo_tpot_s,
+                       self.cfg.fast)
 
 
 def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: Perf, workload: Workload,
@@ -224,7 +233,8 @@ def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: 
             raise RuntimeError(f"serving simulation lost or double-finished {lost} requests")
         price = cfg.price_usd_per_gpu_hour if cfg.price_usd_per_gpu_hour is not None \
             else accelerator.price_usd_per_hour
-        return build_result(fleet, price if price is not None else math.nan)  # metrics too: no collector passes
+        records = [rep.rec for rep in fleet.replicas]
+        return build_result(fleet.req, records, fleet.info(), price if price is not None else math.nan)
     finally:
         if enabled:
             gc.enable()
