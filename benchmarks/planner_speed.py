@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median_time, report  # noqa: E402
 
 from capsim import get_accelerator, get_model  # noqa: E402
+from capsim.calibration import perf_for, perfs_for  # noqa: E402
 from capsim.plan.serving import Slo, Traffic, plan_serving  # noqa: E402
 from capsim.plan.training import plan_training  # noqa: E402
 from capsim.sim.serving.presets import get_preset  # noqa: E402
@@ -26,13 +27,14 @@ KINDS = ["H100-SXM5-80GB", "A100-SXM4-80GB", "H200-SXM-141GB", "L40S", "B200", "
 
 def serving() -> object:
     return plan_serving(get_model("llama-3-70b"), Traffic(200.0, get_preset("chatbot").lengths),
-                        Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), KINDS)
+                        Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), KINDS, perfs_for(KINDS))
 
 
 def training() -> object:
     # megatron-core offers every layout feature (SP, selective recompute, distributed optimizer, CP), so the
     # search covers tp x pp x v x dp x cp x micro-batch x recompute x SP x ZeRO/distributed optimizer.
-    return plan_training(get_model("gpt3-175b"), get_accelerator("a100"), 300e9, 1536, 2048, num_gpus=1024)
+    acc = get_accelerator("a100")
+    return plan_training(get_model("gpt3-175b"), acc, 300e9, 1536, 2048, num_gpus=1024, perf=perf_for(acc))
 
 
 def main() -> None:

@@ -32,6 +32,10 @@ Mb = Annotated[int, typer.Option("--micro-batch", help="Sequences per micro-batc
 Gb = Annotated[int, typer.Option("--global-batch", help="Sequences per optimizer step.", min=1)]
 Seq = Annotated[int, typer.Option("--seq-len", help="Tokens per sequence.", min=1)]
 Prec = Annotated[str, typer.Option("--precision", help="fp32, tf32, fp16, bf16, fp8 or fp16-zero.")]
+MaxEvents = Annotated[float, typer.Option("--max-events", help="Refuse a serving simulation estimated to take more "
+                                                               "events (about requests x (prompt steps + 3)) or more "
+                                                               "memory than that many events allow (350 bytes each).",
+                                           min=1)]
 
 
 def resolve_model(model: str | None, hf_config: Path | None = None) -> ModelSpec:

@@ -7,11 +7,13 @@ from typing import Annotated
 import typer
 
 from capsim.analytic.training import FrameworkName
+from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
 from capsim.errors import SpecError
 from capsim.plan.serving import Slo, Traffic, plan_serving
 from capsim.plan.training import RankBy, plan_training
+from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS
 from capsim.sim.serving.presets import get_preset
 from capsim.specs.precision import Precision
 
@@ -47,8 +49,8 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
     acc = o.get_accelerator(accelerator, price)
     plan = plan_training(spec, acc, tokens, global_batch, seq_len, gpus,
                          deadline_days * DAY_S if deadline_days is not None else None, budget_usd, rank_by,
-                         calibration, Precision.preset(precision), framework, max_gpus=max_gpus,
-                         usable_memory_fraction=usable_memory)
+                         perf=perf_for(acc, calibration), precision=Precision.preset(precision), framework=framework,
+                         max_gpus=max_gpus, usable_memory_fraction=usable_memory)
     if as_json:
         return emit_json(plan.to_dict(top))
     if not plan.feasible:
@@ -102,6 +104,7 @@ def plan_serve(model: o.Model = "",
                engine: Annotated[str, typer.Option("--engine")] = "vllm",
                calibration: Annotated[str | None, typer.Option("--calibration", "-c")] = None,
                requests: Annotated[int | None, typer.Option("--requests", help="Requests per confirming simulation.")] = None,
+               max_events: o.MaxEvents = DEFAULT_MAX_EVENTS,
                top: Annotated[int, typer.Option("--top", min=1)] = 10,
                hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
     """The cheapest fleet (accelerator, TP, quantization, batch limit, replicas) that carries the traffic
@@ -115,9 +118,10 @@ def plan_serve(model: o.Model = "",
     rates = tuple(float(x) for x in diurnal.split(",")) if diurnal else ()
     traffic = Traffic(rate, lengths, trace, rates, requests)
     slo = Slo(ttft_p99, tpot_p99, goodput)
-    plan = plan_serving(spec, traffic, slo, [a.strip() for a in accelerators.split(",") if a.strip()],
-                        _pairs(price, "--price"), {k: int(v) for k, v in _pairs(limit, "--limit").items()},
-                        tuple(q.strip() for q in quantizations.split(",")), engine, calibration)
+    names = [a.strip() for a in accelerators.split(",") if a.strip()]
+    plan = plan_serving(spec, traffic, slo, names, perfs_for(names, calibration), _pairs(price, "--price"),
+                        {k: int(v) for k, v in _pairs(limit, "--limit").items()},
+                        tuple(q.strip() for q in quantizations.split(",")), engine, max_events=max_events)
     if as_json:
         return emit_json(plan.to_dict(top))
     cols = ["accelerator", "tp", "pp", "quantization", "max_batch", "capacity_rps", "replicas", "gpus",

@@ -7,6 +7,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
 from capsim.plan.scaling_study import (
@@ -56,7 +57,7 @@ def wi_quantization(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB"
                     calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Weight schemes x KV formats: memory, prefill/decode time, capacity and cost."""
     df = quantization_whatif(get_model(model), accelerator, _traffic(rate, workload), Slo(ttft_p99, tpot_p99), tp,
-                             calibration=calibration)
+                             perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: quantization on {tp} x {accelerator}", as_json,
           ["quantization", "kv_cache_dtype", "weights_per_gpu_bytes", "kv_tokens", "prefill_s", "step_s",
            "capacity_rps", "replicas_min", "cost_per_hour_min", "cost_vs_baseline", "reason"])
@@ -70,7 +71,7 @@ def wi_sparsity(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp
                 calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Pruning: dense, 2:4 structured and unstructured sparsity (speed-ups are documented parameters)."""
     df = sparsity_whatif(get_model(model), accelerator, _traffic(rate, workload), Slo(ttft_p99, tpot_p99), tp,
-                         gemm_speedup=gemm_speedup, calibration=calibration)
+                         gemm_speedup=gemm_speedup, perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: sparsity on {tp} x {accelerator}", as_json,
           ["pattern", "gemm_speedup", "weights_per_gpu_bytes", "prefill_s", "step_s", "capacity_rps",
            "replicas_min", "cost_per_hour_min", "cost_vs_baseline"])
@@ -87,7 +88,8 @@ def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b
                calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Cost to produce a student, its serving savings, and the break-even point in requests."""
     d = distillation_whatif(get_model(teacher), get_model(student), tokens, accelerator, gpus,
-                            _traffic(rate, workload), Slo(ttft_p99, tpot_p99), [accelerator], calibration=calibration)
+                            _traffic(rate, workload), Slo(ttft_p99, tpot_p99), [accelerator],
+                            perfs=perfs_for([accelerator], calibration))
     if as_json:
         return emit_json(d.to_dict())
     console.print(table(f"Distil {teacher} into {student}", ["quantity", "value"], [
@@ -112,7 +114,7 @@ def wi_precision(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", g
     spec = get_model(model)
     plan = TrainPlan(dp=dp, tp=tp, pp=pp, micro_batch=micro_batch, global_batch=global_batch, seq_len=seq_len)
     df = precision_whatif(spec, Cluster(get_accelerator(accelerator), gpus or dp * tp * pp), plan,
-                          calibration=calibration)
+                          perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: mixed precision on {gpus} x {accelerator}", as_json)
 
 
@@ -128,7 +130,8 @@ def wi_batch(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
     """Time to the same loss at each global batch: gradient accumulation against the critical batch size."""
     from capsim.specs.catalog import get_accelerator
     df = batch_size_whatif(get_model(model), Cluster(get_accelerator(accelerator), gpus), tokens,
-                           [int(b) for b in batches.split(",")], seq_len, critical_batch, calibration=calibration)
+                           [int(b) for b in batches.split(",")], seq_len, critical_batch,
+                           perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: batch size on {gpus} x {accelerator}", as_json)
 
 
@@ -141,7 +144,8 @@ def sc_serve(model: o.Model = "", workload: Workload = "chatbot",
              as_json: JsonOpt = False) -> None:
     """Fleet, cost per million tokens and p99 latency from small to large traffic."""
     df = serving_scaling(get_model(model), _traffic(1.0, workload), Slo(ttft_p99, tpot_p99),
-                         accelerators.split(","), [float(r) for r in rates.split(",")], calibration=calibration)
+                         accelerators.split(","), [float(r) for r in rates.split(",")],
+                         perfs=perfs_for(accelerators.split(","), calibration))
     _show(df, f"{model}: serving from {rates.split(',')[0]} to {rates.split(',')[-1]} req/s", as_json,
           ["rate_rps", "accelerator", "tp", "quantization", "replicas", "gpus", "cost_per_hour_usd",
            "cost_per_million_output_tokens", "ttft_p99_s", "tpot_p99_s"])
@@ -156,7 +160,7 @@ def sc_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
              ",".join(str(g) for g in TRAIN_GPUS), calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Step time, MFU, scaling efficiency, time and cost to train from 8 to 16,384 GPUs."""
     df = training_scaling(get_model(model), accelerator, tokens, global_batch, seq_len,
-                          [int(g) for g in gpus.split(",")], calibration=calibration)
+                          [int(g) for g in gpus.split(",")], perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: training on {accelerator}", as_json,
           ["gpus", "dp", "tp", "pp", "cp", "step_s", "mfu", "scaling_efficiency", "time_to_train_s", "cost_usd",
            "reason"])

@@ -4,15 +4,16 @@ GPUs, and the model size a compute budget buys (Chinchilla)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from capsim.perf import Perf
 from capsim.plan.scaling import CHINCHILLA_2022, LossFit, compute_optimal
-from capsim.plan.serving import Slo, Traffic, bound_table, candidates, steady_state
+from capsim.plan.serving import Slo, Traffic, bound_table, candidates, perf_of, steady_state
 from capsim.plan.training import plan_training
-from capsim.sim.serving.fleet import ServeConfig, default_perf, engine_plan, simulate
+from capsim.sim.serving.fleet import ServeConfig, engine_plan, simulate
 from capsim.sim.serving.presets import build_workload
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.hardware import Accelerator
@@ -27,24 +28,24 @@ SLICE_REPLICAS = 8  # replicas simulated to measure a large fleet's latency (ide
 
 def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accelerators: Sequence[str],
                     rates: Sequence[float] = SERVE_RATES, quantizations: tuple[str, ...] = ("none", "fp8"),
-                    engine: str = "vllm", calibration: str | None = None, requests: int = 2000) -> pd.DataFrame:
+                    engine: str = "vllm", requests: int = 2000, *, perfs: Mapping[str, Perf]) -> pd.DataFrame:
     """At each rate, the cheapest fleet by the capacity bound, sized up until its simulated p99s meet the SLOs.
 
     Replicas of a fleet are identical and round-robin routed, so a fleet of R replicas is simulated as a slice of
     min(R, 8) replicas at the matching share of the traffic (its per-replica load and so its latencies are the
-    fleet's)."""
+    fleet's). ``perfs``: device models by accelerator name."""
     accs = [get_accelerator(a) for a in accelerators]
     cands = candidates(model, accs, tuple(Quantization(q) for q in quantizations))
     rows = []
     for rate in rates:
         traffic = Traffic(rate, lengths_traffic.lengths, lengths_traffic.trace, requests=requests)
-        table = bound_table(model, cands, traffic, slo, engine, calibration)
+        table = bound_table(model, cands, traffic, slo, perfs, engine)
         ok = table[table["viable"]]
         if not len(ok):
             rows.append({"rate_rps": rate, "feasible": False, "reason": "no candidate meets the SLOs"})
             continue
         best = ok.iloc[0]
-        replicas, latency = _confirm_slice(model, best, traffic, slo, engine, calibration)
+        replicas, latency = _confirm_slice(model, best, traffic, slo, engine, perf_of(perfs, best["accelerator"]))
         gpus = replicas * int(best["tp"]) * int(best["pp"])
         price = float(best["price_usd_per_gpu_hour"])
         tokens_per_hour = rate * 3600 * float(np.mean(build_workload(traffic.workload(rate)).output_tokens))
@@ -57,7 +58,7 @@ def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accele
 
 
 def _confirm_slice(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo, engine: str,
-                   calibration: str | None) -> tuple[int, dict[str, float]]:
+                   perf: Perf) -> tuple[int, dict[str, float]]:
     acc = get_accelerator(row["accelerator"], row["price_usd_per_gpu_hour"])
     replicas = int(row["replicas_min"])
     for _ in range(8):
@@ -65,7 +66,7 @@ def _confirm_slice(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo,
         plan = engine_plan(engine, model, acc, tp=int(row["tp"]), pp=int(row["pp"]), quantization=row["quantization"],
                            max_batch=int(row["max_batch"]), replicas=k)
         work = build_workload(traffic.workload(traffic.peak_rps * k / replicas))
-        res = simulate(model, plan, acc, default_perf(acc, calibration), work,
+        res = simulate(model, plan, acc, perf, work,
                        ServeConfig(engine=engine, slo_ttft_s=slo.ttft_p99_s, slo_tpot_s=slo.tpot_p99_s))
         lat = steady_state(res.requests)
         if slo.met(lat):
@@ -75,7 +76,7 @@ def _confirm_slice(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo,
 
 
 def training_scaling(model: ModelSpec, accelerator: str | Accelerator, tokens: float, global_batch: int,
-                     seq_len: int, gpu_counts: Sequence[int] = TRAIN_GPUS, calibration: str | None = None,
+                     seq_len: int, gpu_counts: Sequence[int] = TRAIN_GPUS, *, perf: Perf,
                      framework: str = "megatron-core", precision: Precision | None = None) -> pd.DataFrame:
     """The best layout at each GPU count (strong scaling at a fixed global batch): step time, MFU, scaling
     efficiency against the smallest count that fits, and the time and cost to train ``tokens``."""
@@ -83,7 +84,7 @@ def training_scaling(model: ModelSpec, accelerator: str | Accelerator, tokens: f
     rows = []
     for n in gpu_counts:
         try:
-            plan = plan_training(model, acc, tokens, global_batch, seq_len, num_gpus=n, calibration=calibration,
+            plan = plan_training(model, acc, tokens, global_batch, seq_len, num_gpus=n, perf=perf,
                                  framework=framework, precision=precision)
         except Exception as err:  # noqa: BLE001 - a count no layout can use is a row, not a failure
             rows.append({"gpus": n, "feasible": False, "reason": str(err)})

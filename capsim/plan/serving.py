@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,8 @@ import pandas as pd
 from capsim.analytic.serving import StepShape, iteration_time
 from capsim.errors import SpecError, require
 from capsim.perf import Perf
-from capsim.sim.serving.fleet import ServeConfig, default_perf, engine_plan, kv_blocks, simulate
+from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS, WorkEstimate, check_work, estimate_work
+from capsim.sim.serving.fleet import ServeConfig, engine_plan, kv_blocks, simulate
 from capsim.sim.serving.presets import WorkloadSpec, build_workload
 from capsim.sim.serving.workload import ArrivalKind, Lengths
 from capsim.specs.catalog import get_accelerator
@@ -178,21 +180,30 @@ class ServingPlan:
                 "pareto": self.pareto.to_dict("records"), "notes": list(self.notes)}
 
 
-def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo: Slo, engine: str = "vllm",
-                calibration: str | None = None, limits: dict[str, int] | None = None,
+def perf_of(perfs: Mapping[str, Perf], accelerator: str) -> Perf:
+    """The device model of ``accelerator`` from the planner's ``perfs`` (accelerator name -> Perf)."""
+    if accelerator not in perfs:
+        raise SpecError("perfs", f"no device model for {accelerator} (have {', '.join(perfs) or 'none'})",
+                        "build them with capsim.calibration.perfs_for(accelerators, calibration)")
+    return perfs[accelerator]
+
+
+def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo: Slo, perfs: Mapping[str, Perf],
+                engine: str = "vllm", limits: dict[str, int] | None = None,
                 perf_transform: Any = None) -> pd.DataFrame:
     """Every candidate's analytic capacity, minimum replicas and cost, viable ones cheapest first.
-    ``perf_transform(perf) -> perf`` lets a what-if change the device model (e.g. sparse GEMMs)."""
+    ``perfs``: device models by accelerator name; ``perf_transform(perf) -> perf`` lets a what-if change the
+    device model (e.g. sparse GEMMs)."""
     limits = limits or {}
     prompt, output = _lengths_mean(traffic)
-    perfs: dict[str, Perf] = {}
+    used: dict[str, Perf] = {}
     rows = []
     for c in cands:
         acc = c.accelerator
-        if acc.name not in perfs:
-            base = default_perf(acc, calibration)
-            perfs[acc.name] = perf_transform(base) if perf_transform is not None else base
-        perf = perfs[acc.name]
+        if acc.name not in used:
+            base = perf_of(perfs, acc.name)
+            used[acc.name] = perf_transform(base) if perf_transform is not None else base
+        perf = used[acc.name]
         row = {"accelerator": acc.name, "tp": c.tp, "pp": c.pp, "quantization": c.quantization.value,
                "max_batch": c.max_batch, "kv_cache_dtype": c.kv_cache_dtype,
                "price_usd_per_gpu_hour": acc.price_usd_per_hour, "calibration": perf.name}
@@ -216,13 +227,14 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
 
 
 def _simulate(model: ModelSpec, row: pd.Series, replicas: int, traffic: Traffic, slo: Slo, engine: str,
-              calibration: str | None, seed: int) -> dict[str, Any]:
+              perf: Perf, seed: int, max_events: float) -> dict[str, Any]:
     acc = get_accelerator(row["accelerator"], row["price_usd_per_gpu_hour"])
     plan = engine_plan(engine, model, acc, tp=int(row["tp"]), pp=int(row["pp"]), quantization=row["quantization"],
                        max_batch=int(row["max_batch"]), replicas=replicas, kv_cache_dtype=row.get("kv_cache_dtype"))
     workload = build_workload(traffic.workload(traffic.peak_rps, seed))
-    cfg = ServeConfig(engine=engine, slo_ttft_s=slo.ttft_p99_s, slo_tpot_s=slo.tpot_p99_s, seed=seed)
-    result = simulate(model, plan, acc, default_perf(acc, calibration), workload, cfg)
+    cfg = ServeConfig(engine=engine, slo_ttft_s=slo.ttft_p99_s, slo_tpot_s=slo.tpot_p99_s, seed=seed,
+                      max_events=max_events)
+    result = simulate(model, plan, acc, perf, workload, cfg)
     s = {**result.summary, **steady_state(result.requests)}
     keep = ("ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "ttft_mean_s", "tpot_mean_s", "goodput",
             "output_tokens_per_s", "cost_per_hour_usd", "cost_per_million_output_tokens")
@@ -242,18 +254,42 @@ def steady_state(requests: pd.DataFrame) -> dict[str, float]:
             "tpot_mean_s": float(late["tpot_s"].mean()), "goodput": float(late["meets_slo"].mean())}
 
 
-def _confirm(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo, engine: str, calibration: str | None,
-             limit: int | None, seed: int, max_runs: int) -> list[dict[str, Any]]:
-    """Simulate from the bound's replica count upwards (x1.25 per miss) until the SLO holds or the limit binds."""
+def _confirm(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo, engine: str, perf: Perf,
+             limit: int | None, seed: int, max_runs: int, max_events: float) -> list[dict[str, Any]]:
+    """Simulate from the bound's replica count upwards (x1.25 per miss) until the SLO holds or the limit binds
+    (GPUs, or the events one simulation may take)."""
     runs, replicas = [], int(row["replicas_min"])
     for _ in range(max_runs):
         if limit is not None and replicas * int(row["tp"]) * int(row["pp"]) > limit:
             break
-        runs.append(_simulate(model, row, replicas, traffic, slo, engine, calibration, seed))
+        if _work(model, row, replicas, traffic, engine).events > max_events:
+            break
+        runs.append(_simulate(model, row, replicas, traffic, slo, engine, perf, seed, max_events))
         if runs[-1]["slo_met"]:
             break
         replicas = max(replicas + 1, math.ceil(replicas * 1.25))
     return runs
+
+
+def _work(model: ModelSpec, row: pd.Series, replicas: int, traffic: Traffic, engine: str) -> WorkEstimate:
+    """The events and memory of confirming ``row`` with ``replicas`` replicas by simulation."""
+    prompt, output = _lengths_mean(traffic)
+    step_tokens = get_engine(engine).limits(model, get_accelerator(row["accelerator"]))[1]
+    return estimate_work(traffic.workload(traffic.peak_rps).requests, replicas, prompt, output, step_tokens)
+
+
+def _within_budget(model: ModelSpec, bounds: pd.DataFrame, picks: list[Any], traffic: Traffic, engine: str,
+                   max_events: float) -> list[Any]:
+    """The picks whose first simulation fits in ``max_events`` events; the others get their estimate as the
+    reason. When none fits, the plan is refused with the smallest estimate and what lowers it."""
+    work = {i: _work(model, bounds.loc[i], int(bounds.loc[i, "replicas_min"]), traffic, engine) for i in picks}
+    over = [i for i in picks if work[i].events > max_events]
+    if over and len(over) == len(picks):
+        check_work(min(work.values(), key=lambda w: w.events), max_events,
+                   "lower --rate (fewer replicas per candidate fleet) or --requests (per simulation)")
+    for i in over:
+        bounds.loc[i, "reason"] = f"not simulated: {work[i].describe()}, over --max-events {max_events:.3g}"
+    return [i for i in picks if i not in over]
 
 
 def pareto_front(df: pd.DataFrame, cost: str = "cost_per_hour_usd", latency: str = "ttft_p99_s") -> pd.DataFrame:
@@ -268,12 +304,15 @@ def pareto_front(df: pd.DataFrame, cost: str = "cost_per_hour_usd", latency: str
 
 
 def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: list[str | Accelerator],
-                 prices: dict[str, float] | None = None, limits: dict[str, int] | None = None,
+                 perfs: Mapping[str, Perf], prices: dict[str, float] | None = None,
+                 limits: dict[str, int] | None = None,
                  quantizations: tuple[str, ...] = ("none", "int8", "int4", "fp8"), engine: str = "vllm",
-                 calibration: str | None = None, confirm_top: int = 4, seed: int = 0,
-                 max_runs: int = 5, workers: int | None = None) -> ServingPlan:
-    """The cheapest fleet for ``traffic`` within ``slo``, over the candidate accelerators (``prices`` and ``limits``
-    by accelerator name override catalog prices and cap GPU counts)."""
+                 confirm_top: int = 4, seed: int = 0, max_runs: int = 5, workers: int | None = None,
+                 max_events: float = DEFAULT_MAX_EVENTS) -> ServingPlan:
+    """The cheapest fleet for ``traffic`` within ``slo``, over the candidate accelerators (``perfs``: their
+    device models by name; ``prices`` and ``limits`` by accelerator name override catalog prices and cap GPU
+    counts). A candidate fleet whose simulation would take more than ``max_events`` events is not simulated; when
+    that rules out every candidate worth confirming, the plan is refused with the estimate."""
     require(len(accelerators) > 0, "accelerators", "give at least one candidate accelerator")
     prices, limits = prices or {}, limits or {}
     accs = [get_accelerator(a) for a in accelerators]
@@ -284,13 +323,14 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     limits = {get_accelerator(k).name: v for k, v in limits.items()}
     quants = tuple(Quantization(q) for q in quantizations)
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    bounds = bound_table(model, candidates(model, accs, quants), traffic, slo, engine, calibration, limits)
+    bounds = bound_table(model, candidates(model, accs, quants), traffic, slo, perfs, engine, limits)
     viable = bounds[bounds["viable"]]
     # the cheapest by the bound overall, and the cheapest of each accelerator kind (so the front spans kinds)
     picks = list(dict.fromkeys([*viable.index[: max(confirm_top, 1)],
                                 *viable.groupby("accelerator", sort=False).head(1).index]))
-    jobs = [(model, bounds.loc[i], traffic, slo, engine, calibration, limits.get(bounds.loc[i, "accelerator"]), seed,
-             max_runs) for i in picks]
+    picks = _within_budget(model, bounds, picks, traffic, engine, max_events)
+    jobs = [(model, bounds.loc[i], traffic, slo, engine, perf_of(perfs, bounds.loc[i, "accelerator"]),
+             limits.get(bounds.loc[i, "accelerator"]), seed, max_runs, max_events) for i in picks]
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
             results = list(pool.map(_confirm, *zip(*jobs, strict=True)))

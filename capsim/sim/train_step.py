@@ -13,6 +13,7 @@ import numpy as np
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training import Framework, FrameworkName, comms, get_framework, resolve_perf, stages
 from capsim.analytic.training.compute import micro_batch_times
+from capsim.perf import Perf
 from capsim.sim.pipeline import PipelineResult, simulate_pipeline
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
@@ -40,7 +41,7 @@ class PipelineInputs:
                                  self.blocking_p2p, self.reduce_s, self.tail_s)
 
 
-def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: object, gpn: int, fw: Framework
+def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework
                ) -> dict[str, float]:
     t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
     tp_f, tp_b = comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw)
@@ -55,7 +56,7 @@ def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: objec
     return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in out.items()}
 
 
-def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: object = None,
+def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: Perf,
                     framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> PipelineInputs:
     """Per-stage, per-chunk times of ``plan`` from the same cost terms as ``step_time``."""
     plan.check(model, cluster.num_gpus)
@@ -94,7 +95,7 @@ def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: o
                           tail_s, perf.name, fw.name)
 
 
-def simulate_step(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: object = None,
+def simulate_step(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: Perf,
                   framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> PipelineResult:
     """One training step of ``plan``, simulated event by event."""
     return pipeline_inputs(model, plan, cluster, perf, framework).simulate()

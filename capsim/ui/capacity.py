@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from capsim.calibration import available
+from capsim.calibration import available, perfs_for
 from capsim.plan.serving import Slo, plan_serving
 from capsim.sim.serving.presets import PRESETS
 from capsim.specs.catalog import accelerators
@@ -32,7 +32,7 @@ def capacity_plan(model: ModelSpec, preset: str, rate_rps: float, ttft_p99_s: fl
     """The planner's result for these inputs (pure; cached by them). One process: the dashboard's server is
     not a place to fork a pool."""
     plan = plan_serving(model, preset_traffic(preset, rate_rps, requests), Slo(ttft_p99_s, tpot_p99_s, goodput),
-                        list(accs), quantizations=quants, engine=engine, calibration=calibration, workers=1)
+                        list(accs), perfs_for(accs, calibration), quantizations=quants, engine=engine, workers=1)
     return {"table": plan.table, "simulated": plan.simulated, "pareto": plan.pareto, "feasible": plan.feasible,
             "reason": plan.reason, "notes": list(plan.notes), "best": plan.best, "rate_rps": plan.rate_rps}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from capsim.calibration import perf_for
 from capsim.plan.training import plan_training
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.precision import Precision
@@ -27,7 +28,7 @@ def planner_suite(path: str | Path | None = None, calibration: str | None = None
         published = predict_row(r, calibration)
         model, acc = row_model(r), get_accelerator(r["gpu"])
         plan = plan_training(model, acc, 1e9, int(r["global_batch"]), int(r["seq"]), num_gpus=int(r["gpus"]),
-                             calibration=calibration, precision=Precision.preset(r["precision"]),
+                             perf=perf_for(acc, calibration), precision=Precision.preset(r["precision"]),
                              framework=_framework(r["source"]), usable_memory_fraction=1.0)
         best = plan.best
         pub = {**{k: v for k, v in _fixed(r).items() if v is not None}, **published.chosen, "dp": int(r["dp"])}
@@ -36,7 +37,7 @@ def planner_suite(path: str | Path | None = None, calibration: str | None = None
         note = "planner: " + (", ".join(diff) if diff else "same layout as published")
         rows.append(Row(r["source"], f"{r['model']} on {r['gpus']} GPUs", "step_s", published.step_s,
                         float(best["step_s"]), "s", note))
-    return Report("planner", calibration or "A100-SXM4-80GB", tuple(rows),
+    return Report("planner", calibration or published.calibration, tuple(rows),
                   ("measured = capsim's step time of the published layout; predicted = the planner's best; "
                    "a negative error is the planner's speed-up",))
 

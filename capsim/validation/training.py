@@ -14,6 +14,7 @@ import numpy as np
 
 from capsim.analytic.flops import megatron_iteration_flops
 from capsim.analytic.training import Framework, FrameworkName, get_framework, resolve_perf
+from capsim.calibration import perf_for
 from capsim.errors import SpecError
 from capsim.plan.train_layouts import layout_grid, rank_layouts
 from capsim.specs.catalog import get_accelerator
@@ -81,7 +82,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     acc = get_accelerator(r["gpu"])
     gpus, gb, seq = int(r["gpus"]), int(r["global_batch"]), int(r["seq"])
     cluster = Cluster(acc, gpus)
-    perf = resolve_perf(calibration, cluster)
+    perf = resolve_perf(perf_for(acc, calibration), cluster)
     fixed = _fixed(r)
     lay = layout_grid(model, gpus, gb, seq, int(cluster.gpus_per_node), fixed)
     lay = lay.take(np.flatnonzero(lay.dp == int(r["dp"])))

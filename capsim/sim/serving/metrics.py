@@ -110,8 +110,8 @@ def replica_frame(records: Sequence[ReplicaRecord], timeline: pd.DataFrame, hori
     rows = []
     cols = {c: timeline[c].to_numpy() for c in ("time_s", "batch_size", "kv_occupancy", "waiting")}
     bounds = np.searchsorted(timeline["replica"].to_numpy(), np.arange(len(records) + 1))
-    for rep in records:
-        lo, hi = bounds[rep.idx], bounds[rep.idx + 1]
+    for rec in records:
+        lo, hi = bounds[rec.idx], bounds[rec.idx + 1]
         t = cols["time_s"][lo:hi]
         dt = np.diff(np.append(t, horizon_s))
         w = dt / dt.sum() if len(dt) and dt.sum() > 0 else dt
@@ -120,11 +120,11 @@ def replica_frame(records: Sequence[ReplicaRecord], timeline: pd.DataFrame, hori
             return float(np.dot(cols[col][lo:hi], w)) if hi > lo else 0.0
 
         occ, wait = cols["kv_occupancy"][lo:hi], cols["waiting"][lo:hi]
-        rows.append({"replica": rep.idx, "role": rep.role,
-                     "utilization": rep.busy_s / horizon_s if horizon_s > 0 else 0.0, "busy_s": rep.busy_s,
+        rows.append({"replica": rec.idx, "role": rec.role,
+                     "utilization": rec.busy_s / horizon_s if horizon_s > 0 else 0.0, "busy_s": rec.busy_s,
                      "batch_size_mean": avg("batch_size"), "kv_occupancy_mean": avg("kv_occupancy"),
                      "kv_occupancy_max": float(occ.max()) if hi > lo else 0.0, "queue_length_mean": avg("waiting"),
-                     "queue_length_max": int(wait.max()) if hi > lo else 0, "preemptions": rep.preemptions})
+                     "queue_length_max": int(wait.max()) if hi > lo else 0, "preemptions": rec.preemptions})
     return pd.DataFrame(rows)
 
 
