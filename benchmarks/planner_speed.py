@@ -3,7 +3,9 @@
 - Serving: Llama-3-70B at 200 req/s (chatbot lengths, p99 TTFT 2 s, p99 TPOT 100 ms) over 6 accelerator kinds,
   analytic pruning plus simulated confirmation: target <= 60 s. (Vidur's configuration search: ~1 CPU-hour.)
 - Training: every valid layout of a 175B model on 1,024 GPUs: target <= 10 s.
-Run: python benchmarks/planner_speed.py [--repeats N]
+- Training (issue 12): Llama-3.1-405B (126 layers) on 16,384 H100s, pp up to 64 with the uneven splits
+  Megatron-Core users state where pp x v does not divide the layers: its best layouts in <= 10 s.
+Run: python benchmarks/planner_speed.py [--repeats N] [--only train]
 """
 
 from __future__ import annotations
@@ -37,19 +39,44 @@ def training() -> object:
     return plan_training(get_model("gpt3-175b"), acc, 300e9, 1536, 2048, num_gpus=1024, perf=perf_for(acc))
 
 
+def training_405b() -> object:
+    acc = get_accelerator("h100")
+    return plan_training(get_model("llama-3.1-405b"), acc, 15e12, 2048, 8192, num_gpus=16384, perf=perf_for(acc))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", choices=["train", "serve"], help="run one half")
     args = ap.parse_args()
     report("cpu_count", os.cpu_count())
     report("load_average_1min", f"{os.getloadavg()[0]:.2f}")
-    t_med, t_lo, t_hi = median_time(training, repeats=args.repeats)
+    if args.only != "serve":
+        train(args.repeats)
+    if args.only != "train":
+        serve(args.repeats)
+
+
+def train(repeats: int) -> None:
+    b_med, b_lo, b_hi = median_time(training_405b, repeats=repeats)
+    plan = training_405b()
+    best = plan.best
+    report("train_405b_16384_layouts_evaluated", plan.evaluated)
+    report("train_405b_16384_best", f"dp{best['dp']} tp{best['tp']} pp{best['pp']} v{best['v']} cp{best['cp']} "
+                                    f"mb{best['micro_batch']} split {best['split']} step {best['step_s']:.2f} s")
+    report("train_405b_16384_planner_s_median_min_max", f"{b_med:.2f} {b_lo:.2f} {b_hi:.2f}")
+    t_med, t_lo, t_hi = median_time(training, repeats=repeats)
     plan = training()
     report("train_layouts_evaluated", plan.evaluated)
     report("train_best", f"dp{plan.best['dp']} tp{plan.best['tp']} pp{plan.best['pp']} v{plan.best['v']} "
                          f"mb{plan.best['micro_batch']} step {plan.best['step_s']:.2f} s")
     report("train_planner_s_median_min_max", f"{t_med:.2f} {t_lo:.2f} {t_hi:.2f}")
-    s_med, s_lo, s_hi = median_time(serving, repeats=args.repeats, warmup=0)
+    report("train_planner_s", f"{t_med:.2f}")
+    report("train_405b_16384_planner_s", f"{b_med:.2f}")
+
+
+def serve(repeats: int) -> None:
+    s_med, s_lo, s_hi = median_time(serving, repeats=repeats, warmup=0)
     plan = serving()
     report("serve_candidates", len(plan.table))
     report("serve_fleets_simulated", len(plan.simulated))
@@ -57,7 +84,6 @@ def main() -> None:
     report("serve_best", f"{best['accelerator']} tp{best['tp']} {best['quantization']} x{best['replicas']:.0f} "
                          f"${best['cost_per_hour_usd']:.1f}/h")
     report("serve_planner_s_median_min_max", f"{s_med:.1f} {s_lo:.1f} {s_hi:.1f}")
-    report("train_planner_s", f"{t_med:.2f}")
     report("serve_planner_s", f"{s_med:.1f}")
 
 

@@ -1,6 +1,7 @@
 """Memory-bound microbenchmarks, to fit achieved bandwidth per op category of capsim.perf (``Perf.category``):
-layernorm/RMSNorm and the LM loss's softmax (norm), GeLU and SiLU*gate (activation), rotary embedding (rope), residual add,
-cache copy and Adam over a flat buffer (stream), and embedding lookup (embedding).
+layernorm/RMSNorm (norm), the LM loss's softmax (softmax), GeLU and SiLU*gate (activation), rotary embedding (rope),
+residual add and cache copy (stream), Adam over a flat buffer (optimizer), and embedding lookup (embedding); the
+keys are capsim.perf.categories'.
 
 ``bytes`` follows capsim.analytic.ops: an op over N elements of b bytes reads and writes whole tensors (a norm
 2Nb, an add 3Nb, SiLU*gate 3Nb, Adam 28 bytes per fp32 parameter: ``optimizer_ops``); a backward pass reads what
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from capsim.perf.categories import BENCHED, memory_key
 from kernels.harness import time_fn
 from kernels.ops import DTYPES, adam_step, gelu, layer_norm, rms_norm, rope, rope_tables, split_heads, swiglu
 
@@ -24,14 +26,15 @@ ROPE_HEADS = (8, 2)  # query and KV heads of the fused projection rope is timed 
 WIDTH = 1024  # row width of the row-wise ops
 VOCAB = 8192
 # op -> (capsim.perf memory key, (reads, writes) in tensors of N elements, has a backward pass in training).
-# Keys are ``Perf.memory_kind``'s: category, ``category:variant`` where models differ; backward adds ``.bwd``.
-OPS: dict[str, tuple[str, tuple[float, float], bool]] = {
-    "layernorm": ("norm:layernorm", (1, 1), True), "rmsnorm": ("norm:rmsnorm", (1, 1), True),
-    "cross_entropy": ("norm", (1, 1), True), "gelu": ("activation:gelu", (1, 1), True),
-    "swiglu": ("activation:swiglu", (2, 1), True), "rope": ("rope", (1, 1), True), "add": ("stream", (2, 1), True),
-    "copy": ("stream:copy", (1, 1), False), "embedding": ("embedding", (1, 1), False),
-    "adam": ("stream:adam", (16 / 4, 12 / 4), False),  # optimizer_ops, fp32: 16 B read, 12 B written per parameter
+# Keys come from capsim.perf.categories (BENCHED, memory_key), the one table Perf reads them by; backward adds ``.bwd``.
+_TRAFFIC: dict[str, tuple[tuple[float, float], bool]] = {
+    "layernorm": ((1, 1), True), "rmsnorm": ((1, 1), True), "cross_entropy": ((1, 1), True),
+    "gelu": ((1, 1), True), "swiglu": ((2, 1), True), "rope": ((1, 1), True), "add": ((2, 1), True),
+    "copy": ((1, 1), False), "embedding": ((1, 1), False),
+    "adam": ((16 / 4, 12 / 4), False),  # optimizer_ops, fp32: 16 B read, 12 B written per parameter
 }
+OPS: dict[str, tuple[str, tuple[float, float], bool]] = {
+    op: (memory_key(*BENCHED[op]), rw, bwd) for op, (rw, bwd) in _TRAFFIC.items()}
 
 
 def memory_cases(mode: str = "quick", dtype: str = "fp32", training: bool = True) -> list[dict]:

@@ -9,7 +9,6 @@ from capsim.analytic.flops import (
     training_flops_per_token,
 )
 from capsim.analytic.ops import MATMUL_KINDS, OpKind, backward_ops, serving_layer_ops, total
-from capsim.validation import run_suite
 
 PUBLISHED = {  # Acceptance figures of the foundation issue (billions), within 1%
     "gpt3-175b": 174.6, "llama-2-7b": 6.74, "llama-2-70b": 68.98, "llama-3-8b": 8.03, "llama-3-405b": 405.8,
@@ -26,13 +25,6 @@ def test_mixtral_active_params():
     pc = param_counts(get_model("mixtral-8x7b"))
     assert pc.active / 1e9 == pytest.approx(12.9, rel=0.01)
     assert pc.embedding == 32000 * 4096 and pc.lm_head == 32000 * 4096
-
-
-def test_params_suite_within_published_precision():
-    report = run_suite("params")
-    for row in report.rows:  # a two-figure count (1.7B) carries up to 2.9% rounding in the source itself
-        rounding = float(row.note.split("+/-")[1].split("%")[0]) if "+/-" in row.note else 0.0
-        assert abs(row.error_pct) <= max(1.0, rounding), row
 
 
 @pytest.mark.parametrize("name", ["gpt-1.7b", "gpt-22b", "gpt-175b", "gpt-1008b"])

@@ -71,8 +71,9 @@ def test_validate_json_schema():
 
 def test_validate_accepts_any_csv_with_the_columns(tmp_path):
     path = tmp_path / "mem.csv"
-    path.write_text("source,model,config,metric,value,unit\n"
-                    "mine,gpt-22b,tp8 sp + selective recompute,activations_per_gpu,9.5,GiB\n")
+    path.write_text("source,model,config,metric,value,unit,precision,seq,micro_batch,global_batch,framework,software\n"
+                    "mine,gpt-22b,tp8 sp + selective recompute,activations_per_gpu,9.5,GiB,fp16,2048,4,4,megatron-lm,"
+                    "megatron-lm-2022\n")
     out = json.loads(run("validate", "memory", "--file", str(path), "--json").stdout)
     assert len(out["rows"]) == 1 and abs(out["rows"][0]["error_pct"]) < 2
     bad = tmp_path / "bad.csv"

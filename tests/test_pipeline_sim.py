@@ -76,7 +76,8 @@ def test_bad_schedule_inputs():
 
 # Non-uniform stages: the embedding on the first stage, the LM head and loss on the last, uneven splits, ZeRO,
 # DP overlap. The analytic formula T = m W_max + (sum W - W_max)/v is checked against the event simulation;
-# measured agreement is within 1.2% on these cases, asserted at 1.5%.
+# measured agreement is within 1.2% on these cases, asserted at 1.5%. (At m = p with a middle stage well above the
+# others the formula's fill and drain run up to ~4% long; those stay with the simulator.)
 CASES = [
     ("gpt-529.6b", 280, dict(tp=8, pp=35, pp_interleave=3, global_batch=280, recompute="full"), "megatron-2022"),
     ("gpt-529.6b", 280, dict(tp=8, pp=35, global_batch=280, recompute="full"), "megatron-2022"),
@@ -90,6 +91,14 @@ CASES = [
                           distributed_optimizer=True), "megatron-core"),
     ("llama-2-7b", 16, dict(tp=2, pp=4, dp=2, global_batch=32, recompute="selective", zero_stage=1), "fsdp"),
     ("llama-2-7b", 32, dict(pp=2, dp=16, global_batch=64, recompute="full", zero_stage=3), "fsdp"),
+    ("llama-3-8b", 16, dict(pp=4, dp=4, layer_split=(8, 9, 8, 7), global_batch=256), "megatron-2022"),
+    ("llama-3-8b", 16, dict(pp=4, dp=2, tp=2, global_batch=64,
+                            pipeline_layout="Et*3|t*4|t*5|t*4|t*4|t*4|t*5|t*3L"), "megatron-core"),
+    ("llama-3.1-405b", 512, dict(tp=8, pp=8, dp=8, pp_interleave=8, account_for_embedding=True,
+                                 account_for_loss=True, global_batch=128, sequence_parallel=True, recompute="full",
+                                 seq_len=8192, distributed_optimizer=True), "megatron-core"),
+    ("llama-3.1-405b", 1024, dict(tp=8, pp=16, dp=8, global_batch=256, sequence_parallel=True, recompute="full",
+                                  seq_len=8192), "megatron-2022"),
 ]
 
 
@@ -102,5 +111,18 @@ def test_analytic_matches_simulation_on_uneven_stages(name, gpus, plan, framewor
     assert inputs.calibration == analytic.calibration
     simulated = inputs.simulate()
     assert analytic.step_s == pytest.approx(simulated.step_s, rel=0.015)
-    # The stages really differ: the last stage's last chunk carries the LM head and loss.
-    assert inputs.forward_s[-1, -1] > inputs.forward_s[0, -1]
+    # The stages really differ: the last stage's last chunk carries the LM head and loss (beyond its layers).
+    chunks = np.array(plan.split(model).chunks, float)
+    per_layer = inputs.forward_s[1:-1].sum() / chunks[1:-1].sum() if plan.pp > 2 else inputs.forward_s[0, -1] / chunks[0, -1]
+    assert inputs.forward_s[-1, -1] > chunks[-1, -1] * per_layer * 1.01
+
+
+@pytest.mark.xfail(strict=True, reason="known miss: 1F1B with one middle stage far above the others and few "
+                   "micro-batches (m = p): the analytic fill and drain, sum of the other stages' times, runs ~4% "
+                   "long against the event simulation (1.5% at m = 4p, 0.4% at m = 16p)")
+def test_heavy_middle_stage_with_few_micro_batches():
+    model, cluster = get_model("llama-2-7b"), Cluster(get_accelerator("h100"), 64)
+    plan = TrainPlan(pp=4, dp=16, global_batch=64, layer_split=(4, 12, 8, 8))
+    perf = load_calibration("H100-SXM5-80GB").perf()
+    analytic = step_time(model, plan, cluster, perf)
+    assert analytic.step_s == pytest.approx(pipeline_inputs(model, plan, cluster, perf).simulate().step_s, rel=0.015)

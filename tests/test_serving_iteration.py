@@ -138,8 +138,8 @@ def test_decode_kv_read_per_query_head():
             table = StepTable(model, plan, PERF_H100, eng, H100)
             icpt, slope = table.dec_mem
             times[eng.name] = table.decode_attention_s(64, kv_tokens) - table.attn_launch_s - icpt
-        q_bytes = 2.0 * 64 * table.q_dim * table.act_bytes
-        kv_bytes = 2.0 * kv_tokens * table.kv_dim * table.kv_bytes
+        q_bytes = 2.0 * 64 * model.heads / tp * model.head_dim * table.act_bytes  # Q read, output written
+        kv_bytes = 2.0 * kv_tokens * max(model.kv_heads / tp, 1) * model.head_dim * table.kv_bytes  # K and V
         assert times["tensorrt-llm"] == pytest.approx(slope * (q_bytes + kv_bytes), rel=1e-12)
         assert times["tensorrt-llm-0.5"] == pytest.approx(slope * (q_bytes + group * kv_bytes), rel=1e-12)
 

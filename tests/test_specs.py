@@ -42,7 +42,7 @@ def test_catalog_price_is_median_and_overridable():
 @pytest.mark.parametrize("kwargs, field, words", [
     (dict(tp=3), "plan.tp", "does not divide"),
     (dict(tp=16), "plan.tp", "KV heads"),
-    (dict(pp=3), "plan.pp", "layer_split"),
+    (dict(pp=64), "plan.pp", "--pipeline-layout"),
 ])
 def test_train_plan_errors_name_field_and_fix(kwargs, field, words):
     with pytest.raises(SpecError) as err:
@@ -62,7 +62,7 @@ def test_plan_gpu_count_and_batch_split_are_checked():
     with pytest.raises(SpecError, match="interleav"):
         TrainPlan(pp=4, pp_interleave=2, global_batch=6)
     uneven = TrainPlan(pp=5, layer_split=(8, 7, 7, 7, 7), global_batch=5).check(model)
-    assert uneven.stage_layers(36) == (8, 7, 7, 7, 7)
+    assert uneven.split(model).stages == (8, 7, 7, 7, 7)
 
 
 def test_serve_plan_allows_kv_replication_but_not_head_splits():

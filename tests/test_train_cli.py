@@ -19,7 +19,7 @@ def run(*args):
 
 def test_train_json_has_the_contract():
     result = run("train", "-m", "gpt-175b", "-n", "64", "--tp", "8", "--pp", "8", "-v", "3", "--global-batch", "64",
-                 "--sp", "--recompute", "selective", "--precision", "fp16", "--framework", "megatron-2022",
+                 "--sp", "--recompute", "selective", "--precision", "fp16", "--framework", "megatron-lm-2022",
                  "--tokens", "1e11", "--price", "2.0", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)

@@ -18,22 +18,51 @@ from capsim.analytic.ops import (
 from capsim.specs.model import ModelSpec
 
 
+def attention_weights(model: ModelSpec) -> float:
+    """Weights of one layer's attention projections (MLA: its down- and up-projections, as training runs them)."""
+    h, heads, d, v = model.hidden, model.heads, model.head_dim, model.v_dim
+    if model.is_mla:
+        q = h * heads * d if model.q_lora_rank is None else model.q_lora_rank * (h + heads * d)
+        rope, kvr = model.qk_rope_head_dim, model.kv_lora_rank
+        return float(q + h * (kvr + rope) + kvr * heads * (d - rope + v) + heads * v * h)
+    return float(h * heads * d + h * model.kv_heads * (d + v) + heads * v * h)
+
+
 def matmul_params(model: ModelSpec) -> float:
     """N of '6N': weights one token multiplies through (active experts and the LM head; no lookups or norms)."""
-    h, q, kv = model.hidden, model.q_dim, model.kv_dim
-    ffn = model.mlp.matrices * h * model.ffn_hidden
-    per_layer = 2 * h * q + 2 * h * kv + (model.top_k + model.shared_experts) * ffn
-    per_layer += h * model.experts if model.is_moe else 0
-    cross = model.layers * (2 * h * q + 2 * h * kv) if model.encoder_layers else 0
-    return float(model.total_layers * per_layer + cross + model.vocab * h)
+    h = model.hidden
+    ffn = model.mlp.matrices * h
+    moe = model.moe_layers
+    mlp = (model.layers - moe) * ffn * model.dense_ffn  # dense layers (every layer of a dense model)
+    mlp += moe * ((model.top_k + model.shared_experts) * ffn * model.ffn_hidden + h * model.experts)
+    mlp += model.encoder_layers * ffn * model.ffn_hidden
+    attn = model.total_layers * attention_weights(model)
+    cross = model.layers * attention_weights(model) if model.encoder_layers else 0.0
+    return float(attn + mlp + cross + model.vocab * h)
+
+
+def attention_span(model: ModelSpec, seq_len: Num, windows: bool = True) -> Num:
+    """Keys each query meets, summed over the layers, in the full-square convention of Megatron and PaLM (every
+    query against the whole sequence): s per global layer, min(s, W) per sliding-window layer. ``windows=False``
+    counts every layer whole (an unfused kernel computes the full square and masks it)."""
+    s = np.asarray(seq_len, float)
+    sliding = model.sliding_layers if windows else 0
+    span = (model.total_layers - sliding) * s
+    return span + sliding * np.minimum(s, model.sliding_window or 0)
+
+
+def attention_flops_per_token(model: ModelSpec, seq_len: Num, windows: bool = True) -> Num:
+    """Forward QK^T and PV FLOPs per token: 2 heads (d_qk + d_v) per key met (4 l s q for GPT)."""
+    return 2.0 * model.heads * (model.head_dim + model.v_dim) * attention_span(model, seq_len, windows)
 
 
 def training_flops_per_token(model: ModelSpec, seq_len: Num, recompute_full: bool = False) -> Num:
     """6N + 12 l s q (forward + backward, full attention square as Megatron counts it); with full
-    recomputation the layers run forward twice: 8N_layers + 6N_head + 16 l s q (Narayanan et al. SC21, Eq. 3)."""
+    recomputation the layers run forward twice: 8N_layers + 6N_head + 16 l s q (Narayanan et al. SC21, Eq. 3).
+    Sliding-window layers count min(s, W) keys per query, MLA its query-key and value dims apart."""
     n_head = model.vocab * model.hidden
     n_layers = matmul_params(model) - n_head
-    attn = 4.0 * model.total_layers * np.asarray(seq_len, float) * model.q_dim  # forward QK^T + PV per token
+    attn = attention_flops_per_token(model, seq_len)
     passes = 4.0 if recompute_full else 3.0
     return passes * (2.0 * n_layers + attn) + 3.0 * 2.0 * n_head
 
@@ -60,8 +89,9 @@ def oplist_training_flops(model: ModelSpec, micro_batch: Num, seq_len: Num, reco
     return layers + 3 * head
 
 
-def serving_step_flops(model: ModelSpec, batch: StepBatch, tp: Num = 1) -> Num:
-    """Matmul FLOPs of one engine step on one GPU of a TP group (layers plus LM head for each sequence)."""
-    layer = total(serving_layer_ops(model, batch, tp), kinds=MATMUL_KINDS)
+def serving_step_flops(model: ModelSpec, batch: StepBatch, tp: Num = 1, phase: Phase = Phase.PREFILL) -> Num:
+    """Matmul FLOPs of one engine step on one GPU of a TP group (layers plus LM head for each sequence); ``phase``
+    picks MLA's form (decode attends over the latent with absorbed projections)."""
+    layer = total(serving_layer_ops(model, batch, tp, phase=phase), kinds=MATMUL_KINDS)
     head = 2.0 * batch.sequences * model.hidden * model.vocab / np.asarray(tp, float)
     return model.layers * layer + head

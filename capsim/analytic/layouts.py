@@ -7,15 +7,24 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from capsim.errors import SpecError
 from capsim.specs.model import ModelSpec
+from capsim.specs.pipeline_layout import LayerSplit, SplitRule, default_uneven, from_stages, megatron
 from capsim.specs.plans import Recompute, Schedule, TrainPlan
 
 SCHEDULE_CODES = {Schedule.GPIPE: 0, Schedule.ONE_F_ONE_B: 1, Schedule.INTERLEAVED: 2}
+BOOL_FIELDS = ("sp", "distributed_optimizer")
+# Columns derived from the split table (not given to ``build``).
+SPLIT_COLUMNS = ("split", "first_stage_layers", "last_stage_layers", "middle_max_layers")
 
 
 @dataclass(frozen=True)
 class Layouts:
-    """N training layouts of one model; field i of every array belongs to layout i."""
+    """N training layouts of one model; field i of every array belongs to layout i.
+
+    Pipeline splits are kept once each in ``splits`` (a sweep holds a handful); ``split[i]`` indexes it, -1 where no
+    split of the model's layers over pp x v exists. The stage columns are read from it for the vectorised terms.
+    """
 
     dp: np.ndarray
     tp: np.ndarray
@@ -31,8 +40,11 @@ class Layouts:
     sp: np.ndarray  # bool: sequence parallelism
     recompute: np.ndarray  # 0 none, 1 selective, 2 full (Recompute.code)
     schedule: np.ndarray  # 0 GPipe, 1 1F1B, 2 interleaved 1F1B
-    first_stage_layers: np.ndarray  # layers on the first pipeline stage
-    last_stage_layers: np.ndarray  # layers on the last pipeline stage
+    split: np.ndarray  # index into ``splits``; -1: no split exists
+    first_stage_layers: np.ndarray  # decoder layers on the first pipeline stage (with the embedding)
+    last_stage_layers: np.ndarray  # decoder layers on the last pipeline stage (with the LM head and loss)
+    middle_max_layers: np.ndarray  # decoder layers on the heaviest stage between them (0 when pp <= 2)
+    splits: tuple[LayerSplit, ...] = ()  # the distinct splits, chunk by chunk (Megatron-Core's layout)
 
     def __len__(self) -> int:
         return int(np.size(self.dp))
@@ -46,44 +58,50 @@ class Layouts:
         return self.global_batch // (self.dp * self.micro_batch)
 
     @classmethod
-    def build(cls, model: ModelSpec, **arrays: object) -> Layouts:
-        """Broadcast keyword arrays (any subset of the fields; the rest take TrainPlan's defaults)."""
+    def build(cls, model: ModelSpec, splits: LayerSplit | Sequence[LayerSplit | None] | None = None,
+              **arrays: object) -> Layouts:
+        """Broadcast keyword arrays (any subset of the fields; the rest take TrainPlan's defaults).
+
+        ``splits``: one LayerSplit for every layout, one per layout (None: no split), or None: Megatron-Core's even
+        split where pp x v divides the layers, elsewhere the uneven split a search prices
+        (``capsim.specs.pipeline_layout.default_uneven``).
+        """
         defaults = {"dp": 1, "tp": 1, "pp": 1, "v": 1, "cp": 1, "ep": 1, "micro_batch": 1, "global_batch": 1,
                     "seq_len": 2048, "zero_stage": 0, "distributed_optimizer": False, "sp": False, "recompute": 0,
-                    "schedule": None, "first_stage_layers": None, "last_stage_layers": None}
+                    "schedule": None}
         unknown = set(arrays) - set(defaults)
         if unknown:
             raise TypeError(f"unknown layout fields: {sorted(unknown)}")
         values = {**defaults, **arrays}
         if values["schedule"] is None:
             values["schedule"] = np.where(np.asarray(values["v"]) > 1, 2, 1)
-        layers = model.total_layers
-        for key in ("first_stage_layers", "last_stage_layers"):
-            if values[key] is None:
-                values[key] = layers // np.asarray(values["pp"])
-        names = [f.name for f in fields(cls)]
+        names = list(defaults)
         arrays_b = np.broadcast_arrays(*(np.atleast_1d(values[n]) for n in names))
-        out = {n: np.array(a, dtype=bool if n in ("sp", "distributed_optimizer") else np.int64)
+        out = {n: np.array(a, dtype=bool if n in BOOL_FIELDS else np.int64).reshape(-1)
                for n, a in zip(names, arrays_b, strict=True)}
-        return cls(**out)
+        table, ids = _split_table(model.total_layers, out["pp"], out["v"], splits)
+        return cls(**out, **_split_columns(model.total_layers, out["pp"], table, ids), splits=table)
 
     @classmethod
     def from_plans(cls, model: ModelSpec, plans: Sequence[TrainPlan]) -> Layouts:
         def col(f):  # noqa: ANN001, ANN202
             return np.array([f(p) for p in plans])
-        layers = model.total_layers
         return cls.build(
-            model, dp=col(lambda p: p.dp), tp=col(lambda p: p.tp), pp=col(lambda p: p.pp),
-            v=col(lambda p: p.pp_interleave), cp=col(lambda p: p.cp), ep=col(lambda p: p.ep),
+            model, splits=[p.split(model) for p in plans], dp=col(lambda p: p.dp), tp=col(lambda p: p.tp),
+            pp=col(lambda p: p.pp), v=col(lambda p: p.pp_interleave), cp=col(lambda p: p.cp), ep=col(lambda p: p.ep),
             micro_batch=col(lambda p: p.micro_batch), global_batch=col(lambda p: p.global_batch),
             seq_len=col(lambda p: p.seq_len), zero_stage=col(lambda p: p.zero_stage),
             distributed_optimizer=col(lambda p: p.distributed_optimizer), sp=col(lambda p: p.sequence_parallel),
-            recompute=col(lambda p: p.recompute.code), schedule=col(lambda p: SCHEDULE_CODES[p.schedule]),
-            first_stage_layers=col(lambda p: p.stage_layers(layers)[0]),
-            last_stage_layers=col(lambda p: p.stage_layers(layers)[-1]))
+            recompute=col(lambda p: p.recompute.code), schedule=col(lambda p: SCHEDULE_CODES[p.schedule]))
+
+    def layer_split(self, i: int) -> LayerSplit | None:
+        """Layout ``i``'s split, chunk by chunk (None where none exists)."""
+        k = int(self.split[i])
+        return self.splits[k] if k >= 0 else None
 
     def plan(self, i: int, precision: object = None) -> TrainPlan:
-        """Layout ``i`` as a TrainPlan (even layer split)."""
+        """Layout ``i`` as a TrainPlan, its split stated the way it was chosen (even, per stage, first/last counts,
+        embedding/loss counted as layers, or a layout string)."""
         schedule = {v: k for k, v in SCHEDULE_CODES.items()}[int(self.schedule[i])]
         kwargs = dict(dp=int(self.dp[i]), tp=int(self.tp[i]), pp=int(self.pp[i]), pp_interleave=int(self.v[i]),
                       cp=int(self.cp[i]), ep=int(self.ep[i]), micro_batch=int(self.micro_batch[i]),
@@ -91,9 +109,65 @@ class Layouts:
                       zero_stage=int(self.zero_stage[i]), distributed_optimizer=bool(self.distributed_optimizer[i]),
                       sequence_parallel=bool(self.sp[i]),
                       recompute=list(Recompute)[int(self.recompute[i])], schedule=schedule)
+        kwargs.update(split_options(self.layer_split(i)))
         if precision is not None:
             kwargs["precision"] = precision
         return TrainPlan(**kwargs)
 
     def take(self, index: np.ndarray) -> Layouts:
-        return Layouts(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return Layouts(**{f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "splits"},
+                       splits=self.splits)
+
+
+def split_options(split: LayerSplit | None) -> dict[str, object]:
+    """The TrainPlan fields that state ``split`` the way it was chosen ({} for an even split); a layout string
+    where the chosen option would not rebuild the same chunks."""
+    if split is None or split.rule is SplitRule.EVEN:
+        return {}
+    per = max(max(row) for row in split.chunks)
+    options = {SplitRule.FIRST_LAST: {"first_stage_layers": split.first, "last_stage_layers": split.last},
+               SplitRule.STAGES: {"layer_split": split.stages},
+               SplitRule.EMBEDDING_LOSS: {"account_for_embedding": split.chunks[0][0] < per,
+                                          "account_for_loss": split.chunks[-1][-1] < per}}.get(split.rule)
+    layout = {"pipeline_layout": split.layout}
+    if options is None:
+        return layout
+    try:
+        rebuilt = (megatron(split.total, split.pp, split.v, options.get("first_stage_layers"),
+                            options.get("last_stage_layers"), bool(options.get("account_for_embedding")),
+                            bool(options.get("account_for_loss"))) if split.rule is not SplitRule.STAGES
+                   else from_stages(split.stages, split.v))
+    except SpecError:
+        return layout
+    return options if rebuilt.chunks == split.chunks else layout
+
+
+def _split_table(layers: int, pp: np.ndarray, v: np.ndarray,
+                 splits: LayerSplit | Sequence[LayerSplit | None] | None) -> tuple[tuple[LayerSplit, ...], np.ndarray]:
+    """(distinct splits, each layout's index into them, -1 for none)."""
+    if splits is None or isinstance(splits, LayerSplit):
+        pairs, inverse = np.unique(np.stack([pp, v]), axis=1, return_inverse=True)
+        per_pair = [splits if splits is not None else default_uneven(layers, int(p), int(c)) for p, c in pairs.T]
+        inverse = np.asarray(inverse).reshape(-1)
+    else:
+        per_pair, inverse = list(splits), np.arange(len(pp))
+        if len(per_pair) != len(pp):
+            raise TypeError(f"{len(per_pair)} splits for {len(pp)} layouts")
+    table: dict[LayerSplit, int] = {}
+    ids = np.array([-1 if s is None else table.setdefault(s, len(table)) for s in per_pair], np.int64)
+    return tuple(table), ids[inverse]
+
+
+def _split_columns(layers: int, pp: np.ndarray, table: tuple[LayerSplit, ...], ids: np.ndarray
+                   ) -> dict[str, np.ndarray]:
+    """The stage columns read from the table; where no split exists, an even share (the layout is invalid)."""
+    stats = np.array([(s.first, s.last, s.middle_max) for s in table] or [(0, 0, 0)], np.int64)
+    got = stats[np.maximum(ids, 0)]
+    share = layers // np.maximum(pp, 1)
+    none = ids < 0
+    return {"split": ids, "first_stage_layers": np.where(none, share, got[:, 0]),
+            "last_stage_layers": np.where(none, share, got[:, 1]),
+            "middle_max_layers": np.where(none, np.where(pp > 2, share, 0), got[:, 2])}
+
+
+__all__ = ["Layouts", "SCHEDULE_CODES", "split_options"]

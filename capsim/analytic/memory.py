@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import (
     AttentionImpl,
@@ -35,7 +36,7 @@ def _scalar(x: Num) -> Num:
 
 @dataclass(frozen=True)
 class TrainingMemory:
-    """Per-GPU bytes on the pipeline stage that needs the most (first or last); arrays for sweeps."""
+    """Per-GPU bytes on the pipeline stage that needs the most (of all stages); arrays for sweeps."""
 
     weights_bytes: Num
     gradients_bytes: Num
@@ -43,7 +44,8 @@ class TrainingMemory:
     activations_bytes: Num  # kept for backward by all in-flight micro-batches
     temporary_bytes: Num  # recompute working set, ZeRO-3 gathered layers, logits
     capacity_bytes: float
-    stage: Num  # 0 = first stage is the peak, 1 = last stage
+    stage: Num  # pipeline rank of the peak stage (0 = first)
+    pp: Num = 1  # pipeline stages (the peak is the last one when stage == pp - 1)
 
     @property
     def model_states_bytes(self) -> Num:
@@ -65,7 +67,10 @@ class TrainingMemory:
         keys = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "temporary_bytes",
                 "model_states_bytes", "total_bytes", "capacity_bytes", "fits", "shortfall_bytes")
         out = {k: _scalar(np.asarray(getattr(self, k))) for k in keys}
-        out["peak_stage"] = _scalar(np.where(np.asarray(self.stage) == 0, "first", "last"))
+        stage, pp = np.asarray(self.stage), np.asarray(self.pp)
+        names = np.where(stage == 0, "first", np.where(stage == pp - 1, "last", np.char.add("rank ", stage.astype(str))))
+        out["peak_stage"] = _scalar(names)
+        out["peak_rank"] = _scalar(stage)
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
 
 
@@ -77,17 +82,14 @@ def _layer_params_per_gpu(model: ModelSpec, lay: Layouts) -> tuple[np.ndarray, n
     return (per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)
 
 
-def stage_params(model: ModelSpec, lay: Layouts) -> dict[str, np.ndarray]:
-    """Parameters held by one GPU of the first and of the last pipeline stage, dense and expert apart."""
+def stage_params(model: ModelSpec, lay: Layouts, layers: Num, emb: Num, head: Num) -> tuple[Num, Num]:
+    """(dense, expert) parameters one GPU of a stage holds: its ``layers``, the embedding if ``emb``, the final
+    norm and LM head if ``head``. Megatron keeps the word embedding on the last stage too when tied and pp > 1."""
     pc = param_counts(model)
     dense, expert = _layer_params_per_gpu(model, lay)
-    single = lay.pp == 1
-    # Megatron keeps the word embedding on the last stage too when tied and pp > 1 (for the LM head).
-    head = (pc.lm_head if not model.tied_embeddings else np.where(single, 0, model.vocab * model.hidden)) / lay.tp
-    first_dense = lay.first_stage_layers * dense + pc.embedding / lay.tp + np.where(single, head + pc.other, 0)
-    last_dense = lay.last_stage_layers * dense + head + pc.other + np.where(single, pc.embedding / lay.tp, 0)
-    return {"first_dense": first_dense, "first_expert": lay.first_stage_layers * expert,
-            "last_dense": last_dense, "last_expert": lay.last_stage_layers * expert}
+    lm_head = (pc.lm_head if not model.tied_embeddings else np.where(lay.pp == 1, 0, model.vocab * model.hidden)) / lay.tp
+    ends = np.where(emb, pc.embedding / lay.tp, 0) + np.where(head, lm_head + pc.other, 0)
+    return layers * dense + ends, layers * expert
 
 
 def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precision) -> tuple[Num, Num, Num]:
@@ -120,7 +122,7 @@ def saved_by_class(model: ModelSpec, lay: Layouts, precision: Precision,
         out: dict[Saved, Num] = {c: 0.0 for c in Saved}
         for op in forward_layer_ops(model, s, dt, attention, dropout, cross, model.causal):
             for kind, size in op.saved:
-                out[kind] = out[kind] + size * op.count
+                out[kind] = out[kind] + size * op.count * op.share
         return out
 
     if model.arch is not Arch.ENCODER_DECODER:
@@ -155,57 +157,85 @@ def inflight_chunks(lay: Layouts, rank: Num) -> np.ndarray:
     return np.where(p == 1, 1, out)
 
 
+def _middle_candidates(lay: Layouts) -> tuple[np.ndarray, np.ndarray]:
+    """(rank, layers) of each layout's middle stages that can hold the memory peak, (N, C) arrays; rank -1 pads."""
+    cands = [sp.peak_candidates() for sp in lay.splits]
+    width = max((len(c) for c in cands), default=0)
+    table = np.full((len(cands) + 1, max(width, 1), 2), -1, np.int64)  # last row: layouts without a split
+    for k, c in enumerate(cands):
+        if c:
+            table[k, :len(c)] = c
+    rows = table[np.where(lay.split >= 0, lay.split, len(cands))]
+    return rows[:, :width, 0], rows[:, :width, 1]
+
+
 def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
                     dropout: bool = False) -> TrainingMemory:
-    """Per-GPU training memory of one plan, or of every layout in ``plan`` at once."""
+    """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
+    stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
+    could be heavier, each with its own layers and in-flight micro-batches)."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
     else:
         lay = plan
     precision = precision or Precision()
-    sp = stage_params(model, lay)
     classes = saved_by_class(model, lay, precision, attention, dropout)
     layer_act = layer_activation_bytes(model, lay, precision, classes=classes)
     tokens = lay.micro_batch * lay.seq_len / lay.cp
-    ab = precision.activations.bytes
     # Embedding dropout mask on the first stage, for every in-flight micro-batch (Korthikanti Sec. 4.3).
     emb_mask = (tokens * model.hidden / np.where(lay.sp, lay.tp, 1)) if dropout else 0.0
-    first_inflight = inflight_chunks(lay, 0)
-    last_inflight = inflight_chunks(lay, lay.pp - 1)
-    act_first = first_inflight * lay.first_stage_layers / lay.v * layer_act + first_inflight / lay.v * emb_mask
-    act_last = last_inflight * lay.last_stage_layers / lay.v * layer_act
     # Working set: recomputing a layer rebuilds its full activations (full) or its attention core (selective).
-    core = classes[Saved.CORE]
     no_recompute = layer_activation_bytes(model, lay, precision, recompute=0, classes=classes)
-    recompute_ws = np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, core], 0)
+    recompute_ws = np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, classes[Saved.CORE]], 0)
     dense_layer, expert_layer = _layer_params_per_gpu(model, lay)
     # ZeRO-3 gathers the layer being computed and prefetches the next (none to gather in a group of one).
     zero3 = np.where((lay.zero_stage >= 3) & (lay.dp * lay.cp > 1),
                      2 * (dense_layer + expert_layer) * precision.weights.bytes, 0)
-    logits = tokens * model.vocab / lay.tp * (4.0 + ab)  # LM-head output and its fp32 loss copy
-    w1, g1, o1 = model_state_bytes(sp["first_dense"], sp["first_expert"], lay, precision)
-    w2, g2, o2 = model_state_bytes(sp["last_dense"], sp["last_expert"], lay, precision)
-    temp_first = recompute_ws + zero3 + np.where(lay.pp == 1, logits, 0)
-    temp_last = recompute_ws + zero3 + logits
-    total_first = w1 + g1 + o1 + act_first + temp_first
-    total_last = w2 + g2 + o2 + act_last + temp_last
-    last = total_last > total_first
-    pick = lambda a, b: np.where(last, b, a)  # noqa: E731
+    logits = tokens * model.vocab / lay.tp * (4.0 + precision.activations.bytes)  # LM-head output + fp32 loss copy
+    single = lay.pp == 1
+
+    def stage(rank: Num, layers: Num, emb: Num, head: Num) -> list[Num]:
+        inflight = inflight_chunks(lay, rank)
+        w, g, o = model_state_bytes(*stage_params(model, lay, layers, emb, head), lay, precision)
+        act = inflight * layers / lay.v * layer_act + np.where(emb, inflight / lay.v * emb_mask, 0.0)
+        return [w, g, o, act, recompute_ws + zero3 + np.where(head, logits, 0.0)]
+
+    best = stage(0, lay.first_stage_layers, True, single)
+    rank = np.zeros(len(lay), np.int64)
+    ranks, layers = _middle_candidates(lay)
+    candidates = [(lay.pp - 1, lay.last_stage_layers, single, True, lay.pp > 1)]
+    candidates += [(ranks[:, c], layers[:, c], False, False, ranks[:, c] > 0) for c in range(ranks.shape[1])]
+    for r, n, emb, head, exists in candidates:
+        parts = stage(r, n, emb, head)
+        more = exists & (sum(parts) > sum(best))
+        best = [np.where(more, a, b) for a, b in zip(parts, best, strict=True)]
+        rank = np.where(more, r, rank)
     capacity = accelerator.memory_bytes if accelerator is not None else float("inf")
-    out = [pick(w1, w2), pick(g1, g2), pick(o1, o2), pick(act_first, act_last), pick(temp_first, temp_last)]
-    stage = last.astype(int)
     if isinstance(plan, TrainPlan):  # one plan in, plain numbers out
-        out, stage = [float(np.asarray(x).reshape(-1)[0]) for x in out], int(stage[0])
-    return TrainingMemory(*out, capacity, stage)
+        return TrainingMemory(*(float(np.asarray(x).reshape(-1)[0]) for x in best), capacity, int(rank[0]),
+                              int(lay.pp[0]))
+    return TrainingMemory(*best, capacity, rank, lay.pp)
 
 
-def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype_bytes: float, tp: Num = 1, pp: Num = 1) -> Num:
-    """KV-cache bytes one token takes on one GPU: 2 (K and V) x layers x kv_dim x bytes, split by TP and PP.
-    GQA shrinks kv_dim; when tp exceeds the KV heads, each rank holds one replicated head."""
-    kv_per_rank = np.maximum(model.kv_heads / np.asarray(tp, float), 1.0) * model.head_dim
-    return 2.0 * model.layers / np.asarray(pp, float) * kv_per_rank * kv_dtype_bytes
+def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype_bytes: float, tp: Num = 1, pp: Num = 1,
+                             context_tokens: Num | None = None) -> Num:
+    """KV-cache bytes one token takes on one GPU, over the layers of one pipeline stage.
+
+    Per layer: K and V of its KV heads, 2 x kv_heads x head_dim (GQA shrinks it; when tp exceeds the KV heads each
+    rank holds one replicated head), or MLA's latent plus RoPE key, kv_lora_rank + qk_rope_head_dim, whole on every
+    TP rank (DeepSeek-V2, Sec. 2.1.2: 576 values per token and layer; vLLM caches it as one KV head). A
+    sliding-window layer keeps only the last ``sliding_window`` tokens of a sequence: with ``context_tokens`` the
+    result is the mean over a sequence that long; without, every layer keeps every token (the bound for an engine
+    that does not free a window's old blocks)."""
+    per_layer = kv_elems_per_token(model, tp) * kv_dtype_bytes
+    layers = np.asarray(float(model.layers))
+    if context_tokens is not None and model.sliding_layers:
+        ctx = np.maximum(np.asarray(context_tokens, float), 1.0)
+        kept = np.minimum(ctx, float(model.sliding_window)) / ctx
+        layers = model.layers - model.sliding_layers + model.sliding_layers * kept
+    return layers / np.asarray(pp, float) * per_layer
 
 
 @dataclass(frozen=True)
@@ -246,6 +276,8 @@ def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
 
     vLLM profiles a forward pass of max_num_batched_tokens and gives the KV cache what is left of
     gpu_memory_utilization x capacity after weights and that peak (vLLM docs, "gpu_memory_utilization").
+    With ``context_tokens``, a token's KV bytes are the mean over sequences that long (sliding-window layers keep
+    at most their window).
     """
     pc = param_counts(model)
     weights = pc.total * plan.weight_dtype.bytes / plan.gpus_per_replica
@@ -257,7 +289,8 @@ def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
     activations = 2 * biggest + 2 * n * model.hidden * plan.dtype.bytes + logits
     usable = accelerator.memory_bytes * plan.gpu_memory_utilization
     kv_budget = usable - weights - activations
-    per_token = float(kv_cache_bytes_per_token(model, plan.kv_cache_dtype.bytes, plan.tp, plan.pp))
+    per_token = float(kv_cache_bytes_per_token(model, plan.kv_cache_dtype.bytes, plan.tp, plan.pp,
+                                               context_tokens or None))
     blocks = max(int(kv_budget // (per_token * plan.block_size)), 0)
     return ServingMemory(weights, activations, kv_budget, per_token, blocks * plan.block_size,
                          plan.max_batch * context_tokens if context_tokens else 0, accelerator.memory_bytes, usable)

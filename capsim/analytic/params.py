@@ -1,7 +1,9 @@
 """Parameter counts, total and active, with the embedding counted apart.
 
 Every count is exact for the shapes in ModelSpec (weights, biases, norm gains); the GPT special case is
-12*l*h^2 * (1 + 13/(12h) + (V+s)/(12*l*h)) (Narayanan et al. SC21, Eq. 2) plus the final norm.
+12*l*h^2 * (1 + 13/(12h) + (V+s)/(12*l*h)) (Narayanan et al. SC21, Eq. 2) plus the final norm. Layers may differ
+(DeepSeek's first dense layers among MoE ones), so the layer fields are sums over the stack; the ``per_layer``
+properties are their averages.
 """
 
 from __future__ import annotations
@@ -17,19 +19,41 @@ class ParamCounts:
 
     embedding: int  # token + learned position + token-type tables
     lm_head: int  # untied output projection (0 when tied)
-    per_layer: int  # one decoder (or encoder-only) layer, all experts
-    per_layer_active: int  # one such layer with only top_k (+ shared) experts
-    encoder_per_layer: int  # one encoder layer of an encoder-decoder (0 otherwise)
-    dense_per_layer: int  # the part of a layer every token uses (attention, norms, router, shared experts)
-    expert_per_layer: int  # routed experts of one layer (0 for dense models)
+    decoder: int  # all decoder (or encoder-only) layers, all experts
+    decoder_active: int  # those layers with only top_k routed (+ shared) experts
+    experts: int  # routed expert weights of those layers (0 for dense models)
+    encoder: int  # all encoder layers of an encoder-decoder (0 otherwise)
     other: int  # final norms, pooler, relative-position tables
     layers: int
     encoder_layers: int
 
     @property
+    def per_layer(self) -> float:
+        """One decoder layer, all experts (the average where layers differ)."""
+        return self.decoder / self.layers
+
+    @property
+    def per_layer_active(self) -> float:
+        return self.decoder_active / self.layers
+
+    @property
+    def expert_per_layer(self) -> float:
+        """Routed experts of one layer (the average over the stack; 0 for dense models)."""
+        return self.experts / self.layers
+
+    @property
+    def dense_per_layer(self) -> float:
+        """The part of a layer every token uses (attention, norms, router, shared experts, dense FFNs)."""
+        return (self.decoder - self.experts) / self.layers
+
+    @property
+    def encoder_per_layer(self) -> float:
+        return self.encoder / self.encoder_layers if self.encoder_layers else 0.0
+
+    @property
     def transformer(self) -> int:
-        """Everything but the embedding tables and an untied LM head."""
-        return self.layers * self.per_layer + self.encoder_layers * self.encoder_per_layer + self.other
+        """Everything but the embedding tables and an untied LM head (Qwen's and Gemma's 'non-embedding')."""
+        return self.decoder + self.encoder + self.other
 
     @property
     def total(self) -> int:
@@ -38,51 +62,78 @@ class ParamCounts:
     @property
     def active(self) -> int:
         """Parameters one token touches: only its top_k routed experts (Mixtral 8x7B: 12.9B of 46.7B)."""
-        idle = self.layers * (self.per_layer - self.per_layer_active)
-        return self.total - idle
+        return self.total - (self.decoder - self.decoder_active)
+
+    @property
+    def active_non_embedding(self) -> int:
+        """Active parameters without the input embedding table (DeepSeek's 'activated': V3 37B of 671B)."""
+        return self.active - self.embedding
 
     @property
     def non_embedding(self) -> int:
         """Kaplan et al. 2020's N: total minus embedding tables (an untied LM head counts)."""
         return self.total - self.embedding
 
-    def to_dict(self) -> dict[str, int]:
-        out = asdict(self)
-        out.update(total=self.total, active=self.active, transformer=self.transformer,
-                   non_embedding=self.non_embedding)
+    def to_dict(self) -> dict[str, float]:
+        out: dict[str, float] = dict(asdict(self))
+        for key in ("per_layer", "per_layer_active", "expert_per_layer", "dense_per_layer", "encoder_per_layer",
+                    "transformer", "total", "active", "active_non_embedding", "non_embedding"):
+            out[key] = getattr(self, key)
         return out
 
 
+def norm_params(model: ModelSpec, width: int | None = None) -> int:
+    return (model.hidden if width is None else width) * model.norm.params_per_channel
+
+
 def attention_params(model: ModelSpec) -> int:
-    """Q, K, V and output projections (GQA shrinks K and V to kv_dim), with their biases."""
-    h, q, kv = model.hidden, model.q_dim, model.kv_dim
-    weights = h * q + 2 * h * kv + q * h
-    return weights + ((q + 2 * kv + h) if model.bias else 0)
+    """Q, K, V and output projections (GQA shrinks K and V to kv_dim), their biases and q/k norms; or the
+    latent projections of MLA (DeepSeek-V2, Sec. 2.1: W^DQ, W^UQ, W^DKV + W^KR, W^UK + W^UV, W^O, two norms)."""
+    h, heads, d, v = model.hidden, model.heads, model.head_dim, model.v_dim
+    if model.is_mla:
+        q = h * heads * d if model.q_lora_rank is None else \
+            h * model.q_lora_rank + norm_params(model, model.q_lora_rank) + model.q_lora_rank * heads * d
+        nope = d - model.qk_rope_head_dim
+        kv = h * (model.kv_lora_rank + model.qk_rope_head_dim) + norm_params(model, model.kv_lora_rank) \
+            + model.kv_lora_rank * heads * (nope + v)
+        return q + kv + heads * v * h
+    qk, vd = model.kv_heads * d, model.kv_heads * v
+    weights = h * heads * d + h * qk + h * vd + heads * v * h
+    biases = (heads * d + qk + vd if model.qkv_bias else 0) + (h if model.bias else 0)
+    return weights + biases + (2 * norm_params(model, d) if model.qk_norm else 0)
 
 
-def expert_params(model: ModelSpec) -> int:
-    """One FFN (one expert): gate/up/down matrices and biases."""
-    h, f, mats = model.hidden, model.ffn_hidden, model.mlp.matrices
+def expert_params(model: ModelSpec, width: int | None = None) -> int:
+    """One FFN (one expert, or a dense FFN of ``width``): gate/up/down matrices and biases."""
+    h, f, mats = model.hidden, model.ffn_hidden if width is None else width, model.mlp.matrices
     biases = ((mats - 1) * f + h) if model.bias else 0
     return mats * h * f + biases
 
 
-def norm_params(model: ModelSpec) -> int:
-    return model.hidden * model.norm.params_per_channel
+def _layer_stack(model: ModelSpec) -> tuple[int, int, int]:
+    """(all parameters, active parameters, routed-expert parameters) of the decoder stack."""
+    norms = (4 if model.sandwich_norm else 2) * norm_params(model)
+    common = attention_params(model) + norms
+    if not model.is_moe:
+        per = common + expert_params(model)
+        return model.layers * per, model.layers * per, 0
+    router = model.hidden * model.experts + (model.experts if model.router_bias else 0)
+    moe_common = common + router + model.shared_experts * expert_params(model)
+    dense = len(model.dense_layers) * (common + expert_params(model, model.dense_ffn))
+    routed = model.moe_layers * model.experts * expert_params(model)
+    active = model.moe_layers * model.top_k * expert_params(model)
+    return dense + model.moe_layers * moe_common + routed, dense + model.moe_layers * moe_common + active, routed
 
 
 def param_counts(model: ModelSpec) -> ParamCounts:
     """Exact parameter counts of ``model``."""
     h = model.hidden
-    router = h * model.experts if model.is_moe else 0
-    dense = attention_params(model) + 2 * norm_params(model) + router + model.shared_experts * expert_params(model)
-    experts = model.experts * expert_params(model) if model.is_moe else expert_params(model)
-    active_experts = model.top_k * expert_params(model) if model.is_moe else expert_params(model)
-    encoder_layer = 0
-    per_layer = dense + experts
+    decoder, active, routed = _layer_stack(model)
+    encoder = 0
     if model.arch is Arch.ENCODER_DECODER:
-        encoder_layer = per_layer  # self-attention + FFN + 2 norms
-        per_layer = per_layer + attention_params(model) + norm_params(model)  # + cross-attention and its norm
+        encoder = model.encoder_layers * (decoder // model.layers)  # self-attention + FFN + 2 norms
+        cross = model.layers * (attention_params(model) + norm_params(model))  # cross-attention and its norm
+        decoder, active = decoder + cross, active + cross
     embedding = model.vocab * h
     if model.position is Position.LEARNED:
         embedding += model.max_seq * h
@@ -93,8 +144,6 @@ def param_counts(model: ModelSpec) -> ParamCounts:
     other += (h * h + h) if model.pooler else 0
     other += stacks * model.relative_buckets * model.heads
     return ParamCounts(
-        embedding=embedding, lm_head=0 if model.tied_embeddings else model.vocab * h, per_layer=per_layer,
-        per_layer_active=per_layer - experts + active_experts, encoder_per_layer=encoder_layer,
-        dense_per_layer=per_layer - (experts if model.is_moe else 0),
-        expert_per_layer=experts if model.is_moe else 0, other=other, layers=model.layers,
+        embedding=embedding, lm_head=0 if model.tied_embeddings else model.vocab * h, decoder=decoder,
+        decoder_active=active, experts=routed, encoder=encoder, other=other, layers=model.layers,
         encoder_layers=model.encoder_layers)

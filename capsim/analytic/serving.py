@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from capsim._types import Num
-from capsim.analytic.ops import Op, StepBatch, head_ops, serving_layer_ops
+from capsim.analytic.attention import kv_elems_per_token
+from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops, serving_layer_ops
 from capsim.perf import Collective, Curve, Perf
 from capsim.specs.engine import EngineProfile, get_engine
 from capsim.specs.hardware import Accelerator
@@ -121,9 +122,14 @@ def comm_tier(plan: ServePlan, accelerator: Accelerator | None) -> str:
     return "inter"
 
 
-def _split(ops: list[Op]) -> tuple[list[Op], Op]:
-    attn = [o for o in ops if o.name == "attention"]
-    return [o for o in ops if o.name != "attention"], attn[0]
+# MLA's GEMMs that follow the context rather than the new tokens (capsim.analytic.attention.serving_kernels).
+CONTEXT_GEMMS = frozenset({"kv_up", "q_absorb", "out_absorb"})
+
+
+def _split(ops: list[Op]) -> tuple[list[Op], list[Op]]:
+    """(ops that scale with the step's new tokens, the attention kernels and the GEMMs that follow the context)."""
+    ctx = [o for o in ops if o.kind is OpKind.ATTENTION or o.name in CONTEXT_GEMMS]
+    return [o for o in ops if not (o.kind is OpKind.ATTENTION or o.name in CONTEXT_GEMMS)], ctx
 
 
 def layer_token_ops(model: ModelSpec, plan: ServePlan, new_tokens: Num, sequences: Num) -> list[Op]:
@@ -133,34 +139,40 @@ def layer_token_ops(model: ModelSpec, plan: ServePlan, new_tokens: Num, sequence
     return _split(ops)[0]
 
 
-def attention_op(model: ModelSpec, plan: ServePlan, batch: StepBatch) -> Op:
-    """The attention kernel of one layer for ``batch`` (prefill chunks, or decode tokens)."""
+def attention_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch, phase: Phase = Phase.PREFILL) -> list[Op]:
+    """The attention kernels of one layer for ``batch`` (prefill chunks, or decode tokens), one per kind of
+    attention layer (global, sliding window), with MLA's context GEMMs."""
     return _split(serving_layer_ops(model, batch, plan.tp, plan.dtype, plan.weight_dtype, plan.kv_cache_dtype,
-                                    plan.compute_dtype))[1]
+                                    plan.compute_dtype, phase))[1]
 
 
 def kv_reads_per_token(model: ModelSpec, plan: ServePlan, engine: EngineProfile) -> float:
     """How many times a decode step's attention reads each cached key/value: once per KV head, or once per query
     head of its GQA group when the engine's decode kernel runs one thread block per query head (engines.yaml
-    decode_kv_per_query_head; heads per rank over KV heads per rank, as ops.layer_shape splits them)."""
-    if not engine.decode_kv_per_query_head:
+    decode_kv_per_query_head; heads per rank over KV heads per rank, as ops.layer_shape splits them). MLA's latent
+    kernels (FlashMLA, vLLM's Triton MLA) share each latent across all heads, so it is read once."""
+    if not engine.decode_kv_per_query_head or model.is_mla:
         return 1.0
     return float((model.heads / plan.tp) / max(model.kv_heads / plan.tp, 1.0))
 
 
-def decode_attention_op(model: ModelSpec, plan: ServePlan, batch: StepBatch, engine: EngineProfile) -> Op:
-    """The decode attention kernel of one layer: the op list's attention op, its KV reads repeated per query
-    head when the engine's kernel does not share them across a GQA group."""
-    op = attention_op(model, plan, batch)
-    kv_read = 2.0 * np.asarray(batch.kv_tokens, float) * max(model.kv_heads / plan.tp, 1.0) * model.head_dim \
-        * plan.kv_cache_dtype.bytes  # serving_layer_ops' kv_read
-    return replace(op, bytes_read=op.bytes_read + (kv_reads_per_token(model, plan, engine) - 1.0) * kv_read)
+def decode_attention_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch, engine: EngineProfile) -> list[Op]:
+    """The decode attention of one layer: the op list's decode kernels, their KV reads repeated per query head
+    when the engine's kernel does not share them across a GQA group."""
+    repeat = kv_reads_per_token(model, plan, engine) - 1.0
+    kv_read = kv_elems_per_token(model, plan.tp) * plan.kv_cache_dtype.bytes  # bytes per key (serving_kernels)
+    return [replace(o, bytes_read=o.bytes_read + repeat * np.asarray(o.shape[3], float) * kv_read)
+            if o.kind is OpKind.ATTENTION else o
+            for o in attention_ops(model, plan, batch, Phase.DECODE)]
 
 
 def kernels_per_step(model: ModelSpec, plan: ServePlan, prefill: Num, decode: Num) -> Num:
-    """Kernels one step launches: each layer's token kernels, its attention kernels and its all-reduces."""
-    per_layer = len(layer_token_ops(model, plan, 1.0, 1.0)) + (2 if plan.tp > 1 else 0)
-    attn = (np.asarray(prefill) > 0).astype(float) + (np.asarray(decode) > 0)
+    """Kernels one step launches: each layer's token kernels, its attention kernels and its all-reduces (an op
+    only some layers run counts its share)."""
+    per_layer = sum(o.share for o in layer_token_ops(model, plan, 1.0, 1.0)) + (2 if plan.tp > 1 else 0)
+    pre = sum(o.share for o in attention_ops(model, plan, StepBatch(1.0, 1.0, 1.0, 1.0)))
+    dec = sum(o.share for o in attention_ops(model, plan, StepBatch(1.0, 1.0, 1.0, 1.0), Phase.DECODE))
+    attn = (np.asarray(prefill) > 0) * pre + (np.asarray(decode) > 0) * dec
     return model.layers * (per_layer + attn) + len(head_ops(model, 1.0)) + (plan.pp - 1)
 
 
@@ -204,9 +216,11 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     pre = StepBatch(shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens)
     d = np.asarray(shape.decode_seqs, float)
     dec_batch = StepBatch(d, d, shape.decode_kv_tokens, shape.decode_kv_tokens)
+    dec_ops = decode_attention_ops(model, plan, dec_batch, engine)  # kernels at the decode rate, GEMMs as others
+    dec_s = dec.ops_s([o for o in dec_ops if o.kind is OpKind.ATTENTION]) \
+        + main.ops_s([o for o in dec_ops if o.kind is not OpKind.ATTENTION])
     attn = model.layers * (np.where(np.asarray(shape.prefill_tokens) > 0,
-                                    main.op_s(attention_op(model, plan, pre)), 0.0)
-                           + np.where(d > 0, dec.op_s(decode_attention_op(model, plan, dec_batch, engine)), 0.0))
+                                    main.ops_s(attention_ops(model, plan, pre)), 0.0) + np.where(d > 0, dec_s, 0.0))
     head = main.ops_s(head_ops(model, n, plan.tp, plan.dtype, logits_tokens=logits, weight_dtype=plan.weight_dtype))
     tp = tp_comm_s(main, model, plan, n, logits, tier)
     pp = pp_comm_s(main, model, plan, n, tier)

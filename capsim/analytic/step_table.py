@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 
-from capsim.analytic.ops import head_ops
+from capsim.analytic.attention import capped, kernel_dims, layer_shares, serving_kernels
+from capsim.analytic.ops import OpKind, Phase, StepBatch, gemm, head_ops
 from capsim.analytic.serving import (
     comm_tier,
     engine_perf,
@@ -125,6 +126,11 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
     return pieces[-1][1] if pieces else 1
 
 
+def _capped(tokens: float, seqs: float, pairs: float, keys: float, window: float) -> tuple[float, float]:
+    p, k = capped(tokens, seqs, pairs, keys, window)
+    return float(p), float(k)
+
+
 class StepTable:
     """Per-step times of one replica layout, tabulated over token counts (built once per simulation).
 
@@ -145,17 +151,27 @@ class StepTable:
         self.logit = self._logit_table(n).tolist()
         self._extra: dict[tuple[str, int], float] = {}
         self.heads = model.heads / plan.tp
-        self.q_dim = self.heads * model.head_dim
-        self.kv_dim = max(model.kv_heads / plan.tp, 1.0) * model.head_dim
-        self.dec_kv_dim = self.kv_dim * kv_reads_per_token(model, plan, self.engine)  # KV the decode kernel streams
+        kp, kd = kernel_dims(model, plan.tp, Phase.PREFILL), kernel_dims(model, plan.tp, Phase.DECODE)
         self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
+        # Bytes an attention kernel moves per query token and per key (serving_kernels' attention op; decode
+        # repeats each key per query head where the engine's kernel does).
+        self.pre_q = kp.q_elems * self.act_bytes
+        self.pre_kv = kp.kv_elems * (self.kv_bytes if kp.kv_cached else self.act_bytes)
+        self.dec_q = kd.q_elems * self.act_bytes
+        self.dec_kv = kd.kv_elems * self.kv_bytes * kv_reads_per_token(model, plan, self.engine)
+        self.flops_per_pair = {"pair": kp.flops_per_pair, "dpair": kd.flops_per_pair}
+        self.shares = layer_shares(model)  # (window, share) of global and sliding-window layers
+        self.mla = model.is_mla
         self.attn_launch_s = self.main.params.attention.launch_s
         self.mem = self._affine(self.main)
         self.dec_mem = self._affine(self.dec)
-        # Seconds per (query, key) pair of attention at each query-token count: 4 q_dim FLOPs at the
+        # Seconds per (query, key) pair of attention at each query-token count: the kernel's FLOPs per pair at the
         # attention efficiency for that many query rows (perf.attention_s's compute branch).
-        eff = curve_value(self.main.params.attention.forward, n * self.heads)
-        self.pair_s = (4.0 * self.q_dim / (self.main.peak(plan.dtype) * np.maximum(eff, 1e-300))).tolist()
+        eff = np.maximum(curve_value(self.main.params.attention.forward, n * self.heads), 1e-300)
+        self.pair_s = (kp.flops_per_pair / (self.main.peak(plan.dtype) * eff)).tolist()
+        self.dpair_s = (kd.flops_per_pair / (self.main.peak(plan.dtype) * eff)).tolist() if self.mla else self.pair_s
+        self.dec_gemm = self._context_gemm_table(n) if self.mla else [0.0] * len(n)
+        self._kv_up: dict[int, float] = {}
         self.kernels = {(p, d): float(kernels_per_step(model, plan, p, d)) for p in (0, 1) for d in (0, 1)}
         e = self.engine
         # Dispatch seconds of a step by 2 x (has prefill) + (has decodes): one list index per step.
@@ -163,6 +179,8 @@ class StepTable:
         self.oh0, self.oh1 = e.step_overhead_s, e.sequence_overhead_s
         self.graphs, self.graph_max = bool(e.cuda_graphs), int(e.cuda_graph_max_batch)
         self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
+        self._dec_coef_windowed: dict[int, tuple[float, float, float, float, float, float]] = {}
+        self.max_window = max((w for w, _ in self.shares if w), default=0.0)
 
     # --- tables over token counts ------------------------------------------------------------------
     def _token_table(self, n: np.ndarray) -> np.ndarray:
@@ -181,7 +199,7 @@ class StepTable:
         """LM head, logits softmax and the logits gather for ``rows`` positions (0 for none)."""
         m, p = self.model, self.plan
         head = [o for o in head_ops(m, rows, p.tp, p.dtype, logits_tokens=rows, weight_dtype=p.weight_dtype)
-                if o.name in ("lm_head", "logits_softmax")]
+                if o.name in ("lm_head", "logit_softcap", "logits_softmax")]
         out = self.main.ops_s(head) + tp_comm_s(self.main, m, p, 0.0 * rows, rows, self.tier)
         return np.where(rows > 0, out, 0.0)
 
@@ -194,10 +212,32 @@ class StepTable:
                 self._extra[key] = float(self._token_table(x)[0])
             elif kind == "logit":
                 self._extra[key] = float(self._logit_table(x)[0])
-            else:
+            elif kind == "gemm":
+                self._extra[key] = float(self._context_gemm_table(x)[0]) if self.mla else 0.0
+            else:  # "pair" (prefill) or "dpair" (decode) seconds per (query, key) pair
                 eff = float(curve_value(self.main.params.attention.forward, n * self.heads))
-                self._extra[key] = 4.0 * self.q_dim / (self.main.peak(self.plan.dtype) * eff)
+                self._extra[key] = float(self.flops_per_pair[kind]) / (self.main.peak(self.plan.dtype) * eff)
         return self._extra[key]
+
+    def _context_gemm_table(self, seqs: np.ndarray) -> np.ndarray:
+        """MLA's decode GEMMs that absorb W^UK and W^UV around the latent kernel, for ``seqs`` decoding sequences
+        (capsim.analytic.attention.serving_kernels; 0 for none)."""
+        ops = serving_kernels(self.model, StepBatch(seqs, seqs, 0.0, 0.0), self.plan.tp, Phase.DECODE,
+                              self.plan.dtype, self.plan.kv_cache_dtype, self.plan.compute_dtype,
+                              (self.plan.weight_dtype or self.plan.dtype).bytes)
+        gemms = [o for o in ops if o.kind is OpKind.GEMM]
+        return np.where(seqs > 0, self.main.ops_s(gemms), 0.0)
+
+    def _kv_up_s(self, keys: float, share: float) -> float:
+        """MLA prefill: rebuilding K and V of ``keys`` keys from the latent (one GEMM), priced once per size."""
+        key = int(round(keys))
+        if key not in self._kv_up:
+            k = kernel_dims(self.model, self.plan.tp, Phase.PREFILL)
+            width = k.heads * (self.model.head_dim - self.model.qk_rope_head_dim + self.model.v_dim)
+            op = gemm("kv_up", float(key), width, self.model.kv_lora_rank, self.plan.compute_dtype,
+                      self.act_bytes, (self.plan.weight_dtype or self.plan.dtype).bytes)
+            self._kv_up[key] = float(self.main.op_s(op))
+        return share * self._kv_up[key]
 
     @staticmethod
     def _affine(perf: Perf) -> tuple[float, float]:
@@ -212,8 +252,6 @@ class StepTable:
         return icpt, slope
 
     # --- one step ---------------------------------------------------------------------------------
-    # Every term of a step's time is written once, below; step_s adds them up, decode_lines arranges the same
-    # terms as lines in the step index for the closed-form decode runs.
     def token_time(self, n: int) -> float:
         return self.tok[n] if n < len(self.tok) else self._beyond("token", n)
 
@@ -223,27 +261,46 @@ class StepTable:
     def _pair_s(self, n: int) -> float:
         return self.pair_s[n] if n < len(self.pair_s) else self._beyond("pair", n)
 
-    def prefill_attention_s(self, tokens: int, pairs: float, kv_tokens: float) -> float:
-        """One layer's prefill attention kernel (serving_layer_ops' attention op, priced as Perf prices it)."""
+    def _dpair_s(self, n: int) -> float:
+        return self.dpair_s[n] if n < len(self.dpair_s) else self._beyond("dpair", n)
+
+    def prefill_attention_s(self, tokens: int, pairs: float, kv_tokens: float, seqs: int = 1) -> float:
+        """One layer's prefill attention (serving_kernels' ops, priced as Perf prices them): per kind of layer, the
+        kernel over its pairs and keys (a sliding window caps them as the mean sequence allows), and MLA's K/V
+        rebuild."""
         if tokens <= 0:
             return 0.0
-        nbytes = 2.0 * tokens * self.q_dim * self.act_bytes + 2.0 * kv_tokens * self.kv_dim * self.kv_bytes
         icpt, slope = self.mem
-        return self.attn_launch_s + max(pairs * self._pair_s(tokens), icpt + slope * nbytes)
+        per_pair = self._pair_s(tokens)
+        out = 0.0
+        for window, share in self.shares:
+            p, kv = (pairs, kv_tokens) if not window else _capped(tokens, seqs, pairs, kv_tokens, window)
+            comp, mem = p * per_pair, icpt + slope * (tokens * self.pre_q + kv * self.pre_kv)
+            out += share * (self.attn_launch_s + (mem if mem > comp else comp))
+            if self.mla:
+                out += self._kv_up_s(kv, share)
+        return out
 
     def decode_attention_lines(self, seqs: int) -> tuple[float, float, float]:
-        """One layer's decode (paged) attention kernel for ``seqs`` sequences, less its launch, as two lines in
-        the keys it reads: max(compute x, memory0 + memory1 x) -> (compute, memory0, memory1)."""
+        """One decode attention kernel of ``seqs`` sequences, less its launch, as two lines in the keys x it reads:
+        max(compute x, memory0 + memory1 x) -> (compute, memory0, memory1)."""
         icpt, slope = self.dec_mem
-        return (self._pair_s(seqs), icpt + slope * 2.0 * seqs * self.q_dim * self.act_bytes,
-                slope * 2.0 * self.dec_kv_dim * self.kv_bytes)
+        return self._dpair_s(seqs), icpt + slope * seqs * self.dec_q, slope * self.dec_kv
+
+    def _context_gemm_s(self, seqs: int) -> float:
+        return self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
 
     def decode_attention_s(self, seqs: int, kv_tokens: float) -> float:
-        """One layer's decode attention kernel for ``seqs`` sequences reading ``kv_tokens`` keys."""
+        """One layer's decode (paged) attention for ``seqs`` sequences reading ``kv_tokens`` keys (MLA: with its
+        absorbing GEMMs)."""
         if seqs <= 0:
             return 0.0
-        co = self._dec_coef.get(seqs) or self._decode_coef(seqs)
-        return self.attn_launch_s + max(co[0] * kv_tokens, co[1] + co[2] * kv_tokens)
+        comp, m0, m1 = self.decode_attention_lines(seqs)
+        out = self._context_gemm_s(seqs)
+        for window, share in self.shares:
+            kv = kv_tokens if not window else _capped(seqs, seqs, kv_tokens, kv_tokens, window)[1]
+            out += share * (self.attn_launch_s + max(comp * kv, m0 + m1 * kv))
+        return out
 
     def overhead_s(self, seqs: int) -> float:
         return self.oh0 + self.oh1 * seqs
@@ -254,6 +311,61 @@ class StepTable:
             return 0.0
         return self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
 
+    def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float, float]:
+        """Per batch size (cached): a decode-only step's step_s arranged as lines in its summed context x:
+        (base, compute slope, memory intercept, memory slope, dispatch, dispatch + overhead), with base the
+        token, logit, launch, context-GEMM and overhead terms and the slopes decode_attention_lines x layers."""
+        co = self._dec_coef.get(seqs)
+        if co is None:
+            L, oh = self.layers, self.overhead_s(seqs)
+            base = (self.token_time(seqs) + self.logit_time(seqs) + L * (self.attn_launch_s + self._context_gemm_s(seqs))
+                    + oh)
+            comp, m0, m1 = self.decode_attention_lines(seqs)
+            cpu = self.dispatch_s(0, seqs)
+            co = (base, L * comp, L * m0, L * m1, cpu, cpu + oh)
+            self._dec_coef[seqs] = co
+        return co
+
+    def _windowed_coef(self, seqs: int) -> tuple[float, float, float, float, float, float]:
+        """_decode_coef once every sequence's mean context has reached the window: sliding-window layers read a
+        constant seqs x W keys (their time joins the base), only global layers grow with the context."""
+        co = self._dec_coef_windowed.get(seqs)
+        if co is None:
+            base, comp, mem0, mem1, cpu, cpu_oh = self._decode_coef(seqs)
+            per_key, m0, m1 = self.decode_attention_lines(seqs)
+            fixed, glob = 0.0, 0.0
+            for window, share in self.shares:
+                if not window:
+                    glob += share
+                    continue
+                kv = seqs * window
+                fixed += self.layers * share * max(per_key * kv, m0 + m1 * kv)
+            co = (base + fixed, glob * comp, glob * mem0, glob * mem1, cpu, cpu_oh)
+            self._dec_coef_windowed[seqs] = co
+        return co
+
+    def _coef(self, seqs: int, kv_sum0: float) -> tuple[float, float, float, float, float, float]:
+        """The decode coefficients of a run starting at ``kv_sum0``: windowed when its mean context starts at or past
+        every window (exact for the whole run). A run that crosses a window is priced over the whole context, an
+        upper bound past the crossing (the closed form needs attention affine in the run's summed context)."""
+        if self.max_window and kv_sum0 + seqs >= seqs * self.max_window:
+            return self._windowed_coef(seqs)
+        return self._dec_coef.get(seqs) or self._decode_coef(seqs)
+
+    def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
+        """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
+        ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
+        co = self._coef(seqs, kv_sum0)
+        base, comp, x0 = co[0], co[1], kv_sum0 + seqs
+        if co[4] > 0:
+            return ((base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs), (co[5], 0.0))
+        return (base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs)
+
+    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[list[Piece], float]:
+        """A run of ``k`` decode steps: the envelope of its step times and its total time (closed form)."""
+        pieces = envelope(self.decode_lines(seqs, kv_sum0), k)
+        return pieces, pieces_sum(pieces)
+
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
                logits: int | None = None) -> float:
@@ -261,35 +373,9 @@ class StepTable:
         or the CPU's dispatch of them, whichever is longer, then the engine's overhead."""
         rows = prefill_seqs + decode_seqs if logits is None else logits
         gpu = (self.token_time(prefill_tokens + decode_seqs) + self.logit_time(rows)
-               + self.layers * (self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens)
+               + self.layers * (self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens, prefill_seqs)
                                 + self.decode_attention_s(decode_seqs, decode_kv_tokens)))
         return max(gpu, self.dispatch_s(prefill_tokens, decode_seqs)) + self.overhead_s(prefill_seqs + decode_seqs)
-
-    def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float, float]:
-        """Per batch size (cached): decode attention's lines (compute, memory0, memory1), the rest of a
-        decode-only step's GPU time with every layer's launch and the overhead (base), the CPU's dispatch (0
-        when the step replays a CUDA graph) and the dispatch plus the overhead (cpu)."""
-        co = self._dec_coef.get(seqs)
-        if co is None:
-            oh, dispatch = self.overhead_s(seqs), self.dispatch_s(0, seqs)
-            base = self.token_time(seqs) + self.logit_time(seqs) + self.layers * self.attn_launch_s + oh
-            co = (*self.decode_attention_lines(seqs), base, dispatch, dispatch + oh)
-            self._dec_coef[seqs] = co
-        return co
-
-    def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
-        """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
-        ``kv_sum0`` before step 0 (step j reads x = kv_sum0 + seqs (j + 1) keys): step_s of a decode-only step,
-        max(base + L max(compute x, memory0 + memory1 x), cpu), written as up to three lines."""
-        comp, m0, m1, base, dispatch, cpu = self._dec_coef.get(seqs) or self._decode_coef(seqs)
-        L, x0 = self.layers, kv_sum0 + seqs
-        lines = ((base + L * comp * x0, L * comp * seqs), (base + L * (m0 + m1 * x0), L * m1 * seqs))
-        return (*lines, (cpu, 0.0)) if dispatch > 0 else lines
-
-    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[list[Piece], float]:
-        """A run of ``k`` decode steps: the envelope of its step times and its total time (closed form)."""
-        pieces = envelope(self.decode_lines(seqs, kv_sum0), k)
-        return pieces, pieces_sum(pieces)
 
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

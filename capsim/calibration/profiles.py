@@ -18,14 +18,16 @@ import pandas as pd
 from capsim.calibration.datasheet import datasheet_params
 from capsim.calibration.fit import fit_alpha_beta, fit_gemm, fit_memory
 from capsim.calibration.schema import Calibration, calibrations_dir, write_calibration
+from capsim.perf.categories import Category
 from capsim.perf.params import AttentionParams, CommParams, DeviceParams, GemmParams, MemoryParams
 from capsim.specs.catalog import get_accelerator
 
 FP16_BYTES = 2.0
 GEMM_OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
 # Vidur's memory-bound ops and the capsim.perf op category each one measures.
-MEMORY_OPS = {"input_layernorm": "norm", "post_attention_layernorm": "norm", "add": "stream", "mlp_act": "activation",
-              "attn_rope": "rope", "emb": "embedding"}
+MEMORY_OPS = {"input_layernorm": Category.NORM.value, "post_attention_layernorm": Category.NORM.value,
+              "add": Category.STREAM.value, "mlp_act": Category.ACTIVATION.value, "attn_rope": Category.ROPE.value,
+              "emb": Category.EMBEDDING.value}
 # Which profiles describe each device: (gpu folder, NVSwitch node folder, models used for fitting, held-out models).
 DEVICES = {
     "A100-SXM4-80GB": ("a100", "a100_dgx", ("Llama-2-7b-hf", "Llama-2-70b-hf"), ("Meta-Llama-3-8B",)),

@@ -9,7 +9,7 @@ import typer
 
 from capsim.analytic.flops import matmul_params, serving_step_flops, training_flops_per_token
 from capsim.analytic.memory import serving_memory, training_memory
-from capsim.analytic.ops import StepBatch, training_layer_ops
+from capsim.analytic.ops import Phase, StepBatch, training_layer_ops
 from capsim.analytic.params import param_counts
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
@@ -27,15 +27,20 @@ def _verdict(fits: bool, total: float, capacity: float, shortfall: float) -> str
 @memory_app.command("train")
 @guarded
 def memory_train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None,
-                 dp: o.Dp = 1, tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False,
+                 dp: o.Dp = None, tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False,
                  zero: o.Zero = 0, distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE,
                  micro_batch: o.Mb = 1, global_batch: Annotated[int | None, typer.Option(help="Sequences per step.")] = None,
-                 seq_len: o.Seq = 2048, precision: o.Prec = "bf16", hf_config: o.HfConfig = None,
-                 as_json: JsonOpt = False) -> None:
-    """Memory per GPU of a training layout: weights, gradients, optimizer, activations, buffers."""
+                 seq_len: o.Seq = 2048, precision: o.Prec = "bf16", layer_split: o.StageSplit = None,
+                 pipeline_layout: o.Layout = None, first_layers: o.FirstLayers = None,
+                 last_layers: o.LastLayers = None, account_embedding: o.AccountEmbedding = False,
+                 account_loss: o.AccountLoss = False, hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+    """Memory per GPU of a training layout (its heaviest pipeline stage): weights, gradients, optimizer,
+    activations, buffers."""
     spec = o.resolve_model(model, hf_config)
-    plan = o.train_plan(dp, tp, pp, v, cp, ep, sp, zero, distributed_optimizer, recompute, micro_batch,
-                        global_batch, seq_len, precision).check(spec, gpus)
+    split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
+                            account_loss)
+    plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
+                        recompute, micro_batch, global_batch, seq_len, precision, split).check(spec, gpus)
     acc = o.get_accelerator(accelerator)
     mem = training_memory(spec, plan, accelerator=acc)
     out = {"model": spec.name, "accelerator": acc.name, "plan": plan.to_dict(), **mem.to_dict()}
@@ -94,10 +99,11 @@ def flops(model: o.Model = "", seq_len: o.Seq = 2048,
     n = matmul_params(spec)
     train_tok = float(training_flops_per_token(spec, seq_len))
     prefill = float(serving_step_flops(spec, StepBatch.prefill(batch, seq_len), tp))
-    decode = float(serving_step_flops(spec, StepBatch.decode(batch, context), tp))
+    decode = float(serving_step_flops(spec, StepBatch.decode(batch, context), tp, Phase.DECODE))
     ops = training_layer_ops(spec, batch, seq_len, tp=tp)
     op_rows = [{"name": op.name, "kind": op.kind.value, "flops": float(op.total_flops),
-                "bytes_read": float(op.bytes_read * op.count), "bytes_written": float(op.bytes_written * op.count),
+                "bytes_read": float(op.bytes_read * op.count * op.share),
+                "bytes_written": float(op.bytes_written * op.count * op.share), "share_of_layers": float(op.share),
                 "shape": [float(x) for x in np.atleast_1d(op.shape)]} for op in ops]
     out = {"model": spec.name, "params_total": pc.total, "params_active": pc.active, "matmul_params": n,
            "training_flops_per_token": train_tok, "six_n": 6 * n, "attention_flops_per_token": train_tok - 6 * n,
@@ -108,7 +114,7 @@ def flops(model: o.Model = "", seq_len: o.Seq = 2048,
         return emit_json(out)
     console.print(table(f"{spec.name}: FLOPs (seq_len={seq_len}, batch={batch}, tp={tp})", ["quantity", "value"], [
         ["matmul parameters N", f"{n:.4g}"], ["training FLOPs/token (6N + attention)", f"{train_tok:.4g}"],
-        ["  6N", f"{6 * n:.4g}"], ["  attention term 12 l s q", f"{train_tok - 6 * n:.4g}"],
+        ["  6N", f"{6 * n:.4g}"], ["  attention QK^T and PV (12 l s q for GPT)", f"{train_tok - 6 * n:.4g}"],
         ["training FLOPs per step", f"{train_tok * batch * seq_len:.4g}"],
         ["prefill FLOPs per GPU", f"{prefill:.4g}"], [f"decode step FLOPs per GPU (context {context})", f"{decode:.4g}"]]))
     console.print(table("One layer, forward, per GPU", ["op", "kind", "GFLOP", "MB read", "MB written"],

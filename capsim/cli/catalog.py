@@ -7,15 +7,25 @@ from typing import Annotated
 
 import typer
 
+from capsim.analytic.memory import kv_cache_bytes_per_token
 from capsim.analytic.params import param_counts
 from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
 from capsim.specs.catalog import accelerators, models, prices
+from capsim.specs.model import ModelSpec
 
 
 class Kind(StrEnum):
     MODELS = "models"
     ACCELERATORS = "accelerators"
     PRICES = "prices"
+
+
+def _attention(m: ModelSpec) -> str:
+    """How a model attends, in a few characters: kv heads (or MLA's latent) and any sliding window."""
+    kind = f"mla{m.kv_lora_rank}" if m.is_mla else ("mha" if m.kv_heads == m.heads else f"gqa{m.kv_heads}")
+    if m.sliding_window:  # window, then sliding:global layers where both exist
+        kind += f" w{m.sliding_window}" + (f" {m.global_every - 1}:1" if m.global_every else "")
+    return kind
 
 
 @guarded
@@ -29,12 +39,14 @@ def catalog(kind: Annotated[Kind, typer.Argument(help="Which catalog to list.")]
                          "params_embedding": pc.embedding, "arch": m.arch.value, "hidden": m.hidden,
                          "layers": m.layers, "heads": m.heads, "kv_heads": m.kv_heads, "ffn_hidden": m.ffn_hidden,
                          "vocab": m.vocab, "mlp": m.mlp.value, "experts": m.experts, "top_k": m.top_k,
+                         "attention": _attention(m), "kv_bytes_per_token_bf16": float(kv_cache_bytes_per_token(m, 2)),
                          "aliases": list(m.aliases), "source": m.source})
         if as_json:
             return emit_json(rows)
-        console.print(table("Models", ["name", "params", "active", "arch", "hidden", "layers", "heads", "kv", "mlp"],
+        console.print(table("Models", ["name", "params", "active", "arch", "hidden", "layers", "heads", "attention",
+                                       "mlp"],
                             [[r["name"], f"{r['params_total'] / 1e9:.3f}B", f"{r['params_active'] / 1e9:.3f}B",
-                              r["arch"], r["hidden"], r["layers"], r["heads"], r["kv_heads"], r["mlp"]] for r in rows]))
+                              r["arch"], r["hidden"], r["layers"], r["heads"], r["attention"], r["mlp"]] for r in rows]))
     elif kind is Kind.ACCELERATORS:
         accs = [a.to_dict() for a in accelerators().values()]
         if as_json:

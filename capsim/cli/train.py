@@ -13,8 +13,9 @@ from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
 from capsim.errors import SpecError
 from capsim.perf import Perf
-from capsim.plan.train_layouts import search_layouts
+from capsim.plan.train_layouts import plan_of_row, search_layouts
 from capsim.specs.hardware import Cluster
+from capsim.specs.pipeline_layout import LayerSplit
 from capsim.specs.plans import Recompute
 from capsim.specs.precision import Precision
 
@@ -44,7 +45,7 @@ def _result_dict(result: StepTime, extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _print(result: StepTime, title: str) -> None:
+def _print(result: StepTime, title: str, split: LayerSplit | None = None, implicit: bool = False) -> None:
     step = result.step_s
     rows = [[k.removesuffix("_s").replace("_", " "), getattr(result, k), f"{100 * getattr(result, k) / step:.1f}%"]
             for k in BREAKDOWN if getattr(result, k) > 0]
@@ -56,8 +57,15 @@ def _print(result: StepTime, title: str) -> None:
                       f"{result.dp_total_s:.4g} s")
     console.print(f"MFU {100 * result.mfu:.1f}%   HFU {100 * result.hfu:.1f}%   model {result.tflops_per_gpu_model:.1f} / "
                   f"hardware {result.tflops_per_gpu_hw:.1f} TFLOP/s per GPU   {result.tokens_per_s:,.0f} tokens/s")
+    if split is not None and split.pp > 1:
+        console.print(f"pipeline: {split.pp} stages x {split.v} chunks, layers per stage {list(split.stages)} "
+                      f"({split.rule.value}; Megatron-Core layout '{split.layout}')")
+        if implicit and split.rule.value != "even":
+            console.print("  pp x v does not divide the layers: priced with the uneven split a layout search uses "
+                          "(capsim.specs.pipeline_layout.default_uneven); state another with --layer-split, "
+                          "--pipeline-layout or Megatron's first/last/account-for options")
     mem = result.memory
-    console.print(table("Memory per GPU (peak pipeline stage)", ["part", "bytes"],
+    console.print(table(f"Memory per GPU (peak pipeline stage: {mem.to_dict()['peak_stage']})", ["part", "bytes"],
                         [[k.replace("_bytes", ""), gb(getattr(mem, k))] for k in
                          ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
                           "temporary_bytes", "total_bytes")]))
@@ -72,13 +80,17 @@ def _print(result: StepTime, title: str) -> None:
 
 
 @guarded
-def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None, dp: o.Dp = 1,
+def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None, dp: o.Dp = None,
           tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False, zero: o.Zero = 0,
           distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE, micro_batch: o.Mb = 1,
-          global_batch: GlobalBatch = None, seq_len: o.Seq = 2048, precision: o.Prec = "bf16", auto: Auto = False,
-          top: Top = 10, tokens: Tokens = None, price: o.Price = None, calibration: Calib = None,
-          framework: Fw = FrameworkName.MEGATRON_CORE, hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
-    """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens."""
+          global_batch: GlobalBatch = None, seq_len: o.Seq = 2048, precision: o.Prec = "bf16",
+          layer_split: o.StageSplit = None, pipeline_layout: o.Layout = None, first_layers: o.FirstLayers = None,
+          last_layers: o.LastLayers = None, account_embedding: o.AccountEmbedding = False,
+          account_loss: o.AccountLoss = False, auto: Auto = False, top: Top = 10, tokens: Tokens = None,
+          price: o.Price = None, calibration: Calib = None, framework: Fw = FrameworkName.MEGATRON_CORE,
+          hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+    """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens.
+    --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways."""
     spec = o.resolve_model(model, hf_config)
     acc = o.get_accelerator(accelerator, price)
     if auto:
@@ -87,14 +99,17 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
                             "pass --gpus N and --global-batch B")
         return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, Precision.preset(precision),
                      perf_for(acc, calibration), framework, top, tokens, cp, ep, as_json)
-    plan = o.train_plan(dp, tp, pp, v, cp, ep, sp, zero, distributed_optimizer, recompute, micro_batch,
-                        global_batch, seq_len, precision)
+    split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
+                            account_loss)
+    plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
+                        recompute, micro_batch, global_batch, seq_len, precision, split)
     cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
     result = step_time(spec, plan, cluster, perf_for(acc, calibration), framework=framework, train_tokens=tokens)
-    extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict()}
+    extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
+             "pipeline": plan.split(spec).to_dict()}
     if as_json:
         return emit_json(_result_dict(result, extra))
-    _print(result, f"{spec.name} on {cluster.num_gpus} x {acc.name}")
+    _print(result, f"{spec.name} on {cluster.num_gpus} x {acc.name}", plan.split(spec), implicit=not split)
     return None
 
 
@@ -106,8 +121,7 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
     if frame.empty:
         raise SpecError("--auto", f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} "
                         f"with global batch {global_batch}", "add GPUs, lower the global batch or the sequence")
-    best = frame.iloc[0]
-    plan = _plan_of(best, global_batch, seq_len, precision)
+    plan = plan_of_row(frame.iloc[0].to_dict(), global_batch, seq_len, precision)
     result = step_time(spec, plan, cluster, perf, framework=framework, train_tokens=tokens)
     records = frame.to_dict(orient="records")
     if as_json:
@@ -115,22 +129,15 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
                                                "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
                                                "evaluated": frame.attrs["evaluated"], "top": records}))
     console.print(table(f"{spec.name} on {cluster.num_gpus} x {cluster.accelerator.name}: fastest of "
-                        f"{frame.attrs['evaluated']:,} layouts", ["dp", "tp", "pp", "v", "mb", "recompute", "sp",
-                                                                   "zero", "dist-opt", "step s", "MFU", "GB/GPU"],
-                        [[r["dp"], r["tp"], r["pp"], r["v"], r["micro_batch"], Recompute(list(Recompute)[r["recompute"]]).value,
-                          r["sp"], r["zero_stage"], r["distributed_optimizer"], r["step_s"], f"{100 * r['mfu']:.1f}%",
+                        f"{frame.attrs['evaluated']:,} layouts", ["dp", "tp", "pp", "v", "split", "mb", "recompute",
+                                                                   "sp", "zero", "dist-opt", "step s", "MFU",
+                                                                   "GB/GPU"],
+                        [[r["dp"], r["tp"], r["pp"], r["v"], r["split"], r["micro_batch"],
+                          list(Recompute)[r["recompute"]].value, r["sp"], r["zero_stage"],
+                          r["distributed_optimizer"], r["step_s"], f"{100 * r['mfu']:.1f}%",
                           r["memory_per_gpu_bytes"] / 1e9] for r in records]))
-    _print(result, f"best plan (dp{plan.dp} tp{plan.tp} pp{plan.pp} v{plan.pp_interleave})")
+    _print(result, f"best plan (dp{plan.dp} tp{plan.tp} pp{plan.pp} v{plan.pp_interleave})", plan.split(spec))
     return None
-
-
-def _plan_of(row: Any, global_batch: int, seq_len: int, precision: Precision) -> Any:
-    from capsim.specs.plans import TrainPlan
-    return TrainPlan(dp=int(row["dp"]), tp=int(row["tp"]), pp=int(row["pp"]), pp_interleave=int(row["v"]),
-                     cp=int(row["cp"]), ep=int(row["ep"]), sequence_parallel=bool(row["sp"]),
-                     zero_stage=int(row["zero_stage"]), distributed_optimizer=bool(row["distributed_optimizer"]),
-                     recompute=list(Recompute)[int(row["recompute"])], micro_batch=int(row["micro_batch"]),
-                     global_batch=global_batch, seq_len=seq_len, precision=precision)
 
 
 __all__ = ["train"]

@@ -17,18 +17,24 @@ def validate(suite: Annotated[Suite, typer.Argument(help="Which comparison to ru
              calibration: Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file.")] = None,
              rows: Annotated[int, typer.Option("--rows", help="Most table rows to print (0 = all; --json has all).", min=0)] = 60,
              as_json: JsonOpt = False) -> None:
-    """Compare predictions with measured or published numbers: measured, predicted and error per row."""
+    """Compare predictions with measured or published numbers: measured, predicted and error per row. A row capsim
+    cannot price is shown with its reason and counted as a miss; a malformed file exits 2."""
     report = run_suite(suite, file, calibration)
     if as_json:
         return emit_json(report.to_dict())
     shown = report.rows if rows == 0 else report.rows[:rows]
-    body = [[r.source, r.case, r.metric, r.measured, r.predicted, f"{r.error_pct:+.2f}%", r.note] for r in shown]
+    body = [[r.source, r.case, r.metric, r.measured, "-" if r.predicted is None else r.predicted,
+             "not priced" if r.error_pct is None else f"{r.error_pct:+.2f}%", _band(r.band_low, r.band_high), r.note]
+            for r in shown]
     console.print(table(f"validate {report.suite} (calibration: {report.calibration})",
-                        ["source", "case", "metric", "measured", "predicted", "error", "note"], body))
+                        ["source", "case", "metric", "measured", "predicted", "error", "band", "note"], body))
     if len(shown) < len(report.rows):
         console.print(f"... {len(report.rows) - len(shown)} more rows (--rows 0 or --json for all)")
     for note in report.notes:
         console.print(f"note: {note}")
-    console.print(f"median |error| {report.median_abs_error_pct:.2f}%   max |error| {report.max_abs_error_pct:.2f}%   "
-                  f"rows {len(report.rows)}")
+    console.print(report.summary())
     return None
+
+
+def _band(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f"{low:.4g} to {high:.4g}"

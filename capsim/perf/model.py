@@ -14,6 +14,7 @@ import numpy as np
 
 from capsim._types import Num
 from capsim.errors import SpecError
+from capsim.perf.categories import candidate_keys, category_of
 from capsim.perf.params import Collective, Curve, DeviceParams, Link, Tier
 from capsim.specs.precision import DType
 
@@ -94,40 +95,33 @@ class Perf:
         return mem.launch_s + self.memory_bytes_s(nbytes, kind) * _grid_factor(entry, ("log2_bytes",), (nbytes,))
 
     def memory_kind(self, op: object) -> str:
-        """The most specific memory key the calibration holds for ``op``: ``category:variant`` and a ``.bwd``
-        suffix for backward ops (e.g. ``norm:rmsnorm.bwd``), falling back to the plain category."""
-        base = self.category(op)
-        impl, bwd = getattr(op, "impl", ""), op.name.endswith(".bwd")
+        """The most specific memory key the calibration holds for ``op`` (``categories.candidate_keys``: e.g.
+        ``norm:rmsnorm.bwd``), else its plain category (priced at the streaming bandwidth)."""
         mem = self.params.memory
         known = set(mem.kind_scale) | set(mem.table or {})
-        for key in ([f"{base}:{impl}.bwd", f"{base}:{impl}"] if impl else []) + [f"{base}.bwd", base]:
-            if key in known and (bwd or not key.endswith(".bwd")):
-                return key
-        return base
+        keys = candidate_keys(op.name, op.kind.value, getattr(op, "impl", ""))
+        return next((k for k in keys if k in known), keys[-1])
 
     @staticmethod
     def category(op: object) -> str:
-        """The memory-bound category whose achieved bandwidth times ``op`` (kind_scale keys of a calibration):
-        norm, softmax, activation, rope, embedding, optimizer, or stream (plain elementwise). A category the
+        """The memory-bound category whose achieved bandwidth times ``op`` (``categories.Category``): norm,
+        softmax, activation, rope, embedding, optimizer, or stream (plain elementwise). A category the
         calibration did not measure runs at its streaming bandwidth."""
-        name = op.name.split(".")[0]
-        if op.kind.value == "norm":
-            return "norm"
-        if "softmax" in name:
-            return "softmax"
-        return {"mlp_act": "activation", "rope": "rope", "embedding": "embedding", "adam": "optimizer"}.get(name, "stream")
+        return category_of(op.name, op.kind.value).value
 
     def op_s(self, op: object) -> Num:
-        """Time of one :class:`capsim.analytic.ops.Op` (all its ``count`` instances)."""
-        kind = op.kind.value
+        """Time of one :class:`capsim.analytic.ops.Op` (all its ``count`` instances), times its ``share`` of the
+        layers (an op only some layers run, such as Gemma's global attention, costs that fraction per layer)."""
+        kind, share = op.kind.value, getattr(op, "share", 1.0)
         if kind == "gemm":
             m, n, k = op.shape
-            return self.gemm_s(m, n, k, op.dtype, op.count, op.bytes * op.count)
+            return share * self.gemm_s(m, n, k, op.dtype, op.count, op.bytes * op.count)
         if kind == "attention":
             seqs, heads, q, kv, _d = op.shape
-            return self.attention_s(op.total_flops, op.bytes * op.count, np.asarray(q, float) * heads, op.dtype,
-                                    op.name.endswith(".bwd"), np.asarray(kv, float) / np.maximum(seqs, 1e-30))
-        return self.memory_s(op.bytes * op.count, self.memory_kind(op))
+            return share * self.attention_s(op.flops * op.count, op.bytes * op.count, np.asarray(q, float) * heads,
+                                            op.dtype, op.name.endswith(".bwd"),
+                                            np.asarray(kv, float) / np.maximum(seqs, 1e-30))
+        return share * self.memory_s(op.bytes * op.count, self.memory_kind(op))
 
     def ops_s(self, ops: Iterable[object]) -> Num:
         total: Num = 0.0

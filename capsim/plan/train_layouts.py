@@ -1,21 +1,27 @@
 """Search over training layouts: every structurally valid layout of a model on a cluster, priced at once by
-``capsim.analytic.training.step_time``, ranked by step time."""
+``capsim.analytic.training.step_time``, ranked by step time.
+
+Pipeline depths that do not divide the layers are searched too, each (pp, v) with the uneven split Megatron-Core
+users state for it (``capsim.specs.pipeline_layout.default_uneven``: the embedding and loss counted as layers,
+as in Megatron-Bridge's Llama-3.1-405B recipe, else balanced first/last stage counts); the split is a column.
+"""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-from capsim.analytic.layouts import Layouts
+from capsim.analytic.layouts import Layouts, split_options
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import Framework, FrameworkName, StepTime, get_framework, step_time
 from capsim.errors import SpecError, divisors
 from capsim.perf import Perf
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
+from capsim.specs.pipeline_layout import LayerSplit, default_uneven, parse_layout
+from capsim.specs.plans import Recompute, TrainPlan
 from capsim.specs.precision import Precision
 
 # Fields a search may leave open, with the values it tries when they are (None = derived from the model/cluster).
@@ -31,9 +37,9 @@ def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[st
     axes: dict[str, list] = {}
     tp_ok = [d for d in divisors(num_gpus) if d <= gpus_per_node and model.heads % d == 0
              and model.kv_heads % d == 0 and model.ffn_hidden % d == 0]
-    defaults = {"tp": tp_ok, "pp": [d for d in divisors(model.total_layers) if num_gpus % d == 0],
-                "v": [d for d in divisors(model.total_layers) if d <= 8],
-                "cp": [d for d in (1, 2, 4, 8) if num_gpus % d == 0]}
+    # Every pp that divides the GPUs and leaves a layer per stage; v up to 8 (kept where a split exists).
+    defaults = {"tp": tp_ok, "pp": [d for d in divisors(num_gpus) if d <= model.total_layers],
+                "v": list(range(1, 9)), "cp": [d for d in (1, 2, 4, 8) if num_gpus % d == 0]}
     for name, values in SEARCH_AXES.items():
         given = fixed.get(name)
         axes[name] = [given] if given is not None else list(values if values is not None else defaults[name])
@@ -65,15 +71,23 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
     if unknown:
         raise SpecError("fixed", f"unknown layout fields {sorted(unknown)}", f"use {', '.join(SEARCH_AXES)}")
     axes = _axes(model, num_gpus, gpus_per_node, fixed)
-    combos = np.array(list(itertools.product(*axes.values())), dtype=object).T
-    arr = {k: np.array(list(v), dtype=bool if k in ("sp", "distributed_optimizer") else np.int64)
-           for k, v in zip(axes, combos, strict=True)}
+    layers = model.total_layers
+    pps, vs = axes.pop("pp"), axes.pop("v")
+    # One axis of the (pp, v) pairs that have a split (the others cannot run).
+    axes["pp_v"] = [(p, v) for p in pps for v in vs if (v == 1 or p > 1) and default_uneven(layers, p, v)]
+    if not axes["pp_v"]:
+        raise SpecError("plan.pp", f"no pipeline depth in {pps} with v in {vs} splits {model.name}'s {layers} "
+                        "layers", "leave pp and pp_interleave open or pick another")
+    index = np.indices([len(values) for values in axes.values()]).reshape(len(axes), -1)
+    arr = {k: np.array(values, dtype=bool if k in ("sp", "distributed_optimizer") else np.int64)[index[i]]
+           for i, (k, values) in enumerate(axes.items())}
+    pairs = arr.pop("pp_v")
+    arr["pp"], arr["v"] = pairs[:, 0], pairs[:, 1]
     model_par = arr["tp"] * arr["pp"] * arr["cp"]
     arr["dp"] = np.where(num_gpus % model_par == 0, num_gpus // model_par, 0)
     per_replica = global_batch // np.maximum(arr["dp"], 1)
     m = per_replica // arr["micro_batch"]
-    layers_ok = model.total_layers % (arr["pp"] * arr["v"]) == 0
-    keep = ((arr["dp"] > 0) & (global_batch % np.maximum(arr["dp"] * arr["micro_batch"], 1) == 0) & layers_ok
+    keep = ((arr["dp"] > 0) & (global_batch % np.maximum(arr["dp"] * arr["micro_batch"], 1) == 0)
             & ~(arr["sp"] & (arr["tp"] == 1)) & ~(arr["distributed_optimizer"] & (arr["zero_stage"] > 0))
             & ((arr["v"] == 1) | ((arr["pp"] > 1) & (m % arr["pp"] == 0)))
             & (seq_len % arr["cp"] == 0) & ((arr["dp"] * arr["cp"]) % arr["ep"] == 0))
@@ -109,10 +123,39 @@ def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_le
     order = order if top is None else order[:top]
     frame = pd.DataFrame({k: np.asarray(getattr(lay, k))[order] for k in COLUMNS})
     frame["micro_batches"] = np.asarray(lay.micro_batches)[order]
+    splits = [lay.layer_split(i) for i in order]
+    frame["split"] = [sp.rule.value for sp in splits]
+    frame["pipeline_layout"] = [sp.layout for sp in splits]
     for k in ("step_s", "mfu", "hfu", "tflops_per_gpu_model", "tokens_per_s", "memory_per_gpu_bytes"):
         frame[k] = np.asarray(getattr(result, k))[order]
-    frame.attrs.update(calibration=result.calibration, framework=result.framework, evaluated=len(lay))
+    frame.attrs.update(calibration=result.calibration, framework=result.framework, evaluated=len(lay),
+                       **_diagnostics(result))
     return frame
 
 
-__all__ = ["SEARCH_AXES", "framework_limits", "layout_grid", "rank_layouts", "search_layouts"]
+def _diagnostics(result: StepTime) -> dict[str, object]:
+    """Why layouts were left out: how many could run at all (memory aside), the reasons of the others, and the
+    least memory any runnable layout needs."""
+    reason = np.asarray(result.reason, dtype=object)
+    runnable = (reason == "") | (reason == "does not fit in memory")
+    bad, counts = np.unique(reason[~runnable].astype(str), return_counts=True)
+    memory = np.asarray(result.memory.total_bytes, float)[runnable]
+    return {"runnable": int(runnable.sum()), "reasons": dict(zip(bad.tolist(), counts.tolist(), strict=True)),
+            "min_memory_bytes": float(memory.min()) if memory.size else float("nan")}
+
+
+def plan_of_row(row: Mapping[str, object], global_batch: int, seq_len: int, precision: Precision | None = None
+                ) -> TrainPlan:
+    """A search result row as a TrainPlan, its pipeline split stated the way the search chose it."""
+    pp = int(row["pp"])
+    chunks = parse_layout(str(row["pipeline_layout"]), pp).chunks if row.get("pipeline_layout") else None
+    split = LayerSplit(chunks, str(row.get("split") or "even")) if chunks is not None else None
+    return TrainPlan(dp=int(row["dp"]), tp=int(row["tp"]), pp=pp, pp_interleave=int(row["v"]), cp=int(row["cp"]),
+                     ep=int(row["ep"]), sequence_parallel=bool(row["sp"]), zero_stage=int(row["zero_stage"]),
+                     distributed_optimizer=bool(row["distributed_optimizer"]),
+                     recompute=list(Recompute)[int(row["recompute"])], micro_batch=int(row["micro_batch"]),
+                     global_batch=global_batch, seq_len=seq_len, precision=precision or Precision(),
+                     **split_options(split))
+
+
+__all__ = ["SEARCH_AXES", "framework_limits", "layout_grid", "plan_of_row", "rank_layouts", "search_layouts"]

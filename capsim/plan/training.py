@@ -20,6 +20,7 @@ from capsim.perf import Perf
 from capsim.plan.train_layouts import search_layouts
 from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
+from capsim.specs.pipeline_layout import default_uneven
 from capsim.specs.precision import Precision
 
 EXPOSED_COMM = ("tp_comm_s", "cp_comm_s", "ep_comm_s", "pp_comm_s", "zero_comm_s", "dp_comm_s",
@@ -103,22 +104,22 @@ def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, glo
     counts = [num_gpus] if num_gpus else candidate_gpu_counts(accelerator.gpus_per_node, max_gpus)
     if not num_gpus and deadline_s is None and budget_usd is None:
         raise SpecError("num_gpus", "no GPU count, deadline or budget given", "pass --gpus, --deadline or --budget")
-    frames, evaluated, attrs = [], 0, {}
+    frames, seen = [], []
     for gpus in counts:
         try:
-            f = _priced(model, accelerator, gpus, tokens, global_batch, seq_len, perf, precision, framework,
-                        fixed, usable_memory_fraction)
-        except SpecError:
+            frames.append(_priced(model, accelerator, gpus, tokens, global_batch, seq_len, perf, precision,
+                                  framework, fixed, usable_memory_fraction))
+            seen.append(frames[-1].attrs)
+        except SpecError as err:
             if num_gpus:
                 raise
-            continue  # no layout of this count can run this batch: try the next count
-        evaluated += int(f.attrs.get("evaluated", 0))
-        attrs = attrs or dict(f.attrs)
-        frames.append(f)
+            seen.append(str(err))  # no layout of this count can run this batch: try the next count
+    evaluated = sum(int(f.attrs.get("evaluated", 0)) for f in frames)
+    attrs = dict(frames[0].attrs) if frames else {}
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     reason = ""
     if table.empty:
-        reason = f"no layout of {model.name} fits {usable_memory_fraction:.0%} of {accelerator.name}'s memory"
+        reason = _why_none(model, accelerator, counts, seen, usable_memory_fraction)
     else:
         if deadline_s is not None:
             table = table[table["time_to_train_s"] <= deadline_s]
@@ -137,6 +138,26 @@ def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, glo
     limits, explanation = explain(model, accelerator, plan.best, global_batch, seq_len, perf, precision,
                                   framework, usable_memory_fraction)
     return TrainingPlan(**{**plan.__dict__, "limits": limits, "explanation": explanation})
+
+
+def _why_none(model: ModelSpec, acc: Accelerator, counts: list[int], seen: list[Any], usable: float) -> str:
+    """The constraint that left no layout: none could run at all (the commonest reasons), or none fits memory
+    (with the least any runnable layout needs)."""
+    where = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    searched = [a for a in seen if isinstance(a, dict)]
+    if not searched:
+        return f"no layout of {model.name} runs on {where} GPUs: {seen[-1] if seen else 'no GPU count to try'}"
+    if sum(a["runnable"] for a in searched) == 0:
+        reasons: dict[str, int] = {}
+        for a in searched:
+            for k, n in a["reasons"].items():
+                reasons[k] = reasons.get(k, 0) + n
+        top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+        return (f"no layout of {model.name} can run on {where} GPUs: "
+                + "; ".join(f"{why} ({n:,} layouts)" for why, n in top))
+    least = min(a["min_memory_bytes"] for a in searched if a["runnable"])
+    return (f"no layout of {model.name} fits {usable:.0%} of {acc.name}'s {acc.memory_bytes / 1e9:.0f} GB: the "
+            f"smallest needs {least / 1e9:.1f} GB per GPU")
 
 
 def _layouts(model: ModelSpec, rows: list[dict[str, Any]], global_batch: int, seq_len: int) -> Layouts:
@@ -165,7 +186,7 @@ def explain(model: ModelSpec, acc: Accelerator, best: dict[str, Any], global_bat
     """Shares of the winner's step and what stops it going faster."""
     cluster = Cluster(acc, int(best["gpus"]))
     variants = [(name, v) for name, v in _variants(best)
-                if global_batch % (v["dp"] * v["micro_batch"]) == 0 and model.total_layers % v["pp"] == 0]
+                if global_batch % (v["dp"] * v["micro_batch"]) == 0 and default_uneven(model.total_layers, v["pp"])]
     lay = _layouts(model, [best] + [v for _, v in variants], global_batch, seq_len)
     st = step_time(model, lay, cluster, perf, precision, framework)
     step = float(st.step_s[0])

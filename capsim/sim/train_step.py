@@ -1,7 +1,7 @@
 """A training step of a TrainPlan on the SimPy pipeline: per-stage, per-chunk forward and backward times priced by
 the analytic model's cost terms (``capsim.analytic.training``), then scheduled event by event. This is the
 reference the analytic pipeline formula is checked against where stages differ (embedding on the first stage, LM
-head and loss on the last, an uneven ``layer_split``).
+head and loss on the last, an uneven split, chunk by chunk).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training import Framework, FrameworkName, comms, get_framework, resolve_perf, stages
 from capsim.analytic.training.compute import micro_batch_times
+from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
 from capsim.sim.pipeline import PipelineResult, simulate_pipeline
 from capsim.specs.hardware import Cluster
@@ -56,35 +57,47 @@ def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
     return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in out.items()}
 
 
+def _stage_extras(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
+                  t: object, dp: dict[str, np.ndarray], n: int, emb: bool, head: bool, end_bwd_s: float
+                  ) -> tuple[float, float]:
+    """(per-micro-batch gradient work added to the stage's backward, gradient reduction after its last backward)
+    of one stage of ``n`` layers, from its own parameters."""
+    units = stages.unit_params(model, lay)
+    dense = n * units["layer"][0] + emb * units["emb"][0] + head * units["head"][0]
+    expert = n * units["layer"][1]
+    grads = (dense + expert) / np.where(lay.zero_stage >= 2, lay.dp * lay.cp, 1)  # ZeRO-2/3 keep a shard
+    accumulate = comms.grad_accumulation_s(perf, grads, precision, fw)
+    zero = sharded_exposed_s(lay, fw, t, np.array([float(n)]), np.array([emb]), np.array([head]), dp)
+    red = float(comms.grad_reduce_s(perf, dense, expert, lay, precision, gpn)[0]) if lay.zero_stage[0] <= 1 else 0.0
+    if fw.overlap_grad_reduce:  # hidden behind the stage's last backward but for the last bucket
+        red = max(red - (n * float(t.layer_bwd_s[0]) + end_bwd_s), red / max(n, 1))
+    return float(zero[0] + accumulate[0]), red
+
+
 def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: Perf,
                     framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> PipelineInputs:
-    """Per-stage, per-chunk times of ``plan`` from the same cost terms as ``step_time``."""
+    """Per-stage, per-chunk times of ``plan`` from the same cost terms as ``step_time``: each model chunk is
+    priced on its own layers (``TrainPlan.split``), the embedding on chunk (0, 0), the LM head and loss on
+    chunk (p-1, v-1)."""
     plan.check(model, cluster.num_gpus)
     fw, perf = get_framework(framework), resolve_perf(perf, cluster)
     precision = plan.precision
     lay = Layouts.from_plans(model, [plan])
     gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
     c = _per_layer(model, lay, precision, perf, gpn, fw)
-    split = plan.stage_layers(model.total_layers)
+    split = plan.split(model)
     p, v = plan.pp, plan.pp_interleave
-    middle = np.array([float(max(split[1:-1]))]) if p > 2 else None
-    layers = stages.StageLayers.of(model, lay, middle)
+    layers = stages.StageLayers.of(model, lay)
     dp = stages.dp_costs(model, lay, precision, perf, gpn, fw, layers)
     t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
-    fwd, bwd, reduce = np.zeros((p, v)), np.zeros((p, v)), np.zeros(p)
-    for s, n in enumerate(split):
-        kind = "first" if s == 0 else ("last" if s == p - 1 else "middle")
-        scale = n / max(float(layers.of_kind(kind)[0]), 1e-9)  # a middle stage smaller than the largest one
-        fwd[s, :] = n / v * c["layer_f"]
-        bwd[s, :] = n / v * c["layer_b"]
-        end_bwd = (c["embed_b"] if s == 0 else 0.0) + (c["head_b"] if s == p - 1 else 0.0)
-        zero = stages._zero_micro_batch_s(lay, fw, t, np.array([float(n)]), np.array([n * c["layer_bwd"] + end_bwd]),
-                                          dp[f"reduce_{kind}"] * scale, dp[f"layer_gather_{kind}"])
-        bwd[s, :] += (float(zero[0]) + float(dp[f"accumulate_{kind}"][0]) * scale) / v
-        red = float(dp[f"reduce_{kind}"][0]) * scale if plan.zero_stage <= 1 else 0.0
-        if fw.overlap_grad_reduce:  # hidden behind the stage's last backward but for the last bucket
-            red = max(red - (n * c["layer_bwd"] + end_bwd), red / max(n, 1))
-        reduce[s] = red
+    chunks = np.array(split.chunks, float)
+    fwd, bwd, reduce = chunks * c["layer_f"], chunks * c["layer_b"], np.zeros(p)
+    for s, n in enumerate(split.stages):
+        emb, head = s == 0, s == p - 1
+        end_bwd = (c["embed_b"] if emb else 0.0) + (c["head_b"] if head else 0.0)
+        per_mb, reduce[s] = _stage_extras(model, lay, precision, perf, gpn, fw, t, dp, n, emb, head, end_bwd)
+        weights = chunks[s] / n if n else np.full(v, 1.0 / v)  # spread over the chunks by their layers
+        bwd[s, :] += per_mb * weights
     fwd[0, 0] += c["embed_f"]
     bwd[0, 0] += c["embed_b"]
     fwd[p - 1, v - 1] += c["head_f"]

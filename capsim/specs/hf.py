@@ -1,4 +1,12 @@
-"""Import a Hugging Face ``config.json`` (a local file or dict, never the network) into a ModelSpec."""
+"""Import a Hugging Face ``config.json`` (a local file or dict, never the network) into a ModelSpec.
+
+Each family reads the keys of its ``transformers`` configuration class (models/<family>/configuration_<family>.py)
+that change parameters, FLOPs or the KV cache; a key the file leaves out takes that class's documented default, and
+keys without a cost (rope_theta, eps, token ids, routing scale factors) are not read. Values are checked strictly:
+a count must be a JSON integer (not a string, float or bool) and positive, or the import stops with one error naming
+the key. What a family has that capsim does not model is an error too, never dropped (Qwen's windows that start at
+``max_window_layers``, irregular ``layer_types``, OPT-350m's projected embeddings).
+"""
 
 from __future__ import annotations
 
@@ -10,105 +18,314 @@ from typing import Any
 from capsim.errors import SpecError
 from capsim.specs.model import Arch, Mlp, ModelSpec, Norm, Position
 
+_REQUIRED = object()
+SOURCE = "Hugging Face config.json"
 
-def _get(cfg: Mapping[str, Any], *keys: str, default: Any = SpecError) -> Any:
-    for key in keys:
-        if cfg.get(key) is not None:
-            return cfg[key]
-    if default is SpecError:
-        raise SpecError(f"config.{keys[0]}", "missing from config.json", "is this a complete Hugging Face config?")
-    return default
+
+def _value(cfg: Mapping[str, Any], key: str, default: Any) -> tuple[Any, bool]:
+    """(value, given): the file's value, or ``default`` where the key is absent or null."""
+    value = cfg.get(key)
+    if value is None:
+        if default is _REQUIRED:
+            raise SpecError(f"config.{key}", "missing from config.json", "is this a complete Hugging Face config?")
+        return default, False
+    return value, True
+
+
+def _int(cfg: Mapping[str, Any], key: str, default: Any = _REQUIRED, least: int = 1) -> Any:
+    """A JSON integer of at least ``least`` (a string, float or bool is an error naming the key)."""
+    value, given = _value(cfg, key, default)
+    if given and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+        kind = "a positive integer" if least else "a non-negative integer"
+        raise SpecError(f"config.{key}", f"must be {kind}, got {value!r}", "fix the value in config.json")
+    return value
+
+
+def _bool(cfg: Mapping[str, Any], key: str, default: bool) -> bool:
+    value, _ = _value(cfg, key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"config.{key}", f"must be true or false, got {value!r}", "fix the value in config.json")
+    return value
+
+
+def _float(cfg: Mapping[str, Any], key: str, default: float | None) -> float | None:
+    value, _ = _value(cfg, key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise SpecError(f"config.{key}", f"must be a positive number or null, got {value!r}",
+                        "fix the value in config.json")
+    return float(value)
+
+
+def _str(cfg: Mapping[str, Any], key: str, default: str) -> str:
+    value, _ = _value(cfg, key, default)
+    if not isinstance(value, str):
+        raise SpecError(f"config.{key}", f"must be a string, got {value!r}", "fix the value in config.json")
+    return value
+
+
+def _int_list(cfg: Mapping[str, Any], key: str) -> list[int]:
+    value, _ = _value(cfg, key, [])
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
+        raise SpecError(f"config.{key}", f"must be a list of layer indices, got {value!r}",
+                        "fix the value in config.json")
+    return value
+
+
+def _gated(cfg: Mapping[str, Any], *keys: str, default: str = "silu") -> Mlp:
+    """A gated FFN from the activation's name: SiLU/swish is SwiGLU, any GELU is GeGLU."""
+    act = next((_str(cfg, k, default) for k in keys if cfg.get(k) is not None), default)
+    if act in ("silu", "swish"):
+        return Mlp.SWIGLU
+    if act.startswith("gelu"):
+        return Mlp.GEGLU
+    raise SpecError(f"config.{keys[0]}", f"activation {act!r} is not modelled", "use silu or a gelu variant")
+
+
+def _decoder(cfg: Mapping[str, Any], name: str, tied: bool, max_seq: int, **spec: Any) -> ModelSpec:
+    """The shape keys every Llama-like config shares (RMSNorm, RoPE, gated FFN, no biases unless stated)."""
+    kw: dict[str, Any] = dict(
+        name=name, hidden=_int(cfg, "hidden_size"), layers=_int(cfg, "num_hidden_layers"),
+        heads=_int(cfg, "num_attention_heads"), kv_heads=_int(cfg, "num_key_value_heads", None),
+        head_dim=_int(cfg, "head_dim", None), ffn_hidden=_int(cfg, "intermediate_size"), vocab=_int(cfg, "vocab_size"),
+        max_seq=_int(cfg, "max_position_embeddings", max_seq), mlp=_gated(cfg, "hidden_act"), norm=Norm.RMSNORM,
+        position=Position.ROPE, bias=False, tied_embeddings=_bool(cfg, "tie_word_embeddings", tied), source=SOURCE)
+    kw.update(spec)
+    return ModelSpec(**kw)
+
+
+def _global_every(cfg: Mapping[str, Any], layers: int, pattern: int) -> tuple[int | None, int]:
+    """(sliding window, global_every) from ``layer_types`` where the file lists them, else ``pattern`` (0 = every
+    layer slides): layer i is global when (i + 1) % global_every == 0, as Gemma 2/3 build their layer types."""
+    window = _int(cfg, "sliding_window", None)
+    types = cfg.get("layer_types")
+    if types is None:
+        return window, pattern
+    if not isinstance(types, list) or len(types) != layers or \
+            any(t not in ("sliding_attention", "full_attention") for t in types):
+        raise SpecError("config.layer_types", f"must list sliding_attention/full_attention for each of {layers} layers")
+    full = [i for i, t in enumerate(types) if t == "full_attention"]
+    if len(full) == layers:
+        return None, 0
+    every = full[0] + 1 if full else 0
+    if every and any((t == "full_attention") != ((i + 1) % every == 0) for i, t in enumerate(types)):
+        raise SpecError("config.layer_types", "global layers that are not every n-th layer are not modelled",
+                        "capsim models a global layer every global_every layers (Gemma 2: 2, Gemma 3: 6)")
+    if window is None:
+        raise SpecError("config.sliding_window", "layer_types lists sliding layers but no window size")
+    return window, every
 
 
 def _llama(cfg: Mapping[str, Any], name: str) -> ModelSpec:
-    # LlamaConfig / MistralConfig / MixtralConfig field names (transformers, models/llama/configuration_llama.py)
-    experts = int(_get(cfg, "num_local_experts", default=1))
-    act = str(_get(cfg, "hidden_act", default="silu"))
-    return ModelSpec(
-        name=name, hidden=_get(cfg, "hidden_size"), layers=_get(cfg, "num_hidden_layers"),
-        heads=_get(cfg, "num_attention_heads"), kv_heads=_get(cfg, "num_key_value_heads", default=None),
-        head_dim=_get(cfg, "head_dim", default=None), ffn_hidden=_get(cfg, "intermediate_size"),
-        vocab=_get(cfg, "vocab_size"), max_seq=_get(cfg, "max_position_embeddings", default=4096),
-        mlp=Mlp.GEGLU if "gelu" in act else Mlp.SWIGLU, norm=Norm.RMSNORM, position=Position.ROPE,
-        bias=bool(_get(cfg, "attention_bias", default=False)),
-        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=False)),
-        experts=experts, top_k=int(_get(cfg, "num_experts_per_tok", default=1)) if experts > 1 else 1,
-        source="Hugging Face config.json")
+    # LlamaConfig / MistralConfig / MixtralConfig (attention_bias covers Q, K, V and O; mlp_bias the FFN; Mistral's
+    # sliding_window applies to every layer)
+    experts = _int(cfg, "num_local_experts", 1)
+    bias = _bool(cfg, "attention_bias", False)
+    if _bool(cfg, "mlp_bias", False) != bias:  # LlamaConfig.mlp_bias defaults to false
+        raise SpecError("config.mlp_bias", "biases on only the attention or only the FFN are not modelled",
+                        "capsim's bias covers every linear layer")
+    return _decoder(cfg, name, tied=False, max_seq=4096, bias=bias, experts=experts,
+                    top_k=_int(cfg, "num_experts_per_tok", 2) if experts > 1 else 1,
+                    sliding_window=_int(cfg, "sliding_window", None))
+
+
+def _no_qwen_window(cfg: Mapping[str, Any]) -> None:
+    """Qwen2/Qwen3 slide only from layer max_window_layers on, and only with use_sliding_window (false in every
+    released checkpoint); that split is not modelled."""
+    if _bool(cfg, "use_sliding_window", False) and _int(cfg, "max_window_layers", 28) < _int(cfg, "num_hidden_layers"):
+        raise SpecError("config.use_sliding_window", "sliding windows from layer max_window_layers on are not modelled",
+                        "set use_sliding_window false (as the released Qwen checkpoints do)")
+
+
+def _qwen2(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    # Qwen2Config: Qwen2Attention builds q/k/v_proj with bias=True and o_proj without (modeling_qwen2.py)
+    _no_qwen_window(cfg)
+    return _decoder(cfg, name, tied=False, max_seq=32768, qkv_bias=True)
+
+
+def _no_output_bias(cfg: Mapping[str, Any]) -> None:
+    if _bool(cfg, "attention_bias", False):
+        raise SpecError("config.attention_bias", "output-projection biases without FFN biases are not modelled",
+                        "set attention_bias false (as the released checkpoints do)")
+
+
+def _qwen3(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    # Qwen3Config: explicit head_dim (128), q_norm/k_norm RMSNorm(head_dim), attention_bias default false
+    _no_qwen_window(cfg)
+    _no_output_bias(cfg)
+    return _decoder(cfg, name, tied=False, max_seq=32768, head_dim=_int(cfg, "head_dim", 128), qk_norm=True)
+
+
+def _qwen3_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    # Qwen3MoeConfig: layer i routes to experts unless it is in mlp_only_layers or (i + 1) % decoder_sparse_step != 0
+    # (Qwen3MoeDecoderLayer); dense layers use intermediate_size, experts moe_intermediate_size. norm_topk_prob
+    # only rescales routing weights and costs nothing.
+    dense = _qwen3(cfg, name)
+    layers, step = dense.layers, _int(cfg, "decoder_sparse_step", 1)
+    only = set(_int_list(cfg, "mlp_only_layers"))
+    dense_layers = tuple(i for i in range(layers) if i in only or (i + 1) % step != 0)
+    return dense.with_(experts=_int(cfg, "num_experts"), top_k=_int(cfg, "num_experts_per_tok"),
+                       ffn_hidden=_int(cfg, "moe_intermediate_size"), dense_layers=dense_layers,
+                       dense_ffn_hidden=dense.ffn_hidden if dense_layers else None)
+
+
+# The configuration classes' defaults where a Gemma config.json leaves a key out (Gemma 3's text_config names only
+# what differs): GemmaConfig, Gemma2Config and Gemma3TextConfig.__init__ in transformers (models/gemma*/).
+_GEMMA_DEFAULTS: dict[int, dict[str, Any]] = {
+    1: {"vocab_size": 256000, "hidden_size": 3072, "intermediate_size": 24576, "num_hidden_layers": 28,
+        "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256, "max_position_embeddings": 8192},
+    2: {"vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "max_position_embeddings": 8192,
+        "sliding_window": 4096, "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0},
+    3: {"vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "max_position_embeddings": 131072,
+        "sliding_window": 4096, "sliding_window_pattern": 6},
+}
+
+
+def _gemma(cfg: Mapping[str, Any], name: str, version: int) -> ModelSpec:
+    # GemmaConfig / Gemma2Config / Gemma3TextConfig: GeGLU (gelu_pytorch_tanh), tied embeddings scaled by
+    # sqrt(hidden); Gemma 2/3 add post-norms on both sub-layers; Gemma 2 soft-caps attention (50) and logits (30)
+    # and alternates sliding (4096) and global layers; Gemma 3 has q/k norms and 5 sliding (1024) per global layer.
+    cfg = {**_GEMMA_DEFAULTS[version], **cfg}  # a key the file gives, even as null, wins
+    layers = _int(cfg, "num_hidden_layers")
+    window, every = None, 0
+    if version > 1:
+        pattern = _int(cfg, "sliding_window_pattern", _int(cfg, "_sliding_window_pattern", 2 if version == 2 else 6))
+        window, every = _global_every(cfg, layers, pattern)
+    return _decoder(cfg, name, tied=True, max_seq=8192,
+                    mlp=_gated(cfg, "hidden_activation", "hidden_act", default="gelu_pytorch_tanh"),
+                    embedding_scale=True, sandwich_norm=version > 1, qk_norm=version == 3, sliding_window=window,
+                    global_every=every if window else 0, attn_softcap=_float(cfg, "attn_logit_softcapping", None),
+                    logit_softcap=_float(cfg, "final_logit_softcapping", None))
+
+
+def _gemma3(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    """Gemma 3 multimodal configs nest the decoder in text_config (Gemma3Config); the SigLIP vision tower and its
+    projector are not modelled: the spec is the text decoder."""
+    text = cfg.get("text_config")
+    if not isinstance(text, Mapping):
+        raise SpecError("config.text_config", "a gemma3 config holds its decoder in text_config",
+                        "give the full config.json of the checkpoint")
+    spec = _gemma(text, name, 3)
+    return spec.with_(source=SOURCE + " text_config (vision tower not modelled)")
+
+
+def _phi3(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    # Phi3Config: fused qkv_proj and gate_up_proj (the same weights as separate ones), no biases, untied; the sliding
+    # window (Phi-3-mini-4k: 2047) applies to every layer
+    return _decoder(cfg, name, tied=False, max_seq=4096, sliding_window=_int(cfg, "sliding_window", None))
+
+
+def _deepseek(cfg: Mapping[str, Any], name: str, version: int) -> ModelSpec:
+    # DeepseekV2Config / DeepseekV3Config (modeling_deepseek.py): layer i is MoE when i >= first_k_dense_replace and
+    # i % moe_layer_freq == 0; shared experts are one MLP of moe_intermediate_size x n_shared_experts; noaux_tc
+    # routing (V3) adds a per-expert e_score_correction_bias. V3's multi-token-prediction module
+    # (num_nextn_predict_layers) is a training and speculative-decoding add-on outside the 671B main model: not counted.
+    _no_output_bias(cfg)
+    layers = _int(cfg, "num_hidden_layers")
+    first, freq = _int(cfg, "first_k_dense_replace", 0, least=0), _int(cfg, "moe_layer_freq", 1)
+    routed = _int(cfg, "n_routed_experts", 1)
+    dense = tuple(i for i in range(layers) if not (routed > 1 and i >= first and i % freq == 0))
+    nope, rope = _int(cfg, "qk_nope_head_dim", 128), _int(cfg, "qk_rope_head_dim", 64)
+    moe = routed > 1
+    kw: dict[str, Any] = {}
+    if moe:
+        kw = dict(experts=routed, top_k=_int(cfg, "num_experts_per_tok"),
+                  shared_experts=_int(cfg, "n_shared_experts", 0, least=0), ffn_hidden=_int(cfg, "moe_intermediate_size"),
+                  dense_layers=dense, dense_ffn_hidden=_int(cfg, "intermediate_size") if dense else None,
+                  router_bias=_str(cfg, "topk_method", "noaux_tc" if version == 3 else "greedy") == "noaux_tc")
+    mtp = _int(cfg, "num_nextn_predict_layers", 0, least=0)
+    return _decoder(cfg, name, tied=False, max_seq=4096, head_dim=nope + rope, kv_heads=_int(cfg, "num_attention_heads"),
+                    kv_lora_rank=_int(cfg, "kv_lora_rank"), q_lora_rank=_int(cfg, "q_lora_rank", None),
+                    qk_rope_head_dim=rope, v_head_dim=_int(cfg, "v_head_dim", 128),
+                    source=SOURCE + (f" ({mtp} MTP layer(s) not counted)" if mtp else ""), **kw)
 
 
 def _gpt2(cfg: Mapping[str, Any], name: str) -> ModelSpec:
-    hidden = _get(cfg, "n_embd")
+    hidden = _int(cfg, "n_embd")
     return ModelSpec(
-        name=name, hidden=hidden, layers=_get(cfg, "n_layer"), heads=_get(cfg, "n_head"),
-        ffn_hidden=_get(cfg, "n_inner", default=4 * hidden), vocab=_get(cfg, "vocab_size"),
-        max_seq=_get(cfg, "n_positions", "n_ctx", default=1024),
-        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=True)), source="Hugging Face config.json")
+        name=name, hidden=hidden, layers=_int(cfg, "n_layer"), heads=_int(cfg, "n_head"),
+        ffn_hidden=_int(cfg, "n_inner", 4 * hidden), vocab=_int(cfg, "vocab_size"),
+        max_seq=_int(cfg, "n_positions", _int(cfg, "n_ctx", 1024)),
+        tied_embeddings=_bool(cfg, "tie_word_embeddings", True), source=SOURCE)
 
 
 def _opt(cfg: Mapping[str, Any], name: str) -> ModelSpec:
-    hidden = _get(cfg, "hidden_size")
-    proj = _get(cfg, "word_embed_proj_dim", default=hidden)
+    hidden = _int(cfg, "hidden_size")
+    proj = _int(cfg, "word_embed_proj_dim", hidden)
     if proj != hidden:
         raise SpecError("config.word_embed_proj_dim", f"{proj} != hidden_size {hidden}: OPT-350m's projected "
                         "embeddings are not modelled", "use a catalog model or a config without the projection")
-    act = str(_get(cfg, "activation_function", default="relu"))
+    act = _str(cfg, "activation_function", "relu")
     return ModelSpec(
-        name=name, hidden=hidden, layers=_get(cfg, "num_hidden_layers"), heads=_get(cfg, "num_attention_heads"),
-        ffn_hidden=_get(cfg, "ffn_dim"), vocab=_get(cfg, "vocab_size"),
-        max_seq=_get(cfg, "max_position_embeddings", default=2048), mlp=Mlp.GELU if "gelu" in act else Mlp.RELU,
-        bias=bool(_get(cfg, "enable_bias", default=True)),
-        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=True)), source="Hugging Face config.json")
+        name=name, hidden=hidden, layers=_int(cfg, "num_hidden_layers"), heads=_int(cfg, "num_attention_heads"),
+        ffn_hidden=_int(cfg, "ffn_dim"), vocab=_int(cfg, "vocab_size"),
+        max_seq=_int(cfg, "max_position_embeddings", 2048), mlp=Mlp.GELU if "gelu" in act else Mlp.RELU,
+        bias=_bool(cfg, "enable_bias", True), tied_embeddings=_bool(cfg, "tie_word_embeddings", True), source=SOURCE)
 
 
 def _bert(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     return ModelSpec(
-        name=name, hidden=_get(cfg, "hidden_size"), layers=_get(cfg, "num_hidden_layers"),
-        heads=_get(cfg, "num_attention_heads"), ffn_hidden=_get(cfg, "intermediate_size"),
-        vocab=_get(cfg, "vocab_size"), max_seq=_get(cfg, "max_position_embeddings", default=512),
-        arch=Arch.ENCODER, type_vocab=_get(cfg, "type_vocab_size", default=2), pooler=True, embedding_norm=True,
-        final_norm=False, source="Hugging Face config.json")
+        name=name, hidden=_int(cfg, "hidden_size"), layers=_int(cfg, "num_hidden_layers"),
+        heads=_int(cfg, "num_attention_heads"), ffn_hidden=_int(cfg, "intermediate_size"),
+        vocab=_int(cfg, "vocab_size"), max_seq=_int(cfg, "max_position_embeddings", 512),
+        arch=Arch.ENCODER, type_vocab=_int(cfg, "type_vocab_size", 2), pooler=True, embedding_norm=True,
+        final_norm=False, source=SOURCE)
 
 
 def _t5(cfg: Mapping[str, Any], name: str) -> ModelSpec:
-    proj = str(_get(cfg, "feed_forward_proj", default="relu"))
+    proj = _str(cfg, "feed_forward_proj", "relu")
     gated = proj.startswith("gated")
-    layers = _get(cfg, "num_layers")
+    layers = _int(cfg, "num_layers")
     return ModelSpec(
-        name=name, hidden=_get(cfg, "d_model"), layers=_get(cfg, "num_decoder_layers", default=layers),
-        encoder_layers=layers, heads=_get(cfg, "num_heads"), head_dim=_get(cfg, "d_kv"),
-        ffn_hidden=_get(cfg, "d_ff"), vocab=_get(cfg, "vocab_size"),
-        max_seq=_get(cfg, "n_positions", default=512), arch=Arch.ENCODER_DECODER,
+        name=name, hidden=_int(cfg, "d_model"), layers=_int(cfg, "num_decoder_layers", layers),
+        encoder_layers=layers, heads=_int(cfg, "num_heads"), head_dim=_int(cfg, "d_kv"),
+        ffn_hidden=_int(cfg, "d_ff"), vocab=_int(cfg, "vocab_size"),
+        max_seq=_int(cfg, "n_positions", 512), arch=Arch.ENCODER_DECODER,
         mlp=(Mlp.GEGLU if "gelu" in proj else Mlp.SWIGLU) if gated else (Mlp.GELU if "gelu" in proj else Mlp.RELU),
         norm=Norm.RMSNORM, position=Position.RELATIVE,
-        relative_buckets=_get(cfg, "relative_attention_num_buckets", default=32), bias=False,
-        tied_embeddings=bool(_get(cfg, "tie_word_embeddings", default=True)), source="Hugging Face config.json")
+        relative_buckets=_int(cfg, "relative_attention_num_buckets", 32), bias=False,
+        tied_embeddings=_bool(cfg, "tie_word_embeddings", True), source=SOURCE)
 
 
 _FAMILIES: dict[str, Callable[[Mapping[str, Any], str], ModelSpec]] = {
-    "llama": _llama, "mistral": _llama, "mixtral": _llama, "gpt2": _gpt2, "opt": _opt, "bert": _bert, "t5": _t5,
+    "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "qwen3": _qwen3,
+    "qwen3_moe": _qwen3_moe, "gemma": lambda c, n: _gemma(c, n, 1), "gemma2": lambda c, n: _gemma(c, n, 2),
+    "gemma3_text": lambda c, n: _gemma(c, n, 3), "gemma3": _gemma3, "phi3": _phi3,
+    "deepseek_v2": lambda c, n: _deepseek(c, n, 2), "deepseek_v3": lambda c, n: _deepseek(c, n, 3),
+    "gpt2": _gpt2, "opt": _opt, "bert": _bert, "t5": _t5,
 }
+
+
+def _read(config: str | Path | Mapping[str, Any], name: str | None) -> tuple[dict[str, Any], str | None]:
+    if isinstance(config, Mapping):
+        return dict(config), name
+    text = str(config)
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text), name
+        except json.JSONDecodeError as err:
+            raise SpecError("config", f"not valid JSON ({err.msg}, line {err.lineno})") from None
+    path = Path(config)
+    if not path.is_file():
+        raise SpecError("config", f"no file at {path}", "give the path of a local config.json")
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SpecError("config", f"{path} is not valid JSON ({err})") from None
+    return cfg, name or (path.parent.name if path.name == "config.json" else path.stem)
 
 
 def from_hf_config(config: str | Path | Mapping[str, Any], name: str | None = None) -> ModelSpec:
     """Build a ModelSpec from a Hugging Face ``config.json`` path, JSON text, or parsed dict."""
-    if isinstance(config, Mapping):
-        cfg = dict(config)
-    else:
-        text = str(config)
-        if text.lstrip().startswith("{"):
-            cfg = json.loads(text)
-        else:
-            path = Path(config)
-            if not path.is_file():
-                raise SpecError("config", f"no file at {path}", "give the path of a local config.json")
-            try:
-                cfg = json.loads(path.read_text())
-            except json.JSONDecodeError as err:
-                raise SpecError("config", f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
-            name = name or (path.parent.name if path.name == "config.json" else path.stem)
-    family = str(cfg.get("model_type", "")).lower()
-    if family not in _FAMILIES:
+    cfg, name = _read(config, name)
+    if not isinstance(cfg, dict):
+        raise SpecError("config", f"must be a JSON object, got {type(cfg).__name__}", "give a config.json")
+    family = cfg.get("model_type")
+    if not isinstance(family, str) or family.lower() not in _FAMILIES:
         raise SpecError("config.model_type", f"unsupported family {family!r}",
                         f"supported: {', '.join(sorted(_FAMILIES))}")
     name = name or str(cfg.get("_name_or_path") or family)
-    return _FAMILIES[family](cfg, name)
+    return _FAMILIES[family.lower()](cfg, name)

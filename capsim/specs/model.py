@@ -53,7 +53,7 @@ class ModelSpec:
     heads: int  # query heads
     vocab: int  # embedding rows (padded vocabulary where the run padded it)
     kv_heads: int | None = None  # key/value heads; fewer than heads is GQA, 1 is MQA; None = heads
-    head_dim: int | None = None  # None = hidden // heads
+    head_dim: int | None = None  # query/key dims per head (MLA: nope + rope dims); None = hidden // heads
     ffn_hidden: int | None = None  # FFN inner width (per expert for MoE); None = 4 * hidden
     mlp: Mlp = Mlp.GELU
     norm: Norm = Norm.LAYERNORM
@@ -71,24 +71,41 @@ class ModelSpec:
     embedding_norm: bool = False  # a norm after the embeddings (BERT)
     final_norm: bool = True  # a norm after the last layer of each stack
     relative_buckets: int = 0  # T5 relative-attention buckets
+    # --- attention variants of today's families (each changes parameters, FLOPs or the KV cache) ---
+    qkv_bias: bool | None = None  # Q, K and V (not the output) carry biases where `bias` is off (Qwen2/2.5); None = bias
+    qk_norm: bool = False  # a norm over each head's queries and keys, head_dim gains each (Qwen3, Gemma 3)
+    sandwich_norm: bool = False  # a second norm on each sub-layer's output: 4 norms per layer (Gemma 2/3)
+    sliding_window: int | None = None  # keys a sliding-window layer attends to and caches (Mistral 4096, Gemma 3 1024)
+    global_every: int = 0  # with sliding_window: layer i attends globally when (i+1) % global_every == 0 (Gemma 2: 2,
+    #                        Gemma 3: 6, as their HF modeling code); 0 = every layer slides (Mistral-7B-v0.1, Phi-3)
+    attn_softcap: float | None = None  # tanh soft-capping of attention scores, fused into the kernel (Gemma 2: 50)
+    logit_softcap: float | None = None  # tanh soft-capping of the final logits, one pass over them (Gemma 2: 30)
+    embedding_scale: bool = False  # embeddings multiplied by sqrt(hidden), one pass over them (Gemma)
+    # --- multi-head latent attention (DeepSeek-V2/V3): K and V are rebuilt from a cached low-rank latent ---
+    kv_lora_rank: int = 0  # width of the compressed KV latent each layer caches (512); 0 = standard attention
+    q_lora_rank: int | None = None  # rank of the query down-projection (1536); None = a full-rank query projection
+    qk_rope_head_dim: int = 0  # decoupled RoPE dims per head (64); its key is shared by all heads and cached
+    v_head_dim: int | None = None  # value dims per head (MLA: 128); None = head_dim
+    # --- mixture-of-experts layout (DeepSeek, Qwen-MoE) ---
+    dense_layers: tuple[int, ...] = ()  # layers of an MoE model whose FFN is dense (DeepSeek's first_k_dense_replace,
+    #                                     Qwen-MoE's mlp_only_layers); the others route to experts
+    dense_ffn_hidden: int | None = None  # FFN width of those dense layers (DeepSeek-V3: 18432); None = ffn_hidden
+    router_bias: bool = False  # a learned per-expert routing bias (DeepSeek-V3's e_score_correction_bias)
     source: str = ""  # where the shape comes from
     aliases: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("mlp", "norm", "position", "arch"):
-            enum = {"mlp": Mlp, "norm": Norm, "position": Position, "arch": Arch}[name]
+        for name, enum in (("mlp", Mlp), ("norm", Norm), ("position", Position), ("arch", Arch)):
             value = getattr(self, name)
             try:
                 object.__setattr__(self, name, enum(value))
             except ValueError:
                 raise SpecError(f"model.{name}", f"unknown value {value!r}",
                                 f"use one of {', '.join(e.value for e in enum)}") from None
-        for name in ("hidden", "layers", "heads", "vocab", "max_seq", "experts", "top_k"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value > 0, f"model.{name}", f"must be a positive integer, got {value!r}")
+        self._check_types()
         kv = self.kv_heads if self.kv_heads is not None else self.heads
         object.__setattr__(self, "kv_heads", kv)
-        require(kv > 0 and self.heads % kv == 0, "model.kv_heads",
+        require(self.heads % kv == 0, "model.kv_heads",
                 f"{kv} does not divide heads={self.heads}", f"use one of {divisors(self.heads)}")
         if self.head_dim is None:
             require(self.hidden % self.heads == 0, "model.head_dim",
@@ -96,16 +113,88 @@ class ModelSpec:
             object.__setattr__(self, "head_dim", self.hidden // self.heads)
         if self.ffn_hidden is None:
             object.__setattr__(self, "ffn_hidden", 4 * self.hidden)
-        require(self.ffn_hidden > 0, "model.ffn_hidden", f"must be positive, got {self.ffn_hidden}")
-        require(self.top_k <= self.experts, "model.top_k",
-                f"top_k={self.top_k} exceeds experts={self.experts}", "route to at most as many experts as exist")
-        require(self.shared_experts >= 0, "model.shared_experts", "must be >= 0")
+        if self.qkv_bias is None:
+            object.__setattr__(self, "qkv_bias", self.bias)
+        require(self.bias <= self.qkv_bias, "model.qkv_bias", "bias=True already gives Q, K and V biases",
+                "leave qkv_bias unset or true")
+        self._check_moe()
+        self._check_mla()
+        self._check_window()
         if self.arch is Arch.ENCODER_DECODER:
             require(self.encoder_layers > 0, "model.encoder_layers", "an encoder-decoder needs encoder layers",
                     "set encoder_layers (T5-base: 12)")
         else:
             require(self.encoder_layers == 0, "model.encoder_layers",
                     f"only encoder-decoder models have a separate encoder (arch={self.arch})", "set it to 0")
+
+    def _check_types(self) -> None:
+        """Every count a positive (or non-negative) integer, every flag a bool: one error naming the field."""
+        for name in ("hidden", "layers", "heads", "vocab", "max_seq", "experts", "top_k"):
+            _integer(name, getattr(self, name), 1)
+        for name in ("kv_heads", "head_dim", "ffn_hidden", "q_lora_rank", "v_head_dim", "sliding_window",
+                     "dense_ffn_hidden"):
+            if getattr(self, name) is not None:
+                _integer(name, getattr(self, name), 1)
+        for name in ("encoder_layers", "shared_experts", "type_vocab", "relative_buckets", "kv_lora_rank",
+                     "qk_rope_head_dim", "global_every"):
+            _integer(name, getattr(self, name), 0)
+        for name in ("tied_embeddings", "bias", "pooler", "embedding_norm", "final_norm", "qk_norm",
+                     "sandwich_norm", "embedding_scale", "router_bias"):
+            require(isinstance(getattr(self, name), bool), f"model.{name}",
+                    f"must be true or false, got {getattr(self, name)!r}")
+        require(self.qkv_bias is None or isinstance(self.qkv_bias, bool), "model.qkv_bias",
+                f"must be true, false or unset, got {self.qkv_bias!r}")
+        for name in ("attn_softcap", "logit_softcap"):
+            value = getattr(self, name)
+            require(value is None or (isinstance(value, int | float) and not isinstance(value, bool) and value > 0),
+                    f"model.{name}", f"must be a positive number or unset, got {value!r}")
+
+    def _check_moe(self) -> None:
+        require(self.top_k <= self.experts, "model.top_k",
+                f"top_k={self.top_k} exceeds experts={self.experts}", "route to at most as many experts as exist")
+        layers = tuple(self.dense_layers) if isinstance(self.dense_layers, list | tuple) else self.dense_layers
+        require(isinstance(layers, tuple), "model.dense_layers",
+                f"must be a list of layer indices, got {self.dense_layers!r}")
+        for i in layers:
+            _integer("dense_layers", i, 0)
+        object.__setattr__(self, "dense_layers", layers)
+        if not self.is_moe:
+            for name, value in (("dense_layers", layers), ("shared_experts", self.shared_experts),
+                                ("router_bias", self.router_bias), ("dense_ffn_hidden", self.dense_ffn_hidden)):
+                require(not value, f"model.{name}", f"{self.name} is dense (experts=1): it has no MoE layers",
+                        "leave it unset, or set experts > 1")
+            return
+        require(len(set(layers)) == len(layers) and all(i < self.layers for i in layers), "model.dense_layers",
+                f"{list(layers)} must be distinct layer indices below layers={self.layers}")
+        require(len(layers) < self.layers, "model.dense_layers", "every layer is dense",
+                "an MoE model needs at least one MoE layer; use experts=1 for a dense model")
+        require(self.dense_ffn_hidden is None or bool(layers), "model.dense_ffn_hidden",
+                "is the width of dense layers, but dense_layers is empty", "list the dense layers or unset it")
+
+    def _check_mla(self) -> None:
+        if not self.is_mla:
+            for name in ("q_lora_rank", "qk_rope_head_dim", "v_head_dim"):
+                require(not getattr(self, name), f"model.{name}", "belongs to multi-head latent attention",
+                        "set kv_lora_rank (DeepSeek-V2/V3: 512) or leave it unset")
+            return
+        require(self.arch is Arch.DECODER, "model.kv_lora_rank", "latent attention is modelled for decoders only")
+        require(0 < self.qk_rope_head_dim < self.head_dim, "model.qk_rope_head_dim",
+                f"must be between 0 and head_dim={self.head_dim} (nope + rope dims), got {self.qk_rope_head_dim}",
+                "DeepSeek-V3: head_dim 192 = 128 + 64")
+        require(not self.bias and not self.qkv_bias, "model.bias", "latent attention with biases is not modelled",
+                "set bias false (DeepSeek's attention_bias is false)")
+        require(self.kv_heads == self.heads, "model.kv_heads",
+                "latent attention rebuilds K and V for every query head", f"set kv_heads={self.heads}")
+
+    def _check_window(self) -> None:
+        if self.sliding_window is None:
+            require(self.global_every == 0, "model.global_every", "a pattern of global layers needs a sliding window",
+                    "set sliding_window or leave global_every 0")
+            return
+        require(self.arch is Arch.DECODER, "model.sliding_window",
+                "sliding-window attention is modelled for decoder-only models", "leave it unset")
+        require(self.global_every <= self.layers, "model.global_every",
+                f"{self.global_every} exceeds layers={self.layers}", "0 = every layer slides")
 
     @property
     def q_dim(self) -> int:
@@ -116,8 +205,34 @@ class ModelSpec:
         return self.kv_heads * self.head_dim
 
     @property
+    def v_dim(self) -> int:
+        """Value (and attention output) dims per head."""
+        return self.v_head_dim or self.head_dim
+
+    @property
     def is_moe(self) -> bool:
         return self.experts > 1
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        """Decoder layers that route to experts (0 for a dense model)."""
+        return self.layers - len(self.dense_layers) if self.is_moe else 0
+
+    @property
+    def sliding_layers(self) -> int:
+        """Decoder layers with sliding-window attention (global layers are every global_every-th one)."""
+        if self.sliding_window is None:
+            return 0
+        return self.layers - (self.layers // self.global_every if self.global_every else 0)
+
+    @property
+    def dense_ffn(self) -> int:
+        """FFN width of the dense layers of an MoE model (of every layer of a dense one)."""
+        return self.dense_ffn_hidden or self.ffn_hidden
 
     @property
     def causal(self) -> bool:
@@ -133,4 +248,11 @@ class ModelSpec:
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
         out["aliases"] = list(self.aliases)
+        out["dense_layers"] = list(self.dense_layers)
         return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in out.items()}
+
+
+def _integer(name: str, value: object, least: int) -> None:
+    """An int (not a bool, float or string) of at least ``least``, or one SpecError naming ``model.<name>``."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= least
+    require(ok, f"model.{name}", f"must be {'a positive' if least else 'a non-negative'} integer, got {value!r}")

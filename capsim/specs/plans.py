@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from capsim.errors import SpecError, divisors, require
 from capsim.specs.model import ModelSpec, Position
+from capsim.specs.pipeline_layout import LayerSplit, default_uneven, even, from_stages, megatron, parse_layout
 from capsim.specs.precision import DType, Precision, dtype
 
 
@@ -52,12 +53,19 @@ class TrainPlan:
     global_batch: int = 1  # sequences per optimizer step, over all replicas
     seq_len: int = 2048  # tokens per sequence
     schedule: Schedule | None = None  # None = 1F1B, or interleaved when pp_interleave > 1
-    layer_split: tuple[int, ...] | None = None  # layers per stage for an uneven pipeline split
+    # An uneven pipeline, stated one of Megatron-Core's ways (at most one; see capsim.specs.pipeline_layout):
+    layer_split: tuple[int, ...] | None = None  # layers per stage (each spread evenly over its v chunks)
+    pipeline_layout: str | None = None  # --pipeline-model-parallel-layout, e.g. "Et*7|(t*8|)*14,t*7L" (sets v)
+    first_stage_layers: int | None = None  # --decoder-first-pipeline-num-layers
+    last_stage_layers: int | None = None  # --decoder-last-pipeline-num-layers
+    account_for_embedding: bool = False  # --account-for-embedding-in-pipeline-split: embedding counts as a layer
+    account_for_loss: bool = False  # --account-for-loss-in-pipeline-split: the loss counts as a layer
     precision: Precision = field(default_factory=Precision)
 
     def __post_init__(self) -> None:
         _positive(self, ("dp", "tp", "pp", "pp_interleave", "cp", "ep", "micro_batch", "global_batch", "seq_len"),
                   "plan")
+        self._check_split_options()
         try:
             object.__setattr__(self, "recompute", Recompute(self.recompute))
         except ValueError:
@@ -90,6 +98,48 @@ class TrainPlan:
             raise SpecError("plan.schedule", f"{self.schedule} has one model chunk per stage",
                             "set pp_interleave=1 or schedule='interleaved'")
 
+    def _check_split_options(self) -> None:
+        """At most one way of stating the split (Megatron-Core refuses the others together); a layout string
+        gives the chunks per stage, v (Megatron-LM arguments.py: stages // pp)."""
+        ways = [name for name, on in (("layer_split", self.layer_split is not None),
+                                      ("pipeline_layout", self.pipeline_layout is not None),
+                                      ("first_stage_layers/last_stage_layers",
+                                       self.first_stage_layers is not None or self.last_stage_layers is not None),
+                                      ("account_for_embedding/account_for_loss",
+                                       self.account_for_embedding or self.account_for_loss)) if on]
+        require(len(ways) <= 1, f"plan.{ways[-1].split('/')[0] if ways else 'layer_split'}",
+                f"the pipeline split is stated {len(ways)} ways ({', '.join(ways)})", "keep one of them")
+        if self.layer_split is not None:
+            object.__setattr__(self, "layer_split", tuple(int(n) for n in self.layer_split))
+            require(len(self.layer_split) == self.pp, "plan.layer_split",
+                    f"{len(self.layer_split)} stage sizes given for pp={self.pp}", f"give {self.pp} sizes")
+        if self.pipeline_layout is not None:
+            v = parse_layout(self.pipeline_layout, self.pp).v
+            require(self.pp_interleave in (1, v), "plan.pp_interleave", f"{self.pp_interleave} disagrees with the "
+                    f"layout's {v} virtual stages per rank", f"set pp_interleave={v} or leave it out")
+            object.__setattr__(self, "pp_interleave", v)
+
+    def split(self, model: ModelSpec) -> LayerSplit:
+        """The decoder layers of every stage and model chunk, as Megatron-Core would build them from the stated
+        option; with none stated, the even split, or where pp x v does not divide the layers the uneven split a
+        layout search prices (``default_uneven``; its ``rule`` says which). Raises SpecError naming the option
+        and the fix when no split can be built."""
+        layers, p, v = model.total_layers, self.pp, self.pp_interleave
+        if self.pipeline_layout is not None:
+            out = parse_layout(self.pipeline_layout, p)
+            require(out.total == layers, "plan.pipeline_layout", f"the layout holds {out.total} transformer layers "
+                    f"(t), {model.name} has {layers}", f"place exactly {layers} t's")
+            return out
+        if self.layer_split is not None:
+            require(sum(self.layer_split) == layers, "plan.layer_split", f"{list(self.layer_split)} sums to "
+                    f"{sum(self.layer_split)}, {model.name} has {layers} layers", f"give sizes summing to {layers}")
+            return from_stages(self.layer_split, v)
+        if self.first_stage_layers is not None or self.last_stage_layers is not None or self.account_for_embedding \
+                or self.account_for_loss:
+            return megatron(layers, p, v, self.first_stage_layers, self.last_stage_layers,
+                            self.account_for_embedding, self.account_for_loss)
+        return default_uneven(layers, p, v) or even(layers, p, v)
+
     @property
     def num_gpus(self) -> int:
         return self.dp * self.tp * self.pp * self.cp
@@ -103,12 +153,6 @@ class TrainPlan:
     def tokens_per_step(self) -> int:
         return self.global_batch * self.seq_len
 
-    def stage_layers(self, layers: int) -> tuple[int, ...]:
-        """Layers held by each pipeline stage (the stated split, or an even one)."""
-        if self.layer_split is not None:
-            return tuple(self.layer_split)
-        return (layers // self.pp,) * self.pp
-
     def check(self, model: ModelSpec, num_gpus: int | None = None) -> TrainPlan:
         """Raise :class:`SpecError` naming the field and the fix if this plan cannot run ``model``."""
         require(model.heads % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide {model.name}'s "
@@ -121,16 +165,7 @@ class TrainPlan:
             require(self.num_gpus == num_gpus, "plan", f"dp*tp*pp*cp = {self.dp}*{self.tp}*{self.pp}*{self.cp} = "
                     f"{self.num_gpus}, but {num_gpus} GPUs were given", "change dp, tp, pp or cp so the product "
                     f"is {num_gpus}")
-        layers = model.total_layers
-        if self.layer_split is not None:
-            require(len(self.layer_split) == self.pp and sum(self.layer_split) == layers
-                    and min(self.layer_split) > 0, "plan.layer_split",
-                    f"{self.layer_split} must give {self.pp} positive stage sizes summing to {layers}")
-        else:
-            chunks = self.pp * self.pp_interleave
-            require(layers % chunks == 0, "plan.pp", f"pp={self.pp} x pp_interleave={self.pp_interleave} does "
-                    f"not divide {model.name}'s {layers} layers",
-                    f"use pp*pp_interleave in {divisors(layers)}, or state the uneven split with layer_split")
+        self.split(model)
         require(self.seq_len % self.cp == 0, "plan.cp", f"cp={self.cp} does not divide seq_len={self.seq_len}",
                 f"use cp in {[d for d in divisors(self.seq_len) if d <= 64]}")
         if model.position is Position.LEARNED:

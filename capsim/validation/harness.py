@@ -1,22 +1,44 @@
 """Compare predictions with measurements: rows, reports and their stable JSON form.
 
-``capsim validate <suite> --json`` prints one object:
-{"suite", "calibration", "rows": [{"source", "case", "metric", "measured", "predicted", "error_pct"}],
- "median_abs_error_pct", "max_abs_error_pct"}
+``capsim validate <suite> --json`` always prints one object:
+
+    {"suite", "calibration",
+     "rows": [{"source", "case", "metric", "measured", "predicted", "error_pct", "unit", "note",
+               "band_low", "band_high"}],
+     "rows_priced", "rows_failed", "median_abs_error_pct", "max_abs_error_pct", "notes"}
+
+- ``predicted`` and ``error_pct`` are null for a row capsim could not price (an infeasible or unsupported layout,
+  an unknown model, ...); its ``note`` says why. Such a row is counted in ``rows_failed`` and is a miss.
+- ``median_abs_error_pct`` and ``max_abs_error_pct`` are over the priced rows only (``rows_priced`` of them);
+  null when no row was priced.
+- ``band_low`` / ``band_high``: the least and greatest prediction over the plausible values of every setting the
+  row left unpublished (feasible layouts only); null where the row left nothing open or the suite has no band.
+
+A malformed file (a missing column, an unknown metric, a measured value that is not a finite non-zero number, an
+unknown framework or release) is not a row: it raises :class:`DataError` and the command exits 2 with one line.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from capsim.errors import SpecError
+
+T = TypeVar("T")
+LINE = "_line"  # key read_csv adds to every row: its line number in the file, for error messages
+
+
+class DataError(SpecError):
+    """A validation file that cannot be read as the suite's data: the whole suite stops (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -25,18 +47,43 @@ class Row:
     case: str
     metric: str
     measured: float
-    predicted: float
+    predicted: float | None  # None: capsim could not price the row (the note says why)
     unit: str = ""
-    note: str = ""  # what capsim chose where the source left a setting unpublished, tolerances, ...
+    note: str = ""  # what capsim assumed where the source left a setting unpublished, tolerances, why it failed
+    band_low: float | None = None  # least prediction over the plausible values of the row's unpublished settings
+    band_high: float | None = None
 
     @property
-    def error_pct(self) -> float:
+    def priced(self) -> bool:
+        return self.predicted is not None
+
+    @property
+    def error_pct(self) -> float | None:
+        if self.predicted is None:
+            return None
         return 100.0 * (self.predicted - self.measured) / self.measured
 
     def to_dict(self) -> dict[str, Any]:
+        err = self.error_pct
         return {"source": self.source, "case": self.case, "metric": self.metric, "measured": self.measured,
-                "predicted": self.predicted, "error_pct": round(self.error_pct, 4), "unit": self.unit,
-                "note": self.note}
+                "predicted": self.predicted, "error_pct": None if err is None else round(err, 4), "unit": self.unit,
+                "note": self.note, "band_low": self.band_low, "band_high": self.band_high}
+
+
+def failed_row(source: str, case: str, metric: str, measured: float, unit: str, reason: str) -> Row:
+    """A row capsim could not price: no prediction, the reason in its note."""
+    return Row(source, case, metric, measured, None, unit, f"not priced: {reason}")
+
+
+def attempt(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T | None, SpecError | None]:
+    """``(fn(...), None)``, or ``(None, error)`` where the row cannot be priced (its reason is ``str(error)``); a
+    DataError (a malformed file) propagates."""
+    try:
+        return fn(*args, **kwargs), None
+    except DataError:
+        raise
+    except SpecError as err:
+        return None, err
 
 
 @dataclass(frozen=True)
@@ -47,45 +94,97 @@ class Report:
     notes: tuple[str, ...] = field(default=())
 
     @property
+    def priced_rows(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.priced)
+
+    @property
+    def rows_failed(self) -> int:
+        return len(self.rows) - len(self.priced_rows)
+
+    @property
     def abs_errors(self) -> np.ndarray:
-        return np.abs([r.error_pct for r in self.rows])
+        """|error| of the priced rows, in percent."""
+        return np.abs([r.error_pct for r in self.priced_rows], dtype=float)
 
     @property
     def median_abs_error_pct(self) -> float:
-        return float(np.median(self.abs_errors)) if self.rows else float("nan")
+        errors = self.abs_errors
+        return float(np.median(errors)) if errors.size else float("nan")
 
     @property
     def max_abs_error_pct(self) -> float:
-        return float(np.max(self.abs_errors)) if self.rows else float("nan")
+        errors = self.abs_errors
+        return float(np.max(errors)) if errors.size else float("nan")
 
     def subset(self, **match: str) -> Report:
         rows = tuple(r for r in self.rows if all(getattr(r, k) == v for k, v in match.items()))
-        return Report(self.suite, self.calibration, rows, self.notes)
+        return replace(self, rows=rows)
+
+    def summary(self) -> str:
+        """One line: median and worst |error| over the priced rows, and how many rows failed."""
+        line = (f"median |error| {self.median_abs_error_pct:.2f}%   max |error| {self.max_abs_error_pct:.2f}%   "
+                f"over {len(self.priced_rows)} priced rows")
+        if self.rows_failed:
+            line += f"; {self.rows_failed} of {len(self.rows)} rows not priced (misses)"
+        return line
 
     def to_dict(self) -> dict[str, Any]:
+        def num(x: float) -> float | None:
+            return round(x, 4) if math.isfinite(x) else None
+
         return {"suite": self.suite, "calibration": self.calibration, "rows": [r.to_dict() for r in self.rows],
-                "median_abs_error_pct": round(self.median_abs_error_pct, 4),
-                "max_abs_error_pct": round(self.max_abs_error_pct, 4), "notes": list(self.notes)}
+                "rows_priced": len(self.priced_rows), "rows_failed": self.rows_failed,
+                "median_abs_error_pct": num(self.median_abs_error_pct),
+                "max_abs_error_pct": num(self.max_abs_error_pct), "notes": list(self.notes)}
 
 
 def read_csv(path: str | Path | None, default: str, required: tuple[str, ...]) -> list[dict[str, str]]:
-    """Rows of a validation CSV (``#`` lines are comments); the shipped copy of ``default`` when no path."""
+    """Rows of a validation CSV (``#`` lines are comments); the shipped copy of ``default`` when no path. Each row
+    carries its line number under ``_line``."""
     if path is None:
         text = resources.files("capsim.data").joinpath("validation", default).read_text()
         origin = default
     else:
         p = Path(path)
         if not p.is_file():
-            raise SpecError("--file", f"no file at {p}", "give the path of a CSV with the published columns")
+            raise DataError("--file", f"no file at {p}", "give the path of a CSV with the published columns")
         text, origin = p.read_text(), str(p)
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
+    numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
+    rows = list(csv.DictReader(io.StringIO("\n".join(ln for _, ln in numbered))))
     if not rows:
-        raise SpecError("--file", f"{origin} has no data rows")
+        raise DataError("--file", f"{origin} has no data rows")
     missing = [c for c in required if c not in rows[0]]
     if missing:
-        raise SpecError("--file", f"{origin} lacks the columns {missing}", f"needs {', '.join(required)}")
+        raise DataError("--file", f"{origin} lacks the columns {missing}", f"needs {', '.join(required)}")
+    for (line, _), row in zip(numbered[1:], rows, strict=False):
+        if None in row or any(row[c] is None for c in required):
+            raise DataError("--file", f"{origin} line {line} has {'more' if None in row else 'fewer'} cells than "
+                            "the header", "give one value per column (blank for unknown)")
+        row[LINE] = str(line)
     return rows
+
+
+def measured_value(r: dict[str, str], column: str = "value") -> float:
+    """The row's measured number: a finite, non-zero float, else a DataError naming the line."""
+    text = (r.get(column) or "").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(column, f"line {r.get(LINE, '?')}: {text!r} is not a number",
+                        "give the measured value") from None
+    if not math.isfinite(value) or value == 0.0:
+        raise DataError(column, f"line {r.get(LINE, '?')}: measured value {text!r} must be finite and non-zero",
+                        "an error relative to it is undefined otherwise")
+    return value
+
+
+def check_metric(r: dict[str, str], metrics: tuple[str, ...] | dict[str, object]) -> str:
+    """The row's metric, or a DataError listing the suite's metrics."""
+    metric = r.get("metric", "").strip()
+    if metric not in metrics:
+        raise DataError("metric", f"line {r.get(LINE, '?')}: unknown metric {metric!r}",
+                        f"use one of {', '.join(metrics)}")
+    return metric
 
 
 def data_path(*parts: str) -> Path:

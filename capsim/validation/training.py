@@ -1,142 +1,282 @@
-"""``capsim validate training``: step times of published large-scale runs (Narayanan et al. SC21 Table 1,
-Korthikanti et al. 2022 Table 5), one calibration and one code path for every row.
+"""``capsim validate training``: step times of published training runs, one calibration and one code path for
+every row, each priced under the framework release its ``framework`` and ``software`` columns name (``flags``,
+optional, are that release's command-line flags the run stated).
 
-A blank micro_batch, recompute, seq_parallel, pp_interleave or zero_stage is a setting the authors did not publish:
-capsim searches it (fastest feasible layout in the accelerator's memory) and says what it chose in the row's note.
+A blank micro_batch, pp_interleave, recompute, seq_parallel, zero_stage or cp is a setting the run did not
+publish: it takes the release's documented default (``Release.defaults``, cited there), never the fastest value.
+The row's note and ``band_low``/``band_high`` give the prediction's range over every plausible value of the blanks
+(the values the release offers; feasible layouts only).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from capsim.analytic.flops import megatron_iteration_flops
-from capsim.analytic.training import Framework, FrameworkName, get_framework, resolve_perf
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.training import Framework, Release, StepTime, release_for, resolve_perf
+from capsim.analytic.training.release import PER_REPLICA
 from capsim.calibration import perf_for
 from capsim.errors import SpecError
-from capsim.plan.train_layouts import layout_grid, rank_layouts
+from capsim.plan.train_layouts import framework_limits, layout_grid, rank_layouts
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.precision import Precision
-from capsim.validation.harness import Report, Row, read_csv
+from capsim.validation.harness import (
+    LINE,
+    DataError,
+    Report,
+    Row,
+    attempt,
+    check_metric,
+    failed_row,
+    measured_value,
+    read_csv,
+)
 
 REQUIRED = ("source", "model", "hidden", "layers", "heads", "kv_heads", "ffn_hidden", "mlp", "seq", "vocab", "gpu",
             "gpus", "tp", "pp", "pp_interleave", "cp", "dp", "zero_stage", "global_batch", "micro_batch", "recompute",
-            "seq_parallel", "precision", "metric", "value")
-METRICS = ("tflops_per_gpu_hw", "tflops_per_gpu_model", "iteration_s")
+            "seq_parallel", "precision", "metric", "value", "framework", "software")
+METRICS = {"tflops_per_gpu_hw": "TFLOP/s", "tflops_per_gpu_model": "TFLOP/s", "iteration_s": "s"}
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
-# The published runs' software (a configuration fact, not a correction): Megatron-LM 2021-22 runs used unfused
-# softmax attention, dropout 0.1, no overlap of the DP all-reduce, blocking p2p with scatter/gather.
-FRAMEWORK_OF_SOURCE = {"sc21": FrameworkName.MEGATRON_2021, "korthikanti": FrameworkName.MEGATRON_2022}
+YES, NO = ("yes", "true", "1"), ("no", "false", "0")
+# Layout setting -> the CSV column that publishes it (blank = unpublished).
+COLUMNS = {"micro_batch": "micro_batch", "v": "pp_interleave", "recompute": "recompute", "sp": "seq_parallel",
+           "zero_stage": "zero_stage", "cp": "cp"}
+
+
+def _int(r: dict[str, str], column: str) -> int | None:
+    text = r[column].strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise DataError(column, f"line {r.get(LINE, '?')}: {text!r} is not an integer", "give a whole number") from None
+
+
+def _setting(r: dict[str, str], key: str) -> object:
+    """The row's published value of one layout setting, or None where the column is blank."""
+    column = COLUMNS[key]
+    text = r[column].strip().lower()
+    if key == "recompute":
+        if text and text not in RECOMPUTE:
+            raise DataError(column, f"line {r.get(LINE, '?')}: unknown value {text!r}",
+                            "use none, selective, full or leave blank")
+        return RECOMPUTE.get(text) if text else None
+    if key == "sp":
+        if text and text not in YES + NO:
+            raise DataError(column, f"line {r.get(LINE, '?')}: unknown value {text!r}", "use yes, no or leave blank")
+        return (text in YES) if text else None
+    return _int(r, column)
+
+
+def published_settings(r: dict[str, str]) -> dict[str, object]:
+    """The row's layout settings by TrainPlan name (``COLUMNS``); None where the run did not publish one."""
+    return {k: _setting(r, k) for k in COLUMNS}
 
 
 def row_model(r: dict[str, str]) -> ModelSpec:
     """The model a row describes, from its own columns (GPT-style defaults for what the CSV does not state)."""
-    return ModelSpec(name=r["model"], hidden=int(r["hidden"]), layers=int(r["layers"]), heads=int(r["heads"]),
-                     kv_heads=int(r["kv_heads"]) if r["kv_heads"] else None,
-                     ffn_hidden=int(r["ffn_hidden"]) if r["ffn_hidden"] else None, mlp=r["mlp"] or "gelu",
-                     vocab=int(r["vocab"]), max_seq=int(r["seq"]))
+    kv, ffn = _int(r, "kv_heads"), _int(r, "ffn_hidden")
+    return ModelSpec(name=r["model"], hidden=_int(r, "hidden") or 0, layers=_int(r, "layers") or 0,
+                     heads=_int(r, "heads") or 0, kv_heads=kv, ffn_hidden=ffn, mlp=r["mlp"] or "gelu",
+                     vocab=_int(r, "vocab") or 0, max_seq=_int(r, "seq") or 0)
 
 
-def _int(value: str) -> int | None:
-    return int(value) if value.strip() else None
-
-
-def _fixed(r: dict[str, str]) -> dict[str, object]:
-    rec = r["recompute"].strip().lower()
-    if rec and rec not in RECOMPUTE:
-        raise SpecError("recompute", f"unknown value {rec!r}", "use none, selective, full or leave blank")
-    sp = r["seq_parallel"].strip().lower()
-    zero = _int(r["zero_stage"])
-    return {"tp": int(r["tp"]), "pp": int(r["pp"]), "v": _int(r["pp_interleave"]), "cp": int(r["cp"] or 1),
-            "ep": 1, "micro_batch": _int(r["micro_batch"]), "recompute": RECOMPUTE.get(rec),
-            "sp": None if not sp else sp in ("yes", "true", "1"), "zero_stage": zero,
-            "distributed_optimizer": False if zero is not None else None}
-
-
-def _framework(source: str) -> Framework:
-    name = next((v for k, v in FRAMEWORK_OF_SOURCE.items() if source.lower().startswith(k)),
-                FrameworkName.MEGATRON_2021)
-    return get_framework(name)
+def row_release(r: dict[str, str]) -> tuple[Release, Framework, dict[str, object]]:
+    """The release a row names, its Framework under the row's flags, and the layout defaults (a DataError when the
+    framework, release or a flag is blank or unknown)."""
+    try:
+        release = release_for(r["framework"], r["software"])
+        fw, defaults = release.configure(r.get("flags") or "")
+    except DataError:
+        raise
+    except SpecError as err:
+        raise DataError(err.field, f"line {r.get(LINE, '?')}: {err.problem}", err.fix) from None
+    defaults["recompute"] = RECOMPUTE[str(defaults["recompute"])]
+    return release, fw, defaults
 
 
 @dataclass(frozen=True)
 class RowPrediction:
-    """capsim's prediction for one published run, with the layout it priced."""
+    """capsim's prediction for one published run, with the layout it priced and the band over its blanks."""
 
     value: float  # in the row's metric
     step_s: float
     memory_bytes: float  # per GPU, peak stage, by capsim's memory model
     capacity_bytes: float
-    chosen: dict[str, object]  # the unpublished settings capsim chose
+    settings: dict[str, object]  # the unpublished settings, at the release's documented defaults
+    band: tuple[float, float] | None  # least and greatest value over the blanks' plausible values (feasible only)
     note: str
     calibration: str
 
 
-def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPrediction:
-    """Price one CSV row: the published layout, with any blank setting searched (fastest that fits)."""
+def _metric_values(r: dict[str, str], model: ModelSpec, lay: Layouts, result: StepTime) -> np.ndarray:
+    """The row's metric for every layout (SC21's TFLOP/s formula counts full recomputation's extra forward)."""
+    step = np.asarray(result.step_s, float)
+    if r["metric"] == "iteration_s":
+        return step
+    gb, seq = int(r["global_batch"]), int(r["seq"])
+    full = r["metric"] == "tflops_per_gpu_hw"
+    flops = np.where(full & (np.asarray(lay.recompute) == 2), megatron_iteration_flops(model, gb, seq, True),
+                     megatron_iteration_flops(model, gb, seq))
+    return flops / step / int(r["gpus"]) / 1e12
+
+
+def _price(r: dict[str, str], fixed: dict[str, object], fw: Framework, cluster: Cluster, perf: object,
+           precision: Precision) -> tuple[Layouts, StepTime, np.ndarray]:
+    """Every layout of ``fixed`` (None = open) with the row's dp, priced; the indices of the feasible ones."""
     model = row_model(r)
-    acc = get_accelerator(r["gpu"])
-    gpus, gb, seq = int(r["gpus"]), int(r["global_batch"]), int(r["seq"])
-    cluster = Cluster(acc, gpus)
-    perf = resolve_perf(perf_for(acc, calibration), cluster)
-    fixed = _fixed(r)
-    lay = layout_grid(model, gpus, gb, seq, int(cluster.gpus_per_node), fixed)
+    lay = layout_grid(model, int(r["gpus"]), int(r["global_batch"]), int(r["seq"]), int(cluster.gpus_per_node),
+                      fixed)
     lay = lay.take(np.flatnonzero(lay.dp == int(r["dp"])))
     if len(lay) == 0:
-        raise SpecError("row", f"{r['model']}: dp={r['dp']} tp={r['tp']} pp={r['pp']} does not make {gpus} GPUs")
+        raise SpecError("dp", f"dp={r['dp']} tp={r['tp']} pp={r['pp']} does not make {r['gpus']} GPUs")
+    result, order = rank_layouts(model, cluster, lay, perf, precision, fw)
+    return lay, result, order
+
+
+def _point(r: dict[str, str], layout: dict[str, object], fw: Framework, cluster: Cluster, perf: object,
+           precision: Precision) -> tuple[Layouts, StepTime]:
+    """The one layout a row names (published settings and documented defaults); step_time says why it cannot run."""
+    model = row_model(r)
+    stages = int(layout["pp"]) * int(layout["v"])  # type: ignore[call-overload]
+    if model.total_layers % stages:
+        raise SpecError("pp", f"pp x pp_interleave = {stages} does not divide the {model.total_layers} layers and the "
+                        "row states no layer split", "an uneven split needs the run's per-stage layer counts")
+    lay = Layouts.build(model, dp=_int(r, "dp"), global_batch=_int(r, "global_batch"), seq_len=_int(r, "seq"),
+                        **{k: v for k, v in layout.items()})
+    return lay, rank_layouts(model, cluster, lay, perf, precision, fw)[0]
+
+
+def _band(r: dict[str, str], fixed: dict[str, object], blanks: list[str], fw: Framework, cluster: Cluster,
+          perf: object, precision: Precision) -> tuple[tuple[float, float] | None, str]:
+    """(least, greatest) prediction over the blanks' plausible values, and a note saying over what."""
+    if not blanks:
+        return None, ""
+    pins = framework_limits(fw)
+    open_ = {**fixed, **{k: pins.get(k) for k in blanks}}
+    lay, result, ok = _price(r, open_, fw, cluster, perf, precision)
+    runs = _runnable(row_model(r), lay, fw) & ((np.asarray(lay.recompute) != 1) | fw.selective_recompute)
+    ok = ok[runs[ok]]
+    tried = ", ".join(f"{k} in {{{','.join(str(_show(k, x)) for x in np.unique(getattr(lay, k)[runs]))}}}"
+                      for k in blanks)
+    if len(ok) == 0:
+        return None, f"band over {tried}: no plausible layout fits"
+    values = _metric_values(r, row_model(r), lay, result)[ok]
+    lo, hi = float(values.min()), float(values.max())
+    return (lo, hi), f"band over {tried}: {lo:.4g} to {hi:.4g} ({len(ok)} feasible layouts)"
+
+
+def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPrediction:
+    """Price one CSV row: its published layout, each blank at the release's documented default, and the band."""
+    release, fw, defaults = row_release(r)
+    model, acc = row_model(r), get_accelerator(r["gpu"])
+    cluster = Cluster(acc, int(r["gpus"]))
+    perf = resolve_perf(perf_for(acc, calibration), cluster)
     precision = Precision.preset(r["precision"])
-    result, order = rank_layouts(model, cluster, lay, perf, precision, _framework(r["source"]))
-    if len(order) == 0:
-        best = int(np.argmin(np.asarray(result.memory.total_bytes)))
-        raise SpecError("row", f"{r['model']}: no layout fits in {acc.memory_bytes / 1e9:.0f} GB by capsim's memory "
-                        f"model (least {float(result.memory.total_bytes[best]) / 1e9:.1f} GB)")
-    i = int(order[0])
-    step = float(result.step_s[i])
-    metric = r["metric"]
-    rec = int(lay.recompute[i])
-    flops = megatron_iteration_flops(model, gb, seq, recompute_full=(metric == "tflops_per_gpu_hw" and rec == 2))
-    value = {"iteration_s": step, "tflops_per_gpu_hw": flops / step / gpus / 1e12,
-             "tflops_per_gpu_model": flops / step / gpus / 1e12}[metric]
-    chosen = {k: _show(k, getattr(lay, k)[i]) for k, given in fixed.items() if given is None}
-    memory = float(result.memory.total_bytes[i])
-    note = (f"chose {' '.join(f'{k}={v}' for k, v in chosen.items())}; " if chosen else "") + (
-        f"{memory / 1e9:.1f} GB/GPU; step {step:.3f} s; bottleneck "
-        f"{('first', 'middle', 'last')[int(result.bottleneck_stage[i])]} stage; "
-        + ", ".join(f"{k[:-2]} {float(getattr(result, k)[i]):.3g}" for k in
-                    ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s", "pp_comm_s", "bubble_s",
-                     "dp_comm_s", "optimizer_s")))
-    return RowPrediction(float(value), step, memory, float(acc.memory_bytes), chosen, note, perf.name)
+    published = published_settings(r)
+    _check_offered({**published, "pp": _int(r, "pp")}, fw)
+    blanks = [k for k, v in published.items() if v is None]
+    fixed = {"tp": _int(r, "tp"), "pp": _int(r, "pp"), "ep": 1,
+             "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()}}
+    band, band_note = _band(r, fixed, blanks, fw, cluster, perf, precision)
+    settings = {k: defaults[k] for k in blanks}
+    if settings.get("micro_batch") == PER_REPLICA:
+        settings["micro_batch"] = int(r["global_batch"]) // max(int(r["dp"]), 1)
+    shown = " ".join(f"{k}={_show(k, v)}" for k, v in settings.items())
+    head = f"{release.name}{' ' + r['flags'].strip() if (r.get('flags') or '').strip() else ''}" + (
+        f"; defaults {shown}" if shown else "") + (f"; {band_note}" if band_note else "")
+    lay, result = _point(r, {**fixed, **settings}, fw, cluster, perf, precision)
+    if not result.feasible[0]:
+        raise _Unpriced(f"{head}; {result.reason[0]}", band, perf.name)
+    i = 0
+    step, memory = float(np.asarray(result.step_s)[i]), float(result.memory.total_bytes[i])
+    value = float(_metric_values(r, model, lay, result)[i])
+    if band is not None:  # the documented default is one of the plausible values (even outside the searched axis)
+        band = (min(band[0], value), max(band[1], value))
+    note = (f"{head}; {memory / 1e9:.1f} GB/GPU; step {step:.3f} s; bottleneck "
+            f"{('first', 'middle', 'last')[int(result.bottleneck_stage[i])]} stage; "
+            + ", ".join(f"{k[:-2]} {float(getattr(result, k)[i]):.3g}" for k in
+                        ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s", "pp_comm_s", "bubble_s",
+                         "dp_comm_s", "optimizer_s")))
+    return RowPrediction(value, step, memory, float(acc.memory_bytes), settings, band, note, perf.name)
+
+
+def _check_offered(published: dict[str, object], fw: Framework) -> None:
+    """A published setting the release does not offer (SP before 2022, ZeRO in Megatron, ...) cannot be priced."""
+    pins = {**framework_limits(fw), **({} if fw.selective_recompute else {"recompute": "not selective"})}
+    for key, pinned in pins.items():
+        value = published.get(key)
+        if value is not None and (value == 1 if key == "recompute" else value != pinned):
+            raise SpecError(COLUMNS[key], f"{fw.name} does not offer {key}={_show(key, value)}",
+                            "the row names a release that could not have run this layout")
+    v, pp = published.get("v"), published.get("pp")
+    if v is not None and v > 1 and pp is not None and pp < fw.interleave_min_pp:
+        raise SpecError("pp_interleave", f"{fw.name} interleaves only with pp >= {fw.interleave_min_pp}, not pp={pp}",
+                        "the row names a release that could not have run this layout")
+
+
+def _runnable(model: ModelSpec, lay: Layouts, fw: Framework) -> np.ndarray:
+    """Which layouts the release can run: interleaving only from its least pp, uneven splits only if it has them."""
+    pp, v = np.asarray(lay.pp), np.asarray(lay.v)
+    even = model.total_layers % (pp * v) == 0
+    return ((v == 1) | (pp >= fw.interleave_min_pp)) & (even | fw.uneven_pipeline)
+
+
+class _Unpriced(SpecError):
+    """A row whose layout at the documented defaults cannot run; carries the band and calibration for its row."""
+
+    def __init__(self, reason: str, band: tuple[float, float] | None, calibration: str) -> None:
+        super().__init__("layout", reason)
+        self.band, self.calibration = band, calibration
 
 
 def _show(key: str, value: object) -> str:
     if key == "recompute":
-        return ("none", "selective", "full")[int(value)]
+        return ("none", "selective", "full")[int(value)]  # type: ignore[arg-type]
     if key in ("sp", "distributed_optimizer"):
         return "yes" if value else "no"
-    return str(int(value))
+    return str(int(value))  # type: ignore[call-overload]
+
+
+def _case(r: dict[str, str]) -> str:
+    case = f"{r['model']} tp{r['tp']} pp{r['pp']} dp{r['dp']} gb{r['global_batch']} {r['recompute'] or '?'}"
+    return case + ("+sp" if r["seq_parallel"].strip().lower() in YES else "")
 
 
 def training_suite(path: str | Path | None = None, calibration: str | None = None) -> Report:
-    """Every row of training_published.csv (or ``path``) predicted under one calibration."""
-    rows, names = [], set()
-    for r in read_csv(path, "training_published.csv", REQUIRED):
-        if r["metric"] not in METRICS:
-            raise SpecError("metric", f"unknown training metric {r['metric']!r}", f"use one of {', '.join(METRICS)}")
-        pred = predict_row(r, calibration)
+    """Every row of training_published.csv (or ``path``) predicted under one calibration; a row capsim cannot
+    price is reported with its reason, never dropped."""
+    table = read_csv(path, "training_published.csv", REQUIRED)
+    for r in table:  # the whole file is checked before any row is priced
+        check_metric(r, METRICS)
+        measured_value(r)
+        row_release(r)
+    rows, names, releases = [], set(), {}
+    for r in table:
+        metric, measured, unit = r["metric"], measured_value(r), METRICS[r["metric"]]
+        release = row_release(r)[0]
+        releases[release.name] = release
+        pred, err = attempt(predict_row, r, calibration)
+        if pred is None:
+            band = getattr(err, "band", None) or (None, None)
+            rows.append(replace(failed_row(r["source"], _case(r), metric, measured, unit, str(err)),
+                                band_low=band[0], band_high=band[1]))
+            continue
         names.add(pred.calibration)
-        case = f"{r['model']} tp{r['tp']} pp{r['pp']} dp{r['dp']} gb{r['global_batch']} {r['recompute'] or '?'}"
-        if r["seq_parallel"].strip().lower() in ("yes", "true", "1"):
-            case += "+sp"
-        unit = "s" if r["metric"] == "iteration_s" else "TFLOP/s"
-        rows.append(Row(r["source"], case, r["metric"], float(r["value"]), pred.value, unit, pred.note))
-    notes = ("framework: megatron-2021 for SC21 rows, megatron-2022 for Korthikanti rows (unfused attention, dropout "
-             "0.1, DP all-reduce not overlapped, blocking p2p with scatter/gather; 2022 adds async TP backward comm "
-             "and gradient-accumulation fusion); precision and parallel degrees from each row",)
-    return Report("training", " + ".join(sorted(names)), tuple(rows), notes)
+        band = pred.band or (None, None)
+        rows.append(Row(r["source"], _case(r), metric, measured, pred.value, unit, pred.note, *band))
+    notes = tuple(f"{rel.name}: {rel.code}; release {rel.software}"
+                  + (f" (covers {rel.covers[0]} to {rel.covers[1]})" if rel.covers else "")
+                  for rel in releases.values())
+    return Report("training", " + ".join(sorted(names)) or (calibration or "datasheet"), tuple(rows), notes)
 
 
-__all__ = ["RowPrediction", "predict_row", "row_model", "training_suite"]
+__all__ = ["COLUMNS", "METRICS", "REQUIRED", "RowPrediction", "predict_row", "published_settings", "row_model",
+           "row_release", "training_suite"]

@@ -2,9 +2,19 @@
 recomputation and overlap, vectorised over layouts (``step_time``)."""
 
 from capsim.analytic.training import comms, stages
-from capsim.analytic.training.framework import FRAMEWORKS, Framework, FrameworkName, get_framework
+from capsim.analytic.training.framework import (
+    FRAMEWORKS,
+    RELEASES,
+    Framework,
+    FrameworkFamily,
+    FrameworkName,
+    Release,
+    get_framework,
+    get_release,
+    release_for,
+)
 from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.analytic.training.step import resolve_perf, step_time
 
-__all__ = ["BREAKDOWN", "comms", "stages", "FRAMEWORKS", "Framework", "FrameworkName", "StepTime", "get_framework", "resolve_perf",
-           "step_time"]
+__all__ = ["BREAKDOWN", "FRAMEWORKS", "RELEASES", "Framework", "FrameworkFamily", "FrameworkName", "Release",
+           "StepTime", "comms", "get_framework", "get_release", "release_for", "resolve_perf", "stages", "step_time"]

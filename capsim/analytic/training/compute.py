@@ -31,9 +31,9 @@ CORE_OPS = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
 ATTENTION_OPS = CORE_OPS | {"attention"}
 # Ops outside the tensor-parallel region: with sequence parallelism they run on s/t tokens (Korthikanti Sec. 4.2.2).
 SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross",
-                          "final_norm"})
+                          "final_norm", "norm_attn_post", "norm_mlp_post"})
 GEMM_OPS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "router",
-                      "cross_qkv", "cross_out"})
+                      "cross_qkv", "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})  # last 5: MLA
 SHAPE_KEYS = ("tp", "cp", "ep", "micro_batch", "seq_len", "sp")
 
 

@@ -1,108 +1,288 @@
-"""What a training framework does that changes step time: configuration facts, not tuning knobs.
+"""What a training framework release does that changes step time: configuration facts, dated and cited.
 
-Each preset states how a framework (at a given date) runs attention, whether it overlaps each kind of
-communication with compute, and how it sends pipeline activations. They are facts about the software, taken from
-its papers and source; a prediction names the framework it assumed.
+Each preset is one release (``RELEASES``): the code it describes, a source for every behaviour field (the code's
+file and commit, a flag's default, a paper section), the documented defaults of settings a run may leave
+unpublished, and the flags a run may state. Validation rows name a preset by their ``framework`` and ``software``
+columns (``release_for``); nothing is inferred from anything else. Adding a release is one entry of ``RELEASES``
+(and one member of ``FrameworkName``).
+
+Citations: ``ML@<commit>`` is github.com/NVIDIA/Megatron-LM at that commit; line numbers are in that file there.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.release import (
+    PER_REPLICA,
+    Flag,
+    Framework,
+    FrameworkFamily,
+    Release,
+    Setting,
+)
 from capsim.errors import SpecError
 
 
-@dataclass(frozen=True)
-class Framework:
-    """How a training framework schedules kernels and communication (one variant per entry of FRAMEWORKS)."""
-
-    name: str
-    attention: AttentionImpl = AttentionImpl.FLASH  # fused kernel, or Megatron's bmm + softmax + bmm
-    dropout: bool = False  # dropout on attention probabilities and residuals (kept masks, extra passes)
-    overlap_grad_reduce: bool = True  # DP gradient reduction overlapped with the backward pass (bucketed)
-    overlap_param_gather: bool = False  # post-step parameter all-gather overlapped with the next forward
-    overlap_tp_comm: bool = False  # TP all-gather/reduce-scatter pipelined with the adjacent GEMMs
-    # Column-parallel backward: the grad-input all-reduce (SP: reduce-scatter) runs during the weight-gradient
-    # GEMM, and under SP the input all-gather during the data-gradient GEMM (Megatron-LM layers.py,
-    # LinearWithGradAccumulationAndAsyncCommunication, from late 2021).
-    overlap_tp_wgrad: bool = True
-    # Weight-gradient GEMMs accumulate straight into the fp32 main-grad buffer (Megatron-LM's
-    # gradient_accumulation_fusion, mid 2021); otherwise every micro-batch adds its gradients in a separate pass.
-    fused_grad_accumulation: bool = True
-    overlap_p2p: bool = False  # pipeline sends/receives run asynchronously, off the compute stream
-    zero3_prefetch: bool = True  # ZeRO-3/FSDP gathers layer i+1 while layer i computes
-    pp_scatter_gather: bool = True  # split a pipeline send over the TP ranks, all-gather on arrival (SC21 4.1)
-    # Layout features the software offers; a layout search does not try the others.
-    sequence_parallel: bool = True
-    selective_recompute: bool = True
-    distributed_optimizer: bool = True
-    zero: bool = True  # ZeRO stages 1-3 / FSDP sharding
-    context_parallel: bool = True
-
-    def with_(self, **changes: object) -> Framework:
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, object]:
-        out = asdict(self)
-        out["attention"] = self.attention.value
-        return out
-
-
 class FrameworkName(StrEnum):
-    MEGATRON_2021 = "megatron-2021"
-    MEGATRON_2022 = "megatron-2022"
-    MEGATRON_CORE = "megatron-core"
-    FSDP = "fsdp"
+    """Preset names (``--framework``); each is one release."""
+
+    MEGATRON_2021 = "megatron-lm-2021"
+    MEGATRON_2022 = "megatron-lm-2022"
+    MEGATRON_CORE = "megatron-core-0.8.0"
+    FSDP = "fsdp-pytorch-2.3"
 
 
-FRAMEWORKS: dict[FrameworkName, Framework] = {
-    # Megatron-LM as used by Narayanan et al. SC21 (runs of early 2021; the paper's Sec. 4.2 lists its kernel
-    # optimisations): unfused softmax attention with dropout 0.1; TP all-reduces on the critical path; the
-    # main-grad accumulation a separate pass; blocking batched isend/irecv between stages with scatter/gather;
-    # the DP all-reduce of gradients after the pipeline flush, not overlapped (that arrived in 2023).
-    # It had neither sequence parallelism nor selective recomputation (Korthikanti et al. 2022 introduced both),
-    # nor the distributed optimizer (2022), ZeRO (DeepSpeed's) or context parallelism (2023).
-    FrameworkName.MEGATRON_2021: Framework(
-        "megatron-2021", AttentionImpl.UNFUSED, dropout=True, overlap_grad_reduce=False,
-        overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=False, fused_grad_accumulation=False,
-        overlap_p2p=False, pp_scatter_gather=True, sequence_parallel=False, selective_recompute=False,
-        distributed_optimizer=False, zero=False, context_parallel=False),
-    # Megatron-LM as used by Korthikanti et al. 2022 (the release that introduced sequence parallelism): as above,
-    # plus the asynchronous column-parallel backward communication and gradient-accumulation fusion, both on by
-    # default in that code (--no-async-tensor-model-parallel-allreduce, --no-gradient-accumulation-fusion).
-    # Its distributed optimizer arrived later that year; no ZeRO, no context parallelism.
-    FrameworkName.MEGATRON_2022: Framework(
-        "megatron-2022", AttentionImpl.UNFUSED, dropout=True, overlap_grad_reduce=False,
-        overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True,
-        overlap_p2p=False, pp_scatter_gather=True, distributed_optimizer=False, zero=False, context_parallel=False),
-    # Megatron-Core (2024) with --overlap-grad-reduce --overlap-param-gather and flash attention; the interleaved
-    # schedule overlaps its p2p (--overlap-p2p-comm); TP comm overlap (TE userbuffers) is off by default.
-    # Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages.
-    FrameworkName.MEGATRON_CORE: Framework(
-        "megatron-core", AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
-        overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
-        pp_scatter_gather=True, zero=False),
-    # PyTorch FSDP / DeepSpeed ZeRO: bucketed reduce-scatter overlapped with backward, forward/backward prefetch of
-    # the next layer's parameters (Zhao et al. 2023, "PyTorch FSDP", Sec. 4.2); autograd accumulates .grad in place.
-    # FSDP shards (ZeRO-2/3); no Megatron distributed optimizer, no sequence parallelism of Megatron's kind.
-    FrameworkName.FSDP: Framework(
-        "fsdp", AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
-        overlap_tp_comm=False, overlap_tp_wgrad=False, fused_grad_accumulation=False, overlap_p2p=False,
-        zero3_prefetch=True, pp_scatter_gather=False, sequence_parallel=False, distributed_optimizer=False),
+# Names the presets had before they were dated (issue 11); the same presets, accepted by the Python API.
+ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": FrameworkName.MEGATRON_2022,
+           "megatron-core": FrameworkName.MEGATRON_CORE, "fsdp": FrameworkName.FSDP}
+
+_ML21, _ML22, _MC08 = "ML@6985e58 megatron/", "ML@9aad920 megatron/", "ML@core_v0.8.0 megatron/"
+_NO_ZERO3 = "no ZeRO-3 in this code (zero=False): nothing to prefetch"
+
+
+def _megatron_lm_2021() -> Release:
+    fw = Framework(FrameworkName.MEGATRON_2021.value, AttentionImpl.UNFUSED, dropout=True, overlap_grad_reduce=False,
+                   overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=False,
+                   fused_grad_accumulation=False, overlap_p2p=False, zero3_prefetch=False, pp_scatter_gather=True,
+                   sequence_parallel=False, selective_recompute=False, distributed_optimizer=False, zero=False,
+                   context_parallel=False, uneven_pipeline=False, interleave_min_pp=3)
+    absent = "not in this code; "
+    return Release(
+        fw, FrameworkFamily.MEGATRON_LM, "megatron-lm-2021", "2021-08-18",
+        "ML@6985e58 (2021-08-18): the code the SC21 authors' launchers (examples/sc21) were published against",
+        {"attention": _ML21 + "model/transformer.py L165-330: baddbmm, FusedScaleMaskSoftmax, dropout, bmm",
+         "dropout": _ML21 + "arguments.py L352-355: --attention-dropout and --hidden-dropout default 0.1",
+         "overlap_grad_reduce": _ML21 + "arguments.py L600 --DDP-impl default local; training.py L369-374 "
+                                "all-reduces the gradients after the pipeline flush",
+         "overlap_param_gather": absent + "the distributed optimizer arrived 2022-06-08 (ML merge d07d29d)",
+         "overlap_tp_comm": _ML21 + "mpu/mappings.py: TP all-reduces run on the compute stream, between GEMMs",
+         "overlap_tp_wgrad": absent + "the async column-parallel all-reduce arrived 2021-09-02 (ML merge 6e1bde1)",
+         "fused_grad_accumulation": absent + "gradient-accumulation fusion arrived 2022-02-22 (ML merge 9c5a830)",
+         "overlap_p2p": _ML21 + "p2p_communication.py L126-130: batch_isend_irecv, wait, torch.cuda.synchronize",
+         "zero3_prefetch": _NO_ZERO3,
+         "pp_scatter_gather": _ML21 + "arguments.py L607 --no-scatter-gather-tensors-in-pipeline (on by default); "
+                              "Narayanan et al. SC21 Sec. 4.1",
+         "sequence_parallel": absent + "--sequence-parallel arrived 2022-05-20 (ML merge 9aad920)",
+         "selective_recompute": absent + "--recompute-granularity arrived 2022-05-20 (ML merge 9aad920)",
+         "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
+         "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
+         "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
+         "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
+         "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2"},
+        {"micro_batch": Setting(4, _ML21 + "arguments.py L116 requires --micro-batch-size (no default); the "
+                                "release's GPT example examples/pretrain_gpt.sh sets 4"),
+         "v": Setting(1, _ML21 + "arguments.py L124-135, L595: --num-layers-per-virtual-pipeline-stage absent = "
+                      "no interleaving"),
+         "recompute": Setting("none", _ML21 + "arguments.py L404-419: --checkpoint-activations / "
+                              "--activations-checkpoint-method default off"),
+         "sp": Setting(False, "no sequence parallelism in this code"),
+         "zero_stage": Setting(0, "no ZeRO in Megatron-LM"),
+         "cp": Setting(1, "no context parallelism in this code"),
+         "distributed_optimizer": Setting(False, "no distributed optimizer in this code")},
+        {"--DDP-impl": Flag("overlap_grad_reduce", {"local": False, "torch": True},
+                            _ML21 + "arguments.py L600; torch DDP all-reduces buckets during the last micro-batch's "
+                            "backward (schedules.py L117-133: no_sync for the others)"),
+         "--no-scatter-gather-tensors-in-pipeline": Flag("pp_scatter_gather", {"": False}, _ML21 + "arguments.py L607")},
+        covers=("megatron-lm-2021.02.17", "megatron-lm-2021.09.01"))  # from the interleaved-schedule merge 76e3fca
+    # (2021-02-17) to the day before the async TP all-reduce merge 6e1bde1 (2021-09-02)
+
+
+def _megatron_lm_2022() -> Release:
+    fw = Framework(FrameworkName.MEGATRON_2022.value, AttentionImpl.UNFUSED, dropout=True, overlap_grad_reduce=False,
+                   overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=True,
+                   fused_grad_accumulation=True, overlap_p2p=False, zero3_prefetch=False, pp_scatter_gather=True,
+                   sequence_parallel=True, selective_recompute=True, distributed_optimizer=False, zero=False,
+                   context_parallel=False, uneven_pipeline=False, interleave_min_pp=3)
+    absent = "not in this code; "
+    return Release(
+        fw, FrameworkFamily.MEGATRON_LM, "megatron-lm-2022", "2022-05-20",
+        "ML@9aad920 (2022-05-20, merge of 'sequence_parallel'): the code of Korthikanti et al. 2022",
+        {"attention": _ML22 + "model/transformer.py L169-293 CoreAttention: baddbmm, FusedScaleMaskSoftmax, dropout, "
+                      "bmm",
+         "dropout": _ML22 + "arguments.py L434-437: --attention-dropout and --hidden-dropout default 0.1",
+         "overlap_grad_reduce": _ML22 + "arguments.py L730 --DDP-impl default local: gradients all-reduced after the "
+                                "pipeline flush (training.py train_step)",
+         "overlap_param_gather": absent + "the distributed optimizer arrived 2022-06-08 (ML merge d07d29d)",
+         "overlap_tp_comm": _ML22 + "mpu/mappings.py: forward TP collectives run between GEMMs, not pipelined",
+         "overlap_tp_wgrad": _ML22 + "mpu/layers.py L241-313: the grad-input all-reduce (async_op; "
+                             "--no-async-tensor-model-parallel-allreduce, L564, on by default) or under SP the "
+                             "reduce-scatter runs during the weight-gradient GEMM, SP's all-gather during the "
+                             "data-gradient GEMM",
+         "fused_grad_accumulation": _ML22 + "arguments.py L577-581 --no-gradient-accumulation-fusion (on by "
+                                    "default), kept where gradients accumulate in fp32 (L176-188), as capsim's "
+                                    "fp16 and bf16 presets do",
+         "overlap_p2p": _ML22 + "p2p_communication.py L135-139: batch_isend_irecv, wait, torch.cuda.synchronize",
+         "zero3_prefetch": _NO_ZERO3,
+         "pp_scatter_gather": _ML22 + "arguments.py L738-740 --no-scatter-gather-tensors-in-pipeline (on by default)",
+         "sequence_parallel": _ML22 + "arguments.py L575 --sequence-parallel; Korthikanti et al. 2022",
+         "selective_recompute": _ML22 + "arguments.py L496 --recompute-granularity selective",
+         "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
+         "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
+         "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
+         "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
+         "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2"},
+        {"micro_batch": Setting(4, _ML22 + "arguments.py L135 requires --micro-batch-size (no default); the "
+                                "release's GPT example examples/pretrain_gpt.sh sets 4"),
+         "v": Setting(1, _ML22 + "arguments.py L143-154, L725: --num-layers-per-virtual-pipeline-stage absent = "
+                      "no interleaving"),
+         "recompute": Setting("none", _ML22 + "arguments.py L496 --recompute-granularity default None"),
+         "sp": Setting(False, _ML22 + "arguments.py L575 --sequence-parallel (store_true: off)"),
+         "zero_stage": Setting(0, "no ZeRO in Megatron-LM"),
+         "cp": Setting(1, "no context parallelism in this code"),
+         "distributed_optimizer": Setting(False, "no distributed optimizer in this code")},
+        {"--DDP-impl": Flag("overlap_grad_reduce", {"local": False, "torch": True}, _ML22 + "arguments.py L730"),
+         "--no-scatter-gather-tensors-in-pipeline": Flag("pp_scatter_gather", {"": False}, _ML22 + "arguments.py L738"),
+         "--no-async-tensor-model-parallel-allreduce": Flag("overlap_tp_wgrad", {"": False},
+                                                            _ML22 + "arguments.py L564"),
+         "--no-gradient-accumulation-fusion": Flag("fused_grad_accumulation", {"": False},
+                                                   _ML22 + "arguments.py L577")},
+        covers=("megatron-lm-2022.05.20", "megatron-lm-2022.06.07"))  # to the distributed-optimizer merge
+
+
+def _megatron_core_0_8() -> Release:
+    fw = Framework(FrameworkName.MEGATRON_CORE.value, AttentionImpl.FLASH, dropout=True, overlap_grad_reduce=False,
+                   overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=True,
+                   fused_grad_accumulation=True, overlap_p2p=True, zero3_prefetch=False, pp_scatter_gather=False,
+                   sequence_parallel=True, selective_recompute=True, distributed_optimizer=True, zero=False,
+                   context_parallel=True, uneven_pipeline=False, interleave_min_pp=2)
+    args = _MC08 + "training/arguments.py "
+    return Release(
+        fw, FrameworkFamily.MEGATRON_CORE, "megatron-core-0.8.0", "2024-08-12",
+        "ML@core_v0.8.0 (baf94af, 2024-08-12) with its flag defaults, as its own GPT-3 example "
+        "(examples/gpt3/train_gpt3_175b_distributed.sh) runs it",
+        {"attention": args + "L668 --transformer-impl default transformer_engine; core/models/gpt/gpt_layer_specs.py "
+                      "L60 TEDotProductAttention (Transformer Engine's fused/flash kernels)",
+         "dropout": args + "L947-950: --attention-dropout and --hidden-dropout default 0.1",
+         "overlap_grad_reduce": args + "L1413 --overlap-grad-reduce default False",
+         "overlap_param_gather": args + "L1429 --overlap-param-gather default False",
+         "overlap_tp_comm": args + "L1053 --tp-comm-overlap (store_true: off)",
+         "overlap_tp_wgrad": _MC08 + "core/tensor_parallel/layers.py L451-485: async all-gather, all-reduce and "
+                             "reduce-scatter in the column-parallel backward",
+         "fused_grad_accumulation": args + "L1163 --no-gradient-accumulation-fusion (on by default)",
+         "overlap_p2p": args + "L1405 --no-overlap-p2p-communication (on by default); core/pipeline_parallel/"
+                        "schedules.py L853-1097 applies it in the interleaved schedule (the 1F1B schedule's "
+                        "sends block; capsim's one switch takes the interleaved case)",
+         "zero3_prefetch": _NO_ZERO3,
+         "pp_scatter_gather": args + "L1433 parses --no-scatter-gather-tensors-in-pipeline but megatron/core never "
+                              "reads it: whole tensors are sent",
+         "sequence_parallel": args + "L1161 --sequence-parallel",
+         "selective_recompute": args + "L1008 --recompute-granularity selective",
+         "distributed_optimizer": args + "L1453 --use-distributed-optimizer",
+         "zero": "Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages",
+         "context_parallel": args + "L1455 --context-parallel-size",
+         "uneven_pipeline": args + "L264-267 (interleaved: layers must divide the stages and chunks); core/transformer/"
+                            "transformer_block.py L48-77 builds num_layers // pp layers per stage",
+         "interleave_min_pp": args + "L255-262: with --overlap-p2p-communication (the default) pipeline size > 1, "
+                              "without it > 2"},
+        {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
+                                "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
+         "v": Setting(1, args + "L1403 --num-layers-per-virtual-pipeline-stage default None = no interleaving"),
+         "recompute": Setting("none", args + "L1008 --recompute-granularity default None"),
+         "sp": Setting(False, args + "L1161 --sequence-parallel (store_true: off)"),
+         "zero_stage": Setting(0, "no ZeRO stages in Megatron-Core"),
+         "cp": Setting(1, args + "L1455 --context-parallel-size default 1"),
+         "distributed_optimizer": Setting(False, args + "L1453 --use-distributed-optimizer (store_true: off)")},
+        {"--overlap-grad-reduce": Flag("overlap_grad_reduce", {"": True}, args + "L1413"),
+         "--overlap-param-gather": Flag("overlap_param_gather", {"": True}, args + "L1429"),
+         "--tp-comm-overlap": Flag("overlap_tp_comm", {"": True}, args + "L1053"),
+         "--no-overlap-p2p-communication": Flag("overlap_p2p", {"": False}, args + "L1405"),
+         "--no-gradient-accumulation-fusion": Flag("fused_grad_accumulation", {"": False}, args + "L1163"),
+         "--use-distributed-optimizer": Flag("layout.distributed_optimizer", {"": True}, args + "L1453")})
+
+
+def _fsdp_pytorch_2_3() -> Release:
+    fw = Framework(FrameworkName.FSDP.value, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True,
+                   overlap_param_gather=True, overlap_tp_comm=False, overlap_tp_wgrad=False,
+                   fused_grad_accumulation=False, overlap_p2p=False, zero3_prefetch=True, pp_scatter_gather=False,
+                   sequence_parallel=False, selective_recompute=True, distributed_optimizer=False, zero=True,
+                   context_parallel=False, uneven_pipeline=False, interleave_min_pp=2)
+    fsdp = "pytorch v2.3.0 torch/distributed/fsdp/fully_sharded_data_parallel.py "
+    notes = "PyTorch docs notes/fsdp.rst 'FSDP Prefetch Nuances' (2024-01-21)"
+    none = "FSDP has no {} of its own"
+    return Release(
+        fw, FrameworkFamily.FSDP, "pytorch-2.3", "2024-04-24",
+        "PyTorch 2.3.0 FullyShardedDataParallel (FSDP1) with its constructor defaults",
+        {"attention": "FSDP wraps the user's model; capsim assumes torch's scaled_dot_product_attention, whose "
+                      "flash backend PyTorch 2.x picks for fp16/bf16 on sm80+",
+         "dropout": "FSDP adds none; Llama-style decoders have none",
+         "overlap_grad_reduce": "each unit's gradients are reduce-scattered from a separate stream while backward "
+                                "goes on (Zhao et al. 2023, 'PyTorch FSDP', Fig. 5)",
+         "overlap_param_gather": notes + ": each unit's all-gather is issued from a separate stream and overlaps "
+                                 "the previous unit's compute (implicit forward prefetching, always on)",
+         "overlap_tp_comm": none.format("tensor parallelism"),
+         "overlap_tp_wgrad": none.format("tensor parallelism"),
+         "fused_grad_accumulation": "autograd's AccumulateGrad adds each micro-batch's gradient into .grad in its "
+                                    "own kernel",
+         "overlap_p2p": none.format("pipeline schedule"),
+         "zero3_prefetch": fsdp + "__init__ backward_prefetch=BackwardPrefetch.BACKWARD_PRE; forward: " + notes,
+         "pp_scatter_gather": none.format("pipeline schedule"),
+         "sequence_parallel": none.format("sequence parallelism"),
+         "selective_recompute": "torch.distributed.algorithms._checkpoint.checkpoint_wrapper."
+                                "apply_activation_checkpointing wraps whichever submodules the user picks",
+         "distributed_optimizer": "Megatron's distributed optimizer is not FSDP's (FSDP shards by ShardingStrategy)",
+         "zero": fsdp + "ShardingStrategy FULL_SHARD (ZeRO-3), SHARD_GRAD_OP (ZeRO-2), NO_SHARD",
+         "context_parallel": none.format("context parallelism"),
+         "uneven_pipeline": none.format("pipeline schedule"),
+         "interleave_min_pp": none.format("pipeline schedule") + " (the field's generic value)"},
+        {"micro_batch": Setting(PER_REPLICA, "FSDP runs one forward and backward per optimizer step unless the "
+                                "training loop accumulates: the whole per-replica batch"),
+         "v": Setting(1, none.format("pipeline schedule")),
+         "recompute": Setting("none", "activation checkpointing is opt-in (apply_activation_checkpointing)"),
+         "sp": Setting(False, none.format("sequence parallelism")),
+         "zero_stage": Setting(3, fsdp + "__init__ sharding_strategy=None means ShardingStrategy.FULL_SHARD"),
+         "cp": Setting(1, none.format("context parallelism")),
+         "distributed_optimizer": Setting(False, "not FSDP's")},
+        {})
+
+
+RELEASES: dict[FrameworkName, Release] = {
+    FrameworkName.MEGATRON_2021: _megatron_lm_2021(),
+    FrameworkName.MEGATRON_2022: _megatron_lm_2022(),
+    FrameworkName.MEGATRON_CORE: _megatron_core_0_8(),
+    FrameworkName.FSDP: _fsdp_pytorch_2_3(),
 }
+FRAMEWORKS: dict[FrameworkName, Framework] = {k: r.framework for k, r in RELEASES.items()}
 
 
-def get_framework(framework: Framework | FrameworkName | str) -> Framework:
-    """A preset by name, or a Framework given whole."""
-    if isinstance(framework, Framework):
-        return framework
+def get_release(name: FrameworkName | str) -> Release:
+    """A preset by its name (or its name before issue 11)."""
+    key = str(name).strip().lower()
     try:
-        return FRAMEWORKS[FrameworkName(str(framework).lower())]
+        return RELEASES[ALIASES.get(key) or FrameworkName(key)]
     except ValueError:
-        raise SpecError("framework", f"unknown framework {framework!r}",
+        raise SpecError("framework", f"unknown framework preset {name!r}",
                         f"use one of {', '.join(f.value for f in FrameworkName)}") from None
 
 
-__all__ = ["FRAMEWORKS", "Framework", "FrameworkName", "get_framework"]
+def get_framework(framework: Framework | FrameworkName | str, flags: str = "") -> Framework:
+    """A preset's Framework by name, with the run's ``flags`` applied, or a Framework given whole."""
+    if isinstance(framework, Framework):
+        return framework
+    return get_release(framework).configure(flags)[0]
+
+
+def release_for(framework: str, software: str) -> Release:
+    """The preset of a row's ``framework`` and ``software`` columns: the release itself, or a preset whose stated
+    release range covers it. A blank, unknown family or unknown release is an error naming the column."""
+    family_name, software = framework.strip().lower(), software.strip().lower()
+    families = ", ".join(f.value for f in FrameworkFamily)
+    if not family_name:
+        raise SpecError("framework", "blank", f"name the software the run used: one of {families}")
+    try:
+        family = FrameworkFamily(family_name)
+    except ValueError:
+        raise SpecError("framework", f"unknown framework {family_name!r}", f"capsim knows {families}") from None
+    known = [r for r in RELEASES.values() if r.family is family]
+    listed = "; ".join(r.software + (f" (covers {r.covers[0]} to {r.covers[1]})" if r.covers else "") for r in known)
+    if not software:
+        raise SpecError("software", f"blank for framework {family.value}", f"name the release: {listed}")
+    match = next((r for r in known if r.covers_release(software)), None)
+    if match is None:
+        raise SpecError("software", f"unknown {family.value} release {software!r}", f"capsim knows {listed}")
+    return match
+
+
+__all__ = ["ALIASES", "FRAMEWORKS", "RELEASES", "Framework", "FrameworkFamily", "FrameworkName", "Release",
+           "get_framework", "get_release", "release_for"]

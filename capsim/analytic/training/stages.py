@@ -1,6 +1,8 @@
 """Per-stage costs of one micro-batch, the pipeline's critical path, and the step's tail (gradient reduction,
-optimizer, parameter gather). Stages are of three kinds: the first (embedding), the middle ones (even split) and
-the last (final norm, LM head, loss); with one stage, the single stage holds both ends.
+optimizer, parameter gather). Stages are of three kinds: the first (embedding), the middle ones and the last (final
+norm, LM head, loss); with one stage, the single stage holds both ends. Each kind is priced on its own layer count
+(``Layouts.first_stage_layers``, ``last_stage_layers``; the middle ones on their heaviest stage for the steady state
+and their mean for the fill and drain), so uneven splits are priced stage by stage.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from capsim.analytic.params import param_counts
 from capsim.analytic.training import comms
 from capsim.analytic.training.compute import MicroBatchTimes, distinct
 from capsim.analytic.training.framework import Framework
+from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
 from capsim.specs.model import ModelSpec
 from capsim.specs.precision import Precision
@@ -23,8 +26,10 @@ PER_MICRO_BATCH = ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s
 STAGES = ("first", "middle", "last")
 KINDS = ("first", "middle", "middle_mean", "last")  # middle_mean: a mean-sized middle stage (for the sum)
 # What the data-parallel traffic and the optimizer depend on: computed once per distinct combination.
-DP_KEYS = ("dp", "cp", "tp", "ep", "pp", "first_stage_layers", "last_stage_layers", "zero_stage",
-           "distributed_optimizer")
+DP_KEYS = ("dp", "cp", "tp", "ep", "pp", "first_stage_layers", "last_stage_layers", "middle_max_layers",
+           "zero_stage", "distributed_optimizer")
+# Per-unit ZeRO-3/FSDP traffic (one transformer block, the embedding, the final norm + LM head).
+UNITS = ("layer", "emb", "head")
 
 
 @dataclass(frozen=True)
@@ -37,11 +42,11 @@ class StageLayers:
     last: np.ndarray
 
     @classmethod
-    def of(cls, model: ModelSpec, lay: Layouts, middle_max: np.ndarray | None = None) -> StageLayers:
+    def of(cls, model: ModelSpec, lay: Layouts) -> StageLayers:
         p = lay.pp
         mid = np.where(p > 2, (model.total_layers - lay.first_stage_layers - lay.last_stage_layers)
                        / np.maximum(p - 2, 1), 0.0)
-        return cls(lay.first_stage_layers.astype(float), mid, mid if middle_max is None else middle_max,
+        return cls(lay.first_stage_layers.astype(float), mid, lay.middle_max_layers.astype(float),
                    np.where(p > 1, lay.last_stage_layers, 0).astype(float))
 
     def of_kind(self, kind: str) -> np.ndarray:
@@ -57,17 +62,25 @@ def _exists(lay: Layouts, kind: str) -> np.ndarray:
     return lay.pp > (1 if kind == "last" else 2)
 
 
-def stage_params(model: ModelSpec, lay: Layouts, layers: StageLayers) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(dense, expert) parameters one GPU of each stage kind holds (layers split by TP and EP; embeddings by TP)."""
+def unit_params(model: ModelSpec, lay: Layouts) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(dense, expert) parameters one GPU holds of one transformer layer, of the embedding and of the final norm +
+    LM head (layers split by TP and EP; the vocabulary by TP)."""
     pc = param_counts(model)
     per_layer = (pc.per_layer * model.layers + pc.encoder_per_layer * model.encoder_layers) / model.total_layers
     expert = pc.expert_per_layer * model.layers / model.total_layers
-    dense, exp = (per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)
-    single = lay.pp == 1
+    zero = np.zeros(len(lay))
     # Megatron keeps a copy of a tied word embedding on the last stage for the LM head when pp > 1.
-    head = (pc.lm_head if not model.tied_embeddings else np.where(single, 0, model.vocab * model.hidden)) / lay.tp
-    ends = {"first": pc.embedding / lay.tp + np.where(single, head + pc.other, 0),
-            "last": np.where(single, 0, head + pc.other)}
+    head = (pc.lm_head if not model.tied_embeddings else np.where(lay.pp == 1, 0, model.vocab * model.hidden)) / lay.tp
+    return {"layer": ((per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)),
+            "emb": (pc.embedding / lay.tp + zero, zero), "head": (head + pc.other + zero, zero)}
+
+
+def stage_params(model: ModelSpec, lay: Layouts, layers: StageLayers) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(dense, expert) parameters one GPU of each stage kind holds."""
+    units = unit_params(model, lay)
+    (dense, exp), emb, head = units["layer"], units["emb"][0], units["head"][0]
+    single = lay.pp == 1
+    ends = {"first": emb + np.where(single, head, 0), "last": np.where(single, 0, head)}
     return {k: (layers.of_kind(k) * dense + ends.get(k, 0.0), layers.of_kind(k) * exp) for k in KINDS}
 
 
@@ -80,14 +93,21 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     params = stage_params(model, sub, sub_layers)
     shard = np.where((sub.zero_stage >= 1) | sub.distributed_optimizer, sub.dp * sub.cp, 1)
     expert_shard = np.where(shard > 1, np.maximum(sub.dp * sub.cp // sub.ep, 1), 1)
+    # Every unit and stage kind in one collective call each (rows of one stacked array): far fewer calls per sweep.
+    units = unit_params(model, sub)
+    names = [f"{u}_" for u in UNITS] + [f"_{k}" for k in KINDS]
+    dense = np.stack([units[u][0] for u in UNITS] + [params[k][0] for k in KINDS])
+    expert = np.stack([units[u][1] for u in UNITS] + [params[k][1] for k in KINDS])
+    gathers = comms.param_gather_s(perf, dense, expert, sub, precision, gpn)
+    reduces = comms.grad_reduce_s(perf, dense, expert, sub, precision, gpn)
     out: dict[str, np.ndarray] = {}
+    for i, name in enumerate(names):
+        unit = name.endswith("_")
+        out[f"{name}gather" if unit else f"gather{name}"] = gathers[i]
+        out[f"{name}reduce" if unit else f"reduce{name}"] = reduces[i]
     local = np.zeros(len(sub))
     for kind in KINDS:
         dense, expert = params[kind]
-        n = np.maximum(sub_layers.of_kind(kind), 1.0)
-        out[f"reduce_{kind}"] = comms.grad_reduce_s(perf, dense, expert, sub, precision, gpn)
-        out[f"gather_{kind}"] = comms.param_gather_s(perf, dense, expert, sub, precision, gpn)
-        out[f"layer_gather_{kind}"] = comms.param_gather_s(perf, dense / n, expert / n, sub, precision, gpn)
         grads = (dense + expert) / np.where(sub.zero_stage >= 2, sub.dp * sub.cp, 1)  # ZeRO-2/3 keep a shard
         out[f"accumulate_{kind}"] = comms.grad_accumulation_s(perf, grads, precision, fw)
         if kind != "middle_mean":
@@ -111,14 +131,14 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
     single = lay.pp == 1
     ends = {"first": (t.embed_fwd_s + t.embed_bwd_s + np.where(single, t.head_fwd_s + t.head_bwd_s, 0.0),
-                      tp_embed + np.where(single, tp_head, 0.0), t.embed_bwd_s + np.where(single, t.head_bwd_s, 0)),
-            "middle": (0.0, 0.0, 0.0), "last": (t.head_fwd_s + t.head_bwd_s, tp_head, t.head_bwd_s)}
+                      tp_embed + np.where(single, tp_head, 0.0)),
+            "middle": (0.0, 0.0), "last": (t.head_fwd_s + t.head_bwd_s, tp_head)}
     out: dict[str, dict[str, np.ndarray]] = {}
     for kind in KINDS:
         n = layers.of_kind(kind)
-        end_compute, end_tp, end_bwd = ends[kind.split("_")[0]]
-        zero = _zero_micro_batch_s(lay, fw, t, n, n * t.layer_bwd_s + end_bwd, dp[f"reduce_{kind}"],
-                                   dp[f"layer_gather_{kind}"])
+        end_compute, end_tp = ends[kind.split("_")[0]]
+        emb, head = np.full(len(lay), kind == "first"), (kind == "last") | ((kind == "first") & single)
+        zero = sharded_exposed_s(lay, fw, t, n, emb, np.broadcast_to(head, (len(lay),)), dp)
         costs = {"compute_s": n * (t.layer_fwd_s + t.layer_bwd_s) + end_compute, "recompute_s": n * rec,
                  "grad_accumulation_s": dp[f"accumulate_{kind}"], "tp_comm_s": n * tp_layer + end_tp,
                  "cp_comm_s": n * cp_layer, "ep_comm_s": n * ep_layer, "pp_comm_s": pp_mb, "zero_comm_s": zero}
@@ -126,24 +146,6 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
         out[kind] = {k: np.where(exists, v, 0.0) for k, v in costs.items()}
     out["_hop"] = {"hop_s": hop}
     return out
-
-
-def _zero_micro_batch_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.ndarray, bwd_s: np.ndarray,
-                        reduce_s: np.ndarray, layer_gather_s: np.ndarray) -> np.ndarray:
-    """Exposed ZeRO-2/3 traffic of one micro-batch: the gradient reduce-scatter after each backward (gradients
-    are sharded, so they cannot accumulate locally), and ZeRO-3's per-layer parameter all-gathers in every pass,
-    prefetched one layer ahead (Rajbhandari et al. 2020, Sec. 5.2-5.3; Zhao et al. 2023, FSDP, Sec. 4.2)."""
-    buckets = np.maximum(n, 1.0)  # the last bucket (one layer) is reduced after the backward ends
-    rs = np.maximum(reduce_s - bwd_s, reduce_s / buckets) if fw.overlap_grad_reduce else reduce_s
-    passes = [(t.layer_fwd_s, 1.0), (t.layer_bwd_s, 1.0), (t.layer_fwd_s, comms.recompute_passes(lay))]
-    gathers = np.zeros(len(lay))
-    for compute, count in passes:
-        if fw.zero3_prefetch:  # every layer's gather but the first hides behind the previous layer's compute
-            exposed = np.maximum(layer_gather_s - compute, 0.0) * np.maximum(n - 1, 0) + layer_gather_s
-        else:
-            exposed = layer_gather_s * n
-        gathers = gathers + count * exposed
-    return np.where(lay.zero_stage >= 2, rs, 0.0) + np.where(lay.zero_stage >= 3, gathers, 0.0)
 
 
 def step_tail(lay: Layouts, fw: Framework, t: MicroBatchTimes, layers: StageLayers, hop: np.ndarray,

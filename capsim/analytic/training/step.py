@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from capsim.analytic.flops import training_flops_per_token
+from capsim.analytic.flops import attention_flops_per_token, training_flops_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.memory import TrainingMemory, training_memory
 from capsim.analytic.ops import AttentionImpl
@@ -55,7 +55,8 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int) -> np.ndarray:
         ((model.heads % lay.tp != 0) | (model.kv_heads % lay.tp != 0), "tp does not divide the attention heads"),
         (model.ffn_hidden % lay.tp != 0, "tp does not divide ffn_hidden"),
         (lay.global_batch % (lay.dp * lay.micro_batch) != 0, "global batch does not split into dp x micro-batches"),
-        (_bad_split(model.total_layers, lay), "pp x pp_interleave does not divide the layers"),
+        (lay.split < 0, "pp x pp_interleave does not divide the layers and no Megatron-Core uneven split fits"),
+        (_split_mismatch(model, lay), "the layer split does not match pp, pp_interleave or the model's layers"),
         ((lay.schedule == 2) & ((lay.v < 2) | (lay.pp < 2) | (m % np.maximum(lay.pp, 1) != 0)),
          "interleaving needs pp > 1, v > 1 and micro-batches a multiple of pp"),
         ((lay.schedule != 2) & (lay.v > 1), "only the interleaved schedule has v > 1"),
@@ -71,14 +72,10 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int) -> np.ndarray:
     return reason
 
 
-def _bad_split(layers: int, lay: Layouts) -> np.ndarray:
-    """Stage sizes that do not add up to the model, or chunks that do not divide a stage."""
-    first, last, p, v = lay.first_stage_layers, lay.last_stage_layers, lay.pp, lay.v
-    middle = layers - first - last
-    adds_up = np.select([p == 1, p == 2], [first == layers, middle == 0],
-                        (middle > 0) & (middle % np.maximum(p - 2, 1) == 0))
-    chunks = (first % v == 0) & (last % v == 0) & ((p <= 2) | ((middle // np.maximum(p - 2, 1)) % v == 0))
-    return ~adds_up | ~chunks | (first < 1) | (last < 1)
+def _split_mismatch(model: ModelSpec, lay: Layouts) -> np.ndarray:
+    """Layouts whose split has another stage or chunk count, or another number of layers, than they need."""
+    shape = np.array([(sp.pp, sp.v, sp.total) for sp in lay.splits] or [(0, 0, 0)], np.int64)[np.maximum(lay.split, 0)]
+    return (lay.split >= 0) & ((shape[:, 0] != lay.pp) | (shape[:, 1] != lay.v) | (shape[:, 2] != model.total_layers))
 
 
 def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl) -> tuple[np.ndarray, np.ndarray]:
@@ -87,14 +84,9 @@ def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl) -> tuple[np
     tokens = lay.global_batch * lay.seq_len
     model_f = training_flops_per_token(model, lay.seq_len) * tokens
     full = training_flops_per_token(model, lay.seq_len, recompute_full=True) * tokens
-    core = 4.0 * model.total_layers * lay.seq_len * model.q_dim * tokens * (attention is AttentionImpl.UNFUSED)
+    core = attention_flops_per_token(model, lay.seq_len, windows=False) * tokens * (attention is AttentionImpl.UNFUSED)
     hw = np.select([lay.recompute == 2, lay.recompute == 1], [full, model_f + core], model_f)
     return np.asarray(model_f, float), np.asarray(hw, float)
-
-
-def _middle_max(model: ModelSpec, plan: TrainPlan) -> np.ndarray | None:
-    split = plan.stage_layers(model.total_layers)
-    return np.array([float(max(split[1:-1]))]) if plan.pp > 2 else None
 
 
 def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, perf: Perf,
@@ -109,12 +101,10 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     """
     fw = get_framework(framework)
     perf = resolve_perf(perf, cluster)
-    middle_max = None
     if isinstance(plan, TrainPlan):
         plan.check(model, cluster.num_gpus)
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
-        middle_max = _middle_max(model, plan)
     elif isinstance(plan, Layouts):
         lay = plan
         precision = precision or Precision()
@@ -124,7 +114,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
         raise SpecError("train_tokens", f"must be positive, got {train_tokens!r}")
     gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
     t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
-    layers = stages.StageLayers.of(model, lay, middle_max)
+    layers = stages.StageLayers.of(model, lay)
     dp = stages.dp_costs(model, lay, precision, perf, gpn, fw, layers)
     costs = stages.micro_batch_costs(model, lay, precision, perf, gpn, fw, t, layers, dp)
     parts = stages.pipeline(costs, lay, fw)
@@ -149,7 +139,8 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
 
 def _one_memory(mem: TrainingMemory) -> TrainingMemory:
     parts = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "temporary_bytes")
-    return TrainingMemory(*(_one(getattr(mem, f)) for f in parts), mem.capacity_bytes, int(_one(mem.stage)))
+    return TrainingMemory(*(_one(getattr(mem, f)) for f in parts), mem.capacity_bytes, int(_one(mem.stage)),
+                          int(_one(mem.pp)))
 
 
 def _one(x: object) -> object:

@@ -1,0 +1,160 @@
+"""The types of a training-framework preset: what the software does (``Framework``), which release that describes
+and where each fact comes from (``Release``), the defaults of settings a run did not publish (``Setting``), and the
+flags a run may state (``Flag``). The dated presets themselves live in ``framework.py``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from enum import StrEnum
+
+from capsim.analytic.ops import AttentionImpl
+from capsim.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Framework:
+    """How a training framework schedules kernels and communication (one per release in ``RELEASES``)."""
+
+    name: str
+    attention: AttentionImpl = AttentionImpl.FLASH  # fused kernel, or Megatron's bmm + softmax + bmm
+    dropout: bool = False  # dropout on attention probabilities and residuals (kept masks, extra passes)
+    overlap_grad_reduce: bool = True  # DP gradient reduction overlapped with the backward pass (bucketed)
+    overlap_param_gather: bool = False  # post-step parameter all-gather overlapped with the next forward
+    overlap_tp_comm: bool = False  # TP all-gather/reduce-scatter pipelined with the adjacent GEMMs
+    # Column-parallel backward: the grad-input all-reduce (SP: reduce-scatter) runs during the weight-gradient
+    # GEMM, and under SP the input all-gather during the data-gradient GEMM.
+    overlap_tp_wgrad: bool = True
+    # Weight-gradient GEMMs accumulate straight into the fp32 main-grad buffer; otherwise every micro-batch adds
+    # its gradients in a separate pass.
+    fused_grad_accumulation: bool = True
+    overlap_p2p: bool = False  # pipeline sends/receives run asynchronously, off the compute stream
+    zero3_prefetch: bool = True  # ZeRO-3/FSDP gathers layer i+1 while layer i computes
+    pp_scatter_gather: bool = True  # split a pipeline send over the TP ranks, all-gather on arrival (SC21 4.1)
+    # Layout features the software offers; a layout search does not try the others.
+    sequence_parallel: bool = True
+    selective_recompute: bool = True
+    distributed_optimizer: bool = True
+    zero: bool = True  # ZeRO stages 1-3 / FSDP sharding
+    context_parallel: bool = True
+    uneven_pipeline: bool = True  # stages (and model chunks) may hold different layer counts
+    interleave_min_pp: int = 2  # the interleaved schedule needs at least this many pipeline stages
+
+    def with_(self, **changes: object) -> Framework:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["attention"] = self.attention.value
+        return out
+
+
+# The behaviour fields every release must cite (all of Framework but its name).
+BEHAVIOUR = tuple(f.name for f in fields(Framework) if f.name != "name")
+# Layout settings a run may leave unpublished, as training validation rows and TrainPlan name them.
+LAYOUT_SETTINGS = ("micro_batch", "v", "recompute", "sp", "zero_stage", "cp", "distributed_optimizer")
+PER_REPLICA = "global/dp"  # a micro-batch default meaning "the whole per-replica batch: no gradient accumulation"
+
+
+class FrameworkFamily(StrEnum):
+    """The software a training row names in its ``framework`` column."""
+
+    MEGATRON_LM = "megatron-lm"  # NVIDIA/Megatron-LM before Megatron-Core
+    MEGATRON_CORE = "megatron-core"  # Megatron-Core (megatron/core), alone or through NeMo / Megatron-Bridge
+    FSDP = "fsdp"  # PyTorch FullyShardedDataParallel (FSDP1)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A layout setting's documented default and where it is documented."""
+
+    value: object
+    source: str
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line flag of a release: which field it sets (a Framework field, or ``layout.<setting>``) to what,
+    by the flag's value ("" for a bare switch)."""
+
+    field: str
+    values: Mapping[str, object]
+    source: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """One framework release: its behaviour, the code it describes, a source for every behaviour field, the
+    documented defaults of unpublished settings, and the flags a run may state."""
+
+    framework: Framework
+    family: FrameworkFamily
+    software: str  # the release as validation data name it in their ``software`` column
+    date: str  # ISO date of the code described
+    code: str  # repository@commit, tag or documentation the facts were read from
+    cite: Mapping[str, str]  # every BEHAVIOUR field -> its source
+    defaults: Mapping[str, Setting]  # every LAYOUT_SETTINGS key -> documented default
+    flags: Mapping[str, Flag]
+    # Other releases described identically: (first, last) release names, inclusive, with the dates in ``code``.
+    covers: tuple[str, str] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.framework.name
+
+    def covers_release(self, software: str) -> bool:
+        """Whether ``software`` lies wholly inside this preset's stated release range."""
+        if software == self.software:
+            return True
+        if self.covers is None:
+            return False
+        prefix, parts = _version(software)
+        lo, hi = (_version(v) for v in self.covers)
+        if not parts or prefix != lo[0] or prefix != hi[0]:
+            return False
+        # "2021.06" stands for every release of June 2021: its whole span must lie in the range.
+        return _pad(lo[1], 0) <= _pad(parts, 0) and _pad(parts, 99) <= _pad(hi[1], 99)
+
+    def configure(self, flags: str = "") -> tuple[Framework, dict[str, object]]:
+        """The Framework and layout defaults of a run of this release with ``flags`` (``--name`` or
+        ``--name=value``, whitespace-separated); an unknown flag or value is an error that lists the known ones."""
+        fw_changes: dict[str, object] = {}
+        layout = {k: s.value for k, s in self.defaults.items()}
+        for token in flags.split():
+            name, _, value = token.partition("=")
+            flag = self.flags.get(name)
+            if flag is None:
+                raise SpecError("flags", f"{self.name} has no flag {name!r} capsim prices",
+                                f"known: {', '.join(self.flags) or 'none'}")
+            if value not in flag.values:
+                shown = ", ".join(f"{name}={v}" if v else name for v in flag.values)
+                raise SpecError("flags", f"unknown value in {token!r}", f"use {shown}")
+            if flag.field.startswith("layout."):
+                layout[flag.field.removeprefix("layout.")] = flag.values[value]
+            else:
+                fw_changes[flag.field] = flag.values[value]
+        return self.framework.with_(**fw_changes), layout
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "family": self.family.value, "software": self.software, "date": self.date,
+                "code": self.code, "covers": list(self.covers) if self.covers else None,
+                "framework": self.framework.to_dict(), "cite": dict(self.cite),
+                "defaults": {k: {"value": s.value, "source": s.source} for k, s in self.defaults.items()},
+                "flags": {k: {"field": f.field, "values": dict(f.values), "source": f.source}
+                          for k, f in self.flags.items()}}
+
+
+def _version(name: str) -> tuple[str, tuple[int, ...]]:
+    """('megatron-lm-', (2021, 6)) for 'megatron-lm-2021.06': the name's text before its first digit, then its
+    numbers."""
+    m = re.match(r"(\D*)(.*)", name.strip().lower())
+    prefix, rest = (m.group(1), m.group(2)) if m else ("", "")
+    return prefix, tuple(int(x) for x in re.findall(r"\d+", rest))
+
+
+def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
+    return parts + (fill,) * (width - len(parts))
+
+
+__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "Release", "Setting"]

@@ -1,0 +1,90 @@
+"""ZeRO-2/3 and FSDP traffic of one micro-batch on one pipeline stage: which of it hides behind which compute.
+
+Each transformer block is its own sharding unit (FSDP2 ``fully_shard`` per block, torchtitan
+torchtitan/distributed/fsdp.py ``apply_fsdp_to_decoder``, pytorch/torchtitan@b5bcd76); the embedding is one more,
+and the final norm with the LM head one more that stays gathered from its forward to its backward
+(``reshard_after_forward=False`` on [norm, lm_head], same file). Per micro-batch:
+
+- forward: a block's all-gather is issued on its own stream while the previous unit computes, so it hides behind
+  that unit's forward; the pass's first all-gather overlaps nothing (PyTorch "FSDP Notes: FSDP Prefetch Nuances",
+  implicit forward prefetching, https://docs.pytorch.org/docs/stable/notes/fsdp.html);
+- backward: while block i computes its backward (and its recomputation: the checkpointed block is inside the unit,
+  so the recomputed forward reuses the gathered parameters), the link carries block i-1's prefetched all-gather
+  and block i+1's gradient reduce-scatter. Both ride the same link (FSDP1 issues them on one NCCL process group,
+  Zhao et al. 2023, "PyTorch FSDP", VLDB 16(12), Sec. 3.3.2 backward prefetching; FSDP2's separate streams still
+  share the NICs and NVLink), so the window exposes max(AG + RS - compute, 0), the overlap budget counted once.
+  The last reduce-scatter (the embedding's, or the first block's) has nothing left to hide behind.
+
+ZeRO-2 keeps the parameters (no gathers) but still reduce-scatters every micro-batch (its gradients are sharded).
+Without prefetching every gather is exposed; without gradient-reduce overlap every reduce-scatter is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.training.compute import MicroBatchTimes
+from capsim.analytic.training.framework import Framework
+
+
+def _pos(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0)
+
+
+def sharded_exposed_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.ndarray, emb: np.ndarray,
+                      head: np.ndarray, unit: dict[str, np.ndarray]) -> np.ndarray:
+    """Exposed ZeRO-2/3 seconds of one micro-batch on a stage of ``n`` blocks holding the embedding (``emb``) and/or
+    the LM head (``head``). ``unit`` holds one all-gather and one reduce-scatter of each unit:
+    ``layer_gather``, ``layer_reduce``, ``emb_gather``, ``emb_reduce``, ``head_gather``, ``head_reduce``.
+    Priced only on the layouts that shard gradients (ZeRO >= 2); the others expose nothing here."""
+    out = np.zeros(len(lay))
+    idx = np.flatnonzero(lay.zero_stage >= 2)
+    if idx.size == 0:
+        return out
+
+    def sub(x: object) -> np.ndarray:
+        return np.broadcast_to(np.asarray(x), (len(lay),))[idx]
+
+    rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
+    times = {"f": sub(t.layer_fwd_s), "b": sub(t.layer_bwd_s + rec), "emb_f": sub(t.embed_fwd_s),
+             "emb_b": sub(t.embed_bwd_s), "head_b": sub(t.head_bwd_s)}
+    z3 = sub(lay.zero_stage >= 3)
+    traffic = {k: sub(unit[k]) for k in ("layer_gather", "layer_reduce", "emb_gather", "emb_reduce", "head_gather",
+                                         "head_reduce")}
+    out[idx] = _exposed(fw, times, traffic, z3, sub(n).astype(float), sub(emb), sub(head))
+    return out
+
+
+def _exposed(fw: Framework, tm: dict[str, np.ndarray], u: dict[str, np.ndarray], z3: np.ndarray, n: np.ndarray,
+             emb: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """The windows of one micro-batch (arrays over the ZeRO >= 2 layouts)."""
+    a = np.where(z3, u["layer_gather"], 0.0)
+    ag_e, ag_h = np.where(z3 & emb, u["emb_gather"], 0.0), np.where(z3 & head, u["head_gather"], 0.0)
+    r = u["layer_reduce"]
+    rs_e, rs_h = np.where(emb, u["emb_reduce"], 0.0), np.where(head, u["head_reduce"], 0.0)
+    exposed = np.zeros(len(n))
+    if not fw.zero3_prefetch:  # each gather waits for its unit: forward n + ends, backward n + the embedding
+        exposed = exposed + 2.0 * n * a + 2.0 * ag_e + ag_h
+        a, ag_e, ag_h = 0.0 * a, 0.0 * ag_e, 0.0 * ag_h
+    if not fw.overlap_grad_reduce:  # each reduce-scatter runs after its backward, on the critical path
+        exposed = exposed + n * r + rs_e + rs_h
+        r, rs_e, rs_h = 0.0 * r, 0.0 * rs_e, 0.0 * rs_h
+    f, b = tm["f"], tm["b"]
+    # Forward, unit order [embedding], block 0 .. n-1, [head]: each gather behind the unit before it.
+    forward = (np.where(emb, ag_e + _pos(a - tm["emb_f"]), a)  # the pass's first gather(s)
+               + np.maximum(n - 1.0, 0.0) * _pos(a - f) + _pos(ag_h - f))  # block to block; the head's
+    # Backward, unit order [head], block n-1 .. 0, [embedding]: while a unit computes, the link carries the next
+    # unit's gather and the previous unit's reduce-scatter.
+    first = np.where(head, _pos(a - tm["head_b"]), a)  # the head stayed gathered; block n-1's did not
+    several = (_pos(a + rs_h - b)  # block n-1: block n-2's gather + the head's reduce-scatter
+               + np.maximum(n - 2.0, 0.0) * _pos(a + r - b)  # blocks n-2 .. 1
+               + _pos(ag_e + r - b))  # block 0: the embedding's gather + block 1's reduce-scatter
+    windows = np.where(n >= 2, several, _pos(ag_e + rs_h - b))
+    last = np.where(emb, _pos(r - tm["emb_b"]) + rs_e, r)  # block 0's reduce-scatter (behind the embedding's)
+    backward = first + windows + last
+    ends_only = 2.0 * ag_e + ag_h + rs_e + rs_h  # a stage with no blocks: its ends' traffic, exposed
+    return exposed + np.where(n > 0, forward + backward, ends_only)
+
+
+__all__ = ["sharded_exposed_s"]
