@@ -55,38 +55,47 @@ def runner(args_: tuple):  # noqa: ANN201
 
 
 def child() -> None:
-    """One timed run of each case after one warm-up run, as JSON (for --baseline)."""
+    """One timed run of each case after one warm-up run, as JSON (for --baseline): wall and CPU seconds."""
     out = {}
     for name, args_ in cases().items():
         run = runner(args_)
         run()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run()
-        out[name] = (args_[-1].size, time.perf_counter() - t0)
+        out[name] = (args_[-1].size, time.perf_counter() - t0, time.process_time() - c0)
     print(json.dumps(out))
 
 
 def side_by_side(baseline: Path, repeats: int) -> None:
     trees = {"baseline": baseline.resolve(), "this": HERE}
     times: dict[str, dict[str, list[float]]] = {t: {} for t in trees}
+    cpu: dict[str, dict[str, list[float]]] = {t: {} for t in trees}
     sizes: dict[str, int] = {}
     for r in range(repeats):
         for tree in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
             env = {**os.environ, "PYTHONPATH": str(trees[tree])}
             out = subprocess.run([sys.executable, __file__, "--child"], env=env, capture_output=True, text=True,
                                  check=True, cwd=trees[tree]).stdout
-            for name, (n, sec) in json.loads(out).items():
+            for name, (n, sec, cpu_s) in json.loads(out).items():
                 times[tree].setdefault(name, []).append(sec)
+                cpu[tree].setdefault(name, []).append(cpu_s)
                 sizes[name] = n
-    rates = {t: [] for t in trees}
+    rates: dict[str, list[float]] = {t: [] for t in trees}
+    cpu_rates: dict[str, list[float]] = {t: [] for t in trees}
     for tree in trees:
         for name, secs in times[tree].items():
-            med = statistics.median(secs)
+            med, med_cpu = statistics.median(secs), statistics.median(cpu[tree][name])
             report(f"{name}_seconds_median_{tree}", f"{med:.3f}")
+            report(f"{name}_cpu_seconds_median_{tree}", f"{med_cpu:.3f}")
             report(f"{name}_requests_per_s_{tree}", f"{sizes[name] / med:,.0f}")
             rates[tree].append(sizes[name] / med)
+            cpu_rates[tree].append(sizes[name] / med_cpu)
     report("repeats", repeats)
     report("baseline_tree", trees["baseline"])
+    report("load_average_1min", f"{os.getloadavg()[0]:.2f}")
+    # On a shared machine the process's CPU time is what one core spends; wall time adds waiting for it.
+    report("simulated_requests_per_cpu_s_baseline", f"{statistics.median(cpu_rates['baseline']):,.0f}")
+    report("simulated_requests_per_cpu_s", f"{statistics.median(cpu_rates['this']):,.0f}")
     report("simulated_requests_per_wall_s_baseline", f"{statistics.median(rates['baseline']):,.0f}")
     report("simulated_requests_per_wall_s", f"{statistics.median(rates['this']):,.0f}")
 

@@ -67,6 +67,14 @@ def test_no_file_io_in_analytic_perf_sim_plan(path):
     assert not bad, bad
 
 
+def test_the_trace_loader_is_the_one_data_reader_the_model_reaches():
+    """Workload presets replay shipped traces (and --trace files) through capsim.data.loaders, the way specs load
+    the shipped catalogs; nothing else in the pure layers reaches a data file."""
+    users = {str(f.relative_to(ROOT)) for f in modules(*PURE) for _, name in imported(ast.parse(f.read_text()))
+             if name == "capsim.data" or name.startswith("capsim.data.")}
+    assert users == {"sim/serving/presets.py"}, users
+
+
 def test_calibration_does_not_import_validation():
     bad = [f"{where(f, line)} imports {name}" for f in modules("calibration")
            for line, name in imported(ast.parse(f.read_text())) if name.startswith("capsim.validation")]

@@ -179,6 +179,7 @@ class StepTable:
         self.oh0, self.oh1 = e.step_overhead_s, e.sequence_overhead_s
         self.graphs, self.graph_max = bool(e.cuda_graphs), int(e.cuda_graph_max_batch)
         self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
+        self._dec_lines: dict[int, tuple[float, float, float]] = {}
         self._dec_coef_windowed: dict[int, tuple[float, float, float, float, float, float]] = {}
         self.max_window = max((w for w, _ in self.shares if w), default=0.0)
 
@@ -271,7 +272,7 @@ class StepTable:
         if tokens <= 0:
             return 0.0
         icpt, slope = self.mem
-        per_pair = self._pair_s(tokens)
+        per_pair = self.pair_s[tokens] if tokens < len(self.pair_s) else self._beyond("pair", tokens)
         out = 0.0
         for window, share in self.shares:
             p, kv = (pairs, kv_tokens) if not window else _capped(tokens, seqs, pairs, kv_tokens, window)
@@ -283,9 +284,13 @@ class StepTable:
 
     def decode_attention_lines(self, seqs: int) -> tuple[float, float, float]:
         """One decode attention kernel of ``seqs`` sequences, less its launch, as two lines in the keys x it reads:
-        max(compute x, memory0 + memory1 x) -> (compute, memory0, memory1)."""
-        icpt, slope = self.dec_mem
-        return self._dpair_s(seqs), icpt + slope * seqs * self.dec_q, slope * self.dec_kv
+        max(compute x, memory0 + memory1 x) -> (compute, memory0, memory1) (cached per batch size)."""
+        lines = self._dec_lines.get(seqs)
+        if lines is None:
+            icpt, slope = self.dec_mem
+            lines = self._dec_lines[seqs] = (self._dpair_s(seqs), icpt + slope * seqs * self.dec_q,
+                                             slope * self.dec_kv)
+        return lines
 
     def _context_gemm_s(self, seqs: int) -> float:
         return self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
@@ -295,11 +300,12 @@ class StepTable:
         absorbing GEMMs)."""
         if seqs <= 0:
             return 0.0
-        comp, m0, m1 = self.decode_attention_lines(seqs)
-        out = self._context_gemm_s(seqs)
+        comp, m0, m1 = self._dec_lines.get(seqs) or self.decode_attention_lines(seqs)
+        out = self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
         for window, share in self.shares:
             kv = kv_tokens if not window else _capped(seqs, seqs, kv_tokens, kv_tokens, window)[1]
-            out += share * (self.attn_launch_s + max(comp * kv, m0 + m1 * kv))
+            c, m = comp * kv, m0 + m1 * kv
+            out += share * (self.attn_launch_s + (m if m > c else c))
         return out
 
     def overhead_s(self, seqs: int) -> float:
@@ -344,18 +350,15 @@ class StepTable:
             self._dec_coef_windowed[seqs] = co
         return co
 
-    def _coef(self, seqs: int, kv_sum0: float) -> tuple[float, float, float, float, float, float]:
-        """The decode coefficients of a run starting at ``kv_sum0``: windowed when its mean context starts at or past
-        every window (exact for the whole run). A run that crosses a window is priced over the whole context, an
-        upper bound past the crossing (the closed form needs attention affine in the run's summed context)."""
-        if self.max_window and kv_sum0 + seqs >= seqs * self.max_window:
-            return self._windowed_coef(seqs)
-        return self._dec_coef.get(seqs) or self._decode_coef(seqs)
-
     def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
-        ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
-        co = self._coef(seqs, kv_sum0)
+        ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys). Windowed coefficients when the mean
+        context starts at or past every window (exact for the whole run); the closed form needs attention affine
+        in the run's summed context."""
+        if self.max_window and kv_sum0 + seqs >= seqs * self.max_window:
+            co = self._windowed_coef(seqs)  # every sequence's mean context is past the window for the whole run
+        else:  # a run that crosses a window is priced over the whole context past the crossing (an upper bound)
+            co = self._dec_coef.get(seqs) or self._decode_coef(seqs)
         base, comp, x0 = co[0], co[1], kv_sum0 + seqs
         if co[4] > 0:
             return ((base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs), (co[5], 0.0))
@@ -372,10 +375,13 @@ class StepTable:
         """One step's total seconds (equal to iteration_time(...).total_s for the same shape): the GPU's kernels
         or the CPU's dispatch of them, whichever is longer, then the engine's overhead."""
         rows = prefill_seqs + decode_seqs if logits is None else logits
-        gpu = (self.token_time(prefill_tokens + decode_seqs) + self.logit_time(rows)
+        n, tok, logit = prefill_tokens + decode_seqs, self.tok, self.logit  # token_time, logit_time: table reads
+        gpu = ((tok[n] if n < len(tok) else self._beyond("token", n))
+               + (logit[rows] if rows < len(logit) else self._beyond("logit", rows))
                + self.layers * (self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens, prefill_seqs)
                                 + self.decode_attention_s(decode_seqs, decode_kv_tokens)))
-        return max(gpu, self.dispatch_s(prefill_tokens, decode_seqs)) + self.overhead_s(prefill_seqs + decode_seqs)
+        cpu = self.dispatch_s(prefill_tokens, decode_seqs)
+        return (cpu if cpu > gpu else gpu) + self.overhead_s(prefill_seqs + decode_seqs)
 
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

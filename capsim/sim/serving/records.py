@@ -73,8 +73,9 @@ class ReplicaRecord:
                 runs += (a, b, s, e, seqs)
 
     def spill(self) -> None:
-        """Move long columns to float64 blocks. Called whenever the timeline holds BLOCK values (every
-        BLOCK / 5 scheduling decisions): the other columns grow by a few values per decision at most."""
+        """Move long columns to float64 blocks. The replica calls it when a request joins its decoding set (a
+        prefill replica: at each prompt step) and its timeline holds more than BLOCK values: every column grows by
+        a few values per request, so none holds more than a few BLOCKs of Python floats."""
         self.timeline.spill()
         self.gaps.spill()
         self.runs.spill()

@@ -189,8 +189,6 @@ class Replica:
         if done:
             self.finish_all(done, end)
         self.last_decode_end = end
-        if len(self.timeline) > BLOCK:
-            rec.spill()
 
     # --- scheduling policies: the next step, ("prefill", chunks, with decodes) or DECODE; None to look again
     def _plan_prefill_first(self) -> Step | None:
@@ -294,6 +292,8 @@ class Replica:
         if b:
             kv.used += kv.demand(0)
         self.timeline += (self.clock, len(kv.ids), len(self.prefilling), len(self.waiting), kv.used)
+        if self.prefill_only and len(self.timeline) > BLOCK:  # a prefill replica joins no request
+            self.rec.spill()
         return dt, b
 
     def end_step(self, chunks: list[tuple[int, int]], b: int, dt: float) -> None:
@@ -311,8 +311,6 @@ class Replica:
             if req.done[rid] == req.todo[rid]:
                 self.prefilling.remove(rid)
                 self._prompt_done(rid)
-        if len(self.timeline) > BLOCK:
-            self.rec.spill()
 
     def _prompt_done(self, rid: int) -> None:
         """A prompt is in the cache: its next token is emitted; it decodes here, moves, or is finished."""
@@ -333,6 +331,8 @@ class Replica:
     def _join(self, rid: int) -> None:
         self.kv.join(rid)
         self.fresh.append(rid)
+        if len(self.timeline) > BLOCK:  # once per request here (and per prompt step): columns grow by a few values
+            self.rec.spill()  # per request at most
 
     def finish_all(self, rids: list[int], now: float) -> None:
         req = self.req
