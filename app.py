@@ -1,9 +1,5 @@
-"""capsim dashboard: wires the pages together (each page lives in capsim/ui/)."""
+"""capsim dashboard from a checkout: ``streamlit run app.py`` (``capsim dashboard`` runs the packaged script)."""
 
-import streamlit as st
+from capsim.ui.registry import main
 
-from capsim.ui.common import last_resort
-from capsim.ui.registry import PAGES
-
-st.set_page_config(page_title="capsim", layout="wide")
-st.navigation([st.Page(last_resort(p.render), title=p.title, url_path=p.url_path) for p in PAGES]).run()
+main()

@@ -4,7 +4,8 @@
   analytic pruning plus simulated confirmation: target <= 60 s. (Vidur's configuration search: ~1 CPU-hour.)
 - Training: every valid layout of a 175B model on 1,024 GPUs: target <= 10 s.
 - Training (issue 12): Llama-3.1-405B (126 layers) on 16,384 H100s, pp up to 64 with the uneven splits
-  Megatron-Core users state where pp x v does not divide the layers: its best layouts in <= 10 s.
+  Megatron-Core users state where pp x v does not divide the layers, under megatron-bridge-26.04.01 (a release
+  that runs them): its best layouts in <= 10 s.
 Run: python benchmarks/planner_speed.py [--repeats N] [--only train]
 """
 
@@ -40,8 +41,11 @@ def training() -> object:
 
 
 def training_405b() -> object:
+    # A release with uneven pipelines (Megatron-Core 0.8 splits only evenly, and 126 layers do not split evenly
+    # over a power-of-two pipeline deeper than 2).
     acc = get_accelerator("h100")
-    return plan_training(get_model("llama-3.1-405b"), acc, 15e12, 2048, 8192, num_gpus=16384, perf=perf_for(acc))
+    return plan_training(get_model("llama-3.1-405b"), acc, 15e12, 2048, 8192, num_gpus=16384, perf=perf_for(acc),
+                         framework="megatron-bridge-26.04.01")
 
 
 def main() -> None:

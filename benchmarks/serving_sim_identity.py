@@ -4,8 +4,11 @@ Runs a fixed set of fleets (the speed benchmark's two cases and the test suite's
 configurations, in fast and step mode) and saves every per-request record, time series, per-replica figure and
 summary value. Save with one tree, check with another:
 
-    PYTHONPATH=/work/main python benchmarks/serving_sim_identity.py --save /tmp/ref.pkl
-    PYTHONPATH=$PWD       python benchmarks/serving_sim_identity.py --check /tmp/ref.pkl
+    PYTHONPATH=/work/main python benchmarks/serving_sim_identity.py --save /tmp/ref.npz
+    PYTHONPATH=$PWD       python benchmarks/serving_sim_identity.py --check /tmp/ref.npz
+
+The reference is an ``.npz`` of plain arrays plus a JSON manifest, read with ``allow_pickle=False``: checking a file
+never runs code from it (no pickle).
 
 Prints ``name: value`` lines; the headline (last) is the number of fleets whose results differ (0 to pass).
 """
@@ -13,8 +16,8 @@ Prints ``name: value`` lines; the headline (last) is the number of fleets whose 
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import pickle
 import sys
 from pathlib import Path
 
@@ -84,25 +87,65 @@ def run(plan_kw: dict, wl: Workload, cfg: dict) -> dict[str, object]:
             "summary": {k: v for k, v in res.summary.items()}}
 
 
+TABLES = ("requests", "timeline", "replicas")
+
+
+def _columns(df: object) -> dict[str, np.ndarray]:
+    """A DataFrame as plain arrays (text columns as fixed-width strings, so no pickle is ever needed)."""
+    out = {}
+    for c in df.columns:
+        arr = df[c].to_numpy()
+        out[str(c)] = arr.astype(str) if arr.dtype == object else arr
+    return out
+
+
+def _plain(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def save(results: dict[str, dict[str, object]], path: str) -> None:
+    arrays, manifest = {}, {}
+    for name, res in results.items():
+        manifest[name] = {"summary": {k: _plain(v) for k, v in res["summary"].items()}}
+        for key in TABLES:
+            cols = _columns(res[key])
+            manifest[name][key] = list(cols)
+            arrays.update({f"{name}/{key}/{c}": a for c, a in cols.items()})
+    np.savez_compressed(path, __manifest__=np.array(json.dumps(manifest)), **arrays)
+
+
+def load(path: str) -> dict[str, dict[str, object]]:
+    with np.load(path, allow_pickle=False) as z:
+        manifest = json.loads(str(z["__manifest__"]))
+        return {name: {"summary": m["summary"],
+                       **{key: {c: z[f"{name}/{key}/{c}"] for c in m[key]} for key in TABLES}}
+                for name, m in manifest.items()}
+
+
 def _same(a: object, b: object) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return a == b or (math.isnan(a) and math.isnan(b))
     return a == b
 
 
+def _same_array(x: np.ndarray, y: np.ndarray) -> bool:
+    if x.dtype != y.dtype or x.shape != y.shape:
+        return False
+    return bool(np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"))
+
+
 def differs(ref: dict[str, object], new: dict[str, object]) -> list[str]:
     bad = []
-    for key in ("requests", "timeline", "replicas"):
-        x, y = ref[key], new[key]
-        if list(x.columns) != list(y.columns) or len(x) != len(y):
-            bad.append(f"{key}: shape/columns")
+    for key in TABLES:
+        x, y = ref[key], _columns(new[key])
+        if list(x) != list(y):
+            bad.append(f"{key}: columns")
             continue
-        for c in x.columns:
-            if not x[c].equals(y[c]):
-                bad.append(f"{key}.{c}")
+        bad += [f"{key}.{c}" for c in x if not _same_array(x[c], y[c])]
+    summary = {k: _plain(v) for k, v in new["summary"].items()}
     for k, v in ref["summary"].items():
-        if not _same(v, new["summary"].get(k)):
-            bad.append(f"summary.{k}: {v!r} != {new['summary'].get(k)!r}")
+        if not _same(v, summary.get(k)):
+            bad.append(f"summary.{k}: {v!r} != {summary.get(k)!r}")
     return bad
 
 
@@ -114,10 +157,10 @@ def main() -> None:
     args = ap.parse_args()
     results = {name: run(*case) for name, case in cases().items()}
     if args.save:
-        Path(args.save).write_bytes(pickle.dumps(results))
+        save(results, args.save)
         report("fleets_saved", len(results))
         return
-    ref = pickle.loads(Path(args.check).read_bytes())
+    ref = load(args.check)
     failed = 0
     for name, new in results.items():
         bad = differs(ref[name], new)

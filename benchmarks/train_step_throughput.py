@@ -4,7 +4,8 @@ Targets (issues 4 and 12): >= 100,000 layouts/s on one core, with uneven pipelin
 grid; the SimPy schedule of a 64-stage, 512-micro-batch interleaved pipeline in <= 2 s.
 
 The grid: GPT-3 175B (96 layers, even splits), Llama-3.1-405B (126 layers: pp 4, 8, 16, 32 and v 2, 4 do not
-divide it, so most of its layouts take uneven splits) and Mixtral 8x7B (MoE, ep 1-8). Every layout is priced,
+divide it, so most of its layouts take uneven splits) and Mixtral 8x7B (MoE, ep 1-8, experts split like the
+attention or not at all: etp = tp or 1). Every layout is priced,
 valid or not.
 
 Run: python benchmarks/train_step_throughput.py [--baseline DIR] [--rounds N]
@@ -40,7 +41,8 @@ GRIDS = {  # model: (accelerator, GPUs, axes)
                                           v=[1, 2, 4], micro_batch=[1, 2, 4], zero_stage=[0, 1, 3],
                                           recompute=[0, 2], sp=[False, True], cp=[1, 2])),
     "mixtral-8x7b": ("a100", 1024, dict(dp=[1, 2, 4, 8, 16, 32, 64], tp=[1, 2, 4, 8], pp=[1, 2, 4, 8],
-                                        v=[1, 2], ep=[1, 2, 4, 8], micro_batch=[1, 2, 4], zero_stage=[0, 1, 3],
+                                        v=[1, 2], ep=[1, 2, 4, 8], etp=[0, 1], micro_batch=[1, 2, 4],
+                                        zero_stage=[0, 1, 3],
                                         recompute=[0, 2], sp=[False, True])),
 }
 

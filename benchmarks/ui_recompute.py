@@ -66,7 +66,8 @@ ANALYTIC = {
     "overview (peak format)": ("overview", choose("fmt", "fp8", "fp32", "tf32", "int8", "bf16", kind="radio"), {}),
     "memory (sequence length)": ("memory", number("seq", 1024, 2048, 3072, 5120, 6144, 7168), {}),
     "training planner, manual layout (sequence length)": ("training", number("seq", 2048, 3072, 5120, 6144, 1024, 7168),
-                                                      {"mode": "manual", "gpus": "64", "pp": "4", "tp": "2"}),
+                                                      {"mode": "manual", "gpus": "64", "pp": "4", "tp": "4", "sp": "true",
+                                                       "distopt": "true"}),
     "training planner, auto search on 64 GPUs (sequence length)": (
         "training", number("seq", 2048, 3072, 5120, 6144, 1024, 7168), {}),
     "training planner, auto search on 64 GPUs (model)": ("training", choose("model", *MODELS), {}),

@@ -18,6 +18,16 @@ class SpecError(ValueError):
             message += f" ({fix})"
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from its parts, so an error raised in a worker process (plan serve's pool) survives pickling.
+        return (_rebuild, (type(self), self.field, self.problem, self.fix))
+
+
+def _rebuild(cls: type[SpecError], field: str, problem: str, fix: str) -> SpecError:
+    err = cls.__new__(cls)
+    SpecError.__init__(err, field, problem, fix)
+    return err
+
 
 class UnknownNameError(SpecError, KeyError):
     """A name that is not in a catalog; the message suggests the closest names."""

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 
 from capsim.analytic.ops import Op, OpKind  # noqa: E402
-from capsim.calibration import load_calibration, write_calibration  # noqa: E402
+from capsim.calibration import available, load_calibration, write_calibration  # noqa: E402
 from capsim.calibration import runner as run_mod  # noqa: E402
 from capsim.calibration.comm import CommError, run_local  # noqa: E402
 from capsim.calibration.fit import _attention_time, fit_attention, residual_grid  # noqa: E402
@@ -158,7 +158,8 @@ def test_an_interrupted_run_keeps_its_samples_and_resumes(tmp_path, monkeypatch)
 
     monkeypatch.setattr(run_mod, "plan", lambda config: [dict(c) for c in TINY])
     out = tmp_path / "cpu.json"
-    out.write_text("previous calibration\n")
+    previous = available()["L4"].read_text()
+    out.write_text(previous)
     real, calls = kernels.gemm.run_gemm, []
 
     def flaky(case, *args, **kwargs):
@@ -171,7 +172,7 @@ def test_an_interrupted_run_keeps_its_samples_and_resumes(tmp_path, monkeypatch)
     config = run_mod.RunConfig(quick=True, ops=("gemm", "memory"))
     with pytest.raises(KeyboardInterrupt):
         run_mod.run(config, out)
-    assert out.read_text() == "previous calibration\n"  # untouched
+    assert out.read_text() == previous  # untouched
     partial = run_mod.partial_path(out)
     assert len(json.loads(partial.read_text())["samples"]) == 2
     assert calls == [1, 4, 16]
@@ -232,3 +233,36 @@ def test_thread_variants_are_fitted_and_selectable():
     assert fast.gemm_s(1024, 1024, 256, "fp32") < slow.gemm_s(1024, 1024, 256, "fp32")
     with pytest.raises(ValueError, match="no variant"):
         cal.perf("threads=4")
+
+
+# --- calibration files a user hands in --------------------------------------------------------------------------
+@pytest.mark.parametrize("content", ["[1, 2]", '"cpu"', "null", '{"schema": "capsim.calibration/1"}', "not json"])
+def test_an_out_that_is_not_a_calibration_is_refused_before_measuring(tmp_path, monkeypatch, content):
+    measured = []
+    monkeypatch.setattr(run_mod, "_run_compute", lambda *a, **k: measured.append(1))
+    out = tmp_path / "mine.json"
+    out.write_text(content)
+    result = CliRunner().invoke(app, ["calibrate", "--quick", "--ops", "gemm", "--out", str(out)])
+    assert result.exit_code == 2 and measured == [], result.output
+    assert len(result.output.strip().splitlines()) == 1 and "--out" in result.output
+    assert out.read_text() == content  # the user's file is untouched
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"x"', "null", "{}", '{"schema": "capsim.calibration/1", '
+                                     '"kind": "measured", "name": "x", "device": {}, "fitted": {"gemm": 1}}'])
+def test_a_bad_calibration_file_is_one_line_exit_2(tmp_path, content):
+    path = tmp_path / "cal.json"
+    path.write_text(content)
+    result = CliRunner().invoke(app, ["serve", "-m", "llama-2-7b", "-w", "chatbot", "-n", "5", "-c", str(path)])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "calibration" in result.output
+
+
+def test_a_partial_run_is_never_listed_as_a_calibration(monkeypatch, tmp_path):
+    (tmp_path / "measured").mkdir()
+    (tmp_path / "measured" / "box.json").write_text(available()["L4"].read_text())
+    (tmp_path / "measured" / ".calibrate-partial-box.json").write_text('{"fingerprint": {}, "samples": {}}')
+    monkeypatch.setenv("CAPSIM_CALIBRATIONS", str(tmp_path))
+    assert list(available()) == ["box"]
+    with pytest.raises(Exception, match="unknown calibration"):
+        load_calibration(".calibrate-partial-box")

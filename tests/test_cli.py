@@ -33,8 +33,8 @@ def test_memory_train_json_and_verdict():
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["fits"] is True and out["total_bytes"] < 80e9
-    text = run("memory", "train", "-m", "gpt-175b", "--tp", "8", "--global-batch", "8", "--precision", "fp16").stdout
-    assert "does not fit" in text
+    result = run("memory", "train", "-m", "gpt-175b", "--tp", "8", "--global-batch", "8", "--precision", "fp16")
+    assert result.exit_code == 1 and "does not fit" in result.stderr
 
 
 def test_memory_serve_json():

@@ -18,7 +18,7 @@ from capsim.analytic.memory import (
     stage_params,
     training_memory,
 )
-from capsim.analytic.training import FrameworkName, get_framework, resolve_perf, step_time
+from capsim.analytic.training import DEFAULT_FRAMEWORK, get_framework, resolve_perf, step_time
 from capsim.analytic.training.compute import micro_batch_times
 from capsim.cli import app
 from capsim.errors import SpecError
@@ -38,6 +38,8 @@ H100 = get_accelerator("h100")
 H100_DS = load_calibration("H100-SXM5-80GB").perf()  # the datasheet calibration these checks were written against
 LLAMA8 = get_model("llama-3-8b")  # 32 layers
 L405 = get_model("llama-3.1-405b")  # 126 layers
+BRIDGE = "megatron-bridge-26.04.01"  # a release with uneven pipelines (Megatron-Core 0.8 splits only evenly)
+OLD = "megatron-core-0.8.0"  # the release that splits only evenly
 
 
 def test_megatron_docs_layout_string():
@@ -127,8 +129,10 @@ def test_plan_states_the_split_one_way():
 def test_valid_uneven_split_is_not_rejected():
     """(8, 9, 8, 7): the middle stages differ, which an even-middle check once called 'does not divide'."""
     plan = TrainPlan(pp=4, dp=4, layer_split=(8, 9, 8, 7), global_batch=64)
-    r = step_time(LLAMA8, plan, Cluster(H100, 16), H100_DS)
+    r = step_time(LLAMA8, plan, Cluster(H100, 16), H100_DS, framework=BRIDGE)
     assert r.feasible and r.reason == ""
+    old = step_time(LLAMA8, plan, Cluster(H100, 16), H100_DS, framework=OLD)  # Megatron-Core 0.8 splits only evenly
+    assert not old.feasible and old.reason == "megatron-core-0.8.0 splits the layers only evenly over pp x pp_interleave"
     lay = Layouts.from_plans(LLAMA8, [plan])
     assert lay.middle_max_layers[0] == 9 and lay.plan(0).layer_split == (8, 9, 8, 7)
 
@@ -139,7 +143,7 @@ def test_stage_times_follow_each_stages_layers():
     fwd, bwd = inputs.forward_s[:, 0], inputs.backward_s[:, 0]
     assert fwd[1] / fwd[2] == pytest.approx(10 / 8) and bwd[1] / bwd[2] == pytest.approx(10 / 8)
     lay = Layouts.from_plans(LLAMA8, [plan])
-    fw = get_framework(FrameworkName.MEGATRON_CORE)  # step_time's default preset: its attention and dropout
+    fw = get_framework(DEFAULT_FRAMEWORK)  # step_time's default preset: its attention and dropout
     t = micro_batch_times(LLAMA8, lay, plan.precision, resolve_perf(H100_DS, Cluster(H100, 16)), fw.attention,
                           fw.dropout)
     uneven = step_time(LLAMA8, plan, Cluster(H100, 16), H100_DS)
@@ -188,9 +192,9 @@ def test_405b_on_16_stages_prices_and_plans():
                      distributed_optimizer=True, recompute="full")
     split = plan.split(L405)  # not stated: the uneven split a search prices (embedding and loss as layers)
     assert split.stages == (7,) + (8,) * 14 + (7,) and split.rule is SplitRule.EMBEDDING_LOSS
-    r = step_time(L405, plan, Cluster(H100, 8192), H100_DS)
+    r = step_time(L405, plan, Cluster(H100, 8192), H100_DS, framework=BRIDGE)
     assert r.feasible and r.memory_per_gpu_bytes < H100.memory_bytes
-    stated = step_time(L405, plan.with_(layer_split=split.stages), Cluster(H100, 8192), H100_DS)
+    stated = step_time(L405, plan.with_(layer_split=split.stages), Cluster(H100, 8192), H100_DS, framework=BRIDGE)
     assert stated.step_s == pytest.approx(r.step_s)
 
 
@@ -200,24 +204,34 @@ def test_search_tries_pp_that_do_not_divide_the_layers():
     assert {16, 32, 64} <= pps  # none divides 126
     rules = {lay.layer_split(i).rule for i in range(len(lay))}
     assert SplitRule.EMBEDDING_LOSS in rules and SplitRule.EVEN in rules
-    frame = search_layouts(L405, Cluster(H100, 1024), 1024, 4096, H100_DS, top=None)
+    frame = search_layouts(L405, Cluster(H100, 1024), 1024, 4096, H100_DS, top=None, framework=BRIDGE)
     assert (frame["split"] != "even").any()
     row = frame[frame["split"] != "even"].iloc[0].to_dict()
     plan = plan_of_row(row, 1024, 4096)
-    assert step_time(L405, plan, Cluster(H100, 1024), H100_DS).step_s == pytest.approx(row["step_s"], rel=1e-9)
+    assert step_time(L405, plan, Cluster(H100, 1024), H100_DS, framework=BRIDGE).step_s == pytest.approx(
+        row["step_s"], rel=1e-9)
+    # A release without uneven pipelines is offered only even splits, and interleaving only from its least pp.
+    old = layout_grid(L405, 1024, 1024, 4096, 8, {"zero_stage": 0}, "megatron-lm-2021")
+    assert all(L405.total_layers % (p * v) == 0 for p, v in zip(old.pp, old.v, strict=True))
+    small = layout_grid(LLAMA8, 16, 64, 2048, 8, {"zero_stage": 0}, "megatron-lm-2021")  # interleaves from pp 3
+    assert 2 not in set(small.pp[small.v > 1].tolist()) and 4 in set(small.pp[small.v > 1].tolist())
+    every = layout_grid(LLAMA8, 16, 64, 2048, 8, {"zero_stage": 0})
+    assert 2 in set(every.pp[every.v > 1].tolist())
+    assert (search_layouts(L405, Cluster(H100, 1024), 1024, 4096, H100_DS, top=None, framework=OLD)["split"]
+            == "even").all()
 
 
 def test_cli_layer_split_layout_and_dp_inference():
     runner = CliRunner()
     out = runner.invoke(app, ["train", "-m", "llama-3.1-405b", "-a", "h100", "-n", "8192", "--tp", "8", "--pp", "16",
                               "--layer-split", "7,8,...,7", "--global-batch", "1024", "--seq-len", "8192", "--sp",
-                              "--distributed-optimizer", "--recompute", "full", "--json"])
+                              "--distributed-optimizer", "--recompute", "full", "--framework", BRIDGE, "--json"])
     assert out.exit_code == 0, out.output
     d = json.loads(out.stdout)
     assert d["plan"]["dp"] == 64 and d["pipeline"]["stages"] == [7] + [8] * 14 + [7] and d["feasible"]
     layout = runner.invoke(app, ["train", "-m", "llama-3-8b", "-a", "h100", "-n", "16", "--pp", "4",
                                  "--pipeline-layout", "Et*3|t*4|t*5|t*4|t*4|t*4|t*5|t*3L", "--global-batch", "32",
-                                 "--json"])
+                                 "--framework", BRIDGE, "--json"])
     assert layout.exit_code == 0, layout.output
     d = json.loads(layout.stdout)
     assert d["plan"]["pp_interleave"] == 2 and d["plan"]["dp"] == 4 and d["pipeline"]["stages"] == [7, 8, 10, 7]
@@ -233,5 +247,8 @@ def test_planner_reports_the_constraint_that_left_no_layout():
     assert not heads.feasible and "can run on 48 GPUs" in heads.reason and "attention heads" in heads.reason
     memory = plan_training(L405, H100, 1e12, 64, 4096, num_gpus=16, perf=H100_DS)
     assert not memory.feasible and "the smallest needs" in memory.reason
-    big = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384, perf=H100_DS)
+    big = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384, perf=H100_DS, framework=BRIDGE)
     assert big.feasible and (big.table["split"] != "even").any() and {16, 32, 64} & set(big.table["pp"])
+    # Megatron-Core 0.8 cannot split 126 layers over a power-of-two pipeline: the reason says so.
+    old = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384, perf=H100_DS, framework=OLD)
+    assert not old.feasible and "megatron-core-0.8.0 cannot run the uneven or interleaved splits" in old.reason

@@ -163,8 +163,11 @@ def test_context_expert_and_zero3_terms():
     t = micro_batch_times(llama, short, FP16, PERF)
     assert sum(comms.cp_layer_s(PERF, llama, short, FP16, 1, t))[0] > 0  # across nodes, tiny blocks: exposed
     mixtral = get_model("mixtral-8x7b")
-    assert comms.ep_layer_s(PERF, mixtral, one(mixtral, dp=8, ep=8, global_batch=8), FP16, 8)[0][0] > 0
-    assert comms.ep_layer_s(PERF, llama, one(llama), FP16, 8)[0][0] == 0
+    moe = one(mixtral, dp=8, ep=8, global_batch=8)
+    mt = micro_batch_times(mixtral, moe, FP16, PERF)
+    core = get_framework("megatron-core")
+    assert comms.ep_layer_s(PERF, mixtral, moe, FP16, 8, mt, core)[0][0] > 0
+    assert comms.ep_layer_s(PERF, llama, one(llama), FP16, 8, t, core)[0][0] == 0
     z3 = step_time(llama, TrainPlan(dp=16, zero_stage=3, global_batch=32, precision=FP16), Cluster(A100, 16), PERF,
                    framework="fsdp")
     z1 = step_time(llama, TrainPlan(dp=16, zero_stage=1, global_batch=32, precision=FP16), Cluster(A100, 16), PERF,
@@ -187,8 +190,8 @@ def test_faster_network_is_faster():
 def test_uneven_split_uses_the_largest_middle_stage():
     even = TrainPlan(tp=8, pp=8, global_batch=64, recompute="full", precision=FP16)
     uneven = even.with_(layer_split=(10, 12, 13, 13, 13, 13, 12, 10))
-    a = step_time(GPT175, even, Cluster(A100, 64), PERF)
-    b = step_time(GPT175, uneven, Cluster(A100, 64), PERF)
+    a = step_time(GPT175, even, Cluster(A100, 64), PERF, framework="nemo-25.02")
+    b = step_time(GPT175, uneven, Cluster(A100, 64), PERF, framework="nemo-25.02")
     assert a.feasible and b.feasible, (a.reason, b.reason)
     assert b.bottleneck_stage == 1 and b.step_s > a.step_s
 

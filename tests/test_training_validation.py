@@ -118,8 +118,9 @@ def test_rows_never_abort_and_json_is_always_printed(tmp_path):
     (lambda r: r.replace("megatron-lm-2021", "megatron-lm-2019"), "software: line 3: unknown megatron-lm release"),
     (lambda r: r.replace("tflops_per_gpu_hw", "tokens_per_day"), "metric: line 3: unknown metric"),
     (lambda r: r.replace(",137,", ",abc,"), "value: line 3: 'abc' is not a number"),
-    (lambda r: r.replace(",137,", ",0,"), "finite and non-zero"),
-    (lambda r: r.replace(",137,", ",inf,"), "finite and non-zero"),
+    (lambda r: r.replace(",137,", ",0,"), "finite and positive"),
+    (lambda r: r.replace(",137,", ",inf,"), "finite and positive"),
+    (lambda r: r.replace(",137,", ",-137,"), "finite and positive"),
     (lambda r: r.replace(",32,1,1,1,1,32,", ",32,x,1,1,1,32,"), "tp: line 3: 'x' is not an integer"),
     (lambda r: r.replace(",full,no,", ",lots,no,"), "recompute: line 3"),
 ])

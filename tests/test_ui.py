@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
+from ui_helpers import charts, errors, page, param, shown
 
 from capsim.errors import SpecError
 from capsim.ui.common import hf_model
@@ -19,40 +18,6 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 LLAMA_CONFIG = {"model_type": "llama", "_name_or_path": "my-llama", "hidden_size": 2048, "num_hidden_layers": 16,
                 "num_attention_heads": 16, "num_key_value_heads": 8, "intermediate_size": 5632,
                 "vocab_size": 32000, "max_position_embeddings": 4096}
-
-
-def page(module: str, **query: str) -> AppTest:
-    at = AppTest.from_string(f"from capsim.ui.{module} import render\nrender()", default_timeout=120)
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
-
-
-def charts(at: AppTest) -> int:
-    return len(at.get("plotly_chart"))
-
-
-class _Upload:
-    def __init__(self, name: str, text: str) -> None:
-        self.name, self._data = name, text.encode()
-
-    def getvalue(self) -> bytes:
-        return self._data
-
-
-@pytest.fixture
-def upload(monkeypatch):
-    """Make every file_uploader return the file given (AppTest cannot upload)."""
-    def give(name: str, text: str) -> None:
-        def fake(*_args, **_kwargs):
-            return _Upload(name, text)
-        monkeypatch.setattr(st, "file_uploader", fake)
-        monkeypatch.setattr(DeltaGenerator, "file_uploader", lambda self, *a, **k: _Upload(name, text))
-    return give
-
-
-def errors(at: AppTest) -> str:
-    return " ".join(e.value for e in at.error)
 
 
 # --- the app and its safety net ------------------------------------------------------------------
@@ -80,13 +45,13 @@ def test_overview_renders_and_reacts():
     assert "bf16 TFLOP/s" in at.dataframe[0].value.columns
     at.radio(key="fmt").set_value("fp8").run()
     assert "fp8 TFLOP/s" in at.dataframe[0].value.columns
-    assert at.query_params["fmt"] == "fp8"
+    assert param(at, "fmt") == "fp8"
 
 
 def test_a_bad_link_value_is_named_and_ignored():
     at = page("overview", fmt="fp128")
     assert not at.exception
-    assert "fmt=fp128" in at.warning[0].value
+    assert "fmt=fp128" in shown(at.warning[0].value)
     assert "bf16 TFLOP/s" in at.dataframe[0].value.columns
 
 
@@ -99,7 +64,7 @@ def test_memory_page_renders_and_reacts():
     at.selectbox(key="model").select("llama-2-70b").run()
     assert not at.exception
     assert not at.dataframe[0].value.equals(before)
-    assert at.query_params["model"] == "llama-2-70b"
+    assert param(at, "model") == "llama-2-70b"
 
 
 def test_memory_page_reports_bad_input():
@@ -134,7 +99,7 @@ def test_training_page_reacts_to_the_model_and_keeps_it_in_the_link():
     at.selectbox(key="model").select("llama-2-13b").run()
     assert not at.exception
     assert not at.dataframe[0].value.equals(before)
-    assert at.query_params["model"] == "llama-2-13b" and at.query_params["gpus"] == "16"
+    assert param(at, "model") == "llama-2-13b" and param(at, "gpus") == "16"
 
 
 def test_training_manual_layout_and_its_errors():
@@ -154,7 +119,7 @@ def test_training_reads_an_uploaded_hf_config(upload):
     upload("config.json", json.dumps(LLAMA_CONFIG))
     at = page("training", model_src="config.json", gpus="8", gb="64")
     assert not at.exception and not at.error
-    assert "my-llama" in at.subheader[0].value
+    assert "my-llama" in shown(at.subheader[0].value)
     upload("config.json", "{not json")
     at = page("training", model_src="config.json")
     assert not at.exception
@@ -185,7 +150,7 @@ def test_serving_page_reacts_to_replicas():
     at.number_input(key="replicas").set_value(2).run()
     assert not at.exception
     assert len(at.dataframe[0].value) == 2 and not at.dataframe[0].value.equals(before)
-    assert at.query_params["replicas"] == "2"
+    assert param(at, "replicas") == "2"
 
 
 def test_serving_page_reports_bad_inputs():
@@ -254,7 +219,7 @@ def test_capacity_page_renders_the_default_with_a_pareto_chart():
     at = page("capacity")
     assert not at.exception and not at.error
     assert charts(at) == 1
-    assert at.subheader[0].value.startswith("Cheapest:")
+    assert shown(at.subheader[0].value).startswith("Cheapest:")
     assert len(at.dataframe[0].value) >= 1  # fleets that meet the SLOs
 
 
@@ -264,7 +229,7 @@ def test_capacity_page_reacts_to_the_rate():
     at.number_input(key="rate").set_value(40.0).run()
     assert not at.exception and not at.error
     assert int(at.metric[0].value) > gpus
-    assert at.query_params["rate"] == "40.0"
+    assert param(at, "rate") == "40.0"
 
 
 def test_capacity_page_reports_bad_inputs():

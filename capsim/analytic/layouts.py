@@ -15,7 +15,8 @@ from capsim.specs.plans import Recompute, Schedule, TrainPlan
 SCHEDULE_CODES = {Schedule.GPIPE: 0, Schedule.ONE_F_ONE_B: 1, Schedule.INTERLEAVED: 2}
 BOOL_FIELDS = ("sp", "distributed_optimizer")
 # Columns derived from the split table (not given to ``build``).
-SPLIT_COLUMNS = ("split", "first_stage_layers", "last_stage_layers", "middle_max_layers")
+SPLIT_COLUMNS = ("split", "first_stage_layers", "last_stage_layers", "middle_max_layers", "first_stage_dense",
+                 "last_stage_dense", "middle_max_dense", "middle_dense")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Layouts:
     v: np.ndarray  # model chunks per pipeline stage (pp_interleave)
     cp: np.ndarray
     ep: np.ndarray
+    etp: np.ndarray  # tensor-parallel width of the routed experts (tp unless stated)
     micro_batch: np.ndarray
     global_batch: np.ndarray
     seq_len: np.ndarray
@@ -44,6 +46,12 @@ class Layouts:
     first_stage_layers: np.ndarray  # decoder layers on the first pipeline stage (with the embedding)
     last_stage_layers: np.ndarray  # decoder layers on the last pipeline stage (with the LM head and loss)
     middle_max_layers: np.ndarray  # decoder layers on the heaviest stage between them (0 when pp <= 2)
+    # An MoE model's dense-FFN layers (ModelSpec.dense_layers, DeepSeek's first_k_dense_replace) on those stages,
+    # and on all the middle stages together (0 for models without them).
+    first_stage_dense: np.ndarray
+    last_stage_dense: np.ndarray
+    middle_max_dense: np.ndarray
+    middle_dense: np.ndarray
     splits: tuple[LayerSplit, ...] = ()  # the distinct splits, chunk by chunk (Megatron-Core's layout)
 
     def __len__(self) -> int:
@@ -52,6 +60,12 @@ class Layouts:
     @property
     def num_gpus(self) -> np.ndarray:
         return self.dp * self.tp * self.pp * self.cp
+
+    @property
+    def expert_dp(self) -> np.ndarray:
+        """Replicas of each expert slice: the tp x cp x dp ranks of a stage over ep x etp (Megatron-Core's expert
+        data-parallel group, parallel_state.py)."""
+        return np.maximum(self.tp * self.cp * self.dp // (self.ep * self.etp), 1)
 
     @property
     def micro_batches(self) -> np.ndarray:
@@ -66,8 +80,8 @@ class Layouts:
         split where pp x v divides the layers, elsewhere the uneven split a search prices
         (``capsim.specs.pipeline_layout.default_uneven``).
         """
-        defaults = {"dp": 1, "tp": 1, "pp": 1, "v": 1, "cp": 1, "ep": 1, "micro_batch": 1, "global_batch": 1,
-                    "seq_len": 2048, "zero_stage": 0, "distributed_optimizer": False, "sp": False, "recompute": 0,
+        defaults = {"dp": 1, "tp": 1, "pp": 1, "v": 1, "cp": 1, "ep": 1, "etp": 0, "micro_batch": 1,
+                    "global_batch": 1, "seq_len": 2048, "zero_stage": 0, "distributed_optimizer": False, "sp": False, "recompute": 0,
                     "schedule": None}
         unknown = set(arrays) - set(defaults)
         if unknown:
@@ -79,8 +93,9 @@ class Layouts:
         arrays_b = np.broadcast_arrays(*(np.atleast_1d(values[n]) for n in names))
         out = {n: np.array(a, dtype=bool if n in BOOL_FIELDS else np.int64).reshape(-1)
                for n, a in zip(names, arrays_b, strict=True)}
+        out["etp"] = np.where(out["etp"] > 0, out["etp"], out["tp"])  # 0: Megatron-Core's default, etp = tp
         table, ids = _split_table(model.total_layers, out["pp"], out["v"], splits)
-        return cls(**out, **_split_columns(model.total_layers, out["pp"], table, ids), splits=table)
+        return cls(**out, **_split_columns(model, out["pp"], table, ids), splits=table)
 
     @classmethod
     def from_plans(cls, model: ModelSpec, plans: Sequence[TrainPlan]) -> Layouts:
@@ -89,7 +104,8 @@ class Layouts:
         return cls.build(
             model, splits=[p.split(model) for p in plans], dp=col(lambda p: p.dp), tp=col(lambda p: p.tp),
             pp=col(lambda p: p.pp), v=col(lambda p: p.pp_interleave), cp=col(lambda p: p.cp), ep=col(lambda p: p.ep),
-            micro_batch=col(lambda p: p.micro_batch), global_batch=col(lambda p: p.global_batch),
+            etp=col(lambda p: p.expert_tp), micro_batch=col(lambda p: p.micro_batch),
+            global_batch=col(lambda p: p.global_batch),
             seq_len=col(lambda p: p.seq_len), zero_stage=col(lambda p: p.zero_stage),
             distributed_optimizer=col(lambda p: p.distributed_optimizer), sp=col(lambda p: p.sequence_parallel),
             recompute=col(lambda p: p.recompute.code), schedule=col(lambda p: SCHEDULE_CODES[p.schedule]))
@@ -105,6 +121,7 @@ class Layouts:
         schedule = {v: k for k, v in SCHEDULE_CODES.items()}[int(self.schedule[i])]
         kwargs = dict(dp=int(self.dp[i]), tp=int(self.tp[i]), pp=int(self.pp[i]), pp_interleave=int(self.v[i]),
                       cp=int(self.cp[i]), ep=int(self.ep[i]), micro_batch=int(self.micro_batch[i]),
+                      etp=None if self.etp[i] == self.tp[i] else int(self.etp[i]),
                       global_batch=int(self.global_batch[i]), seq_len=int(self.seq_len[i]),
                       zero_stage=int(self.zero_stage[i]), distributed_optimizer=bool(self.distributed_optimizer[i]),
                       sequence_parallel=bool(self.sp[i]),
@@ -158,16 +175,30 @@ def _split_table(layers: int, pp: np.ndarray, v: np.ndarray,
     return tuple(table), ids[inverse]
 
 
-def _split_columns(layers: int, pp: np.ndarray, table: tuple[LayerSplit, ...], ids: np.ndarray
+def _stage_stats(split: LayerSplit, dense_layers: tuple[int, ...]) -> tuple[int, ...]:
+    """(first, last, middle_max layers, their dense layers, dense layers on all middle stages) of one split. The
+    heaviest middle stage is the one with the most layers, and of those the one with the fewest dense layers (an
+    MoE layer adds the all-to-alls a dense one does not)."""
+    dense = split.count_on_stages(dense_layers)
+    middle = [(n, -d) for n, d in zip(split.stages[1:-1], dense[1:-1], strict=True)]
+    n_mid, d_mid = max(middle, default=(0, 0))
+    return (split.first, split.last, n_mid, dense[0], dense[-1] if split.pp > 1 else 0, -d_mid,
+            sum(dense[1:-1]))
+
+
+def _split_columns(model: ModelSpec, pp: np.ndarray, table: tuple[LayerSplit, ...], ids: np.ndarray
                    ) -> dict[str, np.ndarray]:
     """The stage columns read from the table; where no split exists, an even share (the layout is invalid)."""
-    stats = np.array([(s.first, s.last, s.middle_max) for s in table] or [(0, 0, 0)], np.int64)
+    layers = model.total_layers
+    stats = np.array([_stage_stats(s, model.dense_layers) for s in table] or [(0,) * 7], np.int64)
     got = stats[np.maximum(ids, 0)]
     share = layers // np.maximum(pp, 1)
     none = ids < 0
     return {"split": ids, "first_stage_layers": np.where(none, share, got[:, 0]),
             "last_stage_layers": np.where(none, share, got[:, 1]),
-            "middle_max_layers": np.where(none, np.where(pp > 2, share, 0), got[:, 2])}
+            "middle_max_layers": np.where(none, np.where(pp > 2, share, 0), got[:, 2]),
+            **{name: np.where(none, 0, got[:, i]) for i, name in enumerate(
+                ("first_stage_dense", "last_stage_dense", "middle_max_dense", "middle_dense"), start=3)}}
 
 
 __all__ = ["Layouts", "SCHEDULE_CODES", "split_options"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic import fp8
 from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import (
@@ -23,7 +24,7 @@ from capsim.analytic.ops import (
     layer_shape,
     serving_layer_ops,
 )
-from capsim.analytic.params import param_counts
+from capsim.analytic.params import layer_params_by_kind, param_counts
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.plans import ServePlan, TrainPlan
@@ -74,32 +75,42 @@ class TrainingMemory:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
 
 
-def _layer_params_per_gpu(model: ModelSpec, lay: Layouts) -> tuple[np.ndarray, np.ndarray]:
-    """(dense, expert) parameters of one layer on one GPU."""
+def _layer_params_per_gpu(model: ModelSpec, lay: Layouts, kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(dense, expert) parameters of one layer on one GPU: the stack's mean layer, or of one ``kind`` ("moe" or
+    "dense", ``layer_params_by_kind``)."""
+    if kind is not None:
+        dense, expert = layer_params_by_kind(model)[kind]
+        return dense / lay.tp, expert / (lay.etp * lay.ep)
     pc = param_counts(model)
     per_layer = (pc.per_layer * model.layers + pc.encoder_per_layer * model.encoder_layers) / model.total_layers
     expert = pc.expert_per_layer * model.layers / model.total_layers
-    return (per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)
+    return (per_layer - expert) / lay.tp, expert / (lay.etp * lay.ep)
 
 
-def stage_params(model: ModelSpec, lay: Layouts, layers: Num, emb: Num, head: Num) -> tuple[Num, Num]:
-    """(dense, expert) parameters one GPU of a stage holds: its ``layers``, the embedding if ``emb``, the final
-    norm and LM head if ``head``. Megatron keeps the word embedding on the last stage too when tied and pp > 1."""
+def stage_params(model: ModelSpec, lay: Layouts, layers: Num, emb: Num, head: Num, dense_layers: Num = 0
+                 ) -> tuple[Num, Num]:
+    """(dense, expert) parameters one GPU of a stage holds: its ``layers`` (``dense_layers`` of them an MoE
+    model's dense-FFN layers), the embedding if ``emb``, the final norm and LM head if ``head``. Megatron keeps the
+    word embedding on the last stage too when tied and pp > 1."""
     pc = param_counts(model)
-    dense, expert = _layer_params_per_gpu(model, lay)
     lm_head = (pc.lm_head if not model.tied_embeddings else np.where(lay.pp == 1, 0, model.vocab * model.hidden)) / lay.tp
     ends = np.where(emb, pc.embedding / lay.tp, 0) + np.where(head, lm_head + pc.other, 0)
-    return layers * dense + ends, layers * expert
+    if not model.dense_layers:
+        dense, expert = _layer_params_per_gpu(model, lay)
+        return layers * dense + ends, layers * expert
+    (moe_d, moe_e), (dense_d, _) = (_layer_params_per_gpu(model, lay, k) for k in ("moe", "dense"))
+    return (layers - dense_layers) * moe_d + dense_layers * dense_d + ends, (layers - dense_layers) * moe_e
 
 
 def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precision) -> tuple[Num, Num, Num]:
     """(weights, gradients, optimizer) bytes per GPU under ZeRO / the distributed optimizer.
 
     ZeRO (Rajbhandari et al. 2020, Sec. 5): stage 1 shards optimizer states, stage 2 also gradients,
-    stage 3 also parameters, over the data-parallel group (dp x cp); experts over dp x cp / ep.
+    stage 3 also parameters, over the data-parallel group (dp x cp); experts over their expert-data-parallel group
+    (tp x cp x dp / (ep x etp), ``Layouts.expert_dp``).
     """
     group = lay.dp * lay.cp
-    expert_group = np.maximum(group // lay.ep, 1)
+    expert_group = lay.expert_dp
     z = lay.zero_stage
 
     def sharded(nbytes_per_param: float, on: np.ndarray) -> Num:
@@ -112,15 +123,19 @@ def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precisio
 
 
 def saved_by_class(model: ModelSpec, lay: Layouts, precision: Precision,
-                   attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False) -> dict[Saved, Num]:
-    """Bytes one layer keeps for one micro-batch, summed per sharding class (before SP and selective)."""
+                   attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
+                   moe_share: float | None = None) -> dict[Saved, Num]:
+    """Bytes one layer keeps for one micro-batch, summed per sharding class (before SP and selective): the
+    stack's mean layer, or with ``moe_share`` 1 (0) an MoE (a dense-FFN) layer."""
     dt = precision.activations
     tokens = lay.micro_batch * lay.seq_len / lay.cp
-    s = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp)
+    s = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
 
     def by_class(cross: bool) -> dict[Saved, Num]:
         out: dict[Saved, Num] = {c: 0.0 for c in Saved}
-        for op in forward_layer_ops(model, s, dt, attention, dropout, cross, model.causal):
+        # FP8 recipes keep the FP8 copies of TE's GEMM inputs (capsim.analytic.fp8).
+        ops = forward_layer_ops(model, s, dt, attention, dropout, cross, model.causal, moe_share)
+        for op in fp8.forward(ops, precision):
             for kind, size in op.saved:
                 out[kind] = out[kind] + size * op.count * op.share
         return out
@@ -157,58 +172,93 @@ def inflight_chunks(lay: Layouts, rank: Num) -> np.ndarray:
     return np.where(p == 1, 1, out)
 
 
-def _middle_candidates(lay: Layouts) -> tuple[np.ndarray, np.ndarray]:
-    """(rank, layers) of each layout's middle stages that can hold the memory peak, (N, C) arrays; rank -1 pads."""
-    cands = [sp.peak_candidates() for sp in lay.splits]
+def _middle_candidates(lay: Layouts, dense_layers: tuple[int, ...] = ()
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rank, layers, dense-FFN layers) of each layout's middle stages that can hold the memory peak, (N, C)
+    arrays; rank -1 pads."""
+    cands = []
+    for sp in lay.splits:
+        dense = sp.count_on_stages(dense_layers)
+        cands.append(tuple((r, n, dense[r]) for r, n in sp.peak_candidates()))
     width = max((len(c) for c in cands), default=0)
-    table = np.full((len(cands) + 1, max(width, 1), 2), -1, np.int64)  # last row: layouts without a split
+    table = np.full((len(cands) + 1, max(width, 1), 3), -1, np.int64)  # last row: layouts without a split
     for k, c in enumerate(cands):
         if c:
             table[k, :len(c)] = c
     rows = table[np.where(lay.split >= 0, lay.split, len(cands))]
-    return rows[:, :width, 0], rows[:, :width, 1]
+    return rows[:, :width, 0], rows[:, :width, 1], rows[:, :width, 2]
+
+
+def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention: AttentionImpl, dropout: bool
+                 ) -> dict[str, dict[str, Num]]:
+    """Per kind of layer ("moe", and "dense" for an MoE model's dense-FFN layers; the stack's mean layer as
+    "moe" otherwise): kept activations, the recompute working set and the ZeRO-3 gathered parameters."""
+    kinds = {"moe": 1.0, "dense": 0.0} if model.dense_layers else {"moe": None}
+    out = {}
+    for kind, share in kinds.items():
+        classes = saved_by_class(model, lay, precision, attention, dropout, share)
+        # Working set: recomputing a layer rebuilds its full activations (full) or its attention core (selective).
+        no_recompute = layer_activation_bytes(model, lay, precision, recompute=0, classes=classes)
+        dense, expert = _layer_params_per_gpu(model, lay, kind if share is not None else None)
+        out[kind] = {"act": layer_activation_bytes(model, lay, precision, classes=classes),
+                     "ws": np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, classes[Saved.CORE]], 0),
+                     # ZeRO-3 gathers the layer being computed and prefetches the next (none in a group of one).
+                     "zero3": np.where((lay.zero_stage >= 3) & (lay.dp * lay.cp > 1),
+                                       2 * (dense + expert) * precision.weights.bytes, 0)}
+    out.setdefault("dense", out["moe"])
+    return out
 
 
 def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
-                    dropout: bool = False) -> TrainingMemory:
+                    dropout: bool = False, keep_gathered: Num = False, unsharded_grads: bool = False
+                    ) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
     stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
-    could be heavier, each with its own layers and in-flight micro-batches)."""
+    could be heavier, each with its own layers, dense-FFN layers and in-flight micro-batches).
+
+    ZeRO-3/FSDP that keeps the parameters gathered from the forward to the backward (``keep_gathered``) holds the
+    stage's whole parameters at the end of its forward; deferred gradient sync (``unsharded_grads``) also holds the
+    stage's unsharded gradients until the step's last backward (FSDP2 without gradient sync)."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
     else:
         lay = plan
     precision = precision or Precision()
-    classes = saved_by_class(model, lay, precision, attention, dropout)
-    layer_act = layer_activation_bytes(model, lay, precision, classes=classes)
+    kinds = _layer_kinds(model, lay, precision, attention, dropout)
+    moe, dense_kind = kinds["moe"], kinds["dense"]
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     # Embedding dropout mask on the first stage, for every in-flight micro-batch (Korthikanti Sec. 4.3).
     emb_mask = (tokens * model.hidden / np.where(lay.sp, lay.tp, 1)) if dropout else 0.0
-    # Working set: recomputing a layer rebuilds its full activations (full) or its attention core (selective).
-    no_recompute = layer_activation_bytes(model, lay, precision, recompute=0, classes=classes)
-    recompute_ws = np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, classes[Saved.CORE]], 0)
-    dense_layer, expert_layer = _layer_params_per_gpu(model, lay)
-    # ZeRO-3 gathers the layer being computed and prefetches the next (none to gather in a group of one).
-    zero3 = np.where((lay.zero_stage >= 3) & (lay.dp * lay.cp > 1),
-                     2 * (dense_layer + expert_layer) * precision.weights.bytes, 0)
     logits = tokens * model.vocab / lay.tp * (4.0 + precision.activations.bytes)  # LM-head output + fp32 loss copy
     single = lay.pp == 1
 
-    def stage(rank: Num, layers: Num, emb: Num, head: Num) -> list[Num]:
-        inflight = inflight_chunks(lay, rank)
-        w, g, o = model_state_bytes(*stage_params(model, lay, layers, emb, head), lay, precision)
-        act = inflight * layers / lay.v * layer_act + np.where(emb, inflight / lay.v * emb_mask, 0.0)
-        return [w, g, o, act, recompute_ws + zero3 + np.where(head, logits, 0.0)]
+    sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.dp * lay.cp > 1), (lay.zero_stage >= 2) & (lay.dp * lay.cp > 1)
 
-    best = stage(0, lay.first_stage_layers, True, single)
+    def stage(rank: Num, layers: Num, d: Num, emb: Num, head: Num) -> list[Num]:
+        inflight = inflight_chunks(lay, rank)
+        dense, expert = stage_params(model, lay, layers, emb, head, d)
+        w, g, o = model_state_bytes(dense, expert, lay, precision)
+        per_layer = (layers - d) * moe["act"] + d * dense_kind["act"]
+        act = inflight * per_layer / lay.v + np.where(emb, inflight / lay.v * emb_mask, 0.0)
+        # the parts of the stage's parameters (gradients) held beyond this GPU's shard
+        rest = dense * (1.0 - 1.0 / (lay.dp * lay.cp)) + expert * (1.0 - 1.0 / lay.expert_dp)
+        has_dense, has_moe = d > 0, layers - d > 0
+        zero3 = np.maximum(np.where(has_moe, moe["zero3"], 0), np.where(has_dense, dense_kind["zero3"], 0))
+        gathered = np.where(sharded3 & keep_gathered, rest * precision.weights.bytes, zero3)
+        grads = np.where(sharded2, rest * precision.gradients.bytes, 0.0) if unsharded_grads else 0.0
+        ws = np.maximum(np.where(has_moe, moe["ws"], 0), np.where(has_dense, dense_kind["ws"], 0))
+        return [w, g, o, act, ws + gathered + grads + np.where(head, logits, 0.0)]
+
+    best = stage(0, lay.first_stage_layers, lay.first_stage_dense, True, single)
     rank = np.zeros(len(lay), np.int64)
-    ranks, layers = _middle_candidates(lay)
-    candidates = [(lay.pp - 1, lay.last_stage_layers, single, True, lay.pp > 1)]
-    candidates += [(ranks[:, c], layers[:, c], False, False, ranks[:, c] > 0) for c in range(ranks.shape[1])]
-    for r, n, emb, head, exists in candidates:
-        parts = stage(r, n, emb, head)
+    ranks, layers, dense = _middle_candidates(lay, model.dense_layers)
+    candidates = [(lay.pp - 1, lay.last_stage_layers, lay.last_stage_dense, single, True, lay.pp > 1)]
+    candidates += [(ranks[:, c], layers[:, c], np.maximum(dense[:, c], 0), False, False, ranks[:, c] > 0)
+                   for c in range(ranks.shape[1])]
+    for r, n, d, emb, head, exists in candidates:
+        parts = stage(r, n, d, emb, head)
         more = exists & (sum(parts) > sum(best))
         best = [np.where(more, a, b) for a, b in zip(parts, best, strict=True)]
         rank = np.where(more, r, rank)

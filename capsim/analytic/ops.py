@@ -21,6 +21,7 @@ from capsim.analytic.attention import (
     serving_kernels,
     training_kernel,
 )
+from capsim.analytic.moe import moe_ops
 from capsim.analytic.primitives import (
     MATMUL_KINDS,
     AttentionImpl,
@@ -58,13 +59,16 @@ class LayerShape:
     sp: Num = False
     heads: Num = 1  # query heads on this GPU
     kv_heads: Num = 1  # KV heads on this GPU (replicated when tp > kv heads)
+    etp: Num = 1  # tensor-parallel width of the routed experts (Megatron-Core's expert_tensor_parallel_size)
 
 
-def layer_shape(model: ModelSpec, tokens: Num, sequences: Num, tp: Num, ep: Num, sp: Num) -> LayerShape:
-    """Per-GPU sizes of one layer: heads split by TP (KV heads replicated when TP exceeds them)."""
+def layer_shape(model: ModelSpec, tokens: Num, sequences: Num, tp: Num, ep: Num, sp: Num,
+                etp: Num | None = None) -> LayerShape:
+    """Per-GPU sizes of one layer: heads split by TP (KV heads replicated when TP exceeds them); the routed experts
+    split by ``etp`` (None: by tp, Megatron-Core's default, model_parallel_config.py)."""
     tp = np.asarray(tp, float)
     return LayerShape(tokens, sequences, tp, np.asarray(ep, float), sp, model.heads / tp,
-                      np.maximum(model.kv_heads / tp, 1.0))
+                      np.maximum(model.kv_heads / tp, 1.0), tp if etp is None else np.asarray(etp, float))
 
 
 def _ffn(model: ModelSpec, rows: Num, width: int, t: Num, dt: DType, ab: float, wb: float, count: Num,
@@ -80,21 +84,16 @@ def _ffn(model: ModelSpec, rows: Num, width: int, t: Num, dt: DType, ab: float, 
             gemm("mlp_down", rows, h, f, dt, ab, wb, ((Saved.TP, rows * f * ab),), count, share)]
 
 
-def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float) -> list[Op]:
-    n, t, h = s.tokens, s.tp, model.hidden
+def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float, training: bool = False,
+             moe_share: float | None = None) -> list[Op]:
+    """The FFN part of a layer: dense, or an MoE block; for a model with both kinds of layers, each op weighted
+    by its kind's share of the stack (``moe_share`` overrides it: 1 prices an MoE layer, 0 a dense one)."""
+    n, t = s.tokens, s.tp
     if not model.is_moe:
         return _ffn(model, n, model.ffn_hidden, t, dt, ab, wb, 1, 1.0)
-    moe = model.moe_layers / model.layers
+    moe = model.moe_layers / model.layers if moe_share is None else moe_share
     ops = _ffn(model, n, model.dense_ffn, t, dt, ab, wb, 1, 1.0 - moe) if moe < 1 else []
-    # Router, then each GPU runs its experts/ep experts on the tokens routed to them (balanced load).
-    ops.append(gemm("router", n, model.experts, h, dt, ab, wb, share=moe))
-    rows = n * model.top_k * s.ep / model.experts  # tokens per local expert after the all-to-all
-    ops += _ffn(model, rows, model.ffn_hidden, t, dt, ab, wb, model.experts / s.ep, moe)
-    if model.shared_experts:
-        f = model.ffn_hidden * model.shared_experts / t
-        ops.append(gemm("shared_up", n, (model.mlp.matrices - 1) * f, h, dt, ab, wb, share=moe))
-        ops.append(gemm("shared_down", n, h, f, dt, ab, wb, ((Saved.TP, 2 * n * f * ab),), share=moe))
-    return ops
+    return ops + (moe_ops(model, n, t, s.etp, s.ep, s.sp, dt, ab, wb, moe, training) if moe > 0 else [])
 
 
 def _post_norm(model: ModelSpec, name: str, elems: Num, dtype: DType, keep: bool) -> list[Op]:
@@ -106,8 +105,10 @@ def _post_norm(model: ModelSpec, name: str, elems: Num, dtype: DType, keep: bool
 
 def forward_layer_ops(model: ModelSpec, s: LayerShape, dtype: DType = DType.BF16,
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
-                      cross_attention: bool = False, causal: bool = True) -> list[Op]:
-    """Forward ops of one layer over ``s.tokens`` rows of full-length sequences (training / encoder)."""
+                      cross_attention: bool = False, causal: bool = True, moe_share: float | None = None
+                      ) -> list[Op]:
+    """Forward ops of one layer over ``s.tokens`` rows of full-length sequences (training / encoder); for an MoE
+    model with dense layers, the mean layer of the stack, or with ``moe_share`` 1 (0) an MoE (a dense) layer."""
     h, d, v, n = model.hidden, model.head_dim, model.v_dim, s.tokens
     ab = wb = dtype.bytes
     seq = n / s.sequences
@@ -133,7 +134,7 @@ def forward_layer_ops(model: ModelSpec, s: LayerShape, dtype: DType = DType.BF16
         ops.append(elementwise("residual_cross", hidden_elems, dtype, 2, 1, 1, ((Saved.SP, mask),),
                                extra_write_bytes=mask))
     ops.append(norm("norm_mlp", hidden_elems, dtype, ((Saved.SP, ab * hidden_elems),)))
-    ops += _mlp_ops(model, s, dtype, ab, wb)
+    ops += _mlp_ops(model, s, dtype, ab, wb, training=True, moe_share=moe_share)
     ops += _post_norm(model, "norm_mlp_post", hidden_elems, dtype, True)
     ops.append(elementwise("residual_mlp", hidden_elems, dtype, 2, 1, 1, ((Saved.SP, mask),),
                            extra_write_bytes=mask))

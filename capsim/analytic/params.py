@@ -112,17 +112,27 @@ def expert_params(model: ModelSpec, width: int | None = None) -> int:
 
 def _layer_stack(model: ModelSpec) -> tuple[int, int, int]:
     """(all parameters, active parameters, routed-expert parameters) of the decoder stack."""
-    norms = (4 if model.sandwich_norm else 2) * norm_params(model)
-    common = attention_params(model) + norms
+    kinds = layer_params_by_kind(model)
     if not model.is_moe:
-        per = common + expert_params(model)
+        per = kinds["dense"][0]
         return model.layers * per, model.layers * per, 0
-    router = model.hidden * model.experts + (model.experts if model.router_bias else 0)
-    moe_common = common + router + model.shared_experts * expert_params(model)
-    dense = len(model.dense_layers) * (common + expert_params(model, model.dense_ffn))
-    routed = model.moe_layers * model.experts * expert_params(model)
+    (moe_common, routed_one), dense = kinds["moe"], len(model.dense_layers) * kinds["dense"][0]
+    routed = model.moe_layers * routed_one
     active = model.moe_layers * model.top_k * expert_params(model)
     return dense + model.moe_layers * moe_common + routed, dense + model.moe_layers * moe_common + active, routed
+
+
+def layer_params_by_kind(model: ModelSpec) -> dict[str, tuple[int, int]]:
+    """(parameters every token uses, routed-expert parameters) of one MoE layer and of one dense-FFN layer of an
+    MoE model (DeepSeek's first_k_dense_replace layers); a dense model's layers are all "dense"."""
+    norms = (4 if model.sandwich_norm else 2) * norm_params(model)
+    common = attention_params(model) + norms
+    dense = (common + expert_params(model, model.dense_ffn), 0)
+    if not model.is_moe:
+        return {"moe": dense, "dense": dense}
+    router = model.hidden * model.experts + (model.experts if model.router_bias else 0)
+    moe = (common + router + model.shared_experts * expert_params(model), model.experts * expert_params(model))
+    return {"moe": moe, "dense": dense}
 
 
 def param_counts(model: ModelSpec) -> ParamCounts:

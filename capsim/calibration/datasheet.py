@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
+from capsim.calibration.fp8 import fp8_scale
 from capsim.calibration.schema import Calibration, calibrations_dir, write_calibration
 from capsim.perf import AttentionParams, CommParams, Curve, DeviceParams, GemmParams, Link, MemoryParams
 from capsim.specs.catalog import accelerators
@@ -37,10 +39,17 @@ ASSUMPTIONS = {
 }
 
 
+def fp8_dtype_scale(curve: Curve, peaks: dict[str, float]) -> dict[str, float]:
+    """``GemmParams.dtype_scale`` for FP8 where the device has an FP8 peak: the published FP8 GEMM rates relative to
+    ``curve``'s BF16 efficiency (capsim.calibration.fp8)."""
+    return {"fp8": round(fp8_scale(curve), 4)} if peaks.get("fp8") else {}
+
+
 def datasheet_params(acc: Accelerator) -> DeviceParams:
     a = ASSUMPTIONS
     half = a["gemm_half_size"]
     peaks = {k: v for k, v in vars(acc.peaks).items() if v}
+    curve = Curve(a["gemm_peak_fraction"], (half, half, half))
     links: dict[str, dict[str, dict[str, Link]]] = {}
     if acc.intra_node_bw_bytes_per_s:
         links["intra"] = {"*": {"*": Link(a["intra_alpha_s"], acc.intra_node_bw_bytes_per_s * a["intra_link_fraction"])}}
@@ -48,7 +57,7 @@ def datasheet_params(acc: Accelerator) -> DeviceParams:
         links["inter"] = {"*": {"*": Link(a["inter_alpha_s"], acc.inter_node_bw_bytes_per_s * a["inter_link_fraction"])}}
     return DeviceParams(
         name=f"{acc.name}", kind="datasheet", device=acc.name, peak_flops_per_s=peaks,
-        gemm=GemmParams(Curve(a["gemm_peak_fraction"], (half, half, half)), a["kernel_launch_s"]),
+        gemm=GemmParams(curve, a["kernel_launch_s"], fp8_dtype_scale(curve, peaks)),
         attention=AttentionParams(Curve(a["attention_forward_fraction"], (a["attention_half_rows"],)),
                                   Curve(a["attention_backward_fraction"], (a["attention_half_rows"],)),
                                   a["kernel_launch_s"]),
@@ -64,11 +73,13 @@ def datasheet_calibration(acc: Accelerator) -> Calibration:
         fitted=datasheet_params(acc), created=str(date.today()),
         provenance=f"Derived from datasheets: {acc.source} peaks and links (capsim/specs/catalog/accelerators.yaml) "
                    "times the stated efficiencies of capsim.calibration.datasheet.ASSUMPTIONS: "
-                   + "; ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items()))
+                   + "; ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items())
+                   + f". FP8 GEMMs: the FP8 peak times the BF16 efficiency times the fp8 dtype_scale from {FP8_SOURCE} "
+                   "(capsim.calibration.fp8), assumed for every accelerator with an FP8 peak")
 
 
 def write_datasheet_calibrations(folder: str | None = None) -> list[str]:
-    """(Re)write calibrations/datasheet/<accelerator>.json for every catalog accelerator."""
+    """(Re)write capsim/calibrations/datasheet/<accelerator>.json for every catalog accelerator."""
     root = calibrations_dir() / "datasheet" if folder is None else folder
     return [str(write_calibration(datasheet_calibration(acc), f"{root}/{acc.name}.json"))
             for acc in accelerators().values()]

@@ -15,8 +15,9 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from capsim.calibration.datasheet import datasheet_params
+from capsim.calibration.datasheet import datasheet_params, fp8_dtype_scale
 from capsim.calibration.fit import fit_alpha_beta, fit_gemm, fit_memory
+from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
 from capsim.calibration.schema import Calibration, calibrations_dir, write_calibration
 from capsim.perf.categories import Category
 from capsim.perf.params import AttentionParams, CommParams, DeviceParams, GemmParams, MemoryParams
@@ -106,7 +107,7 @@ def profile_params(device: str) -> tuple[DeviceParams, dict[str, list[dict]], di
     links["inter"] = sheet.comm.links.get("inter", {})
     params = DeviceParams(
         name=f"{device}-profile", kind="profile", device=device, peak_flops_per_s=sheet.peak_flops_per_s,
-        gemm=GemmParams(gemm.curve, gemm.launch_s),
+        gemm=GemmParams(gemm.curve, gemm.launch_s, fp8_dtype_scale(gemm.curve, sheet.peak_flops_per_s)),
         attention=AttentionParams(sheet.attention.forward, sheet.attention.backward, sheet.attention.launch_s),
         memory=MemoryParams(stream, mem.launch_s, mem.half_bytes,
                             {"gemm": gemm.bandwidth_bytes_per_s / stream,
@@ -127,7 +128,9 @@ def profile_calibration(device: str, with_samples: bool = False) -> Calibration:
         f"all-reduce and send/recv alpha-beta per group size from {node_dir} rows inside one node. Not in the "
         "profiles, so taken from the datasheet calibration: attention efficiency, peaks, and the inter-node tier "
         "(the profiled cluster's inter-node rows, kept in samples, measure its own ~6 GB/s-per-GPU network, not a "
-        f"DGX fabric). Fit quality (rms of log time error): "
+        f"DGX fabric). The profiles time BF16 GEMMs only: FP8 GEMMs are priced at the FP8 peak times the fitted BF16 "
+        f"efficiency times fp8 dtype_scale, from {FP8_SOURCE} (capsim.calibration.fp8). "
+        f"Fit quality (rms of log time error): "
         + ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
     return Calibration(name=params.name, kind="profile", device={"name": device, "profiles": f"vidur/{gpu_dir}"},
                        fitted=params, provenance=provenance, created=str(date.today()),

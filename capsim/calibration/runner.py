@@ -248,7 +248,7 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     config = resolve(config)
     device = device_info(config.device)
     name = default_name(device)
-    out = Path(out) if out is not None else default_out(name)
+    out = check_out(Path(out) if out is not None else default_out(name))
     fingerprint = _fingerprint(config, device)
     partial = partial_path(out)
     cases = plan(config)
@@ -278,15 +278,26 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     return cal, out
 
 
+def check_out(out: Path) -> Path:
+    """``out`` if a calibration may be written there: a new or empty file, or a calibration to replace (or keep
+    benches from). Anything else is refused before measuring, so a wrong --out never costs a run or a user's file."""
+    if out.is_dir():
+        raise SpecError("--out", f"{out} is a folder", "give a file path, e.g. --out my-machine.json")
+    if out.is_file() and out.stat().st_size > 0:
+        try:
+            load_calibration(out)
+        except SpecError as err:
+            raise SpecError("--out", f"{out} exists and is not a capsim calibration ({err.problem})",
+                            "choose another path, or delete the file first") from None
+    return out
+
+
 def _kept_samples(out: Path, device: dict[str, Any], config: RunConfig) -> list[dict]:
     """Samples of benches not re-measured now, from the calibration already at ``out`` (same device, kind
     measured, same thread counts), so ``--ops comm`` refreshes the collectives and keeps the rest."""
     if not out.is_file():
         return []
-    try:
-        old = load_calibration(out)
-    except (SpecError, KeyError, ValueError):
-        return []
+    old = load_calibration(out)  # check_out made sure it is one
     same = (old.kind == "measured" and old.device.get("name") == device["name"]
             and [old.host.get("threads"), *old.host.get("variant_threads", [])] == list(config.threads))
     if not same:

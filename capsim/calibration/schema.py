@@ -14,13 +14,16 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from capsim.errors import SpecError, UnknownNameError
+from capsim.inputs import read_json_object
 from capsim.perf import DeviceParams, Perf
 
 SCHEMA = "capsim.calibration/1"
@@ -59,21 +62,45 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "calibration") -> Calibration:
+        if not isinstance(d, dict):
+            raise SpecError(source, f"holds a {type(d).__name__}, not a calibration object",
+                            "give a file written by `capsim calibrate`")
         if d.get("schema") != SCHEMA:
             raise SpecError(source, f"schema {d.get('schema')!r} is not {SCHEMA!r}",
                             "re-run `capsim calibrate` to write a current file")
         if d.get("kind") not in KINDS:
             raise SpecError(f"{source}.kind", f"{d.get('kind')!r} is not one of {KINDS}")
-        return cls(name=d["name"], kind=d["kind"], device=d["device"], fitted=DeviceParams.from_dict(d["fitted"]),
-                   provenance=d.get("provenance", ""), host=d.get("host", {}), torch_version=d.get("torch_version"),
-                   created=d.get("created", ""), samples=d.get("samples", {}),
-                   variants={k: DeviceParams.from_dict(v) for k, v in (d.get("variants") or {}).items()})
+        _finite(d.get("fitted"), f"{source}.fitted")
+        _finite(d.get("variants"), f"{source}.variants")
+        try:
+            return cls(name=str(d["name"]), kind=d["kind"], device=dict(d["device"]),
+                       fitted=DeviceParams.from_dict(d["fitted"]), provenance=str(d.get("provenance", "")),
+                       host=dict(d.get("host") or {}), torch_version=d.get("torch_version"),
+                       created=str(d.get("created", "")), samples=dict(d.get("samples") or {}),
+                       variants={k: DeviceParams.from_dict(v) for k, v in (d.get("variants") or {}).items()})
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            what = f"lacks {err}" if isinstance(err, KeyError) else f"has a value of the wrong type ({err})"
+            raise SpecError(source, f"does not follow {SCHEMA}: it {what}",
+                            "re-run `capsim calibrate`, or compare the file with a shipped one") from None
+
+
+def _finite(value: Any, field: str) -> None:
+    """Every number of a fitted section must be finite."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite(v, f"{field}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _finite(v, f"{field}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(field, f"{value} is not a finite number", "fix or re-measure the calibration")
 
 
 def calibrations_dir() -> Path:
-    """Where shipped calibrations live: $CAPSIM_CALIBRATIONS, else the repository's calibrations/."""
+    """Where shipped calibrations live: $CAPSIM_CALIBRATIONS, else capsim/calibrations inside the package
+    (``datasheet/``, ``profile/``, ``measured/``; declared package data, so every install has them)."""
     env = os.environ.get("CAPSIM_CALIBRATIONS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "calibrations"
+    return Path(env) if env else Path(str(resources.files("capsim"))) / "calibrations"
 
 
 def write_calibration(cal: Calibration, path: str | Path) -> Path:
@@ -96,9 +123,12 @@ def write_calibration(cal: Calibration, path: str | Path) -> Path:
 
 
 def available() -> dict[str, Path]:
-    """Shipped and measured calibrations by name."""
+    """Shipped and measured calibrations by name: ``<kind>/<name>.json`` files; hidden files (an interrupted run's
+    ``.calibrate-partial-<name>.json``, temporary files) are never calibrations."""
     root = calibrations_dir()
-    return {p.stem: p for p in sorted(root.glob("*/*.json"))} if root.is_dir() else {}
+    if not root.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(root.glob("*/*.json")) if not p.name.startswith(".") and p.is_file()}
 
 
 def load_calibration(name_or_path: str | Path | Calibration) -> Calibration:
@@ -119,8 +149,4 @@ def load_calibration(name_or_path: str | Path | Calibration) -> Calibration:
                 path = None
         if path is None:
             raise UnknownNameError("calibration", key, list(known))
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise SpecError("calibration", f"{path} is not valid JSON ({err.msg})", "re-run `capsim calibrate`") from None
-    return Calibration.from_dict(data, str(path))
+    return Calibration.from_dict(read_json_object(path, "calibration", "calibration JSON file"), str(path))

@@ -7,6 +7,7 @@ import typer
 from capsim.cli.analytic import flops, memory_app
 from capsim.cli.calibrate import calibrate
 from capsim.cli.catalog import catalog
+from capsim.cli.common import CapsimGroup
 from capsim.cli.dashboard import dashboard
 from capsim.cli.plan import plan_app
 from capsim.cli.serve import serve
@@ -14,7 +15,7 @@ from capsim.cli.train import train
 from capsim.cli.validate import validate
 from capsim.cli.whatif import scale_app, whatif_app
 
-app = typer.Typer(name="capsim", help="Capacity planning and simulation for training and serving LLM chatbots.",
+app = typer.Typer(name="capsim", cls=CapsimGroup, help="Capacity planning and simulation for training and serving LLM chatbots.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.command("catalog")(catalog)
 app.add_typer(memory_app, name="memory")

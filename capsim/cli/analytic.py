@@ -12,20 +12,17 @@ from capsim.analytic.memory import serving_memory, training_memory
 from capsim.analytic.ops import Phase, StepBatch, training_layer_ops
 from capsim.analytic.params import param_counts
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
 from capsim.specs.plans import Quantization, Recompute
 
 memory_app = typer.Typer(help="Per-GPU memory of a training or serving plan, and whether it fits.", no_args_is_help=True)
 
 
-def _verdict(fits: bool, total: float, capacity: float, shortfall: float) -> str:
-    if fits:
-        return f"[green]fits[/]: {gb(total)} of {gb(capacity)} ({gb(capacity - total)} free)"
-    return f"[red]does not fit[/]: {gb(total)} of {gb(capacity)}, {gb(shortfall)} over"
+def _verdict(total: float, capacity: float) -> str:
+    return f"[green]fits[/]: {gb(total)} of {gb(capacity)} ({gb(capacity - total)} free)"
 
 
 @memory_app.command("train")
-@guarded
 def memory_train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None,
                  dp: o.Dp = None, tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False,
                  zero: o.Zero = 0, distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE,
@@ -45,17 +42,19 @@ def memory_train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", g
     mem = training_memory(spec, plan, accelerator=acc)
     out = {"model": spec.name, "accelerator": acc.name, "plan": plan.to_dict(), **mem.to_dict()}
     if as_json:
-        return emit_json(out)
+        emit_json(out)
+        return None if mem.fits else infeasible(f"does not fit: {gb(mem.total_bytes)} of {gb(acc.memory_bytes)}")
     rows = [[k.replace("_bytes", ""), gb(out[k])] for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes",
                                                             "activations_bytes", "temporary_bytes", "total_bytes")]
     console.print(table(f"{spec.name} training on {acc.name}: memory per GPU ({out['peak_stage']} pipeline stage)",
                         ["part", "bytes"], rows))
-    console.print(_verdict(mem.fits, mem.total_bytes, acc.memory_bytes, mem.shortfall_bytes))
-    return None
+    if mem.fits:
+        console.print(_verdict(mem.total_bytes, acc.memory_bytes))
+        return None
+    return infeasible(f"does not fit: {gb(mem.total_bytes)} of {gb(acc.memory_bytes)}, {gb(mem.shortfall_bytes)} over")
 
 
 @memory_app.command("serve")
-@guarded
 def memory_serve(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
                  quantization: Annotated[Quantization, typer.Option("--quantization", "-q")] = Quantization.NONE,
                  dtype: Annotated[str, typer.Option(help="Serving dtype of weights and activations.")] = "bf16",
@@ -70,31 +69,38 @@ def memory_serve(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", t
     plan = o.ServePlan(tp=tp, pp=pp, max_batch=max_batch, max_batched_tokens=max_batched_tokens,
                        quantization=quantization, dtype=dtype, kv_cache_dtype=kv_dtype,
                        gpu_memory_utilization=gpu_memory_utilization).check(spec)
+    o.within_context(spec, context, "--context")
     acc = o.get_accelerator(accelerator)
     mem = serving_memory(spec, plan, acc, context_tokens=context)
     out = {"model": spec.name, "accelerator": acc.name, "plan": plan.to_dict(), **mem.to_dict()}
+    why = (f"does not fit: {mem.requested_kv_tokens:,} KV tokens asked, room for {mem.max_kv_tokens:,} "
+           f"({gb(mem.shortfall_bytes)} over the usable memory)")
     if as_json:
-        return emit_json(out)
+        emit_json(out)
+        return None if mem.fits else infeasible(why)
     console.print(table(f"{spec.name} serving on {acc.name} (tp={tp}, pp={pp}): memory per GPU", ["part", "value"], [
         ["weights", gb(mem.weights_bytes)], ["activation peak", gb(mem.activations_bytes)],
         ["KV cache budget", gb(mem.kv_cache_bytes)], ["KV bytes per token", f"{mem.kv_bytes_per_token:,.0f}"],
         ["max KV tokens per replica", f"{mem.max_kv_tokens:,}"],
         ["requested (max_batch x context)", f"{mem.requested_kv_tokens:,}"]]))
-    if mem.fits:
-        console.print(f"[green]fits[/]: room for {mem.max_kv_tokens:,} KV tokens, {mem.requested_kv_tokens:,} asked")
-    else:
-        console.print(f"[red]does not fit[/]: {mem.requested_kv_tokens:,} KV tokens asked, room for "
-                      f"{mem.max_kv_tokens:,} ({gb(mem.shortfall_bytes)} over the usable memory)")
+    if not mem.fits:
+        return infeasible(why)
+    console.print(f"[green]fits[/]: room for {mem.max_kv_tokens:,} KV tokens, {mem.requested_kv_tokens:,} asked")
     return None
 
 
-@guarded
-def flops(model: o.Model = "", seq_len: o.Seq = 2048,
+def flops(model: o.Model = "",
+          seq_len: Annotated[int | None, typer.Option("--seq-len", help="Tokens per sequence (default: 2048, or the "
+                                                      "model's context if shorter).", min=1)] = None,
           batch: Annotated[int, typer.Option(help="Sequences in the batch.", min=1)] = 1,
-          context: Annotated[int, typer.Option(help="Context length for the decode step.", min=0)] = 1024,
+          context: Annotated[int | None, typer.Option(help="Context length for the decode step (default: 1024, "
+                                                      "or the model's context if shorter).", min=0)] = None,
           tp: o.Tp = 1, hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
     """FLOPs per token and per step for training, prefill and decode, and one layer's op list."""
     spec = o.resolve_model(model, hf_config)
+    o.ServePlan(tp=tp).check(spec)  # the op list splits heads and FFN over tp
+    seq_len = min(2048, spec.max_seq) if seq_len is None else o.within_context(spec, seq_len, "--seq-len")
+    context = min(1024, spec.max_seq) if context is None else o.within_context(spec, context, "--context")
     pc = param_counts(spec)
     n = matmul_params(spec)
     train_tok = float(training_flops_per_token(spec, seq_len))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from capsim.cli.common import JsonOpt, console, emit_json, err_console, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, err_console, table
 from capsim.errors import SpecError
 
 
@@ -48,12 +48,11 @@ def _summary(cal: object) -> list[list[object]]:
     return rows
 
 
-@guarded
 def calibrate(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller grid (under 3 minutes on a 2-core CPU).")] = False,
     ops: Annotated[str, typer.Option("--ops", help="Comma-separated benches: gemm,attention,memory,comm.")] = "gemm,attention,memory,comm",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
-    out: Annotated[Path | None, typer.Option("--out", help="Output file (default calibrations/measured/<device>.json).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output file (default capsim/calibrations/measured/<device>.json).")] = None,
     threads: Annotated[str | None, typer.Option("--threads", help="CPU thread counts, main first; the rest become variants (default 1; e.g. 2,1).")] = None,
     timeout: Annotated[float, typer.Option("--comm-timeout", help="Seconds a collective worker may stay silent.", min=1)] = 120.0,
     as_json: JsonOpt = False,

@@ -9,7 +9,7 @@ import typer
 
 from capsim.analytic.memory import kv_cache_bytes_per_token
 from capsim.analytic.params import param_counts
-from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, table
 from capsim.specs.catalog import accelerators, models, prices
 from capsim.specs.model import ModelSpec
 
@@ -28,7 +28,6 @@ def _attention(m: ModelSpec) -> str:
     return kind
 
 
-@guarded
 def catalog(kind: Annotated[Kind, typer.Argument(help="Which catalog to list.")], as_json: JsonOpt = False) -> None:
     """List the shipped catalogs of models, accelerators or prices."""
     if kind is Kind.MODELS:

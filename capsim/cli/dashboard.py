@@ -1,25 +1,42 @@
-"""``capsim dashboard``: start the Streamlit app."""
+"""``capsim dashboard``: start the Streamlit app, headless, on this machine only unless told otherwise."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from pathlib import Path
+from importlib import resources
 from typing import Annotated
 
 import typer
 
-from capsim.cli.common import fail
+SCRIPT = ("capsim.ui.script", "dashboard.py")
 
 
-def dashboard(port: Annotated[int, typer.Option(help="Local port.")] = 8501,
-              headless: Annotated[bool, typer.Option(help="Do not open a browser.")] = False) -> None:
-    """Launch the Streamlit dashboard (app.py) on the built-in defaults."""
-    app = Path(__file__).resolve().parents[2] / "app.py"
-    if not app.is_file():
-        fail(f"no app.py at {app}: run capsim from a source checkout (pip install -e .)")
-    # No file watcher: it would watch the whole checkout (virtualenv included) for hot reloads nobody needs here.
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+def streamlit_command(port: int | None, address: str, open_browser: bool) -> list[str]:
+    """The ``streamlit run`` command line. Headless unless asked to open a browser; never Streamlit's first-run
+    e-mail prompt (it reads stdin, and without a terminal exits with status 255 before the server starts)."""
+    script = resources.files(SCRIPT[0]).joinpath(SCRIPT[1])
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script),
+           "--server.headless", str(not open_browser).lower(), "--server.showEmailPrompt", "false",
+           "--browser.gatherUsageStats", "false", "--server.address", address,
+           # No file watcher: it would watch the whole install for hot reloads nobody needs here.
+           "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
+    if port is not None:  # unset: Streamlit takes 8501, or the next free port
+        cmd += ["--server.port", str(port)]
+    return cmd
+
+
+def dashboard(port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default: 8501, or the next "
+                                                                                 "free one).")] = None,
+              address: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 serves other machines "
+                                                         "too.")] = "127.0.0.1",
+              open_browser: Annotated[bool, typer.Option("--open/--headless", help="Open a browser tab once the "
+                                                         "server is up (default: headless, print the URL).")]
+              = False) -> None:
+    """Start the dashboard and print its URL (Ctrl+C stops it). Works without a terminal (scripts, containers)."""
+    cmd = streamlit_command(port, address, open_browser)
+    sys.stdout.flush()
+    if os.name == "posix":  # become the server: Ctrl+C, signals and the exit status go straight to it
+        os.execv(sys.executable, cmd)
     raise typer.Exit(subprocess.call(cmd))

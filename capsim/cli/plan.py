@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from capsim.analytic.training import FrameworkName
+from capsim.analytic.training import DEFAULT_FRAMEWORK, FrameworkName
 from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, infeasible, table
 from capsim.errors import SpecError
 from capsim.plan.serving import Slo, Traffic, plan_serving
 from capsim.plan.training import RankBy, plan_training
 from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS
 from capsim.sim.serving.presets import get_preset
+from capsim.specs.catalog import get_accelerator
+from capsim.specs.engine import get_engine
+from capsim.specs.plans import Quantization
 from capsim.specs.precision import Precision
 
 plan_app = typer.Typer(help="Search layouts (training) and fleets (serving) for the best way to meet a goal.",
@@ -24,7 +28,6 @@ DAY_S = 86400.0
 
 
 @plan_app.command("train")
-@guarded
 def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
                tokens: Annotated[float, typer.Option("--tokens", help="Tokens to train (e.g. 15e12).", min=1)] = 1e12,
                gpus: Annotated[int | None, typer.Option("--gpus", "-n", help="A fixed GPU count.", min=1)] = None,
@@ -35,7 +38,7 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
                rank_by: Annotated[RankBy | None, typer.Option("--rank-by", help="time or cost.")] = None,
                global_batch: Annotated[int, typer.Option("--global-batch", help="Sequences per step.", min=1)] = 1024,
                seq_len: o.Seq = 8192, precision: o.Prec = "bf16",
-               framework: Annotated[FrameworkName, typer.Option("--framework")] = FrameworkName.MEGATRON_CORE,
+               framework: Annotated[FrameworkName, typer.Option("--framework")] = DEFAULT_FRAMEWORK,
                calibration: Annotated[str | None, typer.Option("--calibration", "-c")] = None,
                price: o.Price = None,
                max_gpus: Annotated[int, typer.Option("--max-gpus", help="Largest count tried.", min=1)] = 16384,
@@ -47,15 +50,18 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
     """The fastest (or cheapest) training layout and GPU count for a model and token budget."""
     spec = o.resolve_model(model, hf_config)
     acc = o.get_accelerator(accelerator, price)
+    for name, value in (("--deadline", deadline_days), ("--budget", budget_usd)):
+        if value is not None and value <= 0:
+            raise SpecError(name, f"must be > 0, got {value:g}", "give a positive limit, or leave it out")
     plan = plan_training(spec, acc, tokens, global_batch, seq_len, gpus,
                          deadline_days * DAY_S if deadline_days is not None else None, budget_usd, rank_by,
                          perf=perf_for(acc, calibration), precision=Precision.preset(precision), framework=framework,
                          max_gpus=max_gpus, usable_memory_fraction=usable_memory)
     if as_json:
-        return emit_json(plan.to_dict(top))
+        emit_json(plan.to_dict(top))
+        return None if plan.feasible else infeasible(plan.reason)
     if not plan.feasible:
-        console.print(f"[red]infeasible[/]: {plan.reason}")
-        raise typer.Exit(1)
+        infeasible(plan.reason)
     cols = ["gpus", "dp", "tp", "pp", "v", "cp", "micro_batch", "recompute", "sp", "zero_stage", "step_s", "mfu",
             "time_to_train_s", "cost_usd"]
     rows = [[*(r[c] for c in cols[:-2]), r["time_to_train_s"] / DAY_S, r["cost_usd"]]
@@ -68,22 +74,7 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
     return None
 
 
-def _pairs(values: list[str], field: str) -> dict[str, float]:
-    """NAME=VALUE options (e.g. --price h100=3.5) as a dict."""
-    out = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise SpecError(field, f"{item!r} is not NAME=VALUE", f"write e.g. {field} h100=3.5")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise SpecError(field, f"{value!r} is not a number", f"write e.g. {field} {name}=3.5") from None
-    return out
-
-
 @plan_app.command("serve")
-@guarded
 def plan_serve(model: o.Model = "",
                rate: Annotated[float, typer.Option("--rate", help="Peak requests per second to carry.", min=0)] = 10.0,
                workload: Annotated[str | None, typer.Option("--workload", "-w", help="A preset's lengths "
@@ -103,7 +94,8 @@ def plan_serve(model: o.Model = "",
                "none,int8,int4,fp8",
                engine: Annotated[str, typer.Option("--engine")] = "vllm",
                calibration: Annotated[str | None, typer.Option("--calibration", "-c")] = None,
-               requests: Annotated[int | None, typer.Option("--requests", help="Requests per confirming simulation.")] = None,
+               requests: Annotated[int | None, typer.Option("--requests", help="Requests per confirming simulation "
+                                                            "(default: 60 s of traffic, 2,000-20,000).", min=1)] = None,
                max_events: o.MaxEvents = DEFAULT_MAX_EVENTS,
                top: Annotated[int, typer.Option("--top", min=1)] = 10,
                hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
@@ -111,19 +103,31 @@ def plan_serve(model: o.Model = "",
     within the SLOs: pruned by the analytic capacity bound, confirmed by the simulator."""
     spec = o.resolve_model(model, hf_config)
     if trace is not None:
+        if o.given("workload"):
+            raise SpecError("--trace", "a trace and a preset (--workload) both give the request lengths",
+                            "give one of them")
         workload = None
     lengths = get_preset(workload).lengths if workload else None
     if isinstance(lengths, str):  # a trace preset: sample its lengths
         trace, lengths = lengths, None
-    rates = tuple(float(x) for x in diurnal.split(",")) if diurnal else ()
+    for name, value in (("--rate", rate), ("--ttft-p99", ttft_p99), ("--tpot-p99", tpot_p99)):
+        if value is not None and value <= 0:
+            raise SpecError(name, f"must be > 0, got {value:g}", "give a positive value")
+    rates = o.floats(diurnal, "--diurnal", low=0.0, low_open=False) if diurnal is not None else ()
+    if rates and max(rates) <= 0:
+        raise SpecError("--diurnal", "every rate is 0", "give the traffic of each hour")
     traffic = Traffic(rate, lengths, trace, rates, requests)
     slo = Slo(ttft_p99, tpot_p99, goodput)
-    names = [a.strip() for a in accelerators.split(",") if a.strip()]
-    plan = plan_serving(spec, traffic, slo, names, perfs_for(names, calibration), _pairs(price, "--price"),
-                        {k: int(v) for k, v in _pairs(limit, "--limit").items()},
-                        tuple(q.strip() for q in quantizations.split(",")), engine, max_events=max_events)
+    get_engine(engine)
+    names = [get_accelerator(a.strip()).name for a in accelerators.split(",") if a.strip()]
+    plan = plan_serving(spec, traffic, slo, names, perfs_for(names, calibration),
+                        o.pairs(price, "--price", _candidate(names)),
+                        o.pairs(limit, "--limit", _candidate(names), int, low=1),
+                        o.names(quantizations, "--quantizations", [q.value for q in Quantization]), engine,
+                        max_events=max_events)
     if as_json:
-        return emit_json(plan.to_dict(top))
+        emit_json(plan.to_dict(top))
+        return None if plan.feasible else infeasible(plan.reason)
     cols = ["accelerator", "tp", "pp", "quantization", "max_batch", "capacity_rps", "replicas", "gpus",
             "cost_per_hour_usd", "ttft_p99_s", "tpot_p99_s", "cost_per_million_output_tokens"]
     shown = plan.table[plan.table["confirmed"]].head(top)
@@ -136,6 +140,17 @@ def plan_serve(model: o.Model = "",
     for note in plan.notes:
         console.print(f"note: {note}")
     if not plan.feasible:
-        console.print(f"[red]infeasible[/]: {plan.reason}")
-        raise typer.Exit(1)
+        infeasible(plan.reason)
     return None
+
+
+def _candidate(names: list[str]) -> Callable[[str], str]:
+    """NAME of a --price/--limit option -> the candidate accelerator it means; one that is not a candidate is an
+    error (it would be ignored)."""
+    def canonical(name: str) -> str:
+        full = get_accelerator(name).name
+        if full not in names:
+            raise SpecError("--accelerators", f"{full} has a price or limit but is not a candidate",
+                            f"add it to -a ({', '.join(names)}) or drop its price/limit")
+        return full
+    return canonical

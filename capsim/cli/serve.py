@@ -9,7 +9,7 @@ import typer
 
 from capsim.calibration import perf_for
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, table
 from capsim.errors import SpecError
 from capsim.sim.serving import DEFAULT_MAX_EVENTS, ServeConfig, check_work, engine_plan, simulate
 from capsim.sim.serving.presets import PRESETS, WorkloadSpec, build_workload, get_preset, preset_spec
@@ -38,8 +38,9 @@ Trace = Annotated[str | None, typer.Option("--trace", help="Trace CSV (arrived_a
                                                            "num_decode_tokens) or a shipped trace name.")]
 Arrival = Annotated[ArrivalKind | None, typer.Option("--arrival", help="Arrival process (default: poisson, or the "
                                                                         "trace's own arrivals).")]
-Rate = Annotated[float | None, typer.Option("--rate", help="Requests per second (poisson, gamma).", min=0)]
-Cv = Annotated[float, typer.Option("--cv", help="Coefficient of variation of gamma inter-arrival gaps.", min=0)]
+Rate = Annotated[float | None, typer.Option("--rate", help="Requests per second (poisson, gamma; > 0).", min=0)]
+Cv = Annotated[float, typer.Option("--cv", help="Coefficient of variation of gamma inter-arrival gaps (> 0).",
+                                   min=0)]
 Diurnal = Annotated[str | None, typer.Option("--diurnal", help="Comma-separated rates (req/s) over one period.")]
 Period = Annotated[float, typer.Option("--period", help="Diurnal period in seconds.", min=1)]
 Clients = Annotated[int, typer.Option("--clients", help="Closed loop: concurrent clients.", min=0)]
@@ -49,13 +50,17 @@ OutputT = Annotated[int | None, typer.Option("--output-tokens", help="Output len
 Spread = Annotated[float, typer.Option("--length-cv", help="Log-normal coefficient of variation.", min=0)]
 Hi = Annotated[float, typer.Option("--uniform-high", help="Uniform: high end as a multiple of the low end.", min=1)]
 Requests = Annotated[int | None, typer.Option("--requests", "-n", help="Requests to simulate.", min=1)]
-Duration = Annotated[float | None, typer.Option("--duration", help="Seconds of arrivals to simulate.", min=0)]
-TimeScale = Annotated[float, typer.Option("--time-scale", help="Trace replay: multiply arrival times by this.", min=0)]
-SloTtft = Annotated[float | None, typer.Option("--slo-ttft", help="TTFT target, seconds (default: the preset's).")]
-SloTpot = Annotated[float | None, typer.Option("--slo-tpot", help="TPOT target, seconds (default: the preset's).")]
+Duration = Annotated[float | None, typer.Option("--duration", help="Seconds of arrivals to simulate (> 0).", min=0)]
+TimeScale = Annotated[float, typer.Option("--time-scale", help="Trace replay (--trace, or a trace preset such as "
+                                                               "azure-conv): multiply arrival times by this (> 0).",
+                                          min=0)]
+SloTtft = Annotated[float | None, typer.Option("--slo-ttft", help="TTFT target, seconds (default: the preset's).",
+                                               min=0)]
+SloTpot = Annotated[float | None, typer.Option("--slo-tpot", help="TPOT target, seconds (default: the preset's).",
+                                               min=0)]
 Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
                                                                        "accelerator's GPU-profile one, else datasheet).")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of arrivals, lengths and the random router.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of arrivals, lengths and the random router.", min=0)]
 StepMode = Annotated[bool, typer.Option("--step-mode", help="Reference mode: one event per decode step (slow).")]
 Csv = Annotated[Path | None, typer.Option("--csv", help="Write the per-request records to this CSV file.")]
 
@@ -84,6 +89,8 @@ def _spec(preset: str | None, trace: str | None, arrival: ArrivalKind | None, le
         if trace is not None or lengths is not None:
             raise SpecError("--workload", "a preset brings its own lengths", "drop --trace/--prompt-tokens")
         base = preset_spec(preset, kw["rate_rps"], kw["requests"], kw["duration_s"], kw["seed"])
+        if base.arrival is ArrivalKind.TRACE and arrival in (None, ArrivalKind.TRACE):
+            return WorkloadSpec(**{**base.__dict__, "time_scale": kw["time_scale"]})
         if arrival is None:
             return base
         return WorkloadSpec(**{**base.__dict__, **{k: v for k, v in kw.items() if v is not None},
@@ -95,6 +102,49 @@ def _spec(preset: str | None, trace: str | None, arrival: ArrivalKind | None, le
         arrival = ArrivalKind.TRACE if trace is not None and kw["rate_rps"] is None else ArrivalKind.POISSON
     return WorkloadSpec(arrival=arrival, lengths=lengths, trace=trace, name=Path(trace).stem if trace else "custom",
                         **{k: v for k, v in kw.items() if v is not None})
+
+
+def _replays(workload: str | None, trace: str | None, arrival: ArrivalKind | None, rate: float | None) -> bool:
+    """Whether the arrivals are a trace's own (a trace preset or --trace, without --rate or another --arrival)."""
+    if arrival is not None:
+        return arrival is ArrivalKind.TRACE
+    if workload is not None:
+        return get_preset(workload).rate_rps is None and rate is None
+    return trace is not None and rate is None
+
+
+def _check_applicable(workload: str | None, trace: str | None, arrival: ArrivalKind | None, rate: float | None,
+                      duration: float | None, cv: float, time_scale: float, lengths: LengthKind, prompt: int | None,
+                      output: int | None, replicas: int) -> None:
+    """Options that do not apply to the chosen workload are errors, never silently ignored."""
+    kind = arrival or (ArrivalKind.TRACE if _replays(workload, trace, arrival, rate) else ArrivalKind.POISSON)
+    own = prompt is not None or output is not None
+    for name, value in (("rate", rate), ("duration", duration), ("cv", cv), ("time-scale", time_scale)):
+        if value is not None and value <= 0:
+            raise SpecError(f"--{name}", f"must be > 0, got {value:g}", "give a positive value")
+    o.inapplicable([
+        ("rate", kind in (ArrivalKind.POISSON, ArrivalKind.GAMMA), "with poisson or gamma arrivals"),
+        ("cv", kind is ArrivalKind.GAMMA, "with --arrival gamma"),
+        ("diurnal", kind is ArrivalKind.DIURNAL, "with --arrival diurnal"),
+        ("period", kind is ArrivalKind.DIURNAL, "with --arrival diurnal"),
+        ("clients", kind is ArrivalKind.CLOSED, "with --arrival closed"),
+        ("time_scale", kind is ArrivalKind.TRACE, "when replaying a trace's arrivals (--trace or a trace preset)"),
+        ("lengths", own, "with --prompt-tokens and --output-tokens"),
+        ("length_cv", own and lengths is LengthKind.LOGNORMAL, "with --lengths lognormal"),
+        ("uniform_high", own and lengths is LengthKind.UNIFORM, "with --lengths uniform"),
+        ("duration", kind not in (ArrivalKind.CLOSED, ArrivalKind.BATCH), "with open-loop arrivals"),
+        ("router", replicas > 1, "with more than one replica"),
+    ])
+
+
+def _check_csv(csv: Path | None) -> None:
+    """--csv is written after the simulation: check it can be before spending the time."""
+    if csv is None:
+        return
+    if csv.is_dir():
+        raise SpecError("--csv", f"{csv} is a folder", "give a file path, e.g. --csv requests.csv")
+    if not csv.parent.is_dir():
+        raise SpecError("--csv", f"the folder {csv.parent} does not exist", "create it or write elsewhere")
 
 
 def _print(summary: dict[str, Any], title: str) -> None:
@@ -109,7 +159,6 @@ def _print(summary: dict[str, Any], title: str) -> None:
     console.print(table("throughput, load and cost", ["metric", "value"], [[k, summary[k]] for k in keys]))
 
 
-@guarded
 def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
           replicas: Replicas = 1, engine: Engine = "vllm", cuda_graphs: Graphs = None, scheduler: Sched = None,
           max_seqs: MaxSeqs = None, max_batched_tokens: MaxTok = None, quantization: Quant = "none",
@@ -131,7 +180,10 @@ def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp
     plan = engine_plan(eng, spec_model, acc, tp=tp, pp=pp, replicas=replicas, max_batch=max_seqs,
                        max_batched_tokens=max_batched_tokens, quantization=quantization, dtype=dtype,
                        kv_cache_dtype=kv_cache_dtype, gpu_memory_utilization=gpu_memory_utilization)
-    rates = tuple(float(x) for x in diurnal.split(",")) if diurnal else ()
+    rates = o.floats(diurnal, "--diurnal", low=0.0, low_open=False) if diurnal is not None else ()
+    _check_applicable(workload, trace, arrival, rate, duration, cv, time_scale, lengths, prompt_tokens,
+                      output_tokens, replicas)
+    _check_csv(csv)
     kw = {"rate_rps": rate, "requests": requests, "duration_s": duration, "seed": seed, "cv": cv, "clients": clients,
           "diurnal_rates_rps": rates, "period_s": period, "time_scale": time_scale}
     spec = _spec(workload, trace, arrival, _lengths(lengths, prompt_tokens, output_tokens, length_cv, uniform_high), kw)

@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
-from capsim.analytic.training import BREAKDOWN, FrameworkName, StepTime, step_time
+from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
+from capsim.analytic.training.framework import get_release
+from capsim.analytic.training.release import Framework
 from capsim.calibration import perf_for
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, gb, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
 from capsim.errors import SpecError
 from capsim.perf import Perf
 from capsim.plan.train_layouts import plan_of_row, search_layouts
@@ -71,15 +73,24 @@ def _print(result: StepTime, title: str, split: LayerSplit | None = None, implic
                           "temporary_bytes", "total_bytes")]))
     if result.feasible:
         console.print(f"[green]feasible[/]: {gb(mem.total_bytes)} of {gb(mem.capacity_bytes)}")
-    else:
-        console.print(f"[red]infeasible[/]: {result.reason} ({gb(mem.total_bytes)} of {gb(mem.capacity_bytes)})")
     if result.train_tokens == result.train_tokens:  # asked for
         console.print(f"train {result.train_tokens:.4g} tokens: {result.train_time_s / 86400:,.2f} days, "
                       f"{result.train_energy_j / 3.6e9:,.1f} MWh at accelerator TDP (host, network and cooling "
                       f"excluded), ${result.train_cost_usd:,.0f} at ${result.price_usd_per_gpu_hour}/GPU-hour")
 
 
-@guarded
+def _framework(name: FrameworkName, flags: str) -> Framework:
+    """The release's behaviour under ``flags``; a flag that sets a layout setting is refused (the plan's options
+    state the layout), never dropped."""
+    release = get_release(name)
+    for token in flags.split():
+        flag = release.flags.get(token.partition("=")[0])
+        if flag is not None and flag.field.startswith("layout."):
+            raise SpecError("--flags", f"{token} sets the layout ({flag.field.removeprefix('layout.')})",
+                            "state it with the plan's own option (--sp, --recompute, --etp, ...)")
+    return release.configure(flags)[0]
+
+
 def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.Gpus = None, dp: o.Dp = None,
           tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False, zero: o.Zero = 0,
           distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE, micro_batch: o.Mb = 1,
@@ -87,8 +98,8 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
           layer_split: o.StageSplit = None, pipeline_layout: o.Layout = None, first_layers: o.FirstLayers = None,
           last_layers: o.LastLayers = None, account_embedding: o.AccountEmbedding = False,
           account_loss: o.AccountLoss = False, auto: Auto = False, top: Top = 10, tokens: Tokens = None,
-          price: o.Price = None, calibration: Calib = None, framework: Fw = FrameworkName.MEGATRON_CORE,
-          hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+          price: o.Price = None, calibration: Calib = None, framework: Fw = DEFAULT_FRAMEWORK,
+          hf_config: o.HfConfig = None, etp: o.Etp = None, flags: o.Flags = "", as_json: JsonOpt = False) -> None:
     """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens.
     --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways."""
     spec = o.resolve_model(model, hf_config)
@@ -102,15 +113,23 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
     plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
-                        recompute, micro_batch, global_batch, seq_len, precision, split)
+                        recompute, micro_batch, global_batch, seq_len, precision, split, etp)
     cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
-    result = step_time(spec, plan, cluster, perf_for(acc, calibration), framework=framework, train_tokens=tokens)
+    result = step_time(spec, plan, cluster, perf_for(acc, calibration), framework=_framework(framework, flags),
+                       train_tokens=tokens)
     extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
              "pipeline": plan.split(spec).to_dict()}
     if as_json:
-        return emit_json(_result_dict(result, extra))
-    _print(result, f"{spec.name} on {cluster.num_gpus} x {acc.name}", plan.split(spec), implicit=not split)
-    return None
+        emit_json(_result_dict(result, extra))
+    else:
+        _print(result, f"{spec.name} on {cluster.num_gpus} x {acc.name}", plan.split(spec), implicit=not split)
+    _exit_if_infeasible(result)
+
+
+def _exit_if_infeasible(result: StepTime) -> None:
+    if not result.feasible:
+        mem = result.memory
+        infeasible(f"{result.reason} ({gb(mem.total_bytes)} of {gb(mem.capacity_bytes)})")
 
 
 def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precision: Precision,
@@ -119,8 +138,8 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
     frame = search_layouts(spec, cluster, global_batch, seq_len, perf, precision, framework,
                            fixed={"cp": cp, "ep": ep}, top=top)
     if frame.empty:
-        raise SpecError("--auto", f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} "
-                        f"with global batch {global_batch}", "add GPUs, lower the global batch or the sequence")
+        infeasible(f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} with global batch "
+                   f"{global_batch} (add GPUs, lower the global batch or the sequence)")
     plan = plan_of_row(frame.iloc[0].to_dict(), global_batch, seq_len, precision)
     result = step_time(spec, plan, cluster, perf, framework=framework, train_tokens=tokens)
     records = frame.to_dict(orient="records")

@@ -7,11 +7,10 @@ from typing import Annotated
 
 import typer
 
-from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, table
 from capsim.validation import Suite, run_suite
 
 
-@guarded
 def validate(suite: Annotated[Suite, typer.Argument(help="Which comparison to run.")],
              file: Annotated[Path | None, typer.Option("--file", help="A CSV with the columns of the suite's shipped file.")] = None,
              calibration: Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file.")] = None,

@@ -9,7 +9,9 @@ import typer
 
 from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, guarded, table
+from capsim.cli.common import JsonOpt, console, emit_json, infeasible, table
+from capsim.errors import SpecError
+from capsim.plan.scaling import compute_optimal
 from capsim.plan.scaling_study import (
     SERVE_RATES,
     TRAIN_GPUS,
@@ -23,6 +25,7 @@ from capsim.plan.whatif_train import batch_size_whatif, precision_whatif
 from capsim.sim.serving.presets import get_preset
 from capsim.specs.catalog import get_model
 from capsim.specs.hardware import Cluster
+from capsim.specs.plans import ServePlan
 
 whatif_app = typer.Typer(help="Compression and precision what-ifs: quantization, sparsity, distillation, mixed "
                               "precision, batch size.", no_args_is_help=True)
@@ -37,26 +40,45 @@ Calib = Annotated[str | None, typer.Option("--calibration", "-c")]
 
 
 def _traffic(rate: float, workload: str, requests: int | None = None) -> Traffic:
+    _positive(("--rate", rate))
     lengths = get_preset(workload).lengths
     return Traffic(rate, None, lengths, requests=requests) if isinstance(lengths, str) else \
         Traffic(rate, lengths, requests=requests)
 
 
+def _positive(*values: tuple[str, float | None]) -> None:
+    for name, value in values:
+        if value is not None and value <= 0:
+            raise SpecError(name, f"must be > 0, got {value:g}", "give a positive value")
+
+
+def _slo(ttft_p99: float, tpot_p99: float) -> Slo:
+    _positive(("--ttft-p99", ttft_p99), ("--tpot-p99", tpot_p99))
+    return Slo(ttft_p99, tpot_p99)
+
+
 def _show(df: pd.DataFrame, title: str, as_json: bool, columns: list[str] | None = None) -> None:
+    """The table (or JSON); rows that cannot work show their reason, and when none can the command is infeasible
+    (exit 1, the reasons on the terminal), as every command does."""
     if as_json:
-        return emit_json(df.to_dict("records"))
-    cols = [c for c in (columns or list(df.columns)) if c in df.columns]
-    console.print(table(title, cols, [[r[c] for c in cols] for r in df.to_dict("records")]))
-    return None
+        emit_json(df.to_dict("records"))
+    else:
+        cols = [c for c in (columns or list(df.columns)) if c in df.columns]
+        if "reason" in df and "reason" not in cols and df["reason"].fillna("").astype(bool).any():
+            cols.append("reason")
+        console.print(table(title, cols, [[r[c] for c in cols] for r in df.to_dict("records")]))
+    if "feasible" in df and not df["feasible"].astype(bool).any():
+        reasons = df["reason"].fillna("").astype(str).value_counts()
+        infeasible("no row is feasible: " + "; ".join(f"{n} of {len(df)}: {why}" for why, n in reasons.items()))
 
 
 @whatif_app.command("quantization")
-@guarded
 def wi_quantization(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1,
                     rate: Rate = 10.0, workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
                     calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Weight schemes x KV formats: memory, prefill/decode time, capacity and cost."""
-    df = quantization_whatif(get_model(model), accelerator, _traffic(rate, workload), Slo(ttft_p99, tpot_p99), tp,
+    ServePlan(tp=tp).check(get_model(model))
+    df = quantization_whatif(get_model(model), accelerator, _traffic(rate, workload), _slo(ttft_p99, tpot_p99), tp,
                              perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: quantization on {tp} x {accelerator}", as_json,
           ["quantization", "kv_cache_dtype", "weights_per_gpu_bytes", "kv_tokens", "prefill_s", "step_s",
@@ -64,13 +86,14 @@ def wi_quantization(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB"
 
 
 @whatif_app.command("sparsity")
-@guarded
 def wi_sparsity(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, rate: Rate = 10.0,
                 workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
                 gemm_speedup: Annotated[float | None, typer.Option(help="Override the sparse GEMM speed-up.")] = None,
                 calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Pruning: dense, 2:4 structured and unstructured sparsity (speed-ups are documented parameters)."""
-    df = sparsity_whatif(get_model(model), accelerator, _traffic(rate, workload), Slo(ttft_p99, tpot_p99), tp,
+    ServePlan(tp=tp).check(get_model(model))
+    _positive(("--gemm-speedup", gemm_speedup))
+    df = sparsity_whatif(get_model(model), accelerator, _traffic(rate, workload), _slo(ttft_p99, tpot_p99), tp,
                          gemm_speedup=gemm_speedup, perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: sparsity on {tp} x {accelerator}", as_json,
           ["pattern", "gemm_speedup", "weights_per_gpu_bytes", "prefill_s", "step_s", "capacity_rps",
@@ -78,7 +101,6 @@ def wi_sparsity(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp
 
 
 @whatif_app.command("distill")
-@guarded
 def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b",
                student: Annotated[str, typer.Option("--student")] = "llama-3-8b",
                tokens: Annotated[float, typer.Option("--tokens", help="Distillation tokens.")] = 1e11,
@@ -87,8 +109,9 @@ def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b
                workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
                calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Cost to produce a student, its serving savings, and the break-even point in requests."""
+    _positive(("--tokens", tokens))
     d = distillation_whatif(get_model(teacher), get_model(student), tokens, accelerator, gpus,
-                            _traffic(rate, workload), Slo(ttft_p99, tpot_p99), [accelerator],
+                            _traffic(rate, workload), _slo(ttft_p99, tpot_p99), [accelerator],
                             perfs=perfs_for([accelerator], calibration))
     if as_json:
         return emit_json(d.to_dict())
@@ -103,8 +126,7 @@ def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b
 
 
 @whatif_app.command("precision")
-@guarded
-def wi_precision(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", gpus: o.Gpus = 8, dp: o.Dp = 1,
+def wi_precision(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", gpus: o.Gpus = None, dp: o.Dp = 1,
                  tp: o.Tp = 8, pp: o.Pp = 1, micro_batch: o.Mb = 1,
                  global_batch: Annotated[int, typer.Option("--global-batch", min=1)] = 64, seq_len: o.Seq = 4096,
                  calibration: Calib = None, as_json: JsonOpt = False) -> None:
@@ -112,14 +134,14 @@ def wi_precision(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", g
     from capsim.specs.catalog import get_accelerator
     from capsim.specs.plans import TrainPlan
     spec = get_model(model)
-    plan = TrainPlan(dp=dp, tp=tp, pp=pp, micro_batch=micro_batch, global_batch=global_batch, seq_len=seq_len)
-    df = precision_whatif(spec, Cluster(get_accelerator(accelerator), gpus or dp * tp * pp), plan,
+    plan = TrainPlan(dp=dp, tp=tp, pp=pp, micro_batch=micro_batch, global_batch=global_batch,
+                     seq_len=seq_len).check(spec, gpus)
+    df = precision_whatif(spec, Cluster(get_accelerator(accelerator), plan.num_gpus), plan,
                           perf=perf_for(accelerator, calibration))
-    _show(df, f"{model}: mixed precision on {gpus} x {accelerator}", as_json)
+    _show(df, f"{model}: mixed precision on {plan.num_gpus} x {accelerator}", as_json)
 
 
 @whatif_app.command("batch")
-@guarded
 def wi_batch(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
              gpus: Annotated[int, typer.Option("--gpus", "-n", min=1)] = 64,
              tokens: Annotated[float, typer.Option("--tokens")] = 1e12,
@@ -129,46 +151,66 @@ def wi_batch(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
              calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Time to the same loss at each global batch: gradient accumulation against the critical batch size."""
     from capsim.specs.catalog import get_accelerator
+    _positive(("--tokens", tokens), ("--critical-batch", critical_batch))
     df = batch_size_whatif(get_model(model), Cluster(get_accelerator(accelerator), gpus), tokens,
-                           [int(b) for b in batches.split(",")], seq_len, critical_batch,
+                           list(o.ints(batches, "--batches")), seq_len, critical_batch,
                            perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: batch size on {gpus} x {accelerator}", as_json)
 
 
 @scale_app.command("serve")
-@guarded
 def sc_serve(model: o.Model = "", workload: Workload = "chatbot",
              accelerators: Annotated[str, typer.Option("--accelerators", "-a")] = "H100-SXM5-80GB,L4,A100-SXM4-80GB",
              rates: Annotated[str, typer.Option("--rates")] = ",".join(str(r) for r in SERVE_RATES),
              ttft_p99: Ttft = 1.0, tpot_p99: Tpot = 0.05, calibration: Calib = None,
              as_json: JsonOpt = False) -> None:
     """Fleet, cost per million tokens and p99 latency from small to large traffic."""
-    df = serving_scaling(get_model(model), _traffic(1.0, workload), Slo(ttft_p99, tpot_p99),
-                         accelerators.split(","), [float(r) for r in rates.split(",")],
-                         perfs=perfs_for(accelerators.split(","), calibration))
+    accs = [a.strip() for a in accelerators.split(",")]
+    df = serving_scaling(get_model(model), _traffic(1.0, workload), _slo(ttft_p99, tpot_p99), accs,
+                         list(o.floats(rates, "--rates")),
+                         perfs=perfs_for(accs, calibration))
     _show(df, f"{model}: serving from {rates.split(',')[0]} to {rates.split(',')[-1]} req/s", as_json,
           ["rate_rps", "accelerator", "tp", "quantization", "replicas", "gpus", "cost_per_hour_usd",
            "cost_per_million_output_tokens", "ttft_p99_s", "tpot_p99_s"])
 
 
 @scale_app.command("train")
-@guarded
 def sc_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
              tokens: Annotated[float, typer.Option("--tokens")] = 1e12,
              global_batch: Annotated[int, typer.Option("--global-batch", min=1)] = 1024, seq_len: o.Seq = 8192,
              gpus: Annotated[str, typer.Option("--gpus", help="Comma-separated GPU counts.")] =
              ",".join(str(g) for g in TRAIN_GPUS), calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Step time, MFU, scaling efficiency, time and cost to train from 8 to 16,384 GPUs."""
+    _positive(("--tokens", tokens))
     df = training_scaling(get_model(model), accelerator, tokens, global_batch, seq_len,
-                          [int(g) for g in gpus.split(",")], perf=perf_for(accelerator, calibration))
+                          list(o.ints(gpus, "--gpus")), perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: training on {accelerator}", as_json,
           ["gpus", "dp", "tp", "pp", "cp", "step_s", "mfu", "scaling_efficiency", "time_to_train_s", "cost_usd",
            "reason"])
 
 
 @scale_app.command("model-size")
-@guarded
 def sc_model(budgets: Annotated[str, typer.Option("--flops", help="Comma-separated FLOP budgets.")] =
              "1e21,1e22,1e23,1e24,1e25", as_json: JsonOpt = False) -> None:
     """Compute-optimal parameters and tokens for each budget (Chinchilla, Approach 3)."""
-    _show(model_size_study([float(b) for b in budgets.split(",")]), "Compute-optimal model size", as_json)
+    flops = o.floats(budgets, "--flops")
+    smallest = model_size_study([min(flops)]).iloc[0]
+    if smallest["params"] < MIN_FIT_PARAMS:
+        raise SpecError("--flops", f"{min(flops):g} FLOPs gives a {smallest['params']:.3g}-parameter model, below "
+                        f"the {MIN_FIT_PARAMS:.0e}-parameter models the Chinchilla fit was made on",
+                        f"give budgets of at least {_min_budget():.2g} FLOPs")
+    _show(model_size_study(list(flops)), "Compute-optimal model size", as_json)
+
+
+# Hoffmann et al. 2022 (arXiv:2203.15556), abstract: "over 400 language models ranging from 70 million to over
+# 16 billion parameters"; below that the fitted law is an extrapolation into models it never saw.
+MIN_FIT_PARAMS = 7e7
+
+
+def _min_budget() -> float:
+    """The budget whose compute-optimal model has MIN_FIT_PARAMS parameters (N grows monotonically with C)."""
+    low, high = 1.0, 1e30
+    for _ in range(100):
+        mid = (low * high) ** 0.5
+        low, high = (mid, high) if compute_optimal(mid).params < MIN_FIT_PARAMS else (low, mid)
+    return high

@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from capsim.analytic.training import DEFAULT_FRAMEWORK
 from capsim.perf import Perf
 from capsim.plan.scaling import CHINCHILLA_2022, LossFit, compute_optimal
-from capsim.plan.serving import Slo, Traffic, bound_table, candidates, perf_of, steady_state
+from capsim.plan.serving import Slo, Traffic, bound_table, candidates, perf_of, steady_state, why_not
 from capsim.plan.training import plan_training
 from capsim.sim.serving.fleet import ServeConfig, engine_plan, simulate
 from capsim.sim.serving.presets import build_workload
@@ -42,7 +43,8 @@ def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accele
         table = bound_table(model, cands, traffic, slo, perfs, engine)
         ok = table[table["viable"]]
         if not len(ok):
-            rows.append({"rate_rps": rate, "feasible": False, "reason": "no candidate meets the SLOs"})
+            rows.append({"rate_rps": rate, "feasible": False,
+                         "reason": f"no candidate meets the SLOs ({why_not(table)})"})
             continue
         best = ok.iloc[0]
         replicas, latency = _confirm_slice(model, best, traffic, slo, engine, perf_of(perfs, best["accelerator"]))
@@ -77,7 +79,7 @@ def _confirm_slice(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo,
 
 def training_scaling(model: ModelSpec, accelerator: str | Accelerator, tokens: float, global_batch: int,
                      seq_len: int, gpu_counts: Sequence[int] = TRAIN_GPUS, *, perf: Perf,
-                     framework: str = "megatron-core", precision: Precision | None = None) -> pd.DataFrame:
+                     framework: str = DEFAULT_FRAMEWORK, precision: Precision | None = None) -> pd.DataFrame:
     """The best layout at each GPU count (strong scaling at a fixed global batch): step time, MFU, scaling
     efficiency against the smallest count that fits, and the time and cost to train ``tokens``."""
     acc = get_accelerator(accelerator)

@@ -47,6 +47,10 @@ class Slo:
     def __post_init__(self) -> None:
         require(any(v is not None for v in (self.ttft_p99_s, self.tpot_p99_s)), "slo",
                 "no latency target given", "give a p99 TTFT and/or TPOT target")
+        for name in ("ttft_p99_s", "tpot_p99_s"):
+            value = getattr(self, name)
+            require(value is None or (math.isfinite(value) and value > 0), f"slo.{name}",
+                    f"must be a finite number of seconds > 0, got {value}")
         require(self.goodput_min is None or 0 < self.goodput_min <= 1, "slo.goodput_min", "must be in (0, 1]")
 
     def met(self, summary: dict[str, Any]) -> bool:
@@ -71,7 +75,12 @@ class Traffic:
     requests: int | None = None  # requests per confirming simulation (default: 60 s of traffic, 2,000-20,000)
 
     def __post_init__(self) -> None:
-        require(self.rate_rps > 0, "traffic.rate_rps", f"must be > 0, got {self.rate_rps}")
+        require(math.isfinite(self.rate_rps) and self.rate_rps > 0, "traffic.rate_rps",
+                f"must be a finite number > 0, got {self.rate_rps}")
+        require(all(math.isfinite(r) and r >= 0 for r in self.diurnal_rates_rps), "traffic.diurnal_rates_rps",
+                "rates must be finite and >= 0")
+        require(self.requests is None or self.requests >= 1, "traffic.requests",
+                f"must be >= 1, got {self.requests}", "or leave it out for 60 s of traffic")
         require(self.lengths is not None or self.trace is not None, "traffic", "no request lengths",
                 "give lengths (e.g. a preset's) or a trace")
 
@@ -80,7 +89,7 @@ class Traffic:
         return max(self.rate_rps, *self.diurnal_rates_rps) if self.diurnal_rates_rps else self.rate_rps
 
     def workload(self, rate: float, seed: int = 0) -> WorkloadSpec:
-        n = self.requests or int(min(max(rate * 60, 2000), 20000))
+        n = self.requests if self.requests is not None else int(min(max(rate * 60, 2000), 20000))
         return WorkloadSpec(ArrivalKind.POISSON, lengths=self.lengths, trace=self.trace, rate_rps=rate,
                             requests=n, seed=seed, name="plan")
 
@@ -226,6 +235,16 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
     return df.sort_values(["viable", "cost_per_hour_min"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
+def why_not(bounds: pd.DataFrame, most: int = 3) -> str:
+    """The candidates' reasons, most common kind first ('N of M: an example; ...'); reasons that differ only in
+    their numbers (the TP degree, the GB short) count as one kind."""
+    reasons = bounds["reason"].where(bounds["reason"] != "", "no price")
+    kinds = reasons.str.replace(r"\d+(\.\d+)?", "#", regex=True)
+    counts = kinds.value_counts()
+    parts = [f"{n} of {len(bounds)}: {reasons[kinds == kind].iloc[0]}" for kind, n in counts.head(most).items()]
+    return "; ".join(parts) + ("; ..." if len(counts) > most else "")
+
+
 def _simulate(model: ModelSpec, row: pd.Series, replicas: int, traffic: Traffic, slo: Slo, engine: str,
               perf: Perf, seed: int, max_events: float) -> dict[str, Any]:
     acc = get_accelerator(row["accelerator"], row["price_usd_per_gpu_hour"])
@@ -314,6 +333,7 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     counts). A candidate fleet whose simulation would take more than ``max_events`` events is not simulated; when
     that rules out every candidate worth confirming, the plan is refused with the estimate."""
     require(len(accelerators) > 0, "accelerators", "give at least one candidate accelerator")
+    get_engine(engine)  # a typo is an input error, not a reason on every candidate
     prices, limits = prices or {}, limits or {}
     accs = [get_accelerator(a) for a in accelerators]
     accs = [a.with_(price_usd_per_hour=prices.get(a.name, a.price_usd_per_hour)) for a in accs]
@@ -354,7 +374,7 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     simulated = pd.DataFrame(sims)
     front = pareto_front(simulated[simulated["slo_met"]]) if len(simulated) else simulated
     feasible = bool(confirmed)
-    reason = "" if feasible else ("no candidate can meet the SLOs" if not bounds["viable"].any()
+    reason = "" if feasible else (f"no candidate can meet the SLOs ({why_not(bounds)})" if not bounds["viable"].any()
                                   else "no simulated fleet met the SLOs within the replica and GPU limits")
     notes = (f"analytic bound for {len(bounds)} candidates, {len(simulated)} fleets simulated "
              f"({traffic.workload(traffic.peak_rps).requests} requests each at {traffic.peak_rps:g} req/s); "

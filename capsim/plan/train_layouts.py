@@ -15,7 +15,14 @@ import pandas as pd
 
 from capsim.analytic.layouts import Layouts, split_options
 from capsim.analytic.ops import AttentionImpl
-from capsim.analytic.training import Framework, FrameworkName, StepTime, get_framework, step_time
+from capsim.analytic.training import (
+    DEFAULT_FRAMEWORK,
+    Framework,
+    FrameworkName,
+    StepTime,
+    get_framework,
+    step_time,
+)
 from capsim.errors import SpecError, divisors
 from capsim.perf import Perf
 from capsim.specs.hardware import Cluster
@@ -26,17 +33,17 @@ from capsim.specs.precision import Precision
 
 # Fields a search may leave open, with the values it tries when they are (None = derived from the model/cluster).
 SEARCH_AXES: dict[str, tuple[object, ...] | None] = {
-    "tp": None, "pp": None, "v": None, "cp": None, "ep": (1,), "micro_batch": (1, 2, 4, 8, 16, 32),
+    "tp": None, "pp": None, "v": None, "cp": None, "ep": (1,), "etp": (0,), "micro_batch": (1, 2, 4, 8, 16, 32),
     "recompute": (0, 1, 2), "sp": (False, True), "zero_stage": (0, 1, 2, 3), "distributed_optimizer": (False, True),
 }
-COLUMNS = ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch", "recompute", "sp", "zero_stage",
+COLUMNS = ("dp", "tp", "pp", "v", "cp", "ep", "etp", "micro_batch", "recompute", "sp", "zero_stage",
            "distributed_optimizer", "schedule")
 
 
 def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[str, object]) -> dict[str, list]:
     axes: dict[str, list] = {}
     tp_ok = [d for d in divisors(num_gpus) if d <= gpus_per_node and model.heads % d == 0
-             and model.kv_heads % d == 0 and model.ffn_hidden % d == 0]
+             and model.kv_heads % d == 0 and all(w % d == 0 for w in model.tp_widths.values())]
     # Every pp that divides the GPUs and leaves a layer per stage; v up to 8 (kept where a split exists).
     defaults = {"tp": tp_ok, "pp": [d for d in divisors(num_gpus) if d <= model.total_layers],
                 "v": list(range(1, 9)), "cp": [d for d in (1, 2, 4, 8) if num_gpus % d == 0]}
@@ -45,6 +52,8 @@ def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[st
         axes[name] = [given] if given is not None else list(values if values is not None else defaults[name])
     if model.is_moe and fixed.get("ep") is None:
         axes["ep"] = [d for d in divisors(model.experts) if d <= num_gpus]
+    if model.is_moe and fixed.get("etp") is None:
+        axes["etp"] = [0, 1]  # 0: the experts split like the attention (etp = tp, Megatron-Core's default)
     return axes
 
 
@@ -63,9 +72,18 @@ def framework_limits(framework: Framework | FrameworkName | str) -> dict[str, ob
     return pins
 
 
+def runs_pipeline(framework: Framework | FrameworkName | str, layers: int, pp: int, v: int) -> bool:
+    """Whether the release can split ``layers`` over ``pp`` stages of ``v`` chunks at all: it interleaves only from
+    its least pipeline depth (``interleave_min_pp``) and splits unevenly only if it has uneven pipelines."""
+    fw = get_framework(framework)
+    return (v == 1 or pp >= fw.interleave_min_pp) and (fw.uneven_pipeline or layers % (pp * v) == 0)
+
+
 def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int, gpus_per_node: int,
-                fixed: Mapping[str, object] | None = None) -> Layouts:
-    """Every combination of the open axes (``fixed`` pins fields; None leaves them open) that can run."""
+                fixed: Mapping[str, object] | None = None,
+                framework: Framework | FrameworkName | str | None = None) -> Layouts:
+    """Every combination of the open axes (``fixed`` pins fields; None leaves them open) that can run; with a
+    ``framework``, only the pipeline splits that release runs (``runs_pipeline``)."""
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(SEARCH_AXES)
     if unknown:
@@ -74,15 +92,18 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
     layers = model.total_layers
     pps, vs = axes.pop("pp"), axes.pop("v")
     # One axis of the (pp, v) pairs that have a split (the others cannot run).
-    axes["pp_v"] = [(p, v) for p in pps for v in vs if (v == 1 or p > 1) and default_uneven(layers, p, v)]
+    axes["pp_v"] = [(p, v) for p in pps for v in vs if (v == 1 or p > 1) and default_uneven(layers, p, v)
+                    and (framework is None or runs_pipeline(framework, layers, p, v))]
     if not axes["pp_v"]:
+        by = "" if framework is None else f" that {get_framework(framework).name} runs"
         raise SpecError("plan.pp", f"no pipeline depth in {pps} with v in {vs} splits {model.name}'s {layers} "
-                        "layers", "leave pp and pp_interleave open or pick another")
+                        f"layers{by}", "leave pp and pp_interleave open or pick another")
     index = np.indices([len(values) for values in axes.values()]).reshape(len(axes), -1)
     arr = {k: np.array(values, dtype=bool if k in ("sp", "distributed_optimizer") else np.int64)[index[i]]
            for i, (k, values) in enumerate(axes.items())}
     pairs = arr.pop("pp_v")
     arr["pp"], arr["v"] = pairs[:, 0], pairs[:, 1]
+    arr["etp"] = np.where(arr["etp"] > 0, arr["etp"], arr["tp"])
     model_par = arr["tp"] * arr["pp"] * arr["cp"]
     arr["dp"] = np.where(num_gpus % model_par == 0, num_gpus // model_par, 0)
     per_replica = global_batch // np.maximum(arr["dp"], 1)
@@ -90,7 +111,8 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
     keep = ((arr["dp"] > 0) & (global_batch % np.maximum(arr["dp"] * arr["micro_batch"], 1) == 0)
             & ~(arr["sp"] & (arr["tp"] == 1)) & ~(arr["distributed_optimizer"] & (arr["zero_stage"] > 0))
             & ((arr["v"] == 1) | ((arr["pp"] > 1) & (m % arr["pp"] == 0)))
-            & (seq_len % arr["cp"] == 0) & ((arr["dp"] * arr["cp"]) % arr["ep"] == 0))
+            & (seq_len % arr["cp"] == 0) & (arr["tp"] % arr["etp"] == 0)
+            & ((arr["tp"] * arr["dp"] * arr["cp"]) % (arr["ep"] * arr["etp"]) == 0))
     if not np.any(keep):
         raise SpecError("plan", f"no layout of {model.name} fits {num_gpus} GPUs with global batch {global_batch}",
                         "change the GPU count or the global batch")
@@ -101,7 +123,7 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
 
 def rank_layouts(model: ModelSpec, cluster: Cluster, lay: Layouts, perf: Perf,
                  precision: Precision | None = None,
-                 framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> tuple[StepTime, np.ndarray]:
+                 framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> tuple[StepTime, np.ndarray]:
     """Price every layout; return the result and the indices of the feasible ones, fastest first."""
     result = step_time(model, lay, cluster, perf, precision, framework)
     ok = np.flatnonzero(np.asarray(result.feasible))
@@ -110,12 +132,12 @@ def rank_layouts(model: ModelSpec, cluster: Cluster, lay: Layouts, perf: Perf,
 
 def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_len: int, perf: Perf,
                    precision: Precision | None = None,
-                   framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE,
+                   framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
                    fixed: Mapping[str, object] | None = None, top: int | None = 10) -> pd.DataFrame:
     """The fastest feasible layouts as a DataFrame (layout columns, step time, MFU, memory), best first."""
     fw = get_framework(framework)
     fixed = {**framework_limits(fw), **{k: v for k, v in (fixed or {}).items() if v is not None}}
-    lay = layout_grid(model, cluster.num_gpus, global_batch, seq_len, int(cluster.gpus_per_node), fixed)
+    lay = layout_grid(model, cluster.num_gpus, global_batch, seq_len, int(cluster.gpus_per_node), fixed, fw)
     if (fw.attention is AttentionImpl.FLASH or not fw.selective_recompute) and fixed.get("recompute") is None:
         # flash attention keeps no s^2 tensors, so selective = none; older frameworks have no selective mode
         lay = lay.take(np.flatnonzero(lay.recompute != 1))
@@ -129,8 +151,18 @@ def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_le
     for k in ("step_s", "mfu", "hfu", "tflops_per_gpu_model", "tokens_per_s", "memory_per_gpu_bytes"):
         frame[k] = np.asarray(getattr(result, k))[order]
     frame.attrs.update(calibration=result.calibration, framework=result.framework, evaluated=len(lay),
-                       **_diagnostics(result))
+                       release_excluded=_release_excluded(model, fw, fixed, cluster.num_gpus), **_diagnostics(result))
     return frame
+
+
+def _release_excluded(model: ModelSpec, fw: Framework, fixed: Mapping[str, object], num_gpus: int
+                      ) -> list[tuple[int, int]]:
+    """The (pp, v) splits of the model's layers the search left out because the release cannot run them."""
+    pps = [fixed["pp"]] if fixed.get("pp") is not None else [d for d in divisors(num_gpus) if d <= model.total_layers]
+    vs = [fixed["v"]] if fixed.get("v") is not None else range(1, 9)
+    return [(int(p), int(v)) for p in pps for v in vs if (v == 1 or p > 1)
+            and not runs_pipeline(fw, model.total_layers, int(p), int(v))
+            and default_uneven(model.total_layers, int(p), int(v)) is not None]
 
 
 def _diagnostics(result: StepTime) -> dict[str, object]:
@@ -151,11 +183,13 @@ def plan_of_row(row: Mapping[str, object], global_batch: int, seq_len: int, prec
     chunks = parse_layout(str(row["pipeline_layout"]), pp).chunks if row.get("pipeline_layout") else None
     split = LayerSplit(chunks, str(row.get("split") or "even")) if chunks is not None else None
     return TrainPlan(dp=int(row["dp"]), tp=int(row["tp"]), pp=pp, pp_interleave=int(row["v"]), cp=int(row["cp"]),
-                     ep=int(row["ep"]), sequence_parallel=bool(row["sp"]), zero_stage=int(row["zero_stage"]),
+                     ep=int(row["ep"]), etp=int(row["etp"]) if int(row.get("etp", row["tp"])) != int(row["tp"]) else None,
+                     sequence_parallel=bool(row["sp"]), zero_stage=int(row["zero_stage"]),
                      distributed_optimizer=bool(row["distributed_optimizer"]),
                      recompute=list(Recompute)[int(row["recompute"])], micro_batch=int(row["micro_batch"]),
                      global_batch=global_batch, seq_len=seq_len, precision=precision or Precision(),
                      **split_options(split))
 
 
-__all__ = ["SEARCH_AXES", "framework_limits", "layout_grid", "plan_of_row", "rank_layouts", "search_layouts"]
+__all__ = ["SEARCH_AXES", "framework_limits", "layout_grid", "plan_of_row", "rank_layouts", "runs_pipeline",
+           "search_layouts"]

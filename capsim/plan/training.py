@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.training import step_time
+from capsim.analytic.training import DEFAULT_FRAMEWORK, step_time
 from capsim.errors import SpecError, require
 from capsim.perf import Perf
 from capsim.plan.train_layouts import search_layouts
@@ -87,7 +87,7 @@ def _priced(model: ModelSpec, acc: Accelerator, gpus: int, tokens: float, global
 def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, global_batch: int, seq_len: int,
                   num_gpus: int | None = None, deadline_s: float | None = None, budget_usd: float | None = None,
                   rank_by: RankBy | str | None = None, *, perf: Perf,
-                  precision: Precision | None = None, framework: str = "megatron-core",
+                  precision: Precision | None = None, framework: str = DEFAULT_FRAMEWORK,
                   fixed: dict[str, object] | None = None, max_gpus: int = 16384,
                   usable_memory_fraction: float = 0.9) -> TrainingPlan:
     """Search layouts on ``num_gpus`` (or on every candidate count up to ``max_gpus`` when a deadline or budget
@@ -157,7 +157,18 @@ def _why_none(model: ModelSpec, acc: Accelerator, counts: list[int], seen: list[
                 + "; ".join(f"{why} ({n:,} layouts)" for why, n in top))
     least = min(a["min_memory_bytes"] for a in searched if a["runnable"])
     return (f"no layout of {model.name} fits {usable:.0%} of {acc.name}'s {acc.memory_bytes / 1e9:.0f} GB: the "
-            f"smallest needs {least / 1e9:.1f} GB per GPU")
+            f"smallest needs {least / 1e9:.1f} GB per GPU" + _release_note(searched))
+
+
+def _release_note(searched: list[dict[str, Any]]) -> str:
+    """What the release's pipeline limits left out of the search (uneven or interleaved splits it cannot run)."""
+    left = sorted({tuple(x) for a in searched for x in a.get("release_excluded", [])})
+    if not left:
+        return ""
+    pps = sorted({p for p, _ in left})
+    shown = ", ".join(str(p) for p in pps[:8]) + (", ..." if len(pps) > 8 else "")
+    return (f"; {searched[0].get('framework', 'the release')} cannot run the uneven or interleaved splits of pp in "
+            f"{{{shown}}} (a release with uneven pipelines, e.g. megatron-bridge-26.04.01, can)")
 
 
 def _layouts(model: ModelSpec, rows: list[dict[str, Any]], global_batch: int, seq_len: int) -> Layouts:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from capsim.analytic.params import param_counts
-from capsim.analytic.training import step_time
+from capsim.analytic.training import DEFAULT_FRAMEWORK, step_time
 from capsim.errors import SpecError, require
 from capsim.perf import Perf
 from capsim.plan.scaling import chinchilla_loss
@@ -21,7 +21,7 @@ RECIPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
 
 
 def precision_whatif(model: ModelSpec, cluster: Cluster, plan: TrainPlan, recipes: tuple[str, ...] = RECIPES, *,
-                     perf: Perf, framework: str = "megatron-core") -> pd.DataFrame:
+                     perf: Perf, framework: str = DEFAULT_FRAMEWORK) -> pd.DataFrame:
     """The same layout under each mixed-precision recipe: step time, MFU, memory and whether it fits.
 
     Speed follows each recipe's GEMM format (the calibration's peak for fp32/tf32/bf16/fp8) and bytes per value;
@@ -56,7 +56,7 @@ def critical_batch_tokens(loss: float) -> float:
 
 def batch_size_whatif(model: ModelSpec, cluster: Cluster, tokens: float, global_batches: list[int], seq_len: int,
                       critical_batch: float | None = None, reference_batch: int | None = None, *,
-                      perf: Perf, framework: str = "megatron-core",
+                      perf: Perf, framework: str = DEFAULT_FRAMEWORK,
                       precision: Precision | None = None) -> pd.DataFrame:
     """Time to reach the same loss at each global batch size (sequences), on a fixed cluster.
 

@@ -11,8 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.training import Framework, FrameworkName, comms, get_framework, resolve_perf, stages
-from capsim.analytic.training.compute import micro_batch_times
+from capsim.analytic.memory import stage_params
+from capsim.analytic.training import (
+    DEFAULT_FRAMEWORK,
+    Framework,
+    FrameworkName,
+    comms,
+    get_framework,
+    resolve_perf,
+    stages,
+)
+from capsim.analytic.training.compute import MicroBatchTimes
 from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
 from capsim.sim.pipeline import PipelineResult, simulate_pipeline
@@ -42,12 +51,12 @@ class PipelineInputs:
                                  self.blocking_p2p, self.reduce_s, self.tail_s)
 
 
-def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework
-               ) -> dict[str, float]:
-    t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
+def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
+               t: MicroBatchTimes, moe: bool = True) -> dict[str, float]:
+    """One layer's forward and backward with its communication (an MoE layer's all-to-alls only if ``moe``)."""
     tp_f, tp_b = comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw)
     cp_f, cp_b = comms.cp_layer_s(perf, model, lay, precision, gpn, t)
-    ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn)
+    ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw) if moe else (0.0, 0.0)
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
     out = {"layer_f": t.layer_fwd_s + tp_f + cp_f + ep_f, "layer_b": t.layer_bwd_s + rec + tp_b + cp_b + ep_b,
@@ -58,13 +67,12 @@ def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
 
 
 def _stage_extras(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
-                  t: object, dp: dict[str, np.ndarray], n: int, emb: bool, head: bool, end_bwd_s: float
-                  ) -> tuple[float, float]:
+                  t: MicroBatchTimes, dp: dict[str, np.ndarray], n: int, d: int, emb: bool, head: bool,
+                  end_bwd_s: float) -> tuple[float, float]:
     """(per-micro-batch gradient work added to the stage's backward, gradient reduction after its last backward)
-    of one stage of ``n`` layers, from its own parameters."""
-    units = stages.unit_params(model, lay)
-    dense = n * units["layer"][0] + emb * units["emb"][0] + head * units["head"][0]
-    expert = n * units["layer"][1]
+    of one stage of ``n`` layers (``d`` of them dense-FFN layers), from its own parameters; ``t`` is the stage's
+    mean layer."""
+    dense, expert = stage_params(model, lay, np.array([float(n)]), emb, head, np.array([float(d)]))
     grads = (dense + expert) / np.where(lay.zero_stage >= 2, lay.dp * lay.cp, 1)  # ZeRO-2/3 keep a shard
     accumulate = comms.grad_accumulation_s(perf, grads, precision, fw)
     zero = sharded_exposed_s(lay, fw, t, np.array([float(n)]), np.array([emb]), np.array([head]), dp)
@@ -75,7 +83,7 @@ def _stage_extras(model: ModelSpec, lay: Layouts, precision: Precision, perf: Pe
 
 
 def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: Perf,
-                    framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> PipelineInputs:
+                    framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> PipelineInputs:
     """Per-stage, per-chunk times of ``plan`` from the same cost terms as ``step_time``: each model chunk is
     priced on its own layers (``TrainPlan.split``), the embedding on chunk (0, 0), the LM head and loss on
     chunk (p-1, v-1)."""
@@ -84,32 +92,37 @@ def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: P
     precision = plan.precision
     lay = Layouts.from_plans(model, [plan])
     gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
-    c = _per_layer(model, lay, precision, perf, gpn, fw)
+    times = stages.LayerTimes.of(model, lay, precision, perf, fw)
+    c, cd = (_per_layer(model, lay, precision, perf, gpn, fw, x, moe) for x, moe in
+             ((times.moe, True), (times.dense, not model.dense_layers)))
     split = plan.split(model)
     p, v = plan.pp, plan.pp_interleave
     layers = stages.StageLayers.of(model, lay)
     dp = stages.dp_costs(model, lay, precision, perf, gpn, fw, layers)
-    t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
     chunks = np.array(split.chunks, float)
-    fwd, bwd, reduce = chunks * c["layer_f"], chunks * c["layer_b"], np.zeros(p)
+    dense = np.array(split.count_on_chunks(model.dense_layers), float)
+    fwd = (chunks - dense) * c["layer_f"] + dense * cd["layer_f"]
+    bwd, reduce = (chunks - dense) * c["layer_b"] + dense * cd["layer_b"], np.zeros(p)
     for s, n in enumerate(split.stages):
         emb, head = s == 0, s == p - 1
+        d = int(dense[s].sum())
         end_bwd = (c["embed_b"] if emb else 0.0) + (c["head_b"] if head else 0.0)
-        per_mb, reduce[s] = _stage_extras(model, lay, precision, perf, gpn, fw, t, dp, n, emb, head, end_bwd)
+        t = times.moe.mix(times.dense, d / n if n else 0.0)
+        per_mb, reduce[s] = _stage_extras(model, lay, precision, perf, gpn, fw, t, dp, n, d, emb, head, end_bwd)
         weights = chunks[s] / n if n else np.full(v, 1.0 / v)  # spread over the chunks by their layers
         bwd[s, :] += per_mb * weights
     fwd[0, 0] += c["embed_f"]
     bwd[0, 0] += c["embed_b"]
     fwd[p - 1, v - 1] += c["head_f"]
     bwd[p - 1, v - 1] += c["head_b"]
-    tail = stages.step_tail(lay, fw, t, layers, np.array([c["hop"]]), dp)
+    tail = stages.step_tail(lay, fw, times, layers, np.array([c["hop"]]), dp)
     tail_s = float(tail["embedding_sync_s"][0] + tail["optimizer_s"][0] + tail["param_gather_s"][0])
     return PipelineInputs(fwd, bwd, plan.micro_batches, plan.schedule.value, c["hop"], not fw.overlap_p2p, reduce,
                           tail_s, perf.name, fw.name)
 
 
 def simulate_step(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: Perf,
-                  framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE) -> PipelineResult:
+                  framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> PipelineResult:
     """One training step of ``plan``, simulated event by event."""
     return pipeline_inputs(model, plan, cluster, perf, framework).simulate()
 

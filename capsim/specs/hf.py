@@ -10,12 +10,12 @@ the key. What a family has that capsim does not model is an error too, never dro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from capsim.errors import SpecError
+from capsim.inputs import json_object, read_json_object
 from capsim.specs.model import Arch, Mlp, ModelSpec, Norm, Position
 
 _REQUIRED = object()
@@ -300,21 +300,15 @@ _FAMILIES: dict[str, Callable[[Mapping[str, Any], str], ModelSpec]] = {
 
 
 def _read(config: str | Path | Mapping[str, Any], name: str | None) -> tuple[dict[str, Any], str | None]:
+    """The config as a dict: a mapping, JSON text, or a file (UTF-8 JSON whose top level is an object, without
+    NaN or Infinity)."""
     if isinstance(config, Mapping):
         return dict(config), name
     text = str(config)
     if text.lstrip().startswith("{"):
-        try:
-            return json.loads(text), name
-        except json.JSONDecodeError as err:
-            raise SpecError("config", f"not valid JSON ({err.msg}, line {err.lineno})") from None
+        return json_object(text, "config", "the config text"), name
     path = Path(config)
-    if not path.is_file():
-        raise SpecError("config", f"no file at {path}", "give the path of a local config.json")
-    try:
-        cfg = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SpecError("config", f"{path} is not valid JSON ({err})") from None
+    cfg = read_json_object(path, "config", "Hugging Face config.json")
     return cfg, name or (path.parent.name if path.name == "config.json" else path.stem)
 
 

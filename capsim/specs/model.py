@@ -235,6 +235,19 @@ class ModelSpec:
         return self.dense_ffn_hidden or self.ffn_hidden
 
     @property
+    def tp_widths(self) -> dict[str, int]:
+        """The FFN widths tensor parallelism splits, by the field that sets them: every layer's FFN of a dense
+        model; of an MoE model the dense layers' FFN (``dense_ffn_hidden``) and the shared experts (each
+        ``ffn_hidden`` wide, split like an MLP). The routed experts (``ffn_hidden`` each) split by the expert
+        tensor-parallel width (etp) instead."""
+        if not self.is_moe:
+            return {"ffn_hidden": self.ffn_hidden}
+        out = {"dense_ffn_hidden": self.dense_ffn} if self.dense_layers else {}
+        if self.shared_experts:
+            out["ffn_hidden"] = self.ffn_hidden
+        return out
+
+    @property
     def causal(self) -> bool:
         return self.arch is not Arch.ENCODER
 
@@ -252,7 +265,14 @@ class ModelSpec:
         return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in out.items()}
 
 
+MAX_SIZE = 2**24  # no width, depth, head or expert count of a real model comes near this (16.7M)
+MAX_CONTEXT = 2**31 - 1
+
+
 def _integer(name: str, value: object, least: int) -> None:
-    """An int (not a bool, float or string) of at least ``least``, or one SpecError naming ``model.<name>``."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= least
-    require(ok, f"model.{name}", f"must be {'a positive' if least else 'a non-negative'} integer, got {value!r}")
+    """An int (not a bool, float or string) of at least ``least`` and at most :data:`MAX_SIZE` (a context length:
+    :data:`MAX_CONTEXT`), or one SpecError naming ``model.<name>``."""
+    most = MAX_CONTEXT if name == "max_seq" else MAX_SIZE
+    ok = isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
+    require(ok, f"model.{name}", f"must be {'a positive' if least else 'a non-negative'} integer of at most {most}, "
+            f"got {value!r}")

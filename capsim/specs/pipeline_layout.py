@@ -84,6 +84,27 @@ class LayerSplit:
         """The heaviest stage between the first and the last (0 with fewer than 3 stages)."""
         return max(self.stages[1:-1], default=0)
 
+    def count_on_chunks(self, layers: tuple[int, ...] | frozenset[int]) -> tuple[tuple[int, ...], ...]:
+        """How many of the decoder layers ``layers`` (indices) each stage's chunks hold (``chunks``' shape).
+        Layers fill the virtual stages in order: chunk 0 of rank 0, 1, ..., p-1, then chunk 1 of every rank, ...
+        (Megatron-Core's ``get_transformer_layer_offset``, offset = vp_stage * total_virtual_chunks + pp_rank *
+        num_layers_per_virtual_rank, megatron/core/transformer/transformer_layer.py L45-154, NVIDIA/Megatron-LM@
+        2edffadb), so DeepSeek's first dense layers sit on the first stage's first chunk."""
+        wanted, start = frozenset(layers), 0
+        out = [[0] * self.v for _ in range(self.pp)]
+        if not wanted:
+            return tuple(tuple(row) for row in out)
+        for c in range(self.v):
+            for s in range(self.pp):
+                n = self.chunks[s][c]
+                out[s][c] = sum(1 for i in range(start, start + n) if i in wanted)
+                start += n
+        return tuple(tuple(row) for row in out)
+
+    def count_on_stages(self, layers: tuple[int, ...] | frozenset[int]) -> tuple[int, ...]:
+        """How many of the decoder layers ``layers`` each stage holds (all its chunks)."""
+        return tuple(sum(row) for row in self.count_on_chunks(layers))
+
     def peak_candidates(self) -> tuple[tuple[int, int], ...]:
         """(rank, layers) of the middle stages that can hold the memory peak: those heavier than every middle stage
         before them. Earlier ranks keep at least as many micro-batches in flight (1F1B, interleaved; GPipe keeps

@@ -45,7 +45,8 @@ class TrainPlan:
     pp_interleave: int = 1  # model chunks per stage, v (interleaved 1F1B when > 1)
     sequence_parallel: bool = False  # shard norms/dropout over the TP group (Korthikanti et al. 2022)
     cp: int = 1  # context-parallel ranks (ring attention over the sequence)
-    ep: int = 1  # expert-parallel ranks, carved out of dp x cp
+    ep: int = 1  # expert-parallel ranks, carved out of tp x cp x dp with etp (Megatron-Core's MoE parallel folding)
+    etp: int | None = None  # tensor-parallel width of the routed experts; None = tp (Megatron-Core's default)
     zero_stage: int = 0  # 0 none, 1 optimizer states, 2 + gradients, 3 + parameters (Rajbhandari et al. 2020)
     distributed_optimizer: bool = False  # Megatron's distributed optimizer: ZeRO-1 sharding of master + moments
     recompute: Recompute = Recompute.NONE
@@ -65,6 +66,8 @@ class TrainPlan:
     def __post_init__(self) -> None:
         _positive(self, ("dp", "tp", "pp", "pp_interleave", "cp", "ep", "micro_batch", "global_batch", "seq_len"),
                   "plan")
+        if self.etp is not None:
+            _positive(self, ("etp",), "plan")
         self._check_split_options()
         try:
             object.__setattr__(self, "recompute", Recompute(self.recompute))
@@ -145,6 +148,11 @@ class TrainPlan:
         return self.dp * self.tp * self.pp * self.cp
 
     @property
+    def expert_tp(self) -> int:
+        """The routed experts' tensor-parallel width (tp unless ``etp`` states another)."""
+        return self.tp if self.etp is None else self.etp
+
+    @property
     def micro_batches(self) -> int:
         """Micro-batches each pipeline runs per step (gradient-accumulation steps when pp = 1)."""
         return self.global_batch // (self.dp * self.micro_batch)
@@ -159,8 +167,13 @@ class TrainPlan:
                 f"{model.heads} attention heads", f"use tp in {divisors(model.heads)}")
         require(model.kv_heads % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide {model.name}'s "
                 f"{model.kv_heads} KV heads", f"use tp in {divisors(model.kv_heads)}")
-        require(model.ffn_hidden % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide ffn_hidden="
-                f"{model.ffn_hidden}", f"use tp in {[d for d in divisors(model.ffn_hidden) if d <= 64]}")
+        for name, width in model.tp_widths.items():
+            require(width % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide {name}={width}",
+                    f"use tp in {[d for d in divisors(width) if d <= 64]}")
+        if model.is_moe:
+            require(model.ffn_hidden % self.expert_tp == 0, "plan.etp", f"the routed experts' tensor-parallel "
+                    f"width {self.expert_tp} does not divide their ffn_hidden={model.ffn_hidden}",
+                    f"use etp in {[d for d in divisors(model.ffn_hidden) if d <= 64]}")
         if num_gpus is not None:
             require(self.num_gpus == num_gpus, "plan", f"dp*tp*pp*cp = {self.dp}*{self.tp}*{self.pp}*{self.cp} = "
                     f"{self.num_gpus}, but {num_gpus} GPUs were given", "change dp, tp, pp or cp so the product "
@@ -171,14 +184,22 @@ class TrainPlan:
         if model.position is Position.LEARNED:
             require(self.seq_len <= model.max_seq, "plan.seq_len", f"{self.seq_len} exceeds {model.name}'s "
                     f"{model.max_seq} learned positions", f"use seq_len <= {model.max_seq}")
-        if self.ep > 1:
-            require(model.is_moe, "plan.ep", f"{model.name} is dense; expert parallelism needs experts", "set ep=1")
-            require(model.experts % self.ep == 0, "plan.ep", f"ep={self.ep} does not divide {model.experts} experts",
-                    f"use ep in {divisors(model.experts)}")
-            require((self.dp * self.cp) % self.ep == 0, "plan.ep", f"ep={self.ep} must divide dp*cp="
-                    f"{self.dp * self.cp} (experts are sharded across data-parallel ranks)",
-                    f"use ep in {divisors(self.dp * self.cp)}")
+        if self.ep > 1 or self.expert_tp != self.tp:
+            self._check_experts(model)
         return self
+
+    def _check_experts(self, model: ModelSpec) -> None:
+        """Megatron-Core lays EP x ETP over the tp x cp x dp ranks of a stage (parallel_state.py, expert rank
+        generator, order tp-ep-dp)."""
+        require(model.is_moe, "plan.ep", f"{model.name} is dense; expert parallelism needs experts", "set ep=1")
+        require(model.experts % self.ep == 0, "plan.ep", f"ep={self.ep} does not divide {model.experts} experts",
+                f"use ep in {divisors(model.experts)}")
+        require(self.tp % self.expert_tp == 0, "plan.etp", f"etp={self.expert_tp} does not divide tp={self.tp}",
+                f"use etp in {divisors(self.tp)}")
+        ranks = self.tp * self.cp * self.dp
+        require(ranks % (self.ep * self.expert_tp) == 0, "plan.ep", f"ep x etp = {self.ep} x {self.expert_tp} "
+                f"does not divide tp x cp x dp = {ranks} (experts are laid over those ranks)",
+                f"use ep in {[d for d in divisors(ranks // self.expert_tp) if model.experts % d == 0]}")
 
     def with_(self, **changes: object) -> TrainPlan:
         return replace(self, **changes)

@@ -24,7 +24,7 @@ MAX_SHAPES = 8  # more GEMM shapes than this are drawn as sample-by-sample pairs
 
 def _parse(text: str) -> Calibration:
     data = json_object(text, "calibration file",
-                       "upload a file written by `capsim calibrate` or shipped under calibrations/")
+                       "upload a file written by `capsim calibrate` or shipped under capsim/calibrations/")
     try:
         return Calibration.from_dict(data, "calibration file")
     except (KeyError, TypeError) as err:

@@ -15,8 +15,17 @@ from capsim.specs.catalog import accelerators
 from capsim.specs.engine import engines
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Quantization
-from capsim.ui import figures
-from capsim.ui.common import checked, downloads, model_input, money, preset_traffic
+from capsim.ui import figures, fmt
+from capsim.ui.common import (
+    checked,
+    downloads,
+    infeasible,
+    model_input,
+    money,
+    plain_md,
+    preset_traffic,
+    show_table,
+)
 from capsim.ui.state import multi, number, select
 
 AUTO_CAL = "auto (GPU profile, else datasheet)"
@@ -40,7 +49,7 @@ def capacity_plan(model: ModelSpec, preset: str, rate_rps: float, ttft_p99_s: fl
 def _inputs() -> dict[str, Any]:
     c = st.columns(4)
     with c[0]:
-        model = model_input(default="llama-2-7b")
+        model = model_input(default="llama-3-8b")
     preset = select("Request lengths of", list(PRESETS), "workload", "chatbot", where=c[1],
                     help="A workload preset's prompt and output lengths; arrivals are Poisson at the peak rate.")
     rate = number("Peak rate (req/s)", "rate", 10.0, 0.001, where=c[1], step=1.0)
@@ -66,6 +75,24 @@ def _label(df: pd.DataFrame) -> pd.Series:
             + " " + df["quantization"].astype(str) + " b" + df["max_batch"].astype(str))
 
 
+def why_none(table: pd.DataFrame, reason: str) -> tuple[str, str]:
+    """Why no fleet qualified (the planner's reason and how many candidates failed for each cause) and the
+    nearest change: the targets the best candidate comes closest to."""
+    if table.empty or "reason" not in table:
+        return reason, "add candidate accelerators or quantizations"
+    counts = table.loc[table["reason"].astype(str) != "", "reason"].astype(str).value_counts()
+    causes = "; ".join(f"{n} candidates: {r}" for r, n in counts.head(3).items())
+    fixes = []
+    if counts.index.str.contains("TTFT").any():
+        fixes.append(f"a p99 TTFT target above {fmt.seconds(float(table['prefill_s'].min()))} (the fastest prefill "
+                     "of a typical prompt among the candidates)")
+    if counts.index.str.contains("TPOT").any():
+        fixes.append(f"a p99 TPOT target above {fmt.seconds(float(table['step_s'].min()))} (the fastest decode "
+                     "step among the candidates)")
+    return f"{reason} ({causes})" if causes else reason, "; or ".join(fixes) or "add candidate accelerators, " \
+        "quantizations or a larger tensor-parallel size"
+
+
 def render() -> None:
     st.header("Capacity planner")
     st.caption("Every candidate fleet (accelerator x TP/PP x quantization x batch limit) priced with the analytic "
@@ -76,33 +103,34 @@ def render() -> None:
                     x["quants"], x["engine"], x["requests"], x["cal"])
     table, sims = r["table"], r["simulated"]
     if not r["feasible"]:
-        st.error(f"No fleet found: {r['reason']}.")
+        infeasible(*why_none(table, r["reason"]))
     else:
         b = r["best"]
-        st.subheader(f"Cheapest: {int(b['replicas'])} x {b['accelerator']} (tp{b['tp']} pp{b['pp']}, "
-                     f"{b['quantization']}, max batch {b['max_batch']})")
+        st.subheader(plain_md(f"Cheapest: {int(b['replicas'])} x {b['accelerator']} (tp{b['tp']} pp{b['pp']}, "
+                              f"{b['quantization']}, max batch {b['max_batch']})"))
         c = st.columns(5)
-        c[0].metric("GPUs", f"{int(b['gpus'])}")
+        c[0].metric("GPUs", f"{int(b['gpus']):,}")
         c[1].metric("Cost per hour", money(b["cost_per_hour_usd"]))
-        c[2].metric("$ / M output tokens", f"{b['cost_per_million_output_tokens']:.3g}")
-        c[3].metric("p99 TTFT", f"{b['ttft_p99_s'] * 1e3:,.0f} ms")
-        c[4].metric("p99 TPOT", f"{b['tpot_p99_s'] * 1e3:,.1f} ms")
+        c[2].metric("$ / M output tokens", money(b["cost_per_million_output_tokens"]))
+        c[3].metric("p99 TTFT", fmt.seconds(b["ttft_p99_s"]))
+        c[4].metric("p99 TPOT", fmt.seconds(b["tpot_p99_s"]))
     for note in r["notes"]:
-        st.caption(note)
+        st.caption(plain_md(note))
     if len(sims):
         sims = sims.assign(label=_label(sims))
         front = r["pareto"].assign(label=_label(r["pareto"])) if len(r["pareto"]) else r["pareto"]
         st.plotly_chart(figures.pareto(sims, front, "cost_per_hour_usd", "ttft_p99_s", "label", "slo_met",
                                        f"Simulated fleets at {r['rate_rps']:g} req/s: cost against p99 TTFT",
                                        "USD per hour", "p99 TTFT (s)"), width="stretch")
-    confirmed = table[table["confirmed"]]
-    st.markdown("**Fleets that meet the SLOs, cheapest first**")
-    st.dataframe(confirmed[list(SHOWN)], hide_index=True)
-    with st.expander(f"All {len(table)} candidates with their analytic capacity bound"):
-        st.dataframe(table, hide_index=True)
+    confirmed = table[table["confirmed"]] if "confirmed" in table else table.iloc[:0]
+    if len(confirmed):
+        st.markdown("**Fleets that meet the SLOs, cheapest first**")
+        show_table(confirmed[[c for c in SHOWN if c in confirmed]])
+    with st.expander(f"All {len(table):,} candidates with their analytic capacity bound"):
+        show_table(table)
     downloads("capacity-plan", table, {"inputs": {**x, "model": x["model"].name}, "best": r["best"],
                                        "pareto": r["pareto"].to_dict("records"), "simulated": sims.to_dict("records"),
                                        "candidates": table.to_dict("records")}, key="plan", what="plan")
 
 
-__all__ = ["capacity_plan", "render"]
+__all__ = ["capacity_plan", "render", "why_none"]

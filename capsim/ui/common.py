@@ -16,21 +16,31 @@ from capsim.errors import SpecError
 from capsim.specs.catalog import get_model, models
 from capsim.specs.hf import from_hf_config
 from capsim.specs.model import ModelSpec
+from capsim.ui import fmt
+from capsim.ui.fmt import plain_md
 from capsim.ui.state import select
 
 T = TypeVar("T")
 CATALOG, UPLOAD = "catalog", "config.json"
 
 
-def show_error(err: Exception) -> None:
-    """A SpecError as field, problem and fix; anything else as its message (never a traceback)."""
+def show_error(err: Exception, where: Any = st) -> None:
+    """A SpecError as field, problem and fix; anything else as its message (never a traceback), as plain text."""
     if isinstance(err, SpecError):
-        text = f"**{err.field}**: {err.problem}"
+        text = f"**{plain_md(err.field)}**: {plain_md(err.problem)}"
         if err.fix:
-            text += f"  \nFix: {err.fix}"
-        st.error(text)
+            text += f"  \nFix: {plain_md(err.fix)}"
+        where.error(text)
     else:
-        st.error(f"{type(err).__name__}: {err}")
+        where.error(plain_md(f"{type(err).__name__}: {err}"))
+
+
+def infeasible(reason: str, change: str | None, where: Any = st) -> None:
+    """The box an infeasible result gets instead of its numbers: why, and the nearest change that works."""
+    text = f"**Infeasible**: {plain_md(reason)}"
+    if change:
+        text += f"  \n**Nearest feasible change**: {plain_md(change)}"
+    where.error(text, icon=":material/block:")
 
 
 def stop(err: Exception) -> NoReturn:
@@ -46,7 +56,7 @@ def last_resort(render: Callable[[], None]) -> Callable[[], None]:
         try:
             render()
         except Exception as err:  # noqa: BLE001 - the dashboard must never show a traceback
-            st.error(f"This page hit an unexpected error: {type(err).__name__}: {str(err)[:300]}")
+            st.error(plain_md(f"This page hit an unexpected error: {type(err).__name__}: {str(err)[:300]}"))
 
     page.__name__ = f"{render.__module__.rsplit('.', 1)[-1]}_page"
     return page
@@ -69,7 +79,7 @@ def model_input(where: Any = st, default: str = "llama-2-7b", key: str = "model"
         return get_model(select("Model", list(models()), key, default, where=where))
     upload = where.file_uploader("config.json", type=["json"], key=f"{key}_file")
     if upload is None:
-        st.info("Upload a Hugging Face config.json (llama, mistral, mixtral, gpt2, opt, bert, t5 families).")
+        st.info("Upload a Hugging Face config.json (an unsupported family is named, with the ones capsim reads).")
         st.stop()
     return checked(hf_model, upload.getvalue().decode("utf-8", errors="replace"), Path(upload.name).stem)
 
@@ -112,10 +122,35 @@ def json_object(text: str, field: str, fix: str) -> dict:
     return data
 
 
+def use_in_link(values: dict[str, Any]) -> None:
+    """Button callback: put ``values`` in the page's link and let the widgets take them from there on the rerun
+    (their remembered state is dropped, so the link wins)."""
+    for key, value in values.items():
+        st.query_params[key] = str(value).lower() if isinstance(value, bool | np.bool_) else str(value)
+        st.session_state.pop(key, None)
+
+
+def show_table(df: pd.DataFrame, columns: list[str] | None = None, where: Any = st,
+               height: int | None = None) -> None:
+    """A results table (optionally some columns) in people's units and formats, infeasible rows without results
+    (``fmt.display_table``); the data itself is unchanged in the downloads."""
+    df = fmt.mask_infeasible(df)
+    shown, specs = fmt.display_table(df if columns is None else df[[c for c in columns if c in df.columns]])
+    config: dict[str, Any] = {}
+    for col, spec in specs.items():
+        if "format" in spec:
+            config[col] = st.column_config.NumberColumn(spec["label"], format=spec["format"])
+        elif shown[col].dtype == bool:
+            config[col] = st.column_config.CheckboxColumn(spec["label"])
+        else:
+            config[col] = st.column_config.Column(spec["label"])
+    kwargs = {"height": height} if height else {}
+    where.dataframe(shown, hide_index=True, column_config=config, **kwargs)
+
+
 def table_with_downloads(df: pd.DataFrame, stem: str, columns: list[str] | None = None) -> None:
     """A results table (optionally some columns) with its CSV/JSON downloads (all columns)."""
-    shown = df if columns is None else df[[c for c in columns if c in df.columns]]
-    st.dataframe(shown, hide_index=True)
+    show_table(df, columns)
     downloads(stem, df, None, key=stem, what="table")
 
 
@@ -170,4 +205,6 @@ def downloads(stem: str, table: pd.DataFrame | None = None, payload: dict[str, A
                             icon=icon, width="stretch", on_click="ignore")
 
 
-__all__ = ["checked", "downloads", "hf_model", "last_resort", "model_input", "money", "parse_numbers", "plain", "preset_traffic", "show_error", "stop"]
+__all__ = ["checked", "downloads", "hf_model", "infeasible", "last_resort", "model_input", "money", "parse_numbers",
+           "plain", "plain_md", "preset_traffic", "show_error", "show_table", "stop", "table_with_downloads",
+           "use_in_link"]

@@ -6,6 +6,7 @@ faster than adding traces and shapes one call at a time, which keeps analytic pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,9 +15,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from capsim.ui import fmt
+
 PALETTE = qualitative.Plotly
 GANTT_MAX_BLOCKS = 4000  # more bars than this are drawn as the step's start and end panels
 MARGIN = dict(l=50, r=20, t=60, b=40)
+
+
+def _values(df: pd.DataFrame, col: str) -> np.ndarray:
+    return df[col].to_numpy(float) if len(df) and col in df else np.empty(0)
 
 
 def _color(i: int) -> str:
@@ -28,10 +35,41 @@ def _np(values: Any) -> Any:
     return values.to_numpy() if isinstance(values, pd.Series | pd.Index) else values
 
 
-def _axis(title: str = "", log: bool = False, category: bool = False, **extra: Any) -> dict[str, Any]:
-    """An axis with SI prefixes (G, not plotly's B for billion, which reads as bytes)."""
+def log_ticks(values: Any) -> tuple[list[float], list[str]]:
+    """Tick positions and labels for a log axis over ``values``: powers of ten (1, 10, 100 or 1k, 10k; every
+    second or third decade when they are many), 1-2-5 steps within a decade or two, finer within one."""
+    v = np.asarray(values, float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return [], []
+    lo, hi = float(v.min()), float(v.max())
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    span = math.log10(hi / lo)
+    mantissas = (1,) if span > 2.5 else (1, 2, 5) if span > 0.7 else (1, 1.5, 2, 3, 4, 5, 6, 8)
+    ticks = [m * 10.0**d for d in decades for m in mantissas]
+    ticks = [t for t in ticks if lo / 1.5 <= t <= hi * 1.5] or [10.0 ** round(math.log10(lo))]
+    step = max(1, math.ceil(len(ticks) / 9))
+    ticks = ticks[::step]
+    return ticks, [fmt.tick(t) for t in ticks]
+
+
+def _axis(title: str = "", log: bool = False, category: bool = False, values: Any = None,
+          **extra: Any) -> dict[str, Any]:
+    """An axis whose labels people read: a log axis ticks at 1, 10, 100 (or 1-2-5 within a narrow range) and
+    labels 1k, 1M, 1G (not plotly's B for billion, which reads as bytes); a linear axis prints small numbers as
+    decimals (0.02, not 20m) and large ones with SI letters. Its labels push the margins, never get cut."""
     kind = "log" if log else ("category" if category else "-")
-    return {"title": {"text": title}, "type": kind, "exponentformat": "SI", **extra}
+    axis: dict[str, Any] = {"title": {"text": title}, "type": kind, "automargin": True}
+    if log and values is not None:
+        ticks, text = log_ticks(values)
+        if ticks:
+            axis |= {"tickmode": "array", "tickvals": ticks, "ticktext": text}
+    elif not category:
+        v = np.asarray(values if values is not None else [], float).ravel()
+        v = v[np.isfinite(v)]
+        big = bool(len(v)) and float(np.abs(v).max()) >= 1e4
+        axis |= {"exponentformat": "SI" if big else "none", "separatethousands": not big}
+    return {**axis, **extra}
 
 
 def _figure(data: list[dict[str, Any]], title: str, height: int = 420, legend_v: bool = False,
@@ -53,8 +91,8 @@ def _vline(x: float, text: str, xref: str = "x", yref: str = "y", color: str = "
            ) -> tuple[dict[str, Any], dict[str, Any]]:
     shape = dict(type="line", xref=xref, x0=x, x1=x, yref=f"{yref} domain", y0=0, y1=1,
                  line=dict(color=color, dash="dash"))
-    note = dict(xref=xref, x=x, yref=f"{yref} domain", y=1, text=text, showarrow=False, xanchor="left",
-                yanchor="top", font=dict(color="gray", size=11))
+    note = dict(xref=xref, x=x, yref=f"{yref} domain", y=1, text=text, showarrow=False, xanchor="right",
+                yanchor="bottom", font=dict(color="gray", size=11))  # above the plot, left of the line
     return shape, note
 
 
@@ -85,14 +123,34 @@ def stacked_bar(df: pd.DataFrame, x: str, parts: Sequence[str], title: str, yaxi
     if line is not None:
         shape, note = _hline(line, line_name)
         extra = {"shapes": [shape], "annotations": [note]}
-    return _figure(data, title, barmode="stack", xaxis=_axis(category=True), yaxis=_axis(yaxis), **extra)
+    totals = df[list(parts)].fillna(0).sum(axis=1).to_numpy(float) if len(df) else []
+    return _figure(data, title, barmode="stack", xaxis=_axis(category=True, **_wrapped(df[x])),
+                   yaxis=_axis(yaxis, values=totals), **extra)
+
+
+def _wrapped(categories: Any, width: int = 9, crowded: int = 6) -> dict[str, Any]:
+    """Tick labels of a crowded category axis broken into short lines (``dp16 tp1<br>pp1 z1``), so they need
+    not be slanted (slanted labels run into the legend below)."""
+    names = [str(c) for c in categories]
+    if len(names) <= crowded or max(map(len, names), default=0) <= width:
+        return {}
+    lines = []
+    for name in names:
+        rows: list[str] = []
+        for word in name.split():
+            if rows and len(rows[-1]) + 1 + len(word) <= width:
+                rows[-1] += " " + word
+            else:
+                rows.append(word)
+        lines.append("<br>".join(rows))
+    return {"tickmode": "array", "tickvals": names, "ticktext": lines, "tickangle": 0}
 
 
 def grouped_bar(df: pd.DataFrame, x: str, y: str, group: str, title: str, yaxis: str) -> go.Figure:
     """Bars of ``y`` by ``x``, one bar per ``group`` value side by side."""
     data = [dict(type="bar", name=str(g), x=_np(part[x]), y=_np(part[y]), marker=dict(color=_color(i)))
             for i, (g, part) in enumerate(df.groupby(group, sort=False))]
-    return _figure(data, title, barmode="group", xaxis=_axis(category=True), yaxis=_axis(yaxis))
+    return _figure(data, title, barmode="group", xaxis=_axis(category=True), yaxis=_axis(yaxis, values=df[y]))
 
 
 def _gantt_bars(tl: pd.DataFrame, axis: str, legend: bool) -> list[dict[str, Any]]:
@@ -121,7 +179,8 @@ def gantt(timeline: pd.DataFrame, title: str, marks: Mapping[str, float] | None 
     if len(tl) <= GANTT_MAX_BLOCKS:
         lines = [_vline(x, name, color="gray") for name, x in (marks or {}).items()]
         return _figure(_gantt_bars(tl, "", True), title, height, barmode="overlay", bargap=0.15,
-                       xaxis=_axis("seconds into the step"), yaxis=yaxis, shapes=[s for s, _ in lines],
+                       xaxis=_axis("seconds into the step", values=tl["start_s"] + tl["duration_s"]), yaxis=yaxis,
+                       shapes=[s for s, _ in lines],
                        annotations=[a for _, a in lines])
     half = GANTT_MAX_BLOCKS // 2
     head, tail = tl.iloc[:half], tl.iloc[-half:]
@@ -129,8 +188,10 @@ def gantt(timeline: pd.DataFrame, title: str, marks: Mapping[str, float] | None 
     notes = [_panel_title(f"start of the step (first {half} of {len(tl)} blocks)", 0, 1, top[1]),
              _panel_title(f"end of the step (last {half} blocks)", 0, 1, bottom[1])]
     return _figure(_gantt_bars(head, "", True) + _gantt_bars(tail, "2", False), title, 2 * height,
-                   barmode="overlay", bargap=0.15, xaxis=_axis(anchor="y"), yaxis={**yaxis, "domain": top},
-                   xaxis2=_axis("seconds into the step", anchor="y2"), yaxis2={**yaxis, "domain": bottom,
+                   barmode="overlay", bargap=0.15, xaxis=_axis(anchor="y", values=head["start_s"]),
+                   yaxis={**yaxis, "domain": top},
+                   xaxis2=_axis("seconds into the step", anchor="y2", values=tail["start_s"]),
+                   yaxis2={**yaxis, "domain": bottom,
                                                                                "anchor": "x2"},
                    annotations=notes)
 
@@ -147,7 +208,7 @@ def ecdf_panels(df: pd.DataFrame, columns: Mapping[str, str], title: str, scale:
         y = np.arange(1, len(v) + 1) / max(len(v), 1)
         data.append(dict(type="scatter", x=v, y=y, mode="lines", line=dict(shape="hv", color=_color(i)), name=name,
                          showlegend=False, xaxis=f"x{k}", yaxis=f"y{k}"))
-        layout[f"xaxis{k}"] = _axis(unit, domain=[x0, x1], anchor=f"y{k}")
+        layout[f"xaxis{k}"] = _axis(unit, domain=[x0, x1], anchor=f"y{k}", values=v)
         layout[f"yaxis{k}"] = _axis("fraction of requests" if i == 0 else "", range=[0, 1.02], anchor=f"x{k}")
         notes.append(_panel_title(name, x0, x1, 1.0))
         target = (marks or {}).get(col)
@@ -168,8 +229,9 @@ def lines(df: pd.DataFrame, x: str, ys: Mapping[str, str], title: str, xaxis: st
     if hline is not None:
         shape, note = _hline(hline, hline_name)
         extra = {"shapes": [shape], "annotations": [note]}
-    yax = _axis(yaxis, log_y, **({"range": list(y_range)} if y_range else {}))
-    return _figure(data, title, xaxis=_axis(xaxis, log_x), yaxis=yax, **extra)
+    ys_values = df[list(ys)].to_numpy(float) if len(df) else []
+    yax = _axis(yaxis, log_y, values=ys_values, **({"range": list(y_range)} if y_range else {}))
+    return _figure(data, title, xaxis=_axis(xaxis, log_x, values=df[x]), yaxis=yax, **extra)
 
 
 def step_series(df: pd.DataFrame, x: str, ys: Mapping[str, str], group: str, title: str, xaxis: str) -> go.Figure:
@@ -189,8 +251,9 @@ def step_series(df: pd.DataFrame, x: str, ys: Mapping[str, str], group: str, tit
                              showlegend=r == 0, xaxis=f"x{k}", yaxis=f"y{k}"))
         last = r == n - 1
         layout[f"xaxis{k}"] = _axis(xaxis if last else "", anchor=f"y{k}", **({"matches": "x"} if r else {}),
-                                    showticklabels=last)
-        layout[f"yaxis{k}"] = _axis(domain=[max(0.0, top - height), min(1.0, top)], anchor=f"x{k}")
+                                    showticklabels=last, values=df[x])
+        layout[f"yaxis{k}"] = _axis(domain=[max(0.0, top - height), min(1.0, top)], anchor=f"x{k}",
+                                    values=df[col])
         notes.append(_panel_title(name, 0, 1, top))
     return _figure(data, title, 220 + 200 * n, annotations=notes, **layout)
 
@@ -211,7 +274,10 @@ def measured_vs_fitted(measured: pd.DataFrame, fitted: pd.DataFrame, x: str, y: 
         if len(f):
             data.append(dict(type="scatter", x=_np(f[x]), y=_np(f[y]), mode="lines", name=f"{g} fitted", legendgroup=str(g),
                              line=dict(color=_color(i), width=2)))
-    return _figure(data, title, 460, legend_v=len(data) > 4, xaxis=_axis(xaxis, log_x), yaxis=_axis(yaxis, log_y))
+    xs = np.concatenate([_values(measured, x), _values(fitted, x)])
+    ys = np.concatenate([_values(measured, y), _values(fitted, y)])
+    return _figure(data, title, 460, legend_v=len(data) > 4, xaxis=_axis(xaxis, log_x, values=xs),
+                   yaxis=_axis(yaxis, log_y, values=ys))
 
 
 def measured_and_predicted(df: pd.DataFrame, x: str, measured: str, predicted: str, group: str, title: str,
@@ -223,7 +289,9 @@ def measured_and_predicted(df: pd.DataFrame, x: str, measured: str, predicted: s
         for col, name, symbol in ((measured, "measured", "circle"), (predicted, "fitted", "circle-open")):
             data.append(dict(type="scatter", x=_np(part[x]), y=_np(part[col]), mode="markers", name=f"{g} {name}",
                              legendgroup=str(g), marker=dict(color=_color(i), size=7, symbol=symbol, opacity=0.8)))
-    return _figure(data, title, 460, legend_v=len(data) > 4, xaxis=_axis(xaxis, log_x), yaxis=_axis(yaxis))
+    ys = np.concatenate([_values(df, measured), _values(df, predicted)])
+    return _figure(data, title, 460, legend_v=len(data) > 4, xaxis=_axis(xaxis, log_x, values=df[x]),
+                   yaxis=_axis(yaxis, values=ys))
 
 
 def parity(df: pd.DataFrame, measured: str, predicted: str, group: str, title: str, unit: str) -> go.Figure:
@@ -237,39 +305,72 @@ def parity(df: pd.DataFrame, measured: str, predicted: str, group: str, title: s
         lo, hi = float(both.min()), float(both.max())
         data.append(dict(type="scatter", x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
                          line=dict(color="gray", dash="dash")))
-    return _figure(data, title, 460, legend_v=True, xaxis=_axis(f"measured ({unit})", True),
-                   yaxis=_axis(f"predicted ({unit})", True))
+    return _figure(data, title, 460, legend_v=True, xaxis=_axis(f"measured ({unit})", True, values=both),
+                   yaxis=_axis(f"predicted ({unit})", True, values=both))
 
 
 def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, label: str, ok: str, title: str,
            xaxis: str, yaxis: str) -> go.Figure:
-    """Every option as a marker (filled where ``ok``), the non-dominated ones joined as the front."""
+    """Every option as a marker (filled where ``ok``), the non-dominated ones joined as the front; the front's
+    labels point into the plot (left of points in its right half), so none runs off an edge."""
     data = []
     for flag, name, symbol in ((True, "meets the SLOs", "circle"), (False, "misses the SLOs", "x")):
         part = points[points[ok] == flag] if len(points) else points
         if len(part):
-            data.append(dict(type="scatter", x=_np(part[x]), y=_np(part[y]), mode="markers", name=name, text=_np(part[label]),
-                             marker=dict(symbol=symbol, size=10, color=_color(0 if flag else 1)),
+            data.append(dict(type="scatter", x=_np(part[x]), y=_np(part[y]), mode="markers", name=name,
+                             text=_np(part[label]), marker=dict(symbol=symbol, size=10, color=_color(0 if flag else 1)),
                              hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>"))
-    if len(front):
-        data.append(dict(type="scatter", x=_np(front[x]), y=_np(front[y]), mode="lines+markers+text", name="Pareto front",
-                         text=_np(front[label]), textposition="top right", textfont=dict(size=10),
-                         line=dict(color=_color(2), width=2, shape="hv")))
-    xs = pd.concat([points[x], front[x]]) if len(front) else points[x]
-    xax = _axis(xaxis)
+    xs = np.concatenate([_values(points, x), _values(front, x)])
+    ys = np.concatenate([_values(points, y), _values(front, y)])
+    xax, yax = _axis(xaxis, values=xs), _axis(yaxis, values=ys)
     if len(xs):
-        lo, hi = float(xs.min()), float(xs.max())
+        lo, hi = float(np.nanmin(xs)), float(np.nanmax(xs))
         pad = 0.08 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-9
-        xax["range"] = [lo - pad, hi + 3 * pad]  # room for the front's labels
-    return _figure(data, title, 460, xaxis=xax, yaxis=_axis(yaxis))
+        xax["range"] = [lo - pad, hi + pad]
+        ylo, yhi = float(np.nanmin(ys)), float(np.nanmax(ys))
+        ypad = 0.1 * (yhi - ylo) if yhi > ylo else 0.1 * abs(yhi) + 1e-9
+        yax["range"] = [ylo - ypad, yhi + 2 * ypad]  # room for the labels above the points
+    if len(front):
+        where = _label_sides(front[x].to_numpy(float), front[y].to_numpy(float), xax["range"], yax["range"])
+        data.append(dict(type="scatter", x=_np(front[x]), y=_np(front[y]), mode="lines+markers+text",
+                         name="Pareto front", text=_np(front[label]), textposition=where,
+                         textfont=dict(size=10), cliponaxis=False, line=dict(color=_color(2), width=2, shape="hv")))
+    return _figure(data, title, 460, xaxis=xax, yaxis=yax)
+
+
+def _label_sides(xs: np.ndarray, ys: np.ndarray, xr: list[float], yr: list[float]) -> list[str]:
+    """Where each point's label goes: towards the middle of the plot (left of points in its right half), and
+    below the point when the previous label sits close above it (so neighbours do not overprint)."""
+    mid, xspan, yspan = (xr[0] + xr[1]) / 2, xr[1] - xr[0], yr[1] - yr[0]
+    out: list[str] = []
+    for i, (px, py) in enumerate(zip(xs, ys, strict=True)):
+        vertical = "top"
+        if i and out[-1].startswith("top") and abs(px - xs[i - 1]) < 0.3 * xspan \
+                and abs(py - ys[i - 1]) < 0.1 * yspan:
+            vertical = "bottom"
+        out.append(f"{vertical} {'left' if px > mid else 'right'}")
+    return out
+
+
+def _log_range(values: np.ndarray, below: float, above: float) -> list[float]:
+    """A log axis range (in decades) around ``values`` with margins, in decades, below and above."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if not len(v):
+        return [0.0, 1.0]
+    return [math.log10(float(v.min())) - below, math.log10(float(v.max())) + above]
 
 
 def bubbles(df: pd.DataFrame, x: str, y: str, size: str, label: str, title: str, log: bool = False) -> go.Figure:
-    """Labelled points, marker area proportional to ``size`` (log axes spread a wide range)."""
+    """Labelled points, marker area proportional to ``size`` (log axes spread a wide range); the axes leave room
+    for the largest marker and the labels above the points."""
     sizes = df[size].to_numpy(float)
-    data = [dict(type="scatter", x=_np(df[x]), y=_np(df[y]), mode="markers+text", text=_np(df[label]), textposition="top center",
-                 textfont=dict(size=10), customdata=sizes,
+    data = [dict(type="scatter", x=_np(df[x]), y=_np(df[y]), mode="markers+text", text=_np(df[label]),
+                 textposition="top center", textfont=dict(size=10), customdata=sizes, cliponaxis=False,
                  marker=dict(size=sizes, sizemode="area", sizeref=2.0 * np.nanmax(sizes) / 40**2, sizemin=4,
                              color=_color(0), opacity=0.7),
                  hovertemplate=f"%{{text}}<br>{x} %{{x}}<br>{y} %{{y}}<br>{size} %{{customdata}}<extra></extra>")]
-    return _figure(data, title, 520, xaxis=_axis(x, log), yaxis=_axis(y, log))
+    xs, ys = df[x].to_numpy(float), df[y].to_numpy(float)
+    xax, yax = _axis(x, log, values=xs), _axis(y, log, values=ys)
+    if log:
+        xax["range"], yax["range"] = _log_range(xs, 0.12, 0.12), _log_range(ys, 0.12, 0.25)
+    return _figure(data, title, 520, xaxis=xax, yaxis=yax)

@@ -11,7 +11,7 @@ from capsim.specs.catalog import accelerators, get_accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Recompute, TrainPlan
 from capsim.specs.precision import PRESET_NAMES
-from capsim.ui.common import checked, downloads, model_input
+from capsim.ui.common import checked, downloads, model_input, show_table
 from capsim.ui.figures import stacked_bar
 from capsim.ui.state import number, select
 
@@ -47,7 +47,7 @@ def memory_table(model: ModelSpec, acc_name: str, layouts: tuple[tuple[int, int,
             continue  # tp that does not divide the heads, pp that does not divide the layers
         mem = training_memory(model, plan, accelerator=acc).to_dict()
         rows.append({"layout": f"dp{dp} tp{tp} pp{pp} z{zero}", "dp": dp, "tp": tp, "pp": pp, "zero_stage": zero,
-                     **{p: mem[f"{p}_bytes"] / 1e9 for p in PARTS}, "total": mem["total_bytes"] / 1e9,
+                     **{f"{p}_gb": mem[f"{p}_bytes"] / 1e9 for p in PARTS}, "total_gb": mem["total_bytes"] / 1e9,
                      "fits": mem["fits"]})
     return pd.DataFrame(rows)
 
@@ -76,10 +76,10 @@ def render() -> None:
         st.error("No layout of tp and pp (powers of two up to 8) divides the GPU count, the global batch into "
                  "micro-batches, and the model's heads and layers; change the GPU count or the batch.")
         return
-    fig = stacked_bar(table, "layout", PARTS, f"{model.name} on {gpus} x {acc}", "GB per GPU",
-                      get_accelerator(acc).memory_bytes / 1e9, "capacity")
+    fig = stacked_bar(table, "layout", [f"{p}_gb" for p in PARTS], f"{model.name} on {gpus} x {acc}", "GB per GPU",
+                      get_accelerator(acc).memory_bytes / 1e9, "capacity", labels={f"{p}_gb": p for p in PARTS})
     st.plotly_chart(fig, width="stretch")
-    st.dataframe(table, hide_index=True)
+    show_table(table)
     downloads("memory", table, {"model": model.name, "accelerator": acc, "gpus": gpus, "seq_len": seq_len,
                                 "micro_batch": mb, "global_batch": gb, "recompute": recompute,
                                 "precision": precision, "layouts": table.to_dict("records")})

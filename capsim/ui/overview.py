@@ -7,7 +7,8 @@ import streamlit as st
 
 from capsim.specs.catalog import accelerators
 from capsim.ui import figures
-from capsim.ui.common import downloads
+from capsim.ui.common import downloads, show_table
+from capsim.ui.menu import MENU
 from capsim.ui.state import select
 
 FORMATS = ("bf16", "fp8", "fp32", "tf32", "int8")
@@ -26,14 +27,12 @@ def accelerator_table(fmt: str = "bf16") -> pd.DataFrame:
 
 
 def render() -> None:
-    from capsim.ui.registry import PAGES  # the registry imports this module
-
     st.header("capsim")
     st.markdown(
         "Predict before you spend: training step time and cost, the memory of a layout, serving latency and the "
         "fleet that meets your SLOs, from one GPU to tens of thousands. Every view is kept in the page's link, so "
         "it can be shared; every result can be downloaded as CSV or JSON.")
-    st.markdown("\n".join(f"- **{p.title}**: {p.description}" for p in PAGES[1:]))
+    st.markdown("\n".join(f"- **{p.title}**: {p.description}" for p in MENU[1:]))
     fmt = select("Peak rate of", list(FORMATS), "fmt", "bf16", radio=True)
     table = accelerator_table(fmt)
     shown = table.dropna(subset=[f"{fmt} TFLOP/s"])
@@ -43,5 +42,5 @@ def render() -> None:
     if len(shown) < len(table):
         st.caption(f"Without a {fmt} rate in their datasheet: "
                    + ", ".join(table.loc[table[f'{fmt} TFLOP/s'].isna(), 'accelerator']))
-    st.dataframe(table, hide_index=True)
+    show_table(table)
     downloads("accelerators", table, key="acc", what="accelerators")

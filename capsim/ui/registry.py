@@ -1,11 +1,16 @@
-"""The dashboard's pages, in menu order: one module per page, each with a ``render()``."""
+"""The dashboard's pages in menu order (``menu.MENU``), each a module with a ``render()``, and ``main()``, the
+app that ``app.py`` and ``capsim dashboard`` run."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import streamlit as st
+
 from capsim.ui import calibration, capacity, memory, overview, scaling, serving, training, whatif
+from capsim.ui.common import last_resort
+from capsim.ui.menu import MENU
 
 
 @dataclass(frozen=True)
@@ -16,19 +21,18 @@ class Page:
     description: str = ""
 
 
-PAGES = (
-    Page("Overview", "overview", overview.render, "What capsim answers, and the accelerators it knows."),
-    Page("Training planner", "training", training.render,
-         "Step time, memory, MFU, time and cost to train; a layout given or searched; the pipeline schedule."),
-    Page("Serving simulator", "serving", serving.render,
-         "A serving fleet under a workload: latency distributions, load sweep, KV cache and queue over time."),
-    Page("Capacity planner", "capacity", capacity.render,
-         "SLOs and traffic in; the cheapest fleet out, with the Pareto front of cost against p99 TTFT."),
-    Page("Compression & precision", "whatif", whatif.render,
-         "Quantization, pruning and distillation for serving; precision recipes and batch size for training."),
-    Page("Scaling study", "scaling", scaling.render,
-         "Cost, latency and MFU from small to large: serving traffic, training GPU counts, model size."),
-    Page("Memory per GPU", "memory", memory.render, "Memory per GPU of training layouts against capacity."),
-    Page("Calibration explorer", "calibration", calibration.render,
-         "A calibration's measured samples against its fitted curves; two calibrations compared."),
-)
+RENDER: dict[str, Callable[[], None]] = {
+    "overview": overview.render, "training": training.render, "serving": serving.render,
+    "capacity": capacity.render, "whatif": whatif.render, "scaling": scaling.render, "memory": memory.render,
+    "calibration": calibration.render,
+}
+PAGES = tuple(Page(e.title, e.url_path, RENDER[e.url_path], e.description) for e in MENU)
+
+
+def main() -> None:
+    """The Streamlit app: page config and the navigation between pages (each under the error net)."""
+    st.set_page_config(page_title="capsim", layout="wide")
+    st.navigation([st.Page(last_resort(p.render), title=p.title, url_path=p.url_path) for p in PAGES]).run()
+
+
+__all__ = ["PAGES", "Page", "main"]

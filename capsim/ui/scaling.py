@@ -15,11 +15,12 @@ from capsim.plan.serving import Slo
 from capsim.sim.serving.presets import PRESETS
 from capsim.specs.catalog import accelerators
 from capsim.specs.model import ModelSpec
-from capsim.ui import figures
+from capsim.ui import figures, fmt
 from capsim.ui.common import (
     checked,
     model_input,
     parse_numbers,
+    plain_md,
     preset_traffic,
     table_with_downloads,
 )
@@ -57,7 +58,7 @@ def training_study(model: ModelSpec, acc: str, tokens: float, global_batch: int,
 
 def _serving(c: list[Any]) -> None:
     with c[0]:
-        model = model_input(default="llama-2-7b")
+        model = model_input(default="llama-3-8b")
     preset = select("Request lengths of", list(PRESETS), "workload", "chatbot", where=c[1])
     rates = checked(parse_numbers, text("Rates (req/s)", "rates", "1,10,100,1000", where=c[1]), "rates",
                     "1,10,100,1000", most=12)
@@ -78,8 +79,9 @@ def _serving(c: list[Any]) -> None:
     df = pd.concat(frames, ignore_index=True)
     ok = df[df["feasible"]] if "feasible" in df else df
     if len(ok) < len(df):
-        st.warning("No candidate meets the SLOs at " + ", ".join(f"{r:g}" for r in df.loc[~df["feasible"],
-                                                                                          "rate_rps"]) + " req/s.")
+        st.warning(plain_md("No candidate meets the SLOs at " + ", ".join(
+            f"{r:g} req/s ({why})" for r, why in zip(df.loc[~df["feasible"], "rate_rps"],
+                                                    df.loc[~df["feasible"], "reason"], strict=True)) + "."))
     c2 = st.columns(3)
     c2[0].plotly_chart(figures.lines(ok, "rate_rps", {"cost_per_hour_usd": "fleet"}, "Fleet cost against traffic",
                                      "requests/s", "USD per hour", log_x=True, log_y=True), width="stretch")
@@ -105,7 +107,8 @@ def _training(c: list[Any]) -> None:
         df = checked(training_study, model, acc, tokens, gb, seq, counts)
     ok = df[df["feasible"]]
     if len(ok) < len(df):
-        st.warning("No layout fits at " + ", ".join(str(g) for g in df.loc[~df["feasible"], "gpus"]) + " GPUs.")
+        st.warning(plain_md("No layout fits at " + ", ".join(str(g) for g in df.loc[~df["feasible"], "gpus"])
+                            + " GPUs."))
     if ok.empty:
         table_with_downloads(df, "scaling-training")
         return
@@ -114,7 +117,7 @@ def _training(c: list[Any]) -> None:
     c2[0].plotly_chart(figures.lines(ok, "gpus", {"mfu": "MFU", "scaling_efficiency": "scaling efficiency"},
                                      "MFU and scaling efficiency", "GPUs", "fraction", log_x=True, y_range=(0, 1.05)),
                        width="stretch")
-    c2[1].plotly_chart(figures.lines(ok, "gpus", {"days": "time to train"}, f"Time to train {tokens:.3g} tokens",
+    c2[1].plotly_chart(figures.lines(ok, "gpus", {"days": "time to train"}, f"Time to train {fmt.count(tokens)} tokens",
                                      "GPUs", "days", log_x=True, log_y=True), width="stretch")
     c2[2].plotly_chart(figures.lines(ok, "gpus", {"cost_usd": "cost"}, "Cost to train", "GPUs", "USD", log_x=True),
                        width="stretch")

@@ -3,7 +3,9 @@ simulated request by request (SimPy): latency CDFs, a load sweep, KV-cache occup
 
 from __future__ import annotations
 
-import hashlib
+import csv
+import io
+import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -16,54 +18,76 @@ from capsim.calibration import available, perf_for
 from capsim.sim.serving import ServeConfig, ServingResult, engine_plan, simulate
 from capsim.sim.serving.presets import PRESETS, WorkloadSpec, build_workload, get_preset, preset_spec
 from capsim.sim.serving.router import RouterKind
-from capsim.sim.serving.workload import ArrivalKind
+from capsim.sim.serving.workload import ArrivalKind, Workload
 from capsim.specs.catalog import accelerators, get_accelerator
 from capsim.specs.engine import SchedulerKind, engines, get_engine
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Quantization
-from capsim.ui import figures
-from capsim.ui.common import checked, downloads, model_input, parse_numbers
+from capsim.ui import figures, fmt
+from capsim.ui.common import (
+    checked,
+    downloads,
+    infeasible,
+    model_input,
+    money,
+    parse_numbers,
+    plain_md,
+    show_table,
+    use_in_link,
+)
+from capsim.ui.nearest import nearest_replica, serving_fit
 from capsim.ui.state import number, select, text
 
 ENGINE_DEFAULT, AUTO_CAL = "engine default", "auto (GPU profile, else datasheet)"
 PRESET, UPLOAD = "preset", "trace CSV"
+RECORDED, POISSON = "as recorded", "Poisson at a rate"
 TRACE_COLUMNS = "arrived_at,num_prefill_tokens,num_decode_tokens"
 SWEEP_KEYS = ("request_throughput_rps", "output_tokens_per_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
               "tpot_p99_s", "e2e_p50_s", "e2e_p99_s", "goodput", "kv_occupancy_mean", "queue_length_mean")
 
 
-def _trace_file(text: str) -> str:
-    """An uploaded trace's text on disk (named by its hash), for the trace loader."""
-    folder = Path(tempfile.gettempdir()) / "capsim-ui-traces"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.csv"
-    if not path.is_file():
-        path.write_text(text)
-    return str(path)
-
-
-def workload_spec(preset: str | None, trace_text: str | None, rate: float, requests: int, seed: int,
-                  load: float = 1.0) -> WorkloadSpec:
-    """A preset's or an uploaded trace's workload, at ``load`` times its rate (a replay runs its clock faster)."""
+def workload_spec(preset: str | None, trace: str | None, rate: float | None, requests: int, seed: int,
+                  load: float = 1.0, speed: float = 1.0) -> WorkloadSpec:
+    """A preset's or a trace file's workload: Poisson at ``rate`` x ``load``, or (``rate`` None) the recorded
+    arrivals replayed ``speed`` x ``load`` times as fast."""
     if preset is not None:
-        base = preset_spec(preset, rate or None, requests, None, seed)
+        base = preset_spec(preset, rate, requests, None, seed)
     else:
-        base = WorkloadSpec(ArrivalKind.POISSON if rate else ArrivalKind.TRACE, trace=_trace_file(trace_text or ""),
-                            rate_rps=rate or None, requests=requests, seed=seed, name="uploaded trace")
+        base = WorkloadSpec(ArrivalKind.TRACE if rate is None else ArrivalKind.POISSON, trace=trace,
+                            rate_rps=rate, requests=requests, seed=seed, name="uploaded trace")
     if base.arrival is ArrivalKind.TRACE:
-        return replace(base, time_scale=base.time_scale / load)
+        return replace(base, time_scale=base.time_scale / (speed * load))
     return replace(base, rate_rps=base.rate_rps * load)
+
+
+def build(preset: str | None, trace_text: str | None, rate: float | None, requests: int, seed: int, load: float,
+          speed: float) -> Workload:
+    """The requests of a preset, or of an uploaded trace. An upload is written to a private temporary folder
+    (``mkdtemp``: mode 0700, a fresh name) only while the trace loader reads it, then deleted."""
+    if trace_text is None:
+        return build_workload(workload_spec(preset, None, rate, requests, seed, load, speed))
+    with tempfile.TemporaryDirectory(prefix="capsim-upload-") as folder:
+        path = Path(folder) / "trace.csv"
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(trace_text)
+        return build_workload(workload_spec(None, str(path), rate, requests, seed, load, speed))
+
+
+def has_arrivals(trace_text: str) -> bool:
+    """Whether an uploaded trace's header names an ``arrived_at`` column (else it has lengths only)."""
+    header = next(csv.reader(io.StringIO(trace_text.lstrip())), [])
+    return "arrived_at" in [h.strip() for h in header]
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def run_serving(model: ModelSpec, acc_name: str, tp: int, replicas: int, engine: str, scheduler: str | None,
                 router: str, quantization: str, calibration: str | None, preset: str | None, trace_text: str | None,
-                rate: float, requests: int, seed: int, load: float, slo_ttft_s: float | None,
-                slo_tpot_s: float | None) -> ServingResult:
+                rate: float | None, requests: int, seed: int, load: float, slo_ttft_s: float | None,
+                slo_tpot_s: float | None, speed: float = 1.0) -> ServingResult:
     """One simulated run (pure: every input is an argument; cached by them)."""
     acc = get_accelerator(acc_name)
     plan = engine_plan(engine, model, acc, tp=tp, replicas=replicas, quantization=quantization)
-    wl = build_workload(workload_spec(preset, trace_text, rate, requests, seed, load))
+    wl = build(preset, trace_text, rate, requests, seed, load, speed)
     cfg = ServeConfig(engine=get_engine(engine), scheduler=scheduler, router=router, slo_ttft_s=slo_ttft_s,
                       slo_tpot_s=slo_tpot_s, seed=seed)
     return simulate(model, plan, acc, perf_for(acc, calibration), wl, cfg)
@@ -76,10 +100,41 @@ def offered_rps(result: ServingResult) -> float:
     return (len(t) - 1) / span if span > 0 else float("nan")
 
 
+def _workload_inputs(c: list[Any]) -> dict[str, Any]:
+    """Where the requests come from and how they arrive: a preset (Poisson at a rate; the Azure traces replay
+    their recorded arrivals unless a rate is chosen) or an uploaded trace (replayed as recorded by default)."""
+    src = select("Workload from", [PRESET, UPLOAD], "wl_src", PRESET, where=c[0], radio=True)
+    preset, trace_text, recorded = None, None, False
+    if src == PRESET:
+        preset = select("Workload preset", list(PRESETS), "workload", "chatbot", where=c[0],
+                        help="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
+        p = get_preset(preset)
+        recorded = isinstance(p.lengths, str) and p.rate_rps is None
+    else:
+        up = c[0].file_uploader(f"Trace CSV ({TRACE_COLUMNS})", type=["csv"], key="trace_file")
+        if up is None:
+            st.info(f"Upload a CSV with the columns {TRACE_COLUMNS} (uploads are not kept in the page's link).")
+            st.stop()
+        trace_text = up.getvalue().decode("utf-8", errors="replace")
+        recorded = has_arrivals(trace_text)
+        if not recorded:
+            c[0].caption("This trace has no arrived_at column: its lengths arrive as Poisson at the rate given.")
+    arrivals = select("Arrivals", [RECORDED, POISSON], "arrivals", RECORDED, where=c[1],
+                      help="Replay the trace's own arrival times, or draw Poisson arrivals with its lengths.") \
+        if recorded else POISSON
+    rate, speed = None, 1.0
+    if arrivals == RECORDED:
+        speed = number("Replay speed (x recorded)", "speed", 1.0, 0.001, where=c[1], step=0.5,
+                       help="2 replays the trace twice as fast (half the gaps between arrivals).")
+    else:
+        rate = number("Rate (req/s)", "rate", 4.0, 0.001, where=c[1], step=0.5)
+    return dict(preset=preset, trace_text=trace_text, rate=rate, speed=speed)
+
+
 def _inputs() -> dict[str, Any]:
     c = st.columns(4)
     with c[0]:
-        model = model_input(default="llama-2-7b")
+        model = model_input(default="llama-3-8b")
     acc = select("Accelerator", list(accelerators()), "acc", "A100-SXM4-80GB", where=c[1])
     tp = number("TP per replica", "tp", 1, 1, 64, where=c[1])
     replicas = number("Replicas", "replicas", 1, 1, 256, where=c[2])
@@ -88,38 +143,29 @@ def _inputs() -> dict[str, Any]:
                    where=c[3])
     router = select("Router", [r.value for r in RouterKind], "router", RouterKind.ROUND_ROBIN.value, where=c[3])
     c = st.columns(4)
-    src = select("Workload from", [PRESET, UPLOAD], "wl_src", PRESET, where=c[0], radio=True)
-    preset, trace_text = None, None
-    if src == PRESET:
-        preset = select("Workload preset", list(PRESETS), "workload", "chatbot", where=c[0],
-                        help="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
-    else:
-        up = c[0].file_uploader(f"Trace CSV ({TRACE_COLUMNS})", type=["csv"], key="trace_file")
-        if up is None:
-            st.info(f"Upload a CSV with the columns {TRACE_COLUMNS} (uploads are not kept in the page's link).")
-            st.stop()
-        trace_text = up.getvalue().decode("utf-8", errors="replace")
-    rate = number("Rate req/s (0: preset's / trace's own)", "rate", 4.0, 0.0, where=c[1], step=0.5)
-    requests = number("Requests", "requests", 300, 1, 100_000, where=c[1])
-    slo_default = get_preset(preset) if preset else None
-    ttft = number("TTFT SLO s (0: preset's)", "slo_ttft", 0.0, 0.0, where=c[2], step=0.1)
-    tpot = number("TPOT SLO s (0: preset's)", "slo_tpot", 0.0, 0.0, where=c[2], step=0.01, fmt="%.3f")
+    wl = _workload_inputs(c)
+    requests = number("Requests", "requests", 300, 1, 100_000, where=c[1],
+                      help="A replay takes the trace's first requests, up to this many.")
+    seed = number("Seed", "seed", 0, 0, where=c[1])
+    preset = get_preset(wl["preset"]) if wl["preset"] else None
+    own = "preset's" if preset else "none"
+    ttft = number(f"TTFT SLO s (0: {own})", "slo_ttft", 0.0, 0.0, where=c[2], step=0.1)
+    tpot = number(f"TPOT SLO s (0: {own})", "slo_tpot", 0.0, 0.0, where=c[2], step=0.01, fmt="%.3f")
     quant = select("Quantization", [q.value for q in Quantization], "quant", "none", where=c[3])
     cal = select("Calibration", [AUTO_CAL, *available()], "cal", AUTO_CAL, where=c[3])
-    loads = text("Load sweep (multiples of the rate)", "loads", "0.25,0.5,1,1.5,2,3")
+    loads = text("Load sweep (multiples of the rate, or of the replay speed)", "loads", "0.25,0.5,1,1.5,2,3")
     return dict(model=model, acc=acc, tp=tp, replicas=replicas, engine=engine,
                 scheduler=None if sched == ENGINE_DEFAULT else sched, router=router, quant=quant,
-                cal=None if cal == AUTO_CAL else cal, preset=preset, trace_text=trace_text, rate=rate,
-                requests=requests, seed=number("Seed", "seed", 0, 0, where=c[1]),
-                slo_ttft=ttft or (slo_default.slo_ttft_s if slo_default else None),
-                slo_tpot=tpot or (slo_default.slo_tpot_s if slo_default else None),
+                cal=None if cal == AUTO_CAL else cal, requests=requests, seed=seed, **wl,
+                slo_ttft=ttft or (preset.slo_ttft_s if preset else None),
+                slo_tpot=tpot or (preset.slo_tpot_s if preset else None),
                 loads=checked(parse_numbers, loads, "load sweep", "0.5,1,2,4", most=12))
 
 
 def _run(x: dict[str, Any], load: float) -> ServingResult:
     return checked(run_serving, x["model"], x["acc"], x["tp"], x["replicas"], x["engine"], x["scheduler"],
                    x["router"], x["quant"], x["cal"], x["preset"], x["trace_text"], x["rate"], x["requests"],
-                   x["seed"], load, x["slo_ttft"], x["slo_tpot"])
+                   x["seed"], load, x["slo_ttft"], x["slo_tpot"], x["speed"])
 
 
 def sweep(x: dict[str, Any]) -> tuple[ServingResult, pd.DataFrame]:
@@ -141,51 +187,90 @@ def render() -> None:
     st.caption("A fleet of engine replicas serving a workload, simulated request by request (SimPy), with "
                "`vllm bench serve` metrics. Runs are cached by their inputs.")
     x = _inputs()
+    if not _replica_fits(x):
+        return
     res, table = sweep(x)
     s = res.summary
-    st.subheader(f"{x['model'].name} on {s['replicas']} x {s['gpus'] // s['replicas']} {x['acc']} "
-                 f"({s['engine']}, {s['scheduler']})")
-    st.caption(f"{s['completed']} requests, calibration {s['calibration']}; SLO TTFT "
-               f"{s['slo_ttft_s'] or '-'} s, TPOT {s['slo_tpot_s'] or '-'} s")
-    if s["requests_over_context"]:
-        st.warning(f"{s['requests_over_context']} requests are longer than the model's context window.")
-    _metrics(res)
+    slo_set = s["slo_ttft_s"] is not None or s["slo_tpot_s"] is not None
+    st.subheader(plain_md(f"{x['model'].name} on {s['replicas']} x {s['gpus'] // s['replicas']} {x['acc']} "
+                          f"({s['engine']}, {s['scheduler']})"))
+    how = (f"recorded arrivals x{x['speed']:g}" if x["rate"] is None else f"Poisson arrivals at {x['rate']:g} req/s")
+    slos = (f"SLO TTFT {_or_dash(s['slo_ttft_s'])} s, TPOT {_or_dash(s['slo_tpot_s'])} s" if slo_set
+            else "no SLO set")
+    st.caption(plain_md(f"{s['completed']:,} requests, {how}; calibration {s['calibration']}; {slos}"))
+    over = s["requests_over_context"]
+    if over:
+        st.warning(plain_md(f"{over} of {s['completed']:,} requests are longer than {x['model'].name}'s context "
+                            f"window ({x['model'].max_seq:,} tokens); they are simulated as given. Pick a model "
+                            "with a longer context, or a workload with shorter requests."))
+    _metrics(res, slo_set)
     slo = {"ttft_s": s["slo_ttft_s"], "tpot_s": s["slo_tpot_s"]}
     st.plotly_chart(figures.ecdf_panels(res.requests, {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "E2E latency"},
                                         "Latency distributions (CDF)", unit="seconds", marks=slo), width="stretch")
-    _sweep_charts(table, s)
+    _sweep_charts(table, slo_set)
     st.plotly_chart(figures.step_series(res.timeline, "time_s", {"kv_occupancy": "KV-cache occupancy (fraction)",
                                                                  "waiting": "queue length (requests waiting)"},
                                         "replica", "KV cache and queue over time", "seconds"), width="stretch")
-    st.dataframe(res.replicas, hide_index=True)
+    show_table(res.replicas)
     downloads("serving-requests", res.requests, {"inputs": _inputs_dict(x), "summary": s}, key="requests",
               what="requests")
     downloads("serving-load-sweep", table, None, key="sweep", what="load sweep")
 
 
-def _metrics(res: ServingResult) -> None:
+@st.cache_data(show_spinner=False, max_entries=64)
+def replica_check(model: ModelSpec, acc_name: str, engine: str, tp: int, quantization: str, need_tokens: int
+                  ) -> tuple[str | None, dict[str, Any] | None]:
+    """Why one replica cannot hold the model and the longest request's KV cache, and the nearest replica that
+    can (pure; cached by its inputs)."""
+    acc = get_accelerator(acc_name)
+    why = serving_fit(model, acc, engine, tp, quantization, need_tokens)
+    return why, (nearest_replica(model, acc, engine, tp, quantization, need_tokens) if why else None)
+
+
+def _replica_fits(x: dict[str, Any]) -> bool:
+    """True when a replica fits; else the infeasible box with the nearest replica that does, and a button."""
+    wl = checked(build, x["preset"], x["trace_text"], x["rate"], x["requests"], x["seed"], 1.0, x["speed"])
+    need = int((wl.prompt_tokens + wl.output_tokens).max())
+    why, fix = checked(replica_check, x["model"], x["acc"], x["engine"], x["tp"], x["quant"], need)
+    if why is None:
+        return True
+    infeasible(why, fix["change"] if fix else "no replica within one node fits: pick a larger accelerator")
+    if fix:
+        st.button("Use the nearest replica", on_click=use_in_link,
+                  args=({"tp": fix["tp"], "quant": fix["quantization"]},))
+    return False
+
+
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _metrics(res: ServingResult, slo_set: bool) -> None:
     s, req = res.summary, res.requests
     c = st.columns(7)
-    c[0].metric("Requests/s", f"{s['request_throughput_rps']:.3g}")
-    c[1].metric("Output tokens/s", f"{s['output_tokens_per_s']:,.0f}")
-    c[2].metric("TTFT p99", f"{s['ttft_p99_s'] * 1e3:,.0f} ms")
-    c[3].metric("TPOT p99", f"{s['tpot_p99_s'] * 1e3:,.1f} ms")
-    c[4].metric("E2E p99", f"{s['e2e_p99_s']:,.2f} s")
-    c[5].metric("SLO attainment", f"{s['goodput']:.1%}", help=_slo_help(req, s))
-    c[6].metric("$ / M output tokens", f"{s['cost_per_million_output_tokens']:,.2f}")
+    c[0].metric("Requests/s", fmt.count(s["request_throughput_rps"]))
+    c[1].metric("Output tokens/s", fmt.count(s["output_tokens_per_s"]))
+    c[2].metric("TTFT p99", fmt.seconds(s["ttft_p99_s"]))
+    c[3].metric("TPOT p99", fmt.seconds(s["tpot_p99_s"]))
+    c[4].metric("E2E p99", fmt.seconds(s["e2e_p99_s"]))
+    if slo_set:
+        c[5].metric("SLO attainment", f"{s['goodput']:.1%}", help=_slo_help(req, s))
+    else:
+        c[5].metric("SLO attainment", "no SLO", help="Set a TTFT or TPOT SLO to count the requests that meet it.")
+    c[6].metric("$ / M output tokens", money(s["cost_per_million_output_tokens"]))
 
 
 def _slo_help(req: pd.DataFrame, s: dict[str, Any]) -> str:
     parts = []
     if s["slo_ttft_s"] is not None:
-        parts.append(f"TTFT <= {s['slo_ttft_s']} s: {(req['ttft_s'] <= s['slo_ttft_s']).mean():.1%}")
+        parts.append(f"TTFT <= {s['slo_ttft_s']:g} s: {(req['ttft_s'] <= s['slo_ttft_s']).mean():.1%}")
     if s["slo_tpot_s"] is not None:
-        parts.append(f"TPOT <= {s['slo_tpot_s']} s: {(~(req['tpot_s'] > s['slo_tpot_s'])).mean():.1%}")
-    return "Requests meeting every SLO. " + "; ".join(parts) if parts else "No SLO given: every request counts."
+        parts.append(f"TPOT <= {s['slo_tpot_s']:g} s: {(~(req['tpot_s'] > s['slo_tpot_s'])).mean():.1%}")
+    return "Requests meeting every SLO. " + "; ".join(parts)
 
 
-def _sweep_charts(table: pd.DataFrame, s: dict[str, Any]) -> None:
-    c = st.columns(3)
+def _sweep_charts(table: pd.DataFrame, slo_set: bool) -> None:
+    c = st.columns(3 if slo_set else 2)
     c[0].plotly_chart(figures.lines(table, "offered_rps", {"request_throughput_rps": "achieved"},
                                     "Throughput against load", "offered load (req/s)", "requests/s"),
                       width="stretch")
@@ -193,9 +278,10 @@ def _sweep_charts(table: pd.DataFrame, s: dict[str, Any]) -> None:
                                                            "e2e_p50_s": "E2E p50", "e2e_p99_s": "E2E p99"},
                                     "Latency against load", "offered load (req/s)", "seconds", log_y=True),
                       width="stretch")
-    c[2].plotly_chart(figures.lines(table, "offered_rps", {"goodput": "meeting SLOs"}, "SLO attainment against load",
-                                    "offered load (req/s)", "fraction of requests", y_range=(0, 1.05)),
-                      width="stretch")
+    if slo_set:
+        c[2].plotly_chart(figures.lines(table, "offered_rps", {"goodput": "meeting SLOs"},
+                                        "SLO attainment against load", "offered load (req/s)", "fraction of requests",
+                                        y_range=(0, 1.05)), width="stretch")
 
 
 def _inputs_dict(x: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from capsim.ui.fmt import plain_md
+
 T = TypeVar("T")
 
 
@@ -34,7 +36,7 @@ def _text(value: object) -> str:
 
 
 def _ignored(key: str, raw: str, why: str) -> None:
-    st.warning(f"Ignored the link's `{key}={raw}`: {why}; using the default.")
+    st.warning(plain_md(f"Ignored the link's {key}={raw}: {why}; using the default."))
 
 
 def select(label: str, options: Sequence[T], key: str, default: T, where: Any = st, radio: bool = False,

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.training import BREAKDOWN, FrameworkName, StepTime, step_time
+from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
 from capsim.calibration import available, perf_for
 from capsim.errors import SpecError
 from capsim.plan.training import plan_training
@@ -20,12 +20,23 @@ from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Recompute, TrainPlan
 from capsim.specs.precision import PRESET_NAMES, Precision
-from capsim.ui import figures
-from capsim.ui.common import checked, downloads, model_input, money, stop
+from capsim.ui import figures, fmt, nearest
+from capsim.ui.common import (
+    checked,
+    downloads,
+    infeasible,
+    model_input,
+    money,
+    plain_md,
+    show_table,
+    stop,
+    use_in_link,
+)
+from capsim.ui.nearest import fewest_gpus, nearest_layout
 from capsim.ui.state import flag, number, select
 
 AUTO, MANUAL = "auto (search)", "manual"
-DEFAULT_CAL = "accelerator datasheet"
+DEFAULT_CAL = "auto (GPU profile, else datasheet)"  # the one rule of capsim.calibration.select
 TOP = 5  # layouts compared side by side in auto mode
 MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations", "temporary")
 DAY_S = 86400.0
@@ -92,8 +103,7 @@ def auto_report(model: ModelSpec, acc_name: str, price: float | None, gpus: int,
     plan = plan_training(model, acc, tokens, global_batch, seq_len, gpus, perf=perf, precision=prec,
                          framework=framework, usable_memory_fraction=usable)
     if not plan.feasible:
-        raise SpecError("layout", plan.reason, "add GPUs, lower the global batch or sequence, or pick a larger "
-                        "accelerator")
+        return pd.DataFrame(), {"reason": plan.reason, "evaluated": plan.evaluated}
     top = plan.table.head(TOP)
     lay = Layouts.build(model, **{c: top[c].to_numpy() for c in ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch",
                                                                  "recompute", "sp", "zero_stage",
@@ -102,6 +112,24 @@ def auto_report(model: ModelSpec, acc_name: str, price: float | None, gpus: int,
     res = step_time(model, lay, Cluster(acc, gpus), perf, prec, framework, train_tokens=tokens)
     return _frame(lay, res), {"calibration": res.calibration, "framework": res.framework,
                               "evaluated": plan.evaluated, "explanation": list(plan.explanation)}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def nearest_fix(model: ModelSpec, acc_name: str, price: float | None, gpus: int, plan: TrainPlan,
+                calibration: str | None, framework: str) -> dict[str, Any] | None:
+    """The closest layout to ``plan`` that fits (pure; cached by its inputs)."""
+    acc = get_accelerator(acc_name, price)
+    return nearest_layout(model, Cluster(acc, gpus), plan, perf_for(acc, calibration), framework)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def more_gpus(model: ModelSpec, acc_name: str, price: float | None, gpus: int, global_batch: int, seq_len: int,
+              precision: str, tokens: float, calibration: str | None, framework: str, usable: float
+              ) -> dict[str, Any] | None:
+    """The fewest GPUs above ``gpus`` on which a layout fits (pure; cached by its inputs)."""
+    acc = get_accelerator(acc_name, price)
+    return fewest_gpus(model, acc, gpus, global_batch, seq_len, tokens, perf_for(acc, calibration),
+                       Precision.preset(precision), framework, usable)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -158,7 +186,7 @@ def _inputs() -> dict[str, Any]:
     c = st.columns(4)
     cals = [DEFAULT_CAL, *available()]
     cal = select("Calibration", cals, "cal", DEFAULT_CAL, where=c[0])
-    fw = select("Framework", [f.value for f in FrameworkName], "fw", FrameworkName.MEGATRON_CORE.value, where=c[1])
+    fw = select("Framework", [f.value for f in FrameworkName], "fw", DEFAULT_FRAMEWORK.value, where=c[1])
     price = number("Price $/GPU-hour (0: catalog)", "price", 0.0, 0.0, where=c[2], step=0.1)
     mode = select("Layout", [AUTO, MANUAL], "mode", AUTO, where=c[3], radio=True)
     usable = number("Usable memory fraction", "usable", 0.9, 0.1, 1.0, step=0.05, where=c[3],
@@ -170,14 +198,56 @@ def _inputs() -> dict[str, Any]:
 
 def _metrics(best: dict[str, Any]) -> None:
     c = st.columns(6)
-    c[0].metric("Step time", f"{best['step_s']:.3g} s")
+    c[0].metric("Step time", fmt.seconds(best["step_s"]))
     c[1].metric("MFU", f"{best['mfu']:.1%}", help="Model FLOPs utilisation (PaLM, Appendix B); HFU "
                 f"{best['hfu']:.1%} counts recomputation")
-    c[2].metric("Tokens/s", f"{best['tokens_per_s']:,.0f}")
-    c[3].metric("Memory per GPU", f"{best['memory_gb']:.1f} GB", help=f"of {best['capacity_gb']:.0f} GB")
-    c[4].metric("Time to train", f"{best['train_days']:,.3g} days", help=f"{best['train_time_s']:,.0f} s")
+    c[2].metric("Tokens/s", fmt.count(best["tokens_per_s"]))
+    c[3].metric("Memory per GPU", f"{best['memory_gb']:,.1f} GB", help=f"of {best['capacity_gb']:,.0f} GB")
+    c[4].metric("Time to train", fmt.seconds(best["train_time_s"]), help=f"{best['train_time_s']:,.0f} s")
     c[5].metric("Cost to train", money(best["train_cost_usd"]),
                 help=f"${best['train_cost_usd']:,.0f}: GPU-hours at the catalog price (or the one given)")
+
+
+def _no_layout(x: dict[str, Any], info: dict[str, Any]) -> None:
+    """Auto mode found nothing that fits: the reason, and the fewest GPUs on which something does."""
+    with st.spinner("Looking for the fewest GPUs on which a layout fits..."):
+        more = more_gpus(x["model"], x["acc"], x["price"], x["gpus"], x["gb"], x["seq"], x["precision"],
+                         x["tokens"], x["cal"], x["fw"], x["usable"])
+    change = None
+    if more is not None:
+        change = (f"{more['gpus']} GPUs: dp{int(more['dp'])} tp{int(more['tp'])} pp{int(more['pp'])} fits in "
+                  f"{fmt.gigabytes(more['memory_per_gpu_bytes'])} per GPU")
+    infeasible(f"{info['reason']} on {x['gpus']} GPUs (of {info['evaluated']:,} layouts priced)",
+               change or "none up to 16,384 GPUs: lower the global batch or the sequence length")
+    if more is not None:
+        st.button(f"Use {more['gpus']} GPUs", on_click=use_in_link, args=({"gpus": more["gpus"]},))
+
+
+def _infeasible_plan(x: dict[str, Any], table: pd.DataFrame, plan: TrainPlan) -> None:
+    """A manual plan that cannot run: why, the nearest layout that can, and the memory that rules it out."""
+    best = table.iloc[0].to_dict()
+    reason = best["reason"]
+    if reason == "does not fit in memory":
+        reason = (f"{best['layout']} needs {best['memory_gb']:,.1f} GB per GPU; {x['acc']} has "
+                  f"{best['capacity_gb']:,.0f} GB")
+    with st.spinner("Looking for the nearest layout that fits..."):
+        fix = nearest_fix(x["model"], x["acc"], x["price"], x["gpus"], plan, x["cal"], x["fw"])
+    change = None
+    if fix is not None:
+        change = (f"{fix['change']} (dp{int(fix['dp'])}): {fmt.gigabytes(fix['memory_per_gpu_bytes'])} per GPU, "
+                  f"within {nearest.USABLE:.0%} of memory; step {fmt.seconds(fix['step_s'])}")
+    infeasible(reason, change or "no layout of this model fits these GPUs: add GPUs or lower the batch")
+    if fix is not None:
+        keys = {"tp": "tp", "pp": "pp", "v": "v", "cp": "cp", "ep": "ep", "micro_batch": "mb", "sp": "sp",
+                "zero_stage": "zero", "distributed_optimizer": "distopt"}
+        values = {keys[k]: (bool(fix[k]) if k in ("sp", "distributed_optimizer") else int(fix[k])) for k in keys}
+        values["recompute"] = nearest.RECOMPUTE[int(fix["recompute"])]
+        st.button("Use the nearest layout", on_click=use_in_link, args=(values,))
+    st.plotly_chart(figures.stacked_bar(table, "layout", [f"{p}_gb" for p in MEMORY_PARTS], "Memory per GPU",
+                                        "GB", float(table["capacity_gb"].iloc[0]), "capacity",
+                                        labels={f"{p}_gb": p for p in MEMORY_PARTS}), width="stretch")
+    show_table(table[["layout", "dp", "tp", "pp", *[f"{p}_gb" for p in MEMORY_PARTS], "memory_gb", "capacity_gb",
+                      "reason"]])
 
 
 def render() -> None:
@@ -189,20 +259,24 @@ def render() -> None:
         plan = _manual_plan(x["gpus"], x["gb"], x["seq"], x["precision"])
         table, info = checked(manual_report, x["model"], x["acc"], x["price"], x["gpus"], plan, x["tokens"],
                               x["cal"], x["fw"])
+        if not table["feasible"].iloc[0]:
+            _infeasible_plan(x, table, plan)
+            return
     else:
         with st.spinner("Searching layouts..."):
             table, info = checked(auto_report, x["model"], x["acc"], x["price"], x["gpus"], x["gb"], x["seq"],
                                   x["precision"], x["tokens"], x["cal"], x["fw"], x["usable"])
+        if table.empty:
+            _no_layout(x, info)
+            return
         plan = _plan_of(table.iloc[0].to_dict(), x["gb"], x["seq"], x["precision"])
     best = table.iloc[0].to_dict()
-    st.subheader(f"{x['model'].name} on {x['gpus']} x {x['acc']}: #1 {best['layout']}")
-    st.caption(f"calibration {info['calibration']}, framework {info['framework']}"
-               + (f"; fastest of {info['evaluated']:,} layouts" if x["mode"] == AUTO else ""))
-    if not best["feasible"]:
-        st.warning(f"This plan is infeasible: {best['reason']}.")
+    st.subheader(plain_md(f"{x['model'].name} on {x['gpus']} x {x['acc']}: #1 {best['layout']}"))
+    st.caption(plain_md(f"calibration {info['calibration']}, framework {info['framework']}"
+                        + (f"; fastest of {info['evaluated']:,} layouts" if x["mode"] == AUTO else "")))
     _metrics(best)
     for line in info["explanation"]:
-        st.markdown(f"- {line}")
+        st.markdown(f"- {plain_md(line)}")
     _charts(x, table, plan)
 
 
@@ -222,7 +296,7 @@ def _charts(x: dict[str, Any], table: pd.DataFrame, plan: TrainPlan) -> None:
                                   f"{plan.micro_batches} micro-batches): step {sim['step_s']:.3g} s, bubble "
                                   f"{sim['bubble_fraction']:.1%} of ideal",
                                   {"flush": sim["pipeline_s"]}), width="stretch")
-    st.dataframe(table, hide_index=True)
+    show_table(table)
     payload = {"model": x["model"].name, "accelerator": x["acc"], "gpus": x["gpus"], "plan": plan.to_dict(),
                "layouts": table.to_dict("records"), "pipeline": sim}
     downloads("training-plan", table, payload, key="train", what="layouts")

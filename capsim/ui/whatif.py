@@ -19,14 +19,16 @@ from capsim.specs.catalog import accelerators, get_accelerator, get_model, model
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import TrainPlan
-from capsim.ui import figures
+from capsim.ui import figures, fmt
 from capsim.ui.common import (
     checked,
     downloads,
     model_input,
     money,
     parse_numbers,
+    plain_md,
     preset_traffic,
+    show_table,
     stop,
     table_with_downloads,
 )
@@ -74,12 +76,34 @@ def batch_table(model: ModelSpec, acc: str, gpus: int, tokens: float, batches: t
 
 def _serving_inputs(c: list[Any]) -> dict[str, Any]:
     acc = select("Accelerator", list(accelerators()), "acc", "H100-SXM5-80GB", where=c[1])
-    tp = number("TP", "tp", 1, 1, 64, where=c[1])
+    tp = number("TP", "tp", 4, 1, 64, where=c[1])
     preset = select("Request lengths of", list(PRESETS), "workload", "chatbot", where=c[2])
-    rate = number("Peak rate (req/s)", "rate", 10.0, 0.001, where=c[2], step=1.0)
+    rate = number("Peak rate (req/s)", "rate", 20.0, 0.001, where=c[2], step=1.0)
     ttft = number("p99 TTFT target s (0: none)", "ttft", 2.0, 0.0, where=c[3], step=0.1)
     tpot = number("p99 TPOT target s (0: none)", "tpot", 0.1, 0.0, where=c[3], step=0.01, fmt="%.3f")
     return dict(acc=acc, tp=tp, preset=preset, rate=rate, ttft=ttft or None, tpot=tpot or None)
+
+
+def answer(df: pd.DataFrame, key: str, base: str, describe: Any) -> str | None:
+    """One sentence: the cheapest feasible option against the baseline (``df[key] == base``), or None."""
+    ok = df[df["feasible"]].sort_values(["cost_per_hour_min", "capacity_rps"], ascending=[True, False])
+    ref = ok[(ok[key] == base) & ((ok["kv_cache_dtype"] == "bf16") if "kv_cache_dtype" in ok else True)]
+    if ok.empty or ref.empty:
+        return None
+    best, ref = ok.iloc[0], ref.iloc[0]
+    if best["cost_per_hour_min"] >= ref["cost_per_hour_min"]:
+        return (f"No option is cheaper than {describe(ref)}: {int(ref['replicas_min'])} replicas at "
+                f"{money(ref['cost_per_hour_min'])}/h already meet the traffic and SLOs.")
+    return (f"Cheapest: {describe(best)}, {int(best['replicas_min'])} replicas at {money(best['cost_per_hour_min'])}/h"
+            f", {best['cost_per_hour_min'] / ref['cost_per_hour_min']:.2f}x the cost of {describe(ref)} "
+            f"({int(ref['replicas_min'])} replicas at {money(ref['cost_per_hour_min'])}/h).")
+
+
+def _reasons(df: pd.DataFrame, key: str) -> None:
+    bad = df[~df["feasible"]]
+    for _, row in bad.iterrows():
+        st.caption(plain_md(f"{row[key]}{' / KV ' + str(row['kv_cache_dtype']) if 'kv_cache_dtype' in row else ''}"
+                            f" is infeasible: {row['reason']}"))
 
 
 def _quantization(model: ModelSpec, c: list[Any]) -> None:
@@ -87,6 +111,12 @@ def _quantization(model: ModelSpec, c: list[Any]) -> None:
     df = checked(quantization_table, model, x["acc"], x["tp"], x["preset"], x["rate"], x["ttft"], x["tpot"])
     df = df.assign(weights_gb=df.get("weights_per_gpu_bytes", pd.Series(dtype=float)) / 1e9)
     ok = df[df["feasible"]]
+    line = answer(df, "quantization", "none",
+                  lambda r: f"{'bf16' if r['quantization'] == 'none' else r['quantization']} weights, "
+                  f"{r['kv_cache_dtype']} KV cache")
+    if line:
+        st.markdown(f"**{plain_md(line)}**")
+    _reasons(df, "quantization")
     c3 = st.columns(3)
     c3[0].plotly_chart(figures.grouped_bar(ok, "quantization", "capacity_rps", "kv_cache_dtype",
                                            "Capacity per replica within the SLOs", "requests/s (by KV format)"),
@@ -107,6 +137,10 @@ def _sparsity(model: ModelSpec, c: list[Any]) -> None:
     df = checked(sparsity_table, model, x["acc"], x["tp"], x["preset"], x["rate"], x["ttft"], x["tpot"],
                  speedup or None)
     df = df.assign(weights_gb=df["weights_per_gpu_bytes"] / 1e9)
+    line = answer(df, "pattern", "dense", lambda r: f"{r['pattern']} weights")
+    if line:
+        st.markdown(f"**{plain_md(line)}**")
+    _reasons(df, "pattern")
     times = df.melt(id_vars="pattern", value_vars=["prefill_s", "step_s"], var_name="time", value_name="seconds")
     times["time"] = times["time"].map({"prefill_s": "prefill of one prompt", "step_s": "loaded decode step"})
     left, right = st.columns(2)
@@ -133,16 +167,17 @@ def _distillation(c: list[Any]) -> None:
     m[0].metric("Cost to produce the student", money(d["produce_cost_usd"]))
     m[1].metric("Teacher fleet", f"{money(d['teacher_serve_cost_per_hour'])}/h")
     m[2].metric("Student fleet", f"{money(d['student_serve_cost_per_hour'])}/h")
-    m[3].metric("Break-even", f"{d['break_even_days']:,.3g} days", help=f"{d['break_even_requests']:,.3g} requests")
+    m[3].metric("Break-even", fmt.seconds(d["break_even_days"] * 86400),
+                help=f"after {fmt.count(d['break_even_requests'])} requests")
     parts = pd.DataFrame([{"what": "produce (one-off)", "teacher forward": d["teacher_forward_s"] / 86400,
                            "student training": d["student_train_s"] / 86400}])
     st.plotly_chart(figures.stacked_bar(parts, "what", ["teacher forward", "student training"],
                                         f"Days on {gpus} x {acc} to produce {student} from {teacher}", "days"),
                     width="stretch")
     for note in d["notes"]:
-        st.caption(note)
+        st.caption(plain_md(note))
     table = pd.DataFrame([{k: v for k, v in d.items() if k != "notes"}])
-    st.dataframe(table, hide_index=True)
+    show_table(table)
     downloads("whatif-distillation", table, d, key="distill", what="distillation")
 
 
@@ -200,8 +235,8 @@ def render() -> None:
     if study == "distillation":
         _distillation(c)
         return
-    with c[0]:
-        model = model_input(default="llama-2-7b")
+    with c[0]:  # a 70B model on 4 GPUs: the sizes where compression changes the fleet
+        model = model_input(default="llama-3-70b" if study in ("quantization", "sparsity") else "llama-2-7b")
     {"quantization": _quantization, "sparsity": _sparsity, "training precision": _precision,
      "batch size": _batch}[study](model, c)
 

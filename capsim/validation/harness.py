@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from capsim.errors import SpecError
+from capsim.inputs import read_text
 
 T = TypeVar("T")
 LINE = "_line"  # key read_csv adds to every row: its line number in the file, for error messages
@@ -138,17 +139,23 @@ class Report:
                 "max_abs_error_pct": num(self.max_abs_error_pct), "notes": list(self.notes)}
 
 
+# Columns shared by the validation CSVs, checked wherever they appear: counts are whole numbers (>= 1, or >= 0 where
+# zero means something), rates finite and positive; a blank cell means "not published" and is left to the suite.
+COUNT_COLUMNS = ("hidden", "layers", "heads", "kv_heads", "ffn_hidden", "seq", "vocab", "gpus", "tp", "pp",
+                 "pp_interleave", "cp", "dp", "global_batch", "micro_batch", "batch", "input_tokens", "output_tokens")
+ZERO_OK_COLUMNS = ("zero_stage", "digits")
+RATE_COLUMNS = ("rate_rps",)
+
+
 def read_csv(path: str | Path | None, default: str, required: tuple[str, ...]) -> list[dict[str, str]]:
     """Rows of a validation CSV (``#`` lines are comments); the shipped copy of ``default`` when no path. Each row
-    carries its line number under ``_line``."""
+    carries its line number under ``_line``. A row with missing or extra cells, or text, a fraction or a
+    non-positive number in a count or rate column, stops the suite (the file is malformed, not the row a miss)."""
     if path is None:
         text = resources.files("capsim.data").joinpath("validation", default).read_text()
         origin = default
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise DataError("--file", f"no file at {p}", "give the path of a CSV with the published columns")
-        text, origin = p.read_text(), str(p)
+        text, origin = read_text(path, "--file", "CSV file with the published columns"), str(path)
     numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
     rows = list(csv.DictReader(io.StringIO("\n".join(ln for _, ln in numbered))))
     if not rows:
@@ -161,20 +168,42 @@ def read_csv(path: str | Path | None, default: str, required: tuple[str, ...]) -
             raise DataError("--file", f"{origin} line {line} has {'more' if None in row else 'fewer'} cells than "
                             "the header", "give one value per column (blank for unknown)")
         row[LINE] = str(line)
+        _check_cells(row)
     return rows
 
 
+def _check_cells(row: dict[str, str]) -> None:
+    where = f"line {row[LINE]}"
+    for col, low in [*((c, 1) for c in COUNT_COLUMNS), *((c, 0) for c in ZERO_OK_COLUMNS)]:
+        cell = (row.get(col) or "").strip()
+        if cell and not cell.lstrip("-").isdigit():
+            raise DataError(col, f"{where}: {cell!r} is not an integer", "give a whole number")
+        if cell and int(cell) < low:
+            raise DataError(col, f"{where}: {cell} must be >= {low}", "fix that row")
+    for col in RATE_COLUMNS:
+        cell = (row.get(col) or "").strip()
+        try:
+            ok = not cell or (math.isfinite(float(cell)) and float(cell) > 0)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise DataError(col, f"{where}: {cell!r} is not a finite number > 0", "fix that row")
+    if "value" in row:
+        measured_value(row)
+
+
 def measured_value(r: dict[str, str], column: str = "value") -> float:
-    """The row's measured number: a finite, non-zero float, else a DataError naming the line."""
+    """The row's measured number: finite and positive (every metric measured is a size, a time or a rate, and the
+    error is relative to it), else a DataError naming the line."""
     text = (r.get(column) or "").strip()
     try:
         value = float(text)
     except ValueError:
         raise DataError(column, f"line {r.get(LINE, '?')}: {text!r} is not a number",
                         "give the measured value") from None
-    if not math.isfinite(value) or value == 0.0:
-        raise DataError(column, f"line {r.get(LINE, '?')}: measured value {text!r} must be finite and non-zero",
-                        "an error relative to it is undefined otherwise")
+    if not math.isfinite(value) or value <= 0.0:
+        raise DataError(column, f"line {r.get(LINE, '?')}: measured value {text!r} must be finite and positive",
+                        "give the measured size, time or rate")
     return value
 
 

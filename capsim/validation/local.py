@@ -155,7 +155,7 @@ def predict_pp(perf: Perf, case: Case, world: int = 2, micro_batches: int = PP_M
 
 
 def default_calibration() -> Calibration:
-    """The newest measured CPU calibration under calibrations/measured."""
+    """The newest measured CPU calibration under the calibrations' measured/ folder."""
     found = []
     for name, path in available().items():
         if path.parent.name == "measured" and name.startswith("cpu-"):

@@ -17,8 +17,9 @@ import numpy as np
 
 from capsim.analytic.serving import StepShape, iteration_time
 from capsim.calibration import load_calibration, perf_for
-from capsim.data.loaders import load_trace
+from capsim.data.loaders import SHIPPED, data_file, load_trace
 from capsim.errors import SpecError
+from capsim.inputs import inside
 from capsim.perf import Perf
 from capsim.sim.serving import ServeConfig, Workload, engine_plan, simulate
 from capsim.sim.serving.metrics import ServingResult
@@ -75,12 +76,14 @@ def row_engine(r: dict[str, str]) -> str:
 
 
 def _trace(r: dict[str, str], csv_path: str | Path | None) -> str:
+    """A row's trace: a shipped name, a file under capsim/data, or one under the data/ folder beside a user CSV's
+    folder; a name that leads out of those folders (``..``, an absolute path) is refused, never opened."""
     name = r["trace"].strip()
     if csv_path is not None:
-        near = Path(csv_path).resolve().parent.parent / "data" / name
-        if near.is_file():
-            return str(near)
-    return name
+        data = Path(csv_path).resolve().parent.parent / "data"
+        if (data / name).is_file():
+            return str(inside(data, name, "trace"))
+    return name if name in SHIPPED else str(data_file(name))
 
 
 def _run(r: dict[str, str], wl: Workload, plan: ServePlan, engine: str, perf: Perf,

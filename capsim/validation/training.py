@@ -37,11 +37,23 @@ from capsim.validation.harness import (
     measured_value,
     read_csv,
 )
+from capsim.validation.training_rows import (
+    OPTIONAL,
+    check_fsdp,
+    row_calibration,
+    row_ep,
+    row_model,
+    row_precision,
+    row_split,
+)
 
 REQUIRED = ("source", "model", "hidden", "layers", "heads", "kv_heads", "ffn_hidden", "mlp", "seq", "vocab", "gpu",
             "gpus", "tp", "pp", "pp_interleave", "cp", "dp", "zero_stage", "global_batch", "micro_batch", "recompute",
             "seq_parallel", "precision", "metric", "value", "framework", "software")
-METRICS = {"tflops_per_gpu_hw": "TFLOP/s", "tflops_per_gpu_model": "TFLOP/s", "iteration_s": "s"}
+METRICS = {"tflops_per_gpu_hw": "TFLOP/s", "tflops_per_gpu_model": "TFLOP/s", "iteration_s": "s",
+           "tokens_per_s_per_gpu": "tokens/s/GPU"}
+# The shipped files ``capsim validate training`` runs without --file: the 2021-22 Megatron-LM runs and today's stacks.
+SHIPPED = ("training_published.csv", "training_modern.csv")
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
 YES, NO = ("yes", "true", "1"), ("no", "false", "0")
 # Layout setting -> the CSV column that publishes it (blank = unpublished).
@@ -80,14 +92,6 @@ def published_settings(r: dict[str, str]) -> dict[str, object]:
     return {k: _setting(r, k) for k in COLUMNS}
 
 
-def row_model(r: dict[str, str]) -> ModelSpec:
-    """The model a row describes, from its own columns (GPT-style defaults for what the CSV does not state)."""
-    kv, ffn = _int(r, "kv_heads"), _int(r, "ffn_hidden")
-    return ModelSpec(name=r["model"], hidden=_int(r, "hidden") or 0, layers=_int(r, "layers") or 0,
-                     heads=_int(r, "heads") or 0, kv_heads=kv, ffn_hidden=ffn, mlp=r["mlp"] or "gelu",
-                     vocab=_int(r, "vocab") or 0, max_seq=_int(r, "seq") or 0)
-
-
 def row_release(r: dict[str, str]) -> tuple[Release, Framework, dict[str, object]]:
     """The release a row names, its Framework under the row's flags, and the layout defaults (a DataError when the
     framework, release or a flag is blank or unknown)."""
@@ -121,6 +125,8 @@ def _metric_values(r: dict[str, str], model: ModelSpec, lay: Layouts, result: St
     step = np.asarray(result.step_s, float)
     if r["metric"] == "iteration_s":
         return step
+    if r["metric"] == "tokens_per_s_per_gpu":  # the sources' "Tokens / sec / GPU": global batch x seq / step / gpus
+        return int(r["global_batch"]) * int(r["seq"]) / step / int(r["gpus"])
     gb, seq = int(r["global_batch"]), int(r["seq"])
     full = r["metric"] == "tflops_per_gpu_hw"
     flops = np.where(full & (np.asarray(lay.recompute) == 2), megatron_iteration_flops(model, gb, seq, True),
@@ -145,12 +151,10 @@ def _point(r: dict[str, str], layout: dict[str, object], fw: Framework, cluster:
            precision: Precision) -> tuple[Layouts, StepTime]:
     """The one layout a row names (published settings and documented defaults); step_time says why it cannot run."""
     model = row_model(r)
-    stages = int(layout["pp"]) * int(layout["v"])  # type: ignore[call-overload]
-    if model.total_layers % stages:
-        raise SpecError("pp", f"pp x pp_interleave = {stages} does not divide the {model.total_layers} layers and the "
-                        "row states no layer split", "an uneven split needs the run's per-stage layer counts")
-    lay = Layouts.build(model, dp=_int(r, "dp"), global_batch=_int(r, "global_batch"), seq_len=_int(r, "seq"),
-                        **{k: v for k, v in layout.items()})
+    split = row_split(model, int(layout["pp"]), int(layout["v"]), layout)  # type: ignore[call-overload]
+    shape = {k: v for k, v in layout.items() if k not in ("account_for_embedding", "account_for_loss")}
+    lay = Layouts.build(model, splits=split, dp=_int(r, "dp"), global_batch=_int(r, "global_batch"),
+                        seq_len=_int(r, "seq"), **shape)
     return lay, rank_layouts(model, cluster, lay, perf, precision, fw)[0]
 
 
@@ -178,12 +182,13 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     release, fw, defaults = row_release(r)
     model, acc = row_model(r), get_accelerator(r["gpu"])
     cluster = Cluster(acc, int(r["gpus"]))
-    perf = resolve_perf(perf_for(acc, calibration), cluster)
-    precision = Precision.preset(r["precision"])
+    perf = resolve_perf(perf_for(acc, row_calibration(calibration, acc.name)), cluster)
+    precision = row_precision(r, fw)
     published = published_settings(r)
     _check_offered({**published, "pp": _int(r, "pp")}, fw)
+    check_fsdp(r, fw, _int(r, "dp") or 1, published["cp"] or int(defaults["cp"]))  # type: ignore[call-overload]
     blanks = [k for k, v in published.items() if v is None]
-    fixed = {"tp": _int(r, "tp"), "pp": _int(r, "pp"), "ep": 1,
+    fixed = {"tp": _int(r, "tp"), "pp": _int(r, "pp"), "ep": row_ep(r), "etp": defaults["etp"],
              "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()}}
     band, band_note = _band(r, fixed, blanks, fw, cluster, perf, precision)
     settings = {k: defaults[k] for k in blanks}
@@ -192,7 +197,8 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     shown = " ".join(f"{k}={_show(k, v)}" for k, v in settings.items())
     head = f"{release.name}{' ' + r['flags'].strip() if (r.get('flags') or '').strip() else ''}" + (
         f"; defaults {shown}" if shown else "") + (f"; {band_note}" if band_note else "")
-    lay, result = _point(r, {**fixed, **settings}, fw, cluster, perf, precision)
+    split = {k: defaults[k] for k in ("account_for_embedding", "account_for_loss")}
+    lay, result = _point(r, {**fixed, **settings, **split}, fw, cluster, perf, precision)
     if not result.feasible[0]:
         raise _Unpriced(f"{head}; {result.reason[0]}", band, perf.name)
     i = 0
@@ -251,9 +257,13 @@ def _case(r: dict[str, str]) -> str:
 
 
 def training_suite(path: str | Path | None = None, calibration: str | None = None) -> Report:
-    """Every row of training_published.csv (or ``path``) predicted under one calibration; a row capsim cannot
-    price is reported with its reason, never dropped."""
-    table = read_csv(path, "training_published.csv", REQUIRED)
+    """Every row of the shipped files (``SHIPPED``: the 2021-22 runs and today's stacks), or of ``path``, predicted
+    under one calibration (``profile``: each row's accelerator's profile calibration where one ships, else its
+    datasheet); a row capsim cannot price is reported with its reason, never dropped."""
+    if path is not None:
+        table = read_csv(path, SHIPPED[0], REQUIRED)
+    else:
+        table = [r for name in SHIPPED for r in read_csv(None, name, REQUIRED)]
     for r in table:  # the whole file is checked before any row is priced
         check_metric(r, METRICS)
         measured_value(r)
@@ -278,5 +288,5 @@ def training_suite(path: str | Path | None = None, calibration: str | None = Non
     return Report("training", " + ".join(sorted(names)) or (calibration or "datasheet"), tuple(rows), notes)
 
 
-__all__ = ["COLUMNS", "METRICS", "REQUIRED", "RowPrediction", "predict_row", "published_settings", "row_model",
+__all__ = ["COLUMNS", "METRICS", "OPTIONAL", "REQUIRED", "SHIPPED", "RowPrediction", "predict_row", "published_settings", "row_model",
            "row_release", "training_suite"]

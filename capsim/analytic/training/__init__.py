@@ -3,6 +3,7 @@ recomputation and overlap, vectorised over layouts (``step_time``)."""
 
 from capsim.analytic.training import comms, stages
 from capsim.analytic.training.framework import (
+    DEFAULT_FRAMEWORK,
     FRAMEWORKS,
     RELEASES,
     Framework,
@@ -16,5 +17,5 @@ from capsim.analytic.training.framework import (
 from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.analytic.training.step import resolve_perf, step_time
 
-__all__ = ["BREAKDOWN", "FRAMEWORKS", "RELEASES", "Framework", "FrameworkFamily", "FrameworkName", "Release",
+__all__ = ["BREAKDOWN", "DEFAULT_FRAMEWORK", "FRAMEWORKS", "RELEASES", "Framework", "FrameworkFamily", "FrameworkName", "Release",
            "StepTime", "comms", "get_framework", "get_release", "release_for", "resolve_perf", "stages", "step_time"]

@@ -6,12 +6,14 @@ decided by the framework's overlap facts here or in ``stages``.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import gammaln
 
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.moe import moe_tokens
 from capsim.analytic.ops import optimizer_ops
-from capsim.analytic.training.collectives import collective_s, placement, send_s
+from capsim.analytic.training.collectives import Placement, collective_s, placement, send_s, tier_s
 from capsim.analytic.training.compute import MicroBatchTimes
-from capsim.analytic.training.framework import Framework
+from capsim.analytic.training.release import Framework, MoeDispatcher
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import Precision
@@ -54,8 +56,20 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     pairs = 1.0 + (0.5 * model.layers / model.total_layers if model.arch is Arch.ENCODER_DECODER else 0.0)
     fwd, bwd = pairs * forward, pairs * (forward * recompute_passes(lay) + backward)
     if fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
-        fwd = np.maximum(fwd - t.layer_gemm_fwd_s, 0.0)  # backward GEMMs are twice the forward
-        bwd = np.maximum(bwd - t.layer_gemm_fwd_s * (2.0 + recompute_passes(lay)), 0.0)
+        # Transformer Engine userbuffers, which need sequence parallelism: the all-gathers run by ring exchange
+        # behind the GEMM chunks; the reduce-scatters after the row-parallel GEMMs are pipelined in chunks (or
+        # ring-exchanged, one chunk per TP rank) as the run's overlap config says (``fw.tp_rs``), and the last
+        # chunk's share cannot hide; the backward's bulk overlaps hide behind its GEMMs (twice the forward's).
+        rec = recompute_passes(lay)
+        last = 2.0 * pairs * rs / np.where(fw.tp_rs.chunks > 0, fw.tp_rs.chunks, lay.tp)
+        fwd = np.where(lay.sp, np.maximum(fwd - t.layer_gemm_fwd_s, last), fwd)
+        bwd = np.where(lay.sp, np.maximum(bwd - t.layer_gemm_fwd_s * (2.0 + rec), last * rec), bwd)
+        # With set_sm_margin the comm kernels keep their SMs for the whole GEMM, which runs on the rest
+        # (TE@v1.8 csrc/comm_gemm_overlap.h L184: _math_sms = SMs - num_comm_sm): the GEMM's extra time.
+        lent = sum(gemm * share / (1.0 - share) for gemm, share in
+                   ((t.proj_fwd_s, fw.tp_rs.proj_sm_share), (t.fc2_fwd_s, fw.tp_rs.fc2_sm_share)))
+        fwd = fwd + np.where(lay.sp, lent, 0.0)
+        bwd = bwd + np.where(lay.sp, lent * rec, 0.0)
     return fwd, bwd
 
 
@@ -82,13 +96,19 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
                t: MicroBatchTimes) -> tuple[np.ndarray, np.ndarray]:
     """Exposed ring-attention traffic of one layer and micro-batch: (forward, backward with recomputation).
 
-    Each of the cp-1 ring steps passes the local K and V block to the next rank while the current block's
-    attention computes; the backward passes K, V and their gradients (Liu et al. 2023, Ring Attention, Sec. 3;
-    Megatron-Core context parallelism). Only the part longer than a block's compute is exposed.
+    Megatron-Core's context parallelism runs Transformer Engine's ring attention (``AttnFuncWithCP``,
+    transformer_engine/pytorch/attention.py L535, TE v1.8): each sequence is cut into 2cp chunks and rank r holds chunks
+    r and 2cp-1-r, so every rank does the same causal work (the load balancing). The forward runs cp steps: step 0
+    its own causal block, each later step half of a full block against the K and V received from its ring
+    neighbour, while its own K and V travel on to the next rank (cp-1 transfers); the backward runs cp steps too,
+    passing K, V and the accumulated dK, dV (cp-1 transfers of twice the bytes): 2(cp-1) transfers per layer
+    (Liu et al. 2023, Ring Attention, Sec. 3). A transfer hides behind its step's attention compute (1/cp of the
+    layer's attention, which ``compute`` prices as cp load-balanced blocks); only the rest is exposed. A ring that
+    leaves the node waits on its network hop. MLA rebuilds K and V per query head, so it sends all heads.
     """
-    kv_heads = np.maximum(model.kv_heads / lay.tp, 1.0)
-    kv_bytes = 2.0 * _tokens(lay) * kv_heads * model.head_dim * precision.activations.bytes
-    inter = placement(lay.cp, lay.tp, gpn).nodes > 1  # a ring that leaves the node waits on its network hop
+    heads = np.maximum((model.heads if model.is_mla else model.kv_heads) / lay.tp, 1.0)
+    kv_bytes = _tokens(lay) * heads * (model.head_dim + model.v_dim) * precision.activations.bytes
+    inter = placement(lay.cp, lay.tp, gpn).nodes > 1
     steps = lay.cp - 1.0
     block_f, block_b = t.layer_attn_fwd_s / lay.cp, t.layer_attn_bwd_s / lay.cp
     fwd = np.maximum(send_s(perf, kv_bytes, inter) - block_f, 0.0)
@@ -98,19 +118,84 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     return np.where(on, steps * fwd, 0.0), np.where(on, steps * (fwd * replays + bwd), 0.0)
 
 
-def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Expert-parallel all-to-alls of one MoE layer and micro-batch, (forward, backward with recomputation):
-    dispatch and combine in each pass (Lepikhin et al. 2021, GShard, Sec. 3.2), on top_k copies of each token's
-    hidden vector."""
+def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, t: MicroBatchTimes,
+               fw: Framework) -> tuple[np.ndarray, np.ndarray]:
+    """Exposed expert-parallel communication of one MoE layer and micro-batch, (forward, backward with
+    recomputation); a model's dense-FFN layers have none (``stages`` counts the MoE layers of each stage).
+
+    Each pass dispatches the GPU's top_k token copies over its EP group (ranks etp apart) and combines them back
+    (Lepikhin et al. 2021, GShard, Sec. 3.2; Megatron-Core's all-to-all token dispatcher); the all-to-all crosses the
+    network once the group spans nodes (``collective_s`` prices it per tier). With etp > 1 the received copies are
+    all-gathered over the ETP group before the experts and reduce-scattered after (``capsim.analytic.moe``). With
+    Megatron-Core's ``--overlap-moe-expert-parallel-comm`` (``fw.overlap_moe_a2a``) a micro-batch's forward runs
+    alongside another's backward, so the forward's communication hides behind a layer's backward compute and the
+    backward's behind a layer's forward (megatron/core/pipeline_parallel/combined_1f1b.py). Megatron-Core's
+    default all-gather dispatcher instead all-gathers every token over the EP x ETP group and reduce-scatters the
+    outputs (megatron/core/transformer/moe/token_dispatcher.py, MoEAllGatherTokenDispatcher).
+    """
+    zero = np.zeros(len(lay))
     if not model.is_moe:
-        return np.zeros(len(lay)), np.zeros(len(lay))
-    tokens = _tokens(lay) / np.where(lay.sp, lay.tp, 1)
-    nbytes = tokens * model.top_k * model.hidden * precision.activations.bytes
-    a2a = collective_s(perf, "all_to_all", nbytes, placement(lay.ep, lay.tp * lay.cp, gpn))
-    moe_share = model.layers / model.total_layers
-    one_pass = np.where(lay.ep > 1, 2.0 * a2a * moe_share, 0.0)
-    return one_pass, one_pass * (1.0 + recompute_passes(lay))
+        return zero, zero
+    local, gathered = moe_tokens(_tokens(lay), lay.tp, lay.etp, lay.sp)
+    row = model.top_k * model.hidden * precision.activations.bytes
+    a2a = _dispatch_s(perf, model, local * row, placement(lay.ep, lay.etp, gpn), fw)
+    around = placement(lay.etp, 1, gpn)
+    etp = (collective_s(perf, "all_gather", gathered * row, around)
+           + collective_s(perf, "reduce_scatter", gathered * row, around))
+    one_pass = np.where(lay.ep > 1, 2.0 * a2a, 0.0) + np.where(lay.etp > 1, etp, 0.0)
+    if fw.moe_dispatcher is MoeDispatcher.ALLGATHER:  # every token gathered over EP x ETP, outputs reduce-scattered
+        group = lay.ep * lay.etp
+        gathered_bytes = local * group * model.hidden * precision.activations.bytes
+        where = placement(group, 1, gpn)
+        both = (collective_s(perf, "all_gather", gathered_bytes, where)
+                + collective_s(perf, "reduce_scatter", gathered_bytes, where))
+        one_pass = np.where(group > 1, both, 0.0)
+    fwd, bwd = one_pass, one_pass * (1.0 + recompute_passes(lay))
+    if fw.overlap_moe_a2a:
+        fwd, bwd = np.maximum(fwd - t.layer_bwd_s, 0.0), np.maximum(bwd - t.layer_fwd_s, 0.0)
+    return fwd, bwd
+
+
+def holders(experts: int, top_k: int, groups: np.ndarray) -> np.ndarray:
+    """Expected number of ``groups`` (ranks or nodes, each holding an equal share of the experts) that hold at least
+    one of a token's ``top_k`` distinct experts, chosen uniformly (balanced routing): G (1 - C(E - E/G, k) / C(E, k))."""
+    g = np.maximum(np.asarray(groups, float), 1.0)
+    rest = experts - experts / g
+    log_none = (gammaln(rest + 1) - gammaln(rest - top_k + 1)) - (gammaln(experts + 1) - gammaln(experts - top_k + 1))
+    none = np.where(rest >= top_k, np.exp(log_none), 0.0)
+    return g * (1.0 - none)
+
+
+def remote_nodes(experts: int, top_k: int, nodes: np.ndarray) -> np.ndarray:
+    """Expected number of other nodes a token's top_k distinct experts land on: (N - 1) (1 - C(E - E/N, k) / C(E, k))
+    (``holders`` over the nodes, less the token's own)."""
+    n = np.maximum(np.asarray(nodes, float), 1.0)
+    return holders(experts, top_k, n) * (n - 1.0) / n
+
+
+def _dispatch_s(perf: Perf, model: ModelSpec, nbytes: np.ndarray, where: Placement, fw: Framework) -> np.ndarray:
+    """One dispatch (or combine) of ``nbytes`` of token copies (one per chosen expert) over the EP group.
+
+    The all-to-all dispatcher sends every copy (hierarchically across nodes, ``collective_s``). The flex dispatcher
+    sends a token once to each rank holding any of its experts and permutes it into per-expert copies there (DeepEP
+    ``Buffer.get_dispatch_layout``: ``num_tokens_per_rank``, ``is_token_in_rank``, deepseek-ai/DeepEP@4151890
+    deep_ep/buffer.py L284-310; Megatron-Core's HybridEP backend ``dispatch_with_permute``,
+    megatron/core/transformer/moe/fused_a2a.py L348-413, NVIDIA/Megatron-LM@2edffadb), and across nodes once to
+    each node holding one (RDMA), fanning out over NVLink there; the combine returns one row per rank the same way.
+    """
+    if fw.moe_dispatcher is not MoeDispatcher.FLEX:
+        return collective_s(perf, "all_to_all", nbytes, where)
+    k, n = model.top_k, where.nodes.astype(float)
+    token_bytes = nbytes / k
+    # NVLink: one row per (token, destination rank), the token's own rank included in the buffer (the all-to-all's
+    # bus factor (g-1)/g leaves it out).
+    ranks = token_bytes * holders(model.experts, k, where.size)
+    intra = tier_s(perf, "all_to_all", ranks, np.where(n > 1, where.per_node, where.size), "intra")
+    if not np.any(n > 1):
+        return intra
+    remote = token_bytes * remote_nodes(model.experts, k, where.nodes)  # bytes leaving the node, deduplicated
+    inter = tier_s(perf, "all_to_all", remote * n / np.maximum(n - 1.0, 1.0), np.where(n > 1, n, 1), "inter")
+    return np.where(n > 1, inter, 0.0) + intra
 
 
 def p2p_hop_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, fw: Framework
@@ -131,9 +216,10 @@ def p2p_hop_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, 
 
 
 def dp_groups(lay: Layouts, gpn: int):  # noqa: ANN201
-    """(dense, expert) gradient-reduction groups: dp*cp ranks tp apart; experts' dp*cp/ep ranks tp*ep apart."""
+    """(dense, expert) gradient-reduction groups: dp*cp ranks tp apart; each expert slice's expert-data-parallel
+    ranks etp*ep apart (Megatron-Core's expert rank order tp-ep-dp, parallel_state.py)."""
     dense = placement(lay.dp * lay.cp, lay.tp, gpn)
-    expert = placement(np.maximum(lay.dp * lay.cp // lay.ep, 1), lay.tp * lay.ep, gpn)
+    expert = placement(lay.expert_dp, lay.etp * lay.ep, gpn)
     return dense, expert
 
 

@@ -11,9 +11,11 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from capsim.analytic import fp8
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import (
     AttentionImpl,
+    LayerShape,
     Op,
     OpKind,
     backward_ops,
@@ -23,7 +25,7 @@ from capsim.analytic.ops import (
 )
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
-from capsim.specs.precision import Precision
+from capsim.specs.precision import DType, Precision
 
 # Attention's core: what selective recomputation replays (Korthikanti et al. 2022, Sec. 5: QK^T, softmax,
 # dropout and attention over V), and what ring attention runs once per context-parallel block.
@@ -34,7 +36,7 @@ SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_ml
                           "final_norm", "norm_attn_post", "norm_mlp_post"})
 GEMM_OPS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "router",
                       "cross_qkv", "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})  # last 5: MLA
-SHAPE_KEYS = ("tp", "cp", "ep", "micro_batch", "seq_len", "sp")
+SHAPE_KEYS = ("tp", "cp", "ep", "etp", "micro_batch", "seq_len", "sp")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class MicroBatchTimes:
     qkv_wgrad_s: np.ndarray
     up_dgrad_s: np.ndarray
     up_wgrad_s: np.ndarray
+    proj_fwd_s: np.ndarray  # the row-parallel forward GEMMs a userbuffers reduce-scatter overlaps: attention output
+    fc2_fwd_s: np.ndarray  # and the dense MLP's fc2 (0 in an MoE layer: its experts run outside the TP overlap)
     embed_fwd_s: np.ndarray  # embedding lookup (first stage)
     embed_bwd_s: np.ndarray
     head_fwd_s: np.ndarray  # final norm, LM head and loss (last stage)
@@ -58,6 +62,11 @@ class MicroBatchTimes:
 
     def take(self, index: np.ndarray) -> MicroBatchTimes:
         return MicroBatchTimes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def mix(self, other: MicroBatchTimes, weight: np.ndarray) -> MicroBatchTimes:
+        """``(1 - weight) self + weight other``, field by field: the mean of a stack of two kinds of layer."""
+        return MicroBatchTimes(**{f.name: (1.0 - weight) * getattr(self, f.name) + weight * getattr(other, f.name)
+                                  for f in fields(self)})
 
 
 def _base(name: str) -> str:
@@ -73,7 +82,7 @@ def _op_s(perf: Perf, op: Op, lay: Layouts, precision: Precision) -> np.ndarray:
         op = replace(op, bytes_read=op.bytes_read / shard, bytes_written=op.bytes_written / shard,
                      flops=op.flops / shard)
     if op.kind is OpKind.GEMM and base not in CORE_OPS:
-        op = replace(op, dtype=precision.compute)  # weight GEMMs run in the compute format (fp8 recipes)
+        op = replace(op, dtype=fp8.gemm_format(op.name, precision))  # FP8 recipes: only TE's weight GEMMs
     t = perf.op_s(op)
     if base in ATTENTION_OPS:
         # Ring attention: each rank's s/cp queries meet all s keys in cp blocks of the local size
@@ -91,19 +100,57 @@ def _sum(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, names: f
     return out
 
 
+def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtype: DType) -> tuple[Op, Op]:
+    """The memory-bound passes ring attention adds around its per-step attention kernels, per layer and
+    micro-batch on one GPU: (forward, backward); zero bytes without context parallelism.
+
+    Transformer Engine's ``AttnFuncWithCP`` (transformer_engine/pytorch/attention.py, TE v2.2; the same passes in
+    v1.8 L518-1055 and L1142-1580), bshd/sbhd layout, causal with 2cp load-balanced chunks. Forward: K and V are
+    concatenated into the send buffer (``torch.cat``, L796-798: read and write K, V); the first step's output is
+    rescaled into ``out`` (``flash_attn_fwd_out_correction_init``: read, write O) and each of the cp - 1 later
+    steps' output is merged into it (``flash_attn_fwd_out_correction``: read the step's output and ``out``, write
+    ``out``: 3 O), a later step covering all of a rank's queries against half the keys or half its queries
+    against all keys (mean size 3/4 over the ranks; the halves are copied out ``contiguous``: K, V or Q once).
+    Backward (L2200-2370): K and V copied into the first buffer; each step's dQ added into ``dq`` (3 Q; the
+    first a copy, 2 Q) and its dK, dV concatenated (``torch.cat``, 2 KV) and added into the travelling ``dkv``
+    (3 KV); the halves of Q, O, dO or K, V copied out ``contiguous``. Q, O are the rank's local queries and
+    outputs (its s/cp tokens x heads x dims); K, V its keys and values (MLA: every head's, K of head_dim, V of
+    v_dim dims)."""
+    heads = shape.heads
+    kv_heads = shape.heads if model.is_mla else shape.kv_heads
+    tok = shape.tokens
+    q, o = tok * heads * model.head_dim, tok * heads * model.v_dim
+    kv = tok * kv_heads * (model.head_dim + model.v_dim)
+    later = np.maximum(np.asarray(cp, float) - 1.0, 0.0)  # steps after the first
+    on = later > 0
+    fwd_elems = 2.0 * kv + 2.0 * o + later * (0.75 * 3.0 * o + 0.5 * kv + 0.5 * q)
+    bwd_elems = 2.0 * kv + (2.0 * q + 4.0 * kv) + later * (0.75 * (3.0 * q + 5.0 * kv) + 0.5 * kv + 0.5 * (q + 2 * o))
+    b = dtype.bytes
+    # share 0 without context parallelism: no kernel, no launch
+    return tuple(Op(name, OpKind.ELEMENTWISE, elems, elems * b / 2, elems * b / 2, (elems,), dtype,
+                    share=on.astype(float))
+                 for name, elems in (("cp_merge", fwd_elems), ("cp_merge.bwd", bwd_elems)))
+
+
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
-           dropout: bool, cross: bool) -> dict[str, np.ndarray]:
+           dropout: bool, cross: bool, moe_share: float | None = None) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
-    shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp)
-    fwd = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal)
-    bwd = backward_ops(fwd)
+    shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
+    plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal,
+                              moe_share)
+    ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations)
+    fwd = fp8.forward(plain, precision) + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
+    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision) + [ring_b]
     return {"layer_fwd_s": _sum(perf, fwd, lay, precision), "layer_bwd_s": _sum(perf, bwd, lay, precision),
             "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS),
             "layer_gemm_fwd_s": _sum(perf, fwd, lay, precision, GEMM_OPS),
             "layer_attn_fwd_s": _sum(perf, fwd, lay, precision, ATTENTION_OPS),
             "layer_attn_bwd_s": _sum(perf, bwd, lay, precision, ATTENTION_OPS),
             **{f"{short}_{half}_s": _named(perf, bwd, lay, precision, f"{name}.{half}")
-               for short, name in (("qkv", "qkv"), ("up", "mlp_up")) for half in ("dgrad", "wgrad")}}
+               for short, name in (("qkv", "qkv"), ("up", "mlp_up")) for half in ("dgrad", "wgrad")},
+            "proj_fwd_s": _named(perf, fwd, lay, precision, "attn_out"),
+            "fc2_fwd_s": (_named(perf, fwd, lay, precision, "mlp_down") if not model.is_moe or moe_share == 0.0
+                          else np.zeros(len(lay)))}
 
 
 def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: str) -> np.ndarray:
@@ -111,8 +158,8 @@ def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: 
 
 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
-           dropout: bool) -> MicroBatchTimes:
-    out = _layer(model, lay, precision, perf, attention, dropout, cross=False)
+           dropout: bool, moe_share: float | None = None) -> MicroBatchTimes:
+    out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
         dec = _layer(model, lay, precision, perf, attention, dropout, cross=True)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
@@ -136,10 +183,12 @@ def distinct(lay: Layouts, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarra
 
 
 def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
-                      attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False) -> MicroBatchTimes:
-    """Per-micro-batch compute times of every layout, computed once per distinct layer shape."""
+                      attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
+                      moe_share: float | None = None) -> MicroBatchTimes:
+    """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
+    layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
-    return _times(model, lay.take(first), precision, perf, attention, dropout).take(inverse)
+    return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]

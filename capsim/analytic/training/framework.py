@@ -14,11 +14,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training import releases_current as current
 from capsim.analytic.training.release import (
     PER_REPLICA,
     Flag,
     Framework,
     FrameworkFamily,
+    MoeDispatcher,
     Release,
     Setting,
 )
@@ -32,7 +34,16 @@ class FrameworkName(StrEnum):
     MEGATRON_2022 = "megatron-lm-2022"
     MEGATRON_CORE = "megatron-core-0.8.0"
     FSDP = "fsdp-pytorch-2.3"
+    NEMO_24_07 = "nemo-24.07"  # Megatron-Core through NeMo 1.0 (releases_current.py)
+    NEMO_25_02 = "nemo-25.02"  # Megatron-Core through NeMo 2.2
+    MEGATRON_BRIDGE_26_04_01 = "megatron-bridge-26.04.01"  # Megatron-Core through Megatron-Bridge 0.4.2
+    NEMO_AUTOMODEL_2025_10 = "nemo-automodel-2025-10"  # PyTorch FSDP2 through NeMo AutoModel
+    TORCHTITAN_2026_08 = "torchtitan-2026-08"  # PyTorch FSDP2 through torchtitan
 
+
+# The preset a plan runs under when none is named: the newest Megatron-Core release capsim describes, as people who
+# plan training today run it (issue 12); older releases stay one name away (--framework).
+DEFAULT_FRAMEWORK = FrameworkName.MEGATRON_BRIDGE_26_04_01
 
 # Names the presets had before they were dated (issue 11); the same presets, accepted by the Python API.
 ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": FrameworkName.MEGATRON_2022,
@@ -40,6 +51,18 @@ ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": Framew
 
 _ML21, _ML22, _MC08 = "ML@6985e58 megatron/", "ML@9aad920 megatron/", "ML@core_v0.8.0 megatron/"
 _NO_ZERO3 = "no ZeRO-3 in this code (zero=False): nothing to prefetch"
+_NO_MOE = "no mixture of experts in this code (the field's generic value)"
+_FP32_GRADS = ("Megatron's mixed precision accumulates and all-reduces gradients in fp32 (main_grad; "
+               "--accumulate-allreduce-grads-in-fp32 is forced with bf16)")
+_FP32_MASTER = "Megatron's mixed-precision optimizer keeps fp32 main parameters and fp32 Adam moments"
+_NO_FP8 = "no FP8 in this code (Transformer Engine FP8 arrived 2023; the field's generic value)"
+_ETP_NONE = "0 means the routed experts split like the attention (etp = tp); no expert tensor parallelism of its own"
+_SPLIT_NONE = "the embedding and loss do not count as layers in the pipeline split"
+_TE_UB_DEFAULT = ("with --tp-comm-overlap and no overlap config, Transformer Engine's initialize_ub defaults: proj_fprop and "
+                  "fc2_fprop pipelined in 4 chunks, no SM margin (TE@v1.8 transformer_engine/pytorch/module/base.py "
+                  "L99-102, L228-232)")
+_NO_UB = ("no userbuffers TP overlap in this code (overlap_tp_comm off; the field's generic value, Transformer Engine's "
+          "default method: pipelined in 4 chunks, no SM margin)")
 
 
 def _megatron_lm_2021() -> Release:
@@ -70,7 +93,10 @@ def _megatron_lm_2021() -> Release:
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
          "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
-         "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2"},
+         "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
+         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
+         "fp32_master": _FP32_MASTER},
         {"micro_batch": Setting(4, _ML21 + "arguments.py L116 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML21 + "arguments.py L124-135, L595: --num-layers-per-virtual-pipeline-stage absent = "
@@ -80,7 +106,9 @@ def _megatron_lm_2021() -> Release:
          "sp": Setting(False, "no sequence parallelism in this code"),
          "zero_stage": Setting(0, "no ZeRO in Megatron-LM"),
          "cp": Setting(1, "no context parallelism in this code"),
-         "distributed_optimizer": Setting(False, "no distributed optimizer in this code")},
+         "distributed_optimizer": Setting(False, "no distributed optimizer in this code"),
+         "etp": Setting(0, _ETP_NONE),
+         "account_for_embedding": Setting(False, _SPLIT_NONE), "account_for_loss": Setting(False, _SPLIT_NONE)},
         {"--DDP-impl": Flag("overlap_grad_reduce", {"local": False, "torch": True},
                             _ML21 + "arguments.py L600; torch DDP all-reduces buckets during the last micro-batch's "
                             "backward (schedules.py L117-133: no_sync for the others)"),
@@ -122,7 +150,10 @@ def _megatron_lm_2022() -> Release:
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
          "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
-         "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2"},
+         "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
+         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
+         "fp32_master": _FP32_MASTER},
         {"micro_batch": Setting(4, _ML22 + "arguments.py L135 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML22 + "arguments.py L143-154, L725: --num-layers-per-virtual-pipeline-stage absent = "
@@ -131,7 +162,9 @@ def _megatron_lm_2022() -> Release:
          "sp": Setting(False, _ML22 + "arguments.py L575 --sequence-parallel (store_true: off)"),
          "zero_stage": Setting(0, "no ZeRO in Megatron-LM"),
          "cp": Setting(1, "no context parallelism in this code"),
-         "distributed_optimizer": Setting(False, "no distributed optimizer in this code")},
+         "distributed_optimizer": Setting(False, "no distributed optimizer in this code"),
+         "etp": Setting(0, _ETP_NONE),
+         "account_for_embedding": Setting(False, _SPLIT_NONE), "account_for_loss": Setting(False, _SPLIT_NONE)},
         {"--DDP-impl": Flag("overlap_grad_reduce", {"local": False, "torch": True}, _ML22 + "arguments.py L730"),
          "--no-scatter-gather-tensors-in-pipeline": Flag("pp_scatter_gather", {"": False}, _ML22 + "arguments.py L738"),
          "--no-async-tensor-model-parallel-allreduce": Flag("overlap_tp_wgrad", {"": False},
@@ -146,7 +179,8 @@ def _megatron_core_0_8() -> Release:
                    overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=True,
                    fused_grad_accumulation=True, overlap_p2p=True, zero3_prefetch=False, pp_scatter_gather=False,
                    sequence_parallel=True, selective_recompute=True, distributed_optimizer=True, zero=False,
-                   context_parallel=True, uneven_pipeline=False, interleave_min_pp=2)
+                   context_parallel=True, uneven_pipeline=False, interleave_min_pp=2,
+                   moe_dispatcher=MoeDispatcher.ALLGATHER)
     args = _MC08 + "training/arguments.py "
     return Release(
         fw, FrameworkFamily.MEGATRON_CORE, "megatron-core-0.8.0", "2024-08-12",
@@ -175,7 +209,15 @@ def _megatron_core_0_8() -> Release:
          "uneven_pipeline": args + "L264-267 (interleaved: layers must divide the stages and chunks); core/transformer/"
                             "transformer_block.py L48-77 builds num_layers // pp layers per stage",
          "interleave_min_pp": args + "L255-262: with --overlap-p2p-communication (the default) pipeline size > 1, "
-                              "without it > 2"},
+                              "without it > 2",
+         "moe_dispatcher": args + "L1748-1750 --moe-token-dispatcher-type default allgather",
+         "overlap_moe_a2a": "not in this release: --overlap-moe-expert-parallel-comm arrived in core_v0.14.0",
+         "fp8_scaling": "Transformer Engine 1.x has one FP8 recipe, DelayedScaling (transformer_engine/common/recipe/"
+                        "__init__.py, TE v1.8); --fp8-recipe arrived later",
+         "fp8_params": "not in this release: --fp8-param-gather arrived later (core_v0.14.0 arguments.py L1248)",
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS,
+         "tp_rs": _TE_UB_DEFAULT,
+         "fp32_master": _FP32_MASTER},
         {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
                                 "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
          "v": Setting(1, args + "L1403 --num-layers-per-virtual-pipeline-stage default None = no interleaving"),
@@ -183,7 +225,9 @@ def _megatron_core_0_8() -> Release:
          "sp": Setting(False, args + "L1161 --sequence-parallel (store_true: off)"),
          "zero_stage": Setting(0, "no ZeRO stages in Megatron-Core"),
          "cp": Setting(1, args + "L1455 --context-parallel-size default 1"),
-         "distributed_optimizer": Setting(False, args + "L1453 --use-distributed-optimizer (store_true: off)")},
+         "distributed_optimizer": Setting(False, args + "L1453 --use-distributed-optimizer (store_true: off)"),
+         "etp": Setting(0, _ETP_NONE),
+         "account_for_embedding": Setting(False, _SPLIT_NONE), "account_for_loss": Setting(False, _SPLIT_NONE)},
         {"--overlap-grad-reduce": Flag("overlap_grad_reduce", {"": True}, args + "L1413"),
          "--overlap-param-gather": Flag("overlap_param_gather", {"": True}, args + "L1429"),
          "--tp-comm-overlap": Flag("overlap_tp_comm", {"": True}, args + "L1053"),
@@ -225,7 +269,19 @@ def _fsdp_pytorch_2_3() -> Release:
          "zero": fsdp + "ShardingStrategy FULL_SHARD (ZeRO-3), SHARD_GRAD_OP (ZeRO-2), NO_SHARD",
          "context_parallel": none.format("context parallelism"),
          "uneven_pipeline": none.format("pipeline schedule"),
-         "interleave_min_pp": none.format("pipeline schedule") + " (the field's generic value)"},
+         "interleave_min_pp": none.format("pipeline schedule") + " (the field's generic value)",
+         "moe_dispatcher": none.format("MoE token dispatcher") + " (the field's generic value)",
+         "overlap_moe_a2a": none.format("MoE token dispatcher"),
+         "fp8_scaling": "FSDP adds no FP8; a run in FP8 brings Transformer Engine, whose default recipe is "
+                        "DelayedScaling (TE v1.8 transformer_engine/common/recipe/__init__.py)",
+         "fp8_params": "FSDP1 gathers the parameters in their own (16-bit) format",
+         "reshard_after_forward": fsdp + "ShardingStrategy.FULL_SHARD frees each unit's parameters after its "
+                                  "forward and re-gathers them for its backward",
+         "defer_grad_sync": fsdp + "reduce-scatters after every backward unless the loop enters no_sync()",
+         "tp_rs": _NO_UB,
+         "grads_fp32": "FSDP1 MixedPrecision(reduce_dtype=float32) as the usual mixed-precision setup (the field's "
+                       "generic value)",
+         "fp32_master": "FSDP1 keeps the sharded parameters in fp32 with MixedPrecision(param_dtype=bfloat16)"},
         {"micro_batch": Setting(PER_REPLICA, "FSDP runs one forward and backward per optimizer step unless the "
                                 "training loop accumulates: the whole per-replica batch"),
          "v": Setting(1, none.format("pipeline schedule")),
@@ -233,7 +289,9 @@ def _fsdp_pytorch_2_3() -> Release:
          "sp": Setting(False, none.format("sequence parallelism")),
          "zero_stage": Setting(3, fsdp + "__init__ sharding_strategy=None means ShardingStrategy.FULL_SHARD"),
          "cp": Setting(1, none.format("context parallelism")),
-         "distributed_optimizer": Setting(False, "not FSDP's")},
+         "distributed_optimizer": Setting(False, "not FSDP's"),
+         "etp": Setting(0, _ETP_NONE),
+         "account_for_embedding": Setting(False, _SPLIT_NONE), "account_for_loss": Setting(False, _SPLIT_NONE)},
         {})
 
 
@@ -242,6 +300,11 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.MEGATRON_2022: _megatron_lm_2022(),
     FrameworkName.MEGATRON_CORE: _megatron_core_0_8(),
     FrameworkName.FSDP: _fsdp_pytorch_2_3(),
+    FrameworkName.NEMO_24_07: current.nemo_24_07(FrameworkName.NEMO_24_07.value),
+    FrameworkName.NEMO_25_02: current.nemo_25_02(FrameworkName.NEMO_25_02.value),
+    FrameworkName.MEGATRON_BRIDGE_26_04_01: current.megatron_bridge_26_04_01(FrameworkName.MEGATRON_BRIDGE_26_04_01.value),
+    FrameworkName.NEMO_AUTOMODEL_2025_10: current.nemo_automodel_2025_10(FrameworkName.NEMO_AUTOMODEL_2025_10.value),
+    FrameworkName.TORCHTITAN_2026_08: current.torchtitan_2026_08(FrameworkName.TORCHTITAN_2026_08.value),
 }
 FRAMEWORKS: dict[FrameworkName, Framework] = {k: r.framework for k, r in RELEASES.items()}
 
@@ -284,5 +347,5 @@ def release_for(framework: str, software: str) -> Release:
     return match
 
 
-__all__ = ["ALIASES", "FRAMEWORKS", "RELEASES", "Framework", "FrameworkFamily", "FrameworkName", "Release",
+__all__ = ["ALIASES", "DEFAULT_FRAMEWORK", "FRAMEWORKS", "RELEASES", "Framework", "FrameworkFamily", "FrameworkName", "Release",
            "get_framework", "get_release", "release_for"]

@@ -6,11 +6,45 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from enum import StrEnum
+
+import numpy as np
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.errors import SpecError
+from capsim.specs.precision import Fp8Scaling
+
+
+class MoeDispatcher(StrEnum):
+    """How MoE tokens reach their experts' ranks (megatron/core/transformer/moe/README.md, "Token Dispatching",
+    NVIDIA/Megatron-LM@d98e8a6)."""
+
+    ALLGATHER = "allgather"  # all-gather every token over the EP x ETP group, reduce-scatter the outputs
+    ALLTOALL = "alltoall"  # NCCL all-to-all of every (token, expert) copy
+    FLEX = "flex"  # DeepEP / HybridEP: "removes redundant tokens during cross-node communication"
+
+
+class Reshard(StrEnum):
+    """When FSDP2 frees a block's gathered parameters after its forward (``reshard_after_forward``)."""
+
+    ALWAYS = "always"  # re-gather them for the backward (ZeRO-3)
+    NEVER = "never"  # keep them gathered until the backward (ZeRO-2 traffic, ZeRO-3 memory between passes)
+    NOT_WITH_PP = "not-with-pp"  # torchtitan's "default": always, except never when pipeline parallelism is on
+
+
+@dataclass(frozen=True)
+class RsOverlap:
+    """How Transformer Engine's userbuffers overlap the reduce-scatter after each row-parallel forward GEMM (the
+    attention output projection, ``proj_fprop``, and the MLP's fc2, ``fc2_fprop``), as a run's overlap config
+    states it (transformer_engine/pytorch/module/base.py ``initialize_ub``; its defaults: method "pipeline",
+    num_splits 4, set_sm_margin 0, TE@v1.8 L99-102, L228-232)."""
+
+    chunks: int = 4  # pipelined in this many chunks; 0: ring exchange, one chunk per TP rank
+    # Fractions of the SMs the communication kernels reserve away from those two GEMMs (num_sm / SMs where the
+    # config sets set_sm_margin: the GEMM runs on the rest, TE@v1.8 csrc/comm_gemm_overlap.h L184, L260, L325).
+    proj_sm_share: float = 0.0
+    fc2_sm_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -40,20 +74,39 @@ class Framework:
     context_parallel: bool = True
     uneven_pipeline: bool = True  # stages (and model chunks) may hold different layer counts
     interleave_min_pp: int = 2  # the interleaved schedule needs at least this many pipeline stages
+    moe_dispatcher: MoeDispatcher = MoeDispatcher.ALLTOALL  # how MoE tokens reach their experts
+    overlap_moe_a2a: bool = False  # MoE all-to-alls of one micro-batch run during another's compute
+    fp8_scaling: Fp8Scaling = Fp8Scaling.DELAYED  # the FP8 recipe a run with precision "fp8" uses
+    fp8_params: bool = False  # weights kept in FP8 (parameter all-gathers and weight memory in FP8)
+    reshard_after_forward: Reshard = Reshard.ALWAYS  # ZeRO-3/FSDP: free gathered parameters after the forward
+    # ZeRO-3/FSDP with gradient accumulation: reduce-scatter only after the step's last micro-batch, keeping the
+    # gathered parameters and unsharded gradients in between (FSDP2 set_requires_gradient_sync(False))
+    defer_grad_sync: bool = False
+    grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
+    fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
+    tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
-        out["attention"] = self.attention.value
+        for key in ("attention", "moe_dispatcher", "fp8_scaling", "reshard_after_forward"):
+            out[key] = getattr(self, key).value
         return out
+
+    def keeps_gathered(self, pp: object) -> object:
+        """Whether ZeRO-3/FSDP keeps a block's parameters gathered from its forward to its backward (arrays over
+        pipeline depths ``pp``)."""
+        return np.where(np.asarray(pp) > 1, self.reshard_after_forward is not Reshard.ALWAYS,
+                        self.reshard_after_forward is Reshard.NEVER)
 
 
 # The behaviour fields every release must cite (all of Framework but its name).
 BEHAVIOUR = tuple(f.name for f in fields(Framework) if f.name != "name")
 # Layout settings a run may leave unpublished, as training validation rows and TrainPlan name them.
-LAYOUT_SETTINGS = ("micro_batch", "v", "recompute", "sp", "zero_stage", "cp", "distributed_optimizer")
+LAYOUT_SETTINGS = ("micro_batch", "v", "recompute", "sp", "zero_stage", "cp", "distributed_optimizer", "etp",
+                   "account_for_embedding", "account_for_loss")
 PER_REPLICA = "global/dp"  # a micro-batch default meaning "the whole per-replica batch: no gradient accumulation"
 
 
@@ -63,6 +116,7 @@ class FrameworkFamily(StrEnum):
     MEGATRON_LM = "megatron-lm"  # NVIDIA/Megatron-LM before Megatron-Core
     MEGATRON_CORE = "megatron-core"  # Megatron-Core (megatron/core), alone or through NeMo / Megatron-Bridge
     FSDP = "fsdp"  # PyTorch FullyShardedDataParallel (FSDP1)
+    FSDP2 = "fsdp2"  # PyTorch fully_shard (FSDP2), through NeMo AutoModel or torchtitan
 
 
 @dataclass(frozen=True)
@@ -141,7 +195,8 @@ class Release:
                 "code": self.code, "covers": list(self.covers) if self.covers else None,
                 "framework": self.framework.to_dict(), "cite": dict(self.cite),
                 "defaults": {k: {"value": s.value, "source": s.source} for k, s in self.defaults.items()},
-                "flags": {k: {"field": f.field, "values": dict(f.values), "source": f.source}
+                "flags": {k: {"field": f.field, "values": {n: asdict(v) if is_dataclass(v) else v
+                                                            for n, v in f.values.items()}, "source": f.source}
                           for k, f in self.flags.items()}}
 
 
@@ -157,4 +212,5 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "Release", "Setting"]
+__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "MoeDispatcher",
+           "Release", "Reshard", "RsOverlap", "Setting"]

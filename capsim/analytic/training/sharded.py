@@ -16,7 +16,11 @@ and the final norm with the LM head one more that stays gathered from its forwar
   The last reduce-scatter (the embedding's, or the first block's) has nothing left to hide behind.
 
 ZeRO-2 keeps the parameters (no gathers) but still reduce-scatters every micro-batch (its gradients are sharded).
-Without prefetching every gather is exposed; without gradient-reduce overlap every reduce-scatter is.
+Without prefetching every gather is exposed; without gradient-reduce overlap every reduce-scatter is. With
+``reshard_after_forward`` off (the framework's ``Reshard`` policy: NeMo AutoModel's MoE models never reshard,
+torchtitan not with pipeline parallelism) the backward gathers nothing. With deferred gradient sync (FSDP2
+``set_requires_gradient_sync(False)`` over the accumulation, NeMo AutoModel's ``enable_fsdp_optimizations``) a step
+gathers once and reduce-scatters once, whatever its micro-batch count.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training.compute import MicroBatchTimes
-from capsim.analytic.training.framework import Framework
+from capsim.analytic.training.release import Framework
 
 
 def _pos(x: np.ndarray) -> np.ndarray:
@@ -52,21 +56,28 @@ def sharded_exposed_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.nda
     z3 = sub(lay.zero_stage >= 3)
     traffic = {k: sub(unit[k]) for k in ("layer_gather", "layer_reduce", "emb_gather", "emb_reduce", "head_gather",
                                          "head_reduce")}
-    out[idx] = _exposed(fw, times, traffic, z3, sub(n).astype(float), sub(emb), sub(head))
+    keep = sub(fw.keeps_gathered(lay.pp))
+    exposed = _exposed(fw, times, traffic, z3, sub(n).astype(float), sub(emb), sub(head), keep)
+    # Deferred sync: one gather pass (the step's first forward) and one reduce-scatter pass (its last backward)
+    # per step, the parameters kept gathered in between: their exposure spread over the step's micro-batches.
+    out[idx] = exposed / sub(lay.micro_batches) if fw.defer_grad_sync else exposed
     return out
 
 
 def _exposed(fw: Framework, tm: dict[str, np.ndarray], u: dict[str, np.ndarray], z3: np.ndarray, n: np.ndarray,
-             emb: np.ndarray, head: np.ndarray) -> np.ndarray:
-    """The windows of one micro-batch (arrays over the ZeRO >= 2 layouts)."""
-    a = np.where(z3, u["layer_gather"], 0.0)
+             emb: np.ndarray, head: np.ndarray, keep: np.ndarray | bool = False) -> np.ndarray:
+    """The windows of one micro-batch (arrays over the ZeRO >= 2 layouts); ``keep``: the parameters stay gathered
+    from the forward to the backward (reshard_after_forward=False), so the backward gathers nothing."""
+    z3b = z3 & ~keep
+    a, a_b = np.where(z3, u["layer_gather"], 0.0), np.where(z3b, u["layer_gather"], 0.0)
     ag_e, ag_h = np.where(z3 & emb, u["emb_gather"], 0.0), np.where(z3 & head, u["head_gather"], 0.0)
+    ag_eb = np.where(z3b & emb, u["emb_gather"], 0.0)
     r = u["layer_reduce"]
     rs_e, rs_h = np.where(emb, u["emb_reduce"], 0.0), np.where(head, u["head_reduce"], 0.0)
     exposed = np.zeros(len(n))
     if not fw.zero3_prefetch:  # each gather waits for its unit: forward n + ends, backward n + the embedding
-        exposed = exposed + 2.0 * n * a + 2.0 * ag_e + ag_h
-        a, ag_e, ag_h = 0.0 * a, 0.0 * ag_e, 0.0 * ag_h
+        exposed = exposed + n * (a + a_b) + ag_e + ag_eb + ag_h
+        a, a_b, ag_e, ag_eb, ag_h = 0.0 * a, 0.0 * a_b, 0.0 * ag_e, 0.0 * ag_eb, 0.0 * ag_h
     if not fw.overlap_grad_reduce:  # each reduce-scatter runs after its backward, on the critical path
         exposed = exposed + n * r + rs_e + rs_h
         r, rs_e, rs_h = 0.0 * r, 0.0 * rs_e, 0.0 * rs_h
@@ -76,14 +87,14 @@ def _exposed(fw: Framework, tm: dict[str, np.ndarray], u: dict[str, np.ndarray],
                + np.maximum(n - 1.0, 0.0) * _pos(a - f) + _pos(ag_h - f))  # block to block; the head's
     # Backward, unit order [head], block n-1 .. 0, [embedding]: while a unit computes, the link carries the next
     # unit's gather and the previous unit's reduce-scatter.
-    first = np.where(head, _pos(a - tm["head_b"]), a)  # the head stayed gathered; block n-1's did not
-    several = (_pos(a + rs_h - b)  # block n-1: block n-2's gather + the head's reduce-scatter
-               + np.maximum(n - 2.0, 0.0) * _pos(a + r - b)  # blocks n-2 .. 1
-               + _pos(ag_e + r - b))  # block 0: the embedding's gather + block 1's reduce-scatter
-    windows = np.where(n >= 2, several, _pos(ag_e + rs_h - b))
+    first = np.where(head, _pos(a_b - tm["head_b"]), a_b)  # the head stayed gathered; block n-1's did not
+    several = (_pos(a_b + rs_h - b)  # block n-1: block n-2's gather + the head's reduce-scatter
+               + np.maximum(n - 2.0, 0.0) * _pos(a_b + r - b)  # blocks n-2 .. 1
+               + _pos(ag_eb + r - b))  # block 0: the embedding's gather + block 1's reduce-scatter
+    windows = np.where(n >= 2, several, _pos(ag_eb + rs_h - b))
     last = np.where(emb, _pos(r - tm["emb_b"]) + rs_e, r)  # block 0's reduce-scatter (behind the embedding's)
     backward = first + windows + last
-    ends_only = 2.0 * ag_e + ag_h + rs_e + rs_h  # a stage with no blocks: its ends' traffic, exposed
+    ends_only = ag_e + ag_eb + ag_h + rs_e + rs_h  # a stage with no blocks: its ends' traffic, exposed
     return exposed + np.where(n > 0, forward + backward, ends_only)
 
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from capsim.analytic import fp8
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.params import param_counts
+from capsim.analytic.params import layer_params_by_kind, param_counts
 from capsim.analytic.training import comms
-from capsim.analytic.training.compute import MicroBatchTimes, distinct
+from capsim.analytic.training.compute import MicroBatchTimes, distinct, micro_batch_times
 from capsim.analytic.training.framework import Framework
 from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
@@ -26,34 +27,84 @@ PER_MICRO_BATCH = ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s
 STAGES = ("first", "middle", "last")
 KINDS = ("first", "middle", "middle_mean", "last")  # middle_mean: a mean-sized middle stage (for the sum)
 # What the data-parallel traffic and the optimizer depend on: computed once per distinct combination.
-DP_KEYS = ("dp", "cp", "tp", "ep", "pp", "first_stage_layers", "last_stage_layers", "middle_max_layers",
-           "zero_stage", "distributed_optimizer")
+DP_KEYS = ("dp", "cp", "tp", "ep", "etp", "pp", "first_stage_layers", "last_stage_layers", "middle_max_layers",
+           "first_stage_dense", "last_stage_dense", "middle_max_dense", "middle_dense", "zero_stage",
+           "distributed_optimizer")
 # Per-unit ZeRO-3/FSDP traffic (one transformer block, the embedding, the final norm + LM head).
 UNITS = ("layer", "emb", "head")
 
 
 @dataclass(frozen=True)
 class StageLayers:
-    """Layers per stage kind (arrays over layouts); ``middle_max`` is the most any middle stage holds."""
+    """Layers per stage kind (arrays over layouts); ``middle_max`` is the most any middle stage holds. The
+    ``*_dense`` fields count an MoE model's dense-FFN layers among them (``ModelSpec.dense_layers``, placed on the
+    stages that hold them: ``LayerSplit.count_on_stages``)."""
 
     first: np.ndarray
     middle: np.ndarray  # mean layers of a middle stage
     middle_max: np.ndarray
     last: np.ndarray
+    first_dense: np.ndarray
+    middle_dense: np.ndarray  # mean over the middle stages
+    middle_max_dense: np.ndarray
+    last_dense: np.ndarray
 
     @classmethod
     def of(cls, model: ModelSpec, lay: Layouts) -> StageLayers:
         p = lay.pp
         mid = np.where(p > 2, (model.total_layers - lay.first_stage_layers - lay.last_stage_layers)
                        / np.maximum(p - 2, 1), 0.0)
+        mid_dense = np.where(p > 2, lay.middle_dense / np.maximum(p - 2, 1), 0.0)
+        last = (p > 1).astype(float)
         return cls(lay.first_stage_layers.astype(float), mid, lay.middle_max_layers.astype(float),
-                   np.where(p > 1, lay.last_stage_layers, 0).astype(float))
+                   last * lay.last_stage_layers, lay.first_stage_dense.astype(float), mid_dense,
+                   lay.middle_max_dense.astype(float), last * lay.last_stage_dense)
 
     def of_kind(self, kind: str) -> np.ndarray:
         return {"first": self.first, "middle": self.middle_max, "middle_mean": self.middle, "last": self.last}[kind]
 
+    def dense_of_kind(self, kind: str) -> np.ndarray:
+        return {"first": self.first_dense, "middle": self.middle_max_dense, "middle_mean": self.middle_dense,
+                "last": self.last_dense}[kind]
+
+    def both(self, kind: str, moe: object, dense: object) -> np.ndarray:
+        """A stage kind's total of a per-layer quantity worth ``moe`` on each MoE (or plain) layer and ``dense``
+        on each dense-FFN layer."""
+        d = self.dense_of_kind(kind)
+        return (self.of_kind(kind) - d) * moe + d * dense
+
     def take(self, index: np.ndarray) -> StageLayers:
         return StageLayers(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class LayerTimes:
+    """Per-micro-batch times of the two kinds of layers: ``moe`` (every layer of a model without dense-FFN
+    layers) and ``dense`` (an MoE model's dense-FFN layers; the same object when it has none)."""
+
+    moe: MicroBatchTimes
+    dense: MicroBatchTimes
+
+    @classmethod
+    def of(cls, model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, fw: Framework) -> LayerTimes:
+        """Both kinds priced from the op list (``micro_batch_times``), once each."""
+        if not model.dense_layers:
+            t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
+            return cls(t, t)
+        return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share)
+                     for share in (1.0, 0.0)))
+
+    def pair(self, fn) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+        """``fn`` of each kind, computed once when both kinds are the same."""
+        a = np.asarray(fn(self.moe), float)
+        return a, (a if self.dense is self.moe else np.asarray(fn(self.dense), float))
+
+    def mean(self, layers: StageLayers, kind: str) -> MicroBatchTimes:
+        """The mean layer of one stage kind (its dense share mixed in)."""
+        if self.dense is self.moe:
+            return self.moe
+        n = layers.of_kind(kind)
+        return self.moe.mix(self.dense, np.where(n > 0, layers.dense_of_kind(kind) / np.maximum(n, 1), 0.0))
 
 
 def _exists(lay: Layouts, kind: str) -> np.ndarray:
@@ -71,17 +122,23 @@ def unit_params(model: ModelSpec, lay: Layouts) -> dict[str, tuple[np.ndarray, n
     zero = np.zeros(len(lay))
     # Megatron keeps a copy of a tied word embedding on the last stage for the LM head when pp > 1.
     head = (pc.lm_head if not model.tied_embeddings else np.where(lay.pp == 1, 0, model.vocab * model.hidden)) / lay.tp
-    return {"layer": ((per_layer - expert) / lay.tp, expert / (lay.tp * lay.ep)),
+    return {"layer": ((per_layer - expert) / lay.tp, expert / (lay.etp * lay.ep)),
             "emb": (pc.embedding / lay.tp + zero, zero), "head": (head + pc.other + zero, zero)}
 
 
 def stage_params(model: ModelSpec, lay: Layouts, layers: StageLayers) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(dense, expert) parameters one GPU of each stage kind holds."""
+    """(dense, expert) parameters one GPU of each stage kind holds: its MoE and dense-FFN layers each with their
+    own parameters (``layer_params_by_kind``; the stack's mean layer for models without dense-FFN layers)."""
     units = unit_params(model, lay)
     (dense, exp), emb, head = units["layer"], units["emb"][0], units["head"][0]
     single = lay.pp == 1
     ends = {"first": emb + np.where(single, head, 0), "last": np.where(single, 0, head)}
-    return {k: (layers.of_kind(k) * dense + ends.get(k, 0.0), layers.of_kind(k) * exp) for k in KINDS}
+    if not model.dense_layers:
+        return {k: (layers.of_kind(k) * dense + ends.get(k, 0.0), layers.of_kind(k) * exp) for k in KINDS}
+    kinds = layer_params_by_kind(model)
+    (moe_d, moe_e), (dense_d, _) = kinds["moe"], kinds["dense"]
+    return {k: (layers.both(k, moe_d / lay.tp, dense_d / lay.tp) + ends.get(k, 0.0),
+                layers.both(k, moe_e / (lay.etp * lay.ep), 0.0)) for k in KINDS}
 
 
 def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
@@ -92,7 +149,7 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     sub, sub_layers = lay.take(first), layers.take(first)
     params = stage_params(model, sub, sub_layers)
     shard = np.where((sub.zero_stage >= 1) | sub.distributed_optimizer, sub.dp * sub.cp, 1)
-    expert_shard = np.where(shard > 1, np.maximum(sub.dp * sub.cp // sub.ep, 1), 1)
+    expert_shard = np.where(shard > 1, sub.expert_dp, 1)
     # Every unit and stage kind in one collective call each (rows of one stacked array): far fewer calls per sweep.
     units = unit_params(model, sub)
     names = [f"{u}_" for u in UNITS] + [f"_{k}" for k in KINDS]
@@ -108,8 +165,12 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     local = np.zeros(len(sub))
     for kind in KINDS:
         dense, expert = params[kind]
-        grads = (dense + expert) / np.where(sub.zero_stage >= 2, sub.dp * sub.cp, 1)  # ZeRO-2/3 keep a shard
+        z2 = sub.zero_stage >= 2  # ZeRO-2/3 keep a shard of the gradients
+        grads = dense / np.where(z2, sub.dp * sub.cp, 1) + expert / np.where(z2, sub.expert_dp, 1)
         out[f"accumulate_{kind}"] = comms.grad_accumulation_s(perf, grads, precision, fw)
+        # FP8: the weights' FP8 copies are made once per step (capsim.analytic.fp8), shared by its micro-batches
+        cast = fp8.weight_cast_bytes(dense + expert, precision)
+        out[f"weight_cast_{kind}"] = np.where(cast > 0, perf.memory_s(cast, "stream"), 0.0)
         if kind != "middle_mean":
             local = np.maximum(local, np.where(_exists(sub, kind), dense / shard + expert / expert_shard, 0.0))
     out["optimizer_s"] = comms.optimizer_s(perf, local, precision)
@@ -118,15 +179,19 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
 
 
 def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
-                      t: MicroBatchTimes, layers: StageLayers, dp: dict[str, np.ndarray]
+                      times: LayerTimes, layers: StageLayers, dp: dict[str, np.ndarray]
                       ) -> dict[str, dict[str, np.ndarray]]:
-    """Seconds each stage kind spends on one micro-batch, by component (PER_MICRO_BATCH), over all its chunks."""
-    rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
-    tp_layer = sum(comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw))
+    """Seconds each stage kind spends on one micro-batch, by component (PER_MICRO_BATCH), over all its chunks.
+    Each stage's MoE and dense-FFN layers are priced by kind; only its MoE layers run the all-to-alls."""
+    t = times.moe
+    layer = times.pair(lambda x: x.layer_fwd_s + x.layer_bwd_s)
+    rec = times.pair(lambda x: np.select([lay.recompute == 2, lay.recompute == 1], [x.layer_fwd_s, x.layer_core_s],
+                                         0.0))
+    tp_layer = times.pair(lambda x: sum(comms.tp_layer_s(perf, model, lay, precision, gpn, x, fw)))
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     tp_head = tp_head_f + tp_head_b
-    cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t))
-    ep_layer = sum(comms.ep_layer_s(perf, model, lay, precision, gpn))
+    cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t))  # the same attention in both kinds
+    ep_layer = sum(comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw))  # one MoE layer
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
     single = lay.pp == 1
@@ -138,26 +203,31 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
         n = layers.of_kind(kind)
         end_compute, end_tp = ends[kind.split("_")[0]]
         emb, head = np.full(len(lay), kind == "first"), (kind == "last") | ((kind == "first") & single)
-        zero = sharded_exposed_s(lay, fw, t, n, emb, np.broadcast_to(head, (len(lay),)), dp)
-        costs = {"compute_s": n * (t.layer_fwd_s + t.layer_bwd_s) + end_compute, "recompute_s": n * rec,
-                 "grad_accumulation_s": dp[f"accumulate_{kind}"], "tp_comm_s": n * tp_layer + end_tp,
-                 "cp_comm_s": n * cp_layer, "ep_comm_s": n * ep_layer, "pp_comm_s": pp_mb, "zero_comm_s": zero}
+        zero = sharded_exposed_s(lay, fw, times.mean(layers, kind), n, emb, np.broadcast_to(head, (len(lay),)), dp)
+        costs = {"compute_s": layers.both(kind, *layer) + end_compute + dp[f"weight_cast_{kind}"] / lay.micro_batches,
+                 "recompute_s": layers.both(kind, *rec),
+                 "grad_accumulation_s": dp[f"accumulate_{kind}"], "tp_comm_s": layers.both(kind, *tp_layer) + end_tp,
+                 "cp_comm_s": n * cp_layer, "ep_comm_s": layers.both(kind, ep_layer, 0.0), "pp_comm_s": pp_mb,
+                 "zero_comm_s": zero}
         exists = _exists(lay, kind.split("_")[0])
         out[kind] = {k: np.where(exists, v, 0.0) for k, v in costs.items()}
     out["_hop"] = {"hop_s": hop}
     return out
 
 
-def step_tail(lay: Layouts, fw: Framework, t: MicroBatchTimes, layers: StageLayers, hop: np.ndarray,
+def step_tail(lay: Layouts, fw: Framework, times: LayerTimes, layers: StageLayers, hop: np.ndarray,
               dp: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """What follows the pipeline flush: gradient reduction (the part not hidden behind the last backward), the
     tied-embedding sync, the optimizer step and the post-step parameter all-gather."""
+    t = times.moe
     once = lay.zero_stage <= 1  # ZeRO-2/3 reduce every micro-batch instead (in micro_batch_costs)
-    chunk_bwd = np.where(lay.pp > 2, layers.middle, layers.first) * t.layer_bwd_s / lay.v + hop
+    bwd = times.pair(lambda x: x.layer_bwd_s)
+    mean_kind = np.where(lay.pp > 2, 1, 0)  # a mean middle stage's chunk, else the first stage's
+    chunk_bwd = np.choose(mean_kind, [layers.both("first", *bwd), layers.both("middle_mean", *bwd)]) / lay.v + hop
     # Stage s finishes its last backward s chunk-backwards (and hops) before stage 0 does (1F1B and interleaved).
     slack = {"first": 0.0, "middle": chunk_bwd, "last": (lay.pp - 1) * chunk_bwd}
-    last_bwd = {"first": layers.first * t.layer_bwd_s + t.embed_bwd_s + np.where(lay.pp == 1, t.head_bwd_s, 0),
-                "middle": layers.middle_max * t.layer_bwd_s, "last": layers.last * t.layer_bwd_s + t.head_bwd_s}
+    last_bwd = {"first": layers.both("first", *bwd) + t.embed_bwd_s + np.where(lay.pp == 1, t.head_bwd_s, 0),
+                "middle": layers.both("middle", *bwd), "last": layers.both("last", *bwd) + t.head_bwd_s}
     exposed, full, gather = np.zeros(len(lay)), np.zeros(len(lay)), np.zeros(len(lay))
     gathers_after = (lay.zero_stage == 1) | (lay.zero_stage == 2) | lay.distributed_optimizer
     for kind in STAGES:
@@ -170,7 +240,7 @@ def step_tail(lay: Layouts, fw: Framework, t: MicroBatchTimes, layers: StageLaye
         exposed = np.maximum(exposed, np.where(exists, left - slack[kind], 0.0))
         full = np.maximum(full, red)
         gather = np.maximum(gather, np.where(gathers_after & exists, dp[f"gather_{kind}"], 0.0))
-    first_fwd = layers.first * t.layer_fwd_s + t.embed_fwd_s
+    first_fwd = layers.both("first", *times.pair(lambda x: x.layer_fwd_s)) + t.embed_fwd_s
     gather = np.maximum(gather - first_fwd, 0.0) if fw.overlap_param_gather else gather
     return {"dp_comm_s": np.maximum(exposed, 0.0), "dp_total_s": full, "embedding_sync_s": dp["embedding_sync_s"],
             "optimizer_s": dp["optimizer_s"], "param_gather_s": gather}
@@ -193,5 +263,5 @@ def pipeline(costs: dict[str, dict[str, np.ndarray]], lay: Layouts, fw: Framewor
     return out
 
 
-__all__ = ["DP_KEYS", "PER_MICRO_BATCH", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
+__all__ = ["DP_KEYS", "PER_MICRO_BATCH", "LayerTimes", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
            "stage_params", "step_tail"]

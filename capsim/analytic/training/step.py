@@ -11,8 +11,7 @@ from capsim.analytic.layouts import Layouts
 from capsim.analytic.memory import TrainingMemory, training_memory
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import stages
-from capsim.analytic.training.compute import micro_batch_times
-from capsim.analytic.training.framework import Framework, FrameworkName, get_framework
+from capsim.analytic.training.framework import DEFAULT_FRAMEWORK, Framework, FrameworkName, get_framework
 from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
 from capsim.perf import DeviceParams, Link, Perf, require_perf
@@ -47,29 +46,36 @@ def _ratio(override: float | None, datasheet: float | None) -> float:
     return float(override / datasheet) if override and datasheet else 1.0
 
 
-def _validity(model: ModelSpec, lay: Layouts, num_gpus: int) -> np.ndarray:
-    """Why each layout cannot run at all ("" where it can), first reason wins."""
+def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> np.ndarray:
+    """Why each layout cannot run at all ("" where it can), first reason wins; ``fw`` is the release, whose
+    interleaving and uneven-split limits hold here as in the layout search."""
     m = lay.micro_batches
+    uneven = np.array([len({n for row in sp.chunks for n in row}) > 1 for sp in lay.splits] or [False])
     checks = [
         (lay.num_gpus != num_gpus, f"dp*tp*pp*cp is not the cluster's {num_gpus} GPUs"),
         ((model.heads % lay.tp != 0) | (model.kv_heads % lay.tp != 0), "tp does not divide the attention heads"),
-        (model.ffn_hidden % lay.tp != 0, "tp does not divide ffn_hidden"),
+        *((width % lay.tp != 0, f"tp does not divide {field}") for field, width in model.tp_widths.items()),
+        (model.is_moe & (model.ffn_hidden % lay.etp != 0), "etp does not divide the experts' ffn_hidden"),
         (lay.global_batch % (lay.dp * lay.micro_batch) != 0, "global batch does not split into dp x micro-batches"),
         (lay.split < 0, "pp x pp_interleave does not divide the layers and no Megatron-Core uneven split fits"),
         (_split_mismatch(model, lay), "the layer split does not match pp, pp_interleave or the model's layers"),
         ((lay.schedule == 2) & ((lay.v < 2) | (lay.pp < 2) | (m % np.maximum(lay.pp, 1) != 0)),
          "interleaving needs pp > 1, v > 1 and micro-batches a multiple of pp"),
         ((lay.schedule != 2) & (lay.v > 1), "only the interleaved schedule has v > 1"),
+        ((lay.schedule == 2) & (lay.pp < fw.interleave_min_pp),
+         f"{fw.name} interleaves only with pp >= {fw.interleave_min_pp}"),
+        ((lay.split >= 0) & uneven[np.maximum(lay.split, 0)] & (not fw.uneven_pipeline),
+         f"{fw.name} splits the layers only evenly over pp x pp_interleave"),
         (lay.sp & (lay.tp < 2), "sequence parallelism needs tp > 1"),
         (lay.seq_len % lay.cp != 0, "cp does not divide the sequence"),
-        ((lay.ep > 1) & ((model.experts % lay.ep != 0) | ((lay.dp * lay.cp) % lay.ep != 0)),
-         "ep must divide the experts and dp*cp"),
+        ((lay.ep > 1) & (model.experts % lay.ep != 0), "ep does not divide the experts"),
+        (lay.tp % lay.etp != 0, "etp does not divide tp"),
+        ((lay.tp * lay.cp * lay.dp) % (lay.ep * lay.etp) != 0, "ep x etp does not divide tp x cp x dp"),
         (lay.distributed_optimizer & (lay.zero_stage > 0), "distributed optimizer and ZeRO together"),
     ]
-    reason = np.full(len(lay), "", dtype=object)
-    for bad, why in reversed(checks):
-        reason = np.where(bad, why, reason)
-    return reason
+    bad = np.stack([np.broadcast_to(np.asarray(b, bool), (len(lay),)) for b, _ in checks])
+    names = np.array([why for _, why in checks] + [""], dtype=object)
+    return names[np.where(bad.any(axis=0), np.argmax(bad, axis=0), len(checks))]
 
 
 def _split_mismatch(model: ModelSpec, lay: Layouts) -> np.ndarray:
@@ -91,7 +97,7 @@ def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl) -> tuple[np
 
 def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, perf: Perf,
               precision: Precision | None = None,
-              framework: Framework | FrameworkName | str = FrameworkName.MEGATRON_CORE,
+              framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
               train_tokens: float | None = None) -> StepTime:
     """Seconds of one optimizer step, broken down, with MFU/HFU, memory, feasibility and train-N-tokens totals.
 
@@ -113,14 +119,15 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     if train_tokens is not None and not train_tokens > 0:
         raise SpecError("train_tokens", f"must be positive, got {train_tokens!r}")
     gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
-    t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
+    times = stages.LayerTimes.of(model, lay, precision, perf, fw)
     layers = stages.StageLayers.of(model, lay)
     dp = stages.dp_costs(model, lay, precision, perf, gpn, fw, layers)
-    costs = stages.micro_batch_costs(model, lay, precision, perf, gpn, fw, t, layers, dp)
+    costs = stages.micro_batch_costs(model, lay, precision, perf, gpn, fw, times, layers, dp)
     parts = stages.pipeline(costs, lay, fw)
-    parts.update(stages.step_tail(lay, fw, t, layers, costs["_hop"]["hop_s"], dp))
-    mem = training_memory(model, lay, precision, cluster.accelerator, fw.attention, fw.dropout)
-    reason = _validity(model, lay, cluster.num_gpus)
+    parts.update(stages.step_tail(lay, fw, times, layers, costs["_hop"]["hop_s"], dp))
+    mem = training_memory(model, lay, precision, cluster.accelerator, fw.attention, fw.dropout,
+                          fw.keeps_gathered(lay.pp), fw.defer_grad_sync)
+    reason = _validity(model, lay, cluster.num_gpus, fw)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
     model_f, hw_f = _flops(model, lay, fw.attention)
     total = sum(parts[k] for k in BREAKDOWN)

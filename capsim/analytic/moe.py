@@ -1,0 +1,93 @@
+"""The mixture-of-experts block of one layer as Megatron-Core runs it with its all-to-all token dispatcher.
+
+Per MoE layer and GPU (megatron/core/transformer/moe/{router,token_dispatcher,experts}.py, NVIDIA/Megatron-LM@
+core_v0.10.0, "MoE parallel folding": the experts' tensor-parallel size ETP and expert-parallel size EP are laid over
+the same ranks as the attention's TP x CP x DP, in the order tp-ep-dp, parallel_state.py L643-662):
+1. the router scores the GPU's own tokens (its sequence-parallel shard: Megatron-Core refuses MoE with TP but no
+   sequence parallelism, moe_layer.py L130-139) and keeps the top k experts of each;
+2. ``permute`` copies each token once per chosen expert, grouped by destination;
+3. an all-to-all over the EP group sends each copy to the rank holding its expert (priced in ``training.comms``);
+4. with ETP > 1 the received tokens are all-gathered over the ETP group (each ETP rank holds a slice of every
+   expert's FFN), and with several local experts they are sorted by expert (``sort_chunks_by_idxs``);
+5. the local experts run as one grouped GEMM each for fc1 and fc2 (TEGroupedMLP), on the tokens routed to them;
+6. everything in reverse: unsort, reduce-scatter over ETP, all-to-all back, ``unpermute`` (the weighted sum of each
+   token's k expert outputs).
+Shared experts (DeepSeek-MoE style) run as a dense FFN on every token, split by TP like any MLP.
+
+Routing is balanced: each expert receives ``tokens * top_k / experts`` of the tokens, as the published benchmarks
+force it (Megatron-Core ``--moe-router-force-load-balancing``; NeMo AutoModel's ``fake_balanced_gate``). Imbalance
+would slow the busiest rank; capsim does not price it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from capsim._types import Num
+from capsim.analytic.primitives import Op, OpKind, Saved, elementwise, gemm
+from capsim.specs.model import ModelSpec
+from capsim.specs.precision import DType
+
+
+def moe_tokens(tokens: Num, tp: Num, etp: Num, sp: Num) -> tuple[Num, Num]:
+    """(tokens a GPU routes, tokens each of its expert slices computes on before the top-k copies).
+
+    Under sequence parallelism a GPU routes its 1/tp shard and all-gathers the routed tokens over its ETP group;
+    without it (serving) every TP rank holds all tokens and the experts are split by TP."""
+    n = np.asarray(tokens, float)
+    local = np.where(sp, n / np.asarray(tp, float), n)
+    return local, local * np.where(sp, np.asarray(etp, float), 1.0)
+
+
+def _experts(model: ModelSpec, rows: Num, etp: Num, count: Num, dt: DType, ab: float, wb: float,
+             share: float) -> list[Op]:
+    """The local experts' FFNs: ``count`` experts of ``rows`` tokens each, their width split by ETP."""
+    h, gated = model.hidden, model.mlp.matrices == 3
+    f = model.ffn_hidden / np.asarray(etp, float)
+    up = (2 if gated else 1) * f
+    return [gemm("mlp_up", rows, up, h, dt, ab, wb, ((Saved.TP, rows * h * ab),), count, share),
+            Op("mlp_act", OpKind.ELEMENTWISE, 8.0 * rows * f, up * rows * ab, rows * f * ab, (rows * f,), dt, count,
+               ((Saved.TP, (2 if gated else 1) * rows * f * ab),), share=share),
+            gemm("mlp_down", rows, h, f, dt, ab, wb, ((Saved.TP, rows * f * ab),), count, share)]
+
+
+def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, dt: DType, ab: float, wb: float,
+            share: float, dispatcher: bool = True) -> list[Op]:
+    """Forward ops of one MoE block over ``tokens`` token rows of a TP group (see the module docstring);
+    ``dispatcher=False`` leaves out Megatron-Core's top-k, permutations and sorts (serving engines fuse routing
+    into their MoE kernels)."""
+    h, k, experts = model.hidden, model.top_k, model.experts
+    local, gathered = moe_tokens(tokens, tp, etp, sp)
+    copies = gathered * k  # token copies this GPU's expert slices compute on (balanced routing)
+    per_expert = copies * np.asarray(ep, float) / experts
+    count = experts / np.asarray(ep, float)
+    router = gemm("router", local, experts, h, dt, ab, wb, ((Saved.SP, np.asarray(tokens, float) * h * ab),),
+                  share=share)
+    experts_ops = _experts(model, per_expert, etp, count, dt, ab, wb, share)
+    if not dispatcher:
+        return [router, *experts_ops, *_shared(model, tokens, tp, dt, ab, wb, share)]
+    ops = [router,
+           elementwise("moe_router_topk", local * experts, dt, 1, 1, 5, share=share),
+           Op("moe_permute", OpKind.ELEMENTWISE, 0.0, local * h * ab, local * k * h * ab, (local * k * h,), dt,
+              share=share)]
+    several = np.asarray(count) > 1  # tokens sorted by local expert (and back) only when a GPU holds several
+    sort = Op("moe_sort", OpKind.ELEMENTWISE, 0.0, copies * h * ab * several, copies * h * ab * several,
+              (copies * h,), dt, share=share)
+    ops += [sort, *experts_ops, sort]
+    # unpermute: the weighted sum of each token's k outputs; it keeps them for the gradient of the weights
+    ops.append(Op("moe_unpermute", OpKind.ELEMENTWISE, 2.0 * local * k * h, local * k * h * ab, local * h * ab,
+                  (local * k * h,), dt, saved=((Saved.TP, local * k * h * ab),), share=share))
+    return ops + _shared(model, tokens, tp, dt, ab, wb, share)
+
+
+def _shared(model: ModelSpec, tokens: Num, tp: Num, dt: DType, ab: float, wb: float, share: float) -> list[Op]:
+    """Shared experts: a dense FFN of ``shared_experts`` expert widths on every token, split by TP."""
+    if not model.shared_experts:
+        return []
+    h, n = model.hidden, np.asarray(tokens, float)
+    f = model.ffn_hidden * model.shared_experts / np.asarray(tp, float)
+    return [gemm("shared_up", n, (model.mlp.matrices - 1) * f, h, dt, ab, wb, share=share),
+            gemm("shared_down", n, h, f, dt, ab, wb, ((Saved.TP, 2 * n * f * ab),), share=share)]
+
+
+__all__ = ["moe_ops", "moe_tokens"]

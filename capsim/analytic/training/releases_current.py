@@ -1,0 +1,382 @@
+"""Framework releases of 2024-2026: Megatron-Core as NeMo and Megatron-Bridge ship it, and PyTorch FSDP2 as NeMo
+AutoModel and torchtitan run it. Each is a :class:`Release` like those of ``framework.py``: a cited value for every
+behaviour field, the documented defaults of unpublished layout settings, and the flags a run (or the source's own
+recipe) states. A release's behaviour is the framework's own default; what a model's recipe or launcher turns on
+(TP communication overlap, recomputation, the MoE dispatcher, ...) is a flag of the run.
+
+Citations: ``ML@<tag>`` is github.com/NVIDIA/Megatron-LM, ``NeMo@<ref>`` github.com/NVIDIA/NeMo, ``NFL@24.07``
+github.com/NVIDIA/NeMo-Framework-Launcher at tag 24.07 (8325688d, 2024-08-01), ``MB@v0.4.2`` github.com/NVIDIA-NeMo/
+Megatron-Bridge (v0.4.2 is the 26.04.01 container, docs/versions1.json), ``AM@<commit>`` github.com/NVIDIA-NeMo/
+Automodel, ``TT@b5bcd76`` github.com/pytorch/torchtitan, ``TE@<tag>`` github.com/NVIDIA/TransformerEngine.
+"""
+
+from __future__ import annotations
+
+from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.release import (
+    PER_REPLICA,
+    Flag,
+    Framework,
+    FrameworkFamily,
+    MoeDispatcher,
+    Release,
+    Reshard,
+    RsOverlap,
+    Setting,
+)
+from capsim.specs.precision import Fp8Scaling
+
+_NO_ZERO3 = "Megatron-Core shards with its distributed optimizer; no ZeRO-3 here (the field's generic value)"
+_TE_ATTN = "core/models/gpt/gpt_layer_specs.py: TEDotProductAttention (Transformer Engine's fused/flash kernels)"
+_UB = "TE userbuffers overlap the TP all-gather/reduce-scatter with the adjacent GEMMs"
+
+
+# Megatron-Core flags capsim prices: (field, values, where core_v0.14.0 training/arguments.py defines them; NeMo's
+# config key where it differs), and the oldest core release that has them.
+_MC_ARGS = "ML@core_v0.14.0 training/arguments.py"
+_MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
+    "--tp-comm-overlap": ("overlap_tp_comm", {"": True}, "L1862 (NeMo: ub_tp_comm_overlap)", 8),
+    "--overlap-grad-reduce": ("overlap_grad_reduce", {"": True}, "L2359 (NeMo 1.0: optim overlap_grad_sync)", 8),
+    "--overlap-param-gather": ("overlap_param_gather", {"": True}, "L2383 (NeMo 1.0: optim overlap_param_sync)", 8),
+    "--overlap-p2p-communication": ("overlap_p2p", {"": True}, "L2348 is its negation (NeMo: overlap_p2p_comm)", 8),
+    "--no-overlap-p2p-communication": ("overlap_p2p", {"": False}, "L2348", 8),
+    "--hidden-dropout": ("dropout", {"0": False, "0.1": True}, "L1714-1716 (recipes set attention dropout alike)", 8),
+    "--gradient-accumulation-fusion": ("fused_grad_accumulation", {"": True},
+                                       "--no-gradient-accumulation-fusion's negation (NeMo: gradient_accumulation_fusion)",
+                                       8),
+    "--sequence-parallel": ("layout.sp", {"": True}, "L1996", 8),
+    "--recompute-granularity": ("layout.recompute", {"none": "none", "selective": "selective", "full": "full"},
+                                "L1782", 8),
+    "--use-distributed-optimizer": ("layout.distributed_optimizer", {"": True},
+                                    "--use-distributed-optimizer (NeMo 1.0: optim distributed_fused_adam)", 8),
+    "--moe-token-dispatcher-type": ("moe_dispatcher", {d.value: d for d in MoeDispatcher},
+                                    "L2869 (flex: the DeepEP/HybridEP backends)", 8),
+    "--expert-tensor-parallel-size": ("layout.etp", {str(n): n for n in (1, 2, 4, 8)}, "L2779", 10),
+    "--account-for-embedding-in-pipeline-split": ("layout.account_for_embedding", {"": True}, "L2406", 10),
+    "--account-for-loss-in-pipeline-split": ("layout.account_for_loss", {"": True}, "L2409", 10),
+    "--fp8-recipe": ("fp8_scaling", {"delayed": Fp8Scaling.DELAYED, "tensorwise": Fp8Scaling.CURRENT}, "L1224", 10),
+    "--fp8-param-gather": ("fp8_params", {"": True}, "L1248 (NeMo 2.0: fp8_params)", 10),
+    "--overlap-moe-expert-parallel-comm": ("overlap_moe_a2a", {"": True}, "L2889", 14),
+    "--grad-reduce-in-bf16": ("grads_fp32", {"": False}, "L2279 (NeMo 2 / Megatron-Bridge: grad_reduce_in_fp32=False)",
+                              10),
+}
+
+
+# H100 SXM5 has 132 SMs (NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022, "H100 SXM5": 132 SMs).
+_H100_SMS = 132
+_RING = RsOverlap(0)  # ring exchange: one SM (num_sm=1) lent, under 1% of the GPU's: left out
+
+
+def _pipelined(proj_sms: int, fc2_sms: int, sms: int) -> RsOverlap:
+    """A pipelined (4-chunk) reduce-scatter whose comm kernels reserve ``proj_sms`` and ``fc2_sms`` of ``sms``
+    SMs from the attention-output and fc2 GEMMs (set_sm_margin)."""
+    return RsOverlap(4, proj_sms / sms, fc2_sms / sms)
+
+
+def _ub_flag(configs: dict[str, RsOverlap], where: str) -> dict[str, Flag]:
+    """``--tp-comm-overlap-cfg``: the userbuffers overlap config a run's recipe passes (by its name in ``where``),
+    read for how its proj_fprop and fc2_fprop reduce-scatters overlap (``RsOverlap``)."""
+    return {"--tp-comm-overlap-cfg": Flag("tp_rs", configs, where)}
+
+
+# NeMo-Framework-Launcher 24.07 launcher_scripts/conf/training/tp_overlap/*.yaml (the llama2_70b / llama3_70b
+# configs' ``tp_overlap@model.ub_tp_comm_overlap_cfg``): proj_fprop and fc2_fprop pipelined, 4 splits,
+# num_sm 24 and 16, set_sm_margin 1.
+_NFL_24_07_UB = {name: _pipelined(24, 16, _H100_SMS) for name in (
+    "ub_cfg_h100_h8192_tp4_mbs1_seqlen4096", "ub_cfg_h100_h8192_tp4_mbs1_seqlen8192",
+    "ub_cfg_h100_fp8_h8192_tp4_mbs1_seqlen8192")}
+# NeMo@v2.2.0rc3 nemo/collections/llm/recipes/tp_overlap_configs/userbuffers.py L79-181 (the configs
+# scripts/llm/performance/pretrain_llama3_70b.py and pretrain_llama31_405b.py L84-89 pick by GPU and precision).
+_NEMO_2_2_UB = {
+    "userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192": _pipelined(24, 16, _H100_SMS),
+    "userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192": _pipelined(24, 16, _H100_SMS),
+    "userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192": _pipelined(24, 8, _H100_SMS),
+    "userbuffers_fp8_h100_h16384_tp8_cp2_mbs1_seqlen8192": _pipelined(24, 8, _H100_SMS),
+    "userbuffers_fp8_b200_h8192_tp2_mbs1_seqlen8192": _RING,
+    "userbuffers_fp8_b200_h16384_tp4_cp2_mbs1_seqlen8192": _RING}
+# MB@v0.4.2 src/megatron/bridge/training/comm_overlap.py L98-200 (scripts/performance/configs/llama/
+# llama3_llm_pretrain.py L22-27 and llama31_llm_pretrain.py L23-26 import them): the FP8 configs ring-exchange.
+_MB_0_4_2_UB = {
+    "userbuffers_bf16_h100_h8192_tp4_mbs1_seqlen8192": _pipelined(24, 16, _H100_SMS),
+    "userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192": _RING,
+    "userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192": _pipelined(24, 8, _H100_SMS),
+    "userbuffers_fp8_h100_h16384_tp8_cp2_mbs1_seqlen8192": _RING,
+    "userbuffers_fp8_b200_h8192_tp2_mbs1_seqlen8192": _RING,
+    "userbuffers_fp8_b200_h16384_tp4_cp2_mbs1_seqlen8192": _RING}
+_TE_UB = ("{}: with no overlap config, Transformer Engine's initialize_ub defaults: proj_fprop and fc2_fprop "
+          "pipelined in 4 chunks, no SM margin (TE@{} transformer_engine/pytorch/module/base.py initialize_ub)")
+
+
+def megatron_core_flags(core_minor: int) -> dict[str, Flag]:
+    """The Megatron-Core flags capsim prices that exist in core 0.``core_minor``."""
+    return {name: Flag(field, values, f"{_MC_ARGS} {where}")
+            for name, (field, values, where, since) in _MC_FLAGS.items() if since <= core_minor}
+
+
+def _megatron_common(cite_args: str) -> dict[str, str]:
+    """Citations shared by the Megatron-Core releases (features present in all of them)."""
+    return {"overlap_tp_wgrad": cite_args + " core/tensor_parallel/layers.py: async all-gather/all-reduce/"
+                                "reduce-scatter in the column-parallel backward",
+            "zero3_prefetch": _NO_ZERO3, "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3,
+            "pp_scatter_gather": cite_args + " megatron/core never reads --no-scatter-gather-tensors-in-pipeline: "
+                                 "whole tensors are sent",
+            "sequence_parallel": cite_args + " --sequence-parallel",
+            "selective_recompute": cite_args + " --recompute-granularity selective",
+            "distributed_optimizer": cite_args + " --use-distributed-optimizer",
+            "zero": "Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages",
+            "context_parallel": cite_args + " --context-parallel-size",
+            "grads_fp32": "Megatron-Core accumulates and reduces gradients in fp32 by default "
+                          "(ML@core_v0.14.0 training/arguments.py L2279 --grad-reduce-in-bf16 turns it off)",
+            "fp32_master": "Megatron-Core's distributed optimizer keeps fp32 main parameters and fp32 Adam moments"}
+
+
+def nemo_24_07(name: str) -> Release:
+    """NeMo 24.07: NeMo 1.0's MegatronGPTModel on Megatron-Core (mcore_gpt), defaults of its GPT config."""
+    conf = "NeMo@c277b9a6 (2024-08-01) examples/nlp/language_modeling/conf/megatron_gpt_config.yaml"
+    mc = "ML@core_v0.8.0"
+    fw = Framework(name, AttentionImpl.FLASH, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+                   overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=False, overlap_p2p=False,
+                   zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
+                   distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
+                   interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
+                   fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=Reshard.ALWAYS,
+                   defer_grad_sync=False)
+    cite = {**_megatron_common(mc),
+            "attention": mc + " " + _TE_ATTN + " (NeMo: transformer_engine, mcore_gpt)",
+            "dropout": conf + " L94-95: hidden_dropout and attention_dropout 0.1",
+            "overlap_grad_reduce": conf + " L300: optim fused_adam (no distributed optimizer, no overlapped sync)",
+            "overlap_param_gather": conf + " L300: optim fused_adam",
+            "overlap_tp_comm": conf + " L231 ub_tp_comm_overlap: False (" + _UB + " when on)",
+            "fused_grad_accumulation": conf + " L151 gradient_accumulation_fusion: False",
+            "overlap_p2p": conf + " L116 overlap_p2p_comm: False",
+            "uneven_pipeline": mc + " (see megatron-core-0.8.0: layers divide the stages)",
+            "interleave_min_pp": mc + " arguments.py L255-262",
+            "moe_dispatcher": mc + " arguments.py L1748-1750 --moe-token-dispatcher-type default allgather",
+            "overlap_moe_a2a": "not in Megatron-Core 0.8 (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
+            "fp8_scaling": conf + " L222-228: fp8 with amax history 1024, 'max' (TE 1.8's only recipe, "
+                           "DelayedScaling, TE@v1.8 transformer_engine/common/recipe/__init__.py)",
+            "fp8_params": "NFL@24.07 training configs set no fp8_params: weights stay 16-bit",
+            "tp_rs": _TE_UB.format("NeMo 1.0 ub_tp_comm_overlap_cfg null", "v1.8")}
+    defaults = {"micro_batch": Setting(4, conf + " L77 micro_batch_size: 4"),
+                "v": Setting(1, conf + " L82 virtual_pipeline_model_parallel_size: null"),
+                "recompute": Setting("none", conf + " L192 activations_checkpoint_granularity: null"),
+                "sp": Setting(False, conf + " L218 sequence_parallel: False"),
+                "zero_stage": Setting(0, "no ZeRO stages in Megatron-Core"),
+                "cp": Setting(1, mc + " --context-parallel-size default 1"),
+                "distributed_optimizer": Setting(False, conf + " L300 optim name: fused_adam"),
+                "etp": Setting(0, "Megatron-Core 0.8 splits the experts like the attention (etp = tp)"),
+                "account_for_embedding": Setting(False, "not in Megatron-Core 0.8"),
+                "account_for_loss": Setting(False, "not in Megatron-Core 0.8")}
+    return Release(fw, FrameworkFamily.MEGATRON_CORE, "nemo-24.07", "2024-08-01",
+                   "NeMo 24.07 container (NeMo 1.0 MegatronGPTModel, mcore_gpt: Megatron-Core r0.8, TE 1.8); per-model "
+                   "launcher settings: NFL@24.07 launcher_scripts/conf/training/<model>.yaml", cite, defaults,
+                   {**megatron_core_flags(8), **_ub_flag(_NFL_24_07_UB, "NFL@24.07 launcher_scripts/conf/training/"
+                                                         "tp_overlap/<name>.yaml")})
+
+
+def nemo_25_02(name: str) -> Release:
+    """NeMo 25.02: NeMo 2.0 (v2.2.0rc3) recipes on Megatron-Core, with MegatronCommOverlapCallback's defaults."""
+    cb = "NeMo@v2.2.0rc3 (b21e079d, 2025-02-25) nemo/lightning/pytorch/callbacks/megatron_comm_overlap.py"
+    gpt = "NeMo@v2.2.0rc3 nemo/collections/llm/gpt/model/"
+    mc = "ML@core_v0.10.0"
+    fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+                   overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
+                   zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
+                   distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
+                   interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
+                   fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=Reshard.ALWAYS,
+                   defer_grad_sync=False)
+    cite = {**_megatron_common(mc),
+            "attention": mc + " " + _TE_ATTN,
+            "dropout": gpt + "llama.py L55-56 and mixtral.py L54-55: attention and hidden dropout 0.0",
+            "overlap_grad_reduce": cb + " L176-187: on whenever dp > 1",
+            "overlap_param_gather": cb + " L176-187: on whenever dp > 1",
+            "overlap_tp_comm": cb + " L134-135: off unless a recipe turns it on (" + _UB + ")",
+            "fused_grad_accumulation": gpt + "base.py L185 gradient_accumulation_fusion = "
+                                       "_grad_accum_fusion_available (apex is in the container)",
+            "overlap_p2p": cb + " L153-156: on with pp > 1 and vp > 1 (the interleaved case)",
+            "uneven_pipeline": "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/llama31_405b.py L72-73 passes "
+                               "account_for_embedding/loss_in_pipeline_split to Megatron-Core",
+            "interleave_min_pp": mc + " training/arguments.py: interleaving needs pipeline size > 1",
+            "moe_dispatcher": mc + " training/arguments.py L2099-2101 --moe-token-dispatcher-type default allgather",
+            "overlap_moe_a2a": "not in this Megatron-Core (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
+            "fp8_scaling": "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/precision/mixed_precision.py L46-54 "
+                           "bf16_with_fp8_mixed: fp8 'hybrid', amax history 1024, 'max' (delayed scaling; no fp8 "
+                           "recipe field in nemo/lightning/pytorch/plugins/mixed_precision.py L54-62)",
+            "fp8_params": "NeMo@v2.2.0rc3 nemo/lightning/pytorch/plugins/mixed_precision.py L88 fp8_params "
+                          "default False (bf16_with_fp8_mixed turns it on: a flag of the run)",
+            "tp_rs": _TE_UB.format(cb + " tp_comm_overlap_cfg None", "v2.0")}
+    defaults = {"micro_batch": Setting(1, "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/llama3_70b.py pretrain_recipe "
+                                          "MockDataModule micro_batch_size=1"),
+                "v": Setting(1, "no interleaving unless the recipe sets virtual_pipeline_model_parallel_size"),
+                "recompute": Setting("none", mc + " --recompute-granularity default None"),
+                "sp": Setting(False, mc + " --sequence-parallel (store_true: off)"),
+                "zero_stage": Setting(0, "no ZeRO stages in Megatron-Core"),
+                "cp": Setting(1, mc + " --context-parallel-size default 1"),
+                "distributed_optimizer": Setting(True, "NeMo@v2.2.0rc3 recipes' MegatronStrategy ddp: "
+                                                       "DistributedDataParallelConfig(use_distributed_optimizer=True)"),
+                "etp": Setting(0, mc + " model_parallel_config.py: expert_tensor_parallel_size None = tp"),
+                "account_for_embedding": Setting(False, mc + " --account-for-embedding-in-pipeline-split off"),
+                "account_for_loss": Setting(False, mc + " --account-for-loss-in-pipeline-split off")}
+    return Release(fw, FrameworkFamily.MEGATRON_CORE, "nemo-25.02", "2025-02-25",
+                   "NeMo 25.02 container (NeMo 2.2.0rc3 llm recipes and scripts/llm/performance, Megatron-Core of "
+                   "early 2025, core_v0.10.0 of 2025-02-17)", cite, defaults,
+                   {**megatron_core_flags(10), **_ub_flag(_NEMO_2_2_UB, "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/"
+                                                          "tp_overlap_configs/userbuffers.py L79-181")})
+
+
+def megatron_bridge_26_04_01(name: str) -> Release:
+    """Megatron-Bridge 0.4.2 (NeMo 26.04.01): its recipes' common base and CommOverlapConfig defaults."""
+    co = "MB@v0.4.2 src/megatron/bridge/training/comm_overlap.py"
+    common = "MB@v0.4.2 src/megatron/bridge/recipes/common.py _pretrain_common"
+    mc = "ML@2edffadb (core 0.17.1, Bridge v0.4.2's 3rdparty/Megatron-LM)"
+    fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+                   overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
+                   zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
+                   distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
+                   interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
+                   fp8_scaling=Fp8Scaling.CURRENT, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
+                   defer_grad_sync=False)
+    cite = {**_megatron_common(mc),
+            "attention": mc + " " + _TE_ATTN,
+            "dropout": "MB@v0.4.2 recipes build the models from their HF configs (AutoBridge.from_hf_pretrained): "
+                       "Llama and Qwen3 have no dropout",
+            "overlap_grad_reduce": co + " L576-579: on whenever dp > 1; " + common + " L83",
+            "overlap_param_gather": co + " L576-579: on whenever dp > 1; " + common + " L84",
+            "overlap_tp_comm": co + " L434: off unless the recipe turns it on (" + _UB + ")",
+            "fused_grad_accumulation": mc + " gradient_accumulation_fusion on where TE/apex provide the fused wgrad",
+            "overlap_p2p": co + " L455-456: on with vp > 1 (the interleaved case)",
+            "uneven_pipeline": mc + " --account-for-embedding/loss-in-pipeline-split, --pipeline-model-parallel-layout",
+            "interleave_min_pp": mc + " training/arguments.py: interleaving needs pipeline size > 1",
+            "moe_dispatcher": "ML@core_v0.14.0 training/arguments.py L2869-2871 --moe-token-dispatcher-type default "
+                              "allgather (the field is a config dataclass default in later releases)",
+            "overlap_moe_a2a": "ML@core_v0.14.0 training/arguments.py L2889 --overlap-moe-expert-parallel-comm "
+                               "(store_true: off)",
+            "fp8_scaling": "MB@v0.4.2 scripts/performance/utils/precision.py L26-31: the 'fp8' of the H100 tables is "
+                           "fp8_cs, bf16_with_fp8_current_scaling_mixed (src/megatron/bridge/training/"
+                           "mixed_precision.py L291-309: fp8_recipe 'tensorwise')",
+            "fp8_params": "MB@v0.4.2 src/megatron/bridge/training/mixed_precision.py L308 fp8_param_gather = True",
+            "tp_rs": _TE_UB.format(co + " tp_comm_overlap_cfg None", "v2.x")}
+    defaults = {"micro_batch": Setting(2, common + " L67 micro_batch_size=2"),
+                "v": Setting(1, "no interleaving unless the recipe sets virtual_pipeline_model_parallel_size"),
+                "recompute": Setting("none", mc + " --recompute-granularity default None"),
+                "sp": Setting(False, "MB@v0.4.2 scripts/performance/utils/utils.py L68-71: sequence_parallel = tp > 1 "
+                                     "(off at tp = 1)"),
+                "zero_stage": Setting(0, "no ZeRO stages in Megatron-Core"),
+                "cp": Setting(1, mc + " --context-parallel-size default 1"),
+                "distributed_optimizer": Setting(True, common + " L87 use_distributed_optimizer=True"),
+                "etp": Setting(0, mc + " model_parallel_config.py: expert_tensor_parallel_size None = tp"),
+                "account_for_embedding": Setting(False, mc + " --account-for-embedding-in-pipeline-split off"),
+                "account_for_loss": Setting(False, mc + " --account-for-loss-in-pipeline-split off")}
+    return Release(fw, FrameworkFamily.MEGATRON_CORE, "megatron-bridge-26.04.01", "2026-05-28",
+                   "Megatron-Bridge v0.4.2 (NeMo 26.04.01 container) recipes and scripts/performance configs",
+                   cite, defaults, {**megatron_core_flags(17), **_ub_flag(_MB_0_4_2_UB, "MB@v0.4.2 src/megatron/"
+                                                                           "bridge/training/comm_overlap.py L98-200")})
+
+
+def fsdp2_flags(where: str) -> dict[str, Flag]:
+    """The settings of an FSDP2 run (as NeMo AutoModel's and torchtitan's configs name them) capsim prices."""
+    return {
+        "--activation-checkpointing": Flag("layout.recompute", {"true": "full", "false": "none"},
+                                           where + ": checkpoint_wrapper around every transformer block"),
+        "--reshard-after-forward": Flag("reshard_after_forward", {r.value: r for r in Reshard},
+                                        where + ": fully_shard(reshard_after_forward=...)"),
+        "--enable-fsdp-optimizations": Flag("defer_grad_sync", {"true": True, "false": False},
+                                            "AM@2c236e0 nemo_automodel/components/moe/fsdp_mixin.py: no gradient sync "
+                                            "and no resharding until the step's last backward"),
+        "--enable-deepep": Flag("moe_dispatcher", {"true": MoeDispatcher.FLEX, "false": MoeDispatcher.ALLTOALL},
+                                "AM@8d9bfb9 nemo_automodel/components/moe/utils.py BackendConfig.enable_deepep"),
+    }
+
+
+def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool) -> Framework:
+    return Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+                     overlap_tp_comm=False, overlap_tp_wgrad=False, fused_grad_accumulation=False, overlap_p2p=False,
+                     zero3_prefetch=True, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
+                     distributed_optimizer=False, zero=True, context_parallel=True, uneven_pipeline=True,
+                     interleave_min_pp=2, moe_dispatcher=dispatcher, overlap_moe_a2a=False,
+                     fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=reshard,
+                     defer_grad_sync=False, grads_fp32=master, fp32_master=master)
+
+
+def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, master: str) -> dict[str, str]:
+    none = "FSDP2 has no {} of its own"
+    return {"attention": attention, "dropout": "the Llama/Qwen model code these runs use has no dropout",
+            "overlap_grad_reduce": "FSDP2 reduce-scatters each block's gradients on a separate stream during the "
+                                   "backward (torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py)",
+            "overlap_param_gather": "FSDP2 all-gathers the next block during the current block's forward "
+                                    "(implicit prefetching; PyTorch docs 'FSDP Prefetch Nuances')",
+            "overlap_tp_comm": none.format("TP communication overlap"),
+            "overlap_tp_wgrad": none.format("asynchronous TP backward"),
+            "fused_grad_accumulation": "autograd accumulates each micro-batch's gradients in its own kernel",
+            "overlap_p2p": "torch.distributed.pipelining sends between stages on the compute stream",
+            "zero3_prefetch": "FSDP2 prefetches the next block's all-gather in forward and backward",
+            "pp_scatter_gather": none.format("scatter/gather of pipeline tensors"),
+            "sequence_parallel": where + " tensor parallelism with a SequenceParallel plan",
+            "selective_recompute": "torch.utils.checkpoint selective activation checkpointing",
+            "distributed_optimizer": "Megatron's distributed optimizer is not FSDP's",
+            "zero": "fully_shard shards parameters, gradients and optimizer states (ZeRO-3)",
+            "context_parallel": where + " context parallelism (torch.distributed.tensor.experimental.context_parallel)",
+            "uneven_pipeline": "torch.distributed.pipelining stages take any layer counts",
+            "interleave_min_pp": "torch.distributed.pipelining ScheduleInterleaved1F1B needs pp > 1",
+            "moe_dispatcher": dispatcher,
+            "overlap_moe_a2a": none.format("MoE communication overlap"),
+            "fp8_scaling": "FP8 comes from Transformer Engine, whose default recipe is DelayedScaling (TE@v2.2 "
+                           "transformer_engine/pytorch/fp8.py L52-56 on Hopper)",
+            "fp8_params": "FSDP2 gathers the parameters in the MixedPrecisionPolicy param_dtype (bf16)",
+            "reshard_after_forward": reshard,
+            "defer_grad_sync": "fully_shard reduce-scatters after every backward unless set_requires_gradient_sync("
+                               "False) (FSDP2's default: requires_gradient_sync=True)",
+            "grads_fp32": master, "fp32_master": master,
+            "tp_rs": "FSDP2's tensor parallelism has no userbuffers overlap (the field's generic value)"}
+
+
+def _fsdp2_defaults(where: str, micro: Setting) -> dict[str, Setting]:
+    none = "off unless configured (" + where + ")"
+    return {"micro_batch": micro, "v": Setting(1, "no pipeline unless configured"),
+            "recompute": Setting("none", "activation checkpointing is off unless configured (" + where + ")"),
+            "sp": Setting(False, none), "zero_stage": Setting(3, "fully_shard shards parameters too (ZeRO-3)"),
+            "cp": Setting(1, none), "distributed_optimizer": Setting(False, "not FSDP's"),
+            "etp": Setting(1, "the experts are not tensor-parallel (grouped experts sharded by EP only)"),
+            "account_for_embedding": Setting(False, "the embedding is not a layer of the split"),
+            "account_for_loss": Setting(False, "the loss is not a layer of the split")}
+
+
+def nemo_automodel_2025_10(name: str) -> Release:
+    """NeMo AutoModel (main of early October 2025): FSDP2 + expert parallelism for its custom MoE models."""
+    par = "AM@8d9bfb9 (2025-10-08) nemo_automodel/components/moe/parallelizer.py"
+    cite = _fsdp2_cite("AM@8d9bfb9 nemo_automodel/components/distributed/fsdp2.py FSDP2Manager",
+                       par + " L123, L187: reshard_after_forward=False by default (kept gathered until backward)",
+                       "AM@8d9bfb9 nemo_automodel/components/moe/utils.py L35 BackendConfig.enable_deepep = "
+                       "HAVE_DEEP_EP (DeepEP: one copy per destination node)",
+                       "AM@8d9bfb9 nemo_automodel/components/moe/utils.py BackendConfig attn 'te': TE DotProductAttention",
+                       "AM@8d9bfb9 nemo_automodel/components/models/qwen3_moe/model.py L121, L232: parameters built in "
+                       "the model config's torch_dtype (bfloat16); torch.optim.Adam keeps its moments in the "
+                       "parameters' dtype and FSDP2 casts the reduced gradients to it: no fp32 copy")
+    fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False)
+    defaults = _fsdp2_defaults("AM@8d9bfb9 FSDP2Manager", Setting(PER_REPLICA, "step_scheduler local_batch_size "
+                                                                               "has no default: the per-replica batch"))
+    return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",
+                   "NeMo AutoModel main at 8d9bfb9 (2025-10-08; docs/performance-summary.md 'Last Updated 2025-10-02')",
+                   cite, defaults, fsdp2_flags("AM@8d9bfb9 examples/benchmark/configs"))
+
+
+def torchtitan_2026_08(name: str) -> Release:
+    """torchtitan at b5bcd76 (2026-08-21): FSDP2 per transformer block, reshard policy 'default'."""
+    fsdp = "TT@b5bcd76 torchtitan/distributed/fsdp.py"
+    cite = _fsdp2_cite("TT@b5bcd76 torchtitan/models/llama3/parallelize.py",
+                       fsdp + " L112-136 get_fsdp_reshard_after_forward_policy: 'default' (torchtitan/config/"
+                       "configs.py L145) = reshard unless pipeline parallelism is on",
+                       "torchtitan's MoE dispatches with all-to-all collectives (the field's generic value)",
+                       "torch scaled_dot_product_attention (flash backend on sm80+)",
+                       "TT@b5bcd76 torchtitan/config/configs.py L94, L102: mixed_precision_param bfloat16, "
+                       "mixed_precision_reduce float32 (fsdp.py L223: MixedPrecisionPolicy over fp32 parameters)")
+    fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True)
+    defaults = _fsdp2_defaults("TT@b5bcd76 torchtitan/config/configs.py",
+                               Setting(PER_REPLICA, "training.local_batch_size: the per-replica batch, no accumulation"))
+    return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2026-08", "2026-08-21",
+                   "torchtitan main at b5bcd76 (2026-08-21)", cite, defaults, fsdp2_flags(fsdp))
+
+
+__all__ = ["megatron_bridge_26_04_01", "megatron_core_flags", "nemo_24_07", "nemo_25_02", "nemo_automodel_2025_10",
+           "torchtitan_2026_08"]

@@ -1,0 +1,124 @@
+"""What a training validation row states beyond its layout: the model (its shape columns over the catalog's
+architecture of the named model), the mixture-of-experts and FSDP columns of today's runs, the precision recipe the
+row's release runs, the pipeline split its flags state, and the calibration of its accelerator.
+
+Columns a file may leave out entirely (the 2021-22 file has none of them): ``head_dim``, ``experts``, ``top_k``,
+``moe_ffn_hidden``, ``ep``, ``fsdp``, ``flags``. Where present, every one is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from capsim.analytic.training import Framework
+from capsim.calibration import load_calibration
+from capsim.errors import SpecError
+from capsim.specs.catalog import get_model
+from capsim.specs.model import ModelSpec
+from capsim.specs.pipeline_layout import LayerSplit, even, megatron
+from capsim.specs.precision import DType, Precision
+from capsim.validation.harness import LINE, DataError
+
+OPTIONAL = ("head_dim", "experts", "top_k", "moe_ffn_hidden", "ep", "fsdp", "flags")
+PROFILE = "profile"  # --calibration profile: each row's accelerator's profile calibration where one exists
+
+
+def cell_int(r: dict[str, str], column: str) -> int | None:
+    """An integer cell; None when blank or absent from the file; a DataError naming the line when malformed."""
+    text = (r.get(column) or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise DataError(column, f"line {r.get(LINE, '?')}: {text!r} is not an integer", "give a whole number") from None
+
+
+def _base_model(name: str) -> ModelSpec | None:
+    """The catalog's model of this name (its norm, positions, biases, tied embeddings), or None."""
+    try:
+        return get_model(name)
+    except SpecError:
+        return None
+
+
+def row_model(r: dict[str, str]) -> ModelSpec:
+    """The model a row describes: its own shape columns, over the catalog's architecture of the model it names (or
+    GPT-style defaults where the catalog does not know it). MoE rows state experts, top_k and the experts' width."""
+    experts, top_k, moe_ffn = cell_int(r, "experts"), cell_int(r, "top_k"), cell_int(r, "moe_ffn_hidden")
+    if (experts is None) != (moe_ffn is None) or (top_k is not None and experts is None):
+        raise DataError("experts", f"line {r.get(LINE, '?')}: experts, top_k and moe_ffn_hidden go together",
+                        "give all three for an MoE row, none for a dense one")
+    shape = {"name": r["model"], "hidden": cell_int(r, "hidden") or 0, "layers": cell_int(r, "layers") or 0,
+             "heads": cell_int(r, "heads") or 0, "kv_heads": cell_int(r, "kv_heads"),
+             "head_dim": cell_int(r, "head_dim"), "mlp": r["mlp"] or "gelu", "vocab": cell_int(r, "vocab") or 0,
+             "ffn_hidden": moe_ffn if experts else cell_int(r, "ffn_hidden"), "experts": experts or 1,
+             "top_k": top_k or 1}
+    base = _base_model(r["model"])
+    if base is None:
+        return ModelSpec(**shape, max_seq=cell_int(r, "seq") or 0)
+    keep = {"max_seq": max(base.max_seq, cell_int(r, "seq") or 0), "aliases": ()}
+    if not experts:  # a dense row of an MoE name, or the reverse, is the row's shape
+        keep.update(dense_layers=(), dense_ffn_hidden=None, shared_experts=0)
+    elif base.experts != experts:
+        keep.update(dense_layers=(), dense_ffn_hidden=None)
+    return replace(base, **shape, **keep)
+
+
+def row_ep(r: dict[str, str]) -> int:
+    return cell_int(r, "ep") or 1
+
+
+def check_fsdp(r: dict[str, str], fw: Framework, dp: int, cp: int) -> None:
+    """An ``fsdp`` sharding group is priced as ZeRO-3 over the whole data-parallel group, by an FSDP release."""
+    group = cell_int(r, "fsdp")
+    if group is None:
+        return
+    if not fw.zero:
+        raise DataError("fsdp", f"line {r.get(LINE, '?')}: {fw.name} has no FSDP sharding",
+                        "leave fsdp blank for Megatron-Core's distributed optimizer, or name an FSDP release")
+    if group != dp * cp:
+        raise DataError("fsdp", f"line {r.get(LINE, '?')}: a sharding group of {group} within dp x cp = {dp * cp} "
+                        "(hybrid sharding) is not priced", "capsim shards over the whole data-parallel group")
+
+
+def row_precision(r: dict[str, str], fw: Framework) -> Precision:
+    """The row's precision preset as its release runs it: FP8 with the release's recipe (scaling, FP8 parameters),
+    gradients reduced in 16 bits where it says so, no fp32 master copy where it keeps none."""
+    precision = Precision.preset(r["precision"])
+    half = precision.activations
+    if not fw.grads_fp32:
+        precision = precision.with_(gradients=half)
+    if not fw.fp32_master and precision.master_weights is not None:
+        precision = precision.with_(master_weights=None, optimizer_states=precision.weights, gradients=half)
+    if precision.compute is not DType.FP8:
+        return precision
+    return precision.with_(fp8_scaling=fw.fp8_scaling, weights=DType.FP8 if fw.fp8_params else precision.weights)
+
+
+def row_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object]) -> LayerSplit:
+    """The split a row runs: Megatron-Core's even split, or the embedding/loss counted as layers where its flags
+    say so; an uneven split the row does not state is an error."""
+    emb, loss = bool(layout.get("account_for_embedding")), bool(layout.get("account_for_loss"))
+    if emb or loss:
+        return megatron(model.total_layers, pp, v, embedding=emb, loss=loss)
+    if model.total_layers % (pp * v):
+        raise SpecError("pp", f"pp x pp_interleave = {pp * v} does not divide the {model.total_layers} layers and "
+                        "the row states no layer split", "state the run's split (e.g. its recipe's "
+                        "--account-for-embedding/loss-in-pipeline-split flags)")
+    return even(model.total_layers, pp, v)
+
+
+def row_calibration(calibration: str | None, gpu: str) -> str | None:
+    """The calibration a row is priced with: ``profile`` picks the accelerator's profile calibration where one
+    ships (else its datasheet); any other name is used as given."""
+    if calibration is None or calibration.lower() != PROFILE:
+        return calibration
+    try:
+        return load_calibration(f"{gpu}-profile").name
+    except SpecError:
+        return None
+
+
+__all__ = ["OPTIONAL", "PROFILE", "cell_int", "check_fsdp", "row_calibration", "row_ep", "row_model",
+           "row_precision", "row_split"]

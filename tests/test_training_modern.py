@@ -1,0 +1,290 @@
+"""Issue 12: FP8 as Transformer Engine runs it, MoE with expert (tensor) parallelism, context parallelism, the
+releases of today's stacks, and every row of training_modern.csv against its bound (misses are strict xfails)."""
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from capsim import Layouts, Precision, TrainPlan, get_accelerator, get_model
+from capsim.analytic import fp8
+from capsim.analytic.memory import training_memory
+from capsim.analytic.moe import moe_ops
+from capsim.analytic.ops import forward_layer_ops, layer_shape
+from capsim.analytic.training import comms, get_framework, step_time
+from capsim.analytic.training.compute import micro_batch_times
+from capsim.analytic.training.framework import RELEASES, FrameworkName, get_release, release_for
+from capsim.analytic.training.release import MoeDispatcher, Reshard
+from capsim.calibration import load_calibration
+from capsim.calibration.fp8 import DEEPGEMM_H800, H800_FP8_PEAK_FLOPS_PER_S
+from capsim.errors import SpecError
+from capsim.perf.model import curve_value
+from capsim.specs.hardware import Cluster
+from capsim.specs.precision import DType, Fp8Scaling
+from capsim.validation import run_suite
+from capsim.validation.harness import read_csv
+from capsim.validation.training import REQUIRED, predict_row
+
+H100 = get_accelerator("H100-SXM5-80GB")
+PERF = load_calibration("H100-SXM5-80GB").perf()
+BF16, FP8 = Precision.preset("bf16"), Precision.preset("fp8")
+
+
+def _ops(model, precision, **shape):
+    s = layer_shape(model, shape.get("tokens", 4096), 1, shape.get("tp", 1), shape.get("ep", 1),
+                    shape.get("sp", False), shape.get("etp"))
+    return fp8.forward(forward_layer_ops(model, s, precision.activations), precision)
+
+
+# --- FP8 -----------------------------------------------------------------------------------------------------------
+
+def test_only_te_weight_gemms_run_in_fp8():
+    model = get_model("qwen3-30b-a3b")
+    ops = _ops(model, FP8, ep=8)
+    gemms = {o.name: o.dtype for o in ops if o.kind.value == "gemm"}
+    assert gemms["qkv"] is gemms["mlp_up"] is gemms["mlp_down"] is gemms["attn_out"] is DType.FP8
+    assert gemms["router"] is DType.BF16  # the router stays 16-bit
+    assert fp8.gemm_format("lm_head", FP8) is DType.BF16 and fp8.gemm_format("lm_head", BF16) is DType.BF16
+    assert all(o.dtype is not DType.FP8 for o in ops if o.kind.value == "attention")
+
+
+def test_each_fp8_gemm_input_is_cast_and_current_scaling_reads_it_once_more():
+    model = get_model("llama-3-8b")
+    delayed = _ops(model, FP8)
+    current = _ops(model, Precision.preset("fp8-current"))
+    fp8_gemms = [o for o in delayed if fp8.is_fp8(o, FP8)]
+    casts = [o for o in delayed if o.name == fp8.CastKind.INPUT.value]
+    assert len(casts) == len(fp8_gemms) == 4
+    assert all(o.bytes_written == 2 * o.bytes_read / 2 for o in casts)  # an FP8 copy and its transpose
+    amax = [o for o in current if o.name == fp8.CastKind.AMAX.value]
+    assert len(amax) == 4 and sum(o.bytes for o in amax) == sum(o.bytes_read for o in casts)
+    assert not [o for o in _ops(model, BF16) if o.name.startswith("fp8")]
+
+
+def test_fp8_keeps_gemm_inputs_in_one_byte():
+    model = get_model("llama-3-8b")
+    lay = Layouts.build(model, seq_len=8192, micro_batch=1, global_batch=8, dp=8)
+    bf16 = training_memory(model, lay, BF16).activations_bytes[0]
+    eight = training_memory(model, lay, FP8).activations_bytes[0]
+    assert 0.5 * bf16 < eight < bf16
+
+
+def test_fp8_gemm_rate_is_the_published_one_at_its_shapes():
+    params = PERF.params
+    for m, n, k, tflops in DEEPGEMM_H800:
+        frac = tflops * 1e12 / H800_FP8_PEAK_FLOPS_PER_S
+        model = curve_value(params.gemm.efficiency, m, n, k) * params.gemm.dtype_scale["fp8"]
+        assert 0.5 < model / frac < 2.0  # one median factor: within 2x at every published shape
+    scale = params.gemm.dtype_scale["fp8"]
+    big = PERF.gemm_s(4096, 4096, 7168, "bf16") / PERF.gemm_s(4096, 4096, 7168, "fp8")
+    assert 1.3 < big < 2.0 and 0.5 < scale < 1.0  # faster than BF16, short of the 2x of the peaks
+
+
+def test_fp8_step_beats_bf16_but_not_by_the_peak_ratio():
+    model = get_model("llama-2-7b")
+    plan = dict(dp=8, global_batch=128, seq_len=4096, distributed_optimizer=True)
+    core = get_framework("megatron-core")
+    b = step_time(model, TrainPlan(**plan, precision=BF16), Cluster(H100, 8), PERF, framework=core).step_s
+    f = step_time(model, TrainPlan(**plan, precision=FP8), Cluster(H100, 8), PERF, framework=core).step_s
+    c = step_time(model, TrainPlan(**plan, precision="fp8-current"), Cluster(H100, 8), PERF, framework=core).step_s
+    assert 1.1 < b / f < 2.0 and c > f
+
+
+# --- MoE -----------------------------------------------------------------------------------------------------------
+
+def test_moe_ops_route_balanced_tokens_and_permute_them():
+    model = get_model("qwen3-30b-a3b")
+    ops = moe_ops(model, 4096, 2, 1, 16, True, DType.BF16, 2.0, 2.0, 1.0)
+    up = next(o for o in ops if o.name == "mlp_up")
+    local = 4096 / 2  # the sequence-parallel shard of tp=2, experts not tensor-parallel (etp=1)
+    assert up.count == model.experts / 16 and up.shape[0] == pytest.approx(local * model.top_k * 16 / model.experts)
+    assert up.shape[1] == 2 * model.ffn_hidden  # etp = 1: the whole expert
+    names = [o.name for o in ops]
+    assert names[:3] == ["router", "moe_router_topk", "moe_permute"] and names[-1] == "moe_unpermute"
+    serving = moe_ops(model, 4096, 2, 2, 1, False, DType.BF16, 2.0, 2.0, 1.0, dispatcher=False)
+    assert "moe_permute" not in [o.name for o in serving]
+
+
+def test_expert_groups_fold_over_tp_and_dp():
+    model = get_model("qwen3-235b-a22b")
+    ok = TrainPlan(dp=16, tp=2, pp=8, ep=32, etp=1, sequence_parallel=True, global_batch=512, seq_len=4096,
+                   account_for_embedding=True, account_for_loss=True)
+    ok.check(model, 256)
+    with pytest.raises(SpecError, match="ep x etp"):
+        ok.with_(etp=2).check(model, 256)  # 32 x 2 > tp x dp = 32
+    lay = Layouts.from_plans(model, [ok])
+    assert lay.expert_dp[0] == 1 and lay.etp[0] == 1
+    assert Layouts.from_plans(model, [ok.with_(ep=16)]).expert_dp[0] == 2
+
+
+def test_flex_dispatcher_sends_each_token_once_per_node():
+    assert comms.remote_nodes(128, 8, np.array([1]))[0] == 0.0
+    assert 0.99 < comms.remote_nodes(128, 8, np.array([2]))[0] < 1.0  # vs 4 copies by all-to-all
+    model = get_model("qwen3-30b-a3b")
+    lay = Layouts.build(model, dp=16, ep=16, etp=1, global_batch=16, seq_len=4096)
+    t = micro_batch_times(model, lay, BF16, PERF)
+    core = get_framework("megatron-core")
+    a2a = sum(comms.ep_layer_s(PERF, model, lay, BF16, 8, t, core.with_(moe_dispatcher=MoeDispatcher.ALLTOALL)))
+    flex = sum(comms.ep_layer_s(PERF, model, lay, BF16, 8, t, core.with_(moe_dispatcher=MoeDispatcher.FLEX)))
+    hidden = sum(comms.ep_layer_s(PERF, model, lay, BF16, 8, t, core.with_(overlap_moe_a2a=True)))
+    assert flex[0] < 0.6 * a2a[0] and hidden[0] <= sum(comms.ep_layer_s(PERF, model, lay, BF16, 8, t, core))[0]
+
+
+def test_expert_memory_shards_over_ep_and_expert_dp():
+    model = get_model("mixtral-8x7b")
+    base = dict(global_batch=64, seq_len=4096, distributed_optimizer=True, precision=BF16)
+    one = training_memory(model, TrainPlan(dp=8, ep=1, **base))
+    eight = training_memory(model, TrainPlan(dp=8, ep=8, **base))
+    assert eight.weights_bytes < one.weights_bytes / 4  # the experts split eight ways
+    # the distributed optimizer shards the experts over their replicas: 8 ways at ep=1, none left at ep=8
+    assert eight.optimizer_bytes == pytest.approx(one.optimizer_bytes)
+    half = training_memory(model, TrainPlan(dp=8, ep=4, **base))
+    assert half.optimizer_bytes == pytest.approx(one.optimizer_bytes)
+
+
+# --- context parallelism -------------------------------------------------------------------------------------------
+
+def test_ring_attention_hides_behind_blocks_and_divides_activations():
+    model = get_model("llama-3-8b")
+    long = Layouts.build(model, cp=2, dp=1, seq_len=65536, global_batch=1)
+    t = micro_batch_times(model, long, BF16, PERF)
+    assert sum(comms.cp_layer_s(PERF, model, long, BF16, 8, t))[0] == 0.0
+    short = Layouts.build(model, cp=8, tp=1, dp=1, seq_len=2048, global_batch=1)
+    ts = micro_batch_times(model, short, BF16, PERF)
+    assert sum(comms.cp_layer_s(PERF, model, short, BF16, 1, ts))[0] > 0  # one GPU per node: network hops
+    one = training_memory(model, Layouts.build(model, seq_len=16384, global_batch=8, dp=8), BF16)
+    four = training_memory(model, Layouts.build(model, cp=4, dp=2, seq_len=16384, global_batch=8), BF16)
+    assert four.activations_bytes[0] == pytest.approx(one.activations_bytes[0] / 4)
+
+
+# --- releases ------------------------------------------------------------------------------------------------------
+
+def test_every_release_cites_every_field_and_names_its_family():
+    for name, rel in RELEASES.items():
+        assert all(rel.cite[k].strip() for k in rel.cite), name
+        assert release_for(rel.family.value, rel.software) is rel
+    with pytest.raises(SpecError, match="software"):
+        release_for("megatron-core", "nemo-99.01")
+    with pytest.raises(SpecError, match="flag"):
+        get_release("nemo-24.07").configure("--fp8-recipe=tensorwise")  # no such flag in Megatron-Core 0.8
+
+
+def test_fsdp2_reshard_policy_follows_the_pipeline():
+    titan = get_release(FrameworkName.TORCHTITAN_2026_08).framework
+    assert titan.reshard_after_forward is Reshard.NOT_WITH_PP
+    assert list(titan.keeps_gathered(np.array([1, 4]))) == [False, True]
+    assert get_release(FrameworkName.NEMO_AUTOMODEL_2025_10).framework.keeps_gathered(np.array([1]))[0]
+
+
+def test_keeping_parameters_gathered_saves_backward_gathers_and_costs_memory():
+    model = get_model("llama-3-8b")
+    plan = TrainPlan(dp=8, zero_stage=3, micro_batch=1, global_batch=8, seq_len=4096, precision=BF16)
+    titan = get_release(FrameworkName.TORCHTITAN_2026_08).framework
+    always = titan.with_(reshard_after_forward=Reshard.ALWAYS)
+    never = titan.with_(reshard_after_forward=Reshard.NEVER)
+    cluster = Cluster(H100, 8)
+    a, n = (step_time(model, plan, cluster, PERF, framework=f) for f in (always, never))
+    assert n.zero_comm_s <= a.zero_comm_s and n.memory_per_gpu_bytes > a.memory_per_gpu_bytes
+    deferred = step_time(model, plan.with_(global_batch=64), cluster, PERF, framework=never.with_(defer_grad_sync=True))
+    synced = step_time(model, plan.with_(global_batch=64), cluster, PERF, framework=never)
+    assert deferred.zero_comm_s < synced.zero_comm_s
+
+
+# --- the modern validation file ------------------------------------------------------------------------------------
+
+MODERN = read_csv(None, "training_modern.csv", REQUIRED)
+ROW_BOUND_PCT, MEDIAN_BOUND_PCT = 15.0, 8.0
+# (row index, calibration kind) -> why the row misses 15% today.
+_B200 = ("B200 (NeMo 25.02): no profile calibration. Checked, not the cause: the catalog's dense FP8/BF16 peaks, "
+         "HBM (now 7.7 TB/s) and NVLink 5 against NVIDIA's HGX B200 spec; GEMM rates against OpenXLA's measured "
+         "sm_100 table (capsim's FP8 is at or below it); token-drop padding at capacity factor 1 costs what "
+         "balanced routing does. Unpriced: CUDA graphs (Mixtral), host overhead, early-2025 Blackwell kernels; "
+         "a B200 operator profile or an nsys trace of these runs would close it")
+MISSES = {
+    (9, "datasheet"): "+22.9%: Qwen3-30B-A3B FP8, Megatron-Bridge, EP16 over two nodes with HybridEP: expert "
+                      "grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve, which DeepGEMM's table puts "
+                      "well above what small-k FP8 GEMMs reach; HybridEP priced at NCCL bandwidths",
+    (9, "profile"): "+23.6%: as with the datasheet calibration",
+    (11, "datasheet"): "+35.4%: " + _B200, (11, "profile"): "+35.4%: " + _B200,
+    (12, "datasheet"): "+28.9%: " + _B200, (12, "profile"): "+28.9%: " + _B200,
+    (13, "datasheet"): "+26.3%: " + _B200, (13, "profile"): "+26.3%: " + _B200,
+}
+
+
+@cache
+def _modern(kind: str):
+    return {i: predict_row(r, None if kind == "datasheet" else "profile") for i, r in enumerate(MODERN)}
+
+
+def _param(i: int, kind: str):
+    reason = MISSES.get((i, kind))
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(i, kind, marks=marks, id=f"{kind}-{i}-{MODERN[i]['software']}-{MODERN[i]['model']}")
+
+
+@pytest.mark.parametrize("i, kind", [_param(i, k) for k in ("datasheet", "profile") for i in range(len(MODERN))])
+def test_modern_row_within_15_pct(i, kind):
+    pred = _modern(kind)[i]
+    measured = float(MODERN[i]["value"])
+    assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (MODERN[i]["model"], pred.value, pred.note)
+
+
+@pytest.mark.xfail(strict=True, reason="median |error| 9.9% (datasheet) / 10.3% (profile): the B200 rows, Qwen3 MoE "
+                                       "and the faster-than-measured Llama rows of NeMo 24.07 (FP8 GEMMs priced at "
+                                       "DeepGEMM's rates, an upper bound for cuBLAS per-tensor FP8)")
+@pytest.mark.parametrize("kind", ["datasheet", "profile"])
+def test_modern_median_within_8_pct(kind):
+    errors = [abs(p.value / float(MODERN[i]["value"]) - 1.0) * 100 for i, p in _modern(kind).items()]
+    assert np.median(errors) <= MEDIAN_BOUND_PCT
+
+
+def test_every_row_of_both_files_is_priced():
+    report = run_suite("training", None, None)
+    assert report.to_dict()["rows_failed"] == 0 and len(report.rows) == 18 + len(MODERN)
+    assert {r.metric for r in report.rows} >= {"tokens_per_s_per_gpu", "tflops_per_gpu_hw", "iteration_s"}
+
+
+def test_modern_columns_are_read_not_dropped():
+    qwen = next(r for r in MODERN if r["model"] == "qwen3-235b-a22b")
+    pred = predict_row(qwen)
+    assert "--expert-tensor-parallel-size=1" in pred.note and pred.value > 0
+    wider = dict(qwen, head_dim="256")
+    assert predict_row(wider).value < pred.value  # head_dim read: more attention, slower
+    fewer = dict(qwen, ep="16")
+    assert predict_row(fewer).value != pred.value  # ep read
+    bad = dict(next(r for r in MODERN if r["fsdp"]), fsdp="4")
+    with pytest.raises(SpecError, match="fsdp"):
+        predict_row(bad)
+    with pytest.raises(SpecError, match="experts"):
+        predict_row(dict(qwen, moe_ffn_hidden=""))
+
+
+def test_an_fp8_row_runs_its_releases_recipe():
+    bridge = next(r for r in MODERN if r["software"] == "megatron-bridge-26.04.01" and r["model"] == "llama-3-70b")
+    from capsim.validation.training_rows import row_precision
+    fw = release_for(bridge["framework"], bridge["software"]).configure(bridge["flags"])[0]
+    p = row_precision(bridge, fw)
+    assert p.fp8_scaling is Fp8Scaling.CURRENT and p.weights is DType.FP8 and p.gradients is DType.BF16
+    nemo = next(r for r in MODERN if r["software"] == "nemo-24.07")
+    fw = release_for(nemo["framework"], nemo["software"]).configure(nemo["flags"])[0]
+    assert row_precision(nemo, fw).fp8_scaling is Fp8Scaling.DELAYED
+
+
+def test_train_cli_takes_expert_tp_and_release_flags():
+    import json
+
+    from typer.testing import CliRunner
+
+    from capsim.cli import app
+    args = ["train", "-m", "qwen3-30b-a3b", "-a", "h100", "-n", "16", "--ep", "16", "--global-batch", "64",
+            "--seq-len", "4096", "--precision", "fp8-current", "--framework", "megatron-bridge-26.04.01", "--json"]
+    runner = CliRunner()
+    plain = runner.invoke(app, args)
+    folded = runner.invoke(app, [*args, "--flags", "--moe-token-dispatcher-type=flex"])
+    for result in (plain, folded):  # exit 1 where the plan does not fit (the reason on stderr), as every command
+        assert result.exit_code == (0 if json.loads(result.stdout)["feasible"] else 1), result.output
+    assert json.loads(folded.stdout)["breakdown"]["ep_comm_s"] < json.loads(plain.stdout)["breakdown"]["ep_comm_s"]
+    refused = runner.invoke(app, [*args, "--flags", "--sequence-parallel"])
+    assert refused.exit_code == 2 and "--flags" in refused.output
+    dense = runner.invoke(app, ["train", "-m", "llama-3-8b", "-n", "8", "--etp", "2", "--json"])
+    assert dense.exit_code == 2 and "ep" in dense.output  # a dense model has no experts to split
