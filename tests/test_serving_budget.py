@@ -72,6 +72,15 @@ def test_cli_refuses_work_over_the_limit_in_one_line(args):
     assert len(lines) == 1 and "--max-events" in lines[0] and "events" in lines[0] and "GB" in lines[0], out.output
 
 
+@pytest.mark.parametrize("value", ["inf", "nan", "0"])
+@pytest.mark.parametrize("command", [["serve", "-w", "chatbot", "-n", "30"],
+                                     ["plan", "serve", "--rate", "5", "--ttft-p99", "1", "-a", "A100-SXM4-80GB"]])
+def test_cli_max_events_is_a_finite_positive_number(command, value):
+    out = CliRunner().invoke(app, [*command, "-m", "llama-2-7b", "--max-events", value])
+    lines = out.output.strip().splitlines()
+    assert out.exit_code == 2 and len(lines) == 1 and "--max-events" in lines[0], out.output
+
+
 def test_cli_max_events_raises_the_limit():
     out = CliRunner().invoke(app, ["serve", "-m", "llama-2-7b", "-w", "chatbot", "-n", "30", "--max-events", "1000",
                                    "--json"])
@@ -82,3 +91,39 @@ def test_planner_refuses_fleets_it_cannot_simulate():
     with pytest.raises(SpecError, match="--max-events.*replicas"):
         plan_serving(MODEL, Traffic(1e9, Lengths.fixed(512, 128), requests=500), Slo(ttft_p99_s=1.0),
                      ["A100-SXM4-80GB"], {"A100-SXM4-80GB": PERF}, quantizations=("none",), workers=1)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_estimate_counts_what_a_run_does(fast):
+    """The estimate is of the right size: at least the scheduling decisions a run makes (its timeline rows, one per
+    decision of each replica) and, in fast mode, not many times more (the step reference's one event per output
+    token is a bound: batching shares a step among sequences)."""
+    rng = np.random.default_rng(3)
+    p, o = Lengths.lognormal(700, 0.8, 120, 0.8).draw(300, rng)
+    wl = Workload("w", p, o, np.cumsum(rng.exponential(1 / 8.0, 300)))
+    plan = engine_plan("vllm", MODEL, ACC, replicas=2)
+    res = simulate(MODEL, plan, ACC, PERF, wl, ServeConfig(fast=fast))
+    assert res.summary["preemptions"] == 0  # the estimate counts no recomputation
+    est = estimate_work(wl.size, plan.replicas, float(np.mean(p)), float(np.mean(o)), plan.max_batched_tokens, fast)
+    decisions = len(res.timeline)
+    assert decisions <= est.events <= (4 if fast else 20) * decisions, (decisions, est.events)
+
+
+def test_planner_skips_only_the_fleets_over_the_limit():
+    """Candidate fleets are capped like a single simulation: a fleet over --max-events is not simulated (its row
+    says why, with its estimate), the others are, and the plan stands on them."""
+    from capsim.specs.engine import get_engine
+
+    traffic, slo = Traffic(30.0, Lengths.fixed(512, 128), requests=400), Slo(ttft_p99_s=2.0)
+    names = ["A100-SXM4-80GB", "L4"]
+    perfs = {n: load_calibration(n).perf() for n in names}
+    free = plan_serving(MODEL, traffic, slo, names, perfs, quantizations=("none",), confirm_top=1, workers=1)
+    first = free.table.groupby("accelerator").head(1).set_index("accelerator")  # each kind's simulated fleet
+    need = {n: estimate_work(400, int(first.loc[n, "replicas_min"]), 512, 128,
+                             get_engine("vllm").limits(MODEL, get_accelerator(n))[1]).limit_needed for n in names}
+    assert need["L4"] > need["A100-SXM4-80GB"]  # the L4 fleet has more replicas
+    capped = plan_serving(MODEL, traffic, slo, names, perfs, quantizations=("none",), confirm_top=1, workers=1,
+                          max_events=(need["L4"] + need["A100-SXM4-80GB"]) / 2)
+    l4 = capped.table[capped.table["accelerator"] == "L4"]["reason"]
+    assert l4.str.match(r"not simulated: about .* events .* GB .*over --max-events").any(), l4.tolist()
+    assert capped.feasible and set(capped.simulated["accelerator"]) == {"A100-SXM4-80GB"}

@@ -20,7 +20,7 @@ import pandas as pd
 from capsim.analytic.serving import StepShape, iteration_time
 from capsim.errors import SpecError, require
 from capsim.perf import Perf
-from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS, WorkEstimate, check_work, estimate_work
+from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS, WorkEstimate, check_limit, check_work, estimate_work
 from capsim.sim.serving.fleet import ServeConfig, engine_plan, kv_blocks, simulate
 from capsim.sim.serving.presets import WorkloadSpec, build_workload
 from capsim.sim.serving.workload import ArrivalKind, Lengths
@@ -274,20 +274,22 @@ def steady_state(requests: pd.DataFrame) -> dict[str, float]:
 
 
 def _confirm(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo, engine: str, perf: Perf,
-             limit: int | None, seed: int, max_runs: int, max_events: float) -> list[dict[str, Any]]:
-    """Simulate from the bound's replica count upwards (x1.25 per miss) until the SLO holds or the limit binds
-    (GPUs, or the events one simulation may take)."""
+             limit: int | None, seed: int, max_runs: int, max_events: float) -> tuple[list[dict[str, Any]], str]:
+    """Simulate from the bound's replica count upwards (x1.25 per miss) until the SLO holds or a limit binds
+    (GPUs, the events one simulation may take, or ``max_runs``): the runs, and the limit that stopped the sizing
+    ("" when the SLO held)."""
     runs, replicas = [], int(row["replicas_min"])
     for _ in range(max_runs):
         if limit is not None and replicas * int(row["tp"]) * int(row["pp"]) > limit:
-            break
-        if _work(model, row, replicas, traffic, engine).events > max_events:
-            break
+            return runs, f"{replicas} replicas would be over the limit of {limit} GPUs"
+        work = _work(model, row, replicas, traffic, engine)
+        if work.over(max_events):
+            return runs, f"{replicas} replicas not simulated: {work.describe()}, over --max-events {max_events:.3g}"
         runs.append(_simulate(model, row, replicas, traffic, slo, engine, perf, seed, max_events))
         if runs[-1]["slo_met"]:
-            break
+            return runs, ""
         replicas = max(replicas + 1, math.ceil(replicas * 1.25))
-    return runs
+    return runs, f"SLOs missed by {max_runs} fleet sizes up to {replicas} replicas"
 
 
 def _work(model: ModelSpec, row: pd.Series, replicas: int, traffic: Traffic, engine: str) -> WorkEstimate:
@@ -302,9 +304,9 @@ def _within_budget(model: ModelSpec, bounds: pd.DataFrame, picks: list[Any], tra
     """The picks whose first simulation fits in ``max_events`` events; the others get their estimate as the
     reason. When none fits, the plan is refused with the smallest estimate and what lowers it."""
     work = {i: _work(model, bounds.loc[i], int(bounds.loc[i, "replicas_min"]), traffic, engine) for i in picks}
-    over = [i for i in picks if work[i].events > max_events]
+    over = [i for i in picks if work[i].over(max_events)]
     if over and len(over) == len(picks):
-        check_work(min(work.values(), key=lambda w: w.events), max_events,
+        check_work(min(work.values(), key=lambda w: w.limit_needed), max_events,
                    "lower --rate (fewer replicas per candidate fleet) or --requests (per simulation)")
     for i in over:
         bounds.loc[i, "reason"] = f"not simulated: {work[i].describe()}, over --max-events {max_events:.3g}"
@@ -334,6 +336,7 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     that rules out every candidate worth confirming, the plan is refused with the estimate."""
     require(len(accelerators) > 0, "accelerators", "give at least one candidate accelerator")
     get_engine(engine)  # a typo is an input error, not a reason on every candidate
+    check_limit(max_events)
     prices, limits = prices or {}, limits or {}
     accs = [get_accelerator(a) for a in accelerators]
     accs = [a.with_(price_usd_per_hour=prices.get(a.name, a.price_usd_per_hour)) for a in accs]
@@ -357,13 +360,15 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     else:
         results = [_confirm(*job) for job in jobs]
     sims, confirmed = [], {}
-    for i, runs in zip(picks, results, strict=True):
+    for i, (runs, stopped) in zip(picks, results, strict=True):
         row = bounds.loc[i]
         for r in runs:
             sims.append({**{k: row[k] for k in ("accelerator", "tp", "pp", "quantization", "max_batch")}, **r})
         met = [r for r in runs if r["slo_met"]]
         if met:
             confirmed[i] = met[-1]
+        else:
+            bounds.loc[i, "reason"] = f"not confirmed: {stopped}"
     table = bounds.copy()
     table["confirmed"] = table.index.isin(list(confirmed))
     for key in ("replicas", "gpus", "cost_per_hour_usd", "ttft_p99_s", "tpot_p99_s", "goodput",
@@ -375,7 +380,8 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     front = pareto_front(simulated[simulated["slo_met"]]) if len(simulated) else simulated
     feasible = bool(confirmed)
     reason = "" if feasible else (f"no candidate can meet the SLOs ({why_not(bounds)})" if not bounds["viable"].any()
-                                  else "no simulated fleet met the SLOs within the replica and GPU limits")
+                                  else f"no simulated fleet met the SLOs within the replica, GPU and event limits "
+                                  f"({why_not(bounds[bounds['viable'] & (bounds['reason'] != '')])})")
     notes = (f"analytic bound for {len(bounds)} candidates, {len(simulated)} fleets simulated "
              f"({traffic.workload(traffic.peak_rps).requests} requests each at {traffic.peak_rps:g} req/s); "
              "SLOs judged on the requests that arrived in the second half of each run",)

@@ -45,6 +45,16 @@ class WorkEstimate:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @property
+    def limit_needed(self) -> float:
+        """The least ``max_events`` that allows this run: its events, or the events its memory counts as."""
+        return max(self.events, self.memory_bytes / BYTES_PER_LIMIT_EVENT)
+
+    def over(self, max_events: float) -> bool:
+        """Whether this run is over the limit: more than ``max_events`` events, or more memory than that many
+        events allow."""
+        return self.limit_needed > max_events
+
     def describe(self) -> str:
         return (f"about {self.events:.3g} events and {self.memory_bytes / 1e9:.3g} GB for {self.requests:,} "
                 f"request{'s' * (self.requests != 1)} on {self.replicas:,} replica{'s' * (self.replicas != 1)}")
@@ -62,18 +72,22 @@ def estimate_work(requests: float, replicas: int, prompt_tokens_mean: float = 1.
     return WorkEstimate(int(requests), int(replicas), float(events), float(memory))
 
 
+def check_limit(max_events: float) -> None:
+    """A limit is a finite number of events > 0."""
+    require(math.isfinite(max_events) and max_events > 0, "--max-events", f"must be a finite number > 0, got "
+            f"{max_events}")
+
+
 def check_work(estimate: WorkEstimate, max_events: float, lower: str = "simulate fewer requests or replicas") -> None:
     """Refuse a simulation whose estimate is over ``max_events`` events (or the memory that many events allow),
     naming the estimate and what lowers it."""
-    require(math.isfinite(max_events) and max_events > 0, "--max-events", f"must be a finite number > 0, got "
-            f"{max_events}")
+    check_limit(max_events)
     memory_limit = max_events * BYTES_PER_LIMIT_EVENT
-    if estimate.events > max_events or estimate.memory_bytes > memory_limit:
-        need = max(estimate.events, estimate.memory_bytes / BYTES_PER_LIMIT_EVENT)
+    if estimate.over(max_events):
         raise SpecError("--max-events", f"the simulation would take {estimate.describe()}, over the limit of "
                         f"{max_events:.3g} events and {memory_limit / 1e9:.3g} GB", f"{lower}, or raise "
-                        f"--max-events to {need:.3g} if the machine has the time and memory")
+                        f"--max-events to {estimate.limit_needed:.3g} if the machine has the time and memory")
 
 
 __all__ = ["BYTES_PER_EVENT", "BYTES_PER_LIMIT_EVENT", "BYTES_PER_REPLICA", "BYTES_PER_REQUEST", "DEFAULT_MAX_EVENTS", "EVENTS_PER_REPLICA",
-           "EVENTS_PER_REQUEST", "WorkEstimate", "check_work", "estimate_work"]
+           "EVENTS_PER_REQUEST", "WorkEstimate", "check_limit", "check_work", "estimate_work"]
