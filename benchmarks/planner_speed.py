@@ -1,7 +1,8 @@
 """Planner speed (issue 6 targets), on this machine as it is (the serving planner uses its process pool).
 
-- Serving: Llama-3-70B at 200 req/s (chatbot lengths, p99 TTFT 2 s, p99 TPOT 100 ms) over 6 accelerator kinds,
-  analytic pruning plus simulated confirmation: target <= 60 s. (Vidur's configuration search: ~1 CPU-hour.)
+- Serving: the README's example, Llama-3-70B at 200 req/s (chatbot lengths, p99 TTFT 2 s, p99 TPOT 100 ms) over 6
+  accelerator kinds, analytic bound plus simulated confirmation to the default precision (capsim.plan.confirm):
+  target <= 60 s. (Vidur's configuration search: ~1 CPU-hour.)
 - Training: every valid layout of a 175B model on 1,024 GPUs: target <= 10 s.
 - Training (issue 12): Llama-3.1-405B (126 layers) on 16,384 H100s, pp up to 64 with the uneven splits
   Megatron-Core users state where pp x v does not divide the layers, under megatron-bridge-26.04.01 (a release
@@ -29,8 +30,10 @@ KINDS = ["H100-SXM5-80GB", "A100-SXM4-80GB", "H200-SXM-141GB", "L40S", "B200", "
 
 
 def serving() -> object:
+    # the README's example: MI300X has no catalog price, B200 is capped at 64 GPUs
     return plan_serving(get_model("llama-3-70b"), Traffic(200.0, get_preset("chatbot").lengths),
-                        Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), KINDS, perfs_for(KINDS))
+                        Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), KINDS, perfs_for(KINDS), prices={"MI300X": 2.5},
+                        limits={"B200": 64})
 
 
 def training() -> object:
@@ -86,7 +89,9 @@ def serve(repeats: int) -> None:
     report("serve_fleets_simulated", len(plan.simulated))
     best = plan.best
     report("serve_best", f"{best['accelerator']} tp{best['tp']} {best['quantization']} x{best['replicas']:.0f} "
-                         f"${best['cost_per_hour_usd']:.1f}/h")
+                         f"${best['cost_per_hour_usd']:.1f}/h ${best['cost_per_million_output_tokens']:.3f}/M output "
+                         f"tokens (+-{best['cost_per_million_halfwidth']:.3f})")
+    report("serve_requests_simulated", int(plan.simulated["requests_all_runs"].sum()))
     report("serve_planner_s_median_min_max", f"{s_med:.1f} {s_lo:.1f} {s_hi:.1f}")
     report("serve_planner_s", f"{s_med:.1f}")
 

@@ -25,8 +25,8 @@ slo = Slo(ttft_p99_s=preset.slo_ttft_s, tpot_p99_s=preset.slo_tpot_s)
 model = capsim.get_model("llama-3-8b")
 kinds = ["L4", "H100-SXM5-80GB"] if args.small else ["L4", "L40S", "A100-SXM4-80GB", "H100-SXM5-80GB"]
 perfs = perfs_for(kinds)  # each kind's GPU-profile calibration where one ships, else its datasheet one
-plan = plan_serving(model, traffic, slo, kinds, perfs, quantizations=("none", "fp8"),
-                    confirm_top=1 if args.small else 4, workers=1 if args.small else None)
+small = {"max_candidates": 2, "workers": 1} if args.small else {}  # the full search, or two candidates sized
+plan = plan_serving(model, traffic, slo, kinds, perfs, quantizations=("none", "fp8"), **small)
 assert plan.feasible, plan.reason
 best = plan.best
 print(f"peak {traffic.peak_rps:g} req/s -> {best['replicas']:.0f} x {best['accelerator']} (TP{best['tp']}, "

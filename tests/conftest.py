@@ -1,8 +1,11 @@
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Calibrations the user measured (`capsim calibrate`'s default output) must not change what the tests see.
+os.environ["CAPSIM_USER_CALIBRATIONS"] = tempfile.mkdtemp(prefix="capsim-test-user-calibrations-")
 
 
 class _Upload:

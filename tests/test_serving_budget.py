@@ -110,20 +110,26 @@ def test_the_estimate_counts_what_a_run_does(fast):
 
 
 def test_planner_skips_only_the_fleets_over_the_limit():
-    """Candidate fleets are capped like a single simulation: a fleet over --max-events is not simulated (its row
-    says why, with its estimate), the others are, and the plan stands on them."""
-    from capsim.specs.engine import get_engine
+    """Candidate fleets are capped like a single simulation (their confirming run's requests on the fleet's
+    replicas): a fleet over --max-events is not sized (its row says why, with its estimate), the others are, and
+    the plan stands on them."""
+    from capsim.plan.serving import DEFAULT_RULE, _work
 
     traffic, slo = Traffic(30.0, Lengths.fixed(512, 128), requests=400), Slo(ttft_p99_s=2.0)
     names = ["A100-SXM4-80GB", "L4"]
     perfs = {n: load_calibration(n).perf() for n in names}
-    free = plan_serving(MODEL, traffic, slo, names, perfs, quantizations=("none",), confirm_top=1, workers=1)
-    first = free.table.groupby("accelerator").head(1).set_index("accelerator")  # each kind's simulated fleet
-    need = {n: estimate_work(400, int(first.loc[n, "replicas_min"]), 512, 128,
-                             get_engine("vllm").limits(MODEL, get_accelerator(n))[1]).limit_needed for n in names}
-    assert need["L4"] > need["A100-SXM4-80GB"]  # the L4 fleet has more replicas
-    capped = plan_serving(MODEL, traffic, slo, names, perfs, quantizations=("none",), confirm_top=1, workers=1,
-                          max_events=(need["L4"] + need["A100-SXM4-80GB"]) / 2)
-    l4 = capped.table[capped.table["accelerator"] == "L4"]["reason"]
-    assert l4.str.match(r"not simulated: about .* events .* GB .*over --max-events").any(), l4.tolist()
-    assert capped.feasible and set(capped.simulated["accelerator"]) == {"A100-SXM4-80GB"}
+    free = plan_serving(MODEL, traffic, slo, names, perfs, quantizations=("none",), workers=1)
+    viable = free.table[free.table["viable"]]
+    need = {i: _work(MODEL, r, traffic, "vllm", DEFAULT_RULE).limit_needed for i, r in viable.iterrows()}
+    cut = float(np.median(sorted(set(need.values()))))  # some candidates over it, some not
+    over = {i for i, n in need.items() if n > cut}
+    assert over and len(over) < len(need)
+    capped = plan_serving(MODEL, traffic, slo, names, perfs, quantizations=("none",), workers=1, max_events=cut)
+    key = ["accelerator", "tp", "quantization", "max_batch"]
+    reasons = capped.table.set_index(key)["reason"]
+    for i in over:
+        reason = reasons.loc[tuple(viable.loc[i, key])]
+        assert reason.startswith("not simulated: about") and "over --max-events" in reason, reason
+    assert capped.feasible
+    sized = capped.table[capped.table["sized"]]
+    assert not set(map(tuple, sized[key].to_numpy())) & {tuple(viable.loc[i, key]) for i in over}

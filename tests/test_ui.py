@@ -266,7 +266,7 @@ def test_whatif_reports_bad_inputs():
 # --- scaling study -------------------------------------------------------------------------------
 
 def test_scaling_serving_renders_the_default():
-    at = page("scaling")
+    at = page("scaling", timeout=900)  # four rates, each the planner's full search and confirmation
     assert not at.exception and not at.error
     assert charts(at) == 3
     assert list(at.dataframe[0].value["rate_rps"]) == [1, 10, 100, 1000]

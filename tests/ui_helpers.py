@@ -7,8 +7,8 @@ import re
 from streamlit.testing.v1 import AppTest
 
 
-def page(module: str, **query: str) -> AppTest:
-    at = AppTest.from_string(f"from capsim.ui.{module} import render\nrender()", default_timeout=120)
+def page(module: str, timeout: float = 120, **query: str) -> AppTest:
+    at = AppTest.from_string(f"from capsim.ui.{module} import render\nrender()", default_timeout=timeout)
     for key, value in query.items():
         at.query_params[key] = value
     return at.run()

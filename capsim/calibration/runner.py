@@ -7,6 +7,7 @@ when every sample is in. torch is imported only inside the functions that run ke
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -20,13 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from capsim.calibration.comm import under_torchrun
-from capsim.calibration.machine import OtherLoad
+from capsim.calibration.machine import OtherLoad, cpu_fingerprint
 from capsim.calibration.measured import fit_device
-from capsim.calibration.schema import Calibration, calibrations_dir, load_calibration, write_calibration
+from capsim.calibration.schema import (
+    Calibration,
+    calibrations_dir,
+    load_calibration,
+    user_calibrations_dir,
+    write_calibration,
+)
 from capsim.errors import SpecError
 
+NATIVE_FRACTION = 0.25  # a CPU format below this fraction of fp32's GEMM rate is emulated: left out of a full run
+
 BENCHES = ("gemm", "attention", "memory", "comm")
-Progress = Callable[[str, int, int], None]  # (what is running, samples done, samples planned)
+Progress = Callable[[str, int, int, str], None]  # (what is running, samples done, samples planned, its group)
 
 
 @dataclass(frozen=True)
@@ -73,13 +82,33 @@ def resolve(config: RunConfig) -> RunConfig:
         dtypes = config.dtypes or ("bf16", "fp16", "fp32") + (("fp8",) if _has_fp8() else ())
         ranks = torch.cuda.device_count()
     else:
-        dtypes = config.dtypes or (("fp32",) if config.quick else ("fp32", "bf16", "fp16"))
+        dtypes = config.dtypes or (("fp32",) if config.quick or "gemm" not in config.ops else
+                                   ("fp32", *(d for d, r in native_cpu_formats().items() if r >= NATIVE_FRACTION)))
         ranks = cores
     if under_torchrun():  # the launched processes are the ranks, across nodes
         ranks = int(os.environ["WORLD_SIZE"])
     groups = config.comm_groups or tuple(2**i for i in range(1, 8) if 2**i <= max(ranks, 2))
     return RunConfig(config.device, config.quick, tuple(config.ops), tuple(threads), tuple(dtypes), tuple(groups),
                      config.comm_timeout_s, config.repeats or (3 if config.quick else 5))
+
+
+@functools.cache
+def native_cpu_formats() -> dict[str, float]:
+    """bf16's and fp16's GEMM rates here as fractions of fp32's (kernels/probe.py; measured once per process)."""
+    from kernels.probe import native_formats
+
+    return native_formats(("bf16", "fp16"))
+
+
+def _skipped_formats(config: RunConfig) -> str:
+    """The provenance's note on the low-precision formats a CPU full run left out (emulated here)."""
+    if config.device != "cpu" or config.quick or "gemm" not in config.ops:
+        return ""
+    slow = {d: r for d, r in native_cpu_formats().items() if d not in config.dtypes}
+    if not slow:
+        return ""
+    return ("Not measured: " + ", ".join(f"{d} ({r:.1%} of fp32's GEMM rate here: emulated, no native "
+                                         "instructions)" for d, r in slow.items()) + ". ")
 
 
 def _has_fp8() -> bool:
@@ -144,7 +173,15 @@ def default_name(device: dict[str, Any]) -> str:
 
 
 def default_out(name: str) -> Path:
-    return calibrations_dir() / "measured" / f"{name}.json"
+    """The user's calibration directory: never a shipped file."""
+    return user_calibrations_dir() / f"{name}.json"
+
+
+def machine_fingerprint(device: str) -> dict[str, Any]:
+    """CPU model, compute flags, cores and a 1-second GEMM probe of the measured device (kernels/probe.py)."""
+    from kernels.probe import gemm_probe
+
+    return {**cpu_fingerprint(), **gemm_probe("cuda:0" if device == "cuda" else "cpu")}
 
 
 def partial_path(out: Path) -> Path:
@@ -199,12 +236,19 @@ class _Saver:
         if time.monotonic() - self.last > self.every_s:
             self.flush()
         if self.progress:
-            self.progress(label, len(self.samples), self.total)
+            self.progress(label, len(self.samples), self.total, group_of(case))
 
     def flush(self) -> None:
         if self.dirty:
             save_partial(self.path, self.fingerprint, self.samples)
             self.dirty, self.last = False, time.monotonic()
+
+
+def group_of(case: dict) -> str:
+    """The benchmark group a case belongs to (progress is reported per group): bench, format, threads."""
+    if case["bench"] == "comm":
+        return f"comm n={case['group']}"
+    return f"{case['bench']} {case.get('dtype', '')} t{case['threads']}".replace("  ", " ")
 
 
 def _label(case: dict) -> str:
@@ -249,6 +293,7 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     device = device_info(config.device)
     name = default_name(device)
     out = check_out(Path(out) if out is not None else default_out(name))
+    device["fingerprint"] = machine_fingerprint(config.device)
     fingerprint = _fingerprint(config, device)
     partial = partial_path(out)
     cases = plan(config)
@@ -256,7 +301,7 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     todo = [c for c in cases if case_key(c) not in samples]
     saver = _Saver(partial, fingerprint, samples, len(cases), progress)
     if progress:
-        progress("resuming" if samples else "starting", len(samples), len(cases))
+        progress("resuming" if samples else "starting", len(samples), len(cases), "")
     load = [os.getloadavg()[0]]
     others = OtherLoad()
     try:
@@ -280,7 +325,11 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
 
 def check_out(out: Path) -> Path:
     """``out`` if a calibration may be written there: a new or empty file, or a calibration to replace (or keep
-    benches from). Anything else is refused before measuring, so a wrong --out never costs a run or a user's file."""
+    benches from), never a shipped calibration. Anything else is refused before measuring, so a wrong --out never
+    costs a run or a user's file."""
+    if out.is_file() and out.resolve().is_relative_to(calibrations_dir().resolve()):
+        raise SpecError("--out", f"{out} is a shipped calibration, which `capsim calibrate` never overwrites",
+                        f"leave --out out (default: {user_calibrations_dir()}) or give another path")
     if out.is_dir():
         raise SpecError("--out", f"{out} is a folder", "give a file path, e.g. --out my-machine.json")
     if out.is_file() and out.stat().st_size > 0:
@@ -334,6 +383,7 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
         + (f", other processes kept {load[2]:.2f} cores busy on average" if load[2] is not None else "")
         + ". Peaks are the best measured GEMM rates. "
         + ("Not measured, generic: " + ", ".join(sorted(missing)) + ". " if missing else "")
+        + _skipped_formats(config)
         + "Fit quality (rms of log time error): " + ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
     by_bench = {b: [s for s in samples if s["bench"] == b] for b in BENCHES}
     return Calibration(name=name, kind="measured", device=device, fitted=params, provenance=provenance, host=host,

@@ -103,6 +103,19 @@ def calibrations_dir() -> Path:
     return Path(env) if env else Path(str(resources.files("capsim"))) / "calibrations"
 
 
+def user_calibrations_dir() -> Path:
+    """Where `capsim calibrate` writes and where measured calibrations are found by name besides the shipped
+    ones: $CAPSIM_USER_CALIBRATIONS, else ``calibrations`` in the user data directory (platformdirs:
+    $XDG_DATA_HOME/capsim/calibrations, by default ~/.local/share/capsim/calibrations, on Linux;
+    ~/Library/Application Support/capsim/calibrations on macOS; %LOCALAPPDATA%/capsim/calibrations on Windows)."""
+    env = os.environ.get("CAPSIM_USER_CALIBRATIONS")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_path
+
+    return user_data_path("capsim", appauthor=False) / "calibrations"
+
+
 def write_calibration(cal: Calibration, path: str | Path) -> Path:
     """Write atomically: a temporary file in the same folder, then a rename, so a reader never sees half."""
     path = Path(path)
@@ -123,12 +136,16 @@ def write_calibration(cal: Calibration, path: str | Path) -> Path:
 
 
 def available() -> dict[str, Path]:
-    """Shipped and measured calibrations by name: ``<kind>/<name>.json`` files; hidden files (an interrupted run's
-    ``.calibrate-partial-<name>.json``, temporary files) are never calibrations."""
-    root = calibrations_dir()
-    if not root.is_dir():
-        return {}
-    return {p.stem: p for p in sorted(root.glob("*/*.json")) if not p.name.startswith(".") and p.is_file()}
+    """Calibrations by name: the shipped ones (``<kind>/<name>.json``), then the user's (`capsim calibrate`'s
+    output, ``<name>.json``), which win a name they share with a shipped file (a measurement of this machine over
+    one shipped from another). Hidden files (an interrupted run's ``.calibrate-partial-<name>.json``, temporary
+    files) are never calibrations."""
+    def found(root: Path, pattern: str) -> dict[str, Path]:
+        if not root.is_dir():
+            return {}
+        return {p.stem: p for p in sorted(root.glob(pattern)) if not p.name.startswith(".") and p.is_file()}
+
+    return {**found(calibrations_dir(), "*/*.json"), **found(user_calibrations_dir(), "*.json")}
 
 
 def load_calibration(name_or_path: str | Path | Calibration) -> Calibration:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from capsim.cli.common import JsonOpt, console, emit_json, err_console, table
 from capsim.errors import SpecError
+
+
+def needs_torch(command: str) -> None:
+    """Where torch is missing (or broken), one line with the install command and exit 2: these commands time
+    real kernels, everything else in capsim runs without torch."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        why = "is not installed" if getattr(err, "name", None) == "torch" else f"does not import ({err})"
+        raise SpecError("torch", f"{command} needs torch, which {why} here",
+                        f"install it with: {sys.executable} -m pip install 'torch>=2.1'") from None
 
 
 def _ints(text: str | None, field: str) -> tuple[int, ...]:
@@ -48,16 +60,85 @@ def _summary(cal: object) -> list[list[object]]:
     return rows
 
 
+def warn_if_other_machine(calibration: object, probe: bool = False) -> None:
+    """One line on stderr when a measured CPU calibration (a name, path or Calibration) was not measured on this
+    machine: CPU model, compute flags, cores and, with ``probe`` (needs torch, ~1 s), the GEMM probe."""
+    from capsim.calibration import load_calibration
+    from capsim.calibration.machine import machine_mismatch
+
+    if calibration is None:
+        return
+    try:
+        cal = load_calibration(calibration)
+    except SpecError:
+        return  # the command reports a bad calibration itself
+    if cal.kind != "measured" or cal.device.get("type") != "cpu":
+        return
+    here = None
+    if probe:
+        from kernels.probe import gemm_probe
+
+        here = gemm_probe("cpu")
+    message = machine_mismatch(cal.device, here)
+    if message:
+        err_console.print(f"[yellow]warning:[/] {cal.name}: {message}", highlight=False, soft_wrap=True)
+
+
+def _clock(seconds: float) -> str:
+    m, sec = divmod(int(round(seconds)), 60)
+    return f"{m}m{sec:02d}s" if m else f"{sec}s"
+
+
+class GroupLines:
+    """Progress without a terminal: one line on stderr when each benchmark group ends (samples and seconds it
+    took, samples done of planned, time since the start), so a log or a CI job shows where a run is."""
+
+    def __init__(self, start: float) -> None:
+        self.start, self.group, self.since, self.first, self.done, self.total = start, "", start, 0, 0, 0
+
+    def __call__(self, label: str, done: int, total: int, group: str) -> None:
+        now = time.monotonic()
+        if not group:  # the run's start: what is planned, and what an interrupted run left
+            err_console.print(f"calibrate: {total} samples planned" + (f", {done} kept from an interrupted run"
+                              if done else ""), highlight=False, soft_wrap=True)
+        elif group != self.group:
+            self.finish(now)
+            self.group, self.since, self.first = group, now, self.done
+        self.done, self.total = done, total
+
+    def finish(self, now: float | None = None) -> None:
+        """Report the group that just ended (if any)."""
+        now = time.monotonic() if now is None else now
+        if self.group:
+            err_console.print(f"calibrate: {self.group}: {self.done - self.first} samples in {_clock(now - self.since)} "
+                              f"({self.done}/{self.total} done, {_clock(now - self.start)} elapsed)",
+                              highlight=False, soft_wrap=True)
+        self.group = ""
+
+
+def _with_bar(config: object, out: Path | None, run: object) -> tuple:
+    """Run with a live progress bar (a terminal)."""
+    columns = (TextColumn("{task.description}", style="cyan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("calibrating", total=None)
+
+        def progress(label: str, done: int, total: int, group: str) -> None:
+            bar.update(task, description=label[:60].ljust(60), completed=done, total=total)
+
+        return run(config, out, progress)
+
+
 def calibrate(
-    quick: Annotated[bool, typer.Option("--quick", help="A smaller grid (under 3 minutes on a 2-core CPU).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller grid, fp32 only (688 samples on a 2-core CPU: about 1.5 minutes of CPU time; see the README for wall clocks).")] = False,
     ops: Annotated[str, typer.Option("--ops", help="Comma-separated benches: gemm,attention,memory,comm.")] = "gemm,attention,memory,comm",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
-    out: Annotated[Path | None, typer.Option("--out", help="Output file (default capsim/calibrations/measured/<device>.json).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output file (default: <user data dir>/capsim/calibrations/<device>.json; a shipped file is never overwritten).")] = None,
     threads: Annotated[str | None, typer.Option("--threads", help="CPU thread counts, main first; the rest become variants (default 1; e.g. 2,1).")] = None,
     timeout: Annotated[float, typer.Option("--comm-timeout", help="Seconds a collective worker may stay silent.", min=1)] = 120.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Time GEMMs, attention, memory-bound ops and collectives here, fit them, and write a measured calibration."""
+    needs_torch("capsim calibrate")
     from capsim.calibration.runner import (
         RunConfig,
         check_device,
@@ -74,21 +155,18 @@ def calibrate(
     check_device(config.device)  # bad input fails here, as one line, before any progress is drawn
     resolve(config)
     start = time.monotonic()
-    columns = (TextColumn("{task.description}", style="cyan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task("calibrating", total=None)
-
-        def progress(label: str, done: int, total: int) -> None:
-            bar.update(task, description=label[:60].ljust(60), completed=done, total=total)
-
-        try:
-            cal, path = run(config, out, progress)
-        except KeyboardInterrupt:
-            bar.stop()
-            kept = partial_path(Path(out) if out else default_out(default_name(device_info(device))))
-            err_console.print(f"interrupted: samples so far are kept in {kept}; run the same command again to "
-                              "resume (the previous calibration file is unchanged)")
-            raise typer.Exit(130) from None
+    try:
+        if err_console.is_terminal:
+            cal, path = _with_bar(config, out, run)
+        else:
+            lines = GroupLines(start)
+            cal, path = run(config, out, lines)
+            lines.finish()
+    except KeyboardInterrupt:
+        kept = partial_path(Path(out) if out else default_out(default_name(device_info(device))))
+        err_console.print(f"interrupted: samples so far are kept in {kept}; run the same command again to "
+                          "resume (the previous calibration file is unchanged)")
+        raise typer.Exit(130) from None
     elapsed = time.monotonic() - start
     if as_json:
         return emit_json({"name": cal.name, "path": str(path), "elapsed_s": elapsed, "calibration": cal.to_dict()})

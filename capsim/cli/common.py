@@ -1,4 +1,5 @@
-"""What every command shares: the consoles, JSON output, error handling, and the common options."""
+"""What every command shares: the consoles, JSON output, error handling, and the common options (tables:
+render.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from typer.core import TyperGroup
 
 from capsim.cli.options import click_exceptions, harden
+from capsim.cli.render import fmt, gb, pairs, table
 from capsim.errors import SpecError
 
 console = Console()
@@ -105,27 +106,5 @@ class CapsimGroup(TyperGroup):
         return code
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    t = Table(title=title, title_justify="left")
-    for i, col in enumerate(columns):
-        t.add_column(col, justify="left" if i == 0 else "right")
-    for row in rows:
-        t.add_row(*[fmt(v) for v in row])
-    return t
-
-
-def fmt(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if not math.isfinite(v):
-            return "-"
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-            return f"{v:.4g}"
-        return f"{v:,.3f}".rstrip("0").rstrip(".")
-    return str(value)
-
-
-def gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:,.2f} GB"
+__all__ = ["CapsimGroup", "JsonOpt", "console", "emit_json", "err_console", "fmt", "gb", "infeasible", "pairs",
+           "table"]

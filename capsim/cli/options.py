@@ -56,6 +56,12 @@ Rec = Annotated[Recompute, typer.Option("--recompute", help="Activation recomput
 Mb = Annotated[int, typer.Option("--micro-batch", help="Sequences per micro-batch.", min=1)]
 Gb = Annotated[int, typer.Option("--global-batch", help="Sequences per optimizer step.", min=1)]
 Seq = Annotated[int, typer.Option("--seq-len", help="Tokens per sequence.", min=1)]
+PlanRequests = Annotated[int | None, typer.Option("--requests", help="A fixed number of requests per confirming "
+                                                 "simulation (default: adaptive, see --precision).", min=20)]
+PlanPrecision = Annotated[float, typer.Option("--precision", help="Confirming simulations run until the 95% confidence "
+                                              "intervals of each SLO statistic and of the cost per token are within "
+                                              "this fraction of the target and of the cost (or 16,000 requests).",
+                                              min=0.005, max=0.5)]
 Prec = Annotated[str, typer.Option("--precision", help="fp32, tf32, fp16, bf16, fp8 or fp16-zero.")]
 MaxEvents = Annotated[float, typer.Option("--max-events", help="Refuse a serving simulation estimated to take more "
                                                                "events (about requests x (prompt steps + 3)) or more "

@@ -11,14 +11,16 @@ from capsim.analytic.training import DEFAULT_FRAMEWORK, FrameworkName
 from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, infeasible, table
+from capsim.cli.render import money
 from capsim.errors import SpecError
+from capsim.plan.confirm import ConfirmRule
 from capsim.plan.serving import Slo, Traffic, plan_serving
 from capsim.plan.training import RankBy, plan_training
 from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS
 from capsim.sim.serving.presets import get_preset
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.engine import get_engine
-from capsim.specs.plans import Quantization
+from capsim.specs.plans import Quantization, Recompute
 from capsim.specs.precision import Precision
 
 plan_app = typer.Typer(help="Search layouts (training) and fleets (serving) for the best way to meet a goal.",
@@ -64,14 +66,23 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
         infeasible(plan.reason)
     cols = ["gpus", "dp", "tp", "pp", "v", "cp", "micro_batch", "recompute", "sp", "zero_stage", "step_s", "mfu",
             "time_to_train_s", "cost_usd"]
-    rows = [[*(r[c] for c in cols[:-2]), r["time_to_train_s"] / DAY_S, r["cost_usd"]]
-            for r in plan.table.head(top).to_dict("records")]
     console.print(table(f"{spec.name} on {acc.name}: {tokens:.3g} tokens, ranked by {plan.rank_by} "
                         f"({plan.evaluated:,} layouts priced; calibration {plan.calibration}, {plan.framework})",
-                        [*cols[:-2], "days", "USD"], rows))
+                        cols, [[Recompute(list(Recompute)[r[c]]).value if c == "recompute" else r[c] for c in cols]
+                               for r in plan.table.head(top).to_dict("records")]))
     for line in plan.explanation:
         console.print(f"- {line}")
     return None
+
+
+def best_line(b: dict) -> str:
+    """The chosen fleet in one sentence, with its confidence intervals."""
+    return (f"best: {b['replicas']:.0f} x {b['accelerator']} (tp{b['tp']} pp{b['pp']}, {b['quantization']}, max batch "
+            f"{b['max_batch']}), {money(b['cost_per_hour_usd'])}/h, {money(b['cost_per_million_output_tokens'])} "
+            f"± {money(b['cost_per_million_halfwidth'])} per M output tokens, p99 TTFT "
+            f"{b['ttft_p99_s'] * 1e3:,.0f} ± {b['ttft_p99_halfwidth_s'] * 1e3:,.0f} ms, p99 TPOT "
+            f"{b['tpot_p99_s'] * 1e3:,.1f} ± {b['tpot_p99_halfwidth_s'] * 1e3:,.1f} ms (95% intervals; "
+            f"{b['requests']:,.0f} requests simulated on {b['simulated_replicas']:.0f} replicas)")
 
 
 @plan_app.command("serve")
@@ -94,13 +105,13 @@ def plan_serve(model: o.Model = "",
                "none,int8,int4,fp8",
                engine: Annotated[str, typer.Option("--engine")] = "vllm",
                calibration: Annotated[str | None, typer.Option("--calibration", "-c")] = None,
-               requests: Annotated[int | None, typer.Option("--requests", help="Requests per confirming simulation "
-                                                            "(default: 60 s of traffic, 2,000-20,000).", min=1)] = None,
+               requests: o.PlanRequests = None, precision: o.PlanPrecision = ConfirmRule.rel_precision,
                max_events: o.MaxEvents = DEFAULT_MAX_EVENTS,
                top: Annotated[int, typer.Option("--top", min=1)] = 10,
                hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
     """The cheapest fleet (accelerator, TP, quantization, batch limit, replicas) that carries the traffic
-    within the SLOs: pruned by the analytic capacity bound, confirmed by the simulator."""
+    within the SLOs: candidates priced by the analytic capacity bound, sized by the simulator cheapest first
+    until none left can be cheaper, each simulation as long as its p99s and cost need to be known to --precision."""
     spec = o.resolve_model(model, hf_config)
     if trace is not None:
         if o.given("workload"):
@@ -124,19 +135,20 @@ def plan_serve(model: o.Model = "",
                         o.pairs(price, "--price", _candidate(names)),
                         o.pairs(limit, "--limit", _candidate(names), int, low=1),
                         o.names(quantizations, "--quantizations", [q.value for q in Quantization]), engine,
-                        max_events=max_events)
+                        rule=ConfirmRule(rel_precision=precision), max_events=max_events)
     if as_json:
         emit_json(plan.to_dict(top))
         return None if plan.feasible else infeasible(plan.reason)
-    cols = ["accelerator", "tp", "pp", "quantization", "max_batch", "capacity_rps", "replicas", "gpus",
-            "cost_per_hour_usd", "ttft_p99_s", "tpot_p99_s", "cost_per_million_output_tokens"]
+    cols = ["accelerator", "tp", "pp", "quantization", "max_batch", "replicas", "gpus", "cost_per_hour_usd",
+            "cost_per_million_output_tokens", "ttft_p99_s", "tpot_p99_s", "capacity_rps", "requests"]
     shown = plan.table[plan.table["confirmed"]].head(top)
     console.print(table(f"{spec.name} at {plan.rate_rps:g} req/s: fleets that meet the SLOs, cheapest first",
                         cols, [[r[c] for c in cols] for r in shown.to_dict("records")]))
-    console.print(table("Pareto front: cost per hour against p99 TTFT", ["accelerator", "tp", "quantization",
-                        "replicas", "cost_per_hour_usd", "ttft_p99_s"],
-                        [[r[c] for c in ("accelerator", "tp", "quantization", "replicas", "cost_per_hour_usd",
-                                         "ttft_p99_s")] for r in plan.pareto.to_dict("records")]))
+    front = ["accelerator", "tp", "pp", "quantization", "max_batch", "replicas", "cost_per_hour_usd", "ttft_p99_s"]
+    console.print(table("Pareto front: cost per hour against p99 TTFT", front,
+                        [[r[c] for c in front] for r in plan.pareto.to_dict("records")]))
+    if plan.feasible:
+        console.print(best_line(plan.best))
     for note in plan.notes:
         console.print(f"note: {note}")
     if not plan.feasible:

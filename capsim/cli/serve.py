@@ -9,7 +9,8 @@ import typer
 
 from capsim.calibration import perf_for
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, table
+from capsim.cli.calibrate import warn_if_other_machine
+from capsim.cli.common import JsonOpt, console, emit_json, pairs, table
 from capsim.errors import SpecError
 from capsim.sim.serving import DEFAULT_MAX_EVENTS, ServeConfig, check_work, engine_plan, simulate
 from capsim.sim.serving.presets import PRESETS, WorkloadSpec, build_workload, get_preset, preset_spec
@@ -156,7 +157,7 @@ def _print(summary: dict[str, Any], title: str) -> None:
             "goodput", "goodput_rps", "utilization_mean", "batch_size_mean", "kv_occupancy_mean", "kv_occupancy_max",
             "queue_length_mean", "preemptions", "kv_tokens_per_replica", "cost_per_hour_usd",
             "cost_per_million_output_tokens", "requests_over_context")
-    console.print(table("throughput, load and cost", ["metric", "value"], [[k, summary[k]] for k in keys]))
+    console.print(pairs("throughput, load and cost", [[k, summary[k]] for k in keys]))
 
 
 def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
@@ -176,6 +177,7 @@ def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp
 
     spec_model = o.resolve_model(model, hf_config)
     acc = get_accelerator(accelerator, price)
+    warn_if_other_machine(calibration)
     eng = get_engine(engine, cuda_graphs)
     plan = engine_plan(eng, spec_model, acc, tp=tp, pp=pp, replicas=replicas, max_batch=max_seqs,
                        max_batched_tokens=max_batched_tokens, quantization=quantization, dtype=dtype,

@@ -12,6 +12,7 @@ from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import Framework
 from capsim.calibration import perf_for
 from capsim.cli import options as o
+from capsim.cli.calibrate import warn_if_other_machine
 from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
 from capsim.errors import SpecError
 from capsim.perf import Perf
@@ -53,7 +54,7 @@ def _print(result: StepTime, title: str, split: LayerSplit | None = None, implic
             for k in BREAKDOWN if getattr(result, k) > 0]
     rows.append(["step", step, "100%"])
     console.print(table(f"{title}: step time (calibration {result.calibration}, framework {result.framework})",
-                        ["part", "seconds", "share"], rows))
+                        ["part", "time_s", "share"], rows))
     if result.dp_hidden_s > 0:
         console.print(f"gradient reduction hidden behind backward: {result.dp_hidden_s:.4g} s of "
                       f"{result.dp_total_s:.4g} s")
@@ -67,7 +68,7 @@ def _print(result: StepTime, title: str, split: LayerSplit | None = None, implic
                           "(capsim.specs.pipeline_layout.default_uneven); state another with --layer-split, "
                           "--pipeline-layout or Megatron's first/last/account-for options")
     mem = result.memory
-    console.print(table(f"Memory per GPU (peak pipeline stage: {mem.to_dict()['peak_stage']})", ["part", "bytes"],
+    console.print(table(f"Memory per GPU (peak pipeline stage: {mem.to_dict()['peak_stage']})", ["part", "size"],
                         [[k.replace("_bytes", ""), gb(getattr(mem, k))] for k in
                          ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes",
                           "temporary_bytes", "total_bytes")]))
@@ -104,6 +105,7 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
     --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways."""
     spec = o.resolve_model(model, hf_config)
     acc = o.get_accelerator(accelerator, price)
+    warn_if_other_machine(calibration)
     if auto:
         if gpus is None or global_batch is None:
             raise SpecError("--auto", "a search needs the GPU count and the global batch",
@@ -149,12 +151,12 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
                                                "evaluated": frame.attrs["evaluated"], "top": records}))
     console.print(table(f"{spec.name} on {cluster.num_gpus} x {cluster.accelerator.name}: fastest of "
                         f"{frame.attrs['evaluated']:,} layouts", ["dp", "tp", "pp", "v", "split", "mb", "recompute",
-                                                                   "sp", "zero", "dist-opt", "step s", "MFU",
-                                                                   "GB/GPU"],
+                                                                   "sp", "zero", "dist-opt", "step_s", "mfu",
+                                                                   "memory_per_gpu_bytes"],
                         [[r["dp"], r["tp"], r["pp"], r["v"], r["split"], r["micro_batch"],
                           list(Recompute)[r["recompute"]].value, r["sp"], r["zero_stage"],
-                          r["distributed_optimizer"], r["step_s"], f"{100 * r['mfu']:.1f}%",
-                          r["memory_per_gpu_bytes"] / 1e9] for r in records]))
+                          r["distributed_optimizer"], r["step_s"], r["mfu"], r["memory_per_gpu_bytes"]]
+                         for r in records]))
     _print(result, f"best plan (dp{plan.dp} tp{plan.tp} pp{plan.pp} v{plan.pp_interleave})", plan.split(spec))
     return None
 

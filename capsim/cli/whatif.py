@@ -9,8 +9,9 @@ import typer
 
 from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
-from capsim.cli.common import JsonOpt, console, emit_json, infeasible, table
+from capsim.cli.common import JsonOpt, console, emit_json, infeasible, pairs, table
 from capsim.errors import SpecError
+from capsim.plan.confirm import ConfirmRule
 from capsim.plan.scaling import compute_optimal
 from capsim.plan.scaling_study import (
     SERVE_RATES,
@@ -19,13 +20,13 @@ from capsim.plan.scaling_study import (
     serving_scaling,
     training_scaling,
 )
-from capsim.plan.serving import Slo, Traffic
+from capsim.plan.serving import QUANTIZATIONS, Slo, Traffic
 from capsim.plan.whatif_serve import distillation_whatif, quantization_whatif, sparsity_whatif
 from capsim.plan.whatif_train import batch_size_whatif, precision_whatif
 from capsim.sim.serving.presets import get_preset
 from capsim.specs.catalog import get_model
 from capsim.specs.hardware import Cluster
-from capsim.specs.plans import ServePlan
+from capsim.specs.plans import Quantization, ServePlan
 
 whatif_app = typer.Typer(help="Compression and precision what-ifs: quantization, sparsity, distillation, mixed "
                               "precision, batch size.", no_args_is_help=True)
@@ -115,11 +116,12 @@ def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b
                             perfs=perfs_for([accelerator], calibration))
     if as_json:
         return emit_json(d.to_dict())
-    console.print(table(f"Distil {teacher} into {student}", ["quantity", "value"], [
-        ["teacher forward (days)", d.teacher_forward_s / 86400], ["student training (days)", d.student_train_s / 86400],
-        ["cost to produce (USD)", d.produce_cost_usd], ["teacher fleet $/h", d.teacher_serve_cost_per_hour],
-        ["student fleet $/h", d.student_serve_cost_per_hour], ["saving per request (USD)", d.saving_per_request_usd],
-        ["break-even requests", d.break_even_requests], ["break-even days", d.break_even_days]]))
+    console.print(pairs(f"Distil {teacher} into {student}", [
+        ["teacher_forward_s", d.teacher_forward_s], ["student_training_s", d.student_train_s],
+        ["cost_to_produce_usd", d.produce_cost_usd], ["teacher_fleet_cost_per_hour_usd", d.teacher_serve_cost_per_hour],
+        ["student_fleet_cost_per_hour_usd", d.student_serve_cost_per_hour],
+        ["saving_per_request_usd", d.saving_per_request_usd], ["break_even_requests", d.break_even_requests],
+        ["break_even_time_s", d.break_even_days * 86400]], ("quantity", "value")))
     for note in d.notes:
         console.print(f"- {note}")
     return None
@@ -162,16 +164,21 @@ def wi_batch(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
 def sc_serve(model: o.Model = "", workload: Workload = "chatbot",
              accelerators: Annotated[str, typer.Option("--accelerators", "-a")] = "H100-SXM5-80GB,L4,A100-SXM4-80GB",
              rates: Annotated[str, typer.Option("--rates")] = ",".join(str(r) for r in SERVE_RATES),
-             ttft_p99: Ttft = 1.0, tpot_p99: Tpot = 0.05, calibration: Calib = None,
+             ttft_p99: Ttft = 1.0, tpot_p99: Tpot = 0.05,
+             quantizations: Annotated[str, typer.Option("--quantizations", help="Comma-separated schemes to try.")] =
+             ",".join(QUANTIZATIONS), engine: Annotated[str, typer.Option("--engine")] = "vllm",
+             calibration: Calib = None, requests: o.PlanRequests = None, precision: o.PlanPrecision = ConfirmRule.rel_precision,
              as_json: JsonOpt = False) -> None:
-    """Fleet, cost per million tokens and p99 latency from small to large traffic."""
-    accs = [a.strip() for a in accelerators.split(",")]
+    """Fleet, cost per million tokens and p99 latency from small to large traffic: at each rate, the fleet
+    `capsim plan serve` picks (the same search and confirmation rule)."""
+    accs = [a.strip() for a in accelerators.split(",") if a.strip()]
     df = serving_scaling(get_model(model), _traffic(1.0, workload), _slo(ttft_p99, tpot_p99), accs,
                          list(o.floats(rates, "--rates")),
-                         perfs=perfs_for(accs, calibration))
+                         o.names(quantizations, "--quantizations", [q.value for q in Quantization]), engine,
+                         requests, ConfirmRule(rel_precision=precision), perfs=perfs_for(accs, calibration))
     _show(df, f"{model}: serving from {rates.split(',')[0]} to {rates.split(',')[-1]} req/s", as_json,
-          ["rate_rps", "accelerator", "tp", "quantization", "replicas", "gpus", "cost_per_hour_usd",
-           "cost_per_million_output_tokens", "ttft_p99_s", "tpot_p99_s"])
+          ["rate_rps", "accelerator", "tp", "pp", "quantization", "max_batch", "replicas", "gpus",
+           "cost_per_hour_usd", "cost_per_million_output_tokens", "ttft_p99_s", "tpot_p99_s", "reason"])
 
 
 @scale_app.command("train")

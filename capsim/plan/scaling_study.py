@@ -3,78 +3,44 @@ GPUs, and the model size a compute budget buys (Chinchilla)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from capsim.analytic.training import DEFAULT_FRAMEWORK
 from capsim.perf import Perf
+from capsim.plan.confirm import ConfirmRule
 from capsim.plan.scaling import CHINCHILLA_2022, LossFit, compute_optimal
-from capsim.plan.serving import Slo, Traffic, bound_table, candidates, perf_of, steady_state, why_not
+from capsim.plan.serving import DEFAULT_RULE, QUANTIZATIONS, Slo, Traffic, plan_serving
 from capsim.plan.training import plan_training
-from capsim.sim.serving.fleet import ServeConfig, engine_plan, simulate
-from capsim.sim.serving.presets import build_workload
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
-from capsim.specs.plans import Quantization
 from capsim.specs.precision import Precision
 
 SERVE_RATES = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
 TRAIN_GPUS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
-SLICE_REPLICAS = 8  # replicas simulated to measure a large fleet's latency (identical, round-robin)
+SCALING_KEYS = ("accelerator", "tp", "pp", "quantization", "max_batch", "replicas", "gpus", "cost_per_hour_usd",
+                "cost_per_million_output_tokens", "ttft_p99_s", "tpot_p99_s", "goodput", "requests", "precise")
 
 
 def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accelerators: Sequence[str],
-                    rates: Sequence[float] = SERVE_RATES, quantizations: tuple[str, ...] = ("none", "fp8"),
-                    engine: str = "vllm", requests: int = 2000, *, perfs: Mapping[str, Perf]) -> pd.DataFrame:
-    """At each rate, the cheapest fleet by the capacity bound, sized up until its simulated p99s meet the SLOs.
-
-    Replicas of a fleet are identical and round-robin routed, so a fleet of R replicas is simulated as a slice of
-    min(R, 8) replicas at the matching share of the traffic (its per-replica load and so its latencies are the
-    fleet's). ``perfs``: device models by accelerator name."""
-    accs = [get_accelerator(a) for a in accelerators]
-    cands = candidates(model, accs, tuple(Quantization(q) for q in quantizations))
+                    rates: Sequence[float] = SERVE_RATES, quantizations: tuple[str, ...] = QUANTIZATIONS,
+                    engine: str = "vllm", requests: int | None = None, rule: ConfirmRule = DEFAULT_RULE,
+                    workers: int | None = None, *, perfs: Mapping[str, Perf]) -> pd.DataFrame:
+    """At each rate, the fleet :func:`plan_serving` picks (the same search and confirmation rule as
+    ``capsim plan serve``), one row per rate; ``perfs``: device models by accelerator name."""
     rows = []
     for rate in rates:
         traffic = Traffic(rate, lengths_traffic.lengths, lengths_traffic.trace, requests=requests)
-        table = bound_table(model, cands, traffic, slo, perfs, engine)
-        ok = table[table["viable"]]
-        if not len(ok):
-            rows.append({"rate_rps": rate, "feasible": False,
-                         "reason": f"no candidate meets the SLOs ({why_not(table)})"})
+        plan = plan_serving(model, traffic, slo, list(accelerators), perfs, quantizations=quantizations,
+                            engine=engine, workers=workers, rule=rule)
+        if not plan.feasible:
+            rows.append({"rate_rps": rate, "feasible": False, "reason": plan.reason})
             continue
-        best = ok.iloc[0]
-        replicas, latency = _confirm_slice(model, best, traffic, slo, engine, perf_of(perfs, best["accelerator"]))
-        gpus = replicas * int(best["tp"]) * int(best["pp"])
-        price = float(best["price_usd_per_gpu_hour"])
-        tokens_per_hour = rate * 3600 * float(np.mean(build_workload(traffic.workload(rate)).output_tokens))
-        rows.append({"rate_rps": rate, "feasible": True, "accelerator": best["accelerator"], "tp": int(best["tp"]),
-                     "pp": int(best["pp"]),
-                     "quantization": best["quantization"], "replicas": replicas, "gpus": gpus,
-                     "cost_per_hour_usd": gpus * price,
-                     "cost_per_million_output_tokens": gpus * price / tokens_per_hour * 1e6, **latency})
+        b = plan.best
+        rows.append({"rate_rps": rate, "feasible": True, **{k: b[k] for k in SCALING_KEYS}, "reason": ""})
     return pd.DataFrame(rows)
-
-
-def _confirm_slice(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo, engine: str,
-                   perf: Perf) -> tuple[int, dict[str, float]]:
-    acc = get_accelerator(row["accelerator"], row["price_usd_per_gpu_hour"])
-    replicas = int(row["replicas_min"])
-    for _ in range(8):
-        k = min(replicas, SLICE_REPLICAS)
-        plan = engine_plan(engine, model, acc, tp=int(row["tp"]), pp=int(row["pp"]), quantization=row["quantization"],
-                           max_batch=int(row["max_batch"]), replicas=k)
-        work = build_workload(traffic.workload(traffic.peak_rps * k / replicas))
-        res = simulate(model, plan, acc, perf, work,
-                       ServeConfig(engine=engine, slo_ttft_s=slo.ttft_p99_s, slo_tpot_s=slo.tpot_p99_s))
-        lat = steady_state(res.requests)
-        if slo.met(lat):
-            return replicas, lat
-        replicas = max(replicas + 1, math.ceil(replicas * 1.25))
-    return replicas, {**lat, "note": "SLOs not met after 8 sizing rounds"}
 
 
 def training_scaling(model: ModelSpec, accelerator: str | Accelerator, tokens: float, global_batch: int,

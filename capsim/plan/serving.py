@@ -1,8 +1,11 @@
 """The serving capacity planner: the cheapest fleet that carries a traffic level within its SLOs.
 
-Candidates (accelerator kind x TP x quantization x batching limit) are pruned with an analytic capacity bound,
-then the cheapest are confirmed, and sized up where needed, by the discrete-event simulation. The result is a
-ranked table and the Pareto front of cost per hour against p99 TTFT.
+Candidates (accelerator kind x TP/PP x quantization x batching limit) are priced with an analytic capacity bound,
+then sized by the discrete-event simulation, cheapest bound first, until no candidate left can beat the best
+(branch and bound); every simulation runs until its p99s and cost per token are known to the precision of
+``capsim.plan.confirm.ConfirmRule``. The result is a table ranked by simulated cost and the Pareto front of cost
+per hour against p99 TTFT. ``capsim plan serve``, ``capsim scale serve`` and the dashboard's capacity planner and
+scaling page all call :func:`plan_serving`.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import pandas as pd
 from capsim.analytic.serving import StepShape, iteration_time
 from capsim.errors import SpecError, require
 from capsim.perf import Perf
+from capsim.plan.confirm import ConfirmRule, size_family
 from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS, WorkEstimate, check_limit, check_work, estimate_work
-from capsim.sim.serving.fleet import ServeConfig, engine_plan, kv_blocks, simulate
+from capsim.sim.serving.fleet import engine_plan, kv_blocks
 from capsim.sim.serving.presets import WorkloadSpec, build_workload
 from capsim.sim.serving.workload import ArrivalKind, Lengths
 from capsim.specs.catalog import get_accelerator
@@ -30,6 +34,12 @@ from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Quantization, ServePlan
 
+QUANTIZATIONS = ("none", "int8", "int4", "fp8")  # schemes every planner tries unless told otherwise
+MAX_CANDIDATES = 24  # candidates sized by simulation at most, before the search reports where it stopped
+DEFAULT_RULE = ConfirmRule()
+FAMILY = ["accelerator", "tp", "pp", "quantization", "kv_cache_dtype"]  # candidates that differ in the batch limit
+WAVE = 4  # candidates sized together (in parallel where workers allow); fixed, so the answer is the workers'
+TRACE_SAMPLE = 20000  # requests drawn to estimate a trace's mean lengths
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)  # pipeline stages across nodes, tried once TP fills a node
 BATCH_CHOICES = (64, 128, 256)
@@ -72,7 +82,7 @@ class Traffic:
     lengths: Lengths | None = None
     trace: str | None = None  # a shipped trace name or CSV: lengths sampled from it
     diurnal_rates_rps: tuple[float, ...] = ()  # a daily curve: the fleet is sized for its peak
-    requests: int | None = None  # requests per confirming simulation (default: 60 s of traffic, 2,000-20,000)
+    requests: int | None = None  # requests per confirming simulation (None: as many as ConfirmRule asks)
 
     def __post_init__(self) -> None:
         require(math.isfinite(self.rate_rps) and self.rate_rps > 0, "traffic.rate_rps",
@@ -80,18 +90,25 @@ class Traffic:
         require(all(math.isfinite(r) and r >= 0 for r in self.diurnal_rates_rps), "traffic.diurnal_rates_rps",
                 "rates must be finite and >= 0")
         require(self.requests is None or self.requests >= 1, "traffic.requests",
-                f"must be >= 1, got {self.requests}", "or leave it out for 60 s of traffic")
+                f"must be >= 1, got {self.requests}", "or leave it out for the adaptive length")
         require(self.lengths is not None or self.trace is not None, "traffic", "no request lengths",
                 "give lengths (e.g. a preset's) or a trace")
+
+    def mean_lengths(self) -> tuple[float, float]:
+        """Mean prompt and output tokens: the distribution's, or a large sample of the trace's."""
+        if self.lengths is not None:
+            return self.lengths.mean()
+        w = build_workload(self.workload(1.0, requests=TRACE_SAMPLE))
+        return float(np.mean(w.prompt_tokens)), float(np.mean(w.output_tokens))
 
     @property
     def peak_rps(self) -> float:
         return max(self.rate_rps, *self.diurnal_rates_rps) if self.diurnal_rates_rps else self.rate_rps
 
-    def workload(self, rate: float, seed: int = 0) -> WorkloadSpec:
-        n = self.requests if self.requests is not None else int(min(max(rate * 60, 2000), 20000))
+    def workload(self, rate: float, seed: int = 0, requests: int = 2000) -> WorkloadSpec:
+        """Poisson arrivals at ``rate`` with these lengths (``requests`` of them)."""
         return WorkloadSpec(ArrivalKind.POISSON, lengths=self.lengths, trace=self.trace, rate_rps=rate,
-                            requests=n, seed=seed, name="plan")
+                            requests=requests, seed=seed, name="plan")
 
 
 @dataclass(frozen=True)
@@ -157,17 +174,10 @@ def capacity_bound(model: ModelSpec, plan: ServePlan, acc: Accelerator, perf: Pe
             "kv_tokens": int(kv_tokens), "reason": ""}
 
 
-def _lengths_mean(traffic: Traffic) -> tuple[float, float]:
-    if traffic.lengths is not None:
-        return traffic.lengths.mean()
-    w = build_workload(traffic.workload(1.0))
-    return float(np.mean(w.prompt_tokens)), float(np.mean(w.output_tokens))
-
-
 @dataclass(frozen=True)
 class ServingPlan:
-    """The ranked candidates (analytic bound for all, simulation for the cheapest), the best, and the Pareto
-    front of cost per hour against p99 TTFT over the simulated fleets that met the SLOs."""
+    """The ranked candidates (analytic bound for all, simulation for those the search sized), the best, and the
+    Pareto front of cost per hour against p99 TTFT over the simulated fleets that met the SLOs."""
 
     model: str
     rate_rps: float
@@ -177,6 +187,7 @@ class ServingPlan:
     feasible: bool
     reason: str = ""
     notes: tuple[str, ...] = field(default=())
+    rule: dict[str, Any] = field(default_factory=dict)  # the confirmation rule the fleets were judged by
 
     @property
     def best(self) -> dict[str, Any]:
@@ -186,7 +197,7 @@ class ServingPlan:
     def to_dict(self, top: int = 10) -> dict[str, Any]:
         return {"model": self.model, "rate_rps": self.rate_rps, "feasible": self.feasible, "reason": self.reason,
                 "best": self.best, "top": self.table.head(top).to_dict("records"),
-                "pareto": self.pareto.to_dict("records"), "notes": list(self.notes)}
+                "pareto": self.pareto.to_dict("records"), "notes": list(self.notes), "rule": self.rule}
 
 
 def perf_of(perfs: Mapping[str, Perf], accelerator: str) -> Perf:
@@ -204,7 +215,7 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
     ``perfs``: device models by accelerator name; ``perf_transform(perf) -> perf`` lets a what-if change the
     device model (e.g. sparse GEMMs)."""
     limits = limits or {}
-    prompt, output = _lengths_mean(traffic)
+    prompt, output = traffic.mean_lengths()
     used: dict[str, Perf] = {}
     rows = []
     for c in cands:
@@ -245,74 +256,6 @@ def why_not(bounds: pd.DataFrame, most: int = 3) -> str:
     return "; ".join(parts) + ("; ..." if len(counts) > most else "")
 
 
-def _simulate(model: ModelSpec, row: pd.Series, replicas: int, traffic: Traffic, slo: Slo, engine: str,
-              perf: Perf, seed: int, max_events: float) -> dict[str, Any]:
-    acc = get_accelerator(row["accelerator"], row["price_usd_per_gpu_hour"])
-    plan = engine_plan(engine, model, acc, tp=int(row["tp"]), pp=int(row["pp"]), quantization=row["quantization"],
-                       max_batch=int(row["max_batch"]), replicas=replicas, kv_cache_dtype=row.get("kv_cache_dtype"))
-    workload = build_workload(traffic.workload(traffic.peak_rps, seed))
-    cfg = ServeConfig(engine=engine, slo_ttft_s=slo.ttft_p99_s, slo_tpot_s=slo.tpot_p99_s, seed=seed,
-                      max_events=max_events)
-    result = simulate(model, plan, acc, perf, workload, cfg)
-    s = {**result.summary, **steady_state(result.requests)}
-    keep = ("ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "ttft_mean_s", "tpot_mean_s", "goodput",
-            "output_tokens_per_s", "cost_per_hour_usd", "cost_per_million_output_tokens")
-    return {"replicas": replicas, "gpus": replicas * int(row["tp"]) * int(row["pp"]), **{k: s[k] for k in keep},
-            "slo_met": slo.met(s)}
-
-
-def steady_state(requests: pd.DataFrame) -> dict[str, float]:
-    """Latency percentiles and goodput of the requests that arrived in the second half of the run.
-
-    A fleet past its capacity builds a queue that grows through the run; judging the later arrivals (rather
-    than the whole run, or the warm-up) is what exposes it in a finite simulation."""
-    late = requests[requests["arrival_s"] >= requests["arrival_s"].median()]
-    return {"ttft_p99_s": float(np.percentile(late["ttft_s"], 99)),
-            "tpot_p99_s": float(np.percentile(late["tpot_s"], 99)),
-            "e2e_p99_s": float(np.percentile(late["e2e_s"], 99)), "ttft_mean_s": float(late["ttft_s"].mean()),
-            "tpot_mean_s": float(late["tpot_s"].mean()), "goodput": float(late["meets_slo"].mean())}
-
-
-def _confirm(model: ModelSpec, row: pd.Series, traffic: Traffic, slo: Slo, engine: str, perf: Perf,
-             limit: int | None, seed: int, max_runs: int, max_events: float) -> tuple[list[dict[str, Any]], str]:
-    """Simulate from the bound's replica count upwards (x1.25 per miss) until the SLO holds or a limit binds
-    (GPUs, the events one simulation may take, or ``max_runs``): the runs, and the limit that stopped the sizing
-    ("" when the SLO held)."""
-    runs, replicas = [], int(row["replicas_min"])
-    for _ in range(max_runs):
-        if limit is not None and replicas * int(row["tp"]) * int(row["pp"]) > limit:
-            return runs, f"{replicas} replicas would be over the limit of {limit} GPUs"
-        work = _work(model, row, replicas, traffic, engine)
-        if work.over(max_events):
-            return runs, f"{replicas} replicas not simulated: {work.describe()}, over --max-events {max_events:.3g}"
-        runs.append(_simulate(model, row, replicas, traffic, slo, engine, perf, seed, max_events))
-        if runs[-1]["slo_met"]:
-            return runs, ""
-        replicas = max(replicas + 1, math.ceil(replicas * 1.25))
-    return runs, f"SLOs missed by {max_runs} fleet sizes up to {replicas} replicas"
-
-
-def _work(model: ModelSpec, row: pd.Series, replicas: int, traffic: Traffic, engine: str) -> WorkEstimate:
-    """The events and memory of confirming ``row`` with ``replicas`` replicas by simulation."""
-    prompt, output = _lengths_mean(traffic)
-    step_tokens = get_engine(engine).limits(model, get_accelerator(row["accelerator"]))[1]
-    return estimate_work(traffic.workload(traffic.peak_rps).requests, replicas, prompt, output, step_tokens)
-
-
-def _within_budget(model: ModelSpec, bounds: pd.DataFrame, picks: list[Any], traffic: Traffic, engine: str,
-                   max_events: float) -> list[Any]:
-    """The picks whose first simulation fits in ``max_events`` events; the others get their estimate as the
-    reason. When none fits, the plan is refused with the smallest estimate and what lowers it."""
-    work = {i: _work(model, bounds.loc[i], int(bounds.loc[i, "replicas_min"]), traffic, engine) for i in picks}
-    over = [i for i in picks if work[i].over(max_events)]
-    if over and len(over) == len(picks):
-        check_work(min(work.values(), key=lambda w: w.limit_needed), max_events,
-                   "lower --rate (fewer replicas per candidate fleet) or --requests (per simulation)")
-    for i in over:
-        bounds.loc[i, "reason"] = f"not simulated: {work[i].describe()}, over --max-events {max_events:.3g}"
-    return [i for i in picks if i not in over]
-
-
 def pareto_front(df: pd.DataFrame, cost: str = "cost_per_hour_usd", latency: str = "ttft_p99_s") -> pd.DataFrame:
     """Rows no other row beats on both cost and latency, cheapest first."""
     ordered = df.sort_values([cost, latency], kind="stable")
@@ -326,63 +269,193 @@ def pareto_front(df: pd.DataFrame, cost: str = "cost_per_hour_usd", latency: str
 
 def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: list[str | Accelerator],
                  perfs: Mapping[str, Perf], prices: dict[str, float] | None = None,
-                 limits: dict[str, int] | None = None,
-                 quantizations: tuple[str, ...] = ("none", "int8", "int4", "fp8"), engine: str = "vllm",
-                 confirm_top: int = 4, seed: int = 0, max_runs: int = 5, workers: int | None = None,
-                 max_events: float = DEFAULT_MAX_EVENTS) -> ServingPlan:
-    """The cheapest fleet for ``traffic`` within ``slo``, over the candidate accelerators (``perfs``: their
-    device models by name; ``prices`` and ``limits`` by accelerator name override catalog prices and cap GPU
-    counts). A candidate fleet whose simulation would take more than ``max_events`` events is not simulated; when
-    that rules out every candidate worth confirming, the plan is refused with the estimate."""
+                 limits: dict[str, int] | None = None, quantizations: tuple[str, ...] = QUANTIZATIONS,
+                 engine: str = "vllm", seed: int = 0, workers: int | None = None, rule: ConfirmRule = DEFAULT_RULE,
+                 max_candidates: int = MAX_CANDIDATES, max_events: float = DEFAULT_MAX_EVENTS) -> ServingPlan:
+    """The cheapest fleet for ``traffic`` within ``slo``, over the candidate accelerators (``perfs``: their device
+    models by name; ``prices`` and ``limits`` by accelerator name override catalog prices and cap GPU counts).
+
+    Branch and bound: candidates are taken cheapest-bound first, in waves of ``WAVE``, each sized by simulation
+    (:func:`capsim.plan.confirm.size_fleet`, run lengths by ``rule``), until no candidate left has a bound below
+    the cheapest confirmed fleet (the bound never exceeds what a candidate costs, so none of them can be
+    cheaper), or ``max_candidates`` have been sized; a candidate's climb stops where it would cost as much as
+    the best fleet confirmed before its wave, and candidates that differ only in the batch limit share the runs
+    the limit cannot change. The cheapest candidate of each accelerator kind is sized too, so the Pareto front
+    spans kinds. Confirmed fleets are ranked by their simulated cost. ``workers`` changes only the speed: the
+    waves, and so the answer, do not depend on it.
+
+    Bounded work: a candidate whose confirming run (its longest, on the fleet's replicas) is estimated over
+    ``max_events`` (:mod:`capsim.sim.serving.budget`) is not sized, its row says why; when that leaves no viable
+    candidate the plan is refused with the estimate and what lowers it."""
     require(len(accelerators) > 0, "accelerators", "give at least one candidate accelerator")
+    require(max_candidates >= 1, "max_candidates", f"must be >= 1, got {max_candidates}")
     get_engine(engine)  # a typo is an input error, not a reason on every candidate
     check_limit(max_events)
-    prices, limits = prices or {}, limits or {}
     accs = [get_accelerator(a) for a in accelerators]
+    prices, limits = _by_candidate(prices or {}, accs, "prices"), _by_candidate(limits or {}, accs, "limits")
     accs = [a.with_(price_usd_per_hour=prices.get(a.name, a.price_usd_per_hour)) for a in accs]
     for a in accs:
         require(a.price_usd_per_hour is not None, "prices", f"{a.name} has no catalog price",
                 f"pass a price for {a.name}")
-    limits = {get_accelerator(k).name: v for k, v in limits.items()}
     quants = tuple(Quantization(q) for q in quantizations)
-    workers = workers if workers is not None else (os.cpu_count() or 1)
     bounds = bound_table(model, candidates(model, accs, quants), traffic, slo, perfs, engine, limits)
-    viable = bounds[bounds["viable"]]
-    # the cheapest by the bound overall, and the cheapest of each accelerator kind (so the front spans kinds)
-    picks = list(dict.fromkeys([*viable.index[: max(confirm_top, 1)],
-                                *viable.groupby("accelerator", sort=False).head(1).index]))
-    picks = _within_budget(model, bounds, picks, traffic, engine, max_events)
-    jobs = [(model, bounds.loc[i], traffic, slo, engine, perf_of(perfs, bounds.loc[i, "accelerator"]),
-             limits.get(bounds.loc[i, "accelerator"]), seed, max_runs, max_events) for i in picks]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            results = list(pool.map(_confirm, *zip(*jobs, strict=True)))
-    else:
-        results = [_confirm(*job) for job in jobs]
+    _within_budget(model, bounds, traffic, engine, rule, max_events)
+    sizing = _Sizing(model, bounds, traffic, slo, engine, perfs, limits, seed, rule,
+                     workers if workers is not None else (os.cpu_count() or 1), max_events)
+    try:
+        left = sizing.branch_and_bound(max_candidates)
+        viable = bounds[bounds["viable"]]
+        sizing.size([i for i in viable.groupby("accelerator", sort=False).head(1).index if i not in sizing.runs])
+    finally:
+        sizing.close()
+    return _assemble(model, traffic, bounds, sizing, left)
+
+
+def _work(model: ModelSpec, row: pd.Series, traffic: Traffic, engine: str, rule: ConfirmRule) -> WorkEstimate:
+    """The events and memory of confirming ``row``: its longest run (``traffic.requests``, else the rule's cap),
+    on the fleet's replicas (a run of the whole fleet holds each replica's state; the planner simulates a slice)."""
+    prompt, output = traffic.mean_lengths()
+    step_tokens = get_engine(engine).limits(model, get_accelerator(row["accelerator"]))[1]
+    requests = rule.first(traffic.requests) if traffic.requests is not None else rule.max_requests
+    return estimate_work(requests, int(row["replicas_min"]), prompt, output, step_tokens)
+
+
+def _within_budget(model: ModelSpec, bounds: pd.DataFrame, traffic: Traffic, engine: str, rule: ConfirmRule,
+                   max_events: float) -> None:
+    """Viable candidates whose confirmation is estimated over ``max_events`` are left unsized, with their estimate
+    as the reason; when none is left, the plan is refused with the smallest estimate and what lowers it."""
+    viable = list(bounds.index[bounds["viable"]])
+    work = {i: _work(model, bounds.loc[i], traffic, engine, rule) for i in viable}
+    over = [i for i in viable if work[i].over(max_events)]
+    if over and len(over) == len(viable):
+        check_work(min(work.values(), key=lambda w: w.limit_needed), max_events,
+                   "lower --rate (fewer replicas per candidate fleet) or --requests (per simulation)")
+    for i in over:
+        bounds.loc[i, ["viable", "reason"]] = [False, f"not simulated: {work[i].describe()}, over --max-events "
+                                                      f"{max_events:.3g}"]
+
+
+def _by_candidate(values: dict[str, Any], accs: list[Accelerator], field: str) -> dict[str, Any]:
+    """Prices or limits keyed by the candidates' catalog names; one for an accelerator that is not a candidate
+    is an error (it would be ignored)."""
+    names = [a.name for a in accs]
+    out = {}
+    for key, value in values.items():
+        name = get_accelerator(key).name
+        require(name in names, field, f"{name} has a {field[:-1]} but is not a candidate accelerator",
+                f"add it to the candidates ({', '.join(names)}) or drop its {field[:-1]}")
+        out[name] = value
+    return out
+
+
+def name_values(values: list[str], field: str) -> dict[str, float]:
+    """NAME=VALUE items (``--price h100=3.5``, the dashboard's price and limit fields) as a dict, for
+    :func:`plan_serving`'s ``prices`` and ``limits``."""
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(field, f"{item!r} is not NAME=VALUE", f"write e.g. {field} h100=3.5")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SpecError(field, f"{value!r} is not a number", f"write e.g. {field} {name}=3.5") from None
+    return out
+
+
+class _Sizing:
+    """Sizes rows of the bound table by simulation (:func:`capsim.plan.confirm.size_fleet`), on a process pool
+    when workers > 1."""
+
+    def __init__(self, model: ModelSpec, bounds: pd.DataFrame, traffic: Traffic, slo: Slo, engine: str,
+                 perfs: Mapping[str, Perf], limits: dict[str, int], seed: int, rule: ConfirmRule, workers: int,
+                 max_events: float) -> None:
+        self.model, self.bounds, self.traffic, self.slo, self.engine = model, bounds, traffic, slo, engine
+        self.perfs, self.limits, self.seed, self.rule, self.workers = perfs, limits, seed, rule, workers
+        self.max_events = max_events
+        self.runs: dict[int, list[dict[str, Any]]] = {}
+        self.pool: ProcessPoolExecutor | None = None
+
+    def size(self, rows: list[int], ceiling: float = math.inf) -> None:
+        """Size ``rows``; candidates that differ only in the batch limit go to one job and share their runs."""
+        families: dict[tuple, list[int]] = {}
+        for i in rows:
+            families.setdefault(tuple(self.bounds.loc[i, FAMILY]), []).append(i)
+        jobs = []
+        for members in families.values():
+            acc = self.bounds.loc[members[0], "accelerator"]
+            jobs.append((self.model, [self.bounds.loc[i].to_dict() for i in members], self.traffic, self.slo,
+                         self.engine, perf_of(self.perfs, acc), self.limits.get(acc), self.seed, self.rule, ceiling,
+                         self.max_events))
+        if self.workers > 1 and len(jobs) > 1:
+            if self.pool is None:
+                self.pool = ProcessPoolExecutor(max_workers=min(self.workers, WAVE))
+            results = list(self.pool.map(size_family, *zip(*jobs, strict=True)))
+        else:
+            results = [size_family(*job) for job in jobs]
+        for members, runs in zip(families.values(), results, strict=True):
+            self.runs.update(zip(members, runs, strict=True))
+
+    def best_cost(self) -> float:
+        return min((r["cost_per_hour_usd"] for runs in self.runs.values() for r in runs if r["slo_met"]),
+                   default=math.inf)
+
+    def branch_and_bound(self, max_candidates: int) -> int:
+        """Size candidates in bound order while one may beat the best; returns how many the cap left unsized
+        with a bound below the best."""
+        bound = self.bounds["cost_per_hour_min"]
+        pending = list(self.bounds.index[self.bounds["viable"]])  # cheapest bound first
+        while pending and len(self.runs) < max_candidates:
+            best = self.best_cost()
+            wave = [i for i in pending[:WAVE] if bound[i] < best][: max_candidates - len(self.runs)]
+            if not wave:
+                return 0
+            self.size(wave, ceiling=best)
+            pending = pending[len(wave):]
+        return sum(1 for i in pending if bound[i] < self.best_cost())
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+CONFIRMED = ("replicas", "gpus", "simulated_replicas", "requests", "cost_per_hour_usd", "ttft_p99_s",
+             "ttft_p99_halfwidth_s", "tpot_p99_s", "tpot_p99_halfwidth_s", "goodput", "output_tokens_per_s",
+             "cost_per_million_output_tokens", "cost_per_million_halfwidth", "precise")
+
+
+def _assemble(model: ModelSpec, traffic: Traffic, bounds: pd.DataFrame, sizing: _Sizing, left: int) -> ServingPlan:
+    """The ranked table, the simulated fleets, the Pareto front and the notes of a finished search."""
     sims, confirmed = [], {}
-    for i, (runs, stopped) in zip(picks, results, strict=True):
+    for i, runs in sizing.runs.items():
         row = bounds.loc[i]
-        for r in runs:
-            sims.append({**{k: row[k] for k in ("accelerator", "tp", "pp", "quantization", "max_batch")}, **r})
+        sims += [{**{k: row[k] for k in ("accelerator", "tp", "pp", "quantization", "max_batch")}, **r} for r in runs]
         met = [r for r in runs if r["slo_met"]]
         if met:
-            confirmed[i] = met[-1]
-        else:
-            bounds.loc[i, "reason"] = f"not confirmed: {stopped}"
+            confirmed[i] = min(met, key=lambda r: r["replicas"])
     table = bounds.copy()
+    table["sized"] = table.index.isin(list(sizing.runs))
     table["confirmed"] = table.index.isin(list(confirmed))
-    for key in ("replicas", "gpus", "cost_per_hour_usd", "ttft_p99_s", "tpot_p99_s", "goodput",
-                "cost_per_million_output_tokens"):
+    for key in CONFIRMED:
         table[key] = [confirmed[i][key] if i in confirmed else math.nan for i in table.index]
-    table = table.sort_values(["confirmed", "cost_per_hour_usd", "cost_per_hour_min"],
-                              ascending=[False, True, True], kind="stable").reset_index(drop=True)
+    table = table.sort_values(["confirmed", "cost_per_hour_usd", "cost_per_million_output_tokens",
+                               "cost_per_hour_min"], ascending=[False, True, True, True],
+                              kind="stable").reset_index(drop=True)
     simulated = pd.DataFrame(sims)
     front = pareto_front(simulated[simulated["slo_met"]]) if len(simulated) else simulated
     feasible = bool(confirmed)
     reason = "" if feasible else (f"no candidate can meet the SLOs ({why_not(bounds)})" if not bounds["viable"].any()
-                                  else f"no simulated fleet met the SLOs within the replica, GPU and event limits "
-                                  f"({why_not(bounds[bounds['viable'] & (bounds['reason'] != '')])})")
-    notes = (f"analytic bound for {len(bounds)} candidates, {len(simulated)} fleets simulated "
-             f"({traffic.workload(traffic.peak_rps).requests} requests each at {traffic.peak_rps:g} req/s); "
-             "SLOs judged on the requests that arrived in the second half of each run",)
-    return ServingPlan(model.name, traffic.peak_rps, table, simulated, front, feasible, reason, notes)
+                                  else "no simulated fleet met the SLOs within the replica and GPU limits")
+    rule = sizing.rule
+    notes = [f"analytic bound for {len(bounds)} candidates; {len(sizing.runs)} sized by simulation, cheapest bound "
+             f"first until none left could beat the best ({len(simulated)} fleets simulated, each as a slice of at "
+             f"most {rule.slice_replicas} replicas at its share of {traffic.peak_rps:g} req/s)",
+             f"confirmation: {rule.describe(traffic.requests)}; SLOs judged on the requests that arrived in the "
+             "second half of each run"]
+    if left:
+        notes.append(f"search stopped at {len(sizing.runs)} sized candidates: {left} more have an analytic bound "
+                     "below the best fleet and were not simulated (raise max_candidates)")
+    if feasible and not table.iloc[0]["precise"]:
+        notes.append("the best fleet's p99s and cost are less precise than the rule asks (see the half-widths)")
+    return ServingPlan(model.name, traffic.peak_rps, table, simulated, front, feasible, reason, tuple(notes),
+                       rule.to_dict())

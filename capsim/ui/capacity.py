@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from capsim.calibration import available, perfs_for
-from capsim.plan.serving import Slo, plan_serving
+from capsim.plan.serving import Slo, name_values, plan_serving
 from capsim.sim.serving.presets import PRESETS
 from capsim.specs.catalog import accelerators
 from capsim.specs.engine import engines
@@ -26,7 +26,7 @@ from capsim.ui.common import (
     preset_traffic,
     show_table,
 )
-from capsim.ui.state import multi, number, select
+from capsim.ui.state import multi, number, select, text
 
 AUTO_CAL = "auto (GPU profile, else datasheet)"
 CANDIDATES = ("H100-SXM5-80GB", "A100-SXM4-80GB", "H200-SXM-141GB", "L40S")  # `capsim plan serve`'s default set
@@ -37,11 +37,14 @@ SHOWN = ("accelerator", "tp", "pp", "quantization", "max_batch", "capacity_rps",
 @st.cache_data(show_spinner=False, max_entries=32)
 def capacity_plan(model: ModelSpec, preset: str, rate_rps: float, ttft_p99_s: float | None,
                   tpot_p99_s: float | None, goodput: float | None, accs: tuple[str, ...], quants: tuple[str, ...],
-                  engine: str, requests: int, calibration: str | None) -> dict[str, Any]:
-    """The planner's result for these inputs (pure; cached by them). One process: the dashboard's server is
-    not a place to fork a pool."""
-    plan = plan_serving(model, preset_traffic(preset, rate_rps, requests), Slo(ttft_p99_s, tpot_p99_s, goodput),
-                        list(accs), perfs_for(accs, calibration), quantizations=quants, engine=engine, workers=1)
+                  engine: str, requests: int | None, calibration: str | None,
+                  prices: tuple[tuple[str, float], ...] = (), limits: tuple[tuple[str, int], ...] = ()) -> dict[str, Any]:
+    """The planner's result for these inputs (pure; cached by them): ``capsim plan serve``'s search and
+    confirmation rule (``requests`` None or 0: adaptive). One process: the dashboard's server is not a place to
+    fork a pool, and the answer does not depend on it."""
+    plan = plan_serving(model, preset_traffic(preset, rate_rps, requests or None), Slo(ttft_p99_s, tpot_p99_s, goodput),
+                        list(accs), perfs_for(accs, calibration), dict(prices), dict(limits), quants, engine,
+                        workers=1)
     return {"table": plan.table, "simulated": plan.simulated, "pareto": plan.pareto, "feasible": plan.feasible,
             "reason": plan.reason, "notes": list(plan.notes), "best": plan.best, "rate_rps": plan.rate_rps}
 
@@ -62,11 +65,21 @@ def _inputs() -> dict[str, Any]:
                    ["none", "int8", "int4", "fp8"], where=c[3])
     c = st.columns(4)
     engine = select("Engine", list(engines()), "engine", "vllm", where=c[0])
-    requests = number("Requests per confirming simulation", "requests", 500, 50, 100_000, where=c[1], step=100)
+    requests = number("Requests per confirming simulation (0: adaptive)", "requests", 0, 0, 100_000, where=c[1],
+                      step=1000, help="0: each simulation runs until its p99s and cost per token are known within "
+                      "5% (as `capsim plan serve`); a number: exactly that many requests.")
     cal = select("Calibration", [AUTO_CAL, *available()], "cal", AUTO_CAL, where=c[2])
+    prices = checked(name_values, _items(text("Prices (NAME=USD per GPU-hour, ...)", "prices", "", where=c[3])),
+                     "prices")
+    limits = checked(name_values, _items(text("GPU limits (NAME=count, ...)", "limits", "", where=c[3])), "limits")
     return dict(model=model, preset=preset, rate=rate, ttft=ttft or None, tpot=tpot or None,
                 goodput=goodput or None, accs=tuple(accs), quants=tuple(quants), engine=engine, requests=requests,
-                cal=None if cal == AUTO_CAL else cal)
+                cal=None if cal == AUTO_CAL else cal, prices=tuple(prices.items()),
+                limits=tuple((k, int(v)) for k, v in limits.items()))
+
+
+def _items(value: str) -> list[str]:
+    return [x.strip() for x in value.split(",") if x.strip()]
 
 
 def _label(df: pd.DataFrame) -> pd.Series:
@@ -100,7 +113,7 @@ def render() -> None:
     x = _inputs()
     with st.spinner("Pricing every candidate, then simulating the cheapest fleets (SimPy)..."):
         r = checked(capacity_plan, x["model"], x["preset"], x["rate"], x["ttft"], x["tpot"], x["goodput"], x["accs"],
-                    x["quants"], x["engine"], x["requests"], x["cal"])
+                    x["quants"], x["engine"], x["requests"], x["cal"], x["prices"], x["limits"])
     table, sims = r["table"], r["simulated"]
     if not r["feasible"]:
         infeasible(*why_none(table, r["reason"]))

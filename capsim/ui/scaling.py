@@ -11,7 +11,7 @@ import streamlit as st
 
 from capsim.calibration import perf_for, perfs_for
 from capsim.plan.scaling_study import model_size_study, serving_scaling, training_scaling
-from capsim.plan.serving import Slo
+from capsim.plan.serving import QUANTIZATIONS, Slo
 from capsim.sim.serving.presets import PRESETS
 from capsim.specs.catalog import accelerators
 from capsim.specs.model import ModelSpec
@@ -32,10 +32,11 @@ DAY_S = 86400.0
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def serving_point(model: ModelSpec, preset: str, accs: tuple[str, ...], rate: float, ttft: float | None,
-                  tpot: float | None, quants: tuple[str, ...], requests: int) -> pd.DataFrame:
-    """One rate of the serving study (pure; cached by its inputs, so a longer list reuses the rates it had)."""
+                  tpot: float | None, quants: tuple[str, ...], requests: int | None) -> pd.DataFrame:
+    """One rate of the serving study (pure; cached by its inputs, so a longer list reuses the rates it had):
+    ``capsim scale serve``'s search (``requests`` None or 0: adaptive), in one process."""
     return serving_scaling(model, preset_traffic(preset, 1.0), Slo(ttft, tpot), list(accs), [rate], quants,
-                           requests=requests, perfs=perfs_for(accs))
+                           requests=requests or None, workers=1, perfs=perfs_for(accs))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -66,8 +67,8 @@ def _serving(c: list[Any]) -> None:
     tpot = number("p99 TPOT target s (0: none)", "tpot", 0.05, 0.0, where=c[2], step=0.01, fmt="%.3f")
     accs = multi("Candidate accelerators", list(accelerators()), "accs", ["H100-SXM5-80GB", "L4", "A100-SXM4-80GB"],
                  where=c[3])
-    quants = multi("Quantizations", ["none", "int8", "int4", "fp8"], "quants", ["none", "fp8"], where=c[3])
-    requests = number("Requests per simulation", "requests", 300, 50, 100_000, where=c[2], step=50)
+    quants = multi("Quantizations", list(QUANTIZATIONS), "quants", list(QUANTIZATIONS), where=c[3])
+    requests = number("Requests per simulation (0: adaptive)", "requests", 0, 0, 100_000, where=c[2], step=1000)
     bar = st.progress(0.0, text="Sizing fleets...")
     frames = []
     for i, rate in enumerate(rates):

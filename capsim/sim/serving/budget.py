@@ -24,7 +24,7 @@ from typing import Any
 
 from capsim.errors import SpecError, require
 
-DEFAULT_MAX_EVENTS = 10_000_000  # ~2.5M requests: minutes on one core, ~3.5 GB; --max-events raises it
+DEFAULT_MAX_EVENTS = 1e7  # ~2.5M requests: minutes on one core, ~3.5 GB; a float, as --max-events parses it
 EVENTS_PER_REQUEST = 3  # arrival, joining a decode run, leaving it (prompt steps are counted apart)
 EVENTS_PER_REPLICA = 2  # its process start and its last wake-up
 BYTES_PER_REQUEST = 1000.0  # per-request state, its result row, its share of the workload arrays
