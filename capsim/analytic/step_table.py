@@ -85,7 +85,7 @@ def pieces_sum(pieces: list[Piece], m: int | None = None) -> float:
             if m <= s:
                 break
             e = min(e, m)
-        total += (e - s) * a + b * (s + e - 1) * (e - s) / 2.0  # _line_sum, inlined (the hot path)
+        total += _line_sum(s, e, a, b)
     return total
 
 
@@ -106,7 +106,7 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
     after m steps), or the run's length when it ends first. Solves the quadratic of each piece's partial sum."""
     done = 0.0
     for s, e, a, b in pieces:
-        whole = (e - s) * a + b * (s + e - 1) * (e - s) / 2.0  # _line_sum(s, e, a, b), inlined
+        whole = _line_sum(s, e, a, b)
         if done + whole < target:
             done += whole
             continue
@@ -116,21 +116,13 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
             m = math.ceil((-h + math.sqrt(h * h + 2.0 * b * left)) / b)
         else:
             m = math.ceil(left / a0)
-        m = m if m > 1 else 1  # clamped to [1, e - s]
-        m = e - s if e - s < m else m
-        # Guard the rounding of the root: _line_sum(s, s + m - 1, a, b) >= left, and _line_sum(s, s + m, a, b) <
-        # left, written out (the same arithmetic; this runs once per arrival that cuts a decode run).
-        while m > 1:
-            f = s + m - 1
-            if (f - s) * a + b * (s + f - 1) * (f - s) / 2.0 < left:
-                break
+        m = min(max(m, 1), e - s)
+        # Guard the rounding of the root: the first m steps of the piece reach ``left``, the first m - 1 do not.
+        while m > 1 and _line_sum(s, s + m - 1, a, b) >= left:
             m -= 1
-        while m < e - s:
-            f = s + m
-            if (f - s) * a + b * (s + f - 1) * (f - s) / 2.0 >= left:
-                break
+        while m < e - s and _line_sum(s, s + m, a, b) < left:
             m += 1
-        return s + m if s + m > 1 else 1
+        return max(s + m, 1)
     return pieces[-1][1] if pieces else 1
 
 
@@ -170,7 +162,6 @@ class StepTable:
         self.flops_per_pair = {"pair": kp.flops_per_pair, "dpair": kd.flops_per_pair}
         self.shares = layer_shares(model)  # (window, share) of global and sliding-window layers
         self.mla = model.is_mla
-        self.general = self.mla or len(self.shares) > 1 or self.shares[0][0] is not None
         self.attn_launch_s = self.main.params.attention.launch_s
         self.mem = self._affine(self.main)
         self.dec_mem = self._affine(self.dec)
@@ -188,6 +179,7 @@ class StepTable:
         self.oh0, self.oh1 = e.step_overhead_s, e.sequence_overhead_s
         self.graphs, self.graph_max = bool(e.cuda_graphs), int(e.cuda_graph_max_batch)
         self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
+        self._dec_lines: dict[int, tuple[float, float, float]] = {}
         self._dec_coef_windowed: dict[int, tuple[float, float, float, float, float, float]] = {}
         self.max_window = max((w for w, _ in self.shares if w), default=0.0)
 
@@ -280,7 +272,7 @@ class StepTable:
         if tokens <= 0:
             return 0.0
         icpt, slope = self.mem
-        per_pair = self._pair_s(tokens)
+        per_pair = self.pair_s[tokens] if tokens < len(self.pair_s) else self._beyond("pair", tokens)
         out = 0.0
         for window, share in self.shares:
             p, kv = (pairs, kv_tokens) if not window else _capped(tokens, seqs, pairs, kv_tokens, window)
@@ -290,18 +282,30 @@ class StepTable:
                 out += self._kv_up_s(kv, share)
         return out
 
+    def decode_attention_lines(self, seqs: int) -> tuple[float, float, float]:
+        """One decode attention kernel of ``seqs`` sequences, less its launch, as two lines in the keys x it reads:
+        max(compute x, memory0 + memory1 x) -> (compute, memory0, memory1) (cached per batch size)."""
+        lines = self._dec_lines.get(seqs)
+        if lines is None:
+            icpt, slope = self.dec_mem
+            lines = self._dec_lines[seqs] = (self._dpair_s(seqs), icpt + slope * seqs * self.dec_q,
+                                             slope * self.dec_kv)
+        return lines
+
+    def _context_gemm_s(self, seqs: int) -> float:
+        return self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
+
     def decode_attention_s(self, seqs: int, kv_tokens: float) -> float:
         """One layer's decode (paged) attention for ``seqs`` sequences reading ``kv_tokens`` keys (MLA: with its
         absorbing GEMMs)."""
         if seqs <= 0:
             return 0.0
-        icpt, slope = self.dec_mem
-        per_pair = self._dpair_s(seqs)
+        comp, m0, m1 = self._dec_lines.get(seqs) or self.decode_attention_lines(seqs)
         out = self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
         for window, share in self.shares:
             kv = kv_tokens if not window else _capped(seqs, seqs, kv_tokens, kv_tokens, window)[1]
-            comp, mem = kv * per_pair, icpt + slope * (seqs * self.dec_q + kv * self.dec_kv)
-            out += share * (self.attn_launch_s + (mem if mem > comp else comp))
+            c, m = comp * kv, m0 + m1 * kv
+            out += share * (self.attn_launch_s + (m if m > c else c))
         return out
 
     def overhead_s(self, seqs: int) -> float:
@@ -314,18 +318,17 @@ class StepTable:
         return self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
 
     def _decode_coef(self, seqs: int) -> tuple[float, float, float, float, float, float]:
-        """Per batch size: (base, compute slope, memory intercept, memory slope, dispatch, dispatch + overhead)
-        of a decode step."""
+        """Per batch size (cached): a decode-only step's step_s arranged as lines in its summed context x:
+        (base, compute slope, memory intercept, memory slope, dispatch, dispatch + overhead), with base the
+        token, logit, launch, context-GEMM and overhead terms and the slopes decode_attention_lines x layers."""
         co = self._dec_coef.get(seqs)
         if co is None:
-            b, L = float(seqs), self.layers
-            icpt, slope = self.dec_mem
-            gemms = self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
-            base = (self.token_time(seqs) + self.logit_time(seqs) + L * (self.attn_launch_s + gemms)
-                    + self.overhead_s(seqs))
+            L, oh = self.layers, self.overhead_s(seqs)
+            base = (self.token_time(seqs) + self.logit_time(seqs) + L * (self.attn_launch_s + self._context_gemm_s(seqs))
+                    + oh)
+            comp, m0, m1 = self.decode_attention_lines(seqs)
             cpu = self.dispatch_s(0, seqs)
-            co = (base, L * self._dpair_s(seqs), L * (icpt + slope * b * self.dec_q),
-                  L * slope * self.dec_kv, cpu, cpu + self.overhead_s(seqs))
+            co = (base, L * comp, L * m0, L * m1, cpu, cpu + oh)
             self._dec_coef[seqs] = co
         return co
 
@@ -335,97 +338,50 @@ class StepTable:
         co = self._dec_coef_windowed.get(seqs)
         if co is None:
             base, comp, mem0, mem1, cpu, cpu_oh = self._decode_coef(seqs)
-            b, L = float(seqs), self.layers
-            icpt, slope = self.dec_mem
-            per_pair, fixed, glob = self._dpair_s(seqs), 0.0, 0.0
+            per_key, m0, m1 = self.decode_attention_lines(seqs)
+            fixed, glob = 0.0, 0.0
             for window, share in self.shares:
                 if not window:
                     glob += share
                     continue
-                kv = b * window
-                comp_w, mem_w = kv * per_pair, icpt + slope * (b * self.dec_q + kv * self.dec_kv)
-                fixed += L * share * (mem_w if mem_w > comp_w else comp_w)
+                kv = seqs * window
+                fixed += self.layers * share * max(per_key * kv, m0 + m1 * kv)
             co = (base + fixed, glob * comp, glob * mem0, glob * mem1, cpu, cpu_oh)
             self._dec_coef_windowed[seqs] = co
         return co
 
-    def _coef(self, seqs: int, kv_sum0: float) -> tuple[float, float, float, float, float, float]:
-        """The decode coefficients of a run starting at ``kv_sum0``: windowed when its mean context starts at or past
-        every window (exact for the whole run). A run that crosses a window is priced over the whole context, an
-        upper bound past the crossing (the closed form needs attention affine in the run's summed context)."""
-        if self.max_window and kv_sum0 + seqs >= seqs * self.max_window:
-            return self._windowed_coef(seqs)
-        return self._dec_coef.get(seqs) or self._decode_coef(seqs)
-
     def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
-        ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
-        co = self._coef(seqs, kv_sum0)
+        ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys). Windowed coefficients when the mean
+        context starts at or past every window (exact for the whole run); the closed form needs attention affine
+        in the run's summed context."""
+        if self.max_window and kv_sum0 + seqs >= seqs * self.max_window:
+            co = self._windowed_coef(seqs)  # every sequence's mean context is past the window for the whole run
+        else:  # a run that crosses a window is priced over the whole context past the crossing (an upper bound)
+            co = self._dec_coef.get(seqs) or self._decode_coef(seqs)
         base, comp, x0 = co[0], co[1], kv_sum0 + seqs
         if co[4] > 0:
             return ((base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs), (co[5], 0.0))
         return (base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs)
 
-    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[Lines, list[Piece], float]:
-        """A run of ``k`` decode steps: its lines, their envelope, and its total time (closed form)."""
-        co = self._coef(seqs, kv_sum0) if self.max_window else (self._dec_coef.get(seqs) or self._decode_coef(seqs))
-        if co[4] > 0 or k <= 1:  # three lines (CPU-dispatch floor) or a single step: the general path
-            lines = self.decode_lines(seqs, kv_sum0)
-            pieces = envelope(lines, k)
-            return lines, pieces, pieces_sum(pieces)
-        # decode_lines, envelope and pieces_sum for two lines, written out with the same arithmetic: the simulator
-        # runs this once per decode run.
-        base, comp, x0 = co[0], co[1], kv_sum0 + seqs
-        a1, b1, a2, b2 = base + comp * x0, comp * seqs, base + co[2] + co[3] * x0, co[3] * seqs
-        lines = ((a1, b1), (a2, b2))
-        if (a2, b2) > (a1, b1):
-            a1, b1, a2, b2 = a2, b2, a1, b1  # line 1 is the maximum at step 0
-        if b2 > b1:
-            x = math.ceil((a1 - a2) / (b2 - b1))
-            if 0 < x < k:
-                return lines, [(0, x, a1, b1), (x, k, a2, b2)], (
-                    0.0 + (x * a1 + b1 * (x - 1) * x / 2.0) + ((k - x) * a2 + b2 * (x + k - 1) * (k - x) / 2.0))
-            if x <= 0:
-                a1, b1 = a2, b2
-        return lines, [(0, k, a1, b1)], 0.0 + (k * a1 + b1 * (k - 1) * k / 2.0)
+    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[list[Piece], float]:
+        """A run of ``k`` decode steps: the envelope of its step times and its total time (closed form)."""
+        pieces = envelope(self.decode_lines(seqs, kv_sum0), k)
+        return pieces, pieces_sum(pieces)
 
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
                logits: int | None = None) -> float:
-        """One step's total seconds (equal to iteration_time(...).total_s for the same shape)."""
-        # The same arithmetic as token_time + logit_time + layers x (prefill_attention_s + decode_attention_s),
-        # then dispatch_s and overhead_s, written out: this runs once per prompt step of the simulation.
+        """One step's total seconds (equal to iteration_time(...).total_s for the same shape): the GPU's kernels
+        or the CPU's dispatch of them, whichever is longer, then the engine's overhead."""
         rows = prefill_seqs + decode_seqs if logits is None else logits
-        n = prefill_tokens + decode_seqs
-        tok = self.tok[n] if n < len(self.tok) else self._beyond("token", n)
-        logit = self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
-        # (``y if y > x else x`` is max(x, y); _pair_s is a list look-up past which _beyond prices.)
-        pa = da = 0.0
-        if self.general:  # sliding windows or MLA: the general path
-            pa = self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens, prefill_seqs)
-            da = self.decode_attention_s(decode_seqs, decode_kv_tokens)
-        else:
-            pair_s = self.pair_s
-            if prefill_tokens > 0:
-                nbytes = prefill_tokens * self.pre_q + prefill_kv_tokens * self.pre_kv
-                icpt, slope = self.mem
-                comp = prefill_pairs * (pair_s[prefill_tokens] if prefill_tokens < len(pair_s)
-                                        else self._beyond("pair", prefill_tokens))
-                mem = icpt + slope * nbytes
-                pa = self.attn_launch_s + (mem if mem > comp else comp)
-            if decode_seqs > 0:
-                icpt, slope = self.dec_mem
-                nbytes = decode_seqs * self.dec_q + decode_kv_tokens * self.dec_kv
-                comp = decode_kv_tokens * (pair_s[decode_seqs] if decode_seqs < len(pair_s)
-                                           else self._beyond("pair", decode_seqs))
-                mem = icpt + slope * nbytes
-                da = self.attn_launch_s + (mem if mem > comp else comp)
-        gpu = tok + logit + self.layers * (pa + da)
-        if prefill_tokens == 0 and self.graphs and decode_seqs <= self.graph_max:
-            cpu = 0.0
-        else:
-            cpu = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
-        return (cpu if cpu > gpu else gpu) + (self.oh0 + self.oh1 * (prefill_seqs + decode_seqs))
+        n, tok, logit = prefill_tokens + decode_seqs, self.tok, self.logit  # token_time, logit_time: table reads
+        gpu = ((tok[n] if n < len(tok) else self._beyond("token", n))
+               + (logit[rows] if rows < len(logit) else self._beyond("logit", rows))
+               + self.layers * (self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens, prefill_seqs)
+                                + self.decode_attention_s(decode_seqs, decode_kv_tokens)))
+        cpu = self.dispatch_s(prefill_tokens, decode_seqs)
+        return (cpu if cpu > gpu else gpu) + self.overhead_s(prefill_seqs + decode_seqs)
 
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

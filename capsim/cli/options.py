@@ -63,6 +63,10 @@ PlanPrecision = Annotated[float, typer.Option("--precision", help="Confirming si
                                               "this fraction of the target and of the cost (or 16,000 requests).",
                                               min=0.005, max=0.5)]
 Prec = Annotated[str, typer.Option("--precision", help="fp32, tf32, fp16, bf16, fp8 or fp16-zero.")]
+MaxEvents = Annotated[float, typer.Option("--max-events", help="Refuse a serving simulation estimated to take more "
+                                                               "events (about requests x (prompt steps + 3)) or more "
+                                                               "memory than that many events allow (350 bytes each).",
+                                           min=1)]
 # An uneven pipeline, stated one of Megatron-Core's ways (at most one).
 StageSplit = Annotated[str | None, typer.Option("--layer-split", help="Layers per pipeline stage, e.g. 7,8,...,7 "
                                                 "('...' repeats the count before it up to pp stages; 8*14 repeats "

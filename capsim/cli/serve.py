@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
+from capsim.calibration import perf_for
 from capsim.cli import options as o
 from capsim.cli.calibrate import warn_if_other_machine
 from capsim.cli.common import JsonOpt, console, emit_json, pairs, table
 from capsim.errors import SpecError
-from capsim.sim.serving import ServeConfig, default_perf, engine_plan, simulate
+from capsim.sim.serving import DEFAULT_MAX_EVENTS, ServeConfig, check_work, engine_plan, simulate
 from capsim.sim.serving.presets import PRESETS, WorkloadSpec, build_workload, get_preset, preset_spec
 from capsim.sim.serving.router import RouterKind
 from capsim.sim.serving.workload import ArrivalKind, LengthKind, Lengths
@@ -169,8 +170,8 @@ def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp
           prompt_tokens: PromptT = None, output_tokens: OutputT = None, length_cv: Spread = 1.0,
           uniform_high: Hi = 2.0, requests: Requests = None, duration: Duration = None, time_scale: TimeScale = 1.0,
           slo_ttft: SloTtft = None, slo_tpot: SloTpot = None, calibration: Calib = None, price: o.Price = None,
-          seed: Seed = 0, step_mode: StepMode = False, hf_config: o.HfConfig = None, csv: Csv = None,
-          as_json: JsonOpt = False) -> None:
+          seed: Seed = 0, step_mode: StepMode = False, max_events: o.MaxEvents = DEFAULT_MAX_EVENTS,
+          hf_config: o.HfConfig = None, csv: Csv = None, as_json: JsonOpt = False) -> None:
     """Simulate a serving fleet (SimPy): TTFT, TPOT, ITL, E2E, throughput, goodput, utilization and cost."""
     from capsim.specs.catalog import get_accelerator
 
@@ -187,14 +188,17 @@ def serve(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", tp: o.Tp
     _check_csv(csv)
     kw = {"rate_rps": rate, "requests": requests, "duration_s": duration, "seed": seed, "cv": cv, "clients": clients,
           "diurnal_rates_rps": rates, "period_s": period, "time_scale": time_scale}
-    wl = build_workload(_spec(workload, trace, arrival, _lengths(lengths, prompt_tokens, output_tokens, length_cv,
-                                                                  uniform_high), kw))
+    spec = _spec(workload, trace, arrival, _lengths(lengths, prompt_tokens, output_tokens, length_cv, uniform_high), kw)
+    work = spec.estimate(plan.replicas, plan.max_batched_tokens, not step_mode)  # before drawing the requests
+    if work is not None:
+        check_work(work, max_events, "lower --requests, --duration or --replicas")
+    wl = build_workload(spec)
     preset = get_preset(workload) if workload else None
     cfg = ServeConfig(engine=eng, scheduler=scheduler, router=router, prefill_replicas=prefill_replicas,
                       slo_ttft_s=slo_ttft if slo_ttft is not None else (preset.slo_ttft_s if preset else None),
                       slo_tpot_s=slo_tpot if slo_tpot is not None else (preset.slo_tpot_s if preset else None),
-                      price_usd_per_gpu_hour=price, fast=not step_mode, seed=seed)
-    res = simulate(spec_model, plan, acc, default_perf(acc, calibration), wl, cfg)
+                      price_usd_per_gpu_hour=price, fast=not step_mode, seed=seed, max_events=max_events)
+    res = simulate(spec_model, plan, acc, perf_for(acc, calibration), wl, cfg)
     if csv is not None:
         res.requests.to_csv(csv, index=False)
     s = res.summary

@@ -10,10 +10,12 @@ import typer
 from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
 from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import Framework
+from capsim.calibration import perf_for
 from capsim.cli import options as o
 from capsim.cli.calibrate import warn_if_other_machine
 from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
 from capsim.errors import SpecError
+from capsim.perf import Perf
 from capsim.plan.train_layouts import plan_of_row, search_layouts
 from capsim.specs.hardware import Cluster
 from capsim.specs.pipeline_layout import LayerSplit
@@ -24,8 +26,8 @@ Tokens = Annotated[float | None, typer.Option("--tokens", help="Tokens to train,
                                                                 "(e.g. 300e9).", min=1)]
 Auto = Annotated[bool, typer.Option("--auto", help="Search tp, pp, v, micro-batch, recompute, SP and ZeRO for the "
                                                    "fastest plan that fits; print the top ones.")]
-Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file "
-                                                                       "(default: the accelerator's datasheet one).")]
+Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
+                                                                       "accelerator's GPU-profile one, else datasheet).")]
 Fw = Annotated[FrameworkName, typer.Option("--framework", help="Which framework's overlap and kernel facts to assume.")]
 Top = Annotated[int, typer.Option("--top", help="Plans to list with --auto.", min=1)]
 GlobalBatch = Annotated[int | None, typer.Option("--global-batch", help="Sequences per optimizer step "
@@ -108,14 +110,14 @@ def train(model: o.Model = "", accelerator: o.Accel = "A100-SXM4-80GB", gpus: o.
         if gpus is None or global_batch is None:
             raise SpecError("--auto", "a search needs the GPU count and the global batch",
                             "pass --gpus N and --global-batch B")
-        return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, Precision.preset(precision), calibration,
-                     framework, top, tokens, cp, ep, as_json)
+        return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, Precision.preset(precision),
+                     perf_for(acc, calibration), framework, top, tokens, cp, ep, as_json)
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
     plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
                         recompute, micro_batch, global_batch, seq_len, precision, split, etp)
     cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
-    result = step_time(spec, plan, cluster, calibration, framework=_framework(framework, flags),
+    result = step_time(spec, plan, cluster, perf_for(acc, calibration), framework=_framework(framework, flags),
                        train_tokens=tokens)
     extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
              "pipeline": plan.split(spec).to_dict()}
@@ -133,15 +135,15 @@ def _exit_if_infeasible(result: StepTime) -> None:
 
 
 def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precision: Precision,
-          calibration: str | None, framework: FrameworkName, top: int, tokens: float | None, cp: int, ep: int,
+          perf: Perf, framework: FrameworkName, top: int, tokens: float | None, cp: int, ep: int,
           as_json: bool) -> None:
-    frame = search_layouts(spec, cluster, global_batch, seq_len, calibration, precision, framework,
+    frame = search_layouts(spec, cluster, global_batch, seq_len, perf, precision, framework,
                            fixed={"cp": cp, "ep": ep}, top=top)
     if frame.empty:
         infeasible(f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} with global batch "
                    f"{global_batch} (add GPUs, lower the global batch or the sequence)")
     plan = plan_of_row(frame.iloc[0].to_dict(), global_batch, seq_len, precision)
-    result = step_time(spec, plan, cluster, calibration, framework=framework, train_tokens=tokens)
+    result = step_time(spec, plan, cluster, perf, framework=framework, train_tokens=tokens)
     records = frame.to_dict(orient="records")
     if as_json:
         return emit_json(_result_dict(result, {"model": spec.name, "accelerator": cluster.accelerator.name,
