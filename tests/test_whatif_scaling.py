@@ -2,10 +2,12 @@ import math
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from capsim import get_accelerator, get_model
 from capsim.analytic.serving import StepShape, iteration_time
 from capsim.calibration import perf_for, perfs_for
+from capsim.cli import app
 from capsim.plan.scaling_study import model_size_study, serving_scaling, training_scaling
 from capsim.plan.serving import Slo, Traffic
 from capsim.plan.whatif_serve import (
@@ -64,6 +66,18 @@ def test_distillation_break_even():
     assert d.break_even_requests == pytest.approx(d.produce_cost_usd / d.saving_per_request_usd)
     same = distillation_whatif(MODEL, MODEL, 1e9, "h100", 8, TRAFFIC, SLO, ["h100"], perfs=perfs_for(["h100"]))
     assert math.isinf(same.break_even_requests)
+
+
+def test_distillation_that_cannot_run_is_infeasible_not_an_input_error():
+    big = get_model("llama-3-405b")
+    d = distillation_whatif(big, MODEL, 1e10, "L4", 8, TRAFFIC, SLO, ["L4"], perfs=perfs_for(["L4"]))
+    assert not d.feasible and "does not fit a TP group of up to 8 x L4" in d.reason
+    assert math.isnan(d.produce_cost_usd) and d.to_dict()["feasible"] is False
+    few = distillation_whatif(get_model("llama-3-70b"), big, 1e10, "h100", 1, TRAFFIC, SLO, ["h100"],
+                              perfs=perfs_for(["h100"]))
+    assert not few.feasible and few.reason.startswith("no layout trains llama-3-405b on 1 x H100")
+    out = CliRunner().invoke(app, ["whatif", "distill", "--teacher", "llama-3-405b", "-a", "L4", "--json"])
+    assert out.exit_code == 1 and "infeasible: llama-3-405b does not fit" in out.output
 
 
 def test_serving_scaling_grows_fleet_with_rate_and_meets_slos():

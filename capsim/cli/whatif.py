@@ -115,7 +115,10 @@ def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b
                             _traffic(rate, workload), _slo(ttft_p99, tpot_p99), [accelerator],
                             perfs=perfs_for([accelerator], calibration))
     if as_json:
-        return emit_json(d.to_dict())
+        emit_json(d.to_dict())
+        return None if d.feasible else infeasible(d.reason)
+    if not d.feasible:
+        return infeasible(d.reason)
     console.print(pairs(f"Distil {teacher} into {student}", [
         ["teacher_forward_s", d.teacher_forward_s], ["student_training_s", d.student_train_s],
         ["cost_to_produce_usd", d.produce_cost_usd], ["teacher_fleet_cost_per_hour_usd", d.teacher_serve_cost_per_hour],

@@ -16,7 +16,7 @@ import pandas as pd
 
 from capsim.analytic.memory import serving_memory
 from capsim.analytic.serving import StepShape, iteration_time
-from capsim.errors import SpecError, require
+from capsim.errors import require
 from capsim.perf import Perf
 from capsim.plan.serving import Candidate, Slo, Traffic, bound_table, perf_of
 from capsim.plan.training import plan_training
@@ -127,14 +127,22 @@ class Distillation:
     break_even_requests: float  # inf when the student saves nothing
     break_even_days: float  # at the traffic's rate
     notes: tuple[str, ...]
+    feasible: bool = True
+    reason: str = ""  # why not, when infeasible (every figure is then nan)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__, notes=list(self.notes))
 
+    @classmethod
+    def infeasible(cls, reason: str) -> Distillation:
+        return cls(*(math.nan,) * 8, notes=(), feasible=False, reason=reason)
 
-def teacher_forward_tokens_per_s(teacher: ModelSpec, acc: Accelerator, seq_len: int, perf: Perf) -> tuple[float, int]:
+
+def teacher_forward_tokens_per_s(teacher: ModelSpec, acc: Accelerator, seq_len: int,
+                                 perf: Perf) -> tuple[float, int] | None:
     """Tokens per second per GPU of the teacher's forward pass with logits at every position (what distillation
-    needs), on the smallest TP group whose memory holds it, from the serving iteration-time model."""
+    needs), on the smallest TP group whose memory holds it, from the serving iteration-time model; None when no
+    TP group within a node holds it."""
     for tp in (1, 2, 4, 8, 16):
         if tp > acc.gpus_per_node or teacher.heads % tp:
             continue
@@ -146,8 +154,7 @@ def teacher_forward_tokens_per_s(teacher: ModelSpec, acc: Accelerator, seq_len: 
         shape = replace(shape, logits=k * seq_len)
         t = float(iteration_time(teacher, plan, perf, shape, "vllm", acc).total_s)
         return k * seq_len / (t * tp), tp
-    raise SpecError("train_accelerator", f"{teacher.name} does not fit a TP group of {acc.name}",
-                    "use a larger accelerator")
+    return None
 
 
 def distillation_whatif(teacher: ModelSpec, student: ModelSpec, distill_tokens: float,
@@ -160,12 +167,17 @@ def distillation_whatif(teacher: ModelSpec, student: ModelSpec, distill_tokens: 
     ``perfs``: device models by accelerator name, for the training accelerator and every serving one."""
     acc = get_accelerator(train_accelerator)
     require(distill_tokens > 0, "distill_tokens", "must be positive")
-    rate, teacher_tp = teacher_forward_tokens_per_s(teacher, acc, seq_len, perf_of(perfs, acc.name))
+    forward = teacher_forward_tokens_per_s(teacher, acc, seq_len, perf_of(perfs, acc.name))
+    if forward is None:
+        return Distillation.infeasible(f"{teacher.name} does not fit a TP group of up to {acc.gpus_per_node} x "
+                                       f"{acc.name}: use a larger accelerator")
+    rate, teacher_tp = forward
     teacher_s = distill_tokens / (rate * train_gpus)
     splan = plan_training(student, acc, distill_tokens, global_batch, seq_len, num_gpus=train_gpus,
                           perf=perf_of(perfs, acc.name))
-    require(splan.feasible, "train_gpus", f"no layout trains {student.name} on {train_gpus} x {acc.name}",
-            "use more GPUs or a larger accelerator")
+    if not splan.feasible:
+        return Distillation.infeasible(f"no layout trains {student.name} on {train_gpus} x {acc.name} "
+                                       f"({splan.reason}): use more GPUs or a larger accelerator")
     student_s = float(splan.best["time_to_train_s"])
     price = acc.price_usd_per_hour if acc.price_usd_per_hour is not None else math.nan
     produce = (teacher_s + student_s) / 3600 * train_gpus * price
