@@ -75,3 +75,12 @@ def test_validate_training_json():
     assert out["suite"] == "training" and out["calibration"] == names
     assert len(out["rows"]) == 18 + 15 and out["rows_failed"] == 0
     assert {"source", "case", "metric", "measured", "predicted", "error_pct"} <= set(out["rows"][0])
+
+
+@pytest.mark.parametrize("rule, names", [("profile", "A100-SXM4-80GB-profile + B200 + H100-SXM5-80GB-profile"),
+                                         ("datasheet", "A100-SXM4-80GB + B200 + H100-SXM5-80GB")])
+def test_validate_training_by_calibration_rule(rule, names):
+    """``-c profile`` and ``-c datasheet`` are rules applied per row's accelerator, not calibration files."""
+    out = json.loads(run("validate", "training", "-c", rule.upper() if rule == "datasheet" else rule, "--json").stdout)
+    assert out["calibration"] == names and out["rows_failed"] == 0
+    assert run("train", "-m", "llama-2-7b", "-a", "h100", "-n", "8", "--tp", "8", "-c", rule, "--json").exit_code == 0

@@ -24,7 +24,7 @@ except ImportError:  # older typer runs on Click
     from click import exceptions as click_exceptions
     from click import get_current_context
 
-from capsim.calibration import load_calibration
+from capsim.calibration import is_rule, load_calibration
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.hf import from_hf_config
@@ -104,7 +104,7 @@ def _checked(callback: Callable[..., Any], flags: dict[str, str]) -> Callable[..
     def run(**kwargs: Any) -> Any:
         for name, value in kwargs.items():
             _checked_value(value, flags.get(name, name))
-        if isinstance(kwargs.get("calibration"), str):  # read once up front: a bad file is an input error here,
+        if isinstance(kwargs.get("calibration"), str) and not is_rule(kwargs["calibration"]):  # read once up front: a bad file is an input error here,
             load_calibration(kwargs["calibration"])    # not a reason repeated on every row of a study
         return callback(**kwargs)
 

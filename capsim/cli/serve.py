@@ -59,8 +59,9 @@ SloTtft = Annotated[float | None, typer.Option("--slo-ttft", help="TTFT target, 
                                                min=0)]
 SloTpot = Annotated[float | None, typer.Option("--slo-tpot", help="TPOT target, seconds (default: the preset's).",
                                                min=0)]
-Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
-                                                                       "accelerator's GPU-profile one, else datasheet).")]
+Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file, or a rule: "
+                                                                       "profile (the default: the accelerator's GPU-profile "
+                                                                       "one, else its datasheet) or datasheet.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of arrivals, lengths and the random router.", min=0)]
 StepMode = Annotated[bool, typer.Option("--step-mode", help="Reference mode: one event per decode step (slow).")]
 Csv = Annotated[Path | None, typer.Option("--csv", help="Write the per-request records to this CSV file.")]

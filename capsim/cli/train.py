@@ -26,8 +26,9 @@ Tokens = Annotated[float | None, typer.Option("--tokens", help="Tokens to train,
                                                                 "(e.g. 300e9).", min=1)]
 Auto = Annotated[bool, typer.Option("--auto", help="Search tp, pp, v, micro-batch, recompute, SP and ZeRO for the "
                                                    "fastest plan that fits; print the top ones.")]
-Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
-                                                                       "accelerator's GPU-profile one, else datasheet).")]
+Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file, or a rule: "
+                                                                       "profile (the default: the accelerator's GPU-profile "
+                                                                       "one, else its datasheet) or datasheet.")]
 Fw = Annotated[FrameworkName, typer.Option("--framework", help="Which framework's overlap and kernel facts to assume.")]
 Top = Annotated[int, typer.Option("--top", help="Plans to list with --auto.", min=1)]
 GlobalBatch = Annotated[int | None, typer.Option("--global-batch", help="Sequences per optimizer step "
