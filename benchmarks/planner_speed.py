@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median_time, report  # noqa: E402
 
 from capsim import get_accelerator, get_model  # noqa: E402
+from capsim.calibration import perf_for, perfs_for  # noqa: E402
 from capsim.plan.serving import Slo, Traffic, plan_serving  # noqa: E402
 from capsim.plan.training import plan_training  # noqa: E402
 from capsim.sim.serving.presets import get_preset  # noqa: E402
@@ -31,19 +32,22 @@ KINDS = ["H100-SXM5-80GB", "A100-SXM4-80GB", "H200-SXM-141GB", "L40S", "B200", "
 def serving() -> object:
     # the README's example: MI300X has no catalog price, B200 is capped at 64 GPUs
     return plan_serving(get_model("llama-3-70b"), Traffic(200.0, get_preset("chatbot").lengths),
-                        Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), KINDS, prices={"MI300X": 2.5}, limits={"B200": 64})
+                        Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), KINDS, perfs_for(KINDS), prices={"MI300X": 2.5},
+                        limits={"B200": 64})
 
 
 def training() -> object:
     # megatron-core offers every layout feature (SP, selective recompute, distributed optimizer, CP), so the
     # search covers tp x pp x v x dp x cp x micro-batch x recompute x SP x ZeRO/distributed optimizer.
-    return plan_training(get_model("gpt3-175b"), get_accelerator("a100"), 300e9, 1536, 2048, num_gpus=1024)
+    acc = get_accelerator("a100")
+    return plan_training(get_model("gpt3-175b"), acc, 300e9, 1536, 2048, num_gpus=1024, perf=perf_for(acc))
 
 
 def training_405b() -> object:
-    # A release with uneven pipelines (Megatron-Core 0.8, the default preset, splits only evenly, and 126 layers do
-    # not split evenly over a power-of-two pipeline deeper than 2).
-    return plan_training(get_model("llama-3.1-405b"), get_accelerator("h100"), 15e12, 2048, 8192, num_gpus=16384,
+    # A release with uneven pipelines (Megatron-Core 0.8 splits only evenly, and 126 layers do not split evenly
+    # over a power-of-two pipeline deeper than 2).
+    acc = get_accelerator("h100")
+    return plan_training(get_model("llama-3.1-405b"), acc, 15e12, 2048, 8192, num_gpus=16384, perf=perf_for(acc),
                          framework="megatron-bridge-26.04.01")
 
 

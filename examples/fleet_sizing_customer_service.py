@@ -7,6 +7,7 @@ Run: python examples/fleet_sizing_customer_service.py [--small]
 import argparse
 
 import capsim
+from capsim.calibration import perfs_for
 from capsim.plan.serving import Slo, Traffic, plan_serving
 from capsim.sim.serving.presets import get_preset
 
@@ -23,8 +24,9 @@ traffic = Traffic(rate_rps=max(day) / (8 if args.small else 1), lengths=preset.l
 slo = Slo(ttft_p99_s=preset.slo_ttft_s, tpot_p99_s=preset.slo_tpot_s)
 model = capsim.get_model("llama-3-8b")
 kinds = ["L4", "H100-SXM5-80GB"] if args.small else ["L4", "L40S", "A100-SXM4-80GB", "H100-SXM5-80GB"]
+perfs = perfs_for(kinds)  # each kind's GPU-profile calibration where one ships, else its datasheet one
 small = {"max_candidates": 2, "workers": 1} if args.small else {}  # the full search, or two candidates sized
-plan = plan_serving(model, traffic, slo, kinds, quantizations=("none", "fp8"), **small)
+plan = plan_serving(model, traffic, slo, kinds, perfs, quantizations=("none", "fp8"), **small)
 assert plan.feasible, plan.reason
 best = plan.best
 print(f"peak {traffic.peak_rps:g} req/s -> {best['replicas']:.0f} x {best['accelerator']} (TP{best['tp']}, "

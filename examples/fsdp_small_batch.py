@@ -11,6 +11,7 @@ import argparse
 
 from capsim import TrainPlan, get_accelerator, get_model
 from capsim.analytic.training import step_time
+from capsim.calibration import perf_for
 from capsim.specs.hardware import Cluster
 
 
@@ -24,6 +25,7 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="three GPU counts only (CI)")
     args = ap.parse_args()
     model, acc = get_model(args.model), get_accelerator(args.accelerator)
+    perf = perf_for(acc)  # the GPU-profile calibration where one ships, else the datasheet one
     counts = [16, 64, 256] if args.small else [16, 32, 64, 128, 256]
     print(f"{model.name} on {acc.name}, framework fsdp, ZeRO-{args.zero}, global batch {args.global_batch} x "
           f"{args.seq_len} tokens, one micro-batch per step (no gradient accumulation)")
@@ -33,7 +35,7 @@ def main() -> None:
             continue
         plan = TrainPlan(dp=gpus, zero_stage=args.zero, micro_batch=args.global_batch // gpus,
                          global_batch=args.global_batch, seq_len=args.seq_len)
-        r = step_time(model, plan, Cluster(acc, gpus), framework="fsdp")
+        r = step_time(model, plan, Cluster(acc, gpus), perf, framework="fsdp")
         print(f"{gpus:>6} {args.global_batch // gpus:>9} {r.step_s:>8.3f} {r.zero_comm_s:>15.3f} "
               f"{r.zero_comm_s / r.step_s:>6.1%} {r.tokens_per_s / gpus:>13,.0f}")
 

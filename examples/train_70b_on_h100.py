@@ -7,6 +7,7 @@ Run: python examples/train_70b_on_h100.py [--small]
 import argparse
 
 import capsim
+from capsim.calibration import perf_for
 from capsim.plan.training import plan_training
 
 parser = argparse.ArgumentParser()
@@ -16,7 +17,9 @@ args = parser.parse_args()
 model = capsim.get_model("llama-3-70b")
 h100 = capsim.get_accelerator("h100")
 tokens = 15e12  # Llama 3's pre-training budget
-plan = plan_training(model, h100, tokens, global_batch=1024, seq_len=8192, num_gpus=128 if args.small else 1024)
+perf = perf_for(h100)  # the H100 GPU-profile calibration
+plan = plan_training(model, h100, tokens, global_batch=1024, seq_len=8192, num_gpus=128 if args.small else 1024,
+                     perf=perf)
 best = plan.best
 print(f"{plan.evaluated:,} layouts priced ({plan.calibration}, {plan.framework})")
 print(f"best: dp{best['dp']} tp{best['tp']} pp{best['pp']} v{best['v']} cp{best['cp']} micro-batch "
@@ -25,7 +28,7 @@ print(f"best: dp{best['dp']} tp{best['tp']} pp{best['pp']} v{best['v']} cp{best[
 for line in plan.explanation:
     print(" -", line)
 deadline = plan_training(model, h100, tokens if not args.small else 1e12, 1024, 8192, deadline_s=90 * 86400,
-                         max_gpus=2048 if args.small else 16384)
+                         max_gpus=2048 if args.small else 16384, perf=perf)
 if deadline.feasible:
     d = deadline.best
     print(f"cheapest within 90 days: {d['gpus']} GPUs, {d['time_to_train_s'] / 86400:.0f} days, ${d['cost_usd'] / 1e6:.1f}M")

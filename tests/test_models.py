@@ -328,7 +328,7 @@ def test_decode_run_closed_form_equals_steps_inside_or_past_the_window(mean_cont
     b, k = 8, 300
     s0 = b * mean_context
     steps = [table.step_s(decode_seqs=b, decode_kv_tokens=float(s0 + b * (j + 1))) for j in range(k)]
-    assert table.decode_run(b, s0, k)[2] == pytest.approx(sum(steps), rel=1e-9)
+    assert table.decode_run(b, s0, k)[1] == pytest.approx(sum(steps), rel=1e-9)
 
 
 @pytest.mark.xfail(strict=True, reason="a decode run whose mean context crosses the sliding window is priced over "
@@ -339,7 +339,7 @@ def test_decode_run_closed_form_caps_a_run_that_crosses_the_window():
     table = StepTable(g3, ServePlan(tp=2), PERF, "vllm", H100)
     b, s0, k = 8, 8 * 900, 600
     steps = [table.step_s(decode_seqs=b, decode_kv_tokens=float(s0 + b * (j + 1))) for j in range(k)]
-    assert table.decode_run(b, s0, k)[2] == pytest.approx(sum(steps), rel=1e-9)
+    assert table.decode_run(b, s0, k)[1] == pytest.approx(sum(steps), rel=1e-9)
 
 
 def test_moe_serving_flops_count_active_experts_and_dense_layers():

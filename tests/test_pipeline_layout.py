@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from capsim import Layouts, Precision, TrainPlan, get_accelerator, get_model
+from capsim import Layouts, Precision, TrainPlan, get_accelerator, get_model, load_calibration
 from capsim.analytic.memory import (
     inflight_chunks,
     layer_activation_bytes,
@@ -35,6 +35,7 @@ from capsim.specs.pipeline_layout import (
 )
 
 H100 = get_accelerator("h100")
+H100_DS = load_calibration("H100-SXM5-80GB").perf()  # the datasheet calibration these checks were written against
 LLAMA8 = get_model("llama-3-8b")  # 32 layers
 L405 = get_model("llama-3.1-405b")  # 126 layers
 BRIDGE = "megatron-bridge-26.04.01"  # a release with uneven pipelines (Megatron-Core 0.8 splits only evenly)
@@ -128,9 +129,9 @@ def test_plan_states_the_split_one_way():
 def test_valid_uneven_split_is_not_rejected():
     """(8, 9, 8, 7): the middle stages differ, which an even-middle check once called 'does not divide'."""
     plan = TrainPlan(pp=4, dp=4, layer_split=(8, 9, 8, 7), global_batch=64)
-    r = step_time(LLAMA8, plan, Cluster(H100, 16), framework=BRIDGE)
+    r = step_time(LLAMA8, plan, Cluster(H100, 16), H100_DS, framework=BRIDGE)
     assert r.feasible and r.reason == ""
-    old = step_time(LLAMA8, plan, Cluster(H100, 16), framework=OLD)  # Megatron-Core 0.8 splits only evenly
+    old = step_time(LLAMA8, plan, Cluster(H100, 16), H100_DS, framework=OLD)  # Megatron-Core 0.8 splits only evenly
     assert not old.feasible and old.reason == "megatron-core-0.8.0 splits the layers only evenly over pp x pp_interleave"
     lay = Layouts.from_plans(LLAMA8, [plan])
     assert lay.middle_max_layers[0] == 9 and lay.plan(0).layer_split == (8, 9, 8, 7)
@@ -138,18 +139,18 @@ def test_valid_uneven_split_is_not_rejected():
 
 def test_stage_times_follow_each_stages_layers():
     plan = TrainPlan(pp=4, dp=4, layer_split=(7, 10, 8, 7), global_batch=64)
-    inputs = pipeline_inputs(LLAMA8, plan, Cluster(H100, 16))
+    inputs = pipeline_inputs(LLAMA8, plan, Cluster(H100, 16), H100_DS)
     fwd, bwd = inputs.forward_s[:, 0], inputs.backward_s[:, 0]
     assert fwd[1] / fwd[2] == pytest.approx(10 / 8) and bwd[1] / bwd[2] == pytest.approx(10 / 8)
     lay = Layouts.from_plans(LLAMA8, [plan])
     fw = get_framework(DEFAULT_FRAMEWORK)  # step_time's default preset: its attention and dropout
-    t = micro_batch_times(LLAMA8, lay, plan.precision, resolve_perf(None, Cluster(H100, 16)), fw.attention,
+    t = micro_batch_times(LLAMA8, lay, plan.precision, resolve_perf(H100_DS, Cluster(H100, 16)), fw.attention,
                           fw.dropout)
-    uneven = step_time(LLAMA8, plan, Cluster(H100, 16))
+    uneven = step_time(LLAMA8, plan, Cluster(H100, 16), H100_DS)
     # The heaviest stage (10 layers; the last holds 7 + the LM head) bounds the steady state.
     assert uneven.bottleneck_stage == 1
     assert uneven.compute_s == pytest.approx(plan.micro_batches * 10 * (t.layer_fwd_s + t.layer_bwd_s)[0])
-    assert uneven.step_s > step_time(LLAMA8, plan.with_(layer_split=(7, 9, 9, 7)), Cluster(H100, 16)).step_s
+    assert uneven.step_s > step_time(LLAMA8, plan.with_(layer_split=(7, 9, 9, 7)), Cluster(H100, 16), H100_DS).step_s
 
 
 @pytest.mark.parametrize("schedule, v", [("1f1b", 1), ("interleaved", 2), ("gpipe", 1)])
@@ -191,9 +192,9 @@ def test_405b_on_16_stages_prices_and_plans():
                      distributed_optimizer=True, recompute="full")
     split = plan.split(L405)  # not stated: the uneven split a search prices (embedding and loss as layers)
     assert split.stages == (7,) + (8,) * 14 + (7,) and split.rule is SplitRule.EMBEDDING_LOSS
-    r = step_time(L405, plan, Cluster(H100, 8192), framework=BRIDGE)
+    r = step_time(L405, plan, Cluster(H100, 8192), H100_DS, framework=BRIDGE)
     assert r.feasible and r.memory_per_gpu_bytes < H100.memory_bytes
-    stated = step_time(L405, plan.with_(layer_split=split.stages), Cluster(H100, 8192), framework=BRIDGE)
+    stated = step_time(L405, plan.with_(layer_split=split.stages), Cluster(H100, 8192), H100_DS, framework=BRIDGE)
     assert stated.step_s == pytest.approx(r.step_s)
 
 
@@ -203,12 +204,12 @@ def test_search_tries_pp_that_do_not_divide_the_layers():
     assert {16, 32, 64} <= pps  # none divides 126
     rules = {lay.layer_split(i).rule for i in range(len(lay))}
     assert SplitRule.EMBEDDING_LOSS in rules and SplitRule.EVEN in rules
-    frame = search_layouts(L405, Cluster(H100, 1024), 1024, 4096, top=None, framework=BRIDGE)
+    frame = search_layouts(L405, Cluster(H100, 1024), 1024, 4096, H100_DS, top=None, framework=BRIDGE)
     assert (frame["split"] != "even").any()
     row = frame[frame["split"] != "even"].iloc[0].to_dict()
     plan = plan_of_row(row, 1024, 4096)
-    assert step_time(L405, plan, Cluster(H100, 1024), framework=BRIDGE).step_s == pytest.approx(row["step_s"],
-                                                                                                rel=1e-9)
+    assert step_time(L405, plan, Cluster(H100, 1024), H100_DS, framework=BRIDGE).step_s == pytest.approx(
+        row["step_s"], rel=1e-9)
     # A release without uneven pipelines is offered only even splits, and interleaving only from its least pp.
     old = layout_grid(L405, 1024, 1024, 4096, 8, {"zero_stage": 0}, "megatron-lm-2021")
     assert all(L405.total_layers % (p * v) == 0 for p, v in zip(old.pp, old.v, strict=True))
@@ -216,7 +217,8 @@ def test_search_tries_pp_that_do_not_divide_the_layers():
     assert 2 not in set(small.pp[small.v > 1].tolist()) and 4 in set(small.pp[small.v > 1].tolist())
     every = layout_grid(LLAMA8, 16, 64, 2048, 8, {"zero_stage": 0})
     assert 2 in set(every.pp[every.v > 1].tolist())
-    assert (search_layouts(L405, Cluster(H100, 1024), 1024, 4096, top=None, framework=OLD)["split"] == "even").all()
+    assert (search_layouts(L405, Cluster(H100, 1024), 1024, 4096, H100_DS, top=None, framework=OLD)["split"]
+            == "even").all()
 
 
 def test_cli_layer_split_layout_and_dp_inference():
@@ -241,12 +243,12 @@ def test_cli_layer_split_layout_and_dp_inference():
 
 def test_planner_reports_the_constraint_that_left_no_layout():
     from capsim.plan.training import plan_training
-    heads = plan_training(LLAMA8, H100, 1e9, 48, 2048, num_gpus=48, fixed={"tp": 3})
+    heads = plan_training(LLAMA8, H100, 1e9, 48, 2048, num_gpus=48, fixed={"tp": 3}, perf=H100_DS)
     assert not heads.feasible and "can run on 48 GPUs" in heads.reason and "attention heads" in heads.reason
-    memory = plan_training(L405, H100, 1e12, 64, 4096, num_gpus=16)
+    memory = plan_training(L405, H100, 1e12, 64, 4096, num_gpus=16, perf=H100_DS)
     assert not memory.feasible and "the smallest needs" in memory.reason
-    big = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384, framework=BRIDGE)
+    big = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384, perf=H100_DS, framework=BRIDGE)
     assert big.feasible and (big.table["split"] != "even").any() and {16, 32, 64} & set(big.table["pp"])
     # Megatron-Core 0.8 cannot split 126 layers over a power-of-two pipeline: the reason says so.
-    old = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384, framework=OLD)
+    old = plan_training(L405, H100, 15e12, 2048, 8192, num_gpus=16384, perf=H100_DS, framework=OLD)
     assert not old.feasible and "megatron-core-0.8.0 cannot run the uneven or interleaved splits" in old.reason

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from capsim import Precision, TrainPlan, get_accelerator, get_model
+from capsim import Precision, TrainPlan, get_accelerator, get_model, load_calibration
 from capsim.analytic.training import step_time
 from capsim.errors import SpecError
 from capsim.sim.pipeline import interleaved_order, one_f_one_b_order, simulate_pipeline
@@ -11,6 +11,7 @@ from capsim.sim.train_step import pipeline_inputs
 from capsim.specs.hardware import Cluster
 
 A100 = get_accelerator("a100")
+DATASHEET = load_calibration("A100-SXM4-80GB").perf()
 FP16 = Precision.preset("fp16")
 
 
@@ -105,8 +106,8 @@ CASES = [
 def test_analytic_matches_simulation_on_uneven_stages(name, gpus, plan, framework):
     model, cluster = get_model(name), Cluster(A100, gpus)
     plan = TrainPlan(precision=FP16, **plan)
-    analytic = step_time(model, plan, cluster, framework=framework)
-    inputs = pipeline_inputs(model, plan, cluster, framework=framework)
+    analytic = step_time(model, plan, cluster, DATASHEET, framework=framework)
+    inputs = pipeline_inputs(model, plan, cluster, DATASHEET, framework=framework)
     assert inputs.calibration == analytic.calibration
     simulated = inputs.simulate()
     assert analytic.step_s == pytest.approx(simulated.step_s, rel=0.015)
@@ -122,5 +123,6 @@ def test_analytic_matches_simulation_on_uneven_stages(name, gpus, plan, framewor
 def test_heavy_middle_stage_with_few_micro_batches():
     model, cluster = get_model("llama-2-7b"), Cluster(get_accelerator("h100"), 64)
     plan = TrainPlan(pp=4, dp=16, global_batch=64, layer_split=(4, 12, 8, 8))
-    analytic = step_time(model, plan, cluster)
-    assert analytic.step_s == pytest.approx(pipeline_inputs(model, plan, cluster).simulate().step_s, rel=0.015)
+    perf = load_calibration("H100-SXM5-80GB").perf()
+    analytic = step_time(model, plan, cluster, perf)
+    assert analytic.step_s == pytest.approx(pipeline_inputs(model, plan, cluster, perf).simulate().step_s, rel=0.015)

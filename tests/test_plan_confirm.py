@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from capsim import SpecError, get_model
+from capsim.calibration import perf_for, perfs_for
 from capsim.plan.confirm import ConfirmRule, Estimate, clearly_missed, estimate, precise, shortfall
 from capsim.plan.scaling_study import serving_scaling
 from capsim.plan.serving import Slo, Traffic, plan_serving
@@ -14,6 +15,8 @@ from capsim.sim.serving.workload import Lengths
 
 MODEL = get_model("llama-3-8b")
 LENGTHS = Lengths.fixed(512, 128)
+KINDS = perfs_for(["h100", "l4", "a100"])  # each kind's calibration by the one rule
+H100 = perf_for("h100")
 
 
 def _requests(n: int, seed: int = 0, stretch: float = 0.0) -> pd.DataFrame:
@@ -80,7 +83,7 @@ def test_rule_lengths_and_bad_values():
 @pytest.fixture(scope="module")
 def small_plan():
     return plan_serving(MODEL, Traffic(12.0, LENGTHS, requests=1000), Slo(ttft_p99_s=1.0, tpot_p99_s=0.05),
-                        ["h100", "l4", "a100"], quantizations=("none", "fp8"), workers=1)
+                        ["h100", "l4", "a100"], KINDS, quantizations=("none", "fp8"), workers=1)
 
 
 def test_branch_and_bound_leaves_no_candidate_that_could_be_cheaper(small_plan):
@@ -101,13 +104,13 @@ def test_branch_and_bound_leaves_no_candidate_that_could_be_cheaper(small_plan):
 
 def test_the_answer_does_not_depend_on_the_worker_count(small_plan):
     pooled = plan_serving(MODEL, Traffic(12.0, LENGTHS, requests=1000), Slo(ttft_p99_s=1.0, tpot_p99_s=0.05),
-                          ["h100", "l4", "a100"], quantizations=("none", "fp8"), workers=2)
+                          ["h100", "l4", "a100"], KINDS, quantizations=("none", "fp8"), workers=2)
     pd.testing.assert_frame_equal(pooled.table, small_plan.table)
 
 
 def test_scaling_study_picks_the_planners_fleet_at_each_rate(small_plan):
     df = serving_scaling(MODEL, Traffic(1.0, LENGTHS), Slo(ttft_p99_s=1.0, tpot_p99_s=0.05), ["h100", "l4", "a100"],
-                         rates=[12.0], quantizations=("none", "fp8"), requests=1000, workers=1)
+                         rates=[12.0], quantizations=("none", "fp8"), requests=1000, workers=1, perfs=KINDS)
     row, best = df.iloc[0], small_plan.best
     for key in ("accelerator", "tp", "pp", "quantization", "max_batch", "replicas", "cost_per_hour_usd"):
         assert row[key] == best[key], key
@@ -121,15 +124,15 @@ def test_candidates_that_differ_in_the_batch_limit_share_only_runs_the_limit_can
 
     traffic, slo, rule = Traffic(3.0, LENGTHS, requests=600), Slo(ttft_p99_s=1.0, tpot_p99_s=0.05), ConfirmRule()
     bounds = bound_table(MODEL, candidates(MODEL, [get_accelerator("h100")], (Quantization.NONE,), tps=(1,)),
-                         traffic, slo)
+                         traffic, slo, KINDS)
     rows = [r for _, r in bounds.sort_values("max_batch").iterrows() if r["viable"]]
     rows = [r.to_dict() for r in rows]
-    alone = [size_fleet(MODEL, r, traffic, slo, "vllm", None, None, 0, rule) for r in rows]
-    together = size_family(MODEL, rows, traffic, slo, "vllm", None, None, 0, rule)
+    alone = [size_fleet(MODEL, r, traffic, slo, "vllm", H100, None, 0, rule) for r in rows]
+    together = size_family(MODEL, rows, traffic, slo, "vllm", H100, None, 0, rule)
     assert together == alone  # shared or simulated, every candidate gets the runs it would make alone
     assert all(run["peak_batch"] < rows[0]["max_batch"] for run in alone[0])  # so the later ones were shared
     # a limit the batch reaches is not shared: a tight limit gives other runs
     tight = {**rows[0], "max_batch": 2}
-    own = size_fleet(MODEL, tight, traffic, slo, "vllm", None, None, 0, rule)
+    own = size_fleet(MODEL, tight, traffic, slo, "vllm", H100, None, 0, rule)
     assert own != alone[-1]
-    assert size_family(MODEL, [rows[-1], tight], traffic, slo, "vllm", None, None, 0, rule)[1] == own
+    assert size_family(MODEL, [rows[-1], tight], traffic, slo, "vllm", H100, None, 0, rule)[1] == own

@@ -19,6 +19,7 @@ import capsim.cli.plan
 import capsim.plan.serving
 import capsim.ui.capacity
 from capsim import get_model
+from capsim.calibration import perfs_for
 from capsim.cli import app
 from capsim.plan.serving import QUANTIZATIONS, Slo, Traffic, plan_serving
 from capsim.sim.serving.presets import get_preset
@@ -44,7 +45,8 @@ def recorder(monkeypatch):
     def recording(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        key = repr({k: v for k, v in bound.arguments.items() if k != "workers"})
+        key = repr({k: ({a: p.name for a, p in v.items()} if k == "perfs" else v)  # a Perf by its calibration
+                    for k, v in bound.arguments.items() if k != "workers"})
         keys.append(key)
         if key not in results:
             results[key] = plan_serving(*args, **kwargs)
@@ -61,7 +63,8 @@ def test_readme_example_gives_one_fleet_through_api_cli_and_dashboard(recorder):
     accs = ["H100-SXM5-80GB", "A100-SXM4-80GB", "H200-SXM-141GB", "L40S", "B200", "MI300X"]
 
     api = capsim.plan.serving.plan_serving(get_model("llama-3-70b"), Traffic(200.0, get_preset("chatbot").lengths),
-                                           Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), accs, {"MI300X": 2.5}, {"B200": 64})
+                                           Slo(ttft_p99_s=2.0, tpot_p99_s=0.1), accs, perfs_for(accs), {"MI300X": 2.5},
+                                           {"B200": 64})
     out = CliRunner().invoke(app, [*args, "--json"])
     assert out.exit_code == 0, out.output
     cli = json.loads(out.stdout)["best"]

@@ -5,9 +5,10 @@ import pytest
 from typer.testing import CliRunner
 
 from capsim import SpecError, get_accelerator, get_model
+from capsim.calibration import perf_for, perfs_for
 from capsim.cli import app
 from capsim.plan.serving import Slo, Traffic, capacity_bound, pareto_front, plan_serving
-from capsim.sim.serving.fleet import ServeConfig, default_perf, engine_plan, simulate
+from capsim.sim.serving.fleet import ServeConfig, engine_plan, simulate
 from capsim.sim.serving.presets import WorkloadSpec, build_workload
 from capsim.sim.serving.workload import ArrivalKind, Lengths
 
@@ -18,7 +19,7 @@ LENGTHS = Lengths.fixed(512, 128)
 @pytest.fixture(scope="module")
 def plan():
     return plan_serving(MODEL, Traffic(12.0, LENGTHS, requests=1500), Slo(ttft_p99_s=1.0, tpot_p99_s=0.05),
-                        ["h100", "l4"], quantizations=("none", "fp8"), workers=1)
+                        ["h100", "l4"], perfs_for(["h100", "l4"]), quantizations=("none", "fp8"), workers=1)
 
 
 def test_plan_is_cheapest_confirmed_fleet_meeting_slos(plan):
@@ -48,7 +49,7 @@ def test_capacity_estimate_matches_simulated_saturation(engine):
     # (the estimate prices the steady-state step; a finite run's ramp and drain move it slightly).
     acc = get_accelerator("h100")
     plan = engine_plan(engine, MODEL, acc, max_batch=64)
-    perf = default_perf(acc)
+    perf = perf_for(acc)
     bound = capacity_bound(MODEL, plan, acc, perf, engine, 512, 128, Slo(tpot_p99_s=10.0))["capacity_rps"]
     work = build_workload(WorkloadSpec(ArrivalKind.POISSON, lengths=LENGTHS, rate_rps=3 * bound, requests=3000))
     done = simulate(MODEL, plan, acc, perf, work, ServeConfig(engine=engine)).requests
@@ -58,12 +59,12 @@ def test_capacity_estimate_matches_simulated_saturation(engine):
 
 def test_infeasible_targets_are_reported_with_a_reason():
     p = plan_serving(MODEL, Traffic(5.0, Lengths.fixed(8000, 100), requests=500), Slo(ttft_p99_s=0.001),
-                     ["l4"], quantizations=("none",), workers=1)
+                     ["l4"], perfs_for(["l4"]), quantizations=("none",), workers=1)
     assert not p.feasible and p.reason
     with pytest.raises(SpecError, match="slo"):
         Slo()
     with pytest.raises(SpecError, match="prices"):
-        plan_serving(MODEL, Traffic(1.0, LENGTHS), Slo(ttft_p99_s=1), ["V100-SXM2-32GB"])
+        plan_serving(MODEL, Traffic(1.0, LENGTHS), Slo(ttft_p99_s=1), ["V100-SXM2-32GB"], perfs_for(["V100-SXM2-32GB"]))
 
 
 def test_plan_serve_cli_json():

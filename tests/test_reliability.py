@@ -21,11 +21,9 @@ EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b")
 
 # Cases whose input is valid but has no feasible answer: exit 1 with the reason.
 INFEASIBLE: set[str] = set()
-# Known misses, each with its reason (issue 15 item 2, bounded work, belongs to the simulator's work bound).
-KNOWN = {
-    "222": "plan serve --rate 1e12 asks for ~1e12 simulated requests: needs the simulator's work bound "
-           "(--max-events, issue 15 item 2); not run, it would exhaust memory",
-}
+# Known misses, each with its reason (xfail strict); none left. Case 222 (plan serve --rate 1e12) is refused by the
+# simulator's work bound (--max-events) before any candidate fleet is built.
+KNOWN: dict[str, str] = {}
 
 
 def _cases() -> list[tuple[str, str, list[str]]]:
@@ -43,7 +41,7 @@ CASES = _cases()
 
 
 def _param(case: str, klass: str, args: list[str]) -> object:
-    marks = [pytest.mark.xfail(run=False, reason=KNOWN[case])] if case in KNOWN else []
+    marks = [pytest.mark.xfail(strict=True, reason=KNOWN[case])] if case in KNOWN else []
     return pytest.param(case, args, id=f"{klass}-{case}", marks=marks)
 
 

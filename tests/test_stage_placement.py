@@ -10,6 +10,7 @@ from capsim.analytic.params import layer_params_by_kind, param_counts
 from capsim.analytic.training import comms, resolve_perf, stages, step_time
 from capsim.analytic.training.collectives import send_s
 from capsim.analytic.training.framework import get_framework
+from capsim.calibration import load_calibration
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.hardware import Cluster
@@ -18,6 +19,7 @@ from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import Precision
 
 H100 = get_accelerator("h100")
+H100_DS = load_calibration("H100-SXM5-80GB").perf()  # the datasheet calibration these checks were written against
 V2LITE = get_model("deepseek-v2-lite")  # 27 layers, layer 0 dense (FFN 10944), the others 64 experts
 V3 = get_model("deepseek-v3")  # 61 layers, layers 0-2 dense
 BF16 = Precision.preset("bf16")
@@ -58,7 +60,7 @@ def test_all_to_alls_and_compute_only_where_the_moe_layers_are():
     stage's missing all-to-all: per stage, (layers - dense) MoE layers pay the dispatch and combine."""
     plan = TrainPlan(pp=3, dp=8, ep=8, global_batch=96, seq_len=4096, layer_split=(9, 9, 9))
     cluster = Cluster(H100, 24)
-    perf = resolve_perf(None, cluster)
+    perf = resolve_perf(H100_DS, cluster)
     lay = Layouts.from_plans(V2LITE, [plan])
     times = stages.LayerTimes.of(V2LITE, lay, BF16, perf, FW)
     assert times.dense is not times.moe and times.dense.layer_fwd_s[0] != times.moe.layer_fwd_s[0]
@@ -74,7 +76,7 @@ def test_all_to_alls_and_compute_only_where_the_moe_layers_are():
     assert costs["last"]["compute_s"][0] == pytest.approx(9 * layer + last_ends)
     first_ends = times.moe.embed_fwd_s[0] + times.moe.embed_bwd_s[0]
     assert costs["first"]["compute_s"][0] == pytest.approx(8 * layer + dense_layer + first_ends)
-    r = step_time(V2LITE, plan, cluster, None, BF16, FW)
+    r = step_time(V2LITE, plan, cluster, H100_DS, BF16, FW)
     assert r.feasible and r.ep_comm_s > 0
 
 
@@ -91,7 +93,7 @@ def test_mla_context_parallel_sends_k_of_192_and_v_of_128_dims():
     passes those, not 2 x 192."""
     plan = TrainPlan(tp=8, cp=2, dp=1, ep=1, global_batch=2, seq_len=8192, sequence_parallel=True)
     cluster = Cluster(H100, 16)
-    perf = resolve_perf(None, cluster)
+    perf = resolve_perf(H100_DS, cluster)
     lay = Layouts.from_plans(V3, [plan])
     times = stages.LayerTimes.of(V3, lay, BF16, perf, FW)
     zero = times.moe.mix(times.moe, np.zeros(1))  # the same layer, its attention compute set to zero below
@@ -116,7 +118,7 @@ def test_tp_must_divide_every_ffn_width_it_splits():
         TrainPlan(tp=8, dp=2, global_batch=16).check(V2LITE.with_(ffn_hidden=1412, shared_experts=0))
     TrainPlan(tp=8, etp=4, ep=2, dp=2, global_batch=16).check(V2LITE.with_(ffn_hidden=1412, shared_experts=0))
     lay = Layouts.build(odd, tp=np.array([4, 8]), dp=np.array([4, 2]), global_batch=16, sp=True)
-    res = step_time(odd, lay, Cluster(H100, 16), None, BF16, FW)
+    res = step_time(odd, lay, Cluster(H100, 16), H100_DS, BF16, FW)
     assert res.reason.tolist() == ["", "tp does not divide dense_ffn_hidden"]
 
 
@@ -124,7 +126,7 @@ def test_even_split_of_a_dense_model_is_unchanged():
     """A model without dense-FFN layers prices its stages exactly as before (one kind of layer)."""
     model = get_model("llama-3-8b")
     lay = Layouts.build(model, splits=even(32, 4), pp=4, dp=2, global_batch=64)
-    perf = resolve_perf(None, Cluster(H100, 8))
+    perf = resolve_perf(H100_DS, Cluster(H100, 8))
     times = stages.LayerTimes.of(model, lay, BF16, perf, FW)
     assert times.dense is times.moe
 
@@ -146,7 +148,7 @@ def test_ring_attention_merge_passes_cost_only_with_context_parallelism():
     assert fwd.bytes[1] == pytest.approx(2 * (2 * kv + 2 * o + 0.75 * 3 * o + 0.5 * kv + 0.5 * q))
     per_token = fwd.bytes / tokens
     assert per_token[2] > per_token[1]  # more ring steps, more merges per local token
-    perf = resolve_perf(None, Cluster(H100, 8))
+    perf = resolve_perf(H100_DS, Cluster(H100, 8))
     assert perf.op_s(fwd)[0] == 0.0 and perf.op_s(bwd)[1] > perf.op_s(fwd)[1] > 0
 
 
@@ -161,7 +163,7 @@ def test_flex_dispatch_sends_each_token_once_per_rank():
     ranks = comms.holders(128, 8, np.array([8.0]))[0]
     assert ranks == pytest.approx(5.34, abs=0.01)
     model = get_model("qwen3-30b-a3b")
-    perf = resolve_perf(None, Cluster(H100, 8))
+    perf = resolve_perf(H100_DS, Cluster(H100, 8))
     where = placement(np.array([8]), np.array([1]), 8)
     copies = np.array([16384 * 8 * 2048 * 2.0])
     flex = comms._dispatch_s(perf, model, copies, where, get_framework("nemo-automodel-2025-10"))
@@ -179,7 +181,7 @@ def test_userbuffers_reduce_scatter_config_prices_its_chunks_and_lent_sms():
     model = get_model("llama-3-70b")
     plan = TrainPlan(tp=4, dp=2, global_batch=16, seq_len=8192, sequence_parallel=True)
     lay = Layouts.from_plans(model, [plan])
-    perf = resolve_perf(None, Cluster(H100, 8))
+    perf = resolve_perf(H100_DS, Cluster(H100, 8))
     t = micro_batch_times(model, lay, BF16, perf, release.attention)
     base = release.with_(overlap_tp_comm=True)
     pipelined = base.with_(tp_rs=get_release_flag("nemo-25.02", "userbuffers_fp8_h100_h8192_tp4_mbs1_seqlen8192"))

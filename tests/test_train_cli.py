@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from capsim.calibration import default_calibration
 from capsim.cli import app
 
 runner = CliRunner()
@@ -23,7 +24,7 @@ def test_train_json_has_the_contract():
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert set(out) >= KEYS
-    assert out["calibration"] == "A100-SXM4-80GB" and out["feasible"] is True
+    assert out["calibration"] == default_calibration("a100") and out["feasible"] is True  # the one default rule
     assert sum(out["breakdown"].values()) == pytest.approx(out["step_time_s"])
     assert out["train"]["cost_usd"] == pytest.approx(out["train"]["time_s"] / 3600 * 64 * 2.0)
     assert 0.3 < out["mfu"] < 0.7 and out["memory_per_gpu_bytes"] < 80e9
@@ -68,7 +69,18 @@ def test_bad_input_is_one_line_exit_2(args, words):
 
 def test_validate_training_json():
     out = json.loads(run("validate", "training", "--json").stdout)
-    # the 2021-22 file (18 rows, A100) and training_modern.csv (15 rows, H100 and B200), each on its datasheet
-    assert out["suite"] == "training" and out["calibration"] == "A100-SXM4-80GB + B200 + H100-SXM5-80GB"
+    # the 2021-22 file (18 rows, A100) and training_modern.csv (15 rows, H100 and B200), each on the calibration
+    # the one rule picks for its accelerator (GPU profile where one ships, else datasheet)
+    names = " + ".join(sorted({default_calibration(a) for a in ("a100", "h100", "b200")}))
+    assert out["suite"] == "training" and out["calibration"] == names
     assert len(out["rows"]) == 18 + 15 and out["rows_failed"] == 0
     assert {"source", "case", "metric", "measured", "predicted", "error_pct"} <= set(out["rows"][0])
+
+
+@pytest.mark.parametrize("rule, names", [("profile", "A100-SXM4-80GB-profile + B200 + H100-SXM5-80GB-profile"),
+                                         ("datasheet", "A100-SXM4-80GB + B200 + H100-SXM5-80GB")])
+def test_validate_training_by_calibration_rule(rule, names):
+    """``-c profile`` and ``-c datasheet`` are rules applied per row's accelerator, not calibration files."""
+    out = json.loads(run("validate", "training", "-c", rule.upper() if rule == "datasheet" else rule, "--json").stdout)
+    assert out["calibration"] == names and out["rows_failed"] == 0
+    assert run("train", "-m", "llama-2-7b", "-a", "h100", "-n", "8", "--tp", "8", "-c", rule, "--json").exit_code == 0

@@ -110,7 +110,7 @@ def test_dp_reduce_bytes_zero_and_sharded():
 
 def test_breakdown_adds_up_and_names_calibration():
     r = step_time(GPT175, TrainPlan(tp=8, pp=8, pp_interleave=3, global_batch=64, recompute="full", precision=FP16),
-                  Cluster(A100, 64), "A100-SXM4-80GB", framework="megatron-lm-2022", train_tokens=1e9)
+                  Cluster(A100, 64), PERF, framework="megatron-lm-2022", train_tokens=1e9)
     assert sum(r.breakdown.values()) == pytest.approx(r.step_s)
     assert r.calibration == "A100-SXM4-80GB" and r.framework == "megatron-lm-2022"
     assert isinstance(r.step_s, float) and r.feasible is True and r.reason == ""
@@ -180,8 +180,8 @@ def test_context_expert_and_zero3_terms():
 def test_faster_network_is_faster():
     plan = TrainPlan(dp=32, tp=1, global_batch=64, precision=FP16)
     model = get_model("gpt-1.7b")
-    slow = step_time(model, plan, Cluster(A100, 32), None, framework="megatron-lm-2021")
-    fast = step_time(model, plan, Cluster(A100, 32, inter_node_bw_bytes_per_s=50e9), None, framework="megatron-lm-2021")
+    slow = step_time(model, plan, Cluster(A100, 32), PERF, framework="megatron-lm-2021")
+    fast = step_time(model, plan, Cluster(A100, 32, inter_node_bw_bytes_per_s=50e9), PERF, framework="megatron-lm-2021")
     assert slow.feasible and fast.feasible
     assert fast.dp_comm_s < slow.dp_comm_s and fast.compute_s == slow.compute_s
     assert "links" in fast.calibration

@@ -89,7 +89,7 @@ def pieces_sum(pieces: list[Piece], m: int | None = None) -> float:
             if m <= s:
                 break
             e = min(e, m)
-        total += (e - s) * a + b * (s + e - 1) * (e - s) / 2.0  # _line_sum, inlined (the hot path)
+        total += _line_sum(s, e, a, b)
     return total
 
 
@@ -110,7 +110,7 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
     after m steps), or the run's length when it ends first. Solves the quadratic of each piece's partial sum."""
     done = 0.0
     for s, e, a, b in pieces:
-        whole = (e - s) * a + b * (s + e - 1) * (e - s) / 2.0  # _line_sum(s, e, a, b), inlined
+        whole = _line_sum(s, e, a, b)
         if done + whole < target:
             done += whole
             continue
@@ -120,21 +120,13 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
             m = math.ceil((-h + math.sqrt(h * h + 2.0 * b * left)) / b)
         else:
             m = math.ceil(left / a0)
-        m = m if m > 1 else 1  # clamped to [1, e - s]
-        m = e - s if e - s < m else m
-        # Guard the rounding of the root: _line_sum(s, s + m - 1, a, b) >= left, and _line_sum(s, s + m, a, b) <
-        # left, written out (the same arithmetic; this runs once per arrival that cuts a decode run).
-        while m > 1:
-            f = s + m - 1
-            if (f - s) * a + b * (s + f - 1) * (f - s) / 2.0 < left:
-                break
+        m = min(max(m, 1), e - s)
+        # Guard the rounding of the root: the first m steps of the piece reach ``left``, the first m - 1 do not.
+        while m > 1 and _line_sum(s, s + m - 1, a, b) >= left:
             m -= 1
-        while m < e - s:
-            f = s + m
-            if (f - s) * a + b * (s + f - 1) * (f - s) / 2.0 >= left:
-                break
+        while m < e - s and _line_sum(s, s + m, a, b) < left:
             m += 1
-        return s + m if s + m > 1 else 1
+        return max(s + m, 1)
     return pieces[-1][1] if pieces else 1
 
 
@@ -175,7 +167,6 @@ class StepTable:
         self.flops_per_pair = {"pair": kp.flops_per_pair, "dpair": kd.flops_per_pair}
         self.shares = layer_shares(model)  # (window, share) of global and sliding-window layers
         self.mla = model.is_mla
-        self.general = self.mla or len(self.shares) > 1 or self.shares[0][0] is not None
         self.attn_launch_s = self.main.params.attention.launch_s
         # A measured calibration's attention residuals (Perf.attention_factor), cached on a 1/32-octave grid.
         self._att_table = bool(self.main.params.attention.table)
@@ -433,79 +424,32 @@ class StepTable:
             return ((base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs), (co[5], 0.0))
         return (base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs)
 
-    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[Lines, list[Piece], float]:
-        """A run of ``k`` decode steps: its lines, their envelope, and its total time (closed form)."""
-        co = self._run_coef(seqs, kv_sum0) if self.max_window or self._att_table or self._kv_half else \
-            (self._dec_coef.get(seqs) or self._decode_coef(seqs))
-        if co[4] > 0 or k <= 1:  # three lines (CPU-dispatch floor) or a single step: the general path
-            lines = self.decode_lines(seqs, kv_sum0)
-            pieces = envelope(lines, k)
-            return lines, pieces, pieces_sum(pieces)
-        # decode_lines, envelope and pieces_sum for two lines, written out with the same arithmetic: the simulator
-        # runs this once per decode run.
-        base, comp, x0 = co[0], co[1], kv_sum0 + seqs
-        a1, b1, a2, b2 = base + comp * x0, comp * seqs, base + co[2] + co[3] * x0, co[3] * seqs
-        lines = ((a1, b1), (a2, b2))
-        if (a2, b2) > (a1, b1):
-            a1, b1, a2, b2 = a2, b2, a1, b1  # line 1 is the maximum at step 0
-        if b2 > b1:
-            x = math.ceil((a1 - a2) / (b2 - b1))
-            if 0 < x < k:
-                return lines, [(0, x, a1, b1), (x, k, a2, b2)], (
-                    0.0 + (x * a1 + b1 * (x - 1) * x / 2.0) + ((k - x) * a2 + b2 * (x + k - 1) * (k - x) / 2.0))
-            if x <= 0:
-                a1, b1 = a2, b2
-        return lines, [(0, k, a1, b1)], 0.0 + (k * a1 + b1 * (k - 1) * k / 2.0)
+    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[list[Piece], float]:
+        """A run of ``k`` decode steps: the envelope of its step times and its total time (closed form)."""
+        pieces = envelope(self.decode_lines(seqs, kv_sum0), k)
+        return pieces, pieces_sum(pieces)
 
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
                logits: int | None = None) -> float:
-        """One step's total seconds (equal to iteration_time(...).total_s for the same shape)."""
-        # The same arithmetic as token_time + logit_time + layers x (prefill_attention_s + decode_attention_s),
-        # then dispatch_s and overhead_s, written out: this runs once per prompt step of the simulation.
+        """One step's total seconds (equal to iteration_time(...).total_s for the same shape): the GPU's kernels
+        (token kernels and LM head at the captured batch when a decode-only step replays a CUDA graph) or the host
+        work they overlap, whichever is longer, then the engine's exposed host time."""
         rows = prefill_seqs + decode_seqs if logits is None else logits
         n = prefill_tokens + decode_seqs
         graphed = prefill_tokens == 0 and decode_seqs <= self.graph_max and self.graph[decode_seqs]
-        if graphed:  # a captured graph: token kernels and LM head at the padded batch
+        if graphed:
             n = rows = self.graph[decode_seqs]
-        tok = self.tok[n] if n < len(self.tok) else self._beyond("token", n)
-        logit = self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
-        # (``y if y > x else x`` is max(x, y); _pair_s is a list look-up past which _beyond prices.)
-        pa = da = 0.0
-        if self.general:  # sliding windows or MLA: the general path
-            pa = self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens, prefill_seqs)
-            da = self.decode_attention_s(decode_seqs, decode_kv_tokens)
-        else:
-            pair_s = self.pair_s
-            if prefill_tokens > 0:
-                nbytes = prefill_tokens * self.pre_q + prefill_kv_tokens * self.pre_kv
-                icpt, slope = self.mem
-                comp = prefill_pairs * (pair_s[prefill_tokens] if prefill_tokens < len(pair_s)
-                                        else self._beyond("pair", prefill_tokens))
-                if self._kv_half:
-                    comp *= self.kv_slowdown(prefill_kv_tokens / prefill_seqs)
-                mem = icpt + slope * nbytes
-                pa = self.attn_launch_s + (mem if mem > comp else comp) * (self.att_factor(
-                    prefill_tokens * self.heads, prefill_kv_tokens / prefill_seqs,
-                    prefill_pairs * self.flops_per_pair["pair"], nbytes) if self._att_table else 1.0)
-            if decode_seqs > 0:
-                icpt, slope = self.dec_mem
-                nbytes = decode_seqs * self.dec_q + decode_kv_tokens * self.dec_kv
-                comp = decode_kv_tokens * (pair_s[decode_seqs] if decode_seqs < len(pair_s)
-                                           else self._beyond("pair", decode_seqs))
-                if self._kv_half:
-                    comp *= self.kv_slowdown(decode_kv_tokens / decode_seqs)
-                mem = icpt + slope * nbytes
-                da = self.attn_launch_s + (mem if mem > comp else comp) * (self.att_factor(
-                    decode_seqs * self.heads, decode_kv_tokens / decode_seqs,
-                    decode_kv_tokens * self.flops_per_pair["dpair"], nbytes) if self._att_table else 1.0)
-        gpu = tok + logit + self.layers * (pa + da)
+        tok, logit = self.tok, self.logit  # token_time, logit_time: table reads
+        gpu = ((tok[n] if n < len(tok) else self._beyond("token", n))
+               + (logit[rows] if rows < len(logit) else self._beyond("logit", rows))
+               + self.layers * (self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens, prefill_seqs)
+                                + self.decode_attention_s(decode_seqs, decode_kv_tokens)))
         seqs = prefill_seqs + decode_seqs
-        cpu = self.ov0 + self.ov1 * seqs + self.ov2 * prefill_tokens
+        cpu = self.ov0 + self.ov1 * seqs + self.ov2 * prefill_tokens  # dispatch_s with the per-prompt-token term
         if not graphed:
             d = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
             cpu = d if d > cpu else cpu
-        return (cpu if cpu > gpu else gpu) + (self.oh0 + self.oh1 * seqs + self.oh2 * prefill_tokens)
-
+        return (cpu if cpu > gpu else gpu) + self.overhead_s(seqs) + self.oh2 * prefill_tokens
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

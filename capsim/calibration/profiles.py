@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 from datetime import date
 from functools import cache
+from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,6 @@ from capsim.calibration.schema import Calibration, calibrations_dir, write_calib
 from capsim.perf.categories import Category
 from capsim.perf.params import AttentionParams, CommParams, DeviceParams, GemmParams, MemoryParams
 from capsim.specs.catalog import get_accelerator
-from capsim.validation.harness import data_path
 
 FP16_BYTES = 2.0
 GEMM_OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
@@ -38,7 +38,7 @@ DEVICES = {
 
 @cache
 def _read(*parts: str, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
-    with gzip.open(data_path("gpu-profiles", *parts), "rt") as fh:
+    with gzip.open(resources.files("capsim.data").joinpath("gpu-profiles", *parts).open("rb"), "rt") as fh:
         return pd.read_csv(fh, usecols=list(columns) if columns else None)
 
 

@@ -9,14 +9,15 @@ from typing import Annotated
 
 import typer
 
-from capsim.calibration import load_calibration
+from capsim.calibration import load_calibration, perf_for
 from capsim.calibration.device import calibrated_device, check_same_device, perf_at, thread_counts
 from capsim.calibration.engine_cal import Deployment
 from capsim.calibration.engine_file import read_engine_file
+from capsim.calibration.select import is_rule
 from capsim.cli import options as o
 from capsim.errors import SpecError
 from capsim.perf import Perf
-from capsim.sim.serving import default_perf, engine_plan
+from capsim.sim.serving import engine_plan
 from capsim.specs.engine import EngineProfile, get_engine
 from capsim.specs.engine_flags import apply_flags, parse_flags
 from capsim.specs.hardware import Accelerator
@@ -56,17 +57,18 @@ def resolve_device(accelerator: str | None, calibration: str | None, threads: in
     """(accelerator, device model, KV space the calibration carries, device type "cpu" or "gpu"): a catalog
     accelerator with its calibration, or the device a measured calibration describes. ``-a`` with a calibration of
     another device is an error."""
-    if accelerator is None and calibration is not None and load_calibration(calibration).kind == "measured":
+    if accelerator is None and calibration is not None and not is_rule(calibration) \
+            and load_calibration(calibration).kind == "measured":
         cal = load_calibration(calibration)
         if threads is None and engine is not None and engine.device_type == "cpu" and thread_counts(cal):
             threads = max(int(cal.device.get("cores") or 1) - engine.reserved_cores, 1)
         dev = calibrated_device(cal, threads, price)
         return dev.accelerator, dev.perf, dev.kv_cache_bytes, "cpu" if dev.threads is not None else "gpu"
     acc = o.get_accelerator(accelerator or default, price)
-    if calibration is None:
+    if calibration is None or is_rule(calibration):  # the default rule (profile) or the datasheet
         if threads is not None:
             raise SpecError("--threads", "applies to a measured CPU calibration", "pass --calibration FILE")
-        return acc, default_perf(acc), None, "gpu"
+        return acc, perf_for(acc, calibration), None, "gpu"
     check_same_device(acc, calibration)
     return acc, perf_at(load_calibration(calibration), threads), None, "gpu"
 

@@ -24,7 +24,7 @@ except ImportError:  # older typer runs on Click
     from click import exceptions as click_exceptions
     from click import get_current_context
 
-from capsim.calibration import load_calibration
+from capsim.calibration import is_rule, load_calibration
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.hf import from_hf_config
@@ -63,6 +63,10 @@ PlanPrecision = Annotated[float, typer.Option("--precision", help="Confirming si
                                               "this fraction of the target and of the cost (or 16,000 requests).",
                                               min=0.005, max=0.5)]
 Prec = Annotated[str, typer.Option("--precision", help="fp32, tf32, fp16, bf16, fp8 or fp16-zero.")]
+MaxEvents = Annotated[float, typer.Option("--max-events", help="Refuse a serving simulation estimated to take more "
+                                                               "events (about requests x (prompt steps + 3)) or more "
+                                                               "memory than that many events allow (350 bytes each).",
+                                           min=1)]
 # An uneven pipeline, stated one of Megatron-Core's ways (at most one).
 StageSplit = Annotated[str | None, typer.Option("--layer-split", help="Layers per pipeline stage, e.g. 7,8,...,7 "
                                                 "('...' repeats the count before it up to pp stages; 8*14 repeats "
@@ -100,7 +104,7 @@ def _checked(callback: Callable[..., Any], flags: dict[str, str]) -> Callable[..
     def run(**kwargs: Any) -> Any:
         for name, value in kwargs.items():
             _checked_value(value, flags.get(name, name))
-        if isinstance(kwargs.get("calibration"), str):  # read once up front: a bad file is an input error here,
+        if isinstance(kwargs.get("calibration"), str) and not is_rule(kwargs["calibration"]):  # read once up front: a bad file is an input error here,
             load_calibration(kwargs["calibration"])    # not a reason repeated on every row of a study
         return callback(**kwargs)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from capsim.analytic.training import DEFAULT_FRAMEWORK, FrameworkName
+from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, infeasible, table
 from capsim.cli.render import money
@@ -15,6 +16,7 @@ from capsim.errors import SpecError
 from capsim.plan.confirm import ConfirmRule
 from capsim.plan.serving import Slo, Traffic, plan_serving
 from capsim.plan.training import RankBy, plan_training
+from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS
 from capsim.sim.serving.presets import get_preset
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.engine import get_engine
@@ -55,8 +57,8 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
             raise SpecError(name, f"must be > 0, got {value:g}", "give a positive limit, or leave it out")
     plan = plan_training(spec, acc, tokens, global_batch, seq_len, gpus,
                          deadline_days * DAY_S if deadline_days is not None else None, budget_usd, rank_by,
-                         calibration, Precision.preset(precision), framework, max_gpus=max_gpus,
-                         usable_memory_fraction=usable_memory)
+                         perf=perf_for(acc, calibration), precision=Precision.preset(precision), framework=framework,
+                         max_gpus=max_gpus, usable_memory_fraction=usable_memory)
     if as_json:
         emit_json(plan.to_dict(top))
         return None if plan.feasible else infeasible(plan.reason)
@@ -104,6 +106,7 @@ def plan_serve(model: o.Model = "",
                engine: Annotated[str, typer.Option("--engine")] = "vllm",
                calibration: Annotated[str | None, typer.Option("--calibration", "-c")] = None,
                requests: o.PlanRequests = None, precision: o.PlanPrecision = ConfirmRule.rel_precision,
+               max_events: o.MaxEvents = DEFAULT_MAX_EVENTS,
                top: Annotated[int, typer.Option("--top", min=1)] = 10,
                hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
     """The cheapest fleet (accelerator, TP, quantization, batch limit, replicas) that carries the traffic
@@ -128,10 +131,11 @@ def plan_serve(model: o.Model = "",
     slo = Slo(ttft_p99, tpot_p99, goodput)
     get_engine(engine)
     names = [get_accelerator(a.strip()).name for a in accelerators.split(",") if a.strip()]
-    plan = plan_serving(spec, traffic, slo, names, o.pairs(price, "--price", _candidate(names)),
+    plan = plan_serving(spec, traffic, slo, names, perfs_for(names, calibration),
+                        o.pairs(price, "--price", _candidate(names)),
                         o.pairs(limit, "--limit", _candidate(names), int, low=1),
                         o.names(quantizations, "--quantizations", [q.value for q in Quantization]), engine,
-                        calibration, rule=ConfirmRule(rel_precision=precision))
+                        rule=ConfirmRule(rel_precision=precision), max_events=max_events)
     if as_json:
         emit_json(plan.to_dict(top))
         return None if plan.feasible else infeasible(plan.reason)

@@ -21,7 +21,7 @@ from capsim.cli.deploy import (
     resolve_engine,
 )
 from capsim.errors import SpecError
-from capsim.sim.serving import ServeConfig, engine_plan, simulate
+from capsim.sim.serving import DEFAULT_MAX_EVENTS, ServeConfig, check_work, engine_plan, simulate
 from capsim.sim.serving.presets import PRESETS, WorkloadSpec, build_workload, get_preset, preset_spec
 from capsim.sim.serving.router import RouterKind
 from capsim.sim.serving.workload import ArrivalKind, LengthKind, Lengths
@@ -74,10 +74,10 @@ SloTtft = Annotated[float | None, typer.Option("--slo-ttft", help="TTFT target, 
                                                min=0)]
 SloTpot = Annotated[float | None, typer.Option("--slo-tpot", help="TPOT target, seconds (default: the preset's).",
                                                min=0)]
-Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
-                                                                       "accelerator's GPU-profile one, else datasheet); "
-                                                                       "a measured one is a device of its own: leave -a "
-                                                                       "out.")]
+Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file, or a rule: "
+                                                                       "profile (the default: the accelerator's GPU-profile "
+                                                                       "one, else its datasheet) or datasheet; a measured "
+                                                                       "one is a device of its own: leave -a out.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of arrivals, lengths and the random router.", min=0)]
 StepMode = Annotated[bool, typer.Option("--step-mode", help="Reference mode: one event per decode step (slow).")]
 Csv = Annotated[Path | None, typer.Option("--csv", help="Write the per-request records to this CSV file.")]
@@ -189,9 +189,9 @@ def serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o
           prompt_tokens: PromptT = None, output_tokens: OutputT = None, length_cv: Spread = 1.0,
           uniform_high: Hi = 2.0, requests: Requests = None, duration: Duration = None, time_scale: TimeScale = 1.0,
           slo_ttft: SloTtft = None, slo_tpot: SloTpot = None, calibration: Calib = None, price: o.Price = None,
-          seed: Seed = 0, step_mode: StepMode = False, hf_config: o.HfConfig = None, csv: Csv = None,
-          threads: ThreadsOpt = None, engine_file: EngineFileOpt = None, kv_cache_space: KvSpaceOpt = None,
-          as_json: JsonOpt = False) -> None:
+          seed: Seed = 0, step_mode: StepMode = False, max_events: o.MaxEvents = DEFAULT_MAX_EVENTS,
+          hf_config: o.HfConfig = None, csv: Csv = None, threads: ThreadsOpt = None,
+          engine_file: EngineFileOpt = None, kv_cache_space: KvSpaceOpt = None, as_json: JsonOpt = False) -> None:
     """Simulate a serving fleet (SimPy): TTFT, TPOT, ITL, E2E, throughput, goodput, utilization and cost."""
     positive(kv_cache_space, "--kv-cache-space")
     spec_model = o.resolve_model(model, hf_config)
@@ -213,13 +213,16 @@ def serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o
     _check_csv(csv)
     kw = {"rate_rps": rate, "requests": requests, "duration_s": duration, "seed": seed, "cv": cv, "clients": clients,
           "diurnal_rates_rps": rates, "period_s": period, "time_scale": time_scale}
-    wl = build_workload(_spec(workload, trace, arrival, _lengths(lengths, prompt_tokens, output_tokens, length_cv,
-                                                                  uniform_high), kw))
+    spec = _spec(workload, trace, arrival, _lengths(lengths, prompt_tokens, output_tokens, length_cv, uniform_high), kw)
+    work = spec.estimate(plan.replicas, plan.max_batched_tokens, not step_mode)  # before drawing the requests
+    if work is not None:
+        check_work(work, max_events, "lower --requests, --duration or --replicas")
+    wl = build_workload(spec)
     preset = get_preset(workload) if workload else None
     cfg = ServeConfig(engine=eng, sampling=Sampling.parse(sampling), scheduler=scheduler, router=router, prefill_replicas=prefill_replicas,
                       slo_ttft_s=slo_ttft if slo_ttft is not None else (preset.slo_ttft_s if preset else None),
                       slo_tpot_s=slo_tpot if slo_tpot is not None else (preset.slo_tpot_s if preset else None),
-                      price_usd_per_gpu_hour=price, fast=not step_mode, seed=seed)
+                      price_usd_per_gpu_hour=price, fast=not step_mode, seed=seed, max_events=max_events)
     res = simulate(spec_model, plan, acc, perf, wl, cfg)
     if csv is not None:
         res.requests.to_csv(csv, index=False)

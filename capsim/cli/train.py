@@ -10,11 +10,13 @@ import typer
 from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
 from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import Framework
+from capsim.calibration import perf_for
 from capsim.cli import options as o
 from capsim.cli.calibrate import warn_if_other_machine
 from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
 from capsim.cli.deploy import DEFAULT_ACCELERATOR, AccelOpt, ThreadsOpt, resolve_device
 from capsim.errors import SpecError
+from capsim.perf import Perf
 from capsim.plan.train_layouts import plan_of_row, search_layouts
 from capsim.specs.hardware import Cluster
 from capsim.specs.pipeline_layout import LayerSplit
@@ -25,8 +27,8 @@ Tokens = Annotated[float | None, typer.Option("--tokens", help="Tokens to train,
                                                                 "(e.g. 300e9).", min=1)]
 Auto = Annotated[bool, typer.Option("--auto", help="Search tp, pp, v, micro-batch, recompute, SP and ZeRO for the "
                                                    "fastest plan that fits; print the top ones.")]
-Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file "
-                                                                       "(default: the accelerator's datasheet one); "
+Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
+                                                                       "accelerator's GPU-profile one, else datasheet); "
                                                                        "a measured one is a device of its own: leave -a "
                                                                        "out.")]
 Fw = Annotated[FrameworkName, typer.Option("--framework", help="Which framework's overlap and kernel facts to assume.")]
@@ -107,8 +109,9 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
     --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways."""
     spec = o.resolve_model(model, hf_config)
     warn_if_other_machine(calibration)
-    if calibration is None and threads is None:  # the accelerator's datasheet calibration (step_time's default)
-        acc, perf = o.get_accelerator(accelerator or DEFAULT_ACCELERATOR, price), None
+    if calibration is None and threads is None:  # the accelerator's default calibration (capsim.calibration)
+        acc = o.get_accelerator(accelerator or DEFAULT_ACCELERATOR, price)
+        perf = perf_for(acc)
     else:  # a measured calibration without -a is a device of its own
         acc, perf, _kv, _kind = resolve_device(accelerator, calibration, threads, price)
     if auto:
@@ -139,15 +142,15 @@ def _exit_if_infeasible(result: StepTime) -> None:
 
 
 def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precision: Precision,
-          calibration: object, framework: FrameworkName, top: int, tokens: float | None, cp: int, ep: int,
+          perf: Perf, framework: FrameworkName, top: int, tokens: float | None, cp: int, ep: int,
           as_json: bool) -> None:
-    frame = search_layouts(spec, cluster, global_batch, seq_len, calibration, precision, framework,
+    frame = search_layouts(spec, cluster, global_batch, seq_len, perf, precision, framework,
                            fixed={"cp": cp, "ep": ep}, top=top)
     if frame.empty:
         infeasible(f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} with global batch "
                    f"{global_batch} (add GPUs, lower the global batch or the sequence)")
     plan = plan_of_row(frame.iloc[0].to_dict(), global_batch, seq_len, precision)
-    result = step_time(spec, plan, cluster, calibration, framework=framework, train_tokens=tokens)
+    result = step_time(spec, plan, cluster, perf, framework=framework, train_tokens=tokens)
     records = frame.to_dict(orient="records")
     if as_json:
         return emit_json(_result_dict(result, {"model": spec.name, "accelerator": cluster.accelerator.name,

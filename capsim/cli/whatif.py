@@ -7,6 +7,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, infeasible, pairs, table
 from capsim.errors import SpecError
@@ -79,7 +80,7 @@ def wi_quantization(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB"
     """Weight schemes x KV formats: memory, prefill/decode time, capacity and cost."""
     ServePlan(tp=tp).check(get_model(model))
     df = quantization_whatif(get_model(model), accelerator, _traffic(rate, workload), _slo(ttft_p99, tpot_p99), tp,
-                             calibration=calibration)
+                             perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: quantization on {tp} x {accelerator}", as_json,
           ["quantization", "kv_cache_dtype", "weights_per_gpu_bytes", "kv_tokens", "prefill_s", "step_s",
            "capacity_rps", "replicas_min", "cost_per_hour_min", "cost_vs_baseline", "reason"])
@@ -94,7 +95,7 @@ def wi_sparsity(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp
     ServePlan(tp=tp).check(get_model(model))
     _positive(("--gemm-speedup", gemm_speedup))
     df = sparsity_whatif(get_model(model), accelerator, _traffic(rate, workload), _slo(ttft_p99, tpot_p99), tp,
-                         gemm_speedup=gemm_speedup, calibration=calibration)
+                         gemm_speedup=gemm_speedup, perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: sparsity on {tp} x {accelerator}", as_json,
           ["pattern", "gemm_speedup", "weights_per_gpu_bytes", "prefill_s", "step_s", "capacity_rps",
            "replicas_min", "cost_per_hour_min", "cost_vs_baseline"])
@@ -111,9 +112,13 @@ def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b
     """Cost to produce a student, its serving savings, and the break-even point in requests."""
     _positive(("--tokens", tokens))
     d = distillation_whatif(get_model(teacher), get_model(student), tokens, accelerator, gpus,
-                            _traffic(rate, workload), _slo(ttft_p99, tpot_p99), [accelerator], calibration=calibration)
+                            _traffic(rate, workload), _slo(ttft_p99, tpot_p99), [accelerator],
+                            perfs=perfs_for([accelerator], calibration))
     if as_json:
-        return emit_json(d.to_dict())
+        emit_json(d.to_dict())
+        return None if d.feasible else infeasible(d.reason)
+    if not d.feasible:
+        return infeasible(d.reason)
     console.print(pairs(f"Distil {teacher} into {student}", [
         ["teacher_forward_s", d.teacher_forward_s], ["student_training_s", d.student_train_s],
         ["cost_to_produce_usd", d.produce_cost_usd], ["teacher_fleet_cost_per_hour_usd", d.teacher_serve_cost_per_hour],
@@ -137,7 +142,7 @@ def wi_precision(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", g
     plan = TrainPlan(dp=dp, tp=tp, pp=pp, micro_batch=micro_batch, global_batch=global_batch,
                      seq_len=seq_len).check(spec, gpus)
     df = precision_whatif(spec, Cluster(get_accelerator(accelerator), plan.num_gpus), plan,
-                          calibration=calibration)
+                          perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: mixed precision on {plan.num_gpus} x {accelerator}", as_json)
 
 
@@ -153,7 +158,8 @@ def wi_batch(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
     from capsim.specs.catalog import get_accelerator
     _positive(("--tokens", tokens), ("--critical-batch", critical_batch))
     df = batch_size_whatif(get_model(model), Cluster(get_accelerator(accelerator), gpus), tokens,
-                           list(o.ints(batches, "--batches")), seq_len, critical_batch, calibration=calibration)
+                           list(o.ints(batches, "--batches")), seq_len, critical_batch,
+                           perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: batch size on {gpus} x {accelerator}", as_json)
 
 
@@ -168,10 +174,11 @@ def sc_serve(model: o.Model = "", workload: Workload = "chatbot",
              as_json: JsonOpt = False) -> None:
     """Fleet, cost per million tokens and p99 latency from small to large traffic: at each rate, the fleet
     `capsim plan serve` picks (the same search and confirmation rule)."""
-    df = serving_scaling(get_model(model), _traffic(1.0, workload), _slo(ttft_p99, tpot_p99),
-                         [a.strip() for a in accelerators.split(",") if a.strip()], list(o.floats(rates, "--rates")),
+    accs = [a.strip() for a in accelerators.split(",") if a.strip()]
+    df = serving_scaling(get_model(model), _traffic(1.0, workload), _slo(ttft_p99, tpot_p99), accs,
+                         list(o.floats(rates, "--rates")),
                          o.names(quantizations, "--quantizations", [q.value for q in Quantization]), engine,
-                         calibration, requests, ConfirmRule(rel_precision=precision))
+                         requests, ConfirmRule(rel_precision=precision), perfs=perfs_for(accs, calibration))
     _show(df, f"{model}: serving from {rates.split(',')[0]} to {rates.split(',')[-1]} req/s", as_json,
           ["rate_rps", "accelerator", "tp", "pp", "quantization", "max_batch", "replicas", "gpus",
            "cost_per_hour_usd", "cost_per_million_output_tokens", "ttft_p99_s", "tpot_p99_s", "reason"])
@@ -186,7 +193,7 @@ def sc_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
     """Step time, MFU, scaling efficiency, time and cost to train from 8 to 16,384 GPUs."""
     _positive(("--tokens", tokens))
     df = training_scaling(get_model(model), accelerator, tokens, global_batch, seq_len,
-                          list(o.ints(gpus, "--gpus")), calibration=calibration)
+                          list(o.ints(gpus, "--gpus")), perf=perf_for(accelerator, calibration))
     _show(df, f"{model}: training on {accelerator}", as_json,
           ["gpus", "dp", "tp", "pp", "cp", "step_s", "mfu", "scaling_efficiency", "time_to_train_s", "cost_usd",
            "reason"])

@@ -1,6 +1,6 @@
 """The device model: op and collective times from a calibration."""
 
-from capsim.perf.model import Perf, curve_value
+from capsim.perf.model import Perf, curve_value, require_perf
 from capsim.perf.params import (
                                 AttentionParams,
                                 Collective,
@@ -14,4 +14,4 @@ from capsim.perf.params import (
 )
 
 __all__ = ["AttentionParams", "Collective", "CommParams", "Curve", "DeviceParams", "GemmParams", "Link",
-           "MemoryParams", "Perf", "Tier", "curve_value"]
+           "MemoryParams", "Perf", "Tier", "curve_value", "require_perf"]

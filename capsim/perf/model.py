@@ -212,3 +212,10 @@ def _table_factor(table: dict, fmt: str, m: Num, n: Num, k: Num) -> Num:
     pts = np.stack(np.broadcast_arrays(*(np.clip(np.log2(np.maximum(np.asarray(x, float), 1)), a[0], a[-1])
                                          for x, a in zip((m, n, k), axes, strict=True))), axis=-1)
     return np.exp(interp(pts.reshape(-1, 3)).reshape(pts.shape[:-1]))
+
+
+def require_perf(perf: object) -> None:
+    """The pure layers take a device model, never a calibration name they would load themselves."""
+    if not isinstance(perf, Perf):
+        raise SpecError("perf", f"expected a capsim.perf.Perf, got {type(perf).__name__} {perf!r:.60}",
+                        "load one with capsim.calibration.perf_for(accelerator, calibration)")

@@ -32,7 +32,9 @@ import numpy as np
 import pandas as pd
 
 from capsim.errors import require
-from capsim.sim.serving.fleet import ServeConfig, default_perf, engine_plan, simulate
+from capsim.perf import Perf
+from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS
+from capsim.sim.serving.fleet import ServeConfig, engine_plan, simulate
 from capsim.sim.serving.presets import build_workload
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.model import ModelSpec
@@ -208,7 +210,7 @@ def precise(est: Estimate, slo: Any, rule: ConfirmRule) -> bool:
 
 
 def run_fleet(model: ModelSpec, row: dict[str, Any], replicas: int, traffic: Any, slo: Any, engine: str,
-              calibration: str | None, seed: int, rule: ConfirmRule) -> dict[str, Any]:
+              perf: Perf, seed: int, rule: ConfirmRule, max_events: float = DEFAULT_MAX_EVENTS) -> dict[str, Any]:
     """Simulate ``replicas`` replicas of a candidate (as a slice) for as long as ``rule`` asks; the fleet's
     steady-state figures, their half-widths, cost per hour and per million output tokens, and the verdict."""
     acc = get_accelerator(row["accelerator"], row["price_usd_per_gpu_hour"])
@@ -216,8 +218,8 @@ def run_fleet(model: ModelSpec, row: dict[str, Any], replicas: int, traffic: Any
     k = min(replicas, rule.slice_replicas)
     plan = engine_plan(engine, model, acc, tp=tp, pp=pp, quantization=row["quantization"],
                        max_batch=int(row["max_batch"]), replicas=k, kv_cache_dtype=row.get("kv_cache_dtype"))
-    perf = default_perf(acc, calibration)
-    cfg = ServeConfig(engine=engine, slo_ttft_s=slo.ttft_p99_s, slo_tpot_s=slo.tpot_p99_s, seed=seed)
+    cfg = ServeConfig(engine=engine, slo_ttft_s=slo.ttft_p99_s, slo_tpot_s=slo.tpot_p99_s, seed=seed,
+                      max_events=max_events)
     rate = traffic.peak_rps * k / replicas
     offered_tokens_s = traffic.peak_rps * traffic.mean_lengths()[1]
     n: int | None = rule.first(traffic.requests)
@@ -244,9 +246,10 @@ def run_fleet(model: ModelSpec, row: dict[str, Any], replicas: int, traffic: Any
             "precise": precise(est, slo, rule), "slo_met": not missed and slo.met(v)}
 
 
-def size_fleet(model: ModelSpec, row: dict[str, Any], traffic: Any, slo: Any, engine: str, calibration: str | None,
+def size_fleet(model: ModelSpec, row: dict[str, Any], traffic: Any, slo: Any, engine: str, perf: Perf,
                limit: int | None, seed: int, rule: ConfirmRule, ceiling: float = math.inf,
-               shared: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+               shared: dict[int, dict[str, Any]] | None = None,
+               max_events: float = DEFAULT_MAX_EVENTS) -> list[dict[str, Any]]:
     """Every run that sized one candidate: from the analytic bound's replica count up (x1.25 per miss) until the
     SLOs hold, then bisection down to the smallest count that holds them (within ``rule.size_tolerance``). The
     climb ends at the GPU ``limit`` of the accelerator kind, and where the fleet would cost ``ceiling`` or more
@@ -262,7 +265,7 @@ def size_fleet(model: ModelSpec, row: dict[str, Any], traffic: Any, slo: Any, en
         hit = (shared or {}).get(r)
         if hit is not None and hit["peak_batch"] < min(hit["max_batch"], int(row["max_batch"])):
             return {k: v for k, v in hit.items() if k != "max_batch"}
-        out = run_fleet(model, row, r, traffic, slo, engine, calibration, seed, rule)
+        out = run_fleet(model, row, r, traffic, slo, engine, perf, seed, rule, max_events)
         if shared is not None:
             shared[r] = {**out, "max_batch": int(row["max_batch"])}
         return out
@@ -285,11 +288,11 @@ def size_fleet(model: ModelSpec, row: dict[str, Any], traffic: Any, slo: Any, en
 
 
 def size_family(model: ModelSpec, rows: list[dict[str, Any]], traffic: Any, slo: Any, engine: str,
-                calibration: str | None, limit: int | None, seed: int, rule: ConfirmRule,
-                ceiling: float = math.inf) -> list[list[dict[str, Any]]]:
+                perf: Perf, limit: int | None, seed: int, rule: ConfirmRule, ceiling: float = math.inf,
+                max_events: float = DEFAULT_MAX_EVENTS) -> list[list[dict[str, Any]]]:
     """:func:`size_fleet` for candidates that differ only in the batch limit, in order, sharing their runs."""
     shared: dict[int, dict[str, Any]] = {}
-    return [size_fleet(model, row, traffic, slo, engine, calibration, limit, seed, rule, ceiling, shared)
+    return [size_fleet(model, row, traffic, slo, engine, perf, limit, seed, rule, ceiling, shared, max_events)
             for row in rows]
 
 

@@ -3,11 +3,12 @@ GPUs, and the model size a compute budget buys (Chinchilla)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from capsim.analytic.training import DEFAULT_FRAMEWORK
+from capsim.perf import Perf
 from capsim.plan.confirm import ConfirmRule
 from capsim.plan.scaling import CHINCHILLA_2022, LossFit, compute_optimal
 from capsim.plan.serving import DEFAULT_RULE, QUANTIZATIONS, Slo, Traffic, plan_serving
@@ -25,15 +26,15 @@ SCALING_KEYS = ("accelerator", "tp", "pp", "quantization", "max_batch", "replica
 
 def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accelerators: Sequence[str],
                     rates: Sequence[float] = SERVE_RATES, quantizations: tuple[str, ...] = QUANTIZATIONS,
-                    engine: str = "vllm", calibration: str | None = None, requests: int | None = None,
-                    rule: ConfirmRule = DEFAULT_RULE, workers: int | None = None) -> pd.DataFrame:
+                    engine: str = "vllm", requests: int | None = None, rule: ConfirmRule = DEFAULT_RULE,
+                    workers: int | None = None, *, perfs: Mapping[str, Perf]) -> pd.DataFrame:
     """At each rate, the fleet :func:`plan_serving` picks (the same search and confirmation rule as
-    ``capsim plan serve``), one row per rate."""
+    ``capsim plan serve``), one row per rate; ``perfs``: device models by accelerator name."""
     rows = []
     for rate in rates:
         traffic = Traffic(rate, lengths_traffic.lengths, lengths_traffic.trace, requests=requests)
-        plan = plan_serving(model, traffic, slo, list(accelerators), quantizations=quantizations, engine=engine,
-                            calibration=calibration, workers=workers, rule=rule)
+        plan = plan_serving(model, traffic, slo, list(accelerators), perfs, quantizations=quantizations,
+                            engine=engine, workers=workers, rule=rule)
         if not plan.feasible:
             rows.append({"rate_rps": rate, "feasible": False, "reason": plan.reason})
             continue
@@ -43,7 +44,7 @@ def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accele
 
 
 def training_scaling(model: ModelSpec, accelerator: str | Accelerator, tokens: float, global_batch: int,
-                     seq_len: int, gpu_counts: Sequence[int] = TRAIN_GPUS, calibration: str | None = None,
+                     seq_len: int, gpu_counts: Sequence[int] = TRAIN_GPUS, *, perf: Perf,
                      framework: str = DEFAULT_FRAMEWORK, precision: Precision | None = None) -> pd.DataFrame:
     """The best layout at each GPU count (strong scaling at a fixed global batch): step time, MFU, scaling
     efficiency against the smallest count that fits, and the time and cost to train ``tokens``."""
@@ -51,7 +52,7 @@ def training_scaling(model: ModelSpec, accelerator: str | Accelerator, tokens: f
     rows = []
     for n in gpu_counts:
         try:
-            plan = plan_training(model, acc, tokens, global_batch, seq_len, num_gpus=n, calibration=calibration,
+            plan = plan_training(model, acc, tokens, global_batch, seq_len, num_gpus=n, perf=perf,
                                  framework=framework, precision=precision)
         except Exception as err:  # noqa: BLE001 - a count no layout can use is a row, not a failure
             rows.append({"gpus": n, "feasible": False, "reason": str(err)})

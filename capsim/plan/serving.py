@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,8 @@ from capsim.analytic.serving import StepShape, iteration_time
 from capsim.errors import SpecError, require
 from capsim.perf import Perf
 from capsim.plan.confirm import ConfirmRule, size_family
-from capsim.sim.serving.fleet import default_perf, engine_plan, kv_blocks
+from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS, WorkEstimate, check_limit, check_work, estimate_work
+from capsim.sim.serving.fleet import engine_plan, kv_blocks
 from capsim.sim.serving.presets import WorkloadSpec, build_workload
 from capsim.sim.serving.workload import ArrivalKind, Lengths
 from capsim.specs.catalog import get_accelerator
@@ -198,21 +200,30 @@ class ServingPlan:
                 "pareto": self.pareto.to_dict("records"), "notes": list(self.notes), "rule": self.rule}
 
 
-def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo: Slo, engine: str = "vllm",
-                calibration: str | None = None, limits: dict[str, int] | None = None,
+def perf_of(perfs: Mapping[str, Perf], accelerator: str) -> Perf:
+    """The device model of ``accelerator`` from the planner's ``perfs`` (accelerator name -> Perf)."""
+    if accelerator not in perfs:
+        raise SpecError("perfs", f"no device model for {accelerator} (have {', '.join(perfs) or 'none'})",
+                        "build them with capsim.calibration.perfs_for(accelerators, calibration)")
+    return perfs[accelerator]
+
+
+def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo: Slo, perfs: Mapping[str, Perf],
+                engine: str = "vllm", limits: dict[str, int] | None = None,
                 perf_transform: Any = None) -> pd.DataFrame:
     """Every candidate's analytic capacity, minimum replicas and cost, viable ones cheapest first.
-    ``perf_transform(perf) -> perf`` lets a what-if change the device model (e.g. sparse GEMMs)."""
+    ``perfs``: device models by accelerator name; ``perf_transform(perf) -> perf`` lets a what-if change the
+    device model (e.g. sparse GEMMs)."""
     limits = limits or {}
     prompt, output = traffic.mean_lengths()
-    perfs: dict[str, Perf] = {}
+    used: dict[str, Perf] = {}
     rows = []
     for c in cands:
         acc = c.accelerator
-        if acc.name not in perfs:
-            base = default_perf(acc, calibration)
-            perfs[acc.name] = perf_transform(base) if perf_transform is not None else base
-        perf = perfs[acc.name]
+        if acc.name not in used:
+            base = perf_of(perfs, acc.name)
+            used[acc.name] = perf_transform(base) if perf_transform is not None else base
+        perf = used[acc.name]
         row = {"accelerator": acc.name, "tp": c.tp, "pp": c.pp, "quantization": c.quantization.value,
                "max_batch": c.max_batch, "kv_cache_dtype": c.kv_cache_dtype,
                "price_usd_per_gpu_hour": acc.price_usd_per_hour, "calibration": perf.name}
@@ -257,12 +268,12 @@ def pareto_front(df: pd.DataFrame, cost: str = "cost_per_hour_usd", latency: str
 
 
 def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: list[str | Accelerator],
-                 prices: dict[str, float] | None = None, limits: dict[str, int] | None = None,
-                 quantizations: tuple[str, ...] = QUANTIZATIONS, engine: str = "vllm",
-                 calibration: str | None = None, seed: int = 0, workers: int | None = None,
-                 rule: ConfirmRule = DEFAULT_RULE, max_candidates: int = MAX_CANDIDATES) -> ServingPlan:
-    """The cheapest fleet for ``traffic`` within ``slo``, over the candidate accelerators (``prices`` and ``limits``
-    by accelerator name override catalog prices and cap GPU counts).
+                 perfs: Mapping[str, Perf], prices: dict[str, float] | None = None,
+                 limits: dict[str, int] | None = None, quantizations: tuple[str, ...] = QUANTIZATIONS,
+                 engine: str = "vllm", seed: int = 0, workers: int | None = None, rule: ConfirmRule = DEFAULT_RULE,
+                 max_candidates: int = MAX_CANDIDATES, max_events: float = DEFAULT_MAX_EVENTS) -> ServingPlan:
+    """The cheapest fleet for ``traffic`` within ``slo``, over the candidate accelerators (``perfs``: their device
+    models by name; ``prices`` and ``limits`` by accelerator name override catalog prices and cap GPU counts).
 
     Branch and bound: candidates are taken cheapest-bound first, in waves of ``WAVE``, each sized by simulation
     (:func:`capsim.plan.confirm.size_fleet`, run lengths by ``rule``), until no candidate left has a bound below
@@ -271,10 +282,15 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     the best fleet confirmed before its wave, and candidates that differ only in the batch limit share the runs
     the limit cannot change. The cheapest candidate of each accelerator kind is sized too, so the Pareto front
     spans kinds. Confirmed fleets are ranked by their simulated cost. ``workers`` changes only the speed: the
-    waves, and so the answer, do not depend on it."""
+    waves, and so the answer, do not depend on it.
+
+    Bounded work: a candidate whose confirming run (its longest, on the fleet's replicas) is estimated over
+    ``max_events`` (:mod:`capsim.sim.serving.budget`) is not sized, its row says why; when that leaves no viable
+    candidate the plan is refused with the estimate and what lowers it."""
     require(len(accelerators) > 0, "accelerators", "give at least one candidate accelerator")
     require(max_candidates >= 1, "max_candidates", f"must be >= 1, got {max_candidates}")
     get_engine(engine)  # a typo is an input error, not a reason on every candidate
+    check_limit(max_events)
     accs = [get_accelerator(a) for a in accelerators]
     prices, limits = _by_candidate(prices or {}, accs, "prices"), _by_candidate(limits or {}, accs, "limits")
     accs = [a.with_(price_usd_per_hour=prices.get(a.name, a.price_usd_per_hour)) for a in accs]
@@ -282,9 +298,10 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
         require(a.price_usd_per_hour is not None, "prices", f"{a.name} has no catalog price",
                 f"pass a price for {a.name}")
     quants = tuple(Quantization(q) for q in quantizations)
-    bounds = bound_table(model, candidates(model, accs, quants), traffic, slo, engine, calibration, limits)
-    sizing = _Sizing(model, bounds, traffic, slo, engine, calibration, limits, seed, rule,
-                     workers if workers is not None else (os.cpu_count() or 1))
+    bounds = bound_table(model, candidates(model, accs, quants), traffic, slo, perfs, engine, limits)
+    _within_budget(model, bounds, traffic, engine, rule, max_events)
+    sizing = _Sizing(model, bounds, traffic, slo, engine, perfs, limits, seed, rule,
+                     workers if workers is not None else (os.cpu_count() or 1), max_events)
     try:
         left = sizing.branch_and_bound(max_candidates)
         viable = bounds[bounds["viable"]]
@@ -292,6 +309,30 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     finally:
         sizing.close()
     return _assemble(model, traffic, bounds, sizing, left)
+
+
+def _work(model: ModelSpec, row: pd.Series, traffic: Traffic, engine: str, rule: ConfirmRule) -> WorkEstimate:
+    """The events and memory of confirming ``row``: its longest run (``traffic.requests``, else the rule's cap),
+    on the fleet's replicas (a run of the whole fleet holds each replica's state; the planner simulates a slice)."""
+    prompt, output = traffic.mean_lengths()
+    step_tokens = get_engine(engine).limits(model, get_accelerator(row["accelerator"]))[1]
+    requests = rule.first(traffic.requests) if traffic.requests is not None else rule.max_requests
+    return estimate_work(requests, int(row["replicas_min"]), prompt, output, step_tokens)
+
+
+def _within_budget(model: ModelSpec, bounds: pd.DataFrame, traffic: Traffic, engine: str, rule: ConfirmRule,
+                   max_events: float) -> None:
+    """Viable candidates whose confirmation is estimated over ``max_events`` are left unsized, with their estimate
+    as the reason; when none is left, the plan is refused with the smallest estimate and what lowers it."""
+    viable = list(bounds.index[bounds["viable"]])
+    work = {i: _work(model, bounds.loc[i], traffic, engine, rule) for i in viable}
+    over = [i for i in viable if work[i].over(max_events)]
+    if over and len(over) == len(viable):
+        check_work(min(work.values(), key=lambda w: w.limit_needed), max_events,
+                   "lower --rate (fewer replicas per candidate fleet) or --requests (per simulation)")
+    for i in over:
+        bounds.loc[i, ["viable", "reason"]] = [False, f"not simulated: {work[i].describe()}, over --max-events "
+                                                      f"{max_events:.3g}"]
 
 
 def _by_candidate(values: dict[str, Any], accs: list[Accelerator], field: str) -> dict[str, Any]:
@@ -327,9 +368,11 @@ class _Sizing:
     when workers > 1."""
 
     def __init__(self, model: ModelSpec, bounds: pd.DataFrame, traffic: Traffic, slo: Slo, engine: str,
-                 calibration: str | None, limits: dict[str, int], seed: int, rule: ConfirmRule, workers: int) -> None:
+                 perfs: Mapping[str, Perf], limits: dict[str, int], seed: int, rule: ConfirmRule, workers: int,
+                 max_events: float) -> None:
         self.model, self.bounds, self.traffic, self.slo, self.engine = model, bounds, traffic, slo, engine
-        self.calibration, self.limits, self.seed, self.rule, self.workers = calibration, limits, seed, rule, workers
+        self.perfs, self.limits, self.seed, self.rule, self.workers = perfs, limits, seed, rule, workers
+        self.max_events = max_events
         self.runs: dict[int, list[dict[str, Any]]] = {}
         self.pool: ProcessPoolExecutor | None = None
 
@@ -338,9 +381,12 @@ class _Sizing:
         families: dict[tuple, list[int]] = {}
         for i in rows:
             families.setdefault(tuple(self.bounds.loc[i, FAMILY]), []).append(i)
-        jobs = [(self.model, [self.bounds.loc[i].to_dict() for i in members], self.traffic, self.slo, self.engine,
-                 self.calibration, self.limits.get(self.bounds.loc[members[0], "accelerator"]), self.seed,
-                 self.rule, ceiling) for members in families.values()]
+        jobs = []
+        for members in families.values():
+            acc = self.bounds.loc[members[0], "accelerator"]
+            jobs.append((self.model, [self.bounds.loc[i].to_dict() for i in members], self.traffic, self.slo,
+                         self.engine, perf_of(self.perfs, acc), self.limits.get(acc), self.seed, self.rule, ceiling,
+                         self.max_events))
         if self.workers > 1 and len(jobs) > 1:
             if self.pool is None:
                 self.pool = ProcessPoolExecutor(max_workers=min(self.workers, WAVE))

@@ -24,6 +24,7 @@ from capsim.analytic.training import (
     step_time,
 )
 from capsim.errors import SpecError, divisors
+from capsim.perf import Perf
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.pipeline_layout import LayerSplit, default_uneven, parse_layout
@@ -120,7 +121,7 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
                          schedule=np.where(arr["v"] > 1, 2, 1))
 
 
-def rank_layouts(model: ModelSpec, cluster: Cluster, lay: Layouts, perf: object = None,
+def rank_layouts(model: ModelSpec, cluster: Cluster, lay: Layouts, perf: Perf,
                  precision: Precision | None = None,
                  framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> tuple[StepTime, np.ndarray]:
     """Price every layout; return the result and the indices of the feasible ones, fastest first."""
@@ -129,7 +130,7 @@ def rank_layouts(model: ModelSpec, cluster: Cluster, lay: Layouts, perf: object 
     return result, ok[np.argsort(np.asarray(result.step_s)[ok], kind="stable")]
 
 
-def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_len: int, perf: object = None,
+def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_len: int, perf: Perf,
                    precision: Precision | None = None,
                    framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
                    fixed: Mapping[str, object] | None = None, top: int | None = 10) -> pd.DataFrame:

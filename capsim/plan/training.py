@@ -16,6 +16,7 @@ import pandas as pd
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training import DEFAULT_FRAMEWORK, step_time
 from capsim.errors import SpecError, require
+from capsim.perf import Perf
 from capsim.plan.train_layouts import search_layouts
 from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
@@ -71,10 +72,10 @@ def candidate_gpu_counts(gpus_per_node: int, max_gpus: int) -> list[int]:
 
 
 def _priced(model: ModelSpec, acc: Accelerator, gpus: int, tokens: float, global_batch: int, seq_len: int,
-            calibration: object, precision: Precision, framework: str, fixed: dict | None,
+            perf: Perf, precision: Precision, framework: str, fixed: dict | None,
             usable: float) -> pd.DataFrame:
     cluster = Cluster(acc, gpus)
-    frame = search_layouts(model, cluster, global_batch, seq_len, calibration, precision, framework, fixed, top=None)
+    frame = search_layouts(model, cluster, global_batch, seq_len, perf, precision, framework, fixed, top=None)
     frame = frame[frame["memory_per_gpu_bytes"] <= usable * acc.memory_bytes].copy()
     frame.insert(0, "gpus", gpus)
     frame["time_to_train_s"] = tokens / frame["tokens_per_s"]
@@ -85,12 +86,13 @@ def _priced(model: ModelSpec, acc: Accelerator, gpus: int, tokens: float, global
 
 def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, global_batch: int, seq_len: int,
                   num_gpus: int | None = None, deadline_s: float | None = None, budget_usd: float | None = None,
-                  rank_by: RankBy | str | None = None, calibration: object = None,
+                  rank_by: RankBy | str | None = None, *, perf: Perf,
                   precision: Precision | None = None, framework: str = DEFAULT_FRAMEWORK,
                   fixed: dict[str, object] | None = None, max_gpus: int = 16384,
                   usable_memory_fraction: float = 0.9) -> TrainingPlan:
     """Search layouts on ``num_gpus`` (or on every candidate count up to ``max_gpus`` when a deadline or budget
-    is given) and rank them by time or cost.
+    is given) and rank them by time or cost. ``perf``: the accelerator's device model
+    (``capsim.calibration.perf_for``).
 
     ``usable_memory_fraction`` keeps headroom for the CUDA context, NCCL buffers and allocator fragmentation,
     which capsim's memory model does not count (default: plan within 90% of the device memory).
@@ -105,7 +107,7 @@ def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, glo
     frames, seen = [], []
     for gpus in counts:
         try:
-            frames.append(_priced(model, accelerator, gpus, tokens, global_batch, seq_len, calibration, precision,
+            frames.append(_priced(model, accelerator, gpus, tokens, global_batch, seq_len, perf, precision,
                                   framework, fixed, usable_memory_fraction))
             seen.append(frames[-1].attrs)
         except SpecError as err:
@@ -133,7 +135,7 @@ def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, glo
                         reason)
     if not plan.feasible:
         return plan
-    limits, explanation = explain(model, accelerator, plan.best, global_batch, seq_len, calibration, precision,
+    limits, explanation = explain(model, accelerator, plan.best, global_batch, seq_len, perf, precision,
                                   framework, usable_memory_fraction)
     return TrainingPlan(**{**plan.__dict__, "limits": limits, "explanation": explanation})
 
@@ -190,14 +192,14 @@ def _variants(best: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def explain(model: ModelSpec, acc: Accelerator, best: dict[str, Any], global_batch: int, seq_len: int,
-            calibration: object, precision: Precision, framework: str,
+            perf: Perf, precision: Precision, framework: str,
             usable: float) -> tuple[dict[str, float], tuple[str, ...]]:
     """Shares of the winner's step and what stops it going faster."""
     cluster = Cluster(acc, int(best["gpus"]))
     variants = [(name, v) for name, v in _variants(best)
                 if global_batch % (v["dp"] * v["micro_batch"]) == 0 and default_uneven(model.total_layers, v["pp"])]
     lay = _layouts(model, [best] + [v for _, v in variants], global_batch, seq_len)
-    st = step_time(model, lay, cluster, calibration, precision, framework)
+    st = step_time(model, lay, cluster, perf, precision, framework)
     step = float(st.step_s[0])
     comm = sum(float(np.asarray(getattr(st, k))[0]) for k in EXPOSED_COMM)
     limits = {"compute_share": float((st.compute_s[0] + st.recompute_s[0]) / step),

@@ -8,6 +8,7 @@ whether the compressed model is good enough is the user's to judge.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,9 +16,9 @@ import pandas as pd
 
 from capsim.analytic.memory import serving_memory
 from capsim.analytic.serving import StepShape, iteration_time
-from capsim.errors import SpecError, require
+from capsim.errors import require
 from capsim.perf import Perf
-from capsim.plan.serving import Candidate, Slo, Traffic, bound_table
+from capsim.plan.serving import Candidate, Slo, Traffic, bound_table, perf_of
 from capsim.plan.training import plan_training
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.hardware import Accelerator
@@ -29,7 +30,7 @@ from capsim.specs.precision import DType
 def quantization_whatif(model: ModelSpec, accelerator: str | Accelerator, traffic: Traffic, slo: Slo,
                         tp: int = 1, schemes: tuple[str, ...] = ("none", "int8", "int4", "fp8", "w8a8-int8"),
                         kv_dtypes: tuple[str | None, ...] = (None, "fp8"), max_batch: int = 256,
-                        engine: str = "vllm", calibration: str | None = None) -> pd.DataFrame:
+                        engine: str = "vllm", *, perf: Perf) -> pd.DataFrame:
     """Each weight scheme x KV-cache format on one accelerator: memory, KV capacity, prefill and decode time,
     capacity per replica, replicas and cost for ``traffic``. Weight-only schemes (int8, int4) shrink the bytes
     decode reads and keep 16-bit math; fp8 and w8a8-int8 also run the GEMMs at the 8-bit rate."""
@@ -45,16 +46,16 @@ def quantization_whatif(model: ModelSpec, accelerator: str | Accelerator, traffi
             plan = ServePlan(tp=tp, quantization=q, kv_cache_dtype=kv, max_batch=max_batch)
             mem = serving_memory(model, plan, acc)
             row.update(weights_per_gpu_bytes=mem.weights_bytes, kv_bytes_per_token=mem.kv_bytes_per_token)
-            b = _bound(model, acc, tp, q, max_batch, traffic, slo, engine, calibration, kv)
+            b = _bound(model, acc, tp, q, max_batch, traffic, slo, engine, perf, kv)
             rows.append({**row, **b})
     return _relative(pd.DataFrame(rows), "quantization", "none")
 
 
 def _bound(model: ModelSpec, acc: Accelerator, tp: int, q: Quantization, max_batch: int, traffic: Traffic,
-           slo: Slo, engine: str, calibration: str | None, kv: str | None = None,
+           slo: Slo, engine: str, perf: Perf, kv: str | None = None,
            perf_transform: Any = None) -> dict[str, Any]:
     cand = Candidate(acc, tp, q, max_batch, kv)
-    r = bound_table(model, [cand], traffic, slo, engine, calibration, perf_transform=perf_transform).iloc[0]
+    r = bound_table(model, [cand], traffic, slo, {acc.name: perf}, engine, perf_transform=perf_transform).iloc[0]
     keep = ("capacity_rps", "batch", "prefill_s", "step_s", "kv_tokens", "replicas_min", "gpus_min",
             "cost_per_hour_min", "reason", "calibration")
     return {**{k: r.get(k) for k in keep}, "feasible": bool(r["viable"])}
@@ -91,7 +92,7 @@ def sparse_perf(perf: Perf, gemm_speedup: float, memory_bound_speedup: float = 1
 
 def sparsity_whatif(model: ModelSpec, accelerator: str | Accelerator, traffic: Traffic, slo: Slo, tp: int = 1,
                     patterns: tuple[str, ...] = ("dense", "2:4", "unstructured"), gemm_speedup: float | None = None,
-                    max_batch: int = 256, engine: str = "vllm", calibration: str | None = None) -> pd.DataFrame:
+                    max_batch: int = 256, engine: str = "vllm", *, perf: Perf) -> pd.DataFrame:
     """Pruning patterns: prefill/decode time, capacity and cost with each pattern's GEMM speed-up (defaults in
     SPARSITY, or ``gemm_speedup`` for all sparse patterns). Weight memory is reported at the pattern's storage
     fraction (2:4 keeps half the values plus 2-bit indices); the KV budget is left at the dense size."""
@@ -106,7 +107,7 @@ def sparsity_whatif(model: ModelSpec, accelerator: str | Accelerator, traffic: T
         plan = ServePlan(tp=tp, max_batch=max_batch)
         weights = serving_memory(model, plan, acc).weights_bytes * d["weight_fraction"]
         dense = d["gemm_speedup"] == 1.0 and d["memory_bound_speedup"] == 1.0
-        b = _bound(model, acc, tp, Quantization.NONE, max_batch, traffic, slo, engine, calibration,
+        b = _bound(model, acc, tp, Quantization.NONE, max_batch, traffic, slo, engine, perf,
                    perf_transform=None if dense else
                    (lambda p, d=d: sparse_perf(p, d["gemm_speedup"], d["memory_bound_speedup"])))
         rows.append({"pattern": name, **d, "weights_per_gpu_bytes": weights, **b})
@@ -126,14 +127,22 @@ class Distillation:
     break_even_requests: float  # inf when the student saves nothing
     break_even_days: float  # at the traffic's rate
     notes: tuple[str, ...]
+    feasible: bool = True
+    reason: str = ""  # why not, when infeasible (every figure is then nan)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__, notes=list(self.notes))
 
+    @classmethod
+    def infeasible(cls, reason: str) -> Distillation:
+        return cls(*(math.nan,) * 8, notes=(), feasible=False, reason=reason)
 
-def teacher_forward_tokens_per_s(teacher: ModelSpec, acc: Accelerator, seq_len: int, perf: Perf) -> tuple[float, int]:
+
+def teacher_forward_tokens_per_s(teacher: ModelSpec, acc: Accelerator, seq_len: int,
+                                 perf: Perf) -> tuple[float, int] | None:
     """Tokens per second per GPU of the teacher's forward pass with logits at every position (what distillation
-    needs), on the smallest TP group whose memory holds it, from the serving iteration-time model."""
+    needs), on the smallest TP group whose memory holds it, from the serving iteration-time model; None when no
+    TP group within a node holds it."""
     for tp in (1, 2, 4, 8, 16):
         if tp > acc.gpus_per_node or teacher.heads % tp:
             continue
@@ -145,26 +154,30 @@ def teacher_forward_tokens_per_s(teacher: ModelSpec, acc: Accelerator, seq_len: 
         shape = replace(shape, logits=k * seq_len)
         t = float(iteration_time(teacher, plan, perf, shape, "vllm", acc).total_s)
         return k * seq_len / (t * tp), tp
-    raise SpecError("train_accelerator", f"{teacher.name} does not fit a TP group of {acc.name}",
-                    "use a larger accelerator")
+    return None
 
 
 def distillation_whatif(teacher: ModelSpec, student: ModelSpec, distill_tokens: float,
                         train_accelerator: str | Accelerator, train_gpus: int, traffic: Traffic, slo: Slo,
-                        serve_accelerators: list[str], global_batch: int = 512, seq_len: int = 4096,
-                        calibration: str | None = None) -> Distillation:
+                        serve_accelerators: list[str], global_batch: int = 512, seq_len: int = 4096, *,
+                        perfs: Mapping[str, Perf]) -> Distillation:
     """Knowledge distillation (Hinton et al. 2015): the teacher's forward passes over ``distill_tokens`` (with
     logits at every position) plus the student's training on them, against the cheaper fleet the student needs
-    for ``traffic``. The teacher pass is priced as batched prefill steps; the student's training by the planner."""
+    for ``traffic``. The teacher pass is priced as batched prefill steps; the student's training by the planner.
+    ``perfs``: device models by accelerator name, for the training accelerator and every serving one."""
     acc = get_accelerator(train_accelerator)
     require(distill_tokens > 0, "distill_tokens", "must be positive")
-    from capsim.sim.serving.fleet import default_perf
-    rate, teacher_tp = teacher_forward_tokens_per_s(teacher, acc, seq_len, default_perf(acc, calibration))
+    forward = teacher_forward_tokens_per_s(teacher, acc, seq_len, perf_of(perfs, acc.name))
+    if forward is None:
+        return Distillation.infeasible(f"{teacher.name} does not fit a TP group of up to {acc.gpus_per_node} x "
+                                       f"{acc.name}: use a larger accelerator")
+    rate, teacher_tp = forward
     teacher_s = distill_tokens / (rate * train_gpus)
     splan = plan_training(student, acc, distill_tokens, global_batch, seq_len, num_gpus=train_gpus,
-                          calibration=calibration)
-    require(splan.feasible, "train_gpus", f"no layout trains {student.name} on {train_gpus} x {acc.name}",
-            "use more GPUs or a larger accelerator")
+                          perf=perf_of(perfs, acc.name))
+    if not splan.feasible:
+        return Distillation.infeasible(f"no layout trains {student.name} on {train_gpus} x {acc.name} "
+                                       f"({splan.reason}): use more GPUs or a larger accelerator")
     student_s = float(splan.best["time_to_train_s"])
     price = acc.price_usd_per_hour if acc.price_usd_per_hour is not None else math.nan
     produce = (teacher_s + student_s) / 3600 * train_gpus * price
@@ -172,7 +185,7 @@ def distillation_whatif(teacher: ModelSpec, student: ModelSpec, distill_tokens: 
     def fleet_cost(model: ModelSpec) -> float:
         cands = [Candidate(get_accelerator(a), tp, Quantization.NONE, 256) for a in serve_accelerators
                  for tp in (1, 2, 4, 8) if tp <= get_accelerator(a).gpus_per_node and model.heads % tp == 0]
-        table = bound_table(model, cands, traffic, slo, calibration=calibration)
+        table = bound_table(model, cands, traffic, slo, perfs)
         ok = table[table["viable"]]
         return float(ok["cost_per_hour_min"].iloc[0]) if len(ok) else math.inf
 

@@ -9,6 +9,7 @@ import pandas as pd
 from capsim.analytic.params import param_counts
 from capsim.analytic.training import DEFAULT_FRAMEWORK, step_time
 from capsim.errors import SpecError, require
+from capsim.perf import Perf
 from capsim.plan.scaling import chinchilla_loss
 from capsim.plan.train_layouts import search_layouts
 from capsim.specs.hardware import Cluster
@@ -19,8 +20,8 @@ from capsim.specs.precision import Precision
 RECIPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
 
 
-def precision_whatif(model: ModelSpec, cluster: Cluster, plan: TrainPlan, recipes: tuple[str, ...] = RECIPES,
-                     calibration: object = None, framework: str = DEFAULT_FRAMEWORK) -> pd.DataFrame:
+def precision_whatif(model: ModelSpec, cluster: Cluster, plan: TrainPlan, recipes: tuple[str, ...] = RECIPES, *,
+                     perf: Perf, framework: str = DEFAULT_FRAMEWORK) -> pd.DataFrame:
     """The same layout under each mixed-precision recipe: step time, MFU, memory and whether it fits.
 
     Speed follows each recipe's GEMM format (the calibration's peak for fp32/tf32/bf16/fp8) and bytes per value;
@@ -31,7 +32,7 @@ def precision_whatif(model: ModelSpec, cluster: Cluster, plan: TrainPlan, recipe
     for name in recipes:
         recipe = Precision.preset(name)
         try:
-            st = step_time(model, plan.with_(precision=recipe), cluster, calibration, framework=framework)
+            st = step_time(model, plan.with_(precision=recipe), cluster, perf, framework=framework)
         except SpecError as err:
             rows.append({"precision": name, "feasible": False, "reason": str(err)})
             continue
@@ -54,8 +55,8 @@ def critical_batch_tokens(loss: float) -> float:
 
 
 def batch_size_whatif(model: ModelSpec, cluster: Cluster, tokens: float, global_batches: list[int], seq_len: int,
-                      critical_batch: float | None = None, reference_batch: int | None = None,
-                      calibration: object = None, framework: str = DEFAULT_FRAMEWORK,
+                      critical_batch: float | None = None, reference_batch: int | None = None, *,
+                      perf: Perf, framework: str = DEFAULT_FRAMEWORK,
                       precision: Precision | None = None) -> pd.DataFrame:
     """Time to reach the same loss at each global batch size (sequences), on a fixed cluster.
 
@@ -72,7 +73,7 @@ def batch_size_whatif(model: ModelSpec, cluster: Cluster, tokens: float, global_
     e_min = tokens / (1.0 + ref / b_crit)
     rows = []
     for gb in global_batches:
-        best = search_layouts(model, cluster, gb, seq_len, calibration, precision, framework, top=1)
+        best = search_layouts(model, cluster, gb, seq_len, perf, precision, framework, top=1)
         needed = e_min * (1.0 + gb * seq_len / b_crit)
         row = {"global_batch": gb, "batch_tokens": gb * seq_len, "critical_batch_tokens": b_crit,
                "tokens_needed": needed, "steps": needed / (gb * seq_len)}

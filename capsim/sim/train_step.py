@@ -23,6 +23,7 @@ from capsim.analytic.training import (
 )
 from capsim.analytic.training.compute import MicroBatchTimes
 from capsim.analytic.training.sharded import sharded_exposed_s
+from capsim.perf import Perf
 from capsim.sim.pipeline import PipelineResult, simulate_pipeline
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
@@ -50,7 +51,7 @@ class PipelineInputs:
                                  self.blocking_p2p, self.reduce_s, self.tail_s)
 
 
-def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: object, gpn: int, fw: Framework,
+def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
                t: MicroBatchTimes, moe: bool = True) -> dict[str, float]:
     """One layer's forward and backward with its communication (an MoE layer's all-to-alls only if ``moe``)."""
     tp_f, tp_b = comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw)
@@ -65,7 +66,7 @@ def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: objec
     return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in out.items()}
 
 
-def _stage_extras(model: ModelSpec, lay: Layouts, precision: Precision, perf: object, gpn: int, fw: Framework,
+def _stage_extras(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
                   t: MicroBatchTimes, dp: dict[str, np.ndarray], n: int, d: int, emb: bool, head: bool,
                   end_bwd_s: float) -> tuple[float, float]:
     """(per-micro-batch gradient work added to the stage's backward, gradient reduction after its last backward)
@@ -81,7 +82,7 @@ def _stage_extras(model: ModelSpec, lay: Layouts, precision: Precision, perf: ob
     return float(zero[0] + accumulate[0]), red
 
 
-def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: object = None,
+def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: Perf,
                     framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> PipelineInputs:
     """Per-stage, per-chunk times of ``plan`` from the same cost terms as ``step_time``: each model chunk is
     priced on its own layers (``TrainPlan.split``), the embedding on chunk (0, 0), the LM head and loss on
@@ -120,7 +121,7 @@ def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: o
                           tail_s, perf.name, fw.name)
 
 
-def simulate_step(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: object = None,
+def simulate_step(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: Perf,
                   framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> PipelineResult:
     """One training step of ``plan``, simulated event by event."""
     return pipeline_inputs(model, plan, cluster, perf, framework).simulate()

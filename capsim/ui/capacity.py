@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from capsim.calibration import available
+from capsim.calibration import available, perfs_for
 from capsim.plan.serving import Slo, name_values, plan_serving
 from capsim.sim.serving.presets import PRESETS
 from capsim.specs.catalog import accelerators
@@ -43,7 +43,8 @@ def capacity_plan(model: ModelSpec, preset: str, rate_rps: float, ttft_p99_s: fl
     confirmation rule (``requests`` None or 0: adaptive). One process: the dashboard's server is not a place to
     fork a pool, and the answer does not depend on it."""
     plan = plan_serving(model, preset_traffic(preset, rate_rps, requests or None), Slo(ttft_p99_s, tpot_p99_s, goodput),
-                        list(accs), dict(prices), dict(limits), quants, engine, calibration, workers=1)
+                        list(accs), perfs_for(accs, calibration), dict(prices), dict(limits), quants, engine,
+                        workers=1)
     return {"table": plan.table, "simulated": plan.simulated, "pareto": plan.pareto, "feasible": plan.feasible,
             "reason": plan.reason, "notes": list(plan.notes), "best": plan.best, "rate_rps": plan.rate_rps}
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from capsim.errors import SpecError
+from capsim.perf import Perf
 from capsim.plan.train_layouts import search_layouts
 from capsim.plan.training import candidate_gpu_counts, plan_training
 from capsim.sim.serving import engine_plan, kv_blocks
@@ -67,12 +68,12 @@ def describe(row: dict[str, Any], given: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def nearest_layout(model: ModelSpec, cluster: Cluster, plan: TrainPlan, calibration: object,
+def nearest_layout(model: ModelSpec, cluster: Cluster, plan: TrainPlan, perf: Perf,
                    framework: str, usable: float = USABLE) -> dict[str, Any] | None:
     """The layout on the same GPUs, batch and precision closest to ``plan`` that fits ``usable`` of the device
     memory (its row of the search table, with ``change``: what differs), or None when none does."""
     try:
-        frame = search_layouts(model, cluster, plan.global_batch, plan.seq_len, calibration, plan.precision,
+        frame = search_layouts(model, cluster, plan.global_batch, plan.seq_len, perf, plan.precision,
                                framework, top=None)
     except SpecError:
         return None
@@ -86,13 +87,13 @@ def nearest_layout(model: ModelSpec, cluster: Cluster, plan: TrainPlan, calibrat
 
 
 def fewest_gpus(model: ModelSpec, acc: Accelerator, gpus: int, global_batch: int, seq_len: int, tokens: float,
-                calibration: object, precision: Any, framework: str, usable: float,
+                perf: Perf, precision: Any, framework: str, usable: float,
                 max_gpus: int = 16384) -> dict[str, Any] | None:
     """The smallest GPU count above ``gpus`` (1, 2, 4 .. a node, then doubling nodes) where a layout fits, with
     that count's best layout, or None."""
     for count in (c for c in candidate_gpu_counts(acc.gpus_per_node, max_gpus) if c > gpus):
         try:
-            plan = plan_training(model, acc, tokens, global_batch, seq_len, count, calibration=calibration,
+            plan = plan_training(model, acc, tokens, global_batch, seq_len, count, perf=perf,
                                  precision=precision, framework=framework, usable_memory_fraction=usable)
         except SpecError:
             continue

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from capsim.calibration import perf_for, perfs_for
 from capsim.plan.scaling_study import model_size_study, serving_scaling, training_scaling
 from capsim.plan.serving import QUANTIZATIONS, Slo
 from capsim.sim.serving.presets import PRESETS
@@ -35,14 +36,14 @@ def serving_point(model: ModelSpec, preset: str, accs: tuple[str, ...], rate: fl
     """One rate of the serving study (pure; cached by its inputs, so a longer list reuses the rates it had):
     ``capsim scale serve``'s search (``requests`` None or 0: adaptive), in one process."""
     return serving_scaling(model, preset_traffic(preset, 1.0), Slo(ttft, tpot), list(accs), [rate], quants,
-                           requests=requests or None, workers=1)
+                           requests=requests or None, workers=1, perfs=perfs_for(accs))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _training_layouts(model: ModelSpec, acc: str, global_batch: int, seq_len: int,
                       counts: tuple[int, ...]) -> pd.DataFrame:
     """The best layout at each count for a reference budget of one token (pure; cached without the budget)."""
-    return training_scaling(model, acc, 1.0, global_batch, seq_len, list(counts))
+    return training_scaling(model, acc, 1.0, global_batch, seq_len, list(counts), perf=perf_for(acc))
 
 
 def training_study(model: ModelSpec, acc: str, tokens: float, global_batch: int, seq_len: int,

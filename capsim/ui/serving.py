@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from capsim.calibration import available
-from capsim.sim.serving import ServeConfig, ServingResult, default_perf, engine_plan, simulate
+from capsim.calibration import available, perf_for
+from capsim.sim.serving import ServeConfig, ServingResult, engine_plan, simulate
 from capsim.sim.serving.presets import PRESETS, WorkloadSpec, build_workload, get_preset, preset_spec
 from capsim.sim.serving.router import RouterKind
 from capsim.sim.serving.workload import ArrivalKind, Workload
@@ -90,7 +90,7 @@ def run_serving(model: ModelSpec, acc_name: str, tp: int, replicas: int, engine:
     wl = build(preset, trace_text, rate, requests, seed, load, speed)
     cfg = ServeConfig(engine=get_engine(engine), scheduler=scheduler, router=router, slo_ttft_s=slo_ttft_s,
                       slo_tpot_s=slo_tpot_s, seed=seed)
-    return simulate(model, plan, acc, default_perf(acc, calibration), wl, cfg)
+    return simulate(model, plan, acc, perf_for(acc, calibration), wl, cfg)
 
 
 def offered_rps(result: ServingResult) -> float:

@@ -11,7 +11,7 @@ import streamlit as st
 
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
-from capsim.calibration import available
+from capsim.calibration import available, perf_for
 from capsim.errors import SpecError
 from capsim.plan.training import plan_training
 from capsim.sim.train_step import simulate_step
@@ -36,7 +36,7 @@ from capsim.ui.nearest import fewest_gpus, nearest_layout
 from capsim.ui.state import flag, number, select
 
 AUTO, MANUAL = "auto (search)", "manual"
-DEFAULT_CAL = "accelerator datasheet"
+DEFAULT_CAL = "auto (GPU profile, else datasheet)"  # the one rule of capsim.calibration.select
 TOP = 5  # layouts compared side by side in auto mode
 MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations", "temporary")
 DAY_S = 86400.0
@@ -86,7 +86,8 @@ def manual_report(model: ModelSpec, acc_name: str, price: float | None, gpus: in
                   tokens: float, calibration: str | None, framework: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Step time of one given plan (pure; cached by its inputs)."""
     cluster = Cluster(get_accelerator(acc_name, price), gpus)
-    res = step_time(model, plan, cluster, calibration, framework=framework, train_tokens=tokens)
+    res = step_time(model, plan, cluster, perf_for(cluster.accelerator, calibration), framework=framework,
+                    train_tokens=tokens)
     table = _frame(Layouts.from_plans(model, [plan]), res)
     return table, {"calibration": res.calibration, "framework": res.framework, "evaluated": 1, "explanation": []}
 
@@ -98,7 +99,8 @@ def auto_report(model: ModelSpec, acc_name: str, price: float | None, gpus: int,
     """The fastest layouts on ``gpus`` (``capsim.plan.training``), the top few priced term by term (pure)."""
     acc = get_accelerator(acc_name, price)
     prec = Precision.preset(precision)
-    plan = plan_training(model, acc, tokens, global_batch, seq_len, gpus, calibration=calibration, precision=prec,
+    perf = perf_for(acc, calibration)
+    plan = plan_training(model, acc, tokens, global_batch, seq_len, gpus, perf=perf, precision=prec,
                          framework=framework, usable_memory_fraction=usable)
     if not plan.feasible:
         return pd.DataFrame(), {"reason": plan.reason, "evaluated": plan.evaluated}
@@ -107,7 +109,7 @@ def auto_report(model: ModelSpec, acc_name: str, price: float | None, gpus: int,
                                                                  "recompute", "sp", "zero_stage",
                                                                  "distributed_optimizer", "schedule")},
                         global_batch=global_batch, seq_len=seq_len)
-    res = step_time(model, lay, Cluster(acc, gpus), calibration, prec, framework, train_tokens=tokens)
+    res = step_time(model, lay, Cluster(acc, gpus), perf, prec, framework, train_tokens=tokens)
     return _frame(lay, res), {"calibration": res.calibration, "framework": res.framework,
                               "evaluated": plan.evaluated, "explanation": list(plan.explanation)}
 
@@ -116,7 +118,8 @@ def auto_report(model: ModelSpec, acc_name: str, price: float | None, gpus: int,
 def nearest_fix(model: ModelSpec, acc_name: str, price: float | None, gpus: int, plan: TrainPlan,
                 calibration: str | None, framework: str) -> dict[str, Any] | None:
     """The closest layout to ``plan`` that fits (pure; cached by its inputs)."""
-    return nearest_layout(model, Cluster(get_accelerator(acc_name, price), gpus), plan, calibration, framework)
+    acc = get_accelerator(acc_name, price)
+    return nearest_layout(model, Cluster(acc, gpus), plan, perf_for(acc, calibration), framework)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -124,7 +127,8 @@ def more_gpus(model: ModelSpec, acc_name: str, price: float | None, gpus: int, g
               precision: str, tokens: float, calibration: str | None, framework: str, usable: float
               ) -> dict[str, Any] | None:
     """The fewest GPUs above ``gpus`` on which a layout fits (pure; cached by its inputs)."""
-    return fewest_gpus(model, get_accelerator(acc_name, price), gpus, global_batch, seq_len, tokens, calibration,
+    acc = get_accelerator(acc_name, price)
+    return fewest_gpus(model, acc, gpus, global_batch, seq_len, tokens, perf_for(acc, calibration),
                        Precision.preset(precision), framework, usable)
 
 
@@ -132,7 +136,8 @@ def more_gpus(model: ModelSpec, acc_name: str, price: float | None, gpus: int, g
 def pipeline_timeline(model: ModelSpec, acc_name: str, price: float | None, gpus: int, plan: TrainPlan,
                       calibration: str | None, framework: str) -> tuple[pd.DataFrame, dict[str, float]]:
     """The plan's step simulated block by block on the SimPy pipeline (pure; cached by its inputs)."""
-    res = simulate_step(model, plan, Cluster(get_accelerator(acc_name, price), gpus), calibration, framework)
+    acc = get_accelerator(acc_name, price)
+    res = simulate_step(model, plan, Cluster(acc, gpus), perf_for(acc, calibration), framework)
     return res.timeline, res.to_dict()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from capsim.calibration import perf_for, perfs_for
 from capsim.errors import SpecError
 from capsim.plan.serving import Slo
 from capsim.plan.whatif_serve import SPARSITY, distillation_whatif, quantization_whatif, sparsity_whatif
@@ -41,20 +42,21 @@ SERVE_COLUMNS = ("capacity_rps", "prefill_s", "step_s", "replicas_min", "cost_pe
 @st.cache_data(show_spinner=False, max_entries=32)
 def quantization_table(model: ModelSpec, acc: str, tp: int, preset: str, rate: float, ttft: float | None,
                        tpot: float | None) -> pd.DataFrame:
-    return quantization_whatif(model, acc, preset_traffic(preset, rate), Slo(ttft, tpot), tp)
+    return quantization_whatif(model, acc, preset_traffic(preset, rate), Slo(ttft, tpot), tp, perf=perf_for(acc))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def sparsity_table(model: ModelSpec, acc: str, tp: int, preset: str, rate: float, ttft: float | None,
                    tpot: float | None, gemm_speedup: float | None) -> pd.DataFrame:
-    return sparsity_whatif(model, acc, preset_traffic(preset, rate), Slo(ttft, tpot), tp, gemm_speedup=gemm_speedup)
+    return sparsity_whatif(model, acc, preset_traffic(preset, rate), Slo(ttft, tpot), tp, gemm_speedup=gemm_speedup,
+                           perf=perf_for(acc))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def distillation(teacher: str, student: str, tokens: float, acc: str, gpus: int, preset: str, rate: float,
                  ttft: float | None, tpot: float | None) -> dict[str, Any]:
     return distillation_whatif(get_model(teacher), get_model(student), tokens, acc, gpus,
-                               preset_traffic(preset, rate), Slo(ttft, tpot), [acc]).to_dict()
+                               preset_traffic(preset, rate), Slo(ttft, tpot), [acc], perfs=perfs_for([acc])).to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -62,13 +64,14 @@ def precision_table(model: ModelSpec, acc: str, gpus: int, tp: int, pp: int, mic
                     seq_len: int) -> pd.DataFrame:
     plan = TrainPlan(dp=gpus // (tp * pp), tp=tp, pp=pp, micro_batch=micro_batch, global_batch=global_batch,
                      seq_len=seq_len)
-    return precision_whatif(model, Cluster(get_accelerator(acc), gpus), plan)
+    return precision_whatif(model, Cluster(get_accelerator(acc), gpus), plan, perf=perf_for(acc))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def batch_table(model: ModelSpec, acc: str, gpus: int, tokens: float, batches: tuple[int, ...], seq_len: int
                 ) -> pd.DataFrame:
-    return batch_size_whatif(model, Cluster(get_accelerator(acc), gpus), tokens, list(batches), seq_len)
+    return batch_size_whatif(model, Cluster(get_accelerator(acc), gpus), tokens, list(batches), seq_len,
+                             perf=perf_for(acc))
 
 
 def _serving_inputs(c: list[Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from capsim.calibration import default_calibration, perf_for
 from capsim.plan.training import plan_training
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.precision import Precision
@@ -23,9 +24,10 @@ LAYOUT = ("dp", "tp", "pp", "v", "micro_batch", "recompute", "sp", "zero_stage",
 def _row(r: dict[str, str], calibration: str | None) -> Row:
     published = predict_row(r, calibration)
     _release, fw, _defaults = row_release(r)
-    plan = plan_training(row_model(r), get_accelerator(r["gpu"]), 1e9, int(r["global_batch"]), int(r["seq"]),
-                         num_gpus=int(r["gpus"]), calibration=calibration, precision=Precision.preset(r["precision"]),
-                         framework=fw, usable_memory_fraction=1.0)
+    acc = get_accelerator(r["gpu"])
+    plan = plan_training(row_model(r), acc, 1e9, int(r["global_batch"]), int(r["seq"]), num_gpus=int(r["gpus"]),
+                         perf=perf_for(acc, calibration), precision=Precision.preset(r["precision"]), framework=fw,
+                         usable_memory_fraction=1.0)
     best = plan.best
     pub = {**published_settings(r), **published.settings,
            "dp": int(r["dp"]), "tp": int(r["tp"]), "pp": int(r["pp"])}
@@ -37,12 +39,13 @@ def _row(r: dict[str, str], calibration: str | None) -> Row:
 
 
 def planner_suite(path: str | Path | None = None, calibration: str | None = None) -> Report:
-    rows = []
+    rows, names = [], set()
     for r in read_csv(path, "training_published.csv", REQUIRED):
+        names.add(calibration or default_calibration(r["gpu"]))
         row, err = attempt(_row, r, calibration)
         rows.append(row or failed_row(r["source"], f"{r['model']} on {r['gpus']} GPUs", "step_s", float("nan"), "s",
                                       str(err)))
-    return Report("planner", calibration or "A100-SXM4-80GB", tuple(rows),
+    return Report("planner", " + ".join(sorted(names)), tuple(rows),
                   ("measured = capsim's step time of the published layout; predicted = the planner's best; "
                    "a negative error is the planner's speed-up",))
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from capsim.analytic.serving import StepShape, iteration_time
-from capsim.calibration import load_calibration
+from capsim.calibration import load_calibration, perf_for
 from capsim.data.loaders import SHIPPED, data_file, load_trace
 from capsim.errors import SpecError
 from capsim.inputs import inside
 from capsim.perf import Perf
-from capsim.sim.serving import ServeConfig, Workload, default_perf, engine_plan, simulate
+from capsim.sim.serving import ServeConfig, Workload, engine_plan, simulate
 from capsim.sim.serving.metrics import ServingResult
 from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.engine import FAMILIES, EngineProfile, engine_release, known_releases
@@ -94,7 +94,7 @@ def _perf(gpu: str, calibration: str | None) -> Perf:
         cal = load_calibration(calibration)
         if get_accelerator(cal.device.get("name", cal.name)).name == acc.name:
             return cal.perf()
-    return default_perf(acc)
+    return perf_for(acc)
 
 
 def _plan(r: dict[str, str], sw: Software, **extra: object) -> ServePlan:

@@ -19,6 +19,7 @@ from capsim.analytic.flops import megatron_iteration_flops
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training import Framework, Release, StepTime, release_for, resolve_perf
 from capsim.analytic.training.release import PER_REPLICA
+from capsim.calibration import perf_for
 from capsim.errors import SpecError
 from capsim.plan.train_layouts import framework_limits, layout_grid, rank_layouts
 from capsim.specs.catalog import get_accelerator
@@ -181,7 +182,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     release, fw, defaults = row_release(r)
     model, acc = row_model(r), get_accelerator(r["gpu"])
     cluster = Cluster(acc, int(r["gpus"]))
-    perf = resolve_perf(row_calibration(calibration, acc.name), cluster)
+    perf = resolve_perf(perf_for(acc, row_calibration(calibration, acc.name)), cluster)
     precision = row_precision(r, fw)
     published = published_settings(r)
     _check_offered({**published, "pp": _int(r, "pp")}, fw)

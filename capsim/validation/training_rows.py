@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from capsim.analytic.training import Framework
-from capsim.calibration import load_calibration
+from capsim.calibration import calibration_name
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_model
 from capsim.specs.model import ModelSpec
@@ -20,7 +20,6 @@ from capsim.specs.precision import DType, Precision
 from capsim.validation.harness import LINE, DataError
 
 OPTIONAL = ("head_dim", "experts", "top_k", "moe_ffn_hidden", "ep", "fsdp", "flags")
-PROFILE = "profile"  # --calibration profile: each row's accelerator's profile calibration where one exists
 
 
 def cell_int(r: dict[str, str], column: str) -> int | None:
@@ -111,14 +110,10 @@ def row_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object]) -> L
 
 def row_calibration(calibration: str | None, gpu: str) -> str | None:
     """The calibration a row is priced with: ``profile`` picks the accelerator's profile calibration where one
-    ships (else its datasheet); any other name is used as given."""
-    if calibration is None or calibration.lower() != PROFILE:
-        return calibration
-    try:
-        return load_calibration(f"{gpu}-profile").name
-    except SpecError:
-        return None
+    ships (else its datasheet), ``datasheet`` the accelerator's datasheet calibration (named as the accelerator);
+    any other name is used as given, and none follows the one default rule."""
+    return None if calibration is None else calibration_name(gpu, calibration)
 
 
-__all__ = ["OPTIONAL", "PROFILE", "cell_int", "check_fsdp", "row_calibration", "row_ep", "row_model",
+__all__ = ["OPTIONAL", "cell_int", "check_fsdp", "row_calibration", "row_ep", "row_model",
            "row_precision", "row_split"]

@@ -14,23 +14,17 @@ from capsim.analytic.training import stages
 from capsim.analytic.training.framework import DEFAULT_FRAMEWORK, Framework, FrameworkName, get_framework
 from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
-from capsim.perf import DeviceParams, Link, Perf
+from capsim.perf import DeviceParams, Link, Perf, require_perf
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import Precision
 
 
-def resolve_perf(perf: object, cluster: Cluster) -> Perf:
-    """A Perf from a Perf, a Calibration, a calibration name/path, or None (the accelerator's datasheet file).
-
-    A cluster whose link rates override the datasheet scales that tier's calibrated bus bandwidth by
-    override / datasheet (the calibration measured the datasheet links)."""
-    if perf is None or isinstance(perf, str):
-        from capsim.calibration import load_calibration  # the loader reads files; only here, on request
-        perf = load_calibration(perf or cluster.accelerator.name).perf()
-    elif not isinstance(perf, Perf):
-        perf = perf.perf()
+def resolve_perf(perf: Perf, cluster: Cluster) -> Perf:
+    """``perf`` on ``cluster``'s links: a cluster whose link rates override the datasheet scales that tier's
+    calibrated bus bandwidth by override / datasheet (the calibration measured the datasheet links)."""
+    require_perf(perf)
     acc = cluster.accelerator
     scales = {"intra": _ratio(cluster.intra_node_bw_bytes_per_s, acc.intra_node_bw_bytes_per_s),
               "inter": _ratio(cluster.inter_node_bw_bytes_per_s, acc.inter_node_bw_bytes_per_s)}
@@ -101,15 +95,15 @@ def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl) -> tuple[np
     return np.asarray(model_f, float), np.asarray(hw, float)
 
 
-def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, perf: object = None,
+def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, perf: Perf,
               precision: Precision | None = None,
               framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
               train_tokens: float | None = None) -> StepTime:
     """Seconds of one optimizer step, broken down, with MFU/HFU, memory, feasibility and train-N-tokens totals.
 
     ``plan`` is one TrainPlan (checked: a plan that cannot run raises SpecError; floats out) or Layouts (arrays out;
-    a layout that cannot run is returned infeasible with its reason). ``perf`` is a Perf, a Calibration, a
-    calibration name, or None for the accelerator's datasheet calibration.
+    a layout that cannot run is returned infeasible with its reason). ``perf`` is the accelerator's device model
+    (``capsim.calibration.perf_for``).
     """
     fw = get_framework(framework)
     perf = resolve_perf(perf, cluster)

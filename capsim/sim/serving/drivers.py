@@ -13,13 +13,11 @@ Both continuous-batching drivers make the same scheduling decisions at the same 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from capsim.analytic.step_table import envelope
+from capsim.sim.serving.replica import Replica
+from capsim.sim.serving.static import static_batch
 from capsim.specs.engine import SchedulerKind
-
-if TYPE_CHECKING:
-    from capsim.sim.serving.replica import Replica
 
 
 def _stuck(rep: Replica) -> None:
@@ -27,7 +25,13 @@ def _stuck(rep: Replica) -> None:
         raise RuntimeError(f"replica {rep.idx} cannot admit request {rep.waiting[0]} into an empty engine")
 
 
+def start(rep: Replica) -> None:
+    """Start ``rep``'s SimPy process (once the fleet has said whether requests are pushed to it)."""
+    rep.env.process(driver(rep))
+
+
 def driver(rep: Replica) -> Generator[Any, Any, None]:
+    """The process that moves ``rep``'s clock: by policy, and by whether anything reaches it while it runs."""
     if rep.cfg.policy is SchedulerKind.STATIC:
         return run_static(rep)
     if rep.cfg.fast and not rep.pushed:
@@ -62,16 +66,16 @@ def run_events(rep: Replica) -> Generator[Any, Any, None]:
             dur = rep.table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
             yield env.timeout(dur)
             rep.clock = env.now
-            rep.close_run(t0, 1, b, None, dur, dur)
+            rep.close_run(t0, 1, b, [(0, 1, dur, 0.0)], dur)
 
 
 def interruptible_run(rep: Replica) -> Generator[Any, Any, None]:
     """A decode run that a request submitted while it runs can cut at the end of the step in progress."""
     env = rep.env
     t0 = env.now
-    k, b, lines, dur, first = rep.plan_run(t0)
+    k, b, pieces, dur = rep.plan_run(t0)
     if k > 1:
-        rep.seg, rep.cut = (t0, envelope(lines, k), k), k
+        rep.seg, rep.cut = (t0, pieces, k), k
         wake = rep.wake = env.event()
         env.timeout(dur).callbacks.append(lambda _e, w=wake: w.triggered or w.succeed())
         yield wake
@@ -80,7 +84,7 @@ def interruptible_run(rep: Replica) -> Generator[Any, Any, None]:
     else:
         yield env.timeout(dur)
     rep.clock = env.now
-    rep.close_run(t0, k, b, lines, dur, first)
+    rep.close_run(t0, k, b, pieces, dur)
 
 
 def run_ahead(rep: Replica) -> Generator[Any, Any, None]:
@@ -116,16 +120,14 @@ def run_alone(rep: Replica) -> None:
             end_step(step[1], b, dt)
         else:
             t0 = rep.clock
-            k, b, lines, dur, first = plan_run(t0)
-            close_run(t0, k, b, lines, dur, first)
+            k, b, pieces, dur = plan_run(t0)
+            close_run(t0, k, b, pieces, dur)
             rep.clock = t0 + dur
 
 
 def run_static(rep: Replica) -> Generator[Any, Any, None]:
     """FasterTransformer-style static batching: up to max_seqs waiting requests, padded to the longest prompt
     and output, run to completion before the next batch starts."""
-    from capsim.sim.serving.static import static_batch
-
     env = rep.env
     while True:
         rep.clock = env.now
@@ -136,3 +138,6 @@ def run_static(rep: Replica) -> Generator[Any, Any, None]:
             rep.idle = False
             continue
         yield from static_batch(rep)
+
+
+__all__ = ["driver", "run_ahead", "run_alone", "run_events", "run_static", "start"]

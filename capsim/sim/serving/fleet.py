@@ -15,8 +15,10 @@ from capsim.analytic.memory import kv_cache_bytes_per_token, serving_memory
 from capsim.analytic.serving import PLAIN_SAMPLING, Sampling
 from capsim.analytic.step_table import StepTable
 from capsim.errors import SpecError, require
-from capsim.perf import Collective, Perf
-from capsim.sim.serving.metrics import ServingResult, build_result
+from capsim.perf import Collective, Perf, require_perf
+from capsim.sim.serving import drivers
+from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS, check_work, estimate_work
+from capsim.sim.serving.metrics import RunInfo, ServingResult, build_result
 from capsim.sim.serving.replica import Replica, ReplicaConfig, Role
 from capsim.sim.serving.router import RouterKind, make_router
 from capsim.sim.serving.state import Requests
@@ -45,6 +47,7 @@ class ServeConfig:
     # Route open-loop arrivals ahead of time when the router ignores replica state (round-robin, random): no
     # event per arrival. False sends every arrival through an arrival process (same results, slower).
     preroute: bool = True
+    max_events: float = DEFAULT_MAX_EVENTS  # refuse a simulation estimated to take more (capsim.sim.serving.budget)
 
 
 def engine_plan(engine: str | EngineProfile, model: ModelSpec, accelerator: Accelerator | None = None,
@@ -57,18 +60,6 @@ def engine_plan(engine: str | EngineProfile, model: ModelSpec, accelerator: Acce
             "block_size": eng.block_size}
     base.update({k: v for k, v in changes.items() if v is not None})
     return ServePlan(**base)
-
-
-def default_perf(accelerator: Accelerator, calibration: str | None = None) -> Perf:
-    """The calibration a serving prediction uses: the one named, else the accelerator's GPU-profile calibration
-    where one ships, else its datasheet calibration."""
-    # The loader reads files: only here, on request.
-    from capsim.calibration import available, load_calibration
-
-    if calibration is not None:
-        return load_calibration(calibration).perf()
-    name = f"{accelerator.name}-profile"
-    return load_calibration(name if name in available() else accelerator.name).perf()
 
 
 def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engine: EngineProfile) -> int:
@@ -97,7 +88,8 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
 
 
 class Fleet:
-    """Replicas, routers and the request population of one simulation."""
+    """Replicas, routers and the request population of one simulation; the replicas' :class:`Handoff`
+    (``finished``, ``transfer``, ``reprefill``) routes the requests they are done with."""
 
     def __init__(self, model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: Perf,
                  workload: Workload, cfg: ServeConfig) -> None:
@@ -106,6 +98,10 @@ class Fleet:
         self.engine = get_engine(cfg.engine)
         self.policy = SchedulerKind(cfg.scheduler) if cfg.scheduler is not None else self.engine.scheduler
         plan.check(model)
+        require_perf(perf)
+        check_work(estimate_work(workload.size, plan.replicas, float(np.mean(workload.prompt_tokens)),
+                                 float(np.mean(workload.output_tokens)), plan.max_batched_tokens, cfg.fast),
+                   cfg.max_events)
         self.env = simpy.Environment()
         # The engine sees each request ttft_offset_s after the client sends it (the server and client constant a
         # fitted engine profile carries); metrics count from the client's send.
@@ -154,7 +150,7 @@ class Fleet:
         for i in range(plan.replicas):
             role = Role.BOTH if not p else (Role.PREFILL if i < p else Role.DECODE)
             policy = self.policy if role is Role.BOTH else SchedulerKind.VLLM
-            reps.append(Replica(i, self, self.table, rc(role, policy)))
+            reps.append(Replica(i, self.env, self.req, self.table, rc(role, policy), self))
         if not p:
             return reps, reps, []
         return reps, reps[:p], reps[p:]
@@ -223,8 +219,15 @@ class Fleet:
         else:
             self.env.process(self.arrivals())
         for rep in self.replicas:
-            rep.start()
+            drivers.start(rep)
         self.env.run()
+
+    def info(self) -> RunInfo:
+        """The run's setup, as the metrics report it."""
+        plan = self.plan
+        return RunInfo(self.perf.name, self.engine.name, self.policy.value, plan.replicas, plan.num_gpus,
+                       self.blocks, plan.block_size, self.model.max_seq, self.cfg.slo_ttft_s, self.cfg.slo_tpot_s,
+                       self.cfg.fast, self.offset)
 
 
 def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: Perf, workload: Workload,
@@ -244,10 +247,11 @@ def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: 
             raise RuntimeError(f"serving simulation lost or double-finished {lost} requests")
         price = cfg.price_usd_per_gpu_hour if cfg.price_usd_per_gpu_hour is not None \
             else accelerator.price_usd_per_hour
-        return build_result(fleet, price if price is not None else math.nan)  # metrics too: no collector passes
+        records = [rep.rec for rep in fleet.replicas]
+        return build_result(fleet.req, records, fleet.info(), price if price is not None else math.nan)
     finally:
         if enabled:
             gc.enable()
 
 
-__all__ = ["Fleet", "ServeConfig", "default_perf", "engine_plan", "kv_blocks", "simulate"]
+__all__ = ["Fleet", "ServeConfig", "engine_plan", "kv_blocks", "simulate"]

@@ -16,6 +16,11 @@ import itertools
 from capsim.sim.serving.state import Requests
 
 
+def blocks_for(tokens: int, block_size: int) -> int:
+    """Paged-KV blocks that hold ``tokens`` tokens (integer ceiling division)."""
+    return -(-tokens // block_size)
+
+
 class DecodeSet:
     """Sequences decoding together on one replica, with the replica's block pool."""
 
@@ -71,15 +76,13 @@ class DecodeSet:
 
     def run_length(self) -> int:
         """Decode steps until the batch next changes on its own: a sequence finishes or blocks run short."""
-        heap, ids, epoch = self.heap, self.ids, self.req.epoch
-        while heap and (heap[0][1] not in ids or heap[0][2] != epoch[heap[0][1]]):  # steps_until_finish, inlined
-            heapq.heappop(heap)
-        k = heap[0][0] - self.steps
-        if len(ids) * (k // self.bs + 1) <= self.total - self.used:
+        k = self.steps_until_finish()
+        if len(self.ids) * (k // self.bs + 1) <= self.total - self.used:
             return k  # enough free blocks for every step until then
         return min(k, self.steps_until_short())
 
     def steps_until_finish(self) -> int:
+        """Decode steps until the first decoding sequence emits its last token (stale heap entries dropped)."""
         heap, req = self.heap, self.req
         while heap and (heap[0][1] not in self.ids or heap[0][2] != req.epoch[heap[0][1]]):
             heapq.heappop(heap)
@@ -112,7 +115,7 @@ class DecodeSet:
         r = off % self.bs
         self.cnt[r] -= 1
         self.cnt[r + self.bs] -= 1
-        self.used -= -(-c // self.bs)  # blocks of c tokens: integer ceil
+        self.used -= blocks_for(c, self.bs)
         req.epoch[rid] += 1
         return c
 
@@ -138,3 +141,6 @@ class DecodeSet:
         """The sequence vLLM preempts first: the latest arrival (FCFS priority, Kwon et al. 2023, Sec. 4.5)."""
         arrival = self.req.arrival
         return max(self.ids, key=lambda r: (arrival[r], r))
+
+
+__all__ = ["DecodeSet", "blocks_for"]

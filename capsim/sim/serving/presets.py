@@ -14,6 +14,7 @@ import numpy as np
 
 from capsim.data.loaders import load_trace
 from capsim.errors import SpecError, UnknownNameError, require
+from capsim.sim.serving.budget import WorkEstimate, estimate_work
 from capsim.sim.serving.workload import ArrivalKind, Lengths, Workload, diurnal, renewal
 
 
@@ -85,6 +86,29 @@ class WorkloadSpec:
     time_scale: float = 1.0  # trace replay: arrival times multiplied by this (0.5 = twice the rate)
     seed: int = 0
     name: str = "custom"
+
+    def expected_requests(self) -> float | None:
+        """How many requests :func:`build_workload` draws, known before drawing them (None for a trace replay:
+        the trace's rows bound it)."""
+        kind = ArrivalKind(self.arrival)
+        if kind is ArrivalKind.TRACE:
+            return None
+        if self.requests is not None or kind in (ArrivalKind.CLOSED, ArrivalKind.BATCH):
+            return float(self.requests or 0)
+        rate = float(np.mean(self.diurnal_rates_rps)) if kind is ArrivalKind.DIURNAL and self.diurnal_rates_rps \
+            else self.rate_rps
+        if rate is None or self.duration_s is None:
+            return None  # build_workload names what is missing
+        return float(rate) * float(self.duration_s)
+
+    def estimate(self, replicas: int, step_tokens: int, fast: bool = True) -> WorkEstimate | None:
+        """The simulation's events and memory (capsim.sim.serving.budget), from the spec alone; lengths drawn
+        from a trace count as one prompt step and one output token (a lower bound)."""
+        n = self.expected_requests()
+        if n is None:
+            return None
+        prompt, output = self.lengths.mean() if self.lengths is not None else (1.0, 1.0)
+        return estimate_work(n, replicas, prompt, output, step_tokens, fast)
 
 
 def build_workload(spec: WorkloadSpec) -> Workload:

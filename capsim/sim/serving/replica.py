@@ -2,8 +2,12 @@
 
 The replica keeps its own clock. Its SimPy process (:mod:`capsim.sim.serving.drivers`) moves that clock one step
 at a time for prompt steps, and a whole run at a time for decode-only steps: the replica advances until its batch
-next changes (a sequence finishes, KV blocks run out, or an arriving request can be admitted at the end of the step
+next changes (a sequence finishes, KV blocks run out, or a waiting request can be admitted at the end of the step
 in progress) and sums the run's step times in closed form (:mod:`capsim.analytic.step_table`).
+
+A replica knows nothing of the fleet around it: requests it is done with go to a :class:`Handoff` (the fleet
+implements it), and what the metrics need is written to its :class:`~capsim.sim.serving.records.ReplicaRecord`.
+A scheduling policy is one ``_plan_*`` method and one entry in :data:`PLANNERS`.
 """
 
 from __future__ import annotations
@@ -12,23 +16,35 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from capsim.analytic.step_table import StepTable, pieces_sum, steps_to_reach
-from capsim.sim.serving.kv import DecodeSet
+from capsim.analytic.step_table import Piece, StepTable, pieces_sum, steps_to_reach
+from capsim.sim.serving.kv import DecodeSet, blocks_for
+from capsim.sim.serving.records import BLOCK, ReplicaRecord
+from capsim.sim.serving.state import Requests
 from capsim.specs.engine import SchedulerKind
 
-if TYPE_CHECKING:
-    from capsim.sim.serving.fleet import Fleet
-
-
-DECODE: tuple[str, list[tuple[int, int]], bool] = ("decode", [], True)  # plan(): a decode-only step or run
+Step = tuple[str, list[tuple[int, int]], bool]  # ("prefill", [(request, tokens)], with decodes) or DECODE
+DECODE: Step = ("decode", [], True)  # plan(): a decode-only step or run
 
 
 class Role(StrEnum):
     BOTH = "both"  # prefill and decode on the same replica
     PREFILL = "prefill"  # disaggregated: computes prompts, hands the KV cache to a decode replica
     DECODE = "decode"  # disaggregated: receives prompts' KV caches and decodes
+
+
+class Handoff(Protocol):
+    """Where a replica sends the requests it is done with (the fleet routes them on)."""
+
+    def finished(self, rid: int) -> None:
+        """``rid`` emitted its last token (its finish time is already recorded)."""
+
+    def transfer(self, rid: int) -> None:
+        """A prefill replica computed ``rid``'s prompt: send its KV cache to a decode replica."""
+
+    def reprefill(self, rid: int) -> None:
+        """A decode replica preempted ``rid``: recompute its prompt (and tokens so far) on a prefill replica."""
 
 
 @dataclass(frozen=True)
@@ -46,26 +62,18 @@ class ReplicaConfig:
 class Replica:
     """A replica of the engine: a waiting queue, sequences being prefilled, and a decoding set."""
 
-    def __init__(self, idx: int, fleet: Fleet, table: StepTable, cfg: ReplicaConfig) -> None:
-        self.idx, self.fleet, self.table, self.cfg = idx, fleet, table, cfg
-        self.env, self.req = fleet.env, fleet.req
-        self.kv = DecodeSet(fleet.req, cfg.block_size, cfg.total_blocks)
+    def __init__(self, idx: int, env: Any, req: Requests, table: StepTable, cfg: ReplicaConfig,
+                 handoff: Handoff) -> None:
+        self.idx, self.env, self.req, self.table, self.cfg, self.handoff = idx, env, req, table, cfg, handoff
+        self.kv = DecodeSet(req, cfg.block_size, cfg.total_blocks)
         self.waiting: deque[int] = deque()
         self.prefilling: list[int] = []
+        self.rec = ReplicaRecord(idx, cfg.role.value)
+        self.timeline, self.gaps = self.rec.timeline.items, self.rec.gaps.items  # appended to on every step
         self.wake: Any = None
         self.idle = False
-        self.seg: tuple[float, Any, int] | None = None  # (start, envelope pieces, steps) of an interruptible decode run
+        self.seg: tuple[float, list[Piece], int] | None = None  # (start, pieces, steps) of an interruptible run
         self.cut = 0
-        self.busy_s = 0.0
-        self.preemptions = 0
-        # Flat lists (one numpy conversion at the end instead of one tuple per entry):
-        self.timeline: list[float] = []  # (t, decoding, prefilling, waiting, blocks) per scheduling decision
-        # Decode runs of k > 1 steps, by their number of lines: (k - 1, sequences) and the lines' (a, b) pairs,
-        # from which metrics.itl_samples expands the gaps of steps 1..k-1.
-        self.itl_kb: dict[int, list[int]] = {2: [], 3: []}
-        self.itl_ab: dict[int, list[float]] = {2: [], 3: []}
-        self.itl_gap: list[float] = []  # first gaps of decode runs ...
-        self.itl_weight: list[float] = []  # ... and how many sequences saw each
         self.fresh: list[int] = []  # joined the decoding set since the last decode step
         self.last_decode_end = math.nan
         # Arrivals routed ahead of time (routers that ignore state): absorbed into the queue when the replica
@@ -76,15 +84,10 @@ class Replica:
         self.clock = 0.0  # the replica's time: SimPy's, or ahead of it while the replica runs on its own
         # The policy and role as booleans: read on every step, where an Enum attribute lookup costs more.
         self.sarathi = cfg.policy is SchedulerKind.SARATHI
-        self.whole_prompts = cfg.policy is SchedulerKind.VLLM
         self.decode_only = cfg.role is Role.DECODE
         self.prefill_only = cfg.role is Role.PREFILL
-
-    def start(self) -> None:
-        """Start the replica's SimPy process (after the fleet has said whether requests are pushed to it)."""
-        from capsim.sim.serving.drivers import driver
-
-        self.env.process(driver(self))
+        planner = PLANNERS.get(Role.DECODE if self.decode_only else cfg.policy)  # static batches: drivers
+        self.plan = getattr(self, planner) if planner else None
 
     @property
     def outstanding(self) -> int:
@@ -99,31 +102,30 @@ class Replica:
         if self.idle:
             if not self.wake.triggered:
                 self.wake.succeed()
-        elif self.seg is not None and len(self.waiting) == 1:
+        elif self.seg is not None and (front or len(self.waiting) == 1):
             self._maybe_cut()
 
     def _maybe_cut(self) -> None:
         """Cut the decode run at the end of the step in progress if the new head of the queue can start then."""
         t0, pieces, k = self.seg
-        if self.cut < k:
-            return
         m = self._cut_at(pieces, k, self.env.now - t0, self.waiting[0])
-        if m < k:
+        if m < self.cut:
             self.cut = m  # wake the replica at the end of step m, not now: one resume instead of two
             wake = self.wake
             self.env.timeout(t0 + pieces_sum(pieces, m) - self.env.now).callbacks.append(
                 lambda _e: wake.triggered or wake.succeed())
 
-    def _cut_at(self, pieces: Any, k: int, elapsed: float, rid: int) -> int:
-        """The step after which a run must stop so that ``rid``, arriving ``elapsed`` into it as the head of the
-        queue, starts at the end of the step in progress; ``k`` when it cannot start before the run ends."""
+    def _cut_at(self, pieces: list[Piece], k: int, elapsed: float, rid: int) -> int:
+        """The step after which a run must stop so that ``rid``, the head of the queue ``elapsed`` into the run,
+        starts at the end of the step in progress; ``k`` when it cannot start before the run ends (blocks only
+        get scarcer during a run: nothing finishes before its end)."""
         m = steps_to_reach(pieces, elapsed)
         if m >= k:
             return k
         kv = self.kv
         free = kv.total - kv.used - kv.cum_demand(m)
         if self.sarathi:
-            free -= kv.cnt[(-(kv.steps + m)) % kv.bs]  # kv.demand(m)
+            free -= kv.demand(m)  # a Sarathi step allocates its decodes' blocks before it admits
         return m if self._admissible(free, rid) else k
 
     def absorb(self) -> None:
@@ -137,13 +139,13 @@ class Replica:
     def _admissible(self, free: int, rid: int | None = None) -> bool:
         """Whether the head of the queue (or ``rid`` as its head) can be admitted with ``free`` blocks (vLLM V0
         can_allocate)."""
-        cfg, req = self.cfg, self.req
+        cfg = self.cfg
         rid = self.waiting[0] if rid is None else rid
         if len(self.kv.ids) + len(self.prefilling) >= cfg.max_seqs:
             return False
         if self.sarathi and not self.decode_only and len(self.kv.ids) >= cfg.budget:
             return False
-        return -(-req.todo[rid] // cfg.block_size) <= free - cfg.watermark_blocks  # blocks: integer ceil
+        return blocks_for(self.req.todo[rid], cfg.block_size) <= free - cfg.watermark_blocks
 
     # --- the engine loop ---------------------------------------------------------------------------
     def idle_event(self) -> Any:
@@ -155,78 +157,80 @@ class Replica:
                 lambda _e: wake.triggered or wake.succeed())
         return self.wake
 
-    def plan_run(self, t0: float) -> tuple[int, int, Any, float, float]:
-        """(steps, sequences, lines, seconds, step 0's seconds) of the decode run starting at t0, cut where the
-        next pre-routed arrival can start."""
+    def plan_run(self, t0: float) -> tuple[int, int, list[Piece], float]:
+        """(steps, sequences, step-time pieces, seconds) of the decode run starting at t0: to the next change
+        of the batch on its own (kv.run_length), or the first step after which the head of the queue (or, with
+        none, the next pre-routed arrival) can start, as the one-step-at-a-time reference would admit it."""
         kv = self.kv
         b, k = len(kv.ids), kv.run_length()
         self.timeline += (t0, b, len(self.prefilling), len(self.waiting), kv.used)
-        lines, pieces, dur = self.table.decode_run(b, kv.sum_off + b * kv.steps, k)  # kv.context_sum()
-        if k > 1 and not self.waiting and self.inext < len(self.incoming):
-            rid = self.incoming[self.inext]  # the next arrival becomes the head of the queue
-            arrive = self.req.arrival[rid]
-            if arrive < t0 + dur:
-                m = self._cut_at(pieces, k, arrive - t0, rid)
-                if m < k:
-                    return m, b, lines, pieces_sum(pieces, m), pieces[0][2]
-        return k, b, lines, dur, pieces[0][2]
-
-    def book_itl_run(self, k: int, b: int, lines: Any) -> None:
-        """Keep a run of ``k`` > 1 decode steps of ``b`` sequences for the inter-token gaps of its steps 1..k-1."""
-        kb, ab = self.itl_kb[len(lines)], self.itl_ab[len(lines)]
-        kb += (k - 1, b)
-        for line in lines:
-            ab += line
-
-    def close_run(self, t0: float, k: int, b: int, lines: Any, dur: float, first: float) -> None:
-        """Book a decode run of k steps that started at t0 (the first taking ``first`` seconds): inter-token gaps,
-        busy time, finishes, blocks."""
+        pieces, dur = self.table.decode_run(b, kv.context_sum(), k)
         if k > 1:
-            self.itl_kb[len(lines)] += (k - 1, b)  # book_itl_run, inlined
-            ab = self.itl_ab[len(lines)]
-            for line in lines:
-                ab += line
-        self.busy_s += dur
-        if self.fresh:
-            self._decode_emitted(t0 + first, b)
-        else:  # every sequence decoded in the previous decode step too
-            self.itl_gap.append(t0 + first - self.last_decode_end)
-            self.itl_weight.append(b)
+            m = k
+            if self.waiting:  # e.g. blocks a preemption just freed let it start after the next step
+                m = self._cut_at(pieces, k, 0.0, self.waiting[0])
+            elif self.inext < len(self.incoming):
+                rid = self.incoming[self.inext]
+                if self.req.arrival[rid] < t0 + dur:
+                    m = self._cut_at(pieces, k, self.req.arrival[rid] - t0, rid)
+            if m < k:
+                return m, b, pieces, pieces_sum(pieces, m)
+        return k, b, pieces, dur
+
+    def close_run(self, t0: float, k: int, b: int, pieces: list[Piece], dur: float) -> None:
+        """Book a decode run of k steps of b sequences that started at t0: inter-token gaps, busy time, finishes,
+        blocks."""
+        rec = self.rec
+        rec.run_gaps(pieces, k, b)
+        rec.busy_s += dur
+        self._decode_emitted(t0 + pieces[0][2], b)  # step 0 takes the first piece's a (+ b x 0)
         end = t0 + dur
         done = self.kv.advance(k)
         if done:
             self.finish_all(done, end)
         self.last_decode_end = end
 
-    def plan(self) -> tuple[str, list[tuple[int, int]], bool] | None:
-        """The next step: ("prefill", chunks, with decodes) or ("decode", [], True); None to look again."""
-        cfg, kv = self.cfg, self.kv
-        if self.decode_only:
-            while self.waiting and self._admissible(kv.free):
-                rid = self.waiting.popleft()
-                kv.used += -(-self.req.todo[rid] // cfg.block_size)
-                self._join(rid)
-        elif self.sarathi:
-            b = len(kv.ids)
-            need = kv.cnt[(-kv.steps) % kv.bs] if b else 0  # kv.demand(0): the decodes' new blocks
-            if need > kv.total - kv.used:
-                self._preempt_if_short()
-                b = len(kv.ids)
-                need = kv.cnt[(-kv.steps) % kv.bs] if b else 0
-            if self.prefilling or self.waiting:
-                chunks = self._chunks(cfg.budget - b, kv.total - kv.used - need)
-                if chunks:
-                    return "prefill", chunks, b > 0
-            return DECODE if b else None
-        elif self.prefilling or (self.waiting and self._admissible(kv.free)):
-            return "prefill", self._chunks(cfg.budget, kv.free), False
+    # --- scheduling policies: the next step, ("prefill", chunks, with decodes) or DECODE; None to look again
+    def _plan_prefill_first(self) -> Step | None:
+        """vLLM V0 / SGLang: a step prefills whole prompts while any can be admitted, else decodes."""
+        kv = self.kv
+        if self.prefilling or (self.waiting and self._admissible(kv.free)):
+            return "prefill", self._chunks(self.cfg.budget, kv.free, whole=True), False
         if not kv.ids:
             return None
         self._preempt_if_short()
         return DECODE if kv.ids else None
 
-    def _chunks(self, budget: int, free: int) -> list[tuple[int, int]]:
-        """Prompt chunks of one step: sequences already being prefilled first, then admissions in FCFS order."""
+    def _plan_sarathi(self) -> Step | None:
+        """Sarathi-Serve / vLLM V1: every decode plus prompt chunks up to the token budget in one step."""
+        kv = self.kv
+        b = len(kv.ids)
+        need = kv.demand(0) if b else 0  # the decodes' new blocks
+        if need > kv.total - kv.used:
+            self._preempt_if_short()
+            b = len(kv.ids)
+            need = kv.demand(0) if b else 0
+        if self.prefilling or self.waiting:
+            chunks = self._chunks(self.cfg.budget - b, kv.total - kv.used - need, whole=False)
+            if chunks:
+                return "prefill", chunks, b > 0
+        return DECODE if b else None
+
+    def _plan_decode_only(self) -> Step | None:
+        """A disaggregated decode replica: admit transferred KV caches, preempt if short, decode."""
+        kv = self.kv
+        while self.waiting and self._admissible(kv.free):
+            rid = self.waiting.popleft()
+            kv.used += blocks_for(self.req.todo[rid], self.cfg.block_size)
+            self._join(rid)
+        if not kv.ids:
+            return None
+        self._preempt_if_short()
+        return DECODE if kv.ids else None
+
+    def _chunks(self, budget: int, free: int, whole: bool) -> list[tuple[int, int]]:
+        """Prompt chunks of one step: sequences already being prefilled first, then admissions in FCFS order
+        (``whole``: whole prompts only, unless a prompt longer than the budget starts alone)."""
         cfg, req = self.cfg, self.req
         chunks: list[tuple[int, int]] = []
         for rid in self.prefilling:
@@ -238,11 +242,9 @@ class Replica:
         seats = cfg.max_seqs - len(self.kv.ids) - len(self.prefilling)
         while self.waiting and budget > 0 and seats > 0:
             rid = self.waiting[0]
-            need = -(-req.todo[rid] // cfg.block_size)
-            if need > free - cfg.watermark_blocks:
+            need = blocks_for(req.todo[rid], cfg.block_size)
+            if need > free - cfg.watermark_blocks or (whole and req.todo[rid] > budget and chunks):
                 break
-            if self.whole_prompts and req.todo[rid] > budget and chunks:
-                break  # whole prompts only, unless a prompt longer than the budget starts alone
             self.waiting.popleft()
             self.kv.used += need
             free -= need
@@ -264,11 +266,11 @@ class Replica:
             req.todo[rid] = req.prompt[rid] + req.gen[rid]
             req.done[rid] = 0
             req.preemptions[rid] += 1
-            self.preemptions += 1
+            self.rec.preemptions += 1
             if rid in self.fresh:
                 self.fresh.remove(rid)
             if self.decode_only:
-                self.fleet.reprefill(rid)
+                self.handoff.reprefill(rid)
             else:
                 self.waiting.appendleft(rid)
 
@@ -285,23 +287,21 @@ class Replica:
             kv_read += c + q
             completing += c + q == req.todo[rid]
         b = len(kv.ids) if with_decode else 0
-        dkv = kv.sum_off + b * kv.steps + b if b else 0  # kv.context_sum() + b
+        dkv = kv.context_sum() + b if b else 0
         dt = self.table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
         if b:
             kv.used += kv.demand(0)
         self.timeline += (self.clock, len(kv.ids), len(self.prefilling), len(self.waiting), kv.used)
+        if self.prefill_only and len(self.timeline) > BLOCK:  # a prefill replica joins no request
+            self.rec.spill()
         return dt, b
 
     def end_step(self, chunks: list[tuple[int, int]], b: int, dt: float) -> None:
         """Book a step that ends at the replica's clock: decode tokens, finishes, completed prompts."""
         req, kv = self.req, self.kv
-        self.busy_s += dt
+        self.rec.busy_s += dt
         if b:
-            if self.fresh:
-                self._decode_emitted(self.clock, b)
-            else:  # _decode_emitted's common case, inlined
-                self.itl_gap.append(self.clock - self.last_decode_end)
-                self.itl_weight.append(b)
+            self._decode_emitted(self.clock, b)
             done = kv.advance(1, allocate=False)
             if done:
                 self.finish_all(done, self.clock)
@@ -320,38 +320,45 @@ class Replica:
         if req.first_s[rid] != req.first_s[rid]:
             req.first_s[rid] = now
         if req.gen[rid] >= req.output[rid] or self.prefill_only:
-            self.kv.used -= -(-req.todo[rid] // self.cfg.block_size)
+            self.kv.used -= blocks_for(req.todo[rid], self.cfg.block_size)
             if req.gen[rid] >= req.output[rid]:
                 self.finish_all([rid], now)
             else:
-                self.fleet.transfer(rid)
+                self.handoff.transfer(rid)
             return
-        self.kv.join(rid)  # _join, inlined
-        self.fresh.append(rid)
+        self._join(rid)
 
     def _join(self, rid: int) -> None:
         self.kv.join(rid)
         self.fresh.append(rid)
+        if len(self.timeline) > BLOCK:  # once per request here (and per prompt step): columns grow by a few values
+            self.rec.spill()  # per request at most
 
     def finish_all(self, rids: list[int], now: float) -> None:
         req = self.req
         for rid in rids:
             req.finish_s[rid] = now
-            self.fleet.finished(rid)
+            self.handoff.finished(rid)
 
     def _decode_emitted(self, end: float, b: int) -> None:
         """Inter-token gaps of a decode step ending at ``end``: since each fresh sequence's last token, and
         since the previous decode step for the others."""
-        if not self.fresh:
-            self.itl_gap.append(end - self.last_decode_end)
-            self.itl_weight.append(b)
+        gaps = self.gaps
+        if not self.fresh:  # every sequence decoded in the previous decode step too
+            gaps += (end - self.last_decode_end, b)
             return
         fresh = [r for r in self.fresh if r in self.kv.ids]
         last = self.req.last_emit_s
         for rid in fresh:
-            self.itl_gap.append(end - last[rid])
-            self.itl_weight.append(1.0)
+            gaps += (end - last[rid], 1)
         if b > len(fresh):
-            self.itl_gap.append(end - self.last_decode_end)
-            self.itl_weight.append(b - len(fresh))
+            gaps += (end - self.last_decode_end, b - len(fresh))
         self.fresh.clear()
+
+
+# Scheduling policy (or, for a disaggregated decode replica, its role) -> the Replica method that plans a step.
+# Static batching has no per-step plan: its driver runs whole batches (capsim.sim.serving.static).
+PLANNERS: dict[SchedulerKind | Role, str] = {SchedulerKind.VLLM: "_plan_prefill_first",
+                                             SchedulerKind.SARATHI: "_plan_sarathi", Role.DECODE: "_plan_decode_only"}
+
+__all__ = ["DECODE", "PLANNERS", "Handoff", "Replica", "ReplicaConfig", "Role", "Step"]

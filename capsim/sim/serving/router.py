@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from capsim.sim.serving.replica import Replica
+
+class Routable(Protocol):
+    """What a router reads of a replica."""
+
+    idx: int
+
+    @property
+    def outstanding(self) -> int:
+        """Requests waiting or running on it."""
+
+
+R = TypeVar("R", bound=Routable)
 
 
 class RouterKind(StrEnum):
@@ -18,13 +28,13 @@ class RouterKind(StrEnum):
     RANDOM = "random"
 
 
-Router = Callable[[Sequence["Replica"]], "Replica"]
+Router = Callable[[Sequence[R]], R]
 
 
 def round_robin() -> Router:
     count = [0]
 
-    def pick(pool: Sequence[Replica]) -> Replica:
+    def pick(pool: Sequence[R]) -> R:
         rep = pool[count[0] % len(pool)]
         count[0] += 1
         return rep
@@ -33,7 +43,7 @@ def round_robin() -> Router:
 
 
 def least_outstanding() -> Router:
-    def pick(pool: Sequence[Replica]) -> Replica:
+    def pick(pool: Sequence[R]) -> R:
         return min(pool, key=lambda r: (r.outstanding, r.idx))
 
     return pick
@@ -43,7 +53,7 @@ def random_router(seed: int) -> Router:
     rng = np.random.default_rng(seed)
     draws: list[float] = []
 
-    def pick(pool: Sequence[Replica]) -> Replica:
+    def pick(pool: Sequence[R]) -> R:
         if not draws:
             draws.extend(rng.random(4096).tolist())  # drawn in blocks: one numpy call per 4096 requests
         return pool[int(draws.pop() * len(pool))]
@@ -58,4 +68,4 @@ def make_router(kind: RouterKind | str, seed: int = 0) -> Router:
     return {RouterKind.ROUND_ROBIN: round_robin, RouterKind.LEAST_OUTSTANDING: least_outstanding}[kind]()
 
 
-__all__ = ["Router", "RouterKind", "make_router"]
+__all__ = ["Routable", "Router", "RouterKind", "make_router"]

@@ -3,14 +3,12 @@ longest output is done, padded to its longest prompt and output; the next batch 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from capsim.analytic.step_table import envelope, max_lines, pieces_sum
-
-if TYPE_CHECKING:
-    from capsim.sim.serving.replica import Replica
+from capsim.analytic.step_table import Piece, envelope, pieces_sum
+from capsim.sim.serving.kv import blocks_for
+from capsim.sim.serving.replica import Replica
 
 
 def take_batch(rep: Replica) -> tuple[list[int], int, int]:
@@ -21,7 +19,7 @@ def take_batch(rep: Replica) -> tuple[list[int], int, int]:
     while rep.waiting and len(batch) < cfg.max_seqs:
         rid = rep.waiting[0]
         p, o = max(maxp, req.prompt[rid]), max(maxo, req.output[rid])
-        if batch and (len(batch) + 1) * math.ceil((p + o) / cfg.block_size) > cfg.total_blocks:
+        if batch and (len(batch) + 1) * blocks_for(p + o, cfg.block_size) > cfg.total_blocks:
             break
         batch.append(rep.waiting.popleft())
         maxp, maxo = p, o
@@ -36,7 +34,7 @@ def static_batch(rep: Replica) -> Generator[Any, Any, None]:
     t0 = env.now
     for rid in batch:
         req.start_s[rid] = t0
-    rep.kv.used = b * math.ceil((maxp + maxo) / rep.cfg.block_size)
+    rep.kv.used = b * blocks_for(maxp + maxo, rep.cfg.block_size)
     rep.timeline += (t0, 0, b, len(rep.waiting), rep.kv.used)
     yield env.timeout(table.step_s(b * maxp, b, float(b * maxp * (maxp + 1) // 2), float(b * maxp), logits=b))
     t1 = env.now
@@ -46,18 +44,17 @@ def static_batch(rep: Replica) -> Generator[Any, Any, None]:
     rep.finish_all([r for r in batch if req.output[r] == 1], t1)
     steps = maxo - 1
     if steps > 0:
-        lines = table.decode_lines(b, b * maxp)  # every sequence padded to the longest prompt
+        pieces = envelope(table.decode_lines(b, b * maxp), steps)  # every sequence padded to the longest prompt
         rep.timeline += (t1, b, 0, len(rep.waiting), rep.kv.used)
         if rep.cfg.fast:
-            yield from _decode_fast(rep, batch, lines, steps)
+            yield from _decode_fast(rep, batch, pieces, steps)
         else:
             yield from _decode_steps(rep, batch, maxp, steps)
-        rep.itl_gap.append(max_lines(lines, 0))
-        rep.itl_weight.append(b)
-        if steps > 1:
-            rep.book_itl_run(steps, b, lines)
-    rep.busy_s += env.now - t0
+        rep.gaps += (pieces_sum(pieces, 1), b)  # step 0's gap, since the first token
+        rep.rec.run_gaps(pieces, steps, b)
+    rep.rec.busy_s += env.now - t0
     rep.kv.used = 0
+    rep.rec.spill()
 
 
 def _finish_at(rep: Replica, rids: list[int]) -> None:
@@ -66,14 +63,13 @@ def _finish_at(rep: Replica, rids: list[int]) -> None:
     rep.finish_all(rids, rep.env.now)
 
 
-def _decode_fast(rep: Replica, batch: list[int], lines: Any, steps: int) -> Generator[Any, Any, None]:
+def _decode_fast(rep: Replica, batch: list[int], pieces: list[Piece], steps: int) -> Generator[Any, Any, None]:
     """All decode steps as one event; each request finishes at its own step, summed in closed form."""
     env, req = rep.env, rep.req
     by_steps: dict[int, list[int]] = {}
     for rid in batch:
         if req.output[rid] > 1:
             by_steps.setdefault(req.output[rid] - 1, []).append(rid)
-    pieces = envelope(lines, steps)
     for k, rids in sorted(by_steps.items()):
         if k < steps:
             env.timeout(pieces_sum(pieces, k)).callbacks.append(lambda _e, r=rids: _finish_at(rep, r))
@@ -88,3 +84,6 @@ def _decode_steps(rep: Replica, batch: list[int], maxp: int, steps: int) -> Gene
     for j in range(steps):
         yield env.timeout(table.step_s(decode_seqs=b, decode_kv_tokens=float(b * (maxp + j + 1))))
         _finish_at(rep, [r for r in batch if req.output[r] - 1 == j + 1])
+
+
+__all__ = ["static_batch", "take_batch"]
