@@ -13,7 +13,7 @@ import simpy
 
 from capsim.analytic.memory import kv_cache_bytes_per_token, serving_memory
 from capsim.analytic.step_table import StepTable
-from capsim.errors import SpecError, require
+from capsim.errors import InfeasibleError, require
 from capsim.perf import Collective, Perf, require_perf
 from capsim.sim.serving import drivers
 from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS, check_work, estimate_work
@@ -69,7 +69,7 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
         budget = mem.kv_cache_bytes - (1.0 - plan.gpu_memory_utilization) * accelerator.memory_bytes
     blocks = int(budget // (mem.kv_bytes_per_token * plan.block_size)) if budget > 0 else 0
     if blocks <= 0:
-        raise SpecError("plan", f"{model.name} leaves no memory for the KV cache on {plan.tp}x{plan.pp} "
+        raise InfeasibleError("plan", f"{model.name} leaves no memory for the KV cache on {plan.tp}x{plan.pp} "
                         f"{accelerator.name} (weights {mem.weights_bytes / 1e9:.1f} GB per GPU)",
                         "raise --tp or --pp, quantize the weights, or use a larger accelerator")
     return blocks
