@@ -23,6 +23,11 @@ class SpecError(ValueError):
         return (_rebuild, (type(self), self.field, self.problem, self.fix))
 
 
+class InfeasibleError(SpecError):
+    """A valid input with no feasible answer (a model that leaves no memory for its KV cache, say): the faces
+    report it as infeasible (exit 1), not as an input error."""
+
+
 def _rebuild(cls: type[SpecError], field: str, problem: str, fix: str) -> SpecError:
     err = cls.__new__(cls)
     SpecError.__init__(err, field, problem, fix)

@@ -56,11 +56,18 @@ def test_serve_bad_inputs_exit_2_with_one_line():
     for args in (["-m", "llama-2-7b"],  # no workload
                  ["-m", "llama-2-7b", "-w", "chatbott"],
                  ["-m", "llama-2-7b", "-w", "chatbot", "--engine", "vllm9"],
-                 ["-m", "llama-2-70b", "-w", "chatbot", "-n", "5"],  # does not fit one A100
                  ["-m", "llama-2-7b", "--rate", "2", "--prompt-tokens", "10"]):
         result = run("serve", *args)
         assert result.exit_code == 2, (args, result.output)
         assert "error" in result.output and "Traceback" not in result.output
+
+
+def test_serve_a_model_that_leaves_no_kv_cache_is_infeasible_exit_1():
+    """A valid request whose layout cannot hold any KV cache is infeasible (exit 1) with its reason, not an
+    input error."""
+    result = run("serve", "-m", "llama-2-70b", "-w", "chatbot", "-n", "5")  # 138 GB of weights on one A100
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("infeasible: plan: llama-2-70b leaves no memory for the KV cache on 1x1 A100")
 
 
 def test_presets_and_traces():

@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 
 from capsim.cli.options import click_exceptions, harden
 from capsim.cli.render import fmt, gb, pairs, table
-from capsim.errors import SpecError
+from capsim.errors import InfeasibleError, SpecError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -73,6 +73,9 @@ def _report(err: BaseException) -> int:
         return _line(err.format_message(), 2)
     if isinstance(err, typer.Abort):
         return _line("aborted", 130)
+    if isinstance(err, InfeasibleError):
+        err_console.print(f"[red]infeasible[/]: {_one_line(str(err))}", highlight=False, soft_wrap=True)
+        return 1
     if isinstance(err, SpecError):
         return _line(str(err), 2)
     if isinstance(err, OSError) and err.filename is not None:

@@ -14,7 +14,7 @@ import simpy
 from capsim.analytic.memory import kv_cache_bytes_per_token, serving_memory
 from capsim.analytic.serving import PLAIN_SAMPLING, Sampling
 from capsim.analytic.step_table import StepTable
-from capsim.errors import SpecError, require
+from capsim.errors import InfeasibleError, require
 from capsim.perf import Collective, Perf, require_perf
 from capsim.sim.serving import drivers
 from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS, check_work, estimate_work
@@ -70,8 +70,8 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
     free = mem.kv_cache_bytes - engine.reserved_bytes
     if plan.kv_cache_bytes is not None:  # given outright (--kv-cache-memory-bytes, VLLM_CPU_KVCACHE_SPACE)
         if plan.kv_cache_bytes > free:
-            raise SpecError("plan.kv_cache_bytes", f"{plan.kv_cache_bytes / 2**30:.2f} GiB of KV cache does not "
-                            f"fit beside {model.name}'s weights and activations on {accelerator.name} "
+            raise InfeasibleError("plan.kv_cache_bytes", f"{plan.kv_cache_bytes / 2**30:.2f} GiB of KV cache does "
+                                  f"not fit beside {model.name}'s weights and activations on {accelerator.name} "
                             f"({free / 2**30:.2f} GiB left)", "give a smaller KV-cache space")
         budget = plan.kv_cache_bytes
     elif engine.kv_memory_of == "free":
@@ -81,7 +81,7 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
     blocks = int(budget // (mem.kv_bytes_per_token * plan.block_size)) if budget > 0 else 0
     blocks *= plan.tp if plan.dp_attention else 1  # attention data parallel: each GPU caches its own sequences
     if blocks <= 0:
-        raise SpecError("plan", f"{model.name} leaves no memory for the KV cache on {plan.tp}x{plan.pp} "
+        raise InfeasibleError("plan", f"{model.name} leaves no memory for the KV cache on {plan.tp}x{plan.pp} "
                         f"{accelerator.name} (weights {mem.weights_bytes / 1e9:.1f} GB per GPU)",
                         "raise --tp or --pp, quantize the weights, or use a larger accelerator")
     return blocks
