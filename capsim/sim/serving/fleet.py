@@ -72,7 +72,7 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
         if plan.kv_cache_bytes > free:
             raise InfeasibleError("plan.kv_cache_bytes", f"{plan.kv_cache_bytes / 2**30:.2f} GiB of KV cache does "
                                   f"not fit beside {model.name}'s weights and activations on {accelerator.name} "
-                            f"({free / 2**30:.2f} GiB left)", "give a smaller KV-cache space")
+                                  f"({free / 2**30:.2f} GiB left)", "give a smaller KV-cache space")
         budget = plan.kv_cache_bytes
     elif engine.kv_memory_of == "free":
         budget = plan.gpu_memory_utilization * free
@@ -82,8 +82,8 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
     blocks *= plan.tp if plan.dp_attention else 1  # attention data parallel: each GPU caches its own sequences
     if blocks <= 0:
         raise InfeasibleError("plan", f"{model.name} leaves no memory for the KV cache on {plan.tp}x{plan.pp} "
-                        f"{accelerator.name} (weights {mem.weights_bytes / 1e9:.1f} GB per GPU)",
-                        "raise --tp or --pp, quantize the weights, or use a larger accelerator")
+                              f"{accelerator.name} (weights {mem.weights_bytes / 1e9:.1f} GB per GPU)",
+                              "raise --tp or --pp, quantize the weights, or use a larger accelerator")
     return blocks
 
 
