@@ -175,6 +175,9 @@ class StepTable:
         halves = self.main.params.attention.forward.half_sizes
         self._kv_half = float(halves[1]) if len(halves) > 1 else 0.0
         self._att_cache: dict[tuple[int, int, int], float] = {}
+        # Whether attention's body scales with its shape beyond the two roofline lines (residuals or the keys
+        # factor): decided once per table, so a step without either reads no factor at all.
+        self._att_scaled = self._att_table or bool(self._kv_half)
         # Attention's memory branch runs at the "attention" bandwidth where the calibration measured one
         # (Perf.attention_s prices its bytes with memory_bytes_s(bytes, "attention")).
         self.mem = self._affine(self.main, "attention")
@@ -196,6 +199,7 @@ class StepTable:
         # The captured batch a decode-only step of b sequences replays (padded), 0 = eager; index b.
         self.graph = [e.graph_batch(b) for b in range(e.cuda_graph_max_batch + 1)]
         self.graph_max = len(self.graph) - 1
+        self._dec_lines: dict[int, tuple[float, float, float]] = {}
         self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
         self._dec_coef_windowed: dict[int, tuple[float, float, float, float, float, float]] = {}
         self.max_window = max((w for w, _ in self.shares if w), default=0.0)
@@ -280,9 +284,6 @@ class StepTable:
     def logit_time(self, rows: int) -> float:
         return self.logit[rows] if rows < len(self.logit) else self._beyond("logit", rows)
 
-    def _pair_s(self, n: int) -> float:
-        return self.pair_s[n] if n < len(self.pair_s) else self._beyond("pair", n)
-
     def _dpair_s(self, n: int) -> float:
         return self.dpair_s[n] if n < len(self.dpair_s) else self._beyond("dpair", n)
 
@@ -304,6 +305,13 @@ class StepTable:
                                                                         self.plan.dtype))
         return f
 
+    def att_scale(self, rows: float, kv_per_seq: float, flops: float, nbytes: float) -> tuple[float, float]:
+        """(compute, memory) multipliers of one attention kernel's body (Perf.attention_s): the measured residual
+        scales both branches, the keys-per-sequence factor the compute branch only. Called only when the table's
+        calibration has either (``_att_scaled``)."""
+        f = self.att_factor(rows, kv_per_seq, flops, nbytes)
+        return f * self.kv_slowdown(kv_per_seq), f
+
     def prefill_attention_s(self, tokens: int, pairs: float, kv_tokens: float, seqs: int = 1) -> float:
         """One layer's prefill attention (serving_kernels' ops, priced as Perf prices them): per kind of layer, the
         kernel over its pairs and keys (a sliding window caps them as the mean sequence allows), and MLA's K/V
@@ -311,32 +319,49 @@ class StepTable:
         if tokens <= 0:
             return 0.0
         icpt, slope = self.mem
-        per_pair = self._pair_s(tokens)
+        per_pair = self.pair_s[tokens] if tokens < len(self.pair_s) else self._beyond("pair", tokens)
         out = 0.0
         for window, share in self.shares:
             p, kv = (pairs, kv_tokens) if not window else _capped(tokens, seqs, pairs, kv_tokens, window)
             nbytes = tokens * self.pre_q + kv * self.pre_kv
-            comp, mem = p * per_pair * self.kv_slowdown(kv / max(seqs, 1)), icpt + slope * nbytes
-            f = self.att_factor(tokens * self.heads, kv / max(seqs, 1), p * self.flops_per_pair["pair"], nbytes)
-            out += share * (self.attn_launch_s + (mem if mem > comp else comp) * f)
+            comp, mem = p * per_pair, icpt + slope * nbytes
+            if self._att_scaled:
+                c, m = self.att_scale(tokens * self.heads, kv / max(seqs, 1), p * self.flops_per_pair["pair"], nbytes)
+                comp, mem = comp * c, mem * m
+            out += share * (self.attn_launch_s + (mem if mem > comp else comp))
             if self.mla:
                 out += self._kv_up_s(kv, share)
         return out
+
+    def decode_attention_lines(self, seqs: int) -> tuple[float, float, float]:
+        """One decode attention kernel of ``seqs`` sequences, less its launch and residual, as two lines in the keys
+        x it reads: max(compute x, memory0 + memory1 x) -> (compute, memory0, memory1) (cached per batch size)."""
+        lines = self._dec_lines.get(seqs)
+        if lines is None:
+            icpt, slope = self.dec_mem
+            lines = self._dec_lines[seqs] = (self._dpair_s(seqs), icpt + slope * seqs * self.dec_q,
+                                             slope * self.dec_kv)
+        return lines
+
+    def decode_scale(self, seqs: int, kv: float) -> tuple[float, float]:
+        """att_scale of a decode kernel of ``seqs`` sequences reading ``kv`` keys."""
+        return self.att_scale(seqs * self.heads, kv / seqs, kv * self.flops_per_pair["dpair"],
+                              seqs * self.dec_q + kv * self.dec_kv)
 
     def decode_attention_s(self, seqs: int, kv_tokens: float) -> float:
         """One layer's decode (paged) attention for ``seqs`` sequences reading ``kv_tokens`` keys (MLA: with its
         absorbing GEMMs)."""
         if seqs <= 0:
             return 0.0
-        icpt, slope = self.dec_mem
-        per_pair = self._dpair_s(seqs)
+        per_key, m0, m1 = self._dec_lines.get(seqs) or self.decode_attention_lines(seqs)
         out = self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
         for window, share in self.shares:
             kv = kv_tokens if not window else _capped(seqs, seqs, kv_tokens, kv_tokens, window)[1]
-            nbytes = seqs * self.dec_q + kv * self.dec_kv
-            comp, mem = kv * per_pair * self.kv_slowdown(kv / seqs), icpt + slope * nbytes
-            f = self.att_factor(seqs * self.heads, kv / seqs, kv * self.flops_per_pair["dpair"], nbytes)
-            out += share * (self.attn_launch_s + (mem if mem > comp else comp) * f)
+            comp, mem = per_key * kv, m0 + m1 * kv
+            if self._att_scaled:
+                c, m = self.decode_scale(seqs, kv)
+                comp, mem = comp * c, mem * m
+            out += share * (self.attn_launch_s + (mem if mem > comp else comp))
         return out
 
     def overhead_s(self, seqs: int) -> float:
@@ -362,15 +387,14 @@ class StepTable:
         of a decode step."""
         co = self._dec_coef.get(seqs)
         if co is None:
-            b, L = float(seqs), self.layers
-            icpt, slope = self.dec_mem
+            L = self.layers
             gemms = self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
             run = self.padded(seqs)  # token kernels and LM head at the captured batch
             base = (self.token_time(run) + self.logit_time(run) + L * (self.attn_launch_s + gemms)
                     + self.overhead_s(seqs))
+            comp, m0, m1 = self.decode_attention_lines(seqs)
             cpu = self.dispatch_s(0, seqs)
-            co = (base, L * self._dpair_s(seqs), L * (icpt + slope * b * self.dec_q),
-                  L * slope * self.dec_kv, cpu, cpu + self.overhead_s(seqs))
+            co = (base, L * comp, L * m0, L * m1, cpu, cpu + self.overhead_s(seqs))
             self._dec_coef[seqs] = co
         return co
 
@@ -380,16 +404,15 @@ class StepTable:
         co = self._dec_coef_windowed.get(seqs)
         if co is None:
             base, comp, mem0, mem1, cpu, cpu_oh = self._decode_coef(seqs)
-            b, L = float(seqs), self.layers
-            icpt, slope = self.dec_mem
-            per_pair, fixed, glob = self._dpair_s(seqs), 0.0, 0.0
+            per_key, m0, m1 = self.decode_attention_lines(seqs)
+            fixed, glob = 0.0, 0.0
             for window, share in self.shares:
                 if not window:
                     glob += share
                     continue
-                kv = b * window
-                comp_w, mem_w = kv * per_pair, icpt + slope * (b * self.dec_q + kv * self.dec_kv)
-                fixed += L * share * (mem_w if mem_w > comp_w else comp_w)
+                kv = seqs * window
+                comp_w, mem_w = per_key * kv, m0 + m1 * kv
+                fixed += self.layers * share * (mem_w if mem_w > comp_w else comp_w)
             co = (base + fixed, glob * comp, glob * mem0, glob * mem1, cpu, cpu_oh)
             self._dec_coef_windowed[seqs] = co
         return co
@@ -402,23 +425,20 @@ class StepTable:
             return self._windowed_coef(seqs)
         return self._dec_coef.get(seqs) or self._decode_coef(seqs)
 
-    def _run_coef(self, seqs: int, kv_sum0: float) -> tuple[float, float, float, float, float, float]:
-        """The decode coefficients of a run, with a measured calibration's attention residual taken at the run's
-        first step (exact there; a run's contexts grow by its length, which the closed form does not follow)."""
-        co = self._coef(seqs, kv_sum0)
-        if not (self._att_table or self._kv_half):
-            return co
-        kv = kv_sum0 + seqs
-        f = self.att_factor(seqs * self.heads, kv / seqs, kv * self.flops_per_pair["dpair"],
-                            seqs * self.dec_q + kv * self.dec_kv)
-        g = self.kv_slowdown(kv / seqs)
+    def _scaled_coef(self, co: tuple[float, float, float, float, float, float], seqs: int,
+                     kv_sum0: float) -> tuple[float, float, float, float, float, float]:
+        """Decode coefficients with a measured calibration's attention scaling taken at the run's first step (exact
+        there; a run's contexts grow by its length, which the closed form does not follow)."""
+        c, m = self.decode_scale(seqs, kv_sum0 + seqs)
         # base keeps the kernels' launches (Perf.attention_s scales the body only); the attention lines scale.
-        return (co[0], co[1] * f * g, co[2] * f, co[3] * f, co[4], co[5])
+        return (co[0], co[1] * c, co[2] * m, co[3] * m, co[4], co[5])
 
     def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
         ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
-        co = self._run_coef(seqs, kv_sum0)
+        co = self._coef(seqs, kv_sum0)
+        if self._att_scaled:
+            co = self._scaled_coef(co, seqs, kv_sum0)
         base, comp, x0 = co[0], co[1], kv_sum0 + seqs
         if co[4] > 0:
             return ((base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs), (co[5], 0.0))
