@@ -1,8 +1,10 @@
 """Serving simulator speed: simulated requests per wall-clock second on one core, and peak memory.
 
 Cases (issue 5): the azure-conv trace (19,366 requests) replayed on 4 replicas of Llama-2-7B (A100, vLLM V1
-profile), and a 100,000-request Poisson run on 16 replicas. Each case is timed end to end (building the fleet,
-simulating, computing every metric); the headline is the median over both cases' medians, printed last.
+profile), a 100,000-request Poisson run on 16 replicas, and (issue 13) the same Poisson run with prefix caching at
+work: every prompt starts with a shared 500-token system prompt (an assumption of this benchmark), which vLLM V1
+caches by default. Each case is timed end to end (building the fleet, simulating, computing every metric); the
+headline is the median over the cases' medians, printed last.
 For scale: Vidur simulates the azure-conv case at about 200 requests per second on this machine.
 
 ``--baseline TREE`` times another checkout (e.g. ``git worktree add /tmp/base main``) side by side with this one:
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,11 +44,15 @@ def cases() -> dict[str, tuple]:
     perf = load_calibration("A100-SXM4-80GB").perf()
     conv = build_workload(preset_spec("azure-conv"))
     # 16 replicas at ~60% of the load four replicas take from azure-conv's mean lengths.
-    poisson = build_workload(WorkloadSpec(ArrivalKind.POISSON, lengths=Lengths.lognormal(1155, 0.96, 211, 0.77),
-                                          rate_rps=40.0, requests=100_000, seed=1, name="poisson-100k"))
-    return {"azure_conv_4x_llama2_7b": (model, engine_plan("vllm", model, acc, replicas=4), acc, perf, conv),
-            "poisson_100k_16x_llama2_7b": (model, engine_plan("vllm", model, acc, replicas=16), acc, perf,
-                                           poisson)}
+    spec = WorkloadSpec(ArrivalKind.POISSON, lengths=Lengths.lognormal(1155, 0.96, 211, 0.77), rate_rps=40.0,
+                        requests=100_000, seed=1, name="poisson-100k")
+    plan16 = engine_plan("vllm", model, acc, replicas=16)
+    out = {"azure_conv_4x_llama2_7b": (model, engine_plan("vllm", model, acc, replicas=4), acc, perf, conv),
+           "poisson_100k_16x_llama2_7b": (model, plan16, acc, perf, build_workload(spec))}
+    if "shared_prefix_tokens" in WorkloadSpec.__dataclass_fields__:  # a --baseline tree from before prefix caching
+        out["poisson_100k_16x_llama2_7b_prefix_cached"] = (
+            model, plan16, acc, perf, build_workload(replace(spec, shared_prefix_tokens=500)))
+    return out
 
 
 def runner(args_: tuple):  # noqa: ANN201
@@ -124,6 +131,7 @@ def main() -> None:
         report(f"{name}_seconds_min_max", f"{lo:.3f} {hi:.3f}")
         report(f"{name}_peak_memory_mb", f"{peak / 1e6:.1f}")
         report(f"{name}_request_throughput_rps_simulated", f"{res.summary['request_throughput_rps']:.2f}")
+        report(f"{name}_prefix_cache_hit_rate", f"{res.summary.get('prefix_cache_hit_rate', 0.0):.3f}")
         report(f"{name}_requests_per_s", f"{wl.size / med:,.0f}")
         rates.append(wl.size / med)
     report("vidur_requests_per_s_azure_conv", 200)

@@ -203,6 +203,8 @@ def _same_schedule(fast: Fleet, step: Fleet) -> None:
     for col in ("arrival", "start_s", "first_s", "finish_s"):
         np.testing.assert_allclose(getattr(fast.req, col), getattr(step.req, col), rtol=1e-9, atol=1e-9, err_msg=col)
     assert all(r.kv.used == 0 for r in fast.replicas + step.replicas)
+    hits = [(r.kv.prefix.hit_tokens, r.kv.prefix.looked_up_tokens) for r in fast.replicas if r.kv.prefix]
+    assert hits == [(r.kv.prefix.hit_tokens, r.kv.prefix.looked_up_tokens) for r in step.replicas if r.kv.prefix]
 
 
 SCHEDULERS = [  # (engine, scheduler, prefill replicas): every policy and the disaggregated pools
@@ -214,16 +216,22 @@ SCHEDULERS = [  # (engine, scheduler, prefill replicas): every policy and the di
 @given(sched=st.sampled_from(SCHEDULERS), n=st.integers(20, 150), rate=st.floats(5.0, 100.0),
        memory=st.sampled_from([0.21, 0.22, 0.23, 0.25, 0.9]), budget=st.sampled_from([None, 512, 2048]),
        replicas=st.integers(1, 4), router=st.sampled_from(list(RouterKind)), closed=st.integers(0, 12),
-       seed=st.integers(0, 10**6))
+       seed=st.integers(0, 10**6), prefix=st.sampled_from([None, (1, 500), (6, 700), (40, 300)]))
 def test_property_fast_equals_step_in_every_scheduler(sched, n, rate, memory, budget, replicas, router, closed,
-                                                      seed):
+                                                      seed, prefix):
     """Fast mode == the step-by-step reference over schedulers, memory pressure (KV preemption), routers, closed
-    loops and seeds, disaggregated pools included (decode replicas send preempted requests back to prefill)."""
+    loops and seeds, disaggregated pools included (decode replicas send preempted requests back to prefill), with
+    prefix caching on (groups of requests sharing a prefix; cached blocks evicted under memory pressure)."""
     engine, scheduler, prefill = sched
     replicas = max(replicas, prefill + 1)
     rng = np.random.default_rng(seed)
     p, o = Lengths.uniform((1, 1200), (50, 900)).draw(n, rng)  # long outputs: contexts grow into preemption
-    wl = Workload("prop", p, o, None if closed else renewal(rate, n, None, rng), closed)
+    groups = tokens = None
+    if prefix is not None:  # (groups, longest shared prefix): each request shares a prefix of its group's length
+        groups = rng.integers(0, prefix[0], n)
+        tokens = np.minimum(p, rng.integers(0, prefix[1] + 1, prefix[0])[groups])
+    wl = Workload("prop", p, o, None if closed else renewal(rate, n, None, rng), closed, prefix_group=groups,
+                  prefix_tokens=tokens)
     kw = dict(engine=engine, scheduler=scheduler, prefill_replicas=prefill, router=router, seed=seed % 5,
               gpu_memory_utilization=memory, max_batched_tokens=budget, replicas=replicas)
     try:
@@ -232,6 +240,9 @@ def test_property_fast_equals_step_in_every_scheduler(sched, n, rate, memory, bu
         event("invalid plan")
         return
     event("preempted" if sum(fast.req.preemptions) else "no preemption")
+    event("prefix hits" if any(r.kv.prefix and r.kv.prefix.hit_tokens for r in fast.replicas) else "no prefix hit")
+    event("prefix evicted" if any(r.kv.prefix and r.kv.prefix.evicted_blocks for r in fast.replicas)
+          else "no eviction")
     _same_schedule(fast, run_fleet(wl, fast=False, **kw))
 
 

@@ -5,7 +5,9 @@ Modules, bottom up; each imports only those above it, at module level (tests/tes
 - ``workload``, ``presets``: requests to serve (arrivals, lengths; presets and traces).
 - ``budget``: the events and memory a run implies, refused over ``ServeConfig.max_events`` before anything is built.
 - ``state``: ``Requests``, every request's lengths and progress in plain lists (the hot path's scalar reads).
-- ``kv``: ``DecodeSet``, one replica's decoding sequences and paged-KV blocks, advanced many steps at a time.
+- ``prefix``: ``PrefixCache``, one replica's cached prefix blocks by prefix group (held, evictable, LRU).
+- ``kv``: ``DecodeSet``, one replica's decoding sequences and paged-KV blocks, advanced many steps at a time (with
+  its prefix cache where the engine release keeps one).
 - ``records``: ``ReplicaRecord``, what a replica leaves for the metrics (busy time, preemptions, time series,
   inter-token gaps with decode runs as progressions), in memory that grows with runs, not steps.
 - ``replica``: ``Replica``, a queue and a scheduling policy (one ``_plan_*`` method per policy in ``PLANNERS``);

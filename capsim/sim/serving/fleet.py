@@ -108,7 +108,8 @@ class Fleet:
         self.offset = self.engine.ttft_offset_s
         arrival = workload.arrival_s if workload.arrival_s is None or not self.offset \
             else workload.arrival_s + self.offset
-        self.req = Requests(workload.prompt_tokens, workload.output_tokens, arrival)
+        self.req = Requests(workload.prompt_tokens, workload.output_tokens, arrival, workload.prefix_group,
+                            workload.prefix_tokens)
         self.fin_count = [0] * self.req.n
         self.closed = workload.closed  # read once per finished request
         self.table = StepTable(model, plan, perf, self.engine, accelerator, sampling=cfg.sampling)
@@ -142,9 +143,13 @@ class Fleet:
                 "disaggregated", "use --scheduler vllm or sarathi")
         wm = int(self.engine.watermark * self.blocks)
 
+        # Prefix caching where the engine release has it on (engines.yaml prefix_caching, cited per release) and a
+        # request shares a prefix; a decode replica receives whole KV caches, static batches compute whole prompts.
+        prefix = self.engine.prefix_caching and self.workload.prefix_group is not None
+
         def rc(role: Role, policy: SchedulerKind) -> ReplicaConfig:
             return ReplicaConfig(policy, plan.max_batch, plan.max_batched_tokens, plan.block_size, self.blocks, wm,
-                                 cfg.fast, role)
+                                 cfg.fast, role, prefix and role is not Role.DECODE and policy is not SchedulerKind.STATIC)
 
         reps = []
         for i in range(plan.replicas):
@@ -242,6 +247,8 @@ def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: 
     gc.disable()  # millions of small live objects: the cyclic collector would rescan them all (nothing cycles)
     try:
         fleet.run()
+        for rep in fleet.replicas:
+            rep.close()
         lost = fleet.req.n - fleet.fin_count.count(1)
         if lost:
             raise RuntimeError(f"serving simulation lost or double-finished {lost} requests")

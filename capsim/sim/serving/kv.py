@@ -13,6 +13,7 @@ import bisect
 import heapq
 import itertools
 
+from capsim.sim.serving.prefix import PrefixCache
 from capsim.sim.serving.state import Requests
 
 
@@ -35,6 +36,55 @@ class DecodeSet:
         self.sum_off = 0
         # The histogram twice over (cnt[r] == cnt[r + block_size]): a wrapping run of residues is one slice.
         self.cnt = [0] * (2 * block_size)
+        self.prefix: PrefixCache | None = None  # the replica's prefix cache where the engine keeps one
+
+    def evict(self) -> None:
+        """Cached prefix blocks nobody holds count as free; they are evicted, least recently used first, once the
+        pool needs them. ``used`` only grows between the moments it shrinks, so evicting for the blocks used now,
+        before it shrinks and before the cache is read, evicts what evicting at every allocation would."""
+        p = self.prefix
+        if p.idle_blocks > self.total - self.used:
+            p.trim(self.total - self.used)
+
+    def need(self, rid: int, ahead: bool = False) -> int:
+        """Blocks admitting ``rid`` takes from the free pool: its prompt's blocks, less the cached prefix blocks it
+        shares, plus evictable group blocks it pins (vLLM V1 get_num_blocks_to_allocate). ``ahead``: a lower bound
+        for a later step, when an eviction in between may have dropped the group (then it shares and pins none)."""
+        req = self.req
+        blocks = blocks_for(req.todo[rid], self.bs)
+        if self.prefix is None or req.group[rid] < 0:
+            return blocks
+        if not ahead:  # a later step's lower bound holds whether or not the group is evicted by then
+            self.evict()
+        hit, pinned = self.prefix.lookup(req.group[rid], req.prefix[rid], req.todo[rid])
+        n = blocks - hit // self.bs + pinned
+        return min(n, blocks) if ahead else n
+
+    def admit(self, rid: int, need: int) -> None:
+        """Allocate the ``need`` blocks (:meth:`need`, just asked) of an admitted prompt; with prefix caching, its
+        cached prefix is not computed again (``req.done`` starts past it)."""
+        self.used += need
+        req = self.req
+        if self.prefix is not None and req.group[rid] >= 0:
+            hit, _ = self.prefix.admit(req.group[rid], req.prefix[rid], req.todo[rid])
+            req.done[rid], req.shared[rid], req.held[rid] = hit, hit // self.bs, True
+
+    def cache_prompt(self, rid: int) -> None:
+        """A prompt is computed: its full blocks of the group's prefix become the group's (cached for later
+        requests)."""
+        req = self.req
+        req.shared[rid] += self.prefix.donate(req.group[rid], min(req.prefix[rid], req.todo[rid]))
+
+    def release(self, rid: int, tokens: int) -> None:
+        """Free the blocks of ``rid``'s ``tokens`` tokens: its own, and its reference to its group's (whose blocks
+        stay cached, evictable, when it was the last user)."""
+        req = self.req
+        if self.prefix is not None:
+            self.evict()
+        self.used -= blocks_for(tokens, self.bs) - req.shared[rid]
+        if req.held[rid]:
+            self.used -= self.prefix.release(req.group[rid])
+            req.shared[rid], req.held[rid] = 0, False
 
     @property
     def size(self) -> int:
@@ -115,7 +165,7 @@ class DecodeSet:
         r = off % self.bs
         self.cnt[r] -= 1
         self.cnt[r + self.bs] -= 1
-        self.used -= blocks_for(c, self.bs)
+        self.release(rid, c)
         req.epoch[rid] += 1
         return c
 

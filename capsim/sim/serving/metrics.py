@@ -150,6 +150,8 @@ def build_result(req: Requests, records: Sequence[ReplicaRecord], info: RunInfo,
     s["goodput"] = float(requests["meets_slo"].mean())
     s["goodput_rps"] = float(requests["meets_slo"].sum()) / duration
     s["preemptions"] = int(requests["preemptions"].sum())
+    looked = sum(rec.prefix_lookup_tokens for rec in records)  # prompt tokens the prefix caches looked up
+    s["prefix_cache_hit_rate"] = sum(rec.prefix_hit_tokens for rec in records) / looked if looked else 0.0
     for col in ("utilization", "batch_size_mean", "kv_occupancy_mean", "queue_length_mean"):
         s[f"{col}" if col.endswith("mean") else f"{col}_mean"] = float(reps[col].mean())
     s["kv_occupancy_max"] = float(reps["kv_occupancy_max"].max())

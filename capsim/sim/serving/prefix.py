@@ -30,17 +30,24 @@ class PrefixCache:
         self.idle_blocks = 0  # blocks of the idle groups: cached, evictable, counted free
         self.hit_tokens = 0  # prompt tokens served from the cache
         self.looked_up_tokens = 0  # prompt tokens of requests that looked
+        self.evicted_blocks = 0
+
+    def lookup(self, group: int, prefix_tokens: int, prompt_tokens: int) -> tuple[int, int]:
+        """What :meth:`admit` would return now, changing nothing."""
+        cached = self.tokens.get(group, 0)
+        if not cached:
+            return 0, 0
+        m = prefix_tokens if prefix_tokens < prompt_tokens else prompt_tokens - 1  # the last token is computed
+        hit = m - m % self.bs
+        return (hit if hit < cached else cached), (0 if group in self.refs else cached // self.bs)
 
     def admit(self, group: int, prefix_tokens: int, prompt_tokens: int) -> tuple[int, int]:
         """A request of ``group`` whose first ``prefix_tokens`` prompt tokens are the group's: (tokens it finds
         cached, group blocks it pins that were evictable; the caller adds them to its used blocks)."""
-        cached = self.tokens.get(group, 0)
-        hit = min(cached, (min(prefix_tokens, prompt_tokens - 1) // self.bs) * self.bs)
+        hit, pinned = self.lookup(group, prefix_tokens, prompt_tokens)
         refs = self.refs.get(group, 0)
-        pinned = 0
-        if refs == 0 and cached:
+        if pinned:
             del self.idle[group]
-            pinned = cached // self.bs
             self.idle_blocks -= pinned
         self.refs[group] = refs + 1
         self.hit_tokens += hit
@@ -81,6 +88,7 @@ class PrefixCache:
             blocks = self.tokens.pop(group) // self.bs
             self.idle_blocks -= blocks
             evicted += blocks
+        self.evicted_blocks += evicted
         return evicted
 
     @property

@@ -8,7 +8,7 @@ Table 1: chatbot TTFT 0.25-4 s and TPOT 0.1-0.2 s by model size; summarization T
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -86,6 +86,9 @@ class WorkloadSpec:
     time_scale: float = 1.0  # trace replay: arrival times multiplied by this (0.5 = twice the rate)
     seed: int = 0
     name: str = "custom"
+    # A system prompt every request starts with: the first min(this, prompt) tokens of every prompt are the same
+    # (one prefix group), which an engine with prefix caching computes once per replica while it stays cached.
+    shared_prefix_tokens: int = 0
 
     def expected_requests(self) -> float | None:
         """How many requests :func:`build_workload` draws, known before drawing them (None for a trace replay:
@@ -112,7 +115,16 @@ class WorkloadSpec:
 
 
 def build_workload(spec: WorkloadSpec) -> Workload:
-    """Draw the requests of ``spec`` (seeded, vectorised)."""
+    """Draw the requests of ``spec`` (seeded, vectorised), with their shared system prompt where it has one."""
+    require(spec.shared_prefix_tokens >= 0, "shared_prefix_tokens", f"must be >= 0, got {spec.shared_prefix_tokens}")
+    wl = _draw(spec)
+    if not spec.shared_prefix_tokens:
+        return wl
+    return replace(wl, prefix_group=np.zeros(wl.size, np.int64),
+                   prefix_tokens=np.minimum(wl.prompt_tokens, spec.shared_prefix_tokens).astype(np.int64))
+
+
+def _draw(spec: WorkloadSpec) -> Workload:
     rng = np.random.default_rng(spec.seed)
     kind = ArrivalKind(spec.arrival)
     if kind is ArrivalKind.TRACE:

@@ -50,12 +50,15 @@ class ReplicaRecord:
       run's step-time envelope (:data:`RUN_FIELDS`), so a run of thousands of steps costs five numbers.
     """
 
-    __slots__ = ("busy_s", "gaps", "idx", "preemptions", "role", "runs", "timeline")
+    __slots__ = ("busy_s", "gaps", "idx", "preemptions", "prefix_hit_tokens", "prefix_lookup_tokens", "role", "runs",
+                 "timeline")
 
     def __init__(self, idx: int, role: str) -> None:
         self.idx, self.role = idx, role
         self.busy_s = 0.0
         self.preemptions = 0
+        self.prefix_hit_tokens = 0  # prompt tokens served from the replica's prefix cache
+        self.prefix_lookup_tokens = 0  # prompt tokens of the admissions that looked them up
         self.timeline = Column()
         self.gaps = Column()  # (gap, weight) pairs
         self.runs = Column()  # RUN_FIELDS per piece

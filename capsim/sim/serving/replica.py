@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from capsim.analytic.step_table import Piece, StepTable, pieces_sum, steps_to_reach
 from capsim.sim.serving.kv import DecodeSet, blocks_for
+from capsim.sim.serving.prefix import PrefixCache
 from capsim.sim.serving.records import BLOCK, ReplicaRecord
 from capsim.sim.serving.state import Requests
 from capsim.specs.engine import SchedulerKind
@@ -57,6 +58,7 @@ class ReplicaConfig:
     watermark_blocks: int
     fast: bool = True
     role: Role = Role.BOTH
+    prefix_caching: bool = False  # the engine release reuses cached prefix blocks (capsim.sim.serving.prefix)
 
 
 class Replica:
@@ -66,6 +68,8 @@ class Replica:
                  handoff: Handoff) -> None:
         self.idx, self.env, self.req, self.table, self.cfg, self.handoff = idx, env, req, table, cfg, handoff
         self.kv = DecodeSet(req, cfg.block_size, cfg.total_blocks)
+        if cfg.prefix_caching:
+            self.kv.prefix = PrefixCache(cfg.block_size)
         self.waiting: deque[int] = deque()
         self.prefilling: list[int] = []
         self.rec = ReplicaRecord(idx, cfg.role.value)
@@ -88,6 +92,12 @@ class Replica:
         self.prefill_only = cfg.role is Role.PREFILL
         planner = PLANNERS.get(Role.DECODE if self.decode_only else cfg.policy)  # static batches: drivers
         self.plan = getattr(self, planner) if planner else None
+
+    def close(self) -> None:
+        """At the end of the run: the prefix cache's counts go to the record."""
+        if self.kv.prefix is not None:
+            self.rec.prefix_hit_tokens = self.kv.prefix.hit_tokens
+            self.rec.prefix_lookup_tokens = self.kv.prefix.looked_up_tokens
 
     @property
     def outstanding(self) -> int:
@@ -126,7 +136,7 @@ class Replica:
         free = kv.total - kv.used - kv.cum_demand(m)
         if self.sarathi:
             free -= kv.demand(m)  # a Sarathi step allocates its decodes' blocks before it admits
-        return m if self._admissible(free, rid) else k
+        return m if self._admissible(free, rid, ahead=True) else k
 
     def absorb(self) -> None:
         """Move the pre-routed requests that have arrived by the replica's clock into the queue."""
@@ -136,16 +146,16 @@ class Replica:
             i += 1
         self.inext = i
 
-    def _admissible(self, free: int, rid: int | None = None) -> bool:
+    def _admissible(self, free: int, rid: int | None = None, ahead: bool = False) -> bool:
         """Whether the head of the queue (or ``rid`` as its head) can be admitted with ``free`` blocks (vLLM V0
-        can_allocate)."""
+        can_allocate); ``ahead``: at a later step of a run (a lower bound on the blocks it needs, DecodeSet.need)."""
         cfg = self.cfg
         rid = self.waiting[0] if rid is None else rid
         if len(self.kv.ids) + len(self.prefilling) >= cfg.max_seqs:
             return False
         if self.sarathi and not self.decode_only and len(self.kv.ids) >= cfg.budget:
             return False
-        return blocks_for(self.req.todo[rid], cfg.block_size) <= free - cfg.watermark_blocks
+        return self.kv.need(rid, ahead) <= free - cfg.watermark_blocks
 
     # --- the engine loop ---------------------------------------------------------------------------
     def idle_event(self) -> Any:
@@ -231,7 +241,7 @@ class Replica:
     def _chunks(self, budget: int, free: int, whole: bool) -> list[tuple[int, int]]:
         """Prompt chunks of one step: sequences already being prefilled first, then admissions in FCFS order
         (``whole``: whole prompts only, unless a prompt longer than the budget starts alone)."""
-        cfg, req = self.cfg, self.req
+        cfg, req, kv = self.cfg, self.req, self.kv
         chunks: list[tuple[int, int]] = []
         for rid in self.prefilling:
             if budget <= 0:
@@ -242,17 +252,17 @@ class Replica:
         seats = cfg.max_seqs - len(self.kv.ids) - len(self.prefilling)
         while self.waiting and budget > 0 and seats > 0:
             rid = self.waiting[0]
-            need = blocks_for(req.todo[rid], cfg.block_size)
+            need = kv.need(rid)
             if need > free - cfg.watermark_blocks or (whole and req.todo[rid] > budget and chunks):
                 break
             self.waiting.popleft()
-            self.kv.used += need
+            kv.admit(rid, need)  # with prefix caching, req.done starts past the cached prefix
             free -= need
             self.prefilling.append(rid)
             if req.start_s[rid] != req.start_s[rid]:  # NaN: first time scheduled
                 req.start_s[rid] = self.clock
             seats -= 1
-            q = min(req.todo[rid], budget)
+            q = min(req.todo[rid] - req.done[rid], budget)
             chunks.append((rid, q))
             budget -= q
         return chunks
@@ -319,8 +329,10 @@ class Replica:
         req.last_emit_s[rid] = now
         if req.first_s[rid] != req.first_s[rid]:
             req.first_s[rid] = now
+        if req.held[rid]:
+            self.kv.cache_prompt(rid)
         if req.gen[rid] >= req.output[rid] or self.prefill_only:
-            self.kv.used -= blocks_for(req.todo[rid], self.cfg.block_size)
+            self.kv.release(rid, req.todo[rid])
             if req.gen[rid] >= req.output[rid]:
                 self.finish_all([rid], now)
             else:

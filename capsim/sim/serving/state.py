@@ -8,7 +8,8 @@ import numpy as np
 class Requests:
     """Lengths and progress of every request, indexed by request id (arrival order)."""
 
-    def __init__(self, prompt: np.ndarray, output: np.ndarray, arrival: np.ndarray | None) -> None:
+    def __init__(self, prompt: np.ndarray, output: np.ndarray, arrival: np.ndarray | None,
+                 prefix_group: np.ndarray | None = None, prefix_tokens: np.ndarray | None = None) -> None:
         n = len(prompt)
         self.n = n
         self.prompt = np.asarray(prompt).astype(np.int64).tolist()  # Python ints: scalar access is the hot path
@@ -30,6 +31,13 @@ class Requests:
         self.replica = [-1] * n
         self.decode_replica = [-1] * n
         self.finished = 0
+        # Prefix caching (capsim.sim.serving.prefix): the request's prefix group (-1: none) and how many of its
+        # leading prompt tokens are the group's; on its replica, the group blocks it shares (not its own) and
+        # whether it holds a reference to its group there.
+        self.group = [-1] * n if prefix_group is None else np.asarray(prefix_group).astype(np.int64).tolist()
+        self.prefix = [0] * n if prefix_tokens is None else np.asarray(prefix_tokens).astype(np.int64).tolist()
+        self.shared = [0] * n
+        self.held = [False] * n
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"arrival_s": np.asarray(self.arrival), "prompt_tokens": np.asarray(self.prompt, np.int64),

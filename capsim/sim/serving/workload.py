@@ -108,9 +108,20 @@ class Workload:
     arrival_s: np.ndarray | None  # None for a closed loop
     clients: int = 0  # closed loop: concurrent clients
     source: str = ""  # where the numbers come from
+    # Prefix caching: each request's prefix group (-1: none; e.g. 0 for a system prompt every request starts with)
+    # and how many of its leading prompt tokens are the group's. None: no request shares a prefix.
+    prefix_group: np.ndarray | None = None
+    prefix_tokens: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.prompt_tokens)
+        require((self.prefix_group is None) == (self.prefix_tokens is None), "workload.prefix_tokens",
+                "prefix groups and prefix lengths come together", "give both or neither")
+        if self.prefix_group is not None:
+            require(len(self.prefix_group) == n and len(self.prefix_tokens) == n, "workload.prefix_tokens",
+                    "length differs from prompt_tokens")
+            require(bool(np.all(self.prefix_tokens >= 0)) and bool(np.all(self.prefix_tokens <= self.prompt_tokens)),
+                    "workload.prefix_tokens", "must be between 0 and the request's prompt length")
         require(n > 0, "workload", "has no requests", "give a request count or duration > 0")
         require(len(self.output_tokens) == n, "workload.output_tokens", "length differs from prompt_tokens")
         if self.arrival_s is None:
