@@ -39,6 +39,7 @@ from capsim.validation.harness import (
 )
 from capsim.validation.training_rows import (
     OPTIONAL,
+    cell_int,
     check_fsdp,
     row_calibration,
     row_ep,
@@ -61,16 +62,6 @@ COLUMNS = {"micro_batch": "micro_batch", "v": "pp_interleave", "recompute": "rec
            "zero_stage": "zero_stage", "cp": "cp"}
 
 
-def _int(r: dict[str, str], column: str) -> int | None:
-    text = r[column].strip()
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise DataError(column, f"line {r.get(LINE, '?')}: {text!r} is not an integer", "give a whole number") from None
-
-
 def _setting(r: dict[str, str], key: str) -> object:
     """The row's published value of one layout setting, or None where the column is blank."""
     column = COLUMNS[key]
@@ -84,7 +75,7 @@ def _setting(r: dict[str, str], key: str) -> object:
         if text and text not in YES + NO:
             raise DataError(column, f"line {r.get(LINE, '?')}: unknown value {text!r}", "use yes, no or leave blank")
         return (text in YES) if text else None
-    return _int(r, column)
+    return cell_int(r, column)
 
 
 def published_settings(r: dict[str, str]) -> dict[str, object]:
@@ -153,8 +144,8 @@ def _point(r: dict[str, str], layout: dict[str, object], fw: Framework, cluster:
     model = row_model(r)
     split = row_split(model, int(layout["pp"]), int(layout["v"]), layout)  # type: ignore[call-overload]
     shape = {k: v for k, v in layout.items() if k not in ("account_for_embedding", "account_for_loss")}
-    lay = Layouts.build(model, splits=split, dp=_int(r, "dp"), global_batch=_int(r, "global_batch"),
-                        seq_len=_int(r, "seq"), **shape)
+    lay = Layouts.build(model, splits=split, dp=cell_int(r, "dp"), global_batch=cell_int(r, "global_batch"),
+                        seq_len=cell_int(r, "seq"), **shape)
     return lay, rank_layouts(model, cluster, lay, perf, precision, fw)[0]
 
 
@@ -185,10 +176,10 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     perf = resolve_perf(perf_for(acc, row_calibration(calibration, acc.name)), cluster)
     precision = row_precision(r, fw)
     published = published_settings(r)
-    _check_offered({**published, "pp": _int(r, "pp")}, fw)
-    check_fsdp(r, fw, _int(r, "dp") or 1, published["cp"] or int(defaults["cp"]))  # type: ignore[call-overload]
+    _check_offered({**published, "pp": cell_int(r, "pp")}, fw)
+    check_fsdp(r, fw, cell_int(r, "dp") or 1, published["cp"] or int(defaults["cp"]))  # type: ignore[call-overload]
     blanks = [k for k, v in published.items() if v is None]
-    fixed = {"tp": _int(r, "tp"), "pp": _int(r, "pp"), "ep": row_ep(r), "etp": defaults["etp"],
+    fixed = {"tp": cell_int(r, "tp"), "pp": cell_int(r, "pp"), "ep": row_ep(r), "etp": defaults["etp"],
              "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()}}
     band, band_note = _band(r, fixed, blanks, fw, cluster, perf, precision)
     settings = {k: defaults[k] for k in blanks}
