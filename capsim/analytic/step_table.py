@@ -88,7 +88,7 @@ def pieces_sum(pieces: list[Piece], m: int | None = None) -> float:
         if m is not None:
             if m <= s:
                 break
-            e = min(e, m)
+            e = m if m < e else e
         total += _line_sum(s, e, a, b)
     return total
 
@@ -126,7 +126,7 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
             m -= 1
         while m < e - s and _line_sum(s, s + m, a, b) < left:
             m += 1
-        return max(s + m, 1)
+        return s + m  # m >= 1
     return pieces[-1][1] if pieces else 1
 
 

@@ -143,10 +143,12 @@ class DecodeSet:
 
     def steps_until_finish(self) -> int:
         """Decode steps until the first decoding sequence emits its last token (stale heap entries dropped)."""
-        heap, req = self.heap, self.req
-        while heap and (heap[0][1] not in self.ids or heap[0][2] != req.epoch[heap[0][1]]):
+        heap, ids, epoch = self.heap, self.ids, self.req.epoch
+        while True:  # called with sequences decoding: each has a current entry
+            finish, rid, ep = heap[0]
+            if rid in ids and ep == epoch[rid]:
+                return finish - self.steps
             heapq.heappop(heap)
-        return heap[0][0] - self.steps
 
     def join(self, rid: int) -> None:
         """Add a sequence whose prompt is in the cache and whose latest token was just emitted."""
