@@ -365,12 +365,13 @@ class Replica:
         if not self.fresh:  # every sequence decoded in the previous decode step too
             gaps += (end - self.last_decode_end, b)
             return
-        fresh = [r for r in self.fresh if r in self.kv.ids]
-        last = self.req.last_emit_s
-        for rid in fresh:
-            gaps += (end - last[rid], 1)
-        if b > len(fresh):
-            gaps += (end - self.last_decode_end, b - len(fresh))
+        ids, last, n = self.kv.ids, self.req.last_emit_s, 0
+        for rid in self.fresh:
+            if rid in ids:  # still decoding
+                gaps += (end - last[rid], 1)
+                n += 1
+        if b > n:
+            gaps += (end - self.last_decode_end, b - n)
         self.fresh.clear()
 
 
