@@ -7,10 +7,8 @@ keeps attention as its two exact roofline branches, which are affine in the step
     attention = launch + max(flops / (peak * eff(rows)), (bytes + half_bytes) / bandwidth)
 
 (``capsim.perf.Perf.attention_s`` with ``memory_bytes_s`` = bytes / (bw * bytes / (bytes + half))). A decode
-step of ``B`` sequences whose contexts sum to ``S`` is then a maximum of lines in ``S``; across a run of steps in
-which the batch does not change, ``S`` grows by ``B`` per step, so the run's total time is a sum of a maximum of
-lines over an integer range, summed in closed form (:func:`capsim.analytic.line_sums.sum_max_lines`; its
-functions are re-exported here).
+step is then a maximum of lines in its summed context, and a run of decode steps is summed in closed form by
+:mod:`capsim.analytic.line_sums` (whose names are re-exported here).
 """
 
 from __future__ import annotations
