@@ -33,6 +33,27 @@ class Reshard(StrEnum):
     NOT_WITH_PP = "not-with-pp"  # torchtitan's "default": always, except never when pipeline parallelism is on
 
 
+class SacPolicy(StrEnum):
+    """What selective activation checkpointing recomputes in the backward."""
+
+    ATTENTION_CORE = "attention-core"  # Megatron: the attention core only (Korthikanti et al. 2022, Sec. 5)
+    # torchtitan 'op': every forward op of a block but those it saves (SDPA, max, and all but every second mm)
+    OPS = "ops"
+    BLOCKS = "blocks"  # torchtitan '<N>': every N-th transformer block fully checkpointed, the others not at all
+
+
+@dataclass(frozen=True)
+class SelectiveAc:
+    """A release's selective activation-checkpointing policy (what ``recompute`` = selective means)."""
+
+    policy: SacPolicy = SacPolicy.ATTENTION_CORE
+    every: int = 1  # BLOCKS: the checkpointed blocks are those whose 1-based index is a multiple of this
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise SpecError("selective_ac.every", f"{self.every} is not a block period", "use a whole number >= 1")
+
+
 @dataclass(frozen=True)
 class RsOverlap:
     """How Transformer Engine's userbuffers overlap the reduce-scatter after each row-parallel forward GEMM (the
@@ -85,6 +106,15 @@ class Framework:
     grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
     tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
+    selective_ac: SelectiveAc = SelectiveAc()  # what selective recomputation replays
+    # torch.compile of each block (Inductor fuses its elementwise ops). Recorded, not priced: capsim prices every
+    # op as its own kernel, so its elementwise time is that of the eager model.
+    torch_compile: bool = False
+    # FP8 weights (torchao Float8Linear with FSDP2's FP8 all-gather): the weights' scales precomputed in one pass
+    # after the optimizer step, and the FP8 weight re-cast in the backward instead of saved. Recorded; neither
+    # changes what capsim prices (one weight cast per step, FP8 parameters in ``fp8_params``).
+    fp8_precompute_scales: bool = False
+    fp8_recompute_weight_bwd: bool = False
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
@@ -93,6 +123,7 @@ class Framework:
         out = asdict(self)
         for key in ("attention", "moe_dispatcher", "fp8_scaling", "reshard_after_forward"):
             out[key] = getattr(self, key).value
+        out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every}
         return out
 
     def keeps_gathered(self, pp: object) -> object:
@@ -213,4 +244,4 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
 
 
 __all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "MoeDispatcher",
-           "Release", "Reshard", "RsOverlap", "Setting"]
+           "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]
