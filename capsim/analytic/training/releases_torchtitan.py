@@ -65,6 +65,43 @@ def torchtitan_flags(where_cfg: str, where_par: str) -> dict[str, Flag]:
     }
 
 
+_9D = "TT@9dec370"  # 2024-12-26
+_9D_PAR = _9D + " torchtitan/parallelisms/parallelize_llama.py"
+_9D_CFG = _9D + " torchtitan/config_manager.py"
+
+
+def torchtitan_2024_12(name: str) -> Release:
+    """torchtitan at 9dec370 (2024-12-26): the code of the torchtitan team's H100 benchmarks
+    (benchmarks/llama3_h100_202412_torchtitan.md, "Versions and Dates")."""
+    cite = _fsdp2_cite(
+        _9D_PAR + " apply_tp",
+        _9D_PAR + " L309-339 apply_fsdp: reshard every block but the last unless pipeline parallelism is on",
+        "torchtitan's llama has no MoE (the field's generic value)",
+        "torch scaled_dot_product_attention (flash backend on sm80+)",
+        _9D_CFG + " L379, L389: --training.mixed_precision_param bfloat16, --training.mixed_precision_reduce float32",
+        fp8_scaling=_9D + " torchtitan/float8.py: torchao Float8LinearConfig() with dynamic tensorwise scaling "
+                    "(torchao eab345c): each tensor's scale from its own amax, capsim's current scaling",
+        fp8_params=_9D_CFG + " L542 --float8.enable_fsdp_float8_all_gather (store_true: off)",
+        overlap_tp_comm=_9D_CFG + " L288 --experimental.enable_async_tensor_parallel (off): a flag of the run",
+        selective_ac=_9D_CFG + " L522-524 --activation_checkpoint.selective_ac_option default '2' (every other "
+                     "block fully checkpointed, " + _9D_PAR + " L278-282)",
+        torch_compile=_9D_CFG + " L399 --training.compile (store_true: off)",
+        fp8_precompute_scales=_9D_CFG + " L547 (store_true: off)",
+        fp8_recompute_weight_bwd="not an option at 9dec370 (the field's generic value)")
+    fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2))
+    defaults = _fsdp2_defaults(_9D_CFG, Setting(PER_REPLICA, _9D_CFG + " L219 --training.batch_size: the "
+                                                             "per-replica batch, no gradient accumulation"))
+    defaults["recompute"] = Setting("selective", _9D_CFG + " L516-518 --activation_checkpoint.mode default selective")
+    flags = torchtitan_flags(_9D_CFG, _9D_PAR + " L214-222 _save_list (mm, flash/efficient SDPA, abs, max), "
+                                                "L254-258 'except every second mm'")
+    del flags["--float8.force_recompute_fp8_weight_in_bwd"]
+    flags["--experimental.enable_async_tensor_parallel"] = Flag(
+        "overlap_tp_comm", {"": True}, _9D_CFG + " L288; micro-pipelined TP collectives under torch.compile")
+    return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2024-12", "2024-12-26",
+                   "torchtitan at 9dec370 (2024-12-26) with torchao eab345c (2024-12-23)", cite, defaults, flags)
+
+
 def torchtitan_2025_06(name: str) -> Release:
     """torchtitan at e7c0cae (2025-06-11): the code of the Trainy/WhiteFiber H200 benchmark
     (benchmarks/llama3-8b_h200_202506_trainy-whitefiber.md, "Versions and Dates")."""
@@ -126,4 +163,4 @@ def torchtitan_2026_08(name: str) -> Release:
                    "torchtitan main at b5bcd76 (2026-08-21)", cite, defaults, fsdp2_flags(fsdp))
 
 
-__all__ = ["torchtitan_2025_06", "torchtitan_2026_08", "torchtitan_flags"]
+__all__ = ["torchtitan_2024_12", "torchtitan_2025_06", "torchtitan_2026_08", "torchtitan_flags"]
