@@ -65,6 +65,44 @@ def torchtitan_flags(where_cfg: str, where_par: str) -> dict[str, Flag]:
     }
 
 
+_1E = "TT@1ea476e"  # 2024-04-24, "update readme.md and performance.md"
+_1E_PAR = _1E + " torchtitan/parallelisms/parallelize_llama.py"
+_1E_CFG = _1E + " torchtitan/config_manager.py"
+
+
+def torchtitan_2024_04(name: str) -> Release:
+    """torchtitan at 1ea476e (2024-04-24): the code of the 64-A100 runs of docs/performance.md (its Llama 2 rows
+    were published at 395a526, 2024-04-18, with the same parallelize_llama.py)."""
+    cite = _fsdp2_cite(
+        _1E_PAR + " L142-214 (TP plan, SequenceParallel norms)",
+        _1E_PAR + " L225-239: fully_shard per block, reshard_after_forward for every block but the last (no "
+                  "pipeline parallelism in this code; the last block's kept gather: not priced)",
+        "torchtitan's llama has no MoE (the field's generic value)",
+        _1E + " torchtitan/models/llama/model.py L204: F.scaled_dot_product_attention(is_causal=True) (flash on sm80)",
+        _1E_PAR + " L219-222: MixedPrecisionPolicy(param_dtype=bfloat16, reduce_dtype=float32) over fp32 parameters",
+        fp8_scaling="FP8 at this commit is --training.fp8_linear (config_manager.py L216, torchao Float8Linear, "
+                    "dynamic scaling); none of the priced runs use it",
+        fp8_params="no FP8 all-gather at this commit",
+        selective_ac=_1E_CFG + " L289-291 --activation_checkpoint.selective_ac_option default '2' (every second "
+                     "block, " + _1E_PAR + " L82-104); the recipes' 'op' is a flag of the run",
+        torch_compile=_1E_CFG + " L211 --training.compile (store_true: off)",
+        fp8_precompute_scales="no FP8 all-gather at this commit", fp8_recompute_weight_bwd="not an option")
+    fw = _fsdp2(name, Reshard.ALWAYS, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), context_parallel=False, uneven_pipeline=False)
+    cite.update(context_parallel="no context parallelism at this commit",
+                uneven_pipeline=_1E_PAR + " L139-140: pipeline parallelism not implemented at this commit")
+    defaults = _fsdp2_defaults(_1E_CFG, Setting(PER_REPLICA, _1E_CFG + " L163 --training.batch_size: the "
+                                                             "per-replica batch, no gradient accumulation"))
+    defaults["recompute"] = Setting("selective", _1E_CFG + " L283-285 --activation_checkpoint.mode default selective")
+    flags = torchtitan_flags(_1E_CFG, _1E_PAR + " L36-41 no_recompute_list (mm, flash/efficient SDPA, "
+                                                "reduce_scatter_tensor), L46-60 'every second mm' recomputed")
+    for key in ("--parallelism.fsdp_reshard_after_forward", "--float8.enable_fsdp_float8_all_gather",
+                "--float8.precompute_float8_dynamic_scale_for_fsdp", "--float8.force_recompute_fp8_weight_in_bwd"):
+        del flags[key]
+    return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2024-04", "2024-04-24",
+                   "torchtitan at 1ea476e (2024-04-24)", cite, defaults, flags)
+
+
 _9D = "TT@9dec370"  # 2024-12-26
 _9D_PAR = _9D + " torchtitan/parallelisms/parallelize_llama.py"
 _9D_CFG = _9D + " torchtitan/config_manager.py"
@@ -163,4 +201,4 @@ def torchtitan_2026_08(name: str) -> Release:
                    "torchtitan main at b5bcd76 (2026-08-21)", cite, defaults, fsdp2_flags(fsdp))
 
 
-__all__ = ["torchtitan_2024_12", "torchtitan_2025_06", "torchtitan_2026_08", "torchtitan_flags"]
+__all__ = ["torchtitan_2024_04", "torchtitan_2024_12", "torchtitan_2025_06", "torchtitan_2026_08", "torchtitan_flags"]
