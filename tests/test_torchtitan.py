@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from capsim.analytic import recompute
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import forward_layer_ops, layer_shape
-from capsim.analytic.training import recompute
 from capsim.analytic.training.compute import micro_batch_times
 from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import SacPolicy, SelectiveAc

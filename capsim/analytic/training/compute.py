@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from capsim.analytic import fp8
+from capsim.analytic import fp8, recompute
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import (
     AttentionImpl,
@@ -23,8 +23,7 @@ from capsim.analytic.ops import (
     head_ops,
     layer_shape,
 )
-from capsim.analytic.training import recompute
-from capsim.analytic.training.release import SelectiveAc
+from capsim.analytic.recompute import SelectiveAc
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import DType, Precision
@@ -32,7 +31,7 @@ from capsim.specs.precision import DType, Precision
 # Attention's core: what Megatron's selective recomputation replays (Korthikanti et al. 2022, Sec. 5: QK^T,
 # softmax, dropout and attention over V), and what ring attention runs once per context-parallel block.
 CORE_OPS = recompute.CORE_OPS
-MEGATRON_SAC = SelectiveAc()  # the attention core only: what a plain call prices
+MEGATRON_SAC = recompute.MEGATRON_SAC
 ATTENTION_OPS = CORE_OPS | {"attention"}
 # Ops outside the tensor-parallel region: with sequence parallelism they run on s/t tokens (Korthikanti Sec. 4.2.2).
 SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross",

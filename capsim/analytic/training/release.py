@@ -12,6 +12,7 @@ from enum import StrEnum
 import numpy as np
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.errors import SpecError
 from capsim.specs.precision import Fp8Scaling
 
@@ -31,27 +32,6 @@ class Reshard(StrEnum):
     ALWAYS = "always"  # re-gather them for the backward (ZeRO-3)
     NEVER = "never"  # keep them gathered until the backward (ZeRO-2 traffic, ZeRO-3 memory between passes)
     NOT_WITH_PP = "not-with-pp"  # torchtitan's "default": always, except never when pipeline parallelism is on
-
-
-class SacPolicy(StrEnum):
-    """What selective activation checkpointing recomputes in the backward."""
-
-    ATTENTION_CORE = "attention-core"  # Megatron: the attention core only (Korthikanti et al. 2022, Sec. 5)
-    # torchtitan 'op': every forward op of a block but those it saves (SDPA, max, and all but every second mm)
-    OPS = "ops"
-    BLOCKS = "blocks"  # torchtitan '<N>': every N-th transformer block fully checkpointed, the others not at all
-
-
-@dataclass(frozen=True)
-class SelectiveAc:
-    """A release's selective activation-checkpointing policy (what ``recompute`` = selective means)."""
-
-    policy: SacPolicy = SacPolicy.ATTENTION_CORE
-    every: int = 1  # BLOCKS: the checkpointed blocks are those whose 1-based index is a multiple of this
-
-    def __post_init__(self) -> None:
-        if self.every < 1:
-            raise SpecError("selective_ac.every", f"{self.every} is not a block period", "use a whole number >= 1")
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,38 @@ each forward op of a layer that runs again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 import numpy as np
 
 from capsim.analytic.fp8 import CastKind
 from capsim.analytic.primitives import Op, OpKind
-from capsim.analytic.training.release import SacPolicy, SelectiveAc
+from capsim.errors import SpecError
 from capsim.specs.model import ModelSpec
+
+
+class SacPolicy(StrEnum):
+    """What selective activation checkpointing recomputes in the backward."""
+
+    ATTENTION_CORE = "attention-core"  # Megatron: the attention core only (Korthikanti et al. 2022, Sec. 5)
+    # torchtitan 'op': every forward op of a block but those it saves (SDPA, max, and all but every second mm)
+    OPS = "ops"
+    BLOCKS = "blocks"  # torchtitan '<N>': every N-th transformer block fully checkpointed, the others not at all
+
+
+@dataclass(frozen=True)
+class SelectiveAc:
+    """A release's selective activation-checkpointing policy (what ``recompute`` = selective means)."""
+
+    policy: SacPolicy = SacPolicy.ATTENTION_CORE
+    every: int = 1  # BLOCKS: the checkpointed blocks are those whose 1-based index is a multiple of this
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise SpecError("selective_ac.every", f"{self.every} is not a block period", "use a whole number >= 1")
+
+MEGATRON_SAC = SelectiveAc()  # the attention core only: what a call without a release's policy prices
 
 # Megatron's selective recompute: the attention core (Korthikanti et al. 2022, Sec. 5).
 CORE_OPS = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
@@ -97,4 +123,22 @@ def replay_s(op_s: list[np.ndarray], shares: list[float], layer_fwd_s: np.ndarra
     return ops + blocks * layer_fwd_s
 
 
-__all__ = ["CORE_OPS", "LINEAR_OPS", "alternate_mm_shares", "block_share", "op_shares", "replay_s"]
+def ops_policy_kept_bytes(model: ModelSpec, ops: list[Op], act_bytes: float, attention_out_bytes: object
+                          ) -> np.ndarray:
+    """Bytes one block keeps for the backward under torchtitan's op policy besides its input: the outputs of the
+    matmuls it saves (the odd-numbered projections, per-GPU [m, n] in the activation format) and of SDPA
+    (``attention_out_bytes``: its output and logsumexp); everything else is rebuilt in the backward."""
+    shares = op_shares(model, ops, SelectiveAc(SacPolicy.OPS))
+    out = np.zeros(())
+    for op, rec in zip(ops, shares, strict=True):
+        name = _base(op.name)
+        if op.kind is OpKind.GEMM and name in LINEAR_OPS:
+            m, n, _k = op.shape
+            out = out + (1.0 - rec) * np.asarray(m, float) * n * act_bytes * op.count * op.share
+        elif name in _SAVED_KERNELS:
+            out = out + np.asarray(attention_out_bytes, float) * op.count * op.share
+    return out
+
+
+__all__ = ["CORE_OPS", "LINEAR_OPS", "MEGATRON_SAC", "SacPolicy", "SelectiveAc", "alternate_mm_shares", "block_share", "op_shares",
+           "ops_policy_kept_bytes", "replay_s"]
