@@ -8,6 +8,7 @@ import pytest
 
 from capsim.analytic import recompute
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.memory import training_memory
 from capsim.analytic.ops import forward_layer_ops, layer_shape
 from capsim.analytic.training.compute import micro_batch_times
 from capsim.analytic.training.framework import get_release
@@ -53,8 +54,24 @@ def test_block_policy_replays_every_nth_block(every: int, blocks: int) -> None:
     assert t.layer_selective_s == pytest.approx(blocks / 32 * t.layer_fwd_s)
 
 
+def _activations(sac: SelectiveAc, recompute_code: int = 1) -> float:
+    lay = Layouts.build(LLAMA8, dp=64, global_batch=128, seq_len=8192, micro_batch=2, recompute=recompute_code,
+                        zero_stage=3)
+    return float(training_memory(LLAMA8, lay, FP8, H200, sac=sac).activations_bytes[0])
+
+
+def test_op_policy_keeps_less_than_megatron_selective_and_more_than_full() -> None:
+    none, full = _activations(SelectiveAc(), 0), _activations(SelectiveAc(), 2)
+    megatron, ops = _activations(SelectiveAc()), _activations(SelectiveAc(SacPolicy.OPS))
+    assert megatron == pytest.approx(none)  # flash attention: nothing of s^2 size to drop
+    assert full < ops < 0.7 * none
+    # every block checkpointed = full recomputation's memory; every second block: halfway
+    assert _activations(SelectiveAc(SacPolicy.BLOCKS, 1)) == pytest.approx(full)
+    assert _activations(SelectiveAc(SacPolicy.BLOCKS, 2)) == pytest.approx((full + none) / 2)
+
+
 def test_torchtitan_releases_state_torchao_fp8_and_their_ac_policy() -> None:
-    for name in ("torchtitan-2024-12", "torchtitan-2025-06", "torchtitan-2026-08"):
+    for name in ("torchtitan-2024-04", "torchtitan-2024-12", "torchtitan-2025-06", "torchtitan-2026-08"):
         rel = get_release(name)
         assert rel.framework.fp8_scaling is Fp8Scaling.CURRENT, name  # torchao dynamic scaling, not TE's delayed
         assert "torchao" in rel.cite["fp8_scaling"] and "Transformer Engine" not in rel.cite["fp8_scaling"]
@@ -82,12 +99,39 @@ def test_grand_teton_rows_are_not_priced_as_h100_sxm(titan_rows) -> None:
     assert all(r.predicted is None and "unknown accelerator 'H100-96GB-HBM2e-500W'" in r.note for r in teton)
 
 
+def _note_value(note: str, before: str, after: str) -> float:
+    return float(note.split(before)[1].split(after)[0])
+
+
 def test_h200_rows_price_torchtitan_recompute(titan_rows) -> None:
     h200 = [r for r in titan_rows if r.source.startswith("trainy")]
     assert len(h200) == 2 and all(r.predicted is not None for r in h200)
     for r in h200:
-        recompute_s = float(r.note.split("recompute ")[1].split(",")[0])
-        assert recompute_s > 0.05  # the op policy's replay, absent when selective meant the attention core
+        assert _note_value(r.note, "recompute ", ",") > 0.05  # absent when selective meant the attention core
+
+
+def test_h200_memory_matches_the_published_peak(titan_rows) -> None:
+    # The page's Memory(GiB): 47.96 (32 GPUs) and 46.97 (64 GPUs); capsim's memory under the op policy.
+    published = {32: 47.96 * 2**30, 64: 46.97 * 2**30}
+    for r in titan_rows:
+        if r.source.startswith("trainy"):
+            gpus = 32 if "dp32" in r.case else 64
+            assert _note_value(r.note, "; ", " GB/GPU") * 1e9 == pytest.approx(published[gpus], rel=0.1)
+
+
+def test_a100_rows_are_all_priced(titan_rows) -> None:
+    a100 = [r for r in titan_rows if r.source.startswith("torchtitan-a100")]
+    assert len(a100) == 8 and all(r.predicted is not None for r in a100)  # Llama 2 70B op-SAC fits (lb 1)
+
+
+@pytest.mark.xfail(strict=True, reason="64 A100 (profile calibration), FSDP2 bf16 eager: +9% to +18% for the 8B/13B "
+                   "and full-AC 70B rows, +27% for Llama 2 70B with op SAC at local batch 1; the no-AC Llama 2 13B "
+                   "row is +17% (no recompute at all), so the miss is in the eager FSDP2 step itself, not the AC "
+                   "policy. Unpriced: per-op launch/host overhead of eager torch, FSDP2's copy-in/copy-out around "
+                   "each all-gather and reduce-scatter, the exposed first gather of each pass")
+def test_a100_rows_within_15_pct() -> None:
+    rows = [r for r in training_suite(calibration="profile").rows if r.source.startswith("torchtitan-a100")]
+    assert all(abs(r.error_pct) <= 15.0 for r in rows)
 
 
 @pytest.mark.xfail(strict=True, reason="+23% (32 H200) / +25% (64 H200) after the torchtitan facts (+37%/+40% "
@@ -97,4 +141,4 @@ def test_h200_rows_price_torchtitan_recompute(titan_rows) -> None:
                    "torch.compile's fusion (would make capsim faster still), host overhead; no H200 operator "
                    "profile to check the GEMM and attention rates against")
 def test_h200_rows_within_15_pct(titan_rows) -> None:
-    assert all(abs(r.error_pct) <= 15.0 for r in titan_rows if r.predicted is not None)
+    assert all(abs(r.error_pct) <= 15.0 for r in titan_rows if r.source.startswith("trainy"))
