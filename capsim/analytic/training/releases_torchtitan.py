@@ -117,8 +117,8 @@ def torchtitan_2024_12(name: str) -> Release:
         "torchtitan's llama has no MoE (the field's generic value)",
         "torch scaled_dot_product_attention (flash backend on sm80+)",
         _9D_CFG + " L379, L389: --training.mixed_precision_param bfloat16, --training.mixed_precision_reduce float32",
-        fp8_scaling=_9D + " torchtitan/float8.py: torchao Float8LinearConfig() with dynamic tensorwise scaling "
-                    "(torchao eab345c): each tensor's scale from its own amax, capsim's current scaling",
+        fp8_scaling=_9D + " docs/float8.md L18: 'tensor-wise scaling with dynamic scales' (torchao Float8Linear): "
+                    "each tensor's scale from its own amax, capsim's current scaling",
         fp8_params=_9D_CFG + " L542 --float8.enable_fsdp_float8_all_gather (store_true: off)",
         overlap_tp_comm=_9D_CFG + " L288 --experimental.enable_async_tensor_parallel (off): a flag of the run",
         selective_ac=_9D_CFG + " L522-524 --activation_checkpoint.selective_ac_option default '2' (every other "
@@ -153,13 +153,15 @@ def torchtitan_2025_06(name: str) -> Release:
               "first (cuDNN first only on sm100)",
         _E7_CFG + " L221, L227: mixed_precision_param bfloat16, mixed_precision_reduce float32 over fp32 parameters",
         fp8_scaling=_E7 + " torchtitan/components/quantization/float8.py: with no recipe_name, torchao "
-                    "Float8LinearConfig() = tensorwise dynamic scaling (AO@0afa4c1 torchao/float8/config.py: "
-                    "ScalingType.DYNAMIC): each tensor's scale from its own amax, capsim's current scaling",
+                    "Float8LinearConfig(), 'Float8 tensorwise scaled training' (docs/float8.md L12: tensorwise "
+                    "scaling, 'the overhead of dynamic quantization'): each tensor's scale from its own amax, "
+                    "capsim's current scaling",
         fp8_params=_E7_CFG + " L449 enable_fsdp_float8_all_gather default False (a flag of the run)",
         selective_ac=_E7_CFG + " L440 selective_ac_option default '2': every second block fully checkpointed "
                      "(" + _E7_PAR + " L281-290); the recipe's 'op' is a flag of the run",
         torch_compile=_E7_CFG + " L233 compile default False",
-        fp8_precompute_scales=_E7_CFG + " L452 default False",
+        fp8_precompute_scales=_E7_CFG + " L452 default False (docs/float8.md L18: the weights' amax all-reduced once "
+                              "for all parameters instead of once each; neither priced)",
         fp8_recompute_weight_bwd=_E7_CFG + " L455 default False")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
                 selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2))
