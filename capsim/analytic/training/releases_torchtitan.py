@@ -86,7 +86,8 @@ def torchtitan_2024_04(name: str) -> Release:
         selective_ac=_1E_CFG + " L289-291 --activation_checkpoint.selective_ac_option default '2' (every second "
                      "block, " + _1E_PAR + " L82-104); the recipes' 'op' is a flag of the run",
         torch_compile=_1E_CFG + " L211 --training.compile (store_true: off)",
-        fp8_precompute_scales="no FP8 all-gather at this commit", fp8_recompute_weight_bwd="not an option")
+        fp8_precompute_scales="no FP8 all-gather at this commit",
+        fp8_recompute_weight_bwd="no force_recompute_fp8_weight_in_bwd option at this commit")
     fw = _fsdp2(name, Reshard.ALWAYS, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
                 selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), context_parallel=False, uneven_pipeline=False)
     cite.update(context_parallel="no context parallelism at this commit",
