@@ -34,7 +34,15 @@ from capsim.errors import SpecError
 
 NATIVE_FRACTION = 0.25  # a CPU format below this fraction of fp32's GEMM rate is emulated: left out of a full run
 
-BENCHES = ("gemm", "attention", "memory", "comm")
+BENCHES = ("gemm", "gemm_packed", "attention", "memory", "comm")
+# gemm_packed: forward linears on weights prepacked for oneDNN (kernels/gemm.py run_packed_gemm), the path vLLM's CPU
+# backend runs its dense projections on; a CPU path, so a GPU run leaves it out.
+CPU_ONLY = ("gemm_packed",)
+
+
+def default_ops(device: str) -> tuple[str, ...]:
+    """Every bench the device runs: all of them on a CPU, all but the CPU-only ones on a GPU."""
+    return BENCHES if device == "cpu" else tuple(b for b in BENCHES if b not in CPU_ONLY)
 Progress = Callable[[str, int, int, str], None]  # (what is running, samples done, samples planned, its group)
 
 
@@ -44,7 +52,7 @@ class RunConfig:
 
     device: str = "cpu"
     quick: bool = False
-    ops: tuple[str, ...] = BENCHES
+    ops: tuple[str, ...] = ()  # empty: default_ops(device)
     threads: tuple[int, ...] = ()  # CPU thread counts; the first is the main setting, the rest become variants
     dtypes: tuple[str, ...] = ()
     comm_groups: tuple[int, ...] = ()
@@ -75,10 +83,13 @@ def resolve(config: RunConfig) -> RunConfig:
     """Fill the device defaults: threads (all cores, then 1), formats, and collective group sizes."""
     import torch
 
-    bad = [o for o in config.ops if o not in BENCHES]
-    if bad or not config.ops:
-        raise SpecError("--ops", f"unknown benchmarks {bad}" if bad else "no benchmarks given",
-                        f"use a comma-separated subset of {','.join(BENCHES)}")
+    ops = config.ops or default_ops(config.device)
+    bad = [o for o in ops if o not in default_ops(config.device)]
+    if bad:
+        cpu_only = [o for o in bad if o in CPU_ONLY]
+        raise SpecError("--ops", f"{', '.join(cpu_only)} only runs on a CPU" if cpu_only == bad
+                        else f"unknown benchmarks {[o for o in bad if o not in CPU_ONLY]}",
+                        f"use a comma-separated subset of {','.join(default_ops(config.device))}")
     gpu = config.device == "cuda"
     cores = os.cpu_count() or 1
     threads = config.threads or (1,)  # one thread: reproducible on a shared machine; ask for more with --threads
@@ -92,7 +103,7 @@ def resolve(config: RunConfig) -> RunConfig:
     if under_torchrun():  # the launched processes are the ranks, across nodes
         ranks = int(os.environ["WORLD_SIZE"])
     groups = config.comm_groups or tuple(2**i for i in range(1, 8) if 2**i <= max(ranks, 2))
-    return RunConfig(config.device, config.quick, tuple(config.ops), tuple(threads), tuple(dtypes), tuple(groups),
+    return RunConfig(config.device, config.quick, tuple(ops), tuple(threads), tuple(dtypes), tuple(groups),
                      config.comm_timeout_s, config.repeats or (3 if config.quick else 5), config.kv_cache_bytes,
                      config.power_w, config.price_usd_per_hour)
 
@@ -126,13 +137,15 @@ def plan(config: RunConfig) -> list[dict]:
     """Every case to time, each tagged with its thread count (compute) or group size (collectives)."""
     from kernels.attention import attention_cases
     from kernels.comm import comm_cases
-    from kernels.gemm import gemm_cases
+    from kernels.gemm import gemm_cases, packed_gemm_cases
     from kernels.memory import memory_cases
 
     cases: list[dict] = []
     for t in config.threads:
         if "gemm" in config.ops:
             cases += [{**c, "threads": t} for c in gemm_cases(config.mode, config.dtypes)]
+        if "gemm_packed" in config.ops:
+            cases += [{**c, "threads": t} for c in packed_gemm_cases(config.mode, config.dtypes)]
         # A CPU times attention and memory-bound ops in every format it computes natively (config.dtypes: fp32,
         # and bf16/fp16 where the CPU has units for them); a GPU in bf16, its serving and training format.
         formats = config.dtypes if config.device == "cpu" else ("bf16",)
@@ -260,8 +273,8 @@ def group_of(case: dict) -> str:
 
 
 def _label(case: dict) -> str:
-    if case["bench"] == "gemm":
-        return f"gemm {case['op']} {case['pass']} {case['M']}x{case['N']}x{case['K']} {case['dtype']} t{case['threads']}"
+    if case["bench"] in ("gemm", "gemm_packed"):
+        return f"{case['bench']} {case['op']} {case['pass']} {case['M']}x{case['N']}x{case['K']} {case['dtype']} t{case['threads']}"
     if case["bench"] == "attention":
         return (f"attention {case['pass']} b{case['sequences']} h{case['heads']}/{case['kv_heads']} "
                 f"q{case['q_len']} kv{case['kv_len']} t{case['threads']}")
@@ -274,10 +287,10 @@ def _run_compute(todo: list[dict], config: RunConfig, saver: _Saver) -> None:
     import torch
 
     from kernels.attention import run_attention
-    from kernels.gemm import run_gemm
+    from kernels.gemm import run_gemm, run_packed_gemm
     from kernels.memory import run_memory
 
-    runners = {"gemm": run_gemm, "attention": run_attention, "memory": run_memory}
+    runners = {"gemm": run_gemm, "gemm_packed": run_packed_gemm, "attention": run_attention, "memory": run_memory}
     before = torch.get_num_threads()
     min_repeat_s = 0.01 if config.quick else 0.02
     device = "cuda:0" if config.device == "cuda" else "cpu"
@@ -324,7 +337,8 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     load.append(os.getloadavg()[0])
     load.append(others.cores())
     kept = _kept_samples(out, device, config)
-    cal = build_calibration(list(samples.values()) + kept, config, device, name, load)
+    kept_created = load_calibration(out).created if kept else ""
+    cal = build_calibration(list(samples.values()) + kept, config, device, name, load, kept_created)
     if int(os.environ.get("RANK", "0")) == 0 or not under_torchrun():  # under torchrun, rank 0 writes
         write_calibration(cal, out)
         partial.unlink(missing_ok=True)
@@ -363,13 +377,13 @@ def _kept_samples(out: Path, device: dict[str, Any], config: RunConfig) -> list[
 
 
 def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, Any], name: str,
-                      load: list[float]) -> Calibration:
+                      load: list[float], kept_created: str = "") -> Calibration:
     import torch
 
     main, *others = config.threads
     present = {s["bench"] for s in samples}
     kept_benches = present - set(config.ops)
-    missing = set(BENCHES) - present
+    missing = set(default_ops(config.device)) - present
     protocols = 2 if config.device == "cuda" else 1  # NCCL switches protocols by size; gloo does not
     params, quality = fit_device(samples, name, device["name"], main if config.device == "cpu" else None,
                                  device.get("memory_bytes", 0.0), protocols)
@@ -383,7 +397,8 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
         f"{device['name']} ({config.device}), torch {torch.__version__}, {main} thread(s) for `fitted`"
         + (f" and {', '.join(map(str, others))} for the variants" if others else "")
         + f"; benches measured in this run: {', '.join(config.ops)}"
-        + (f" (kept from the previous file: {', '.join(sorted(kept_benches))})" if kept_benches else "")
+        + (f" (kept from the previous file{', created ' + kept_created if kept_created else ''}: "
+           f"{', '.join(sorted(kept_benches))})" if kept_benches else "")
         + f"; formats {', '.join(config.dtypes)}"
         + "; collective groups "
         f"{', '.join(map(str, config.comm_groups)) if 'comm' in config.ops else 'not measured'}; "
