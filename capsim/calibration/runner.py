@@ -97,7 +97,8 @@ def resolve(config: RunConfig) -> RunConfig:
         dtypes = config.dtypes or ("bf16", "fp16", "fp32") + (("fp8",) if _has_fp8() else ())
         ranks = torch.cuda.device_count()
     else:
-        dtypes = config.dtypes or (("fp32",) if config.quick or "gemm" not in config.ops else
+        gemms = {"gemm", "gemm_packed"} & set(ops)
+        dtypes = config.dtypes or (("fp32",) if config.quick or not gemms else
                                    ("fp32", *(d for d, r in native_cpu_formats().items() if r >= NATIVE_FRACTION)))
         ranks = cores
     if under_torchrun():  # the launched processes are the ranks, across nodes
@@ -317,6 +318,10 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     device["fingerprint"] = machine_fingerprint(config.device)
     fingerprint = _fingerprint(config, device)
     partial = partial_path(out)
+    kept = _kept_samples(out, device, config)
+    if "gemm" not in config.ops and not any(s.get("bench") == "gemm" for s in kept):
+        raise SpecError("--ops", f"every calibration is fitted on the gemm bench, which neither this run nor {out} "
+                        "holds", "add gemm to --ops, or give --out a calibration of this machine that has it")
     cases = plan(config)
     samples = load_partial(partial, fingerprint)
     todo = [c for c in cases if case_key(c) not in samples]
@@ -336,7 +341,6 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
         saver.flush()
     load.append(os.getloadavg()[0])
     load.append(others.cores())
-    kept = _kept_samples(out, device, config)
     kept_created = load_calibration(out).created if kept else ""
     cal = build_calibration(list(samples.values()) + kept, config, device, name, load, kept_created)
     if int(os.environ.get("RANK", "0")) == 0 or not under_torchrun():  # under torchrun, rank 0 writes
