@@ -91,6 +91,7 @@ def test_the_packed_kernel_computes_the_linear_and_records_its_shape():
 def test_the_packed_grid_covers_decode_batches_and_is_a_cpu_bench():
     cases = packed_gemm_cases("quick")
     assert {1, 2, 4, 8} <= {c["M"] for c in cases} and {c["pass"] for c in cases} == {"fwd"}
+    assert {c["path"] for c in cases} == set(GemmPath) - {GemmPath.TORCH}  # every engine path has a bench
     assert len({(c["M"], c["N"], c["K"]) for c in cases}) == len(cases)
     assert "gemm_packed" in run_mod.resolve(run_mod.RunConfig()).ops
     assert "gemm_packed" not in run_mod.default_ops("cuda")

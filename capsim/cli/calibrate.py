@@ -130,7 +130,7 @@ def _with_bar(config: object, out: Path | None, run: object) -> tuple:
 
 def calibrate(
     ctx: typer.Context,
-    quick: Annotated[bool, typer.Option("--quick", help="A smaller grid, fp32 only (688 samples on a 2-core CPU: about 1.5 minutes of CPU time; see the README for wall clocks).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller grid, fp32 only (928 samples on a 2-core CPU: about 2 minutes of CPU time; see the README for wall clocks).")] = False,
     ops: Annotated[str | None, typer.Option("--ops", help="Comma-separated benches: gemm,gemm_packed,attention,memory,comm (default: every bench the device runs; gemm_packed, linears on oneDNN-prepacked weights, is CPU only).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     out: Annotated[Path | None, typer.Option("--out", help="Output file (default: <user data dir>/capsim/calibrations/<device>.json; a shipped file is never overwritten).")] = None,
