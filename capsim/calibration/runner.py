@@ -341,8 +341,8 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
         saver.flush()
     load.append(os.getloadavg()[0])
     load.append(others.cores())
-    kept_created = load_calibration(out).created if kept else ""
-    cal = build_calibration(list(samples.values()) + kept, config, device, name, load, kept_created)
+    previous = load_calibration(out) if kept else None
+    cal = build_calibration(list(samples.values()) + kept, config, device, name, load, previous)
     if int(os.environ.get("RANK", "0")) == 0 or not under_torchrun():  # under torchrun, rank 0 writes
         write_calibration(cal, out)
         partial.unlink(missing_ok=True)
@@ -381,7 +381,10 @@ def _kept_samples(out: Path, device: dict[str, Any], config: RunConfig) -> list[
 
 
 def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, Any], name: str,
-                      load: list[float], kept_created: str = "") -> Calibration:
+                      load: list[float], previous: Calibration | None = None, created: str = "") -> Calibration:
+    """The calibration of ``samples``; ``previous`` is the file whose other benches were kept (its date and
+    provenance are carried into the new provenance: its host and load describe those benches, not this run);
+    ``created`` is when the samples were measured (default: now)."""
     import torch
 
     main, *others = config.threads
@@ -396,12 +399,13 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
     host = {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
             "threads": main, "variant_threads": others, "load_avg_1min": load[:2],
             "other_processes_busy_cores": load[2], "mode": config.mode}
+    created = created or datetime.now(UTC).isoformat(timespec="seconds")
     provenance = (
-        f"Measured by `capsim calibrate{' --quick' if config.quick else ''}` (kernels/ microbenchmarks) on "
+        f"Measured {created} by `capsim calibrate{' --quick' if config.quick else ''}` (kernels/ microbenchmarks) on "
         f"{device['name']} ({config.device}), torch {torch.__version__}, {main} thread(s) for `fitted`"
         + (f" and {', '.join(map(str, others))} for the variants" if others else "")
         + f"; benches measured in this run: {', '.join(config.ops)}"
-        + (f" (kept from the previous file{', created ' + kept_created if kept_created else ''}: "
+        + (f" (kept from the previous file{', created ' + previous.created if previous else ''}: "
            f"{', '.join(sorted(kept_benches))})" if kept_benches else "")
         + f"; formats {', '.join(config.dtypes)}"
         + "; collective groups "
@@ -412,11 +416,13 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
         + ". Peaks are the best measured GEMM rates. "
         + ("Not measured, generic: " + ", ".join(sorted(missing)) + ". " if missing else "")
         + _skipped_formats(config)
-        + "Fit quality (rms of log time error): " + ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
+        + "Fit quality (rms of log time error): " + ", ".join(f"{k}={v:.3f}" for k, v in quality.items())
+        + (f". The kept benches' own provenance (previous file): {previous.provenance}"
+           if previous is not None and kept_benches else ""))
     by_bench = {b: [s for s in samples if s["bench"] == b] for b in BENCHES}
     given = {"kv_cache_bytes": config.kv_cache_bytes, "power_w": config.power_w,
              "price_usd_per_hour": config.price_usd_per_hour}
     device = {**device, "dtypes": list(config.dtypes), **{k: v for k, v in given.items() if v is not None}}
     return Calibration(name=name, kind="measured", device=device, fitted=params, provenance=provenance, host=host,
-                       torch_version=torch.__version__, created=datetime.now(UTC).isoformat(timespec="seconds"),
+                       torch_version=torch.__version__, created=created,
                        samples={k: v for k, v in by_bench.items() if v}, variants=variants)
