@@ -104,3 +104,14 @@ def test_the_shipped_cpu_calibration_times_the_path_vllm_cpu_runs():
     assert "fp32@onednn_packed" in cal.fitted.gemm.table and cal.samples.get("gemm_packed")
     assert {1, 2, 4, 8} <= {s["m"] for s in cal.samples["gemm_packed"]}
     assert "gemm_packed" in cal.provenance
+
+
+def test_a_run_that_keeps_benches_says_when_and_carries_their_provenance():
+    previous = load_calibration("cpu-amd-epyc-2c")
+    config = run_mod.resolve(run_mod.RunConfig(quick=True, ops=("gemm_packed",)))
+    samples = [s for rows in previous.samples.values() for s in rows]
+    device = {"name": "AMD EPYC", "type": "cpu", "cores": 2}
+    cal = run_mod.build_calibration(samples, config, device, "t", [1.0, 1.0, 0.0], previous, "2026-01-02T03:04:05")
+    assert cal.created == "2026-01-02T03:04:05" and cal.provenance.startswith("Measured 2026-01-02T03:04:05 by")
+    assert f"kept from the previous file, created {previous.created}" in cal.provenance
+    assert cal.provenance.endswith(previous.provenance)
