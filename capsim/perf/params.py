@@ -103,6 +103,8 @@ class DeviceParams:
         for part in ("attention", "memory"):  # optional residual tables appear only where measured
             if d[part].get("table") is None:
                 d[part].pop("table", None)
+        if not d["gemm"]["path"]:  # an engine's choice (engine_perf), never a calibration file's
+            d["gemm"].pop("path")
         return d
 
     @classmethod
