@@ -59,7 +59,7 @@ def pieces_sum(pieces: list[Piece], m: int | None = None) -> float:
         if m is not None:
             if m <= s:
                 break
-            e = min(e, m)
+            e = m if m < e else e
         total += _line_sum(s, e, a, b)
     return total
 
@@ -91,13 +91,13 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
             m = math.ceil((-h + math.sqrt(h * h + 2.0 * b * left)) / b)
         else:
             m = math.ceil(left / a0)
-        m = min(max(m, 1), e - s)
+        m = 1 if m < 1 else (m if m < e - s else e - s)  # in [1, e - s]
         # Guard the rounding of the root: the first m steps of the piece reach ``left``, the first m - 1 do not.
         while m > 1 and _line_sum(s, s + m - 1, a, b) >= left:
             m -= 1
         while m < e - s and _line_sum(s, s + m, a, b) < left:
             m += 1
-        return max(s + m, 1)
+        return s + m  # m >= 1
     return pieces[-1][1] if pieces else 1
 
 

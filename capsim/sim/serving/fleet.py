@@ -242,10 +242,10 @@ def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: 
     for name in ("slo_ttft_s", "slo_tpot_s", "price_usd_per_gpu_hour"):
         value = getattr(cfg, name)
         require(value is None or value >= 0, name, f"must be >= 0, got {value}")
-    fleet = Fleet(model, plan, accelerator, perf, workload, cfg)
     enabled = gc.isenabled()
     gc.disable()  # millions of small live objects: the cyclic collector would rescan them all (nothing cycles)
     try:
+        fleet = Fleet(model, plan, accelerator, perf, workload, cfg)
         fleet.run()
         for rep in fleet.replicas:
             rep.close()

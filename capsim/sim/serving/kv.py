@@ -37,6 +37,7 @@ class DecodeSet:
         # The histogram twice over (cnt[r] == cnt[r + block_size]): a wrapping run of residues is one slice.
         self.cnt = [0] * (2 * block_size)
         self.prefix: PrefixCache | None = None  # the replica's prefix cache where the engine keeps one
+        self.found: tuple[int, tuple[int, int]] | None = None  # (request, its prefix lookup) need() just made
 
     def evict(self) -> None:
         """Cached prefix blocks nobody holds count as free; they are evicted, least recently used first, once the
@@ -50,15 +51,22 @@ class DecodeSet:
         """Blocks admitting ``rid`` takes from the free pool: its prompt's blocks, less the cached prefix blocks it
         shares, plus evictable group blocks it pins (vLLM V1 get_num_blocks_to_allocate). ``ahead``: a lower bound
         for a later step, when an eviction in between may have dropped the group (then it shares and pins none)."""
-        req = self.req
-        blocks = blocks_for(req.todo[rid], self.bs)
-        if self.prefix is None or req.group[rid] < 0:
+        req, p = self.req, self.prefix
+        todo = req.todo[rid]
+        blocks = blocks_for(todo, self.bs)
+        if p is None:
+            return blocks
+        group = req.group[rid]
+        if group < 0:
             return blocks
         if not ahead:  # a later step's lower bound holds whether or not the group is evicted by then
             self.evict()
-        hit, pinned = self.prefix.lookup(req.group[rid], req.prefix[rid], req.todo[rid])
-        n = blocks - hit // self.bs + pinned
-        return min(n, blocks) if ahead else n
+        found = p.lookup(group, req.prefix[rid], todo)
+        n = blocks - found[0] // self.bs + found[1]
+        if ahead:
+            return min(n, blocks)
+        self.found = rid, found  # admit() takes it: nothing changes the cache in between
+        return n
 
     def admit(self, rid: int, need: int) -> None:
         """Allocate the ``need`` blocks (:meth:`need`, just asked) of an admitted prompt; with prefix caching, its
@@ -66,7 +74,9 @@ class DecodeSet:
         self.used += need
         req = self.req
         if self.prefix is not None and req.group[rid] >= 0:
-            hit, _ = self.prefix.admit(req.group[rid], req.prefix[rid], req.todo[rid])
+            found, self.found = self.found, None
+            hit, _ = self.prefix.admit(req.group[rid], req.prefix[rid], req.todo[rid],
+                                       found[1] if found is not None and found[0] == rid else None)
             req.done[rid], req.shared[rid], req.held[rid] = hit, hit // self.bs, True
 
     def cache_prompt(self, rid: int) -> None:
@@ -133,38 +143,41 @@ class DecodeSet:
 
     def steps_until_finish(self) -> int:
         """Decode steps until the first decoding sequence emits its last token (stale heap entries dropped)."""
-        heap, req = self.heap, self.req
-        while heap and (heap[0][1] not in self.ids or heap[0][2] != req.epoch[heap[0][1]]):
+        heap, ids, epoch = self.heap, self.ids, self.req.epoch
+        while True:  # called with sequences decoding: each has a current entry
+            finish, rid, ep = heap[0]
+            if rid in ids and ep == epoch[rid]:
+                return finish - self.steps
             heapq.heappop(heap)
-        return heap[0][0] - self.steps
 
     def join(self, rid: int) -> None:
         """Add a sequence whose prompt is in the cache and whose latest token was just emitted."""
-        req = self.req
-        c = req.todo[rid]
-        off = c - self.steps
+        req, steps, bs, cnt = self.req, self.steps, self.bs, self.cnt
+        c, gen = req.todo[rid], req.gen[rid]
+        off = c - steps
         req.c_join[rid] = c
-        req.d_join[rid] = self.steps
-        req.g_join[rid] = req.gen[rid]
+        req.d_join[rid] = steps
+        req.g_join[rid] = gen
         self.ids[rid] = None
         self.sum_off += off
-        r = off % self.bs
-        self.cnt[r] += 1
-        self.cnt[r + self.bs] += 1
-        heapq.heappush(self.heap, (self.steps + req.output[rid] - req.gen[rid], rid, req.epoch[rid]))
+        r = off % bs
+        cnt[r] += 1
+        cnt[r + bs] += 1
+        heapq.heappush(self.heap, (steps + req.output[rid] - gen, rid, req.epoch[rid]))
 
     def leave(self, rid: int) -> int:
         """Remove a sequence, free its blocks, bring its token count up to date; returns its KV length."""
-        req = self.req
+        req, bs, cnt = self.req, self.bs, self.cnt
         del self.ids[rid]
-        ran = self.steps - req.d_join[rid]
-        c = req.c_join[rid] + ran
+        c0, d0 = req.c_join[rid], req.d_join[rid]
+        ran = self.steps - d0
+        c = c0 + ran
         req.gen[rid] = req.g_join[rid] + ran
-        off = req.c_join[rid] - req.d_join[rid]
+        off = c0 - d0
         self.sum_off -= off
-        r = off % self.bs
-        self.cnt[r] -= 1
-        self.cnt[r + self.bs] -= 1
+        r = off % bs
+        cnt[r] -= 1
+        cnt[r + bs] -= 1
         self.release(rid, c)
         req.epoch[rid] += 1
         return c
@@ -174,15 +187,15 @@ class DecodeSet:
         that finished at the last one."""
         if allocate:
             self.used += self.cum_demand(k)
-        self.steps += k
+        steps = self.steps = self.steps + k
         heap = self.heap
-        if not heap or heap[0][0] > self.steps:
+        if not heap or heap[0][0] > steps:
             return []  # the common case: nobody finished
         done = []
-        req = self.req
-        while heap and heap[0][0] <= self.steps:
+        ids, epochs = self.ids, self.req.epoch
+        while heap and heap[0][0] <= steps:
             _, rid, epoch = heapq.heappop(heap)
-            if rid in self.ids and epoch == req.epoch[rid]:
+            if rid in ids and epoch == epochs[rid]:
                 self.leave(rid)
                 done.append(rid)
         return done

@@ -41,10 +41,12 @@ class PrefixCache:
         hit = m - m % self.bs
         return (hit if hit < cached else cached), (0 if group in self.refs else cached // self.bs)
 
-    def admit(self, group: int, prefix_tokens: int, prompt_tokens: int) -> tuple[int, int]:
+    def admit(self, group: int, prefix_tokens: int, prompt_tokens: int,
+              found: tuple[int, int] | None = None) -> tuple[int, int]:
         """A request of ``group`` whose first ``prefix_tokens`` prompt tokens are the group's: (tokens it finds
-        cached, group blocks it pins that were evictable; the caller adds them to its used blocks)."""
-        hit, pinned = self.lookup(group, prefix_tokens, prompt_tokens)
+        cached, group blocks it pins that were evictable; the caller adds them to its used blocks). ``found``: what
+        :meth:`lookup` returned for it, when nothing changed the cache since."""
+        hit, pinned = found if found is not None else self.lookup(group, prefix_tokens, prompt_tokens)
         refs = self.refs.get(group, 0)
         if pinned:
             del self.idle[group]

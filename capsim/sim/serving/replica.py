@@ -149,13 +149,13 @@ class Replica:
     def _admissible(self, free: int, rid: int | None = None, ahead: bool = False) -> bool:
         """Whether the head of the queue (or ``rid`` as its head) can be admitted with ``free`` blocks (vLLM V0
         can_allocate); ``ahead``: at a later step of a run (a lower bound on the blocks it needs, DecodeSet.need)."""
-        cfg = self.cfg
-        rid = self.waiting[0] if rid is None else rid
-        if len(self.kv.ids) + len(self.prefilling) >= cfg.max_seqs:
+        cfg, kv = self.cfg, self.kv
+        n = len(kv.ids)
+        if n + len(self.prefilling) >= cfg.max_seqs:
             return False
-        if self.sarathi and not self.decode_only and len(self.kv.ids) >= cfg.budget:
+        if self.sarathi and not self.decode_only and n >= cfg.budget:
             return False
-        return self.kv.need(rid, ahead) <= free - cfg.watermark_blocks
+        return kv.need(self.waiting[0] if rid is None else rid, ahead) <= free - cfg.watermark_blocks
 
     # --- the engine loop ---------------------------------------------------------------------------
     def idle_event(self) -> Any:
@@ -171,18 +171,19 @@ class Replica:
         """(steps, sequences, step-time pieces, seconds) of the decode run starting at t0: to the next change
         of the batch on its own (kv.run_length), or the first step after which the head of the queue (or, with
         none, the next pre-routed arrival) can start, as the one-step-at-a-time reference would admit it."""
-        kv = self.kv
+        kv, waiting = self.kv, self.waiting
         b, k = len(kv.ids), kv.run_length()
-        self.timeline += (t0, b, len(self.prefilling), len(self.waiting), kv.used)
+        self.timeline += (t0, b, len(self.prefilling), len(waiting), kv.used)
         pieces, dur = self.table.decode_run(b, kv.context_sum(), k)
         if k > 1:
             m = k
-            if self.waiting:  # e.g. blocks a preemption just freed let it start after the next step
-                m = self._cut_at(pieces, k, 0.0, self.waiting[0])
+            if waiting:  # e.g. blocks a preemption just freed let it start after the next step
+                m = self._cut_at(pieces, k, 0.0, waiting[0])
             elif self.inext < len(self.incoming):
                 rid = self.incoming[self.inext]
-                if self.req.arrival[rid] < t0 + dur:
-                    m = self._cut_at(pieces, k, self.req.arrival[rid] - t0, rid)
+                arrival = self.req.arrival[rid]
+                if arrival < t0 + dur:
+                    m = self._cut_at(pieces, k, arrival - t0, rid)
             if m < k:
                 return m, b, pieces, pieces_sum(pieces, m)
         return k, b, pieces, dur
@@ -205,7 +206,7 @@ class Replica:
         """vLLM V0 / SGLang: a step prefills whole prompts while any can be admitted, else decodes."""
         kv = self.kv
         if self.prefilling or (self.waiting and self._admissible(kv.free)):
-            return "prefill", self._chunks(self.cfg.budget, kv.free, whole=True), False
+            return "prefill", self._chunks(self.cfg.budget, kv.free, True), False
         if not kv.ids:
             return None
         self._preempt_if_short()
@@ -221,7 +222,7 @@ class Replica:
             b = len(kv.ids)
             need = kv.demand(0) if b else 0
         if self.prefilling or self.waiting:
-            chunks = self._chunks(self.cfg.budget - b, kv.total - kv.used - need, whole=False)
+            chunks = self._chunks(self.cfg.budget - b, kv.total - kv.used - need, False)
             if chunks:
                 return "prefill", chunks, b > 0
         return DECODE if b else None
@@ -241,28 +242,33 @@ class Replica:
     def _chunks(self, budget: int, free: int, whole: bool) -> list[tuple[int, int]]:
         """Prompt chunks of one step: sequences already being prefilled first, then admissions in FCFS order
         (``whole``: whole prompts only, unless a prompt longer than the budget starts alone)."""
-        cfg, req, kv = self.cfg, self.req, self.kv
+        req, kv, waiting, prefilling = self.req, self.kv, self.waiting, self.prefilling
+        todo, done = req.todo, req.done
         chunks: list[tuple[int, int]] = []
-        for rid in self.prefilling:
+        for rid in prefilling:
             if budget <= 0:
                 break
-            q = min(req.todo[rid] - req.done[rid], budget)
+            q = min(todo[rid] - done[rid], budget)
             chunks.append((rid, q))
             budget -= q
-        seats = cfg.max_seqs - len(self.kv.ids) - len(self.prefilling)
-        while self.waiting and budget > 0 and seats > 0:
-            rid = self.waiting[0]
+        if not waiting:
+            return chunks
+        cfg, start = self.cfg, req.start_s
+        seats = cfg.max_seqs - len(kv.ids) - len(prefilling)
+        room = free - cfg.watermark_blocks  # blocks admissions may take
+        while waiting and budget > 0 and seats > 0:
+            rid = waiting[0]
             need = kv.need(rid)
-            if need > free - cfg.watermark_blocks or (whole and req.todo[rid] > budget and chunks):
+            if need > room or (whole and todo[rid] > budget and chunks):
                 break
-            self.waiting.popleft()
+            waiting.popleft()
             kv.admit(rid, need)  # with prefix caching, req.done starts past the cached prefix
-            free -= need
-            self.prefilling.append(rid)
-            if req.start_s[rid] != req.start_s[rid]:  # NaN: first time scheduled
-                req.start_s[rid] = self.clock
+            room -= need
+            prefilling.append(rid)
+            if start[rid] != start[rid]:  # NaN: first time scheduled
+                start[rid] = self.clock
             seats -= 1
-            q = min(req.todo[rid] - req.done[rid], budget)
+            q = min(todo[rid] - done[rid], budget)
             chunks.append((rid, q))
             budget -= q
         return chunks
@@ -288,14 +294,14 @@ class Replica:
     def begin_step(self, chunks: list[tuple[int, int]], with_decode: bool) -> tuple[float, int]:
         """Start a step computing prompt chunks (and, under Sarathi, one token of every decoding sequence):
         (its seconds, the decoding sequences in it)."""
-        req, kv = self.req, self.kv
+        kv, done, todo = self.kv, self.req.done, self.req.todo
         tokens = pairs = kv_read = completing = 0
         for rid, q in chunks:
-            c = req.done[rid]
+            c = done[rid]
             tokens += q
             pairs += q * c + q * (q + 1) // 2
             kv_read += c + q
-            completing += c + q == req.todo[rid]
+            completing += c + q == todo[rid]
         b = len(kv.ids) if with_decode else 0
         dkv = kv.context_sum() + b if b else 0
         dt = self.table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
@@ -308,17 +314,17 @@ class Replica:
 
     def end_step(self, chunks: list[tuple[int, int]], b: int, dt: float) -> None:
         """Book a step that ends at the replica's clock: decode tokens, finishes, completed prompts."""
-        req, kv = self.req, self.kv
         self.rec.busy_s += dt
         if b:
             self._decode_emitted(self.clock, b)
-            done = kv.advance(1, allocate=False)
-            if done:
-                self.finish_all(done, self.clock)
+            finished = self.kv.advance(1, False)
+            if finished:
+                self.finish_all(finished, self.clock)
             self.last_decode_end = self.clock
+        done, todo = self.req.done, self.req.todo
         for rid, q in chunks:
-            req.done[rid] += q
-            if req.done[rid] == req.todo[rid]:
+            done[rid] += q
+            if done[rid] == todo[rid]:
                 self.prefilling.remove(rid)
                 self._prompt_done(rid)
 
@@ -359,12 +365,13 @@ class Replica:
         if not self.fresh:  # every sequence decoded in the previous decode step too
             gaps += (end - self.last_decode_end, b)
             return
-        fresh = [r for r in self.fresh if r in self.kv.ids]
-        last = self.req.last_emit_s
-        for rid in fresh:
-            gaps += (end - last[rid], 1)
-        if b > len(fresh):
-            gaps += (end - self.last_decode_end, b - len(fresh))
+        ids, last, n = self.kv.ids, self.req.last_emit_s, 0
+        for rid in self.fresh:
+            if rid in ids:  # still decoding
+                gaps += (end - last[rid], 1)
+                n += 1
+        if b > n:
+            gaps += (end - self.last_decode_end, b - n)
         self.fresh.clear()
 
 
