@@ -131,9 +131,9 @@ class Fleet:
         wm = int(self.engine.watermark * self.blocks)
         need = np.ceil((self.workload.prompt_tokens + self.workload.output_tokens) / bs).astype(np.int64)
         too_big = int(np.sum(need > self.blocks - wm))
-        where = f" ({plan.pp} virtual engines, each with 1/{plan.pp} of it)" if plan.pp > 1 else ""
-        require(too_big == 0, "workload", f"{too_big} requests need more KV cache than one replica holds "
-                f"({self.blocks * bs} tokens on {plan.tp}x{plan.pp} GPUs{where})",
+        holder = "one replica" if plan.pp == 1 else f"one of a replica's {plan.pp} virtual engines"
+        require(too_big == 0, "workload", f"{too_big} requests need more KV cache than {holder} holds "
+                f"({self.blocks * bs} tokens on {plan.tp}x{plan.pp} GPUs)",
                 "raise --tp, quantize the KV cache (--kv-cache-dtype fp8), or shorten the requests")
         if self.policy is SchedulerKind.SARATHI:
             require(plan.max_batched_tokens > plan.max_batch, "plan.max_batched_tokens",
