@@ -99,7 +99,7 @@ class Fleet:
         self.policy = SchedulerKind(cfg.scheduler) if cfg.scheduler is not None else self.engine.scheduler
         plan.check(model)
         require_perf(perf)
-        check_work(estimate_work(workload.size, plan.replicas, float(np.mean(workload.prompt_tokens)),
+        check_work(estimate_work(workload.size, plan.replicas * plan.pp, float(np.mean(workload.prompt_tokens)),
                                  float(np.mean(workload.output_tokens)), plan.max_batched_tokens, cfg.fast),
                    cfg.max_events)
         self.env = simpy.Environment()
