@@ -141,3 +141,11 @@ def test_unequal_virtual_engines_wait_for_each_other_at_the_stages():
     res = simulate(MODEL, engine_plan("vllm-v0", MODEL, ACC, pp=2), ACC, PERF, wl, ServeConfig(engine="vllm-v0"))
     tpot = res.requests["tpot_s"].to_numpy()
     assert tpot[1] == pytest.approx(tpot[0], rel=0.02)  # both engines step at the pipeline's period
+
+
+def test_a_pipeline_inside_one_node_needs_no_inter_node_figures():
+    l40s = get_accelerator("L40S")  # its datasheet calibration states no inter-node link
+    plan = engine_plan("vllm", MODEL, l40s, pp=2)
+    assert pp_sends(plan, l40s) == (1, 0)
+    it = iteration_time(MODEL, plan, load_calibration("L40S").perf(), StepShape.decode(8, 500), "vllm", l40s)
+    assert float(it.pp_comm_s) > 0
