@@ -149,3 +149,23 @@ def test_a_pipeline_inside_one_node_needs_no_inter_node_figures():
     assert pp_sends(plan, l40s) == (1, 0)
     it = iteration_time(MODEL, plan, load_calibration("L40S").perf(), StepShape.decode(8, 500), "vllm", l40s)
     assert float(it.pp_comm_s) > 0
+
+
+def test_planner_takes_pp_where_it_is_cheaper():
+    """L40S (PCIe, no NVLink): TP=4's all-reduces take about a third of a step, pipeline sends almost nothing,
+    so two stages of TP=2 (two batches in flight) carry more per GPU than TP=4; at 6 req/s the planner serves
+    Llama-2-13B on one tp2 x pp2 replica (4 GPUs), cheaper than any fleet without pipeline stages."""
+    from capsim.calibration import perfs_for
+    from capsim.plan.serving import Slo, Traffic, plan_serving
+    from capsim.sim.serving.presets import preset_spec
+
+    p = plan_serving(get_model("llama-2-13b"), Traffic(6.0, preset_spec("chatbot").lengths, requests=3000),
+                     Slo(ttft_p99_s=2.0, tpot_p99_s=0.2), ["L40S"], perfs_for(["L40S"]), quantizations=("none",),
+                     workers=1)
+    assert p.best["pp"] == 2 and p.best["tp"] == 2 and p.best["gpus"] == 4
+    t = p.table
+    no_pp = t[t["confirmed"] & (t["pp"] == 1)]
+    assert len(no_pp) and (no_pp["cost_per_hour_usd"] > p.best["cost_per_hour_usd"]).all()
+    tp4 = t[(t["tp"] == 4) & (t["pp"] == 1) & (t["max_batch"] == 64)].iloc[0]
+    pp2 = t[(t["tp"] == 2) & (t["pp"] == 2) & (t["max_batch"] == 64)].iloc[0]
+    assert pp2["capacity_rps"] > 1.2 * tp4["capacity_rps"]  # same 4 GPUs: the bound prices the all-reduces

@@ -248,7 +248,10 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
         rows.append(row)
     df = pd.DataFrame(rows)
     df["viable"] = (df["capacity_rps"] > 0) & (df["reason"] == "") & df["cost_per_hour_min"].notna()
-    return df.sort_values(["viable", "cost_per_hour_min"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    # --- ppserve: equal bound costs go lowest single-prompt latency first (prefill_s), so a deeper pipeline
+    # (a longer traversal per step) is taken over a TP layout only where it is cheaper ---
+    return df.sort_values(["viable", "cost_per_hour_min", "prefill_s"], ascending=[False, True, True],
+                          kind="stable").reset_index(drop=True)
 
 
 def why_not(bounds: pd.DataFrame, most: int = 3) -> str:
