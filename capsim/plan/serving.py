@@ -250,7 +250,8 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
     df["viable"] = (df["capacity_rps"] > 0) & (df["reason"] == "") & df["cost_per_hour_min"].notna()
     # --- ppserve: equal bound costs go lowest single-prompt latency first (prefill_s), so a deeper pipeline
     # (a longer traversal per step) is taken over a TP layout only where it is cheaper ---
-    return df.sort_values(["viable", "cost_per_hour_min", "prefill_s"], ascending=[False, True, True],
+    keys = [k for k in ("viable", "cost_per_hour_min", "prefill_s") if k in df]  # no prefill_s: every bound failed
+    return df.sort_values(keys, ascending=[k != "viable" for k in keys],
                           kind="stable").reset_index(drop=True)
 
 
@@ -325,7 +326,8 @@ def _work(model: ModelSpec, row: pd.Series, traffic: Traffic, engine: str, rule:
     prompt, output = traffic.mean_lengths()
     step_tokens = get_engine(engine).limits(model, get_accelerator(row["accelerator"]))[1]
     requests = rule.first(traffic.requests) if traffic.requests is not None else rule.max_requests
-    return estimate_work(requests, int(row["replicas_min"]), prompt, output, step_tokens)
+    # --- ppserve: every virtual engine of a pp-stage replica is a scheduler of its own ---
+    return estimate_work(requests, int(row["replicas_min"]) * int(row["pp"]), prompt, output, step_tokens)
 
 
 def _within_budget(model: ModelSpec, bounds: pd.DataFrame, traffic: Traffic, engine: str, rule: ConfirmRule,
