@@ -113,7 +113,8 @@ def test_planner_skips_only_the_fleets_over_the_limit():
     """Candidate fleets are capped like a single simulation (their confirming run's requests on the fleet's
     replicas): a fleet over --max-events is not sized (its row says why, with its estimate), the others are, and
     the plan stands on them."""
-    from capsim.plan.serving import DEFAULT_RULE, _work
+    from capsim.plan.serving import DEFAULT_RULE
+    from capsim.plan.serving_search import _work
 
     traffic, slo = Traffic(30.0, Lengths.fixed(512, 128), requests=400), Slo(ttft_p99_s=2.0)
     names = ["A100-SXM4-80GB", "L4"]

@@ -7,9 +7,8 @@ keeps attention as its two exact roofline branches, which are affine in the step
     attention = launch + max(flops / (peak * eff(rows)), (bytes + half_bytes) / bandwidth)
 
 (``capsim.perf.Perf.attention_s`` with ``memory_bytes_s`` = bytes / (bw * bytes / (bytes + half))). A decode
-step of ``B`` sequences whose contexts sum to ``S`` is then a maximum of lines in ``S``; across a run of steps in
-which the batch does not change, ``S`` grows by ``B`` per step, so the run's total time is a sum of a maximum of
-lines over an integer range, summed in closed form (:func:`sum_max_lines`).
+step is then a maximum of lines in its summed context, and a run of decode steps is summed in closed form by
+:mod:`capsim.analytic.line_sums` (whose names are re-exported here).
 """
 
 from __future__ import annotations
@@ -19,6 +18,15 @@ import math
 import numpy as np
 
 from capsim.analytic.attention import capped, kernel_dims, layer_shares, serving_kernels
+from capsim.analytic.line_sums import (
+    Lines,
+    Piece,
+    envelope,
+    max_lines,
+    pieces_sum,
+    steps_to_reach,
+    sum_max_lines,
+)
 from capsim.analytic.ops import OpKind, Phase, StepBatch, gemm, head_ops
 from capsim.analytic.serving import (
     PLAIN_SAMPLING,
@@ -39,95 +47,6 @@ from capsim.specs.engine import EngineProfile, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
-
-Lines = tuple[tuple[float, float], ...]  # (intercept, slope) pairs: value(j) = max(a + b j)
-Piece = tuple[int, int, float, float]  # steps [start, end) on which line (a, b) is the maximum
-
-
-def _line_sum(s: int, e: int, a: float, b: float) -> float:
-    """Sum of a + b j over integers j in [s, e): (e - s) a + b (s + e - 1)(e - s) / 2."""
-    return (e - s) * a + b * (s + e - 1) * (e - s) / 2.0
-
-
-def envelope(lines: Lines, k: int) -> list[Piece]:
-    """The upper envelope of ``lines`` over the integer steps [0, k), as pieces of one line each."""
-    if len(lines) == 1 or k <= 1:
-        a, b = max(lines, key=lambda ln: (ln[0], ln[1]))
-        return [(0, k, a, b)]
-    if len(lines) == 2:  # the common case (CUDA graphs): at most one crossing
-        (a1, b1), (a2, b2) = lines
-        if (a2, b2) > (a1, b1):
-            a1, b1, a2, b2 = a2, b2, a1, b1  # line 1 is the maximum at step 0
-        if b2 > b1:
-            x = math.ceil((a1 - a2) / (b2 - b1))
-            if 0 < x < k:
-                return [(0, x, a1, b1), (x, k, a2, b2)]
-            if x <= 0:
-                return [(0, k, a2, b2)]
-        return [(0, k, a1, b1)]
-    cuts = {0, k}
-    for i, (a1, b1) in enumerate(lines):
-        for a2, b2 in lines[i + 1:]:
-            if b1 != b2:
-                x = math.ceil((a2 - a1) / (b1 - b2))
-                if 0 < x < k:
-                    cuts.add(x)
-    edges = sorted(cuts)
-    pieces: list[Piece] = []
-    for s, e in zip(edges, edges[1:], strict=False):
-        mid = 0.5 * (s + e - 1)
-        a, b = max(lines, key=lambda ln: ln[0] + ln[1] * mid)
-        pieces.append((s, e, a, b))
-    return pieces
-
-
-def pieces_sum(pieces: list[Piece], m: int | None = None) -> float:
-    """Summed time of the first ``m`` steps (all when None)."""
-    total = 0.0
-    for s, e, a, b in pieces:
-        if m is not None:
-            if m <= s:
-                break
-            e = min(e, m)
-        total += _line_sum(s, e, a, b)
-    return total
-
-
-def sum_max_lines(lines: Lines, lo: int, hi: int) -> float:
-    """Sum over integers j in [lo, hi) of max_i (a_i + b_i j)."""
-    if hi <= lo:
-        return 0.0
-    pieces = envelope(lines, hi)
-    return pieces_sum(pieces) - (pieces_sum(pieces, lo) if lo else 0.0)
-
-
-def max_lines(lines: Lines, j: float) -> float:
-    return max(a + b * j for a, b in lines)
-
-
-def steps_to_reach(pieces: list[Piece], target: float) -> int:
-    """The fewest steps m >= 1 whose summed time reaches ``target`` (the step in progress at ``target`` ends
-    after m steps), or the run's length when it ends first. Solves the quadratic of each piece's partial sum."""
-    done = 0.0
-    for s, e, a, b in pieces:
-        whole = _line_sum(s, e, a, b)
-        if done + whole < target:
-            done += whole
-            continue
-        left, a0 = target - done, a + b * s  # time still to cover; this piece's first step
-        if b > 0:  # m a0 + b m (m - 1) / 2 >= left
-            h = a0 - b / 2.0
-            m = math.ceil((-h + math.sqrt(h * h + 2.0 * b * left)) / b)
-        else:
-            m = math.ceil(left / a0)
-        m = min(max(m, 1), e - s)
-        # Guard the rounding of the root: the first m steps of the piece reach ``left``, the first m - 1 do not.
-        while m > 1 and _line_sum(s, s + m - 1, a, b) >= left:
-            m -= 1
-        while m < e - s and _line_sum(s, s + m, a, b) < left:
-            m += 1
-        return max(s + m, 1)
-    return pieces[-1][1] if pieces else 1
 
 
 def _capped(tokens: float, seqs: float, pairs: float, keys: float, window: float) -> tuple[float, float]:
@@ -156,6 +75,16 @@ class StepTable:
         self.tok = self._token_table(n).tolist()
         self.logit = self._logit_table(n).tolist()
         self._extra: dict[tuple[str, int], float] = {}
+        self._init_attention(model, plan, n)
+        self._init_host(model, plan)
+        self._dec_lines: dict[int, tuple[float, float, float]] = {}
+        self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
+        self._dec_coef_windowed: dict[int, tuple[float, float, float, float, float, float]] = {}
+        self.max_window = max((w for w, _ in self.shares if w), default=0.0)
+
+    def _init_attention(self, model: ModelSpec, plan: ServePlan, n: np.ndarray) -> None:
+        """Attention's constants: bytes and FLOPs per query token and per key, the layers' windows, the
+        calibration's attention scaling, and the seconds per (query, key) pair over the token counts ``n``."""
         self.heads = model.heads / plan.tp
         kp, kd = gpu_kernel_dims(model, plan, Phase.PREFILL), gpu_kernel_dims(model, plan, Phase.DECODE)
         self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
@@ -189,6 +118,10 @@ class StepTable:
         self.dpair_s = (kd.flops_per_pair / (self.main.peak(plan.dtype) * eff)).tolist() if self.mla else self.pair_s
         self.dec_gemm = self._context_gemm_table(n) if self.mla else [0.0] * len(n)
         self._kv_up: dict[int, float] = {}
+
+    def _init_host(self, model: ModelSpec, plan: ServePlan) -> None:
+        """The engine's host side: kernel dispatch per kind of step, exposed and overlapped host time, and the
+        CUDA graph each decode batch replays."""
         self.kernels = {(p, d): float(kernels_per_step(model, plan, p, d)) for p in (0, 1) for d in (0, 1)}
         e = self.engine
         # Dispatch seconds of a step by 2 x (has prefill) + (has decodes): one list index per step.
@@ -199,10 +132,6 @@ class StepTable:
         # The captured batch a decode-only step of b sequences replays (padded), 0 = eager; index b.
         self.graph = [e.graph_batch(b) for b in range(e.cuda_graph_max_batch + 1)]
         self.graph_max = len(self.graph) - 1
-        self._dec_lines: dict[int, tuple[float, float, float]] = {}
-        self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
-        self._dec_coef_windowed: dict[int, tuple[float, float, float, float, float, float]] = {}
-        self.max_window = max((w for w, _ in self.shares if w), default=0.0)
 
     # --- tables over token counts ------------------------------------------------------------------
     def _token_table(self, n: np.ndarray) -> np.ndarray:
