@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capsim._types import Num
-from capsim.analytic import fp8
+from capsim.analytic import fp8, recompute
 from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import (
@@ -25,6 +25,7 @@ from capsim.analytic.ops import (
     serving_layer_ops,
 )
 from capsim.analytic.params import layer_params_by_kind, param_counts
+from capsim.analytic.recompute import MEGATRON_SAC, SacPolicy, SelectiveAc
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.plans import ServePlan, TrainPlan
@@ -189,8 +190,24 @@ def _middle_candidates(lay: Layouts, dense_layers: tuple[int, ...] = ()
     return rows[:, :width, 0], rows[:, :width, 1], rows[:, :width, 2]
 
 
-def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention: AttentionImpl, dropout: bool
-                 ) -> dict[str, dict[str, Num]]:
+def _selective_bytes(model: ModelSpec, lay: Layouts, precision: Precision, attention: AttentionImpl,
+                     dropout: bool, sac: SelectiveAc, moe_share: float | None, no_recompute: Num) -> Num:
+    """Bytes one layer keeps under recompute = selective, by the release's policy (``capsim.analytic.recompute``):
+    the block input plus the op policy's saved outputs, or every N-th block's input only and the others' all."""
+    tokens = lay.micro_batch * lay.seq_len / lay.cp
+    block_input = precision.activations.bytes * tokens * model.hidden / np.where(lay.sp, lay.tp, 1)
+    if sac.policy is SacPolicy.BLOCKS:
+        b = recompute.block_share(model, sac)
+        return b * block_input + (1.0 - b) * no_recompute
+    s = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
+    ops = fp8.forward(forward_layer_ops(model, s, precision.activations, attention, dropout, False, model.causal,
+                                       moe_share), precision)
+    sdpa_out = tokens * s.heads * (model.v_dim * precision.activations.bytes + 4.0)  # output + fp32 logsumexp
+    return block_input + recompute.ops_policy_kept_bytes(model, ops, precision.activations.bytes, sdpa_out)
+
+
+def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention: AttentionImpl, dropout: bool,
+                 sac: SelectiveAc = MEGATRON_SAC) -> dict[str, dict[str, Num]]:
     """Per kind of layer ("moe", and "dense" for an MoE model's dense-FFN layers; the stack's mean layer as
     "moe" otherwise): kept activations, the recompute working set and the ZeRO-3 gathered parameters."""
     kinds = {"moe": 1.0, "dense": 0.0} if model.dense_layers else {"moe": None}
@@ -200,8 +217,14 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
         # Working set: recomputing a layer rebuilds its full activations (full) or its attention core (selective).
         no_recompute = layer_activation_bytes(model, lay, precision, recompute=0, classes=classes)
         dense, expert = _layer_params_per_gpu(model, lay, kind if share is not None else None)
-        out[kind] = {"act": layer_activation_bytes(model, lay, precision, classes=classes),
-                     "ws": np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, classes[Saved.CORE]], 0),
+        act = layer_activation_bytes(model, lay, precision, classes=classes)
+        replayed = classes[Saved.CORE]
+        if sac.policy is not SacPolicy.ATTENTION_CORE:  # torchtitan's policies rebuild a whole block's activations
+            act = np.where(lay.recompute == 1, _selective_bytes(model, lay, precision, attention, dropout, sac, share,
+                                                                no_recompute), act)
+            replayed = no_recompute
+        out[kind] = {"act": act,
+                     "ws": np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, replayed], 0),
                      # ZeRO-3 gathers the layer being computed and prefetches the next (none in a group of one).
                      "zero3": np.where((lay.zero_stage >= 3) & (lay.dp * lay.cp > 1),
                                        2 * (dense + expert) * precision.weights.bytes, 0)}
@@ -211,22 +234,23 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
 
 def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
-                    dropout: bool = False, keep_gathered: Num = False, unsharded_grads: bool = False
-                    ) -> TrainingMemory:
+                    dropout: bool = False, keep_gathered: Num = False, unsharded_grads: bool = False,
+                    sac: SelectiveAc = MEGATRON_SAC) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
     stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
     could be heavier, each with its own layers, dense-FFN layers and in-flight micro-batches).
 
     ZeRO-3/FSDP that keeps the parameters gathered from the forward to the backward (``keep_gathered``) holds the
     stage's whole parameters at the end of its forward; deferred gradient sync (``unsharded_grads``) also holds the
-    stage's unsharded gradients until the step's last backward (FSDP2 without gradient sync)."""
+    stage's unsharded gradients until the step's last backward (FSDP2 without gradient sync). ``sac`` is the
+    release's selective-recompute policy (what recompute = selective keeps)."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
     else:
         lay = plan
     precision = precision or Precision()
-    kinds = _layer_kinds(model, lay, precision, attention, dropout)
+    kinds = _layer_kinds(model, lay, precision, attention, dropout, sac)
     moe, dense_kind = kinds["moe"], kinds["dense"]
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     # Embedding dropout mask on the first stage, for every in-flight micro-batch (Korthikanti Sec. 4.3).

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from capsim.analytic import fp8
+from capsim.analytic import fp8, recompute
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import (
     AttentionImpl,
@@ -23,13 +23,15 @@ from capsim.analytic.ops import (
     head_ops,
     layer_shape,
 )
+from capsim.analytic.recompute import SelectiveAc
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import DType, Precision
 
-# Attention's core: what selective recomputation replays (Korthikanti et al. 2022, Sec. 5: QK^T, softmax,
-# dropout and attention over V), and what ring attention runs once per context-parallel block.
-CORE_OPS = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
+# Attention's core: what Megatron's selective recomputation replays (Korthikanti et al. 2022, Sec. 5: QK^T,
+# softmax, dropout and attention over V), and what ring attention runs once per context-parallel block.
+CORE_OPS = recompute.CORE_OPS
+MEGATRON_SAC = recompute.MEGATRON_SAC
 ATTENTION_OPS = CORE_OPS | {"attention"}
 # Ops outside the tensor-parallel region: with sequence parallelism they run on s/t tokens (Korthikanti Sec. 4.2.2).
 SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross",
@@ -45,7 +47,8 @@ class MicroBatchTimes:
 
     layer_fwd_s: np.ndarray  # one layer's forward
     layer_bwd_s: np.ndarray  # one layer's backward (data and weight gradients)
-    layer_core_s: np.ndarray  # the attention core's forward (what selective recomputation replays)
+    layer_core_s: np.ndarray  # the attention core's forward
+    layer_selective_s: np.ndarray  # what selective recomputation replays, by the release's policy (recompute.py)
     layer_gemm_fwd_s: np.ndarray  # the layer's weight GEMMs in the forward (what TP comm could hide behind)
     layer_attn_fwd_s: np.ndarray  # attention core forward (what ring-attention KV passing hides behind)
     layer_attn_bwd_s: np.ndarray  # attention core backward
@@ -133,7 +136,8 @@ def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtyp
 
 
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
-           dropout: bool, cross: bool, moe_share: float | None = None) -> dict[str, np.ndarray]:
+           dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC
+           ) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
     plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal,
@@ -141,8 +145,12 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
     ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations)
     fwd = fp8.forward(plain, precision) + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
     bwd = backward_ops(plain) + fp8.backward_casts(plain, precision) + [ring_b]
-    return {"layer_fwd_s": _sum(perf, fwd, lay, precision), "layer_bwd_s": _sum(perf, bwd, lay, precision),
-            "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS),
+    fwd_s = [_op_s(perf, op, lay, precision) for op in fwd]
+    layer_fwd_s = sum(fwd_s, np.zeros(len(lay)))
+    replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
+                                recompute.block_share(model, sac))
+    return {"layer_fwd_s": layer_fwd_s, "layer_bwd_s": _sum(perf, bwd, lay, precision),
+            "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS), "layer_selective_s": replay,
             "layer_gemm_fwd_s": _sum(perf, fwd, lay, precision, GEMM_OPS),
             "layer_attn_fwd_s": _sum(perf, fwd, lay, precision, ATTENTION_OPS),
             "layer_attn_bwd_s": _sum(perf, bwd, lay, precision, ATTENTION_OPS),
@@ -158,10 +166,10 @@ def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: 
 
 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
-           dropout: bool, moe_share: float | None = None) -> MicroBatchTimes:
-    out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share)
+           dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC) -> MicroBatchTimes:
+    out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
-        dec = _layer(model, lay, precision, perf, attention, dropout, cross=True)
+        dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     head = head_ops(model, tokens, lay.tp, precision.activations)
@@ -184,11 +192,12 @@ def distinct(lay: Layouts, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarra
 
 def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
-                      moe_share: float | None = None) -> MicroBatchTimes:
+                      moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
-    layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0)."""
+    layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
+    is the release's selective-recompute policy."""
     first, inverse = distinct(lay, SHAPE_KEYS)
-    return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share).take(inverse)
+    return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import releases_current as current
+from capsim.analytic.training import releases_torchtitan as titan
 from capsim.analytic.training.release import (
     PER_REPLICA,
     Flag,
@@ -38,6 +39,9 @@ class FrameworkName(StrEnum):
     NEMO_25_02 = "nemo-25.02"  # Megatron-Core through NeMo 2.2
     MEGATRON_BRIDGE_26_04_01 = "megatron-bridge-26.04.01"  # Megatron-Core through Megatron-Bridge 0.4.2
     NEMO_AUTOMODEL_2025_10 = "nemo-automodel-2025-10"  # PyTorch FSDP2 through NeMo AutoModel
+    TORCHTITAN_2024_04 = "torchtitan-2024-04"  # PyTorch FSDP2 through torchtitan (releases_torchtitan.py)
+    TORCHTITAN_2024_12 = "torchtitan-2024-12"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
+    TORCHTITAN_2025_06 = "torchtitan-2025-06"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
     TORCHTITAN_2026_08 = "torchtitan-2026-08"  # PyTorch FSDP2 through torchtitan
 
 
@@ -61,6 +65,8 @@ _SPLIT_NONE = "the embedding and loss do not count as layers in the pipeline spl
 _TE_UB_DEFAULT = ("with --tp-comm-overlap and no overlap config, Transformer Engine's initialize_ub defaults: proj_fprop and "
                   "fc2_fprop pipelined in 4 chunks, no SM margin (TE@v1.8 transformer_engine/pytorch/module/base.py "
                   "L99-102, L228-232)")
+_EAGER = "Megatron-LM runs the model eagerly with its own fused kernels (no torch.compile of the model)"
+_NO_TORCHAO = "a torchao Float8Linear option; this code's FP8, if any, is Transformer Engine's (the field's generic value)"
 _NO_UB = ("no userbuffers TP overlap in this code (overlap_tp_comm off; the field's generic value, Transformer Engine's "
           "default method: pipelined in 4 chunks, no SM margin)")
 
@@ -96,7 +102,9 @@ def _megatron_lm_2021() -> Release:
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
-         "fp32_master": _FP32_MASTER},
+         "fp32_master": _FP32_MASTER,
+         "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
+         "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO},
         {"micro_batch": Setting(4, _ML21 + "arguments.py L116 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML21 + "arguments.py L124-135, L595: --num-layers-per-virtual-pipeline-stage absent = "
@@ -153,7 +161,10 @@ def _megatron_lm_2022() -> Release:
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
-         "fp32_master": _FP32_MASTER},
+         "fp32_master": _FP32_MASTER,
+         "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
+                         "checkpoints CoreAttention only (Korthikanti et al. 2022, Sec. 5)",
+         "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO},
         {"micro_batch": Setting(4, _ML22 + "arguments.py L135 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML22 + "arguments.py L143-154, L725: --num-layers-per-virtual-pipeline-stage absent = "
@@ -217,7 +228,10 @@ def _megatron_core_0_8() -> Release:
          "fp8_params": "not in this release: --fp8-param-gather arrived later (core_v0.14.0 arguments.py L1248)",
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS,
          "tp_rs": _TE_UB_DEFAULT,
-         "fp32_master": _FP32_MASTER},
+         "fp32_master": _FP32_MASTER,
+         "selective_ac": _MC08 + "core/transformer/attention.py L103, L322-323: selective recompute checkpoints the "
+                         "core attention only (_checkpointed_attention_forward)",
+         "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO},
         {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
                                 "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
          "v": Setting(1, args + "L1403 --num-layers-per-virtual-pipeline-stage default None = no interleaving"),
@@ -281,7 +295,13 @@ def _fsdp_pytorch_2_3() -> Release:
          "tp_rs": _NO_UB,
          "grads_fp32": "FSDP1 MixedPrecision(reduce_dtype=float32) as the usual mixed-precision setup (the field's "
                        "generic value)",
-         "fp32_master": "FSDP1 keeps the sharded parameters in fp32 with MixedPrecision(param_dtype=bfloat16)"},
+         "fp32_master": "FSDP1 keeps the sharded parameters in fp32 with MixedPrecision(param_dtype=bfloat16)",
+         "selective_ac": "FSDP has no selective policy of its own (the user picks what checkpoint_wrapper wraps); "
+                         "the field's generic value",
+         "torch_compile": "FSDP compiles nothing; a run's torch.compile is the training script's (off: the field's "
+                          "generic value)",
+         "fp8_precompute_scales": "FSDP1 has no FP8 all-gather (the field's generic value)",
+         "fp8_recompute_weight_bwd": "FSDP1 has no FP8 all-gather (the field's generic value)"},
         {"micro_batch": Setting(PER_REPLICA, "FSDP runs one forward and backward per optimizer step unless the "
                                 "training loop accumulates: the whole per-replica batch"),
          "v": Setting(1, none.format("pipeline schedule")),
@@ -304,7 +324,10 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.NEMO_25_02: current.nemo_25_02(FrameworkName.NEMO_25_02.value),
     FrameworkName.MEGATRON_BRIDGE_26_04_01: current.megatron_bridge_26_04_01(FrameworkName.MEGATRON_BRIDGE_26_04_01.value),
     FrameworkName.NEMO_AUTOMODEL_2025_10: current.nemo_automodel_2025_10(FrameworkName.NEMO_AUTOMODEL_2025_10.value),
-    FrameworkName.TORCHTITAN_2026_08: current.torchtitan_2026_08(FrameworkName.TORCHTITAN_2026_08.value),
+    FrameworkName.TORCHTITAN_2024_04: titan.torchtitan_2024_04(FrameworkName.TORCHTITAN_2024_04.value),
+    FrameworkName.TORCHTITAN_2024_12: titan.torchtitan_2024_12(FrameworkName.TORCHTITAN_2024_12.value),
+    FrameworkName.TORCHTITAN_2025_06: titan.torchtitan_2025_06(FrameworkName.TORCHTITAN_2025_06.value),
+    FrameworkName.TORCHTITAN_2026_08: titan.torchtitan_2026_08(FrameworkName.TORCHTITAN_2026_08.value),
 }
 FRAMEWORKS: dict[FrameworkName, Framework] = {k: r.framework for k, r in RELEASES.items()}
 

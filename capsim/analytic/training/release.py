@@ -12,6 +12,7 @@ from enum import StrEnum
 import numpy as np
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.errors import SpecError
 from capsim.specs.precision import Fp8Scaling
 
@@ -85,6 +86,15 @@ class Framework:
     grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
     tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
+    selective_ac: SelectiveAc = SelectiveAc()  # what selective recomputation replays
+    # torch.compile of each block (Inductor fuses its elementwise ops). Recorded, not priced: capsim prices every
+    # op as its own kernel, so its elementwise time is that of the eager model.
+    torch_compile: bool = False
+    # FP8 weights (torchao Float8Linear with FSDP2's FP8 all-gather): the weights' scales precomputed in one pass
+    # after the optimizer step, and the FP8 weight re-cast in the backward instead of saved. Recorded; neither
+    # changes what capsim prices (one weight cast per step, FP8 parameters in ``fp8_params``).
+    fp8_precompute_scales: bool = False
+    fp8_recompute_weight_bwd: bool = False
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
@@ -93,6 +103,7 @@ class Framework:
         out = asdict(self)
         for key in ("attention", "moe_dispatcher", "fp8_scaling", "reshard_after_forward"):
             out[key] = getattr(self, key).value
+        out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every}
         return out
 
     def keeps_gathered(self, pp: object) -> object:
@@ -213,4 +224,4 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
 
 
 __all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "MoeDispatcher",
-           "Release", "Reshard", "RsOverlap", "Setting"]
+           "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]

@@ -127,7 +127,12 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
             "context_parallel": cite_args + " --context-parallel-size",
             "grads_fp32": "Megatron-Core accumulates and reduces gradients in fp32 by default "
                           "(ML@core_v0.14.0 training/arguments.py L2279 --grad-reduce-in-bf16 turns it off)",
-            "fp32_master": "Megatron-Core's distributed optimizer keeps fp32 main parameters and fp32 Adam moments"}
+            "fp32_master": "Megatron-Core's distributed optimizer keeps fp32 main parameters and fp32 Adam moments",
+            "selective_ac": cite_args + " --recompute-granularity selective: the core attention only (core/transformer/"
+                            "attention.py _checkpointed_attention_forward; 'core_attn', the default recompute module)",
+            "torch_compile": "Megatron-Core runs the model eagerly with Transformer Engine's fused kernels",
+            "fp8_precompute_scales": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
+            "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's"}
 
 
 def nemo_24_07(name: str) -> Release:
@@ -289,17 +294,19 @@ def fsdp2_flags(where: str) -> dict[str, Flag]:
     }
 
 
-def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool) -> Framework:
+def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool, **changes: object) -> Framework:
     return Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                      overlap_tp_comm=False, overlap_tp_wgrad=False, fused_grad_accumulation=False, overlap_p2p=False,
                      zero3_prefetch=True, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                      distributed_optimizer=False, zero=True, context_parallel=True, uneven_pipeline=True,
                      interleave_min_pp=2, moe_dispatcher=dispatcher, overlap_moe_a2a=False,
                      fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=reshard,
-                     defer_grad_sync=False, grads_fp32=master, fp32_master=master)
+                     defer_grad_sync=False, grads_fp32=master, fp32_master=master).with_(**changes)
 
 
-def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, master: str) -> dict[str, str]:
+def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, master: str,
+                **overrides: str) -> dict[str, str]:
+    """Citations of an FSDP2 release; ``overrides`` replace those a release states otherwise."""
     none = "FSDP2 has no {} of its own"
     return {"attention": attention, "dropout": "the Llama/Qwen model code these runs use has no dropout",
             "overlap_grad_reduce": "FSDP2 reduce-scatters each block's gradients on a separate stream during the "
@@ -328,7 +335,12 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "defer_grad_sync": "fully_shard reduce-scatters after every backward unless set_requires_gradient_sync("
                                "False) (FSDP2's default: requires_gradient_sync=True)",
             "grads_fp32": master, "fp32_master": master,
-            "tp_rs": "FSDP2's tensor parallelism has no userbuffers overlap (the field's generic value)"}
+            "tp_rs": "FSDP2's tensor parallelism has no userbuffers overlap (the field's generic value)",
+            "selective_ac": none.format("selective checkpointing policy") + " (the field's generic value)",
+            "torch_compile": "not compiled unless the run says so (the field's generic value)",
+            "fp8_precompute_scales": "a torchao FP8 all-gather option this release does not set (generic value)",
+            "fp8_recompute_weight_bwd": "a torchao FP8 all-gather option this release does not set (generic value)",
+            **overrides}
 
 
 def _fsdp2_defaults(where: str, micro: Setting) -> dict[str, Setting]:
@@ -361,22 +373,4 @@ def nemo_automodel_2025_10(name: str) -> Release:
                    cite, defaults, fsdp2_flags("AM@8d9bfb9 examples/benchmark/configs"))
 
 
-def torchtitan_2026_08(name: str) -> Release:
-    """torchtitan at b5bcd76 (2026-08-21): FSDP2 per transformer block, reshard policy 'default'."""
-    fsdp = "TT@b5bcd76 torchtitan/distributed/fsdp.py"
-    cite = _fsdp2_cite("TT@b5bcd76 torchtitan/models/llama3/parallelize.py",
-                       fsdp + " L112-136 get_fsdp_reshard_after_forward_policy: 'default' (torchtitan/config/"
-                       "configs.py L145) = reshard unless pipeline parallelism is on",
-                       "torchtitan's MoE dispatches with all-to-all collectives (the field's generic value)",
-                       "torch scaled_dot_product_attention (flash backend on sm80+)",
-                       "TT@b5bcd76 torchtitan/config/configs.py L94, L102: mixed_precision_param bfloat16, "
-                       "mixed_precision_reduce float32 (fsdp.py L223: MixedPrecisionPolicy over fp32 parameters)")
-    fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True)
-    defaults = _fsdp2_defaults("TT@b5bcd76 torchtitan/config/configs.py",
-                               Setting(PER_REPLICA, "training.local_batch_size: the per-replica batch, no accumulation"))
-    return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2026-08", "2026-08-21",
-                   "torchtitan main at b5bcd76 (2026-08-21)", cite, defaults, fsdp2_flags(fsdp))
-
-
-__all__ = ["megatron_bridge_26_04_01", "megatron_core_flags", "nemo_24_07", "nemo_25_02", "nemo_automodel_2025_10",
-           "torchtitan_2026_08"]
+__all__ = ["megatron_bridge_26_04_01", "megatron_core_flags", "nemo_24_07", "nemo_25_02", "nemo_automodel_2025_10"]

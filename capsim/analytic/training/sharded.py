@@ -50,7 +50,7 @@ def sharded_exposed_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.nda
     def sub(x: object) -> np.ndarray:
         return np.broadcast_to(np.asarray(x), (len(lay),))[idx]
 
-    rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_core_s], 0.0)
+    rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_selective_s], 0.0)
     times = {"f": sub(t.layer_fwd_s), "b": sub(t.layer_bwd_s + rec), "emb_f": sub(t.embed_fwd_s),
              "emb_b": sub(t.embed_bwd_s), "head_b": sub(t.head_bwd_s)}
     z3 = sub(lay.zero_stage >= 3)

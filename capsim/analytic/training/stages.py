@@ -89,9 +89,9 @@ class LayerTimes:
     def of(cls, model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, fw: Framework) -> LayerTimes:
         """Both kinds priced from the op list (``micro_batch_times``), once each."""
         if not model.dense_layers:
-            t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout)
+            t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, sac=fw.selective_ac)
             return cls(t, t)
-        return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share)
+        return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share, fw.selective_ac)
                      for share in (1.0, 0.0)))
 
     def pair(self, fn) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -185,7 +185,7 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     Each stage's MoE and dense-FFN layers are priced by kind; only its MoE layers run the all-to-alls."""
     t = times.moe
     layer = times.pair(lambda x: x.layer_fwd_s + x.layer_bwd_s)
-    rec = times.pair(lambda x: np.select([lay.recompute == 2, lay.recompute == 1], [x.layer_fwd_s, x.layer_core_s],
+    rec = times.pair(lambda x: np.select([lay.recompute == 2, lay.recompute == 1], [x.layer_fwd_s, x.layer_selective_s],
                                          0.0))
     tp_layer = times.pair(lambda x: sum(comms.tp_layer_s(perf, model, lay, precision, gpn, x, fw)))
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)

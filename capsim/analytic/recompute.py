@@ -1,0 +1,144 @@
+"""What selective recomputation replays in the backward, by the release's policy (``SelectiveAc``): the share of
+each forward op of a layer that runs again.
+
+- attention core (Megatron's selective recompute, Korthikanti et al. 2022, Sec. 5): QK^T, softmax, dropout and
+  attention over V; nothing with a fused (flash) kernel, whose backward recomputes its scores itself;
+- ops (torchtitan's ``selective_ac_option = 'op'``, torchtitan@e7c0cae torchtitan/models/llama3/
+  parallelize_llama.py L217-267): the block saves the outputs of SDPA, ``max`` and every odd-numbered ``mm``
+  (counted per block in forward order) and recomputes every other op: the norms, RoPE, activations, residual
+  adds, FP8 casts and every second matmul. torchtitan's blocks issue their matmuls one projection at a time
+  (model.py L238, L263, L302: wq, wk, wv, wo, w1, w3, w2), so a fused op of capsim's op list (``qkv``, a gated
+  ``mlp_up``) is split into those projections before counting. The amax reductions are saved (``max``) and the
+  ``abs`` before them feeds nothing else, so FP8 amax passes are not replayed;
+- blocks (torchtitan's ``selective_ac_option = N``, L281-290): every N-th block is fully checkpointed (its whole
+  forward replayed), the others keep everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from capsim.analytic.fp8 import CastKind
+from capsim.analytic.primitives import Op, OpKind
+from capsim.errors import SpecError
+from capsim.specs.model import ModelSpec
+
+
+class SacPolicy(StrEnum):
+    """What selective activation checkpointing recomputes in the backward."""
+
+    ATTENTION_CORE = "attention-core"  # Megatron: the attention core only (Korthikanti et al. 2022, Sec. 5)
+    # torchtitan 'op': every forward op of a block but those it saves (SDPA, max, and all but every second mm)
+    OPS = "ops"
+    BLOCKS = "blocks"  # torchtitan '<N>': every N-th transformer block fully checkpointed, the others not at all
+
+
+@dataclass(frozen=True)
+class SelectiveAc:
+    """A release's selective activation-checkpointing policy (what ``recompute`` = selective means)."""
+
+    policy: SacPolicy = SacPolicy.ATTENTION_CORE
+    every: int = 1  # BLOCKS: the checkpointed blocks are those whose 1-based index is a multiple of this
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise SpecError("selective_ac.every", f"{self.every} is not a block period", "use a whole number >= 1")
+
+MEGATRON_SAC = SelectiveAc()  # the attention core only: what a call without a release's policy prices
+
+# Megatron's selective recompute: the attention core (Korthikanti et al. 2022, Sec. 5).
+CORE_OPS = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
+# Weight matmuls (nn.Linear: aten.mm in the eager dispatch torchtitan's policy sees).
+LINEAR_OPS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "router",
+                        "cross_qkv", "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})
+_SAVED_KERNELS = frozenset({"attention"})  # the fused SDPA kernel: its output and logsumexp are saved
+_GATED_UP = frozenset({"mlp_up", "shared_up"})  # w1 and w3 of a gated FFN, two projections in one op
+
+
+def _base(name: str) -> str:
+    return name.split(".")[0]
+
+
+def _projections(model: ModelSpec, name: str) -> tuple[float, ...]:
+    """The shares of one op of the op list that torchtitan's model runs as separate matmuls, in forward order."""
+    if name in ("qkv", "cross_qkv"):
+        q, kv = model.heads, model.kv_heads
+        return (q / (q + 2 * kv), kv / (q + 2 * kv), kv / (q + 2 * kv))  # wq, wk, wv
+    if name in _GATED_UP and model.mlp.matrices == 3:
+        return (0.5, 0.5)  # w1, w3
+    return (1.0,)
+
+
+def alternate_mm_shares(model: ModelSpec, ops: list[Op]) -> dict[str, float]:
+    """Share of each weight-matmul op that torchtitan's op policy recomputes: the even-numbered matmuls of a
+    block in forward order."""
+    out: dict[str, float] = {}
+    n = 0
+    for op in ops:
+        name = _base(op.name)
+        if op.kind is not OpKind.GEMM or name not in LINEAR_OPS or name in out:
+            continue
+        share = 0.0
+        for part in _projections(model, name):
+            n += 1
+            share += part if n % 2 == 0 else 0.0
+        out[name] = share
+    return out
+
+
+def op_shares(model: ModelSpec, ops: list[Op], sac: SelectiveAc) -> list[float]:
+    """The share of each forward op (``ops``, one layer) that selective recomputation replays (BLOCKS: none here;
+    its replay is whole blocks, ``block_share``)."""
+    if sac.policy is SacPolicy.ATTENTION_CORE:
+        return [1.0 if _base(op.name) in CORE_OPS else 0.0 for op in ops]
+    if sac.policy is SacPolicy.BLOCKS:
+        return [0.0] * len(ops)
+    mm = alternate_mm_shares(model, ops)
+    shares = []
+    for op in ops:
+        name = _base(op.name)
+        if name in mm:
+            shares.append(mm[name])
+        elif name in _SAVED_KERNELS or op.name == CastKind.AMAX.value:
+            shares.append(0.0)
+        else:
+            shares.append(1.0)
+    return shares
+
+
+def block_share(model: ModelSpec, sac: SelectiveAc) -> float:
+    """Fraction of the blocks fully checkpointed under BLOCKS (torchtitan counts blocks from 1 and checkpoints
+    those whose count is a multiple of N); 0 for the op-level policies."""
+    if sac.policy is not SacPolicy.BLOCKS:
+        return 0.0
+    return (model.total_layers // sac.every) / model.total_layers
+
+
+def replay_s(op_s: list[np.ndarray], shares: list[float], layer_fwd_s: np.ndarray, blocks: float) -> np.ndarray:
+    """Seconds one layer's selective recomputation replays (the mean layer for BLOCKS)."""
+    ops = sum((s * t for s, t in zip(shares, op_s, strict=True) if s), np.zeros_like(layer_fwd_s))
+    return ops + blocks * layer_fwd_s
+
+
+def ops_policy_kept_bytes(model: ModelSpec, ops: list[Op], act_bytes: float, attention_out_bytes: object
+                          ) -> np.ndarray:
+    """Bytes one block keeps for the backward under torchtitan's op policy besides its input: the outputs of the
+    matmuls it saves (the odd-numbered projections, per-GPU [m, n] in the activation format) and of SDPA
+    (``attention_out_bytes``: its output and logsumexp); everything else is rebuilt in the backward."""
+    shares = op_shares(model, ops, SelectiveAc(SacPolicy.OPS))
+    out = np.zeros(())
+    for op, rec in zip(ops, shares, strict=True):
+        name = _base(op.name)
+        if op.kind is OpKind.GEMM and name in LINEAR_OPS:
+            m, n, _k = op.shape
+            out = out + (1.0 - rec) * np.asarray(m, float) * n * act_bytes * op.count * op.share
+        elif name in _SAVED_KERNELS:
+            out = out + np.asarray(attention_out_bytes, float) * op.count * op.share
+    return out
+
+
+__all__ = ["CORE_OPS", "LINEAR_OPS", "MEGATRON_SAC", "SacPolicy", "SelectiveAc", "alternate_mm_shares", "block_share", "op_shares",
+           "ops_policy_kept_bytes", "replay_s"]

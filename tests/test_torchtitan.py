@@ -1,0 +1,144 @@
+"""torchtitan as its code runs: the selective activation-checkpointing policies (op and every-N-block) priced in
+the recompute path, torchao's FP8 facts on the releases, and torchtitan's published runs in validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from capsim.analytic import recompute
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.memory import training_memory
+from capsim.analytic.ops import forward_layer_ops, layer_shape
+from capsim.analytic.training.compute import micro_batch_times
+from capsim.analytic.training.framework import get_release
+from capsim.analytic.training.release import SacPolicy, SelectiveAc
+from capsim.calibration import perf_for
+from capsim.errors import SpecError
+from capsim.specs.catalog import get_accelerator, get_model
+from capsim.specs.precision import Fp8Scaling, Precision
+from capsim.validation.training import training_suite
+
+LLAMA8 = get_model("llama-3-8b")
+FP8 = Precision.preset("fp8").with_(fp8_scaling="current")
+H200 = get_accelerator("H200-SXM-141GB")
+TITAN = "--training.compile --activation_checkpoint.mode=selective --activation_checkpoint.selective_ac_option=op"
+
+
+def _times(sac: SelectiveAc):
+    lay = Layouts.build(LLAMA8, dp=64, global_batch=128, seq_len=8192, micro_batch=2, recompute=1, zero_stage=3)
+    return micro_batch_times(LLAMA8, lay, FP8, perf_for(H200), sac=sac)
+
+
+def test_op_policy_recomputes_every_second_projection() -> None:
+    # torchtitan's Llama block: wq, wk, wv, wo, w1, w3, w2; the 2nd, 4th and 6th (wk, wo, w3) run again.
+    shape = layer_shape(LLAMA8, 16384, 2, 1, 1, False, 1)
+    shares = recompute.alternate_mm_shares(LLAMA8, forward_layer_ops(LLAMA8, shape, FP8.activations))
+    kv = LLAMA8.kv_heads / (LLAMA8.heads + 2 * LLAMA8.kv_heads)
+    assert shares == pytest.approx({"qkv": kv, "attn_out": 1.0, "mlp_up": 0.5, "mlp_down": 0.0})
+
+
+def test_op_policy_costs_more_than_megatron_selective_and_less_than_full() -> None:
+    core, ops = _times(SelectiveAc()), _times(SelectiveAc(SacPolicy.OPS))
+    # With flash attention Megatron's selective recompute replays nothing; torchtitan's op policy replays the
+    # norms, RoPE, SwiGLU, residuals, FP8 casts and three of seven projections.
+    assert np.all(core.layer_selective_s == core.layer_core_s)
+    assert np.all(ops.layer_selective_s > 0.1 * ops.layer_fwd_s)
+    assert np.all(ops.layer_selective_s < 0.6 * ops.layer_fwd_s)
+    assert np.all(ops.layer_fwd_s == core.layer_fwd_s)
+
+
+@pytest.mark.parametrize(("every", "blocks"), [(1, 32), (2, 16), (3, 10), (5, 6)])
+def test_block_policy_replays_every_nth_block(every: int, blocks: int) -> None:
+    t = _times(SelectiveAc(SacPolicy.BLOCKS, every))
+    assert t.layer_selective_s == pytest.approx(blocks / 32 * t.layer_fwd_s)
+
+
+def _activations(sac: SelectiveAc, recompute_code: int = 1) -> float:
+    lay = Layouts.build(LLAMA8, dp=64, global_batch=128, seq_len=8192, micro_batch=2, recompute=recompute_code,
+                        zero_stage=3)
+    return float(training_memory(LLAMA8, lay, FP8, H200, sac=sac).activations_bytes[0])
+
+
+def test_op_policy_keeps_less_than_megatron_selective_and_more_than_full() -> None:
+    none, full = _activations(SelectiveAc(), 0), _activations(SelectiveAc(), 2)
+    megatron, ops = _activations(SelectiveAc()), _activations(SelectiveAc(SacPolicy.OPS))
+    assert megatron == pytest.approx(none)  # flash attention: nothing of s^2 size to drop
+    assert full < ops < 0.7 * none
+    # every block checkpointed = full recomputation's memory; every second block: halfway
+    assert _activations(SelectiveAc(SacPolicy.BLOCKS, 1)) == pytest.approx(full)
+    assert _activations(SelectiveAc(SacPolicy.BLOCKS, 2)) == pytest.approx((full + none) / 2)
+
+
+def test_torchtitan_releases_state_torchao_fp8_and_their_ac_policy() -> None:
+    for name in ("torchtitan-2024-04", "torchtitan-2024-12", "torchtitan-2025-06", "torchtitan-2026-08"):
+        rel = get_release(name)
+        assert rel.framework.fp8_scaling is Fp8Scaling.CURRENT, name  # torchao dynamic scaling, not TE's delayed
+        assert "torchao" in rel.cite["fp8_scaling"] and "Transformer Engine" not in rel.cite["fp8_scaling"]
+    assert get_release("torchtitan-2025-06").framework.selective_ac == SelectiveAc(SacPolicy.BLOCKS, 2)
+    fw, layout = get_release("torchtitan-2025-06").configure(TITAN + " --float8.enable_fsdp_float8_all_gather")
+    assert fw.selective_ac.policy is SacPolicy.OPS and fw.torch_compile and fw.fp8_params
+    assert layout["recompute"] == "selective"
+    assert get_release("megatron-bridge-26.04.01").framework.selective_ac.policy is SacPolicy.ATTENTION_CORE
+
+
+def test_unknown_selective_option_is_an_error() -> None:
+    with pytest.raises(SpecError, match="selective_ac_option"):
+        get_release("torchtitan-2025-06").configure("--activation_checkpoint.selective_ac_option=sometimes")
+
+
+@pytest.fixture(scope="module")
+def titan_rows():
+    return [r for r in training_suite(calibration="datasheet").rows
+            if r.source.startswith(("trainy", "torchtitan"))]
+
+
+def test_grand_teton_rows_are_not_priced_as_h100_sxm(titan_rows) -> None:
+    teton = [r for r in titan_rows if r.source.startswith("torchtitan-h100")]
+    assert len(teton) == 12
+    assert all(r.predicted is None and "unknown accelerator 'H100-96GB-HBM2e-500W'" in r.note for r in teton)
+
+
+def _note_value(note: str, before: str, after: str) -> float:
+    return float(note.split(before)[1].split(after)[0])
+
+
+def test_h200_rows_price_torchtitan_recompute(titan_rows) -> None:
+    h200 = [r for r in titan_rows if r.source.startswith("trainy")]
+    assert len(h200) == 2 and all(r.predicted is not None for r in h200)
+    for r in h200:
+        assert _note_value(r.note, "recompute ", ",") > 0.05  # absent when selective meant the attention core
+
+
+def test_h200_memory_matches_the_published_peak(titan_rows) -> None:
+    # The page's Memory(GiB): 47.96 (32 GPUs) and 46.97 (64 GPUs); capsim's memory under the op policy.
+    published = {32: 47.96 * 2**30, 64: 46.97 * 2**30}
+    for r in titan_rows:
+        if r.source.startswith("trainy"):
+            gpus = 32 if "dp32" in r.case else 64
+            assert _note_value(r.note, "; ", " GB/GPU") * 1e9 == pytest.approx(published[gpus], rel=0.1)
+
+
+def test_a100_rows_are_all_priced(titan_rows) -> None:
+    a100 = [r for r in titan_rows if r.source.startswith("torchtitan-a100")]
+    assert len(a100) == 8 and all(r.predicted is not None for r in a100)  # Llama 2 70B op-SAC fits (lb 1)
+
+
+@pytest.mark.xfail(strict=True, reason="64 A100 (profile calibration), FSDP2 bf16 eager: +9% to +18% for the 8B/13B "
+                   "and full-AC 70B rows, +27% for Llama 2 70B with op SAC at local batch 1; the no-AC Llama 2 13B "
+                   "row is +17% (no recompute at all), so the miss is in the eager FSDP2 step itself, not the AC "
+                   "policy. Unpriced: per-op launch/host overhead of eager torch, FSDP2's copy-in/copy-out around "
+                   "each all-gather and reduce-scatter, the exposed first gather of each pass")
+def test_a100_rows_within_15_pct() -> None:
+    rows = [r for r in training_suite(calibration="profile").rows if r.source.startswith("torchtitan-a100")]
+    assert all(abs(r.error_pct) <= 15.0 for r in rows)
+
+
+@pytest.mark.xfail(strict=True, reason="+23% (32 H200) / +25% (64 H200) after the torchtitan facts (+37%/+40% "
+                   "before): capsim's step 1.21 s (compute 1.08, recompute 0.115, exposed comms ~0) against "
+                   "1.50/1.52 s measured. Per layer capsim prices FP8 GEMMs at 1103 TFLOP/s (56% of the datasheet "
+                   "peak), SDPA at 588 (fwd) / 441 (bwd) bf16 TFLOP/s, elementwise op by op. Unpriced: "
+                   "torch.compile's fusion (would make capsim faster still), host overhead; no H200 operator "
+                   "profile to check the GEMM and attention rates against")
+def test_h200_rows_within_15_pct(titan_rows) -> None:
+    assert all(abs(r.error_pct) <= 15.0 for r in titan_rows if r.source.startswith("trainy"))
