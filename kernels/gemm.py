@@ -26,6 +26,10 @@ TOKENS = {"quick": (1, 4, 16, 64, 128, 256, 512, 1024), "full": (1, 4, 16, 64, 1
 VOCAB = 8192  # LM-head width of the grid (a small vocabulary; n is interpolated in log2 for others)
 HEAD_DIM = 64
 BACKWARD_MIN_TOKENS = 64  # training runs the backward products only on whole micro-batches
+# The prepacked path is an inference engine's: forward only, and the decode batch sizes in between the grid's
+# (a decode step of B running sequences is an [B, k] @ [k, n] product); past 512 tokens it is compute bound and
+# runs at the plain path's rate (1.0-1.1x on this project's 2-core EPYC at 64 tokens, measured 2026-12-06).
+PACKED_TOKENS = {"quick": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512), "full": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)}
 
 
 def layer_linears(hidden: int, gated: bool) -> dict[str, tuple[int, int]]:
@@ -60,6 +64,47 @@ def gemm_cases(mode: str = "quick", dtypes: tuple[str, ...] = ("fp32",), trainin
                                 cases.append({"bench": "gemm", "op": op, "pass": p, "M": m, "N": n, "K": k,
                                               "dtype": dtype})
     return cases
+
+
+def packed_gemm_cases(mode: str = "quick", dtypes: tuple[str, ...] = ("fp32",)) -> list[dict]:
+    """Every forward (M, N, K, dtype) to time on the prepacked oneDNN path (:func:`run_packed_gemm`): the layer
+    shapes of :func:`gemm_cases` at :data:`PACKED_TOKENS`; a CPU path, so fp8 is never among them."""
+    seen, cases = set(), []
+    for dtype in (d for d in dtypes if d != "fp8"):
+        widths = WIDTHS[mode][::2] if dtype != dtypes[0] else WIDTHS[mode]
+        for hidden in widths:
+            for gated in (False, True):
+                for op, (n, k) in layer_linears(hidden, gated).items():
+                    for m in PACKED_TOKENS[mode]:
+                        if (m, n, k, dtype) not in seen:
+                            seen.add((m, n, k, dtype))
+                            cases.append({"bench": "gemm_packed", "path": "onednn_packed", "op": op, "pass": "fwd",
+                                          "M": m, "N": n, "K": k, "dtype": dtype})
+    return cases
+
+
+def run_packed_gemm(case: dict, device: str = "cpu", repeats: int = 5, min_repeat_s: float = 0.005) -> dict[str, Any]:
+    """Time one forward linear on weights prepacked once into oneDNN's blocked layout, as vLLM's CPU backend runs
+    its dense projections and LM head (vllm/model_executor/layers/utils.py dispatch_cpu_unquantized_gemm, 0.32.0:
+    ``ops.create_onednn_mm`` reorders the weight once, ``ops.onednn_mm`` runs a oneDNN matmul per call). torch's
+    own oneDNN linear does the same: ``mkldnn._reorder_linear_weight`` (the weight reorder inductor's freezing
+    pass uses) and ``mkldnn._linear_pointwise`` (a oneDNN inner product on the packed weight)."""
+    if str(device).startswith("cuda"):
+        raise RuntimeError("the prepacked oneDNN path is a CPU path; time it with --device cpu")
+    m, n, k = case["M"], case["N"], case["K"]
+    dt = DTYPES[case["dtype"]]
+
+    def make() -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.rand(m, k, dtype=dt) - 0.5
+        return x, torch.ops.mkldnn._reorder_linear_weight(torch.rand(n, k, dtype=dt) - 0.5, None)
+
+    esize = torch.finfo(dt).bits // 8
+    operands = rotating(make, esize * (m * k + n * k), device)
+    linear = torch.ops.mkldnn._linear_pointwise
+    timing = time_fn(lambda: linear(*operands(), None, "none", [], ""), device, repeats=repeats,
+                     min_repeat_s=min_repeat_s)
+    return {**case, "m": m, "n": n, "k": k, "flops": 2.0 * m * n * k, "bytes": float((m * k + k * n + m * n) * esize),
+            "time_s": timing.median_s, "timing": timing.to_dict()}
 
 
 def capsim_shape(case: dict) -> tuple[int, int, int]:

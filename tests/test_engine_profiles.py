@@ -120,7 +120,7 @@ def test_every_engine_reads_each_kv_head_once_in_decode():
     from capsim.analytic.attention import kv_elems_per_token
 
     model, plan = get_model("llama-2-70b"), ServePlan(tp=4)
-    for eng in engines().values():
+    for eng in (e for e in engines().values() if e.device_type == "gpu"):  # a CPU build is refused on a GPU
         table = StepTable(model, plan, PERF_H100, eng, H100)
         assert table.dec_kv == pytest.approx(kv_elems_per_token(model, 4) * table.kv_bytes), eng.name
         icpt, slope = table.dec_mem
@@ -139,3 +139,12 @@ def test_flags_parse_and_apply():
             parse_flags(text)
     assert apply_flags(get_engine("vllm"), {"async_scheduling": "1"}, "bf16").engine.host_cost().exposed == (0, 0, 0)
     assert DEFAULTS["memory_fraction"] == 0.9
+
+
+def test_an_engine_gemm_path_the_calibration_did_not_time_is_an_error():
+    """vLLM's CPU backend runs its linears on oneDNN-prepacked weights (engines.yaml gemm_path); a calibration that
+    never timed that path cannot price them, and says how to measure it, instead of pricing torch's matmul."""
+    model, plan = get_model("llama-2-7b"), ServePlan(tp=1)
+    with pytest.raises(SpecError, match="no bf16 GEMM timings on the onednn_packed path.*--ops gemm_packed"):
+        StepTable(model, plan, PERF_H100, get_engine("vllm-cpu"), H100).step_s(decode_seqs=4,
+                                                                               decode_kv_tokens=4 * 100.0)

@@ -20,35 +20,37 @@ from capsim.validation.bench_suites import load_suite, run_bench_suite
 SUITE = load_suite("vllm-cpu")
 RUNS = json.loads((SUITE.folder / "manifest.json").read_text())["runs"]
 
-# Measured 2026-12-06 (capsim validate bench --suite vllm-cpu --json). Decode steps of a few sequences are priced
-# far above the one-sequence step: the calibration's fp32 GEMM rates (torch.matmul, one thread) make the untied LM
-# head (512 x 32,000, 65 MB of weights) 5.8 ms at M=1 but 9.0 ms at M=2 and 14.8 ms at M=4, and the decode step
-# 12.2 -> 17.4 -> 26.6 ms, where vLLM's CPU backend runs oneDNN GEMMs on prepacked weights (vllm/model_executor/
-# layers/utils.py dispatch_cpu_unquantized_gemm) whose small-M rates nothing measured here. One request at a time
-# and the saturated runs (128 sequences) are within 7%; between them TPOT is over-predicted.
-SMALL_BATCH = ("decode steps of 2-8 sequences over-priced: the calibration's torch.matmul fp32 rates make the "
-               "512x32000 LM head 1.6x (M=2) to 2.5x (M=4) its M=1 time; vLLM-CPU runs oneDNN prepacked GEMMs")
+# Measured 2026-12-06 (capsim validate bench --suite vllm-cpu --json) with the calibration's GEMMs on the path
+# vLLM's CPU backend runs them (engines.yaml vllm-cpu gemm_path: onednn_packed, timed by kernels/gemm.py
+# run_packed_gemm; before, torch.matmul's small-M rates over-priced decode steps of 2-8 sequences by 20-74%).
+# With the kernels priced as the engine runs them, the uncalibrated profile's host time shows as too small: it is
+# 0.3 ms per step (vllm-project/vllm#10634, measured on a GPU server's host), where the fit on rate-1.9 finds
+# 3.96 ms per step on this CPU, whose one computing core also runs the worker's input preparation and sampling.
+HOST = ("the uncalibrated host time (0.3 ms per step, from a GPU server's host) is below this CPU's: the fit on "
+        "rate-1.9 finds 3.96 ms per step")
 UNCALIBRATED_MISSES = {
-    ("rate-1.9", "tpot_mean"): f"+42.8%: {SMALL_BATCH}",
-    ("rate-2.8", "tpot_mean"): f"+73.5%: {SMALL_BATCH}",
-    ("rate-3.7", "tpot_mean"): f"+70.3%: {SMALL_BATCH}",
-    ("rate-3.7", "ttft_mean"): f"+20.9%: prompts queue behind the over-priced decode steps ({SMALL_BATCH})",
-    ("concurrency-4", "tpot_mean"): f"+34.8%: {SMALL_BATCH}",
-    ("concurrency-4", "request_throughput"): f"-23.4%: 4 closed-loop clients wait on the slower steps ({SMALL_BATCH})",
-    ("concurrency-8", "tpot_mean"): f"+22.1%: {SMALL_BATCH}",
+    ("single", "tpot_mean"): f"-25.8%: {HOST}",
+    ("single", "request_throughput"): f"+32.3%: one request at a time runs its steps faster ({HOST})",
+    ("rate-0.94", "ttft_mean"): f"-21.1%: {HOST}",
+    ("rate-0.94", "tpot_mean"): f"-34.3%: {HOST}",
+    ("rate-1.9", "tpot_mean"): f"-28.9%: {HOST}",
+    ("rate-2.8", "tpot_mean"): f"-23.9%: {HOST}",
+    ("rate-3.7", "tpot_mean"): f"-20.1%: {HOST}",
+    ("concurrency-2", "ttft_mean"): f"-21.2%: {HOST}",
+    ("concurrency-2", "tpot_mean"): f"-29.2%: {HOST}",
+    ("concurrency-2", "request_throughput"): f"+39.3%: 2 closed-loop clients see the faster steps ({HOST})",
+    ("concurrency-4", "tpot_mean"): f"-20.6%: {HOST}",
+    ("concurrency-4", "request_throughput"): f"+25.3%: 4 closed-loop clients see the faster steps ({HOST})",
 }
-# The fit (rate-1.9) finds every host term 0 and a 7.8 ms TTFT offset: the device model's own step time is already
-# above the measured one, and host terms cannot be negative, so the fit cannot correct it.
+# The fit (rate-1.9): 3.96 ms per step, 0 per sequence, 0.042 ms per prompt token, a 6.8 ms TTFT offset. The
+# Poisson runs at 0.6x and 0.8x saturation then come out 13-14% slow in TPOT; the cause is not established (those
+# two runs saw the 1-minute load average reach 2.8-3.1, data/vllm-cpu/README.md, but a shared core would make the
+# measurement slower, not faster).
 FITTED_MISSES = {
-    ("rate-0.94", "tpot_mean"): f"+13.0%: {SMALL_BATCH}",
-    ("rate-2.8", "tpot_mean"): f"+71.1%: {SMALL_BATCH}",
-    ("rate-2.8", "ttft_mean"): f"+18.6%: prompts queue behind the over-priced decode steps ({SMALL_BATCH})",
-    ("rate-3.7", "tpot_mean"): f"+67.6%: {SMALL_BATCH}",
-    ("rate-3.7", "ttft_mean"): f"+25.6%: prompts queue behind the over-priced decode steps ({SMALL_BATCH})",
-    ("concurrency-4", "tpot_mean"): f"+32.6%: {SMALL_BATCH}",
-    ("concurrency-4", "request_throughput"): f"-22.9%: 4 closed-loop clients wait on the slower steps ({SMALL_BATCH})",
-    ("concurrency-8", "tpot_mean"): f"+20.0%: {SMALL_BATCH}",
-    ("concurrency-8", "request_throughput"): f"-16.6%: 8 closed-loop clients wait on the slower steps ({SMALL_BATCH})",
+    ("rate-2.8", "tpot_mean"): "+13.9%: decode steps of the 0.6x-saturation run priced above the measured ones",
+    ("rate-3.7", "tpot_mean"): "+13.3%: decode steps of the 0.8x-saturation run priced above the measured ones",
+    ("rate-3.7", "ttft_mean"): "+10.1%: prompts queue behind the decode steps priced 13% above the measured ones",
+    ("concurrency-2", "ttft_mean"): "-10.3%: with 2 clients a prompt waits on less than the fitted step predicts",
 }
 
 
@@ -88,7 +90,8 @@ def test_the_shipped_runs_cover_the_plan():
     assert len(_below_80pct()) >= 6  # one request, several Poisson rates and concurrencies below 80% of saturation
 
 
-@pytest.mark.parametrize("metric", ["ttft_mean", "tpot_mean"])
+@pytest.mark.parametrize("metric", ["ttft_mean", pytest.param("tpot_mean", marks=pytest.mark.xfail(
+    strict=True, reason=UNCALIBRATED_MISSES[("single", "tpot_mean")]))])
 def test_one_request_at_a_time_uncalibrated(rows, metric):
     row = rows[("uncalibrated", "single", metric)]
     assert abs(row.error_pct) <= 15, row

@@ -20,7 +20,7 @@ from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops
 from capsim.analytic.serving_moe import layer_comm_s, replica_layer_ops
 from capsim.errors import SpecError
 from capsim.perf import Collective, Curve, Perf
-from capsim.specs.engine import EngineProfile, get_engine
+from capsim.specs.engine import EngineProfile, GemmPath, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
@@ -156,14 +156,16 @@ class IterationTime:
 
 
 def engine_perf(perf: Perf, engine: EngineProfile) -> tuple[Perf, Perf]:
-    """(perf for every kernel, perf for decode attention) with the engine's efficiency multipliers applied."""
+    """(perf for every kernel, perf for decode attention) with the engine's efficiency multipliers applied and its
+    GEMMs priced on the kernel path it runs them on (``EngineProfile.gemm_path``)."""
     p = perf.params
     g, a, m = p.gemm, p.attention, p.memory
 
     def scaled(c: Curve, f: float) -> Curve:
         return Curve(c.peak_fraction * f, c.half_sizes)
 
-    main = replace(p, gemm=replace(g, efficiency=scaled(g.efficiency, engine.gemm_efficiency)),
+    path = "" if engine.gemm_path is GemmPath.TORCH else engine.gemm_path.value
+    main = replace(p, gemm=replace(g, efficiency=scaled(g.efficiency, engine.gemm_efficiency), path=path),
                    attention=replace(a, forward=scaled(a.forward, engine.attention_efficiency)),
                    memory=replace(m, bandwidth_bytes_per_s=m.bandwidth_bytes_per_s * engine.memory_efficiency))
     decode = replace(main, memory=replace(main.memory, bandwidth_bytes_per_s=m.bandwidth_bytes_per_s

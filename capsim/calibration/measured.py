@@ -2,7 +2,9 @@
 
 Only microbenchmarks (kernels/) feed these fits, never an end-to-end run (validate local compares against those):
 - GEMM: the efficiency curve, launch and streaming bandwidth of :func:`fit_gemm`, then a measured residual table
-  over (m, n, k) per format (:func:`residual_table`), exact at every timed shape;
+  over (m, n, k) per format (:func:`residual_table`), exact at every timed shape; each other kernel path timed
+  (``gemm_packed``: linears on oneDNN-prepacked weights) gets its own table against the same curve
+  (``format@path``), and its own bandwidth bound (memory kind ``gemm@path``);
 - attention: :func:`fit_attention` over query rows and keys per sequence, forward (prefill and decode) and
   backward (launch and bandwidth shared);
 - memory-bound ops: :func:`fit_memory`, one achieved bandwidth per op category (``Perf.category``);
@@ -87,8 +89,11 @@ def _memory(df: pd.DataFrame, quality: dict[str, float]) -> MemoryParams:
                         table)
 
 
-def _gemm(df: pd.DataFrame, half_bytes: float, quality: dict[str, float]) -> tuple[GemmParams, dict, float]:
-    """(GEMM params, peaks, bandwidth the GEMM memory term needs to stay below every measured time)."""
+def _gemm(df: pd.DataFrame, half_bytes: float, quality: dict[str, float],
+          paths: pd.DataFrame | None = None) -> tuple[GemmParams, dict, dict[str, float]]:
+    """(GEMM params, peaks, bandwidth the GEMM memory term needs to stay below every measured time, per memory
+    kind: ``gemm``, and ``gemm@path`` for each other kernel path in ``paths``). The curve and peaks come from the
+    main path (``df``) alone; another path's samples only add residual tables, so they change no other figure."""
     if df.empty:
         raise SpecError("--ops", "a measured calibration needs GEMM samples", "include gemm in --ops")
     peaks = peaks_of(df)
@@ -98,13 +103,20 @@ def _gemm(df: pd.DataFrame, half_bytes: float, quality: dict[str, float]) -> tup
     fit = fit_gemm(g["m"], g["n"], g["k"], g["bytes"], g["time_s"], peaks[DType(main).peak_key], rate * 2)
     quality["gemm_curve_rms_log_error"] = fit.rms_log_error
     launch = min(fit.launch_s, 0.5 * float(df["time_s"].min()))
-    table = {}
-    for d, rows in df.groupby("dtype"):
-        m, n, k = (rows[c].to_numpy(float) for c in ("m", "n", "k"))
-        compute = rows["flops"].to_numpy() / (peaks[DType(d).peak_key] * curve_value(fit.curve, m, n, k))
-        table[str(d)] = residual_table(m, n, k, (rows["time_s"].to_numpy() - launch) / compute)
-    # The table carries every measured shape, so the memory roofline must never bind at a measured one.
-    need_bw = float(((df["bytes"] + half_bytes) / (df["time_s"] - launch)).max())
+    table, need_bw = {}, {}
+    groups = [("", df)] + ([] if paths is None or paths.empty else list(paths.groupby("path")))
+    for path, part in groups:
+        suffix = f"@{path}" if path else ""
+        for d, rows in part.groupby("dtype"):
+            if DType(d).peak_key not in peaks:
+                raise SpecError("--ops", f"the {path} GEMMs were timed in {d}, which the gemm bench did not time",
+                                "measure gemm and gemm_packed in the same formats")
+            m, n, k = (rows[c].to_numpy(float) for c in ("m", "n", "k"))
+            compute = rows["flops"].to_numpy() / (peaks[DType(d).peak_key] * curve_value(fit.curve, m, n, k))
+            factor = np.maximum(rows["time_s"].to_numpy() - launch, 1e-12) / compute
+            table[f"{d}{suffix}"] = residual_table(m, n, k, factor)
+        # The table carries every measured shape, so the memory roofline must never bind at a measured one.
+        need_bw[f"gemm{suffix}"] = float(((part["bytes"] + half_bytes) / (part["time_s"] - launch)).max())
     return GemmParams(fit.curve, launch, {}, table), peaks, need_bw
 
 
@@ -175,10 +187,12 @@ def fit_device(samples: list[dict], name: str, device: str, threads: int | None 
     """Fit one device setting (one CPU thread count) from its samples; collectives are shared by all settings."""
     quality: dict[str, float] = {}
     mem = _memory(_frame(samples, "memory", threads), quality)
-    gemm, peaks, gemm_bw = _gemm(_frame(samples, "gemm", threads), mem.half_bytes, quality)
+    gemm, peaks, gemm_bw = _gemm(_frame(samples, "gemm", threads), mem.half_bytes, quality,
+                                 _frame(samples, "gemm_packed", threads))
     attention, att_bw = _attention(_frame(samples, "attention", threads), peaks, quality)
     stream = mem.bandwidth_bytes_per_s
-    scale = {**mem.kind_scale, "gemm": gemm_bw / stream, **({"attention": att_bw / stream} if att_bw else {})}
+    scale = {**mem.kind_scale, **{k: bw / stream for k, bw in gemm_bw.items()},
+             **({"attention": att_bw / stream} if att_bw else {})}
     params = DeviceParams(name=name, kind="measured", device=device, peak_flops_per_s=peaks, gemm=gemm,
                           attention=attention,
                           memory=MemoryParams(stream, mem.launch_s, mem.half_bytes, scale, mem.table),

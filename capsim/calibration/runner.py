@@ -34,7 +34,15 @@ from capsim.errors import SpecError
 
 NATIVE_FRACTION = 0.25  # a CPU format below this fraction of fp32's GEMM rate is emulated: left out of a full run
 
-BENCHES = ("gemm", "attention", "memory", "comm")
+BENCHES = ("gemm", "gemm_packed", "attention", "memory", "comm")
+# gemm_packed: forward linears on weights prepacked for oneDNN (kernels/gemm.py run_packed_gemm), the path vLLM's CPU
+# backend runs its dense projections on; a CPU path, so a GPU run leaves it out.
+CPU_ONLY = ("gemm_packed",)
+
+
+def default_ops(device: str) -> tuple[str, ...]:
+    """Every bench the device runs: all of them on a CPU, all but the CPU-only ones on a GPU."""
+    return BENCHES if device == "cpu" else tuple(b for b in BENCHES if b not in CPU_ONLY)
 Progress = Callable[[str, int, int, str], None]  # (what is running, samples done, samples planned, its group)
 
 
@@ -44,7 +52,7 @@ class RunConfig:
 
     device: str = "cpu"
     quick: bool = False
-    ops: tuple[str, ...] = BENCHES
+    ops: tuple[str, ...] = ()  # empty: default_ops(device)
     threads: tuple[int, ...] = ()  # CPU thread counts; the first is the main setting, the rest become variants
     dtypes: tuple[str, ...] = ()
     comm_groups: tuple[int, ...] = ()
@@ -75,10 +83,13 @@ def resolve(config: RunConfig) -> RunConfig:
     """Fill the device defaults: threads (all cores, then 1), formats, and collective group sizes."""
     import torch
 
-    bad = [o for o in config.ops if o not in BENCHES]
-    if bad or not config.ops:
-        raise SpecError("--ops", f"unknown benchmarks {bad}" if bad else "no benchmarks given",
-                        f"use a comma-separated subset of {','.join(BENCHES)}")
+    ops = config.ops or default_ops(config.device)
+    bad = [o for o in ops if o not in default_ops(config.device)]
+    if bad:
+        cpu_only = [o for o in bad if o in CPU_ONLY]
+        raise SpecError("--ops", f"{', '.join(cpu_only)} only runs on a CPU" if cpu_only == bad
+                        else f"unknown benchmarks {[o for o in bad if o not in CPU_ONLY]}",
+                        f"use a comma-separated subset of {','.join(default_ops(config.device))}")
     gpu = config.device == "cuda"
     cores = os.cpu_count() or 1
     threads = config.threads or (1,)  # one thread: reproducible on a shared machine; ask for more with --threads
@@ -86,13 +97,14 @@ def resolve(config: RunConfig) -> RunConfig:
         dtypes = config.dtypes or ("bf16", "fp16", "fp32") + (("fp8",) if _has_fp8() else ())
         ranks = torch.cuda.device_count()
     else:
-        dtypes = config.dtypes or (("fp32",) if config.quick or "gemm" not in config.ops else
+        gemms = {"gemm", "gemm_packed"} & set(ops)
+        dtypes = config.dtypes or (("fp32",) if config.quick or not gemms else
                                    ("fp32", *(d for d, r in native_cpu_formats().items() if r >= NATIVE_FRACTION)))
         ranks = cores
     if under_torchrun():  # the launched processes are the ranks, across nodes
         ranks = int(os.environ["WORLD_SIZE"])
     groups = config.comm_groups or tuple(2**i for i in range(1, 8) if 2**i <= max(ranks, 2))
-    return RunConfig(config.device, config.quick, tuple(config.ops), tuple(threads), tuple(dtypes), tuple(groups),
+    return RunConfig(config.device, config.quick, tuple(ops), tuple(threads), tuple(dtypes), tuple(groups),
                      config.comm_timeout_s, config.repeats or (3 if config.quick else 5), config.kv_cache_bytes,
                      config.power_w, config.price_usd_per_hour)
 
@@ -126,13 +138,15 @@ def plan(config: RunConfig) -> list[dict]:
     """Every case to time, each tagged with its thread count (compute) or group size (collectives)."""
     from kernels.attention import attention_cases
     from kernels.comm import comm_cases
-    from kernels.gemm import gemm_cases
+    from kernels.gemm import gemm_cases, packed_gemm_cases
     from kernels.memory import memory_cases
 
     cases: list[dict] = []
     for t in config.threads:
         if "gemm" in config.ops:
             cases += [{**c, "threads": t} for c in gemm_cases(config.mode, config.dtypes)]
+        if "gemm_packed" in config.ops:
+            cases += [{**c, "threads": t} for c in packed_gemm_cases(config.mode, config.dtypes)]
         # A CPU times attention and memory-bound ops in every format it computes natively (config.dtypes: fp32,
         # and bf16/fp16 where the CPU has units for them); a GPU in bf16, its serving and training format.
         formats = config.dtypes if config.device == "cpu" else ("bf16",)
@@ -260,8 +274,8 @@ def group_of(case: dict) -> str:
 
 
 def _label(case: dict) -> str:
-    if case["bench"] == "gemm":
-        return f"gemm {case['op']} {case['pass']} {case['M']}x{case['N']}x{case['K']} {case['dtype']} t{case['threads']}"
+    if case["bench"] in ("gemm", "gemm_packed"):
+        return f"{case['bench']} {case['op']} {case['pass']} {case['M']}x{case['N']}x{case['K']} {case['dtype']} t{case['threads']}"
     if case["bench"] == "attention":
         return (f"attention {case['pass']} b{case['sequences']} h{case['heads']}/{case['kv_heads']} "
                 f"q{case['q_len']} kv{case['kv_len']} t{case['threads']}")
@@ -274,10 +288,10 @@ def _run_compute(todo: list[dict], config: RunConfig, saver: _Saver) -> None:
     import torch
 
     from kernels.attention import run_attention
-    from kernels.gemm import run_gemm
+    from kernels.gemm import run_gemm, run_packed_gemm
     from kernels.memory import run_memory
 
-    runners = {"gemm": run_gemm, "attention": run_attention, "memory": run_memory}
+    runners = {"gemm": run_gemm, "gemm_packed": run_packed_gemm, "attention": run_attention, "memory": run_memory}
     before = torch.get_num_threads()
     min_repeat_s = 0.01 if config.quick else 0.02
     device = "cuda:0" if config.device == "cuda" else "cpu"
@@ -304,6 +318,10 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     device["fingerprint"] = machine_fingerprint(config.device)
     fingerprint = _fingerprint(config, device)
     partial = partial_path(out)
+    kept = _kept_samples(out, device, config)
+    if "gemm" not in config.ops and not any(s.get("bench") == "gemm" for s in kept):
+        raise SpecError("--ops", f"every calibration is fitted on the gemm bench, which neither this run nor {out} "
+                        "holds", "add gemm to --ops, or give --out a calibration of this machine that has it")
     cases = plan(config)
     samples = load_partial(partial, fingerprint)
     todo = [c for c in cases if case_key(c) not in samples]
@@ -323,8 +341,8 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
         saver.flush()
     load.append(os.getloadavg()[0])
     load.append(others.cores())
-    kept = _kept_samples(out, device, config)
-    cal = build_calibration(list(samples.values()) + kept, config, device, name, load)
+    previous = load_calibration(out) if kept else None
+    cal = build_calibration(list(samples.values()) + kept, config, device, name, load, previous)
     if int(os.environ.get("RANK", "0")) == 0 or not under_torchrun():  # under torchrun, rank 0 writes
         write_calibration(cal, out)
         partial.unlink(missing_ok=True)
@@ -363,13 +381,16 @@ def _kept_samples(out: Path, device: dict[str, Any], config: RunConfig) -> list[
 
 
 def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, Any], name: str,
-                      load: list[float]) -> Calibration:
+                      load: list[float], previous: Calibration | None = None, created: str = "") -> Calibration:
+    """The calibration of ``samples``; ``previous`` is the file whose other benches were kept (its date and
+    provenance are carried into the new provenance: its host and load describe those benches, not this run);
+    ``created`` is when the samples were measured (default: now)."""
     import torch
 
     main, *others = config.threads
     present = {s["bench"] for s in samples}
     kept_benches = present - set(config.ops)
-    missing = set(BENCHES) - present
+    missing = set(default_ops(config.device)) - present
     protocols = 2 if config.device == "cuda" else 1  # NCCL switches protocols by size; gloo does not
     params, quality = fit_device(samples, name, device["name"], main if config.device == "cpu" else None,
                                  device.get("memory_bytes", 0.0), protocols)
@@ -378,12 +399,14 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
     host = {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
             "threads": main, "variant_threads": others, "load_avg_1min": load[:2],
             "other_processes_busy_cores": load[2], "mode": config.mode}
+    created = created or datetime.now(UTC).isoformat(timespec="seconds")
     provenance = (
-        f"Measured by `capsim calibrate{' --quick' if config.quick else ''}` (kernels/ microbenchmarks) on "
+        f"Measured {created} by `capsim calibrate{' --quick' if config.quick else ''}` (kernels/ microbenchmarks) on "
         f"{device['name']} ({config.device}), torch {torch.__version__}, {main} thread(s) for `fitted`"
         + (f" and {', '.join(map(str, others))} for the variants" if others else "")
         + f"; benches measured in this run: {', '.join(config.ops)}"
-        + (f" (kept from the previous file: {', '.join(sorted(kept_benches))})" if kept_benches else "")
+        + (f" (kept from the previous file{', created ' + previous.created if previous else ''}: "
+           f"{', '.join(sorted(kept_benches))})" if kept_benches else "")
         + f"; formats {', '.join(config.dtypes)}"
         + "; collective groups "
         f"{', '.join(map(str, config.comm_groups)) if 'comm' in config.ops else 'not measured'}; "
@@ -393,11 +416,13 @@ def build_calibration(samples: list[dict], config: RunConfig, device: dict[str, 
         + ". Peaks are the best measured GEMM rates. "
         + ("Not measured, generic: " + ", ".join(sorted(missing)) + ". " if missing else "")
         + _skipped_formats(config)
-        + "Fit quality (rms of log time error): " + ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
+        + "Fit quality (rms of log time error): " + ", ".join(f"{k}={v:.3f}" for k, v in quality.items())
+        + (f". The kept benches' own provenance (previous file): {previous.provenance}"
+           if previous is not None and kept_benches else ""))
     by_bench = {b: [s for s in samples if s["bench"] == b] for b in BENCHES}
     given = {"kv_cache_bytes": config.kv_cache_bytes, "power_w": config.power_w,
              "price_usd_per_hour": config.price_usd_per_hour}
     device = {**device, "dtypes": list(config.dtypes), **{k: v for k, v in given.items() if v is not None}}
     return Calibration(name=name, kind="measured", device=device, fitted=params, provenance=provenance, host=host,
-                       torch_version=torch.__version__, created=datetime.now(UTC).isoformat(timespec="seconds"),
+                       torch_version=torch.__version__, created=created,
                        samples={k: v for k, v in by_bench.items() if v}, variants=variants)

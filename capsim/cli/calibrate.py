@@ -130,8 +130,8 @@ def _with_bar(config: object, out: Path | None, run: object) -> tuple:
 
 def calibrate(
     ctx: typer.Context,
-    quick: Annotated[bool, typer.Option("--quick", help="A smaller grid, fp32 only (688 samples on a 2-core CPU: about 1.5 minutes of CPU time; see the README for wall clocks).")] = False,
-    ops: Annotated[str, typer.Option("--ops", help="Comma-separated benches: gemm,attention,memory,comm.")] = "gemm,attention,memory,comm",
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller grid, fp32 only (928 samples on a 2-core CPU: about 2 minutes of CPU time; see the README for wall clocks).")] = False,
+    ops: Annotated[str | None, typer.Option("--ops", help="Comma-separated benches: gemm,gemm_packed,attention,memory,comm (default: every bench the device runs; gemm_packed, linears on oneDNN-prepacked weights, is CPU only).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     out: Annotated[Path | None, typer.Option("--out", help="Output file (default: <user data dir>/capsim/calibrations/<device>.json; a shipped file is never overwritten).")] = None,
     threads: Annotated[str | None, typer.Option("--threads", help="CPU thread counts, main first; the rest become variants (default 1; e.g. 2,1).")] = None,
@@ -160,7 +160,11 @@ def calibrate(
         run,
     )
 
-    config = RunConfig(device=device, quick=quick, ops=tuple(o.strip() for o in ops.split(",") if o.strip()),
+    ops_given = () if ops is None else tuple(o.strip() for o in ops.split(",") if o.strip())
+    if ops is not None and not ops_given:
+        raise SpecError("--ops", "no benchmarks given", "use a comma-separated subset of "
+                        "gemm,gemm_packed,attention,memory,comm, or leave --ops out")
+    config = RunConfig(device=device, quick=quick, ops=ops_given,
                        threads=_ints(threads, "--threads"), comm_timeout_s=timeout,
                        kv_cache_bytes=None if kv_cache_space is None else kv_cache_space * 2**30, power_w=power,
                        price_usd_per_hour=price)

@@ -16,6 +16,7 @@ from capsim._types import Num
 from capsim.errors import SpecError
 from capsim.perf.categories import candidate_keys, category_of
 from capsim.perf.params import Collective, Curve, DeviceParams, Link, Tier
+from capsim.specs.engine import GemmPath
 from capsim.specs.precision import DType
 
 
@@ -54,9 +55,25 @@ class Perf:
         eff = curve_value(g.efficiency, m, n, k) * g.dtype_scale.get(DType(fmt).value, 1.0)
         flops = 2.0 * np.asarray(m, float) * n * k * count
         compute = flops / (self.peak(fmt) * eff)
+        key, kind = self.gemm_table_key(fmt)
         if g.table is not None:
-            compute = compute * _table_factor(g.table, DType(fmt).value, m, n, k)
-        return g.launch_s + np.maximum(compute, self.memory_bytes_s(nbytes, "gemm"))
+            compute = compute * _table_factor(g.table, key, m, n, k)
+        return g.launch_s + np.maximum(compute, self.memory_bytes_s(nbytes, kind))
+
+    def gemm_table_key(self, fmt: DType | str) -> tuple[str, str]:
+        """(residual-table key, memory kind) of a GEMM in ``fmt`` on the kernel path the engine runs
+        (``GemmParams.path``). A path other than the main one must have been timed by the calibration in that
+        format: pricing it as torch's matmul would be the error this path exists to remove."""
+        g, fmt_key = self.params.gemm, DType(fmt).value
+        if not g.path or g.path == GemmPath.TORCH:
+            return fmt_key, "gemm"
+        key = f"{fmt_key}@{g.path}"
+        if key not in (g.table or {}):
+            raise SpecError("calibration", f"{self.name} has no {fmt_key} GEMM timings on the {g.path} path, which "
+                            "the engine runs its linears on",
+                            "time it here: capsim calibrate --ops gemm_packed --out FILE (keeps FILE's other "
+                            "benches), then use FILE")
+        return key, f"gemm@{g.path}" if f"gemm@{g.path}" in self.params.memory.kind_scale else "gemm"
 
     def attention_s(self, flops: Num, nbytes: Num, query_rows: Num, fmt: DType | str = DType.BF16,
                     backward: bool = False, kv_per_seq: Num | None = None) -> Num:

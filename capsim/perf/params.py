@@ -42,8 +42,12 @@ class GemmParams:
     launch_s: float  # fixed cost of one kernel (launch + tail)
     # Per-dtype multipliers on efficiency where a format runs differently (e.g. fp32 on CPUs).
     dtype_scale: dict[str, float] = field(default_factory=dict)
-    # Optional measured residuals: log2-grid of (m, n, k) -> time multiplier, interpolated (measured files).
+    # Optional measured residuals: log2-grid of (m, n, k) -> time multiplier, interpolated (measured files); keyed
+    # by format, and "format@path" for another kernel path the calibration timed (capsim.specs.engine.GemmPath).
     table: dict[str, Any] | None = None
+    # The kernel path an engine runs its linears on (set by capsim.analytic.serving.engine_perf from the engine
+    # profile, never by a calibration file): "" prices the calibration's main path.
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class DeviceParams:
         for part in ("attention", "memory"):  # optional residual tables appear only where measured
             if d[part].get("table") is None:
                 d[part].pop("table", None)
+        if not d["gemm"]["path"]:  # an engine's choice (engine_perf), never a calibration file's
+            d["gemm"].pop("path")
         return d
 
     @classmethod
@@ -118,7 +124,7 @@ class DeviceParams:
             name=d["name"], kind=d["kind"], device=d["device"],
             peak_flops_per_s={k: float(v) for k, v in d["peak_flops_per_s"].items()},
             gemm=GemmParams(curve(g["efficiency"]), float(g["launch_s"]), dict(g.get("dtype_scale") or {}),
-                            g.get("table")),
+                            g.get("table"), str(g.get("path", ""))),
             attention=AttentionParams(curve(a["forward"]), curve(a["backward"]), float(a["launch_s"]), a.get("table")),
             memory=MemoryParams(float(m["bandwidth_bytes_per_s"]), float(m["launch_s"]),
                                 float(m.get("half_bytes", 0.0)), dict(m.get("kind_scale") or {}), m.get("table")),

@@ -86,6 +86,8 @@ def sparse_perf(perf: Perf, gemm_speedup: float, memory_bound_speedup: float = 1
                                               * gemm_speedup))
     scale = dict(p.memory.kind_scale)
     scale["gemm"] = scale.get("gemm", 1.0) * memory_bound_speedup
+    for kind in [k for k in scale if k.startswith("gemm@")]:  # each kernel path's bound (Perf.gemm_table_key)
+        scale[kind] *= memory_bound_speedup
     return Perf(replace(p, name=f"{p.name} (sparse GEMMs x{gemm_speedup:g})", gemm=gemm,
                         memory=replace(p.memory, kind_scale=scale)))
 

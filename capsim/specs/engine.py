@@ -38,12 +38,19 @@ class Workers(StrEnum):
 PHASES = ("schedule", "prepare", "sampler", "outputs", "step", "workers")
 # capsim's defaults where a release's sources do not state a value (engines.yaml names them per profile): vLLM's
 # long-standing limits and memory fraction, no watermark, nothing reserved, no host time priced, eager kernels.
+class GemmPath(StrEnum):
+    """How an engine runs its linear layers, where a calibration times kernel paths apart (kernels/gemm.py)."""
+
+    TORCH = "torch"  # torch's linear / matmul on the weight as stored (the calibration's main GEMM bench)
+    ONEDNN_PACKED = "onednn_packed"  # a oneDNN matmul on a weight reordered once into oneDNN's blocked layout
+
+
 DEFAULTS: dict[str, Any] = {"max_num_seqs": 256, "max_num_batched_tokens": "model", "watermark": 0.0,
                             "kv_memory_of": "total", "memory_fraction": 0.9, "reserved_bytes": 0.0,
                             "workers": "local", "cuda_graphs": False, "cuda_graph_padding": False,
                             "kernel_dispatch_s": 1.0e-5, "prefix_caching": False, "device_type": "gpu",
                             "host_shares_device": False, "block_size": 16, "reserved_cores": 0,
-                            "ttft_offset_s": 0.0}
+                            "ttft_offset_s": 0.0, "gemm_path": "torch"}
 
 
 def parse_version(text: str, field_name: str = "engine_version") -> tuple[int, ...]:
@@ -128,6 +135,9 @@ class EngineProfile:
     block_size: int = DEFAULTS["block_size"]  # tokens per paged-KV block by default
     reserved_cores: int = DEFAULTS["reserved_cores"]  # CPU cores per rank kept for the engine's own processes
     ttft_offset_s: float = DEFAULTS["ttft_offset_s"]  # added to every TTFT by the server and client (fitted)
+    # The kernel path the engine runs its dense linears on; the device calibration must have timed it (a path
+    # other than torch's linear: capsim calibrate --ops gemm_packed).
+    gemm_path: GemmPath = GemmPath(DEFAULTS["gemm_path"])
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)  # a fitted profile's files and fit
     # Multipliers on the calibration's kernel efficiencies: 1.0, since no operator profile of an engine's kernels
     # says they differ from the calibrated ones (kept for what-if studies, not set by any profile).
@@ -208,7 +218,8 @@ class EngineProfile:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out.update(scheduler=self.scheduler.value, workers=self.workers.value,
                    workers_tp=None if self.workers_tp is None else self.workers_tp.value, covers=list(self.covers),
-                   cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped))
+                   cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped),
+                   gemm_path=self.gemm_path.value)
         return out
 
 
@@ -225,6 +236,10 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     if entry.get("workers_tp") is not None:
         entry["workers_tp"] = Workers(entry["workers_tp"])
     entry["cuda_graph_sizes"] = _sizes(entry.get("cuda_graph_sizes", []))
+    path = entry.get("gemm_path", DEFAULTS["gemm_path"])
+    require(path in set(GemmPath), f"engine {name}.gemm_path", f"unknown kernel path {path!r}",
+            f"use one of {', '.join(GemmPath)}")
+    entry["gemm_path"] = GemmPath(path)
     entry.pop("cuda_graph_sizes_padded", None)
     return EngineProfile(name=name, **entry)
 
