@@ -123,7 +123,7 @@ def test_candidates_that_differ_in_the_batch_limit_share_only_runs_the_limit_can
     from capsim.specs.plans import Quantization
 
     traffic, slo, rule = Traffic(3.0, LENGTHS, requests=600), Slo(ttft_p99_s=1.0, tpot_p99_s=0.05), ConfirmRule()
-    bounds = bound_table(MODEL, candidates(MODEL, [get_accelerator("h100")], (Quantization.NONE,), tps=(1,)),
+    bounds = bound_table(MODEL, candidates(MODEL, [get_accelerator("h100")], (Quantization.NONE,), tps=(1,), pps=(1,)),
                          traffic, slo, KINDS)
     rows = [r for _, r in bounds.sort_values("max_batch").iterrows() if r["viable"]]
     rows = [r.to_dict() for r in rows]

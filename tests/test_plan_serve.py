@@ -43,18 +43,20 @@ def test_pareto_front_is_non_dominated(plan):
     assert list(pareto_front(front)["cost_per_hour_usd"]) == list(front["cost_per_hour_usd"])
 
 
-@pytest.mark.parametrize("engine", ["vllm", "vllm-v0"])
-def test_capacity_estimate_matches_simulated_saturation(engine):
+@pytest.mark.parametrize("engine,pp", [("vllm", 1), ("vllm-v0", 1), ("vllm", 2), ("vllm-v0", 2)])
+def test_capacity_estimate_matches_simulated_saturation(engine, pp):
     # Offered 3x the estimate, the simulated fleet saturates: its throughput is the estimate within 2%
-    # (the estimate prices the steady-state step; a finite run's ramp and drain move it slightly).
+    # (the estimate prices the steady-state step; a finite run's ramp and drain move it slightly). At pp = 2 the
+    # replica keeps two batches in flight (virtual engines), so both carry about twice one batch's rate.
     acc = get_accelerator("h100")
-    plan = engine_plan(engine, MODEL, acc, max_batch=64)
+    plan = engine_plan(engine, MODEL, acc, max_batch=64, pp=pp)
     perf = perf_for(acc)
     bound = capacity_bound(MODEL, plan, acc, perf, engine, 512, 128, Slo(tpot_p99_s=10.0))["capacity_rps"]
     work = build_workload(WorkloadSpec(ArrivalKind.POISSON, lengths=LENGTHS, rate_rps=3 * bound, requests=3000))
     done = simulate(MODEL, plan, acc, perf, work, ServeConfig(engine=engine)).requests
     saturated = len(done) / (done["finish_s"].max() - done["arrival_s"].min())
-    assert saturated == pytest.approx(bound, rel=0.02)
+    # pp = 2: two virtual engines ramp and drain apart, and V0's separate prefill steps come in each (3%)
+    assert saturated == pytest.approx(bound, rel=0.02 if pp == 1 else 0.03) and saturated <= bound * 1.01
 
 
 def test_infeasible_targets_are_reported_with_a_reason():

@@ -126,7 +126,7 @@ def test_planner_skips_only_the_fleets_over_the_limit():
     over = {i for i, n in need.items() if n > cut}
     assert over and len(over) < len(need)
     capped = plan_serving(MODEL, traffic, slo, names, perfs, quantizations=("none",), workers=1, max_events=cut)
-    key = ["accelerator", "tp", "quantization", "max_batch"]
+    key = ["accelerator", "tp", "pp", "quantization", "max_batch"]
     reasons = capped.table.set_index(key)["reason"]
     for i in over:
         reason = reasons.loc[tuple(viable.loc[i, key])]

@@ -25,7 +25,7 @@ def workload(n: int = 300, rate: float = 6.0, seed: int = 0, lengths: Lengths | 
 
 def run_fleet(wl: Workload, engine: str = "vllm", fast: bool = True, **kw) -> Fleet:
     plan_kw = {k: kw.pop(k) for k in list(kw) if k in ("replicas", "gpu_memory_utilization", "max_batch",
-                                                       "max_batched_tokens", "tp")}
+                                                       "max_batched_tokens", "tp", "pp")}
     plan = engine_plan(engine, MODEL, ACC, **plan_kw)
     fleet = Fleet(MODEL, plan, ACC, PERF, wl, ServeConfig(engine=engine, fast=fast, **kw))
     fleet.run()
@@ -216,12 +216,14 @@ SCHEDULERS = [  # (engine, scheduler, prefill replicas): every policy and the di
 @given(sched=st.sampled_from(SCHEDULERS), n=st.integers(20, 150), rate=st.floats(5.0, 100.0),
        memory=st.sampled_from([0.21, 0.22, 0.23, 0.25, 0.9]), budget=st.sampled_from([None, 512, 2048]),
        replicas=st.integers(1, 4), router=st.sampled_from(list(RouterKind)), closed=st.integers(0, 12),
-       seed=st.integers(0, 10**6), prefix=st.sampled_from([None, (1, 500), (6, 700), (40, 300)]))
+       seed=st.integers(0, 10**6), prefix=st.sampled_from([None, (1, 500), (6, 700), (40, 300)]),
+       pp=st.sampled_from([1, 1, 2]))
 def test_property_fast_equals_step_in_every_scheduler(sched, n, rate, memory, budget, replicas, router, closed,
-                                                      seed, prefix):
+                                                      seed, prefix, pp):
     """Fast mode == the step-by-step reference over schedulers, memory pressure (KV preemption), routers, closed
     loops and seeds, disaggregated pools included (decode replicas send preempted requests back to prefill), with
-    prefix caching on (groups of requests sharing a prefix; cached blocks evicted under memory pressure)."""
+    prefix caching on (groups of requests sharing a prefix; cached blocks evicted under memory pressure), and
+    pipeline-parallel replicas (pp virtual engines each)."""
     engine, scheduler, prefill = sched
     replicas = max(replicas, prefill + 1)
     rng = np.random.default_rng(seed)
@@ -233,7 +235,7 @@ def test_property_fast_equals_step_in_every_scheduler(sched, n, rate, memory, bu
     wl = Workload("prop", p, o, None if closed else renewal(rate, n, None, rng), closed, prefix_group=groups,
                   prefix_tokens=tokens)
     kw = dict(engine=engine, scheduler=scheduler, prefill_replicas=prefill, router=router, seed=seed % 5,
-              gpu_memory_utilization=memory, max_batched_tokens=budget, replicas=replicas)
+              gpu_memory_utilization=memory / pp, max_batched_tokens=budget, replicas=replicas, pp=pp)
     try:
         fast = run_fleet(wl, fast=True, **dict(kw))
     except SpecError:  # a plan the inputs make invalid (a request longer than the cache): not this test's subject

@@ -244,8 +244,10 @@ def pp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, se
     if plan.pp == 1:
         return 0.0 * np.asarray(new_tokens, float)
     nbytes = np.asarray(new_tokens, float) * model.hidden * plan.dtype.bytes
-    return (sends[0] * perf.collective_s(Collective.SEND_RECV, nbytes, 2, "intra")
-            + sends[1] * perf.collective_s(Collective.SEND_RECV, nbytes, 2, "inter"))
+    # a tier no send crosses is not priced (a calibration may lack the inter-node figures a one-node pipeline
+    # never uses)
+    return sum(n * perf.collective_s(Collective.SEND_RECV, nbytes, 2, tier)
+               for n, tier in zip(sends, ("intra", "inter"), strict=True) if n) + 0.0 * nbytes
 
 
 def graph_batches(engine: EngineProfile, prefill_tokens: Num, decode_seqs: Num) -> np.ndarray:

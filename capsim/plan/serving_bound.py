@@ -27,7 +27,7 @@ from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Quantization, ServePlan
 
 TP_CHOICES = (1, 2, 4, 8)
-PP_CHOICES = (1, 2, 4)  # pipeline stages across nodes, tried once TP fills a node
+PP_CHOICES = (1, 2, 4)  # pipeline stages (each replica keeps pp batches in flight: capsim.sim.serving.pipeline)
 BATCH_CHOICES = (64, 128, 256)
 
 
@@ -45,11 +45,12 @@ def candidates(model: ModelSpec, accelerators: list[Accelerator], quantizations:
                tps: tuple[int, ...] = TP_CHOICES, batches: tuple[int, ...] = BATCH_CHOICES,
                pps: tuple[int, ...] = PP_CHOICES) -> list[Candidate]:
     """Every accelerator x TP x PP x quantization x max batch that can run (heads and layers split, format
-    supported). Pipeline stages span nodes, so PP > 1 is tried only with TP filling a node."""
+    supported). TP stays inside a node; pipeline stages go inside a node or across nodes (the TP tier is TP's
+    alone, capsim.analytic.serving.comm_tier)."""
     out = []
     for acc in accelerators:
         layouts = [(tp, pp) for tp in tps for pp in pps
-                   if tp <= acc.gpus_per_node and (pp == 1 or tp == acc.gpus_per_node)
+                   if tp <= acc.gpus_per_node  # --- ppserve (issue 13 item 3): PP > 1 with any TP ---
                    and not model.heads % tp and not (model.kv_heads % tp and tp % model.kv_heads)
                    and not model.layers % pp]
         for tp, pp in layouts:
@@ -70,6 +71,8 @@ def capacity_bound(model: ModelSpec, plan: ServePlan, acc: Accelerator, perf: Pe
     step takes t(B); the replica finishes X(B) = B / (O t(B)) requests/s and a request sees TPOT = t(B).
     B is limited by max_num_seqs, the KV cache and the TPOT target; the TTFT target must exceed one prompt's
     prefill. Scheduling gaps only lower X, so the simulation confirms (and sizes up) what this bound prunes.
+    With pp stages the replica runs pp virtual engines, each with B sequences and 1/pp of the KV cache, each step
+    a whole traversal t(B) (capsim.sim.serving.pipeline): X(B) = pp B / (O t(B)), TPOT = t(B).
     """
     b = np.arange(1, plan.max_batch + 1, dtype=float)
     p, o = prompt_mean, max(output_mean, 1.0)
@@ -79,19 +82,20 @@ def capacity_bound(model: ModelSpec, plan: ServePlan, acc: Accelerator, perf: Pe
                       prefill_kv_tokens=entering * p, decode_seqs=b, decode_kv_tokens=b * (ctx + 1))
     t = np.asarray(iteration_time(model, plan, perf, shape, engine, acc).total_s)
     t_p = float(iteration_time(model, plan, perf, StepShape.prefill(1, p), engine, acc).total_s)
-    kv_tokens = kv_blocks(model, plan, acc, get_engine(engine)) * plan.block_size
+    # --- ppserve: per virtual engine, 1/pp of the blocks (vLLM V0 Scheduler num_gpu_blocks //= pp) ---
+    kv_tokens = kv_blocks(model, plan, acc, get_engine(engine)) // plan.pp * plan.block_size
     fits = b * (p + o) <= kv_tokens
     ok = fits & (t <= (slo.tpot_p99_s if slo.tpot_p99_s is not None else np.inf))
     if slo.ttft_p99_s is not None and t_p > slo.ttft_p99_s:
         ok[:] = False
-    x = b / (o * t)
+    x = plan.pp * b / (o * t)  # --- ppserve: pp batches in flight ---
     if not ok.any():
         why = ("a prefill alone exceeds the TTFT target" if slo.ttft_p99_s is not None and t_p > slo.ttft_p99_s
                else "no batch size meets the TPOT target within the KV cache")
         return {"capacity_rps": 0.0, "batch": 0, "prefill_s": t_p, "step_s": float(t[0]), "reason": why}
     i = int(np.argmax(np.where(ok, x, -1)))
     return {"capacity_rps": float(x[i]), "batch": int(b[i]), "prefill_s": t_p, "step_s": float(t[i]),
-            "kv_tokens": int(kv_tokens), "reason": ""}
+            "kv_tokens": int(kv_tokens) * plan.pp, "reason": ""}
 
 
 def perf_of(perfs: Mapping[str, Perf], accelerator: str) -> Perf:
@@ -137,7 +141,11 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
         rows.append(row)
     df = pd.DataFrame(rows)
     df["viable"] = (df["capacity_rps"] > 0) & (df["reason"] == "") & df["cost_per_hour_min"].notna()
-    return df.sort_values(["viable", "cost_per_hour_min"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    # --- ppserve: equal bound costs go lowest single-prompt latency first (prefill_s), so a deeper pipeline
+    # (a longer traversal per step) is taken over a TP layout only where it is cheaper; no prefill_s column
+    # when every bound failed ---
+    keys = [k for k in ("viable", "cost_per_hour_min", "prefill_s") if k in df]
+    return df.sort_values(keys, ascending=[k != "viable" for k in keys], kind="stable").reset_index(drop=True)
 
 
 def why_not(bounds: pd.DataFrame, most: int = 3) -> str:

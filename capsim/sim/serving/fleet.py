@@ -16,7 +16,7 @@ from capsim.analytic.serving import PLAIN_SAMPLING, Sampling
 from capsim.analytic.step_table import StepTable
 from capsim.errors import InfeasibleError, require
 from capsim.perf import Collective, Perf, require_perf
-from capsim.sim.serving import drivers
+from capsim.sim.serving import drivers, pipeline
 from capsim.sim.serving.budget import DEFAULT_MAX_EVENTS, check_work, estimate_work
 from capsim.sim.serving.metrics import RunInfo, ServingResult, build_result
 from capsim.sim.serving.replica import Replica, ReplicaConfig, Role
@@ -99,7 +99,7 @@ class Fleet:
         self.policy = SchedulerKind(cfg.scheduler) if cfg.scheduler is not None else self.engine.scheduler
         plan.check(model)
         require_perf(perf)
-        check_work(estimate_work(workload.size, plan.replicas, float(np.mean(workload.prompt_tokens)),
+        check_work(estimate_work(workload.size, plan.replicas * plan.pp, float(np.mean(workload.prompt_tokens)),
                                  float(np.mean(workload.output_tokens)), plan.max_batched_tokens, cfg.fast),
                    cfg.max_events)
         self.env = simpy.Environment()
@@ -113,7 +113,12 @@ class Fleet:
         self.fin_count = [0] * self.req.n
         self.closed = workload.closed  # read once per finished request
         self.table = StepTable(model, plan, perf, self.engine, accelerator, sampling=cfg.sampling)
-        self.blocks = kv_blocks(model, plan, accelerator, self.engine)
+        # A pipeline-parallel replica runs plan.pp virtual engines, each with 1/pp of its KV blocks (vLLM V0
+        # Scheduler: num_gpu_blocks //= pipeline_parallel_size; capsim.sim.serving.pipeline).
+        self.stages = plan.pp
+        self.blocks = kv_blocks(model, plan, accelerator, self.engine) // self.stages
+        require(self.blocks > 0, "plan.pp", f"{plan.pp} virtual engines leave no KV block each",
+                "lower --pp or give the KV cache more memory")
         self._check_fits()
         self.replicas, self.prefill_pool, self.decode_pool = self._build_replicas()
         self.router = make_router(cfg.router, cfg.seed)
@@ -126,7 +131,8 @@ class Fleet:
         wm = int(self.engine.watermark * self.blocks)
         need = np.ceil((self.workload.prompt_tokens + self.workload.output_tokens) / bs).astype(np.int64)
         too_big = int(np.sum(need > self.blocks - wm))
-        require(too_big == 0, "workload", f"{too_big} requests need more KV cache than one replica holds "
+        holder = "one replica" if plan.pp == 1 else f"one of a replica's {plan.pp} virtual engines"
+        require(too_big == 0, "workload", f"{too_big} requests need more KV cache than {holder} holds "
                 f"({self.blocks * bs} tokens on {plan.tp}x{plan.pp} GPUs)",
                 "raise --tp, quantize the KV cache (--kv-cache-dtype fp8), or shorten the requests")
         if self.policy is SchedulerKind.SARATHI:
@@ -134,8 +140,9 @@ class Fleet:
                     f"chunked prefill needs a token budget ({plan.max_batched_tokens}) above max_num_seqs "
                     f"({plan.max_batch}) so prompts can progress", "raise --max-batched-tokens or lower --max-seqs")
 
-    def _build_replicas(self) -> tuple[list[Replica], list[Replica], list[Replica]]:
-        cfg, plan = self.cfg, self.plan
+    def _build_replicas(self) -> tuple[list[Replica], list[Any], list[Any]]:
+        """Every replica's engines (its virtual engines at pp > 1), and the pools the routers pick from."""
+        cfg, plan, pp = self.cfg, self.plan, self.stages
         p = cfg.prefill_replicas
         require(0 <= p < plan.replicas or p == 0, "prefill_replicas", f"{p} of {plan.replicas} replicas leaves "
                 "no decode replica", "use fewer prefill replicas or more replicas")
@@ -152,17 +159,24 @@ class Fleet:
                                  cfg.fast, role, prefix and role is not Role.DECODE and policy is not SchedulerKind.STATIC)
 
         reps = []
-        for i in range(plan.replicas):
-            role = Role.BOTH if not p else (Role.PREFILL if i < p else Role.DECODE)
+        for i in range(plan.replicas * pp):  # replica i // pp, virtual engine i % pp
+            role = Role.BOTH if not p else (Role.PREFILL if i < p * pp else Role.DECODE)
             policy = self.policy if role is Role.BOTH else SchedulerKind.VLLM
             reps.append(Replica(i, self.env, self.req, self.table, rc(role, policy), self))
+        pool: list[Any] = reps if pp == 1 else pipeline.group(reps, pp)
         if not p:
-            return reps, reps, []
-        return reps, reps[:p], reps[p:]
+            return reps, pool, []
+        return reps, pool[:p], pool[p:]
+
+    def _engine(self, pool: list[Any], router: Any) -> Replica:
+        """The replica the router picks from ``pool``, and at pp > 1 its virtual engine with the fewest unfinished
+        requests."""
+        rep = router(pool)
+        return rep if self.stages == 1 else rep.pick()
 
     # --- request flow ------------------------------------------------------------------------------
     def route(self, rid: int, front: bool = False) -> None:
-        rep = self.router(self.prefill_pool)
+        rep = self._engine(self.prefill_pool, self.router)
         self.req.replica[rid] = rep.idx
         rep.submit(rid, front)
 
@@ -176,7 +190,7 @@ class Fleet:
         dt = float(self.perf.collective_s(Collective.SEND_RECV, nbytes, 2, self.cfg.kv_transfer_tier))
 
         def arrive(_e: Any) -> None:
-            rep = self.decode_router(self.decode_pool)
+            rep = self._engine(self.decode_pool, self.decode_router)
             self.req.decode_replica[rid] = rep.idx
             rep.submit(rid)
 
@@ -207,7 +221,7 @@ class Fleet:
 
     def _preroutable(self) -> bool:
         cfg = self.cfg
-        return (cfg.preroute and not self.workload.closed and not cfg.prefill_replicas
+        return (cfg.preroute and not self.workload.closed and not cfg.prefill_replicas and self.stages == 1
                 and RouterKind(cfg.router) in (RouterKind.ROUND_ROBIN, RouterKind.RANDOM))
 
     def run(self) -> None:
@@ -232,7 +246,7 @@ class Fleet:
         plan = self.plan
         return RunInfo(self.perf.name, self.engine.name, self.policy.value, plan.replicas, plan.num_gpus,
                        self.blocks, plan.block_size, self.model.max_seq, self.cfg.slo_ttft_s, self.cfg.slo_tpot_s,
-                       self.cfg.fast, self.offset)
+                       self.cfg.fast, self.offset, self.stages)
 
 
 def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: Perf, workload: Workload,

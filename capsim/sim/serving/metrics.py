@@ -29,7 +29,7 @@ class ServingResult:
 
     requests: pd.DataFrame  # one row per request (times in seconds from the start)
     timeline: pd.DataFrame  # one row per scheduling decision of each replica
-    replicas: pd.DataFrame  # one row per replica
+    replicas: pd.DataFrame  # one row per replica (per virtual engine at pp > 1: replica i // pp)
     summary: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,13 +45,14 @@ class RunInfo:
     scheduler: str
     replicas: int
     gpus: int
-    kv_blocks: int  # per replica
+    kv_blocks: int  # per scheduler: per replica, or per virtual engine of a pipeline-parallel replica
     block_size: int
     max_seq: int  # the model's context length
     slo_ttft_s: float | None
     slo_tpot_s: float | None
     fast: bool
     ttft_offset_s: float = 0.0  # the engine sees a request this long after the client sends it (fitted)
+    virtual_engines: int = 1  # schedulers (batches in flight) per replica: its pipeline stages (capsim.sim.serving.pipeline)
 
 
 def _stats(name: str, values: np.ndarray, out: dict[str, Any]) -> None:
@@ -159,7 +160,8 @@ def build_result(req: Requests, records: Sequence[ReplicaRecord], info: RunInfo,
     s["cost_per_million_output_tokens"] = s["cost_per_hour_usd"] * duration / 3600 / out_tokens * 1e6
     over = int(np.sum(requests["prompt_tokens"] + requests["output_tokens"] > info.max_seq))
     s.update(calibration=info.calibration, engine=info.engine, scheduler=info.scheduler, replicas=info.replicas,
-             gpus=info.gpus, kv_tokens_per_replica=info.kv_blocks * info.block_size, requests_over_context=over,
+             gpus=info.gpus, kv_tokens_per_replica=info.kv_blocks * info.block_size * info.virtual_engines,
+             virtual_engines_per_replica=info.virtual_engines, requests_over_context=over,
              slo_ttft_s=info.slo_ttft_s, slo_tpot_s=info.slo_tpot_s, mode="fast" if info.fast else "step",
              price_usd_per_gpu_hour=price_usd_per_gpu_hour)
     return ServingResult(requests, timeline, reps, s)
