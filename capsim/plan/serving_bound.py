@@ -20,7 +20,7 @@ from capsim.analytic.serving import StepShape, iteration_time
 from capsim.errors import SpecError
 from capsim.perf import Perf
 from capsim.plan.serving_specs import Slo, Traffic
-from capsim.sim.serving.fleet import engine_plan, kv_blocks
+from capsim.sim.serving.fleet import engine_kv_blocks, engine_plan
 from capsim.specs.engine import get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
@@ -50,7 +50,7 @@ def candidates(model: ModelSpec, accelerators: list[Accelerator], quantizations:
     out = []
     for acc in accelerators:
         layouts = [(tp, pp) for tp in tps for pp in pps
-                   if tp <= acc.gpus_per_node  # --- ppserve (issue 13 item 3): PP > 1 with any TP ---
+                   if tp <= acc.gpus_per_node  # PP > 1 with any TP
                    and not model.heads % tp and not (model.kv_heads % tp and tp % model.kv_heads)
                    and not model.layers % pp]
         for tp, pp in layouts:
@@ -82,13 +82,12 @@ def capacity_bound(model: ModelSpec, plan: ServePlan, acc: Accelerator, perf: Pe
                       prefill_kv_tokens=entering * p, decode_seqs=b, decode_kv_tokens=b * (ctx + 1))
     t = np.asarray(iteration_time(model, plan, perf, shape, engine, acc).total_s)
     t_p = float(iteration_time(model, plan, perf, StepShape.prefill(1, p), engine, acc).total_s)
-    # --- ppserve: per virtual engine, 1/pp of the blocks (vLLM V0 Scheduler num_gpu_blocks //= pp) ---
-    kv_tokens = kv_blocks(model, plan, acc, get_engine(engine)) // plan.pp * plan.block_size
+    kv_tokens = engine_kv_blocks(model, plan, acc, get_engine(engine)) * plan.block_size  # per virtual engine
     fits = b * (p + o) <= kv_tokens
     ok = fits & (t <= (slo.tpot_p99_s if slo.tpot_p99_s is not None else np.inf))
     if slo.ttft_p99_s is not None and t_p > slo.ttft_p99_s:
         ok[:] = False
-    x = plan.pp * b / (o * t)  # --- ppserve: pp batches in flight ---
+    x = plan.pp * b / (o * t)  # pp batches in flight
     if not ok.any():
         why = ("a prefill alone exceeds the TTFT target" if slo.ttft_p99_s is not None and t_p > slo.ttft_p99_s
                else "no batch size meets the TPOT target within the KV cache")
@@ -141,9 +140,9 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
         rows.append(row)
     df = pd.DataFrame(rows)
     df["viable"] = (df["capacity_rps"] > 0) & (df["reason"] == "") & df["cost_per_hour_min"].notna()
-    # --- ppserve: equal bound costs go lowest single-prompt latency first (prefill_s), so a deeper pipeline
-    # (a longer traversal per step) is taken over a TP layout only where it is cheaper; no prefill_s column
-    # when every bound failed ---
+    # Equal bound costs go lowest single-prompt latency first (prefill_s), so a deeper pipeline (a longer
+    # traversal per step) is taken over a TP layout only where it is cheaper; no prefill_s column when every
+    # bound failed.
     keys = [k for k in ("viable", "cost_per_hour_min", "prefill_s") if k in df]
     return df.sort_values(keys, ascending=[k != "viable" for k in keys], kind="stable").reset_index(drop=True)
 

@@ -32,7 +32,7 @@ def _work(model: ModelSpec, row: pd.Series, traffic: Traffic, engine: str, rule:
     prompt, output = traffic.mean_lengths()
     step_tokens = get_engine(engine).limits(model, get_accelerator(row["accelerator"]))[1]
     requests = rule.first(traffic.requests) if traffic.requests is not None else rule.max_requests
-    # --- ppserve: every virtual engine of a pp-stage replica is a scheduler of its own ---
+    # every virtual engine of a pp-stage replica is a scheduler of its own
     return estimate_work(requests, int(row["replicas_min"]) * int(row["pp"]), prompt, output, step_tokens)
 
 

@@ -87,6 +87,12 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
     return blocks
 
 
+def engine_kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engine: EngineProfile) -> int:
+    """Paged-KV blocks per scheduler: a pipeline-parallel replica runs plan.pp virtual engines, each with 1/pp of
+    its blocks (vLLM V0 Scheduler: num_gpu_blocks //= pipeline_parallel_size; capsim.sim.serving.pipeline)."""
+    return kv_blocks(model, plan, accelerator, engine) // plan.pp
+
+
 class Fleet:
     """Replicas, routers and the request population of one simulation; the replicas' :class:`Handoff`
     (``finished``, ``transfer``, ``reprefill``) routes the requests they are done with."""
@@ -113,10 +119,8 @@ class Fleet:
         self.fin_count = [0] * self.req.n
         self.closed = workload.closed  # read once per finished request
         self.table = StepTable(model, plan, perf, self.engine, accelerator, sampling=cfg.sampling)
-        # A pipeline-parallel replica runs plan.pp virtual engines, each with 1/pp of its KV blocks (vLLM V0
-        # Scheduler: num_gpu_blocks //= pipeline_parallel_size; capsim.sim.serving.pipeline).
         self.stages = plan.pp
-        self.blocks = kv_blocks(model, plan, accelerator, self.engine) // self.stages
+        self.blocks = engine_kv_blocks(model, plan, accelerator, self.engine)
         require(self.blocks > 0, "plan.pp", f"{plan.pp} virtual engines leave no KV block each",
                 "lower --pp or give the KV cache more memory")
         self._check_fits()
@@ -275,4 +279,4 @@ def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: 
             gc.enable()
 
 
-__all__ = ["Fleet", "ServeConfig", "engine_plan", "kv_blocks", "simulate"]
+__all__ = ["Fleet", "ServeConfig", "engine_kv_blocks", "engine_plan", "kv_blocks", "simulate"]
