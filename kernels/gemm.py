@@ -29,7 +29,8 @@ BACKWARD_MIN_TOKENS = 64  # training runs the backward products only on whole mi
 # The prepacked path is an inference engine's: forward only, and the decode batch sizes in between the grid's
 # (a decode step of B running sequences is an [B, k] @ [k, n] product); past 512 tokens it is compute bound and
 # runs at the plain path's rate (1.0-1.1x on this project's 2-core EPYC at 64 tokens, measured 2026-12-06).
-PACKED_TOKENS = {"quick": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512), "full": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)}
+# The same token counts in both modes (the modes differ in the widths they time).
+PACKED_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 def layer_linears(hidden: int, gated: bool) -> dict[str, tuple[int, int]]:
@@ -75,7 +76,7 @@ def packed_gemm_cases(mode: str = "quick", dtypes: tuple[str, ...] = ("fp32",)) 
         for hidden in widths:
             for gated in (False, True):
                 for op, (n, k) in layer_linears(hidden, gated).items():
-                    for m in PACKED_TOKENS[mode]:
+                    for m in PACKED_TOKENS:
                         if (m, n, k, dtype) not in seen:
                             seen.add((m, n, k, dtype))
                             cases.append({"bench": "gemm_packed", "path": "onednn_packed", "op": op, "pass": "fwd",
