@@ -11,11 +11,14 @@ from capsim.analytic.layouts import Layouts
 from capsim.analytic.memory import training_memory
 from capsim.analytic.ops import forward_layer_ops, layer_shape
 from capsim.analytic.training.compute import micro_batch_times
-from capsim.analytic.training.framework import get_release
+from capsim.analytic.training.framework import get_framework, get_release
 from capsim.analytic.training.release import SacPolicy, SelectiveAc
+from capsim.analytic.training.step import step_time
 from capsim.calibration import perf_for
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_accelerator, get_model
+from capsim.specs.hardware import Cluster
+from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import Fp8Scaling, Precision
 from capsim.validation.training import training_suite
 
@@ -52,6 +55,34 @@ def test_op_policy_costs_more_than_megatron_selective_and_less_than_full() -> No
 def test_block_policy_replays_every_nth_block(every: int, blocks: int) -> None:
     t = _times(SelectiveAc(SacPolicy.BLOCKS, every))
     assert t.layer_selective_s == pytest.approx(blocks / 32 * t.layer_fwd_s)
+
+
+def _hw_over_model(framework: str, recompute_mode: str) -> float:
+    plan = TrainPlan(dp=64, global_batch=128, seq_len=8192, micro_batch=2, recompute=recompute_mode, zero_stage=3, precision=FP8)
+    r = step_time(LLAMA8, plan, Cluster(H200, 64), perf_for(H200), framework=framework)
+    return r.hw_flops / r.model_flops
+
+
+def test_hfu_counts_what_the_selective_policy_replays() -> None:
+    # Full recompute adds one forward of the layers (8N + 16 l s q against 6N + 12 l s q, SC21 Eq. 3); torchtitan's
+    # op policy adds wk, wo and w3 (share = their FLOPs in a layer's forward matmuls); Megatron's selective
+    # recompute under flash attention adds nothing.
+    full = _hw_over_model("torchtitan-2026-08", "full") - 1.0
+    op = _hw_over_model("torchtitan-2026-08", "selective") - 1.0
+    shape = layer_shape(LLAMA8, 16384, 2, 1, 1, False, 1)
+    ops = forward_layer_ops(LLAMA8, shape)
+    share = recompute.replayed_matmul_share(LLAMA8, ops, get_framework("torchtitan-2026-08").selective_ac)
+    assert 0.1 < share < 0.5
+    assert op == pytest.approx(share * full, rel=1e-9)
+    assert _hw_over_model("megatron-core", "selective") == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("every", [1, 2, 5])
+def test_hfu_of_the_block_policy_is_its_share_of_full_recompute(every: int) -> None:
+    share = recompute.replayed_matmul_share(LLAMA8, forward_layer_ops(LLAMA8, layer_shape(LLAMA8, 8192, 1, 1, 1,
+                                                                                          False, 1)),
+                                            SelectiveAc(SacPolicy.BLOCKS, every))
+    assert share == pytest.approx((32 // every) / 32)
 
 
 def _activations(sac: SelectiveAc, recompute_code: int = 1) -> float:

@@ -21,8 +21,9 @@ from enum import StrEnum
 
 import numpy as np
 
+from capsim._types import Num
 from capsim.analytic.fp8 import CastKind
-from capsim.analytic.primitives import Op, OpKind
+from capsim.analytic.primitives import MATMUL_KINDS, Op, OpKind
 from capsim.errors import SpecError
 from capsim.specs.model import ModelSpec
 
@@ -115,6 +116,15 @@ def block_share(model: ModelSpec, sac: SelectiveAc) -> float:
     if sac.policy is not SacPolicy.BLOCKS:
         return 0.0
     return (model.total_layers // sac.every) / model.total_layers
+
+
+def replayed_matmul_share(model: ModelSpec, ops: list[Op], sac: SelectiveAc) -> Num:
+    """Fraction of a layer's forward matmul FLOPs (GEMMs and attention, ``ops`` one layer) that selective
+    recomputation runs again: what hardware FLOPs add to model FLOPs (PaLM, Appendix B, counts recomputation)."""
+    shares = op_shares(model, ops, sac)
+    mm = [(s, op.flops * op.count * op.share) for s, op in zip(shares, ops, strict=True) if op.kind in MATMUL_KINDS]
+    whole = sum((f for _, f in mm), 0.0)
+    return sum((s * f for s, f in mm), 0.0) / np.where(whole > 0, whole, 1.0) + block_share(model, sac)
 
 
 def replay_s(op_s: list[np.ndarray], shares: list[float], layer_fwd_s: np.ndarray, blocks: float) -> np.ndarray:

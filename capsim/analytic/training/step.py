@@ -6,10 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from capsim.analytic.flops import attention_flops_per_token, training_flops_per_token
+from capsim.analytic import recompute
+from capsim.analytic.flops import training_flops_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.memory import TrainingMemory, training_memory
-from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.ops import AttentionImpl, forward_layer_ops, layer_shape
+from capsim.analytic.recompute import SelectiveAc
 from capsim.analytic.training import stages
 from capsim.analytic.training.framework import DEFAULT_FRAMEWORK, Framework, FrameworkName, get_framework
 from capsim.analytic.training.result import BREAKDOWN, StepTime
@@ -84,14 +86,17 @@ def _split_mismatch(model: ModelSpec, lay: Layouts) -> np.ndarray:
     return (lay.split >= 0) & ((shape[:, 0] != lay.pp) | (shape[:, 1] != lay.v) | (shape[:, 2] != model.total_layers))
 
 
-def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl) -> tuple[np.ndarray, np.ndarray]:
-    """(model, hardware) FLOPs of one step: 6N + attention, and with what recomputation replays
-    (full: the layers' forward; selective: the unfused attention core's QK^T and PV, 4 l s q per token)."""
+def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl, sac: SelectiveAc
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(model, hardware) FLOPs of one step: 6N + attention, and with what recomputation replays (full: the
+    layers' forward; selective: the share of the layers' forward matmul FLOPs the release's policy replays,
+    ``recompute.replayed_matmul_share``)."""
     tokens = lay.global_batch * lay.seq_len
     model_f = training_flops_per_token(model, lay.seq_len) * tokens
     full = training_flops_per_token(model, lay.seq_len, recompute_full=True) * tokens
-    core = attention_flops_per_token(model, lay.seq_len, windows=False) * tokens * (attention is AttentionImpl.UNFUSED)
-    hw = np.select([lay.recompute == 2, lay.recompute == 1], [full, model_f + core], model_f)
+    shape = layer_shape(model, lay.micro_batch * lay.seq_len, lay.micro_batch, 1, 1, False)
+    share = recompute.replayed_matmul_share(model, forward_layer_ops(model, shape, attention=attention), sac)
+    hw = np.select([lay.recompute == 2, lay.recompute == 1], [full, model_f + share * (full - model_f)], model_f)
     return np.asarray(model_f, float), np.asarray(hw, float)
 
 
@@ -129,7 +134,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
                           fw.keeps_gathered(lay.pp), fw.defer_grad_sync, fw.selective_ac)
     reason = _validity(model, lay, cluster.num_gpus, fw)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
-    model_f, hw_f = _flops(model, lay, fw.attention)
+    model_f, hw_f = _flops(model, lay, fw.attention, fw.selective_ac)
     total = sum(parts[k] for k in BREAKDOWN)
     values = dict(parts, step_s=total, micro_batches=lay.micro_batches, num_gpus=lay.num_gpus,
                   tokens_per_step=lay.global_batch * lay.seq_len, model_flops=model_f, hw_flops=hw_f,
