@@ -19,6 +19,7 @@ from capsim.analytic.flops import megatron_iteration_flops
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training import Framework, Release, StepTime, release_for, resolve_perf
 from capsim.analytic.training.release import PER_REPLICA
+from capsim.analytic.training.result import BREAKDOWN
 from capsim.calibration import perf_for
 from capsim.errors import SpecError
 from capsim.plan.train_layouts import framework_limits, layout_grid, rank_layouts
@@ -201,8 +202,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     note = (f"{head}; {memory / 1e9:.1f} GB/GPU; step {step:.3f} s; bottleneck "
             f"{('first', 'middle', 'last')[int(result.bottleneck_stage[i])]} stage; "
             + ", ".join(f"{k[:-2]} {float(getattr(result, k)[i]):.3g}" for k in
-                        ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s", "pp_comm_s", "bubble_s",
-                         "dp_comm_s", "optimizer_s")))
+                        BREAKDOWN))
     return RowPrediction(value, step, memory, float(acc.memory_bytes), settings, band, note, perf.name)
 
 
