@@ -10,6 +10,7 @@ from datetime import date
 
 from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
 from capsim.calibration.fp8 import fp8_scale
+from capsim.calibration.published_gemm import fitted_peak_fraction, published, scale_to_points
 from capsim.calibration.schema import Calibration, calibrations_dir, write_calibration
 from capsim.perf import AttentionParams, CommParams, Curve, DeviceParams, GemmParams, Link, MemoryParams
 from capsim.specs.catalog import accelerators
@@ -39,17 +40,32 @@ ASSUMPTIONS = {
 }
 
 
-def fp8_dtype_scale(curve: Curve, peaks: dict[str, float]) -> dict[str, float]:
-    """``GemmParams.dtype_scale`` for FP8 where the device has an FP8 peak: the published FP8 GEMM rates relative to
-    ``curve``'s BF16 efficiency (capsim.calibration.fp8)."""
-    return {"fp8": round(fp8_scale(curve), 4)} if peaks.get("fp8") else {}
+def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> dict[str, float]:
+    """``GemmParams.dtype_scale`` for FP8 where the device has an FP8 peak: the accelerator's published FP8 GEMM rates
+    (capsim.calibration.published_gemm) relative to ``curve``'s BF16 efficiency, or DeepGEMM's H800 rates where it
+    has none (capsim.calibration.fp8)."""
+    if not peaks.get("fp8"):
+        return {}
+    points = published(accelerator, "fp8")
+    scale = fp8_scale(curve) if points is None else scale_to_points(points, peaks["fp8"], curve)
+    return {"fp8": round(scale, 4)}
+
+
+def gemm_peak_fraction(acc: Accelerator) -> float:
+    """The BF16 GEMM curve's peak fraction: fitted to the accelerator's published GEMM microbenchmarks
+    (capsim.calibration.published_gemm) where it has them, else the stated assumption."""
+    points = published(acc.name, "bf16")
+    if points is None or not acc.peaks.bf16:
+        return ASSUMPTIONS["gemm_peak_fraction"]
+    half = ASSUMPTIONS["gemm_half_size"]
+    return round(fitted_peak_fraction(points, acc.peaks.bf16, (half, half, half)), 4)
 
 
 def datasheet_params(acc: Accelerator) -> DeviceParams:
     a = ASSUMPTIONS
     half = a["gemm_half_size"]
     peaks = {k: v for k, v in vars(acc.peaks).items() if v}
-    curve = Curve(a["gemm_peak_fraction"], (half, half, half))
+    curve = Curve(gemm_peak_fraction(acc), (half, half, half))
     links: dict[str, dict[str, dict[str, Link]]] = {}
     if acc.intra_node_bw_bytes_per_s:
         links["intra"] = {"*": {"*": Link(a["intra_alpha_s"], acc.intra_node_bw_bytes_per_s * a["intra_link_fraction"])}}
@@ -57,13 +73,26 @@ def datasheet_params(acc: Accelerator) -> DeviceParams:
         links["inter"] = {"*": {"*": Link(a["inter_alpha_s"], acc.inter_node_bw_bytes_per_s * a["inter_link_fraction"])}}
     return DeviceParams(
         name=f"{acc.name}", kind="datasheet", device=acc.name, peak_flops_per_s=peaks,
-        gemm=GemmParams(curve, a["kernel_launch_s"], fp8_dtype_scale(curve, peaks)),
+        gemm=GemmParams(curve, a["kernel_launch_s"], fp8_dtype_scale(curve, peaks, acc.name)),
         attention=AttentionParams(Curve(a["attention_forward_fraction"], (a["attention_half_rows"],)),
                                   Curve(a["attention_backward_fraction"], (a["attention_half_rows"],)),
                                   a["kernel_launch_s"]),
         memory=MemoryParams(acc.memory_bw_bytes_per_s * a["memory_fraction"], a["kernel_launch_s"],
                             a["memory_half_bytes"]),
         comm=CommParams(links), memory_bytes=acc.memory_bytes)
+
+
+def _gemm_provenance(acc: Accelerator) -> str:
+    bf16, fp8 = published(acc.name, "bf16"), published(acc.name, "fp8")
+    out = (f" BF16 GEMMs: the curve's peak fraction ({gemm_peak_fraction(acc)}) fitted to published microbenchmarks "
+           f"(capsim.calibration.published_gemm): {bf16.source}." if bf16 and acc.peaks.bf16 else "")
+    if not acc.peaks.fp8:
+        return out
+    if fp8:
+        return out + (" FP8 GEMMs: the FP8 peak times the BF16 efficiency times the fp8 dtype_scale fitted to "
+                      f"published microbenchmarks (capsim.calibration.published_gemm): {fp8.source}")
+    return out + (f" FP8 GEMMs: the FP8 peak times the BF16 efficiency times the fp8 dtype_scale from {FP8_SOURCE} "
+                  "(capsim.calibration.fp8), assumed for an accelerator with no published FP8 GEMM rates")
 
 
 def datasheet_calibration(acc: Accelerator) -> Calibration:
@@ -73,9 +102,7 @@ def datasheet_calibration(acc: Accelerator) -> Calibration:
         fitted=datasheet_params(acc), created=str(date.today()),
         provenance=f"Derived from datasheets: {acc.source} peaks and links (capsim/specs/catalog/accelerators.yaml) "
                    "times the stated efficiencies of capsim.calibration.datasheet.ASSUMPTIONS: "
-                   + "; ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items())
-                   + f". FP8 GEMMs: the FP8 peak times the BF16 efficiency times the fp8 dtype_scale from {FP8_SOURCE} "
-                   "(capsim.calibration.fp8), assumed for every accelerator with an FP8 peak")
+                   + "; ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items()) + "." + _gemm_provenance(acc))
 
 
 def write_datasheet_calibrations(folder: str | None = None) -> list[str]:

@@ -18,10 +18,8 @@ reach the same fraction of their FP8 peak, relative to BF16, as Hopper's.
 
 from __future__ import annotations
 
-import numpy as np
-
+from capsim.calibration.published_gemm import GemmPoints, scale_to_points
 from capsim.perf import Curve
-from capsim.perf.model import curve_value
 
 H800_FP8_PEAK_FLOPS_PER_S = 1979e12  # dense FP8 tensor-core peak of H100/H800 SXM (NVIDIA H100 datasheet)
 # (M, N, K, achieved TFLOP/s): DeepGEMM README @a6d97a1, normal GEMMs, M = 4096 rows.
@@ -39,10 +37,7 @@ SOURCE = ("DeepGEMM README 'Normal GEMMs for dense models' (github.com/deepseek-
 
 def fp8_scale(bf16_efficiency: Curve) -> float:
     """Median ratio of DeepGEMM's FP8 fraction of peak to ``bf16_efficiency`` at the same (m, n, k)."""
-    rows = np.array(DEEPGEMM_H800, float)
-    fp8 = rows[:, 3] * 1e12 / H800_FP8_PEAK_FLOPS_PER_S
-    bf16 = np.asarray(curve_value(bf16_efficiency, rows[:, 0], rows[:, 1], rows[:, 2]), float)
-    return float(np.median(fp8 / bf16))
+    return scale_to_points(GemmPoints(DEEPGEMM_H800, SOURCE), H800_FP8_PEAK_FLOPS_PER_S, bf16_efficiency)
 
 
 __all__ = ["DEEPGEMM_H800", "H800_FP8_PEAK_FLOPS_PER_S", "SOURCE", "fp8_scale"]

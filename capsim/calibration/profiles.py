@@ -107,7 +107,7 @@ def profile_params(device: str) -> tuple[DeviceParams, dict[str, list[dict]], di
     links["inter"] = sheet.comm.links.get("inter", {})
     params = DeviceParams(
         name=f"{device}-profile", kind="profile", device=device, peak_flops_per_s=sheet.peak_flops_per_s,
-        gemm=GemmParams(gemm.curve, gemm.launch_s, fp8_dtype_scale(gemm.curve, sheet.peak_flops_per_s)),
+        gemm=GemmParams(gemm.curve, gemm.launch_s, fp8_dtype_scale(gemm.curve, sheet.peak_flops_per_s, acc.name)),
         attention=AttentionParams(sheet.attention.forward, sheet.attention.backward, sheet.attention.launch_s),
         memory=MemoryParams(stream, mem.launch_s, mem.half_bytes,
                             {"gemm": gemm.bandwidth_bytes_per_s / stream,
@@ -129,7 +129,8 @@ def profile_calibration(device: str, with_samples: bool = False) -> Calibration:
         "profiles, so taken from the datasheet calibration: attention efficiency, peaks, and the inter-node tier "
         "(the profiled cluster's inter-node rows, kept in samples, measure its own ~6 GB/s-per-GPU network, not a "
         f"DGX fabric). The profiles time BF16 GEMMs only: FP8 GEMMs are priced at the FP8 peak times the fitted BF16 "
-        f"efficiency times fp8 dtype_scale, from {FP8_SOURCE} (capsim.calibration.fp8). "
+        f"efficiency times fp8 dtype_scale, from the device's published FP8 GEMM rates where "
+        f"capsim.calibration.published_gemm has them, else from {FP8_SOURCE} (capsim.calibration.fp8). "
         f"Fit quality (rms of log time error): "
         + ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
     return Calibration(name=params.name, kind="profile", device={"name": device, "profiles": f"vidur/{gpu_dir}"},

@@ -1,0 +1,44 @@
+"""The datasheet calibration's GEMM rates follow published microbenchmarks where an accelerator has them."""
+
+from __future__ import annotations
+
+import pytest
+
+from capsim.calibration.datasheet import ASSUMPTIONS, datasheet_calibration, datasheet_params
+from capsim.calibration.published_gemm import PUBLISHED, fitted_peak_fraction
+from capsim.perf import Perf
+from capsim.specs.catalog import get_accelerator
+
+
+@pytest.mark.parametrize(("name", "fmt"), sorted(PUBLISHED))
+def test_datasheet_rate_is_the_published_one_at_its_shapes(name: str, fmt: str) -> None:
+    acc = get_accelerator(name)
+    perf = Perf(datasheet_params(acc))
+    peak = getattr(acc.peaks, fmt)
+    for m, n, k, tflops in PUBLISHED[(name, fmt)].points:
+        model = 2.0 * m * n * k / (perf.gemm_s(m, n, k, fmt) - perf.params.gemm.launch_s) / 1e12
+        assert model == pytest.approx(tflops, rel=0.15), (m, n, k)  # one median fit through every point
+        assert model < peak / 1e12
+
+
+def test_b200_bf16_runs_below_the_generic_assumption_and_h100_near_it() -> None:
+    half = (ASSUMPTIONS["gemm_half_size"],) * 3
+    b200 = fitted_peak_fraction(PUBLISHED[("B200", "bf16")], get_accelerator("B200").peaks.bf16, half)
+    h100 = fitted_peak_fraction(PUBLISHED[("H100-SXM5-80GB", "bf16")], get_accelerator("H100-SXM5-80GB").peaks.bf16,
+                                half)
+    assert b200 < ASSUMPTIONS["gemm_peak_fraction"] < h100 < 0.9
+    assert datasheet_params(get_accelerator("B200")).gemm.efficiency.peak_fraction == pytest.approx(b200, abs=1e-4)
+
+
+def test_accelerators_without_published_points_keep_the_stated_assumptions() -> None:
+    for name in ("A100-SXM4-80GB", "H200-SXM-141GB", "MI300X"):
+        params = datasheet_params(get_accelerator(name))
+        assert params.gemm.efficiency.peak_fraction == ASSUMPTIONS["gemm_peak_fraction"]
+    h200 = datasheet_calibration(get_accelerator("H200-SXM-141GB")).provenance
+    assert "DeepGEMM" in h200 and "published_gemm" not in h200
+
+
+def test_provenance_names_the_published_sources() -> None:
+    text = datasheet_calibration(get_accelerator("B200")).provenance
+    assert "pytorch/ao PR #2427" in text and "vllm-project/vllm PR #19566" in text
+    assert "DeepGEMM" not in text  # B200's FP8 rates are its own, not Hopper's
