@@ -8,13 +8,10 @@ when every sample is in. torch is imported only inside the functions that run ke
 from __future__ import annotations
 
 import functools
-import json
 import os
 import platform
 import re
 import socket
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +20,13 @@ from typing import Any
 from capsim.calibration.comm import under_torchrun
 from capsim.calibration.machine import OtherLoad, cpu_fingerprint
 from capsim.calibration.measured import fit_device
+from capsim.calibration.partial import (
+    Progress,
+    Saver,
+    case_key,
+    load_partial,
+    partial_path,
+)
 from capsim.calibration.schema import (
     Calibration,
     calibrations_dir,
@@ -43,7 +47,6 @@ CPU_ONLY = ("gemm_packed",)
 def default_ops(device: str) -> tuple[str, ...]:
     """Every bench the device runs: all of them on a CPU, all but the CPU-only ones on a GPU."""
     return BENCHES if device == "cpu" else tuple(b for b in BENCHES if b not in CPU_ONLY)
-Progress = Callable[[str, int, int, str], None]  # (what is running, samples done, samples planned, its group)
 
 
 @dataclass(frozen=True)
@@ -160,11 +163,6 @@ def plan(config: RunConfig) -> list[dict]:
     return cases
 
 
-def case_key(case: dict) -> str:
-    return json.dumps({k: v for k, v in sorted(case.items()) if k not in ("time_s", "timing")}, sort_keys=True,
-                      default=str)
-
-
 def device_info(device: str) -> dict[str, Any]:
     import torch
 
@@ -206,71 +204,11 @@ def machine_fingerprint(device: str) -> dict[str, Any]:
     return {**cpu_fingerprint(), **gemm_probe("cuda:0" if device == "cuda" else "cpu")}
 
 
-def partial_path(out: Path) -> Path:
-    return out.with_name(f".calibrate-partial-{out.stem}.json")
-
-
 def _fingerprint(config: RunConfig, device: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     return {"device": device["name"], "host": socket.gethostname(), "torch": torch.__version__,
             "config": asdict(config)}
-
-
-def load_partial(path: Path, fingerprint: dict[str, Any]) -> dict[str, dict]:
-    """Samples of an interrupted run with the same device, host, torch and settings; else none."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    if data.get("fingerprint") != json.loads(json.dumps(fingerprint)):
-        return {}
-    samples = data.get("samples", {})
-    return dict(samples) if isinstance(samples, dict) else {}
-
-
-def save_partial(path: Path, fingerprint: dict[str, Any], samples: dict[str, dict]) -> None:
-    """Atomic, like the calibration itself: a reader (or a resumed run) never sees half a file."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"fingerprint": fingerprint, "samples": samples}, fh)  # case key -> sample
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class _Saver:
-    """Collects samples and checkpoints them to the partial file at most every ``every_s`` seconds."""
-
-    def __init__(self, path: Path, fingerprint: dict, samples: dict, total: int, progress: Progress | None,
-                 every_s: float = 2.0) -> None:
-        self.path, self.fingerprint, self.samples, self.total = path, fingerprint, samples, total
-        self.progress, self.every_s, self.last, self.dirty = progress, every_s, time.monotonic(), False
-
-    def add(self, case: dict, sample: dict, label: str) -> None:
-        self.samples[case_key(case)] = sample
-        self.dirty = True
-        if time.monotonic() - self.last > self.every_s:
-            self.flush()
-        if self.progress:
-            self.progress(label, len(self.samples), self.total, group_of(case))
-
-    def flush(self) -> None:
-        if self.dirty:
-            save_partial(self.path, self.fingerprint, self.samples)
-            self.dirty, self.last = False, time.monotonic()
-
-
-def group_of(case: dict) -> str:
-    """The benchmark group a case belongs to (progress is reported per group): bench, format, threads."""
-    if case["bench"] == "comm":
-        return f"comm n={case['group']}"
-    return f"{case['bench']} {case.get('dtype', '')} t{case['threads']}".replace("  ", " ")
 
 
 def _label(case: dict) -> str:
@@ -284,7 +222,7 @@ def _label(case: dict) -> str:
     return f"comm {case['collective']} n{case['group']} {case['bytes']} B"
 
 
-def _run_compute(todo: list[dict], config: RunConfig, saver: _Saver) -> None:
+def _run_compute(todo: list[dict], config: RunConfig, saver: Saver) -> None:
     import torch
 
     from kernels.attention import run_attention
@@ -325,7 +263,7 @@ def run(config: RunConfig, out: Path | None = None, progress: Progress | None = 
     cases = plan(config)
     samples = load_partial(partial, fingerprint)
     todo = [c for c in cases if case_key(c) not in samples]
-    saver = _Saver(partial, fingerprint, samples, len(cases), progress)
+    saver = Saver(partial, fingerprint, samples, len(cases), progress)
     if progress:
         progress("resuming" if samples else "starting", len(samples), len(cases), "")
     load = [os.getloadavg()[0]]
