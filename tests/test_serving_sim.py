@@ -55,6 +55,7 @@ CONFIGS = [
     dict(engine="vllm", gpu_memory_utilization=0.25, max_batched_tokens=512),  # chunked prefill + preemptions
     dict(engine="vllm", scheduler="static", max_batch=8),
     dict(engine="sglang", replicas=4, prefill_replicas=1, router="random"),  # disaggregated
+    dict(engine="vllm-0.2", gpu_memory_utilization=0.3),  # prompts padded to the batch's longest, preemptions
 ]
 
 
@@ -209,7 +210,7 @@ def _same_schedule(fast: Fleet, step: Fleet) -> None:
 
 SCHEDULERS = [  # (engine, scheduler, prefill replicas): every policy and the disaggregated pools
     ("vllm", None, 0), ("vllm-v0", None, 0), ("sglang", None, 0), ("vllm", "static", 0),
-    ("sglang", None, 1), ("vllm-v0", None, 2), ("vllm", "sarathi", 1)]
+    ("sglang", None, 1), ("vllm-v0", None, 2), ("vllm", "sarathi", 1), ("vllm-0.2", None, 0), ("vllm-0.2", None, 1)]
 
 
 @settings(max_examples=30, deadline=None)

@@ -127,6 +127,10 @@ class EngineProfile:
     cuda_graph_padding: bool = DEFAULTS["cuda_graph_padding"]
     kernel_dispatch_s: float = DEFAULTS["kernel_dispatch_s"]
     prefix_caching: bool = DEFAULTS["prefix_caching"]
+    # Prompts of a prefill batch padded to its longest (vLLM 0.2.2-0.3.x): the padded tokens count against
+    # max_num_batched_tokens and run through the model, and a batch takes at most this many padding tokens; None:
+    # prompts are packed without padding.
+    max_paddings: int | None = None
     device_type: str = DEFAULTS["device_type"]  # "gpu", or "cpu" for a CPU backend (vLLM's CPU build)
     # A CPU backend's host work (scheduling, input preparation, sampling) and its kernel dispatch run on the cores
     # that compute: nothing overlaps the device's work (every phase is exposed); the calibration's per-kernel
@@ -164,6 +168,10 @@ class EngineProfile:
                 f"must be 'gpu' or 'cpu', got {self.device_type!r}")
         require(isinstance(self.block_size, int) and self.block_size > 0, "engine.block_size",
                 f"must be a positive integer, got {self.block_size!r}")
+        require(self.max_paddings is None or (isinstance(self.max_paddings, int) and self.max_paddings >= 0),
+                "engine.max_paddings", f"must be a whole number >= 0 or null, got {self.max_paddings!r}")
+        require(self.max_paddings is None or self.scheduler is SchedulerKind.VLLM, "engine.max_paddings",
+                "padded prompt batches belong to the prefill-priority scheduler (scheduler: vllm)")
         require(not self.cuda_graphs or bool(self.cuda_graph_sizes), "engine.cuda_graph_sizes",
                 "CUDA graphs need captured batch sizes")
 

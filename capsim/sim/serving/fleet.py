@@ -159,8 +159,11 @@ class Fleet:
         prefix = self.engine.prefix_caching and self.workload.prefix_group is not None
 
         def rc(role: Role, policy: SchedulerKind) -> ReplicaConfig:
+            pad = self.engine.max_paddings if policy is SchedulerKind.VLLM and self.engine.max_paddings is not None \
+                else -1
             return ReplicaConfig(policy, plan.max_batch, plan.max_batched_tokens, plan.block_size, self.blocks, wm,
-                                 cfg.fast, role, prefix and role is not Role.DECODE and policy is not SchedulerKind.STATIC)
+                                 cfg.fast, role, prefix and role is not Role.DECODE and policy is not SchedulerKind.STATIC,
+                                 pad)
 
         reps = []
         for i in range(plan.replicas * pp):  # replica i // pp, virtual engine i % pp

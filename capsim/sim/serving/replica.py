@@ -59,6 +59,7 @@ class ReplicaConfig:
     fast: bool = True
     role: Role = Role.BOTH
     prefix_caching: bool = False  # the engine release reuses cached prefix blocks (capsim.sim.serving.prefix)
+    max_paddings: int = -1  # >= 0: whole-prompt batches padded to their longest prompt (EngineProfile.max_paddings)
 
 
 class Replica:
@@ -253,6 +254,8 @@ class Replica:
             budget -= q
         if not waiting:
             return chunks
+        if whole and self.cfg.max_paddings >= 0:
+            return self._padded_admissions(chunks, free)
         cfg, start = self.cfg, req.start_s
         seats = cfg.max_seqs - len(kv.ids) - len(prefilling)
         room = free - cfg.watermark_blocks  # blocks admissions may take
@@ -271,6 +274,36 @@ class Replica:
             q = min(todo[rid] - done[rid], budget)
             chunks.append((rid, q))
             budget -= q
+        return chunks
+
+    def _padded_admissions(self, chunks: list[tuple[int, int]], free: int) -> list[tuple[int, int]]:
+        """Whole prompts in FCFS order while the batch padded to its longest prompt stays within the token budget
+        and its padding within max_paddings (vLLM 0.2.3 vllm/core/scheduler.py Scheduler._schedule L170-186: a
+        candidate stops admission when len(seqs) * max(lens) > max_num_batched_tokens or the paddings exceed
+        max_paddings)."""
+        req, kv, waiting, cfg = self.req, self.kv, self.waiting, self.cfg
+        todo, done, start = req.todo, req.done, req.start_s
+        n, longest, real = len(chunks), max((q for _, q in chunks), default=0), sum(q for _, q in chunks)
+        seats = cfg.max_seqs - len(kv.ids) - len(self.prefilling)
+        room = free - cfg.watermark_blocks
+        while waiting and seats > 0:
+            rid = waiting[0]
+            need = kv.need(rid)
+            q = todo[rid] - done[rid]
+            padded = (n + 1) * max(longest, q)
+            # the first prompt starts alone even past the budget, as in _chunks
+            if need > room or (n and (padded > cfg.budget or padded - real - q > cfg.max_paddings)):
+                break
+            waiting.popleft()
+            kv.admit(rid, need)
+            room -= need
+            self.prefilling.append(rid)
+            if start[rid] != start[rid]:  # NaN: first time scheduled
+                start[rid] = self.clock
+            seats -= 1
+            q = todo[rid] - done[rid]  # after admission (a cached prefix moves done)
+            chunks.append((rid, q))
+            n, longest, real = n + 1, max(longest, q), real + q
         return chunks
 
     def _preempt_if_short(self) -> None:
@@ -296,12 +329,17 @@ class Replica:
         (its seconds, the decoding sequences in it)."""
         kv, done, todo = self.kv, self.req.done, self.req.todo
         tokens = pairs = kv_read = completing = 0
+        # Padded whole-prompt batches run every prompt at the batch's longest (vLLM 0.2.3 model_runner.py
+        # _prepare_prompt L94-106, _make_tensor_with_pad; attention.py: xformers BlockDiagonalCausalMask over
+        # [seq_len] * batch_size): GEMMs and causal attention over the padded rows.
+        pad = max(q for _, q in chunks) if chunks and self.cfg.max_paddings >= 0 and not with_decode else 0
         for rid, q in chunks:
             c = done[rid]
+            completing += c + q == todo[rid]
+            q = max(q, pad)
             tokens += q
             pairs += q * c + q * (q + 1) // 2
             kv_read += c + q
-            completing += c + q == todo[rid]
         b = len(kv.ids) if with_decode else 0
         dkv = kv.context_sum() + b if b else 0
         dt = self.table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
