@@ -51,9 +51,12 @@ def test_presets_parse_with_block_scaled_formats_and_16_bit_weights():
 
 @pytest.mark.parametrize("name", ["mxfp8", "nvfp4"])
 def test_a_validation_row_naming_a_block_scaled_preset_parses(name):
-    fw = get_framework("megatron-core")
-    p = row_precision({"precision": name}, fw)
+    p = row_precision({"precision": name}, get_framework("megatron-core"))
     assert p.compute is DType(name) and p.weights is DType.BF16
+    # Megatron-Bridge's mxfp8/nvfp4 recipes gather the parameters in the format (fp8/fp4_param_gather)
+    mb = row_precision({"precision": name}, get_framework("megatron-bridge-26.04.01"))
+    assert mb.compute is mb.weights is DType(name)
+    assert fp8.weight_cast_bytes(np.array([1e9]), mb)[0] == 0
 
 
 # --- which GEMMs run in the low format -----------------------------------------------------------------------------
