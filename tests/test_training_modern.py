@@ -214,7 +214,7 @@ MISSES = {
 
 @cache
 def _modern(kind: str):
-    return {i: predict_row(r, None if kind == "datasheet" else "profile") for i, r in enumerate(MODERN)}
+    return {i: predict_row(r, kind) for i, r in enumerate(MODERN)}
 
 
 def _param(i: int, kind: str):
