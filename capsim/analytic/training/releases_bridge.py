@@ -1,22 +1,23 @@
-"""Megatron-Bridge releases as the NeMo containers ship them, other than 26.04.01 (``releases_current.py``): 25.11,
-26.02, 26.02.01, 26.04, 26.06 and 26.06.01. Each is one :class:`Release` read at the Bridge tag its container ships
-(docs/versions1.json: "0.2.0 · 25.11", "0.3.0 · 26.02", "0.3.1 · 26.02.01", "0.4.0 · 26.04", "0.5.0 · 26.06",
-"0.5.1 · 26.06.01"), the same facts the 26.04.01 preset cites, at that tag's lines.
+"""Megatron-Bridge releases as the NeMo containers ship them, other than 26.04.01 (``releases_current.py``): 25.09,
+25.11, 26.02, 26.02.01, 26.04, 26.06 and 26.06.01. Each is one :class:`Release` read at the Bridge tag its container
+ships (docs/versions1.json: "0.2.0 · 25.11", "0.3.0 · 26.02", "0.3.1 · 26.02.01", "0.4.0 · 26.04", "0.5.0 · 26.06",
+"0.5.1 · 26.06.01"; docs/releases/software-versions.md: 25.09 = "Megatron-Bridge 0.1.0rc3"), the same facts the
+26.04.01 preset cites, at that tag's lines.
 
 What every one of these tags shares (read at each): CommOverlapConfig turns the DP gradient reduce-scatter and
 parameter all-gather overlap on whenever dp > 1, p2p overlap with vp > 1, and TP overlap off unless the recipe turns
 it on; the userbuffers configs of the Llama perf scripts (``_ub_flag``) are the same TransformerLayerTPOverlapCfg
-blocks at every tag from v0.2.0 to v0.5.1 (``git diff`` of src/megatron/bridge/training/comm_overlap.py between the
-tags touches only type hints and CUDA-graph asserts); the perf scripts' "fp8" is ``fp8_cs``, i.e.
-bf16_with_fp8_current_scaling_mixed (fp8_recipe "tensorwise", fp8_param_gather True) with the first/last BF16
-layers turned off; sequence parallel is on exactly at tp > 1 (scripts/performance/utils/utils.py
+blocks at every tag from v0.1.0rc3 to v0.5.1 (``git diff`` of src/megatron/bridge/training/comm_overlap.py between
+the tags touches only type hints, CUDA-graph asserts and the bootstrap backend); from v0.2.0 the perf scripts' "fp8"
+is ``fp8_cs``, i.e. bf16_with_fp8_current_scaling_mixed (fp8_recipe "tensorwise", fp8_param_gather True) with the
+first/last BF16 layers turned off (v0.1.0rc3: --fp8_recipe, default "ds", delayed scaling); sequence parallel is on exactly at tp > 1 (scripts/performance/utils/utils.py
 WorkloadBaseConfig.sequence_parallel); Megatron-Core's MoE dispatcher default is allgather and
 overlap_moe_expert_parallel_comm is off. What differs: the Megatron-Core version in 3rdparty/Megatron-LM, the
 micro-batch default (1 in the v0.2.0 / v0.3.0 Llama recipes, 2 in recipes/common.py from v0.3.1), and the lines.
 
 No preset covers another container: each tag pins a different Megatron-Core commit (a cited fact), so none is
-described identically by another's citations. The 25.09 container (Bridge 0.1.0) is not here: the repository has
-no v0.1.0 tag (only v0.1.0rc0-rc4), so the code it ran cannot be pinned.
+described identically by another's citations. (NeMo 25.11's software-versions.md lists Megatron Core "dev:0.15.0";
+the 25.11 preset cites the commit v0.2.0's 3rdparty/Megatron-LM pins, 0.16.0rc0.)
 
 Citations: ``MB@<tag>`` github.com/NVIDIA-NeMo/Megatron-Bridge, ``ML@<commit>`` github.com/NVIDIA/Megatron-LM (the
 commit 3rdparty/Megatron-LM points to at that tag).
@@ -60,13 +61,14 @@ class _Tag:
     p2p: str  # comm_overlap.py: overlap_p2p_comm with vp > 1
     dp: str  # comm_overlap.py: grad-reduce / param-gather overlap with dp > 1
     ub: str  # comm_overlap.py: the userbuffers configs
-    fp8: str  # mixed_precision.py: bf16_with_fp8_current_scaling_mixed lines (def, tensorwise, fp8_param_gather)
-    fp8_cs: str  # the perf scripts' compute_dtype "fp8_cs" -> that config
+    fp8: str  # mixed_precision.py: the FP8 config's lines (def, recipe, fp8_param_gather)
+    fp8_cs: str  # which FP8 config the perf scripts' "fp8" runs, and where
     sp: str  # the perf scripts' sequence-parallel rule
     micro: tuple[int, str]  # the recipes' micro_batch_size and where
     dist_opt: str  # the recipes' use_distributed_optimizer=True and where
     dispatcher: str  # transformer_config.py moe_token_dispatcher_type default line
     a2a: str  # model_parallel_config.py overlap_moe_expert_parallel_comm default line
+    scaling: Fp8Scaling = Fp8Scaling.CURRENT  # that FP8 config's recipe
 
 
 def _bridge_release(name: str, t: _Tag) -> Release:
@@ -77,11 +79,12 @@ def _bridge_release(name: str, t: _Tag) -> Release:
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
-                   fp8_scaling=Fp8Scaling.CURRENT, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
+                   fp8_scaling=t.scaling, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(t.core),
             "attention": t.core + " " + _TE_ATTN,
-            "dropout": f"{mb} recipes build Llama and Qwen3 from their HF configs: no dropout",
+            "dropout": f"{mb} src/megatron/bridge/models/gpt_provider.py, llama/llama_provider.py, "
+                       "qwen/qwen_provider.py: hidden_dropout and attention_dropout 0.0",
             "overlap_grad_reduce": f"{co} {t.dp}: on whenever dp > 1; {t.dist_opt}",
             "overlap_param_gather": f"{co} {t.dp}: on whenever dp > 1",
             "overlap_tp_comm": f"{co} {t.tp_off}: off unless the recipe turns it on ({_UB})",
@@ -93,8 +96,7 @@ def _bridge_release(name: str, t: _Tag) -> Release:
                               "moe_token_dispatcher_type default 'allgather'",
             "overlap_moe_a2a": f"{t.core} megatron/core/model_parallel_config.py {t.a2a} "
                                "overlap_moe_expert_parallel_comm: bool = False",
-            "fp8_scaling": f"{t.fp8_cs}: the perf scripts' fp8 is fp8_cs, bf16_with_fp8_current_scaling_mixed "
-                           f"({mb} src/megatron/bridge/training/mixed_precision.py {t.fp8}: fp8_recipe 'tensorwise')",
+            "fp8_scaling": f"{t.fp8_cs} ({mb} src/megatron/bridge/training/mixed_precision.py {t.fp8})",
             "fp8_params": f"{mb} src/megatron/bridge/training/mixed_precision.py {t.fp8}: fp8_param_gather = True",
             "tp_rs": _TE_UB.format(co + " tp_comm_overlap_cfg None", "v2.x")}
     defaults = {"micro_batch": Setting(t.micro[0], t.micro[1]),
@@ -120,9 +122,9 @@ _CO_0_5 = {"tp_off": "L434-435", "p2p": "L455-456", "dp": "L563-566", "ub": "L98
 
 
 def _fp8_cs(tag: str) -> str:
-    if tag == "v0.2.0":
-        return f"MB@{tag} scripts/performance/utils/helpers.py L37-41 get_precision_config"
-    return f"MB@{tag} scripts/performance/utils/precision.py L28-32 get_precision_config"
+    where = "helpers.py L37-41" if tag == "v0.2.0" else "precision.py L28-32"
+    return (f"MB@{tag} scripts/performance/utils/{where} get_precision_config: the perf scripts' fp8 is fp8_cs, "
+            "bf16_with_fp8_current_scaling_mixed: fp8_recipe 'tensorwise'")
 
 
 def _recipe_micro(tag: str, mbs_line: int, opt_line: int) -> tuple[tuple[int, str], str]:
@@ -143,7 +145,24 @@ def _tag(tag: str, software: str, date: str, core: str, minor: int, co: dict[str
                 f"MB@{tag} scripts/performance/utils/utils.py {sp}", micro[0], micro[1], dispatcher, a2a)
 
 
+# 25.09 ships Megatron-Bridge 0.1.0rc3 and Megatron Core 0.14.0 (docs/releases/software-versions.md at v0.2.0,
+# "NeMo Framework 25.09"); v0.1.0rc3 has no 3rdparty submodule, so the core is its release tag. Its perf scripts
+# (run_script.py + per-model YAML perf_matrix) take --compute_dtype fp8 with --fp8_recipe, default "ds".
+_RC3 = "MB@v0.1.0rc3"
+_TAG_25_09 = _Tag(
+    "v0.1.0rc3", "megatron-bridge-25.09", "2025-10-08", "ML@core_v0.14.0 (23e00ed0)", 14,
+    "L433-434", "L455-456", "L542-545", "L95-197", "L183-197 (L193 fp8_recipe 'delayed', L195-196 amax history "
+    "1024 'max', L197 fp8_param_gather = True)",
+    f"{_RC3} scripts/performance/argument_parser.py L95-107: --fp8_recipe default 'ds' (per-tensor delayed "
+    "scaling); utils/helpers.py L92-96 get_precision_config: bf16_with_fp8_delayed_scaling_mixed",
+    f"{_RC3} scripts/performance/utils/helpers.py L169 apply_perf_matrix_overrides",
+    (1, f"{_RC3} src/megatron/bridge/recipes/llama/llama3_70b.py L91 micro_batch_size: int = 1"),
+    f"{_RC3} src/megatron/bridge/recipes/llama/llama3_70b.py L184 use_distributed_optimizer=True",
+    "L509", "L240", Fp8Scaling.DELAYED)
+
+
 TAGS: dict[str, _Tag] = {t.software: t for t in (
+    _TAG_25_09,
     _tag("v0.2.0", "megatron-bridge-25.11", "2025-11-26", "ML@0d8e0714 (core 0.16.0rc0)", 16, _CO_0_2,
          "L272-289 (L285, L289)", "L59-62 (applied by helpers.py L63)", _recipe_micro("v0.2.0", 452, 559),
          "L596", "L240"),
