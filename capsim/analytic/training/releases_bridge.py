@@ -8,19 +8,20 @@ What every one of these tags shares (read at each): CommOverlapConfig turns the 
 parameter all-gather overlap on whenever dp > 1, p2p overlap with vp > 1, and TP overlap off unless the recipe turns
 it on; the userbuffers configs of the Llama perf scripts (``_ub_flag``) are the same TransformerLayerTPOverlapCfg
 blocks at every tag from v0.1.0rc3 to v0.5.1 (``git diff`` of src/megatron/bridge/training/comm_overlap.py between
-the tags touches only type hints, CUDA-graph asserts and the bootstrap backend); from v0.2.0 the perf scripts' "fp8"
-is ``fp8_cs``, i.e. bf16_with_fp8_current_scaling_mixed (fp8_recipe "tensorwise", fp8_param_gather True) with the
-first/last BF16 layers turned off (v0.1.0rc3: --fp8_recipe, default "ds", delayed scaling); sequence parallel is on exactly at tp > 1 (scripts/performance/utils/utils.py
-WorkloadBaseConfig.sequence_parallel); Megatron-Core's MoE dispatcher default is allgather and
-overlap_moe_expert_parallel_comm is off. What differs: the Megatron-Core version in 3rdparty/Megatron-LM, the
-micro-batch default (1 in the v0.2.0 / v0.3.0 Llama recipes, 2 in recipes/common.py from v0.3.1), and the lines.
+the tags touches only type hints, CUDA-graph asserts and the bootstrap backend); sequence parallel is on exactly at
+tp > 1 (scripts/performance/utils: WorkloadBaseConfig.sequence_parallel, v0.1.0rc3 apply_perf_matrix_overrides);
+Megatron-Core's MoE dispatcher default is allgather and overlap_moe_expert_parallel_comm is off. What differs: the
+FP8 recipe of the perf scripts' "fp8" (from v0.2.0 ``fp8_cs``, bf16_with_fp8_current_scaling_mixed: fp8_recipe
+"tensorwise", fp8_param_gather True, first/last BF16 layers off; v0.1.0rc3 --fp8_recipe default "ds", delayed
+scaling, fp8_param_gather True), the Megatron-Core version, the micro-batch default (1 in the v0.1.0rc3-v0.3.0 Llama
+recipes, 2 in recipes/common.py from v0.3.1), and the lines.
 
 No preset covers another container: each tag pins a different Megatron-Core commit (a cited fact), so none is
 described identically by another's citations. (NeMo 25.11's software-versions.md lists Megatron Core "dev:0.15.0";
 the 25.11 preset cites the commit v0.2.0's 3rdparty/Megatron-LM pins, 0.16.0rc0.)
 
 Citations: ``MB@<tag>`` github.com/NVIDIA-NeMo/Megatron-Bridge, ``ML@<commit>`` github.com/NVIDIA/Megatron-LM (the
-commit 3rdparty/Megatron-LM points to at that tag).
+commit 3rdparty/Megatron-LM points to at that tag; for 25.09 the core_v0.14.0 release tag).
 """
 
 from __future__ import annotations
