@@ -66,8 +66,8 @@ def test_an_unknown_container_is_an_error():
 
 # --- the validation file -------------------------------------------------------------------------------------------
 
-_MEMORY = ("Qwen3-30B-A3B at micro-batch 2 (pp 2, vp 24, ep 8) on 16 H100s: capsim's memory model puts it over 80 GB "
-           "(83.5 GB/GPU of the catalog's 80e9 bytes; 57.1 GB at micro-batch 1), while the run fit (an H100 has 80 GiB, 85.9e9 bytes)")
+_MEMORY = ("Qwen3-30B-A3B at micro-batch 2 (pp 2, vp 24, ep 8) on 16 H100s: capsim's memory model needs 83.5 GB/GPU "
+           "(57.1 GB at micro-batch 1) of the catalog's 80e9 bytes, while the run fit (an H100 has 80 GiB, 85.9e9 B)")
 _NOT_PRICED = {6: "25.09 " + _MEMORY,
                12: "25.11 " + _MEMORY + "; the v0.2.0 workload config states VP 12 and no micro-batch, so the "
                                         "table and the recipe disagree"}
