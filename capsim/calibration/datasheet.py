@@ -139,7 +139,8 @@ def _block_scaled_provenance(acc: Accelerator) -> str:
 def datasheet_calibration(acc: Accelerator) -> Calibration:
     return Calibration(
         name=acc.name, kind="datasheet", device={"name": acc.name, "source": acc.source,
-                                                  "unconfirmed": list(acc.unconfirmed)},
+                                                  "unconfirmed": list(acc.unconfirmed),
+                                                  "memory_source": acc.memory_source},
         fitted=datasheet_params(acc), created=str(date.today()),
         provenance=f"Derived from datasheets: {acc.source} peaks and links (capsim/specs/catalog/accelerators.yaml) "
                    "times the stated efficiencies of capsim.calibration.datasheet.ASSUMPTIONS: "

@@ -83,6 +83,8 @@ def calibrated_device(calibration: str | Calibration, threads: int | None = None
         intra_node_bw_bytes_per_s=None, gpus_per_node=count, tdp_w=d.get("power_w"),
         source=f"measured calibration {cal.name}: {d.get('name')} ({d.get('type')})"
                + (f", {t} thread(s)" if cpu else ""),
+        memory_source=f"recorded by the calibration run {cal.name}: "
+                      + ("the host's memory" if cpu else "torch.cuda.get_device_properties().total_memory"),
         price_usd_per_hour=price_usd_per_hour if price_usd_per_hour is not None else d.get("price_usd_per_hour"))
     kv = d.get("kv_cache_bytes")
     return CalibratedDevice(acc, perf, t if cpu else None, None if kv is None else float(kv), cal.name)

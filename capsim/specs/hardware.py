@@ -42,7 +42,10 @@ class Accelerator:
 
     name: str
     peaks: Peaks
-    memory_bytes: float  # device memory, bytes (1 GB = 1e9)
+    # Device memory the CUDA/ROCm runtime reports (cudaMemGetInfo total = torch total_memory), bytes: what PyTorch
+    # allocates from and vLLM sizes its KV cache against; binary on real cards (80 GB H100: 79.11 GiB). See
+    # accelerators.yaml's header; memory_source cites the figure.
+    memory_bytes: float
     memory_bw_bytes_per_s: float  # peak HBM/GDDR bandwidth
     intra_node_link: str  # the datasheet's description of the in-node interconnect
     intra_node_bw_bytes_per_s: float | None  # per GPU, one direction (half the datasheet's bidirectional figure)
@@ -51,6 +54,7 @@ class Accelerator:
     tdp_w: float | None = None
     source: str = ""
     unconfirmed: tuple[str, ...] = ()  # datasheet fields not confirmed from a primary source
+    memory_source: str = ""  # where memory_bytes comes from (a device report, cited; or the datasheet, said so)
     price_usd_per_hour: float | None = None  # per GPU, on demand; None where the catalog has no price
     aliases: tuple[str, ...] = field(default=(), compare=False)
 
