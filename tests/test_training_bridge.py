@@ -10,6 +10,7 @@ from capsim.analytic.training.framework import RELEASES, FrameworkName, release_
 from capsim.analytic.training.release import BEHAVIOUR, LAYOUT_SETTINGS, Release, _version
 from capsim.analytic.training.releases_bridge import TAGS
 from capsim.errors import SpecError
+from capsim.specs.catalog import get_accelerator
 from capsim.validation.harness import read_csv
 from capsim.validation.training import REQUIRED, predict_row
 
@@ -66,15 +67,14 @@ def test_an_unknown_container_is_an_error():
 
 # --- the validation file -------------------------------------------------------------------------------------------
 
-_MEMORY = ("Qwen3-30B-A3B at micro-batch 2 (pp 2, vp 24, ep 8) on 16 H100s: capsim's memory model needs 83.5 GB/GPU "
-           "(57.1 GB at micro-batch 1) of the catalog's 80e9 bytes, while the run fit (an H100 has 80 GiB, 85.9e9 B)")
-_NOT_PRICED = {6: "25.09 " + _MEMORY,
-               12: "25.11 " + _MEMORY + "; the v0.2.0 workload config states VP 12 and no micro-batch, so the "
-                                        "table and the recipe disagree"}
 _MOE_GEMM = ("expert grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve, HybridEP/DeepEP at NCCL "
              "bandwidths (as the 26.04.01 row of training_modern.csv)")
 _A2A_HIDDEN = ("capsim hides all of the expert all-to-all behind compute with --overlap-moe-expert-parallel-comm "
                "(ep_comm 0 in the step), and the page's 26.02 figure is 45% below 26.02.01's on the same layout")
+_A2A_HIDDEN_25_11 = ("capsim hides all of the expert all-to-all behind compute with "
+                     "--overlap-moe-expert-parallel-comm (ep_comm 0 in the step), as in the 26.02 row; the table "
+                     "states pp 2, vp 24 and micro-batch 2 while the v0.2.0 workload config states VP 12 and no "
+                     "micro-batch")
 _235B = ("Qwen3-235B-A22B on 256 H100s: too fast, the dense FP8 curve for 128-expert grouped GEMMs at "
          "k = 1536 / 4096, EP 32 all-to-all across four nodes priced at NCCL bandwidths")
 _405B = "Llama-3.1-405B FP8 too fast: 126 layers over 64 virtual stages, FP8 GEMMs at DeepGEMM's rates"
@@ -99,7 +99,8 @@ MISSES = {
     (20, "datasheet"): "+19.7%: " + _235B, (20, "profile"): "+17.8%: " + _235B,
     (22, "datasheet"): "+23.9%: " + _MOE_GEMM, (22, "profile"): "+24.5%: " + _MOE_GEMM,
     (25, "datasheet"): "+24.9%: " + _MOE_GEMM, (25, "profile"): "+25.5%: " + _MOE_GEMM,
-    **{(i, k): why for i, why in _NOT_PRICED.items() for k in ("datasheet", "profile")},
+    (6, "datasheet"): "+29.2%: " + _MOE_GEMM, (6, "profile"): "+30.6%: " + _MOE_GEMM,
+    (12, "datasheet"): "+232.3%: " + _A2A_HIDDEN_25_11, (12, "profile"): "+229.9%: " + _A2A_HIDDEN_25_11,
 }
 
 
@@ -121,10 +122,17 @@ def test_the_file_holds_h100_and_b200_rows_of_every_container():
     assert {r["precision"] for r in BRIDGE} == {"fp8"}
 
 
-@pytest.mark.parametrize("i, kind", [_param(i, k, {(j, k): w for j, w in _NOT_PRICED.items()})
-                                     for k in ("datasheet", "profile") for i in range(len(BRIDGE))])
+@pytest.mark.parametrize("i, kind", [(i, k) for k in ("datasheet", "profile") for i in range(len(BRIDGE))])
 def test_bridge_row_is_priced(i, kind):
     assert _predict(i, kind).value > 0
+
+
+@pytest.mark.parametrize("i", [6, 12])
+def test_qwen3_30b_at_micro_batch_2_fits_an_h100_as_the_run_did(i):
+    # 25.09/25.11 Qwen3-30B-A3B, pp 2, vp 24, ep 8, micro-batch 2 on 16 H100s ran: capsim's memory model needs
+    # 83.5 GB/GPU, over the datasheet's 80e9 bytes but inside the 79.11 GiB (84.9e9 B) an H100 reports to CUDA.
+    pred = _predict(i, "profile")
+    assert 80e9 < pred.memory_bytes <= pred.capacity_bytes == get_accelerator("H100-SXM5-80GB").memory_bytes
 
 
 @pytest.mark.parametrize("i, kind", [_param(i, k, MISSES) for k in ("datasheet", "profile")
@@ -135,13 +143,12 @@ def test_bridge_row_within_15_pct(i, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (BRIDGE[i]["model"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| over the 24 priced rows 14.6% (datasheet) / 15.7% (profile): "
-                                       "the Qwen3 MoE rows are 7-231% too fast; the dense Llama rows are within "
-                                       "0.2-18%")
+@pytest.mark.xfail(strict=True, reason="median |error| over the 26 rows 15.7% (datasheet) / 16.3% (profile): "
+                                       "the Qwen3 MoE rows are 7-232% too fast; the dense Llama rows are within "
+                                       "0.1-18%")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
 def test_bridge_median_within_8_pct(kind):
     errors = []
     for i in range(len(BRIDGE)):
-        if i not in _NOT_PRICED:
-            errors.append(abs(_predict(i, kind).value / float(BRIDGE[i]["value"]) - 1.0) * 100)
+        errors.append(abs(_predict(i, kind).value / float(BRIDGE[i]["value"]) - 1.0) * 100)
     assert np.median(errors) <= MEDIAN_BOUND_PCT

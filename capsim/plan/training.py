@@ -156,7 +156,7 @@ def _why_none(model: ModelSpec, acc: Accelerator, counts: list[int], seen: list[
         return (f"no layout of {model.name} can run on {where} GPUs: "
                 + "; ".join(f"{why} ({n:,} layouts)" for why, n in top))
     least = min(a["min_memory_bytes"] for a in searched if a["runnable"])
-    return (f"no layout of {model.name} fits {usable:.0%} of {acc.name}'s {acc.memory_bytes / 1e9:.0f} GB: the "
+    return (f"no layout of {model.name} fits {usable:.0%} of {acc.name}'s {acc.memory_bytes / 1e9:.1f} GB: the "
             f"smallest needs {least / 1e9:.1f} GB per GPU" + _release_note(searched))
 
 
@@ -207,7 +207,7 @@ def explain(model: ModelSpec, acc: Accelerator, best: dict[str, Any], global_bat
               "memory_share": float(st.memory.total_bytes[0] / acc.memory_bytes), "mfu": float(st.mfu[0])}
     notes = [f"step {step:.3g} s: compute {limits['compute_share']:.0%}, pipeline bubble "
              f"{limits['bubble_share']:.0%}, exposed communication {limits['exposed_comm_share']:.0%}; "
-             f"memory {limits['memory_share']:.0%} of {acc.memory_bytes / 1e9:.0f} GB; MFU {limits['mfu']:.1%}"]
+             f"memory {limits['memory_share']:.0%} of {acc.memory_bytes / 1e9:.1f} GB; MFU {limits['mfu']:.1%}"]
     memory_bound = False
     for i, (name, _) in enumerate(variants, start=1):
         faster = float(st.step_s[i]) < step * 0.999

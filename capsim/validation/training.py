@@ -194,7 +194,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     lay, result = _point(r, {**fixed, **settings, **split}, fw, cluster, perf, precision)
     if not result.feasible[0]:
         need = float(result.memory.total_bytes[0])
-        raise _Unpriced(f"{head}; {result.reason[0]} ({need / 1e9:.1f} GB/GPU of {acc.memory_bytes / 1e9:.0f} GB)",
+        raise _Unpriced(f"{head}; {result.reason[0]} ({need / 1e9:.1f} GB/GPU of {acc.memory_bytes / 1e9:.1f} GB)",
                         band, perf.name)
     i = 0
     step, memory = float(np.asarray(result.step_s)[i]), float(result.memory.total_bytes[i])
