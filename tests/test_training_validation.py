@@ -89,11 +89,11 @@ def test_blanks_take_documented_defaults_and_report_the_band():
 def test_a_row_that_cannot_be_priced_is_a_reported_miss():
     report = run_suite("training", str(AS_PUBLISHED), "A100-SXM4-80GB")
     failed = [r for r in report.rows if not r.priced]
-    assert report.rows_failed == len(failed) == 2 and len(report.rows) == 10
-    for r in failed:  # micro-batch 4 of the 529.6B and 1008B runs does not fit 80 GB
+    assert report.rows_failed == len(failed) == 1 and len(report.rows) == 10
+    for r in failed:  # micro-batch 4 of the 1008B run needs 110 GB/GPU, over the 85.1e9 B an A100 80GB reports
         assert r.error_pct is None and "does not fit in memory" in r.note and r.band_low < r.band_high
     assert report.median_abs_error_pct == pytest.approx(np.median([abs(r.error_pct) for r in report.rows
-                                                                   if r.priced]))  # over the 8 priced rows
+                                                                   if r.priced]))  # over the 9 priced rows
 
 
 def test_rows_never_abort_and_json_is_always_printed(tmp_path):
@@ -165,10 +165,10 @@ def test_missing_columns_name_them(tmp_path):
     assert result.exit_code == 2 and "['framework', 'software']" in result.output
 
 
-def test_every_shipped_row_fits_in_80_gb():
+def test_every_shipped_row_fits_in_what_an_a100_80gb_reports_to_cuda():
     for r in read_csv(None, "training_published.csv", REQUIRED):
         pred = predict_row(r, "A100-SXM4-80GB")
-        assert pred.memory_bytes <= pred.capacity_bytes == 80e9, r["model"]
+        assert pred.memory_bytes <= pred.capacity_bytes == 79.25 * 2**30, r["model"]  # accelerators.yaml's cited figure
 
 
 def test_memory_rows_name_their_software_or_need_none(tmp_path):
