@@ -51,10 +51,10 @@ def catalog(kind: Annotated[Kind, typer.Argument(help="Which catalog to list.")]
         accs = [a.to_dict() for a in accelerators().values()]
         if as_json:
             return emit_json(accs)
-        console.print(table("Accelerators (dense peaks)", ["name", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GB",
+        console.print(table("Accelerators (dense peaks)", ["name", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GiB",
                                                             "HBM TB/s", "link GB/s/dir", "per node", "$/h"],
                             [[a["name"], (a["peaks"]["bf16"] or 0) / 1e12, (a["peaks"]["fp8"] or 0) / 1e12,
-                              a["memory_bytes"] / 1e9, a["memory_bw_bytes_per_s"] / 1e12,
+                              a["memory_bytes"] / 2**30, a["memory_bw_bytes_per_s"] / 1e12,
                               (a["intra_node_bw_bytes_per_s"] or 0) / 1e9, a["gpus_per_node"],
                               a["price_usd_per_hour"]] for a in accs]))
     elif kind is Kind.ENGINES:
