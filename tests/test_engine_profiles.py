@@ -148,3 +148,74 @@ def test_an_engine_gemm_path_the_calibration_did_not_time_is_an_error():
     with pytest.raises(SpecError, match="no bf16 GEMM timings on the onednn_packed path.*--ops gemm_packed"):
         StepTable(model, plan, PERF_H100, get_engine("vllm-cpu"), H100).step_s(decode_seqs=4,
                                                                                decode_kv_tokens=4 * 100.0)
+
+
+def test_vllm_0_6_to_0_7_runs_v0_with_output_processing_overlapped():
+    """vLLM 0.6.0-0.7.x (engines.yaml vllm-v0.6, read in the 0.6.0, 0.6.6.post1 and 0.7.3 wheels): the V0 engine
+    with the asynchronous output processor (vllm-project/vllm#7049): the per-sequence output processing hides
+    behind the next forward pass while scheduling and input preparation stay exposed; prefill-priority batching,
+    no prefix caching, padded CUDA graphs up to 256, the worker in-process at TP1 and multiprocessing at TP > 1."""
+    for version in ("0.6.0", "0.6.3.post1", "0.6.6.post1", "0.7.0", "v0.7.3"):
+        assert engine_release("vllm", version).name == "vllm-v0.6", version
+    assert engine_release("vllm", "0.5.4").name == "vllm-v0" and engine_release("vllm", "0.8.0").name != "vllm-v0.6"
+    eng, v0 = get_engine("vllm-v0.6"), get_engine("vllm-v0")
+    assert eng.scheduler.value == "vllm" and not eng.prefix_caching and eng.watermark == 0.01
+    assert eng.host_cost(1).exposed == pytest.approx((4.0e-3, 0.0, 0.0))
+    assert eng.host_cost(1).overlapped == pytest.approx((0.0, 1.0e-4, 0.0))
+    # 0.5.x processed the outputs on the critical path: the same terms, all exposed.
+    assert v0.host_cost(1).exposed == pytest.approx((4.0e-3, 1.0e-4, 0.0)) and v0.host_cost(1).overlapped == (0, 0, 0)
+    assert (eng.workers.value, eng.workers_tp.value) == ("local", "mp")
+    assert eng.cuda_graph_sizes == (1, 2, 4, *range(8, 257, 8)) and eng.graph_batch(9) == 16
+    model = get_model("llama-3-8b")
+    assert eng.limits(model, H100) == (256, max(model.max_seq, 2048)) == eng.limits(model, A100)
+    # A decode-heavy step costs less with the outputs overlapped than 0.5.x's exposed processing.
+    plan, shape = ServePlan(), StepShape.decode(64, 500)
+    t06 = float(iteration_time(model, plan, PERF_H100, shape, eng, H100).total_s)
+    t05 = float(iteration_time(model, plan, PERF_H100, shape, v0, H100).total_s)
+    assert t05 - t06 == pytest.approx(64 * 1.0e-4, rel=1e-6)
+
+
+@pytest.mark.parametrize(("version", "name", "a100", "h100", "l40s", "b200"), [
+    ("0.8.0", "vllm-v1-0.8", (1024, 2048), (1024, 8192), (1024, 2048), (1024, 2048)),
+    ("0.8.3", "vllm-v1-0.8", (1024, 2048), (1024, 8192), (1024, 2048), (1024, 2048)),
+    ("0.8.4", "vllm-v1-0.8.4", (256, 2048), (1024, 8192), (256, 2048), (256, 2048)),
+    ("0.8.5.post1", "vllm-v1-0.8.5", (1024, 8192), (1024, 8192), (256, 2048), (1024, 8192)),
+    ("0.9.0", "vllm", (256, 2048), (1024, 8192), (256, 2048), (1024, 8192)),
+])
+def test_vllm_v1_batching_defaults_by_release(version, name, a100, h100, l40s, b200):
+    """V1 is the default from 0.8.0; its batching defaults (arg_utils._set_default_args_v1 of each wheel) changed
+    twice within 0.8.x: 1024 sequences everywhere and 8192 tokens on H100/H200 by name (0.8.0-0.8.3), 256/2048
+    with 1024/8192 on H100/H200 (0.8.4), 1024/8192 on any GPU with >= 70 GiB (0.8.5), then A100s excluded
+    (0.9.0+). The other V1 facts are the `vllm` profile's."""
+    eng, model = engine_release("vllm", version), get_model("llama-3-8b")
+    assert eng.name == name
+    got = [eng.limits(model, get_accelerator(a)) for a in ("a100", "h100", "l40s", "b200")]
+    assert got == [a100, h100, l40s, b200]
+    v1 = get_engine("vllm")
+    for key in ("scheduler", "watermark", "kv_memory_of", "memory_fraction", "reserved_bytes", "cpu", "overlapped",
+                "workers", "cuda_graph_sizes", "cuda_graph_padding", "prefix_caching", "block_size"):
+        assert getattr(eng, key) == getattr(v1, key), (name, key)
+
+
+def test_an_unknown_large_gpu_rule_is_refused():
+    from capsim.specs.engine import profile_from_dict
+
+    entry = dict(load_catalog("engines")["vllm-v1-0.8"], large_gpu_when="big")
+    with pytest.raises(SpecError, match="large_gpu_when"):
+        profile_from_dict("x", entry)
+
+
+@pytest.mark.parametrize("engine", ["vllm-v0.6", "vllm-v1-0.8", "vllm-v1-0.8.4", "vllm-v1-0.8.5"])
+def test_capsim_serve_runs_on_the_release_profile(engine):
+    import json
+
+    from typer.testing import CliRunner
+
+    from capsim.cli import app
+
+    out = CliRunner().invoke(app, ["serve", "-m", "llama-3-8b", "-a", "h100", "-e", engine, "--rate", "5",
+                                   "--prompt-tokens", "200", "--output-tokens", "20", "-n", "20", "--json"])
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.stdout)
+    assert res["completed"] == 20 and res["tpot_mean_s"] > 0
+    assert res["plan"]["max_batch"] == get_engine(engine).limits(get_model("llama-3-8b"), H100)[0]

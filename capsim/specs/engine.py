@@ -38,6 +38,20 @@ class Workers(StrEnum):
 PHASES = ("schedule", "prepare", "sampler", "outputs", "step", "workers")
 # capsim's defaults where a release's sources do not state a value (engines.yaml names them per profile): vLLM's
 # long-standing limits and memory fraction, no watermark, nothing reserved, no host time priced, eager kernels.
+class LargeGpu(StrEnum):
+    """Which GPUs take an engine release's large-GPU batching defaults (engines.yaml large_gpu_when)."""
+
+    MEMORY_NOT_A100 = "memory_not_a100"  # >= 70 GiB and not an A100 (vLLM 0.9+, vllm-project/vllm#17885)
+    MEMORY = "memory"  # >= 70 GiB (vLLM 0.8.5)
+    H100_H200 = "h100_h200"  # the device's name holds "h100" or "h200" (vLLM 0.8.0-0.8.4)
+
+
+def _large(rule: LargeGpu, accelerator: Accelerator) -> bool:
+    name, big = accelerator.name.lower(), accelerator.memory_bytes >= 70 * 2**30
+    return {LargeGpu.MEMORY_NOT_A100: big and "a100" not in name, LargeGpu.MEMORY: big,
+            LargeGpu.H100_H200: "h100" in name or "h200" in name}[rule]
+
+
 class GemmPath(StrEnum):
     """How an engine runs its linear layers, where a calibration times kernel paths apart (kernels/gemm.py)."""
 
@@ -50,7 +64,8 @@ DEFAULTS: dict[str, Any] = {"max_num_seqs": 256, "max_num_batched_tokens": "mode
                             "workers": "local", "cuda_graphs": False, "cuda_graph_padding": False,
                             "kernel_dispatch_s": 1.0e-5, "prefix_caching": False, "device_type": "gpu",
                             "host_shares_device": False, "block_size": 16, "reserved_cores": 0,
-                            "ttft_offset_s": 0.0, "gemm_path": "torch"}
+                            "ttft_offset_s": 0.0, "gemm_path": "torch",
+                            "large_gpu_when": "memory_not_a100"}
 
 
 def parse_version(text: str, field_name: str = "engine_version") -> tuple[int, ...]:
@@ -112,6 +127,7 @@ class EngineProfile:
     max_num_seqs: int = DEFAULTS["max_num_seqs"]
     max_num_batched_tokens: int | str = DEFAULTS["max_num_batched_tokens"]  # "model": max(model context, 2048)
     large_gpu: dict[str, int] = field(default_factory=dict)
+    large_gpu_when: LargeGpu = LargeGpu(DEFAULTS["large_gpu_when"])  # which GPUs take large_gpu
     watermark: float = DEFAULTS["watermark"]
     kv_memory_of: str = DEFAULTS["kv_memory_of"]  # "total" or "free"
     memory_fraction: float = DEFAULTS["memory_fraction"]
@@ -210,8 +226,7 @@ class EngineProfile:
     def limits(self, model: ModelSpec, accelerator: Accelerator | None = None) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) this engine defaults to for ``model`` on ``accelerator``."""
         seqs, tokens = self.max_num_seqs, self.max_num_batched_tokens
-        large = accelerator is not None and accelerator.memory_bytes >= 70 * 2**30 \
-            and "a100" not in accelerator.name.lower()
+        large = accelerator is not None and _large(self.large_gpu_when, accelerator)
         if large and self.large_gpu:
             seqs = self.large_gpu.get("max_num_seqs", seqs)
             tokens = self.large_gpu.get("max_num_batched_tokens", tokens)
@@ -227,7 +242,7 @@ class EngineProfile:
         out.update(scheduler=self.scheduler.value, workers=self.workers.value,
                    workers_tp=None if self.workers_tp is None else self.workers_tp.value, covers=list(self.covers),
                    cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped),
-                   gemm_path=self.gemm_path.value)
+                   gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value)
         return out
 
 
@@ -248,6 +263,10 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     require(path in set(GemmPath), f"engine {name}.gemm_path", f"unknown kernel path {path!r}",
             f"use one of {', '.join(GemmPath)}")
     entry["gemm_path"] = GemmPath(path)
+    rule = entry.get("large_gpu_when", DEFAULTS["large_gpu_when"])
+    require(rule in set(LargeGpu), f"engine {name}.large_gpu_when", f"unknown rule {rule!r}",
+            f"use one of {', '.join(LargeGpu)}")
+    entry["large_gpu_when"] = LargeGpu(rule)
     entry.pop("cuda_graph_sizes_padded", None)
     return EngineProfile(name=name, **entry)
 
@@ -276,7 +295,7 @@ ALIASES = {"trtllm": "tensorrt-llm", "trt-llm": "tensorrt-llm", "tensorrtllm": "
 
 
 def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> EngineProfile:
-    """An engine profile by name (``vllm``, ``vllm-v0``, ``vllm-0.2``, ``sglang``, ``tensorrt-llm``,
+    """An engine profile by name (``vllm``, ``vllm-v1-0.8``, ``vllm-v0.6``, ``vllm-v0``, ``vllm-0.2``, ``sglang``, ``tensorrt-llm``,
     ``tensorrt-llm-0.5``, ``nim-1.8``; also ``trtllm``, ``nim``); ``cuda_graphs`` overrides the profile's
     default (switching them on needs a profile with captured sizes)."""
     if isinstance(name, EngineProfile):
@@ -325,5 +344,5 @@ def engine_release(engine: str, version: str, device_type: str = "gpu") -> Engin
                     f"capsim knows {known_releases()}")
 
 
-__all__ = ["DEFAULTS", "EngineProfile", "HostCost", "SchedulerKind", "Workers", "engine_release", "engines",
+__all__ = ["DEFAULTS", "EngineProfile", "HostCost", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines",
            "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]
