@@ -205,7 +205,41 @@ def test_an_unknown_large_gpu_rule_is_refused():
         profile_from_dict("x", entry)
 
 
-@pytest.mark.parametrize("engine", ["vllm-v0.6", "vllm-v1-0.8", "vllm-v1-0.8.4", "vllm-v1-0.8.5"])
+def test_tensorrt_llm_0_11_to_0_21_runs_trtllm_build_engines_under_the_executor():
+    """TensorRT-LLM 0.11-0.21 (release notes of each release): TensorRT engines under the C++ executor with
+    in-flight batching, trtllm-build's defaults (max_num_tokens 8192 from 0.11, max_batch_size 256 from 0.11 and
+    2048 from 0.14, 64-token blocks), KV cache in 0.9 of the free memory, no CUDA graphs, no KV reuse unless the
+    engine is built for it, no host time priced; 1.0 switched to the PyTorch backend."""
+    for version, name in (("0.11.0", "tensorrt-llm-0.11"), ("0.13.0", "tensorrt-llm-0.11"),
+                          ("0.14.0", "tensorrt-llm-0.14"), ("0.17.0.post1", "tensorrt-llm-0.14"),
+                          ("0.21.0", "tensorrt-llm-0.14"), ("1.0.0rc4", "tensorrt-llm")):
+        assert engine_release("TensorRT-LLM", version).name == name, version
+    for version in ("0.6.1", "0.10.0"):  # no source read for these runtimes
+        with pytest.raises(SpecError, match="capsim knows"):
+            engine_release("trtllm", version)
+    model = get_model("llama-3-8b")
+    old, new = get_engine("tensorrt-llm-0.11"), get_engine("tensorrt-llm-0.14")
+    assert old.limits(model, H100) == (256, 8192) and new.limits(model, A100) == (2048, 8192)
+    for eng in (old, new):
+        assert (eng.scheduler.value, eng.kv_memory_of, eng.memory_fraction, eng.block_size) == ("sarathi", "free",
+                                                                                               0.9, 64)
+        assert not eng.cuda_graphs and not eng.prefix_caching and eng.graph_batch(8) == 0
+        assert eng.host_cost(4) == eng.host_cost(1) and eng.host_cost(1).exposed == (0.0, 0.0, 0.0)
+        assert eng.backend == "tensorrt" and eng.workers.value == "mp"
+
+
+def test_a_backend_flag_must_name_the_release_default_runtime():
+    assert apply_flags(get_engine("tensorrt-llm-0.14"), {"backend": "tensorrt"}, "fp8").engine.name == \
+        "tensorrt-llm-0.14"
+    assert apply_flags(get_engine("tensorrt-llm"), {"backend": "pytorch"}, "fp8").engine.name == "tensorrt-llm"
+    for name, backend in (("tensorrt-llm-0.14", "pytorch"), ("tensorrt-llm", "tensorrt"),
+                          ("tensorrt-llm-0.5", "tensorrt")):
+        with pytest.raises(SpecError, match="backend"):
+            apply_flags(get_engine(name), {"backend": backend}, "fp8")
+
+
+@pytest.mark.parametrize("engine", ["vllm-v0.6", "vllm-v1-0.8", "vllm-v1-0.8.4", "vllm-v1-0.8.5", "tensorrt-llm-0.11",
+                                    "tensorrt-llm-0.14"])
 def test_capsim_serve_runs_on_the_release_profile(engine):
     import json
 

@@ -147,6 +147,9 @@ class EngineProfile:
     # max_num_batched_tokens and run through the model, and a batch takes at most this many padding tokens; None:
     # prompts are packed without padding.
     max_paddings: int | None = None
+    # The runtime a TensorRT-LLM release runs by default: "pytorch" (1.0+) or "tensorrt" (TensorRT engines under the
+    # C++ executor); a row's backend flag must name it (capsim has no profile of the other runtime of that release).
+    backend: str | None = None
     device_type: str = DEFAULTS["device_type"]  # "gpu", or "cpu" for a CPU backend (vLLM's CPU build)
     # A CPU backend's host work (scheduling, input preparation, sampling) and its kernel dispatch run on the cores
     # that compute: nothing overlaps the device's work (every phase is exposed); the calibration's per-kernel
@@ -188,6 +191,8 @@ class EngineProfile:
                 "engine.max_paddings", f"must be a whole number >= 0 or null, got {self.max_paddings!r}")
         require(self.max_paddings is None or self.scheduler is SchedulerKind.VLLM, "engine.max_paddings",
                 "padded prompt batches belong to the prefill-priority scheduler (scheduler: vllm)")
+        require(self.backend in (None, "pytorch", "tensorrt"), "engine.backend",
+                f"must be 'pytorch', 'tensorrt' or null, got {self.backend!r}")
         require(not self.cuda_graphs or bool(self.cuda_graph_sizes), "engine.cuda_graph_sizes",
                 "CUDA graphs need captured batch sizes")
 
@@ -295,8 +300,9 @@ ALIASES = {"trtllm": "tensorrt-llm", "trt-llm": "tensorrt-llm", "tensorrtllm": "
 
 
 def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> EngineProfile:
-    """An engine profile by name (``vllm``, ``vllm-v1-0.8``, ``vllm-v0.6``, ``vllm-v0``, ``vllm-0.2``, ``sglang``, ``tensorrt-llm``,
-    ``tensorrt-llm-0.5``, ``nim-1.8``; also ``trtllm``, ``nim``); ``cuda_graphs`` overrides the profile's
+    """An engine profile by name (``vllm``, ``vllm-v1-0.8``, ``vllm-v0.6``, ``vllm-v0``, ``vllm-0.2``,
+    ``sglang``, ``tensorrt-llm``, ``tensorrt-llm-0.14``, ``tensorrt-llm-0.11``, ``tensorrt-llm-0.5``, ``nim-1.8``;
+    also ``trtllm``, ``nim``; ``capsim catalog engines`` lists all); ``cuda_graphs`` overrides the profile's
     default (switching them on needs a profile with captured sizes)."""
     if isinstance(name, EngineProfile):
         prof = name

@@ -88,9 +88,11 @@ def _overlap(eng: EngineProfile, name: str, text: str) -> EngineProfile:
 
 
 def _backend(eng: EngineProfile, name: str, text: str) -> EngineProfile:
-    if text.strip().lower() != "pytorch" or eng.name != "tensorrt-llm":
-        raise SpecError("flags", f"{name}={text}: capsim's {eng.engine} {eng.release} profile describes the PyTorch "
-                        "backend only", "remove the flag or use backend=pytorch with tensorrt-llm >= 1.0")
+    if eng.backend is None or text.strip().lower() != eng.backend:
+        raise SpecError("flags", f"{name}={text}: capsim's {eng.engine} {eng.release} profile ({eng.name}) describes "
+                        f"the {eng.backend or 'default'} backend only",
+                        "remove the flag, or give a release whose default runtime it is (tensorrt-llm >= 1.0: "
+                        "pytorch; 0.11-0.21: tensorrt)")
     return eng
 
 
