@@ -155,9 +155,13 @@ def test_vllm_0_6_to_0_7_runs_v0_with_output_processing_overlapped():
     with the asynchronous output processor (vllm-project/vllm#7049): the per-sequence output processing hides
     behind the next forward pass while scheduling and input preparation stay exposed; prefill-priority batching,
     no prefix caching, padded CUDA graphs up to 256, the worker in-process at TP1 and multiprocessing at TP > 1."""
-    for version in ("0.6.0", "0.6.3.post1", "0.6.6.post1", "0.7.0", "v0.7.3"):
-        assert engine_release("vllm", version).name == "vllm-v0.6", version
-    assert engine_release("vllm", "0.5.4").name == "vllm-v0" and engine_release("vllm", "0.8.0").name != "vllm-v0.6"
+    for version, name in (("0.6.0", "vllm-v0.6"), ("0.6.3.post1", "vllm-v0.6"), ("0.6.4.post1", "vllm-v0.6"),
+                          ("0.6.5", "vllm-v0.6.5"), ("0.6.6.post1", "vllm-v0.6.5"), ("v0.7.3", "vllm-v0.6.5"),
+                          ("0.5.4", "vllm-v0"), ("0.8.0", "vllm-v1-0.8")):
+        assert engine_release("vllm", version).name == name, version
+    # 0.6.5 changed only the chunked-prefill token budget (test below).
+    differ = {k for k, v in get_engine("vllm-v0.6").to_dict().items() if get_engine("vllm-v0.6.5").to_dict()[k] != v}
+    assert differ == {"name", "release", "covers", "description", "chunked_max_num_batched_tokens", "sources"}
     eng, v0 = get_engine("vllm-v0.6"), get_engine("vllm-v0")
     assert eng.scheduler.value == "vllm" and not eng.prefix_caching and eng.watermark == 0.01
     assert eng.host_cost(1).exposed == pytest.approx((4.0e-3, 0.0, 0.0))
@@ -238,7 +242,7 @@ def test_a_backend_flag_must_name_the_release_default_runtime():
             apply_flags(get_engine(name), {"backend": backend}, "fp8")
 
 
-@pytest.mark.parametrize("engine", ["vllm-v0.6", "vllm-v1-0.8", "vllm-v1-0.8.4", "vllm-v1-0.8.5", "tensorrt-llm-0.11",
+@pytest.mark.parametrize("engine", ["vllm-v0.6", "vllm-v0.6.5", "vllm-v1-0.8", "vllm-v1-0.8.4", "vllm-v1-0.8.5", "tensorrt-llm-0.11",
                                     "tensorrt-llm-0.14"])
 def test_capsim_serve_runs_on_the_release_profile(engine):
     import json
@@ -253,3 +257,41 @@ def test_capsim_serve_runs_on_the_release_profile(engine):
     res = json.loads(out.stdout)
     assert res["completed"] == 20 and res["tpot_mean_s"] > 0
     assert res["plan"]["max_batch"] == get_engine(engine).limits(get_model("llama-3-8b"), H100)[0]
+
+
+@pytest.mark.parametrize(("version", "budget"), [("0.5.3", 512), ("0.6.0", 512), ("0.6.4", 512), ("0.6.5", 2048),
+                                                 ("0.7.3", 2048)])
+def test_vllm_v0_turns_chunked_prefill_on_for_long_contexts(version, budget):
+    """vLLM V0 (0.5-0.7, arg_utils of each wheel) turns chunked prefill on by default when max_model_len > 32768
+    and the model slides no window, with a 512-token budget up to 0.6.4 and 2048 from 0.6.5 (SchedulerConfig); a
+    stated max_model_len or chunked_prefill flag replaces the model's context or the rule."""
+    eng = engine_release("vllm", version)
+    long, short, window = get_model("qwen3-8b"), get_model("llama-3-8b"), get_model("mistral-7b")
+    assert long.max_seq > 32768 and long.sliding_window is None and window.max_seq <= 32768
+    assert eng.for_model(long).scheduler.value == "sarathi" and eng.limits(long, H100) == (256, budget)
+    assert eng.for_model(short).scheduler.value == "vllm" and eng.limits(short, H100) == (256, 8192)
+    assert eng.limits(window, H100) == (256, 32768)
+    served = apply_flags(eng, {"max_model_len": "16384"}, "bf16")
+    assert served.engine.for_model(long).scheduler.value == "vllm" and served.engine.limits(long, H100) == (256, 16384)
+    assert "max_model_len=16384" in served.notes[0]
+    off = apply_flags(eng, {"chunked_prefill": "0"}, "bf16").engine
+    assert off.for_model(long).scheduler.value == "vllm" and off.limits(long, H100) == (256, long.max_seq)
+    on = apply_flags(eng, {"chunked_prefill": "1"}, "bf16").engine
+    assert on.for_model(short).scheduler.value == "sarathi" and on.limits(short, H100) == (256, budget)
+
+
+def test_the_simulator_runs_the_release_set_up_for_the_model():
+    """A long-context model on vLLM 0.6.5 is served with chunked prefill and a 2048-token budget, as the release
+    sets itself up; V1 profiles, which always chunk, are unchanged by the rule."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from capsim.cli import app
+
+    out = CliRunner().invoke(app, ["serve", "-m", "qwen3-8b", "-a", "h100", "-e", "vllm-v0.6.5", "--rate", "5",
+                                   "--prompt-tokens", "3000", "--output-tokens", "10", "-n", "10", "--json"])
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.stdout)
+    assert res["scheduler"] == "sarathi" and res["plan"]["max_batched_tokens"] == 2048 and res["completed"] == 10
+    assert get_engine("vllm").for_model(get_model("qwen3-8b")) == get_engine("vllm")

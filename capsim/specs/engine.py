@@ -147,6 +147,12 @@ class EngineProfile:
     # max_num_batched_tokens and run through the model, and a batch takes at most this many padding tokens; None:
     # prompts are packed without padding.
     max_paddings: int | None = None
+    # vLLM V0 (0.5-0.7): chunked prefill turns on by default when the served context (max_model_len, else the
+    # model's) exceeds chunked_above_context and the model has no sliding window; with chunked prefill on and no
+    # token budget given, a step takes chunked_max_num_batched_tokens. None: no such rule.
+    chunked_above_context: int | None = None
+    chunked_max_num_batched_tokens: int | None = None
+    max_model_len: int | None = None  # the served context a row states (flags max_model_len), else the model's
     # The runtime a TensorRT-LLM release runs by default: "pytorch" (1.0+) or "tensorrt" (TensorRT engines under the
     # C++ executor); a row's backend flag must name it (capsim has no profile of the other runtime of that release).
     backend: str | None = None
@@ -191,6 +197,10 @@ class EngineProfile:
                 "engine.max_paddings", f"must be a whole number >= 0 or null, got {self.max_paddings!r}")
         require(self.max_paddings is None or self.scheduler is SchedulerKind.VLLM, "engine.max_paddings",
                 "padded prompt batches belong to the prefill-priority scheduler (scheduler: vllm)")
+        for name in ("chunked_above_context", "chunked_max_num_batched_tokens", "max_model_len"):
+            value = getattr(self, name)
+            require(value is None or (isinstance(value, int) and value > 0), f"engine.{name}",
+                    f"must be a positive whole number or null, got {value!r}")
         require(self.backend in (None, "pytorch", "tensorrt"), "engine.backend",
                 f"must be 'pytorch', 'tensorrt' or null, got {self.backend!r}")
         require(not self.cuda_graphs or bool(self.cuda_graph_sizes), "engine.cuda_graph_sizes",
@@ -230,14 +240,26 @@ class EngineProfile:
 
     def limits(self, model: ModelSpec, accelerator: Accelerator | None = None) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) this engine defaults to for ``model`` on ``accelerator``."""
-        seqs, tokens = self.max_num_seqs, self.max_num_batched_tokens
-        large = accelerator is not None and _large(self.large_gpu_when, accelerator)
-        if large and self.large_gpu:
-            seqs = self.large_gpu.get("max_num_seqs", seqs)
-            tokens = self.large_gpu.get("max_num_batched_tokens", tokens)
+        prof = self.for_model(model)
+        seqs, tokens = prof.max_num_seqs, prof.max_num_batched_tokens
+        large = accelerator is not None and _large(prof.large_gpu_when, accelerator)
+        if large and prof.large_gpu:
+            seqs = prof.large_gpu.get("max_num_seqs", seqs)
+            tokens = prof.large_gpu.get("max_num_batched_tokens", tokens)
+        if tokens == "model" and prof.scheduler is SchedulerKind.SARATHI and prof.chunked_max_num_batched_tokens:
+            tokens = prof.chunked_max_num_batched_tokens  # vllm/config.py SchedulerConfig (V0) with chunked prefill
         if tokens == "model":
-            tokens = max(model.max_seq, 2048)
+            tokens = max(prof.max_model_len or model.max_seq, 2048)
         return int(seqs), int(tokens)
+
+    def for_model(self, model: ModelSpec) -> EngineProfile:
+        """The profile as the release sets itself up for ``model``: vLLM V0 turns chunked prefill on for a served
+        context above chunked_above_context (vllm/engine/arg_utils.py, 0.5-0.7), unless the model slides a window."""
+        if self.chunked_above_context is None:
+            return self
+        context = self.max_model_len or model.max_seq
+        long = context > self.chunked_above_context and model.sliding_window is None
+        return replace(self, scheduler=SchedulerKind.SARATHI if long else self.scheduler, chunked_above_context=None)
 
     def with_(self, **changes: Any) -> EngineProfile:
         return replace(self, **changes)

@@ -97,7 +97,13 @@ def _backend(eng: EngineProfile, name: str, text: str) -> EngineProfile:
 
 
 def _chunked(eng: EngineProfile, name: str, text: str) -> EngineProfile:
-    return replace(eng, scheduler=SchedulerKind.SARATHI if _bool(name, text) else SchedulerKind.VLLM)
+    # Stated outright, it replaces the release's own default (vLLM V0: on for long contexts).
+    return replace(eng, scheduler=SchedulerKind.SARATHI if _bool(name, text) else SchedulerKind.VLLM,
+                   chunked_above_context=None)
+
+
+def _context(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    return replace(eng, max_model_len=_int(name, text))
 
 
 def _prefix(eng: EngineProfile, name: str, text: str) -> EngineProfile:
@@ -145,7 +151,8 @@ FLAGS: dict[str, Flag] = {
     "vllm_cpu_kvcache_space": Flag(("vllm",), plan="kv_cache_bytes", parse=lambda n, v: _bytes(n, v, 2.0**30)),
     "vllm_cpu_omp_threads_bind": Flag(("vllm",), note="the cores the CPU worker's OpenMP threads are bound to: "
                                       "capsim prices the device calibration at that many threads (--threads)"),
-    "max_model_len": Flag(ALL, note="the context limit: capsim refuses a request longer than the model's context"),
+    "max_model_len": Flag(ALL, engine=_context, note="the context limit: it sets vLLM V0's default token budget "
+                          "and long-context chunked prefill; capsim refuses a request longer than the model's context"),
     "dtype": Flag(ALL, note="checked against the row's precision"),
     "client": Flag(ALL, note="the benchmark client that measured the row (validation/clients.py), not an engine option"),
     "swap_space_gb": Flag(("vllm",), note="CPU swap space: vLLM preempts a single-sequence request by recomputation "
@@ -195,6 +202,8 @@ def apply_flags(engine: EngineProfile, flags: dict[str, str], precision: str) ->
             plan[flag.plan] = flag.parse(name, value)
         elif flag.engine is not None:
             engine = flag.engine(engine, name, value)
+            if flag.note:
+                notes.append(f"{name}={value}: {flag.note}")
         elif name == "dtype":
             want = DTYPES.get(value.strip().lower())
             if want is None or want != precision.strip().lower():
