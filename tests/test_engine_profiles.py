@@ -177,6 +177,10 @@ def test_vllm_0_6_to_0_7_runs_v0_with_output_processing_overlapped():
     t06 = float(iteration_time(model, plan, PERF_H100, shape, eng, H100).total_s)
     t05 = float(iteration_time(model, plan, PERF_H100, shape, v0, H100).total_s)
     assert t05 - t06 == pytest.approx(64 * 1.0e-4, rel=1e-6)
+    # --enforce-eager turns the asynchronous output processor off (config.verify_async_output_proc): all exposed.
+    for eager in (apply_flags(eng, {"cuda_graphs": "0"}, "bf16").engine, get_engine("vllm-v0.6", cuda_graphs=False)):
+        assert eager.host_cost(1).exposed == pytest.approx((4.0e-3, 1.0e-4, 0.0)) and not eager.cuda_graphs
+    assert get_engine("sglang", cuda_graphs=False).overlapped == ("all",)  # its overlap does not need graphs
 
 
 @pytest.mark.parametrize(("version", "name", "a100", "h100", "l40s", "b200"), [

@@ -135,6 +135,7 @@ class EngineProfile:
     cpu: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # phase -> (intercept_s,
     #                                                       per_sequence_s, per_prompt_token_s)
     overlapped: tuple[str, ...] = ()  # phases hidden behind the GPU ("all" = every phase)
+    overlap_needs_cuda_graphs: bool = False  # the overlap is off when CUDA graphs are (vLLM V0 async output)
     workers: Workers = Workers.LOCAL  # at TP1
     workers_tp: Workers | None = None  # at TP > 1 (None: as at TP1)
     worker_comm: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)
@@ -261,6 +262,11 @@ class EngineProfile:
         long = context > self.chunked_above_context and model.sliding_window is None
         return replace(self, scheduler=SchedulerKind.SARATHI if long else self.scheduler, chunked_above_context=None)
 
+    def graphs(self, on: bool) -> EngineProfile:
+        """The profile with CUDA graphs switched on or off (off also ends an overlap that needs them)."""
+        drop = not on and self.overlap_needs_cuda_graphs
+        return replace(self, cuda_graphs=on, overlapped=() if drop else self.overlapped)
+
     def with_(self, **changes: Any) -> EngineProfile:
         return replace(self, **changes)
 
@@ -340,7 +346,7 @@ def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> En
         if cuda_graphs and not prof.cuda_graph_sizes:
             raise SpecError("engine.cuda_graphs", f"{prof.name} ({prof.engine} {prof.release}) has no CUDA graphs",
                             "leave CUDA graphs off for this release")
-        prof = replace(prof, cuda_graphs=cuda_graphs)
+        prof = prof.graphs(cuda_graphs)
     return prof
 
 

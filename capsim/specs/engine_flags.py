@@ -74,7 +74,7 @@ def _graphs(eng: EngineProfile, name: str, text: str) -> EngineProfile:
     if on and not eng.cuda_graph_sizes:
         raise SpecError("flags", f"{name}=1: {eng.engine} {eng.release} has no CUDA graphs",
                         "remove the flag, or give the release that captured them")
-    return replace(eng, cuda_graphs=on)
+    return eng.graphs(on)
 
 
 def _padding(eng: EngineProfile, name: str, text: str) -> EngineProfile:
