@@ -66,8 +66,10 @@ def test_release_lookup():
     assert engine_release("trtllm", "1.0.0rc4").name == "tensorrt-llm"
     assert engine_release("TensorRT-LLM", "0.5.0").name == "tensorrt-llm-0.5"
     assert engine_release("nim", "1.8.0").name == "nim-1.8"
+    assert engine_release("sglang", "0.3.6.post3").name == "sglang" == engine_release("sglang", "0.4.3").name
     for engine, version, field in (("vllm", "0.2.5", "engine_version"), ("vllm", "0.4.0", "engine_version"),
                                    ("tensorrt-llm", "0.9.0", "engine_version"), ("vllm", "", "engine_version"),
+                                   ("sglang", "0.3.5", "engine_version"),
                                    ("tgi", "2.0", "engine")):
         with pytest.raises(SpecError) as err:
             engine_release(engine, version)
