@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import releases_current as current
+from capsim.analytic.training import releases_nemo as nemo
 from capsim.analytic.training import releases_torchtitan as titan
 from capsim.analytic.training.release import (
     PER_REPLICA,
@@ -37,6 +38,8 @@ class FrameworkName(StrEnum):
     FSDP = "fsdp-pytorch-2.3"
     NEMO_24_07 = "nemo-24.07"  # Megatron-Core through NeMo 1.0 (releases_current.py)
     NEMO_25_02 = "nemo-25.02"  # Megatron-Core through NeMo 2.2
+    MEGATRON_BRIDGE_25_11 = "megatron-bridge-25.11"  # Megatron-Core through Megatron-Bridge 0.2.0 (releases_nemo.py)
+    MEGATRON_BRIDGE_26_02 = "megatron-bridge-26.02"  # Megatron-Core through Megatron-Bridge 0.3.0 (releases_nemo.py)
     MEGATRON_BRIDGE_26_04_01 = "megatron-bridge-26.04.01"  # Megatron-Core through Megatron-Bridge 0.4.2
     NEMO_AUTOMODEL_2025_10 = "nemo-automodel-2025-10"  # PyTorch FSDP2 through NeMo AutoModel
     TORCHTITAN_2024_04 = "torchtitan-2024-04"  # PyTorch FSDP2 through torchtitan (releases_torchtitan.py)
@@ -322,6 +325,8 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.FSDP: _fsdp_pytorch_2_3(),
     FrameworkName.NEMO_24_07: current.nemo_24_07(FrameworkName.NEMO_24_07.value),
     FrameworkName.NEMO_25_02: current.nemo_25_02(FrameworkName.NEMO_25_02.value),
+    FrameworkName.MEGATRON_BRIDGE_25_11: nemo.megatron_bridge_25_11(FrameworkName.MEGATRON_BRIDGE_25_11.value),
+    FrameworkName.MEGATRON_BRIDGE_26_02: nemo.megatron_bridge_26_02(FrameworkName.MEGATRON_BRIDGE_26_02.value),
     FrameworkName.MEGATRON_BRIDGE_26_04_01: current.megatron_bridge_26_04_01(FrameworkName.MEGATRON_BRIDGE_26_04_01.value),
     FrameworkName.NEMO_AUTOMODEL_2025_10: current.nemo_automodel_2025_10(FrameworkName.NEMO_AUTOMODEL_2025_10.value),
     FrameworkName.TORCHTITAN_2024_04: titan.torchtitan_2024_04(FrameworkName.TORCHTITAN_2024_04.value),
