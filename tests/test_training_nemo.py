@@ -61,6 +61,11 @@ MISSES = {
         "and 26.04.01's (EP16, no pp) 8960. capsim prices the in-node DeepEP all-to-all as hidden by the MoE overlap "
         "(ep_comm 0) and the expert GEMMs at the dense FP8 curve"),
     ("megatron-bridge-26.02-qwen3-30b-a3b-H100-SXM5-80GB-16", "profile"): "+232%: as with the datasheet calibration",
+    ("megatron-bridge-26.04-qwen3-30b-a3b-H100-SXM5-80GB-16", "datasheet"): (
+        "+23.9%: the layout of training_modern.csv's 26.04.01 row (EP16 over two nodes, DeepEP/HybridEP), which "
+        "misses alike (+23.0%): expert grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve, the flex "
+        "dispatcher at NCCL bandwidths"),
+    ("megatron-bridge-26.04-qwen3-30b-a3b-H100-SXM5-80GB-16", "profile"): "+24.5%: as with the datasheet calibration",
 }
 
 
@@ -96,9 +101,9 @@ def test_nemo_row_within_15_pct(key, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (key, pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| over the 12 priced rows 14.5% (datasheet) / 15.0% (profile): "
-                                       "the B200 rows, Qwen3 MoE on H100, the 405B rows; the Llama3-70B rows are "
-                                       "within 1.1%")
+@pytest.mark.xfail(strict=True, reason="median |error| over the 15 priced rows 14.3% (datasheet) / 13.8% (profile): "
+                                       "the B200 rows, Qwen3 MoE on H100, the 405B rows; the three Llama3-70B H100 "
+                                       "rows are within 1.1%")
 @pytest.mark.parametrize("kind", KINDS)
 def test_nemo_median_within_8_pct(kind):
     errors = [abs(p.value / float(r["value"]) - 1.0) * 100 for r in NEMO
@@ -125,8 +130,18 @@ def test_every_nemo_row_names_a_release_capsim_knows_and_states_its_settings():
 
 # --- the presets ---------------------------------------------------------------------------------------------------
 
+def test_bridge_26_04_is_26_04_01_read_at_v0_4_0():
+    rel, ref = get_release(FrameworkName.MEGATRON_BRIDGE_26_04), get_release(FrameworkName.MEGATRON_BRIDGE_26_04_01)
+    assert rel.framework.with_(name=ref.name) == ref.framework and rel.software == "megatron-bridge-26.04"
+    assert {k: s.value for k, s in rel.defaults.items()} == {k: s.value for k, s in ref.defaults.items()}
+    assert rel.flags.keys() == ref.flags.keys()
+    texts = [*rel.cite.values(), *(s.source for s in rel.defaults.values()), *(f.source for f in rel.flags.values())]
+    assert not [t for t in texts if "v0.4.2" in t or "2edffadb" in t]  # every citation read again at v0.4.0
+    assert "MB@v0.4.0" in rel.cite["overlap_p2p"] and "L277-295" in rel.cite["fp8_scaling"]
+
+
 def test_bridge_25_11_and_26_02_are_26_04_01_but_for_the_micro_batch_default():
-    """The three Megatron-Bridge containers run the same comm-overlap, FP8 and optimizer defaults (read at v0.2.0,
+    """The Megatron-Bridge containers run the same comm-overlap, FP8 and optimizer defaults (read at v0.2.0,
     v0.3.0 and v0.4.2); 25.11 and 26.02's Llama recipes default to micro-batch 1, 26.04.01's common base to 2."""
     new = [get_release(FrameworkName.MEGATRON_BRIDGE_25_11), get_release(FrameworkName.MEGATRON_BRIDGE_26_02)]
     ref = get_release(FrameworkName.MEGATRON_BRIDGE_26_04_01)

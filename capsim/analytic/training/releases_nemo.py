@@ -1,6 +1,6 @@
 """NeMo containers of late 2025 and early 2026, whose LLM recipes are Megatron-Bridge's: the 25.11 container
 (Megatron-Bridge v0.2.0 on Megatron-Core 0.16.0rc0) and, described identically, the 26.02 container (v0.3.0 on
-Megatron-Core 0.16.0). Each is a :class:`Release` like those of ``releases_current.py``: a cited value for every
+Megatron-Core 0.16.0); the 26.04 container (v0.4.0), described as 26.04.01 (v0.4.2, ``releases_current.py``). Each is a :class:`Release` like those of ``releases_current.py``: a cited value for every
 behaviour field, the documented defaults of unpublished layout settings, and the flags a run's recipe states.
 
 Citations: ``MB@<tag>`` is github.com/NVIDIA-NeMo/Megatron-Bridge (docs/versions1.json: "0.2.0 · 25.11",
@@ -18,10 +18,11 @@ The 26.04.01 container (``megatron-bridge-26.04.01``) differs: its recipes' micr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
+    Flag,
     Framework,
     FrameworkFamily,
     MoeDispatcher,
@@ -36,6 +37,7 @@ from capsim.analytic.training.releases_current import (
     _UB,
     _megatron_common,
     _ub_flag,
+    megatron_bridge_26_04_01,
     megatron_core_flags,
 )
 from capsim.specs.precision import Fp8Scaling
@@ -140,4 +142,38 @@ def megatron_bridge_26_02(name: str) -> Release:
                    "scripts/performance configs", cite, defaults, _flags(_V0_3_0))
 
 
-__all__ = ["megatron_bridge_25_11", "megatron_bridge_26_02"]
+# Megatron-Bridge v0.4.0 (NeMo 26.04) against v0.4.2 (26.04.01), at every line megatron_bridge_26_04_01 cites:
+# comm_overlap.py, recipes/common.py, recipes/llama, recipes/qwen, scripts/performance/utils/{precision,utils}.py are
+# the same files (``git diff v0.4.0 v0.4.2`` is empty for them); mixed_precision.py adds FP4 fields above
+# bf16_with_fp8_current_scaling_mixed, which moves from L291-309 to L277-295 unchanged; the H100 workload configs of
+# scripts/performance/configs/{llama,qwen} are the same (the diff touches LoRA and B300 configs only). The
+# Megatron-Core it pins differs: d7288711 (core 0.17.0rc0, 2026-04-09), whose transformer_config.py L750 keeps the
+# allgather dispatcher default and model_parallel_config.py L256 overlap_moe_expert_parallel_comm off.
+_V0_4_0_TEXT = (("MB@v0.4.2", "MB@v0.4.0"), ("mixed_precision.py L291-309", "mixed_precision.py L277-295"),
+                ("mixed_precision.py L308", "mixed_precision.py L294"),
+                ("ML@2edffadb (core 0.17.1, Bridge v0.4.2's", "ML@d7288711 (core 0.17.0rc0, Bridge v0.4.0's"))
+
+
+def _retag(text: str) -> str:
+    for old, new in _V0_4_0_TEXT:
+        text = text.replace(old, new)
+    return text
+
+
+def megatron_bridge_26_04(name: str) -> Release:
+    """Megatron-Bridge v0.4.0 (the NeMo 26.04 container): 26.04.01's facts, read again at v0.4.0 (``_V0_4_0_TEXT``).
+    Not a ``covers`` range: "megatron-bridge-26.04" stands for every 26.04.x, which no range ending at 26.04.01
+    holds whole."""
+    ref = megatron_bridge_26_04_01(name)
+    cite = {k: _retag(v) for k, v in ref.cite.items()}
+    cite["moe_dispatcher"] += "; ML@d7288711 transformer/transformer_config.py L750 default 'allgather'"
+    cite["overlap_moe_a2a"] += "; ML@d7288711 model_parallel_config.py L256 default False"
+    defaults = {k: replace(s, source=_retag(s.source)) for k, s in ref.defaults.items()}
+    flags = {k: Flag(f.field, f.values, _retag(f.source)) for k, f in ref.flags.items()}
+    return replace(ref, software="megatron-bridge-26.04", date="2026-04-16",
+                   code="Megatron-Bridge v0.4.0 (0fbfe7d3, 2026-04-16; NeMo 26.04 container) recipes and "
+                        "scripts/performance configs, the same as v0.4.2's at every cited line",
+                   cite=cite, defaults=defaults, flags=flags)
+
+
+__all__ = ["megatron_bridge_25_11", "megatron_bridge_26_02", "megatron_bridge_26_04"]
