@@ -71,11 +71,11 @@ def test_validate_training_json():
     out = json.loads(run("validate", "training", "--json").stdout)
     # the 2021-22 file (18 rows, A100), training_modern.csv (15 rows, H100 and B200) and training_torchtitan.csv
     # (22 rows: A100, H200, and 12 on Meta's 500 W HBM2e H100, which the catalog lacks: not priced) and
-    # training_nemo.csv (17 rows, H100 and B200; 2 do not fit capsim's memory model), each on the calibration the
+    # training_nemo.csv (20 rows, H100 and B200; 2 do not fit capsim's memory model), each on the calibration the
     # one rule picks for its accelerator (GPU profile where one ships, else datasheet)
     names = " + ".join(sorted({default_calibration(a) for a in ("a100", "h100", "b200", "h200")}))
     assert out["suite"] == "training" and out["calibration"] == names
-    assert len(out["rows"]) == 18 + 15 + 22 + 17 and out["rows_failed"] == 12 + 2
+    assert len(out["rows"]) == 18 + 15 + 22 + 20 and out["rows_failed"] == 12 + 2
     assert all("unknown accelerator" in r["note"] or "does not fit in memory" in r["note"]
                for r in out["rows"] if r["predicted"] is None)
     assert {"source", "case", "metric", "measured", "predicted", "error_pct"} <= set(out["rows"][0])

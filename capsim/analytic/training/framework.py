@@ -40,6 +40,7 @@ class FrameworkName(StrEnum):
     NEMO_25_02 = "nemo-25.02"  # Megatron-Core through NeMo 2.2
     MEGATRON_BRIDGE_25_11 = "megatron-bridge-25.11"  # Megatron-Core through Megatron-Bridge 0.2.0 (releases_nemo.py)
     MEGATRON_BRIDGE_26_02 = "megatron-bridge-26.02"  # Megatron-Core through Megatron-Bridge 0.3.0 (releases_nemo.py)
+    MEGATRON_BRIDGE_26_02_01 = "megatron-bridge-26.02.01"  # Megatron-Bridge 0.3.1 (releases_nemo.py)
     MEGATRON_BRIDGE_26_04 = "megatron-bridge-26.04"  # Megatron-Core through Megatron-Bridge 0.4.0 (releases_nemo.py)
     MEGATRON_BRIDGE_26_04_01 = "megatron-bridge-26.04.01"  # Megatron-Core through Megatron-Bridge 0.4.2
     NEMO_AUTOMODEL_2025_10 = "nemo-automodel-2025-10"  # PyTorch FSDP2 through NeMo AutoModel
@@ -328,6 +329,7 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.NEMO_25_02: current.nemo_25_02(FrameworkName.NEMO_25_02.value),
     FrameworkName.MEGATRON_BRIDGE_25_11: nemo.megatron_bridge_25_11(FrameworkName.MEGATRON_BRIDGE_25_11.value),
     FrameworkName.MEGATRON_BRIDGE_26_02: nemo.megatron_bridge_26_02(FrameworkName.MEGATRON_BRIDGE_26_02.value),
+    FrameworkName.MEGATRON_BRIDGE_26_02_01: nemo.megatron_bridge_26_02_01(FrameworkName.MEGATRON_BRIDGE_26_02_01.value),
     FrameworkName.MEGATRON_BRIDGE_26_04: nemo.megatron_bridge_26_04(FrameworkName.MEGATRON_BRIDGE_26_04.value),
     FrameworkName.MEGATRON_BRIDGE_26_04_01: current.megatron_bridge_26_04_01(FrameworkName.MEGATRON_BRIDGE_26_04_01.value),
     FrameworkName.NEMO_AUTOMODEL_2025_10: current.nemo_automodel_2025_10(FrameworkName.NEMO_AUTOMODEL_2025_10.value),

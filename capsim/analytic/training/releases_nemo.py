@@ -1,6 +1,7 @@
 """NeMo containers of late 2025 and early 2026, whose LLM recipes are Megatron-Bridge's: the 25.11 container
 (Megatron-Bridge v0.2.0 on Megatron-Core 0.16.0rc0) and, described identically, the 26.02 container (v0.3.0 on
-Megatron-Core 0.16.0); the 26.04 container (v0.4.0), described as 26.04.01 (v0.4.2, ``releases_current.py``). Each is a :class:`Release` like those of ``releases_current.py``: a cited value for every
+Megatron-Core 0.16.0); the 26.02.01 (v0.3.1) and 26.04 (v0.4.0) containers, described as 26.04.01 (v0.4.2,
+``releases_current.py``) and their citations read again at their own tags. Each is a :class:`Release` like those of ``releases_current.py``: a cited value for every
 behaviour field, the documented defaults of unpublished layout settings, and the flags a run's recipe states.
 
 Citations: ``MB@<tag>`` is github.com/NVIDIA-NeMo/Megatron-Bridge (docs/versions1.json: "0.2.0 · 25.11",
@@ -152,28 +153,57 @@ def megatron_bridge_26_02(name: str) -> Release:
 _V0_4_0_TEXT = (("MB@v0.4.2", "MB@v0.4.0"), ("mixed_precision.py L291-309", "mixed_precision.py L277-295"),
                 ("mixed_precision.py L308", "mixed_precision.py L294"),
                 ("ML@2edffadb (core 0.17.1, Bridge v0.4.2's", "ML@d7288711 (core 0.17.0rc0, Bridge v0.4.0's"))
+# Megatron-Bridge v0.3.1 (NeMo 26.02.01) against v0.4.2: recipes/common.py _pretrain_common sets the same micro-batch
+# (2), DDP overlaps and distributed optimizer at L66, L78-79, L82 (v0.4.2: L67, L83-84, L87), and the Llama recipes
+# build on it as v0.4.2's do (recipes/llama/llama3.py L47, AutoBridge.from_hf_pretrained L50); comm_overlap.py and
+# mixed_precision.py are v0.3.0's (``git diff v0.3.0 v0.3.1`` is empty for both): the same logic and userbuffers
+# configs 3 lines up (L95-199 against v0.4.2's L98-202, identical text), bf16_with_fp8_current_scaling_mixed at
+# L272-289; scripts/performance/utils/precision.py L26-31 and utils.py L68-71 read as at v0.4.2. Megatron-Core
+# 55ac7082 (core 0.16.1, 2026-03-16): transformer_config.py L675 allgather default, model_parallel_config.py L264
+# overlap_moe_expert_parallel_comm off.
+_V0_3_1_TEXT = (("MB@v0.4.2", "MB@v0.3.1"), ("comm_overlap.py L576-579", "comm_overlap.py L539-542"),
+                ("comm_overlap.py L434", "comm_overlap.py L431"), ("comm_overlap.py L455-456", "comm_overlap.py L452-453"),
+                ("comm_overlap.py L98-200", "comm_overlap.py L95-199"),
+                ("_pretrain_common L83", "_pretrain_common L78"), ("_pretrain_common L84", "_pretrain_common L79"),
+                ("_pretrain_common L67", "_pretrain_common L66"), ("_pretrain_common L87", "_pretrain_common L82"),
+                ("mixed_precision.py L291-309", "mixed_precision.py L272-289"),
+                ("mixed_precision.py L308", "mixed_precision.py L289"),
+                ("ML@2edffadb (core 0.17.1, Bridge v0.4.2's", "ML@55ac7082 (core 0.16.1, Bridge v0.3.1's"))
 
 
-def _retag(text: str) -> str:
-    for old, new in _V0_4_0_TEXT:
-        text = text.replace(old, new)
-    return text
+def _reread(name: str, text: tuple[tuple[str, str], ...], core: str, **release: str) -> Release:
+    """megatron_bridge_26_04_01's Release with every citation moved to another tag by ``text`` (old, new) pairs,
+    the dispatcher and MoE-overlap defaults of the Megatron-Core that tag pins (``core``: commit and two lines)."""
+
+    def moved(source: str) -> str:
+        for old, new in text:
+            source = source.replace(old, new)
+        return source
+
+    ref = megatron_bridge_26_04_01(name)
+    commit, dispatcher, overlap = core.split("|")
+    cite = {k: moved(v) for k, v in ref.cite.items()}
+    cite["moe_dispatcher"] += f"; ML@{commit} transformer/transformer_config.py {dispatcher} default 'allgather'"
+    cite["overlap_moe_a2a"] += f"; ML@{commit} model_parallel_config.py {overlap} default False"
+    return replace(ref, cite=cite, defaults={k: replace(s, source=moved(s.source)) for k, s in ref.defaults.items()},
+                   flags={k: Flag(f.field, f.values, moved(f.source)) for k, f in ref.flags.items()}, **release)
 
 
 def megatron_bridge_26_04(name: str) -> Release:
     """Megatron-Bridge v0.4.0 (the NeMo 26.04 container): 26.04.01's facts, read again at v0.4.0 (``_V0_4_0_TEXT``).
     Not a ``covers`` range: "megatron-bridge-26.04" stands for every 26.04.x, which no range ending at 26.04.01
     holds whole."""
-    ref = megatron_bridge_26_04_01(name)
-    cite = {k: _retag(v) for k, v in ref.cite.items()}
-    cite["moe_dispatcher"] += "; ML@d7288711 transformer/transformer_config.py L750 default 'allgather'"
-    cite["overlap_moe_a2a"] += "; ML@d7288711 model_parallel_config.py L256 default False"
-    defaults = {k: replace(s, source=_retag(s.source)) for k, s in ref.defaults.items()}
-    flags = {k: Flag(f.field, f.values, _retag(f.source)) for k, f in ref.flags.items()}
-    return replace(ref, software="megatron-bridge-26.04", date="2026-04-16",
+    return _reread(name, _V0_4_0_TEXT, "d7288711|L750|L256", software="megatron-bridge-26.04", date="2026-04-16",
                    code="Megatron-Bridge v0.4.0 (0fbfe7d3, 2026-04-16; NeMo 26.04 container) recipes and "
-                        "scripts/performance configs, the same as v0.4.2's at every cited line",
-                   cite=cite, defaults=defaults, flags=flags)
+                        "scripts/performance configs, the same as v0.4.2's at every cited line")
 
 
-__all__ = ["megatron_bridge_25_11", "megatron_bridge_26_02", "megatron_bridge_26_04"]
+def megatron_bridge_26_02_01(name: str) -> Release:
+    """Megatron-Bridge v0.3.1 (the NeMo 26.02.01 container): its recipes moved to 26.04.01's common base (micro-batch
+    2), so it is 26.04.01's facts read at v0.3.1 (``_V0_3_1_TEXT``), not 26.02's."""
+    return _reread(name, _V0_3_1_TEXT, "55ac7082|L675|L264", software="megatron-bridge-26.02.01", date="2026-03-20",
+                   code="Megatron-Bridge v0.3.1 (9c9dd848, 2026-03-20; NeMo 26.02.01 container) recipes and "
+                        "scripts/performance configs, the same facts as v0.4.2's at the cited lines")
+
+
+__all__ = ["megatron_bridge_25_11", "megatron_bridge_26_02", "megatron_bridge_26_02_01", "megatron_bridge_26_04"]
