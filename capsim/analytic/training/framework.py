@@ -14,8 +14,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training import releases_bridge as bridge
 from capsim.analytic.training import releases_current as current
-from capsim.analytic.training import releases_nemo as nemo
 from capsim.analytic.training import releases_torchtitan as titan
 from capsim.analytic.training.release import (
     PER_REPLICA,
@@ -38,11 +38,14 @@ class FrameworkName(StrEnum):
     FSDP = "fsdp-pytorch-2.3"
     NEMO_24_07 = "nemo-24.07"  # Megatron-Core through NeMo 1.0 (releases_current.py)
     NEMO_25_02 = "nemo-25.02"  # Megatron-Core through NeMo 2.2
-    MEGATRON_BRIDGE_25_11 = "megatron-bridge-25.11"  # Megatron-Core through Megatron-Bridge 0.2.0 (releases_nemo.py)
-    MEGATRON_BRIDGE_26_02 = "megatron-bridge-26.02"  # Megatron-Core through Megatron-Bridge 0.3.0 (releases_nemo.py)
-    MEGATRON_BRIDGE_26_02_01 = "megatron-bridge-26.02.01"  # Megatron-Bridge 0.3.1 (releases_nemo.py)
-    MEGATRON_BRIDGE_26_04 = "megatron-bridge-26.04"  # Megatron-Core through Megatron-Bridge 0.4.0 (releases_nemo.py)
+    MEGATRON_BRIDGE_25_09 = "megatron-bridge-25.09"  # Megatron-Core through Megatron-Bridge 0.1.0rc3 (releases_bridge.py)
+    MEGATRON_BRIDGE_25_11 = "megatron-bridge-25.11"  # Megatron-Bridge 0.2.0
+    MEGATRON_BRIDGE_26_02 = "megatron-bridge-26.02"  # Megatron-Bridge 0.3.0
+    MEGATRON_BRIDGE_26_02_01 = "megatron-bridge-26.02.01"  # Megatron-Bridge 0.3.1
+    MEGATRON_BRIDGE_26_04 = "megatron-bridge-26.04"  # Megatron-Bridge 0.4.0
     MEGATRON_BRIDGE_26_04_01 = "megatron-bridge-26.04.01"  # Megatron-Core through Megatron-Bridge 0.4.2
+    MEGATRON_BRIDGE_26_06 = "megatron-bridge-26.06"  # Megatron-Bridge 0.5.0
+    MEGATRON_BRIDGE_26_06_01 = "megatron-bridge-26.06.01"  # Megatron-Bridge 0.5.1
     NEMO_AUTOMODEL_2025_10 = "nemo-automodel-2025-10"  # PyTorch FSDP2 through NeMo AutoModel
     TORCHTITAN_2024_04 = "torchtitan-2024-04"  # PyTorch FSDP2 through torchtitan (releases_torchtitan.py)
     TORCHTITAN_2024_12 = "torchtitan-2024-12"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
@@ -327,11 +330,10 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.FSDP: _fsdp_pytorch_2_3(),
     FrameworkName.NEMO_24_07: current.nemo_24_07(FrameworkName.NEMO_24_07.value),
     FrameworkName.NEMO_25_02: current.nemo_25_02(FrameworkName.NEMO_25_02.value),
-    FrameworkName.MEGATRON_BRIDGE_25_11: nemo.megatron_bridge_25_11(FrameworkName.MEGATRON_BRIDGE_25_11.value),
-    FrameworkName.MEGATRON_BRIDGE_26_02: nemo.megatron_bridge_26_02(FrameworkName.MEGATRON_BRIDGE_26_02.value),
-    FrameworkName.MEGATRON_BRIDGE_26_02_01: nemo.megatron_bridge_26_02_01(FrameworkName.MEGATRON_BRIDGE_26_02_01.value),
-    FrameworkName.MEGATRON_BRIDGE_26_04: nemo.megatron_bridge_26_04(FrameworkName.MEGATRON_BRIDGE_26_04.value),
     FrameworkName.MEGATRON_BRIDGE_26_04_01: current.megatron_bridge_26_04_01(FrameworkName.MEGATRON_BRIDGE_26_04_01.value),
+    **{n: bridge.megatron_bridge(n.value, n.value) for n in (
+        FrameworkName.MEGATRON_BRIDGE_25_09, FrameworkName.MEGATRON_BRIDGE_25_11, FrameworkName.MEGATRON_BRIDGE_26_02, FrameworkName.MEGATRON_BRIDGE_26_02_01,
+        FrameworkName.MEGATRON_BRIDGE_26_04, FrameworkName.MEGATRON_BRIDGE_26_06, FrameworkName.MEGATRON_BRIDGE_26_06_01)},
     FrameworkName.NEMO_AUTOMODEL_2025_10: current.nemo_automodel_2025_10(FrameworkName.NEMO_AUTOMODEL_2025_10.value),
     FrameworkName.TORCHTITAN_2024_04: titan.torchtitan_2024_04(FrameworkName.TORCHTITAN_2024_04.value),
     FrameworkName.TORCHTITAN_2024_12: titan.torchtitan_2024_12(FrameworkName.TORCHTITAN_2024_12.value),
