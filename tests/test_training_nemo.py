@@ -27,8 +27,8 @@ def _key(r: dict[str, str]) -> str:
 # Rows capsim cannot price at the documented defaults, and why.
 UNPRICED = {
     "nemo-24.07-gpt3-20b-H100-SXM5-80GB-64": (
-        "capsim's memory model says the published layout (tp 2, mbs 2, no recomputation) does not fit in 80 GB at "
-        "any recompute setting; the run did. 20B parameters at tp 2: bf16 weights (20 GB) and the fp32 gradient "
+        "capsim's memory model puts the published layout (tp 2, mbs 2, no recomputation) at 80.1 GB/GPU of 80 GB "
+        "(and selective/full recompute are not what the launcher ran); the run fit. 20B parameters at tp 2: bf16 weights (20 GB) and the fp32 gradient "
         "buffer (40 GB) of Megatron-Core's distributed optimizer leave too little for the activations; NeMo 1.0's "
         "optim is Apex's distributed_fused_adam (NFL 24.07 gpt3/20b.yaml L171), whose gradient buckets capsim does "
         "not model"),
