@@ -1,0 +1,91 @@
+"""NeMo AutoModel releases after October 2025: PyTorch FSDP2 through AutoModel's ``FSDP2Manager`` (dense models on
+its default parallelization strategy, MoE models on ``components/moe/parallelizer.py``). Each is a :class:`Release`
+like ``nemo-automodel-2025-10`` of ``releases_current.py``; a run states its AutoModel settings as flags spelled as
+its YAML config names them (``distributed.<key>`` -> ``--<key with dashes>``).
+
+The published tables (docs/performance-summary.md, later docs/performance-summary.mdx, github.com/NVIDIA-NeMo/
+Automodel): ce005dd86 (2025-10-06, "Last Updated 2025-10-02") and 364f600be (2025-10-08) are the MoE pre-training
+table of ``nemo-automodel-2025-10``; 01926a5c4 .. 8c9823d42 (2025-11 to 2026-01) add LoRA fine-tuning rows;
+651d08352 (2026-02-25) and fb1f51486 (2026-03-11) Nemotron V3 Nano/Super rows; dccd977aa (2026-04-10) the Llama 3.1
+70B pre-training row with context parallelism described here; cb9765441 (2026-06-12) a Nemotron V3 Ultra row. Every
+table is DGX-H100, BF16.
+
+Citations: ``AM@<commit>`` is github.com/NVIDIA-NeMo/Automodel at that commit; line numbers are in that file there.
+"""
+
+from __future__ import annotations
+
+from capsim.analytic.training.release import (
+    PER_REPLICA,
+    Flag,
+    FrameworkFamily,
+    MoeDispatcher,
+    Release,
+    Reshard,
+    Setting,
+)
+from capsim.analytic.training.releases_current import _fsdp2, _fsdp2_cite, _fsdp2_defaults, fsdp2_flags
+
+_DC = "AM@dccd977aa"  # 2026-04-10, "feat: FSDP2 w weight prefetching and async TP optimization (#1711)"
+_DC_CFG = _DC + " nemo_automodel/components/distributed/config.py"
+_DC_PAR = _DC + " nemo_automodel/components/distributed/parallelizer.py"
+_DC_UTILS = _DC + " nemo_automodel/components/models/common/utils.py"
+
+
+def automodel_flags(cfg: str, par: str) -> dict[str, Flag]:
+    """The FSDP2Config settings (``distributed:`` keys) capsim prices, on top of those of ``fsdp2_flags``."""
+    return {
+        **fsdp2_flags(par),
+        "--defer-fsdp-grad-sync": Flag("defer_grad_sync", {"true": True, "false": False},
+                                       cfg + " L81, L108 defer_fsdp_grad_sync; " + _DC + " nemo_automodel/components/"
+                                       "distributed/utils.py L240-244 set_requires_gradient_sync(is_optim_step)"),
+        # FSDP2 prefetches implicitly either way (its all-gathers run on their own stream ahead of the compute):
+        # the explicit chains change the prefetch depth, not whether gathers overlap, so both values price alike.
+        "--enable-fsdp2-prefetch": Flag("zero3_prefetch", {"true": True, "false": True},
+                                        cfg + " L92, L112; " + par + " L808-826 explicit forward (depth 1) and "
+                                        "backward (depth 2) prefetch chains"),
+        "--enable-compile": Flag("torch_compile", {"true": True, "false": False},
+                                 cfg + " L88, L111; " + par + " L684 per-layer torch.compile"),
+        "--enable-async-tensor-parallel": Flag("overlap_tp_comm", {"true": True, "false": False},
+                                               cfg + " L83, L110; " + par + " L198-213 Inductor micro-pipeline TP "
+                                               "(requires sequence parallelism)"),
+        "--sequence-parallel": Flag("layout.sp", {"true": True, "false": False}, cfg + " L101 sequence_parallel"),
+    }
+
+
+def nemo_automodel_2026_04(name: str) -> Release:
+    """NeMo AutoModel main at dccd977aa (2026-04-10): the code of the Llama 3.1 70B pre-training row its
+    performance summary added that day (examples/llm_pretrain/custom_llama3_1_70b_pretrain_benchmark_8nodes.yaml)."""
+    cite = _fsdp2_cite(
+        _DC_PAR + " DefaultParallelizationStrategy",
+        _DC_PAR + " L792-798 apply_fsdp2_sharding_recursively: every block but the last resharded after its forward "
+                  "without pipeline parallelism, none with it (the last block's kept gather: not priced); the MoE "
+                  "parallelizer keeps its own default reshard_after_forward=False (" + _DC + " nemo_automodel/"
+                  "components/moe/parallelizer.py L345; --reshard-after-forward=never)",
+        _DC_UTILS + " L174-180 BackendConfig.dispatcher: 'deepep' where DeepEP is installed (one copy per "
+                    "destination node)",
+        _DC + " attention through PyTorch SDPA (the recipes' attn_implementation: sdpa, required for cp > 1; "
+              "nemo_automodel/_transformers/auto_model.py L464) or TE DotProductAttention (" + _DC_UTILS + " L168): "
+              "fused flash kernels either way",
+        _DC_CFG + " L117-123 FSDP2Config mp_policy: param_dtype and reduce_dtype bfloat16 (gradients reduced in "
+                  "bf16); models load in their checkpoint's dtype (nemo_automodel/_transformers/auto_model.py L463 "
+                  "torch_dtype='auto'; bf16 for Llama 3.1), so the optimizer steps bf16 parameters: no fp32 copy",
+        defer_grad_sync=_DC_CFG + " L108 defer_fsdp_grad_sync = True: no reduce-scatter and no resharding until "
+                                  "the step's last micro-batch (" + _DC + " nemo_automodel/components/distributed/"
+                                  "utils.py L240-244 set_requires_gradient_sync(is_optim_step))",
+        zero3_prefetch="FSDP2's implicit prefetching overlaps each block's all-gather with the previous block's "
+                       "compute; " + _DC_CFG + " L112 enable_fsdp2_prefetch=False adds no explicit chains by default",
+        selective_recompute=_DC_CFG + " L107 activation_checkpointing is a bool: whole attention and MLP modules "
+                                      "are checkpointed (" + _DC_PAR + " L215-280), no selective policy",
+        overlap_tp_comm=_DC_CFG + " L110 enable_async_tensor_parallel=False (a flag of the run)",
+        torch_compile=_DC_CFG + " L111 enable_compile=False (a flag of the run)")
+    fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.FLEX, master=False, defer_grad_sync=True,
+                selective_recompute=False)
+    defaults = _fsdp2_defaults(_DC_CFG + " FSDP2Config", Setting(PER_REPLICA, "step_scheduler local_batch_size has "
+                                                                              "no default: the per-replica batch"))
+    return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2026-04", "2026-04-10",
+                   "NeMo AutoModel main at dccd977aa (2026-04-10; docs/performance-summary.md of that commit)",
+                   cite, defaults, automodel_flags(_DC_CFG, _DC_PAR))
+
+
+__all__ = ["automodel_flags", "nemo_automodel_2026_04"]
