@@ -54,9 +54,9 @@ REQUIRED = ("source", "model", "hidden", "layers", "heads", "kv_heads", "ffn_hid
             "seq_parallel", "precision", "metric", "value", "framework", "software")
 METRICS = {"tflops_per_gpu_hw": "TFLOP/s", "tflops_per_gpu_model": "TFLOP/s", "iteration_s": "s",
            "tokens_per_s_per_gpu": "tokens/s/GPU"}
-# The shipped files ``capsim validate training`` runs without --file: the 2021-22 Megatron-LM runs, today's stacks
-# and torchtitan's published runs.
-SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan.csv")
+# The shipped files ``capsim validate training`` runs without --file: the 2021-22 Megatron-LM runs, today's stacks,
+# torchtitan's published runs and NeMo AutoModel's other FSDP2 runs.
+SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan.csv", "training_fsdp2.csv")
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
 YES, NO = ("yes", "true", "1"), ("no", "false", "0")
 # Layout setting -> the CSV column that publishes it (blank = unpublished).
