@@ -83,13 +83,14 @@ def check_fsdp(r: dict[str, str], fw: Framework, dp: int, cp: int) -> None:
 
 def row_precision(r: dict[str, str], fw: Framework) -> Precision:
     """The row's precision preset as its release runs it: FP8 with the release's recipe (scaling, FP8 parameters),
-    gradients reduced in 16 bits where it says so, no fp32 master copy where it keeps none."""
+    gradients reduced in 16 bits where it says so, no fp32 master copy where it keeps none (FSDP2 may still reduce
+    the gradients of bf16 parameters in fp32: NeMo AutoModel 2026-07)."""
     precision = Precision.preset(r["precision"])
     half = precision.activations
     if not fw.grads_fp32:
         precision = precision.with_(gradients=half)
-    if not fw.fp32_master and precision.master_weights is not None:
-        precision = precision.with_(master_weights=None, optimizer_states=precision.weights, gradients=half)
+    if not fw.fp32_master and precision.master_weights is not None:  # gradients as grads_fp32 left them
+        precision = precision.with_(master_weights=None, optimizer_states=precision.weights)
     if precision.compute is not DType.FP8:
         return precision
     return precision.with_(fp8_scaling=fw.fp8_scaling, weights=DType.FP8 if fw.fp8_params else precision.weights)

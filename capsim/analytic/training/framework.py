@@ -41,6 +41,7 @@ class FrameworkName(StrEnum):
     MEGATRON_BRIDGE_26_04_01 = "megatron-bridge-26.04.01"  # Megatron-Core through Megatron-Bridge 0.4.2
     NEMO_AUTOMODEL_2025_10 = "nemo-automodel-2025-10"  # PyTorch FSDP2 through NeMo AutoModel
     NEMO_AUTOMODEL_2026_04 = "nemo-automodel-2026-04"  # PyTorch FSDP2 through NeMo AutoModel (releases_automodel.py)
+    NEMO_AUTOMODEL_2026_07 = "nemo-automodel-2026-07"  # PyTorch FSDP2 through NeMo AutoModel (releases_automodel.py)
     TORCHTITAN_2024_04 = "torchtitan-2024-04"  # PyTorch FSDP2 through torchtitan (releases_torchtitan.py)
     TORCHTITAN_2024_12 = "torchtitan-2024-12"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
     TORCHTITAN_2025_06 = "torchtitan-2025-06"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
@@ -327,6 +328,7 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.MEGATRON_BRIDGE_26_04_01: current.megatron_bridge_26_04_01(FrameworkName.MEGATRON_BRIDGE_26_04_01.value),
     FrameworkName.NEMO_AUTOMODEL_2025_10: current.nemo_automodel_2025_10(FrameworkName.NEMO_AUTOMODEL_2025_10.value),
     FrameworkName.NEMO_AUTOMODEL_2026_04: automodel.nemo_automodel_2026_04(FrameworkName.NEMO_AUTOMODEL_2026_04.value),
+    FrameworkName.NEMO_AUTOMODEL_2026_07: automodel.nemo_automodel_2026_07(FrameworkName.NEMO_AUTOMODEL_2026_07.value),
     FrameworkName.TORCHTITAN_2024_04: titan.torchtitan_2024_04(FrameworkName.TORCHTITAN_2024_04.value),
     FrameworkName.TORCHTITAN_2024_12: titan.torchtitan_2024_12(FrameworkName.TORCHTITAN_2024_12.value),
     FrameworkName.TORCHTITAN_2025_06: titan.torchtitan_2025_06(FrameworkName.TORCHTITAN_2025_06.value),

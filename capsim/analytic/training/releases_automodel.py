@@ -7,8 +7,10 @@ The published tables (docs/performance-summary.md, later docs/performance-summar
 Automodel): ce005dd86 (2025-10-06, "Last Updated 2025-10-02") and 364f600be (2025-10-08) are the MoE pre-training
 table of ``nemo-automodel-2025-10``; 01926a5c4 .. 8c9823d42 (2025-11 to 2026-01) add LoRA fine-tuning rows;
 651d08352 (2026-02-25) and fb1f51486 (2026-03-11) Nemotron V3 Nano/Super rows; dccd977aa (2026-04-10) the Llama 3.1
-70B pre-training row with context parallelism described here; cb9765441 (2026-06-12) a Nemotron V3 Ultra row. Every
-table is DGX-H100, BF16.
+70B pre-training row with context parallelism (``nemo-automodel-2026-04``); cb9765441 (2026-06-12) a Nemotron V3
+Ultra row. Every table is DGX-H100, BF16. Besides them, docs/deepep_vs_hybridep_benchmark.md (branch
+huiyingl/deepep-hybridep-benchmark-report, 4e1e3d6cd, 2026-07-22, on main's 79378e626) measures Qwen3-30B-A3B
+training on 8 and 16 H100 with each dispatcher (``nemo-automodel-2026-07``).
 
 Citations: ``AM@<commit>`` is github.com/NVIDIA-NeMo/Automodel at that commit; line numbers are in that file there.
 """
@@ -30,26 +32,36 @@ _DC = "AM@dccd977aa"  # 2026-04-10, "feat: FSDP2 w weight prefetching and async 
 _DC_CFG = _DC + " nemo_automodel/components/distributed/config.py"
 _DC_PAR = _DC + " nemo_automodel/components/distributed/parallelizer.py"
 _DC_UTILS = _DC + " nemo_automodel/components/models/common/utils.py"
+_79 = "AM@79378e626"  # 2026-07-22 main, the base of the DeepEP/HybridEP report (4e1e3d6cd)
+_79_CFG = _79 + " nemo_automodel/components/distributed/config.py"
+_79_INFRA = _79 + " nemo_automodel/_transformers/infrastructure.py"
 
 
 def automodel_flags(cfg: str, par: str) -> dict[str, Flag]:
-    """The FSDP2Config settings (``distributed:`` keys) capsim prices, on top of those of ``fsdp2_flags``."""
+    """The FSDP2Config settings (``distributed:`` keys, in ``cfg``) capsim prices, on top of ``fsdp2_flags``; the
+    release's citations give each default's line."""
     return {
         **fsdp2_flags(par),
         "--defer-fsdp-grad-sync": Flag("defer_grad_sync", {"true": True, "false": False},
-                                       cfg + " L81, L108 defer_fsdp_grad_sync; " + _DC + " nemo_automodel/components/"
-                                       "distributed/utils.py L240-244 set_requires_gradient_sync(is_optim_step)"),
+                                       cfg + " defer_fsdp_grad_sync; nemo_automodel/components/distributed/utils.py "
+                                       "get_sync_ctx: set_requires_gradient_sync(is_optim_step)"),
         # FSDP2 prefetches implicitly either way (its all-gathers run on their own stream ahead of the compute):
         # the explicit chains change the prefetch depth, not whether gathers overlap, so both values price alike.
         "--enable-fsdp2-prefetch": Flag("zero3_prefetch", {"true": True, "false": True},
-                                        cfg + " L92, L112; " + par + " L808-826 explicit forward (depth 1) and "
-                                        "backward (depth 2) prefetch chains"),
+                                        cfg + " enable_fsdp2_prefetch; " + par + " apply_fsdp2_sharding_recursively: "
+                                        "explicit forward (depth 1) and backward (depth 2) prefetch chains"),
         "--enable-compile": Flag("torch_compile", {"true": True, "false": False},
-                                 cfg + " L88, L111; " + par + " L684 per-layer torch.compile"),
+                                 cfg + " enable_compile; " + par + " _apply_per_layer_compile"),
         "--enable-async-tensor-parallel": Flag("overlap_tp_comm", {"true": True, "false": False},
-                                               cfg + " L83, L110; " + par + " L198-213 Inductor micro-pipeline TP "
-                                               "(requires sequence parallelism)"),
-        "--sequence-parallel": Flag("layout.sp", {"true": True, "false": False}, cfg + " L101 sequence_parallel"),
+                                               cfg + " enable_async_tensor_parallel; " + par + ": Inductor "
+                                               "micro-pipeline TP (requires sequence parallelism)"),
+        "--sequence-parallel": Flag("layout.sp", {"true": True, "false": False}, cfg + " sequence_parallel"),
+        # BackendConfig.dispatcher: DeepEP and HybridEP both send a token once per destination node (capsim's flex
+        # dispatcher; the SMs either reserves are not priced); "torch" all-gathers the tokens over the EP group.
+        "--dispatcher": Flag("moe_dispatcher", {"deepep": MoeDispatcher.FLEX, "hybridep": MoeDispatcher.FLEX,
+                                                "uccl_ep": MoeDispatcher.FLEX, "torch": MoeDispatcher.ALLGATHER},
+                             "nemo_automodel/components/models/common/utils.py BackendConfig.dispatcher ('torch': "
+                             "DTensor all-gather/reduce-scatter)"),
     }
 
 
@@ -88,4 +100,38 @@ def nemo_automodel_2026_04(name: str) -> Release:
                    cite, defaults, automodel_flags(_DC_CFG, _DC_PAR))
 
 
-__all__ = ["automodel_flags", "nemo_automodel_2026_04"]
+def nemo_automodel_2026_07(name: str) -> Release:
+    """NeMo AutoModel main at 79378e626 (2026-07-22): FSDP2Config now reduces gradients in fp32; models with
+    expert parallelism go through the MoE parallelizer, which keeps gathered parameters until the backward."""
+    cite = _fsdp2_cite(
+        _79 + " nemo_automodel/components/distributed/parallelizer.py DefaultParallelizationStrategy",
+        _79 + " nemo_automodel/components/distributed/parallelizer.py L634-639: FSDP2Config.reshard_after_forward "
+              "(" + _79_CFG + " L271, None) else every block but the last without pipeline parallelism, none with "
+              "it; with ep > 1 the MoE parallelizer replaces it (" + _79_INFRA + " L385-407) with "
+              "MoEParallelizerConfig.reshard_after_forward=False (" + _79_CFG + " L175; --reshard-after-forward=never)",
+        _79 + " nemo_automodel/components/models/common/utils.py L203-209 BackendConfig.dispatcher: 'deepep' where "
+              "DeepEP is installed (one copy per destination node)",
+        _79 + " nemo_automodel/components/models/common/utils.py L196 BackendConfig.attn 'te': TE DotProductAttention "
+              "(flash/fused kernels)",
+        _79_CFG + " L258-262 FSDP2Config mp_policy default: bf16 compute, float32 gradient reduction; the resident "
+                  "parameters stay in the checkpoint's bf16 where torch_dtype is unset or 'auto' (" + _79 + " docs/"
+                  "guides/mixed-precision-training.mdx L104: torch.optim.Adam then keeps bf16 state): no fp32 copy",
+        grads_fp32=_79_CFG + " L261 reduce_dtype=torch.float32: gradients reduce-scattered in fp32",
+        defer_grad_sync=_79_CFG + " L270 defer_fsdp_grad_sync = True (" + _79 + " nemo_automodel/components/"
+                                  "distributed/utils.py L254-258 set_requires_gradient_sync(is_optim_step))",
+        zero3_prefetch="FSDP2's implicit prefetching overlaps each block's all-gather with the previous block's "
+                       "compute; " + _79_CFG + " L274 enable_fsdp2_prefetch=False adds no explicit chains",
+        selective_recompute=_79_CFG + " L51, L221-223: activation_checkpointing True/'full' or 'selective' (PyTorch "
+                                      "selective activation checkpointing of each block)",
+        overlap_tp_comm=_79_CFG + " L272 enable_async_tensor_parallel=False (a flag of the run)",
+        torch_compile=_79_CFG + " L273 enable_compile=False (a flag of the run)")
+    fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.FLEX, master=False, grads_fp32=True, defer_grad_sync=True)
+    defaults = _fsdp2_defaults(_79_CFG + " FSDP2Config", Setting(PER_REPLICA, "step_scheduler local_batch_size has "
+                                                                               "no default: the per-replica batch"))
+    return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2026-07", "2026-07-22",
+                   "NeMo AutoModel main at 79378e626 (2026-07-22; the DeepEP/HybridEP report 4e1e3d6cd adds only "
+                   "docs/deepep_vs_hybridep_benchmark.md to it)", cite, defaults,
+                   automodel_flags(_79_CFG, _79 + " nemo_automodel/components/distributed/parallelizer.py"))
+
+
+__all__ = ["automodel_flags", "nemo_automodel_2026_04", "nemo_automodel_2026_07"]
