@@ -132,7 +132,7 @@ def _price(r: dict[str, str], fixed: dict[str, object], fw: Framework, cluster: 
     """Every layout of ``fixed`` (None = open) with the row's dp, priced; the indices of the feasible ones."""
     model = row_model(r)
     lay = layout_grid(model, int(r["gpus"]), int(r["global_batch"]), int(r["seq"]), int(cluster.gpus_per_node),
-                      fixed)
+                      fixed, fw)
     lay = lay.take(np.flatnonzero(lay.dp == int(r["dp"])))
     if len(lay) == 0:
         raise SpecError("dp", f"dp={r['dp']} tp={r['tp']} pp={r['pp']} does not make {r['gpus']} GPUs")
@@ -144,7 +144,7 @@ def _point(r: dict[str, str], layout: dict[str, object], fw: Framework, cluster:
            precision: Precision) -> tuple[Layouts, StepTime]:
     """The one layout a row names (published settings and documented defaults); step_time says why it cannot run."""
     model = row_model(r)
-    split = row_split(model, int(layout["pp"]), int(layout["v"]), layout)  # type: ignore[call-overload]
+    split = row_split(model, int(layout["pp"]), int(layout["v"]), layout, fw)  # type: ignore[call-overload]
     shape = {k: v for k, v in layout.items() if k not in ("account_for_embedding", "account_for_loss")}
     lay = Layouts.build(model, splits=split, dp=cell_int(r, "dp"), global_batch=cell_int(r, "global_batch"),
                         seq_len=cell_int(r, "seq"), **shape)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from capsim.analytic.training import Framework
+from capsim.analytic.training.release import PipelineSplit
 from capsim.calibration import calibration_name
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_model
@@ -96,12 +97,18 @@ def row_precision(r: dict[str, str], fw: Framework) -> Precision:
     return precision.with_(fp8_scaling=fw.fp8_scaling, weights=DType.FP8 if fw.fp8_params else precision.weights)
 
 
-def row_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object]) -> LayerSplit:
-    """The split a row runs: Megatron-Core's even split, or the embedding/loss counted as layers where its flags
-    say so; an uneven split the row does not state is an error."""
+def row_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object], fw: Framework | None = None
+              ) -> LayerSplit:
+    """The split a row runs: Megatron-Core's even split, the embedding/loss counted as layers where its flags
+    say so, or the release's own uneven split (``Framework.pipeline_split``: NeMo AutoModel's front-loaded one);
+    an uneven split neither the row nor its release states is an error."""
     emb, loss = bool(layout.get("account_for_embedding")), bool(layout.get("account_for_loss"))
     if emb or loss:
         return megatron(model.total_layers, pp, v, embedding=emb, loss=loss)
+    own = fw.split(model.total_layers, pp, v) if fw is not None and fw.pipeline_split is not PipelineSplit.MEGATRON \
+        else None
+    if own is not None:
+        return own
     if model.total_layers % (pp * v):
         raise SpecError("pp", f"pp x pp_interleave = {pp * v} does not divide the {model.total_layers} layers and "
                         "the row states no layer split", "state the run's split (e.g. its recipe's "

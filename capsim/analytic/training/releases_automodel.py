@@ -22,6 +22,7 @@ from capsim.analytic.training.release import (
     Flag,
     FrameworkFamily,
     MoeDispatcher,
+    PipelineSplit,
     Release,
     Reshard,
     Setting,
@@ -35,6 +36,12 @@ _DC_UTILS = _DC + " nemo_automodel/components/models/common/utils.py"
 _79 = "AM@79378e626"  # 2026-07-22 main, the base of the DeepEP/HybridEP report (4e1e3d6cd)
 _79_CFG = _79 + " nemo_automodel/components/distributed/config.py"
 _79_INFRA = _79 + " nemo_automodel/_transformers/infrastructure.py"
+
+
+def _split_cite(at: str, fqn_lines: str, rank_lines: str) -> str:
+    return (at + " nemo_automodel/components/distributed/pipelining/functional.py " + fqn_lines + " generate_hf_model_"
+            "fqn_per_model_part: the first (layers mod stages) virtual stages one layer heavier; " + rank_lines +
+            " stage_ids_this_rank 'loop': virtual stage i on rank i mod pp")
 
 
 def automodel_flags(cfg: str, par: str) -> dict[str, Flag]:
@@ -90,9 +97,10 @@ def nemo_automodel_2026_04(name: str) -> Release:
         selective_recompute=_DC_CFG + " L107 activation_checkpointing is a bool: whole attention and MLP modules "
                                       "are checkpointed (" + _DC_PAR + " L215-280), no selective policy",
         overlap_tp_comm=_DC_CFG + " L110 enable_async_tensor_parallel=False (a flag of the run)",
-        torch_compile=_DC_CFG + " L111 enable_compile=False (a flag of the run)")
+        torch_compile=_DC_CFG + " L111 enable_compile=False (a flag of the run)",
+        pipeline_split=_split_cite(_DC, "L123-134", "L70-75"))
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.FLEX, master=False, defer_grad_sync=True,
-                selective_recompute=False)
+                selective_recompute=False, pipeline_split=PipelineSplit.FRONT_LOADED)
     defaults = _fsdp2_defaults(_DC_CFG + " FSDP2Config", Setting(PER_REPLICA, "step_scheduler local_batch_size has "
                                                                               "no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2026-04", "2026-04-10",
@@ -124,8 +132,10 @@ def nemo_automodel_2026_07(name: str) -> Release:
         selective_recompute=_79_CFG + " L51, L221-223: activation_checkpointing True/'full' or 'selective' (PyTorch "
                                       "selective activation checkpointing of each block)",
         overlap_tp_comm=_79_CFG + " L272 enable_async_tensor_parallel=False (a flag of the run)",
-        torch_compile=_79_CFG + " L273 enable_compile=False (a flag of the run)")
-    fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.FLEX, master=False, grads_fp32=True, defer_grad_sync=True)
+        torch_compile=_79_CFG + " L273 enable_compile=False (a flag of the run)",
+        pipeline_split=_split_cite(_79, "L139-150", "L86-91"))
+    fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.FLEX, master=False, grads_fp32=True, defer_grad_sync=True,
+                pipeline_split=PipelineSplit.FRONT_LOADED)
     defaults = _fsdp2_defaults(_79_CFG + " FSDP2Config", Setting(PER_REPLICA, "step_scheduler local_batch_size has "
                                                                                "no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2026-07", "2026-07-22",
