@@ -24,6 +24,28 @@ decides what else runs:
   cast (transformer_engine/pytorch/tensor/float8_tensor.py L175): one more read of the tensor.
 The weight-gradient GEMM also runs in FP8 (``fp8_wgrad`` on by default). TE keeps the FP8 copy of each GEMM input for
 the backward instead of the 16-bit one, so those saved activations take one byte per value.
+
+Blackwell's block-scaled recipes (TE v2.8, NVIDIA/TransformerEngine@40c69e7) quantize the same GEMMs (the same TE
+modules under the same autocast; attention, LM head and router stay 16-bit: TE's ``fp8_dpa`` is off and "Not yet
+supported" for NVFP4, transformer_engine/common/recipe/__init__.py L421-423). Their quantize work differs:
+- MXFP8 (``MXFP8BlockScaling``, recipe/__init__.py L260-297): one scale per 32 values, E8M0, 1D on both operands;
+  because a block runs along one axis, the rowwise copy and the columnwise (transposed-use) copy are "both computed
+  from the high precision input" in one quantize kernel: read 16 bits, write two copies of 1 + 1/32 bytes per
+  value. The scale is found per block inside that kernel, so there is no amax pass.
+- NVFP4 (``NVFP4BlockScaling``, L381-446; transformer_engine/pytorch/csrc/quantizer.cpp NVFP4Quantizer::quantize_impl
+  L1438-1640): E2M1 values, an E4M3 scale per 16 values and an FP32 scale per tensor, which needs the tensor's amax
+  first. Inputs and output gradients (random Hadamard transform on their columnwise, wgrad-side copy; stochastic
+  rounding on gradients, QParams L432-446) take three passes over the 16-bit tensor: the amax kernel
+  (``nvte_hadamard_transform_amax``, rowwise and post-RHT amax together, L1485-1491), the rowwise quantize (L1562)
+  and the fused RHT + columnwise quantize (``nvte_hadamard_transform_cast_fusion_columnwise``, L1632), each
+  copy 0.5 + 1/16 bytes per value. Weights use 2D 16x16 scales without RHT: an amax pass (L1497-1509) and one
+  quantize writing both copies (L1638).
+TE's Linear keeps only the columnwise copy of its input for the backward (module/linear.py L371-385 at v2.8:
+"Discard row-wise data since it is not needed in backward pass"), so a saved GEMM input costs one copy in the
+format. TE leaves the NVFP4 paper's "last few layers in higher precision" to the training script (docs/examples/
+fp8_primer.ipynb, "NVFP4 training recipe", TE v2.10); Megatron-Core does it only with --first-last-layers-bf16,
+which Megatron-Bridge's ``bf16_with_nvfp4_mixed`` leaves off (src/megatron/bridge/training/mixed_precision.py,
+NVIDIA-NeMo/Megatron-Bridge@067f987), so every layer's TE GEMMs are NVFP4 here.
 """
 
 from __future__ import annotations
@@ -40,14 +62,22 @@ from capsim.specs.precision import DType, Fp8Scaling, Precision
 # The weight GEMMs Transformer Engine's modules run (see the module docstring); everything else stays 16-bit.
 FP8_GEMMS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "cross_qkv",
                        "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})
+# Compute formats that are Transformer Engine recipes: per-tensor FP8 and the block-scaled MXFP8 / NVFP4.
+QUANTIZED = frozenset({DType.FP8, DType.MXFP8, DType.NVFP4})
+# 16-bit passes over an activation or gradient before its quantized copies are written (module docstring): one cast
+# for FP8 delayed scaling and MXFP8; FP8 current scaling adds an amax pass; NVFP4 an amax pass plus separate
+# rowwise and RHT-columnwise quantize kernels.
+_RHT_FLOPS_PER_VALUE = 2.0 * 16  # a 16-point Hadamard transform: a 16x16 matrix times each 16 values
 
 
 class CastKind(StrEnum):
-    """What one FP8 cast quantizes (the names of the cast ops)."""
+    """What one quantize op does (the names of the cast ops)."""
 
-    INPUT = "fp8_cast"  # a GEMM input, forward: cast + transpose
-    GRAD = "fp8_cast.grad"  # a GEMM's output gradient, backward: cast + transpose
-    AMAX = "fp8_amax"  # current scaling's amax pass before a cast
+    INPUT = "fp8_cast"  # a GEMM input, forward: cast + transpose (both copies)
+    GRAD = "fp8_cast.grad"  # a GEMM's output gradient, backward: cast + transpose (both copies)
+    AMAX = "fp8_amax"  # a pass finding the tensor's amax before its cast (FP8 current scaling, NVFP4)
+    INPUT_COL = "fp8_cast.col"  # NVFP4: the RHT + columnwise quantize of a GEMM input, its own kernel
+    GRAD_COL = "fp8_cast.grad_col"  # NVFP4: the same for an output gradient
 
 
 def _base(name: str) -> str:
@@ -55,37 +85,49 @@ def _base(name: str) -> str:
 
 
 def is_fp8(op: Op, precision: Precision) -> bool:
-    """Whether ``op`` runs in FP8 under ``precision`` (an FP8 compute format and one of TE's weight GEMMs)."""
-    return precision.compute is DType.FP8 and op.kind is OpKind.GEMM and _base(op.name) in FP8_GEMMS
+    """Whether ``op`` runs in the recipe's quantized format under ``precision`` (an FP8, MXFP8 or NVFP4 compute
+    format and one of TE's weight GEMMs)."""
+    return precision.compute in QUANTIZED and op.kind is OpKind.GEMM and _base(op.name) in FP8_GEMMS
 
 
 def gemm_format(name: str, precision: Precision) -> DType:
-    """The math format of a GEMM named ``name``: FP8 only for TE's weight GEMMs, the 16-bit activation format for
-    the others under an FP8 recipe, else the recipe's compute format."""
-    if precision.compute is not DType.FP8:
+    """The math format of a GEMM named ``name``: the recipe's quantized format only for TE's weight GEMMs, the
+    16-bit activation format for the others under a quantized recipe, else the recipe's compute format."""
+    if precision.compute not in QUANTIZED:
         return precision.compute
-    return DType.FP8 if _base(name) in FP8_GEMMS else precision.activations
+    return precision.compute if _base(name) in FP8_GEMMS else precision.activations
+
+
+def _elementwise(name: str, elements: Num, flops_per_value: float, read_b: float, write_b: float, fmt: DType,
+                 count: Num, share: Num) -> Op:
+    return Op(name, OpKind.ELEMENTWISE, flops_per_value * elements, elements * read_b, elements * write_b,
+              (elements,), fmt, count, share=share)
 
 
 def _casts(name: str, elements: Num, count: Num, share: Num, precision: Precision) -> list[Op]:
-    """The cast-transpose of ``elements`` values (times ``count``): read 16 bits, write an FP8 copy and its FP8
-    transpose; with current scaling an amax pass reads them once more first."""
-    ab, eb = precision.activations.bytes, DType.FP8.bytes
+    """The quantize work on ``elements`` 16-bit values (times ``count``) before a quantized GEMM, per recipe (see
+    the module docstring): each pass reads the 16-bit tensor; the quantized copies (rowwise and columnwise) are
+    written at the format's bytes per value, block scales included."""
+    ab, fmt = precision.activations.bytes, precision.compute
+    qb = fmt.bytes
     out = []
-    if precision.fp8_scaling is Fp8Scaling.CURRENT:
-        out.append(Op(CastKind.AMAX.value, OpKind.ELEMENTWISE, elements, elements * ab, 0.0, (elements,),
-                      precision.activations, count, share=share))
-    out.append(Op(name, OpKind.ELEMENTWISE, 2.0 * elements, elements * ab, 2.0 * elements * eb, (elements,),
-                  DType.FP8, count, share=share))
+    if precision.fp8_scaling is Fp8Scaling.CURRENT or fmt is DType.NVFP4:
+        out.append(_elementwise(CastKind.AMAX.value, elements, 1.0, ab, 0.0, precision.activations, count, share))
+    if fmt is DType.NVFP4:
+        col = CastKind.GRAD_COL if name == CastKind.GRAD.value else CastKind.INPUT_COL
+        out.append(_elementwise(name, elements, 1.0, ab, qb, fmt, count, share))
+        out.append(_elementwise(col.value, elements, 1.0 + _RHT_FLOPS_PER_VALUE, ab, qb, fmt, count, share))
+        return out
+    out.append(_elementwise(name, elements, 2.0, ab, 2.0 * qb, fmt, count, share))
     return out
 
 
 def forward(ops: list[Op], precision: Precision) -> list[Op]:
-    """The forward op list with TE's GEMMs in FP8, their inputs' casts before them, and their saved inputs kept
-    in FP8; unchanged when the recipe is not FP8."""
-    if precision.compute is not DType.FP8:
+    """The forward op list with TE's GEMMs in the recipe's quantized format, their inputs' casts before them, and
+    their saved inputs kept as one quantized copy; unchanged when the recipe is not quantized."""
+    if precision.compute not in QUANTIZED:
         return ops
-    scale = DType.FP8.bytes / precision.activations.bytes
+    scale = precision.compute.bytes / precision.activations.bytes
     out: list[Op] = []
     for op in ops:
         if not is_fp8(op, precision):
@@ -93,13 +135,14 @@ def forward(ops: list[Op], precision: Precision) -> list[Op]:
             continue
         m, _n, k = op.shape
         out += _casts(CastKind.INPUT.value, np.asarray(m, float) * k, op.count, op.share, precision)
-        out.append(replace(op, dtype=DType.FP8, saved=tuple((kind, size * scale) for kind, size in op.saved)))
+        out.append(replace(op, dtype=precision.compute,
+                           saved=tuple((kind, size * scale) for kind, size in op.saved)))
     return out
 
 
 def backward_casts(ops: list[Op], precision: Precision) -> list[Op]:
-    """The casts the backward adds: each FP8 GEMM's output gradient [m, n], cast and transposed once for its
-    data- and weight-gradient GEMMs (``ops`` is the forward list)."""
+    """The casts the backward adds: each quantized GEMM's output gradient [m, n], quantized once for its data- and
+    weight-gradient GEMMs (``ops`` is the forward list)."""
     out: list[Op] = []
     for op in ops:
         if is_fp8(op, precision):
@@ -109,11 +152,14 @@ def backward_casts(ops: list[Op], precision: Precision) -> list[Op]:
 
 
 def weight_cast_bytes(params: Num, precision: Precision) -> Num:
-    """Bytes moved casting ``params`` 16-bit weights to FP8 (a copy and its transpose) once per optimizer step;
-    0 when the weights are already stored in FP8 (fp8 parameters) or the recipe is not FP8."""
-    if precision.compute is not DType.FP8 or precision.weights is DType.FP8:
+    """Bytes moved quantizing ``params`` 16-bit weights (both copies) once per optimizer step: one read for FP8 and
+    MXFP8, two for NVFP4 (its amax pass, then the 2D-scaled quantize); 0 when the weights are already stored in
+    the format (FP8 parameters) or the recipe is not quantized."""
+    if precision.compute not in QUANTIZED or precision.weights is precision.compute:
         return np.zeros(np.shape(params))
-    return np.asarray(params, float) * (precision.weights.bytes + 2.0 * DType.FP8.bytes)
+    reads = 2.0 if precision.compute is DType.NVFP4 else 1.0
+    return np.asarray(params, float) * (reads * precision.weights.bytes + 2.0 * precision.compute.bytes)
 
 
-__all__ = ["FP8_GEMMS", "CastKind", "backward_casts", "forward", "gemm_format", "is_fp8", "weight_cast_bytes"]
+__all__ = ["FP8_GEMMS", "QUANTIZED", "CastKind", "backward_casts", "forward", "gemm_format", "is_fp8",
+           "weight_cast_bytes"]

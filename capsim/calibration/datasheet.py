@@ -10,11 +10,18 @@ from datetime import date
 
 from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
 from capsim.calibration.fp8 import fp8_scale
-from capsim.calibration.published_gemm import fitted_peak_fraction, published, scale_to_points
+from capsim.calibration.published_gemm import (
+    BLOCK_SCALED_REFERENCE,
+    GemmPoints,
+    fitted_peak_fraction,
+    published,
+    scale_to_points,
+)
 from capsim.calibration.schema import Calibration, calibrations_dir, write_calibration
 from capsim.perf import AttentionParams, CommParams, Curve, DeviceParams, GemmParams, Link, MemoryParams
 from capsim.specs.catalog import accelerators
 from capsim.specs.hardware import Accelerator
+from capsim.specs.precision import DType
 
 # Stated assumptions (fractions of datasheet peaks), one place, each with its source.
 ASSUMPTIONS = {
@@ -41,14 +48,35 @@ ASSUMPTIONS = {
 
 
 def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> dict[str, float]:
-    """``GemmParams.dtype_scale`` for FP8 where the device has an FP8 peak: the accelerator's published FP8 GEMM rates
-    (capsim.calibration.published_gemm) relative to ``curve``'s BF16 efficiency, or DeepGEMM's H800 rates where it
-    has none (capsim.calibration.fp8)."""
-    if not peaks.get("fp8"):
-        return {}
-    points = published(accelerator, "fp8")
-    scale = fp8_scale(curve) if points is None else scale_to_points(points, peaks["fp8"], curve)
-    return {"fp8": round(scale, 4)}
+    """``GemmParams.dtype_scale`` for the quantized GEMM formats the device has: FP8 where it has an FP8 peak (its
+    published FP8 GEMM rates relative to ``curve``'s BF16 efficiency, or DeepGEMM's H800 rates where it has none:
+    capsim.calibration.fp8), and MXFP8 / NVFP4 where it has an FP4 peak (Blackwell; its own published points, or
+    B200's: capsim.calibration.published_gemm)."""
+    out: dict[str, float] = {}
+    if peaks.get("fp8"):
+        points = published(accelerator, "fp8")
+        out["fp8"] = round(fp8_scale(curve) if points is None else scale_to_points(points, peaks["fp8"], curve), 4)
+    if peaks.get("fp4"):
+        for fmt in (DType.MXFP8, DType.NVFP4):
+            source, points = _block_scaled_points(accelerator, fmt)
+            out[fmt.value] = round(scale_to_points(points, _peak_of(source, fmt), curve), 4)
+    return out
+
+
+def _block_scaled_points(accelerator: str, fmt: DType) -> tuple[str, GemmPoints]:
+    """(whose points, the points) pricing ``fmt`` on ``accelerator``: its own, else the reference Blackwell's."""
+    own = published(accelerator, fmt.value)
+    if own is not None:
+        return accelerator, own
+    ref = published(BLOCK_SCALED_REFERENCE, fmt.value)
+    assert ref is not None, f"published_gemm has no {BLOCK_SCALED_REFERENCE} {fmt.value} points"
+    return BLOCK_SCALED_REFERENCE, ref
+
+
+def _peak_of(accelerator: str, fmt: DType) -> float:
+    value = accelerators()[accelerator].peaks.of(fmt)
+    assert value, f"catalog {accelerator} has no {fmt.peak_key} peak"
+    return value
 
 
 def gemm_peak_fraction(acc: Accelerator) -> float:
@@ -86,6 +114,7 @@ def _gemm_provenance(acc: Accelerator) -> str:
     bf16, fp8 = published(acc.name, "bf16"), published(acc.name, "fp8")
     out = (f" BF16 GEMMs: the curve's peak fraction ({gemm_peak_fraction(acc)}) fitted to published microbenchmarks "
            f"(capsim.calibration.published_gemm): {bf16.source}." if bf16 and acc.peaks.bf16 else "")
+    out += _block_scaled_provenance(acc)
     if not acc.peaks.fp8:
         return out
     if fp8:
@@ -93,6 +122,18 @@ def _gemm_provenance(acc: Accelerator) -> str:
                       f"published microbenchmarks (capsim.calibration.published_gemm): {fp8.source}")
     return out + (f" FP8 GEMMs: the FP8 peak times the BF16 efficiency times the fp8 dtype_scale from {FP8_SOURCE} "
                   "(capsim.calibration.fp8), assumed for an accelerator with no published FP8 GEMM rates")
+
+
+def _block_scaled_provenance(acc: Accelerator) -> str:
+    if not acc.peaks.fp4:
+        return ""
+    parts = []
+    for fmt in (DType.MXFP8, DType.NVFP4):
+        source, points = _block_scaled_points(acc.name, fmt)
+        whose = "its own" if source == acc.name else f"{source}'s, assumed for this Blackwell part"
+        parts.append(f" {fmt.value.upper()} GEMMs: the {fmt.peak_key.upper()} peak times the BF16 efficiency times "
+                     f"the {fmt.value} dtype_scale fitted to published microbenchmarks ({whose}): {points.source}.")
+    return "".join(parts)
 
 
 def datasheet_calibration(acc: Accelerator) -> Calibration:

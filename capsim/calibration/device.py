@@ -18,7 +18,7 @@ from capsim.errors import SpecError, UnknownNameError
 from capsim.perf import Perf
 from capsim.specs.hardware import Accelerator, Peaks
 
-PEAK_KEYS = ("fp32", "tf32", "bf16", "fp8", "int8")
+PEAK_KEYS = ("fp32", "tf32", "bf16", "fp8", "fp4", "int8")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ cited text are recorded. End-to-end training or serving rows are never used here
   shape). The points exclude quantizing the activations (capsim prices the casts as their own ops,
   capsim.analytic.fp8). Where an accelerator has no FP8 points, DeepGEMM's H800 table stands in
   (capsim.calibration.fp8), which assumes its FP8 tensor cores reach Hopper's fraction of their peak.
+- MXFP8 and NVFP4 (Blackwell's block-scaled formats): ``dtype_scale['mxfp8']`` / ``['nvfp4']`` the same median
+  against the FP8 / FP4 peak. Only B200 has published points; another Blackwell accelerator takes B200's
+  (``BLOCK_SCALED_REFERENCE``), which assumes its tensor cores reach B200's fraction of their peak.
 """
 
 from __future__ import annotations
@@ -49,11 +52,25 @@ PUBLISHED: dict[tuple[str, str], GemmPoints] = {
         "M=1024 N=4096 K=4096 2076.7 TFLOP/s) and PR #18778 (2025-05-27: M=1024 N=6144 K=4096 2207.5); "
         "NVIDIA/TransformerEngine issue #1747 (2025-05-03, HGX B200) times te.Linear in FP8 at 8192^3, cast "
         "included, at 2377 TFLOP/s, consistent with these"),
+    ("B200", "mxfp8"): GemmPoints(
+        ((8192, 8192, 4096, 3200.870), (16384, 16384, 16384, 3099.690), (1024, 4096, 4096, 2014.903)),
+        "MXFP8 GEMM (E4M3, E8M0 scales per 32) on B200, operands quantized before timing: flashinfer-ai/flashinfer "
+        "PR #2464 (2026-02-02, benchmarks/flashinfer_benchmark.py --routine mm_mxfp8 --backends cutlass --autotune: "
+        "M=8192 N=8192 K=4096 3200.870, M=N=K=16384 3099.690, M=1024 N=4096 K=4096 2014.903 TFLOP/s)"),
+    ("B200", "nvfp4"): GemmPoints(
+        ((3072, 3072, 3072, 3510.0), (4096, 4096, 4096, 4460.0), (6144, 6144, 6144, 5500.0),
+         (8192, 8192, 8192, 5370.0)),
+        "NVFP4 GEMM on 'NVIDIA B200', operands made in FP4 before timing: pytorch/ao PR #2427 (2025-06-23, "
+        "benchmarks/float8/bench_matmul.py --recipe nvfp4: 3072^3 3.51, 4096^3 4.46, 6144^3 5.50, 8192^3 5.37 "
+        "PFLOP/s; the same run's bf16 column is the B200 bf16 entry, and it states the fp4 peak as 9.00e15)"),
     ("H100-SXM5-80GB", "bf16"): GemmPoints(
         ((4096, 4096, 4096, 788.72), (8192, 8192, 8192, 797.51), (10240, 10240, 10240, 719.72)),
         "torch.matmul in bfloat16 on 'NVIDIA H100 80GB HBM3' (torch 2.7.0+cu128): zzc0721/torch-performance-test-data "
         "issue #79 (2025-10-18)"),
 }
+
+
+BLOCK_SCALED_REFERENCE = "B200"  # the accelerator whose MXFP8/NVFP4 points stand in for other Blackwell parts
 
 
 def _fractions(entry: GemmPoints, peak_flops_per_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -79,4 +96,4 @@ def published(accelerator: str, fmt: str) -> GemmPoints | None:
     return PUBLISHED.get((accelerator, fmt))
 
 
-__all__ = ["GemmPoints", "PUBLISHED", "fitted_peak_fraction", "published", "scale_to_points"]
+__all__ = ["BLOCK_SCALED_REFERENCE", "GemmPoints", "PUBLISHED", "fitted_peak_fraction", "published", "scale_to_points"]

@@ -31,7 +31,7 @@ from capsim.specs.hf import from_hf_config
 from capsim.specs.model import ModelSpec
 from capsim.specs.pipeline_layout import parse_stage_list
 from capsim.specs.plans import Recompute, ServePlan, TrainPlan
-from capsim.specs.precision import Precision
+from capsim.specs.precision import PRESET_NAMES, Precision
 
 Model = Annotated[str, typer.Option("--model", "-m", help="Catalog model name or alias (see `capsim catalog models`).")]
 HfConfig = Annotated[Path | None, typer.Option("--hf-config", help="A local Hugging Face config.json instead of --model.")]
@@ -62,7 +62,8 @@ PlanPrecision = Annotated[float, typer.Option("--precision", help="Confirming si
                                               "intervals of each SLO statistic and of the cost per token are within "
                                               "this fraction of the target and of the cost (or 16,000 requests).",
                                               min=0.005, max=0.5)]
-Prec = Annotated[str, typer.Option("--precision", help="fp32, tf32, fp16, bf16, fp8 or fp16-zero.")]
+Prec = Annotated[str, typer.Option("--precision", help=f"{', '.join(PRESET_NAMES)} (mxfp8 and nvfp4 need a "
+                                                        "Blackwell accelerator).")]
 MaxEvents = Annotated[float, typer.Option("--max-events", help="Refuse a serving simulation estimated to take more "
                                                                "events (about requests x (prompt steps + 3)) or more "
                                                                "memory than that many events allow (350 bytes each).",

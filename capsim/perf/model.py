@@ -17,7 +17,7 @@ from capsim.errors import SpecError
 from capsim.perf.categories import candidate_keys, category_of
 from capsim.perf.params import Collective, Curve, DeviceParams, Link, Tier
 from capsim.specs.engine import GemmPath
-from capsim.specs.precision import DType
+from capsim.specs.precision import DType, require_block_scaling
 
 
 def curve_value(curve: Curve, *sizes: Num) -> Num:
@@ -41,6 +41,7 @@ class Perf:
 
     def peak(self, fmt: DType | str) -> float:
         key = DType(fmt).peak_key
+        require_block_scaling(fmt, bool(self.params.peak_flops_per_s.get("fp4")), f"calibration {self.name}")
         value = self.params.peak_flops_per_s.get(key)
         if not value:
             raise SpecError("precision", f"calibration {self.name} has no {fmt} rate",

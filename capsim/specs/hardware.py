@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
 from capsim.errors import SpecError, require
-from capsim.specs.precision import DType, dtype
+from capsim.specs.precision import DType, dtype, require_block_scaling
 
 
 class Topology(StrEnum):
@@ -25,7 +25,8 @@ class Peaks:
     fp32: float | None = None
     tf32: float | None = None
     bf16: float | None = None  # also the fp16 tensor-core rate
-    fp8: float | None = None
+    fp8: float | None = None  # also MXFP8's rate
+    fp4: float | None = None  # NVFP4 (Blackwell's block-scaled FP4 tensor cores)
     int8: float | None = None
 
     def of(self, fmt: DType | str) -> float | None:
@@ -64,9 +65,10 @@ class Accelerator:
 
     def peak_flops_per_s(self, fmt: DType | str) -> float:
         """Peak rate for math in ``fmt``; a clear error where the chip has no such rate."""
+        require_block_scaling(fmt, bool(self.peaks.fp4), self.name)
         value = self.peaks.of(fmt)
         if value is None or value <= 0:
-            have = [k for k in ("fp32", "tf32", "bf16", "fp8", "int8") if getattr(self.peaks, k)]
+            have = [k for k in ("fp32", "tf32", "bf16", "fp8", "fp4", "int8") if getattr(self.peaks, k)]
             raise SpecError("precision.compute", f"{self.name} has no {fmt} rate in its datasheet",
                             f"use one of {', '.join(have)}")
         return value

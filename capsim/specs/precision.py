@@ -16,17 +16,27 @@ class DType(StrEnum):
     FP16 = "fp16"
     BF16 = "bf16"
     FP8 = "fp8"
+    MXFP8 = "mxfp8"  # OCP microscaling FP8: E4M3 values, one E8M0 scale per 32 (Blackwell tensor cores)
+    NVFP4 = "nvfp4"  # NVIDIA FP4: E2M1 values, one E4M3 scale per 16, plus one FP32 scale per tensor (Blackwell)
     INT8 = "int8"
     INT4 = "int4"
 
     @property
     def bytes(self) -> float:
+        """Storage per value, block scales included."""
         return _BYTES[self]
 
     @property
     def peak_key(self) -> str:
-        """The accelerator peak that rates math in this format (fp16 and bf16 share tensor-core rates)."""
-        return "bf16" if self is DType.FP16 else self.value
+        """The accelerator peak that rates math in this format (fp16 and bf16 share tensor-core rates; MXFP8 runs
+        at the FP8 rate and NVFP4 at the FP4 rate: NVIDIA HGX/GB200 spec tables list one FP8/FP6 and one FP4 row)."""
+        return {DType.FP16: "bf16", DType.MXFP8: "fp8", DType.NVFP4: "fp4"}.get(self, self.value)
+
+    @property
+    def block_scaled(self) -> bool:
+        """Whether the tensor cores apply the per-block scales inside the GEMM (Blackwell's block-scaled MMA, sm100
+        and later): MXFP8 and NVFP4."""
+        return self in (DType.MXFP8, DType.NVFP4)
 
 
 _BYTES = {
@@ -35,6 +45,10 @@ _BYTES = {
     DType.FP16: 2.0,
     DType.BF16: 2.0,
     DType.FP8: 1.0,
+    # An E8M0 byte per 32 values / an E4M3 byte per 16 values (TE recipe/__init__.py MXFP8BlockScaling and
+    # NVFP4BlockScaling docstrings, NVIDIA/TransformerEngine@v2.8); NVFP4's one FP32 per tensor is negligible.
+    DType.MXFP8: 1.0 + 1.0 / 32,
+    DType.NVFP4: 0.5 + 1.0 / 16,
     DType.INT8: 1.0,
     DType.INT4: 0.5,
 }
@@ -53,6 +67,18 @@ def dtype(value: str | DType, field: str = "dtype") -> DType:
         return DType(str(value).lower())
     except ValueError:
         raise SpecError(field, f"unknown format {value!r}", f"use one of {', '.join(d.value for d in DType)}") from None
+
+
+def require_block_scaling(fmt: DType | str, has_fp4_peak: bool, where: str) -> None:
+    """A clear error where ``fmt`` needs Blackwell's block-scaled tensor cores and ``where`` (an accelerator or a
+    calibration) lacks them. Block-scaled MMA came with sm100 together with FP4 math, so an FP4 peak is capsim's
+    mark of it (TE's MXFP8/NVFP4 recipes require compute capability 10.0+: transformer_engine/pytorch/fp8.py
+    L48-61 check_mxfp8_support / check_nvfp4_support, TE v2.8)."""
+    fmt = dtype(fmt, "precision.compute")
+    if fmt.block_scaled and not has_fp4_peak:
+        raise SpecError("precision.compute", f"{fmt.value} needs Blackwell block-scaled tensor cores (sm100+), "
+                        f"which {where} lacks (no fp4 peak)", "use fp8 or bf16 here, or a Blackwell accelerator: "
+                        "B200, B300, GB200 or GB300")
 
 
 @dataclass(frozen=True)
@@ -101,7 +127,8 @@ class Precision:
     @classmethod
     def preset(cls, name: str) -> Precision:
         """A named recipe: fp32, tf32, fp16 (loss scaling), bf16, fp8 (Transformer Engine, delayed scaling),
-        fp8-delayed, fp8-current (per-tensor current scaling)."""
+        fp8-delayed, fp8-current (per-tensor current scaling), mxfp8 and nvfp4 (Transformer Engine's block-scaled
+        recipes, Blackwell only)."""
         try:
             return _PRESETS[name.lower()]
         except KeyError:
@@ -126,6 +153,14 @@ _PRESETS: dict[str, Precision] = {
     # Per-tensor current scaling (TE v2.2 Float8CurrentScaling; Megatron-Core --fp8-recipe tensorwise).
     "fp8-current": Precision(DType.FP8, DType.BF16, DType.BF16, DType.BF16, DType.FP32, DType.FP32, DType.FP32,
                              fp8_scaling=Fp8Scaling.CURRENT),
+    # Transformer Engine's block-scaled recipes (TE v2.8, NVIDIA/TransformerEngine@40c69e7,
+    # transformer_engine/common/recipe/__init__.py): MXFP8BlockScaling (L260-297: E4M3, 32-value blocks, E8M0 scales,
+    # rowwise and columnwise copies both quantized from the 16-bit input) and NVFP4BlockScaling (L381-446: E2M1,
+    # 16-value blocks, E4M3 block scales and an FP32 tensor scale; 2D 16x16 weight scales, random Hadamard transform
+    # on the wgrad operands, stochastic rounding of gradients). Weights, master copy and moments as the fp8 recipe;
+    # which GEMMs run in the format and the quantize work around them: capsim.analytic.fp8.
+    "mxfp8": Precision(DType.MXFP8, DType.BF16, DType.BF16, DType.BF16, DType.FP32, DType.FP32, DType.FP32),
+    "nvfp4": Precision(DType.NVFP4, DType.BF16, DType.BF16, DType.BF16, DType.FP32, DType.FP32, DType.FP32),
     # ZeRO paper's mixed-precision Adam: fp16 weights and gradients, K = 12 (Rajbhandari et al. 2020, Sec. 3.1).
     "fp16-zero": Precision(DType.FP16, DType.FP16, DType.FP16, DType.FP16, DType.FP16, DType.FP32, DType.FP32, True),
 }
