@@ -5,6 +5,7 @@ from dataclasses import replace
 from functools import cache
 from importlib import resources
 
+import numpy as np
 import pytest
 
 from capsim.analytic.training.framework import FrameworkName, get_release, release_for
@@ -43,7 +44,7 @@ MISSES = {
 
 @cache
 def _predict(i: int, kind: str):
-    return predict_row(FSDP2[i], None if kind == "datasheet" else "profile")
+    return predict_row(FSDP2[i], kind)  # the accelerator's datasheet or profile calibration
 
 
 def _param(i: int, kind: str):
@@ -150,3 +151,12 @@ def test_deepep_and_hybridep_rows_price_alike():
     for deepep, hybridep in ((3, 4), (5, 6)):
         assert _predict(deepep, "profile").value == pytest.approx(_predict(hybridep, "profile").value)
         assert float(FSDP2[hybridep]["value"]) > float(FSDP2[deepep]["value"])
+
+
+@pytest.mark.xfail(strict=True, reason="median |error| 25.9% (datasheet) / 26.0% (profile) over the 7 rows: the EP "
+                                       "rows over several nodes (DeepSeek-V3 on 256 GPUs, Qwen3 EP16) priced slower, "
+                                       "the Llama 3.1 70B CP row faster (see MISSES)")
+@pytest.mark.parametrize("kind", ["datasheet", "profile"])
+def test_fsdp2_median_within_15_pct(kind):
+    errors = [abs(_predict(i, kind).value / float(r["value"]) - 1.0) * 100 for i, r in enumerate(FSDP2)]
+    assert np.median(errors) <= ROW_BOUND_PCT
