@@ -10,9 +10,11 @@ import pytest
 
 from capsim.analytic.training.framework import FrameworkName, get_release, release_for
 from capsim.analytic.training.release import BEHAVIOUR, MoeDispatcher, Reshard
+from capsim.analytic.training.step import release_split
 from capsim.errors import SpecError
 from capsim.plan.train_layouts import layout_grid
 from capsim.specs.pipeline_layout import SplitRule, even, front_loaded
+from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import DType
 from capsim.validation.harness import read_csv
 from capsim.validation.training import REQUIRED, SHIPPED, predict_row, training_suite
@@ -160,3 +162,24 @@ def test_deepep_and_hybridep_rows_price_alike():
 def test_fsdp2_median_within_15_pct(kind):
     errors = [abs(_predict(i, kind).value / float(r["value"]) - 1.0) * 100 for i, r in enumerate(FSDP2)]
     assert np.median(errors) <= ROW_BOUND_PCT
+
+
+def test_a_plan_without_a_split_runs_its_releases_own():
+    import json
+
+    from typer.testing import CliRunner
+
+    from capsim.cli import app
+    args = ["train", "-m", "deepseek-v3", "-a", "h100", "-n", "256", "--pp", "4", "-v", "8", "--ep", "64",
+            "--global-batch", "512", "--seq-len", "4096", "--zero", "3", "--recompute", "full", "--json"]
+    out = CliRunner().invoke(app, [*args, "--framework", "nemo-automodel-2025-10"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["pipeline"]["stages"] == [16, 15, 15, 15]
+    megatron = CliRunner().invoke(app, [*args, "--framework", "megatron-bridge-26.04.01"])
+    assert megatron.exit_code == 2 and "does not divide 61 layers" in megatron.output  # no such split there
+    plan = TrainPlan(dp=64, pp=4, pp_interleave=8, ep=64, global_batch=512, seq_len=4096)
+    automodel = release_for("fsdp2", "nemo-automodel-2025-10").framework
+    model = row_model(FSDP2[1])
+    assert release_split(model, plan, automodel).split(model).chunks == front_loaded(61, 4, 8).chunks
+    stated = plan.with_(account_for_embedding=True, account_for_loss=True, pp_interleave=1)  # the run's own wins
+    assert release_split(model, stated, automodel) is stated
