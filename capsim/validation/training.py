@@ -55,8 +55,9 @@ REQUIRED = ("source", "model", "hidden", "layers", "heads", "kv_heads", "ffn_hid
 METRICS = {"tflops_per_gpu_hw": "TFLOP/s", "tflops_per_gpu_model": "TFLOP/s", "iteration_s": "s",
            "tokens_per_s_per_gpu": "tokens/s/GPU"}
 # The shipped files ``capsim validate training`` runs without --file: the 2021-22 Megatron-LM runs, today's stacks,
-# torchtitan's published runs and NeMo AutoModel's other FSDP2 runs.
-SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan.csv", "training_fsdp2.csv")
+# torchtitan's published runs, NeMo AutoModel's other FSDP2 runs, and the Megatron-Bridge and NeMo tables' other rows.
+SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan.csv", "training_fsdp2.csv",
+           "training_bridge.csv", "training_nemo.csv")
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
 YES, NO = ("yes", "true", "1"), ("no", "false", "0")
 # Layout setting -> the CSV column that publishes it (blank = unpublished).
@@ -193,7 +194,9 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     split = {k: defaults[k] for k in ("account_for_embedding", "account_for_loss")}
     lay, result = _point(r, {**fixed, **settings, **split}, fw, cluster, perf, precision)
     if not result.feasible[0]:
-        raise _Unpriced(f"{head}; {result.reason[0]}", band, perf.name)
+        need = float(result.memory.total_bytes[0])
+        raise _Unpriced(f"{head}; {result.reason[0]} ({need / 1e9:.1f} GB/GPU of {acc.memory_bytes / 1e9:.0f} GB)",
+                        band, perf.name)
     i = 0
     step, memory = float(np.asarray(result.step_s)[i]), float(result.memory.total_bytes[i])
     value = float(_metric_values(r, model, lay, result)[i])

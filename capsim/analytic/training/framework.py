@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import releases_automodel as automodel
+from capsim.analytic.training import releases_bridge as bridge
 from capsim.analytic.training import releases_current as current
 from capsim.analytic.training import releases_torchtitan as titan
 from capsim.analytic.training.release import (
@@ -38,7 +39,14 @@ class FrameworkName(StrEnum):
     FSDP = "fsdp-pytorch-2.3"
     NEMO_24_07 = "nemo-24.07"  # Megatron-Core through NeMo 1.0 (releases_current.py)
     NEMO_25_02 = "nemo-25.02"  # Megatron-Core through NeMo 2.2
+    MEGATRON_BRIDGE_25_09 = "megatron-bridge-25.09"  # Megatron-Core through Megatron-Bridge 0.1.0rc3 (releases_bridge.py)
+    MEGATRON_BRIDGE_25_11 = "megatron-bridge-25.11"  # Megatron-Bridge 0.2.0
+    MEGATRON_BRIDGE_26_02 = "megatron-bridge-26.02"  # Megatron-Bridge 0.3.0
+    MEGATRON_BRIDGE_26_02_01 = "megatron-bridge-26.02.01"  # Megatron-Bridge 0.3.1
+    MEGATRON_BRIDGE_26_04 = "megatron-bridge-26.04"  # Megatron-Bridge 0.4.0
     MEGATRON_BRIDGE_26_04_01 = "megatron-bridge-26.04.01"  # Megatron-Core through Megatron-Bridge 0.4.2
+    MEGATRON_BRIDGE_26_06 = "megatron-bridge-26.06"  # Megatron-Bridge 0.5.0
+    MEGATRON_BRIDGE_26_06_01 = "megatron-bridge-26.06.01"  # Megatron-Bridge 0.5.1
     NEMO_AUTOMODEL_2025_10 = "nemo-automodel-2025-10"  # PyTorch FSDP2 through NeMo AutoModel
     NEMO_AUTOMODEL_2026_04 = "nemo-automodel-2026-04"  # PyTorch FSDP2 through NeMo AutoModel (releases_automodel.py)
     NEMO_AUTOMODEL_2026_07 = "nemo-automodel-2026-07"  # PyTorch FSDP2 through NeMo AutoModel (releases_automodel.py)
@@ -332,6 +340,9 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.NEMO_24_07: current.nemo_24_07(FrameworkName.NEMO_24_07.value),
     FrameworkName.NEMO_25_02: current.nemo_25_02(FrameworkName.NEMO_25_02.value),
     FrameworkName.MEGATRON_BRIDGE_26_04_01: current.megatron_bridge_26_04_01(FrameworkName.MEGATRON_BRIDGE_26_04_01.value),
+    **{n: bridge.megatron_bridge(n.value, n.value) for n in (
+        FrameworkName.MEGATRON_BRIDGE_25_09, FrameworkName.MEGATRON_BRIDGE_25_11, FrameworkName.MEGATRON_BRIDGE_26_02, FrameworkName.MEGATRON_BRIDGE_26_02_01,
+        FrameworkName.MEGATRON_BRIDGE_26_04, FrameworkName.MEGATRON_BRIDGE_26_06, FrameworkName.MEGATRON_BRIDGE_26_06_01)},
     FrameworkName.NEMO_AUTOMODEL_2025_10: current.nemo_automodel_2025_10(FrameworkName.NEMO_AUTOMODEL_2025_10.value),
     FrameworkName.NEMO_AUTOMODEL_2026_04: automodel.nemo_automodel_2026_04(FrameworkName.NEMO_AUTOMODEL_2026_04.value),
     FrameworkName.NEMO_AUTOMODEL_2026_07: automodel.nemo_automodel_2026_07(FrameworkName.NEMO_AUTOMODEL_2026_07.value),

@@ -1,0 +1,147 @@
+"""The Megatron-Bridge containers other than 26.04.01 (releases_bridge.py) and every row of training_bridge.csv against
+its bound: priced, and within 15% of the published tokens/s/GPU (misses are strict xfails with their measured error)."""
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from capsim.analytic.training.framework import RELEASES, FrameworkName, release_for
+from capsim.analytic.training.release import BEHAVIOUR, LAYOUT_SETTINGS, Release, _version
+from capsim.analytic.training.releases_bridge import TAGS
+from capsim.errors import SpecError
+from capsim.validation.harness import read_csv
+from capsim.validation.training import REQUIRED, predict_row
+
+BRIDGE = read_csv(None, "training_bridge.csv", REQUIRED)
+ROW_BOUND_PCT, MEDIAN_BOUND_PCT = 15.0, 8.0
+
+# --- the presets ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("software", sorted(TAGS))
+def test_each_container_has_its_own_preset_read_at_its_tag(software):
+    release = release_for("megatron-core", software)
+    tag = TAGS[software].tag
+    assert release.software == software and release.covers is None
+    assert set(release.cite) == set(BEHAVIOUR) and set(release.defaults) == set(LAYOUT_SETTINGS)
+    assert f"MB@{tag}" in release.cite["overlap_grad_reduce"] and f"MB@{tag}" in release.cite["fp8_params"]
+    assert TAGS[software].core.split()[0] in release.cite["moe_dispatcher"]  # the tag's own Megatron-Core
+    fw, layout = release.configure("--tp-comm-overlap --tp-comm-overlap-cfg=userbuffers_fp8_h100_h8192_tp4_mbs1_"
+                                   "seqlen8192 --grad-reduce-in-bf16")
+    assert fw.overlap_tp_comm and not fw.grads_fp32 and fw.tp_rs.chunks == 0  # the FP8 config ring-exchanges
+    # the perf scripts' FP8: per-tensor current scaling from v0.2.0, delayed (--fp8_recipe ds) in v0.1.0rc3
+    assert fw.fp8_params and fw.fp8_scaling.value == ("delayed" if tag == "v0.1.0rc3" else "current")
+
+
+def test_the_containers_differ_where_their_code_does():
+    mbs = {s: release_for("megatron-core", s).defaults["micro_batch"].value for s in TAGS}
+    # v0.2.0 / v0.3.0: the Llama recipe's micro_batch_size: int = 1; recipes/common.py from v0.3.1: 2
+    assert mbs["megatron-bridge-25.09"] == mbs["megatron-bridge-25.11"] == mbs["megatron-bridge-26.02"] == 1
+    assert mbs["megatron-bridge-26.02.01"] == mbs["megatron-bridge-26.06"] == 2
+    cores = {TAGS[s].core for s in TAGS}
+    assert len(cores) == len(TAGS)  # each container pins a different Megatron-Core commit: no preset covers another
+
+
+def test_container_names_compare_as_versions():
+    assert _version("megatron-bridge-26.02.01") == ("megatron-bridge-", (26, 2, 1))
+    base = RELEASES[FrameworkName.MEGATRON_BRIDGE_26_06]
+    ranged = Release(base.framework, base.family, "megatron-bridge-26.06", base.date, base.code, base.cite,
+                     base.defaults, base.flags, covers=("megatron-bridge-26.06", "megatron-bridge-26.06.01"))
+    assert ranged.covers_release("megatron-bridge-26.06") and ranged.covers_release("megatron-bridge-26.06.01")
+    assert not ranged.covers_release("megatron-bridge-26.06.02") and not ranged.covers_release("megatron-bridge-26.04")
+    assert not ranged.covers_release("megatron-core-26.06.01")  # another name's numbers are not this release
+    # A shorter name stands for every release that starts with it: "25.09"..."26.02.01" does not cover all of 26.02
+    # (26.02.02 would lie outside), only its own software name is matched exactly.
+    wide = Release(base.framework, base.family, "megatron-bridge-25.09", base.date, base.code, base.cite,
+                   base.defaults, base.flags, covers=("megatron-bridge-25.09", "megatron-bridge-26.02.01"))
+    assert wide.covers_release("megatron-bridge-25.11") and wide.covers_release("megatron-bridge-26.02.01")
+    assert not wide.covers_release("megatron-bridge-26.02") and not wide.covers_release("megatron-bridge-26.04")
+
+
+def test_an_unknown_container_is_an_error():
+    with pytest.raises(SpecError, match="megatron-bridge-26.08"):
+        release_for("megatron-core", "megatron-bridge-26.08")  # no preset read at v0.6.0 (no H100/B200 rows)
+
+
+# --- the validation file -------------------------------------------------------------------------------------------
+
+_MEMORY = ("Qwen3-30B-A3B at micro-batch 2 (pp 2, vp 24, ep 8) on 16 H100s: capsim's memory model needs 83.5 GB/GPU "
+           "(57.1 GB at micro-batch 1) of the catalog's 80e9 bytes, while the run fit (an H100 has 80 GiB, 85.9e9 B)")
+_NOT_PRICED = {6: "25.09 " + _MEMORY,
+               12: "25.11 " + _MEMORY + "; the v0.2.0 workload config states VP 12 and no micro-batch, so the "
+                                        "table and the recipe disagree"}
+_MOE_GEMM = ("expert grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve, HybridEP/DeepEP at NCCL "
+             "bandwidths (as the 26.04.01 row of training_modern.csv)")
+_A2A_HIDDEN = ("capsim hides all of the expert all-to-all behind compute with --overlap-moe-expert-parallel-comm "
+               "(ep_comm 0 in the step), and the page's 26.02 figure is 45% below 26.02.01's on the same layout")
+_235B = ("Qwen3-235B-A22B on 256 H100s: too fast, the dense FP8 curve for 128-expert grouped GEMMs at "
+         "k = 1536 / 4096, EP 32 all-to-all across four nodes priced at NCCL bandwidths")
+_405B = "Llama-3.1-405B FP8 too fast: 126 layers over 64 virtual stages, FP8 GEMMs at DeepGEMM's rates"
+_B200 = ("on B200 (no B200 profile calibration: the datasheet GEMM fit of capsim.calibration.published_gemm; "
+         "CUDA graphs and token-drop padding not priced)")
+_B200_MOE = "25.09 Qwen3 token-drop rows " + _B200 + "; " + _MOE_GEMM
+MISSES = {
+    (1, "datasheet"): "+18.0%: Llama-3.1-405B on 128 B200 " + _B200 + " (+16.0% under current scaling)",
+    (1, "profile"): "+18.0%: as with the datasheet calibration (B200 has no profile)",
+    (2, "datasheet"): "+57.6%: " + _B200_MOE, (2, "profile"): "+57.6%: " + _B200_MOE,
+    (3, "datasheet"): "+47.1%: " + _B200_MOE, (3, "profile"): "+47.1%: " + _B200_MOE,
+    (5, "profile"): "+15.2%: " + _405B + " (+12.9% under current scaling)",
+    (9, "datasheet"): "+16.5%: Llama-3.1-405B on 128 B200 " + _B200,
+    (9, "profile"): "+16.5%: as with the datasheet calibration (B200 has no profile)",
+    (11, "profile"): "+16.8%: " + _405B,
+    (13, "datasheet"): "+21.1%: " + _235B, (13, "profile"): "+19.2%: " + _235B,
+    (16, "datasheet"): "+230.7%: " + _A2A_HIDDEN, (16, "profile"): "+231.5%: " + _A2A_HIDDEN,
+    (17, "datasheet"): "+18.0%: " + _235B, (17, "profile"): "+16.2%: " + _235B,
+    (19, "datasheet"): "+56.1%: the table's layout (pp 2, vp 12, ep 8) is 26.02's, while v0.3.1's config runs ep 16 "
+                       "on one stage; " + _MOE_GEMM,
+    (19, "profile"): "+56.2%: as with the datasheet calibration",
+    (20, "datasheet"): "+19.7%: " + _235B, (20, "profile"): "+17.8%: " + _235B,
+    (22, "datasheet"): "+23.9%: " + _MOE_GEMM, (22, "profile"): "+24.5%: " + _MOE_GEMM,
+    (25, "datasheet"): "+24.9%: " + _MOE_GEMM, (25, "profile"): "+25.5%: " + _MOE_GEMM,
+    **{(i, k): why for i, why in _NOT_PRICED.items() for k in ("datasheet", "profile")},
+}
+
+
+@cache
+def _predict(i: int, kind: str):
+    return predict_row(BRIDGE[i], kind)
+
+
+def _param(i: int, kind: str, reasons: dict[tuple[int, str], str]):
+    reason = reasons.get((i, kind))
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(i, kind, marks=marks, id=f"{kind}-{i}-{BRIDGE[i]['software']}-{BRIDGE[i]['model']}")
+
+
+def test_the_file_holds_h100_and_b200_rows_of_every_container():
+    assert len(BRIDGE) == 26
+    assert {r["gpu"] for r in BRIDGE} == {"H100-SXM5-80GB", "B200"}
+    assert {r["software"] for r in BRIDGE} == set(TAGS) - {"megatron-bridge-26.06.01"}  # 26.06.01: GB systems only
+    assert {r["precision"] for r in BRIDGE} == {"fp8"}
+
+
+@pytest.mark.parametrize("i, kind", [_param(i, k, {(j, k): w for j, w in _NOT_PRICED.items()})
+                                     for k in ("datasheet", "profile") for i in range(len(BRIDGE))])
+def test_bridge_row_is_priced(i, kind):
+    assert _predict(i, kind).value > 0
+
+
+@pytest.mark.parametrize("i, kind", [_param(i, k, MISSES) for k in ("datasheet", "profile")
+                                     for i in range(len(BRIDGE))])
+def test_bridge_row_within_15_pct(i, kind):
+    pred = _predict(i, kind)
+    measured = float(BRIDGE[i]["value"])
+    assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (BRIDGE[i]["model"], pred.value, pred.note)
+
+
+@pytest.mark.xfail(strict=True, reason="median |error| over the 24 priced rows 14.6% (datasheet) / 15.7% (profile): "
+                                       "the Qwen3 MoE rows are 7-231% too fast; the dense Llama rows are within "
+                                       "0.2-18%")
+@pytest.mark.parametrize("kind", ["datasheet", "profile"])
+def test_bridge_median_within_8_pct(kind):
+    errors = []
+    for i in range(len(BRIDGE)):
+        if i not in _NOT_PRICED:
+            errors.append(abs(_predict(i, kind).value / float(BRIDGE[i]["value"]) - 1.0) * 100)
+    assert np.median(errors) <= MEDIAN_BOUND_PCT
