@@ -70,13 +70,14 @@ def test_bad_input_is_one_line_exit_2(args, words):
 def test_validate_training_json():
     out = json.loads(run("validate", "training", "--json").stdout)
     # the 2021-22 file (18 rows, A100), training_modern.csv (15 rows, H100 and B200) and training_torchtitan.csv
-    # (22 rows: A100, H200, and 12 on Meta's 500 W HBM2e H100, which the catalog lacks: not priced) and
+    # (22 rows: A100, H200, and 12 on Meta's 500 W HBM2e H100, which the catalog lacks: not priced),
+    # training_fsdp2.csv (7 rows, H100, all priced: test_training_fsdp2.py),
     # training_bridge.csv (26 rows, H100 and B200; two do not fit capsim's memory model: test_training_bridge.py) and
     # training_nemo.csv (4 rows, H100 and B200; one does not fit: test_training_nemo.py), each on the calibration the
     # one rule picks for its accelerator (GPU profile where one ships, else datasheet)
     names = " + ".join(sorted({default_calibration(a) for a in ("a100", "h100", "b200", "h200")}))
     assert out["suite"] == "training" and out["calibration"] == names
-    assert len(out["rows"]) == 18 + 15 + 22 + 26 + 4 and out["rows_failed"] == 15
+    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 4 and out["rows_failed"] == 15
     failed = [r for r in out["rows"] if r["predicted"] is None]
     assert sum("unknown accelerator" in r["note"] for r in failed) == 12
     others = [r["source"] for r in failed if "unknown accelerator" not in r["note"]]

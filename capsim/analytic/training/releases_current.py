@@ -19,6 +19,7 @@ from capsim.analytic.training.release import (
     Framework,
     FrameworkFamily,
     MoeDispatcher,
+    PipelineSplit,
     Release,
     Reshard,
     RsOverlap,
@@ -124,6 +125,8 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
     return {"overlap_tp_wgrad": cite_args + " core/tensor_parallel/layers.py: async all-gather/all-reduce/"
                                 "reduce-scatter in the column-parallel backward",
             "zero3_prefetch": _NO_ZERO3, "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3,
+            "pipeline_split": cite_args + " --account-for-embedding/loss-in-pipeline-split, --decoder-first/last-"
+                              "pipeline-num-layers or a layout string (capsim.specs.pipeline_layout.default_uneven)",
             "pp_scatter_gather": cite_args + " megatron/core never reads --no-scatter-gather-tensors-in-pipeline: "
                                  "whole tensors are sent",
             "sequence_parallel": cite_args + " --sequence-parallel",
@@ -331,6 +334,8 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "zero": "fully_shard shards parameters, gradients and optimizer states (ZeRO-3)",
             "context_parallel": where + " context parallelism (torch.distributed.tensor.experimental.context_parallel)",
             "uneven_pipeline": "torch.distributed.pipelining stages take any layer counts",
+            "pipeline_split": "not read for this release: capsim places layers that do not divide the stages as "
+                              "Megatron-Core's options do (the field's generic value)",
             "interleave_min_pp": "torch.distributed.pipelining ScheduleInterleaved1F1B needs pp > 1",
             "moe_dispatcher": dispatcher,
             "overlap_moe_a2a": none.format("MoE communication overlap"),
@@ -370,8 +375,11 @@ def nemo_automodel_2025_10(name: str) -> Release:
                        "AM@8d9bfb9 nemo_automodel/components/moe/utils.py BackendConfig attn 'te': TE DotProductAttention",
                        "AM@8d9bfb9 nemo_automodel/components/models/qwen3_moe/model.py L121, L232: parameters built in "
                        "the model config's torch_dtype (bfloat16); torch.optim.Adam keeps its moments in the "
-                       "parameters' dtype and FSDP2 casts the reduced gradients to it: no fp32 copy")
-    fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False)
+                       "parameters' dtype and FSDP2 casts the reduced gradients to it: no fp32 copy",
+                       pipeline_split="AM@8d9bfb9 nemo_automodel/components/distributed/pipelining/functional.py "
+                                      "L113-126: the first (layers mod stages) virtual stages one layer heavier, "
+                                      "L66-71 stage i on rank i mod pp")
+    fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED)
     defaults = _fsdp2_defaults("AM@8d9bfb9 FSDP2Manager", Setting(PER_REPLICA, "step_scheduler local_batch_size "
                                                                                "has no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",
