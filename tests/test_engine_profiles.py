@@ -66,8 +66,10 @@ def test_release_lookup():
     assert engine_release("trtllm", "1.0.0rc4").name == "tensorrt-llm"
     assert engine_release("TensorRT-LLM", "0.5.0").name == "tensorrt-llm-0.5"
     assert engine_release("nim", "1.8.0").name == "nim-1.8"
+    assert engine_release("sglang", "0.3.6.post3").name == "sglang" == engine_release("sglang", "0.4.3").name
     for engine, version, field in (("vllm", "0.2.5", "engine_version"), ("vllm", "0.4.0", "engine_version"),
                                    ("tensorrt-llm", "0.9.0", "engine_version"), ("vllm", "", "engine_version"),
+                                   ("sglang", "0.3.5", "engine_version"),
                                    ("tgi", "2.0", "engine")):
         with pytest.raises(SpecError) as err:
             engine_release(engine, version)
@@ -148,3 +150,154 @@ def test_an_engine_gemm_path_the_calibration_did_not_time_is_an_error():
     with pytest.raises(SpecError, match="no bf16 GEMM timings on the onednn_packed path.*--ops gemm_packed"):
         StepTable(model, plan, PERF_H100, get_engine("vllm-cpu"), H100).step_s(decode_seqs=4,
                                                                                decode_kv_tokens=4 * 100.0)
+
+
+def test_vllm_0_6_to_0_7_runs_v0_with_output_processing_overlapped():
+    """vLLM 0.6.0-0.7.x (engines.yaml vllm-v0.6, read in the 0.6.0, 0.6.6.post1 and 0.7.3 wheels): the V0 engine
+    with the asynchronous output processor (vllm-project/vllm#7049): the per-sequence output processing hides
+    behind the next forward pass while scheduling and input preparation stay exposed; prefill-priority batching,
+    no prefix caching, padded CUDA graphs up to 256, the worker in-process at TP1 and multiprocessing at TP > 1."""
+    for version, name in (("0.6.0", "vllm-v0.6"), ("0.6.3.post1", "vllm-v0.6"), ("0.6.4.post1", "vllm-v0.6"),
+                          ("0.6.5", "vllm-v0.6.5"), ("0.6.6.post1", "vllm-v0.6.5"), ("v0.7.3", "vllm-v0.6.5"),
+                          ("0.5.4", "vllm-v0"), ("0.8.0", "vllm-v1-0.8")):
+        assert engine_release("vllm", version).name == name, version
+    # 0.6.5 changed only the chunked-prefill token budget (test below).
+    differ = {k for k, v in get_engine("vllm-v0.6").to_dict().items() if get_engine("vllm-v0.6.5").to_dict()[k] != v}
+    assert differ == {"name", "release", "covers", "description", "chunked_max_num_batched_tokens", "sources"}
+    eng, v0 = get_engine("vllm-v0.6"), get_engine("vllm-v0")
+    assert eng.scheduler.value == "vllm" and not eng.prefix_caching and eng.watermark == 0.01
+    assert eng.host_cost(1).exposed == pytest.approx((4.0e-3, 0.0, 0.0))
+    assert eng.host_cost(1).overlapped == pytest.approx((0.0, 1.0e-4, 0.0))
+    # 0.5.x processed the outputs on the critical path: the same terms, all exposed.
+    assert v0.host_cost(1).exposed == pytest.approx((4.0e-3, 1.0e-4, 0.0)) and v0.host_cost(1).overlapped == (0, 0, 0)
+    assert (eng.workers.value, eng.workers_tp.value) == ("local", "mp")
+    assert eng.cuda_graph_sizes == (1, 2, 4, *range(8, 257, 8)) and eng.graph_batch(9) == 16
+    model = get_model("llama-3-8b")
+    assert eng.limits(model, H100) == (256, max(model.max_seq, 2048)) == eng.limits(model, A100)
+    # A decode-heavy step costs less with the outputs overlapped than 0.5.x's exposed processing.
+    plan, shape = ServePlan(), StepShape.decode(64, 500)
+    t06 = float(iteration_time(model, plan, PERF_H100, shape, eng, H100).total_s)
+    t05 = float(iteration_time(model, plan, PERF_H100, shape, v0, H100).total_s)
+    assert t05 - t06 == pytest.approx(64 * 1.0e-4, rel=1e-6)
+    # --enforce-eager turns the asynchronous output processor off (config.verify_async_output_proc): all exposed.
+    for eager in (apply_flags(eng, {"cuda_graphs": "0"}, "bf16").engine, get_engine("vllm-v0.6", cuda_graphs=False)):
+        assert eager.host_cost(1).exposed == pytest.approx((4.0e-3, 1.0e-4, 0.0)) and not eager.cuda_graphs
+    assert get_engine("sglang", cuda_graphs=False).overlapped == ("all",)  # its overlap does not need graphs
+
+
+@pytest.mark.parametrize(("version", "name", "a100", "h100", "l40s", "b200"), [
+    ("0.8.0", "vllm-v1-0.8", (1024, 2048), (1024, 8192), (1024, 2048), (1024, 2048)),
+    ("0.8.3", "vllm-v1-0.8", (1024, 2048), (1024, 8192), (1024, 2048), (1024, 2048)),
+    ("0.8.4", "vllm-v1-0.8.4", (256, 2048), (1024, 8192), (256, 2048), (256, 2048)),
+    ("0.8.5.post1", "vllm-v1-0.8.5", (1024, 8192), (1024, 8192), (256, 2048), (1024, 8192)),
+    ("0.9.0", "vllm", (256, 2048), (1024, 8192), (256, 2048), (1024, 8192)),
+])
+def test_vllm_v1_batching_defaults_by_release(version, name, a100, h100, l40s, b200):
+    """V1 is the default from 0.8.0; its batching defaults (arg_utils._set_default_args_v1 of each wheel) changed
+    twice within 0.8.x: 1024 sequences everywhere and 8192 tokens on H100/H200 by name (0.8.0-0.8.3), 256/2048
+    with 1024/8192 on H100/H200 (0.8.4), 1024/8192 on any GPU with >= 70 GiB (0.8.5), then A100s excluded
+    (0.9.0+). The other V1 facts are the `vllm` profile's."""
+    eng, model = engine_release("vllm", version), get_model("llama-3-8b")
+    assert eng.name == name
+    got = [eng.limits(model, get_accelerator(a)) for a in ("a100", "h100", "l40s", "b200")]
+    assert got == [a100, h100, l40s, b200]
+    v1 = get_engine("vllm")
+    for key in ("scheduler", "watermark", "kv_memory_of", "memory_fraction", "reserved_bytes", "cpu", "overlapped",
+                "workers", "cuda_graph_sizes", "cuda_graph_padding", "prefix_caching", "block_size"):
+        assert getattr(eng, key) == getattr(v1, key), (name, key)
+
+
+def test_an_unknown_large_gpu_rule_is_refused():
+    from capsim.specs.engine import profile_from_dict
+
+    entry = dict(load_catalog("engines")["vllm-v1-0.8"], large_gpu_when="big")
+    with pytest.raises(SpecError, match="large_gpu_when"):
+        profile_from_dict("x", entry)
+
+
+def test_tensorrt_llm_0_11_to_0_21_runs_trtllm_build_engines_under_the_executor():
+    """TensorRT-LLM 0.11-0.21 (release notes of each release): TensorRT engines under the C++ executor with
+    in-flight batching, trtllm-build's defaults (max_num_tokens 8192 from 0.11, max_batch_size 256 from 0.11 and
+    2048 from 0.14, 64-token blocks), KV cache in 0.9 of the free memory, no CUDA graphs, no KV reuse unless the
+    engine is built for it, no host time priced; 1.0 switched to the PyTorch backend."""
+    for version, name in (("0.11.0", "tensorrt-llm-0.11"), ("0.13.0", "tensorrt-llm-0.11"),
+                          ("0.14.0", "tensorrt-llm-0.14"), ("0.17.0.post1", "tensorrt-llm-0.14"),
+                          ("0.21.0", "tensorrt-llm-0.14"), ("1.0.0rc4", "tensorrt-llm")):
+        assert engine_release("TensorRT-LLM", version).name == name, version
+    for version in ("0.6.1", "0.10.0"):  # no source read for these runtimes
+        with pytest.raises(SpecError, match="capsim knows"):
+            engine_release("trtllm", version)
+    model = get_model("llama-3-8b")
+    old, new = get_engine("tensorrt-llm-0.11"), get_engine("tensorrt-llm-0.14")
+    assert old.limits(model, H100) == (256, 8192) and new.limits(model, A100) == (2048, 8192)
+    for eng in (old, new):
+        assert (eng.scheduler.value, eng.kv_memory_of, eng.memory_fraction, eng.block_size) == ("sarathi", "free",
+                                                                                               0.9, 64)
+        assert not eng.cuda_graphs and not eng.prefix_caching and eng.graph_batch(8) == 0
+        assert eng.host_cost(4) == eng.host_cost(1) and eng.host_cost(1).exposed == (0.0, 0.0, 0.0)
+        assert eng.backend == "tensorrt" and eng.workers.value == "mp"
+
+
+def test_a_backend_flag_must_name_the_release_default_runtime():
+    assert apply_flags(get_engine("tensorrt-llm-0.14"), {"backend": "tensorrt"}, "fp8").engine.name == \
+        "tensorrt-llm-0.14"
+    assert apply_flags(get_engine("tensorrt-llm"), {"backend": "pytorch"}, "fp8").engine.name == "tensorrt-llm"
+    for name, backend in (("tensorrt-llm-0.14", "pytorch"), ("tensorrt-llm", "tensorrt"),
+                          ("tensorrt-llm-0.5", "tensorrt")):
+        with pytest.raises(SpecError, match="backend"):
+            apply_flags(get_engine(name), {"backend": backend}, "fp8")
+
+
+@pytest.mark.parametrize("engine", ["vllm-v0.6", "vllm-v0.6.5", "vllm-v1-0.8", "vllm-v1-0.8.4", "vllm-v1-0.8.5", "tensorrt-llm-0.11",
+                                    "tensorrt-llm-0.14"])
+def test_capsim_serve_runs_on_the_release_profile(engine):
+    import json
+
+    from typer.testing import CliRunner
+
+    from capsim.cli import app
+
+    out = CliRunner().invoke(app, ["serve", "-m", "llama-3-8b", "-a", "h100", "-e", engine, "--rate", "5",
+                                   "--prompt-tokens", "200", "--output-tokens", "20", "-n", "20", "--json"])
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.stdout)
+    assert res["completed"] == 20 and res["tpot_mean_s"] > 0
+    assert res["plan"]["max_batch"] == get_engine(engine).limits(get_model("llama-3-8b"), H100)[0]
+
+
+@pytest.mark.parametrize(("version", "budget"), [("0.5.3", 512), ("0.6.0", 512), ("0.6.4", 512), ("0.6.5", 2048),
+                                                 ("0.7.3", 2048)])
+def test_vllm_v0_turns_chunked_prefill_on_for_long_contexts(version, budget):
+    """vLLM V0 (0.5-0.7, arg_utils of each wheel) turns chunked prefill on by default when max_model_len > 32768
+    and the model slides no window, with a 512-token budget up to 0.6.4 and 2048 from 0.6.5 (SchedulerConfig); a
+    stated max_model_len or chunked_prefill flag replaces the model's context or the rule."""
+    eng = engine_release("vllm", version)
+    long, short, window = get_model("qwen3-8b"), get_model("llama-3-8b"), get_model("mistral-7b")
+    assert long.max_seq > 32768 and long.sliding_window is None and window.max_seq <= 32768
+    assert eng.for_model(long).scheduler.value == "sarathi" and eng.limits(long, H100) == (256, budget)
+    assert eng.for_model(short).scheduler.value == "vllm" and eng.limits(short, H100) == (256, 8192)
+    assert eng.limits(window, H100) == (256, 32768)
+    served = apply_flags(eng, {"max_model_len": "16384"}, "bf16")
+    assert served.engine.for_model(long).scheduler.value == "vllm" and served.engine.limits(long, H100) == (256, 16384)
+    assert "max_model_len=16384" in served.notes[0]
+    off = apply_flags(eng, {"chunked_prefill": "0"}, "bf16").engine
+    assert off.for_model(long).scheduler.value == "vllm" and off.limits(long, H100) == (256, long.max_seq)
+    on = apply_flags(eng, {"chunked_prefill": "1"}, "bf16").engine
+    assert on.for_model(short).scheduler.value == "sarathi" and on.limits(short, H100) == (256, budget)
+
+
+def test_the_simulator_runs_the_release_set_up_for_the_model():
+    """A long-context model on vLLM 0.6.5 is served with chunked prefill and a 2048-token budget, as the release
+    sets itself up; V1 profiles, which always chunk, are unchanged by the rule."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from capsim.cli import app
+
+    out = CliRunner().invoke(app, ["serve", "-m", "qwen3-8b", "-a", "h100", "-e", "vllm-v0.6.5", "--rate", "5",
+                                   "--prompt-tokens", "3000", "--output-tokens", "10", "-n", "10", "--json"])
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.stdout)
+    assert res["scheduler"] == "sarathi" and res["plan"]["max_batched_tokens"] == 2048 and res["completed"] == 10
+    assert get_engine("vllm").for_model(get_model("qwen3-8b")) == get_engine("vllm")

@@ -9,7 +9,9 @@ from capsim.specs import ModelSpec, Precision, ServePlan, TrainPlan
 def test_catalog_resolves_aliases_and_common_spellings():
     assert get_model("meta-llama/Llama-2-70b-hf").name == "llama-2-70b"
     assert get_model("Meta-Llama-3-8B").name == "llama-3-8b"
-    assert get_model("llama-3.3-70b").name == "llama-3-70b"
+    assert get_model("llama-3.3-70b").name == "llama-3.1-70b"
+    # Llama 3.1 has Llama 3's shape and a 128K context (the served context decides vLLM's scheduling defaults)
+    assert get_model("meta-llama/Llama-3.1-8B").max_seq == 131072 and get_model("llama-3-8b").max_seq == 8192
     assert get_model("llama-3.1-405b").name == "llama-3-405b"
     assert get_model("facebook/opt-13b").name == "opt-13b"
     assert get_accelerator("h100").name == "H100-SXM5-80GB"

@@ -67,7 +67,7 @@ def without_host(engine: EngineProfile) -> EngineProfile:
 
 def observations(runs: list[BenchRun], dep: Deployment) -> list[Observations]:
     """Every run taken apart into steps of the deployment's engine."""
-    mixed = dep.engine.scheduler is SchedulerKind.SARATHI
+    mixed = dep.engine.for_model(dep.model).scheduler is SchedulerKind.SARATHI
     device_s = dep.device_time()
     return [run_observations(run, mixed, device_s) for run in runs]
 

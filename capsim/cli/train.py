@@ -10,6 +10,7 @@ import typer
 from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
 from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import Framework
+from capsim.analytic.training.step import release_split
 from capsim.calibration import perf_for
 from capsim.cli import options as o
 from capsim.cli.calibrate import warn_if_other_machine
@@ -51,7 +52,8 @@ def _result_dict(result: StepTime, extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _print(result: StepTime, title: str, split: LayerSplit | None = None, implicit: bool = False) -> None:
+def _print(result: StepTime, title: str, split: LayerSplit | None = None, implicit: bool = False,
+           own: str | None = None) -> None:
     step = result.step_s
     rows = [[k.removesuffix("_s").replace("_", " "), getattr(result, k), f"{100 * getattr(result, k) / step:.1f}%"]
             for k in BREAKDOWN if getattr(result, k) > 0]
@@ -66,7 +68,10 @@ def _print(result: StepTime, title: str, split: LayerSplit | None = None, implic
     if split is not None and split.pp > 1:
         console.print(f"pipeline: {split.pp} stages x {split.v} chunks, layers per stage {list(split.stages)} "
                       f"({split.rule.value}; Megatron-Core layout '{split.layout}')")
-        if implicit and split.rule.value != "even":
+        if own is not None:
+            console.print(f"  pp x v does not divide the layers: priced with {own}'s own split (the first "
+                          "virtual stages one layer heavier)")
+        elif implicit and split.rule.value != "even":
             console.print("  pp x v does not divide the layers: priced with the uneven split a layout search uses "
                           "(capsim.specs.pipeline_layout.default_uneven); state another with --layer-split, "
                           "--pipeline-layout or Megatron's first/last/account-for options")
@@ -106,7 +111,8 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
           hf_config: o.HfConfig = None, etp: o.Etp = None, flags: o.Flags = "", threads: ThreadsOpt = None,
           as_json: JsonOpt = False) -> None:
     """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens.
-    --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways."""
+    --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways, or is the
+    release's own where it has one (NeMo AutoModel: the first virtual stages one layer heavier)."""
     spec = o.resolve_model(model, hf_config)
     warn_if_other_machine(calibration)
     if calibration is None and threads is None:  # the accelerator's default calibration (capsim.calibration)
@@ -125,13 +131,17 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
     plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
                         recompute, micro_batch, global_batch, seq_len, precision, split, etp)
     cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
-    result = step_time(spec, plan, cluster, perf, framework=_framework(framework, flags), train_tokens=tokens)
+    fw = _framework(framework, flags)
+    stated = release_split(spec, plan, fw)  # a release's own uneven split where the run states none
+    own, plan = (fw.name if stated is not plan else None), stated
+    result = step_time(spec, plan, cluster, perf, framework=fw, train_tokens=tokens)
     extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
              "pipeline": plan.split(spec).to_dict()}
     if as_json:
         emit_json(_result_dict(result, extra))
     else:
-        _print(result, f"{spec.name} on {cluster.num_gpus} x {acc.name}", plan.split(spec), implicit=not split)
+        _print(result, f"{spec.name} on {cluster.num_gpus} x {acc.name}", plan.split(spec), implicit=not split,
+               own=own)
     _exit_if_infeasible(result)
 
 

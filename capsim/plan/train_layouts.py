@@ -23,6 +23,7 @@ from capsim.analytic.training import (
     get_framework,
     step_time,
 )
+from capsim.analytic.training.release import PipelineSplit
 from capsim.errors import SpecError, divisors
 from capsim.perf import Perf
 from capsim.specs.hardware import Cluster
@@ -91,9 +92,12 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
     axes = _axes(model, num_gpus, gpus_per_node, fixed)
     layers = model.total_layers
     pps, vs = axes.pop("pp"), axes.pop("v")
+    fw = None if framework is None else get_framework(framework)
+    # The split of each (pp, v) pair: the release's own (Framework.split), or Megatron-Core's options.
+    splits = {(p, v): fw.split(layers, p, v) if fw is not None else default_uneven(layers, p, v)
+              for p in pps for v in vs if v == 1 or p > 1}
     # One axis of the (pp, v) pairs that have a split (the others cannot run).
-    axes["pp_v"] = [(p, v) for p in pps for v in vs if (v == 1 or p > 1) and default_uneven(layers, p, v)
-                    and (framework is None or runs_pipeline(framework, layers, p, v))]
+    axes["pp_v"] = [pv for pv, split in splits.items() if split and (fw is None or runs_pipeline(fw, layers, *pv))]
     if not axes["pp_v"]:
         by = "" if framework is None else f" that {get_framework(framework).name} runs"
         raise SpecError("plan.pp", f"no pipeline depth in {pps} with v in {vs} splits {model.name}'s {layers} "
@@ -117,7 +121,9 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
         raise SpecError("plan", f"no layout of {model.name} fits {num_gpus} GPUs with global batch {global_batch}",
                         "change the GPU count or the global batch")
     arr = {k: v[keep] for k, v in arr.items()}
-    return Layouts.build(model, **arr, global_batch=global_batch, seq_len=seq_len,
+    chosen = None if fw is None or fw.pipeline_split is PipelineSplit.MEGATRON else [
+        splits[(int(p), int(v))] for p, v in zip(arr["pp"], arr["v"], strict=True)]
+    return Layouts.build(model, splits=chosen, **arr, global_batch=global_batch, seq_len=seq_len,
                          schedule=np.where(arr["v"] > 1, 2, 1))
 
 
@@ -162,7 +168,7 @@ def _release_excluded(model: ModelSpec, fw: Framework, fixed: Mapping[str, objec
     vs = [fixed["v"]] if fixed.get("v") is not None else range(1, 9)
     return [(int(p), int(v)) for p in pps for v in vs if (v == 1 or p > 1)
             and not runs_pipeline(fw, model.total_layers, int(p), int(v))
-            and default_uneven(model.total_layers, int(p), int(v)) is not None]
+            and fw.split(model.total_layers, int(p), int(v)) is not None]
 
 
 def _diagnostics(result: StepTime) -> dict[str, object]:

@@ -38,6 +38,20 @@ class Workers(StrEnum):
 PHASES = ("schedule", "prepare", "sampler", "outputs", "step", "workers")
 # capsim's defaults where a release's sources do not state a value (engines.yaml names them per profile): vLLM's
 # long-standing limits and memory fraction, no watermark, nothing reserved, no host time priced, eager kernels.
+class LargeGpu(StrEnum):
+    """Which GPUs take an engine release's large-GPU batching defaults (engines.yaml large_gpu_when)."""
+
+    MEMORY_NOT_A100 = "memory_not_a100"  # >= 70 GiB and not an A100 (vLLM 0.9+, vllm-project/vllm#17885)
+    MEMORY = "memory"  # >= 70 GiB (vLLM 0.8.5)
+    H100_H200 = "h100_h200"  # the device's name holds "h100" or "h200" (vLLM 0.8.0-0.8.4)
+
+
+def _large(rule: LargeGpu, accelerator: Accelerator) -> bool:
+    name, big = accelerator.name.lower(), accelerator.memory_bytes >= 70 * 2**30
+    return {LargeGpu.MEMORY_NOT_A100: big and "a100" not in name, LargeGpu.MEMORY: big,
+            LargeGpu.H100_H200: "h100" in name or "h200" in name}[rule]
+
+
 class GemmPath(StrEnum):
     """How an engine runs its linear layers, where a calibration times kernel paths apart (kernels/gemm.py)."""
 
@@ -50,7 +64,8 @@ DEFAULTS: dict[str, Any] = {"max_num_seqs": 256, "max_num_batched_tokens": "mode
                             "workers": "local", "cuda_graphs": False, "cuda_graph_padding": False,
                             "kernel_dispatch_s": 1.0e-5, "prefix_caching": False, "device_type": "gpu",
                             "host_shares_device": False, "block_size": 16, "reserved_cores": 0,
-                            "ttft_offset_s": 0.0, "gemm_path": "torch"}
+                            "ttft_offset_s": 0.0, "gemm_path": "torch",
+                            "large_gpu_when": "memory_not_a100"}
 
 
 def parse_version(text: str, field_name: str = "engine_version") -> tuple[int, ...]:
@@ -112,6 +127,7 @@ class EngineProfile:
     max_num_seqs: int = DEFAULTS["max_num_seqs"]
     max_num_batched_tokens: int | str = DEFAULTS["max_num_batched_tokens"]  # "model": max(model context, 2048)
     large_gpu: dict[str, int] = field(default_factory=dict)
+    large_gpu_when: LargeGpu = LargeGpu(DEFAULTS["large_gpu_when"])  # which GPUs take large_gpu
     watermark: float = DEFAULTS["watermark"]
     kv_memory_of: str = DEFAULTS["kv_memory_of"]  # "total" or "free"
     memory_fraction: float = DEFAULTS["memory_fraction"]
@@ -119,6 +135,7 @@ class EngineProfile:
     cpu: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # phase -> (intercept_s,
     #                                                       per_sequence_s, per_prompt_token_s)
     overlapped: tuple[str, ...] = ()  # phases hidden behind the GPU ("all" = every phase)
+    overlap_needs_cuda_graphs: bool = False  # the overlap is off when CUDA graphs are (vLLM V0 async output)
     workers: Workers = Workers.LOCAL  # at TP1
     workers_tp: Workers | None = None  # at TP > 1 (None: as at TP1)
     worker_comm: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)
@@ -131,6 +148,15 @@ class EngineProfile:
     # max_num_batched_tokens and run through the model, and a batch takes at most this many padding tokens; None:
     # prompts are packed without padding.
     max_paddings: int | None = None
+    # vLLM V0 (0.5-0.7): chunked prefill turns on by default when the served context (max_model_len, else the
+    # model's) exceeds chunked_above_context and the model has no sliding window; with chunked prefill on and no
+    # token budget given, a step takes chunked_max_num_batched_tokens. None: no such rule.
+    chunked_above_context: int | None = None
+    chunked_max_num_batched_tokens: int | None = None
+    max_model_len: int | None = None  # the served context a row states (flags max_model_len), else the model's
+    # The runtime a TensorRT-LLM release runs by default: "pytorch" (1.0+) or "tensorrt" (TensorRT engines under the
+    # C++ executor); a row's backend flag must name it (capsim has no profile of the other runtime of that release).
+    backend: str | None = None
     device_type: str = DEFAULTS["device_type"]  # "gpu", or "cpu" for a CPU backend (vLLM's CPU build)
     # A CPU backend's host work (scheduling, input preparation, sampling) and its kernel dispatch run on the cores
     # that compute: nothing overlaps the device's work (every phase is exposed); the calibration's per-kernel
@@ -172,6 +198,12 @@ class EngineProfile:
                 "engine.max_paddings", f"must be a whole number >= 0 or null, got {self.max_paddings!r}")
         require(self.max_paddings is None or self.scheduler is SchedulerKind.VLLM, "engine.max_paddings",
                 "padded prompt batches belong to the prefill-priority scheduler (scheduler: vllm)")
+        for name in ("chunked_above_context", "chunked_max_num_batched_tokens", "max_model_len"):
+            value = getattr(self, name)
+            require(value is None or (isinstance(value, int) and value > 0), f"engine.{name}",
+                    f"must be a positive whole number or null, got {value!r}")
+        require(self.backend in (None, "pytorch", "tensorrt"), "engine.backend",
+                f"must be 'pytorch', 'tensorrt' or null, got {self.backend!r}")
         require(not self.cuda_graphs or bool(self.cuda_graph_sizes), "engine.cuda_graph_sizes",
                 "CUDA graphs need captured batch sizes")
 
@@ -209,15 +241,31 @@ class EngineProfile:
 
     def limits(self, model: ModelSpec, accelerator: Accelerator | None = None) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) this engine defaults to for ``model`` on ``accelerator``."""
-        seqs, tokens = self.max_num_seqs, self.max_num_batched_tokens
-        large = accelerator is not None and accelerator.memory_bytes >= 70 * 2**30 \
-            and "a100" not in accelerator.name.lower()
-        if large and self.large_gpu:
-            seqs = self.large_gpu.get("max_num_seqs", seqs)
-            tokens = self.large_gpu.get("max_num_batched_tokens", tokens)
+        prof = self.for_model(model)
+        seqs, tokens = prof.max_num_seqs, prof.max_num_batched_tokens
+        large = accelerator is not None and _large(prof.large_gpu_when, accelerator)
+        if large and prof.large_gpu:
+            seqs = prof.large_gpu.get("max_num_seqs", seqs)
+            tokens = prof.large_gpu.get("max_num_batched_tokens", tokens)
+        if tokens == "model" and prof.scheduler is SchedulerKind.SARATHI and prof.chunked_max_num_batched_tokens:
+            tokens = prof.chunked_max_num_batched_tokens  # vllm/config.py SchedulerConfig (V0) with chunked prefill
         if tokens == "model":
-            tokens = max(model.max_seq, 2048)
+            tokens = max(prof.max_model_len or model.max_seq, 2048)
         return int(seqs), int(tokens)
+
+    def for_model(self, model: ModelSpec) -> EngineProfile:
+        """The profile as the release sets itself up for ``model``: vLLM V0 turns chunked prefill on for a served
+        context above chunked_above_context (vllm/engine/arg_utils.py, 0.5-0.7), unless the model slides a window."""
+        if self.chunked_above_context is None:
+            return self
+        context = self.max_model_len or model.max_seq
+        long = context > self.chunked_above_context and model.sliding_window is None
+        return replace(self, scheduler=SchedulerKind.SARATHI if long else self.scheduler, chunked_above_context=None)
+
+    def graphs(self, on: bool) -> EngineProfile:
+        """The profile with CUDA graphs switched on or off (off also ends an overlap that needs them)."""
+        drop = not on and self.overlap_needs_cuda_graphs
+        return replace(self, cuda_graphs=on, overlapped=() if drop else self.overlapped)
 
     def with_(self, **changes: Any) -> EngineProfile:
         return replace(self, **changes)
@@ -227,7 +275,7 @@ class EngineProfile:
         out.update(scheduler=self.scheduler.value, workers=self.workers.value,
                    workers_tp=None if self.workers_tp is None else self.workers_tp.value, covers=list(self.covers),
                    cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped),
-                   gemm_path=self.gemm_path.value)
+                   gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value)
         return out
 
 
@@ -248,6 +296,10 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     require(path in set(GemmPath), f"engine {name}.gemm_path", f"unknown kernel path {path!r}",
             f"use one of {', '.join(GemmPath)}")
     entry["gemm_path"] = GemmPath(path)
+    rule = entry.get("large_gpu_when", DEFAULTS["large_gpu_when"])
+    require(rule in set(LargeGpu), f"engine {name}.large_gpu_when", f"unknown rule {rule!r}",
+            f"use one of {', '.join(LargeGpu)}")
+    entry["large_gpu_when"] = LargeGpu(rule)
     entry.pop("cuda_graph_sizes_padded", None)
     return EngineProfile(name=name, **entry)
 
@@ -276,8 +328,9 @@ ALIASES = {"trtllm": "tensorrt-llm", "trt-llm": "tensorrt-llm", "tensorrtllm": "
 
 
 def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> EngineProfile:
-    """An engine profile by name (``vllm``, ``vllm-v0``, ``vllm-0.2``, ``sglang``, ``tensorrt-llm``,
-    ``tensorrt-llm-0.5``, ``nim-1.8``; also ``trtllm``, ``nim``); ``cuda_graphs`` overrides the profile's
+    """An engine profile by name (``vllm``, ``vllm-v1-0.8``, ``vllm-v0.6``, ``vllm-v0``, ``vllm-0.2``,
+    ``sglang``, ``tensorrt-llm``, ``tensorrt-llm-0.14``, ``tensorrt-llm-0.11``, ``tensorrt-llm-0.5``, ``nim-1.8``;
+    also ``trtllm``, ``nim``; ``capsim catalog engines`` lists all); ``cuda_graphs`` overrides the profile's
     default (switching them on needs a profile with captured sizes)."""
     if isinstance(name, EngineProfile):
         prof = name
@@ -293,7 +346,7 @@ def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> En
         if cuda_graphs and not prof.cuda_graph_sizes:
             raise SpecError("engine.cuda_graphs", f"{prof.name} ({prof.engine} {prof.release}) has no CUDA graphs",
                             "leave CUDA graphs off for this release")
-        prof = replace(prof, cuda_graphs=cuda_graphs)
+        prof = prof.graphs(cuda_graphs)
     return prof
 
 
@@ -325,5 +378,5 @@ def engine_release(engine: str, version: str, device_type: str = "gpu") -> Engin
                     f"capsim knows {known_releases()}")
 
 
-__all__ = ["DEFAULTS", "EngineProfile", "HostCost", "SchedulerKind", "Workers", "engine_release", "engines",
+__all__ = ["DEFAULTS", "EngineProfile", "HostCost", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines",
            "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]

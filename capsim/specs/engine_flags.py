@@ -74,7 +74,7 @@ def _graphs(eng: EngineProfile, name: str, text: str) -> EngineProfile:
     if on and not eng.cuda_graph_sizes:
         raise SpecError("flags", f"{name}=1: {eng.engine} {eng.release} has no CUDA graphs",
                         "remove the flag, or give the release that captured them")
-    return replace(eng, cuda_graphs=on)
+    return eng.graphs(on)
 
 
 def _padding(eng: EngineProfile, name: str, text: str) -> EngineProfile:
@@ -88,14 +88,22 @@ def _overlap(eng: EngineProfile, name: str, text: str) -> EngineProfile:
 
 
 def _backend(eng: EngineProfile, name: str, text: str) -> EngineProfile:
-    if text.strip().lower() != "pytorch" or eng.name != "tensorrt-llm":
-        raise SpecError("flags", f"{name}={text}: capsim's {eng.engine} {eng.release} profile describes the PyTorch "
-                        "backend only", "remove the flag or use backend=pytorch with tensorrt-llm >= 1.0")
+    if eng.backend is None or text.strip().lower() != eng.backend:
+        raise SpecError("flags", f"{name}={text}: capsim's {eng.engine} {eng.release} profile ({eng.name}) describes "
+                        f"the {eng.backend or 'default'} backend only",
+                        "remove the flag, or give a release whose default runtime it is (tensorrt-llm >= 1.0: "
+                        "pytorch; 0.11-0.21: tensorrt)")
     return eng
 
 
 def _chunked(eng: EngineProfile, name: str, text: str) -> EngineProfile:
-    return replace(eng, scheduler=SchedulerKind.SARATHI if _bool(name, text) else SchedulerKind.VLLM)
+    # Stated outright, it replaces the release's own default (vLLM V0: on for long contexts).
+    return replace(eng, scheduler=SchedulerKind.SARATHI if _bool(name, text) else SchedulerKind.VLLM,
+                   chunked_above_context=None)
+
+
+def _context(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    return replace(eng, max_model_len=_int(name, text))
 
 
 def _prefix(eng: EngineProfile, name: str, text: str) -> EngineProfile:
@@ -143,7 +151,8 @@ FLAGS: dict[str, Flag] = {
     "vllm_cpu_kvcache_space": Flag(("vllm",), plan="kv_cache_bytes", parse=lambda n, v: _bytes(n, v, 2.0**30)),
     "vllm_cpu_omp_threads_bind": Flag(("vllm",), note="the cores the CPU worker's OpenMP threads are bound to: "
                                       "capsim prices the device calibration at that many threads (--threads)"),
-    "max_model_len": Flag(ALL, note="the context limit: capsim refuses a request longer than the model's context"),
+    "max_model_len": Flag(ALL, engine=_context, note="the context limit: it sets vLLM V0's default token budget "
+                          "and long-context chunked prefill; capsim refuses a request longer than the model's context"),
     "dtype": Flag(ALL, note="checked against the row's precision"),
     "client": Flag(ALL, note="the benchmark client that measured the row (validation/clients.py), not an engine option"),
     "swap_space_gb": Flag(("vllm",), note="CPU swap space: vLLM preempts a single-sequence request by recomputation "
@@ -193,6 +202,8 @@ def apply_flags(engine: EngineProfile, flags: dict[str, str], precision: str) ->
             plan[flag.plan] = flag.parse(name, value)
         elif flag.engine is not None:
             engine = flag.engine(engine, name, value)
+            if flag.note:
+                notes.append(f"{name}={value}: {flag.note}")
         elif name == "dtype":
             want = DTYPES.get(value.strip().lower())
             if want is None or want != precision.strip().lower():

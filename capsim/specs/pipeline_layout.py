@@ -38,6 +38,7 @@ class SplitRule(StrEnum):
     FIRST_LAST = "first-last"  # --decoder-first/last-pipeline-num-layers
     EMBEDDING_LOSS = "embedding-loss"  # --account-for-embedding/loss-in-pipeline-split
     LAYOUT = "layout"  # --pipeline-model-parallel-layout
+    FRONT_LOADED = "front-loaded"  # torch.distributed.pipelining as NeMo AutoModel splits: the first stages heavier
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,22 @@ def megatron(layers: int, pp: int, v: int = 1, first: int | None = None, last: i
         stages[-1] = last
     split = from_stages(stages, v)
     return LayerSplit(split.chunks, SplitRule.FIRST_LAST)
+
+
+def front_loaded(layers: int, pp: int, v: int = 1) -> LayerSplit | None:
+    """NeMo AutoModel's split (torch.distributed.pipelining): pp x v virtual stages, the first ``layers mod (pp v)``
+    of them one layer heavier, virtual stage i on rank i mod pp as its chunk i // pp (the looped schedules);
+    NVIDIA-NeMo/Automodel@8d9bfb9 nemo_automodel/components/distributed/pipelining/functional.py L66-71
+    stage_ids_this_rank 'loop', L113-126 generate_hf_model_fqn_per_model_part. None where the stages outnumber the
+    layers (L110-111 raises)."""
+    stages = pp * v
+    if stages > layers:
+        return None
+    if layers % stages == 0:
+        return even(layers, pp, v)
+    base, extra = divmod(layers, stages)
+    counts = [base + (i < extra) for i in range(stages)]
+    return LayerSplit(tuple(tuple(counts[c * pp + s] for c in range(v)) for s in range(pp)), SplitRule.FRONT_LOADED)
 
 
 def default_uneven(layers: int, pp: int, v: int = 1) -> LayerSplit | None:

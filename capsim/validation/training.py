@@ -54,9 +54,10 @@ REQUIRED = ("source", "model", "hidden", "layers", "heads", "kv_heads", "ffn_hid
             "seq_parallel", "precision", "metric", "value", "framework", "software")
 METRICS = {"tflops_per_gpu_hw": "TFLOP/s", "tflops_per_gpu_model": "TFLOP/s", "iteration_s": "s",
            "tokens_per_s_per_gpu": "tokens/s/GPU"}
-# The shipped files ``capsim validate training`` runs without --file: the 2021-22 Megatron-LM runs, today's stacks
-# and torchtitan's published runs.
-SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan.csv", "training_bridge.csv")
+# The shipped files ``capsim validate training`` runs without --file: the 2021-22 Megatron-LM runs, today's stacks,
+# torchtitan's published runs, NeMo AutoModel's other FSDP2 runs, and the Megatron-Bridge and NeMo tables' other rows.
+SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan.csv", "training_fsdp2.csv",
+           "training_bridge.csv", "training_nemo.csv")
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
 YES, NO = ("yes", "true", "1"), ("no", "false", "0")
 # Layout setting -> the CSV column that publishes it (blank = unpublished).
@@ -132,7 +133,7 @@ def _price(r: dict[str, str], fixed: dict[str, object], fw: Framework, cluster: 
     """Every layout of ``fixed`` (None = open) with the row's dp, priced; the indices of the feasible ones."""
     model = row_model(r)
     lay = layout_grid(model, int(r["gpus"]), int(r["global_batch"]), int(r["seq"]), int(cluster.gpus_per_node),
-                      fixed)
+                      fixed, fw)
     lay = lay.take(np.flatnonzero(lay.dp == int(r["dp"])))
     if len(lay) == 0:
         raise SpecError("dp", f"dp={r['dp']} tp={r['tp']} pp={r['pp']} does not make {r['gpus']} GPUs")
@@ -144,7 +145,7 @@ def _point(r: dict[str, str], layout: dict[str, object], fw: Framework, cluster:
            precision: Precision) -> tuple[Layouts, StepTime]:
     """The one layout a row names (published settings and documented defaults); step_time says why it cannot run."""
     model = row_model(r)
-    split = row_split(model, int(layout["pp"]), int(layout["v"]), layout)  # type: ignore[call-overload]
+    split = row_split(model, int(layout["pp"]), int(layout["v"]), layout, fw)  # type: ignore[call-overload]
     shape = {k: v for k, v in layout.items() if k not in ("account_for_embedding", "account_for_loss")}
     lay = Layouts.build(model, splits=split, dp=cell_int(r, "dp"), global_batch=cell_int(r, "global_batch"),
                         seq_len=cell_int(r, "seq"), **shape)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from capsim.analytic.training import Framework
+from capsim.analytic.training.release import PipelineSplit
 from capsim.calibration import calibration_name
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_model
@@ -84,13 +85,14 @@ def check_fsdp(r: dict[str, str], fw: Framework, dp: int, cp: int) -> None:
 def row_precision(r: dict[str, str], fw: Framework) -> Precision:
     """The row's precision preset as its release runs it: FP8 with the release's recipe (scaling, FP8 parameters;
     MXFP8/NVFP4 parameters where the release keeps FP8 ones),
-    gradients reduced in 16 bits where it says so, no fp32 master copy where it keeps none."""
+    gradients reduced in 16 bits where it says so, no fp32 master copy where it keeps none (FSDP2 may still reduce
+    the gradients of bf16 parameters in fp32: NeMo AutoModel 2026-07)."""
     precision = Precision.preset(r["precision"])
     half = precision.activations
     if not fw.grads_fp32:
         precision = precision.with_(gradients=half)
-    if not fw.fp32_master and precision.master_weights is not None:
-        precision = precision.with_(master_weights=None, optimizer_states=precision.weights, gradients=half)
+    if not fw.fp32_master and precision.master_weights is not None:  # gradients as grads_fp32 left them
+        precision = precision.with_(master_weights=None, optimizer_states=precision.weights)
     if precision.compute.block_scaled:
         # Megatron-Bridge's block-scaled recipes gather and keep the weights in their format as its FP8 one does
         # (MB@v0.4.2 training/mixed_precision.py L270 bf16_with_mxfp8_mixed fp8_param_gather, L422
@@ -101,12 +103,18 @@ def row_precision(r: dict[str, str], fw: Framework) -> Precision:
     return precision.with_(fp8_scaling=fw.fp8_scaling, weights=DType.FP8 if fw.fp8_params else precision.weights)
 
 
-def row_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object]) -> LayerSplit:
-    """The split a row runs: Megatron-Core's even split, or the embedding/loss counted as layers where its flags
-    say so; an uneven split the row does not state is an error."""
+def row_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object], fw: Framework | None = None
+              ) -> LayerSplit:
+    """The split a row runs: Megatron-Core's even split, the embedding/loss counted as layers where its flags
+    say so, or the release's own uneven split (``Framework.pipeline_split``: NeMo AutoModel's front-loaded one);
+    an uneven split neither the row nor its release states is an error."""
     emb, loss = bool(layout.get("account_for_embedding")), bool(layout.get("account_for_loss"))
     if emb or loss:
         return megatron(model.total_layers, pp, v, embedding=emb, loss=loss)
+    own = fw.split(model.total_layers, pp, v) if fw is not None and fw.pipeline_split is not PipelineSplit.MEGATRON \
+        else None
+    if own is not None:
+        return own
     if model.total_layers % (pp * v):
         raise SpecError("pp", f"pp x pp_interleave = {pp * v} does not divide the {model.total_layers} layers and "
                         "the row states no layer split", "state the run's split (e.g. its recipe's "

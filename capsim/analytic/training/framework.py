@@ -14,6 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training import releases_automodel as automodel
 from capsim.analytic.training import releases_bridge as bridge
 from capsim.analytic.training import releases_current as current
 from capsim.analytic.training import releases_torchtitan as titan
@@ -47,6 +48,8 @@ class FrameworkName(StrEnum):
     MEGATRON_BRIDGE_26_06 = "megatron-bridge-26.06"  # Megatron-Bridge 0.5.0
     MEGATRON_BRIDGE_26_06_01 = "megatron-bridge-26.06.01"  # Megatron-Bridge 0.5.1
     NEMO_AUTOMODEL_2025_10 = "nemo-automodel-2025-10"  # PyTorch FSDP2 through NeMo AutoModel
+    NEMO_AUTOMODEL_2026_04 = "nemo-automodel-2026-04"  # PyTorch FSDP2 through NeMo AutoModel (releases_automodel.py)
+    NEMO_AUTOMODEL_2026_07 = "nemo-automodel-2026-07"  # PyTorch FSDP2 through NeMo AutoModel (releases_automodel.py)
     TORCHTITAN_2024_04 = "torchtitan-2024-04"  # PyTorch FSDP2 through torchtitan (releases_torchtitan.py)
     TORCHTITAN_2024_12 = "torchtitan-2024-12"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
     TORCHTITAN_2025_06 = "torchtitan-2025-06"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
@@ -73,6 +76,8 @@ _SPLIT_NONE = "the embedding and loss do not count as layers in the pipeline spl
 _TE_UB_DEFAULT = ("with --tp-comm-overlap and no overlap config, Transformer Engine's initialize_ub defaults: proj_fprop and "
                   "fc2_fprop pipelined in 4 chunks, no SM margin (TE@v1.8 transformer_engine/pytorch/module/base.py "
                   "L99-102, L228-232)")
+_MEGATRON_SPLIT = ("layers that do not divide the stages go as Megatron's stated options place them (capsim.specs."
+                   "pipeline_layout.default_uneven; a release without uneven pipelines runs none of them)")
 _EAGER = "Megatron-LM runs the model eagerly with its own fused kernels (no torch.compile of the model)"
 _NO_TORCHAO = "a torchao Float8Linear option; this code's FP8, if any, is Transformer Engine's (the field's generic value)"
 _NO_UB = ("no userbuffers TP overlap in this code (overlap_tp_comm off; the field's generic value, Transformer Engine's "
@@ -106,6 +111,7 @@ def _megatron_lm_2021() -> Release:
          "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
          "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
+         "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
@@ -165,6 +171,7 @@ def _megatron_lm_2022() -> Release:
          "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
          "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
+         "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
@@ -225,6 +232,7 @@ def _megatron_core_0_8() -> Release:
          "distributed_optimizer": args + "L1453 --use-distributed-optimizer",
          "zero": "Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages",
          "context_parallel": args + "L1455 --context-parallel-size",
+         "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": args + "L264-267 (interleaved: layers must divide the stages and chunks); core/transformer/"
                             "transformer_block.py L48-77 builds num_layers // pp layers per stage",
          "interleave_min_pp": args + "L255-262: with --overlap-p2p-communication (the default) pipeline size > 1, "
@@ -290,6 +298,7 @@ def _fsdp_pytorch_2_3() -> Release:
          "distributed_optimizer": "Megatron's distributed optimizer is not FSDP's (FSDP shards by ShardingStrategy)",
          "zero": fsdp + "ShardingStrategy FULL_SHARD (ZeRO-3), SHARD_GRAD_OP (ZeRO-2), NO_SHARD",
          "context_parallel": none.format("context parallelism"),
+         "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": none.format("pipeline schedule"),
          "interleave_min_pp": none.format("pipeline schedule") + " (the field's generic value)",
          "moe_dispatcher": none.format("MoE token dispatcher") + " (the field's generic value)",
@@ -335,6 +344,8 @@ RELEASES: dict[FrameworkName, Release] = {
         FrameworkName.MEGATRON_BRIDGE_25_09, FrameworkName.MEGATRON_BRIDGE_25_11, FrameworkName.MEGATRON_BRIDGE_26_02, FrameworkName.MEGATRON_BRIDGE_26_02_01,
         FrameworkName.MEGATRON_BRIDGE_26_04, FrameworkName.MEGATRON_BRIDGE_26_06, FrameworkName.MEGATRON_BRIDGE_26_06_01)},
     FrameworkName.NEMO_AUTOMODEL_2025_10: current.nemo_automodel_2025_10(FrameworkName.NEMO_AUTOMODEL_2025_10.value),
+    FrameworkName.NEMO_AUTOMODEL_2026_04: automodel.nemo_automodel_2026_04(FrameworkName.NEMO_AUTOMODEL_2026_04.value),
+    FrameworkName.NEMO_AUTOMODEL_2026_07: automodel.nemo_automodel_2026_07(FrameworkName.NEMO_AUTOMODEL_2026_07.value),
     FrameworkName.TORCHTITAN_2024_04: titan.torchtitan_2024_04(FrameworkName.TORCHTITAN_2024_04.value),
     FrameworkName.TORCHTITAN_2024_12: titan.torchtitan_2024_12(FrameworkName.TORCHTITAN_2024_12.value),
     FrameworkName.TORCHTITAN_2025_06: titan.torchtitan_2025_06(FrameworkName.TORCHTITAN_2025_06.value),

@@ -14,6 +14,7 @@ import numpy as np
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.errors import SpecError
+from capsim.specs.pipeline_layout import LayerSplit, default_uneven, front_loaded
 from capsim.specs.precision import Fp8Scaling
 
 
@@ -32,6 +33,13 @@ class Reshard(StrEnum):
     ALWAYS = "always"  # re-gather them for the backward (ZeRO-3)
     NEVER = "never"  # keep them gathered until the backward (ZeRO-2 traffic, ZeRO-3 memory between passes)
     NOT_WITH_PP = "not-with-pp"  # torchtitan's "default": always, except never when pipeline parallelism is on
+
+
+class PipelineSplit(StrEnum):
+    """Where a release puts the layers when pp x v does not divide them."""
+
+    MEGATRON = "megatron"  # the options Megatron-Core states (capsim.specs.pipeline_layout.default_uneven)
+    FRONT_LOADED = "front-loaded"  # torch.distributed.pipelining as NeMo AutoModel builds it (front_loaded)
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class Framework:
     zero: bool = True  # ZeRO stages 1-3 / FSDP sharding
     context_parallel: bool = True
     uneven_pipeline: bool = True  # stages (and model chunks) may hold different layer counts
+    pipeline_split: PipelineSplit = PipelineSplit.MEGATRON  # how the release splits layers pp x v does not divide
     interleave_min_pp: int = 2  # the interleaved schedule needs at least this many pipeline stages
     moe_dispatcher: MoeDispatcher = MoeDispatcher.ALLTOALL  # how MoE tokens reach their experts
     overlap_moe_a2a: bool = False  # MoE all-to-alls of one micro-batch run during another's compute
@@ -101,10 +110,16 @@ class Framework:
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
-        for key in ("attention", "moe_dispatcher", "fp8_scaling", "reshard_after_forward"):
+        for key in ("attention", "moe_dispatcher", "fp8_scaling", "reshard_after_forward", "pipeline_split"):
             out[key] = getattr(self, key).value
         out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every}
         return out
+
+    def split(self, layers: int, pp: int, v: int) -> LayerSplit | None:
+        """The split this release builds for ``layers`` over ``pp`` stages of ``v`` chunks (None: it has none)."""
+        if self.pipeline_split is PipelineSplit.FRONT_LOADED:
+            return front_loaded(layers, pp, v)
+        return default_uneven(layers, pp, v)
 
     def keeps_gathered(self, pp: object) -> object:
         """Whether ZeRO-3/FSDP keeps a block's parameters gathered from its forward to its backward (arrays over
@@ -224,4 +239,4 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
 
 
 __all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "MoeDispatcher",
-           "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]
+           "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]

@@ -19,6 +19,7 @@ from capsim.analytic.training.release import (
     Framework,
     FrameworkFamily,
     MoeDispatcher,
+    PipelineSplit,
     Release,
     Reshard,
     RsOverlap,
@@ -85,6 +86,10 @@ def _ub_flag(configs: dict[str, RsOverlap], where: str) -> dict[str, Flag]:
 _NFL_24_07_UB = {name: _pipelined(24, 16, _H100_SMS) for name in (
     "ub_cfg_h100_h8192_tp4_mbs1_seqlen4096", "ub_cfg_h100_h8192_tp4_mbs1_seqlen8192",
     "ub_cfg_h100_fp8_h8192_tp4_mbs1_seqlen8192")}
+# The GPT-3 20B config (NFL@24.07 launcher_scripts/conf/training/gpt3/20b.yaml L3): proj_fprop num_sm 16, fc2_fprop
+# num_sm 24, both pipelined in 4 splits with set_sm_margin 1 (tp_overlap/ub_cfg_h100_h6144_tp2_mbs2_seqlen2048.yaml
+# L47-59).
+_NFL_24_07_UB["ub_cfg_h100_h6144_tp2_mbs2_seqlen2048"] = _pipelined(16, 24, _H100_SMS)
 # NeMo@v2.2.0rc3 nemo/collections/llm/recipes/tp_overlap_configs/userbuffers.py L79-181 (the configs
 # scripts/llm/performance/pretrain_llama3_70b.py and pretrain_llama31_405b.py L84-89 pick by GPU and precision).
 _NEMO_2_2_UB = {
@@ -93,7 +98,9 @@ _NEMO_2_2_UB = {
     "userbuffers_bf16_h100_h16384_tp8_cp2_mbs1_seqlen8192": _pipelined(24, 8, _H100_SMS),
     "userbuffers_fp8_h100_h16384_tp8_cp2_mbs1_seqlen8192": _pipelined(24, 8, _H100_SMS),
     "userbuffers_fp8_b200_h8192_tp2_mbs1_seqlen8192": _RING,
-    "userbuffers_fp8_b200_h16384_tp4_cp2_mbs1_seqlen8192": _RING}
+    "userbuffers_fp8_b200_h16384_tp4_cp2_mbs1_seqlen8192": _RING,
+    # L251-262 (scripts/llm/performance/pretrain_gpt3_175b.py L69-86 picks it for B200 FP8): ring exchange
+    "userbuffers_fp8_b200_h12288_tp4_mbs1_seqlen2048": _RING}
 # MB@v0.4.2 src/megatron/bridge/training/comm_overlap.py L98-200 (scripts/performance/configs/llama/
 # llama3_llm_pretrain.py L22-27 and llama31_llm_pretrain.py L23-26 import them): the FP8 configs ring-exchange.
 _MB_0_4_2_UB = {
@@ -118,6 +125,8 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
     return {"overlap_tp_wgrad": cite_args + " core/tensor_parallel/layers.py: async all-gather/all-reduce/"
                                 "reduce-scatter in the column-parallel backward",
             "zero3_prefetch": _NO_ZERO3, "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3,
+            "pipeline_split": cite_args + " --account-for-embedding/loss-in-pipeline-split, --decoder-first/last-"
+                              "pipeline-num-layers or a layout string (capsim.specs.pipeline_layout.default_uneven)",
             "pp_scatter_gather": cite_args + " megatron/core never reads --no-scatter-gather-tensors-in-pipeline: "
                                  "whole tensors are sent",
             "sequence_parallel": cite_args + " --sequence-parallel",
@@ -227,7 +236,7 @@ def nemo_25_02(name: str) -> Release:
                    "NeMo 25.02 container (NeMo 2.2.0rc3 llm recipes and scripts/llm/performance, Megatron-Core of "
                    "early 2025, core_v0.10.0 of 2025-02-17)", cite, defaults,
                    {**megatron_core_flags(10), **_ub_flag(_NEMO_2_2_UB, "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/"
-                                                          "tp_overlap_configs/userbuffers.py L79-181")})
+                                                          "tp_overlap_configs/userbuffers.py L79-181, L251-262")})
 
 
 def megatron_bridge_26_04_01(name: str) -> Release:
@@ -325,6 +334,8 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "zero": "fully_shard shards parameters, gradients and optimizer states (ZeRO-3)",
             "context_parallel": where + " context parallelism (torch.distributed.tensor.experimental.context_parallel)",
             "uneven_pipeline": "torch.distributed.pipelining stages take any layer counts",
+            "pipeline_split": "not read for this release: capsim places layers that do not divide the stages as "
+                              "Megatron-Core's options do (the field's generic value)",
             "interleave_min_pp": "torch.distributed.pipelining ScheduleInterleaved1F1B needs pp > 1",
             "moe_dispatcher": dispatcher,
             "overlap_moe_a2a": none.format("MoE communication overlap"),
@@ -364,8 +375,11 @@ def nemo_automodel_2025_10(name: str) -> Release:
                        "AM@8d9bfb9 nemo_automodel/components/moe/utils.py BackendConfig attn 'te': TE DotProductAttention",
                        "AM@8d9bfb9 nemo_automodel/components/models/qwen3_moe/model.py L121, L232: parameters built in "
                        "the model config's torch_dtype (bfloat16); torch.optim.Adam keeps its moments in the "
-                       "parameters' dtype and FSDP2 casts the reduced gradients to it: no fp32 copy")
-    fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False)
+                       "parameters' dtype and FSDP2 casts the reduced gradients to it: no fp32 copy",
+                       pipeline_split="AM@8d9bfb9 nemo_automodel/components/distributed/pipelining/functional.py "
+                                      "L113-126: the first (layers mod stages) virtual stages one layer heavier, "
+                                      "L66-71 stage i on rank i mod pp")
+    fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED)
     defaults = _fsdp2_defaults("AM@8d9bfb9 FSDP2Manager", Setting(PER_REPLICA, "step_scheduler local_batch_size "
                                                                                "has no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",

@@ -14,11 +14,13 @@ from capsim.analytic.ops import AttentionImpl, forward_layer_ops, layer_shape
 from capsim.analytic.recompute import SelectiveAc
 from capsim.analytic.training import stages
 from capsim.analytic.training.framework import DEFAULT_FRAMEWORK, Framework, FrameworkName, get_framework
+from capsim.analytic.training.release import PipelineSplit
 from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
 from capsim.perf import DeviceParams, Link, Perf, require_perf
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
+from capsim.specs.pipeline_layout import SplitRule
 from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import Precision
 
@@ -100,6 +102,17 @@ def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl, sac: Select
     return np.asarray(model_f, float), np.asarray(hw, float)
 
 
+def release_split(model: ModelSpec, plan: TrainPlan, fw: Framework) -> TrainPlan:
+    """A plan that states no pipeline split, under a release with its own uneven one (NeMo AutoModel's
+    front-loaded split), with that split stated as a layout; any other plan as it is."""
+    stated = (plan.pipeline_layout, plan.layer_split, plan.first_stage_layers, plan.last_stage_layers)
+    if fw.pipeline_split is PipelineSplit.MEGATRON or plan.pp == 1 or any(x is not None for x in stated) \
+            or plan.account_for_embedding or plan.account_for_loss:
+        return plan
+    split = fw.split(model.total_layers, plan.pp, plan.pp_interleave)
+    return plan if split is None or split.rule is SplitRule.EVEN else plan.with_(pipeline_layout=split.layout)
+
+
 def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, perf: Perf,
               precision: Precision | None = None,
               framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
@@ -113,7 +126,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     fw = get_framework(framework)
     perf = resolve_perf(perf, cluster)
     if isinstance(plan, TrainPlan):
-        plan.check(model, cluster.num_gpus)
+        plan = release_split(model, plan, fw).check(model, cluster.num_gpus)
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
     elif isinstance(plan, Layouts):
@@ -161,4 +174,4 @@ def _one(x: object) -> object:
     return v.item() if isinstance(v, np.generic) else v
 
 
-__all__ = ["resolve_perf", "step_time"]
+__all__ = ["release_split", "resolve_perf", "step_time"]

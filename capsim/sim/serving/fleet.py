@@ -101,7 +101,7 @@ class Fleet:
                  workload: Workload, cfg: ServeConfig) -> None:
         self.model, self.plan, self.acc, self.perf, self.workload, self.cfg = (model, plan, accelerator, perf,
                                                                               workload, cfg)
-        self.engine = get_engine(cfg.engine)
+        self.engine = get_engine(cfg.engine).for_model(model)  # the release's own set-up for this model
         self.policy = SchedulerKind(cfg.scheduler) if cfg.scheduler is not None else self.engine.scheduler
         plan.check(model)
         require_perf(perf)

@@ -1,0 +1,185 @@
+"""NeMo AutoModel's FSDP2 releases after October 2025, its front-loaded pipeline split, and every row of
+training_fsdp2.csv against the 15% bound (misses are strict xfails with their measured error and reason)."""
+
+from dataclasses import replace
+from functools import cache
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from capsim.analytic.training.framework import FrameworkName, get_release, release_for
+from capsim.analytic.training.release import BEHAVIOUR, MoeDispatcher, Reshard
+from capsim.analytic.training.step import release_split
+from capsim.errors import SpecError
+from capsim.plan.train_layouts import layout_grid
+from capsim.specs.pipeline_layout import SplitRule, even, front_loaded
+from capsim.specs.plans import TrainPlan
+from capsim.specs.precision import DType
+from capsim.validation.harness import read_csv
+from capsim.validation.training import REQUIRED, SHIPPED, predict_row, training_suite
+from capsim.validation.training_rows import row_model, row_precision, row_split
+
+FSDP2 = read_csv(None, "training_fsdp2.csv", REQUIRED)
+ROW_BOUND_PCT = 15.0
+_DSV3 = ("DeepSeek-V3 on 256 H100 (PP4 x VP8 front-loaded, EP64 over 8 nodes, DeepEP): priced slower than "
+         "measured, the expert all-to-alls exposed ({} s of a {} s step against 8.18 s measured; the 1024-GPU row of "
+         "the same recipe is within 15%). capsim prices no overlap of the expert all-to-alls in FSDP2 "
+         "(overlap_moe_a2a off) nor DeepEP's NVLink forwarding within a node beyond its flex dispatcher")
+_LLAMA = ("Llama 3.1 70B, CP 2 x FSDP 64 over 8 nodes, full AC, compiled: priced faster than measured (step {} s "
+          "against 18.90 s). Unpriced: torch's ring attention for CP under SDPA (capsim hides the CP exchange "
+          "entirely), TE FusedAdam's fp32 moments, host syncs the recipe's patch_is_packed_sequence removes")
+_EP16 = ("Qwen3-30B-A3B over 2 nodes (EP16, DeepEP/HybridEP over 400 Gb/s IB): priced slower than measured, the "
+         "expert all-to-alls exposed ({} s of a {} s step against 5.91 s (DeepEP) / 5.47 s (HybridEP) measured; the "
+         "1-node EP8 rows are within 15%). The report measures the cross-node dispatch at 59-72 GB/s per GPU and "
+         "finds the combine hidden in the compute window (its 4.2); capsim prices no overlap of the expert "
+         "all-to-alls in FSDP2 (overlap_moe_a2a off) and prices DeepEP and HybridEP alike (flex)")
+# (row index, calibration kind) -> why the row misses 15% or is not priced today.
+MISSES = {
+    (1, "datasheet"): "-26.7%: " + _DSV3.format("5.77", "11.16"), (1, "profile"): "-27.8%: " + _DSV3.format("5.70", "11.32"),
+    (2, "datasheet"): "+34.5%: " + _LLAMA.format("14.1"),
+    (2, "profile"): "+26.0%: " + _LLAMA.format("15.0"),
+    (5, "datasheet"): "-25.9%: " + _EP16.format("3.35", "7.97"), (5, "profile"): "-27.8%: " + _EP16.format("3.27", "8.18"),
+    (6, "datasheet"): "-31.3%: " + _EP16.format("3.35", "7.97"), (6, "profile"): "-33.1%: " + _EP16.format("3.27", "8.18"),
+}
+
+
+@cache
+def _predict(i: int, kind: str):
+    return predict_row(FSDP2[i], kind)  # the accelerator's datasheet or profile calibration
+
+
+def _param(i: int, kind: str):
+    reason = MISSES.get((i, kind))
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(i, kind, marks=marks, id=f"{kind}-{i}-{FSDP2[i]['software']}-{FSDP2[i]['model']}")
+
+
+def test_the_file_ships_and_names_only_catalog_h100s():
+    assert "training_fsdp2.csv" in SHIPPED and len(FSDP2) == 7
+    assert {r["gpu"] for r in FSDP2} == {"H100-SXM5-80GB"} and {r["framework"] for r in FSDP2} == {"fsdp2"}
+
+
+@pytest.mark.parametrize("i, kind", [_param(i, k) for k in ("datasheet", "profile") for i in range(len(FSDP2))])
+def test_fsdp2_row_within_15_pct(i, kind):
+    pred = _predict(i, kind)
+    measured = float(FSDP2[i]["value"])
+    assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (FSDP2[i]["model"], pred.value, pred.note)
+
+
+@pytest.mark.parametrize("kind", ["datasheet", "profile"])
+def test_every_row_is_priced(kind):
+    report = training_suite(str(resources.files("capsim.data").joinpath("validation", "training_fsdp2.csv")), kind)
+    assert len(report.rows) == len(FSDP2) and all(r.predicted is not None and r.predicted > 0 for r in report.rows)
+
+
+def test_deepseek_rows_run_automodels_front_loaded_split():
+    """61 layers over pp 4 x v 8 = 32 virtual stages: the first 29 take 2 layers, the last 3 one; virtual stage i
+    on rank i mod 4 (AutoModel's looped interleaved schedule), so ranks 1-3 end on a one-layer chunk."""
+    split = front_loaded(61, 4, 8)
+    assert split.chunks[0] == (2,) * 8 and split.chunks[1] == split.chunks[3] == (2,) * 7 + (1,)
+    assert split.stages == (16, 15, 15, 15) and split.rule is SplitRule.FRONT_LOADED
+    assert front_loaded(64, 4, 8) == even(64, 4, 8) and front_loaded(3, 4) is None
+    row = FSDP2[1]
+    assert row_split(row_model(row), 4, 8, {}, release_for("fsdp2", row["software"]).framework) == split
+    with pytest.raises(SpecError, match="does not divide"):  # Megatron-Core's releases have no such split
+        row_split(row_model(row), 4, 8, {}, get_release(FrameworkName.MEGATRON_BRIDGE_26_04_01).framework)
+    assert predict_row(row).value > 0  # priced on that split
+
+
+def test_layout_search_uses_the_releases_own_split():
+    model = row_model(FSDP2[1])
+    fixed = {"tp": 1, "pp": 4, "v": 8, "cp": 1, "ep": 64, "etp": 1, "micro_batch": 1, "sp": False, "zero_stage": 3,
+             "recompute": 2, "distributed_optimizer": False}
+    lay = layout_grid(model, 256, 512, 4096, 8, fixed, release_for("fsdp2", "nemo-automodel-2025-10").framework)
+    assert {lay.layer_split(i).rule for i in range(len(lay))} == {SplitRule.FRONT_LOADED}
+    with pytest.raises(SpecError, match="splits deepseek-v3's 61 layers"):
+        layout_grid(model, 256, 512, 4096, 8, fixed)  # Megatron-Core's options: none for 61 over 32
+
+
+def test_automodel_2026_04_states_its_fsdp2_config_defaults():
+    release = release_for("fsdp2", "nemo-automodel-2026-04")
+    fw = release.framework
+    assert release.name == FrameworkName.NEMO_AUTOMODEL_2026_04.value and set(release.cite) == set(BEHAVIOUR)
+    assert fw.reshard_after_forward is Reshard.NOT_WITH_PP and fw.defer_grad_sync and not fw.fp32_master
+    assert not fw.grads_fp32 and fw.moe_dispatcher is MoeDispatcher.FLEX and not fw.selective_recompute
+    assert release.defaults["recompute"].value == "none"
+    run, layout = release.configure(FSDP2[2]["flags"])
+    assert not run.defer_grad_sync and run.torch_compile and run.zero3_prefetch and layout["recompute"] == "full"
+    # Without the explicit prefetch chains FSDP2 still prefetches implicitly: both values price alike.
+    assert release.configure("--enable-fsdp2-prefetch=false")[0].zero3_prefetch
+    with pytest.raises(SpecError, match="no flag"):
+        release.configure("--patch-is-packed-sequence=true")
+
+
+def test_automodel_releases_are_distinct_and_named_by_their_month():
+    old, new = release_for("fsdp2", "nemo-automodel-2025-10"), release_for("fsdp2", "nemo-automodel-2026-04")
+    assert old is not new and old.covers is None and new.covers is None
+    # The priced facts differ, so neither preset may cover the other's month.
+    assert old.framework.reshard_after_forward is Reshard.NEVER and not old.framework.defer_grad_sync
+    for month in ("nemo-automodel-2026-03", "nemo-automodel-2025-11", "nemo-automodel-2026"):
+        with pytest.raises(SpecError, match="unknown fsdp2 release"):
+            release_for("fsdp2", month)
+
+
+def test_covers_release_compares_the_names_prefix_then_their_numbers():
+    ranged = replace(get_release(FrameworkName.NEMO_AUTOMODEL_2026_04),
+                     covers=("nemo-automodel-2025-10", "nemo-automodel-2026-04"))
+    assert ranged.covers_release("nemo-automodel-2026-01") and ranged.covers_release("NEMO-AUTOMODEL-2025-10")
+    assert ranged.covers_release("nemo-automodel-2026-04-10")  # a day inside the last month
+    assert not ranged.covers_release("nemo-automodel-2026-05") and not ranged.covers_release("nemo-automodel-2025-09")
+    assert not ranged.covers_release("nemo-automodel-2026")  # the whole year is not inside the range
+    assert not ranged.covers_release("torchtitan-2026-01")  # another name's numbers never match
+
+
+def test_automodel_2026_07_reduces_bf16_parameters_gradients_in_fp32():
+    release = release_for("fsdp2", "nemo-automodel-2026-07")
+    fw = release.framework
+    assert fw.grads_fp32 and not fw.fp32_master and fw.defer_grad_sync and set(release.cite) == set(BEHAVIOUR)
+    qwen = FSDP2[3]
+    run = release.configure(qwen["flags"])[0]
+    assert run.reshard_after_forward is Reshard.NEVER and run.moe_dispatcher is MoeDispatcher.FLEX
+    p = row_precision(qwen, run)
+    assert p.master_weights is None and p.optimizer_states is DType.BF16 and p.gradients is DType.FP32
+    llama = FSDP2[2]  # 2026-04 reduced in bf16
+    assert row_precision(llama, release_for("fsdp2", llama["software"]).configure(llama["flags"])[0]).gradients \
+        is DType.BF16
+    assert release.configure("--dispatcher=torch")[0].moe_dispatcher is MoeDispatcher.ALLGATHER
+
+
+def test_deepep_and_hybridep_rows_price_alike():
+    """capsim prices both as its flex dispatcher (the SMs each reserves are not priced): the measured 5.5% (1 node)
+    and 7.9% (2 nodes) HybridEP gains are outside the model, and each pair's predictions are equal."""
+    for deepep, hybridep in ((3, 4), (5, 6)):
+        assert _predict(deepep, "profile").value == pytest.approx(_predict(hybridep, "profile").value)
+        assert float(FSDP2[hybridep]["value"]) > float(FSDP2[deepep]["value"])
+
+
+@pytest.mark.xfail(strict=True, reason="median |error| 25.9% (datasheet) / 26.0% (profile) over the 7 rows: the EP "
+                                       "rows over several nodes (DeepSeek-V3 on 256 GPUs, Qwen3 EP16) priced slower, "
+                                       "the Llama 3.1 70B CP row faster (see MISSES)")
+@pytest.mark.parametrize("kind", ["datasheet", "profile"])
+def test_fsdp2_median_within_15_pct(kind):
+    errors = [abs(_predict(i, kind).value / float(r["value"]) - 1.0) * 100 for i, r in enumerate(FSDP2)]
+    assert np.median(errors) <= ROW_BOUND_PCT
+
+
+def test_a_plan_without_a_split_runs_its_releases_own():
+    import json
+
+    from typer.testing import CliRunner
+
+    from capsim.cli import app
+    args = ["train", "-m", "deepseek-v3", "-a", "h100", "-n", "256", "--pp", "4", "-v", "8", "--ep", "64",
+            "--global-batch", "512", "--seq-len", "4096", "--zero", "3", "--recompute", "full", "--json"]
+    out = CliRunner().invoke(app, [*args, "--framework", "nemo-automodel-2025-10"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["pipeline"]["stages"] == [16, 15, 15, 15]
+    megatron = CliRunner().invoke(app, [*args, "--framework", "megatron-bridge-26.04.01"])
+    assert megatron.exit_code == 2 and "does not divide 61 layers" in megatron.output  # no such split there
+    plan = TrainPlan(dp=64, pp=4, pp_interleave=8, ep=64, global_batch=512, seq_len=4096)
+    automodel = release_for("fsdp2", "nemo-automodel-2025-10").framework
+    model = row_model(FSDP2[1])
+    assert release_split(model, plan, automodel).split(model).chunks == front_loaded(61, 4, 8).chunks
+    stated = plan.with_(account_for_embedding=True, account_for_loss=True, pp_interleave=1)  # the run's own wins
+    assert release_split(model, stated, automodel) is stated

@@ -1,0 +1,122 @@
+"""The runs of NeMo's own published pretraining tables that training_modern.csv does not hold (training_nemo.csv:
+NeMo 24.07 on H100, NeMo 25.02 on B200), priced under the release each row names. Misses are strict xfails with the
+error measured when they were written down; nothing here is fitted to the rows. (The Megatron-Bridge containers'
+tables are training_bridge.csv, test_training_bridge.py.)"""
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from capsim.analytic.training.framework import get_release
+from capsim.analytic.training.release import Release
+from capsim.errors import SpecError
+from capsim.validation import run_suite
+from capsim.validation.harness import read_csv
+from capsim.validation.training import REQUIRED, SHIPPED, predict_row
+
+NEMO = read_csv(None, "training_nemo.csv", REQUIRED)
+ROW_BOUND_PCT, MEDIAN_BOUND_PCT = 15.0, 8.0
+KINDS = ("datasheet", "profile")
+
+
+def _key(r: dict[str, str]) -> str:
+    return f"{r['software']}-{r['model']}-{r['gpu']}-{r['gpus']}"
+
+
+# Rows capsim cannot price at the documented defaults, and why.
+UNPRICED = {
+    "nemo-24.07-gpt3-20b-H100-SXM5-80GB-64": (
+        "capsim's memory model puts the published layout (tp 2, mbs 2, no recomputation) at 80.1 GB/GPU of 80 GB "
+        "(and selective/full recompute are not what the launcher ran); the run fit. 20B parameters at tp 2: bf16 weights (20 GB) and the fp32 gradient "
+        "buffer (40 GB) of Megatron-Core's distributed optimizer leave too little for the activations; NeMo 1.0's "
+        "optim is Apex's distributed_fused_adam (NFL 24.07 gpt3/20b.yaml L171), whose gradient buckets capsim does "
+        "not model"),
+}
+_B200 = ("B200: no profile calibration (the datasheet one prices both); the same overestimate as the NeMo 25.02 "
+         "B200 rows of training_modern.csv (see MISSES there)")
+# (row key, calibration kind) -> why the row misses 15% today, with its error when written down.
+MISSES = {
+    ("nemo-25.02-llama-3-8b-B200-8", "datasheet"): "+27.5%: " + _B200,
+    ("nemo-25.02-llama-3-8b-B200-8", "profile"): "+27.5%: " + _B200,
+}
+
+
+@cache
+def _predictions(kind: str) -> dict[str, object]:
+    out = {}
+    for r in NEMO:
+        try:
+            out[_key(r)] = predict_row(r, kind)
+        except SpecError as err:
+            out[_key(r)] = err
+    return out
+
+
+def _param(r: dict[str, str], kind: str, reasons: dict) -> object:
+    reason = reasons.get((_key(r), kind)) or UNPRICED.get(_key(r))
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(_key(r), kind, marks=marks, id=f"{kind}-{_key(r)}")
+
+
+@pytest.mark.parametrize("key, kind", [_param(r, k, {}) for k in KINDS for r in NEMO])
+def test_nemo_row_is_priced(key, kind):
+    pred = _predictions(kind)[key]
+    assert not isinstance(pred, Exception), str(pred)
+    assert pred.value > 0 and pred.memory_bytes <= pred.capacity_bytes
+
+
+@pytest.mark.parametrize("key, kind", [_param(r, k, MISSES) for k in KINDS for r in NEMO])
+def test_nemo_row_within_15_pct(key, kind):
+    pred = _predictions(kind)[key]
+    assert not isinstance(pred, Exception), str(pred)
+    measured = float(next(r for r in NEMO if _key(r) == key)["value"])
+    assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (key, pred.value, pred.note)
+
+
+@pytest.mark.xfail(strict=True, reason="median |error| over the 3 priced rows 14.3% (datasheet) / 13.8% (profile): "
+                                       "GPT3-5B +14.3/+12.5%, GPT3-175B on B200 +13.8%, Llama3-8B on B200 +27.5%")
+@pytest.mark.parametrize("kind", KINDS)
+def test_nemo_median_within_8_pct(kind):
+    errors = [abs(p.value / float(r["value"]) - 1.0) * 100 for r in NEMO
+              if not isinstance(p := _predictions(kind)[_key(r)], Exception)]
+    assert np.median(errors) <= MEDIAN_BOUND_PCT
+
+
+def test_shipped_suite_runs_the_nemo_file_and_fails_only_with_a_reason():
+    assert SHIPPED[-1] == "training_nemo.csv"
+    rows = run_suite("training", None, None).rows[-len(NEMO):]
+    assert [f"{r.source}-{r.case.split()[0]}" for r in rows] == [f"{r['source']}-{r['model']}" for r in NEMO]
+    failed = [r for r in rows if r.predicted is None]
+    assert len(failed) == len(UNPRICED) and all("does not fit in memory" in r.note for r in failed)
+
+
+def test_every_nemo_row_names_a_release_capsim_knows_and_states_its_settings():
+    for r in NEMO:
+        rel = get_release(r["software"])
+        assert rel.software == r["software"] and rel.family.value == r["framework"]
+        rel.configure(r["flags"])  # every flag is one the release prices
+        assert int(r["gpus"]) == int(r["tp"]) * int(r["pp"]) * int(r["cp"]) * int(r["dp"])
+
+
+def test_userbuffers_configs_of_the_new_rows_are_flags():
+    fw, _ = get_release("nemo-24.07").configure("--tp-comm-overlap --tp-comm-overlap-cfg="
+                                                "ub_cfg_h100_h6144_tp2_mbs2_seqlen2048")
+    assert fw.tp_rs.chunks == 4 and fw.tp_rs.proj_sm_share == pytest.approx(16 / 132)
+    assert fw.tp_rs.fc2_sm_share == pytest.approx(24 / 132)
+    fw, _ = get_release("nemo-25.02").configure("--tp-comm-overlap-cfg=userbuffers_fp8_b200_h12288_tp4_mbs1_seqlen2048")
+    assert fw.tp_rs.chunks == 0  # ring exchange
+
+
+def test_container_names_in_a_covers_range_stand_for_their_patch_releases():
+    """covers_release reads "nemo-24.09" as every 24.09.x: a range ending at a container also covers its patch
+    containers (26.02.01 after 26.02), so a container whose patch release ships other code cannot end a range."""
+    rel = get_release("nemo-24.07")
+    ranged = Release(rel.framework, rel.family, "nemo-24.07", rel.date, rel.code, rel.cite, rel.defaults, rel.flags,
+                     covers=("nemo-24.07", "nemo-24.09"))
+    assert ranged.covers_release("nemo-24.09") and ranged.covers_release("nemo-24.09.01")
+    assert ranged.covers_release("nemo-24.07.01") and not ranged.covers_release("nemo-24.12")
+    assert not ranged.covers_release("nemo-automodel-2025-10") and not ranged.covers_release("nemo-2.0")
+    exact = Release(rel.framework, rel.family, "nemo-24.07", rel.date, rel.code, rel.cite, rel.defaults, rel.flags,
+                    covers=("nemo-24.07", "nemo-24.09.0"))
+    assert not exact.covers_release("nemo-24.09") and not exact.covers_release("nemo-24.09.01")
