@@ -65,7 +65,8 @@ def engine_plan(engine: str | EngineProfile, model: ModelSpec, accelerator: Acce
 def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engine: EngineProfile) -> int:
     """Paged-KV blocks per replica: what memory leaves after weights, the activation peak and the engine's
     reserved memory (engines.yaml reserved_bytes), sized as the engine sizes it (vLLM: utilization x capacity -
-    weights - activations - reserved; TensorRT-LLM: fraction x free)."""
+    weights - activations - reserved; TensorRT-LLM: fraction x free). Capacity is the accelerator's memory_bytes, the
+    total the device reports to CUDA (torch.cuda.mem_get_info()[1]), the figure vLLM's utilization multiplies."""
     mem = serving_memory(model, plan.with_(gpu_memory_utilization=1.0), accelerator)
     free = mem.kv_cache_bytes - engine.reserved_bytes
     if plan.kv_cache_bytes is not None:  # given outright (--kv-cache-memory-bytes, VLLM_CPU_KVCACHE_SPACE)
