@@ -140,7 +140,7 @@ def test_the_quantization_default_answers_the_question():
 
 
 def test_infeasible_options_show_no_cost():
-    at = page("whatif", model="llama-3-70b", tp="2")  # bf16 weights of a 70B model barely fit 2 x 80 GB
+    at = page("whatif", model="llama-3-70b", tp="1")  # 141 GB of bf16 weights on one GPU of 85 GB
     assert not at.exception
     table = at.dataframe[0].value
     bad = table[~table["reason"].isna() & (table["reason"] != "")]
