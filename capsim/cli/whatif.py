@@ -135,7 +135,7 @@ def wi_precision(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", g
                  tp: o.Tp = 8, pp: o.Pp = 1, micro_batch: o.Mb = 1,
                  global_batch: Annotated[int, typer.Option("--global-batch", min=1)] = 64, seq_len: o.Seq = 4096,
                  calibration: Calib = None, as_json: JsonOpt = False) -> None:
-    """Training under fp32, tf32, fp16 (loss scaling), bf16 and fp8: step time, MFU, memory."""
+    """Training under fp32, tf32, fp16 (loss scaling), bf16, fp8, mxfp8 and nvfp4 (Blackwell): step time, MFU, memory."""
     from capsim.specs.catalog import get_accelerator
     from capsim.specs.plans import TrainPlan
     spec = get_model(model)

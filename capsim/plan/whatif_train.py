@@ -17,7 +17,7 @@ from capsim.specs.model import ModelSpec
 from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import Precision
 
-RECIPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
+RECIPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "mxfp8", "nvfp4")  # the last two on Blackwell only
 
 
 def precision_whatif(model: ModelSpec, cluster: Cluster, plan: TrainPlan, recipes: tuple[str, ...] = RECIPES, *,
