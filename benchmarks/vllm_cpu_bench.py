@@ -77,8 +77,12 @@ PLANS = {
              + [("concurrency", c, max(40, 8 * c)) for c in (2, 4, 8, 16, 32)]},
     "smoke": {"lengths": (128, 32, 0.5), "runs": [("single", 1, 4), ("burst", None, 16), ("rate", 0.5, 0),
                                                   ("concurrency", 4, 12)]},
+    # The engine's own time per step: a 1-layer, 64-wide model (capsim/data/vllm-cpu-host/model) whose compute is
+    # a small part of each step, decoding at fixed concurrencies (benchmarks/vllm_cpu_host.py reads them).
+    "host": {"lengths": (16, 128, 0.0), "runs": [("single", 1, 16)]
+             + [("concurrency", c, 4 * c) for c in (2, 4, 8, 16, 32)]},
 }
-RATE_RUN_S = {"full": 60.0, "smoke": 8.0}  # a rate run sends rate x this many requests (at least 40 / 6)
+RATE_RUN_S = {"full": 60.0, "smoke": 8.0, "host": 8.0}  # a rate run sends rate x this many requests (at least 40 / 6)
 
 
 def log(msg: str) -> None:
@@ -148,7 +152,9 @@ def server_facts(log_text: str, env: dict[str, str], cmd: list[str]) -> dict:
 
 def client(python: Path, url: str, model: str, out: Path, n: int, lengths: tuple, facts: dict,
            rate: str = "inf", concurrency: int | None = None, seed: int = 0) -> dict:
+    vocab = json.loads((Path(model) / "config.json").read_text())["vocab_size"]
     cmd = [str(python), str(ROOT / "benchmarks" / "vllm_cpu_client.py"), "--base-url", url, "--model", model,
+           "--vocab-size", str(vocab),
            "--out", str(out), "--num-prompts", str(n), "--request-rate", rate, "--input-len", str(lengths[0]),
            "--output-len", str(lengths[1]), "--range-ratio", str(lengths[2]), "--seed", str(seed),
            "--server-facts", json.dumps(facts)]
@@ -188,6 +194,8 @@ def main() -> None:
     p.add_argument("--venv", type=Path, default=Path(os.environ.get("VLLM_CPU_VENV", ROOT / ".vllm-venv")))
     p.add_argument("--out", type=Path, default=ROOT / "capsim" / "data" / "vllm-cpu")
     p.add_argument("--plan", choices=sorted(PLANS), default="full")
+    p.add_argument("--model-config", type=Path, default=MODEL_CONFIG,
+                   help="the model's config.json (dummy weights); the host plan uses capsim/data/vllm-cpu-host's")
     p.add_argument("--port", type=int, default=0, help="0: a free port on 127.0.0.1")
     p.add_argument("--ready-timeout", type=float, default=1800.0, help="seconds to wait for the server to start")
     args = p.parse_args()
@@ -196,7 +204,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vllm-cpu-bench-"))
     model = work / "model"
     model.mkdir()
-    shutil.copy(MODEL_CONFIG, model / "config.json")
+    shutil.copy(args.model_config, model / "config.json")
     (work / "vllm_cli.py").write_text(SHIM)
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
@@ -219,7 +227,7 @@ def main() -> None:
         stop(server)
     if not (args.out / "model" / "config.json").is_file():  # the data set names the model it was measured on
         (args.out / "model").mkdir(exist_ok=True)
-        shutil.copy(MODEL_CONFIG, args.out / "model" / "config.json")
+        shutil.copy(args.model_config, args.out / "model" / "config.json")
     manifest = {"plan": args.plan, "command": " ".join([Path(sys.executable).name, *sys.argv]),
                 "server": facts, "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
                                              "platform": platform.platform()},
