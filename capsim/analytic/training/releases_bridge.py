@@ -44,6 +44,7 @@ from capsim.analytic.training.releases_current import (
     _UB,
     _megatron_common,
     _ub_flag,
+    bridge_param_flags,
     megatron_core_flags,
 )
 from capsim.specs.precision import Fp8Scaling
@@ -70,6 +71,7 @@ class _Tag:
     dispatcher: str  # transformer_config.py moe_token_dispatcher_type default line
     a2a: str  # model_parallel_config.py overlap_moe_expert_parallel_comm default line
     scaling: Fp8Scaling = Fp8Scaling.CURRENT  # that FP8 config's recipe
+    nvfp4: str = ""  # mixed_precision.py: bf16_with_nvfp4_mixed's lines (its param-gather settings)
 
 
 def _bridge_release(name: str, t: _Tag) -> Release:
@@ -113,7 +115,8 @@ def _bridge_release(name: str, t: _Tag) -> Release:
     return Release(fw, FrameworkFamily.MEGATRON_CORE, t.software, t.date,
                    f"Megatron-Bridge {t.tag} ({t.software.removeprefix('megatron-bridge-')} NeMo container) recipes "
                    f"and scripts/performance configs, on {t.core}", cite, defaults,
-                   {**megatron_core_flags(t.core_minor), **_ub_flag(_MB_0_4_2_UB, f"{co} {t.ub}")})
+                   {**megatron_core_flags(t.core_minor), **_ub_flag(_MB_0_4_2_UB, f"{co} {t.ub}"),
+                    **bridge_param_flags(t.tag, t.nvfp4)})
 
 
 # comm_overlap.py lines: identical file v0.2.0-v0.3.1, and v0.4.0-v0.4.2, and v0.5.0-v0.5.1 (git diff empty).
@@ -141,9 +144,10 @@ def _common_micro(tag: str, mbs_line: int, opt_line: int) -> tuple[tuple[int, st
 
 
 def _tag(tag: str, software: str, date: str, core: str, minor: int, co: dict[str, str], fp8: str, sp: str,
-         micro: tuple[tuple[int, str], str], dispatcher: str, a2a: str) -> _Tag:
+         micro: tuple[tuple[int, str], str], dispatcher: str, a2a: str, nvfp4: str) -> _Tag:
     return _Tag(tag, software, date, core, minor, co["tp_off"], co["p2p"], co["dp"], co["ub"], fp8, _fp8_cs(tag),
-                f"MB@{tag} scripts/performance/utils/utils.py {sp}", micro[0], micro[1], dispatcher, a2a)
+                f"MB@{tag} scripts/performance/utils/utils.py {sp}", micro[0], micro[1], dispatcher, a2a,
+                nvfp4=nvfp4)
 
 
 # 25.09 ships Megatron-Bridge 0.1.0rc3 and Megatron Core 0.14.0 (docs/releases/software-versions.md at v0.2.0,
@@ -159,24 +163,24 @@ _TAG_25_09 = _Tag(
     f"{_RC3} scripts/performance/utils/helpers.py L169 apply_perf_matrix_overrides",
     (1, f"{_RC3} src/megatron/bridge/recipes/llama/llama3_70b.py L91 micro_batch_size: int = 1"),
     f"{_RC3} src/megatron/bridge/recipes/llama/llama3_70b.py L184 use_distributed_optimizer=True",
-    "L509", "L240", Fp8Scaling.DELAYED)
+    "L509", "L240", Fp8Scaling.DELAYED, "(no bf16_with_nvfp4_mixed at this tag)")
 
 
 TAGS: dict[str, _Tag] = {t.software: t for t in (
     _TAG_25_09,
     _tag("v0.2.0", "megatron-bridge-25.11", "2025-11-26", "ML@0d8e0714 (core 0.16.0rc0)", 16, _CO_0_2,
          "L272-289 (L285, L289)", "L59-62 (applied by helpers.py L63)", _recipe_micro("v0.2.0", 452, 559),
-         "L596", "L240"),
+         "L596", "L240", "L392-402"),
     _tag("v0.3.0", "megatron-bridge-26.02", "2026-02-26", "ML@b0cc2706 (core 0.16.0)", 16, _CO_0_2,
-         "L272-289 (L285, L289)", "L68-71", _recipe_micro("v0.3.0", 453, 560), "L675", "L264"),
+         "L272-289 (L285, L289)", "L68-71", _recipe_micro("v0.3.0", 453, 560), "L675", "L264", "L392-402"),
     _tag("v0.3.1", "megatron-bridge-26.02.01", "2026-03-20", "ML@55ac7082 (core 0.16.1)", 16, _CO_0_2,
-         "L272-289 (L285, L289)", "L68-71", _common_micro("v0.3.1", 66, 82), "L675", "L264"),
+         "L272-289 (L285, L289)", "L68-71", _common_micro("v0.3.1", 66, 82), "L675", "L264", "L392-402"),
     _tag("v0.4.0", "megatron-bridge-26.04", "2026-04-16", "ML@d7288711 (core 0.17.0rc0)", 17, _CO_0_4,
-         "L277-294 (L290, L294)", "L68-71", _common_micro("v0.4.0", 67, 87), "L750", "L256"),
+         "L277-294 (L290, L294)", "L68-71", _common_micro("v0.4.0", 67, 87), "L750", "L256", "L397-407"),
     _tag("v0.5.0", "megatron-bridge-26.06", "2026-06-16", "ML@d0b3b775 (core 0.18.0)", 18, _CO_0_5,
-         "L285-302 (L298, L302)", "L73-76", _common_micro("v0.5.0", 67, 87), "L792", "L256"),
+         "L285-302 (L298, L302)", "L73-76", _common_micro("v0.5.0", 67, 87), "L792", "L256", "L405-416"),
     _tag("v0.5.1", "megatron-bridge-26.06.01", "2026-07-20", "ML@458c8d0e (core 0.18.2)", 18, _CO_0_5,
-         "L285-302 (L298, L302)", "L73-76", _common_micro("v0.5.1", 67, 87), "L792", "L256"),
+         "L285-302 (L298, L302)", "L73-76", _common_micro("v0.5.1", 67, 87), "L792", "L256", "L405-416"),
 )}
 
 

@@ -114,6 +114,21 @@ _TE_UB = ("{}: with no overlap config, Transformer Engine's initialize_ub defaul
           "pipelined in 4 chunks, no SM margin (TE@{} transformer_engine/pytorch/module/base.py initialize_ub)")
 
 
+def bridge_param_flags(tag: str, nvfp4_lines: str) -> dict[str, Flag]:
+    """Two Megatron-Bridge settings its perf scripts change per run and capsim prices: whether NVFP4 weights are
+    gathered and kept in FP4 (``bf16_with_nvfp4_mixed`` at ``tag``, ``nvfp4_lines`` of mixed_precision.py: before
+    v0.4.2 fp8_param_gather False and no fp4_param_gather; from v0.4.2 fp4_param_gather True), and the parameter
+    all-gather overlap the Llama3.1-405B GB200 NVFP4 V2 run turns off (scripts/performance/configs/llama/
+    llama31_llm_pretrain.py disable_param_gather_overlap, MB@v0.4.2 L123-124, MB@v0.5.0 L123-124)."""
+    where = f"MB@{tag} src/megatron/bridge/training/mixed_precision.py {nvfp4_lines} bf16_with_nvfp4_mixed"
+    return {"--fp4-param-gather": Flag("fp8_params", {"true": True, "false": False}, where),
+            "--overlap-param-gather": Flag("overlap_param_gather", {"": True, "true": True, "false": False},
+                                           f"MB@{tag} ddp.overlap_param_gather, which the perf scripts turn off for some runs "
+                                           "(disable_param_gather_overlap from v0.4.2; v0.2.0 scripts/performance/"
+                                           "configs/llama31/llama31_llm_pretrain.py L75-78, L110-113, L140-143: "
+                                           "fp8_mx)")}
+
+
 def megatron_core_flags(core_minor: int) -> dict[str, Flag]:
     """The Megatron-Core flags capsim prices that exist in core 0.``core_minor``."""
     return {name: Flag(field, values, f"{_MC_ARGS} {where}")
@@ -285,7 +300,8 @@ def megatron_bridge_26_04_01(name: str) -> Release:
     return Release(fw, FrameworkFamily.MEGATRON_CORE, "megatron-bridge-26.04.01", "2026-05-28",
                    "Megatron-Bridge v0.4.2 (NeMo 26.04.01 container) recipes and scripts/performance configs",
                    cite, defaults, {**megatron_core_flags(17), **_ub_flag(_MB_0_4_2_UB, "MB@v0.4.2 src/megatron/"
-                                                                           "bridge/training/comm_overlap.py L98-200")})
+                                                                           "bridge/training/comm_overlap.py L98-200"),
+                                    **bridge_param_flags("v0.4.2", "L411-422")})
 
 
 def fsdp2_flags(where: str) -> dict[str, Flag]:
