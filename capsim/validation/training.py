@@ -57,7 +57,7 @@ METRICS = {"tflops_per_gpu_hw": "TFLOP/s", "tflops_per_gpu_model": "TFLOP/s", "i
 # The shipped files ``capsim validate training`` runs without --file: the 2021-22 Megatron-LM runs, today's stacks,
 # torchtitan's published runs, NeMo AutoModel's other FSDP2 runs, and the Megatron-Bridge and NeMo tables' other rows.
 SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan.csv", "training_fsdp2.csv",
-           "training_bridge.csv", "training_nemo.csv")
+           "training_bridge.csv", "training_bridge_blackwell.csv", "training_nemo.csv")
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
 YES, NO = ("yes", "true", "1"), ("no", "false", "0")
 # Layout setting -> the CSV column that publishes it (blank = unpublished).

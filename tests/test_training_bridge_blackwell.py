@@ -1,0 +1,123 @@
+"""Every row of training_bridge_blackwell.csv (the Megatron-Bridge containers' Llama rows on GB200, GB300 and B200 in
+FP8, MXFP8 and NVFP4) against its bound: priced, and within 15% of the published tokens/s/GPU (misses are strict
+xfails with their measured error); the two flags the file needed (--fp4-param-gather, --overlap-param-gather=false)."""
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from capsim.analytic.training.framework import release_for
+from capsim.analytic.training.releases_bridge import TAGS
+from capsim.specs.precision import DType
+from capsim.validation.harness import read_csv
+from capsim.validation.training import REQUIRED, SHIPPED, predict_row
+from capsim.validation.training_rows import row_precision
+
+ROWS = read_csv(None, "training_bridge_blackwell.csv", REQUIRED)
+ROW_BOUND_PCT, MEDIAN_BOUND_PCT = 15.0, 8.0
+
+_MX_GB200 = ("MXFP8 at TP 2/4 on GB200 too fast: the datasheet calibration rates MXFP8 GEMMs at 0.881 of the BF16 "
+             "curve (B200's published MXFP8 points) against 0.733 for per-tensor FP8 (DeepGEMM's H800 table: no "
+             "GB200 FP8 points), so capsim puts MXFP8 19% ahead of FP8 current scaling on the 405B GB200 rows "
+             "(VP 8 vs VP 4; 1094 vs 923 tokens/s/GPU) while the page has them level (786 vs 793)")
+_FP4_GB200 = ("NVFP4 Llama3 70B at TP 2 on GB200 (no TP overlap for nvfp4) too fast; at TP 1 on GB300 it is within "
+              "9-11% (26.04, 26.04.01)")
+_NOT_FIT = ("the table's layout does not fit in capsim's memory model; the tag's workload config runs PP 4 VP 5, "
+            "micro-batch 1 (scripts/performance/configs/llama/llama3_workload_base_configs.py, MB@v0.3.1 "
+            "LLAMA3_70B_PRETRAIN_CONFIG_GB300_*_V2)")
+UNPRICED = {16: "does not fit in memory: TP 1 PP 1 DP 64 with FSDP 0 needs 567.4 GB/GPU of GB300's 279 GB; "
+                + _NOT_FIT,
+            18: "does not fit in memory: PP 4 without interleaving at micro-batch 2 needs 360.8 GB/GPU; " + _NOT_FIT}
+MISSES = {
+    0: "+17.6%: Llama3 8B FP8 (delayed scaling) on 8 GB200 too fast (CUDA graph of the run not priced)",
+    5: "+43.0%: 25.11 Llama3.1 405B MXFP8 on 128 B200 (the table's parenthesised FP8-MX figure, 624 against 661 "
+       "for FP8-CS on the same layout); B200's datasheet calibration rates MXFP8 GEMMs at 0.981 of the BF16 curve, "
+       "FP8 at 0.808, so capsim puts MXFP8 16% ahead of FP8-CS there (892 vs 770), the page 6% behind",
+    6: "+18.9%: 26.02 Llama3 70B NVFP4 on GB300 at TP 1 (26.04: +9.3%, 26.04.01: +11.2% on the same layout)",
+    7: "+35.4%: " + _FP4_GB200, 17: "+32.5%: " + _FP4_GB200, 27: "+23.3%: " + _FP4_GB200,
+    39: "+24.3%: " + _FP4_GB200,
+    9: "+41.6%: " + _MX_GB200, 13: "+39.2%: " + _MX_GB200, 19: "+33.3%: " + _MX_GB200, 23: "+41.2%: " + _MX_GB200,
+    29: "+33.7%: " + _MX_GB200, 33: "+38.0%: " + _MX_GB200, 38: "+37.8%: " + _MX_GB200, 44: "+36.8%: " + _MX_GB200,
+    50: "+39.8%: " + _MX_GB200,
+    11: "+17.0%: 26.02 Llama3.1 405B NVFP4 on GB200, PP 16 VP 8 (26.04: +10.8%, 26.04.01: +6.3%)",
+    21: "+15.7%: 26.02.01 Llama3.1 405B NVFP4 on GB200, PP 16 VP 4",
+    12: "+16.8%: 26.02 Llama3.1 405B MXFP8 on GB300 at TP 2 CP 2 (later containers +12.3 to +14.6%)",
+    15: "+16.4%: 26.02 Llama3.1 405B FP8-CS on GB200 (later containers +6.8 to +12.8%)",
+}
+MISSES.update({i: "not priced: " + why for i, why in UNPRICED.items()})
+
+
+@cache
+def _predict(i: int, kind: str):
+    return predict_row(ROWS[i], kind)
+
+
+def _param(i: int, kind: str, reasons: dict[int, str]):
+    marks = [pytest.mark.xfail(strict=True, reason=reasons[i])] if i in reasons else []
+    return pytest.param(i, kind, marks=marks, id=f"{kind}-{i}-{ROWS[i]['software']}-{ROWS[i]['model']}-"
+                                                 f"{ROWS[i]['gpu']}-{ROWS[i]['precision']}")
+
+
+def test_the_file_holds_blackwell_llama_rows_without_megatron_fsdp():
+    assert len(ROWS) == 52 and "training_bridge_blackwell.csv" in SHIPPED
+    assert {r["gpu"] for r in ROWS} == {"GB200", "GB300", "B200"}
+    assert {r["precision"] for r in ROWS} == {"fp8", "mxfp8", "nvfp4"}
+    assert {r["software"] for r in ROWS} <= set(TAGS) | {"megatron-bridge-26.04.01"}
+    assert all(not r["fsdp"] for r in ROWS)  # FSDP > 0 rows (Megatron-FSDP) are left out
+    for r in ROWS:  # dp is what the GPUs leave after tp x pp x cp
+        assert int(r["dp"]) * int(r["tp"]) * int(r["pp"]) * int(r["cp"]) == int(r["gpus"])
+
+
+@pytest.mark.parametrize("software, gathered", [("megatron-bridge-26.02", False), ("megatron-bridge-26.04", False),
+                                                ("megatron-bridge-26.04.01", True), ("megatron-bridge-26.06", True)])
+def test_nvfp4_weights_are_kept_in_fp4_only_where_the_tag_gathers_them(software, gathered):
+    # bf16_with_nvfp4_mixed: fp8_param_gather False and no fp4_param_gather before v0.4.2, fp4_param_gather True after
+    rows = [r for r in ROWS if r["software"] == software and r["precision"] == "nvfp4"]
+    assert rows and all(("--fp4-param-gather=false" in r["flags"]) is not gathered for r in rows)
+    release = release_for("megatron-core", software)
+    fw, _ = release.configure(rows[0]["flags"])
+    assert fw.fp8_params is gathered and "bf16_with_nvfp4_mixed" in release.flags["--fp4-param-gather"].source
+    weights = row_precision(rows[0], fw).weights
+    assert weights is (DType.NVFP4 if gathered else DType.BF16)
+
+
+def test_the_param_gather_overlap_flag_turns_it_off():
+    fw, _ = release_for("megatron-core", "megatron-bridge-26.06").configure("--overlap-param-gather=false")
+    assert fw.overlap_param_gather is False
+    on, _ = release_for("megatron-core", "megatron-bridge-26.06").configure("--overlap-param-gather")
+    assert on.overlap_param_gather is True
+
+
+def test_without_fp4_gather_the_nvfp4_row_needs_more_memory():
+    i = next(i for i, r in enumerate(ROWS) if "--fp4-param-gather=false" in r["flags"])
+    gathered = dict(ROWS[i], flags=ROWS[i]["flags"].replace("--fp4-param-gather=false", ""))
+    assert _predict(i, "datasheet").memory_bytes > predict_row(gathered, "datasheet").memory_bytes
+
+
+@pytest.mark.parametrize("i, kind", [_param(i, k, {j: "not priced: " + w for j, w in UNPRICED.items()})
+                                     for k in ("datasheet", "profile") for i in range(len(ROWS))])
+def test_blackwell_row_is_priced(i, kind):
+    assert _predict(i, kind).value > 0
+
+
+@pytest.mark.parametrize("i", [i for i in range(len(ROWS)) if i not in UNPRICED])
+def test_no_blackwell_profile_so_both_rules_give_the_datasheet(i):
+    assert _predict(i, "profile").value == _predict(i, "datasheet").value
+
+
+@pytest.mark.parametrize("i, kind", [_param(i, k, MISSES) for k in ("datasheet", "profile")
+                                     for i in range(len(ROWS))])
+def test_blackwell_row_within_15_pct(i, kind):
+    pred = _predict(i, kind)
+    measured = float(ROWS[i]["value"])
+    assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (ROWS[i]["model"], pred.value, pred.note)
+
+
+@pytest.mark.xfail(strict=True, reason="median |error| over the 50 priced rows 13.4% (both rules): the GB200 MXFP8 "
+                                       "rows are 33-42% too fast, the FP8-CS rows within -11.8 to +16.4%")
+@pytest.mark.parametrize("kind", ["datasheet", "profile"])
+def test_blackwell_median_within_8_pct(kind):
+    errors = [abs(_predict(i, kind).value / float(ROWS[i]["value"]) - 1.0) * 100
+              for i in range(len(ROWS)) if i not in UNPRICED]
+    assert np.median(errors) <= MEDIAN_BOUND_PCT
