@@ -74,22 +74,26 @@ def test_validate_training_json():
     # training_fsdp2.csv (7 rows, H100, all priced: test_training_fsdp2.py),
     # training_bridge.csv (26 rows, H100 and B200) and training_nemo.csv (4 rows, H100 and B200), all priced: their
     # Qwen3-30B (83.5 GB/GPU) and GPT3-20B (80.1 GB/GPU) layouts fit the 79.11 GiB an H100 reports to CUDA, as the
-    # runs did (test_training_bridge.py, test_training_nemo.py); each on the calibration the one rule picks for its
-    # accelerator (GPU profile where one ships, else datasheet)
-    names = " + ".join(sorted({default_calibration(a) for a in ("a100", "h100", "b200", "h200")}))
+    # runs did (test_training_bridge.py, test_training_nemo.py); training_gptoss.csv (31 rows: H100, B200, B300,
+    # GB200, GB300), 6 of them beyond the GPU's memory as capsim prices their recompute (test_training_gptoss.py);
+    # each on the calibration the one rule picks for its accelerator (GPU profile where one ships, else datasheet)
+    gpus = ("a100", "h100", "b200", "h200", "b300", "gb200", "gb300")
+    names = " + ".join(sorted({default_calibration(a) for a in gpus}))
     assert out["suite"] == "training" and out["calibration"] == names
-    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 4 and out["rows_failed"] == 12
+    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 4 + 31 and out["rows_failed"] == 12 + 6
     failed = [r for r in out["rows"] if r["predicted"] is None]
-    assert sum("unknown accelerator" in r["note"] for r in failed) == len(failed) == 12
+    assert sum("unknown accelerator" in r["note"] for r in failed) == 12
+    assert sum("does not fit in memory" in r["note"] for r in failed) == 6 == len(failed) - 12
     assert {"source", "case", "metric", "measured", "predicted", "error_pct"} <= set(out["rows"][0])
 
 
-@pytest.mark.parametrize("rule, names", [("profile", "A100-SXM4-80GB-profile + B200 + H100-SXM5-80GB-profile + "
-                                                     "H200-SXM-141GB"),
-                                         ("datasheet", "A100-SXM4-80GB + B200 + H100-SXM5-80GB + H200-SXM-141GB")])
+@pytest.mark.parametrize("rule, names", [("profile", "A100-SXM4-80GB-profile + B200 + B300 + GB200 + GB300 + "
+                                                     "H100-SXM5-80GB-profile + H200-SXM-141GB"),
+                                         ("datasheet", "A100-SXM4-80GB + B200 + B300 + GB200 + GB300 + H100-SXM5-80GB + "
+                                                       "H200-SXM-141GB")])
 def test_validate_training_by_calibration_rule(rule, names):
     """``-c profile`` and ``-c datasheet`` are rules applied per row's accelerator, not calibration files."""
     out = json.loads(run("validate", "training", "-c", rule.upper() if rule == "datasheet" else rule, "--json").stdout)
-    # the 12 Grand Teton H100 rows (no catalog part)
-    assert out["calibration"] == names and out["rows_failed"] == 12
+    # the 12 Grand Teton H100 rows (no catalog part) and the 6 gpt-oss rows beyond their GPU's memory
+    assert out["calibration"] == names and out["rows_failed"] == 12 + 6
     assert run("train", "-m", "llama-2-7b", "-a", "h100", "-n", "8", "--tp", "8", "-c", rule, "--json").exit_code == 0
