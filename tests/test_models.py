@@ -349,3 +349,42 @@ def test_moe_serving_flops_count_active_experts_and_dense_layers():
     gemm = total([o for o in ops if o.kind is OpKind.GEMM and o.name != "kv_up"], kinds=MATMUL_KINDS)
     kv_up = total([o for o in ops if o.name == "kv_up"])
     assert (gemm + kv_up) * v3.layers == pytest.approx(2 * (matmul_params(v3) - v3.vocab * v3.hidden))
+
+
+# --- gpt-oss (inline config.json: the keys of openai/gpt-oss-20b's file that change costs) -------------------------
+_GPT_OSS_20B = {
+    "model_type": "gpt_oss", "hidden_size": 2880, "num_hidden_layers": 24, "num_attention_heads": 64,
+    "num_key_value_heads": 8, "head_dim": 64, "intermediate_size": 2880, "num_local_experts": 32,
+    "num_experts_per_tok": 4, "experts_per_token": 4, "vocab_size": 201088, "sliding_window": 128,
+    "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(24)],
+    "max_position_embeddings": 131072, "tie_word_embeddings": False, "hidden_act": "silu", "swiglu_limit": 7.0,
+    "attention_bias": True, "rope_theta": 150000, "rope_scaling": {"rope_type": "yarn", "factor": 32.0},
+}
+
+
+def test_gpt_oss_config_imports_to_the_catalog_entry():
+    spec = from_hf_config(_GPT_OSS_20B, name="gpt-oss-20b")
+    entry = get_model("gpt-oss-20b")
+    assert spec.with_(source="", aliases=()) == entry.with_(source="", aliases=())
+    assert (spec.sliding_window, spec.global_every, spec.sliding_layers) == (128, 2, 12)
+    assert spec.bias and spec.router_bias and not spec.tied_embeddings and spec.moe_layers == 24
+    assert "sinks" in spec.source and "sinks" in entry.source  # the approximations are stated, not hidden
+
+
+def test_gpt_oss_defaults_are_120b_and_counts_match_the_model_card():
+    # GptOssConfig's defaults are gpt-oss-120b's; OpenAI's model card (arXiv 2508.10925) gives 116.83B and 20.91B
+    # total parameters (the 36 x 64 attention-sink logits, not counted, are 2,304 of them)
+    big = from_hf_config({"model_type": "gpt_oss"}, name="gpt-oss-120b")
+    assert big.with_(source="", aliases=()) == get_model("gpt-oss-120b").with_(source="", aliases=())
+    assert round(param_counts(big).total / 1e9, 2) == 116.83
+    assert round(param_counts(get_model("gpt-oss-20b")).total / 1e9, 2) == 20.91
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"layer_types": ["full_attention", "sliding_attention"] * 12}, "layer_types"),
+    ({"hidden_act": "gelu"}, "hidden_act"), ({"num_local_experts": "32"}, "num_local_experts"),
+    ({"num_experts_per_tok": 0}, "num_experts_per_tok"), ({"layer_types": ["sliding_attention"] * 3}, "layer_types"),
+])
+def test_gpt_oss_import_refuses_what_it_cannot_price(changes, field):
+    with pytest.raises(SpecError, match=field):
+        from_hf_config({**_GPT_OSS_20B, **changes})

@@ -5,7 +5,8 @@ that change parameters, FLOPs or the KV cache; a key the file leaves out takes t
 keys without a cost (rope_theta, eps, token ids, routing scale factors) are not read. Values are checked strictly:
 a count must be a JSON integer (not a string, float or bool) and positive, or the import stops with one error naming
 the key. What a family has that capsim does not model is an error too, never dropped (Qwen's windows that start at
-``max_window_layers``, irregular ``layer_types``, OPT-350m's projected embeddings).
+``max_window_layers``, irregular ``layer_types``, OPT-350m's projected embeddings), except gpt-oss's attention sinks
+and clamped SwiGLU, priced in their nearest form and named in the spec's source (``GPT_OSS_APPROX``).
 """
 
 from __future__ import annotations
@@ -243,6 +244,30 @@ def _deepseek(cfg: Mapping[str, Any], name: str, version: int) -> ModelSpec:
                     source=SOURCE + (f" ({mtp} MTP layer(s) not counted)" if mtp else ""), **kw)
 
 
+# What capsim prices in its nearest form for gpt-oss (each named in the spec's source): the learned per-head sink
+# logit in each softmax (64 parameters a layer, one more score per query row); the clamped SwiGLU (gate clamped at
+# swiglu_limit, x * sigmoid(1.702 x) * (up + 1)) priced as SwiGLU; the router's bias as router_bias (one per expert).
+GPT_OSS_APPROX = ("attention sinks (64 learned logits per layer) not counted; clamped SwiGLU "
+                  "(alpha 1.702, limit swiglu_limit, up + 1) priced as SwiGLU; router bias counted as router_bias")
+
+
+def _gpt_oss(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    # GptOssConfig (transformers models/gpt_oss/configuration_gpt_oss.py @828a27fd): defaults are gpt-oss-120b's;
+    # attention_bias is forced True and the experts' gate_up/down projections carry biases (modeling_gpt_oss.py), so
+    # every linear layer has a bias; every layer is MoE (num_local_experts of intermediate_size); layer_types
+    # alternates sliding (sliding_window 128) and full attention, default "sliding" when (i + 1) % 2 != 0.
+    cfg = {"num_hidden_layers": 36, "num_local_experts": 128, "vocab_size": 201088, "hidden_size": 2880,
+           "intermediate_size": 2880, "head_dim": 64, "num_attention_heads": 64, "num_key_value_heads": 8,
+           "sliding_window": 128, "max_position_embeddings": 131072, "num_experts_per_tok": 4, **cfg}
+    if _str(cfg, "hidden_act", "silu") != "silu":
+        raise SpecError("config.hidden_act", f"{cfg['hidden_act']!r} is not gpt-oss's gated activation", "use silu")
+    window, every = _global_every(cfg, _int(cfg, "num_hidden_layers"), 2)
+    return _decoder(cfg, name, tied=False, max_seq=131072, bias=True, router_bias=True,
+                    experts=_int(cfg, "num_local_experts"), top_k=_int(cfg, "num_experts_per_tok"),
+                    sliding_window=window, global_every=every if window else 0,
+                    source=SOURCE + " (" + GPT_OSS_APPROX + ")")
+
+
 def _gpt2(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     hidden = _int(cfg, "n_embd")
     return ModelSpec(
@@ -295,7 +320,7 @@ _FAMILIES: dict[str, Callable[[Mapping[str, Any], str], ModelSpec]] = {
     "qwen3_moe": _qwen3_moe, "gemma": lambda c, n: _gemma(c, n, 1), "gemma2": lambda c, n: _gemma(c, n, 2),
     "gemma3_text": lambda c, n: _gemma(c, n, 3), "gemma3": _gemma3, "phi3": _phi3,
     "deepseek_v2": lambda c, n: _deepseek(c, n, 2), "deepseek_v3": lambda c, n: _deepseek(c, n, 3),
-    "gpt2": _gpt2, "opt": _opt, "bert": _bert, "t5": _t5,
+    "gpt_oss": _gpt_oss, "gpt2": _gpt2, "opt": _opt, "bert": _bert, "t5": _t5,
 }
 
 

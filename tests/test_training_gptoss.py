@@ -1,0 +1,138 @@
+"""gpt-oss-120b and gpt-oss-20b training against the published rows of training_gptoss.csv (Megatron-Bridge 25.11 to
+26.06.01 on DGX-H100, B200, B300, GB200 and GB300; NeMo AutoModel 2025-10 on DGX-H100): every row priced or a strict
+xfail saying why not, and within 15% of the published tokens/s/GPU (misses are strict xfails with their measured
+error; nothing is fitted to these rows)."""
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from capsim.specs.catalog import get_model
+from capsim.validation.harness import read_csv
+from capsim.validation.training import REQUIRED, SHIPPED, predict_row, row_model
+
+GPTOSS = read_csv(None, "training_gptoss.csv", REQUIRED)
+ROW_BOUND_PCT, MEDIAN_BOUND_PCT = 15.0, 8.0
+
+_WHY = ("capsim too fast: GEMMs and attention at the calibration's rates; not priced: the learnable-softmax (sink) "
+        "attention kernel, the bias and clamped-SwiGLU kernels, the layernorm/moe_act recomputation")
+_WHY_2606_01 = _WHY + "; the page footnotes this container's GPT-OSS regression (cudnn-frontend issue 256)"
+_WHY_AM = "capsim too fast: FlexAttention priced as the release's TE attention, DeepEP at NCCL bandwidths"
+MISSES = {
+    (0, "datasheet"): "+81.1%: step 4.93 s (compute 4.11, ep_comm 0.81) vs 8.93 s published; " + _WHY,
+    (1, "datasheet"): "+105.3%: step 5.03 s (compute 4.18, ep_comm 0.84) vs 10.32 s published; " + _WHY,
+    (4, "datasheet"): "+81.4%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 4.22 s published; " + _WHY,
+    (5, "datasheet"): "+123.1%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 5.19 s published; " + _WHY,
+    (6, "datasheet"): "+90.3%: step 5.15 s (compute 2.09, ep_comm 3.05) vs 9.80 s published; " + _WHY,
+    (7, "datasheet"): "+22.8%: step 8.29 s (compute 2.26, ep_comm 6.02) vs 10.18 s published; " + _WHY,
+    (8, "datasheet"): "+84.7%: step 7.40 s (compute 6.29, ep_comm 0.75) vs 13.67 s published; " + _WHY,
+    (9, "datasheet"): "+81.9%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 4.23 s published; " + _WHY,
+    (10, "datasheet"): "+123.6%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 5.20 s published; " + _WHY,
+    (11, "datasheet"): "+99.5%: step 2.73 s (compute 2.12, ep_comm 0.36) vs 5.45 s published; " + _WHY,
+    (13, "datasheet"): "+85.0%: step 7.40 s (compute 6.29, ep_comm 0.75) vs 13.69 s published; " + _WHY,
+    (14, "datasheet"): "+82.7%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 4.25 s published; " + _WHY,
+    (15, "datasheet"): "+167.9%: step 1.92 s (compute 1.91, ep_comm 0.00) vs 5.14 s published; " + _WHY,
+    (16, "datasheet"): "+102.6%: step 2.67 s (compute 2.12, ep_comm 0.30) vs 5.42 s published; " + _WHY,
+    (18, "datasheet"): "+90.5%: step 7.40 s (compute 6.29, ep_comm 0.75) vs 14.10 s published; " + _WHY,
+    (19, "datasheet"): "+83.4%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 4.27 s published; " + _WHY,
+    (20, "datasheet"): "+156.6%: step 1.92 s (compute 1.91, ep_comm 0.00) vs 4.92 s published; " + _WHY,
+    (21, "datasheet"): "+101.1%: step 2.67 s (compute 2.12, ep_comm 0.30) vs 5.38 s published; " + _WHY,
+    (23, "datasheet"): "+90.1%: step 7.40 s (compute 6.29, ep_comm 0.75) vs 14.07 s published; " + _WHY,
+    (24, "datasheet"): "+60.6%: step 1.54 s (compute 1.53, ep_comm 0.00) vs 2.47 s published; " + _WHY,
+    (25, "datasheet"): "+84.8%: step 1.53 s (compute 1.52, ep_comm 0.00) vs 2.83 s published; " + _WHY,
+    (26, "datasheet"): "+105.1%: step 2.15 s (compute 1.67, ep_comm 0.30) vs 4.42 s published; " + _WHY,
+    (27, "datasheet"): "+162.5%: step 1.54 s (compute 1.53, ep_comm 0.00) vs 4.04 s published; " + _WHY_2606_01,
+    (28, "datasheet"): "+192.3%: step 1.53 s (compute 1.52, ep_comm 0.00) vs 4.48 s published; " + _WHY_2606_01,
+    (29, "datasheet"): "+27.6%: step 7.87 s (compute 5.16, ep_comm 1.01) vs 10.04 s published; " + _WHY_AM,
+    (0, "profile"): "+81.1%: step 4.93 s (compute 4.11, ep_comm 0.81) vs 8.93 s published; " + _WHY,
+    (1, "profile"): "+105.3%: step 5.03 s (compute 4.18, ep_comm 0.84) vs 10.32 s published; " + _WHY,
+    (4, "profile"): "+81.4%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 4.22 s published; " + _WHY,
+    (5, "profile"): "+123.1%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 5.19 s published; " + _WHY,
+    (6, "profile"): "+90.3%: step 5.15 s (compute 2.09, ep_comm 3.05) vs 9.80 s published; " + _WHY,
+    (7, "profile"): "+22.8%: step 8.29 s (compute 2.26, ep_comm 6.02) vs 10.18 s published; " + _WHY,
+    (8, "profile"): "+74.5%: step 7.83 s (compute 6.72, ep_comm 0.75) vs 13.67 s published; " + _WHY,
+    (9, "profile"): "+81.9%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 4.23 s published; " + _WHY,
+    (10, "profile"): "+123.6%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 5.20 s published; " + _WHY,
+    (11, "profile"): "+99.5%: step 2.73 s (compute 2.12, ep_comm 0.36) vs 5.45 s published; " + _WHY,
+    (13, "profile"): "+74.8%: step 7.83 s (compute 6.72, ep_comm 0.75) vs 13.69 s published; " + _WHY,
+    (14, "profile"): "+82.7%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 4.25 s published; " + _WHY,
+    (15, "profile"): "+167.9%: step 1.92 s (compute 1.91, ep_comm 0.00) vs 5.14 s published; " + _WHY,
+    (16, "profile"): "+102.6%: step 2.67 s (compute 2.12, ep_comm 0.30) vs 5.42 s published; " + _WHY,
+    (18, "profile"): "+80.0%: step 7.83 s (compute 6.72, ep_comm 0.75) vs 14.10 s published; " + _WHY,
+    (19, "profile"): "+83.4%: step 2.33 s (compute 1.91, ep_comm 0.41) vs 4.27 s published; " + _WHY,
+    (20, "profile"): "+156.6%: step 1.92 s (compute 1.91, ep_comm 0.00) vs 4.92 s published; " + _WHY,
+    (21, "profile"): "+101.1%: step 2.67 s (compute 2.12, ep_comm 0.30) vs 5.38 s published; " + _WHY,
+    (23, "profile"): "+79.6%: step 7.83 s (compute 6.72, ep_comm 0.75) vs 14.07 s published; " + _WHY,
+    (24, "profile"): "+60.6%: step 1.54 s (compute 1.53, ep_comm 0.00) vs 2.47 s published; " + _WHY,
+    (25, "profile"): "+84.8%: step 1.53 s (compute 1.52, ep_comm 0.00) vs 2.83 s published; " + _WHY,
+    (26, "profile"): "+105.1%: step 2.15 s (compute 1.67, ep_comm 0.30) vs 4.42 s published; " + _WHY,
+    (27, "profile"): "+162.5%: step 1.54 s (compute 1.53, ep_comm 0.00) vs 4.04 s published; " + _WHY_2606_01,
+    (28, "profile"): "+192.3%: step 1.53 s (compute 1.52, ep_comm 0.00) vs 4.48 s published; " + _WHY_2606_01,
+    (29, "profile"): "+21.2%: step 8.28 s (compute 5.54, ep_comm 0.96) vs 10.04 s published; " + _WHY_AM,
+}
+_MEMORY = ("the recipe recomputes layernorm and moe_act (recompute_modules), which the recompute column cannot state: "
+           "priced without recomputation it needs ")
+UNPRICED = {
+    2: _MEMORY + "199.9 GB/GPU of the B200's 191.5 GB (25.11 table: ep 8, micro-batch 4)",
+    3: _MEMORY + "132.2 GB/GPU of the H100's 84.9 GB (25.11 table: pp 4, micro-batch 4; v0.2.0's config says 1)",
+    12: _MEMORY + "199.9 GB/GPU of the B200's 191.5 GB (ep 8, micro-batch 4)",
+    17: _MEMORY + "199.9 GB/GPU of the B200's 191.5 GB (ep 8, micro-batch 4)",
+    22: _MEMORY + "199.9 GB/GPU of the B200's 191.5 GB (ep 8, micro-batch 4)",
+    30: ("activation checkpointing off (the recipe's) needs 85.6 GB/GPU of the H100's 84.9 GB at the table's PP 1 and "
+         "the recipe's ep 16; the band over recompute and ZeRO stage, 7085-7810 tokens/s/GPU, holds the published 7626"),
+}
+
+
+@cache
+def _predict(i: int, kind: str):
+    return predict_row(GPTOSS[i], kind)
+
+
+def _param(i: int, kind: str, reasons: dict):
+    reason = reasons.get((i, kind)) or reasons.get(i)
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(i, kind, marks=marks, id=f"{kind}-{i}-{GPTOSS[i]['software']}-{GPTOSS[i]['gpu']}")
+
+
+def test_the_file_holds_the_published_gpt_oss_rows_and_ships():
+    assert len(GPTOSS) == 31 and "training_gptoss.csv" in SHIPPED
+    bridge = [r for r in GPTOSS if r["framework"] == "megatron-core"]
+    assert len(bridge) == 29 and {r["model"] for r in bridge} == {"gpt-oss-120b"}
+    assert {r["gpu"] for r in bridge} == {"H100-SXM5-80GB", "B200", "B300", "GB200", "GB300"}
+    assert {r["precision"] for r in bridge} == {"bf16", "mxfp8"}
+    automodel = [r for r in GPTOSS if r["framework"] == "fsdp2"]
+    assert [r["model"] for r in automodel] == ["gpt-oss-20b", "gpt-oss-120b"]
+    assert {r["software"] for r in automodel} == {"nemo-automodel-2025-10"}
+
+
+@pytest.mark.parametrize("i", range(31))
+def test_each_row_is_the_catalog_architecture(i):
+    # the CSV's shape columns over the catalog entry: windows, biases and the all-MoE stack come from the catalog
+    model, entry = row_model(GPTOSS[i]), get_model(GPTOSS[i]["model"])
+    assert (model.sliding_window, model.global_every, model.bias, model.router_bias) == (128, 2, True, True)
+    assert (model.layers, model.experts, model.top_k, model.ffn_hidden) == \
+        (entry.layers, entry.experts, entry.top_k, entry.ffn_hidden)
+
+
+@pytest.mark.parametrize("i, kind", [_param(i, k, UNPRICED) for k in ("datasheet", "profile")
+                                     for i in range(len(GPTOSS))])
+def test_gptoss_row_is_priced(i, kind):
+    assert _predict(i, kind).value > 0
+
+
+@pytest.mark.parametrize("i, kind", [_param(i, k, {**MISSES, **UNPRICED}) for k in ("datasheet", "profile")
+                                     for i in range(len(GPTOSS))])
+def test_gptoss_row_within_15_pct(i, kind):
+    pred = _predict(i, kind)
+    measured = float(GPTOSS[i]["value"])
+    assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (GPTOSS[i]["gpu"], pred.value, pred.note)
+
+
+@pytest.mark.xfail(strict=True, reason="median |error| over the 25 priced rows 90.3% (datasheet) / 84.8% (profile): "
+                                       "every priced row too fast, +21% (AutoModel 20B) to +192% (26.06.01 GB200)")
+@pytest.mark.parametrize("kind", ["datasheet", "profile"])
+def test_gptoss_median_within_8_pct(kind):
+    errors = [abs(_predict(i, kind).value / float(GPTOSS[i]["value"]) - 1.0) * 100
+              for i in range(len(GPTOSS)) if i not in UNPRICED]
+    assert len(errors) == 25 and np.median(errors) <= MEDIAN_BOUND_PCT
