@@ -256,7 +256,7 @@ class Replica:
             return chunks
         if whole and self.cfg.max_paddings >= 0:
             return self._padded_admissions(chunks, free)
-        cfg, start = self.cfg, req.start_s
+        cfg = self.cfg
         seats = cfg.max_seqs - len(kv.ids) - len(prefilling)
         room = free - cfg.watermark_blocks  # blocks admissions may take
         while waiting and budget > 0 and seats > 0:
@@ -264,17 +264,23 @@ class Replica:
             need = kv.need(rid)
             if need > room or (whole and todo[rid] > budget and chunks):
                 break
-            waiting.popleft()
-            kv.admit(rid, need)  # with prefix caching, req.done starts past the cached prefix
             room -= need
-            prefilling.append(rid)
-            if start[rid] != start[rid]:  # NaN: first time scheduled
-                start[rid] = self.clock
             seats -= 1
-            q = min(todo[rid] - done[rid], budget)
+            q = min(self._admit(rid, need), budget)
             chunks.append((rid, q))
             budget -= q
         return chunks
+
+    def _admit(self, rid: int, need: int) -> int:
+        """Take the head of the queue into prefill with its ``need`` KV blocks; the prompt tokens it has left (with
+        prefix caching, req.done starts past the cached prefix)."""
+        self.waiting.popleft()
+        self.kv.admit(rid, need)
+        self.prefilling.append(rid)
+        start = self.req.start_s
+        if start[rid] != start[rid]:  # NaN: first time scheduled
+            start[rid] = self.clock
+        return self.req.todo[rid] - self.req.done[rid]
 
     def _padded_admissions(self, chunks: list[tuple[int, int]], free: int) -> list[tuple[int, int]]:
         """Whole prompts in FCFS order while the batch padded to its longest prompt stays within the token budget
@@ -282,7 +288,7 @@ class Replica:
         candidate stops admission when len(seqs) * max(lens) > max_num_batched_tokens or the paddings exceed
         max_paddings)."""
         req, kv, waiting, cfg = self.req, self.kv, self.waiting, self.cfg
-        todo, done, start = req.todo, req.done, req.start_s
+        todo, done = req.todo, req.done
         n, longest, real = len(chunks), max((q for _, q in chunks), default=0), sum(q for _, q in chunks)
         seats = cfg.max_seqs - len(kv.ids) - len(self.prefilling)
         room = free - cfg.watermark_blocks
@@ -294,14 +300,9 @@ class Replica:
             # the first prompt starts alone even past the budget, as in _chunks
             if need > room or (n and (padded > cfg.budget or padded - real - q > cfg.max_paddings)):
                 break
-            waiting.popleft()
-            kv.admit(rid, need)
             room -= need
-            self.prefilling.append(rid)
-            if start[rid] != start[rid]:  # NaN: first time scheduled
-                start[rid] = self.clock
             seats -= 1
-            q = todo[rid] - done[rid]  # after admission (a cached prefix moves done)
+            q = self._admit(rid, need)
             chunks.append((rid, q))
             n, longest, real = n + 1, max(longest, q), real + q
         return chunks
