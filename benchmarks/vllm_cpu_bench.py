@@ -196,6 +196,9 @@ def main() -> None:
     p.add_argument("--plan", choices=sorted(PLANS), default="full")
     p.add_argument("--model-config", type=Path, default=MODEL_CONFIG,
                    help="the model's config.json (dummy weights); the host plan uses capsim/data/vllm-cpu-host's")
+    p.add_argument("--layers", type=int, default=None,
+                   help="serve the model with this many decoder layers (num_hidden_layers; the host plan measures "
+                        "the engine's per-layer time this way)")
     p.add_argument("--port", type=int, default=0, help="0: a free port on 127.0.0.1")
     p.add_argument("--ready-timeout", type=float, default=1800.0, help="seconds to wait for the server to start")
     args = p.parse_args()
@@ -204,7 +207,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vllm-cpu-bench-"))
     model = work / "model"
     model.mkdir()
-    shutil.copy(args.model_config, model / "config.json")
+    config = json.loads(args.model_config.read_text())
+    if args.layers is not None:
+        if args.layers < 1:
+            p.error(f"--layers must be >= 1, got {args.layers}")
+        config["num_hidden_layers"] = args.layers
+    (model / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (work / "vllm_cli.py").write_text(SHIM)
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
@@ -227,11 +235,12 @@ def main() -> None:
         stop(server)
     if not (args.out / "model" / "config.json").is_file():  # the data set names the model it was measured on
         (args.out / "model").mkdir(exist_ok=True)
-        shutil.copy(args.model_config, args.out / "model" / "config.json")
+        shutil.copy(model / "config.json", args.out / "model" / "config.json")
     manifest = {"plan": args.plan, "command": " ".join([Path(sys.executable).name, *sys.argv]),
                 "server": facts, "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
                                              "platform": platform.platform()},
                 "load_avg_before_server": list(idle_load), "load_avg_after": list(os.getloadavg()),
+                "nice": os.nice(0),  # the scheduling priority the server, its workers and the client ran at
                 "total_s": time.time() - started, "runs": runs}
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     log(f"done in {manifest['total_s']:.0f} s: {len(runs)} runs in {args.out}")
