@@ -289,7 +289,7 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     tp = tp_comm_s(main, model, plan, n, logits, tier)
     pp = pp_comm_s(main, model, plan, n, pp_sends(plan, accelerator))
     kernels = kernels_per_step(model, plan, shape.prefill_tokens, d)
-    host = engine.host_cost(plan.tp, model.layers)
+    host = engine.host_cost(plan.tp)
     cpu = np.maximum(np.where(padded, 0.0, kernels * engine.kernel_dispatch_s), host.overlapped_s(seqs))
     prompt = np.asarray(shape.prefill_tokens, float)
     cpu = np.maximum(cpu, host.overlapped_s(seqs, prompt))

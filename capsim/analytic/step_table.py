@@ -126,7 +126,7 @@ class StepTable:
         e = self.engine
         # Dispatch seconds of a step by 2 x (has prefill) + (has decodes): one list index per step.
         self._dispatch = [self.kernels[(p, d)] * e.kernel_dispatch_s for p in (0, 1) for d in (0, 1)]
-        host = e.host_cost(plan.tp, model.layers)
+        host = e.host_cost(plan.tp)
         self.oh0, self.oh1, self.oh2 = host.exposed  # host time the GPU waits for (per step, sequence, prompt token)
         self.ov0, self.ov1, self.ov2 = host.overlapped  # host time overlapped with the GPU
         # The captured batch a decode-only step of b sequences replays (padded), 0 = eager; index b.

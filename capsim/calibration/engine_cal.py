@@ -5,9 +5,7 @@ The fitted profile is the base profile the user names with its host costs replac
 worker-communication cost becomes one exposed term ``cpu: {step: [step_s, sequence_s, prefill_token_s]}`` plus
 ``ttft_offset_s`` (the fitted terms are what the runs show the engine adding to the device's work, so nothing is
 left overlapped or counted twice). Everything else (scheduler, limits, KV sizing, CUDA graphs, dispatch) stays the
-base profile's, including its host time per decoder layer (``layer_host_s``): that term is measured over several
-model depths (one user's model cannot separate it from the per-step term), so it is held fixed like the device
-calibration and the fitted terms are what the runs show beyond it.
+base profile's.
 """
 
 from __future__ import annotations
@@ -63,8 +61,7 @@ class Deployment:
 
 
 def without_host(engine: EngineProfile) -> EngineProfile:
-    """The profile with no fitted host time: no phase, no worker communication, no TTFT offset (the measured
-    per-layer host time, ``layer_host_s``, stays: the fit holds it fixed)."""
+    """The profile with no host time: no phase, no worker communication, no TTFT offset."""
     return replace(engine, cpu={}, worker_comm={}, overlapped=(), ttft_offset_s=0.0)
 
 
@@ -87,9 +84,7 @@ def fitted_profile(base: EngineProfile, fit: EngineFit, name: str, provenance: d
     cite = (f"fitted by capsim calibrate engine on {provenance.get('date', '')} from {files or 'the rows given'}, "
             f"device calibration {provenance.get('calibration')} held fixed; terms {', '.join(fit.fitted)} "
             f"(not in the data, left 0: {', '.join(fit.not_in_data) or 'none'}); rms relative residual "
-            + ", ".join(f"{r}: {v['all']:.3f}" for r, v in fit.residuals.items())
-            + (f"; the base profile's {base.layer_host_s * 1e3:.3g} ms per decoder layer per step held fixed"
-               if base.layer_host_s else ""))
+            + ", ".join(f"{r}: {v['all']:.3f}" for r, v in fit.residuals.items()))
     sources = {**base.sources, "cpu": cite, "ttft_offset_s": cite,
                "workers": f"{base.sources.get('workers', '')} (worker costs folded into the fitted step terms)"}
     return replace(without_host(base), name=name, cpu={"step": (t["step_s"], t["sequence_s"], t["prefill_token_s"])},

@@ -162,10 +162,6 @@ class EngineProfile:
     # that compute: nothing overlaps the device's work (every phase is exposed); the calibration's per-kernel
     # launch already holds the dispatch (its microbenchmarks time eager torch ops on the same thread).
     host_shares_device: bool = DEFAULTS["host_shares_device"]
-    # Host seconds per decoder layer per step beyond the kernels the device calibration times: the engine's Python
-    # per layer (vLLM's attention custom ops, the compiled graph's calls between them). Exposed where the host
-    # shares the device, else overlapped with the device's work like kernel dispatch.
-    layer_host_s: float = 0.0
     block_size: int = DEFAULTS["block_size"]  # tokens per paged-KV block by default
     reserved_cores: int = DEFAULTS["reserved_cores"]  # CPU cores per rank kept for the engine's own processes
     ttft_offset_s: float = DEFAULTS["ttft_offset_s"]  # added to every TTFT by the server and client (fitted)
@@ -182,8 +178,7 @@ class EngineProfile:
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("kernel_dispatch_s", "watermark", "reserved_bytes", "ttft_offset_s", "reserved_cores",
-                     "layer_host_s"):
+        for name in ("kernel_dispatch_s", "watermark", "reserved_bytes", "ttft_offset_s", "reserved_cores"):
             require(getattr(self, name) >= 0, f"engine.{name}", f"must be >= 0, got {getattr(self, name)}")
         for name in ("gemm_efficiency", "attention_efficiency", "decode_attention_efficiency", "memory_efficiency",
                      "memory_fraction"):
@@ -220,9 +215,8 @@ class EngineProfile:
         lo, hi = self.covers
         return parse_version(lo) <= version and (hi is None or version < parse_version(hi))
 
-    def host_cost(self, tp: int = 1, layers: int = 0) -> HostCost:
-        """Host time per step at tensor-parallel degree ``tp`` of a model of ``layers`` decoder layers: the
-        profile's phases plus driving its workers plus ``layer_host_s`` per layer (0 layers: without that term)."""
+    def host_cost(self, tp: int = 1) -> HostCost:
+        """Host time per step at tensor-parallel degree ``tp``: the profile's phases plus driving its workers."""
         phases = dict(self.cpu)
         transport = self.workers if tp == 1 else (self.workers_tp or self.workers)
         tier = self.worker_comm.get(transport.value, {}).get("tp1" if tp == 1 else "tp2+")
@@ -232,7 +226,6 @@ class EngineProfile:
             else set(self.overlapped)
         exp = [v for k, v in phases.items() if k not in hidden]
         ovl = [v for k, v in phases.items() if k in hidden]
-        (exp if self.host_shares_device else ovl).append((layers * self.layer_host_s, 0.0, 0.0))
         return HostCost(tuple(sum(v[i] for v in exp) for i in range(3)),  # type: ignore[arg-type]
                         tuple(sum(v[i] for v in ovl) for i in range(3)))  # type: ignore[arg-type]
 
