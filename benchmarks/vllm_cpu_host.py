@@ -21,6 +21,8 @@ token exceeds that replay by is the engine's own time per step at that batch.
    in one burst, which leaves E2E right but moves time from TPOT into TTFT); of the passes each (layers, batch)
    keeps its lowest (other jobs only ever add time); a least-squares plane over (batch, layers) separates a
    per-layer term: the engine's time per decoder layer beyond what capsim prices for that layer's kernels.
+3. The width check (width-512/layers-{1,2}: the vLLM-CPU suite's 512-wide model, vocabulary 32,000, cut to 1 and 2
+   layers; one pass, loaded machine): each run's excess and the time one more layer adds, measured and in capsim.
 
 No run of the vLLM-CPU validation suite (capsim/data/vllm-cpu) is used.
 """
@@ -87,11 +89,23 @@ def depth_sweep(spec: dict) -> None:
               f"rms_s {rms:.2e} ({len(by_run)} runs, {len(passes)} passes)")
 
 
+def width_check(spec: dict) -> None:
+    """The suite's 512-wide model (vocabulary 32,000) cut to 1 and 2 layers (width-512/): where its time goes."""
+    runs = {n: excess(spec, DATA / "width-512" / f"layers-{n}", "e2e") for n in (1, 2)}
+    for n, rows in runs.items():
+        for c, _, measured, device in rows:
+            print(f"width512_s_per_step[layers={n},batch={c}]: {measured - device:.6f} (median E2E per output token "
+                  f"{measured * 1e3:.3f} ms, capsim without host time {device * 1e3:.3f} ms)")
+    for (c, _, m1, d1), (_, _, m2, d2) in zip(runs[1], runs[2], strict=True):
+        print(f"width512_per_layer_s[batch={c}]: measured {m2 - m1:.6f}, capsim {d2 - d1:.6f}")
+
+
 def main() -> None:
     import yaml
 
     spec = yaml.safe_load((DATA / "suite.yaml").read_text())
     depth_sweep(spec)
+    width_check(spec)
     rows = []
     for c, _, measured, device in excess(spec, DATA):
         rows.append((c, measured - device))
