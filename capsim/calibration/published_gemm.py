@@ -17,7 +17,7 @@ cited text are recorded. End-to-end training or serving rows are never used here
   cublaslt_gemm.cu), so only cuBLAS timings are recorded: pytorch/ao's ``torch._scaled_mm`` (NVFP4 on B200) and TE's
   own ``tex.generic_gemm`` (B300). flashinfer's autotuned CUTLASS MXFP8 kernel (PR #2464, B200: 3,201 TFLOP/s at
   8192x8192x4096) is another library's kernel, 1.2x the per-tensor FP8 rate, where TE's cuBLAS MXFP8 kernel runs at
-  0.95x its per-tensor FP8 one on B300 (``MXFP8_OVER_FP8``): it is left out.
+  0.97x its per-tensor FP8 one on B300 (``MXFP8_OVER_FP8``, median over the shapes; 0.95x over the layer): left out.
 - An accelerator without its own points takes those of the accelerator with the same GPU die (``SAME_DIE``: GB200's
   GPUs are B200 dies, GB300's B300 ones, at a higher power limit), as fractions of that accelerator's peaks. A
   Blackwell part with per-tensor FP8 points but no MXFP8 ones prices MXFP8 at its FP8 rate times ``MXFP8_OVER_FP8``.
@@ -41,18 +41,24 @@ _TE_DGRAD = tuple((_TE_M, k, n) for k, n in _TE_KN)
 _TE_WGRAD = tuple((k, n, _TE_M) for k, n in _TE_KN)
 
 
-def _te_group(shapes: tuple[tuple[int, int, int], ...], tflops: float) -> tuple[tuple[int, int, int, float], ...]:
-    """A group of equal-FLOP GEMMs timed together, as one point per shape at the group's mean rate."""
-    return tuple((m, n, k, tflops) for m, n, k in shapes)
-
-
-
 @dataclass(frozen=True)
 class GemmPoints:
     """Published (m, n, k, achieved TFLOP/s) points of one accelerator and format, with where they were read."""
 
     points: tuple[tuple[int, int, int, float], ...]
     source: str
+
+
+def _te_b300(column: str, group_tflops: tuple[float, float, float]) -> GemmPoints:
+    """One format's column of TE's pre-quantized B300 table: the Fprop, Dgrad and Wgrad groups (4 GEMMs of equal
+    FLOPs each, timed together), each group's mean rate given to its 4 shapes."""
+    points = tuple((m, n, k, rate) for shapes, rate in zip((_TE_FPROP, _TE_DGRAD, _TE_WGRAD), group_tflops, strict=True)
+                   for m, n, k in shapes)
+    return GemmPoints(points, (
+        "Transformer Engine benchmarks/gemm/benchmark_gemm.py --pre-quantize (tex.generic_gemm on cuBLASLt, inputs "
+        "quantized before timing) on 'NVIDIA B300 SXM6 AC', 5B config (hidden 4096, ffn 16384, M = 31 x 512 = 15872): "
+        "NVIDIA/TransformerEngine docs/examples/gemm_profiling/gemm_profiling.rst @1609c89 (2026-06-01), pre-quantized "
+        f"per-layer table, {column} ms for its 4 Fprop, 4 Dgrad and 4 Wgrad GEMMs (6.39e12 FLOPs per group)"))
 
 
 PUBLISHED: dict[tuple[str, str], GemmPoints] = {
@@ -78,18 +84,10 @@ PUBLISHED: dict[tuple[str, str], GemmPoints] = {
         "NVFP4 GEMM on 'NVIDIA B200', operands made in FP4 before timing: pytorch/ao PR #2427 (2025-06-23, "
         "benchmarks/float8/bench_matmul.py --recipe nvfp4: 3072^3 3.51, 4096^3 4.46, 6144^3 5.50, 8192^3 5.37 "
         "PFLOP/s; the same run's bf16 column is the B200 bf16 entry, and it states the fp4 peak as 9.00e15)"),
-    ("B300", "bf16"): GemmPoints(
-        _te_group(_TE_FPROP, 1503.7) + _te_group(_TE_DGRAD, 1441.3) + _te_group(_TE_WGRAD, 1446.6),
-        "Transformer Engine benchmarks/gemm/benchmark_gemm.py --pre-quantize (tex.generic_gemm on cuBLASLt, inputs quantized before timing), 'NVIDIA B300 SXM6 AC', 5B config hidden 4096, ffn 16384, M = 31 x 512 = 15872: NVIDIA/TransformerEngine docs/examples/gemm_profiling/gemm_profiling.rst @1609c89 (2026-06-01), pre-quantized per-layer table, BF16 4.250 / 4.434 / 4.418 ms for the 4 Fprop, 4 Dgrad and 4 Wgrad GEMMs (6.39e12 FLOPs each group); each group's mean rate is given to its 4 shapes"),
-    ("B300", "fp8"): GemmPoints(
-        _te_group(_TE_FPROP, 2961.5) + _te_group(_TE_DGRAD, 2744.1) + _te_group(_TE_WGRAD, 2748.8),
-        "Transformer Engine benchmarks/gemm/benchmark_gemm.py --pre-quantize (tex.generic_gemm on cuBLASLt, inputs quantized before timing), 'NVIDIA B300 SXM6 AC', 5B config hidden 4096, ffn 16384, M = 31 x 512 = 15872: NVIDIA/TransformerEngine docs/examples/gemm_profiling/gemm_profiling.rst @1609c89 (2026-06-01), pre-quantized per-layer table, FP8Current 2.158 / 2.329 / 2.325 ms for the 4 Fprop, 4 Dgrad and 4 Wgrad GEMMs (6.39e12 FLOPs each group); each group's mean rate is given to its 4 shapes"),
-    ("B300", "mxfp8"): GemmPoints(
-        _te_group(_TE_FPROP, 2702.3) + _te_group(_TE_DGRAD, 2666.2) + _te_group(_TE_WGRAD, 2662.9),
-        "Transformer Engine benchmarks/gemm/benchmark_gemm.py --pre-quantize (tex.generic_gemm on cuBLASLt, inputs quantized before timing), 'NVIDIA B300 SXM6 AC', 5B config hidden 4096, ffn 16384, M = 31 x 512 = 15872: NVIDIA/TransformerEngine docs/examples/gemm_profiling/gemm_profiling.rst @1609c89 (2026-06-01), pre-quantized per-layer table, MXFP8 2.365 / 2.397 / 2.400 ms for the 4 Fprop, 4 Dgrad and 4 Wgrad GEMMs (6.39e12 FLOPs each group); each group's mean rate is given to its 4 shapes"),
-    ("B300", "nvfp4"): GemmPoints(
-        _te_group(_TE_FPROP, 5096.4) + _te_group(_TE_DGRAD, 4897.3) + _te_group(_TE_WGRAD, 5303.7),
-        "Transformer Engine benchmarks/gemm/benchmark_gemm.py --pre-quantize (tex.generic_gemm on cuBLASLt, inputs quantized before timing), 'NVIDIA B300 SXM6 AC', 5B config hidden 4096, ffn 16384, M = 31 x 512 = 15872: NVIDIA/TransformerEngine docs/examples/gemm_profiling/gemm_profiling.rst @1609c89 (2026-06-01), pre-quantized per-layer table, NVFP4 1.254 / 1.305 / 1.205 ms for the 4 Fprop, 4 Dgrad and 4 Wgrad GEMMs (6.39e12 FLOPs each group); each group's mean rate is given to its 4 shapes"),
+    ("B300", "bf16"): _te_b300("BF16 4.250 / 4.434 / 4.418", (1503.7, 1441.3, 1446.6)),
+    ("B300", "fp8"): _te_b300("FP8Current 2.158 / 2.329 / 2.325", (2961.5, 2744.1, 2748.8)),
+    ("B300", "mxfp8"): _te_b300("MXFP8 2.365 / 2.397 / 2.400", (2702.3, 2666.2, 2662.9)),
+    ("B300", "nvfp4"): _te_b300("NVFP4 1.254 / 1.305 / 1.205", (5096.4, 4897.3, 5303.7)),
     ("H100-SXM5-80GB", "bf16"): GemmPoints(
         ((4096, 4096, 4096, 788.72), (8192, 8192, 8192, 797.51), (10240, 10240, 10240, 719.72)),
         "torch.matmul in bfloat16 on 'NVIDIA H100 80GB HBM3' (torch 2.7.0+cu128): zzc0721/torch-performance-test-data "
