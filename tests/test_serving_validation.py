@@ -38,9 +38,6 @@ KNOWN_MISSES = {
     ("distserve", "tpot_mean", "vllm-300-3"): DISTSERVE_HOST,
     ("distserve", "tpot_mean", "vllm-350-3.5"): DISTSERVE_HOST,
     ("distserve", "tpot_mean", "vllm-400-4"): DISTSERVE_HOST,
-    ("trtllm-0.5", "output_tokens_per_s", "2048/2048"): (
-        "+94%: TensorRT-LLM 0.5's masked-MHA decode kernel is priced reading each KV head once; no kernel-level "
-        "source shows the per-query-head re-reads that would slow it (issue 11 removed that switch)"),
     ("vllm-ci", "e2e_latency_mean", ""): "the source does not state the vLLM release (engine_version blank): "
                                          "the row is not priced",
     ("trtllm-v1.0", "output_tokens_per_s", "1000/1000"): (

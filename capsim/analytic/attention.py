@@ -31,6 +31,7 @@ from capsim.analytic.primitives import (
     gemm,
     norm,
 )
+from capsim.specs.engine import DecodeKvReads
 from capsim.specs.model import ModelSpec, Position
 from capsim.specs.precision import DType
 
@@ -70,15 +71,28 @@ class KernelDims:
         return self.heads * (self.qk_dim + self.v_dim)
 
 
-def kernel_dims(model: ModelSpec, tp: Num = 1, phase: Phase = Phase.PREFILL) -> KernelDims:
-    """The attention kernel one rank runs: heads split by TP (KV heads replicated when TP exceeds them)."""
+def kernel_dims(model: ModelSpec, tp: Num = 1, phase: Phase = Phase.PREFILL,
+                kv_reads: DecodeKvReads = DecodeKvReads.PER_KV_HEAD) -> KernelDims:
+    """The attention kernel one rank runs: heads split by TP (KV heads replicated when TP exceeds them). A decode
+    kernel that reads the cache per query head (``kv_reads``) moves each cached head once per query head it serves."""
     heads = model.heads / np.asarray(tp, float)
     if model.is_mla and phase is Phase.DECODE:
         latent = model.kv_lora_rank + model.qk_rope_head_dim
-        return KernelDims(heads, latent, model.kv_lora_rank, float(latent), True)
+        return KernelDims(heads, latent, model.kv_lora_rank, float(latent) * _reread(model, tp, phase, kv_reads), True)
     if model.is_mla:
         return KernelDims(heads, model.head_dim, model.v_dim, heads * (model.head_dim + model.v_dim), False)
-    return KernelDims(heads, model.head_dim, model.v_dim, kv_elems_per_token(model, tp), True)
+    kv = kv_elems_per_token(model, tp) * _reread(model, tp, phase, kv_reads)
+    return KernelDims(heads, model.head_dim, model.v_dim, kv, True)
+
+
+def _reread(model: ModelSpec, tp: Num, phase: Phase, kv_reads: DecodeKvReads) -> Num:
+    """Times a decode kernel reads each cached KV head of a rank: once, or once per query head it serves (one
+    thread block per (sequence, query head), each reading its KV head's keys and values: TensorRT-LLM
+    decoderMaskedMultiheadAttentionTemplate.h, hi_kv = hi / qhead_per_kv). MLA caches one latent head per rank."""
+    if phase is not Phase.DECODE or kv_reads is DecodeKvReads.PER_KV_HEAD:
+        return 1.0
+    cached = 1.0 if model.is_mla else np.maximum(model.kv_heads / np.asarray(tp, float), 1.0)
+    return model.heads / np.asarray(tp, float) / cached
 
 
 def kv_elems_per_token(model: ModelSpec, tp: Num = 1) -> Num:
@@ -171,11 +185,12 @@ def _mla_projections(model: ModelSpec, n: Num, heads: Num, dtype: DType, gdt: DT
 
 
 def serving_kernels(model: ModelSpec, batch: StepBatch, tp: Num, phase: Phase, dtype: DType, kv_dtype: DType,
-                    compute_dtype: DType, wb: float) -> list[Op]:
+                    compute_dtype: DType, wb: float,
+                    kv_reads: DecodeKvReads = DecodeKvReads.PER_KV_HEAD) -> list[Op]:
     """The context-dependent part of one layer in a serving step: the attention kernel of each layer kind, and
     MLA's GEMMs whose size follows the context (prefill rebuilds K and V of every key it reads; decode absorbs
-    W^UK and W^UV around the latent kernel)."""
-    k = kernel_dims(model, tp, phase)
+    W^UK and W^UV around the latent kernel; ``kv_reads``: how the engine's decode kernel reads the cache)."""
+    k = kernel_dims(model, tp, phase, kv_reads)
     ab, n = dtype.bytes, batch.new_tokens
     kv_bytes = kv_dtype.bytes if k.kv_cached else ab
     ops: list[Op] = []

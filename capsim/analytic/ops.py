@@ -36,6 +36,7 @@ from capsim.analytic.primitives import (
     norm,
     total,
 )
+from capsim.specs.engine import DecodeKvReads
 from capsim.specs.model import Mlp, ModelSpec
 from capsim.specs.precision import DType, Precision
 
@@ -160,12 +161,14 @@ def active_experts(model: ModelSpec, tokens: Num) -> Num:
 
 def serving_layer_ops(model: ModelSpec, batch: StepBatch, tp: Num = 1, dtype: DType = DType.BF16,
                       weight_dtype: DType | None = None, kv_dtype: DType | None = None,
-                      compute_dtype: DType | None = None, phase: Phase = Phase.PREFILL) -> list[Op]:
+                      compute_dtype: DType | None = None, phase: Phase = Phase.PREFILL,
+                      kv_reads: DecodeKvReads = DecodeKvReads.PER_KV_HEAD) -> list[Op]:
     """Ops of one decoder layer for one serving engine step (prefill chunks and decode tokens together).
 
     GEMMs scale with the step's new tokens; attention with each sequence's context (``batch``). Weight-only
     quantization shrinks the weight bytes; weight+activation quantization also changes the math format. ``phase``
     picks MLA's form (decode absorbs its up-projections; prefill rebuilds K and V); other models ignore it.
+    ``kv_reads``: how the engine's decode attention kernel reads a GQA group's cache (the bytes it moves).
     """
     wb = (weight_dtype or dtype).bytes
     kv_dt = kv_dtype or dtype
@@ -176,7 +179,7 @@ def serving_layer_ops(model: ModelSpec, batch: StepBatch, tp: Num = 1, dtype: DT
     ops = [norm("norm_attn", n * h, dtype)]
     ops += projection_ops(model, n, s.heads, s.kv_heads, dtype, ab, wb, serving=True, gemm_dtype=cdt)
     ops.append(kv_write_op(model, n, tp, dtype, kv_dt))
-    ops += serving_kernels(model, batch, tp, phase, dtype, kv_dt, cdt, wb)
+    ops += serving_kernels(model, batch, tp, phase, dtype, kv_dt, cdt, wb, kv_reads)
     ops.append(gemm("attn_out", n, h, s.heads * model.v_dim, cdt, ab, wb))
     ops += _post_norm(model, "norm_attn_post", n * h, dtype, False)
     ops.append(elementwise("residual_attn", n * h, dtype, 2, 1, 1))

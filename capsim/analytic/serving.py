@@ -20,7 +20,7 @@ from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops
 from capsim.analytic.serving_moe import layer_comm_s, replica_layer_ops
 from capsim.errors import SpecError
 from capsim.perf import Collective, Curve, Perf
-from capsim.specs.engine import EngineProfile, GemmPath, get_engine
+from capsim.specs.engine import DecodeKvReads, EngineProfile, GemmPath, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
@@ -208,11 +208,12 @@ def layer_token_ops(model: ModelSpec, plan: ServePlan, new_tokens: Num, sequence
     return _split(replica_layer_ops(model, plan, StepBatch(sequences, new_tokens, 0.0, 0.0)))[0]
 
 
-def attention_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch, phase: Phase = Phase.PREFILL) -> list[Op]:
+def attention_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch, phase: Phase = Phase.PREFILL,
+                  kv_reads: DecodeKvReads = DecodeKvReads.PER_KV_HEAD) -> list[Op]:
     """The attention kernels of one layer on one GPU for ``batch`` (prefill chunks, or decode tokens), one per kind
-    of attention layer (global, sliding window), with MLA's context GEMMs. Every engine's decode kernel reads each
-    KV head's cache once (no kernel-level source shows a GQA group's cache re-read per query head)."""
-    return _split(replica_layer_ops(model, plan, batch, phase))[1]
+    of attention layer (global, sliding window), with MLA's context GEMMs. The decode kernel reads each KV head's
+    cache once, or once per query head where the engine release's kernel does (engines.yaml decode_kv_reads)."""
+    return _split(replica_layer_ops(model, plan, batch, phase, kv_reads))[1]
 
 
 def kernels_per_step(model: ModelSpec, plan: ServePlan, prefill: Num, decode: Num) -> Num:
@@ -279,7 +280,7 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     pre = StepBatch(shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens)
     d = np.asarray(shape.decode_seqs, float)
     dec_batch = StepBatch(d, d, shape.decode_kv_tokens, shape.decode_kv_tokens)
-    dec_ops = attention_ops(model, plan, dec_batch, Phase.DECODE)  # kernels at the decode rate, GEMMs as others
+    dec_ops = attention_ops(model, plan, dec_batch, Phase.DECODE, engine.decode_kv_reads)  # kernels at the decode rate, GEMMs as others
     dec_s = dec.ops_s([o for o in dec_ops if o.kind is OpKind.ATTENTION]) \
         + main.ops_s([o for o in dec_ops if o.kind is not OpKind.ATTENTION])
     attn = model.layers * (np.where(np.asarray(shape.prefill_tokens) > 0,

@@ -19,6 +19,7 @@ from capsim._types import Num
 from capsim.analytic.attention import KernelDims, kernel_dims
 from capsim.analytic.ops import Op, Phase, StepBatch, _mlp_ops, active_experts, layer_shape, serving_layer_ops
 from capsim.perf import Collective, Perf
+from capsim.specs.engine import DecodeKvReads
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
 
@@ -35,15 +36,15 @@ def local_batch(batch: StepBatch, plan: ServePlan) -> StepBatch:
                      np.asarray(batch.attention_pairs, float) * f, np.asarray(batch.kv_tokens, float) * f)
 
 
-def replica_layer_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch,
-                      phase: Phase = Phase.PREFILL) -> list[Op]:
+def replica_layer_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch, phase: Phase = Phase.PREFILL,
+                      kv_reads: DecodeKvReads = DecodeKvReads.PER_KV_HEAD) -> list[Op]:
     """The kernels of one layer on one GPU of ``plan``'s TP group for one engine step of ``batch`` (``phase``
-    picks the prefill or the decode attention kernels)."""
+    picks the prefill or the decode attention kernels, ``kv_reads`` how the decode kernel reads the cache)."""
     dtypes = (plan.dtype, plan.weight_dtype, plan.kv_cache_dtype, plan.compute_dtype)
     if not plan.dp_attention and plan.ep == 1:
-        return serving_layer_ops(model, batch, plan.tp, *dtypes, phase)
+        return serving_layer_ops(model, batch, plan.tp, *dtypes, phase, kv_reads)
     tp_attn = 1 if plan.dp_attention else plan.tp
-    ops = [o for o in serving_layer_ops(model, local_batch(batch, plan), tp_attn, *dtypes, phase)
+    ops = [o for o in serving_layer_ops(model, local_batch(batch, plan), tp_attn, *dtypes, phase, kv_reads)
            if o.name not in EXPERT_OPS]
     # Routed experts see the step's tokens from the whole group: E/ep experts per GPU, each split over tp/ep. The
     # group holds each token once, so each EP rank contributes 1/ep of the step's tokens to the exchange.
@@ -70,13 +71,14 @@ def layer_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num,
             + perf.collective_s(Collective.REDUCE_SCATTER, n * model.hidden * act, plan.tp, tier))
 
 
-def gpu_kernel_dims(model: ModelSpec, plan: ServePlan, phase: Phase) -> KernelDims:
+def gpu_kernel_dims(model: ModelSpec, plan: ServePlan, phase: Phase,
+                    kv_reads: DecodeKvReads = DecodeKvReads.PER_KV_HEAD) -> KernelDims:
     """The attention kernel of one GPU, per query token and key of the whole step: heads split by TP, or, with
     attention data parallelism, every head over 1/tp of the sequences (the same per-step work, without the KV
     heads TP replicates past their number, and with MLA's latent cached once per sequence instead of per rank)."""
     if not plan.dp_attention:
-        return kernel_dims(model, plan.tp, phase)
-    k = kernel_dims(model, 1, phase)
+        return kernel_dims(model, plan.tp, phase, kv_reads)
+    k = kernel_dims(model, 1, phase, kv_reads)
     return replace(k, heads=k.heads / plan.tp, kv_elems=k.kv_elems / plan.tp)
 
 

@@ -86,7 +86,8 @@ class StepTable:
         """Attention's constants: bytes and FLOPs per query token and per key, the layers' windows, the
         calibration's attention scaling, and the seconds per (query, key) pair over the token counts ``n``."""
         self.heads = model.heads / plan.tp
-        kp, kd = gpu_kernel_dims(model, plan, Phase.PREFILL), gpu_kernel_dims(model, plan, Phase.DECODE)
+        kp = gpu_kernel_dims(model, plan, Phase.PREFILL)
+        kd = gpu_kernel_dims(model, plan, Phase.DECODE, self.engine.decode_kv_reads)
         self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
         # Bytes an attention kernel moves per query token and per key (serving_kernels' attention op).
         self.pre_q = kp.q_elems * self.act_bytes

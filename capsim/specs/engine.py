@@ -38,6 +38,13 @@ class Workers(StrEnum):
 PHASES = ("schedule", "prepare", "sampler", "outputs", "step", "workers")
 # capsim's defaults where a release's sources do not state a value (engines.yaml names them per profile): vLLM's
 # long-standing limits and memory fraction, no watermark, nothing reserved, no host time priced, eager kernels.
+class DecodeKvReads(StrEnum):
+    """How often an engine's decode attention kernel reads a GQA group's cached keys and values per step."""
+
+    PER_KV_HEAD = "per_kv_head"  # once per KV head for its whole group of query heads (XQA, FlashInfer, FA2)
+    PER_QUERY_HEAD = "per_query_head"  # once per query head: one thread block per (sequence, query head) (MMHA)
+
+
 class LargeGpu(StrEnum):
     """Which GPUs take an engine release's large-GPU batching defaults (engines.yaml large_gpu_when)."""
 
@@ -65,7 +72,7 @@ DEFAULTS: dict[str, Any] = {"max_num_seqs": 256, "max_num_batched_tokens": "mode
                             "kernel_dispatch_s": 1.0e-5, "prefix_caching": False, "device_type": "gpu",
                             "host_shares_device": False, "block_size": 16, "reserved_cores": 0,
                             "ttft_offset_s": 0.0, "gemm_path": "torch",
-                            "large_gpu_when": "memory_not_a100"}
+                            "large_gpu_when": "memory_not_a100", "decode_kv_reads": "per_kv_head"}
 
 
 def parse_version(text: str, field_name: str = "engine_version") -> tuple[int, ...]:
@@ -168,6 +175,8 @@ class EngineProfile:
     # The kernel path the engine runs its dense linears on; the device calibration must have timed it (a path
     # other than torch's linear: capsim calibrate --ops gemm_packed).
     gemm_path: GemmPath = GemmPath(DEFAULTS["gemm_path"])
+    # How the decode attention kernel reads a GQA group's KV cache (engines.yaml decode_kv_reads): the bytes it moves.
+    decode_kv_reads: DecodeKvReads = DecodeKvReads(DEFAULTS["decode_kv_reads"])
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)  # a fitted profile's files and fit
     # Multipliers on the calibration's kernel efficiencies: 1.0, since no operator profile of an engine's kernels
     # says they differ from the calibrated ones (kept for what-if studies, not set by any profile).
@@ -275,7 +284,8 @@ class EngineProfile:
         out.update(scheduler=self.scheduler.value, workers=self.workers.value,
                    workers_tp=None if self.workers_tp is None else self.workers_tp.value, covers=list(self.covers),
                    cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped),
-                   gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value)
+                   gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value,
+                   decode_kv_reads=self.decode_kv_reads.value)
         return out
 
 
@@ -296,6 +306,10 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     require(path in set(GemmPath), f"engine {name}.gemm_path", f"unknown kernel path {path!r}",
             f"use one of {', '.join(GemmPath)}")
     entry["gemm_path"] = GemmPath(path)
+    reads = entry.get("decode_kv_reads", DEFAULTS["decode_kv_reads"])
+    require(reads in set(DecodeKvReads), f"engine {name}.decode_kv_reads", f"unknown read pattern {reads!r}",
+            f"use one of {', '.join(DecodeKvReads)}")
+    entry["decode_kv_reads"] = DecodeKvReads(reads)
     rule = entry.get("large_gpu_when", DEFAULTS["large_gpu_when"])
     require(rule in set(LargeGpu), f"engine {name}.large_gpu_when", f"unknown rule {rule!r}",
             f"use one of {', '.join(LargeGpu)}")
@@ -378,5 +392,5 @@ def engine_release(engine: str, version: str, device_type: str = "gpu") -> Engin
                     f"capsim knows {known_releases()}")
 
 
-__all__ = ["DEFAULTS", "EngineProfile", "HostCost", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines",
+__all__ = ["DEFAULTS", "DecodeKvReads", "EngineProfile", "HostCost", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines",
            "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]
