@@ -33,6 +33,10 @@ from capsim.specs.precision import DType, Precision
 CORE_OPS = recompute.CORE_OPS
 MEGATRON_SAC = recompute.MEGATRON_SAC
 ATTENTION_OPS = CORE_OPS | {"attention"}
+# An MoE layer's "mlp" schedule node: post-dispatch sort, the experts, the combine's pre-sort and the shared experts
+# (submodule_moe_forward, megatron/core/models/gpt/fine_grained_callables.py L382-411, NVIDIA/Megatron-LM@0d8e0714);
+# the rest of the layer is its "attn" and "post_attn" nodes (norm, router, permute) and the combine's unpermute.
+EXPERT_NODE_OPS = frozenset({"moe_sort", "mlp_up", "mlp_act", "mlp_down", "shared_up", "shared_down"})
 # Ops outside the tensor-parallel region: with sequence parallelism they run on s/t tokens (Korthikanti Sec. 4.2.2).
 SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross",
                           "final_norm", "norm_attn_post", "norm_mlp_post"})
@@ -58,6 +62,8 @@ class MicroBatchTimes:
     up_wgrad_s: np.ndarray
     proj_fwd_s: np.ndarray  # the row-parallel forward GEMMs a userbuffers reduce-scatter overlaps: attention output
     fc2_fwd_s: np.ndarray  # and the dense MLP's fc2 (0 in an MoE layer: its experts run outside the TP overlap)
+    experts_fwd_s: np.ndarray  # an MoE layer's "mlp" node (sort, experts, shared experts): what EP a2a overlap pairs
+    experts_bwd_s: np.ndarray  # its backward (data and weight gradients); 0 in a dense layer
     embed_fwd_s: np.ndarray  # embedding lookup (first stage)
     embed_bwd_s: np.ndarray
     head_fwd_s: np.ndarray  # final norm, LM head and loss (last stage)
@@ -149,7 +155,9 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
     layer_fwd_s = sum(fwd_s, np.zeros(len(lay)))
     replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
                                 recompute.block_share(model, sac))
+    experts_f, experts_b = _experts_node_s(model, plain, lay, precision, perf, moe_share)
     return {"layer_fwd_s": layer_fwd_s, "layer_bwd_s": _sum(perf, bwd, lay, precision),
+            "experts_fwd_s": experts_f, "experts_bwd_s": experts_b,
             "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS), "layer_selective_s": replay,
             "layer_gemm_fwd_s": _sum(perf, fwd, lay, precision, GEMM_OPS),
             "layer_attn_fwd_s": _sum(perf, fwd, lay, precision, ATTENTION_OPS),
@@ -159,6 +167,18 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
             "proj_fwd_s": _named(perf, fwd, lay, precision, "attn_out"),
             "fc2_fwd_s": (_named(perf, fwd, lay, precision, "mlp_down") if not model.is_moe or moe_share == 0.0
                           else np.zeros(len(lay)))}
+
+
+def _experts_node_s(model: ModelSpec, plain: list[Op], lay: Layouts, precision: Precision, perf: Perf,
+                    moe_share: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, backward) seconds of an MoE layer's expert node (``EXPERT_NODE_OPS`` with their FP8 casts);
+    zeros in a dense layer."""
+    if not model.is_moe or moe_share == 0.0:
+        return np.zeros(len(lay)), np.zeros(len(lay))
+    node = [op for op in plain if _base(op.name) in EXPERT_NODE_OPS]
+    fwd = fp8.forward(node, precision)
+    bwd = backward_ops(node) + fp8.backward_casts(node, precision)
+    return _sum(perf, fwd, lay, precision), _sum(perf, bwd, lay, precision)
 
 
 def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: str) -> np.ndarray:
