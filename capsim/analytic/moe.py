@@ -21,12 +21,19 @@ would slow the busiest rank; capsim does not price it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from capsim._types import Num
 from capsim.analytic.primitives import Op, OpKind, Saved, elementwise, gemm
 from capsim.specs.model import ModelSpec
 from capsim.specs.precision import DType
+
+
+# The routed experts' GEMMs: one grouped GEMM over the local experts (TEGroupedMLP's GroupedLinear), whose FP8
+# input Transformer Engine pads per expert (``capsim.analytic.fp8.grouped_padding``).
+GROUPED = "grouped"
 
 
 def moe_tokens(tokens: Num, tp: Num, etp: Num, sp: Num) -> tuple[Num, Num]:
@@ -45,10 +52,12 @@ def _experts(model: ModelSpec, rows: Num, etp: Num, count: Num, dt: DType, ab: f
     h, gated = model.hidden, model.mlp.matrices == 3
     f = model.ffn_hidden / np.asarray(etp, float)
     up = (2 if gated else 1) * f
-    return [gemm("mlp_up", rows, up, h, dt, ab, wb, ((Saved.TP, rows * h * ab),), count, share),
+    return [replace(gemm("mlp_up", rows, up, h, dt, ab, wb, ((Saved.TP, rows * h * ab),), count, share),
+                    impl=GROUPED),
             Op("mlp_act", OpKind.ELEMENTWISE, 8.0 * rows * f, up * rows * ab, rows * f * ab, (rows * f,), dt, count,
                ((Saved.TP, (2 if gated else 1) * rows * f * ab),), share=share),
-            gemm("mlp_down", rows, h, f, dt, ab, wb, ((Saved.TP, rows * f * ab),), count, share)]
+            replace(gemm("mlp_down", rows, h, f, dt, ab, wb, ((Saved.TP, rows * f * ab),), count, share),
+                    impl=GROUPED)]
 
 
 def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, dt: DType, ab: float, wb: float,
@@ -91,4 +100,4 @@ def _shared(model: ModelSpec, tokens: Num, tp: Num, dt: DType, ab: float, wb: fl
             gemm("shared_down", n, h, f, dt, ab, wb, ((Saved.TP, 2 * n * f * ab),), share=share)]
 
 
-__all__ = ["moe_ops", "moe_tokens"]
+__all__ = ["GROUPED", "moe_ops", "moe_tokens"]
