@@ -108,3 +108,21 @@ def test_moe_ops_mark_the_routed_experts_grouped_and_nothing_else():
     ops = _moe(BF16)
     assert {o.name for o in ops if o.impl == GROUPED} == {"mlp_up", "mlp_down"}
     assert all(o.dtype is DType.BF16 for o in ops if o.impl == GROUPED)
+
+
+def test_a2a_overlap_refuses_what_megatron_core_refuses():
+    from capsim import Cluster, TrainPlan, get_accelerator
+    from capsim.analytic.training import step_time
+
+    cluster = Cluster(get_accelerator("H100-SXM5-80GB"), 16)
+    fw = get_framework("megatron-core").with_(moe_dispatcher=MoeDispatcher.ALLTOALL, overlap_moe_a2a=True)
+    base = dict(dp=8, ep=8, etp=1, global_batch=64, seq_len=4096, precision=BF16)
+    flat = TrainPlan(pp=2, pp_interleave=2, **base)
+    assert step_time(QWEN, flat, cluster, PERF, framework=fw).feasible
+    no_v = step_time(QWEN, TrainPlan(pp=2, **base), cluster, PERF, framework=fw)
+    assert not no_v.feasible and "virtual pipeline" in no_v.reason
+    gather = step_time(QWEN, flat, cluster, PERF, framework=fw.with_(moe_dispatcher=MoeDispatcher.ALLGATHER))
+    assert "dispatcher" in gather.reason
+    full = step_time(QWEN, flat.with_(recompute="full"), cluster, PERF, framework=fw)
+    assert "full recomputation" in full.reason
+    assert step_time(QWEN, TrainPlan(pp=2, **base), cluster, PERF, framework=fw.with_(overlap_moe_a2a=False)).feasible
