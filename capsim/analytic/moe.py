@@ -30,7 +30,6 @@ from capsim.analytic.primitives import Op, OpKind, Saved, elementwise, gemm
 from capsim.specs.model import ModelSpec
 from capsim.specs.precision import DType
 
-
 # The routed experts' GEMMs: one grouped GEMM over the local experts (TEGroupedMLP's GroupedLinear), whose FP8
 # input Transformer Engine pads per expert (``capsim.analytic.fp8.grouped_padding``).
 GROUPED = "grouped"
