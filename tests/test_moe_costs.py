@@ -126,3 +126,18 @@ def test_a2a_overlap_refuses_what_megatron_core_refuses():
     full = step_time(QWEN, flat.with_(recompute="full"), cluster, PERF, framework=fw)
     assert "full recomputation" in full.reason
     assert step_time(QWEN, TrainPlan(pp=2, **base), cluster, PERF, framework=fw.with_(overlap_moe_a2a=False)).feasible
+
+
+# --- forced balancing is random per token --------------------------------------------------------------------------
+
+def test_forced_balancing_leaves_the_busiest_rank_a_few_percent_over_the_mean():
+    from capsim.analytic.moe import busiest_rank
+
+    assert busiest_rank(QWEN, 4096, 1) == 1.0  # one rank holds every expert: nothing to wait for
+    eight, sixteen = busiest_rank(QWEN, 4096, 8), busiest_rank(QWEN, 4096, 16)
+    assert 1.0 < eight < sixteen < 1.05  # more ranks, a busier maximum
+    assert busiest_rank(QWEN, 16384, 8) - 1 == pytest.approx((eight - 1) / 2)  # the spread shrinks as 1/sqrt(tokens)
+    serving = moe_ops(QWEN, 4096, 1, 1, 8, False, DType.BF16, 2.0, 2.0, 1.0, dispatcher=False)
+    training = _moe(BF16)
+    up = {o.name: o for o in serving}["mlp_up"], {o.name: o for o in training}["mlp_up"]
+    assert up[1].shape[0] == pytest.approx(up[0].shape[0] * eight)  # only Megatron-Core's dispatcher path

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from scipy.stats import norm
 
 from capsim._types import Num
 from capsim.analytic.primitives import Op, OpKind, Saved, elementwise, gemm
@@ -43,6 +44,23 @@ def moe_tokens(tokens: Num, tp: Num, etp: Num, sp: Num) -> tuple[Num, Num]:
     n = np.asarray(tokens, float)
     local = np.where(sp, n / np.asarray(tp, float), n)
     return local, local * np.where(sp, np.asarray(etp, float), 1.0)
+
+
+def busiest_rank(model: ModelSpec, routed: Num, ep: Num) -> Num:
+    """Expected token copies the busiest of ``ep`` ranks receives, over the mean, when each rank routes ``routed``
+    tokens. Megatron-Core's ``--moe-router-force-load-balancing`` (what the benchmarks run) replaces the router's
+    logits with i.i.d. normal ones per token (RandomSTE, megatron/core/transformer/moe/moe_utils.py L901-935,
+    NVIDIA/Megatron-LM@0d8e0714), so each token's top_k experts are uniform without replacement: the copies one
+    rank's E/ep experts get from one token are hypergeometric, variance k (1/ep)(1 - 1/ep)(E - k)/(E - 1), summed
+    over the ep x routed tokens of the group; the busiest of ep such sums sits about Blom's normal score
+    Phi^-1((ep - 0.375)/(ep + 0.25)) standard deviations above the mean (Blom 1958). Every rank waits for it at the
+    layer's all-to-all, fresh each layer and micro-batch."""
+    e, k = float(model.experts), float(model.top_k)
+    g = np.maximum(np.asarray(ep, float), 1.0)
+    n = np.asarray(routed, float) * g
+    var = n * k * (1.0 / g) * (1.0 - 1.0 / g) * (e - k) / max(e - 1.0, 1.0)
+    score = np.where(g > 1, norm.ppf(np.clip((g - 0.375) / (g + 0.25), 0.5, 1.0)), 0.0)
+    return 1.0 + score * np.sqrt(var) / np.maximum(np.asarray(routed, float) * k, 1e-30)
 
 
 def _experts(model: ModelSpec, rows: Num, etp: Num, count: Num, dt: DType, ab: float, wb: float,
@@ -67,7 +85,9 @@ def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, 
     not read; capsim.analytic.ops.active_experts), else every local expert runs."""
     h, k, experts = model.hidden, model.top_k, model.experts
     local, gathered = moe_tokens(tokens, tp, etp, sp)
-    copies = gathered * k  # token copies this GPU's expert slices compute on (balanced routing)
+    # token copies this GPU's expert slices compute on: balanced on average; under Megatron-Core's forced
+    # balancing the busiest EP rank's share, which every rank waits for (``busiest_rank``)
+    copies = gathered * k * (busiest_rank(model, local, ep) if dispatcher else 1.0)
     count = experts / np.asarray(ep, float) if touched is None else np.maximum(touched, 1e-30)
     per_expert = copies / count  # the copies this GPU's experts receive from the EP group, over its experts
     router = gemm("router", local, experts, h, dt, ab, wb, ((Saved.SP, np.asarray(tokens, float) * h * ab),),
@@ -99,4 +119,4 @@ def _shared(model: ModelSpec, tokens: Num, tp: Num, dt: DType, ab: float, wb: fl
             gemm("shared_down", n, h, f, dt, ab, wb, ((Saved.TP, 2 * n * f * ab),), share=share)]
 
 
-__all__ = ["GROUPED", "moe_ops", "moe_tokens"]
+__all__ = ["GROUPED", "busiest_rank", "moe_ops", "moe_tokens"]

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.moe import moe_tokens
+from capsim.analytic.moe import busiest_rank, moe_tokens
 from capsim.analytic.ops import optimizer_ops
 from capsim.analytic.training.collectives import Placement, collective_s, placement, send_s, tier_s
 from capsim.analytic.training.compute import MicroBatchTimes
@@ -138,7 +138,8 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     if not model.is_moe:
         return zero, zero
     local, gathered = moe_tokens(_tokens(lay), lay.tp, lay.etp, lay.sp)
-    row = model.top_k * model.hidden * precision.activations.bytes
+    # the busiest rank's copies (forced balancing is random per token): the all-to-all waits for it
+    row = model.top_k * model.hidden * precision.activations.bytes * busiest_rank(model, local, lay.ep)
     a2a = _dispatch_s(perf, model, local * row, placement(lay.ep, lay.etp, gpn), fw)
     around = placement(lay.etp, 1, gpn)
     etp = (collective_s(perf, "all_gather", gathered * row, around)
