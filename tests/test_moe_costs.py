@@ -137,7 +137,15 @@ def test_forced_balancing_leaves_the_busiest_rank_a_few_percent_over_the_mean():
     eight, sixteen = busiest_rank(QWEN, 4096, 8), busiest_rank(QWEN, 4096, 16)
     assert 1.0 < eight < sixteen < 1.05  # more ranks, a busier maximum
     assert busiest_rank(QWEN, 16384, 8) - 1 == pytest.approx((eight - 1) / 2)  # the spread shrinks as 1/sqrt(tokens)
-    serving = moe_ops(QWEN, 4096, 1, 1, 8, False, DType.BF16, 2.0, 2.0, 1.0, dispatcher=False)
-    training = _moe(BF16)
-    up = {o.name: o for o in serving}["mlp_up"], {o.name: o for o in training}["mlp_up"]
-    assert up[1].shape[0] == pytest.approx(up[0].shape[0] * eight)  # only Megatron-Core's dispatcher path
+    busy = moe_ops(QWEN, 4096, 1, 1, 8, False, DType.BF16, 2.0, 2.0, 1.0, busiest=eight)
+    up = {o.name: o for o in _moe(BF16)}["mlp_up"], {o.name: o for o in busy}["mlp_up"]
+    assert up[1].shape[0] == pytest.approx(up[0].shape[0] * eight)
+    lay = Layouts.build(QWEN, dp=8, ep=8, etp=1, global_batch=8, seq_len=4096)
+    core = get_framework("megatron-core").with_(moe_dispatcher=MoeDispatcher.ALLTOALL)
+    t = micro_batch_times(QWEN, lay, BF16, PERF)
+    a2a = [sum(comms.ep_layer_s(PERF, QWEN, lay, BF16, 8, t, core.with_(moe_random_routing=r)))[0] for r in (0, 1)]
+    assert a2a[1] > a2a[0]  # the all-to-all waits for the busiest rank only where forced balancing is random
+    layer = [micro_batch_times(QWEN, lay, BF16, PERF, random_routing=r).experts_fwd_s[0] for r in (False, True)]
+    assert layer[1] > layer[0]
+    assert release_for("megatron-core", "megatron-bridge-26.04").configure("")[0].moe_random_routing
+    assert not release_for("fsdp2", "nemo-automodel-2025-10").configure("")[0].moe_random_routing

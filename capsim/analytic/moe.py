@@ -78,16 +78,15 @@ def _experts(model: ModelSpec, rows: Num, etp: Num, count: Num, dt: DType, ab: f
 
 
 def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, dt: DType, ab: float, wb: float,
-            share: float, dispatcher: bool = True, touched: Num | None = None) -> list[Op]:
+            share: float, dispatcher: bool = True, touched: Num | None = None, busiest: Num = 1.0) -> list[Op]:
     """Forward ops of one MoE block over ``tokens`` token rows of a TP group (see the module docstring);
     ``dispatcher=False`` leaves out Megatron-Core's top-k, permutations and sorts (serving engines fuse routing
     into their MoE kernels). ``touched``: the local experts a serving step's tokens reach (the others' weights are
-    not read; capsim.analytic.ops.active_experts), else every local expert runs."""
+    not read; capsim.analytic.ops.active_experts), else every local expert runs. ``busiest``: the busiest EP
+    rank's copies over the mean (``busiest_rank``; 1 = exactly balanced)."""
     h, k, experts = model.hidden, model.top_k, model.experts
     local, gathered = moe_tokens(tokens, tp, etp, sp)
-    # token copies this GPU's expert slices compute on: balanced on average; under Megatron-Core's forced
-    # balancing the busiest EP rank's share, which every rank waits for (``busiest_rank``)
-    copies = gathered * k * (busiest_rank(model, local, ep) if dispatcher else 1.0)
+    copies = gathered * k * busiest  # token copies this GPU's expert slices compute on (the busiest rank's)
     count = experts / np.asarray(ep, float) if touched is None else np.maximum(touched, 1e-30)
     per_expert = copies / count  # the copies this GPU's experts receive from the EP group, over its experts
     router = gemm("router", local, experts, h, dt, ab, wb, ((Saved.SP, np.asarray(tokens, float) * h * ab),),

@@ -138,8 +138,9 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     if not model.is_moe:
         return zero, zero
     local, gathered = moe_tokens(_tokens(lay), lay.tp, lay.etp, lay.sp)
-    # the busiest rank's copies (forced balancing is random per token): the all-to-all waits for it
-    row = model.top_k * model.hidden * precision.activations.bytes * busiest_rank(model, local, lay.ep)
+    # under random forced balancing the all-to-all waits for the busiest rank's copies
+    busiest = busiest_rank(model, local, lay.ep) if fw.moe_random_routing else 1.0
+    row = model.top_k * model.hidden * precision.activations.bytes * busiest
     a2a = _dispatch_s(perf, model, local * row, placement(lay.ep, lay.etp, gpn), fw)
     around = placement(lay.etp, 1, gpn)
     etp = (collective_s(perf, "all_gather", gathered * row, around)

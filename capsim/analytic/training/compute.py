@@ -13,6 +13,7 @@ import numpy as np
 
 from capsim.analytic import fp8, recompute
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.moe import busiest_rank, moe_tokens
 from capsim.analytic.ops import (
     AttentionImpl,
     LayerShape,
@@ -143,9 +144,11 @@ def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtyp
 
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-           pad: bool = False) -> dict[str, np.ndarray]:
+           pad: bool = False, random_routing: bool = False) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
+    if random_routing and model.is_moe:  # the busiest EP rank's copies under random forced balancing
+        shape = replace(shape, busiest=busiest_rank(model, moe_tokens(tokens, lay.tp, lay.etp, lay.sp)[0], lay.ep))
     plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal,
                               moe_share)
     ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations)
@@ -189,10 +192,12 @@ def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: 
 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-           pad: bool = False) -> MicroBatchTimes:
-    out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad)
+           pad: bool = False, random_routing: bool = False) -> MicroBatchTimes:
+    out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
+                 random_routing=random_routing)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
-        dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad)
+        dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad,
+                     random_routing=random_routing)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     head = head_ops(model, tokens, lay.tp, precision.activations)
@@ -216,14 +221,15 @@ def distinct(lay: Layouts, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarra
 def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
                       moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-                      fp8_padding: bool = False) -> MicroBatchTimes:
+                      fp8_padding: bool = False, random_routing: bool = False) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
     is the release's selective-recompute policy; ``fp8_padding``: the release pads the grouped experts' FP8 rows
-    (``Framework.moe_fp8_padding``)."""
+    (``Framework.moe_fp8_padding``); ``random_routing``: its forced balancing is random per token
+    (``Framework.moe_random_routing``)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
-                  fp8_padding).take(inverse)
+                  fp8_padding, random_routing).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]
