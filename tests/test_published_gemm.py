@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from capsim.calibration.datasheet import ASSUMPTIONS, datasheet_calibration, datasheet_params
-from capsim.calibration.published_gemm import PUBLISHED, fitted_peak_fraction
+from capsim.calibration.published_gemm import (
+    MXFP8_OVER_FP8,
+    PUBLISHED,
+    SAME_DIE,
+    fitted_peak_fraction,
+    points_for,
+)
 from capsim.perf import Perf
 from capsim.specs.catalog import get_accelerator
 
@@ -50,3 +56,22 @@ def test_provenance_names_the_published_sources() -> None:
     text = datasheet_calibration(get_accelerator("B200")).provenance
     assert "pytorch/ao PR #2427" in text and "vllm-project/vllm PR #19566" in text
     assert "DeepGEMM" not in text  # B200's FP8 rates are its own, not Hopper's
+
+
+def test_block_scaled_rates_come_from_cublas_points_and_name_them():
+    """TE runs MXFP8/NVFP4 GEMMs through cuBLASLt: B300's are TE's own table, GB300 takes them (same die), and a part
+    without cuBLAS MXFP8 points prices MXFP8 from its FP8 rate times TE's ratio, below per-tensor FP8."""
+    assert ("B200", "mxfp8") not in PUBLISHED  # flashinfer's CUTLASS kernel is not what TE runs
+    assert 0.9 < MXFP8_OVER_FP8 < 1.0
+    gb300 = datasheet_calibration(get_accelerator("GB300")).provenance
+    assert "gemm_profiling" in gb300 and "B300's, the same GPU die" in gb300
+    b200 = datasheet_calibration(get_accelerator("B200")).provenance
+    assert f"FP8 rate times {MXFP8_OVER_FP8}" in b200 and "flashinfer" not in b200
+    scale = datasheet_params(get_accelerator("B200")).gemm.dtype_scale
+    assert scale["mxfp8"] == pytest.approx(scale["fp8"] * MXFP8_OVER_FP8, abs=1e-4)
+
+
+def test_points_for_prefers_the_parts_own_then_its_die():
+    assert points_for("B300", "bf16")[0] == "B300" and points_for("GB300", "bf16")[0] == "B300"
+    assert points_for("GB200", "fp8")[0] == "B200" and points_for("H200-SXM-141GB", "fp8") is None
+    assert set(SAME_DIE) == {"GB200", "GB300"}

@@ -12,8 +12,11 @@ from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
 from capsim.calibration.fp8 import fp8_scale
 from capsim.calibration.published_gemm import (
     BLOCK_SCALED_REFERENCE,
+    MXFP8_OVER_FP8,
+    SAME_DIE,
     GemmPoints,
     fitted_peak_fraction,
+    points_for,
     published,
     scale_to_points,
 )
@@ -48,26 +51,32 @@ ASSUMPTIONS = {
 
 
 def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> dict[str, float]:
-    """``GemmParams.dtype_scale`` for the quantized GEMM formats the device has: FP8 where it has an FP8 peak (its
-    published FP8 GEMM rates relative to ``curve``'s BF16 efficiency, or DeepGEMM's H800 rates where it has none:
-    capsim.calibration.fp8), and MXFP8 / NVFP4 where it has an FP4 peak (Blackwell; its own published points, or
-    B200's: capsim.calibration.published_gemm)."""
+    """``GemmParams.dtype_scale`` for the quantized GEMM formats the device has: FP8 where it has an FP8 peak (the
+    published FP8 GEMM rates of it or its die relative to ``curve``'s BF16 efficiency, or DeepGEMM's H800 rates where
+    there are none: capsim.calibration.fp8), and MXFP8 / NVFP4 where it has an FP4 peak (Blackwell; the published
+    cuBLAS points of it or its die, MXFP8 else at the FP8 rate times TE's cuBLAS MXFP8/FP8 ratio, NVFP4 else B200's:
+    capsim.calibration.published_gemm)."""
     out: dict[str, float] = {}
     if peaks.get("fp8"):
-        points = published(accelerator, "fp8")
-        out["fp8"] = round(fp8_scale(curve) if points is None else scale_to_points(points, peaks["fp8"], curve), 4)
+        found = points_for(accelerator, "fp8")
+        out["fp8"] = round(fp8_scale(curve) if found is None
+                           else scale_to_points(found[1], _peak_of(found[0], DType.FP8), curve), 4)
     if peaks.get("fp4"):
         for fmt in (DType.MXFP8, DType.NVFP4):
-            source, points = _block_scaled_points(accelerator, fmt)
-            out[fmt.value] = round(scale_to_points(points, _peak_of(source, fmt), curve), 4)
+            found = _block_scaled_points(accelerator, fmt)
+            if found is None:  # MXFP8 on a part with per-tensor FP8 points only: TE's cuBLAS ratio
+                out[fmt.value] = round(out["fp8"] * MXFP8_OVER_FP8, 4)
+                continue
+            out[fmt.value] = round(scale_to_points(found[1], _peak_of(found[0], fmt), curve), 4)
     return out
 
 
-def _block_scaled_points(accelerator: str, fmt: DType) -> tuple[str, GemmPoints]:
-    """(whose points, the points) pricing ``fmt`` on ``accelerator``: its own, else the reference Blackwell's."""
-    own = published(accelerator, fmt.value)
-    if own is not None:
-        return accelerator, own
+def _block_scaled_points(accelerator: str, fmt: DType) -> tuple[str, GemmPoints] | None:
+    """(whose points, the points) pricing ``fmt`` on ``accelerator``: its own or its die's; for NVFP4 else the
+    reference Blackwell's; None for MXFP8 without points (priced from its FP8 rate)."""
+    found = points_for(accelerator, fmt.value)
+    if found is not None or fmt is DType.MXFP8:
+        return found
     ref = published(BLOCK_SCALED_REFERENCE, fmt.value)
     assert ref is not None, f"published_gemm has no {BLOCK_SCALED_REFERENCE} {fmt.value} points"
     return BLOCK_SCALED_REFERENCE, ref
@@ -82,11 +91,11 @@ def _peak_of(accelerator: str, fmt: DType) -> float:
 def gemm_peak_fraction(acc: Accelerator) -> float:
     """The BF16 GEMM curve's peak fraction: fitted to the accelerator's published GEMM microbenchmarks
     (capsim.calibration.published_gemm) where it has them, else the stated assumption."""
-    points = published(acc.name, "bf16")
-    if points is None or not acc.peaks.bf16:
+    found = points_for(acc.name, "bf16")
+    if found is None or not acc.peaks.bf16:
         return ASSUMPTIONS["gemm_peak_fraction"]
     half = ASSUMPTIONS["gemm_half_size"]
-    return round(fitted_peak_fraction(points, acc.peaks.bf16, (half, half, half)), 4)
+    return round(fitted_peak_fraction(found[1], _peak_of(found[0], DType.BF16), (half, half, half)), 4)
 
 
 def datasheet_params(acc: Accelerator) -> DeviceParams:
@@ -110,16 +119,22 @@ def datasheet_params(acc: Accelerator) -> DeviceParams:
         comm=CommParams(links), memory_bytes=acc.memory_bytes)
 
 
+def _whose(acc: Accelerator, source: str) -> str:
+    return "its own" if source == acc.name else f"{source}'s, the same GPU die, as fractions of the peaks"
+
+
 def _gemm_provenance(acc: Accelerator) -> str:
-    bf16, fp8 = published(acc.name, "bf16"), published(acc.name, "fp8")
+    bf16, fp8 = points_for(acc.name, "bf16"), points_for(acc.name, "fp8")
     out = (f" BF16 GEMMs: the curve's peak fraction ({gemm_peak_fraction(acc)}) fitted to published microbenchmarks "
-           f"(capsim.calibration.published_gemm): {bf16.source}." if bf16 and acc.peaks.bf16 else "")
+           f"(capsim.calibration.published_gemm; {_whose(acc, bf16[0])}): {bf16[1].source}."
+           if bf16 and acc.peaks.bf16 else "")
     out += _block_scaled_provenance(acc)
     if not acc.peaks.fp8:
         return out
     if fp8:
         return out + (" FP8 GEMMs: the FP8 peak times the BF16 efficiency times the fp8 dtype_scale fitted to "
-                      f"published microbenchmarks (capsim.calibration.published_gemm): {fp8.source}")
+                      f"published microbenchmarks (capsim.calibration.published_gemm; {_whose(acc, fp8[0])}): "
+                      f"{fp8[1].source}")
     return out + (f" FP8 GEMMs: the FP8 peak times the BF16 efficiency times the fp8 dtype_scale from {FP8_SOURCE} "
                   "(capsim.calibration.fp8), assumed for an accelerator with no published FP8 GEMM rates")
 
@@ -129,8 +144,15 @@ def _block_scaled_provenance(acc: Accelerator) -> str:
         return ""
     parts = []
     for fmt in (DType.MXFP8, DType.NVFP4):
-        source, points = _block_scaled_points(acc.name, fmt)
-        whose = "its own" if source == acc.name else f"{source}'s, assumed for this Blackwell part"
+        found = _block_scaled_points(acc.name, fmt)
+        if found is None:
+            parts.append(f" MXFP8 GEMMs: the FP8 rate times {MXFP8_OVER_FP8}, Transformer Engine's cuBLAS MXFP8 over "
+                         "per-tensor FP8 rate at the same shapes, both pre-quantized (B300 table of "
+                         "capsim.calibration.published_gemm; no published cuBLAS MXFP8 GEMM rates of this part).")
+            continue
+        source, points = found
+        whose = _whose(acc, source) if source in (acc.name, SAME_DIE.get(acc.name)) else \
+            f"{source}'s, assumed for this Blackwell part"
         parts.append(f" {fmt.value.upper()} GEMMs: the {fmt.peak_key.upper()} peak times the BF16 efficiency times "
                      f"the {fmt.value} dtype_scale fitted to published microbenchmarks ({whose}): {points.source}.")
     return "".join(parts)

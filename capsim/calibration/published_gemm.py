@@ -13,8 +13,14 @@ cited text are recorded. End-to-end training or serving rows are never used here
   capsim.analytic.fp8). Where an accelerator has no FP8 points, DeepGEMM's H800 table stands in
   (capsim.calibration.fp8), which assumes its FP8 tensor cores reach Hopper's fraction of their peak.
 - MXFP8 and NVFP4 (Blackwell's block-scaled formats): ``dtype_scale['mxfp8']`` / ``['nvfp4']`` the same median
-  against the FP8 / FP4 peak. Only B200 has published points; another Blackwell accelerator takes B200's
-  (``BLOCK_SCALED_REFERENCE``), which assumes its tensor cores reach B200's fraction of their peak.
+  against the FP8 / FP4 peak. Transformer Engine runs them through cuBLASLt (transformer_engine/common/gemm/
+  cublaslt_gemm.cu), so only cuBLAS timings are recorded: pytorch/ao's ``torch._scaled_mm`` (NVFP4 on B200) and TE's
+  own ``tex.generic_gemm`` (B300). flashinfer's autotuned CUTLASS MXFP8 kernel (PR #2464, B200: 3,201 TFLOP/s at
+  8192x8192x4096) is another library's kernel, 1.2x the per-tensor FP8 rate, where TE's cuBLAS MXFP8 kernel runs at
+  0.97x its per-tensor FP8 one on B300 (``MXFP8_OVER_FP8``, median over the shapes; 0.95x over the layer): left out.
+- An accelerator without its own points takes those of the accelerator with the same GPU die (``SAME_DIE``: GB200's
+  GPUs are B200 dies, GB300's B300 ones, at a higher power limit), as fractions of that accelerator's peaks. A
+  Blackwell part with per-tensor FP8 points but no MXFP8 ones prices MXFP8 at its FP8 rate times ``MXFP8_OVER_FP8``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,14 @@ import numpy as np
 from capsim.perf import Curve
 from capsim.perf.model import curve_value
 
+# The 12 GEMMs of TE's gemm_profiling 5B layer (M = 15872 tokens; QKV 4096->12288, attention out 4096->4096, fc1
+# 4096->16384, fc2 16384->4096) as capsim's (m, n, k): Fprop [M, K] @ [K, N]; Dgrad swaps K and N; Wgrad has the
+# features as rows and the tokens as the inner dimension (gemm_profiling.rst, "Appendix: How the Shapes Are Derived").
+_TE_M, _TE_KN = 15872, ((4096, 12288), (4096, 4096), (4096, 16384), (16384, 4096))
+_TE_FPROP = tuple((_TE_M, n, k) for k, n in _TE_KN)
+_TE_DGRAD = tuple((_TE_M, k, n) for k, n in _TE_KN)
+_TE_WGRAD = tuple((k, n, _TE_M) for k, n in _TE_KN)
+
 
 @dataclass(frozen=True)
 class GemmPoints:
@@ -33,6 +47,18 @@ class GemmPoints:
 
     points: tuple[tuple[int, int, int, float], ...]
     source: str
+
+
+def _te_b300(column: str, group_tflops: tuple[float, float, float]) -> GemmPoints:
+    """One format's column of TE's pre-quantized B300 table: the Fprop, Dgrad and Wgrad groups (4 GEMMs of equal
+    FLOPs each, timed together), each group's mean rate given to its 4 shapes."""
+    points = tuple((m, n, k, rate) for shapes, rate in zip((_TE_FPROP, _TE_DGRAD, _TE_WGRAD), group_tflops, strict=True)
+                   for m, n, k in shapes)
+    return GemmPoints(points, (
+        "Transformer Engine benchmarks/gemm/benchmark_gemm.py --pre-quantize (tex.generic_gemm on cuBLASLt, inputs "
+        "quantized before timing) on 'NVIDIA B300 SXM6 AC', 5B config (hidden 4096, ffn 16384, M = 31 x 512 = 15872): "
+        "NVIDIA/TransformerEngine docs/examples/gemm_profiling/gemm_profiling.rst @1609c89 (2026-06-01), pre-quantized "
+        f"per-layer table, {column} ms for its 4 Fprop, 4 Dgrad and 4 Wgrad GEMMs (6.39e12 FLOPs per group)"))
 
 
 PUBLISHED: dict[tuple[str, str], GemmPoints] = {
@@ -52,17 +78,16 @@ PUBLISHED: dict[tuple[str, str], GemmPoints] = {
         "M=1024 N=4096 K=4096 2076.7 TFLOP/s) and PR #18778 (2025-05-27: M=1024 N=6144 K=4096 2207.5); "
         "NVIDIA/TransformerEngine issue #1747 (2025-05-03, HGX B200) times te.Linear in FP8 at 8192^3, cast "
         "included, at 2377 TFLOP/s, consistent with these"),
-    ("B200", "mxfp8"): GemmPoints(
-        ((8192, 8192, 4096, 3200.870), (16384, 16384, 16384, 3099.690), (1024, 4096, 4096, 2014.903)),
-        "MXFP8 GEMM (E4M3, E8M0 scales per 32) on B200, operands quantized before timing: flashinfer-ai/flashinfer "
-        "PR #2464 (2026-02-02, benchmarks/flashinfer_benchmark.py --routine mm_mxfp8 --backends cutlass --autotune: "
-        "M=8192 N=8192 K=4096 3200.870, M=N=K=16384 3099.690, M=1024 N=4096 K=4096 2014.903 TFLOP/s)"),
     ("B200", "nvfp4"): GemmPoints(
         ((3072, 3072, 3072, 3510.0), (4096, 4096, 4096, 4460.0), (6144, 6144, 6144, 5500.0),
          (8192, 8192, 8192, 5370.0)),
         "NVFP4 GEMM on 'NVIDIA B200', operands made in FP4 before timing: pytorch/ao PR #2427 (2025-06-23, "
         "benchmarks/float8/bench_matmul.py --recipe nvfp4: 3072^3 3.51, 4096^3 4.46, 6144^3 5.50, 8192^3 5.37 "
         "PFLOP/s; the same run's bf16 column is the B200 bf16 entry, and it states the fp4 peak as 9.00e15)"),
+    ("B300", "bf16"): _te_b300("BF16 4.250 / 4.434 / 4.418", (1503.7, 1441.3, 1446.6)),
+    ("B300", "fp8"): _te_b300("FP8Current 2.158 / 2.329 / 2.325", (2961.5, 2744.1, 2748.8)),
+    ("B300", "mxfp8"): _te_b300("MXFP8 2.365 / 2.397 / 2.400", (2702.3, 2666.2, 2662.9)),
+    ("B300", "nvfp4"): _te_b300("NVFP4 1.254 / 1.305 / 1.205", (5096.4, 4897.3, 5303.7)),
     ("H100-SXM5-80GB", "bf16"): GemmPoints(
         ((4096, 4096, 4096, 788.72), (8192, 8192, 8192, 797.51), (10240, 10240, 10240, 719.72)),
         "torch.matmul in bfloat16 on 'NVIDIA H100 80GB HBM3' (torch 2.7.0+cu128): zzc0721/torch-performance-test-data "
@@ -70,7 +95,10 @@ PUBLISHED: dict[tuple[str, str], GemmPoints] = {
 }
 
 
-BLOCK_SCALED_REFERENCE = "B200"  # the accelerator whose MXFP8/NVFP4 points stand in for other Blackwell parts
+BLOCK_SCALED_REFERENCE = "B200"  # the Blackwell whose NVFP4 points stand in where neither a part nor its die has any
+# The same GPU die in another package (NVIDIA GB200 NVL72 and GB300 NVL72 specs: Blackwell / Blackwell Ultra GPUs):
+# a part without published points takes its die's, as fractions of the peaks.
+SAME_DIE = {"GB200": "B200", "GB300": "B300"}
 
 
 def _fractions(entry: GemmPoints, peak_flops_per_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -96,4 +124,24 @@ def published(accelerator: str, fmt: str) -> GemmPoints | None:
     return PUBLISHED.get((accelerator, fmt))
 
 
-__all__ = ["BLOCK_SCALED_REFERENCE", "GemmPoints", "PUBLISHED", "fitted_peak_fraction", "published", "scale_to_points"]
+def points_for(accelerator: str, fmt: str) -> tuple[str, GemmPoints] | None:
+    """(whose points, the points) pricing ``fmt`` on ``accelerator``: its own, else its die's (``SAME_DIE``)."""
+    for name in (accelerator, SAME_DIE.get(accelerator)):
+        entry = PUBLISHED.get((name, fmt)) if name else None
+        if entry is not None:
+            return name, entry
+    return None
+
+
+def _te_ratio(numerator: str, denominator: str) -> float:
+    """Median over TE's B300 shapes of the ``numerator`` format's rate over the ``denominator`` one's (same peak)."""
+    a, b = (np.array(PUBLISHED[("B300", f)].points, float)[:, 3] for f in (numerator, denominator))
+    return float(np.median(a / b))
+
+
+# cuBLAS MXFP8 rate over per-tensor FP8 at the same shapes, both pre-quantized on one harness (TE's B300 table).
+MXFP8_OVER_FP8 = round(_te_ratio("mxfp8", "fp8"), 4)
+
+
+__all__ = ["BLOCK_SCALED_REFERENCE", "MXFP8_OVER_FP8", "PUBLISHED", "SAME_DIE", "GemmPoints", "fitted_peak_fraction",
+           "points_for", "published", "scale_to_points"]
