@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +49,20 @@ def cases() -> dict[str, tuple[dict, Workload, dict]]:
     mid = _poisson(2000, 8.0, 0, Lengths.lognormal(700, 0.9, 150, 0.9))
     hot = _poisson(1500, 30.0, 3, Lengths.lognormal(900, 0.9, 200, 0.9))
     closed = Workload("closed", np.full(400, 1500), np.full(400, 200), None, 16)
+    # Prefix caching (issue 13): the speed benchmark's shared 500-token system prompt, and 40 groups (conversations
+    # resending a history of up to 1,200 tokens) on a small KV cache, where groups are evicted and re-cached.
+    rng = np.random.default_rng(5)
+    groups = rng.integers(0, 40, hot.size)
+    shared = replace(hot, prefix_group=groups.astype(np.int64),
+                     prefix_tokens=np.minimum(hot.prompt_tokens, 300 + 23 * groups).astype(np.int64))
     out: dict[str, tuple[dict, Workload, dict]] = {
         "bench_azure_conv": ({"replicas": 4}, conv, {}),
         "bench_poisson_100k": ({"replicas": 16}, big, {}),
         "conv_v0": ({"replicas": 4}, conv, {"engine": "vllm-v0"}),
         "conv_v0_eager": ({"replicas": 4}, conv, {"engine": get_engine_eager("vllm-v0")}),
         "closed_loop": ({}, closed, {}),
+        "bench_poisson_100k_prefix_cached": ({"replicas": 16}, replace(big, prefix_group=np.zeros(big.size, np.int64),
+                                             prefix_tokens=np.minimum(big.prompt_tokens, 500).astype(np.int64)), {}),
     }
     configs = {
         "sarathi": ({}, {"engine": "vllm"}),
@@ -64,9 +73,11 @@ def cases() -> dict[str, tuple[dict, Workload, dict]]:
         "static": ({"max_batch": 8}, {"engine": "vllm", "scheduler": "static"}),
         "disagg": ({"replicas": 4}, {"engine": "sglang", "prefill_replicas": 1, "router": "random"}),
         "sarathi_hot_2rep": ({"replicas": 2}, {"engine": "vllm"}),
+        "prefix_evict": ({"gpu_memory_utilization": 0.25, "replicas": 2}, {"engine": "vllm"}),
+        "prefix_lor": ({"replicas": 3}, {"engine": "vllm", "router": "least-outstanding"}),
     }
     for name, (plan_kw, cfg) in configs.items():
-        wl = hot if name.endswith("hot_2rep") else mid
+        wl = shared if name.startswith("prefix") else hot if name.endswith("hot_2rep") else mid
         for fast in (True, False):
             out[f"{name}_{'fast' if fast else 'step'}"] = (plan_kw, wl, {**cfg, "fast": fast})
     return out

@@ -366,7 +366,7 @@ class StepTable:
     def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
         ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
-        co = self._coef(seqs, kv_sum0)
+        co = (self._dec_coef.get(seqs) if not self.max_window else None) or self._coef(seqs, kv_sum0)
         if self._att_scaled:
             co = self._scaled_coef(co, seqs, kv_sum0)
         base, comp, x0 = co[0], co[1], kv_sum0 + seqs

@@ -120,11 +120,11 @@ class DecodeSet:
     def cum_demand(self, k: int) -> int:
         """New blocks the next ``k`` decode steps need (each block_size steps need one block per sequence)."""
         bs = self.bs
-        full, part = divmod(k, bs)
+        part = k % bs
         if part:  # the first ``part`` residues of _order(): r0 down to r0 - part + 1 (mod bs), r0 + bs in cnt's copy
-            end = (-self.steps) % bs + bs + 1
-            return full * len(self.ids) + sum(self.cnt[end - part:end])
-        return full * len(self.ids)
+            end = -self.steps % bs + bs + 1
+            return k // bs * len(self.ids) + sum(self.cnt[end - part:end])
+        return k // bs * len(self.ids)
 
     def steps_until_short(self, free: int | None = None) -> int:
         """How many decode steps fit in the free blocks before one step needs more than are left."""

@@ -333,11 +333,12 @@ class Replica:
         # Padded whole-prompt batches run every prompt at the batch's longest (vLLM 0.2.3 model_runner.py
         # _prepare_prompt L94-106, _make_tensor_with_pad; attention.py: xformers BlockDiagonalCausalMask over
         # [seq_len] * batch_size): GEMMs and causal attention over the padded rows.
-        pad = max(q for _, q in chunks) if chunks and self.cfg.max_paddings >= 0 and not with_decode else 0
+        pad = max(q for _, q in chunks) if not with_decode and chunks and self.cfg.max_paddings >= 0 else 0
         for rid, q in chunks:
             c = done[rid]
             completing += c + q == todo[rid]
-            q = max(q, pad)
+            if q < pad:
+                q = pad
             tokens += q
             pairs += q * c + q * (q + 1) // 2
             kv_read += c + q
