@@ -22,10 +22,11 @@ def _line_sum(s: int, e: int, a: float, b: float) -> float:
 
 def envelope(lines: Lines, k: int) -> list[Piece]:
     """The upper envelope of ``lines`` over the integer steps [0, k), as pieces of one line each."""
-    if len(lines) == 1 or k <= 1:
+    n = len(lines)
+    if n == 1 or k <= 1:
         a, b = max(lines, key=lambda ln: (ln[0], ln[1]))
         return [(0, k, a, b)]
-    if len(lines) == 2:  # the common case (CUDA graphs): at most one crossing
+    if n == 2:  # the common case (CUDA graphs): at most one crossing
         (a1, b1), (a2, b2) = lines
         if (a2, b2) > (a1, b1):
             a1, b1, a2, b2 = a2, b2, a1, b1  # line 1 is the maximum at step 0

@@ -59,8 +59,8 @@ class DecodeSet:
         group = req.group[rid]
         if group < 0:
             return blocks
-        if not ahead:  # a later step's lower bound holds whether or not the group is evicted by then
-            self.evict()
+        if not ahead and p.idle_blocks:  # a later step's lower bound holds whether or not the group is evicted
+            self.evict()  # (nothing to evict without idle blocks: skip the call, the common case)
         found = p.lookup(group, req.prefix[rid], todo)
         n = blocks - found[0] // self.bs + found[1]
         if ahead:
@@ -89,7 +89,7 @@ class DecodeSet:
         """Free the blocks of ``rid``'s ``tokens`` tokens: its own, and its reference to its group's (whose blocks
         stay cached, evictable, when it was the last user)."""
         req = self.req
-        if self.prefix is not None:
+        if self.prefix is not None and self.prefix.idle_blocks:
             self.evict()
         self.used -= blocks_for(tokens, self.bs) - req.shared[rid]
         if req.held[rid]:

@@ -337,8 +337,7 @@ class Replica:
         for rid, q in chunks:
             c = done[rid]
             completing += c + q == todo[rid]
-            if q < pad:
-                q = pad
+            q = q if q >= pad else pad  # max(q, pad) without a call
             tokens += q
             pairs += q * c + q * (q + 1) // 2
             kv_read += c + q
