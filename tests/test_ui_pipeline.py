@@ -1,12 +1,17 @@
 """Pipeline-parallel serving on the dashboard: the serving page's PP input maps to the ServePlan `capsim serve --pp`
 builds (same engine_plan, same check, same simulate), a PP the model cannot take is one clear error, results name
-each replica's virtual engines, the nearest replica may add stages, and the capacity planner shows the PP it chose."""
+each replica's virtual engines, the nearest replica may add stages, the capacity planner shows the PP it chose, and
+the serving what-ifs (quantization, sparsity) take PP as `capsim whatif quantization --pp` does."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from typer.testing import CliRunner
 from ui_helpers import errors, page, param, shown
 
+from capsim.cli import app
 from capsim.sim.serving import engine_plan
 from capsim.specs.catalog import get_accelerator, get_model
 from capsim.ui import serving
@@ -98,3 +103,32 @@ def test_capacity_planner_shows_the_pp_it_chose():
     assert best["pp"] > 1 and f"tp{best['tp']} pp{best['pp']}" in head
     viable = candidates[candidates["viable"]] if "viable" in candidates else candidates
     assert len(viable) and (viable["tp"] * viable["pp"] > 8).all()
+
+
+@pytest.mark.parametrize("study", ["quantization", "sparsity"])
+def test_whatif_serving_studies_take_pp_as_the_cli_does(study):
+    at = page("whatif", study=study, pp="2")  # llama-3-70b, tp 4, H100
+    assert not at.exception and not at.error and param(at, "pp") == "2"
+    from capsim.ui import whatif
+    table = {"quantization": whatif.quantization_table, "sparsity": whatif.sparsity_table}[study]
+    args = (get_model("llama-3-70b"), "H100-SXM5-80GB", 4, "chatbot", 20.0, 2.0, 0.1) + \
+        ((None,) if study == "sparsity" else ())
+    one, two = table(*args), table(*args, 2)
+    ratio = one.iloc[0]["weights_per_gpu_bytes"] / two.iloc[0]["weights_per_gpu_bytes"]
+    assert ratio == pytest.approx(2.0, rel=0.05), "two stages hold half the weights each"
+    ok = two[two["feasible"]]
+    assert len(ok) and (ok["gpus_min"] == 8 * ok["replicas_min"]).all(), "a replica is tp 4 x pp 2 GPUs"
+    out = CliRunner().invoke(app, ["whatif", study, "-m", "llama-3-70b", "-a", "H100-SXM5-80GB", "--tp",
+                                   "4", "--pp", "2", "--rate", "20", "--ttft-p99", "2", "--tpot-p99", "0.1", "--json"])
+    assert out.exit_code == 0, out.output
+    cli = json.loads(out.output)
+    rows = cli if isinstance(cli, list) else cli.get("rows", cli)
+    assert [r["weights_per_gpu_bytes"] for r in rows] == list(two["weights_per_gpu_bytes"])
+
+
+def test_whatif_pp_that_does_not_divide_the_layers_is_one_clear_error():
+    at = page("whatif", study="quantization", pp="3")  # llama-3-70b has 80 layers
+    assert not at.exception and len(at.error) == 1
+    assert "plan.pp" in errors(at) and "pp=3 does not divide 80 layers" in errors(at)
+    out = CliRunner().invoke(app, ["whatif", "quantization", "-m", "llama-3-70b", "--tp", "4", "--pp", "3"])
+    assert out.exit_code == 2 and "pp=3 does not divide 80 layers" in out.output
