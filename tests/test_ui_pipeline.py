@@ -132,3 +132,15 @@ def test_whatif_pp_that_does_not_divide_the_layers_is_one_clear_error():
     assert "plan.pp" in errors(at) and "pp=3 does not divide 80 layers" in errors(at)
     out = CliRunner().invoke(app, ["whatif", "quantization", "-m", "llama-3-70b", "--tp", "4", "--pp", "3"])
     assert out.exit_code == 2 and "pp=3 does not divide 80 layers" in out.output
+
+
+def test_virtual_engines_are_named_by_replica():
+    import pandas as pd
+    df = pd.DataFrame({"replica": [0, 1, 2, 3], "busy_s": [1.0, 2.0, 3.0, 4.0]})
+    assert serving.virtual_engines(df, 1) is df
+    named = serving.virtual_engines(df, 2)
+    assert list(named.columns) == ["replica", "virtual_engine", "busy_s"]
+    assert list(named["replica"]) == [0, 0, 1, 1] and list(named["virtual_engine"]) == [0, 1, 0, 1]
+    assert list(serving.virtual_engines(df, 2, label=True)["replica"]) == [
+        "0, virtual engine 0", "0, virtual engine 1", "1, virtual engine 0", "1, virtual engine 1"]
+    assert list(df["replica"]) == [0, 1, 2, 3], "the simulator's frame is left as it was"

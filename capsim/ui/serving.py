@@ -219,8 +219,9 @@ def render() -> None:
     st.plotly_chart(figures.ecdf_panels(res.requests, {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "E2E latency"},
                                         "Latency distributions (CDF)", unit="seconds", marks=slo), width="stretch")
     _sweep_charts(table, slo_set)
-    st.plotly_chart(figures.step_series(virtual_engines(res.timeline, x["pp"], label=True), "time_s", {"kv_occupancy": "KV-cache occupancy (fraction)",
-                                                                 "waiting": "queue length (requests waiting)"},
+    timeline = virtual_engines(res.timeline, x["pp"], label=True)
+    st.plotly_chart(figures.step_series(timeline, "time_s", {"kv_occupancy": "KV-cache occupancy (fraction)",
+                                                             "waiting": "queue length (requests waiting)"},
                                         "replica", "KV cache and queue over time", "seconds"), width="stretch")
     show_table(virtual_engines(res.replicas, x["pp"]))
     downloads("serving-requests", res.requests, {"inputs": _inputs_dict(x), "summary": s}, key="requests",
