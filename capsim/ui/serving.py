@@ -248,7 +248,8 @@ def _replica_fits(x: dict[str, Any]) -> bool:
     why, fix = checked(replica_check, x["model"], x["acc"], x["engine"], x["tp"], x["quant"], need, x["pp"])
     if why is None:
         return True
-    infeasible(why, fix["change"] if fix else "no replica within one node fits: pick a larger accelerator")
+    infeasible(why, fix["change"] if fix else "no replica within one node fits: pick a larger accelerator, or more "
+               "PP stages across nodes (on a calibration that states the inter-node link)")
     if fix:
         st.button("Use the nearest replica", on_click=use_in_link,
                   args=({"tp": fix["tp"], "pp": fix["pp"], "quant": fix["quantization"]},))
