@@ -90,13 +90,13 @@ def test_validate_training_json():
 
 
 @pytest.mark.parametrize("rule, names", [("profile", "A100-SXM4-80GB-profile + B200 + B300 + GB200 + GB300 + "
-                                                     "H100-SXM5-80GB-profile + H200-SXM-141GB"),
-                                         ("datasheet", "A100-SXM4-80GB + B200 + B300 + GB200 + GB300 + H100-SXM5-80GB + "
-                                                       "H200-SXM-141GB")])
+                                                     "H100-96GB-HBM2e-500W + H100-SXM5-80GB-profile + H200-SXM-141GB"),
+                                         ("datasheet", "A100-SXM4-80GB + B200 + B300 + GB200 + GB300 + "
+                                                       "H100-96GB-HBM2e-500W + H100-SXM5-80GB + H200-SXM-141GB")])
 def test_validate_training_by_calibration_rule(rule, names):
     """``-c profile`` and ``-c datasheet`` are rules applied per row's accelerator, not calibration files."""
     out = json.loads(run("validate", "training", "-c", rule.upper() if rule == "datasheet" else rule, "--json").stdout)
-    # the 12 Grand Teton H100 rows (no catalog part), the 6 gpt-oss rows beyond their GPU's memory and the 6
-    # Blackwell Megatron-Bridge rows whose layouts do not fit in memory
-    assert out["calibration"] == names and out["rows_failed"] == 12 + 6 + 6
+    # the 6 gpt-oss rows beyond their GPU's memory and the 6 Blackwell Megatron-Bridge rows whose layouts do not
+    # fit in memory (the 12 Grand Teton H100 rows are priced on their own part, H100-96GB-HBM2e-500W)
+    assert out["calibration"] == names and out["rows_failed"] == 6 + 6
     assert run("train", "-m", "llama-2-7b", "-a", "h100", "-n", "8", "--tp", "8", "-c", rule, "--json").exit_code == 0
