@@ -20,7 +20,8 @@ from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.hardware import Cluster
 from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import Fp8Scaling, Precision
-from capsim.validation.training import training_suite
+from capsim.validation.harness import read_csv
+from capsim.validation.training import predict_row, training_suite
 
 LLAMA8 = get_model("llama-3-8b")
 FP8 = Precision.preset("fp8").with_(fp8_scaling="current")
@@ -141,9 +142,22 @@ def test_grand_teton_rows_are_priced_with_the_peak_range_as_band(titan_rows) -> 
     teton = _teton(titan_rows)
     assert len(teton) == 12 and all(r.predicted is not None for r in teton)
     for r in teton:  # priced at the range's lower end (NVL), the band reaching the upper end (SXM)
-        high = float(r.note.split("(peaks_high, bf16 989 TFLOP/s) ")[1])  # the note's last figure
+        high = float(r.note.split("(peaks_high, bf16 989 TFLOP/s) ")[1])  # the note's last figure (no blanks)
         assert r.band_low == r.predicted < r.band_high == pytest.approx(high, rel=1e-3)
         assert 1.05 < r.band_high / r.predicted < 989 / 835 + 1e-9  # faster peaks, never beyond their ratio
+
+
+def test_grand_teton_band_spans_the_blanks_at_both_ends_of_the_peak_range() -> None:
+    row = next(r for r in read_csv(None, "training_torchtitan.csv", ("source",))
+               if r["source"].endswith("table 1") and r["precision"] == "fp8")
+    pinned, low = predict_row(row, "datasheet"), predict_row({**row, "micro_batch": "", "recompute": ""}, "datasheet")
+    assert low.value == pinned.value and low.settings == {"micro_batch": 2, "recompute": 1}  # the recipe's defaults
+    high_point = float(pinned.note.split("TFLOP/s) ")[1])
+    blanks_high = [float(x) for x in low.note.split("over the blanks ")[1].split(" to ")]
+    # the band's bottom is the lower peaks' worst blank value, its top the upper peaks' best one
+    assert low.band[0] < blanks_high[0] and low.band[1] == pytest.approx(blanks_high[1], rel=1e-4)
+    assert pinned.band[1] == pytest.approx(high_point, rel=1e-4)
+    assert low.band[0] < pinned.band[0] == pinned.value < pinned.band[1] < low.band[1]
 
 
 def test_grand_teton_70b_fsdp_tp_row_within_15_pct_across_the_range(titan_rows) -> None:

@@ -5,7 +5,8 @@ optional, are that release's command-line flags the run stated).
 A blank micro_batch, pp_interleave, recompute, seq_parallel, zero_stage or cp is a setting the run did not
 publish: it takes the release's documented default (``Release.defaults``, cited there), never the fastest value.
 The row's note and ``band_low``/``band_high`` give the prediction's range over every plausible value of the blanks
-(the values the release offers; feasible layouts only).
+(the values the release offers; feasible layouts only). An accelerator whose source gives its peaks only as a range
+(``Accelerator.peaks_high``) is priced at the range's lower end, and the band reaches the upper end's predictions.
 """
 
 from __future__ import annotations
@@ -223,14 +224,12 @@ def _at_peaks_high(r: dict[str, str], fixed: dict[str, object], blanks: list[str
     if acc.peaks_high is None:
         return None, ""
     high = Perf(replace(perf.params, peak_flops_per_s={k: v for k, v in vars(acc.peaks_high).items() if v}))
-    lay, result = _point(r, layout, fw, cluster, high, precision)
-    values = (float(_metric_values(r, row_model(r), lay, result)[0]),) if result.feasible[0] else ()
+    lay, result = _point(r, layout, fw, cluster, high, precision)  # memory does not depend on the peaks
+    point = float(_metric_values(r, row_model(r), lay, result)[0])
     band = _band(r, fixed, blanks, fw, cluster, high, precision)[0]
-    values += band or ()
-    if not values:
-        return None, f"; at {acc.name}'s upper peaks (peaks_high) no layout fits"
-    return values, (f"; peaks stated only as a range: at its upper end (peaks_high, bf16 "
-                    f"{acc.peaks_high.bf16 / 1e12:.0f} TFLOP/s) {values[0]:.5g}")
+    return (point, *(band or ())), (
+        f"; peaks stated only as a range: at its upper end (peaks_high, bf16 {acc.peaks_high.bf16 / 1e12:.0f} "
+        f"TFLOP/s) {point:.5g}" + (f", over the blanks {band[0]:.5g} to {band[1]:.5g}" if band else ""))
 
 
 def _check_offered(published: dict[str, object], fw: Framework) -> None:
