@@ -110,3 +110,20 @@ def test_releases_state_the_combine_and_the_loss():
     assert (bridge.moe_combine_saves, bridge.loss_copy) == (False, LossCopy.NONE)
     assert (nemo.moe_combine_saves, nemo.loss_copy) == (True, LossCopy.FP32)
     assert automodel.loss_copy is LossCopy.ACTIVATION and automodel.loss_copy_bytes(2.0) == 2.0
+
+
+def test_fp8_keeps_the_attention_output_in_16_bits_beside_the_projections_copy():
+    # TE's fused attention saves its bf16 output for its own backward; under FP8 the output projection keeps an FP8
+    # copy of it too (1 byte a value), so per layer: q_heads x head_dim x (2 + 1) bytes a token; selective recompute
+    # (the core checkpointed) drops the 16-bit one.
+    from capsim.analytic.memory import saved_by_class
+    from capsim.analytic.primitives import Saved
+    from capsim.specs.precision import Precision
+
+    model = get_model("llama-3-8b")
+    lay = Layouts.from_plans(model, [TrainPlan(micro_batch=1, global_batch=1, seq_len=4096)])
+    fp8 = saved_by_class(model, lay, Precision.preset("fp8"))
+    bf16 = saved_by_class(model, lay, Precision.preset("bf16"))
+    o = 4096 * model.heads * model.head_dim
+    assert float(np.asarray(fp8[Saved.CORE]).ravel()[0]) - float(np.asarray(bf16[Saved.CORE]).ravel()[0]) == \
+        pytest.approx(2 * o)

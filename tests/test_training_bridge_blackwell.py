@@ -25,9 +25,9 @@ _FP4_GB200 = ("NVFP4 Llama3 70B at TP 2 on GB200 (no TP overlap for nvfp4: its T
 _NOT_FIT = ("the table's layout does not fit in capsim's memory model; the tag's workload config runs PP 4 VP 5, "
             "micro-batch 1 (scripts/performance/configs/llama/llama3_workload_base_configs.py, MB@v0.3.1 "
             "LLAMA3_70B_PRETRAIN_CONFIG_GB300_*_V2)")
-UNPRICED = {16: "does not fit in memory: TP 1 PP 1 DP 64 with FSDP 0 needs 559.0 GB/GPU of GB300's 279 GB (its bf16 "
+UNPRICED = {16: "does not fit in memory: TP 1 PP 1 DP 64 with FSDP 0 needs 580.5 GB/GPU of GB300's 279 GB (its bf16 "
                 "weights and gradients alone 282 GB: 70.6e9 parameters x 2 x 2 B); " + _NOT_FIT,
-            18: "does not fit in memory: PP 4 without interleaving at micro-batch 2 needs 360.8 GB/GPU (292.1 GB of it "
+            18: "does not fit in memory: PP 4 without interleaving at micro-batch 2 needs 382.2 GB/GPU (313.6 GB of it "
                 "the first stage's 4 in-flight micro-batches x 20 layers); " + _NOT_FIT}
 MISSES = {
     0: "+16.2%: Llama3 8B FP8 (delayed scaling) on 8 GB200 (CUDA graph of the run not priced); " + _B200_DIE,
