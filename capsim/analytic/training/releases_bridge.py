@@ -39,12 +39,12 @@ from capsim.analytic.training.release import (
     Setting,
 )
 from capsim.analytic.training.releases_current import (
-    COMBINE_NO_PROBS,
-    FUSED_CE,
     _MB_0_4_2_UB,
     _TE_ATTN,
     _TE_UB,
     _UB,
+    COMBINE_NO_PROBS,
+    FUSED_CE,
     _megatron_common,
     _ub_flag,
     bridge_param_flags,
