@@ -19,7 +19,9 @@ from capsim.analytic.training import releases_bridge as bridge
 from capsim.analytic.training import releases_current as current
 from capsim.analytic.training import releases_torchtitan as titan
 from capsim.analytic.training.release import (
+    COMBINE_PROBS,
     PER_REPLICA,
+    UNFUSED_CE,
     Flag,
     Framework,
     FrameworkFamily,
@@ -67,7 +69,6 @@ ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": Framew
 _ML21, _ML22, _MC08 = "ML@6985e58 megatron/", "ML@9aad920 megatron/", "ML@core_v0.8.0 megatron/"
 _NO_ZERO3 = "no ZeRO-3 in this code (zero=False): nothing to prefetch"
 _NO_MOE = "no mixture of experts in this code (the field's generic value)"
-COMBINE_PROBS, UNFUSED_CE = current.COMBINE_PROBS, current.UNFUSED_CE
 # Megatron-LM 2021-22: megatron/model/gpt_model.py post_language_model_processing runs
 # mpu.vocab_parallel_cross_entropy(output.float(), labels), which keeps its fp32 exp_logits
 _ML_CE = ("megatron/model/gpt_model.py post_language_model_processing: mpu.vocab_parallel_cross_entropy("

@@ -43,6 +43,27 @@ class LossCopy(StrEnum):
     NONE = "none"  # nothing: the kernel overwrites the logits with their gradient (TE parallel_cross_entropy)
 
 
+# Megatron-Core from core_v0.13.0 (2025-07-25): the router probabilities scale the experts' activation, so the
+# combine's unpermute is a plain sum that saves nothing (core_v0.12.0 token_dispatcher.py L645 still merged them there).
+COMBINE_NO_PROBS = ("megatron/core/transformer/moe/token_dispatcher.py combine_postprocess / "
+                    "get_restored_hidden_states_by_experts: unpermute(...) without probs; experts.py TEGroupedMLP "
+                    "bias_act_func: weighted_bias_swiglu_impl(..., permuted_probs) applies them (since core_v0.13.0)")
+COMBINE_PROBS = ("megatron/core/transformer/moe/token_dispatcher.py: unpermute(..., probs=self.probs) merges the "
+                 "router probabilities in the combine (moe_utils.unpermute multiplies the expert outputs by them, "
+                 "keeping both for the backward; until core_v0.12.x)")
+# Megatron-Bridge pre-training: cross_entropy_loss_fusion True with cross_entropy_fusion_impl "te" (Megatron-Core
+# language_module.py compute_language_model_loss -> te_parallel_cross_entropy), whose kernel writes the gradient
+# into the logits in place and saves only them (TE@v2.8 transformer_engine/pytorch/cross_entropy.py L50-59,
+# triton/cross_entropy.py L187).
+FUSED_CE = ("src/megatron/bridge/models/gpt_provider.py cross_entropy_loss_fusion: bool = True; the perf scripts and "
+            "recipes set cross_entropy_fusion_impl = 'te' (TE parallel_cross_entropy overwrites the bf16 logits with "
+            "their gradient in place, TE@v2.8 transformer_engine/pytorch/cross_entropy.py L50-59, "
+            "triton/cross_entropy.py L187: no fp32 copy)")
+UNFUSED_CE = ("the loss runs on an fp32 copy of the logits and saves its fp32 softmax (Megatron-Core "
+              "tensor_parallel/cross_entropy.py: vocab_parallel_logits.float(), save_for_backward(exp_logits); "
+              "cross_entropy_loss_fusion default False, and its 'native' impl keeps the same fp32 exp_logits)")
+
+
 class PipelineSplit(StrEnum):
     """Where a release puts the layers when pp x v does not divide them."""
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
+    COMBINE_NO_PROBS,
+    FUSED_CE,
     Framework,
     FrameworkFamily,
     LossCopy,
@@ -43,8 +45,6 @@ from capsim.analytic.training.releases_current import (
     _TE_ATTN,
     _TE_UB,
     _UB,
-    COMBINE_NO_PROBS,
-    FUSED_CE,
     _megatron_common,
     _ub_flag,
     bridge_param_flags,
