@@ -95,7 +95,9 @@ def _activations(sac: SelectiveAc, recompute_code: int = 1) -> float:
 def test_op_policy_keeps_less_than_megatron_selective_and_more_than_full() -> None:
     none, full = _activations(SelectiveAc(), 0), _activations(SelectiveAc(), 2)
     megatron, ops = _activations(SelectiveAc()), _activations(SelectiveAc(SacPolicy.OPS))
-    assert megatron == pytest.approx(none)  # flash attention: nothing of s^2 size to drop
+    # flash attention: nothing of s^2 size to drop, only the attention core's 16-bit output that FP8 keeps beside the
+    # output projection's FP8 copy (32 layers x 16384 tokens x 4096 values x 2 B)
+    assert none - megatron == pytest.approx(32 * 2 * 8192 * LLAMA8.heads * LLAMA8.head_dim * 2)
     assert full < ops < 0.7 * none
     # every block checkpointed = full recomputation's memory; every second block: halfway
     assert _activations(SelectiveAc(SacPolicy.BLOCKS, 1)) == pytest.approx(full)
