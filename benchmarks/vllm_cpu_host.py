@@ -5,6 +5,8 @@
     for P in 1 2; do for L in 8 4 2 1; do python benchmarks/vllm_cpu_bench.py --venv /work/.vllm-venv --plan host \
         --model-config capsim/data/vllm-cpu-host/model/config.json --layers $L \
         --out capsim/data/vllm-cpu-host/depth/pass-$P/layers-$L; done; done   # ~2.3 min per layer count and pass
+    nice -n -10 taskset -c 0 /work/.vllm-venv/bin/python benchmarks/vllm_cpu_sampler.py --repeats 15 \
+        --out capsim/data/vllm-cpu-host/sampler/sampler.json     # ~1.5 min per pass (pass 2: sampler-pass2.json)
     python benchmarks/vllm_cpu_host.py           # seconds: the engine's time per step from the saved runs
 
 The runs serve a 64-wide Llama (dummy weights; its forward pass is a small part of each step) at fixed concurrencies
