@@ -31,6 +31,9 @@ token exceeds that replay by is the engine's own time per step at that batch.
    least-squares line t = per call + per row x batch + per logit x batch x vocabulary, and what capsim prices for
    the same rows on the suite's calibration (the logits softmax plus ``sampler_ops``: greedy and temperature
    sampling are one ``plain`` sampling there, top-p is ``top-p``).
+5. The suite model's GEMMs (step-gemms/pass-*.txt, ``benchmarks/vllm_cpu_step_gemms.py``: vLLM's own oneDNN
+   kernels in a decode step's order, 4 layers' weights and the LM head): what capsim prices for the same GEMMs on
+   the suite's calibration and the engine's kernel path (``capsim_*`` lines; reads the suite's model config only).
 
 No run of the vLLM-CPU validation suite (capsim/data/vllm-cpu) is used.
 """
@@ -121,9 +124,10 @@ def sampler_check(spec: dict) -> None:
     import dataclasses
 
     from capsim.analytic.ops import head_ops
-    from capsim.analytic.serving import Sampling, sampler_ops
+    from capsim.analytic.serving import Sampling, engine_perf, sampler_ops
 
     dep, _ = deployment(spec, DATA)
+    perf = engine_perf(dep.perf, dep.engine)[0]  # the engine's kernel paths and efficiencies, as its steps are priced
     passes = [json.loads(f.read_text())["rows"] for f in sorted((DATA / "sampler").glob("sampler*.json"))]
     keys = [(r["mode"], r["vocab"], r["batch"]) for r in passes[0]]
     best = {k: min(r["median_s"] for p in passes for r in p if (r["mode"], r["vocab"], r["batch"]) == k) for k in keys}
@@ -136,7 +140,7 @@ def sampler_check(spec: dict) -> None:
             ops = [o for o in head_ops(model, r["batch"], 1, dep.plan.dtype, logits_tokens=r["batch"])
                    if o.name == "logits_softmax"] + sampler_ops(model, r["batch"], kind)
             measured.append((r["vocab"], r["batch"], r["median_s"]))
-            priced.append((r["vocab"], r["batch"], float(dep.perf.ops_s(ops))))
+            priced.append((r["vocab"], r["batch"], float(perf.ops_s(ops))))
             if r["vocab"] == 32000:
                 print(f"sampler_{mode}_s[vocab=32000,batch={r['batch']}]: measured {r['median_s']:.6f}, "
                       f"capsim {priced[-1][2]:.6f}")
@@ -146,6 +150,21 @@ def sampler_check(spec: dict) -> None:
                   f"rms_s {rms:.2e}")
 
 
+def step_gemms_check(spec: dict) -> None:
+    """capsim's price of the suite model's GEMMs (step-gemms/: vLLM's own kernels, benchmarks/vllm_cpu_step_gemms.py)."""
+    from capsim.analytic.ops import head_ops
+    from capsim.analytic.serving import engine_perf, layer_token_ops
+
+    dep, _ = deployment(spec, ROOT / "capsim" / "data" / "vllm-cpu")
+    perf = engine_perf(dep.perf, dep.engine)[0]
+    for m in (1, 8, 32):
+        ops = [o for o in layer_token_ops(dep.model, dep.plan, m, 1.0) if o.kind.value == "gemm"]
+        head = [o for o in head_ops(dep.model, m, 1, dep.plan.dtype, logits_tokens=m) if o.name == "lm_head"]
+        for o in ops + head:
+            print(f"capsim_ms[{o.name},M={m}]: {float(perf.op_s(o)) * 1e3:.4f}")
+        print(f"capsim_step_gemms_ms[M={m}]: {float(dep.model.layers * perf.ops_s(ops) + perf.ops_s(head)) * 1e3:.4f}")
+
+
 def main() -> None:
     import yaml
 
@@ -153,6 +172,7 @@ def main() -> None:
     depth_sweep(spec)
     width_check(spec)
     sampler_check(spec)
+    step_gemms_check(yaml.safe_load((ROOT / "capsim" / "data" / "vllm-cpu" / "suite.yaml").read_text()))
     rows = []
     for c, _, measured, device in excess(spec, DATA):
         rows.append((c, measured - device))
