@@ -56,6 +56,7 @@ from enum import StrEnum
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic.moe import GROUPED
 from capsim.analytic.primitives import Op, OpKind
 from capsim.specs.precision import DType, Fp8Scaling, Precision
 
@@ -67,7 +68,8 @@ QUANTIZED = frozenset({DType.FP8, DType.MXFP8, DType.NVFP4})
 # 16-bit passes over an activation or gradient before its quantized copies are written (module docstring): one cast
 # for FP8 delayed scaling and MXFP8; FP8 current scaling adds an amax pass; NVFP4 an amax pass plus separate
 # rowwise and RHT-columnwise quantize kernels.
-_RHT_FLOPS_PER_VALUE = 2.0 * 16  # a 16-point Hadamard transform: a 16x16 matrix times each 16 values
+_RHT_FLOPS_PER_VALUE = 2.0 * 16
+PAD, UNPAD = "moe_fp8_pad", "moe_fp8_unpad"  # the grouped experts' row padding copies (``grouped_padding``)  # a 16-point Hadamard transform: a 16x16 matrix times each 16 values
 
 
 class CastKind(StrEnum):
@@ -151,6 +153,38 @@ def backward_casts(ops: list[Op], precision: Precision) -> list[Op]:
     return out
 
 
+def grouped_padding(ops: list[Op], precision: Precision) -> tuple[list[Op], list[Op]]:
+    """(forward, backward) copies Megatron-Core's TEGroupedMLP adds around its quantized grouped GEMMs: under FP8 it
+    pads each expert's rows to the quantization alignment before fc1 (the tokens and their router probabilities)
+    and unpads fc2's output (megatron/core/transformer/moe/experts.py L862-890 TEGroupedMLP.forward,
+    NVIDIA/Megatron-LM@0d8e0714), each one ``fused_multi_row_padding``/``unpadding`` kernel over all the experts'
+    rows that reads and writes them; the backward runs the opposite copy on each gradient (transformer_engine/pytorch/
+    module/fp8_padding.py L21-61, fp8_unpadding.py, NVIDIA/TransformerEngine@v2.8). TE skips the copy only when
+    every expert's count is already aligned (fp8_padding.py L121), which the benchmarks' random routing
+    (``moe_router_force_load_balancing``: i.i.d. normal logits per token, moe_utils.py L901-935 RandomSTE) leaves
+    to chance: 16 or more local experts each a multiple of 16 rows."""
+    if precision.compute not in QUANTIZED:
+        return [], []
+    fwd: list[Op] = []
+    bwd: list[Op] = []
+    ab = precision.activations.bytes
+    for op in ops:
+        if op.kind is not OpKind.GEMM or op.impl != GROUPED or not is_fp8(op, precision):
+            continue
+        m, n, k = op.shape
+        rows = np.asarray(m, float) * op.count
+        if _base(op.name) == "mlp_up":  # the tokens [rows, hidden] and their probabilities [rows] fp32
+            moved = ((f"{PAD}", rows * k * ab), (f"{PAD}_probs", rows * 4.0))
+        else:  # fc2's output [rows, hidden]
+            moved = ((f"{UNPAD}", rows * n * ab),)
+        for name, nbytes in moved:
+            fwd.append(Op(name, OpKind.ELEMENTWISE, 0.0, nbytes, nbytes, (nbytes / ab,), precision.activations,
+                          share=op.share))
+            bwd.append(Op(name + ".bwd", OpKind.ELEMENTWISE, 0.0, nbytes, nbytes, (nbytes / ab,),
+                          precision.activations, share=op.share))
+    return fwd, bwd
+
+
 def weight_cast_bytes(params: Num, precision: Precision) -> Num:
     """Bytes moved quantizing ``params`` 16-bit weights (both copies) once per optimizer step: one read for FP8 and
     MXFP8, two for NVFP4 (its amax pass, then the 2D-scaled quantize); 0 when the weights are already stored in
@@ -161,5 +195,5 @@ def weight_cast_bytes(params: Num, precision: Precision) -> Num:
     return np.asarray(params, float) * (reads * precision.weights.bytes + 2.0 * precision.compute.bytes)
 
 
-__all__ = ["FP8_GEMMS", "QUANTIZED", "CastKind", "backward_casts", "forward", "gemm_format", "is_fp8",
+__all__ = ["FP8_GEMMS", "QUANTIZED", "CastKind", "backward_casts", "forward", "gemm_format", "grouped_padding", "is_fp8",
            "weight_cast_bytes"]

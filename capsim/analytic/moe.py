@@ -21,12 +21,19 @@ would slow the busiest rank; capsim does not price it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+from scipy.stats import norm
 
 from capsim._types import Num
 from capsim.analytic.primitives import Op, OpKind, Saved, elementwise, gemm
 from capsim.specs.model import ModelSpec
 from capsim.specs.precision import DType
+
+# The routed experts' GEMMs: one grouped GEMM over the local experts (TEGroupedMLP's GroupedLinear), whose FP8
+# input Transformer Engine pads per expert (``capsim.analytic.fp8.grouped_padding``).
+GROUPED = "grouped"
 
 
 def moe_tokens(tokens: Num, tp: Num, etp: Num, sp: Num) -> tuple[Num, Num]:
@@ -39,27 +46,47 @@ def moe_tokens(tokens: Num, tp: Num, etp: Num, sp: Num) -> tuple[Num, Num]:
     return local, local * np.where(sp, np.asarray(etp, float), 1.0)
 
 
+def busiest_rank(model: ModelSpec, routed: Num, ep: Num) -> Num:
+    """Expected token copies the busiest of ``ep`` ranks receives, over the mean, when each rank routes ``routed``
+    tokens. Megatron-Core's ``--moe-router-force-load-balancing`` (what the benchmarks run) replaces the router's
+    logits with i.i.d. normal ones per token (RandomSTE, megatron/core/transformer/moe/moe_utils.py L901-935,
+    NVIDIA/Megatron-LM@0d8e0714), so each token's top_k experts are uniform without replacement: the copies one
+    rank's E/ep experts get from one token are hypergeometric, variance k (1/ep)(1 - 1/ep)(E - k)/(E - 1), summed
+    over the ep x routed tokens of the group; the busiest of ep such sums sits about Blom's normal score
+    Phi^-1((ep - 0.375)/(ep + 0.25)) standard deviations above the mean (Blom 1958). Every rank waits for it at the
+    layer's all-to-all, fresh each layer and micro-batch."""
+    e, k = float(model.experts), float(model.top_k)
+    g = np.maximum(np.asarray(ep, float), 1.0)
+    n = np.asarray(routed, float) * g
+    var = n * k * (1.0 / g) * (1.0 - 1.0 / g) * (e - k) / max(e - 1.0, 1.0)
+    score = np.where(g > 1, norm.ppf(np.clip((g - 0.375) / (g + 0.25), 0.5, 1.0)), 0.0)
+    return 1.0 + score * np.sqrt(var) / np.maximum(np.asarray(routed, float) * k, 1e-30)
+
+
 def _experts(model: ModelSpec, rows: Num, etp: Num, count: Num, dt: DType, ab: float, wb: float,
              share: float) -> list[Op]:
     """The local experts' FFNs: ``count`` experts of ``rows`` tokens each, their width split by ETP."""
     h, gated = model.hidden, model.mlp.matrices == 3
     f = model.ffn_hidden / np.asarray(etp, float)
     up = (2 if gated else 1) * f
-    return [gemm("mlp_up", rows, up, h, dt, ab, wb, ((Saved.TP, rows * h * ab),), count, share),
+    return [replace(gemm("mlp_up", rows, up, h, dt, ab, wb, ((Saved.TP, rows * h * ab),), count, share),
+                    impl=GROUPED),
             Op("mlp_act", OpKind.ELEMENTWISE, 8.0 * rows * f, up * rows * ab, rows * f * ab, (rows * f,), dt, count,
                ((Saved.TP, (2 if gated else 1) * rows * f * ab),), share=share),
-            gemm("mlp_down", rows, h, f, dt, ab, wb, ((Saved.TP, rows * f * ab),), count, share)]
+            replace(gemm("mlp_down", rows, h, f, dt, ab, wb, ((Saved.TP, rows * f * ab),), count, share),
+                    impl=GROUPED)]
 
 
 def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, dt: DType, ab: float, wb: float,
-            share: float, dispatcher: bool = True, touched: Num | None = None) -> list[Op]:
+            share: float, dispatcher: bool = True, touched: Num | None = None, busiest: Num = 1.0) -> list[Op]:
     """Forward ops of one MoE block over ``tokens`` token rows of a TP group (see the module docstring);
     ``dispatcher=False`` leaves out Megatron-Core's top-k, permutations and sorts (serving engines fuse routing
     into their MoE kernels). ``touched``: the local experts a serving step's tokens reach (the others' weights are
-    not read; capsim.analytic.ops.active_experts), else every local expert runs."""
+    not read; capsim.analytic.ops.active_experts), else every local expert runs. ``busiest``: the busiest EP
+    rank's copies over the mean (``busiest_rank``; 1 = exactly balanced)."""
     h, k, experts = model.hidden, model.top_k, model.experts
     local, gathered = moe_tokens(tokens, tp, etp, sp)
-    copies = gathered * k  # token copies this GPU's expert slices compute on (balanced routing)
+    copies = gathered * k * busiest  # token copies this GPU's expert slices compute on (the busiest rank's)
     count = experts / np.asarray(ep, float) if touched is None else np.maximum(touched, 1e-30)
     per_expert = copies / count  # the copies this GPU's experts receive from the EP group, over its experts
     router = gemm("router", local, experts, h, dt, ab, wb, ((Saved.SP, np.asarray(tokens, float) * h * ab),),
@@ -91,4 +118,4 @@ def _shared(model: ModelSpec, tokens: Num, tp: Num, dt: DType, ab: float, wb: fl
             gemm("shared_down", n, h, f, dt, ab, wb, ((Saved.TP, 2 * n * f * ab),), share=share)]
 
 
-__all__ = ["moe_ops", "moe_tokens"]
+__all__ = ["GROUPED", "busiest_rank", "moe_ops", "moe_tokens"]

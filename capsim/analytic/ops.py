@@ -61,6 +61,7 @@ class LayerShape:
     heads: Num = 1  # query heads on this GPU
     kv_heads: Num = 1  # KV heads on this GPU (replicated when tp > kv heads)
     etp: Num = 1  # tensor-parallel width of the routed experts (Megatron-Core's expert_tensor_parallel_size)
+    busiest: Num = 1.0  # the busiest EP rank's routed copies over the mean (capsim.analytic.moe.busiest_rank)
 
 
 def layer_shape(model: ModelSpec, tokens: Num, sequences: Num, tp: Num, ep: Num, sp: Num,
@@ -96,7 +97,7 @@ def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float, t
         return _ffn(model, n, model.ffn_hidden, t, dt, ab, wb, 1, 1.0)
     moe = model.moe_layers / model.layers if moe_share is None else moe_share
     ops = _ffn(model, n, model.dense_ffn, t, dt, ab, wb, 1, 1.0 - moe) if moe < 1 else []
-    return ops + (moe_ops(model, n, t, s.etp, s.ep, s.sp, dt, ab, wb, moe, training, touched) if moe > 0 else [])
+    return ops + (moe_ops(model, n, t, s.etp, s.ep, s.sp, dt, ab, wb, moe, training, touched, s.busiest) if moe > 0 else [])
 
 
 def _post_norm(model: ModelSpec, name: str, elems: Num, dtype: DType, keep: bool) -> list[Op]:

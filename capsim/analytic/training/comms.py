@@ -9,7 +9,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.moe import moe_tokens
+from capsim.analytic.moe import busiest_rank, moe_tokens
 from capsim.analytic.ops import optimizer_ops
 from capsim.analytic.training.collectives import Placement, collective_s, placement, send_s, tier_s
 from capsim.analytic.training.compute import MicroBatchTimes
@@ -127,9 +127,10 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     (Lepikhin et al. 2021, GShard, Sec. 3.2; Megatron-Core's all-to-all token dispatcher); the all-to-all crosses the
     network once the group spans nodes (``collective_s`` prices it per tier). With etp > 1 the received copies are
     all-gathered over the ETP group before the experts and reduce-scattered after (``capsim.analytic.moe``). With
-    Megatron-Core's ``--overlap-moe-expert-parallel-comm`` (``fw.overlap_moe_a2a``) a micro-batch's forward runs
-    alongside another's backward, so the forward's communication hides behind a layer's backward compute and the
-    backward's behind a layer's forward (megatron/core/pipeline_parallel/combined_1f1b.py). Megatron-Core's
+    Megatron-Core's ``--overlap-moe-expert-parallel-comm`` (``fw.overlap_moe_a2a``) a micro-batch's forward of a
+    layer runs alongside another's backward of it, each all-to-all hiding only behind the compute of the phase it
+    shares (``_paired_exposed_s``), and the passes the schedule runs alone expose theirs (``overlapped_share``).
+    Megatron-Core's
     default all-gather dispatcher instead all-gathers every token over the EP x ETP group and reduce-scatters the
     outputs (megatron/core/transformer/moe/token_dispatcher.py, MoEAllGatherTokenDispatcher).
     """
@@ -137,7 +138,9 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     if not model.is_moe:
         return zero, zero
     local, gathered = moe_tokens(_tokens(lay), lay.tp, lay.etp, lay.sp)
-    row = model.top_k * model.hidden * precision.activations.bytes
+    # under random forced balancing the all-to-all waits for the busiest rank's copies
+    busiest = busiest_rank(model, local, lay.ep) if fw.moe_random_routing else 1.0
+    row = model.top_k * model.hidden * precision.activations.bytes * busiest
     a2a = _dispatch_s(perf, model, local * row, placement(lay.ep, lay.etp, gpn), fw)
     around = placement(lay.etp, 1, gpn)
     etp = (collective_s(perf, "all_gather", gathered * row, around)
@@ -152,8 +155,39 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
         one_pass = np.where(group > 1, both, 0.0)
     fwd, bwd = one_pass, one_pass * (1.0 + recompute_passes(lay))
     if fw.overlap_moe_a2a:
-        fwd, bwd = np.maximum(fwd - t.layer_bwd_s, 0.0), np.maximum(bwd - t.layer_fwd_s, 0.0)
+        paired = _paired_exposed_s(t, fwd / 2.0, bwd / 2.0)
+        share = overlapped_share(lay)
+        return share * paired + (1.0 - share) * fwd, (1.0 - share) * bwd
     return fwd, bwd
+
+
+def _paired_exposed_s(t: MicroBatchTimes, fwd_a2a: np.ndarray, bwd_a2a: np.ndarray) -> np.ndarray:
+    """Exposed all-to-all of one MoE layer's forward run together with another micro-batch's backward of it,
+    Megatron-Core's EP A2A overlap (TransformerLayerSchedulePlan.run, megatron/core/models/common/
+    model_chunk_schedule_plan.py L176-232, NVIDIA/Megatron-LM@0d8e0714; the same three phases at b0cc2706, 55ac7082,
+    d7288711, d0b3b775): a comm stream and a compute stream in three phases, each waiting on the one before,
+        comm: combine_bwd       | dispatch_fwd -> dispatch_bwd | combine_fwd
+        comp: attn_fwd (+router) | mlp_bwd -> mlp_fwd          | attn_bwd (+router);
+    mlp_fwd waits for dispatch_fwd and dispatch_bwd for mlp_bwd. ``fwd_a2a``/``bwd_a2a``: one dispatch (= one
+    combine) of each pass; "mlp" is the expert node (``experts_*_s``), "attn" the rest of the layer."""
+    attn_f, attn_b = t.layer_fwd_s - t.experts_fwd_s, t.layer_bwd_s - t.experts_bwd_s
+    mlp_f, mlp_b = t.experts_fwd_s, t.experts_bwd_s
+    phases = (np.maximum(bwd_a2a, attn_f) + np.maximum(mlp_b, fwd_a2a) + np.maximum(mlp_f, bwd_a2a)
+              + np.maximum(fwd_a2a, attn_b))
+    return np.maximum(phases - (t.layer_fwd_s + t.layer_bwd_s), 0.0)
+
+
+def overlapped_share(lay: Layouts) -> np.ndarray:
+    """Share of a stage's (chunk) forward passes that EP A2A overlap pairs with a backward. Without a pipeline the
+    first micro-batch's forward and the last one's backward run alone (combined_1f1b_schedule_for_no_pipelining,
+    megatron/core/pipeline_parallel/combined_1f1b.py L19-58, NVIDIA/Megatron-LM@0d8e0714); with one (it needs
+    virtual stages, transformer_config.py L1670-1674) the interleaved schedule's warmup forwards and cooldown
+    backwards do, (pp - rank - 1) 2 + (v - 1) pp + 1 of the m v chunk passes, the +1 for the overlap
+    (schedules.py L720-735; microbatch_group_size_per_vp_stage defaults to pp, model_parallel_config.py L303-307),
+    here at the mean rank (pp - 1)."""
+    pp, v = np.asarray(lay.pp, float), np.asarray(lay.v, float)
+    alone = np.where(pp > 1, (pp - 1.0) + (v - 1.0) * pp + 1.0, 1.0)
+    return np.clip(1.0 - alone / (np.asarray(lay.micro_batches, float) * v), 0.0, 1.0)
 
 
 def holders(experts: int, top_k: int, groups: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 
 from capsim.analytic import fp8, recompute
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.moe import busiest_rank, moe_tokens
 from capsim.analytic.ops import (
     AttentionImpl,
     LayerShape,
@@ -33,6 +34,10 @@ from capsim.specs.precision import DType, Precision
 CORE_OPS = recompute.CORE_OPS
 MEGATRON_SAC = recompute.MEGATRON_SAC
 ATTENTION_OPS = CORE_OPS | {"attention"}
+# An MoE layer's "mlp" schedule node: post-dispatch sort, the experts, the combine's pre-sort and the shared experts
+# (submodule_moe_forward, megatron/core/models/gpt/fine_grained_callables.py L382-411, NVIDIA/Megatron-LM@0d8e0714);
+# the rest of the layer is its "attn" and "post_attn" nodes (norm, router, permute) and the combine's unpermute.
+EXPERT_NODE_OPS = frozenset({"moe_sort", "mlp_up", "mlp_act", "mlp_down", "shared_up", "shared_down"})
 # Ops outside the tensor-parallel region: with sequence parallelism they run on s/t tokens (Korthikanti Sec. 4.2.2).
 SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross",
                           "final_norm", "norm_attn_post", "norm_mlp_post"})
@@ -58,6 +63,8 @@ class MicroBatchTimes:
     up_wgrad_s: np.ndarray
     proj_fwd_s: np.ndarray  # the row-parallel forward GEMMs a userbuffers reduce-scatter overlaps: attention output
     fc2_fwd_s: np.ndarray  # and the dense MLP's fc2 (0 in an MoE layer: its experts run outside the TP overlap)
+    experts_fwd_s: np.ndarray  # an MoE layer's "mlp" node (sort, experts, shared experts): what EP a2a overlap pairs
+    experts_bwd_s: np.ndarray  # its backward (data and weight gradients); 0 in a dense layer
     embed_fwd_s: np.ndarray  # embedding lookup (first stage)
     embed_bwd_s: np.ndarray
     head_fwd_s: np.ndarray  # final norm, LM head and loss (last stage)
@@ -136,20 +143,25 @@ def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtyp
 
 
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
-           dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC
-           ) -> dict[str, np.ndarray]:
+           dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
+           pad: bool = False, random_routing: bool = False) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
+    if random_routing and model.is_moe:  # the busiest EP rank's copies under random forced balancing
+        shape = replace(shape, busiest=busiest_rank(model, moe_tokens(tokens, lay.tp, lay.etp, lay.sp)[0], lay.ep))
     plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal,
                               moe_share)
     ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations)
-    fwd = fp8.forward(plain, precision) + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
-    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision) + [ring_b]
+    pad_f, pad_b = fp8.grouped_padding(plain, precision) if pad else ([], [])
+    fwd = fp8.forward(plain, precision) + pad_f + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
+    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision) + pad_b + [ring_b]
     fwd_s = [_op_s(perf, op, lay, precision) for op in fwd]
     layer_fwd_s = sum(fwd_s, np.zeros(len(lay)))
     replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
                                 recompute.block_share(model, sac))
+    experts_f, experts_b = _experts_node_s(model, plain, lay, precision, perf, moe_share, pad)
     return {"layer_fwd_s": layer_fwd_s, "layer_bwd_s": _sum(perf, bwd, lay, precision),
+            "experts_fwd_s": experts_f, "experts_bwd_s": experts_b,
             "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS), "layer_selective_s": replay,
             "layer_gemm_fwd_s": _sum(perf, fwd, lay, precision, GEMM_OPS),
             "layer_attn_fwd_s": _sum(perf, fwd, lay, precision, ATTENTION_OPS),
@@ -161,15 +173,31 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
                           else np.zeros(len(lay)))}
 
 
+def _experts_node_s(model: ModelSpec, plain: list[Op], lay: Layouts, precision: Precision, perf: Perf,
+                    moe_share: float | None, pad: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, backward) seconds of an MoE layer's expert node (``EXPERT_NODE_OPS`` with their FP8 casts and
+    padding); zeros in a dense layer."""
+    if not model.is_moe or moe_share == 0.0:
+        return np.zeros(len(lay)), np.zeros(len(lay))
+    node = [op for op in plain if _base(op.name) in EXPERT_NODE_OPS]
+    pad_f, pad_b = fp8.grouped_padding(node, precision) if pad else ([], [])
+    fwd = fp8.forward(node, precision) + pad_f
+    bwd = backward_ops(node) + fp8.backward_casts(node, precision) + pad_b
+    return _sum(perf, fwd, lay, precision), _sum(perf, bwd, lay, precision)
+
+
 def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: str) -> np.ndarray:
     return sum((_op_s(perf, op, lay, precision) for op in ops if op.name == name), np.zeros(len(lay)))
 
 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
-           dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC) -> MicroBatchTimes:
-    out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac)
+           dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
+           pad: bool = False, random_routing: bool = False) -> MicroBatchTimes:
+    out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
+                 random_routing=random_routing)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
-        dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac)
+        dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad,
+                     random_routing=random_routing)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     head = head_ops(model, tokens, lay.tp, precision.activations)
@@ -192,12 +220,16 @@ def distinct(lay: Layouts, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarra
 
 def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
-                      moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC) -> MicroBatchTimes:
+                      moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
+                      fp8_padding: bool = False, random_routing: bool = False) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
-    is the release's selective-recompute policy."""
+    is the release's selective-recompute policy; ``fp8_padding``: the release pads the grouped experts' FP8 rows
+    (``Framework.moe_fp8_padding``); ``random_routing``: its forced balancing is random per token
+    (``Framework.moe_random_routing``)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
-    return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac).take(inverse)
+    return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
+                  fp8_padding, random_routing).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]

@@ -114,7 +114,7 @@ def _megatron_lm_2021() -> Release:
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
-         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
+         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_random_routing": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
@@ -174,7 +174,7 @@ def _megatron_lm_2022() -> Release:
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
-         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
+         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_random_routing": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
@@ -239,6 +239,10 @@ def _megatron_core_0_8() -> Release:
                               "without it > 2",
          "moe_dispatcher": args + "L1748-1750 --moe-token-dispatcher-type default allgather",
          "overlap_moe_a2a": "not in this release: --overlap-moe-expert-parallel-comm arrived in core_v0.14.0",
+         "moe_fp8_padding": "not in this release: TEGroupedMLP's Fp8Padding arrived in core_v0.10.0 "
+                            "(megatron/core/transformer/moe/experts.py L638)",
+         "moe_random_routing": "not in this release: forced balancing (RandomSTE) arrived by core_v0.14.0 "
+                               "(megatron/core/transformer/moe/moe_utils.py L874)",
          "fp8_scaling": "Transformer Engine 1.x has one FP8 recipe, DelayedScaling (transformer_engine/common/recipe/"
                         "__init__.py, TE v1.8); --fp8-recipe arrived later",
          "fp8_params": "not in this release: --fp8-param-gather arrived later (core_v0.14.0 arguments.py L1248)",
@@ -303,6 +307,8 @@ def _fsdp_pytorch_2_3() -> Release:
          "interleave_min_pp": none.format("pipeline schedule") + " (the field's generic value)",
          "moe_dispatcher": none.format("MoE token dispatcher") + " (the field's generic value)",
          "overlap_moe_a2a": none.format("MoE token dispatcher"),
+         "moe_fp8_padding": none.format("grouped-expert FP8 padding"),
+         "moe_random_routing": none.format("forced MoE load balancing"),
          "fp8_scaling": "FSDP adds no FP8; a run in FP8 brings Transformer Engine, whose default recipe is "
                         "DelayedScaling (TE v1.8 transformer_engine/common/recipe/__init__.py)",
          "fp8_params": "FSDP1 gathers the parameters in their own (16-bit) format",

@@ -86,6 +86,12 @@ class Framework:
     interleave_min_pp: int = 2  # the interleaved schedule needs at least this many pipeline stages
     moe_dispatcher: MoeDispatcher = MoeDispatcher.ALLTOALL  # how MoE tokens reach their experts
     overlap_moe_a2a: bool = False  # MoE all-to-alls of one micro-batch run during another's compute
+    # FP8: the grouped experts copy their rows into a buffer padded per expert to the quantization alignment and
+    # back (Megatron-Core TEGroupedMLP with TE Fp8Padding/Fp8Unpadding; unpadded: --moe-router-padding-for-quantization)
+    moe_fp8_padding: bool = False
+    # forced balancing (--moe-router-force-load-balancing) draws each token's experts at random, so the busiest EP
+    # rank gets a few percent over the mean (capsim.analytic.moe.busiest_rank); False: exactly balanced
+    moe_random_routing: bool = False
     fp8_scaling: Fp8Scaling = Fp8Scaling.DELAYED  # the FP8 recipe a run with precision "fp8" uses
     fp8_params: bool = False  # weights kept in FP8 (parameter all-gathers and weight memory in FP8)
     reshard_after_forward: Reshard = Reshard.ALWAYS  # ZeRO-3/FSDP: free gathered parameters after the forward

@@ -82,6 +82,7 @@ def _bridge_release(name: str, t: _Tag) -> Release:
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
+                   moe_fp8_padding=True, moe_random_routing=True,
                    fp8_scaling=t.scaling, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(t.core),
@@ -99,6 +100,12 @@ def _bridge_release(name: str, t: _Tag) -> Release:
                               "moe_token_dispatcher_type default 'allgather'",
             "overlap_moe_a2a": f"{t.core} megatron/core/model_parallel_config.py {t.a2a} "
                                "overlap_moe_expert_parallel_comm: bool = False",
+            "moe_fp8_padding": f"{t.core} megatron/core/transformer/moe/experts.py L{_FP8_PAD_LINE[t.software]}: "
+                               "TEGroupedMLP under fp8 pads each expert's rows (TE Fp8Padding); the Qwen3 and "
+                               "GPT-OSS-120B perf configs leave moe_router_padding_for_quantization at False",
+            "moe_random_routing": f"{t.core} megatron/core/transformer/moe/moe_utils.py "
+                                  f"L{_RANDOM_STE_LINE[t.software]} RandomSTE: forced balancing draws i.i.d. normal "
+                                  "logits per token (router.py: apply_random_logits)",
             "fp8_scaling": f"{t.fp8_cs} ({mb} src/megatron/bridge/training/mixed_precision.py {t.fp8})",
             "fp8_params": f"{mb} src/megatron/bridge/training/mixed_precision.py {t.fp8}: fp8_param_gather = True",
             "tp_rs": _TE_UB.format(co + " tp_comm_overlap_cfg None", "v2.x")}
@@ -165,6 +172,16 @@ _TAG_25_09 = _Tag(
     f"{_RC3} src/megatron/bridge/recipes/llama/llama3_70b.py L184 use_distributed_optimizer=True",
     "L509", "L240", Fp8Scaling.DELAYED, "(no bf16_with_nvfp4_mixed at this tag)")
 
+
+# The line of TEGroupedMLP.__init__ that builds Fp8Padding(num_local_experts) at each container's Megatron-Core.
+_FP8_PAD_LINE = {"megatron-bridge-25.09": 815, "megatron-bridge-25.11": 839, "megatron-bridge-26.02": 605,
+                 "megatron-bridge-26.02.01": 605, "megatron-bridge-26.04": 247, "megatron-bridge-26.06": 290,
+                 "megatron-bridge-26.06.01": 290}
+
+# The line of moe_utils.py's RandomSTE (forced balancing's random logits) at each container's Megatron-Core.
+_RANDOM_STE_LINE = {"megatron-bridge-25.09": 874, "megatron-bridge-25.11": 901, "megatron-bridge-26.02": 1112,
+                    "megatron-bridge-26.02.01": 1110, "megatron-bridge-26.04": 1194, "megatron-bridge-26.06": 1138,
+                    "megatron-bridge-26.06.01": 1138}
 
 TAGS: dict[str, _Tag] = {t.software: t for t in (
     _TAG_25_09,

@@ -182,6 +182,9 @@ def nemo_24_07(name: str) -> Release:
             "interleave_min_pp": mc + " arguments.py L255-262",
             "moe_dispatcher": mc + " arguments.py L1748-1750 --moe-token-dispatcher-type default allgather",
             "overlap_moe_a2a": "not in Megatron-Core 0.8 (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
+            "moe_fp8_padding": "not in Megatron-Core 0.8: TEGroupedMLP's Fp8Padding arrived in core_v0.10.0 "
+                               "(moe/experts.py L638)",
+            "moe_random_routing": "no forced load balancing in Megatron-Core 0.8 (RandomSTE: core_v0.14.0)",
             "fp8_scaling": conf + " L222-228: fp8 with amax history 1024, 'max' (TE 1.8's only recipe, "
                            "DelayedScaling, TE@v1.8 transformer_engine/common/recipe/__init__.py)",
             "fp8_params": "NFL@24.07 training configs set no fp8_params: weights stay 16-bit",
@@ -212,7 +215,7 @@ def nemo_25_02(name: str) -> Release:
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
-                   interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
+                   interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False, moe_fp8_padding=True,
                    fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(mc),
@@ -229,6 +232,10 @@ def nemo_25_02(name: str) -> Release:
             "interleave_min_pp": mc + " training/arguments.py: interleaving needs pipeline size > 1",
             "moe_dispatcher": mc + " training/arguments.py L2099-2101 --moe-token-dispatcher-type default allgather",
             "overlap_moe_a2a": "not in this Megatron-Core (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
+            "moe_fp8_padding": mc + " megatron/core/transformer/moe/experts.py L638: TEGroupedMLP under fp8 pads "
+                               "each expert's rows (Fp8Padding(num_local_experts))",
+            "moe_random_routing": "no forced load balancing in core_v0.10.0 (RandomSTE: core_v0.14.0 "
+                                  "moe_utils.py L874); the run's own routing is not published",
             "fp8_scaling": "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/precision/mixed_precision.py L46-54 "
                            "bf16_with_fp8_mixed: fp8 'hybrid', amax history 1024, 'max' (delayed scaling; no fp8 "
                            "recipe field in nemo/lightning/pytorch/plugins/mixed_precision.py L54-62)",
@@ -263,7 +270,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
-                   interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
+                   interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False, moe_fp8_padding=True, moe_random_routing=True,
                    fp8_scaling=Fp8Scaling.CURRENT, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(mc),
@@ -281,6 +288,11 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                               "allgather (the field is a config dataclass default in later releases)",
             "overlap_moe_a2a": "ML@core_v0.14.0 training/arguments.py L2889 --overlap-moe-expert-parallel-comm "
                                "(store_true: off)",
+            "moe_fp8_padding": mc + " megatron/core/transformer/moe/experts.py L247: TEGroupedMLP under fp8 pads each "
+                               "expert's rows (Fp8Padding); transformer_config.py L661 "
+                               "moe_router_padding_for_quantization = False",
+            "moe_random_routing": mc + " megatron/core/transformer/moe/router.py L697-699: forced balancing replaces "
+                                  "the logits with i.i.d. normal ones per token (moe_utils.py L1194 RandomSTE)",
             "fp8_scaling": "MB@v0.4.2 scripts/performance/utils/precision.py L26-31: the 'fp8' of the H100 tables is "
                            "fp8_cs, bf16_with_fp8_current_scaling_mixed (src/megatron/bridge/training/"
                            "mixed_precision.py L291-309: fp8_recipe 'tensorwise')",
@@ -355,6 +367,9 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "interleave_min_pp": "torch.distributed.pipelining ScheduleInterleaved1F1B needs pp > 1",
             "moe_dispatcher": dispatcher,
             "overlap_moe_a2a": none.format("MoE communication overlap"),
+            "moe_fp8_padding": none.format("Megatron-Core TEGroupedMLP"),
+            "moe_random_routing": "AM@8d9bfb9 nemo_automodel/components/moe/layers.py FakeBalancedGate: noise 0.0 "
+                                  "spreads tokens uniformly over the experts (exact balance)",
             "fp8_scaling": "FP8 comes from Transformer Engine, whose default recipe is DelayedScaling (TE@v2.2 "
                            "transformer_engine/pytorch/fp8.py L52-56 on Hopper)",
             "fp8_params": "FSDP2 gathers the parameters in the MixedPrecisionPolicy param_dtype (bf16)",

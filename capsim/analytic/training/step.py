@@ -14,7 +14,7 @@ from capsim.analytic.ops import AttentionImpl, forward_layer_ops, layer_shape
 from capsim.analytic.recompute import SelectiveAc
 from capsim.analytic.training import stages
 from capsim.analytic.training.framework import DEFAULT_FRAMEWORK, Framework, FrameworkName, get_framework
-from capsim.analytic.training.release import PipelineSplit
+from capsim.analytic.training.release import MoeDispatcher, PipelineSplit
 from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
 from capsim.perf import DeviceParams, Link, Perf, require_perf
@@ -76,10 +76,24 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
         (lay.tp % lay.etp != 0, "etp does not divide tp"),
         ((lay.tp * lay.cp * lay.dp) % (lay.ep * lay.etp) != 0, "ep x etp does not divide tp x cp x dp"),
         (lay.distributed_optimizer & (lay.zero_stage > 0), "distributed optimizer and ZeRO together"),
+        *_a2a_overlap_checks(model, lay, fw),
     ]
     bad = np.stack([np.broadcast_to(np.asarray(b, bool), (len(lay),)) for b, _ in checks])
     names = np.array([why for _, why in checks] + [""], dtype=object)
     return names[np.where(bad.any(axis=0), np.argmax(bad, axis=0), len(checks))]
+
+
+def _a2a_overlap_checks(model: ModelSpec, lay: Layouts, fw: Framework) -> list[tuple[object, str]]:
+    """What Megatron-Core's EP A2A overlap refuses (TransformerConfig.__post_init__, megatron/core/transformer/
+    transformer_config.py L1665-1704, NVIDIA/Megatron-LM@0d8e0714): pp > 1 without virtual stages, ep 1, the
+    all-gather dispatcher, full recomputation."""
+    if not (fw.overlap_moe_a2a and model.is_moe):
+        return []
+    why = "--overlap-moe-expert-parallel-comm "
+    return [((lay.pp > 1) & (lay.v < 2), why + "needs virtual pipeline stages (pp_interleave > 1) when pp > 1"),
+            (lay.ep < 2, why + "needs expert parallelism (ep > 1)"),
+            (fw.moe_dispatcher is MoeDispatcher.ALLGATHER, why + "needs the alltoall or flex token dispatcher"),
+            (lay.recompute == 2, why + "refuses full recomputation")]
 
 
 def _split_mismatch(model: ModelSpec, lay: Layouts) -> np.ndarray:
