@@ -5,6 +5,8 @@
     for P in 1 2; do for L in 8 4 2 1; do python benchmarks/vllm_cpu_bench.py --venv /work/.vllm-venv --plan host \
         --model-config capsim/data/vllm-cpu-host/model/config.json --layers $L \
         --out capsim/data/vllm-cpu-host/depth/pass-$P/layers-$L; done; done   # ~2.3 min per layer count and pass
+    nice -n -10 taskset -c 0 /work/.vllm-venv/bin/python benchmarks/vllm_cpu_sampler.py --repeats 15 \
+        --out capsim/data/vllm-cpu-host/sampler/sampler.json     # ~1.5 min per pass (pass 2: sampler-pass2.json)
     python benchmarks/vllm_cpu_host.py           # seconds: the engine's time per step from the saved runs
 
 The runs serve a 64-wide Llama (dummy weights; its forward pass is a small part of each step) at fixed concurrencies
@@ -23,6 +25,15 @@ token exceeds that replay by is the engine's own time per step at that batch.
    per-layer term: the engine's time per decoder layer beyond what capsim prices for that layer's kernels.
 3. The width check (width-512/layers-{1,2}: the vLLM-CPU suite's 512-wide model, vocabulary 32,000, cut to 1 and 2
    layers; one pass, loaded machine): each run's excess and the time one more layer adds, measured and in capsim.
+4. The sampler (sampler/sampler*.json, ``benchmarks/vllm_cpu_sampler.py``: vLLM's V1 ``Sampler.forward`` alone at
+   vocabularies 1,000-128,000 and batches 1-32, greedy / temperature 1.0 / top-p 0.9, one thread; of the two passes
+   each point keeps its lower median, as other jobs only add time): each mode's
+   least-squares line t = per call + per row x batch + per logit x batch x vocabulary, and what capsim prices for
+   the same rows on the suite's calibration (the logits softmax plus ``sampler_ops``: greedy and temperature
+   sampling are one ``plain`` sampling there, top-p is ``top-p``).
+5. The suite model's GEMMs (step-gemms/pass-*.txt, ``benchmarks/vllm_cpu_step_gemms.py``: vLLM's own oneDNN
+   kernels in a decode step's order, 4 layers' weights and the LM head): what capsim prices for the same GEMMs on
+   the suite's calibration and the engine's kernel path (``capsim_*`` lines; reads the suite's model config only).
 
 No run of the vLLM-CPU validation suite (capsim/data/vllm-cpu) is used.
 """
@@ -100,12 +111,68 @@ def width_check(spec: dict) -> None:
         print(f"width512_per_layer_s[batch={c}]: measured {m2 - m1:.6f}, capsim {d2 - d1:.6f}")
 
 
+def _sampler_line(rows: list[tuple[int, int, float]]) -> tuple[np.ndarray, float]:
+    """Least squares of t = call + row x batch + logit x batch x vocab over (vocab, batch, t): terms, rms."""
+    vocab, batch, t = (np.array(x, float) for x in zip(*rows, strict=True))
+    design = np.column_stack([np.ones_like(t), batch, batch * vocab])
+    terms, *_ = np.linalg.lstsq(design, t, rcond=None)
+    return terms, float(np.sqrt(np.mean((t - design @ terms) ** 2)))
+
+
+def sampler_check(spec: dict) -> None:
+    """vLLM's sampler alone (sampler/sampler.json) against capsim's price of the same rows on the calibration."""
+    import dataclasses
+
+    from capsim.analytic.ops import head_ops
+    from capsim.analytic.serving import Sampling, engine_perf, sampler_ops
+
+    dep, _ = deployment(spec, DATA)
+    perf = engine_perf(dep.perf, dep.engine)[0]  # the engine's kernel paths and efficiencies, as its steps are priced
+    passes = [json.loads(f.read_text())["rows"] for f in sorted((DATA / "sampler").glob("sampler*.json"))]
+    keys = [(r["mode"], r["vocab"], r["batch"]) for r in passes[0]]
+    best = {k: min(r["median_s"] for p in passes for r in p if (r["mode"], r["vocab"], r["batch"]) == k) for k in keys}
+    rows = [{"mode": m, "vocab": v, "batch": b, "median_s": best[(m, v, b)]} for m, v, b in keys]
+    sampling = {"greedy": Sampling(), "random": Sampling(), "top-p": Sampling(top_k_top_p=True)}
+    for mode, kind in sampling.items():
+        measured, priced = [], []
+        for r in (r for r in rows if r["mode"] == mode):
+            model = dataclasses.replace(dep.model, vocab=int(r["vocab"]))
+            ops = [o for o in head_ops(model, r["batch"], 1, dep.plan.dtype, logits_tokens=r["batch"])
+                   if o.name == "logits_softmax"] + sampler_ops(model, r["batch"], kind)
+            measured.append((r["vocab"], r["batch"], r["median_s"]))
+            priced.append((r["vocab"], r["batch"], float(perf.ops_s(ops))))
+            if r["vocab"] == 32000:
+                print(f"sampler_{mode}_s[vocab=32000,batch={r['batch']}]: measured {r['median_s']:.6f}, "
+                      f"capsim {priced[-1][2]:.6f}")
+        for name, points in (("measured", measured), ("capsim", priced)):
+            (call, row, logit), rms = _sampler_line(points)
+            print(f"sampler_{mode}_{name}: per_call_s {call:.3e} per_row_s {row:.3e} per_logit_s {logit:.3e} "
+                  f"rms_s {rms:.2e}")
+
+
+def step_gemms_check(spec: dict) -> None:
+    """capsim's price of the suite model's GEMMs (step-gemms/: vLLM's own kernels, benchmarks/vllm_cpu_step_gemms.py)."""
+    from capsim.analytic.ops import head_ops
+    from capsim.analytic.serving import engine_perf, layer_token_ops
+
+    dep, _ = deployment(spec, ROOT / "capsim" / "data" / "vllm-cpu")
+    perf = engine_perf(dep.perf, dep.engine)[0]
+    for m in (1, 8, 32):
+        ops = [o for o in layer_token_ops(dep.model, dep.plan, m, 1.0) if o.kind.value == "gemm"]
+        head = [o for o in head_ops(dep.model, m, 1, dep.plan.dtype, logits_tokens=m) if o.name == "lm_head"]
+        for o in ops + head:
+            print(f"capsim_ms[{o.name},M={m}]: {float(perf.op_s(o)) * 1e3:.4f}")
+        print(f"capsim_step_gemms_ms[M={m}]: {float(dep.model.layers * perf.ops_s(ops) + perf.ops_s(head)) * 1e3:.4f}")
+
+
 def main() -> None:
     import yaml
 
     spec = yaml.safe_load((DATA / "suite.yaml").read_text())
     depth_sweep(spec)
     width_check(spec)
+    sampler_check(spec)
+    step_gemms_check(yaml.safe_load((ROOT / "capsim" / "data" / "vllm-cpu" / "suite.yaml").read_text()))
     rows = []
     for c, _, measured, device in excess(spec, DATA):
         rows.append((c, measured - device))

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from capsim import Precision, TrainPlan, get_accelerator, get_model
 from capsim.analytic import fp8
 from capsim.analytic.ops import forward_layer_ops, layer_shape
+from capsim.analytic.primitives import Saved
 from capsim.analytic.training import get_framework, step_time
 from capsim.calibration import load_calibration
 from capsim.calibration.datasheet import datasheet_calibration
@@ -106,8 +107,13 @@ def test_saved_gemm_inputs_are_one_copy_in_the_format():
     for p in (MX, NV):
         for o in _ops(model, p):
             if fp8.is_fp8(o, p):
-                for (kind, size), (kind0, size0) in zip(o.saved, bf16[o.name], strict=True):
+                quantized = o.saved[:len(bf16[o.name])]
+                for (kind, size), (kind0, size0) in zip(quantized, bf16[o.name], strict=True):
                     assert kind == kind0 and size == pytest.approx(size0 * p.compute.bytes / 2)
+                # the attention output projection's input is also the attention core's own 16-bit output, kept by
+                # the core for its backward (CORE: dropped when selective recompute checkpoints the core)
+                kept = o.saved[len(bf16[o.name]):]
+                assert kept == (tuple((Saved.CORE, s) for _k, s in bf16[o.name]) if o.name == "attn_out" else ())
 
 
 def test_weights_are_quantized_once_per_step_nvfp4_after_an_amax_pass():

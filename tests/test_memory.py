@@ -76,3 +76,54 @@ def test_vectorised_memory_matches_per_plan():
     vec = training_memory(model, lay).total_bytes
     one = [training_memory(model, p).total_bytes for p in plans]
     assert np.allclose(vec, one)
+
+
+def test_moe_combine_keeps_the_expert_outputs_only_where_it_merges_the_probabilities():
+    # Megatron-Core <= 0.12 merges the router probabilities in the combine's unpermute, which keeps each token's k
+    # expert outputs (k x hidden 16-bit values per token and layer); from 0.13 they scale the experts' activation.
+    model = get_model("qwen3-30b-a3b")
+    plan = TrainPlan(dp=8, ep=8, micro_batch=2, global_batch=16, seq_len=4096, distributed_optimizer=True)
+    merged = training_memory(model, plan)
+    summed = training_memory(model, plan, combine_saves=False)
+    per_layer = 2 * 4096 * model.top_k * model.hidden * 2  # tokens x k x hidden x bf16
+    assert merged.activations_bytes - summed.activations_bytes == pytest.approx(per_layer * model.layers)
+    assert merged.model_states_bytes == summed.model_states_bytes
+
+
+def test_loss_copy_bytes_set_the_logits_memory_of_the_last_stage():
+    # the logits of the LM head (bf16) plus the loss's copy: fp32 (4 B), bf16 log_softmax (2 B) or none (TE in place)
+    model = get_model("llama-3-8b")
+    plan = TrainPlan(micro_batch=2, global_batch=2, seq_len=4096)
+    temp = {b: training_memory(model, plan, loss_copy_bytes=b).temporary_bytes for b in (4.0, 2.0, 0.0)}
+    logits = 2 * 4096 * model.vocab
+    assert temp[4.0] - temp[0.0] == pytest.approx(4 * logits)
+    assert temp[2.0] - temp[0.0] == pytest.approx(2 * logits)
+
+
+def test_releases_state_the_combine_and_the_loss():
+    from capsim.analytic.training import release_for
+    from capsim.analytic.training.release import LossCopy
+
+    bridge = release_for("megatron-core", "megatron-bridge-26.02").configure("")[0]
+    nemo = release_for("megatron-core", "nemo-24.07").configure("")[0]
+    automodel = release_for("fsdp2", "nemo-automodel-2025-10").configure("")[0]
+    assert (bridge.moe_combine_saves, bridge.loss_copy) == (False, LossCopy.NONE)
+    assert (nemo.moe_combine_saves, nemo.loss_copy) == (True, LossCopy.FP32)
+    assert automodel.loss_copy is LossCopy.ACTIVATION and automodel.loss_copy_bytes(2.0) == 2.0
+
+
+def test_fp8_keeps_the_attention_output_in_16_bits_beside_the_projections_copy():
+    # TE's fused attention saves its bf16 output for its own backward; under FP8 the output projection keeps an FP8
+    # copy of it too (1 byte a value), so per layer: q_heads x head_dim x (2 + 1) bytes a token; selective recompute
+    # (the core checkpointed) drops the 16-bit one.
+    from capsim.analytic.memory import saved_by_class
+    from capsim.analytic.primitives import Saved
+    from capsim.specs.precision import Precision
+
+    model = get_model("llama-3-8b")
+    lay = Layouts.from_plans(model, [TrainPlan(micro_batch=1, global_batch=1, seq_len=4096)])
+    fp8 = saved_by_class(model, lay, Precision.preset("fp8"))
+    bf16 = saved_by_class(model, lay, Precision.preset("bf16"))
+    o = 4096 * model.heads * model.head_dim
+    assert float(np.asarray(fp8[Saved.CORE]).ravel()[0]) - float(np.asarray(bf16[Saved.CORE]).ravel()[0]) == \
+        pytest.approx(2 * o)

@@ -20,7 +20,8 @@ from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.hardware import Cluster
 from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import Fp8Scaling, Precision
-from capsim.validation.training import training_suite
+from capsim.validation.harness import read_csv
+from capsim.validation.training import predict_row, training_suite
 
 LLAMA8 = get_model("llama-3-8b")
 FP8 = Precision.preset("fp8").with_(fp8_scaling="current")
@@ -94,7 +95,9 @@ def _activations(sac: SelectiveAc, recompute_code: int = 1) -> float:
 def test_op_policy_keeps_less_than_megatron_selective_and_more_than_full() -> None:
     none, full = _activations(SelectiveAc(), 0), _activations(SelectiveAc(), 2)
     megatron, ops = _activations(SelectiveAc()), _activations(SelectiveAc(SacPolicy.OPS))
-    assert megatron == pytest.approx(none)  # flash attention: nothing of s^2 size to drop
+    # flash attention: nothing of s^2 size to drop, only the attention core's 16-bit output that FP8 keeps beside the
+    # output projection's FP8 copy (32 layers x 16384 tokens x 4096 values x 2 B)
+    assert none - megatron == pytest.approx(32 * 2 * 8192 * LLAMA8.heads * LLAMA8.head_dim * 2)
     assert full < ops < 0.7 * none
     # every block checkpointed = full recomputation's memory; every second block: halfway
     assert _activations(SelectiveAc(SacPolicy.BLOCKS, 1)) == pytest.approx(full)
@@ -124,10 +127,56 @@ def titan_rows():
             if r.source.startswith(("trainy", "torchtitan"))]
 
 
-def test_grand_teton_rows_are_not_priced_as_h100_sxm(titan_rows) -> None:
-    teton = [r for r in titan_rows if r.source.startswith("torchtitan-h100")]
-    assert len(teton) == 12
-    assert all(r.predicted is None and "unknown accelerator 'H100-96GB-HBM2e-500W'" in r.note for r in teton)
+def test_grand_teton_part_is_its_source_and_its_peaks_a_range() -> None:
+    teton, nvl, sxm = (get_accelerator(n) for n in ("grand-teton-h100", "H100-NVL-94GB", "H100-SXM5-80GB"))
+    assert teton.name == "H100-96GB-HBM2e-500W" and teton.tdp_w == 500.0
+    assert teton.memory_bw_bytes_per_s == 2.4e12 and teton.memory_bytes == 96e9 and "mem_gb" in teton.unconfirmed
+    assert teton.inter_node_bw_bytes_per_s == 400e9 / 8  # 400 Gb/s per GPU
+    assert teton.peaks == nvl.peaks and teton.peaks_high == sxm.peaks  # "between SXM and NVL"
+    assert nvl.peaks_high is None and sxm.peaks_high is None
+
+
+def _teton(rows):
+    return [r for r in rows if r.source.startswith("torchtitan-h100")]
+
+
+def test_grand_teton_rows_are_priced_with_the_peak_range_as_band(titan_rows) -> None:
+    teton = _teton(titan_rows)
+    assert len(teton) == 12 and all(r.predicted is not None for r in teton)
+    for r in teton:  # priced at the range's lower end (NVL), the band reaching the upper end (SXM)
+        high = float(r.note.split("(peaks_high, bf16 989 TFLOP/s) ")[1])  # the note's last figure (no blanks)
+        assert r.band_low == r.predicted < r.band_high == pytest.approx(high, rel=1e-3)
+        assert 1.05 < r.band_high / r.predicted < 989 / 835 + 1e-9  # faster peaks, never beyond their ratio
+
+
+def test_grand_teton_band_spans_the_blanks_at_both_ends_of_the_peak_range() -> None:
+    row = next(r for r in read_csv(None, "training_torchtitan.csv", ("source",))
+               if r["source"].endswith("table 1") and r["precision"] == "fp8")
+    pinned, low = predict_row(row, "datasheet"), predict_row({**row, "micro_batch": "", "recompute": ""}, "datasheet")
+    assert low.value == pinned.value and low.settings == {"micro_batch": 2, "recompute": 1}  # the recipe's defaults
+    high_point = float(pinned.note.split("TFLOP/s) ")[1])
+    blanks_high = [float(x) for x in low.note.split("over the blanks ")[1].split(" to ")]
+    # the band's bottom is the lower peaks' worst blank value, its top the upper peaks' best one
+    assert low.band[0] < blanks_high[0] and low.band[1] == pytest.approx(blanks_high[1], rel=1e-4)
+    assert pinned.band[1] == pytest.approx(high_point, rel=1e-4)
+    assert low.band[0] < pinned.band[0] == pinned.value < pinned.band[1] < low.band[1]
+
+
+def test_grand_teton_70b_fsdp_tp_row_within_15_pct_across_the_range(titan_rows) -> None:
+    row = next(r for r in _teton(titan_rows) if "70b" in r.case and "async" not in r.note)
+    assert abs(row.error_pct) <= 15.0 and abs(row.band_high / row.measured - 1) <= 0.15  # -5.9% .. +3.0%
+
+
+@pytest.mark.xfail(strict=True, reason="datasheet (no profile of this part ships), priced at the NVL end / SXM end of "
+                   "the peak range: Table 1 8B on 8 GPUs +55.7/+80.2% (eager), +34.5/+55.7% (compile), +20.4/+36.5% "
+                   "(compile+FP8); Table 3 on 128 GPUs +60.8/+86.3%, +38.4/+60.3%, +23.2/+39.9%; Table 2 FP8 + full "
+                   "AC + CP at 32k-256k tokens +43.8/+66.5%, +43.9/+67.6%, +102.9/+137.6%, +118.9/+157.3%; Table 4 "
+                   "70B with async TP +23.0/+39.8%. capsim is too fast at both ends of the range, so the peaks are not "
+                   "the miss: the eager and compiled rows get one price (torch.compile is not priced), the CP rows "
+                   "show cp_comm 0 (the ring exchange fully hidden) and miss more as CP and sequence grow; no "
+                   "operator profile of this part exists to check the GEMM/attention rates at 500 W")
+def test_grand_teton_rows_within_15_pct(titan_rows) -> None:
+    assert all(abs(r.error_pct) <= 15.0 for r in _teton(titan_rows))
 
 
 def _note_value(note: str, before: str, after: str) -> float:

@@ -70,33 +70,33 @@ def test_bad_input_is_one_line_exit_2(args, words):
 def test_validate_training_json():
     out = json.loads(run("validate", "training", "--json").stdout)
     # the 2021-22 file (18 rows, A100), training_modern.csv (15 rows, H100 and B200) and training_torchtitan.csv
-    # (22 rows: A100, H200, and 12 on Meta's 500 W HBM2e H100, which the catalog lacks: not priced),
+    # (22 rows: A100, H200, and 12 on Meta's 500 W HBM2e H100, H100-96GB-HBM2e-500W, all priced),
     # training_fsdp2.csv (7 rows, H100, all priced: test_training_fsdp2.py),
     # training_bridge.csv (26 rows, H100 and B200) and training_nemo.csv (4 rows, H100 and B200), all priced: their
-    # Qwen3-30B (83.5 GB/GPU) and GPT3-20B (80.1 GB/GPU) layouts fit the 79.11 GiB an H100 reports to CUDA, as the
+    # Qwen3-30B (69.0 GB/GPU) and GPT3-20B (80.1 GB/GPU) layouts fit the 79.11 GiB an H100 reports to CUDA, as the
     # runs did (test_training_bridge.py, test_training_nemo.py); training_gptoss.csv (31 rows: H100, B200, B300,
-    # GB200, GB300), 6 of them beyond the GPU's memory as capsim prices their recompute (test_training_gptoss.py);
-    # training_bridge_blackwell.csv (88 rows: GB200, GB300, B300, B200), 6 of them layouts that do not fit in memory
-    # (test_training_bridge_blackwell.py); each on the calibration the one rule picks for its accelerator (GPU
-    # profile where one ships, else datasheet)
-    gpus = ("a100", "h100", "b200", "h200", "b300", "gb200", "gb300")
+    # GB200, GB300), 1 of them (the 25.11 H100 table's pp 4 at micro-batch 4) beyond the GPU's memory
+    # (test_training_gptoss.py); training_bridge_blackwell.csv (88 rows: GB200, GB300, B300, B200), 2 of them layouts
+    # that do not fit in memory (test_training_bridge_blackwell.py); each on the calibration the one rule picks for
+    # its accelerator (GPU profile where one ships, else datasheet)
+    gpus = ("a100", "h100", "b200", "h200", "b300", "gb200", "gb300", "grand-teton-h100")
     names = " + ".join(sorted({default_calibration(a) for a in gpus}))
     assert out["suite"] == "training" and out["calibration"] == names
-    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 4 + 31 + 88 and out["rows_failed"] == 12 + 6 + 6
+    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 4 + 31 + 88 and out["rows_failed"] == 2 + 1
     failed = [r for r in out["rows"] if r["predicted"] is None]
-    assert sum("unknown accelerator" in r["note"] for r in failed) == 12
-    assert sum("does not fit in memory" in r["note"] for r in failed) == 6 + 6 == len(failed) - 12
+    assert not any("unknown accelerator" in r["note"] for r in out["rows"])
+    assert sum("does not fit in memory" in r["note"] for r in failed) == 2 + 1 == len(failed)
     assert {"source", "case", "metric", "measured", "predicted", "error_pct"} <= set(out["rows"][0])
 
 
 @pytest.mark.parametrize("rule, names", [("profile", "A100-SXM4-80GB-profile + B200 + B300 + GB200 + GB300 + "
-                                                     "H100-SXM5-80GB-profile + H200-SXM-141GB"),
-                                         ("datasheet", "A100-SXM4-80GB + B200 + B300 + GB200 + GB300 + H100-SXM5-80GB + "
-                                                       "H200-SXM-141GB")])
+                                                     "H100-96GB-HBM2e-500W + H100-SXM5-80GB-profile + H200-SXM-141GB"),
+                                         ("datasheet", "A100-SXM4-80GB + B200 + B300 + GB200 + GB300 + "
+                                                       "H100-96GB-HBM2e-500W + H100-SXM5-80GB + H200-SXM-141GB")])
 def test_validate_training_by_calibration_rule(rule, names):
     """``-c profile`` and ``-c datasheet`` are rules applied per row's accelerator, not calibration files."""
     out = json.loads(run("validate", "training", "-c", rule.upper() if rule == "datasheet" else rule, "--json").stdout)
-    # the 12 Grand Teton H100 rows (no catalog part), the 6 gpt-oss rows beyond their GPU's memory and the 6
-    # Blackwell Megatron-Bridge rows whose layouts do not fit in memory
-    assert out["calibration"] == names and out["rows_failed"] == 12 + 6 + 6
+    # the 6 gpt-oss rows beyond their GPU's memory and the 6 Blackwell Megatron-Bridge rows whose layouts do not
+    # fit in memory (the 12 Grand Teton H100 rows are priced on their own part, H100-96GB-HBM2e-500W)
+    assert out["calibration"] == names and out["rows_failed"] == 2 + 1
     assert run("train", "-m", "llama-2-7b", "-a", "h100", "-n", "8", "--tp", "8", "-c", rule, "--json").exit_code == 0

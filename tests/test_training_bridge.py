@@ -130,10 +130,11 @@ def test_bridge_row_is_priced(i, kind):
 
 @pytest.mark.parametrize("i", [6, 12])
 def test_qwen3_30b_at_micro_batch_2_fits_an_h100_as_the_run_did(i):
-    # 25.09/25.11 Qwen3-30B-A3B, pp 2, vp 24, ep 8, micro-batch 2 on 16 H100s ran: capsim's memory model needs
-    # 83.5 GB/GPU, over the datasheet's 80e9 bytes but inside the 79.11 GiB (84.9e9 B) an H100 reports to CUDA.
+    # 25.09/25.11 Qwen3-30B-A3B, pp 2, vp 24, ep 8, micro-batch 2 on 16 H100s ran: with the MoE combine keeping
+    # nothing (Megatron-Core >= 0.13) and TE's in-place fused loss, capsim needs 69.0 GB/GPU (83.5 GB before both;
+    # the attention core's 16-bit output, kept beside the FP8 copy of the output projection's input, included).
     pred = _predict(i, "profile")
-    assert 80e9 < pred.memory_bytes <= pred.capacity_bytes == get_accelerator("H100-SXM5-80GB").memory_bytes
+    assert 60e9 < pred.memory_bytes <= pred.capacity_bytes == get_accelerator("H100-SXM5-80GB").memory_bytes
 
 
 @pytest.mark.parametrize("i, kind", [_param(i, k, MISSES) for k in ("datasheet", "profile")

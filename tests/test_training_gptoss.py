@@ -71,16 +71,23 @@ MISSES = {
     (28, "profile"): "+136.0%: step 1.90 s (compute 1.81, ep_comm 0.08) vs 4.48 s published; " + _WHY_2606_01,
     (29, "profile"): "+21.2%: step 8.28 s (compute 5.54, ep_comm 0.96) vs 10.04 s published; " + _WHY_AM,
 }
-_MEMORY = ("the recipe recomputes layernorm and moe_act (recompute_modules), which the recompute column cannot state: "
-           "priced without recomputation it needs ")
+_NO_RC = "; priced without the recipe's layernorm/moe_act recomputation (recompute_modules, which the recompute column "\
+         "cannot state): its extra forward work not priced, nor the memory it frees (173.2 GB/GPU of the B200's 191.5 GB)"
+for _k in ("datasheet", "profile"):
+    MISSES.update({
+        (2, _k): "+107.9%: step 1.92 s (compute 0.92, ep_comm 0.15) vs 3.99 s published (25.11 table: ep 8, "
+                 "micro-batch 4); " + _WHY + _NO_RC,
+        (12, _k): "+69.7%: step 3.52 s (compute 2.30, ep_comm 0.36) vs 5.97 s published; " + _WHY + _NO_RC,
+        (17, _k): "+81.5%: step 3.46 s (compute 2.30, ep_comm 0.31) vs 6.28 s published; " + _WHY + _NO_RC,
+        (22, _k): "+71.6%: step 3.52 s (compute 2.30, ep_comm 0.36) vs 6.04 s published; " + _WHY + _NO_RC})
+MISSES[(30, "datasheet")] = ("+23.2%: step 3.49 s (compute 1.86, ep_comm 0.92) vs 4.30 s published at the table's PP 1 "
+                             "and the recipe's ep 16 (82.3 GB/GPU of the H100's 84.9 GB); " + _WHY_AM)
+MISSES[(30, "profile")] = ("+20.7%: step 3.56 s (compute 2.01, ep_comm 0.91) vs 4.30 s published at the table's PP 1 "
+                           "and the recipe's ep 16 (82.3 GB/GPU of the H100's 84.9 GB); " + _WHY_AM)
 UNPRICED = {
-    2: _MEMORY + "199.9 GB/GPU of the B200's 191.5 GB (25.11 table: ep 8, micro-batch 4)",
-    3: _MEMORY + "132.2 GB/GPU of the H100's 84.9 GB (25.11 table: pp 4, micro-batch 4; v0.2.0's config says 1)",
-    12: _MEMORY + "199.9 GB/GPU of the B200's 191.5 GB (ep 8, micro-batch 4)",
-    17: _MEMORY + "199.9 GB/GPU of the B200's 191.5 GB (ep 8, micro-batch 4)",
-    22: _MEMORY + "199.9 GB/GPU of the B200's 191.5 GB (ep 8, micro-batch 4)",
-    30: ("activation checkpointing off (the recipe's) needs 85.6 GB/GPU of the H100's 84.9 GB at the table's PP 1 and "
-         "the recipe's ep 16; the band over recompute and ZeRO stage, 7085-7810 tokens/s/GPU, holds the published 7626"),
+    3: ("the recipe recomputes layernorm and moe_act (recompute_modules), which the recompute column cannot state: "
+        "priced without recomputation the 25.11 table's layout (pp 4, micro-batch 4; v0.2.0's config says 1) needs "
+        "118.6 GB/GPU of the H100's 84.9 GB, 78.8 GB of it the first stage's 4 in-flight micro-batches' activations"),
 }
 
 
@@ -129,10 +136,10 @@ def test_gptoss_row_within_15_pct(i, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (GPTOSS[i]["gpu"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| over the 25 priced rows 84.2% (datasheet) / 79.2% (profile): "
-                                       "every priced row too fast, +21% (AutoModel 20B) to +138% (26.04 GB200)")
+@pytest.mark.xfail(strict=True, reason="median |error| over the 30 priced rows 84.0% (datasheet) / 78.9% (profile): "
+                                       "every priced row too fast, +21% (AutoModel 20B and 120B) to +138% (26.04 GB200)")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
 def test_gptoss_median_within_8_pct(kind):
     errors = [abs(_predict(i, kind).value / float(GPTOSS[i]["value"]) - 1.0) * 100
               for i in range(len(GPTOSS)) if i not in UNPRICED]
-    assert len(errors) == 25 and np.median(errors) <= MEDIAN_BOUND_PCT
+    assert len(errors) == 30 and np.median(errors) <= MEDIAN_BOUND_PCT

@@ -27,7 +27,10 @@ RUNS = json.loads((SUITE.folder / "manifest.json").read_text())["runs"]
 # still finds more per step on this suite's 4-layer, 512-wide model (3.96 ms), so steps of few sequences stay fast.
 # Not time per decoder layer: at 1-8 layers the microbenchmark adds 0.16 ms per layer less than capsim prices
 # (capsim/data/vllm-cpu-host/README.md, depth/); the suite's model cut to 1-2 layers (width-512/) misses 3.4 ms per
-# step at batch 1 in the part of the step that does not grow with layers (LM head, logits, sampler at 32k vocab).
+# step at batch 1 in the part of the step that does not grow with layers; the LM head explains 0.5 ms of it and the
+# greedy sampler at 32k vocab 0.014 ms (vLLM's Sampler alone: 0.055 ms vs capsim's 0.041 ms, vllm-cpu-host/sampler/);
+# the step's GEMMs on vLLM's kernels are within -0.6/+0.5 ms of capsim's price at batch 1 (vllm-cpu-host/step-gemms/).
+# vLLM in-process (vllm-cpu-host/offline/) puts about 1 ms of the single-request miss in the engine, 1 ms in serving.
 HOST = ("the engine's time per step measured with a 1-layer, 64-wide model (1.13 ms + 0.126 ms per sequence) is "
         "below what the fit on rate-1.9 finds with this suite's 4-layer, 512-wide model (3.96 ms per step); not a "
         "per-layer cost (measured at 1-8 layers: -0.16 ms per layer beyond capsim's kernels)")

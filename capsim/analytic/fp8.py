@@ -57,7 +57,7 @@ import numpy as np
 
 from capsim._types import Num
 from capsim.analytic.moe import GROUPED
-from capsim.analytic.primitives import Op, OpKind
+from capsim.analytic.primitives import Op, OpKind, Saved
 from capsim.specs.precision import DType, Fp8Scaling, Precision
 
 # The weight GEMMs Transformer Engine's modules run (see the module docstring); everything else stays 16-bit.
@@ -69,6 +69,10 @@ QUANTIZED = frozenset({DType.FP8, DType.MXFP8, DType.NVFP4})
 # for FP8 delayed scaling and MXFP8; FP8 current scaling adds an amax pass; NVFP4 an amax pass plus separate
 # rowwise and RHT-columnwise quantize kernels.
 _RHT_FLOPS_PER_VALUE = 2.0 * 16
+# GEMMs whose input is the attention core's output, which the core keeps in 16 bits for its own backward (TE
+# FusedAttnFunc saves (q, k, v, out) outside FP8 attention, TE@v2.8 attention/dot_product_attention/backends.py
+# L1240, L1276): their quantized copy comes on top of it, unless selective recompute checkpoints the core (CORE class).
+_CORE_OUTPUT_INPUT = frozenset({"attn_out", "cross_out"})
 PAD, UNPAD = "moe_fp8_pad", "moe_fp8_unpad"  # the grouped experts' row padding copies (``grouped_padding``)  # a 16-point Hadamard transform: a 16x16 matrix times each 16 values
 
 
@@ -137,8 +141,10 @@ def forward(ops: list[Op], precision: Precision) -> list[Op]:
             continue
         m, _n, k = op.shape
         out += _casts(CastKind.INPUT.value, np.asarray(m, float) * k, op.count, op.share, precision)
-        out.append(replace(op, dtype=precision.compute,
-                           saved=tuple((kind, size * scale) for kind, size in op.saved)))
+        saved = tuple((kind, size * scale) for kind, size in op.saved)
+        if _base(op.name) in _CORE_OUTPUT_INPUT:
+            saved += tuple((Saved.CORE, size) for _kind, size in op.saved)
+        out.append(replace(op, dtype=precision.compute, saved=saved))
     return out
 
 

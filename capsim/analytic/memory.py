@@ -15,6 +15,7 @@ from capsim._types import Num
 from capsim.analytic import fp8, recompute
 from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.moe import COMBINE
 from capsim.analytic.ops import (
     AttentionImpl,
     Saved,
@@ -125,9 +126,10 @@ def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precisio
 
 def saved_by_class(model: ModelSpec, lay: Layouts, precision: Precision,
                    attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
-                   moe_share: float | None = None) -> dict[Saved, Num]:
+                   moe_share: float | None = None, combine_saves: bool = True) -> dict[Saved, Num]:
     """Bytes one layer keeps for one micro-batch, summed per sharding class (before SP and selective): the
-    stack's mean layer, or with ``moe_share`` 1 (0) an MoE (a dense-FFN) layer."""
+    stack's mean layer, or with ``moe_share`` 1 (0) an MoE (a dense-FFN) layer. ``combine_saves``: whether the MoE
+    combine keeps the expert outputs (``Framework.moe_combine_saves``; else it saves nothing)."""
     dt = precision.activations
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     s = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
@@ -137,6 +139,8 @@ def saved_by_class(model: ModelSpec, lay: Layouts, precision: Precision,
         # FP8 recipes keep the FP8 copies of TE's GEMM inputs (capsim.analytic.fp8).
         ops = forward_layer_ops(model, s, dt, attention, dropout, cross, model.causal, moe_share)
         for op in fp8.forward(ops, precision):
+            if not combine_saves and op.name.split(".")[0] == COMBINE:
+                continue  # probabilities applied in the experts' activation: the unpermute is a plain sum
             for kind, size in op.saved:
                 out[kind] = out[kind] + size * op.count * op.share
         return out
@@ -207,13 +211,13 @@ def _selective_bytes(model: ModelSpec, lay: Layouts, precision: Precision, atten
 
 
 def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention: AttentionImpl, dropout: bool,
-                 sac: SelectiveAc = MEGATRON_SAC) -> dict[str, dict[str, Num]]:
+                 sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True) -> dict[str, dict[str, Num]]:
     """Per kind of layer ("moe", and "dense" for an MoE model's dense-FFN layers; the stack's mean layer as
     "moe" otherwise): kept activations, the recompute working set and the ZeRO-3 gathered parameters."""
     kinds = {"moe": 1.0, "dense": 0.0} if model.dense_layers else {"moe": None}
     out = {}
     for kind, share in kinds.items():
-        classes = saved_by_class(model, lay, precision, attention, dropout, share)
+        classes = saved_by_class(model, lay, precision, attention, dropout, share, combine_saves)
         # Working set: recomputing a layer rebuilds its full activations (full) or its attention core (selective).
         no_recompute = layer_activation_bytes(model, lay, precision, recompute=0, classes=classes)
         dense, expert = _layer_params_per_gpu(model, lay, kind if share is not None else None)
@@ -235,7 +239,8 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
 def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
                     dropout: bool = False, keep_gathered: Num = False, unsharded_grads: bool = False,
-                    sac: SelectiveAc = MEGATRON_SAC) -> TrainingMemory:
+                    sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True, loss_copy_bytes: float = 4.0
+                    ) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
     stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
     could be heavier, each with its own layers, dense-FFN layers and in-flight micro-batches).
@@ -243,19 +248,23 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     ZeRO-3/FSDP that keeps the parameters gathered from the forward to the backward (``keep_gathered``) holds the
     stage's whole parameters at the end of its forward; deferred gradient sync (``unsharded_grads``) also holds the
     stage's unsharded gradients until the step's last backward (FSDP2 without gradient sync). ``sac`` is the
-    release's selective-recompute policy (what recompute = selective keeps)."""
+    release's selective-recompute policy (what recompute = selective keeps); ``combine_saves`` is the release's
+    ``Framework.moe_combine_saves``; ``loss_copy_bytes`` what its loss keeps per logit beside the 16-bit logits
+    (``Framework.loss_copy_bytes``: 4 for an fp32 softmax copy, 0 for TE's in-place fused loss)."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
     else:
         lay = plan
     precision = precision or Precision()
-    kinds = _layer_kinds(model, lay, precision, attention, dropout, sac)
+    kinds = _layer_kinds(model, lay, precision, attention, dropout, sac, combine_saves)
     moe, dense_kind = kinds["moe"], kinds["dense"]
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     # Embedding dropout mask on the first stage, for every in-flight micro-batch (Korthikanti Sec. 4.3).
     emb_mask = (tokens * model.hidden / np.where(lay.sp, lay.tp, 1)) if dropout else 0.0
-    logits = tokens * model.vocab / lay.tp * (4.0 + precision.activations.bytes)  # LM-head output + fp32 loss copy
+    # LM-head output plus what the loss keeps beside it (none where TE's fused loss overwrites the logits with their
+    # gradient in place: TE@v2.8 transformer_engine/pytorch/cross_entropy.py L50-59)
+    logits = tokens * model.vocab / lay.tp * (precision.activations.bytes + loss_copy_bytes)
     single = lay.pp == 1
 
     sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.dp * lay.cp > 1), (lay.zero_stage >= 2) & (lay.dp * lay.cp > 1)

@@ -34,6 +34,9 @@ from capsim.specs.precision import DType
 # The routed experts' GEMMs: one grouped GEMM over the local experts (TEGroupedMLP's GroupedLinear), whose FP8
 # input Transformer Engine pads per expert (``capsim.analytic.fp8.grouped_padding``).
 GROUPED = "grouped"
+# The combine's unpermute op (its saved expert outputs are dropped where the release applies the router
+# probabilities in the experts instead: capsim.analytic.memory.saved_by_class).
+COMBINE = "moe_unpermute"
 
 
 def moe_tokens(tokens: Num, tp: Num, etp: Num, sp: Num) -> tuple[Num, Num]:
@@ -103,7 +106,7 @@ def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, 
               (copies * h,), dt, share=share)
     ops += [sort, *experts_ops, sort]
     # unpermute: the weighted sum of each token's k outputs; it keeps them for the gradient of the weights
-    ops.append(Op("moe_unpermute", OpKind.ELEMENTWISE, 2.0 * local * k * h, local * k * h * ab, local * h * ab,
+    ops.append(Op(COMBINE, OpKind.ELEMENTWISE, 2.0 * local * k * h, local * k * h * ab, local * h * ab,
                   (local * k * h,), dt, saved=((Saved.TP, local * k * h * ab),), share=share))
     return ops + _shared(model, tokens, tp, dt, ab, wb, share)
 
@@ -118,4 +121,4 @@ def _shared(model: ModelSpec, tokens: Num, tp: Num, dt: DType, ab: float, wb: fl
             gemm("shared_down", n, h, f, dt, ab, wb, ((Saved.TP, 2 * n * f * ab),), share=share)]
 
 
-__all__ = ["GROUPED", "busiest_rank", "moe_ops", "moe_tokens"]
+__all__ = ["COMBINE", "GROUPED", "busiest_rank", "moe_ops", "moe_tokens"]

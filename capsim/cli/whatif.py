@@ -73,30 +73,36 @@ def _show(df: pd.DataFrame, title: str, as_json: bool, columns: list[str] | None
         infeasible("no row is feasible: " + "; ".join(f"{n} of {len(df)}: {why}" for why, n in reasons.items()))
 
 
+def _gpus(tp: int, pp: int) -> str:
+    """A replica's GPUs as a title names them: ``4`` or ``8 (tp4 pp2)``."""
+    return str(tp) if pp == 1 else f"{tp * pp} (tp{tp} pp{pp})"
+
+
 @whatif_app.command("quantization")
-def wi_quantization(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1,
+def wi_quantization(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
                     rate: Rate = 10.0, workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
                     calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Weight schemes x KV formats: memory, prefill/decode time, capacity and cost."""
-    ServePlan(tp=tp).check(get_model(model))
+    ServePlan(tp=tp, pp=pp).check(get_model(model))
     df = quantization_whatif(get_model(model), accelerator, _traffic(rate, workload), _slo(ttft_p99, tpot_p99), tp,
-                             perf=perf_for(accelerator, calibration))
-    _show(df, f"{model}: quantization on {tp} x {accelerator}", as_json,
+                             perf=perf_for(accelerator, calibration), pp=pp)
+    _show(df, f"{model}: quantization on {_gpus(tp, pp)} x {accelerator}", as_json,
           ["quantization", "kv_cache_dtype", "weights_per_gpu_bytes", "kv_tokens", "prefill_s", "step_s",
            "capacity_rps", "replicas_min", "cost_per_hour_min", "cost_vs_baseline", "reason"])
 
 
 @whatif_app.command("sparsity")
-def wi_sparsity(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, rate: Rate = 10.0,
+def wi_sparsity(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
+                rate: Rate = 10.0,
                 workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
                 gemm_speedup: Annotated[float | None, typer.Option(help="Override the sparse GEMM speed-up.")] = None,
                 calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Pruning: dense, 2:4 structured and unstructured sparsity (speed-ups are documented parameters)."""
-    ServePlan(tp=tp).check(get_model(model))
+    ServePlan(tp=tp, pp=pp).check(get_model(model))
     _positive(("--gemm-speedup", gemm_speedup))
     df = sparsity_whatif(get_model(model), accelerator, _traffic(rate, workload), _slo(ttft_p99, tpot_p99), tp,
-                         gemm_speedup=gemm_speedup, perf=perf_for(accelerator, calibration))
-    _show(df, f"{model}: sparsity on {tp} x {accelerator}", as_json,
+                         gemm_speedup=gemm_speedup, perf=perf_for(accelerator, calibration), pp=pp)
+    _show(df, f"{model}: sparsity on {_gpus(tp, pp)} x {accelerator}", as_json,
           ["pattern", "gemm_speedup", "weights_per_gpu_bytes", "prefill_s", "step_s", "capacity_rps",
            "replicas_min", "cost_per_hour_min", "cost_vs_baseline"])
 

@@ -30,9 +30,9 @@ from capsim.specs.precision import DType
 def quantization_whatif(model: ModelSpec, accelerator: str | Accelerator, traffic: Traffic, slo: Slo,
                         tp: int = 1, schemes: tuple[str, ...] = ("none", "int8", "int4", "fp8", "w8a8-int8"),
                         kv_dtypes: tuple[str | None, ...] = (None, "fp8"), max_batch: int = 256,
-                        engine: str = "vllm", *, perf: Perf) -> pd.DataFrame:
-    """Each weight scheme x KV-cache format on one accelerator: memory, KV capacity, prefill and decode time,
-    capacity per replica, replicas and cost for ``traffic``. Weight-only schemes (int8, int4) shrink the bytes
+                        engine: str = "vllm", *, perf: Perf, pp: int = 1) -> pd.DataFrame:
+    """Each weight scheme x KV-cache format on one replica of tp x pp GPUs: memory, KV capacity, prefill and decode
+    time, capacity per replica, replicas and cost for ``traffic``. Weight-only schemes (int8, int4) shrink the bytes
     decode reads and keep 16-bit math; fp8 and w8a8-int8 also run the GEMMs at the 8-bit rate."""
     acc = get_accelerator(accelerator)
     rows = []
@@ -43,18 +43,18 @@ def quantization_whatif(model: ModelSpec, accelerator: str | Accelerator, traffi
             if acc.peaks.of(q.compute_dtype(DType.BF16)) is None:
                 rows.append({**row, "feasible": False, "reason": f"{acc.name} has no {q.compute_dtype(DType.BF16)} rate"})
                 continue
-            plan = ServePlan(tp=tp, quantization=q, kv_cache_dtype=kv, max_batch=max_batch)
+            plan = ServePlan(tp=tp, pp=pp, quantization=q, kv_cache_dtype=kv, max_batch=max_batch)
             mem = serving_memory(model, plan, acc)
             row.update(weights_per_gpu_bytes=mem.weights_bytes, kv_bytes_per_token=mem.kv_bytes_per_token)
-            b = _bound(model, acc, tp, q, max_batch, traffic, slo, engine, perf, kv)
+            b = _bound(model, acc, tp, q, max_batch, traffic, slo, engine, perf, kv, pp=pp)
             rows.append({**row, **b})
     return _relative(pd.DataFrame(rows), "quantization", "none")
 
 
 def _bound(model: ModelSpec, acc: Accelerator, tp: int, q: Quantization, max_batch: int, traffic: Traffic,
            slo: Slo, engine: str, perf: Perf, kv: str | None = None,
-           perf_transform: Any = None) -> dict[str, Any]:
-    cand = Candidate(acc, tp, q, max_batch, kv)
+           perf_transform: Any = None, pp: int = 1) -> dict[str, Any]:
+    cand = Candidate(acc, tp, q, max_batch, kv, pp=pp)
     r = bound_table(model, [cand], traffic, slo, {acc.name: perf}, engine, perf_transform=perf_transform).iloc[0]
     keep = ("capacity_rps", "batch", "prefill_s", "step_s", "kv_tokens", "replicas_min", "gpus_min",
             "cost_per_hour_min", "reason", "calibration")
@@ -94,8 +94,8 @@ def sparse_perf(perf: Perf, gemm_speedup: float, memory_bound_speedup: float = 1
 
 def sparsity_whatif(model: ModelSpec, accelerator: str | Accelerator, traffic: Traffic, slo: Slo, tp: int = 1,
                     patterns: tuple[str, ...] = ("dense", "2:4", "unstructured"), gemm_speedup: float | None = None,
-                    max_batch: int = 256, engine: str = "vllm", *, perf: Perf) -> pd.DataFrame:
-    """Pruning patterns: prefill/decode time, capacity and cost with each pattern's GEMM speed-up (defaults in
+                    max_batch: int = 256, engine: str = "vllm", *, perf: Perf, pp: int = 1) -> pd.DataFrame:
+    """Pruning patterns on one replica of tp x pp GPUs: prefill/decode time, capacity and cost with each pattern's GEMM speed-up (defaults in
     SPARSITY, or ``gemm_speedup`` for all sparse patterns). Weight memory is reported at the pattern's storage
     fraction (2:4 keeps half the values plus 2-bit indices); the KV budget is left at the dense size."""
     acc = get_accelerator(accelerator)
@@ -106,10 +106,10 @@ def sparsity_whatif(model: ModelSpec, accelerator: str | Accelerator, traffic: T
         if gemm_speedup is not None and name != "dense":
             require(gemm_speedup > 0, "gemm_speedup", "must be > 0")
             d["gemm_speedup"] = gemm_speedup
-        plan = ServePlan(tp=tp, max_batch=max_batch)
+        plan = ServePlan(tp=tp, pp=pp, max_batch=max_batch)
         weights = serving_memory(model, plan, acc).weights_bytes * d["weight_fraction"]
         dense = d["gemm_speedup"] == 1.0 and d["memory_bound_speedup"] == 1.0
-        b = _bound(model, acc, tp, Quantization.NONE, max_batch, traffic, slo, engine, perf,
+        b = _bound(model, acc, tp, Quantization.NONE, max_batch, traffic, slo, engine, perf, pp=pp,
                    perf_transform=None if dense else
                    (lambda p, d=d: sparse_perf(p, d["gemm_speedup"], d["memory_bound_speedup"])))
         rows.append({"pattern": name, **d, "weights_per_gpu_bytes": weights, **b})

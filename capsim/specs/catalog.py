@@ -62,6 +62,8 @@ def accelerators() -> dict[str, Accelerator]:
     for entry in load_catalog("accelerators"):
         entry = dict(entry)
         entry["peaks"] = Peaks(**entry["peaks"])
+        if entry.get("peaks_high") is not None:
+            entry["peaks_high"] = Peaks(**entry["peaks_high"])
         entry["aliases"] = tuple(entry.get("aliases", ()))
         entry["unconfirmed"] = tuple(entry.get("unconfirmed", ()))
         rates = [p["usd_per_gpu_hour"] for p in load_catalog("prices") if p["gpu"] == entry["name"]]

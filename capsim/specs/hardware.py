@@ -56,6 +56,9 @@ class Accelerator:
     unconfirmed: tuple[str, ...] = ()  # datasheet fields not confirmed from a primary source
     memory_source: str = ""  # where memory_bytes comes from (a device report, cited; or the datasheet, said so)
     price_usd_per_hour: float | None = None  # per GPU, on demand; None where the catalog has no price
+    # Where a source gives the peaks only as a range: its upper end (``peaks`` is the lower end, the one priced);
+    # a validation row on such a part reports the band between the two. None for a part with published peaks.
+    peaks_high: Peaks | None = None
     aliases: tuple[str, ...] = field(default=(), compare=False)
 
     @property

@@ -18,7 +18,8 @@ from capsim.errors import SpecError
 from capsim.perf import Perf
 from capsim.plan.train_layouts import search_layouts
 from capsim.plan.training import candidate_gpu_counts, plan_training
-from capsim.sim.serving import engine_plan, kv_blocks
+from capsim.sim.serving import engine_plan
+from capsim.sim.serving.fleet import engine_kv_blocks
 from capsim.specs.engine import get_engine
 from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
@@ -105,20 +106,23 @@ def fewest_gpus(model: ModelSpec, acc: Accelerator, gpus: int, global_batch: int
 # Weight formats tried when a replica's memory is the problem, with how far each is from 16-bit weights: 8-bit one
 # step (as far as doubling TP), 4-bit one and a half (more accuracy at stake).
 QUANTIZED = {"fp8": 1.0, "int8": 1.0, "int4": 1.5}
+PP_DOUBLINGS = 3  # pipeline stages tried beyond the user's: pp x 2, x 4, x 8, those whose tp x pp fits a node
 
 
 def serving_fit(model: ModelSpec, acc: Accelerator, engine: str, tp: int, quantization: str,
-                need_tokens: int = 0) -> str | None:
-    """Why a replica of ``model`` cannot hold its weights and the KV cache of one ``need_tokens`` request (the
-    workload's longest), or None when it can."""
+                need_tokens: int = 0, pp: int = 1) -> str | None:
+    """Why a replica of ``model`` (tp x pp GPUs) cannot hold its weights and the KV cache of one ``need_tokens``
+    request (the workload's longest), or None when it can. A pipeline-parallel replica runs pp virtual engines,
+    each with 1/pp of the blocks (``engine_kv_blocks``), so one request must fit in one virtual engine's share."""
     try:
-        plan = engine_plan(engine, model, acc, tp=tp, quantization=quantization)
-        tokens = kv_blocks(model, plan, acc, get_engine(engine)) * plan.block_size
+        plan = engine_plan(engine, model, acc, tp=tp, pp=pp, quantization=quantization)
+        tokens = engine_kv_blocks(model, plan, acc, get_engine(engine)) * plan.block_size
     except SpecError as err:
         return err.problem
     if tokens < need_tokens:
-        return (f"one replica of {model.name} on {tp} x {acc.name} holds {tokens:,} tokens of KV cache; the longest "
-                f"request needs {need_tokens:,}")
+        where = f"{tp} x {acc.name}" if pp == 1 else f"{tp * pp} x {acc.name} (TP {tp} x PP {pp})"
+        return (f"one replica of {model.name} on {where} holds {tokens:,} tokens of KV cache"
+                f"{' per virtual engine' if pp > 1 else ''}; the longest request needs {need_tokens:,}")
     return None
 
 
@@ -127,25 +131,28 @@ def _weights(quantization: str) -> str:
 
 
 def nearest_replica(model: ModelSpec, acc: Accelerator, engine: str, tp: int, quantization: str,
-                    need_tokens: int = 0) -> dict[str, Any] | None:
-    """The closest replica that fits: more tensor parallelism within a node (each doubling one step) and/or a
-    quantized weight format (``QUANTIZED``), fewest steps first, then fewest GPUs; None when nothing in a node
-    fits."""
+                    need_tokens: int = 0, pp: int = 1) -> dict[str, Any] | None:
+    """The closest replica that fits: more tensor parallelism within a node, more pipeline stages (up to
+    ``PP_DOUBLINGS`` doublings of ``pp`` that divide the layers, the replica within one node: a calibration may
+    state no inter-node link; each doubling of either one step) and/or a quantized weight format (``QUANTIZED``),
+    fewest steps first, then fewest GPUs, then fewer stages; None when nothing in a node fits."""
     options = []
-    for t in (1 << i for i in range(int(acc.gpus_per_node).bit_length())):
-        if t < tp or model.heads % t or model.kv_heads % t:
-            continue
-        for i, q in enumerate((quantization, *(q for q in QUANTIZED if q != quantization))):
-            steps = np.log2(t / tp) + (QUANTIZED.get(q, 1.0) if q != quantization else 0.0)
-            if steps > 0:
-                options.append((steps, t, i, q))
-    for _, t, _, q in sorted(options):
+    tps = [t for t in (1 << i for i in range(int(acc.gpus_per_node).bit_length()))
+           if t >= tp and not model.heads % t and not model.kv_heads % t]
+    pps = [pp << i for i in range(PP_DOUBLINGS + 1) if not model.total_layers % (pp << i)]
+    for t in tps:
+        for p in (p for p in pps if p == pp or t * p <= acc.gpus_per_node):  # new stages stay in the node
+            for i, q in enumerate((quantization, *(q for q in QUANTIZED if q != quantization))):
+                steps = np.log2(t / tp) + np.log2(p / pp) + (QUANTIZED.get(q, 1.0) if q != quantization else 0.0)
+                if steps > 0:
+                    options.append((steps, t * p, i, p, t, q))  # ties: TP within a node before PP stages
+    for *_, p, t, q in sorted(options):
         if acc.peaks.of(Quantization(q).compute_dtype(DType.BF16)) is None:
             continue  # no math in that format on this accelerator (fp8 before Hopper/Ada)
-        if serving_fit(model, acc, engine, t, q, need_tokens) is None:
-            return {"tp": t, "quantization": q, "change": ", ".join(
-                ([f"TP {tp} -> {t}"] if t != tp else []) + ([f"weights {_weights(quantization)} -> {_weights(q)}"] if q != quantization
-                                                           else []))}
+        if serving_fit(model, acc, engine, t, q, need_tokens, p) is None:
+            change = ([f"TP {tp} -> {t}"] if t != tp else []) + ([f"PP {pp} -> {p}"] if p != pp else []) + \
+                ([f"weights {_weights(quantization)} -> {_weights(q)}"] if q != quantization else [])
+            return {"tp": t, "pp": p, "quantization": q, "change": ", ".join(change)}
     return None
 
 

@@ -21,8 +21,9 @@ from capsim.sim.serving.router import RouterKind
 from capsim.sim.serving.workload import ArrivalKind, Workload
 from capsim.specs.catalog import accelerators, get_accelerator
 from capsim.specs.engine import SchedulerKind, engines, get_engine
+from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
-from capsim.specs.plans import Quantization
+from capsim.specs.plans import Quantization, ServePlan
 from capsim.ui import figures, fmt
 from capsim.ui.common import (
     checked,
@@ -83,14 +84,21 @@ def has_arrivals(trace_text: str) -> bool:
 def run_serving(model: ModelSpec, acc_name: str, tp: int, replicas: int, engine: str, scheduler: str | None,
                 router: str, quantization: str, calibration: str | None, preset: str | None, trace_text: str | None,
                 rate: float | None, requests: int, seed: int, load: float, slo_ttft_s: float | None,
-                slo_tpot_s: float | None, speed: float = 1.0) -> ServingResult:
+                slo_tpot_s: float | None, speed: float = 1.0, pp: int = 1) -> ServingResult:
     """One simulated run (pure: every input is an argument; cached by them)."""
     acc = get_accelerator(acc_name)
-    plan = engine_plan(engine, model, acc, tp=tp, replicas=replicas, quantization=quantization)
+    plan = replica_plan(model, acc, engine, tp, pp, quantization, replicas)
     wl = build(preset, trace_text, rate, requests, seed, load, speed)
     cfg = ServeConfig(engine=get_engine(engine), scheduler=scheduler, router=router, slo_ttft_s=slo_ttft_s,
                       slo_tpot_s=slo_tpot_s, seed=seed)
     return simulate(model, plan, acc, perf_for(acc, calibration), wl, cfg)
+
+
+def replica_plan(model: ModelSpec, acc: Accelerator, engine: str, tp: int, pp: int, quantization: str,
+                 replicas: int = 1) -> ServePlan:
+    """The engine's plan for this layout, checked against the model as `capsim serve` checks it (``ServePlan.check``:
+    tp divides the attention heads, pp the layers): a SpecError naming the field and the values that work."""
+    return engine_plan(engine, model, acc, tp=tp, pp=pp, replicas=replicas, quantization=quantization).check(model)
 
 
 def offered_rps(result: ServingResult) -> float:
@@ -137,6 +145,9 @@ def _inputs() -> dict[str, Any]:
         model = model_input(default="llama-3-8b")
     acc = select("Accelerator", list(accelerators()), "acc", "A100-SXM4-80GB", where=c[1])
     tp = number("TP per replica", "tp", 1, 1, 64, where=c[1])
+    pp = number("PP stages per replica", "pp", 1, 1, where=c[1],
+                help="Pipeline-parallel stages (`capsim serve --pp`): each replica splits the layers over pp stages "
+                     "of tp GPUs and keeps pp batches in flight (vLLM's virtual engines); pp must divide the layers.")
     replicas = number("Replicas", "replicas", 1, 1, 256, where=c[2])
     engine = select("Engine", list(engines()), "engine", "vllm", where=c[2])
     sched = select("Scheduler", [ENGINE_DEFAULT, *(s.value for s in SchedulerKind)], "scheduler", ENGINE_DEFAULT,
@@ -154,7 +165,7 @@ def _inputs() -> dict[str, Any]:
     quant = select("Quantization", [q.value for q in Quantization], "quant", "none", where=c[3])
     cal = select("Calibration", [AUTO_CAL, *available()], "cal", AUTO_CAL, where=c[3])
     loads = text("Load sweep (multiples of the rate, or of the replay speed)", "loads", "0.25,0.5,1,1.5,2,3")
-    return dict(model=model, acc=acc, tp=tp, replicas=replicas, engine=engine,
+    return dict(model=model, acc=acc, tp=tp, pp=pp, replicas=replicas, engine=engine,
                 scheduler=None if sched == ENGINE_DEFAULT else sched, router=router, quant=quant,
                 cal=None if cal == AUTO_CAL else cal, requests=requests, seed=seed, **wl,
                 slo_ttft=ttft or (preset.slo_ttft_s if preset else None),
@@ -165,7 +176,7 @@ def _inputs() -> dict[str, Any]:
 def _run(x: dict[str, Any], load: float) -> ServingResult:
     return checked(run_serving, x["model"], x["acc"], x["tp"], x["replicas"], x["engine"], x["scheduler"],
                    x["router"], x["quant"], x["cal"], x["preset"], x["trace_text"], x["rate"], x["requests"],
-                   x["seed"], load, x["slo_ttft"], x["slo_tpot"], x["speed"])
+                   x["seed"], load, x["slo_ttft"], x["slo_tpot"], x["speed"], x["pp"])
 
 
 def sweep(x: dict[str, Any]) -> tuple[ServingResult, pd.DataFrame]:
@@ -193,7 +204,7 @@ def render() -> None:
     s = res.summary
     slo_set = s["slo_ttft_s"] is not None or s["slo_tpot_s"] is not None
     st.subheader(plain_md(f"{x['model'].name} on {s['replicas']} x {s['gpus'] // s['replicas']} {x['acc']} "
-                          f"({s['engine']}, {s['scheduler']})"))
+                          f"(TP {x['tp']} x PP {x['pp']}; {s['engine']}, {s['scheduler']})"))
     how = (f"recorded arrivals x{x['speed']:g}" if x["rate"] is None else f"Poisson arrivals at {x['rate']:g} req/s")
     slos = (f"SLO TTFT {_or_dash(s['slo_ttft_s'])} s, TPOT {_or_dash(s['slo_tpot_s'])} s" if slo_set
             else "no SLO set")
@@ -208,37 +219,55 @@ def render() -> None:
     st.plotly_chart(figures.ecdf_panels(res.requests, {"ttft_s": "TTFT", "tpot_s": "TPOT", "e2e_s": "E2E latency"},
                                         "Latency distributions (CDF)", unit="seconds", marks=slo), width="stretch")
     _sweep_charts(table, slo_set)
-    st.plotly_chart(figures.step_series(res.timeline, "time_s", {"kv_occupancy": "KV-cache occupancy (fraction)",
-                                                                 "waiting": "queue length (requests waiting)"},
+    timeline = virtual_engines(res.timeline, x["pp"], label=True)
+    st.plotly_chart(figures.step_series(timeline, "time_s", {"kv_occupancy": "KV-cache occupancy (fraction)",
+                                                             "waiting": "queue length (requests waiting)"},
                                         "replica", "KV cache and queue over time", "seconds"), width="stretch")
-    show_table(res.replicas)
+    show_table(virtual_engines(res.replicas, x["pp"]))
     downloads("serving-requests", res.requests, {"inputs": _inputs_dict(x), "summary": s}, key="requests",
               what="requests")
     downloads("serving-load-sweep", table, None, key="sweep", what="load sweep")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def replica_check(model: ModelSpec, acc_name: str, engine: str, tp: int, quantization: str, need_tokens: int
-                  ) -> tuple[str | None, dict[str, Any] | None]:
+def replica_check(model: ModelSpec, acc_name: str, engine: str, tp: int, quantization: str, need_tokens: int,
+                  pp: int = 1) -> tuple[str | None, dict[str, Any] | None]:
     """Why one replica cannot hold the model and the longest request's KV cache, and the nearest replica that
-    can (pure; cached by its inputs)."""
+    can (pure; cached by its inputs). A layout the model cannot take (tp not dividing the heads, pp not dividing
+    the layers) is a bad input: its SpecError is raised, not offered a fix."""
     acc = get_accelerator(acc_name)
-    why = serving_fit(model, acc, engine, tp, quantization, need_tokens)
-    return why, (nearest_replica(model, acc, engine, tp, quantization, need_tokens) if why else None)
+    replica_plan(model, acc, engine, tp, pp, quantization)
+    why = serving_fit(model, acc, engine, tp, quantization, need_tokens, pp)
+    return why, (nearest_replica(model, acc, engine, tp, quantization, need_tokens, pp) if why else None)
 
 
 def _replica_fits(x: dict[str, Any]) -> bool:
     """True when a replica fits; else the infeasible box with the nearest replica that does, and a button."""
     wl = checked(build, x["preset"], x["trace_text"], x["rate"], x["requests"], x["seed"], 1.0, x["speed"])
     need = int((wl.prompt_tokens + wl.output_tokens).max())
-    why, fix = checked(replica_check, x["model"], x["acc"], x["engine"], x["tp"], x["quant"], need)
+    why, fix = checked(replica_check, x["model"], x["acc"], x["engine"], x["tp"], x["quant"], need, x["pp"])
     if why is None:
         return True
-    infeasible(why, fix["change"] if fix else "no replica within one node fits: pick a larger accelerator")
+    infeasible(why, fix["change"] if fix else "no replica within one node fits: pick a larger accelerator, or more "
+               "PP stages across nodes (on a calibration that states the inter-node link)")
     if fix:
         st.button("Use the nearest replica", on_click=use_in_link,
-                  args=({"tp": fix["tp"], "quant": fix["quantization"]},))
+                  args=({"tp": fix["tp"], "pp": fix["pp"], "quant": fix["quantization"]},))
     return False
+
+
+def virtual_engines(df: pd.DataFrame, pp: int, label: bool = False) -> pd.DataFrame:
+    """The simulator's per-scheduler rows named as a person reads them: at pp > 1 each replica runs pp virtual
+    engines (scheduler i is replica i // pp's virtual engine i % pp; capsim.sim.serving.metrics), so the rows get
+    their replica and virtual engine (``label``: one "R, virtual engine V" name, for a chart's legend)."""
+    if pp == 1:
+        return df
+    idx = df["replica"].to_numpy()
+    if label:
+        return df.assign(replica=[f"{i // pp}, virtual engine {i % pp}" for i in idx])
+    out = df.assign(replica=idx // pp)
+    out.insert(1, "virtual_engine", idx % pp)
+    return out
 
 
 def _or_dash(value: float | None) -> str:
@@ -290,4 +319,4 @@ def _inputs_dict(x: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["offered_rps", "render", "run_serving", "sweep", "workload_spec"]
+__all__ = ["offered_rps", "render", "replica_plan", "run_serving", "sweep", "virtual_engines", "workload_spec"]

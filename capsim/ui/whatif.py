@@ -18,7 +18,7 @@ from capsim.sim.serving.presets import PRESETS
 from capsim.specs.catalog import accelerators, get_accelerator, get_model, models
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
-from capsim.specs.plans import TrainPlan
+from capsim.specs.plans import ServePlan, TrainPlan
 from capsim.ui import figures, fmt
 from capsim.ui.common import (
     checked,
@@ -41,15 +41,16 @@ SERVE_COLUMNS = ("capacity_rps", "prefill_s", "step_s", "replicas_min", "cost_pe
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def quantization_table(model: ModelSpec, acc: str, tp: int, preset: str, rate: float, ttft: float | None,
-                       tpot: float | None) -> pd.DataFrame:
-    return quantization_whatif(model, acc, preset_traffic(preset, rate), Slo(ttft, tpot), tp, perf=perf_for(acc))
+                       tpot: float | None, pp: int = 1) -> pd.DataFrame:
+    return quantization_whatif(model, acc, preset_traffic(preset, rate), Slo(ttft, tpot), tp, perf=perf_for(acc),
+                               pp=pp)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def sparsity_table(model: ModelSpec, acc: str, tp: int, preset: str, rate: float, ttft: float | None,
-                   tpot: float | None, gemm_speedup: float | None) -> pd.DataFrame:
+                   tpot: float | None, gemm_speedup: float | None, pp: int = 1) -> pd.DataFrame:
     return sparsity_whatif(model, acc, preset_traffic(preset, rate), Slo(ttft, tpot), tp, gemm_speedup=gemm_speedup,
-                           perf=perf_for(acc))
+                           perf=perf_for(acc), pp=pp)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -74,14 +75,19 @@ def batch_table(model: ModelSpec, acc: str, gpus: int, tokens: float, batches: t
                              perf=perf_for(acc))
 
 
-def _serving_inputs(c: list[Any]) -> dict[str, Any]:
+def _serving_inputs(model: ModelSpec, c: list[Any]) -> dict[str, Any]:
+    """One replica's accelerator and layout (checked as `capsim whatif quantization --tp --pp` checks it), the
+    traffic and the SLOs."""
     acc = select("Accelerator", list(accelerators()), "acc", "H100-SXM5-80GB", where=c[1])
     tp = number("TP", "tp", 4, 1, 64, where=c[1])
+    pp = number("PP stages", "pp", 1, 1, where=c[1], help="Pipeline-parallel stages per replica; pp must divide "
+                "the layers.")
+    checked(lambda: ServePlan(tp=tp, pp=pp).check(model))
     preset = select("Request lengths of", list(PRESETS), "workload", "chatbot", where=c[2])
     rate = number("Peak rate (req/s)", "rate", 20.0, 0.001, where=c[2], step=1.0)
     ttft = number("p99 TTFT target s (0: none)", "ttft", 2.0, 0.0, where=c[3], step=0.1)
     tpot = number("p99 TPOT target s (0: none)", "tpot", 0.1, 0.0, where=c[3], step=0.01, fmt="%.3f")
-    return dict(acc=acc, tp=tp, preset=preset, rate=rate, ttft=ttft or None, tpot=tpot or None)
+    return dict(acc=acc, tp=tp, pp=pp, preset=preset, rate=rate, ttft=ttft or None, tpot=tpot or None)
 
 
 def answer(df: pd.DataFrame, key: str, base: str, describe: Any) -> str | None:
@@ -107,8 +113,8 @@ def _reasons(df: pd.DataFrame, key: str) -> None:
 
 
 def _quantization(model: ModelSpec, c: list[Any]) -> None:
-    x = _serving_inputs(c)
-    df = checked(quantization_table, model, x["acc"], x["tp"], x["preset"], x["rate"], x["ttft"], x["tpot"])
+    x = _serving_inputs(model, c)
+    df = checked(quantization_table, model, x["acc"], x["tp"], x["preset"], x["rate"], x["ttft"], x["tpot"], x["pp"])
     df = df.assign(weights_gb=df.get("weights_per_gpu_bytes", pd.Series(dtype=float)) / 1e9)
     ok = df[df["feasible"]]
     line = answer(df, "quantization", "none",
@@ -131,11 +137,11 @@ def _quantization(model: ModelSpec, c: list[Any]) -> None:
 
 
 def _sparsity(model: ModelSpec, c: list[Any]) -> None:
-    x = _serving_inputs(c)
+    x = _serving_inputs(model, c)
     speedup = number("Sparse GEMM speed-up (0: documented defaults)", "speedup", 0.0, 0.0, 8.0, where=c[0],
                      step=0.1, help="Defaults: " + "; ".join(f"{k} x{v['gemm_speedup']:g}" for k, v in SPARSITY.items()))
     df = checked(sparsity_table, model, x["acc"], x["tp"], x["preset"], x["rate"], x["ttft"], x["tpot"],
-                 speedup or None)
+                 speedup or None, x["pp"])
     df = df.assign(weights_gb=df["weights_per_gpu_bytes"] / 1e9)
     line = answer(df, "pattern", "dense", lambda r: f"{r['pattern']} weights")
     if line:

@@ -12,7 +12,8 @@
 - ``median_abs_error_pct`` and ``max_abs_error_pct`` are over the priced rows only (``rows_priced`` of them);
   null when no row was priced.
 - ``band_low`` / ``band_high``: the least and greatest prediction over the plausible values of every setting the
-  row left unpublished (feasible layouts only); null where the row left nothing open or the suite has no band.
+  row left unpublished (feasible layouts only), and, on an accelerator whose peaks are a stated range, over both ends
+  of that range (training); null where the row left nothing open or the suite has no band.
 
 A malformed file (a missing column, an unknown metric, a measured value that is not a finite non-zero number, an
 unknown framework or release) is not a row: it raises :class:`DataError` and the command exits 2 with one line.

@@ -5,7 +5,8 @@ optional, are that release's command-line flags the run stated).
 A blank micro_batch, pp_interleave, recompute, seq_parallel, zero_stage or cp is a setting the run did not
 publish: it takes the release's documented default (``Release.defaults``, cited there), never the fastest value.
 The row's note and ``band_low``/``band_high`` give the prediction's range over every plausible value of the blanks
-(the values the release offers; feasible layouts only).
+(the values the release offers; feasible layouts only). An accelerator whose source gives its peaks only as a range
+(``Accelerator.peaks_high``) is priced at the range's lower end, and the band reaches the upper end's predictions.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from capsim.analytic.training.release import PER_REPLICA
 from capsim.analytic.training.result import BREAKDOWN
 from capsim.calibration import perf_for
 from capsim.errors import SpecError
+from capsim.perf import Perf
 from capsim.plan.train_layouts import framework_limits, layout_grid, rank_layouts
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.hardware import Cluster
@@ -203,11 +205,31 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     value = float(_metric_values(r, model, lay, result)[i])
     if band is not None:  # the documented default is one of the plausible values (even outside the searched axis)
         band = (min(band[0], value), max(band[1], value))
+    high, high_note = _at_peaks_high(r, fixed, blanks, {**fixed, **settings, **split}, fw, cluster, perf, precision)
+    if high is not None:  # the part's peaks are a stated range: the band spans both ends
+        band = (min(*(band or (value,)), value, *high), max(*(band or (value,)), value, *high))
     note = (f"{head}; {memory / 1e9:.1f} GB/GPU; step {step:.3f} s; bottleneck "
             f"{('first', 'middle', 'last')[int(result.bottleneck_stage[i])]} stage; "
             + ", ".join(f"{k[:-2]} {float(getattr(result, k)[i]):.3g}" for k in
-                        BREAKDOWN))
+                        BREAKDOWN) + high_note)
     return RowPrediction(value, step, memory, float(acc.memory_bytes), settings, band, note, perf.name)
+
+
+def _at_peaks_high(r: dict[str, str], fixed: dict[str, object], blanks: list[str], layout: dict[str, object],
+                   fw: Framework, cluster: Cluster, perf: Perf, precision: Precision
+                   ) -> tuple[tuple[float, ...] | None, str]:
+    """Where the row's accelerator has its peaks only as a stated range (``Accelerator.peaks_high``): the row's
+    metric at the range's upper end, at its layout and over its blanks' band, and a note saying so; else (None, "")."""
+    acc = cluster.accelerator
+    if acc.peaks_high is None:
+        return None, ""
+    high = Perf(replace(perf.params, peak_flops_per_s={k: v for k, v in vars(acc.peaks_high).items() if v}))
+    lay, result = _point(r, layout, fw, cluster, high, precision)  # memory does not depend on the peaks
+    point = float(_metric_values(r, row_model(r), lay, result)[0])
+    band = _band(r, fixed, blanks, fw, cluster, high, precision)[0]
+    return (point, *(band or ())), (
+        f"; peaks stated only as a range: at its upper end (peaks_high, bf16 {acc.peaks_high.bf16 / 1e12:.0f} "
+        f"TFLOP/s) {point:.5g}" + (f", over the blanks {band[0]:.5g} to {band[1]:.5g}" if band else ""))
 
 
 def _check_offered(published: dict[str, object], fw: Framework) -> None:

@@ -228,3 +228,25 @@ def test_messages_are_shown_as_written(server, browser):
     _wait_idle(page)
     assert any("tp*pp*cp = 3 does not divide the 64 GPUs" in e for e in _alerts(page, "Error"))
     page.close()
+
+
+def test_serving_pipeline_stages_through_the_widget(server, browser):
+    """PP set through its own box runs the pipelined replica; a PP the model cannot take is one error line."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server}/serving?requests=60&loads=1", wait_until="domcontentloaded", timeout=120_000)
+    page.wait_for_selector(SHOWN, timeout=240_000)
+    _wait_idle(page)
+    _number("PP stages per replica", "2")(page)
+    _wait_idle(page)
+    page.wait_for_selector(SHOWN, timeout=240_000)
+    assert "pp=2" in page.url
+    assert "TP 1 x PP 2" in page.locator("h3").first.inner_text()
+    _check(page, default=True)
+    _number("PP stages per replica", "3")(page)
+    _wait_idle(page)
+    assert "pp=3" in page.url
+    alerts = _alerts(page, "Error")
+    assert len(alerts) == 1 and "plan.pp: pp=3 does not divide 32 layers" in alerts[0], alerts
+    assert "use pp in [1, 2, 4, 8, 16, 32]" in alerts[0]
+    assert page.locator("[data-testid=stMetric]").count() == 0
+    page.close()

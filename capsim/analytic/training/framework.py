@@ -19,7 +19,9 @@ from capsim.analytic.training import releases_bridge as bridge
 from capsim.analytic.training import releases_current as current
 from capsim.analytic.training import releases_torchtitan as titan
 from capsim.analytic.training.release import (
+    COMBINE_PROBS,
     PER_REPLICA,
+    UNFUSED_CE,
     Flag,
     Framework,
     FrameworkFamily,
@@ -67,6 +69,10 @@ ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": Framew
 _ML21, _ML22, _MC08 = "ML@6985e58 megatron/", "ML@9aad920 megatron/", "ML@core_v0.8.0 megatron/"
 _NO_ZERO3 = "no ZeRO-3 in this code (zero=False): nothing to prefetch"
 _NO_MOE = "no mixture of experts in this code (the field's generic value)"
+# Megatron-LM 2021-22: megatron/model/gpt_model.py post_language_model_processing runs
+# mpu.vocab_parallel_cross_entropy(output.float(), labels), which keeps its fp32 exp_logits
+_ML_CE = ("megatron/model/gpt_model.py post_language_model_processing: mpu.vocab_parallel_cross_entropy("
+          "output.float(), labels) on an fp32 copy, saving its fp32 exp_logits")
 _FP32_GRADS = ("Megatron's mixed precision accumulates and all-reduces gradients in fp32 (main_grad; "
                "--accumulate-allreduce-grads-in-fp32 is forced with bf16)")
 _FP32_MASTER = "Megatron's mixed-precision optimizer keeps fp32 main parameters and fp32 Adam moments"
@@ -114,7 +120,7 @@ def _megatron_lm_2021() -> Release:
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
-         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_random_routing": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
+         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
@@ -174,7 +180,7 @@ def _megatron_lm_2022() -> Release:
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
-         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_random_routing": _NO_MOE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
+         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
@@ -241,6 +247,8 @@ def _megatron_core_0_8() -> Release:
          "overlap_moe_a2a": "not in this release: --overlap-moe-expert-parallel-comm arrived in core_v0.14.0",
          "moe_fp8_padding": "not in this release: TEGroupedMLP's Fp8Padding arrived in core_v0.10.0 "
                             "(megatron/core/transformer/moe/experts.py L638)",
+         "moe_combine_saves": "ML@core_v0.8.0 " + COMBINE_PROBS,
+         "loss_copy": "ML@core_v0.8.0 " + UNFUSED_CE,
          "moe_random_routing": "not in this release: forced balancing (RandomSTE) arrived by core_v0.14.0 "
                                "(megatron/core/transformer/moe/moe_utils.py L874)",
          "fp8_scaling": "Transformer Engine 1.x has one FP8 recipe, DelayedScaling (transformer_engine/common/recipe/"
@@ -309,6 +317,10 @@ def _fsdp_pytorch_2_3() -> Release:
          "overlap_moe_a2a": none.format("MoE token dispatcher"),
          "moe_fp8_padding": none.format("grouped-expert FP8 padding"),
          "moe_random_routing": none.format("forced MoE load balancing"),
+         "moe_combine_saves": none.format("MoE layer") + "; a model's weighted sum of its k expert outputs keeps "
+                              "them for the gradient of the weights (the field's generic value)",
+         "loss_copy": "FSDP adds no loss kernel; the usual torch cross_entropy on fp32-upcast logits keeps "
+                                "that copy (the field's generic value)",
          "fp8_scaling": "FSDP adds no FP8; a run in FP8 brings Transformer Engine, whose default recipe is "
                         "DelayedScaling (TE v1.8 transformer_engine/common/recipe/__init__.py)",
          "fp8_params": "FSDP1 gathers the parameters in their own (16-bit) format",

@@ -35,6 +35,35 @@ class Reshard(StrEnum):
     NOT_WITH_PP = "not-with-pp"  # torchtitan's "default": always, except never when pipeline parallelism is on
 
 
+class LossCopy(StrEnum):
+    """What the loss keeps for its backward beside the LM head's 16-bit logits (per logit)."""
+
+    FP32 = "fp32"  # an fp32 softmax of an fp32 copy of the logits (Megatron's vocab_parallel_cross_entropy)
+    ACTIVATION = "activation"  # log_softmax's output in the logits' own format (torch cross_entropy, no upcast)
+    NONE = "none"  # nothing: the kernel overwrites the logits with their gradient (TE parallel_cross_entropy)
+
+
+# Megatron-Core from core_v0.13.0 (2025-07-25): the router probabilities scale the experts' activation, so the
+# combine's unpermute is a plain sum that saves nothing (core_v0.12.0 token_dispatcher.py L645 still merged them there).
+COMBINE_NO_PROBS = ("megatron/core/transformer/moe/token_dispatcher.py combine_postprocess / "
+                    "get_restored_hidden_states_by_experts: unpermute(...) without probs; experts.py TEGroupedMLP "
+                    "bias_act_func: weighted_bias_swiglu_impl(..., permuted_probs) applies them (since core_v0.13.0)")
+COMBINE_PROBS = ("megatron/core/transformer/moe/token_dispatcher.py: unpermute(..., probs=self.probs) merges the "
+                 "router probabilities in the combine (moe_utils.unpermute multiplies the expert outputs by them, "
+                 "keeping both for the backward; until core_v0.12.x)")
+# Megatron-Bridge pre-training: cross_entropy_loss_fusion True with cross_entropy_fusion_impl "te" (Megatron-Core
+# language_module.py compute_language_model_loss -> te_parallel_cross_entropy), whose kernel writes the gradient
+# into the logits in place and saves only them (TE@v2.8 transformer_engine/pytorch/cross_entropy.py L50-59,
+# triton/cross_entropy.py L187).
+FUSED_CE = ("src/megatron/bridge/models/gpt_provider.py cross_entropy_loss_fusion: bool = True; the perf scripts and "
+            "recipes set cross_entropy_fusion_impl = 'te' (TE parallel_cross_entropy overwrites the bf16 logits with "
+            "their gradient in place, TE@v2.8 transformer_engine/pytorch/cross_entropy.py L50-59, "
+            "triton/cross_entropy.py L187: no fp32 copy)")
+UNFUSED_CE = ("the loss runs on an fp32 copy of the logits and saves its fp32 softmax (Megatron-Core "
+              "tensor_parallel/cross_entropy.py: vocab_parallel_logits.float(), save_for_backward(exp_logits); "
+              "cross_entropy_loss_fusion default False, and its 'native' impl keeps the same fp32 exp_logits)")
+
+
 class PipelineSplit(StrEnum):
     """Where a release puts the layers when pp x v does not divide them."""
 
@@ -92,6 +121,11 @@ class Framework:
     # forced balancing (--moe-router-force-load-balancing) draws each token's experts at random, so the busiest EP
     # rank gets a few percent over the mean (capsim.analytic.moe.busiest_rank); False: exactly balanced
     moe_random_routing: bool = False
+    # the MoE combine (unpermute) merges each token's k expert outputs with its router probabilities and keeps them
+    # for the probabilities' gradient; False: the probabilities scale the experts' activation instead and the
+    # combine is a plain sum that keeps nothing
+    moe_combine_saves: bool = True
+    loss_copy: LossCopy = LossCopy.FP32  # what the loss keeps beside the 16-bit logits
     fp8_scaling: Fp8Scaling = Fp8Scaling.DELAYED  # the FP8 recipe a run with precision "fp8" uses
     fp8_params: bool = False  # weights kept in FP8 (parameter all-gathers and weight memory in FP8)
     reshard_after_forward: Reshard = Reshard.ALWAYS  # ZeRO-3/FSDP: free gathered parameters after the forward
@@ -116,7 +150,8 @@ class Framework:
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
-        for key in ("attention", "moe_dispatcher", "fp8_scaling", "reshard_after_forward", "pipeline_split"):
+        for key in ("attention", "moe_dispatcher", "fp8_scaling", "reshard_after_forward", "pipeline_split",
+                    "loss_copy"):
             out[key] = getattr(self, key).value
         out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every}
         return out
@@ -126,6 +161,10 @@ class Framework:
         if self.pipeline_split is PipelineSplit.FRONT_LOADED:
             return front_loaded(layers, pp, v)
         return default_uneven(layers, pp, v)
+
+    def loss_copy_bytes(self, activation_bytes: float) -> float:
+        """Bytes per logit the loss keeps beside the logits (``loss_copy``)."""
+        return {LossCopy.FP32: 4.0, LossCopy.ACTIVATION: activation_bytes, LossCopy.NONE: 0.0}[self.loss_copy]
 
     def keeps_gathered(self, pp: object) -> object:
         """Whether ZeRO-3/FSDP keeps a block's parameters gathered from its forward to its backward (arrays over
@@ -244,5 +283,5 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "MoeDispatcher",
+__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
            "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]

@@ -30,8 +30,11 @@ from dataclasses import dataclass
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
+    COMBINE_NO_PROBS,
+    FUSED_CE,
     Framework,
     FrameworkFamily,
+    LossCopy,
     MoeDispatcher,
     Release,
     Reshard,
@@ -82,7 +85,7 @@ def _bridge_release(name: str, t: _Tag) -> Release:
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
-                   moe_fp8_padding=True, moe_random_routing=True,
+                   moe_fp8_padding=True, moe_random_routing=True, moe_combine_saves=False, loss_copy=LossCopy.NONE,
                    fp8_scaling=t.scaling, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(t.core),
@@ -106,6 +109,8 @@ def _bridge_release(name: str, t: _Tag) -> Release:
             "moe_random_routing": f"{t.core} megatron/core/transformer/moe/moe_utils.py "
                                   f"L{_RANDOM_STE_LINE[t.software]} RandomSTE: forced balancing draws i.i.d. normal "
                                   "logits per token (router.py: apply_random_logits)",
+            "moe_combine_saves": f"{t.core} {COMBINE_NO_PROBS}",
+            "loss_copy": f"{mb} {FUSED_CE}",
             "fp8_scaling": f"{t.fp8_cs} ({mb} src/megatron/bridge/training/mixed_precision.py {t.fp8})",
             "fp8_params": f"{mb} src/megatron/bridge/training/mixed_precision.py {t.fp8}: fp8_param_gather = True",
             "tp_rs": _TE_UB.format(co + " tp_comm_overlap_cfg None", "v2.x")}

@@ -14,10 +14,15 @@ from __future__ import annotations
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
+    COMBINE_NO_PROBS,
+    COMBINE_PROBS,
+    FUSED_CE,
     PER_REPLICA,
+    UNFUSED_CE,
     Flag,
     Framework,
     FrameworkFamily,
+    LossCopy,
     MoeDispatcher,
     PipelineSplit,
     Release,
@@ -156,7 +161,9 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
                             "attention.py _checkpointed_attention_forward; 'core_attn', the default recompute module)",
             "torch_compile": "Megatron-Core runs the model eagerly with Transformer Engine's fused kernels",
             "fp8_precompute_scales": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
-            "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's"}
+            "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
+            "moe_combine_saves": cite_args + " " + COMBINE_PROBS,
+            "loss_copy": cite_args + " " + UNFUSED_CE}
 
 
 def nemo_24_07(name: str) -> Release:
@@ -271,6 +278,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False, moe_fp8_padding=True, moe_random_routing=True,
+                   moe_combine_saves=False, loss_copy=LossCopy.NONE,
                    fp8_scaling=Fp8Scaling.CURRENT, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(mc),
@@ -293,6 +301,8 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                                "moe_router_padding_for_quantization = False",
             "moe_random_routing": mc + " megatron/core/transformer/moe/router.py L697-699: forced balancing replaces "
                                   "the logits with i.i.d. normal ones per token (moe_utils.py L1194 RandomSTE)",
+            "moe_combine_saves": mc + " " + COMBINE_NO_PROBS,
+            "loss_copy": "MB@v0.4.2 " + FUSED_CE,
             "fp8_scaling": "MB@v0.4.2 scripts/performance/utils/precision.py L26-31: the 'fp8' of the H100 tables is "
                            "fp8_cs, bf16_with_fp8_current_scaling_mixed (src/megatron/bridge/training/"
                            "mixed_precision.py L291-309: fp8_recipe 'tensorwise')",
@@ -368,6 +378,10 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "moe_dispatcher": dispatcher,
             "overlap_moe_a2a": none.format("MoE communication overlap"),
             "moe_fp8_padding": none.format("Megatron-Core TEGroupedMLP"),
+            "moe_combine_saves": "the model's own MoE: its weighted sum of each token's k expert outputs keeps them "
+                                 "for the gradient of the weights (the field's generic value)",
+            "loss_copy": "torch cross_entropy on fp32-upcast logits keeps that copy (the field's generic "
+                                   "value)",
             "moe_random_routing": "AM@8d9bfb9 nemo_automodel/components/moe/layers.py FakeBalancedGate: noise 0.0 "
                                   "spreads tokens uniformly over the experts (exact balance)",
             "fp8_scaling": "FP8 comes from Transformer Engine, whose default recipe is DelayedScaling (TE@v2.2 "
@@ -409,8 +423,12 @@ def nemo_automodel_2025_10(name: str) -> Release:
                        "parameters' dtype and FSDP2 casts the reduced gradients to it: no fp32 copy",
                        pipeline_split="AM@8d9bfb9 nemo_automodel/components/distributed/pipelining/functional.py "
                                       "L113-126: the first (layers mod stages) virtual stages one layer heavier, "
-                                      "L66-71 stage i on rank i mod pp")
-    fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED)
+                                      "L66-71 stage i on rank i mod pp",
+                       loss_copy="AM@8d9bfb9 examples/benchmark/configs/*.yaml (every one) loss_fn MaskedCrossEntropy "
+                                 "fp32_upcast: false; nemo_automodel/components/loss/masked_ce.py L73-82: "
+                                 "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output")
+    fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED,
+                loss_copy=LossCopy.ACTIVATION)
     defaults = _fsdp2_defaults("AM@8d9bfb9 FSDP2Manager", Setting(PER_REPLICA, "step_scheduler local_batch_size "
                                                                                "has no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",

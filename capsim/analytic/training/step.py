@@ -158,7 +158,8 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     parts = stages.pipeline(costs, lay, fw)
     parts.update(stages.step_tail(lay, fw, times, layers, costs["_hop"]["hop_s"], dp))
     mem = training_memory(model, lay, precision, cluster.accelerator, fw.attention, fw.dropout,
-                          fw.keeps_gathered(lay.pp), fw.defer_grad_sync, fw.selective_ac)
+                          fw.keeps_gathered(lay.pp), fw.defer_grad_sync, fw.selective_ac, fw.moe_combine_saves,
+                          fw.loss_copy_bytes(precision.activations.bytes))
     reason = _validity(model, lay, cluster.num_gpus, fw)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
     model_f, hw_f = _flops(model, lay, fw.attention, fw.selective_ac)
