@@ -97,3 +97,19 @@ def test_capacity_policy_flag_switches_the_reservation():
         apply_flags(trt, {"capacity_scheduler_policy": "static_batch"}, "fp8")
     with pytest.raises(SpecError, match="not a vllm option"):
         apply_flags(get_engine("vllm"), {"capacity_scheduler_policy": "max_utilization"}, "bf16")
+
+
+def test_no_evict_with_prefix_caching_conserves_blocks_and_equals_step_mode():
+    """Shared prefixes (TensorRT-LLM 1.0 reuses KV blocks by default): a request reserves its whole sequence less
+    the cached blocks it shares; every block comes back, and fast mode == step mode."""
+    rng = np.random.default_rng(2)
+    n = 300
+    p, o = Lengths.uniform((100, 1200), (50, 600)).draw(n, rng)
+    groups = rng.integers(0, 5, n)
+    tokens = np.minimum(p, rng.integers(0, 600, 5)[groups])
+    wl = Workload("prefix", p, o, renewal(40.0, n, None, rng), prefix_group=groups, prefix_tokens=tokens)
+    fast, step = run("tensorrt-llm", wl, True, 0.22), run("tensorrt-llm", wl, False, 0.22)
+    np.testing.assert_allclose(fast.req.finish_s, step.req.finish_s, rtol=1e-9, atol=1e-9)
+    assert fast.fin_count == [1] * n and sum(fast.req.preemptions) == 0
+    rep = fast.replicas[0]
+    assert rep.kv.used == 0 and rep.kv.prefix.hit_tokens > 0
