@@ -189,6 +189,16 @@ def run_plan(python: Path, url: str, model: str, out: Path, plan: str, facts: di
     return done
 
 
+def model_config(path: Path, layers: int | None = None) -> dict:
+    """The served model's config.json: ``path``'s, with ``num_hidden_layers`` set to ``layers`` when given."""
+    config = json.loads(Path(path).read_text())
+    if layers is not None:
+        if layers < 1:
+            raise ValueError(f"--layers must be >= 1, got {layers}")
+        config["num_hidden_layers"] = layers
+    return config
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--venv", type=Path, default=Path(os.environ.get("VLLM_CPU_VENV", ROOT / ".vllm-venv")))
@@ -196,6 +206,9 @@ def main() -> None:
     p.add_argument("--plan", choices=sorted(PLANS), default="full")
     p.add_argument("--model-config", type=Path, default=MODEL_CONFIG,
                    help="the model's config.json (dummy weights); the host plan uses capsim/data/vllm-cpu-host's")
+    p.add_argument("--layers", type=int, default=None,
+                   help="serve the model with this many decoder layers (num_hidden_layers; the host plan measures "
+                        "the engine's per-layer time this way)")
     p.add_argument("--port", type=int, default=0, help="0: a free port on 127.0.0.1")
     p.add_argument("--ready-timeout", type=float, default=1800.0, help="seconds to wait for the server to start")
     args = p.parse_args()
@@ -204,7 +217,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vllm-cpu-bench-"))
     model = work / "model"
     model.mkdir()
-    shutil.copy(args.model_config, model / "config.json")
+    try:
+        config = model_config(args.model_config, args.layers)
+    except ValueError as e:
+        p.error(str(e))
+    (model / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (work / "vllm_cli.py").write_text(SHIM)
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
@@ -227,11 +244,12 @@ def main() -> None:
         stop(server)
     if not (args.out / "model" / "config.json").is_file():  # the data set names the model it was measured on
         (args.out / "model").mkdir(exist_ok=True)
-        shutil.copy(args.model_config, args.out / "model" / "config.json")
+        shutil.copy(model / "config.json", args.out / "model" / "config.json")
     manifest = {"plan": args.plan, "command": " ".join([Path(sys.executable).name, *sys.argv]),
                 "server": facts, "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
                                              "platform": platform.platform()},
                 "load_avg_before_server": list(idle_load), "load_avg_after": list(os.getloadavg()),
+                "nice": os.nice(0),  # the scheduling priority the server, its workers and the client ran at
                 "total_s": time.time() - started, "runs": runs}
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     log(f"done in {manifest['total_s']:.0f} s: {len(runs)} runs in {args.out}")

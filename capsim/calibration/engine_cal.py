@@ -21,7 +21,7 @@ from capsim.calibration.engine_fit import EngineFit, fit_engine_terms
 from capsim.calibration.engine_obs import DeviceTime, Observations, run_observations, step_observations
 from capsim.data.bench import BenchRun
 from capsim.perf import Perf
-from capsim.specs.engine import EngineProfile, SchedulerKind
+from capsim.specs.engine import EngineProfile, SchedulerKind, Workers
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
@@ -61,8 +61,9 @@ class Deployment:
 
 
 def without_host(engine: EngineProfile) -> EngineProfile:
-    """The profile with no host time: no phase, no worker communication, no TTFT offset."""
-    return replace(engine, cpu={}, worker_comm={}, overlapped=(), ttft_offset_s=0.0)
+    """The profile with no host time: no phase, no worker or server communication, no TTFT offset."""
+    return replace(engine, cpu={}, worker_comm={}, server=Workers.LOCAL, server_comm={}, overlapped=(),
+                   ttft_offset_s=0.0)
 
 
 def observations(runs: list[BenchRun], dep: Deployment) -> list[Observations]:

@@ -35,7 +35,7 @@ class Workers(StrEnum):
     MP = "mp"  # worker processes behind a shared-memory queue or MPI
 
 
-PHASES = ("schedule", "prepare", "sampler", "outputs", "step", "workers")
+PHASES = ("schedule", "prepare", "sampler", "outputs", "step", "workers", "server")
 # capsim's defaults where a release's sources do not state a value (engines.yaml names them per profile): vLLM's
 # long-standing limits and memory fraction, no watermark, nothing reserved, no host time priced, eager kernels.
 class DecodeKvReads(StrEnum):
@@ -155,6 +155,10 @@ class EngineProfile:
     workers: Workers = Workers.LOCAL  # at TP1
     workers_tp: Workers | None = None  # at TP > 1 (None: as at TP1)
     worker_comm: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)
+    # How the API server reaches the engine loop: local = in the server's process; ray = the engine is a Ray actor
+    # the server calls once per step and that returns every running request's output (vLLM --engine-use-ray).
+    server: Workers = Workers.LOCAL
+    server_comm: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # transport -> host cost
     cuda_graphs: bool = DEFAULTS["cuda_graphs"]
     cuda_graph_sizes: tuple[int, ...] = ()
     cuda_graph_padding: bool = DEFAULTS["cuda_graph_padding"]
@@ -222,6 +226,8 @@ class EngineProfile:
                     f"must be a positive whole number or null, got {value!r}")
         require(self.backend in (None, "pytorch", "tensorrt"), "engine.backend",
                 f"must be 'pytorch', 'tensorrt' or null, got {self.backend!r}")
+        require(self.server is Workers.LOCAL or self.server.value in self.server_comm, "engine.server",
+                f"no server_comm cost for the {self.server.value} transport", "add it to server_comm, with its source")
         require(not self.cuda_graphs or bool(self.cuda_graph_sizes), "engine.cuda_graph_sizes",
                 "CUDA graphs need captured batch sizes")
 
@@ -240,6 +246,8 @@ class EngineProfile:
         tier = self.worker_comm.get(transport.value, {}).get("tp1" if tp == 1 else "tp2+")
         if tier is not None:
             phases["workers"] = tier
+        if self.server is not Workers.LOCAL:
+            phases["server"] = self.server_comm[self.server.value]
         hidden = set() if self.host_shares_device else set(PHASES) if "all" in self.overlapped \
             else set(self.overlapped)
         exp = [v for k, v in phases.items() if k not in hidden]
@@ -290,7 +298,7 @@ class EngineProfile:
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        out.update(scheduler=self.scheduler.value, workers=self.workers.value,
+        out.update(scheduler=self.scheduler.value, workers=self.workers.value, server=self.server.value,
                    workers_tp=None if self.workers_tp is None else self.workers_tp.value, covers=list(self.covers),
                    cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped),
                    gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value,
@@ -308,6 +316,8 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
                             for t, tiers in entry.get("worker_comm", {}).items()}
     entry["overlapped"] = tuple(entry.get("overlapped", ()))
     entry["workers"] = Workers(entry.get("workers", DEFAULTS["workers"]))
+    entry["server"] = Workers(entry.get("server", DEFAULTS["workers"]))
+    entry["server_comm"] = {t: _phase(v) for t, v in entry.get("server_comm", {}).items()}
     if entry.get("workers_tp") is not None:
         entry["workers_tp"] = Workers(entry["workers_tp"])
     entry["cuda_graph_sizes"] = _sizes(entry.get("cuda_graph_sizes", []))

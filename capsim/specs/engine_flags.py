@@ -69,6 +69,16 @@ def _workers(eng: EngineProfile, name: str, text: str) -> EngineProfile:
     return replace(eng, workers=w, workers_tp=w)
 
 
+def _engine_ray(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    if not _bool(name, text):
+        return replace(eng, server=Workers.LOCAL)
+    if Workers.RAY.value not in eng.server_comm:
+        raise SpecError("flags", f"{name}=1: capsim's {eng.engine} {eng.release} profile ({eng.name}) has no source "
+                        "for the cost of a Ray engine actor", "remove the flag, or give a release whose profile "
+                        "prices it (server_comm in engines.yaml)")
+    return replace(eng, server=Workers.RAY)
+
+
 def _graphs(eng: EngineProfile, name: str, text: str) -> EngineProfile:
     on = _bool(name, text)
     if on and not eng.cuda_graph_sizes:
@@ -138,6 +148,7 @@ class Flag:
 
 FLAGS: dict[str, Flag] = {
     "workers": Flag(("vllm",), engine=_workers),
+    "engine_use_ray": Flag(("vllm",), engine=_engine_ray),
     "block_size": Flag(("vllm", "sglang"), plan="block_size", parse=_int),
     "max_num_batched_tokens": Flag(("vllm",), plan="max_batched_tokens", parse=_int),
     "max_num_tokens": Flag(("tensorrt-llm", "nim"), plan="max_batched_tokens", parse=_int),
