@@ -211,7 +211,8 @@ def _same_schedule(fast: Fleet, step: Fleet) -> None:
 
 SCHEDULERS = [  # (engine, scheduler, prefill replicas): every policy and the disaggregated pools
     ("vllm", None, 0), ("vllm-v0", None, 0), ("sglang", None, 0), ("vllm", "static", 0),
-    ("sglang", None, 1), ("vllm-v0", None, 2), ("vllm", "sarathi", 1), ("vllm-0.2", None, 0), ("vllm-0.2", None, 1)]
+    ("sglang", None, 1), ("vllm-v0", None, 2), ("vllm", "sarathi", 1), ("vllm-0.2", None, 0), ("vllm-0.2", None, 1),
+    ("tensorrt-llm", None, 0), ("tensorrt-llm", None, 1)]  # whole-sequence reservation (no-evict)
 
 
 @settings(max_examples=30, deadline=None)

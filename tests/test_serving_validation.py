@@ -39,9 +39,6 @@ KNOWN_MISSES = {
     ("distserve", "tpot_mean", "vllm-350-3.5"): DISTSERVE_HOST,
     ("vllm-ci", "e2e_latency_mean", ""): "the source does not state the vLLM release (engine_version blank): "
                                          "the row is not priced",
-    ("trtllm-v1.0", "output_tokens_per_s", "1000/1000"): (
-        "-16%: FP8 GEMMs now run at the BF16 efficiency times DeepGEMM's H800 factor (main 6065821, FP8 as "
-        "Transformer Engine runs it); the decode-heavy 1000/1000 row was -6% before"),
 }
 
 

@@ -21,7 +21,7 @@ from capsim.errors import SpecError
 from capsim.perf import Perf
 from capsim.plan.serving_specs import Slo, Traffic
 from capsim.sim.serving.fleet import engine_kv_blocks, engine_plan
-from capsim.specs.engine import get_engine
+from capsim.specs.engine import KvReservation, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Quantization, ServePlan
@@ -82,8 +82,13 @@ def capacity_bound(model: ModelSpec, plan: ServePlan, acc: Accelerator, perf: Pe
                       prefill_kv_tokens=entering * p, decode_seqs=b, decode_kv_tokens=b * (ctx + 1))
     t = np.asarray(iteration_time(model, plan, perf, shape, engine, acc).total_s)
     t_p = float(iteration_time(model, plan, perf, StepShape.prefill(1, p), engine, acc).total_s)
-    kv_tokens = engine_kv_blocks(model, plan, acc, get_engine(engine)) * plan.block_size  # per virtual engine
-    fits = b * (p + o) <= kv_tokens
+    eng = get_engine(engine)
+    kv_tokens = engine_kv_blocks(model, plan, acc, eng) * plan.block_size  # per virtual engine
+    # B sequences at their longest hold p + o tokens each; an engine that reserves whole sequences at admission
+    # (engines.yaml kv_reservation, TRT-LLM's no-evict) holds them in whole blocks from the start (the simulator too)
+    seq_tokens = p + o if eng.kv_reservation is KvReservation.PER_STEP else \
+        math.ceil((p + o) / plan.block_size) * plan.block_size
+    fits = b * seq_tokens <= kv_tokens
     ok = fits & (t <= (slo.tpot_p99_s if slo.tpot_p99_s is not None else np.inf))
     if slo.ttft_p99_s is not None and t_p > slo.ttft_p99_s:
         ok[:] = False

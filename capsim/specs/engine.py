@@ -45,6 +45,13 @@ class DecodeKvReads(StrEnum):
     PER_QUERY_HEAD = "per_query_head"  # once per query head: one thread block per (sequence, query head) (MMHA)
 
 
+class KvReservation(StrEnum):
+    """How an engine's capacity scheduler reserves KV blocks when it admits a request (engines.yaml kv_reservation)."""
+
+    PER_STEP = "per_step"  # the prompt's blocks, then blocks as decoding needs them; preempt when short (vLLM)
+    WHOLE_SEQUENCE = "whole_sequence"  # prompt + max output tokens at admission, never preempt (TRT-LLM no-evict)
+
+
 class LargeGpu(StrEnum):
     """Which GPUs take an engine release's large-GPU batching defaults (engines.yaml large_gpu_when)."""
 
@@ -72,7 +79,8 @@ DEFAULTS: dict[str, Any] = {"max_num_seqs": 256, "max_num_batched_tokens": "mode
                             "kernel_dispatch_s": 1.0e-5, "prefix_caching": False, "device_type": "gpu",
                             "host_shares_device": False, "block_size": 16, "reserved_cores": 0,
                             "ttft_offset_s": 0.0, "gemm_path": "torch",
-                            "large_gpu_when": "memory_not_a100", "decode_kv_reads": "per_kv_head"}
+                            "large_gpu_when": "memory_not_a100", "decode_kv_reads": "per_kv_head",
+                            "kv_reservation": "per_step"}
 
 
 def parse_version(text: str, field_name: str = "engine_version") -> tuple[int, ...]:
@@ -136,6 +144,7 @@ class EngineProfile:
     large_gpu: dict[str, int] = field(default_factory=dict)
     large_gpu_when: LargeGpu = LargeGpu(DEFAULTS["large_gpu_when"])  # which GPUs take large_gpu
     watermark: float = DEFAULTS["watermark"]
+    kv_reservation: KvReservation = KvReservation(DEFAULTS["kv_reservation"])  # blocks reserved at admission
     kv_memory_of: str = DEFAULTS["kv_memory_of"]  # "total" or "free"
     memory_fraction: float = DEFAULTS["memory_fraction"]
     reserved_bytes: float = DEFAULTS["reserved_bytes"]
@@ -293,7 +302,7 @@ class EngineProfile:
                    workers_tp=None if self.workers_tp is None else self.workers_tp.value, covers=list(self.covers),
                    cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped),
                    gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value,
-                   decode_kv_reads=self.decode_kv_reads.value)
+                   decode_kv_reads=self.decode_kv_reads.value, kv_reservation=self.kv_reservation.value)
         return out
 
 
@@ -320,6 +329,10 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     require(reads in set(DecodeKvReads), f"engine {name}.decode_kv_reads", f"unknown read pattern {reads!r}",
             f"use one of {', '.join(DecodeKvReads)}")
     entry["decode_kv_reads"] = DecodeKvReads(reads)
+    held = entry.get("kv_reservation", DEFAULTS["kv_reservation"])
+    require(held in set(KvReservation), f"engine {name}.kv_reservation", f"unknown reservation {held!r}",
+            f"use one of {', '.join(KvReservation)}")
+    entry["kv_reservation"] = KvReservation(held)
     rule = entry.get("large_gpu_when", DEFAULTS["large_gpu_when"])
     require(rule in set(LargeGpu), f"engine {name}.large_gpu_when", f"unknown rule {rule!r}",
             f"use one of {', '.join(LargeGpu)}")
@@ -402,5 +415,5 @@ def engine_release(engine: str, version: str, device_type: str = "gpu") -> Engin
                     f"capsim knows {known_releases()}")
 
 
-__all__ = ["DEFAULTS", "DecodeKvReads", "EngineProfile", "HostCost", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines",
+__all__ = ["DEFAULTS", "DecodeKvReads", "EngineProfile", "HostCost", "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines",
            "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from capsim.errors import SpecError
-from capsim.specs.engine import EngineProfile, SchedulerKind, Workers, padded_sizes
+from capsim.specs.engine import EngineProfile, KvReservation, SchedulerKind, Workers, padded_sizes
 
 ALL = ("vllm", "sglang", "tensorrt-llm", "nim")
 
@@ -120,6 +120,21 @@ def _prefix(eng: EngineProfile, name: str, text: str) -> EngineProfile:
     return replace(eng, prefix_caching=_bool(name, text))
 
 
+# TensorRT-LLM's CapacitySchedulerPolicy (cpp/include/tensorrt_llm/executor/executor.h; llm_args.py SchedulerConfig):
+# GUARANTEED_NO_EVICT reserves each request's whole sequence at admission; MAX_UTILIZATION takes blocks as steps need
+# them and pauses requests when short (cpp/include/tensorrt_llm/batch_manager/llmRequest.h LlmRequest::pause "moving
+# the generated tokens to the prompt": recomputed, as capsim preempts).
+CAPACITY_POLICIES = {"guaranteed_no_evict": KvReservation.WHOLE_SEQUENCE, "max_utilization": KvReservation.PER_STEP}
+
+
+def _capacity(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    held = CAPACITY_POLICIES.get(text.strip().lower())
+    if held is None:
+        raise SpecError("flags", f"{name}={text!r} is not a policy capsim models",
+                        f"use one of {', '.join(CAPACITY_POLICIES)} (STATIC_BATCH: --scheduler static)")
+    return replace(eng, kv_reservation=held)
+
+
 @dataclass(frozen=True)
 class Flag:
     """One engine option: the engines that have it and what it changes."""
@@ -149,6 +164,7 @@ FLAGS: dict[str, Flag] = {
     "cuda_graph_padding": Flag(("tensorrt-llm", "sglang"), engine=_padding),
     "async_scheduling": Flag(("vllm",), engine=_overlap),
     "overlap_scheduler": Flag(("tensorrt-llm",), engine=_overlap),
+    "capacity_scheduler_policy": Flag(("tensorrt-llm", "nim"), engine=_capacity),
     "chunked_prefill": Flag(("vllm",), engine=_chunked),
     "prefix_caching": Flag(ALL, engine=_prefix),
     "backend": Flag(("tensorrt-llm",), engine=_backend),

@@ -23,7 +23,7 @@ from capsim.sim.serving.replica import Replica, ReplicaConfig, Role
 from capsim.sim.serving.router import RouterKind, make_router
 from capsim.sim.serving.state import Requests
 from capsim.sim.serving.workload import Workload
-from capsim.specs.engine import EngineProfile, SchedulerKind, get_engine
+from capsim.specs.engine import EngineProfile, KvReservation, SchedulerKind, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
@@ -158,13 +158,16 @@ class Fleet:
         # Prefix caching where the engine release has it on (engines.yaml prefix_caching, cited per release) and a
         # request shares a prefix; a decode replica receives whole KV caches, static batches compute whole prompts.
         prefix = self.engine.prefix_caching and self.workload.prefix_group is not None
+        # Blocks reserved at admission (engines.yaml kv_reservation): a whole sequence's under TRT-LLM's no-evict; a
+        # disaggregated prefill replica hands the cache over after the prompt, so it reserves no output tokens.
+        whole = self.engine.kv_reservation is KvReservation.WHOLE_SEQUENCE
 
         def rc(role: Role, policy: SchedulerKind) -> ReplicaConfig:
             pad = self.engine.max_paddings if policy is SchedulerKind.VLLM and self.engine.max_paddings is not None \
                 else -1
             return ReplicaConfig(policy, plan.max_batch, plan.max_batched_tokens, plan.block_size, self.blocks, wm,
                                  cfg.fast, role, prefix and role is not Role.DECODE and policy is not SchedulerKind.STATIC,
-                                 pad)
+                                 pad, whole and role is not Role.PREFILL)
 
         reps = []
         for i in range(plan.replicas * pp):  # replica i // pp, virtual engine i % pp

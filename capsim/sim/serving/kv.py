@@ -68,6 +68,10 @@ class DecodeSet:
         self.found = rid, found  # admit() takes it: nothing changes the cache in between
         return n
 
+    def transferred(self, rid: int) -> int:
+        """Blocks a KV cache handed over by a prefill replica takes on a decode replica (its tokens so far)."""
+        return blocks_for(self.req.todo[rid], self.bs)
+
     def admit(self, rid: int, need: int) -> None:
         """Allocate the ``need`` blocks (:meth:`need`, just asked) of an admitted prompt; with prefix caching, its
         cached prefix is not computed again (``req.done`` starts past it)."""
@@ -206,4 +210,38 @@ class DecodeSet:
         return max(self.ids, key=lambda r: (arrival[r], r))
 
 
-__all__ = ["DecodeSet", "blocks_for"]
+class ReservedDecodeSet(DecodeSet):
+    """A decoding set whose requests reserved the blocks of their whole sequence when admitted: TensorRT-LLM's
+    default GUARANTEED_NO_EVICT capacity scheduler (cpp/tensorrt_llm/batch_manager/capacityScheduler.cpp
+    GuaranteedNoEvictScheduler admits a request while its blocks to completion fit in the free blocks less those
+    the running requests still need; kvCacheManager.cpp getRemainingBlocksToCompletion = ceil((mPromptLen +
+    mMaxNewTokens) / tokensPerBlock) less the blocks it holds). Decode steps then take no new blocks from the pool,
+    so a sequence is never short of blocks and nothing is preempted."""
+
+    def _whole(self, rid: int) -> int:
+        """Blocks of ``rid``'s whole sequence: its prompt plus the output tokens it asks for."""
+        req = self.req
+        return blocks_for(req.prompt[rid] + req.output[rid], self.bs)
+
+    def need(self, rid: int, ahead: bool = False) -> int:
+        # the prompt's blocks (less a shared cached prefix, DecodeSet.need) plus those of its whole output
+        return super().need(rid, ahead) + self._whole(rid) - blocks_for(self.req.todo[rid], self.bs)
+
+    def transferred(self, rid: int) -> int:
+        return self._whole(rid)
+
+    def release(self, rid: int, tokens: int) -> None:
+        req = self.req
+        super().release(rid, req.prompt[rid] + req.output[rid])  # the reservation, whatever the tokens so far
+
+    def demand(self, ahead: int = 0) -> int:
+        return 0
+
+    def cum_demand(self, k: int) -> int:
+        return 0
+
+    def run_length(self) -> int:
+        return self.steps_until_finish()
+
+
+__all__ = ["DecodeSet", "ReservedDecodeSet", "blocks_for"]

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from capsim.analytic.step_table import Piece, StepTable, pieces_sum, steps_to_reach
-from capsim.sim.serving.kv import DecodeSet, blocks_for
+from capsim.sim.serving.kv import DecodeSet, ReservedDecodeSet
 from capsim.sim.serving.prefix import PrefixCache
 from capsim.sim.serving.records import BLOCK, ReplicaRecord
 from capsim.sim.serving.state import Requests
@@ -60,6 +60,7 @@ class ReplicaConfig:
     role: Role = Role.BOTH
     prefix_caching: bool = False  # the engine release reuses cached prefix blocks (capsim.sim.serving.prefix)
     max_paddings: int = -1  # >= 0: whole-prompt batches padded to their longest prompt (EngineProfile.max_paddings)
+    whole_sequence: bool = False  # admission reserves prompt + output blocks, never preempts (kv.ReservedDecodeSet)
 
 
 class Replica:
@@ -68,7 +69,7 @@ class Replica:
     def __init__(self, idx: int, env: Any, req: Requests, table: StepTable, cfg: ReplicaConfig,
                  handoff: Handoff) -> None:
         self.idx, self.env, self.req, self.table, self.cfg, self.handoff = idx, env, req, table, cfg, handoff
-        self.kv = DecodeSet(req, cfg.block_size, cfg.total_blocks)
+        self.kv = (ReservedDecodeSet if cfg.whole_sequence else DecodeSet)(req, cfg.block_size, cfg.total_blocks)
         if cfg.prefix_caching:
             self.kv.prefix = PrefixCache(cfg.block_size)
         self.waiting: deque[int] = deque()
@@ -233,7 +234,7 @@ class Replica:
         kv = self.kv
         while self.waiting and self._admissible(kv.free):
             rid = self.waiting.popleft()
-            kv.used += blocks_for(self.req.todo[rid], self.cfg.block_size)
+            kv.used += kv.transferred(rid)
             self._join(rid)
         if not kv.ids:
             return None
