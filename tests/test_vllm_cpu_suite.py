@@ -36,7 +36,7 @@ RUNS = json.loads((SUITE.folder / "manifest.json").read_text())["runs"]
 # the step's GEMMs on vLLM's kernels are within -0.6/+0.5 ms of capsim's price at batch 1 (vllm-cpu-host/step-gemms/).
 # vLLM in-process (vllm-cpu-host/offline/) puts about 1 ms of the single-request miss in the engine, 1 ms in serving.
 HOST = ("the engine's time per step measured with a 1-layer, 64-wide model (1.13 ms + 0.126 ms per sequence) is "
-        "below what the fit on rate-1.9 finds with this suite's 4-layer, 512-wide model (3.96 ms per step); not a "
+        "below what the fit on rate-1.9 finds with this suite's 4-layer, 512-wide model (3.99 ms per step); not a "
         "per-layer cost (measured at 1-8 layers: -0.16 ms per layer beyond capsim's kernels)")
 ONE_REQUEST_TPOT = f"-18.2%: {HOST}"
 SAMPLER = "vLLM's measured greedy sampler (engines.yaml vllm-cpu sampler_s) is cheaper than the generic price it replaced"
