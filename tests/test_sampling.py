@@ -17,8 +17,8 @@ from capsim.analytic.serving import Sampling, SamplingMode, StepShape, iteration
 from capsim.analytic.step_table import StepTable
 from capsim.cli import app
 from capsim.data.bench import read_bench, run_sampling
-from capsim.specs.engine import SAMPLER_MODES, GemmPath, get_engine, profile_from_dict
 from capsim.specs.catalog import load_catalog
+from capsim.specs.engine import SAMPLER_MODES, GemmPath, get_engine, profile_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 H100, PERF_H100 = get_accelerator("h100"), load_calibration("h100").perf()
@@ -153,3 +153,18 @@ def test_bench_replay_reads_the_files_sampling(tmp_path):
     (tmp_path / "topp.json").write_text(json.dumps(data))
     assert run_sampling(read_bench(tmp_path / "topp.json"))[0].mode is SamplingMode.TOP_P
     assert np.isfinite(run.sampling_params["temperature"])
+
+
+def test_every_vllm_cpu_suite_run_is_replayed_greedy_and_says_so():
+    folder = ROOT / "capsim" / "data" / "vllm-cpu"
+    for path in sorted(folder.glob("*.json")):
+        if path.name == "manifest.json":
+            continue
+        run = read_bench(path)
+        assert run_sampling(run)[0] == Sampling.parse("greedy"), path.name
+        assert "sampling greedy (the file's temperature 0)" in run.describe()
+
+
+def test_a_csv_run_says_which_default_it_took():
+    run = read_bench(ROOT / "capsim" / "data" / "distserve-vllm-opt13b" / "vllm-100-1.csv")
+    assert "sampling random (a per-request CSV records no sampling parameters" in run.describe()

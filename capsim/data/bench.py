@@ -83,17 +83,23 @@ class BenchRun:
             traffic += f", at most {self.max_concurrency} concurrent"
         server = self.meta.get("server_command")
         env = self.meta.get("server_env")
+        try:
+            sampling, why = run_sampling(self)
+            said = f"; sampling {sampling.name} ({why})"
+        except SpecError as err:
+            said = f"; sampling: {err}"
         return (f"{self.name}: {self.size} requests ({traffic}), {self.format}, sha256 {self.sha256[:12]}"
                 + (f", {self.failed} failed left out" if self.failed else "")
                 + (f", load average {load[0]:.2f} before" if load else "")
                 + (f"; the file records the server as `vllm {server}`" if server else "")
-                + (f" with {', '.join(f'{k}={v}' for k, v in env.items())}" if server and env else ""))
+                + (f" with {', '.join(f'{k}={v}' for k, v in env.items())}" if server and env else "") + said)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "sha256": self.sha256, "format": self.format,
                 "requests": self.size, "failed": self.failed, "request_rate": self.request_rate,
                 "burstiness": self.burstiness, "max_concurrency": self.max_concurrency, "seed": self.seed,
-                "duration_s": self.duration_s, "arrivals": "recorded" if self.arrival_s is not None else "drawn"}
+                "duration_s": self.duration_s, "arrivals": "recorded" if self.arrival_s is not None else "drawn",
+                "sampling_params": dict(self.sampling_params)}
 
 
 def measured_summary(run: BenchRun) -> dict[str, float]:
@@ -132,8 +138,8 @@ UNRECORDED_SAMPLING = "random"
 UNRECORDED_WHY = {"vllm-bench-json": "the file records no sampling parameters: vllm bench serve 0.32 then sends none "
                                     "(older clients sent temperature 0)",
                   "per-request-csv": "a per-request CSV records no sampling parameters"}
-DEFAULT_WHY = ("so vLLM's SamplingParams default, temperature 1.0, is assumed (a model's generation_config.json may "
-               "set others)")
+DEFAULT_WHY = ("so vLLM's SamplingParams default, temperature 1.0, is assumed; a model's generation_config.json may "
+               "set others")
 
 
 def run_sampling(run: BenchRun) -> tuple[Sampling, str]:

@@ -65,13 +65,11 @@ def run_rows(run: BenchRun, dep: Deployment, source: str = "") -> tuple[list[Row
     """Measured against predicted for one run; a run capsim cannot replay gives rows not priced, with the reason
     (a report never stops at one run)."""
     measured = measured_summary(run)
-    sampled = attempt(run_sampling, run)
-    said = f"sampling {sampled[0][0].name} ({sampled[0][1]})" if sampled[1] is None else f"sampling: {sampled[1]}"
     out, err = attempt(replay, run, dep)
     if err is not None:
         rows = [failed_row(source or run.name, run.name, name, measured[key] * 1e3, "ms", str(err))
                 for name, key in METRICS if key in measured]
-        return rows, f"{run.describe()}; {said}; not replayed: {err}"
+        return rows, f"{run.describe()}; not replayed: {err}"
     res, how = out
     pred = res.summary
     case = run.name
@@ -79,7 +77,7 @@ def run_rows(run: BenchRun, dep: Deployment, source: str = "") -> tuple[list[Row
             for name, key in METRICS if key in measured and math.isfinite(measured[key]) and measured[key] > 0]
     rows += [Row(source or run.name, case, name, measured[key], float(pred[key]), unit, how)
              for name, key, unit in THROUGHPUT]
-    return rows, f"{run.describe()}; {said}; replayed with {how}"
+    return rows, f"{run.describe()}; replayed with {how}"
 
 
 def bench_report(runs: list[BenchRun], dep: Deployment, suite: str = "bench",
