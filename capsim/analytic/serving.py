@@ -356,12 +356,10 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
         + main.ops_s([o for o in dec_ops if o.kind is not OpKind.ATTENTION])
     attn = model.layers * (np.where(np.asarray(shape.prefill_tokens) > 0,
                                     main.ops_s(attention_ops(model, plan, pre)), 0.0) + np.where(d > 0, dec_s, 0.0))
-    measured = sampler_host_s(engine, model, logits, sampling)  # the engine's own sampler, where profiled
-    drop = "logits_softmax" if measured is not None else ""
-    head = main.ops_s([o for o in head_ops(model, n, plan.tp, plan.dtype, logits_tokens=logits,
-                                           weight_dtype=plan.weight_dtype) if o.name != drop]
-                      + sampler_ops(model, logits, sampling, measured is not None)) \
-        + (0.0 if measured is None else measured)
+    logit, measured = logit_ops(model, plan, logits, engine, sampling)  # + the engine's own sampler, if profiled
+    head = main.ops_s([o for o in head_ops(model, n, plan.tp, plan.dtype, logits_tokens=0.0,
+                                           weight_dtype=plan.weight_dtype) if o.name in ("embedding", "final_norm")]
+                      + logit) + measured
     tp = tp_comm_s(main, model, plan, n, logits, tier)
     pp = pp_comm_s(main, model, plan, n, pp_sends(plan, accelerator))
     kernels = kernels_per_step(model, plan, shape.prefill_tokens, d)
