@@ -168,3 +168,16 @@ def test_every_vllm_cpu_suite_run_is_replayed_greedy_and_says_so():
 def test_a_csv_run_says_which_default_it_took():
     run = read_bench(ROOT / "capsim" / "data" / "distserve-vllm-opt13b" / "vllm-100-1.csv")
     assert "sampling random (a per-request CSV records no sampling parameters" in run.describe()
+
+
+def test_python_api_takes_the_mode_by_name():
+    import capsim
+    from capsim.sim.serving import Workload, simulate
+
+    model, plan = get_model("llama-3-8b"), ServePlan()
+    wl = Workload("w", np.full(16, 128), np.full(16, 16), np.zeros(16))
+    tpot = {m: simulate(model, plan, H100, PERF_H100, wl, capsim.ServeConfig(sampling=m)).summary["tpot_mean_s"]
+            for m in ("greedy", "top-p")}
+    assert tpot["greedy"] < tpot["top-p"]
+    with pytest.raises(SpecError, match="sampling"):
+        simulate(model, plan, H100, PERF_H100, wl, capsim.ServeConfig(sampling="beam"))
