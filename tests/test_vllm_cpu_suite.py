@@ -22,7 +22,7 @@ RUNS = json.loads((SUITE.folder / "manifest.json").read_text())["runs"]
 
 # Measured 2026-12-06 (capsim validate bench --suite vllm-cpu --json) with the calibration's GEMMs on the path
 # vLLM's CPU backend runs them (engines.yaml vllm-cpu gemm_path: onednn_packed) and the engine's own time per step
-# from its microbenchmark on this machine (engines.yaml vllm-cpu cpu: 1.13 ms + 0.126 ms per sequence, a 1-layer
+# from its microbenchmark on this machine (engines.yaml vllm-cpu cpu: 1.11 ms + 0.126 ms per sequence, a 1-layer
 # 64-wide model, benchmarks/vllm_cpu_host.py; before, 0.3 ms per step from a GPU server's host). The fit on rate-1.9
 # still finds more per step on this suite's 4-layer, 512-wide model (3.96 ms), so steps of few sequences stay fast.
 # Not time per decoder layer: at 1-8 layers the microbenchmark adds 0.16 ms per layer less than capsim prices
@@ -35,7 +35,7 @@ RUNS = json.loads((SUITE.folder / "manifest.json").read_text())["runs"]
 # 1.0-1.2x saturation, where batches are largest), and two rows crossed 20%;
 # the step's GEMMs on vLLM's kernels are within -0.6/+0.5 ms of capsim's price at batch 1 (vllm-cpu-host/step-gemms/).
 # vLLM in-process (vllm-cpu-host/offline/) puts about 1 ms of the single-request miss in the engine, 1 ms in serving.
-HOST = ("the engine's time per step measured with a 1-layer, 64-wide model (1.13 ms + 0.126 ms per sequence) is "
+HOST = ("the engine's time per step measured with a 1-layer, 64-wide model (1.11 ms + 0.126 ms per sequence) is "
         "below what the fit on rate-1.9 finds with this suite's 4-layer, 512-wide model (3.99 ms per step); not a "
         "per-layer cost (measured at 1-8 layers: -0.16 ms per layer beyond capsim's kernels)")
 ONE_REQUEST_TPOT = f"-18.2%: {HOST}"
