@@ -163,6 +163,8 @@ def test_nemo1_containers_keep_nemo_1_defaults_on_their_own_core():
         assert "NeMo@" in get_release(software).cite["dropout"]
     # Fp8Padding arrived in core_v0.10.0: 24.12 (core_r0.10.0) pads, 24.09 (core 0.9.0rc0) does not
     assert get_release("nemo-24.12").framework.moe_fp8_padding and not get_release("nemo-24.09").framework.moe_fp8_padding
+    assert not get_release("nemo-24.09").framework.fp8_params  # NeMo 1.0 reads cfg.get('fp8_params', False)
+    assert get_release("nemo-24.09").configure("--fp8-params")[0].fp8_params
     # NFL@24.12 added a ring-exchanged H100 config 24.09 does not have
     fw, _ = get_release("nemo-24.12").configure("--tp-comm-overlap-cfg=ub_cfg_h100_h8192_tp2_mbs1_seqlen4096")
     assert fw.tp_rs.chunks == 0

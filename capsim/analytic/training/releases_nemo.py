@@ -113,6 +113,7 @@ class _Nemo1:
     sp: str
     dispatcher: str  # the core's --moe-token-dispatcher-type lines
     fp8_pad: str  # "" where the core has no TEGroupedMLP Fp8Padding
+    fp8_params: str  # megatron_base_model.py: the line reading cfg fp8_params
 
 
 def _nemo1_release(name: str, t: _Nemo1) -> Release:
@@ -148,7 +149,9 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
                                   "ML@03f77931 moe_utils.py L820)",
             "fp8_scaling": f"{conf} {t.fp8}: fp8 with amax history 1024, 'max' (DelayedScaling, the only recipe of "
                            f"the TE its Dockerfile.ci pins, 7d576ed2 = 1.8.0.dev0)",
-            "fp8_params": f"{conf} sets no fp8_params and {t.nfl} training configs none: weights stay 16-bit",
+            "fp8_params": f"{t.nemo} nemo/collections/nlp/models/language_modeling/megatron_base_model.py "
+                          f"{t.fp8_params} cfg.get('fp8_params', False) and {conf} sets none (of the {t.nfl} "
+                          "training configs only gpt3/{175b_mlperf,mlperf,mlperf-24n}.yaml do: a flag of the run)",
             "tp_rs": _TE_UB.format("NeMo 1.0 ub_tp_comm_overlap_cfg null", "v1.8")}
     defaults = {"micro_batch": Setting(4, f"{conf} {t.micro} micro_batch_size: 4"),
                 "v": Setting(1, f"{conf} {t.vp} virtual_pipeline_model_parallel_size: null"),
@@ -165,17 +168,21 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
                    f"{t.core}; per-model launcher settings: {t.nfl} launcher_scripts/conf/training/<model>.yaml",
                    cite, defaults,
                    {**megatron_core_flags(t.core_minor),
+                    "--fp8-params": Flag("fp8_params", {"": True}, f"NeMo 1.0 model.fp8_params ({t.nemo} nemo/"
+                                         f"collections/nlp/models/language_modeling/megatron_base_model.py "
+                                         f"{t.fp8_params}: FP8 weights, gathered in FP8)"),
                     **_ub_flag(t.ub, f"{t.nfl} launcher_scripts/conf/training/tp_overlap/<name>.yaml")})
 
 
 _NEMO_24_09 = _Nemo1(
     "nemo-24.09", "2024-09-16", "NeMo@24.09-alpha.rc0 (4068955b, 2024-09-16)",
     "ML@2fd6e2b7 (core 0.9.0rc0, MCORE_TAG of NeMo@24.09-alpha.rc0 Dockerfile.ci)", 9, "NFL@24.09", _NFL_24_09_UB,
-    "L94-95", "L301", "L232", "L152", "L116", "L223-229", "L77", "L82", "L193", "L219", "L1813-1815", "")
+    "L94-95", "L301", "L232", "L152", "L116", "L223-229", "L77", "L82", "L193", "L219", "L1813-1815", "", "L804")
 _NEMO_24_12 = _Nemo1(
     "nemo-24.12", "2025-01-03", "NeMo@v2.1.0 (633cb602, 2025-01-03)",
     "ML@core_r0.10.0 (MCORE_TAG of NeMo@v2.1.0 Dockerfile.ci L57; core_v0.10.0)", 10, "NFL@24.12", _NFL_24_12_UB,
-    "L98-99", "L306", "L237", "L157", "L120", "L228-234", "L81", "L86", "L198", "L224", "L2099-2101", "L638")
+    "L98-99", "L306", "L237", "L157", "L120", "L228-234", "L81", "L86", "L198", "L224", "L2099-2101", "L638",
+    "L808")
 
 
 @dataclass(frozen=True)
@@ -218,12 +225,12 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
             "attention": f"{t.core} {_TE_ATTN}",
             "dropout": f"{gpt}llama.py L73-74, mixtral.py L54-55, nemotron.py L50-51 and base.py {t.gpt175b_dropout} "
                        "(GPTConfig175B): attention and hidden dropout 0.0",
-            "overlap_grad_reduce": f"{cb} L185-189: on whenever dp > 1",
-            "overlap_param_gather": f"{cb} L185-189: on whenever dp > 1",
-            "overlap_tp_comm": f"{cb} L134-135: off unless a recipe turns it on ({_UB})",
+            "overlap_grad_reduce": f"{cb} L185-188: on whenever dp > 1",
+            "overlap_param_gather": f"{cb} L185-188: on whenever dp > 1",
+            "overlap_tp_comm": f"{cb} L135-136: off unless a recipe turns it on ({_UB})",
             "fused_grad_accumulation": f"{gpt}base.py {t.fusion.split(',')[1]} gradient_accumulation_fusion = "
                                        "_grad_accum_fusion_available (apex is in the container)",
-            "overlap_p2p": f"{cb} L153-156: on with pp > 1 and vp > 1 (the interleaved case)",
+            "overlap_p2p": f"{cb} L154-156: on with pp > 1 and vp > 1 (the interleaved case)",
             "uneven_pipeline": f"{nemo} nemo/collections/llm/recipes/llama31_405b.py L72-73, L118 pass "
                                "account_for_embedding/loss_in_pipeline_split to Megatron-Core",
             "interleave_min_pp": f"{t.core} training/arguments.py: interleaving needs pipeline size > 1",
