@@ -192,3 +192,19 @@ def test_the_perf_scripts_settings_are_flags_of_the_run():
     # a config whose proj_fprop pipelines while fc2_fprop ring-exchanges is not one capsim can price: an error
     with pytest.raises(SpecError, match="unknown value"):
         get_release("nemo-25.04").configure("--tp-comm-overlap-cfg=userbuffers_bf16_h100_h12288_tp4_mbs1_seqlen2048")
+
+
+def test_plain_megatron_core_0_14_runs_with_megatron_lms_own_defaults():
+    rel = release_for("megatron-core", "megatron-core-0.14.0")
+    assert rel.name == FrameworkName.MEGATRON_CORE_0_14.value and rel.covers is None
+    assert set(rel.cite) == set(BEHAVIOUR) and all("ML@core_v0.14.0" in rel.cite[k] for k in
+                                                   ("dropout", "overlap_grad_reduce", "fp8_scaling", "moe_dispatcher"))
+    fw, layout = rel.configure()
+    assert fw.dropout and not fw.overlap_grad_reduce and not fw.overlap_param_gather and not fw.overlap_tp_comm
+    assert fw.overlap_p2p and fw.fused_grad_accumulation and fw.uneven_pipeline and not fw.moe_combine_saves
+    assert layout["distributed_optimizer"] is False and layout["micro_batch"] == 1
+    fw, layout = rel.configure("--use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather "
+                               "--overlap-moe-expert-parallel-comm --fp8-recipe=tensorwise")
+    assert fw.overlap_grad_reduce and fw.overlap_param_gather and fw.overlap_moe_a2a and layout["distributed_optimizer"]
+    with pytest.raises(SpecError, match="unknown megatron-core release"):
+        release_for("megatron-core", "megatron-core-0.12.0")  # no preset read at that release: an error, no default

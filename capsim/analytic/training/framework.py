@@ -17,6 +17,7 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import releases_automodel as automodel
 from capsim.analytic.training import releases_bridge as bridge
 from capsim.analytic.training import releases_current as current
+from capsim.analytic.training import releases_mcore as mcore
 from capsim.analytic.training import releases_nemo as nemo
 from capsim.analytic.training import releases_torchtitan as titan
 from capsim.analytic.training.release import (
@@ -39,6 +40,7 @@ class FrameworkName(StrEnum):
     MEGATRON_2021 = "megatron-lm-2021"
     MEGATRON_2022 = "megatron-lm-2022"
     MEGATRON_CORE = "megatron-core-0.8.0"
+    MEGATRON_CORE_0_14 = "megatron-core-0.14.0"  # Megatron-LM pretrain_gpt.py at core_v0.14.0 (releases_mcore.py)
     FSDP = "fsdp-pytorch-2.3"
     NEMO_24_07 = "nemo-24.07"  # Megatron-Core through NeMo 1.0 (releases_current.py)
     NEMO_24_09 = "nemo-24.09"  # Megatron-Core through NeMo 1.0 (releases_nemo.py)
@@ -359,6 +361,7 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.MEGATRON_2021: _megatron_lm_2021(),
     FrameworkName.MEGATRON_2022: _megatron_lm_2022(),
     FrameworkName.MEGATRON_CORE: _megatron_core_0_8(),
+    FrameworkName.MEGATRON_CORE_0_14: mcore.megatron_core_0_14(FrameworkName.MEGATRON_CORE_0_14.value),
     FrameworkName.FSDP: _fsdp_pytorch_2_3(),
     FrameworkName.NEMO_24_07: current.nemo_24_07(FrameworkName.NEMO_24_07.value),
     FrameworkName.NEMO_25_02: current.nemo_25_02(FrameworkName.NEMO_25_02.value),
