@@ -12,6 +12,7 @@ from __future__ import annotations
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
+    Flag,
     Framework,
     FrameworkFamily,
     LossCopy,
@@ -34,7 +35,7 @@ def megatron_core_0_14(name: str) -> Release:
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
-                   moe_fp8_padding=True, moe_random_routing=True, moe_combine_saves=False, loss_copy=LossCopy.FP32,
+                   moe_fp8_padding=False, moe_random_routing=True, moe_combine_saves=False, loss_copy=LossCopy.FP32,
                    fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(_ML),
@@ -51,8 +52,9 @@ def megatron_core_0_14(name: str) -> Release:
             "interleave_min_pp": f"{_ARGS} L536-545: with p2p overlap (the default) pipeline size > 1, without it > 2",
             "moe_dispatcher": f"{_ARGS} L2869-2871 --moe-token-dispatcher-type default allgather",
             "overlap_moe_a2a": f"{_ARGS} L2889 --overlap-moe-expert-parallel-comm (store_true: off)",
-            "moe_fp8_padding": f"{_ML} megatron/core/transformer/moe/experts.py L815: TEGroupedMLP under fp8 pads "
-                               "each expert's rows (TE Fp8Padding)",
+            "moe_fp8_padding": f"{_ML} megatron/core/transformer/transformer_config.py L483 moe_grouped_gemm "
+                               f"default False ({_ARGS} L2802 --moe-grouped-gemm, store_true): SequentialMLP experts; "
+                               "TEGroupedMLP (moe/experts.py L815 Fp8Padding) pads each expert's rows under fp8",
             "moe_random_routing": f"{_ML} megatron/core/transformer/moe/moe_utils.py L874 RandomSTE: forced "
                                   f"balancing ({_ARGS} L2852 --moe-router-force-load-balancing) draws random logits",
             "moe_combine_saves": f"{_ML} {COMBINE_NO_PROBS}",
@@ -74,7 +76,10 @@ def megatron_core_0_14(name: str) -> Release:
                 "account_for_loss": Setting(False, f"{_ARGS} L2409 (store_true: off)")}
     return Release(fw, FrameworkFamily.MEGATRON_CORE, "megatron-core-0.14.0", "2025-10-08",
                    "ML@core_v0.14.0 (23e00ed0, 2025-10-08): Megatron-LM pretrain_gpt.py with its flag defaults",
-                   cite, defaults, megatron_core_flags(14))
+                   cite, defaults,
+                   {**megatron_core_flags(14),
+                    "--moe-grouped-gemm": Flag("moe_fp8_padding", {"": True}, f"{_ARGS} L2802 --moe-grouped-gemm: "
+                                               "TEGroupedMLP, whose fp8 path pads each expert's rows (experts.py L815)")})
 
 
 __all__ = ["megatron_core_0_14"]

@@ -90,6 +90,12 @@ _NEMO_2_3_UB = {
     "userbuffers_fp8_b200_h18432_tp8_mbs1_seqlen4096": _RING}  # L325-336
 
 
+def _grouped_flag(core: str, lines: str, pad: str) -> Flag:
+    """--moe-grouped-gemm: TEGroupedMLP, whose FP8 path pads every expert's rows to the FP8 alignment."""
+    return Flag("moe_fp8_padding", {"": True}, f"{core} {lines.split('; ')[1]} --moe-grouped-gemm (NeMo: "
+                f"model.config.moe_grouped_gemm): TEGroupedMLP pads each expert's rows under fp8 (moe/experts.py {pad})")
+
+
 @dataclass(frozen=True)
 class _Nemo1:
     """Where one NeMo 1.0 container states each fact (megatron_gpt_config.yaml lines at its NeMo code)."""
@@ -114,6 +120,7 @@ class _Nemo1:
     dispatcher: str  # the core's --moe-token-dispatcher-type lines
     fp8_pad: str  # "" where the core has no TEGroupedMLP Fp8Padding
     fp8_params: str  # megatron_base_model.py: the line reading cfg fp8_params
+    grouped: str  # core transformer_config.py moe_grouped_gemm default line, arguments.py --moe-grouped-gemm line
 
 
 def _nemo1_release(name: str, t: _Nemo1) -> Release:
@@ -124,11 +131,12 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
-                   moe_fp8_padding=bool(t.fp8_pad), fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False,
+                   moe_fp8_padding=False, fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False,
                    reshard_after_forward=Reshard.ALWAYS, defer_grad_sync=False)
-    pad = (f"{t.core} megatron/core/transformer/moe/experts.py {t.fp8_pad}: TEGroupedMLP under fp8 pads each "
-           "expert's rows (Fp8Padding(num_local_experts))" if t.fp8_pad else
-           "not in this Megatron-Core: TEGroupedMLP's Fp8Padding arrived in core_v0.10.0 (moe/experts.py L638)")
+    pad = (f"{t.core} transformer_config.py {t.grouped} moe_grouped_gemm default False ({conf} sets none): the "
+           "experts are SequentialMLP; " + (f"--moe-grouped-gemm selects TEGroupedMLP, which pads each expert's rows "
+                                            f"under fp8 (moe/experts.py {t.fp8_pad} Fp8Padding)" if t.fp8_pad else
+                                            "TEGroupedMLP's Fp8Padding arrived only in core_v0.10.0"))
     cite = {**_megatron_common(t.core),
             "attention": f"{t.core} {_TE_ATTN} (NeMo 1.0: transformer_engine, mcore_gpt)",
             "dropout": f"{conf} {t.dropout}: hidden_dropout and attention_dropout 0.1",
@@ -168,6 +176,7 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
                    f"{t.core}; per-model launcher settings: {t.nfl} launcher_scripts/conf/training/<model>.yaml",
                    cite, defaults,
                    {**megatron_core_flags(t.core_minor),
+                    **({"--moe-grouped-gemm": _grouped_flag(t.core, t.grouped, t.fp8_pad)} if t.fp8_pad else {}),
                     "--fp8-params": Flag("fp8_params", {"": True}, f"NeMo 1.0 model.fp8_params ({t.nemo} nemo/"
                                          f"collections/nlp/models/language_modeling/megatron_base_model.py "
                                          f"{t.fp8_params}: FP8 weights, gathered in FP8)"),
@@ -177,12 +186,13 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
 _NEMO_24_09 = _Nemo1(
     "nemo-24.09", "2024-09-16", "NeMo@24.09-alpha.rc0 (4068955b, 2024-09-16)",
     "ML@2fd6e2b7 (core 0.9.0rc0, MCORE_TAG of NeMo@24.09-alpha.rc0 Dockerfile.ci)", 9, "NFL@24.09", _NFL_24_09_UB,
-    "L94-95", "L301", "L232", "L152", "L116", "L223-229", "L77", "L82", "L193", "L219", "L1813-1815", "", "L804")
+    "L94-95", "L301", "L232", "L152", "L116", "L223-229", "L77", "L82", "L193", "L219", "L1813-1815", "", "L804",
+    "L235; arguments.py L1805")
 _NEMO_24_12 = _Nemo1(
     "nemo-24.12", "2025-01-03", "NeMo@v2.1.0 (633cb602, 2025-01-03)",
     "ML@core_r0.10.0 (MCORE_TAG of NeMo@v2.1.0 Dockerfile.ci L57; core_v0.10.0)", 10, "NFL@24.12", _NFL_24_12_UB,
     "L98-99", "L306", "L237", "L157", "L120", "L228-234", "L81", "L86", "L198", "L224", "L2099-2101", "L638",
-    "L808")
+    "L808", "L272; arguments.py L2091")
 
 
 @dataclass(frozen=True)
@@ -202,6 +212,7 @@ class _Nemo2:
     perf_sp: str  # the perf scripts' sequence_parallel = tp > 1 (file and line)
     dispatcher: str  # core arguments.py --moe-token-dispatcher-type lines
     fp8_pad: str  # core moe/experts.py Fp8Padding line
+    grouped: str  # core transformer_config.py moe_grouped_gemm default line, arguments.py --moe-grouped-gemm line
     combine: str  # core: what the MoE combine keeps
     combine_saves: bool
     random: str  # core: forced balancing's random logits ("" where the core has none)
@@ -218,7 +229,7 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
-                   moe_fp8_padding=True, moe_random_routing=bool(t.random), moe_combine_saves=t.combine_saves,
+                   moe_fp8_padding=False, moe_random_routing=bool(t.random), moe_combine_saves=t.combine_saves,
                    loss_copy=LossCopy.FP32, fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False,
                    reshard_after_forward=Reshard.ALWAYS, defer_grad_sync=False)
     cite = {**_megatron_common(t.core),
@@ -237,8 +248,10 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
             "moe_dispatcher": f"{t.core} training/arguments.py {t.dispatcher} --moe-token-dispatcher-type default "
                               "allgather",
             "overlap_moe_a2a": "not in this Megatron-Core (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
-            "moe_fp8_padding": f"{t.core} megatron/core/transformer/moe/experts.py {t.fp8_pad}: TEGroupedMLP under "
-                               "fp8 pads each expert's rows (Fp8Padding(num_local_experts))",
+            "moe_fp8_padding": f"{t.core} transformer_config.py {t.grouped} moe_grouped_gemm default False (NeMo's "
+                               "MixtralConfig and perf scripts leave it): the experts are SequentialMLP; "
+                               "--moe-grouped-gemm selects TEGroupedMLP, which pads each expert's rows under fp8 "
+                               f"(moe/experts.py {t.fp8_pad} Fp8Padding)",
             "moe_random_routing": t.random or f"no forced load balancing in {t.core} (moe_router_force_load_"
                                               "balancing and RandomSTE arrive in core 0.13)",
             "moe_combine_saves": f"{t.core} {t.combine}",
@@ -274,6 +287,7 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
                    f"{t.software.removeprefix('nemo-')} NeMo container: NeMo {t.tag} llm recipes and "
                    f"scripts/performance on {t.core}", cite, defaults,
                    {**megatron_core_flags(t.core_minor), "--cross-entropy-fusion-impl": ce,
+                    "--moe-grouped-gemm": _grouped_flag(t.core, t.grouped, t.fp8_pad),
                     **_ub_flag(_NEMO_2_3_UB, f"{nemo} nemo/collections/llm/recipes/tp_overlap_configs/userbuffers.py "
                                              "L84-336")})
 
@@ -284,11 +298,11 @@ _COMBINE_0_13 = ("token_dispatcher.py L788 unpermute(...) without probs; experts
 _NEMO_25_04 = _Nemo2(
     "nemo-25.04", "v2.3.0", "2025-05-08", "ML@3cdfd613 (core 0.12.0rc4, NeMo@v2.3.0 requirements/manifest.json)", 12,
     "TE@bee4649c (2.2.0.dev0) L42-46", "L290,L291", "L514-515", "L80-91", "L116 fp8_param_gather: bool = False",
-    "scripts/performance/utils.py L279", "L2546-2548", "L698", _COMBINE_0_12, True, "")
+    "scripts/performance/utils.py L279", "L2546-2548", "L698", "L397; arguments.py L2489", _COMBINE_0_12, True, "")
 _NEMO_25_07 = _Nemo2(
     "nemo-25.07", "v2.4.0", "2025-07-25", "ML@03f77931 (core 0.13.0rc1, NeMo@v2.4.0 requirements/manifest.json)", 13,
     "TE@f05f12c9 (2.5.0) L49-53", "L301,L302", "L543-544", "L88-100",
-    "L117, L135-136 fp8_param_gather None -> False", "scripts/performance/helpers.py L395", "L2790-2792", "L729",
+    "L117, L135-136 fp8_param_gather None -> False", "scripts/performance/helpers.py L395", "L2790-2792", "L729", "L455; arguments.py L2725",
     _COMBINE_0_13, False,
     "ML@03f77931 (core 0.13.0rc1) megatron/core/transformer/moe/moe_utils.py L820 RandomSTE: forced balancing "
     "(router.py L444 moe_router_force_load_balancing) draws random logits per token")
