@@ -67,7 +67,7 @@ def test_release_lookup():
     assert engine_release("TensorRT-LLM", "0.5.0").name == "tensorrt-llm-0.5"
     assert engine_release("nim", "1.8.0").name == "nim-1.8"
     assert engine_release("sglang", "0.3.6.post3").name == "sglang" == engine_release("sglang", "0.4.3").name
-    for engine, version, field in (("vllm", "0.2.5", "engine_version"), ("vllm", "0.4.0", "engine_version"),
+    for engine, version, field in (("vllm", "0.2.1", "engine_version"), ("vllm", "0.1.7", "engine_version"),
                                    ("tensorrt-llm", "0.9.0", "engine_version"), ("vllm", "", "engine_version"),
                                    ("sglang", "0.3.5", "engine_version"),
                                    ("tgi", "2.0", "engine")):
@@ -118,14 +118,14 @@ def test_sampling_parameters_price_the_sort_and_penalties():
 
 def test_each_engine_reads_the_kv_cache_as_its_decode_kernel_does():
     """The decode attention kernel reads the queries plus each KV head's cache once, except where the release's
-    kernel reads it per query head (TensorRT-LLM 0.5's masked multi-head attention and vLLM 0.2.3's PagedAttention,
-    one thread block per query head: Llama-2-70B at TP4 has 16 query heads over 2 KV heads per GPU, so 8 times the
+    kernel reads it per query head (TensorRT-LLM 0.5's masked multi-head attention and vLLM 0.2.2-0.4.2's
+    PagedAttention, one thread block per query head; 0.4.3 decodes with FlashAttention: Llama-2-70B at TP4 has 16 query heads over 2 KV heads per GPU, so 8 times the
     cache bytes)."""
     from capsim.analytic.attention import kv_elems_per_token
 
     model, plan = get_model("llama-2-70b"), ServePlan(tp=4)
     per_query = {n for n, e in engines().items() if e.decode_kv_reads == "per_query_head"}
-    assert per_query == {"tensorrt-llm-0.5", "vllm-0.2"}
+    assert per_query == {"tensorrt-llm-0.5", "vllm-0.2", "vllm-0.2.6", "vllm-0.4", "vllm-0.4.1", "vllm-0.4.2"}
     for eng in (e for e in engines().values() if e.device_type == "gpu"):  # a CPU build is refused on a GPU
         table = StepTable(model, plan, PERF_H100, eng, H100)
         reads = 8 if eng.name in per_query else 1

@@ -123,7 +123,7 @@ def _write(tmp_path, edit):
 @pytest.mark.parametrize(("edit", "words"), [
     ({"engine": ""}, ["engine", "no engine", "vllm"]),
     ({"engine": "unstated"}, ["engine", "unknown engine 'unstated'", "engine-calibration"]),
-    ({"engine_version": "0.3.1"}, ["engine_version", "vllm 0.3.1", "vllm >=0.2.2,<0.2.5"]),
+    ({"engine_version": "0.2.1"}, ["engine_version", "vllm 0.2.1", "vllm >=0.2.2,<0.2.6"]),
     ({"engine_version": "two"}, ["engine_version", "not a release number"]),
     ({"flags": "workers=ray;max_num_seqz=4"}, ["flags", "unknown flag 'max_num_seqz'", "max_num_seqs"]),
     ({"flags": "workers=mp"}, ["flags", "workers=mp", "no source for that transport"]),
