@@ -69,7 +69,7 @@ def test_release_lookup():
     assert engine_release("sglang", "0.3.6.post3").name == "sglang" == engine_release("sglang", "0.4.3").name
     for engine, version, field in (("vllm", "0.2.1", "engine_version"), ("vllm", "0.1.7", "engine_version"),
                                    ("tensorrt-llm", "0.9.0", "engine_version"), ("vllm", "", "engine_version"),
-                                   ("sglang", "0.3.5", "engine_version"),
+                                   ("sglang", "0.3.3", "engine_version"),
                                    ("tgi", "2.0", "engine")):
         with pytest.raises(SpecError) as err:
             engine_release(engine, version)
@@ -306,3 +306,21 @@ def test_the_simulator_runs_the_release_set_up_for_the_model():
     res = json.loads(out.stdout)
     assert res["scheduler"] == "sarathi" and res["plan"]["max_batched_tokens"] == 2048 and res["completed"] == 10
     assert get_engine("vllm").for_model(get_model("qwen3-8b")) == get_engine("vllm")
+
+
+@pytest.mark.parametrize(("version", "name"), [("0.3.4", "sglang-0.3.4"), ("0.3.4.post2", "sglang-0.3.4"),
+                                               ("0.3.5", "sglang-0.3.4"), ("0.3.5.post2", "sglang-0.3.4"),
+                                               ("0.3.6", "sglang"), ("0.4.0", "sglang")])
+def test_sglang_0_3_4_to_0_3_5_runs_without_the_overlap_scheduler(version, name):
+    """SGLang 0.3.4-0.3.5.x (server_args and scheduler of each sdist): 0.3.6's batching, CUDA graphs, radix cache
+    and memory fraction, but enable_overlap_schedule = False: the host work is exposed, not hidden behind the GPU.
+    0.3.0-0.3.3 ran up to 10 decode steps before looking at waiting prompts: refused."""
+    eng = engine_release("sglang", version)
+    assert eng.name == name
+    differ = {k for k, v in get_engine("sglang").to_dict().items() if get_engine("sglang-0.3.4").to_dict()[k] != v}
+    assert differ == {"name", "release", "covers", "description", "overlapped", "sources"}
+    assert eng.overlapped == (() if name == "sglang-0.3.4" else ("all",)) and eng.prefix_caching
+    assert eng.limits(get_model("llama-3-8b"), H100) == (4096, 8192) and eng.memory_fraction == 0.88
+    for old in ("0.3.3", "0.3.3.post1", "0.3.0", "0.2.15"):
+        with pytest.raises(SpecError, match="capsim knows"):
+            engine_release("sglang", old)
