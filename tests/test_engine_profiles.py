@@ -321,6 +321,8 @@ def test_sglang_0_3_4_to_0_3_5_runs_without_the_overlap_scheduler(version, name)
     assert differ == {"name", "release", "covers", "description", "overlapped", "sources"}
     assert eng.overlapped == (() if name == "sglang-0.3.4" else ("all",)) and eng.prefix_caching
     assert eng.limits(get_model("llama-3-8b"), H100) == (4096, 8192) and eng.memory_fraction == 0.88
+    # A run with --enable-overlap-schedule says so: its host work hides behind the GPU as in 0.3.6.
+    assert apply_flags(eng, {"enable_overlap_schedule": "1"}, "bf16").engine.overlapped == ("all",)
     for old in ("0.3.3", "0.3.3.post1", "0.3.0", "0.2.15"):
         with pytest.raises(SpecError, match="capsim knows"):
             engine_release("sglang", old)

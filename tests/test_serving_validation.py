@@ -98,7 +98,7 @@ def test_unpriced_row_carries_its_reason_and_counts_as_failed(report):
     unpriced = [r for r in out["rows"] if r["predicted"] is None]
     assert out["rows_failed"] == len(unpriced) >= 1
     assert all(r["error_pct"] is None and "engine_version" in r["note"] for r in unpriced)
-    assert "vllm >=0.2.2,<0.2.5" in unpriced[0]["note"]  # names the releases capsim knows
+    assert "vllm >=0.2.2,<0.2.6" in unpriced[0]["note"]  # names the releases capsim knows
 
 
 def test_engine_release_and_flags_reach_the_prediction(report):
