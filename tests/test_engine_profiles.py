@@ -253,8 +253,9 @@ def test_a_backend_flag_must_name_the_release_default_runtime():
             apply_flags(get_engine(name), {"backend": backend}, "fp8")
 
 
-@pytest.mark.parametrize("engine", ["vllm-v0.6", "vllm-v0.6.5", "vllm-v1-0.8", "vllm-v1-0.8.4", "vllm-v1-0.8.5", "tensorrt-llm-0.11",
-                                    "tensorrt-llm-0.14"])
+@pytest.mark.parametrize("engine", ["vllm-0.2.6", "vllm-0.4", "vllm-0.4.3", "vllm-v0.6", "vllm-v0.6.5", "vllm-v1-0.8",
+                                    "vllm-v1-0.8.4", "vllm-v1-0.8.5", "tensorrt-llm-0.11", "tensorrt-llm-0.14",
+                                    "sglang-0.3.4"])
 def test_capsim_serve_runs_on_the_release_profile(engine):
     import json
 
