@@ -109,10 +109,11 @@ def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precisio
 
     ZeRO (Rajbhandari et al. 2020, Sec. 5): stage 1 shards optimizer states, stage 2 also gradients,
     stage 3 also parameters, over the data-parallel group (dp x cp); experts over their expert-data-parallel group
-    (tp x cp x dp / (ep x etp), ``Layouts.expert_dp``).
+    (tp x cp x dp / (ep x etp), ``Layouts.expert_dp``). Hybrid sharding shards over its sharding group only
+    (``Layouts.shard``, ``expert_shard``) and keeps a copy per replica (Zhao et al. 2023, "PyTorch FSDP", Sec. 3.2.2).
     """
-    group = lay.dp * lay.cp
-    expert_group = lay.expert_dp
+    group = lay.shard
+    expert_group = lay.expert_shard
     z = lay.zero_stage
 
     def sharded(nbytes_per_param: float, on: np.ndarray) -> Num:
@@ -230,7 +231,7 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
         out[kind] = {"act": act,
                      "ws": np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, replayed], 0),
                      # ZeRO-3 gathers the layer being computed and prefetches the next (none in a group of one).
-                     "zero3": np.where((lay.zero_stage >= 3) & (lay.dp * lay.cp > 1),
+                     "zero3": np.where((lay.zero_stage >= 3) & (lay.shard > 1),
                                        2 * (dense + expert) * precision.weights.bytes, 0)}
     out.setdefault("dense", out["moe"])
     return out
@@ -267,7 +268,7 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     logits = tokens * model.vocab / lay.tp * (precision.activations.bytes + loss_copy_bytes)
     single = lay.pp == 1
 
-    sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.dp * lay.cp > 1), (lay.zero_stage >= 2) & (lay.dp * lay.cp > 1)
+    sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.shard > 1), (lay.zero_stage >= 2) & (lay.shard > 1)
 
     def stage(rank: Num, layers: Num, d: Num, emb: Num, head: Num) -> list[Num]:
         inflight = inflight_chunks(lay, rank)
@@ -276,7 +277,7 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
         per_layer = (layers - d) * moe["act"] + d * dense_kind["act"]
         act = inflight * per_layer / lay.v + np.where(emb, inflight / lay.v * emb_mask, 0.0)
         # the parts of the stage's parameters (gradients) held beyond this GPU's shard
-        rest = dense * (1.0 - 1.0 / (lay.dp * lay.cp)) + expert * (1.0 - 1.0 / lay.expert_dp)
+        rest = dense * (1.0 - 1.0 / lay.shard) + expert * (1.0 - 1.0 / lay.expert_shard)
         has_dense, has_moe = d > 0, layers - d > 0
         zero3 = np.maximum(np.where(has_moe, moe["zero3"], 0), np.where(has_dense, dense_kind["zero3"], 0))
         gathered = np.where(sharded3 & keep_gathered, rest * precision.weights.bytes, zero3)
