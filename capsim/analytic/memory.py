@@ -240,8 +240,8 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
 def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
                     dropout: bool = False, keep_gathered: Num = False, unsharded_grads: bool = False,
-                    sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True, loss_copy_bytes: float = 4.0
-                    ) -> TrainingMemory:
+                    sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True, loss_copy_bytes: float = 4.0,
+                    offloaded_layers: Num = 0.0) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
     stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
     could be heavier, each with its own layers, dense-FFN layers and in-flight micro-batches).
@@ -251,7 +251,9 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     stage's unsharded gradients until the step's last backward (FSDP2 without gradient sync). ``sac`` is the
     release's selective-recompute policy (what recompute = selective keeps); ``combine_saves`` is the release's
     ``Framework.moe_combine_saves``; ``loss_copy_bytes`` what its loss keeps per logit beside the 16-bit logits
-    (``Framework.loss_copy_bytes``: 4 for an fp32 softmax copy, 0 for TE's in-place fused loss)."""
+    (``Framework.loss_copy_bytes``: 4 for an fp32 softmax copy, 0 for TE's in-place fused loss);
+    ``offloaded_layers`` of a stage's layers keep their activations in host memory but for one in flight
+    (``capsim.analytic.training.offload``)."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
@@ -275,6 +277,9 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
         dense, expert = stage_params(model, lay, layers, emb, head, d)
         w, g, o = model_state_bytes(dense, expert, lay, precision)
         per_layer = (layers - d) * moe["act"] + d * dense_kind["act"]
+        # CPU offloading: the layers not offloaded plus the one whose copy is in flight (TE's double buffering)
+        n = np.maximum(np.asarray(layers, float), 1.0)
+        per_layer = per_layer * np.where(offloaded_layers > 0, np.clip((n - offloaded_layers + 1.0) / n, 0, 1), 1.0)
         act = inflight * per_layer / lay.v + np.where(emb, inflight / lay.v * emb_mask, 0.0)
         # the parts of the stage's parameters (gradients) held beyond this GPU's shard
         rest = dense * (1.0 - 1.0 / lay.shard) + expert * (1.0 - 1.0 / lay.expert_shard)

@@ -45,6 +45,12 @@ _WHY = ("; Megatron-FSDP per-TransformerLayer units, all-gathered one unit ahead
         "(megatron_fsdp.py L573-586), hybrid replicas reduced on the last micro-batch only (L584-586); its "
         "sharding replaces the distributed optimizer's (capsim.analytic.training.megatron_fsdp)")
 
+_OFFLOAD = ("ML@core_v0.14.0 core/transformer/transformer_config.py cpu_offloading / cpu_offloading_num_layers "
+            "(L808-823: fewer layers than the model's, no pipeline parallelism, no recomputation), applied per layer by "
+            "Transformer Engine's get_cpu_offload_context (core/transformer/transformer_block.py L287-295); "
+            "Megatron-Bridge's perf scripts set cpu_offloading True, cpu_offloading_weights False "
+            "(MB@v0.1.0rc3 scripts/performance/utils/helpers.py L131-135, MB@v0.2.0 L170-173)")
+
 # flag -> (field, values, source, first core minor that has it, further fields it sets)
 FLAGS: dict[str, tuple[str, dict[str, object], str, int, dict[str, object]]] = {
     "--use-custom-fsdp": ("zero", {"": True}, f"{_V12} L2133 (ML merge d165a85, 2025-02-26)" + _WHY, 12, _SETS),
@@ -53,10 +59,14 @@ FLAGS: dict[str, tuple[str, dict[str, object], str, int, dict[str, object]]] = {
     "--data-parallel-sharding-strategy": ("layout.zero_stage", dict(STRATEGIES),
                                           f"{_V14} L2428 (ML@core_v0.12.0 L2136): no_shard, optim, optim_grads, "
                                           "optim_grads_params = ZeRO-0/1/2/3", 12, {}),
+    # CPU activation offloading, which Megatron-Bridge's Megatron-FSDP perf configs turn on (a TransformerConfig
+    # setting, not a training/arguments.py flag; named here by its config field)
+    "--cpu-offloading-num-layers": ("offload_layers", {str(n): n for n in range(1, 257)}, _OFFLOAD, 14, {}),
 }
 ARRIVED = {"--use-custom-fsdp": "Megatron-Core 0.12 (core_v0.12.0, 2025-05-06)",
            "--use-megatron-fsdp": "Megatron-Core 0.14 (core_v0.14.0, 2025-10-08; --use-custom-fsdp from 0.12)",
-           "--data-parallel-sharding-strategy": "Megatron-Core 0.12 (core_v0.12.0, 2025-05-06)"}
+           "--data-parallel-sharding-strategy": "Megatron-Core 0.12 (core_v0.12.0, 2025-05-06)",
+           "--cpu-offloading-num-layers": "Megatron-Core 0.14 as capsim reads it (core_v0.14.0)"}
 
 
 def fsdp_flags(core_minor: int) -> dict[str, Flag]:

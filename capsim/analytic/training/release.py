@@ -135,6 +135,9 @@ class Framework:
     # Hybrid sharding (HSDP): each gradient shard is all-reduced over the replica groups after every micro-batch's
     # reduce-scatter (FSDP2); False: once per step, after the last micro-batch's (Megatron-FSDP)
     replica_reduce_every_micro_batch: bool = True
+    # CPU activation offloading (Transformer Engine's cpu_offload through Megatron-Core's cpu_offloading_num_layers):
+    # the activations of this many layers go to host memory in the forward and come back in the backward
+    offload_layers: int = 0
     grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
     tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs

@@ -149,6 +149,8 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
     return {"overlap_tp_wgrad": cite_args + " core/tensor_parallel/layers.py: async all-gather/all-reduce/"
                                 "reduce-scatter in the column-parallel backward",
             "zero3_prefetch": _NO_ZERO3, "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3,
+            "offload_layers": "no CPU activation offloading unless the run states --cpu-offloading-num-layers "
+                              "(core/transformer/transformer_config.py cpu_offloading default False)",
             "replica_reduce_every_micro_batch": "the distributed optimizer reduces its gradients once per step, "
                                                 "replicas or not; Megatron-FSDP's switch, where a release has it, "
                                                 "sets this False (capsim.analytic.training.megatron_fsdp)",
@@ -372,6 +374,8 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
     none = "FSDP2 has no {} of its own"
     return {"attention": attention, "dropout": "the Llama/Qwen model code these runs use has no dropout",
             "replica_reduce_every_micro_batch": _FSDP2_HSDP,
+            "offload_layers": "FSDP2's CPUOffloadPolicy moves parameters, not activations; none of these runs "
+                              "offloads activations (the field's generic value)",
             "overlap_grad_reduce": "FSDP2 reduce-scatters each block's gradients on a separate stream during the "
                                    "backward (torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py)",
             "overlap_param_gather": "FSDP2 all-gathers the next block during the current block's forward "
