@@ -171,3 +171,27 @@ def test_cpu_offloading_refuses_what_megatron_core_refuses(plan, gpu, why):
     fw = get_release("megatron-bridge-26.04").configure("--cpu-offloading-num-layers=4")[0]
     result = step_time(MODEL, plan, Cluster(get_accelerator(gpu), 8), perf_for(get_accelerator(gpu)), framework=fw)
     assert not result.feasible and why in result.reason
+
+
+def test_cli_fsdp_group():
+    from typer.testing import CliRunner
+
+    from capsim.cli import app
+
+    base = ["train", "-m", "llama-3-8b", "-a", "h100", "-n", "32", "--zero", "3", "--global-batch", "64",
+            "--framework", "torchtitan-2025-06", "--json"]
+    runner = CliRunner()
+    ok = runner.invoke(app, [*base, "--fsdp-group", "8"])
+    assert ok.exit_code == 0, ok.output
+    assert '"shard_group": 8' in ok.output
+    for bad, field in ((["--fsdp-group", "5"], "shard_group"), (["--fsdp-group", "8", "--zero", "0"], "shard_group"),
+                       (["--fsdp-group", "8", "--auto"], "--fsdp-group")):
+        out = runner.invoke(app, [*base, *bad])
+        assert out.exit_code == 2 and field in out.output, out.output
+
+
+def test_zero_under_a_release_without_sharding_is_infeasible():
+    plan = TrainPlan(dp=16, zero_stage=3, global_batch=64)
+    result = step_time(MODEL, plan, Cluster(get_accelerator("h100"), 16), perf_for(get_accelerator("h100")),
+                       framework="megatron-bridge-26.04.01")
+    assert not result.feasible and "--use-megatron-fsdp" in result.reason
