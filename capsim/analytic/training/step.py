@@ -76,6 +76,7 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
         (lay.tp % lay.etp != 0, "etp does not divide tp"),
         ((lay.tp * lay.cp * lay.dp) % (lay.ep * lay.etp) != 0, "ep x etp does not divide tp x cp x dp"),
         (lay.distributed_optimizer & (lay.zero_stage > 0), "distributed optimizer and ZeRO together"),
+        ((lay.dp * lay.cp) % np.maximum(lay.shard, 1) != 0, "the sharding group does not divide dp x cp"),
         ((lay.zero_stage > 0) & (not fw.zero), f"{fw.name} has no ZeRO/FSDP sharding (Megatron-Core: its "
                                                 "--use-megatron-fsdp flag, where the release has it)"),
         *_a2a_overlap_checks(model, lay, fw),
