@@ -78,7 +78,8 @@ class Layouts:
     @property
     def expert_shard(self) -> np.ndarray:
         """Ranks sharding each expert slice's state: its expert-data-parallel group over the replicas (the replica
-        groups cut every expert-data-parallel group alike: torchtitan's dp_replicate x efsdp mesh)."""
+        groups cut every expert-data-parallel group alike: torchtitan's ["pp", "dp_replicate", "efsdp", "ep"] sparse
+        mesh, pytorch/torchtitan@b5bcd76 torchtitan/distributed/parallel_dims.py L242, fsdp.py L29)."""
         return np.maximum(self.expert_dp // self.replicas, 1)
 
     @property

@@ -260,7 +260,9 @@ def dp_groups(lay: Layouts, gpn: int):  # noqa: ANN201
 
 def replica_groups(lay: Layouts, gpn: int):  # noqa: ANN201
     """(dense, expert) replica groups of hybrid sharding: one rank of each sharding group, shard groups apart (the
-    shard dimension innermost: torchtitan's ("dp_replicate", "dp_shard") mesh, Megatron-FSDP's inner FSDP group)."""
+    shard dimension innermost: torchtitan's ["pp", "dp_replicate", "dp_shard", "cp", "tp"] storage mesh,
+    pytorch/torchtitan@b5bcd76 torchtitan/distributed/parallel_dims.py L239, HSDP applied in distributed/fsdp.py
+    L376-378; Megatron-FSDP's inner FSDP group inside its outer, inter-instance group)."""
     dense = placement(lay.replicas, lay.tp * lay.shard, gpn)
     expert = placement(lay.replicas, lay.etp * lay.ep * lay.expert_shard, gpn)
     return dense, expert
