@@ -195,3 +195,14 @@ def test_zero_under_a_release_without_sharding_is_infeasible():
     result = step_time(MODEL, plan, Cluster(get_accelerator("h100"), 16), perf_for(get_accelerator("h100")),
                        framework="megatron-bridge-26.04.01")
     assert not result.feasible and "--use-megatron-fsdp" in result.reason
+
+
+def test_a_hybrid_row_prices_with_more_memory_than_its_fully_sharded_twin():
+    """A Megatron-FSDP row of the file restated with 2 replicas of 32-way shards (the fsdp column; 40 layers offloaded
+    to leave room): it prices, the state sharded 32 ways only needs more memory, and the replica all-reduce once per
+    step lands in the tail."""
+    row = next(r for r in _blackwell_fsdp_rows() if r["software"] == "megatron-bridge-26.04.01" and r["gpu"] == "GB300")
+    row = dict(row, flags=row["flags"].replace("--cpu-offloading-num-layers=20", "--cpu-offloading-num-layers=40"))
+    full, hybrid = predict_row(row, "datasheet"), predict_row(dict(row, fsdp="32"), "datasheet")
+    assert hybrid.memory_bytes > full.memory_bytes and hybrid.value > 0
+    assert "dp_comm 0," in full.note and "dp_comm 0," not in hybrid.note
