@@ -285,9 +285,10 @@ def test_modern_columns_are_read_not_dropped():
     assert predict_row(wider).value < pred.value  # head_dim read: more attention, slower
     fewer = dict(qwen, ep="16")
     assert predict_row(fewer).value != pred.value  # ep read
-    bad = dict(next(r for r in MODERN if r["fsdp"]), fsdp="4")
+    fsdp = next(r for r in MODERN if r["fsdp"])
+    assert predict_row(dict(fsdp, fsdp="4")).value > 0  # hybrid sharding: 4-way shards, replicated (dp 8)
     with pytest.raises(SpecError, match="fsdp"):
-        predict_row(bad)
+        predict_row(dict(fsdp, fsdp="3"))  # a sharding group must divide dp x cp
     with pytest.raises(SpecError, match="experts"):
         predict_row(dict(qwen, moe_ffn_hidden=""))
 

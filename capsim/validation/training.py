@@ -135,9 +135,14 @@ def _price(r: dict[str, str], fixed: dict[str, object], fw: Framework, cluster: 
            precision: Precision) -> tuple[Layouts, StepTime, np.ndarray]:
     """Every layout of ``fixed`` (None = open) with the row's dp, priced; the indices of the feasible ones."""
     model = row_model(r)
+    grid = {k: v for k, v in fixed.items() if k != "shard"}
     lay = layout_grid(model, int(r["gpus"]), int(r["global_batch"]), int(r["seq"]), int(cluster.gpus_per_node),
-                      fixed, fw)
+                      grid, fw)
     lay = lay.take(np.flatnonzero(lay.dp == int(r["dp"])))
+    shard = int(fixed.get("shard") or 0)  # type: ignore[call-overload]
+    if shard:  # hybrid sharding: the layouts whose dp x cp the row's sharding group divides
+        lay = lay.take(np.flatnonzero((lay.dp * lay.cp) % shard == 0))
+        lay = replace(lay, shard=np.full(len(lay), shard, np.int64))
     if len(lay) == 0:
         raise SpecError("dp", f"dp={r['dp']} tp={r['tp']} pp={r['pp']} does not make {r['gpus']} GPUs")
     result, order = rank_layouts(model, cluster, lay, perf, precision, fw)
@@ -183,10 +188,12 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     precision = row_precision(r, fw)
     published = published_settings(r)
     _check_offered({**published, "pp": cell_int(r, "pp")}, fw)
-    check_fsdp(r, fw, cell_int(r, "dp") or 1, published["cp"] or int(defaults["cp"]))  # type: ignore[call-overload]
+    dp, cp = cell_int(r, "dp") or 1, published["cp"] or int(defaults["cp"])  # type: ignore[call-overload]
+    group = check_fsdp(r, fw, dp, cp)
     blanks = [k for k, v in published.items() if v is None]
     fixed = {"tp": cell_int(r, "tp"), "pp": cell_int(r, "pp"), "ep": row_ep(r), "etp": defaults["etp"],
-             "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()}}
+             "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()},
+             **({"shard": group} if group and group != dp * cp else {})}  # hybrid sharding's group
     band, band_note = _band(r, fixed, blanks, fw, cluster, perf, precision)
     settings = {k: defaults[k] for k in blanks}
     if settings.get("micro_batch") == PER_REPLICA:

@@ -69,17 +69,22 @@ def row_ep(r: dict[str, str]) -> int:
     return cell_int(r, "ep") or 1
 
 
-def check_fsdp(r: dict[str, str], fw: Framework, dp: int, cp: int) -> None:
-    """An ``fsdp`` sharding group is priced as ZeRO-3 over the whole data-parallel group, by an FSDP release."""
+def check_fsdp(r: dict[str, str], fw: Framework, dp: int, cp: int) -> int | None:
+    """The row's ``fsdp`` sharding group (None when blank): ZeRO/FSDP sharding by a release that has it, over the
+    whole dp x cp or (hybrid sharding) a divisor of it, whose shards are replicated over the rest."""
     group = cell_int(r, "fsdp")
     if group is None:
-        return
+        return None
+    line = f"line {r.get(LINE, '?')}"
     if not fw.zero:
-        raise DataError("fsdp", f"line {r.get(LINE, '?')}: {fw.name} has no FSDP sharding",
-                        "leave fsdp blank for Megatron-Core's distributed optimizer, or name an FSDP release")
-    if group != dp * cp:
-        raise DataError("fsdp", f"line {r.get(LINE, '?')}: a sharding group of {group} within dp x cp = {dp * cp} "
-                        "(hybrid sharding) is not priced", "capsim shards over the whole data-parallel group")
+        hint = ("state Megatron-FSDP in flags (--use-megatron-fsdp --data-parallel-sharding-strategy=..., from "
+                "Megatron-Core 0.14; --use-custom-fsdp from 0.12) on a release that has it, or leave fsdp blank for "
+                "the distributed optimizer" if fw.distributed_optimizer else "leave fsdp blank, or name an FSDP release")
+        raise DataError("fsdp", f"{line}: {fw.name} as the row's flags configure it has no FSDP sharding", hint)
+    if group <= 0 or (dp * cp) % group:
+        raise DataError("fsdp", f"{line}: a sharding group of {group} does not divide dp x cp = {dp * cp}",
+                        f"give a divisor of {dp * cp} (dp x cp itself when not hybrid)")
+    return group
 
 
 def row_precision(r: dict[str, str], fw: Framework) -> Precision:

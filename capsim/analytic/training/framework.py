@@ -75,6 +75,8 @@ ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": Framew
 
 _ML21, _ML22, _MC08 = "ML@6985e58 megatron/", "ML@9aad920 megatron/", "ML@core_v0.8.0 megatron/"
 _NO_ZERO3 = "no ZeRO-3 in this code (zero=False): nothing to prefetch"
+_NO_OFFLOAD = "no CPU activation offloading in this code (the field's generic value)"
+_NO_HSDP = "no hybrid sharding in this code (the field's generic value)"
 _NO_MOE = "no mixture of experts in this code (the field's generic value)"
 # Megatron-LM 2021-22: megatron/model/gpt_model.py post_language_model_processing runs
 # mpu.vocab_parallel_cross_entropy(output.float(), labels), which keeps its fp32 exp_logits
@@ -128,7 +130,7 @@ def _megatron_lm_2021() -> Release:
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO},
@@ -188,7 +190,7 @@ def _megatron_lm_2022() -> Release:
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
                          "checkpoints CoreAttention only (Korthikanti et al. 2022, Sec. 5)",
@@ -261,7 +263,7 @@ def _megatron_core_0_8() -> Release:
          "fp8_scaling": "Transformer Engine 1.x has one FP8 recipe, DelayedScaling (transformer_engine/common/recipe/"
                         "__init__.py, TE v1.8); --fp8-recipe arrived later",
          "fp8_params": "not in this release: --fp8-param-gather arrived later (core_v0.14.0 arguments.py L1248)",
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "grads_fp32": _FP32_GRADS,
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS,
          "tp_rs": _TE_UB_DEFAULT,
          "fp32_master": _FP32_MASTER,
          "selective_ac": _MC08 + "core/transformer/attention.py L103, L322-323: selective recompute checkpoints the "
@@ -334,6 +336,11 @@ def _fsdp_pytorch_2_3() -> Release:
          "reshard_after_forward": fsdp + "ShardingStrategy.FULL_SHARD frees each unit's parameters after its "
                                   "forward and re-gathers them for its backward",
          "defer_grad_sync": fsdp + "reduce-scatters after every backward unless the loop enters no_sync()",
+         "replica_reduce_every_micro_batch": "pytorch v2.3.0 torch/distributed/fsdp/_runtime_utils.py _reduce_grad: "
+                                             "under ShardingStrategy.HYBRID_SHARD the reduce-scatter output is "
+                                             "all-reduced over the inter-node process group in the same "
+                                             "post-backward hook",
+         "offload_layers": "FSDP1's CPUOffload moves parameters, not activations (the field's generic value)",
          "tp_rs": _NO_UB,
          "grads_fp32": "FSDP1 MixedPrecision(reduce_dtype=float32) as the usual mixed-precision setup (the field's "
                        "generic value)",

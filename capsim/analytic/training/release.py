@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -132,6 +132,12 @@ class Framework:
     # ZeRO-3/FSDP with gradient accumulation: reduce-scatter only after the step's last micro-batch, keeping the
     # gathered parameters and unsharded gradients in between (FSDP2 set_requires_gradient_sync(False))
     defer_grad_sync: bool = False
+    # Hybrid sharding (HSDP): each gradient shard is all-reduced over the replica groups after every micro-batch's
+    # reduce-scatter (FSDP2); False: once per step, after the last micro-batch's (Megatron-FSDP)
+    replica_reduce_every_micro_batch: bool = True
+    # CPU activation offloading (Transformer Engine's cpu_offload through Megatron-Core's cpu_offloading_num_layers):
+    # the activations of this many layers go to host memory in the forward and come back in the backward
+    offload_layers: int = 0
     grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
     tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
@@ -206,6 +212,9 @@ class Flag:
     field: str
     values: Mapping[str, object]
     source: str
+    # Further fields the same switch sets whatever its value (a Framework field, or ``layout.<setting>``), e.g.
+    # Megatron-Core's --use-megatron-fsdp, which swaps the distributed optimizer for Megatron-FSDP's sharding
+    also: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -250,15 +259,19 @@ class Release:
             name, _, value = token.partition("=")
             flag = self.flags.get(name)
             if flag is None:
-                raise SpecError("flags", f"{self.name} has no flag {name!r} capsim prices",
+                from capsim.analytic.training.megatron_fsdp import arrived  # noqa: PLC0415 (it imports this module)
+                since = arrived(name) if self.family is FrameworkFamily.MEGATRON_CORE else None
+                raise SpecError("flags", f"{self.name} has no flag {name!r} capsim prices"
+                                + (f": it exists from {since}" if since else ""),
                                 f"known: {', '.join(self.flags) or 'none'}")
             if value not in flag.values:
                 shown = ", ".join(f"{name}={v}" if v else name for v in flag.values)
                 raise SpecError("flags", f"unknown value in {token!r}", f"use {shown}")
-            if flag.field.startswith("layout."):
-                layout[flag.field.removeprefix("layout.")] = flag.values[value]
-            else:
-                fw_changes[flag.field] = flag.values[value]
+            for name_, set_to in ((flag.field, flag.values[value]), *flag.also.items()):
+                if name_.startswith("layout."):
+                    layout[name_.removeprefix("layout.")] = set_to
+                else:
+                    fw_changes[name_] = set_to
         return self.framework.with_(**fw_changes), layout
 
     def to_dict(self) -> dict[str, object]:
@@ -267,7 +280,8 @@ class Release:
                 "framework": self.framework.to_dict(), "cite": dict(self.cite),
                 "defaults": {k: {"value": s.value, "source": s.source} for k, s in self.defaults.items()},
                 "flags": {k: {"field": f.field, "values": {n: asdict(v) if is_dataclass(v) else v
-                                                            for n, v in f.values.items()}, "source": f.source}
+                                                            for n, v in f.values.items()}, "source": f.source,
+                              "also": {n: getattr(v, "value", v) for n, v in f.also.items()}}
                           for k, f in self.flags.items()}}
 
 

@@ -13,6 +13,7 @@ Automodel, ``TT@b5bcd76`` github.com/pytorch/torchtitan, ``TE@<tag>`` github.com
 from __future__ import annotations
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
@@ -47,6 +48,8 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     "--overlap-p2p-communication": ("overlap_p2p", {"": True}, "L2348 is its negation (NeMo: overlap_p2p_comm)", 8),
     "--no-overlap-p2p-communication": ("overlap_p2p", {"": False}, "L2348", 8),
     "--hidden-dropout": ("dropout", {"0": False, "0.1": True}, "L1714-1716 (recipes set attention dropout alike)", 8),
+    "--no-gradient-accumulation-fusion": ("fused_grad_accumulation", {"": False},
+                                          "L1998 (Megatron-Bridge: model.gradient_accumulation_fusion = False)", 8),
     "--gradient-accumulation-fusion": ("fused_grad_accumulation", {"": True},
                                        "--no-gradient-accumulation-fusion's negation (NeMo: gradient_accumulation_fusion)",
                                        8),
@@ -137,8 +140,9 @@ def bridge_param_flags(tag: str, nvfp4_lines: str) -> dict[str, Flag]:
 
 def megatron_core_flags(core_minor: int) -> dict[str, Flag]:
     """The Megatron-Core flags capsim prices that exist in core 0.``core_minor``."""
-    return {name: Flag(field, values, f"{_MC_ARGS} {where}")
-            for name, (field, values, where, since) in _MC_FLAGS.items() if since <= core_minor}
+    return {**{name: Flag(field, values, f"{_MC_ARGS} {where}")
+               for name, (field, values, where, since) in _MC_FLAGS.items() if since <= core_minor},
+            **fsdp_flags(core_minor)}
 
 
 def _megatron_common(cite_args: str) -> dict[str, str]:
@@ -146,6 +150,11 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
     return {"overlap_tp_wgrad": cite_args + " core/tensor_parallel/layers.py: async all-gather/all-reduce/"
                                 "reduce-scatter in the column-parallel backward",
             "zero3_prefetch": _NO_ZERO3, "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3,
+            "offload_layers": "no CPU activation offloading unless the run states --cpu-offloading-num-layers "
+                              "(core/transformer/transformer_config.py cpu_offloading default False)",
+            "replica_reduce_every_micro_batch": "the distributed optimizer reduces its gradients once per step, "
+                                                "replicas or not; Megatron-FSDP's switch, where a release has it, "
+                                                "sets this False (capsim.analytic.training.megatron_fsdp)",
             "pipeline_split": cite_args + " --account-for-embedding/loss-in-pipeline-split, --decoder-first/last-"
                               "pipeline-num-layers or a layout string (capsim.specs.pipeline_layout.default_uneven)",
             "pp_scatter_gather": cite_args + " megatron/core never reads --no-scatter-gather-tensors-in-pipeline: "
@@ -363,11 +372,22 @@ def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool,
                      defer_grad_sync=False, grads_fp32=master, fp32_master=master).with_(**changes)
 
 
+# FSDP2 over a 2-D (replicate, shard) mesh all-reduces each reduce-scattered gradient over the replicate dimension
+# in the same post-backward, every backward it syncs (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py
+# foreach_reduce, all_reduce_group; FSDPModule.set_requires_all_reduce defaults True, pytorch v2.4.0+).
+_FSDP2_HSDP = ("FSDP2 HSDP all-reduces each reduce-scattered gradient over the replicate mesh dimension in the same "
+               "post-backward (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py foreach_reduce; "
+               "FSDPModule.set_requires_all_reduce default True)")
+
+
 def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, master: str,
                 **overrides: str) -> dict[str, str]:
     """Citations of an FSDP2 release; ``overrides`` replace those a release states otherwise."""
     none = "FSDP2 has no {} of its own"
     return {"attention": attention, "dropout": "the Llama/Qwen model code these runs use has no dropout",
+            "replica_reduce_every_micro_batch": _FSDP2_HSDP,
+            "offload_layers": "FSDP2's CPUOffloadPolicy moves parameters, not activations; none of these runs "
+                              "offloads activations (the field's generic value)",
             "overlap_grad_reduce": "FSDP2 reduce-scatters each block's gradients on a separate stream during the "
                                    "backward (torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py)",
             "overlap_param_gather": "FSDP2 all-gathers the next block during the current block's forward "

@@ -15,6 +15,10 @@ and the final norm with the LM head one more that stays gathered from its forwar
   share the NICs and NVLink), so the window exposes max(AG + RS - compute, 0), the overlap budget counted once.
   The last reduce-scatter (the embedding's, or the first block's) has nothing left to hide behind.
 
+Under hybrid sharding (HSDP) the gathers and reduce-scatters run over the sharding group (``Layouts.shard``); a release
+that all-reduces each gradient shard over the replicas every micro-batch (FSDP2) adds that all-reduce to the unit's
+reduce-scatter here, one that does it once per step (Megatron-FSDP) in the step's tail (``stages.step_tail``).
+
 ZeRO-2 keeps the parameters (no gathers) but still reduce-scatters every micro-batch (its gradients are sharded).
 Without prefetching every gather is exposed; without gradient-reduce overlap every reduce-scatter is. With
 ``reshard_after_forward`` off (the framework's ``Reshard`` policy: NeMo AutoModel's MoE models never reshard,
