@@ -43,8 +43,11 @@ def test_every_release_cites_every_field_and_documents_every_default():
         assert all(len(source) > 20 for source in rel.cite.values()), name
         assert set(rel.defaults) == set(LAYOUT_SETTINGS), name
         assert rel.date[:2] == "20" and rel.code, name
-        for flag in rel.flags.values():  # a flag sets a real field
-            assert flag.field.removeprefix("layout.") in set(BEHAVIOUR) | set(LAYOUT_SETTINGS)
+        for flag in rel.flags.values():  # a flag sets a real field (field "layout": several layout settings)
+            if flag.field == "layout":
+                assert all(set(v) <= set(LAYOUT_SETTINGS) for v in flag.values.values()), name
+            else:
+                assert flag.field.removeprefix("layout.") in set(BEHAVIOUR) | set(LAYOUT_SETTINGS)
 
 
 def test_releases_are_looked_up_by_family_and_release():

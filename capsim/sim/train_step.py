@@ -76,8 +76,9 @@ def _stage_extras(model: ModelSpec, lay: Layouts, precision: Precision, perf: Pe
     grads = (dense + expert) / np.where(lay.zero_stage >= 2, lay.dp * lay.cp, 1)  # ZeRO-2/3 keep a shard
     accumulate = comms.grad_accumulation_s(perf, grads, precision, fw)
     zero = sharded_exposed_s(lay, fw, t, np.array([float(n)]), np.array([emb]), np.array([head]), dp)
-    red = float(comms.grad_reduce_s(perf, dense, expert, lay, precision, gpn)[0]) if lay.zero_stage[0] <= 1 else 0.0
-    if fw.overlap_grad_reduce:  # hidden behind the stage's last backward but for the last bucket
+    red = float(comms.grad_reduce_s(perf, dense, expert, lay, precision, gpn, fw.zero_grad_allreduce)[0]) \
+        if lay.zero_stage[0] <= 1 else 0.0
+    if fw.overlaps_grad_reduce(lay.zero_stage[0]):  # hidden behind the stage's last backward but for the last bucket
         red = max(red - (n * float(t.layer_bwd_s[0]) + end_bwd_s), red / max(n, 1))
     return float(zero[0] + accumulate[0]), red
 

@@ -258,13 +258,16 @@ def dp_groups(lay: Layouts, gpn: int):  # noqa: ANN201
 
 
 def grad_reduce_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarray, lay: Layouts,
-                  precision: Precision, gpn: int) -> np.ndarray:
+                  precision: Precision, gpn: int, zero_allreduce: bool = False) -> np.ndarray:
     """One reduction of a stage's gradients over its data-parallel group: an all-reduce, or a reduce-scatter
     when the optimizer (ZeRO >= 1, the distributed optimizer) or the gradients are sharded (Rajbhandari et al.
-    2020, Sec. 5; Megatron-LM distributed optimizer)."""
+    2020, Sec. 5; Megatron-LM distributed optimizer); with ``zero_allreduce`` ZeRO-1/2 all-reduce them whole and
+    keep their shard (Framework.zero_grad_allreduce: DeepSpeed's multi-rank bucket all-reduce, BF16_Optimizer)."""
     dense, expert = dp_groups(lay, gpn)
     g = precision.gradients.bytes
     sharded = (lay.zero_stage >= 1) | lay.distributed_optimizer
+    if zero_allreduce:
+        sharded = sharded & ~((lay.zero_stage == 1) | (lay.zero_stage == 2))
     out = np.zeros(len(lay))
     for params, where in ((dense_params, dense), (expert_params, expert)):
         if np.any(params > 0):  # a dense model issues no expert collective

@@ -78,9 +78,11 @@ def _exposed(fw: Framework, tm: dict[str, np.ndarray], u: dict[str, np.ndarray],
     if not fw.zero3_prefetch:  # each gather waits for its unit: forward n + ends, backward n + the embedding
         exposed = exposed + n * (a + a_b) + ag_e + ag_eb + ag_h
         a, a_b, ag_e, ag_eb, ag_h = 0.0 * a, 0.0 * a_b, 0.0 * ag_e, 0.0 * ag_eb, 0.0 * ag_h
-    if not fw.overlap_grad_reduce:  # each reduce-scatter runs after its backward, on the critical path
-        exposed = exposed + n * r + rs_e + rs_h
-        r, rs_e, rs_h = 0.0 * r, 0.0 * rs_e, 0.0 * rs_h
+    # Without gradient-reduce overlap (at this layout's ZeRO stage) each reduce-scatter runs after its backward,
+    # on the critical path.
+    blocking = ~np.asarray(fw.overlaps_grad_reduce(np.where(z3, 3, 2)), bool)
+    exposed = exposed + np.where(blocking, n * r + rs_e + rs_h, 0.0)
+    r, rs_e, rs_h = (np.where(blocking, 0.0, x) for x in (r, rs_e, rs_h))
     f, b = tm["f"], tm["b"]
     # Forward, unit order [embedding], block 0 .. n-1, [head]: each gather behind the unit before it.
     forward = (np.where(emb, ag_e + _pos(a - tm["emb_f"]), a)  # the pass's first gather(s)

@@ -158,7 +158,7 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     dense = np.stack([units[u][0] for u in UNITS] + [params[k][0] for k in KINDS])
     expert = np.stack([units[u][1] for u in UNITS] + [params[k][1] for k in KINDS])
     gathers = comms.param_gather_s(perf, dense, expert, sub, precision, gpn)
-    reduces = comms.grad_reduce_s(perf, dense, expert, sub, precision, gpn)
+    reduces = comms.grad_reduce_s(perf, dense, expert, sub, precision, gpn, fw.zero_grad_allreduce)
     out: dict[str, np.ndarray] = {}
     for i, name in enumerate(names):
         unit = name.endswith("_")
@@ -238,7 +238,7 @@ def step_tail(lay: Layouts, fw: Framework, times: LayerTimes, layers: StageLayer
         buckets = np.maximum(layers.of_kind(kind), 1)
         # Bucketed reduction overlapped with the last micro-batch's backward; the last bucket cannot be hidden
         # (Li et al. VLDB 2020, "PyTorch Distributed", Sec. 3.2.3).
-        left = np.maximum(red - last_bwd[kind], red / buckets) if fw.overlap_grad_reduce else red
+        left = np.where(fw.overlaps_grad_reduce(lay.zero_stage), np.maximum(red - last_bwd[kind], red / buckets), red)
         exposed = np.maximum(exposed, np.where(exists, left - slack[kind], 0.0))
         full = np.maximum(full, red)
         gather = np.maximum(gather, np.where(gathers_after & exists, dp[f"gather_{kind}"], 0.0))
