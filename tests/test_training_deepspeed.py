@@ -12,7 +12,7 @@ from capsim.analytic.training import get_framework, step_time
 from capsim.analytic.training.comms import grad_reduce_s
 from capsim.analytic.training.framework import FrameworkName, get_release, release_for
 from capsim.analytic.training.release import BEHAVIOUR, LAYOUT_SETTINGS, FrameworkFamily
-from capsim.analytic.training.sharded import _exposed
+from capsim.analytic.training.sharded import _exposed, _kept_and_bucket
 from capsim.analytic.training.stages import StageLayers, dp_costs
 from capsim.calibration import perf_for
 from capsim.errors import SpecError
@@ -85,8 +85,34 @@ def test_zero3_traffic_equals_fsdp():
     for key in ("layer_gather", "layer_reduce", "emb_gather", "emb_reduce", "head_gather", "head_reduce"):
         assert ds[key][0] == pytest.approx(fsdp[key][0]) and ds[key][0] > 0, key
     cluster = Cluster(A100, 64)
-    a, b = (step_time(model, plan, cluster, A100_DS, framework=fw) for fw in (DS, FSDP))
-    assert a.zero_comm_s == pytest.approx(b.zero_comm_s) and a.zero_comm_s > 0  # both overlap, prefetch, reshard
+    # Both overlap, prefetch and reshard: without DeepSpeed's reuse distance and reduce buckets the same exposure.
+    per_unit = DS.with_(zero3_reuse_elements=0.0, grad_bucket_elements=0.0)
+    a, b = (step_time(model, plan, cluster, A100_DS, framework=fw) for fw in (per_unit, FSDP))
+    assert a.zero_comm_s == pytest.approx(b.zero_comm_s) and a.zero_comm_s > 0
+
+
+def test_reuse_distance_and_buckets_of_deepspeed_zero3():
+    """Llama-2-7B: 202M elements a block, 131M the LM head: the last ceil((1e9 - 2 x 131M - 202M) / 404M) = 2 blocks
+    stay gathered (stage3_max_reuse_distance 1e9) and a 5e8-element bucket holds ceil(5e8 / 202M) = 3 blocks."""
+    model = get_model("llama-2-7b")
+    plan = TrainPlan(dp=64, zero_stage=3, micro_batch=1, global_batch=64, precision=BF16)
+    units = _dp_units(DS, plan, model)
+    kept, bucket = _kept_and_bucket(DS, np.array([32.0]), units["layer_numel"], units["head_numel"])
+    assert kept[0] == 2 and bucket[0] == 3
+    one = np.array([1.0])
+    times = {"f": one, "b": one, "emb_f": 0 * one, "emb_b": 0 * one, "head_b": 0 * one}
+    traffic = {"layer_gather": 0.6 * one, "layer_reduce": 0.6 * one, "emb_gather": 0 * one, "emb_reduce": 0 * one,
+               "head_gather": 0 * one, "head_reduce": 0 * one}
+    z3, no = np.array([True]), np.array([False])
+    base = float(_exposed(FSDP, times, traffic, z3, 10 * one, no, no)[0])
+    assert base == pytest.approx(0.6 + 0.6 + 8 * 0.2 + 0.6)  # test_sharded.py's case
+    # two blocks kept (9 and 8): the backward's first gather (block 9's) is gone; block 8's rode a window anyway
+    assert float(_exposed(FSDP, times, traffic, z3, 10 * one, no, no, kept=2 * one)[0]) == pytest.approx(
+        0.6 + 0.0 + 8 * 0.2 + 0.6)
+    # buckets of 3 blocks: blocks 2, 1, 0 reduced together after the backward (1.8 s exposed); window 1 carries
+    # block 0's gather only, so 7 windows carry both
+    assert float(_exposed(FSDP, times, traffic, z3, 10 * one, no, no, bucket=3 * one)[0]) == pytest.approx(
+        0.6 + 0.6 + 7 * 0.2 + 1.8)
 
 
 def test_zero1_and_zero2_all_reduce_instead_of_reduce_scatter():

@@ -68,7 +68,11 @@ NOT_DEEPSPEED = {
     "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
                            "distributed_optimizer citation; the field's generic value)",
     "overlap_grad_reduce_min_zero": "not DeepSpeed: this release's overlap_grad_reduce holds at every sharding level "
-                                    "(the field's generic value)"}
+                                    "(the field's generic value)",
+    "zero3_reuse_elements": "not DeepSpeed: no reuse-distance rule; a block stays gathered only as its "
+                            "reshard_after_forward policy says (the field's generic value)",
+    "grad_bucket_elements": "not DeepSpeed: ZeRO-2/3 gradients are reduced per sharding unit, one transformer block "
+                            "(the field's generic value)"}
 
 
 class PipelineSplit(StrEnum):
@@ -147,6 +151,12 @@ class Framework:
     # overlap_grad_reduce holds only on layouts of at least this ZeRO stage (DeepSpeed's overlap_comm defaults to
     # stage == 3); below it the gradients are reduced after (ZeRO-0/1) or inside (ZeRO-2) the backward, blocking
     overlap_grad_reduce_min_zero: int = 0
+    # ZeRO-3: a block's parameters stay gathered from its forward to its backward when the trace uses them again
+    # within this many parameter elements (DeepSpeed stage3_max_reuse_distance); 0: per reshard_after_forward only
+    zero3_reuse_elements: float = 0.0
+    # ZeRO-2/3: gradients reduced in buckets of this many elements (DeepSpeed reduce_bucket_size), so the last
+    # bucket's reduce is exposed whole; 0: each block (FSDP unit) reduced on its own
+    grad_bucket_elements: float = 0.0
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
     tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
     selective_ac: SelectiveAc = SelectiveAc()  # what selective recomputation replays

@@ -12,10 +12,11 @@ github.com/bigscience-workshop/Megatron-DeepSpeed at 3ab0ad18 (2022-06-28, the f
 epoch ended on 2022-06-28, bigscience-workshop/bigscience train/tr11-176B-ml/README.md). Line numbers are in that
 file there.
 
-Not priced (DeepSpeed behaviours capsim's ZeRO path does not model, stated so that no row is priced as if they
-were): ZeRO-3 gathers per ``nn.Module`` with a 5e7-element prefetch window (priced per transformer block, as FSDP);
-``stage3_max_reuse_distance`` (1e9 elements) keeps the last blocks' parameters gathered from forward to backward
-(priced as re-gathered); the 5e8-element reduce buckets (priced per block, the last block's exposed); CPU/NVMe
+Priced at block granularity: ``stage3_max_reuse_distance`` (1e9 elements) keeps the last blocks' parameters gathered
+from forward to backward (``zero3_reuse_elements``), the 5e8-element reduce buckets expose the last bucket's reduce
+whole (``grad_bucket_elements``). Not priced (DeepSpeed behaviours capsim's ZeRO path does not model, stated so that
+no row is priced as if they were): ZeRO-3 gathers per ``nn.Module`` with a 5e7-element prefetch window (priced per
+transformer block, as FSDP); the embedding kept gathered when the whole model is within the reuse distance; CPU/NVMe
 offload (no flag: an offloading run cannot be priced by these presets).
 """
 
@@ -88,7 +89,8 @@ def deepspeed_0_14(name: str) -> Release:
                    zero3_prefetch=True, pp_scatter_gather=False, sequence_parallel=False, selective_recompute=False,
                    distributed_optimizer=False, zero=True, context_parallel=False, uneven_pipeline=False,
                    interleave_min_pp=NO_INTERLEAVING, reshard_after_forward=Reshard.ALWAYS, grads_fp32=False,
-                   zero_grad_allreduce=True, overlap_grad_reduce_min_zero=3)
+                   zero_grad_allreduce=True, overlap_grad_reduce_min_zero=3, zero3_reuse_elements=1e9,
+                   grad_bucket_elements=5e8)
     cite = _common_cite(
         attention="DeepSpeed wraps the user's model; capsim assumes torch scaled_dot_product_attention (flash on "
                   "sm80+ for 16-bit inputs), as for FSDP",
@@ -113,6 +115,12 @@ def deepspeed_0_14(name: str) -> Release:
         loss_copy="the user's torch cross_entropy on fp32-upcast logits keeps that copy (the field's generic value)",
         grads_fp32=_ENG + " L891-905 get_data_types: with ZeRO the gradients accumulate in the model's dtype, and "
                    "L826-837 communication_data_type reduces them in it (fp16/bf16)",
+        zero3_reuse_elements=_CFG + " L223 stage3_max_reuse_distance 1e9; " + _Z + "partitioned_param_coordinator.py "
+                             "L487-517 __params_to_release keeps a module's parameters when the trace uses them again "
+                             "within that many elements (the last blocks of the forward)",
+        grad_bucket_elements=_CFG + " L105 reduce_bucket_size 5e8 elements; " + _S3 + " L1213-1221 reduces when the "
+                             "bucket would overflow (" + _S12 + " likewise for ZeRO-2); the last bucket after the "
+                             "backward's end",
         zero_grad_allreduce=_CFG + " L100 reduce_scatter True, L111 use_multi_rank_bucket_allreduce True (since "
                             "DS 2afa1c7, 2023-11-21, #4695): " + _S12 + " L1112-1130 average_tensor -> L1005 "
                             "allreduce_and_scatter all-reduces each 5e8-element bucket (L105 reduce_bucket_size) "
@@ -188,6 +196,9 @@ def megatron_deepspeed_2022(name: str) -> Release:
         zero_grad_allreduce=reduce + " all-reduces the whole fp32 gradient buffer (MEMORY_OPT_ALLREDUCE_SIZE "
                             "buckets); each rank updates its shard (bf16_optimizer.py L337-366)",
         fp8_params="no FP8 in this code (the field's generic value)",
+        zero3_reuse_elements="no ZeRO-3 under the pipeline engine (pipe/engine.py L72); the field's generic value",
+        grad_bucket_elements="ZeRO-1 reduces once after the flush (no per-block ZeRO-2/3 reduce); the field's generic "
+                             "value",
         zero3_prefetch=_BF16 + "pipe/engine.py L72: 'ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism': "
                        "no ZeRO-3, nothing to prefetch")
     none = Setting(False, _MDS + "arguments.py L574 --pp-partition-method default None -> 'type:transformer' "

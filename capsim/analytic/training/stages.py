@@ -175,6 +175,8 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
         out[f"weight_cast_{kind}"] = np.where(cast > 0, perf.memory_s(cast, "stream"), 0.0)
         if kind != "middle_mean":
             local = np.maximum(local, np.where(_exists(sub, kind), dense / shard + expert / expert_shard, 0.0))
+    # one block's and the head's parameter elements on this GPU (DeepSpeed's reuse distance and reduce buckets)
+    out["layer_numel"], out["head_numel"] = units["layer"][0] + units["layer"][1], units["head"][0]
     out["optimizer_s"] = comms.optimizer_s(perf, local, precision)
     out["embedding_sync_s"] = comms.embedding_sync_s(perf, model, sub, precision, gpn)
     return {k: v[inverse] for k, v in out.items()}
