@@ -45,6 +45,7 @@ from capsim.validation.training_rows import (
     cell_int,
     check_fsdp,
     row_calibration,
+    row_cluster,
     row_ep,
     row_model,
     row_precision,
@@ -180,8 +181,11 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     """Price one CSV row: its published layout, each blank at the release's documented default, and the band."""
     release, fw, defaults = row_release(r)
     model, acc = row_model(r), get_accelerator(r["gpu"])
-    cluster = Cluster(acc, int(r["gpus"]))
-    perf = resolve_perf(perf_for(acc, row_calibration(calibration, acc.name)), cluster)
+    cluster = row_cluster(r, acc)
+    # step_time puts the calibration on the row's links itself (resolve_perf): resolved here only for its name, so
+    # a row's own network is applied once
+    perf = perf_for(acc, row_calibration(calibration, acc.name))
+    linked = resolve_perf(perf, cluster).name
     precision = row_precision(r, fw)
     published = published_settings(r)
     _check_offered({**published, "pp": cell_int(r, "pp")}, fw)
@@ -201,7 +205,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     if not result.feasible[0]:
         need = float(result.memory.total_bytes[0])
         raise _Unpriced(f"{head}; {result.reason[0]} ({need / 1e9:.1f} GB/GPU of {acc.memory_bytes / 1e9:.1f} GB)",
-                        band, perf.name)
+                        band, linked)
     i = 0
     step, memory = float(np.asarray(result.step_s)[i]), float(result.memory.total_bytes[i])
     value = float(_metric_values(r, model, lay, result)[i])
@@ -214,7 +218,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
             f"{('first', 'middle', 'last')[int(result.bottleneck_stage[i])]} stage; "
             + ", ".join(f"{k[:-2]} {float(getattr(result, k)[i]):.3g}" for k in
                         BREAKDOWN) + high_note)
-    return RowPrediction(value, step, memory, float(acc.memory_bytes), settings, band, note, perf.name)
+    return RowPrediction(value, step, memory, float(acc.memory_bytes), settings, band, note, linked)
 
 
 def _at_peaks_high(r: dict[str, str], fixed: dict[str, object], blanks: list[str], layout: dict[str, object],
