@@ -5,6 +5,8 @@ from importlib import resources
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capsim import TrainPlan, get_accelerator, get_model
 from capsim.analytic.layouts import Layouts
@@ -173,3 +175,22 @@ def test_bloom_uses_the_bf16_zero1_path():
     assert "--pp-partition-method" in pred.note and pred.value > 0
     with pytest.raises((DataError, SpecError), match="does not divide"):  # the split the flag states is needed
         predict_row({**row, "flags": ""})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.floats(0, 2), st.floats(0, 2), st.floats(0.01, 4), st.integers(0, 40),
+       st.integers(1, 40))
+def test_kept_blocks_and_buckets_stay_within_the_traffic(n, a, r, b, kept, bucket):
+    one = np.array([1.0])
+    times = {"f": b * one, "b": b * one, "emb_f": 0 * one, "emb_b": 0 * one, "head_b": 0 * one}
+    traffic = {"layer_gather": a * one, "layer_reduce": r * one, "emb_gather": 0 * one, "emb_reduce": 0 * one,
+               "head_gather": 0 * one, "head_reduce": 0 * one}
+    z3, no = np.array([True]), np.array([False])
+
+    def exposed(k, kb):
+        return float(_exposed(FSDP, times, traffic, z3, n * one, no, no, kept=k * one, bucket=kb * one)[0])
+
+    e = exposed(kept, bucket)
+    assert -1e-12 <= e <= 2 * n * a + n * r + 1e-9  # never more than every gather and reduce
+    assert exposed(kept + 1, bucket) <= e + 1e-9  # one more block kept gathered hides no less
+    assert exposed(kept, bucket + 1) >= e - 1e-9  # a bigger last bucket exposes no less
