@@ -159,7 +159,8 @@ def test_a_rows_network_is_applied_once():
     row = ROWS[0]
     slow, blank = predict_row(row, "datasheet"), predict_row({**row, "inter_node_gb_per_s": ""}, "datasheet")
     same = predict_row({**row, "inter_node_gb_per_s": "25"}, "datasheet")
-    assert same.value == pytest.approx(blank.value) and "x0.25" in slow.calibration
+    assert same.value == pytest.approx(blank.value) and "network 6.25 GB/s per GPU" in slow.note
+    assert slow.calibration == blank.calibration == "A100-SXM4-80GB"  # the calibration, whatever the network
     assert blank.value < slow.value < blank.value + 4 * 0.25 * blank.value  # network terms are under a quarter
     for bad in ("0", "-3", "fast"):
         with pytest.raises(DataError, match="inter_node_gb_per_s"):

@@ -18,7 +18,7 @@ import numpy as np
 
 from capsim.analytic.flops import megatron_iteration_flops
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.training import Framework, Release, StepTime, release_for, resolve_perf
+from capsim.analytic.training import Framework, Release, StepTime, release_for
 from capsim.analytic.training.release import PER_REPLICA
 from capsim.analytic.training.result import BREAKDOWN
 from capsim.calibration import perf_for
@@ -182,10 +182,8 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     release, fw, defaults = row_release(r)
     model, acc = row_model(r), get_accelerator(r["gpu"])
     cluster = row_cluster(r, acc)
-    # step_time puts the calibration on the row's links itself (resolve_perf): resolved here only for its name, so
-    # a row's own network is applied once
+    # step_time puts the calibration on the row's links itself (resolve_perf), so a row's own network is applied once
     perf = perf_for(acc, row_calibration(calibration, acc.name))
-    linked = resolve_perf(perf, cluster).name
     precision = row_precision(r, fw)
     published = published_settings(r)
     _check_offered({**published, "pp": cell_int(r, "pp")}, fw)
@@ -198,14 +196,16 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     if settings.get("micro_batch") == PER_REPLICA:
         settings["micro_batch"] = int(r["global_batch"]) // max(int(r["dp"]), 1)
     shown = " ".join(f"{k}={_show(k, v)}" for k, v in settings.items())
-    head = f"{release.name}{' ' + r['flags'].strip() if (r.get('flags') or '').strip() else ''}" + (
+    network = "" if cluster.inter_node_bw_bytes_per_s == acc.inter_node_bw_bytes_per_s else \
+        f"; network {cluster.inter_node_bw_bytes_per_s / 1e9:.4g} GB/s per GPU between nodes"
+    head = f"{release.name}{' ' + r['flags'].strip() if (r.get('flags') or '').strip() else ''}{network}" + (
         f"; defaults {shown}" if shown else "") + (f"; {band_note}" if band_note else "")
     split = {k: defaults[k] for k in ("account_for_embedding", "account_for_loss")}
     lay, result = _point(r, {**fixed, **settings, **split}, fw, cluster, perf, precision)
     if not result.feasible[0]:
         need = float(result.memory.total_bytes[0])
         raise _Unpriced(f"{head}; {result.reason[0]} ({need / 1e9:.1f} GB/GPU of {acc.memory_bytes / 1e9:.1f} GB)",
-                        band, linked)
+                        band, perf.name)
     i = 0
     step, memory = float(np.asarray(result.step_s)[i]), float(result.memory.total_bytes[i])
     value = float(_metric_values(r, model, lay, result)[i])
@@ -218,7 +218,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
             f"{('first', 'middle', 'last')[int(result.bottleneck_stage[i])]} stage; "
             + ", ".join(f"{k[:-2]} {float(getattr(result, k)[i]):.3g}" for k in
                         BREAKDOWN) + high_note)
-    return RowPrediction(value, step, memory, float(acc.memory_bytes), settings, band, note, linked)
+    return RowPrediction(value, step, memory, float(acc.memory_bytes), settings, band, note, perf.name)
 
 
 def _at_peaks_high(r: dict[str, str], fixed: dict[str, object], blanks: list[str], layout: dict[str, object],
