@@ -57,7 +57,8 @@ def sharded_exposed_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.nda
     traffic = {k: sub(unit[k]) for k in ("layer_gather", "layer_reduce", "emb_gather", "emb_reduce", "head_gather",
                                          "head_reduce")}
     keep, blocks = sub(fw.keeps_gathered(lay.pp)), sub(n).astype(float)
-    kept, bucket = _kept_and_bucket(fw, blocks, sub(unit.get("layer_numel", 0.0)), sub(unit.get("head_numel", 0.0)))
+    kept, bucket = (_kept_and_bucket(fw, blocks, sub(unit["layer_numel"]), sub(unit["head_numel"]))
+                    if fw.zero3_reuse_elements > 0 or fw.grad_bucket_elements > 0 else (0.0, 1.0))
     exposed = _exposed(fw, times, traffic, z3, blocks, sub(emb), sub(head), np.where(keep, blocks, kept), keep, bucket)
     # Deferred sync: one gather pass (the step's first forward) and one reduce-scatter pass (its last backward)
     # per step, the parameters kept gathered in between: their exposure spread over the step's micro-batches.
@@ -74,13 +75,13 @@ def _kept_and_bucket(fw: Framework, n: np.ndarray, layer_numel: np.ndarray, head
     size, so the last k = ceil((R - 2 head - P) / 2P) blocks stay. Its reduce bucket (``grad_bucket_elements``)
     holds ceil(B / P) blocks' gradients. Zero fields: none kept, one block per bucket (FSDP's units)."""
     p = np.maximum(layer_numel, 1.0)
-    kept = np.zeros_like(n)
+    kept: np.ndarray | float = 0.0
     if fw.zero3_reuse_elements > 0:
         kept = np.clip(np.ceil((fw.zero3_reuse_elements - 2.0 * head_numel - p) / (2.0 * p)), 0.0, n)
-    bucket = np.ones_like(n)
+    bucket: np.ndarray | float = 1.0
     if fw.grad_bucket_elements > 0:
         bucket = np.clip(np.ceil(fw.grad_bucket_elements / p), 1.0, np.maximum(n, 1.0))
-    return kept, bucket
+    return kept, bucket  # type: ignore[return-value]
 
 
 def _span(lo: object, hi: object) -> np.ndarray:
@@ -109,8 +110,9 @@ def _exposed(fw: Framework, tm: dict[str, np.ndarray], u: dict[str, np.ndarray],
     # Without gradient-reduce overlap (at this layout's ZeRO stage) each reduce-scatter runs after its backward,
     # on the critical path.
     blocking = ~np.asarray(fw.overlaps_grad_reduce(np.where(z3, 3, 2)), bool)
-    exposed = exposed + np.where(blocking, n * r + rs_e + rs_h, 0.0)
-    r, rs_e, rs_h = (np.where(blocking, 0.0, x) for x in (r, rs_e, rs_h))
+    if np.any(blocking):
+        exposed = exposed + np.where(blocking, n * r + rs_e + rs_h, 0.0)
+        r, rs_e, rs_h = (np.where(blocking, 0.0, x) for x in (r, rs_e, rs_h))
     f, b = tm["f"], tm["b"]
     # Forward, unit order [embedding], block 0 .. n-1, [head]: each gather behind the unit before it.
     forward = (np.where(emb, ag_e + _pos(a - tm["emb_f"]), a)  # the pass's first gather(s)
@@ -119,14 +121,16 @@ def _exposed(fw: Framework, tm: dict[str, np.ndarray], u: dict[str, np.ndarray],
     # i-1's gather (unless kept: i-1 >= n-k) and the reduce of the bucket before (blocks i+1.. when i >= kb-1).
     first = np.where(k >= 1, 0.0, np.where(head, _pos(a_b - tm["head_b"]), a_b))  # block n-1's gather
     top = _pos(np.where(k >= 2, 0.0, a_b) + rs_h - b)  # block n-1: block n-2's gather + the head's reduce
-    hi_g, lo_r = np.minimum(n - 2.0, n - k), np.maximum(1.0, kb - 1.0)  # blocks n-2 .. 1: which carry what
-    both, gather = _span(lo_r, hi_g), _span(1.0, np.minimum(hi_g, kb - 2.0))
-    reduce = _span(np.maximum(lo_r, n - k + 1.0), n - 2.0)
-    rest = np.maximum(n - 2.0, 0.0) - both - gather - reduce
-    middle = both * _pos(a_b + r - b) + gather * _pos(a_b - b) + reduce * _pos(r - b) + rest * 0.0
+    middle = np.maximum(n - 2.0, 0.0) * _pos(a_b + r - b)  # blocks n-2 .. 1, each carrying a gather and a reduce
+    if np.any(k > 0) or np.any(kb > 1):  # some carry only one of them (or neither: 0 s)
+        hi_g, lo_r = np.minimum(n - 2.0, n - k), np.maximum(1.0, kb - 1.0)
+        both, gather = _span(lo_r, hi_g), _span(1.0, np.minimum(hi_g, kb - 2.0))
+        reduce = _span(np.maximum(lo_r, n - k + 1.0), n - 2.0)
+        middle = both * _pos(a_b + r - b) + gather * _pos(a_b - b) + reduce * _pos(r - b)
     bottom = _pos(ag_eb + np.where(kb <= 1, r, 0.0) - b)  # block 0: the embedding's gather (+ block 1's reduce)
     windows = np.where(n >= 2, top + middle + bottom, _pos(ag_eb + rs_h - b))
-    tail = np.minimum(kb, np.maximum(n, 1.0)) * r  # the last bucket: blocks kb-1 .. 0 (block 0 alone unbucketed)
+    # the last bucket: blocks kb-1 .. 0 (block 0 alone unbucketed)
+    tail = np.minimum(kb, np.maximum(n, 1.0)) * r if np.any(kb > 1) else r
     last = np.where(emb, _pos(tail - tm["emb_b"]) + rs_e, tail)  # behind the embedding's backward
     backward = first + windows + last
     ends_only = ag_e + ag_eb + ag_h + rs_e + rs_h  # a stage with no blocks: its ends' traffic, exposed
