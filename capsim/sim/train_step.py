@@ -78,11 +78,12 @@ def _stage_extras(model: ModelSpec, lay: Layouts, precision: Precision, perf: Pe
     accumulate = comms.grad_accumulation_s(perf, grads, precision, fw)
     zero = sharded_exposed_s(lay, fw, t, np.array([float(n)]), np.array([emb]), np.array([head]), dp)
     if lay.zero_stage[0] <= 1:
-        red = float(comms.grad_reduce_s(perf, dense, expert, lay, precision, gpn)[0])
+        red = float(comms.grad_reduce_s(perf, dense, expert, lay, precision, gpn,
+                                        zero_allreduce=fw.zero_grad_allreduce)[0])
     else:  # hybrid sharding's replica all-reduce, where the release runs it once per step
         red = 0.0 if fw.replica_reduce_every_micro_batch else float(
             comms.replica_reduce_s(perf, dense, expert, lay, precision, gpn)[0])
-    if fw.overlap_grad_reduce:  # hidden behind the stage's last backward but for the last bucket
+    if fw.overlaps_grad_reduce(lay.zero_stage[0]):  # hidden behind the stage's last backward but for the last bucket
         red = max(red - (n * float(t.layer_bwd_s[0]) + end_bwd_s), red / max(n, 1))
     return float(zero[0] + accumulate[0]), red
 

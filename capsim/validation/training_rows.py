@@ -3,24 +3,28 @@ architecture of the named model), the mixture-of-experts and FSDP columns of tod
 row's release runs, the pipeline split its flags state, and the calibration of its accelerator.
 
 Columns a file may leave out entirely (the 2021-22 file has none of them): ``head_dim``, ``experts``, ``top_k``,
-``moe_ffn_hidden``, ``ep``, ``fsdp``, ``flags``. Where present, every one is read.
+``moe_ffn_hidden``, ``ep``, ``fsdp``, ``flags``, ``inter_node_gb_per_s`` (the run's network: GB/s per GPU between
+nodes, where the source states a network other than the accelerator's usual one). Where present, every one is read.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from capsim.analytic.training import Framework
 from capsim.analytic.training.release import PipelineSplit
 from capsim.calibration import calibration_name
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_model
+from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.pipeline_layout import LayerSplit, even, megatron
 from capsim.specs.precision import DType, Precision
 from capsim.validation.harness import LINE, DataError
 
-OPTIONAL = ("head_dim", "experts", "top_k", "moe_ffn_hidden", "ep", "fsdp", "flags")
+OPTIONAL = ("head_dim", "experts", "top_k", "moe_ffn_hidden", "ep", "fsdp", "flags", "inter_node_gb_per_s")
 
 
 def cell_int(r: dict[str, str], column: str) -> int | None:
@@ -87,6 +91,22 @@ def check_fsdp(r: dict[str, str], fw: Framework, dp: int, cp: int) -> int | None
     return group
 
 
+def row_cluster(r: dict[str, str], acc: Accelerator) -> Cluster:
+    """The row's GPUs in the accelerator's usual nodes, on the network the row states (``inter_node_gb_per_s``,
+    GB/s per GPU) or the catalog's."""
+    text = (r.get("inter_node_gb_per_s") or "").strip()
+    if not text:
+        return Cluster(acc, int(r["gpus"]))
+    try:
+        gbps = float(text)
+    except ValueError:
+        gbps = float("nan")
+    if not np.isfinite(gbps) or gbps <= 0:
+        raise DataError("inter_node_gb_per_s", f"line {r.get(LINE, '?')}: {text!r} is not a positive number",
+                        "give the run's inter-node GB/s per GPU, or leave it blank for the catalog's")
+    return Cluster(acc, int(r["gpus"]), inter_node_bw_bytes_per_s=gbps * 1e9)
+
+
 def row_precision(r: dict[str, str], fw: Framework) -> Precision:
     """The row's precision preset as its release runs it: FP8 with the release's recipe (scaling, FP8 parameters;
     MXFP8/NVFP4 parameters where the release keeps FP8 ones),
@@ -134,5 +154,5 @@ def row_calibration(calibration: str | None, gpu: str) -> str | None:
     return None if calibration is None else calibration_name(gpu, calibration)
 
 
-__all__ = ["OPTIONAL", "cell_int", "check_fsdp", "row_calibration", "row_ep", "row_model",
+__all__ = ["OPTIONAL", "cell_int", "check_fsdp", "row_calibration", "row_cluster", "row_ep", "row_model",
            "row_precision", "row_split"]

@@ -269,14 +269,18 @@ def replica_groups(lay: Layouts, gpn: int):  # noqa: ANN201
 
 
 def grad_reduce_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarray, lay: Layouts,
-                  precision: Precision, gpn: int, replicas: bool = True) -> np.ndarray:
+                  precision: Precision, gpn: int, replicas: bool = True, zero_allreduce: bool = False) -> np.ndarray:
     """One reduction of a stage's gradients over its data-parallel group: an all-reduce, or a reduce-scatter
     when the optimizer (ZeRO >= 1, the distributed optimizer) or the gradients are sharded (Rajbhandari et al.
-    2020, Sec. 5; Megatron-LM distributed optimizer). Under hybrid sharding the reduce-scatter runs over the
-    sharding group and (``replicas``) its shard is then all-reduced over the replica group (``replica_reduce_s``)."""
+    2020, Sec. 5; Megatron-LM distributed optimizer); with ``zero_allreduce`` ZeRO-1/2 all-reduce them whole and
+    keep their shard (Framework.zero_grad_allreduce: DeepSpeed's multi-rank bucket all-reduce, BF16_Optimizer).
+    Under hybrid sharding the reduction runs over the sharding group and (``replicas``) its shard is then
+    all-reduced over the replica group (``replica_reduce_s``)."""
     dense, expert = dp_groups(lay, gpn)
     g = precision.gradients.bytes
     sharded = (lay.zero_stage >= 1) | lay.distributed_optimizer
+    if zero_allreduce:
+        sharded = sharded & ~((lay.zero_stage == 1) | (lay.zero_stage == 2))
     out = np.zeros(len(lay))
     for params, where in ((dense_params, dense), (expert_params, expert)):
         if np.any(params > 0):  # a dense model issues no expert collective

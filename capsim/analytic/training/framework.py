@@ -17,11 +17,13 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import releases_automodel as automodel
 from capsim.analytic.training import releases_bridge as bridge
 from capsim.analytic.training import releases_current as current
+from capsim.analytic.training import releases_deepspeed as deepspeed
 from capsim.analytic.training import releases_mcore as mcore
 from capsim.analytic.training import releases_nemo as nemo
 from capsim.analytic.training import releases_torchtitan as titan
 from capsim.analytic.training.release import (
     COMBINE_PROBS,
+    NOT_DEEPSPEED,
     PER_REPLICA,
     UNFUSED_CE,
     Flag,
@@ -63,6 +65,8 @@ class FrameworkName(StrEnum):
     TORCHTITAN_2024_12 = "torchtitan-2024-12"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
     TORCHTITAN_2025_06 = "torchtitan-2025-06"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
     TORCHTITAN_2026_08 = "torchtitan-2026-08"  # PyTorch FSDP2 through torchtitan
+    DEEPSPEED_0_14 = "deepspeed-0.14"  # DeepSpeed ZeRO 1-3 engine, 0.14.0-0.16.4 (releases_deepspeed.py)
+    MEGATRON_DEEPSPEED_2022 = "megatron-deepspeed-2022"  # BigScience's Megatron-DeepSpeed + DeepSpeed bf16 ZeRO-1
 
 
 # The preset a plan runs under when none is named: the newest Megatron-Core release capsim describes, as people who
@@ -133,7 +137,7 @@ def _megatron_lm_2021() -> Release:
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
-         "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO},
+         "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO, **NOT_DEEPSPEED},
         {"micro_batch": Setting(4, _ML21 + "arguments.py L116 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML21 + "arguments.py L124-135, L595: --num-layers-per-virtual-pipeline-stage absent = "
@@ -194,7 +198,7 @@ def _megatron_lm_2022() -> Release:
          "fp32_master": _FP32_MASTER,
          "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
                          "checkpoints CoreAttention only (Korthikanti et al. 2022, Sec. 5)",
-         "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO},
+         "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO, **NOT_DEEPSPEED},
         {"micro_batch": Setting(4, _ML22 + "arguments.py L135 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML22 + "arguments.py L143-154, L725: --num-layers-per-virtual-pipeline-stage absent = "
@@ -268,7 +272,7 @@ def _megatron_core_0_8() -> Release:
          "fp32_master": _FP32_MASTER,
          "selective_ac": _MC08 + "core/transformer/attention.py L103, L322-323: selective recompute checkpoints the "
                          "core attention only (_checkpointed_attention_forward)",
-         "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO},
+         "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO, **NOT_DEEPSPEED},
         {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
                                 "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
          "v": Setting(1, args + "L1403 --num-layers-per-virtual-pipeline-stage default None = no interleaving"),
@@ -350,7 +354,7 @@ def _fsdp_pytorch_2_3() -> Release:
          "torch_compile": "FSDP compiles nothing; a run's torch.compile is the training script's (off: the field's "
                           "generic value)",
          "fp8_precompute_scales": "FSDP1 has no FP8 all-gather (the field's generic value)",
-         "fp8_recompute_weight_bwd": "FSDP1 has no FP8 all-gather (the field's generic value)"},
+         "fp8_recompute_weight_bwd": "FSDP1 has no FP8 all-gather (the field's generic value)", **NOT_DEEPSPEED},
         {"micro_batch": Setting(PER_REPLICA, "FSDP runs one forward and backward per optimizer step unless the "
                                 "training loop accumulates: the whole per-replica batch"),
          "v": Setting(1, none.format("pipeline schedule")),
@@ -385,6 +389,8 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.TORCHTITAN_2024_12: titan.torchtitan_2024_12(FrameworkName.TORCHTITAN_2024_12.value),
     FrameworkName.TORCHTITAN_2025_06: titan.torchtitan_2025_06(FrameworkName.TORCHTITAN_2025_06.value),
     FrameworkName.TORCHTITAN_2026_08: titan.torchtitan_2026_08(FrameworkName.TORCHTITAN_2026_08.value),
+    FrameworkName.DEEPSPEED_0_14: deepspeed.deepspeed_0_14(FrameworkName.DEEPSPEED_0_14.value),
+    FrameworkName.MEGATRON_DEEPSPEED_2022: deepspeed.megatron_deepspeed_2022(FrameworkName.MEGATRON_DEEPSPEED_2022.value),
 }
 FRAMEWORKS: dict[FrameworkName, Framework] = {k: r.framework for k, r in RELEASES.items()}
 

@@ -63,6 +63,17 @@ UNFUSED_CE = ("the loss runs on an fp32 copy of the logits and saves its fp32 so
               "tensor_parallel/cross_entropy.py: vocab_parallel_logits.float(), save_for_backward(exp_logits); "
               "cross_entropy_loss_fusion default False, and its 'native' impl keeps the same fp32 exp_logits)")
 
+# The DeepSpeed-only gradient fields of every release that is not DeepSpeed (their generic values).
+NOT_DEEPSPEED = {
+    "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
+                           "distributed_optimizer citation; the field's generic value)",
+    "overlap_grad_reduce_min_zero": "not DeepSpeed: this release's overlap_grad_reduce holds at every sharding level "
+                                    "(the field's generic value)",
+    "zero3_reuse_elements": "not DeepSpeed: no reuse-distance rule; a block stays gathered only as its "
+                            "reshard_after_forward policy says (the field's generic value)",
+    "grad_bucket_elements": "not DeepSpeed: ZeRO-2/3 gradients are reduced per sharding unit, one transformer block "
+                            "(the field's generic value)"}
+
 
 class PipelineSplit(StrEnum):
     """Where a release puts the layers when pp x v does not divide them."""
@@ -139,6 +150,19 @@ class Framework:
     # the activations of this many layers go to host memory in the forward and come back in the backward
     offload_layers: int = 0
     grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
+    # ZeRO-1/2: the gradients are all-reduced whole and each rank keeps its shard (DeepSpeed's multi-rank bucket
+    # all-reduce and BF16_Optimizer), instead of reduce-scattered; ZeRO-3 and the distributed optimizer still
+    # reduce-scatter
+    zero_grad_allreduce: bool = False
+    # overlap_grad_reduce holds only on layouts of at least this ZeRO stage (DeepSpeed's overlap_comm defaults to
+    # stage == 3); below it the gradients are reduced after (ZeRO-0/1) or inside (ZeRO-2) the backward, blocking
+    overlap_grad_reduce_min_zero: int = 0
+    # ZeRO-3: a block's parameters stay gathered from its forward to its backward when the trace uses them again
+    # within this many parameter elements (DeepSpeed stage3_max_reuse_distance); 0: per reshard_after_forward only
+    zero3_reuse_elements: float = 0.0
+    # ZeRO-2/3: gradients reduced in buckets of this many elements (DeepSpeed reduce_bucket_size), so the last
+    # bucket's reduce is exposed whole; 0: each block (FSDP unit) reduced on its own
+    grad_bucket_elements: float = 0.0
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
     tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
     selective_ac: SelectiveAc = SelectiveAc()  # what selective recomputation replays
@@ -172,6 +196,11 @@ class Framework:
         """Bytes per logit the loss keeps beside the logits (``loss_copy``)."""
         return {LossCopy.FP32: 4.0, LossCopy.ACTIVATION: activation_bytes, LossCopy.NONE: 0.0}[self.loss_copy]
 
+    def overlaps_grad_reduce(self, zero_stage: object) -> object:
+        """Whether DP gradient reduction overlaps the backward on layouts of ZeRO stage ``zero_stage`` (arrays)."""
+        return np.asarray(zero_stage) >= self.overlap_grad_reduce_min_zero if self.overlap_grad_reduce \
+            else np.zeros(np.shape(zero_stage), bool)
+
     def keeps_gathered(self, pp: object) -> object:
         """Whether ZeRO-3/FSDP keeps a block's parameters gathered from its forward to its backward (arrays over
         pipeline depths ``pp``)."""
@@ -194,6 +223,7 @@ class FrameworkFamily(StrEnum):
     MEGATRON_CORE = "megatron-core"  # Megatron-Core (megatron/core), alone or through NeMo / Megatron-Bridge
     FSDP = "fsdp"  # PyTorch FullyShardedDataParallel (FSDP1)
     FSDP2 = "fsdp2"  # PyTorch fully_shard (FSDP2), through NeMo AutoModel or torchtitan
+    DEEPSPEED = "deepspeed"  # microsoft/DeepSpeed ZeRO stages 1-3, alone or under Megatron-DeepSpeed
 
 
 @dataclass(frozen=True)
@@ -207,7 +237,8 @@ class Setting:
 @dataclass(frozen=True)
 class Flag:
     """A command-line flag of a release: which field it sets (a Framework field, or ``layout.<setting>``) to what,
-    by the flag's value ("" for a bare switch)."""
+    by the flag's value ("" for a bare switch); field ``layout`` sets several layout settings at once (each value a
+    mapping of LAYOUT_SETTINGS keys)."""
 
     field: str
     values: Mapping[str, object]
@@ -268,7 +299,9 @@ class Release:
                 shown = ", ".join(f"{name}={v}" if v else name for v in flag.values)
                 raise SpecError("flags", f"unknown value in {token!r}", f"use {shown}")
             for name_, set_to in ((flag.field, flag.values[value]), *flag.also.items()):
-                if name_.startswith("layout."):
+                if name_ == "layout":
+                    layout.update(set_to)  # type: ignore[arg-type]
+                elif name_.startswith("layout."):
                     layout[name_.removeprefix("layout.")] = set_to
                 else:
                     fw_changes[name_] = set_to
@@ -297,5 +330,5 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
+__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "NOT_DEEPSPEED", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
            "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]

@@ -18,6 +18,7 @@ from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
     FUSED_CE,
+    NOT_DEEPSPEED,
     PER_REPLICA,
     UNFUSED_CE,
     Flag,
@@ -173,7 +174,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
             "fp8_precompute_scales": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "moe_combine_saves": cite_args + " " + COMBINE_PROBS,
-            "loss_copy": cite_args + " " + UNFUSED_CE}
+            "loss_copy": cite_args + " " + UNFUSED_CE, **NOT_DEEPSPEED}
 
 
 def nemo_24_07(name: str) -> Release:
@@ -428,7 +429,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "torch_compile": "not compiled unless the run says so (the field's generic value)",
             "fp8_precompute_scales": "a torchao FP8 all-gather option this release does not set (generic value)",
             "fp8_recompute_weight_bwd": "a torchao FP8 all-gather option this release does not set (generic value)",
-            **overrides}
+            **NOT_DEEPSPEED, **overrides}
 
 
 def _fsdp2_defaults(where: str, micro: Setting) -> dict[str, Setting]:

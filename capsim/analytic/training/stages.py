@@ -158,7 +158,8 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     dense = np.stack([units[u][0] for u in UNITS] + [params[k][0] for k in KINDS])
     expert = np.stack([units[u][1] for u in UNITS] + [params[k][1] for k in KINDS])
     gathers = comms.param_gather_s(perf, dense, expert, sub, precision, gpn)
-    reduces = comms.grad_reduce_s(perf, dense, expert, sub, precision, gpn, replicas=False)
+    reduces = comms.grad_reduce_s(perf, dense, expert, sub, precision, gpn, replicas=False,
+                                  zero_allreduce=fw.zero_grad_allreduce)
     # Hybrid sharding: each reduced shard is all-reduced over the replicas, after every micro-batch's reduce-scatter
     # or once per step (``Framework.replica_reduce_every_micro_batch``).
     replicas = comms.replica_reduce_s(perf, dense, expert, sub, precision, gpn)
@@ -180,6 +181,8 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
         out[f"weight_cast_{kind}"] = np.where(cast > 0, perf.memory_s(cast, "stream"), 0.0)
         if kind != "middle_mean":
             local = np.maximum(local, np.where(_exists(sub, kind), dense / shard + expert / expert_shard, 0.0))
+    # one block's and the head's parameter elements on this GPU (DeepSpeed's reuse distance and reduce buckets)
+    out["layer_numel"], out["head_numel"] = units["layer"][0] + units["layer"][1], units["head"][0]
     out["optimizer_s"] = comms.optimizer_s(perf, local, precision)
     out["embedding_sync_s"] = comms.embedding_sync_s(perf, model, sub, precision, gpn)
     return {k: v[inverse] for k, v in out.items()}
@@ -248,7 +251,7 @@ def step_tail(lay: Layouts, fw: Framework, times: LayerTimes, layers: StageLayer
         buckets = np.maximum(layers.of_kind(kind), 1)
         # Bucketed reduction overlapped with the last micro-batch's backward; the last bucket cannot be hidden
         # (Li et al. VLDB 2020, "PyTorch Distributed", Sec. 3.2.3).
-        left = np.maximum(red - last_bwd[kind], red / buckets) if fw.overlap_grad_reduce else red
+        left = np.where(fw.overlaps_grad_reduce(lay.zero_stage), np.maximum(red - last_bwd[kind], red / buckets), red)
         exposed = np.maximum(exposed, np.where(exists, left - slack[kind], 0.0))
         full = np.maximum(full, red)
         gather = np.maximum(gather, np.where(gathers_after & exists, dp[f"gather_{kind}"], 0.0))
