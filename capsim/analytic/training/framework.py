@@ -17,6 +17,8 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import releases_automodel as automodel
 from capsim.analytic.training import releases_bridge as bridge
 from capsim.analytic.training import releases_current as current
+from capsim.analytic.training import releases_mcore as mcore
+from capsim.analytic.training import releases_nemo as nemo
 from capsim.analytic.training import releases_torchtitan as titan
 from capsim.analytic.training.release import (
     COMBINE_PROBS,
@@ -38,9 +40,14 @@ class FrameworkName(StrEnum):
     MEGATRON_2021 = "megatron-lm-2021"
     MEGATRON_2022 = "megatron-lm-2022"
     MEGATRON_CORE = "megatron-core-0.8.0"
+    MEGATRON_CORE_0_14 = "megatron-core-0.14.0"  # Megatron-LM pretrain_gpt.py at core_v0.14.0 (releases_mcore.py)
     FSDP = "fsdp-pytorch-2.3"
     NEMO_24_07 = "nemo-24.07"  # Megatron-Core through NeMo 1.0 (releases_current.py)
+    NEMO_24_09 = "nemo-24.09"  # Megatron-Core through NeMo 1.0 (releases_nemo.py)
+    NEMO_24_12 = "nemo-24.12"  # Megatron-Core through NeMo 1.0 (releases_nemo.py)
     NEMO_25_02 = "nemo-25.02"  # Megatron-Core through NeMo 2.2
+    NEMO_25_04 = "nemo-25.04"  # Megatron-Core through NeMo 2.3 (releases_nemo.py)
+    NEMO_25_07 = "nemo-25.07"  # Megatron-Core through NeMo 2.4 (releases_nemo.py)
     MEGATRON_BRIDGE_25_09 = "megatron-bridge-25.09"  # Megatron-Core through Megatron-Bridge 0.1.0rc3 (releases_bridge.py)
     MEGATRON_BRIDGE_25_11 = "megatron-bridge-25.11"  # Megatron-Bridge 0.2.0
     MEGATRON_BRIDGE_26_02 = "megatron-bridge-26.02"  # Megatron-Bridge 0.3.0
@@ -354,9 +361,12 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.MEGATRON_2021: _megatron_lm_2021(),
     FrameworkName.MEGATRON_2022: _megatron_lm_2022(),
     FrameworkName.MEGATRON_CORE: _megatron_core_0_8(),
+    FrameworkName.MEGATRON_CORE_0_14: mcore.megatron_core_0_14(FrameworkName.MEGATRON_CORE_0_14.value),
     FrameworkName.FSDP: _fsdp_pytorch_2_3(),
     FrameworkName.NEMO_24_07: current.nemo_24_07(FrameworkName.NEMO_24_07.value),
     FrameworkName.NEMO_25_02: current.nemo_25_02(FrameworkName.NEMO_25_02.value),
+    **{n: nemo.nemo_release(n.value, n.value) for n in (
+        FrameworkName.NEMO_24_09, FrameworkName.NEMO_24_12, FrameworkName.NEMO_25_04, FrameworkName.NEMO_25_07)},
     FrameworkName.MEGATRON_BRIDGE_26_04_01: current.megatron_bridge_26_04_01(FrameworkName.MEGATRON_BRIDGE_26_04_01.value),
     **{n: bridge.megatron_bridge(n.value, n.value) for n in (
         FrameworkName.MEGATRON_BRIDGE_25_09, FrameworkName.MEGATRON_BRIDGE_25_11, FrameworkName.MEGATRON_BRIDGE_26_02, FrameworkName.MEGATRON_BRIDGE_26_02_01,
