@@ -67,9 +67,9 @@ def test_release_lookup():
     assert engine_release("TensorRT-LLM", "0.5.0").name == "tensorrt-llm-0.5"
     assert engine_release("nim", "1.8.0").name == "nim-1.8"
     assert engine_release("sglang", "0.3.6.post3").name == "sglang" == engine_release("sglang", "0.4.3").name
-    for engine, version, field in (("vllm", "0.2.5", "engine_version"), ("vllm", "0.4.0", "engine_version"),
+    for engine, version, field in (("vllm", "0.2.1", "engine_version"), ("vllm", "0.1.7", "engine_version"),
                                    ("tensorrt-llm", "0.9.0", "engine_version"), ("vllm", "", "engine_version"),
-                                   ("sglang", "0.3.5", "engine_version"),
+                                   ("sglang", "0.3.3", "engine_version"),
                                    ("tgi", "2.0", "engine")):
         with pytest.raises(SpecError) as err:
             engine_release(engine, version)
@@ -119,14 +119,14 @@ def test_sampling_parameters_price_the_sort_and_penalties():
 
 def test_each_engine_reads_the_kv_cache_as_its_decode_kernel_does():
     """The decode attention kernel reads the queries plus each KV head's cache once, except where the release's
-    kernel reads it per query head (TensorRT-LLM 0.5's masked multi-head attention and vLLM 0.2.3's PagedAttention,
-    one thread block per query head: Llama-2-70B at TP4 has 16 query heads over 2 KV heads per GPU, so 8 times the
+    kernel reads it per query head (TensorRT-LLM 0.5's masked multi-head attention and vLLM 0.2.2-0.4.2's
+    PagedAttention, one thread block per query head; 0.4.3 decodes with FlashAttention: Llama-2-70B at TP4 has 16 query heads over 2 KV heads per GPU, so 8 times the
     cache bytes)."""
     from capsim.analytic.attention import kv_elems_per_token
 
     model, plan = get_model("llama-2-70b"), ServePlan(tp=4)
     per_query = {n for n, e in engines().items() if e.decode_kv_reads == "per_query_head"}
-    assert per_query == {"tensorrt-llm-0.5", "vllm-0.2"}
+    assert per_query == {"tensorrt-llm-0.5", "vllm-0.2", "vllm-0.2.6", "vllm-0.4", "vllm-0.4.1", "vllm-0.4.2"}
     for eng in (e for e in engines().values() if e.device_type == "gpu"):  # a CPU build is refused on a GPU
         table = StepTable(model, plan, PERF_H100, eng, H100)
         reads = 8 if eng.name in per_query else 1
@@ -254,8 +254,9 @@ def test_a_backend_flag_must_name_the_release_default_runtime():
             apply_flags(get_engine(name), {"backend": backend}, "fp8")
 
 
-@pytest.mark.parametrize("engine", ["vllm-v0.6", "vllm-v0.6.5", "vllm-v1-0.8", "vllm-v1-0.8.4", "vllm-v1-0.8.5", "tensorrt-llm-0.11",
-                                    "tensorrt-llm-0.14"])
+@pytest.mark.parametrize("engine", ["vllm-0.2.6", "vllm-0.4", "vllm-0.4.3", "vllm-v0.6", "vllm-v0.6.5", "vllm-v1-0.8",
+                                    "vllm-v1-0.8.4", "vllm-v1-0.8.5", "tensorrt-llm-0.11", "tensorrt-llm-0.14",
+                                    "sglang-0.3.4"])
 def test_capsim_serve_runs_on_the_release_profile(engine):
     import json
 
@@ -307,3 +308,23 @@ def test_the_simulator_runs_the_release_set_up_for_the_model():
     res = json.loads(out.stdout)
     assert res["scheduler"] == "sarathi" and res["plan"]["max_batched_tokens"] == 2048 and res["completed"] == 10
     assert get_engine("vllm").for_model(get_model("qwen3-8b")) == get_engine("vllm")
+
+
+@pytest.mark.parametrize(("version", "name"), [("0.3.4", "sglang-0.3.4"), ("0.3.4.post2", "sglang-0.3.4"),
+                                               ("0.3.5", "sglang-0.3.4"), ("0.3.5.post2", "sglang-0.3.4"),
+                                               ("0.3.6", "sglang"), ("0.4.0", "sglang")])
+def test_sglang_0_3_4_to_0_3_5_runs_without_the_overlap_scheduler(version, name):
+    """SGLang 0.3.4-0.3.5.x (server_args and scheduler of each sdist): 0.3.6's batching, CUDA graphs, radix cache
+    and memory fraction, but enable_overlap_schedule = False: the host work is exposed, not hidden behind the GPU.
+    0.3.0-0.3.3 ran up to 10 decode steps before looking at waiting prompts: refused."""
+    eng = engine_release("sglang", version)
+    assert eng.name == name
+    differ = {k for k, v in get_engine("sglang").to_dict().items() if get_engine("sglang-0.3.4").to_dict()[k] != v}
+    assert differ == {"name", "release", "covers", "description", "overlapped", "sources"}
+    assert eng.overlapped == (() if name == "sglang-0.3.4" else ("all",)) and eng.prefix_caching
+    assert eng.limits(get_model("llama-3-8b"), H100) == (4096, 8192) and eng.memory_fraction == 0.88
+    # A run with --enable-overlap-schedule says so: its host work hides behind the GPU as in 0.3.6.
+    assert apply_flags(eng, {"enable_overlap_schedule": "1"}, "bf16").engine.overlapped == ("all",)
+    for old in ("0.3.3", "0.3.3.post1", "0.3.0", "0.2.15"):
+        with pytest.raises(SpecError, match="capsim knows"):
+            engine_release("sglang", old)

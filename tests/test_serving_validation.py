@@ -98,7 +98,7 @@ def test_unpriced_row_carries_its_reason_and_counts_as_failed(report):
     unpriced = [r for r in out["rows"] if r["predicted"] is None]
     assert out["rows_failed"] == len(unpriced) >= 1
     assert all(r["error_pct"] is None and "engine_version" in r["note"] for r in unpriced)
-    assert "vllm >=0.2.2,<0.2.5" in unpriced[0]["note"]  # names the releases capsim knows
+    assert "vllm >=0.2.2,<0.2.6" in unpriced[0]["note"]  # names the releases capsim knows
 
 
 def test_engine_release_and_flags_reach_the_prediction(report):
@@ -123,7 +123,7 @@ def _write(tmp_path, edit):
 @pytest.mark.parametrize(("edit", "words"), [
     ({"engine": ""}, ["engine", "no engine", "vllm"]),
     ({"engine": "unstated"}, ["engine", "unknown engine 'unstated'", "engine-calibration"]),
-    ({"engine_version": "0.3.1"}, ["engine_version", "vllm 0.3.1", "vllm >=0.2.2,<0.2.5"]),
+    ({"engine_version": "0.2.1"}, ["engine_version", "vllm 0.2.1", "vllm >=0.2.2,<0.2.6"]),
     ({"engine_version": "two"}, ["engine_version", "not a release number"]),
     ({"flags": "workers=ray;max_num_seqz=4"}, ["flags", "unknown flag 'max_num_seqz'", "max_num_seqs"]),
     ({"flags": "workers=mp"}, ["flags", "workers=mp", "no source for that transport"]),

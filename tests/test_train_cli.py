@@ -72,17 +72,18 @@ def test_validate_training_json():
     # the 2021-22 file (18 rows, A100), training_modern.csv (15 rows, H100 and B200) and training_torchtitan.csv
     # (22 rows: A100, H200, and 12 on Meta's 500 W HBM2e H100, H100-96GB-HBM2e-500W, all priced),
     # training_fsdp2.csv (7 rows, H100, all priced: test_training_fsdp2.py),
-    # training_bridge.csv (26 rows, H100 and B200) and training_nemo.csv (4 rows, H100 and B200), all priced: their
+    # training_bridge.csv (26 rows, H100 and B200) and training_nemo.csv (11 rows, H100, B200, GB200), all priced: their
     # Qwen3-30B (69.0 GB/GPU) and GPT3-20B (80.1 GB/GPU) layouts fit the 79.11 GiB an H100 reports to CUDA, as the
     # runs did (test_training_bridge.py, test_training_nemo.py); training_gptoss.csv (31 rows: H100, B200, B300,
     # GB200, GB300), 1 of them (the 25.11 H100 table's pp 4 at micro-batch 4) beyond the GPU's memory
-    # (test_training_gptoss.py); training_bridge_blackwell.csv (88 rows: GB200, GB300, B300, B200), 2 of them layouts
-    # that do not fit in memory (test_training_bridge_blackwell.py); each on the calibration the one rule picks for
-    # its accelerator (GPU profile where one ships, else datasheet)
+    # (test_training_gptoss.py); training_bridge_blackwell.csv (100 rows: GB200, GB300, B300, B200), 2 of them layouts
+    # that do not fit in memory (test_training_bridge_blackwell.py); training_deepspeed.csv (1 row, A100, priced:
+    # test_training_deepspeed.py); each on the calibration the one rule picks for its accelerator (GPU profile where
+    # one ships, else datasheet)
     gpus = ("a100", "h100", "b200", "h200", "b300", "gb200", "gb300", "grand-teton-h100")
     names = " + ".join(sorted({default_calibration(a) for a in gpus}))
     assert out["suite"] == "training" and out["calibration"] == names
-    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 4 + 31 + 88 and out["rows_failed"] == 2 + 1
+    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 11 + 31 + 100 + 1 and out["rows_failed"] == 2 + 1
     failed = [r for r in out["rows"] if r["predicted"] is None]
     assert not any("unknown accelerator" in r["note"] for r in out["rows"])
     assert sum("does not fit in memory" in r["note"] for r in failed) == 2 + 1 == len(failed)

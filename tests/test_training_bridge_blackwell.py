@@ -64,6 +64,19 @@ MISSES.update({
     64: "+178.2%: " + _B300_235B + "the a2a overlapped (ep_comm 0.13 s of a 17.5 s step); " + _MOE,
     72: "+130.3%: " + _B300_235B + _MOE,
 })
+_MFSDP = ("Megatron-FSDP (ZeRO-3 over the 64 GPUs of one NVLink domain, gathers one layer ahead: 0.02 s exposed) with "
+          "CPU activation offloading (its copies priced hidden behind the layers' compute over NVLink-C2C): the step "
+          "is the layers' compute, priced too fast on GB200 as every GB200 row; the GB300 rows of 26.02-26.04.01 are "
+          "within +1.1 to +6.1%. ")
+MISSES.update({
+    88: "+23.4%: 25.09 Llama3 70B on GB200, micro-batch 2, one micro-batch per step; " + _MFSDP + _B200_DIE,
+    89: "+32.3%: 25.09 Llama3.1 405B on 128 GB200, TP 2 with 95 of 126 layers offloaded; " + _MFSDP + _B200_DIE,
+    90: "+17.4%: 25.11 Llama3 70B on GB300 (5307 priced for every container; the page: 4520 for 25.11, 5003-5248 "
+        "after); " + _MFSDP,
+    93: "+21.8%: 26.02 Llama3 70B on GB200; " + _MFSDP + _B200_DIE,
+    97: "+18.8%: 26.04 Llama3 70B on GB200; " + _MFSDP + _B200_DIE,
+    99: "+16.5%: 26.04.01 Llama3 70B on GB200; " + _MFSDP + _B200_DIE,
+})
 MISSES.update({i: "not priced: " + why for i, why in UNPRICED.items()})
 
 
@@ -78,14 +91,17 @@ def _param(i: int, kind: str, reasons: dict[int, str]):
                                                  f"{ROWS[i]['gpu']}-{ROWS[i]['precision']}")
 
 
-def test_the_file_holds_blackwell_rows_without_megatron_fsdp():
-    assert len(ROWS) == 88 and "training_bridge_blackwell.csv" in SHIPPED
+def test_the_file_holds_blackwell_rows_with_megatron_fsdp():
+    assert len(ROWS) == 100 and "training_bridge_blackwell.csv" in SHIPPED
     assert {r["gpu"] for r in ROWS} == {"GB200", "GB300", "B300", "B200"}
     assert {r["precision"] for r in ROWS} == {"bf16", "fp8", "mxfp8", "nvfp4"}
     assert {r["model"] for r in ROWS} == {"llama-3-8b", "llama-3-70b", "llama-3.1-405b", "qwen3-30b-a3b",
                                           "qwen3-235b-a22b"}
     assert {r["software"] for r in ROWS} <= set(TAGS) | {"megatron-bridge-26.04.01"}
-    assert all(not r["fsdp"] for r in ROWS)  # FSDP > 0 rows (Megatron-FSDP) are left out
+    # FSDP > 0 rows: Megatron-FSDP over the whole data-parallel group, the 12 Llama ones
+    fsdp = [r for r in ROWS if r["fsdp"]]
+    assert len(fsdp) == 12 and all("--use-megatron-fsdp" in r["flags"] and int(r["fsdp"]) == int(r["dp"]) * int(r["cp"])
+                                   for r in fsdp)
     for r in ROWS:  # dp is what the GPUs leave after tp x pp x cp
         assert int(r["dp"]) * int(r["tp"]) * int(r["pp"]) * int(r["cp"]) == int(r["gpus"])
     # no Qwen3 row of 26.06 / 26.06.01: their MXFP8 configs run FP8 attention (fp8_dot_product_attention)
@@ -148,9 +164,9 @@ def test_blackwell_row_within_15_pct(i, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (ROWS[i]["model"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| over the 86 priced rows 13.4% (both rules): the Qwen3 MoE rows "
+@pytest.mark.xfail(strict=True, reason="median |error| over the 98 priced rows 13.7% (both rules): the Qwen3 MoE rows "
                                        "are -0.5 to +195% and the GB200 Llama rows 4.8-34.2%; the GB300 Llama rows "
-                                       "are within -13.7 to +5.8%")
+                                       "are within -13.7 to +17.4%")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
 def test_blackwell_median_within_8_pct(kind):
     errors = [abs(_predict(i, kind).value / float(ROWS[i]["value"]) - 1.0) * 100

@@ -267,10 +267,10 @@ def test_every_row_of_both_files_is_priced():
     report = run_suite("training", None, None)
     # training_bridge.csv's rows: test_training_bridge.py; training_fsdp2.csv's (automodel-*): test_training_fsdp2.py
     bridge = {r["source"] for r in read_csv(None, "training_bridge.csv", REQUIRED)}
-    # the last three in SHIPPED; their rows: test_training_bridge_blackwell.py, test_training_gptoss.py,
-    # test_training_nemo.py
-    tail = sum(len(read_csv(None, name, REQUIRED))
-               for name in ("training_bridge_blackwell.csv", "training_gptoss.csv", "training_nemo.csv"))
+    # the last four in SHIPPED; their rows: test_training_bridge_blackwell.py, test_training_gptoss.py,
+    # test_training_deepspeed.py, test_training_nemo.py
+    tail = sum(len(read_csv(None, name, REQUIRED)) for name in ("training_bridge_blackwell.csv", "training_gptoss.csv",
+                                                                 "training_deepspeed.csv", "training_nemo.csv"))
     rows = [r for r in report.rows[:-tail] if not r.source.startswith(("torchtitan", "trainy", "automodel-"))
             and r.source not in bridge]
     assert all(r.predicted is not None for r in rows) and len(rows) == 18 + len(MODERN)
@@ -285,9 +285,10 @@ def test_modern_columns_are_read_not_dropped():
     assert predict_row(wider).value < pred.value  # head_dim read: more attention, slower
     fewer = dict(qwen, ep="16")
     assert predict_row(fewer).value != pred.value  # ep read
-    bad = dict(next(r for r in MODERN if r["fsdp"]), fsdp="4")
+    fsdp = next(r for r in MODERN if r["fsdp"])
+    assert predict_row(dict(fsdp, fsdp="4")).value > 0  # hybrid sharding: 4-way shards, replicated (dp 8)
     with pytest.raises(SpecError, match="fsdp"):
-        predict_row(bad)
+        predict_row(dict(fsdp, fsdp="3"))  # a sharding group must divide dp x cp
     with pytest.raises(SpecError, match="experts"):
         predict_row(dict(qwen, moe_ffn_hidden=""))
 

@@ -42,6 +42,9 @@ class Layouts:
     sp: np.ndarray  # bool: sequence parallelism
     recompute: np.ndarray  # 0 none, 1 selective, 2 full (Recompute.code)
     schedule: np.ndarray  # 0 GPipe, 1 1F1B, 2 interleaved 1F1B
+    # ZeRO/FSDP sharding group: ranks that shard the model state (a divisor of dp x cp; dp x cp when not hybrid).
+    # Hybrid sharding (HSDP) replicates the shards over the dp x cp / shard groups (``replicas``).
+    shard: np.ndarray
     split: np.ndarray  # index into ``splits``; -1: no split exists
     first_stage_layers: np.ndarray  # decoder layers on the first pipeline stage (with the embedding)
     last_stage_layers: np.ndarray  # decoder layers on the last pipeline stage (with the LM head and loss)
@@ -68,6 +71,18 @@ class Layouts:
         return np.maximum(self.tp * self.cp * self.dp // (self.ep * self.etp), 1)
 
     @property
+    def replicas(self) -> np.ndarray:
+        """Copies of each model-state shard: dp x cp / shard (1 unless hybrid sharding)."""
+        return np.maximum(self.dp * self.cp // np.maximum(self.shard, 1), 1)
+
+    @property
+    def expert_shard(self) -> np.ndarray:
+        """Ranks sharding each expert slice's state: its expert-data-parallel group over the replicas (the replica
+        groups cut every expert-data-parallel group alike: torchtitan's ["pp", "dp_replicate", "efsdp", "ep"] sparse
+        mesh, pytorch/torchtitan@b5bcd76 torchtitan/distributed/parallel_dims.py L242, fsdp.py L29)."""
+        return np.maximum(self.expert_dp // self.replicas, 1)
+
+    @property
     def micro_batches(self) -> np.ndarray:
         return self.global_batch // (self.dp * self.micro_batch)
 
@@ -82,7 +97,7 @@ class Layouts:
         """
         defaults = {"dp": 1, "tp": 1, "pp": 1, "v": 1, "cp": 1, "ep": 1, "etp": 0, "micro_batch": 1,
                     "global_batch": 1, "seq_len": 2048, "zero_stage": 0, "distributed_optimizer": False, "sp": False, "recompute": 0,
-                    "schedule": None}
+                    "schedule": None, "shard": 0}
         unknown = set(arrays) - set(defaults)
         if unknown:
             raise TypeError(f"unknown layout fields: {sorted(unknown)}")
@@ -94,6 +109,7 @@ class Layouts:
         out = {n: np.array(a, dtype=bool if n in BOOL_FIELDS else np.int64).reshape(-1)
                for n, a in zip(names, arrays_b, strict=True)}
         out["etp"] = np.where(out["etp"] > 0, out["etp"], out["tp"])  # 0: Megatron-Core's default, etp = tp
+        out["shard"] = np.where(out["shard"] > 0, out["shard"], out["dp"] * out["cp"])  # 0: the whole dp x cp
         table, ids = _split_table(model.total_layers, out["pp"], out["v"], splits)
         return cls(**out, **_split_columns(model, out["pp"], table, ids), splits=table)
 
@@ -108,7 +124,8 @@ class Layouts:
             global_batch=col(lambda p: p.global_batch),
             seq_len=col(lambda p: p.seq_len), zero_stage=col(lambda p: p.zero_stage),
             distributed_optimizer=col(lambda p: p.distributed_optimizer), sp=col(lambda p: p.sequence_parallel),
-            recompute=col(lambda p: p.recompute.code), schedule=col(lambda p: SCHEDULE_CODES[p.schedule]))
+            recompute=col(lambda p: p.recompute.code), schedule=col(lambda p: SCHEDULE_CODES[p.schedule]),
+            shard=col(lambda p: p.shard_group or 0))
 
     def layer_split(self, i: int) -> LayerSplit | None:
         """Layout ``i``'s split, chunk by chunk (None where none exists)."""
@@ -125,7 +142,8 @@ class Layouts:
                       global_batch=int(self.global_batch[i]), seq_len=int(self.seq_len[i]),
                       zero_stage=int(self.zero_stage[i]), distributed_optimizer=bool(self.distributed_optimizer[i]),
                       sequence_parallel=bool(self.sp[i]),
-                      recompute=list(Recompute)[int(self.recompute[i])], schedule=schedule)
+                      recompute=list(Recompute)[int(self.recompute[i])], schedule=schedule,
+                      shard_group=None if self.shard[i] == self.dp[i] * self.cp[i] else int(self.shard[i]))
         kwargs.update(split_options(self.layer_split(i)))
         if precision is not None:
             kwargs["precision"] = precision

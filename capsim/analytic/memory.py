@@ -109,10 +109,11 @@ def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precisio
 
     ZeRO (Rajbhandari et al. 2020, Sec. 5): stage 1 shards optimizer states, stage 2 also gradients,
     stage 3 also parameters, over the data-parallel group (dp x cp); experts over their expert-data-parallel group
-    (tp x cp x dp / (ep x etp), ``Layouts.expert_dp``).
+    (tp x cp x dp / (ep x etp), ``Layouts.expert_dp``). Hybrid sharding shards over its sharding group only
+    (``Layouts.shard``, ``expert_shard``) and keeps a copy per replica (Zhao et al. 2023, "PyTorch FSDP", Sec. 3.2.2).
     """
-    group = lay.dp * lay.cp
-    expert_group = lay.expert_dp
+    group = lay.shard
+    expert_group = lay.expert_shard
     z = lay.zero_stage
 
     def sharded(nbytes_per_param: float, on: np.ndarray) -> Num:
@@ -230,7 +231,7 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
         out[kind] = {"act": act,
                      "ws": np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, replayed], 0),
                      # ZeRO-3 gathers the layer being computed and prefetches the next (none in a group of one).
-                     "zero3": np.where((lay.zero_stage >= 3) & (lay.dp * lay.cp > 1),
+                     "zero3": np.where((lay.zero_stage >= 3) & (lay.shard > 1),
                                        2 * (dense + expert) * precision.weights.bytes, 0)}
     out.setdefault("dense", out["moe"])
     return out
@@ -239,8 +240,8 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
 def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
                     dropout: bool = False, keep_gathered: Num = False, unsharded_grads: bool = False,
-                    sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True, loss_copy_bytes: float = 4.0
-                    ) -> TrainingMemory:
+                    sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True, loss_copy_bytes: float = 4.0,
+                    offloaded_layers: Num = 0.0) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
     stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
     could be heavier, each with its own layers, dense-FFN layers and in-flight micro-batches).
@@ -250,7 +251,9 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     stage's unsharded gradients until the step's last backward (FSDP2 without gradient sync). ``sac`` is the
     release's selective-recompute policy (what recompute = selective keeps); ``combine_saves`` is the release's
     ``Framework.moe_combine_saves``; ``loss_copy_bytes`` what its loss keeps per logit beside the 16-bit logits
-    (``Framework.loss_copy_bytes``: 4 for an fp32 softmax copy, 0 for TE's in-place fused loss)."""
+    (``Framework.loss_copy_bytes``: 4 for an fp32 softmax copy, 0 for TE's in-place fused loss);
+    ``offloaded_layers`` of a stage's layers keep their activations in host memory but for one in flight
+    (``capsim.analytic.training.offload``)."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
@@ -267,16 +270,19 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     logits = tokens * model.vocab / lay.tp * (precision.activations.bytes + loss_copy_bytes)
     single = lay.pp == 1
 
-    sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.dp * lay.cp > 1), (lay.zero_stage >= 2) & (lay.dp * lay.cp > 1)
+    sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.shard > 1), (lay.zero_stage >= 2) & (lay.shard > 1)
 
     def stage(rank: Num, layers: Num, d: Num, emb: Num, head: Num) -> list[Num]:
         inflight = inflight_chunks(lay, rank)
         dense, expert = stage_params(model, lay, layers, emb, head, d)
         w, g, o = model_state_bytes(dense, expert, lay, precision)
         per_layer = (layers - d) * moe["act"] + d * dense_kind["act"]
+        # CPU offloading: the layers not offloaded plus the one whose copy is in flight (TE's double buffering)
+        n = np.maximum(np.asarray(layers, float), 1.0)
+        per_layer = per_layer * np.where(offloaded_layers > 0, np.clip((n - offloaded_layers + 1.0) / n, 0, 1), 1.0)
         act = inflight * per_layer / lay.v + np.where(emb, inflight / lay.v * emb_mask, 0.0)
         # the parts of the stage's parameters (gradients) held beyond this GPU's shard
-        rest = dense * (1.0 - 1.0 / (lay.dp * lay.cp)) + expert * (1.0 - 1.0 / lay.expert_dp)
+        rest = dense * (1.0 - 1.0 / lay.shard) + expert * (1.0 - 1.0 / lay.expert_shard)
         has_dense, has_moe = d > 0, layers - d > 0
         zero3 = np.maximum(np.where(has_moe, moe["zero3"], 0), np.where(has_dense, dense_kind["zero3"], 0))
         gathered = np.where(sharded3 & keep_gathered, rest * precision.weights.bytes, zero3)

@@ -51,6 +51,9 @@ Flags = Annotated[str, typer.Option("--flags", help="The framework release's fla
                                     "'--tp-comm-overlap --overlap-grad-reduce' (capsim lists the known ones).")]
 Sp = Annotated[bool, typer.Option("--sp/--no-sp", help="Sequence parallelism over the TP group.")]
 Zero = Annotated[int, typer.Option("--zero", help="ZeRO stage 0-3.", min=0, max=3)]
+FsdpGroup = Annotated[int | None, typer.Option("--fsdp-group", help="ZeRO/FSDP sharding group: shard over this many "
+                                                "of the dp x cp ranks and replicate over the rest (hybrid sharding, "
+                                                "HSDP; default: all of dp x cp). Needs --zero 1-3.", min=1)]
 DistOpt = Annotated[bool, typer.Option("--distributed-optimizer", help="Megatron's distributed optimizer (ZeRO-1).")]
 Rec = Annotated[Recompute, typer.Option("--recompute", help="Activation recomputation.")]
 Mb = Annotated[int, typer.Option("--micro-batch", help="Sequences per micro-batch.", min=1)]
@@ -257,11 +260,12 @@ def split_options(pp: int, layer_split: str | None = None, layout: str | None = 
 
 def train_plan(dp: int, tp: int, pp: int, v: int, cp: int, ep: int, sp: bool, zero: int, dist_opt: bool,
                recompute: Recompute, micro_batch: int, global_batch: int | None, seq_len: int,
-               precision: str, split: dict[str, object] | None = None, etp: int | None = None) -> TrainPlan:
+               precision: str, split: dict[str, object] | None = None, etp: int | None = None,
+               shard_group: int | None = None) -> TrainPlan:
     gb = global_batch if global_batch is not None else dp * micro_batch * max(pp, 1)
     return TrainPlan(dp=dp, tp=tp, pp=pp, pp_interleave=v, cp=cp, ep=ep, etp=etp, sequence_parallel=sp, zero_stage=zero,
                      distributed_optimizer=dist_opt, recompute=recompute, micro_batch=micro_batch, global_batch=gb,
-                     seq_len=seq_len, precision=Precision.preset(precision), **(split or {}))
+                     seq_len=seq_len, precision=Precision.preset(precision), shard_group=shard_group, **(split or {}))
 
 
 __all__ = ["ServePlan", "click_exceptions", "get_accelerator", "infer_dp", "resolve_model", "split_options",

@@ -109,7 +109,7 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
           account_loss: o.AccountLoss = False, auto: Auto = False, top: Top = 10, tokens: Tokens = None,
           price: o.Price = None, calibration: Calib = None, framework: Fw = DEFAULT_FRAMEWORK,
           hf_config: o.HfConfig = None, etp: o.Etp = None, flags: o.Flags = "", threads: ThreadsOpt = None,
-          as_json: JsonOpt = False) -> None:
+          as_json: JsonOpt = False, fsdp_group: o.FsdpGroup = None) -> None:
     """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens.
     --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways, or is the
     release's own where it has one (NeMo AutoModel: the first virtual stages one layer heavier)."""
@@ -121,6 +121,9 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
     else:  # a measured calibration without -a is a device of its own
         acc, perf, _kv, _kind = resolve_device(accelerator, calibration, threads, price)
     if auto:
+        if fsdp_group is not None:
+            raise SpecError("--fsdp-group", "the layout search (--auto) does not try hybrid sharding",
+                            "drop --fsdp-group, or state the layout without --auto")
         if gpus is None or global_batch is None:
             raise SpecError("--auto", "a search needs the GPU count and the global batch",
                             "pass --gpus N and --global-batch B")
@@ -129,7 +132,7 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
     plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
-                        recompute, micro_batch, global_batch, seq_len, precision, split, etp)
+                        recompute, micro_batch, global_batch, seq_len, precision, split, etp, fsdp_group)
     cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
     fw = _framework(framework, flags)
     stated = release_split(spec, plan, fw)  # a release's own uneven split where the run states none

@@ -73,11 +73,17 @@ def _stage_extras(model: ModelSpec, lay: Layouts, precision: Precision, perf: Pe
     of one stage of ``n`` layers (``d`` of them dense-FFN layers), from its own parameters; ``t`` is the stage's
     mean layer."""
     dense, expert = stage_params(model, lay, np.array([float(n)]), emb, head, np.array([float(d)]))
-    grads = (dense + expert) / np.where(lay.zero_stage >= 2, lay.dp * lay.cp, 1)  # ZeRO-2/3 keep a shard
+    z2 = lay.zero_stage >= 2  # ZeRO-2/3 keep a shard
+    grads = dense / np.where(z2, lay.shard, 1) + expert / np.where(z2, lay.expert_shard, 1)
     accumulate = comms.grad_accumulation_s(perf, grads, precision, fw)
     zero = sharded_exposed_s(lay, fw, t, np.array([float(n)]), np.array([emb]), np.array([head]), dp)
-    red = float(comms.grad_reduce_s(perf, dense, expert, lay, precision, gpn)[0]) if lay.zero_stage[0] <= 1 else 0.0
-    if fw.overlap_grad_reduce:  # hidden behind the stage's last backward but for the last bucket
+    if lay.zero_stage[0] <= 1:
+        red = float(comms.grad_reduce_s(perf, dense, expert, lay, precision, gpn,
+                                        zero_allreduce=fw.zero_grad_allreduce)[0])
+    else:  # hybrid sharding's replica all-reduce, where the release runs it once per step
+        red = 0.0 if fw.replica_reduce_every_micro_batch else float(
+            comms.replica_reduce_s(perf, dense, expert, lay, precision, gpn)[0])
+    if fw.overlaps_grad_reduce(lay.zero_stage[0]):  # hidden behind the stage's last backward but for the last bucket
         red = max(red - (n * float(t.layer_bwd_s[0]) + end_bwd_s), red / max(n, 1))
     return float(zero[0] + accumulate[0]), red
 

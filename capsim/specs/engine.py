@@ -7,92 +7,31 @@ source (STYLE.md #3); none is fitted to end-to-end results. A release a profile 
 
 from __future__ import annotations
 
-import re
+from bisect import bisect_left
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from functools import cache
 from typing import Any
 
 from capsim.errors import SpecError, UnknownNameError, require
 from capsim.specs.catalog import load_catalog
+from capsim.specs.engine_kinds import (
+    DEFAULTS,
+    PHASES,
+    DecodeKvReads,
+    GemmPath,
+    HostCost,
+    KvReservation,
+    LargeGpu,
+    SchedulerKind,
+    Workers,
+    parse_version,
+)
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 
 
-class SchedulerKind(StrEnum):
-    """How a replica forms its engine steps."""
-
-    VLLM = "vllm"  # continuous batching, prefill-priority: a step is all prefill or all decode (vLLM V0, SGLang)
-    SARATHI = "sarathi"  # chunked prefill: decodes plus prefill chunks up to a token budget (Sarathi-Serve, V1)
-    STATIC = "static"  # whole batches run to completion (FasterTransformer-style baseline)
-
-
-class Workers(StrEnum):
-    """How an engine's driver reaches its GPU workers."""
-
-    LOCAL = "local"  # in the driver's process (TP1)
-    RAY = "ray"  # Ray actors, one remote call per worker per step
-    MP = "mp"  # worker processes behind a shared-memory queue or MPI
-
-
 # Sampling modes an engine profile may time its sampler for (capsim.analytic.serving.SamplingMode's values).
 SAMPLER_MODES = ("greedy", "random", "top-k", "top-p")
-PHASES = ("schedule", "prepare", "sampler", "outputs", "step", "workers", "server")
-# capsim's defaults where a release's sources do not state a value (engines.yaml names them per profile): vLLM's
-# long-standing limits and memory fraction, no watermark, nothing reserved, no host time priced, eager kernels.
-class DecodeKvReads(StrEnum):
-    """How often an engine's decode attention kernel reads a GQA group's cached keys and values per step."""
-
-    PER_KV_HEAD = "per_kv_head"  # once per KV head for its whole group of query heads (XQA, FlashInfer, FA2)
-    PER_QUERY_HEAD = "per_query_head"  # once per query head: one thread block per (sequence, query head) (MMHA)
-
-
-class KvReservation(StrEnum):
-    """How an engine's capacity scheduler reserves KV blocks when it admits a request (engines.yaml kv_reservation)."""
-
-    PER_STEP = "per_step"  # the prompt's blocks, then blocks as decoding needs them; preempt when short (vLLM)
-    WHOLE_SEQUENCE = "whole_sequence"  # prompt + max output tokens at admission, never preempt (TRT-LLM no-evict)
-
-
-class LargeGpu(StrEnum):
-    """Which GPUs take an engine release's large-GPU batching defaults (engines.yaml large_gpu_when)."""
-
-    MEMORY_NOT_A100 = "memory_not_a100"  # >= 70 GiB and not an A100 (vLLM 0.9+, vllm-project/vllm#17885)
-    MEMORY = "memory"  # >= 70 GiB (vLLM 0.8.5)
-    H100_H200 = "h100_h200"  # the device's name holds "h100" or "h200" (vLLM 0.8.0-0.8.4)
-
-
-def _large(rule: LargeGpu, accelerator: Accelerator) -> bool:
-    name, big = accelerator.name.lower(), accelerator.memory_bytes >= 70 * 2**30
-    return {LargeGpu.MEMORY_NOT_A100: big and "a100" not in name, LargeGpu.MEMORY: big,
-            LargeGpu.H100_H200: "h100" in name or "h200" in name}[rule]
-
-
-class GemmPath(StrEnum):
-    """How an engine runs its linear layers, where a calibration times kernel paths apart (kernels/gemm.py)."""
-
-    TORCH = "torch"  # torch's linear / matmul on the weight as stored (the calibration's main GEMM bench)
-    ONEDNN_PACKED = "onednn_packed"  # a oneDNN matmul on a weight reordered once into oneDNN's blocked layout
-
-
-DEFAULTS: dict[str, Any] = {"max_num_seqs": 256, "max_num_batched_tokens": "model", "watermark": 0.0,
-                            "kv_memory_of": "total", "memory_fraction": 0.9, "reserved_bytes": 0.0,
-                            "workers": "local", "cuda_graphs": False, "cuda_graph_padding": False,
-                            "kernel_dispatch_s": 1.0e-5, "prefix_caching": False, "device_type": "gpu",
-                            "host_shares_device": False, "block_size": 16, "reserved_cores": 0,
-                            "ttft_offset_s": 0.0, "gemm_path": "torch",
-                            "large_gpu_when": "memory_not_a100", "decode_kv_reads": "per_kv_head",
-                            "kv_reservation": "per_step"}
-
-
-def parse_version(text: str, field_name: str = "engine_version") -> tuple[int, ...]:
-    """(major, minor, patch, ...) of a release string such as ``0.2.3``, ``v1.0`` or ``1.0.0rc2`` (the release
-    candidate counts as its release)."""
-    m = re.fullmatch(r"v?(\d+(?:\.\d+)*)(?:[.-]?(?:rc|post|dev|a|b)\d*)?", str(text).strip().lower())
-    if m is None:
-        raise SpecError(field_name, f"{text!r} is not a release number", "write it as 0.2.3 or 1.0.0")
-    parts = tuple(int(p) for p in m.group(1).split("."))
-    return parts + (0,) * (3 - len(parts))
 
 
 def _sizes(spec: list[Any]) -> tuple[int, ...]:
@@ -105,22 +44,6 @@ def _sizes(spec: list[Any]) -> tuple[int, ...]:
             a, b, s = (int(x) for x in str(item).split(":"))
             out.extend(range(a, b + 1, s))
     return tuple(sorted(set(out)))
-
-
-@dataclass(frozen=True)
-class HostCost:
-    """Host seconds per step for a step of ``seqs`` sequences computing ``prompt`` prompt tokens: exposed (the GPU
-    waits for it) and overlapped (it runs while the GPU computes, so a step takes at least that long), each
-    intercept + per-sequence + per-prompt-token."""
-
-    exposed: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    overlapped: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-    def exposed_s(self, seqs: Any, prompt: Any = 0.0) -> Any:
-        return self.exposed[0] + self.exposed[1] * seqs + self.exposed[2] * prompt
-
-    def overlapped_s(self, seqs: Any, prompt: Any = 0.0) -> Any:
-        return self.overlapped[0] + self.overlapped[1] * seqs + self.overlapped[2] * prompt
 
 
 def _phase(value: Any) -> tuple[float, float, float]:
@@ -271,16 +194,14 @@ class EngineProfile:
         or 0 when it runs eagerly."""
         if not self.cuda_graphs or seqs > self.cuda_graph_max_batch:
             return 0
-        for size in self.cuda_graph_sizes:
-            if size >= seqs:
-                return size if (size == seqs or self.cuda_graph_padding) else 0
-        return 0
+        size = self.cuda_graph_sizes[bisect_left(self.cuda_graph_sizes, seqs)]  # the smallest captured >= seqs
+        return size if (size == seqs or self.cuda_graph_padding) else 0
 
     def limits(self, model: ModelSpec, accelerator: Accelerator | None = None) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) this engine defaults to for ``model`` on ``accelerator``."""
         prof = self.for_model(model)
         seqs, tokens = prof.max_num_seqs, prof.max_num_batched_tokens
-        large = accelerator is not None and _large(prof.large_gpu_when, accelerator)
+        large = accelerator is not None and prof.large_gpu_when.applies_to(accelerator)
         if large and prof.large_gpu:
             seqs = prof.large_gpu.get("max_num_seqs", seqs)
             tokens = prof.large_gpu.get("max_num_batched_tokens", tokens)
@@ -377,9 +298,9 @@ ALIASES = {"trtllm": "tensorrt-llm", "trt-llm": "tensorrt-llm", "tensorrtllm": "
 
 
 def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> EngineProfile:
-    """An engine profile by name (``vllm``, ``vllm-v1-0.8``, ``vllm-v0.6``, ``vllm-v0``, ``vllm-0.2``,
-    ``sglang``, ``tensorrt-llm``, ``tensorrt-llm-0.14``, ``tensorrt-llm-0.11``, ``tensorrt-llm-0.5``, ``nim-1.8``;
-    also ``trtllm``, ``nim``; ``capsim catalog engines`` lists all); ``cuda_graphs`` overrides the profile's
+    """An engine profile by name (``vllm``, ``vllm-v1-0.8``, ``vllm-v0.6``, ``vllm-v0``, ``vllm-0.4``, ``vllm-0.2.6``,
+    ``vllm-0.2``, ``sglang``, ``sglang-0.3.4``, ``tensorrt-llm``, ``tensorrt-llm-0.14``, ``tensorrt-llm-0.11``,
+    ``tensorrt-llm-0.5``, ``nim-1.8``; also ``trtllm``, ``nim``; ``capsim catalog engines`` lists all); ``cuda_graphs`` overrides the profile's
     default (switching them on needs a profile with captured sizes)."""
     if isinstance(name, EngineProfile):
         prof = name
@@ -427,5 +348,6 @@ def engine_release(engine: str, version: str, device_type: str = "gpu") -> Engin
                     f"capsim knows {known_releases()}")
 
 
-__all__ = ["DEFAULTS", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile", "HostCost", "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines",
-           "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]
+__all__ = ["DEFAULTS", "PHASES", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile", "GemmPath", "HostCost",
+           "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines", "get_engine",
+           "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]

@@ -164,6 +164,7 @@ FLAGS: dict[str, Flag] = {
     "cuda_graph_padding": Flag(("tensorrt-llm", "sglang"), engine=_padding),
     "async_scheduling": Flag(("vllm",), engine=_overlap),
     "overlap_scheduler": Flag(("tensorrt-llm",), engine=_overlap),
+    "enable_overlap_schedule": Flag(("sglang",), engine=_overlap),  # SGLang 0.3.4-0.3.5 --enable-overlap-schedule
     "capacity_scheduler_policy": Flag(("tensorrt-llm", "nim"), engine=_capacity),
     "chunked_prefill": Flag(("vllm",), engine=_chunked),
     "prefix_caching": Flag(ALL, engine=_prefix),

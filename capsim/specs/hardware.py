@@ -51,6 +51,9 @@ class Accelerator:
     intra_node_bw_bytes_per_s: float | None  # per GPU, one direction (half the datasheet's bidirectional figure)
     gpus_per_node: int
     inter_node_bw_bytes_per_s: float | None = None  # per GPU, one direction; None where unknown
+    # To the host CPU's memory (NVLink-C2C, PCIe), per GPU, one direction: what CPU activation offloading moves
+    # over; None where the catalog does not state it
+    host_link_bw_bytes_per_s: float | None = None
     tdp_w: float | None = None
     source: str = ""
     unconfirmed: tuple[str, ...] = ()  # datasheet fields not confirmed from a primary source

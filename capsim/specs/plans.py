@@ -49,6 +49,10 @@ class TrainPlan:
     etp: int | None = None  # tensor-parallel width of the routed experts; None = tp (Megatron-Core's default)
     zero_stage: int = 0  # 0 none, 1 optimizer states, 2 + gradients, 3 + parameters (Rajbhandari et al. 2020)
     distributed_optimizer: bool = False  # Megatron's distributed optimizer: ZeRO-1 sharding of master + moments
+    # ZeRO/FSDP sharding group (hybrid sharding, HSDP): shard over this many of the dp x cp ranks and replicate
+    # the shards over the rest; None = the whole dp x cp (torchtitan data_parallel_shard_degree, Megatron-FSDP
+    # dp x cp / num_distributed_optimizer_instances)
+    shard_group: int | None = None
     recompute: Recompute = Recompute.NONE
     micro_batch: int = 1  # sequences per micro-batch on one pipeline
     global_batch: int = 1  # sequences per optimizer step, over all replicas
@@ -83,6 +87,13 @@ class TrainPlan:
         if isinstance(self.precision, str):
             object.__setattr__(self, "precision", Precision.preset(self.precision))
         require(self.zero_stage in (0, 1, 2, 3), "plan.zero_stage", f"must be 0-3, got {self.zero_stage!r}")
+        if self.shard_group is not None:
+            _positive(self, ("shard_group",), "plan")
+            require((self.dp * self.cp) % self.shard_group == 0, "plan.shard_group",
+                    f"a sharding group of {self.shard_group} does not divide dp x cp = {self.dp * self.cp}",
+                    f"use a divisor of {self.dp * self.cp}")
+            require(self.zero_stage > 0 or self.distributed_optimizer, "plan.shard_group",
+                    "a sharding group needs sharding", "set zero_stage 1-3 (or the distributed optimizer)")
         require(not (self.distributed_optimizer and self.zero_stage), "plan.distributed_optimizer",
                 "Megatron's distributed optimizer already shards the optimizer (ZeRO-1)",
                 "use distributed_optimizer or zero_stage, not both")

@@ -18,7 +18,7 @@ import numpy as np
 
 from capsim.analytic.flops import megatron_iteration_flops
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.training import Framework, Release, StepTime, release_for, resolve_perf
+from capsim.analytic.training import Framework, Release, StepTime, release_for
 from capsim.analytic.training.release import PER_REPLICA
 from capsim.analytic.training.result import BREAKDOWN
 from capsim.calibration import perf_for
@@ -45,6 +45,7 @@ from capsim.validation.training_rows import (
     cell_int,
     check_fsdp,
     row_calibration,
+    row_cluster,
     row_ep,
     row_model,
     row_precision,
@@ -58,9 +59,11 @@ METRICS = {"tflops_per_gpu_hw": "TFLOP/s", "tflops_per_gpu_model": "TFLOP/s", "i
            "tokens_per_s_per_gpu": "tokens/s/GPU"}
 # The shipped files ``capsim validate training`` runs without --file: the 2021-22 Megatron-LM runs, today's stacks,
 # torchtitan's published runs, NeMo AutoModel's other FSDP2 runs, the Megatron-Bridge tables' other rows (H100/B200 FP8,
-# then Blackwell), the gpt-oss runs of Megatron-Bridge and NeMo AutoModel, and NeMo's own tables' other rows (last).
+# then Blackwell), the gpt-oss runs of Megatron-Bridge and NeMo AutoModel, the DeepSpeed runs (BLOOM-176B's
+# Megatron-DeepSpeed) and NeMo's own tables' other rows (last).
 SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan.csv", "training_fsdp2.csv",
-           "training_bridge.csv", "training_bridge_blackwell.csv", "training_gptoss.csv", "training_nemo.csv")
+           "training_bridge.csv", "training_bridge_blackwell.csv", "training_gptoss.csv", "training_deepspeed.csv",
+           "training_nemo.csv")
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
 YES, NO = ("yes", "true", "1"), ("no", "false", "0")
 # Layout setting -> the CSV column that publishes it (blank = unpublished).
@@ -135,9 +138,14 @@ def _price(r: dict[str, str], fixed: dict[str, object], fw: Framework, cluster: 
            precision: Precision) -> tuple[Layouts, StepTime, np.ndarray]:
     """Every layout of ``fixed`` (None = open) with the row's dp, priced; the indices of the feasible ones."""
     model = row_model(r)
+    grid = {k: v for k, v in fixed.items() if k != "shard"}
     lay = layout_grid(model, int(r["gpus"]), int(r["global_batch"]), int(r["seq"]), int(cluster.gpus_per_node),
-                      fixed, fw)
+                      grid, fw)
     lay = lay.take(np.flatnonzero(lay.dp == int(r["dp"])))
+    shard = int(fixed.get("shard") or 0)  # type: ignore[call-overload]
+    if shard:  # hybrid sharding: the layouts whose dp x cp the row's sharding group divides
+        lay = lay.take(np.flatnonzero((lay.dp * lay.cp) % shard == 0))
+        lay = replace(lay, shard=np.full(len(lay), shard, np.int64))
     if len(lay) == 0:
         raise SpecError("dp", f"dp={r['dp']} tp={r['tp']} pp={r['pp']} does not make {r['gpus']} GPUs")
     result, order = rank_layouts(model, cluster, lay, perf, precision, fw)
@@ -178,21 +186,26 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     """Price one CSV row: its published layout, each blank at the release's documented default, and the band."""
     release, fw, defaults = row_release(r)
     model, acc = row_model(r), get_accelerator(r["gpu"])
-    cluster = Cluster(acc, int(r["gpus"]))
-    perf = resolve_perf(perf_for(acc, row_calibration(calibration, acc.name)), cluster)
+    cluster = row_cluster(r, acc)
+    # step_time puts the calibration on the row's links itself (resolve_perf), so a row's own network is applied once
+    perf = perf_for(acc, row_calibration(calibration, acc.name))
     precision = row_precision(r, fw)
     published = published_settings(r)
     _check_offered({**published, "pp": cell_int(r, "pp")}, fw)
-    check_fsdp(r, fw, cell_int(r, "dp") or 1, published["cp"] or int(defaults["cp"]))  # type: ignore[call-overload]
+    dp, cp = cell_int(r, "dp") or 1, published["cp"] or int(defaults["cp"])  # type: ignore[call-overload]
+    group = check_fsdp(r, fw, dp, cp)
     blanks = [k for k, v in published.items() if v is None]
     fixed = {"tp": cell_int(r, "tp"), "pp": cell_int(r, "pp"), "ep": row_ep(r), "etp": defaults["etp"],
-             "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()}}
+             "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()},
+             **({"shard": group} if group and group != dp * cp else {})}  # hybrid sharding's group
     band, band_note = _band(r, fixed, blanks, fw, cluster, perf, precision)
     settings = {k: defaults[k] for k in blanks}
     if settings.get("micro_batch") == PER_REPLICA:
         settings["micro_batch"] = int(r["global_batch"]) // max(int(r["dp"]), 1)
     shown = " ".join(f"{k}={_show(k, v)}" for k, v in settings.items())
-    head = f"{release.name}{' ' + r['flags'].strip() if (r.get('flags') or '').strip() else ''}" + (
+    network = "" if cluster.inter_node_bw_bytes_per_s == acc.inter_node_bw_bytes_per_s else \
+        f"; network {cluster.inter_node_bw_bytes_per_s / 1e9:.4g} GB/s per GPU between nodes"
+    head = f"{release.name}{' ' + r['flags'].strip() if (r.get('flags') or '').strip() else ''}{network}" + (
         f"; defaults {shown}" if shown else "") + (f"; {band_note}" if band_note else "")
     split = {k: defaults[k] for k in ("account_for_embedding", "account_for_loss")}
     lay, result = _point(r, {**fixed, **settings, **split}, fw, cluster, perf, precision)

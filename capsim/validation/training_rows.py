@@ -3,24 +3,28 @@ architecture of the named model), the mixture-of-experts and FSDP columns of tod
 row's release runs, the pipeline split its flags state, and the calibration of its accelerator.
 
 Columns a file may leave out entirely (the 2021-22 file has none of them): ``head_dim``, ``experts``, ``top_k``,
-``moe_ffn_hidden``, ``ep``, ``fsdp``, ``flags``. Where present, every one is read.
+``moe_ffn_hidden``, ``ep``, ``fsdp``, ``flags``, ``inter_node_gb_per_s`` (the run's network: GB/s per GPU between
+nodes, where the source states a network other than the accelerator's usual one). Where present, every one is read.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from capsim.analytic.training import Framework
 from capsim.analytic.training.release import PipelineSplit
 from capsim.calibration import calibration_name
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_model
+from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.pipeline_layout import LayerSplit, even, megatron
 from capsim.specs.precision import DType, Precision
 from capsim.validation.harness import LINE, DataError
 
-OPTIONAL = ("head_dim", "experts", "top_k", "moe_ffn_hidden", "ep", "fsdp", "flags")
+OPTIONAL = ("head_dim", "experts", "top_k", "moe_ffn_hidden", "ep", "fsdp", "flags", "inter_node_gb_per_s")
 
 
 def cell_int(r: dict[str, str], column: str) -> int | None:
@@ -69,17 +73,38 @@ def row_ep(r: dict[str, str]) -> int:
     return cell_int(r, "ep") or 1
 
 
-def check_fsdp(r: dict[str, str], fw: Framework, dp: int, cp: int) -> None:
-    """An ``fsdp`` sharding group is priced as ZeRO-3 over the whole data-parallel group, by an FSDP release."""
+def check_fsdp(r: dict[str, str], fw: Framework, dp: int, cp: int) -> int | None:
+    """The row's ``fsdp`` sharding group (None when blank): ZeRO/FSDP sharding by a release that has it, over the
+    whole dp x cp or (hybrid sharding) a divisor of it, whose shards are replicated over the rest."""
     group = cell_int(r, "fsdp")
     if group is None:
-        return
+        return None
+    line = f"line {r.get(LINE, '?')}"
     if not fw.zero:
-        raise DataError("fsdp", f"line {r.get(LINE, '?')}: {fw.name} has no FSDP sharding",
-                        "leave fsdp blank for Megatron-Core's distributed optimizer, or name an FSDP release")
-    if group != dp * cp:
-        raise DataError("fsdp", f"line {r.get(LINE, '?')}: a sharding group of {group} within dp x cp = {dp * cp} "
-                        "(hybrid sharding) is not priced", "capsim shards over the whole data-parallel group")
+        hint = ("state Megatron-FSDP in flags (--use-megatron-fsdp --data-parallel-sharding-strategy=..., from "
+                "Megatron-Core 0.14; --use-custom-fsdp from 0.12) on a release that has it, or leave fsdp blank for "
+                "the distributed optimizer" if fw.distributed_optimizer else "leave fsdp blank, or name an FSDP release")
+        raise DataError("fsdp", f"{line}: {fw.name} as the row's flags configure it has no FSDP sharding", hint)
+    if group <= 0 or (dp * cp) % group:
+        raise DataError("fsdp", f"{line}: a sharding group of {group} does not divide dp x cp = {dp * cp}",
+                        f"give a divisor of {dp * cp} (dp x cp itself when not hybrid)")
+    return group
+
+
+def row_cluster(r: dict[str, str], acc: Accelerator) -> Cluster:
+    """The row's GPUs in the accelerator's usual nodes, on the network the row states (``inter_node_gb_per_s``,
+    GB/s per GPU) or the catalog's."""
+    text = (r.get("inter_node_gb_per_s") or "").strip()
+    if not text:
+        return Cluster(acc, int(r["gpus"]))
+    try:
+        gbps = float(text)
+    except ValueError:
+        gbps = float("nan")
+    if not np.isfinite(gbps) or gbps <= 0:
+        raise DataError("inter_node_gb_per_s", f"line {r.get(LINE, '?')}: {text!r} is not a positive number",
+                        "give the run's inter-node GB/s per GPU, or leave it blank for the catalog's")
+    return Cluster(acc, int(r["gpus"]), inter_node_bw_bytes_per_s=gbps * 1e9)
 
 
 def row_precision(r: dict[str, str], fw: Framework) -> Precision:
@@ -129,5 +154,5 @@ def row_calibration(calibration: str | None, gpu: str) -> str | None:
     return None if calibration is None else calibration_name(gpu, calibration)
 
 
-__all__ = ["OPTIONAL", "cell_int", "check_fsdp", "row_calibration", "row_ep", "row_model",
+__all__ = ["OPTIONAL", "cell_int", "check_fsdp", "row_calibration", "row_cluster", "row_ep", "row_model",
            "row_precision", "row_split"]

@@ -250,33 +250,66 @@ def p2p_hop_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, 
 
 
 def dp_groups(lay: Layouts, gpn: int):  # noqa: ANN201
-    """(dense, expert) gradient-reduction groups: dp*cp ranks tp apart; each expert slice's expert-data-parallel
-    ranks etp*ep apart (Megatron-Core's expert rank order tp-ep-dp, parallel_state.py)."""
-    dense = placement(lay.dp * lay.cp, lay.tp, gpn)
-    expert = placement(lay.expert_dp, lay.etp * lay.ep, gpn)
+    """(dense, expert) gradient-reduction (sharding) groups: the ``shard`` ranks of dp*cp, tp apart; each expert
+    slice's ``expert_shard`` expert-data-parallel ranks, etp*ep apart (Megatron-Core's expert rank order tp-ep-dp,
+    parallel_state.py). Without hybrid sharding these are the whole dp*cp and expert-data-parallel groups."""
+    dense = placement(lay.shard, lay.tp, gpn)
+    expert = placement(lay.expert_shard, lay.etp * lay.ep, gpn)
+    return dense, expert
+
+
+def replica_groups(lay: Layouts, gpn: int):  # noqa: ANN201
+    """(dense, expert) replica groups of hybrid sharding: one rank of each sharding group, shard groups apart (the
+    shard dimension innermost: torchtitan's ["pp", "dp_replicate", "dp_shard", "cp", "tp"] storage mesh,
+    pytorch/torchtitan@b5bcd76 torchtitan/distributed/parallel_dims.py L239, HSDP applied in distributed/fsdp.py
+    L376-378; Megatron-FSDP's inner FSDP group inside its outer, inter-instance group)."""
+    dense = placement(lay.replicas, lay.tp * lay.shard, gpn)
+    expert = placement(lay.replicas, lay.etp * lay.ep * lay.expert_shard, gpn)
     return dense, expert
 
 
 def grad_reduce_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarray, lay: Layouts,
-                  precision: Precision, gpn: int) -> np.ndarray:
+                  precision: Precision, gpn: int, replicas: bool = True, zero_allreduce: bool = False) -> np.ndarray:
     """One reduction of a stage's gradients over its data-parallel group: an all-reduce, or a reduce-scatter
     when the optimizer (ZeRO >= 1, the distributed optimizer) or the gradients are sharded (Rajbhandari et al.
-    2020, Sec. 5; Megatron-LM distributed optimizer)."""
+    2020, Sec. 5; Megatron-LM distributed optimizer); with ``zero_allreduce`` ZeRO-1/2 all-reduce them whole and
+    keep their shard (Framework.zero_grad_allreduce: DeepSpeed's multi-rank bucket all-reduce, BF16_Optimizer).
+    Under hybrid sharding the reduction runs over the sharding group and (``replicas``) its shard is then
+    all-reduced over the replica group (``replica_reduce_s``)."""
     dense, expert = dp_groups(lay, gpn)
     g = precision.gradients.bytes
     sharded = (lay.zero_stage >= 1) | lay.distributed_optimizer
+    if zero_allreduce:
+        sharded = sharded & ~((lay.zero_stage == 1) | (lay.zero_stage == 2))
     out = np.zeros(len(lay))
     for params, where in ((dense_params, dense), (expert_params, expert)):
         if np.any(params > 0):  # a dense model issues no expert collective
             ar = collective_s(perf, "all_reduce", params * g, where)
             rs = collective_s(perf, "reduce_scatter", params * g, where)
             out = out + np.where(params > 0, np.where(sharded, rs, ar), 0.0)
+    return out + replica_reduce_s(perf, dense_params, expert_params, lay, precision, gpn) if replicas else out
+
+
+def replica_reduce_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarray, lay: Layouts,
+                     precision: Precision, gpn: int) -> np.ndarray:
+    """Hybrid sharding's all-reduce of each gradient shard over the replica group (PyTorch FSDP2 HSDP: the
+    reduce-scatter over the shard mesh dimension, then an all-reduce of its output over the replicate one; Megatron-FSDP's
+    outer-DP gradient reduce); 0 where every rank of dp*cp shards (one replica)."""
+    out = np.zeros(np.broadcast_shapes(np.shape(dense_params), np.shape(expert_params), (len(lay),)))
+    if not np.any(lay.replicas > 1):
+        return out
+    g = precision.gradients.bytes
+    for params, shard, where in ((dense_params, lay.shard, replica_groups(lay, gpn)[0]),
+                                 (expert_params, lay.expert_shard, replica_groups(lay, gpn)[1])):
+        if np.any(params > 0):
+            ar = collective_s(perf, "all_reduce", params / shard * g, where)
+            out = out + np.where((params > 0) & (lay.replicas > 1), ar, 0.0)
     return out
 
 
 def param_gather_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarray, lay: Layouts,
                    precision: Precision, gpn: int) -> np.ndarray:
-    """All-gather of a stage's (or one layer's) 16-bit parameters over its data-parallel group."""
+    """All-gather of a stage's (or one layer's) 16-bit parameters over its data-parallel (sharding) group."""
     out = np.zeros(len(lay))
     for params, where in zip((dense_params, expert_params), dp_groups(lay, gpn), strict=True):
         if np.any(params > 0):
@@ -316,4 +349,5 @@ def optimizer_s(perf: Perf, local_params: np.ndarray, precision: Precision) -> n
 
 
 __all__ = ["cp_layer_s", "dp_groups", "embedding_sync_s", "ep_layer_s", "grad_reduce_s", "optimizer_s",
-           "grad_accumulation_s", "p2p_hop_s", "param_gather_s", "recompute_passes", "tp_ends_s", "tp_layer_s"]
+           "grad_accumulation_s", "p2p_hop_s", "param_gather_s", "recompute_passes", "replica_groups",
+           "replica_reduce_s", "tp_ends_s", "tp_layer_s"]

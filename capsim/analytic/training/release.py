@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -62,6 +62,17 @@ FUSED_CE = ("src/megatron/bridge/models/gpt_provider.py cross_entropy_loss_fusio
 UNFUSED_CE = ("the loss runs on an fp32 copy of the logits and saves its fp32 softmax (Megatron-Core "
               "tensor_parallel/cross_entropy.py: vocab_parallel_logits.float(), save_for_backward(exp_logits); "
               "cross_entropy_loss_fusion default False, and its 'native' impl keeps the same fp32 exp_logits)")
+
+# The DeepSpeed-only gradient fields of every release that is not DeepSpeed (their generic values).
+NOT_DEEPSPEED = {
+    "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
+                           "distributed_optimizer citation; the field's generic value)",
+    "overlap_grad_reduce_min_zero": "not DeepSpeed: this release's overlap_grad_reduce holds at every sharding level "
+                                    "(the field's generic value)",
+    "zero3_reuse_elements": "not DeepSpeed: no reuse-distance rule; a block stays gathered only as its "
+                            "reshard_after_forward policy says (the field's generic value)",
+    "grad_bucket_elements": "not DeepSpeed: ZeRO-2/3 gradients are reduced per sharding unit, one transformer block "
+                            "(the field's generic value)"}
 
 
 class PipelineSplit(StrEnum):
@@ -132,7 +143,26 @@ class Framework:
     # ZeRO-3/FSDP with gradient accumulation: reduce-scatter only after the step's last micro-batch, keeping the
     # gathered parameters and unsharded gradients in between (FSDP2 set_requires_gradient_sync(False))
     defer_grad_sync: bool = False
+    # Hybrid sharding (HSDP): each gradient shard is all-reduced over the replica groups after every micro-batch's
+    # reduce-scatter (FSDP2); False: once per step, after the last micro-batch's (Megatron-FSDP)
+    replica_reduce_every_micro_batch: bool = True
+    # CPU activation offloading (Transformer Engine's cpu_offload through Megatron-Core's cpu_offloading_num_layers):
+    # the activations of this many layers go to host memory in the forward and come back in the backward
+    offload_layers: int = 0
     grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
+    # ZeRO-1/2: the gradients are all-reduced whole and each rank keeps its shard (DeepSpeed's multi-rank bucket
+    # all-reduce and BF16_Optimizer), instead of reduce-scattered; ZeRO-3 and the distributed optimizer still
+    # reduce-scatter
+    zero_grad_allreduce: bool = False
+    # overlap_grad_reduce holds only on layouts of at least this ZeRO stage (DeepSpeed's overlap_comm defaults to
+    # stage == 3); below it the gradients are reduced after (ZeRO-0/1) or inside (ZeRO-2) the backward, blocking
+    overlap_grad_reduce_min_zero: int = 0
+    # ZeRO-3: a block's parameters stay gathered from its forward to its backward when the trace uses them again
+    # within this many parameter elements (DeepSpeed stage3_max_reuse_distance); 0: per reshard_after_forward only
+    zero3_reuse_elements: float = 0.0
+    # ZeRO-2/3: gradients reduced in buckets of this many elements (DeepSpeed reduce_bucket_size), so the last
+    # bucket's reduce is exposed whole; 0: each block (FSDP unit) reduced on its own
+    grad_bucket_elements: float = 0.0
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
     tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
     selective_ac: SelectiveAc = SelectiveAc()  # what selective recomputation replays
@@ -166,6 +196,11 @@ class Framework:
         """Bytes per logit the loss keeps beside the logits (``loss_copy``)."""
         return {LossCopy.FP32: 4.0, LossCopy.ACTIVATION: activation_bytes, LossCopy.NONE: 0.0}[self.loss_copy]
 
+    def overlaps_grad_reduce(self, zero_stage: object) -> object:
+        """Whether DP gradient reduction overlaps the backward on layouts of ZeRO stage ``zero_stage`` (arrays)."""
+        return np.asarray(zero_stage) >= self.overlap_grad_reduce_min_zero if self.overlap_grad_reduce \
+            else np.zeros(np.shape(zero_stage), bool)
+
     def keeps_gathered(self, pp: object) -> object:
         """Whether ZeRO-3/FSDP keeps a block's parameters gathered from its forward to its backward (arrays over
         pipeline depths ``pp``)."""
@@ -188,6 +223,7 @@ class FrameworkFamily(StrEnum):
     MEGATRON_CORE = "megatron-core"  # Megatron-Core (megatron/core), alone or through NeMo / Megatron-Bridge
     FSDP = "fsdp"  # PyTorch FullyShardedDataParallel (FSDP1)
     FSDP2 = "fsdp2"  # PyTorch fully_shard (FSDP2), through NeMo AutoModel or torchtitan
+    DEEPSPEED = "deepspeed"  # microsoft/DeepSpeed ZeRO stages 1-3, alone or under Megatron-DeepSpeed
 
 
 @dataclass(frozen=True)
@@ -201,11 +237,15 @@ class Setting:
 @dataclass(frozen=True)
 class Flag:
     """A command-line flag of a release: which field it sets (a Framework field, or ``layout.<setting>``) to what,
-    by the flag's value ("" for a bare switch)."""
+    by the flag's value ("" for a bare switch); field ``layout`` sets several layout settings at once (each value a
+    mapping of LAYOUT_SETTINGS keys)."""
 
     field: str
     values: Mapping[str, object]
     source: str
+    # Further fields the same switch sets whatever its value (a Framework field, or ``layout.<setting>``), e.g.
+    # Megatron-Core's --use-megatron-fsdp, which swaps the distributed optimizer for Megatron-FSDP's sharding
+    also: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -250,15 +290,21 @@ class Release:
             name, _, value = token.partition("=")
             flag = self.flags.get(name)
             if flag is None:
-                raise SpecError("flags", f"{self.name} has no flag {name!r} capsim prices",
+                from capsim.analytic.training.megatron_fsdp import arrived  # noqa: PLC0415 (it imports this module)
+                since = arrived(name) if self.family is FrameworkFamily.MEGATRON_CORE else None
+                raise SpecError("flags", f"{self.name} has no flag {name!r} capsim prices"
+                                + (f": it exists from {since}" if since else ""),
                                 f"known: {', '.join(self.flags) or 'none'}")
             if value not in flag.values:
                 shown = ", ".join(f"{name}={v}" if v else name for v in flag.values)
                 raise SpecError("flags", f"unknown value in {token!r}", f"use {shown}")
-            if flag.field.startswith("layout."):
-                layout[flag.field.removeprefix("layout.")] = flag.values[value]
-            else:
-                fw_changes[flag.field] = flag.values[value]
+            for name_, set_to in ((flag.field, flag.values[value]), *flag.also.items()):
+                if name_ == "layout":
+                    layout.update(set_to)  # type: ignore[arg-type]
+                elif name_.startswith("layout."):
+                    layout[name_.removeprefix("layout.")] = set_to
+                else:
+                    fw_changes[name_] = set_to
         return self.framework.with_(**fw_changes), layout
 
     def to_dict(self) -> dict[str, object]:
@@ -267,7 +313,8 @@ class Release:
                 "framework": self.framework.to_dict(), "cite": dict(self.cite),
                 "defaults": {k: {"value": s.value, "source": s.source} for k, s in self.defaults.items()},
                 "flags": {k: {"field": f.field, "values": {n: asdict(v) if is_dataclass(v) else v
-                                                            for n, v in f.values.items()}, "source": f.source}
+                                                            for n, v in f.values.items()}, "source": f.source,
+                              "also": {n: getattr(v, "value", v) for n, v in f.also.items()}}
                           for k, f in self.flags.items()}}
 
 
@@ -283,5 +330,5 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
+__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "NOT_DEEPSPEED", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
            "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]

@@ -27,7 +27,7 @@ from capsim.analytic.training.release import (
     Reshard,
     Setting,
 )
-from capsim.analytic.training.releases_current import _fsdp2, _fsdp2_cite, _fsdp2_defaults, fsdp2_flags
+from capsim.analytic.training.releases_fsdp2 import _fsdp2, _fsdp2_cite, _fsdp2_defaults, fsdp2_flags
 
 _DC = "AM@dccd977aa"  # 2026-04-10, "feat: FSDP2 w weight prefetching and async TP optimization (#1711)"
 _DC_CFG = _DC + " nemo_automodel/components/distributed/config.py"

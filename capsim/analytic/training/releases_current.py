@@ -1,5 +1,5 @@
-"""Framework releases of 2024-2026: Megatron-Core as NeMo and Megatron-Bridge ship it, and PyTorch FSDP2 as NeMo
-AutoModel and torchtitan run it. Each is a :class:`Release` like those of ``framework.py``: a cited value for every
+"""Framework releases of 2024-2026: Megatron-Core as NeMo and Megatron-Bridge ship it (PyTorch FSDP2's common parts
+and NeMo AutoModel 2025-10 are in ``releases_fsdp2.py``). Each is a :class:`Release` like those of ``framework.py``: a cited value for every
 behaviour field, the documented defaults of unpublished layout settings, and the flags a run (or the source's own
 recipe) states. A release's behaviour is the framework's own default; what a model's recipe or launcher turns on
 (TP communication overlap, recomputation, the MoE dispatcher, ...) is a flag of the run.
@@ -13,18 +13,18 @@ Automodel, ``TT@b5bcd76`` github.com/pytorch/torchtitan, ``TE@<tag>`` github.com
 from __future__ import annotations
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
     FUSED_CE,
-    PER_REPLICA,
+    NOT_DEEPSPEED,
     UNFUSED_CE,
     Flag,
     Framework,
     FrameworkFamily,
     LossCopy,
     MoeDispatcher,
-    PipelineSplit,
     Release,
     Reshard,
     RsOverlap,
@@ -47,6 +47,8 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     "--overlap-p2p-communication": ("overlap_p2p", {"": True}, "L2348 is its negation (NeMo: overlap_p2p_comm)", 8),
     "--no-overlap-p2p-communication": ("overlap_p2p", {"": False}, "L2348", 8),
     "--hidden-dropout": ("dropout", {"0": False, "0.1": True}, "L1714-1716 (recipes set attention dropout alike)", 8),
+    "--no-gradient-accumulation-fusion": ("fused_grad_accumulation", {"": False},
+                                          "L1998 (Megatron-Bridge: model.gradient_accumulation_fusion = False)", 8),
     "--gradient-accumulation-fusion": ("fused_grad_accumulation", {"": True},
                                        "--no-gradient-accumulation-fusion's negation (NeMo: gradient_accumulation_fusion)",
                                        8),
@@ -137,8 +139,9 @@ def bridge_param_flags(tag: str, nvfp4_lines: str) -> dict[str, Flag]:
 
 def megatron_core_flags(core_minor: int) -> dict[str, Flag]:
     """The Megatron-Core flags capsim prices that exist in core 0.``core_minor``."""
-    return {name: Flag(field, values, f"{_MC_ARGS} {where}")
-            for name, (field, values, where, since) in _MC_FLAGS.items() if since <= core_minor}
+    return {**{name: Flag(field, values, f"{_MC_ARGS} {where}")
+               for name, (field, values, where, since) in _MC_FLAGS.items() if since <= core_minor},
+            **fsdp_flags(core_minor)}
 
 
 def _megatron_common(cite_args: str) -> dict[str, str]:
@@ -146,6 +149,11 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
     return {"overlap_tp_wgrad": cite_args + " core/tensor_parallel/layers.py: async all-gather/all-reduce/"
                                 "reduce-scatter in the column-parallel backward",
             "zero3_prefetch": _NO_ZERO3, "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3,
+            "offload_layers": "no CPU activation offloading unless the run states --cpu-offloading-num-layers "
+                              "(core/transformer/transformer_config.py cpu_offloading default False)",
+            "replica_reduce_every_micro_batch": "the distributed optimizer reduces its gradients once per step, "
+                                                "replicas or not; Megatron-FSDP's switch, where a release has it, "
+                                                "sets this False (capsim.analytic.training.megatron_fsdp)",
             "pipeline_split": cite_args + " --account-for-embedding/loss-in-pipeline-split, --decoder-first/last-"
                               "pipeline-num-layers or a layout string (capsim.specs.pipeline_layout.default_uneven)",
             "pp_scatter_gather": cite_args + " megatron/core never reads --no-scatter-gather-tensors-in-pipeline: "
@@ -164,7 +172,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
             "fp8_precompute_scales": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "moe_combine_saves": cite_args + " " + COMBINE_PROBS,
-            "loss_copy": cite_args + " " + UNFUSED_CE}
+            "loss_copy": cite_args + " " + UNFUSED_CE, **NOT_DEEPSPEED}
 
 
 def nemo_24_07(name: str) -> Release:
@@ -338,114 +346,4 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                                     **bridge_param_flags("v0.4.2", "L411-422")})
 
 
-def fsdp2_flags(where: str) -> dict[str, Flag]:
-    """The settings of an FSDP2 run (as NeMo AutoModel's and torchtitan's configs name them) capsim prices."""
-    return {
-        "--activation-checkpointing": Flag("layout.recompute", {"true": "full", "false": "none"},
-                                           where + ": checkpoint_wrapper around every transformer block"),
-        "--reshard-after-forward": Flag("reshard_after_forward", {r.value: r for r in Reshard},
-                                        where + ": fully_shard(reshard_after_forward=...)"),
-        "--enable-fsdp-optimizations": Flag("defer_grad_sync", {"true": True, "false": False},
-                                            "AM@2c236e0 nemo_automodel/components/moe/fsdp_mixin.py: no gradient sync "
-                                            "and no resharding until the step's last backward"),
-        "--enable-deepep": Flag("moe_dispatcher", {"true": MoeDispatcher.FLEX, "false": MoeDispatcher.ALLTOALL},
-                                "AM@8d9bfb9 nemo_automodel/components/moe/utils.py BackendConfig.enable_deepep"),
-    }
-
-
-def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool, **changes: object) -> Framework:
-    return Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
-                     overlap_tp_comm=False, overlap_tp_wgrad=False, fused_grad_accumulation=False, overlap_p2p=False,
-                     zero3_prefetch=True, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
-                     distributed_optimizer=False, zero=True, context_parallel=True, uneven_pipeline=True,
-                     interleave_min_pp=2, moe_dispatcher=dispatcher, overlap_moe_a2a=False,
-                     fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=reshard,
-                     defer_grad_sync=False, grads_fp32=master, fp32_master=master).with_(**changes)
-
-
-def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, master: str,
-                **overrides: str) -> dict[str, str]:
-    """Citations of an FSDP2 release; ``overrides`` replace those a release states otherwise."""
-    none = "FSDP2 has no {} of its own"
-    return {"attention": attention, "dropout": "the Llama/Qwen model code these runs use has no dropout",
-            "overlap_grad_reduce": "FSDP2 reduce-scatters each block's gradients on a separate stream during the "
-                                   "backward (torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py)",
-            "overlap_param_gather": "FSDP2 all-gathers the next block during the current block's forward "
-                                    "(implicit prefetching; PyTorch docs 'FSDP Prefetch Nuances')",
-            "overlap_tp_comm": none.format("TP communication overlap"),
-            "overlap_tp_wgrad": none.format("asynchronous TP backward"),
-            "fused_grad_accumulation": "autograd accumulates each micro-batch's gradients in its own kernel",
-            "overlap_p2p": "torch.distributed.pipelining sends between stages on the compute stream",
-            "zero3_prefetch": "FSDP2 prefetches the next block's all-gather in forward and backward",
-            "pp_scatter_gather": none.format("scatter/gather of pipeline tensors"),
-            "sequence_parallel": where + " tensor parallelism with a SequenceParallel plan",
-            "selective_recompute": "torch.utils.checkpoint selective activation checkpointing",
-            "distributed_optimizer": "Megatron's distributed optimizer is not FSDP's",
-            "zero": "fully_shard shards parameters, gradients and optimizer states (ZeRO-3)",
-            "context_parallel": where + " context parallelism (torch.distributed.tensor.experimental.context_parallel)",
-            "uneven_pipeline": "torch.distributed.pipelining stages take any layer counts",
-            "pipeline_split": "not read for this release: capsim places layers that do not divide the stages as "
-                              "Megatron-Core's options do (the field's generic value)",
-            "interleave_min_pp": "torch.distributed.pipelining ScheduleInterleaved1F1B needs pp > 1",
-            "moe_dispatcher": dispatcher,
-            "overlap_moe_a2a": none.format("MoE communication overlap"),
-            "moe_fp8_padding": none.format("Megatron-Core TEGroupedMLP"),
-            "moe_combine_saves": "the model's own MoE: its weighted sum of each token's k expert outputs keeps them "
-                                 "for the gradient of the weights (the field's generic value)",
-            "loss_copy": "torch cross_entropy on fp32-upcast logits keeps that copy (the field's generic "
-                                   "value)",
-            "moe_random_routing": "AM@8d9bfb9 nemo_automodel/components/moe/layers.py FakeBalancedGate: noise 0.0 "
-                                  "spreads tokens uniformly over the experts (exact balance)",
-            "fp8_scaling": "FP8 comes from Transformer Engine, whose default recipe is DelayedScaling (TE@v2.2 "
-                           "transformer_engine/pytorch/fp8.py L52-56 on Hopper)",
-            "fp8_params": "FSDP2 gathers the parameters in the MixedPrecisionPolicy param_dtype (bf16)",
-            "reshard_after_forward": reshard,
-            "defer_grad_sync": "fully_shard reduce-scatters after every backward unless set_requires_gradient_sync("
-                               "False) (FSDP2's default: requires_gradient_sync=True)",
-            "grads_fp32": master, "fp32_master": master,
-            "tp_rs": "FSDP2's tensor parallelism has no userbuffers overlap (the field's generic value)",
-            "selective_ac": none.format("selective checkpointing policy") + " (the field's generic value)",
-            "torch_compile": "not compiled unless the run says so (the field's generic value)",
-            "fp8_precompute_scales": "a torchao FP8 all-gather option this release does not set (generic value)",
-            "fp8_recompute_weight_bwd": "a torchao FP8 all-gather option this release does not set (generic value)",
-            **overrides}
-
-
-def _fsdp2_defaults(where: str, micro: Setting) -> dict[str, Setting]:
-    none = "off unless configured (" + where + ")"
-    return {"micro_batch": micro, "v": Setting(1, "no pipeline unless configured"),
-            "recompute": Setting("none", "activation checkpointing is off unless configured (" + where + ")"),
-            "sp": Setting(False, none), "zero_stage": Setting(3, "fully_shard shards parameters too (ZeRO-3)"),
-            "cp": Setting(1, none), "distributed_optimizer": Setting(False, "not FSDP's"),
-            "etp": Setting(1, "the experts are not tensor-parallel (grouped experts sharded by EP only)"),
-            "account_for_embedding": Setting(False, "the embedding is not a layer of the split"),
-            "account_for_loss": Setting(False, "the loss is not a layer of the split")}
-
-
-def nemo_automodel_2025_10(name: str) -> Release:
-    """NeMo AutoModel (main of early October 2025): FSDP2 + expert parallelism for its custom MoE models."""
-    par = "AM@8d9bfb9 (2025-10-08) nemo_automodel/components/moe/parallelizer.py"
-    cite = _fsdp2_cite("AM@8d9bfb9 nemo_automodel/components/distributed/fsdp2.py FSDP2Manager",
-                       par + " L123, L187: reshard_after_forward=False by default (kept gathered until backward)",
-                       "AM@8d9bfb9 nemo_automodel/components/moe/utils.py L35 BackendConfig.enable_deepep = "
-                       "HAVE_DEEP_EP (DeepEP: one copy per destination node)",
-                       "AM@8d9bfb9 nemo_automodel/components/moe/utils.py BackendConfig attn 'te': TE DotProductAttention",
-                       "AM@8d9bfb9 nemo_automodel/components/models/qwen3_moe/model.py L121, L232: parameters built in "
-                       "the model config's torch_dtype (bfloat16); torch.optim.Adam keeps its moments in the "
-                       "parameters' dtype and FSDP2 casts the reduced gradients to it: no fp32 copy",
-                       pipeline_split="AM@8d9bfb9 nemo_automodel/components/distributed/pipelining/functional.py "
-                                      "L113-126: the first (layers mod stages) virtual stages one layer heavier, "
-                                      "L66-71 stage i on rank i mod pp",
-                       loss_copy="AM@8d9bfb9 examples/benchmark/configs/*.yaml (every one) loss_fn MaskedCrossEntropy "
-                                 "fp32_upcast: false; nemo_automodel/components/loss/masked_ce.py L73-82: "
-                                 "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output")
-    fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED,
-                loss_copy=LossCopy.ACTIVATION)
-    defaults = _fsdp2_defaults("AM@8d9bfb9 FSDP2Manager", Setting(PER_REPLICA, "step_scheduler local_batch_size "
-                                                                               "has no default: the per-replica batch"))
-    return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",
-                   "NeMo AutoModel main at 8d9bfb9 (2025-10-08; docs/performance-summary.md 'Last Updated 2025-10-02')",
-                   cite, defaults, fsdp2_flags("AM@8d9bfb9 examples/benchmark/configs"))
-
-
-__all__ = ["megatron_bridge_26_04_01", "megatron_core_flags", "nemo_24_07", "nemo_25_02", "nemo_automodel_2025_10"]
+__all__ = ["megatron_bridge_26_04_01", "megatron_core_flags", "nemo_24_07", "nemo_25_02"]

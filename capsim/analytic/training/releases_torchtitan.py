@@ -23,7 +23,7 @@ from capsim.analytic.training.release import (
     SelectiveAc,
     Setting,
 )
-from capsim.analytic.training.releases_current import _fsdp2, _fsdp2_cite, _fsdp2_defaults, fsdp2_flags
+from capsim.analytic.training.releases_fsdp2 import _fsdp2, _fsdp2_cite, _fsdp2_defaults, fsdp2_flags
 from capsim.specs.precision import Fp8Scaling
 
 _E7 = "TT@e7c0cae"  # 2025-06-11, "Redefine lr_scheduler behavior (#1284)"

@@ -12,7 +12,7 @@ from capsim.analytic.memory import TrainingMemory
 
 # The parts of a step; they add up to ``step_s``.
 BREAKDOWN = ("compute_s", "recompute_s", "grad_accumulation_s", "tp_comm_s", "cp_comm_s", "ep_comm_s", "pp_comm_s", "zero_comm_s",
-             "bubble_s", "dp_comm_s", "embedding_sync_s", "optimizer_s", "param_gather_s")
+             "offload_s", "bubble_s", "dp_comm_s", "embedding_sync_s", "optimizer_s", "param_gather_s")
 STAGE_NAMES = ("first", "middle", "last")
 
 
@@ -33,6 +33,7 @@ class StepTime:
     ep_comm_s: Num  # MoE all-to-alls
     pp_comm_s: Num  # blocking pipeline sends/receives in the steady state
     zero_comm_s: Num  # ZeRO-2/3 per-micro-batch reduce-scatters and parameter gathers left exposed
+    offload_s: Num  # CPU activation offloading's copies not hidden behind the layers' compute
     bubble_s: Num  # pipeline fill and drain
     dp_comm_s: Num  # gradient reduction after the flush, the part not hidden behind backward
     embedding_sync_s: Num  # tied-embedding gradient all-reduce between first and last stage

@@ -15,6 +15,10 @@ and the final norm with the LM head one more that stays gathered from its forwar
   share the NICs and NVLink), so the window exposes max(AG + RS - compute, 0), the overlap budget counted once.
   The last reduce-scatter (the embedding's, or the first block's) has nothing left to hide behind.
 
+Under hybrid sharding (HSDP) the gathers and reduce-scatters run over the sharding group (``Layouts.shard``); a release
+that all-reduces each gradient shard over the replicas every micro-batch (FSDP2) adds that all-reduce to the unit's
+reduce-scatter here, one that does it once per step (Megatron-FSDP) in the step's tail (``stages.step_tail``).
+
 ZeRO-2 keeps the parameters (no gathers) but still reduce-scatters every micro-batch (its gradients are sharded).
 Without prefetching every gather is exposed; without gradient-reduce overlap every reduce-scatter is. With
 ``reshard_after_forward`` off (the framework's ``Reshard`` policy: NeMo AutoModel's MoE models never reshard,
@@ -56,43 +60,82 @@ def sharded_exposed_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.nda
     z3 = sub(lay.zero_stage >= 3)
     traffic = {k: sub(unit[k]) for k in ("layer_gather", "layer_reduce", "emb_gather", "emb_reduce", "head_gather",
                                          "head_reduce")}
-    keep = sub(fw.keeps_gathered(lay.pp))
-    exposed = _exposed(fw, times, traffic, z3, sub(n).astype(float), sub(emb), sub(head), keep)
+    keep, blocks = sub(fw.keeps_gathered(lay.pp)), sub(n).astype(float)
+    kept, bucket = (_kept_and_bucket(fw, blocks, sub(unit["layer_numel"]), sub(unit["head_numel"]))
+                    if fw.zero3_reuse_elements > 0 or fw.grad_bucket_elements > 0 else (0.0, 1.0))
+    exposed = _exposed(fw, times, traffic, z3, blocks, sub(emb), sub(head), np.where(keep, blocks, kept), keep, bucket)
     # Deferred sync: one gather pass (the step's first forward) and one reduce-scatter pass (its last backward)
     # per step, the parameters kept gathered in between: their exposure spread over the step's micro-batches.
     out[idx] = exposed / sub(lay.micro_batches) if fw.defer_grad_sync else exposed
     return out
 
 
+def _kept_and_bucket(fw: Framework, n: np.ndarray, layer_numel: np.ndarray, head_numel: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(blocks whose parameters stay gathered from forward to backward, blocks per gradient-reduce bucket) of a
+    stage of ``n`` blocks. DeepSpeed ZeRO-3 keeps a module's parameters if they are used again within
+    ``zero3_reuse_elements`` parameter elements of the trace (partitioned_param_coordinator.py __params_to_release):
+    the m-th block from the end comes back after 2m blocks, the head's forward and backward and about its own
+    size, so the last k = ceil((R - 2 head - P) / 2P) blocks stay. Its reduce bucket (``grad_bucket_elements``)
+    holds ceil(B / P) blocks' gradients. Zero fields: none kept, one block per bucket (FSDP's units)."""
+    p = np.maximum(layer_numel, 1.0)
+    kept: np.ndarray | float = 0.0
+    if fw.zero3_reuse_elements > 0:
+        kept = np.clip(np.ceil((fw.zero3_reuse_elements - 2.0 * head_numel - p) / (2.0 * p)), 0.0, n)
+    bucket: np.ndarray | float = 1.0
+    if fw.grad_bucket_elements > 0:
+        bucket = np.clip(np.ceil(fw.grad_bucket_elements / p), 1.0, np.maximum(n, 1.0))
+    return kept, bucket  # type: ignore[return-value]
+
+
+def _span(lo: object, hi: object) -> np.ndarray:
+    """How many whole numbers lie in [lo, hi]."""
+    return np.maximum(np.asarray(hi, float) - np.asarray(lo, float) + 1.0, 0.0)
+
+
 def _exposed(fw: Framework, tm: dict[str, np.ndarray], u: dict[str, np.ndarray], z3: np.ndarray, n: np.ndarray,
-             emb: np.ndarray, head: np.ndarray, keep: np.ndarray | bool = False) -> np.ndarray:
-    """The windows of one micro-batch (arrays over the ZeRO >= 2 layouts); ``keep``: the parameters stay gathered
-    from the forward to the backward (reshard_after_forward=False), so the backward gathers nothing."""
-    z3b = z3 & ~keep
-    a, a_b = np.where(z3, u["layer_gather"], 0.0), np.where(z3b, u["layer_gather"], 0.0)
+             emb: np.ndarray, head: np.ndarray, kept: np.ndarray | float = 0.0, emb_kept: np.ndarray | bool = False,
+             bucket: np.ndarray | float = 1.0) -> np.ndarray:
+    """The windows of one micro-batch (arrays over the ZeRO >= 2 layouts). ``kept``: the last blocks whose
+    parameters stay gathered from the forward to the backward (all ``n`` with reshard_after_forward=False), so their
+    backward gathers nothing; ``emb_kept``: the embedding's too; ``bucket``: blocks whose gradients are reduced
+    together (the last bucket's reduce has nothing left to hide behind)."""
+    k, kb = np.minimum(np.asarray(kept, float), n), np.asarray(bucket, float)
+    a = np.where(z3, u["layer_gather"], 0.0)
+    a_b = a  # a block's backward gather, for the blocks not kept
     ag_e, ag_h = np.where(z3 & emb, u["emb_gather"], 0.0), np.where(z3 & head, u["head_gather"], 0.0)
-    ag_eb = np.where(z3b & emb, u["emb_gather"], 0.0)
+    ag_eb = np.where(z3 & emb & ~np.asarray(emb_kept, bool), u["emb_gather"], 0.0)
     r = u["layer_reduce"]
     rs_e, rs_h = np.where(emb, u["emb_reduce"], 0.0), np.where(head, u["head_reduce"], 0.0)
     exposed = np.zeros(len(n))
-    if not fw.zero3_prefetch:  # each gather waits for its unit: forward n + ends, backward n + the embedding
-        exposed = exposed + n * (a + a_b) + ag_e + ag_eb + ag_h
+    if not fw.zero3_prefetch:  # each gather waits for its unit: forward n + ends, backward the blocks not kept
+        exposed = exposed + n * a + (n - k) * a_b + ag_e + ag_eb + ag_h
         a, a_b, ag_e, ag_eb, ag_h = 0.0 * a, 0.0 * a_b, 0.0 * ag_e, 0.0 * ag_eb, 0.0 * ag_h
-    if not fw.overlap_grad_reduce:  # each reduce-scatter runs after its backward, on the critical path
-        exposed = exposed + n * r + rs_e + rs_h
-        r, rs_e, rs_h = 0.0 * r, 0.0 * rs_e, 0.0 * rs_h
+    # Without gradient-reduce overlap (at this layout's ZeRO stage) each reduce-scatter runs after its backward,
+    # on the critical path.
+    blocking = ~np.asarray(fw.overlaps_grad_reduce(np.where(z3, 3, 2)), bool)
+    if np.any(blocking):
+        exposed = exposed + np.where(blocking, n * r + rs_e + rs_h, 0.0)
+        r, rs_e, rs_h = (np.where(blocking, 0.0, x) for x in (r, rs_e, rs_h))
     f, b = tm["f"], tm["b"]
     # Forward, unit order [embedding], block 0 .. n-1, [head]: each gather behind the unit before it.
     forward = (np.where(emb, ag_e + _pos(a - tm["emb_f"]), a)  # the pass's first gather(s)
                + np.maximum(n - 1.0, 0.0) * _pos(a - f) + _pos(ag_h - f))  # block to block; the head's
-    # Backward, unit order [head], block n-1 .. 0, [embedding]: while a unit computes, the link carries the next
-    # unit's gather and the previous unit's reduce-scatter.
-    first = np.where(head, _pos(a_b - tm["head_b"]), a_b)  # the head stayed gathered; block n-1's did not
-    several = (_pos(a_b + rs_h - b)  # block n-1: block n-2's gather + the head's reduce-scatter
-               + np.maximum(n - 2.0, 0.0) * _pos(a_b + r - b)  # blocks n-2 .. 1
-               + _pos(ag_eb + r - b))  # block 0: the embedding's gather + block 1's reduce-scatter
-    windows = np.where(n >= 2, several, _pos(ag_eb + rs_h - b))
-    last = np.where(emb, _pos(r - tm["emb_b"]) + rs_e, r)  # block 0's reduce-scatter (behind the embedding's)
+    # Backward, unit order [head], block n-1 .. 0, [embedding]: while block i computes, the link carries block
+    # i-1's gather (unless kept: i-1 >= n-k) and the reduce of the bucket before (blocks i+1.. when i >= kb-1).
+    first = np.where(k >= 1, 0.0, np.where(head, _pos(a_b - tm["head_b"]), a_b))  # block n-1's gather
+    top = _pos(np.where(k >= 2, 0.0, a_b) + rs_h - b)  # block n-1: block n-2's gather + the head's reduce
+    middle = np.maximum(n - 2.0, 0.0) * _pos(a_b + r - b)  # blocks n-2 .. 1, each carrying a gather and a reduce
+    if np.any(k > 0) or np.any(kb > 1):  # some carry only one of them (or neither: 0 s)
+        hi_g, lo_r = np.minimum(n - 2.0, n - k), np.maximum(1.0, kb - 1.0)
+        both, gather = _span(lo_r, hi_g), _span(1.0, np.minimum(hi_g, kb - 2.0))
+        reduce = _span(np.maximum(lo_r, n - k + 1.0), n - 2.0)
+        middle = both * _pos(a_b + r - b) + gather * _pos(a_b - b) + reduce * _pos(r - b)
+    bottom = _pos(ag_eb + np.where(kb <= 1, r, 0.0) - b)  # block 0: the embedding's gather (+ block 1's reduce)
+    windows = np.where(n >= 2, top + middle + bottom, _pos(ag_eb + rs_h - b))
+    # the last bucket: blocks kb-1 .. 0 (block 0 alone unbucketed)
+    tail = np.minimum(kb, np.maximum(n, 1.0)) * r if np.any(kb > 1) else r
+    last = np.where(emb, _pos(tail - tm["emb_b"]) + rs_e, tail)  # behind the embedding's backward
     backward = first + windows + last
     ends_only = ag_e + ag_eb + ag_h + rs_e + rs_h  # a stage with no blocks: its ends' traffic, exposed
     return exposed + np.where(n > 0, forward + backward, ends_only)

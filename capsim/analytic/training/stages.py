@@ -29,7 +29,7 @@ KINDS = ("first", "middle", "middle_mean", "last")  # middle_mean: a mean-sized 
 # What the data-parallel traffic and the optimizer depend on: computed once per distinct combination.
 DP_KEYS = ("dp", "cp", "tp", "ep", "etp", "pp", "first_stage_layers", "last_stage_layers", "middle_max_layers",
            "first_stage_dense", "last_stage_dense", "middle_max_dense", "middle_dense", "zero_stage",
-           "distributed_optimizer")
+           "distributed_optimizer", "shard")
 # Per-unit ZeRO-3/FSDP traffic (one transformer block, the embedding, the final norm + LM head).
 UNITS = ("layer", "emb", "head")
 
@@ -150,31 +150,39 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     first, inverse = distinct(lay, DP_KEYS)
     sub, sub_layers = lay.take(first), layers.take(first)
     params = stage_params(model, sub, sub_layers)
-    shard = np.where((sub.zero_stage >= 1) | sub.distributed_optimizer, sub.dp * sub.cp, 1)
-    expert_shard = np.where(shard > 1, sub.expert_dp, 1)
+    shard = np.where((sub.zero_stage >= 1) | sub.distributed_optimizer, sub.shard, 1)
+    expert_shard = np.where(shard > 1, sub.expert_shard, 1)
     # Every unit and stage kind in one collective call each (rows of one stacked array): far fewer calls per sweep.
     units = unit_params(model, sub)
     names = [f"{u}_" for u in UNITS] + [f"_{k}" for k in KINDS]
     dense = np.stack([units[u][0] for u in UNITS] + [params[k][0] for k in KINDS])
     expert = np.stack([units[u][1] for u in UNITS] + [params[k][1] for k in KINDS])
     gathers = comms.param_gather_s(perf, dense, expert, sub, precision, gpn)
-    reduces = comms.grad_reduce_s(perf, dense, expert, sub, precision, gpn)
+    reduces = comms.grad_reduce_s(perf, dense, expert, sub, precision, gpn, replicas=False,
+                                  zero_allreduce=fw.zero_grad_allreduce)
+    # Hybrid sharding: each reduced shard is all-reduced over the replicas, after every micro-batch's reduce-scatter
+    # or once per step (``Framework.replica_reduce_every_micro_batch``).
+    replicas = comms.replica_reduce_s(perf, dense, expert, sub, precision, gpn)
     out: dict[str, np.ndarray] = {}
     for i, name in enumerate(names):
         unit = name.endswith("_")
         out[f"{name}gather" if unit else f"gather{name}"] = gathers[i]
-        out[f"{name}reduce" if unit else f"reduce{name}"] = reduces[i]
+        every = unit and fw.replica_reduce_every_micro_batch
+        out[f"{name}reduce" if unit else f"reduce{name}"] = reduces[i] + (replicas[i] if every else 0.0)
+        out[f"{name}replica" if unit else f"replica{name}"] = replicas[i]
     local = np.zeros(len(sub))
     for kind in KINDS:
         dense, expert = params[kind]
         z2 = sub.zero_stage >= 2  # ZeRO-2/3 keep a shard of the gradients
-        grads = dense / np.where(z2, sub.dp * sub.cp, 1) + expert / np.where(z2, sub.expert_dp, 1)
+        grads = dense / np.where(z2, sub.shard, 1) + expert / np.where(z2, sub.expert_shard, 1)
         out[f"accumulate_{kind}"] = comms.grad_accumulation_s(perf, grads, precision, fw)
         # FP8: the weights' FP8 copies are made once per step (capsim.analytic.fp8), shared by its micro-batches
         cast = fp8.weight_cast_bytes(dense + expert, precision)
         out[f"weight_cast_{kind}"] = np.where(cast > 0, perf.memory_s(cast, "stream"), 0.0)
         if kind != "middle_mean":
             local = np.maximum(local, np.where(_exists(sub, kind), dense / shard + expert / expert_shard, 0.0))
+    # one block's and the head's parameter elements on this GPU (DeepSpeed's reuse distance and reduce buckets)
+    out["layer_numel"], out["head_numel"] = units["layer"][0] + units["layer"][1], units["head"][0]
     out["optimizer_s"] = comms.optimizer_s(perf, local, precision)
     out["embedding_sync_s"] = comms.embedding_sync_s(perf, model, sub, precision, gpn)
     return {k: v[inverse] for k, v in out.items()}
@@ -234,11 +242,16 @@ def step_tail(lay: Layouts, fw: Framework, times: LayerTimes, layers: StageLayer
     gathers_after = (lay.zero_stage == 1) | (lay.zero_stage == 2) | lay.distributed_optimizer
     for kind in STAGES:
         exists = _exists(lay, kind)
-        red = np.where(once & exists, dp[f"reduce_{kind}"], 0.0)
+        # ZeRO-0/1: the whole reduction once per step (with any replica all-reduce); ZeRO-2/3 reduce-scatter every
+        # micro-batch, and under hybrid sharding a release that syncs the replicas once per step all-reduces the
+        # shards after the last backward (Megatron-FSDP's outer-DP reduce on the last micro-batch).
+        per_step = ~once & (not fw.replica_reduce_every_micro_batch)
+        red = np.where(exists, np.where(once, dp[f"reduce_{kind}"] + dp[f"replica_{kind}"],
+                                        np.where(per_step, dp[f"replica_{kind}"], 0.0)), 0.0)
         buckets = np.maximum(layers.of_kind(kind), 1)
         # Bucketed reduction overlapped with the last micro-batch's backward; the last bucket cannot be hidden
         # (Li et al. VLDB 2020, "PyTorch Distributed", Sec. 3.2.3).
-        left = np.maximum(red - last_bwd[kind], red / buckets) if fw.overlap_grad_reduce else red
+        left = np.where(fw.overlaps_grad_reduce(lay.zero_stage), np.maximum(red - last_bwd[kind], red / buckets), red)
         exposed = np.maximum(exposed, np.where(exists, left - slack[kind], 0.0))
         full = np.maximum(full, red)
         gather = np.maximum(gather, np.where(gathers_after & exists, dp[f"gather_{kind}"], 0.0))

@@ -9,10 +9,10 @@ import numpy as np
 from capsim.analytic import recompute
 from capsim.analytic.flops import training_flops_per_token
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.memory import TrainingMemory, training_memory
+from capsim.analytic.memory import TrainingMemory, layer_activation_bytes, training_memory
 from capsim.analytic.ops import AttentionImpl, forward_layer_ops, layer_shape
 from capsim.analytic.recompute import SelectiveAc
-from capsim.analytic.training import stages
+from capsim.analytic.training import offload, stages
 from capsim.analytic.training.framework import DEFAULT_FRAMEWORK, Framework, FrameworkName, get_framework
 from capsim.analytic.training.release import MoeDispatcher, PipelineSplit
 from capsim.analytic.training.result import BREAKDOWN, StepTime
@@ -76,6 +76,9 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
         (lay.tp % lay.etp != 0, "etp does not divide tp"),
         ((lay.tp * lay.cp * lay.dp) % (lay.ep * lay.etp) != 0, "ep x etp does not divide tp x cp x dp"),
         (lay.distributed_optimizer & (lay.zero_stage > 0), "distributed optimizer and ZeRO together"),
+        ((lay.dp * lay.cp) % np.maximum(lay.shard, 1) != 0, "the sharding group does not divide dp x cp"),
+        ((lay.zero_stage > 0) & (not fw.zero), f"{fw.name} has no ZeRO/FSDP sharding (Megatron-Core: its "
+                                                "--use-megatron-fsdp flag, where the release has it)"),
         *_a2a_overlap_checks(model, lay, fw),
     ]
     bad = np.stack([np.broadcast_to(np.asarray(b, bool), (len(lay),)) for b, _ in checks])
@@ -159,8 +162,13 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     parts.update(stages.step_tail(lay, fw, times, layers, costs["_hop"]["hop_s"], dp))
     mem = training_memory(model, lay, precision, cluster.accelerator, fw.attention, fw.dropout,
                           fw.keeps_gathered(lay.pp), fw.defer_grad_sync, fw.selective_ac, fw.moe_combine_saves,
-                          fw.loss_copy_bytes(precision.activations.bytes))
+                          fw.loss_copy_bytes(precision.activations.bytes), offload.offloaded_layers(lay, fw))
+    parts["offload_s"] = np.zeros(len(lay)) if not fw.offload_layers else offload.offload_s(
+        lay, fw, cluster.accelerator, layer_activation_bytes(model, lay, precision, fw.attention, fw.dropout),
+        times.moe.layer_fwd_s, times.moe.layer_bwd_s)
     reason = _validity(model, lay, cluster.num_gpus, fw)
+    for bad, why in offload.checks(lay, fw, cluster.accelerator, model.total_layers):
+        reason = np.where((reason == "") & np.broadcast_to(np.asarray(bad, bool), (len(lay),)), why, reason)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
     model_f, hw_f = _flops(model, lay, fw.attention, fw.selective_ac)
     total = sum(parts[k] for k in BREAKDOWN)

@@ -1,0 +1,111 @@
+"""The vocabulary of a serving-engine profile (:class:`capsim.specs.engine.EngineProfile`): how a release
+schedules, reaches its workers, reads the KV cache, reserves KV blocks, runs its linears and picks its large-GPU
+defaults, the defaults for values its sources do not state, host cost per step, and release numbers.
+``capsim.specs.engine`` re-exports every name here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from capsim.errors import SpecError
+from capsim.specs.hardware import Accelerator
+
+
+class SchedulerKind(StrEnum):
+    """How a replica forms its engine steps."""
+
+    VLLM = "vllm"  # continuous batching, prefill-priority: a step is all prefill or all decode (vLLM V0, SGLang)
+    SARATHI = "sarathi"  # chunked prefill: decodes plus prefill chunks up to a token budget (Sarathi-Serve, V1)
+    STATIC = "static"  # whole batches run to completion (FasterTransformer-style baseline)
+
+
+class Workers(StrEnum):
+    """How an engine's driver reaches its GPU workers."""
+
+    LOCAL = "local"  # in the driver's process (TP1)
+    RAY = "ray"  # Ray actors, one remote call per worker per step
+    MP = "mp"  # worker processes behind a shared-memory queue or MPI
+
+
+PHASES = ("schedule", "prepare", "sampler", "outputs", "step", "workers", "server")  # host-time phases of a step
+
+
+class DecodeKvReads(StrEnum):
+    """How often an engine's decode attention kernel reads a GQA group's cached keys and values per step."""
+
+    PER_KV_HEAD = "per_kv_head"  # once per KV head for its whole group of query heads (XQA, FlashInfer, FA2)
+    PER_QUERY_HEAD = "per_query_head"  # once per query head: one thread block per (sequence, query head) (MMHA)
+
+
+class KvReservation(StrEnum):
+    """How an engine's capacity scheduler reserves KV blocks when it admits a request (engines.yaml kv_reservation)."""
+
+    PER_STEP = "per_step"  # the prompt's blocks, then blocks as decoding needs them; preempt when short (vLLM)
+    WHOLE_SEQUENCE = "whole_sequence"  # prompt + max output tokens at admission, never preempt (TRT-LLM no-evict)
+
+
+class LargeGpu(StrEnum):
+    """Which GPUs take an engine release's large-GPU batching defaults (engines.yaml large_gpu_when)."""
+
+    MEMORY_NOT_A100 = "memory_not_a100"  # >= 70 GiB and not an A100 (vLLM 0.9+, vllm-project/vllm#17885)
+    MEMORY = "memory"  # >= 70 GiB (vLLM 0.8.5)
+    H100_H200 = "h100_h200"  # the device's name holds "h100" or "h200" (vLLM 0.8.0-0.8.4)
+
+    def applies_to(self, accelerator: Accelerator) -> bool:
+        """Whether ``accelerator`` takes the large-GPU defaults under this rule."""
+        name, big = accelerator.name.lower(), accelerator.memory_bytes >= 70 * 2**30
+        return {LargeGpu.MEMORY_NOT_A100: big and "a100" not in name, LargeGpu.MEMORY: big,
+                LargeGpu.H100_H200: "h100" in name or "h200" in name}[self]
+
+
+class GemmPath(StrEnum):
+    """How an engine runs its linear layers, where a calibration times kernel paths apart (kernels/gemm.py)."""
+
+    TORCH = "torch"  # torch's linear / matmul on the weight as stored (the calibration's main GEMM bench)
+    ONEDNN_PACKED = "onednn_packed"  # a oneDNN matmul on a weight reordered once into oneDNN's blocked layout
+
+
+# capsim's defaults where a release's sources do not state a value (engines.yaml names them per profile): vLLM's
+# long-standing limits and memory fraction, no watermark, nothing reserved, no host time priced, eager kernels.
+DEFAULTS: dict[str, Any] = {"max_num_seqs": 256, "max_num_batched_tokens": "model", "watermark": 0.0,
+                            "kv_memory_of": "total", "memory_fraction": 0.9, "reserved_bytes": 0.0,
+                            "workers": "local", "cuda_graphs": False, "cuda_graph_padding": False,
+                            "kernel_dispatch_s": 1.0e-5, "prefix_caching": False, "device_type": "gpu",
+                            "host_shares_device": False, "block_size": 16, "reserved_cores": 0,
+                            "ttft_offset_s": 0.0, "gemm_path": "torch",
+                            "large_gpu_when": "memory_not_a100", "decode_kv_reads": "per_kv_head",
+                            "kv_reservation": "per_step"}
+
+
+def parse_version(text: str, field_name: str = "engine_version") -> tuple[int, ...]:
+    """(major, minor, patch, ...) of a release string such as ``0.2.3``, ``v1.0`` or ``1.0.0rc2`` (the release
+    candidate counts as its release)."""
+    m = re.fullmatch(r"v?(\d+(?:\.\d+)*)(?:[.-]?(?:rc|post|dev|a|b)\d*)?", str(text).strip().lower())
+    if m is None:
+        raise SpecError(field_name, f"{text!r} is not a release number", "write it as 0.2.3 or 1.0.0")
+    parts = tuple(int(p) for p in m.group(1).split("."))
+    return parts + (0,) * (3 - len(parts))
+
+
+@dataclass(frozen=True)
+class HostCost:
+    """Host seconds per step for a step of ``seqs`` sequences computing ``prompt`` prompt tokens: exposed (the GPU
+    waits for it) and overlapped (it runs while the GPU computes, so a step takes at least that long), each
+    intercept + per-sequence + per-prompt-token."""
+
+    exposed: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    overlapped: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def exposed_s(self, seqs: Any, prompt: Any = 0.0) -> Any:
+        return self.exposed[0] + self.exposed[1] * seqs + self.exposed[2] * prompt
+
+    def overlapped_s(self, seqs: Any, prompt: Any = 0.0) -> Any:
+        return self.overlapped[0] + self.overlapped[1] * seqs + self.overlapped[2] * prompt
+
+
+__all__ = ["DEFAULTS", "PHASES", "DecodeKvReads", "GemmPath", "HostCost", "KvReservation", "LargeGpu", "SchedulerKind",
+           "Workers", "parse_version"]
