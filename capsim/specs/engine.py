@@ -29,7 +29,6 @@ from capsim.specs.engine_kinds import (
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 
-
 # Sampling modes an engine profile may time its sampler for (capsim.analytic.serving.SamplingMode's values).
 SAMPLER_MODES = ("greedy", "random", "top-k", "top-p")
 
