@@ -29,8 +29,9 @@ token exceeds that replay by is the engine's own time per step at that batch.
    vocabularies 1,000-128,000 and batches 1-32, greedy / temperature 1.0 / top-p 0.9, one thread; of the two passes
    each point keeps its lower median, as other jobs only add time): each mode's
    least-squares line t = per call + per row x batch + per logit x batch x vocabulary, and what capsim prices for
-   the same rows on the suite's calibration (the logits softmax plus ``sampler_ops``: greedy and temperature
-   sampling are one ``plain`` sampling there, top-p is ``top-p``).
+   the same rows on the suite's calibration (capsim's generic price: the logits softmax plus ``sampler_ops``); and
+   the ``sampler_s[mode]`` lines engines.yaml's vllm-cpu ``sampler_s`` holds (per call + per logit x batch x
+   vocabulary, non-negative least squares in relative error).
 5. The suite model's GEMMs (step-gemms/pass-*.txt, ``benchmarks/vllm_cpu_step_gemms.py``: vLLM's own oneDNN
    kernels in a decode step's order, 4 layers' weights and the LM head): what capsim prices for the same GEMMs on
    the suite's calibration and the engine's kernel path (``capsim_*`` lines; reads the suite's model config only).
@@ -119,6 +120,40 @@ def _sampler_line(rows: list[tuple[int, int, float]]) -> tuple[np.ndarray, float
     return terms, float(np.sqrt(np.mean((t - design @ terms) ** 2)))
 
 
+def sampler_rows(folder: Path = DATA / "sampler") -> list[dict]:
+    """The sampler passes (sampler*.json), each (mode, vocab, batch) at its lowest median over the passes."""
+    passes = [json.loads(f.read_text())["rows"] for f in sorted(folder.glob("sampler*.json"))]
+    keys = [(r["mode"], r["vocab"], r["batch"]) for r in passes[0]]
+    best = {k: min(r["median_s"] for p in passes for r in p if (r["mode"], r["vocab"], r["batch"]) == k) for k in keys}
+    return [{"mode": m, "vocab": v, "batch": b, "median_s": best[(m, v, b)]} for m, v, b in keys]
+
+
+def sampler_profile(rows: list[dict]) -> dict[str, tuple[float, float]]:
+    """engines.yaml vllm-cpu sampler_s: per mode, the line t = per call + per logit x batch x vocabulary over every
+    (vocabulary, batch) point, non-negative, least squares in relative error (each point weighted by 1 / t, so the
+    0.02 ms points count as much as the 100 ms ones: an unweighted fit leaves random's call term at 0 and misses
+    small steps by up to 80%)."""
+    from scipy.optimize import nnls
+
+    out = {}
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        pts = [r for r in rows if r["mode"] == mode]
+        t = np.array([r["median_s"] for r in pts])
+        design = np.array([[1.0, r["batch"] * r["vocab"]] for r in pts])
+        terms, _ = nnls(design / t[:, None], np.ones_like(t))
+        out[mode] = (float(terms[0]), float(terms[1]))
+    return out
+
+
+def sampler_profile_residuals(rows: list[dict], terms: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Per mode, (rms, max) relative residual of the profile's line over the measured points."""
+    out = {}
+    for mode, (call, logit) in terms.items():
+        rel = np.array([(call + logit * r["batch"] * r["vocab"]) / r["median_s"] - 1 for r in rows if r["mode"] == mode])
+        out[mode] = (float(np.sqrt(np.mean(rel**2))), float(np.abs(rel).max()))
+    return out
+
+
 def sampler_check(spec: dict) -> None:
     """vLLM's sampler alone (sampler/sampler.json) against capsim's price of the same rows on the calibration."""
     import dataclasses
@@ -128,11 +163,8 @@ def sampler_check(spec: dict) -> None:
 
     dep, _ = deployment(spec, DATA)
     perf = engine_perf(dep.perf, dep.engine)[0]  # the engine's kernel paths and efficiencies, as its steps are priced
-    passes = [json.loads(f.read_text())["rows"] for f in sorted((DATA / "sampler").glob("sampler*.json"))]
-    keys = [(r["mode"], r["vocab"], r["batch"]) for r in passes[0]]
-    best = {k: min(r["median_s"] for p in passes for r in p if (r["mode"], r["vocab"], r["batch"]) == k) for k in keys}
-    rows = [{"mode": m, "vocab": v, "batch": b, "median_s": best[(m, v, b)]} for m, v, b in keys]
-    sampling = {"greedy": Sampling(), "random": Sampling(), "top-p": Sampling(top_k_top_p=True)}
+    rows = sampler_rows()
+    sampling = {m: Sampling.parse(m) for m in ("greedy", "random", "top-p")}  # generic prices, no profile
     for mode, kind in sampling.items():
         measured, priced = [], []
         for r in (r for r in rows if r["mode"] == mode):
@@ -148,6 +180,11 @@ def sampler_check(spec: dict) -> None:
             (call, row, logit), rms = _sampler_line(points)
             print(f"sampler_{mode}_{name}: per_call_s {call:.3e} per_row_s {row:.3e} per_logit_s {logit:.3e} "
                   f"rms_s {rms:.2e}")
+    profile = sampler_profile(rows)
+    for mode, (rms, worst) in sampler_profile_residuals(rows, profile).items():
+        call, logit = profile[mode]
+        print(f"sampler_s[{mode}]: [{call:.3e}, {logit:.3e}] relative residual rms {rms:.3f} max {worst:.3f}"
+              "  # engines.yaml vllm-cpu sampler_s (per call s, per logit s)")
 
 
 def step_gemms_check(spec: dict) -> None:

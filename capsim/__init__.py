@@ -25,7 +25,7 @@ from capsim.analytic.ops import (
                                     training_layer_ops,
 )
 from capsim.analytic.params import ParamCounts, param_counts
-from capsim.analytic.serving import IterationTime, StepShape, iteration_time
+from capsim.analytic.serving import IterationTime, Sampling, SamplingMode, StepShape, iteration_time
 from capsim.analytic.training import StepTime, step_time
 from capsim.calibration import Calibration, load_calibration
 from capsim.errors import SpecError, UnknownNameError
@@ -65,6 +65,6 @@ __all__ = [
     "matmul_params", "megatron_iteration_flops", "param_counts", "prices", "run_suite", "serving_layer_ops",
     "serving_memory", "step_time", "training_flops_per_token", "training_layer_ops", "training_memory", "__version__",
     # serving
-    "EngineProfile", "IterationTime", "ServeConfig", "ServingResult", "StepShape", "get_engine", "iteration_time",
-    "simulate_serving",
+    "EngineProfile", "IterationTime", "Sampling", "SamplingMode", "ServeConfig", "ServingResult", "StepShape",
+    "get_engine", "iteration_time", "simulate_serving",
 ]

@@ -29,15 +29,15 @@ from capsim.analytic.line_sums import (
 )
 from capsim.analytic.ops import OpKind, Phase, StepBatch, gemm, head_ops
 from capsim.analytic.serving import (
-    PLAIN_SAMPLING,
+    DEFAULT_SAMPLING,
     Sampling,
     comm_tier,
     engine_perf,
     kernels_per_step,
     layer_token_ops,
+    logit_ops,
     pp_comm_s,
     pp_sends,
-    sampler_ops,
     tp_comm_s,
 )
 from capsim.analytic.serving_moe import gpu_kernel_dims, local_batch
@@ -63,7 +63,7 @@ class StepTable:
 
     def __init__(self, model: ModelSpec, plan: ServePlan, perf: Perf, engine: EngineProfile | str = "vllm",
                  accelerator: Accelerator | None = None, max_tokens: int | None = None,
-                 sampling: Sampling = PLAIN_SAMPLING) -> None:
+                 sampling: Sampling = DEFAULT_SAMPLING) -> None:
         self.model, self.plan, self.engine, self.sampling = model, plan, get_engine(engine), sampling
         self.calibration = perf.name
         self.main, self.dec = engine_perf(perf, self.engine)
@@ -149,9 +149,8 @@ class StepTable:
     def _logit_table(self, rows: np.ndarray) -> np.ndarray:
         """LM head, logits softmax and the logits gather for ``rows`` positions (0 for none)."""
         m, p = self.model, self.plan
-        head = [o for o in head_ops(m, rows, p.tp, p.dtype, logits_tokens=rows, weight_dtype=p.weight_dtype)
-                if o.name in ("lm_head", "logit_softcap", "logits_softmax")] + sampler_ops(m, rows, self.sampling)
-        out = self.main.ops_s(head) + tp_comm_s(self.main, m, p, 0.0 * rows, rows, self.tier)
+        head, measured = logit_ops(m, p, rows, self.engine, self.sampling)  # + the engine's own sampler, if profiled
+        out = self.main.ops_s(head) + measured + tp_comm_s(self.main, m, p, 0.0 * rows, rows, self.tier)
         return np.where(rows > 0, out, 0.0)
 
     def _beyond(self, kind: str, n: int) -> float:

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from capsim.analytic.serving import StepShape, iteration_time
+from capsim.analytic.serving import DEFAULT_SAMPLING, Sampling, StepShape, iteration_time
 from capsim.calibration.engine_fit import EngineFit, fit_engine_terms
 from capsim.calibration.engine_obs import DeviceTime, Observations, run_observations, step_observations
-from capsim.data.bench import BenchRun
+from capsim.data.bench import BenchRun, run_sampling
 from capsim.perf import Perf
 from capsim.specs.engine import EngineProfile, SchedulerKind, Workers
 from capsim.specs.hardware import Accelerator
@@ -49,13 +49,14 @@ class Deployment:
     def with_engine(self, engine: EngineProfile) -> Deployment:
         return replace(self, engine=engine)
 
-    def device_time(self) -> DeviceTime:
-        """Seconds of each step shape with the engine's host terms left out (what the fit adds them to)."""
+    def device_time(self, sampling: Sampling = DEFAULT_SAMPLING) -> DeviceTime:
+        """Seconds of each step shape with the engine's host terms left out (what the fit adds them to), the
+        requests sampling as ``sampling``."""
         base = without_host(self.engine)
 
         def device_s(shape: StepShape) -> np.ndarray:
-            return np.asarray(iteration_time(self.model, self.plan, self.perf, shape, base, self.accelerator)
-                              .total_s, float)
+            return np.asarray(iteration_time(self.model, self.plan, self.perf, shape, base, self.accelerator,
+                                             sampling).total_s, float)
 
         return device_s
 
@@ -69,8 +70,7 @@ def without_host(engine: EngineProfile) -> EngineProfile:
 def observations(runs: list[BenchRun], dep: Deployment) -> list[Observations]:
     """Every run taken apart into steps of the deployment's engine."""
     mixed = dep.engine.for_model(dep.model).scheduler is SchedulerKind.SARATHI
-    device_s = dep.device_time()
-    return [run_observations(run, mixed, device_s) for run in runs]
+    return [run_observations(run, mixed, dep.device_time(run_sampling(run)[0])) for run in runs]
 
 
 def steps_observations(name: str, measured_s: np.ndarray, shape: StepShape, dep: Deployment) -> Observations:

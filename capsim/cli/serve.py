@@ -28,8 +28,9 @@ from capsim.sim.serving.workload import ArrivalKind, LengthKind, Lengths
 from capsim.specs.engine import SchedulerKind, get_engine
 
 Engine = Annotated[str | None, typer.Option("--engine", "-e", help="Engine profile: vllm (V1 0.9+, the default), vllm-v1-0.8, vllm-v1-0.8.4, vllm-v1-0.8.5, vllm-v0.6.5 (0.6.5-0.7), vllm-v0.6 (0.6.0-0.6.4), vllm-v0 (0.5), vllm-0.2, vllm-cpu (vLLM's CPU backend), sglang, tensorrt-llm (1.0+), tensorrt-llm-0.14, tensorrt-llm-0.11, tensorrt-llm-0.5, nim-1.8 (capsim catalog engines).")]
-SamplingOpt = Annotated[str, typer.Option("--sampling", help="Requests' sampling: plain (greedy/temperature), "
-                                                          "top-p (top-k/top-p sort), penalties, top-p+penalties.")]
+SamplingOpt = Annotated[str, typer.Option("--sampling", help="Requests' sampling: greedy (temperature 0), random "
+                                                          "(temperature > 0; vLLM's default), top-k, top-p; add "
+                                                          "+penalties for repetition/frequency/presence penalties.")]
 Ep = Annotated[int, typer.Option("--ep", help="MoE: split the routed experts over this many GPUs of the TP group, "
                                                "each expert whole (expert parallel).", min=1)]
 DpAttn = Annotated[bool, typer.Option("--dp-attention", help="MoE: attention data-parallel over the TP group "
@@ -179,7 +180,7 @@ def _print(summary: dict[str, Any], title: str) -> None:
 
 def serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o.Pp = 1, ep: Ep = 1,
           dp_attention: DpAttn = False,
-          replicas: Replicas = 1, engine: Engine = None, cuda_graphs: Graphs = None, sampling: SamplingOpt = "plain",
+          replicas: Replicas = 1, engine: Engine = None, cuda_graphs: Graphs = None, sampling: SamplingOpt = "random",
           scheduler: Sched = None,
           max_seqs: MaxSeqs = None, max_batched_tokens: MaxTok = None, quantization: Quant = "none",
           dtype: Dtype = "bf16", kv_cache_dtype: KvDtype = None, gpu_memory_utilization: MemFrac = None,
@@ -194,6 +195,7 @@ def serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o
           engine_file: EngineFileOpt = None, kv_cache_space: KvSpaceOpt = None, as_json: JsonOpt = False) -> None:
     """Simulate a serving fleet (SimPy): TTFT, TPOT, ITL, E2E, throughput, goodput, utilization and cost."""
     positive(kv_cache_space, "--kv-cache-space")
+    sampled = Sampling.parse(sampling, "--sampling")
     spec_model = o.resolve_model(model, hf_config)
     eng = get_engine(resolve_engine(engine if engine or engine_file else "vllm", engine_file), cuda_graphs)
     warn_if_other_machine(calibration)
@@ -219,7 +221,7 @@ def serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o
         check_work(work, max_events, "lower --requests, --duration or --replicas")
     wl = build_workload(spec)
     preset = get_preset(workload) if workload else None
-    cfg = ServeConfig(engine=eng, sampling=Sampling.parse(sampling), scheduler=scheduler, router=router, prefill_replicas=prefill_replicas,
+    cfg = ServeConfig(engine=eng, sampling=sampled, scheduler=scheduler, router=router, prefill_replicas=prefill_replicas,
                       slo_ttft_s=slo_ttft if slo_ttft is not None else (preset.slo_ttft_s if preset else None),
                       slo_tpot_s=slo_tpot if slo_tpot is not None else (preset.slo_tpot_s if preset else None),
                       price_usd_per_gpu_hour=price, fast=not step_mode, seed=seed, max_events=max_events)

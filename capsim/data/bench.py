@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from capsim.analytic.serving import Sampling
 from capsim.errors import SpecError
 
 CSV_COLUMNS = ("arrived_at", "num_prefill_tokens", "num_decode_tokens", "ttft_ms", "tpot_ms", "latency_ms")
@@ -59,6 +60,9 @@ class BenchRun:
     seed: int | None = None
     duration_s: float = math.nan  # the client's benchmark duration
     failed: int = 0
+    # The requests' sampling parameters as the file records them (vLLM SamplingParams names; the project's client
+    # saves temperature, vllm bench serve saves them only as --metadata), empty where it records none.
+    sampling_params: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -79,17 +83,23 @@ class BenchRun:
             traffic += f", at most {self.max_concurrency} concurrent"
         server = self.meta.get("server_command")
         env = self.meta.get("server_env")
+        try:
+            sampling, why = run_sampling(self)
+            said = f"; sampling {sampling.name} ({why})"
+        except SpecError as err:
+            said = f"; sampling: {err}"
         return (f"{self.name}: {self.size} requests ({traffic}), {self.format}, sha256 {self.sha256[:12]}"
                 + (f", {self.failed} failed left out" if self.failed else "")
                 + (f", load average {load[0]:.2f} before" if load else "")
                 + (f"; the file records the server as `vllm {server}`" if server else "")
-                + (f" with {', '.join(f'{k}={v}' for k, v in env.items())}" if server and env else ""))
+                + (f" with {', '.join(f'{k}={v}' for k, v in env.items())}" if server and env else "") + said)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "sha256": self.sha256, "format": self.format,
                 "requests": self.size, "failed": self.failed, "request_rate": self.request_rate,
                 "burstiness": self.burstiness, "max_concurrency": self.max_concurrency, "seed": self.seed,
-                "duration_s": self.duration_s, "arrivals": "recorded" if self.arrival_s is not None else "drawn"}
+                "duration_s": self.duration_s, "arrivals": "recorded" if self.arrival_s is not None else "drawn",
+                "sampling_params": dict(self.sampling_params)}
 
 
 def measured_summary(run: BenchRun) -> dict[str, float]:
@@ -115,6 +125,30 @@ def measured_summary(run: BenchRun) -> dict[str, float]:
     out["output_tokens_per_s"] = float(run.output_tokens.sum()) / duration
     out["duration_s"] = duration
     return out
+
+
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "frequency_penalty",
+                 "presence_penalty")
+# What a run's requests got when its file records no sampling parameters: vllm bench serve 0.32 sends none unless
+# given (vllm/benchmarks/serve.py: "vllm bench serve no longer sets temperature==0 (greedy) in requests by default.
+# The default will be determined on the server side"), and vLLM's server then applies SamplingParams' defaults
+# (vllm/sampling_params.py: temperature 1.0, top_p 1.0, top_k 0): random sampling, unless the served model's
+# generation_config.json sets others (--generation-config auto), which the file does not record either.
+UNRECORDED_SAMPLING = "random"
+UNRECORDED_WHY = {"vllm-bench-json": "the file records no sampling parameters: vllm bench serve 0.32 then sends none "
+                                    "(older clients sent temperature 0)",
+                  "per-request-csv": "a per-request CSV records no sampling parameters"}
+DEFAULT_WHY = ("so vLLM's SamplingParams default, temperature 1.0, is assumed; a model's generation_config.json may "
+               "set others")
+
+
+def run_sampling(run: BenchRun) -> tuple[Sampling, str]:
+    """The sampling the run's requests used, and where that comes from (the file, or the documented default)."""
+    if not run.sampling_params:
+        return Sampling.parse(UNRECORDED_SAMPLING), f"{UNRECORDED_WHY[run.format]}, {DEFAULT_WHY}"
+    s = Sampling.from_params(**run.sampling_params)
+    shown = ", ".join(f"{k} {v:g}" for k, v in run.sampling_params.items())
+    return s, f"the file's {shown}"
 
 
 def _sha256(data: bytes) -> str:
@@ -190,6 +224,7 @@ def _from_json(p: Path, data: bytes) -> BenchRun:
         seed=None if d.get("seed") in (None, "") else int(_number(d["seed"], "seed", origin)),
         duration_s=_number(d.get("duration", math.nan), "duration", origin) if "duration" in d else math.nan,
         failed=int(n - ok.sum()),
+        sampling_params={k: _number(d[k], k, origin) for k in SAMPLING_KEYS if d.get(k) not in (None, "", "None")},
         meta={k: d[k] for k in ("date", "model_id", "backend", "load_avg_before", "load_avg_after", "client",
                                 "server_command", "server_env", "kv_cache_tokens", "worker_cores", "engine",
                                 "num_prompts") if k in d})
@@ -233,4 +268,4 @@ def _check(run: BenchRun) -> None:
         raise SpecError(f"{run.path}", "a request has a negative TTFT or an E2E shorter than its TTFT")
 
 
-__all__ = ["BenchRun", "CSV_COLUMNS", "measured_summary", "read_bench"]
+__all__ = ["BenchRun", "CSV_COLUMNS", "SAMPLING_KEYS", "measured_summary", "read_bench", "run_sampling"]

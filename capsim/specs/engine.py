@@ -29,6 +29,9 @@ from capsim.specs.engine_kinds import (
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 
+# Sampling modes an engine profile may time its sampler for (capsim.analytic.serving.SamplingMode's values).
+SAMPLER_MODES = ("greedy", "random", "top-k", "top-p")
+
 
 def _sizes(spec: list[Any]) -> tuple[int, ...]:
     """Captured batch sizes from engines.yaml: ints and "first:last:step" ranges."""
@@ -111,6 +114,10 @@ class EngineProfile:
     gemm_path: GemmPath = GemmPath(DEFAULTS["gemm_path"])
     # How the decode attention kernel reads a GQA group's KV cache (engines.yaml decode_kv_reads): the bytes it moves.
     decode_kv_reads: DecodeKvReads = DecodeKvReads(DEFAULTS["decode_kv_reads"])
+    # The engine's own sampler where an operator profile timed it (engines.yaml sampler_s): sampling mode ->
+    # (per call s, per logit s), a step's seconds = per call + per logit x rows x vocabulary, replacing the generic
+    # sampler kernels of that mode (capsim.analytic.serving.sampler_host_s); modes not listed stay generic.
+    sampler_s: dict[str, tuple[float, float]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)  # a fitted profile's files and fit
     # Multipliers on the calibration's kernel efficiencies: 1.0, since no operator profile of an engine's kernels
     # says they differ from the calibrated ones (kept for what-if studies, not set by any profile).
@@ -131,6 +138,11 @@ class EngineProfile:
                 f"must be 'total' or 'free', got {self.kv_memory_of!r}")
         bad = [p for p in (*self.cpu, *self.overlapped) if p not in (*PHASES, "all")]
         require(not bad, "engine.cpu", f"unknown phases {bad}", f"use {', '.join(PHASES)}")
+        for mode, terms in self.sampler_s.items():
+            require(mode in SAMPLER_MODES, f"engine.sampler_s.{mode}", "unknown sampling mode",
+                    f"use {', '.join(SAMPLER_MODES)}")
+            require(len(terms) == 2 and min(terms) >= 0, f"engine.sampler_s.{mode}",
+                    f"must be [per_call_s, per_logit_s] >= 0, got {terms}")
         for phase, terms in self.cpu.items():
             require(len(terms) == 3 and min(terms) >= 0, f"engine.cpu.{phase}", f"must be >= 0, got {terms}")
         require(self.device_type in ("gpu", "cpu"), "engine.device_type",
@@ -234,6 +246,7 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     entry["worker_comm"] = {t: {k: _phase(v) for k, v in tiers.items()}
                             for t, tiers in entry.get("worker_comm", {}).items()}
     entry["overlapped"] = tuple(entry.get("overlapped", ()))
+    entry["sampler_s"] = {str(k): tuple(float(x) for x in v) for k, v in entry.get("sampler_s", {}).items()}
     entry["workers"] = Workers(entry.get("workers", DEFAULTS["workers"]))
     entry["server"] = Workers(entry.get("server", DEFAULTS["workers"]))
     entry["server_comm"] = {t: _phase(v) for t, v in entry.get("server_comm", {}).items()}
@@ -334,6 +347,6 @@ def engine_release(engine: str, version: str, device_type: str = "gpu") -> Engin
                     f"capsim knows {known_releases()}")
 
 
-__all__ = ["DEFAULTS", "PHASES", "DecodeKvReads", "EngineProfile", "GemmPath", "HostCost", "KvReservation",
-           "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines", "get_engine", "known_releases",
-           "padded_sizes", "parse_version", "profile_from_dict"]
+__all__ = ["DEFAULTS", "PHASES", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile", "GemmPath", "HostCost",
+           "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines", "get_engine",
+           "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]

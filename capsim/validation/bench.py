@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from capsim.calibration.engine_cal import Deployment
-from capsim.data.bench import BenchRun, measured_summary
+from capsim.data.bench import BenchRun, measured_summary, run_sampling
 from capsim.errors import SpecError
 from capsim.sim.serving import ServeConfig, Workload, renewal, simulate
 from capsim.sim.serving.metrics import ServingResult
@@ -55,8 +55,9 @@ def workload(run: BenchRun) -> tuple[Workload, str]:
 def replay(run: BenchRun, dep: Deployment, fast: bool = True) -> tuple[ServingResult, str]:
     """Serve the run's requests on one replica of the deployment."""
     wl, how = workload(run)
+    sampling, _ = run_sampling(run)
     res = simulate(dep.model, replace(dep.plan, replicas=1), dep.accelerator, dep.perf, wl,
-                   ServeConfig(engine=dep.engine, fast=fast))
+                   ServeConfig(engine=dep.engine, sampling=sampling, fast=fast))
     return res, how
 
 

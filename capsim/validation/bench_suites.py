@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from capsim.analytic.serving import StepShape, iteration_time
+from capsim.analytic.serving import DEFAULT_SAMPLING, StepShape, iteration_time
 from capsim.calibration import load_calibration
 from capsim.calibration.device import calibrated_device, thread_counts
 from capsim.calibration.engine_cal import Deployment, calibrate_engine, fitted_profile, steps_observations
@@ -204,8 +204,10 @@ def _steps_suite(s: Suite, calibration: str | None) -> Report:
                     t = float(iteration_time(d.model, d.plan, d.perf, one, eng, d.accelerator).total_s[0])
                     out.append(Row(f"{s.name} {label}", f"{r['model']} {gpu} tp{r['tp']} b{r['batch']} "
                                    f"{r['input_tokens']}", r["metric"], y[i] * 1e3, t * 1e3, "ms"))
+    said = (f"sampling {DEFAULT_SAMPLING.name}: the step-time rows state no sampling parameters, so vLLM's "
+            "SamplingParams default (temperature 1.0) is assumed")
     return Report(f"bench:{s.name}", "per GPU: " + ", ".join(s.spec["calibration"].values()), tuple(out),
-                  tuple([*notes, s.spec.get("note", "")]))
+                  tuple([*notes, said, s.spec.get("note", "")]))
 
 
 def run_bench_suite(name: str, calibration: str | None = None) -> Report:

@@ -12,7 +12,7 @@ import numpy as np
 import simpy
 
 from capsim.analytic.memory import kv_cache_bytes_per_token, serving_memory
-from capsim.analytic.serving import PLAIN_SAMPLING, Sampling
+from capsim.analytic.serving import DEFAULT_SAMPLING, Sampling
 from capsim.analytic.step_table import StepTable
 from capsim.errors import InfeasibleError, require
 from capsim.perf import Collective, Perf, require_perf
@@ -34,7 +34,7 @@ class ServeConfig:
     """How the fleet serves, beyond the replica layout (ServePlan)."""
 
     engine: str | EngineProfile = "vllm"
-    sampling: Sampling = PLAIN_SAMPLING  # the requests' sampling parameters (the sampler's kernels)
+    sampling: Sampling | str = DEFAULT_SAMPLING  # the requests' sampling (Sampling, or greedy/random/top-k/top-p)
     scheduler: SchedulerKind | str | None = None  # None: the engine's default
     router: RouterKind | str = RouterKind.ROUND_ROBIN
     prefill_replicas: int = 0  # > 0: disaggregated, this many of plan.replicas prefill and the rest decode
@@ -119,7 +119,7 @@ class Fleet:
                             workload.prefix_tokens)
         self.fin_count = [0] * self.req.n
         self.closed = workload.closed  # read once per finished request
-        self.table = StepTable(model, plan, perf, self.engine, accelerator, sampling=cfg.sampling)
+        self.table = StepTable(model, plan, perf, self.engine, accelerator, sampling=Sampling.parse(cfg.sampling))
         self.stages = plan.pp
         self.blocks = engine_kv_blocks(model, plan, accelerator, self.engine)
         require(self.blocks > 0, "plan.pp", f"{plan.pp} virtual engines leave no KV block each",
