@@ -17,7 +17,7 @@ import math
 from collections import deque
 from typing import Any, Protocol
 
-from capsim.analytic.step_table import Piece, StepTable, pieces_sum, steps_to_reach
+from capsim.analytic.step_table import Piece, StepTable, reach
 from capsim.sim.serving.kv import DecodeSet, ReservedDecodeSet
 from capsim.sim.serving.prefix import PrefixCache
 from capsim.sim.serving.records import BLOCK, ReplicaRecord
@@ -96,25 +96,24 @@ class Replica(Scheduler):
     def _maybe_cut(self) -> None:
         """Cut the decode run at the end of the step in progress if the new head of the queue can start then."""
         t0, pieces, k = self.seg
-        m = self._cut_at(pieces, k, self.env.now - t0, self.waiting[0])
-        if m < self.cut:
-            self.cut = m  # wake the replica at the end of step m, not now: one resume instead of two
+        cut = self._cut_at(pieces, k, self.env.now - t0, self.waiting[0])
+        if cut is not None and cut[0] < self.cut:
+            self.cut = cut[0]  # wake the replica at the end of step m, not now: one resume instead of two
             wake = self.wake
-            self.env.timeout(t0 + pieces_sum(pieces, m) - self.env.now).callbacks.append(
-                lambda _e: wake.triggered or wake.succeed())
+            self.env.timeout(t0 + cut[1] - self.env.now).callbacks.append(lambda _e: wake.triggered or wake.succeed())
 
-    def _cut_at(self, pieces: list[Piece], k: int, elapsed: float, rid: int) -> int:
-        """The step after which a run must stop so that ``rid``, the head of the queue ``elapsed`` into the run,
-        starts at the end of the step in progress; ``k`` when it cannot start before the run ends (blocks only
-        get scarcer during a run: nothing finishes before its end)."""
-        m = steps_to_reach(pieces, elapsed)
+    def _cut_at(self, pieces: list[Piece], k: int, elapsed: float, rid: int) -> tuple[int, float] | None:
+        """The step m after which a run must stop so that ``rid``, the head of the queue ``elapsed`` into the run,
+        starts at the end of the step in progress, with the seconds of those m steps; None when it cannot start
+        before the run ends (blocks only get scarcer during a run: nothing finishes before its end)."""
+        m, seconds = reach(pieces, elapsed)
         if m >= k:
-            return k
+            return None
         kv = self.kv
         free = kv.total - kv.used - kv.cum_demand(m)
         if self.sarathi:
             free -= kv.demand(m)  # a Sarathi step allocates its decodes' blocks before it admits
-        return m if self._admissible(free, rid, ahead=True) else k
+        return (m, seconds) if self._admissible(free, rid, ahead=True) else None
 
     def absorb(self) -> None:
         """Move the pre-routed requests that have arrived by the replica's clock into the queue."""
@@ -143,16 +142,16 @@ class Replica(Scheduler):
         self.timeline += (t0, b, len(self.prefilling), len(waiting), kv.used)
         pieces, dur = self.table.decode_run(b, kv.context_sum(), k)
         if k > 1:
-            m = k
+            cut = None
             if waiting:  # e.g. blocks a preemption just freed let it start after the next step
-                m = self._cut_at(pieces, k, 0.0, waiting[0])
+                cut = self._cut_at(pieces, k, 0.0, waiting[0])
             elif self.inext < len(self.incoming):
                 rid = self.incoming[self.inext]
                 arrival = self.req.arrival[rid]
                 if arrival < t0 + dur:
-                    m = self._cut_at(pieces, k, arrival - t0, rid)
-            if m < k:
-                return m, b, pieces, pieces_sum(pieces, m)
+                    cut = self._cut_at(pieces, k, arrival - t0, rid)
+            if cut is not None:
+                return cut[0], b, pieces, cut[1]
         return k, b, pieces, dur
 
     def close_run(self, t0: float, k: int, b: int, pieces: list[Piece], dur: float) -> None:

@@ -123,7 +123,8 @@ class Scheduler:
         for rid in prefilling:
             if budget <= 0:
                 break
-            q = min(todo[rid] - done[rid], budget)
+            q = todo[rid] - done[rid]
+            q = q if q < budget else budget
             chunks.append((rid, q))
             budget -= q
         if not waiting:
@@ -140,7 +141,8 @@ class Scheduler:
                 break
             room -= need
             seats -= 1
-            q = min(self._admit(rid, need), budget)
+            q = self._admit(rid, need)
+            q = q if q < budget else budget
             chunks.append((rid, q))
             budget -= q
         return chunks
@@ -203,4 +205,5 @@ class Scheduler:
 # Static batching has no per-step plan: its driver runs whole batches (capsim.sim.serving.static).
 PLANNERS: dict[SchedulerKind | Role, str] = {SchedulerKind.VLLM: "_plan_prefill_first",
                                              SchedulerKind.SARATHI: "_plan_sarathi", Role.DECODE: "_plan_decode_only"}
+
 __all__ = ["DECODE", "PLANNERS", "ReplicaConfig", "Role", "Scheduler", "Step"]
