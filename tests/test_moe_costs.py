@@ -100,7 +100,10 @@ def test_fp8_padding_lengthens_the_moe_layer_and_not_a_dense_one():
 
 def test_releases_cite_the_fp8_padding_by_megatron_core_version():
     assert release_for("megatron-core", "megatron-bridge-25.11").configure("")[0].moe_fp8_padding
-    assert release_for("megatron-core", "nemo-25.02").configure("")[0].moe_fp8_padding  # core_v0.10.0
+    # NeMo 25.02 (core_r0.11.0): moe_grouped_gemm defaults False, so experts are SequentialMLP (no TEGroupedMLP
+    # Fp8Padding) unless the run states --moe-grouped-gemm
+    nemo = release_for("megatron-core", "nemo-25.02")
+    assert not nemo.configure("")[0].moe_fp8_padding and nemo.configure("--moe-grouped-gemm")[0].moe_fp8_padding
     assert not release_for("megatron-core", "nemo-24.07").configure("")[0].moe_fp8_padding  # core_v0.8.0
 
 

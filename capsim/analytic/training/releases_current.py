@@ -60,7 +60,8 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     "--expert-tensor-parallel-size": ("layout.etp", {str(n): n for n in (1, 2, 4, 8)}, "L2779", 10),
     "--account-for-embedding-in-pipeline-split": ("layout.account_for_embedding", {"": True}, "L2406", 10),
     "--account-for-loss-in-pipeline-split": ("layout.account_for_loss", {"": True}, "L2409", 10),
-    "--fp8-recipe": ("fp8_scaling", {"delayed": Fp8Scaling.DELAYED, "tensorwise": Fp8Scaling.CURRENT}, "L1224", 10),
+    # --fp8-recipe: not in core_v0.11.0's arguments.py; first in core_v0.12.0 (L1057)
+    "--fp8-recipe": ("fp8_scaling", {"delayed": Fp8Scaling.DELAYED, "tensorwise": Fp8Scaling.CURRENT}, "L1224", 12),
     "--fp8-param-gather": ("fp8_params", {"": True}, "L1248 (NeMo 2.0: fp8_params)", 10),
     "--overlap-moe-expert-parallel-comm": ("overlap_moe_a2a", {"": True}, "L2889", 14),
     "--grad-reduce-in-bf16": ("grads_fp32", {"": False}, "L2279 (NeMo 2 / Megatron-Bridge: grad_reduce_in_fp32=False)",
@@ -217,12 +218,14 @@ def nemo_25_02(name: str) -> Release:
     """NeMo 25.02: NeMo 2.0 (v2.2.0rc3) recipes on Megatron-Core, with MegatronCommOverlapCallback's defaults."""
     cb = "NeMo@v2.2.0rc3 (b21e079d, 2025-02-25) nemo/lightning/pytorch/callbacks/megatron_comm_overlap.py"
     gpt = "NeMo@v2.2.0rc3 nemo/collections/llm/gpt/model/"
-    mc = "ML@core_v0.10.0"
+    # The container's Megatron-Core: NeMo@v2.2.0rc3 requirements/manifest.json pins megatron-lm 74428fda (2025-02-24,
+    # branch core_r0.11.0), the "Megatron-Core 0.11.0" NVIDIA ships with NeMo Framework 25.02.
+    mc = "ML@74428fda (core_r0.11.0)"
     fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
-                   interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False, moe_fp8_padding=True,
+                   interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False, moe_fp8_padding=False,
                    fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(mc),
@@ -237,15 +240,21 @@ def nemo_25_02(name: str) -> Release:
             "uneven_pipeline": "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/llama31_405b.py L72-73 passes "
                                "account_for_embedding/loss_in_pipeline_split to Megatron-Core",
             "interleave_min_pp": mc + " training/arguments.py: interleaving needs pipeline size > 1",
-            "moe_dispatcher": mc + " training/arguments.py L2099-2101 --moe-token-dispatcher-type default allgather",
+            "moe_dispatcher": mc + " training/arguments.py L2224-2226 --moe-token-dispatcher-type default allgather",
             "overlap_moe_a2a": "not in this Megatron-Core (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
-            "moe_fp8_padding": mc + " megatron/core/transformer/moe/experts.py L638: TEGroupedMLP under fp8 pads "
-                               "each expert's rows (Fp8Padding(num_local_experts))",
-            "moe_random_routing": "no forced load balancing in core_v0.10.0 (RandomSTE: core_v0.14.0 "
+            "moe_fp8_padding": mc + " transformer_config.py L335 moe_grouped_gemm default False (NeMo@v2.2.0rc3 "
+                               "MixtralConfig, gpt/model/mixtral.py L36-62, leaves it): experts are SequentialMLP, "
+                               "whose FP8 pad (moe/experts.py L766-776) copies only rows short of a multiple of 16; "
+                               "--moe-grouped-gemm selects TEGroupedMLP, which pads every expert (L639 Fp8Padding)",
+            "moe_random_routing": "no forced load balancing in core_r0.11.0 (RandomSTE: core_v0.14.0 "
                                   "moe_utils.py L874); the run's own routing is not published",
             "fp8_scaling": "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/precision/mixed_precision.py L46-54 "
                            "bf16_with_fp8_mixed: fp8 'hybrid', amax history 1024, 'max' (delayed scaling; no fp8 "
-                           "recipe field in nemo/lightning/pytorch/plugins/mixed_precision.py L54-62)",
+                           "recipe field in nemo/lightning/pytorch/plugins/mixed_precision.py L54-62). This "
+                           "Megatron-Core builds only TEDelayedScaling (" + mc + " transformer/transformer_block.py "
+                           "L516; --fp8-recipe arrives in core_v0.12.0) and per-tensor current scaling arrived in "
+                           "TE v2.2 (Float8CurrentScaling, NVIDIA/TransformerEngine@77fa1e59, 2025-03-07; not in "
+                           "v2.1); the 25.02 performance page says only 'FP8 precision (using NeMo 2.0)'",
             "fp8_params": "NeMo@v2.2.0rc3 nemo/lightning/pytorch/plugins/mixed_precision.py L88 fp8_params "
                           "default False (bf16_with_fp8_mixed turns it on: a flag of the run)",
             "tp_rs": _TE_UB.format(cb + " tp_comm_overlap_cfg None", "v2.0")}
@@ -262,10 +271,13 @@ def nemo_25_02(name: str) -> Release:
                 "account_for_embedding": Setting(False, mc + " --account-for-embedding-in-pipeline-split off"),
                 "account_for_loss": Setting(False, mc + " --account-for-loss-in-pipeline-split off")}
     return Release(fw, FrameworkFamily.MEGATRON_CORE, "nemo-25.02", "2025-02-25",
-                   "NeMo 25.02 container (NeMo 2.2.0rc3 llm recipes and scripts/llm/performance, Megatron-Core of "
-                   "early 2025, core_v0.10.0 of 2025-02-17)", cite, defaults,
-                   {**megatron_core_flags(10), **_ub_flag(_NEMO_2_2_UB, "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/"
-                                                          "tp_overlap_configs/userbuffers.py L79-181, L251-262")})
+                   "NeMo 25.02 container (NeMo 2.2.0rc3 llm recipes and scripts/llm/performance, Megatron-Core "
+                   "core_r0.11.0 at 74428fda of 2025-02-24)", cite, defaults,
+                   {**megatron_core_flags(11), **_ub_flag(_NEMO_2_2_UB, "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/"
+                                                          "tp_overlap_configs/userbuffers.py L79-181, L251-262"),
+                    "--moe-grouped-gemm": Flag("moe_fp8_padding", {"": True},
+                                               mc + " training/arguments.py L2185 --moe-grouped-gemm: TEGroupedMLP, whose "
+                                               "FP8 path pads each expert's rows (moe/experts.py L639)")})
 
 
 def megatron_bridge_26_04_01(name: str) -> Release:
