@@ -24,7 +24,6 @@ from capsim.analytic.line_sums import (
     envelope,
     max_lines,
     pieces_sum,
-    reach,
     steps_to_reach,
     sum_max_lines,
 )
@@ -403,5 +402,4 @@ class StepTable:
             cpu = d if d > cpu else cpu
         return (cpu if cpu > gpu else gpu) + self.overhead_s(seqs) + self.oh2 * prefill_tokens
 
-__all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "reach", "steps_to_reach",
-           "sum_max_lines"]
+__all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

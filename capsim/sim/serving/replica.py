@@ -17,7 +17,8 @@ import math
 from collections import deque
 from typing import Any, Protocol
 
-from capsim.analytic.step_table import Piece, StepTable, reach
+from capsim.analytic.line_sums import reach
+from capsim.analytic.step_table import Piece, StepTable
 from capsim.sim.serving.kv import DecodeSet, ReservedDecodeSet
 from capsim.sim.serving.prefix import PrefixCache
 from capsim.sim.serving.records import BLOCK, ReplicaRecord
