@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capsim import ServePlan, SpecError, get_accelerator, get_model, load_calibration
+from capsim.analytic.line_sums import reach
 from capsim.analytic.serving import StepShape, iteration_time
 from capsim.analytic.step_table import (
     StepTable,
@@ -190,3 +193,17 @@ def test_expert_parallel_and_attention_data_parallel():
     for bad, field in ((dict(tp=4, ep=3), "plan.ep"), (dict(tp=2, ep=2), "plan.ep")):
         with pytest.raises(SpecError, match=field):
             ServePlan(**bad).check(get_model("llama-2-7b"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(1e-4, 1e-1), st.floats(0.0, 1e-5)), min_size=1, max_size=3),
+       st.integers(1, 5000), st.floats(0.0, 1.2))
+def test_reach_is_steps_to_reach_and_pieces_sum_bit_for_bit(lines, k, share):
+    """reach() (one pass, as the simulator cuts a decode run at an arrival) gives the same step and the same float
+    seconds as steps_to_reach() then pieces_sum() over those steps."""
+    pieces = envelope(tuple(lines), k)
+    target = share * pieces_sum(pieces)
+    m, seconds = reach(pieces, target)
+    assert m == steps_to_reach(pieces, target)
+    assert seconds == pieces_sum(pieces, m)  # exactly: the same sums in the same order
+    assert 1 <= m <= k and (seconds >= target or m == k)

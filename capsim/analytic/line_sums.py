@@ -4,7 +4,7 @@ A decode step of ``B`` sequences whose contexts sum to ``S`` costs a maximum of 
 (:class:`capsim.analytic.step_table.StepTable`); across a run of steps in which the batch does not change, ``S``
 grows by ``B`` per step, so the run's total time is a sum of a maximum of lines over an integer range. This module
 cuts such a maximum into pieces of one line each (:func:`envelope`), sums them (:func:`pieces_sum`,
-:func:`sum_max_lines`) and finds the step at which a running sum reaches a time (:func:`steps_to_reach`).
+:func:`sum_max_lines`) and finds the step at which a running sum reaches a time (:func:`steps_to_reach`, :func:`reach`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ def envelope(lines: Lines, k: int) -> list[Piece]:
     """The upper envelope of ``lines`` over the integer steps [0, k), as pieces of one line each."""
     n = len(lines)
     if n == 1 or k <= 1:
-        a, b = max(lines, key=lambda ln: (ln[0], ln[1]))
+        a, b = max(lines)  # (a, b) pairs compare by a, then b
         return [(0, k, a, b)]
     if n == 2:  # the common case (CUDA graphs): at most one crossing
-        (a1, b1), (a2, b2) = lines
-        if (a2, b2) > (a1, b1):
-            a1, b1, a2, b2 = a2, b2, a1, b1  # line 1 is the maximum at step 0
+        (a1, b1), (a2, b2) = lines if lines[0] >= lines[1] else lines[::-1]  # line 1 is the maximum at step 0
         if b2 > b1:
             x = math.ceil((a1 - a2) / (b2 - b1))
             if 0 < x < k:
@@ -79,7 +77,13 @@ def max_lines(lines: Lines, j: float) -> float:
 
 def steps_to_reach(pieces: list[Piece], target: float) -> int:
     """The fewest steps m >= 1 whose summed time reaches ``target`` (the step in progress at ``target`` ends
-    after m steps), or the run's length when it ends first. Solves the quadratic of each piece's partial sum."""
+    after m steps), or the run's length when it ends first."""
+    return reach(pieces, target)[0]
+
+
+def reach(pieces: list[Piece], target: float) -> tuple[int, float]:
+    """:func:`steps_to_reach` and the summed time of those steps (``pieces_sum(pieces, m)``, bit for bit: the same
+    sums in the same order). Solves the quadratic of each piece's partial sum."""
     done = 0.0
     for s, e, a, b in pieces:
         whole = _line_sum(s, e, a, b)
@@ -92,14 +96,20 @@ def steps_to_reach(pieces: list[Piece], target: float) -> int:
             m = math.ceil((-h + math.sqrt(h * h + 2.0 * b * left)) / b)
         else:
             m = math.ceil(left / a0)
-        m = 1 if m < 1 else (m if m < e - s else e - s)  # in [1, e - s]
+        n = e - s
+        m = 1 if m < 1 else (m if m < n else n)  # in [1, n]
         # Guard the rounding of the root: the first m steps of the piece reach ``left``, the first m - 1 do not.
-        while m > 1 and _line_sum(s, s + m - 1, a, b) >= left:
-            m -= 1
-        while m < e - s and _line_sum(s, s + m, a, b) < left:
+        part = _line_sum(s, s + m, a, b)
+        while m > 1:
+            fewer = _line_sum(s, s + m - 1, a, b)
+            if fewer < left:
+                break
+            m, part = m - 1, fewer
+        while part < left and m < n:
             m += 1
-        return s + m  # m >= 1
-    return pieces[-1][1] if pieces else 1
+            part = _line_sum(s, s + m, a, b)
+        return s + m, done + part  # m >= 1
+    return (pieces[-1][1] if pieces else 1), done
 
 
-__all__ = ["Lines", "Piece", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]
+__all__ = ["Lines", "Piece", "envelope", "max_lines", "pieces_sum", "reach", "steps_to_reach", "sum_max_lines"]

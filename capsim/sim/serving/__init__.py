@@ -10,8 +10,10 @@ Modules, bottom up; each imports only those above it, at module level (tests/tes
   its prefix cache where the engine release keeps one).
 - ``records``: ``ReplicaRecord``, what a replica leaves for the metrics (busy time, preemptions, time series,
   inter-token gaps with decode runs as progressions), in memory that grows with runs, not steps.
-- ``replica``: ``Replica``, a queue and a scheduling policy (one ``_plan_*`` method per policy in ``PLANNERS``);
-  requests it is done with go to a ``Handoff`` (finished / transfer / reprefill) that the fleet implements.
+- ``scheduler``: the scheduling policies (one ``_plan_*`` method per policy in ``PLANNERS``: admission, prompt
+  chunks, preemption), a mixin of ``Replica``, with ``ReplicaConfig`` and ``Role``.
+- ``replica``: ``Replica``, a queue, its steps and decode runs; requests it is done with go to a ``Handoff``
+  (finished / transfer / reprefill) that the fleet implements.
 - ``static``, ``drivers``: the SimPy processes that move a replica's clock (per step, per decode run, per static
   batch); the fast mode and the one-event-per-step reference make the same decisions at the same times.
 - ``router``: which replica of a pool gets a request (over the ``Routable`` protocol).

@@ -64,7 +64,7 @@ class DecodeSet:
         found = p.lookup(group, req.prefix[rid], todo)
         n = blocks - found[0] // self.bs + found[1]
         if ahead:
-            return min(n, blocks)
+            return n if n < blocks else blocks
         self.found = rid, found  # admit() takes it: nothing changes the cache in between
         return n
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from capsim.sim.serving.state import as_array
+
 BLOCK = 1 << 15  # values a column holds as Python objects before they move to a float64 block
 
 TIMELINE = ("time_s", "decoding", "prefilling", "waiting", "kv_blocks_used")  # one row per scheduling decision
@@ -30,11 +32,11 @@ class Column:
     def spill(self) -> None:
         """Move the appended values to a float64 block once there are enough of them."""
         if len(self.items) >= BLOCK:
-            self.blocks.append(np.array(self.items, dtype=float))
+            self.blocks.append(as_array(self.items))
             self.items.clear()  # in place: writers keep their reference to the list
 
     def array(self) -> np.ndarray:
-        return np.concatenate([*self.blocks, np.array(self.items, dtype=float)])
+        return np.concatenate([*self.blocks, as_array(self.items)])
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.blocks) + len(self.items)

@@ -40,8 +40,13 @@ class Requests:
         self.held = [False] * n
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"arrival_s": np.asarray(self.arrival), "prompt_tokens": np.asarray(self.prompt, np.int64),
-                "output_tokens": np.asarray(self.output, np.int64), "start_s": np.asarray(self.start_s),
-                "first_token_s": np.asarray(self.first_s), "finish_s": np.asarray(self.finish_s),
-                "preemptions": np.asarray(self.preemptions, np.int64), "replica": np.asarray(self.replica, np.int64),
-                "decode_replica": np.asarray(self.decode_replica, np.int64)}
+        f, i = as_array, np.int64
+        return {"arrival_s": f(self.arrival), "prompt_tokens": f(self.prompt, i), "output_tokens": f(self.output, i),
+                "start_s": f(self.start_s), "first_token_s": f(self.first_s), "finish_s": f(self.finish_s),
+                "preemptions": f(self.preemptions, i), "replica": f(self.replica, i),
+                "decode_replica": f(self.decode_replica, i)}
+
+
+def as_array(values: list, dtype: type = float) -> np.ndarray:
+    """A list as a numpy array (np.fromiter: about twice as fast as np.asarray on a list of Python numbers)."""
+    return np.fromiter(values, dtype, len(values))
