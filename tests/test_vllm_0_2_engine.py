@@ -21,7 +21,7 @@ from capsim.specs.precision import DType
 OPT = get_model("opt-13b")
 PERF = load_calibration("A100-SXM4-80GB-profile").perf()
 PLAN = ServePlan(tp=1, dtype=DType.FP16, kv_cache_dtype=DType.FP16)
-RAY_CALL_S, PER_REQUEST_S = 4.342e-4, 4.5e-5  # engines.yaml vllm-0.2 server_comm.ray
+RAY_CALL_S, PER_REQUEST_S = 6.797e-4, 4.5e-5  # engines.yaml vllm-0.2 server_comm.ray (Ray 2.8.0 async-actor call)
 
 
 def _engine(flags: str):
