@@ -78,12 +78,13 @@ def test_validate_training_json():
     # GB200, GB300), 1 of them (the 25.11 H100 table's pp 4 at micro-batch 4) beyond the GPU's memory
     # (test_training_gptoss.py); training_bridge_blackwell.csv (100 rows: GB200, GB300, B300, B200), 2 of them layouts
     # that do not fit in memory (test_training_bridge_blackwell.py); training_deepspeed.csv (1 row, A100, priced:
-    # test_training_deepspeed.py); each on the calibration the one rule picks for its accelerator (GPU profile where
+    # test_training_deepspeed.py); training_megatron_readme.csv (9 rows, H100, all priced: test_megatron_readme.py);
+    # each on the calibration the one rule picks for its accelerator (GPU profile where
     # one ships, else datasheet)
     gpus = ("a100", "h100", "b200", "h200", "b300", "gb200", "gb300", "grand-teton-h100")
     names = " + ".join(sorted({default_calibration(a) for a in gpus}))
     assert out["suite"] == "training" and out["calibration"] == names
-    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 11 + 31 + 100 + 1 and out["rows_failed"] == 2 + 1
+    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 11 + 31 + 100 + 1 + 9 and out["rows_failed"] == 2 + 1
     failed = [r for r in out["rows"] if r["predicted"] is None]
     assert not any("unknown accelerator" in r["note"] for r in out["rows"])
     assert sum("does not fit in memory" in r["note"] for r in failed) == 2 + 1 == len(failed)
