@@ -24,6 +24,8 @@ COVERED = {
     "megatron-core-0.14.0": "megatron-core-0.14.0",
     "megatron-core-0.15.0": "megatron-core-0.14.0",
     "megatron-core-0.15.3": "megatron-core-0.14.0",
+    "megatron-core-0.16.0": "megatron-core-0.14.0",
+    "megatron-core-0.16.1": "megatron-core-0.14.0",
 }
 
 
@@ -33,8 +35,8 @@ def test_covered_release_resolves_to_the_preset_read_there(software: str, preset
 
 
 @pytest.mark.parametrize("software", ["megatron-core-0.5.0", "megatron-core-0.7.0", "megatron-core-0.12.4",
-                                      "megatron-core-0.13.2", "megatron-core-0.15.4", "megatron-core-0.16.0",
-                                      "megatron-core-0.16.1", "megatron-core-0.19.0"])
+                                      "megatron-core-0.13.2", "megatron-core-0.16.2", "megatron-core-0.17.0",
+                                      "megatron-core-0.17.1", "megatron-core-0.19.0"])
 def test_release_nobody_read_is_an_error(software: str) -> None:
     with pytest.raises(SpecError, match="unknown megatron-core release"):
         release_for("megatron-core", software)

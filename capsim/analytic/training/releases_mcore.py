@@ -22,12 +22,19 @@ Coverage, read from the code at every core tag (github.com/NVIDIA/Megatron-LM, `
   --fp8-param-gather L1342, --overlap-moe-expert-parallel-comm L3151, --moe-router-force-load-balancing L3114,
   --cross-entropy-loss-fusion L2182, --use-megatron-fsdp L2674), RandomSTE (moe/moe_utils.py L899), Fp8Padding
   (moe/experts.py L819) and the probability-free combine unchanged.
-- core_v0.16.0 and later are not covered: their training/arguments.py no longer declares --tp-comm-overlap,
-  --transformer-impl, --moe-token-dispatcher-type, --fp8-recipe or the dropouts (they are generated from the
-  config dataclasses: ArgumentGroupFactory(TransformerConfig), core_v0.16.0 training/arguments.py L1621), whose
-  defaults capsim has not read at those tags.
-
-Citations: ``ML@core_v0.14.0`` is github.com/NVIDIA/Megatron-LM at that tag; lines are in that file there.
+- core_v0.14.0 also covers 0.16.0-0.16.1, whose training/arguments.py generates the model flags from the config
+  dataclasses (ArgumentGroupFactory(TransformerConfig), core_v0.16.0 L1621; bools default False become store_true
+  --kebab-case flags, megatron/training/argument_utils.py) with the same defaults: core/transformer/transformer_config.py
+  hidden_dropout / attention_dropout 0.1 (L137, L140), fp8_recipe "delayed" (L436), moe_grouped_gemm False (L649),
+  moe_router_force_load_balancing False (L645), moe_token_dispatcher_type "allgather" (L675), transformer_impl
+  "transformer_engine" (L880), account_for_embedding_in_pipeline_split False (L96); core/model_parallel_config.py
+  tp_comm_overlap False (L186), cross_entropy_loss_fusion False (L241), overlap_moe_expert_parallel_comm False (L264);
+  gradient_accumulation_fusion is excluded from the factory and stays --no-gradient-accumulation-fusion (arguments.py
+  L2083, on by default); --overlap-grad-reduce L2243, --overlap-param-gather L2264, --use-megatron-fsdp L2305 as before;
+  RandomSTE (moe/moe_utils.py L1110), Fp8Padding (moe/experts.py L605) and the probability-free combine unchanged
+  (the same lines at core_v0.16.1).
+- core_v0.17.0 and later are not covered: not read (its MoE experts and router were reorganised, moe/experts.py,
+  moe/moe_utils.py RandomSTEShared).
 """
 
 from __future__ import annotations
@@ -109,13 +116,13 @@ def megatron_core_0_14(name: str) -> Release:
                 "account_for_loss": Setting(False, f"{_ARGS} L2409 (store_true: off)")}
     return Release(fw, FrameworkFamily.MEGATRON_CORE, "megatron-core-0.14.0", "2025-10-08",
                    "ML@core_v0.14.0 (23e00ed0, 2025-10-08): Megatron-LM pretrain_gpt.py with its flag defaults; "
-                   "the same flags, defaults and MoE code at core_v0.15.0-0.15.3 (0d7e02bd 2025-12-05 to 309ffca6 "
-                   "2026-02-06; module docstring)",
+                   "the same flags, defaults and MoE code at core_v0.15.0-0.16.1 (0d7e02bd 2025-12-05 to 55ac7082 "
+                   "2026-03-16; module docstring)",
                    cite, defaults,
                    {**megatron_core_flags(14),
                     "--moe-grouped-gemm": Flag("moe_fp8_padding", {"": True}, f"{_ARGS} L2802 --moe-grouped-gemm: "
                                                "TEGroupedMLP, whose fp8 path pads each expert's rows (experts.py L815)")},
-                   covers=("megatron-core-0.14.0", "megatron-core-0.15.3"))
+                   covers=("megatron-core-0.14.0", "megatron-core-0.16.1"))
 
 
 # The arguments.py lines ``_Core.lines`` holds, in this order (0: the tag has no such flag); "interleave" is the
