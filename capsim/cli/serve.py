@@ -27,7 +27,7 @@ from capsim.sim.serving.router import RouterKind
 from capsim.sim.serving.workload import ArrivalKind, LengthKind, Lengths
 from capsim.specs.engine import SchedulerKind, get_engine
 
-Engine = Annotated[str | None, typer.Option("--engine", "-e", help="Engine profile: vllm (V1 0.9+, the default), vllm-v1-0.8, vllm-v1-0.8.4, vllm-v1-0.8.5, vllm-v0.6.5 (0.6.5-0.7), vllm-v0.6 (0.6.0-0.6.4), vllm-v0 (0.5), vllm-0.2, vllm-cpu (vLLM's CPU backend), sglang, tensorrt-llm (1.0+), tensorrt-llm-0.14, tensorrt-llm-0.11, tensorrt-llm-0.10, tensorrt-llm-0.6, tensorrt-llm-0.5, nim-1.8 (capsim catalog engines).")]
+Engine = Annotated[str | None, typer.Option("--engine", "-e", help="Engine profile: vllm (V1 0.9+, the default), vllm-v1-0.8, vllm-v1-0.8.4, vllm-v1-0.8.5, vllm-v0.6.5 (0.6.5-0.7), vllm-v0.6 (0.6.0-0.6.4), vllm-v0 (0.5), vllm-0.2, vllm-cpu (vLLM's CPU backend), sglang, tensorrt-llm (1.0+), tensorrt-llm-0.14, tensorrt-llm-0.11, tensorrt-llm-0.10, tensorrt-llm-0.8, tensorrt-llm-0.6, tensorrt-llm-0.5, nim-1.8 (capsim catalog engines).")]
 SamplingOpt = Annotated[str, typer.Option("--sampling", help="Requests' sampling: greedy (temperature 0), random "
                                                           "(temperature > 0; vLLM's default), top-k, top-p; add "
                                                           "+penalties for repetition/frequency/presence penalties.")]
