@@ -131,7 +131,8 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     Megatron-Core's ``--overlap-moe-expert-parallel-comm`` (``fw.overlap_moe_a2a``) a micro-batch's forward of a
     layer runs alongside another's backward of it, each all-to-all hiding only behind the compute of the phase it
     shares (``_paired_exposed_s``), and the passes the schedule runs alone expose theirs (``overlapped_share``).
-    Megatron-Core's
+    The all-to-all dispatcher also all-gathers the routing counts before each forward dispatch and (core >= 0.13)
+    sends the router probabilities in their own all-to-all (``_alltoall_extras_s``). Megatron-Core's
     default all-gather dispatcher instead all-gathers every token over the EP x ETP group and reduce-scatters the
     outputs (megatron/core/transformer/moe/token_dispatcher.py, MoEAllGatherTokenDispatcher).
     """
