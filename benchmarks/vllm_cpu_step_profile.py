@@ -31,6 +31,8 @@ batch and for the 256-token prefill, each phase's median (ms) beside capsim's pr
 from __future__ import annotations
 
 import argparse
+import bisect
+import functools
 import json
 import os
 import statistics
@@ -160,45 +162,54 @@ WORKER = ("_update_states", "_prepare_inputs", "_model_forward", "compute_logits
 SAMPLE = ("_sample", "_bookkeeping_sync")
 
 
-def _inside(calls: list[list], t0: float, t1: float) -> dict[str, float]:
-    """Seconds per method among ``calls`` that start inside [t0, t1]."""
+def _inside(calls: list[list], starts: list[float], t0: float, t1: float) -> dict[str, float]:
+    """Seconds per method among ``calls`` (sorted by start, ``starts`` their starts) that start inside [t0, t1]."""
     out: dict[str, float] = {}
-    for name, s, dt, *_ in calls:
-        if t0 <= s <= t1:
-            out[name] = out.get(name, 0.0) + dt
+    for name, _, dt, *_ in calls[bisect.bisect_left(starts, t0):bisect.bisect_right(starts, t1)]:
+        out[name] = out.get(name, 0.0) + dt
     return out
 
 
 def worker_steps(calls: list[list]) -> list[dict]:
     """One row per worker step: its shape, each phase's seconds, and its period (to the next step's start)."""
     calls = sorted(calls, key=lambda c: c[1])
+    starts = [c[1] for c in calls]
     execs = [c for c in calls if c[0] == "execute_model"]
     samples = [c for c in calls if c[0] == "sample_tokens"]
+    sample_starts = [c[1] for c in samples]
     rows = []
     for e, nxt in zip(execs, execs[1:], strict=False):
         end = e[1] + e[2]
-        st = next((s for s in samples if end <= s[1] < nxt[1]), None)
-        if st is None:
+        k = bisect.bisect_left(sample_starts, end)
+        if k == len(samples) or samples[k][1] >= nxt[1]:
             continue
+        st = samples[k]
         row = {"tokens": e[3], "reqs": e[4], "execute_model": e[2], "sample_tokens": st[2], "period": nxt[1] - e[1]}
-        row.update(_inside(calls, e[1], end))
-        row.update({k: v for k, v in _inside(calls, st[1], st[1] + st[2]).items() if k in SAMPLE})
+        row.update({k: v for k, v in _inside(calls, starts, e[1], end).items() if k in WORKER})
+        row.update({k: v for k, v in _inside(calls, starts, st[1], st[1] + st[2]).items() if k in SAMPLE})
         row["wait_for_engine_core"] = row["period"] - e[2] - st[2]
         rows.append(row)
     return rows
+
+
+@functools.lru_cache(maxsize=4)
+def _deployment(suite: Path):
+    import yaml
+
+    from capsim.validation.bench_suites import deployment
+
+    return deployment(yaml.safe_load((suite / "suite.yaml").read_text()), suite)[0]
 
 
 def _capsim(suite: Path, tokens: int, reqs: int, context: float) -> dict[str, float]:
     """capsim's price of a step of that shape on the deployment of ``suite`` (the folder of the profiled model's
     suite.yaml: the vLLM-CPU suite's or the host microbenchmark's), greedy, by phase."""
     import numpy as np
-    import yaml
 
     from capsim.analytic.ops import head_ops
     from capsim.analytic.serving import Sampling, StepShape, engine_perf, iteration_time, logit_ops
-    from capsim.validation.bench_suites import deployment
 
-    dep, _ = deployment(yaml.safe_load((suite / "suite.yaml").read_text()), suite)
+    dep = _deployment(suite)
     greedy = Sampling.parse("greedy")
     shape = StepShape.prefill(1, tokens) if tokens > reqs else StepShape.decode(reqs, context)
     it = iteration_time(dep.model, dep.plan, dep.perf, shape, dep.engine, None, greedy)
@@ -252,9 +263,10 @@ def report(path: Path) -> dict[int, float]:
     return host
 
 
-def host_fit(paths: list[Path]) -> None:
+def host_fit(paths: list[Path]) -> tuple[float, float, float]:
     """The engine's host seconds per decode step (each batch's lowest over the passes: other jobs only add time),
-    a least-squares line over the batch: engines.yaml vllm-cpu ``cpu.step`` [per step, per running sequence]."""
+    a least-squares line over the batch: engines.yaml vllm-cpu ``cpu.step`` (per step s, per sequence s), and the
+    rms residual (s)."""
     import numpy as np
 
     best: dict[int, float] = {}
@@ -269,7 +281,7 @@ def host_fit(paths: list[Path]) -> None:
     rms = float(np.sqrt(np.mean((host - step - slope * batch) ** 2)))
     print(f"host_fit_rms_ms: {rms * 1e3:.3f} over batches {[int(b) for b in batch]}")
     print(f"cpu_step: [{step:.3e}, {slope:.3e}]  # engines.yaml vllm-cpu cpu.step (per step s, per sequence s)")
-
+    return float(step), float(slope), rms
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
