@@ -18,14 +18,19 @@ the executor's shared-memory queues (core.py ``step``: ``future.result()`` is No
 ``model_executor.sample_tokens``), and schedules and updates in between.
 
 Requests: greedy, random prompts of 256 tokens (vocabulary from the model's config) and 65 output tokens, one at a
-time (``--repeats`` requests), then ``--concurrency`` requests at once. Needs vLLM's CPU venv::
+time (``--repeats`` requests), then 3 rounds of each ``--concurrency`` requests at once. Needs vLLM's CPU venv::
 
-    nice -n -10 /work/.vllm-venv/bin/python benchmarks/vllm_cpu_step_profile.py capsim/data/vllm-cpu/model \
-        --out capsim/data/vllm-cpu-host/step-profile/width-512.json                 # ~2 min
-    .venv/bin/python benchmarks/vllm_cpu_step_profile.py --report capsim/data/vllm-cpu-host/step-profile/width-512.json
+    for P in "" -pass2 -pass3; do nice -n -10 /work/.vllm-venv/bin/python benchmarks/vllm_cpu_step_profile.py \
+        capsim/data/vllm-cpu-host/large/model --concurrency 2,4,8,16 \
+        --out capsim/data/vllm-cpu-host/step-profile/large$P.json; done                  # ~2 min each
+    .venv/bin/python benchmarks/vllm_cpu_step_profile.py --report capsim/data/vllm-cpu-host/step-profile/large*.json
 
-The first writes every timed call (JSON); ``--report`` (capsim's venv) prints ``name: value`` lines: per decode
-batch and for the 256-token prefill, each phase's median (ms) beside capsim's price of the same work.
+The first writes every timed call (JSON); ``--report FILE...`` (capsim's venv) prints ``name: value`` lines: per
+decode batch and for the 256-token prefill, each phase's median (ms) beside capsim's price of the same work
+(the deployment of the ``suite.yaml`` beside the profiled model's folder), then the engine's host time per decode
+step (period - forward - LM head - the sampler as ``sampler_s`` prices it), each batch's lowest over the files, and
+the line over the batch that engines.yaml's vllm-cpu ``cpu.step`` holds (headline last). The data README
+(capsim/data/vllm-cpu-host/README.md) gives the runs, their load and what they showed.
 """
 
 from __future__ import annotations
