@@ -27,7 +27,7 @@ from capsim.sim.serving.router import RouterKind
 from capsim.sim.serving.workload import ArrivalKind, LengthKind, Lengths
 from capsim.specs.engine import SchedulerKind, get_engine
 
-Engine = Annotated[str | None, typer.Option("--engine", "-e", help="Engine profile: vllm (V1 0.9+, the default), vllm-v1-0.8, vllm-v1-0.8.4, vllm-v1-0.8.5, vllm-v0.6.5 (0.6.5-0.7), vllm-v0.6 (0.6.0-0.6.4), vllm-v0 (0.5), vllm-0.2, vllm-cpu (vLLM's CPU backend), sglang, tensorrt-llm (1.0+), tensorrt-llm-0.14, tensorrt-llm-0.11, tensorrt-llm-0.5, nim-1.8 (capsim catalog engines).")]
+Engine = Annotated[str | None, typer.Option("--engine", "-e", help="Engine profile: vllm (V1 0.9+, the default), vllm-v1-0.8, vllm-v1-0.8.4, vllm-v1-0.8.5, vllm-v0.6.5 (0.6.5-0.7), vllm-v0.6 (0.6.0-0.6.4), vllm-v0 (0.5), vllm-0.2, vllm-cpu (vLLM's CPU backend), sglang, tensorrt-llm (1.0+), tensorrt-llm-0.14, tensorrt-llm-0.11, tensorrt-llm-0.10, tensorrt-llm-0.8, tensorrt-llm-0.6, tensorrt-llm-0.5, nim-1.8 (capsim catalog engines).")]
 Ep = Annotated[int, typer.Option("--ep", help="MoE: split the routed experts over this many GPUs of the TP group, "
                                                "each expert whole (expert parallel).", min=1)]
 DpAttn = Annotated[bool, typer.Option("--dp-attention", help="MoE: attention data-parallel over the TP group "
