@@ -7,8 +7,9 @@ publish: it takes the release's documented default (``Release.defaults``, cited 
 The row's note and ``band_low``/``band_high`` give the prediction's range over every plausible value of the blanks
 (the values the release offers; feasible layouts only). Where the defaults cannot run (a layout beyond the GPU's
 memory), the run used other plausible values: the row is priced at the feasible layout of the band's median
-prediction, neither end of it, and its note says so; a row that no plausible value runs is not priced. An accelerator whose source gives its peaks only as a range
-(``Accelerator.peaks_high``) is priced at the range's lower end, and the band reaches the upper end's predictions.
+prediction, neither end of it, and its note says so; a row that no plausible value runs is not priced. An
+accelerator whose source gives its peaks only as a range (``Accelerator.peaks_high``) is priced at the range's lower
+end, and the band reaches the upper end's predictions.
 """
 
 from __future__ import annotations
