@@ -78,13 +78,13 @@ def test_validate_training_json():
     # GB200, GB300), all priced (the 25.11 H100 row at the release's micro-batch, its table's contradicting it:
     # test_training_gptoss.py); training_bridge_blackwell.csv (100 rows: GB200, GB300, B300, B200), all priced (the two
     # 26.02.01 GB300 Llama3 70B rows at their tag's config layout: test_training_bridge_blackwell.py);
-    # training_deepspeed.csv (1 row, A100, priced:
-    # test_training_deepspeed.py); each on the calibration the one rule picks for its accelerator (GPU profile where
+    # training_deepspeed.csv (1 row, A100, priced: test_training_deepspeed.py); training_megatron_readme.csv (9 rows,
+    # H100, all priced: test_megatron_readme.py); each on the calibration the one rule picks for its accelerator (GPU profile where
     # one ships, else datasheet)
     gpus = ("a100", "h100", "b200", "h200", "b300", "gb200", "gb300", "grand-teton-h100")
     names = " + ".join(sorted({default_calibration(a) for a in gpus}))
     assert out["suite"] == "training" and out["calibration"] == names
-    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 11 + 31 + 100 + 1 and out["rows_failed"] == 0
+    assert len(out["rows"]) == 18 + 15 + 22 + 7 + 26 + 11 + 31 + 100 + 1 + 9 and out["rows_failed"] == 0
     assert all(r["predicted"] is not None for r in out["rows"])
     assert not any("unknown accelerator" in r["note"] for r in out["rows"])
     assert {"source", "case", "metric", "measured", "predicted", "error_pct"} <= set(out["rows"][0])

@@ -267,10 +267,11 @@ def test_every_row_of_both_files_is_priced():
     report = run_suite("training", None, None)
     # training_bridge.csv's rows: test_training_bridge.py; training_fsdp2.csv's (automodel-*): test_training_fsdp2.py
     bridge = {r["source"] for r in read_csv(None, "training_bridge.csv", REQUIRED)}
-    # the last four in SHIPPED; their rows: test_training_bridge_blackwell.py, test_training_gptoss.py,
-    # test_training_deepspeed.py, test_training_nemo.py
+    # the last five in SHIPPED; their rows: test_training_bridge_blackwell.py, test_training_gptoss.py,
+    # test_training_deepspeed.py, test_megatron_readme.py, test_training_nemo.py
     tail = sum(len(read_csv(None, name, REQUIRED)) for name in ("training_bridge_blackwell.csv", "training_gptoss.csv",
-                                                                 "training_deepspeed.csv", "training_nemo.csv"))
+                                                                 "training_deepspeed.csv", "training_megatron_readme.csv",
+                                                                 "training_nemo.csv"))
     rows = [r for r in report.rows[:-tail] if not r.source.startswith(("torchtitan", "trainy", "automodel-"))
             and r.source not in bridge]
     assert all(r.predicted is not None for r in rows) and len(rows) == 18 + len(MODERN)

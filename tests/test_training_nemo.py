@@ -199,7 +199,8 @@ def test_the_perf_scripts_settings_are_flags_of_the_run():
 
 def test_plain_megatron_core_0_14_runs_with_megatron_lms_own_defaults():
     rel = release_for("megatron-core", "megatron-core-0.14.0")
-    assert rel.name == FrameworkName.MEGATRON_CORE_0_14.value and rel.covers is None
+    assert rel.name == FrameworkName.MEGATRON_CORE_0_14.value
+    assert rel.covers == ("megatron-core-0.14.0", "megatron-core-0.16.1")  # the same facts read at 0.15-0.16
     assert set(rel.cite) == set(BEHAVIOUR) and all("ML@core_v0.14.0" in rel.cite[k] for k in
                                                    ("dropout", "overlap_grad_reduce", "fp8_scaling", "moe_dispatcher"))
     fw, layout = rel.configure()
@@ -210,4 +211,4 @@ def test_plain_megatron_core_0_14_runs_with_megatron_lms_own_defaults():
                                "--overlap-moe-expert-parallel-comm --fp8-recipe=tensorwise")
     assert fw.overlap_grad_reduce and fw.overlap_param_gather and fw.overlap_moe_a2a and layout["distributed_optimizer"]
     with pytest.raises(SpecError, match="unknown megatron-core release"):
-        release_for("megatron-core", "megatron-core-0.12.0")  # no preset read at that release: an error, no default
+        release_for("megatron-core", "megatron-core-0.17.0")  # no preset read at that release: an error, no default

@@ -63,10 +63,11 @@ METRICS = {"tflops_per_gpu_hw": "TFLOP/s", "tflops_per_gpu_model": "TFLOP/s", "i
 # The shipped files ``capsim validate training`` runs without --file: the 2021-22 Megatron-LM runs, today's stacks,
 # torchtitan's published runs, NeMo AutoModel's other FSDP2 runs, the Megatron-Bridge tables' other rows (H100/B200 FP8,
 # then Blackwell), the gpt-oss runs of Megatron-Bridge and NeMo AutoModel, the DeepSpeed runs (BLOOM-176B's
-# Megatron-DeepSpeed) and NeMo's own tables' other rows (last).
+# Megatron-DeepSpeed), the Megatron-LM README's H100 weak-scaling table (Megatron-Core 0.8) and NeMo's own tables'
+# other rows (last).
 SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan.csv", "training_fsdp2.csv",
            "training_bridge.csv", "training_bridge_blackwell.csv", "training_gptoss.csv", "training_deepspeed.csv",
-           "training_nemo.csv")
+           "training_megatron_readme.csv", "training_nemo.csv")
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
 YES, NO = ("yes", "true", "1"), ("no", "false", "0")
 # Layout setting -> the CSV column that publishes it (blank = unpublished).
