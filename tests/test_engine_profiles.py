@@ -74,7 +74,7 @@ def test_release_lookup():
     assert engine_release("nim", "1.8.0").name == "nim-1.8"
     assert engine_release("sglang", "0.3.6.post3").name == "sglang" == engine_release("sglang", "0.4.3").name
     for engine, version, field in (("vllm", "0.2.1", "engine_version"), ("vllm", "0.1.7", "engine_version"),
-                                   ("tensorrt-llm", "0.9.0", "engine_version"), ("vllm", "", "engine_version"),
+                                   ("tensorrt-llm", "0.7.1", "engine_version"), ("vllm", "", "engine_version"),
                                    ("sglang", "0.3.3", "engine_version"),
                                    ("tgi", "2.0", "engine")):
         with pytest.raises(SpecError) as err:
@@ -132,7 +132,8 @@ def test_each_engine_reads_the_kv_cache_as_its_decode_kernel_does():
 
     model, plan = get_model("llama-2-70b"), ServePlan(tp=4)
     per_query = {n for n, e in engines().items() if e.decode_kv_reads == "per_query_head"}
-    assert per_query == {"tensorrt-llm-0.5", "vllm-0.2", "vllm-0.2.6", "vllm-0.4", "vllm-0.4.1", "vllm-0.4.2"}
+    assert per_query == {"tensorrt-llm-0.5", "tensorrt-llm-0.6", "tensorrt-llm-0.8", "vllm-0.2", "vllm-0.2.6",
+                         "vllm-0.4", "vllm-0.4.1", "vllm-0.4.2"}
     for eng in (e for e in engines().values() if e.device_type == "gpu"):  # a CPU build is refused on a GPU
         table = StepTable(model, plan, PERF_H100, eng, H100)
         reads = 8 if eng.name in per_query else 1
@@ -236,7 +237,7 @@ def test_tensorrt_llm_0_11_to_0_21_runs_trtllm_build_engines_under_the_executor(
                           ("0.14.0", "tensorrt-llm-0.14"), ("0.17.0.post1", "tensorrt-llm-0.14"),
                           ("0.21.0", "tensorrt-llm-0.14"), ("1.0.0rc4", "tensorrt-llm")):
         assert engine_release("TensorRT-LLM", version).name == name, version
-    for version in ("0.6.1", "0.10.0"):  # no source read for these runtimes
+    for version in ("0.7.0", "0.7.1"):  # 0.7.1 changed the GQA decode kernels; no performance page of 0.7 read
         with pytest.raises(SpecError, match="capsim knows"):
             engine_release("trtllm", version)
     model = get_model("llama-3-8b")
@@ -248,6 +249,40 @@ def test_tensorrt_llm_0_11_to_0_21_runs_trtllm_build_engines_under_the_executor(
         assert not eng.cuda_graphs and not eng.prefix_caching and eng.graph_batch(8) == 0
         assert eng.host_cost(4) == eng.host_cost(1) and eng.host_cost(1).exposed == (0.0, 0.0, 0.0)
         assert eng.backend == "tensorrt" and eng.workers.value == "mp"
+
+
+def test_tensorrt_llm_0_6_0_8_and_0_10_profiles_follow_their_releases():
+    """0.6.x (performance.md 'updated for v0.6.1') and 0.8-0.9 (performance.md of 0.8.0 and 0.9.0): gptSession
+    static batches, masked multi-head decode per query head (0.8-0.9: XQA 'not enabled by default', the flag
+    trtllm_enable_xqa=1 turns it on); 0.10.x (release notes 0.10.0, perf-overview.md of 0.10): in-flight batching,
+    trtllm-build's batch-1 engine (256/8192 only from 0.11), 64-token blocks, KV cache in 0.9 of the free memory
+    reserved to completion, no CUDA graphs or KV reuse. 0.7 stays refused."""
+    for version, name in (("0.6.0", "tensorrt-llm-0.6"), ("v0.6.1", "tensorrt-llm-0.6"),
+                          ("0.8.0", "tensorrt-llm-0.8"), ("0.9.0", "tensorrt-llm-0.8"),
+                          ("0.10.0", "tensorrt-llm-0.10"), ("0.10.1", "tensorrt-llm-0.10"),
+                          ("0.5.0", "tensorrt-llm-0.5"), ("0.11.0", "tensorrt-llm-0.11")):
+        assert engine_release("TensorRT-LLM", version).name == name, version
+    for version in ("0.4.0", "0.7.0", "0.7.1"):
+        with pytest.raises(SpecError, match="no profile for"):
+            engine_release("tensorrt-llm", version)
+    model = get_model("llama-2-70b")
+    v06, v08, v010 = get_engine("tensorrt-llm-0.6"), get_engine("tensorrt-llm-0.8"), get_engine("tensorrt-llm-0.10")
+    for eng in (v06, v08):
+        assert eng.scheduler.value == "static" and eng.decode_kv_reads == "per_query_head"
+        assert eng.backend == "tensorrt" and eng.workers.value == "mp"
+        assert not eng.cuda_graphs and not eng.prefix_caching and eng.host_cost(8).exposed == (0.0, 0.0, 0.0)
+    assert apply_flags(v08, {"trtllm_enable_xqa": "1"}, "fp8").engine.decode_kv_reads == "per_kv_head"
+    assert apply_flags(v08, {"trtllm_enable_xqa": "0"}, "fp8").engine.decode_kv_reads == "per_query_head"
+    with pytest.raises(SpecError, match="trtllm_enable_xqa"):
+        apply_flags(get_engine("vllm-0.2"), {"trtllm_enable_xqa": "1"}, "fp16")
+    assert v010.scheduler.value == "sarathi" and v010.limits(model, H100) == (1, 1024) == v010.limits(model, A100)
+    assert (v010.block_size, v010.kv_memory_of, v010.memory_fraction, v010.kv_reservation) == \
+        (64, "free", 0.9, "whole_sequence")
+    assert v010.decode_kv_reads == "per_kv_head" and not v010.cuda_graphs and not v010.prefix_caching
+    flagged = apply_flags(v010, {"max_batch_size": "2048", "max_num_tokens": "2048",
+                                 "capacity_scheduler_policy": "max_utilization"}, "fp8")
+    assert flagged.engine.kv_reservation == "per_step"
+    assert flagged.plan["max_batch"] == 2048 and flagged.plan["max_batched_tokens"] == 2048
 
 
 def test_a_backend_flag_must_name_the_release_default_runtime():
@@ -262,7 +297,7 @@ def test_a_backend_flag_must_name_the_release_default_runtime():
 
 @pytest.mark.parametrize("engine", ["vllm-0.2.6", "vllm-0.4", "vllm-0.4.3", "vllm-v0.6", "vllm-v0.6.5", "vllm-v1-0.8",
                                     "vllm-v1-0.8.4", "vllm-v1-0.8.5", "tensorrt-llm-0.11", "tensorrt-llm-0.14",
-                                    "sglang-0.3.4"])
+                                    "tensorrt-llm-0.10", "tensorrt-llm-0.8", "tensorrt-llm-0.6", "sglang-0.3.4"])
 def test_capsim_serve_runs_on_the_release_profile(engine):
     import json
 

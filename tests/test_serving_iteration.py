@@ -207,3 +207,14 @@ def test_reach_is_steps_to_reach_and_pieces_sum_bit_for_bit(lines, k, share):
     assert m == steps_to_reach(pieces, target)
     assert seconds == pieces_sum(pieces, m)  # exactly: the same sums in the same order
     assert 1 <= m <= k and (seconds >= target or m == k)
+
+
+def test_envelope_survives_a_subnormal_slope_difference():
+    """Two lines whose slopes differ by a subnormal cross far beyond any run (the quotient overflows a float):
+    the envelope is the line that is higher at step 0, whole, as for any crossing past the range."""
+    tiny = 5e-324
+    for lines in (((1e-3, 0.0), (2e-3, tiny)), ((2e-3, 0.0), (1e-3, tiny)),
+                  ((1e-3, 0.0), (2e-3, tiny), (3e-4, 1e-6))):
+        pieces = envelope(lines, 4000)
+        assert pieces[0][0] == 0 and pieces[-1][1] == 4000
+        assert pieces_sum(pieces) == pytest.approx(sum(max(a + b * j for a, b in lines) for j in range(4000)))

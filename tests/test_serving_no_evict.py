@@ -17,7 +17,7 @@ from capsim.specs.engine_flags import apply_flags
 
 MODEL, ACC = get_model("llama-2-7b"), get_accelerator("A100-SXM4-80GB")
 PERF = load_calibration("A100-SXM4-80GB").perf()
-NO_EVICT = {"tensorrt-llm", "tensorrt-llm-0.14", "tensorrt-llm-0.11", "nim-1.8"}
+NO_EVICT = {"tensorrt-llm", "tensorrt-llm-0.14", "tensorrt-llm-0.11", "tensorrt-llm-0.10", "nim-1.8"}
 
 
 def run(engine, wl: Workload, fast: bool = True, memory: float = 0.25, replicas: int = 1, **kw) -> Fleet:
@@ -113,3 +113,19 @@ def test_no_evict_with_prefix_caching_conserves_blocks_and_equals_step_mode():
     assert fast.fin_count == [1] * n and sum(fast.req.preemptions) == 0
     rep = fast.replicas[0]
     assert rep.kv.used == 0 and rep.kv.prefix.hit_tokens > 0
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_token_budget_equal_to_the_batch_limit_still_lets_prompts_progress(fast):
+    """TensorRT-LLM 0.10's published runs build max_batch_size 2048 with max_num_tokens 2048 (perf-overview.md of
+    0.10): while a slot is free the running decodes leave a token to a prompt, so equal is served (vLLM's own check
+    is >=) and a smaller budget is refused."""
+    eng = get_engine("tensorrt-llm-0.10")
+    wl = burst(n=100, p=300, o=40)
+    plan = engine_plan(eng, MODEL, ACC, gpu_memory_utilization=0.9, max_batch=32, max_batched_tokens=32)
+    fleet = Fleet(MODEL, plan, ACC, PERF, wl, ServeConfig(engine=eng, fast=fast))
+    fleet.run()
+    assert fleet.fin_count == [1] * wl.size
+    short = engine_plan(eng, MODEL, ACC, gpu_memory_utilization=0.9, max_batch=32, max_batched_tokens=31)
+    with pytest.raises(SpecError, match="max_batched_tokens"):
+        Fleet(MODEL, short, ACC, PERF, wl, ServeConfig(engine=eng, fast=fast)).run()

@@ -19,7 +19,11 @@ from capsim.validation.serving import REQUIRED, serving_suite
 
 runner = CliRunner()
 ROWS = read_csv(None, "serving_published.csv", REQUIRED)
-TOLERANCE_PCT = {"trtllm-v1.0": 15.0, "trtllm-0.5": 15.0, "vllm-ci": 15.0, "nim-1.8": 15.0, "distserve": 25.0}
+# Runs capsim had never seen when their release profiles were written from the release's sources (issue 13: median
+# <= 15%, worst <= 25%): TensorRT-LLM 0.6.1's and 0.8.0's static batches and 0.10's in-flight batching at max load.
+UNSEEN = ("trtllm-0.6.1", "trtllm-0.8.0", "trtllm-0.10")
+TOLERANCE_PCT = {"trtllm-v1.0": 15.0, "trtllm-0.5": 15.0, "vllm-ci": 15.0, "nim-1.8": 15.0, "distserve": 25.0,
+                 **dict.fromkeys(UNSEEN, 25.0)}
 SATURATION_RPS = (3.0, 3.5)
 
 DISTSERVE_HOST = ("capsim's vLLM 0.2.3 step is 2-41% slower than DistServe's own single-forward profile of the "
@@ -40,6 +44,15 @@ KNOWN_MISSES = {
     ("vllm-ci", "e2e_latency_mean", ""): "the source does not state the vLLM release (engine_version blank): "
                                          "the row is not priced",
 }
+TRT_010_MISS = ("capsim is optimistic on TensorRT-LLM 0.10's in-flight batching at 2048 sequences: no source prices "
+                "the 0.10 batch manager's host time or its decoder (gptDecoderBatch) per step, so none is; the misses "
+                "are largest with Llama-3's 128K vocabulary and with Mixtral (cause not established)")
+KNOWN_MISSES.update({
+    ("trtllm-0.10", "output_tokens_per_s", "llama-3-8b H100-SXM5-80GB tp1 fp8 128/128"): TRT_010_MISS,
+    ("trtllm-0.10", "output_tokens_per_s", "llama-3-8b H100-SXM5-80GB tp1 fp8 128/2048"): TRT_010_MISS,
+    ("trtllm-0.10", "output_tokens_per_s", "llama-3-70b H100-SXM5-80GB tp4 fp8 2048/2048"): TRT_010_MISS,
+    ("trtllm-0.10", "output_tokens_per_s", "mixtral-8x7b H100-SXM5-80GB tp2 fp8 128/128"): TRT_010_MISS,
+})
 
 
 def _key(r: dict[str, str]) -> tuple[str, str, str]:
@@ -48,6 +61,9 @@ def _key(r: dict[str, str]) -> tuple[str, str, str]:
         return source, metric, r["trace"].rsplit("/", 1)[-1].removesuffix(".csv")
     if source in ("trtllm-0.5", "trtllm-v1.0"):
         return source, metric, f"{r['input_tokens']}/{r['output_tokens']}"
+    if source in UNSEEN:
+        return source, metric, (f"{r['model']} {r['gpu']} tp{r['tp']} {r['precision']} "
+                                f"{r['input_tokens']}/{r['output_tokens']}")
     return source, metric, ""
 
 
@@ -81,6 +97,15 @@ def test_every_published_row_within_its_tolerance(report, r):
     assert abs(row.error_pct) <= TOLERANCE_PCT[r["source"]], (row.error_pct, row.note)
 
 
+def test_unseen_tensorrt_llm_runs_median_within_15_pct(report):
+    """Issue 13's target for runs capsim has never seen: the median error of the TensorRT-LLM 0.6.1, 0.8.0 and 0.10 rows
+    (profiles from release notes, docs and code of each release; the rows were only compared afterwards)."""
+    rows = [x for x in report.rows if x.source in UNSEEN]
+    assert len(rows) == sum(r["source"] in UNSEEN for r in ROWS) and all(x.predicted is not None for x in rows)
+    errors = sorted(abs(x.error_pct) for x in rows)
+    assert errors[len(errors) // 2] <= 15.0, errors
+
+
 @pytest.mark.xfail(strict=True, reason=DISTSERVE_HOST + ": the simulated saturation is ~4.1 req/s")
 def test_distserve_simulated_saturation_between_3_and_3_5(report):
     sat = [x for x in report.rows if x.metric == "saturation_rate_rps"]
@@ -106,6 +131,10 @@ def test_engine_release_and_flags_reach_the_prediction(report):
     assert "vllm-0.2 (vllm 0.2.3)" in notes["distserve"] and "swap_space_gb=16" in notes["distserve"]
     assert "tensorrt-llm (tensorrt-llm 1.0.0)" in notes["trtllm-v1.0"]
     assert "tensorrt-llm-0.5" in notes["trtllm-0.5"] and "nim-1.8" in notes["nim-1.8"]
+    assert "tensorrt-llm-0.6 (tensorrt-llm 0.6.1)" in notes["trtllm-0.6.1"]
+    assert "tensorrt-llm-0.8 (tensorrt-llm 0.8.0)" in notes["trtllm-0.8.0"]
+    assert "tensorrt-llm-0.10 (tensorrt-llm 0.10.0)" in notes["trtllm-0.10"]
+    assert "max_num_seqs 2048" in notes["trtllm-0.10"]  # the row's max_batch_size flag
 
 
 def _write(tmp_path, edit):

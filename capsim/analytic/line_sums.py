@@ -20,6 +20,12 @@ def _line_sum(s: int, e: int, a: float, b: float) -> float:
     return (e - s) * a + b * (s + e - 1) * (e - s) / 2.0
 
 
+def _crossing(num: float, den: float, k: int) -> int:
+    """ceil(num / den) clamped to [-1, k]: where two lines cross, as a step; a crossing beyond the range (or a
+    quotient that overflows, e.g. a subnormal slope difference) is the range's edge, which means the same."""
+    return math.ceil(min(max(num / den, -1.0), float(k)))
+
+
 def envelope(lines: Lines, k: int) -> list[Piece]:
     """The upper envelope of ``lines`` over the integer steps [0, k), as pieces of one line each."""
     n = len(lines)
@@ -29,7 +35,7 @@ def envelope(lines: Lines, k: int) -> list[Piece]:
     if n == 2:  # the common case (CUDA graphs): at most one crossing
         (a1, b1), (a2, b2) = lines if lines[0] >= lines[1] else lines[::-1]  # line 1 is the maximum at step 0
         if b2 > b1:
-            x = math.ceil((a1 - a2) / (b2 - b1))
+            x = _crossing(a1 - a2, b2 - b1, k)
             if 0 < x < k:
                 return [(0, x, a1, b1), (x, k, a2, b2)]
             if x <= 0:
@@ -39,7 +45,7 @@ def envelope(lines: Lines, k: int) -> list[Piece]:
     for i, (a1, b1) in enumerate(lines):
         for a2, b2 in lines[i + 1:]:
             if b1 != b2:
-                x = math.ceil((a2 - a1) / (b1 - b2))
+                x = _crossing(a2 - a1, b1 - b2, k)
                 if 0 < x < k:
                     cuts.add(x)
     edges = sorted(cuts)

@@ -109,7 +109,10 @@ def model_state_bytes(dense: Num, expert: Num, lay: Layouts, precision: Precisio
 
     ZeRO (Rajbhandari et al. 2020, Sec. 5): stage 1 shards optimizer states, stage 2 also gradients,
     stage 3 also parameters, over the data-parallel group (dp x cp); experts over their expert-data-parallel group
-    (tp x cp x dp / (ep x etp), ``Layouts.expert_dp``). Hybrid sharding shards over its sharding group only
+    (tp x cp x dp / (ep x etp), ``Layouts.expert_dp``): Megatron-Core's DDP puts expert parameters in their own
+    buffers over the expert data-parallel group, world / (etp x ep x pp), and the distributed optimizer shards each
+    buffer over its own group (ML@55ac7082 distributed_data_parallel.py L294-302, distrib_optimizer.py L185-193,
+    parallel_state.py L788-791). Hybrid sharding shards over its sharding group only
     (``Layouts.shard``, ``expert_shard``) and keeps a copy per replica (Zhao et al. 2023, "PyTorch FSDP", Sec. 3.2.2).
     """
     group = lay.shard

@@ -299,8 +299,9 @@ ALIASES = {"trtllm": "tensorrt-llm", "trt-llm": "tensorrt-llm", "tensorrtllm": "
 def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> EngineProfile:
     """An engine profile by name (``vllm``, ``vllm-v1-0.8``, ``vllm-v0.6``, ``vllm-v0``, ``vllm-0.4``, ``vllm-0.2.6``,
     ``vllm-0.2``, ``sglang``, ``sglang-0.3.4``, ``tensorrt-llm``, ``tensorrt-llm-0.14``, ``tensorrt-llm-0.11``,
-    ``tensorrt-llm-0.5``, ``nim-1.8``; also ``trtllm``, ``nim``; ``capsim catalog engines`` lists all); ``cuda_graphs`` overrides the profile's
-    default (switching them on needs a profile with captured sizes)."""
+    ``tensorrt-llm-0.10``, ``tensorrt-llm-0.8``, ``tensorrt-llm-0.6``, ``tensorrt-llm-0.5``, ``nim-1.8``; also ``trtllm``, ``nim``;
+    ``capsim catalog engines`` lists all); ``cuda_graphs`` overrides the profile's default (switching them on
+    needs a profile with captured sizes)."""
     if isinstance(name, EngineProfile):
         prof = name
     else:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from capsim.errors import SpecError
-from capsim.specs.engine import EngineProfile, KvReservation, SchedulerKind, Workers, padded_sizes
+from capsim.specs.engine import (
+    DecodeKvReads,
+    EngineProfile,
+    KvReservation,
+    SchedulerKind,
+    Workers,
+    padded_sizes,
+)
 
 ALL = ("vllm", "sglang", "tensorrt-llm", "nim")
 
@@ -120,6 +127,13 @@ def _prefix(eng: EngineProfile, name: str, text: str) -> EngineProfile:
     return replace(eng, prefix_caching=_bool(name, text))
 
 
+def _xqa(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    # TensorRT-LLM 0.8-0.9 docs/source/performance.md: the XQA GQA generation kernels are "not enabled by default",
+    # "export TRTLLM_ENABLE_XQA=1"; XQA reads a KV head's cache once for its query heads, the masked MHA per query head
+    on = _bool(name, text)
+    return replace(eng, decode_kv_reads=DecodeKvReads.PER_KV_HEAD if on else DecodeKvReads.PER_QUERY_HEAD)
+
+
 # TensorRT-LLM's CapacitySchedulerPolicy (cpp/include/tensorrt_llm/executor/executor.h; llm_args.py SchedulerConfig):
 # GUARANTEED_NO_EVICT reserves each request's whole sequence at admission; MAX_UTILIZATION takes blocks as steps need
 # them and pauses requests when short (cpp/include/tensorrt_llm/batch_manager/llmRequest.h LlmRequest::pause "moving
@@ -168,6 +182,7 @@ FLAGS: dict[str, Flag] = {
     "capacity_scheduler_policy": Flag(("tensorrt-llm", "nim"), engine=_capacity),
     "chunked_prefill": Flag(("vllm",), engine=_chunked),
     "prefix_caching": Flag(ALL, engine=_prefix),
+    "trtllm_enable_xqa": Flag(("tensorrt-llm",), engine=_xqa),  # the TRTLLM_ENABLE_XQA environment variable
     "backend": Flag(("tensorrt-llm",), engine=_backend),
     "enable_expert_parallel": Flag(("vllm",), plan="ep", parse=lambda n, v: 0 if _bool(n, v) else 1),  # 0: tp
     "ep_size": Flag(("sglang",), plan="ep", parse=_int),

@@ -5,8 +5,11 @@ optional, are that release's command-line flags the run stated).
 A blank micro_batch, pp_interleave, recompute, seq_parallel, zero_stage or cp is a setting the run did not
 publish: it takes the release's documented default (``Release.defaults``, cited there), never the fastest value.
 The row's note and ``band_low``/``band_high`` give the prediction's range over every plausible value of the blanks
-(the values the release offers; feasible layouts only). An accelerator whose source gives its peaks only as a range
-(``Accelerator.peaks_high``) is priced at the range's lower end, and the band reaches the upper end's predictions.
+(the values the release offers; feasible layouts only). Where the defaults cannot run (a layout beyond the GPU's
+memory), the run used other plausible values: the row is priced at the feasible layout of the band's median
+prediction, neither end of it, and its note says so; a row that no plausible value runs is not priced. An
+accelerator whose source gives its peaks only as a range (``Accelerator.peaks_high``) is priced at the range's lower
+end, and the band reaches the upper end's predictions.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 from capsim.analytic.flops import megatron_iteration_flops
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training import Framework, Release, StepTime, release_for
-from capsim.analytic.training.release import PER_REPLICA
+from capsim.analytic.training.release import PER_REPLICA, PipelineSplit
 from capsim.analytic.training.result import BREAKDOWN
 from capsim.calibration import perf_for
 from capsim.errors import SpecError
@@ -60,10 +63,11 @@ METRICS = {"tflops_per_gpu_hw": "TFLOP/s", "tflops_per_gpu_model": "TFLOP/s", "i
 # The shipped files ``capsim validate training`` runs without --file: the 2021-22 Megatron-LM runs, today's stacks,
 # torchtitan's published runs, NeMo AutoModel's other FSDP2 runs, the Megatron-Bridge tables' other rows (H100/B200 FP8,
 # then Blackwell), the gpt-oss runs of Megatron-Bridge and NeMo AutoModel, the DeepSpeed runs (BLOOM-176B's
-# Megatron-DeepSpeed) and NeMo's own tables' other rows (last).
+# Megatron-DeepSpeed), the Megatron-LM README's H100 weak-scaling table (Megatron-Core 0.8) and NeMo's own tables'
+# other rows (last).
 SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan.csv", "training_fsdp2.csv",
            "training_bridge.csv", "training_bridge_blackwell.csv", "training_gptoss.csv", "training_deepspeed.csv",
-           "training_nemo.csv")
+           "training_megatron_readme.csv", "training_nemo.csv")
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
 YES, NO = ("yes", "true", "1"), ("no", "false", "0")
 # Layout setting -> the CSV column that publishes it (blank = unpublished).
@@ -164,22 +168,42 @@ def _point(r: dict[str, str], layout: dict[str, object], fw: Framework, cluster:
 
 
 def _band(r: dict[str, str], fixed: dict[str, object], blanks: list[str], fw: Framework, cluster: Cluster,
-          perf: object, precision: Precision) -> tuple[tuple[float, float] | None, str]:
-    """(least, greatest) prediction over the blanks' plausible values, and a note saying over what."""
+          perf: object, precision: Precision, split: dict[str, object]
+          ) -> tuple[tuple[float, float] | None, str, dict[str, object] | None]:
+    """(least, greatest) prediction over the blanks' plausible values, a note saying over what, and the blanks'
+    values at the feasible layout whose prediction is the median of them (the lower middle of an even count).
+    ``split``: the row's account-for-embedding/loss settings (an uneven split only where the row states one)."""
     if not blanks:
-        return None, ""
+        return None, "", None
     pins = framework_limits(fw)
     open_ = {**fixed, **{k: pins.get(k) for k in blanks}}
     lay, result, ok = _price(r, open_, fw, cluster, perf, precision)
-    runs = _runnable(row_model(r), lay, fw) & ((np.asarray(lay.recompute) != 1) | fw.selective_recompute)
+    runs = _runnable(row_model(r), lay, fw, split) & ((np.asarray(lay.recompute) != 1) | fw.selective_recompute)
     ok = ok[runs[ok]]
     tried = ", ".join(f"{k} in {{{','.join(str(_show(k, x)) for x in np.unique(getattr(lay, k)[runs]))}}}"
                       for k in blanks)
     if len(ok) == 0:
-        return None, f"band over {tried}: no plausible layout fits"
+        return None, f"band over {tried}: no plausible layout fits", None
     values = _metric_values(r, row_model(r), lay, result)[ok]
+    middle = int(ok[np.argsort(values, kind="stable")[(len(ok) - 1) // 2]])
     lo, hi = float(values.min()), float(values.max())
-    return (lo, hi), f"band over {tried}: {lo:.4g} to {hi:.4g} ({len(ok)} feasible layouts)"
+    return ((lo, hi), f"band over {tried}: {lo:.4g} to {hi:.4g} ({len(ok)} feasible layouts)",
+            {k: np.asarray(getattr(lay, k))[middle].item() for k in blanks})
+
+
+def _where_defaults_cannot_run(r: dict[str, str], layout: dict[str, object], median: dict[str, object] | None,
+                               why: str, fw: Framework, cluster: Cluster, perf: Perf, precision: Precision
+                               ) -> tuple[dict[str, object], Layouts, StepTime, str]:
+    """A row whose blanks at the documented defaults cannot run (``why``) ran at some other plausible values: its
+    blanks at the feasible layout of the band's median prediction (neither end of the band), and a note saying so;
+    a row no plausible value runs is not priced."""
+    if median is not None:
+        lay, result = _point(r, {**layout, **median}, fw, cluster, perf, precision)
+        if result.feasible[0]:
+            shown = " ".join(f"{k}={_show(k, v)}" for k, v in median.items())
+            return median, lay, result, (f"; the defaults cannot run ({why}): priced at the band's median "
+                                         f"feasible layout, {shown}")
+    raise _Unpriced(why, None, perf.name)
 
 
 def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPrediction:
@@ -198,7 +222,8 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     fixed = {"tp": cell_int(r, "tp"), "pp": cell_int(r, "pp"), "ep": row_ep(r), "etp": defaults["etp"],
              "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()},
              **({"shard": group} if group and group != dp * cp else {})}  # hybrid sharding's group
-    band, band_note = _band(r, fixed, blanks, fw, cluster, perf, precision)
+    split = {k: defaults[k] for k in ("account_for_embedding", "account_for_loss")}
+    band, band_note, median = _band(r, fixed, blanks, fw, cluster, perf, precision, split)
     settings = {k: defaults[k] for k in blanks}
     if settings.get("micro_batch") == PER_REPLICA:
         settings["micro_batch"] = int(r["global_batch"]) // max(int(r["dp"]), 1)
@@ -207,12 +232,16 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
         f"; network {cluster.inter_node_bw_bytes_per_s / 1e9:.4g} GB/s per GPU between nodes"
     head = f"{release.name}{' ' + r['flags'].strip() if (r.get('flags') or '').strip() else ''}{network}" + (
         f"; defaults {shown}" if shown else "") + (f"; {band_note}" if band_note else "")
-    split = {k: defaults[k] for k in ("account_for_embedding", "account_for_loss")}
     lay, result = _point(r, {**fixed, **settings, **split}, fw, cluster, perf, precision)
     if not result.feasible[0]:
         need = float(result.memory.total_bytes[0])
-        raise _Unpriced(f"{head}; {result.reason[0]} ({need / 1e9:.1f} GB/GPU of {acc.memory_bytes / 1e9:.1f} GB)",
-                        band, perf.name)
+        why = f"{result.reason[0]} ({need / 1e9:.1f} GB/GPU of {acc.memory_bytes / 1e9:.1f} GB)"
+        try:
+            settings, lay, result, moved = _where_defaults_cannot_run(r, {**fixed, **split}, median, why, fw, cluster,
+                                                                      perf, precision)
+        except _Unpriced as err:
+            raise _Unpriced(f"{head}; {err.problem}", band, perf.name) from None
+        head += moved
     i = 0
     step, memory = float(np.asarray(result.step_s)[i]), float(result.memory.total_bytes[i])
     value = float(_metric_values(r, model, lay, result)[i])
@@ -239,7 +268,7 @@ def _at_peaks_high(r: dict[str, str], fixed: dict[str, object], blanks: list[str
     high = Perf(replace(perf.params, peak_flops_per_s={k: v for k, v in vars(acc.peaks_high).items() if v}))
     lay, result = _point(r, layout, fw, cluster, high, precision)  # memory does not depend on the peaks
     point = float(_metric_values(r, row_model(r), lay, result)[0])
-    band = _band(r, fixed, blanks, fw, cluster, high, precision)[0]
+    band = _band(r, fixed, blanks, fw, cluster, high, precision, layout)[0]
     return (point, *(band or ())), (
         f"; peaks stated only as a range: at its upper end (peaks_high, bf16 {acc.peaks_high.bf16 / 1e12:.0f} "
         f"TFLOP/s) {point:.5g}" + (f", over the blanks {band[0]:.5g} to {band[1]:.5g}" if band else ""))
@@ -259,11 +288,14 @@ def _check_offered(published: dict[str, object], fw: Framework) -> None:
                         "the row names a release that could not have run this layout")
 
 
-def _runnable(model: ModelSpec, lay: Layouts, fw: Framework) -> np.ndarray:
-    """Which layouts the release can run: interleaving only from its least pp, uneven splits only if it has them."""
+def _runnable(model: ModelSpec, lay: Layouts, fw: Framework, split: dict[str, object]) -> np.ndarray:
+    """Which layouts the release can run: interleaving only from its least pp, uneven splits only if it has them
+    and the row states one or the release splits its own way (``row_split``: else an uneven split is an error)."""
     pp, v = np.asarray(lay.pp), np.asarray(lay.v)
     even = model.total_layers % (pp * v) == 0
-    return ((v == 1) | (pp >= fw.interleave_min_pp)) & (even | fw.uneven_pipeline)
+    stated = bool(split.get("account_for_embedding") or split.get("account_for_loss")) or \
+        fw.pipeline_split is not PipelineSplit.MEGATRON
+    return ((v == 1) | (pp >= fw.interleave_min_pp)) & (even | (fw.uneven_pipeline and stated))
 
 
 class _Unpriced(SpecError):

@@ -36,6 +36,12 @@ class FrameworkName(StrEnum):
     MEGATRON_2021 = "megatron-lm-2021"
     MEGATRON_2022 = "megatron-lm-2022"
     MEGATRON_CORE = "megatron-core-0.8.0"
+    MEGATRON_CORE_0_9 = "megatron-core-0.9.0"  # Megatron-LM pretrain_gpt.py at core_v0.9.0 (releases_mcore.py)
+    MEGATRON_CORE_0_10 = "megatron-core-0.10.0"  # at core_v0.10.0 (releases_mcore.py)
+    MEGATRON_CORE_0_11 = "megatron-core-0.11.0"  # at core_v0.11.0 (releases_mcore.py)
+    MEGATRON_CORE_0_12 = "megatron-core-0.12.0"  # at core_v0.12.0 (releases_mcore.py)
+    MEGATRON_CORE_0_12_1 = "megatron-core-0.12.1"  # at core_v0.12.1, covering 0.12.1-0.12.3 (releases_mcore.py)
+    MEGATRON_CORE_0_13 = "megatron-core-0.13.0"  # at core_v0.13.0, covering 0.13.0-0.13.1 (releases_mcore.py)
     MEGATRON_CORE_0_14 = "megatron-core-0.14.0"  # Megatron-LM pretrain_gpt.py at core_v0.14.0 (releases_mcore.py)
     FSDP = "fsdp-pytorch-2.3"
     NEMO_24_07 = "nemo-24.07"  # Megatron-Core through NeMo 1.0 (releases_current.py)
@@ -77,6 +83,8 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.MEGATRON_2022: legacy.megatron_lm_2022(FrameworkName.MEGATRON_2022.value),
     FrameworkName.MEGATRON_CORE: legacy.megatron_core_0_8(FrameworkName.MEGATRON_CORE.value),
     FrameworkName.MEGATRON_CORE_0_14: mcore.megatron_core_0_14(FrameworkName.MEGATRON_CORE_0_14.value),
+    **{FrameworkName("megatron-core-" + t.removeprefix("core_v")):
+       mcore.megatron_core_release("megatron-core-" + t.removeprefix("core_v"), t) for t in mcore.CORE_TAGS},
     FrameworkName.FSDP: legacy.fsdp_pytorch_2_3(FrameworkName.FSDP.value),
     FrameworkName.NEMO_24_07: current.nemo_24_07(FrameworkName.NEMO_24_07.value),
     FrameworkName.NEMO_25_02: current.nemo_25_02(FrameworkName.NEMO_25_02.value),

@@ -141,8 +141,11 @@ class Fleet:
                 f"({self.blocks * bs} tokens on {plan.tp}x{plan.pp} GPUs)",
                 "raise --tp, quantize the KV cache (--kv-cache-dtype fp8), or shorten the requests")
         if self.policy is SchedulerKind.SARATHI:
-            require(plan.max_batched_tokens > plan.max_batch, "plan.max_batched_tokens",
-                    f"chunked prefill needs a token budget ({plan.max_batched_tokens}) above max_num_seqs "
+            # Equal suffices: while a slot is free, the running decodes leave >= 1 token of the budget to a prompt
+            # (vLLM's SchedulerConfig check is max_num_batched_tokens >= max_num_seqs; TensorRT-LLM 0.10's published
+            # runs build max_batch_size 2048 with max_num_tokens 2048, perf-overview.md of 0.10).
+            require(plan.max_batched_tokens >= plan.max_batch, "plan.max_batched_tokens",
+                    f"chunked prefill needs a token budget ({plan.max_batched_tokens}) of at least max_num_seqs "
                     f"({plan.max_batch}) so prompts can progress", "raise --max-batched-tokens or lower --max-seqs")
 
     def _build_replicas(self) -> tuple[list[Replica], list[Any], list[Any]]:
