@@ -21,7 +21,7 @@ from capsim.specs.precision import DType
 OPT = get_model("opt-13b")
 PERF = load_calibration("A100-SXM4-80GB-profile").perf()
 PLAN = ServePlan(tp=1, dtype=DType.FP16, kv_cache_dtype=DType.FP16)
-RAY_CALL_S, PER_REQUEST_S = 4.342e-4, 4.5e-5  # engines.yaml vllm-0.2 server_comm.ray
+RAY_CALL_S, PER_REQUEST_S = 6.797e-4, 4.5e-5  # engines.yaml vllm-0.2 server_comm.ray (Ray 2.8.0 async-actor call)
 
 
 def _engine(flags: str):
@@ -74,9 +74,11 @@ def _distserve_profile() -> dict[str, list[float]]:
 
 def test_capsim_step_is_not_faster_than_vllm_0_2_3s_own_single_forward_profile():
     """DistServe's single-forward profile of the release (offline engine, Ray worker, A100-80GB; SOURCE.md) against
-    capsim's step on the same shapes: capsim is 2-41% slower in decode (most at large batches of short contexts,
-    where Vidur's per-sequence host costs exceed this profile's 0.05 ms per sequence) and 6-12% slower in prefill.
-    So eager dispatch and the engine's own step are not what capsim misses in DistServe's serving runs."""
+    capsim's step on the same shapes: capsim is 8-57% slower in decode (most at large batches of short contexts,
+    where Vidur's per-sequence host costs and the Ray worker call's arguments, priced at 1024-token contexts, exceed
+    this profile's 0.05 ms per sequence; 2-41% before the worker call was priced from Ray's microbenchmark and
+    vLLM 0.2.3's own classes) and 7-14% slower in prefill. So eager dispatch and the engine's own step are not what
+    capsim misses in DistServe's serving runs."""
     prof, eng = _distserve_profile(), _engine("workers=ray")
     a, b, c = prof["decoding_smallbs"]
     dec = [float(iteration_time(OPT, PLAN, PERF, StepShape.decode(n, ctx), eng).total_s) * 1e3
@@ -84,5 +86,5 @@ def test_capsim_step_is_not_faster_than_vllm_0_2_3s_own_single_forward_profile()
     a, b, c = prof["prefill"]
     pre = [float(iteration_time(OPT, PLAN, PERF, StepShape.prefill(n, length), eng).total_s) * 1e3
            / (a + b * n * length + c * n * length**2) for n in (1, 2, 8) for length in (64, 256, 1024)]
-    assert min(dec) >= 1.0 and max(dec) <= 1.5, np.round(dec, 3)
+    assert min(dec) >= 1.0 and max(dec) <= 1.6, np.round(dec, 3)
     assert min(pre) >= 1.0 and max(pre) <= 1.2, np.round(pre, 3)
