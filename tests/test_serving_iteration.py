@@ -218,3 +218,14 @@ def test_envelope_survives_a_subnormal_slope_difference():
         pieces = envelope(lines, 4000)
         assert pieces[0][0] == 0 and pieces[-1][1] == 4000
         assert pieces_sum(pieces) == pytest.approx(sum(max(a + b * j for a, b in lines) for j in range(4000)))
+
+
+def test_reach_survives_a_subnormal_slope():
+    """A piece whose slope is subnormal: the quadratic's root divides by it and overflows; reach() still gives
+    the step steps_to_reach() and pieces_sum() agree on."""
+    pieces = envelope(((1e-3, 5e-324),), 3000)
+    for share in (0.0, 0.3, 1.0, 1.2):
+        target = share * pieces_sum(pieces)
+        m, seconds = reach(pieces, target)
+        assert 1 <= m <= 3000 and seconds == pieces_sum(pieces, m)
+        assert seconds >= target or m == 3000

@@ -97,13 +97,14 @@ def reach(pieces: list[Piece], target: float) -> tuple[int, float]:
             done += whole
             continue
         left, a0 = target - done, a + b * s  # time still to cover; this piece's first step
+        n = e - s
         if b > 0:  # m a0 + b m (m - 1) / 2 >= left
             h = a0 - b / 2.0
-            m = math.ceil((-h + math.sqrt(h * h + 2.0 * b * left)) / b)
+            q = (-h + math.sqrt(h * h + 2.0 * b * left)) / b
         else:
-            m = math.ceil(left / a0)
-        n = e - s
-        m = 1 if m < 1 else (m if m < n else n)  # in [1, n]
+            q = left / a0 if a0 > 0 else math.inf
+        # in [1, n], clamped before rounding: a subnormal slope's quotient overflows to inf
+        m = math.ceil(min(max(q, 1.0), float(n)))
         # Guard the rounding of the root: the first m steps of the piece reach ``left``, the first m - 1 do not.
         part = _line_sum(s, s + m, a, b)
         while m > 1:
