@@ -221,11 +221,13 @@ def test_envelope_survives_a_subnormal_slope_difference():
 
 
 def test_reach_survives_a_subnormal_slope():
-    """A piece whose slope is subnormal: the quadratic's root divides by it and overflows; reach() still gives
-    the step steps_to_reach() and pieces_sum() agree on."""
-    pieces = envelope(((1e-3, 5e-324),), 3000)
-    for share in (0.0, 0.3, 1.0, 1.2):
-        target = share * pieces_sum(pieces)
-        m, seconds = reach(pieces, target)
-        assert 1 <= m <= 3000 and seconds == pieces_sum(pieces, m)
-        assert seconds >= target or m == 3000
+    """Degenerate pieces: a zero intercept with a subnormal slope (the quadratic's root divides by the slope and
+    overflows) or with none (the first step takes no time): reach() still gives a step in [1, n] whose summed
+    time pieces_sum() agrees with, bit for bit."""
+    for line in ((0.0, 5e-324), (0.0, 0.0), (1e-3, 5e-324)):
+        pieces = envelope((line,), 3000)
+        for share in (0.0, 0.3, 1.0, 1.2):
+            target = share * pieces_sum(pieces)
+            m, seconds = reach(pieces, target)
+            assert 1 <= m <= 3000 and seconds == pieces_sum(pieces, m)
+            assert seconds >= target or m == 3000
