@@ -23,8 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-# slow_views_meanwhile (tests/conftest.py): this process renders the slow AppTest views while these tests wait
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.usefixtures("slow_views_meanwhile")]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _free_port() -> int:
