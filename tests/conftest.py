@@ -30,4 +30,3 @@ def upload(monkeypatch):
         monkeypatch.setattr(st, "file_uploader", fake)
         monkeypatch.setattr(DeltaGenerator, "file_uploader", lambda self, *a, **k: _Upload(name, text))
     return give
-
