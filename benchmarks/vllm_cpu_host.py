@@ -15,8 +15,10 @@ is replayed through capsim with the ``vllm-cpu`` profile's host time set to zero
 token exceeds that replay by is the engine's own time per step at that batch.
 
 1. The 1-layer set (capsim/data/vllm-cpu-host/*.json, measured on an idle machine): the mean TPOT's excess, a
-   least-squares line over the batch: the per-step and per-sequence terms the ``vllm-cpu`` profile prices
-   (engines.yaml cites this script and its data). Printed last (headline ``per_step_s``).
+   least-squares line over the batch: the engine's per-step and per-sequence time with its caches warm (this
+   model's weights stay in cache). Printed last (headline ``per_step_s``). The ``vllm-cpu`` profile no longer
+   prices it: it holds the host time beside weights beyond the L3, timed in place by
+   ``benchmarks/vllm_cpu_step_profile.py`` (about twice this; the data README, last section).
 2. The depth sweep (depth/pass-*/layers-{1,2,4,8}: the same model at 1, 2, 4 and 8 decoder layers, two passes,
    measured while other jobs loaded the machine): the median request's E2E per output token (not the mean TPOT:
    under load the API server and client on the core the worker leaves fall behind and receive a request's tokens

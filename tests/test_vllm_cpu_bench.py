@@ -89,3 +89,24 @@ def test_each_depth_run_served_the_layer_count_its_folder_names():
         assert json.loads((f / "model" / "config.json").read_text())["num_hidden_layers"] == n, f
         manifest = json.loads((f / "manifest.json").read_text())
         assert f"--layers {n} " in manifest["command"] and len(manifest["runs"]) == 6, f
+
+
+def test_worker_steps_split_a_step_into_its_phases():
+    prof = _module("vllm_cpu_step_profile")
+    calls = [["execute_model", 0.0, 0.010, 1, 1], ["_prepare_inputs", 0.001, 0.001, 1, 1],
+             ["_model_forward", 0.002, 0.006, 1, 1], ["compute_logits", 0.008, 0.001, 1, 1],
+             ["sample_tokens", 0.011, 0.002, 1, 1], ["_sample", 0.0115, 0.001, 1, 1],
+             ["execute_model", 0.015, 0.010, 1, 1]]
+    (row,) = prof.worker_steps(calls)  # the last step has no successor, so no period: left out
+    assert row["period"] == pytest.approx(0.015) and row["_model_forward"] == pytest.approx(0.006)
+    assert row["wait_for_engine_core"] == pytest.approx(0.015 - 0.010 - 0.002) and row["_sample"] == 0.001
+
+
+def test_the_shipped_step_profile_gives_the_vllm_cpu_host_terms():
+    """engines.yaml vllm-cpu cpu.step is what the saved in-place profile of the large model fits to."""
+    from capsim.specs.engine import get_engine
+
+    prof = _module("vllm_cpu_step_profile")
+    step, seq, rms = prof.host_fit(sorted((ROOT / "capsim/data/vllm-cpu-host/step-profile").glob("large*.json")))
+    assert get_engine("vllm-cpu").cpu["step"][:2] == pytest.approx((step, seq), rel=2e-3)
+    assert rms < 0.3e-3

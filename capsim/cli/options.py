@@ -59,6 +59,9 @@ Rec = Annotated[Recompute, typer.Option("--recompute", help="Activation recomput
 Mb = Annotated[int, typer.Option("--micro-batch", help="Sequences per micro-batch.", min=1)]
 Gb = Annotated[int, typer.Option("--global-batch", help="Sequences per optimizer step.", min=1)]
 Seq = Annotated[int, typer.Option("--seq-len", help="Tokens per sequence.", min=1)]
+SamplingOpt = Annotated[str, typer.Option("--sampling", help="Requests' sampling: greedy (temperature 0), random "
+                                                          "(temperature > 0; vLLM's default), top-k, top-p; add "
+                                                          "+penalties for repetition/frequency/presence penalties.")]
 PlanRequests = Annotated[int | None, typer.Option("--requests", help="A fixed number of requests per confirming "
                                                  "simulation (default: adaptive, see --precision).", min=20)]
 PlanPrecision = Annotated[float, typer.Option("--precision", help="Confirming simulations run until the 95% confidence "

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from capsim.analytic.serving import Sampling
 from capsim.analytic.training import DEFAULT_FRAMEWORK, FrameworkName
 from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
@@ -103,7 +104,7 @@ def plan_serve(model: o.Model = "",
                limit: Annotated[list[str], typer.Option("--limit", help="NAME=most GPUs of that kind.")] = [],  # noqa: B006
                quantizations: Annotated[str, typer.Option("--quantizations", help="Comma-separated schemes to try.")] =
                "none,int8,int4,fp8",
-               engine: Annotated[str, typer.Option("--engine")] = "vllm",
+               engine: Annotated[str, typer.Option("--engine")] = "vllm", sampling: o.SamplingOpt = "random",
                calibration: Annotated[str | None, typer.Option("--calibration", "-c")] = None,
                requests: o.PlanRequests = None, precision: o.PlanPrecision = ConfirmRule.rel_precision,
                max_events: o.MaxEvents = DEFAULT_MAX_EVENTS,
@@ -127,7 +128,7 @@ def plan_serve(model: o.Model = "",
     rates = o.floats(diurnal, "--diurnal", low=0.0, low_open=False) if diurnal is not None else ()
     if rates and max(rates) <= 0:
         raise SpecError("--diurnal", "every rate is 0", "give the traffic of each hour")
-    traffic = Traffic(rate, lengths, trace, rates, requests)
+    traffic = Traffic(rate, lengths, trace, rates, requests, Sampling.parse(sampling, "--sampling"))
     slo = Slo(ttft_p99, tpot_p99, goodput)
     get_engine(engine)
     names = [get_accelerator(a.strip()).name for a in accelerators.split(",") if a.strip()]

@@ -28,9 +28,6 @@ from capsim.sim.serving.workload import ArrivalKind, LengthKind, Lengths
 from capsim.specs.engine import SchedulerKind, get_engine
 
 Engine = Annotated[str | None, typer.Option("--engine", "-e", help="Engine profile: vllm (V1 0.9+, the default), vllm-v1-0.8, vllm-v1-0.8.4, vllm-v1-0.8.5, vllm-v0.6.5 (0.6.5-0.7), vllm-v0.6 (0.6.0-0.6.4), vllm-v0 (0.5), vllm-0.2, vllm-cpu (vLLM's CPU backend), sglang, tensorrt-llm (1.0+), tensorrt-llm-0.14, tensorrt-llm-0.11, tensorrt-llm-0.5, nim-1.8 (capsim catalog engines).")]
-SamplingOpt = Annotated[str, typer.Option("--sampling", help="Requests' sampling: greedy (temperature 0), random "
-                                                          "(temperature > 0; vLLM's default), top-k, top-p; add "
-                                                          "+penalties for repetition/frequency/presence penalties.")]
 Ep = Annotated[int, typer.Option("--ep", help="MoE: split the routed experts over this many GPUs of the TP group, "
                                                "each expert whole (expert parallel).", min=1)]
 DpAttn = Annotated[bool, typer.Option("--dp-attention", help="MoE: attention data-parallel over the TP group "
@@ -180,7 +177,7 @@ def _print(summary: dict[str, Any], title: str) -> None:
 
 def serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1, pp: o.Pp = 1, ep: Ep = 1,
           dp_attention: DpAttn = False,
-          replicas: Replicas = 1, engine: Engine = None, cuda_graphs: Graphs = None, sampling: SamplingOpt = "random",
+          replicas: Replicas = 1, engine: Engine = None, cuda_graphs: Graphs = None, sampling: o.SamplingOpt = "random",
           scheduler: Sched = None,
           max_seqs: MaxSeqs = None, max_batched_tokens: MaxTok = None, quantization: Quant = "none",
           dtype: Dtype = "bf16", kv_cache_dtype: KvDtype = None, gpu_memory_utilization: MemFrac = None,

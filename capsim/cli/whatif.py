@@ -7,6 +7,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from capsim.analytic.serving import Sampling
 from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, infeasible, pairs, table
@@ -40,11 +41,12 @@ Tpot = Annotated[float, typer.Option("--tpot-p99", help="p99 TPOT target, s.")]
 Calib = Annotated[str | None, typer.Option("--calibration", "-c")]
 
 
-def _traffic(rate: float, workload: str, requests: int | None = None) -> Traffic:
+def _traffic(rate: float, workload: str, requests: int | None = None, sampling: str = "random") -> Traffic:
     _positive(("--rate", rate))
     lengths = get_preset(workload).lengths
-    return Traffic(rate, None, lengths, requests=requests) if isinstance(lengths, str) else \
-        Traffic(rate, lengths, requests=requests)
+    sampled = Sampling.parse(sampling, "--sampling")
+    return Traffic(rate, None, lengths, requests=requests, sampling=sampled) if isinstance(lengths, str) else \
+        Traffic(rate, lengths, requests=requests, sampling=sampled)
 
 
 def _positive(*values: tuple[str, float | None]) -> None:
@@ -81,10 +83,10 @@ def _gpus(tp: int, pp: int) -> str:
 @whatif_app.command("quantization")
 def wi_quantization(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp: o.Tp = 1, pp: o.Pp = 1,
                     rate: Rate = 10.0, workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
-                    calibration: Calib = None, as_json: JsonOpt = False) -> None:
+                    sampling: o.SamplingOpt = "random", calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Weight schemes x KV formats: memory, prefill/decode time, capacity and cost."""
     ServePlan(tp=tp, pp=pp).check(get_model(model))
-    df = quantization_whatif(get_model(model), accelerator, _traffic(rate, workload), _slo(ttft_p99, tpot_p99), tp,
+    df = quantization_whatif(get_model(model), accelerator, _traffic(rate, workload, sampling=sampling), _slo(ttft_p99, tpot_p99), tp,
                              perf=perf_for(accelerator, calibration), pp=pp)
     _show(df, f"{model}: quantization on {_gpus(tp, pp)} x {accelerator}", as_json,
           ["quantization", "kv_cache_dtype", "weights_per_gpu_bytes", "kv_tokens", "prefill_s", "step_s",
@@ -96,11 +98,11 @@ def wi_sparsity(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", tp
                 rate: Rate = 10.0,
                 workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
                 gemm_speedup: Annotated[float | None, typer.Option(help="Override the sparse GEMM speed-up.")] = None,
-                calibration: Calib = None, as_json: JsonOpt = False) -> None:
+                sampling: o.SamplingOpt = "random", calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Pruning: dense, 2:4 structured and unstructured sparsity (speed-ups are documented parameters)."""
     ServePlan(tp=tp, pp=pp).check(get_model(model))
     _positive(("--gemm-speedup", gemm_speedup))
-    df = sparsity_whatif(get_model(model), accelerator, _traffic(rate, workload), _slo(ttft_p99, tpot_p99), tp,
+    df = sparsity_whatif(get_model(model), accelerator, _traffic(rate, workload, sampling=sampling), _slo(ttft_p99, tpot_p99), tp,
                          gemm_speedup=gemm_speedup, perf=perf_for(accelerator, calibration), pp=pp)
     _show(df, f"{model}: sparsity on {_gpus(tp, pp)} x {accelerator}", as_json,
           ["pattern", "gemm_speedup", "weights_per_gpu_bytes", "prefill_s", "step_s", "capacity_rps",
@@ -114,11 +116,11 @@ def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b
                accelerator: o.Accel = "H100-SXM5-80GB",
                gpus: Annotated[int, typer.Option("--gpus", "-n", min=1)] = 64, rate: Rate = 50.0,
                workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
-               calibration: Calib = None, as_json: JsonOpt = False) -> None:
+               sampling: o.SamplingOpt = "random", calibration: Calib = None, as_json: JsonOpt = False) -> None:
     """Cost to produce a student, its serving savings, and the break-even point in requests."""
     _positive(("--tokens", tokens))
     d = distillation_whatif(get_model(teacher), get_model(student), tokens, accelerator, gpus,
-                            _traffic(rate, workload), _slo(ttft_p99, tpot_p99), [accelerator],
+                            _traffic(rate, workload, sampling=sampling), _slo(ttft_p99, tpot_p99), [accelerator],
                             perfs=perfs_for([accelerator], calibration))
     if as_json:
         emit_json(d.to_dict())
@@ -176,12 +178,12 @@ def sc_serve(model: o.Model = "", workload: Workload = "chatbot",
              ttft_p99: Ttft = 1.0, tpot_p99: Tpot = 0.05,
              quantizations: Annotated[str, typer.Option("--quantizations", help="Comma-separated schemes to try.")] =
              ",".join(QUANTIZATIONS), engine: Annotated[str, typer.Option("--engine")] = "vllm",
-             calibration: Calib = None, requests: o.PlanRequests = None, precision: o.PlanPrecision = ConfirmRule.rel_precision,
+             sampling: o.SamplingOpt = "random", calibration: Calib = None, requests: o.PlanRequests = None, precision: o.PlanPrecision = ConfirmRule.rel_precision,
              as_json: JsonOpt = False) -> None:
     """Fleet, cost per million tokens and p99 latency from small to large traffic: at each rate, the fleet
     `capsim plan serve` picks (the same search and confirmation rule)."""
     accs = [a.strip() for a in accelerators.split(",") if a.strip()]
-    df = serving_scaling(get_model(model), _traffic(1.0, workload), _slo(ttft_p99, tpot_p99), accs,
+    df = serving_scaling(get_model(model), _traffic(1.0, workload, sampling=sampling), _slo(ttft_p99, tpot_p99), accs,
                          list(o.floats(rates, "--rates")),
                          o.names(quantizations, "--quantizations", [q.value for q in Quantization]), engine,
                          requests, ConfirmRule(rel_precision=precision), perfs=perfs_for(accs, calibration))

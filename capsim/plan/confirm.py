@@ -219,7 +219,7 @@ def run_fleet(model: ModelSpec, row: dict[str, Any], replicas: int, traffic: Any
     plan = engine_plan(engine, model, acc, tp=tp, pp=pp, quantization=row["quantization"],
                        max_batch=int(row["max_batch"]), replicas=k, kv_cache_dtype=row.get("kv_cache_dtype"))
     cfg = ServeConfig(engine=engine, slo_ttft_s=slo.ttft_p99_s, slo_tpot_s=slo.tpot_p99_s, seed=seed,
-                      max_events=max_events)
+                      max_events=max_events, sampling=traffic.sampling)
     rate = traffic.peak_rps * k / replicas
     offered_tokens_s = traffic.peak_rps * traffic.mean_lengths()[1]
     n: int | None = rule.first(traffic.requests)

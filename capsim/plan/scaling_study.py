@@ -36,7 +36,8 @@ def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accele
     memo = {} if memo is None else memo
     rows = []
     for rate in rates:
-        traffic = Traffic(rate, lengths_traffic.lengths, lengths_traffic.trace, requests=requests)
+        traffic = Traffic(rate, lengths_traffic.lengths, lengths_traffic.trace, requests=requests,
+                          sampling=lengths_traffic.sampling)
         plan = plan_serving(model, traffic, slo, list(accelerators), perfs, quantizations=quantizations,
                             engine=engine, workers=workers, rule=rule, memo=memo)
         if not plan.feasible:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from capsim.analytic.serving import StepShape, iteration_time
+from capsim.analytic.serving import DEFAULT_SAMPLING, Sampling, StepShape, iteration_time
 from capsim.errors import SpecError
 from capsim.perf import Perf
 from capsim.plan.serving_specs import Slo, Traffic
@@ -62,7 +62,8 @@ def candidates(model: ModelSpec, accelerators: list[Accelerator], quantizations:
 
 
 def capacity_bound(model: ModelSpec, plan: ServePlan, acc: Accelerator, perf: Perf, engine: str,
-                   prompt_mean: float, output_mean: float, slo: Slo) -> dict[str, Any]:
+                   prompt_mean: float, output_mean: float, slo: Slo,
+                   sampling: Sampling = DEFAULT_SAMPLING) -> dict[str, Any]:
     """Most requests/s one replica carries within the TPOT target, from the iteration-time model.
 
     In steady state with B sequences decoding, B/O of them finish per step and as many prompts enter, so the
@@ -80,8 +81,8 @@ def capacity_bound(model: ModelSpec, plan: ServePlan, acc: Accelerator, perf: Pe
     ctx = p + o / 2
     shape = StepShape(prefill_tokens=entering * p, prefill_seqs=entering, prefill_pairs=entering * p * (p + 1) / 2,
                       prefill_kv_tokens=entering * p, decode_seqs=b, decode_kv_tokens=b * (ctx + 1))
-    t = np.asarray(iteration_time(model, plan, perf, shape, engine, acc).total_s)
-    t_p = float(iteration_time(model, plan, perf, StepShape.prefill(1, p), engine, acc).total_s)
+    t = np.asarray(iteration_time(model, plan, perf, shape, engine, acc, sampling).total_s)
+    t_p = float(iteration_time(model, plan, perf, StepShape.prefill(1, p), engine, acc, sampling).total_s)
     eng = get_engine(engine)
     kv_tokens = engine_kv_blocks(model, plan, acc, eng) * plan.block_size  # per virtual engine
     # B sequences at their longest hold p + o tokens each; an engine that reserves whole sequences at admission
@@ -117,7 +118,7 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
     ``perfs``: device models by accelerator name; ``perf_transform(perf) -> perf`` lets a what-if change the
     device model (e.g. sparse GEMMs). ``memo``: a dict a caller keeps across tables of several rates (the scaling
     study); a candidate's capacity does not depend on the rate, so it is computed once per candidate, device
-    model, mean lengths, SLO and engine (its key: all of them)."""
+    model, mean lengths, SLO, sampling and engine (its key: all of them)."""
     limits = limits or {}
     prompt, output = traffic.mean_lengths()
     used: dict[str, Perf] = {}
@@ -131,9 +132,9 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
         row = {"accelerator": acc.name, "tp": c.tp, "pp": c.pp, "quantization": c.quantization.value,
                "max_batch": c.max_batch, "kv_cache_dtype": c.kv_cache_dtype,
                "price_usd_per_gpu_hour": acc.price_usd_per_hour, "calibration": perf.name}
-        key = (model, c, perf, engine, prompt, output, slo)
+        key = (model, c, perf, engine, prompt, output, slo, traffic.sampling)
         if memo is None or key not in memo:
-            capacity = _capacity(model, c, perf, engine, prompt, output, slo)
+            capacity = _capacity(model, c, perf, engine, prompt, output, slo, traffic.sampling)
             if memo is not None:
                 memo[key] = capacity
         row.update(memo[key] if memo is not None else capacity)
@@ -155,12 +156,13 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
 
 
 def _capacity(model: ModelSpec, c: Candidate, perf: Perf, engine: str, prompt: float, output: float,
-              slo: Slo) -> dict[str, Any]:
+              slo: Slo, sampling: Sampling) -> dict[str, Any]:
     """:func:`capacity_bound` of one candidate, or its reason where the engine cannot run it."""
     try:
         plan = engine_plan(engine, model, c.accelerator, tp=c.tp, pp=c.pp, quantization=c.quantization,
                            max_batch=c.max_batch, kv_cache_dtype=c.kv_cache_dtype)
-        return capacity_bound(model, plan.check(model), c.accelerator, perf, engine, prompt, output, slo)
+        return capacity_bound(model, plan.check(model), c.accelerator, perf, engine, prompt, output, slo,
+                              sampling)
     except SpecError as err:
         return {"capacity_rps": 0.0, "reason": str(err)}
 

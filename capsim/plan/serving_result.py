@@ -31,6 +31,7 @@ class ServingPlan:
     reason: str = ""
     notes: tuple[str, ...] = field(default=())
     rule: dict[str, Any] = field(default_factory=dict)  # the confirmation rule the fleets were judged by
+    sampling: str = "random"  # the requests' sampling the steps were priced with (Traffic.sampling)
 
     @property
     def best(self) -> dict[str, Any]:
@@ -40,7 +41,8 @@ class ServingPlan:
     def to_dict(self, top: int = 10) -> dict[str, Any]:
         return {"model": self.model, "rate_rps": self.rate_rps, "feasible": self.feasible, "reason": self.reason,
                 "best": self.best, "top": self.table.head(top).to_dict("records"),
-                "pareto": self.pareto.to_dict("records"), "notes": list(self.notes), "rule": self.rule}
+                "pareto": self.pareto.to_dict("records"), "notes": list(self.notes), "rule": self.rule,
+                "sampling": self.sampling}
 
 
 def pareto_front(df: pd.DataFrame, cost: str = "cost_per_hour_usd", latency: str = "ttft_p99_s") -> pd.DataFrame:
@@ -86,14 +88,15 @@ def _assemble(model: ModelSpec, traffic: Traffic, bounds: pd.DataFrame, sizing: 
              f"first until none left could beat the best ({len(simulated)} fleets simulated, each as a slice of at "
              f"most {rule.slice_replicas} replicas at its share of {traffic.peak_rps:g} req/s)",
              f"confirmation: {rule.describe(traffic.requests)}; SLOs judged on the requests that arrived in the "
-             "second half of each run"]
+             "second half of each run",
+             f"sampling {traffic.sampling.name}: the sampler each step runs for the requests' sampling parameters"]
     if left:
         notes.append(f"search stopped at {len(sizing.runs)} sized candidates: {left} more have an analytic bound "
                      "below the best fleet and were not simulated (raise max_candidates)")
     if feasible and not table.iloc[0]["precise"]:
         notes.append("the best fleet's p99s and cost are less precise than the rule asks (see the half-widths)")
     return ServingPlan(model.name, traffic.peak_rps, table, simulated, front, feasible, reason, tuple(notes),
-                       rule.to_dict())
+                       rule.to_dict(), traffic.sampling.name)
 
 
 __all__ = ["CONFIRMED", "ServingPlan", "pareto_front"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from capsim.analytic.serving import DEFAULT_SAMPLING, Sampling
 from capsim.errors import require
 from capsim.sim.serving.presets import WorkloadSpec, build_workload
 from capsim.sim.serving.workload import ArrivalKind, Lengths
@@ -47,15 +48,19 @@ class Slo:
 
 @dataclass(frozen=True)
 class Traffic:
-    """What the fleet must carry: a peak rate (Poisson) with request lengths, or a trace's lengths at that rate."""
+    """What the fleet must carry: a peak rate (Poisson) with request lengths, or a trace's lengths at that rate,
+    and the sampling the requests ask for (greedy, random, top-k, top-p, +penalties; a name or a
+    :class:`~capsim.analytic.serving.Sampling`), which prices the sampler in the bound and the simulations."""
 
     rate_rps: float
     lengths: Lengths | None = None
     trace: str | None = None  # a shipped trace name or CSV: lengths sampled from it
     diurnal_rates_rps: tuple[float, ...] = ()  # a daily curve: the fleet is sized for its peak
     requests: int | None = None  # requests per confirming simulation (None: as many as ConfirmRule asks)
+    sampling: Sampling | str = DEFAULT_SAMPLING  # vLLM SamplingParams' default (random) unless the user names one
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "sampling", Sampling.parse(self.sampling, "traffic.sampling"))
         require(math.isfinite(self.rate_rps) and self.rate_rps > 0, "traffic.rate_rps",
                 f"must be a finite number > 0, got {self.rate_rps}")
         require(all(math.isfinite(r) and r >= 0 for r in self.diurnal_rates_rps), "traffic.diurnal_rates_rps",

@@ -17,6 +17,8 @@ from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Quantization
 from capsim.ui import figures, fmt
 from capsim.ui.common import (
+    SAMPLING_HELP,
+    SAMPLINGS,
     checked,
     downloads,
     infeasible,
@@ -38,11 +40,12 @@ SHOWN = ("accelerator", "tp", "pp", "quantization", "max_batch", "capacity_rps",
 def capacity_plan(model: ModelSpec, preset: str, rate_rps: float, ttft_p99_s: float | None,
                   tpot_p99_s: float | None, goodput: float | None, accs: tuple[str, ...], quants: tuple[str, ...],
                   engine: str, requests: int | None, calibration: str | None,
-                  prices: tuple[tuple[str, float], ...] = (), limits: tuple[tuple[str, int], ...] = ()) -> dict[str, Any]:
+                  prices: tuple[tuple[str, float], ...] = (), limits: tuple[tuple[str, int], ...] = (),
+                  sampling: str = "random") -> dict[str, Any]:
     """The planner's result for these inputs (pure; cached by them): ``capsim plan serve``'s search and
     confirmation rule (``requests`` None or 0: adaptive). One process: the dashboard's server is not a place to
     fork a pool, and the answer does not depend on it."""
-    plan = plan_serving(model, preset_traffic(preset, rate_rps, requests or None), Slo(ttft_p99_s, tpot_p99_s, goodput),
+    plan = plan_serving(model, preset_traffic(preset, rate_rps, requests or None, sampling), Slo(ttft_p99_s, tpot_p99_s, goodput),
                         list(accs), perfs_for(accs, calibration), dict(prices), dict(limits), quants, engine,
                         workers=1)
     return {"table": plan.table, "simulated": plan.simulated, "pareto": plan.pareto, "feasible": plan.feasible,
@@ -65,6 +68,7 @@ def _inputs() -> dict[str, Any]:
                    ["none", "int8", "int4", "fp8"], where=c[3])
     c = st.columns(4)
     engine = select("Engine", list(engines()), "engine", "vllm", where=c[0])
+    sampling = select("Sampling", list(SAMPLINGS), "sampling", "random", where=c[0], help=SAMPLING_HELP)
     requests = number("Requests per confirming simulation (0: adaptive)", "requests", 0, 0, 100_000, where=c[1],
                       step=1000, help="0: each simulation runs until its p99s and cost per token are known within "
                       "5% (as `capsim plan serve`); a number: exactly that many requests.")
@@ -75,7 +79,7 @@ def _inputs() -> dict[str, Any]:
     return dict(model=model, preset=preset, rate=rate, ttft=ttft or None, tpot=tpot or None,
                 goodput=goodput or None, accs=tuple(accs), quants=tuple(quants), engine=engine, requests=requests,
                 cal=None if cal == AUTO_CAL else cal, prices=tuple(prices.items()),
-                limits=tuple((k, int(v)) for k, v in limits.items()))
+                limits=tuple((k, int(v)) for k, v in limits.items()), sampling=sampling)
 
 
 def _items(value: str) -> list[str]:
@@ -113,7 +117,7 @@ def render() -> None:
     x = _inputs()
     with st.spinner("Pricing every candidate, then simulating the cheapest fleets (SimPy)..."):
         r = checked(capacity_plan, x["model"], x["preset"], x["rate"], x["ttft"], x["tpot"], x["goodput"], x["accs"],
-                    x["quants"], x["engine"], x["requests"], x["cal"], x["prices"], x["limits"])
+                    x["quants"], x["engine"], x["requests"], x["cal"], x["prices"], x["limits"], x["sampling"])
     table, sims = r["table"], r["simulated"]
     if not r["feasible"]:
         infeasible(*why_none(table, r["reason"]))

@@ -99,16 +99,23 @@ def parse_numbers(value: str, field: str, example: str, integer: bool = False, m
     return numbers
 
 
-def preset_traffic(preset: str, rate_rps: float, requests: int | None = None) -> Any:
+# The requests' sampling choices (`capsim serve/plan serve --sampling`): vLLM's default (random) first.
+SAMPLINGS = ("random", "greedy", "top-k", "top-p", "random+penalties", "greedy+penalties", "top-k+penalties",
+             "top-p+penalties")
+SAMPLING_HELP = ("The requests' sampling parameters, as `--sampling`: greedy (temperature 0), random (vLLM's "
+                 "default), top-k, top-p; +penalties adds repetition/frequency/presence penalties.")
+
+
+def preset_traffic(preset: str, rate_rps: float, requests: int | None = None, sampling: str = "random") -> Any:
     """The planner's Traffic at ``rate_rps`` with a workload preset's lengths (a trace preset: its lengths
-    sampled), as ``capsim plan serve --workload`` builds it."""
+    sampled) and the requests' sampling, as ``capsim plan serve --workload --sampling`` builds it."""
     from capsim.plan.serving import Traffic
     from capsim.sim.serving.presets import get_preset
 
     lengths = get_preset(preset).lengths
     if isinstance(lengths, str):
-        return Traffic(rate_rps, None, lengths, requests=requests)
-    return Traffic(rate_rps, lengths, requests=requests)
+        return Traffic(rate_rps, None, lengths, requests=requests, sampling=sampling)
+    return Traffic(rate_rps, lengths, requests=requests, sampling=sampling)
 
 
 def json_object(text: str, field: str, fix: str) -> dict:
@@ -206,5 +213,5 @@ def downloads(stem: str, table: pd.DataFrame | None = None, payload: dict[str, A
 
 
 __all__ = ["checked", "downloads", "hf_model", "infeasible", "last_resort", "model_input", "money", "parse_numbers",
-           "plain", "plain_md", "preset_traffic", "show_error", "show_table", "stop", "table_with_downloads",
+           "plain", "plain_md", "SAMPLINGS", "preset_traffic", "show_error", "show_table", "stop", "table_with_downloads",
            "use_in_link"]

@@ -26,6 +26,8 @@ from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Quantization, ServePlan
 from capsim.ui import figures, fmt
 from capsim.ui.common import (
+    SAMPLING_HELP,
+    SAMPLINGS,
     checked,
     downloads,
     infeasible,
@@ -84,13 +86,13 @@ def has_arrivals(trace_text: str) -> bool:
 def run_serving(model: ModelSpec, acc_name: str, tp: int, replicas: int, engine: str, scheduler: str | None,
                 router: str, quantization: str, calibration: str | None, preset: str | None, trace_text: str | None,
                 rate: float | None, requests: int, seed: int, load: float, slo_ttft_s: float | None,
-                slo_tpot_s: float | None, speed: float = 1.0, pp: int = 1) -> ServingResult:
+                slo_tpot_s: float | None, speed: float = 1.0, pp: int = 1, sampling: str = "random") -> ServingResult:
     """One simulated run (pure: every input is an argument; cached by them)."""
     acc = get_accelerator(acc_name)
     plan = replica_plan(model, acc, engine, tp, pp, quantization, replicas)
     wl = build(preset, trace_text, rate, requests, seed, load, speed)
     cfg = ServeConfig(engine=get_engine(engine), scheduler=scheduler, router=router, slo_ttft_s=slo_ttft_s,
-                      slo_tpot_s=slo_tpot_s, seed=seed)
+                      slo_tpot_s=slo_tpot_s, seed=seed, sampling=sampling)
     return simulate(model, plan, acc, perf_for(acc, calibration), wl, cfg)
 
 
@@ -153,6 +155,7 @@ def _inputs() -> dict[str, Any]:
     sched = select("Scheduler", [ENGINE_DEFAULT, *(s.value for s in SchedulerKind)], "scheduler", ENGINE_DEFAULT,
                    where=c[3])
     router = select("Router", [r.value for r in RouterKind], "router", RouterKind.ROUND_ROBIN.value, where=c[3])
+    sampling = select("Sampling", list(SAMPLINGS), "sampling", "random", where=c[3], help=SAMPLING_HELP)
     c = st.columns(4)
     wl = _workload_inputs(c)
     requests = number("Requests", "requests", 300, 1, 100_000, where=c[1],
@@ -165,7 +168,7 @@ def _inputs() -> dict[str, Any]:
     quant = select("Quantization", [q.value for q in Quantization], "quant", "none", where=c[3])
     cal = select("Calibration", [AUTO_CAL, *available()], "cal", AUTO_CAL, where=c[3])
     loads = text("Load sweep (multiples of the rate, or of the replay speed)", "loads", "0.25,0.5,1,1.5,2,3")
-    return dict(model=model, acc=acc, tp=tp, pp=pp, replicas=replicas, engine=engine,
+    return dict(model=model, acc=acc, tp=tp, pp=pp, replicas=replicas, engine=engine, sampling=sampling,
                 scheduler=None if sched == ENGINE_DEFAULT else sched, router=router, quant=quant,
                 cal=None if cal == AUTO_CAL else cal, requests=requests, seed=seed, **wl,
                 slo_ttft=ttft or (preset.slo_ttft_s if preset else None),
@@ -176,7 +179,7 @@ def _inputs() -> dict[str, Any]:
 def _run(x: dict[str, Any], load: float) -> ServingResult:
     return checked(run_serving, x["model"], x["acc"], x["tp"], x["replicas"], x["engine"], x["scheduler"],
                    x["router"], x["quant"], x["cal"], x["preset"], x["trace_text"], x["rate"], x["requests"],
-                   x["seed"], load, x["slo_ttft"], x["slo_tpot"], x["speed"], x["pp"])
+                   x["seed"], load, x["slo_ttft"], x["slo_tpot"], x["speed"], x["pp"], x["sampling"])
 
 
 def sweep(x: dict[str, Any]) -> tuple[ServingResult, pd.DataFrame]:

@@ -1,0 +1,310 @@
+"""Where one step of vLLM 0.32.0's CPU engine goes: its worker's and engine core's phases timed in place.
+
+An operator profile of the engine, not an end-to-end benchmark: vLLM's own ``LLM`` runs in-process (no API server,
+no HTTP client; the settings of benchmarks/vllm_cpu_bench.py's server: dummy weights, no tokenizer, fp32,
+max_model_len 2048, seed 0, VLLM_CPU_KVCACHE_SPACE=1, VLLM_CPU_OMP_THREADS_BIND=auto, so the worker computes on core
+0 with one thread and the engine core runs on core 1), and a ``sitecustomize`` hook, loaded into every process vLLM
+spawns, wraps these methods of vllm 0.32.0 with ``time.perf_counter`` (a few microseconds per step):
+
+- worker (``vllm/v1/worker/gpu_model_runner.py``, which ``CPUModelRunner`` inherits): ``execute_model`` (its
+  ``_update_states``, ``_prepare_inputs``, ``_model_forward``: the compiled decoder stack, and the model's
+  ``compute_logits``: the LM head) and ``sample_tokens`` (its ``_sample``: the sampler, and ``_bookkeeping_sync``);
+- engine core (``vllm/v1/engine/core.py`` ``EngineCore.step``; ``vllm/v1/core/sched/scheduler.py``
+  ``Scheduler.schedule`` and ``update_from_output``).
+
+The worker's period (start of one ``execute_model`` to the next) minus its two calls is the time it waits for the
+engine core between steps: ``EngineCore.step`` sends ``execute_model`` and then ``sample_tokens`` as two calls over
+the executor's shared-memory queues (core.py ``step``: ``future.result()`` is None, then
+``model_executor.sample_tokens``), and schedules and updates in between.
+
+Requests: greedy, random prompts of 256 tokens (vocabulary from the model's config) and 65 output tokens, one at a
+time (``--repeats`` requests), then 3 rounds of each ``--concurrency`` requests at once. Needs vLLM's CPU venv::
+
+    for P in "" -pass2 -pass3; do nice -n -10 /work/.vllm-venv/bin/python benchmarks/vllm_cpu_step_profile.py \
+        capsim/data/vllm-cpu-host/large/model --concurrency 2,4,8,16 \
+        --out capsim/data/vllm-cpu-host/step-profile/large$P.json; done                  # ~2 min each
+    .venv/bin/python benchmarks/vllm_cpu_step_profile.py --report capsim/data/vllm-cpu-host/step-profile/large*.json
+
+The first writes every timed call (JSON); ``--report FILE...`` (capsim's venv) prints ``name: value`` lines: per
+decode batch and for the 256-token prefill, each phase's median (ms) beside capsim's price of the same work
+(the deployment of the ``suite.yaml`` beside the profiled model's folder), then the engine's host time per decode
+step (period - forward - LM head - the sampler as ``sampler_s`` prices it), each batch's lowest over the files, and
+the line over the batch that engines.yaml's vllm-cpu ``cpu.step`` holds (headline last). The data README
+(capsim/data/vllm-cpu-host/README.md) gives the runs, their load and what they showed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MARK = "STEP_PROFILE_SUMMARY "
+HOOK = r'''
+import atexit, importlib.abc, importlib.machinery, json, os, sys, time
+_OUT = os.environ["STEP_PROFILE_DIR"]
+_REC = []
+_LAST = {"tokens": 0, "reqs": 0}
+_PC = time.perf_counter
+
+def _flush():
+    if _REC:
+        with open(os.path.join(_OUT, f"{os.getpid()}.jsonl"), "a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in _REC))
+        _REC.clear()
+
+atexit.register(_flush)
+
+def _wrap(cls, name, shape=False):
+    fn = getattr(cls, name)
+    def timed(self, *a, **k):
+        if shape and a and hasattr(a[0], "total_num_scheduled_tokens"):
+            _LAST["tokens"] = a[0].total_num_scheduled_tokens
+            _LAST["reqs"] = len(a[0].num_scheduled_tokens)
+        t0 = _PC()
+        try:
+            return fn(self, *a, **k)
+        finally:
+            _REC.append((name, round(t0, 6), round(_PC() - t0, 7), _LAST["tokens"], _LAST["reqs"]))
+            if len(_REC) >= 50:
+                _flush()
+    timed.__wrapped__ = fn
+    setattr(cls, name, timed)
+
+_TARGETS = {
+    "vllm.v1.worker.gpu_model_runner": [("GPUModelRunner", ("execute_model", True), ("_update_states", False),
+        ("_prepare_inputs", False), ("_model_forward", False), ("sample_tokens", False), ("_sample", False),
+        ("_bookkeeping_sync", False))],
+    "vllm.model_executor.models.llama": [("LlamaForCausalLM", ("compute_logits", False))],
+    "vllm.v1.engine.core": [("EngineCore", ("step", False))],
+    "vllm.v1.core.sched.scheduler": [("Scheduler", ("schedule", False), ("update_from_output", True))],
+}
+
+class _Loader(importlib.abc.Loader):
+    def __init__(self, inner, name):
+        self.inner, self.name = inner, name
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+    def exec_module(self, module):
+        self.inner.exec_module(module)
+        for cls_name, *methods in _TARGETS[self.name]:
+            for m, shape in methods:
+                _wrap(getattr(module, cls_name), m, shape)
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name not in _TARGETS:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None:
+            spec.loader = _Loader(spec.loader, name)
+        return spec
+
+sys.meta_path.insert(0, _Finder())
+'''
+
+
+def run(model: Path, out: Path, repeats: int, concurrency: list[int]) -> None:
+    """Child process (the vLLM venv): serve the requests with the hook loaded, then gather its records."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from vllm_cpu_bench import SHIM
+
+    exec(SHIM, {"__name__": "vllm_version_shim"})  # its version() shim only: vllm-cpu answers for "vllm"
+    import numpy as np
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    vocab = json.loads((model / "config.json").read_text())["vocab_size"]
+    llm = LLM(model=str(model), load_format="dummy", skip_tokenizer_init=True, dtype="float32", max_model_len=2048,
+              seed=0)
+    rng = np.random.default_rng(0)
+    params = SamplingParams(temperature=0.0, max_tokens=65, ignore_eos=True, detokenize=False)
+
+    def go(n: int) -> float:
+        prompts = [TokensPrompt(prompt_token_ids=rng.integers(10, vocab - 10, 256).tolist()) for _ in range(n)]
+        t = time.perf_counter()
+        llm.generate(prompts, params, use_tqdm=False)
+        return time.perf_counter() - t
+
+    go(1), go(2)  # warm-up
+    marks = [("single", time.perf_counter(), [go(1) for _ in range(repeats)])]
+    for c in concurrency:
+        marks.append((f"concurrency-{c}", time.perf_counter(), [go(c) for _ in range(3)]))
+    print(MARK + json.dumps({"phases": [(n, t) for n, t, _ in marks], "request_s": {n: r for n, _, r in marks},
+                      "load_avg_after": os.getloadavg()}))
+
+
+def collect(model: Path, out: Path, repeats: int, concurrency: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as hook_dir, tempfile.TemporaryDirectory() as rec_dir:
+        Path(hook_dir, "sitecustomize.py").write_text(HOOK)
+        env = {**os.environ, "PYTHONPATH": hook_dir, "STEP_PROFILE_DIR": rec_dir,
+               "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "auto"}
+        load_before = os.getloadavg()
+        cmd = [sys.executable, __file__, str(model), "--child", "--repeats", str(repeats),
+               "--concurrency", ",".join(map(str, concurrency))]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.startswith(MARK)]
+        if done.returncode or not lines:
+            sys.exit(f"vLLM run failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+        summary = json.loads(lines[-1][len(MARK):])
+        records = {f.stem: [list(r) for r in map(json.loads, f.read_text().splitlines())]
+                   for f in Path(rec_dir).glob("*.jsonl")}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": " ".join(sys.argv), "model": str(model), "vllm": "vllm-cpu 0.32.0",
+                               "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "load_avg_before": load_before,
+                               **summary, "records_by_pid": records}, separators=(",", ":")) + "\n")
+    print(f"wrote {out}: {sum(map(len, records.values()))} timed calls")
+
+WORKER = ("_update_states", "_prepare_inputs", "_model_forward", "compute_logits")
+SAMPLE = ("_sample", "_bookkeeping_sync")
+
+
+def _inside(calls: list[list], starts: list[float], t0: float, t1: float) -> dict[str, float]:
+    """Seconds per method among ``calls`` (sorted by start, ``starts`` their starts) that start inside [t0, t1]."""
+    out: dict[str, float] = {}
+    for name, _, dt, *_ in calls[bisect.bisect_left(starts, t0):bisect.bisect_right(starts, t1)]:
+        out[name] = out.get(name, 0.0) + dt
+    return out
+
+
+def worker_steps(calls: list[list]) -> list[dict]:
+    """One row per worker step: its shape, each phase's seconds, and its period (to the next step's start)."""
+    calls = sorted(calls, key=lambda c: c[1])
+    starts = [c[1] for c in calls]
+    execs = [c for c in calls if c[0] == "execute_model"]
+    samples = [c for c in calls if c[0] == "sample_tokens"]
+    sample_starts = [c[1] for c in samples]
+    rows = []
+    for e, nxt in zip(execs, execs[1:], strict=False):
+        end = e[1] + e[2]
+        k = bisect.bisect_left(sample_starts, end)
+        if k == len(samples) or samples[k][1] >= nxt[1]:
+            continue
+        st = samples[k]
+        row = {"tokens": e[3], "reqs": e[4], "execute_model": e[2], "sample_tokens": st[2], "period": nxt[1] - e[1]}
+        row.update({k: v for k, v in _inside(calls, starts, e[1], end).items() if k in WORKER})
+        row.update({k: v for k, v in _inside(calls, starts, st[1], st[1] + st[2]).items() if k in SAMPLE})
+        row["wait_for_engine_core"] = row["period"] - e[2] - st[2]
+        rows.append(row)
+    return rows
+
+
+@functools.lru_cache(maxsize=4)
+def _deployment(suite: Path):
+    import yaml
+
+    from capsim.validation.bench_suites import deployment
+
+    return deployment(yaml.safe_load((suite / "suite.yaml").read_text()), suite)[0]
+
+
+def _capsim(suite: Path, tokens: int, reqs: int, context: float) -> dict[str, float]:
+    """capsim's price of a step of that shape on the deployment of ``suite`` (the folder of the profiled model's
+    suite.yaml: the vLLM-CPU suite's or the host microbenchmark's), greedy, by phase."""
+    import numpy as np
+
+    from capsim.analytic.ops import head_ops
+    from capsim.analytic.serving import Sampling, StepShape, engine_perf, iteration_time, logit_ops
+
+    dep = _deployment(suite)
+    greedy = Sampling.parse("greedy")
+    shape = StepShape.prefill(1, tokens) if tokens > reqs else StepShape.decode(reqs, context)
+    it = iteration_time(dep.model, dep.plan, dep.perf, shape, dep.engine, None, greedy)
+    main = engine_perf(dep.perf, dep.engine)[0]
+    lm_head = float(main.ops_s([o for o in head_ops(dep.model, reqs, 1, dep.plan.dtype, logits_tokens=reqs)
+                                if o.name == "lm_head"]))
+    ops, sampler = logit_ops(dep.model, dep.plan, reqs, dep.engine, greedy)
+    return {"forward": float(it.layers_s + it.attention_s + it.head_s) - lm_head - float(np.asarray(sampler)),
+            "lm_head": lm_head, "sampler": float(np.asarray(sampler)), "engine_host": float(it.overhead_s),
+            "step": float(it.total_s)}
+
+
+def report(path: Path) -> dict[int, float]:
+    """Print one profile's phases beside capsim's prices; return {decode batch: the engine's host seconds per step},
+    the worker's period less its forward, its LM head and the sampler as the profile prices it (``sampler_s``: the
+    sampler's own time measured warm, so its slowdown in the engine counts as host time)."""
+    data = json.loads(path.read_text())
+    host: dict[int, float] = {}
+    calls = [c for recs in data["records_by_pid"].values() for c in recs]
+    steps = worker_steps([c for c in calls if c[0] in ("execute_model", "sample_tokens", *WORKER, *SAMPLE)])
+    print(f"# {data['command']} ({data['utc']} UTC, load average before {data['load_avg_before']}, "
+          f"after {data['load_avg_after']})")
+    groups: dict[str, list[dict]] = {}
+    for r in steps:
+        key = f"decode,batch={r['reqs']}" if r["tokens"] == r["reqs"] else (
+            f"prefill,tokens={r['tokens']}" if r["reqs"] == 1 else "")
+        if key:
+            groups.setdefault(key, []).append(r)
+    core = sorted((c for c in calls if c[0] in ("step", "schedule", "update_from_output")), key=lambda c: c[1])
+    for key, rows in groups.items():
+        med = {k: statistics.median(r.get(k, 0.0) for r in rows) for k in rows[0]}
+        rest = med["execute_model"] - sum(med.get(k, 0.0) for k in WORKER)
+        phases = {**{k: med.get(k, 0.0) for k in (*WORKER, *SAMPLE)}, "execute_model_rest": rest,
+                  "sample_tokens_rest": med["sample_tokens"] - sum(med.get(k, 0.0) for k in SAMPLE),
+                  "wait_for_engine_core": med["wait_for_engine_core"], "period": med["period"]}
+        for k, v in phases.items():
+            print(f"worker_ms[{key},{k}]: {v * 1e3:.3f}")
+        print(f"worker_steps[{key}]: {len(rows)}")
+        price = _capsim(Path(data["model"]).parent, int(med["tokens"]), int(med["reqs"]), 288.0)
+        for k, v in price.items():
+            print(f"capsim_ms[{key},{k}]: {v * 1e3:.3f}")
+        measured_host = phases["period"] - phases["_model_forward"] - phases["compute_logits"] - phases["_sample"]
+        print(f"engine_host_ms[{key}]: measured {measured_host * 1e3:.3f} (period - forward - LM head - sampler), "
+              f"capsim {price['engine_host'] * 1e3:.3f}")
+        if key.startswith("decode") and len(rows) >= 20:
+            host[int(med["reqs"])] = measured_host + phases["_sample"] - price["sampler"]
+    for name in ("step", "schedule", "update_from_output"):
+        xs = [c[2] for c in core if c[0] == name]
+        if xs:
+            print(f"engine_core_ms[{name}]: median {statistics.median(xs) * 1e3:.3f} over {len(xs)} calls")
+    return host
+
+
+def host_fit(paths: list[Path]) -> tuple[float, float, float]:
+    """The engine's host seconds per decode step (each batch's lowest over the passes: other jobs only add time),
+    a least-squares line over the batch: engines.yaml vllm-cpu ``cpu.step`` (per step s, per sequence s), and the
+    rms residual (s)."""
+    import numpy as np
+
+    best: dict[int, float] = {}
+    for p in paths:
+        for b, h in report(p).items():
+            best[b] = min(h, best.get(b, h))
+    batch = np.array(sorted(best), float)
+    host = np.array([best[b] for b in sorted(best)])
+    for b, h in zip(batch, host, strict=True):
+        print(f"engine_host_ms[batch={int(b)}]: {h * 1e3:.3f} (period - forward - LM head - sampler_s price)")
+    slope, step = np.polyfit(batch, host, 1)
+    rms = float(np.sqrt(np.mean((host - step - slope * batch) ** 2)))
+    print(f"host_fit_rms_ms: {rms * 1e3:.3f} over batches {[int(b) for b in batch]}")
+    print(f"cpu_step: [{step:.3e}, {slope:.3e}]  # engines.yaml vllm-cpu cpu.step (per step s, per sequence s)")
+    return float(step), float(slope), rms
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", type=Path, nargs="?")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--concurrency", default="2,4")
+    ap.add_argument("--child", action="store_true")
+    ap.add_argument("--report", type=Path, nargs="+")
+    args = ap.parse_args()
+    conc = [int(c) for c in args.concurrency.split(",") if c]
+    if args.report:
+        host_fit(args.report)
+    elif args.child:
+        run(args.model, args.out, args.repeats, conc)
+    else:
+        collect(args.model, args.out, args.repeats, conc)
+
+
+if __name__ == "__main__":
+    main()
