@@ -56,13 +56,13 @@ MISSES.update({
     52: "+22.6%: " + _MOE, 54: "+46.0%: " + _MOE, 55: "+20.8%: BF16 " + _MOE, 58: "+18.9%: " + _MOE,
     59: "+33.0%: " + _MOE, 66: "+18.7%: " + _MOE, 67: "+31.6%: " + _MOE,
     69: "+22.4%: " + _MOE, 74: "+33.3%: " + _MOE,
-    76: "+21.6%: " + _MOE, 79: "+23.9%: " + _MOE,
+    76: "+21.6%: " + _MOE, 79: "+23.6%: " + _MOE,
     81: "+32.9%: " + _MOE, 83: "+20.4%: " + _MOE, 68: "+15.4%: " + _MOE,
-    56: "+195.3%: " + _MBS1 + _MOE, 61: "+183.3%: " + _MBS1 + _MOE,
-    57: "+116.5%: Qwen3-235B on 64 B200, alltoall with the a2a overlap (ep_comm 0.13 s of a 9.3 s step); " + _MOE,
-    65: "+52.4%: Qwen3-235B on 256 B200, alltoall; " + _MOE, 87: "+53.6%: Qwen3-235B on 256 B200, alltoall; " + _MOE,
-    64: "+178.2%: " + _B300_235B + "the a2a overlapped (ep_comm 0.13 s of a 17.5 s step); " + _MOE,
-    72: "+130.3%: " + _B300_235B + _MOE,
+    56: "+191.0%: " + _MBS1 + _MOE, 61: "+179.3%: " + _MBS1 + _MOE,
+    57: "+115.9%: Qwen3-235B on 64 B200, alltoall with the a2a overlap (ep_comm 0.13 s of a 9.3 s step); " + _MOE,
+    65: "+51.5%: Qwen3-235B on 256 B200, alltoall; " + _MOE, 87: "+52.7%: Qwen3-235B on 256 B200, alltoall; " + _MOE,
+    64: "+177.5%: " + _B300_235B + "the a2a overlapped (ep_comm 0.13 s of a 17.5 s step); " + _MOE,
+    72: "+128.9%: " + _B300_235B + _MOE,
 })
 _MFSDP = ("Megatron-FSDP (ZeRO-3 over the 64 GPUs of one NVLink domain, gathers one layer ahead: 0.02 s exposed) with "
           "CPU activation offloading (its copies priced hidden behind the layers' compute over NVLink-C2C): the step "
@@ -165,7 +165,7 @@ def test_blackwell_row_within_15_pct(i, kind):
 
 
 @pytest.mark.xfail(strict=True, reason="median |error| over the 98 priced rows 13.7% (both rules): the Qwen3 MoE rows "
-                                       "are -0.5 to +195% and the GB200 Llama rows 4.8-34.2%; the GB300 Llama rows "
+                                       "are -0.5 to +191% and the GB200 Llama rows 4.8-34.2%; the GB300 Llama rows "
                                        "are within -13.7 to +17.4%")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
 def test_blackwell_median_within_8_pct(kind):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln
 
+from capsim._types import Num
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.moe import busiest_rank, moe_tokens
 from capsim.analytic.ops import optimizer_ops
@@ -130,7 +131,8 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     Megatron-Core's ``--overlap-moe-expert-parallel-comm`` (``fw.overlap_moe_a2a``) a micro-batch's forward of a
     layer runs alongside another's backward of it, each all-to-all hiding only behind the compute of the phase it
     shares (``_paired_exposed_s``), and the passes the schedule runs alone expose theirs (``overlapped_share``).
-    Megatron-Core's
+    The all-to-all dispatcher also all-gathers the routing counts before each forward dispatch and (core >= 0.13)
+    sends the router probabilities in their own all-to-all (``_alltoall_extras_s``). Megatron-Core's
     default all-gather dispatcher instead all-gathers every token over the EP x ETP group and reduce-scatters the
     outputs (megatron/core/transformer/moe/token_dispatcher.py, MoEAllGatherTokenDispatcher).
     """
@@ -153,12 +155,41 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
         both = (collective_s(perf, "all_gather", gathered_bytes, where)
                 + collective_s(perf, "reduce_scatter", gathered_bytes, where))
         one_pass = np.where(group > 1, both, 0.0)
-    fwd, bwd = one_pass, one_pass * (1.0 + recompute_passes(lay))
-    if fw.overlap_moe_a2a:
+    meta, probs = _alltoall_extras_s(perf, model, lay, precision, gpn, fw, local, busiest)
+    replays = recompute_passes(lay)
+    fwd, bwd = one_pass + probs, (one_pass + probs) * (1.0 + replays)  # probs travel with the dispatch only
+    if fw.overlap_moe_a2a:  # the probs ride the comm stream with the tokens; the metadata gather stays on compute
         paired = _paired_exposed_s(t, fwd / 2.0, bwd / 2.0)
         share = overlapped_share(lay)
-        return share * paired + (1.0 - share) * fwd, (1.0 - share) * bwd
-    return fwd, bwd
+        return share * paired + (1.0 - share) * fwd + meta, (1.0 - share) * bwd + meta * replays
+    return fwd + meta, bwd + meta * replays
+
+
+def _alltoall_extras_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, fw: Framework,
+                       local: np.ndarray, busiest: Num) -> tuple[np.ndarray, np.ndarray]:
+    """(routing-metadata all-gather of one forward pass, probabilities all-to-all of one pass) that Megatron-Core's
+    all-to-all dispatcher issues besides the tokens' all-to-all; zeros for the other dispatchers and without EP.
+
+    ``preprocess`` all-gathers each rank's per-expert token counts (``num_experts`` int64) over the expert TP x EP
+    group before every dispatch, on the compute stream, to size the all-to-all (megatron/core/transformer/moe/
+    token_dispatcher.py L539-540 ``gather_from_sequence_parallel_region(num_local_tokens_per_expert,
+    group=self.tp_ep_group)``, NVIDIA/Megatron-LM@b0cc2706; L498-499 at core_v0.14.0, L547-548 at 0d8e0714, L541-542
+    at d7288711, L545-546 at d0b3b775; L410 at core_v0.10.0): a count tensor, not differentiated, so only forward
+    passes (and their recomputation) run it. Where the router probabilities scale the experts' activation
+    (``not fw.moe_combine_saves``, core >= 0.13) ``token_dispatch`` sends them in a second all-to-all beside the
+    tokens (L669-671 at b0cc2706 ``global_probs = all_to_all(self.ep_group, permuted_probs, ...)``; L624 at
+    core_v0.13.0, absent at core_v0.12.0), one per token copy in the router's dtype (router.py L95-100: the input's
+    unless --moe-router-dtype; the activations' here), and its gradient returns in the backward."""
+    zero = np.zeros(len(lay))
+    if fw.moe_dispatcher is not MoeDispatcher.ALLTOALL or not np.any(lay.ep * lay.etp > 1):
+        return zero, zero
+    group = lay.ep * lay.etp
+    counts = collective_s(perf, "all_gather", model.experts * 8.0 * group, placement(group, 1, gpn))
+    meta = np.where(group > 1, counts, 0.0)
+    if fw.moe_combine_saves:
+        return meta, zero
+    nbytes = local * model.top_k * precision.activations.bytes * busiest
+    return meta, np.where(lay.ep > 1, collective_s(perf, "all_to_all", nbytes, placement(lay.ep, lay.etp, gpn)), 0.0)
 
 
 def _paired_exposed_s(t: MicroBatchTimes, fwd_a2a: np.ndarray, bwd_a2a: np.ndarray) -> np.ndarray:
