@@ -116,6 +116,44 @@ def test_scaling_study_picks_the_planners_fleet_at_each_rate(small_plan):
         assert row[key] == best[key], key
 
 
+def test_capacity_bounds_shared_across_rates_give_the_same_plans():
+    """The scaling study computes each candidate's capacity bound once for all its rates (it does not depend on
+    the rate): every bound table and plan is the one each rate gets alone, and the bound ran once per candidate."""
+    from capsim.plan import serving_bound
+
+    slo, calls = Slo(ttft_p99_s=1.0, tpot_p99_s=0.05), []
+    counted = serving_bound.capacity_bound
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return counted(*args, **kwargs)
+
+    memo: dict = {}
+    alone, shared, counts = [], [], []
+    for rate in (3.0, 100.0):
+        traffic = Traffic(rate, LENGTHS, requests=600)
+        alone.append(plan_serving(MODEL, traffic, slo, ["h100"], KINDS, quantizations=("none",), workers=1))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(serving_bound, "capacity_bound", counting)
+            shared.append(plan_serving(MODEL, traffic, slo, ["h100"], KINDS, quantizations=("none",),
+                                       workers=1, memo=memo))
+        counts.append((len(calls), len(memo)))
+    for a, s in zip(alone, shared, strict=True):
+        pd.testing.assert_frame_equal(a.table, s.table)
+        pd.testing.assert_frame_equal(a.simulated, s.simulated)
+    assert alone[0].best["cost_per_hour_usd"] < alone[1].best["cost_per_hour_usd"]  # different fleets per rate
+    assert counts[0][0] > 0 and counts[1] == counts[0]  # every bound at the first rate, none again at the second
+    assert counts[0][1] == len(alone[0].table)  # one memo entry per candidate
+    calls.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(serving_bound, "capacity_bound", counting)
+        df = serving_scaling(MODEL, Traffic(1.0, LENGTHS), slo, ["h100"], rates=[3.0, 100.0],
+                             quantizations=("none",), requests=600, workers=1, perfs=KINDS)
+    assert len(calls) == counts[0][0]  # the study's two rates too: one bound per candidate
+    assert list(df["replicas"]) == [p.best["replicas"] for p in alone]
+    assert list(df["cost_per_hour_usd"]) == [p.best["cost_per_hour_usd"] for p in alone]
+
+
 def test_candidates_that_differ_in_the_batch_limit_share_only_runs_the_limit_cannot_change():
     from capsim.plan.confirm import size_family, size_fleet
     from capsim.plan.serving import bound_table, candidates

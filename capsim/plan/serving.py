@@ -47,7 +47,8 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
                  perfs: Mapping[str, Perf], prices: dict[str, float] | None = None,
                  limits: dict[str, int] | None = None, quantizations: tuple[str, ...] = QUANTIZATIONS,
                  engine: str = "vllm", seed: int = 0, workers: int | None = None, rule: ConfirmRule = DEFAULT_RULE,
-                 max_candidates: int = MAX_CANDIDATES, max_events: float = DEFAULT_MAX_EVENTS) -> ServingPlan:
+                 max_candidates: int = MAX_CANDIDATES, max_events: float = DEFAULT_MAX_EVENTS,
+                 memo: dict | None = None) -> ServingPlan:
     """The cheapest fleet for ``traffic`` within ``slo``, over the candidate accelerators (``perfs``: their device
     models by name; ``prices`` and ``limits`` by accelerator name override catalog prices and cap GPU counts).
 
@@ -62,7 +63,10 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
 
     Bounded work: a candidate whose confirming run (its longest, on the fleet's replicas) is estimated over
     ``max_events`` (:mod:`capsim.sim.serving.budget`) is not sized, its row says why; when that leaves no viable
-    candidate the plan is refused with the estimate and what lowers it."""
+    candidate the plan is refused with the estimate and what lowers it.
+
+    ``memo``: a dict kept across plans that differ only in the rate (:func:`bound_table`'s; the scaling study),
+    so each candidate's capacity bound, which the rate does not change, is computed once; the answer is the same."""
     require(len(accelerators) > 0, "accelerators", "give at least one candidate accelerator")
     require(max_candidates >= 1, "max_candidates", f"must be >= 1, got {max_candidates}")
     get_engine(engine)  # a typo is an input error, not a reason on every candidate
@@ -74,7 +78,7 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
         require(a.price_usd_per_hour is not None, "prices", f"{a.name} has no catalog price",
                 f"pass a price for {a.name}")
     quants = tuple(Quantization(q) for q in quantizations)
-    bounds = bound_table(model, candidates(model, accs, quants), traffic, slo, perfs, engine, limits)
+    bounds = bound_table(model, candidates(model, accs, quants), traffic, slo, perfs, engine, limits, memo=memo)
     _within_budget(model, bounds, traffic, engine, rule, max_events)
     sizing = _Sizing(model, bounds, traffic, slo, engine, perfs, limits, seed, rule,
                      workers if workers is not None else (os.cpu_count() or 1), max_events)

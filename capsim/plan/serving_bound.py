@@ -113,10 +113,12 @@ def perf_of(perfs: Mapping[str, Perf], accelerator: str) -> Perf:
 
 def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo: Slo, perfs: Mapping[str, Perf],
                 engine: str = "vllm", limits: dict[str, int] | None = None,
-                perf_transform: Any = None) -> pd.DataFrame:
+                perf_transform: Any = None, memo: dict | None = None) -> pd.DataFrame:
     """Every candidate's analytic capacity, minimum replicas and cost, viable ones cheapest first.
     ``perfs``: device models by accelerator name; ``perf_transform(perf) -> perf`` lets a what-if change the
-    device model (e.g. sparse GEMMs)."""
+    device model (e.g. sparse GEMMs). ``memo``: a dict a caller keeps across tables of several rates (the scaling
+    study); a candidate's capacity does not depend on the rate, so it is computed once per candidate, device
+    model, mean lengths, SLO, sampling and engine (its key: all of them)."""
     limits = limits or {}
     prompt, output = traffic.mean_lengths()
     used: dict[str, Perf] = {}
@@ -130,13 +132,12 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
         row = {"accelerator": acc.name, "tp": c.tp, "pp": c.pp, "quantization": c.quantization.value,
                "max_batch": c.max_batch, "kv_cache_dtype": c.kv_cache_dtype,
                "price_usd_per_gpu_hour": acc.price_usd_per_hour, "calibration": perf.name}
-        try:
-            plan = engine_plan(engine, model, acc, tp=c.tp, pp=c.pp, quantization=c.quantization,
-                               max_batch=c.max_batch, kv_cache_dtype=c.kv_cache_dtype)
-            row.update(capacity_bound(model, plan.check(model), acc, perf, engine, prompt, output, slo,
-                                      traffic.sampling))
-        except SpecError as err:
-            row.update(capacity_rps=0.0, reason=str(err))
+        key = (model, c, perf, engine, prompt, output, slo, traffic.sampling)
+        if memo is None or key not in memo:
+            capacity = _capacity(model, c, perf, engine, prompt, output, slo, traffic.sampling)
+            if memo is not None:
+                memo[key] = capacity
+        row.update(memo[key] if memo is not None else capacity)
         cap = row["capacity_rps"]
         row["replicas_min"] = math.ceil(traffic.peak_rps / cap) if cap > 0 else 0
         row["gpus_min"] = row["replicas_min"] * c.tp * c.pp
@@ -152,6 +153,18 @@ def bound_table(model: ModelSpec, cands: list[Candidate], traffic: Traffic, slo:
     # bound failed.
     keys = [k for k in ("viable", "cost_per_hour_min", "prefill_s") if k in df]
     return df.sort_values(keys, ascending=[k != "viable" for k in keys], kind="stable").reset_index(drop=True)
+
+
+def _capacity(model: ModelSpec, c: Candidate, perf: Perf, engine: str, prompt: float, output: float,
+              slo: Slo, sampling: Sampling) -> dict[str, Any]:
+    """:func:`capacity_bound` of one candidate, or its reason where the engine cannot run it."""
+    try:
+        plan = engine_plan(engine, model, c.accelerator, tp=c.tp, pp=c.pp, quantization=c.quantization,
+                           max_batch=c.max_batch, kv_cache_dtype=c.kv_cache_dtype)
+        return capacity_bound(model, plan.check(model), c.accelerator, perf, engine, prompt, output, slo,
+                              sampling)
+    except SpecError as err:
+        return {"capacity_rps": 0.0, "reason": str(err)}
 
 
 def why_not(bounds: pd.DataFrame, most: int = 3) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from capsim.calibration import perf_for, perfs_for
+from capsim.perf import Perf
 from capsim.plan.scaling_study import model_size_study, serving_scaling, training_scaling
 from capsim.plan.serving import QUANTIZATIONS, Slo
 from capsim.sim.serving.presets import PRESETS
@@ -30,13 +31,22 @@ STUDIES = ("serving", "training", "model size")
 DAY_S = 86400.0
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _study(model: ModelSpec, preset: str, accs: tuple[str, ...], ttft: float | None, tpot: float | None,
+           quants: tuple[str, ...]) -> tuple[dict[str, Perf], dict]:
+    """What the rates of one serving study share: the device models, and the memo of the candidates' capacity
+    bounds (``capsim.plan.serving.bound_table``), which do not depend on the rate."""
+    return perfs_for(accs), {}
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def serving_point(model: ModelSpec, preset: str, accs: tuple[str, ...], rate: float, ttft: float | None,
                   tpot: float | None, quants: tuple[str, ...], requests: int | None) -> pd.DataFrame:
     """One rate of the serving study (pure; cached by its inputs, so a longer list reuses the rates it had):
     ``capsim scale serve``'s search (``requests`` None or 0: adaptive), in one process."""
+    perfs, memo = _study(model, preset, accs, ttft, tpot, quants)
     return serving_scaling(model, preset_traffic(preset, 1.0), Slo(ttft, tpot), list(accs), [rate], quants,
-                           requests=requests or None, workers=1, perfs=perfs_for(accs))
+                           requests=requests or None, workers=1, perfs=perfs, memo=memo)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
