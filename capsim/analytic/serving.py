@@ -322,11 +322,26 @@ def pp_comm_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, se
                for n, tier in zip(sends, ("intra", "inter"), strict=True) if n) + 0.0 * nbytes
 
 
+# The captured batch of every decode batch size, by the fields EngineProfile.graph_batch reads (built once: a
+# capacity bound prices hundreds of batch sizes per candidate, the planner thousands of candidates).
+_GRAPH_TABLES: dict[tuple[bool, tuple[int, ...], bool], np.ndarray] = {}
+
+
+def _graph_table(engine: EngineProfile) -> np.ndarray:
+    key = (bool(engine.cuda_graphs), tuple(engine.cuda_graph_sizes), bool(engine.cuda_graph_padding))
+    table = _GRAPH_TABLES.get(key)
+    if table is None:
+        table = np.array([engine.graph_batch(b) for b in range(engine.cuda_graph_max_batch + 1)], float)
+        table.flags.writeable = False
+        _GRAPH_TABLES[key] = table
+    return table
+
+
 def graph_batches(engine: EngineProfile, prefill_tokens: Num, decode_seqs: Num) -> np.ndarray:
     """The captured batch each step replays (decode-only steps, padded as the engine pads), 0 where it runs
     eagerly."""
     d = np.asarray(decode_seqs, float)
-    table = np.array([engine.graph_batch(b) for b in range(engine.cuda_graph_max_batch + 1)], float)
+    table = _graph_table(engine)
     idx = np.clip(d, 0, len(table) - 1).astype(int)
     return np.where((np.asarray(prefill_tokens) == 0) & (d > 0) & (d < len(table)), table[idx], 0.0)
 
