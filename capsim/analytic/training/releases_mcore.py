@@ -164,23 +164,24 @@ class _Core:
 
 
 _EXT = "megatron/core/extensions/transformer_engine.py"
+_DELAYED_ONLY = _EXT + " L{} TEDelayedScaling: Transformer Engine's DelayedScaling is the only recipe (no --fp8-recipe)"
 _NO_PROBS = ("megatron/core/transformer/moe/token_dispatcher.py: unpermute(...) without probs in the allgather and "
              "alltoall combines; moe/experts.py TEGroupedMLP weighted_bias_swiglu_impl(..., permuted_probs) L{}")
 _CORES = {c.tag: c for c in (
     _Core("core_v0.9.0", "1afee592", "2024-10-24",
           (721, 1016, 1018, 1539, 1556, 1133, 1245, 1531, 1518, 0, 1882, 1216, 0, 724, 0, 1874, 1048, 1529, 1084,
            1243, 1586, 1584, 0, 0, 0, 0, 271, 0, 0),
-          f"{_EXT} L842 TEDelayedScaling: Transformer Engine's DelayedScaling is the only recipe (no --fp8-recipe)",
+          _DELAYED_ONLY.format(842),
           37, "", ("allgather", "alltoall")),
     _Core("core_v0.10.0", "7ee599a2", "2025-02-17",
           (837, 1140, 1142, 1701, 1718, 1264, 1379, 1690, 1674, 0, 2099, 1350, 0, 840, 0, 2091, 1172, 1685, 1208,
            1377, 1753, 1746, 2060, 0, 0, 0, 336, 638, 0),
-          f"{_EXT} L1099 TEDelayedScaling: Transformer Engine's DelayedScaling is the only recipe (no --fp8-recipe)",
+          _DELAYED_ONLY.format(1099),
           37, "", ("allgather", "alltoall")),
     _Core("core_v0.11.0", "aa6207e2", "2025-03-14",
           (909, 1231, 1233, 1793, 1810, 1355, 1470, 1782, 1764, 0, 2220, 1441, 0, 912, 0, 2181, 1263, 1775, 1299,
            1468, 1846, 1839, 2158, 1833, 1836, 0, 342, 639, 0),
-          f"{_EXT} L1162 TEDelayedScaling: Transformer Engine's DelayedScaling is the only recipe (no --fp8-recipe)",
+          _DELAYED_ONLY.format(1162),
           38, "", ("allgather", "alltoall")),
     _Core("core_v0.12.0", "d580efc6", "2025-05-06",
           (1078, 1465, 1467, 2078, 2102, 1611, 1741, 2067, 2049, 0, 2546, 1697, 1057, 1081, 0, 2489, 1497, 2060,
