@@ -6,11 +6,16 @@ import numpy as np
 import pytest
 
 from capsim.calibration.datasheet import ASSUMPTIONS, datasheet_calibration, datasheet_params
+from capsim.calibration import load_calibration
 from capsim.calibration.published_gemm import (
+    FP8_OVER_BF16_GH100,
+    GH100_PARTS,
     MXFP8_OVER_FP8,
     PUBLISHED,
     SAME_DIE,
+    TE_H200_NVL,
     fitted_peak_fraction,
+    gh100_fp8_scale,
     points_for,
 )
 from capsim.perf import Perf
@@ -48,8 +53,39 @@ def test_accelerators_without_published_points_keep_the_stated_assumptions() -> 
     for name in ("A100-SXM4-80GB", "H200-SXM-141GB", "MI300X"):
         params = datasheet_params(get_accelerator(name))
         assert params.gemm.efficiency.peak_fraction == ASSUMPTIONS["gemm_peak_fraction"]
+    mi300x = datasheet_calibration(get_accelerator("MI300X")).provenance
+    assert "DeepGEMM" in mi300x and "published_gemm" not in mi300x
     h200 = datasheet_calibration(get_accelerator("H200-SXM-141GB")).provenance
-    assert "DeepGEMM" in h200 and "published_gemm" not in h200
+    assert "DeepGEMM" not in h200 and "TE_H200_NVL" in h200 and "BF16 GEMMs" not in h200  # BF16: the assumption
+
+
+def test_te_hopper_table_rates_are_its_milliseconds():
+    """The recorded TFLOP/s are the table's per-group ms over its 6.39e12 FLOPs (4 GEMMs of 2 x 15872 x 4096 x n)."""
+    flops = 2 * 15872 * 4096 * (12288 + 4096 + 16384 + 16384)
+    for fmt, entry in TE_H200_NVL.items():
+        ms = [float(x) for x in entry.source.rsplit("table, ", 1)[1].split(" ms")[0].split()[1::2]]
+        rates = sorted({p[3] for p in entry.points}, key=[p[3] for p in entry.points].index)
+        assert rates == pytest.approx([flops / (t * 1e-3) / 1e12 for t in ms], abs=0.1), fmt
+    assert 1.85 < FP8_OVER_BF16_GH100 < 1.95  # per-tensor FP8 at ~1.9x BF16, short of the peaks' 2x
+
+
+@pytest.mark.parametrize("name", sorted(GH100_PARTS))
+def test_gh100_parts_price_fp8_at_te_cublas_ratio_over_their_bf16(name: str) -> None:
+    """No GH100 part has its own cuBLAS FP8 points: each prices FP8 at TE's cuBLASLt FP8/BF16 ratio on that die times
+    its own BF16 rate (datasheet calibration), at every shape; DeepGEMM's block-scaled table is not used."""
+    perf = Perf(datasheet_params(get_accelerator(name)))
+    assert points_for(name, "fp8") is None
+    for m, n, k in ((15872, 12288, 4096), (4096, 4096, 7168), (8192, 8192, 8192), (2048, 28672, 8192)):
+        bf16_s, fp8_s = (perf.gemm_s(m, n, k, f) - perf.params.gemm.launch_s for f in ("bf16", "fp8"))
+        assert bf16_s / fp8_s == pytest.approx(FP8_OVER_BF16_GH100, rel=1e-3)
+    assert "DeepGEMM" not in datasheet_calibration(get_accelerator(name)).provenance
+
+
+def test_h100_profile_calibration_prices_fp8_at_the_same_ratio_over_its_fitted_bf16() -> None:
+    profile = load_calibration("H100-SXM5-80GB-profile")
+    params = profile.fitted
+    assert params.kind == "profile" and "TE_H200_NVL" in profile.provenance
+    assert params.gemm.dtype_scale["fp8"] == pytest.approx(gh100_fp8_scale(params.peak_flops_per_s), abs=1e-4)
 
 
 def test_provenance_names_the_published_sources() -> None:

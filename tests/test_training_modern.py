@@ -16,7 +16,7 @@ from capsim.analytic.training.compute import micro_batch_times
 from capsim.analytic.training.framework import RELEASES, FrameworkName, get_release, release_for
 from capsim.analytic.training.release import MoeDispatcher, Reshard
 from capsim.calibration import load_calibration
-from capsim.calibration.fp8 import DEEPGEMM_H800, H800_FP8_PEAK_FLOPS_PER_S
+from capsim.calibration.published_gemm import FP8_OVER_BF16_GH100, TE_H200_NVL
 from capsim.errors import SpecError
 from capsim.perf.model import curve_value
 from capsim.specs.hardware import Cluster
@@ -69,12 +69,15 @@ def test_fp8_keeps_gemm_inputs_in_one_byte():
     assert 0.5 * bf16 < eight < bf16
 
 
-def test_fp8_gemm_rate_is_the_published_one_at_its_shapes():
+def test_fp8_gemm_rate_is_te_cublas_ratio_over_bf16_at_its_shapes():
+    """H100 (GH100): FP8 runs at TE's cuBLASLt per-tensor FP8/BF16 rate ratio on that die times the calibration's BF16
+    rate, at every shape, the published table's included (not DeepGEMM's block-scaled rates)."""
     params = PERF.params
-    for m, n, k, tflops in DEEPGEMM_H800:
-        frac = tflops * 1e12 / H800_FP8_PEAK_FLOPS_PER_S
-        model = curve_value(params.gemm.efficiency, m, n, k) * params.gemm.dtype_scale["fp8"]
-        assert 0.5 < model / frac < 2.0  # one median factor: within 2x at every published shape
+    peaks = params.peak_flops_per_s
+    for m, n, k, _ in TE_H200_NVL["fp8"].points + ((4096, 4096, 7168, 0.0), (1024, 8192, 28672, 0.0)):
+        bf16 = curve_value(params.gemm.efficiency, m, n, k) * peaks["bf16"]
+        fp8_rate = curve_value(params.gemm.efficiency, m, n, k) * params.gemm.dtype_scale["fp8"] * peaks["fp8"]
+        assert fp8_rate / bf16 == pytest.approx(FP8_OVER_BF16_GH100, rel=1e-3)
     scale = params.gemm.dtype_scale["fp8"]
     big = PERF.gemm_s(4096, 4096, 7168, "bf16") / PERF.gemm_s(4096, 4096, 7168, "fp8")
     assert 1.3 < big < 2.0 and 0.5 < scale < 1.0  # faster than BF16, short of the 2x of the peaks

@@ -12,10 +12,14 @@ from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
 from capsim.calibration.fp8 import fp8_scale
 from capsim.calibration.published_gemm import (
     BLOCK_SCALED_REFERENCE,
+    FP8_OVER_BF16_GH100,
+    GH100_PARTS,
     MXFP8_OVER_FP8,
     SAME_DIE,
+    TE_H200_NVL,
     GemmPoints,
     fitted_peak_fraction,
+    gh100_fp8_scale,
     points_for,
     published,
     scale_to_points,
@@ -52,15 +56,17 @@ ASSUMPTIONS = {
 
 def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> dict[str, float]:
     """``GemmParams.dtype_scale`` for the quantized GEMM formats the device has: FP8 where it has an FP8 peak (the
-    published FP8 GEMM rates of it or its die relative to ``curve``'s BF16 efficiency, or DeepGEMM's H800 rates where
-    there are none: capsim.calibration.fp8), and MXFP8 / NVFP4 where it has an FP4 peak (Blackwell; the published
-    cuBLAS points of it or its die, MXFP8 else at the FP8 rate times TE's cuBLAS MXFP8/FP8 ratio, NVFP4 else B200's:
-    capsim.calibration.published_gemm)."""
+    published FP8 GEMM rates of it or its die relative to ``curve``'s BF16 efficiency; on a GH100 part without them,
+    TE's cuBLASLt FP8/BF16 rate ratio on that die; else DeepGEMM's H800 rates: capsim.calibration.fp8), and MXFP8 /
+    NVFP4 where it has an FP4 peak (Blackwell; the published cuBLAS points of it or its die, MXFP8 else at the FP8
+    rate times TE's cuBLAS MXFP8/FP8 ratio, NVFP4 else B200's: capsim.calibration.published_gemm)."""
     out: dict[str, float] = {}
     if peaks.get("fp8"):
         found = points_for(accelerator, "fp8")
-        out["fp8"] = round(fp8_scale(curve) if found is None
-                           else scale_to_points(found[1], _peak_of(found[0], DType.FP8), curve), 4)
+        if found is not None:
+            out["fp8"] = round(scale_to_points(found[1], _peak_of(found[0], DType.FP8), curve), 4)
+        else:
+            out["fp8"] = round(gh100_fp8_scale(peaks) if accelerator in GH100_PARTS else fp8_scale(curve), 4)
     if peaks.get("fp4"):
         for fmt in (DType.MXFP8, DType.NVFP4):
             found = _block_scaled_points(accelerator, fmt)
@@ -135,8 +141,17 @@ def _gemm_provenance(acc: Accelerator) -> str:
         return out + (" FP8 GEMMs: the FP8 peak times the BF16 efficiency times the fp8 dtype_scale fitted to "
                       f"published microbenchmarks (capsim.calibration.published_gemm; {_whose(acc, fp8[0])}): "
                       f"{fp8[1].source}")
+    if acc.name in GH100_PARTS:
+        return out + " FP8 GEMMs: " + GH100_FP8_PROVENANCE
     return out + (f" FP8 GEMMs: the FP8 peak times the BF16 efficiency times the fp8 dtype_scale from {FP8_SOURCE} "
                   "(capsim.calibration.fp8), assumed for an accelerator with no published FP8 GEMM rates")
+
+
+GH100_FP8_PROVENANCE = (
+    f"{FP8_OVER_BF16_GH100} times the BF16 rate at the same shape (fp8 dtype_scale = that x BF16 peak / FP8 peak): "
+    "the median per-tensor FP8 over BF16 rate of Transformer Engine's cuBLASLt GEMMs on the same GPU die (GH100), "
+    "both pre-quantized on one harness (capsim.calibration.published_gemm.TE_H200_NVL): "
+    f"{TE_H200_NVL['fp8'].source}; BF16 column: {TE_H200_NVL['bf16'].source.rsplit('table, ', 1)[1]}")
 
 
 def _block_scaled_provenance(acc: Accelerator) -> str:

@@ -1,19 +1,24 @@
-"""The FP8 GEMM rate a calibration assumes, from published FP8 GEMM microbenchmarks.
+"""The FP8 GEMM rate a calibration assumes where no published cuBLAS FP8 GEMM rates of its die exist.
 
 capsim's measured and profile calibrations time BF16 GEMMs only (the Vidur profiles and ``capsim calibrate`` run
 16-bit matmuls). Where FP8 is not measured, an FP8 GEMM is priced at the FP8 datasheet peak times the calibration's
-BF16 efficiency at the same shape times one factor, ``fp8_scale``: the median, over the training-sized rows of a
-published FP8 GEMM benchmark, of (measured FP8 fraction of the FP8 peak) / (the calibration's BF16 fraction at that
-shape). So at the benchmark's shapes the FP8 rate is the published one, and elsewhere it follows the calibration's
-shape dependence.
+BF16 efficiency at the same shape times one factor, ``fp8_scale``. Accelerators with published per-tensor FP8 GEMM
+rates (B200, B300 and their Grace parts) fit it to those, and the GH100 parts (H100, H200) to Transformer Engine's
+cuBLASLt FP8/BF16 rate ratio on that die (capsim.calibration.published_gemm). This module is the fallback for every
+other FP8 accelerator (L4, L40S, MI300X, MI325X, Gaudi, TPU): the median, over the training-sized rows of a published
+FP8 GEMM benchmark, of (measured FP8 fraction of the FP8 peak) / (the calibration's BF16 fraction at that shape).
+So at the benchmark's shapes the FP8 rate is the published one, and elsewhere it follows the calibration's shape
+dependence.
 
 The benchmark: DeepGEMM's README, "Normal GEMMs for dense models", H800 SXM (the H100's FP8 tensor cores: 1,979 dense
 FP8 TFLOP/s), NVCC 12.8, first published table (github.com/deepseek-ai/DeepGEMM@a6d97a1, 2025-02-25). Only its
 M = 4096 rows are used: training GEMMs have thousands of token rows, the M = 64/128 rows are memory-bound decode
-shapes. DeepGEMM scales per 128-element block (finer than Transformer Engine's per-tensor scaling) and reports
-that it matches or beats CUTLASS-based kernels at these shapes, so these rates are an upper bound for cuBLAS with
-per-tensor scaling. Applied to other accelerators, the factor is an assumption: their FP8 tensor cores are taken to
-reach the same fraction of their FP8 peak, relative to BF16, as Hopper's.
+shapes. DeepGEMM scales per 128-element block; its rates are NOT an upper bound for per-tensor scaling: on the same
+die, TE's cuBLASLt per-tensor FP8 GEMMs run at 1.90x their BF16 rate with the quantization outside the timing, where
+this table priced Hopper at about 1.39x (and TE's own guide finds FP8 block scaling the slowest FP8 recipe on Hopper,
+1.40x BF16 against 1.58x for current scaling, cast included). Applied to other accelerators, the factor is an
+assumption: their FP8 tensor cores are taken to reach the same fraction of their FP8 peak, relative to BF16, as
+Hopper's with block scaling.
 """
 
 from __future__ import annotations

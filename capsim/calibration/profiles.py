@@ -18,6 +18,7 @@ import pandas as pd
 from capsim.calibration.datasheet import datasheet_params, fp8_dtype_scale
 from capsim.calibration.fit import fit_alpha_beta, fit_gemm, fit_memory
 from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
+from capsim.calibration.published_gemm import FP8_OVER_BF16_GH100
 from capsim.calibration.schema import Calibration, calibrations_dir, write_calibration
 from capsim.perf.categories import Category
 from capsim.perf.params import AttentionParams, CommParams, DeviceParams, GemmParams, MemoryParams
@@ -130,7 +131,9 @@ def profile_calibration(device: str, with_samples: bool = False) -> Calibration:
         "(the profiled cluster's inter-node rows, kept in samples, measure its own ~6 GB/s-per-GPU network, not a "
         f"DGX fabric). The profiles time BF16 GEMMs only: FP8 GEMMs are priced at the FP8 peak times the fitted BF16 "
         f"efficiency times fp8 dtype_scale, from the device's published FP8 GEMM rates where "
-        f"capsim.calibration.published_gemm has them, else from {FP8_SOURCE} (capsim.calibration.fp8). "
+        f"capsim.calibration.published_gemm has them, on a GH100 part (H100, H200) else at {FP8_OVER_BF16_GH100} times "
+        "the BF16 rate (Transformer Engine's cuBLASLt FP8/BF16 ratio on that die, published_gemm.TE_H200_NVL), "
+        f"else from {FP8_SOURCE} (capsim.calibration.fp8). "
         f"Fit quality (rms of log time error): "
         + ", ".join(f"{k}={v:.3f}" for k, v in quality.items()))
     return Calibration(name=params.name, kind="profile", device={"name": device, "profiles": f"vidur/{gpu_dir}"},

@@ -10,8 +10,16 @@ cited text are recorded. End-to-end training or serving rows are never used here
 - FP8 with one scale per tensor (Transformer Engine's delayed and current scaling, torchao's tensorwise recipe):
   ``GemmParams.dtype_scale['fp8']`` is the median of (measured FP8 fraction of the FP8 peak) / (the BF16 curve at that
   shape). The points exclude quantizing the activations (capsim prices the casts as their own ops,
-  capsim.analytic.fp8). Where an accelerator has no FP8 points, DeepGEMM's H800 table stands in
-  (capsim.calibration.fp8), which assumes its FP8 tensor cores reach Hopper's fraction of their peak.
+  capsim.analytic.fp8). B200's points are vLLM's CUTLASS ``cutlass_scaled_mm`` (bench_fp8_gemm.py), not cuBLAS;
+  TE #1747's cuBLAS te.Linear figure, cast included, is their cross-check.
+- Hopper (GH100: the H100 parts and H200, ``GH100_PARTS``): TE runs per-tensor FP8 through cuBLASLt, and the one
+  published cuBLASLt FP8 table of that die with the quantization outside the timing is TE's own gemm_profiling table
+  on an H200 NVL (``TE_H200_NVL``), a part capsim's catalog does not list (its datasheet peaks are not among the stored
+  sources). Its FP8 over BF16 rate at the same shapes on the same harness (``FP8_OVER_BF16_GH100``, median over the
+  shapes) needs no peak: a GH100 part prices FP8 at that ratio times its own BF16 rate, i.e. ``dtype_scale['fp8']`` =
+  ratio x BF16 peak / FP8 peak. Where an accelerator has neither FP8 points nor a die with them, DeepGEMM's H800 table
+  stands in (capsim.calibration.fp8), which assumes its FP8 tensor cores reach Hopper's block-scaled fraction of
+  their peak.
 - MXFP8 and NVFP4 (Blackwell's block-scaled formats): ``dtype_scale['mxfp8']`` / ``['nvfp4']`` the same median
   against the FP8 / FP4 peak. Transformer Engine runs them through cuBLASLt (transformer_engine/common/gemm/
   cublaslt_gemm.cu), so only cuBLAS timings are recorded: pytorch/ao's ``torch._scaled_mm`` (NVFP4 on B200) and TE's
@@ -49,16 +57,20 @@ class GemmPoints:
     source: str
 
 
-def _te_b300(column: str, group_tflops: tuple[float, float, float]) -> GemmPoints:
-    """One format's column of TE's pre-quantized B300 table: the Fprop, Dgrad and Wgrad groups (4 GEMMs of equal
-    FLOPs each, timed together), each group's mean rate given to its 4 shapes."""
+def _te_table(gpu: str, column: str, group_tflops: tuple[float, float, float]) -> GemmPoints:
+    """One format's column of a pre-quantized per-layer table of TE's gemm_profiling guide: the Fprop, Dgrad and Wgrad
+    groups (4 GEMMs of equal FLOPs each, timed together), each group's mean rate given to its 4 shapes."""
     points = tuple((m, n, k, rate) for shapes, rate in zip((_TE_FPROP, _TE_DGRAD, _TE_WGRAD), group_tflops, strict=True)
                    for m, n, k in shapes)
     return GemmPoints(points, (
         "Transformer Engine benchmarks/gemm/benchmark_gemm.py --pre-quantize (tex.generic_gemm on cuBLASLt, inputs "
-        "quantized before timing) on 'NVIDIA B300 SXM6 AC', 5B config (hidden 4096, ffn 16384, M = 31 x 512 = 15872): "
+        f"quantized before timing) on '{gpu}', 5B config (hidden 4096, ffn 16384, M = 31 x 512 = 15872): "
         "NVIDIA/TransformerEngine docs/examples/gemm_profiling/gemm_profiling.rst @1609c89 (2026-06-01), pre-quantized "
         f"per-layer table, {column} ms for its 4 Fprop, 4 Dgrad and 4 Wgrad GEMMs (6.39e12 FLOPs per group)"))
+
+
+def _te_b300(column: str, group_tflops: tuple[float, float, float]) -> GemmPoints:
+    return _te_table("NVIDIA B300 SXM6 AC", column, group_tflops)
 
 
 PUBLISHED: dict[tuple[str, str], GemmPoints] = {
@@ -94,6 +106,15 @@ PUBLISHED: dict[tuple[str, str], GemmPoints] = {
         "issue #79 (2025-10-18)"),
 }
 
+
+# TE's Hopper table ("Worked Example: 5B Model on H200", same commit and harness as B300's): an H200 NVL (GH100 die,
+# PCIe card). Its FP8 DelayedScaling column is left out: it always runs in autocast, the cast inside the timing.
+TE_H200_NVL: dict[str, GemmPoints] = {
+    "bf16": _te_table("NVIDIA H200 NVL", "BF16 10.632 / 10.747 / 10.530", (601.1, 594.7, 606.9)),
+    "fp8": _te_table("NVIDIA H200 NVL", "FP8Current 5.577 / 5.661 / 5.547", (1145.9, 1128.9, 1152.1)),
+}
+# The catalog's parts with the GH100 die (NVIDIA H100 and H200 datasheets: Hopper; H200 is H100's GPU with HBM3e).
+GH100_PARTS = frozenset({"H100-SXM5-80GB", "H100-PCIe-80GB", "H100-NVL-94GB", "H100-96GB-HBM2e-500W", "H200-SXM-141GB"})
 
 BLOCK_SCALED_REFERENCE = "B200"  # the Blackwell whose NVFP4 points stand in where neither a part nor its die has any
 # The same GPU die in another package (NVIDIA GB200 NVL72 and GB300 NVL72 specs: Blackwell / Blackwell Ultra GPUs):
@@ -133,15 +154,24 @@ def points_for(accelerator: str, fmt: str) -> tuple[str, GemmPoints] | None:
     return None
 
 
-def _te_ratio(numerator: str, denominator: str) -> float:
-    """Median over TE's B300 shapes of the ``numerator`` format's rate over the ``denominator`` one's (same peak)."""
-    a, b = (np.array(PUBLISHED[("B300", f)].points, float)[:, 3] for f in (numerator, denominator))
+def _te_ratio(table: dict[str, GemmPoints], numerator: str, denominator: str) -> float:
+    """Median over one TE table's shapes of the ``numerator`` format's rate over the ``denominator`` one's."""
+    a, b = (np.array(table[f].points, float)[:, 3] for f in (numerator, denominator))
     return float(np.median(a / b))
 
 
 # cuBLAS MXFP8 rate over per-tensor FP8 at the same shapes, both pre-quantized on one harness (TE's B300 table).
-MXFP8_OVER_FP8 = round(_te_ratio("mxfp8", "fp8"), 4)
+MXFP8_OVER_FP8 = round(_te_ratio({f: PUBLISHED[("B300", f)] for f in ("mxfp8", "fp8")}, "mxfp8", "fp8"), 4)
+# cuBLASLt per-tensor FP8 rate over BF16 at the same shapes on GH100, both pre-quantized on one harness (TE's H200 NVL
+# table): a GH100 part's FP8 rate is this times its BF16 rate at the same shape.
+FP8_OVER_BF16_GH100 = round(_te_ratio(TE_H200_NVL, "fp8", "bf16"), 4)
 
 
-__all__ = ["BLOCK_SCALED_REFERENCE", "MXFP8_OVER_FP8", "PUBLISHED", "SAME_DIE", "GemmPoints", "fitted_peak_fraction",
-           "points_for", "published", "scale_to_points"]
+def gh100_fp8_scale(peaks: dict[str, float]) -> float:
+    """``dtype_scale['fp8']`` that puts a GH100 part's FP8 rate at ``FP8_OVER_BF16_GH100`` times its BF16 rate."""
+    return FP8_OVER_BF16_GH100 * peaks["bf16"] / peaks["fp8"]
+
+
+__all__ = ["BLOCK_SCALED_REFERENCE", "FP8_OVER_BF16_GH100", "GH100_PARTS", "MXFP8_OVER_FP8", "PUBLISHED", "SAME_DIE",
+           "TE_H200_NVL", "GemmPoints", "fitted_peak_fraction", "gh100_fp8_scale", "points_for", "published",
+           "scale_to_points"]
