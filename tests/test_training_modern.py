@@ -228,11 +228,20 @@ _MIXTRAL = ("; Mixtral also: its DP traffic (expert grads reduce-scattered over 
             "all-gather, 0.26 s + 0.13 s at 40 GB/s per GPU) is 56% of its 0.70 s compute and capsim hides all but "
             "0.04 s behind two micro-batches; priced fully exposed the row would be -7%, so the overlap efficiency of "
             "NCCL beside the GEMMs (unpriced SM contention) spans the measurement")
+# The dense H100 FP8 rows: within 0-14% while DeepGEMM's block-scaled H800 table priced FP8 GEMMs at 1.39x BF16.
+_H100_FP8 = ("dense FP8 on H100 too fast since FP8 GEMMs run at 1.90x the BF16 rate, TE's cuBLASLt per-tensor "
+             "FP8/BF16 ratio on GH100 with the cast outside the timing (published_gemm.TE_H200_NVL: TE @1609c89, "
+             "2026-06, an H200 NVL; NeMo 24.07 ran cuBLAS of mid-2024, no dated Hopper point of that cuBLAS found); "
+             "unpriced or underpriced: TE's FP8 work around each GEMM beyond the cast-transposes and amax passes")
 MISSES = {
-    (9, "datasheet"): "+16.2%: Qwen3-30B-A3B FP8, Megatron-Bridge, EP16 over two nodes with HybridEP: expert "
-                      "grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve, which DeepGEMM's table puts "
-                      "well above what small-k FP8 GEMMs reach; HybridEP priced at NCCL bandwidths",
-    (9, "profile"): "+17.9%: as with the datasheet calibration",
+    **{(i, "datasheet"): f"+{e}%: " + _H100_FP8 for i, e in ((0, 30.1), (1, 34.5), (2, 36.8), (3, 33.7), (4, 33.2),
+                                                          (5, 23.0), (7, 17.9), (8, 31.8))},
+    **{(i, "profile"): f"+{e}%: " + _H100_FP8 for i, e in ((0, 20.9), (1, 25.3), (2, 29.4), (3, 26.4), (4, 27.0),
+                                                        (5, 17.1), (8, 26.7))},
+    (9, "datasheet"): "+22.0%: Qwen3-30B-A3B FP8, Megatron-Bridge, EP16 over two nodes with HybridEP: expert "
+                      "grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve (1.90x BF16, TE's cuBLASLt "
+                      "ratio on GH100); HybridEP priced at NCCL bandwidths",
+    (9, "profile"): "+22.6%: as with the datasheet calibration",
     (11, "datasheet"): "+34.7%: " + _B200 + _MIXTRAL, (11, "profile"): "+34.7%: " + _B200 + _MIXTRAL,
     (12, "datasheet"): "+27.3%: " + _B200, (12, "profile"): "+27.3%: " + _B200,
     (13, "datasheet"): "+25.4%: " + _B200, (13, "profile"): "+25.4%: " + _B200,
@@ -257,9 +266,9 @@ def test_modern_row_within_15_pct(i, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (MODERN[i]["model"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| 10.0% (datasheet) / 8.2% (profile): the B200 rows, Qwen3 MoE "
-                                       "and the faster-than-measured Llama rows of NeMo 24.07 (FP8 GEMMs priced at "
-                                       "DeepGEMM's rates, an upper bound for cuBLAS per-tensor FP8)")
+@pytest.mark.xfail(strict=True, reason="median |error| 27.3% (datasheet) / 25.3% (profile): the B200 rows, Qwen3 MoE "
+                                       "and the dense H100 FP8 rows, 13-37% too fast with FP8 GEMMs at TE's "
+                                       "cuBLASLt FP8/BF16 ratio (1.90x)")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
 def test_modern_median_within_8_pct(kind):
     errors = [abs(p.value / float(MODERN[i]["value"]) - 1.0) * 100 for i, p in _modern(kind).items()]
