@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from capsim.calibration.datasheet import ASSUMPTIONS, datasheet_calibration, datasheet_params
 from capsim.calibration import load_calibration
+from capsim.calibration.datasheet import ASSUMPTIONS, datasheet_calibration, datasheet_params
 from capsim.calibration.published_gemm import (
     FP8_OVER_BF16_GH100,
     GH100_PARTS,
