@@ -153,8 +153,9 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
                               moe_share)
     ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations)
     pad_f, pad_b = fp8.grouped_padding(plain, precision) if pad else ([], [])
-    fwd = fp8.forward(plain, precision) + pad_f + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
-    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision) + pad_b + [ring_b]
+    gathered = np.where(lay.sp, lay.tp, 1)  # SP: TE casts the local rows before the all-gather (fp8._SP_GATHERED_*)
+    fwd = fp8.forward(plain, precision, gathered) + pad_f + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
+    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision, gathered) + pad_b + [ring_b]
     fwd_s = [_op_s(perf, op, lay, precision) for op in fwd]
     layer_fwd_s = sum(fwd_s, np.zeros(len(lay)))
     replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
