@@ -101,3 +101,18 @@ def test_quantized_gathers_and_amax_reductions_price_the_tp_forward():
         assert fwd[0] == pytest.approx(2.0 * (ag + rs) + (2.0 * amax if reduced else 0.0)), (fmt, scaling)
     no_sp, _ = _tp_forward(_precision(DType.NVFP4), sp=False)
     assert no_sp[0] == pytest.approx(2.0 * collective_s(GB200, "all_reduce", values * 2.0, where))
+
+
+def test_a_release_without_te_gathers_prices_16_bit_gathers_and_no_amax_reduction():
+    """torchao's TP (FSDP2 releases) keeps the generic value: 16-bit gathers, casts of the gathered rows."""
+    nvfp4 = _precision(DType.NVFP4)
+    te, lay = _tp_forward(nvfp4)
+    plain = FW.with_(tp_gather_quantized=False)
+    perf = resolve_perf(GB200, Cluster(get_accelerator("GB200"), 72))
+    t = micro_batch_times(MODEL, lay, nvfp4, perf, FW.attention)
+    fwd, _ = comms.tp_layer_s(perf, MODEL, lay, nvfp4, 72, t, plain)
+    bf16_fwd, _ = _tp_forward(BF16)
+    assert fwd[0] == pytest.approx(bf16_fwd[0]) and te[0] < fwd[0]
+    assert not get_framework("torchtitan-2024-12").tp_gather_quantized and FW.tp_gather_quantized
+    local = micro_batch_times(MODEL, lay, nvfp4, perf, FW.attention, local_casts=True)
+    assert local.layer_fwd_s[0] < t.layer_fwd_s[0] and local.layer_bwd_s[0] < t.layer_bwd_s[0]

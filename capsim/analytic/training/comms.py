@@ -40,14 +40,16 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     conjugates at the column-parallel inputs, and under SP the all-gather of the row-parallel output gradient plus
     a re-gather of the saved sharded input for the weight gradient. With async TP communication the column-parallel
     ones run during that linear's weight-gradient GEMM (and the re-gather during its data-gradient GEMM).
-    Decoder layers of an encoder-decoder add one pair for cross-attention.
+    Decoder layers of an encoder-decoder add one pair for cross-attention. With ``fw.tp_gather_quantized`` (TE) the
+    all-gathers move the quantized copies (``fp8.sp_gather_bytes``) and amax all-reduces precede them.
     """
     values = _tokens(lay) * model.hidden
     nbytes = values * precision.activations.bytes
     where = placement(lay.tp, 1, gpn)
     ar = collective_s(perf, "all_reduce", nbytes, where)
     rs = collective_s(perf, "reduce_scatter", nbytes, where)
-    ag_in, ag_grad = (collective_s(perf, "all_gather", values * b, where) for b in sp_gather_bytes(precision))
+    widths = sp_gather_bytes(precision) if fw.tp_gather_quantized else (precision.activations.bytes,) * 2
+    ag_in, ag_grad = (collective_s(perf, "all_gather", values * b, where) for b in widths)
     forward = 2.0 * np.where(lay.sp, ag_in + rs, ar)
     if fw.overlap_tp_wgrad:
         hidden = [(t.qkv_dgrad_s, t.qkv_wgrad_s), (t.up_dgrad_s, t.up_wgrad_s)]
@@ -74,7 +76,7 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
                    ((t.proj_fwd_s, fw.tp_rs.proj_sm_share), (t.fc2_fwd_s, fw.tp_rs.fc2_sm_share)))
         fwd = fwd + np.where(lay.sp, lent, 0.0)
         bwd = bwd + np.where(lay.sp, lent * rec, 0.0)
-    amax = np.where(lay.sp, 2.0 * pairs * _amax_reduce_s(perf, precision, where), 0.0)
+    amax = np.where(lay.sp & fw.tp_gather_quantized, 2.0 * pairs * _amax_reduce_s(perf, precision, where), 0.0)
     return fwd + amax, bwd + amax * (1.0 + recompute_passes(lay))
 
 

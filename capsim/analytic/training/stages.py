@@ -90,10 +90,11 @@ class LayerTimes:
         """Both kinds priced from the op list (``micro_batch_times``), once each."""
         if not model.dense_layers:
             t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, sac=fw.selective_ac,
-                                  fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing)
+                                  fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing,
+                                  local_casts=fw.tp_gather_quantized)
             return cls(t, t)
         return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share, fw.selective_ac,
-                                       fw.moe_fp8_padding, fw.moe_random_routing)
+                                       fw.moe_fp8_padding, fw.moe_random_routing, fw.tp_gather_quantized)
                      for share in (1.0, 0.0)))
 
     def pair(self, fn) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
