@@ -141,7 +141,29 @@ def test_engine_release_and_flags_reach_the_prediction(report):
     # max-load: the benchmark's own request count where the source states it (0.10's page: --num-requests=2000),
     # else 4 per batch slot
     assert "; 2000 requests queued at t=0 (" in notes["trtllm-0.10"]
-    assert "8192 requests queued at t=0, 4 per batch slot" in notes["trtllm-v1.0"]
+    v10 = [x.note for x in report.rows if x.source == "trtllm-v1.0"]  # the v1.0 page's $num_requests per length
+    assert [n.split("; ")[1] for n in v10] == [f"{k} requests queued at t=0 (max_num_seqs 2048)"
+                                              for k in (30000, 3000, 3000)]
+
+
+def test_max_load_queues_the_stated_request_count_else_four_per_batch_slot(tmp_path):
+    """A max-load row's batch column is the benchmark's request count: 64 requests through a 2048-sequence engine
+    are one ramp up and down, far below the steady state of a blank count (4 x 2048 requests)."""
+    text = resources.files("capsim.data").joinpath("validation", "serving_published.csv").read_text()
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    row = next(ln for ln in lines if ln.startswith("trtllm-0.10,llama-3-8b,A100-SXM4-80GB"))
+    got = {}
+    for count in ("64", ""):
+        cells = row.split(",")
+        cells[9] = count
+        path = tmp_path / f"rows{count}.csv"
+        path.write_text(lines[0] + "\n" + ",".join(cells) + "\n")
+        result = runner.invoke(app, ["validate", "serving", "--json", "--file", str(path)])
+        assert result.exit_code == 0, result.output
+        got[count] = json.loads(result.stdout)["rows"][0]
+    assert "; 64 requests queued at t=0 (max_num_seqs 2048)" in got["64"]["note"]
+    assert "; 8192 requests queued at t=0, 4 per batch slot: the source states no count" in got[""]["note"]
+    assert got["64"]["predicted"] < 0.7 * got[""]["predicted"]
 
 
 def _write(tmp_path, edit):
