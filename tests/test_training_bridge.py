@@ -85,7 +85,8 @@ _B200_MOE = "25.09 Qwen3 token-drop rows " + _B200 + "; " + _MOE_GEMM
 MISSES = {
     (1, "datasheet"): "+18.0%: Llama-3.1-405B on 128 B200 " + _B200 + " (+16.0% under current scaling)",
     (1, "profile"): "+18.0%: as with the datasheet calibration (B200 has no profile)",
-    (2, "datasheet"): "+45.5%: " + _B200_MOE, (2, "profile"): "+45.5%: " + _B200_MOE,
+    (2, "datasheet"): "+42.5%: " + _B200_MOE + "; with the host's kernel issue time (per-expert GEMM and amax/cast "
+                      "launches) the only row where it binds", (2, "profile"): "+42.5%: as with the datasheet",
     (3, "datasheet"): "+39.1%: " + _B200_MOE, (3, "profile"): "+39.1%: " + _B200_MOE,
     (5, "profile"): "+15.2%: " + _405B + " (+12.9% under current scaling)",
     (9, "datasheet"): "+16.5%: Llama-3.1-405B on 128 B200 " + _B200,
