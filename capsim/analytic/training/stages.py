@@ -190,7 +190,9 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
 
 def host_wait_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object) -> np.ndarray:
     """Seconds one layer's GPU waits for the host per micro-batch: each pass's host issue time
-    (``capsim.analytic.training.host``) beyond its GPU time, compute and the EP communication on its streams."""
+    (``capsim.analytic.training.host``) beyond its GPU time, compute and the EP communication on its streams.
+    Not floored: a recomputation's replay, and the EP A2A overlap schedule's pairing of two micro-batches' passes
+    (each pass is compared with its own GPU time)."""
     return (np.maximum(t.host_fwd_s - t.layer_fwd_s - ep_fwd, 0.0)
             + np.maximum(t.host_bwd_s - t.layer_bwd_s - ep_bwd, 0.0))
 
