@@ -38,7 +38,8 @@ ATTENTION_OPS = CORE_OPS | {"attention"}
 # An MoE layer's "mlp" schedule node: post-dispatch sort, the experts, the combine's pre-sort and the shared experts
 # (submodule_moe_forward, megatron/core/models/gpt/fine_grained_callables.py L382-411, NVIDIA/Megatron-LM@0d8e0714);
 # the rest of the layer is its "attn" and "post_attn" nodes (norm, router, permute) and the combine's unpermute.
-EXPERT_NODE_OPS = frozenset({"moe_sort", "mlp_up", "mlp_act", "mlp_down", "shared_up", "shared_down"})
+EXPERT_NODE_OPS = frozenset({"moe_sort", "mlp_up", "mlp_act", "mlp_down", "moe_bias_scale", "moe_bias_add",
+                             "moe_bias_cat", "shared_up", "shared_down"})
 # Ops outside the tensor-parallel region: with sequence parallelism they run on s/t tokens (Korthikanti Sec. 4.2.2).
 SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross",
                           "final_norm", "norm_attn_post", "norm_mlp_post"})
