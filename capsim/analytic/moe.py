@@ -66,6 +66,20 @@ def busiest_rank(model: ModelSpec, routed: Num, ep: Num) -> Num:
     return 1.0 + score * np.sqrt(var) / np.maximum(np.asarray(routed, float) * k, 1e-30)
 
 
+def consecutive_holders(experts: int, top_k: int, groups: Num) -> np.ndarray:
+    """Mean number of ``groups`` (EP ranks or nodes, each holding a contiguous block of E/G experts) a token reaches
+    when its k experts are the consecutive (t k + j) mod E, j < k, of NeMo AutoModel's FakeBalancedGate at noise 0
+    (nemo_automodel/components/moe/layers.py L199-201 @79378e626): the mean over the cycle of starts t k mod E."""
+    g = np.maximum(np.asarray(groups, np.int64), 1)
+    starts = (np.arange(experts // np.gcd(experts, top_k)) * top_k) % experts
+    ids = (starts[:, None] + np.arange(top_k)[None, :]) % experts
+    out = np.ones(g.shape, float)
+    for size in np.unique(g):
+        owner = np.sort(ids * int(size) // experts, axis=1)  # the group holding each chosen expert
+        out[g == size] = float(np.mean(1 + np.count_nonzero(np.diff(owner, axis=1), axis=1)))
+    return out
+
+
 def _experts(model: ModelSpec, rows: Num, etp: Num, count: Num, dt: DType, ab: float, wb: float,
              share: float) -> list[Op]:
     """The local experts' FFNs: ``count`` experts of ``rows`` tokens each, their width split by ETP."""
@@ -78,6 +92,26 @@ def _experts(model: ModelSpec, rows: Num, etp: Num, count: Num, dt: DType, ab: f
                ((Saved.TP, (2 if gated else 1) * rows * f * ab),), share=share),
             replace(gemm("mlp_down", rows, h, f, dt, ab, wb, ((Saved.TP, rows * f * ab),), count, share),
                     impl=GROUPED)]
+
+
+def _expert_bias(model: ModelSpec, rows: Num, count: Num, copies: Num, dt: DType, share: float) -> list[Op]:
+    """fc2's bias in Megatron-Core's TEGroupedMLP, which runs it eagerly outside the grouped GEMM (a biased model's
+    experts only; the fc1 bias is the GEMM's own and the clamped GLU one fused kernel). ``TEGroupedMLP._apply_bias``
+    (megatron/core/transformer/moe/experts.py L843-860, NVIDIA/Megatron-LM@0d8e0714; the same code at every
+    Megatron-Bridge pin from 0d8e0714 to 2edffadb) builds ``torch.cat([t + b * p for t, b, p in zip(split(out),
+    biases, split(probs))])``: per local expert one ``b * p`` (writes the expert's rows) and one add (reads them and
+    the GEMM output, writes the sum), then one concatenation of all the rows; the probabilities are in the router's
+    16-bit format (router.py L93-98 without ``moe_router_dtype``, which the GPT-OSS bridge leaves unset; TE's fused
+    top-k returns the logits' dtype, transformer_engine/pytorch/csrc/extensions/router.cpp L42 at v2.9), so the
+    closing ``.to`` copies nothing. Backward by the generic rule of a memory-bound op.
+    NeMo AutoModel's DeepEP experts copy this ``_apply_bias`` (nemo_automodel/components/moe/layers.py L356-383,
+    NVIDIA-NeMo/Automodel@89e3a9fdd) and run fc1's bias through it too (L487), which is not priced."""
+    if not model.bias:
+        return []
+    h = model.hidden
+    return [replace(elementwise("moe_bias_scale", rows * h, dt, 0, 1, 1, share=share), count=count),
+            replace(elementwise("moe_bias_add", rows * h, dt, 2, 1, 1, share=share), count=count),
+            elementwise("moe_bias_cat", copies * h, dt, 1, 1, 0, share=share)]
 
 
 def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, dt: DType, ab: float, wb: float,
@@ -104,7 +138,7 @@ def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, 
     several = np.asarray(count) > 1  # tokens sorted by local expert (and back) only when a GPU holds several
     sort = Op("moe_sort", OpKind.ELEMENTWISE, 0.0, copies * h * ab * several, copies * h * ab * several,
               (copies * h,), dt, share=share)
-    ops += [sort, *experts_ops, sort]
+    ops += [sort, *experts_ops, *_expert_bias(model, per_expert, count, copies, dt, share), sort]
     # unpermute: the weighted sum of each token's k outputs; it keeps them for the gradient of the weights
     ops.append(Op(COMBINE, OpKind.ELEMENTWISE, 2.0 * local * k * h, local * k * h * ab, local * h * ab,
                   (local * k * h,), dt, saved=((Saved.TP, local * k * h * ab),), share=share))
@@ -121,4 +155,4 @@ def _shared(model: ModelSpec, tokens: Num, tp: Num, dt: DType, ab: float, wb: fl
             gemm("shared_down", n, h, f, dt, ab, wb, ((Saved.TP, 2 * n * f * ab),), share=share)]
 
 
-__all__ = ["COMBINE", "GROUPED", "busiest_rank", "moe_ops", "moe_tokens"]
+__all__ = ["consecutive_holders", "COMBINE", "GROUPED", "busiest_rank", "moe_ops", "moe_tokens"]
