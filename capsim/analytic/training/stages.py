@@ -200,7 +200,7 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     tp_layer = times.pair(lambda x: sum(comms.tp_layer_s(perf, model, lay, precision, gpn, x, fw)))
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     tp_head = tp_head_f + tp_head_b
-    cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t))  # the same attention in both kinds
+    cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t, fw))  # the same attention in both kinds
     ep_layer = sum(comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw))  # one MoE layer
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
