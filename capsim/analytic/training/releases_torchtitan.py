@@ -12,6 +12,7 @@ amax (an amax pass before each cast): capsim's current scaling.
 
 from __future__ import annotations
 
+from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     PER_REPLICA,
     CpRotate,
@@ -27,6 +28,11 @@ from capsim.analytic.training.release import (
 from capsim.analytic.training.releases_fsdp2 import _fsdp2, _fsdp2_cite, _fsdp2_defaults, fsdp2_flags
 from capsim.specs.precision import Fp8Scaling
 
+# torch SDPA's flash backend is FlashAttention-2 (PyTorch 2.2 release notes: "FlashAttention-2 ... in SDPA"), and it
+# leads torch's default backend order flash, efficient, math, cuDNN (aten/src/ATen/native/transformers/cuda/
+# sdp_utils.cpp priority_order, quoted in pytorch/pytorch#138907, 2024-10-25; cuDNN opt-in since pytorch#138522)
+_SDPA_FA2 = ("torch SDPA's flash backend, FlashAttention-2's kernels (PyTorch 2.2 release notes), first in torch's "
+             "default order flash, efficient, math, cuDNN (sdp_utils.cpp priority_order; pytorch/pytorch#138907)")
 _E7 = "TT@e7c0cae"  # 2025-06-11, "Redefine lr_scheduler behavior (#1284)"
 _E7_PAR = _E7 + " torchtitan/models/llama3/parallelize_llama.py"
 _E7_CFG = _E7 + " torchtitan/config_manager.py"
@@ -85,7 +91,7 @@ def torchtitan_2024_04(name: str) -> Release:
         _1E_PAR + " L225-239: fully_shard per block, reshard_after_forward for every block but the last (no "
                   "pipeline parallelism in this code; the last block's kept gather: not priced)",
         "torchtitan's llama has no MoE (the field's generic value)",
-        _1E + " torchtitan/models/llama/model.py L204: F.scaled_dot_product_attention(is_causal=True) (flash on sm80)",
+        _1E + " torchtitan/models/llama/model.py L204: F.scaled_dot_product_attention(is_causal=True): " + _SDPA_FA2,
         _1E_PAR + " L219-222: MixedPrecisionPolicy(param_dtype=bfloat16, reduce_dtype=float32) over fp32 parameters",
         fp8_scaling="FP8 at this commit is --training.fp8_linear (config_manager.py L216, torchao Float8Linear, "
                     "dynamic scaling); none of the priced runs use it",
@@ -96,7 +102,8 @@ def torchtitan_2024_04(name: str) -> Release:
         fp8_precompute_scales="no FP8 all-gather at this commit",
         fp8_recompute_weight_bwd="no force_recompute_fp8_weight_in_bwd option at this commit")
     fw = _fsdp2(name, Reshard.ALWAYS, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), context_parallel=False, uneven_pipeline=False)
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), context_parallel=False, uneven_pipeline=False,
+                attention=AttentionImpl.SDPA_FLASH)
     cite.update(context_parallel="no context parallelism at this commit",
                 cp_rotate="no context parallelism at this commit (the field's generic value)",
                 uneven_pipeline=_1E_PAR + " L139-140: pipeline parallelism not implemented at this commit")
@@ -124,8 +131,8 @@ def torchtitan_2024_12(name: str) -> Release:
         _9D_PAR + " apply_tp",
         _9D_PAR + " L309-339 apply_fsdp: reshard every block but the last unless pipeline parallelism is on",
         "torchtitan's llama has no MoE (the field's generic value)",
-        "torch scaled_dot_product_attention (flash backend on sm80+; with context parallelism " + _9D
-        + " torchtitan/utils.py L208-217 allows only sdpa_kernel([FLASH_ATTENTION, EFFICIENT_ATTENTION]))",
+        "torch scaled_dot_product_attention at torch 1963fc8: " + _SDPA_FA2 + "; with context parallelism " + _9D
+        + " torchtitan/utils.py L208-217 allows only sdpa_kernel([FLASH_ATTENTION, EFFICIENT_ATTENTION])",
         _9D_CFG + " L379, L389: --training.mixed_precision_param bfloat16, --training.mixed_precision_reduce float32",
         fp8_scaling=_9D + " docs/float8.md L18: 'tensor-wise scaling with dynamic scales' (torchao Float8Linear): "
                     "each tensor's scale from its own amax, capsim's current scaling",
@@ -139,7 +146,7 @@ def torchtitan_2024_12(name: str) -> Release:
         cp_rotate=_9D_CFG + " L365-377 --experimental.context_parallel_rotate_method default 'allgather', passed "
                   "to torch's set_rotate_method (" + _9D + " torchtitan/utils.py L171-193; pytorch/pytorch#142093)")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2))
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH)
     defaults = _fsdp2_defaults(_9D_CFG, Setting(PER_REPLICA, _9D_CFG + " L219 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
     defaults["recompute"] = Setting("selective", _9D_CFG + " L516-518 --activation_checkpoint.mode default selective")
@@ -163,7 +170,7 @@ def torchtitan_2025_06(name: str) -> Release:
                   "not priced)",
         "torchtitan's llama3 has no MoE (the field's generic value)",
         _E7 + " torchtitan/models/attention.py L183-214: F.scaled_dot_product_attention with the flash backend "
-              "first (cuDNN first only on sm100)",
+              "first (cuDNN first only on sm100): " + _SDPA_FA2,
         _E7_CFG + " L221, L227: mixed_precision_param bfloat16, mixed_precision_reduce float32 over fp32 parameters",
         fp8_scaling=_E7 + " torchtitan/components/quantization/float8.py: with no recipe_name, torchao "
                     "Float8LinearConfig(), 'Float8 tensorwise scaled training' (docs/float8.md L12: tensorwise "
@@ -179,7 +186,7 @@ def torchtitan_2025_06(name: str) -> Release:
         cp_rotate=_E7_CFG + " L356 Parallelism.context_parallel_rotate_method default 'allgather' (torchtitan/"
                   "distributed/utils.py L158-169 set_rotate_method)")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2))
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH)
     defaults = _fsdp2_defaults(_E7_CFG, Setting(PER_REPLICA, _E7_CFG + " training.local_batch_size, no gradient "
                                                              "accumulation: the per-replica batch"))
     defaults["recompute"] = Setting("selective", _E7_CFG + " L437 ActivationCheckpoint.mode default 'selective' "
