@@ -112,3 +112,28 @@ def test_sdpa_flash_is_fused_like_flash() -> None:
     hopper = [micro_batch_times(LLAMA, lay, BF16, H100, impl) for impl in (AttentionImpl.FLASH, AttentionImpl.SDPA_FLASH)]
     assert hopper[1].layer_attn_fwd_s[0] > hopper[0].layer_attn_fwd_s[0]
     assert hopper[1].layer_gemm_fwd_s[0] == hopper[0].layer_gemm_fwd_s[0]
+
+
+def test_torch_cp_merges_in_fp32_and_costs_more_than_transformer_engines() -> None:
+    """torch's _SDPAMerger: step 0's output cast to fp32 (6 bytes per element), each later step cast and merged
+    (3/4 of O on average: 6 + 32 bytes) and half of them cat'ed back (8 bytes of the whole O each), the result cast back
+    (6); K, V contiguous + concatenated per later step (4 bytes per element each)."""
+    from capsim.analytic.ops import layer_shape
+    from capsim.analytic.training.compute import ring_attention_ops
+
+    cp = np.array([1, 2, 8])
+    tokens = 8192 / cp
+    shape = layer_shape(LLAMA, tokens, 1, 1, 1, False)
+    te_f, te_b = ring_attention_ops(LLAMA, shape, cp, BF16.activations)
+    pt_f, pt_b = ring_attention_ops(LLAMA, shape, cp, BF16.activations, torch_cp=True)
+    assert pt_f.share.tolist() == [0.0, 1.0, 1.0] == pt_b.share.tolist()
+    o = tokens * 32 * 128
+    kv = tokens * 8 * 256
+    later = cp - 1
+    expected = 4 * kv * (1 + later) + 6 * o + later * o * (0.75 * 6 + 0.75 * 32 + 0.5 * 8) + 6 * o
+    assert np.asarray(pt_f.bytes)[1:] == pytest.approx(expected[1:])
+    assert np.all(np.asarray(pt_f.bytes)[1:] > np.asarray(te_f.bytes)[1:])
+    assert np.all(np.asarray(pt_b.bytes)[1:] > np.asarray(te_b.bytes)[1:])
+    lay = Layouts.build(LLAMA, cp=8, dp=1, seq_len=65536, global_batch=1, micro_batch=1)
+    te, pt = (micro_batch_times(LLAMA, lay, BF16, H100, torch_cp=flag) for flag in (False, True))
+    assert pt.layer_fwd_s[0] > te.layer_fwd_s[0] and pt.layer_attn_fwd_s[0] == te.layer_attn_fwd_s[0]

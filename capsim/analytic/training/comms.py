@@ -97,25 +97,17 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
                t: MicroBatchTimes, fw: Framework) -> tuple[np.ndarray, np.ndarray]:
     """Exposed context-parallel traffic of one layer and micro-batch: (forward, backward with recomputation).
 
-    Both implementations cut each sequence into 2cp chunks, rank r holding chunks r and 2cp-1-r, so every rank does
-    the same causal work (the load balancing), and run cp attention steps per pass, each 1/cp of the layer's
-    attention (``compute`` prices them as cp load-balanced blocks). How K and V move is the release's
-    ``fw.cp_rotate``:
-
-    - P2P, Megatron-Core's Transformer Engine ring (``AttnFuncWithCP``, transformer_engine/pytorch/attention.py L535,
-      TE v1.8): the forward sends its K, V on to the next rank during each of the first cp-1 steps; the backward
-      passes K, V and the accumulated dK, dV (twice the bytes) the same way (Liu et al. 2023, Ring Attention,
-      Sec. 3). Each transfer hides behind its step's attention; only the rest is exposed.
-    - ALLGATHER / ALLTOALL, torch's experimental ``context_parallel`` (torch/distributed/tensor/experimental/
-      _attention.py ``_templated_ring_attention``): the all-gather rotater gathers every rank's K, V once per pass,
-      started before step 0 and awaited by step 1, so it hides behind step 0 alone (pytorch/pytorch#132820); the
-      all-to-all rotater passes K, V to the next rank each step like the ring. The backward
-      (``_templated_ring_attention_backward``) gathers or passes K, V again and passes the dK, dV accumulated in
-      fp32 (``convert_to_f32``) with the all-to-all rotater after every step: each awaited after the next step's
-      attention, the last right after the loop (exposed whole).
-
-    A group that leaves the node waits on its network hop. MLA rebuilds K and V per query head, so it sends all
-    heads.
+    Both implementations hold chunks r and 2cp-1-r of 2cp on rank r (causal load balancing) and run cp attention
+    steps per pass, each 1/cp of the layer's attention (as ``compute`` prices it). ``fw.cp_rotate`` says how K, V move:
+    P2P, Megatron-Core's Transformer Engine ring (``AttnFuncWithCP``, transformer_engine/pytorch/attention.py L535,
+    TE v1.8; Liu et al. 2023, Ring Attention, Sec. 3): K, V sent on during each of the first cp-1 steps, and in the
+    backward K, V with the accumulated dK, dV (twice the bytes), each hiding behind its step. ALLGATHER / ALLTOALL,
+    torch's experimental ``context_parallel`` (torch/distributed/tensor/experimental/_attention.py): the all-gather
+    rotater gathers every rank's K, V once per pass, started before step 0 and awaited by step 1, so it hides
+    behind step 0 alone (pytorch/pytorch#132820); the all-to-all one passes them on each step like the ring. Its
+    backward gathers or passes K, V again and passes the fp32 dK, dV (``convert_to_f32``) after every step, each
+    awaited after the next step's attention, the last right after the loop (exposed whole). A group that leaves the
+    node waits on its network hop; MLA rebuilds K and V per query head, so it sends all heads.
     """
     heads = np.maximum((model.heads if model.is_mla else model.kv_heads) / lay.tp, 1.0)
     kv_elems = _tokens(lay) * heads * (model.head_dim + model.v_dim)

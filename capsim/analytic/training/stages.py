@@ -17,6 +17,7 @@ from capsim.analytic.params import layer_params_by_kind, param_counts
 from capsim.analytic.training import comms
 from capsim.analytic.training.compute import MicroBatchTimes, distinct, micro_batch_times
 from capsim.analytic.training.framework import Framework
+from capsim.analytic.training.release import CpRotate
 from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
 from capsim.specs.model import ModelSpec
@@ -90,10 +91,11 @@ class LayerTimes:
         """Both kinds priced from the op list (``micro_batch_times``), once each."""
         if not model.dense_layers:
             t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, sac=fw.selective_ac,
-                                  fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing)
+                                  fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing,
+                                  torch_cp=fw.cp_rotate is not CpRotate.P2P)
             return cls(t, t)
         return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share, fw.selective_ac,
-                                       fw.moe_fp8_padding, fw.moe_random_routing)
+                                       fw.moe_fp8_padding, fw.moe_random_routing, fw.cp_rotate is not CpRotate.P2P)
                      for share in (1.0, 0.0)))
 
     def pair(self, fn) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
