@@ -171,10 +171,11 @@ def test_grand_teton_70b_fsdp_tp_row_within_15_pct_across_the_range(titan_rows) 
                    "the peak range, SDPA as FlashAttention-2 on Hopper (35% of peak, FA3 paper): Table 1 8B on 8 GPUs "
                    "+39.0/+61.3% (eager), +20.1/+39.4% (compile), +5.8/+20.6% (compile+FP8); Table 3 on 128 GPUs "
                    "+43.5/+66.7%, +23.5/+43.4%, +8.3/+23.5%; Table 2 FP8 + full AC + CP at 32k-256k tokens "
-                   "+5.2/+22.5%, -2.9/+13.7%, +29.1/+51.8%, +34.3/+58.3%; Table 4 70B -11.6/-2.7%, with async TP "
+                   "+5.2/+22.5%, -4.6/+11.4%, +26.3/+47.9%, +31.1/+53.8%; Table 4 70B -11.6/-2.7%, with async TP "
                    "+13.1/+28.9%. Left: the eager and compiled rows get one price (torch.compile is not priced); "
-                   "cp 4 and 8 (torch's all-gather CP, its KV exchange hidden behind the first step, cp_comm 0.03 s) "
-                   "miss where cp 1 and 2 do not; no operator profile of this part exists to check the GEMM and "
+                   "cp 4 and 8 (torch's all-gather CP: its KV exchange hidden behind the first step, cp_comm 0.03 s, "
+                   "its fp32 merge passes priced) miss where cp 1 and 2 do not; torchtitan's repeat_kv (K, V "
+                   "copied to all 32 query heads before SDPA, TT@9dec370 models/llama/model.py L201-206) unpriced; no operator profile of this part exists to check the GEMM and "
                    "attention rates at 500 W")
 def test_grand_teton_rows_within_15_pct(titan_rows) -> None:
     assert all(abs(r.error_pct) <= 15.0 for r in _teton(titan_rows))
