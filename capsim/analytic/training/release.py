@@ -117,7 +117,7 @@ class Framework:
     """How a training framework schedules kernels and communication (one per release in ``RELEASES``)."""
 
     name: str
-    attention: AttentionImpl = AttentionImpl.FLASH  # fused kernel, or Megatron's bmm + softmax + bmm
+    attention: AttentionImpl = AttentionImpl.FLASH  # fused kernel (torch SDPA flash: FA2), or bmm + softmax + bmm
     dropout: bool = False  # dropout on attention probabilities and residuals (kept masks, extra passes)
     overlap_grad_reduce: bool = True  # DP gradient reduction overlapped with the backward pass (bucketed)
     overlap_param_gather: bool = False  # post-step parameter all-gather overlapped with the next forward
