@@ -174,7 +174,8 @@ def _torch_cp_bytes(q: object, o: object, kv: object, later: np.ndarray, b: floa
 
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-           pad: bool = False, random_routing: bool = False, torch_cp: bool = False) -> dict[str, np.ndarray]:
+           pad: bool = False, random_routing: bool = False, local_casts: bool = False,
+           torch_cp: bool = False) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
     if random_routing and model.is_moe:  # the busiest EP rank's copies under random forced balancing
@@ -183,8 +184,10 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
                               moe_share)
     ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations, torch_cp)
     pad_f, pad_b = fp8.grouped_padding(plain, precision) if pad else ([], [])
-    fwd = fp8.forward(plain, precision) + pad_f + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
-    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision) + pad_b + [ring_b]
+    # SP with TE (``local_casts``): the casts before an all-gather cover the rank's rows (fp8._SP_GATHERED_*)
+    gathered = np.where(lay.sp & local_casts, lay.tp, 1)
+    fwd = fp8.forward(plain, precision, gathered) + pad_f + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
+    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision, gathered) + pad_b + [ring_b]
     fwd_s = [_op_s(perf, op, lay, precision) for op in fwd]
     layer_fwd_s = sum(fwd_s, np.zeros(len(lay)))
     replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
@@ -222,12 +225,13 @@ def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: 
 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-           pad: bool = False, random_routing: bool = False, torch_cp: bool = False) -> MicroBatchTimes:
+           pad: bool = False, random_routing: bool = False, local_casts: bool = False,
+           torch_cp: bool = False) -> MicroBatchTimes:
     out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
-                 random_routing=random_routing, torch_cp=torch_cp)
+                 random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
         dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad,
-                     random_routing=random_routing, torch_cp=torch_cp)
+                     random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     head = head_ops(model, tokens, lay.tp, precision.activations)
@@ -252,16 +256,17 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
                       moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
                       fp8_padding: bool = False, random_routing: bool = False,
-                      torch_cp: bool = False) -> MicroBatchTimes:
+                      local_casts: bool = False, torch_cp: bool = False) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
     is the release's selective-recompute policy; ``fp8_padding``: the release pads the grouped experts' FP8 rows
     (``Framework.moe_fp8_padding``); ``random_routing``: its forced balancing is random per token
-    (``Framework.moe_random_routing``); ``torch_cp``: its context parallelism is torch's experimental one
+    (``Framework.moe_random_routing``); ``local_casts``: under SP the casts before a TP all-gather cover the rank's
+    own rows (``Framework.tp_gather_quantized``); ``torch_cp``: its context parallelism is torch's experimental one
     (``Framework.cp_rotate`` not P2P), whose merge passes differ from Transformer Engine's."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
-                  fp8_padding, random_routing, torch_cp).take(inverse)
+                  fp8_padding, random_routing, local_casts, torch_cp).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]

@@ -79,6 +79,8 @@ UNFUSED_CE = ("the loss runs on an fp32 copy of the logits and saves its fp32 so
 # Megatron-Core's context parallelism: Transformer Engine's ring attention (as ``comms.cp_layer_s`` cites it).
 TE_RING = ("Transformer Engine's ring attention (AttnFuncWithCP, cp_comm_type 'p2p', TE v1.8 transformer_engine/"
            "pytorch/attention.py L535): each step's K, V send overlaps that step's attention")
+# The generic value of ``tp_gather_quantized`` for a release whose GEMMs are never quantized under TP here.
+NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in this release (the field's generic value)"
 # the generic citation of ``moe_consecutive_experts`` (a router, learned or randomly forced, spreads a token's experts)
 SPREAD_EXPERTS = ("a token's k experts are spread over the experts (a learned router or randomly forced balancing; "
                   "the field's generic value)")
@@ -189,6 +191,11 @@ class Framework:
     grad_bucket_elements: float = 0.0
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
     tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
+    # Under SP with quantized GEMMs (Transformer Engine): a column-parallel input and a row-parallel output gradient
+    # are quantized on the rank's own rows and all-gathered quantized (``capsim.analytic.fp8.sp_gather_bytes``),
+    # after an amax all-reduce over the TP group for current scaling and NVFP4; False: 16-bit gathers, casts of
+    # the gathered rows
+    tp_gather_quantized: bool = False
     selective_ac: SelectiveAc = SelectiveAc()  # what selective recomputation replays
     # torch.compile of each block (Inductor fuses its elementwise ops). Recorded, not priced: capsim prices every
     # op as its own kernel, so its elementwise time is that of the eager model.
@@ -354,6 +361,6 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "NOT_DEEPSPEED", "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate",
-           "Flag", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
-           "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]
+__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING",
+           "CpRotate", "Flag", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher", "PipelineSplit", "Release",
+           "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]
