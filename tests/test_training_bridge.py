@@ -89,7 +89,8 @@ _B200_MOE = "25.09 Qwen3 token-drop rows " + _B200 + "; " + _MOE_GEMM
 MISSES = {
     (1, "datasheet"): "+19.3%: Llama-3.1-405B on 128 B200 " + _B200 + " (+16.0% under current scaling)",
     (1, "profile"): "+19.3%: as with the datasheet calibration (B200 has no profile)",
-    (2, "datasheet"): "+41.1%: " + _B200_MOE, (2, "profile"): "+41.1%: " + _B200_MOE,
+    (2, "datasheet"): "+40.4%: " + _B200_MOE + "; with the host's kernel issue time (per-expert GEMM and amax/cast "
+                      "launches) the only row where it binds", (2, "profile"): "+40.4%: as with the datasheet",
     (3, "datasheet"): "+37.0%: " + _B200_MOE, (3, "profile"): "+37.0%: " + _B200_MOE,
     (5, "datasheet"): "+17.1%: " + _405B + _TP8_QUANTIZED,
     (5, "profile"): "+18.1%: " + _405B + _TP8_QUANTIZED,

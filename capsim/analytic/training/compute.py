@@ -25,6 +25,7 @@ from capsim.analytic.ops import (
     layer_shape,
 )
 from capsim.analytic.recompute import SelectiveAc
+from capsim.analytic.training import host
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import DType, Precision
@@ -65,6 +66,8 @@ class MicroBatchTimes:
     fc2_fwd_s: np.ndarray  # and the dense MLP's fc2 (0 in an MoE layer: its experts run outside the TP overlap)
     experts_fwd_s: np.ndarray  # an MoE layer's "mlp" node (sort, experts, shared experts): what EP a2a overlap pairs
     experts_bwd_s: np.ndarray  # its backward (data and weight gradients); 0 in a dense layer
+    host_fwd_s: np.ndarray  # host time to issue the layer's forward kernels (capsim.analytic.training.host)
+    host_bwd_s: np.ndarray  # and its backward's
     embed_fwd_s: np.ndarray  # embedding lookup (first stage)
     embed_bwd_s: np.ndarray
     head_fwd_s: np.ndarray  # final norm, LM head and loss (last stage)
@@ -193,7 +196,9 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
     replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
                                 recompute.block_share(model, sac))
     experts_f, experts_b = _experts_node_s(model, plain, lay, precision, perf, moe_share, pad)
+    zero = np.zeros(len(lay))
     return {"layer_fwd_s": layer_fwd_s, "layer_bwd_s": _sum(perf, bwd, lay, precision),
+            "host_fwd_s": zero + host.host_s(fwd, precision), "host_bwd_s": zero + host.host_s(bwd, precision),
             "experts_fwd_s": experts_f, "experts_bwd_s": experts_b,
             "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS), "layer_selective_s": replay,
             "layer_gemm_fwd_s": _sum(perf, fwd, lay, precision, GEMM_OPS),
