@@ -119,7 +119,7 @@ class StepTable:
         eff = np.maximum(curve_value(self.main.params.attention.forward, n * self.heads), 1e-300)
         self.pair_s = (kp.flops_per_pair / (self.main.peak(plan.dtype) * eff)).tolist()
         self.dpair_s = (kd.flops_per_pair / (self.main.peak(plan.dtype) * eff)).tolist() if self.mla else self.pair_s
-        self.dec_gemm = self._context_gemm_table(n) if self.mla else [0.0] * len(n)
+        self.dec_gemm = self._context_gemm_table(n).tolist() if self.mla else [0.0] * len(n)
         self._kv_up: dict[int, float] = {}
 
     def _init_host(self, model: ModelSpec, plan: ServePlan) -> None:
