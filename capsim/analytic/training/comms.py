@@ -9,8 +9,9 @@ import numpy as np
 from scipy.special import gammaln
 
 from capsim._types import Num
+from capsim.analytic.fp8 import amax_reduced, sp_gather_bytes
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.moe import busiest_rank, moe_tokens
+from capsim.analytic.moe import busiest_rank, consecutive_holders, moe_tokens
 from capsim.analytic.ops import optimizer_ops
 from capsim.analytic.training.collectives import Placement, collective_s, placement, send_s, tier_s
 from capsim.analytic.training.compute import MicroBatchTimes
@@ -39,21 +40,25 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     conjugates at the column-parallel inputs, and under SP the all-gather of the row-parallel output gradient plus
     a re-gather of the saved sharded input for the weight gradient. With async TP communication the column-parallel
     ones run during that linear's weight-gradient GEMM (and the re-gather during its data-gradient GEMM).
-    Decoder layers of an encoder-decoder add one pair for cross-attention.
+    Decoder layers of an encoder-decoder add one pair for cross-attention. With ``fw.tp_gather_quantized`` (TE) the
+    all-gathers move the quantized copies (``fp8.sp_gather_bytes``) and amax all-reduces precede them.
     """
-    nbytes = _tokens(lay) * model.hidden * precision.activations.bytes
+    values = _tokens(lay) * model.hidden
+    nbytes = values * precision.activations.bytes
     where = placement(lay.tp, 1, gpn)
     ar = collective_s(perf, "all_reduce", nbytes, where)
     rs = collective_s(perf, "reduce_scatter", nbytes, where)
-    ag = collective_s(perf, "all_gather", nbytes, where)
-    forward = 2.0 * np.where(lay.sp, ag + rs, ar)
+    widths = sp_gather_bytes(precision) if fw.tp_gather_quantized else (precision.activations.bytes,) * 2
+    ag_in, ag_grad = (collective_s(perf, "all_gather", values * b, where) for b in widths)
+    forward = 2.0 * np.where(lay.sp, ag_in + rs, ar)
     if fw.overlap_tp_wgrad:
         hidden = [(t.qkv_dgrad_s, t.qkv_wgrad_s), (t.up_dgrad_s, t.up_wgrad_s)]
         plain = sum(np.maximum(ar - wgrad, 0.0) for _, wgrad in hidden)
-        seq = 2.0 * ag + sum(np.maximum(rs - wgrad, 0.0) + np.maximum(ag - dgrad, 0.0) for dgrad, wgrad in hidden)
+        seq = 2.0 * ag_grad + sum(np.maximum(rs - wgrad, 0.0) + np.maximum(ag_in - dgrad, 0.0)
+                                  for dgrad, wgrad in hidden)
         backward = np.where(lay.sp, seq, plain)
     else:
-        backward = np.where(lay.sp, 4.0 * ag + 2.0 * rs, 2.0 * ar)
+        backward = np.where(lay.sp, 2.0 * (ag_grad + ag_in) + 2.0 * rs, 2.0 * ar)
     pairs = 1.0 + (0.5 * model.layers / model.total_layers if model.arch is Arch.ENCODER_DECODER else 0.0)
     fwd, bwd = pairs * forward, pairs * (forward * recompute_passes(lay) + backward)
     if fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
@@ -71,7 +76,19 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
                    ((t.proj_fwd_s, fw.tp_rs.proj_sm_share), (t.fc2_fwd_s, fw.tp_rs.fc2_sm_share)))
         fwd = fwd + np.where(lay.sp, lent, 0.0)
         bwd = bwd + np.where(lay.sp, lent * rec, 0.0)
-    return fwd, bwd
+    amax = np.where(lay.sp & fw.tp_gather_quantized, 2.0 * pairs * _amax_reduce_s(perf, precision, where), 0.0)
+    return fwd + amax, bwd + amax * (1.0 + recompute_passes(lay))
+
+
+def _amax_reduce_s(perf: Perf, precision: Precision, where: Placement) -> np.ndarray:
+    """One amax all-reduce (MAX) over the TP group before a sequence-parallel quantize: FP8 current scaling and
+    NVFP4 need the whole tensor's amax, so TE all-reduces each rank's on the compute stream and waits for it
+    (TE@71bbefbf csrc/quantizer.cpp L882-887 Float8CurrentScalingQuantizer, L2333-2351 NVFP4Quantizer, rowwise and
+    columnwise amax coalesced), set for the column-parallel inputs and the row-parallel output gradients under SP
+    (module/layernorm_linear.py L1743-1791, layernorm_mlp.py L2420-2468, linear.py L1619); 0 for the others."""
+    if not amax_reduced(precision):
+        return np.zeros(np.shape(where.size))
+    return np.asarray(collective_s(perf, "all_reduce", 8.0, where), float)
 
 
 def tp_ends_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int
@@ -246,21 +263,31 @@ def _dispatch_s(perf: Perf, model: ModelSpec, nbytes: np.ndarray, where: Placeme
     ``Buffer.get_dispatch_layout``: ``num_tokens_per_rank``, ``is_token_in_rank``, deepseek-ai/DeepEP@4151890
     deep_ep/buffer.py L284-310; Megatron-Core's HybridEP backend ``dispatch_with_permute``,
     megatron/core/transformer/moe/fused_a2a.py L348-413, NVIDIA/Megatron-LM@2edffadb), and across nodes once to
-    each node holding one (RDMA), fanning out over NVLink there; the combine returns one row per rank the same way.
+    each node holding one (RDMA to the same local rank there), fanning out over NVLink there; the combine returns
+    one row per rank the same way. Across nodes the RDMA sends and the NVLink forwarding run at once, warps of one
+    kernel passing chunks along (DeepEP@17cfb81 csrc/kernels/internode.cu L357-400 dispatch roles kRDMASender,
+    kRDMAAndNVLForwarder, kNVLReceivers; L1372 combine), so the slower link bounds it (DeepEP's README, V1 normal
+    kernels on H800: 153 GB/s NVLink in one node, 43-58 GB/s logical RDMA at EP 16-64; ``test_deepep_rates``).
+    The ranks and nodes a token reaches: ``holders`` for experts spread at random, ``consecutive_holders`` for
+    NeMo AutoModel's fake balanced gate (``fw.moe_consecutive_experts``).
     """
     if fw.moe_dispatcher is not MoeDispatcher.FLEX:
         return collective_s(perf, "all_to_all", nbytes, where)
     k, n = model.top_k, where.nodes.astype(float)
+    reach = consecutive_holders if fw.moe_consecutive_experts else holders
     token_bytes = nbytes / k
-    # NVLink: one row per (token, destination rank), the token's own rank included in the buffer (the all-to-all's
-    # bus factor (g-1)/g leaves it out).
-    ranks = token_bytes * holders(model.experts, k, where.size)
-    intra = tier_s(perf, "all_to_all", ranks, np.where(n > 1, where.per_node, where.size), "intra")
+    # NVLink: one row per (token, destination rank), the token's own rank included: DeepEP moves those rows through
+    # the same buffers, its intranode kernels reaching 153-158 GB/s counting them on H800's ~160 GB/s NVLink
+    # (deepseek-ai/DeepEP@dd758ca docs/legacy.md "Performance"), so g/(g-1) undoes the all-to-all's bus factor.
+    g = np.where(n > 1, where.per_node, where.size)
+    ranks = token_bytes * reach(model.experts, k, where.size) * g / np.maximum(g - 1.0, 1.0)
+    intra = tier_s(perf, "all_to_all", ranks, g, "intra")
     if not np.any(n > 1):
         return intra
-    remote = token_bytes * remote_nodes(model.experts, k, where.nodes)  # bytes leaving the node, deduplicated
+    # bytes leaving the node, deduplicated: the nodes reached, less the token's own (each node equally likely)
+    remote = token_bytes * reach(model.experts, k, where.nodes) * (n - 1.0) / np.maximum(n, 1.0)
     inter = tier_s(perf, "all_to_all", remote * n / np.maximum(n - 1.0, 1.0), np.where(n > 1, n, 1), "inter")
-    return np.where(n > 1, inter, 0.0) + intra
+    return np.where(n > 1, np.maximum(inter, intra), intra)
 
 
 def p2p_hop_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, fw: Framework

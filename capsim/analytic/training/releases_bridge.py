@@ -32,6 +32,7 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     FUSED_CE,
+    SPREAD_EXPERTS,
     Framework,
     FrameworkFamily,
     LossCopy,
@@ -80,7 +81,7 @@ class _Tag:
 def _bridge_release(name: str, t: _Tag) -> Release:
     """A Megatron-Bridge release: the 26.04.01 preset's behaviour, every fact read at tag ``t``."""
     mb, co = f"MB@{t.tag}", f"MB@{t.tag} src/megatron/bridge/training/comm_overlap.py"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -106,7 +107,7 @@ def _bridge_release(name: str, t: _Tag) -> Release:
             "moe_fp8_padding": f"{t.core} megatron/core/transformer/moe/experts.py L{_FP8_PAD_LINE[t.software]}: "
                                "TEGroupedMLP under fp8 pads each expert's rows (TE Fp8Padding); the Qwen3 and "
                                "GPT-OSS-120B perf configs leave moe_router_padding_for_quantization at False",
-            "moe_random_routing": f"{t.core} megatron/core/transformer/moe/moe_utils.py "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": f"{t.core} megatron/core/transformer/moe/moe_utils.py "
                                   f"L{_RANDOM_STE_LINE[t.software]} RandomSTE: forced balancing draws i.i.d. normal "
                                   "logits per token (router.py: apply_random_logits)",
             "moe_combine_saves": f"{t.core} {COMBINE_NO_PROBS}",

@@ -19,6 +19,7 @@ from capsim.analytic.training.release import (
     COMBINE_PROBS,
     FUSED_CE,
     NOT_DEEPSPEED,
+    SPREAD_EXPERTS,
     UNFUSED_CE,
     Flag,
     Framework,
@@ -144,6 +145,14 @@ def megatron_core_flags(core_minor: int) -> dict[str, Flag]:
             **fsdp_flags(core_minor)}
 
 
+# Megatron-Core's FP8 runs Transformer Engine's modules, which under SP quantize the local rows and gather the
+# quantized copy (capsim.analytic.fp8 _SP_GATHERED_INPUT, sp_gather_bytes; comms._amax_reduce_s).
+TE_SP_GATHER = ("TE@v1.8 module/layernorm_linear.py L126-157 (FP8 norm output gathered), module/base.py "
+                "grad_output_preprocess ('FP8 case with gather': cast, then gather); TE@71bbefbf (Megatron-Bridge "
+                "v0.4.0's pin) distributed.py _all_gather_fp8/_all_gather_mxfp8/_all_gather_nvfp4, "
+                "module/layernorm_linear.py L243-276, csrc/quantizer.cpp L882-887 and L2333-2351 (amax all-reduce)")
+
+
 def _megatron_common(cite_args: str) -> dict[str, str]:
     """Citations shared by the Megatron-Core releases (features present in all of them)."""
     return {"overlap_tp_wgrad": cite_args + " core/tensor_parallel/layers.py: async all-gather/all-reduce/"
@@ -170,6 +179,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
                             "attention.py _checkpointed_attention_forward; 'core_attn', the default recompute module)",
             "torch_compile": "Megatron-Core runs the model eagerly with Transformer Engine's fused kernels",
             "fp8_precompute_scales": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
+            "tp_gather_quantized": TE_SP_GATHER,
             "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "moe_combine_saves": cite_args + " " + COMBINE_PROBS,
             "loss_copy": cite_args + " " + UNFUSED_CE, **NOT_DEEPSPEED}
@@ -179,7 +189,7 @@ def nemo_24_07(name: str) -> Release:
     """NeMo 24.07: NeMo 1.0's MegatronGPTModel on Megatron-Core (mcore_gpt), defaults of its GPT config."""
     conf = "NeMo@c277b9a6 (2024-08-01) examples/nlp/language_modeling/conf/megatron_gpt_config.yaml"
     mc = "ML@core_v0.8.0"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=False, overlap_p2p=False,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
@@ -200,7 +210,7 @@ def nemo_24_07(name: str) -> Release:
             "overlap_moe_a2a": "not in Megatron-Core 0.8 (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
             "moe_fp8_padding": "not in Megatron-Core 0.8: TEGroupedMLP's Fp8Padding arrived in core_v0.10.0 "
                                "(moe/experts.py L638)",
-            "moe_random_routing": "no forced load balancing in Megatron-Core 0.8 (RandomSTE: core_v0.14.0)",
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": "no forced load balancing in Megatron-Core 0.8 (RandomSTE: core_v0.14.0)",
             "fp8_scaling": conf + " L222-228: fp8 with amax history 1024, 'max' (TE 1.8's only recipe, "
                            "DelayedScaling, TE@v1.8 transformer_engine/common/recipe/__init__.py)",
             "fp8_params": "NFL@24.07 training configs set no fp8_params: weights stay 16-bit",
@@ -229,7 +239,7 @@ def nemo_25_02(name: str) -> Release:
     # The container's Megatron-Core: NeMo@v2.2.0rc3 requirements/manifest.json pins megatron-lm 74428fda (2025-02-24,
     # branch core_r0.11.0), the "Megatron-Core 0.11.0" NVIDIA ships with NeMo Framework 25.02.
     mc = "ML@74428fda (core_r0.11.0)"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -254,7 +264,7 @@ def nemo_25_02(name: str) -> Release:
                                "MixtralConfig, gpt/model/mixtral.py L36-62, leaves it): experts are SequentialMLP, "
                                "whose FP8 pad (moe/experts.py L766-776) copies only rows short of a multiple of 16; "
                                "--moe-grouped-gemm selects TEGroupedMLP, which pads every expert (L639 Fp8Padding)",
-            "moe_random_routing": "no forced load balancing in core_r0.11.0 (RandomSTE: core_v0.14.0 "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": "no forced load balancing in core_r0.11.0 (RandomSTE: core_v0.14.0 "
                                   "moe_utils.py L874); the run's own routing is not published",
             "fp8_scaling": "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/precision/mixed_precision.py L46-54 "
                            "bf16_with_fp8_mixed: fp8 'hybrid', amax history 1024, 'max' (delayed scaling; no fp8 "
@@ -293,7 +303,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
     co = "MB@v0.4.2 src/megatron/bridge/training/comm_overlap.py"
     common = "MB@v0.4.2 src/megatron/bridge/recipes/common.py _pretrain_common"
     mc = "ML@2edffadb (core 0.17.1, Bridge v0.4.2's 3rdparty/Megatron-LM)"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -319,7 +329,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
             "moe_fp8_padding": mc + " megatron/core/transformer/moe/experts.py L247: TEGroupedMLP under fp8 pads each "
                                "expert's rows (Fp8Padding); transformer_config.py L661 "
                                "moe_router_padding_for_quantization = False",
-            "moe_random_routing": mc + " megatron/core/transformer/moe/router.py L697-699: forced balancing replaces "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": mc + " megatron/core/transformer/moe/router.py L697-699: forced balancing replaces "
                                   "the logits with i.i.d. normal ones per token (moe_utils.py L1194 RandomSTE)",
             "moe_combine_saves": mc + " " + COMBINE_NO_PROBS,
             "loss_copy": "MB@v0.4.2 " + FUSED_CE,

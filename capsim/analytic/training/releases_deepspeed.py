@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
+    NO_TE_GATHER,
     PER_REPLICA,
+    SPREAD_EXPERTS,
     Flag,
     Framework,
     FrameworkFamily,
@@ -63,7 +65,7 @@ def _common_cite(**overrides: str) -> dict[str, str]:
         "pipeline_split": "DeepSpeed PipelineModule partitions by partition_method (deepspeed/runtime/pipe/module.py); "
                           "a split that does not divide is priced only where the row states it",
         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE,
-        "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE,
+        "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE,
         "fp8_scaling": "no FP8 in these presets (a run in FP8 brings Transformer Engine, whose default recipe is "
                        "DelayedScaling; the field's generic value)",
         "fp8_params": "DeepSpeed gathers the parameters in their 16-bit format",
@@ -77,6 +79,7 @@ def _common_cite(**overrides: str) -> dict[str, str]:
         "fp32_master": "DeepSpeed's mixed-precision optimizers keep fp32 master parameters and fp32 Adam moments",
         "torch_compile": "eager (the engine's compile() is opt-in; the field's generic value)",
         "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
+        "tp_gather_quantized": NO_TE_GATHER,
         "selective_ac": "no selective policy (the field's generic value)",
         "replica_reduce_every_micro_batch": "DeepSpeed's hierarchical sharding (MiCS mics_shard_size, ZeRO++ "
                                             "zero_hpz_partition_size) is not described by these presets (the "

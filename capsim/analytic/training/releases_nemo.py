@@ -33,6 +33,7 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
+    SPREAD_EXPERTS,
     Flag,
     Framework,
     FrameworkFamily,
@@ -126,7 +127,7 @@ class _Nemo1:
 def _nemo1_release(name: str, t: _Nemo1) -> Release:
     """A NeMo 1.0 container: MegatronGPTModel's base-config defaults (the 24.07 preset's behaviour) at ``t``."""
     conf = f"{t.nemo} examples/nlp/language_modeling/conf/megatron_gpt_config.yaml"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=False, overlap_p2p=False,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
@@ -153,7 +154,7 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
                               "allgather",
             "overlap_moe_a2a": "not in this Megatron-Core (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
             "moe_fp8_padding": pad,
-            "moe_random_routing": "no forced load balancing in this Megatron-Core (RandomSTE: core 0.13, "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": "no forced load balancing in this Megatron-Core (RandomSTE: core 0.13, "
                                   "ML@03f77931 moe_utils.py L820)",
             "fp8_scaling": f"{conf} {t.fp8}: fp8 with amax history 1024, 'max' (DelayedScaling, the only recipe of "
                            f"the TE its Dockerfile.ci pins, 7d576ed2 = 1.8.0.dev0)",
@@ -224,7 +225,7 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
     cb = f"{nemo} nemo/lightning/pytorch/callbacks/megatron_comm_overlap.py"
     gpt = f"{nemo} nemo/collections/llm/gpt/model/"
     prec = f"{nemo} nemo/collections/llm/recipes/precision/mixed_precision.py"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -252,7 +253,7 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
                                "MixtralConfig and perf scripts leave it): the experts are SequentialMLP; "
                                "--moe-grouped-gemm selects TEGroupedMLP, which pads each expert's rows under fp8 "
                                f"(moe/experts.py {t.fp8_pad} Fp8Padding)",
-            "moe_random_routing": t.random or f"no forced load balancing in {t.core} (moe_router_force_load_"
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": t.random or f"no forced load balancing in {t.core} (moe_router_force_load_"
                                               "balancing and RandomSTE arrive in core 0.13)",
             "moe_combine_saves": f"{t.core} {t.combine}",
             "loss_copy": f"{gpt}base.py {t.fusion.split(',')[0]} cross_entropy_loss_fusion = True with {t.core} "
