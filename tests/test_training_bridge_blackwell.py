@@ -46,7 +46,10 @@ MISSES = {
 }
 _MOE = ("Qwen3 MoE too fast: 128-expert grouped GEMMs (k = 768 / 1536) priced at the dense GEMM curve of their "
         "format, HybridEP/DeepEP and the all-to-all at NCCL bandwidths, CUDA graphs not priced (as the Qwen3 rows of "
-        "training_bridge.csv, 3-209% too fast)")
+        "training_bridge.csv, 3-209% too fast); the host's kernel issue time at the cited launch costs "
+        "(capsim.analytic.training.host: one GEMM and one quantize per local expert) stays under each pass's GPU "
+        "time here; the misses grow with the local experts per GPU (16 at EP 8: about 1-10 ms per layer and micro-batch; "
+        "4 at EP 32: 0-1.6 ms)")
 _MBS1 = ("at the table's micro-batch 1 on 8 B200 capsim prices the step nearly as fast as at micro-batch 4 (30789 vs "
          "36995 tokens/s/GPU) while the page's figure is 2.8x lower than its micro-batch-4 rows; ")
 _B300_235B = ("the page's 26.02 / 26.02.01 B300 figures at micro-batch 1, PP 8 VP 4 (2691, 2644) are 45% below 26.04's "
