@@ -25,6 +25,7 @@ from __future__ import annotations
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     NO_TE_GATHER,
+    NO_TE_NORM,
     PER_REPLICA,
     SPREAD_EXPERTS,
     Flag,
@@ -60,6 +61,7 @@ def _common_cite(**overrides: str) -> dict[str, str]:
         "distributed_optimizer": "Megatron's distributed optimizer is not DeepSpeed's (DeepSpeed shards by ZeRO stage)",
         "context_parallel": "DeepSpeed-Ulysses (all-to-all sequence parallelism) is not capsim's ring context "
                             "parallelism; not offered by these presets",
+        "cp_rotate": "no ring context parallelism in these presets (the field's generic value)",
         "interleave_min_pp": "DS pipeline engine: deepspeed/runtime/pipe/schedule.py TrainSchedule (1F1B) is its only "
                              "training schedule; no interleaved stages",
         "pipeline_split": "DeepSpeed PipelineModule partitions by partition_method (deepspeed/runtime/pipe/module.py); "
@@ -79,7 +81,7 @@ def _common_cite(**overrides: str) -> dict[str, str]:
         "fp32_master": "DeepSpeed's mixed-precision optimizers keep fp32 master parameters and fp32 Adam moments",
         "torch_compile": "eager (the engine's compile() is opt-in; the field's generic value)",
         "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-        "tp_gather_quantized": NO_TE_GATHER,
+        "tp_gather_quantized": NO_TE_GATHER, "norm_quantize": NO_TE_NORM,
         "selective_ac": "no selective policy (the field's generic value)",
         "replica_reduce_every_micro_batch": "DeepSpeed's hierarchical sharding (MiCS mics_shard_size, ZeRO++ "
                                             "zero_hpz_partition_size) is not described by these presets (the "

@@ -10,9 +10,11 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     COMBINE_PROBS,
     NO_TE_GATHER,
+    NO_TE_NORM,
     NOT_DEEPSPEED,
     PER_REPLICA,
     SPREAD_EXPERTS,
+    TE_RING,
     UNFUSED_CE,
     Flag,
     Framework,
@@ -26,6 +28,7 @@ _ML21, _ML22, _MC08 = "ML@6985e58 megatron/", "ML@9aad920 megatron/", "ML@core_v
 _NO_ZERO3 = "no ZeRO-3 in this code (zero=False): nothing to prefetch"
 
 _NO_OFFLOAD = "no CPU activation offloading in this code (the field's generic value)"
+_NO_CP_YET = "no context parallelism in this code (the field's generic value)"
 _NO_HSDP = "no hybrid sharding in this code (the field's generic value)"
 _NO_MOE = "no mixture of experts in this code (the field's generic value)"
 # Megatron-LM 2021-22: megatron/model/gpt_model.py post_language_model_processing runs
@@ -76,6 +79,7 @@ def megatron_lm_2021(name: str) -> Release:
          "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
          "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
+         "cp_rotate": _NO_CP_YET,
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
@@ -84,7 +88,7 @@ def megatron_lm_2021(name: str) -> Release:
          "fp32_master": _FP32_MASTER,
          "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-         "tp_gather_quantized": NO_TE_GATHER, **NOT_DEEPSPEED},
+         "tp_gather_quantized": NO_TE_GATHER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
         {"micro_batch": Setting(4, _ML21 + "arguments.py L116 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML21 + "arguments.py L124-135, L595: --num-layers-per-virtual-pipeline-stage absent = "
@@ -137,6 +141,7 @@ def megatron_lm_2022(name: str) -> Release:
          "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
          "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
+         "cp_rotate": _NO_CP_YET,
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
@@ -146,7 +151,7 @@ def megatron_lm_2022(name: str) -> Release:
          "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
                          "checkpoints CoreAttention only (Korthikanti et al. 2022, Sec. 5)",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-         "tp_gather_quantized": NO_TE_GATHER, **NOT_DEEPSPEED},
+         "tp_gather_quantized": NO_TE_GATHER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
         {"micro_batch": Setting(4, _ML22 + "arguments.py L135 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML22 + "arguments.py L143-154, L725: --num-layers-per-virtual-pipeline-stage absent = "
@@ -198,7 +203,7 @@ def megatron_core_0_8(name: str) -> Release:
          "selective_recompute": args + "L1008 --recompute-granularity selective",
          "distributed_optimizer": args + "L1453 --use-distributed-optimizer",
          "zero": "Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages",
-         "context_parallel": args + "L1455 --context-parallel-size",
+         "context_parallel": args + "L1455 --context-parallel-size", "cp_rotate": TE_RING,
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": args + "L264-267 (interleaved: layers must divide the stages and chunks); core/transformer/"
                             "transformer_block.py L48-77 builds num_layers // pp layers per stage",
@@ -221,7 +226,7 @@ def megatron_core_0_8(name: str) -> Release:
          "selective_ac": _MC08 + "core/transformer/attention.py L103, L322-323: selective recompute checkpoints the "
                          "core attention only (_checkpointed_attention_forward)",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-         "tp_gather_quantized": NO_TE_GATHER, **NOT_DEEPSPEED},
+         "tp_gather_quantized": NO_TE_GATHER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
         {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
                                 "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
          "v": Setting(1, args + "L1403 --num-layers-per-virtual-pipeline-stage default None = no interleaving"),
@@ -271,7 +276,7 @@ def fsdp_pytorch_2_3(name: str) -> Release:
                                 "apply_activation_checkpointing wraps whichever submodules the user picks",
          "distributed_optimizer": "Megatron's distributed optimizer is not FSDP's (FSDP shards by ShardingStrategy)",
          "zero": fsdp + "ShardingStrategy FULL_SHARD (ZeRO-3), SHARD_GRAD_OP (ZeRO-2), NO_SHARD",
-         "context_parallel": none.format("context parallelism"),
+         "context_parallel": none.format("context parallelism"), "cp_rotate": none.format("context parallelism"),
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": none.format("pipeline schedule"),
          "interleave_min_pp": none.format("pipeline schedule") + " (the field's generic value)",
@@ -303,7 +308,7 @@ def fsdp_pytorch_2_3(name: str) -> Release:
          "torch_compile": "FSDP compiles nothing; a run's torch.compile is the training script's (off: the field's "
                           "generic value)",
          "fp8_precompute_scales": "FSDP1 has no FP8 all-gather (the field's generic value)",
-         "tp_gather_quantized": NO_TE_GATHER,
+         "tp_gather_quantized": NO_TE_GATHER, "norm_quantize": NO_TE_NORM,
          "fp8_recompute_weight_bwd": "FSDP1 has no FP8 all-gather (the field's generic value)", **NOT_DEEPSPEED},
         {"micro_batch": Setting(PER_REPLICA, "FSDP runs one forward and backward per optimizer step unless the "
                                 "training loop accumulates: the whole per-replica batch"),
