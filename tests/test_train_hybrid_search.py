@@ -56,6 +56,7 @@ def test_a_group_no_layout_can_shard_over_is_an_error_naming_the_group():
 
 def test_fsdp2_releases_search_hybrid_groups_and_megatron_core_does_not():
     assert searches_hybrid(TITAN) and searches_hybrid("nemo-automodel-2025-10")
+    assert not searches_hybrid("torchtitan-2024-04")  # no data_parallel_replicate_degree at 1ea476e
     assert not searches_hybrid("megatron-bridge-26.04.01") and not searches_hybrid("deepspeed-0.14")
     titan = search_layouts(MODEL, CLUSTER, 64, 4096, H100, framework=TITAN, top=None)
     assert (titan["shard"] < titan["dp"] * titan["cp"]).any()
@@ -122,3 +123,12 @@ def test_cli_plan_train_with_a_group():
     assert out.exit_code == 0, out.output
     d = json.loads(out.output)
     assert d["best"]["shard"] == 8 and all(r["shard"] == 8 for r in d["top"])
+
+
+def test_every_release_searched_for_hybrid_groups_is_a_cited_fsdp2_preset():
+    from capsim.analytic.training.framework import get_release
+    from capsim.analytic.training.release import FrameworkFamily
+    from capsim.plan.train_layouts import HYBRID_RELEASES
+
+    for name, source in HYBRID_RELEASES.items():
+        assert get_release(name).family is FrameworkFamily.FSDP2 and "@" in source and " L" in source

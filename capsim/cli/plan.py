@@ -53,8 +53,8 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
                fsdp_group: Annotated[int | None, typer.Option(
                    "--fsdp-group", help="Keep this hybrid sharding group (ZeRO/FSDP state sharded over N of the dp x "
                    "cp ranks, replicated over the rest) and search the rest of the layout; GPU counts it does not "
-                   "divide are skipped. FSDP2 releases (torchtitan, NeMo AutoModel) search hybrid groups without "
-                   "it.", min=1)] = None) -> None:
+                   "divide are skipped. FSDP2 releases with HSDP (torchtitan from 2024-12, NeMo AutoModel) search "
+                   "hybrid groups without it.", min=1)] = None) -> None:
     """The fastest (or cheapest) training layout and GPU count for a model and token budget."""
     spec = o.resolve_model(model, hf_config)
     acc = o.get_accelerator(accelerator, price)

@@ -29,7 +29,8 @@ Tokens = Annotated[float | None, typer.Option("--tokens", help="Tokens to train,
 Auto = Annotated[bool, typer.Option("--auto", help="Search tp, pp, v, micro-batch, recompute, SP and ZeRO for the "
                                                    "fastest plan that fits; print the top ones. With --fsdp-group N "
                                                    "the search keeps that hybrid sharding group; FSDP2 releases "
-                                                   "(torchtitan, NeMo AutoModel) also search hybrid groups.")]
+                                                   "with HSDP (torchtitan from 2024-12, NeMo AutoModel) also "
+                                                   "search hybrid groups.")]
 Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
                                                                        "accelerator's GPU-profile one, else datasheet); "
                                                                        "a measured one is a device of its own: leave -a "

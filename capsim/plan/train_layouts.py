@@ -7,10 +7,9 @@ as in Megatron-Bridge's Llama-3.1-405B recipe, else balanced first/last stage co
 
 Hybrid sharding (HSDP: the ZeRO/FSDP state sharded over a group of the dp x cp ranks, replicated over the rest) is
 searched too: with a given group (``fixed={"shard": N}``) every other axis is searched around it, and for the
-PyTorch FSDP2 releases (``FrameworkFamily.FSDP2``: torchtitan's data_parallel_replicate_degree x
-data_parallel_shard_degree mesh, pytorch/torchtitan@b5bcd76 torchtitan/distributed/parallel_dims.py; NeMo AutoModel
-and fully_shard over a 2-D DeviceMesh) the group is an axis of its own: the GPUs of a node and the powers of two
-from 2 that divide dp x cp (``hybrid_groups``). The ``shard`` column is the sharding group (dp x cp: not hybrid).
+releases whose code has HSDP (``HYBRID_RELEASES``, each cited) the group is an axis of its own: the GPUs of a node and
+the powers of two from 2 that divide dp x cp (``hybrid_groups``). The ``shard`` column is the sharding group
+(dp x cp: not hybrid).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from capsim.analytic.training import (
     get_framework,
     step_time,
 )
-from capsim.analytic.training.release import FrameworkFamily, PipelineSplit
+from capsim.analytic.training.release import PipelineSplit
 from capsim.errors import SpecError, divisors
 from capsim.perf import Perf
 from capsim.specs.hardware import Cluster
@@ -47,8 +46,21 @@ SEARCH_AXES: dict[str, tuple[object, ...] | None] = {
 }
 COLUMNS = ("dp", "tp", "pp", "v", "cp", "ep", "etp", "micro_batch", "recompute", "sp", "zero_stage",
            "distributed_optimizer", "shard", "schedule")
-# Release families whose hybrid sharding the search tries on its own (module docstring).
-HYBRID_FAMILIES = (FrameworkFamily.FSDP2,)
+_TT_HSDP = ("torchtitan {}: data_parallel_replicate_degree > 1 with data_parallel_shard_degree > 1 'is HSDP (Hybrid "
+            "Sharded Data Parallelism)'")
+_AM_HSDP = "NeMo AutoModel {}: FSDP2's dp_replicate_size, the HSDP replication group (its shards over the rest of dp)"
+# Releases whose hybrid sharding the search tries on its own: the FSDP2 ones whose code has it. Not torchtitan 1ea476e
+# (2024-04: no data_parallel_replicate_degree yet), nor Megatron-Core (its distributed optimizer's instances are a
+# run's setting, --fsdp-group), nor DeepSpeed (its hpZ/MiCS partitions are not read here).
+HYBRID_RELEASES = {
+    "torchtitan-2024-12": _TT_HSDP.format("TT@9dec370 torchtitan/config_manager.py L243-253"),
+    "torchtitan-2025-06": _TT_HSDP.format("TT@e7c0cae torchtitan/config_manager.py L256-262"),
+    "torchtitan-2026-08": _TT_HSDP.format("TT@b5bcd76 torchtitan/config/configs.py L122-128"),
+    "nemo-automodel-2025-10": _AM_HSDP.format("AM@8d9bfb9 nemo_automodel/components/distributed/fsdp2.py L52, L79"),
+    "nemo-automodel-2026-04": _AM_HSDP.format("AM@dccd977aa nemo_automodel/components/distributed/device_mesh.py "
+                                              "L49, L65"),
+    "nemo-automodel-2026-07": _AM_HSDP.format("AM@79378e626 nemo_automodel/components/distributed/mesh.py L74"),
+}
 
 
 def hybrid_groups(num_gpus: int, gpus_per_node: int) -> list[int]:
@@ -59,13 +71,8 @@ def hybrid_groups(num_gpus: int, gpus_per_node: int) -> list[int]:
 
 
 def searches_hybrid(framework: Framework | FrameworkName | str) -> bool:
-    """Whether the search tries hybrid sharding groups for this release by itself (``HYBRID_FAMILIES``)."""
-    from capsim.analytic.training.framework import get_release  # noqa: PLC0415 (the registry imports the presets)
-    name = framework.name if isinstance(framework, Framework) else str(framework)
-    try:
-        return get_release(name).family in HYBRID_FAMILIES
-    except SpecError:  # a Framework built by hand: no release, no family
-        return False
+    """Whether the search tries hybrid sharding groups for this release by itself (``HYBRID_RELEASES``)."""
+    return (framework.name if isinstance(framework, Framework) else str(framework)) in HYBRID_RELEASES
 
 
 def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[str, object],
@@ -190,7 +197,7 @@ def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_le
                    fixed: Mapping[str, object] | None = None, top: int | None = 10,
                    hybrid: bool | None = None) -> pd.DataFrame:
     """The fastest feasible layouts as a DataFrame (layout columns, step time, MFU, memory), best first.
-    ``hybrid``: search hybrid sharding groups (None: for the releases of ``HYBRID_FAMILIES``); ``fixed["shard"]``
+    ``hybrid``: search hybrid sharding groups (None: for the releases of ``HYBRID_RELEASES``); ``fixed["shard"]``
     pins one."""
     fw = get_framework(framework)
     fixed = {**framework_limits(fw), **{k: v for k, v in (fixed or {}).items() if v is not None}}
@@ -251,5 +258,5 @@ def plan_of_row(row: Mapping[str, object], global_batch: int, seq_len: int, prec
                      **split_options(split))
 
 
-__all__ = ["HYBRID_FAMILIES", "SEARCH_AXES", "framework_limits", "hybrid_groups", "searches_hybrid", "layout_grid", "plan_of_row", "rank_layouts", "runs_pipeline",
+__all__ = ["HYBRID_RELEASES", "SEARCH_AXES", "framework_limits", "hybrid_groups", "searches_hybrid", "layout_grid", "plan_of_row", "rank_layouts", "runs_pipeline",
            "search_layouts"]
