@@ -132,3 +132,10 @@ def test_every_release_searched_for_hybrid_groups_is_a_cited_fsdp2_preset():
 
     for name, source in HYBRID_RELEASES.items():
         assert get_release(name).family is FrameworkFamily.FSDP2 and "@" in source and " L" in source
+
+
+def test_a_group_too_narrow_to_fit_is_infeasible_and_says_so():
+    # 70B over 64 H100s with the distributed optimizer sharded over 32: tp x pp <= 2 leaves the weights unsharded
+    out = RUNNER.invoke(app, ["train", "-m", "llama-3-70b", "-a", "h100", "-n", "64", "--global-batch", "128",
+                              "--seq-len", "4096", "--auto", "--fsdp-group", "32"])
+    assert out.exit_code == 1 and "sharding group 32" in out.output and "--fsdp-group" in out.output, out.output

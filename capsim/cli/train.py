@@ -167,8 +167,10 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
         frame = search_layouts(spec, cluster, global_batch, seq_len, perf, precision, framework, fixed=fixed,
                                top=top)
     if frame.empty:
+        group = f" and sharding group {fixed['shard']}" if fixed.get("shard") else ""
         infeasible(f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} with global batch "
-                   f"{global_batch} (add GPUs, lower the global batch or the sequence)")
+                   f"{global_batch}{group} (add GPUs, lower the global batch or the sequence"
+                   + (", or widen --fsdp-group)" if group else ")"))
     plan = plan_of_row(frame.iloc[0].to_dict(), global_batch, seq_len, precision)
     result = step_time(spec, plan, cluster, perf, framework=framework, train_tokens=tokens)
     records = frame.to_dict(orient="records")
