@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from capsim.analytic.training.core_flags import _MC_FLAGS, core_flag_arrived, megatron_core_flags
 from capsim.analytic.training.framework import get_release
-from capsim.analytic.training.releases_current import _MC_FLAGS, core_flag_arrived, megatron_core_flags
 from capsim.analytic.training.releases_mcore import _CORES
 from capsim.cli import app
 from capsim.errors import SpecError

@@ -291,8 +291,8 @@ class Release:
             flag = self.flags.get(name)
             if flag is None:
                 # both import this module
+                from capsim.analytic.training.core_flags import core_flag_arrived  # noqa: PLC0415
                 from capsim.analytic.training.megatron_fsdp import arrived  # noqa: PLC0415
-                from capsim.analytic.training.releases_current import core_flag_arrived  # noqa: PLC0415
                 since = ((arrived(name) or core_flag_arrived(name)) if self.family is FrameworkFamily.MEGATRON_CORE
                          else None)
                 who = self.name if self.software == self.name else f"{self.name} ({self.software})"

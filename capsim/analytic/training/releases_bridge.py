@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.core_flags import megatron_core_flags
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     FUSED_CE,
@@ -48,7 +49,6 @@ from capsim.analytic.training.releases_current import (
     _megatron_common,
     _ub_flag,
     bridge_param_flags,
-    megatron_core_flags,
 )
 from capsim.specs.precision import Fp8Scaling
 

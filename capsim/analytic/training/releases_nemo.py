@@ -30,6 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.core_flags import (
+    megatron_core_flags,
+    nemo1_grad_sync,
+    nemo2_grad_reduce,
+    nemo_grad_reduce_flag,
+)
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
@@ -49,12 +55,8 @@ from capsim.analytic.training.releases_current import (
     _TE_UB,
     _UB,
     _megatron_common,
-    _nemo1_grad_sync,
     _pipelined,
     _ub_flag,
-    megatron_core_flags,
-    nemo2_grad_reduce,
-    nemo_grad_reduce_flag,
 )
 from capsim.specs.precision import Fp8Scaling
 
@@ -185,7 +187,7 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
                                          f"collections/nlp/models/language_modeling/megatron_base_model.py "
                                          f"{t.fp8_params}: FP8 weights, gathered in FP8)"),
                     **_ub_flag(t.ub, f"{t.nfl} launcher_scripts/conf/training/tp_overlap/<name>.yaml"),
-                    **nemo_grad_reduce_flag(_nemo1_grad_sync(t.nemo, t.grad_sync))})
+                    **nemo_grad_reduce_flag(nemo1_grad_sync(t.nemo, t.grad_sync))})
 
 
 _NEMO_24_09 = _Nemo1(
