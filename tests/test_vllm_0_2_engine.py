@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from capsim import ServePlan, SpecError, get_model, load_calibration
-from capsim.analytic.serving import StepShape, iteration_time, kernels_per_step
+from capsim.analytic.serving import StepShape, engine_perf, iteration_time, kernels_per_step
 from capsim.calibration.engine_cal import without_host
-from capsim.specs.engine import Workers, engine_release, get_engine
+from capsim.specs.engine import Workers, engine_release, get_engine, profile_from_dict
 from capsim.specs.engine_flags import apply_flags, parse_flags
 from capsim.specs.precision import DType
 
@@ -74,7 +74,7 @@ def _distserve_profile() -> dict[str, list[float]]:
 
 def test_capsim_step_is_not_faster_than_vllm_0_2_3s_own_single_forward_profile():
     """DistServe's single-forward profile of the release (offline engine, Ray worker, A100-80GB; SOURCE.md) against
-    capsim's step on the same shapes: capsim is 8-57% slower in decode (most at large batches of short contexts,
+    capsim's step on the same shapes: capsim is 11-59% slower in decode (most at large batches of short contexts,
     where Vidur's per-sequence host costs and the Ray worker call's arguments, priced at 1024-token contexts, exceed
     this profile's 0.05 ms per sequence; 2-41% before the worker call was priced from Ray's microbenchmark and
     vLLM 0.2.3's own classes) and 7-14% slower in prefill. So eager dispatch and the engine's own step are not what
@@ -88,3 +88,50 @@ def test_capsim_step_is_not_faster_than_vllm_0_2_3s_own_single_forward_profile()
            / (a + b * n * length + c * n * length**2) for n in (1, 2, 8) for length in (64, 256, 1024)]
     assert min(dec) >= 1.0 and max(dec) <= 1.6, np.round(dec, 3)
     assert min(pre) >= 1.0 and max(pre) <= 1.2, np.round(pre, 3)
+
+
+def _slope_ms_per_token(eng, seqs: int, ctx: tuple[int, int]) -> float:
+    t = [float(iteration_time(OPT, PLAN, PERF, StepShape.decode(seqs, c), eng).total_s) * 1e3 for c in ctx]
+    return (t[1] - t[0]) / (seqs * (ctx[1] - ctx[0]))
+
+
+def test_decode_cost_per_context_token_is_near_vllm_0_2_3s_own_profile():
+    """Is capsim's PagedAttention too fast for vLLM 0.2.3? It reads the KV cache at 80% of the A100's peak (1.63
+    TB/s; engines.yaml decode_kv_read_fraction, flashinfer.ai's timing of vLLM 0.2.6's kernel), which the
+    release's own single-forward profile bears out: its decode cost per context token is 4.94e-4 ms in the fit of
+    batches below 96 (1.66 TB/s on OPT-13B's 819,200 KV bytes per token) and 4.09e-4 ms in the fit of larger
+    batches (2.00 TB/s); capsim's is 1.02x and 1.23x of them (0.81x and 0.98x at the A100 profile calibration's
+    2.04 TB/s, its streaming fit at the fit's bound, the peak). Bound: the 25% the issue sets for any row."""
+    prof, eng = _distserve_profile(), _engine("workers=ray")
+    small = _slope_ms_per_token(eng, 16, (512, 1536)) / prof["decoding_smallbs"][1]
+    large = _slope_ms_per_token(eng, 128, (128, 384)) / prof["decoding_largebs"][1]
+    assert 0.75 <= small <= 1.25 and 0.75 <= large <= 1.25, (small, large)
+
+
+def test_vllm_0_2_decode_attention_reads_kv_at_its_measured_fraction_of_peak():
+    """engines.yaml vllm-0.2 decode_kv_read_fraction (flashinfer.ai's timing of vLLM 0.2.6's PagedAttention): 80% of
+    an A100's peak HBM bandwidth, whatever the calibration's own bandwidth above it; a calibration already below it
+    stays as it is, and a release or a GPU the microbenchmark did not time keeps the calibration's."""
+    peak = 2.039e12  # A100-SXM4-80GB, catalog memory_bw_bytes_per_s
+    nbytes = 1e12  # far above the calibrations' half sizes
+    eng = _engine("workers=ray")
+    for cal in ("A100-SXM4-80GB-profile", "A100-SXM4-80GB"):
+        perf = load_calibration(cal).perf()
+        main, dec = engine_perf(perf, eng)
+        assert float(dec.memory_bytes_s(nbytes, "attention")) == pytest.approx(nbytes / (0.80 * peak), rel=1e-3)
+        assert main.params.memory == perf.params.memory  # only decode attention is capped
+    slow = replace(eng, decode_kv_read_fraction={"A100": 0.95})  # above the datasheet calibration's 85%: no effect
+    perf = load_calibration("A100-SXM4-80GB").perf()
+    assert float(engine_perf(perf, slow)[1].memory_bytes_s(nbytes, "attention")) == pytest.approx(
+        float(perf.memory_bytes_s(nbytes, "attention")), rel=1e-9)
+    for other in (get_engine("vllm-0.4"), get_engine("vllm")):
+        assert engine_perf(PERF, other)[1].params.memory == PERF.params.memory
+    l4 = load_calibration("L4").perf()  # no timing of the kernel on an L4
+    assert engine_perf(l4, eng)[1].params.memory == l4.params.memory
+
+
+def test_decode_kv_read_fraction_must_be_a_fraction():
+    entry = {"engine": "vllm", "release": "0.2.3", "covers": ["0.2.2", "0.2.6"], "description": "x",
+             "scheduler": "vllm", "decode_kv_read_fraction": {"A100": 1.2}}
+    with pytest.raises(SpecError, match="decode_kv_read_fraction.A100"):
+        profile_from_dict("x", entry)

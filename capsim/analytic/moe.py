@@ -66,6 +66,20 @@ def busiest_rank(model: ModelSpec, routed: Num, ep: Num) -> Num:
     return 1.0 + score * np.sqrt(var) / np.maximum(np.asarray(routed, float) * k, 1e-30)
 
 
+def consecutive_holders(experts: int, top_k: int, groups: Num) -> np.ndarray:
+    """Mean number of ``groups`` (EP ranks or nodes, each holding a contiguous block of E/G experts) a token reaches
+    when its k experts are the consecutive (t k + j) mod E, j < k, of NeMo AutoModel's FakeBalancedGate at noise 0
+    (nemo_automodel/components/moe/layers.py L199-201 @79378e626): the mean over the cycle of starts t k mod E."""
+    g = np.maximum(np.asarray(groups, np.int64), 1)
+    starts = (np.arange(experts // np.gcd(experts, top_k)) * top_k) % experts
+    ids = (starts[:, None] + np.arange(top_k)[None, :]) % experts
+    out = np.ones(g.shape, float)
+    for size in np.unique(g):
+        owner = np.sort(ids * int(size) // experts, axis=1)  # the group holding each chosen expert
+        out[g == size] = float(np.mean(1 + np.count_nonzero(np.diff(owner, axis=1), axis=1)))
+    return out
+
+
 def _experts(model: ModelSpec, rows: Num, etp: Num, count: Num, dt: DType, ab: float, wb: float,
              share: float) -> list[Op]:
     """The local experts' FFNs: ``count`` experts of ``rows`` tokens each, their width split by ETP."""
@@ -121,4 +135,4 @@ def _shared(model: ModelSpec, tokens: Num, tp: Num, dt: DType, ab: float, wb: fl
             gemm("shared_down", n, h, f, dt, ab, wb, ((Saved.TP, 2 * n * f * ab),), share=share)]
 
 
-__all__ = ["COMBINE", "GROUPED", "busiest_rank", "moe_ops", "moe_tokens"]
+__all__ = ["consecutive_holders", "COMBINE", "GROUPED", "busiest_rank", "moe_ops", "moe_tokens"]

@@ -21,6 +21,7 @@ from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops
 from capsim.analytic.serving_moe import layer_comm_s, replica_layer_ops
 from capsim.errors import SpecError
 from capsim.perf import Collective, Curve, Perf
+from capsim.specs.catalog import get_accelerator
 from capsim.specs.engine import DecodeKvReads, EngineProfile, GemmPath, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
@@ -239,9 +240,19 @@ def engine_perf(perf: Perf, engine: EngineProfile) -> tuple[Perf, Perf]:
     main = replace(p, gemm=replace(g, efficiency=scaled(g.efficiency, engine.gemm_efficiency), path=path),
                    attention=replace(a, forward=scaled(a.forward, engine.attention_efficiency)),
                    memory=replace(m, bandwidth_bytes_per_s=m.bandwidth_bytes_per_s * engine.memory_efficiency))
-    decode = replace(main, memory=replace(main.memory, bandwidth_bytes_per_s=m.bandwidth_bytes_per_s
-                                          * engine.memory_efficiency * engine.decode_attention_efficiency))
+    dec_bw = m.bandwidth_bytes_per_s * engine.memory_efficiency * engine.decode_attention_efficiency
+    cap = decode_kv_read_cap(p.device, engine)
+    if cap is not None:  # the kernel's measured plateau, as the "attention" bandwidth it scales
+        dec_bw = min(dec_bw, cap / m.kind_scale.get("attention", 1.0))
+    decode = replace(main, memory=replace(main.memory, bandwidth_bytes_per_s=dec_bw))
     return Perf(main), Perf(decode)
+
+
+def decode_kv_read_cap(device: str, engine: EngineProfile) -> float | None:
+    """Bytes/s at which the engine release's decode attention kernel reads the KV cache on ``device`` at most: its
+    measured fraction of the GPU's peak HBM bandwidth (engines.yaml decode_kv_read_fraction), None where unmeasured."""
+    frac = next((f for family, f in engine.decode_kv_read_fraction.items() if device.startswith(family)), None)
+    return None if frac is None else frac * get_accelerator(device).memory_bw_bytes_per_s
 
 
 def comm_tier(plan: ServePlan, accelerator: Accelerator | None) -> str:

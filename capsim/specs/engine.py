@@ -118,6 +118,10 @@ class EngineProfile:
     # (per call s, per logit s), a step's seconds = per call + per logit x rows x vocabulary, replacing the generic
     # sampler kernels of that mode (capsim.analytic.serving.sampler_host_s); modes not listed stay generic.
     sampler_s: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The fraction of the GPU's peak HBM bandwidth at which the release's decode attention kernel reads the KV cache
+    # at the largest sizes an operator microbenchmark timed, by GPU family (a prefix of the accelerator's name);
+    # decode attention never reads faster (capsim.analytic.serving.engine_perf). Empty: the calibration's.
+    decode_kv_read_fraction: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)  # a fitted profile's files and fit
     # Multipliers on the calibration's kernel efficiencies: 1.0, since no operator profile of an engine's kernels
     # says they differ from the calibrated ones (kept for what-if studies, not set by any profile).
@@ -143,6 +147,8 @@ class EngineProfile:
                     f"use {', '.join(SAMPLER_MODES)}")
             require(len(terms) == 2 and min(terms) >= 0, f"engine.sampler_s.{mode}",
                     f"must be [per_call_s, per_logit_s] >= 0, got {terms}")
+        for family, frac in self.decode_kv_read_fraction.items():
+            require(0 < frac <= 1, f"engine.decode_kv_read_fraction.{family}", f"must be in (0, 1], got {frac}")
         for phase, terms in self.cpu.items():
             require(len(terms) == 3 and min(terms) >= 0, f"engine.cpu.{phase}", f"must be >= 0, got {terms}")
         require(self.device_type in ("gpu", "cpu"), "engine.device_type",
@@ -247,6 +253,7 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
                             for t, tiers in entry.get("worker_comm", {}).items()}
     entry["overlapped"] = tuple(entry.get("overlapped", ()))
     entry["sampler_s"] = {str(k): tuple(float(x) for x in v) for k, v in entry.get("sampler_s", {}).items()}
+    entry["decode_kv_read_fraction"] = {str(k): float(v) for k, v in (entry.get("decode_kv_read_fraction") or {}).items()}
     entry["workers"] = Workers(entry.get("workers", DEFAULTS["workers"]))
     entry["server"] = Workers(entry.get("server", DEFAULTS["workers"]))
     entry["server_comm"] = {t: _phase(v) for t, v in entry.get("server_comm", {}).items()}

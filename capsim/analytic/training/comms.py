@@ -10,7 +10,7 @@ from scipy.special import gammaln
 
 from capsim._types import Num
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.moe import busiest_rank, moe_tokens
+from capsim.analytic.moe import busiest_rank, consecutive_holders, moe_tokens
 from capsim.analytic.ops import optimizer_ops
 from capsim.analytic.training.collectives import Placement, collective_s, placement, send_s, tier_s
 from capsim.analytic.training.compute import MicroBatchTimes
@@ -246,21 +246,31 @@ def _dispatch_s(perf: Perf, model: ModelSpec, nbytes: np.ndarray, where: Placeme
     ``Buffer.get_dispatch_layout``: ``num_tokens_per_rank``, ``is_token_in_rank``, deepseek-ai/DeepEP@4151890
     deep_ep/buffer.py L284-310; Megatron-Core's HybridEP backend ``dispatch_with_permute``,
     megatron/core/transformer/moe/fused_a2a.py L348-413, NVIDIA/Megatron-LM@2edffadb), and across nodes once to
-    each node holding one (RDMA), fanning out over NVLink there; the combine returns one row per rank the same way.
+    each node holding one (RDMA to the same local rank there), fanning out over NVLink there; the combine returns
+    one row per rank the same way. Across nodes the RDMA sends and the NVLink forwarding run at once, warps of one
+    kernel passing chunks along (DeepEP@17cfb81 csrc/kernels/internode.cu L357-400 dispatch roles kRDMASender,
+    kRDMAAndNVLForwarder, kNVLReceivers; L1372 combine), so the slower link bounds it (DeepEP's README, V1 normal
+    kernels on H800: 153 GB/s NVLink in one node, 43-58 GB/s logical RDMA at EP 16-64; ``test_deepep_rates``).
+    The ranks and nodes a token reaches: ``holders`` for experts spread at random, ``consecutive_holders`` for
+    NeMo AutoModel's fake balanced gate (``fw.moe_consecutive_experts``).
     """
     if fw.moe_dispatcher is not MoeDispatcher.FLEX:
         return collective_s(perf, "all_to_all", nbytes, where)
     k, n = model.top_k, where.nodes.astype(float)
+    reach = consecutive_holders if fw.moe_consecutive_experts else holders
     token_bytes = nbytes / k
-    # NVLink: one row per (token, destination rank), the token's own rank included in the buffer (the all-to-all's
-    # bus factor (g-1)/g leaves it out).
-    ranks = token_bytes * holders(model.experts, k, where.size)
-    intra = tier_s(perf, "all_to_all", ranks, np.where(n > 1, where.per_node, where.size), "intra")
+    # NVLink: one row per (token, destination rank), the token's own rank included: DeepEP moves those rows through
+    # the same buffers, its intranode kernels reaching 153-158 GB/s counting them on H800's ~160 GB/s NVLink
+    # (deepseek-ai/DeepEP@dd758ca docs/legacy.md "Performance"), so g/(g-1) undoes the all-to-all's bus factor.
+    g = np.where(n > 1, where.per_node, where.size)
+    ranks = token_bytes * reach(model.experts, k, where.size) * g / np.maximum(g - 1.0, 1.0)
+    intra = tier_s(perf, "all_to_all", ranks, g, "intra")
     if not np.any(n > 1):
         return intra
-    remote = token_bytes * remote_nodes(model.experts, k, where.nodes)  # bytes leaving the node, deduplicated
+    # bytes leaving the node, deduplicated: the nodes reached, less the token's own (each node equally likely)
+    remote = token_bytes * reach(model.experts, k, where.nodes) * (n - 1.0) / np.maximum(n, 1.0)
     inter = tier_s(perf, "all_to_all", remote * n / np.maximum(n - 1.0, 1.0), np.where(n > 1, n, 1), "inter")
-    return np.where(n > 1, inter, 0.0) + intra
+    return np.where(n > 1, np.maximum(inter, intra), intra)
 
 
 def p2p_hop_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, fw: Framework

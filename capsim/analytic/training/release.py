@@ -64,6 +64,10 @@ UNFUSED_CE = ("the loss runs on an fp32 copy of the logits and saves its fp32 so
               "cross_entropy_loss_fusion default False, and its 'native' impl keeps the same fp32 exp_logits)")
 
 # The DeepSpeed-only gradient fields of every release that is not DeepSpeed (their generic values).
+# the generic citation of ``moe_consecutive_experts`` (a router, learned or randomly forced, spreads a token's experts)
+SPREAD_EXPERTS = ("a token's k experts are spread over the experts (a learned router or randomly forced balancing; "
+                  "the field's generic value)")
+
 NOT_DEEPSPEED = {
     "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
                            "distributed_optimizer citation; the field's generic value)",
@@ -132,6 +136,9 @@ class Framework:
     # forced balancing (--moe-router-force-load-balancing) draws each token's experts at random, so the busiest EP
     # rank gets a few percent over the mean (capsim.analytic.moe.busiest_rank); False: exactly balanced
     moe_random_routing: bool = False
+    # each token's k experts are k consecutive ones, (t k + j) mod E (NeMo AutoModel's FakeBalancedGate at noise 0),
+    # so it reaches only the one or two EP ranks (and nodes) they span; False: k distinct experts spread at random
+    moe_consecutive_experts: bool = False
     # the MoE combine (unpermute) merges each token's k expert outputs with its router probabilities and keeps them
     # for the probabilities' gradient; False: the probabilities scale the experts' activation instead and the
     # combine is a plain sum that keeps nothing
@@ -334,5 +341,5 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "NOT_DEEPSPEED", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
+__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "NOT_DEEPSPEED", "SPREAD_EXPERTS", "PER_REPLICA", "Flag", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
            "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]

@@ -27,7 +27,13 @@ from capsim.analytic.training.release import (
     Reshard,
     Setting,
 )
-from capsim.analytic.training.releases_fsdp2 import _fsdp2, _fsdp2_cite, _fsdp2_defaults, fsdp2_flags
+from capsim.analytic.training.releases_fsdp2 import (
+    _fsdp2,
+    _fsdp2_cite,
+    _fsdp2_defaults,
+    fake_gate_flag,
+    fsdp2_flags,
+)
 
 _DC = "AM@dccd977aa"  # 2026-04-10, "feat: FSDP2 w weight prefetching and async TP optimization (#1711)"
 _DC_CFG = _DC + " nemo_automodel/components/distributed/config.py"
@@ -44,11 +50,12 @@ def _split_cite(at: str, fqn_lines: str, rank_lines: str) -> str:
             " stage_ids_this_rank 'loop': virtual stage i on rank i mod pp")
 
 
-def automodel_flags(cfg: str, par: str) -> dict[str, Flag]:
+def automodel_flags(cfg: str, par: str, gate: str) -> dict[str, Flag]:
     """The FSDP2Config settings (``distributed:`` keys, in ``cfg``) capsim prices, on top of ``fsdp2_flags``; the
     release's citations give each default's line."""
     return {
         **fsdp2_flags(par),
+        "--fake-balanced-gate": fake_gate_flag(gate),
         "--defer-fsdp-grad-sync": Flag("defer_grad_sync", {"true": True, "false": False},
                                        cfg + " defer_fsdp_grad_sync; nemo_automodel/components/distributed/utils.py "
                                        "get_sync_ctx: set_requires_gradient_sync(is_optim_step)"),
@@ -105,7 +112,7 @@ def nemo_automodel_2026_04(name: str) -> Release:
                                                                               "no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2026-04", "2026-04-10",
                    "NeMo AutoModel main at dccd977aa (2026-04-10; docs/performance-summary.md of that commit)",
-                   cite, defaults, automodel_flags(_DC_CFG, _DC_PAR))
+                   cite, defaults, automodel_flags(_DC_CFG, _DC_PAR, _DC + " nemo_automodel/components/moe/layers.py L188-190"))
 
 
 def nemo_automodel_2026_07(name: str) -> Release:
@@ -141,7 +148,8 @@ def nemo_automodel_2026_07(name: str) -> Release:
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2026-07", "2026-07-22",
                    "NeMo AutoModel main at 79378e626 (2026-07-22; the DeepEP/HybridEP report 4e1e3d6cd adds only "
                    "docs/deepep_vs_hybridep_benchmark.md to it)", cite, defaults,
-                   automodel_flags(_79_CFG, _79 + " nemo_automodel/components/distributed/parallelizer.py"))
+                   automodel_flags(_79_CFG, _79 + " nemo_automodel/components/distributed/parallelizer.py",
+                                   _79 + " nemo_automodel/components/moe/layers.py L199-201"))
 
 
 __all__ = ["automodel_flags", "nemo_automodel_2026_04", "nemo_automodel_2026_07"]

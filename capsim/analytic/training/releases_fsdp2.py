@@ -10,6 +10,7 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     NOT_DEEPSPEED,
     PER_REPLICA,
+    SPREAD_EXPERTS,
     Flag,
     Framework,
     FrameworkFamily,
@@ -36,6 +37,14 @@ def fsdp2_flags(where: str) -> dict[str, Flag]:
         "--enable-deepep": Flag("moe_dispatcher", {"true": MoeDispatcher.FLEX, "false": MoeDispatcher.ALLTOALL},
                                 "AM@8d9bfb9 nemo_automodel/components/moe/utils.py BackendConfig.enable_deepep"),
     }
+
+
+def fake_gate_flag(layers: str) -> Flag:
+    """NeMo AutoModel's ``backend.fake_balanced_gate`` (default False: the learned Gate): FakeBalancedGate at its
+    default noise 0 gives token t the experts (t k + j) mod E, j < k (``layers`` cites its file and lines), the
+    experts sharded in contiguous blocks over the EP ranks (DTensor Shard(0))."""
+    return Flag("moe_consecutive_experts", {"true": True, "false": False},
+                layers + " FakeBalancedGate.forward: indices = arange(n_tokens * k).view(-1, k) % n_experts")
 
 
 def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool, **changes: object) -> Framework:
@@ -90,7 +99,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
                                  "for the gradient of the weights (the field's generic value)",
             "loss_copy": "torch cross_entropy on fp32-upcast logits keeps that copy (the field's generic "
                                    "value)",
-            "moe_random_routing": "AM@8d9bfb9 nemo_automodel/components/moe/layers.py FakeBalancedGate: noise 0.0 "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": "AM@8d9bfb9 nemo_automodel/components/moe/layers.py FakeBalancedGate: noise 0.0 "
                                   "spreads tokens uniformly over the experts (exact balance)",
             "fp8_scaling": "FP8 comes from Transformer Engine, whose default recipe is DelayedScaling (TE@v2.2 "
                            "transformer_engine/pytorch/fp8.py L52-56 on Hopper)",
@@ -118,6 +127,9 @@ def _fsdp2_defaults(where: str, micro: Setting) -> dict[str, Setting]:
             "account_for_loss": Setting(False, "the loss is not a layer of the split")}
 
 
+_GATE_8D = "AM@8d9bfb9 nemo_automodel/components/moe/layers.py L548-550"
+
+
 def nemo_automodel_2025_10(name: str) -> Release:
     """NeMo AutoModel (main of early October 2025): FSDP2 + expert parallelism for its custom MoE models."""
     par = "AM@8d9bfb9 (2025-10-08) nemo_automodel/components/moe/parallelizer.py"
@@ -141,7 +153,8 @@ def nemo_automodel_2025_10(name: str) -> Release:
                                                                                "has no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",
                    "NeMo AutoModel main at 8d9bfb9 (2025-10-08; docs/performance-summary.md 'Last Updated 2025-10-02')",
-                   cite, defaults, fsdp2_flags("AM@8d9bfb9 examples/benchmark/configs"))
+                   cite, defaults, {**fsdp2_flags("AM@8d9bfb9 examples/benchmark/configs"),
+                                    "--fake-balanced-gate": fake_gate_flag(_GATE_8D)})
 
 
-__all__ = ["fsdp2_flags", "nemo_automodel_2025_10"]
+__all__ = ["fake_gate_flag", "fsdp2_flags", "nemo_automodel_2025_10"]
