@@ -139,3 +139,20 @@ def test_a_group_too_narrow_to_fit_is_infeasible_and_says_so():
     out = RUNNER.invoke(app, ["train", "-m", "llama-3-70b", "-a", "h100", "-n", "64", "--global-batch", "128",
                               "--seq-len", "4096", "--auto", "--fsdp-group", "32"])
     assert out.exit_code == 1 and "sharding group 32" in out.output and "--fsdp-group" in out.output, out.output
+
+
+def test_auto_keeps_the_layout_options_given_and_reads_the_flags():
+    d = json.loads(RUNNER.invoke(app, [*AUTO, "--tp", "2", "--zero", "3"]).output)
+    assert all(r["tp"] == 2 and r["zero_stage"] == 3 for r in d["top"]) and d["plan"]["tp"] == 2
+    # Megatron-FSDP turned on by the run's flags: the search may shard (ZeRO) under a Megatron-Core release
+    mcore = [a if a != TITAN else "megatron-bridge-26.04.01" for a in AUTO]
+    out = RUNNER.invoke(app, [*mcore, "--zero", "3", "--flags", "--use-megatron-fsdp"])
+    assert out.exit_code == 0, out.output
+    assert all(r["zero_stage"] == 3 for r in json.loads(out.output)["top"])
+
+
+@pytest.mark.parametrize(("args", "named"), [(["--dp", "4"], "--dp"), (["--layer-split", "16,16"], "--layer-split"),
+                                             (["--flags", "--no-such-flag"], "--no-such-flag")])
+def test_auto_refuses_what_it_would_drop(args, named):
+    out = RUNNER.invoke(app, [*AUTO, *args])
+    assert out.exit_code == 2 and named in out.output, out.output

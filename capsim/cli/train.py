@@ -27,7 +27,8 @@ from capsim.specs.precision import Precision
 Tokens = Annotated[float | None, typer.Option("--tokens", help="Tokens to train, for time, energy and cost totals "
                                                                 "(e.g. 300e9).", min=1)]
 Auto = Annotated[bool, typer.Option("--auto", help="Search tp, pp, v, micro-batch, recompute, SP and ZeRO for the "
-                                                   "fastest plan that fits; print the top ones. With --fsdp-group N "
+                                                   "fastest plan that fits; print the top ones. Those options, when "
+                                                   "given, stay fixed, as do --cp and --ep. With --fsdp-group N "
                                                    "the search keeps that hybrid sharding group; FSDP2 releases "
                                                    "with HSDP (torchtitan from 2024-12, NeMo AutoModel) also "
                                                    "search hybrid groups.")]
@@ -130,8 +131,15 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
         if fsdp_group is not None and gpus % fsdp_group:
             raise SpecError("--fsdp-group", f"{fsdp_group} does not divide the {gpus} GPUs: no layout's dp x cp "
                             f"splits into sharding groups of {fsdp_group}", f"use a divisor of {gpus}")
+        o.inapplicable((name, False, "without --auto (the search picks dp and the pipeline split)") for name in
+                       ("dp", "layer_split", "pipeline_layout", "first_layers", "last_layers", "account_embedding",
+                        "account_loss"))
+        given = {"tp": tp, "pp": pp, "v": v, "micro_batch": micro_batch, "recompute": recompute.code, "sp": sp,
+                 "zero": zero, "distributed_optimizer": distributed_optimizer, "etp": etp}
+        pins = {_AXIS.get(k, k): value for k, value in given.items() if o.given(k)}
         return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, Precision.preset(precision), perf,
-                     framework, top, tokens, {"cp": cp, "ep": ep, "shard": fsdp_group}, as_json)
+                     _framework(framework, flags), top, tokens, {"cp": cp, "ep": ep, "shard": fsdp_group, **pins},
+                     as_json)
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
     dp = o.infer_dp(dp, gpus, tp, pp, cp)
@@ -159,10 +167,15 @@ def _exit_if_infeasible(result: StepTime) -> None:
         infeasible(f"{result.reason} ({gb(mem.total_bytes)} of {gb(mem.capacity_bytes)})")
 
 
+# The search axis of each plan option --auto keeps where given (capsim.plan.train_layouts.SEARCH_AXES).
+_AXIS = {"zero": "zero_stage"}
+
+
 def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precision: Precision,
-          perf: Perf, framework: FrameworkName, top: int, tokens: float | None, fixed: dict[str, Any],
+          perf: Perf, framework: Framework, top: int, tokens: float | None, fixed: dict[str, Any],
           as_json: bool) -> None:
-    """The layout search: ``fixed`` pins cp, ep and (where given) the hybrid sharding group."""
+    """The layout search under the release as the run's flags configure it: ``fixed`` pins cp, ep, the hybrid
+    sharding group and every layout option the user gave (tp, pp, v, micro-batch, recompute, SP, ZeRO, ...)."""
     with o.fsdp_group_errors():
         frame = search_layouts(spec, cluster, global_batch, seq_len, perf, precision, framework, fixed=fixed,
                                top=top)
