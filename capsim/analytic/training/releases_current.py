@@ -12,6 +12,7 @@ Automodel, ``TT@b5bcd76`` github.com/pytorch/torchtitan, ``TE@<tag>`` github.com
 
 from __future__ import annotations
 
+from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.core_flags import (
     megatron_core_flags,
@@ -25,6 +26,8 @@ from capsim.analytic.training.release import (
     FUSED_CE,
     NOT_DEEPSPEED,
     SPREAD_EXPERTS,
+    TE_NORM_FP8,
+    TE_NORM_FP8_AMAX,
     TE_RING,
     UNFUSED_CE,
     Flag,
@@ -146,6 +149,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
             "torch_compile": "Megatron-Core runs the model eagerly with Transformer Engine's fused kernels",
             "fp8_precompute_scales": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "tp_gather_quantized": TE_SP_GATHER,
+            "norm_quantize": TE_NORM_FP8,
             "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "moe_combine_saves": cite_args + " " + COMBINE_PROBS,
             "loss_copy": cite_args + " " + UNFUSED_CE, **NOT_DEEPSPEED}
@@ -155,7 +159,7 @@ def nemo_24_07(name: str) -> Release:
     """NeMo 24.07: NeMo 1.0's MegatronGPTModel on Megatron-Core (mcore_gpt), defaults of its GPT config."""
     conf = "NeMo@c277b9a6 (2024-08-01) examples/nlp/language_modeling/conf/megatron_gpt_config.yaml"
     mc = "ML@core_v0.8.0"
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=False, overlap_p2p=False,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
@@ -206,7 +210,7 @@ def nemo_25_02(name: str) -> Release:
     # The container's Megatron-Core: NeMo@v2.2.0rc3 requirements/manifest.json pins megatron-lm 74428fda (2025-02-24,
     # branch core_r0.11.0), the "Megatron-Core 0.11.0" NVIDIA ships with NeMo Framework 25.02.
     mc = "ML@74428fda (core_r0.11.0)"
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -271,7 +275,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
     co = "MB@v0.4.2 src/megatron/bridge/training/comm_overlap.py"
     common = "MB@v0.4.2 src/megatron/bridge/recipes/common.py _pretrain_common"
     mc = "ML@2edffadb (core 0.17.1, Bridge v0.4.2's 3rdparty/Megatron-LM)"
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8_AMAX, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -280,6 +284,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                    fp8_scaling=Fp8Scaling.CURRENT, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(mc),
+            "norm_quantize": "MB@v0.4.2's TE@71bbefbf (uv.lock): " + TE_NORM_FP8_AMAX,
             "attention": mc + " " + _TE_ATTN,
             "dropout": "MB@v0.4.2 recipes build the models from their HF configs (AutoBridge.from_hf_pretrained): "
                        "Llama and Qwen3 have no dropout",
