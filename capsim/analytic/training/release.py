@@ -342,9 +342,13 @@ class Release:
             name, _, value = token.partition("=")
             flag = self.flags.get(name)
             if flag is None:
-                from capsim.analytic.training.megatron_fsdp import arrived  # noqa: PLC0415 (it imports this module)
-                since = arrived(name) if self.family is FrameworkFamily.MEGATRON_CORE else None
-                raise SpecError("flags", f"{self.name} has no flag {name!r} capsim prices"
+                # both import this module
+                from capsim.analytic.training.core_flags import core_flag_arrived  # noqa: PLC0415
+                from capsim.analytic.training.megatron_fsdp import arrived  # noqa: PLC0415
+                since = ((arrived(name) or core_flag_arrived(name)) if self.family is FrameworkFamily.MEGATRON_CORE
+                         else None)
+                who = self.name if self.software == self.name else f"{self.name} ({self.software})"
+                raise SpecError("flags", f"{who} has no flag {name!r} capsim prices"
                                 + (f": it exists from {since}" if since else ""),
                                 f"known: {', '.join(self.flags) or 'none'}")
             if value not in flag.values:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.core_flags import megatron_core_flags
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     FUSED_CE,
@@ -51,7 +52,6 @@ from capsim.analytic.training.releases_current import (
     _megatron_common,
     _ub_flag,
     bridge_param_flags,
-    megatron_core_flags,
 )
 from capsim.specs.precision import Fp8Scaling
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.core_flags import _MC_FLAGS, megatron_core_flags
 from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
@@ -57,13 +58,7 @@ from capsim.analytic.training.release import (
     Reshard,
     Setting,
 )
-from capsim.analytic.training.releases_current import (
-    _MC_FLAGS,
-    _TE_ATTN,
-    _TE_UB,
-    _megatron_common,
-    megatron_core_flags,
-)
+from capsim.analytic.training.releases_current import _TE_ATTN, _TE_UB, _megatron_common
 from capsim.specs.precision import Fp8Scaling
 
 _ML = "ML@core_v0.14.0"
