@@ -78,7 +78,13 @@ _A2A_HIDDEN_25_11 = ("with --overlap-moe-expert-parallel-comm each all-to-all hi
                      "micro-batch")
 _235B = ("Qwen3-235B-A22B on 256 H100s: too fast, the dense FP8 curve for 128-expert grouped GEMMs at "
          "k = 1536 / 4096, EP 32 all-to-all across four nodes priced at NCCL bandwidths")
-_405B = "Llama-3.1-405B FP8 too fast: 126 layers over 64 virtual stages, FP8 GEMMs at DeepGEMM's rates"
+# H100 FP8 rows since FP8 GEMMs run at TE's cuBLASLt per-tensor FP8/BF16 ratio on GH100 (1.90x BF16; DeepGEMM's
+# block-scaled table had priced 1.39x, and these 70B / 405B layouts were then within 0-3% / 5-20%).
+_H100_FP8 = ("H100 FP8 too fast: FP8 GEMMs at 1.90x the BF16 rate (TE's cuBLASLt FP8/BF16 ratio on GH100, "
+             "published_gemm.TE_H200_NVL, a 2026 TE/cuBLAS on an H200 NVL); unpriced or underpriced: TE's FP8 work "
+             "around each GEMM beyond the cast-transposes, older cuBLAS in the container")
+_405B = "Llama-3.1-405B FP8 too fast: 126 layers over 64 virtual stages; " + _H100_FP8
+_70B = "Llama-3-70B FP8 on 64 H100s, " + _H100_FP8
 # What TE does at TP 8 under SP (capsim.analytic.fp8.sp_gather_bytes): the all-gathers move FP8 and the casts cover
 # the local eighth of the rows; priced, they move these rows 3-4 points faster.
 _TP8_QUANTIZED = ("; TP 8 with SP: TE gathers the FP8 copies and casts 1/8 of the rows before each gather (capsim "
@@ -93,21 +99,36 @@ MISSES = {
     (2, "datasheet"): "+40.8%: " + _B200_MOE + "; with the host's kernel issue time (per-expert GEMM and amax/cast "
                       "launches) the only row where it binds", (2, "profile"): "+40.8%: as with the datasheet",
     (3, "datasheet"): "+37.1%: " + _B200_MOE, (3, "profile"): "+37.1%: " + _B200_MOE,
-    (5, "datasheet"): "+16.5%: " + _405B + _TP8_QUANTIZED,
-    (5, "profile"): "+17.6%: " + _405B + _TP8_QUANTIZED,
+    (5, "datasheet"): "+46.9%: " + _405B + _TP8_QUANTIZED,
+    (5, "profile"): "+39.7%: " + _405B + _TP8_QUANTIZED,
     (9, "datasheet"): "+17.4%: Llama-3.1-405B on 128 B200 " + _B200,
     (9, "profile"): "+17.4%: as with the datasheet calibration (B200 has no profile)",
-    (11, "datasheet"): "+18.3%: " + _405B + _TP8_QUANTIZED,
-    (11, "profile"): "+19.3%: " + _405B + _TP8_QUANTIZED,
-    (16, "datasheet"): "+204.8%: " + _A2A_HIDDEN, (16, "profile"): "+209.6%: " + _A2A_HIDDEN,
-    (19, "datasheet"): "+43.0%: the table's layout (pp 2, vp 12, ep 8) is 26.02's, while v0.3.1's config runs ep 16 "
+    (11, "datasheet"): "+48.8%: " + _405B + _TP8_QUANTIZED,
+    (11, "profile"): "+41.5%: " + _405B + _TP8_QUANTIZED,
+    (16, "datasheet"): "+228.3%: " + _A2A_HIDDEN, (16, "profile"): "+228.7%: " + _A2A_HIDDEN,
+    (19, "datasheet"): "+52.0%: the table's layout (pp 2, vp 12, ep 8) is 26.02's, while v0.3.1's config runs ep 16 "
                        "on one stage; " + _MOE_GEMM,
-    (19, "profile"): "+45.1%: as with the datasheet calibration",
-    (20, "datasheet"): "+16.2%: " + _235B,
-    (22, "datasheet"): "+37.6%: " + _MOE_GEMM, (22, "profile"): "+39.5%: " + _MOE_GEMM,
-    (25, "datasheet"): "+38.8%: " + _MOE_GEMM, (25, "profile"): "+40.7%: " + _MOE_GEMM,
-    (6, "datasheet"): "+21.0%: " + _MOE_GEMM, (6, "profile"): "+23.1%: " + _MOE_GEMM,
-    (12, "datasheet"): "+201.7%: " + _A2A_HIDDEN_25_11, (12, "profile"): "+203.3%: " + _A2A_HIDDEN_25_11,
+    (19, "profile"): "+52.4%: as with the datasheet calibration",
+    (20, "datasheet"): "+16.3%: " + _235B,
+    (22, "datasheet"): "+45.7%: " + _MOE_GEMM, (22, "profile"): "+46.0%: " + _MOE_GEMM,
+    (25, "datasheet"): "+46.9%: " + _MOE_GEMM, (25, "profile"): "+47.3%: " + _MOE_GEMM,
+    (6, "datasheet"): "+28.3%: " + _MOE_GEMM, (6, "profile"): "+29.0%: " + _MOE_GEMM,
+    (12, "datasheet"): "+224.8%: " + _A2A_HIDDEN_25_11, (12, "profile"): "+221.6%: " + _A2A_HIDDEN_25_11,
+    (4, "datasheet"): "+25.9%: " + _70B,
+    (4, "profile"): "+19.0%: " + _70B,
+    (10, "datasheet"): "+24.0%: " + _70B,
+    (10, "profile"): "+17.2%: " + _70B,
+    (13, "datasheet"): "+15.3%: " + _235B,
+    (14, "datasheet"): "+23.9%: " + _70B,
+    (14, "profile"): "+17.1%: " + _70B,
+    (15, "datasheet"): "+44.2%: " + _405B,
+    (15, "profile"): "+36.9%: " + _405B,
+    (18, "datasheet"): "+22.6%: " + _70B,
+    (18, "profile"): "+15.8%: " + _70B,
+    (21, "datasheet"): "+23.0%: " + _70B,
+    (21, "profile"): "+16.2%: " + _70B,
+    (24, "datasheet"): "+37.6%: " + _405B,
+    (24, "profile"): "+30.6%: " + _405B,
 }
 
 
@@ -151,9 +172,9 @@ def test_bridge_row_within_15_pct(i, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (BRIDGE[i]["model"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| over the 26 rows 15.6% (datasheet) / 14.6% (profile): "
-                                       "the Qwen3 MoE rows are 2-209% too fast; the dense Llama rows are within "
-                                       "1.0-19.3%")
+@pytest.mark.xfail(strict=True, reason="median |error| over the 26 rows 25.0% (datasheet) / 19.1% (profile): "
+                                       "the Qwen3 MoE rows are 6-229% too fast; the dense Llama rows 6-49% too "
+                                       "fast (H100 FP8 GEMMs at TE's cuBLASLt ratio, 1.90x BF16)")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
 def test_bridge_median_within_8_pct(kind):
     errors = []
