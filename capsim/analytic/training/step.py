@@ -14,6 +14,7 @@ from capsim.analytic.ops import AttentionImpl, forward_layer_ops, layer_shape
 from capsim.analytic.recompute import SelectiveAc
 from capsim.analytic.training import offload, stages
 from capsim.analytic.training.framework import DEFAULT_FRAMEWORK, Framework, FrameworkName, get_framework
+from capsim.analytic.training.hybrid import check_hybrid
 from capsim.analytic.training.release import MoeDispatcher, PipelineSplit
 from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
@@ -137,8 +138,9 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     """Seconds of one optimizer step, broken down, with MFU/HFU, memory, feasibility and train-N-tokens totals.
 
     ``plan`` is one TrainPlan (checked: a plan that cannot run raises SpecError; floats out) or Layouts (arrays out;
-    a layout that cannot run is returned infeasible with its reason). ``perf`` is the accelerator's device model
-    (``capsim.calibration.perf_for``).
+    a layout that cannot run is returned infeasible with its reason; a sharding group below dp x cp under a release
+    without hybrid sharding raises SpecError either way, ``hybrid.check_hybrid``). ``perf`` is the accelerator's
+    device model (``capsim.calibration.perf_for``).
     """
     fw = get_framework(framework)
     perf = resolve_perf(perf, cluster)
@@ -153,6 +155,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
         raise SpecError("plan", f"expected a TrainPlan or Layouts, got {type(plan).__name__}")
     if train_tokens is not None and not train_tokens > 0:
         raise SpecError("train_tokens", f"must be positive, got {train_tokens!r}")
+    check_hybrid(fw.name, lay.dp, lay.cp, lay.shard)  # a group below dp x cp needs a release with HSDP
     gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
     times = stages.LayerTimes.of(model, lay, precision, perf, fw)
     layers = stages.StageLayers.of(model, lay)
