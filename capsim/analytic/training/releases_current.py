@@ -22,6 +22,7 @@ from capsim.analytic.training.release import (
     SPREAD_EXPERTS,
     UNFUSED_CE,
     Flag,
+    FlexBackend,
     Framework,
     FrameworkFamily,
     LossCopy,
@@ -60,6 +61,9 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
                                     "--use-distributed-optimizer (NeMo 1.0: optim distributed_fused_adam)", 8),
     "--moe-token-dispatcher-type": ("moe_dispatcher", {d.value: d for d in MoeDispatcher},
                                     "L2869 (flex: the DeepEP/HybridEP backends)", 8),
+    "--moe-flex-dispatcher-backend": ("moe_flex_backend", {b.value: b for b in FlexBackend},
+                                      "(not there: TransformerConfig.moe_flex_dispatcher_backend, default 'deepep', "
+                                      "ML@core_v0.16.0 (3bec9aa9) core/transformer/transformer_config.py L682)", 16),
     "--expert-tensor-parallel-size": ("layout.etp", {str(n): n for n in (1, 2, 4, 8)}, "L2779", 10),
     "--account-for-embedding-in-pipeline-split": ("layout.account_for_embedding", {"": True}, "L2406", 10),
     "--account-for-loss-in-pipeline-split": ("layout.account_for_loss", {"": True}, "L2409", 10),
