@@ -76,6 +76,11 @@ UNFUSED_CE = ("the loss runs on an fp32 copy of the logits and saves its fp32 so
 SPREAD_EXPERTS = ("a token's k experts are spread over the experts (a learned router or randomly forced balancing; "
                   "the field's generic value)")
 
+# the generic citation of ``moe_flex_backend``
+FLEX_DEEPEP = ("DeepEP's kernels: Megatron-Core's moe_flex_dispatcher_backend default 'deepep' (ML@core_v0.16.0 "
+               "megatron/core/transformer/transformer_config.py L682; the only flex backend before it), NeMo AutoModel's "
+               "BackendConfig dispatcher 'deepep'; the field's generic value where the release has no flex dispatcher")
+
 NOT_DEEPSPEED = {
     "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
                            "distributed_optimizer citation; the field's generic value)",
@@ -348,5 +353,5 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "NOT_DEEPSPEED", "SPREAD_EXPERTS", "PER_REPLICA", "Flag", "FlexBackend", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
+__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "LAYOUT_SETTINGS", "NOT_DEEPSPEED", "SPREAD_EXPERTS", "PER_REPLICA", "Flag", "FlexBackend", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
            "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]

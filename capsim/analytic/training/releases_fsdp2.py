@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
+    FLEX_DEEPEP,
     NOT_DEEPSPEED,
     PER_REPLICA,
     SPREAD_EXPERTS,
@@ -99,7 +100,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
                                  "for the gradient of the weights (the field's generic value)",
             "loss_copy": "torch cross_entropy on fp32-upcast logits keeps that copy (the field's generic "
                                    "value)",
-            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": "AM@8d9bfb9 nemo_automodel/components/moe/layers.py FakeBalancedGate: noise 0.0 "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "moe_random_routing": "AM@8d9bfb9 nemo_automodel/components/moe/layers.py FakeBalancedGate: noise 0.0 "
                                   "spreads tokens uniformly over the experts (exact balance)",
             "fp8_scaling": "FP8 comes from Transformer Engine, whose default recipe is DelayedScaling (TE@v2.2 "
                            "transformer_engine/pytorch/fp8.py L52-56 on Hopper)",
