@@ -161,7 +161,7 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     replays = recompute_passes(lay)
     fwd, bwd = one_pass + probs, (one_pass + probs) * (1.0 + replays)  # probs travel with the dispatch only
     if fw.overlap_moe_a2a:  # the probs ride the comm stream with the tokens; the metadata gather stays on compute
-        paired = _paired_exposed_s(t, fwd / 2.0, bwd / 2.0)
+        paired = _paired_exposed_s(t, fwd / 2.0, bwd / 2.0)  # the mean of a dispatch and a combine
         share = overlapped_share(lay)
         return share * paired + (1.0 - share) * fwd + meta, (1.0 - share) * bwd + meta * replays
     return fwd + meta, bwd + meta * replays
