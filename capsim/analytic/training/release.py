@@ -81,6 +81,10 @@ FLEX_DEEPEP = ("DeepEP's kernels: Megatron-Core's moe_flex_dispatcher_backend de
                "megatron/core/transformer/transformer_config.py L682; the only flex backend before it), NeMo AutoModel's "
                "BackendConfig dispatcher 'deepep'; the field's generic value where the release has no flex dispatcher")
 
+# the generic citation of ``pp_schedule_sequences``
+ONE_SCHEDULE = ("one pipeline schedule runs every micro-batch of the step (the field's generic value; where the "
+                "release has no pipeline it is unused)")
+
 NOT_DEEPSPEED = {
     "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
                            "distributed_optimizer citation; the field's generic value)",
@@ -143,6 +147,9 @@ class Framework:
     interleave_min_pp: int = 2  # the interleaved schedule needs at least this many pipeline stages
     moe_dispatcher: MoeDispatcher = MoeDispatcher.ALLTOALL  # how MoE tokens reach their experts
     moe_flex_backend: FlexBackend = FlexBackend.DEEPEP  # the flex dispatcher's kernels (priced per row, flex.py)
+    # With a pipeline, sequences per pipeline schedule: the step runs (per-replica batch / this) schedules, each with
+    # its own fill and drain (NeMo AutoModel: step_scheduler.local_batch_size); 0: one schedule over the whole batch
+    pp_schedule_sequences: int = 0
     overlap_moe_a2a: bool = False  # MoE all-to-alls of one micro-batch run during another's compute
     # FP8: the grouped experts copy their rows into a buffer padded per expert to the quantization alignment and
     # back (Megatron-Core TEGroupedMLP with TE Fp8Padding/Fp8Unpadding; unpadded: --moe-router-padding-for-quantization)
@@ -353,5 +360,5 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "LAYOUT_SETTINGS", "NOT_DEEPSPEED", "SPREAD_EXPERTS", "PER_REPLICA", "Flag", "FlexBackend", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
+__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "LAYOUT_SETTINGS", "ONE_SCHEDULE", "NOT_DEEPSPEED", "SPREAD_EXPERTS", "PER_REPLICA", "Flag", "FlexBackend", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
            "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]
