@@ -19,45 +19,52 @@ ROWS = read_csv(None, "training_bridge_blackwell.csv", REQUIRED)
 ROW_BOUND_PCT, MEDIAN_BOUND_PCT = 15.0, 8.0
 
 _B200_DIE = ("GB200 (B200's GPU die) too fast at every layout, TP 1 included (Llama3 8B FP8: +12.7%, +16.2%), while the "
-             "GB300 rows priced from TE's own B300 GEMM table are within -14 to +6%: B200's GEMM points are other "
+             "GB300 rows priced from TE's own B300 GEMM table are within -11 to +6%: B200's GEMM points are other "
              "harnesses' (pytorch/ao, vLLM CUTLASS), taken as the same fraction of GB200's 11% higher peaks")
 _FP4_GB200 = ("NVFP4 Llama3 70B at TP 2 on GB200 (no TP overlap for nvfp4: its TP communication exposed) too fast; "
               + _B200_DIE)
 MISSES = {
     0: "+16.2%: Llama3 8B FP8 (delayed scaling) on 8 GB200 (CUDA graph of the run not priced); " + _B200_DIE,
-    5: "+21.3%: 25.11 Llama3.1 405B MXFP8 on 128 B200 (the table's parenthesised FP8-MX figure, 624 against 661 "
+    5: "+22.6%: 25.11 Llama3.1 405B MXFP8 on 128 B200 (the table's parenthesised FP8-MX figure, 624 against 661 "
        "for FP8-CS on the same layout, whose training_bridge.csv row is +16.5%): MXFP8 now at B200's FP8 rate times TE's "
        "cuBLAS MXFP8/FP8 ratio; B200 FP8 rows of 25.09-25.11 are themselves 16-18% too fast at TP 4 CP 2",
-    7: "+34.2%: " + _FP4_GB200, 17: "+31.3%: " + _FP4_GB200, 27: "+22.2%: " + _FP4_GB200,
-    39: "+23.2%: " + _FP4_GB200,
-    9: "+21.3%: 26.02 Llama3 70B MXFP8 at TP 2 on GB200; " + _B200_DIE,
-    38: "+18.1%: 26.04.01 Llama3 70B MXFP8 at TP 2 on GB200; " + _B200_DIE,
-    11: "+15.3%: 26.02 Llama3.1 405B NVFP4 on GB200, PP 16 VP 8 (26.04: +9.2%, 26.04.01: +4.8%); " + _B200_DIE,
-    13: "+16.1%: 26.02 Llama3.1 405B MXFP8 on GB200, PP 16 VP 8; " + _B200_DIE,
-    23: "+17.7%: 26.02.01 Llama3.1 405B MXFP8 on GB200, PP 16 VP 8; " + _B200_DIE,
-    33: "+15.1%: 26.04 Llama3.1 405B MXFP8 on GB200, PP 16 VP 8; " + _B200_DIE,
-    50: "+16.5%: 26.06 Llama3.1 405B MXFP8 on GB200, PP 16 VP 8; " + _B200_DIE,
-    15: "+15.5%: 26.02 Llama3.1 405B FP8-CS on GB200 (later containers +6.0 to +12.0%); " + _B200_DIE,
+    7: "+37.1%: " + _FP4_GB200, 17: "+34.1%: " + _FP4_GB200, 27: "+24.7%: " + _FP4_GB200,
+    39: "+25.8%: " + _FP4_GB200,
+    9: "+21.9%: 26.02 Llama3 70B MXFP8 at TP 2 on GB200; " + _B200_DIE,
+    29: "+15.1%: 26.04 Llama3 70B MXFP8 at TP 2 on GB200; " + _B200_DIE,
+    38: "+18.6%: 26.04.01 Llama3 70B MXFP8 at TP 2 on GB200; " + _B200_DIE,
+    11: "+23.2%: 26.02 Llama3.1 405B NVFP4 on GB200, PP 16 VP 8 (no TP overlap for nvfp4; 26.04.01: +12.0%); "
+        + _B200_DIE,
+    21: "+21.9%: 26.02.01 Llama3.1 405B NVFP4 on GB200, PP 16 VP 4 (no TP overlap for nvfp4); " + _B200_DIE,
+    31: "+16.7%: 26.04 Llama3.1 405B NVFP4 on GB200, PP 16 VP 8 (no TP overlap for nvfp4); " + _B200_DIE,
+    13: "+17.6%: 26.02 Llama3.1 405B MXFP8 on GB200, PP 16 VP 8; " + _B200_DIE,
+    23: "+19.3%: 26.02.01 Llama3.1 405B MXFP8 on GB200, PP 16 VP 8; " + _B200_DIE,
+    33: "+16.6%: 26.04 Llama3.1 405B MXFP8 on GB200, PP 16 VP 8; " + _B200_DIE,
+    44: "+15.5%: 26.04.01 Llama3.1 405B MXFP8 on GB200, PP 16 VP 8; " + _B200_DIE,
+    50: "+18.1%: 26.06 Llama3.1 405B MXFP8 on GB200, PP 16 VP 8; " + _B200_DIE,
+    15: "+17.4%: 26.02 Llama3.1 405B FP8-CS on GB200 (later containers +7.7 to +13.6%); " + _B200_DIE,
 }
 _MOE = ("Qwen3 MoE too fast: 128-expert grouped GEMMs (k = 768 / 1536) priced at the dense GEMM curve of their "
-        "format, the flex dispatch at DeepEP's H100 kernel costs (the rows carry no --moe-flex-dispatcher-backend, so "
-        "Megatron-Core's default deepep, where several recipes name hybridep) and the all-to-all at NCCL bandwidths, "
-        "CUDA graphs not priced (as the Qwen3 rows of training_bridge.csv, 3-209% too fast)")
+        "format, HybridEP/DeepEP and the all-to-all at NCCL bandwidths, CUDA graphs not priced (as the Qwen3 rows of "
+        "training_bridge.csv, 3-209% too fast); the host's kernel issue time at the cited launch costs "
+        "(capsim.analytic.training.host: one GEMM and one quantize per local expert) stays under each pass's GPU "
+        "time here; the misses grow with the local experts per GPU (16 at EP 8: about 1-10 ms per layer and micro-batch; "
+        "4 at EP 32: 0-1.6 ms)")
 _MBS1 = ("at the table's micro-batch 1 on 8 B200 capsim prices the step nearly as fast as at micro-batch 4 (30789 vs "
          "36995 tokens/s/GPU) while the page's figure is 2.8x lower than its micro-batch-4 rows; ")
 _B300_235B = ("the page's 26.02 / 26.02.01 B300 figures at micro-batch 1, PP 8 VP 4 (2691, 2644) are 45% below 26.04's "
               "micro-batch-2 row (4865); ")
 MISSES.update({
-    54: "+36.1%: " + _MOE, 55: "+18.0%: BF16 " + _MOE,
-    59: "+24.0%: " + _MOE, 67: "+22.6%: " + _MOE,
-    74: "+24.2%: " + _MOE,
-    79: "+23.6%: " + _MOE,
-    81: "+23.9%: " + _MOE,
-    56: "+191.0%: " + _MBS1 + _MOE, 61: "+179.3%: " + _MBS1 + _MOE,
-    57: "+115.9%: Qwen3-235B on 64 B200, alltoall with the a2a overlap (ep_comm 0.13 s of a 9.3 s step); " + _MOE,
-    65: "+51.5%: Qwen3-235B on 256 B200, alltoall; " + _MOE, 87: "+52.7%: Qwen3-235B on 256 B200, alltoall; " + _MOE,
-    64: "+177.5%: " + _B300_235B + "the a2a overlapped (ep_comm 0.13 s of a 17.5 s step); " + _MOE,
-    72: "+128.9%: " + _B300_235B + _MOE,
+    52: "+17.5%: " + _MOE, 54: "+40.1%: " + _MOE, 55: "+18.2%: BF16 " + _MOE,
+    59: "+27.7%: " + _MOE, 67: "+26.3%: " + _MOE,
+    69: "+17.8%: " + _MOE, 74: "+27.9%: " + _MOE,
+    76: "+17.0%: " + _MOE, 79: "+22.1%: " + _MOE,
+    81: "+27.5%: " + _MOE, 83: "+15.8%: " + _MOE,
+    56: "+182.0%: " + _MBS1 + _MOE, 61: "+170.6%: " + _MBS1 + _MOE,
+    57: "+115.6%: Qwen3-235B on 64 B200, alltoall with the a2a overlap (ep_comm 0.13 s of a 9.3 s step); " + _MOE,
+    65: "+49.2%: Qwen3-235B on 256 B200, alltoall; " + _MOE, 87: "+50.3%: Qwen3-235B on 256 B200, alltoall; " + _MOE,
+    64: "+177.3%: " + _B300_235B + "the a2a overlapped (ep_comm 0.13 s of a 17.5 s step); " + _MOE,
+    72: "+125.3%: " + _B300_235B + _MOE,
 })
 _MFSDP = ("Megatron-FSDP (ZeRO-3 over the 64 GPUs of one NVLink domain, gathers one layer ahead: 0.02 s exposed) with "
           "CPU activation offloading (its copies priced hidden behind the layers' compute over NVLink-C2C): the step "
@@ -65,7 +72,7 @@ _MFSDP = ("Megatron-FSDP (ZeRO-3 over the 64 GPUs of one NVLink domain, gathers 
           "within +1.1 to +6.1%. ")
 MISSES.update({
     88: "+23.4%: 25.09 Llama3 70B on GB200, micro-batch 2, one micro-batch per step; " + _MFSDP + _B200_DIE,
-    89: "+32.3%: 25.09 Llama3.1 405B on 128 GB200, TP 2 with 95 of 126 layers offloaded; " + _MFSDP + _B200_DIE,
+    89: "+32.8%: 25.09 Llama3.1 405B on 128 GB200, TP 2 with 95 of 126 layers offloaded; " + _MFSDP + _B200_DIE,
     90: "+17.4%: 25.11 Llama3 70B on GB300 (5307 priced for every container; the page: 4520 for 25.11, 5003-5248 "
         "after); " + _MFSDP,
     93: "+21.8%: 26.02 Llama3 70B on GB200; " + _MFSDP + _B200_DIE,
@@ -157,9 +164,9 @@ def test_blackwell_row_within_15_pct(i, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (ROWS[i]["model"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| over the 100 rows 12.0% (both rules): the Qwen3 MoE rows "
-                                       "are -3.2 to +191% and the GB200 Llama rows 4.8-34.2%; the GB300 Llama rows "
-                                       "are within -13.7 to +17.4%")
+@pytest.mark.xfail(strict=True, reason="median |error| over the 100 rows 12.8% (both rules): the Qwen3 MoE rows "
+                                       "are -2.5 to +182% and the GB200 Llama rows 7.7-37.1%; the GB300 Llama rows "
+                                       "are within -11.4 to +17.4%")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
 def test_blackwell_median_within_8_pct(kind):
     errors = [abs(_predict(i, kind).value / float(ROWS[i]["value"]) - 1.0) * 100 for i in range(len(ROWS))]

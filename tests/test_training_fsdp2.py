@@ -8,9 +8,9 @@ from importlib import resources
 import numpy as np
 import pytest
 
+from capsim.analytic.layouts import Layouts
 from capsim.analytic.training.framework import FrameworkName, get_release, release_for
 from capsim.analytic.training.release import BEHAVIOUR, MoeDispatcher, Reshard
-from capsim.analytic.layouts import Layouts
 from capsim.analytic.training.stages import schedules
 from capsim.analytic.training.step import release_split
 from capsim.errors import SpecError

@@ -73,6 +73,15 @@ _RHT_FLOPS_PER_VALUE = 2.0 * 16
 # FusedAttnFunc saves (q, k, v, out) outside FP8 attention, TE@v2.8 attention/dot_product_attention/backends.py
 # L1240, L1276): their quantized copy comes on top of it, unless selective recompute checkpoints the core (CORE class).
 _CORE_OUTPUT_INPUT = frozenset({"attn_out", "cross_out"})
+# Under sequence parallelism TE quantizes the sequence-sharded tensor on each rank before the all-gather, so these
+# casts cover 1/t of the rows: the inputs of the column-parallel GEMMs (LayerNormLinear: the norm writes the quantized
+# copy of the local rows, then ``gather_along_first_dim(ln_out, tp_group, quantizer=...)``) and the output gradients
+# of the row-parallel ones (``grad_output_preprocess``: "FP8 case with gather", cast then gather) (TE@v1.8
+# module/layernorm_linear.py L126-157, module/base.py grad_output_preprocess; TE@71bbefbf, Megatron-Bridge v0.4.0's
+# pin, module/layernorm_linear.py L243-276, module/linear.py L570-610, module/base.py L1172-1235). The routed
+# experts' GEMMs (grouped) take their rows from the dispatcher, not from a sequence-parallel gather.
+_SP_GATHERED_INPUT = frozenset({"qkv", "mlp_up", "cross_qkv"})
+_SP_GATHERED_GRAD = frozenset({"attn_out", "mlp_down", "cross_out"})
 PAD, UNPAD = "moe_fp8_pad", "moe_fp8_unpad"  # the grouped experts' row padding copies (``grouped_padding``)  # a 16-point Hadamard transform: a 16x16 matrix times each 16 values
 
 
@@ -128,9 +137,17 @@ def _casts(name: str, elements: Num, count: Num, share: Num, precision: Precisio
     return out
 
 
-def forward(ops: list[Op], precision: Precision) -> list[Op]:
+def _sp_rows(op: Op, names: frozenset[str], sp_shard: Num) -> Num:
+    """The share of ``op``'s rows a rank quantizes: 1/``sp_shard`` for a dense GEMM of ``names`` (see
+    ``_SP_GATHERED_INPUT``), else all of them."""
+    return 1.0 / np.asarray(sp_shard, float) if _base(op.name) in names and op.impl != GROUPED else 1.0
+
+
+def forward(ops: list[Op], precision: Precision, sp_shard: Num = 1.0) -> list[Op]:
     """The forward op list with TE's GEMMs in the recipe's quantized format, their inputs' casts before them, and
-    their saved inputs kept as one quantized copy; unchanged when the recipe is not quantized."""
+    their saved inputs kept as one quantized copy; unchanged when the recipe is not quantized. ``sp_shard``: the
+    ranks a sequence-parallel GEMM input is gathered from (t under SP, else 1; arrays over layouts), whose casts
+    run before the gather on 1/t of the rows (``_SP_GATHERED_INPUT``)."""
     if precision.compute not in QUANTIZED:
         return ops
     scale = precision.compute.bytes / precision.activations.bytes
@@ -140,7 +157,8 @@ def forward(ops: list[Op], precision: Precision) -> list[Op]:
             out.append(op)
             continue
         m, _n, k = op.shape
-        out += _casts(CastKind.INPUT.value, np.asarray(m, float) * k, op.count, op.share, precision)
+        rows = np.asarray(m, float) * _sp_rows(op, _SP_GATHERED_INPUT, sp_shard)
+        out += _casts(CastKind.INPUT.value, rows * k, op.count, op.share, precision)
         saved = tuple((kind, size * scale) for kind, size in op.saved)
         if _base(op.name) in _CORE_OUTPUT_INPUT:
             saved += tuple((Saved.CORE, size) for _kind, size in op.saved)
@@ -148,15 +166,40 @@ def forward(ops: list[Op], precision: Precision) -> list[Op]:
     return out
 
 
-def backward_casts(ops: list[Op], precision: Precision) -> list[Op]:
+def backward_casts(ops: list[Op], precision: Precision, sp_shard: Num = 1.0) -> list[Op]:
     """The casts the backward adds: each quantized GEMM's output gradient [m, n], quantized once for its data- and
-    weight-gradient GEMMs (``ops`` is the forward list)."""
+    weight-gradient GEMMs (``ops`` is the forward list); a row-parallel GEMM's under SP on the 1/``sp_shard`` rows
+    its rank holds, before the gather (``_SP_GATHERED_GRAD``)."""
     out: list[Op] = []
     for op in ops:
         if is_fp8(op, precision):
             m, n, _k = op.shape
-            out += _casts(CastKind.GRAD.value, np.asarray(m, float) * n, op.count, op.share, precision)
+            rows = np.asarray(m, float) * _sp_rows(op, _SP_GATHERED_GRAD, sp_shard)
+            out += _casts(CastKind.GRAD.value, rows * n, op.count, op.share, precision)
     return out
+
+
+def sp_gather_bytes(precision: Precision) -> tuple[float, float]:
+    """Bytes per value of a sequence-parallel all-gather under ``precision``: (a column-parallel GEMM's input, a
+    row-parallel GEMM's output gradient). With TE's quantized GEMMs the rank quantizes its rows and gathers the
+    quantized copy (``_SP_GATHERED_INPUT``; TE@71bbefbf distributed.py ``_all_gather_fp8``,
+    ``_all_gather_mxfp8``, ``_all_gather_nvfp4``: data and block scales, the format's bytes): the input one usage
+    (rowwise in the forward, the wgrad's columnwise copy when re-gathered in the backward; per-tensor FP8 gathers
+    rowwise and transposes after, ``supports_only_rowwise_all_gather``), the output gradient both usages for the
+    block-scaled formats (module/linear.py L577-579 ``set_usage(rowwise=True, columnwise=True)``) and one for
+    per-tensor FP8 (TE@v1.8 module/base.py grad_output_preprocess: cast, gather, then transpose). Else the 16-bit
+    activation. Reduce-scatters stay 16-bit (GEMM outputs)."""
+    if precision.compute not in QUANTIZED:
+        return precision.activations.bytes, precision.activations.bytes
+    q = precision.compute.bytes
+    return q, (q if precision.compute is DType.FP8 else 2.0 * q)
+
+
+def amax_reduced(precision: Precision) -> bool:
+    """Whether a sequence-parallel quantize all-reduces its amax over the TP group first: FP8 current scaling and
+    NVFP4, whose scale needs the whole tensor's amax (``capsim.analytic.training.comms``)."""
+    return precision.compute is DType.NVFP4 or (precision.compute is DType.FP8
+                                                and precision.fp8_scaling is Fp8Scaling.CURRENT)
 
 
 def grouped_padding(ops: list[Op], precision: Precision) -> tuple[list[Op], list[Op]]:
@@ -201,5 +244,5 @@ def weight_cast_bytes(params: Num, precision: Precision) -> Num:
     return np.asarray(params, float) * (reads * precision.weights.bytes + 2.0 * precision.compute.bytes)
 
 
-__all__ = ["FP8_GEMMS", "QUANTIZED", "CastKind", "backward_casts", "forward", "gemm_format", "grouped_padding", "is_fp8",
-           "weight_cast_bytes"]
+__all__ = ["FP8_GEMMS", "QUANTIZED", "CastKind", "amax_reduced", "backward_casts", "forward", "gemm_format",
+           "grouped_padding", "is_fp8", "sp_gather_bytes", "weight_cast_bytes"]

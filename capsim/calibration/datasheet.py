@@ -10,6 +10,8 @@ from datetime import date
 
 from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
 from capsim.calibration.fp8 import fp8_scale
+from capsim.calibration.published_comm import fitted_links
+from capsim.calibration.published_comm import points_for as comm_points_for
 from capsim.calibration.published_gemm import (
     BLOCK_SCALED_REFERENCE,
     MXFP8_OVER_FP8,
@@ -98,6 +100,29 @@ def gemm_peak_fraction(acc: Accelerator) -> float:
     return round(fitted_peak_fraction(found[1], _peak_of(found[0], DType.BF16), (half, half, half)), 4)
 
 
+def _intra_link(acc: Accelerator) -> Link | tuple[Link, ...]:
+    """The intra-node link: fitted to the published NCCL table of the part or its NVLink peer
+    (capsim.calibration.published_comm), else the stated assumption on the datasheet rate."""
+    found = comm_points_for(acc.name)
+    if found is not None:
+        return fitted_links(found[1])
+    a = ASSUMPTIONS
+    return Link(a["intra_alpha_s"], acc.intra_node_bw_bytes_per_s * a["intra_link_fraction"])
+
+
+def _comm_provenance(acc: Accelerator) -> str:
+    found = comm_points_for(acc.name)
+    if found is None or not acc.intra_node_bw_bytes_per_s:
+        return ""
+    whose = "its own" if found[0] == acc.name else f"{found[0]}'s, the same NVLink generation and per-GPU rate"
+    small, large = fitted_links(found[1])
+    return (f" Intra-node collectives: two alpha-beta links ({small.alpha_s * 1e6:.1f} us + bytes / "
+            f"{small.bus_bw_bytes_per_s / 1e9:.0f} GB/s up to 4 MiB, {large.alpha_s * 1e6:.1f} us + bytes / "
+            f"{large.bus_bw_bytes_per_s / 1e9:.0f} GB/s from 8 MiB; the faster applies) fitted to a published NCCL "
+            f"table ({whose}; capsim.calibration.published_comm) instead of intra_link_fraction and intra_alpha_s: "
+            f"{found[1].source}.")
+
+
 def datasheet_params(acc: Accelerator) -> DeviceParams:
     a = ASSUMPTIONS
     half = a["gemm_half_size"]
@@ -105,7 +130,7 @@ def datasheet_params(acc: Accelerator) -> DeviceParams:
     curve = Curve(gemm_peak_fraction(acc), (half, half, half))
     links: dict[str, dict[str, dict[str, Link]]] = {}
     if acc.intra_node_bw_bytes_per_s:
-        links["intra"] = {"*": {"*": Link(a["intra_alpha_s"], acc.intra_node_bw_bytes_per_s * a["intra_link_fraction"])}}
+        links["intra"] = {"*": {"*": _intra_link(acc)}}
     if acc.inter_node_bw_bytes_per_s:
         links["inter"] = {"*": {"*": Link(a["inter_alpha_s"], acc.inter_node_bw_bytes_per_s * a["inter_link_fraction"])}}
     return DeviceParams(
@@ -166,7 +191,13 @@ def datasheet_calibration(acc: Accelerator) -> Calibration:
         fitted=datasheet_params(acc), created=str(date.today()),
         provenance=f"Derived from datasheets: {acc.source} peaks and links (capsim/specs/catalog/accelerators.yaml) "
                    "times the stated efficiencies of capsim.calibration.datasheet.ASSUMPTIONS: "
-                   + "; ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items()) + "." + _gemm_provenance(acc))
+                   + "; ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items()) + "."
+                   + _joined(_gemm_provenance(acc), _comm_provenance(acc)))
+
+
+def _joined(gemm: str, comm: str) -> str:
+    """The GEMM and collective provenance, the first closed by a full stop where the second follows it."""
+    return gemm + ("." if comm and gemm and not gemm.endswith(".") else "") + comm
 
 
 def write_datasheet_calibrations(folder: str | None = None) -> list[str]:

@@ -47,7 +47,7 @@ METRICS = {"ttft_mean": "ttft_mean_s", "tpot_mean": "tpot_mean_s", "itl_mean": "
            "e2e_latency_mean": "e2e_mean_s", "output_tokens_per_s": "output_tokens_per_s",
            "prefill_batch_time": "", "decode_step_time": ""}
 SATURATION_TTFT_S = 1.0  # the mean TTFT that marks saturation, applied to measured and simulated runs alike
-MAX_LOAD_REQUESTS_PER_SEQ = 4  # max-load: this many requests per batch slot, all queued at t = 0
+MAX_LOAD_REQUESTS_PER_SEQ = 4  # max-load with no stated request count: this many per batch slot, all queued at t = 0
 
 
 @dataclass(frozen=True)
@@ -182,11 +182,12 @@ def _open_loop(r: dict[str, str], perf: Perf, sw: Software, kind: str, metric: s
     if kind == "poisson":
         return _metric(_run(r, _poisson(r, csv_path), _plan(r, sw), sw, perf), metric), note + \
             "; 1000 Poisson requests"
-    if kind == "max-load":
+    if kind == "max-load":  # the benchmark's own request count (column batch) where the source states it
         plan = _plan(r, sw)
-        n = MAX_LOAD_REQUESTS_PER_SEQ * plan.max_batch
+        n = int(r["batch"]) if r["batch"].strip() else MAX_LOAD_REQUESTS_PER_SEQ * plan.max_batch
         res = _run(r, _fixed(n, r, np.zeros(n)), plan, sw, perf)
-        return _metric(res, metric), note + f"; {n} requests queued at t=0 (max_num_seqs {plan.max_batch})"
+        how = "" if r["batch"].strip() else f", {MAX_LOAD_REQUESTS_PER_SEQ} per batch slot: the source states no count"
+        return _metric(res, metric), note + f"; {n} requests queued at t=0{how} (max_num_seqs {plan.max_batch})"
     if kind == "static":
         b = int(r["batch"])
         res = _run(r, _fixed(4 * b, r, np.zeros(4 * b)), _plan(r, sw, max_batch=b), sw, perf, "static")

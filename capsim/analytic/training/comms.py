@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic.fp8 import amax_reduced, sp_gather_bytes
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.moe import busiest_rank, moe_tokens
 from capsim.analytic.ops import optimizer_ops
@@ -39,21 +40,25 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     conjugates at the column-parallel inputs, and under SP the all-gather of the row-parallel output gradient plus
     a re-gather of the saved sharded input for the weight gradient. With async TP communication the column-parallel
     ones run during that linear's weight-gradient GEMM (and the re-gather during its data-gradient GEMM).
-    Decoder layers of an encoder-decoder add one pair for cross-attention.
+    Decoder layers of an encoder-decoder add one pair for cross-attention. With ``fw.tp_gather_quantized`` (TE) the
+    all-gathers move the quantized copies (``fp8.sp_gather_bytes``) and amax all-reduces precede them.
     """
-    nbytes = _tokens(lay) * model.hidden * precision.activations.bytes
+    values = _tokens(lay) * model.hidden
+    nbytes = values * precision.activations.bytes
     where = placement(lay.tp, 1, gpn)
     ar = collective_s(perf, "all_reduce", nbytes, where)
     rs = collective_s(perf, "reduce_scatter", nbytes, where)
-    ag = collective_s(perf, "all_gather", nbytes, where)
-    forward = 2.0 * np.where(lay.sp, ag + rs, ar)
+    widths = sp_gather_bytes(precision) if fw.tp_gather_quantized else (precision.activations.bytes,) * 2
+    ag_in, ag_grad = (collective_s(perf, "all_gather", values * b, where) for b in widths)
+    forward = 2.0 * np.where(lay.sp, ag_in + rs, ar)
     if fw.overlap_tp_wgrad:
         hidden = [(t.qkv_dgrad_s, t.qkv_wgrad_s), (t.up_dgrad_s, t.up_wgrad_s)]
         plain = sum(np.maximum(ar - wgrad, 0.0) for _, wgrad in hidden)
-        seq = 2.0 * ag + sum(np.maximum(rs - wgrad, 0.0) + np.maximum(ag - dgrad, 0.0) for dgrad, wgrad in hidden)
+        seq = 2.0 * ag_grad + sum(np.maximum(rs - wgrad, 0.0) + np.maximum(ag_in - dgrad, 0.0)
+                                  for dgrad, wgrad in hidden)
         backward = np.where(lay.sp, seq, plain)
     else:
-        backward = np.where(lay.sp, 4.0 * ag + 2.0 * rs, 2.0 * ar)
+        backward = np.where(lay.sp, 2.0 * (ag_grad + ag_in) + 2.0 * rs, 2.0 * ar)
     pairs = 1.0 + (0.5 * model.layers / model.total_layers if model.arch is Arch.ENCODER_DECODER else 0.0)
     fwd, bwd = pairs * forward, pairs * (forward * recompute_passes(lay) + backward)
     if fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
@@ -71,7 +76,19 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
                    ((t.proj_fwd_s, fw.tp_rs.proj_sm_share), (t.fc2_fwd_s, fw.tp_rs.fc2_sm_share)))
         fwd = fwd + np.where(lay.sp, lent, 0.0)
         bwd = bwd + np.where(lay.sp, lent * rec, 0.0)
-    return fwd, bwd
+    amax = np.where(lay.sp & fw.tp_gather_quantized, 2.0 * pairs * _amax_reduce_s(perf, precision, where), 0.0)
+    return fwd + amax, bwd + amax * (1.0 + recompute_passes(lay))
+
+
+def _amax_reduce_s(perf: Perf, precision: Precision, where: Placement) -> np.ndarray:
+    """One amax all-reduce (MAX) over the TP group before a sequence-parallel quantize: FP8 current scaling and
+    NVFP4 need the whole tensor's amax, so TE all-reduces each rank's on the compute stream and waits for it
+    (TE@71bbefbf csrc/quantizer.cpp L882-887 Float8CurrentScalingQuantizer, L2333-2351 NVFP4Quantizer, rowwise and
+    columnwise amax coalesced), set for the column-parallel inputs and the row-parallel output gradients under SP
+    (module/layernorm_linear.py L1743-1791, layernorm_mlp.py L2420-2468, linear.py L1619); 0 for the others."""
+    if not amax_reduced(precision):
+        return np.zeros(np.shape(where.size))
+    return np.asarray(collective_s(perf, "all_reduce", 8.0, where), float)
 
 
 def tp_ends_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int

@@ -25,6 +25,7 @@ from capsim.analytic.ops import (
     layer_shape,
 )
 from capsim.analytic.recompute import SelectiveAc
+from capsim.analytic.training import host
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import DType, Precision
@@ -65,6 +66,8 @@ class MicroBatchTimes:
     fc2_fwd_s: np.ndarray  # and the dense MLP's fc2 (0 in an MoE layer: its experts run outside the TP overlap)
     experts_fwd_s: np.ndarray  # an MoE layer's "mlp" node (sort, experts, shared experts): what EP a2a overlap pairs
     experts_bwd_s: np.ndarray  # its backward (data and weight gradients); 0 in a dense layer
+    host_fwd_s: np.ndarray  # host time to issue the layer's forward kernels (capsim.analytic.training.host)
+    host_bwd_s: np.ndarray  # and its backward's
     embed_fwd_s: np.ndarray  # embedding lookup (first stage)
     embed_bwd_s: np.ndarray
     head_fwd_s: np.ndarray  # final norm, LM head and loss (last stage)
@@ -144,7 +147,7 @@ def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtyp
 
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-           pad: bool = False, random_routing: bool = False) -> dict[str, np.ndarray]:
+           pad: bool = False, random_routing: bool = False, local_casts: bool = False) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
     if random_routing and model.is_moe:  # the busiest EP rank's copies under random forced balancing
@@ -153,14 +156,18 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
                               moe_share)
     ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations)
     pad_f, pad_b = fp8.grouped_padding(plain, precision) if pad else ([], [])
-    fwd = fp8.forward(plain, precision) + pad_f + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
-    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision) + pad_b + [ring_b]
+    # SP with TE (``local_casts``): the casts before an all-gather cover the rank's rows (fp8._SP_GATHERED_*)
+    gathered = np.where(lay.sp & local_casts, lay.tp, 1)
+    fwd = fp8.forward(plain, precision, gathered) + pad_f + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
+    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision, gathered) + pad_b + [ring_b]
     fwd_s = [_op_s(perf, op, lay, precision) for op in fwd]
     layer_fwd_s = sum(fwd_s, np.zeros(len(lay)))
     replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
                                 recompute.block_share(model, sac))
     experts_f, experts_b = _experts_node_s(model, plain, lay, precision, perf, moe_share, pad)
+    zero = np.zeros(len(lay))
     return {"layer_fwd_s": layer_fwd_s, "layer_bwd_s": _sum(perf, bwd, lay, precision),
+            "host_fwd_s": zero + host.host_s(fwd, precision), "host_bwd_s": zero + host.host_s(bwd, precision),
             "experts_fwd_s": experts_f, "experts_bwd_s": experts_b,
             "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS), "layer_selective_s": replay,
             "layer_gemm_fwd_s": _sum(perf, fwd, lay, precision, GEMM_OPS),
@@ -192,12 +199,12 @@ def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: 
 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-           pad: bool = False, random_routing: bool = False) -> MicroBatchTimes:
+           pad: bool = False, random_routing: bool = False, local_casts: bool = False) -> MicroBatchTimes:
     out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
-                 random_routing=random_routing)
+                 random_routing=random_routing, local_casts=local_casts)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
         dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad,
-                     random_routing=random_routing)
+                     random_routing=random_routing, local_casts=local_casts)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     head = head_ops(model, tokens, lay.tp, precision.activations)
@@ -221,15 +228,17 @@ def distinct(lay: Layouts, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarra
 def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
                       moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-                      fp8_padding: bool = False, random_routing: bool = False) -> MicroBatchTimes:
+                      fp8_padding: bool = False, random_routing: bool = False,
+                      local_casts: bool = False) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
     is the release's selective-recompute policy; ``fp8_padding``: the release pads the grouped experts' FP8 rows
     (``Framework.moe_fp8_padding``); ``random_routing``: its forced balancing is random per token
-    (``Framework.moe_random_routing``)."""
+    (``Framework.moe_random_routing``); ``local_casts``: under SP the casts before a TP all-gather cover the rank's
+    own rows (``Framework.tp_gather_quantized``)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
-                  fp8_padding, random_routing).take(inverse)
+                  fp8_padding, random_routing, local_casts).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]

@@ -71,7 +71,8 @@ UNFUSED_CE = ("the loss runs on an fp32 copy of the logits and saves its fp32 so
               "tensor_parallel/cross_entropy.py: vocab_parallel_logits.float(), save_for_backward(exp_logits); "
               "cross_entropy_loss_fusion default False, and its 'native' impl keeps the same fp32 exp_logits)")
 
-# The DeepSpeed-only gradient fields of every release that is not DeepSpeed (their generic values).
+# The generic value of ``tp_gather_quantized`` for a release whose GEMMs are never quantized under TP here.
+NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in this release (the field's generic value)"
 # the generic citation of ``moe_consecutive_experts`` (a router, learned or randomly forced, spreads a token's experts)
 SPREAD_EXPERTS = ("a token's k experts are spread over the experts (a learned router or randomly forced balancing; "
                   "the field's generic value)")
@@ -85,6 +86,7 @@ FLEX_DEEPEP = ("DeepEP's kernels: Megatron-Core's moe_flex_dispatcher_backend de
 ONE_SCHEDULE = ("one pipeline schedule runs every micro-batch of the step (the field's generic value; where the "
                 "release has no pipeline it is unused)")
 
+# The DeepSpeed-only gradient fields of every release that is not DeepSpeed (their generic values).
 NOT_DEEPSPEED = {
     "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
                            "distributed_optimizer citation; the field's generic value)",
@@ -193,6 +195,11 @@ class Framework:
     grad_bucket_elements: float = 0.0
     fp32_master: bool = True  # an fp32 master copy and fp32 Adam moments (else both in the parameters' format)
     tp_rs: RsOverlap = RsOverlap()  # with overlap_tp_comm: how the forward reduce-scatters overlap their GEMMs
+    # Under SP with quantized GEMMs (Transformer Engine): a column-parallel input and a row-parallel output gradient
+    # are quantized on the rank's own rows and all-gathered quantized (``capsim.analytic.fp8.sp_gather_bytes``),
+    # after an amax all-reduce over the TP group for current scaling and NVFP4; False: 16-bit gathers, casts of
+    # the gathered rows
+    tp_gather_quantized: bool = False
     selective_ac: SelectiveAc = SelectiveAc()  # what selective recomputation replays
     # torch.compile of each block (Inductor fuses its elementwise ops). Recorded, not priced: capsim prices every
     # op as its own kernel, so its elementwise time is that of the eager model.
@@ -360,5 +367,6 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "LAYOUT_SETTINGS", "ONE_SCHEDULE", "NOT_DEEPSPEED", "SPREAD_EXPERTS", "PER_REPLICA", "Flag", "FlexBackend", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher",
-           "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]
+__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+           "SPREAD_EXPERTS", "PER_REPLICA", "Flag", "FlexBackend", "Framework", "FrameworkFamily", "LossCopy",
+           "MoeDispatcher", "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]

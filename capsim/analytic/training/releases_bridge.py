@@ -83,7 +83,7 @@ class _Tag:
 def _bridge_release(name: str, t: _Tag) -> Release:
     """A Megatron-Bridge release: the 26.04.01 preset's behaviour, every fact read at tag ``t``."""
     mb, co = f"MB@{t.tag}", f"MB@{t.tag} src/megatron/bridge/training/comm_overlap.py"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,

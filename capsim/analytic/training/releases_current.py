@@ -151,6 +151,14 @@ def megatron_core_flags(core_minor: int) -> dict[str, Flag]:
             **fsdp_flags(core_minor)}
 
 
+# Megatron-Core's FP8 runs Transformer Engine's modules, which under SP quantize the local rows and gather the
+# quantized copy (capsim.analytic.fp8 _SP_GATHERED_INPUT, sp_gather_bytes; comms._amax_reduce_s).
+TE_SP_GATHER = ("TE@v1.8 module/layernorm_linear.py L126-157 (FP8 norm output gathered), module/base.py "
+                "grad_output_preprocess ('FP8 case with gather': cast, then gather); TE@71bbefbf (Megatron-Bridge "
+                "v0.4.0's pin) distributed.py _all_gather_fp8/_all_gather_mxfp8/_all_gather_nvfp4, "
+                "module/layernorm_linear.py L243-276, csrc/quantizer.cpp L882-887 and L2333-2351 (amax all-reduce)")
+
+
 def _megatron_common(cite_args: str) -> dict[str, str]:
     """Citations shared by the Megatron-Core releases (features present in all of them)."""
     return {"overlap_tp_wgrad": cite_args + " core/tensor_parallel/layers.py: async all-gather/all-reduce/"
@@ -177,6 +185,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
                             "attention.py _checkpointed_attention_forward; 'core_attn', the default recompute module)",
             "torch_compile": "Megatron-Core runs the model eagerly with Transformer Engine's fused kernels",
             "fp8_precompute_scales": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
+            "tp_gather_quantized": TE_SP_GATHER,
             "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "moe_combine_saves": cite_args + " " + COMBINE_PROBS,
             "loss_copy": cite_args + " " + UNFUSED_CE, **NOT_DEEPSPEED}
@@ -186,7 +195,7 @@ def nemo_24_07(name: str) -> Release:
     """NeMo 24.07: NeMo 1.0's MegatronGPTModel on Megatron-Core (mcore_gpt), defaults of its GPT config."""
     conf = "NeMo@c277b9a6 (2024-08-01) examples/nlp/language_modeling/conf/megatron_gpt_config.yaml"
     mc = "ML@core_v0.8.0"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=False, overlap_p2p=False,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
@@ -236,7 +245,7 @@ def nemo_25_02(name: str) -> Release:
     # The container's Megatron-Core: NeMo@v2.2.0rc3 requirements/manifest.json pins megatron-lm 74428fda (2025-02-24,
     # branch core_r0.11.0), the "Megatron-Core 0.11.0" NVIDIA ships with NeMo Framework 25.02.
     mc = "ML@74428fda (core_r0.11.0)"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -300,7 +309,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
     co = "MB@v0.4.2 src/megatron/bridge/training/comm_overlap.py"
     common = "MB@v0.4.2 src/megatron/bridge/recipes/common.py _pretrain_common"
     mc = "ML@2edffadb (core 0.17.1, Bridge v0.4.2's 3rdparty/Megatron-LM)"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,

@@ -73,7 +73,7 @@ _ARGS = _ML + " megatron/training/arguments.py"
 
 def megatron_core_0_14(name: str) -> Release:
     """Megatron-LM pretrain_gpt.py at core_v0.14.0 with its flag defaults."""
-    fw = Framework(name, AttentionImpl.FLASH, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -211,7 +211,7 @@ def megatron_core_release(name: str, tag: str) -> Release:
     """Megatron-LM pretrain_gpt.py at ``tag`` (one of ``_CORES``) with its flag defaults."""
     c = _CORES[tag]
     ml, args = f"ML@{tag}", f"ML@{tag} training/arguments.py"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,

@@ -129,7 +129,7 @@ class _Nemo1:
 def _nemo1_release(name: str, t: _Nemo1) -> Release:
     """A NeMo 1.0 container: MegatronGPTModel's base-config defaults (the 24.07 preset's behaviour) at ``t``."""
     conf = f"{t.nemo} examples/nlp/language_modeling/conf/megatron_gpt_config.yaml"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=False, overlap_p2p=False,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
@@ -227,7 +227,7 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
     cb = f"{nemo} nemo/lightning/pytorch/callbacks/megatron_comm_overlap.py"
     gpt = f"{nemo} nemo/collections/llm/gpt/model/"
     prec = f"{nemo} nemo/collections/llm/recipes/precision/mixed_precision.py"
-    fw = Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,

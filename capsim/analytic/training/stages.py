@@ -90,10 +90,11 @@ class LayerTimes:
         """Both kinds priced from the op list (``micro_batch_times``), once each."""
         if not model.dense_layers:
             t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, sac=fw.selective_ac,
-                                  fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing)
+                                  fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing,
+                                  local_casts=fw.tp_gather_quantized)
             return cls(t, t)
         return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share, fw.selective_ac,
-                                       fw.moe_fp8_padding, fw.moe_random_routing)
+                                       fw.moe_fp8_padding, fw.moe_random_routing, fw.tp_gather_quantized)
                      for share in (1.0, 0.0)))
 
     def pair(self, fn) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -188,6 +189,15 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     return {k: v[inverse] for k, v in out.items()}
 
 
+def host_wait_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object) -> np.ndarray:
+    """Seconds one layer's GPU waits for the host per micro-batch: each pass's host issue time
+    (``capsim.analytic.training.host``) beyond its GPU time, compute and the EP communication on its streams.
+    Not floored: a recomputation's replay, and the EP A2A overlap schedule's pairing of two micro-batches' passes
+    (each pass is compared with its own GPU time)."""
+    return (np.maximum(t.host_fwd_s - t.layer_fwd_s - ep_fwd, 0.0)
+            + np.maximum(t.host_bwd_s - t.layer_bwd_s - ep_bwd, 0.0))
+
+
 def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
                       times: LayerTimes, layers: StageLayers, dp: dict[str, np.ndarray]
                       ) -> dict[str, dict[str, np.ndarray]]:
@@ -201,7 +211,9 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     tp_head = tp_head_f + tp_head_b
     cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t))  # the same attention in both kinds
-    ep_layer = sum(comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw))  # one MoE layer
+    ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw)  # one MoE layer
+    ep_layer = ep_f + ep_b
+    waits = (host_wait_s(t, ep_f, ep_b), host_wait_s(times.dense, 0.0, 0.0))
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
     single = lay.pp == 1
@@ -214,7 +226,8 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
         end_compute, end_tp = ends[kind.split("_")[0]]
         emb, head = np.full(len(lay), kind == "first"), (kind == "last") | ((kind == "first") & single)
         zero = sharded_exposed_s(lay, fw, times.mean(layers, kind), n, emb, np.broadcast_to(head, (len(lay),)), dp)
-        costs = {"compute_s": layers.both(kind, *layer) + end_compute + dp[f"weight_cast_{kind}"] / lay.micro_batches,
+        costs = {"compute_s": layers.both(kind, *layer) + layers.both(kind, *waits) + end_compute
+                 + dp[f"weight_cast_{kind}"] / lay.micro_batches,
                  "recompute_s": layers.both(kind, *rec),
                  "grad_accumulation_s": dp[f"accumulate_{kind}"], "tp_comm_s": layers.both(kind, *tp_layer) + end_tp,
                  "cp_comm_s": n * cp_layer, "ep_comm_s": layers.both(kind, ep_layer, 0.0), "pp_comm_s": pp_mb,
