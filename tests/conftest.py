@@ -30,3 +30,19 @@ def upload(monkeypatch):
         monkeypatch.setattr(st, "file_uploader", fake)
         monkeypatch.setattr(DeltaGenerator, "file_uploader", lambda self, *a, **k: _Upload(name, text))
     return give
+
+
+@pytest.fixture(scope="session")
+def default_page():
+    """A dashboard page run once per session with its defaults (AppTest), for the tests that only read its default
+    view (test_ui.py's and test_ui_honest.py's). The Scaling page's default is a planner search and confirmation
+    per rate: run once, with a timeout that fits it on a loaded machine, whichever of those files runs first."""
+    from ui_helpers import page
+
+    runs = {}
+
+    def run(module: str):  # noqa: ANN202
+        if module not in runs:
+            runs[module] = page(module, timeout=900)
+        return runs[module]
+    return run

@@ -152,3 +152,19 @@ def test_forced_balancing_leaves_the_busiest_rank_a_few_percent_over_the_mean():
     assert layer[1] > layer[0]
     assert release_for("megatron-core", "megatron-bridge-26.04").configure("")[0].moe_random_routing
     assert not release_for("fsdp2", "nemo-automodel-2025-10").configure("")[0].moe_random_routing
+
+
+# --- expert biases (TEGroupedMLP._apply_bias) ---------------------------------------------------------------------
+def test_a_biased_models_fc2_bias_is_an_eager_scale_and_add_per_local_expert_and_one_concat():
+    oss = get_model("gpt-oss-120b")
+    ops = {op.name: op for op in moe_ops(oss, 4096, 1, 1, 8, False, DType.BF16, 2, 2, 1.0)}
+    local, copies = 128 / 8, 4096 * 4
+    assert ops["moe_bias_scale"].count == ops["moe_bias_add"].count == local and ops["moe_bias_cat"].count == 1
+    # b * p writes the rows; the add reads them and the GEMM output and writes the sum; the concat copies them all
+    assert ops["moe_bias_scale"].bytes * local == pytest.approx(copies * oss.hidden * 2)
+    assert ops["moe_bias_add"].bytes * local == pytest.approx(3 * copies * oss.hidden * 2)
+    assert ops["moe_bias_cat"].bytes == pytest.approx(2 * copies * oss.hidden * 2)
+    assert not {"moe_bias_scale", "moe_bias_add", "moe_bias_cat"} & {op.name for op in moe_ops(
+        QWEN, 4096, 1, 1, 8, False, DType.BF16, 2, 2, 1.0)}  # no biases
+    assert "moe_bias_add" not in {op.name for op in moe_ops(oss, 4096, 1, 1, 8, False, DType.BF16, 2, 2, 1.0,
+                                                            dispatcher=False)}  # serving engines fuse them

@@ -48,6 +48,18 @@ def test_table_equals_op_list_pricing(name, acc, perf, plan, engine):
         assert table.step_s(pt, ps, pairs, kvp, ds, dkv) == pytest.approx(float(direct.total_s), rel=1e-12)
 
 
+@pytest.mark.parametrize(("name", "acc", "perf"), [("llama-2-7b", A100, PERF_A100), ("deepseek-v2-lite", H100, PERF_H100),
+                                                   ("gemma-2-9b", H100, PERF_H100)])
+def test_step_times_are_python_floats(name, acc, perf):
+    """The simulator adds step times to its clocks millions of times: a numpy scalar leaking from the model's
+    dimensions (kernel_dims) or a table would make every clock a numpy scalar (several times slower)."""
+    table = StepTable(get_model(name), ServePlan(), perf, "vllm", acc)
+    pieces, total = table.decode_run(8, 8000.0, 50)
+    values = [total, table.step_s(300, 1, 5e4, 300.0, 8, 8000.0, 9), table.step_s(0, 0, 0.0, 0.0, 8, 8000.0),
+              *(x for piece in pieces for x in piece[2:])]
+    assert all(type(v) is float for v in values), [type(v).__name__ for v in values]
+
+
 def test_iteration_time_is_vectorised():
     model, plan = get_model("llama-2-7b"), ServePlan()
     batch = np.array([1, 8, 64, 256])

@@ -98,7 +98,7 @@ def test_mla_context_parallel_sends_k_of_192_and_v_of_128_dims():
     times = stages.LayerTimes.of(V3, lay, BF16, perf, FW)
     zero = times.moe.mix(times.moe, np.zeros(1))  # the same layer, its attention compute set to zero below
     no_compute = type(zero)(**{**zero.__dict__, "layer_attn_fwd_s": np.zeros(1), "layer_attn_bwd_s": np.zeros(1)})
-    fwd, _ = comms.cp_layer_s(perf, V3, lay, BF16, 8, no_compute)
+    fwd, _ = comms.cp_layer_s(perf, V3, lay, BF16, 8, no_compute, FW)
     tokens, heads = 8192 / 2, 128 / 8
     inter = bool((lay.tp * lay.cp > 8)[0])
     expected = send_s(perf, tokens * heads * (192 + 128) * 2.0, inter)

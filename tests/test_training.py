@@ -157,11 +157,11 @@ def test_context_expert_and_zero3_terms():
     llama = get_model("llama-2-7b")
     lay = one(llama, cp=2, dp=1, tp=1, seq_len=32768, global_batch=1)
     t = micro_batch_times(llama, lay, FP16, PERF)
-    fwd, bwd = comms.cp_layer_s(PERF, llama, lay, FP16, 8, t)
+    fwd, bwd = comms.cp_layer_s(PERF, llama, lay, FP16, 8, t, get_framework("megatron-core"))
     assert fwd[0] == 0.0 and bwd[0] == 0.0  # 16k-token blocks: the KV pass hides behind attention
     short = one(llama, cp=8, dp=1, tp=8, seq_len=4096, global_batch=1)
     t = micro_batch_times(llama, short, FP16, PERF)
-    assert sum(comms.cp_layer_s(PERF, llama, short, FP16, 1, t))[0] > 0  # across nodes, tiny blocks: exposed
+    assert sum(comms.cp_layer_s(PERF, llama, short, FP16, 1, t, get_framework("megatron-core")))[0] > 0  # across nodes, tiny blocks: exposed
     mixtral = get_model("mixtral-8x7b")
     moe = one(mixtral, dp=8, ep=8, global_batch=8)
     mt = micro_batch_times(mixtral, moe, FP16, PERF)

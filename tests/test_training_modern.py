@@ -27,6 +27,7 @@ from capsim.validation.training import REQUIRED, predict_row
 
 H100 = get_accelerator("H100-SXM5-80GB")
 PERF = load_calibration("H100-SXM5-80GB").perf()
+CORE = get_framework("megatron-core")
 BF16, FP8 = Precision.preset("bf16"), Precision.preset("fp8")
 
 
@@ -148,10 +149,10 @@ def test_ring_attention_hides_behind_blocks_and_divides_activations():
     model = get_model("llama-3-8b")
     long = Layouts.build(model, cp=2, dp=1, seq_len=65536, global_batch=1)
     t = micro_batch_times(model, long, BF16, PERF)
-    assert sum(comms.cp_layer_s(PERF, model, long, BF16, 8, t))[0] == 0.0
+    assert sum(comms.cp_layer_s(PERF, model, long, BF16, 8, t, CORE))[0] == 0.0
     short = Layouts.build(model, cp=8, tp=1, dp=1, seq_len=2048, global_batch=1)
     ts = micro_batch_times(model, short, BF16, PERF)
-    assert sum(comms.cp_layer_s(PERF, model, short, BF16, 1, ts))[0] > 0  # one GPU per node: network hops
+    assert sum(comms.cp_layer_s(PERF, model, short, BF16, 1, ts, CORE))[0] > 0  # one GPU per node: network hops
     one = training_memory(model, Layouts.build(model, seq_len=16384, global_batch=8, dp=8), BF16)
     four = training_memory(model, Layouts.build(model, cp=4, dp=2, seq_len=16384, global_batch=8), BF16)
     assert four.activations_bytes[0] == pytest.approx(one.activations_bytes[0] / 4)

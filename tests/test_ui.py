@@ -84,8 +84,8 @@ def test_memory_page_takes_its_view_from_the_link():
 
 # --- training planner ----------------------------------------------------------------------------
 
-def test_training_page_renders_the_default():
-    at = page("training")
+def test_training_page_renders_the_default(default_page):
+    at = default_page("training")
     assert not at.exception and not at.error
     assert charts(at) == 3  # step breakdown, memory, pipeline Gantt
     labels = [m.label for m in at.metric]
@@ -133,8 +133,8 @@ def test_hf_model_names_the_missing_field():
 
 # --- serving simulator ---------------------------------------------------------------------------
 
-def test_serving_page_renders_the_default():
-    at = page("serving")
+def test_serving_page_renders_the_default(default_page):
+    at = default_page("serving")
     assert not at.exception and not at.error
     assert charts(at) == 5  # CDFs, throughput, latency, SLO attainment against load, KV and queue over time
     sweep = None
@@ -185,8 +185,8 @@ def test_serving_replays_an_uploaded_trace(upload):
 
 # --- calibration explorer ------------------------------------------------------------------------
 
-def test_calibration_page_renders_samples_fits_and_a_comparison():
-    at = page("calibration")
+def test_calibration_page_renders_samples_fits_and_a_comparison(default_page):
+    at = default_page("calibration")
     assert not at.exception and not at.error
     assert charts(at) >= 6  # GEMM fit, GEMM parity, memory, collectives, and the comparison
     table = at.dataframe[-1].value
@@ -215,8 +215,8 @@ def test_calibration_page_reports_a_bad_upload(upload):
 SMALL_PLAN = dict(accs="A100-SXM4-80GB,L40S", quants="none,int8", requests="100")
 
 
-def test_capacity_page_renders_the_default_with_a_pareto_chart():
-    at = page("capacity")
+def test_capacity_page_renders_the_default_with_a_pareto_chart(default_page):
+    at = default_page("capacity")
     assert not at.exception and not at.error
     assert charts(at) == 1
     assert shown(at.subheader[0].value).startswith("Cheapest:")
@@ -265,8 +265,8 @@ def test_whatif_reports_bad_inputs():
 
 # --- scaling study -------------------------------------------------------------------------------
 
-def test_scaling_serving_renders_the_default():
-    at = page("scaling", timeout=900)  # four rates, each the planner's full search and confirmation
+def test_scaling_serving_renders_the_default(default_page):
+    at = default_page("scaling")  # four rates, each the planner's full search and confirmation
     assert not at.exception and not at.error
     assert charts(at) == 3
     assert list(at.dataframe[0].value["rate_rps"]) == [1, 10, 100, 1000]

@@ -23,8 +23,8 @@ TRACE = "arrived_at,num_prefill_tokens,num_decode_tokens\n" + "\n".join(
 
 
 @pytest.mark.parametrize("module", [e.url_path for e in MENU])
-def test_every_page_default_is_feasible_and_quiet(module):
-    at = page(module)
+def test_every_page_default_is_feasible_and_quiet(module, default_page):
+    at = default_page(module)
     assert not at.exception
     assert not at.error, [shown(e.value) for e in at.error]
     assert not at.warning, [shown(w.value) for w in at.warning]

@@ -119,13 +119,14 @@ def training_kernel(sequences: Num, heads: Num, kv_heads: Num, q_len: Num, kv_le
     q_bytes = b * q_len * a * d * ab
     kv_bytes = b * kv_len * kv_heads * (d + v) * ab
     qk_saved = ((Saved.TP, q_bytes + kv_bytes),)  # Q, K and V (Korthikanti: 4sbh for QK^T + 2sbh for V)
-    if impl is AttentionImpl.FLASH:
+    if impl.fused:
         if window:
             pairs, keys = b * window_pairs(q_len, 0.0, window), b * np.minimum(kv_len, window)
         else:
             pairs, keys = b * (q_len * (q_len + 1) / 2 if causal else q_len * kv_len), b * kv_len
+        kernel = "" if impl is AttentionImpl.FLASH else impl.value  # the calibration's main curve, or that kernel's
         return [Op("attention", OpKind.ATTENTION, 2.0 * pairs * a * (d + v), q_bytes + kv_bytes,
-                   b * q_len * a * v * ab, (b, a, b * q_len, keys, d), dtype, 1, qk_saved, causal, share=share)]
+                   b * q_len * a * v * ab, (b, a, b * q_len, keys, d), dtype, 1, qk_saved, causal, kernel, share)]
     # Unfused (Megatron-LM): one (q x d) @ (d x kv) product per sequence and head, the full square kept (a window
     # only masks it).
     batch, square = b * a, q_len * kv_len

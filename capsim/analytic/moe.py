@@ -94,6 +94,26 @@ def _experts(model: ModelSpec, rows: Num, etp: Num, count: Num, dt: DType, ab: f
                     impl=GROUPED)]
 
 
+def _expert_bias(model: ModelSpec, rows: Num, count: Num, copies: Num, dt: DType, share: float) -> list[Op]:
+    """fc2's bias in Megatron-Core's TEGroupedMLP, which runs it eagerly outside the grouped GEMM (a biased model's
+    experts only; the fc1 bias is the GEMM's own and the clamped GLU one fused kernel). ``TEGroupedMLP._apply_bias``
+    (megatron/core/transformer/moe/experts.py L843-860, NVIDIA/Megatron-LM@0d8e0714; the same code at every
+    Megatron-Bridge pin from 0d8e0714 to 2edffadb) builds ``torch.cat([t + b * p for t, b, p in zip(split(out),
+    biases, split(probs))])``: per local expert one ``b * p`` (writes the expert's rows) and one add (reads them and
+    the GEMM output, writes the sum), then one concatenation of all the rows; the probabilities are in the router's
+    16-bit format (router.py L93-98 without ``moe_router_dtype``, which the GPT-OSS bridge leaves unset; TE's fused
+    top-k returns the logits' dtype, transformer_engine/pytorch/csrc/extensions/router.cpp L42 at v2.9), so the
+    closing ``.to`` copies nothing. Backward by the generic rule of a memory-bound op.
+    NeMo AutoModel's DeepEP experts copy this ``_apply_bias`` (nemo_automodel/components/moe/layers.py L356-383,
+    NVIDIA-NeMo/Automodel@89e3a9fdd) and run fc1's bias through it too (L487), which is not priced."""
+    if not model.bias:
+        return []
+    h = model.hidden
+    return [replace(elementwise("moe_bias_scale", rows * h, dt, 0, 1, 1, share=share), count=count),
+            replace(elementwise("moe_bias_add", rows * h, dt, 2, 1, 1, share=share), count=count),
+            elementwise("moe_bias_cat", copies * h, dt, 1, 1, 0, share=share)]
+
+
 def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, dt: DType, ab: float, wb: float,
             share: float, dispatcher: bool = True, touched: Num | None = None, busiest: Num = 1.0) -> list[Op]:
     """Forward ops of one MoE block over ``tokens`` token rows of a TP group (see the module docstring);
@@ -118,7 +138,7 @@ def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, 
     several = np.asarray(count) > 1  # tokens sorted by local expert (and back) only when a GPU holds several
     sort = Op("moe_sort", OpKind.ELEMENTWISE, 0.0, copies * h * ab * several, copies * h * ab * several,
               (copies * h,), dt, share=share)
-    ops += [sort, *experts_ops, sort]
+    ops += [sort, *experts_ops, *_expert_bias(model, per_expert, count, copies, dt, share), sort]
     # unpermute: the weighted sum of each token's k outputs; it keeps them for the gradient of the weights
     ops.append(Op(COMBINE, OpKind.ELEMENTWISE, 2.0 * local * k * h, local * k * h * ab, local * h * ab,
                   (local * k * h,), dt, saved=((Saved.TP, local * k * h * ab),), share=share))

@@ -38,8 +38,17 @@ class Phase(StrEnum):
 
 
 class AttentionImpl(StrEnum):
-    FLASH = "flash"  # one fused kernel, no s^2 tensor in memory (Dao et al. 2022)
+    FLASH = "flash"  # one fused kernel, no s^2 tensor in memory (Dao et al. 2022): the calibration's attention curve
+    # torch scaled_dot_product_attention's flash backend: FlashAttention-2's kernels (PyTorch 2.2 release notes,
+    # "FlashAttention-2 ... in SDPA"); fused like FLASH, priced by the calibration's rate for that kernel where it
+    # holds one (``AttentionParams.kernels``)
+    SDPA_FLASH = "sdpa-flash"
     UNFUSED = "unfused"  # bmm + fused scale-mask-softmax + dropout + bmm (Megatron-LM 2020-2022)
+
+    @property
+    def fused(self) -> bool:
+        """One kernel that keeps no s^2 tensor."""
+        return self is not AttentionImpl.UNFUSED
 
 
 class Saved(StrEnum):

@@ -89,12 +89,14 @@ class StepTable:
         kp = gpu_kernel_dims(model, plan, Phase.PREFILL)
         kd = gpu_kernel_dims(model, plan, Phase.DECODE, self.engine.decode_kv_reads)
         self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
-        # Bytes an attention kernel moves per query token and per key (serving_kernels' attention op).
-        self.pre_q = kp.q_elems * self.act_bytes
-        self.pre_kv = kp.kv_elems * (self.kv_bytes if kp.kv_cached else self.act_bytes)
-        self.dec_q = kd.q_elems * self.act_bytes
-        self.dec_kv = kd.kv_elems * self.kv_bytes
-        self.flops_per_pair = {"pair": kp.flops_per_pair, "dpair": kd.flops_per_pair}
+        # Bytes an attention kernel moves per query token and per key (serving_kernels' attention op). Python
+        # floats: kernel_dims gives numpy scalars, which would make every step time (and the replica clocks that
+        # add them up) a numpy scalar, several times slower to add and compare; the values are the same doubles.
+        self.pre_q = float(kp.q_elems * self.act_bytes)
+        self.pre_kv = float(kp.kv_elems * (self.kv_bytes if kp.kv_cached else self.act_bytes))
+        self.dec_q = float(kd.q_elems * self.act_bytes)
+        self.dec_kv = float(kd.kv_elems * self.kv_bytes)
+        self.flops_per_pair = {"pair": float(kp.flops_per_pair), "dpair": float(kd.flops_per_pair)}
         self.shares = layer_shares(model)  # (window, share) of global and sliding-window layers
         self.mla = model.is_mla
         self.attn_launch_s = self.main.params.attention.launch_s
@@ -117,7 +119,7 @@ class StepTable:
         eff = np.maximum(curve_value(self.main.params.attention.forward, n * self.heads), 1e-300)
         self.pair_s = (kp.flops_per_pair / (self.main.peak(plan.dtype) * eff)).tolist()
         self.dpair_s = (kd.flops_per_pair / (self.main.peak(plan.dtype) * eff)).tolist() if self.mla else self.pair_s
-        self.dec_gemm = self._context_gemm_table(n) if self.mla else [0.0] * len(n)
+        self.dec_gemm = self._context_gemm_table(n).tolist() if self.mla else [0.0] * len(n)
         self._kv_up: dict[int, float] = {}
 
     def _init_host(self, model: ModelSpec, plan: ServePlan) -> None:

@@ -52,6 +52,29 @@ ASSUMPTIONS = {
 }
 
 
+# torch scaled_dot_product_attention's flash backend runs FlashAttention-2's kernels (PyTorch 2.2 release notes),
+# written for Ampere: on Hopper they use none of its asynchronous tensor-core (wgmma) or TMA paths and reach 35% of
+# the H100's BF16 peak (Shah et al. 2024, FlashAttention-3, arXiv 2407.08608, abstract: "FlashAttention-2 achieving
+# only 35% utilization on the H100 GPU"); the backward is taken at the main curves' backward/forward ratio. The main
+# curves (ASSUMPTIONS) stand for FlashAttention-2 on Ampere and the Hopper-native fused kernels (cuDNN, FA3).
+SDPA_FLASH_HOPPER_FORWARD = 0.35
+HOPPER = ("H100-SXM5-80GB", "H100-PCIe-80GB", "H100-NVL-94GB", "H100-96GB-HBM2e-500W", "H200-SXM-141GB")
+_SDPA_FLASH_SOURCE = (f" Attention through torch SDPA's flash backend (FlashAttention-2 kernels), a Hopper part: "
+                      f"forward {SDPA_FLASH_HOPPER_FORWARD} of peak (FlashAttention-3, arXiv 2407.08608, abstract: "
+                      "'FlashAttention-2 achieving only 35% utilization on the H100 GPU'), backward at the main "
+                      "curves' backward/forward ratio.")
+
+
+def attention_kernels(acc: Accelerator) -> dict[str, dict[str, Curve]] | None:
+    """The attention kernels this part runs at another rate than the main curves (``AttentionParams.kernels``)."""
+    if acc.name not in HOPPER:
+        return None
+    a, rows = ASSUMPTIONS, (ASSUMPTIONS["attention_half_rows"],)
+    ratio = a["attention_backward_fraction"] / a["attention_forward_fraction"]
+    return {"sdpa-flash": {"forward": Curve(SDPA_FLASH_HOPPER_FORWARD, rows),
+                           "backward": Curve(round(SDPA_FLASH_HOPPER_FORWARD * ratio, 4), rows)}}
+
+
 def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> dict[str, float]:
     """``GemmParams.dtype_scale`` for the quantized GEMM formats the device has: FP8 where it has an FP8 peak (the
     published FP8 GEMM rates of it or its die relative to ``curve``'s BF16 efficiency, or DeepGEMM's H800 rates where
@@ -138,7 +161,7 @@ def datasheet_params(acc: Accelerator) -> DeviceParams:
         gemm=GemmParams(curve, a["kernel_launch_s"], fp8_dtype_scale(curve, peaks, acc.name)),
         attention=AttentionParams(Curve(a["attention_forward_fraction"], (a["attention_half_rows"],)),
                                   Curve(a["attention_backward_fraction"], (a["attention_half_rows"],)),
-                                  a["kernel_launch_s"]),
+                                  a["kernel_launch_s"], kernels=attention_kernels(acc)),
         memory=MemoryParams(acc.memory_bw_bytes_per_s * a["memory_fraction"], a["kernel_launch_s"],
                             a["memory_half_bytes"]),
         comm=CommParams(links), memory_bytes=acc.memory_bytes)
@@ -192,7 +215,8 @@ def datasheet_calibration(acc: Accelerator) -> Calibration:
         provenance=f"Derived from datasheets: {acc.source} peaks and links (capsim/specs/catalog/accelerators.yaml) "
                    "times the stated efficiencies of capsim.calibration.datasheet.ASSUMPTIONS: "
                    + "; ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items()) + "."
-                   + _joined(_gemm_provenance(acc), _comm_provenance(acc)))
+                   + _joined(_gemm_provenance(acc), _comm_provenance(acc))
+                   + (_SDPA_FLASH_SOURCE if acc.name in HOPPER else ""))
 
 
 def _joined(gemm: str, comm: str) -> str:

@@ -108,7 +108,8 @@ def profile_params(device: str) -> tuple[DeviceParams, dict[str, list[dict]], di
     params = DeviceParams(
         name=f"{device}-profile", kind="profile", device=device, peak_flops_per_s=sheet.peak_flops_per_s,
         gemm=GemmParams(gemm.curve, gemm.launch_s, fp8_dtype_scale(gemm.curve, sheet.peak_flops_per_s, acc.name)),
-        attention=AttentionParams(sheet.attention.forward, sheet.attention.backward, sheet.attention.launch_s),
+        attention=AttentionParams(sheet.attention.forward, sheet.attention.backward, sheet.attention.launch_s,
+                                  kernels=sheet.attention.kernels),
         memory=MemoryParams(stream, mem.launch_s, mem.half_bytes,
                             {"gemm": gemm.bandwidth_bytes_per_s / stream,
                              **{c: bw / stream for c, bw in mem.bandwidth_bytes_per_s.items() if c != "stream"}}),
@@ -126,7 +127,7 @@ def profile_calibration(device: str, with_samples: bool = False) -> Calibration:
         f"streaming bandwidth from {', '.join(fit_models)} (held out for checking: {', '.join(held_out) or 'none'}); "
         "memory-bound bandwidth from the same files' norm/add/activation/rope/embedding ops; intra-node NCCL "
         f"all-reduce and send/recv alpha-beta per group size from {node_dir} rows inside one node. Not in the "
-        "profiles, so taken from the datasheet calibration: attention efficiency, peaks, and the inter-node tier "
+        "profiles, so taken from the datasheet calibration: attention efficiency (each kernel's), peaks, and the inter-node tier "
         "(the profiled cluster's inter-node rows, kept in samples, measure its own ~6 GB/s-per-GPU network, not a "
         f"DGX fabric). The profiles time BF16 GEMMs only: FP8 GEMMs are priced at the FP8 peak times the fitted BF16 "
         f"efficiency times fp8 dtype_scale, from the device's published FP8 GEMM rates where "

@@ -57,6 +57,14 @@ class AttentionParams:
     launch_s: float
     # Optional measured residuals: "fwd"/"bwd" -> log2 grid of (query rows, keys per sequence) -> time multiplier.
     table: dict[str, Any] | None = None
+    # Optional curves of other attention kernels than the main one (AttentionImpl value -> {"forward": Curve,
+    # "backward": Curve}), where the device runs a kernel at a different rate (FlashAttention-2 on Hopper).
+    kernels: dict[str, dict[str, Curve]] | None = None
+
+    def curves(self, kernel: str = "") -> tuple[Curve, Curve]:
+        """(forward, backward) curves of ``kernel``: its own where the calibration holds them, else the main ones."""
+        own = (self.kernels or {}).get(kernel)
+        return (own["forward"], own["backward"]) if own else (self.forward, self.backward)
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,8 @@ class DeviceParams:
         for part in ("attention", "memory"):  # optional residual tables appear only where measured
             if d[part].get("table") is None:
                 d[part].pop("table", None)
+        if d["attention"].get("kernels") is None:
+            d["attention"].pop("kernels", None)
         if not d["gemm"]["path"]:  # an engine's choice (engine_perf), never a calibration file's
             d["gemm"].pop("path")
         return d
@@ -125,7 +135,9 @@ class DeviceParams:
             peak_flops_per_s={k: float(v) for k, v in d["peak_flops_per_s"].items()},
             gemm=GemmParams(curve(g["efficiency"]), float(g["launch_s"]), dict(g.get("dtype_scale") or {}),
                             g.get("table"), str(g.get("path", ""))),
-            attention=AttentionParams(curve(a["forward"]), curve(a["backward"]), float(a["launch_s"]), a.get("table")),
+            attention=AttentionParams(curve(a["forward"]), curve(a["backward"]), float(a["launch_s"]), a.get("table"),
+                                      {k: {half: curve(c) for half, c in v.items()}
+                                       for k, v in a["kernels"].items()} if a.get("kernels") else None),
             memory=MemoryParams(float(m["bandwidth_bytes_per_s"]), float(m["launch_s"]),
                                 float(m.get("half_bytes", 0.0)), dict(m.get("kind_scale") or {}), m.get("table")),
             comm=CommParams(links), memory_bytes=float(d.get("memory_bytes", 0.0)))

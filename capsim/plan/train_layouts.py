@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from capsim.analytic.layouts import Layouts, split_options
-from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training import (
     DEFAULT_FRAMEWORK,
     Framework,
@@ -144,7 +143,7 @@ def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_le
     fw = get_framework(framework)
     fixed = {**framework_limits(fw), **{k: v for k, v in (fixed or {}).items() if v is not None}}
     lay = layout_grid(model, cluster.num_gpus, global_batch, seq_len, int(cluster.gpus_per_node), fixed, fw)
-    if (fw.attention is AttentionImpl.FLASH or not fw.selective_recompute) and fixed.get("recompute") is None:
+    if (fw.attention.fused or not fw.selective_recompute) and fixed.get("recompute") is None:
         # flash attention keeps no s^2 tensors, so selective = none; older frameworks have no selective mode
         lay = lay.take(np.flatnonzero(lay.recompute != 1))
     result, order = rank_layouts(model, cluster, lay, perf, precision, framework)

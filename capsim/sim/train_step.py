@@ -55,7 +55,7 @@ def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
                t: MicroBatchTimes, moe: bool = True) -> dict[str, float]:
     """One layer's forward and backward with its communication (an MoE layer's all-to-alls only if ``moe``)."""
     tp_f, tp_b = comms.tp_layer_s(perf, model, lay, precision, gpn, t, fw)
-    cp_f, cp_b = comms.cp_layer_s(perf, model, lay, precision, gpn, t)
+    cp_f, cp_b = comms.cp_layer_s(perf, model, lay, precision, gpn, t, fw)
     ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw) if moe else (0.0, 0.0)
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_selective_s], 0.0)

@@ -15,7 +15,7 @@ from capsim.analytic.ops import optimizer_ops
 from capsim.analytic.training.collectives import Placement, collective_s, placement, send_s
 from capsim.analytic.training.compute import MicroBatchTimes
 from capsim.analytic.training.flex import flex_s, holders
-from capsim.analytic.training.release import Framework, MoeDispatcher
+from capsim.analytic.training.release import CpRotate, Framework, MoeDispatcher
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import Precision
@@ -111,29 +111,43 @@ def tp_ends_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, 
 
 
 def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int,
-               t: MicroBatchTimes) -> tuple[np.ndarray, np.ndarray]:
-    """Exposed ring-attention traffic of one layer and micro-batch: (forward, backward with recomputation).
+               t: MicroBatchTimes, fw: Framework) -> tuple[np.ndarray, np.ndarray]:
+    """Exposed context-parallel traffic of one layer and micro-batch: (forward, backward with recomputation).
 
-    Megatron-Core's context parallelism runs Transformer Engine's ring attention (``AttnFuncWithCP``,
-    transformer_engine/pytorch/attention.py L535, TE v1.8): each sequence is cut into 2cp chunks and rank r holds chunks
-    r and 2cp-1-r, so every rank does the same causal work (the load balancing). The forward runs cp steps: step 0
-    its own causal block, each later step half of a full block against the K and V received from its ring
-    neighbour, while its own K and V travel on to the next rank (cp-1 transfers); the backward runs cp steps too,
-    passing K, V and the accumulated dK, dV (cp-1 transfers of twice the bytes): 2(cp-1) transfers per layer
-    (Liu et al. 2023, Ring Attention, Sec. 3). A transfer hides behind its step's attention compute (1/cp of the
-    layer's attention, which ``compute`` prices as cp load-balanced blocks); only the rest is exposed. A ring that
-    leaves the node waits on its network hop. MLA rebuilds K and V per query head, so it sends all heads.
+    Both implementations hold chunks r and 2cp-1-r of 2cp on rank r (causal load balancing) and run cp attention
+    steps per pass, each 1/cp of the layer's attention (as ``compute`` prices it). ``fw.cp_rotate`` says how K, V move:
+    P2P, Megatron-Core's Transformer Engine ring (``AttnFuncWithCP``, transformer_engine/pytorch/attention.py L535,
+    TE v1.8; Liu et al. 2023, Ring Attention, Sec. 3): K, V sent on during each of the first cp-1 steps, and in the
+    backward K, V with the accumulated dK, dV (twice the bytes), each hiding behind its step. ALLGATHER / ALLTOALL,
+    torch's experimental ``context_parallel`` (torch/distributed/tensor/experimental/_attention.py): the all-gather
+    rotater gathers every rank's K, V once per pass, started before step 0 and awaited by step 1, so it hides
+    behind step 0 alone (pytorch/pytorch#132820); the all-to-all one passes them on each step like the ring. Its
+    backward gathers or passes K, V again and passes the fp32 dK, dV (``convert_to_f32``) after every step, each
+    awaited after the next step's attention, the last right after the loop (exposed whole). A group that leaves the
+    node waits on its network hop; MLA rebuilds K and V per query head, so it sends all heads.
     """
     heads = np.maximum((model.heads if model.is_mla else model.kv_heads) / lay.tp, 1.0)
-    kv_bytes = _tokens(lay) * heads * (model.head_dim + model.v_dim) * precision.activations.bytes
-    inter = placement(lay.cp, lay.tp, gpn).nodes > 1
+    kv_elems = _tokens(lay) * heads * (model.head_dim + model.v_dim)
+    kv_bytes = kv_elems * precision.activations.bytes
+    where = placement(lay.cp, lay.tp, gpn)
+    inter = where.nodes > 1
     steps = lay.cp - 1.0
     block_f, block_b = t.layer_attn_fwd_s / lay.cp, t.layer_attn_bwd_s / lay.cp
-    fwd = np.maximum(send_s(perf, kv_bytes, inter) - block_f, 0.0)
-    bwd = np.maximum(send_s(perf, 2.0 * kv_bytes, inter) - block_b, 0.0)
+    send = send_s(perf, kv_bytes, inter)
+    if fw.cp_rotate is CpRotate.P2P:
+        fwd = steps * np.maximum(send - block_f, 0.0)
+        bwd = steps * np.maximum(send_s(perf, 2.0 * kv_bytes, inter) - block_b, 0.0)
+    else:
+        if fw.cp_rotate is CpRotate.ALLGATHER:
+            gather = collective_s(perf, "all_gather", lay.cp * kv_bytes, where)
+            fwd, kv_b = np.maximum(gather - block_f, 0.0), np.maximum(gather - block_b, 0.0)
+        else:
+            fwd, kv_b = steps * np.maximum(send - block_f, 0.0), steps * np.maximum(send - block_b, 0.0)
+        dkv = send_s(perf, kv_elems * 4.0, inter)  # fp32 dK, dV
+        bwd = kv_b + steps * np.maximum(dkv - block_b, 0.0) + dkv
     replays = recompute_passes(lay) + ((lay.recompute == 1) & (t.layer_core_s > 0))
     on = lay.cp > 1
-    return np.where(on, steps * fwd, 0.0), np.where(on, steps * (fwd * replays + bwd), 0.0)
+    return np.where(on, fwd, 0.0), np.where(on, fwd * replays + bwd, 0.0)
 
 
 def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, t: MicroBatchTimes,

@@ -38,7 +38,8 @@ ATTENTION_OPS = CORE_OPS | {"attention"}
 # An MoE layer's "mlp" schedule node: post-dispatch sort, the experts, the combine's pre-sort and the shared experts
 # (submodule_moe_forward, megatron/core/models/gpt/fine_grained_callables.py L382-411, NVIDIA/Megatron-LM@0d8e0714);
 # the rest of the layer is its "attn" and "post_attn" nodes (norm, router, permute) and the combine's unpermute.
-EXPERT_NODE_OPS = frozenset({"moe_sort", "mlp_up", "mlp_act", "mlp_down", "shared_up", "shared_down"})
+EXPERT_NODE_OPS = frozenset({"moe_sort", "mlp_up", "mlp_act", "mlp_down", "moe_bias_scale", "moe_bias_add",
+                             "moe_bias_cat", "shared_up", "shared_down"})
 # Ops outside the tensor-parallel region: with sequence parallelism they run on s/t tokens (Korthikanti Sec. 4.2.2).
 SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross",
                           "final_norm", "norm_attn_post", "norm_mlp_post"})
@@ -113,7 +114,8 @@ def _sum(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, names: f
     return out
 
 
-def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtype: DType) -> tuple[Op, Op]:
+def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtype: DType,
+                       torch_cp: bool = False) -> tuple[Op, Op]:
     """The memory-bound passes ring attention adds around its per-step attention kernels, per layer and
     micro-batch on one GPU: (forward, backward); zero bytes without context parallelism.
 
@@ -128,7 +130,7 @@ def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtyp
     first a copy, 2 Q) and its dK, dV concatenated (``torch.cat``, 2 KV) and added into the travelling ``dkv``
     (3 KV); the halves of Q, O, dO or K, V copied out ``contiguous``. Q, O are the rank's local queries and
     outputs (its s/cp tokens x heads x dims); K, V its keys and values (MLA: every head's, K of head_dim, V of
-    v_dim dims)."""
+    v_dim dims). ``torch_cp``: torch's experimental context parallelism instead (:func:`_torch_cp_bytes`)."""
     heads = shape.heads
     kv_heads = shape.heads if model.is_mla else shape.kv_heads
     tok = shape.tokens
@@ -136,25 +138,55 @@ def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtyp
     kv = tok * kv_heads * (model.head_dim + model.v_dim)
     later = np.maximum(np.asarray(cp, float) - 1.0, 0.0)  # steps after the first
     on = later > 0
-    fwd_elems = 2.0 * kv + 2.0 * o + later * (0.75 * 3.0 * o + 0.5 * kv + 0.5 * q)
-    bwd_elems = 2.0 * kv + (2.0 * q + 4.0 * kv) + later * (0.75 * (3.0 * q + 5.0 * kv) + 0.5 * kv + 0.5 * (q + 2 * o))
     b = dtype.bytes
+    if torch_cp:
+        fwd_bytes, bwd_bytes = _torch_cp_bytes(q, o, kv, later, b)
+    else:
+        fwd_bytes = b * (2.0 * kv + 2.0 * o + later * (0.75 * 3.0 * o + 0.5 * kv + 0.5 * q))
+        bwd_bytes = b * (2.0 * kv + (2.0 * q + 4.0 * kv)
+                         + later * (0.75 * (3.0 * q + 5.0 * kv) + 0.5 * kv + 0.5 * (q + 2 * o)))
     # share 0 without context parallelism: no kernel, no launch
-    return tuple(Op(name, OpKind.ELEMENTWISE, elems, elems * b / 2, elems * b / 2, (elems,), dtype,
+    return tuple(Op(name, OpKind.ELEMENTWISE, nbytes / b, nbytes / 2, nbytes / 2, (nbytes / b,), dtype,
                     share=on.astype(float))
-                 for name, elems in (("cp_merge", fwd_elems), ("cp_merge.bwd", bwd_elems)))
+                 for name, nbytes in (("cp_merge", fwd_bytes), ("cp_merge.bwd", bwd_bytes)))
+
+
+def _torch_cp_bytes(q: object, o: object, kv: object, later: np.ndarray, b: float) -> tuple[object, object]:
+    """Bytes the memory-bound passes of torch's experimental context parallelism move per layer on one rank:
+    (forward, backward), ``b`` bytes per activation, fp32 (4 bytes) where ``_cp_options.convert_to_f32``.
+
+    torch/distributed/tensor/experimental/_attention.py ``_templated_ring_attention`` (as torchtitan 9dec370 and
+    e7c0cae run it): K and V made contiguous (torchtitan passes them transposed) and concatenated for the exchange
+    before each of the cp - 1 later steps (2 KV each); ``_SDPAMerger`` casts each step's output to fp32 (read b,
+    write 4 per element), merges a later step into ``out`` (out - sigmoid(lse diff) * (out - block): 8 fp32 passes)
+    over all of it or, for the half of the steps that cover half the queries, half of it (mean 3/4), and those half
+    steps ``torch.cat`` their half back into the whole fp32 ``out`` (_partial_update: read and write O); the result
+    is cast back (read 4, write b). ``_templated_ring_attention_backward``: fp32 zeros for dQ, dK, dV; K, V made
+    contiguous and concatenated per later step as above; each step adds its dQ, dK, dV into the fp32 accumulators
+    (read 4 + b, write 4), a half step's through ``_partial_update`` (half the add, then a cat of the whole: 11.5
+    bytes per element on average), concatenates dK, dV for the ring (read and write 4 per element, every step) and
+    casts dQ, dK, dV back at the end. Q, O, KV in elements of the rank's local tokens."""
+    f = 4.0
+    fwd = 2.0 * b * kv * (1.0 + later) + (b + f) * o + later * o * (0.75 * (b + f) + 0.75 * 8.0 * f + 0.5 * 2.0 * f) \
+        + (f + b) * o
+    add = 2.0 * f + b  # x += y: read fp32 and the step's bf16, write fp32
+    half = 0.5 * (0.5 * add + 2.0 * f) + 0.5 * add  # mean of a half-step partial update and a plain add
+    bwd = f * (q + kv) + 2.0 * b * kv * (1.0 + later) + add * (q + kv) + later * half * (q + kv) \
+        + 2.0 * f * kv * (1.0 + later) + (f + b) * (q + kv)
+    return fwd, bwd
 
 
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-           pad: bool = False, random_routing: bool = False, local_casts: bool = False) -> dict[str, np.ndarray]:
+           pad: bool = False, random_routing: bool = False, local_casts: bool = False,
+           torch_cp: bool = False) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
     if random_routing and model.is_moe:  # the busiest EP rank's copies under random forced balancing
         shape = replace(shape, busiest=busiest_rank(model, moe_tokens(tokens, lay.tp, lay.etp, lay.sp)[0], lay.ep))
     plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal,
                               moe_share)
-    ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations)
+    ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations, torch_cp)
     pad_f, pad_b = fp8.grouped_padding(plain, precision) if pad else ([], [])
     # SP with TE (``local_casts``): the casts before an all-gather cover the rank's rows (fp8._SP_GATHERED_*)
     gathered = np.where(lay.sp & local_casts, lay.tp, 1)
@@ -199,12 +231,13 @@ def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: 
 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-           pad: bool = False, random_routing: bool = False, local_casts: bool = False) -> MicroBatchTimes:
+           pad: bool = False, random_routing: bool = False, local_casts: bool = False,
+           torch_cp: bool = False) -> MicroBatchTimes:
     out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
-                 random_routing=random_routing, local_casts=local_casts)
+                 random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
         dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad,
-                     random_routing=random_routing, local_casts=local_casts)
+                     random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     head = head_ops(model, tokens, lay.tp, precision.activations)
@@ -229,16 +262,17 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
                       moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
                       fp8_padding: bool = False, random_routing: bool = False,
-                      local_casts: bool = False) -> MicroBatchTimes:
+                      local_casts: bool = False, torch_cp: bool = False) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
     is the release's selective-recompute policy; ``fp8_padding``: the release pads the grouped experts' FP8 rows
     (``Framework.moe_fp8_padding``); ``random_routing``: its forced balancing is random per token
     (``Framework.moe_random_routing``); ``local_casts``: under SP the casts before a TP all-gather cover the rank's
-    own rows (``Framework.tp_gather_quantized``)."""
+    own rows (``Framework.tp_gather_quantized``); ``torch_cp``: its context parallelism is torch's experimental one
+    (``Framework.cp_rotate`` not P2P), whose merge passes differ from Transformer Engine's."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
-                  fp8_padding, random_routing, local_casts).take(inverse)
+                  fp8_padding, random_routing, local_casts, torch_cp).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]

@@ -19,7 +19,8 @@ Launch counts: one per op, except TE's grouped experts: ``GroupedLinear`` issues
 transformer_engine/common/gemm/cublaslt_gemm.cu L923-966, NVIDIA/TransformerEngine@v2.9), and quantizes each
 expert's input with its own kernel except under FP8 delayed scaling, which has one fused multi-tensor
 cast-transpose (``multi_tensor_quantize_impl``, transformer_engine/pytorch/csrc/extensions/cast.cpp L103-149 at v2.9:
-"Currently only have fused kernel for FP8 delayed scaling", else "Quantize kernels individually"). The experts'
+"Currently only have fused kernel for FP8 delayed scaling", else "Quantize kernels individually"), and a biased
+model's fc2 bias is a scale and an add per expert (``capsim.analytic.moe._expert_bias``). The experts'
 activation runs once on the concatenated rows (one kernel). CUDA graphs, which some recipes set on parts of a layer,
 are not priced (capsim prices no training CUDA graphs), so the floor is an upper bound on the host time there.
 """
@@ -40,6 +41,8 @@ GEMM_LAUNCH_S = 13.7e-6  # TE nvte_cublas_gemm host time, median (Megatron-MoE-M
 EAGER_OP_S = 1.0e-5  # one eager PyTorch op's host time (He 2022, "Overhead")
 # TE's quantize ops (capsim.analytic.fp8 cast names), per expert unless FP8 delayed scaling fuses them
 _CASTS = frozenset(kind.value for kind in CastKind)
+# fc2's eager bias (capsim.analytic.moe._expert_bias): a scale and an add per local expert
+MOE_BIAS_PER_EXPERT = frozenset({"moe_bias_scale", "moe_bias_add"})
 
 
 def _per_expert(op: Op, precision: Precision) -> bool:
@@ -47,6 +50,8 @@ def _per_expert(op: Op, precision: Precision) -> bool:
     base = op.name.split(".")[0]
     if op.kind is OpKind.GEMM:
         return op.impl == GROUPED
+    if base in MOE_BIAS_PER_EXPERT:
+        return True
     if base in _CASTS:
         return not (precision.compute is DType.FP8 and precision.fp8_scaling is Fp8Scaling.DELAYED)
     return False

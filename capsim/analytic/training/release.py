@@ -43,6 +43,19 @@ class Reshard(StrEnum):
     NOT_WITH_PP = "not-with-pp"  # torchtitan's "default": always, except never when pipeline parallelism is on
 
 
+class CpRotate(StrEnum):
+    """How context parallelism moves each rank's keys and values between its attention steps."""
+
+    # Transformer Engine's ring (AttnFuncWithCP, cp_comm_type "p2p"): step i's K, V go on to the next rank while
+    # step i computes; the backward passes K, V and the accumulated dK, dV the same way
+    P2P = "p2p"
+    # torch.distributed.tensor.experimental context_parallel with _AllGatherRotater: every rank's K, V gathered once
+    # per pass, started before the first step and awaited by the second; dK, dV travel the ring in fp32
+    ALLGATHER = "allgather"
+    # the same API with _AllToAllRotater: K, V passed to the next rank each step (permute_tensor); dK, dV as above
+    ALLTOALL = "alltoall"
+
+
 class LossCopy(StrEnum):
     """What the loss keeps for its backward beside the LM head's 16-bit logits (per logit)."""
 
@@ -71,6 +84,9 @@ UNFUSED_CE = ("the loss runs on an fp32 copy of the logits and saves its fp32 so
               "tensor_parallel/cross_entropy.py: vocab_parallel_logits.float(), save_for_backward(exp_logits); "
               "cross_entropy_loss_fusion default False, and its 'native' impl keeps the same fp32 exp_logits)")
 
+# Megatron-Core's context parallelism: Transformer Engine's ring attention (as ``comms.cp_layer_s`` cites it).
+TE_RING = ("Transformer Engine's ring attention (AttnFuncWithCP, cp_comm_type 'p2p', TE v1.8 transformer_engine/"
+           "pytorch/attention.py L535): each step's K, V send overlaps that step's attention")
 # The generic value of ``tp_gather_quantized`` for a release whose GEMMs are never quantized under TP here.
 NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in this release (the field's generic value)"
 # the generic citation of ``moe_consecutive_experts`` (a router, learned or randomly forced, spreads a token's experts)
@@ -124,7 +140,7 @@ class Framework:
     """How a training framework schedules kernels and communication (one per release in ``RELEASES``)."""
 
     name: str
-    attention: AttentionImpl = AttentionImpl.FLASH  # fused kernel, or Megatron's bmm + softmax + bmm
+    attention: AttentionImpl = AttentionImpl.FLASH  # fused kernel (torch SDPA flash: FA2), or bmm + softmax + bmm
     dropout: bool = False  # dropout on attention probabilities and residuals (kept masks, extra passes)
     overlap_grad_reduce: bool = True  # DP gradient reduction overlapped with the backward pass (bucketed)
     overlap_param_gather: bool = False  # post-step parameter all-gather overlapped with the next forward
@@ -144,6 +160,7 @@ class Framework:
     distributed_optimizer: bool = True
     zero: bool = True  # ZeRO stages 1-3 / FSDP sharding
     context_parallel: bool = True
+    cp_rotate: CpRotate = CpRotate.P2P  # how context parallelism exchanges K and V (``comms.cp_layer_s``)
     uneven_pipeline: bool = True  # stages (and model chunks) may hold different layer counts
     pipeline_split: PipelineSplit = PipelineSplit.MEGATRON  # how the release splits layers pp x v does not divide
     interleave_min_pp: int = 2  # the interleaved schedule needs at least this many pipeline stages
@@ -215,8 +232,8 @@ class Framework:
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
-        for key in ("attention", "moe_dispatcher", "moe_flex_backend", "fp8_scaling", "reshard_after_forward", "pipeline_split",
-                    "loss_copy"):
+        for key in ("attention", "moe_dispatcher", "moe_flex_backend", "fp8_scaling", "reshard_after_forward",
+                    "pipeline_split", "loss_copy", "cp_rotate"):
             out[key] = getattr(self, key).value
         out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every}
         return out
@@ -368,5 +385,6 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
 
 
 __all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
-           "SPREAD_EXPERTS", "PER_REPLICA", "Flag", "FlexBackend", "Framework", "FrameworkFamily", "LossCopy",
-           "MoeDispatcher", "PipelineSplit", "Release", "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]
+           "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate", "Flag", "FlexBackend", "Framework",
+           "FrameworkFamily", "LossCopy", "MoeDispatcher", "PipelineSplit", "Release", "Reshard", "RsOverlap",
+           "SacPolicy", "SelectiveAc", "Setting"]

@@ -62,6 +62,7 @@ def _common_cite(**overrides: str) -> dict[str, str]:
         "distributed_optimizer": "Megatron's distributed optimizer is not DeepSpeed's (DeepSpeed shards by ZeRO stage)",
         "context_parallel": "DeepSpeed-Ulysses (all-to-all sequence parallelism) is not capsim's ring context "
                             "parallelism; not offered by these presets",
+        "cp_rotate": "no ring context parallelism in these presets (the field's generic value)",
         "interleave_min_pp": "DS pipeline engine: deepspeed/runtime/pipe/schedule.py TrainSchedule (1F1B) is its only "
                              "training schedule; no interleaved stages",
         "pipeline_split": "DeepSpeed PipelineModule partitions by partition_method (deepspeed/runtime/pipe/module.py); "

@@ -13,6 +13,7 @@ from capsim.analytic.training.release import (
     ONE_SCHEDULE,
     PER_REPLICA,
     SPREAD_EXPERTS,
+    CpRotate,
     Flag,
     Framework,
     FrameworkFamily,
@@ -54,7 +55,7 @@ def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool,
                      overlap_tp_comm=False, overlap_tp_wgrad=False, fused_grad_accumulation=False, overlap_p2p=False,
                      zero3_prefetch=True, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                      distributed_optimizer=False, zero=True, context_parallel=True, uneven_pipeline=True,
-                     interleave_min_pp=2, moe_dispatcher=dispatcher, overlap_moe_a2a=False,
+                     interleave_min_pp=2, cp_rotate=CpRotate.ALLGATHER, moe_dispatcher=dispatcher, overlap_moe_a2a=False,
                      fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=reshard,
                      defer_grad_sync=False, grads_fp32=master, fp32_master=master).with_(**changes)
 
@@ -65,6 +66,15 @@ def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool,
 _FSDP2_HSDP = ("FSDP2 HSDP all-reduces each reduce-scattered gradient over the replicate mesh dimension in the same "
                "post-backward (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py foreach_reduce; "
                "FSDPModule.set_requires_all_reduce default True)")
+
+
+# torch's experimental context parallelism rotates K, V with _cp_options.rotate_method unless the trainer calls
+# set_rotate_method: _RotateMethod.ALL_GATHER (pytorch/pytorch#132820, 2024-08: "overlap the communication with the
+# first sharded kv computation"; torch/distributed/tensor/experimental/_attention.py _ContextParallelOptions)
+_TORCH_CP_ALLGATHER = ("torch/distributed/tensor/experimental/_attention.py _ContextParallelOptions.rotate_method "
+                       "default _RotateMethod.ALL_GATHER (pytorch/pytorch#132820): every rank's K, V all-gathered "
+                       "once per pass, overlapping only the first step; _templated_ring_attention_backward passes the "
+                       "fp32 dK, dV with _RotateMethod.ALL_TO_ALL")
 
 
 def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, master: str,
@@ -90,6 +100,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "distributed_optimizer": "Megatron's distributed optimizer is not FSDP's",
             "zero": "fully_shard shards parameters, gradients and optimizer states (ZeRO-3)",
             "context_parallel": where + " context parallelism (torch.distributed.tensor.experimental.context_parallel)",
+            "cp_rotate": _TORCH_CP_ALLGATHER,
             "uneven_pipeline": "torch.distributed.pipelining stages take any layer counts",
             "pipeline_split": "not read for this release: capsim places layers that do not divide the stages as "
                               "Megatron-Core's options do (the field's generic value)",

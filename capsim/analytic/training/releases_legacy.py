@@ -15,6 +15,7 @@ from capsim.analytic.training.release import (
     ONE_SCHEDULE,
     PER_REPLICA,
     SPREAD_EXPERTS,
+    TE_RING,
     UNFUSED_CE,
     Flag,
     Framework,
@@ -28,6 +29,7 @@ _ML21, _ML22, _MC08 = "ML@6985e58 megatron/", "ML@9aad920 megatron/", "ML@core_v
 _NO_ZERO3 = "no ZeRO-3 in this code (zero=False): nothing to prefetch"
 
 _NO_OFFLOAD = "no CPU activation offloading in this code (the field's generic value)"
+_NO_CP_YET = "no context parallelism in this code (the field's generic value)"
 _NO_HSDP = "no hybrid sharding in this code (the field's generic value)"
 _NO_MOE = "no mixture of experts in this code (the field's generic value)"
 # Megatron-LM 2021-22: megatron/model/gpt_model.py post_language_model_processing runs
@@ -78,6 +80,7 @@ def megatron_lm_2021(name: str) -> Release:
          "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
          "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
+         "cp_rotate": _NO_CP_YET,
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
@@ -139,6 +142,7 @@ def megatron_lm_2022(name: str) -> Release:
          "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
          "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
+         "cp_rotate": _NO_CP_YET,
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
@@ -200,7 +204,7 @@ def megatron_core_0_8(name: str) -> Release:
          "selective_recompute": args + "L1008 --recompute-granularity selective",
          "distributed_optimizer": args + "L1453 --use-distributed-optimizer",
          "zero": "Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages",
-         "context_parallel": args + "L1455 --context-parallel-size",
+         "context_parallel": args + "L1455 --context-parallel-size", "cp_rotate": TE_RING,
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": args + "L264-267 (interleaved: layers must divide the stages and chunks); core/transformer/"
                             "transformer_block.py L48-77 builds num_layers // pp layers per stage",
@@ -273,7 +277,7 @@ def fsdp_pytorch_2_3(name: str) -> Release:
                                 "apply_activation_checkpointing wraps whichever submodules the user picks",
          "distributed_optimizer": "Megatron's distributed optimizer is not FSDP's (FSDP shards by ShardingStrategy)",
          "zero": fsdp + "ShardingStrategy FULL_SHARD (ZeRO-3), SHARD_GRAD_OP (ZeRO-2), NO_SHARD",
-         "context_parallel": none.format("context parallelism"),
+         "context_parallel": none.format("context parallelism"), "cp_rotate": none.format("context parallelism"),
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": none.format("pipeline schedule"),
          "interleave_min_pp": none.format("pipeline schedule") + " (the field's generic value)",

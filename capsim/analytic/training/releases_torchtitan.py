@@ -12,8 +12,10 @@ amax (an amax pass before each cast): capsim's current scaling.
 
 from __future__ import annotations
 
+from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     PER_REPLICA,
+    CpRotate,
     Flag,
     FrameworkFamily,
     MoeDispatcher,
@@ -26,6 +28,11 @@ from capsim.analytic.training.release import (
 from capsim.analytic.training.releases_fsdp2 import _fsdp2, _fsdp2_cite, _fsdp2_defaults, fsdp2_flags
 from capsim.specs.precision import Fp8Scaling
 
+# torch SDPA's flash backend is FlashAttention-2 (PyTorch 2.2 release notes: "FlashAttention-2 ... in SDPA"), and it
+# leads torch's default backend order flash, efficient, math, cuDNN (aten/src/ATen/native/transformers/cuda/
+# sdp_utils.cpp priority_order, quoted in pytorch/pytorch#138907, 2024-10-25; cuDNN opt-in since pytorch#138522)
+_SDPA_FA2 = ("torch SDPA's flash backend, FlashAttention-2's kernels (PyTorch 2.2 release notes), first in torch's "
+             "default order flash, efficient, math, cuDNN (sdp_utils.cpp priority_order; pytorch/pytorch#138907)")
 _E7 = "TT@e7c0cae"  # 2025-06-11, "Redefine lr_scheduler behavior (#1284)"
 _E7_PAR = _E7 + " torchtitan/models/llama3/parallelize_llama.py"
 _E7_CFG = _E7 + " torchtitan/config_manager.py"
@@ -37,6 +44,12 @@ _E7_TOML = _E7 + " torchtitan/models/llama3/train_configs/llama3_8b.toml"
 _OP_POLICY = (" L217-227 _save_list (aten.mm, flash and efficient SDPA, reduce_scatter_tensor, max), L254-267 "
               "_custom_policy: MUST_SAVE those ops' outputs 'except every second mm', PREFER_RECOMPUTE every other op")
 _SAC_BLOCKS = {str(n): SelectiveAc(SacPolicy.BLOCKS, n) for n in range(1, 17)}
+
+
+def _rotate_flag(where: str) -> Flag:
+    """torchtitan's choice of torch's context-parallel K, V rotation (torch's _RotateMethod)."""
+    return Flag("cp_rotate", {"allgather": CpRotate.ALLGATHER, "alltoall": CpRotate.ALLTOALL},
+                where + ": set_rotate_method before context_parallel")
 
 
 def torchtitan_flags(where_cfg: str, where_par: str) -> dict[str, Flag]:
@@ -78,7 +91,7 @@ def torchtitan_2024_04(name: str) -> Release:
         _1E_PAR + " L225-239: fully_shard per block, reshard_after_forward for every block but the last (no "
                   "pipeline parallelism in this code; the last block's kept gather: not priced)",
         "torchtitan's llama has no MoE (the field's generic value)",
-        _1E + " torchtitan/models/llama/model.py L204: F.scaled_dot_product_attention(is_causal=True) (flash on sm80)",
+        _1E + " torchtitan/models/llama/model.py L204: F.scaled_dot_product_attention(is_causal=True): " + _SDPA_FA2,
         _1E_PAR + " L219-222: MixedPrecisionPolicy(param_dtype=bfloat16, reduce_dtype=float32) over fp32 parameters",
         fp8_scaling="FP8 at this commit is --training.fp8_linear (config_manager.py L216, torchao Float8Linear, "
                     "dynamic scaling); none of the priced runs use it",
@@ -89,8 +102,10 @@ def torchtitan_2024_04(name: str) -> Release:
         fp8_precompute_scales="no FP8 all-gather at this commit",
         fp8_recompute_weight_bwd="no force_recompute_fp8_weight_in_bwd option at this commit")
     fw = _fsdp2(name, Reshard.ALWAYS, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), context_parallel=False, uneven_pipeline=False)
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), context_parallel=False, uneven_pipeline=False,
+                attention=AttentionImpl.SDPA_FLASH)
     cite.update(context_parallel="no context parallelism at this commit",
+                cp_rotate="no context parallelism at this commit (the field's generic value)",
                 uneven_pipeline=_1E_PAR + " L139-140: pipeline parallelism not implemented at this commit")
     defaults = _fsdp2_defaults(_1E_CFG, Setting(PER_REPLICA, _1E_CFG + " L163 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
@@ -116,7 +131,8 @@ def torchtitan_2024_12(name: str) -> Release:
         _9D_PAR + " apply_tp",
         _9D_PAR + " L309-339 apply_fsdp: reshard every block but the last unless pipeline parallelism is on",
         "torchtitan's llama has no MoE (the field's generic value)",
-        "torch scaled_dot_product_attention (flash backend on sm80+)",
+        "torch scaled_dot_product_attention at torch 1963fc8: " + _SDPA_FA2 + "; with context parallelism " + _9D
+        + " torchtitan/utils.py L208-217 allows only sdpa_kernel([FLASH_ATTENTION, EFFICIENT_ATTENTION])",
         _9D_CFG + " L379, L389: --training.mixed_precision_param bfloat16, --training.mixed_precision_reduce float32",
         fp8_scaling=_9D + " docs/float8.md L18: 'tensor-wise scaling with dynamic scales' (torchao Float8Linear): "
                     "each tensor's scale from its own amax, capsim's current scaling",
@@ -126,15 +142,18 @@ def torchtitan_2024_12(name: str) -> Release:
                      "block fully checkpointed, " + _9D_PAR + " L278-282)",
         torch_compile=_9D_CFG + " L399 --training.compile (store_true: off)",
         fp8_precompute_scales=_9D_CFG + " L547 (store_true: off)",
-        fp8_recompute_weight_bwd="not an option at 9dec370 (the field's generic value)")
+        fp8_recompute_weight_bwd="not an option at 9dec370 (the field's generic value)",
+        cp_rotate=_9D_CFG + " L365-377 --experimental.context_parallel_rotate_method default 'allgather', passed "
+                  "to torch's set_rotate_method (" + _9D + " torchtitan/utils.py L171-193; pytorch/pytorch#142093)")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2))
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH)
     defaults = _fsdp2_defaults(_9D_CFG, Setting(PER_REPLICA, _9D_CFG + " L219 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
     defaults["recompute"] = Setting("selective", _9D_CFG + " L516-518 --activation_checkpoint.mode default selective")
     flags = torchtitan_flags(_9D_CFG, _9D_PAR + " L214-222 _save_list (mm, flash/efficient SDPA, abs, max), "
                                                 "L254-258 'except every second mm'")
     del flags["--float8.force_recompute_fp8_weight_in_bwd"]
+    flags["--experimental.context_parallel_rotate_method"] = _rotate_flag(_9D_CFG + " L365-377")
     flags["--experimental.enable_async_tensor_parallel"] = Flag(
         "overlap_tp_comm", {"": True}, _9D_CFG + " L288; micro-pipelined TP collectives under torch.compile")
     return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2024-12", "2024-12-26",
@@ -151,7 +170,7 @@ def torchtitan_2025_06(name: str) -> Release:
                   "not priced)",
         "torchtitan's llama3 has no MoE (the field's generic value)",
         _E7 + " torchtitan/models/attention.py L183-214: F.scaled_dot_product_attention with the flash backend "
-              "first (cuDNN first only on sm100)",
+              "first (cuDNN first only on sm100): " + _SDPA_FA2,
         _E7_CFG + " L221, L227: mixed_precision_param bfloat16, mixed_precision_reduce float32 over fp32 parameters",
         fp8_scaling=_E7 + " torchtitan/components/quantization/float8.py: with no recipe_name, torchao "
                     "Float8LinearConfig(), 'Float8 tensorwise scaled training' (docs/float8.md L12: tensorwise "
@@ -163,16 +182,19 @@ def torchtitan_2025_06(name: str) -> Release:
         torch_compile=_E7_CFG + " L233 compile default False",
         fp8_precompute_scales=_E7_CFG + " L452 default False (docs/float8.md L18: the weights' amax all-reduced once "
                               "for all parameters instead of once each; neither priced)",
-        fp8_recompute_weight_bwd=_E7_CFG + " L455 default False")
+        fp8_recompute_weight_bwd=_E7_CFG + " L455 default False",
+        cp_rotate=_E7_CFG + " L356 Parallelism.context_parallel_rotate_method default 'allgather' (torchtitan/"
+                  "distributed/utils.py L158-169 set_rotate_method)")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2))
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH)
     defaults = _fsdp2_defaults(_E7_CFG, Setting(PER_REPLICA, _E7_CFG + " training.local_batch_size, no gradient "
                                                              "accumulation: the per-replica batch"))
     defaults["recompute"] = Setting("selective", _E7_CFG + " L437 ActivationCheckpoint.mode default 'selective' "
                                                  "(" + _E7_TOML + " sets it too)")
     return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2025-06", "2025-06-11",
                    "torchtitan at e7c0cae (2025-06-11) with torchao 0afa4c1 (2025-06-13)", cite, defaults,
-                   torchtitan_flags(_E7_CFG, _E7_PAR + _OP_POLICY))
+                   {**torchtitan_flags(_E7_CFG, _E7_PAR + _OP_POLICY),
+                    "--parallelism.context_parallel_rotate_method": _rotate_flag(_E7_CFG + " L356")})
 
 
 def torchtitan_2026_08(name: str) -> Release:
@@ -195,7 +217,10 @@ def torchtitan_2026_08(name: str) -> Release:
         selective_ac=ac + " L185-281 SelectiveAC: saves SDPA, max, linear/mm 'except every second mm/linear' and "
                      "recomputes every other op",
         fp8_precompute_scales="TT@b5bcd76 has no FP8 all-gather, so no precomputed scales",
-        fp8_recompute_weight_bwd="TT@b5bcd76 rowwise recipes: not an option")
+        fp8_recompute_weight_bwd="TT@b5bcd76 rowwise recipes: not an option",
+        cp_rotate="torchtitan#3086 (2026-04-24): context_parallel_rotate_method unused since #2555, context "
+                  "parallelism unified on all-gather (torch/distributed/tensor/experimental/_attention.py); priced as "
+                  "torch's all-gather rotater")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
                 selective_ac=SelectiveAc(SacPolicy.OPS))
     defaults = _fsdp2_defaults("TT@b5bcd76 torchtitan/config/configs.py",

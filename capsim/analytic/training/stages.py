@@ -17,6 +17,7 @@ from capsim.analytic.params import layer_params_by_kind, param_counts
 from capsim.analytic.training import comms
 from capsim.analytic.training.compute import MicroBatchTimes, distinct, micro_batch_times
 from capsim.analytic.training.framework import Framework
+from capsim.analytic.training.release import CpRotate
 from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
 from capsim.specs.model import ModelSpec
@@ -91,10 +92,11 @@ class LayerTimes:
         if not model.dense_layers:
             t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, sac=fw.selective_ac,
                                   fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing,
-                                  local_casts=fw.tp_gather_quantized)
+                                  local_casts=fw.tp_gather_quantized, torch_cp=fw.cp_rotate is not CpRotate.P2P)
             return cls(t, t)
         return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share, fw.selective_ac,
-                                       fw.moe_fp8_padding, fw.moe_random_routing, fw.tp_gather_quantized)
+                                       fw.moe_fp8_padding, fw.moe_random_routing, fw.tp_gather_quantized,
+                                       fw.cp_rotate is not CpRotate.P2P)
                      for share in (1.0, 0.0)))
 
     def pair(self, fn) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -210,7 +212,7 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     tp_layer = times.pair(lambda x: sum(comms.tp_layer_s(perf, model, lay, precision, gpn, x, fw)))
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     tp_head = tp_head_f + tp_head_b
-    cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t))  # the same attention in both kinds
+    cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t, fw))  # the same attention in both kinds
     ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw)  # one MoE layer
     ep_layer = ep_f + ep_b
     waits = (host_wait_s(t, ep_f, ep_b), host_wait_s(times.dense, 0.0, 0.0))

@@ -1,0 +1,139 @@
+"""Context parallelism and attention as each framework's code runs them: Transformer Engine's ring (Megatron-Core)
+against torch's experimental context_parallel rotaters (torchtitan), and torch SDPA's flash backend
+(FlashAttention-2) priced at its own Hopper rate."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from capsim.analytic.layouts import Layouts
+from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training import comms
+from capsim.analytic.training.collectives import collective_s, placement, send_s
+from capsim.analytic.training.compute import micro_batch_times
+from capsim.analytic.training.framework import get_framework, get_release
+from capsim.analytic.training.release import CpRotate
+from capsim.calibration import perf_for
+from capsim.calibration.datasheet import HOPPER, SDPA_FLASH_HOPPER_FORWARD
+from capsim.calibration.schema import load_calibration
+from capsim.perf.params import DeviceParams
+from capsim.specs.catalog import get_model
+from capsim.specs.precision import Precision
+
+LLAMA = get_model("llama-3-8b")
+BF16 = Precision.preset("bf16")
+H100 = perf_for("H100-SXM5-80GB", "datasheet")
+TE = get_framework("megatron-core")
+TORCH = get_release("torchtitan-2024-12").framework
+
+
+def _cp(cp: int, attn_fwd_s: float, attn_bwd_s: float):
+    """(layout, times) of one 8k-token Llama 3 8B micro-batch over ``cp`` GPUs of one node, its attention compute set
+    to the given seconds (how much each step can hide)."""
+    lay = Layouts.build(LLAMA, cp=cp, dp=1, seq_len=8192, global_batch=1, micro_batch=1)
+    t = micro_batch_times(LLAMA, lay, BF16, H100)
+    return lay, replace(t, layer_attn_fwd_s=np.array([attn_fwd_s]), layer_attn_bwd_s=np.array([attn_bwd_s]))
+
+
+def _kv_bytes(cp: int) -> float:
+    return 8192 / cp * LLAMA.kv_heads * (LLAMA.head_dim + LLAMA.v_dim) * 2.0
+
+
+def test_torch_allgather_rotater_hides_behind_the_first_step_only() -> None:
+    cp = 8
+    kv = _kv_bytes(cp)
+    send, dkv = send_s(H100, kv, False), send_s(H100, 2.0 * kv, False)  # dK, dV in fp32: twice the bf16 bytes
+    gather = collective_s(H100, "all_gather", cp * kv, placement(cp, 1, 8))
+    lay, bare = _cp(cp, 0.0, 0.0)  # nothing to hide behind: every transfer whole
+    assert comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, bare, TE)[0][0] == pytest.approx((cp - 1) * float(send))
+    fwd, bwd = comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, bare, TORCH)
+    assert fwd[0] == pytest.approx(float(gather))  # one all-gather of every rank's K, V per pass
+    assert bwd[0] == pytest.approx(float(gather) + cp * float(dkv))  # gathered again, dK/dV passed after each step
+    # each step's attention long enough to hide one ring transfer (bf16 K,V forward, 2x in the backward), shorter
+    # than the whole gather: the ring hides all, the all-gather only behind step 0, the last dK/dV pass never
+    block = 1.5 * float(dkv)
+    lay, t = _cp(cp, cp * block, cp * block)
+    assert float(gather) > block
+    assert sum(comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, t, TE))[0] == 0.0
+    fwd, bwd = comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, t, TORCH)
+    assert fwd[0] == pytest.approx(float(gather) - block)
+    assert bwd[0] == pytest.approx(float(gather) - block + float(dkv))
+    a2a = TORCH.with_(cp_rotate=CpRotate.ALLTOALL)
+    fwd, bwd = comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, t, a2a)
+    assert fwd[0] == 0.0 and bwd[0] == pytest.approx(float(dkv))  # K, V hide like the ring; the last dK/dV does not
+
+
+def test_no_context_parallelism_no_exchange() -> None:
+    lay, t = _cp(1, 0.0, 0.0)
+    for fw in (TE, TORCH):
+        assert sum(comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, t, fw))[0] == 0.0
+
+
+def test_releases_name_their_context_parallel_implementation() -> None:
+    assert TE.cp_rotate is CpRotate.P2P and TORCH.cp_rotate is CpRotate.ALLGATHER
+    assert "'allgather'" in get_release("torchtitan-2024-12").cite["cp_rotate"]
+    fw, _ = get_release("torchtitan-2024-12").configure("--experimental.context_parallel_rotate_method=alltoall")
+    assert fw.cp_rotate is CpRotate.ALLTOALL
+    fw, _ = get_release("torchtitan-2025-06").configure("--parallelism.context_parallel_rotate_method=alltoall")
+    assert fw.cp_rotate is CpRotate.ALLTOALL
+    for name in ("torchtitan-2024-04", "torchtitan-2024-12", "torchtitan-2025-06"):
+        assert get_release(name).framework.attention is AttentionImpl.SDPA_FLASH
+        assert "FlashAttention-2" in get_release(name).cite["attention"]
+
+
+def test_sdpa_flash_runs_at_flashattention2s_hopper_rate_and_at_the_main_rate_elsewhere() -> None:
+    flops, rows = 1e15, 1e9  # large: every curve at its plateau
+    for name, ratio in (("H100-SXM5-80GB", 0.60 / SDPA_FLASH_HOPPER_FORWARD), ("A100-SXM4-80GB", 1.0)):
+        perf = perf_for(name, "datasheet")
+        launch = perf.params.attention.launch_s
+        for backward in (False, True):
+            main, fa2 = (perf.attention_s(flops, 0.0, rows, backward=backward, kernel=k) - launch
+                         for k in ("", "sdpa-flash"))
+            assert fa2 / main == pytest.approx(ratio, rel=1e-3), (name, backward)
+
+
+def test_the_fa2_kernel_curves_ship_in_hopper_calibrations_and_round_trip() -> None:
+    for name in HOPPER:
+        params = load_calibration(name).perf().params
+        assert params.attention.kernels["sdpa-flash"]["forward"].peak_fraction == SDPA_FLASH_HOPPER_FORWARD
+        assert DeviceParams.from_dict(params.to_dict()) == params
+    assert load_calibration("H100-SXM5-80GB-profile").perf().params.attention.kernels is not None
+    assert load_calibration("A100-SXM4-80GB").perf().params.attention.kernels is None
+
+
+def test_sdpa_flash_is_fused_like_flash() -> None:
+    lay = Layouts.build(LLAMA, dp=1, seq_len=8192, global_batch=1, micro_batch=1)
+    flash, sdpa = (micro_batch_times(LLAMA, lay, BF16, perf_for("A100-SXM4-80GB", "datasheet"), impl)
+                   for impl in (AttentionImpl.FLASH, AttentionImpl.SDPA_FLASH))
+    assert flash.layer_fwd_s[0] == sdpa.layer_fwd_s[0]  # no Hopper rate on an A100: the same kernel time
+    hopper = [micro_batch_times(LLAMA, lay, BF16, H100, impl) for impl in (AttentionImpl.FLASH, AttentionImpl.SDPA_FLASH)]
+    assert hopper[1].layer_attn_fwd_s[0] > hopper[0].layer_attn_fwd_s[0]
+    assert hopper[1].layer_gemm_fwd_s[0] == hopper[0].layer_gemm_fwd_s[0]
+
+
+def test_torch_cp_merges_in_fp32_and_costs_more_than_transformer_engines() -> None:
+    """torch's _SDPAMerger: step 0's output cast to fp32 (6 bytes per element), each later step cast and merged
+    (3/4 of O on average: 6 + 32 bytes) and half of them cat'ed back (8 bytes of the whole O each), the result cast back
+    (6); K, V contiguous + concatenated per later step (4 bytes per element each)."""
+    from capsim.analytic.ops import layer_shape
+    from capsim.analytic.training.compute import ring_attention_ops
+
+    cp = np.array([1, 2, 8])
+    tokens = 8192 / cp
+    shape = layer_shape(LLAMA, tokens, 1, 1, 1, False)
+    te_f, te_b = ring_attention_ops(LLAMA, shape, cp, BF16.activations)
+    pt_f, pt_b = ring_attention_ops(LLAMA, shape, cp, BF16.activations, torch_cp=True)
+    assert pt_f.share.tolist() == [0.0, 1.0, 1.0] == pt_b.share.tolist()
+    o = tokens * 32 * 128
+    kv = tokens * 8 * 256
+    later = cp - 1
+    expected = 4 * kv * (1 + later) + 6 * o + later * o * (0.75 * 6 + 0.75 * 32 + 0.5 * 8) + 6 * o
+    assert np.asarray(pt_f.bytes)[1:] == pytest.approx(expected[1:])
+    assert np.all(np.asarray(pt_f.bytes)[1:] > np.asarray(te_f.bytes)[1:])
+    assert np.all(np.asarray(pt_b.bytes)[1:] > np.asarray(te_b.bytes)[1:])
+    lay = Layouts.build(LLAMA, cp=8, dp=1, seq_len=65536, global_batch=1, micro_batch=1)
+    te, pt = (micro_batch_times(LLAMA, lay, BF16, H100, torch_cp=flag) for flag in (False, True))
+    assert pt.layer_fwd_s[0] > te.layer_fwd_s[0] and pt.layer_attn_fwd_s[0] == te.layer_attn_fwd_s[0]
