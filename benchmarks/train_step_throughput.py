@@ -5,8 +5,8 @@ grid; the SimPy schedule of a 64-stage, 512-micro-batch interleaved pipeline in 
 
 The grid: GPT-3 175B (96 layers, even splits), Llama-3.1-405B (126 layers: pp 4, 8, 16, 32 and v 2, 4 do not
 divide it, so most of its layouts take uneven splits) and Mixtral 8x7B (MoE, ep 1-8, experts split like the
-attention or not at all: etp = tp or 1). Every layout is priced,
-valid or not.
+attention or not at all: etp = tp or 1). The 405B grid shards ZeRO state over all of dp x cp or in hybrid groups of
+8 (HSDP, shard=8: the layout search tries these). Every layout is priced, valid or not.
 
 Run: python benchmarks/train_step_throughput.py [--baseline DIR] [--rounds N]
 With --baseline, a checkout of another capsim tree (e.g. `git worktree add /tmp/base main`) is measured on the
@@ -39,7 +39,7 @@ GRIDS = {  # model: (accelerator, GPUs, axes)
                                      recompute=[0, 1, 2], sp=[False, True], cp=[1, 2])),
     "llama-3.1-405b": ("a100", 1024, dict(dp=[1, 2, 4, 8, 16, 32, 64], tp=[4, 8], pp=[1, 2, 4, 8, 16, 32],
                                           v=[1, 2, 4], micro_batch=[1, 2, 4], zero_stage=[0, 1, 3],
-                                          recompute=[0, 2], sp=[False, True], cp=[1, 2])),
+                                          recompute=[0, 2], sp=[False, True], cp=[1, 2], shard=[0, 8])),
     "mixtral-8x7b": ("a100", 1024, dict(dp=[1, 2, 4, 8, 16, 32, 64], tp=[1, 2, 4, 8], pp=[1, 2, 4, 8],
                                         v=[1, 2], ep=[1, 2, 4, 8], etp=[0, 1], micro_batch=[1, 2, 4],
                                         zero_stage=[0, 1, 3],

@@ -81,3 +81,45 @@ def test_an_unknown_read_pattern_is_refused():
     entry = dict(load_catalog("engines")["tensorrt-llm-0.5"], decode_kv_reads="twice")
     with pytest.raises(SpecError, match="decode_kv_reads"):
         profile_from_dict("bad", entry)
+
+
+def test_trtllm_0_10_reads_per_kv_head_only_for_the_groups_its_xqa_gate_admits():
+    # TensorRT-LLM 0.10 decoderXQARunner.h shouldUse: XQA only for 8 query heads per KV head (engines.yaml)
+    from capsim.analytic.serving_moe import decode_kv_reads
+    v010 = get_engine("tensorrt-llm-0.10")
+    assert v010.decode_kv_groups == (8,) and v010.decode_kv_reads is PER_KV
+    cases = {("llama-2-70b", 4): PER_KV, ("llama-3-70b", 4): PER_KV, ("llama-2-70b", 1): PER_KV,
+             ("llama-3-8b", 1): PER_Q, ("mixtral-8x7b", 2): PER_Q,
+             ("llama-2-70b", 16): PER_Q}  # one replicated KV head per GPU for 4 query heads: a group of 4
+    for (name, tp), want in cases.items():
+        assert decode_kv_reads(get_model(name), ServePlan(tp=tp), v010) is want, (name, tp)
+    everyone = v010.with_(decode_kv_groups=())  # no list: every group as the profile's pattern
+    assert decode_kv_reads(get_model("llama-3-8b"), ServePlan(), everyone) is PER_KV
+    assert get_engine("tensorrt-llm-0.14").decode_kv_groups == ()  # later releases keep their single pattern
+    assert v010.to_dict()["decode_kv_groups"] == [8]
+
+
+def test_an_uncovered_group_prices_the_masked_mha_bytes_in_both_step_paths():
+    v010 = get_engine("tensorrt-llm-0.10")
+    everyone = v010.with_(decode_kv_groups=())
+    plan = ServePlan(quantization="fp8", kv_cache_dtype="fp8")
+    decode = StepShape.decode(64, 2000.0)
+    llama3 = get_model("llama-3-8b")  # 32 query heads over 8 KV heads
+    slow = iteration_time(llama3, plan, PERF, decode, v010, H100)
+    fast = iteration_time(llama3, plan, PERF, decode, everyone, H100)
+    assert float(slow.attention_s) > float(fast.attention_s) and slow.layers_s == fast.layers_s
+    assert StepTable(llama3, plan, PERF, v010, H100).dec_kv == pytest.approx(4 * kv_elems_per_token(llama3, 1))
+    table = StepTable(llama3, plan, PERF, v010, H100)
+    got = table.step_s(decode_seqs=64, decode_kv_tokens=float(decode.decode_kv_tokens))
+    assert got == pytest.approx(float(slow.total_s), rel=1e-12)
+    llama70 = get_model("llama-2-70b")  # a group of 8: XQA, as before
+    plan4 = ServePlan(tp=4, quantization="fp8", kv_cache_dtype="fp8")
+    assert iteration_time(llama70, plan4, PERF, decode, v010, H100).total_s == \
+        iteration_time(llama70, plan4, PERF, decode, everyone, H100).total_s
+
+
+@pytest.mark.parametrize("groups", [[0], ["8"], 8])
+def test_bad_group_sizes_are_refused(groups):
+    entry = dict(load_catalog("engines")["tensorrt-llm-0.10"], decode_kv_groups=groups)
+    with pytest.raises(SpecError, match="decode_kv_groups"):
+        profile_from_dict("bad", entry)

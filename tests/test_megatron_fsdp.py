@@ -184,10 +184,9 @@ def test_cli_fsdp_group():
     ok = runner.invoke(app, [*base, "--fsdp-group", "8"])
     assert ok.exit_code == 0, ok.output
     assert '"shard_group": 8' in ok.output
-    for bad, field in ((["--fsdp-group", "5"], "shard_group"), (["--fsdp-group", "8", "--zero", "0"], "shard_group"),
-                       (["--fsdp-group", "8", "--auto"], "--fsdp-group")):
+    for bad in (["--fsdp-group", "5"], ["--fsdp-group", "8", "--zero", "0"], ["--fsdp-group", "5", "--auto"]):
         out = runner.invoke(app, [*base, *bad])
-        assert out.exit_code == 2 and field in out.output, out.output
+        assert out.exit_code == 2 and "--fsdp-group" in out.output, out.output
 
 
 def test_zero_under_a_release_without_sharding_is_infeasible():

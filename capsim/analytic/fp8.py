@@ -46,6 +46,26 @@ format. TE leaves the NVFP4 paper's "last few layers in higher precision" to the
 fp8_primer.ipynb, "NVFP4 training recipe", TE v2.10); Megatron-Core does it only with --first-last-layers-bf16,
 which Megatron-Bridge's ``bf16_with_nvfp4_mixed`` leaves off (src/megatron/bridge/training/mixed_precision.py,
 NVIDIA-NeMo/Megatron-Bridge@067f987), so every layer's TE GEMMs are NVFP4 here.
+
+The fused QKV and a dense MLP's fc1 are TE's LayerNormLinear (Megatron-Core's TELayerNormColumnParallelLinear, with
+``input_layernorm`` / ``pre_mlp_layernorm`` IdentityOp: megatron/core/models/gpt/gpt_layer_specs.py L59, L69, L119 at
+core_v0.8.0; an MoE layer's pre_mlp_layernorm is its own TENorm and its experts take dispatched rows, MLA's
+projections follow a TENorm), which hands its input quantizer to the norm kernel (``NormQuantize``, a release fact):
+- TE v1.8 / v1.13 (module/layernorm_linear.py L126-137 / L129-147): under FP8 the (RMS)norm kernel writes the FP8
+  copy of its output and records its amax (``fp8_out``: delayed scaling, TE 1.x's only recipe); no cast kernel. The
+  wgrad's transposed copy is a separate ``tex.fp8_transpose`` of the (gathered) FP8 norm output in the backward
+  (L584 / L599).
+- TE v2.0-v2.7 (module/layernorm_linear.py ``with_quantized_norm``; csrc/extensions/normalization.cpp rmsnorm_fwd):
+  a ``Float8Quantizer`` (delayed) output is written by the norm kernel; a columnwise copy is a separate
+  ``nvte_transpose`` of it (common/normalization/rmsnorm/rmsnorm_api.cpp L86-91 at v2.0), or, under SP, made after
+  the rowwise-only gather (``supports_only_rowwise_all_gather``). MXFP8 (v2.0: "Use high precision output from
+  normalization", then ``nvte_quantize``) and current scaling (v2.2: ``force_unfused_kernel`` for every quantizer
+  but Float8Quantizer) are computed in 16 bits and quantized after, as a plain cast.
+- TE v2.8 onward (normalization.cpp ``Impl``, v2.8 and 71bbefbf L40-62): delayed FULLY_FUSED as above; current
+  scaling FUSED_NORM_AMAX_FP8: the norm kernel writes 16 bits and the amax, then ``quantize_with_amax`` casts (the
+  amax pass goes, the cast stays); MXFP8 UNFUSED unless NVTE_NORM_FWD_USE_CUDNN (off by default); NVFP4 UNFUSED for
+  the inputs, whose quantizer takes the post-RHT amax (``with_rht and with_post_rht_amax``, quantization.py L1333).
+The gradient casts in the backward (``grad_output_preprocess``) are never fused into a norm.
 """
 
 from __future__ import annotations
@@ -85,6 +105,18 @@ _SP_GATHERED_GRAD = frozenset({"attn_out", "mlp_down", "cross_out"})
 PAD, UNPAD = "moe_fp8_pad", "moe_fp8_unpad"  # the grouped experts' row padding copies (``grouped_padding``)  # a 16-point Hadamard transform: a 16x16 matrix times each 16 values
 
 
+class NormQuantize(StrEnum):
+    """What the norm kernel of TE's LayerNormLinear does of the quantize of its output (module docstring)."""
+
+    NONE = "none"  # no LayerNormLinear under FP8 here: the cast after the norm is its own kernel
+    FP8 = "fp8"  # the norm writes the per-tensor FP8 copy under delayed scaling (TE 1.x to 2.7)
+    FP8_AMAX = "fp8+amax"  # that, and under current scaling the norm finds the amax (TE v2.8 onward)
+
+
+# The GEMMs whose input LayerNormLinear normalizes, and the norm op before each (module docstring).
+NORM_FED = {"qkv": "norm_attn", "mlp_up": "norm_mlp"}
+
+
 class CastKind(StrEnum):
     """What one quantize op does (the names of the cast ops)."""
 
@@ -93,6 +125,7 @@ class CastKind(StrEnum):
     AMAX = "fp8_amax"  # a pass finding the tensor's amax before its cast (FP8 current scaling, NVFP4)
     INPUT_COL = "fp8_cast.col"  # NVFP4: the RHT + columnwise quantize of a GEMM input, its own kernel
     GRAD_COL = "fp8_cast.grad_col"  # NVFP4: the same for an output gradient
+    TRANSPOSE = "fp8_transpose"  # a norm-fed input's transposed FP8 copy made from its rowwise one (NormQuantize)
 
 
 def _base(name: str) -> str:
@@ -119,22 +152,47 @@ def _elementwise(name: str, elements: Num, flops_per_value: float, read_b: float
               (elements,), fmt, count, share=share)
 
 
-def _casts(name: str, elements: Num, count: Num, share: Num, precision: Precision) -> list[Op]:
+def _casts(name: str, elements: Num, count: Num, share: Num, precision: Precision, amax: bool = True,
+           copies: Num = 2.0) -> list[Op]:
     """The quantize work on ``elements`` 16-bit values (times ``count``) before a quantized GEMM, per recipe (see
     the module docstring): each pass reads the 16-bit tensor; the quantized copies (rowwise and columnwise) are
-    written at the format's bytes per value, block scales included."""
+    written at the format's bytes per value, block scales included. ``amax``: False where the norm kernel found the
+    amax; ``copies``: per-tensor FP8 copies the cast writes (1 where the transpose comes after a gather)."""
     ab, fmt = precision.activations.bytes, precision.compute
     qb = fmt.bytes
     out = []
-    if precision.fp8_scaling is Fp8Scaling.CURRENT or fmt is DType.NVFP4:
+    if amax and (precision.fp8_scaling is Fp8Scaling.CURRENT or fmt is DType.NVFP4):
         out.append(_elementwise(CastKind.AMAX.value, elements, 1.0, ab, 0.0, precision.activations, count, share))
     if fmt is DType.NVFP4:
         col = CastKind.GRAD_COL if name == CastKind.GRAD.value else CastKind.INPUT_COL
         out.append(_elementwise(name, elements, 1.0, ab, qb, fmt, count, share))
         out.append(_elementwise(col.value, elements, 1.0 + _RHT_FLOPS_PER_VALUE, ab, qb, fmt, count, share))
         return out
-    out.append(_elementwise(name, elements, 2.0, ab, 2.0 * qb, fmt, count, share))
+    copies = np.asarray(copies, float)
+    out.append(_elementwise(name, elements, copies, ab, copies * qb, fmt, count, share))
     return out
+
+
+def _norm_fused(op: Op, precision: Precision, norm: NormQuantize) -> bool:
+    """Whether ``op`` is a per-tensor FP8 GEMM whose input LayerNormLinear's norm kernel quantizes (or finds the
+    amax of) under ``norm`` (module docstring): the QKV and a dense fc1, not the grouped experts."""
+    if norm is NormQuantize.NONE or precision.compute is not DType.FP8 or not is_fp8(op, precision):
+        return False
+    return _base(op.name) in NORM_FED and op.impl != GROUPED
+
+
+def _norm_input_casts(op: Op, rows: Num, gathered: np.ndarray, precision: Precision, norm: NormQuantize
+                      ) -> list[Op]:
+    """The forward quantize kernels left of a norm-fed GEMM's input (``_norm_fused``) on ``rows`` local rows: none
+    under delayed scaling (the norm writes the FP8 copy); under current scaling the amax pass (unless
+    ``FP8_AMAX``) and the cast, writing both copies, or only the rowwise one when the input is gathered (its
+    transpose made after, ``norm_transposes``)."""
+    if precision.fp8_scaling is not Fp8Scaling.CURRENT:
+        return []
+    _m, _n, k = op.shape
+    copies = np.where(gathered, 1.0, 2.0)
+    return _casts(CastKind.INPUT.value, rows * k, op.count, op.share, precision,
+                  amax=norm is not NormQuantize.FP8_AMAX, copies=copies)
 
 
 def _sp_rows(op: Op, names: frozenset[str], sp_shard: Num) -> Num:
@@ -143,11 +201,14 @@ def _sp_rows(op: Op, names: frozenset[str], sp_shard: Num) -> Num:
     return 1.0 / np.asarray(sp_shard, float) if _base(op.name) in names and op.impl != GROUPED else 1.0
 
 
-def forward(ops: list[Op], precision: Precision, sp_shard: Num = 1.0) -> list[Op]:
+def forward(ops: list[Op], precision: Precision, sp_shard: Num = 1.0, norm: NormQuantize = NormQuantize.NONE
+            ) -> list[Op]:
     """The forward op list with TE's GEMMs in the recipe's quantized format, their inputs' casts before them, and
     their saved inputs kept as one quantized copy; unchanged when the recipe is not quantized. ``sp_shard``: the
     ranks a sequence-parallel GEMM input is gathered from (t under SP, else 1; arrays over layouts), whose casts
-    run before the gather on 1/t of the rows (``_SP_GATHERED_INPUT``)."""
+    run before the gather on 1/t of the rows (``_SP_GATHERED_INPUT``). ``norm``: what the release's LayerNormLinear
+    norm kernel does of the quantize of the QKV and dense fc1 inputs (``NormQuantize``): under delayed scaling the
+    norm op writes the FP8 copy (its output bytes at the format's width) and no cast runs."""
     if precision.compute not in QUANTIZED:
         return ops
     scale = precision.compute.bytes / precision.activations.bytes
@@ -158,7 +219,12 @@ def forward(ops: list[Op], precision: Precision, sp_shard: Num = 1.0) -> list[Op
             continue
         m, _n, k = op.shape
         rows = np.asarray(m, float) * _sp_rows(op, _SP_GATHERED_INPUT, sp_shard)
-        out += _casts(CastKind.INPUT.value, rows * k, op.count, op.share, precision)
+        if _norm_fused(op, precision, norm):
+            out += _norm_input_casts(op, rows, np.asarray(sp_shard, float) > 1, precision, norm)
+            if precision.fp8_scaling is not Fp8Scaling.CURRENT:
+                out = _norm_writes_fp8(out, NORM_FED[_base(op.name)], op, precision)
+        else:
+            out += _casts(CastKind.INPUT.value, rows * k, op.count, op.share, precision)
         saved = tuple((kind, size * scale) for kind, size in op.saved)
         if _base(op.name) in _CORE_OUTPUT_INPUT:
             saved += tuple((Saved.CORE, size) for _kind, size in op.saved)
@@ -166,11 +232,45 @@ def forward(ops: list[Op], precision: Precision, sp_shard: Num = 1.0) -> list[Op
     return out
 
 
-def backward_casts(ops: list[Op], precision: Precision, sp_shard: Num = 1.0) -> list[Op]:
+def _norm_writes_fp8(out: list[Op], norm_name: str, op: Op, precision: Precision) -> list[Op]:
+    """``out`` with the last norm op named ``norm_name`` writing ``op``'s share of its output in FP8 instead of
+    16 bits (the fused norm + cast of delayed scaling)."""
+    for i in range(len(out) - 1, -1, -1):
+        if out[i].name.split(".")[0] == norm_name:
+            fused = np.asarray(op.share, float) * np.asarray(op.count, float)
+            keep = 1.0 - fused * (1.0 - precision.compute.bytes / precision.activations.bytes)
+            return out[:i] + [replace(out[i], bytes_written=out[i].bytes_written * keep)] + out[i + 1:]
+    return out
+
+
+def norm_transposes(ops: list[Op], precision: Precision, sp_shard: Num = 1.0,
+                    norm: NormQuantize = NormQuantize.NONE) -> list[Op]:
+    """The separate transposes of the norm-fed GEMM inputs' FP8 copies (``_norm_fused``), for the wgrad: a
+    ``fp8_transpose`` kernel (read and write one byte per value) over all the GEMM's rows, gathered ones included
+    (TE@v1.8 layernorm_linear.py L584 transposes ``ln_out_total``); under delayed scaling always, under current
+    scaling where the input is gathered (else its cast wrote both copies). Priced in the backward, where TE 1.x
+    runs it."""
+    out: list[Op] = []
+    for op in ops:
+        if not _norm_fused(op, precision, norm):
+            continue
+        m, _n, k = op.shape
+        share = np.asarray(op.share, float)
+        if precision.fp8_scaling is Fp8Scaling.CURRENT:  # a share of 0 where the cast wrote both copies
+            share = share * (np.asarray(sp_shard, float) > 1)
+        qb = precision.compute.bytes
+        out.append(_elementwise(CastKind.TRANSPOSE.value, np.asarray(m, float) * k, 0.0, qb, qb,
+                                precision.compute, op.count, share))
+    return out
+
+
+def backward_casts(ops: list[Op], precision: Precision, sp_shard: Num = 1.0,
+                   norm: NormQuantize = NormQuantize.NONE) -> list[Op]:
     """The casts the backward adds: each quantized GEMM's output gradient [m, n], quantized once for its data- and
     weight-gradient GEMMs (``ops`` is the forward list); a row-parallel GEMM's under SP on the 1/``sp_shard`` rows
-    its rank holds, before the gather (``_SP_GATHERED_GRAD``)."""
-    out: list[Op] = []
+    its rank holds, before the gather (``_SP_GATHERED_GRAD``); and the norm-fed inputs' transposes
+    (``norm_transposes``)."""
+    out: list[Op] = norm_transposes(ops, precision, sp_shard, norm)
     for op in ops:
         if is_fp8(op, precision):
             m, n, _k = op.shape

@@ -18,7 +18,7 @@ import numpy as np
 
 from capsim._types import Num
 from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops
-from capsim.analytic.serving_moe import layer_comm_s, replica_layer_ops
+from capsim.analytic.serving_moe import decode_kv_reads, layer_comm_s, replica_layer_ops
 from capsim.errors import SpecError
 from capsim.perf import Collective, Curve, Perf
 from capsim.specs.catalog import get_accelerator
@@ -377,7 +377,8 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     pre = StepBatch(shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens)
     d = np.asarray(shape.decode_seqs, float)
     dec_batch = StepBatch(d, d, shape.decode_kv_tokens, shape.decode_kv_tokens)
-    dec_ops = attention_ops(model, plan, dec_batch, Phase.DECODE, engine.decode_kv_reads)  # kernels at the decode rate, GEMMs as others
+    reads = decode_kv_reads(model, plan, engine)
+    dec_ops = attention_ops(model, plan, dec_batch, Phase.DECODE, reads)  # kernels at the decode rate, GEMMs as others
     dec_s = dec.ops_s([o for o in dec_ops if o.kind is OpKind.ATTENTION]) \
         + main.ops_s([o for o in dec_ops if o.kind is not OpKind.ATTENTION])
     attn = model.layers * (np.where(np.asarray(shape.prefill_tokens) > 0,

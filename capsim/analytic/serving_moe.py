@@ -19,7 +19,7 @@ from capsim._types import Num
 from capsim.analytic.attention import KernelDims, kernel_dims
 from capsim.analytic.ops import Op, Phase, StepBatch, _mlp_ops, active_experts, layer_shape, serving_layer_ops
 from capsim.perf import Collective, Perf
-from capsim.specs.engine import DecodeKvReads
+from capsim.specs.engine import DecodeKvReads, EngineProfile
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
 
@@ -82,4 +82,12 @@ def gpu_kernel_dims(model: ModelSpec, plan: ServePlan, phase: Phase,
     return replace(k, heads=k.heads / plan.tp, kv_elems=k.kv_elems / plan.tp)
 
 
-__all__ = ["EXPERT_OPS", "gpu_kernel_dims", "layer_comm_s", "local_batch", "replica_layer_ops"]
+def decode_kv_reads(model: ModelSpec, plan: ServePlan, engine: EngineProfile) -> DecodeKvReads:
+    """How the engine's decode kernel reads one GPU's KV cache: its profile's pattern where the kernel covers the
+    rank's GQA group (query heads per cached KV head, KV heads replicated past their number), else per query head."""
+    tp = 1 if plan.dp_attention else plan.tp
+    group = (model.heads / tp) / max(model.kv_heads / tp, 1.0)
+    return engine.decode_reads_for(group)
+
+
+__all__ = ["EXPERT_OPS", "decode_kv_reads", "gpu_kernel_dims", "layer_comm_s", "local_batch", "replica_layer_ops"]

@@ -40,7 +40,7 @@ from capsim.analytic.serving import (
     pp_sends,
     tp_comm_s,
 )
-from capsim.analytic.serving_moe import gpu_kernel_dims, local_batch
+from capsim.analytic.serving_moe import decode_kv_reads, gpu_kernel_dims, local_batch
 from capsim.errors import SpecError
 from capsim.perf import Perf, curve_value
 from capsim.specs.engine import EngineProfile, get_engine
@@ -87,7 +87,7 @@ class StepTable:
         calibration's attention scaling, and the seconds per (query, key) pair over the token counts ``n``."""
         self.heads = model.heads / plan.tp
         kp = gpu_kernel_dims(model, plan, Phase.PREFILL)
-        kd = gpu_kernel_dims(model, plan, Phase.DECODE, self.engine.decode_kv_reads)
+        kd = gpu_kernel_dims(model, plan, Phase.DECODE, decode_kv_reads(model, plan, self.engine))
         self.act_bytes, self.kv_bytes = plan.dtype.bytes, plan.kv_cache_dtype.bytes
         # Bytes an attention kernel moves per query token and per key (serving_kernels' attention op). Python
         # floats: kernel_dims gives numpy scalars, which would make every step time (and the replica clocks that

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -233,6 +234,28 @@ def within_context(spec: ModelSpec, tokens: int, field: str) -> int:
         raise SpecError(field, f"{tokens} tokens exceed {spec.name}'s context of {spec.max_seq}",
                         f"use {field} <= {spec.max_seq}, or a config with a longer max_position_embeddings")
     return tokens
+
+
+def check_fsdp_group(group: int | None, dp: int, cp: int, zero: int, distributed_optimizer: bool) -> None:
+    """--fsdp-group must divide dp x cp and needs something sharded (--zero 1-3 or --distributed-optimizer)."""
+    if group is None:
+        return
+    if (dp * cp) % group:
+        raise SpecError("--fsdp-group", f"{group} does not divide dp x cp = {dp} x {cp} = {dp * cp}",
+                        f"use a divisor of {dp * cp}")
+    if not (zero or distributed_optimizer):
+        raise SpecError("--fsdp-group", "a hybrid sharding group needs sharding", "add --zero 1-3")
+
+
+@contextmanager
+def fsdp_group_errors() -> Iterator[None]:
+    """A search's error about the sharding group (the ``shard`` field) as one naming --fsdp-group."""
+    try:
+        yield
+    except SpecError as err:
+        if err.field != "shard":
+            raise
+        raise SpecError("--fsdp-group", err.problem, err.fix) from None
 
 
 def infer_dp(dp: int | None, gpus: int | None, tp: int, pp: int, cp: int) -> int:

@@ -49,24 +49,34 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
                                                              "layout may use (headroom for CUDA context, NCCL, "
                                                              "fragmentation).", min=0.1, max=1.0)] = 0.9,
                top: Annotated[int, typer.Option("--top", min=1)] = 10,
-               hf_config: o.HfConfig = None, as_json: JsonOpt = False) -> None:
+               hf_config: o.HfConfig = None, as_json: JsonOpt = False,
+               fsdp_group: Annotated[int | None, typer.Option(
+                   "--fsdp-group", help="Keep this hybrid sharding group (ZeRO/FSDP state sharded over N of the dp x "
+                   "cp ranks, replicated over the rest) and search the rest of the layout; GPU counts it does not "
+                   "divide are skipped. FSDP2 releases with HSDP (torchtitan from 2024-12, NeMo AutoModel) search "
+                   "hybrid groups without it.", min=1)] = None) -> None:
     """The fastest (or cheapest) training layout and GPU count for a model and token budget."""
     spec = o.resolve_model(model, hf_config)
     acc = o.get_accelerator(accelerator, price)
     for name, value in (("--deadline", deadline_days), ("--budget", budget_usd)):
         if value is not None and value <= 0:
             raise SpecError(name, f"must be > 0, got {value:g}", "give a positive limit, or leave it out")
-    plan = plan_training(spec, acc, tokens, global_batch, seq_len, gpus,
-                         deadline_days * DAY_S if deadline_days is not None else None, budget_usd, rank_by,
-                         perf=perf_for(acc, calibration), precision=Precision.preset(precision), framework=framework,
-                         max_gpus=max_gpus, usable_memory_fraction=usable_memory)
+    if fsdp_group is not None and gpus is not None and gpus % fsdp_group:
+        raise SpecError("--fsdp-group", f"{fsdp_group} does not divide the {gpus} GPUs: no layout's dp x cp "
+                        f"splits into sharding groups of {fsdp_group}", f"use a divisor of {gpus}")
+    with o.fsdp_group_errors():
+        plan = plan_training(spec, acc, tokens, global_batch, seq_len, gpus,
+                             deadline_days * DAY_S if deadline_days is not None else None, budget_usd, rank_by,
+                             perf=perf_for(acc, calibration), precision=Precision.preset(precision),
+                             framework=framework, fixed={"shard": fsdp_group} if fsdp_group else None,
+                             max_gpus=max_gpus, usable_memory_fraction=usable_memory)
     if as_json:
         emit_json(plan.to_dict(top))
         return None if plan.feasible else infeasible(plan.reason)
     if not plan.feasible:
         infeasible(plan.reason)
-    cols = ["gpus", "dp", "tp", "pp", "v", "cp", "micro_batch", "recompute", "sp", "zero_stage", "step_s", "mfu",
-            "time_to_train_s", "cost_usd"]
+    cols = ["gpus", "dp", "tp", "pp", "v", "cp", "micro_batch", "recompute", "sp", "zero_stage", "shard", "step_s",
+            "mfu", "time_to_train_s", "cost_usd"]
     console.print(table(f"{spec.name} on {acc.name}: {tokens:.3g} tokens, ranked by {plan.rank_by} "
                         f"({plan.evaluated:,} layouts priced; calibration {plan.calibration}, {plan.framework})",
                         cols, [[Recompute(list(Recompute)[r[c]]).value if c == "recompute" else r[c] for c in cols]

@@ -27,7 +27,11 @@ from capsim.specs.precision import Precision
 Tokens = Annotated[float | None, typer.Option("--tokens", help="Tokens to train, for time, energy and cost totals "
                                                                 "(e.g. 300e9).", min=1)]
 Auto = Annotated[bool, typer.Option("--auto", help="Search tp, pp, v, micro-batch, recompute, SP and ZeRO for the "
-                                                   "fastest plan that fits; print the top ones.")]
+                                                   "fastest plan that fits; print the top ones. Those options, when "
+                                                   "given, stay fixed, as do --cp and --ep. With --fsdp-group N "
+                                                   "the search keeps that hybrid sharding group; FSDP2 releases "
+                                                   "with HSDP (torchtitan from 2024-12, NeMo AutoModel) also "
+                                                   "search hybrid groups.")]
 Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibration name or file (default: the "
                                                                        "accelerator's GPU-profile one, else datasheet); "
                                                                        "a measured one is a device of its own: leave -a "
@@ -121,17 +125,26 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
     else:  # a measured calibration without -a is a device of its own
         acc, perf, _kv, _kind = resolve_device(accelerator, calibration, threads, price)
     if auto:
-        if fsdp_group is not None:
-            raise SpecError("--fsdp-group", "the layout search (--auto) does not try hybrid sharding",
-                            "drop --fsdp-group, or state the layout without --auto")
         if gpus is None or global_batch is None:
             raise SpecError("--auto", "a search needs the GPU count and the global batch",
                             "pass --gpus N and --global-batch B")
+        if fsdp_group is not None and gpus % fsdp_group:
+            raise SpecError("--fsdp-group", f"{fsdp_group} does not divide the {gpus} GPUs: no layout's dp x cp "
+                            f"splits into sharding groups of {fsdp_group}", f"use a divisor of {gpus}")
+        o.inapplicable((name, False, "without --auto (the search picks dp and the pipeline split)") for name in
+                       ("dp", "layer_split", "pipeline_layout", "first_layers", "last_layers", "account_embedding",
+                        "account_loss"))
+        given = {"tp": tp, "pp": pp, "v": v, "micro_batch": micro_batch, "recompute": recompute.code, "sp": sp,
+                 "zero": zero, "distributed_optimizer": distributed_optimizer, "etp": etp}
+        pins = {_AXIS.get(k, k): value for k, value in given.items() if o.given(k)}
         return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, Precision.preset(precision), perf,
-                     framework, top, tokens, cp, ep, as_json)
+                     _framework(framework, flags), top, tokens, {"cp": cp, "ep": ep, "shard": fsdp_group, **pins},
+                     as_json)
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
-    plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
+    dp = o.infer_dp(dp, gpus, tp, pp, cp)
+    o.check_fsdp_group(fsdp_group, dp, cp, zero, distributed_optimizer)
+    plan = o.train_plan(dp, tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
                         recompute, micro_batch, global_batch, seq_len, precision, split, etp, fsdp_group)
     cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
     fw = _framework(framework, flags)
@@ -154,14 +167,23 @@ def _exit_if_infeasible(result: StepTime) -> None:
         infeasible(f"{result.reason} ({gb(mem.total_bytes)} of {gb(mem.capacity_bytes)})")
 
 
+# The search axis of each plan option --auto keeps where given (capsim.plan.train_layouts.SEARCH_AXES).
+_AXIS = {"zero": "zero_stage"}
+
+
 def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precision: Precision,
-          perf: Perf, framework: FrameworkName, top: int, tokens: float | None, cp: int, ep: int,
+          perf: Perf, framework: Framework, top: int, tokens: float | None, fixed: dict[str, Any],
           as_json: bool) -> None:
-    frame = search_layouts(spec, cluster, global_batch, seq_len, perf, precision, framework,
-                           fixed={"cp": cp, "ep": ep}, top=top)
+    """The layout search under the release as the run's flags configure it: ``fixed`` pins cp, ep, the hybrid
+    sharding group and every layout option the user gave (tp, pp, v, micro-batch, recompute, SP, ZeRO, ...)."""
+    with o.fsdp_group_errors():
+        frame = search_layouts(spec, cluster, global_batch, seq_len, perf, precision, framework, fixed=fixed,
+                               top=top)
     if frame.empty:
+        group = f" and sharding group {fixed['shard']}" if fixed.get("shard") else ""
         infeasible(f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} with global batch "
-                   f"{global_batch} (add GPUs, lower the global batch or the sequence)")
+                   f"{global_batch}{group} (add GPUs, lower the global batch or the sequence"
+                   + (", or widen --fsdp-group)" if group else ")"))
     plan = plan_of_row(frame.iloc[0].to_dict(), global_batch, seq_len, precision)
     result = step_time(spec, plan, cluster, perf, framework=framework, train_tokens=tokens)
     records = frame.to_dict(orient="records")
@@ -171,14 +193,22 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
                                                "evaluated": frame.attrs["evaluated"], "top": records}))
     console.print(table(f"{spec.name} on {cluster.num_gpus} x {cluster.accelerator.name}: fastest of "
                         f"{frame.attrs['evaluated']:,} layouts", ["dp", "tp", "pp", "v", "split", "mb", "recompute",
-                                                                   "sp", "zero", "dist-opt", "step_s", "mfu",
-                                                                   "memory_per_gpu_bytes"],
+                                                                   "sp", "zero", "dist-opt", "fsdp-group", "step_s",
+                                                                   "mfu", "memory_per_gpu_bytes"],
                         [[r["dp"], r["tp"], r["pp"], r["v"], r["split"], r["micro_batch"],
                           list(Recompute)[r["recompute"]].value, r["sp"], r["zero_stage"],
-                          r["distributed_optimizer"], r["step_s"], r["mfu"], r["memory_per_gpu_bytes"]]
+                          r["distributed_optimizer"], _group(r), r["step_s"], r["mfu"], r["memory_per_gpu_bytes"]]
                          for r in records]))
-    _print(result, f"best plan (dp{plan.dp} tp{plan.tp} pp{plan.pp} v{plan.pp_interleave})", plan.split(spec))
+    hsdp = f" fsdp-group {plan.shard_group}" if plan.shard_group else ""
+    _print(result, f"best plan (dp{plan.dp} tp{plan.tp} pp{plan.pp} v{plan.pp_interleave}{hsdp})", plan.split(spec))
     return None
+
+
+def _group(row: dict[str, Any]) -> str:
+    """A search row's sharding group: "-" unsharded, "all" over dp x cp, else the hybrid group size."""
+    if not (row["zero_stage"] or row["distributed_optimizer"]):
+        return "-"
+    return "all" if int(row["shard"]) == int(row["dp"]) * int(row["cp"]) else str(int(row["shard"]))
 
 
 __all__ = ["train"]

@@ -4,6 +4,12 @@
 Pipeline depths that do not divide the layers are searched too, each (pp, v) with the uneven split Megatron-Core
 users state for it (``capsim.specs.pipeline_layout.default_uneven``: the embedding and loss counted as layers,
 as in Megatron-Bridge's Llama-3.1-405B recipe, else balanced first/last stage counts); the split is a column.
+
+Hybrid sharding (HSDP: the ZeRO/FSDP state sharded over a group of the dp x cp ranks, replicated over the rest) is
+searched too: with a given group (``fixed={"shard": N}``) every other axis is searched around it, and for the
+releases whose code has HSDP (``HYBRID_RELEASES``, each cited) the group is an axis of its own: the GPUs of a node and
+the powers of two from 2 that divide dp x cp (``hybrid_groups``). The ``shard`` column is the sharding group
+(dp x cp: not hybrid).
 """
 
 from __future__ import annotations
@@ -35,12 +41,41 @@ from capsim.specs.precision import Precision
 SEARCH_AXES: dict[str, tuple[object, ...] | None] = {
     "tp": None, "pp": None, "v": None, "cp": None, "ep": (1,), "etp": (0,), "micro_batch": (1, 2, 4, 8, 16, 32),
     "recompute": (0, 1, 2), "sp": (False, True), "zero_stage": (0, 1, 2, 3), "distributed_optimizer": (False, True),
+    "shard": (0,),  # the ZeRO/FSDP sharding group; 0: all of dp x cp (hybrid groups: ``hybrid_groups``)
 }
 COLUMNS = ("dp", "tp", "pp", "v", "cp", "ep", "etp", "micro_batch", "recompute", "sp", "zero_stage",
-           "distributed_optimizer", "schedule")
+           "distributed_optimizer", "shard", "schedule")
+_TT_HSDP = ("torchtitan {}: data_parallel_replicate_degree > 1 with data_parallel_shard_degree > 1 'is HSDP (Hybrid "
+            "Sharded Data Parallelism)'")
+_AM_HSDP = "NeMo AutoModel {}: FSDP2's dp_replicate_size, the HSDP replication group (its shards over the rest of dp)"
+# Releases whose hybrid sharding the search tries on its own: the FSDP2 ones whose code has it. Not torchtitan 1ea476e
+# (2024-04: no data_parallel_replicate_degree yet), nor Megatron-Core (its distributed optimizer's instances are a
+# run's setting, --fsdp-group), nor DeepSpeed (its hpZ/MiCS partitions are not read here).
+HYBRID_RELEASES = {
+    "torchtitan-2024-12": _TT_HSDP.format("TT@9dec370 torchtitan/config_manager.py L243-253"),
+    "torchtitan-2025-06": _TT_HSDP.format("TT@e7c0cae torchtitan/config_manager.py L256-262"),
+    "torchtitan-2026-08": _TT_HSDP.format("TT@b5bcd76 torchtitan/config/configs.py L122-128"),
+    "nemo-automodel-2025-10": _AM_HSDP.format("AM@8d9bfb9 nemo_automodel/components/distributed/fsdp2.py L52, L79"),
+    "nemo-automodel-2026-04": _AM_HSDP.format("AM@dccd977aa nemo_automodel/components/distributed/device_mesh.py "
+                                              "L49, L65"),
+    "nemo-automodel-2026-07": _AM_HSDP.format("AM@79378e626 nemo_automodel/components/distributed/mesh.py L74"),
+}
 
 
-def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[str, object]) -> dict[str, list]:
+def hybrid_groups(num_gpus: int, gpus_per_node: int) -> list[int]:
+    """The sharding-group sizes a hybrid search tries: the powers of two from 2 and the GPUs of a node, below
+    ``num_gpus`` (a layout keeps those that divide its dp x cp and are smaller than it)."""
+    return sorted({1 << i for i in range(1, num_gpus.bit_length()) if 1 << i < num_gpus}
+                  | ({gpus_per_node} if 1 < gpus_per_node < num_gpus else set()))
+
+
+def searches_hybrid(framework: Framework | FrameworkName | str) -> bool:
+    """Whether the search tries hybrid sharding groups for this release by itself (``HYBRID_RELEASES``)."""
+    return (framework.name if isinstance(framework, Framework) else str(framework)) in HYBRID_RELEASES
+
+
+def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[str, object],
+          hybrid: bool = False) -> dict[str, list]:
     axes: dict[str, list] = {}
     tp_ok = [d for d in divisors(num_gpus) if d <= gpus_per_node and model.heads % d == 0
              and model.kv_heads % d == 0 and all(w % d == 0 for w in model.tp_widths.values())]
@@ -54,6 +89,8 @@ def _axes(model: ModelSpec, num_gpus: int, gpus_per_node: int, fixed: Mapping[st
         axes["ep"] = [d for d in divisors(model.experts) if d <= num_gpus]
     if model.is_moe and fixed.get("etp") is None:
         axes["etp"] = [0, 1]  # 0: the experts split like the attention (etp = tp, Megatron-Core's default)
+    if hybrid and fixed.get("shard") is None:
+        axes["shard"] = [0, *hybrid_groups(num_gpus, gpus_per_node)]
     return axes
 
 
@@ -81,14 +118,15 @@ def runs_pipeline(framework: Framework | FrameworkName | str, layers: int, pp: i
 
 def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int, gpus_per_node: int,
                 fixed: Mapping[str, object] | None = None,
-                framework: Framework | FrameworkName | str | None = None) -> Layouts:
+                framework: Framework | FrameworkName | str | None = None, hybrid: bool = False) -> Layouts:
     """Every combination of the open axes (``fixed`` pins fields; None leaves them open) that can run; with a
-    ``framework``, only the pipeline splits that release runs (``runs_pipeline``)."""
+    ``framework``, only the pipeline splits that release runs (``runs_pipeline``). ``hybrid``: try hybrid
+    sharding groups (``hybrid_groups``) beside sharding over all of dp x cp, where ``fixed`` gives none."""
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(SEARCH_AXES)
     if unknown:
         raise SpecError("fixed", f"unknown layout fields {sorted(unknown)}", f"use {', '.join(SEARCH_AXES)}")
-    axes = _axes(model, num_gpus, gpus_per_node, fixed)
+    axes = _axes(model, num_gpus, gpus_per_node, fixed, hybrid)
     layers = model.total_layers
     pps, vs = axes.pop("pp"), axes.pop("v")
     fw = None if framework is None else get_framework(framework)
@@ -119,11 +157,28 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
     if not np.any(keep):
         raise SpecError("plan", f"no layout of {model.name} fits {num_gpus} GPUs with global batch {global_batch}",
                         "change the GPU count or the global batch")
+    keep = _keep_shard(arr, keep, fixed.get("shard"))
     arr = {k: v[keep] for k, v in arr.items()}
     chosen = None if fw is None or fw.pipeline_split is PipelineSplit.MEGATRON else [
         splits[(int(p), int(v))] for p, v in zip(arr["pp"], arr["v"], strict=True)]
     return Layouts.build(model, splits=chosen, **arr, global_batch=global_batch, seq_len=seq_len,
                          schedule=np.where(arr["v"] > 1, 2, 1))
+
+
+def _keep_shard(arr: dict[str, np.ndarray], keep: np.ndarray, given: object) -> np.ndarray:
+    """``keep`` less the layouts whose sharding group cannot run: a group must divide dp x cp and shard something
+    (ZeRO 1-3 or the distributed optimizer); a searched one must also be smaller than dp x cp (equal is the
+    non-hybrid layout). A given group that no otherwise valid layout admits is an error."""
+    dpcp, group = arr["dp"] * arr["cp"], arr["shard"]
+    sharded = (arr["zero_stage"] > 0) | arr["distributed_optimizer"]
+    fits = (dpcp % np.maximum(group, 1) == 0) & sharded & ((group < dpcp) | (given is not None))
+    out = keep & ((group == 0) | fits)
+    if given is not None and not np.any(out):
+        sizes = sorted({int(x) for x in dpcp[keep & sharded]})
+        raise SpecError("shard", f"a sharding group of {given} divides the dp x cp of no layout that shards its "
+                        f"state (ZeRO 1-3 or the distributed optimizer; dp x cp here: {sizes or 'none'})",
+                        "give a group that divides one of them" if sizes else "give no sharding group")
+    return out
 
 
 def rank_layouts(model: ModelSpec, cluster: Cluster, lay: Layouts, perf: Perf,
@@ -138,11 +193,15 @@ def rank_layouts(model: ModelSpec, cluster: Cluster, lay: Layouts, perf: Perf,
 def search_layouts(model: ModelSpec, cluster: Cluster, global_batch: int, seq_len: int, perf: Perf,
                    precision: Precision | None = None,
                    framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
-                   fixed: Mapping[str, object] | None = None, top: int | None = 10) -> pd.DataFrame:
-    """The fastest feasible layouts as a DataFrame (layout columns, step time, MFU, memory), best first."""
+                   fixed: Mapping[str, object] | None = None, top: int | None = 10,
+                   hybrid: bool | None = None) -> pd.DataFrame:
+    """The fastest feasible layouts as a DataFrame (layout columns, step time, MFU, memory), best first.
+    ``hybrid``: search hybrid sharding groups (None: for the releases of ``HYBRID_RELEASES``); ``fixed["shard"]``
+    pins one."""
     fw = get_framework(framework)
     fixed = {**framework_limits(fw), **{k: v for k, v in (fixed or {}).items() if v is not None}}
-    lay = layout_grid(model, cluster.num_gpus, global_batch, seq_len, int(cluster.gpus_per_node), fixed, fw)
+    hybrid = searches_hybrid(framework) if hybrid is None else hybrid
+    lay = layout_grid(model, cluster.num_gpus, global_batch, seq_len, int(cluster.gpus_per_node), fixed, fw, hybrid)
     if (fw.attention.fused or not fw.selective_recompute) and fixed.get("recompute") is None:
         # flash attention keeps no s^2 tensors, so selective = none; older frameworks have no selective mode
         lay = lay.take(np.flatnonzero(lay.recompute != 1))
@@ -187,7 +246,9 @@ def plan_of_row(row: Mapping[str, object], global_batch: int, seq_len: int, prec
     pp = int(row["pp"])
     chunks = parse_layout(str(row["pipeline_layout"]), pp).chunks if row.get("pipeline_layout") else None
     split = LayerSplit(chunks, str(row.get("split") or "even")) if chunks is not None else None
+    dpcp, shard = int(row["dp"]) * int(row["cp"]), int(row.get("shard") or 0)
     return TrainPlan(dp=int(row["dp"]), tp=int(row["tp"]), pp=pp, pp_interleave=int(row["v"]), cp=int(row["cp"]),
+                     shard_group=shard if 0 < shard != dpcp else None,
                      ep=int(row["ep"]), etp=int(row["etp"]) if int(row.get("etp", row["tp"])) != int(row["tp"]) else None,
                      sequence_parallel=bool(row["sp"]), zero_stage=int(row["zero_stage"]),
                      distributed_optimizer=bool(row["distributed_optimizer"]),
@@ -196,5 +257,5 @@ def plan_of_row(row: Mapping[str, object], global_batch: int, seq_len: int, prec
                      **split_options(split))
 
 
-__all__ = ["SEARCH_AXES", "framework_limits", "layout_grid", "plan_of_row", "rank_layouts", "runs_pipeline",
+__all__ = ["HYBRID_RELEASES", "SEARCH_AXES", "framework_limits", "hybrid_groups", "searches_hybrid", "layout_grid", "plan_of_row", "rank_layouts", "runs_pipeline",
            "search_layouts"]

@@ -172,8 +172,8 @@ def _release_note(searched: list[dict[str, Any]]) -> str:
 
 
 def _layouts(model: ModelSpec, rows: list[dict[str, Any]], global_batch: int, seq_len: int) -> Layouts:
-    cols = ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch", "recompute", "sp", "zero_stage",
-            "distributed_optimizer", "schedule")
+    cols = ("dp", "tp", "pp", "v", "cp", "ep", "etp", "micro_batch", "recompute", "sp", "zero_stage",
+            "distributed_optimizer", "shard", "schedule")
     return Layouts.build(model, **{c: np.array([r[c] for r in rows]) for c in cols}, global_batch=global_batch,
                          seq_len=seq_len)
 

@@ -7,6 +7,7 @@ source (STYLE.md #3); none is fitted to end-to-end results. A release a profile 
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -114,6 +115,9 @@ class EngineProfile:
     gemm_path: GemmPath = GemmPath(DEFAULTS["gemm_path"])
     # How the decode attention kernel reads a GQA group's KV cache (engines.yaml decode_kv_reads): the bytes it moves.
     decode_kv_reads: DecodeKvReads = DecodeKvReads(DEFAULTS["decode_kv_reads"])
+    # The GQA group sizes (query heads per cached KV head on a rank) the per-KV-head decode kernel covers; a group
+    # outside them decodes with the per-query-head kernel (engines.yaml decode_kv_groups). Empty: every group.
+    decode_kv_groups: tuple[int, ...] = ()
     # The engine's own sampler where an operator profile timed it (engines.yaml sampler_s): sampling mode ->
     # (per call s, per logit s), a step's seconds = per call + per logit x rows x vocabulary, replacing the generic
     # sampler kernels of that mode (capsim.analytic.serving.sampler_host_s); modes not listed stay generic.
@@ -147,6 +151,8 @@ class EngineProfile:
                     f"use {', '.join(SAMPLER_MODES)}")
             require(len(terms) == 2 and min(terms) >= 0, f"engine.sampler_s.{mode}",
                     f"must be [per_call_s, per_logit_s] >= 0, got {terms}")
+        require(all(isinstance(g, int) and g >= 1 for g in self.decode_kv_groups), "engine.decode_kv_groups",
+                f"must be whole numbers >= 1, got {list(self.decode_kv_groups)}")
         for family, frac in self.decode_kv_read_fraction.items():
             require(0 < frac <= 1, f"engine.decode_kv_read_fraction.{family}", f"must be in (0, 1], got {frac}")
         for phase, terms in self.cpu.items():
@@ -230,6 +236,12 @@ class EngineProfile:
         drop = not on and self.overlap_needs_cuda_graphs
         return replace(self, cuda_graphs=on, overlapped=() if drop else self.overlapped)
 
+    def decode_reads_for(self, group: float) -> DecodeKvReads:
+        """How the decode kernel reads the cache for a rank's GQA ``group`` (query heads per cached KV head): the
+        profile's pattern where its kernel covers the group, else once per query head (the masked MHA fallback)."""
+        covered = not self.decode_kv_groups or any(math.isclose(group, g) for g in self.decode_kv_groups)
+        return self.decode_kv_reads if covered else DecodeKvReads.PER_QUERY_HEAD
+
     def with_(self, **changes: Any) -> EngineProfile:
         return replace(self, **changes)
 
@@ -239,7 +251,8 @@ class EngineProfile:
                    workers_tp=None if self.workers_tp is None else self.workers_tp.value, covers=list(self.covers),
                    cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped),
                    gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value,
-                   decode_kv_reads=self.decode_kv_reads.value, kv_reservation=self.kv_reservation.value)
+                   decode_kv_reads=self.decode_kv_reads.value, kv_reservation=self.kv_reservation.value,
+                   decode_kv_groups=list(self.decode_kv_groups))
         return out
 
 
@@ -268,6 +281,9 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     require(reads in set(DecodeKvReads), f"engine {name}.decode_kv_reads", f"unknown read pattern {reads!r}",
             f"use one of {', '.join(DecodeKvReads)}")
     entry["decode_kv_reads"] = DecodeKvReads(reads)
+    groups = entry.get("decode_kv_groups") or []
+    require(isinstance(groups, list), f"engine {name}.decode_kv_groups", f"must be a list of group sizes, got {groups!r}")
+    entry["decode_kv_groups"] = tuple(groups)
     held = entry.get("kv_reservation", DEFAULTS["kv_reservation"])
     require(held in set(KvReservation), f"engine {name}.kv_reservation", f"unknown reservation {held!r}",
             f"use one of {', '.join(KvReservation)}")

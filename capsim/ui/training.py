@@ -54,6 +54,7 @@ def layout_labels(lay: Layouts) -> list[str]:
         parts += ["sp"] if lay.sp[i] else []
         parts += [f"zero{lay.zero_stage[i]}"] if lay.zero_stage[i] else []
         parts += ["dist-opt"] if lay.distributed_optimizer[i] else []
+        parts += [f"fsdp-group{lay.shard[i]}"] if lay.shard[i] < lay.dp[i] * lay.cp[i] else []
         out.append(" ".join(p for p in parts if p))
     return out
 
@@ -68,7 +69,7 @@ def _frame(lay: Layouts, res: StepTime) -> pd.DataFrame:
     mem = res.memory
     cols: dict[str, Any] = {"rank": [f"#{i + 1}" for i in range(n)], "layout": layout_labels(lay)}
     cols |= {k: np.asarray(getattr(lay, k)) for k in ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch", "recompute",
-                                                      "sp", "zero_stage", "distributed_optimizer")}
+                                                      "sp", "zero_stage", "distributed_optimizer", "shard")}
     cols |= {"micro_batches": np.asarray(lay.micro_batches), "step_s": col(res.step_s)}
     cols |= {k: col(getattr(res, k)) for k in BREAKDOWN}
     cols |= {f"{p}_gb": col(getattr(mem, f"{p}_bytes")) / 1e9 for p in MEMORY_PARTS}
@@ -107,7 +108,7 @@ def auto_report(model: ModelSpec, acc_name: str, price: float | None, gpus: int,
     top = plan.table.head(TOP)
     lay = Layouts.build(model, **{c: top[c].to_numpy() for c in ("dp", "tp", "pp", "v", "cp", "ep", "micro_batch",
                                                                  "recompute", "sp", "zero_stage",
-                                                                 "distributed_optimizer", "schedule")},
+                                                                 "distributed_optimizer", "shard", "schedule")},
                         global_batch=global_batch, seq_len=seq_len)
     res = step_time(model, lay, Cluster(acc, gpus), perf, prec, framework, train_tokens=tokens)
     return _frame(lay, res), {"calibration": res.calibration, "framework": res.framework,
@@ -146,7 +147,14 @@ def _plan_of(row: dict[str, Any], global_batch: int, seq_len: int, precision: st
                      cp=int(row["cp"]), ep=int(row["ep"]), sequence_parallel=bool(row["sp"]),
                      zero_stage=int(row["zero_stage"]), distributed_optimizer=bool(row["distributed_optimizer"]),
                      recompute=list(Recompute)[int(row["recompute"])], micro_batch=int(row["micro_batch"]),
-                     global_batch=global_batch, seq_len=seq_len, precision=Precision.preset(precision))
+                     global_batch=global_batch, seq_len=seq_len, precision=Precision.preset(precision),
+                     shard_group=_group(row))
+
+
+def _group(row: dict[str, Any]) -> int | None:
+    """A row's hybrid sharding group (None: sharded over all of dp x cp)."""
+    shard = int(row.get("shard") or 0)
+    return shard if 0 < shard < int(row["dp"]) * int(row["cp"]) else None
 
 
 def _manual_plan(gpus: int, global_batch: int, seq_len: int, precision: str) -> TrainPlan:

@@ -179,7 +179,7 @@ def _torch_cp_bytes(q: object, o: object, kv: object, later: np.ndarray, b: floa
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
-           torch_cp: bool = False) -> dict[str, np.ndarray]:
+           torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
     if random_routing and model.is_moe:  # the busiest EP rank's copies under random forced balancing
@@ -190,13 +190,14 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
     pad_f, pad_b = fp8.grouped_padding(plain, precision) if pad else ([], [])
     # SP with TE (``local_casts``): the casts before an all-gather cover the rank's rows (fp8._SP_GATHERED_*)
     gathered = np.where(lay.sp & local_casts, lay.tp, 1)
-    fwd = fp8.forward(plain, precision, gathered) + pad_f + [ring_f]  # FP8 recipes: the input casts before TE's GEMMs
-    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision, gathered) + pad_b + [ring_b]
+    # FP8 recipes: the input casts before TE's GEMMs (``norm``: those LayerNormLinear's norm kernel does)
+    fwd = fp8.forward(plain, precision, gathered, norm) + pad_f + [ring_f]
+    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision, gathered, norm) + pad_b + [ring_b]
     fwd_s = [_op_s(perf, op, lay, precision) for op in fwd]
     layer_fwd_s = sum(fwd_s, np.zeros(len(lay)))
     replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
                                 recompute.block_share(model, sac))
-    experts_f, experts_b = _experts_node_s(model, plain, lay, precision, perf, moe_share, pad)
+    experts_f, experts_b = _experts_node_s(model, plain, lay, precision, perf, moe_share, pad, norm)
     zero = np.zeros(len(lay))
     return {"layer_fwd_s": layer_fwd_s, "layer_bwd_s": _sum(perf, bwd, lay, precision),
             "host_fwd_s": zero + host.host_s(fwd, precision), "host_bwd_s": zero + host.host_s(bwd, precision),
@@ -213,15 +214,16 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
 
 
 def _experts_node_s(model: ModelSpec, plain: list[Op], lay: Layouts, precision: Precision, perf: Perf,
-                    moe_share: float | None, pad: bool) -> tuple[np.ndarray, np.ndarray]:
+                    moe_share: float | None, pad: bool, norm: fp8.NormQuantize = fp8.NormQuantize.NONE
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """(forward, backward) seconds of an MoE layer's expert node (``EXPERT_NODE_OPS`` with their FP8 casts and
     padding); zeros in a dense layer."""
     if not model.is_moe or moe_share == 0.0:
         return np.zeros(len(lay)), np.zeros(len(lay))
     node = [op for op in plain if _base(op.name) in EXPERT_NODE_OPS]
     pad_f, pad_b = fp8.grouped_padding(node, precision) if pad else ([], [])
-    fwd = fp8.forward(node, precision) + pad_f
-    bwd = backward_ops(node) + fp8.backward_casts(node, precision) + pad_b
+    fwd = fp8.forward(node, precision, norm=norm) + pad_f
+    bwd = backward_ops(node) + fp8.backward_casts(node, precision, norm=norm) + pad_b
     return _sum(perf, fwd, lay, precision), _sum(perf, bwd, lay, precision)
 
 
@@ -232,12 +234,12 @@ def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
-           torch_cp: bool = False) -> MicroBatchTimes:
+           torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE) -> MicroBatchTimes:
     out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
-                 random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp)
+                 random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
         dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad,
-                     random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp)
+                     random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     head = head_ops(model, tokens, lay.tp, precision.activations)
@@ -262,17 +264,19 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
                       moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
                       fp8_padding: bool = False, random_routing: bool = False,
-                      local_casts: bool = False, torch_cp: bool = False) -> MicroBatchTimes:
+                      local_casts: bool = False, torch_cp: bool = False,
+                      norm_quantize: fp8.NormQuantize = fp8.NormQuantize.NONE) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
     is the release's selective-recompute policy; ``fp8_padding``: the release pads the grouped experts' FP8 rows
     (``Framework.moe_fp8_padding``); ``random_routing``: its forced balancing is random per token
     (``Framework.moe_random_routing``); ``local_casts``: under SP the casts before a TP all-gather cover the rank's
     own rows (``Framework.tp_gather_quantized``); ``torch_cp``: its context parallelism is torch's experimental one
-    (``Framework.cp_rotate`` not P2P), whose merge passes differ from Transformer Engine's."""
+    (``Framework.cp_rotate`` not P2P), whose merge passes differ from Transformer Engine's; ``norm_quantize``: what
+    LayerNormLinear's norm kernel does of the QKV and dense fc1 input quantize (``Framework.norm_quantize``)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
-                  fp8_padding, random_routing, local_casts, torch_cp).take(inverse)
+                  fp8_padding, random_routing, local_casts, torch_cp, norm_quantize).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]

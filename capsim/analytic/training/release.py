@@ -11,6 +11,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.errors import SpecError
@@ -89,6 +90,23 @@ TE_RING = ("Transformer Engine's ring attention (AttnFuncWithCP, cp_comm_type 'p
            "pytorch/attention.py L535): each step's K, V send overlaps that step's attention")
 # The generic value of ``tp_gather_quantized`` for a release whose GEMMs are never quantized under TP here.
 NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in this release (the field's generic value)"
+# The generic value of ``norm_quantize`` for a release without Transformer Engine's LayerNormLinear under FP8.
+NO_TE_NORM = ("no Transformer Engine LayerNormLinear under FP8 in this release: the cast after the norm is its own "
+              "kernel (the field's generic value)")
+# Megatron-Core's TE spec: the QKV and a dense fc1 are TELayerNormColumnParallelLinear (capsim.analytic.fp8).
+_TE_NORM_SPEC = ("ML@core_v0.8.0 megatron/core/models/gpt/gpt_layer_specs.py L59, L69, L119: linear_qkv and a dense "
+                 "linear_fc1 are TELayerNormColumnParallelLinear (input_layernorm / pre_mlp_layernorm IdentityOp)")
+# TE 1.x to 2.7: the norm kernel writes the delayed-scaling FP8 copy; current scaling and MXFP8 quantize after.
+TE_NORM_FP8 = (_TE_NORM_SPEC + "; TE@v1.8 module/layernorm_linear.py L126-137 (the norm writes FP8: "
+               "_apply_normalization(..., fp8 and not return_layernorm_output)), L584 tex.fp8_transpose of the "
+               "gathered norm output for the wgrad; TE@v2.2 csrc/extensions/normalization.cpp "
+               "force_unfused_kernel for every quantizer but Float8Quantizer (current scaling: norm, then cast)")
+# TE v2.8 onward: the same, and under current scaling the norm kernel finds the amax (the cast stays its own kernel).
+TE_NORM_FP8_AMAX = (_TE_NORM_SPEC + "; TE@v2.8 and TE@71bbefbf csrc/extensions/normalization.cpp rmsnorm_fwd Impl: "
+                    "Float8Quantizer FULLY_FUSED, Float8CurrentScalingQuantizer FUSED_NORM_AMAX_FP8 (norm + amax, "
+                    "then quantize_with_amax), MXFP8 UNFUSED unless NVTE_NORM_FWD_USE_CUDNN, NVFP4 UNFUSED with the "
+                    "inputs' post-RHT amax; common/normalization/rmsnorm/rmsnorm_api.cpp: a columnwise copy is a "
+                    "separate nvte_transpose; Float8 quantizers gather rowwise only")
 # the generic citation of ``moe_consecutive_experts`` (a router, learned or randomly forced, spreads a token's experts)
 SPREAD_EXPERTS = ("a token's k experts are spread over the experts (a learned router or randomly forced balancing; "
                   "the field's generic value)")
@@ -217,6 +235,9 @@ class Framework:
     # after an amax all-reduce over the TP group for current scaling and NVFP4; False: 16-bit gathers, casts of
     # the gathered rows
     tp_gather_quantized: bool = False
+    # What the norm kernel of TE's LayerNormLinear (the QKV and a dense fc1) does of its output's quantize, by the
+    # release's TE (``capsim.analytic.fp8.NormQuantize``): NONE prices a cast kernel after the norm
+    norm_quantize: NormQuantize = NormQuantize.NONE
     selective_ac: SelectiveAc = SelectiveAc()  # what selective recomputation replays
     # torch.compile of each block (Inductor fuses its elementwise ops). Recorded, not priced: capsim prices every
     # op as its own kernel, so its elementwise time is that of the eager model.
@@ -233,7 +254,7 @@ class Framework:
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
         for key in ("attention", "moe_dispatcher", "moe_flex_backend", "fp8_scaling", "reshard_after_forward",
-                    "pipeline_split", "loss_copy", "cp_rotate"):
+                    "pipeline_split", "loss_copy", "cp_rotate", "norm_quantize"):
             out[key] = getattr(self, key).value
         out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every}
         return out
@@ -342,9 +363,13 @@ class Release:
             name, _, value = token.partition("=")
             flag = self.flags.get(name)
             if flag is None:
-                from capsim.analytic.training.megatron_fsdp import arrived  # noqa: PLC0415 (it imports this module)
-                since = arrived(name) if self.family is FrameworkFamily.MEGATRON_CORE else None
-                raise SpecError("flags", f"{self.name} has no flag {name!r} capsim prices"
+                # both import this module
+                from capsim.analytic.training.core_flags import core_flag_arrived  # noqa: PLC0415
+                from capsim.analytic.training.megatron_fsdp import arrived  # noqa: PLC0415
+                since = ((arrived(name) or core_flag_arrived(name)) if self.family is FrameworkFamily.MEGATRON_CORE
+                         else None)
+                who = self.name if self.software == self.name else f"{self.name} ({self.software})"
+                raise SpecError("flags", f"{who} has no flag {name!r} capsim prices"
                                 + (f": it exists from {since}" if since else ""),
                                 f"known: {', '.join(self.flags) or 'none'}")
             if value not in flag.values:

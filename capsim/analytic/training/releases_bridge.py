@@ -28,13 +28,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.core_flags import megatron_core_flags
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     FLEX_DEEPEP,
     FUSED_CE,
     ONE_SCHEDULE,
     SPREAD_EXPERTS,
+    TE_NORM_FP8_AMAX,
     Framework,
     FrameworkFamily,
     LossCopy,
@@ -51,7 +54,6 @@ from capsim.analytic.training.releases_current import (
     _megatron_common,
     _ub_flag,
     bridge_param_flags,
-    megatron_core_flags,
 )
 from capsim.specs.precision import Fp8Scaling
 
@@ -83,7 +85,7 @@ class _Tag:
 def _bridge_release(name: str, t: _Tag) -> Release:
     """A Megatron-Bridge release: the 26.04.01 preset's behaviour, every fact read at tag ``t``."""
     mb, co = f"MB@{t.tag}", f"MB@{t.tag} src/megatron/bridge/training/comm_overlap.py"
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8_AMAX, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -92,6 +94,8 @@ def _bridge_release(name: str, t: _Tag) -> Release:
                    fp8_scaling=t.scaling, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(t.core),
+            "norm_quantize": f"{mb} pyproject.toml / uv.lock: TE 2.9 or later (v0.2.0: >=2.9.0a0; v0.4.x: TE@71bbefbf): "
+                             + TE_NORM_FP8_AMAX,
             "attention": t.core + " " + _TE_ATTN,
             "dropout": f"{mb} src/megatron/bridge/models/gpt_provider.py, llama/llama_provider.py, "
                        "qwen/qwen_provider.py: hidden_dropout and attention_dropout 0.0",

@@ -12,8 +12,14 @@ Automodel, ``TT@b5bcd76`` github.com/pytorch/torchtitan, ``TE@<tag>`` github.com
 
 from __future__ import annotations
 
+from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
-from capsim.analytic.training.megatron_fsdp import fsdp_flags
+from capsim.analytic.training.core_flags import (
+    megatron_core_flags,
+    nemo1_grad_sync,
+    nemo2_grad_reduce,
+    nemo_grad_reduce_flag,
+)
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
@@ -22,10 +28,11 @@ from capsim.analytic.training.release import (
     NOT_DEEPSPEED,
     ONE_SCHEDULE,
     SPREAD_EXPERTS,
+    TE_NORM_FP8,
+    TE_NORM_FP8_AMAX,
     TE_RING,
     UNFUSED_CE,
     Flag,
-    FlexBackend,
     Framework,
     FrameworkFamily,
     LossCopy,
@@ -40,43 +47,6 @@ from capsim.specs.precision import Fp8Scaling
 _NO_ZERO3 = "Megatron-Core shards with its distributed optimizer; no ZeRO-3 here (the field's generic value)"
 _TE_ATTN = "core/models/gpt/gpt_layer_specs.py: TEDotProductAttention (Transformer Engine's fused/flash kernels)"
 _UB = "TE userbuffers overlap the TP all-gather/reduce-scatter with the adjacent GEMMs"
-
-
-# Megatron-Core flags capsim prices: (field, values, where core_v0.14.0 training/arguments.py defines them; NeMo's
-# config key where it differs), and the oldest core release that has them.
-_MC_ARGS = "ML@core_v0.14.0 training/arguments.py"
-_MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
-    "--tp-comm-overlap": ("overlap_tp_comm", {"": True}, "L1862 (NeMo: ub_tp_comm_overlap)", 8),
-    "--overlap-grad-reduce": ("overlap_grad_reduce", {"": True}, "L2359 (NeMo 1.0: optim overlap_grad_sync)", 8),
-    "--overlap-param-gather": ("overlap_param_gather", {"": True}, "L2383 (NeMo 1.0: optim overlap_param_sync)", 8),
-    "--overlap-p2p-communication": ("overlap_p2p", {"": True}, "L2348 is its negation (NeMo: overlap_p2p_comm)", 8),
-    "--no-overlap-p2p-communication": ("overlap_p2p", {"": False}, "L2348", 8),
-    "--hidden-dropout": ("dropout", {"0": False, "0.1": True}, "L1714-1716 (recipes set attention dropout alike)", 8),
-    "--no-gradient-accumulation-fusion": ("fused_grad_accumulation", {"": False},
-                                          "L1998 (Megatron-Bridge: model.gradient_accumulation_fusion = False)", 8),
-    "--gradient-accumulation-fusion": ("fused_grad_accumulation", {"": True},
-                                       "--no-gradient-accumulation-fusion's negation (NeMo: gradient_accumulation_fusion)",
-                                       8),
-    "--sequence-parallel": ("layout.sp", {"": True}, "L1996", 8),
-    "--recompute-granularity": ("layout.recompute", {"none": "none", "selective": "selective", "full": "full"},
-                                "L1782", 8),
-    "--use-distributed-optimizer": ("layout.distributed_optimizer", {"": True},
-                                    "--use-distributed-optimizer (NeMo 1.0: optim distributed_fused_adam)", 8),
-    "--moe-token-dispatcher-type": ("moe_dispatcher", {d.value: d for d in MoeDispatcher},
-                                    "L2869 (flex: the DeepEP/HybridEP backends)", 8),
-    "--moe-flex-dispatcher-backend": ("moe_flex_backend", {b.value: b for b in FlexBackend},
-                                      "(not there: TransformerConfig.moe_flex_dispatcher_backend, default 'deepep', "
-                                      "ML@core_v0.16.0 (3bec9aa9) core/transformer/transformer_config.py L682)", 16),
-    "--expert-tensor-parallel-size": ("layout.etp", {str(n): n for n in (1, 2, 4, 8)}, "L2779", 10),
-    "--account-for-embedding-in-pipeline-split": ("layout.account_for_embedding", {"": True}, "L2406", 10),
-    "--account-for-loss-in-pipeline-split": ("layout.account_for_loss", {"": True}, "L2409", 10),
-    # --fp8-recipe: not in core_v0.11.0's arguments.py; first in core_v0.12.0 (L1057)
-    "--fp8-recipe": ("fp8_scaling", {"delayed": Fp8Scaling.DELAYED, "tensorwise": Fp8Scaling.CURRENT}, "L1224", 12),
-    "--fp8-param-gather": ("fp8_params", {"": True}, "L1248 (NeMo 2.0: fp8_params)", 10),
-    "--overlap-moe-expert-parallel-comm": ("overlap_moe_a2a", {"": True}, "L2889", 14),
-    "--grad-reduce-in-bf16": ("grads_fp32", {"": False}, "L2279 (NeMo 2 / Megatron-Bridge: grad_reduce_in_fp32=False)",
-                              10),
-}
 
 
 # H100 SXM5 has 132 SMs (NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022, "H100 SXM5": 132 SMs).
@@ -145,13 +115,6 @@ def bridge_param_flags(tag: str, nvfp4_lines: str) -> dict[str, Flag]:
                                            "fp8_mx)")}
 
 
-def megatron_core_flags(core_minor: int) -> dict[str, Flag]:
-    """The Megatron-Core flags capsim prices that exist in core 0.``core_minor``."""
-    return {**{name: Flag(field, values, f"{_MC_ARGS} {where}")
-               for name, (field, values, where, since) in _MC_FLAGS.items() if since <= core_minor},
-            **fsdp_flags(core_minor)}
-
-
 # Megatron-Core's FP8 runs Transformer Engine's modules, which under SP quantize the local rows and gather the
 # quantized copy (capsim.analytic.fp8 _SP_GATHERED_INPUT, sp_gather_bytes; comms._amax_reduce_s).
 TE_SP_GATHER = ("TE@v1.8 module/layernorm_linear.py L126-157 (FP8 norm output gathered), module/base.py "
@@ -188,6 +151,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
             "torch_compile": "Megatron-Core runs the model eagerly with Transformer Engine's fused kernels",
             "fp8_precompute_scales": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "tp_gather_quantized": TE_SP_GATHER,
+            "norm_quantize": TE_NORM_FP8,
             "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "moe_combine_saves": cite_args + " " + COMBINE_PROBS,
             "loss_copy": cite_args + " " + UNFUSED_CE, **NOT_DEEPSPEED}
@@ -197,7 +161,7 @@ def nemo_24_07(name: str) -> Release:
     """NeMo 24.07: NeMo 1.0's MegatronGPTModel on Megatron-Core (mcore_gpt), defaults of its GPT config."""
     conf = "NeMo@c277b9a6 (2024-08-01) examples/nlp/language_modeling/conf/megatron_gpt_config.yaml"
     mc = "ML@core_v0.8.0"
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=False, overlap_p2p=False,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
@@ -237,7 +201,8 @@ def nemo_24_07(name: str) -> Release:
                    "NeMo 24.07 container (NeMo 1.0 MegatronGPTModel, mcore_gpt: Megatron-Core r0.8, TE 1.8); per-model "
                    "launcher settings: NFL@24.07 launcher_scripts/conf/training/<model>.yaml", cite, defaults,
                    {**megatron_core_flags(8), **_ub_flag(_NFL_24_07_UB, "NFL@24.07 launcher_scripts/conf/training/"
-                                                         "tp_overlap/<name>.yaml")})
+                                                         "tp_overlap/<name>.yaml"),
+                    **nemo_grad_reduce_flag(nemo1_grad_sync("NeMo@c277b9a6", "L541"))})
 
 
 def nemo_25_02(name: str) -> Release:
@@ -247,7 +212,7 @@ def nemo_25_02(name: str) -> Release:
     # The container's Megatron-Core: NeMo@v2.2.0rc3 requirements/manifest.json pins megatron-lm 74428fda (2025-02-24,
     # branch core_r0.11.0), the "Megatron-Core 0.11.0" NVIDIA ships with NeMo Framework 25.02.
     mc = "ML@74428fda (core_r0.11.0)"
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -301,6 +266,7 @@ def nemo_25_02(name: str) -> Release:
                    "core_r0.11.0 at 74428fda of 2025-02-24)", cite, defaults,
                    {**megatron_core_flags(11), **_ub_flag(_NEMO_2_2_UB, "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/"
                                                           "tp_overlap_configs/userbuffers.py L79-181, L251-262"),
+                    **nemo_grad_reduce_flag(nemo2_grad_reduce("v2.2.0rc3", "L369")),
                     "--moe-grouped-gemm": Flag("moe_fp8_padding", {"": True},
                                                mc + " training/arguments.py L2185 --moe-grouped-gemm: TEGroupedMLP, whose "
                                                "FP8 path pads each expert's rows (moe/experts.py L639)")})
@@ -311,7 +277,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
     co = "MB@v0.4.2 src/megatron/bridge/training/comm_overlap.py"
     common = "MB@v0.4.2 src/megatron/bridge/recipes/common.py _pretrain_common"
     mc = "ML@2edffadb (core 0.17.1, Bridge v0.4.2's 3rdparty/Megatron-LM)"
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8_AMAX, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -320,6 +286,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                    fp8_scaling=Fp8Scaling.CURRENT, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(mc),
+            "norm_quantize": "MB@v0.4.2's TE@71bbefbf (uv.lock): " + TE_NORM_FP8_AMAX,
             "attention": mc + " " + _TE_ATTN,
             "dropout": "MB@v0.4.2 recipes build the models from their HF configs (AutoBridge.from_hf_pretrained): "
                        "Llama and Qwen3 have no dropout",

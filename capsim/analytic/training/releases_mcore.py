@@ -41,7 +41,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.core_flags import _MC_FLAGS, megatron_core_flags
 from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
@@ -58,13 +60,7 @@ from capsim.analytic.training.release import (
     Reshard,
     Setting,
 )
-from capsim.analytic.training.releases_current import (
-    _MC_FLAGS,
-    _TE_ATTN,
-    _TE_UB,
-    _megatron_common,
-    megatron_core_flags,
-)
+from capsim.analytic.training.releases_current import _TE_ATTN, _TE_UB, _megatron_common
 from capsim.specs.precision import Fp8Scaling
 
 _ML = "ML@core_v0.14.0"
@@ -73,7 +69,7 @@ _ARGS = _ML + " megatron/training/arguments.py"
 
 def megatron_core_0_14(name: str) -> Release:
     """Megatron-LM pretrain_gpt.py at core_v0.14.0 with its flag defaults."""
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -211,7 +207,7 @@ def megatron_core_release(name: str, tag: str) -> Release:
     """Megatron-LM pretrain_gpt.py at ``tag`` (one of ``_CORES``) with its flag defaults."""
     c = _CORES[tag]
     ml, args = f"ML@{tag}", f"ML@{tag} training/arguments.py"
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,

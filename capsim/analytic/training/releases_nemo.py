@@ -29,7 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.core_flags import (
+    megatron_core_flags,
+    nemo1_grad_sync,
+    nemo2_grad_reduce,
+    nemo_grad_reduce_flag,
+)
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
@@ -54,7 +61,6 @@ from capsim.analytic.training.releases_current import (
     _megatron_common,
     _pipelined,
     _ub_flag,
-    megatron_core_flags,
 )
 from capsim.specs.precision import Fp8Scaling
 
@@ -124,12 +130,13 @@ class _Nemo1:
     fp8_pad: str  # "" where the core has no TEGroupedMLP Fp8Padding
     fp8_params: str  # megatron_base_model.py: the line reading cfg fp8_params
     grouped: str  # core transformer_config.py moe_grouped_gemm default line, arguments.py --moe-grouped-gemm line
+    grad_sync: str  # megatron_gpt_model.py: DistributedDataParallelConfig(grad_reduce_in_fp32=optim grad_sync_dtype)
 
 
 def _nemo1_release(name: str, t: _Nemo1) -> Release:
     """A NeMo 1.0 container: MegatronGPTModel's base-config defaults (the 24.07 preset's behaviour) at ``t``."""
     conf = f"{t.nemo} examples/nlp/language_modeling/conf/megatron_gpt_config.yaml"
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=False, overlap_p2p=False,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
@@ -183,19 +190,20 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
                     "--fp8-params": Flag("fp8_params", {"": True}, f"NeMo 1.0 model.fp8_params ({t.nemo} nemo/"
                                          f"collections/nlp/models/language_modeling/megatron_base_model.py "
                                          f"{t.fp8_params}: FP8 weights, gathered in FP8)"),
-                    **_ub_flag(t.ub, f"{t.nfl} launcher_scripts/conf/training/tp_overlap/<name>.yaml")})
+                    **_ub_flag(t.ub, f"{t.nfl} launcher_scripts/conf/training/tp_overlap/<name>.yaml"),
+                    **nemo_grad_reduce_flag(nemo1_grad_sync(t.nemo, t.grad_sync))})
 
 
 _NEMO_24_09 = _Nemo1(
     "nemo-24.09", "2024-09-16", "NeMo@24.09-alpha.rc0 (4068955b, 2024-09-16)",
     "ML@2fd6e2b7 (core 0.9.0rc0, MCORE_TAG of NeMo@24.09-alpha.rc0 Dockerfile.ci)", 9, "NFL@24.09", _NFL_24_09_UB,
     "L94-95", "L301", "L232", "L152", "L116", "L223-229", "L77", "L82", "L193", "L219", "L1813-1815", "", "L804",
-    "L235; arguments.py L1805")
+    "L235; arguments.py L1805", "L546")
 _NEMO_24_12 = _Nemo1(
     "nemo-24.12", "2025-01-03", "NeMo@v2.1.0 (633cb602, 2025-01-03)",
     "ML@core_r0.10.0 (MCORE_TAG of NeMo@v2.1.0 Dockerfile.ci L57; core_v0.10.0)", 10, "NFL@24.12", _NFL_24_12_UB,
     "L98-99", "L306", "L237", "L157", "L120", "L228-234", "L81", "L86", "L198", "L224", "L2099-2101", "L638",
-    "L808", "L272; arguments.py L2091")
+    "L808", "L272; arguments.py L2091", "L588")
 
 
 @dataclass(frozen=True)
@@ -219,6 +227,7 @@ class _Nemo2:
     combine: str  # core: what the MoE combine keeps
     combine_saves: bool
     random: str  # core: forced balancing's random logits ("" where the core has none)
+    ddp_dtype: str  # megatron_strategy.py: the line copying the precision plugin's dtypes into the ddp config
 
 
 def _nemo2_release(name: str, t: _Nemo2) -> Release:
@@ -227,7 +236,7 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
     cb = f"{nemo} nemo/lightning/pytorch/callbacks/megatron_comm_overlap.py"
     gpt = f"{nemo} nemo/collections/llm/gpt/model/"
     prec = f"{nemo} nemo/collections/llm/recipes/precision/mixed_precision.py"
-    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
+    fw = Framework(name, AttentionImpl.FLASH, tp_gather_quantized=True, norm_quantize=NormQuantize.FP8, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                    overlap_tp_comm=False, overlap_tp_wgrad=True, fused_grad_accumulation=True, overlap_p2p=True,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
@@ -292,7 +301,8 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
                    {**megatron_core_flags(t.core_minor), "--cross-entropy-fusion-impl": ce,
                     "--moe-grouped-gemm": _grouped_flag(t.core, t.grouped, t.fp8_pad),
                     **_ub_flag(_NEMO_2_3_UB, f"{nemo} nemo/collections/llm/recipes/tp_overlap_configs/userbuffers.py "
-                                             "L84-336")})
+                                             "L84-336"),
+                    **nemo_grad_reduce_flag(nemo2_grad_reduce(t.tag, t.ddp_dtype))})
 
 
 _COMBINE_0_12 = ("token_dispatcher.py L641-645 " + COMBINE_PROBS)
@@ -301,14 +311,14 @@ _COMBINE_0_13 = ("token_dispatcher.py L788 unpermute(...) without probs; experts
 _NEMO_25_04 = _Nemo2(
     "nemo-25.04", "v2.3.0", "2025-05-08", "ML@3cdfd613 (core 0.12.0rc4, NeMo@v2.3.0 requirements/manifest.json)", 12,
     "TE@bee4649c (2.2.0.dev0) L42-46", "L290,L291", "L514-515", "L80-91", "L116 fp8_param_gather: bool = False",
-    "scripts/performance/utils.py L279", "L2546-2548", "L698", "L397; arguments.py L2489", _COMBINE_0_12, True, "")
+    "scripts/performance/utils.py L279", "L2546-2548", "L698", "L397; arguments.py L2489", _COMBINE_0_12, True, "", "L423")
 _NEMO_25_07 = _Nemo2(
     "nemo-25.07", "v2.4.0", "2025-07-25", "ML@03f77931 (core 0.13.0rc1, NeMo@v2.4.0 requirements/manifest.json)", 13,
     "TE@f05f12c9 (2.5.0) L49-53", "L301,L302", "L543-544", "L88-100",
     "L117, L135-136 fp8_param_gather None -> False", "scripts/performance/helpers.py L395", "L2790-2792", "L729", "L455; arguments.py L2725",
     _COMBINE_0_13, False,
     "ML@03f77931 (core 0.13.0rc1) megatron/core/transformer/moe/moe_utils.py L820 RandomSTE: forced balancing "
-    "(router.py L444 moe_router_force_load_balancing) draws random logits per token")
+    "(router.py L444 moe_router_force_load_balancing) draws random logits per token", "L450")
 
 NEMO1_TAGS = {t.software: t for t in (_NEMO_24_09, _NEMO_24_12)}
 NEMO2_TAGS = {t.software: t for t in (_NEMO_25_04, _NEMO_25_07)}
