@@ -42,8 +42,9 @@ class KernelCost:
 # sections 3.1-3.3 (hidden 7168 and 2048; DeepEP V1 at 24 SMs, HybridEP at its default 8), against the H100 datasheet
 # calibration's links; capsim.calibration.published_ep records the points and their sources.
 # DeepEP's and HybridEP's RDMA dispatch reach ~1.25x the datasheet calibration's inter link (0.8 of the CX7's 50
-# GB/s, NCCL's share): 51-52 GB/s, the NIC's line rate. HybridEP's combine at 8 SMs runs faster than the NIC at hidden 7168 (rate_over_link ~2: it pre-reduces in the node
-# before the RDMA hop, section 5.3) yet slow per row at hidden 2048 (33.5 GB/s): an interpolant between the two sizes.
+# GB/s, NCCL's share): 51-52 GB/s, the NIC's line rate. HybridEP's combine at 8 SMs runs faster than the NIC at
+# hidden 7168 (rate_over_link ~2: it pre-reduces in the node before the RDMA hop, section 5.3) yet slow per row at
+# hidden 2048 (33.5 GB/s): an interpolant between the two sizes, not a physical rate.
 KERNEL_COSTS: dict[tuple[FlexBackend, str, str], KernelCost] = {
     (FlexBackend.DEEPEP, "dispatch", "intra"): KernelCost(1.205e-09, 1.038),
     (FlexBackend.DEEPEP, "dispatch", "inter"): KernelCost(5.393e-08, 1.289),
