@@ -8,7 +8,9 @@ from importlib import resources
 import numpy as np
 import pytest
 
+from capsim import Cluster, get_accelerator, get_model, load_calibration
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.training import step_time
 from capsim.analytic.training.framework import FrameworkName, get_release, release_for
 from capsim.analytic.training.release import BEHAVIOUR, MoeDispatcher, Reshard
 from capsim.analytic.training.stages import schedules
@@ -219,3 +221,15 @@ def test_a_plan_without_a_split_runs_its_releases_own():
     assert release_split(model, plan, automodel).split(model).chunks == front_loaded(61, 4, 8).chunks
     stated = plan.with_(account_for_embedding=True, account_for_loss=True, pp_interleave=1)  # the run's own wins
     assert release_split(model, stated, automodel) is stated
+
+
+def test_a_local_batch_that_does_not_divide_the_replica_batch_is_infeasible():
+    """AutoModel asserts the per-replica batch is a multiple of local_batch_size (step_scheduler.py L53-58 @8d9bfb9):
+    such a layout is reported infeasible with that reason, not priced with a fractional schedule count."""
+    fw, _ = get_release("nemo-automodel-2025-10").configure("--local-batch-size=8")
+    lay = Layouts.build(get_model("llama-3-8b"), dp=np.array([8, 8]), pp=np.array([4, 4]),
+                        global_batch=np.array([80, 64]), micro_batch=np.array([1, 1]), seq_len=np.array([4096, 4096]))
+    res = step_time(get_model("llama-3-8b"), lay, Cluster(get_accelerator("h100"), 32),
+                    load_calibration("H100-SXM5-80GB").perf(), framework=fw)
+    assert "does not divide the per-replica batch" in str(res.reason[0]) and not res.feasible[0]
+    assert "does not divide the per-replica batch" not in str(res.reason[1])

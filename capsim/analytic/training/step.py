@@ -77,6 +77,11 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
         (lay.tp % lay.etp != 0, "etp does not divide tp"),
         ((lay.tp * lay.cp * lay.dp) % (lay.ep * lay.etp) != 0, "ep x etp does not divide tp x cp x dp"),
         (lay.distributed_optimizer & (lay.zero_stage > 0), "distributed optimizer and ZeRO together"),
+        # NeMo AutoModel step_scheduler.py L53-58 @8d9bfb9 asserts the per-replica batch is a multiple of local_batch_size
+        ((fw.pp_schedule_sequences > 0) & (lay.pp > 1)
+         & ((lay.micro_batches * lay.micro_batch) % max(fw.pp_schedule_sequences, 1) != 0),
+         f"{fw.name}'s local batch ({fw.pp_schedule_sequences} sequences, --local-batch-size) does not divide the "
+         "per-replica batch (global batch / dp)"),
         ((lay.dp * lay.cp) % np.maximum(lay.shard, 1) != 0, "the sharding group does not divide dp x cp"),
         ((lay.zero_stage > 0) & (not fw.zero), f"{fw.name} has no ZeRO/FSDP sharding (Megatron-Core: its "
                                                 "--use-megatron-fsdp flag, where the release has it)"),
