@@ -157,6 +157,7 @@ def test_flex_dispatch_sends_each_token_once_per_rank():
     top-8, 8 (1 - C(112, 8) / C(128, 8)) = 5.34 rows, the token's own rank's included (DeepEP moves them through the
     same buffers), against the all-to-all's 7 copies that leave the rank."""
     from capsim.analytic.training.collectives import placement
+    from capsim.analytic.training.flex import flex_legs
 
     assert comms.holders(128, 8, np.array([1.0]))[0] == pytest.approx(1.0)
     assert comms.holders(128, 1, np.array([8.0]))[0] == pytest.approx(1.0)
@@ -167,9 +168,11 @@ def test_flex_dispatch_sends_each_token_once_per_rank():
     perf = resolve_perf(H100_DS, Cluster(H100, 8))
     where = placement(np.array([8]), np.array([1]), 8)
     copies = np.array([16384 * 8 * 2048 * 2.0])
-    flex = comms._dispatch_s(perf, model, copies, where, get_framework("nemo-automodel-2025-10"))
-    a2a = comms._dispatch_s(perf, model, copies, where, get_framework("megatron-bridge-26.04.01"))
-    assert flex[0] / a2a[0] == pytest.approx(ranks / 7, rel=0.02)
+    link_s, rows = flex_legs(perf, model, copies, np.array([16384.0]), where, get_framework("nemo-automodel-2025-10"))[
+        "intra"]
+    a2a = comms._dispatch_s(perf, model, copies, where, get_framework("megatron-bridge-26.04.01"), np.array([16384.0]))
+    assert link_s[0] / a2a[0] == pytest.approx(ranks / 7, rel=0.02)
+    assert rows[0] == pytest.approx(16384 * ranks)
 
 
 def test_userbuffers_reduce_scatter_config_prices_its_chunks_and_lent_sms():

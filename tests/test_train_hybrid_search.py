@@ -156,3 +156,72 @@ def test_auto_keeps_the_layout_options_given_and_reads_the_flags():
 def test_auto_refuses_what_it_would_drop(args, named):
     out = RUNNER.invoke(app, [*AUTO, *args])
     assert out.exit_code == 2 and named in out.output, out.output
+
+
+# A sharding group below dp x cp prices only under a release whose code has hybrid sharding (capsim.analytic.training
+# .hybrid): step_time refuses it under the others, for one plan and for a search alike.
+_NO_HSDP = ["torchtitan-2024-04", "deepspeed-0.14", "megatron-deepspeed-2022", "megatron-core-0.9.0", "nemo-24.12",
+            "nemo-25.04", "megatron-lm-2022"]
+
+
+@pytest.mark.parametrize("release", _NO_HSDP)
+def test_a_hybrid_plan_is_a_pricing_error_under_a_release_without_hsdp(release):
+    from capsim import TrainPlan
+
+    plan = TrainPlan(dp=32, zero_stage=1, shard_group=8, global_batch=64, seq_len=4096)
+    with pytest.raises(SpecError) as err:
+        step_time(MODEL, plan, CLUSTER, H100, framework=release)
+    assert err.value.field == "shard" and release in str(err.value) and "hybrid sharding" in str(err.value)
+    assert "--fsdp-group" in err.value.fix
+
+
+@pytest.mark.parametrize("release", ["torchtitan-2025-06", "nemo-automodel-2025-10", "fsdp-pytorch-2.3",
+                                     "megatron-core-0.10.0", "megatron-core-0.14.0", "nemo-25.07",
+                                     "megatron-bridge-25.09"])
+def test_a_release_with_hsdp_prices_a_hybrid_plan(release):
+    from capsim import TrainPlan
+
+    plan = TrainPlan(dp=32, distributed_optimizer=True, shard_group=8, global_batch=64, seq_len=4096)
+    res = step_time(MODEL, plan, CLUSTER, H100, framework=release)
+    assert res.step_s > 0
+
+
+@pytest.mark.parametrize("release", _NO_HSDP)
+def test_a_whole_dp_group_still_prices_under_a_release_without_hsdp(release):
+    from capsim import TrainPlan
+
+    plan = TrainPlan(dp=32, zero_stage=1, shard_group=32, global_batch=64, seq_len=4096)
+    assert step_time(MODEL, plan, CLUSTER, H100, framework=release).step_s > 0
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "-m", "llama-3-8b", "-a", "h100", "-n", "32", "--global-batch", "64", "--zero", "3", "--fsdp-group", "8",
+     "--framework", "torchtitan-2024-04"],
+    ["train", "-m", "llama-3-8b", "-a", "h100", "-n", "32", "--global-batch", "64", "--auto", "--fsdp-group", "8",
+     "--framework", "deepspeed-0.14"],
+    ["plan", "train", "-m", "llama-3-8b", "-a", "h100", "--gpus", "32", "--global-batch", "64", "--tokens", "1e10",
+     "--fsdp-group", "8", "--framework", "torchtitan-2024-04"]])
+def test_cli_refuses_a_group_under_a_release_without_hsdp(args):
+    out = RUNNER.invoke(app, args)
+    assert out.exit_code == 2, out.output
+    assert "--fsdp-group" in out.output and args[-1] in out.output and "no hybrid sharding" in out.output
+
+
+def test_every_release_with_hybrid_sharding_is_a_cited_preset():
+    from capsim.analytic.training.framework import get_release
+    from capsim.analytic.training.hybrid import HYBRID_SHARDING
+    from capsim.plan.train_layouts import HYBRID_RELEASES
+
+    assert set(HYBRID_RELEASES) <= set(HYBRID_SHARDING)
+    for name, source in HYBRID_SHARDING.items():
+        assert get_release(name).name == name and ("@" in source or "PyTorch v2.3.0" in source)
+
+
+def test_the_event_simulator_refuses_a_hybrid_plan_alike():
+    from capsim import TrainPlan
+    from capsim.sim.train_step import simulate_step
+
+    plan = TrainPlan(dp=32, zero_stage=1, shard_group=8, global_batch=64, seq_len=4096)
+    with pytest.raises(SpecError, match="torchtitan-2024-04 has no hybrid sharding"):
+        simulate_step(MODEL, plan, CLUSTER, H100, framework="torchtitan-2024-04")
+    assert simulate_step(MODEL, plan, CLUSTER, H100, framework=TITAN).step_s > 0

@@ -67,8 +67,9 @@ def test_an_unknown_container_is_an_error():
 
 # --- the validation file -------------------------------------------------------------------------------------------
 
-_MOE_GEMM = ("expert grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve, HybridEP/DeepEP at NCCL "
-             "bandwidths (as the 26.04.01 row of training_modern.csv)")
+_MOE_GEMM = ("expert grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve (as the 26.04.01 row of "
+             "training_modern.csv); the flex dispatch at HybridEP's kernel costs (capsim.analytic.training.flex) took "
+             "the EP 16 rows from +37-41% to +17-19%")
 _A2A_HIDDEN = ("with --overlap-moe-expert-parallel-comm each all-to-all hides behind the compute of its phase of the "
                "combined 1F1B layer schedule (ep_comm 0.05 s of a 16.6 s step), and the page's 26.02 figure is 45% "
                "below 26.02.01's on the same layout")

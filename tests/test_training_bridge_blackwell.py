@@ -45,7 +45,9 @@ MISSES = {
     15: "+17.4%: 26.02 Llama3.1 405B FP8-CS on GB200 (later containers +7.7 to +13.6%); " + _B200_DIE,
 }
 _MOE = ("Qwen3 MoE too fast: 128-expert grouped GEMMs (k = 768 / 1536) priced at the dense GEMM curve of their "
-        "format, HybridEP/DeepEP and the all-to-all at NCCL bandwidths, CUDA graphs not priced (as the Qwen3 rows of "
+        "format, the flex dispatch at DeepEP's H100 kernel costs (the rows carry no --moe-flex-dispatcher-backend, so "
+        "Megatron-Core's default deepep, where several recipes name hybridep) and the all-to-all at NCCL bandwidths, "
+        "CUDA graphs not priced (as the Qwen3 rows of "
         "training_bridge.csv, 3-209% too fast); the host's kernel issue time at the cited launch costs "
         "(capsim.analytic.training.host: one GEMM and one quantize per local expert) stays under each pass's GPU "
         "time here; the misses grow with the local experts per GPU (16 at EP 8: about 1-10 ms per layer and micro-batch; "
@@ -55,11 +57,11 @@ _MBS1 = ("at the table's micro-batch 1 on 8 B200 capsim prices the step nearly a
 _B300_235B = ("the page's 26.02 / 26.02.01 B300 figures at micro-batch 1, PP 8 VP 4 (2691, 2644) are 45% below 26.04's "
               "micro-batch-2 row (4865); ")
 MISSES.update({
-    52: "+17.5%: " + _MOE, 54: "+40.1%: " + _MOE, 55: "+18.2%: BF16 " + _MOE,
-    59: "+27.7%: " + _MOE, 67: "+26.3%: " + _MOE,
-    69: "+17.8%: " + _MOE, 74: "+27.9%: " + _MOE,
-    76: "+17.0%: " + _MOE, 79: "+22.1%: " + _MOE,
-    81: "+27.5%: " + _MOE, 83: "+15.8%: " + _MOE,
+    54: "+34.3%: " + _MOE, 55: "+16.3%: BF16 " + _MOE,
+    59: "+22.4%: " + _MOE, 67: "+21.0%: " + _MOE,
+    74: "+22.6%: " + _MOE,
+    79: "+22.1%: " + _MOE,
+    81: "+22.2%: " + _MOE,
     56: "+182.0%: " + _MBS1 + _MOE, 61: "+170.6%: " + _MBS1 + _MOE,
     57: "+115.6%: Qwen3-235B on 64 B200, alltoall with the a2a overlap (ep_comm 0.13 s of a 9.3 s step); " + _MOE,
     65: "+49.2%: Qwen3-235B on 256 B200, alltoall; " + _MOE, 87: "+50.3%: Qwen3-235B on 256 B200, alltoall; " + _MOE,
@@ -164,8 +166,8 @@ def test_blackwell_row_within_15_pct(i, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (ROWS[i]["model"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| over the 100 rows 13.1% (both rules): the Qwen3 MoE rows "
-                                       "are -2.5 to +182% and the GB200 Llama rows 7.4-37.1%; the GB300 Llama rows "
+@pytest.mark.xfail(strict=True, reason="median |error| over the 100 rows 11.4% (both rules): the Qwen3 MoE rows "
+                                       "are -4.5 to +182% and the GB200 Llama rows 7.4-37.1%; the GB300 Llama rows "
                                        "are within -11.4 to +17.7%")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
 def test_blackwell_median_within_8_pct(kind):

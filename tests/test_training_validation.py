@@ -42,9 +42,11 @@ def test_every_release_cites_every_field_and_documents_every_default():
         assert all(len(source) > 20 for source in rel.cite.values()), name
         assert set(rel.defaults) == set(LAYOUT_SETTINGS), name
         assert rel.date[:2] == "20" and rel.code, name
-        for flag in rel.flags.values():  # a flag sets a real field (field "layout": several layout settings)
-            if flag.field == "layout":
+        for flag in rel.flags.values():  # a flag sets a real field (field "layout": several layout settings;
+            if flag.field == "layout":  # field "framework": several Framework fields)
                 assert all(set(v) <= set(LAYOUT_SETTINGS) for v in flag.values.values()), name
+            elif flag.field == "framework":
+                assert all(v and set(v) <= set(BEHAVIOUR) for v in flag.values.values()), name
             else:
                 assert flag.field.removeprefix("layout.") in set(BEHAVIOUR) | set(LAYOUT_SETTINGS)
 

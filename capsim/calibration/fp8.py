@@ -13,18 +13,27 @@ dependence.
 The benchmark: DeepGEMM's README, "Normal GEMMs for dense models", H800 SXM (the H100's FP8 tensor cores: 1,979 dense
 FP8 TFLOP/s), NVCC 12.8, first published table (github.com/deepseek-ai/DeepGEMM@a6d97a1, 2025-02-25). Only its
 M = 4096 rows are used: training GEMMs have thousands of token rows, the M = 64/128 rows are memory-bound decode
-shapes. DeepGEMM scales per 128-element block; its rates are NOT an upper bound for per-tensor scaling: on the same
-die, TE's cuBLASLt per-tensor FP8 GEMMs run at 1.90x their BF16 rate with the quantization outside the timing, where
-this table priced Hopper at about 1.39x (and TE's own guide finds FP8 block scaling the slowest FP8 recipe on Hopper,
-1.40x BF16 against 1.58x for current scaling, cast included). Applied to other accelerators, the factor is an
-assumption: their FP8 tensor cores are taken to reach the same fraction of their FP8 peak, relative to BF16, as
-Hopper's with block scaling.
+shapes. DeepGEMM scales per 128-element block (DeepSeek-V3's recipe; TE's ``Float8BlockScaling`` is the same
+scaling), a different kernel from the cuBLASLt per-tensor GEMMs that TE's delayed and current scaling run. Its rates are
+NOT a bound on them: on the same die TE's own cuBLASLt table (docs/examples/gemm_profiling/gemm_profiling.rst @1609c89,
+2026-06-01, an H200 NVL at its 600 W limit, inputs quantized before timing) measures per-tensor FP8 at 1.90x BF16,
+where this table puts Hopper at 1.39x the H100 datasheet calibration's BF16 rate (1.50x the H100 profile's, 1.47x
+the H200's). Applied to
+other accelerators, the factor is an assumption: their FP8 tensor cores are taken to reach the same fraction of their
+FP8 peak, relative to BF16, as Hopper's with block scaling.
+
+Neither ratio is measured on the parts of the validation rows (700 W H100 SXM under 2024-25 containers), so where a
+calibration's FP8 rate is not measured on its own accelerator (``fp8_rates``) a prediction reports the band over both
+published FP8/BF16 ratios, with the point at the kernel the recipe runs (per-tensor scaling: TE's cuBLASLt ratio on a
+GH100 part; elsewhere this table, as before).
 """
 
 from __future__ import annotations
 
-from capsim.calibration.published_gemm import GemmPoints, scale_to_points
-from capsim.perf import Curve
+from dataclasses import dataclass, replace
+
+from capsim.calibration.published_gemm import FP8_OVER_BF16_GH100, GH100_PARTS, GemmPoints, points_for, scale_to_points
+from capsim.perf import Curve, Perf
 
 H800_FP8_PEAK_FLOPS_PER_S = 1979e12  # dense FP8 tensor-core peak of H100/H800 SXM (NVIDIA H100 datasheet)
 # (M, N, K, achieved TFLOP/s): DeepGEMM README @a6d97a1, normal GEMMs, M = 4096 rows.
@@ -45,4 +54,50 @@ def fp8_scale(bf16_efficiency: Curve) -> float:
     return scale_to_points(GemmPoints(DEEPGEMM_H800, SOURCE), H800_FP8_PEAK_FLOPS_PER_S, bf16_efficiency)
 
 
-__all__ = ["DEEPGEMM_H800", "H800_FP8_PEAK_FLOPS_PER_S", "SOURCE", "fp8_scale"]
+@dataclass(frozen=True)
+class Fp8Rate:
+    """One published FP8 GEMM rate a calibration could price FP8 at: its ``dtype_scale['fp8']`` and what it is."""
+
+    dtype_scale: float
+    over_bf16: float  # the FP8 rate over the calibration's BF16 rate at the same shape (every shape)
+    label: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"dtype_scale": self.dtype_scale, "over_bf16": self.over_bf16, "label": self.label}
+
+
+TE_LABEL = "TE cuBLASLt per-tensor, H200 NVL"
+DEEPGEMM_LABEL = "DeepGEMM block-scaled, H800"
+
+
+def fp8_rates(perf: Perf) -> tuple[Fp8Rate, Fp8Rate] | None:
+    """Where ``perf`` prices FP8 at a rate not measured on its own accelerator (every FP8 calibration but those of
+    parts, or dies, with published per-tensor FP8 points: capsim's calibrations time BF16 only): (the rate it prices,
+    the other published Hopper FP8/BF16 ratio), each as ``dtype_scale['fp8']``; else None. A GH100 part prices TE's
+    cuBLASLt ratio (the kernel TE's delayed and current scaling run) and the other is DeepGEMM's; elsewhere DeepGEMM's
+    is the assumed one. A calibration whose own FP8 factor is neither is the point, named as its own."""
+    p = perf.params
+    peaks = p.peak_flops_per_s
+    if not peaks.get("fp8") or not peaks.get("bf16") or points_for(p.device, "fp8") is not None:
+        return None
+    to_ratio = peaks["fp8"] / peaks["bf16"]
+    gh100 = p.device in GH100_PARTS
+    te = Fp8Rate(round(FP8_OVER_BF16_GH100 / to_ratio, 4), FP8_OVER_BF16_GH100,
+                 TE_LABEL + (", per-tensor FP8's kernel" if gh100 else ""))
+    block = round(fp8_scale(p.gemm.efficiency), 4)
+    deepgemm = Fp8Rate(block, round(block * to_ratio, 3), DEEPGEMM_LABEL + ("" if gh100 else ", assumed"))
+    point, other = (te, deepgemm) if gh100 else (deepgemm, te)
+    own = p.gemm.dtype_scale.get("fp8", 1.0)
+    if abs(own - point.dtype_scale) > 1e-3:
+        return Fp8Rate(own, round(own * to_ratio, 3), f"calibration {p.name}'s own factor"), other
+    return point, other
+
+
+def with_fp8_scale(perf: Perf, dtype_scale: float) -> Perf:
+    """``perf`` with its FP8 GEMMs priced at ``dtype_scale`` instead of its own."""
+    g = perf.params.gemm
+    return Perf(replace(perf.params, gemm=replace(g, dtype_scale={**g.dtype_scale, "fp8": dtype_scale})))
+
+
+__all__ = ["DEEPGEMM_H800", "H800_FP8_PEAK_FLOPS_PER_S", "SOURCE", "Fp8Rate", "fp8_rates", "fp8_scale",
+           "with_fp8_scale"]

@@ -54,7 +54,8 @@ Sp = Annotated[bool, typer.Option("--sp/--no-sp", help="Sequence parallelism ove
 Zero = Annotated[int, typer.Option("--zero", help="ZeRO stage 0-3.", min=0, max=3)]
 FsdpGroup = Annotated[int | None, typer.Option("--fsdp-group", help="ZeRO/FSDP sharding group: shard over this many "
                                                 "of the dp x cp ranks and replicate over the rest (hybrid sharding, "
-                                                "HSDP; default: all of dp x cp). Needs --zero 1-3.", min=1)]
+                                                "HSDP; default: all of dp x cp). Needs --zero 1-3 and a release "
+                                                "with hybrid sharding (capsim.analytic.training.hybrid).", min=1)]
 DistOpt = Annotated[bool, typer.Option("--distributed-optimizer", help="Megatron's distributed optimizer (ZeRO-1).")]
 Rec = Annotated[Recompute, typer.Option("--recompute", help="Activation recomputation.")]
 Mb = Annotated[int, typer.Option("--micro-batch", help="Sequences per micro-batch.", min=1)]

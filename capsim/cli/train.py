@@ -150,7 +150,8 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
     fw = _framework(framework, flags)
     stated = release_split(spec, plan, fw)  # a release's own uneven split where the run states none
     own, plan = (fw.name if stated is not plan else None), stated
-    result = step_time(spec, plan, cluster, perf, framework=fw, train_tokens=tokens)
+    with o.fsdp_group_errors():
+        result = step_time(spec, plan, cluster, perf, framework=fw, train_tokens=tokens)
     extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
              "pipeline": plan.split(spec).to_dict()}
     if as_json:

@@ -28,6 +28,7 @@ from capsim.analytic.training import (
     get_framework,
     step_time,
 )
+from capsim.analytic.training.hybrid import FSDP2_HYBRID
 from capsim.analytic.training.release import PipelineSplit
 from capsim.errors import SpecError, divisors
 from capsim.perf import Perf
@@ -45,21 +46,11 @@ SEARCH_AXES: dict[str, tuple[object, ...] | None] = {
 }
 COLUMNS = ("dp", "tp", "pp", "v", "cp", "ep", "etp", "micro_batch", "recompute", "sp", "zero_stage",
            "distributed_optimizer", "shard", "schedule")
-_TT_HSDP = ("torchtitan {}: data_parallel_replicate_degree > 1 with data_parallel_shard_degree > 1 'is HSDP (Hybrid "
-            "Sharded Data Parallelism)'")
-_AM_HSDP = "NeMo AutoModel {}: FSDP2's dp_replicate_size, the HSDP replication group (its shards over the rest of dp)"
-# Releases whose hybrid sharding the search tries on its own: the FSDP2 ones whose code has it. Not torchtitan 1ea476e
-# (2024-04: no data_parallel_replicate_degree yet), nor Megatron-Core (its distributed optimizer's instances are a
-# run's setting, --fsdp-group), nor DeepSpeed (its hpZ/MiCS partitions are not read here).
-HYBRID_RELEASES = {
-    "torchtitan-2024-12": _TT_HSDP.format("TT@9dec370 torchtitan/config_manager.py L243-253"),
-    "torchtitan-2025-06": _TT_HSDP.format("TT@e7c0cae torchtitan/config_manager.py L256-262"),
-    "torchtitan-2026-08": _TT_HSDP.format("TT@b5bcd76 torchtitan/config/configs.py L122-128"),
-    "nemo-automodel-2025-10": _AM_HSDP.format("AM@8d9bfb9 nemo_automodel/components/distributed/fsdp2.py L52, L79"),
-    "nemo-automodel-2026-04": _AM_HSDP.format("AM@dccd977aa nemo_automodel/components/distributed/device_mesh.py "
-                                              "L49, L65"),
-    "nemo-automodel-2026-07": _AM_HSDP.format("AM@79378e626 nemo_automodel/components/distributed/mesh.py L74"),
-}
+# Releases whose hybrid sharding the search tries on its own: the FSDP2 ones whose code has it (cited in
+# capsim.analytic.training.hybrid). Not torchtitan 1ea476e (2024-04: no data_parallel_replicate_degree yet), nor
+# Megatron-Core / FSDP1 (their distributed-optimizer instances / HYBRID_SHARD group is a run's setting, --fsdp-group;
+# priced when given), nor DeepSpeed (its hpZ/MiCS partitions are not read here; a group is refused).
+HYBRID_RELEASES = dict(FSDP2_HYBRID)
 
 
 def hybrid_groups(num_gpus: int, gpus_per_node: int) -> list[int]:

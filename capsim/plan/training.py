@@ -185,9 +185,11 @@ def _variants(best: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         out.append((f"recompute {['none', 'selective', 'full'][best['recompute'] - 1]} instead of "
                     f"{['none', 'selective', 'full'][best['recompute']]}", {**best, "recompute": best["recompute"] - 1}))
     out.append((f"micro-batch {best['micro_batch'] * 2}", {**best, "micro_batch": best["micro_batch"] * 2}))
-    if best["pp"] > 1:
+    if best["pp"] > 1:  # a sharding group of all of dp x cp stays all of it (not a hybrid group of half)
+        whole = int(best.get("shard") or 0) in (0, best["dp"] * best["cp"])
         out.append((f"pp {best['pp'] // 2} (dp {best['dp'] * 2})", {**best, "pp": best["pp"] // 2, "dp": best["dp"] * 2,
-                                                                     "v": 1, "schedule": 1}))
+                                                                     "v": 1, "schedule": 1,
+                                                                     "shard": 0 if whole else best["shard"]}))
     return out
 
 

@@ -22,6 +22,7 @@ from capsim.analytic.training import (
     stages,
 )
 from capsim.analytic.training.compute import MicroBatchTimes
+from capsim.analytic.training.hybrid import check_hybrid
 from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
 from capsim.sim.pipeline import PipelineResult, simulate_pipeline
@@ -97,6 +98,7 @@ def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: P
     fw, perf = get_framework(framework), resolve_perf(perf, cluster)
     precision = plan.precision
     lay = Layouts.from_plans(model, [plan])
+    check_hybrid(fw.name, lay.dp, lay.cp, lay.shard)  # as step_time: a group below dp x cp needs HSDP
     gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
     times = stages.LayerTimes.of(model, lay, precision, perf, fw)
     c, cd = (_per_layer(model, lay, precision, perf, gpn, fw, x, moe) for x, moe in

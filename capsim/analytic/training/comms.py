@@ -6,15 +6,15 @@ decided by the framework's overlap facts here or in ``stages``.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln
 
 from capsim._types import Num
 from capsim.analytic.fp8 import amax_reduced, sp_gather_bytes
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.moe import busiest_rank, consecutive_holders, moe_tokens
+from capsim.analytic.moe import busiest_rank, moe_tokens
 from capsim.analytic.ops import optimizer_ops
-from capsim.analytic.training.collectives import Placement, collective_s, placement, send_s, tier_s
+from capsim.analytic.training.collectives import Placement, collective_s, placement, send_s
 from capsim.analytic.training.compute import MicroBatchTimes
+from capsim.analytic.training.flex import flex_s, holders
 from capsim.analytic.training.release import CpRotate, Framework, MoeDispatcher
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
@@ -174,11 +174,13 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     # under random forced balancing the all-to-all waits for the busiest rank's copies
     busiest = busiest_rank(model, local, lay.ep) if fw.moe_random_routing else 1.0
     row = model.top_k * model.hidden * precision.activations.bytes * busiest
-    a2a = _dispatch_s(perf, model, local * row, placement(lay.ep, lay.etp, gpn), fw)
+    where = placement(lay.ep, lay.etp, gpn)
+    a2a = (_dispatch_s(perf, model, local * row, where, fw, local * busiest)
+           + _dispatch_s(perf, model, local * row, where, fw, local * busiest, "combine"))
     around = placement(lay.etp, 1, gpn)
     etp = (collective_s(perf, "all_gather", gathered * row, around)
            + collective_s(perf, "reduce_scatter", gathered * row, around))
-    one_pass = np.where(lay.ep > 1, 2.0 * a2a, 0.0) + np.where(lay.etp > 1, etp, 0.0)
+    one_pass = np.where(lay.ep > 1, a2a, 0.0) + np.where(lay.etp > 1, etp, 0.0)
     if fw.moe_dispatcher is MoeDispatcher.ALLGATHER:  # every token gathered over EP x ETP, outputs reduce-scattered
         group = lay.ep * lay.etp
         gathered_bytes = local * group * model.hidden * precision.activations.bytes
@@ -190,7 +192,7 @@ def ep_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     replays = recompute_passes(lay)
     fwd, bwd = one_pass + probs, (one_pass + probs) * (1.0 + replays)  # probs travel with the dispatch only
     if fw.overlap_moe_a2a:  # the probs ride the comm stream with the tokens; the metadata gather stays on compute
-        paired = _paired_exposed_s(t, fwd / 2.0, bwd / 2.0)
+        paired = _paired_exposed_s(t, fwd / 2.0, bwd / 2.0)  # the mean of a dispatch and a combine
         share = overlapped_share(lay)
         return share * paired + (1.0 - share) * fwd + meta, (1.0 - share) * bwd + meta * replays
     return fwd + meta, bwd + meta * replays
@@ -252,16 +254,6 @@ def overlapped_share(lay: Layouts) -> np.ndarray:
     return np.clip(1.0 - alone / (np.asarray(lay.micro_batches, float) * v), 0.0, 1.0)
 
 
-def holders(experts: int, top_k: int, groups: np.ndarray) -> np.ndarray:
-    """Expected number of ``groups`` (ranks or nodes, each holding an equal share of the experts) that hold at least
-    one of a token's ``top_k`` distinct experts, chosen uniformly (balanced routing): G (1 - C(E - E/G, k) / C(E, k))."""
-    g = np.maximum(np.asarray(groups, float), 1.0)
-    rest = experts - experts / g
-    log_none = (gammaln(rest + 1) - gammaln(rest - top_k + 1)) - (gammaln(experts + 1) - gammaln(experts - top_k + 1))
-    none = np.where(rest >= top_k, np.exp(log_none), 0.0)
-    return g * (1.0 - none)
-
-
 def remote_nodes(experts: int, top_k: int, nodes: np.ndarray) -> np.ndarray:
     """Expected number of other nodes a token's top_k distinct experts land on: (N - 1) (1 - C(E - E/N, k) / C(E, k))
     (``holders`` over the nodes, less the token's own)."""
@@ -269,8 +261,10 @@ def remote_nodes(experts: int, top_k: int, nodes: np.ndarray) -> np.ndarray:
     return holders(experts, top_k, n) * (n - 1.0) / n
 
 
-def _dispatch_s(perf: Perf, model: ModelSpec, nbytes: np.ndarray, where: Placement, fw: Framework) -> np.ndarray:
-    """One dispatch (or combine) of ``nbytes`` of token copies (one per chosen expert) over the EP group.
+def _dispatch_s(perf: Perf, model: ModelSpec, nbytes: np.ndarray, where: Placement, fw: Framework,
+                tokens: np.ndarray, direction: str = "dispatch") -> np.ndarray:
+    """One dispatch (or combine) of ``nbytes`` of token copies (one per chosen expert) of ``tokens`` tokens over the
+    EP group.
 
     The all-to-all dispatcher sends every copy (hierarchically across nodes, ``collective_s``). The flex dispatcher
     sends a token once to each rank holding any of its experts and permutes it into per-expert copies there (DeepEP
@@ -278,30 +272,14 @@ def _dispatch_s(perf: Perf, model: ModelSpec, nbytes: np.ndarray, where: Placeme
     deep_ep/buffer.py L284-310; Megatron-Core's HybridEP backend ``dispatch_with_permute``,
     megatron/core/transformer/moe/fused_a2a.py L348-413, NVIDIA/Megatron-LM@2edffadb), and across nodes once to
     each node holding one (RDMA to the same local rank there), fanning out over NVLink there; the combine returns
-    one row per rank the same way. Across nodes the RDMA sends and the NVLink forwarding run at once, warps of one
-    kernel passing chunks along (DeepEP@17cfb81 csrc/kernels/internode.cu L357-400 dispatch roles kRDMASender,
-    kRDMAAndNVLForwarder, kNVLReceivers; L1372 combine), so the slower link bounds it (DeepEP's README, V1 normal
-    kernels on H800: 153 GB/s NVLink in one node, 43-58 GB/s logical RDMA at EP 16-64; ``test_deepep_rates``).
+    one row per rank the same way (``capsim.analytic.training.flex``: the slower tier, at the backend's kernel rate
+    plus a time per row, fit to DeepEP's and HybridEP's published microbenchmarks).
     The ranks and nodes a token reaches: ``holders`` for experts spread at random, ``consecutive_holders`` for
     NeMo AutoModel's fake balanced gate (``fw.moe_consecutive_experts``).
     """
     if fw.moe_dispatcher is not MoeDispatcher.FLEX:
         return collective_s(perf, "all_to_all", nbytes, where)
-    k, n = model.top_k, where.nodes.astype(float)
-    reach = consecutive_holders if fw.moe_consecutive_experts else holders
-    token_bytes = nbytes / k
-    # NVLink: one row per (token, destination rank), the token's own rank included: DeepEP moves those rows through
-    # the same buffers, its intranode kernels reaching 153-158 GB/s counting them on H800's ~160 GB/s NVLink
-    # (deepseek-ai/DeepEP@dd758ca docs/legacy.md "Performance"), so g/(g-1) undoes the all-to-all's bus factor.
-    g = np.where(n > 1, where.per_node, where.size)
-    ranks = token_bytes * reach(model.experts, k, where.size) * g / np.maximum(g - 1.0, 1.0)
-    intra = tier_s(perf, "all_to_all", ranks, g, "intra")
-    if not np.any(n > 1):
-        return intra
-    # bytes leaving the node, deduplicated: the nodes reached, less the token's own (each node equally likely)
-    remote = token_bytes * reach(model.experts, k, where.nodes) * (n - 1.0) / np.maximum(n, 1.0)
-    inter = tier_s(perf, "all_to_all", remote * n / np.maximum(n - 1.0, 1.0), np.where(n > 1, n, 1), "inter")
-    return np.where(n > 1, np.maximum(inter, intra), intra)
+    return flex_s(perf, model, nbytes, tokens, where, fw, direction)
 
 
 def p2p_hop_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int, fw: Framework

@@ -8,7 +8,7 @@ Citations: ``ML@<tag>`` is github.com/NVIDIA/Megatron-LM, ``NeMo@<ref>`` github.
 from __future__ import annotations
 
 from capsim.analytic.training.megatron_fsdp import fsdp_flags
-from capsim.analytic.training.release import Flag, MoeDispatcher
+from capsim.analytic.training.release import Flag, FlexBackend, MoeDispatcher
 from capsim.specs.precision import Fp8Scaling
 
 # Megatron-Core flags capsim prices: flag -> (field, values, where training/arguments.py first defines it (NeMo's
@@ -39,6 +39,10 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
                                     "L1748-1750 (choices allgather, alltoall; flex, the DeepEP/HybridEP backends, "
                                     "from core_v0.12.0 L2547)", 8),
     # not in core_v0.9.0's arguments.py
+    # not in arguments.py: TransformerConfig.moe_flex_dispatcher_backend (default 'deepep'), which Megatron-Bridge sets
+    "--moe-flex-dispatcher-backend": ("moe_flex_backend", {b.value: b for b in FlexBackend},
+                                      "(not there: core/transformer/transformer_config.py L682 "
+                                      "moe_flex_dispatcher_backend default 'deepep')", 16),
     "--expert-tensor-parallel-size": ("layout.etp", {str(n): n for n in (1, 2, 4, 8)}, "L2060", 10),
     # not in core_v0.10.0's arguments.py, nor TransformerConfig's fields there (both arrive in core_v0.11.0,
     # aa6207e2, 2025-03-14: transformer_config.py L37, L41)
@@ -57,7 +61,8 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
 # Values a flag's choices gain later: (flag, value) -> the oldest core minor that accepts it.
 _MC_VALUES_SINCE = {("--moe-token-dispatcher-type", MoeDispatcher.FLEX.value): 12}
 _MC_DATES = {8: "baf94af3, 2024-08-12", 9: "1afee592, 2024-10-24", 10: "7ee599a2, 2025-02-17",
-             11: "aa6207e2, 2025-03-14", 12: "d580efc6, 2025-05-06", 14: "23e00ed0, 2025-10-08"}
+             11: "aa6207e2, 2025-03-14", 12: "d580efc6, 2025-05-06", 14: "23e00ed0, 2025-10-08",
+             16: "3bec9aa9, 2026-02-26"}
 
 
 def _mc_where(since: int, where: str) -> str:

@@ -28,6 +28,14 @@ class MoeDispatcher(StrEnum):
     FLEX = "flex"  # DeepEP / HybridEP: "removes redundant tokens during cross-node communication"
 
 
+class FlexBackend(StrEnum):
+    """Which kernels the flex dispatcher runs (Megatron-Core ``moe_flex_dispatcher_backend``, transformer_config.py
+    L682 at core_v0.16.0 (3bec9aa9), default "deepep"; NeMo AutoModel ``BackendConfig.dispatcher``)."""
+
+    DEEPEP = "deepep"  # deepseek-ai/DeepEP V1 normal kernels (NVSHMEM; SM warp copies)
+    HYBRIDEP = "hybridep"  # NVIDIA's HybridEP (DeepEP hybrid-ep branch: TMA copies, GPU-initiated RDMA)
+
+
 class Reshard(StrEnum):
     """When FSDP2 frees a block's gathered parameters after its forward (``reshard_after_forward``)."""
 
@@ -103,6 +111,15 @@ TE_NORM_FP8_AMAX = (_TE_NORM_SPEC + "; TE@v2.8 and TE@71bbefbf csrc/extensions/n
 SPREAD_EXPERTS = ("a token's k experts are spread over the experts (a learned router or randomly forced balancing; "
                   "the field's generic value)")
 
+# the generic citation of ``moe_flex_backend``
+FLEX_DEEPEP = ("DeepEP's kernels: Megatron-Core's moe_flex_dispatcher_backend default 'deepep' (ML@core_v0.16.0 "
+               "megatron/core/transformer/transformer_config.py L682; the only flex backend before it), NeMo AutoModel's "
+               "BackendConfig dispatcher 'deepep'; the field's generic value where the release has no flex dispatcher")
+
+# the generic citation of ``pp_schedule_sequences``
+ONE_SCHEDULE = ("one pipeline schedule runs every micro-batch of the step (the field's generic value; where the "
+                "release has no pipeline it is unused)")
+
 # The DeepSpeed-only gradient fields of every release that is not DeepSpeed (their generic values).
 NOT_DEEPSPEED = {
     "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
@@ -166,6 +183,10 @@ class Framework:
     pipeline_split: PipelineSplit = PipelineSplit.MEGATRON  # how the release splits layers pp x v does not divide
     interleave_min_pp: int = 2  # the interleaved schedule needs at least this many pipeline stages
     moe_dispatcher: MoeDispatcher = MoeDispatcher.ALLTOALL  # how MoE tokens reach their experts
+    moe_flex_backend: FlexBackend = FlexBackend.DEEPEP  # the flex dispatcher's kernels (priced per row, flex.py)
+    # With a pipeline, sequences per pipeline schedule: the step runs (per-replica batch / this) schedules, each with
+    # its own fill and drain (NeMo AutoModel: step_scheduler.local_batch_size); 0: one schedule over the whole batch
+    pp_schedule_sequences: int = 0
     overlap_moe_a2a: bool = False  # MoE all-to-alls of one micro-batch run during another's compute
     # FP8: the grouped experts copy their rows into a buffer padded per expert to the quantization alignment and
     # back (Megatron-Core TEGroupedMLP with TE Fp8Padding/Fp8Unpadding; unpadded: --moe-router-padding-for-quantization)
@@ -232,8 +253,8 @@ class Framework:
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
-        for key in ("attention", "moe_dispatcher", "fp8_scaling", "reshard_after_forward", "pipeline_split",
-                    "loss_copy", "cp_rotate", "norm_quantize"):
+        for key in ("attention", "moe_dispatcher", "moe_flex_backend", "fp8_scaling", "reshard_after_forward",
+                    "pipeline_split", "loss_copy", "cp_rotate", "norm_quantize"):
             out[key] = getattr(self, key).value
         out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every}
         return out
@@ -290,7 +311,7 @@ class Setting:
 class Flag:
     """A command-line flag of a release: which field it sets (a Framework field, or ``layout.<setting>``) to what,
     by the flag's value ("" for a bare switch); field ``layout`` sets several layout settings at once (each value a
-    mapping of LAYOUT_SETTINGS keys)."""
+    mapping of LAYOUT_SETTINGS keys), field ``framework`` several Framework fields (each value a mapping of them)."""
 
     field: str
     values: Mapping[str, object]
@@ -357,6 +378,8 @@ class Release:
             for name_, set_to in ((flag.field, flag.values[value]), *flag.also.items()):
                 if name_ == "layout":
                     layout.update(set_to)  # type: ignore[arg-type]
+                elif name_ == "framework":  # one value sets several Framework fields
+                    fw_changes.update(set_to)  # type: ignore[arg-type]
                 elif name_.startswith("layout."):
                     layout[name_.removeprefix("layout.")] = set_to
                 else:
@@ -386,6 +409,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING",
-           "CpRotate", "Flag", "Framework", "FrameworkFamily", "LossCopy", "MoeDispatcher", "PipelineSplit", "Release",
-           "Reshard", "RsOverlap", "SacPolicy", "SelectiveAc", "Setting"]
+__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+           "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate", "Flag", "FlexBackend", "Framework",
+           "FrameworkFamily", "LossCopy", "MoeDispatcher", "PipelineSplit", "Release", "Reshard", "RsOverlap",
+           "SacPolicy", "SelectiveAc", "Setting"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 from capsim.analytic.training.release import (
     PER_REPLICA,
     Flag,
+    FlexBackend,
     FrameworkFamily,
     MoeDispatcher,
     PipelineSplit,
@@ -72,10 +73,14 @@ def automodel_flags(cfg: str, par: str, gate: str) -> dict[str, Flag]:
         "--sequence-parallel": Flag("layout.sp", {"true": True, "false": False}, cfg + " sequence_parallel"),
         # BackendConfig.dispatcher: DeepEP and HybridEP both send a token once per destination node (capsim's flex
         # dispatcher; the SMs either reserves are not priced); "torch" all-gathers the tokens over the EP group.
-        "--dispatcher": Flag("moe_dispatcher", {"deepep": MoeDispatcher.FLEX, "hybridep": MoeDispatcher.FLEX,
-                                                "uccl_ep": MoeDispatcher.FLEX, "torch": MoeDispatcher.ALLGATHER},
-                             "nemo_automodel/components/models/common/utils.py BackendConfig.dispatcher ('torch': "
-                             "DTensor all-gather/reduce-scatter)"),
+        # UCCL-EP is a drop-in of DeepEP's API (priced with DeepEP's kernel costs).
+        "--dispatcher": Flag("framework", {
+            "deepep": {"moe_dispatcher": MoeDispatcher.FLEX, "moe_flex_backend": FlexBackend.DEEPEP},
+            "hybridep": {"moe_dispatcher": MoeDispatcher.FLEX, "moe_flex_backend": FlexBackend.HYBRIDEP},
+            "uccl_ep": {"moe_dispatcher": MoeDispatcher.FLEX, "moe_flex_backend": FlexBackend.DEEPEP},
+            "torch": {"moe_dispatcher": MoeDispatcher.ALLGATHER}},
+            "nemo_automodel/components/models/common/utils.py BackendConfig.dispatcher ('torch': "
+            "DTensor all-gather/reduce-scatter)"),
     }
 
 

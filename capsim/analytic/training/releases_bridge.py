@@ -33,7 +33,9 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.core_flags import megatron_core_flags
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
+    FLEX_DEEPEP,
     FUSED_CE,
+    ONE_SCHEDULE,
     SPREAD_EXPERTS,
     TE_NORM_FP8_AMAX,
     Framework,
@@ -111,7 +113,7 @@ def _bridge_release(name: str, t: _Tag) -> Release:
             "moe_fp8_padding": f"{t.core} megatron/core/transformer/moe/experts.py L{_FP8_PAD_LINE[t.software]}: "
                                "TEGroupedMLP under fp8 pads each expert's rows (TE Fp8Padding); the Qwen3 and "
                                "GPT-OSS-120B perf configs leave moe_router_padding_for_quantization at False",
-            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": f"{t.core} megatron/core/transformer/moe/moe_utils.py "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": f"{t.core} megatron/core/transformer/moe/moe_utils.py "
                                   f"L{_RANDOM_STE_LINE[t.software]} RandomSTE: forced balancing draws i.i.d. normal "
                                   "logits per token (router.py: apply_random_logits)",
             "moe_combine_saves": f"{t.core} {COMBINE_NO_PROBS}",

@@ -23,8 +23,10 @@ from capsim.analytic.training.core_flags import (
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
+    FLEX_DEEPEP,
     FUSED_CE,
     NOT_DEEPSPEED,
+    ONE_SCHEDULE,
     SPREAD_EXPERTS,
     TE_NORM_FP8,
     TE_NORM_FP8_AMAX,
@@ -180,7 +182,7 @@ def nemo_24_07(name: str) -> Release:
             "overlap_moe_a2a": "not in Megatron-Core 0.8 (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
             "moe_fp8_padding": "not in Megatron-Core 0.8: TEGroupedMLP's Fp8Padding arrived in core_v0.10.0 "
                                "(moe/experts.py L638)",
-            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": "no forced load balancing in Megatron-Core 0.8 (RandomSTE: core_v0.14.0)",
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": "no forced load balancing in Megatron-Core 0.8 (RandomSTE: core_v0.14.0)",
             "fp8_scaling": conf + " L222-228: fp8 with amax history 1024, 'max' (TE 1.8's only recipe, "
                            "DelayedScaling, TE@v1.8 transformer_engine/common/recipe/__init__.py)",
             "fp8_params": "NFL@24.07 training configs set no fp8_params: weights stay 16-bit",
@@ -235,7 +237,7 @@ def nemo_25_02(name: str) -> Release:
                                "MixtralConfig, gpt/model/mixtral.py L36-62, leaves it): experts are SequentialMLP, "
                                "whose FP8 pad (moe/experts.py L766-776) copies only rows short of a multiple of 16; "
                                "--moe-grouped-gemm selects TEGroupedMLP, which pads every expert (L639 Fp8Padding)",
-            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": "no forced load balancing in core_r0.11.0 (RandomSTE: core_v0.14.0 "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": "no forced load balancing in core_r0.11.0 (RandomSTE: core_v0.14.0 "
                                   "moe_utils.py L874); the run's own routing is not published",
             "fp8_scaling": "NeMo@v2.2.0rc3 nemo/collections/llm/recipes/precision/mixed_precision.py L46-54 "
                            "bf16_with_fp8_mixed: fp8 'hybrid', amax history 1024, 'max' (delayed scaling; no fp8 "
@@ -302,7 +304,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
             "moe_fp8_padding": mc + " megatron/core/transformer/moe/experts.py L247: TEGroupedMLP under fp8 pads each "
                                "expert's rows (Fp8Padding); transformer_config.py L661 "
                                "moe_router_padding_for_quantization = False",
-            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": mc + " megatron/core/transformer/moe/router.py L697-699: forced balancing replaces "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": mc + " megatron/core/transformer/moe/router.py L697-699: forced balancing replaces "
                                   "the logits with i.i.d. normal ones per token (moe_utils.py L1194 RandomSTE)",
             "moe_combine_saves": mc + " " + COMBINE_NO_PROBS,
             "loss_copy": "MB@v0.4.2 " + FUSED_CE,

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
+    FLEX_DEEPEP,
     NO_TE_GATHER,
     NO_TE_NORM,
+    ONE_SCHEDULE,
     PER_REPLICA,
     SPREAD_EXPERTS,
     Flag,
@@ -67,7 +69,7 @@ def _common_cite(**overrides: str) -> dict[str, str]:
         "pipeline_split": "DeepSpeed PipelineModule partitions by partition_method (deepspeed/runtime/pipe/module.py); "
                           "a split that does not divide is priced only where the row states it",
         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE,
-        "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE,
+        "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE,
         "fp8_scaling": "no FP8 in these presets (a run in FP8 brings Transformer Engine, whose default recipe is "
                        "DelayedScaling; the field's generic value)",
         "fp8_params": "DeepSpeed gathers the parameters in their 16-bit format",

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
+    FLEX_DEEPEP,
     NO_TE_NORM,
     NOT_DEEPSPEED,
+    ONE_SCHEDULE,
     PER_REPLICA,
     SPREAD_EXPERTS,
     CpRotate,
@@ -111,7 +113,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
                                  "for the gradient of the weights (the field's generic value)",
             "loss_copy": "torch cross_entropy on fp32-upcast logits keeps that copy (the field's generic "
                                    "value)",
-            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": "AM@8d9bfb9 nemo_automodel/components/moe/layers.py FakeBalancedGate: noise 0.0 "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": "AM@8d9bfb9 nemo_automodel/components/moe/layers.py FakeBalancedGate: noise 0.0 "
                                   "spreads tokens uniformly over the experts (exact balance)",
             "fp8_scaling": "FP8 comes from Transformer Engine, whose default recipe is DelayedScaling (TE@v2.2 "
                            "transformer_engine/pytorch/fp8.py L52-56 on Hopper)",
@@ -145,6 +147,11 @@ def _fsdp2_defaults(where: str, micro: Setting) -> dict[str, Setting]:
 
 
 _GATE_8D = "AM@8d9bfb9 nemo_automodel/components/moe/layers.py L548-550"
+# step_scheduler.local_batch_size with pp > 1: the pipeline's batch (train_ft.py L741 pp_batch_size), one
+# schedule.step per gradient-accumulation step (L893-944; step_scheduler.py L56 grad_acc_steps)
+_LOCAL_BATCH = ("AM@8d9bfb9 nemo_automodel/recipes/llm/train_ft.py L741 pp_batch_size = step_scheduler.local_batch_size, "
+                "L893-944 one pipeline schedule.step per batch of the step's grad_acc_steps "
+                "(components/training/step_scheduler.py L56: global_batch_size // (local_batch_size * dp_size))")
 
 
 def nemo_automodel_2025_10(name: str) -> Release:
@@ -171,7 +178,10 @@ def nemo_automodel_2025_10(name: str) -> Release:
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",
                    "NeMo AutoModel main at 8d9bfb9 (2025-10-08; docs/performance-summary.md 'Last Updated 2025-10-02')",
                    cite, defaults, {**fsdp2_flags("AM@8d9bfb9 examples/benchmark/configs"),
-                                    "--fake-balanced-gate": fake_gate_flag(_GATE_8D)})
+                                    "--fake-balanced-gate": fake_gate_flag(_GATE_8D),
+                                    "--local-batch-size": Flag("pp_schedule_sequences",
+                                                               {str(n): n for n in (1, 2, 4, 8, 16, 32, 64, 128)},
+                                                               _LOCAL_BATCH)})
 
 
 __all__ = ["fake_gate_flag", "fsdp2_flags", "nemo_automodel_2025_10"]

@@ -9,9 +9,11 @@ from __future__ import annotations
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     COMBINE_PROBS,
+    FLEX_DEEPEP,
     NO_TE_GATHER,
     NO_TE_NORM,
     NOT_DEEPSPEED,
+    ONE_SCHEDULE,
     PER_REPLICA,
     SPREAD_EXPERTS,
     TE_RING,
@@ -83,7 +85,7 @@ def megatron_lm_2021(name: str) -> Release:
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
-         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
+         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
@@ -145,7 +147,7 @@ def megatron_lm_2022(name: str) -> Release:
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
-         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
+         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
@@ -215,7 +217,7 @@ def megatron_core_0_8(name: str) -> Release:
                             "(megatron/core/transformer/moe/experts.py L638)",
          "moe_combine_saves": "ML@core_v0.8.0 " + COMBINE_PROBS,
          "loss_copy": "ML@core_v0.8.0 " + UNFUSED_CE,
-         "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": "not in this release: forced balancing (RandomSTE) arrived by core_v0.14.0 "
+         "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": "not in this release: forced balancing (RandomSTE) arrived by core_v0.14.0 "
                                "(megatron/core/transformer/moe/moe_utils.py L874)",
          "fp8_scaling": "Transformer Engine 1.x has one FP8 recipe, DelayedScaling (transformer_engine/common/recipe/"
                         "__init__.py, TE v1.8); --fp8-recipe arrived later",
@@ -283,7 +285,7 @@ def fsdp_pytorch_2_3(name: str) -> Release:
          "moe_dispatcher": none.format("MoE token dispatcher") + " (the field's generic value)",
          "overlap_moe_a2a": none.format("MoE token dispatcher"),
          "moe_fp8_padding": none.format("grouped-expert FP8 padding"),
-         "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": none.format("forced MoE load balancing"),
+         "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": none.format("forced MoE load balancing"),
          "moe_combine_saves": none.format("MoE layer") + "; a model's weighted sum of its k expert outputs keeps "
                               "them for the gradient of the weights (the field's generic value)",
          "loss_copy": "FSDP adds no loss kernel; the usual torch cross_entropy on fp32-upcast logits keeps "

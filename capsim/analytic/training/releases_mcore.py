@@ -48,6 +48,8 @@ from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
+    FLEX_DEEPEP,
+    ONE_SCHEDULE,
     SPREAD_EXPERTS,
     Flag,
     Framework,
@@ -92,7 +94,7 @@ def megatron_core_0_14(name: str) -> Release:
             "moe_fp8_padding": f"{_ML} megatron/core/transformer/transformer_config.py L483 moe_grouped_gemm "
                                f"default False ({_ARGS} L2802 --moe-grouped-gemm, store_true): SequentialMLP experts; "
                                "TEGroupedMLP (moe/experts.py L815 Fp8Padding) pads each expert's rows under fp8",
-            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": f"{_ML} megatron/core/transformer/moe/moe_utils.py L874 RandomSTE: forced "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": f"{_ML} megatron/core/transformer/moe/moe_utils.py L874 RandomSTE: forced "
                                   f"balancing ({_ARGS} L2852 --moe-router-force-load-balancing) draws random logits",
             "moe_combine_saves": f"{_ML} {COMBINE_NO_PROBS}",
             "loss_copy": f"{_ARGS} L1954 --cross-entropy-loss-fusion (store_true: off): the unfused loss on an fp32 "
@@ -248,7 +250,7 @@ def _core_cite(c: _Core, ml: str, args: str) -> dict[str, str]:
                                 f"SequentialMLP experts; TEGroupedMLP (moe/experts.py L{pad} Fp8Padding) pads "
                                 "under fp8" if pad else "not in this release: TEGroupedMLP's Fp8Padding arrived in "
                                 "core_v0.10.0 (megatron/core/transformer/moe/experts.py L638)"),
-            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": (f"{ml} megatron/core/transformer/moe/moe_utils.py L{ste} RandomSTE: forced "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": (f"{ml} megatron/core/transformer/moe/moe_utils.py L{ste} RandomSTE: forced "
                                    f"balancing ({args} L{c.line('--moe-router-force-load-balancing')}) draws "
                                    "random logits" if ste else "not in this release: forced balancing "
                                    "(--moe-router-force-load-balancing, RandomSTE) arrived in core_v0.13.0"),

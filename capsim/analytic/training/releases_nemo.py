@@ -40,6 +40,8 @@ from capsim.analytic.training.core_flags import (
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
+    FLEX_DEEPEP,
+    ONE_SCHEDULE,
     SPREAD_EXPERTS,
     Flag,
     Framework,
@@ -161,7 +163,7 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
                               "allgather",
             "overlap_moe_a2a": "not in this Megatron-Core (--overlap-moe-expert-parallel-comm: core_v0.14.0)",
             "moe_fp8_padding": pad,
-            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": "no forced load balancing in this Megatron-Core (RandomSTE: core 0.13, "
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": "no forced load balancing in this Megatron-Core (RandomSTE: core 0.13, "
                                   "ML@03f77931 moe_utils.py L820)",
             "fp8_scaling": f"{conf} {t.fp8}: fp8 with amax history 1024, 'max' (DelayedScaling, the only recipe of "
                            f"the TE its Dockerfile.ci pins, 7d576ed2 = 1.8.0.dev0)",
@@ -262,7 +264,7 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
                                "MixtralConfig and perf scripts leave it): the experts are SequentialMLP; "
                                "--moe-grouped-gemm selects TEGroupedMLP, which pads each expert's rows under fp8 "
                                f"(moe/experts.py {t.fp8_pad} Fp8Padding)",
-            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_random_routing": t.random or f"no forced load balancing in {t.core} (moe_router_force_load_"
+            "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": t.random or f"no forced load balancing in {t.core} (moe_router_force_load_"
                                               "balancing and RandomSTE arrive in core 0.13)",
             "moe_combine_saves": f"{t.core} {t.combine}",
             "loss_copy": f"{gpt}base.py {t.fusion.split(',')[0]} cross_entropy_loss_fusion = True with {t.core} "

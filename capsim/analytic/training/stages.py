@@ -289,10 +289,21 @@ def pipeline(costs: dict[str, dict[str, np.ndarray]], lay: Layouts, fw: Framewor
     m = lay.micro_batches.astype(float)
     out = {k: m * np.choose(which, [costs[s][k] for s in STAGES]) for k in PER_MICRO_BATCH}
     fill = 2.0 * (p - 1) * costs["_hop"]["hop_s"] if fw.overlap_p2p else 0.0  # sends along the fill and drain
-    out["bubble_s"] = (total - w_max) / lay.v + fill
+    out["bubble_s"] = ((total - w_max) / lay.v + fill) * schedules(lay, fw)
     out["bottleneck_stage"] = which
     return out
 
 
+def schedules(lay: Layouts, fw: Framework) -> np.ndarray:
+    """Pipeline schedules a step runs, each with its own fill and drain: the per-replica batch over
+    ``fw.pp_schedule_sequences`` (NeMo AutoModel runs one ``schedule.step`` per gradient-accumulation step of
+    step_scheduler.local_batch_size sequences, nemo_automodel/recipes/llm/train_ft.py L741, L893-944 @8d9bfb9; its
+    step_scheduler.py L53-58 asserts the division is exact); 1 without a pipeline or the field."""
+    if fw.pp_schedule_sequences <= 0:
+        return np.ones(len(lay))
+    per_replica = lay.micro_batches * lay.micro_batch
+    return np.where(lay.pp > 1, per_replica / fw.pp_schedule_sequences, 1.0)
+
+
 __all__ = ["DP_KEYS", "PER_MICRO_BATCH", "LayerTimes", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
-           "stage_params", "step_tail"]
+           "schedules", "stage_params", "step_tail"]

@@ -14,6 +14,7 @@ from capsim.analytic.ops import AttentionImpl, forward_layer_ops, layer_shape
 from capsim.analytic.recompute import SelectiveAc
 from capsim.analytic.training import offload, stages
 from capsim.analytic.training.framework import DEFAULT_FRAMEWORK, Framework, FrameworkName, get_framework
+from capsim.analytic.training.hybrid import check_hybrid
 from capsim.analytic.training.release import MoeDispatcher, PipelineSplit
 from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
@@ -76,6 +77,11 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
         (lay.tp % lay.etp != 0, "etp does not divide tp"),
         ((lay.tp * lay.cp * lay.dp) % (lay.ep * lay.etp) != 0, "ep x etp does not divide tp x cp x dp"),
         (lay.distributed_optimizer & (lay.zero_stage > 0), "distributed optimizer and ZeRO together"),
+        # NeMo AutoModel step_scheduler.py L53-58 @8d9bfb9 asserts the per-replica batch is a multiple of local_batch_size
+        ((fw.pp_schedule_sequences > 0) & (lay.pp > 1)
+         & ((lay.micro_batches * lay.micro_batch) % max(fw.pp_schedule_sequences, 1) != 0),
+         f"{fw.name}'s local batch ({fw.pp_schedule_sequences} sequences, --local-batch-size) does not divide the "
+         "per-replica batch (global batch / dp)"),
         ((lay.dp * lay.cp) % np.maximum(lay.shard, 1) != 0, "the sharding group does not divide dp x cp"),
         ((lay.zero_stage > 0) & (not fw.zero), f"{fw.name} has no ZeRO/FSDP sharding (Megatron-Core: its "
                                                 "--use-megatron-fsdp flag, where the release has it)"),
@@ -137,8 +143,9 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     """Seconds of one optimizer step, broken down, with MFU/HFU, memory, feasibility and train-N-tokens totals.
 
     ``plan`` is one TrainPlan (checked: a plan that cannot run raises SpecError; floats out) or Layouts (arrays out;
-    a layout that cannot run is returned infeasible with its reason). ``perf`` is the accelerator's device model
-    (``capsim.calibration.perf_for``).
+    a layout that cannot run is returned infeasible with its reason; a sharding group below dp x cp under a release
+    without hybrid sharding raises SpecError either way, ``hybrid.check_hybrid``). ``perf`` is the accelerator's
+    device model (``capsim.calibration.perf_for``).
     """
     fw = get_framework(framework)
     perf = resolve_perf(perf, cluster)
@@ -153,6 +160,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
         raise SpecError("plan", f"expected a TrainPlan or Layouts, got {type(plan).__name__}")
     if train_tokens is not None and not train_tokens > 0:
         raise SpecError("train_tokens", f"must be positive, got {train_tokens!r}")
+    check_hybrid(fw.name, lay.dp, lay.cp, lay.shard)  # a group below dp x cp needs a release with HSDP
     gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
     times = stages.LayerTimes.of(model, lay, precision, perf, fw)
     layers = stages.StageLayers.of(model, lay)
