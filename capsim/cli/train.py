@@ -12,6 +12,7 @@ from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import Framework
 from capsim.analytic.training.step import release_split
 from capsim.calibration import perf_for
+from capsim.calibration.fp8 import fp8_rates, with_fp8_scale
 from capsim.cli import options as o
 from capsim.cli.calibrate import warn_if_other_machine
 from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
@@ -22,7 +23,7 @@ from capsim.plan.train_layouts import plan_of_row, search_layouts
 from capsim.specs.hardware import Cluster
 from capsim.specs.pipeline_layout import LayerSplit
 from capsim.specs.plans import Recompute
-from capsim.specs.precision import Precision
+from capsim.specs.precision import DType, Precision
 
 Tokens = Annotated[float | None, typer.Option("--tokens", help="Tokens to train, for time, energy and cost totals "
                                                                 "(e.g. 300e9).", min=1)]
@@ -56,8 +57,27 @@ def _result_dict(result: StepTime, extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _fp8_band(spec: Any, plan: Any, cluster: Cluster, perf: Perf, fw: Framework) -> dict[str, Any] | None:
+    """Where the plan's GEMMs run per-tensor FP8 at a rate not measured on the accelerator
+    (capsim.calibration.fp8.fp8_rates): the rate assumed, the other published FP8/BF16 ratio and the step at it."""
+    rates = fp8_rates(perf) if plan.precision.compute is DType.FP8 else None
+    if rates is None:
+        return None
+    other = step_time(spec, plan, cluster, with_fp8_scale(perf, rates[1].dtype_scale), framework=fw)
+    return {"assumed": rates[0].to_dict(), "other": rates[1].to_dict(), "step_s_at_other": other.step_s,
+            "tokens_per_s_at_other": other.tokens_per_s, "accelerator": cluster.accelerator.name}
+
+
+def _print_fp8(band: dict[str, Any] | None) -> None:
+    if band is not None:
+        a, b = band["assumed"], band["other"]
+        console.print(f"FP8 GEMMs at {a['over_bf16']:.2f}x BF16 ({a['label']}; not measured on {band['accelerator']}); "
+                      f"at {b['over_bf16']:.2f}x ({b['label']}): step {band['step_s_at_other']:.4g} s, "
+                      f"{band['tokens_per_s_at_other']:,.0f} tokens/s")
+
+
 def _print(result: StepTime, title: str, split: LayerSplit | None = None, implicit: bool = False,
-           own: str | None = None) -> None:
+           own: str | None = None, fp8: dict[str, Any] | None = None) -> None:
     step = result.step_s
     rows = [[k.removesuffix("_s").replace("_", " "), getattr(result, k), f"{100 * getattr(result, k) / step:.1f}%"]
             for k in BREAKDOWN if getattr(result, k) > 0]
@@ -69,6 +89,7 @@ def _print(result: StepTime, title: str, split: LayerSplit | None = None, implic
                       f"{result.dp_total_s:.4g} s")
     console.print(f"MFU {100 * result.mfu:.1f}%   HFU {100 * result.hfu:.1f}%   model {result.tflops_per_gpu_model:.1f} / "
                   f"hardware {result.tflops_per_gpu_hw:.1f} TFLOP/s per GPU   {result.tokens_per_s:,.0f} tokens/s")
+    _print_fp8(fp8)
     if split is not None and split.pp > 1:
         console.print(f"pipeline: {split.pp} stages x {split.v} chunks, layers per stage {list(split.stages)} "
                       f"({split.rule.value}; Megatron-Core layout '{split.layout}')")
@@ -152,13 +173,14 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
     own, plan = (fw.name if stated is not plan else None), stated
     with o.fsdp_group_errors():
         result = step_time(spec, plan, cluster, perf, framework=fw, train_tokens=tokens)
+    fp8 = _fp8_band(spec, plan, cluster, perf, fw)
     extra = {"model": spec.name, "accelerator": acc.name, "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
-             "pipeline": plan.split(spec).to_dict()}
+             "pipeline": plan.split(spec).to_dict(), **({"fp8_rate": fp8} if fp8 else {})}
     if as_json:
         emit_json(_result_dict(result, extra))
     else:
         _print(result, f"{spec.name} on {cluster.num_gpus} x {acc.name}", plan.split(spec), implicit=not split,
-               own=own)
+               own=own, fp8=fp8)
     _exit_if_infeasible(result)
 
 
@@ -188,10 +210,12 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
     plan = plan_of_row(frame.iloc[0].to_dict(), global_batch, seq_len, precision)
     result = step_time(spec, plan, cluster, perf, framework=framework, train_tokens=tokens)
     records = frame.to_dict(orient="records")
+    fp8 = _fp8_band(spec, plan, cluster, perf, framework)
     if as_json:
         return emit_json(_result_dict(result, {"model": spec.name, "accelerator": cluster.accelerator.name,
                                                "num_gpus": cluster.num_gpus, "plan": plan.to_dict(),
-                                               "evaluated": frame.attrs["evaluated"], "top": records}))
+                                               "evaluated": frame.attrs["evaluated"], "top": records,
+                                               **({"fp8_rate": fp8} if fp8 else {})}))
     console.print(table(f"{spec.name} on {cluster.num_gpus} x {cluster.accelerator.name}: fastest of "
                         f"{frame.attrs['evaluated']:,} layouts", ["dp", "tp", "pp", "v", "split", "mb", "recompute",
                                                                    "sp", "zero", "dist-opt", "fsdp-group", "step_s",
@@ -201,7 +225,8 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
                           r["distributed_optimizer"], _group(r), r["step_s"], r["mfu"], r["memory_per_gpu_bytes"]]
                          for r in records]))
     hsdp = f" fsdp-group {plan.shard_group}" if plan.shard_group else ""
-    _print(result, f"best plan (dp{plan.dp} tp{plan.tp} pp{plan.pp} v{plan.pp_interleave}{hsdp})", plan.split(spec))
+    _print(result, f"best plan (dp{plan.dp} tp{plan.tp} pp{plan.pp} v{plan.pp_interleave}{hsdp})", plan.split(spec),
+           fp8=fp8)
     return None
 
 

@@ -25,13 +25,14 @@ from capsim.analytic.training import Framework, Release, StepTime, release_for
 from capsim.analytic.training.release import PER_REPLICA, PipelineSplit
 from capsim.analytic.training.result import BREAKDOWN
 from capsim.calibration import perf_for
+from capsim.calibration.fp8 import fp8_rates, with_fp8_scale
 from capsim.errors import SpecError
 from capsim.perf import Perf
 from capsim.plan.train_layouts import framework_limits, layout_grid, rank_layouts
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
-from capsim.specs.precision import Precision
+from capsim.specs.precision import DType, Precision
 from capsim.validation.harness import (
     LINE,
     DataError,
@@ -250,10 +251,14 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     high, high_note = _at_peaks_high(r, fixed, blanks, {**fixed, **settings, **split}, fw, cluster, perf, precision)
     if high is not None:  # the part's peaks are a stated range: the band spans both ends
         band = (min(*(band or (value,)), value, *high), max(*(band or (value,)), value, *high))
+    other, fp8_note = _at_other_fp8_rate(r, fixed, blanks, {**fixed, **settings, **split}, fw, cluster, perf,
+                                         precision)
+    if other is not None:  # FP8 not measured on this part: the band spans both published FP8/BF16 ratios
+        band = (min(*(band or (value,)), value, *other), max(*(band or (value,)), value, *other))
     note = (f"{head}; {memory / 1e9:.1f} GB/GPU; step {step:.3f} s; bottleneck "
             f"{('first', 'middle', 'last')[int(result.bottleneck_stage[i])]} stage; "
             + ", ".join(f"{k[:-2]} {float(getattr(result, k)[i]):.3g}" for k in
-                        BREAKDOWN) + high_note)
+                        BREAKDOWN) + high_note + fp8_note)
     return RowPrediction(value, step, memory, float(acc.memory_bytes), settings, band, note, perf.name)
 
 
@@ -272,6 +277,26 @@ def _at_peaks_high(r: dict[str, str], fixed: dict[str, object], blanks: list[str
     return (point, *(band or ())), (
         f"; peaks stated only as a range: at its upper end (peaks_high, bf16 {acc.peaks_high.bf16 / 1e12:.0f} "
         f"TFLOP/s) {point:.5g}" + (f", over the blanks {band[0]:.5g} to {band[1]:.5g}" if band else ""))
+
+
+def _at_other_fp8_rate(r: dict[str, str], fixed: dict[str, object], blanks: list[str], layout: dict[str, object],
+                       fw: Framework, cluster: Cluster, perf: Perf, precision: Precision
+                       ) -> tuple[tuple[float, ...] | None, str]:
+    """Where the row's GEMMs run per-tensor FP8 and ``perf``'s FP8 rate is not measured on its accelerator
+    (capsim.calibration.fp8.fp8_rates): the row's metric at the other published FP8/BF16 ratio, at its layout and
+    over its blanks' band, and a note naming both rates; else (None, "")."""
+    rates = fp8_rates(perf) if precision.compute is DType.FP8 else None
+    if rates is None:
+        return None, ""
+    point, other = rates
+    alt = with_fp8_scale(perf, other.dtype_scale)
+    lay, result = _point(r, layout, fw, cluster, alt, precision)
+    value = float(_metric_values(r, row_model(r), lay, result)[0])
+    band = _band(r, fixed, blanks, fw, cluster, alt, precision, layout)[0]
+    return (value, *(band or ())), (
+        f"; FP8 GEMMs at {point.over_bf16:.2f}x BF16 ({point.label}; not measured on "
+        f"{cluster.accelerator.name}): at {other.over_bf16:.2f}x ({other.label}) {value:.5g}"
+        + (f", over the blanks {band[0]:.5g} to {band[1]:.5g}" if band else ""))
 
 
 def _check_offered(published: dict[str, object], fw: Framework) -> None:
