@@ -140,13 +140,25 @@ def _teton(rows):
     return [r for r in rows if r.source.startswith("torchtitan-h100")]
 
 
+def _figure(note: str, after: str) -> float:
+    """The first figure of ``note`` after ``after`` (up to the next ',' or ';')."""
+    return float(note.split(after)[1].split(";")[0].split(",")[0])
+
+
+_AT_DEEPGEMM = "(DeepGEMM block-scaled, H800) "
+
+
 def test_grand_teton_rows_are_priced_with_the_peak_range_as_band(titan_rows) -> None:
     teton = _teton(titan_rows)
     assert len(teton) == 12 and all(r.predicted is not None for r in teton)
     for r in teton:  # priced at the range's lower end (NVL), the band reaching the upper end (SXM)
-        high = float(r.note.split("(peaks_high, bf16 989 TFLOP/s) ")[1])  # the note's last figure (no blanks)
-        assert r.band_low == r.predicted < r.band_high == pytest.approx(high, rel=1e-3)
+        high = _figure(r.note, "(peaks_high, bf16 989 TFLOP/s) ")  # no blanks: the upper end's one figure
+        assert r.predicted < r.band_high == pytest.approx(high, rel=1e-3)
         assert 1.05 < r.band_high / r.predicted < 989 / 835 + 1e-9  # faster peaks, never beyond their ratio
+        if r.case.endswith("fp8") or "FP8 GEMMs" in r.note:  # FP8 not measured on the part: both published ratios
+            assert r.band_low == pytest.approx(_figure(r.note, _AT_DEEPGEMM), rel=1e-4) and r.band_low < r.predicted
+        else:
+            assert r.band_low == r.predicted
 
 
 def test_grand_teton_band_spans_the_blanks_at_both_ends_of_the_peak_range() -> None:
@@ -154,12 +166,17 @@ def test_grand_teton_band_spans_the_blanks_at_both_ends_of_the_peak_range() -> N
                if r["source"].endswith("table 1") and r["precision"] == "fp8")
     pinned, low = predict_row(row, "datasheet"), predict_row({**row, "micro_batch": "", "recompute": ""}, "datasheet")
     assert low.value == pinned.value and low.settings == {"micro_batch": 2, "recompute": 1}  # the recipe's defaults
-    high_point = float(pinned.note.split("TFLOP/s) ")[1])
-    blanks_high = [float(x) for x in low.note.split("over the blanks ")[1].split(" to ")]
-    # the band's bottom is the lower peaks' worst blank value, its top the upper peaks' best one
-    assert low.band[0] < blanks_high[0] and low.band[1] == pytest.approx(blanks_high[1], rel=1e-4)
+    high_point = _figure(pinned.note, "TFLOP/s) ")
+    peaks_part = low.note.split("(peaks_high")[1].split("; FP8 GEMMs")[0]
+    blanks_high = [float(x) for x in peaks_part.split("over the blanks ")[1].split(" to ")]
+    fp8_part = low.note.split("; FP8 GEMMs")[1]
+    blanks_deepgemm = [float(x) for x in fp8_part.split("over the blanks ")[1].split(" to ")]
+    # the band's bottom is the slower FP8 ratio's worst blank value, its top the upper peaks' best one
+    assert low.band[0] == pytest.approx(min(blanks_deepgemm), rel=1e-4) and low.band[0] < blanks_high[0]
+    assert low.band[1] == pytest.approx(blanks_high[1], rel=1e-4)
     assert pinned.band[1] == pytest.approx(high_point, rel=1e-4)
-    assert low.band[0] < pinned.band[0] == pinned.value < pinned.band[1] < low.band[1]
+    assert pinned.band[0] == pytest.approx(_figure(pinned.note, _AT_DEEPGEMM), rel=1e-4)
+    assert low.band[0] < pinned.band[0] < pinned.value < pinned.band[1] < low.band[1]
 
 
 def test_grand_teton_70b_fsdp_tp_row_within_15_pct_across_the_range(titan_rows) -> None:
@@ -219,6 +236,6 @@ def test_a100_rows_within_15_pct() -> None:
 
 @pytest.mark.xfail(strict=True, reason="+20.7% (32 H200) / +22.8% (64 H200): torchao tensorwise FP8 GEMMs "
                    "(torch._scaled_mm on cuBLASLt) at 1.90x the BF16 rate, TE's cuBLASLt per-tensor FP8/BF16 ratio "
-                   "on GH100 (published_gemm.TE_H200_NVL, 2026 cuBLAS); within 15% at DeepGEMM's block-scaled 1.39x")
+                   "on GH100 (published_gemm.TE_H200_NVL, 2026 cuBLAS); +7.1/+8.9% at DeepGEMM's block-scaled 1.47x over H200's BF16, the band's other end")
 def test_h200_rows_within_15_pct(titan_rows) -> None:
     assert all(abs(r.error_pct) <= 15.0 for r in titan_rows if r.source.startswith("trainy"))

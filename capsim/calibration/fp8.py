@@ -32,7 +32,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from capsim.calibration.published_gemm import FP8_OVER_BF16_GH100, GH100_PARTS, GemmPoints, points_for, scale_to_points
+from capsim.calibration.published_gemm import (
+    FP8_OVER_BF16_GH100,
+    GH100_PARTS,
+    GemmPoints,
+    points_for,
+    scale_to_points,
+)
 from capsim.perf import Curve, Perf
 
 H800_FP8_PEAK_FLOPS_PER_S = 1979e12  # dense FP8 tensor-core peak of H100/H800 SXM (NVIDIA H100 datasheet)
@@ -93,11 +99,18 @@ def fp8_rates(perf: Perf) -> tuple[Fp8Rate, Fp8Rate] | None:
     return point, other
 
 
+def rates_note(rates: tuple[Fp8Rate, Fp8Rate], accelerator: str) -> str:
+    """The words every prediction that carries ``fp8_rates`` uses: "FP8 GEMMs at ... ; at <other>x (<label>)"."""
+    point, other = rates
+    return (f"FP8 GEMMs at {point.over_bf16:.2f}x BF16 ({point.label}; not measured on {accelerator}); at "
+            f"{other.over_bf16:.2f}x ({other.label})")
+
+
 def with_fp8_scale(perf: Perf, dtype_scale: float) -> Perf:
     """``perf`` with its FP8 GEMMs priced at ``dtype_scale`` instead of its own."""
     g = perf.params.gemm
     return Perf(replace(perf.params, gemm=replace(g, dtype_scale={**g.dtype_scale, "fp8": dtype_scale})))
 
 
-__all__ = ["DEEPGEMM_H800", "H800_FP8_PEAK_FLOPS_PER_S", "SOURCE", "Fp8Rate", "fp8_rates", "fp8_scale",
+__all__ = ["DEEPGEMM_H800", "H800_FP8_PEAK_FLOPS_PER_S", "SOURCE", "Fp8Rate", "fp8_rates", "fp8_scale", "rates_note",
            "with_fp8_scale"]

@@ -19,7 +19,8 @@ cited text are recorded. End-to-end training or serving rows are never used here
   shapes) needs no peak: a GH100 part prices FP8 at that ratio times its own BF16 rate, i.e. ``dtype_scale['fp8']`` =
   ratio x BF16 peak / FP8 peak. Where an accelerator has neither FP8 points nor a die with them, DeepGEMM's H800 table
   stands in (capsim.calibration.fp8), which assumes its FP8 tensor cores reach Hopper's block-scaled fraction of
-  their peak.
+  their peak. The table is not of the parts capsim's rows ran (700 W H100 SXM), so predictions on a part without its
+  own FP8 points also report the prediction at the other published ratio (capsim.calibration.fp8.fp8_rates).
 - MXFP8 and NVFP4 (Blackwell's block-scaled formats): ``dtype_scale['mxfp8']`` / ``['nvfp4']`` the same median
   against the FP8 / FP4 peak. Transformer Engine runs them through cuBLASLt (transformer_engine/common/gemm/
   cublaslt_gemm.cu), so only cuBLAS timings are recorded: pytorch/ao's ``torch._scaled_mm`` (NVFP4 on B200) and TE's

@@ -12,7 +12,7 @@ from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import Framework
 from capsim.analytic.training.step import release_split
 from capsim.calibration import perf_for
-from capsim.calibration.fp8 import fp8_rates, with_fp8_scale
+from capsim.calibration.fp8 import fp8_rates, rates_note, with_fp8_scale
 from capsim.cli import options as o
 from capsim.cli.calibrate import warn_if_other_machine
 from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
@@ -65,15 +65,13 @@ def _fp8_band(spec: Any, plan: Any, cluster: Cluster, perf: Perf, fw: Framework)
         return None
     other = step_time(spec, plan, cluster, with_fp8_scale(perf, rates[1].dtype_scale), framework=fw)
     return {"assumed": rates[0].to_dict(), "other": rates[1].to_dict(), "step_s_at_other": other.step_s,
-            "tokens_per_s_at_other": other.tokens_per_s, "accelerator": cluster.accelerator.name}
+            "tokens_per_s_at_other": other.tokens_per_s, "note": rates_note(rates, cluster.accelerator.name)}
 
 
 def _print_fp8(band: dict[str, Any] | None) -> None:
     if band is not None:
-        a, b = band["assumed"], band["other"]
-        console.print(f"FP8 GEMMs at {a['over_bf16']:.2f}x BF16 ({a['label']}; not measured on {band['accelerator']}); "
-                      f"at {b['over_bf16']:.2f}x ({b['label']}): step {band['step_s_at_other']:.4g} s, "
-                      f"{band['tokens_per_s_at_other']:,.0f} tokens/s")
+        console.print(f"{band['note']}: step {band['step_s_at_other']:.4g} s, {band['tokens_per_s_at_other']:,.0f} "
+                      "tokens/s")
 
 
 def _print(result: StepTime, title: str, split: LayerSplit | None = None, implicit: bool = False,

@@ -18,6 +18,7 @@ import numpy as np
 
 from capsim.analytic.serving import StepShape, iteration_time
 from capsim.calibration import load_calibration, perf_for
+from capsim.calibration.fp8 import fp8_rates, rates_note, with_fp8_scale
 from capsim.data.loaders import SHIPPED, data_file, load_trace
 from capsim.errors import SpecError
 from capsim.inputs import inside
@@ -282,6 +283,19 @@ def saturation_row(rows: list[dict[str, str]], perf: Perf, csv_path: str | Path 
     return Row(base["source"], case, "saturation_rate_rps", measured, value, unit, note)
 
 
+def _fp8_band(r: dict[str, str], perf: Perf, sw: Software, path: str | Path | None, value: float,
+              band: tuple[float, float] | None, note: str) -> tuple[tuple[float, float] | None, str]:
+    """An FP8 row on a part whose FP8 GEMM rate is not measured (capsim.calibration.fp8.fp8_rates): the band reaches
+    the prediction at the other published FP8/BF16 ratio, and the note names both (as training rows do)."""
+    rates = fp8_rates(perf) if r["precision"].strip().lower() == "fp8" else None
+    if rates is None:
+        return band, note
+    alt = predict(r, with_fp8_scale(perf, rates[1].dtype_scale), sw, path)
+    values = (value, alt[0], *(band or ()), *(alt[2] or ()))
+    unit = r["unit"].strip()
+    return (min(values), max(values)), note + f"; {rates_note(rates, r['gpu'])} {alt[0] / SCALE[unit]:.5g} {unit}"
+
+
 def _case(r: dict[str, str]) -> str:
     case = f"{r['model']} {r['gpu']} x{r['gpus']} {r['workload']}"
     return case + f" {r['trace'] or ''} b{r['batch'] or '-'} {r['input_tokens']}/{r['output_tokens'] or '-'}".rstrip()
@@ -309,6 +323,7 @@ def serving_suite(path: str | Path | None = None, calibration: str | None = None
             out.append(failed_row(r["source"], _case(r), r["metric"], measured, unit, str(err)))
             continue
         predicted, note, band = got
+        band, note = _fp8_band(r, perf, sw, path, predicted, band, note)
         low, high = (None, None) if band is None else (band[0] / SCALE[unit], band[1] / SCALE[unit])
         out.append(Row(r["source"], _case(r), r["metric"], measured, predicted / SCALE[unit], unit, note, low, high))
     for source in dict.fromkeys(r["source"] for r in rows):

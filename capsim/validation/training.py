@@ -25,7 +25,7 @@ from capsim.analytic.training import Framework, Release, StepTime, release_for
 from capsim.analytic.training.release import PER_REPLICA, PipelineSplit
 from capsim.analytic.training.result import BREAKDOWN
 from capsim.calibration import perf_for
-from capsim.calibration.fp8 import fp8_rates, with_fp8_scale
+from capsim.calibration.fp8 import fp8_rates, rates_note, with_fp8_scale
 from capsim.errors import SpecError
 from capsim.perf import Perf
 from capsim.plan.train_layouts import framework_limits, layout_grid, rank_layouts
@@ -288,15 +288,12 @@ def _at_other_fp8_rate(r: dict[str, str], fixed: dict[str, object], blanks: list
     rates = fp8_rates(perf) if precision.compute is DType.FP8 else None
     if rates is None:
         return None, ""
-    point, other = rates
-    alt = with_fp8_scale(perf, other.dtype_scale)
+    alt = with_fp8_scale(perf, rates[1].dtype_scale)
     lay, result = _point(r, layout, fw, cluster, alt, precision)
     value = float(_metric_values(r, row_model(r), lay, result)[0])
     band = _band(r, fixed, blanks, fw, cluster, alt, precision, layout)[0]
-    return (value, *(band or ())), (
-        f"; FP8 GEMMs at {point.over_bf16:.2f}x BF16 ({point.label}; not measured on "
-        f"{cluster.accelerator.name}): at {other.over_bf16:.2f}x ({other.label}) {value:.5g}"
-        + (f", over the blanks {band[0]:.5g} to {band[1]:.5g}" if band else ""))
+    return (value, *(band or ())), (f"; {rates_note(rates, cluster.accelerator.name)} {value:.5g}"
+                                     + (f", over the blanks {band[0]:.5g} to {band[1]:.5g}" if band else ""))
 
 
 def _check_offered(published: dict[str, object], fw: Framework) -> None:
