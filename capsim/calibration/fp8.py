@@ -25,7 +25,15 @@ FP8 peak, relative to BF16, as Hopper's with block scaling.
 Neither ratio is measured on the parts of the validation rows (700 W H100 SXM under 2024-25 containers), so where a
 calibration's FP8 rate is not measured on its own accelerator (``fp8_rates``) a prediction reports the band over both
 published FP8/BF16 ratios, with the point at the kernel the recipe runs (per-tensor scaling: TE's cuBLASLt ratio on a
-GH100 part; elsewhere this table, as before).
+GH100 part; elsewhere this table, as before). For two GEMMs of three the point is a bound, not a measurement: TE's
+table times every GEMM with cuBLASLt's fast accumulation and a BF16 output (benchmarks/gemm/benchmark_gemm.py @1609c89
+L321-338: generic_gemm(..., accumulate=False, use_split_accumulator=False)), while TE's training dgrad and wgrad GEMMs
+turn fast accumulation off (module/base.py _2X_ACC_DGRAD = _2X_ACC_WGRAD = True, L67-69 @1609c89, L41-43 @v1.8;
+common/gemm/cublaslt_gemm.cu L142 @v1.8: CUBLASLT_MATMUL_DESC_FAST_ACCUM = !use_split_accumulator, which cuBLAS
+documents as "might be faster" when on) and the wgrad accumulates into the FP32 main_grad under gradient-accumulation
+fusion (module/linear.py L549-550 @v1.8). DeepGEMM's kernel promotes its partial sums to FP32 on CUDA cores
+("CUDA-core two-level accumulation", its README), as split accumulation does; no published per-tensor cuBLASLt
+timing with fast accumulation off on GH100 was found, so that cost is in the band, not in the point.
 """
 
 from __future__ import annotations

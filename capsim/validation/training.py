@@ -9,7 +9,9 @@ The row's note and ``band_low``/``band_high`` give the prediction's range over e
 memory), the run used other plausible values: the row is priced at the feasible layout of the band's median
 prediction, neither end of it, and its note says so; a row that no plausible value runs is not priced. An
 accelerator whose source gives its peaks only as a range (``Accelerator.peaks_high``) is priced at the range's lower
-end, and the band reaches the upper end's predictions.
+end, and the band reaches the upper end's predictions. An FP8 row on a part whose FP8 GEMM rate is not its own published
+one is priced at the kernel its recipe runs (per-tensor scaling: TE's cuBLASLt ratio on GH100), and the band reaches
+the prediction at the other published FP8/BF16 ratio (capsim.calibration.fp8.fp8_rates); the note names both.
 """
 
 from __future__ import annotations
