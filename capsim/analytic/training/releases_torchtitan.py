@@ -145,7 +145,9 @@ def torchtitan_2024_12(name: str) -> Release:
         overlap_tp_comm=_9D_CFG + " L288 --experimental.enable_async_tensor_parallel (off): a flag of the run",
         selective_ac=_9D_CFG + " L522-524 --activation_checkpoint.selective_ac_option default '2' (every other "
                      "block fully checkpointed, " + _9D_PAR + " L278-282)",
-        torch_compile=_9D_CFG + " L399 --training.compile (store_true: off)",
+        torch_compile=_9D_CFG + " L399 --training.compile (store_true: off); " + _9D_PAR + " L303 "
+                      "torch.compile(transformer_block, fullgraph=True): with context parallelism torch's ring "
+                      "(its fp32 merge passes included) is traced into each block's graph; priced as eager",
         fp8_precompute_scales=_9D_CFG + " L547 (store_true: off)",
         fp8_recompute_weight_bwd="not an option at 9dec370 (the field's generic value)",
         cp_rotate=_9D_CFG + " L365-377 --experimental.context_parallel_rotate_method default 'allgather', passed "
