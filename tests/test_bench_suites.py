@@ -64,9 +64,10 @@ TP_COST = ("decode takes as long at TP8 as at TP4 in these data (a step bound by
            "10 us")
 BIG = ("batched and long prompts run further from the calibrated kernels at TP4 and TP8 than at TP2: on the A100 at "
        "TP4 16 prompts of 512 take 2893 ms against 2278 ms for one of 8192 (the same tokens, 1/16 of the attention; "
-       "3239 vs 2990 at TP2); the device parts that change with TP (GEMMs at N/TP or K/TP; 161 all-reduces, priced "
-       "within 11% of Vidur's nccl timings at 8-67 MB, the table's largest) do not give it, and a host term fitted at "
-       "TP2 cannot")
+       "3239 vs 2990 at TP2); the device parts that change with TP do not give it (capsim's layer of GEMMs at N/TP or "
+       "K/TP is 0.95-1.10x Vidur's measured Llama-2-70B layer at TP 2-8 on the A100, 0.96-1.28x on the H100; its 161 "
+       "all-reduces are within 11% of Vidur's nccl timings at 8-67 MB, the table's largest), nor can a host term "
+       "fitted at TP2")
 SPLITWISE_MISSES = {
     ("A100-SXM4-80GB tp4 b1 512", "decode_step_time"): TP_COST,
     ("A100-SXM4-80GB tp8 b1 512", "decode_step_time"): TP_COST,

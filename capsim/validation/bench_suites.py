@@ -8,7 +8,8 @@ measured calibration), the engine, its release and the flags the runs used, and 
 - ``distserve``: DistServe's vLLM 0.2.3 runs of OPT-13B on an A100 (per-request CSVs): fit on the 1 req/s run,
   check 1.5-4 req/s and the saturation rate.
 - ``splitwise``: Splitwise's profiled step times of Llama-2-70B (prompt batches and decode steps): fit on the TP2
-  rows of each GPU, check its TP4 and TP8 rows.
+  rows of each GPU, check its TP4 and TP8 rows; each checked row's note takes its prediction apart and its band
+  spans the host dispatch per kernel the TP2 rows cannot tell apart.
 - ``vllm-cpu``: vLLM 0.32.0's CPU backend measured on this machine (benchmarks/vllm_cpu_bench.py): fit on the
   Poisson run at ``calibrate_on.fraction`` of the saturation rate, check every other run and the saturation.
 """
