@@ -58,7 +58,9 @@ def test_the_fit_run_is_never_scored(distserve):
     assert not [k for k in distserve if k[0].startswith("fitted") and k[1] == "vllm-100-1"]
 
 
-TP_COST = ("decode takes as long at TP8 as at TP4 in these data (a step bound by the host, not the GPU); the host "
+TP_COST = ("decode takes as long at TP8 as at TP4 in these data (a step bound by the host, not the GPU: vLLM's CUDA-graph "
+           "PR #1926 of 2023-12 removes 'the CPU overheads in model execution', 'particularly effective ... when using "
+           "tensor parallelism'); the host "
            "dispatch that would bind it is overlapped by the GPU at TP2, so the TP2 rows only bound it (the row's "
            "band: up to 48 us per kernel on the A100 host, 26 us on the H100 one) and the fit keeps the profile's "
            "10 us")
