@@ -164,3 +164,18 @@ def test_the_dispatch_bound_leaves_every_fit_row_unchanged():
                             dep.accelerator).total_s for d in (profile.kernel_dispatch_s, bound, 1.05 * bound)}
     np.testing.assert_allclose(at[bound], at[profile.kernel_dispatch_s], rtol=1e-12)
     assert np.max(at[1.05 * bound] - at[bound]) > 0  # beyond the bound a fit row would move
+
+
+def test_a_step_that_replays_a_cuda_graph_does_not_bound_the_dispatch():
+    """Only eager steps dispatch kernels from the host; a decode step replaying a CUDA graph tells nothing of it."""
+    from capsim.analytic.serving import StepShape
+    from capsim.specs.engine import get_engine
+    from capsim.validation import bench_suites as bs
+
+    s = bs.load_suite("splitwise")
+    dep, _ = bs.deployment({**s.spec, "accelerator": "H100-SXM5-80GB", "calibration": "H100-SXM5-80GB-profile",
+                            "tp": 2}, s.folder)
+    eager, graphs = dep.engine, get_engine("vllm-0.2.6")
+    decode = StepShape.decode(np.array([1.0, 8.0]), 512.0)
+    assert bs._dispatch_bound(dep, decode, eager) > 2 * eager.kernel_dispatch_s
+    assert bs._dispatch_bound(dep, decode, graphs) == graphs.kernel_dispatch_s

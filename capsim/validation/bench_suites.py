@@ -28,6 +28,7 @@ from capsim.analytic.serving import (
     DEFAULT_SAMPLING,
     IterationTime,
     StepShape,
+    graph_batches,
     iteration_time,
     kernels_per_step,
 )
@@ -191,7 +192,9 @@ def _dispatch_bound(dep: Deployment, shape: StepShape, engine: EngineProfile) ->
     time per kernel fits them equally, and an engine whose dispatch is unknown is bounded by it, not told by it."""
     it = iteration_time(dep.model, dep.plan, dep.perf, shape, engine, dep.accelerator)
     kernels = kernels_per_step(dep.model, dep.plan, shape.prefill_tokens, shape.decode_seqs)
-    return max(float(np.min(np.asarray(it.gpu_s, float) / np.asarray(kernels, float))), engine.kernel_dispatch_s)
+    eager = graph_batches(engine, shape.prefill_tokens, shape.decode_seqs) == 0  # a replayed graph dispatches none
+    per = (np.asarray(it.gpu_s, float) / np.asarray(kernels, float))[np.broadcast_to(eager, np.shape(it.gpu_s))]
+    return max(float(np.min(per)) if per.size else 0.0, engine.kernel_dispatch_s)
 
 
 def _parts(it: IterationTime) -> str:
