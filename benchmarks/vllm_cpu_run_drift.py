@@ -23,9 +23,8 @@ Two checks, ``name: value`` lines (headline last):
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import yaml
