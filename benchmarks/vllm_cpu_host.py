@@ -28,12 +28,14 @@ token exceeds that replay by is the engine's own time per step at that batch.
 3. The width check (width-512/layers-{1,2}: the vLLM-CPU suite's 512-wide model, vocabulary 32,000, cut to 1 and 2
    layers; one pass, loaded machine): each run's excess and the time one more layer adds, measured and in capsim.
 4. The sampler (sampler/sampler*.json, ``benchmarks/vllm_cpu_sampler.py``: vLLM's V1 ``Sampler.forward`` alone at
-   vocabularies 1,000-128,000 and batches 1-32, greedy / temperature 1.0 / top-p 0.9, one thread; of the two passes
+   vocabularies 1,000-128,000 and batches 1-32, greedy / temperature 1.0 / top-p 0.9 / top-k 50 / greedy with
+   penalties, one thread; of the two passes
    each point keeps its lower median, as other jobs only add time): each mode's
    least-squares line t = per call + per row x batch + per logit x batch x vocabulary, and what capsim prices for
    the same rows on the suite's calibration (capsim's generic price: the logits softmax plus ``sampler_ops``); and
    the ``sampler_s[mode]`` lines engines.yaml's vllm-cpu ``sampler_s`` holds (per call + per logit x batch x
-   vocabulary, non-negative least squares in relative error).
+   vocabulary, non-negative least squares in relative error; ``sampler_s[penalties]``: greedy+penalties less the
+   greedy line).
 5. The suite model's GEMMs (step-gemms/pass-*.txt, ``benchmarks/vllm_cpu_step_gemms.py``: vLLM's own oneDNN
    kernels in a decode step's order, 4 layers' weights and the LM head): what capsim prices for the same GEMMs on
    the suite's calibration and the engine's kernel path (``capsim_*`` lines; reads the suite's model config only).
