@@ -29,7 +29,9 @@ The first writes every timed call (JSON); ``--report FILE...`` (capsim's venv) p
 decode batch and for the 256-token prefill, each phase's median (ms) beside capsim's price of the same work
 (the deployment of the ``suite.yaml`` beside the profiled model's folder), then the engine's host time per decode
 step (period - forward - LM head - the sampler as ``sampler_s`` prices it), each batch's lowest over the files, and
-the line over the batch that engines.yaml's vllm-cpu ``cpu.step`` holds (headline last). The data README
+the line over the batch that engines.yaml's vllm-cpu ``cpu.step`` holds; then the steps that compute prompts, their
+host time above that line by (prompt tokens, sequences), and the per-prompt-token term (``prefill_fit``): the last
+line is all three terms of ``cpu.step`` (headline). The data README
 (capsim/data/vllm-cpu-host/README.md) gives the runs, their load and what they showed.
 """
 
