@@ -92,3 +92,13 @@ def test_a_malformed_term_names_the_field(bad):
     entry = dict(load_catalog("engines")["vllm-cpu"], kv_write_s=bad)
     with pytest.raises(SpecError, match="kv_write_s"):
         profile_from_dict("x", entry)
+
+
+def test_an_engine_file_keeps_the_measured_kernel(tmp_path):
+    """``capsim calibrate engine`` writes the base profile's fields: a fitted vllm-cpu profile still prices vLLM's
+    own KV-cache write."""
+    from capsim.calibration.engine_file import read_engine_file, write_engine_file
+    back = read_engine_file(write_engine_file(DEP.engine.with_(name="mine"), tmp_path / "mine.yaml"))
+    assert back.kv_write_s == DEP.engine.kv_write_s
+    assert read_engine_file(write_engine_file(DEP.engine.with_(name="g", kv_write_s=()), tmp_path / "g.yaml")) \
+        .kv_write_s == ()
