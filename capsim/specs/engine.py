@@ -32,6 +32,8 @@ from capsim.specs.model import ModelSpec
 
 # Sampling modes an engine profile may time its sampler for (capsim.analytic.serving.SamplingMode's values).
 SAMPLER_MODES = ("greedy", "random", "top-k", "top-p")
+# engines.yaml sampler_s key of what repetition, frequency and presence penalties add to any measured mode's sampler.
+PENALTIES_KEY = "penalties"
 # The worker_comm tier priced once per tensor-parallel worker at TP > 1 (on top of "tp2+"): the driver's call to
 # each worker (vLLM 0.2.3 vllm/engine/llm_engine.py _run_workers_in_batch L718-727 submits one Ray call per worker).
 PER_WORKER = "per_worker"
@@ -124,7 +126,8 @@ class EngineProfile:
     decode_kv_groups: tuple[int, ...] = ()
     # The engine's own sampler where an operator profile timed it (engines.yaml sampler_s): sampling mode ->
     # (per call s, per logit s), a step's seconds = per call + per logit x rows x vocabulary, replacing the generic
-    # sampler kernels of that mode (capsim.analytic.serving.sampler_host_s); modes not listed stay generic.
+    # sampler kernels of that mode (capsim.analytic.serving.sampler_host_s); modes not listed stay generic. Key
+    # "penalties" (PENALTIES_KEY): what repetition/frequency/presence penalties add to a measured mode.
     sampler_s: dict[str, tuple[float, float]] = field(default_factory=dict)
     # The fraction of the GPU's peak HBM bandwidth at which the release's decode attention kernel reads the KV cache
     # at the largest sizes an operator microbenchmark timed, by GPU family (a prefix of the accelerator's name);
@@ -151,8 +154,8 @@ class EngineProfile:
         bad = [p for p in (*self.cpu, *self.overlapped) if p not in (*PHASES, "all")]
         require(not bad, "engine.cpu", f"unknown phases {bad}", f"use {', '.join(PHASES)}")
         for mode, terms in self.sampler_s.items():
-            require(mode in SAMPLER_MODES, f"engine.sampler_s.{mode}", "unknown sampling mode",
-                    f"use {', '.join(SAMPLER_MODES)}")
+            require(mode in (*SAMPLER_MODES, PENALTIES_KEY), f"engine.sampler_s.{mode}", "unknown sampling mode",
+                    f"use {', '.join(SAMPLER_MODES)} or {PENALTIES_KEY}")
             require(len(terms) == 2 and min(terms) >= 0, f"engine.sampler_s.{mode}",
                     f"must be [per_call_s, per_logit_s] >= 0, got {terms}")
         require(all(isinstance(g, int) and g >= 1 for g in self.decode_kv_groups), "engine.decode_kv_groups",
@@ -382,6 +385,6 @@ def engine_release(engine: str, version: str, device_type: str = "gpu") -> Engin
                     f"capsim knows {known_releases()}")
 
 
-__all__ = ["DEFAULTS", "PER_WORKER", "PHASES", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile", "GemmPath",
-           "HostCost", "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines",
-           "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]
+__all__ = ["DEFAULTS", "PENALTIES_KEY", "PER_WORKER", "PHASES", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile",
+           "GemmPath", "HostCost", "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release",
+           "engines", "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]
