@@ -164,3 +164,13 @@ def test_decode_kv_read_fraction_must_be_a_fraction():
              "scheduler": "vllm", "decode_kv_read_fraction": {"A100": 1.2}}
     with pytest.raises(SpecError, match="decode_kv_read_fraction.A100"):
         profile_from_dict("x", entry)
+
+
+def test_server_calls_must_be_two_non_negative_seconds():
+    entry = {"engine": "vllm", "release": "0.2.3", "covers": ["0.2.2", "0.2.6"], "description": "x",
+             "scheduler": "vllm", "server_calls": {"ray": [6.8e-4]}}
+    with pytest.raises(SpecError, match="server_calls.ray"):
+        profile_from_dict("x", entry)
+    entry["server_calls"] = {"ray": [6.8e-4, -1.0]}
+    with pytest.raises(SpecError, match="server_calls.ray"):
+        profile_from_dict("x", entry)
