@@ -32,6 +32,9 @@ from capsim.specs.model import ModelSpec
 
 # Sampling modes an engine profile may time its sampler for (capsim.analytic.serving.SamplingMode's values).
 SAMPLER_MODES = ("greedy", "random", "top-k", "top-p")
+# The worker_comm tier priced once per tensor-parallel worker at TP > 1 (on top of "tp2+"): the driver's call to
+# each worker (vLLM 0.2.3 vllm/engine/llm_engine.py _run_workers_in_batch L718-727 submits one Ray call per worker).
+PER_WORKER = "per_worker"
 
 
 def _sizes(spec: list[Any]) -> tuple[int, ...]:
@@ -80,6 +83,7 @@ class EngineProfile:
     workers: Workers = Workers.LOCAL  # at TP1
     workers_tp: Workers | None = None  # at TP > 1 (None: as at TP1)
     worker_comm: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)
+    # transport -> {"tp1" | "tp2+": host cost per step, PER_WORKER: added once per TP worker at TP > 1}
     # How the API server reaches the engine loop: local = in the server's process; ray = the engine is a Ray actor
     # the server calls once per step and that returns every running request's output (vLLM --engine-use-ray).
     server: Workers = Workers.LOCAL
@@ -195,9 +199,12 @@ class EngineProfile:
         """Host time per step at tensor-parallel degree ``tp``: the profile's phases plus driving its workers."""
         phases = dict(self.cpu)
         transport = self.workers if tp == 1 else (self.workers_tp or self.workers)
-        tier = self.worker_comm.get(transport.value, {}).get("tp1" if tp == 1 else "tp2+")
-        if tier is not None:
-            phases["workers"] = tier
+        comm = self.worker_comm.get(transport.value, {})
+        tier = comm.get("tp1" if tp == 1 else "tp2+")
+        per = comm.get(PER_WORKER) if tp > 1 else None  # the driver's calls, one per worker (engines.yaml cites)
+        if tier is not None or per is not None:
+            phases["workers"] = tuple((tier[i] if tier else 0.0) + (tp * per[i] if per else 0.0)
+                                      for i in range(3))  # type: ignore[assignment]
         admit = finish = 0.0
         if self.server is not Workers.LOCAL:
             phases["server"] = self.server_comm[self.server.value]
@@ -274,6 +281,10 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     entry["cpu"] = {k: _phase(v) for k, v in entry.get("cpu", {}).items()}
     entry["worker_comm"] = {t: {k: _phase(v) for k, v in tiers.items()}
                             for t, tiers in entry.get("worker_comm", {}).items()}
+    for t, tiers in entry["worker_comm"].items():
+        bad = sorted(set(tiers) - {"tp1", "tp2+", PER_WORKER})
+        require(not bad, f"engine {name}.worker_comm.{t}", f"unknown tier {', '.join(bad)}",
+                f"use tp1, tp2+ or {PER_WORKER}")
     entry["overlapped"] = tuple(entry.get("overlapped", ()))
     entry["sampler_s"] = {str(k): tuple(float(x) for x in v) for k, v in entry.get("sampler_s", {}).items()}
     entry["decode_kv_read_fraction"] = {str(k): float(v) for k, v in (entry.get("decode_kv_read_fraction") or {}).items()}
@@ -382,6 +393,6 @@ def engine_release(engine: str, version: str, device_type: str = "gpu") -> Engin
                     f"capsim knows {known_releases()}")
 
 
-__all__ = ["DEFAULTS", "PHASES", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile", "GemmPath", "HostCost",
-           "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines", "get_engine",
-           "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]
+__all__ = ["DEFAULTS", "PER_WORKER", "PHASES", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile", "GemmPath",
+           "HostCost", "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines",
+           "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]
