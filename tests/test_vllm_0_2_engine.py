@@ -24,7 +24,7 @@ ACC = get_accelerator("A100-SXM4-80GB")
 PERF = load_calibration("A100-SXM4-80GB-profile").perf()
 PLAN = ServePlan(tp=1, dtype=DType.FP16, kv_cache_dtype=DType.FP16)
 RAY_CALL_S = 6.797e-4  # engines.yaml vllm-0.2 server_comm.ray: Ray 2.8.0 async-actor call
-PER_REQUEST_S = 4.5e-5 + 1.8e-5  # each RequestOutput pickled + the server loop per request (vllm02_server_loop.py)
+PER_REQUEST_S = 4.5e-5 + 6.5e-5  # each RequestOutput pickled + streamed by the server loop (vllm02_server_loop.py)
 
 
 def _engine(flags: str):
