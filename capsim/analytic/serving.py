@@ -17,12 +17,13 @@ from enum import StrEnum
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops
 from capsim.analytic.serving_moe import decode_kv_reads, layer_comm_s, replica_layer_ops
 from capsim.errors import SpecError
 from capsim.perf import Collective, Curve, Perf
 from capsim.specs.catalog import get_accelerator
-from capsim.specs.engine import DecodeKvReads, EngineProfile, GemmPath, get_engine
+from capsim.specs.engine import PENALTIES_KEY, DecodeKvReads, EngineProfile, GemmPath, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
@@ -158,28 +159,36 @@ def _pass(name: str, n: Num, nbytes: float) -> Op:
     return Op(name, OpKind.ELEMENTWISE, 0.0, n * nbytes / 2, n * nbytes / 2, (n,), DType.FP32)
 
 
-def sampler_ops(model: ModelSpec, rows: Num, sampling: Sampling, measured: bool = False) -> list[Op]:
+def sampler_ops(model: ModelSpec, rows: Num, sampling: Sampling, measured: bool = False,
+                penalties_measured: bool = False) -> list[Op]:
     """Sampling kernels beyond the logits softmax, over the gathered full-vocabulary logits of ``rows``; with
-    ``measured`` (the engine profile times this mode itself, :func:`sampler_host_s`) only the penalty passes."""
+    ``measured`` (the engine profile times this mode itself, :func:`sampler_host_s`) only the penalty passes, and
+    none with ``penalties_measured`` too (the profile times its penalties)."""
     n = np.asarray(rows, float) * model.vocab
     ops = []
     if not measured and sampling.mode is not SamplingMode.GREEDY:
         ops.append(_pass("sample_gumbel", n, GUMBEL_BYTES_PER_LOGIT))
     if not measured and sampling.top_k_top_p:
         ops.append(_pass("sample_sort", n, SORT_BYTES_PER_LOGIT))
-    if sampling.penalties:
+    if sampling.penalties and not (measured and penalties_measured):
         ops.append(_pass("sample_penalties", n, PENALTY_BYTES_PER_LOGIT))
     return ops
 
 
 def sampler_host_s(engine: EngineProfile, model: ModelSpec, rows: Num, sampling: Sampling) -> Num | None:
     """Seconds of the engine's own sampler for ``rows`` rows where its profile measured ``sampling``'s mode
-    (engines.yaml ``sampler_s``: per call + per logit x rows x vocabulary; 0 for no rows), else None."""
+    (engines.yaml ``sampler_s``: per call + per logit x rows x vocabulary; 0 for no rows), else None; with penalties
+    on, plus what its profile measured them to add (``sampler_s.penalties``; vLLM applies them before any mode's
+    sampling, vllm/v1/sample/sampler.py 0.32.0 ``Sampler.forward``), where it did."""
     terms = engine.sampler_s.get(sampling.mode.value)
     if terms is None:
         return None
     r = np.asarray(rows, float)
-    return np.where(r > 0, terms[0] + terms[1] * r * model.vocab, 0.0)
+    call, logit = terms
+    pen = engine.sampler_s.get(PENALTIES_KEY) if sampling.penalties else None
+    if pen is not None:
+        call, logit = call + pen[0], logit + pen[1]
+    return np.where(r > 0, call + logit * r * model.vocab, 0.0)
 
 
 def logit_ops(model: ModelSpec, plan: ServePlan, rows: Num, engine: EngineProfile,
@@ -187,10 +196,11 @@ def logit_ops(model: ModelSpec, plan: ServePlan, rows: Num, engine: EngineProfil
     """(LM head, softcap, logits softmax and generic sampler kernels for ``rows`` positions, the engine's measured
     sampler seconds or 0): a measured sampler replaces the logits softmax and the mode's generic passes."""
     host = sampler_host_s(engine, model, rows, sampling)
+    pen = PENALTIES_KEY in engine.sampler_s
     keep = ("lm_head", "logit_softcap") if host is not None else ("lm_head", "logit_softcap", "logits_softmax")
     ops = [o for o in head_ops(model, rows, plan.tp, plan.dtype, logits_tokens=rows, weight_dtype=plan.weight_dtype)
            if o.name in keep]
-    return ops + sampler_ops(model, rows, sampling, host is not None), 0.0 if host is None else host
+    return ops + sampler_ops(model, rows, sampling, host is not None, pen), 0.0 if host is None else host
 
 
 @dataclass(frozen=True)
@@ -290,6 +300,29 @@ def layer_token_ops(model: ModelSpec, plan: ServePlan, new_tokens: Num, sequence
     return _split(replica_layer_ops(model, plan, StepBatch(sequences, new_tokens, 0.0, 0.0)))[0]
 
 
+def kv_write_s(engine: EngineProfile, model: ModelSpec, plan: ServePlan, new_tokens: Num) -> Num | None:
+    """Seconds of one layer's KV-cache write of the step's ``new_tokens`` where the engine's own kernel was timed
+    (engines.yaml ``kv_write_s``: per call + per byte of keys and values written on one rank; 0 for no tokens),
+    else None (the generic ``kv_cache_write`` copy prices it)."""
+    if not engine.kv_write_s:
+        return None
+    per_call, per_byte = engine.kv_write_s
+    n = np.asarray(new_tokens, float)
+    nbytes = n * kv_elems_per_token(model, plan.tp) * plan.kv_cache_dtype.bytes
+    return np.where(n > 0, per_call + per_byte * nbytes, 0.0)
+
+
+def layer_token_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, sequences: Num,
+                  engine: EngineProfile) -> Num:
+    """Seconds of one layer's token kernels (:func:`layer_token_ops`), the KV-cache write on the engine's own
+    measured kernel where its profile timed one (:func:`kv_write_s`)."""
+    ops = layer_token_ops(model, plan, new_tokens, sequences)
+    measured = kv_write_s(engine, model, plan, new_tokens)
+    if measured is None:
+        return perf.ops_s(ops)
+    return perf.ops_s([o for o in ops if o.name != "kv_cache_write"]) + measured
+
+
 def attention_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch, phase: Phase = Phase.PREFILL,
                   kv_reads: DecodeKvReads = DecodeKvReads.PER_KV_HEAD) -> list[Op]:
     """The attention kernels of one layer on one GPU for ``batch`` (prefill chunks, or decode tokens), one per kind
@@ -373,7 +406,7 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     n = np.where(padded, graph, shape.new_tokens)
     seqs = shape.sequences
     logits = np.where(padded, graph, shape.logit_rows)
-    layers = model.layers * main.ops_s(layer_token_ops(model, plan, n, seqs))
+    layers = model.layers * layer_token_s(main, model, plan, n, seqs, engine)
     pre = StepBatch(shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens)
     d = np.asarray(shape.decode_seqs, float)
     dec_batch = StepBatch(d, d, shape.decode_kv_tokens, shape.decode_kv_tokens)
@@ -399,4 +432,5 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
 
 
 __all__ = ["DEFAULT_SAMPLING", "PLAIN_SAMPLING", "IterationTime", "Sampling", "SamplingMode", "logit_ops",
-           "sampler_host_s", "StepShape", "comm_tier", "engine_perf", "graph_batches", "pp_sends", "iteration_time", "sampler_ops"]
+           "sampler_host_s", "StepShape", "comm_tier", "engine_perf", "graph_batches", "pp_sends", "iteration_time", "sampler_ops",
+           "kv_write_s", "layer_token_s"]

@@ -34,7 +34,7 @@ from capsim.analytic.serving import (
     comm_tier,
     engine_perf,
     kernels_per_step,
-    layer_token_ops,
+    layer_token_s,
     logit_ops,
     pp_comm_s,
     pp_sends,
@@ -144,7 +144,7 @@ class StepTable:
         """Everything of a step that depends only on its new tokens: layers' token kernels, embedding and final
         norm, TP all-reduces and PP sends (0 for an empty step)."""
         m, p = self.model, self.plan
-        layers = self.layers * self.main.ops_s(layer_token_ops(m, p, n, 1.0))
+        layers = self.layers * layer_token_s(self.main, m, p, n, 1.0, self.engine)
         head = [o for o in head_ops(m, n, p.tp, p.dtype, logits_tokens=0.0, weight_dtype=p.weight_dtype)
                 if o.name in ("embedding", "final_norm")]
         comm = tp_comm_s(self.main, m, p, n, 0.0 * n, self.tier)

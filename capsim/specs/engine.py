@@ -32,6 +32,8 @@ from capsim.specs.model import ModelSpec
 
 # Sampling modes an engine profile may time its sampler for (capsim.analytic.serving.SamplingMode's values).
 SAMPLER_MODES = ("greedy", "random", "top-k", "top-p")
+# engines.yaml sampler_s key of what repetition, frequency and presence penalties add to any measured mode's sampler.
+PENALTIES_KEY = "penalties"
 # The worker_comm tier priced once per tensor-parallel worker at TP > 1 (on top of "tp2+"): the driver's call to
 # each worker (vLLM 0.2.3 vllm/engine/llm_engine.py _run_workers_in_batch L718-727 submits one Ray call per worker).
 PER_WORKER = "per_worker"
@@ -128,8 +130,13 @@ class EngineProfile:
     decode_kv_groups: tuple[int, ...] = ()
     # The engine's own sampler where an operator profile timed it (engines.yaml sampler_s): sampling mode ->
     # (per call s, per logit s), a step's seconds = per call + per logit x rows x vocabulary, replacing the generic
-    # sampler kernels of that mode (capsim.analytic.serving.sampler_host_s); modes not listed stay generic.
+    # sampler kernels of that mode (capsim.analytic.serving.sampler_host_s); modes not listed stay generic. Key
+    # "penalties" (PENALTIES_KEY): what repetition/frequency/presence penalties add to a measured mode.
     sampler_s: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The engine's own KV-cache write kernel where an operator profile timed it (engines.yaml kv_write_s): (per call
+    # s, per byte written s), one call per layer per step over the step's new tokens, replacing the generic
+    # kv_cache_write copy (capsim.analytic.serving.kv_write_s). Empty: the generic copy.
+    kv_write_s: tuple[float, ...] = ()
     # The fraction of the GPU's peak HBM bandwidth at which the release's decode attention kernel reads the KV cache
     # at the largest sizes an operator microbenchmark timed, by GPU family (a prefix of the accelerator's name);
     # decode attention never reads faster (capsim.analytic.serving.engine_perf). Empty: the calibration's.
@@ -155,10 +162,12 @@ class EngineProfile:
         bad = [p for p in (*self.cpu, *self.overlapped) if p not in (*PHASES, "all")]
         require(not bad, "engine.cpu", f"unknown phases {bad}", f"use {', '.join(PHASES)}")
         for mode, terms in self.sampler_s.items():
-            require(mode in SAMPLER_MODES, f"engine.sampler_s.{mode}", "unknown sampling mode",
-                    f"use {', '.join(SAMPLER_MODES)}")
+            require(mode in (*SAMPLER_MODES, PENALTIES_KEY), f"engine.sampler_s.{mode}", "unknown sampling mode",
+                    f"use {', '.join(SAMPLER_MODES)} or {PENALTIES_KEY}")
             require(len(terms) == 2 and min(terms) >= 0, f"engine.sampler_s.{mode}",
                     f"must be [per_call_s, per_logit_s] >= 0, got {terms}")
+        require(not self.kv_write_s or (len(self.kv_write_s) == 2 and min(self.kv_write_s) >= 0), "engine.kv_write_s",
+                f"must be [per_call_s, per_byte_s] >= 0, got {list(self.kv_write_s)}")
         require(all(isinstance(g, int) and g >= 1 for g in self.decode_kv_groups), "engine.decode_kv_groups",
                 f"must be whole numbers >= 1, got {list(self.decode_kv_groups)}")
         for family, frac in self.decode_kv_read_fraction.items():
@@ -269,7 +278,7 @@ class EngineProfile:
                    cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped),
                    gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value,
                    decode_kv_reads=self.decode_kv_reads.value, kv_reservation=self.kv_reservation.value,
-                   decode_kv_groups=list(self.decode_kv_groups))
+                   decode_kv_groups=list(self.decode_kv_groups), kv_write_s=list(self.kv_write_s))
         return out
 
 
@@ -287,6 +296,7 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
                 f"use tp1, tp2+ or {PER_WORKER}")
     entry["overlapped"] = tuple(entry.get("overlapped", ()))
     entry["sampler_s"] = {str(k): tuple(float(x) for x in v) for k, v in entry.get("sampler_s", {}).items()}
+    entry["kv_write_s"] = tuple(float(x) for x in entry.get("kv_write_s") or ())
     entry["decode_kv_read_fraction"] = {str(k): float(v) for k, v in (entry.get("decode_kv_read_fraction") or {}).items()}
     entry["workers"] = Workers(entry.get("workers", DEFAULTS["workers"]))
     entry["server"] = Workers(entry.get("server", DEFAULTS["workers"]))
@@ -393,6 +403,6 @@ def engine_release(engine: str, version: str, device_type: str = "gpu") -> Engin
                     f"capsim knows {known_releases()}")
 
 
-__all__ = ["DEFAULTS", "PER_WORKER", "PHASES", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile", "GemmPath",
-           "HostCost", "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines",
-           "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]
+__all__ = ["DEFAULTS", "PENALTIES_KEY", "PER_WORKER", "PHASES", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile",
+           "GemmPath", "HostCost", "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release",
+           "engines", "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]

@@ -141,7 +141,7 @@ def _bench_suite(s: Suite, calibration: str | None) -> Report:
     if sat == "rate-sweep":
         rows += saturation_rows(s.name, fit_runs + check_runs, dep, f"{s.name} uncalibrated")
         rows += saturation_rows(s.name, fit_runs + check_runs, fitted, label)
-    terms = ", ".join(f"{k} {v * 1e3:.4g} ms" for k, v in fit.terms.items())
+    terms = fit.describe_terms()
     notes += [f"deployment: {dep.describe()}", f"fitted on {', '.join(fit_names)} (scored: only the others): "
               f"{terms}; condition {fit.condition:.3g}; rows {fit.rows}; rms relative residual "
               + ", ".join(f"{k} {v['all']:.3f}" for k, v in fit.residuals.items())]

@@ -114,10 +114,11 @@ def _later_step_s(perf: Perf, op: Op) -> np.ndarray:
     attention.py L518-1055; torch/distributed/tensor/experimental/_attention.py ``_templated_ring_attention``,
     pytorch@0123248 'i <= rank' / 'else' branches, the same in its backward). Rank r runs r of the first kind and
     cp-1-r of the second, so the slowest rank runs cp - 1 of the slower one; each is priced at its own shape on the
-    calibration's curve (query rows, keys per sequence), its bytes those of the local block."""
+    calibration's curve (query rows, keys per sequence) for a kernel without the causal mask, its bytes those of the
+    local block."""
     seqs, heads, q, kv, d = op.shape
-    half_kv = perf.op_s(replace(op, shape=(seqs, heads, q, np.asarray(kv, float) / 2.0, d)))
-    half_q = perf.op_s(replace(op, shape=(seqs, heads, np.asarray(q, float) / 2.0, kv, d)))
+    half_kv = perf.op_s(replace(op, shape=(seqs, heads, q, np.asarray(kv, float) / 2.0, d), causal=False))
+    half_q = perf.op_s(replace(op, shape=(seqs, heads, np.asarray(q, float) / 2.0, kv, d), causal=False))
     return np.maximum(half_kv, half_q)
 
 
