@@ -427,8 +427,8 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     cpu = np.maximum(np.where(padded, 0.0, kernels * engine.kernel_dispatch_s), host.overlapped_s(seqs))
     prompt = np.asarray(shape.prefill_tokens, float)
     cpu = np.maximum(cpu, host.overlapped_s(seqs, prompt))
-    return IterationTime(layers, attn, head, tp, pp, cpu, host.exposed_s(np.asarray(seqs, float), prompt), perf.name,
-                         engine.name)
+    exposed = host.exposed_s(np.asarray(seqs, float), prompt, np.asarray(shape.prefill_seqs, float))
+    return IterationTime(layers, attn, head, tp, pp, cpu, exposed, perf.name, engine.name)
 
 
 __all__ = ["DEFAULT_SAMPLING", "PLAIN_SAMPLING", "IterationTime", "Sampling", "SamplingMode", "logit_ops",

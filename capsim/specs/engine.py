@@ -90,6 +90,10 @@ class EngineProfile:
     # the server calls once per step and that returns every running request's output (vLLM --engine-use-ray).
     server: Workers = Workers.LOCAL
     server_comm: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # transport -> host cost
+    # The server's calls to a remote engine loop that are per request, not per step: transport -> (seconds per
+    # request it adds, seconds per step after one in which requests finished), both exposed (vLLM 0.2.x-0.3.x
+    # --engine-use-ray awaits add_request.remote and abort_request.remote before the step's call).
+    server_calls: dict[str, tuple[float, float]] = field(default_factory=dict)
     cuda_graphs: bool = DEFAULTS["cuda_graphs"]
     cuda_graph_sizes: tuple[int, ...] = ()
     cuda_graph_padding: bool = DEFAULTS["cuda_graph_padding"]
@@ -184,6 +188,9 @@ class EngineProfile:
                     f"must be a positive whole number or null, got {value!r}")
         require(self.backend in (None, "pytorch", "tensorrt"), "engine.backend",
                 f"must be 'pytorch', 'tensorrt' or null, got {self.backend!r}")
+        for transport, terms in self.server_calls.items():
+            require(len(terms) == 2 and min(terms) >= 0, f"engine.server_calls.{transport}",
+                    f"must be [per_request_added_s, per_finishing_step_s] >= 0, got {list(terms)}")
         require(self.server is Workers.LOCAL or self.server.value in self.server_comm, "engine.server",
                 f"no server_comm cost for the {self.server.value} transport", "add it to server_comm, with its source")
         require(not self.cuda_graphs or bool(self.cuda_graph_sizes), "engine.cuda_graph_sizes",
@@ -207,14 +214,17 @@ class EngineProfile:
         if tier is not None or per is not None:
             phases["workers"] = tuple((tier[i] if tier else 0.0) + (tp * per[i] if per else 0.0)
                                       for i in range(3))  # type: ignore[assignment]
+        admit = finish = 0.0
         if self.server is not Workers.LOCAL:
             phases["server"] = self.server_comm[self.server.value]
+            admit, finish = self.server_calls.get(self.server.value, (0.0, 0.0))
         hidden = set() if self.host_shares_device else set(PHASES) if "all" in self.overlapped \
             else set(self.overlapped)
         exp = [v for k, v in phases.items() if k not in hidden]
         ovl = [v for k, v in phases.items() if k in hidden]
         return HostCost(tuple(sum(v[i] for v in exp) for i in range(3)),  # type: ignore[arg-type]
-                        tuple(sum(v[i] for v in ovl) for i in range(3)))  # type: ignore[arg-type]
+                        tuple(sum(v[i] for v in ovl) for i in range(3)),  # type: ignore[arg-type]
+                        admit_s=admit, finish_s=finish)
 
     def graph_batch(self, seqs: int) -> int:
         """The captured batch a decode-only step of ``seqs`` sequences replays (padded up when the engine pads),
@@ -291,6 +301,7 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     entry["workers"] = Workers(entry.get("workers", DEFAULTS["workers"]))
     entry["server"] = Workers(entry.get("server", DEFAULTS["workers"]))
     entry["server_comm"] = {t: _phase(v) for t, v in entry.get("server_comm", {}).items()}
+    entry["server_calls"] = {str(t): tuple(float(x) for x in v) for t, v in (entry.get("server_calls") or {}).items()}
     if entry.get("workers_tp") is not None:
         entry["workers_tp"] = Workers(entry["workers_tp"])
     entry["cuda_graph_sizes"] = _sizes(entry.get("cuda_graph_sizes", []))
