@@ -146,6 +146,25 @@ def gemm_format(name: str, precision: Precision) -> DType:
     return precision.compute if _base(name) in FP8_GEMMS else precision.activations
 
 
+# The GEMM roles the FP8 recipes run with split accumulation (partial sums promoted to FP32; cuBLASLt's fast
+# accumulation off): dgrad and wgrad, fprop fast. TE: module/base.py _2X_ACC_FPROP = False, _2X_ACC_DGRAD =
+# _2X_ACC_WGRAD = True in every release v1.0-v2.18 (L41-43 @v1.8, L42-44 @v2.2, L57-59 @v2.8, L56-58 @v2.9); from v2.2
+# DelayedScaling / Float8CurrentScaling's fp8_gemm_fprop/dgrad/wgrad say the same (common/recipe/__init__.py L232-234
+# @v2.2). torchao Float8LinearConfig: gemm_config_output use_fast_accum=True, gemm_config_grad_input and
+# gemm_config_grad_weight Float8GemmConfig() (use_fast_accum=False) (torchao/float8/config.py L185-187 @eab345c,
+# L174-176 @0afa4c1), torch._scaled_mm's use_fast_accum being cuBLASLt's fast accumulation.
+SPLIT_ACCUMULATION_ROLES = frozenset({"dgrad", "wgrad"})
+SPLIT = "split"
+
+
+def accumulation(name: str, precision: Precision) -> str:
+    """``SPLIT`` for a quantized weight GEMM in a role the recipes accumulate in FP32 (``SPLIT_ACCUMULATION_ROLES``),
+    else "" (the forward's fast accumulation, or a 16-bit GEMM)."""
+    if precision.compute not in QUANTIZED or _base(name) not in FP8_GEMMS:
+        return ""
+    return SPLIT if name.rsplit(".", 1)[-1] in SPLIT_ACCUMULATION_ROLES else ""
+
+
 def _elementwise(name: str, elements: Num, flops_per_value: float, read_b: float, write_b: float, fmt: DType,
                  count: Num, share: Num) -> Op:
     return Op(name, OpKind.ELEMENTWISE, flops_per_value * elements, elements * read_b, elements * write_b,
@@ -344,5 +363,5 @@ def weight_cast_bytes(params: Num, precision: Precision) -> Num:
     return np.asarray(params, float) * (reads * precision.weights.bytes + 2.0 * precision.compute.bytes)
 
 
-__all__ = ["FP8_GEMMS", "QUANTIZED", "CastKind", "amax_reduced", "backward_casts", "forward", "gemm_format",
-           "grouped_padding", "is_fp8", "sp_gather_bytes", "weight_cast_bytes"]
+__all__ = ["FP8_GEMMS", "QUANTIZED", "SPLIT", "SPLIT_ACCUMULATION_ROLES", "CastKind", "accumulation", "amax_reduced",
+           "backward_casts", "forward", "gemm_format", "grouped_padding", "is_fp8", "sp_gather_bytes", "weight_cast_bytes"]

@@ -93,6 +93,8 @@ def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> 
             out["fp8"] = round(scale_to_points(found[1], _peak_of(found[0], DType.FP8), curve), 4)
         else:
             out["fp8"] = round(gh100_fp8_scale(peaks) if accelerator in GH100_PARTS else fp8_scale(curve), 4)
+            if accelerator in GH100_PARTS:  # TE's table times fast accumulation; dgrad/wgrad promote to FP32, as
+                out["fp8.split"] = round(fp8_scale(curve), 4)  # DeepGEMM's kernel does (capsim.calibration.fp8)
     if peaks.get("fp4"):
         for fmt in (DType.MXFP8, DType.NVFP4):
             found = _block_scaled_points(accelerator, fmt)

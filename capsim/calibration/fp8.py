@@ -24,16 +24,17 @@ FP8 peak, relative to BF16, as Hopper's with block scaling.
 
 Neither ratio is measured on the parts of the validation rows (700 W H100 SXM under 2024-25 containers), so where a
 calibration's FP8 rate is not measured on its own accelerator (``fp8_rates``) a prediction reports the band over both
-published FP8/BF16 ratios, with the point at the kernel the recipe runs (per-tensor scaling: TE's cuBLASLt ratio on a
-GH100 part; elsewhere this table, as before). For two GEMMs of three the point is a bound, not a measurement: TE's
+published FP8/BF16 ratios, every FP8 GEMM at one of them at each end. The point prices each GEMM by its role: TE's
 table times every GEMM with cuBLASLt's fast accumulation and a BF16 output (benchmarks/gemm/benchmark_gemm.py @1609c89
-L321-338: generic_gemm(..., accumulate=False, use_split_accumulator=False)), while TE's training dgrad and wgrad GEMMs
-turn fast accumulation off (module/base.py _2X_ACC_DGRAD = _2X_ACC_WGRAD = True, L67-69 @1609c89, L41-43 @v1.8;
-common/gemm/cublaslt_gemm.cu L142 @v1.8: CUBLASLT_MATMUL_DESC_FAST_ACCUM = !use_split_accumulator, which cuBLAS
-documents as "might be faster" when on) and the wgrad accumulates into the FP32 main_grad under gradient-accumulation
-fusion (module/linear.py L549-550 @v1.8). DeepGEMM's kernel promotes its partial sums to FP32 on CUDA cores
-("CUDA-core two-level accumulation", its README), as split accumulation does; no published per-tensor cuBLASLt
-timing with fast accumulation off on GH100 was found, so that cost is in the band, not in the point.
+L321-338: generic_gemm(..., accumulate=False, use_split_accumulator=False)), which is how the recipes run the forward
+(fprop) GEMM, while TE and torchao run dgrad and wgrad with split accumulation, i.e. fast accumulation off
+(capsim.analytic.fp8.SPLIT_ACCUMULATION_ROLES; common/gemm/cublaslt_gemm.cu L142 @v1.8:
+CUBLASLT_MATMUL_DESC_FAST_ACCUM = !use_split_accumulator, which cuBLAS documents as "might be faster" when on).
+DeepGEMM's kernel promotes its partial sums to FP32 on CUDA cores ("CUDA-core two-level accumulation", its README),
+the same kind of work, and no published per-tensor cuBLASLt timing with fast accumulation off on GH100 was found: so
+on a GH100 part the calibration holds ``dtype_scale['fp8.split']`` = DeepGEMM's factor, which prices the dgrad and
+wgrad GEMMs (capsim.perf.Perf.gemm_s), and ``dtype_scale['fp8']`` = TE's, which prices the forward. Elsewhere
+DeepGEMM's is the assumed rate of every role. Serving (forward only) prices every FP8 GEMM at ``dtype_scale['fp8']``.
 """
 
 from __future__ import annotations
@@ -107,18 +108,39 @@ def fp8_rates(perf: Perf) -> tuple[Fp8Rate, Fp8Rate] | None:
     return point, other
 
 
-def rates_note(rates: tuple[Fp8Rate, Fp8Rate], accelerator: str) -> str:
-    """The words every prediction that carries ``fp8_rates`` uses: "FP8 GEMMs at ... ; at <other>x (<label>)"."""
+def split_by_role(perf: Perf) -> bool:
+    """Whether ``perf`` prices FP8 dgrad/wgrad GEMMs (split accumulation) at a factor of their own."""
+    scales = perf.params.gemm.dtype_scale
+    return "fp8.split" in scales and abs(scales["fp8.split"] - scales.get("fp8", 1.0)) > 1e-3
+
+
+def rates_note(rates: tuple[Fp8Rate, Fp8Rate], accelerator: str, by_role: bool = False) -> str:
+    """The words every prediction that carries ``fp8_rates`` uses: "FP8 GEMMs at ... ; at <other>x (<label>)", or
+    with ``by_role`` (training on a part that prices its GEMMs by role) which rate each role runs at."""
     point, other = rates
+    if by_role:
+        return (f"FP8 GEMMs: forward at {point.over_bf16:.2f}x BF16 ({point.label}, fast accumulation), dgrad and "
+                f"wgrad at {other.over_bf16:.2f}x ({other.label}, FP32-promoted accumulation); neither measured on "
+                f"{accelerator}")
     return (f"FP8 GEMMs at {point.over_bf16:.2f}x BF16 ({point.label}; not measured on {accelerator}); at "
             f"{other.over_bf16:.2f}x ({other.label})")
 
 
+def band_ends(perf: Perf, rates: tuple[Fp8Rate, Fp8Rate]) -> list[tuple[str, Fp8Rate, Perf]]:
+    """The FP8 band's ends other than ``perf``'s own point, each every FP8 GEMM at one published rate: (the words
+    before its value in the note, the rate, ``perf`` at it). Priced by role, both ends ("; all at 1.90x", ...);
+    else the other rate only ("", ...), ``rates_note`` naming it."""
+    if split_by_role(perf):
+        return [(f"; all at {r.over_bf16:.2f}x", r, with_fp8_scale(perf, r.dtype_scale)) for r in rates]
+    return [("", rates[1], with_fp8_scale(perf, rates[1].dtype_scale))]
+
+
 def with_fp8_scale(perf: Perf, dtype_scale: float) -> Perf:
-    """``perf`` with its FP8 GEMMs priced at ``dtype_scale`` instead of its own."""
+    """``perf`` with every FP8 GEMM (each accumulation) priced at ``dtype_scale`` instead of its own."""
     g = perf.params.gemm
-    return Perf(replace(perf.params, gemm=replace(g, dtype_scale={**g.dtype_scale, "fp8": dtype_scale})))
+    scales = {**g.dtype_scale, "fp8": dtype_scale, **({"fp8.split": dtype_scale} if "fp8.split" in g.dtype_scale else {})}
+    return Perf(replace(perf.params, gemm=replace(g, dtype_scale=scales)))
 
 
-__all__ = ["DEEPGEMM_H800", "H800_FP8_PEAK_FLOPS_PER_S", "SOURCE", "Fp8Rate", "fp8_rates", "fp8_scale", "rates_note",
-           "with_fp8_scale"]
+__all__ = ["DEEPGEMM_H800", "H800_FP8_PEAK_FLOPS_PER_S", "SOURCE", "Fp8Rate", "band_ends", "fp8_rates", "fp8_scale",
+           "rates_note", "split_by_role", "with_fp8_scale"]

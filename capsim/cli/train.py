@@ -12,7 +12,7 @@ from capsim.analytic.training.framework import get_release
 from capsim.analytic.training.release import Framework
 from capsim.analytic.training.step import release_split
 from capsim.calibration import perf_for
-from capsim.calibration.fp8 import fp8_rates, rates_note, with_fp8_scale
+from capsim.calibration.fp8 import band_ends, fp8_rates, rates_note, split_by_role
 from capsim.cli import options as o
 from capsim.cli.calibrate import warn_if_other_machine
 from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
@@ -59,19 +59,26 @@ def _result_dict(result: StepTime, extra: dict[str, Any]) -> dict[str, Any]:
 
 def _fp8_band(spec: Any, plan: Any, cluster: Cluster, perf: Perf, fw: Framework) -> dict[str, Any] | None:
     """Where the plan's GEMMs run per-tensor FP8 at a rate not measured on the accelerator
-    (capsim.calibration.fp8.fp8_rates): the rate assumed, the other published FP8/BF16 ratio and the step at it."""
+    (capsim.calibration.fp8.fp8_rates): the rates assumed (by GEMM role where the calibration prices roles apart),
+    and the step with every FP8 GEMM at each published FP8/BF16 ratio (``ends``; ``*_at_other`` the other's)."""
     rates = fp8_rates(perf) if plan.precision.compute is DType.FP8 else None
     if rates is None:
         return None
-    other = step_time(spec, plan, cluster, with_fp8_scale(perf, rates[1].dtype_scale), framework=fw)
-    return {"assumed": rates[0].to_dict(), "other": rates[1].to_dict(), "step_s_at_other": other.step_s,
-            "tokens_per_s_at_other": other.tokens_per_s, "note": rates_note(rates, cluster.accelerator.name)}
+    ends = []
+    for _words, rate, alt in band_ends(perf, rates):
+        at = step_time(spec, plan, cluster, alt, framework=fw)
+        ends.append({"rate": rate.to_dict(), "step_s": at.step_s, "tokens_per_s": at.tokens_per_s})
+    by_role = split_by_role(perf)
+    return {"assumed": rates[0].to_dict(), "other": rates[1].to_dict(), "by_role": by_role, "ends": ends,
+            "step_s_at_other": ends[-1]["step_s"], "tokens_per_s_at_other": ends[-1]["tokens_per_s"],
+            "note": rates_note(rates, cluster.accelerator.name, by_role)}
 
 
 def _print_fp8(band: dict[str, Any] | None) -> None:
     if band is not None:
-        console.print(f"{band['note']}: step {band['step_s_at_other']:.4g} s, {band['tokens_per_s_at_other']:,.0f} "
-                      "tokens/s")
+        at = ", ".join(f"all at {e['rate']['over_bf16']:.2f}x: step {e['step_s']:.4g} s, {e['tokens_per_s']:,.0f} "
+                       "tokens/s" for e in band["ends"])
+        console.print(f"{band['note']}; {at}")
 
 
 def _print(result: StepTime, title: str, split: LayerSplit | None = None, implicit: bool = False,

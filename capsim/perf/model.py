@@ -50,10 +50,13 @@ class Perf:
 
     # --- compute -------------------------------------------------------------------------------
     def gemm_s(self, m: Num, n: Num, k: Num, fmt: DType | str = DType.BF16, count: Num = 1,
-               nbytes: Num = 0.0) -> Num:
-        """One (batched) GEMM of ``count`` products [m,k]@[k,n]: one launch, then the roofline."""
-        g = self.params.gemm
-        eff = curve_value(g.efficiency, m, n, k) * g.dtype_scale.get(DType(fmt).value, 1.0)
+               nbytes: Num = 0.0, accumulation: str = "") -> Num:
+        """One (batched) GEMM of ``count`` products [m,k]@[k,n]: one launch, then the roofline. ``accumulation``:
+        the kernel's accumulation where the calibration prices it apart (``dtype_scale['<fmt>.<accumulation>']``,
+        e.g. "fp8.split": FP32-promoted accumulation), else the format's own factor."""
+        g, fmt_key = self.params.gemm, DType(fmt).value
+        scale = g.dtype_scale.get(f"{fmt_key}.{accumulation}") if accumulation else None
+        eff = curve_value(g.efficiency, m, n, k) * (g.dtype_scale.get(fmt_key, 1.0) if scale is None else scale)
         flops = 2.0 * np.asarray(m, float) * n * k * count
         compute = flops / (self.peak(fmt) * eff)
         key, kind = self.gemm_table_key(fmt)
@@ -140,13 +143,14 @@ class Perf:
         calibration did not measure runs at its streaming bandwidth."""
         return category_of(op.name, op.kind.value).value
 
-    def op_s(self, op: object) -> Num:
+    def op_s(self, op: object, accumulation: str = "") -> Num:
         """Time of one :class:`capsim.analytic.ops.Op` (all its ``count`` instances), times its ``share`` of the
-        layers (an op only some layers run, such as Gemma's global attention, costs that fraction per layer)."""
+        layers (an op only some layers run, such as Gemma's global attention, costs that fraction per layer).
+        ``accumulation``: a GEMM's accumulation mode (:meth:`gemm_s`)."""
         kind, share = op.kind.value, getattr(op, "share", 1.0)
         if kind == "gemm":
             m, n, k = op.shape
-            return share * self.gemm_s(m, n, k, op.dtype, op.count, op.bytes * op.count)
+            return share * self.gemm_s(m, n, k, op.dtype, op.count, op.bytes * op.count, accumulation)
         if kind == "attention":
             seqs, heads, q, kv, _d = op.shape
             return share * self.attention_s(op.flops * op.count, op.bytes * op.count, np.asarray(q, float) * heads,

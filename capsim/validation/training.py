@@ -10,8 +10,10 @@ memory), the run used other plausible values: the row is priced at the feasible 
 prediction, neither end of it, and its note says so; a row that no plausible value runs is not priced. An
 accelerator whose source gives its peaks only as a range (``Accelerator.peaks_high``) is priced at the range's lower
 end, and the band reaches the upper end's predictions. An FP8 row on a part whose FP8 GEMM rate is not its own published
-one is priced at the kernel its recipe runs (per-tensor scaling: TE's cuBLASLt ratio on GH100), and the band reaches
-the prediction at the other published FP8/BF16 ratio (capsim.calibration.fp8.fp8_rates); the note names both.
+one is priced by GEMM role at the kernels its recipe runs (GH100, per-tensor scaling: the forward at TE's cuBLASLt
+ratio, timed with fast accumulation; dgrad and wgrad, which TE and torchao accumulate in FP32, at DeepGEMM's promoted-
+accumulation ratio), and the band reaches every FP8 GEMM at each published FP8/BF16 ratio
+(capsim.calibration.fp8.fp8_rates, band_ends); the note names the rates.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from capsim.analytic.training import Framework, Release, StepTime, release_for
 from capsim.analytic.training.release import PER_REPLICA, PipelineSplit
 from capsim.analytic.training.result import BREAKDOWN
 from capsim.calibration import perf_for
-from capsim.calibration.fp8 import fp8_rates, rates_note, with_fp8_scale
+from capsim.calibration.fp8 import band_ends, fp8_rates, rates_note, split_by_role
 from capsim.errors import SpecError
 from capsim.perf import Perf
 from capsim.plan.train_layouts import framework_limits, layout_grid, rank_layouts
@@ -285,17 +287,21 @@ def _at_other_fp8_rate(r: dict[str, str], fixed: dict[str, object], blanks: list
                        fw: Framework, cluster: Cluster, perf: Perf, precision: Precision
                        ) -> tuple[tuple[float, ...] | None, str]:
     """Where the row's GEMMs run per-tensor FP8 and ``perf``'s FP8 rate is not measured on its accelerator
-    (capsim.calibration.fp8.fp8_rates): the row's metric at the other published FP8/BF16 ratio, at its layout and
-    over its blanks' band, and a note naming both rates; else (None, "")."""
+    (capsim.calibration.fp8.fp8_rates): the row's metric at each end of the FP8 band (``band_ends``: every FP8 GEMM
+    at one published FP8/BF16 ratio), at its layout and over its blanks' band, and a note naming the rates; else
+    (None, "")."""
     rates = fp8_rates(perf) if precision.compute is DType.FP8 else None
     if rates is None:
         return None, ""
-    alt = with_fp8_scale(perf, rates[1].dtype_scale)
-    lay, result = _point(r, layout, fw, cluster, alt, precision)
-    value = float(_metric_values(r, row_model(r), lay, result)[0])
-    band = _band(r, fixed, blanks, fw, cluster, alt, precision, layout)[0]
-    return (value, *(band or ())), (f"; {rates_note(rates, cluster.accelerator.name)} {value:.5g}"
-                                     + (f", over the blanks {band[0]:.5g} to {band[1]:.5g}" if band else ""))
+    values: list[float] = []
+    note = f"; {rates_note(rates, cluster.accelerator.name, split_by_role(perf))}"
+    for words, _rate, alt in band_ends(perf, rates):
+        lay, result = _point(r, layout, fw, cluster, alt, precision)
+        value = float(_metric_values(r, row_model(r), lay, result)[0])
+        band = _band(r, fixed, blanks, fw, cluster, alt, precision, layout)[0]
+        values += [value, *(band or ())]
+        note += f"{words} {value:.5g}" + (f", over the blanks {band[0]:.5g} to {band[1]:.5g}" if band else "")
+    return tuple(values), note
 
 
 def _check_offered(published: dict[str, object], fw: Framework) -> None:

@@ -95,9 +95,11 @@ def _op_s(perf: Perf, op: Op, lay: Layouts, precision: Precision) -> np.ndarray:
         shard = np.where(lay.sp, lay.tp, 1)
         op = replace(op, bytes_read=op.bytes_read / shard, bytes_written=op.bytes_written / shard,
                      flops=op.flops / shard)
+    accumulation = ""
     if op.kind is OpKind.GEMM and base not in CORE_OPS:
         op = replace(op, dtype=fp8.gemm_format(op.name, precision))  # FP8 recipes: only TE's weight GEMMs
-    t = perf.op_s(op)
+        accumulation = fp8.accumulation(op.name, precision)  # dgrad, wgrad: FP32-promoted (split) accumulation
+    t = perf.op_s(op, accumulation)
     if base in ATTENTION_OPS:
         # Ring attention: each rank's s/cp queries meet all s keys in cp steps (Liu et al. 2023, "Ring Attention",
         # Sec. 3), the first the causal local block, each later one a block of the same FLOPs (``_later_step_s``)
