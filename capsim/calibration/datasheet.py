@@ -83,7 +83,8 @@ def attention_kernels(acc: Accelerator) -> dict[str, dict[str, Curve]] | None:
 def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> dict[str, float]:
     """``GemmParams.dtype_scale`` for the quantized GEMM formats the device has: FP8 where it has an FP8 peak (the
     published FP8 GEMM rates of it or its die relative to ``curve``'s BF16 efficiency; on a GH100 part without them,
-    TE's cuBLASLt FP8/BF16 rate ratio on that die; else DeepGEMM's H800 rates: capsim.calibration.fp8), and MXFP8 /
+    TE's cuBLASLt FP8/BF16 rate ratio on that die, and ``fp8.split`` (GEMMs with FP32-promoted accumulation: training's
+    dgrad and wgrad) at DeepGEMM's H800 rates; else DeepGEMM's H800 rates: capsim.calibration.fp8), and MXFP8 /
     NVFP4 where it has an FP4 peak (Blackwell; the published cuBLAS points of it or its die, MXFP8 else at the FP8
     rate times TE's cuBLAS MXFP8/FP8 ratio, NVFP4 else B200's: capsim.calibration.published_gemm)."""
     out: dict[str, float] = {}

@@ -89,8 +89,9 @@ def fp8_rates(perf: Perf) -> tuple[Fp8Rate, Fp8Rate] | None:
     """Where ``perf`` prices FP8 at a rate not measured on its own accelerator (every FP8 calibration but those of
     parts, or dies, with published per-tensor FP8 points: capsim's calibrations time BF16 only): (the rate it prices,
     the other published Hopper FP8/BF16 ratio), each as ``dtype_scale['fp8']``; else None. A GH100 part prices TE's
-    cuBLASLt ratio (the kernel TE's delayed and current scaling run) and the other is DeepGEMM's; elsewhere DeepGEMM's
-    is the assumed one. A calibration whose own FP8 factor is neither is the point, named as its own."""
+    cuBLASLt ratio (the kernel TE's delayed and current scaling run, fast accumulation: its forward GEMMs) and the
+    other is DeepGEMM's, which its training dgrad/wgrad GEMMs run at (``split_by_role``); elsewhere DeepGEMM's is the
+    assumed one. A calibration whose own FP8 factor is neither is the point, named as its own."""
     p = perf.params
     peaks = p.peak_flops_per_s
     if not peaks.get("fp8") or not peaks.get("bf16") or points_for(p.device, "fp8") is not None:
