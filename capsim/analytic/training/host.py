@@ -35,7 +35,9 @@ EP); DeepEP's dispatch spins on the host for the received counts between its lay
 (fused_a2a.py L103-104: "the CPU will wait for GPU's signal to arrive"), HybridEP reads the dispatched size from a
 GPU tensor when none is given, "which causes a D2H synchronization" (fused_a2a.py L485-489; dropless training gives
 none); the all-gather dispatcher calls ``.cpu()`` on the counts after its all-gather (token_dispatcher.py
-``MoEAllGatherTokenDispatcher.dispatch_postprocess``). After such a wait the GPU queue is empty, so the host cannot
+``MoEAllGatherTokenDispatcher.dispatch_postprocess``); torchtitan's ``ExpertParallel._token_dispatch`` copies the
+output splits with ``non_blocking=False`` before its all-to-all ("NOTE: this would incur a device-to-host sync",
+torchtitan/distributed/expert_parallel.py, pytorch/torchtitan@31f33c14). After such a wait the GPU queue is empty, so the host cannot
 build a lead across it: from the wait to the next one the layer runs as a list of kernels issued in order onto an
 empty queue, kernel i starting once the host has issued it and the GPU has finished kernel i-1, which takes
 max over i of (host time to issue kernels 1..i + GPU time of kernels i..n) (``Issue``; the classic bound of a

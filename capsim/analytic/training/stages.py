@@ -234,7 +234,7 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t, fw))  # the same attention in both kinds
     ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw)  # one MoE layer
     ep_layer = ep_f + ep_b
-    waits = (host_wait_s(t, ep_f, ep_b, sync_point(fw)), host_wait_s(times.dense, 0.0, 0.0))
+    waits = (host_wait_s(t, ep_f, ep_b, sync_point(fw) if model.is_moe else None), host_wait_s(times.dense, 0.0, 0.0))
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
     single = lay.pp == 1
