@@ -127,3 +127,18 @@ def test_sync_point_follows_the_dispatcher():
     assert stages.sync_point(replace(fw, moe_dispatcher=MoeDispatcher.FLEX)) is host.SyncPoint.BEFORE_DISPATCH
     assert stages.sync_point(replace(fw, moe_dispatcher=MoeDispatcher.ALLGATHER)) is host.SyncPoint.AFTER_DISPATCH
     assert stages.sync_point(replace(fw, overlap_moe_a2a=True)) is None
+
+
+def test_the_event_simulation_prices_the_same_host_waits_as_the_analytic_step():
+    from capsim import TrainPlan, get_accelerator
+    from capsim.analytic.training import step_time
+    from capsim.sim.train_step import pipeline_inputs
+    from capsim.specs.hardware import Cluster
+
+    cluster = Cluster(get_accelerator("B200"), 8, 8)
+    plan = TrainPlan(dp=8, ep=8, etp=1, micro_batch=1, global_batch=16, seq_len=4096,
+                     precision=Precision.preset("mxfp8"))
+    fw = "megatron-bridge-25.11"
+    analytic = step_time(QWEN, plan, cluster, B200, framework=fw)
+    simulated = pipeline_inputs(QWEN, plan, cluster, B200, framework=fw).simulate()
+    assert analytic.step_s == pytest.approx(simulated.step_s, rel=0.01)

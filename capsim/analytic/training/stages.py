@@ -192,9 +192,9 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     return {k: v[inverse] for k, v in out.items()}
 
 
-def host_wait_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object, point: host.SyncPoint | None = None
-                ) -> np.ndarray:
-    """Seconds one layer's GPU waits for the host per micro-batch: each pass's host issue time
+def host_waits_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object, point: host.SyncPoint | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, backward) seconds one layer's GPU waits for the host per micro-batch: each pass's host issue time
     (``capsim.analytic.training.host``) beyond its GPU time, compute and the EP communication on its streams.
     ``point``: where the release's MoE dispatcher makes the host wait for the GPU in the forward (``sync_point``);
     the forward then runs from one wait to the next as kernels issued onto an empty queue (``host.synced_pass_s``,
@@ -206,7 +206,14 @@ def host_wait_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object, point: host.
     if point is not None:
         half = np.asarray(ep_fwd, float) / 2.0
         fwd = np.maximum(fwd, host.synced_pass_s(*t.runs(), half, half, point) - gpu_f)
-    return np.maximum(fwd, 0.0) + np.maximum(t.host_bwd_s - t.layer_bwd_s - ep_bwd, 0.0)
+    return np.maximum(fwd, 0.0), np.maximum(t.host_bwd_s - t.layer_bwd_s - ep_bwd, 0.0)
+
+
+def host_wait_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object, point: host.SyncPoint | None = None
+                ) -> np.ndarray:
+    """Both passes' host waits of one layer and micro-batch (``host_waits_s``)."""
+    fwd, bwd = host_waits_s(t, ep_fwd, ep_bwd, point)
+    return fwd + bwd
 
 
 def sync_point(fw: Framework) -> host.SyncPoint | None:
@@ -323,5 +330,5 @@ def schedules(lay: Layouts, fw: Framework) -> np.ndarray:
     return np.where(lay.pp > 1, per_replica / fw.pp_schedule_sequences, 1.0)
 
 
-__all__ = ["DP_KEYS", "PER_MICRO_BATCH", "LayerTimes", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
+__all__ = ["DP_KEYS", "host_wait_s", "host_waits_s", "sync_point", "PER_MICRO_BATCH", "LayerTimes", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
            "schedules", "stage_params", "step_tail"]
