@@ -28,12 +28,14 @@ token exceeds that replay by is the engine's own time per step at that batch.
 3. The width check (width-512/layers-{1,2}: the vLLM-CPU suite's 512-wide model, vocabulary 32,000, cut to 1 and 2
    layers; one pass, loaded machine): each run's excess and the time one more layer adds, measured and in capsim.
 4. The sampler (sampler/sampler*.json, ``benchmarks/vllm_cpu_sampler.py``: vLLM's V1 ``Sampler.forward`` alone at
-   vocabularies 1,000-128,000 and batches 1-32, greedy / temperature 1.0 / top-p 0.9, one thread; of the two passes
+   vocabularies 1,000-128,000 and batches 1-32, greedy / temperature 1.0 / top-p 0.9 / top-k 50 / greedy with
+   penalties, one thread; of the two passes
    each point keeps its lower median, as other jobs only add time): each mode's
    least-squares line t = per call + per row x batch + per logit x batch x vocabulary, and what capsim prices for
    the same rows on the suite's calibration (capsim's generic price: the logits softmax plus ``sampler_ops``); and
    the ``sampler_s[mode]`` lines engines.yaml's vllm-cpu ``sampler_s`` holds (per call + per logit x batch x
-   vocabulary, non-negative least squares in relative error).
+   vocabulary, non-negative least squares in relative error; ``sampler_s[penalties]``: greedy+penalties less the
+   greedy line).
 5. The suite model's GEMMs (step-gemms/pass-*.txt, ``benchmarks/vllm_cpu_step_gemms.py``: vLLM's own oneDNN
    kernels in a decode step's order, 4 layers' weights and the LM head): what capsim prices for the same GEMMs on
    the suite's calibration and the engine's kernel path (``capsim_*`` lines; reads the suite's model config only).
@@ -122,12 +124,17 @@ def _sampler_line(rows: list[tuple[int, int, float]]) -> tuple[np.ndarray, float
     return terms, float(np.sqrt(np.mean((t - design @ terms) ** 2)))
 
 
+PENALTIES = "+penalties"  # a sampler mode measured with repetition, frequency and presence penalties on
+
+
 def sampler_rows(folder: Path = DATA / "sampler") -> list[dict]:
     """The sampler passes (sampler*.json), each (mode, vocab, batch) at its lowest median over the passes."""
-    passes = [json.loads(f.read_text())["rows"] for f in sorted(folder.glob("sampler*.json"))]
-    keys = [(r["mode"], r["vocab"], r["batch"]) for r in passes[0]]
-    best = {k: min(r["median_s"] for p in passes for r in p if (r["mode"], r["vocab"], r["batch"]) == k) for k in keys}
-    return [{"mode": m, "vocab": v, "batch": b, "median_s": best[(m, v, b)]} for m, v, b in keys]
+    best: dict[tuple[str, int, int], float] = {}
+    for f in sorted(folder.glob("sampler*.json")):
+        for r in json.loads(f.read_text())["rows"]:
+            k = (r["mode"], r["vocab"], r["batch"])
+            best[k] = min(r["median_s"], best.get(k, r["median_s"]))
+    return [{"mode": m, "vocab": v, "batch": b, "median_s": t} for (m, v, b), t in best.items()]
 
 
 def sampler_profile(rows: list[dict]) -> dict[str, tuple[float, float]]:
@@ -137,21 +144,27 @@ def sampler_profile(rows: list[dict]) -> dict[str, tuple[float, float]]:
     small steps by up to 80%)."""
     from scipy.optimize import nnls
 
-    out = {}
-    for mode in dict.fromkeys(r["mode"] for r in rows):
+    out: dict[str, tuple[float, float]] = {}
+    for mode in sorted(dict.fromkeys(r["mode"] for r in rows), key=lambda m: m.endswith(PENALTIES)):
         pts = [r for r in rows if r["mode"] == mode]
         t = np.array([r["median_s"] for r in pts])
         design = np.array([[1.0, r["batch"] * r["vocab"]] for r in pts])
-        terms, _ = nnls(design / t[:, None], np.ones_like(t))
-        out[mode] = (float(terms[0]), float(terms[1]))
+        base = np.zeros_like(t)
+        if mode.endswith(PENALTIES):  # "MODE+penalties": what the penalties add to MODE's own line
+            call, logit = out[mode.removesuffix(PENALTIES)]
+            base = call + logit * design[:, 1]
+        terms, _ = nnls(design / t[:, None], 1.0 - base / t)
+        out["penalties" if mode.endswith(PENALTIES) else mode] = (float(terms[0]), float(terms[1]))
     return out
 
 
 def sampler_profile_residuals(rows: list[dict], terms: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
     """Per mode, (rms, max) relative residual of the profile's line over the measured points."""
     out = {}
-    for mode, (call, logit) in terms.items():
-        rel = np.array([(call + logit * r["batch"] * r["vocab"]) / r["median_s"] - 1 for r in rows if r["mode"] == mode])
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        parts = [terms[m] for m in mode.split("+")]  # "greedy+penalties": greedy's line plus the penalties'
+        rel = np.array([sum(c + g * r["batch"] * r["vocab"] for c, g in parts) / r["median_s"] - 1
+                        for r in rows if r["mode"] == mode])
         out[mode] = (float(np.sqrt(np.mean(rel**2))), float(np.abs(rel).max()))
     return out
 
@@ -166,7 +179,7 @@ def sampler_check(spec: dict) -> None:
     dep, _ = deployment(spec, DATA)
     perf = engine_perf(dep.perf, dep.engine)[0]  # the engine's kernel paths and efficiencies, as its steps are priced
     rows = sampler_rows()
-    sampling = {m: Sampling.parse(m) for m in ("greedy", "random", "top-p")}  # generic prices, no profile
+    sampling = {m: Sampling.parse(m) for m in dict.fromkeys(r["mode"] for r in rows)}  # generic prices, no profile
     for mode, kind in sampling.items():
         measured, priced = [], []
         for r in (r for r in rows if r["mode"] == mode):
@@ -184,8 +197,10 @@ def sampler_check(spec: dict) -> None:
                   f"rms_s {rms:.2e}")
     profile = sampler_profile(rows)
     for mode, (rms, worst) in sampler_profile_residuals(rows, profile).items():
-        call, logit = profile[mode]
-        print(f"sampler_s[{mode}]: [{call:.3e}, {logit:.3e}] relative residual rms {rms:.3f} max {worst:.3f}"
+        key = "penalties" if mode.endswith(PENALTIES) else mode
+        call, logit = profile[key]
+        print(f"sampler_s[{key}]: [{call:.3e}, {logit:.3e}] relative residual rms {rms:.3f} max {worst:.3f} "
+              f"(over the {mode} points)"
               "  # engines.yaml vllm-cpu sampler_s (per call s, per logit s)")
 
 

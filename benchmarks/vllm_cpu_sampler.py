@@ -16,6 +16,14 @@ parameters, with vLLM's three built-in logits processors (min-p, logit bias, min
 - ``random``: temperature 1.0, no top-k/top-p (vLLM's ``SamplingParams`` default): ``TopKTopPSampler.forward_cpu``,
   the fused Gumbel-argmax kernel ``torch.ops._C.fused_gumbel_argmax``.
 - ``top-p``: temperature 1.0, top_p 0.9 (``apply_top_k_top_p_pytorch``: sort, softmax, cumsum, mask).
+- ``top-k``: temperature 1.0, top_k 50 (``vllm/v1/sample/ops/topk_topp_sampler.py`` 0.32.0: on the CPU
+  ``apply_top_k_top_p_pytorch`` takes ``apply_top_k_only``, a ``torch.topk`` per row and a mask, no sort; then
+  ``forward_cpu``'s fused Gumbel-argmax).
+- ``greedy+penalties``: temperature 0 with repetition 1.1, frequency 0.1 and presence 0.1 penalties
+  (``Sampler.apply_penalties`` -> ``vllm/v1/sample/ops/penalties.py`` ``apply_all_penalties``: an int64 bin count of
+  ``[batch, vocab + 1]`` for the prompt's and for the output's tokens, ``_custom_ops.apply_repetition_penalties``,
+  then the frequency and presence passes), each row with a ``PENALTY_PROMPT``-token prompt and
+  ``PENALTY_OUTPUT`` output tokens so far (the vLLM-CPU suite's mean lengths).
 
 Logits are fp32 (the suite's ``--dtype float32``), refreshed outside the timed call (the sampler may rewrite them in
 place). One thread (``torch.set_num_threads(1)``, as the suite's worker computed on one core). Each (mode, vocab,
@@ -37,7 +45,8 @@ import torch
 
 VOCABS = (1000, 8000, 32000, 128000)
 BATCHES = (1, 2, 4, 8, 16, 32)
-MODES = ("greedy", "random", "top-p")
+MODES = ("greedy", "random", "top-p", "top-k", "greedy+penalties")
+PENALTY_PROMPT, PENALTY_OUTPUT = 256, 64  # tokens per row the penalties count (the suite's mean prompt and output)
 MAX_SEQS = 128  # vllm/engine/arg_utils.py (0.32.0) get_batch_defaults: CPU OPENAI_API_SERVER max_num_seqs 128
 
 
@@ -54,17 +63,23 @@ def _logitsprocs():
                              MinTokensLogitsProcessor(cfg, cpu, False)])
 
 
-def metadata(mode: str, batch: int, procs):
+def metadata(mode: str, batch: int, procs, vocab: int = 32000):
     """SamplingMetadata as InputBatch._make_sampling_metadata builds it for ``batch`` requests of one ``mode``."""
     from vllm.v1.sample.metadata import SamplingMetadata
-    greedy = mode == "greedy"
+    greedy = mode.startswith("greedy")
+    pen = mode.endswith("+penalties")
+    gen = torch.Generator().manual_seed(batch)
+    prompts = torch.randint(0, vocab, (batch, PENALTY_PROMPT), generator=gen) if pen else None
+    outputs = torch.randint(0, vocab, (batch, PENALTY_OUTPUT), generator=gen).tolist() if pen else []
     return SamplingMetadata(
         temperature=None if greedy else torch.ones(batch), all_greedy=greedy, all_random=not greedy,
-        top_p=torch.full((batch,), 0.9) if mode == "top-p" else None, top_k=None, generators={},
-        max_num_logprobs=None, no_penalties=True, prompt_token_ids=None,
-        frequency_penalties=torch.zeros(batch), presence_penalties=torch.zeros(batch),
-        repetition_penalties=torch.ones(batch), output_token_ids=[], allowed_token_ids_mask=None,
-        bad_words_token_ids={}, logitsprocs=procs)
+        top_p=torch.full((batch,), 0.9) if mode == "top-p" else None,
+        top_k=torch.full((batch,), 50, dtype=torch.int32) if mode == "top-k" else None, generators={},
+        max_num_logprobs=None, no_penalties=not pen, prompt_token_ids=prompts,
+        frequency_penalties=torch.full((batch,), 0.1 if pen else 0.0),
+        presence_penalties=torch.full((batch,), 0.1 if pen else 0.0),
+        repetition_penalties=torch.full((batch,), 1.1 if pen else 1.0), output_token_ids=outputs,
+        allowed_token_ids_mask=None, bad_words_token_ids={}, logitsprocs=procs)
 
 
 def time_one(sampler, mode: str, vocab: int, batch: int, repeats: int, procs) -> float:
@@ -72,7 +87,7 @@ def time_one(sampler, mode: str, vocab: int, batch: int, repeats: int, procs) ->
     gen = torch.Generator().manual_seed(vocab * 64 + batch)
     src = torch.randn(batch, vocab, generator=gen)
     work = torch.empty_like(src)
-    meta = metadata(mode, batch, procs)
+    meta = metadata(mode, batch, procs, vocab)
     times = []
     for i in range(repeats + 3):
         work.copy_(src)

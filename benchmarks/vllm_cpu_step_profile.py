@@ -29,7 +29,9 @@ The first writes every timed call (JSON); ``--report FILE...`` (capsim's venv) p
 decode batch and for the 256-token prefill, each phase's median (ms) beside capsim's price of the same work
 (the deployment of the ``suite.yaml`` beside the profiled model's folder), then the engine's host time per decode
 step (period - forward - LM head - the sampler as ``sampler_s`` prices it), each batch's lowest over the files, and
-the line over the batch that engines.yaml's vllm-cpu ``cpu.step`` holds (headline last). The data README
+the line over the batch that engines.yaml's vllm-cpu ``cpu.step`` holds; then the steps that compute prompts, their
+host time above that line by (prompt tokens, sequences), and the per-prompt-token term (``prefill_fit``): the last
+line is all three terms of ``cpu.step`` (headline). The data README
 (capsim/data/vllm-cpu-host/README.md) gives the runs, their load and what they showed.
 """
 
@@ -48,6 +50,7 @@ import time
 from pathlib import Path
 
 MARK = "STEP_PROFILE_SUMMARY "
+PROMPT = 256  # tokens of every prompt the profile sends
 HOOK = r'''
 import atexit, importlib.abc, importlib.machinery, json, os, sys, time
 _OUT = os.environ["STEP_PROFILE_DIR"]
@@ -129,7 +132,7 @@ def run(model: Path, out: Path, repeats: int, concurrency: list[int]) -> None:
     params = SamplingParams(temperature=0.0, max_tokens=65, ignore_eos=True, detokenize=False)
 
     def go(n: int) -> float:
-        prompts = [TokensPrompt(prompt_token_ids=rng.integers(10, vocab - 10, 256).tolist()) for _ in range(n)]
+        prompts = [TokensPrompt(prompt_token_ids=rng.integers(10, vocab - 10, PROMPT).tolist()) for _ in range(n)]
         t = time.perf_counter()
         llm.generate(prompts, params, use_tqdm=False)
         return time.perf_counter() - t
@@ -288,6 +291,55 @@ def host_fit(paths: list[Path]) -> tuple[float, float, float]:
     print(f"cpu_step: [{step:.3e}, {slope:.3e}]  # engines.yaml vllm-cpu cpu.step (per step s, per sequence s)")
     return float(step), float(slope), rms
 
+def _prefill_excess(path: Path, step: float, seq: float) -> dict[tuple[int, int], float]:
+    """{(prompt tokens, sequences): seconds} of one profile's steps that compute prompts: each shape's median host
+    time (period - forward - LM head - the sampler as ``sampler_s`` prices it, as for a decode step) above the decode
+    line ``step + seq x sequences``. A step of ``reqs`` sequences and ``tokens`` tokens holds
+    (tokens - reqs) / (PROMPT - 1) whole prompts (the profile's prompts fit its token budget: none is chunked)."""
+    data = json.loads(path.read_text())
+    calls = [c for recs in data["records_by_pid"].values() for c in recs]
+    rows = worker_steps([c for c in calls if c[0] in ("execute_model", "sample_tokens", *WORKER, *SAMPLE)])
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for r in rows:
+        if r["tokens"] > r["reqs"]:
+            groups.setdefault((r["tokens"], r["reqs"]), []).append(r)
+    out = {}
+    for (tokens, reqs), rs in groups.items():
+        prompts = (tokens - reqs) // (PROMPT - 1)
+        sampler = _capsim(Path(data["model"]).parent, reqs, reqs, 288.0)["sampler"]
+        host = statistics.median(r["period"] - r.get("_model_forward", 0.0) - r.get("compute_logits", 0.0)
+                                 for r in rs) - sampler
+        out[(prompts * PROMPT, reqs)] = host - step - seq * reqs
+    return out
+
+
+def prefill_fit(paths: list[Path], step: float, seq: float) -> tuple[float, float, float, float]:
+    """The prefill steps' host time above a decode step's (each shape's lowest over the passes), fitted two ways:
+    (per prompt token through the origin: engines.yaml vllm-cpu ``cpu.step``'s third term, its rms residual (s);
+    the intercept per prompt step and the per-token slope of a least-squares line, which say whether a term per
+    prompt step is in the data)."""
+    import numpy as np
+
+    best: dict[tuple[int, int], float] = {}
+    for p in paths:
+        for k, v in _prefill_excess(p, step, seq).items():
+            best[k] = min(v, best.get(k, v))
+    keys = sorted(best)
+    tokens = np.array([k[0] for k in keys], float)
+    excess = np.array([best[k] for k in keys])
+    for (t, n), e in zip(keys, excess, strict=True):
+        print(f"prefill_host_above_decode_ms[prompt_tokens={t},seqs={n}]: {e * 1e3:.3f}")
+    per_token = float(tokens @ excess / (tokens @ tokens))
+    rms = float(np.sqrt(np.mean((excess - per_token * tokens) ** 2)))
+    slope, intercept = np.polyfit(tokens, excess, 1)
+    print(f"prefill_line: {intercept * 1e3:.3f} ms per prompt step + {slope * 1e6:.3f} us per prompt token "
+          f"(a term per prompt step is priced only where its intercept exceeds the rms below)")
+    print(f"prefill_fit_rms_ms: {rms * 1e3:.3f} over {len(keys)} step shapes")
+    print(f"cpu_step: [{step:.3e}, {seq:.3e}, {per_token:.3e}]  # engines.yaml vllm-cpu cpu.step (per step s, "
+          f"per sequence s, per prompt token s)")
+    return per_token, rms, float(intercept), float(slope)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path, nargs="?")
@@ -299,7 +351,8 @@ def main() -> None:
     args = ap.parse_args()
     conc = [int(c) for c in args.concurrency.split(",") if c]
     if args.report:
-        host_fit(args.report)
+        step, seq, _ = host_fit(args.report)
+        prefill_fit(args.report, step, seq)
     elif args.child:
         run(args.model, args.out, args.repeats, conc)
     else:

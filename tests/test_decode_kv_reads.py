@@ -123,3 +123,35 @@ def test_bad_group_sizes_are_refused(groups):
     entry = dict(load_catalog("engines")["tensorrt-llm-0.10"], decode_kv_groups=groups)
     with pytest.raises(SpecError, match="decode_kv_groups"):
         profile_from_dict("bad", entry)
+
+
+def test_trtllm_0_8_xqa_covers_a_group_of_8_only_and_only_when_switched_on():
+    # 0.8.0's decoderXQARunner.h shouldUse (engines.yaml tensorrt-llm-0.8 decode_kv_groups): XQA for 8 query heads per
+    # KV head; TRTLLM_ENABLE_XQA=1 (flag trtllm_enable_xqa) switches it on, else every group runs the masked MHA
+    from capsim.analytic.serving_moe import decode_kv_reads
+    from capsim.specs.engine_flags import apply_flags
+    v08 = get_engine("tensorrt-llm-0.8")
+    assert v08.decode_kv_groups == (8,)
+    on = apply_flags(v08, {"trtllm_enable_xqa": "1"}, "fp8").engine
+    assert on.decode_kv_groups == (8,)  # the flag switches the kernel on, not its coverage
+    cases = {("llama-2-70b", 2): PER_KV, ("llama-2-70b", 4): PER_KV, ("llama-3-70b", 8): PER_KV,
+             ("llama-3-8b", 1): PER_Q, ("mixtral-8x7b", 2): PER_Q}
+    for (name, tp), want in cases.items():
+        assert decode_kv_reads(get_model(name), ServePlan(tp=tp), on) is want, (name, tp)
+        assert decode_kv_reads(get_model(name), ServePlan(tp=tp), v08) is PER_Q, (name, tp)  # off by default
+
+
+def test_every_trtllm_profile_states_its_xqa_group_coverage_with_a_source():
+    # 0.5/0.6 have no XQA (per query head at every group); 0.8 and 0.10 cover a group of 8; 0.11 onwards and the
+    # PyTorch backend's JIT path every group (group x beam <= 32): each profile that can read per KV head says which
+    from capsim.analytic.serving_moe import decode_kv_reads
+    llama3 = get_model("llama-3-8b")  # a group of 4
+    for name in ("tensorrt-llm-0.5", "tensorrt-llm-0.6"):
+        assert decode_kv_reads(llama3, ServePlan(), get_engine(name)) is PER_Q, name
+    for name, groups in (("tensorrt-llm-0.8", (8,)), ("tensorrt-llm-0.10", (8,)), ("tensorrt-llm-0.11", ()),
+                         ("tensorrt-llm-0.14", ()), ("tensorrt-llm", ())):
+        eng = get_engine(name)
+        assert eng.decode_kv_groups == groups, name
+        assert "decoderXQA" in eng.sources["decode_kv_groups"], name
+    for name in ("tensorrt-llm-0.11", "tensorrt-llm-0.14", "tensorrt-llm"):
+        assert decode_kv_reads(llama3, ServePlan(), get_engine(name)) is PER_KV, name

@@ -69,3 +69,21 @@ def test_single_steps_leave_the_ttft_offset_unfitted():
     assert fit.not_in_data == ("ttft_offset_s",)
     assert fit.terms["step_s"] == pytest.approx(1e-3, rel=1e-6)
     assert fit.terms["prefill_token_s"] == pytest.approx(3e-5, rel=1e-6)
+
+
+def test_the_fit_reports_each_terms_standard_error():
+    """Exact single steps fix every term (standard errors ~0); the same steps with 5% noise give standard errors
+    that cover the truth within a few of them, and the report names them."""
+    b = np.array([1, 4, 16, 64, 1, 8, 2, 32])
+    p = np.array([0, 0, 0, 0, 512, 2048, 256, 0])
+    shape = StepShape(prefill_tokens=p, prefill_seqs=(p > 0) * 1.0, prefill_pairs=0.0, prefill_kv_tokens=p,
+                      decode_seqs=np.where(p > 0, 0, b), decode_kv_tokens=np.where(p > 0, 0, b * 600))
+    truth = device_s(shape) + 1e-3 + 2e-4 * np.asarray(shape.sequences) + 3e-5 * p
+    exact = fit_engine_terms([step_observations("steps", truth, shape, device_s)])
+    assert set(exact.stderr) == set(exact.fitted) and max(exact.stderr.values()) < 1e-12
+    noisy = truth * (1 + 0.05 * np.random.default_rng(0).standard_normal(len(truth)))
+    fit = fit_engine_terms([step_observations("steps", noisy, shape, device_s)])
+    assert all(v > 0 for v in fit.stderr.values())
+    assert abs(fit.terms["prefill_token_s"] - 3e-5) < 4 * fit.stderr["prefill_token_s"]
+    assert f"(+-{fit.stderr['step_s'] * 1e3:.2g})" in fit.describe_terms()
+    assert fit.to_dict()["stderr"] == fit.stderr

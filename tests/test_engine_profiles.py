@@ -13,7 +13,14 @@ from capsim import ServePlan, SpecError, get_accelerator, get_model, load_calibr
 from capsim.analytic.serving import Sampling, StepShape, iteration_time
 from capsim.analytic.step_table import StepTable
 from capsim.specs.catalog import load_catalog
-from capsim.specs.engine import DEFAULTS, engine_release, engines, get_engine, parse_version
+from capsim.specs.engine import (
+    DEFAULTS,
+    engine_release,
+    engines,
+    get_engine,
+    parse_version,
+    profile_from_dict,
+)
 from capsim.specs.engine_flags import apply_flags, parse_flags
 
 A100, H100 = get_accelerator("a100"), get_accelerator("h100")
@@ -55,13 +62,53 @@ def test_vllm_0_2_host_costs_are_the_vidur_fit():
     for phase, col in (("schedule", "schedule_mean"), ("prepare", "prepare_inputs_e2e_mean"),
                        ("sampler", "sampler_e2e_mean"), ("outputs", "process_model_outputs_mean")):
         np.testing.assert_allclose(eng.cpu[phase][:2], fit(tp1, col), rtol=1e-4, atol=1e-9)
-    np.testing.assert_allclose(eng.worker_comm["ray"]["tp2+"][:2], fit(tpn, "ray_comm_time_median"), rtol=1e-4)
+    # vllm-0.2 at TP > 1: on 1, batch, TP and TP x batch (the driver calls every worker, _run_workers_in_batch)
+    b, tp = tpn["batch_size"].to_numpy(float), tpn["tensor_parallel_degree"].to_numpy(float)
+    four = np.linalg.lstsq(np.c_[np.ones(len(b)), b, tp, tp * b], tpn["ray_comm_time_median"].to_numpy(float),
+                           rcond=None)[0] * 1e-3
+    np.testing.assert_allclose(eng.worker_comm["ray"]["tp2+"][:2], four[:2], rtol=1e-4)
+    np.testing.assert_allclose(eng.worker_comm["ray"]["per_worker"][:2], four[2:], rtol=1e-4)
     # ray-project/ray release/release_logs/2.8.0/microbenchmark.json: 1_1_actor_calls_sync 2303.16 calls/s
     assert eng.worker_comm["ray"]["tp1"][0] == pytest.approx(1 / 2303.1605342983503, rel=1e-3)
-    for later in ("vllm-0.2.6", "vllm-0.4", "vllm-0.4.3"):
+    for later in ("vllm-0.2.6", "vllm-0.4", "vllm-0.4.3"):  # their code not re-read: the line on batch alone
         comm = get_engine(later).worker_comm["ray"]
         np.testing.assert_allclose(comm["tp1"][:2], fit(tp1, "ray_comm_time_median"), rtol=1e-4)
-        assert comm["tp2+"] == eng.worker_comm["ray"]["tp2+"]
+        np.testing.assert_allclose(comm["tp2+"][:2], fit(tpn, "ray_comm_time_median"), rtol=1e-4)
+        assert "per_worker" not in comm
+
+
+def test_vllm_0_2_driver_pays_a_ray_call_per_worker():
+    """vLLM 0.2.3's driver submits one Ray call per worker and compares every worker's output (llm_engine.py
+    _run_workers_in_batch, _run_workers): its host time per step grows with TP, by the per-worker term each."""
+    eng = get_engine("vllm-0.2")
+    per = eng.worker_comm["ray"]["per_worker"]
+    for seqs in (1.0, 64.0):
+        t = {tp: eng.host_cost(tp).exposed_s(seqs) for tp in (2, 4, 8)}
+        assert t[8] - t[2] == pytest.approx(6 * (per[0] + per[1] * seqs))
+        assert t[4] - t[2] == pytest.approx(2 * (per[0] + per[1] * seqs))
+    assert eng.host_cost(1).exposed == get_engine("vllm-0.2").with_(worker_comm={}).host_cost(1).exposed  # TP1: local
+
+
+def test_a_fitted_profile_keeps_the_per_worker_calls():
+    """Fitting at TP2 replaces the host phases but keeps the sourced per-worker calls, so the fitted profile's host
+    time still grows with TP (and the fit's device time holds them, so they are not counted twice)."""
+    from capsim.calibration.engine_cal import fitted_profile, without_host
+    from capsim.calibration.engine_fit import EngineFit
+
+    base = get_engine("vllm-0.2")
+    per = base.worker_comm["ray"]["per_worker"]
+    assert without_host(base).worker_comm == {"ray": {"per_worker": per}}
+    terms = {"step_s": 1e-3, "sequence_s": 1e-4, "prefill_token_s": 0.0, "ttft_offset_s": 0.0}
+    fit = EngineFit(terms, tuple(terms), (), 1.0, {"steps": 3}, {})
+    prof = fitted_profile(base, fit, "f", {})
+    assert prof.host_cost(8).exposed_s(16.0) - prof.host_cost(2).exposed_s(16.0) == pytest.approx(
+        6 * (per[0] + 16 * per[1]))
+
+
+def test_an_unknown_worker_comm_tier_is_refused():
+    entry = {**load_catalog("engines")["vllm-0.2"], "worker_comm": {"ray": {"tp1": [1e-3, 0], "tp4": [1e-3, 0]}}}
+    with pytest.raises(SpecError, match="unknown tier tp4"):
+        profile_from_dict("x", entry)
 
 
 def test_release_lookup():
@@ -88,7 +135,8 @@ def test_host_cost_by_transport_and_tp():
     phases = sum(v[0] for v in eng.cpu.values())
     assert local.exposed[0] == pytest.approx(phases)  # TP1 runs the worker in-process: no Ray
     assert ray.exposed[0] == pytest.approx(phases + eng.worker_comm["ray"]["tp1"][0])
-    assert eng.host_cost(2).exposed[0] == pytest.approx(phases + eng.worker_comm["ray"]["tp2+"][0])
+    assert eng.host_cost(2).exposed[0] == pytest.approx(phases + eng.worker_comm["ray"]["tp2+"][0]
+                                                        + 2 * eng.worker_comm["ray"]["per_worker"][0])
     for name in ("sglang", "tensorrt-llm"):  # overlap schedulers: nothing exposed
         assert get_engine(name).host_cost(4).exposed == (0.0, 0.0, 0.0)
 

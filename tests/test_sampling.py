@@ -82,7 +82,7 @@ def test_generic_price_orders_greedy_random_sort():
 def test_vllm_cpu_profile_holds_the_fitted_sampler_terms():
     host = _host_module()
     fitted = host.sampler_profile(host.sampler_rows())
-    assert set(fitted) == set(CPU.sampler_s) == {"greedy", "random", "top-p"}
+    assert set(fitted) == set(CPU.sampler_s) == {"greedy", "random", "top-p", "top-k", "penalties"}
     for mode, terms in fitted.items():  # engines.yaml holds 4 significant digits of the fit
         assert CPU.sampler_s[mode] == pytest.approx(terms, rel=1e-3, abs=1e-9)
 
@@ -111,13 +111,35 @@ def test_measured_sampler_replaces_the_generic_one_and_adds_to_the_step():
     terms = CPU.sampler_s
     extra = terms["top-p"][0] - terms["greedy"][0] + (terms["top-p"][1] - terms["greedy"][1]) * 8 * 32000
     assert float(top_p.total_s - greedy.total_s) == pytest.approx(extra, rel=1e-9)
-    # top-k was not measured: the generic sort on the device calibration, plus the logits softmax
+    # a mode the profile did not measure: the generic sort on the device calibration, plus the logits softmax
     generic = dataclasses.replace(CPU_ON_H100, sampler_s={})
-    top_k = iteration_time(model, plan, PERF_H100, shape, CPU_ON_H100, None, Sampling.parse("top-k"))
+    no_top_k = dataclasses.replace(CPU_ON_H100, sampler_s={k: v for k, v in terms.items() if k != "top-k"})
+    top_k = iteration_time(model, plan, PERF_H100, shape, no_top_k, None, Sampling.parse("top-k"))
     assert float(top_k.head_s) == pytest.approx(float(iteration_time(
         model, plan, PERF_H100, shape, generic, None, Sampling.parse("top-k")).head_s))
     table = StepTable(model, plan, PERF_H100, CPU_ON_H100, None, sampling=Sampling.parse("top-p"))
     assert table.step_s(decode_seqs=8, decode_kv_tokens=8 * 301.0) == pytest.approx(float(top_p.total_s))
+
+
+@pytest.mark.parametrize("mode", ["greedy", "top-k"])
+def test_measured_penalties_and_top_k_replace_the_generic_passes(mode):
+    """vllm-cpu's sampler_s times top-k (apply_top_k_only + Gumbel-argmax) and what penalties add to any mode
+    (benchmarks/vllm_cpu_sampler.py --modes top-k,greedy+penalties): a step pays the measured lines, not the
+    generic sort and penalty passes; a profile without a penalties line keeps the generic penalty pass."""
+    model, plan = dataclasses.replace(get_model("llama-3-8b"), vocab=32000), ServePlan()
+    shape, rows = StepShape.decode(8, 300), 8 * 32000
+    terms = CPU.sampler_s
+
+    def step(engine, name):
+        return float(iteration_time(model, plan, PERF_H100, shape, engine, None, Sampling.parse(name)).total_s)
+
+    greedy, plain, pen = step(CPU_ON_H100, "greedy"), step(CPU_ON_H100, mode), step(CPU_ON_H100, mode + "+penalties")
+    call, logit = terms[mode]
+    assert plain - greedy == pytest.approx(call - terms["greedy"][0] + (logit - terms["greedy"][1]) * rows, rel=1e-6)
+    assert pen - plain == pytest.approx(terms["penalties"][0] + terms["penalties"][1] * rows, rel=1e-6)
+    no_pen = dataclasses.replace(CPU_ON_H100, sampler_s={k: v for k, v in terms.items() if k != "penalties"})
+    generic_pen = step(no_pen, mode + "+penalties") - step(no_pen, mode)
+    assert 0 < generic_pen < pen - plain  # the generic penalty passes, far below vLLM's CPU bin counts
 
 
 def test_profile_rejects_an_unknown_sampler_mode():

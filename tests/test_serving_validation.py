@@ -49,7 +49,9 @@ TRT_010_MISS = ("capsim is optimistic on TensorRT-LLM 0.10's Llama-3-70B 2048/20
                 "decode_kv_groups), as Llama-2-70B's 0.10 rows do within 17%; no source prices the 0.10 batch "
                 "manager's host time or its decoder (gptDecoderBatch) per step, so none is, and the miss is not "
                 "explained (the group-of-4 rows, Llama-3-8B and Mixtral, are within 18% since their masked-MHA "
-                "fallback is priced)")
+                "fallback is priced). Checked against the page's recipe: under chunked context a MAX_UTILIZATION pause keeps "
+                "every token (trtGptModel.h: maxInputLen = max_seq_len - 1), XQA's batch heuristic picks XQA at these "
+                "batches, and 3% less KV memory (an unquantized, replicated embedding) moves the row by < 0.1 point")
 KNOWN_MISSES.update({
     ("trtllm-0.10", "output_tokens_per_s", "llama-3-70b H100-SXM5-80GB tp4 fp8 2048/2048"): TRT_010_MISS,
 })

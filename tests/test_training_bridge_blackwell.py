@@ -25,7 +25,7 @@ _FP4_GB200 = ("NVFP4 Llama3 70B at TP 2 on GB200 (no TP overlap for nvfp4: its T
               + _B200_DIE)
 MISSES = {
     0: "+16.7%: Llama3 8B FP8 (delayed scaling) on 8 GB200 (CUDA graph of the run not priced); " + _B200_DIE,
-    5: "+22.6%: 25.11 Llama3.1 405B MXFP8 on 128 B200 (the table's parenthesised FP8-MX figure, 624 against 661 "
+    5: "+22.5%: 25.11 Llama3.1 405B MXFP8 on 128 B200 (the table's parenthesised FP8-MX figure, 624 against 661 "
        "for FP8-CS on the same layout, whose training_bridge.csv row is +16.5%): MXFP8 now at B200's FP8 rate times TE's "
        "cuBLAS MXFP8/FP8 ratio; B200 FP8 rows of 25.09-25.11 are themselves 16-18% too fast at TP 4 CP 2",
     7: "+37.1%: " + _FP4_GB200, 17: "+34.1%: " + _FP4_GB200, 27: "+24.7%: " + _FP4_GB200,

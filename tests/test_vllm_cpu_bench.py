@@ -110,3 +110,16 @@ def test_the_shipped_step_profile_gives_the_vllm_cpu_host_terms():
     step, seq, rms = prof.host_fit(sorted((ROOT / "capsim/data/vllm-cpu-host/step-profile").glob("large*.json")))
     assert get_engine("vllm-cpu").cpu["step"][:2] == pytest.approx((step, seq), rel=2e-3)
     assert rms < 0.3e-3
+
+
+def test_the_shipped_step_profile_gives_the_vllm_cpu_prompt_token_term():
+    """engines.yaml vllm-cpu cpu.step's third term (host seconds per prompt token) is what the same profile's prompt
+    steps fit to, and its data hold no term per prompt step (the intercept is below the residual)."""
+    from capsim.specs.engine import get_engine
+
+    prof = _module("vllm_cpu_step_profile")
+    paths = sorted((ROOT / "capsim/data/vllm-cpu-host/step-profile").glob("large*.json"))
+    step, seq, _ = prof.host_fit(paths)
+    per_token, rms, intercept, slope = prof.prefill_fit(paths, step, seq)
+    assert get_engine("vllm-cpu").cpu["step"][2] == pytest.approx(per_token, rel=2e-3)
+    assert 0 < per_token < 5e-6 and abs(intercept) < rms and slope > 0

@@ -22,7 +22,7 @@ from capsim.analytic.serving_moe import decode_kv_reads, layer_comm_s, replica_l
 from capsim.errors import SpecError
 from capsim.perf import Collective, Curve, Perf
 from capsim.specs.catalog import get_accelerator
-from capsim.specs.engine import DecodeKvReads, EngineProfile, GemmPath, get_engine
+from capsim.specs.engine import PENALTIES_KEY, DecodeKvReads, EngineProfile, GemmPath, get_engine
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
@@ -158,28 +158,36 @@ def _pass(name: str, n: Num, nbytes: float) -> Op:
     return Op(name, OpKind.ELEMENTWISE, 0.0, n * nbytes / 2, n * nbytes / 2, (n,), DType.FP32)
 
 
-def sampler_ops(model: ModelSpec, rows: Num, sampling: Sampling, measured: bool = False) -> list[Op]:
+def sampler_ops(model: ModelSpec, rows: Num, sampling: Sampling, measured: bool = False,
+                penalties_measured: bool = False) -> list[Op]:
     """Sampling kernels beyond the logits softmax, over the gathered full-vocabulary logits of ``rows``; with
-    ``measured`` (the engine profile times this mode itself, :func:`sampler_host_s`) only the penalty passes."""
+    ``measured`` (the engine profile times this mode itself, :func:`sampler_host_s`) only the penalty passes, and
+    none with ``penalties_measured`` too (the profile times its penalties)."""
     n = np.asarray(rows, float) * model.vocab
     ops = []
     if not measured and sampling.mode is not SamplingMode.GREEDY:
         ops.append(_pass("sample_gumbel", n, GUMBEL_BYTES_PER_LOGIT))
     if not measured and sampling.top_k_top_p:
         ops.append(_pass("sample_sort", n, SORT_BYTES_PER_LOGIT))
-    if sampling.penalties:
+    if sampling.penalties and not (measured and penalties_measured):
         ops.append(_pass("sample_penalties", n, PENALTY_BYTES_PER_LOGIT))
     return ops
 
 
 def sampler_host_s(engine: EngineProfile, model: ModelSpec, rows: Num, sampling: Sampling) -> Num | None:
     """Seconds of the engine's own sampler for ``rows`` rows where its profile measured ``sampling``'s mode
-    (engines.yaml ``sampler_s``: per call + per logit x rows x vocabulary; 0 for no rows), else None."""
+    (engines.yaml ``sampler_s``: per call + per logit x rows x vocabulary; 0 for no rows), else None; with penalties
+    on, plus what its profile measured them to add (``sampler_s.penalties``; vLLM applies them before any mode's
+    sampling, vllm/v1/sample/sampler.py 0.32.0 ``Sampler.forward``), where it did."""
     terms = engine.sampler_s.get(sampling.mode.value)
     if terms is None:
         return None
     r = np.asarray(rows, float)
-    return np.where(r > 0, terms[0] + terms[1] * r * model.vocab, 0.0)
+    call, logit = terms
+    pen = engine.sampler_s.get(PENALTIES_KEY) if sampling.penalties else None
+    if pen is not None:
+        call, logit = call + pen[0], logit + pen[1]
+    return np.where(r > 0, call + logit * r * model.vocab, 0.0)
 
 
 def logit_ops(model: ModelSpec, plan: ServePlan, rows: Num, engine: EngineProfile,
@@ -187,10 +195,11 @@ def logit_ops(model: ModelSpec, plan: ServePlan, rows: Num, engine: EngineProfil
     """(LM head, softcap, logits softmax and generic sampler kernels for ``rows`` positions, the engine's measured
     sampler seconds or 0): a measured sampler replaces the logits softmax and the mode's generic passes."""
     host = sampler_host_s(engine, model, rows, sampling)
+    pen = PENALTIES_KEY in engine.sampler_s
     keep = ("lm_head", "logit_softcap") if host is not None else ("lm_head", "logit_softcap", "logits_softmax")
     ops = [o for o in head_ops(model, rows, plan.tp, plan.dtype, logits_tokens=rows, weight_dtype=plan.weight_dtype)
            if o.name in keep]
-    return ops + sampler_ops(model, rows, sampling, host is not None), 0.0 if host is None else host
+    return ops + sampler_ops(model, rows, sampling, host is not None, pen), 0.0 if host is None else host
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from datetime import date
 
 from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
 from capsim.calibration.fp8 import fp8_scale
+from capsim.calibration.published_attention import SOURCE as ATTENTION_SOURCE
+from capsim.calibration.published_attention import sdpa_flash_kernels
 from capsim.calibration.published_comm import fitted_links
 from capsim.calibration.published_comm import points_for as comm_points_for
 from capsim.calibration.published_gemm import (
@@ -53,26 +55,25 @@ ASSUMPTIONS = {
 
 
 # torch scaled_dot_product_attention's flash backend runs FlashAttention-2's kernels (PyTorch 2.2 release notes),
-# written for Ampere: on Hopper they use none of its asynchronous tensor-core (wgmma) or TMA paths and reach 35% of
-# the H100's BF16 peak (Shah et al. 2024, FlashAttention-3, arXiv 2407.08608, abstract: "FlashAttention-2 achieving
-# only 35% utilization on the H100 GPU"); the backward is taken at the main curves' backward/forward ratio. The main
-# curves (ASSUMPTIONS) stand for FlashAttention-2 on Ampere and the Hopper-native fused kernels (cuDNN, FA3).
-SDPA_FLASH_HOPPER_FORWARD = 0.35
+# written for Ampere: on Hopper they use none of its asynchronous tensor-core (wgmma) or TMA paths. Their rates are
+# the FlashAttention-3 paper's own FlashAttention-2 measurements on an H100 SXM5 (capsim.calibration.
+# published_attention: forward with and without the causal mask and the non-causal backward as published, the causal
+# backward converted by the forward's causal/non-causal ratio, an ASSUMPTION), each a curve over query rows and keys
+# per sequence; the same fractions of peak on every Hopper part. The main curves (ASSUMPTIONS) stand for
+# FlashAttention-2 on Ampere and the Hopper-native fused kernels (cuDNN, FA3).
 HOPPER = ("H100-SXM5-80GB", "H100-PCIe-80GB", "H100-NVL-94GB", "H100-96GB-HBM2e-500W", "H200-SXM-141GB")
-_SDPA_FLASH_SOURCE = (f" Attention through torch SDPA's flash backend (FlashAttention-2 kernels), a Hopper part: "
-                      f"forward {SDPA_FLASH_HOPPER_FORWARD} of peak (FlashAttention-3, arXiv 2407.08608, abstract: "
-                      "'FlashAttention-2 achieving only 35% utilization on the H100 GPU'), backward at the main "
-                      "curves' backward/forward ratio.")
+_SDPA_FLASH_SOURCE = (" Attention through torch SDPA's flash backend (FlashAttention-2 kernels), a Hopper part: the "
+                      f"kernels' published rates ({ATTENTION_SOURCE}): forward without/with causal mask and the "
+                      "non-causal backward as published, the causal backward the non-causal one times the forward's "
+                      "causal/non-causal ratio at each sequence length (an assumption), each fitted as a curve over "
+                      "query rows and keys per sequence (capsim.calibration.published_attention).")
 
 
 def attention_kernels(acc: Accelerator) -> dict[str, dict[str, Curve]] | None:
     """The attention kernels this part runs at another rate than the main curves (``AttentionParams.kernels``)."""
     if acc.name not in HOPPER:
         return None
-    a, rows = ASSUMPTIONS, (ASSUMPTIONS["attention_half_rows"],)
-    ratio = a["attention_backward_fraction"] / a["attention_forward_fraction"]
-    return {"sdpa-flash": {"forward": Curve(SDPA_FLASH_HOPPER_FORWARD, rows),
-                           "backward": Curve(round(SDPA_FLASH_HOPPER_FORWARD * ratio, 4), rows)}}
+    return sdpa_flash_kernels(ASSUMPTIONS["attention_half_rows"])
 
 
 def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> dict[str, float]:
@@ -215,8 +216,8 @@ def datasheet_calibration(acc: Accelerator) -> Calibration:
         provenance=f"Derived from datasheets: {acc.source} peaks and links (capsim/specs/catalog/accelerators.yaml) "
                    "times the stated efficiencies of capsim.calibration.datasheet.ASSUMPTIONS: "
                    + "; ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items()) + "."
-                   + _joined(_gemm_provenance(acc), _comm_provenance(acc))
-                   + (_SDPA_FLASH_SOURCE if acc.name in HOPPER else ""))
+                   + _joined(_joined(_gemm_provenance(acc), _comm_provenance(acc)),
+                             _SDPA_FLASH_SOURCE if acc.name in HOPPER else ""))
 
 
 def _joined(gemm: str, comm: str) -> str:

@@ -4,7 +4,8 @@ deployment, the device calibration held fixed, with its provenance (files, hashe
 The fitted profile is the base profile the user names with its host costs replaced: every CPU-side phase and
 worker-communication cost becomes one exposed term ``cpu: {step: [step_s, sequence_s, prefill_token_s]}`` plus
 ``ttft_offset_s`` (the fitted terms are what the runs show the engine adding to the device's work, so nothing is
-left overlapped or counted twice). Everything else (scheduler, limits, KV sizing, CUDA graphs, dispatch) stays the
+left overlapped or counted twice), except the part of the worker calls priced per TP worker (engines.yaml
+``worker_comm.*.per_worker``), which is held fixed and kept, so a fit at one TP predicts another. Everything else (scheduler, limits, KV sizing, CUDA graphs, dispatch) stays the
 base profile's.
 """
 
@@ -21,7 +22,7 @@ from capsim.calibration.engine_fit import EngineFit, fit_engine_terms
 from capsim.calibration.engine_obs import DeviceTime, Observations, run_observations, step_observations
 from capsim.data.bench import BenchRun, run_sampling
 from capsim.perf import Perf
-from capsim.specs.engine import EngineProfile, SchedulerKind, Workers
+from capsim.specs.engine import PER_WORKER, EngineProfile, SchedulerKind, Workers
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import ServePlan
@@ -62,8 +63,11 @@ class Deployment:
 
 
 def without_host(engine: EngineProfile) -> EngineProfile:
-    """The profile with no host time: no phase, no worker or server communication, no TTFT offset."""
-    return replace(engine, cpu={}, worker_comm={}, server=Workers.LOCAL, server_comm={}, overlapped=(),
+    """The profile with no fitted host time: no phase, no worker or server communication, no TTFT offset, except
+    the worker calls priced once per TP worker (engines.yaml ``per_worker``): a sourced cost that grows with TP, held
+    fixed like the device so that a fit at one TP carries to another."""
+    per = {t: {PER_WORKER: v[PER_WORKER]} for t, v in engine.worker_comm.items() if PER_WORKER in v}
+    return replace(engine, cpu={}, worker_comm=per, server=Workers.LOCAL, server_comm={}, overlapped=(),
                    ttft_offset_s=0.0)
 
 
@@ -87,7 +91,8 @@ def fitted_profile(base: EngineProfile, fit: EngineFit, name: str, provenance: d
             f"(not in the data, left 0: {', '.join(fit.not_in_data) or 'none'}); rms relative residual "
             + ", ".join(f"{r}: {v['all']:.3f}" for r, v in fit.residuals.items()))
     sources = {**base.sources, "cpu": cite, "ttft_offset_s": cite,
-               "workers": f"{base.sources.get('workers', '')} (worker costs folded into the fitted step terms)"}
+               "workers": f"{base.sources.get('workers', '')} (worker costs folded into the fitted step terms, "
+                          "but for the per-worker calls kept from the base profile)"}
     return replace(without_host(base), name=name, cpu={"step": (t["step_s"], t["sequence_s"], t["prefill_token_s"])},
                    ttft_offset_s=t["ttft_offset_s"], sources=sources,
                    description=f"{base.description}; host terms fitted to the user's runs",

@@ -45,11 +45,30 @@ class EngineFit:
     rows: dict[str, int]  # rows by kind
     residuals: dict[str, dict[str, float]]  # run -> kind -> rms relative error (and "all")
     runs: tuple[str, ...] = field(default=())
+    # Standard error of each fitted term from the rows' own scatter (least squares: residual variance x the inverse
+    # normal matrix). It says how well the rows fix a term, not how the term moves between runs of another load or
+    # time (the vLLM-CPU runs' decode steps differ by up to 18% at one batch size: benchmarks/vllm_cpu_run_drift.py).
+    stderr: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"terms": dict(self.terms), "fitted": list(self.fitted), "not_in_data": list(self.not_in_data),
                 "condition": self.condition, "rows": dict(self.rows), "residuals": self.residuals,
-                "runs": list(self.runs)}
+                "runs": list(self.runs), "stderr": dict(self.stderr)}
+
+    def describe_terms(self) -> str:
+        """Each term in ms, with its standard error where the rows fixed it."""
+        return ", ".join(f"{k} {v * 1e3:.4g} ms" + (f" (+-{self.stderr[k] * 1e3:.2g})" if k in self.stderr else "")
+                         for k, v in self.terms.items())
+
+
+def _stderr(a: np.ndarray, b: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Least-squares standard errors of ``theta`` for the weighted system ``a @ theta = b``."""
+    dof = a.shape[0] - a.shape[1]
+    if dof <= 0:
+        return np.full(a.shape[1], np.inf)
+    r = b - a @ theta
+    cov = (r @ r / dof) * np.linalg.pinv(a.T @ a)
+    return np.sqrt(np.maximum(np.diag(cov), 0.0))
 
 
 def _stack(obs: list[Observations]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -97,8 +116,9 @@ def fit_engine_terms(obs: list[Observations]) -> EngineFit:
         r["all"] = float(np.sqrt(np.mean(rel[mine] ** 2)))
         residuals[o.name] = r
     rows = {KIND_NAMES[k]: int(np.sum(kind == k)) for k in np.unique(kind)}
+    se = dict(zip(names, map(float, _stderr(a[:, present], b, theta)), strict=True))
     return EngineFit(terms, tuple(names), tuple(t for t in TERMS if t not in names), condition, rows, residuals,
-                     tuple(o.name for o in obs))
+                     tuple(o.name for o in obs), se)
 
 
 __all__ = ["ADVICE", "MAX_CONDITION", "EngineFit", "fit_engine_terms"]

@@ -77,15 +77,17 @@ class Perf:
         return key, f"gemm@{g.path}" if f"gemm@{g.path}" in self.params.memory.kind_scale else "gemm"
 
     def attention_s(self, flops: Num, nbytes: Num, query_rows: Num, fmt: DType | str = DType.BF16,
-                    backward: bool = False, kv_per_seq: Num | None = None, kernel: str = "") -> Num:
+                    backward: bool = False, kv_per_seq: Num | None = None, kernel: str = "",
+                    causal: bool = False) -> Num:
         """A fused attention kernel: matmul FLOPs at the attention efficiency, or its memory traffic (at the
         "attention" bandwidth where the calibration measured one). ``query_rows`` (query tokens x heads) is the
         parallel work the kernel spreads over the chip; ``kv_per_seq`` (keys per sequence) the length of its inner
         loop, read by calibrations whose curve has a second half size; ``kernel`` the kernel run where the
-        calibration holds its own rate (``AttentionParams.kernels``; "" the main curve)."""
+        calibration holds its own rate (``AttentionParams.kernels``; "" the main curve); ``causal`` whether it runs
+        under the causal mask (read where the calibration holds that kernel's causal rate)."""
         a = self.params.attention
         sizes = (query_rows,) if kv_per_seq is None else (query_rows, kv_per_seq)
-        forward, backward_curve = a.curves(kernel)
+        forward, backward_curve = a.curves(kernel, causal)
         eff = curve_value(backward_curve if backward else forward, *sizes)
         body = np.maximum(flops / (self.peak(fmt) * eff), self.memory_bytes_s(nbytes, "attention"))
         return a.launch_s + body * self.attention_factor(flops, nbytes, query_rows, kv_per_seq, fmt, backward)
@@ -149,7 +151,7 @@ class Perf:
             seqs, heads, q, kv, _d = op.shape
             return share * self.attention_s(op.flops * op.count, op.bytes * op.count, np.asarray(q, float) * heads,
                                             op.dtype, op.name.endswith(".bwd"),
-                                            np.asarray(kv, float) / np.maximum(seqs, 1e-30), op.impl)
+                                            np.asarray(kv, float) / np.maximum(seqs, 1e-30), op.impl, op.causal)
         return share * self.memory_s(op.bytes * op.count, self.memory_kind(op))
 
     def ops_s(self, ops: Iterable[object]) -> Num:

@@ -57,13 +57,16 @@ class AttentionParams:
     launch_s: float
     # Optional measured residuals: "fwd"/"bwd" -> log2 grid of (query rows, keys per sequence) -> time multiplier.
     table: dict[str, Any] | None = None
-    # Optional curves of other attention kernels than the main one (AttentionImpl value -> {"forward": Curve,
-    # "backward": Curve}), where the device runs a kernel at a different rate (FlashAttention-2 on Hopper).
+    # Optional curves of other attention kernels than the main one (AttentionImpl value, or "value@causal" for its
+    # rate under the causal mask where that was measured apart -> {"forward": Curve, "backward": Curve}), where the
+    # device runs a kernel at a different rate (FlashAttention-2 on Hopper).
     kernels: dict[str, dict[str, Curve]] | None = None
 
-    def curves(self, kernel: str = "") -> tuple[Curve, Curve]:
-        """(forward, backward) curves of ``kernel``: its own where the calibration holds them, else the main ones."""
-        own = (self.kernels or {}).get(kernel)
+    def curves(self, kernel: str = "", causal: bool = False) -> tuple[Curve, Curve]:
+        """(forward, backward) curves of ``kernel``: its own where the calibration holds them (its causal ones for a
+        causal kernel where it holds those), else the main ones."""
+        kernels = self.kernels or {}
+        own = (kernels.get(f"{kernel}@causal") if causal else None) or kernels.get(kernel)
         return (own["forward"], own["backward"]) if own else (self.forward, self.backward)
 
 

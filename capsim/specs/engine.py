@@ -32,6 +32,11 @@ from capsim.specs.model import ModelSpec
 
 # Sampling modes an engine profile may time its sampler for (capsim.analytic.serving.SamplingMode's values).
 SAMPLER_MODES = ("greedy", "random", "top-k", "top-p")
+# engines.yaml sampler_s key of what repetition, frequency and presence penalties add to any measured mode's sampler.
+PENALTIES_KEY = "penalties"
+# The worker_comm tier priced once per tensor-parallel worker at TP > 1 (on top of "tp2+"): the driver's call to
+# each worker (vLLM 0.2.3 vllm/engine/llm_engine.py _run_workers_in_batch L718-727 submits one Ray call per worker).
+PER_WORKER = "per_worker"
 
 
 def _sizes(spec: list[Any]) -> tuple[int, ...]:
@@ -80,6 +85,7 @@ class EngineProfile:
     workers: Workers = Workers.LOCAL  # at TP1
     workers_tp: Workers | None = None  # at TP > 1 (None: as at TP1)
     worker_comm: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)
+    # transport -> {"tp1" | "tp2+": host cost per step, PER_WORKER: added once per TP worker at TP > 1}
     # How the API server reaches the engine loop: local = in the server's process; ray = the engine is a Ray actor
     # the server calls once per step and that returns every running request's output (vLLM --engine-use-ray).
     server: Workers = Workers.LOCAL
@@ -120,7 +126,8 @@ class EngineProfile:
     decode_kv_groups: tuple[int, ...] = ()
     # The engine's own sampler where an operator profile timed it (engines.yaml sampler_s): sampling mode ->
     # (per call s, per logit s), a step's seconds = per call + per logit x rows x vocabulary, replacing the generic
-    # sampler kernels of that mode (capsim.analytic.serving.sampler_host_s); modes not listed stay generic.
+    # sampler kernels of that mode (capsim.analytic.serving.sampler_host_s); modes not listed stay generic. Key
+    # "penalties" (PENALTIES_KEY): what repetition/frequency/presence penalties add to a measured mode.
     sampler_s: dict[str, tuple[float, float]] = field(default_factory=dict)
     # The fraction of the GPU's peak HBM bandwidth at which the release's decode attention kernel reads the KV cache
     # at the largest sizes an operator microbenchmark timed, by GPU family (a prefix of the accelerator's name);
@@ -147,8 +154,8 @@ class EngineProfile:
         bad = [p for p in (*self.cpu, *self.overlapped) if p not in (*PHASES, "all")]
         require(not bad, "engine.cpu", f"unknown phases {bad}", f"use {', '.join(PHASES)}")
         for mode, terms in self.sampler_s.items():
-            require(mode in SAMPLER_MODES, f"engine.sampler_s.{mode}", "unknown sampling mode",
-                    f"use {', '.join(SAMPLER_MODES)}")
+            require(mode in (*SAMPLER_MODES, PENALTIES_KEY), f"engine.sampler_s.{mode}", "unknown sampling mode",
+                    f"use {', '.join(SAMPLER_MODES)} or {PENALTIES_KEY}")
             require(len(terms) == 2 and min(terms) >= 0, f"engine.sampler_s.{mode}",
                     f"must be [per_call_s, per_logit_s] >= 0, got {terms}")
         require(all(isinstance(g, int) and g >= 1 for g in self.decode_kv_groups), "engine.decode_kv_groups",
@@ -188,9 +195,12 @@ class EngineProfile:
         """Host time per step at tensor-parallel degree ``tp``: the profile's phases plus driving its workers."""
         phases = dict(self.cpu)
         transport = self.workers if tp == 1 else (self.workers_tp or self.workers)
-        tier = self.worker_comm.get(transport.value, {}).get("tp1" if tp == 1 else "tp2+")
-        if tier is not None:
-            phases["workers"] = tier
+        comm = self.worker_comm.get(transport.value, {})
+        tier = comm.get("tp1" if tp == 1 else "tp2+")
+        per = comm.get(PER_WORKER) if tp > 1 else None  # the driver's calls, one per worker (engines.yaml cites)
+        if tier is not None or per is not None:
+            phases["workers"] = tuple((tier[i] if tier else 0.0) + (tp * per[i] if per else 0.0)
+                                      for i in range(3))  # type: ignore[assignment]
         if self.server is not Workers.LOCAL:
             phases["server"] = self.server_comm[self.server.value]
         hidden = set() if self.host_shares_device else set(PHASES) if "all" in self.overlapped \
@@ -264,6 +274,10 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     entry["cpu"] = {k: _phase(v) for k, v in entry.get("cpu", {}).items()}
     entry["worker_comm"] = {t: {k: _phase(v) for k, v in tiers.items()}
                             for t, tiers in entry.get("worker_comm", {}).items()}
+    for t, tiers in entry["worker_comm"].items():
+        bad = sorted(set(tiers) - {"tp1", "tp2+", PER_WORKER})
+        require(not bad, f"engine {name}.worker_comm.{t}", f"unknown tier {', '.join(bad)}",
+                f"use tp1, tp2+ or {PER_WORKER}")
     entry["overlapped"] = tuple(entry.get("overlapped", ()))
     entry["sampler_s"] = {str(k): tuple(float(x) for x in v) for k, v in entry.get("sampler_s", {}).items()}
     entry["decode_kv_read_fraction"] = {str(k): float(v) for k, v in (entry.get("decode_kv_read_fraction") or {}).items()}
@@ -371,6 +385,6 @@ def engine_release(engine: str, version: str, device_type: str = "gpu") -> Engin
                     f"capsim knows {known_releases()}")
 
 
-__all__ = ["DEFAULTS", "PHASES", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile", "GemmPath", "HostCost",
-           "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release", "engines", "get_engine",
-           "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]
+__all__ = ["DEFAULTS", "PENALTIES_KEY", "PER_WORKER", "PHASES", "SAMPLER_MODES", "DecodeKvReads", "EngineProfile",
+           "GemmPath", "HostCost", "KvReservation", "LargeGpu", "SchedulerKind", "Workers", "engine_release",
+           "engines", "get_engine", "known_releases", "padded_sizes", "parse_version", "profile_from_dict"]

@@ -137,7 +137,11 @@ def _xqa(eng: EngineProfile, name: str, text: str) -> EngineProfile:
 # TensorRT-LLM's CapacitySchedulerPolicy (cpp/include/tensorrt_llm/executor/executor.h; llm_args.py SchedulerConfig):
 # GUARANTEED_NO_EVICT reserves each request's whole sequence at admission; MAX_UTILIZATION takes blocks as steps need
 # them and pauses requests when short (cpp/include/tensorrt_llm/batch_manager/llmRequest.h LlmRequest::pause "moving
-# the generated tokens to the prompt": recomputed, as capsim preempts).
+# the generated tokens to the prompt": recomputed, as capsim preempts). pause keeps min(maxInputLen, prompt +
+# generated) tokens; the TrtGptModel constructor (cpp/tensorrt_llm/batch_manager/trtGptModel.h, 2024) sets
+# maxInputLen = maxSequenceLen - 1 with chunked context (0.10's published runs), so nothing is dropped; without it,
+# under context FMHA with packed input (trtllm-build's defaults), min(maxSequenceLen - 1, max_num_tokens), which can
+# drop a long sequence's tail to be generated again (not modelled).
 CAPACITY_POLICIES = {"guaranteed_no_evict": KvReservation.WHOLE_SEQUENCE, "max_utilization": KvReservation.PER_STEP}
 
 

@@ -8,7 +8,8 @@ measured calibration), the engine, its release and the flags the runs used, and 
 - ``distserve``: DistServe's vLLM 0.2.3 runs of OPT-13B on an A100 (per-request CSVs): fit on the 1 req/s run,
   check 1.5-4 req/s and the saturation rate.
 - ``splitwise``: Splitwise's profiled step times of Llama-2-70B (prompt batches and decode steps): fit on the TP2
-  rows of each GPU, check its TP4 and TP8 rows.
+  rows of each GPU, check its TP4 and TP8 rows; each checked row's note takes its prediction apart and its band
+  spans the host dispatch per kernel the TP2 rows cannot tell apart.
 - ``vllm-cpu``: vLLM 0.32.0's CPU backend measured on this machine (benchmarks/vllm_cpu_bench.py): fit on the
   Poisson run at ``calibrate_on.fraction`` of the saturation rate, check every other run and the saturation.
 """
@@ -23,7 +24,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from capsim.analytic.serving import DEFAULT_SAMPLING, StepShape, iteration_time
+from capsim.analytic.serving import (
+    DEFAULT_SAMPLING,
+    IterationTime,
+    StepShape,
+    graph_batches,
+    iteration_time,
+    kernels_per_step,
+)
 from capsim.calibration import load_calibration
 from capsim.calibration.device import calibrated_device, thread_counts
 from capsim.calibration.engine_cal import Deployment, calibrate_engine, fitted_profile, steps_observations
@@ -32,7 +40,7 @@ from capsim.data.bench import BenchRun, measured_summary, read_bench
 from capsim.errors import SpecError
 from capsim.sim.serving import engine_plan
 from capsim.specs.catalog import get_accelerator, get_model
-from capsim.specs.engine import engine_release
+from capsim.specs.engine import EngineProfile, engine_release
 from capsim.specs.engine_flags import apply_flags, parse_flags
 from capsim.specs.hf import from_hf_config
 from capsim.validation.bench import replay, run_rows
@@ -133,7 +141,7 @@ def _bench_suite(s: Suite, calibration: str | None) -> Report:
     if sat == "rate-sweep":
         rows += saturation_rows(s.name, fit_runs + check_runs, dep, f"{s.name} uncalibrated")
         rows += saturation_rows(s.name, fit_runs + check_runs, fitted, label)
-    terms = ", ".join(f"{k} {v * 1e3:.4g} ms" for k, v in fit.terms.items())
+    terms = fit.describe_terms()
     notes += [f"deployment: {dep.describe()}", f"fitted on {', '.join(fit_names)} (scored: only the others): "
               f"{terms}; condition {fit.condition:.3g}; rows {fit.rows}; rms relative residual "
               + ", ".join(f"{k} {v['all']:.3f}" for k, v in fit.residuals.items())]
@@ -177,8 +185,31 @@ def _take(shape: StepShape, idx: np.ndarray) -> StepShape:
                                                                         "decode_seqs", "decode_kv_tokens")})
 
 
+def _dispatch_bound(dep: Deployment, shape: StepShape, engine: EngineProfile) -> float:
+    """The largest host dispatch time per launched kernel that leaves every fit row's step unchanged (never below
+    the profile's own). Eager PyTorch launches kernels asynchronously, so dispatch overlaps the GPU's work and a row
+    shows it only where it exceeds that work (``IterationTime.total_s``): any value up to the fit rows' least GPU
+    time per kernel fits them equally, and an engine whose dispatch is unknown is bounded by it, not told by it."""
+    it = iteration_time(dep.model, dep.plan, dep.perf, shape, engine, dep.accelerator)
+    kernels = kernels_per_step(dep.model, dep.plan, shape.prefill_tokens, shape.decode_seqs)
+    eager = graph_batches(engine, shape.prefill_tokens, shape.decode_seqs) == 0  # a replayed graph dispatches none
+    per = (np.asarray(it.gpu_s, float) / np.asarray(kernels, float))[np.broadcast_to(eager, np.shape(it.gpu_s))]
+    return max(float(np.min(per)) if per.size else 0.0, engine.kernel_dispatch_s)
+
+
+def _parts(it: IterationTime) -> str:
+    """One step's prediction taken apart (ms): what the device runs, the host dispatch it overlaps, the engine's
+    exposed host terms."""
+    v = {k: float(np.asarray(x, float).ravel()[0]) * 1e3 for k, x in it.to_dict().items() if k.endswith("_s")}
+    return (f"gpu {v['gpu_s']:.1f} ms (GEMMs+norms {v['layers_s']:.1f}, attention {v['attention_s']:.1f}, head "
+            f"{v['head_s']:.1f}, TP all-reduces {v['tp_comm_s']:.1f}), host dispatch {v['cpu_dispatch_s']:.1f} "
+            f"({'exposed' if v['cpu_dispatch_s'] > v['gpu_s'] else 'overlapped'}), engine host terms "
+            f"{v['overhead_s']:.1f}")
+
+
 def _steps_suite(s: Suite, calibration: str | None) -> Report:
-    """Fit per GPU on the fit file's rows; check the check files' rows of the same GPU."""
+    """Fit per GPU on the fit file's rows; check the check files' rows of the same GPU. A checked row's band spans
+    the host dispatch per kernel from the profile's to the most the fit rows allow (:func:`_dispatch_bound`)."""
     out: list[Row] = []
     notes: list[str] = []
     fit_rows, fit_shape, fit_y = _step_rows(s.folder / s.spec["calibrate_on"][0])
@@ -191,19 +222,29 @@ def _steps_suite(s: Suite, calibration: str | None) -> Report:
         obs = steps_observations(f"{gpu} tp{tp}", fit_y[idx], _take(fit_shape, np.flatnonzero(idx)), dep)
         fit = fit_engine_terms([obs])
         profile = fitted_profile(dep.engine, fit, f"{dep.engine.name}-{gpu}-fitted", {"calibration": dep.perf.name})
+        bound = _dispatch_bound(dep, _take(fit_shape, np.flatnonzero(idx)), profile)
+        upper = profile.with_(kernel_dispatch_s=bound)
         notes.append(f"{gpu}: fitted on its {int(idx.sum())} TP{tp} rows: " + ", ".join(
             f"{k} {v * 1e3:.4g} ms" for k, v in fit.terms.items() if k in fit.fitted)
-            + f" (condition {fit.condition:.3g}, rms relative residual {fit.residuals[obs.name]['all']:.3f})")
+            + f" (condition {fit.condition:.3g}, rms relative residual {fit.residuals[obs.name]['all']:.3f}); host "
+            f"dispatch per kernel: the profile's {profile.kernel_dispatch_s * 1e6:.3g} us, up to {bound * 1e6:.3g} us "
+            f"leaves every TP{tp} row unchanged (the band of the checked rows)")
         for rows, shape, y in checks:
             for i, r in enumerate(rows):
                 if r["gpu"] != gpu:
                     continue
                 d, _ = deployment({**spec, "tp": int(r["tp"])}, s.folder, calibration)
                 one = _take(shape, np.array([i]))
+                case = f"{r['model']} {gpu} tp{r['tp']} b{r['batch']} {r['input_tokens']}"
                 for label, eng in (("uncalibrated", d.engine), ("fitted on TP2", profile)):
-                    t = float(iteration_time(d.model, d.plan, d.perf, one, eng, d.accelerator).total_s[0])
-                    out.append(Row(f"{s.name} {label}", f"{r['model']} {gpu} tp{r['tp']} b{r['batch']} "
-                                   f"{r['input_tokens']}", r["metric"], y[i] * 1e3, t * 1e3, "ms"))
+                    it = iteration_time(d.model, d.plan, d.perf, one, eng, d.accelerator)
+                    t = float(np.asarray(it.total_s).ravel()[0]) * 1e3
+                    band: tuple[float | None, float | None] = (None, None)
+                    if eng is profile:
+                        hi = float(np.asarray(iteration_time(d.model, d.plan, d.perf, one, upper, d.accelerator)
+                                              .total_s).ravel()[0]) * 1e3
+                        band = (min(t, hi), max(t, hi))
+                    out.append(Row(f"{s.name} {label}", case, r["metric"], y[i] * 1e3, t, "ms", _parts(it), *band))
     said = (f"sampling {DEFAULT_SAMPLING.name}: the step-time rows state no sampling parameters, so vLLM's "
             "SamplingParams default (temperature 1.0) is assumed")
     return Report(f"bench:{s.name}", "per GPU: " + ", ".join(s.spec["calibration"].values()), tuple(out),

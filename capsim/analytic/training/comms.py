@@ -124,9 +124,10 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     behind step 0 alone (pytorch/pytorch#132820); the all-to-all one passes them on each step like the ring. Its
     backward gathers or passes K, V again and passes the fp32 dK, dV (``convert_to_f32``) after every step, each
     awaited after the next step's attention, the last right after the loop (exposed whole). A group that leaves the
-    node waits on its network hop; MLA rebuilds K and V per query head, so it sends all heads.
+    node waits on its network hop; MLA rebuilds K and V per query head, and a model that expands them before
+    attention (``fw.repeat_kv``) passes the expanded ones, so both send all heads.
     """
-    heads = np.maximum((model.heads if model.is_mla else model.kv_heads) / lay.tp, 1.0)
+    heads = np.maximum((model.heads if model.is_mla or fw.repeat_kv else model.kv_heads) / lay.tp, 1.0)
     kv_elems = _tokens(lay) * heads * (model.head_dim + model.v_dim)
     kv_bytes = kv_elems * precision.activations.bytes
     where = placement(lay.cp, lay.tp, gpn)

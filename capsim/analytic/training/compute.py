@@ -116,10 +116,27 @@ def _op_s(perf: Perf, op: Op, lay: Layouts, precision: Precision) -> np.ndarray:
         op = replace(op, dtype=fp8.gemm_format(op.name, precision))  # FP8 recipes: only TE's weight GEMMs
     t = perf.op_s(op)
     if base in ATTENTION_OPS:
-        # Ring attention: each rank's s/cp queries meet all s keys in cp blocks of the local size
-        # (Liu et al. 2023, "Ring Attention", Sec. 3; causal blocks load-balanced as in Megatron-Core CP).
-        t = t * lay.cp
+        # Ring attention: each rank's s/cp queries meet all s keys in cp steps (Liu et al. 2023, "Ring Attention",
+        # Sec. 3), the first the causal local block, each later one a block of the same FLOPs (``_later_step_s``)
+        later = np.maximum(np.asarray(lay.cp, float) - 1.0, 0.0)
+        t = t + later * (_later_step_s(perf, op) if op.kind is OpKind.ATTENTION else t)
     return np.asarray(t, float)
+
+
+def _later_step_s(perf: Perf, op: Op) -> np.ndarray:
+    """One later ring step of a fused attention kernel under causal load balancing (rank r holds chunks r and
+    2cp-1-r of 2cp): a non-causal kernel of all the rank's s/cp queries against half the keys (the step's source
+    rank precedes r) or of its later half of the queries against all the keys (it follows r), each s/cp x s/2cp
+    pairs, the causal local block's FLOPs (Transformer Engine ``AttnFuncWithCP``, TE v1.8 transformer_engine/pytorch/
+    attention.py L518-1055; torch/distributed/tensor/experimental/_attention.py ``_templated_ring_attention``,
+    pytorch@0123248 'i <= rank' / 'else' branches, the same in its backward). Rank r runs r of the first kind and
+    cp-1-r of the second, so the slowest rank runs cp - 1 of the slower one; each is priced at its own shape on the
+    calibration's curve (query rows, keys per sequence) for a kernel without the causal mask, its bytes those of the
+    local block."""
+    seqs, heads, q, kv, d = op.shape
+    half_kv = perf.op_s(replace(op, shape=(seqs, heads, q, np.asarray(kv, float) / 2.0, d), causal=False))
+    half_q = perf.op_s(replace(op, shape=(seqs, heads, np.asarray(q, float) / 2.0, kv, d), causal=False))
+    return np.maximum(half_kv, half_q)
 
 
 def _sum(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, names: frozenset[str] | None = None
@@ -132,7 +149,7 @@ def _sum(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, names: f
 
 
 def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtype: DType,
-                       torch_cp: bool = False) -> tuple[Op, Op]:
+                       torch_cp: bool = False, repeat_kv: bool = False) -> tuple[Op, Op]:
     """The memory-bound passes ring attention adds around its per-step attention kernels, per layer and
     micro-batch on one GPU: (forward, backward); zero bytes without context parallelism.
 
@@ -147,9 +164,10 @@ def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtyp
     first a copy, 2 Q) and its dK, dV concatenated (``torch.cat``, 2 KV) and added into the travelling ``dkv``
     (3 KV); the halves of Q, O, dO or K, V copied out ``contiguous``. Q, O are the rank's local queries and
     outputs (its s/cp tokens x heads x dims); K, V its keys and values (MLA: every head's, K of head_dim, V of
-    v_dim dims). ``torch_cp``: torch's experimental context parallelism instead (:func:`_torch_cp_bytes`)."""
+    v_dim dims; ``repeat_kv``: every query head's, as the model expanded them, ``Framework.repeat_kv``). ``torch_cp``:
+    torch's experimental context parallelism instead (:func:`_torch_cp_bytes`)."""
     heads = shape.heads
-    kv_heads = shape.heads if model.is_mla else shape.kv_heads
+    kv_heads = shape.heads if model.is_mla or repeat_kv else shape.kv_heads
     tok = shape.tokens
     q, o = tok * heads * model.head_dim, tok * heads * model.v_dim
     kv = tok * kv_heads * (model.head_dim + model.v_dim)
@@ -193,23 +211,39 @@ def _torch_cp_bytes(q: object, o: object, kv: object, later: np.ndarray, b: floa
     return fwd, bwd
 
 
+def repeat_kv_ops(model: ModelSpec, shape: LayerShape, dtype: DType) -> tuple[list[Op], list[Op]]:
+    """(forward, backward) of a model that expands K and V to every query head before attention
+    (``Framework.repeat_kv``; torchtitan's Llama ``repeat_kv``: ``x[:, :, :, None, :].expand(...).reshape(...)``, a
+    copy): read the rank's K, V, write them once per query head; its backward sums the copies back (read the
+    expanded gradient, write the KV-head one). None where every query head has its own K, V (n_rep 1 returns x)."""
+    if model.is_mla or model.kv_heads >= model.heads:
+        return [], []
+    tok, d = shape.tokens, model.head_dim + model.v_dim
+    own, every = tok * shape.kv_heads * d, tok * shape.heads * d
+    b = dtype.bytes
+    return ([Op("repeat_kv", OpKind.ELEMENTWISE, 0.0, own * b, every * b, (every,), dtype)],
+            [Op("repeat_kv.bwd", OpKind.ELEMENTWISE, every, every * b, own * b, (every,), dtype)])
+
+
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
-           torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE) -> dict[str, np.ndarray]:
+           torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
+           repeat_kv: bool = False) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
     if random_routing and model.is_moe:  # the busiest EP rank's copies under random forced balancing
         shape = replace(shape, busiest=busiest_rank(model, moe_tokens(tokens, lay.tp, lay.etp, lay.sp)[0], lay.ep))
     plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal,
                               moe_share)
-    ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations, torch_cp)
+    ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations, torch_cp, repeat_kv)
+    rep_f, rep_b = repeat_kv_ops(model, shape, precision.activations) if repeat_kv else ([], [])
     pad_f, pad_b = fp8.grouped_padding(plain, precision) if pad else ([], [])
     # SP with TE (``local_casts``): the casts before an all-gather cover the rank's rows (fp8._SP_GATHERED_*)
     gathered = np.where(lay.sp & local_casts, lay.tp, 1)
     # FP8 recipes: the input casts before TE's GEMMs (``norm``: those LayerNormLinear's norm kernel does)
-    fwd = fp8.forward(plain, precision, gathered, norm) + pad_f + [ring_f]
-    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision, gathered, norm) + pad_b + [ring_b]
+    fwd = fp8.forward(plain, precision, gathered, norm) + pad_f + rep_f + [ring_f]
+    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision, gathered, norm) + pad_b + rep_b + [ring_b]
     fwd_s = [_op_s(perf, op, lay, precision) for op in fwd]
     layer_fwd_s = sum(fwd_s, np.zeros(len(lay)))
     replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
@@ -254,12 +288,15 @@ def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
-           torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE) -> MicroBatchTimes:
+           torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
+           repeat_kv: bool = False) -> MicroBatchTimes:
     out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
-                 random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm)
+                 random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm,
+                 repeat_kv=repeat_kv)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
         dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad,
-                     random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm)
+                     random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm,
+                     repeat_kv=repeat_kv)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     head = head_ops(model, tokens, lay.tp, precision.activations)
@@ -285,7 +322,8 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
                       moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
                       fp8_padding: bool = False, random_routing: bool = False,
                       local_casts: bool = False, torch_cp: bool = False,
-                      norm_quantize: fp8.NormQuantize = fp8.NormQuantize.NONE) -> MicroBatchTimes:
+                      norm_quantize: fp8.NormQuantize = fp8.NormQuantize.NONE,
+                      repeat_kv: bool = False) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
     is the release's selective-recompute policy; ``fp8_padding``: the release pads the grouped experts' FP8 rows
@@ -293,10 +331,11 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
     (``Framework.moe_random_routing``); ``local_casts``: under SP the casts before a TP all-gather cover the rank's
     own rows (``Framework.tp_gather_quantized``); ``torch_cp``: its context parallelism is torch's experimental one
     (``Framework.cp_rotate`` not P2P), whose merge passes differ from Transformer Engine's; ``norm_quantize``: what
-    LayerNormLinear's norm kernel does of the QKV and dense fc1 input quantize (``Framework.norm_quantize``)."""
+    LayerNormLinear's norm kernel does of the QKV and dense fc1 input quantize (``Framework.norm_quantize``);
+    ``repeat_kv``: the model expands K, V to every query head before attention (``Framework.repeat_kv``)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
-                  fp8_padding, random_routing, local_casts, torch_cp, norm_quantize).take(inverse)
+                  fp8_padding, random_routing, local_casts, torch_cp, norm_quantize, repeat_kv).take(inverse)
 
 
-__all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times"]
+__all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times", "repeat_kv_ops", "ring_attention_ops"]

@@ -91,6 +91,8 @@ TE_RING = ("Transformer Engine's ring attention (AttnFuncWithCP, cp_comm_type 'p
 # The generic value of ``tp_gather_quantized`` for a release whose GEMMs are never quantized under TP here.
 NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in this release (the field's generic value)"
 # The generic value of ``norm_quantize`` for a release without Transformer Engine's LayerNormLinear under FP8.
+KV_OWN_HEADS = ("K and V reach the attention kernel with the model's own KV heads (grouped-query attention in the "
+                "kernel; the field's generic value)")
 NO_TE_NORM = ("no Transformer Engine LayerNormLinear under FP8 in this release: the cast after the norm is its own "
               "kernel (the field's generic value)")
 # Megatron-Core's TE spec: the QKV and a dense fc1 are TELayerNormColumnParallelLinear (capsim.analytic.fp8).
@@ -179,6 +181,10 @@ class Framework:
     zero: bool = True  # ZeRO stages 1-3 / FSDP sharding
     context_parallel: bool = True
     cp_rotate: CpRotate = CpRotate.P2P  # how context parallelism exchanges K and V (``comms.cp_layer_s``)
+    # K and V expanded to every query head before the attention kernel (torchtitan's Llama ``repeat_kv``): a copy
+    # each pass, and context parallelism moves and accumulates the expanded heads; False: the kernel takes the
+    # model's KV heads (grouped-query attention inside the kernel)
+    repeat_kv: bool = False
     uneven_pipeline: bool = True  # stages (and model chunks) may hold different layer counts
     pipeline_split: PipelineSplit = PipelineSplit.MEGATRON  # how the release splits layers pp x v does not divide
     interleave_min_pp: int = 2  # the interleaved schedule needs at least this many pipeline stages
@@ -409,7 +415,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "MoeDispatcher", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

@@ -43,6 +43,10 @@ _E7_TOML = _E7 + " torchtitan/models/llama3/train_configs/llama3_8b.toml"
 # model.py L238, L263, L302), so wk, wo and w3 run again.
 _OP_POLICY = (" L217-227 _save_list (aten.mm, flash and efficient SDPA, reduce_scatter_tensor, max), L254-267 "
               "_custom_policy: MUST_SAVE those ops' outputs 'except every second mm', PREFER_RECOMPUTE every other op")
+# torchtitan's Llama expands K and V to every query head before SDPA (repeat_kv: expand + reshape, a copy), so
+# the kernel and torch's context-parallel ring see n_heads heads of K and V
+_REPEAT_KV = ("keys = repeat_kv(xk, n_rep), values = repeat_kv(xv, n_rep) before F.scaled_dot_product_attention: K "
+              "and V copied to every query head (expand + reshape)")
 _SAC_BLOCKS = {str(n): SelectiveAc(SacPolicy.BLOCKS, n) for n in range(1, 17)}
 
 
@@ -103,8 +107,9 @@ def torchtitan_2024_04(name: str) -> Release:
         fp8_recompute_weight_bwd="no force_recompute_fp8_weight_in_bwd option at this commit")
     fw = _fsdp2(name, Reshard.ALWAYS, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
                 selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), context_parallel=False, uneven_pipeline=False,
-                attention=AttentionImpl.SDPA_FLASH)
+                attention=AttentionImpl.SDPA_FLASH, repeat_kv=True)
     cite.update(context_parallel="no context parallelism at this commit",
+                repeat_kv=_1E + " torchtitan/models/llama/model.py L196-197: " + _REPEAT_KV,
                 cp_rotate="no context parallelism at this commit (the field's generic value)",
                 uneven_pipeline=_1E_PAR + " L139-140: pipeline parallelism not implemented at this commit")
     defaults = _fsdp2_defaults(_1E_CFG, Setting(PER_REPLICA, _1E_CFG + " L163 --training.batch_size: the "
@@ -140,13 +145,16 @@ def torchtitan_2024_12(name: str) -> Release:
         overlap_tp_comm=_9D_CFG + " L288 --experimental.enable_async_tensor_parallel (off): a flag of the run",
         selective_ac=_9D_CFG + " L522-524 --activation_checkpoint.selective_ac_option default '2' (every other "
                      "block fully checkpointed, " + _9D_PAR + " L278-282)",
-        torch_compile=_9D_CFG + " L399 --training.compile (store_true: off)",
+        torch_compile=_9D_CFG + " L399 --training.compile (store_true: off); " + _9D_PAR + " L303 "
+                      "torch.compile(transformer_block, fullgraph=True): with context parallelism torch's ring "
+                      "(its fp32 merge passes included) is traced into each block's graph; priced as eager",
         fp8_precompute_scales=_9D_CFG + " L547 (store_true: off)",
         fp8_recompute_weight_bwd="not an option at 9dec370 (the field's generic value)",
         cp_rotate=_9D_CFG + " L365-377 --experimental.context_parallel_rotate_method default 'allgather', passed "
-                  "to torch's set_rotate_method (" + _9D + " torchtitan/utils.py L171-193; pytorch/pytorch#142093)")
+                  "to torch's set_rotate_method (" + _9D + " torchtitan/utils.py L171-193; pytorch/pytorch#142093)",
+        repeat_kv=_9D + " torchtitan/models/llama/model.py L201-202: " + _REPEAT_KV)
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH)
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True)
     defaults = _fsdp2_defaults(_9D_CFG, Setting(PER_REPLICA, _9D_CFG + " L219 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
     defaults["recompute"] = Setting("selective", _9D_CFG + " L516-518 --activation_checkpoint.mode default selective")
@@ -184,9 +192,10 @@ def torchtitan_2025_06(name: str) -> Release:
                               "for all parameters instead of once each; neither priced)",
         fp8_recompute_weight_bwd=_E7_CFG + " L455 default False",
         cp_rotate=_E7_CFG + " L356 Parallelism.context_parallel_rotate_method default 'allgather' (torchtitan/"
-                  "distributed/utils.py L158-169 set_rotate_method)")
+                  "distributed/utils.py L158-169 set_rotate_method)",
+        repeat_kv=_E7 + " torchtitan/models/llama3/model.py L250-251: " + _REPEAT_KV)
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH)
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True)
     defaults = _fsdp2_defaults(_E7_CFG, Setting(PER_REPLICA, _E7_CFG + " training.local_batch_size, no gradient "
                                                              "accumulation: the per-replica batch"))
     defaults["recompute"] = Setting("selective", _E7_CFG + " L437 ActivationCheckpoint.mode default 'selective' "
@@ -220,7 +229,9 @@ def torchtitan_2026_08(name: str) -> Release:
         fp8_recompute_weight_bwd="TT@b5bcd76 rowwise recipes: not an option",
         cp_rotate="torchtitan#3086 (2026-04-24): context_parallel_rotate_method unused since #2555, context "
                   "parallelism unified on all-gather (torch/distributed/tensor/experimental/_attention.py); priced as "
-                  "torch's all-gather rotater")
+                  "torch's all-gather rotater",
+        repeat_kv="TT@b5bcd76 torchtitan/models/common/attention.py L901: enable_gqa = n_heads > n_kv_heads, K and V "
+                  "passed to SDPA with their own heads")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
                 selective_ac=SelectiveAc(SacPolicy.OPS))
     defaults = _fsdp2_defaults("TT@b5bcd76 torchtitan/config/configs.py",
