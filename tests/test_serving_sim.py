@@ -12,6 +12,7 @@ from capsim.analytic.serving import StepShape, iteration_time
 from capsim.sim.serving import Lengths, ServeConfig, Workload, engine_plan, renewal, simulate
 from capsim.sim.serving.fleet import Fleet
 from capsim.sim.serving.router import RouterKind
+from capsim.specs.engine import Workers, get_engine
 
 MODEL, ACC = get_model("llama-2-7b"), get_accelerator("A100-SXM4-80GB")
 PERF = load_calibration("A100-SXM4-80GB").perf()
@@ -57,6 +58,8 @@ CONFIGS = [
     dict(engine="vllm", scheduler="static", max_batch=8),
     dict(engine="sglang", replicas=4, prefill_replicas=1, router="random"),  # disaggregated
     dict(engine="vllm-0.2", gpu_memory_utilization=0.3),  # prompts padded to the batch's longest, preemptions
+    # --engine-use-ray: a Ray call per request admitted and one after every step that finished requests
+    dict(engine=get_engine("vllm-0.2").with_(server=Workers.RAY), gpu_memory_utilization=0.3),
 ]
 
 

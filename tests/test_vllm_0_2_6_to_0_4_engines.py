@@ -45,7 +45,7 @@ def _differ(a: str, b: str) -> set[str]:
 
 
 def test_what_changed_between_the_releases():
-    """0.2.6 added CUDA graphs (vllm-project/vllm#1926); 0.4.0 packed prompts and left --engine-use-ray unpriced;
+    """0.2.6 added CUDA graphs (vllm-project/vllm#1926); 0.4.0 packed prompts and left --engine-use-ray (its per-step and per-request calls) unpriced;
     0.4.1 and 0.4.2 gave the optional chunked prefill a 768- then 512-token budget; 0.4.3 decodes with
     FlashAttention, one read of a GQA group's cache. The profile of 0.2.6-0.3.3 (release 0.2.7) prices a TP1 Ray
     worker by Vidur's fit: from 0.2.7 the engine's process runs the driver worker, while 0.2.2-0.2.6 call a Ray worker
@@ -55,7 +55,8 @@ def test_what_changed_between_the_releases():
     assert _differ("vllm-0.2", "vllm-0.2.6") == {"cuda_graphs", "cuda_graph_sizes", "cuda_graph_padding",
                                                  "worker_comm"}
     # decode_kv_read_fraction: flashinfer.ai timed v0.2.6's PagedAttention read (engines.yaml), not 0.4.x's
-    assert _differ("vllm-0.2.6", "vllm-0.4") == {"max_paddings", "server_comm", "decode_kv_read_fraction"}
+    assert _differ("vllm-0.2.6", "vllm-0.4") == {"max_paddings", "server_comm", "server_calls",
+                                                 "decode_kv_read_fraction"}
     assert _differ("vllm-0.4", "vllm-0.4.1") == {"chunked_max_num_batched_tokens"}
     assert _differ("vllm-0.4.1", "vllm-0.4.2") == {"chunked_max_num_batched_tokens"}
     assert _differ("vllm-0.4.2", "vllm-0.4.3") == {"decode_kv_reads"}

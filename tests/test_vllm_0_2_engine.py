@@ -11,17 +11,20 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from capsim import ServePlan, SpecError, get_model, load_calibration
+from capsim import ServePlan, SpecError, get_accelerator, get_model, load_calibration
 from capsim.analytic.serving import StepShape, engine_perf, iteration_time, kernels_per_step
 from capsim.calibration.engine_cal import without_host
+from capsim.sim.serving import ServeConfig, Workload, engine_plan, simulate
 from capsim.specs.engine import Workers, engine_release, get_engine, profile_from_dict
 from capsim.specs.engine_flags import apply_flags, parse_flags
 from capsim.specs.precision import DType
 
 OPT = get_model("opt-13b")
+ACC = get_accelerator("A100-SXM4-80GB")
 PERF = load_calibration("A100-SXM4-80GB-profile").perf()
 PLAN = ServePlan(tp=1, dtype=DType.FP16, kv_cache_dtype=DType.FP16)
-RAY_CALL_S, PER_REQUEST_S = 6.797e-4, 4.5e-5  # engines.yaml vllm-0.2 server_comm.ray (Ray 2.8.0 async-actor call)
+RAY_CALL_S = 6.797e-4  # engines.yaml vllm-0.2 server_comm.ray: Ray 2.8.0 async-actor call
+PER_REQUEST_S = 4.5e-5 + 6.5e-5  # each RequestOutput pickled + streamed by the server loop (vllm02_server_loop.py)
 
 
 def _engine(flags: str):
@@ -39,6 +42,32 @@ def test_engine_use_ray_adds_one_actor_call_and_each_requests_output_to_every_st
         assert float(b.overhead_s - a.overhead_s) == pytest.approx(RAY_CALL_S + PER_REQUEST_S * seqs, rel=1e-9)
         assert float(b.total_s - a.total_s) == pytest.approx(RAY_CALL_S + PER_REQUEST_S * seqs, rel=1e-9)
     assert _engine("engine_use_ray=0").server is Workers.LOCAL
+
+
+def test_engine_use_ray_hands_each_request_over_and_reports_finishes_in_calls_of_their_own():
+    """--engine-use-ray (vllm/engine/async_llm_engine.py v0.2.3 L324-333): before each step the server awaits one
+    add_request.remote per request that arrived and, after a step that finished requests, one abort_request.remote
+    for all of them; each is one Ray 2.8.0 async-actor call (engines.yaml server_calls). A prompt step pays the
+    calls of the requests it admits, and a request decoding past another's finish waits for the call."""
+    local, actor = _engine("workers=ray"), _engine("workers=ray;engine_use_ray=1")
+    assert (actor.host_cost(1).admit_s, actor.host_cost(1).finish_s) == (RAY_CALL_S, RAY_CALL_S)
+    assert (local.host_cost(1).admit_s, local.host_cost(1).finish_s) == (0.0, 0.0)
+    for n in (1, 4):
+        shape = StepShape.prefill(n, 300)
+        extra = float(iteration_time(OPT, PLAN, PERF, shape, actor).total_s
+                      - iteration_time(OPT, PLAN, PERF, shape, local).total_s)
+        assert extra == pytest.approx(RAY_CALL_S + (PER_REQUEST_S + RAY_CALL_S) * n, rel=1e-9)
+    # Two requests admitted together; the second finishes after 10 tokens, the first decodes 40 more.
+    wl = Workload("two", np.array([100, 100]), np.array([50, 10]), np.array([0.0, 0.0]))
+    runs = [simulate(OPT, engine_plan(e, OPT, ACC), ACC, PERF, wl, ServeConfig(engine=e, fast=fast)).requests
+            for e in (actor, replace(actor, server_calls={})) for fast in (True, False)]
+    for fast in (0, 1):
+        with_calls, without = runs[fast], runs[2 + fast]
+        np.testing.assert_allclose(np.asarray(with_calls["ttft_s"]) - np.asarray(without["ttft_s"]),
+                                   2 * RAY_CALL_S, rtol=1e-9)
+        np.testing.assert_allclose(np.asarray(with_calls["e2e_s"]) - np.asarray(without["e2e_s"]),
+                                   [3 * RAY_CALL_S, 2 * RAY_CALL_S], rtol=1e-9)
+    np.testing.assert_allclose(np.asarray(runs[0]["e2e_s"]), np.asarray(runs[1]["e2e_s"]), rtol=1e-12)
 
 
 def test_engine_use_ray_needs_a_sourced_cost():
@@ -134,4 +163,14 @@ def test_decode_kv_read_fraction_must_be_a_fraction():
     entry = {"engine": "vllm", "release": "0.2.3", "covers": ["0.2.2", "0.2.6"], "description": "x",
              "scheduler": "vllm", "decode_kv_read_fraction": {"A100": 1.2}}
     with pytest.raises(SpecError, match="decode_kv_read_fraction.A100"):
+        profile_from_dict("x", entry)
+
+
+def test_server_calls_must_be_two_non_negative_seconds():
+    entry = {"engine": "vllm", "release": "0.2.3", "covers": ["0.2.2", "0.2.6"], "description": "x",
+             "scheduler": "vllm", "server_calls": {"ray": [6.8e-4]}}
+    with pytest.raises(SpecError, match="server_calls.ray"):
+        profile_from_dict("x", entry)
+    entry["server_calls"] = {"ray": [6.8e-4, -1.0]}
+    with pytest.raises(SpecError, match="server_calls.ray"):
         profile_from_dict("x", entry)

@@ -17,6 +17,7 @@ from enum import StrEnum
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops
 from capsim.analytic.serving_moe import decode_kv_reads, layer_comm_s, replica_layer_ops
 from capsim.errors import SpecError
@@ -299,6 +300,29 @@ def layer_token_ops(model: ModelSpec, plan: ServePlan, new_tokens: Num, sequence
     return _split(replica_layer_ops(model, plan, StepBatch(sequences, new_tokens, 0.0, 0.0)))[0]
 
 
+def kv_write_s(engine: EngineProfile, model: ModelSpec, plan: ServePlan, new_tokens: Num) -> Num | None:
+    """Seconds of one layer's KV-cache write of the step's ``new_tokens`` where the engine's own kernel was timed
+    (engines.yaml ``kv_write_s``: per call + per byte of keys and values written on one rank; 0 for no tokens),
+    else None (the generic ``kv_cache_write`` copy prices it)."""
+    if not engine.kv_write_s:
+        return None
+    per_call, per_byte = engine.kv_write_s
+    n = np.asarray(new_tokens, float)
+    nbytes = n * kv_elems_per_token(model, plan.tp) * plan.kv_cache_dtype.bytes
+    return np.where(n > 0, per_call + per_byte * nbytes, 0.0)
+
+
+def layer_token_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, sequences: Num,
+                  engine: EngineProfile) -> Num:
+    """Seconds of one layer's token kernels (:func:`layer_token_ops`), the KV-cache write on the engine's own
+    measured kernel where its profile timed one (:func:`kv_write_s`)."""
+    ops = layer_token_ops(model, plan, new_tokens, sequences)
+    measured = kv_write_s(engine, model, plan, new_tokens)
+    if measured is None:
+        return perf.ops_s(ops)
+    return perf.ops_s([o for o in ops if o.name != "kv_cache_write"]) + measured
+
+
 def attention_ops(model: ModelSpec, plan: ServePlan, batch: StepBatch, phase: Phase = Phase.PREFILL,
                   kv_reads: DecodeKvReads = DecodeKvReads.PER_KV_HEAD) -> list[Op]:
     """The attention kernels of one layer on one GPU for ``batch`` (prefill chunks, or decode tokens), one per kind
@@ -382,7 +406,7 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     n = np.where(padded, graph, shape.new_tokens)
     seqs = shape.sequences
     logits = np.where(padded, graph, shape.logit_rows)
-    layers = model.layers * main.ops_s(layer_token_ops(model, plan, n, seqs))
+    layers = model.layers * layer_token_s(main, model, plan, n, seqs, engine)
     pre = StepBatch(shape.prefill_seqs, shape.prefill_tokens, shape.prefill_pairs, shape.prefill_kv_tokens)
     d = np.asarray(shape.decode_seqs, float)
     dec_batch = StepBatch(d, d, shape.decode_kv_tokens, shape.decode_kv_tokens)
@@ -403,9 +427,10 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     cpu = np.maximum(np.where(padded, 0.0, kernels * engine.kernel_dispatch_s), host.overlapped_s(seqs))
     prompt = np.asarray(shape.prefill_tokens, float)
     cpu = np.maximum(cpu, host.overlapped_s(seqs, prompt))
-    return IterationTime(layers, attn, head, tp, pp, cpu, host.exposed_s(np.asarray(seqs, float), prompt), perf.name,
-                         engine.name)
+    exposed = host.exposed_s(np.asarray(seqs, float), prompt, np.asarray(shape.prefill_seqs, float))
+    return IterationTime(layers, attn, head, tp, pp, cpu, exposed, perf.name, engine.name)
 
 
 __all__ = ["DEFAULT_SAMPLING", "PLAIN_SAMPLING", "IterationTime", "Sampling", "SamplingMode", "logit_ops",
-           "sampler_host_s", "StepShape", "comm_tier", "engine_perf", "graph_batches", "pp_sends", "iteration_time", "sampler_ops"]
+           "sampler_host_s", "StepShape", "comm_tier", "engine_perf", "graph_batches", "pp_sends", "iteration_time", "sampler_ops",
+           "kv_write_s", "layer_token_s"]

@@ -34,7 +34,7 @@ from capsim.analytic.serving import (
     comm_tier,
     engine_perf,
     kernels_per_step,
-    layer_token_ops,
+    layer_token_s,
     logit_ops,
     pp_comm_s,
     pp_sends,
@@ -132,6 +132,9 @@ class StepTable:
         host = e.host_cost(plan.tp)
         self.oh0, self.oh1, self.oh2 = host.exposed  # host time the GPU waits for (per step, sequence, prompt token)
         self.ov0, self.ov1, self.ov2 = host.overlapped  # host time overlapped with the GPU
+        # Per request, exposed: handing an admitted request to the engine, and the call after a step that finished
+        # requests (engines.yaml server_calls).
+        self.admit_s, self.finish_s = host.admit_s, host.finish_s
         # The captured batch a decode-only step of b sequences replays (padded), 0 = eager; index b.
         self.graph = [e.graph_batch(b) for b in range(e.cuda_graph_max_batch + 1)]
         self.graph_max = len(self.graph) - 1
@@ -141,7 +144,7 @@ class StepTable:
         """Everything of a step that depends only on its new tokens: layers' token kernels, embedding and final
         norm, TP all-reduces and PP sends (0 for an empty step)."""
         m, p = self.model, self.plan
-        layers = self.layers * self.main.ops_s(layer_token_ops(m, p, n, 1.0))
+        layers = self.layers * layer_token_s(self.main, m, p, n, 1.0, self.engine)
         head = [o for o in head_ops(m, n, p.tp, p.dtype, logits_tokens=0.0, weight_dtype=p.weight_dtype)
                 if o.name in ("embedding", "final_norm")]
         comm = tp_comm_s(self.main, m, p, n, 0.0 * n, self.tier)
@@ -382,10 +385,11 @@ class StepTable:
 
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
-               logits: int | None = None) -> float:
+               logits: int | None = None, admitted: int | None = None) -> float:
         """One step's total seconds (equal to iteration_time(...).total_s for the same shape): the GPU's kernels
         (token kernels and LM head at the captured batch when a decode-only step replays a CUDA graph) or the host
-        work they overlap, whichever is longer, then the engine's exposed host time."""
+        work they overlap, whichever is longer, then the engine's exposed host time, with ``admitted`` requests
+        handed to the engine before it (default: every prefill sequence)."""
         rows = prefill_seqs + decode_seqs if logits is None else logits
         n = prefill_tokens + decode_seqs
         graphed = prefill_tokens == 0 and decode_seqs <= self.graph_max and self.graph[decode_seqs]
@@ -401,6 +405,7 @@ class StepTable:
         if not graphed:
             d = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
             cpu = d if d > cpu else cpu
-        return (cpu if cpu > gpu else gpu) + self.overhead_s(seqs) + self.oh2 * prefill_tokens
+        admit = self.admit_s * (prefill_seqs if admitted is None else admitted)
+        return (cpu if cpu > gpu else gpu) + self.overhead_s(seqs) + self.oh2 * prefill_tokens + admit
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

@@ -90,6 +90,10 @@ class EngineProfile:
     # the server calls once per step and that returns every running request's output (vLLM --engine-use-ray).
     server: Workers = Workers.LOCAL
     server_comm: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # transport -> host cost
+    # The server's calls to a remote engine loop that are per request, not per step: transport -> (seconds per
+    # request it adds, seconds per step after one in which requests finished), both exposed (vLLM 0.2.x-0.3.x
+    # --engine-use-ray awaits add_request.remote and abort_request.remote before the step's call).
+    server_calls: dict[str, tuple[float, float]] = field(default_factory=dict)
     cuda_graphs: bool = DEFAULTS["cuda_graphs"]
     cuda_graph_sizes: tuple[int, ...] = ()
     cuda_graph_padding: bool = DEFAULTS["cuda_graph_padding"]
@@ -129,6 +133,10 @@ class EngineProfile:
     # sampler kernels of that mode (capsim.analytic.serving.sampler_host_s); modes not listed stay generic. Key
     # "penalties" (PENALTIES_KEY): what repetition/frequency/presence penalties add to a measured mode.
     sampler_s: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The engine's own KV-cache write kernel where an operator profile timed it (engines.yaml kv_write_s): (per call
+    # s, per byte written s), one call per layer per step over the step's new tokens, replacing the generic
+    # kv_cache_write copy (capsim.analytic.serving.kv_write_s). Empty: the generic copy.
+    kv_write_s: tuple[float, ...] = ()
     # The fraction of the GPU's peak HBM bandwidth at which the release's decode attention kernel reads the KV cache
     # at the largest sizes an operator microbenchmark timed, by GPU family (a prefix of the accelerator's name);
     # decode attention never reads faster (capsim.analytic.serving.engine_perf). Empty: the calibration's.
@@ -158,6 +166,8 @@ class EngineProfile:
                     f"use {', '.join(SAMPLER_MODES)} or {PENALTIES_KEY}")
             require(len(terms) == 2 and min(terms) >= 0, f"engine.sampler_s.{mode}",
                     f"must be [per_call_s, per_logit_s] >= 0, got {terms}")
+        require(not self.kv_write_s or (len(self.kv_write_s) == 2 and min(self.kv_write_s) >= 0), "engine.kv_write_s",
+                f"must be [per_call_s, per_byte_s] >= 0, got {list(self.kv_write_s)}")
         require(all(isinstance(g, int) and g >= 1 for g in self.decode_kv_groups), "engine.decode_kv_groups",
                 f"must be whole numbers >= 1, got {list(self.decode_kv_groups)}")
         for family, frac in self.decode_kv_read_fraction.items():
@@ -178,6 +188,9 @@ class EngineProfile:
                     f"must be a positive whole number or null, got {value!r}")
         require(self.backend in (None, "pytorch", "tensorrt"), "engine.backend",
                 f"must be 'pytorch', 'tensorrt' or null, got {self.backend!r}")
+        for transport, terms in self.server_calls.items():
+            require(len(terms) == 2 and min(terms) >= 0, f"engine.server_calls.{transport}",
+                    f"must be [per_request_added_s, per_finishing_step_s] >= 0, got {list(terms)}")
         require(self.server is Workers.LOCAL or self.server.value in self.server_comm, "engine.server",
                 f"no server_comm cost for the {self.server.value} transport", "add it to server_comm, with its source")
         require(not self.cuda_graphs or bool(self.cuda_graph_sizes), "engine.cuda_graph_sizes",
@@ -201,14 +214,17 @@ class EngineProfile:
         if tier is not None or per is not None:
             phases["workers"] = tuple((tier[i] if tier else 0.0) + (tp * per[i] if per else 0.0)
                                       for i in range(3))  # type: ignore[assignment]
+        admit = finish = 0.0
         if self.server is not Workers.LOCAL:
             phases["server"] = self.server_comm[self.server.value]
+            admit, finish = self.server_calls.get(self.server.value, (0.0, 0.0))
         hidden = set() if self.host_shares_device else set(PHASES) if "all" in self.overlapped \
             else set(self.overlapped)
         exp = [v for k, v in phases.items() if k not in hidden]
         ovl = [v for k, v in phases.items() if k in hidden]
         return HostCost(tuple(sum(v[i] for v in exp) for i in range(3)),  # type: ignore[arg-type]
-                        tuple(sum(v[i] for v in ovl) for i in range(3)))  # type: ignore[arg-type]
+                        tuple(sum(v[i] for v in ovl) for i in range(3)),  # type: ignore[arg-type]
+                        admit_s=admit, finish_s=finish)
 
     def graph_batch(self, seqs: int) -> int:
         """The captured batch a decode-only step of ``seqs`` sequences replays (padded up when the engine pads),
@@ -262,7 +278,7 @@ class EngineProfile:
                    cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped),
                    gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value,
                    decode_kv_reads=self.decode_kv_reads.value, kv_reservation=self.kv_reservation.value,
-                   decode_kv_groups=list(self.decode_kv_groups))
+                   decode_kv_groups=list(self.decode_kv_groups), kv_write_s=list(self.kv_write_s))
         return out
 
 
@@ -280,10 +296,12 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
                 f"use tp1, tp2+ or {PER_WORKER}")
     entry["overlapped"] = tuple(entry.get("overlapped", ()))
     entry["sampler_s"] = {str(k): tuple(float(x) for x in v) for k, v in entry.get("sampler_s", {}).items()}
+    entry["kv_write_s"] = tuple(float(x) for x in entry.get("kv_write_s") or ())
     entry["decode_kv_read_fraction"] = {str(k): float(v) for k, v in (entry.get("decode_kv_read_fraction") or {}).items()}
     entry["workers"] = Workers(entry.get("workers", DEFAULTS["workers"]))
     entry["server"] = Workers(entry.get("server", DEFAULTS["workers"]))
     entry["server_comm"] = {t: _phase(v) for t, v in entry.get("server_comm", {}).items()}
+    entry["server_calls"] = {str(t): tuple(float(x) for x in v) for t, v in (entry.get("server_calls") or {}).items()}
     if entry.get("workers_tp") is not None:
         entry["workers_tp"] = Workers(entry["workers_tp"])
     entry["cuda_graph_sizes"] = _sizes(entry.get("cuda_graph_sizes", []))

@@ -95,13 +95,17 @@ def parse_version(text: str, field_name: str = "engine_version") -> tuple[int, .
 class HostCost:
     """Host seconds per step for a step of ``seqs`` sequences computing ``prompt`` prompt tokens: exposed (the GPU
     waits for it) and overlapped (it runs while the GPU computes, so a step takes at least that long), each
-    intercept + per-sequence + per-prompt-token."""
+    intercept + per-sequence + per-prompt-token. Per request, not per step: ``admit_s`` for each request the step
+    admits (exposed: the server hands it to the engine before the step), ``finish_s`` once after a step in which
+    any request finished (exposed: the server tells the engine before the next step)."""
 
     exposed: tuple[float, float, float] = (0.0, 0.0, 0.0)
     overlapped: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    admit_s: float = 0.0
+    finish_s: float = 0.0
 
-    def exposed_s(self, seqs: Any, prompt: Any = 0.0) -> Any:
-        return self.exposed[0] + self.exposed[1] * seqs + self.exposed[2] * prompt
+    def exposed_s(self, seqs: Any, prompt: Any = 0.0, admitted: Any = 0.0) -> Any:
+        return self.exposed[0] + self.exposed[1] * seqs + self.exposed[2] * prompt + self.admit_s * admitted
 
     def overlapped_s(self, seqs: Any, prompt: Any = 0.0) -> Any:
         return self.overlapped[0] + self.overlapped[1] * seqs + self.overlapped[2] * prompt

@@ -57,20 +57,23 @@ def run_events(rep: Replica) -> Generator[Any, Any, None]:
             dt, b = rep.begin_step(step[1], step[2])
             yield env.timeout(dt)
             rep.clock = env.now
-            rep.end_step(step[1], b, dt)
+            after = rep.end_step(step[1], b, dt)
         elif rep.cfg.fast:
-            yield from interruptible_run(rep)
+            after = yield from interruptible_run(rep)
         else:  # the reference: one decode step, priced on its own
             t0, b = env.now, len(kv.ids)
             rep.timeline += (t0, b, len(rep.prefilling), len(rep.waiting), kv.used)
             dur = rep.table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
             yield env.timeout(dur)
             rep.clock = env.now
-            rep.close_run(t0, 1, b, [(0, 1, dur, 0.0)], dur)
+            after = rep.close_run(t0, 1, b, [(0, 1, dur, 0.0)], dur)
+        if after:  # the engine's host work after a step that finished requests
+            yield env.timeout(after)
 
 
-def interruptible_run(rep: Replica) -> Generator[Any, Any, None]:
-    """A decode run that a request submitted while it runs can cut at the end of the step in progress."""
+def interruptible_run(rep: Replica) -> Generator[Any, Any, float]:
+    """A decode run that a request submitted while it runs can cut at the end of the step in progress; returns
+    the host seconds after it (Replica.close_run)."""
     env = rep.env
     t0 = env.now
     k, b, pieces, dur = rep.plan_run(t0)
@@ -84,7 +87,7 @@ def interruptible_run(rep: Replica) -> Generator[Any, Any, None]:
     else:
         yield env.timeout(dur)
     rep.clock = env.now
-    rep.close_run(t0, k, b, pieces, dur)
+    return rep.close_run(t0, k, b, pieces, dur)
 
 
 def run_ahead(rep: Replica) -> Generator[Any, Any, None]:
@@ -117,12 +120,12 @@ def run_alone(rep: Replica) -> None:
         if step[0] != "decode":
             dt, b = begin_step(step[1], step[2])
             rep.clock += dt
-            end_step(step[1], b, dt)
+            rep.clock += end_step(step[1], b, dt)
         else:
             t0 = rep.clock
             k, b, pieces, dur = plan_run(t0)
-            close_run(t0, k, b, pieces, dur)
             rep.clock = t0 + dur
+            rep.clock += close_run(t0, k, b, pieces, dur)
 
 
 def run_static(rep: Replica) -> Generator[Any, Any, None]:

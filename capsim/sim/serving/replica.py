@@ -65,6 +65,9 @@ class Replica(Scheduler):
         self.inext = 0
         self.pushed = True  # whether requests may also be submitted while it runs (then runs are interruptible)
         self.clock = 0.0  # the replica's time: SimPy's, or ahead of it while the replica runs on its own
+        # Exposed host seconds after a step in which requests finished (the server's call that tells the engine;
+        # engines.yaml server_calls): the drivers advance the clock by what close_run / end_step return.
+        self.finish_s = table.finish_s
         # The policy and role as booleans: read on every step, where an Enum attribute lookup costs more.
         self.sarathi = cfg.policy is SchedulerKind.SARATHI
         self.decode_only = cfg.role is Role.DECODE
@@ -155,25 +158,28 @@ class Replica(Scheduler):
                 return cut[0], b, pieces, cut[1]
         return k, b, pieces, dur
 
-    def close_run(self, t0: float, k: int, b: int, pieces: list[Piece], dur: float) -> None:
+    def close_run(self, t0: float, k: int, b: int, pieces: list[Piece], dur: float) -> float:
         """Book a decode run of k steps of b sequences that started at t0: inter-token gaps, busy time, finishes,
-        blocks."""
+        blocks. Returns the host seconds the engine spends after the run before its next step (finish_s when a
+        request finished, else 0)."""
         rec = self.rec
         rec.run_gaps(pieces, k, b)
         rec.busy_s += dur
         self._decode_emitted(t0 + pieces[0][2], b)  # step 0 takes the first piece's a (+ b x 0)
         end = t0 + dur
         done = self.kv.advance(k)
+        self.last_decode_end = end
         if done:
             self.finish_all(done, end)
-        self.last_decode_end = end
+            return self._after_finish()
+        return 0.0
 
     # --- steps -------------------------------------------------------------------------------------
     def begin_step(self, chunks: list[tuple[int, int]], with_decode: bool) -> tuple[float, int]:
         """Start a step computing prompt chunks (and, under Sarathi, one token of every decoding sequence):
         (its seconds, the decoding sequences in it)."""
         kv, done, todo = self.kv, self.req.done, self.req.todo
-        tokens = pairs = kv_read = completing = 0
+        tokens = pairs = kv_read = completing = admitted = 0
         # Padded whole-prompt batches run every prompt at the batch's longest (vLLM 0.2.3 model_runner.py
         # _prepare_prompt L94-106, _make_tensor_with_pad; attention.py: xformers BlockDiagonalCausalMask over
         # [seq_len] * batch_size): GEMMs and causal attention over the padded rows.
@@ -181,13 +187,15 @@ class Replica(Scheduler):
         for rid, q in chunks:
             c = done[rid]
             completing += c + q == todo[rid]
+            admitted += c == 0  # its first chunk: the server handed it to the engine before this step
             q = q if q >= pad else pad  # max(q, pad) without a call
             tokens += q
             pairs += q * c + q * (q + 1) // 2
             kv_read += c + q
         b = len(kv.ids) if with_decode else 0
         dkv = kv.context_sum() + b if b else 0
-        dt = self.table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing)
+        dt = self.table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing,
+                               admitted)
         if b:
             kv.used += kv.demand(0)
         self.timeline += (self.clock, len(kv.ids), len(self.prefilling), len(self.waiting), kv.used)
@@ -195,24 +203,33 @@ class Replica(Scheduler):
             self.rec.spill()
         return dt, b
 
-    def end_step(self, chunks: list[tuple[int, int]], b: int, dt: float) -> None:
-        """Book a step that ends at the replica's clock: decode tokens, finishes, completed prompts."""
+    def end_step(self, chunks: list[tuple[int, int]], b: int, dt: float) -> float:
+        """Book a step that ends at the replica's clock: decode tokens, finishes, completed prompts. Returns the
+        host seconds the engine spends after it before its next step (as close_run)."""
         self.rec.busy_s += dt
+        ended = False
         if b:
             self._decode_emitted(self.clock, b)
             finished = self.kv.advance(1, False)
             if finished:
                 self.finish_all(finished, self.clock)
+                ended = True
             self.last_decode_end = self.clock
         done, todo = self.req.done, self.req.todo
         for rid, q in chunks:
             done[rid] += q
             if done[rid] == todo[rid]:
                 self.prefilling.remove(rid)
-                self._prompt_done(rid)
+                ended = self._prompt_done(rid) or ended
+        return self._after_finish() if ended else 0.0
 
-    def _prompt_done(self, rid: int) -> None:
-        """A prompt is in the cache: its next token is emitted; it decodes here, moves, or is finished."""
+    def _after_finish(self) -> float:
+        """The engine's host seconds after a step that finished requests (booked busy), or 0."""
+        self.rec.busy_s += self.finish_s
+        return self.finish_s
+
+    def _prompt_done(self, rid: int) -> bool:
+        """A prompt is in the cache: its next token is emitted; it decodes here, moves, or is finished (True)."""
         req, now = self.req, self.clock
         req.gen[rid] += 1
         req.last_emit_s[rid] = now
@@ -224,10 +241,11 @@ class Replica(Scheduler):
             self.kv.release(rid, req.todo[rid])
             if req.gen[rid] >= req.output[rid]:
                 self.finish_all([rid], now)
-            else:
-                self.handoff.transfer(rid)
-            return
+                return True
+            self.handoff.transfer(rid)
+            return False
         self._join(rid)
+        return False
 
     def _join(self, rid: int) -> None:
         self.kv.join(rid)
