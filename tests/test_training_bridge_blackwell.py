@@ -48,25 +48,29 @@ _MOE = ("Qwen3 MoE too fast: 128-expert grouped GEMMs (k = 768 / 1536) priced at
         "format, the flex dispatch at DeepEP's H100 kernel costs (the rows carry no --moe-flex-dispatcher-backend, so "
         "Megatron-Core's default deepep, where several recipes name hybridep) and the all-to-all at NCCL bandwidths, "
         "CUDA graphs not priced (as the Qwen3 rows of "
-        "training_bridge.csv, 3-209% too fast); the host's kernel issue time at the cited launch costs "
-        "(capsim.analytic.training.host: one GEMM and one quantize per local expert) stays under each pass's GPU "
-        "time here; the misses grow with the local experts per GPU (16 at EP 8: about 1-10 ms per layer and micro-batch; "
+        "training_bridge.csv, 2-209% too fast; the recipes graph moe_router and moe_preprocess, GB200 attn too: "
+        "pricing those ops' host time at zero moves these rows by at most +0.8 points); the host's kernel issue "
+        "time at the cited launch costs (capsim.analytic.training.host: one GEMM and one quantize per local expert, "
+        "the forward from one dispatcher host wait to the next issued onto an empty GPU queue) adds at most 0.3 ms "
+        "per layer and micro-batch here; the misses grow with the local experts per GPU (16 at EP 8: about 1-10 ms per layer and micro-batch; "
         "4 at EP 32: 0-1.6 ms)")
-_MBS1 = ("at the table's micro-batch 1 on 8 B200 capsim prices the step nearly as fast as at micro-batch 4 (30789 vs "
-         "36995 tokens/s/GPU) while the page's figure is 2.8x lower than its micro-batch-4 rows; ")
+_MBS1 = ("at the table's micro-batch 1 on 8 B200 the page's figure is 2.8x lower than its micro-batch-4 rows: about "
+         "9.2 ms per layer and micro-batch against capsim's 3.5 ms (GPU 2.2, all-to-all 0.9, host wait 0.3: the "
+         "experts' per-expert launches exposed after the dispatcher's host wait took these rows from +182/+171% to "
+         "+158/+148%); no published host figure for TE 2.9's unfused MXFP8 GroupedLinear explains the rest; ")
 _B300_235B = ("the page's 26.02 / 26.02.01 B300 figures at micro-batch 1, PP 8 VP 4 (2691, 2644) are 45% below 26.04's "
               "micro-batch-2 row (4865); ")
 MISSES.update({
-    54: "+34.3%: " + _MOE, 55: "+16.3%: BF16 " + _MOE,
-    59: "+22.4%: " + _MOE, 67: "+21.0%: " + _MOE,
-    74: "+22.6%: " + _MOE,
-    79: "+22.1%: " + _MOE,
-    81: "+22.2%: " + _MOE,
-    56: "+182.0%: " + _MBS1 + _MOE, 61: "+170.6%: " + _MBS1 + _MOE,
+    54: "+34.2%: " + _MOE, 55: "+16.1%: BF16 " + _MOE,
+    59: "+22.2%: " + _MOE, 67: "+20.9%: " + _MOE,
+    74: "+22.5%: " + _MOE,
+    79: "+22.0%: " + _MOE,
+    81: "+22.1%: " + _MOE,
+    56: "+158.4%: " + _MBS1 + _MOE, 61: "+148.0%: " + _MBS1 + _MOE,
     57: "+115.6%: Qwen3-235B on 64 B200, alltoall with the a2a overlap (ep_comm 0.13 s of a 9.3 s step); " + _MOE,
-    65: "+49.2%: Qwen3-235B on 256 B200, alltoall; " + _MOE, 87: "+50.3%: Qwen3-235B on 256 B200, alltoall; " + _MOE,
+    65: "+49.0%: Qwen3-235B on 256 B200, alltoall; " + _MOE, 87: "+50.1%: Qwen3-235B on 256 B200, alltoall; " + _MOE,
     64: "+177.3%: " + _B300_235B + "the a2a overlapped (ep_comm 0.13 s of a 17.5 s step); " + _MOE,
-    72: "+125.3%: " + _B300_235B + _MOE,
+    72: "+125.0%: " + _B300_235B + _MOE,
 })
 _MFSDP = ("Megatron-FSDP (ZeRO-3 over the 64 GPUs of one NVLink domain, gathers one layer ahead: 0.02 s exposed) with "
           "CPU activation offloading (its copies priced hidden behind the layers' compute over NVLink-C2C): the step "
@@ -166,8 +170,8 @@ def test_blackwell_row_within_15_pct(i, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (ROWS[i]["model"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| over the 100 rows 11.4% (both rules): the Qwen3 MoE rows "
-                                       "are -4.5 to +182% and the GB200 Llama rows 7.4-37.1%; the GB300 Llama rows "
+@pytest.mark.xfail(strict=True, reason="median |error| over the 100 rows 11.3% (both rules): the Qwen3 MoE rows "
+                                       "are -4.5 to +177% and the GB200 Llama rows 7.4-37.1%; the GB300 Llama rows "
                                        "are within -11.4 to +17.7%")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
 def test_blackwell_median_within_8_pct(kind):

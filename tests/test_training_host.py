@@ -13,6 +13,7 @@ from capsim.analytic.training.compute import micro_batch_times
 from capsim.calibration import load_calibration
 
 PERF = load_calibration("H100-SXM5-80GB").perf()
+B200 = load_calibration("B200").perf()
 QWEN = get_model("qwen3-30b-a3b")  # 128 experts: 16 per GPU at EP 8
 LLAMA = get_model("llama-3-8b")
 
@@ -77,3 +78,67 @@ def test_host_floor_binds_where_the_gpu_work_is_tiny():
     big = Layouts.build(LLAMA, dp=8, global_batch=8, seq_len=8192)  # a dense layer at 8k tokens: GPU-bound
     t = micro_batch_times(LLAMA, big, Precision.preset("bf16"), PERF)
     assert np.all(stages.host_wait_s(t, 0.0, 0.0) == 0.0)
+
+
+# The forward's host wait (host.SyncPoint): from one wait to the next, kernels issued onto an empty GPU queue.
+def test_an_issued_run_is_not_max_of_host_and_gpu():
+    host_first = host.Issue(10.0, 10.0, 0.0)  # a kernel the host needs 10 to issue and the GPU runs instantly
+    gpu_after = host.Issue(10.0, 0.0, 10.0)  # then one free to issue that runs 10 on the GPU
+    run = host_first.then(gpu_after)
+    assert (run.span_s, run.host_s, run.gpu_s) == (20.0, 10.0, 10.0)  # serial: the GPU idles while the host issues
+    assert gpu_after.then(host_first).span_s == 10.0  # the other order overlaps fully
+    a, b, c = host.Issue(3.0, 1.0, 2.0), host.Issue(5.0, 4.0, 1.0), host.Issue(2.0, 0.5, 1.5)
+    assert a.then(b).then(c) == a.then(b.then(c))  # associative: runs compose block by block
+
+
+def test_moe_runs_partition_the_forward_and_dense_layers_have_none():
+    lay = Layouts.build(QWEN, dp=8, ep=8, etp=1, global_batch=8, seq_len=4096)
+    mx = Precision.preset("mxfp8")
+    t = micro_batch_times(QWEN, lay, mx, B200, fp8_padding=True)
+    pre, experts, post = t.runs()
+    assert float(pre.host_s[0] + experts.host_s[0] + post.host_s[0]) == pytest.approx(float(t.host_fwd_s[0]))
+    assert float(pre.gpu_s[0] + experts.gpu_s[0] + post.gpu_s[0]) == pytest.approx(float(t.layer_fwd_s[0]))
+    assert float(experts.host_s[0]) > float(post.host_s[0])  # 16 experts' GEMMs and casts dominate the issuing
+    dense = micro_batch_times(LLAMA, Layouts.build(LLAMA, dp=8, global_batch=8, seq_len=4096), mx, B200)
+    assert all(float(r.span_s[0]) == 0.0 for r in dense.runs())
+
+
+def test_the_forward_wait_exposes_the_experts_issue_before_the_attention():
+    lay = Layouts.build(QWEN, dp=8, ep=8, etp=1, global_batch=8, seq_len=4096)
+    t = micro_batch_times(QWEN, lay, Precision.preset("mxfp8"), B200, fp8_padding=True)
+    ep = 0.4e-3
+    old = stages.host_wait_s(t, ep, ep)[0]
+    before = stages.host_wait_s(t, ep, ep, host.SyncPoint.BEFORE_DISPATCH)[0]
+    assert before > old  # the experts' issuing can no longer hide behind the next layer's attention
+    half = ep / 2.0
+    span = host.synced_pass_s(*t.runs(), half, half, host.SyncPoint.BEFORE_DISPATCH)[0]
+    assert span >= max(t.host_fwd_s[0] + 2 * host.EAGER_OP_S, t.layer_fwd_s[0] + ep)
+    assert before == pytest.approx(span - t.layer_fwd_s[0] - ep + max(t.host_bwd_s[0] - t.layer_bwd_s[0] - ep, 0))
+
+
+def test_sync_point_follows_the_dispatcher():
+    from dataclasses import replace
+
+    from capsim.analytic.training.framework import get_framework
+    from capsim.analytic.training.release import MoeDispatcher
+
+    fw = get_framework("megatron-bridge-25.11")
+    assert stages.sync_point(replace(fw, moe_dispatcher=MoeDispatcher.ALLTOALL)) is host.SyncPoint.BEFORE_DISPATCH
+    assert stages.sync_point(replace(fw, moe_dispatcher=MoeDispatcher.FLEX)) is host.SyncPoint.BEFORE_DISPATCH
+    assert stages.sync_point(replace(fw, moe_dispatcher=MoeDispatcher.ALLGATHER)) is host.SyncPoint.AFTER_DISPATCH
+    assert stages.sync_point(replace(fw, overlap_moe_a2a=True)) is None
+
+
+def test_the_event_simulation_prices_the_same_host_waits_as_the_analytic_step():
+    from capsim import TrainPlan, get_accelerator
+    from capsim.analytic.training import step_time
+    from capsim.sim.train_step import pipeline_inputs
+    from capsim.specs.hardware import Cluster
+
+    cluster = Cluster(get_accelerator("B200"), 8, 8)
+    plan = TrainPlan(dp=8, ep=8, etp=1, micro_batch=1, global_batch=16, seq_len=4096,
+                     precision=Precision.preset("mxfp8"))
+    fw = "megatron-bridge-25.11"
+    analytic = step_time(QWEN, plan, cluster, B200, framework=fw)
+    simulated = pipeline_inputs(QWEN, plan, cluster, B200, framework=fw).simulate()
+    assert analytic.step_s == pytest.approx(simulated.step_s, rel=0.01)

@@ -60,7 +60,10 @@ def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
     ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw) if moe else (0.0, 0.0)
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_selective_s], 0.0)
-    out = {"layer_f": t.layer_fwd_s + tp_f + cp_f + ep_f, "layer_b": t.layer_bwd_s + rec + tp_b + cp_b + ep_b,
+    # the host's issue time beyond the GPU's, as the analytic model prices it (stages.host_waits_s)
+    wait_f, wait_b = stages.host_waits_s(t, ep_f, ep_b, stages.sync_point(fw) if moe and model.is_moe else None)
+    out = {"layer_f": t.layer_fwd_s + tp_f + cp_f + ep_f + wait_f,
+           "layer_b": t.layer_bwd_s + rec + tp_b + cp_b + ep_b + wait_b,
            "layer_bwd": t.layer_bwd_s, "layer_fwd": t.layer_fwd_s, "embed_f": t.embed_fwd_s + tp_embed,
            "embed_b": t.embed_bwd_s, "head_f": t.head_fwd_s + tp_head_f, "head_b": t.head_bwd_s + tp_head_b,
            "hop": comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)}

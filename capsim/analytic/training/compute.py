@@ -69,10 +69,27 @@ class MicroBatchTimes:
     experts_bwd_s: np.ndarray  # its backward (data and weight gradients); 0 in a dense layer
     host_fwd_s: np.ndarray  # host time to issue the layer's forward kernels (capsim.analytic.training.host)
     host_bwd_s: np.ndarray  # and its backward's
+    # an MoE layer's forward runs between its host wait's collectives (host.moe_runs; zeros in a dense layer):
+    # the permute before the dispatch, the experts between dispatch and combine, and the rest up to the next wait
+    pre_span_s: np.ndarray
+    pre_host_s: np.ndarray
+    pre_gpu_s: np.ndarray
+    experts_span_s: np.ndarray
+    experts_host_s: np.ndarray
+    experts_gpu_s: np.ndarray
+    post_span_s: np.ndarray
+    post_host_s: np.ndarray
+    post_gpu_s: np.ndarray
     embed_fwd_s: np.ndarray  # embedding lookup (first stage)
     embed_bwd_s: np.ndarray
     head_fwd_s: np.ndarray  # final norm, LM head and loss (last stage)
     head_bwd_s: np.ndarray
+
+    def runs(self) -> tuple[host.Issue, host.Issue, host.Issue]:
+        """The MoE forward's (pre, experts, post) runs (``host.moe_runs``)."""
+        pre, experts, post = (host.Issue(getattr(self, f"{r}_span_s"), getattr(self, f"{r}_host_s"),
+                                         getattr(self, f"{r}_gpu_s")) for r in ("pre", "experts", "post"))
+        return pre, experts, post
 
     def take(self, index: np.ndarray) -> MicroBatchTimes:
         return MicroBatchTimes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
@@ -235,7 +252,10 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
                                 recompute.block_share(model, sac))
     experts_f, experts_b = _experts_node_s(model, plain, lay, precision, perf, moe_share, pad, norm)
     zero = np.zeros(len(lay))
-    return {"layer_fwd_s": layer_fwd_s, "layer_bwd_s": _sum(perf, bwd, lay, precision),
+    runs = host.moe_runs(fwd, fwd_s, precision) or (host.EMPTY,) * 3
+    synced = {f"{name}_{part}_s": zero + getattr(run, f"{part}_s")
+              for name, run in zip(("pre", "experts", "post"), runs, strict=True) for part in ("span", "host", "gpu")}
+    return {**synced, "layer_fwd_s": layer_fwd_s, "layer_bwd_s": _sum(perf, bwd, lay, precision),
             "host_fwd_s": zero + host.host_s(fwd, precision), "host_bwd_s": zero + host.host_s(bwd, precision),
             "experts_fwd_s": experts_f, "experts_bwd_s": experts_b,
             "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS), "layer_selective_s": replay,

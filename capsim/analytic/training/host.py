@@ -23,11 +23,33 @@ cast-transpose (``multi_tensor_quantize_impl``, transformer_engine/pytorch/csrc/
 model's fc2 bias is a scale and an add per expert (``capsim.analytic.moe._expert_bias``). The experts'
 activation runs once on the concatenated rows (one kernel). CUDA graphs, which some recipes set on parts of a layer,
 are not priced (capsim prices no training CUDA graphs), so the floor is an upper bound on the host time there.
+
+The forward of an MoE layer waits for the GPU once (every dropless Megatron-Core dispatcher needs the routed counts on
+the host: TEGroupedMLP.forward takes ``tokens_per_expert.tolist()`` as GroupedLinear's split sizes,
+megatron/core/transformer/moe/experts.py L879, NVIDIA/Megatron-LM@0d8e0714). Where the wait falls is the
+dispatcher's (``SyncPoint``): the all-to-all dispatcher copies the counts to the host on a side stream after the
+router and blocks on that copy's event just before the token all-to-all (token_dispatcher.py L572 sets
+``cuda_sync_point = "before_ep_alltoall"`` when ep or tp > 1, L671 calls ``_maybe_dtoh_and_synchronize`` before
+``all_to_all`` at L674, L907 ``self.d2h_event.synchronize()``; "before_finish", still before the experts, without
+EP); DeepEP's dispatch spins on the host for the received counts between its layout exchange and the token copy
+(fused_a2a.py L103-104: "the CPU will wait for GPU's signal to arrive"), HybridEP reads the dispatched size from a
+GPU tensor when none is given, "which causes a D2H synchronization" (fused_a2a.py L485-489; dropless training gives
+none); the all-gather dispatcher calls ``.cpu()`` on the counts after its all-gather (token_dispatcher.py
+``MoEAllGatherTokenDispatcher.dispatch_postprocess``); torchtitan's ``ExpertParallel._token_dispatch`` copies the
+output splits with ``non_blocking=False`` before its all-to-all ("NOTE: this would incur a device-to-host sync",
+torchtitan/distributed/expert_parallel.py, pytorch/torchtitan@31f33c14). After such a wait the GPU queue is empty, so the host cannot
+build a lead across it: from the wait to the next one the layer runs as a list of kernels issued in order onto an
+empty queue, kernel i starting once the host has issued it and the GPU has finished kernel i-1, which takes
+max over i of (host time to issue kernels 1..i + GPU time of kernels i..n) (``Issue``; the classic bound of a
+two-stage pipeline), not max(host, GPU). The backward has no such wait (its split sizes are the forward's host
+lists), so it keeps one max per pass. Not priced: the wake-up latency of the wait itself (no published figure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -67,9 +89,90 @@ def host_s(ops: Iterable[Op], precision: Precision) -> Num:
     """Host seconds to issue ``ops`` (one layer's pass)."""
     out: Num = 0.0
     for op in ops:
-        each = GEMM_LAUNCH_S if op.kind is OpKind.GEMM else EAGER_OP_S
-        out = out + launches(op, precision) * each
+        out = out + op_host_s(op, precision)
     return out
 
 
-__all__ = ["EAGER_OP_S", "GEMM_LAUNCH_S", "host_s", "launches"]
+def op_host_s(op: Op, precision: Precision) -> Num:
+    """Host seconds to issue one op's kernels."""
+    return launches(op, precision) * (GEMM_LAUNCH_S if op.kind is OpKind.GEMM else EAGER_OP_S)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A run of kernels issued in order onto a GPU queue that starts empty: ``span_s`` from the first issue to the
+    last kernel's end (max over i of issue time of 1..i + GPU time of i..n), ``host_s`` the issuing alone,
+    ``gpu_s`` the kernels alone (arrays over layouts)."""
+
+    span_s: Num
+    host_s: Num
+    gpu_s: Num
+
+    def then(self, other: Issue) -> Issue:
+        """This run followed by ``other`` (the bound composes: associative, so runs can be built block by block)."""
+        return Issue(np.maximum(self.span_s + other.gpu_s, self.host_s + other.span_s),
+                     self.host_s + other.host_s, self.gpu_s + other.gpu_s)
+
+
+EMPTY = Issue(0.0, 0.0, 0.0)
+
+
+def issue(ops: Sequence[Op], gpu_s: Sequence[Num], precision: Precision) -> Issue:
+    """``ops`` (with their GPU seconds) issued in order."""
+    out = EMPTY
+    for op, g in zip(ops, gpu_s, strict=True):
+        h = op_host_s(op, precision)
+        out = out.then(Issue(h + g, h, g))
+    return out
+
+
+def collective(gpu_s: Num) -> Issue:
+    """One collective launch (an NCCL kernel: ``EAGER_OP_S`` of host time, like any other kernel) and its time."""
+    return Issue(EAGER_OP_S + np.asarray(gpu_s, float), EAGER_OP_S, np.asarray(gpu_s, float))
+
+
+class SyncPoint(StrEnum):
+    """Where a dispatcher's host wait falls in an MoE layer's forward (module docstring)."""
+
+    BEFORE_DISPATCH = "before_dispatch"  # all-to-all (cuda_sync_point before_ep_alltoall), DeepEP, HybridEP
+    AFTER_DISPATCH = "after_dispatch"  # the all-gather dispatcher's .cpu() after its all-gather
+
+
+# The MoE forward's three runs between its collectives, in the op list's order (capsim.analytic.moe.moe_ops):
+# PRE the permute (before the dispatch), EXPERTS the sort, experts, their FP8 padding and bias, the unsort (between
+# dispatch and combine), POST the unpermute, shared experts and the next layer's attention, router and top-k.
+_EXPERT_BLOCK_EXTRA = frozenset({"moe_fp8_pad", "moe_fp8_unpad"})
+
+
+def moe_runs(ops: Sequence[Op], gpu_s: Sequence[Num], precision: Precision) -> tuple[Issue, Issue, Issue] | None:
+    """(pre, experts, post) runs of an MoE layer's forward op list, or None without a dispatcher's permute."""
+    names = [op.name.split(".")[0] for op in ops]
+    if "moe_permute" not in names:
+        return None
+    perm = names.index("moe_permute")
+    sorts = [i for i, n in enumerate(names) if n == "moe_sort"]
+    first, last = sorts[0], sorts[-1]
+    extra = [i for i, n in enumerate(names) if n.startswith(tuple(_EXPERT_BLOCK_EXTRA))]
+    pre = list(range(perm, first))
+    experts = list(range(first, last + 1)) + extra
+    post = [i for i in range(last + 1, len(ops)) if i not in extra] + list(range(perm))
+
+    def run(idx: list[int]) -> Issue:
+        return issue([ops[i] for i in idx], [gpu_s[i] for i in idx], precision)
+
+    return run(pre), run(experts), run(post)
+
+
+def synced_pass_s(pre: Issue, experts: Issue, post: Issue, dispatch_s: Num, combine_s: Num, point: SyncPoint) -> Num:
+    """Seconds of one MoE layer's forward from one host wait to the next (module docstring): the runs and the two
+    collectives issued in order after the wait, on an empty GPU queue."""
+    d, c = collective(dispatch_s), collective(combine_s)
+    chain = (pre, d, experts, c, post) if point is SyncPoint.BEFORE_DISPATCH else (experts, c, post, pre, d)
+    out = EMPTY
+    for run in chain:
+        out = out.then(run)
+    return out.span_s
+
+
+__all__ = ["EAGER_OP_S", "EMPTY", "GEMM_LAUNCH_S", "Issue", "SyncPoint", "collective", "host_s", "issue", "launches",
+           "moe_runs", "op_host_s", "synced_pass_s"]

@@ -14,10 +14,10 @@ import numpy as np
 from capsim.analytic import fp8
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.params import layer_params_by_kind, param_counts
-from capsim.analytic.training import comms
+from capsim.analytic.training import comms, host
 from capsim.analytic.training.compute import MicroBatchTimes, distinct, micro_batch_times
 from capsim.analytic.training.framework import Framework
-from capsim.analytic.training.release import CpRotate
+from capsim.analytic.training.release import CpRotate, MoeDispatcher
 from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
 from capsim.specs.model import ModelSpec
@@ -192,13 +192,38 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     return {k: v[inverse] for k, v in out.items()}
 
 
-def host_wait_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object) -> np.ndarray:
-    """Seconds one layer's GPU waits for the host per micro-batch: each pass's host issue time
+def host_waits_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object, point: host.SyncPoint | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, backward) seconds one layer's GPU waits for the host per micro-batch: each pass's host issue time
     (``capsim.analytic.training.host``) beyond its GPU time, compute and the EP communication on its streams.
-    Not floored: a recomputation's replay, and the EP A2A overlap schedule's pairing of two micro-batches' passes
-    (each pass is compared with its own GPU time)."""
-    return (np.maximum(t.host_fwd_s - t.layer_fwd_s - ep_fwd, 0.0)
-            + np.maximum(t.host_bwd_s - t.layer_bwd_s - ep_bwd, 0.0))
+    ``point``: where the release's MoE dispatcher makes the host wait for the GPU in the forward (``sync_point``);
+    the forward then runs from one wait to the next as kernels issued onto an empty queue (``host.synced_pass_s``,
+    the EP forward time split evenly between the dispatch and the combine). Not floored: a recomputation's replay,
+    and the EP A2A overlap schedule's pairing of two micro-batches' passes (each pass is compared with its own GPU
+    time)."""
+    gpu_f = t.layer_fwd_s + ep_fwd
+    fwd = t.host_fwd_s - gpu_f
+    if point is not None:
+        half = np.asarray(ep_fwd, float) / 2.0
+        fwd = np.maximum(fwd, host.synced_pass_s(*t.runs(), half, half, point) - gpu_f)
+    return np.maximum(fwd, 0.0), np.maximum(t.host_bwd_s - t.layer_bwd_s - ep_bwd, 0.0)
+
+
+def host_wait_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object, point: host.SyncPoint | None = None
+                ) -> np.ndarray:
+    """Both passes' host waits of one layer and micro-batch (``host_waits_s``)."""
+    fwd, bwd = host_waits_s(t, ep_fwd, ep_bwd, point)
+    return fwd + bwd
+
+
+def sync_point(fw: Framework) -> host.SyncPoint | None:
+    """Where ``fw``'s MoE dispatcher waits for the GPU in the forward (``host.SyncPoint``); None under the EP A2A
+    overlap schedule, whose two interleaved micro-batches capsim prices with its own pairing (comms.ep_layer_s)."""
+    if fw.overlap_moe_a2a:
+        return None
+    if fw.moe_dispatcher is MoeDispatcher.ALLGATHER:
+        return host.SyncPoint.AFTER_DISPATCH
+    return host.SyncPoint.BEFORE_DISPATCH
 
 
 def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
@@ -216,7 +241,7 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t, fw))  # the same attention in both kinds
     ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw)  # one MoE layer
     ep_layer = ep_f + ep_b
-    waits = (host_wait_s(t, ep_f, ep_b), host_wait_s(times.dense, 0.0, 0.0))
+    waits = (host_wait_s(t, ep_f, ep_b, sync_point(fw) if model.is_moe else None), host_wait_s(times.dense, 0.0, 0.0))
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
     single = lay.pp == 1
@@ -305,5 +330,5 @@ def schedules(lay: Layouts, fw: Framework) -> np.ndarray:
     return np.where(lay.pp > 1, per_replica / fw.pp_schedule_sequences, 1.0)
 
 
-__all__ = ["DP_KEYS", "PER_MICRO_BATCH", "LayerTimes", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
+__all__ = ["DP_KEYS", "host_wait_s", "host_waits_s", "sync_point", "PER_MICRO_BATCH", "LayerTimes", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
            "schedules", "stage_params", "step_tail"]
