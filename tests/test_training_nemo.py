@@ -93,9 +93,9 @@ def test_nemo_row_within_15_pct(key, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (key, pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| over the 11 rows 20.5% (datasheet) / 19.0% (profile): "
-                                       "GPT3-5B +22.7/+19.0%, GPT3-20B +6.9/+6.9% (H100 FP8 by role), GPT3-175B on B200 +15.1%, Llama3-8B on "
-                                       "B200 +28.0%; NeMo 25.04 on GB200: GPT3-175B +15.2%, Llama3-8B +7.3%, "
+@pytest.mark.xfail(strict=True, reason="median |error| over the 11 rows 20.4% (datasheet) / 19.0% (profile): "
+                                       "GPT3-5B +22.7/+19.0%, GPT3-20B +6.9/+6.9% (H100 FP8 by role), GPT3-175B "
+                                       "on B200 +15.1%, Llama3-8B on B200 +28.0%; NeMo 25.04 on GB200: GPT3-175B +15.2%, Llama3-8B +7.3%, "
                                        "Llama3.1-405B +31.0%, Nemotron-4 15B +28.8%, 340B +32.1%, Mixtral-8x7B "
                                        "+20.4%; NeMo 25.07 Llama3-8B +11.9%")
 @pytest.mark.parametrize("kind", KINDS)
