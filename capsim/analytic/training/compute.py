@@ -26,6 +26,7 @@ from capsim.analytic.ops import (
 )
 from capsim.analytic.recompute import SelectiveAc
 from capsim.analytic.training import host
+from capsim.analytic.training.eager import FUSED, PREFIX, Eager, extra_ops
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import DType, Precision
@@ -41,8 +42,9 @@ ATTENTION_OPS = CORE_OPS | {"attention"}
 EXPERT_NODE_OPS = frozenset({"moe_sort", "mlp_up", "mlp_act", "mlp_down", "moe_bias_scale", "moe_bias_add",
                              "moe_bias_cat", "shared_up", "shared_down"})
 # Ops outside the tensor-parallel region: with sequence parallelism they run on s/t tokens (Korthikanti Sec. 4.2.2).
-SEQUENCE_OPS = frozenset({"norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross",
-                          "final_norm", "norm_attn_post", "norm_mlp_post"})
+_SEQUENCE = ("norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross", "final_norm",
+             "norm_attn_post", "norm_mlp_post")
+SEQUENCE_OPS = frozenset(_SEQUENCE + tuple(PREFIX + n for n in _SEQUENCE))  # with a norm's eager kernels (eager.py)
 GEMM_OPS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "router",
                       "cross_qkv", "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})  # last 5: MLA
 SHAPE_KEYS = ("tp", "cp", "ep", "etp", "micro_batch", "seq_len", "sp")
@@ -231,7 +233,7 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
            dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
            torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
-           repeat_kv: bool = False) -> dict[str, np.ndarray]:
+           repeat_kv: bool = False, eager: Eager = FUSED) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
     if random_routing and model.is_moe:  # the busiest EP rank's copies under random forced balancing
@@ -240,12 +242,13 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
                               moe_share)
     ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations, torch_cp, repeat_kv)
     rep_f, rep_b = repeat_kv_ops(model, shape, precision.activations) if repeat_kv else ([], [])
+    eager_f, eager_b = extra_ops(plain, eager)  # the norms', RoPE's and SwiGLU's eager kernels (eager.py)
     pad_f, pad_b = fp8.grouped_padding(plain, precision) if pad else ([], [])
     # SP with TE (``local_casts``): the casts before an all-gather cover the rank's rows (fp8._SP_GATHERED_*)
     gathered = np.where(lay.sp & local_casts, lay.tp, 1)
     # FP8 recipes: the input casts before TE's GEMMs (``norm``: those LayerNormLinear's norm kernel does)
-    fwd = fp8.forward(plain, precision, gathered, norm) + pad_f + rep_f + [ring_f]
-    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision, gathered, norm) + pad_b + rep_b + [ring_b]
+    fwd = fp8.forward(plain, precision, gathered, norm) + pad_f + rep_f + eager_f + [ring_f]
+    bwd = backward_ops(plain) + fp8.backward_casts(plain, precision, gathered, norm) + pad_b + rep_b + eager_b + [ring_b]
     fwd_s = [_op_s(perf, op, lay, precision) for op in fwd]
     layer_fwd_s = sum(fwd_s, np.zeros(len(lay)))
     replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
@@ -291,21 +294,23 @@ def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
            torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
-           repeat_kv: bool = False) -> MicroBatchTimes:
+           repeat_kv: bool = False, eager: Eager = FUSED) -> MicroBatchTimes:
     out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
                  random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm,
-                 repeat_kv=repeat_kv)
+                 repeat_kv=repeat_kv, eager=eager)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
         dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad,
                      random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm,
-                     repeat_kv=repeat_kv)
+                     repeat_kv=repeat_kv, eager=eager)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     head = head_ops(model, tokens, lay.tp, precision.activations)
     embed, rest = [o for o in head if o.name == "embedding"], [o for o in head if o.name != "embedding"]
+    final_f, final_b = extra_ops(rest, eager, final=True)  # the final norm's eager kernels (outside the blocks)
     out.update(embed_fwd_s=_sum(perf, embed, lay, precision), embed_bwd_s=_sum(perf, backward_ops(embed), lay,
                                                                                  precision),
-               head_fwd_s=_sum(perf, rest, lay, precision), head_bwd_s=_sum(perf, backward_ops(rest), lay, precision))
+               head_fwd_s=_sum(perf, rest + final_f, lay, precision),
+               head_bwd_s=_sum(perf, backward_ops(rest) + final_b, lay, precision))
     return MicroBatchTimes(**out)
 
 
@@ -325,7 +330,7 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
                       fp8_padding: bool = False, random_routing: bool = False,
                       local_casts: bool = False, torch_cp: bool = False,
                       norm_quantize: fp8.NormQuantize = fp8.NormQuantize.NONE,
-                      repeat_kv: bool = False) -> MicroBatchTimes:
+                      repeat_kv: bool = False, eager: Eager = FUSED) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
     is the release's selective-recompute policy; ``fp8_padding``: the release pads the grouped experts' FP8 rows
@@ -334,10 +339,11 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
     own rows (``Framework.tp_gather_quantized``); ``torch_cp``: its context parallelism is torch's experimental one
     (``Framework.cp_rotate`` not P2P), whose merge passes differ from Transformer Engine's; ``norm_quantize``: what
     LayerNormLinear's norm kernel does of the QKV and dense fc1 input quantize (``Framework.norm_quantize``);
-    ``repeat_kv``: the model expands K, V to every query head before attention (``Framework.repeat_kv``)."""
+    ``repeat_kv``: the model expands K, V to every query head before attention (``Framework.repeat_kv``);
+    ``eager``: which pointwise ops run as torch eager's separate kernels (``capsim.analytic.training.eager``)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
-                  fp8_padding, random_routing, local_casts, torch_cp, norm_quantize, repeat_kv).take(inverse)
+                  fp8_padding, random_routing, local_casts, torch_cp, norm_quantize, repeat_kv, eager).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times", "repeat_kv_ops", "ring_attention_ops"]

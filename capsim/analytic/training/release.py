@@ -14,6 +14,7 @@ import numpy as np
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
+from capsim.analytic.training.eager import Eager
 from capsim.errors import SpecError
 from capsim.specs.pipeline_layout import LayerSplit, default_uneven, front_loaded
 from capsim.specs.precision import Fp8Scaling
@@ -93,6 +94,9 @@ NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in th
 # The generic value of ``norm_quantize`` for a release without Transformer Engine's LayerNormLinear under FP8.
 KV_OWN_HEADS = ("K and V reach the attention kernel with the model's own KV heads (grouped-query attention in the "
                 "kernel; the field's generic value)")
+# The generic citation of ``eager_norm`` and ``eager_pointwise``.
+FUSED_POINTWISE = ("the norm, RoPE and MLP activation run as one fused kernel each way (the op list's kernels; the "
+                   "field's generic value)")
 NO_TE_NORM = ("no Transformer Engine LayerNormLinear under FP8 in this release: the cast after the norm is its own "
               "kernel (the field's generic value)")
 # Megatron-Core's TE spec: the QKV and a dense fc1 are TELayerNormColumnParallelLinear (capsim.analytic.fp8).
@@ -245,9 +249,16 @@ class Framework:
     # release's TE (``capsim.analytic.fp8.NormQuantize``): NONE prices a cast kernel after the norm
     norm_quantize: NormQuantize = NormQuantize.NONE
     selective_ac: SelectiveAc = SelectiveAc()  # what selective recomputation replays
-    # torch.compile of each block (Inductor fuses its elementwise ops). Recorded, not priced: capsim prices every
-    # op as its own kernel, so its elementwise time is that of the eager model.
+    # torch.compile of each block: Inductor fuses its pointwise ops, so ``eager_norm`` and ``eager_pointwise`` no
+    # longer apply inside the blocks (the op list's fused kernels are priced)
     torch_compile: bool = False
+    # The model's RMSNorm is a composite of torch ops (x.float(), pow, mean, rsqrt, mul, type_as, * weight) run as
+    # separate kernels with fp32 intermediates when not compiled (``capsim.analytic.training.eager``); False: one
+    # fused kernel each way (Transformer Engine, Apex, a Triton kernel, torch's LayerNorm)
+    eager_norm: bool = False
+    # RoPE and the SwiGLU product are the model's torch ops (fp32 complex RoPE, silu then mul) run as separate
+    # kernels when not compiled; False: the fused kernels the op list prices
+    eager_pointwise: bool = False
     # FP8 weights (torchao Float8Linear with FSDP2's FP8 all-gather): the weights' scales precomputed in one pass
     # after the optimizer step, and the FP8 weight re-cast in the backward instead of saved. Recorded; neither
     # changes what capsim prices (one weight cast per step, FP8 parameters in ``fp8_params``).
@@ -256,6 +267,12 @@ class Framework:
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
+
+    def eager(self) -> Eager:
+        """Which pointwise ops run as torch eager's separate kernels: none inside compiled blocks; the final norm
+        is outside them (torchtitan compiles each TransformerBlock)."""
+        return Eager(self.eager_norm and not self.torch_compile, self.eager_pointwise and not self.torch_compile,
+                     self.eager_norm)
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
@@ -415,7 +432,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "FUSED_POINTWISE", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "MoeDispatcher", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

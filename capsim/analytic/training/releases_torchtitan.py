@@ -47,6 +47,13 @@ _OP_POLICY = (" L217-227 _save_list (aten.mm, flash and efficient SDPA, reduce_s
 # the kernel and torch's context-parallel ring see n_heads heads of K and V
 _REPEAT_KV = ("keys = repeat_kv(xk, n_rep), values = repeat_kv(xv, n_rep) before F.scaled_dot_product_attention: K "
               "and V copied to every query head (expand + reshape)")
+# Without --training.compile the Llama block's pointwise ops run as torch eager's kernels (capsim.analytic.training.
+# eager): RoPE in fp32 complex arithmetic and the SwiGLU product silu(w1 x) * w3 x, with the compile flag off by default
+_EAGER_POINTWISE = (" apply_rotary_emb (xq.float(), view_as_complex, * freqs_cis, type_as) and FeedForward.forward "
+                    "(F.silu(self.w1(x)) * self.w3(x)): separate kernels unless --training.compile (store_true: off)")
+# --model.norm_type: 'rmsnorm' is torchtitan's composite RMSNorm (eager kernels), 'fused_rmsnorm' its Triton kernel,
+# 'layernorm' / 'np_layernorm' torch's LayerNorm (one kernel); the recipes name one each
+_NORM_TYPES = {"rmsnorm": True, "fused_rmsnorm": False, "layernorm": False, "np_layernorm": False}
 _SAC_BLOCKS = {str(n): SelectiveAc(SacPolicy.BLOCKS, n) for n in range(1, 17)}
 
 
@@ -107,9 +114,13 @@ def torchtitan_2024_04(name: str) -> Release:
         fp8_recompute_weight_bwd="no force_recompute_fp8_weight_in_bwd option at this commit")
     fw = _fsdp2(name, Reshard.ALWAYS, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
                 selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), context_parallel=False, uneven_pipeline=False,
-                attention=AttentionImpl.SDPA_FLASH, repeat_kv=True)
+                attention=AttentionImpl.SDPA_FLASH, repeat_kv=True).with_(eager_norm=True, eager_pointwise=True)
     cite.update(context_parallel="no context parallelism at this commit",
                 repeat_kv=_1E + " torchtitan/models/llama/model.py L196-197: " + _REPEAT_KV,
+                eager_norm=_1E_CFG + " L131-134 --model.norm_type default 'rmsnorm': torchtitan/models/norms.py "
+                           "L71-95 RMSNorm (x.float(), pow, mean, rsqrt, mul, type_as, * weight; the recipes' "
+                           "'fused_rmsnorm' is a flag of the run)",
+                eager_pointwise=_1E + " torchtitan/models/llama/model.py L105-110, L247-248:" + _EAGER_POINTWISE,
                 cp_rotate="no context parallelism at this commit (the field's generic value)",
                 uneven_pipeline=_1E_PAR + " L139-140: pipeline parallelism not implemented at this commit")
     defaults = _fsdp2_defaults(_1E_CFG, Setting(PER_REPLICA, _1E_CFG + " L163 --training.batch_size: the "
@@ -117,6 +128,8 @@ def torchtitan_2024_04(name: str) -> Release:
     defaults["recompute"] = Setting("selective", _1E_CFG + " L283-285 --activation_checkpoint.mode default selective")
     flags = torchtitan_flags(_1E_CFG, _1E_PAR + " L36-41 no_recompute_list (mm, flash/efficient SDPA, "
                                                 "reduce_scatter_tensor), L46-60 'every second mm' recomputed")
+    flags["--model.norm_type"] = Flag("eager_norm", _NORM_TYPES, _1E_CFG + " L131-134; torchtitan/models/norms.py "
+                                      "create_norm: 'fused_rmsnorm' the Triton kernel of L216 TritonFusedRMSNorm")
     for key in ("--parallelism.fsdp_reshard_after_forward", "--float8.enable_fsdp_float8_all_gather",
                 "--float8.precompute_float8_dynamic_scale_for_fsdp", "--float8.force_recompute_fp8_weight_in_bwd"):
         del flags[key]
@@ -153,8 +166,14 @@ def torchtitan_2024_12(name: str) -> Release:
         cp_rotate=_9D_CFG + " L365-377 --experimental.context_parallel_rotate_method default 'allgather', passed "
                   "to torch's set_rotate_method (" + _9D + " torchtitan/utils.py L171-193; pytorch/pytorch#142093)",
         repeat_kv=_9D + " torchtitan/models/llama/model.py L201-202: " + _REPEAT_KV)
+    cite.update(eager_norm=_9D_CFG + " L174-177 --model.norm_type default 'rmsnorm' (train_configs/llama3_8b.toml, "
+                           "llama3_70b.toml L21 too): torchtitan/models/norms.py L96-101 RMSNorm (x.float(), pow, "
+                           "mean, rsqrt, mul, type_as, * weight)",
+                eager_pointwise=_9D + " torchtitan/models/llama/model.py L108-113, L253 FeedForward.forward:"
+                                + _EAGER_POINTWISE)
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True)
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True
+                ).with_(eager_norm=True, eager_pointwise=True)
     defaults = _fsdp2_defaults(_9D_CFG, Setting(PER_REPLICA, _9D_CFG + " L219 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
     defaults["recompute"] = Setting("selective", _9D_CFG + " L516-518 --activation_checkpoint.mode default selective")
@@ -162,6 +181,8 @@ def torchtitan_2024_12(name: str) -> Release:
                                                 "L254-258 'except every second mm'")
     del flags["--float8.force_recompute_fp8_weight_in_bwd"]
     flags["--experimental.context_parallel_rotate_method"] = _rotate_flag(_9D_CFG + " L365-377")
+    flags["--model.norm_type"] = Flag("eager_norm", _NORM_TYPES, _9D_CFG + " L174-177; torchtitan/models/norms.py "
+                                      "build_norm ('fused_rmsnorm': the Triton FusedRMSNorm)")
     flags["--experimental.enable_async_tensor_parallel"] = Flag(
         "overlap_tp_comm", {"": True}, _9D_CFG + " L288; micro-pipelined TP collectives under torch.compile")
     return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2024-12", "2024-12-26",
@@ -194,8 +215,13 @@ def torchtitan_2025_06(name: str) -> Release:
         cp_rotate=_E7_CFG + " L356 Parallelism.context_parallel_rotate_method default 'allgather' (torchtitan/"
                   "distributed/utils.py L158-169 set_rotate_method)",
         repeat_kv=_E7 + " torchtitan/models/llama3/model.py L250-251: " + _REPEAT_KV)
+    cite.update(eager_norm=_E7 + " torchtitan/models/llama3/model.py L341-342: torch's nn.RMSNorm, whose kernels at "
+                           "torch 2.8.0a0 are not read here: priced as one fused kernel (the field's generic value; "
+                           "the benchmark's runs are compiled)",
+                eager_pointwise=_E7 + " torchtitan/models/llama3/model.py L155-160, L302:" + _EAGER_POINTWISE)
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True)
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True
+                ).with_(eager_pointwise=True)
     defaults = _fsdp2_defaults(_E7_CFG, Setting(PER_REPLICA, _E7_CFG + " training.local_batch_size, no gradient "
                                                              "accumulation: the per-replica batch"))
     defaults["recompute"] = Setting("selective", _E7_CFG + " L437 ActivationCheckpoint.mode default 'selective' "
