@@ -9,7 +9,8 @@ forward and the autograd backward (``benchmarks/eager_kernels.py``, torch 2.13 C
 formulas, tools/autograd/derivatives.yaml, as the CUDA build): each kernel's bytes per element of the op's output,
 in ``b`` (the activation format) and ``f`` (fp32) bytes, views (reshape, view_as_complex, expand) moving nothing.
 Inductor (``torch.compile`` of each block) fuses them back into about the op list's kernels, so a compiled block
-adds nothing here.
+adds nothing here. Priced as extra bytes at the streaming bandwidth on one op per op and pass, so the launches of
+the extra kernels (microseconds each) are not counted, nor the fp32 tensors autograd saves for them (memory).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ RMSNORM = Kernels((4.0, 7.0), (8.0, 19.0), (2.0, 3.0), 2,
                   "type_as, * weight): 8 kernels forward, 16 backward")
 # TT@9dec370 torchtitan/models/llama/model.py L108-113 apply_rotary_emb, per element of q and k: .float() (b+f),
 # the complex multiply by freqs_cis (2f), view_as_real, type_as (f+b): 2b + 4f; backward the same three kernels
-# (the complex multiply by conj(freqs_cis), the casts): 2b + 4f. Fused (``elementwise('rope')``): 2b, 3b.
+# (the complex multiply by conj(freqs_cis), the casts): 2b + 4f. Fused (``elementwise('rope')``): 2b, 3b. The reads of
+# freqs_cis itself (0.2 and 0.6 bytes per element in benchmarks/eager_kernels.py) are left out.
 ROPE = Kernels((2.0, 4.0), (2.0, 4.0), (2.0, 3.0), 2,
                "TT@9dec370 torchtitan/models/llama/model.py L108-113 apply_rotary_emb in fp32 complex arithmetic")
 # TT@9dec370 torchtitan/models/llama/model.py FeedForward.forward: F.silu(w1(x)) * w3(x), per element of the inner
