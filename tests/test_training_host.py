@@ -126,7 +126,29 @@ def test_sync_point_follows_the_dispatcher():
     assert stages.sync_point(replace(fw, moe_dispatcher=MoeDispatcher.ALLTOALL)) is host.SyncPoint.BEFORE_DISPATCH
     assert stages.sync_point(replace(fw, moe_dispatcher=MoeDispatcher.FLEX)) is host.SyncPoint.BEFORE_DISPATCH
     assert stages.sync_point(replace(fw, moe_dispatcher=MoeDispatcher.ALLGATHER)) is host.SyncPoint.AFTER_DISPATCH
-    assert stages.sync_point(replace(fw, overlap_moe_a2a=True)) is None
+    # the EP A2A overlap schedule runs the same dispatcher (and its wait) inside its moe_dispatch node
+    assert stages.sync_point(replace(fw, moe_dispatcher=MoeDispatcher.ALLTOALL, overlap_moe_a2a=True)) \
+        is host.SyncPoint.BEFORE_DISPATCH
+
+
+def test_a_paired_layer_takes_at_least_both_passes_host_time():
+    # EP A2A overlap: one host thread issues a layer's forward of one micro-batch and its backward of another between
+    # two of the dispatcher's waits, so the pair is floored by both passes' issue time, not each pass by its own
+    lay = Layouts.build(QWEN, dp=8, ep=8, etp=1, global_batch=8, seq_len=512)  # few tokens: the host binds
+    t = micro_batch_times(QWEN, lay, Precision.preset("mxfp8"), B200, fp8_padding=True)
+    ep, point = 0.05e-3, host.SyncPoint.BEFORE_DISPATCH
+    gpu = float(t.layer_fwd_s[0] + t.layer_bwd_s[0]) + 2 * ep
+    both = float(t.host_fwd_s[0] + t.host_bwd_s[0])
+    assert both > gpu  # the premise: this layer is host-bound
+    fwd, bwd = stages.host_waits_s(t, ep, ep, point, paired=1.0)
+    assert float(bwd[0]) == 0.0 and float(fwd[0]) == pytest.approx(both - gpu)
+    alone = stages.host_wait_s(t, ep, ep, point)[0]
+    half = stages.host_wait_s(t, ep, ep, point, paired=0.5)[0]
+    assert float(half) == pytest.approx(0.5 * float(alone) + 0.5 * (both - gpu))  # unpaired passes keep theirs
+    # a GPU-bound layer has no wait either way
+    big = micro_batch_times(QWEN, Layouts.build(QWEN, dp=8, ep=8, etp=1, global_batch=8, seq_len=16384),
+                            Precision.preset("bf16"), PERF)
+    assert float(stages.host_wait_s(big, ep, ep, point, paired=1.0)[0]) == 0.0
 
 
 def test_the_event_simulation_prices_the_same_host_waits_as_the_analytic_step():

@@ -61,7 +61,8 @@ def _per_layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf,
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     rec = np.select([lay.recompute == 2, lay.recompute == 1], [t.layer_fwd_s, t.layer_selective_s], 0.0)
     # the host's issue time beyond the GPU's, as the analytic model prices it (stages.host_waits_s)
-    wait_f, wait_b = stages.host_waits_s(t, ep_f, ep_b, stages.sync_point(fw) if moe and model.is_moe else None)
+    wait_f, wait_b = stages.host_waits_s(t, ep_f, ep_b, stages.sync_point(fw) if moe and model.is_moe else None,
+                                         stages.paired_share(lay, fw) if moe and model.is_moe else 0.0)
     out = {"layer_f": t.layer_fwd_s + tp_f + cp_f + ep_f + wait_f,
            "layer_b": t.layer_bwd_s + rec + tp_b + cp_b + ep_b + wait_b,
            "layer_bwd": t.layer_bwd_s, "layer_fwd": t.layer_fwd_s, "embed_f": t.embed_fwd_s + tp_embed,

@@ -192,38 +192,53 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     return {k: v[inverse] for k, v in out.items()}
 
 
-def host_waits_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object, point: host.SyncPoint | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def host_waits_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object, point: host.SyncPoint | None = None,
+                 paired: object = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(forward, backward) seconds one layer's GPU waits for the host per micro-batch: each pass's host issue time
     (``capsim.analytic.training.host``) beyond its GPU time, compute and the EP communication on its streams.
     ``point``: where the release's MoE dispatcher makes the host wait for the GPU in the forward (``sync_point``);
     the forward then runs from one wait to the next as kernels issued onto an empty queue (``host.synced_pass_s``,
-    the EP forward time split evenly between the dispatch and the combine). Not floored: a recomputation's replay,
-    and the EP A2A overlap schedule's pairing of two micro-batches' passes (each pass is compared with its own GPU
-    time)."""
+    the EP forward time split evenly between the dispatch and the combine). Not floored: a recomputation's replay.
+
+    ``paired``: the share of passes Megatron-Core's EP A2A overlap runs as one layer's forward of a micro-batch
+    together with its backward of another (``comms.overlapped_share``). One host thread issues both passes' kernels
+    in TransformerLayerSchedulePlan.run's order (megatron/core/models/common/model_chunk_schedule_plan.py L176-239,
+    NVIDIA/Megatron-LM@0d8e0714; L190-254 at b0cc2706), and the forward's dispatcher still waits for the GPU once
+    per pair (the all-to-all dispatcher's ``_maybe_dtoh_and_synchronize`` before the dispatch all-to-all runs inside
+    the ``moe_dispatch`` node, token_dispatcher.py L671-674 at 0d8e0714, L663-666 at b0cc2706), so the host cannot
+    build a lead across pairs beyond the expert backward it issued before the wait: a pair takes at least the host
+    time of both passes (a lower bound; the wait itself, with the attention and router GPU time queued just before
+    it, is not added). Such a pair's wait is counted on its forward; the unpaired passes (the schedule's warmup
+    forwards and cooldown backwards) keep their own floors."""
     gpu_f = t.layer_fwd_s + ep_fwd
     fwd = t.host_fwd_s - gpu_f
     if point is not None:
         half = np.asarray(ep_fwd, float) / 2.0
         fwd = np.maximum(fwd, host.synced_pass_s(*t.runs(), half, half, point) - gpu_f)
-    return np.maximum(fwd, 0.0), np.maximum(t.host_bwd_s - t.layer_bwd_s - ep_bwd, 0.0)
+    fwd, bwd = np.maximum(fwd, 0.0), np.maximum(t.host_bwd_s - t.layer_bwd_s - ep_bwd, 0.0)
+    share = np.asarray(paired, float)
+    pair = np.maximum(t.host_fwd_s + t.host_bwd_s - (gpu_f + t.layer_bwd_s + ep_bwd), 0.0)
+    return (1.0 - share) * fwd + share * pair, (1.0 - share) * bwd
 
 
-def host_wait_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object, point: host.SyncPoint | None = None
-                ) -> np.ndarray:
+def host_wait_s(t: MicroBatchTimes, ep_fwd: object, ep_bwd: object, point: host.SyncPoint | None = None,
+                paired: object = 0.0) -> np.ndarray:
     """Both passes' host waits of one layer and micro-batch (``host_waits_s``)."""
-    fwd, bwd = host_waits_s(t, ep_fwd, ep_bwd, point)
+    fwd, bwd = host_waits_s(t, ep_fwd, ep_bwd, point, paired)
     return fwd + bwd
 
 
 def sync_point(fw: Framework) -> host.SyncPoint | None:
-    """Where ``fw``'s MoE dispatcher waits for the GPU in the forward (``host.SyncPoint``); None under the EP A2A
-    overlap schedule, whose two interleaved micro-batches capsim prices with its own pairing (comms.ep_layer_s)."""
-    if fw.overlap_moe_a2a:
-        return None
+    """Where ``fw``'s MoE dispatcher waits for the GPU in the forward (``host.SyncPoint``), with or without the EP
+    A2A overlap schedule (which runs the same dispatcher inside its ``moe_dispatch`` node)."""
     if fw.moe_dispatcher is MoeDispatcher.ALLGATHER:
         return host.SyncPoint.AFTER_DISPATCH
     return host.SyncPoint.BEFORE_DISPATCH
+
+
+def paired_share(lay: Layouts, fw: Framework) -> np.ndarray:
+    """Share of an MoE layer's passes the EP A2A overlap schedule pairs (``comms.overlapped_share``); 0 without it."""
+    return comms.overlapped_share(lay) if fw.overlap_moe_a2a else np.zeros(len(lay))
 
 
 def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, gpn: int, fw: Framework,
@@ -241,7 +256,8 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     cp_layer = sum(comms.cp_layer_s(perf, model, lay, precision, gpn, t, fw))  # the same attention in both kinds
     ep_f, ep_b = comms.ep_layer_s(perf, model, lay, precision, gpn, t, fw)  # one MoE layer
     ep_layer = ep_f + ep_b
-    waits = (host_wait_s(t, ep_f, ep_b, sync_point(fw) if model.is_moe else None), host_wait_s(times.dense, 0.0, 0.0))
+    waits = (host_wait_s(t, ep_f, ep_b, sync_point(fw) if model.is_moe else None, paired_share(lay, fw)),
+             host_wait_s(times.dense, 0.0, 0.0))
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
     single = lay.pp == 1
@@ -330,5 +346,5 @@ def schedules(lay: Layouts, fw: Framework) -> np.ndarray:
     return np.where(lay.pp > 1, per_replica / fw.pp_schedule_sequences, 1.0)
 
 
-__all__ = ["DP_KEYS", "host_wait_s", "host_waits_s", "sync_point", "PER_MICRO_BATCH", "LayerTimes", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
+__all__ = ["DP_KEYS", "host_wait_s", "host_waits_s", "paired_share", "sync_point", "PER_MICRO_BATCH", "LayerTimes", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
            "schedules", "stage_params", "step_tail"]
