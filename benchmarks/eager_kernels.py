@@ -1,4 +1,5 @@
-"""The aten kernels torch runs for torchtitan's eager Llama pointwise code, and the bytes each moves.
+"""The aten kernels torch runs for torchtitan's eager Llama pointwise code (and NeMo AutoModel's rotate-half RoPE), and
+the bytes each moves.
 
 Provenance of ``capsim.analytic.training.eager``: a ``TorchDispatchMode`` logs every aten op of the forward and the
 autograd backward of torchtitan's RMSNorm (9dec370 torchtitan/models/norms.py L77-101), apply_rotary_emb
@@ -62,6 +63,17 @@ def apply_rotary_emb(xq: torch.Tensor, xk: torch.Tensor, freqs_cis: torch.Tensor
     return xq_out.type_as(xq), xk_out.type_as(xk)
 
 
+def apply_rotary_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """NeMo AutoModel 8d9bfb9 nemo_automodel/components/models/gpt_oss/layers.py L30-40 _apply_rotary_emb (also
+    qwen3_moe/layers.py L132-133): the rotate-half form in the activation dtype."""
+    cos = cos.unsqueeze(-2).to(x.dtype)
+    sin = sin.unsqueeze(-2).to(x.dtype)
+    x1, x2 = torch.chunk(x, 2, dim=-1)
+    o1 = x1 * cos - x2 * sin
+    o2 = x2 * cos + x1 * sin
+    return torch.cat((o1, o2), dim=-1)
+
+
 def _report(name: str, fn, inputs: tuple[torch.Tensor, ...], elements: int) -> None:  # noqa: ANN001
     log = _Log()
     with log:
@@ -87,6 +99,9 @@ def main(tokens: int = 4096) -> None:
     xk = torch.randn(1, tokens, kv_heads, head_dim, dtype=bf16, requires_grad=True)
     freqs = torch.polar(torch.ones(tokens, head_dim // 2), torch.randn(tokens, head_dim // 2))
     _report("rope", lambda q, k: apply_rotary_emb(q, k, freqs), (xq, xk), tokens * (heads + kv_heads) * head_dim)
+    cos, sin = torch.randn(1, tokens, head_dim // 2), torch.randn(1, tokens, head_dim // 2)  # fp32, as AutoModel's
+    _report("rope_half", lambda q, k: (apply_rotary_half(q, cos, sin), apply_rotary_half(k, cos, sin)), (xq, xk),
+            tokens * (heads + kv_heads) * head_dim)
     gate = torch.randn(tokens, inner, dtype=bf16, requires_grad=True)
     up = torch.randn(tokens, inner, dtype=bf16, requires_grad=True)
     _report("swiglu", lambda a, b: F.silu(a) * b, (gate, up), tokens * inner)

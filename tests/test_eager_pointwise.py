@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.ops import forward_layer_ops, layer_shape
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.analytic.training.compute import micro_batch_times
-from capsim.analytic.training.eager import FUSED, RMSNORM, ROPE, SWIGLU, Eager
+from capsim.analytic.training.eager import FUSED, RMSNORM, ROPE, ROPE_HALF, SWIGLU, Eager, extra_ops
 from capsim.analytic.training.framework import get_framework
 from capsim.calibration import perf_for
 from capsim.specs.catalog import get_accelerator, get_model
@@ -68,3 +69,36 @@ def test_uncompiled_grand_teton_row_is_priced_slower_than_its_compiled_twin() ->
     eager, compiled = (next(r for r in rows if ("--training.compile" in r["flags"]) is c) for c in (False, True))
     slow, fast = predict_row(eager, "datasheet"), predict_row(compiled, "datasheet")
     assert slow.value < fast.value  # one price for both before the eager kernels were priced
+
+
+# NeMo AutoModel 2025-10 (AM@8d9bfb9): TE RMSNorm, eager RoPE (rotate-half for GQA, complex fp32 for MLA) and dense
+# MLP, the routed experts' activation its own compiled function.
+def test_rotate_half_rope_bytes_are_the_dispatched_kernels() -> None:
+    # benchmarks/eager_kernels.py rope_half: 18.5 / 20.2 bytes per element at bf16, 0.5 / 0.2 of them cos and sin
+    extra_f, extra_b = ROPE_HALF.extra(2.0)
+    assert (extra_f + 2.0 * 2.0, extra_b + 3.0 * 2.0) == (18.0, 20.0)
+
+
+def _extra_names(model_name: str, eager: Eager) -> dict[str, float]:
+    model = get_model(model_name)
+    shape = layer_shape(model, 4096, 1, 1, 8, False, 1)
+    fwd, _ = extra_ops(forward_layer_ops(model, shape, BF16.activations), eager, mla=model.is_mla)
+    return {op.name: float(op.bytes_read + op.bytes_written) for op in fwd}
+
+
+def test_automodel_prices_eager_rope_but_not_its_compiled_expert_activation() -> None:
+    fw = get_framework("nemo-automodel-2025-10")
+    assert fw.eager() == Eager(norm=False, pointwise=True, final_norm=False, experts=False, rope_half=True)
+    assert set(_extra_names("qwen3-30b-a3b", fw.eager())) == {"eager_rope"}  # every layer MoE, TE norms
+    assert set(_extra_names("qwen3-30b-a3b", Eager(pointwise=True))) == {"eager_rope", "eager_mlp_act"}
+    half = _extra_names("qwen3-30b-a3b", fw.eager())["eager_rope"]
+    assert half < _extra_names("qwen3-30b-a3b", Eager(pointwise=True))["eager_rope"]  # 7b vs 2b + 4f, bf16
+    # DeepSeek V3: MLA's RoPE keeps the complex fp32 form; its dense layers' silu * up are eager
+    mla = _extra_names("deepseek-v3", fw.eager())
+    assert set(mla) == {"eager_rope", "eager_mlp_act"}
+    assert mla["eager_rope"] == _extra_names("deepseek-v3", Eager(pointwise=True))["eager_rope"]
+
+
+@pytest.mark.parametrize("release", ["nemo-automodel-2026-04", "nemo-automodel-2026-07"])
+def test_later_automodel_releases_run_fused_norm_and_rope(release: str) -> None:
+    assert get_framework(release).eager() == Eager(experts=True)  # TE / compiled norm, TE fused RoPE

@@ -242,7 +242,7 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
                               moe_share)
     ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations, torch_cp, repeat_kv)
     rep_f, rep_b = repeat_kv_ops(model, shape, precision.activations) if repeat_kv else ([], [])
-    eager_f, eager_b = extra_ops(plain, eager)  # the norms', RoPE's and SwiGLU's eager kernels (eager.py)
+    eager_f, eager_b = extra_ops(plain, eager, mla=model.is_mla)  # the norms', RoPE's and SwiGLU's eager kernels (eager.py)
     pad_f, pad_b = fp8.grouped_padding(plain, precision) if pad else ([], [])
     # SP with TE (``local_casts``): the casts before an all-gather cover the rank's rows (fp8._SP_GATHERED_*)
     gathered = np.where(lay.sp & local_casts, lay.tp, 1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from capsim.analytic.moe import GROUPED  # the impl of the routed experts' GEMMs around their mlp_act
 from capsim.analytic.primitives import Op, OpKind
 
 F32 = 4.0  # bytes of an fp32 intermediate
@@ -54,6 +55,14 @@ RMSNORM = Kernels((4.0, 7.0), (8.0, 19.0), (2.0, 3.0), 2,
 # freqs_cis itself (0.2 and 0.6 bytes per element in benchmarks/eager_kernels.py) are left out.
 ROPE = Kernels((2.0, 4.0), (2.0, 4.0), (2.0, 3.0), 2,
                "TT@9dec370 torchtitan/models/llama/model.py L108-113 apply_rotary_emb in fp32 complex arithmetic")
+# NeMo AutoModel 8d9bfb9 nemo_automodel/components/models/gpt_oss/layers.py L30-40 _apply_rotary_emb (qwen3_moe/
+# layers.py L132-133 calls it too), per element of q and k, all in the activation format: x1 * cos, x2 * sin,
+# x2 * cos, x1 * sin (1b each), the sub and the add (1.5b each), cat (2b): 9b; backward: the four products with cos
+# and sin (4b), sub's neg (1b), the two adds of each half's grads (3b), cat (2b): 10b (benchmarks/eager_kernels.py
+# rope_half, 18.5 and 20.2 bytes per element at bf16 with the reads and casts of cos and sin, left out as for ROPE).
+ROPE_HALF = Kernels((9.0, 0.0), (10.0, 0.0), (2.0, 3.0), 0,
+                    "AM@8d9bfb9 nemo_automodel/components/models/gpt_oss/layers.py L30-40 _apply_rotary_emb "
+                    "(rotate-half in the activation format): 8 kernels forward, 8 backward")
 # TT@9dec370 torchtitan/models/llama/model.py FeedForward.forward: F.silu(w1(x)) * w3(x), per element of the inner
 # width: silu (2b), mul (3b); backward: grad * w3(x) (3b), grad * silu (3b), silu_backward (3b). Fused
 # (``ops._ffn`` mlp_act, reading both halves): 3b forward, 5b backward.
@@ -69,28 +78,38 @@ PREFIX = "eager_"  # the extra ops' names: eager_<op>, priced at the streaming b
 @dataclass(frozen=True)
 class Eager:
     """Which of a block's pointwise ops run as eager aten kernels (``Framework.eager_norm`` /
-    ``eager_pointwise``, both off under ``torch_compile``; the final norm is outside the compiled blocks)."""
+    ``eager_pointwise``, both off under ``torch_compile``; the final norm is outside the compiled blocks).
+    ``experts``: the routed experts' activation runs eager with the rest (False: it is its own compiled function,
+    ``Framework.compiled_expert_act``); ``rope_half``: RoPE of non-MLA attention is the rotate-half form
+    (``ROPE_HALF``), MLA's stays the complex fp32 form (``Framework.eager_rope_half``)."""
 
     norm: bool = False
     pointwise: bool = False
     final_norm: bool = False
+    experts: bool = True
+    rope_half: bool = False
 
 
 FUSED = Eager()  # every pointwise op fused: no extra ops
 
 
-def extra_ops(ops: list[Op], eager: Eager, final: bool = False) -> tuple[list[Op], list[Op]]:
+def extra_ops(ops: list[Op], eager: Eager, final: bool = False, mla: bool = False) -> tuple[list[Op], list[Op]]:
     """(forward, backward) ops carrying the bytes that ``eager``'s kernels move beyond the fused ``ops`` (one
-    layer's forward op list, or the head's with ``final``); RMSNorm only (torch's LayerNorm is one kernel)."""
+    layer's forward op list, or the head's with ``final``); RMSNorm only (torch's LayerNorm is one kernel). ``mla``:
+    the layer's attention is MLA (its RoPE on the rope dims keeps the complex form)."""
     fwd: list[Op] = []
     bwd: list[Op] = []
+    prev: Op | None = None
     for op in ops:
         name = op.name.split(".")[0]
+        routed = prev is not None and prev.name.split(".")[0] == "mlp_up" and prev.impl == GROUPED
+        prev = op
         if name in NORM_OPS and op.kind is OpKind.NORM and op.impl == "rmsnorm" \
                 and (eager.final_norm if final else eager.norm):
             kernels = RMSNORM
-        elif name in POINTWISE and eager.pointwise and not final and (name != "mlp_act" or op.impl == "swiglu"):
-            kernels = POINTWISE[name]
+        elif name in POINTWISE and eager.pointwise and not final and (name != "mlp_act" or op.impl == "swiglu") \
+                and (eager.experts or not routed):
+            kernels = ROPE_HALF if name == "rope" and eager.rope_half and not mla else POINTWISE[name]
         else:
             continue
         elems = op.shape[0]
@@ -106,4 +125,4 @@ def _op(name: str, like: Op, elems: object, per_elem: float) -> Op:
                    bytes_written=nbytes / 2, saved=(), impl="")
 
 
-__all__ = ["FUSED", "NORM_OPS", "PREFIX", "RMSNORM", "ROPE", "SWIGLU", "Eager", "Kernels", "extra_ops"]
+__all__ = ["FUSED", "NORM_OPS", "PREFIX", "RMSNORM", "ROPE", "ROPE_HALF", "SWIGLU", "Eager", "Kernels", "extra_ops"]

@@ -94,9 +94,15 @@ NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in th
 # The generic value of ``norm_quantize`` for a release without Transformer Engine's LayerNormLinear under FP8.
 KV_OWN_HEADS = ("K and V reach the attention kernel with the model's own KV heads (grouped-query attention in the "
                 "kernel; the field's generic value)")
-# The generic citation of ``eager_norm`` and ``eager_pointwise``.
+# The generic citation of ``eager_norm`` and ``eager_pointwise`` (and, with them off, of ``compiled_expert_act``
+# and ``eager_rope_half``).
 FUSED_POINTWISE = ("the norm, RoPE and MLP activation run as one fused kernel each way (the op list's kernels; the "
                    "field's generic value)")
+# The generic citations of ``compiled_expert_act`` and ``eager_rope_half`` (they matter only under eager_pointwise).
+GENERIC_EAGER = {"compiled_expert_act": "the routed experts' activation priced as the dense MLP's (eager under "
+                                        "eager_pointwise, else fused; the field's generic value)",
+                 "eager_rope_half": "RoPE's eager form under eager_pointwise is torchtitan's complex fp32 one "
+                                    "(eager.ROPE; the field's generic value)"}
 NO_TE_NORM = ("no Transformer Engine LayerNormLinear under FP8 in this release: the cast after the norm is its own "
               "kernel (the field's generic value)")
 # Megatron-Core's TE spec: the QKV and a dense fc1 are TELayerNormColumnParallelLinear (capsim.analytic.fp8).
@@ -259,6 +265,12 @@ class Framework:
     # RoPE and the SwiGLU product are the model's torch ops (fp32 complex RoPE, silu then mul) run as separate
     # kernels when not compiled; False: the fused kernels the op list prices
     eager_pointwise: bool = False
+    # Under ``eager_pointwise``: the routed experts' activation is its own torch.compile'd function (one fused
+    # kernel, NeMo AutoModel's moe/layers.py) while the dense MLPs' silu * up stays eager
+    compiled_expert_act: bool = False
+    # Under ``eager_pointwise``: RoPE of non-MLA attention is the rotate-half form in the activation format
+    # (``eager.ROPE_HALF``, NeMo AutoModel's gpt_oss / qwen3_moe layers); MLA's keeps the complex fp32 form
+    eager_rope_half: bool = False
     # FP8 weights (torchao Float8Linear with FSDP2's FP8 all-gather): the weights' scales precomputed in one pass
     # after the optimizer step, and the FP8 weight re-cast in the backward instead of saved. Recorded; neither
     # changes what capsim prices (one weight cast per step, FP8 parameters in ``fp8_params``).
@@ -272,7 +284,7 @@ class Framework:
         """Which pointwise ops run as torch eager's separate kernels: none inside compiled blocks; the final norm
         is outside them (torchtitan compiles each TransformerBlock)."""
         return Eager(self.eager_norm and not self.torch_compile, self.eager_pointwise and not self.torch_compile,
-                     self.eager_norm)
+                     self.eager_norm, not self.compiled_expert_act, self.eager_rope_half)
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
@@ -432,7 +444,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "FUSED_POINTWISE", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "MoeDispatcher", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

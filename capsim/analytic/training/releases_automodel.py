@@ -111,6 +111,16 @@ def nemo_automodel_2026_04(name: str) -> Release:
         overlap_tp_comm=_DC_CFG + " L110 enable_async_tensor_parallel=False (a flag of the run)",
         torch_compile=_DC_CFG + " L111 enable_compile=False (a flag of the run)",
         pipeline_split=_split_cite(_DC, "L123-134", "L70-75"))
+    # Fused pointwise ops whatever the compile flag says but the dense MLP's: the field stays off (a model whose
+    # RoPE is fused but whose silu * up runs eager is not stated; the Llama 3.1 70B row compiles its blocks).
+    cite.update(eager_norm=_DC_UTILS + " L170 BackendConfig.rms_norm 'torch_fp32' (the Llama 3.1 70B recipe's too): "
+                                       "L237-243 _float32_rms_norm_fwd @torch.compile(fullgraph=True), one fused "
+                                       "kernel in and out of the blocks; 'te': TE RMSNorm",
+                eager_pointwise=_DC_UTILS + " L171 rope_fusion = HAVE_TE: " + _DC + " nemo_automodel/components/"
+                                            "models/llama/model.py L121-123 TE's fused RoPE (llama/rope_utils.py "
+                                            "L70-90 fused=True); L167-170 LlamaMLP act_fn(gate_proj(x)) * up_proj(x) "
+                                            "is eager torch, fused only under enable_compile (not priced eager "
+                                            "here: it would need a field apart from RoPE's)")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.FLEX, master=False, defer_grad_sync=True,
                 selective_recompute=False, pipeline_split=PipelineSplit.FRONT_LOADED)
     defaults = _fsdp2_defaults(_DC_CFG + " FSDP2Config", Setting(PER_REPLICA, "step_scheduler local_batch_size has "
@@ -146,6 +156,14 @@ def nemo_automodel_2026_07(name: str) -> Release:
         overlap_tp_comm=_79_CFG + " L272 enable_async_tensor_parallel=False (a flag of the run)",
         torch_compile=_79_CFG + " L273 enable_compile=False (a flag of the run)",
         pipeline_split=_split_cite(_79, "L139-150", "L86-91"))
+    # The Qwen3-30B-A3B recipe (qwen3_moe_30b_te_deepep.yaml @4e1e3d6cd backend rms_norm: te, rope_fusion: true,
+    # experts: gmm): TE's RMSNorm, TE's fused RoPE and the compiled expert activation; the fields stay off.
+    cite.update(eager_norm=_79 + " nemo_automodel/components/models/common/utils.py L309-338 "
+                                 "initialize_rms_norm_module 'te': TransformerEngine RMSNorm (the recipe's backend)",
+                eager_pointwise=_79 + " nemo_automodel/components/models/gpt_oss/rope_utils.py L137-171 "
+                                      "apply_rotary_emb_qk rope_fusion: TE apply_rotary_pos_emb (qwen3_moe/layers.py "
+                                      "L156-161); nemo_automodel/components/moe/experts.py L622-628 "
+                                      "weighted_bias_swiglu_impl (moe/megatron/moe_utils.py @torch.compile)")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.FLEX, master=False, grads_fp32=True, defer_grad_sync=True,
                 pipeline_split=PipelineSplit.FRONT_LOADED)
     defaults = _fsdp2_defaults(_79_CFG + " FSDP2Config", Setting(PER_REPLICA, "step_scheduler local_batch_size has "

@@ -26,6 +26,7 @@ from capsim.analytic.training.release import (
     FLEX_DEEPEP,
     FUSED_CE,
     FUSED_POINTWISE,
+    GENERIC_EAGER,
     KV_OWN_HEADS,
     NOT_DEEPSPEED,
     ONE_SCHEDULE,
@@ -153,7 +154,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
             "torch_compile": "Megatron-Core runs the model eagerly with Transformer Engine's fused kernels",
             "fp8_precompute_scales": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "tp_gather_quantized": TE_SP_GATHER,
-            "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, "norm_quantize": TE_NORM_FP8,
+            "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **GENERIC_EAGER, "norm_quantize": TE_NORM_FP8,
             "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "moe_combine_saves": cite_args + " " + COMBINE_PROBS,
             "loss_copy": cite_args + " " + UNFUSED_CE, **NOT_DEEPSPEED}

@@ -10,6 +10,7 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     FLEX_DEEPEP,
     FUSED_POINTWISE,
+    GENERIC_EAGER,
     KV_OWN_HEADS,
     NO_TE_NORM,
     NOT_DEEPSPEED,
@@ -128,7 +129,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "selective_ac": none.format("selective checkpointing policy") + " (the field's generic value)",
             "torch_compile": "not compiled unless the run says so (the field's generic value)",
             "fp8_precompute_scales": "a torchao FP8 all-gather option this release does not set (generic value)",
-            "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, "norm_quantize": NO_TE_NORM,
+            "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM,
             "tp_gather_quantized": "torchao's Float8Linear, not Transformer Engine: torchtitan docs/float8.md says "
                                    "TP all-gathers float8 by default, but which of its backward gathers and casts "
                                    "run on local rows is not read here, so 16-bit gathers and casts of the gathered "
@@ -148,6 +149,7 @@ def _fsdp2_defaults(where: str, micro: Setting) -> dict[str, Setting]:
             "account_for_loss": Setting(False, "the loss is not a layer of the split")}
 
 
+_AM8 = "AM@8d9bfb9 "
 _GATE_8D = "AM@8d9bfb9 nemo_automodel/components/moe/layers.py L548-550"
 # step_scheduler.local_batch_size with pp > 1: the pipeline's batch (train_ft.py L741 pp_batch_size), one
 # schedule.step per gradient-accumulation step (L893-944; step_scheduler.py L56 grad_acc_steps)
@@ -173,8 +175,27 @@ def nemo_automodel_2025_10(name: str) -> Release:
                        loss_copy="AM@8d9bfb9 examples/benchmark/configs/*.yaml (every one) loss_fn MaskedCrossEntropy "
                                  "fp32_upcast: false; nemo_automodel/components/loss/masked_ce.py L73-82: "
                                  "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output")
+    # The recipes' blocks are not compiled (no compile: section in examples/benchmark/configs/*.yaml; train_ft.py
+    # L276-279 compiles only with one); RMSNorm is TE's fused kernel, RoPE and the dense MLP run as eager torch ops,
+    # the routed experts' activation as its own compiled function (capsim.analytic.training.eager).
+    cite.update(eager_norm=_AM8 + "examples/benchmark/configs/{deepseek_v3,gptoss_20b,gptoss_120b,qwen3_moe_30b}_te_"
+                               "deepep.yaml backend rms_norm: te -> nemo_automodel/components/moe/utils.py L84-94 "
+                               "initialize_rms_norm_module: transformer_engine RMSNorm (one fused kernel each way)",
+                eager_pointwise=_AM8 + "nemo_automodel/components/moe/rope_utils.py L118-133 apply_rotary_emb (x.float(),"
+                                " complex multiply, .to(dtype); DeepSeek V3 MLA, deepseek_v3/layers.py L158, L164), "
+                                "models/gpt_oss/layers.py L30-40 _apply_rotary_emb (GPT-OSS L166-167, Qwen3 MoE "
+                                "qwen3_moe/layers.py L132-133), moe/layers.py L100-110 MLP.forward F.silu(gate_proj(x)) "
+                                "* up_proj(x) (DeepSeek V3's dense layers, deepseek_v3/model.py L40-41, and shared "
+                                "experts, L877-878): torch ops, not compiled",
+                compiled_expert_act=_AM8 + "nemo_automodel/components/moe/layers.py L117-129 swiglu, L309-324 "
+                                    "quick_geglu_deepep: @torch.compile; L327-329 weighted_bias_swiglu_impl -> "
+                                    "moe/megatron/moe_utils.py L196-232 @torch.compile swiglu / weighted_swiglu and "
+                                    "their backward",
+                eager_rope_half=_AM8 + "nemo_automodel/components/models/gpt_oss/layers.py L30-40 _apply_rotary_emb: "
+                                "x1 * cos - x2 * sin, x2 * cos + x1 * sin, cat, in the activation dtype (GPT-OSS, "
+                                "Qwen3 MoE); MLA keeps rope_utils.apply_rotary_emb's complex fp32 form")
     fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED,
-                loss_copy=LossCopy.ACTIVATION)
+                loss_copy=LossCopy.ACTIVATION, eager_pointwise=True, compiled_expert_act=True, eager_rope_half=True)
     defaults = _fsdp2_defaults("AM@8d9bfb9 FSDP2Manager", Setting(PER_REPLICA, "step_scheduler local_batch_size "
                                                                                "has no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",
