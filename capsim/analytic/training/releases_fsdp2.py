@@ -186,7 +186,8 @@ def nemo_automodel_2025_10(name: str) -> Release:
                                 "models/gpt_oss/layers.py L30-40 _apply_rotary_emb (GPT-OSS L166-167, Qwen3 MoE "
                                 "qwen3_moe/layers.py L132-133), moe/layers.py L100-110 MLP.forward F.silu(gate_proj(x)) "
                                 "* up_proj(x) (DeepSeek V3's dense layers, deepseek_v3/model.py L40-41, and shared "
-                                "experts, L877-878): torch ops, not compiled",
+                                "experts, moe/layers.py L877-878; capsim prices no shared-expert activation): torch "
+                                "ops, not compiled",
                 compiled_expert_act=_AM8 + "nemo_automodel/components/moe/layers.py L117-129 swiglu, L309-324 "
                                     "quick_geglu_deepep: @torch.compile; L327-329 weighted_bias_swiglu_impl -> "
                                     "moe/megatron/moe_utils.py L196-232 @torch.compile swiglu / weighted_swiglu and "
