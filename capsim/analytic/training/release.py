@@ -123,6 +123,13 @@ ONE_SCHEDULE = ("one pipeline schedule runs every micro-batch of the step (the f
                 "release has no pipeline it is unused)")
 
 # The DeepSpeed-only gradient fields of every release that is not DeepSpeed (their generic values).
+# The generic values of the eager-path fields, for releases whose code path for those model features capsim has not
+# read: the fused forms the op list holds.
+FUSED_FORMS = {
+    "glu_clamp_eager": "not read for this release: a clamped GLU is priced with its clamp inside the activation "
+                       "kernel (the field's generic value; capsim.analytic.eager)",
+    "rope_mscale_unfused": "not read for this release: a YaRN model's RoPE is priced as one fused kernel (the "
+                           "field's generic value; capsim.analytic.eager)"}
 NOT_DEEPSPEED = {
     "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
                            "distributed_optimizer citation; the field's generic value)",
@@ -253,6 +260,12 @@ class Framework:
     # changes what capsim prices (one weight cast per step, FP8 parameters in ``fp8_params``).
     fp8_precompute_scales: bool = False
     fp8_recompute_weight_bwd: bool = False
+    # A clamped GLU's clamp (ModelSpec.glu_clamp, gpt-oss) runs as eager torch ops before the fused activation: two
+    # clamps and a concatenation over fc1's output (capsim.analytic.eager); False: inside the activation kernel
+    glu_clamp_eager: bool = False
+    # A YaRN model's RoPE (ModelSpec.yarn_factor) runs unfused, as eager torch ops over the queries and keys
+    # (capsim.analytic.eager); False: one fused RoPE kernel
+    rope_mscale_unfused: bool = False
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
@@ -262,7 +275,8 @@ class Framework:
         for key in ("attention", "moe_dispatcher", "moe_flex_backend", "fp8_scaling", "reshard_after_forward",
                     "pipeline_split", "loss_copy", "cp_rotate", "norm_quantize"):
             out[key] = getattr(self, key).value
-        out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every}
+        out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every,
+                               "modules": list(self.selective_ac.modules)}
         return out
 
     def split(self, layers: int, pp: int, v: int) -> LayerSplit | None:
@@ -415,7 +429,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "FUSED_FORMS", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "MoeDispatcher", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

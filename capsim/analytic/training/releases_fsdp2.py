@@ -9,6 +9,7 @@ from __future__ import annotations
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     FLEX_DEEPEP,
+    FUSED_FORMS,
     KV_OWN_HEADS,
     NO_TE_NORM,
     NOT_DEEPSPEED,
@@ -127,7 +128,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "selective_ac": none.format("selective checkpointing policy") + " (the field's generic value)",
             "torch_compile": "not compiled unless the run says so (the field's generic value)",
             "fp8_precompute_scales": "a torchao FP8 all-gather option this release does not set (generic value)",
-            "repeat_kv": KV_OWN_HEADS, "norm_quantize": NO_TE_NORM,
+            "repeat_kv": KV_OWN_HEADS, **FUSED_FORMS, "norm_quantize": NO_TE_NORM,
             "tp_gather_quantized": "torchao's Float8Linear, not Transformer Engine: torchtitan docs/float8.md says "
                                    "TP all-gathers float8 by default, but which of its backward gathers and casts "
                                    "run on local rows is not read here, so 16-bit gathers and casts of the gathered "
