@@ -35,7 +35,6 @@ from capsim.analytic.primitives import MATMUL_KINDS, Op, OpKind
 from capsim.errors import SpecError
 from capsim.specs.model import ModelSpec
 
-
 # Megatron's selective recompute: the attention core (Korthikanti et al. 2022, Sec. 5).
 CORE_OPS = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
 # Megatron-Core's recompute modules capsim prices -> the ops each replays ("moe_act" only in an MoE layer: the
