@@ -137,3 +137,25 @@ def test_the_flag_sets_the_modules_and_the_step_pays_their_forward_again():
     names = {"norm_attn", "norm_mlp", "mlp_act"} | eager.CLAMP_OPS
     assert 0 < t.layer_selective_s[0] < 0.2 * t.layer_fwd_s[0]
     assert t.layer_selective_s[0] > float(sum(PERF.op_s(o) for o in ops if o.name in names)) * 0.99
+
+
+# --- NeMo AutoModel's eager fc1 bias ----------------------------------------------------------------------------------
+def test_automodel_adds_fc1s_bias_per_expert_outside_the_grouped_gemm():
+    s = layer_shape(OSS, TOKENS, 1, 1, EP, False, 1)
+    ops = eager.apply(forward_layer_ops(OSS, s), OSS, SEQ, s.heads, s.kv_heads, False, False, True)
+    names = [o.name for o in ops]
+    up = names.index("mlp_up")
+    assert names[up + 1:up + 3] == ["moe_fc1_bias_add", "moe_fc1_bias_cat"] and names[up + 3] == "mlp_act"
+    add = ops[up + 1]
+    whole = TOKENS * OSS.top_k * 2 * OSS.ffn_hidden * 2.0
+    assert add.count == OSS.experts / EP and add.bytes * add.count == pytest.approx(2 * whole)
+    back = {o.name: o for o in backward_ops(ops)}
+    assert back["moe_fc1_bias_add.bwd"].bytes * add.count == pytest.approx(whole)  # the bias gradient's sum
+    assert back["moe_fc1_bias_cat.bwd"].bytes == pytest.approx(2 * whole)  # the split's backward concatenation
+    from capsim.analytic.training.host import launches
+    assert launches(add, BF16) == OSS.experts / EP  # one add per local expert
+    assert eager.apply(forward_layer_ops(QWEN, layer_shape(QWEN, TOKENS, 1, 1, EP, False, 1)), QWEN, SEQ, 1, 1,
+                       False, False, True) == forward_layer_ops(QWEN, layer_shape(QWEN, TOKENS, 1, 1, EP, False, 1))
+    assert RELEASES[FrameworkName("nemo-automodel-2025-10")].framework.moe_fc1_bias_eager
+    assert "L486-487" in RELEASES[FrameworkName("nemo-automodel-2025-10")].cite["moe_fc1_bias_eager"]
+    assert not RELEASES[FrameworkName("megatron-bridge-26.04")].framework.moe_fc1_bias_eager  # TE GroupedLinear's

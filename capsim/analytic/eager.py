@@ -1,7 +1,7 @@
 """Model features a framework runs as eager PyTorch ops instead of one fused kernel: each eager op is one kernel
 (and one host launch) of its own, a pass over its tensor. Which framework does so is a release fact
-(``Framework.glu_clamp_eager``, ``Framework.rope_mscale_unfused``); what the op list holds otherwise is the fused
-form (one activation kernel, one RoPE kernel).
+(``Framework.glu_clamp_eager``, ``Framework.rope_mscale_unfused``, ``Framework.moe_fc1_bias_eager``); what the op
+list holds otherwise is the fused form (one activation kernel, one RoPE kernel, fc1's bias in the GEMM's epilogue).
 
 - Clamped GLU (``ModelSpec.glu_clamp``, gpt-oss's swiglu_limit): Megatron-Core's ``weighted_bias_quick_geglu_impl``
   clamps fc1's output before its fused activation (megatron/core/fusions/fused_bias_geglu.py L424-432, NVIDIA/
@@ -27,12 +27,15 @@ from __future__ import annotations
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic.moe import GROUPED
 from capsim.analytic.primitives import Op, OpKind
 from capsim.specs.model import ModelSpec
 from capsim.specs.precision import DType
 
-# Names of the ops below (the expert-node and host-run code places the clamp with the experts).
+# Names of the ops below (the expert-node and host-run code places the clamp and fc1's bias with the experts).
 CLAMP_OPS = frozenset({"glu_clamp_gate", "glu_clamp_up", "glu_clamp_cat"})
+FC1_BIAS_OPS = frozenset({"moe_fc1_bias_add", "moe_fc1_bias_cat"})
+EXPERT_OPS = CLAMP_OPS | FC1_BIAS_OPS
 ROPE_OPS = frozenset({"rope_cos", "rope_neg", "rope_rotate", "rope_sin", "rope_add", "rope_out", "rope_tables"})
 
 
@@ -54,6 +57,21 @@ def clamp_ops(up: Op) -> list[Op]:
     return [_pass("glu_clamp_gate", half, up.dtype, 1, 1, (2, 1), up.share),
             _pass("glu_clamp_up", half, up.dtype, 1, 1, (2, 1), up.share),
             _pass("glu_clamp_cat", whole, up.dtype, 1, 1, (1, 1), up.share)]
+
+
+def fc1_bias_ops(up: Op) -> list[Op]:
+    """fc1's bias added outside the grouped GEMM (``up``: [m, n] per local expert, ``count`` experts), as NeMo
+    AutoModel's GroupedExpertsDeepEP does: ``torch.cat([t + b for t, b in zip(torch.split(value, tokens), bias)])``
+    (nemo_automodel/components/moe/layers.py L376-380, L486-487, NVIDIA-NeMo/Automodel@8d9bfb9): one add per expert
+    (reads and writes its rows; backward: the rows' gradient passes through, the bias's is a sum over them) and one
+    concatenation of all the rows (backward: views; the split's backward concatenates the experts' gradients)."""
+    m, n, _k = up.shape
+    rows = np.asarray(m, float) * n
+    b = up.dtype.bytes
+    add = Op("moe_fc1_bias_add", OpKind.ELEMENTWISE, rows, rows * b, rows * b, (rows,), up.dtype, up.count,
+             share=up.share, grad=(rows * b, 0.0))
+    whole = rows * up.count
+    return [add, _pass("moe_fc1_bias_cat", whole, up.dtype, 1, 1, (1, 1), up.share)]
 
 
 def _rope_one(elems: Num, positions: Num, rot_dim: int, dt: DType) -> list[Op]:
@@ -80,13 +98,14 @@ def unfused_rope_ops(model: ModelSpec, rope: Op, heads: Num, kv_heads: Num, posi
 
 
 def apply(ops: list[Op], model: ModelSpec, positions: Num, heads: Num, kv_heads: Num, glu_clamp_eager: bool,
-          rope_unfused: bool) -> list[Op]:
+          rope_unfused: bool, fc1_bias_eager: bool = False) -> list[Op]:
     """The forward op list with the framework's eager paths for this model's features: the clamp after each fc1
-    of a clamped GLU (``glu_clamp_eager``), and an unfused RoPE in place of the fused one for a YaRN model
-    (``rope_unfused``)."""
+    of a clamped GLU (``glu_clamp_eager``), an unfused RoPE in place of the fused one for a YaRN model
+    (``rope_unfused``), and a biased model's routed-expert fc1 bias outside the grouped GEMM (``fc1_bias_eager``)."""
     clamp = glu_clamp_eager and model.glu_clamp is not None
     rope = rope_unfused and model.yarn_factor is not None
-    if not (clamp or rope):
+    bias = fc1_bias_eager and model.bias and model.is_moe
+    if not (clamp or rope or bias):
         return ops
     out: list[Op] = []
     for op in ops:
@@ -94,9 +113,11 @@ def apply(ops: list[Op], model: ModelSpec, positions: Num, heads: Num, kv_heads:
             out += unfused_rope_ops(model, op, heads, kv_heads, positions)
             continue
         out.append(op)
+        if bias and op.name == "mlp_up" and op.impl == GROUPED:
+            out += fc1_bias_ops(op)
         if clamp and op.name == "mlp_up":
             out += clamp_ops(op)
     return out
 
 
-__all__ = ["CLAMP_OPS", "ROPE_OPS", "apply", "clamp_ops", "unfused_rope_ops"]
+__all__ = ["CLAMP_OPS", "EXPERT_OPS", "FC1_BIAS_OPS", "ROPE_OPS", "apply", "clamp_ops", "fc1_bias_ops", "unfused_rope_ops"]

@@ -129,7 +129,9 @@ FUSED_FORMS = {
     "glu_clamp_eager": "not read for this release: a clamped GLU is priced with its clamp inside the activation "
                        "kernel (the field's generic value; capsim.analytic.eager)",
     "rope_mscale_unfused": "not read for this release: a YaRN model's RoPE is priced as one fused kernel (the "
-                           "field's generic value; capsim.analytic.eager)"}
+                           "field's generic value; capsim.analytic.eager)",
+    "moe_fc1_bias_eager": "a biased model's expert fc1 bias in the grouped GEMM's epilogue (Transformer Engine "
+                          "GroupedLinear bias; the field's generic value where the release's expert code is not read)"}
 NOT_DEEPSPEED = {
     "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
                            "distributed_optimizer citation; the field's generic value)",
@@ -266,6 +268,10 @@ class Framework:
     # A YaRN model's RoPE (ModelSpec.yarn_factor) runs unfused, as eager torch ops over the queries and keys
     # (capsim.analytic.eager); False: one fused RoPE kernel
     rope_mscale_unfused: bool = False
+    # A biased model's routed experts add fc1's bias outside the grouped GEMM, one eager add per local expert and a
+    # concatenation (NeMo AutoModel's GroupedExpertsDeepEP._apply_bias; capsim.analytic.eager); False: in the
+    # grouped GEMM's epilogue (Transformer Engine GroupedLinear)
+    moe_fc1_bias_eager: bool = False
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)

@@ -174,7 +174,10 @@ def nemo_automodel_2025_10(name: str) -> Release:
                                  "fp32_upcast: false; nemo_automodel/components/loss/masked_ce.py L73-82: "
                                  "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output")
     fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED,
-                loss_copy=LossCopy.ACTIVATION)
+                loss_copy=LossCopy.ACTIVATION).with_(moe_fc1_bias_eager=True)
+    cite["moe_fc1_bias_eager"] = ("AM@8d9bfb9 nemo_automodel/components/moe/layers.py L486-487: GroupedExpertsDeepEP "
+                                  "adds gate_up_proj_bias with _apply_bias (L376-380: torch.cat of t + b per expert "
+                                  "split) after the grouped GEMM (ops.gmm, no bias)")
     defaults = _fsdp2_defaults("AM@8d9bfb9 FSDP2Manager", Setting(PER_REPLICA, "step_scheduler local_batch_size "
                                                                                "has no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",
