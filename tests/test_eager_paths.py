@@ -21,9 +21,13 @@ BF16 = Precision.preset("bf16")
 TOKENS, SEQ, EP = 4096, 4096, 8
 
 
-def _layer(model: ModelSpec, clamp: bool, rope: bool) -> list[Op]:
+MEGATRON, HALVES, FUSED = eager.YarnRope.MEGATRON, eager.YarnRope.HALVES, eager.YarnRope.FUSED
+
+
+def _layer(model: ModelSpec, clamp: bool, rope: bool | eager.YarnRope) -> list[Op]:
     s = layer_shape(model, TOKENS, 1, 1, EP, False, 1)
-    return eager.apply(forward_layer_ops(model, s), model, SEQ, s.heads, s.kv_heads, clamp, rope)
+    form = rope if isinstance(rope, eager.YarnRope) else (MEGATRON if rope else FUSED)
+    return eager.apply(forward_layer_ops(model, s), model, SEQ, s.heads, s.kv_heads, clamp, form)
 
 
 def _bytes(ops: list[Op], names: frozenset[str]) -> float:
@@ -57,6 +61,17 @@ def test_the_unfused_rope_replaces_the_fused_kernel_with_six_passes_per_tensor()
     assert _bytes(back, eager.ROPE_OPS) == pytest.approx(10 * qk)  # the add and the last cat pass views back
 
 
+def test_automodels_rope_rotates_both_halves_with_four_products():
+    unfused = _layer(OSS, False, HALVES)
+    qk = TOKENS * (OSS.heads + OSS.kv_heads) * OSS.head_dim * 2.0
+    passes = [o for o in unfused if o.name.startswith("rope_half")]
+    assert len(passes) == 14  # four products, a difference, a sum and a cat, for the queries and for the keys
+    assert _bytes(passes, eager.ROPE_OPS) == pytest.approx(9 * qk)  # 4 x (0.5 + 0.5), 1.5, 1.5, 2
+    back = [o for o in backward_ops(unfused) if o.name.startswith("rope_half")]
+    assert _bytes(back, eager.ROPE_OPS) == pytest.approx(10 * qk)
+    assert RELEASES[FrameworkName("nemo-automodel-2025-10")].framework.yarn_rope is HALVES
+
+
 def test_models_without_the_features_and_releases_without_the_paths_keep_the_fused_forms():
     assert _layer(QWEN, True, True) == _layer(QWEN, False, False)  # no clamp, plain RoPE
     assert _layer(OSS, False, False) == forward_layer_ops(OSS, layer_shape(OSS, TOKENS, 1, 1, EP, False, 1))
@@ -74,14 +89,14 @@ def test_the_bridge_releases_with_gpt_oss_run_both_eagerly_and_the_op_fuser_fuse
     on = {n for n, r in RELEASES.items() if r.framework.glu_clamp_eager}
     assert on == {FrameworkName(f"megatron-bridge-{v}") for v in
                   ("25.11", "26.02", "26.02.01", "26.04", "26.04.01", "26.06", "26.06.01")}
-    assert on == {n for n, r in RELEASES.items() if r.framework.rope_mscale_unfused}
+    assert on == {n for n, r in RELEASES.items() if r.framework.yarn_rope is MEGATRON}
     for name in on:
         cite = RELEASES[name].cite
         assert "fused_bias_geglu.py L424-432" in cite["glu_clamp_eager"]
-        assert "rope_utils.py L279-284" in cite["rope_mscale_unfused"]
+        assert "rope_utils.py L279-284" in cite["yarn_rope"]
     rel = release_for("megatron-core", "megatron-bridge-26.06")
     assert not rel.configure("--use-transformer-engine-op-fuser")[0].glu_clamp_eager
-    assert rel.configure("--use-transformer-engine-op-fuser")[0].rope_mscale_unfused
+    assert rel.configure("--use-transformer-engine-op-fuser")[0].yarn_rope is MEGATRON
     with pytest.raises(SpecError):  # a TransformerConfig field from core 0.18 (d0b3b775) on
         release_for("megatron-core", "megatron-bridge-26.04").configure("--use-transformer-engine-op-fuser")
     for fw in ("nemo-automodel-2025-10", "torchtitan-2025-06", "megatron-bridge-25.09"):
@@ -91,7 +106,7 @@ def test_the_bridge_releases_with_gpt_oss_run_both_eagerly_and_the_op_fuser_fuse
 def test_the_eager_passes_lengthen_a_gpt_oss_layer_and_nothing_else():
     def fwd_bwd(model: ModelSpec, on: bool) -> float:
         lay = Layouts.build(model, dp=8, ep=EP, etp=1, global_batch=8, seq_len=SEQ)
-        t = micro_batch_times(model, lay, BF16, PERF, clamp_eager=on, rope_unfused=on)
+        t = micro_batch_times(model, lay, BF16, PERF, clamp_eager=on, yarn_rope=MEGATRON if on else FUSED)
         return float(t.layer_fwd_s[0] + t.layer_bwd_s[0]), float(t.experts_fwd_s[0])
 
     (off, off_x), (on, on_x) = fwd_bwd(OSS, False), fwd_bwd(OSS, True)
@@ -131,9 +146,9 @@ def test_the_flag_sets_the_modules_and_the_step_pays_their_forward_again():
     fw, _ = rel.configure("--recompute-modules=layernorm,moe_act")
     assert fw.selective_ac.modules == ("layernorm", "moe_act") and "L1568" in rel.flags["--recompute-modules"].source
     lay = Layouts.build(OSS, dp=8, ep=EP, etp=1, global_batch=8, seq_len=SEQ, recompute=1)
-    t = micro_batch_times(OSS, lay, BF16, PERF, sac=fw.selective_ac, clamp_eager=True, rope_unfused=True)
+    t = micro_batch_times(OSS, lay, BF16, PERF, sac=fw.selective_ac, clamp_eager=True, yarn_rope=MEGATRON)
     s = layer_shape(OSS, TOKENS, 1, 1, EP, False, 1)
-    ops = eager.apply(forward_layer_ops(OSS, s), OSS, SEQ, s.heads, s.kv_heads, True, True)
+    ops = eager.apply(forward_layer_ops(OSS, s), OSS, SEQ, s.heads, s.kv_heads, True, MEGATRON)
     names = {"norm_attn", "norm_mlp", "mlp_act"} | eager.CLAMP_OPS
     assert 0 < t.layer_selective_s[0] < 0.2 * t.layer_fwd_s[0]
     assert t.layer_selective_s[0] > float(sum(PERF.op_s(o) for o in ops if o.name in names)) * 0.99
@@ -142,7 +157,7 @@ def test_the_flag_sets_the_modules_and_the_step_pays_their_forward_again():
 # --- NeMo AutoModel's eager fc1 bias ----------------------------------------------------------------------------------
 def test_automodel_adds_fc1s_bias_per_expert_outside_the_grouped_gemm():
     s = layer_shape(OSS, TOKENS, 1, 1, EP, False, 1)
-    ops = eager.apply(forward_layer_ops(OSS, s), OSS, SEQ, s.heads, s.kv_heads, False, False, True)
+    ops = eager.apply(forward_layer_ops(OSS, s), OSS, SEQ, s.heads, s.kv_heads, False, FUSED, True)
     names = [o.name for o in ops]
     up = names.index("mlp_up")
     assert names[up + 1:up + 3] == ["moe_fc1_bias_add", "moe_fc1_bias_cat"] and names[up + 3] == "mlp_act"
@@ -155,7 +170,7 @@ def test_automodel_adds_fc1s_bias_per_expert_outside_the_grouped_gemm():
     from capsim.analytic.training.host import launches
     assert launches(add, BF16) == OSS.experts / EP  # one add per local expert
     assert eager.apply(forward_layer_ops(QWEN, layer_shape(QWEN, TOKENS, 1, 1, EP, False, 1)), QWEN, SEQ, 1, 1,
-                       False, False, True) == forward_layer_ops(QWEN, layer_shape(QWEN, TOKENS, 1, 1, EP, False, 1))
+                       False, FUSED, True) == forward_layer_ops(QWEN, layer_shape(QWEN, TOKENS, 1, 1, EP, False, 1))
     assert RELEASES[FrameworkName("nemo-automodel-2025-10")].framework.moe_fc1_bias_eager
     assert "L486-487" in RELEASES[FrameworkName("nemo-automodel-2025-10")].cite["moe_fc1_bias_eager"]
     assert not RELEASES[FrameworkName("megatron-bridge-26.04")].framework.moe_fc1_bias_eager  # TE GroupedLinear's

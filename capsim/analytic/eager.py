@@ -1,6 +1,6 @@
 """Model features a framework runs as eager PyTorch ops instead of one fused kernel: each eager op is one kernel
 (and one host launch) of its own, a pass over its tensor. Which framework does so is a release fact
-(``Framework.glu_clamp_eager``, ``Framework.rope_mscale_unfused``, ``Framework.moe_fc1_bias_eager``); what the op
+(``Framework.glu_clamp_eager``, ``Framework.yarn_rope``, ``Framework.moe_fc1_bias_eager``); what the op
 list holds otherwise is the fused form (one activation kernel, one RoPE kernel, fc1's bias in the GEMM's epilogue).
 
 - Clamped GLU (``ModelSpec.glu_clamp``, gpt-oss's swiglu_limit): Megatron-Core's ``weighted_bias_quick_geglu_impl``
@@ -24,6 +24,8 @@ list holds otherwise is the fused form (one activation kernel, one RoPE kernel, 
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
 
 from capsim._types import Num
@@ -32,11 +34,21 @@ from capsim.analytic.primitives import Op, OpKind
 from capsim.specs.model import ModelSpec
 from capsim.specs.precision import DType
 
+
+class YarnRope(StrEnum):
+    """How a release applies a YaRN model's RoPE (``Framework.yarn_rope``)."""
+
+    FUSED = "fused"  # one fused RoPE kernel (the op list's ``rope``)
+    MEGATRON = "megatron"  # Megatron-Core's unfused _apply_rotary_pos_emb_bshd (module docstring)
+    HALVES = "halves"  # NeMo AutoModel's gpt-oss _apply_rotary_emb: both halves rotated with four products
+
+
 # Names of the ops below (the expert-node and host-run code places the clamp and fc1's bias with the experts).
 CLAMP_OPS = frozenset({"glu_clamp_gate", "glu_clamp_up", "glu_clamp_cat"})
 FC1_BIAS_OPS = frozenset({"moe_fc1_bias_add", "moe_fc1_bias_cat"})
 EXPERT_OPS = CLAMP_OPS | FC1_BIAS_OPS
-ROPE_OPS = frozenset({"rope_cos", "rope_neg", "rope_rotate", "rope_sin", "rope_add", "rope_out", "rope_tables"})
+ROPE_OPS = frozenset({"rope_cos", "rope_neg", "rope_rotate", "rope_sin", "rope_add", "rope_out", "rope_tables",
+                      "rope_half_mul", "rope_half_sub", "rope_half_add", "rope_half_cat"})
 
 
 def _pass(name: str, elems: Num, dt: DType, reads: float, writes: float, grad: tuple[float, float],
@@ -88,29 +100,49 @@ def _rope_one(elems: Num, positions: Num, rot_dim: int, dt: DType) -> list[Op]:
             _pass("rope_out", elems, dt, 1, 1, (0, 0))]
 
 
-def unfused_rope_ops(model: ModelSpec, rope: Op, heads: Num, kv_heads: Num, positions: Num) -> list[Op]:
-    """Megatron-Core's unfused RoPE in place of the fused ``rope`` op: once over the queries, once over the keys
+def _rope_halves(elems: Num, positions: Num, rot_dim: int, dt: DType) -> list[Op]:
+    """NeMo AutoModel's gpt-oss ``_apply_rotary_emb`` over one tensor of ``elems`` values (nemo_automodel/components/
+    models/gpt_oss/layers.py L30-40, NVIDIA-NeMo/Automodel@8d9bfb9, not compiled): cos and sin cast to the tensor's
+    dtype, ``x1, x2 = chunk(x)`` (views), ``o1 = x1 * cos - x2 * sin`` and ``o2 = x2 * cos + x1 * sin`` (four products
+    over a half each, a difference and a sum), ``torch.cat((o1, o2))``. Autograd: the cat and the sum pass their
+    gradient through, the difference negates one (a half), each product multiplies it (a half each), the two paths
+    into x1 and into x2 are summed, and the chunk's backward concatenates them."""
+    half = np.asarray(elems, float) / 2.0
+    table = np.asarray(positions, float) * rot_dim / 2.0  # cos (sin) of [s, d/2] fp32, cast to dt
+    tables = Op("rope_tables", OpKind.ELEMENTWISE, 0.0, 2 * table * 4.0, 2 * table * dt.bytes, (table,), DType.FP32,
+                grad=(0.0, 0.0))
+    muls = [_pass("rope_half_mul", half, dt, 1, 1, (1, 1)) for _ in range(4)]
+    return [tables, *muls,
+            _pass("rope_half_sub", half, dt, 2, 1, (1, 1)),  # backward: -g for x2 * sin
+            _pass("rope_half_add", half, dt, 2, 1, (4, 2)),  # backward: the x1 and x2 sums (pass-through itself)
+            _pass("rope_half_cat", 2 * half, dt, 1, 1, (1, 1))]  # backward: views; the chunk's concatenation
+
+
+def unfused_rope_ops(model: ModelSpec, rope: Op, heads: Num, kv_heads: Num, positions: Num,
+                     form: YarnRope = YarnRope.MEGATRON) -> list[Op]:
+    """A release's eager RoPE (``form``) in place of the fused ``rope`` op: once over the queries, once over the keys
     (``positions``: the micro-batch's sequence length, the rows of its cos and sin tables)."""
     tokens = np.asarray(rope.shape[0], float) / np.maximum(np.asarray(heads, float) + kv_heads, 1e-30) / model.head_dim
     d = model.head_dim
-    return [op for part in (heads, kv_heads)
-            for op in _rope_one(tokens * np.asarray(part, float) * d, positions, d, rope.dtype)]
+    one = _rope_halves if form is YarnRope.HALVES else _rope_one
+    return [op for part in (heads, kv_heads) for op in one(tokens * np.asarray(part, float) * d, positions, d,
+                                                           rope.dtype)]
 
 
 def apply(ops: list[Op], model: ModelSpec, positions: Num, heads: Num, kv_heads: Num, glu_clamp_eager: bool,
-          rope_unfused: bool, fc1_bias_eager: bool = False) -> list[Op]:
+          yarn_rope: YarnRope = YarnRope.FUSED, fc1_bias_eager: bool = False) -> list[Op]:
     """The forward op list with the framework's eager paths for this model's features: the clamp after each fc1
-    of a clamped GLU (``glu_clamp_eager``), an unfused RoPE in place of the fused one for a YaRN model
-    (``rope_unfused``), and a biased model's routed-expert fc1 bias outside the grouped GEMM (``fc1_bias_eager``)."""
+    of a clamped GLU (``glu_clamp_eager``), the release's eager RoPE in place of the fused one for a YaRN model
+    (``yarn_rope``), and a biased model's routed-expert fc1 bias outside the grouped GEMM (``fc1_bias_eager``)."""
     clamp = glu_clamp_eager and model.glu_clamp is not None
-    rope = rope_unfused and model.yarn_factor is not None
+    rope = YarnRope(yarn_rope) is not YarnRope.FUSED and model.yarn_factor is not None
     bias = fc1_bias_eager and model.bias and model.is_moe
     if not (clamp or rope or bias):
         return ops
     out: list[Op] = []
     for op in ops:
         if rope and op.name == "rope":
-            out += unfused_rope_ops(model, op, heads, kv_heads, positions)
+            out += unfused_rope_ops(model, op, heads, kv_heads, positions, YarnRope(yarn_rope))
             continue
         out.append(op)
         if bias and op.name == "mlp_up" and op.impl == GROUPED:
@@ -120,4 +152,4 @@ def apply(ops: list[Op], model: ModelSpec, positions: Num, heads: Num, kv_heads:
     return out
 
 
-__all__ = ["CLAMP_OPS", "EXPERT_OPS", "FC1_BIAS_OPS", "ROPE_OPS", "apply", "clamp_ops", "fc1_bias_ops", "unfused_rope_ops"]
+__all__ = ["CLAMP_OPS", "EXPERT_OPS", "FC1_BIAS_OPS", "ROPE_OPS", "YarnRope", "apply", "clamp_ops", "fc1_bias_ops", "unfused_rope_ops"]

@@ -231,7 +231,7 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
            dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
            torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
-           repeat_kv: bool = False, clamp_eager: bool = False, rope_unfused: bool = False,
+           repeat_kv: bool = False, clamp_eager: bool = False, yarn_rope: eager.YarnRope = eager.YarnRope.FUSED,
            fc1_bias_eager: bool = False) -> dict[str, np.ndarray]:
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
@@ -240,7 +240,7 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
     plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal,
                               moe_share)
     # the release's eager passes for the model's clamped GLU and YaRN RoPE (capsim.analytic.eager)
-    plain = eager.apply(plain, model, lay.seq_len / lay.cp, shape.heads, shape.kv_heads, clamp_eager, rope_unfused,
+    plain = eager.apply(plain, model, lay.seq_len / lay.cp, shape.heads, shape.kv_heads, clamp_eager, yarn_rope,
                         fc1_bias_eager)
     ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations, torch_cp, repeat_kv)
     rep_f, rep_b = repeat_kv_ops(model, shape, precision.activations) if repeat_kv else ([], [])
@@ -295,16 +295,16 @@ def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
            torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
-           repeat_kv: bool = False, clamp_eager: bool = False, rope_unfused: bool = False,
+           repeat_kv: bool = False, clamp_eager: bool = False, yarn_rope: eager.YarnRope = eager.YarnRope.FUSED,
            fc1_bias_eager: bool = False) -> MicroBatchTimes:
     out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
                  random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm,
-                 repeat_kv=repeat_kv, clamp_eager=clamp_eager, rope_unfused=rope_unfused,
+                 repeat_kv=repeat_kv, clamp_eager=clamp_eager, yarn_rope=yarn_rope,
                  fc1_bias_eager=fc1_bias_eager)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
         dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad,
                      random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm,
-                     repeat_kv=repeat_kv, clamp_eager=clamp_eager, rope_unfused=rope_unfused,
+                     repeat_kv=repeat_kv, clamp_eager=clamp_eager, yarn_rope=yarn_rope,
                      fc1_bias_eager=fc1_bias_eager)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
@@ -332,7 +332,7 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
                       fp8_padding: bool = False, random_routing: bool = False,
                       local_casts: bool = False, torch_cp: bool = False,
                       norm_quantize: fp8.NormQuantize = fp8.NormQuantize.NONE,
-                      repeat_kv: bool = False, clamp_eager: bool = False, rope_unfused: bool = False,
+                      repeat_kv: bool = False, clamp_eager: bool = False, yarn_rope: eager.YarnRope = eager.YarnRope.FUSED,
                       fc1_bias_eager: bool = False) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
@@ -343,13 +343,13 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
     (``Framework.cp_rotate`` not P2P), whose merge passes differ from Transformer Engine's; ``norm_quantize``: what
     LayerNormLinear's norm kernel does of the QKV and dense fc1 input quantize (``Framework.norm_quantize``);
     ``repeat_kv``: the model expands K, V to every query head before attention (``Framework.repeat_kv``);
-    ``clamp_eager``, ``rope_unfused``, ``fc1_bias_eager``: the release runs a clamped GLU's clamp, a YaRN RoPE and
-    the routed experts' fc1 bias as eager ops (``Framework.glu_clamp_eager``, ``Framework.rope_mscale_unfused``,
+    ``clamp_eager``, ``yarn_rope``, ``fc1_bias_eager``: the release runs a clamped GLU's clamp, a YaRN RoPE and
+    the routed experts' fc1 bias as eager ops (``Framework.glu_clamp_eager``, ``Framework.yarn_rope``,
     ``Framework.moe_fc1_bias_eager``; ``capsim.analytic.eager``)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
                   fp8_padding, random_routing, local_casts, torch_cp, norm_quantize, repeat_kv, clamp_eager,
-                  rope_unfused, fc1_bias_eager).take(inverse)
+                  yarn_rope, fc1_bias_eager).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times", "repeat_kv_ops", "ring_attention_ops"]

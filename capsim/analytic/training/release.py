@@ -11,6 +11,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from capsim.analytic.eager import YarnRope
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
@@ -128,7 +129,7 @@ ONE_SCHEDULE = ("one pipeline schedule runs every micro-batch of the step (the f
 FUSED_FORMS = {
     "glu_clamp_eager": "not read for this release: a clamped GLU is priced with its clamp inside the activation "
                        "kernel (the field's generic value; capsim.analytic.eager)",
-    "rope_mscale_unfused": "not read for this release: a YaRN model's RoPE is priced as one fused kernel (the "
+    "yarn_rope": "not read for this release: a YaRN model's RoPE is priced as one fused kernel (the "
                            "field's generic value; capsim.analytic.eager)",
     "moe_fc1_bias_eager": "a biased model's expert fc1 bias in the grouped GEMM's epilogue (Transformer Engine "
                           "GroupedLinear bias; the field's generic value where the release's expert code is not read)"}
@@ -265,9 +266,9 @@ class Framework:
     # A clamped GLU's clamp (ModelSpec.glu_clamp, gpt-oss) runs as eager torch ops before the fused activation: two
     # clamps and a concatenation over fc1's output (capsim.analytic.eager); False: inside the activation kernel
     glu_clamp_eager: bool = False
-    # A YaRN model's RoPE (ModelSpec.yarn_factor) runs unfused, as eager torch ops over the queries and keys
-    # (capsim.analytic.eager); False: one fused RoPE kernel
-    rope_mscale_unfused: bool = False
+    # How a YaRN model's RoPE (ModelSpec.yarn_factor) runs: one fused kernel, or the release's eager torch ops over
+    # the queries and keys (capsim.analytic.eager.YarnRope)
+    yarn_rope: YarnRope = YarnRope.FUSED
     # A biased model's routed experts add fc1's bias outside the grouped GEMM, one eager add per local expert and a
     # concatenation (NeMo AutoModel's GroupedExpertsDeepEP._apply_bias; capsim.analytic.eager); False: in the
     # grouped GEMM's epilogue (Transformer Engine GroupedLinear)
@@ -279,7 +280,7 @@ class Framework:
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
         for key in ("attention", "moe_dispatcher", "moe_flex_backend", "fp8_scaling", "reshard_after_forward",
-                    "pipeline_split", "loss_copy", "cp_rotate", "norm_quantize"):
+                    "pipeline_split", "loss_copy", "cp_rotate", "norm_quantize", "yarn_rope"):
             out[key] = getattr(self, key).value
         out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every,
                                "modules": list(self.selective_ac.modules)}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from capsim.analytic.eager import YarnRope
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.core_flags import megatron_core_flags
@@ -94,7 +95,7 @@ def _bridge_release(name: str, t: _Tag) -> Release:
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
                    moe_fp8_padding=True, moe_random_routing=True, moe_combine_saves=False, loss_copy=LossCopy.NONE,
                    fp8_scaling=t.scaling, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
-                   defer_grad_sync=False, **({"glu_clamp_eager": True, "rope_mscale_unfused": True}
+                   defer_grad_sync=False, **({"glu_clamp_eager": True, "yarn_rope": YarnRope.MEGATRON}
                                              if t.software in _ROPE_FUSION_OFF else {}))
     cite = {**_megatron_common(t.core), **eager_cites(t.core, mb, *_ROPE_FUSION_OFF.get(t.software, (0, 0))),
             "norm_quantize": f"{mb} pyproject.toml / uv.lock: TE 2.9 or later (v0.2.0: >=2.9.0a0; v0.4.x: TE@71bbefbf): "

@@ -12,6 +12,7 @@ Automodel, ``TT@b5bcd76`` github.com/pytorch/torchtitan, ``TE@<tag>`` github.com
 
 from __future__ import annotations
 
+from capsim.analytic.eager import YarnRope
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.core_flags import (
@@ -126,7 +127,7 @@ def eager_cites(core: str, bridge: str, provide_line: int, fusions_line: int) ->
     return {"glu_clamp_eager": f"{core} megatron/core/fusions/fused_bias_geglu.py L424-432 "
                                "weighted_bias_quick_geglu_impl: chunk, clamp, clamp, torch.cat before the fused "
                                "quick-GEGLU (called by TEGroupedMLP and MLP with activation_func_clamp_value)",
-            "rope_mscale_unfused": f"{bridge} src/megatron/bridge/models/gpt_provider.py L{provide_line} and "
+            "yarn_rope": f"{bridge} src/megatron/bridge/models/gpt_provider.py L{provide_line} and "
                                    f"utils/fusions.py L{fusions_line}: RoPE fusion off for a position type other "
                                    f"than 'rope' (yarn); {core} megatron/core/models/common/embeddings/rope_utils.py "
                                    "L279-284: mscale != 1 takes the unfused _apply_rotary_pos_emb_bshd (L92-126)"}
@@ -311,7 +312,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False, moe_fp8_padding=True, moe_random_routing=True,
                    moe_combine_saves=False, loss_copy=LossCopy.NONE,
                    fp8_scaling=Fp8Scaling.CURRENT, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
-                   defer_grad_sync=False, glu_clamp_eager=True, rope_mscale_unfused=True)
+                   defer_grad_sync=False, glu_clamp_eager=True, yarn_rope=YarnRope.MEGATRON)
     cite = {**_megatron_common(mc), **eager_cites(mc, "MB@v0.4.2", 221, 85),
             "norm_quantize": "MB@v0.4.2's TE@71bbefbf (uv.lock): " + TE_NORM_FP8_AMAX,
             "attention": mc + " " + _TE_ATTN,

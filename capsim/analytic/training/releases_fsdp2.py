@@ -6,6 +6,7 @@ torchtitan).
 
 from __future__ import annotations
 
+from capsim.analytic.eager import YarnRope
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     FLEX_DEEPEP,
@@ -174,7 +175,10 @@ def nemo_automodel_2025_10(name: str) -> Release:
                                  "fp32_upcast: false; nemo_automodel/components/loss/masked_ce.py L73-82: "
                                  "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output")
     fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED,
-                loss_copy=LossCopy.ACTIVATION).with_(moe_fc1_bias_eager=True)
+                loss_copy=LossCopy.ACTIVATION).with_(moe_fc1_bias_eager=True, yarn_rope=YarnRope.HALVES)
+    cite["yarn_rope"] = ("AM@8d9bfb9 nemo_automodel/components/models/gpt_oss/layers.py L30-40 _apply_rotary_emb "
+                         "(x1 * cos - x2 * sin, x2 * cos + x1 * sin, torch.cat; eager: the benchmark configs compile "
+                         "nothing), applied to the queries and keys in GptOssAttention.forward L166-167")
     cite["moe_fc1_bias_eager"] = ("AM@8d9bfb9 nemo_automodel/components/moe/layers.py L486-487: GroupedExpertsDeepEP "
                                   "adds gate_up_proj_bias with _apply_bias (L376-380: torch.cat of t + b per expert "
                                   "split) after the grouped GEMM (ops.gmm, no bias)")

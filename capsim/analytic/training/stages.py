@@ -94,13 +94,13 @@ class LayerTimes:
                                   fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing,
                                   local_casts=fw.tp_gather_quantized, torch_cp=fw.cp_rotate is not CpRotate.P2P,
                                   norm_quantize=fw.norm_quantize, repeat_kv=fw.repeat_kv,
-                                  clamp_eager=fw.glu_clamp_eager, rope_unfused=fw.rope_mscale_unfused,
+                                  clamp_eager=fw.glu_clamp_eager, yarn_rope=fw.yarn_rope,
                                   fc1_bias_eager=fw.moe_fc1_bias_eager)
             return cls(t, t)
         return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share, fw.selective_ac,
                                        fw.moe_fp8_padding, fw.moe_random_routing, fw.tp_gather_quantized,
                                        fw.cp_rotate is not CpRotate.P2P, fw.norm_quantize, fw.repeat_kv,
-                                       fw.glu_clamp_eager, fw.rope_mscale_unfused, fw.moe_fc1_bias_eager)
+                                       fw.glu_clamp_eager, fw.yarn_rope, fw.moe_fc1_bias_eager)
                      for share in (1.0, 0.0)))
 
     def pair(self, fn) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
