@@ -1,14 +1,14 @@
 """torchtitan's Llama without torch.compile: its RMSNorm, RoPE and SwiGLU run as torch eager's separate kernels
-(capsim.analytic.training.eager), priced beyond the op list's fused kernels; a compiled block adds nothing."""
+(capsim.analytic.eager), priced beyond the op list's fused kernels; a compiled block adds nothing."""
 
 from __future__ import annotations
 
 import pytest
 
+from capsim.analytic.eager import FUSED, RMSNORM, ROPE, SWIGLU, Eager
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.analytic.training.compute import micro_batch_times
-from capsim.analytic.training.eager import FUSED, RMSNORM, ROPE, SWIGLU, Eager
 from capsim.analytic.training.framework import get_framework
 from capsim.calibration import perf_for
 from capsim.specs.catalog import get_accelerator, get_model

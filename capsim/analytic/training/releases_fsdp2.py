@@ -6,9 +6,11 @@ torchtitan).
 
 from __future__ import annotations
 
+from capsim.analytic.eager import YarnRope
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     FLEX_DEEPEP,
+    FUSED_FORMS,
     FUSED_POINTWISE,
     KV_OWN_HEADS,
     NO_TE_NORM,
@@ -128,7 +130,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "selective_ac": none.format("selective checkpointing policy") + " (the field's generic value)",
             "torch_compile": "not compiled unless the run says so (the field's generic value)",
             "fp8_precompute_scales": "a torchao FP8 all-gather option this release does not set (generic value)",
-            "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, "norm_quantize": NO_TE_NORM,
+            "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, "norm_quantize": NO_TE_NORM,
             "tp_gather_quantized": "torchao's Float8Linear, not Transformer Engine: torchtitan docs/float8.md says "
                                    "TP all-gathers float8 by default, but which of its backward gathers and casts "
                                    "run on local rows is not read here, so 16-bit gathers and casts of the gathered "
@@ -174,7 +176,13 @@ def nemo_automodel_2025_10(name: str) -> Release:
                                  "fp32_upcast: false; nemo_automodel/components/loss/masked_ce.py L73-82: "
                                  "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output")
     fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED,
-                loss_copy=LossCopy.ACTIVATION)
+                loss_copy=LossCopy.ACTIVATION).with_(moe_fc1_bias_eager=True, yarn_rope=YarnRope.HALVES)
+    cite["yarn_rope"] = ("AM@8d9bfb9 nemo_automodel/components/models/gpt_oss/layers.py L30-40 _apply_rotary_emb "
+                         "(x1 * cos - x2 * sin, x2 * cos + x1 * sin, torch.cat; eager: the benchmark configs compile "
+                         "nothing), applied to the queries and keys in GptOssAttention.forward L166-167")
+    cite["moe_fc1_bias_eager"] = ("AM@8d9bfb9 nemo_automodel/components/moe/layers.py L486-487: GroupedExpertsDeepEP "
+                                  "adds gate_up_proj_bias with _apply_bias (L376-380: torch.cat of t + b per expert "
+                                  "split) after the grouped GEMM (ops.gmm, no bias)")
     defaults = _fsdp2_defaults("AM@8d9bfb9 FSDP2Manager", Setting(PER_REPLICA, "step_scheduler local_batch_size "
                                                                                "has no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",
