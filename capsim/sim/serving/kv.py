@@ -112,6 +112,12 @@ class DecodeSet:
         """Sum of the decoding sequences' KV lengths before the next step."""
         return self.sum_off + len(self.ids) * self.steps
 
+    def keys_next(self) -> list[int]:
+        """Keys each decoding sequence's attention reads in the next step (its context and the new token), in the
+        order the sequences joined (vLLM's FCFS running list)."""
+        req, steps = self.req, self.steps + 1
+        return [req.c_join[r] + steps - req.d_join[r] for r in self.ids]
+
     def demand(self, ahead: int = 0) -> int:
         """New blocks the decode step ``ahead`` steps from now needs."""
         return self.cnt[(-(self.steps + ahead)) % self.bs]
