@@ -385,7 +385,8 @@ class StepTable:
     def decode_lines(self, seqs: int, kv_sum0: float, grid: float = 1.0) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
         ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys), the attention kernels ``grid`` times
-        longer than balanced (grid_scale at the run's first step: a run's contexts grow alike, which moves it little)."""
+        longer than balanced over the whole run (the simulator takes it when the batch last changed,
+        capsim.sim.serving.kv.DecodeSet.grid_scale)."""
         co = (self._dec_coef.get(seqs) if not self.max_window else None) or self._coef(seqs, kv_sum0)
         if self._att_scaled:
             co = self._scaled_coef(co, seqs, kv_sum0)
@@ -404,8 +405,8 @@ class StepTable:
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
                logits: int | None = None, admitted: int | None = None, grid: float = 1.0) -> float:
-        """One step's total seconds (equal to iteration_time(...).total_s for the same shape): the GPU's kernels
-        (token kernels and LM head at the captured batch when a decode-only step replays a CUDA graph) or the host
+        """One step's total seconds (at grid 1, equal to iteration_time(...).total_s for the same shape): the GPU's
+        kernels (token kernels and LM head at the captured batch when a decode-only step replays a CUDA graph) or the host
         work they overlap, whichever is longer, then the engine's exposed host time, with ``admitted`` requests
         handed to the engine before it (default: every prefill sequence), decode attention ``grid`` times longer than
         balanced (grid_scale)."""

@@ -305,8 +305,9 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     entry["decode_kv_read_fraction"] = {str(k): float(v) for k, v in (entry.get("decode_kv_read_fraction") or {}).items()}
     if entry.get("decode_grid") is not None:
         grid = dict(entry["decode_grid"])
+        regs = grid.get("registers") or {}
         grid["registers"] = {str(f): {str(d): {int(h): (int(r[0]), int(r[1])) for h, r in heads.items()}
-                                      for d, heads in dtypes.items()} for f, dtypes in (grid.get("registers") or {}).items()}
+                                      for d, heads in dtypes.items()} for f, dtypes in regs.items()}
         entry["decode_grid"] = PagedGrid(**grid)
     entry["workers"] = Workers(entry.get("workers", DEFAULTS["workers"]))
     entry["server"] = Workers(entry.get("server", DEFAULTS["workers"]))
