@@ -12,13 +12,10 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from typing import TYPE_CHECKING
 
+from capsim.analytic.step_table import StepTable
 from capsim.sim.serving.prefix import PrefixCache
 from capsim.sim.serving.state import Requests
-
-if TYPE_CHECKING:
-    from capsim.analytic.step_table import StepTable
 
 
 def blocks_for(tokens: int, block_size: int) -> int:
