@@ -1,7 +1,7 @@
 """The aten kernels torch runs for torchtitan's eager Llama pointwise code (and NeMo AutoModel's rotate-half RoPE), and
 the bytes each moves.
 
-Provenance of ``capsim.analytic.training.eager``: a ``TorchDispatchMode`` logs every aten op of the forward and the
+Provenance of ``capsim.analytic.eager``: a ``TorchDispatchMode`` logs every aten op of the forward and the
 autograd backward of torchtitan's RMSNorm (9dec370 torchtitan/models/norms.py L77-101), apply_rotary_emb
 (torchtitan/models/llama/model.py L87-113) and the SwiGLU product (L253), copied below; views (an output that shares
 an input's storage) move nothing; every other op reads its inputs' storage once and writes its outputs. Printed as

@@ -1,15 +1,15 @@
 """torchtitan's Llama without torch.compile: its RMSNorm, RoPE and SwiGLU run as torch eager's separate kernels
-(capsim.analytic.training.eager), priced beyond the op list's fused kernels; a compiled block adds nothing."""
+(capsim.analytic.eager), priced beyond the op list's fused kernels; a compiled block adds nothing."""
 
 from __future__ import annotations
 
 import pytest
 
+from capsim.analytic.eager import FUSED, RMSNORM, ROPE, SWIGLU, Eager, YarnRope, apply, extra_ops
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.ops import forward_layer_ops, layer_shape
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.analytic.training.compute import micro_batch_times
-from capsim.analytic.training.eager import FUSED, RMSNORM, ROPE, ROPE_HALF, SWIGLU, Eager, extra_ops
 from capsim.analytic.training.framework import get_framework
 from capsim.calibration import perf_for
 from capsim.specs.catalog import get_accelerator, get_model
@@ -71,32 +71,30 @@ def test_uncompiled_grand_teton_row_is_priced_slower_than_its_compiled_twin() ->
     assert slow.value < fast.value  # one price for both before the eager kernels were priced
 
 
-# NeMo AutoModel 2025-10 (AM@8d9bfb9): TE RMSNorm, eager RoPE (rotate-half for GQA, complex fp32 for MLA) and dense
-# MLP, the routed experts' activation its own compiled function.
-def test_rotate_half_rope_bytes_are_the_dispatched_kernels() -> None:
-    # benchmarks/eager_kernels.py rope_half: 18.5 / 20.2 bytes per element at bf16, 0.5 / 0.2 of them cos and sin
-    extra_f, extra_b = ROPE_HALF.extra(2.0)
-    assert (extra_f + 2.0 * 2.0, extra_b + 3.0 * 2.0) == (18.0, 20.0)
-
-
-def _extra_names(model_name: str, eager: Eager) -> dict[str, float]:
+# NeMo AutoModel 2025-10 (AM@8d9bfb9): TE RMSNorm, eager RoPE (its rotate-half for GQA, capsim.analytic.eager's
+# HALVES form; complex fp32 for MLA) and dense MLP, the routed experts' activation its own compiled function.
+def _extra_names(model_name: str, eager: Eager) -> tuple[set[str], dict[str, float]]:
+    """(the rotate-half RoPE ops in the layer, the extra eager kernels' bytes by name)."""
     model = get_model(model_name)
     shape = layer_shape(model, 4096, 1, 1, 8, False, 1)
-    fwd, _ = extra_ops(forward_layer_ops(model, shape, BF16.activations), eager, mla=model.is_mla)
-    return {op.name: float(op.bytes_read + op.bytes_written) for op in fwd}
+    ops = apply(forward_layer_ops(model, shape, BF16.activations), model, 4096, shape.heads, shape.kv_heads,
+                eager.clamp, eager.yarn_rope, eager.fc1_bias)
+    fwd, _ = extra_ops(ops, eager)
+    return ({op.name for op in ops if op.name.startswith("rope_half")},
+            {op.name: float(op.bytes_read + op.bytes_written) for op in fwd})
 
 
 def test_automodel_prices_eager_rope_but_not_its_compiled_expert_activation() -> None:
     fw = get_framework("nemo-automodel-2025-10")
-    assert fw.eager() == Eager(norm=False, pointwise=True, final_norm=False, experts=False, rope_half=True)
-    assert set(_extra_names("qwen3-30b-a3b", fw.eager())) == {"eager_rope"}  # every layer MoE, TE norms
-    assert set(_extra_names("qwen3-30b-a3b", Eager(pointwise=True))) == {"eager_rope", "eager_mlp_act"}
-    half = _extra_names("qwen3-30b-a3b", fw.eager())["eager_rope"]
-    assert half < _extra_names("qwen3-30b-a3b", Eager(pointwise=True))["eager_rope"]  # 7b vs 2b + 4f, bf16
+    assert fw.eager() == Eager(norm=False, pointwise=True, final_norm=False, yarn_rope=YarnRope.HALVES,
+                               fc1_bias=True, experts=False)
+    halves, extra = _extra_names("qwen3-30b-a3b", fw.eager())  # every layer MoE, TE norms
+    assert halves and not extra  # RoPE is the rotate-half ops, the routed experts' activation compiled
+    assert set(_extra_names("qwen3-30b-a3b", Eager(pointwise=True))[1]) == {"eager_rope", "eager_mlp_act"}
     # DeepSeek V3: MLA's RoPE keeps the complex fp32 form; its dense layers' silu * up are eager
-    mla = _extra_names("deepseek-v3", fw.eager())
-    assert set(mla) == {"eager_rope", "eager_mlp_act"}
-    assert mla["eager_rope"] == _extra_names("deepseek-v3", Eager(pointwise=True))["eager_rope"]
+    halves, mla = _extra_names("deepseek-v3", fw.eager())
+    assert not halves and set(mla) == {"eager_rope", "eager_mlp_act"}
+    assert mla["eager_rope"] == _extra_names("deepseek-v3", Eager(pointwise=True))[1]["eager_rope"]
 
 
 @pytest.mark.parametrize("release", ["nemo-automodel-2026-04", "nemo-automodel-2026-07"])

@@ -42,7 +42,6 @@ KNOWN_MISSES = {
     ("distserve", "ttft_mean", "vllm-400-4"): DISTSERVE_HOST + "; past the measured saturation",
     ("distserve", "tpot_mean", "vllm-100-2"): DISTSERVE_HOST,
     ("distserve", "tpot_mean", "vllm-200-2"): DISTSERVE_HOST,
-    ("distserve", "tpot_mean", "vllm-300-3"): DISTSERVE_HOST,
     ("vllm-ci", "e2e_latency_mean", ""): "the source does not state the vLLM release (engine_version blank): "
                                          "the row is not priced",
 }
@@ -51,10 +50,14 @@ TRT_010_MISS = ("capsim is optimistic on TensorRT-LLM 0.10's Llama-3-70B 2048/20
                 "query heads per KV head runs the XQA kernel in 0.10 (decoderXQARunner.h gate, engines.yaml "
                 "decode_kv_groups), as Llama-2-70B's 0.10 rows do within 17%; no source prices the 0.10 batch "
                 "manager's host time or its decoder (gptDecoderBatch) per step, so none is, and the miss is not "
-                "explained (the group-of-4 rows, Llama-3-8B and Mixtral, are within 18% since their masked-MHA "
-                "fallback is priced). Checked against the page's recipe: under chunked context a MAX_UTILIZATION pause keeps "
+                "explained (the group-of-4 rows, Llama-3-8B and Mixtral, price their masked-MHA fallback and range "
+                "from -17.5% to +31.0%). Checked against the page's recipe: under chunked context a MAX_UTILIZATION pause keeps "
                 "every token (trtGptModel.h: maxInputLen = max_seq_len - 1), XQA's batch heuristic picks XQA at these "
-                "batches, and 3% less KV memory (an unquantized, replicated embedding) moves the row by < 0.1 point")
+                "batches, and 3% less KV memory (an unquantized, replicated embedding) moves the row by < 0.1 point. The "
+                "miss is the regime, not the model: the same 0.10 table's Llama-2-70B 2048/2048 FP8 runs on H100 (not "
+                "rows here, priced once as a check on 1f3f71b) come out +21% at TP2, +35% at TP4 and +36% at TP8, and "
+                "Llama-3-70B's TP8 run +47%, while the TP1 7B/8B 2048/2048 runs are within 13%; capsim's TP4 run is "
+                "KV-bound (1.48M cached tokens, 405 sequences on average) with 894 MAX_UTILIZATION pauses recomputed")
 KNOWN_MISSES.update({
     ("trtllm-0.10", "output_tokens_per_s", "llama-3-70b H100-SXM5-80GB tp4 fp8 2048/2048"): TRT_010_MISS,
 })
@@ -64,15 +67,30 @@ KNOWN_MISSES.update({
 # other end).
 _TRT_FP8_GEMM = ("+{}%: FP8 GEMMs at TE's cuBLASLt FP8/BF16 ratio on GH100 (1.90x), not a measured rate of this "
                  "TensorRT-LLM release's FP8 kernels; {}")
+# What the FP8 ratio does not explain (re-measured 2026-12-06 on 1f3f71b, each a capsim figure against a published one):
+# - 0.8.0 Llama-2-7B b896 128/128 is +13.6% on H100 and +30.0% on H200; the two GPUs have the same SMs and clocks and
+#   measured alike (20548 vs 20241 tok/s, 1.015x), but H200 prices from its datasheet calibration (no H200 profile
+#   ships) and H100 from its operator profile: capsim's H200 decode step at batch 896, context 192, is 24.1 ms against
+#   28.1 ms on H100 and its 896 x 128 prefill 1.24 s against 1.42 s (1.16x).
+# - 0.10 Llama-2-7B 128/128 on H100 FP8: 0.8.0's static gptSession batches of 896 measured 20241 tok/s (capsim +13.6%),
+#   0.10's in-flight batching of 2000 requests 16985.6 (capsim +31.3%); measured IFB/static 0.839, capsim 0.969. The
+#   in-flight path pays per-request work static batches do not (engines.yaml tensorrt-llm-0.10 cpu: GptDecoderBatch,
+#   one decoder per request unless fused, the batch manager's scheduling and streamed responses, not public code in
+#   0.10), and no source prices it.
+_TRT_IFB = ("; IFB vs static: 0.8.0's static b896 run of Llama-2-7B on the same H100 measured 1.19x this release's "
+            "in-flight throughput where capsim predicts 1.03x: the in-flight batch manager's per-request host and "
+            "decoder work is unpriced, no source gives it (engines.yaml tensorrt-llm-0.10 cpu)")
 KNOWN_MISSES.update({
     ("trtllm-0.8.0", "output_tokens_per_s", "llama-2-7b H200-SXM-141GB tp1 fp8 128/128"):
-        _TRT_FP8_GEMM.format(30.0, "4 static batches of 896"),
+        _TRT_FP8_GEMM.format(30.0, "4 static batches of 896; the H100 run of the same batch is +13.6%: H200 prices "
+                             "from its datasheet calibration (no H200 operator profile), 1.16x the H100 profile's "
+                             "speed on this batch where the two GPUs measured 1.015x"),
     ("trtllm-0.10", "output_tokens_per_s", "llama-2-7b H100-SXM5-80GB tp1 fp8 128/128"):
-        _TRT_FP8_GEMM.format(31.3, "TensorRT-LLM 0.10 in-flight batching at 2000 requests"),
+        _TRT_FP8_GEMM.format(31.3, "TensorRT-LLM 0.10 in-flight batching at 2000 requests" + _TRT_IFB),
     ("trtllm-0.10", "output_tokens_per_s", "llama-3-8b H100-SXM5-80GB tp1 fp8 128/128"):
-        _TRT_FP8_GEMM.format(25.4, "+12.1% at DeepGEMM's 1.50x, the band's other end"),
+        _TRT_FP8_GEMM.format(25.4, "+12.1% at DeepGEMM's 1.50x, the band's other end" + _TRT_IFB),
     ("trtllm-0.10", "output_tokens_per_s", "mixtral-8x7b H100-SXM5-80GB tp2 fp8 128/128"):
-        _TRT_FP8_GEMM.format(31.0, "+14.8% at DeepGEMM's 1.50x, the band's other end"),
+        _TRT_FP8_GEMM.format(31.0, "+14.8% at DeepGEMM's 1.50x, the band's other end" + _TRT_IFB),
 })
 
 
@@ -127,11 +145,46 @@ def test_unseen_tensorrt_llm_runs_median_within_15_pct(report):
     assert errors[len(errors) // 2] <= 15.0, errors
 
 
-@pytest.mark.xfail(strict=True, reason=DISTSERVE_HOST + ": the simulated saturation is ~3.70 req/s")
+@pytest.mark.xfail(strict=True, reason=DISTSERVE_HOST + ": the simulated saturation is ~3.68 req/s")
 def test_distserve_simulated_saturation_between_3_and_3_5(report):
     sat = [x for x in report.rows if x.metric == "saturation_rate_rps"]
     assert len(sat) == 1 and sat[0].predicted is not None, sat
     assert SATURATION_RPS[0] <= sat[0].predicted <= SATURATION_RPS[1], sat[0].predicted
+
+
+def _published(report, source: str, case: str):
+    found = [x for x in report.rows if x.source == source and x.case == case and x.metric == "output_tokens_per_s"]
+    assert len(found) == 1 and found[0].predicted is not None, (source, case)
+    return found[0]
+
+
+# Pairs of published runs that differ in one thing only: capsim should miss both by about the same amount (within
+# PAIR_POINTS of each other); where it does not, the one thing is what capsim prices wrongly.
+PAIR_POINTS = 5.0
+
+
+@pytest.mark.xfail(strict=True, reason="H200 prices from its datasheet calibration (no H200 operator profile ships), "
+                   "H100 from its operator profile: on 0.8.0's Llama-2-7B FP8 batch of 896 at 128/128 capsim's "
+                   "H200 is 1.16x its H100 (decode step at context 192: 24.1 vs 28.1 ms; prefill 1.24 vs 1.42 s), "
+                   "the two runs measured 1.015x (20548 vs 20241 tok/s); errors +30.0% vs +13.6%")
+def test_same_batch_on_h100_and_h200_misses_alike(report):
+    """0.8.0's page ran the same static batch on H100 and H200 (same SM count and clocks, more HBM bandwidth)."""
+    h100 = _published(report, "trtllm-0.8.0", "llama-2-7b H100-SXM5-80GB x1 static  b896 128/128")
+    h200 = _published(report, "trtllm-0.8.0", "llama-2-7b H200-SXM-141GB x1 static  b896 128/128")
+    assert abs(h200.error_pct - h100.error_pct) <= PAIR_POINTS, (h100.error_pct, h200.error_pct)
+
+
+@pytest.mark.xfail(strict=True, reason="the in-flight batch manager's per-request work (engines.yaml tensorrt-llm-0.10 "
+                   "cpu: GptDecoderBatch, one decoder per request unless fused; scheduling and streamed responses in a "
+                   "closed-source library) has no published cost and is unpriced: measured static/IFB 1.19x, capsim "
+                   "1.03x; errors +13.6% (0.8.0 static) vs +31.3% (0.10 IFB)")
+def test_static_and_in_flight_runs_of_one_model_miss_alike(report):
+    """Llama-2-7B FP8 128/128 on one H100: 0.8.0's gptSession static batches of 896 and 0.10's gptManagerBenchmark
+    in-flight batching of 2000 requests (capsim's run holds 809 sequences on average); both decode with the masked MHA
+    (a multi-head model)."""
+    static = _published(report, "trtllm-0.8.0", "llama-2-7b H100-SXM5-80GB x1 static  b896 128/128")
+    ifb = _published(report, "trtllm-0.10", "llama-2-7b H100-SXM5-80GB x1 max-load  b2000 128/128")
+    assert abs(ifb.error_pct - static.error_pct) <= PAIR_POINTS, (static.error_pct, ifb.error_pct)
 
 
 def test_known_misses_name_real_rows():

@@ -199,7 +199,7 @@ def test_grand_teton_70b_fsdp_tp_row_within_15_pct_across_the_range(titan_rows) 
                    "The published FA2 backward (and the ring's later steps at the published non-causal rate) made "
                    "every Hopper row faster than the 0.2625-of-peak assumption did (Table 2 was +4.8/-7.0/+23.3/"
                    "+28.0%). The eager rows pay torchtitan's eager RMSNorm, RoPE and SwiGLU kernels "
-                   "(capsim.analytic.training.eager; they were +40.8% and +45.3% at the compiled rows' price). "
+                   "(capsim.analytic.eager; they were +40.8% and +45.3% at the compiled rows' price). "
                    "Left: every compiled row is still fast (the compiled bf16 rows +21-25%: the eager-compile gap is "
                    "now priced, the compiled step is not); cp 4 and 8 miss where cp 1 and 2 do not, and no step cost "
                    "read from torch's _attention.py grows faster than cp (the measured step grows 8.4 -> 12.9 -> "
@@ -236,7 +236,7 @@ def test_a100_rows_are_all_priced(titan_rows) -> None:
 
 @pytest.mark.xfail(strict=True, reason="64 A100 (profile calibration), FSDP2 bf16 eager, with torchtitan's eager "
                    "RoPE and SwiGLU kernels and, in the 70B recipes (norm_type 'rmsnorm'), its eager RMSNorm "
-                   "(capsim.analytic.training.eager): +4% to +15% for the 8B/13B and full-AC 70B rows (+9% to +18% "
+                   "(capsim.analytic.eager): +4% to +15% for the 8B/13B and full-AC 70B rows (+9% to +18% "
                    "before), +19.6% for Llama 2 70B with op SAC at local batch 1 (+26.6% before); the no-AC Llama 2 "
                    "13B row is +14.7% (no recompute at all). Unpriced: per-op launch/host overhead of eager torch, "
                    "FSDP2's copy-in/copy-out around each all-gather and reduce-scatter, the exposed first gather of "

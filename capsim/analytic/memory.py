@@ -227,7 +227,9 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
         dense, expert = _layer_params_per_gpu(model, lay, kind if share is not None else None)
         act = layer_activation_bytes(model, lay, precision, classes=classes)
         replayed = classes[Saved.CORE]
-        if sac.policy is not SacPolicy.ATTENTION_CORE:  # torchtitan's policies rebuild a whole block's activations
+        # torchtitan's policies rebuild a whole block's activations; Megatron-Core's modules (recompute.py) are
+        # priced as the attention-core policy (what their output-discarding checkpoints free is not priced)
+        if sac.policy not in (SacPolicy.ATTENTION_CORE, SacPolicy.MODULES):
             act = np.where(lay.recompute == 1, _selective_bytes(model, lay, precision, attention, dropout, sac, share,
                                                                 no_recompute), act)
             replayed = no_recompute

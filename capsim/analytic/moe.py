@@ -105,7 +105,8 @@ def _expert_bias(model: ModelSpec, rows: Num, count: Num, copies: Num, dt: DType
     top-k returns the logits' dtype, transformer_engine/pytorch/csrc/extensions/router.cpp L42 at v2.9), so the
     closing ``.to`` copies nothing. Backward by the generic rule of a memory-bound op.
     NeMo AutoModel's DeepEP experts copy this ``_apply_bias`` (nemo_automodel/components/moe/layers.py L356-383,
-    NVIDIA-NeMo/Automodel@89e3a9fdd) and run fc1's bias through it too (L487), which is not priced."""
+    NVIDIA-NeMo/Automodel@89e3a9fdd) and run fc1's bias through it too (L487): priced where the release says so
+    (``Framework.moe_fc1_bias_eager``, capsim.analytic.eager.fc1_bias_ops)."""
     if not model.bias:
         return []
     h = model.hidden

@@ -75,6 +75,9 @@ class Op:
     causal: bool = True
     impl: str = ""  # which variant of a memory-bound op (the model's norm or MLP activation); "" = generic
     share: Num = 1.0  # fraction of the model's layers that run this op (1 = every layer)
+    # (bytes read, bytes written) of a memory-bound op's backward kernel where autograd's is not the generic one
+    # (``backward_ops``); (0, 0): its backward launches nothing (the gradient of a view or a copy passes through)
+    grad: tuple[Num, Num] | None = None
 
     @property
     def bytes(self) -> Num:
@@ -150,7 +153,8 @@ def backward_ops(forward: Iterable[Op]) -> list[Op]:
 
     A GEMM (m, n, k) becomes its data-gradient GEMM (m, k, n) and weight-gradient GEMM (k, n, m), each with
     the forward FLOPs. Flash attention's backward recomputes QK^T: 5 matmuls against the forward's 2
-    (Dao 2023, FlashAttention-2, Sec. 3.1.2). A memory-bound op y = f(x) reads dy and x and writes dx.
+    (Dao 2023, FlashAttention-2, Sec. 3.1.2). A memory-bound op y = f(x) reads dy and x and writes dx, unless it
+    states its backward's traffic (``Op.grad``).
     """
     out: list[Op] = []
     for op in reversed(list(forward)):
@@ -165,6 +169,11 @@ def backward_ops(forward: Iterable[Op]) -> list[Op]:
             out.append(replace(op, name=op.name + ".bwd", flops=2.5 * op.flops,
                                bytes_read=op.bytes_read + 2 * op.bytes_written,
                                bytes_written=op.bytes_read, saved=()))
+        elif op.grad is not None:
+            read, written = op.grad
+            if np.any(np.asarray(read) + np.asarray(written) > 0):
+                out.append(replace(op, name=op.name + ".bwd", bytes_read=read, bytes_written=written, saved=(),
+                                   grad=None))
         else:
             out.append(replace(op, name=op.name + ".bwd", bytes_read=op.bytes_read + op.bytes_written,
                                bytes_written=op.bytes_read, saved=()))

@@ -11,7 +11,14 @@ each forward op of a layer that runs again.
   ``mlp_up``) is split into those projections before counting. The amax reductions are saved (``max``) and the
   ``abs`` before them feeds nothing else, so FP8 amax passes are not replayed;
 - blocks (torchtitan's ``selective_ac_option = N``, L281-290): every N-th block is fully checkpointed (its whole
-  forward replayed), the others keep everything.
+  forward replayed), the others keep everything;
+- modules (Megatron-Core's ``--recompute-granularity selective --recompute-modules ...``, ML@0d8e0714
+  megatron/core/transformer/transformer_config.py L361-374, replacing the default ["core_attn"]): "core_attn" the
+  attention core as above; "layernorm" the input and pre-MLP norms (transformer_layer.py L380-401,
+  output-discarding checkpoints re-run in the backward); "moe_act" the routed experts' activation function
+  (moe/experts.py L828-831, L963-969: ``bias_act_func`` under CheckpointWithoutOutput, re-run in the backward
+  with everything it holds: a clamped GLU's eager clamp, capsim.analytic.eager). The memory these free is not
+  priced (the layer keeps what it keeps without them).
 """
 
 from __future__ import annotations
@@ -22,10 +29,18 @@ from enum import StrEnum
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic.eager import CLAMP_OPS
 from capsim.analytic.fp8 import CastKind
 from capsim.analytic.primitives import MATMUL_KINDS, Op, OpKind
 from capsim.errors import SpecError
 from capsim.specs.model import ModelSpec
+
+# Megatron's selective recompute: the attention core (Korthikanti et al. 2022, Sec. 5).
+CORE_OPS = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
+# Megatron-Core's recompute modules capsim prices -> the ops each replays ("moe_act" only in an MoE layer: the
+# routed experts' activation, with a clamped GLU's eager clamp).
+MODULE_OPS = {"core_attn": CORE_OPS, "layernorm": frozenset({"norm_attn", "norm_mlp"}),
+              "moe_act": frozenset({"mlp_act"}) | CLAMP_OPS}
 
 
 class SacPolicy(StrEnum):
@@ -35,6 +50,7 @@ class SacPolicy(StrEnum):
     # torchtitan 'op': every forward op of a block but those it saves (SDPA, max, and all but every second mm)
     OPS = "ops"
     BLOCKS = "blocks"  # torchtitan '<N>': every N-th transformer block fully checkpointed, the others not at all
+    MODULES = "modules"  # Megatron-Core --recompute-modules: the named submodules' forward replayed
 
 
 @dataclass(frozen=True)
@@ -43,15 +59,18 @@ class SelectiveAc:
 
     policy: SacPolicy = SacPolicy.ATTENTION_CORE
     every: int = 1  # BLOCKS: the checkpointed blocks are those whose 1-based index is a multiple of this
+    modules: tuple[str, ...] = ()  # MODULES: Megatron-Core's recompute_modules (keys of MODULE_OPS)
 
     def __post_init__(self) -> None:
         if self.every < 1:
             raise SpecError("selective_ac.every", f"{self.every} is not a block period", "use a whole number >= 1")
+        unknown = set(self.modules) - set(MODULE_OPS)
+        if unknown or (self.policy is SacPolicy.MODULES) != bool(self.modules):
+            raise SpecError("selective_ac.modules", f"{sorted(unknown) or list(self.modules)} with policy "
+                            f"{self.policy.value}", f"name modules (of {', '.join(MODULE_OPS)}) with policy modules only")
 
 MEGATRON_SAC = SelectiveAc()  # the attention core only: what a call without a release's policy prices
 
-# Megatron's selective recompute: the attention core (Korthikanti et al. 2022, Sec. 5).
-CORE_OPS = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
 # Weight matmuls (nn.Linear: aten.mm in the eager dispatch torchtitan's policy sees).
 LINEAR_OPS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "router",
                         "cross_qkv", "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})
@@ -95,6 +114,10 @@ def op_shares(model: ModelSpec, ops: list[Op], sac: SelectiveAc) -> list[float]:
     its replay is whole blocks, ``block_share``)."""
     if sac.policy is SacPolicy.ATTENTION_CORE:
         return [1.0 if _base(op.name) in CORE_OPS else 0.0 for op in ops]
+    if sac.policy is SacPolicy.MODULES:
+        moe_layer = any(_base(op.name) == "moe_permute" for op in ops)
+        names = frozenset().union(*(MODULE_OPS[m] for m in sac.modules if m != "moe_act" or moe_layer))
+        return [1.0 if _base(op.name) in names else 0.0 for op in ops]
     if sac.policy is SacPolicy.BLOCKS:
         return [0.0] * len(ops)
     mm = alternate_mm_shares(model, ops)
@@ -150,5 +173,5 @@ def ops_policy_kept_bytes(model: ModelSpec, ops: list[Op], act_bytes: float, att
     return out
 
 
-__all__ = ["CORE_OPS", "LINEAR_OPS", "MEGATRON_SAC", "SacPolicy", "SelectiveAc", "alternate_mm_shares", "block_share", "op_shares",
+__all__ = ["CORE_OPS", "LINEAR_OPS", "MEGATRON_SAC", "MODULE_OPS", "SacPolicy", "SelectiveAc", "alternate_mm_shares", "block_share", "op_shares",
            "ops_policy_kept_bytes", "replay_s"]

@@ -28,6 +28,7 @@ from capsim.analytic.line_sums import (
     sum_max_lines,
 )
 from capsim.analytic.ops import OpKind, Phase, StepBatch, gemm, head_ops
+from capsim.analytic.paged_grid import grid_factor
 from capsim.analytic.serving import (
     DEFAULT_SAMPLING,
     Sampling,
@@ -81,6 +82,20 @@ class StepTable:
         self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
         self._dec_coef_windowed: dict[int, tuple[float, float, float, float, float, float]] = {}
         self.max_window = max((w for w, _ in self.shares if w), default=0.0)
+        # The release's decode launch grid and the GPU's SMs, where both are known: decode runs then price how the
+        # grid's blocks share the SMs (grid_scale); else decode attention is balanced over the GPU.
+        grid, sms = self.engine.decode_grid, accelerator.sms if accelerator is not None else None
+        regs = grid.registers_for(accelerator.name, plan.kv_cache_dtype.value, model.head_dim) \
+            if grid is not None and accelerator is not None and sms else None
+        self.grid = (grid, int(sms), int(model.heads // plan.tp), regs) if regs else None
+
+    def grid_scale(self, contexts: list[int]) -> float:
+        """How much longer one decode launch over sequences of ``contexts`` keys takes than a balanced one
+        (capsim.analytic.paged_grid.grid_factor); 1 without a grid."""
+        if self.grid is None or not contexts:
+            return 1.0
+        grid, sms, heads, regs = self.grid
+        return grid_factor(grid, np.fromiter(contexts, dtype=np.int64, count=len(contexts)), heads, sms, regs)
 
     def _init_attention(self, model: ModelSpec, plan: ServePlan, n: np.ndarray) -> None:
         """Attention's constants: bytes and FLOPs per query token and per key, the layers' windows, the
@@ -282,9 +297,9 @@ class StepTable:
         return self.att_scale(seqs * self.heads, kv / seqs, kv * self.flops_per_pair["dpair"],
                               seqs * self.dec_q + kv * self.dec_kv)
 
-    def decode_attention_s(self, seqs: int, kv_tokens: float) -> float:
+    def decode_attention_s(self, seqs: int, kv_tokens: float, grid: float = 1.0) -> float:
         """One layer's decode (paged) attention for ``seqs`` sequences reading ``kv_tokens`` keys (MLA: with its
-        absorbing GEMMs)."""
+        absorbing GEMMs), its kernel's body ``grid`` times longer than balanced (grid_scale)."""
         if seqs <= 0:
             return 0.0
         per_key, m0, m1 = self._dec_lines.get(seqs) or self.decode_attention_lines(seqs)
@@ -295,7 +310,7 @@ class StepTable:
             if self._att_scaled:
                 c, m = self.decode_scale(seqs, kv)
                 comp, mem = comp * c, mem * m
-            out += share * (self.attn_launch_s + (mem if mem > comp else comp))
+            out += share * (self.attn_launch_s + grid * (mem if mem > comp else comp))
         return out
 
     def overhead_s(self, seqs: int) -> float:
@@ -367,29 +382,34 @@ class StepTable:
         # base keeps the kernels' launches (Perf.attention_s scales the body only); the attention lines scale.
         return (co[0], co[1] * c, co[2] * m, co[3] * m, co[4], co[5])
 
-    def decode_lines(self, seqs: int, kv_sum0: float) -> Lines:
+    def decode_lines(self, seqs: int, kv_sum0: float, grid: float = 1.0) -> Lines:
         """Step time of ``seqs`` decoding sequences as lines in the step index j, when their contexts sum to
-        ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys)."""
+        ``kv_sum0`` before step 0 (step j reads kv_sum0 + seqs (j + 1) keys), the attention kernels ``grid`` times
+        longer than balanced over the whole run (the simulator takes it when the batch last changed,
+        capsim.sim.serving.kv.DecodeSet.grid_scale)."""
         co = (self._dec_coef.get(seqs) if not self.max_window else None) or self._coef(seqs, kv_sum0)
         if self._att_scaled:
             co = self._scaled_coef(co, seqs, kv_sum0)
+        if grid != 1.0:
+            co = (co[0], co[1] * grid, co[2] * grid, co[3] * grid, co[4], co[5])
         base, comp, x0 = co[0], co[1], kv_sum0 + seqs
         if co[4] > 0:
             return ((base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs), (co[5], 0.0))
         return (base + comp * x0, comp * seqs), (base + co[2] + co[3] * x0, co[3] * seqs)
 
-    def decode_run(self, seqs: int, kv_sum0: float, k: int) -> tuple[list[Piece], float]:
+    def decode_run(self, seqs: int, kv_sum0: float, k: int, grid: float = 1.0) -> tuple[list[Piece], float]:
         """A run of ``k`` decode steps: the envelope of its step times and its total time (closed form)."""
-        pieces = envelope(self.decode_lines(seqs, kv_sum0), k)
+        pieces = envelope(self.decode_lines(seqs, kv_sum0, grid), k)
         return pieces, pieces_sum(pieces)
 
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
-               logits: int | None = None, admitted: int | None = None) -> float:
-        """One step's total seconds (equal to iteration_time(...).total_s for the same shape): the GPU's kernels
-        (token kernels and LM head at the captured batch when a decode-only step replays a CUDA graph) or the host
+               logits: int | None = None, admitted: int | None = None, grid: float = 1.0) -> float:
+        """One step's total seconds (at grid 1, equal to iteration_time(...).total_s for the same shape): the GPU's
+        kernels (token kernels and LM head at the captured batch when a decode-only step replays a CUDA graph) or the host
         work they overlap, whichever is longer, then the engine's exposed host time, with ``admitted`` requests
-        handed to the engine before it (default: every prefill sequence)."""
+        handed to the engine before it (default: every prefill sequence), decode attention ``grid`` times longer than
+        balanced (grid_scale)."""
         rows = prefill_seqs + decode_seqs if logits is None else logits
         n = prefill_tokens + decode_seqs
         graphed = prefill_tokens == 0 and decode_seqs <= self.graph_max and self.graph[decode_seqs]
@@ -399,7 +419,7 @@ class StepTable:
         gpu = ((tok[n] if n < len(tok) else self._beyond("token", n))
                + (logit[rows] if rows < len(logit) else self._beyond("logit", rows))
                + self.layers * (self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens, prefill_seqs)
-                                + self.decode_attention_s(decode_seqs, decode_kv_tokens)))
+                                + self.decode_attention_s(decode_seqs, decode_kv_tokens, grid)))
         seqs = prefill_seqs + decode_seqs
         cpu = self.ov0 + self.ov1 * seqs + self.ov2 * prefill_tokens  # dispatch_s with the per-prompt-token term
         if not graphed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -23,6 +23,7 @@ from capsim.specs.engine_kinds import (
     HostCost,
     KvReservation,
     LargeGpu,
+    PagedGrid,
     SchedulerKind,
     Workers,
     parse_version,
@@ -141,6 +142,9 @@ class EngineProfile:
     # at the largest sizes an operator microbenchmark timed, by GPU family (a prefix of the accelerator's name);
     # decode attention never reads faster (capsim.analytic.serving.engine_perf). Empty: the calibration's.
     decode_kv_read_fraction: dict[str, float] = field(default_factory=dict)
+    # The release's PagedAttention decode launch grid (engines.yaml decode_grid): the simulator prices how its blocks
+    # share the SMs (capsim.analytic.paged_grid). None: a decode kernel balanced over the GPU.
+    decode_grid: PagedGrid | None = None
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)  # a fitted profile's files and fit
     # Multipliers on the calibration's kernel efficiencies: 1.0, since no operator profile of an engine's kernels
     # says they differ from the calibrated ones (kept for what-if studies, not set by any profile).
@@ -278,7 +282,8 @@ class EngineProfile:
                    cuda_graph_sizes=list(self.cuda_graph_sizes), overlapped=list(self.overlapped),
                    gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value,
                    decode_kv_reads=self.decode_kv_reads.value, kv_reservation=self.kv_reservation.value,
-                   decode_kv_groups=list(self.decode_kv_groups), kv_write_s=list(self.kv_write_s))
+                   decode_kv_groups=list(self.decode_kv_groups), kv_write_s=list(self.kv_write_s),
+                   decode_grid=None if self.decode_grid is None else asdict(self.decode_grid))
         return out
 
 
@@ -298,6 +303,12 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     entry["sampler_s"] = {str(k): tuple(float(x) for x in v) for k, v in entry.get("sampler_s", {}).items()}
     entry["kv_write_s"] = tuple(float(x) for x in entry.get("kv_write_s") or ())
     entry["decode_kv_read_fraction"] = {str(k): float(v) for k, v in (entry.get("decode_kv_read_fraction") or {}).items()}
+    if entry.get("decode_grid") is not None:
+        grid = dict(entry["decode_grid"])
+        regs = grid.get("registers") or {}
+        grid["registers"] = {str(f): {str(d): {int(h): (int(r[0]), int(r[1])) for h, r in heads.items()}
+                                      for d, heads in dtypes.items()} for f, dtypes in regs.items()}
+        entry["decode_grid"] = PagedGrid(**grid)
     entry["workers"] = Workers(entry.get("workers", DEFAULTS["workers"]))
     entry["server"] = Workers(entry.get("server", DEFAULTS["workers"]))
     entry["server_comm"] = {t: _phase(v) for t, v in entry.get("server_comm", {}).items()}

@@ -7,7 +7,7 @@ defaults, the defaults for values its sources do not state, host cost per step, 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -111,5 +111,40 @@ class HostCost:
         return self.overlapped[0] + self.overlapped[1] * seqs + self.overlapped[2] * prompt
 
 
-__all__ = ["DEFAULTS", "PHASES", "DecodeKvReads", "GemmPath", "HostCost", "KvReservation", "LargeGpu", "SchedulerKind",
-           "Workers", "parse_version"]
+@dataclass(frozen=True)
+class PagedGrid:
+    """How a release's PagedAttention decode kernel lays out its thread blocks (engines.yaml decode_grid): V1 is
+    one block per (query head, sequence) over the whole context, V2 one per (query head, sequence, partition of
+    ``partition_tokens`` keys), and the engine picks V1 when the longest context is at most ``v1_max_context`` and
+    either it fits one partition or sequences x heads exceed ``v1_min_blocks``. ``registers``: registers per thread
+    of the (V1, V2) kernels in the release's build, by GPU family (a prefix of the accelerator's name), KV dtype and
+    head size."""
+
+    partition_tokens: int
+    v1_min_blocks: int
+    v1_max_context: int
+    threads_per_block: int
+    registers: dict[str, dict[str, dict[int, tuple[int, int]]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("partition_tokens", "v1_min_blocks", "v1_max_context", "threads_per_block"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f'"decode_grid.{name}" must be a positive integer, got {value!r}')
+        for family, by_dtype in self.registers.items():
+            for dtype, by_head in by_dtype.items():
+                for head, regs in by_head.items():
+                    if len(regs) != 2 or min(regs) <= 0:
+                        raise ValueError(f'"decode_grid.registers.{family}.{dtype}.{head}" must be [V1, V2] '
+                                         f"registers > 0, got {regs!r}")
+
+    def registers_for(self, device: str, dtype: str, head_size: int) -> tuple[int, int] | None:
+        """(V1, V2) registers per thread on ``device`` for ``dtype`` and ``head_size``; None where the release's
+        build was not read for them."""
+        by_dtype = next((r for family, r in self.registers.items() if device.startswith(family)), {})
+        regs = by_dtype.get(dtype, {}).get(int(head_size))
+        return None if regs is None else (int(regs[0]), int(regs[1]))
+
+
+__all__ = ["DEFAULTS", "PHASES", "DecodeKvReads", "GemmPath", "HostCost", "KvReservation", "LargeGpu", "PagedGrid",
+           "SchedulerKind", "Workers", "parse_version"]

@@ -62,6 +62,10 @@ class Accelerator:
     # Where a source gives the peaks only as a range: its upper end (``peaks`` is the lower end, the one priced);
     # a validation row on such a part reports the band between the two. None for a part with published peaks.
     peaks_high: Peaks | None = None
+    # Streaming multiprocessors (CUDA's multiProcessorCount) where the catalog states them (sm_source cites the
+    # figure): what a kernel's thread blocks are spread over (capsim.analytic.paged_grid). None: not stated.
+    sms: int | None = None
+    sm_source: str = ""
     aliases: tuple[str, ...] = field(default=(), compare=False)
 
     @property

@@ -245,10 +245,23 @@ def _deepseek(cfg: Mapping[str, Any], name: str, version: int) -> ModelSpec:
 
 
 # What capsim prices in its nearest form for gpt-oss (each named in the spec's source): the learned per-head sink
-# logit in each softmax (64 parameters a layer, one more score per query row); the clamped SwiGLU (gate clamped at
-# swiglu_limit, x * sigmoid(1.702 x) * (up + 1)) priced as SwiGLU; the router's bias as router_bias (one per expert).
+# logit in each softmax (64 parameters a layer, one more score per query row); the clamped SwiGLU
+# (x * sigmoid(1.702 x) * (up + 1)) priced as SwiGLU, its clamp at swiglu_limit as glu_clamp; YaRN RoPE as RoPE with
+# its factor as yarn_factor; the router's bias as router_bias (one per expert).
 GPT_OSS_APPROX = ("attention sinks (64 learned logits per layer) not counted; clamped SwiGLU "
-                  "(alpha 1.702, limit swiglu_limit, up + 1) priced as SwiGLU; router bias counted as router_bias")
+                  "(alpha 1.702, up + 1) priced as SwiGLU, its clamp (swiglu_limit) as glu_clamp; YaRN RoPE as RoPE "
+                  "with yarn_factor; router bias counted as router_bias")
+
+
+def _yarn_factor(cfg: Mapping[str, Any], default: float | None) -> float | None:
+    """The YaRN factor of ``rope_scaling`` (``rope_parameters`` in newer transformers), ``default`` where the file
+    has neither; None for another rope_type."""
+    scaling = cfg.get("rope_scaling") or cfg.get("rope_parameters")
+    if not scaling:
+        return default
+    if not isinstance(scaling, Mapping) or scaling.get("rope_type", scaling.get("type")) != "yarn":
+        return None
+    return float(scaling.get("factor", default or 1.0))
 
 
 def _gpt_oss(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -262,9 +275,11 @@ def _gpt_oss(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     if _str(cfg, "hidden_act", "silu") != "silu":
         raise SpecError("config.hidden_act", f"{cfg['hidden_act']!r} is not gpt-oss's gated activation", "use silu")
     window, every = _global_every(cfg, _int(cfg, "num_hidden_layers"), 2)
+    # GptOssConfig defaults: swiglu_limit 7.0, rope_parameters yarn factor 32 (configuration_gpt_oss.py @02b8f42b)
     return _decoder(cfg, name, tied=False, max_seq=131072, bias=True, router_bias=True,
                     experts=_int(cfg, "num_local_experts"), top_k=_int(cfg, "num_experts_per_tok"),
                     sliding_window=window, global_every=every if window else 0,
+                    glu_clamp=_float(cfg, "swiglu_limit", 7.0), yarn_factor=_yarn_factor(cfg, 32.0),
                     source=SOURCE + " (" + GPT_OSS_APPROX + ")")
 
 

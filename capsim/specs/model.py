@@ -91,6 +91,12 @@ class ModelSpec:
     #                                     Qwen-MoE's mlp_only_layers); the others route to experts
     dense_ffn_hidden: int | None = None  # FFN width of those dense layers (DeepSeek-V3: 18432); None = ffn_hidden
     router_bias: bool = False  # a learned per-expert routing bias (DeepSeek-V3's e_score_correction_bias)
+    # --- activation and position variants that change which kernels a framework runs (not FLOPs or parameters) ---
+    glu_clamp: float | None = None  # a gated MLP's inputs clamped before its activation: gate <= c, up in [-c, c]
+    #                                 (gpt-oss: 7.0, HF config swiglu_limit); None = unclamped
+    yarn_factor: float | None = None  # YaRN RoPE context-extension factor s (gpt-oss: 32, HF rope_scaling factor);
+    #                                   its attention factor 0.1 ln(s) + 1 scales cos and sin (Peng et al. 2023,
+    #                                   YaRN, Sec. 3.4); None = plain RoPE
     source: str = ""  # where the shape comes from
     aliases: tuple[str, ...] = field(default=(), compare=False)
 
@@ -117,6 +123,10 @@ class ModelSpec:
             object.__setattr__(self, "qkv_bias", self.bias)
         require(self.bias <= self.qkv_bias, "model.qkv_bias", "bias=True already gives Q, K and V biases",
                 "leave qkv_bias unset or true")
+        require(self.glu_clamp is None or self.mlp.matrices == 3, "model.glu_clamp",
+                f"clamps a gated MLP's inputs, but mlp={self.mlp.value} is not gated", "leave it unset")
+        require(self.yarn_factor is None or self.position is Position.ROPE, "model.yarn_factor",
+                f"scales RoPE, but position={self.position.value}", "leave it unset or use position rope")
         self._check_moe()
         self._check_mla()
         self._check_window()
@@ -144,7 +154,7 @@ class ModelSpec:
                     f"must be true or false, got {getattr(self, name)!r}")
         require(self.qkv_bias is None or isinstance(self.qkv_bias, bool), "model.qkv_bias",
                 f"must be true, false or unset, got {self.qkv_bias!r}")
-        for name in ("attn_softcap", "logit_softcap"):
+        for name in ("attn_softcap", "logit_softcap", "glu_clamp", "yarn_factor"):
             value = getattr(self, name)
             require(value is None or (isinstance(value, int | float) and not isinstance(value, bool) and value > 0),
                     f"model.{name}", f"must be a positive number or unset, got {value!r}")

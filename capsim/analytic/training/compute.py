@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from capsim.analytic import fp8, recompute
+from capsim.analytic.eager import EXPERT_OPS, FUSED, PREFIX, Eager, extra_ops
+from capsim.analytic.eager import apply as apply_eager
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.moe import busiest_rank, moe_tokens
 from capsim.analytic.ops import (
@@ -26,7 +28,6 @@ from capsim.analytic.ops import (
 )
 from capsim.analytic.recompute import SelectiveAc
 from capsim.analytic.training import host
-from capsim.analytic.training.eager import FUSED, PREFIX, Eager, extra_ops
 from capsim.perf import Perf
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.precision import DType, Precision
@@ -40,11 +41,11 @@ ATTENTION_OPS = CORE_OPS | {"attention"}
 # (submodule_moe_forward, megatron/core/models/gpt/fine_grained_callables.py L382-411, NVIDIA/Megatron-LM@0d8e0714);
 # the rest of the layer is its "attn" and "post_attn" nodes (norm, router, permute) and the combine's unpermute.
 EXPERT_NODE_OPS = frozenset({"moe_sort", "mlp_up", "mlp_act", "mlp_down", "moe_bias_scale", "moe_bias_add",
-                             "moe_bias_cat", "shared_up", "shared_down"})
+                             "moe_bias_cat", "shared_up", "shared_down"}) | EXPERT_OPS
 # Ops outside the tensor-parallel region: with sequence parallelism they run on s/t tokens (Korthikanti Sec. 4.2.2).
 _SEQUENCE = ("norm_attn", "residual_attn", "norm_mlp", "residual_mlp", "norm_cross", "residual_cross", "final_norm",
              "norm_attn_post", "norm_mlp_post")
-SEQUENCE_OPS = frozenset(_SEQUENCE + tuple(PREFIX + n for n in _SEQUENCE))  # with a norm's eager kernels (eager.py)
+SEQUENCE_OPS = frozenset(_SEQUENCE + tuple(PREFIX + n for n in _SEQUENCE))  # with a norm's eager kernels (capsim.analytic.eager)
 GEMM_OPS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "router",
                       "cross_qkv", "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})  # last 5: MLA
 SHAPE_KEYS = ("tp", "cp", "ep", "etp", "micro_batch", "seq_len", "sp")
@@ -240,9 +241,12 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
         shape = replace(shape, busiest=busiest_rank(model, moe_tokens(tokens, lay.tp, lay.etp, lay.sp)[0], lay.ep))
     plain = forward_layer_ops(model, shape, precision.activations, attention, dropout, cross, model.causal,
                               moe_share)
+    # the release's eager passes for the model's clamped GLU, YaRN RoPE and expert fc1 bias (capsim.analytic.eager)
+    plain = apply_eager(plain, model, lay.seq_len / lay.cp, shape.heads, shape.kv_heads, eager.clamp,
+                        eager.yarn_rope, eager.fc1_bias)
     ring_f, ring_b = ring_attention_ops(model, shape, lay.cp, precision.activations, torch_cp, repeat_kv)
     rep_f, rep_b = repeat_kv_ops(model, shape, precision.activations) if repeat_kv else ([], [])
-    eager_f, eager_b = extra_ops(plain, eager, mla=model.is_mla)  # the norms', RoPE's and SwiGLU's eager kernels (eager.py)
+    eager_f, eager_b = extra_ops(plain, eager)  # the norms', RoPE's and SwiGLU's eager kernels (capsim.analytic.eager)
     pad_f, pad_b = fp8.grouped_padding(plain, precision) if pad else ([], [])
     # SP with TE (``local_casts``): the casts before an all-gather cover the rank's rows (fp8._SP_GATHERED_*)
     gathered = np.where(lay.sp & local_casts, lay.tp, 1)
@@ -340,7 +344,7 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
     (``Framework.cp_rotate`` not P2P), whose merge passes differ from Transformer Engine's; ``norm_quantize``: what
     LayerNormLinear's norm kernel does of the QKV and dense fc1 input quantize (``Framework.norm_quantize``);
     ``repeat_kv``: the model expands K, V to every query head before attention (``Framework.repeat_kv``);
-    ``eager``: which pointwise ops run as torch eager's separate kernels (``capsim.analytic.training.eager``)."""
+    ``eager``: which pointwise ops run as torch eager's separate kernels (``capsim.analytic.eager``)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
                   fp8_padding, random_routing, local_casts, torch_cp, norm_quantize, repeat_kv, eager).take(inverse)

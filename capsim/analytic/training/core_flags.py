@@ -7,6 +7,7 @@ Citations: ``ML@<tag>`` is github.com/NVIDIA/Megatron-LM, ``NeMo@<ref>`` github.
 
 from __future__ import annotations
 
+from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import Flag, FlexBackend, MoeDispatcher
 from capsim.specs.precision import Fp8Scaling
@@ -48,7 +49,13 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     # aa6207e2, 2025-03-14: transformer_config.py L37, L41)
     "--account-for-embedding-in-pipeline-split": ("layout.account_for_embedding", {"": True}, "L1833", 11),
     "--account-for-loss-in-pipeline-split": ("layout.account_for_loss", {"": True}, "L1836", 11),
-    # not in core_v0.11.0's arguments.py
+    # not in core_v0.11.0's arguments.py; a list (nargs='*') stated comma-separated, as the Megatron-Bridge perf
+    # configs' recompute_modules=["layernorm", "moe_act"] (with recompute_granularity "selective")
+    "--recompute-modules": ("selective_ac", {"layernorm,moe_act": SelectiveAc(SacPolicy.MODULES,
+                                                                           modules=("layernorm", "moe_act")),
+                                             "core_attn": SelectiveAc()},
+                            "L1568 (choices core_attn, moe_act, layernorm, ...; transformer_config.py L244 "
+                            "'layernorm': the input and pre-MLP norms)", 12),
     "--fp8-recipe": ("fp8_scaling", {"delayed": Fp8Scaling.DELAYED, "tensorwise": Fp8Scaling.CURRENT}, "L1057", 12),
     # not in core_v0.8.0's arguments.py
     "--fp8-param-gather": ("fp8_params", {"": True}, "L724 (NeMo 2.0: fp8_params)", 9),

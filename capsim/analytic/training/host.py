@@ -63,8 +63,9 @@ GEMM_LAUNCH_S = 13.7e-6  # TE nvte_cublas_gemm host time, median (Megatron-MoE-M
 EAGER_OP_S = 1.0e-5  # one eager PyTorch op's host time (He 2022, "Overhead")
 # TE's quantize ops (capsim.analytic.fp8 cast names), per expert unless FP8 delayed scaling fuses them
 _CASTS = frozenset(kind.value for kind in CastKind)
-# fc2's eager bias (capsim.analytic.moe._expert_bias): a scale and an add per local expert
-MOE_BIAS_PER_EXPERT = frozenset({"moe_bias_scale", "moe_bias_add"})
+# fc2's eager bias (capsim.analytic.moe._expert_bias): a scale and an add per local expert; fc1's where a release
+# adds it eagerly (capsim.analytic.eager.fc1_bias_ops): an add per local expert
+MOE_BIAS_PER_EXPERT = frozenset({"moe_bias_scale", "moe_bias_add", "moe_fc1_bias_add"})
 
 
 def _per_expert(op: Op, precision: Precision) -> bool:

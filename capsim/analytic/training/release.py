@@ -11,10 +11,10 @@ from enum import StrEnum
 
 import numpy as np
 
+from capsim.analytic.eager import Eager, YarnRope
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
-from capsim.analytic.training.eager import Eager
 from capsim.errors import SpecError
 from capsim.specs.pipeline_layout import LayerSplit, default_uneven, front_loaded
 from capsim.specs.precision import Fp8Scaling
@@ -94,15 +94,12 @@ NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in th
 # The generic value of ``norm_quantize`` for a release without Transformer Engine's LayerNormLinear under FP8.
 KV_OWN_HEADS = ("K and V reach the attention kernel with the model's own KV heads (grouped-query attention in the "
                 "kernel; the field's generic value)")
-# The generic citation of ``eager_norm`` and ``eager_pointwise`` (and, with them off, of ``compiled_expert_act``
-# and ``eager_rope_half``).
+# The generic citation of ``eager_norm`` and ``eager_pointwise`` (and, with them off, of ``compiled_expert_act``).
 FUSED_POINTWISE = ("the norm, RoPE and MLP activation run as one fused kernel each way (the op list's kernels; the "
                    "field's generic value)")
-# The generic citations of ``compiled_expert_act`` and ``eager_rope_half`` (they matter only under eager_pointwise).
+# The generic citation of ``compiled_expert_act`` (it matters only under eager_pointwise).
 GENERIC_EAGER = {"compiled_expert_act": "the routed experts' activation priced as the dense MLP's (eager under "
-                                        "eager_pointwise, else fused; the field's generic value)",
-                 "eager_rope_half": "RoPE's eager form under eager_pointwise is torchtitan's complex fp32 one "
-                                    "(eager.ROPE; the field's generic value)"}
+                                        "eager_pointwise, else fused; the field's generic value)"}
 NO_TE_NORM = ("no Transformer Engine LayerNormLinear under FP8 in this release: the cast after the norm is its own "
               "kernel (the field's generic value)")
 # Megatron-Core's TE spec: the QKV and a dense fc1 are TELayerNormColumnParallelLinear (capsim.analytic.fp8).
@@ -133,6 +130,15 @@ ONE_SCHEDULE = ("one pipeline schedule runs every micro-batch of the step (the f
                 "release has no pipeline it is unused)")
 
 # The DeepSpeed-only gradient fields of every release that is not DeepSpeed (their generic values).
+# The generic values of the eager-path fields, for releases whose code path for those model features capsim has not
+# read: the fused forms the op list holds.
+FUSED_FORMS = {
+    "glu_clamp_eager": "not read for this release: a clamped GLU is priced with its clamp inside the activation "
+                       "kernel (the field's generic value; capsim.analytic.eager)",
+    "yarn_rope": "not read for this release: a YaRN model's RoPE is priced as one fused kernel (the "
+                           "field's generic value; capsim.analytic.eager)",
+    "moe_fc1_bias_eager": "a biased model's expert fc1 bias in the grouped GEMM's epilogue (Transformer Engine "
+                          "GroupedLinear bias; the field's generic value where the release's expert code is not read)"}
 NOT_DEEPSPEED = {
     "zero_grad_allreduce": "not DeepSpeed's ZeRO-1/2: sharded gradients are reduce-scattered (this release's zero / "
                            "distributed_optimizer citation; the field's generic value)",
@@ -259,7 +265,7 @@ class Framework:
     # longer apply inside the blocks (the op list's fused kernels are priced)
     torch_compile: bool = False
     # The model's RMSNorm is a composite of torch ops (x.float(), pow, mean, rsqrt, mul, type_as, * weight) run as
-    # separate kernels with fp32 intermediates when not compiled (``capsim.analytic.training.eager``); False: one
+    # separate kernels with fp32 intermediates when not compiled (``capsim.analytic.eager``); False: one
     # fused kernel each way (Transformer Engine, Apex, a Triton kernel, torch's LayerNorm)
     eager_norm: bool = False
     # RoPE and the SwiGLU product are the model's torch ops (fp32 complex RoPE, silu then mul) run as separate
@@ -268,14 +274,21 @@ class Framework:
     # Under ``eager_pointwise``: the routed experts' activation is its own torch.compile'd function (one fused
     # kernel, NeMo AutoModel's moe/layers.py) while the dense MLPs' silu * up stays eager
     compiled_expert_act: bool = False
-    # Under ``eager_pointwise``: RoPE of non-MLA attention is the rotate-half form in the activation format
-    # (``eager.ROPE_HALF``, NeMo AutoModel's gpt_oss / qwen3_moe layers); MLA's keeps the complex fp32 form
-    eager_rope_half: bool = False
     # FP8 weights (torchao Float8Linear with FSDP2's FP8 all-gather): the weights' scales precomputed in one pass
     # after the optimizer step, and the FP8 weight re-cast in the backward instead of saved. Recorded; neither
     # changes what capsim prices (one weight cast per step, FP8 parameters in ``fp8_params``).
     fp8_precompute_scales: bool = False
     fp8_recompute_weight_bwd: bool = False
+    # A clamped GLU's clamp (ModelSpec.glu_clamp, gpt-oss) runs as eager torch ops before the fused activation: two
+    # clamps and a concatenation over fc1's output (capsim.analytic.eager); False: inside the activation kernel
+    glu_clamp_eager: bool = False
+    # How a YaRN model's RoPE (ModelSpec.yarn_factor) runs: one fused kernel, or the release's eager torch ops over
+    # the queries and keys (capsim.analytic.eager.YarnRope)
+    yarn_rope: YarnRope = YarnRope.FUSED
+    # A biased model's routed experts add fc1's bias outside the grouped GEMM, one eager add per local expert and a
+    # concatenation (NeMo AutoModel's GroupedExpertsDeepEP._apply_bias; capsim.analytic.eager); False: in the
+    # grouped GEMM's epilogue (Transformer Engine GroupedLinear)
+    moe_fc1_bias_eager: bool = False
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
@@ -284,14 +297,16 @@ class Framework:
         """Which pointwise ops run as torch eager's separate kernels: none inside compiled blocks; the final norm
         is outside them (torchtitan compiles each TransformerBlock)."""
         return Eager(self.eager_norm and not self.torch_compile, self.eager_pointwise and not self.torch_compile,
-                     self.eager_norm, not self.compiled_expert_act, self.eager_rope_half)
+                     self.eager_norm, self.glu_clamp_eager, self.yarn_rope, self.moe_fc1_bias_eager,
+                     not self.compiled_expert_act)
 
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
         for key in ("attention", "moe_dispatcher", "moe_flex_backend", "fp8_scaling", "reshard_after_forward",
-                    "pipeline_split", "loss_copy", "cp_rotate", "norm_quantize"):
+                    "pipeline_split", "loss_copy", "cp_rotate", "norm_quantize", "yarn_rope"):
             out[key] = getattr(self, key).value
-        out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every}
+        out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every,
+                               "modules": list(self.selective_ac.modules)}
         return out
 
     def split(self, layers: int, pp: int, v: int) -> LayerSplit | None:
@@ -444,7 +459,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "MoeDispatcher", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

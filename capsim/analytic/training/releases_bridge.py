@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from capsim.analytic.eager import YarnRope
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.core_flags import megatron_core_flags
@@ -54,6 +55,8 @@ from capsim.analytic.training.releases_current import (
     _megatron_common,
     _ub_flag,
     bridge_param_flags,
+    eager_cites,
+    op_fuser_flag,
 )
 from capsim.specs.precision import Fp8Scaling
 
@@ -92,8 +95,9 @@ def _bridge_release(name: str, t: _Tag) -> Release:
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
                    moe_fp8_padding=True, moe_random_routing=True, moe_combine_saves=False, loss_copy=LossCopy.NONE,
                    fp8_scaling=t.scaling, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
-                   defer_grad_sync=False)
-    cite = {**_megatron_common(t.core),
+                   defer_grad_sync=False, **({"glu_clamp_eager": True, "yarn_rope": YarnRope.MEGATRON}
+                                             if t.software in _ROPE_FUSION_OFF else {}))
+    cite = {**_megatron_common(t.core), **eager_cites(t.core, mb, *_ROPE_FUSION_OFF.get(t.software, (0, 0))),
             "norm_quantize": f"{mb} pyproject.toml / uv.lock: TE 2.9 or later (v0.2.0: >=2.9.0a0; v0.4.x: TE@71bbefbf): "
                              + TE_NORM_FP8_AMAX,
             "attention": t.core + " " + _TE_ATTN,
@@ -135,7 +139,8 @@ def _bridge_release(name: str, t: _Tag) -> Release:
                    f"Megatron-Bridge {t.tag} ({t.software.removeprefix('megatron-bridge-')} NeMo container) recipes "
                    f"and scripts/performance configs, on {t.core}", cite, defaults,
                    {**megatron_core_flags(t.core_minor), **_ub_flag(_MB_0_4_2_UB, f"{co} {t.ub}"),
-                    **bridge_param_flags(t.tag, t.nvfp4)})
+                    **bridge_param_flags(t.tag, t.nvfp4),
+                    **(op_fuser_flag(t.core) if t.core_minor >= 18 else {})})
 
 
 # comm_overlap.py lines: identical file v0.2.0-v0.3.1, and v0.4.0-v0.4.2, and v0.5.0-v0.5.1 (git diff empty).
@@ -184,6 +189,13 @@ _TAG_25_09 = _Tag(
     f"{_RC3} src/megatron/bridge/recipes/llama/llama3_70b.py L184 use_distributed_optimizer=True",
     "L509", "L240", Fp8Scaling.DELAYED, "(no bf16_with_nvfp4_mixed at this tag)")
 
+
+# Megatron-Bridge's GPTModelProvider.provide turns RoPE fusion off where fusions.validate_rope_fusion_compatibility
+# fails (position type not "rope"): (the provide line, the check's line in src/megatron/bridge/utils/fusions.py).
+# Not at v0.1.0rc3 (25.09), whose core (core_v0.14.0) has neither the clamped GLU nor the mscale check.
+_ROPE_FUSION_OFF = {"megatron-bridge-25.11": (199, 67), "megatron-bridge-26.02": (212, 67),
+                    "megatron-bridge-26.02.01": (210, 67), "megatron-bridge-26.04": (221, 85),
+                    "megatron-bridge-26.06": (225, 85), "megatron-bridge-26.06.01": (225, 85)}
 
 # The line of TEGroupedMLP.__init__ that builds Fp8Padding(num_local_experts) at each container's Megatron-Core.
 _FP8_PAD_LINE = {"megatron-bridge-25.09": 815, "megatron-bridge-25.11": 839, "megatron-bridge-26.02": 605,

@@ -12,6 +12,7 @@ Automodel, ``TT@b5bcd76`` github.com/pytorch/torchtitan, ``TE@<tag>`` github.com
 
 from __future__ import annotations
 
+from capsim.analytic.eager import YarnRope
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.core_flags import (
@@ -25,6 +26,7 @@ from capsim.analytic.training.release import (
     COMBINE_PROBS,
     FLEX_DEEPEP,
     FUSED_CE,
+    FUSED_FORMS,
     FUSED_POINTWISE,
     GENERIC_EAGER,
     KV_OWN_HEADS,
@@ -118,6 +120,31 @@ def bridge_param_flags(tag: str, nvfp4_lines: str) -> dict[str, Flag]:
                                            "fp8_mx)")}
 
 
+def eager_cites(core: str, bridge: str, provide_line: int, fusions_line: int) -> dict[str, str]:
+    """Where a Megatron-Bridge release (``bridge`` = "MB@<tag>", on Megatron-Core ``core``) runs a clamped GLU's clamp
+    and a YaRN RoPE as eager ops (capsim.analytic.eager), or FUSED_FORMS where ``provide_line`` is 0 (a release
+    without those paths)."""
+    if not provide_line:
+        return dict(FUSED_FORMS)
+    return {"glu_clamp_eager": f"{core} megatron/core/fusions/fused_bias_geglu.py L424-432 "
+                               "weighted_bias_quick_geglu_impl: chunk, clamp, clamp, torch.cat before the fused "
+                               "quick-GEGLU (called by TEGroupedMLP and MLP with activation_func_clamp_value)",
+            "yarn_rope": f"{bridge} src/megatron/bridge/models/gpt_provider.py L{provide_line} and "
+                                   f"utils/fusions.py L{fusions_line}: RoPE fusion off for a position type other "
+                                   f"than 'rope' (yarn); {core} megatron/core/models/common/embeddings/rope_utils.py "
+                                   "L279-284: mscale != 1 takes the unfused _apply_rotary_pos_emb_bshd (L92-126)"}
+
+
+def op_fuser_flag(core: str) -> dict[str, Flag]:
+    """``use_transformer_engine_op_fuser`` (a TransformerConfig field, no argparse flag; Megatron-Bridge's perf
+    scripts set it for cutedsl_fused_grouped_mlp): TEGroupedMLP runs its fc1, activation and fc2 as Transformer
+    Engine fused ops (``_fused_forward``, with the clamp inside ScaledClampedQGeGLU), not the eager clamp."""
+    return {"--use-transformer-engine-op-fuser": Flag(
+        "glu_clamp_eager", {"": False},
+        f"{core} megatron/core/transformer/transformer_config.py L465 use_transformer_engine_op_fuser; "
+        "moe/experts.py L270-273, L649-654 (_fused_forward), L446-460 (ScaledClampedQGeGLU with limit)")}
+
+
 # Megatron-Core's FP8 runs Transformer Engine's modules, which under SP quantize the local rows and gather the
 # quantized copy (capsim.analytic.fp8 _SP_GATHERED_INPUT, sp_gather_bytes; comms._amax_reduce_s).
 TE_SP_GATHER = ("TE@v1.8 module/layernorm_linear.py L126-157 (FP8 norm output gathered), module/base.py "
@@ -154,7 +181,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
             "torch_compile": "Megatron-Core runs the model eagerly with Transformer Engine's fused kernels",
             "fp8_precompute_scales": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "tp_gather_quantized": TE_SP_GATHER,
-            "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **GENERIC_EAGER, "norm_quantize": TE_NORM_FP8,
+            "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": TE_NORM_FP8,
             "fp8_recompute_weight_bwd": "a torchao option; Megatron-Core's FP8 is Transformer Engine's",
             "moe_combine_saves": cite_args + " " + COMBINE_PROBS,
             "loss_copy": cite_args + " " + UNFUSED_CE, **NOT_DEEPSPEED}
@@ -287,8 +314,8 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False, moe_fp8_padding=True, moe_random_routing=True,
                    moe_combine_saves=False, loss_copy=LossCopy.NONE,
                    fp8_scaling=Fp8Scaling.CURRENT, fp8_params=True, reshard_after_forward=Reshard.ALWAYS,
-                   defer_grad_sync=False)
-    cite = {**_megatron_common(mc),
+                   defer_grad_sync=False, glu_clamp_eager=True, yarn_rope=YarnRope.MEGATRON)
+    cite = {**_megatron_common(mc), **eager_cites(mc, "MB@v0.4.2", 221, 85),
             "norm_quantize": "MB@v0.4.2's TE@71bbefbf (uv.lock): " + TE_NORM_FP8_AMAX,
             "attention": mc + " " + _TE_ATTN,
             "dropout": "MB@v0.4.2 recipes build the models from their HF configs (AutoBridge.from_hf_pretrained): "
@@ -334,4 +361,4 @@ def megatron_bridge_26_04_01(name: str) -> Release:
                                     **bridge_param_flags("v0.4.2", "L411-422")})
 
 
-__all__ = ["megatron_bridge_26_04_01", "megatron_core_flags", "nemo_24_07", "nemo_25_02"]
+__all__ = ["eager_cites", "op_fuser_flag", "megatron_bridge_26_04_01", "megatron_core_flags", "nemo_24_07", "nemo_25_02"]

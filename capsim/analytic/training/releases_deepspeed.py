@@ -25,6 +25,7 @@ from __future__ import annotations
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     FLEX_DEEPEP,
+    FUSED_FORMS,
     FUSED_POINTWISE,
     GENERIC_EAGER,
     KV_OWN_HEADS,
@@ -86,7 +87,7 @@ def _common_cite(**overrides: str) -> dict[str, str]:
         "fp32_master": "DeepSpeed's mixed-precision optimizers keep fp32 master parameters and fp32 Adam moments",
         "torch_compile": "eager (the engine's compile() is opt-in; the field's generic value)",
         "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-        "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM,
+        "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM,
         "selective_ac": "no selective policy (the field's generic value)",
         "replica_reduce_every_micro_batch": "DeepSpeed's hierarchical sharding (MiCS mics_shard_size, ZeRO++ "
                                             "zero_hpz_partition_size) is not described by these presets (the "

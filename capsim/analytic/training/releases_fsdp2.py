@@ -6,9 +6,11 @@ torchtitan).
 
 from __future__ import annotations
 
+from capsim.analytic.eager import YarnRope
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     FLEX_DEEPEP,
+    FUSED_FORMS,
     FUSED_POINTWISE,
     GENERIC_EAGER,
     KV_OWN_HEADS,
@@ -129,7 +131,8 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "selective_ac": none.format("selective checkpointing policy") + " (the field's generic value)",
             "torch_compile": "not compiled unless the run says so (the field's generic value)",
             "fp8_precompute_scales": "a torchao FP8 all-gather option this release does not set (generic value)",
-            "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM,
+            "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS,
+            **GENERIC_EAGER, "norm_quantize": NO_TE_NORM,
             "tp_gather_quantized": "torchao's Float8Linear, not Transformer Engine: torchtitan docs/float8.md says "
                                    "TP all-gathers float8 by default, but which of its backward gathers and casts "
                                    "run on local rows is not read here, so 16-bit gathers and casts of the gathered "
@@ -177,7 +180,7 @@ def nemo_automodel_2025_10(name: str) -> Release:
                                  "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output")
     # The recipes' blocks are not compiled (no compile: section in examples/benchmark/configs/*.yaml; train_ft.py
     # L276-279 compiles only with one); RMSNorm is TE's fused kernel, RoPE and the dense MLP run as eager torch ops,
-    # the routed experts' activation as its own compiled function (capsim.analytic.training.eager).
+    # the routed experts' activation as its own compiled function (capsim.analytic.eager).
     cite.update(eager_norm=_AM8 + "examples/benchmark/configs/{deepseek_v3,gptoss_20b,gptoss_120b,qwen3_moe_30b}_te_"
                                "deepep.yaml backend rms_norm: te -> nemo_automodel/components/moe/utils.py L84-94 "
                                "initialize_rms_norm_module: transformer_engine RMSNorm (one fused kernel each way)",
@@ -191,12 +194,18 @@ def nemo_automodel_2025_10(name: str) -> Release:
                 compiled_expert_act=_AM8 + "nemo_automodel/components/moe/layers.py L117-129 swiglu, L309-324 "
                                     "quick_geglu_deepep: @torch.compile; L327-329 weighted_bias_swiglu_impl -> "
                                     "moe/megatron/moe_utils.py L196-232 @torch.compile swiglu / weighted_swiglu and "
-                                    "their backward",
-                eager_rope_half=_AM8 + "nemo_automodel/components/models/gpt_oss/layers.py L30-40 _apply_rotary_emb: "
-                                "x1 * cos - x2 * sin, x2 * cos + x1 * sin, cat, in the activation dtype (GPT-OSS, "
-                                "Qwen3 MoE); MLA keeps rope_utils.apply_rotary_emb's complex fp32 form")
+                                    "their backward")
     fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED,
-                loss_copy=LossCopy.ACTIVATION, eager_pointwise=True, compiled_expert_act=True, eager_rope_half=True)
+                loss_copy=LossCopy.ACTIVATION, eager_pointwise=True, compiled_expert_act=True
+                ).with_(moe_fc1_bias_eager=True, yarn_rope=YarnRope.HALVES)
+    cite["yarn_rope"] = ("AM@8d9bfb9 nemo_automodel/components/models/gpt_oss/layers.py L30-40 _apply_rotary_emb "
+                         "(x1 * cos - x2 * sin, x2 * cos + x1 * sin, torch.cat; eager: the benchmark configs compile "
+                         "nothing), applied to the queries and keys in GptOssAttention.forward L166-167 and Qwen3 "
+                         "MoE's qwen3_moe/layers.py L132-133: every non-MLA attention's RoPE (MLA keeps "
+                         "moe/rope_utils.py L118-133's complex fp32 form, priced under eager_pointwise)")
+    cite["moe_fc1_bias_eager"] = ("AM@8d9bfb9 nemo_automodel/components/moe/layers.py L486-487: GroupedExpertsDeepEP "
+                                  "adds gate_up_proj_bias with _apply_bias (L376-380: torch.cat of t + b per expert "
+                                  "split) after the grouped GEMM (ops.gmm, no bias)")
     defaults = _fsdp2_defaults("AM@8d9bfb9 FSDP2Manager", Setting(PER_REPLICA, "step_scheduler local_batch_size "
                                                                                "has no default: the per-replica batch"))
     return Release(fw, FrameworkFamily.FSDP2, "nemo-automodel-2025-10", "2025-10-08",

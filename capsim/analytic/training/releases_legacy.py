@@ -10,6 +10,7 @@ from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     COMBINE_PROBS,
     FLEX_DEEPEP,
+    FUSED_FORMS,
     FUSED_POINTWISE,
     GENERIC_EAGER,
     KV_OWN_HEADS,
@@ -93,7 +94,7 @@ def megatron_lm_2021(name: str) -> Release:
          "fp32_master": _FP32_MASTER,
          "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
+         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
         {"micro_batch": Setting(4, _ML21 + "arguments.py L116 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML21 + "arguments.py L124-135, L595: --num-layers-per-virtual-pipeline-stage absent = "
@@ -156,7 +157,7 @@ def megatron_lm_2022(name: str) -> Release:
          "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
                          "checkpoints CoreAttention only (Korthikanti et al. 2022, Sec. 5)",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
+         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
         {"micro_batch": Setting(4, _ML22 + "arguments.py L135 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML22 + "arguments.py L143-154, L725: --num-layers-per-virtual-pipeline-stage absent = "
@@ -231,7 +232,7 @@ def megatron_core_0_8(name: str) -> Release:
          "selective_ac": _MC08 + "core/transformer/attention.py L103, L322-323: selective recompute checkpoints the "
                          "core attention only (_checkpointed_attention_forward)",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
+         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
         {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
                                 "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
          "v": Setting(1, args + "L1403 --num-layers-per-virtual-pipeline-stage default None = no interleaving"),
@@ -313,7 +314,7 @@ def fsdp_pytorch_2_3(name: str) -> Release:
          "torch_compile": "FSDP compiles nothing; a run's torch.compile is the training script's (off: the field's "
                           "generic value)",
          "fp8_precompute_scales": "FSDP1 has no FP8 all-gather (the field's generic value)",
-         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM,
+         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM,
          "fp8_recompute_weight_bwd": "FSDP1 has no FP8 all-gather (the field's generic value)", **NOT_DEEPSPEED},
         {"micro_batch": Setting(PER_REPLICA, "FSDP runs one forward and backward per optimizer step unless the "
                                 "training loop accumulates: the whole per-replica batch"),

@@ -63,7 +63,8 @@ def run_events(rep: Replica) -> Generator[Any, Any, None]:
         else:  # the reference: one decode step, priced on its own
             t0, b = env.now, len(kv.ids)
             rep.timeline += (t0, b, len(rep.prefilling), len(rep.waiting), kv.used)
-            dur = rep.table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b))
+            grid = kv.grid_scale(rep.table) if rep.table.grid else 1.0
+            dur = rep.table.step_s(decode_seqs=b, decode_kv_tokens=float(kv.context_sum() + b), grid=grid)
             yield env.timeout(dur)
             rep.clock = env.now
             after = rep.close_run(t0, 1, b, [(0, 1, dur, 0.0)], dur)

@@ -13,6 +13,7 @@ import bisect
 import heapq
 import itertools
 
+from capsim.analytic.step_table import StepTable
 from capsim.sim.serving.prefix import PrefixCache
 from capsim.sim.serving.state import Requests
 
@@ -32,6 +33,8 @@ class DecodeSet:
         self.used = 0  # blocks held by decoding and prefilling sequences
         self.steps = 0  # decode steps this replica has run (D)
         self.ids: dict[int, None] = {}
+        self.version = 0  # bumped whenever a sequence joins or leaves
+        self.grid: tuple[int, float] = (-1, 1.0)  # (version, decode grid factor) kept for that membership
         self.heap: list[tuple[int, int, int]] = []  # (finishing step, request id, epoch)
         self.sum_off = 0
         # The histogram twice over (cnt[r] == cnt[r + block_size]): a wrapping run of residues is one slice.
@@ -112,6 +115,17 @@ class DecodeSet:
         """Sum of the decoding sequences' KV lengths before the next step."""
         return self.sum_off + len(self.ids) * self.steps
 
+    def grid_scale(self, table: StepTable) -> float:
+        """The decode launch grid's factor (StepTable.grid_scale) over the keys each sequence reads in the next step,
+        in the order the sequences joined (vLLM's FCFS running list), taken at the first step after the batch last
+        changed and kept while it holds (its contexts then grow alike, which moves the factor little): a closed-form
+        run and the one-step-at-a-time reference price the same steps alike."""
+        if self.grid[0] != self.version:
+            req, steps = self.req, self.steps + 1
+            keys = [req.c_join[r] + steps - req.d_join[r] for r in self.ids]
+            self.grid = (self.version, table.grid_scale(keys))
+        return self.grid[1]
+
     def demand(self, ahead: int = 0) -> int:
         """New blocks the decode step ``ahead`` steps from now needs."""
         return self.cnt[(-(self.steps + ahead)) % self.bs]
@@ -163,6 +177,7 @@ class DecodeSet:
         req.d_join[rid] = steps
         req.g_join[rid] = gen
         self.ids[rid] = None
+        self.version += 1
         self.sum_off += off
         r = off % bs
         cnt[r] += 1
@@ -173,6 +188,7 @@ class DecodeSet:
         """Remove a sequence, free its blocks, bring its token count up to date; returns its KV length."""
         req, bs, cnt = self.req, self.bs, self.cnt
         del self.ids[rid]
+        self.version += 1
         c0, d0 = req.c_join[rid], req.d_join[rid]
         ran = self.steps - d0
         c = c0 + ran

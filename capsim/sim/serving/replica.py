@@ -144,7 +144,8 @@ class Replica(Scheduler):
         kv, waiting = self.kv, self.waiting
         b, k = len(kv.ids), kv.run_length()
         self.timeline += (t0, b, len(self.prefilling), len(waiting), kv.used)
-        pieces, dur = self.table.decode_run(b, kv.context_sum(), k)
+        grid = kv.grid_scale(self.table) if self.table.grid else 1.0
+        pieces, dur = self.table.decode_run(b, kv.context_sum(), k, grid)
         if k > 1:
             cut = None
             if waiting:  # e.g. blocks a preemption just freed let it start after the next step
