@@ -217,11 +217,11 @@ def extra_ops(ops: list[Op], eager: Eager, final: bool = False) -> tuple[list[Op
     layer's forward op list, or the head's with ``final``); RMSNorm only (torch's LayerNorm is one kernel)."""
     fwd: list[Op] = []
     bwd: list[Op] = []
-    prev: Op | None = None
+    routed = False  # the last fc1 was the routed experts' grouped GEMM (eager ops such as fc1's bias may follow it)
     for op in ops:
         name = op.name.split(".")[0]
-        routed = prev is not None and prev.name.split(".")[0] == "mlp_up" and prev.impl == GROUPED
-        prev = op
+        if name == "mlp_up":
+            routed = op.impl == GROUPED
         if name in NORM_OPS and op.kind is OpKind.NORM and op.impl == "rmsnorm" \
                 and (eager.final_norm if final else eager.norm):
             kernels = RMSNORM
