@@ -52,11 +52,12 @@ from capsim.specs.precision import DType
 
 
 class YarnRope(StrEnum):
-    """How a release applies a YaRN model's RoPE (``Framework.yarn_rope``)."""
+    """How a release applies RoPE beside the fused kernel (``Framework.yarn_rope``): Megatron-Core's unfused path
+    for a YaRN model only (its mscale), NeMo AutoModel's rotate-half for every attention but MLA (``apply``)."""
 
     FUSED = "fused"  # one fused RoPE kernel (the op list's ``rope``)
     MEGATRON = "megatron"  # Megatron-Core's unfused _apply_rotary_pos_emb_bshd (module docstring)
-    HALVES = "halves"  # NeMo AutoModel's gpt-oss _apply_rotary_emb: both halves rotated with four products
+    HALVES = "halves"  # NeMo AutoModel's _apply_rotary_emb (gpt_oss, qwen3_moe): halves rotated with four products
 
 
 # Names of the ops below (the expert-node and host-run code places the clamp and fc1's bias with the experts).
@@ -202,7 +203,7 @@ class Eager:
     pointwise: bool = False
     final_norm: bool = False
     clamp: bool = False  # a clamped GLU's clamp as eager ops (``Framework.glu_clamp_eager``, ``clamp_ops``)
-    yarn_rope: YarnRope = YarnRope.FUSED  # a YaRN model's RoPE (``Framework.yarn_rope``, ``unfused_rope_ops``)
+    yarn_rope: YarnRope = YarnRope.FUSED  # the release's RoPE form (``Framework.yarn_rope``, ``unfused_rope_ops``)
     fc1_bias: bool = False  # routed experts' fc1 bias outside the grouped GEMM (``Framework.moe_fc1_bias_eager``)
     # the routed experts' activation runs eager with the rest under ``pointwise`` (False: it is its own compiled
     # function, ``Framework.compiled_expert_act``)
@@ -247,7 +248,8 @@ def apply(ops: list[Op], model: ModelSpec, positions: Num, heads: Num, kv_heads:
           yarn_rope: YarnRope = YarnRope.FUSED, fc1_bias_eager: bool = False) -> list[Op]:
     """The forward op list with the framework's eager paths for this model's features: the clamp after each fc1
     of a clamped GLU (``glu_clamp_eager``), the release's eager RoPE in place of the fused one (``yarn_rope``:
-    Megatron-Core's for a YaRN model, NeMo AutoModel's rotate-half for any attention but MLA), and a biased model's routed-expert fc1 bias outside the grouped GEMM (``fc1_bias_eager``)."""
+    Megatron-Core's for a YaRN model, NeMo AutoModel's rotate-half for any attention but MLA), and a biased
+    model's routed-expert fc1 bias outside the grouped GEMM (``fc1_bias_eager``)."""
     clamp = glu_clamp_eager and model.glu_clamp is not None
     form = YarnRope(yarn_rope)
     # Megatron-Core's unfused path is taken for YaRN's mscale only; AutoModel's rotate-half is every non-MLA RoPE

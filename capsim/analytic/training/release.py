@@ -282,8 +282,8 @@ class Framework:
     # A clamped GLU's clamp (ModelSpec.glu_clamp, gpt-oss) runs as eager torch ops before the fused activation: two
     # clamps and a concatenation over fc1's output (capsim.analytic.eager); False: inside the activation kernel
     glu_clamp_eager: bool = False
-    # How a YaRN model's RoPE (ModelSpec.yarn_factor) runs: one fused kernel, or the release's eager torch ops over
-    # the queries and keys (capsim.analytic.eager.YarnRope)
+    # How RoPE runs: one fused kernel, or the release's eager torch ops over the queries and keys (Megatron-Core's
+    # for a YaRN model, ModelSpec.yarn_factor; AutoModel's rotate-half for any but MLA: capsim.analytic.eager.YarnRope)
     yarn_rope: YarnRope = YarnRope.FUSED
     # A biased model's routed experts add fc1's bias outside the grouped GEMM, one eager add per local expert and a
     # concatenation (NeMo AutoModel's GroupedExpertsDeepEP._apply_bias; capsim.analytic.eager); False: in the
