@@ -313,3 +313,22 @@ def test_metrics_memory_grows_with_runs_not_decode_steps():
             for f in (True, False))
     for key in ("itl_mean_s", "itl_p50_s", "itl_p90_s", "itl_p99_s"):
         assert a[key] == pytest.approx(b[key], rel=1e-9), key
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_closed_loop_replacement_waits_for_the_step_in_progress(fast):
+    """vLLM V1's engine core steps again as soon as a step ends while requests run (vllm/v1/engine/core.py
+    run_busy_loop), and a closed loop's next request is sent only once the finished one's last token came back: with
+    a serving path (ttft_offset_s > 0) the replacement misses the step that starts at its predecessor's finish and
+    its TTFT grows by that whole decode step, not by the offset; with none it joins that step."""
+    p = np.array([100, 100, 300])
+    o = np.array([5, 200, 5])  # request 0 finishes first; request 2 replaces it beside request 1's decodes
+    wl = Workload("closed", p, o, None, 2)
+    plan = engine_plan("vllm", MODEL, ACC)
+    ttft = {}
+    for offset in (0.0, 1e-6):
+        eng = get_engine("vllm").with_(ttft_offset_s=offset)
+        ttft[offset] = simulate(MODEL, plan, ACC, PERF, wl, ServeConfig(engine=eng, fast=fast)).requests["ttft_s"]
+    step = float(iteration_time(MODEL, plan, PERF, StepShape.decode(1, 100 + 5), "vllm", ACC).total_s)
+    assert ttft[1e-6].iloc[2] - ttft[0.0].iloc[2] == pytest.approx(step, rel=0.02)
+    assert ttft[1e-6].iloc[:2].tolist() == pytest.approx((ttft[0.0].iloc[:2] + 1e-6).tolist(), rel=1e-9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +124,23 @@ def test_the_shipped_step_profile_gives_the_vllm_cpu_prompt_token_term():
     per_token, rms, intercept, slope = prof.prefill_fit(paths, step, seq)
     assert get_engine("vllm-cpu").cpu["step"][2] == pytest.approx(per_token, rel=2e-3)
     assert 0 < per_token < 5e-6 and abs(intercept) < rms and slope > 0
+
+
+def test_the_saved_host_runs_give_the_vllm_cpu_serving_path():
+    """engines.yaml vllm-cpu ttft_offset_s is the idle host run's serving path (TTFT less the request's own median
+    gap, median over requests), the lower end of the band the suite-width runs under load bound from above."""
+    from capsim.specs.engine import get_engine
+
+    path = _module("vllm_cpu_serving_path")
+    offset = get_engine("vllm-cpu").ttft_offset_s
+    assert offset == pytest.approx(path.ttft_offset_s(), rel=2e-3)
+    assert 2e-3 < offset < min(float(np.median(path.serving_path_s(path.HOST / f))) for f in path.FILES[1:])
+
+
+def test_every_closed_loop_replacement_waited_for_a_step_of_the_others():
+    """The check the offset reproduces: in each saved closed-loop run of the vLLM-CPU suite, no request sent after
+    another finished reached its prompt step before at least one step of the running requests had ended."""
+    path = _module("vllm_cpu_serving_path")
+    for c in (2, 4, 8, 16, 32):
+        counts = path.closed_loop_wait(path.SUITE / f"concurrency-{c}.json")
+        assert min(counts) >= 1 and sum(counts.values()) > 30, (c, counts)
