@@ -36,7 +36,11 @@ RUNS = json.loads((SUITE.folder / "manifest.json").read_text())["runs"]
 # copy priced 0.047; engines.yaml vllm-cpu kv_write_s), which moved these TTFTs by 1.0-1.6 points (2 clients -19.1%
 # -> -17.9%, 0.94 req/s -17.3% -> -16.3%). The rest of the forward (GEMMs 0.98-1.02x the calibration's kernel,
 # attention 1.04-1.07x SDPA) is within the load's spread of capsim's price. The host time beyond a decode step's is
-# priced too (1.44 us per prompt token: 0.37 ms at 256 tokens, which moved these TTFTs by 0.3 points).
+# priced too (1.44 us per prompt token: 0.37 ms at 256 tokens, which moved these TTFTs by 0.3 points). Then the
+# serving path (engines.yaml vllm-cpu ttft_offset_s, 5.14 ms: TTFT less the request's own inter-token gap on the host
+# microbenchmark's idle one-at-a-time run, benchmarks/vllm_cpu_serving_path.py), which also makes each closed-loop
+# replacement request wait a whole step of the others as vLLM V1's engine core does: one request at a time TTFT
+# -11.0% -> -6.8%, 2 clients -17.9% -> -17.4%, 4 clients -11.8% -> -3.8%, 0.94 req/s -16.3% -> -12.7%.
 UNCALIBRATED_MISSES: dict[tuple[str, str], str] = {}
 # The fit (rate-1.9): 3.97 ms per step, 0 per sequence, 0.038 ms per prompt token, a 6.4 ms TTFT offset (before the
 # measured KV-cache write: 3.99 ms (+-0.17), 0 (+-0.06), 0.045 ms (+-0.012), 6.2 ms (+-3.2); the kernel's 7 us per
