@@ -120,7 +120,7 @@ class EngineProfile:
     host_shares_device: bool = DEFAULTS["host_shares_device"]
     block_size: int = DEFAULTS["block_size"]  # tokens per paged-KV block by default
     reserved_cores: int = DEFAULTS["reserved_cores"]  # CPU cores per rank kept for the engine's own processes
-    ttft_offset_s: float = DEFAULTS["ttft_offset_s"]  # added to every TTFT by the server and client (fitted)
+    ttft_offset_s: float = DEFAULTS["ttft_offset_s"]  # added to every TTFT by server and client (measured or fitted)
     # The kernel path the engine runs its dense linears on; the device calibration must have timed it (a path
     # other than torch's linear: capsim calibrate --ops gemm_packed).
     gemm_path: GemmPath = GemmPath(DEFAULTS["gemm_path"])

@@ -110,8 +110,10 @@ class Fleet:
                                  float(np.mean(workload.output_tokens)), plan.max_batched_tokens, cfg.fast),
                    cfg.max_events)
         self.env = simpy.Environment()
-        # The engine sees each request ttft_offset_s after the client sends it (the server and client constant a
-        # fitted engine profile carries); metrics count from the client's send.
+        # The engine sees each request ttft_offset_s after the client sends it (the serving path an engine profile
+        # measures or a fit carries); metrics count from the client's send. A closed loop's next request is sent at
+        # its predecessor's finish, so with an offset it reaches a busy replica mid-step and waits for the step's
+        # end, as vLLM V1's engine core, which steps again at once while requests run (v1/engine/core.py run_busy_loop).
         self.offset = self.engine.ttft_offset_s
         arrival = workload.arrival_s if workload.arrival_s is None or not self.offset \
             else workload.arrival_s + self.offset

@@ -51,7 +51,7 @@ class RunInfo:
     slo_ttft_s: float | None
     slo_tpot_s: float | None
     fast: bool
-    ttft_offset_s: float = 0.0  # the engine sees a request this long after the client sends it (fitted)
+    ttft_offset_s: float = 0.0  # the engine sees a request this long after the client sends it (measured or fitted)
     virtual_engines: int = 1  # schedulers (batches in flight) per replica: its pipeline stages (capsim.sim.serving.pipeline)
 
 
