@@ -19,6 +19,10 @@ Two checks, ``name: value`` lines (headline last):
   errors): how each term moves with the load it was fitted at.
 - ``fitted_tpot_error_pct[RUN,VARIANT]``: the suite's fit (on ``FIT_RUN``) replayed on each run, as fitted and with
   one term swapped for the ``vllm-cpu`` profile's value measured in place: which term carries the error.
+- ``decode_step_ms_loaded[batch=B,RUN]``: the runs above 80% of saturation (and the all-at-once one), the median gap
+  at B +- 1 decoding requests with no prompt completed in it (a prompt chunk that does not complete its prompt may
+  be in it), beside capsim's price of a decode step of B: whether one run's steps were slower than the others' at
+  the same batch (an outlier run, which queues more and decodes larger batches: ``decode_batch`` of that run).
 """
 
 from __future__ import annotations
@@ -94,6 +98,27 @@ def fit_attribution(dep) -> None:
             print(f"fitted_tpot_error_pct[{name},{label}]: {err * 100:+.1f}")
 
 
+LOADED = ("rate-4.2", "rate-4.7", "rate-5.6", "concurrency-32", "burst")  # above 80% of saturation
+LOADED_BATCHES = (16, 24, 32, 40, 48)
+
+
+def loaded_runs(dep) -> None:
+    """Decode steps of the runs above 80% of saturation at the batches they share (see the module docstring)."""
+    greedy = Sampling.parse("greedy")
+    for name in LOADED:
+        run = read_bench(FOLDER / f"{name}.json")
+        gap, batch, prompts = decode_gaps(run)
+        measured, capsim = decode_batch(run, dep)
+        print(f"decode_batch[{name}]: measured {measured:.2f}, capsim {capsim:.2f}")
+        for b in LOADED_BATCHES:
+            sel = (prompts == 0) & (np.abs(batch - b) <= 1)
+            if sel.sum() >= MIN_GAPS:
+                price = float(iteration_time(dep.model, dep.plan, dep.perf, StepShape.decode(b, 288.0), dep.engine,
+                                             None, greedy).total_s)
+                print(f"decode_step_ms_loaded[batch={b},{name}]: {np.median(gap[sel]) * 1e3:.2f} "
+                      f"(capsim {price * 1e3:.2f})")
+
+
 def main() -> None:
     dep = suite_deployment()
     steps: dict[int, dict[str, float]] = {b: {} for b in BATCHES}
@@ -107,6 +132,7 @@ def main() -> None:
             if sel.sum() >= MIN_GAPS:
                 steps[b][name] = float(np.median(gap[sel]))
     fit_attribution(dep)
+    loaded_runs(dep)
     greedy = Sampling.parse("greedy")
     spread = 0.0
     for b, by_run in steps.items():
