@@ -23,6 +23,11 @@ Two checks, ``name: value`` lines (headline last):
   at B +- 1 decoding requests with no prompt completed in it (a prompt chunk that does not complete its prompt may
   be in it), beside capsim's price of a decode step of B: whether one run's steps were slower than the others' at
   the same batch (an outlier run, which queues more and decodes larger batches: ``decode_batch`` of that run).
+- ``prompt_step_ratio[RUN]``: each request's prompt step, measured over capsim's price of that step (its prompt beside
+  the requests decoding then, context 288): ``mixed`` from the others' last token before its first token to its first
+  token (requests whose prompt shared a step with another's are left out), ``alone`` (no request decoding) its TTFT
+  less the profile's serving path (ttft_offset_s); the medians. What is left of the uncalibrated TTFTs once the
+  serving path is priced.
 """
 
 from __future__ import annotations
@@ -119,6 +124,34 @@ def loaded_runs(dep) -> None:
                       f"(capsim {price * 1e3:.2f})")
 
 
+def _step_price(dep, prompt: int, decoding: int) -> float:
+    p = float(prompt)
+    shape = StepShape(prefill_tokens=np.array([p]), prefill_seqs=np.array([1.0]), prefill_pairs=np.array([p * (p + 1) / 2]),
+                      prefill_kv_tokens=np.array([p]), decode_seqs=np.array([float(decoding)]),
+                      decode_kv_tokens=np.array([288.0 * decoding]))
+    return float(np.ravel(iteration_time(dep.model, dep.plan, dep.perf, shape, dep.engine, None,
+                                         Sampling.parse("greedy")).total_s)[0])
+
+
+def prompt_steps(run: BenchRun, dep) -> tuple[list[float], list[float]]:
+    """(mixed, alone): measured over priced prompt steps of the run's requests (see the module docstring)."""
+    t, who, _ = emissions(run)
+    first, end = run.sent_s + run.ttft_s, run.sent_s + run.e2e_s
+    mixed, alone = [], []
+    for i in range(run.size):
+        others = np.arange(run.size) != i
+        if np.any(others & (np.abs(first - first[i]) < 5 * TOL_S)):
+            continue  # its prompt shared a step with another's
+        b = int(np.sum(others & (first < first[i] - 5 * TOL_S) & (end > first[i] + 5 * TOL_S)))
+        if b == 0:
+            alone.append((run.ttft_s[i] - dep.engine.ttft_offset_s) / _step_price(dep, run.prompt_tokens[i], 0))
+            continue
+        before = t[(who != i) & (t < first[i] - 5 * TOL_S)]
+        if len(before) and before.max() >= run.sent_s[i]:
+            mixed.append((first[i] - before.max()) / _step_price(dep, run.prompt_tokens[i], b))
+    return mixed, alone
+
+
 def main() -> None:
     dep = suite_deployment()
     steps: dict[int, dict[str, float]] = {b: {} for b in BATCHES}
@@ -133,6 +166,10 @@ def main() -> None:
                 steps[b][name] = float(np.median(gap[sel]))
     fit_attribution(dep)
     loaded_runs(dep)
+    for name in RUNS:
+        mixed, alone = prompt_steps(read_bench(FOLDER / f"{name}.json"), dep)
+        print(f"prompt_step_ratio[{name}]: mixed {np.median(mixed) if mixed else np.nan:.3f} ({len(mixed)}), "
+              f"alone {np.median(alone) if alone else np.nan:.3f} ({len(alone)})")
     greedy = Sampling.parse("greedy")
     spread = 0.0
     for b, by_run in steps.items():
