@@ -254,10 +254,13 @@ def nemo_25_02(name: str) -> Release:
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False, moe_fp8_padding=False,
                    fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=Reshard.ALWAYS,
-                   defer_grad_sync=False, loss_kernel=LossKernel.MEGATRON_FP32)
+                   defer_grad_sync=False)
     cite = {**_megatron_common(mc),
-            **megatron_ce(mc + " megatron/core/tensor_parallel/cross_entropy.py L28-117 (cross_entropy_loss_fusion "
-                          "default False, as this release's loss_copy citation reads it)"),
+            "loss_kernel": "NeMo@v2.2.0rc3 nemo/collections/llm/gpt/model/base.py L184 GPTConfig "
+                           "cross_entropy_loss_fusion = True (the recipes turn it off only for LoRA/DoRA "
+                           "fine-tuning, e.g. recipes/llama31_70b.py L321): Megatron-Core's fused loss "
+                           "(fusions/fused_cross_entropy.py, torch.compile'd steps), not read pass by pass: the "
+                           "generic one-pass loss",
             "attention": mc + " " + _TE_ATTN,
             "dropout": gpt + "llama.py L55-56 and mixtral.py L54-55: attention and hidden dropout 0.0",
             "overlap_grad_reduce": cb + " L176-187: on whenever dp > 1",
