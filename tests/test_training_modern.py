@@ -253,9 +253,9 @@ MISSES = {
     (11, "datasheet"): "+33.6%: " + _B200 + _MIXTRAL, (11, "profile"): "+33.6%: " + _B200 + _MIXTRAL,
     (12, "datasheet"): "+27.4%: " + _B200, (12, "profile"): "+27.4%: " + _B200,
     (13, "datasheet"): "+26.4%: " + _B200, (13, "profile"): "+26.4%: " + _B200,
-    (1, "datasheet"): "+17.7%: " + _H100_FP8,
-    (2, "datasheet"): "+20.7%: " + _H100_FP8,
-    (2, "profile"): "+18.3%: " + _H100_FP8,
+    (1, "datasheet"): "+15.6% (+17.7% before Megatron's unfused loss passes, capsim.analytic.loss): " + _H100_FP8,
+    (2, "datasheet"): "+20.2%: " + _H100_FP8,
+    (2, "profile"): "+18.0%: " + _H100_FP8,
     (3, "datasheet"): "+20.1%: " + _H100_FP8,
     (3, "profile"): "+16.9%: " + _H100_FP8,
     (4, "datasheet"): "+18.8%: " + _H100_FP8,
@@ -282,7 +282,7 @@ def test_modern_row_within_15_pct(i, kind):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (MODERN[i]["model"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| 17.7% (datasheet) / 14.9% (profile): the B200 rows, Qwen3 MoE "
+@pytest.mark.xfail(strict=True, reason="median |error| 15.9% (datasheet) / 14.9% (profile): the B200 rows, Qwen3 MoE "
                                        "and the dense H100 FP8 rows, 2-21% too fast with FP8 GEMMs by role (forward "
                                        "at TE's cuBLASLt 1.90x, dgrad/wgrad at DeepGEMM's)")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])

@@ -15,6 +15,7 @@ from capsim.analytic import fp8, recompute
 from capsim.analytic.eager import EXPERT_OPS, FUSED, PREFIX, Eager, extra_ops
 from capsim.analytic.eager import apply as apply_eager
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.loss import FUSED_LOSS, LOSS_OP, LossKernel, loss_ops
 from capsim.analytic.moe import busiest_rank, moe_tokens
 from capsim.analytic.ops import (
     AttentionImpl,
@@ -298,7 +299,7 @@ def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
            torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
-           repeat_kv: bool = False, eager: Eager = FUSED) -> MicroBatchTimes:
+           repeat_kv: bool = False, eager: Eager = FUSED, loss: LossKernel = FUSED_LOSS) -> MicroBatchTimes:
     out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
                  random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm,
                  repeat_kv=repeat_kv, eager=eager)
@@ -311,10 +312,12 @@ def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
     head = head_ops(model, tokens, lay.tp, precision.activations)
     embed, rest = [o for o in head if o.name == "embedding"], [o for o in head if o.name != "embedding"]
     final_f, final_b = extra_ops(rest, eager, final=True)  # the final norm's eager kernels (outside the blocks)
+    rest_f, loss_b = loss_ops(rest, loss, precision.activations)  # the loss's passes as the release runs them
+    rest_b = backward_ops(rest) if loss_b is None else backward_ops([o for o in rest if o.name != LOSS_OP]) + loss_b
     out.update(embed_fwd_s=_sum(perf, embed, lay, precision), embed_bwd_s=_sum(perf, backward_ops(embed), lay,
                                                                                  precision),
-               head_fwd_s=_sum(perf, rest + final_f, lay, precision),
-               head_bwd_s=_sum(perf, backward_ops(rest) + final_b, lay, precision))
+               head_fwd_s=_sum(perf, rest_f + final_f, lay, precision),
+               head_bwd_s=_sum(perf, rest_b + final_b, lay, precision))
     return MicroBatchTimes(**out)
 
 
@@ -334,7 +337,8 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
                       fp8_padding: bool = False, random_routing: bool = False,
                       local_casts: bool = False, torch_cp: bool = False,
                       norm_quantize: fp8.NormQuantize = fp8.NormQuantize.NONE,
-                      repeat_kv: bool = False, eager: Eager = FUSED) -> MicroBatchTimes:
+                      repeat_kv: bool = False, eager: Eager = FUSED, loss: LossKernel = FUSED_LOSS
+                      ) -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
     is the release's selective-recompute policy; ``fp8_padding``: the release pads the grouped experts' FP8 rows
@@ -344,10 +348,12 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
     (``Framework.cp_rotate`` not P2P), whose merge passes differ from Transformer Engine's; ``norm_quantize``: what
     LayerNormLinear's norm kernel does of the QKV and dense fc1 input quantize (``Framework.norm_quantize``);
     ``repeat_kv``: the model expands K, V to every query head before attention (``Framework.repeat_kv``);
-    ``eager``: which pointwise ops run as torch eager's separate kernels (``capsim.analytic.eager``)."""
+    ``eager``: which pointwise ops run as torch eager's separate kernels (``capsim.analytic.eager``); ``loss``:
+    the passes the release's loss runs over the logits (``Framework.loss_kernel``, ``capsim.analytic.loss``)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
-                  fp8_padding, random_routing, local_casts, torch_cp, norm_quantize, repeat_kv, eager).take(inverse)
+                  fp8_padding, random_routing, local_casts, torch_cp, norm_quantize, repeat_kv, eager,
+                  loss).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times", "repeat_kv_ops", "ring_attention_ops"]

@@ -7,6 +7,7 @@ Citations: ``ML@<tag>`` is github.com/NVIDIA/Megatron-LM, ``NeMo@<ref>`` github.
 
 from __future__ import annotations
 
+from capsim.analytic.loss import LossKernel
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import Flag, FlexBackend, MoeDispatcher
@@ -36,6 +37,11 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
                                 "L1008", 8),
     "--use-distributed-optimizer": ("layout.distributed_optimizer", {"": True},
                                     "L1453 (NeMo 1.0: optim distributed_fused_adam)", 8),
+    # the fused loss (fusions/fused_cross_entropy.py: the same steps in torch.compile'd functions, megatron/core/
+    # jit.py jit_fuser) is not read pass by pass: priced as the op list's one-pass loss (capsim.analytic.loss)
+    "--cross-entropy-loss-fusion": ("loss_kernel", {"": LossKernel.FUSED},
+                                    "L1134 (NeMo: the model config's cross_entropy_loss_fusion, copied into "
+                                    "TransformerConfig by megatron_base_model.py build_transformer_config)", 8),
     "--moe-token-dispatcher-type": ("moe_dispatcher", {d.value: d for d in MoeDispatcher},
                                     "L1748-1750 (choices allgather, alltoall; flex, the DeepEP/HybridEP backends, "
                                     "from core_v0.12.0 L2547)", 8),

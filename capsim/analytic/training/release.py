@@ -13,6 +13,7 @@ import numpy as np
 
 from capsim.analytic.eager import Eager, YarnRope
 from capsim.analytic.fp8 import NormQuantize
+from capsim.analytic.loss import LossKernel
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.errors import SpecError
@@ -64,6 +65,23 @@ class LossCopy(StrEnum):
     FP32 = "fp32"  # an fp32 softmax of an fp32 copy of the logits (Megatron's vocab_parallel_cross_entropy)
     ACTIVATION = "activation"  # log_softmax's output in the logits' own format (torch cross_entropy, no upcast)
     NONE = "none"  # nothing: the kernel overwrites the logits with their gradient (TE parallel_cross_entropy)
+
+
+# Megatron's unfused vocab-parallel cross-entropy (capsim.analytic.loss.MEGATRON_PASSES), the same kernels from
+# Megatron-LM 2021 to Megatron-Core 0.14: megatron/mpu/cross_entropy.py L31-103 (ML@6985e58, ML@9aad920; the caller,
+# model/gpt_model.py, passes output.float() unless --fp16-lm-cross-entropy); megatron/core/tensor_parallel/
+# cross_entropy.py L27-113 (ML@core_v0.8.0), L28-117 (ML@core_v0.14.0): .float(), torch.max, -=, torch.exp(out=),
+# .sum, div_; backward mul_ (and autograd's cast of the fp32 gradient back to the logits' dtype).
+MEGATRON_CE_PASSES = ("Megatron's unfused vocab_parallel_cross_entropy, each step its own pass over the logits: "
+                      "megatron/core/tensor_parallel/cross_entropy.py (core_v0.8.0 L27-113, core_v0.14.0 L28-117; "
+                      "megatron/mpu/cross_entropy.py L31-103 before Megatron-Core): .float(), torch.max, -= max, "
+                      "torch.exp(out=), .sum, div_; backward mul_ by the loss gradient, then the cast back")
+
+
+def megatron_ce(where: str) -> dict[str, str]:
+    """The ``loss_kernel`` citation of a release that runs Megatron's unfused vocab-parallel cross-entropy
+    (``where``: the file, lines and why the fusion is off)."""
+    return {"loss_kernel": f"{where}: {MEGATRON_CE_PASSES}"}
 
 
 # Megatron-Core from core_v0.13.0 (2025-07-25): the router probabilities scale the experts' activation, so the
@@ -137,6 +155,8 @@ FUSED_FORMS = {
                        "kernel (the field's generic value; capsim.analytic.eager)",
     "yarn_rope": "not read for this release: a YaRN model's RoPE is priced as one fused kernel (the "
                            "field's generic value; capsim.analytic.eager)",
+    "loss_kernel": "not read for this release, or a fused loss kernel: one softmax pass over the logits each way "
+                   "(the op list's logits_softmax; the field's generic value)",
     "moe_fc1_bias_eager": "a biased model's expert fc1 bias in the grouped GEMM's epilogue (Transformer Engine "
                           "GroupedLinear bias; the field's generic value where the release's expert code is not read)"}
 NOT_DEEPSPEED = {
@@ -224,6 +244,7 @@ class Framework:
     # combine is a plain sum that keeps nothing
     moe_combine_saves: bool = True
     loss_copy: LossCopy = LossCopy.FP32  # what the loss keeps beside the 16-bit logits
+    loss_kernel: LossKernel = LossKernel.FUSED  # the passes the loss runs over the logits (capsim.analytic.loss)
     fp8_scaling: Fp8Scaling = Fp8Scaling.DELAYED  # the FP8 recipe a run with precision "fp8" uses
     fp8_params: bool = False  # weights kept in FP8 (parameter all-gathers and weight memory in FP8)
     reshard_after_forward: Reshard = Reshard.ALWAYS  # ZeRO-3/FSDP: free gathered parameters after the forward
@@ -303,7 +324,7 @@ class Framework:
     def to_dict(self) -> dict[str, object]:
         out = asdict(self)
         for key in ("attention", "moe_dispatcher", "moe_flex_backend", "fp8_scaling", "reshard_after_forward",
-                    "pipeline_split", "loss_copy", "cp_rotate", "norm_quantize", "yarn_rope"):
+                    "pipeline_split", "loss_copy", "loss_kernel", "cp_rotate", "norm_quantize", "yarn_rope"):
             out[key] = getattr(self, key).value
         out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every,
                                "modules": list(self.selective_ac.modules)}
@@ -461,5 +482,5 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
 
 __all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate", "Flag", "FlexBackend", "Framework",
-           "FrameworkFamily", "LossCopy", "MoeDispatcher", "PipelineSplit", "Release", "Reshard", "RsOverlap",
+           "FrameworkFamily", "LossCopy", "LossKernel", "MEGATRON_CE_PASSES", "MoeDispatcher", "megatron_ce", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

@@ -41,11 +41,13 @@ from capsim.analytic.training.release import (
     Framework,
     FrameworkFamily,
     LossCopy,
+    LossKernel,
     MoeDispatcher,
     Release,
     Reshard,
     RsOverlap,
     Setting,
+    megatron_ce,
 )
 from capsim.specs.precision import Fp8Scaling
 
@@ -197,8 +199,12 @@ def nemo_24_07(name: str) -> Release:
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
                    fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=Reshard.ALWAYS,
-                   defer_grad_sync=False)
+                   defer_grad_sync=False, loss_kernel=LossKernel.MEGATRON_FP32)
     cite = {**_megatron_common(mc),
+            **megatron_ce("ML@core_r0.8.0 megatron/core/tensor_parallel/cross_entropy.py L27-113, called by "
+                          "language_module.py L37-40 unless cross_entropy_loss_fusion (model_parallel_config.py L201 "
+                          "default False; NeMo@c277b9a6 megatron_base_model.py build_transformer_config and "
+                          "the NFL@24.07 training configs set none)"),
             "attention": mc + " " + _TE_ATTN + " (NeMo: transformer_engine, mcore_gpt)",
             "dropout": conf + " L94-95: hidden_dropout and attention_dropout 0.1",
             "overlap_grad_reduce": conf + " L300: optim fused_adam (no distributed optimizer, no overlapped sync)",
@@ -250,6 +256,11 @@ def nemo_25_02(name: str) -> Release:
                    fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(mc),
+            "loss_kernel": "NeMo@v2.2.0rc3 nemo/collections/llm/gpt/model/base.py L184 GPTConfig "
+                           "cross_entropy_loss_fusion = True (the recipes turn it off only for LoRA/DoRA "
+                           "fine-tuning, e.g. recipes/llama31_70b.py L321): Megatron-Core's fused loss "
+                           "(fusions/fused_cross_entropy.py, torch.compile'd steps), not read pass by pass: the "
+                           "generic one-pass loss",
             "attention": mc + " " + _TE_ATTN,
             "dropout": gpt + "llama.py L55-56 and mixtral.py L54-55: attention and hidden dropout 0.0",
             "overlap_grad_reduce": cb + " L176-187: on whenever dp > 1",

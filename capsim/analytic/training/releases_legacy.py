@@ -25,9 +25,11 @@ from capsim.analytic.training.release import (
     Flag,
     Framework,
     FrameworkFamily,
+    LossKernel,
     MoeDispatcher,
     Release,
     Setting,
+    megatron_ce,
 )
 
 _ML21, _ML22, _MC08 = "ML@6985e58 megatron/", "ML@9aad920 megatron/", "ML@core_v0.8.0 megatron/"
@@ -59,7 +61,7 @@ _NO_UB = ("no userbuffers TP overlap in this code (overlap_tp_comm off; the fiel
 
 
 def megatron_lm_2021(name: str) -> Release:
-    fw = Framework(name, AttentionImpl.UNFUSED, dropout=True, overlap_grad_reduce=False,
+    fw = Framework(name, AttentionImpl.UNFUSED, loss_kernel=LossKernel.MEGATRON_FP32, dropout=True, overlap_grad_reduce=False,
                    overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=False,
                    fused_grad_accumulation=False, overlap_p2p=False, zero3_prefetch=False, pp_scatter_gather=True,
                    sequence_parallel=False, selective_recompute=False, distributed_optimizer=False, zero=False,
@@ -94,7 +96,8 @@ def megatron_lm_2021(name: str) -> Release:
          "fp32_master": _FP32_MASTER,
          "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
+         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED,
+         **megatron_ce(_ML21 + "mpu/cross_entropy.py L31-103, model/gpt_model.py L56 output.float()")},
         {"micro_batch": Setting(4, _ML21 + "arguments.py L116 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML21 + "arguments.py L124-135, L595: --num-layers-per-virtual-pipeline-stage absent = "
@@ -116,7 +119,7 @@ def megatron_lm_2021(name: str) -> Release:
 
 
 def megatron_lm_2022(name: str) -> Release:
-    fw = Framework(name, AttentionImpl.UNFUSED, dropout=True, overlap_grad_reduce=False,
+    fw = Framework(name, AttentionImpl.UNFUSED, loss_kernel=LossKernel.MEGATRON_FP32, dropout=True, overlap_grad_reduce=False,
                    overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=True,
                    fused_grad_accumulation=True, overlap_p2p=False, zero3_prefetch=False, pp_scatter_gather=True,
                    sequence_parallel=True, selective_recompute=True, distributed_optimizer=False, zero=False,
@@ -157,7 +160,8 @@ def megatron_lm_2022(name: str) -> Release:
          "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
                          "checkpoints CoreAttention only (Korthikanti et al. 2022, Sec. 5)",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
+         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED,
+         **megatron_ce(_ML22 + "mpu/cross_entropy.py L31-103, model/gpt_model.py L51 output.float()")},
         {"micro_batch": Setting(4, _ML22 + "arguments.py L135 requires --micro-batch-size (no default); the "
                                 "release's GPT example examples/pretrain_gpt.sh sets 4"),
          "v": Setting(1, _ML22 + "arguments.py L143-154, L725: --num-layers-per-virtual-pipeline-stage absent = "
@@ -179,7 +183,7 @@ def megatron_lm_2022(name: str) -> Release:
 
 
 def megatron_core_0_8(name: str) -> Release:
-    fw = Framework(name, AttentionImpl.FLASH, dropout=True, overlap_grad_reduce=False,
+    fw = Framework(name, AttentionImpl.FLASH, loss_kernel=LossKernel.MEGATRON_FP32, dropout=True, overlap_grad_reduce=False,
                    overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=True,
                    fused_grad_accumulation=True, overlap_p2p=True, zero3_prefetch=False, pp_scatter_gather=False,
                    sequence_parallel=True, selective_recompute=True, distributed_optimizer=True, zero=False,
@@ -232,7 +236,8 @@ def megatron_core_0_8(name: str) -> Release:
          "selective_ac": _MC08 + "core/transformer/attention.py L103, L322-323: selective recompute checkpoints the "
                          "core attention only (_checkpointed_attention_forward)",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
-         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED},
+         "tp_gather_quantized": NO_TE_GATHER, "repeat_kv": KV_OWN_HEADS, "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **FUSED_FORMS, **GENERIC_EAGER, "norm_quantize": NO_TE_NORM, **NOT_DEEPSPEED,
+         **megatron_ce(_MC08 + "core/tensor_parallel/cross_entropy.py L27-113 (--cross-entropy-loss-fusion off)")},
         {"micro_batch": Setting(1, args + "L979 --micro-batch-size has no default; the release's "
                                 "examples/gpt3/train_gpt3_175b_distributed.sh sets 1"),
          "v": Setting(1, args + "L1403 --num-layers-per-virtual-pipeline-stage default None = no interleaving"),

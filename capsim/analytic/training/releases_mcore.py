@@ -55,10 +55,12 @@ from capsim.analytic.training.release import (
     Framework,
     FrameworkFamily,
     LossCopy,
+    LossKernel,
     MoeDispatcher,
     Release,
     Reshard,
     Setting,
+    megatron_ce,
 )
 from capsim.analytic.training.releases_current import _TE_ATTN, _TE_UB, _megatron_common
 from capsim.specs.precision import Fp8Scaling
@@ -74,7 +76,7 @@ def megatron_core_0_14(name: str) -> Release:
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=True, selective_recompute=True,
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
-                   moe_fp8_padding=False, moe_random_routing=True, moe_combine_saves=False, loss_copy=LossCopy.FP32,
+                   moe_fp8_padding=False, moe_random_routing=True, moe_combine_saves=False, loss_copy=LossCopy.FP32, loss_kernel=LossKernel.MEGATRON_FP32,
                    fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=Reshard.ALWAYS,
                    defer_grad_sync=False)
     cite = {**_megatron_common(_ML),
@@ -99,6 +101,8 @@ def megatron_core_0_14(name: str) -> Release:
             "moe_combine_saves": f"{_ML} {COMBINE_NO_PROBS}",
             "loss_copy": f"{_ARGS} L1954 --cross-entropy-loss-fusion (store_true: off): the unfused loss on an fp32 "
                          "copy of the logits, saving its fp32 softmax (tensor_parallel/cross_entropy.py)",
+            **megatron_ce(f"{_ML} megatron/core/tensor_parallel/cross_entropy.py L28-117 (--cross-entropy-loss-fusion "
+                          "off)"),
             "fp8_scaling": f"{_ARGS} L1224 --fp8-recipe default 'delayed'",
             "fp8_params": f"{_ARGS} L1248 --fp8-param-gather (store_true: off)",
             "tp_rs": _TE_UB.format(f"{_ARGS} --tp-comm-overlap-cfg default None", "v2.x")}
@@ -213,7 +217,7 @@ def megatron_core_release(name: str, tag: str) -> Release:
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=True,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
                    moe_fp8_padding=False, moe_random_routing=bool(c.line("randomste")),
-                   moe_combine_saves=not c.combine, loss_copy=LossCopy.FP32, fp8_scaling=Fp8Scaling.DELAYED,
+                   moe_combine_saves=not c.combine, loss_copy=LossCopy.FP32, loss_kernel=LossKernel.MEGATRON_FP32, fp8_scaling=Fp8Scaling.DELAYED,
                    fp8_params=False, reshard_after_forward=Reshard.ALWAYS, defer_grad_sync=False)
     return Release(fw, FrameworkFamily.MEGATRON_CORE, "megatron-core-" + tag.removeprefix("core_v"), c.date,
                    f"{ml} ({c.commit}, {c.date}): Megatron-LM pretrain_gpt.py with its flag defaults"
@@ -257,6 +261,7 @@ def _core_cite(c: _Core, ml: str, args: str) -> dict[str, str]:
             "moe_combine_saves": f"{ml} " + (c.combine or COMBINE_PROBS),
             "loss_copy": f"{args} L{c.line('--cross-entropy-loss-fusion')} --cross-entropy-loss-fusion (store_true: "
                          "off): the unfused loss on an fp32 copy of the logits, saving its fp32 softmax",
+            **megatron_ce(f"{ml} megatron/core/tensor_parallel/cross_entropy.py (--cross-entropy-loss-fusion off)"),
             "fp8_scaling": f"{ml} {c.te_recipe}",
             "fp8_params": f"{args} L{c.line('--fp8-param-gather')} --fp8-param-gather (store_true: off)",
             "grads_fp32": (f"{args} L{c.line('--grad-reduce-in-bf16')} --grad-reduce-in-bf16 (store_true: off)"

@@ -47,11 +47,13 @@ from capsim.analytic.training.release import (
     Framework,
     FrameworkFamily,
     LossCopy,
+    LossKernel,
     MoeDispatcher,
     Release,
     Reshard,
     RsOverlap,
     Setting,
+    megatron_ce,
 )
 from capsim.analytic.training.releases_current import (
     _RING,
@@ -142,12 +144,15 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
                    distributed_optimizer=True, zero=False, context_parallel=True, uneven_pipeline=False,
                    interleave_min_pp=2, moe_dispatcher=MoeDispatcher.ALLGATHER, overlap_moe_a2a=False,
                    moe_fp8_padding=False, fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False,
-                   reshard_after_forward=Reshard.ALWAYS, defer_grad_sync=False)
+                   reshard_after_forward=Reshard.ALWAYS, defer_grad_sync=False,
+                   loss_kernel=LossKernel.MEGATRON_FP32)
     pad = (f"{t.core} transformer_config.py {t.grouped} moe_grouped_gemm default False ({conf} sets none): the "
            "experts are SequentialMLP; " + (f"--moe-grouped-gemm selects TEGroupedMLP, which pads each expert's rows "
                                             f"under fp8 (moe/experts.py {t.fp8_pad} Fp8Padding)" if t.fp8_pad else
                                             "TEGroupedMLP's Fp8Padding arrived only in core_v0.10.0"))
     cite = {**_megatron_common(t.core),
+            **megatron_ce(f"{t.core} megatron/core/tensor_parallel/cross_entropy.py (ModelParallelConfig "
+                          f"cross_entropy_loss_fusion default False; {conf} sets none)"),
             "attention": f"{t.core} {_TE_ATTN} (NeMo 1.0: transformer_engine, mcore_gpt)",
             "dropout": f"{conf} {t.dropout}: hidden_dropout and attention_dropout 0.1",
             "overlap_grad_reduce": f"{conf} {t.optim}: optim fused_adam (no distributed optimizer, no overlapped sync)",
