@@ -52,9 +52,10 @@ def test_what_changed_between_the_releases():
     actor every step (vllm-0.2: Ray's microbenchmark). Everything else (prefill-priority scheduling, 256 sequences,
     max(context, 2048) tokens, watermark 0.01, 0.9 of total memory, Vidur's host costs, Ray workers at TP > 1,
     no prefix caching) holds from 0.2.2 to 0.4.3."""
-    # decode_grid: the launch grid and registers were read in the 0.2.3 sdist and wheel only (engines.yaml)
+    # decode_grid: the launch grid and registers were read in the 0.2.3 sdist and wheel only (engines.yaml);
+    # profile_sampler: 0.2.3's sampler was read for its profile-run peak, 0.2.6-0.3.3's was not
     assert _differ("vllm-0.2", "vllm-0.2.6") == {"cuda_graphs", "cuda_graph_sizes", "cuda_graph_padding",
-                                                 "worker_comm", "decode_grid"}
+                                                 "worker_comm", "decode_grid", "profile_sampler"}
     # decode_kv_read_fraction: flashinfer.ai timed v0.2.6's PagedAttention read (engines.yaml), not 0.4.x's
     assert _differ("vllm-0.2.6", "vllm-0.4") == {"max_paddings", "server_comm", "server_calls",
                                                  "decode_kv_read_fraction"}

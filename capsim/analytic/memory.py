@@ -364,14 +364,29 @@ class ServingMemory:
         return out
 
 
+def profile_sampler_bytes(model: ModelSpec, plan: ServePlan, per_logit: tuple[float, float]) -> float:
+    """Bytes allocated at the sampler's peak of an engine's memory profile run, whose ``plan.max_batch`` dummy
+    prompts share ``plan.max_batched_tokens`` tokens and are each sampled once (vLLM v0.2.3
+    vllm/worker/model_runner.py profile_run L295-321). ``per_logit``: what the engine's sampler holds per row x
+    vocabulary element, (tensors in the serving dtype, further bytes) (engines.yaml profile_sampler). With TP the
+    logits are gathered whole on every rank (vllm/model_executor/layers/sampler.py v0.2.3 _get_logits L101-111);
+    the vocabulary's padding to a multiple of 64 (< 64 columns) is not counted."""
+    d = plan.dtype.bytes
+    output = plan.max_batched_tokens * model.hidden * d  # the model's output, held while it samples (L279-291)
+    rows = plan.max_batch * model.hidden * d  # the last token of each prompt (sampler.py _prune_hidden_states)
+    return output + rows + plan.max_batch * model.vocab * (per_logit[0] * d + per_logit[1])
+
+
 def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
-                   context_tokens: int = 0) -> ServingMemory:
+                   context_tokens: int = 0, profile_sampler: tuple[float, float] | None = None) -> ServingMemory:
     """Weights, activation peak and KV-cache capacity per GPU, as vLLM sizes its cache.
 
     vLLM profiles a forward pass of max_num_batched_tokens and gives the KV cache what is left of
     gpu_memory_utilization x capacity after weights and that peak (vLLM docs, "gpu_memory_utilization").
     With ``context_tokens``, a token's KV bytes are the mean over sequences that long (sliding-window layers keep
-    at most their window).
+    at most their window). With ``profile_sampler`` (the engine's, engines.yaml) the peak is the larger of the
+    forward's and the sampler's (:func:`profile_sampler_bytes`), which run one after the other; without, the
+    forward's plus the fp32 logits.
     """
     pc = param_counts(model)
     weights = pc.total * plan.weight_dtype.bytes / plan.gpus_per_replica
@@ -381,9 +396,13 @@ def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
     n = plan.max_batched_tokens
     live = serving_layer_ops(model, StepBatch.prefill(1, n), plan.tp, plan.dtype, plan.weight_dtype)
     biggest = max(float(np.max(op.bytes_written)) for op in live)  # largest intermediate tensor
-    logits = max(float(np.max(op.bytes_written)) for op in head_ops(model, n, plan.tp, plan.dtype,
-                                                                      logits_tokens=plan.max_batch))
-    activations = 2 * biggest + 2 * n * model.hidden * plan.dtype.bytes + logits
+    forward = 2 * biggest + 2 * n * model.hidden * plan.dtype.bytes
+    if profile_sampler is not None:
+        activations = max(forward, profile_sampler_bytes(model, plan, profile_sampler))
+    else:
+        logits = max(float(np.max(op.bytes_written)) for op in head_ops(model, n, plan.tp, plan.dtype,
+                                                                          logits_tokens=plan.max_batch))
+        activations = forward + logits
     usable = accelerator.memory_bytes * plan.gpu_memory_utilization
     kv_budget = usable - weights - activations
     # Attention data parallel: each GPU keeps every KV head of its own sequences (so the replica holds tp x its

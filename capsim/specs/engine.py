@@ -104,6 +104,11 @@ class EngineProfile:
     # max_num_batched_tokens and run through the model, and a batch takes at most this many padding tokens; None:
     # prompts are packed without padding.
     max_paddings: int | None = None
+    # What the release's memory profile run holds at its sampler's peak, per logit (one row x vocabulary element of
+    # the max_num_seqs rows it samples): (tensors in the serving dtype, further bytes), engines.yaml profile_sampler.
+    # The KV cache gets what is left after the larger of the forward's and that peak (capsim.analytic.memory
+    # serving_memory). None: capsim's generic estimate (the fp32 logits on top of the forward's peak).
+    profile_sampler: tuple[float, float] | None = None
     # vLLM V0 (0.5-0.7): chunked prefill turns on by default when the served context (max_model_len, else the
     # model's) exceeds chunked_above_context and the model has no sliding window; with chunked prefill on and no
     # token budget given, a step takes chunked_max_num_batched_tokens. None: no such rule.
@@ -186,6 +191,9 @@ class EngineProfile:
                 "engine.max_paddings", f"must be a whole number >= 0 or null, got {self.max_paddings!r}")
         require(self.max_paddings is None or self.scheduler is SchedulerKind.VLLM, "engine.max_paddings",
                 "padded prompt batches belong to the prefill-priority scheduler (scheduler: vllm)")
+        require(self.profile_sampler is None or (len(self.profile_sampler) == 2 and min(self.profile_sampler) >= 0),
+                "engine.profile_sampler", f"must be [tensors in the serving dtype, bytes] >= 0 or null, got "
+                f"{self.profile_sampler!r}")
         for name in ("chunked_above_context", "chunked_max_num_batched_tokens", "max_model_len"):
             value = getattr(self, name)
             require(value is None or (isinstance(value, int) and value > 0), f"engine.{name}",
@@ -283,6 +291,7 @@ class EngineProfile:
                    gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value,
                    decode_kv_reads=self.decode_kv_reads.value, kv_reservation=self.kv_reservation.value,
                    decode_kv_groups=list(self.decode_kv_groups), kv_write_s=list(self.kv_write_s),
+                   profile_sampler=None if self.profile_sampler is None else list(self.profile_sampler),
                    decode_grid=None if self.decode_grid is None else asdict(self.decode_grid))
         return out
 
@@ -302,6 +311,8 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     entry["overlapped"] = tuple(entry.get("overlapped", ()))
     entry["sampler_s"] = {str(k): tuple(float(x) for x in v) for k, v in entry.get("sampler_s", {}).items()}
     entry["kv_write_s"] = tuple(float(x) for x in entry.get("kv_write_s") or ())
+    if entry.get("profile_sampler") is not None:
+        entry["profile_sampler"] = tuple(float(x) for x in entry["profile_sampler"])
     entry["decode_kv_read_fraction"] = {str(k): float(v) for k, v in (entry.get("decode_kv_read_fraction") or {}).items()}
     if entry.get("decode_grid") is not None:
         grid = dict(entry["decode_grid"])

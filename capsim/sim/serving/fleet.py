@@ -67,7 +67,8 @@ def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engin
     reserved memory (engines.yaml reserved_bytes), sized as the engine sizes it (vLLM: utilization x capacity -
     weights - activations - reserved; TensorRT-LLM: fraction x free). Capacity is the accelerator's memory_bytes, the
     total the device reports to CUDA (torch.cuda.mem_get_info()[1]), the figure vLLM's utilization multiplies."""
-    mem = serving_memory(model, plan.with_(gpu_memory_utilization=1.0), accelerator)
+    mem = serving_memory(model, plan.with_(gpu_memory_utilization=1.0), accelerator,
+                         profile_sampler=engine.profile_sampler)
     free = mem.kv_cache_bytes - engine.reserved_bytes
     if plan.kv_cache_bytes is not None:  # given outright (--kv-cache-memory-bytes, VLLM_CPU_KVCACHE_SPACE)
         if plan.kv_cache_bytes > free:
