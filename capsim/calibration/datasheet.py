@@ -67,7 +67,8 @@ ASSUMPTIONS = {
 # published_attention: forward with and without the causal mask and the non-causal backward as published, the causal
 # backward converted by the forward's causal/non-causal ratio, an ASSUMPTION), each a curve over query rows and keys
 # per sequence; the same fractions of peak on every Hopper part. The main curves (ASSUMPTIONS) stand for
-# FlashAttention-2 on Ampere and the Hopper-native fused kernels (cuDNN, FA3).
+# FlashAttention-2 on Ampere and the Hopper-native fused kernels (cuDNN, FA3); on B200 and GB200 they are cuDNN's
+# published B200 rates (``attention_curves``).
 HOPPER = ("H100-SXM5-80GB", "H100-PCIe-80GB", "H100-NVL-94GB", "H100-96GB-HBM2e-500W", "H200-SXM-141GB")
 _SDPA_FLASH_SOURCE = (" Attention through torch SDPA's flash backend (FlashAttention-2 kernels), a Hopper part: the "
                       f"kernels' published rates ({ATTENTION_SOURCE}): forward without/with causal mask and the "
