@@ -218,8 +218,9 @@ _B200 = ("B200 (NeMo 25.02): no profile calibration; priced compute is 88-97% of
          "cause: the FP8 recipe (delayed: the only one core_r0.11.0 and the container's TE can run; the 25.02 page "
          "states none), the catalog's dense FP8/BF16 peaks, HBM 7.7 TB/s and NVLink 5 against NVIDIA's HGX B200 "
          "spec; BF16 and per-tensor FP8 GEMM rates fitted to published B200 microbenchmarks (published_gemm: 0.63 "
-         "and 0.53 of the peaks; TE #1747 te.Linear FP8 agrees, as published_gemm notes); attention at the datasheet "
-         "0.60/0.45 matches cuDNN 9.10.2's B200 plateau (cudnn-frontend f937055: 0.60-0.64 / 0.48-0.50 at 16-64k); "
+         "and 0.53 of the peaks; TE #1747 te.Linear FP8 agrees, as published_gemm notes); attention at cuDNN 9.10.2's "
+         "published B200 kernel rate by keys per sequence (capsim.calibration.published_attention_cudnn: 0.57 / 0.46 "
+         "of the BF16 peak at 8k keys, 0.39 / 0.34 at 2k; it took these rows 0.6-4.0 points down, the CP 2 ones most); "
          "token-drop padding at capacity 1 costs what balanced routing does; CUDA-graphed layers still hook DDP's "
          "grad reduction per layer (core_r0.11.0 cuda_graphs.py L431, L617); delayed scaling has no amax "
          "all-reduce (priced for current scaling and NVFP4) and userbuffers bulk overlaps (4-32 SMs, set_sm_margin "
@@ -250,9 +251,9 @@ MISSES = {
                       "and time per row (capsim.analytic.training.flex)",
     (9, "profile"): "+18.7%: as with the datasheet calibration (+22.0% / +17.4% with every FP8 GEMM at 1.90x / at "
                     "DeepGEMM's 1.50x over the profile's BF16)",
-    (11, "datasheet"): "+33.6%: " + _B200 + _MIXTRAL, (11, "profile"): "+33.6%: " + _B200 + _MIXTRAL,
-    (12, "datasheet"): "+27.4%: " + _B200, (12, "profile"): "+27.4%: " + _B200,
-    (13, "datasheet"): "+26.4%: " + _B200, (13, "profile"): "+26.4%: " + _B200,
+    (11, "datasheet"): "+33.0%: " + _B200 + _MIXTRAL, (11, "profile"): "+33.0%: " + _B200 + _MIXTRAL,
+    (12, "datasheet"): "+23.4%: " + _B200, (12, "profile"): "+23.4%: " + _B200,
+    (13, "datasheet"): "+23.8%: " + _B200, (13, "profile"): "+23.8%: " + _B200,
     (1, "datasheet"): "+15.6% (+17.7% before Megatron's unfused loss passes, capsim.analytic.loss): " + _H100_FP8,
     (2, "datasheet"): "+20.2%: " + _H100_FP8,
     (2, "profile"): "+18.0%: " + _H100_FP8,

@@ -12,6 +12,9 @@ from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
 from capsim.calibration.fp8 import fp8_scale
 from capsim.calibration.published_attention import SOURCE as ATTENTION_SOURCE
 from capsim.calibration.published_attention import sdpa_flash_kernels
+from capsim.calibration.published_attention_cudnn import DEVICE as CUDNN_DEVICE
+from capsim.calibration.published_attention_cudnn import SOURCE as CUDNN_SOURCE
+from capsim.calibration.published_attention_cudnn import cudnn_curves
 from capsim.calibration.published_comm import fitted_links
 from capsim.calibration.published_comm import points_for as comm_points_for
 from capsim.calibration.published_gemm import (
@@ -64,7 +67,8 @@ ASSUMPTIONS = {
 # published_attention: forward with and without the causal mask and the non-causal backward as published, the causal
 # backward converted by the forward's causal/non-causal ratio, an ASSUMPTION), each a curve over query rows and keys
 # per sequence; the same fractions of peak on every Hopper part. The main curves (ASSUMPTIONS) stand for
-# FlashAttention-2 on Ampere and the Hopper-native fused kernels (cuDNN, FA3).
+# FlashAttention-2 on Ampere and the Hopper-native fused kernels (cuDNN, FA3); on B200 and GB200 they are cuDNN's
+# published B200 rates (``attention_curves``).
 HOPPER = ("H100-SXM5-80GB", "H100-PCIe-80GB", "H100-NVL-94GB", "H100-96GB-HBM2e-500W", "H200-SXM-141GB")
 _SDPA_FLASH_SOURCE = (" Attention through torch SDPA's flash backend (FlashAttention-2 kernels), a Hopper part: the "
                       f"kernels' published rates ({ATTENTION_SOURCE}): forward without/with causal mask and the "
@@ -78,6 +82,29 @@ def attention_kernels(acc: Accelerator) -> dict[str, dict[str, Curve]] | None:
     if acc.name not in HOPPER:
         return None
     return sdpa_flash_kernels(ASSUMPTIONS["attention_half_rows"])
+
+
+def attention_curves(acc: Accelerator) -> tuple[Curve, Curve]:
+    """The main (forward, backward) attention curves: on B200 and its die (GB200, ``SAME_DIE``) cuDNN SDPA's published
+    B200 rates as fractions of B200's BF16 peak (capsim.calibration.published_attention_cudnn: the kernel Transformer
+    Engine's FusedAttention runs on Hopper and later), else the stated assumptions."""
+    a = ASSUMPTIONS
+    if CUDNN_DEVICE in (acc.name, SAME_DIE.get(acc.name)):
+        return cudnn_curves(_peak_of(CUDNN_DEVICE, DType.BF16), a["attention_half_rows"])
+    return (Curve(a["attention_forward_fraction"], (a["attention_half_rows"],)),
+            Curve(a["attention_backward_fraction"], (a["attention_half_rows"],)))
+
+
+def _attention_provenance(acc: Accelerator) -> str:
+    if CUDNN_DEVICE not in (acc.name, SAME_DIE.get(acc.name)):
+        return ""
+    fwd, bwd = attention_curves(acc)
+    whose = "its own" if acc.name == CUDNN_DEVICE else f"{CUDNN_DEVICE}'s, the same GPU die, as fractions of the peaks"
+    return (f" Attention (the main curves, instead of attention_forward_fraction / attention_backward_fraction): cuDNN "
+            f"SDPA fitted to published kernel times ({whose}; capsim.calibration.published_attention_cudnn, the host "
+            f"dispatch latency each timed call holds fitted apart): forward {fwd.peak_fraction} x keys / (keys + "
+            f"{fwd.half_sizes[1]:g}), backward {bwd.peak_fraction} x keys / (keys + {bwd.half_sizes[1]:g}) of the BF16 "
+            f"peak, keys per sequence; {CUDNN_SOURCE}.")
 
 
 def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> dict[str, float]:
@@ -169,9 +196,7 @@ def datasheet_params(acc: Accelerator) -> DeviceParams:
     return DeviceParams(
         name=f"{acc.name}", kind="datasheet", device=acc.name, peak_flops_per_s=peaks,
         gemm=GemmParams(curve, a["kernel_launch_s"], fp8_dtype_scale(curve, peaks, acc.name)),
-        attention=AttentionParams(Curve(a["attention_forward_fraction"], (a["attention_half_rows"],)),
-                                  Curve(a["attention_backward_fraction"], (a["attention_half_rows"],)),
-                                  a["kernel_launch_s"], kernels=attention_kernels(acc)),
+        attention=AttentionParams(*attention_curves(acc), a["kernel_launch_s"], kernels=attention_kernels(acc)),
         memory=MemoryParams(acc.memory_bw_bytes_per_s * a["memory_fraction"], a["kernel_launch_s"],
                             a["memory_half_bytes"]),
         comm=CommParams(links), memory_bytes=acc.memory_bytes)
@@ -235,7 +260,7 @@ def datasheet_calibration(acc: Accelerator) -> Calibration:
                    "times the stated efficiencies of capsim.calibration.datasheet.ASSUMPTIONS: "
                    + "; ".join(f"{k}={v}" for k, v in ASSUMPTIONS.items()) + "."
                    + _joined(_joined(_gemm_provenance(acc), _comm_provenance(acc)),
-                             _SDPA_FLASH_SOURCE if acc.name in HOPPER else ""))
+                             _SDPA_FLASH_SOURCE if acc.name in HOPPER else "") + _attention_provenance(acc))
 
 
 def _joined(gemm: str, comm: str) -> str:

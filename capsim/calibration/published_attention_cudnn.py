@@ -1,0 +1,79 @@
+"""Published rates of cuDNN's fused attention (SDPA) on B200: what Transformer Engine's FusedAttention runs there.
+
+Transformer Engine picks FusedAttention (cuDNN) over FlashAttention on compute capability 9.0 and later
+("Disabling FlashAttention to give FusedAttention preference on Hopper+ for performance reasons",
+NVIDIA/TransformerEngine@bee4649c transformer_engine/pytorch/dot_product_attention/utils.py L901-906, the TE of NeMo
+v2.3.0's requirements/manifest.json; the same at TE v2.5, attention/dot_product_attention/utils.py L915), so the
+attention core of every Megatron-Core run on Blackwell is a cuDNN SDPA kernel.
+
+Source: NVIDIA/cudnn-frontend@f937055 (2025-06-12, "Benchmark results for sdpa operation on Blackwell (#146)"),
+benchmark/sdpa_benchmark_bf16_training/artifacts/sdpa_benchmark_results_NVIDIA_B200.csv, backend ``pyt_cudnn``
+(torch SDPA's cuDNN backend): one NVIDIA B200, cuDNN 9.10.2 (README "Software versions"; the run log prints
+torch.backends.cudnn.version() = 91002), BF16, batch 1, 128 query heads, 8 KV heads, head dim 128, causal mask,
+sequence 512 to 131,072; forward FLOPs 4 * seq^2 * head_dim * heads / 2 (causal), backward 2.5x (benchmark_sdpa.py
+``flops``): capsim's conventions (capsim.analytic.attention), so FLOPs over time over the catalog peak is a fraction
+of peak. The same run was repeated at cudnn-frontend@9793df5 (2025-07-16, torch nv25.06, cuDNN 91002): its times are
+within 3% from 4k tokens on (up to 21% apart at 512, where the host latency below dominates), and fitted the same way
+its kernel curves are forward 0.660 x keys / (keys + 1228), backward 0.512 x keys / (keys + 902): within 5% of these
+at 2k keys and 1% at 8k.
+
+The harness times one call between CUDA events recorded around the Python call, under
+``torch.autograd.profiler.emit_nvtx()``, after a ``time.sleep`` (benchmark_sdpa.py L173-214), so each time holds the
+host's dispatch latency of that call as well as the kernel: 0.16 ms for a 512-token forward whose FLOPs take microseconds. The
+kernel rate here is fitted with that latency as a constant of each direction (``t = t0 + flops / rate``), since in
+training the host issues kernels ahead of the GPU; ``t0`` is not part of the rate (an INTERPRETATION of the harness,
+stated). Fitted on 512 to 32,768 tokens (the range of the Hopper table, capsim.calibration.published_attention,
+and beyond every training row's sequence); the 64k and 128k points fall 3-10% below the fitted kernel (not used).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import curve_fit
+
+from capsim.perf import Curve
+
+SOURCE = ("NVIDIA/cudnn-frontend@f937055 (2025-06-12) benchmark/sdpa_benchmark_bf16_training/artifacts/"
+          "sdpa_benchmark_results_NVIDIA_B200.csv, pyt_cudnn rows: cuDNN 9.10.2 SDPA on one B200, BF16, batch 1, "
+          "128 query / 8 KV heads, head dim 128, causal")
+DEVICE = "B200"  # the accelerator the table was measured on (its catalog peaks turn rates into fractions)
+HEADS, HEAD_DIM = 128, 128
+SEQLENS = (512, 1024, 2048, 4096, 8192, 16384, 32768)
+# forward_time / backward_time (ms) of the pyt_cudnn rows at SEQLENS, as published.
+FORWARD_MS = (0.130, 0.159, 0.262, 0.613, 1.816, 6.475, 24.518)
+BACKWARD_MS = (0.494, 0.482, 0.895, 1.938, 5.815, 20.466, 77.677)
+
+
+def forward_flops(seqlen: float) -> float:
+    """The benchmark's forward FLOPs of one sequence (causal: half of 4 s^2 d h)."""
+    return 4.0 * seqlen**2 * HEAD_DIM * HEADS / 2.0
+
+
+def fitted(times_ms: tuple[float, ...], flops_scale: float, peak_flops_per_s: float, half_rows: float
+           ) -> tuple[Curve, float]:
+    """(``Curve(f, (half_rows, half_keys))``, host latency s) through the published times: each time is
+    ``t0 + flops / (peak * f * rows / (rows + half_rows) * keys / (keys + half_keys))`` (capsim.perf.model.curve_value
+    for the rate; rows = seq x 128 heads, keys = seq). Least squares on the relative time error."""
+    seq = np.asarray(SEQLENS, float)
+    flops = np.array([forward_flops(s) for s in SEQLENS]) * flops_scale
+    rows = seq * HEADS
+    rows_factor = rows / (rows + half_rows)
+
+    def model(i: np.ndarray, t0: float, f: float, half: float) -> np.ndarray:
+        i = i.astype(int)
+        return t0 + flops[i] / (peak_flops_per_s * f * rows_factor[i] * seq[i] / (seq[i] + half))
+
+    times = np.asarray(times_ms, float) * 1e-3
+    (t0, f, half), _ = curve_fit(model, np.arange(len(seq), dtype=float), times, p0=(1e-4, 0.6, 1000.0),
+                                 sigma=times, bounds=((0.0, 0.0, 0.0), (1e-2, 1.0, 1e5)))
+    return Curve(round(float(f), 4), (half_rows, round(float(half), 1))), float(t0)
+
+
+def cudnn_curves(peak_flops_per_s: float, half_rows: float) -> tuple[Curve, Curve]:
+    """(forward, backward) curves of cuDNN SDPA on B200, fractions of ``peak_flops_per_s`` (B200's BF16 peak)."""
+    return fitted(FORWARD_MS, 1.0, peak_flops_per_s, half_rows)[0], fitted(BACKWARD_MS, 2.5, peak_flops_per_s,
+                                                                            half_rows)[0]
+
+
+__all__ = ["BACKWARD_MS", "DEVICE", "FORWARD_MS", "HEADS", "HEAD_DIM", "SEQLENS", "SOURCE", "cudnn_curves", "fitted",
+           "forward_flops"]
