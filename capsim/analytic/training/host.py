@@ -11,6 +11,19 @@ Per-launch host costs (cited; no fit to the validated rows):
   ``nvte_cublas_gemm`` NVTX range (10.3 us min, 645,099 calls) in the Nsight Systems profile of a Megatron-Core
   Qwen3-30B-A3B run on 8 B200 (EP 8, micro-batch 1, TE grouped GEMM), yanring/Megatron-MoE-ModelZoo issue #7
   (2025-08-18) -- an operator profile, read for this per-call figure only;
+- ``FWD_GROUPED_LAUNCH_S``: one local expert's GEMM of a forward grouped GEMM (TE ``GroupedLinear`` as
+  Megatron-Core's TEGroupedMLP runs it), with the Python around it: the same profile's forward routed-experts block
+  (NVTX range ``:#MOE_EXPERTS_COMP``, by its name Megatron-Core's ``MoELayer.experts_compute``: the dispatcher's
+  sort, fc1, the activation, fc2, the unsort) took 2,187,257 ns of host time (median; min 1,939,806; 6,144
+  instances), over that run's
+  2 x 16 per-expert GEMMs (128 experts at EP 8): 68.4 us each (60.6 at the minimum), against the 13.7 us of the cuBLAS
+  call alone. The block's few other kernels are charged to its GEMMs (an upper bound per launch: with three eager ops
+  at ``EAGER_OP_S`` taken out, 67.4 us). The range runs no host wait (with ``--moe-permute-fusion``, set in the run's
+  base config model_configs/benchmarking/Qwen3-30B-A3B.yaml, yanring/Megatron-MoE-ModelZoo@1707096, the all-to-all
+  dispatcher has the routed counts on the host from the dispatch's wait before it) and in that run its GPU work (32 expert GEMMs of ~2k rows at hidden
+  2048 on a B200) takes a fraction of it, so it is issue time. The profile's Python ranges cover the forward only
+  (autograd runs the backward on its own thread): the backward's per-expert GEMMs keep ``GEMM_LAUNCH_S``, a lower
+  bound;
 - ``EAGER_OP_S``: any other kernel, ~10 us of host time per eager PyTorch op (He 2022, "Overhead"; the same stated
   default as the serving engines' ``kernel_dispatch_s``, capsim/specs/catalog/engines.yaml).
 
@@ -60,6 +73,8 @@ from capsim.analytic.primitives import Op, OpKind
 from capsim.specs.precision import DType, Fp8Scaling, Precision
 
 GEMM_LAUNCH_S = 13.7e-6  # TE nvte_cublas_gemm host time, median (Megatron-MoE-ModelZoo issue #7 nsys profile)
+# forward routed-experts NVTX range (:#MOE_EXPERTS_COMP, median) of the same profile over its 2 x 16 expert GEMMs
+FWD_GROUPED_LAUNCH_S = 2_187_257e-9 / (2 * 16)
 EAGER_OP_S = 1.0e-5  # one eager PyTorch op's host time (He 2022, "Overhead")
 # TE's quantize ops (capsim.analytic.fp8 cast names), per expert unless FP8 delayed scaling fuses them
 _CASTS = frozenset(kind.value for kind in CastKind)
@@ -95,8 +110,12 @@ def host_s(ops: Iterable[Op], precision: Precision) -> Num:
 
 
 def op_host_s(op: Op, precision: Precision) -> Num:
-    """Host seconds to issue one op's kernels."""
-    return launches(op, precision) * (GEMM_LAUNCH_S if op.kind is OpKind.GEMM else EAGER_OP_S)
+    """Host seconds to issue one op's kernels: a forward grouped GEMM's per-expert launches at
+    ``FWD_GROUPED_LAUNCH_S``, any other GEMM's at ``GEMM_LAUNCH_S``, other kernels at ``EAGER_OP_S``."""
+    if op.kind is not OpKind.GEMM:
+        return launches(op, precision) * EAGER_OP_S
+    forward_grouped = op.impl == GROUPED and not op.name.endswith((".dgrad", ".wgrad"))
+    return launches(op, precision) * (FWD_GROUPED_LAUNCH_S if forward_grouped else GEMM_LAUNCH_S)
 
 
 @dataclass(frozen=True)
@@ -175,5 +194,5 @@ def synced_pass_s(pre: Issue, experts: Issue, post: Issue, dispatch_s: Num, comb
     return out.span_s
 
 
-__all__ = ["EAGER_OP_S", "EMPTY", "GEMM_LAUNCH_S", "Issue", "SyncPoint", "collective", "host_s", "issue", "launches",
+__all__ = ["EAGER_OP_S", "EMPTY", "FWD_GROUPED_LAUNCH_S", "GEMM_LAUNCH_S", "Issue", "SyncPoint", "collective", "host_s", "issue", "launches",
            "moe_runs", "op_host_s", "synced_pass_s"]
