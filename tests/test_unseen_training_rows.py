@@ -12,9 +12,7 @@ from capsim.errors import SpecError
 from capsim.validation.harness import DataError
 from capsim.validation.training import predict_row
 
-HEADER = ("source,model,hidden,layers,heads,kv_heads,head_dim,ffn_hidden,mlp,experts,top_k,moe_ffn_hidden,seq,vocab,"
-          "gpu,gpus,tp,pp,pp_interleave,cp,ep,dp,fsdp,zero_stage,global_batch,micro_batch,recompute,seq_parallel,"
-          "precision,framework,software,metric,value,flags").split(",")
+HEADER = ["source", "model", "hidden", "layers", "heads", "kv_heads", "head_dim", "ffn_hidden", "mlp", "experts", "top_k", "moe_ffn_hidden", "seq", "vocab", "gpu", "gpus", "tp", "pp", "pp_interleave", "cp", "ep", "dp", "fsdp", "zero_stage", "global_batch", "micro_batch", "recompute", "seq_parallel", "precision", "framework", "software", "metric", "value", "flags"]
 L405 = dict(source="t", model="llama-3.1-405b", hidden="16384", layers="126", heads="128", kv_heads="8",
             ffn_hidden="53248", mlp="swiglu", seq="8192", vocab="128256", gpu="H100-SXM5-80GB", gpus="1024", tp="8",
             pp="8", cp="1", ep="1", dp="16", global_batch="512", micro_batch="1", recompute="full",
@@ -96,3 +94,27 @@ def test_framework_takes_a_release_a_preset_covers(given, preset):
     assert out.exit_code in (0, 1) and json.loads(out.stdout)["framework"] == preset, out.output[-400:]
     out = CliRunner().invoke(app, ["train", *args[:7], "megatron-core-0.7.0"])
     assert out.exit_code == 2 and "'megatron-core-0.7.0' is not one of" in out.output
+
+
+def test_hugging_face_qwen2_moe_and_llama4_configs_import_with_shared_experts_and_dense_layers(tmp_path):
+    from capsim.analytic.params import param_counts
+    from capsim.specs.hf import from_hf_config
+
+    qwen2 = {"model_type": "qwen2_moe", "hidden_size": 3584, "intermediate_size": 18944,
+             "moe_intermediate_size": 2560, "shared_expert_intermediate_size": 20480, "num_hidden_layers": 28,
+             "num_attention_heads": 28, "num_key_value_heads": 4, "num_experts": 64, "num_experts_per_tok": 8,
+             "vocab_size": 151936, "max_position_embeddings": 131072, "hidden_act": "silu"}
+    m = from_hf_config(qwen2, "qwen2-57b-a14b")
+    p = param_counts(m)
+    assert (m.shared_experts, m.qkv_bias) == (8, True)
+    assert p.total / 1e9 == pytest.approx(57.4, abs=0.1) and p.active / 1e9 == pytest.approx(14.2, abs=0.1)
+    text = {"hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384, "num_hidden_layers": 48,
+            "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128, "num_local_experts": 128,
+            "num_experts_per_tok": 1, "interleave_moe_layer_step": 2, "vocab_size": 202048,
+            "attention_chunk_size": 8192, "hidden_act": "silu"}
+    m = from_hf_config({"model_type": "llama4", "text_config": text}, "llama-4-maverick")
+    p = param_counts(m)  # Meta's model card: 400B total, 17B active (with the vision tower)
+    assert len(m.dense_layers) == 24 and m.dense_layers[0] == 0 and m.shared_experts == 1
+    assert p.total / 1e9 == pytest.approx(400.7, abs=0.5) and p.active / 1e9 == pytest.approx(17.2, abs=0.2)
+    with pytest.raises(SpecError, match="not a multiple of moe_intermediate_size"):
+        from_hf_config({**qwen2, "shared_expert_intermediate_size": 5000})
