@@ -25,6 +25,7 @@ except ImportError:  # older typer runs on Click
     from click import exceptions as click_exceptions
     from click import get_current_context
 
+from capsim.analytic.training.framework import ALIASES, FrameworkName
 from capsim.calibration import is_rule, load_calibration
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_accelerator, get_model
@@ -297,3 +298,21 @@ def train_plan(dp: int, tp: int, pp: int, v: int, cp: int, ep: int, sp: bool, ze
 
 __all__ = ["ServePlan", "click_exceptions", "get_accelerator", "infer_dp", "resolve_model", "split_options",
            "train_plan", "within_context"]
+
+
+def framework_name(text: str | FrameworkName) -> FrameworkName:
+    """A ``--framework`` value: a preset's name, or a release one covers as validation rows name it in their
+    ``software`` column (``deepspeed-0.15.1``, ``megatron-core-0.15.0``, ``pytorch-2.3``)."""
+    if isinstance(text, FrameworkName):
+        return text
+    key = str(text).strip().lower()
+    try:
+        return ALIASES.get(key) or FrameworkName(key)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not one of {', '.join(repr(f.value) for f in FrameworkName)}, nor a "
+                                 "release one of them covers") from None
+
+
+FrameworkOpt = Annotated[FrameworkName, typer.Option("--framework", parser=framework_name,
+                                                     help="Which framework release's overlap and kernel facts to "
+                                                          "assume: a preset, or a release one covers.")]

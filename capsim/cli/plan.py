@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from capsim.analytic.serving import Sampling
-from capsim.analytic.training import DEFAULT_FRAMEWORK, FrameworkName
+from capsim.analytic.training import DEFAULT_FRAMEWORK
 from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, infeasible, table
@@ -41,7 +41,7 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
                rank_by: Annotated[RankBy | None, typer.Option("--rank-by", help="time or cost.")] = None,
                global_batch: Annotated[int, typer.Option("--global-batch", help="Sequences per step.", min=1)] = 1024,
                seq_len: o.Seq = 8192, precision: o.Prec = "bf16",
-               framework: Annotated[FrameworkName, typer.Option("--framework")] = DEFAULT_FRAMEWORK,
+               framework: o.FrameworkOpt = DEFAULT_FRAMEWORK,
                calibration: Annotated[str | None, typer.Option("--calibration", "-c")] = None,
                price: o.Price = None,
                max_gpus: Annotated[int, typer.Option("--max-gpus", help="Largest count tried.", min=1)] = 16384,

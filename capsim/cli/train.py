@@ -37,7 +37,7 @@ Calib = Annotated[str | None, typer.Option("--calibration", "-c", help="Calibrat
                                                                        "accelerator's GPU-profile one, else datasheet); "
                                                                        "a measured one is a device of its own: leave -a "
                                                                        "out.")]
-Fw = Annotated[FrameworkName, typer.Option("--framework", help="Which framework's overlap and kernel facts to assume.")]
+Fw = o.FrameworkOpt
 Top = Annotated[int, typer.Option("--top", help="Plans to list with --auto.", min=1)]
 GlobalBatch = Annotated[int | None, typer.Option("--global-batch", help="Sequences per optimizer step "
                                                                         "(default: dp x micro-batch x pp).", min=1)]

@@ -202,8 +202,12 @@ def _from_json(p: Path, data: bytes) -> BenchRun:
 
     prompt, output, ttft = col("input_lens"), col("output_lens"), col("ttfts")
     itls = [d["itls"][i] for i in idx]
+    for i, gaps in zip(idx, itls, strict=True):  # a completed request's gaps: a list of numbers
+        if not isinstance(gaps, list):
+            raise SpecError(f"{origin}: itls", f"request {i} completed (no error) but its itls is {gaps!r}, not a "
+                            "list of inter-token gaps", "give [] for a one-token request, or its error in errors")
     counts = np.array([len(x) for x in itls], np.int64)
-    flat = np.fromiter((float(x) for gaps in itls for x in gaps), float, int(counts.sum()))
+    flat = np.fromiter((_number(x, "itls", origin) for gaps in itls for x in gaps), float, int(counts.sum()))
     # Without latencies: the client's own E2E, the first token plus every gap after it.
     e2e = col("latencies") if "latencies" in d else \
         ttft + np.bincount(np.repeat(np.arange(len(idx)), counts), weights=flat, minlength=len(idx))

@@ -14,7 +14,7 @@ the powers of two from 2 that divide dp x cp (``hybrid_groups``). The ``shard`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -109,10 +109,12 @@ def runs_pipeline(framework: Framework | FrameworkName | str, layers: int, pp: i
 
 def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int, gpus_per_node: int,
                 fixed: Mapping[str, object] | None = None,
-                framework: Framework | FrameworkName | str | None = None, hybrid: bool = False) -> Layouts:
+                framework: Framework | FrameworkName | str | None = None, hybrid: bool = False,
+                stated: Callable[[int, int], LayerSplit | None] | None = None) -> Layouts:
     """Every combination of the open axes (``fixed`` pins fields; None leaves them open) that can run; with a
     ``framework``, only the pipeline splits that release runs (``runs_pipeline``). ``hybrid``: try hybrid
-    sharding groups (``hybrid_groups``) beside sharding over all of dp x cp, where ``fixed`` gives none."""
+    sharding groups (``hybrid_groups``) beside sharding over all of dp x cp, where ``fixed`` gives none.
+    ``stated``: the split a run states for (pp, v) (None: it states none there), used instead of the default."""
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(SEARCH_AXES)
     if unknown:
@@ -122,8 +124,8 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
     pps, vs = axes.pop("pp"), axes.pop("v")
     fw = None if framework is None else get_framework(framework)
     # The split of each (pp, v) pair: the release's own (Framework.split), or Megatron-Core's options.
-    splits = {(p, v): fw.split(layers, p, v) if fw is not None else default_uneven(layers, p, v)
-              for p in pps for v in vs if v == 1 or p > 1}
+    splits = {(p, v): stated(p, v) if stated is not None else fw.split(layers, p, v) if fw is not None
+              else default_uneven(layers, p, v) for p in pps for v in vs if v == 1 or p > 1}
     # One axis of the (pp, v) pairs that have a split (the others cannot run).
     axes["pp_v"] = [pv for pv, split in splits.items() if split and (fw is None or runs_pipeline(fw, layers, *pv))]
     if not axes["pp_v"]:
@@ -150,7 +152,7 @@ def layout_grid(model: ModelSpec, num_gpus: int, global_batch: int, seq_len: int
                         "change the GPU count or the global batch")
     keep = _keep_shard(arr, keep, fixed.get("shard"))
     arr = {k: v[keep] for k, v in arr.items()}
-    chosen = None if fw is None or fw.pipeline_split is PipelineSplit.MEGATRON else [
+    chosen = None if stated is None and (fw is None or fw.pipeline_split is PipelineSplit.MEGATRON) else [
         splits[(int(p), int(v))] for p, v in zip(arr["pp"], arr["v"], strict=True)]
     return Layouts.build(model, splits=chosen, **arr, global_batch=global_batch, seq_len=seq_len,
                          schedule=np.where(arr["v"] > 1, 2, 1))

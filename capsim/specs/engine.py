@@ -8,6 +8,7 @@ source (STYLE.md #3); none is fitted to end-to-end results. A release a profile 
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_left
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
@@ -384,9 +385,15 @@ def get_engine(name: str | EngineProfile, cuda_graphs: bool | None = None) -> En
     else:
         key = str(name).strip().lower().replace("_", "-")
         key = ALIASES.get(key, key)
-        if key not in engines():
+        release = re.fullmatch(r"(.+?)[-=@ ]+(v?\d+(?:\.\d+)*\S*)", key)
+        if key in engines():
+            prof = engines()[key]
+        elif release is not None and release.group(1) in FAMILIES:
+            # an engine and its release, as validation rows name them (``vllm-0.10.1``, ``sglang-0.5.2``,
+            # ``tensorrt-llm-1.1.0``): the profile covering that release
+            prof = engine_release(release.group(1), release.group(2))
+        else:
             raise UnknownNameError("engine", str(name), list(engines()))
-        prof = engines()[key]
     if cuda_graphs is not None:
         if not isinstance(cuda_graphs, bool):
             raise SpecError("engine.cuda_graphs", f"must be true or false, got {cuda_graphs!r}")

@@ -171,6 +171,53 @@ def _qwen3_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
                        dense_ffn_hidden=dense.ffn_hidden if dense_layers else None)
 
 
+def _qwen2_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    # Qwen2MoeConfig (transformers models/qwen2_moe): Qwen2's attention (q/k/v bias); layer i routes to experts unless
+    # it is in mlp_only_layers or (i + 1) % decoder_sparse_step != 0 (Qwen2MoeDecoderLayer), dense layers of
+    # intermediate_size; every MoE layer adds one always-on shared expert of shared_expert_intermediate_size
+    # (Qwen2MoeSparseMoeBlock.shared_expert) behind a 1-wide sigmoid gate (shared_expert_gate: hidden weights, not
+    # counted), priced as shared_expert_intermediate_size / moe_intermediate_size experts of the routed width.
+    dense = _qwen2(cfg, name)
+    layers, step = dense.layers, _int(cfg, "decoder_sparse_step", 1)
+    only = set(_int_list(cfg, "mlp_only_layers"))
+    dense_layers = tuple(i for i in range(layers) if i in only or (i + 1) % step != 0)
+    width, shared = _int(cfg, "moe_intermediate_size"), _int(cfg, "shared_expert_intermediate_size", 0, least=0)
+    if shared % width:
+        raise SpecError("config.shared_expert_intermediate_size", f"{shared} is not a multiple of "
+                        f"moe_intermediate_size {width}", "capsim prices shared experts in routed-expert widths")
+    return dense.with_(experts=_int(cfg, "num_experts"), top_k=_int(cfg, "num_experts_per_tok"), ffn_hidden=width,
+                       shared_experts=shared // width, dense_layers=dense_layers,
+                       dense_ffn_hidden=dense.ffn_hidden if dense_layers else None)
+
+
+LLAMA4_APPROX = ("chunked local attention (attention_chunk_size) priced as a sliding window of that size, an upper "
+                 "bound on its keys; the weightless L2 qk-norm as qk_norm; attention temperature tuning not counted")
+
+
+def _llama4(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    # Llama4TextConfig / Llama4TextMoe (transformers models/llama4): the decoder is text_config (the vision tower is
+    # not modelled); layer i is MoE when it is in moe_layers, by default every interleave_moe_layer_step-th layer
+    # counting from step - 1 (Scout 1: all, Maverick 2: odd layers), with num_local_experts routed experts and one
+    # always-on shared expert, both of intermediate_size; the other layers are dense MLPs of intermediate_size_mlp.
+    # RoPE layers use chunked attention, every 4th layer (no_rope_layers default: (i + 1) % 4 == 0) is NoPE and global.
+    text = cfg.get("text_config", cfg)
+    if not isinstance(text, Mapping):
+        raise SpecError("config.text_config", "a llama4 config holds its decoder in text_config",
+                        "give the full config.json of the checkpoint")
+    layers, step = _int(text, "num_hidden_layers"), _int(text, "interleave_moe_layer_step", 1)
+    moe = set(_int_list(text, "moe_layers")) if text.get("moe_layers") is not None else \
+        set(range(step - 1, layers, step))
+    chunk = _int(text, "attention_chunk_size", None)
+    spec = _decoder(text, name, tied=False, max_seq=131072, head_dim=_int(text, "head_dim", 128),
+                    qk_norm=_bool(text, "use_qk_norm", True), experts=_int(text, "num_local_experts"),
+                    top_k=_int(text, "num_experts_per_tok", 1), shared_experts=1,
+                    dense_layers=tuple(i for i in range(layers) if i not in moe),
+                    dense_ffn_hidden=_int(text, "intermediate_size_mlp") if len(moe) < layers else None,
+                    sliding_window=chunk, global_every=4 if chunk else 0,
+                    source=SOURCE + " text_config (vision tower not modelled; " + LLAMA4_APPROX + ")")
+    return spec
+
+
 # The configuration classes' defaults where a Gemma config.json leaves a key out (Gemma 3's text_config names only
 # what differs): GemmaConfig, Gemma2Config and Gemma3TextConfig.__init__ in transformers (models/gemma*/).
 _GEMMA_DEFAULTS: dict[int, dict[str, Any]] = {
@@ -332,7 +379,7 @@ def _t5(cfg: Mapping[str, Any], name: str) -> ModelSpec:
 
 _FAMILIES: dict[str, Callable[[Mapping[str, Any], str], ModelSpec]] = {
     "llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _qwen2, "qwen3": _qwen3,
-    "qwen3_moe": _qwen3_moe, "gemma": lambda c, n: _gemma(c, n, 1), "gemma2": lambda c, n: _gemma(c, n, 2),
+    "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe, "llama4": _llama4, "llama4_text": _llama4, "gemma": lambda c, n: _gemma(c, n, 1), "gemma2": lambda c, n: _gemma(c, n, 2),
     "gemma3_text": lambda c, n: _gemma(c, n, 3), "gemma3": _gemma3, "phi3": _phi3,
     "deepseek_v2": lambda c, n: _deepseek(c, n, 2), "deepseek_v3": lambda c, n: _deepseek(c, n, 3),
     "gpt_oss": _gpt_oss, "gpt2": _gpt2, "opt": _opt, "bert": _bert, "t5": _t5,

@@ -262,7 +262,9 @@ def _uneven_fix(layers: int, pp: int, v: int) -> str:
     split = default_uneven(layers, pp, v) if pp > 1 else None
     divisible = [d for d in range(1, layers + 1) if layers % (d * v) == 0]
     if split is None:
-        return f"use pp in {divisible} with v={v}, or place every layer with --pipeline-layout"
+        return (f"use pp in {divisible} with v={v}, or " if divisible else
+                f"no pp splits {layers} layers into v={v} equal chunks: ") + \
+            "place every layer with --pipeline-layout (Megatron-Core's --pipeline-model-parallel-layout)"
     how = ("--account-for-embedding-in-pipeline-split --account-for-loss-in-pipeline-split"
            if split.rule is SplitRule.EMBEDDING_LOSS else
            f"--decoder-first-pipeline-num-layers {split.first} --decoder-last-pipeline-num-layers {split.last}")

@@ -61,11 +61,27 @@ def replay(run: BenchRun, dep: Deployment, fast: bool = True) -> tuple[ServingRe
     return res, how
 
 
+def _within_context(run: BenchRun, dep: Deployment) -> None:
+    """A run whose completed requests exceed the served context (the engine's max_model_len, else the model's)
+    could not have run on this deployment: vLLM refuses such a request (an error for that request), so the file
+    and the deployment named disagree."""
+    context = dep.engine.max_model_len or dep.model.max_seq
+    over = run.prompt_tokens + run.output_tokens > context
+    if over.any():
+        raise SpecError(run.path, f"{int(over.sum())} completed requests need up to "
+                        f"{int((run.prompt_tokens + run.output_tokens).max())} tokens, more than the served context "
+                        f"of {context} (max_model_len, else the model's max_position_embeddings): the server "
+                        "would have refused them", "name the server's max_model_len (--flags max_model_len=N) or "
+                        "the model it served")
+
+
 def run_rows(run: BenchRun, dep: Deployment, source: str = "") -> tuple[list[Row], str]:
     """Measured against predicted for one run; a run capsim cannot replay gives rows not priced, with the reason
     (a report never stops at one run)."""
     measured = measured_summary(run)
-    out, err = attempt(replay, run, dep)
+    out, err = attempt(_within_context, run, dep)
+    if err is None:
+        out, err = attempt(replay, run, dep)
     if err is not None:
         rows = [failed_row(source or run.name, run.name, name, measured[key] * 1e3, "ms", str(err))
                 for name, key in METRICS if key in measured]

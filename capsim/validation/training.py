@@ -18,6 +18,7 @@ accumulation ratio), and the band reaches every FP8 GEMM at each published FP8/B
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from capsim.plan.train_layouts import framework_limits, layout_grid, rank_layout
 from capsim.specs.catalog import get_accelerator
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
+from capsim.specs.pipeline_layout import parse_layout
 from capsim.specs.precision import DType, Precision
 from capsim.validation.harness import (
     LINE,
@@ -50,6 +52,7 @@ from capsim.validation.harness import (
 )
 from capsim.validation.training_rows import (
     OPTIONAL,
+    SPLIT_FLAGS,
     cell_int,
     check_fsdp,
     row_calibration,
@@ -58,6 +61,8 @@ from capsim.validation.training_rows import (
     row_model,
     row_precision,
     row_split,
+    split_flags,
+    stated_split,
 )
 
 REQUIRED = ("source", "model", "hidden", "layers", "heads", "kv_heads", "ffn_hidden", "mlp", "seq", "vocab", "gpu",
@@ -106,13 +111,30 @@ def row_release(r: dict[str, str]) -> tuple[Release, Framework, dict[str, object
     framework, release or a flag is blank or unknown)."""
     try:
         release = release_for(r["framework"], r["software"])
-        fw, defaults = release.configure(r.get("flags") or "")
+        flags, stated = split_flags(r.get("flags") or "", release, r.get(LINE, "?"))
+        fw, defaults = release.configure(flags)
     except DataError:
         raise
     except SpecError as err:
         raise DataError(err.field, f"line {r.get(LINE, '?')}: {err.problem}", err.fix) from None
     defaults["recompute"] = RECOMPUTE[str(defaults["recompute"])]
+    defaults.update(stated)
+    pp = cell_int(r, "pp")
+    if stated.get("pipeline_layout") and pp:  # the layout string gives the chunks per stage
+        with contextlib.suppress(SpecError):  # else the row's split says why when it is priced
+            defaults["v"] = parse_layout(str(stated["pipeline_layout"]), pp).v
     return release, fw, defaults
+
+
+def with_dp(r: dict[str, str], cp: int) -> dict[str, str]:
+    """The row with its dp, where blank, as every framework infers it: gpus / (tp x pp x cp)."""
+    if cell_int(r, "dp") is not None:
+        return r
+    per = int(r["tp"]) * int(r["pp"]) * cp
+    if int(r["gpus"]) % per:
+        raise SpecError("dp", f"blank, and tp x pp x cp = {per} does not divide the {r['gpus']} GPUs",
+                        "give the run's dp, or GPU and parallel sizes that divide")
+    return {**r, "dp": str(int(r["gpus"]) // per)}
 
 
 @dataclass(frozen=True)
@@ -144,12 +166,14 @@ def _metric_values(r: dict[str, str], model: ModelSpec, lay: Layouts, result: St
 
 
 def _price(r: dict[str, str], fixed: dict[str, object], fw: Framework, cluster: Cluster, perf: object,
-           precision: Precision) -> tuple[Layouts, StepTime, np.ndarray]:
-    """Every layout of ``fixed`` (None = open) with the row's dp, priced; the indices of the feasible ones."""
+           precision: Precision, split: dict[str, object] | None = None) -> tuple[Layouts, StepTime, np.ndarray]:
+    """Every layout of ``fixed`` (None = open) with the row's dp, priced; the indices of the feasible ones.
+    ``split``: the row's split settings; where its flags state a split (``SPLIT_FLAGS``), every layout runs it."""
     model = row_model(r)
     grid = {k: v for k, v in fixed.items() if k != "shard"}
+    stated = {k: v for k, v in (split or {}).items() if k in SPLIT_FLAGS.values() and v is not None}
     lay = layout_grid(model, int(r["gpus"]), int(r["global_batch"]), int(r["seq"]), int(cluster.gpus_per_node),
-                      grid, fw)
+                      grid, fw, stated=(lambda p, v: stated_split(model, p, v, stated)) if stated else None)
     lay = lay.take(np.flatnonzero(lay.dp == int(r["dp"])))
     shard = int(fixed.get("shard") or 0)  # type: ignore[call-overload]
     if shard:  # hybrid sharding: the layouts whose dp x cp the row's sharding group divides
@@ -166,7 +190,8 @@ def _point(r: dict[str, str], layout: dict[str, object], fw: Framework, cluster:
     """The one layout a row names (published settings and documented defaults); step_time says why it cannot run."""
     model = row_model(r)
     split = row_split(model, int(layout["pp"]), int(layout["v"]), layout, fw)  # type: ignore[call-overload]
-    shape = {k: v for k, v in layout.items() if k not in ("account_for_embedding", "account_for_loss")}
+    shape = {k: v for k, v in layout.items()
+             if k not in ("account_for_embedding", "account_for_loss", *SPLIT_FLAGS.values())}
     lay = Layouts.build(model, splits=split, dp=cell_int(r, "dp"), global_batch=cell_int(r, "global_batch"),
                         seq_len=cell_int(r, "seq"), **shape)
     return lay, rank_layouts(model, cluster, lay, perf, precision, fw)[0]
@@ -182,7 +207,7 @@ def _band(r: dict[str, str], fixed: dict[str, object], blanks: list[str], fw: Fr
         return None, "", None
     pins = framework_limits(fw)
     open_ = {**fixed, **{k: pins.get(k) for k in blanks}}
-    lay, result, ok = _price(r, open_, fw, cluster, perf, precision)
+    lay, result, ok = _price(r, open_, fw, cluster, perf, precision, split)
     runs = _runnable(row_model(r), lay, fw, split) & ((np.asarray(lay.recompute) != 1) | fw.selective_recompute)
     ok = ok[runs[ok]]
     tried = ", ".join(f"{k} in {{{','.join(str(_show(k, x)) for x in np.unique(getattr(lay, k)[runs]))}}}"
@@ -221,13 +246,17 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     precision = row_precision(r, fw)
     published = published_settings(r)
     _check_offered({**published, "pp": cell_int(r, "pp")}, fw)
-    dp, cp = cell_int(r, "dp") or 1, published["cp"] or int(defaults["cp"])  # type: ignore[call-overload]
+    cp = published["cp"] or int(defaults["cp"])  # type: ignore[call-overload]
+    r = with_dp(r, cp)
+    dp = int(r["dp"])
     group = check_fsdp(r, fw, dp, cp)
     blanks = [k for k, v in published.items() if v is None]
     fixed = {"tp": cell_int(r, "tp"), "pp": cell_int(r, "pp"), "ep": row_ep(r), "etp": defaults["etp"],
              "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()},
              **({"shard": group} if group and group != dp * cp else {})}  # hybrid sharding's group
-    split = {k: defaults[k] for k in ("account_for_embedding", "account_for_loss")}
+    split = {k: defaults.get(k) for k in ("account_for_embedding", "account_for_loss", *SPLIT_FLAGS.values())}
+    # the split the row's layout runs, first: where it has none, that is the reason (not the band's search)
+    row_split(model, int(r["pp"]), int(published["v"] or defaults["v"]), split, fw)  # type: ignore[call-overload]
     band, band_note, median = _band(r, fixed, blanks, fw, cluster, perf, precision, split)
     settings = {k: defaults[k] for k in blanks}
     if settings.get("micro_batch") == PER_REPLICA:
@@ -323,7 +352,7 @@ def _runnable(model: ModelSpec, lay: Layouts, fw: Framework, split: dict[str, ob
     and the row states one or the release splits its own way (``row_split``: else an uneven split is an error)."""
     pp, v = np.asarray(lay.pp), np.asarray(lay.v)
     even = model.total_layers % (pp * v) == 0
-    stated = bool(split.get("account_for_embedding") or split.get("account_for_loss")) or \
+    stated = any(split.get(k) for k in ("account_for_embedding", "account_for_loss", *SPLIT_FLAGS.values())) or \
         fw.pipeline_split is not PipelineSplit.MEGATRON
     return ((v == 1) | (pp >= fw.interleave_min_pp)) & (even | (fw.uneven_pipeline and stated))
 
@@ -358,6 +387,9 @@ def training_suite(path: str | Path | None = None, calibration: str | None = Non
     else:
         table = [r for name in SHIPPED for r in read_csv(None, name, REQUIRED)]
     for r in table:  # the whole file is checked before any row is priced
+        for column in ("gpus", "tp", "pp", "global_batch", "seq"):
+            if cell_int(r, column) is None:
+                raise DataError(column, f"line {r.get(LINE, '?')}: blank", "give the run's value (a whole number)")
         check_metric(r, METRICS)
         measured_value(r)
         row_release(r)

@@ -9,21 +9,27 @@ nodes, where the source states a network other than the accelerator's usual one)
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
 
-from capsim.analytic.training import Framework
-from capsim.analytic.training.release import PipelineSplit
+from capsim.analytic.training import Framework, Release
+from capsim.analytic.training.release import FrameworkFamily, PipelineSplit
 from capsim.calibration import calibration_name
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_model
 from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
-from capsim.specs.pipeline_layout import LayerSplit, even, megatron
+from capsim.specs.pipeline_layout import LayerSplit, even, megatron, parse_layout
 from capsim.specs.precision import DType, Precision
 from capsim.validation.harness import LINE, DataError
 
+# Megatron-Core's flags that state an uneven split by values no fixed table lists (transformer_config.py
+# num_layers_in_first/last_pipeline_stage, pipeline_model_parallel_layout): flag -> the layout key it sets.
+SPLIT_FLAGS = {"--decoder-first-pipeline-num-layers": "first_stage_layers",
+               "--decoder-last-pipeline-num-layers": "last_stage_layers",
+               "--pipeline-model-parallel-layout": "pipeline_layout"}
 OPTIONAL = ("head_dim", "experts", "top_k", "moe_ffn_hidden", "ep", "fsdp", "flags", "inter_node_gb_per_s")
 
 
@@ -67,6 +73,53 @@ def row_model(r: dict[str, str]) -> ModelSpec:
     elif base.experts != experts:
         keep.update(dense_layers=(), dense_ffn_hidden=None)
     return replace(base, **shape, **keep)
+
+
+def split_flags(flags: str, release: Release, line: object = "?") -> tuple[str, dict[str, object]]:
+    """The row's flags less the ones that state an uneven split (``SPLIT_FLAGS``), and the layout keys they set.
+    A Megatron-Core release takes --decoder-first/last-pipeline-num-layers where it splits unevenly at all (its
+    ``uneven_pipeline`` citation: the flag from core 0.9), and --pipeline-model-parallel-layout where that
+    citation names it (core 0.13 on); anywhere else the flag stays for ``Release.configure`` to reject."""
+    uneven = release.framework.uneven_pipeline and release.family is FrameworkFamily.MEGATRON_CORE
+    has_layout = bool(re.search(r"pipeline[-_]model[-_]parallel[-_]layout", release.cite.get("uneven_pipeline", "")))
+    rest, stated = [], {}
+    for token in flags.split():
+        name, _, value = token.partition("=")
+        key = SPLIT_FLAGS.get(name)
+        if key == "pipeline_layout" and uneven and not has_layout:
+            raise DataError("flags", f"line {line}: {release.name} has no {name} (Megatron-Core has it from 0.13.0: "
+                            "ML@core_v0.13.0 training/arguments.py L2266)",
+                            "state the split with --decoder-first/last-pipeline-num-layers, or name a later release")
+        if key is None or not uneven:
+            rest.append(token)
+            continue
+        if key == "pipeline_layout":
+            stated[key] = value.strip("'\"")
+            continue
+        try:
+            stated[key] = int(value)
+        except ValueError:
+            raise DataError("flags", f"line {line}: {token!r} needs a layer count", f"write {name}=N") from None
+    return " ".join(rest), stated
+
+
+def stated_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object]) -> LayerSplit | None:
+    """The split the row's split flags state for ``pp`` stages of ``v`` chunks (None: they state none, or none
+    for this pp and v); a layout string that does not place the model's layers is an error."""
+    text = layout.get("pipeline_layout")
+    if text:
+        split = parse_layout(str(text), pp)
+        if split.total != model.total_layers:
+            raise SpecError("flags", f"--pipeline-model-parallel-layout places {split.total} decoder layers, "
+                            f"the model has {model.total_layers}", "give one 't' per layer")
+        return split if split.v == v else None
+    first, last = layout.get("first_stage_layers"), layout.get("last_stage_layers")
+    if first is None and last is None:
+        return None
+    try:
+        return megatron(model.total_layers, pp, v, first, last)  # type: ignore[arg-type]
+    except SpecError:
+        return None
 
 
 def row_ep(r: dict[str, str]) -> int:
@@ -133,6 +186,16 @@ def row_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object], fw: 
     """The split a row runs: Megatron-Core's even split, the embedding/loss counted as layers where its flags
     say so, or the release's own uneven split (``Framework.pipeline_split``: NeMo AutoModel's front-loaded one);
     an uneven split neither the row nor its release states is an error."""
+    if layout.get("pipeline_layout") or layout.get("first_stage_layers") or layout.get("last_stage_layers"):
+        split = stated_split(model, pp, v, layout)
+        if split is None:  # megatron() says why
+            first, last = layout.get("first_stage_layers"), layout.get("last_stage_layers")
+            if layout.get("pipeline_layout"):
+                raise SpecError("pp_interleave", f"--pipeline-model-parallel-layout gives "
+                                f"{parse_layout(str(layout['pipeline_layout']), pp).v} chunks per stage, the row v={v}",
+                                "make pp_interleave match the layout (or leave it blank)")
+            return megatron(model.total_layers, pp, v, first, last)  # type: ignore[arg-type]
+        return split
     emb, loss = bool(layout.get("account_for_embedding")), bool(layout.get("account_for_loss"))
     if emb or loss:
         return megatron(model.total_layers, pp, v, embedding=emb, loss=loss)
@@ -154,5 +217,5 @@ def row_calibration(calibration: str | None, gpu: str) -> str | None:
     return None if calibration is None else calibration_name(gpu, calibration)
 
 
-__all__ = ["OPTIONAL", "cell_int", "check_fsdp", "row_calibration", "row_cluster", "row_ep", "row_model",
-           "row_precision", "row_split"]
+__all__ = ["OPTIONAL", "SPLIT_FLAGS", "cell_int", "check_fsdp", "row_calibration", "row_cluster", "row_ep", "row_model",
+           "row_precision", "row_split", "split_flags", "stated_split"]

@@ -68,6 +68,15 @@ class FrameworkName(StrEnum):
     DEEPSPEED_0_14 = "deepspeed-0.14"  # DeepSpeed ZeRO 1-3 engine, 0.14.0-0.16.4 (releases_deepspeed.py)
     MEGATRON_DEEPSPEED_2022 = "megatron-deepspeed-2022"  # BigScience's Megatron-DeepSpeed + DeepSpeed bf16 ZeRO-1
 
+    @classmethod
+    def _missing_(cls, value: object) -> FrameworkName | None:
+        """The preset of a release as validation rows name it in their ``software`` column (``pytorch-2.3``,
+        ``deepspeed-0.15.1``, ``megatron-core-0.15.0``): the one whose release or stated range covers it."""
+        if not isinstance(value, str):
+            return None
+        key = value.strip().lower()
+        return next((name for name, rel in RELEASES.items() if rel.covers_release(key)), None)
+
 
 # The preset a plan runs under when none is named: the newest Megatron-Core release capsim describes, as people who
 # plan training today run it (issue 12); older releases stay one name away (--framework).
