@@ -265,13 +265,6 @@ def test_whatif_reports_bad_inputs():
 
 # --- scaling study -------------------------------------------------------------------------------
 
-def test_scaling_serving_renders_the_default(default_page):
-    at = default_page("scaling")  # four rates, each the planner's full search and confirmation
-    assert not at.exception and not at.error
-    assert charts(at) == 3
-    assert list(at.dataframe[0].value["rate_rps"]) == [1, 10, 100, 1000]
-
-
 def test_scaling_training_and_model_size_react():
     at = page("scaling", study="training", gpus="8,64")
     assert not at.exception and not at.error and charts(at) == 3

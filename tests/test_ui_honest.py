@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from ui_helpers import errors, page, param, shown
+from ui_helpers import charts, errors, page, param, shown
 
 from capsim.ui import serving
 from capsim.ui.menu import MENU
@@ -28,6 +28,15 @@ def test_every_page_default_is_feasible_and_quiet(module, default_page):
     assert not at.exception
     assert not at.error, [shown(e.value) for e in at.error]
     assert not at.warning, [shown(w.value) for w in at.warning]
+
+
+def test_scaling_serving_renders_the_default(default_page):
+    # here, beside the default-page test above, so that under xdist's --dist loadfile both read the one Scaling run
+    # of this worker's session cache (conftest.default_page) instead of each worker searching the four rates again
+    at = default_page("scaling")  # four rates, each the planner's full search and confirmation
+    assert not at.exception and not at.error
+    assert charts(at) == 3
+    assert list(at.dataframe[0].value["rate_rps"]) == [1, 10, 100, 1000]
 
 
 def test_overview_and_registry_do_not_import_each_other():
