@@ -45,7 +45,8 @@ def _differ(a: str, b: str) -> set[str]:
 
 
 def test_what_changed_between_the_releases():
-    """0.2.6 added CUDA graphs (vllm-project/vllm#1926); 0.4.0 packed prompts and left --engine-use-ray (its per-step and per-request calls) unpriced;
+    """0.2.6 added CUDA graphs (vllm-project/vllm#1926); 0.4.0 packed prompts, cached the tokenizer's special-token ids
+    (vllm-project/vllm#2879: a prompt's detokenization no longer rebuilds them per token) and left --engine-use-ray (its per-step and per-request calls) unpriced;
     0.4.1 and 0.4.2 gave the optional chunked prefill a 768- then 512-token budget; 0.4.3 decodes with
     FlashAttention, one read of a GQA group's cache. The profile of 0.2.6-0.3.3 (release 0.2.7) prices a TP1 Ray
     worker by Vidur's fit: from 0.2.7 the engine's process runs the driver worker, while 0.2.2-0.2.6 call a Ray worker
@@ -58,7 +59,11 @@ def test_what_changed_between_the_releases():
                                                  "worker_comm", "decode_grid", "profile_sampler"}
     # decode_kv_read_fraction: flashinfer.ai timed v0.2.6's PagedAttention read (engines.yaml), not 0.4.x's
     assert _differ("vllm-0.2.6", "vllm-0.4") == {"max_paddings", "server_comm", "server_calls",
-                                                 "decode_kv_read_fraction"}
+                                                 "decode_kv_read_fraction", "cpu"}
+    assert get_engine("vllm-0.2.6").cpu["outputs"][2] == get_engine("vllm-0.2").cpu["outputs"][2] > 0
+    assert get_engine("vllm-0.4").cpu["outputs"][2] == 0.0
+    assert {k: v[:2] for k, v in get_engine("vllm-0.4").cpu.items()} == \
+        {k: v[:2] for k, v in get_engine("vllm-0.2").cpu.items()}  # the same phases otherwise
     assert _differ("vllm-0.4", "vllm-0.4.1") == {"chunked_max_num_batched_tokens"}
     assert _differ("vllm-0.4.1", "vllm-0.4.2") == {"chunked_max_num_batched_tokens"}
     assert _differ("vllm-0.4.2", "vllm-0.4.3") == {"decode_kv_reads"}

@@ -106,8 +106,10 @@ def test_capsim_step_is_not_faster_than_vllm_0_2_3s_own_single_forward_profile()
     capsim's step on the same shapes: capsim is 11-59% slower in decode (most at large batches of short contexts,
     where Vidur's per-sequence host costs and the Ray worker call's arguments, priced at 1024-token contexts, exceed
     this profile's 0.05 ms per sequence; 2-41% before the worker call was priced from Ray's microbenchmark and
-    vLLM 0.2.3's own classes) and 7-14% slower in prefill. So eager dispatch and the engine's own step are not what
-    capsim misses in DistServe's serving runs."""
+    vLLM 0.2.3's own classes) and 10-21% slower in prefill (7-14% before the prompt's detokenization, 10 us per
+    prompt token, was priced: engines.yaml cpu_prompt_detokenize; the profile's prompt steps pay it too, so capsim's
+    prefill kernels or its host are slower than that testbed's). So eager dispatch and the engine's own step are not
+    what capsim misses in DistServe's serving runs. Bound: the 25% the issue sets for any row."""
     prof, eng = _distserve_profile(), _engine("workers=ray")
     a, b, c = prof["decoding_smallbs"]
     dec = [float(iteration_time(OPT, PLAN, PERF, StepShape.decode(n, ctx), eng).total_s) * 1e3
@@ -116,7 +118,7 @@ def test_capsim_step_is_not_faster_than_vllm_0_2_3s_own_single_forward_profile()
     pre = [float(iteration_time(OPT, PLAN, PERF, StepShape.prefill(n, length), eng).total_s) * 1e3
            / (a + b * n * length + c * n * length**2) for n in (1, 2, 8) for length in (64, 256, 1024)]
     assert min(dec) >= 1.0 and max(dec) <= 1.6, np.round(dec, 3)
-    assert min(pre) >= 1.0 and max(pre) <= 1.2, np.round(pre, 3)
+    assert min(pre) >= 1.0 and max(pre) <= 1.25, np.round(pre, 3)
 
 
 def _slope_ms_per_token(eng, seqs: int, ctx: tuple[int, int]) -> float:
@@ -174,3 +176,42 @@ def test_server_calls_must_be_two_non_negative_seconds():
     entry["server_calls"] = {"ray": [6.8e-4, -1.0]}
     with pytest.raises(SpecError, match="server_calls.ray"):
         profile_from_dict("x", entry)
+
+
+DETOK_S = 1.0e-5  # engines.yaml vllm-0.2 cpu.outputs per prompt token (benchmarks/vllm02_detokenize.py)
+
+
+def _no_prompt_term(eng):
+    return replace(eng, cpu={k: (v[0], v[1], 0.0) for k, v in eng.cpu.items()})
+
+
+@pytest.mark.parametrize("release", ["0.2.3", "0.2.5", "0.2.7", "0.3.3"])
+def test_a_prompt_step_pays_its_prompts_detokenization_until_vllm_0_4(release):
+    """0.2.2-0.3.3 detokenize a request's whole prompt on its first step with skip_special_tokens, which rebuilds
+    transformers' all_special_ids per token (engines.yaml cpu_prompt_detokenize): exposed host time of 10 us per
+    prompt token, none per decode step (Vidur's decode-batch profile holds the one-token calls); 0.4.0 caches the
+    property (vllm-project/vllm#2879) and pays nothing per prompt token."""
+    eng = engine_release("vllm", release)
+    assert eng.host_cost(1).exposed[2] == pytest.approx(DETOK_S)
+    for n, length in ((1, 64), (1, 850), (4, 300)):
+        shape = StepShape.prefill(n, length)
+        extra = float(iteration_time(OPT, PLAN, PERF, shape, eng).total_s
+                      - iteration_time(OPT, PLAN, PERF, shape, _no_prompt_term(eng)).total_s)
+        assert extra == pytest.approx(DETOK_S * n * length, rel=1e-9)
+    dec = StepShape.decode(16, 900)
+    assert float(iteration_time(OPT, PLAN, PERF, dec, eng).total_s) == pytest.approx(
+        float(iteration_time(OPT, PLAN, PERF, dec, _no_prompt_term(eng)).total_s), rel=1e-12)
+    assert engine_release("vllm", "0.4.0").host_cost(1).exposed[2] == 0.0
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_padded_prompt_batches_detokenize_only_their_prompts(fast):
+    """vLLM 0.2.3 pads a prompt batch to its longest prompt (max_paddings) and runs the padding through the model,
+    but detokenizes each request's own ids (LLMEngine._decode_sequence: seq.get_token_ids()): two prompts of 300
+    and 100 tokens admitted together compute 600 tokens and pay the detokenization of 400."""
+    eng = _engine("workers=ray")
+    wl = Workload("pair", np.array([300, 100]), np.array([4, 4]), np.array([0.0, 0.0]))
+    ttft = [np.asarray(simulate(OPT, engine_plan(e, OPT, ACC), ACC, PERF, wl,
+                                ServeConfig(engine=e, fast=fast)).requests["ttft_s"])
+            for e in (eng, _no_prompt_term(eng))]
+    np.testing.assert_allclose(ttft[0] - ttft[1], DETOK_S * 400, rtol=1e-9)

@@ -404,12 +404,14 @@ class StepTable:
 
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
                prefill_kv_tokens: float = 0.0, decode_seqs: int = 0, decode_kv_tokens: float = 0.0,
-               logits: int | None = None, admitted: int | None = None, grid: float = 1.0) -> float:
+               logits: int | None = None, admitted: int | None = None, grid: float = 1.0,
+               prompt_tokens: int | None = None) -> float:
         """One step's total seconds (at grid 1, equal to iteration_time(...).total_s for the same shape): the GPU's
         kernels (token kernels and LM head at the captured batch when a decode-only step replays a CUDA graph) or the host
         work they overlap, whichever is longer, then the engine's exposed host time, with ``admitted`` requests
         handed to the engine before it (default: every prefill sequence), decode attention ``grid`` times longer than
-        balanced (grid_scale)."""
+        balanced (grid_scale). ``prompt_tokens``: the prompts' own tokens, which the per-prompt-token host terms
+        price (default: ``prefill_tokens``; fewer where padding rows run through the model but hold no prompt)."""
         rows = prefill_seqs + decode_seqs if logits is None else logits
         n = prefill_tokens + decode_seqs
         graphed = prefill_tokens == 0 and decode_seqs <= self.graph_max and self.graph[decode_seqs]
@@ -421,11 +423,12 @@ class StepTable:
                + self.layers * (self.prefill_attention_s(prefill_tokens, prefill_pairs, prefill_kv_tokens, prefill_seqs)
                                 + self.decode_attention_s(decode_seqs, decode_kv_tokens, grid)))
         seqs = prefill_seqs + decode_seqs
-        cpu = self.ov0 + self.ov1 * seqs + self.ov2 * prefill_tokens  # dispatch_s with the per-prompt-token term
+        prompt = prefill_tokens if prompt_tokens is None else prompt_tokens
+        cpu = self.ov0 + self.ov1 * seqs + self.ov2 * prompt  # dispatch_s with the per-prompt-token term
         if not graphed:
             d = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
             cpu = d if d > cpu else cpu
         admit = self.admit_s * (prefill_seqs if admitted is None else admitted)
-        return (cpu if cpu > gpu else gpu) + self.overhead_s(seqs) + self.oh2 * prefill_tokens + admit
+        return (cpu if cpu > gpu else gpu) + self.overhead_s(seqs) + self.oh2 * prompt + admit
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

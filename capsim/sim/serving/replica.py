@@ -180,7 +180,7 @@ class Replica(Scheduler):
         """Start a step computing prompt chunks (and, under Sarathi, one token of every decoding sequence):
         (its seconds, the decoding sequences in it)."""
         kv, done, todo = self.kv, self.req.done, self.req.todo
-        tokens = pairs = kv_read = completing = admitted = 0
+        tokens = real = pairs = kv_read = completing = admitted = 0
         # Padded whole-prompt batches run every prompt at the batch's longest (vLLM 0.2.3 model_runner.py
         # _prepare_prompt L94-106, _make_tensor_with_pad; attention.py: xformers BlockDiagonalCausalMask over
         # [seq_len] * batch_size): GEMMs and causal attention over the padded rows.
@@ -189,6 +189,7 @@ class Replica(Scheduler):
             c = done[rid]
             completing += c + q == todo[rid]
             admitted += c == 0  # its first chunk: the server handed it to the engine before this step
+            real += q
             q = q if q >= pad else pad  # max(q, pad) without a call
             tokens += q
             pairs += q * c + q * (q + 1) // 2
@@ -196,7 +197,7 @@ class Replica(Scheduler):
         b = len(kv.ids) if with_decode else 0
         dkv = kv.context_sum() + b if b else 0
         dt = self.table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing,
-                               admitted)
+                               admitted, prompt_tokens=real)
         if b:
             kv.used += kv.demand(0)
         self.timeline += (self.clock, len(kv.ids), len(self.prefilling), len(self.waiting), kv.used)
