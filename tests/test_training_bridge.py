@@ -92,8 +92,15 @@ _A2A_SLOW = ("the page's figures with --overlap-moe-expert-parallel-comm (25.11 
              "and floors each pair by both passes' host issue (4.9 ms against 4.5-4.8 ms of GPU at micro-batch 1; "
              "+215.0% before the profiled per-expert forward host cost); nothing found in Megatron-Core "
              "0d8e0714/b0cc2706 or the v0.2.0/v0.3.0 perf scripts (delay_wgrad_compute, one extra warmup micro-batch, "
-             "a host wait per pair, per-node stream events) doubles the step; Megatron-Bridge PR #1760 names the "
-             "overlap's CPU overhead, unmeasured: unexplained")
+             "a host wait per pair, per-node stream events) doubles the step; a two-stream replay of "
+             "TransformerLayerSchedulePlan.run's issue order at capsim's per-op GPU and host times "
+             "(benchmarks/ep_overlap_replay.py: 5.6 ms per layer pair against 7.7 ms without the overlap at row 16's "
+             "layout) hides what capsim's pair pricing hides, and no host scale makes the overlap slower there. "
+             "NVIDIA's own A/Bs of the flag price right without it and show capsim over-crediting it "
+             "(tests/test_ep_overlap_ab.py: Qwen3-30B on 16 H100 at EP 16, 20.99 s measured with it, 15.51 priced; "
+             "Megatron-Bridge PR #1760, B200, 'CPU overhead': 7.5% slower with it, 25% faster priced); "
+             "docs/training/communication-overlap.md at 067f987d: 'Small-EP alltoall MoE runs can get slower "
+             "because scheduling overhead is larger than the communication being hidden', unmeasured: unexplained")
 _A2A_HIDDEN = _A2A_SLOW
 _A2A_HIDDEN_25_11 = (_A2A_SLOW + "; the table states pp 2, vp 24 and micro-batch 2 while the v0.2.0 workload config "
                      "states VP 12 and no micro-batch")

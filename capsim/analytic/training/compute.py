@@ -231,11 +231,12 @@ def repeat_kv_ops(model: ModelSpec, shape: LayerShape, dtype: DType) -> tuple[li
             [Op("repeat_kv.bwd", OpKind.ELEMENTWISE, every, every * b, own * b, (every,), dtype)])
 
 
-def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
-           dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
-           pad: bool = False, random_routing: bool = False, local_casts: bool = False,
-           torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
-           repeat_kv: bool = False, eager: Eager = FUSED) -> dict[str, np.ndarray]:
+def layer_op_lists(model: ModelSpec, lay: Layouts, precision: Precision, attention: AttentionImpl,
+                   dropout: bool, cross: bool = False, moe_share: float | None = None, pad: bool = False,
+                   random_routing: bool = False, local_casts: bool = False, torch_cp: bool = False,
+                   norm: fp8.NormQuantize = fp8.NormQuantize.NONE, repeat_kv: bool = False, eager: Eager = FUSED
+                   ) -> tuple[list[Op], list[Op], list[Op]]:
+    """(plain forward ops, forward pass, backward pass) of one layer as ``micro_batch_times`` prices them."""
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     shape = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
     if random_routing and model.is_moe:  # the busiest EP rank's copies under random forced balancing
@@ -254,6 +255,16 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
     # FP8 recipes: the input casts before TE's GEMMs (``norm``: those LayerNormLinear's norm kernel does)
     fwd = fp8.forward(plain, precision, gathered, norm) + pad_f + rep_f + eager_f + [ring_f]
     bwd = backward_ops(plain) + fp8.backward_casts(plain, precision, gathered, norm) + pad_b + rep_b + eager_b + [ring_b]
+    return plain, fwd, bwd
+
+
+def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
+           dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
+           pad: bool = False, random_routing: bool = False, local_casts: bool = False,
+           torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
+           repeat_kv: bool = False, eager: Eager = FUSED) -> dict[str, np.ndarray]:
+    plain, fwd, bwd = layer_op_lists(model, lay, precision, attention, dropout, cross, moe_share, pad,
+                                     random_routing, local_casts, torch_cp, norm, repeat_kv, eager)
     fwd_s = [_op_s(perf, op, lay, precision) for op in fwd]
     layer_fwd_s = sum(fwd_s, np.zeros(len(lay)))
     replay = recompute.replay_s(fwd_s, recompute.op_shares(model, fwd, sac), layer_fwd_s,
@@ -356,4 +367,4 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
                   loss).take(inverse)
 
 
-__all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "micro_batch_times", "repeat_kv_ops", "ring_attention_ops"]
+__all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "layer_op_lists", "micro_batch_times", "repeat_kv_ops", "ring_attention_ops"]
