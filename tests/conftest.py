@@ -46,3 +46,33 @@ def default_page():
             runs[module] = page(module, timeout=900)
         return runs[module]
     return run
+
+
+# The files that take longest (`pytest --durations`, 2-core machine), longest first. xdist (--dist loadfile) hands
+# files to workers in collection order, so a long file collected last runs alone at the end while the other
+# workers idle (test_validate_local.py, ~3 min loaded, was among the last); collected first, the short files fill
+# in around them (longest-processing-time-first). Only the order changes: every test still runs, each file's tests
+# in their own order. A file missing from the list keeps its place after these.
+LONGEST_FIRST = (
+    "browser/test_dashboard_browser.py",
+    "test_validate_local.py",
+    "test_ui_honest.py",
+    "test_plan_faces.py",
+    "test_torchtitan.py",
+    "test_train_cli.py",
+    "test_calibrate.py",
+    "test_training_modern.py",
+    "test_ui.py",
+    "test_study.py",
+    "test_training_nemo.py",
+    "test_serving_validation.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):  # noqa: ARG001
+    tests = os.path.dirname(os.path.abspath(__file__))
+
+    def rank(item) -> int:  # noqa: ANN001
+        rel = os.path.relpath(str(item.path), tests).replace(os.sep, "/")
+        return LONGEST_FIRST.index(rel) if rel in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)  # stable: the rest keep their collection order

@@ -35,7 +35,7 @@ def test_predictions_grow_with_the_work():
 
 def test_validate_local_small_runs_real_models_and_reports_every_row():
     cal = default_calibration()
-    report = local_suite(size="small", repeats=3, quiet_wait_s=5.0)
+    report = local_suite(size="small", repeats=3, quiet_wait_s=0.0)  # one load probe per phase, no wait
     d = report.to_dict()
     assert d["suite"] == "local" and d["calibration"] == cal.name
     assert [r["case"] for r in d["rows"]] == [c.name for c in SIZES["small"]]
