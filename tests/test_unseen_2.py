@@ -1,7 +1,82 @@
 """Published serving runs capsim had not seen, fed to ``capsim validate serving`` as a new user would
-(TensorRT-LLM docs/source/performance/perf-overview.md v1.0 and 0.17, NIM benchmarking 1.0.0 docs)."""
+(TensorRT-LLM docs/source/performance/perf-overview.md v1.0: the B200/GB200 FP4 columns)."""
+
+import json
 
 import pytest
+from typer.testing import CliRunner
+
+from capsim.cli import app
+from capsim.specs.engine import engine_release
+from capsim.specs.engine_flags import apply_flags, parse_flags
+from capsim.specs.plans import Quantization, ServePlan
+from capsim.specs.precision import DType
+
+HEADER = ("source,model,gpu,gpus,tp,precision,engine,workload,trace,batch,input_tokens,output_tokens,rate_rps,metric,"
+          "value,unit,engine_version,flags")
+TRT = "tensorrt-llm,{wl},,{b},{i},{o},,{metric},{v},{unit},1.0,backend=pytorch{extra}"
+
+
+def _row(gpu="B200", prec="fp4", wl="single-batch", b=64, i=1024, o="", metric="decode_step_time", v=20, unit="ms",
+         extra="", model="llama-3.3-70b", tp=1):
+    return f"t,{model},{gpu},{tp},{tp},{prec}," + TRT.format(wl=wl, b=b, i=i, o=o, metric=metric, v=v, unit=unit,
+                                                             extra=extra)
+
+
+def _validate(tmp_path, *rows):
+    path = tmp_path / "rows.csv"
+    path.write_text("\n".join((HEADER, *rows)) + "\n")
+    return CliRunner().invoke(app, ["validate", "serving", "--file", str(path), "--json"])
+
+
+def test_nvfp4_quantizes_weights_and_math_to_nvfp4():
+    plan = ServePlan(quantization="nvfp4")
+    assert plan.quantization is Quantization.NVFP4
+    assert plan.weight_dtype is DType.NVFP4 and plan.compute_dtype is DType.NVFP4
+
+
+def test_an_fp4_row_is_priced_as_nvfp4_not_as_bf16(tmp_path):
+    # Was: precision fp4 fell through to bf16 weights, silently (Llama-3.3-70B 1000/1000 on B200: -74%).
+    out = _validate(tmp_path, _row(prec="fp4"), _row(prec="bf16"), _row(prec="nvfp4"))
+    assert out.exit_code == 0, out.output[-600:]
+    fp4, bf16, nvfp4 = (r["predicted"] for r in json.loads(out.stdout)["rows"])
+    assert fp4 == nvfp4
+    assert fp4 < 0.5 * bf16  # a decode step reads ~0.28x the weight bytes
+
+
+def test_an_fp4_row_without_its_kv_format_carries_the_fp8_cache_as_its_band(tmp_path):
+    out = _validate(tmp_path, _row(wl="max-load", b=200, i=1000, o=200, metric="output_tokens_per_s", v=7000,
+                                   unit="tok/s"),
+                    _row(wl="max-load", b=200, i=1000, o=200, metric="output_tokens_per_s", v=7000, unit="tok/s",
+                         extra=";kv_cache_dtype=fp8"))
+    assert out.exit_code == 0, out.output[-600:]
+    unstated, fp8 = json.loads(out.stdout)["rows"]
+    assert "KV-cache format not stated" in unstated["note"]
+    assert unstated["band_low"] == unstated["predicted"] < unstated["band_high"]
+    assert unstated["band_high"] == pytest.approx(fp8["predicted"])
+    assert fp8.get("band_low") is None
+
+
+def test_an_fp4_row_on_hopper_is_unpriced_with_the_reason(tmp_path):
+    out = _validate(tmp_path, _row(gpu="H100-SXM5-80GB", tp=2))
+    assert out.exit_code == 0, out.output[-600:]
+    row = json.loads(out.stdout)["rows"][0]
+    assert row["predicted"] is None and "needs Blackwell block-scaled tensor cores" in row["note"]
+
+
+@pytest.mark.parametrize("prec", ["fp32", "awq", "w4a16"])
+def test_a_precision_capsim_does_not_price_is_a_clear_error_not_bf16(tmp_path, prec):
+    out = _validate(tmp_path, _row(prec=prec))
+    assert out.exit_code == 2
+    assert "precision" in out.output and f"unknown precision '{prec}'" in out.output
+
+
+def test_kv_cache_dtype_flag_sets_the_cache_format():
+    eng = engine_release("tensorrt-llm", "1.0")
+    assert apply_flags(eng, parse_flags("kv_cache_dtype=fp8"), "bf16").plan == {"kv_cache_dtype": "fp8"}
+    assert apply_flags(eng, parse_flags("kv_cache_dtype=auto"), "bf16").plan == {"kv_cache_dtype": None}
+    with pytest.raises(Exception, match="kv_cache_dtype='int3' is not a KV-cache format"):
+        apply_flags(eng, parse_flags("kv_cache_dtype=int3"), "bf16")
 
 
 @pytest.mark.parametrize(("spelling", "name"), [("H100 80GB HBM3", "H100-SXM5-80GB"),  # perf-overview.md 0.17
@@ -23,3 +98,21 @@ def test_a_quantized_checkpoint_name_is_its_models_shape(checkpoint, name):
     from capsim.specs.catalog import get_model
 
     assert get_model(checkpoint).name == name
+
+
+def test_an_unknown_gpu_or_model_leaves_its_row_unpriced_and_the_others_priced(tmp_path):
+    # Was: "accelerator: unknown accelerator 'GH200 480GB'" stopped the run (exit 2) after pricing the rows before it,
+    # naming neither the column nor the line; a training row with that GPU was already an unpriced row.
+    out = _validate(tmp_path, _row(), _row(gpu="GH200 480GB"), _row(model="llama-9-1b"))
+    assert out.exit_code == 0, out.output[-600:]
+    ok, gpu, model = json.loads(out.stdout)["rows"]
+    assert ok["predicted"] is not None
+    assert gpu["predicted"] is None and "unknown accelerator 'GH200 480GB'" in gpu["note"]
+    assert model["predicted"] is None and "unknown model 'llama-9-1b'" in model["note"]
+
+
+def test_aiperf_is_a_client_counted_as_vllm_bench_counts():
+    from capsim.validation.clients import Client, client
+
+    assert client("aiperf") is Client.AIPERF and Client.AIPERF.counts_every_request
+    assert not Client.GENAI_PERF.counts_every_request

@@ -11,7 +11,7 @@ the GPU-profile calibration of its accelerator where one ships, else its datashe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,10 @@ SCALE = {"ms": 1e-3, "s": 1.0, "tok/s": 1.0}
 METRICS = {"ttft_mean": "ttft_mean_s", "tpot_mean": "tpot_mean_s", "itl_mean": "itl_mean_s",
            "e2e_latency_mean": "e2e_mean_s", "output_tokens_per_s": "output_tokens_per_s",
            "prefill_batch_time": "", "decode_step_time": ""}
+# The precision column: the weights' and activations' format, as the ServePlan quantization it is priced with
+# (fp16/bf16: unquantized in that dtype; int8/int4: weight-only; fp4 = nvfp4, NVFP4 weights and activations, Blackwell).
+PRECISIONS = {"fp16": "none", "bf16": "none", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "nvfp4",
+              "nvfp4": "nvfp4"}
 SATURATION_TTFT_S = 1.0  # the mean TTFT that marks saturation, applied to measured and simulated runs alike
 MAX_LOAD_REQUESTS_PER_SEQ = 4  # max-load with no stated request count: this many per batch slot, all queued at t = 0
 
@@ -104,8 +108,9 @@ def _plan(r: dict[str, str], sw: Software, **extra: object) -> ServePlan:
     tp, gpus = int(r["tp"]), int(r["gpus"])
     if gpus % tp:
         raise SpecError("gpus", f"{gpus} GPUs do not split into TP groups of {tp}", "fix the row's gpus or tp")
-    quant = {"fp8": "fp8", "int8": "int8", "int4": "int4"}.get(prec, "none")
+    quant = PRECISIONS[prec]
     # One rule for every fp8 row: FP8 weights, activations and KV cache, as NVIDIA's FP8 checkpoints quantize them.
+    # An fp4 row keeps the serving dtype's KV cache: the column states the weights' and activations' format only.
     kw: dict[str, object] = {"tp": tp, "quantization": quant, "dtype": prec if prec in ("fp16", "bf16") else "bf16",
                              "kv_cache_dtype": "fp8" if prec == "fp8" else None}
     kw.update(sw.plan)
@@ -211,10 +216,10 @@ def _closed_loop(r: dict[str, str], sw: Software, perf: Perf, metric: str,
                         f"{metric!r}")
     c = int(r["batch"])
     got = {}
-    for mode in ([sw.client] if sw.client is not None else list(Client)):
-        n = 10 * c if mode is Client.VLLM_BENCH else max(40 * c, 100)
+    for mode in ([sw.client] if sw.client is not None else [Client.VLLM_BENCH, Client.GENAI_PERF]):
+        n = 10 * c if mode.counts_every_request else max(40 * c, 100)
         res = _run(r, _fixed(n, r, None, c), _plan(r, sw), sw, perf)
-        m = all_requests(res.requests, res.summary) if mode is Client.VLLM_BENCH else \
+        m = all_requests(res.requests, res.summary) if mode.counts_every_request else \
             genai_perf_steady(res.requests, c)
         got[mode] = ({"ttft_mean": m.ttft_mean_s, "itl_mean": m.itl_mean_s,
                       "output_tokens_per_s": m.output_tokens_per_s}[metric], f"{n} requests, {m.note}")
@@ -296,6 +301,20 @@ def _fp8_band(r: dict[str, str], perf: Perf, sw: Software, path: str | Path | No
     return (min(values), max(values)), note + f"; {rates_note(rates, r['gpu'])} {alt[0] / SCALE[unit]:.5g} {unit}"
 
 
+def _kv_band(r: dict[str, str], perf: Perf, sw: Software, path: str | Path | None, value: float,
+             band: tuple[float, float] | None, note: str) -> tuple[tuple[float, float] | None, str]:
+    """An fp4 row whose KV-cache format is not stated (no kv_cache_dtype flag): priced with the serving dtype's
+    cache, and the band reaches the prediction with an FP8 cache (the format a checkpoint's kv_cache_quant_algo may
+    name; TensorRT-LLM's KvCacheConfig.dtype "auto" takes the checkpoint's)."""
+    if PRECISIONS[r["precision"].strip().lower()] != "nvfp4" or "kv_cache_dtype" in sw.plan or sw.engine is None:
+        return band, note
+    alt = predict(r, perf, replace(sw, plan={**sw.plan, "kv_cache_dtype": "fp8"}), path)
+    values = (value, alt[0], *(band or ()), *(alt[2] or ()))
+    unit = r["unit"].strip()
+    return (min(values), max(values)), note + (f"; KV-cache format not stated: {r['precision'].strip()} weights with "
+                                               f"a bf16 cache, {alt[0] / SCALE[unit]:.5g} {unit} with an fp8 cache")
+
+
 def _case(r: dict[str, str]) -> str:
     case = f"{r['model']} {r['gpu']} x{r['gpus']} {r['workload']}"
     return case + f" {r['trace'] or ''} b{r['batch'] or '-'} {r['input_tokens']}/{r['output_tokens'] or '-'}".rstrip()
@@ -311,24 +330,31 @@ def serving_suite(path: str | Path | None = None, calibration: str | None = None
         if r["metric"].strip() not in METRICS:
             raise DataError("metric", f"line {r.get(LINE, '?')}: unknown metric {r['metric']!r}",
                             f"use one of {', '.join(METRICS)}")
+        if r["precision"].strip().lower() not in PRECISIONS:
+            raise DataError("precision", f"line {r.get(LINE, '?')}: unknown precision {r['precision']!r}",
+                            f"use one of {', '.join(PRECISIONS)}")
         measured_value(r)
         software.append(row_software(r))
     out, used = [], {}
     for r, sw in zip(rows, software, strict=True):
-        perf = _perf(r["gpu"], calibration)
-        used[perf.name] = None
         unit, measured = r["unit"].strip(), measured_value(r)
-        got, err = attempt(predict, r, perf, sw, path)
-        if err is not None:
+        # a GPU outside the catalog leaves its row unpriced with the reason, as a training row's does
+        perf, err = attempt(_perf, r["gpu"], calibration)
+        if perf is not None:
+            used[perf.name] = None
+            got, err = attempt(predict, r, perf, sw, path)
+        if err is not None or perf is None:
             out.append(failed_row(r["source"], _case(r), r["metric"], measured, unit, str(err)))
             continue
         predicted, note, band = got
         band, note = _fp8_band(r, perf, sw, path, predicted, band, note)
+        band, note = _kv_band(r, perf, sw, path, predicted, band, note)
         low, high = (None, None) if band is None else (band[0] / SCALE[unit], band[1] / SCALE[unit])
         out.append(Row(r["source"], _case(r), r["metric"], measured, predicted / SCALE[unit], unit, note, low, high))
     for source in dict.fromkeys(r["source"] for r in rows):
         group = [r for r in rows if r["source"] == source]
-        sat = saturation_row(group, _perf(group[0]["gpu"], calibration), path)
+        perf, _ = attempt(_perf, group[0]["gpu"], calibration)
+        sat = None if perf is None else saturation_row(group, perf, path)
         if sat is not None:
             out.append(sat)
     notes = ("engine per row: the profile of the release in engine + engine_version (engines.yaml), with the "
