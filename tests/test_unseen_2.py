@@ -116,3 +116,28 @@ def test_aiperf_is_a_client_counted_as_vllm_bench_counts():
 
     assert client("aiperf") is Client.AIPERF and Client.AIPERF.counts_every_request
     assert not Client.GENAI_PERF.counts_every_request
+
+
+def test_gptj_and_falcon_configs_import():
+    # Were "unsupported family": GPT-J-6B (MLPerf inference, TensorRT-LLM perf tables) and Falcon (TensorRT-LLM's
+    # Falcon-180B tables). Shapes from the models' Hugging Face config.json files.
+    from capsim.analytic.params import param_counts
+    from capsim.specs.hf import from_hf_config
+
+    gptj = from_hf_config({"model_type": "gptj", "n_embd": 4096, "n_head": 16, "n_layer": 28, "n_positions": 2048,
+                           "rotary_dim": 64, "vocab_size": 50400, "n_inner": None, "tie_word_embeddings": False})
+    assert (gptj.head_dim, gptj.ffn_hidden, gptj.tied_embeddings) == (256, 16384, False)
+    # EleutherAI/gpt-j-6b: 6,053,381,344 parameters; capsim leaves out the MLP and LM-head biases (0.6M)
+    assert param_counts(gptj).total == pytest.approx(6_053_381_344, rel=1e-3)
+    f180 = from_hf_config({"model_type": "falcon", "hidden_size": 14848, "num_attention_heads": 232,
+                           "num_hidden_layers": 80, "num_kv_heads": 8, "new_decoder_architecture": True,
+                           "parallel_attn": True, "bias": False, "vocab_size": 65024, "alibi": False})
+    assert (f180.kv_heads, f180.head_dim, f180.ffn_hidden) == (8, 64, 59392)
+    assert "in parallel" in f180.source
+    f7 = from_hf_config({"model_type": "falcon", "hidden_size": 4544, "num_attention_heads": 71,
+                         "num_hidden_layers": 32, "multi_query": True, "parallel_attn": True, "vocab_size": 65024})
+    assert f7.kv_heads == 1
+    with pytest.raises(Exception, match="ALiBi"):
+        from_hf_config({"model_type": "falcon", "hidden_size": 2048, "num_attention_heads": 32,
+                        "num_hidden_layers": 24, "alibi": True, "vocab_size": 65024})
+
