@@ -141,3 +141,11 @@ def test_gptj_and_falcon_configs_import():
         from_hf_config({"model_type": "falcon", "hidden_size": 2048, "num_attention_heads": 32,
                         "num_hidden_layers": 24, "alibi": True, "vocab_size": 65024})
 
+
+def test_a_poisson_row_replays_the_request_count_its_source_states(tmp_path):
+    # TensorRT-LLM perf-overview.md (0.17) 'Online Serving Measurements': "500 requests"; was always 1000.
+    row = "t,llama-3.1-8b,H100-SXM5-80GB,1,1,bf16,tensorrt-llm,poisson,,{b},467,256,2,ttft_mean,23,ms,0.14.0,"
+    out = _validate(tmp_path, row.format(b=200), row.format(b=""))
+    assert out.exit_code == 0, out.output[-600:]
+    stated, blank = json.loads(out.stdout)["rows"]
+    assert "200 Poisson requests" in stated["note"] and "1000 Poisson requests" in blank["note"]

@@ -149,8 +149,12 @@ def _replay(r: dict[str, str], csv_path: str | Path | None) -> Workload:
                     df["arrived_at"].to_numpy() - df["arrived_at"].iloc[0])
 
 
+POISSON_REQUESTS = 1000  # a Poisson row's request count where its source states none (column batch)
+
+
 def _poisson(r: dict[str, str], csv_path: str | Path | None) -> Workload:
-    rate, n = float(r["rate_rps"]), 1000
+    rate = float(r["rate_rps"])
+    n = int(r["batch"]) if r["batch"].strip() else POISSON_REQUESTS  # the benchmark's own count where stated
     rng = np.random.default_rng(0)
     t = np.cumsum(rng.exponential(1 / rate, n)) - 1 / rate
     if not r["trace"].strip():
@@ -186,8 +190,8 @@ def _open_loop(r: dict[str, str], perf: Perf, sw: Software, kind: str, metric: s
         wl = _replay(r, csv_path)
         return _metric(_run(r, wl, _plan(r, sw), sw, perf), metric), note + f"; {wl.size} requests replayed"
     if kind == "poisson":
-        return _metric(_run(r, _poisson(r, csv_path), _plan(r, sw), sw, perf), metric), note + \
-            "; 1000 Poisson requests"
+        wl = _poisson(r, csv_path)
+        return _metric(_run(r, wl, _plan(r, sw), sw, perf), metric), note + f"; {wl.size} Poisson requests"
     if kind == "max-load":  # the benchmark's own request count (column batch) where the source states it
         plan = _plan(r, sw)
         n = int(r["batch"]) if r["batch"].strip() else MAX_LOAD_REQUESTS_PER_SEQ * plan.max_batch
