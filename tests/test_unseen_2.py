@@ -149,3 +149,19 @@ def test_a_poisson_row_replays_the_request_count_its_source_states(tmp_path):
     assert out.exit_code == 0, out.output[-600:]
     stated, blank = json.loads(out.stdout)["rows"]
     assert "200 Poisson requests" in stated["note"] and "1000 Poisson requests" in blank["note"]
+
+
+def test_an_optional_pp_column_states_pipeline_parallel_replicas(tmp_path):
+    # TensorRT-LLM perf-overview.md (1.0) publishes TP x PP layouts; the CSV could state only TP (gpus / tp replicas).
+    head = HEADER + ",pp"
+    row = ("t,llama-3.1-70b,H100-SXM5-80GB,{g},{tp},fp8,tensorrt-llm,max-load,,200,1000,200,,output_tokens_per_s,"
+           "4000,tok/s,1.0,backend=pytorch,{pp}")
+    path = tmp_path / "pp.csv"
+    path.write_text("\n".join((head, row.format(g=2, tp=2, pp=""), row.format(g=2, tp=1, pp=2),
+                               row.format(g=3, tp=1, pp=2))) + "\n")
+    out = CliRunner().invoke(app, ["validate", "serving", "--file", str(path), "--json"])
+    assert out.exit_code == 0, out.output[-600:]
+    tp2, pp2, bad = json.loads(out.stdout)["rows"]
+    assert tp2["predicted"] and pp2["predicted"] and tp2["predicted"] != pp2["predicted"]
+    assert " pp2 " in pp2["case"]
+    assert bad["predicted"] is None and "do not split into replicas of TP 1 x PP 2" in bad["note"]

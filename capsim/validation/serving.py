@@ -105,19 +105,30 @@ def _perf(gpu: str, calibration: str | None) -> Perf:
 def _plan(r: dict[str, str], sw: Software, **extra: object) -> ServePlan:
     model, acc = get_model(r["model"]), get_accelerator(r["gpu"])
     prec = r["precision"].strip().lower()
-    tp, gpus = int(r["tp"]), int(r["gpus"])
-    if gpus % tp:
-        raise SpecError("gpus", f"{gpus} GPUs do not split into TP groups of {tp}", "fix the row's gpus or tp")
+    tp, pp, gpus = int(r["tp"]), _pp(r), int(r["gpus"])
+    if gpus % (tp * pp):
+        raise SpecError("gpus", f"{gpus} GPUs do not split into replicas of TP {tp} x PP {pp}",
+                        "fix the row's gpus, tp or pp")
     quant = PRECISIONS[prec]
     # One rule for every fp8 row: FP8 weights, activations and KV cache, as NVIDIA's FP8 checkpoints quantize them.
     # An fp4 row keeps the serving dtype's KV cache: the column states the weights' and activations' format only.
-    kw: dict[str, object] = {"tp": tp, "quantization": quant, "dtype": prec if prec in ("fp16", "bf16") else "bf16",
+    kw: dict[str, object] = {"tp": tp, "pp": pp, "quantization": quant, "dtype": prec if prec in ("fp16", "bf16") else "bf16",
                              "kv_cache_dtype": "fp8" if prec == "fp8" else None}
     kw.update(sw.plan)
     kw.update(extra)
     if kw.get("ep") == 0:  # vLLM --enable-expert-parallel: experts over the whole TP group
         kw["ep"] = tp
     return engine_plan(sw.engine, model, acc, **kw)
+
+
+def _pp(r: dict[str, str]) -> int:
+    """The row's pipeline-parallel stages per replica: the optional column pp (absent or blank: 1)."""
+    text = (r.get("pp") or "").strip()
+    if not text:
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise DataError("pp", f"line {r.get(LINE, '?')}: pp {text!r} is not a whole number >= 1")
+    return int(text)
 
 
 def _trace(r: dict[str, str], csv_path: str | Path | None) -> str:
@@ -134,7 +145,7 @@ def _trace(r: dict[str, str], csv_path: str | Path | None) -> str:
 def _run(r: dict[str, str], wl: Workload, plan: ServePlan, sw: Software, perf: Perf,
          scheduler: str | None = None) -> ServingResult:
     model, acc = get_model(r["model"]), get_accelerator(r["gpu"])
-    return simulate(model, plan.with_(replicas=int(r["gpus"]) // plan.tp), acc, perf, wl,
+    return simulate(model, plan.with_(replicas=int(r["gpus"]) // (plan.tp * plan.pp)), acc, perf, wl,
                     ServeConfig(engine=sw.engine, scheduler=scheduler))
 
 
@@ -320,7 +331,8 @@ def _kv_band(r: dict[str, str], perf: Perf, sw: Software, path: str | Path | Non
 
 
 def _case(r: dict[str, str]) -> str:
-    case = f"{r['model']} {r['gpu']} x{r['gpus']} {r['workload']}"
+    pp = (r.get("pp") or "").strip()
+    case = f"{r['model']} {r['gpu']} x{r['gpus']}{f' pp{pp}' if pp not in ('', '1') else ''} {r['workload']}"
     return case + f" {r['trace'] or ''} b{r['batch'] or '-'} {r['input_tokens']}/{r['output_tokens'] or '-'}".rstrip()
 
 
@@ -338,6 +350,7 @@ def serving_suite(path: str | Path | None = None, calibration: str | None = None
             raise DataError("precision", f"line {r.get(LINE, '?')}: unknown precision {r['precision']!r}",
                             f"use one of {', '.join(PRECISIONS)}")
         measured_value(r)
+        _pp(r)
         software.append(row_software(r))
     out, used = [], {}
     for r, sw in zip(rows, software, strict=True):
