@@ -42,7 +42,7 @@ Replicas = Annotated[int, typer.Option("--replicas", "-r", help="Replicas of the
 Prefill = Annotated[int, typer.Option("--prefill-replicas", help="Disaggregate: this many replicas prefill, the "
                                                                  "rest decode (0: every replica does both).", min=0)]
 Router = Annotated[RouterKind, typer.Option("--router", help="How requests pick a replica.")]
-Quant = Annotated[str, typer.Option("--quantization", "-q", help="none, int8, int4, fp8 or w8a8-int8.")]
+Quant = Annotated[str, typer.Option("--quantization", "-q", help="none, int8, int4, fp8, w8a8-int8 or nvfp4 (Blackwell).")]
 Dtype = Annotated[str, typer.Option("--dtype", help="Serving dtype of unquantized weights and activations.")]
 KvDtype = Annotated[str | None, typer.Option("--kv-cache-dtype", help="KV-cache format (default: --dtype).")]
 MemFrac = Annotated[float | None, typer.Option("--gpu-memory-utilization", help="Memory fraction for the engine "

@@ -31,8 +31,13 @@ def normalize_name(name: str) -> str:
     """Fold the spellings people use: case, org prefixes, ``_``, and suffixes such as ``-hf`` or ``-instruct``."""
     key = name.strip().lower().replace("_", "-").replace(" ", "-")
     key = key.rsplit("/", 1)[-1]  # meta-llama/Llama-2-7b-hf -> llama-2-7b-hf
+    # a quantized checkpoint's suffix names its format, not another shape (nvidia/Llama-3.1-8B-Instruct-FP8, the
+    # checkpoints TensorRT-LLM's perf-overview.md lists); the format is the precision the run states
+    key = re.sub(r"-(fp8|fp4|nvfp4|fp8-dynamic|awq|gptq|w8a8|w4a16)$", "", key)
     key = re.sub(r"-(hf|instruct|chat|base-hf|it)$", "", key)
     key = re.sub(r"^meta-llama-", "llama-", key)
+    # the vendor prefix of the name CUDA reports (torch.cuda.get_device_name: 'NVIDIA H100 80GB HBM3', 'NVIDIA B200')
+    key = re.sub(r"^nvidia-", "", key)
     return key
 
 

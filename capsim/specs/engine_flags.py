@@ -153,6 +153,14 @@ def _capacity(eng: EngineProfile, name: str, text: str) -> EngineProfile:
     return replace(eng, kv_reservation=held)
 
 
+def _kv_dtype(name: str, text: str) -> str | None:
+    low = text.strip().lower()
+    kv = {"fp8": "fp8", "fp8_e4m3": "fp8", "auto": None, "bf16": "bf16", "fp16": "fp16"}
+    if low not in kv:
+        raise SpecError("flags", f"{name}={text!r} is not a KV-cache format capsim prices", f"use one of {', '.join(kv)}")
+    return kv[low]
+
+
 @dataclass(frozen=True)
 class Flag:
     """One engine option: the engines that have it and what it changes."""
@@ -194,6 +202,9 @@ FLAGS: dict[str, Flag] = {
     "enable_dp_attention": Flag(("sglang",), plan="dp_attention", parse=_bool),
     "enable_attention_dp": Flag(("tensorrt-llm",), plan="dp_attention", parse=_bool),
     "kv_cache_memory_bytes": Flag(("vllm",), plan="kv_cache_bytes", parse=_bytes),
+    # The KV cache's format where the run states it apart from the weights' (vLLM/SGLang --kv-cache-dtype,
+    # TensorRT-LLM KvCacheConfig.dtype): fp8, or the serving dtype (auto)
+    "kv_cache_dtype": Flag(ALL, plan="kv_cache_dtype", parse=_kv_dtype),
     # vLLM's CPU backend reads its KV space in GiB from the environment (vllm/platforms/cpu.py).
     "vllm_cpu_kvcache_space": Flag(("vllm",), plan="kv_cache_bytes", parse=lambda n, v: _bytes(n, v, 2.0**30)),
     "vllm_cpu_omp_threads_bind": Flag(("vllm",), note="the cores the CPU worker's OpenMP threads are bound to: "

@@ -339,6 +339,42 @@ def _gpt2(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         tied_embeddings=_bool(cfg, "tie_word_embeddings", True), source=SOURCE)
 
 
+# GPT-J and Falcon run attention and the MLP in parallel from one block input (transformers modeling_gptj.py
+# GPTJBlock.forward: hidden = attn_output + feed_forward_hidden_states + residual; modeling_falcon.py FalconDecoderLayer
+# with parallel_attn). capsim prices them as the two sub-layers they hold: the same GEMMs, attention and KV cache; the
+# block's norms and residual adds differ by one elementwise pass (said in each model's source).
+PARALLEL = "; attention and MLP in parallel, priced as sequential sub-layers (same GEMMs and KV cache)"
+
+
+def _gptj(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    hidden = _int(cfg, "n_embd")
+    # modeling_gptj.py: q/k/v/out projections bias=False, fc_in/fc_out and lm_head carry biases (priced without:
+    # capsim's bias switch is per model; the MLP's biases are 0.01% of GPT-J-6B's parameters)
+    return ModelSpec(
+        name=name, hidden=hidden, layers=_int(cfg, "n_layer"), heads=_int(cfg, "n_head"),
+        ffn_hidden=_int(cfg, "n_inner", 4 * hidden), vocab=_int(cfg, "vocab_size"),
+        max_seq=_int(cfg, "n_positions", 2048), position=Position.ROPE, bias=False,
+        tied_embeddings=_bool(cfg, "tie_word_embeddings", False), source=SOURCE + PARALLEL)
+
+
+def _falcon(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    if _bool(cfg, "alibi", False):
+        raise SpecError("config.alibi", "ALiBi Falcon models are not modelled", "use a rotary Falcon (7B, 40B, 180B)")
+    if not _bool(cfg, "parallel_attn", True):
+        raise SpecError("config.parallel_attn", "sequential Falcon blocks are not modelled")
+    hidden, heads = _int(cfg, "hidden_size"), _int(cfg, "num_attention_heads")
+    # modeling_falcon.py FalconAttention: new_decoder_architecture -> num_kv_heads; else multi_query -> 1 KV head
+    if _bool(cfg, "new_decoder_architecture", False):
+        kv = _int(cfg, "num_kv_heads", heads)
+    else:
+        kv = 1 if _bool(cfg, "multi_query", True) else heads
+    return ModelSpec(
+        name=name, hidden=hidden, layers=_int(cfg, "num_hidden_layers"), heads=heads, kv_heads=kv,
+        ffn_hidden=_int(cfg, "ffn_hidden_size", 4 * hidden), vocab=_int(cfg, "vocab_size"),
+        max_seq=_int(cfg, "max_position_embeddings", 2048), position=Position.ROPE, bias=_bool(cfg, "bias", False),
+        tied_embeddings=_bool(cfg, "tie_word_embeddings", True), source=SOURCE + PARALLEL)
+
+
 def _opt(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     hidden = _int(cfg, "hidden_size")
     proj = _int(cfg, "word_embed_proj_dim", hidden)
@@ -382,7 +418,7 @@ _FAMILIES: dict[str, Callable[[Mapping[str, Any], str], ModelSpec]] = {
     "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe, "llama4": _llama4, "llama4_text": _llama4, "gemma": lambda c, n: _gemma(c, n, 1), "gemma2": lambda c, n: _gemma(c, n, 2),
     "gemma3_text": lambda c, n: _gemma(c, n, 3), "gemma3": _gemma3, "phi3": _phi3,
     "deepseek_v2": lambda c, n: _deepseek(c, n, 2), "deepseek_v3": lambda c, n: _deepseek(c, n, 3),
-    "gpt_oss": _gpt_oss, "gpt2": _gpt2, "opt": _opt, "bert": _bert, "t5": _t5,
+    "gpt_oss": _gpt_oss, "gpt2": _gpt2, "gptj": _gptj, "falcon": _falcon, "opt": _opt, "bert": _bert, "t5": _t5,
 }
 
 

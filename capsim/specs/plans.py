@@ -232,13 +232,17 @@ class Quantization(StrEnum):
     INT4 = "int4"  # W4A16 weight-only (AWQ, GPTQ)
     FP8 = "fp8"  # W8A8 fp8 weights and activations (Hopper+)
     W8A8_INT8 = "w8a8-int8"  # SmoothQuant int8 weights and activations
+    # W4A4 NVFP4 weights and activations on Blackwell's block-scaled FP4 tensor cores (TensorRT-LLM perf-overview.md
+    # v1.0 "FP4 Models": ModelOpt's nvidia/*-FP4 checkpoints run at the B200/GB200 FP4 rate)
+    NVFP4 = "nvfp4"
 
     def weight_dtype(self, base: DType) -> DType:
         return {Quantization.NONE: base, Quantization.INT8: DType.INT8, Quantization.INT4: DType.INT4,
-                Quantization.FP8: DType.FP8, Quantization.W8A8_INT8: DType.INT8}[self]
+                Quantization.FP8: DType.FP8, Quantization.W8A8_INT8: DType.INT8, Quantization.NVFP4: DType.NVFP4}[self]
 
     def compute_dtype(self, base: DType) -> DType:
-        return {Quantization.FP8: DType.FP8, Quantization.W8A8_INT8: DType.INT8}.get(self, base)
+        return {Quantization.FP8: DType.FP8, Quantization.W8A8_INT8: DType.INT8,
+                Quantization.NVFP4: DType.NVFP4}.get(self, base)
 
 
 @dataclass(frozen=True)

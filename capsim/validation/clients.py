@@ -24,6 +24,14 @@ from capsim.errors import SpecError
 class Client(StrEnum):
     VLLM_BENCH = "vllm-bench"
     GENAI_PERF = "genai-perf"
+    # AIPerf (NVIDIA's successor to GenAI-Perf; the NIM benchmarking docs' client) in concurrency mode without
+    # ramping or warm-up: measured as vllm-bench is (module docstring)
+    AIPERF = "aiperf"
+
+    @property
+    def counts_every_request(self) -> bool:
+        """Whether the client reports every request of the run (start-up included), as vllm bench serve does."""
+        return self is not Client.GENAI_PERF
 
 
 def client(name: str) -> Client:

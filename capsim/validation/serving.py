@@ -11,7 +11,7 @@ the GPU-profile calibration of its accelerator where one ships, else its datashe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,10 @@ SCALE = {"ms": 1e-3, "s": 1.0, "tok/s": 1.0}
 METRICS = {"ttft_mean": "ttft_mean_s", "tpot_mean": "tpot_mean_s", "itl_mean": "itl_mean_s",
            "e2e_latency_mean": "e2e_mean_s", "output_tokens_per_s": "output_tokens_per_s",
            "prefill_batch_time": "", "decode_step_time": ""}
+# The precision column: the weights' and activations' format, as the ServePlan quantization it is priced with
+# (fp16/bf16: unquantized in that dtype; int8/int4: weight-only; fp4 = nvfp4, NVFP4 weights and activations, Blackwell).
+PRECISIONS = {"fp16": "none", "bf16": "none", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "nvfp4",
+              "nvfp4": "nvfp4"}
 SATURATION_TTFT_S = 1.0  # the mean TTFT that marks saturation, applied to measured and simulated runs alike
 MAX_LOAD_REQUESTS_PER_SEQ = 4  # max-load with no stated request count: this many per batch slot, all queued at t = 0
 
@@ -101,18 +105,30 @@ def _perf(gpu: str, calibration: str | None) -> Perf:
 def _plan(r: dict[str, str], sw: Software, **extra: object) -> ServePlan:
     model, acc = get_model(r["model"]), get_accelerator(r["gpu"])
     prec = r["precision"].strip().lower()
-    tp, gpus = int(r["tp"]), int(r["gpus"])
-    if gpus % tp:
-        raise SpecError("gpus", f"{gpus} GPUs do not split into TP groups of {tp}", "fix the row's gpus or tp")
-    quant = {"fp8": "fp8", "int8": "int8", "int4": "int4"}.get(prec, "none")
+    tp, pp, gpus = int(r["tp"]), _pp(r), int(r["gpus"])
+    if gpus % (tp * pp):
+        raise SpecError("gpus", f"{gpus} GPUs do not split into replicas of TP {tp} x PP {pp}",
+                        "fix the row's gpus, tp or pp")
+    quant = PRECISIONS[prec]
     # One rule for every fp8 row: FP8 weights, activations and KV cache, as NVIDIA's FP8 checkpoints quantize them.
-    kw: dict[str, object] = {"tp": tp, "quantization": quant, "dtype": prec if prec in ("fp16", "bf16") else "bf16",
+    # An fp4 row keeps the serving dtype's KV cache: the column states the weights' and activations' format only.
+    kw: dict[str, object] = {"tp": tp, "pp": pp, "quantization": quant, "dtype": prec if prec in ("fp16", "bf16") else "bf16",
                              "kv_cache_dtype": "fp8" if prec == "fp8" else None}
     kw.update(sw.plan)
     kw.update(extra)
     if kw.get("ep") == 0:  # vLLM --enable-expert-parallel: experts over the whole TP group
         kw["ep"] = tp
     return engine_plan(sw.engine, model, acc, **kw)
+
+
+def _pp(r: dict[str, str]) -> int:
+    """The row's pipeline-parallel stages per replica: the optional column pp (absent or blank: 1)."""
+    text = (r.get("pp") or "").strip()
+    if not text:
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise DataError("pp", f"line {r.get(LINE, '?')}: pp {text!r} is not a whole number >= 1")
+    return int(text)
 
 
 def _trace(r: dict[str, str], csv_path: str | Path | None) -> str:
@@ -129,7 +145,7 @@ def _trace(r: dict[str, str], csv_path: str | Path | None) -> str:
 def _run(r: dict[str, str], wl: Workload, plan: ServePlan, sw: Software, perf: Perf,
          scheduler: str | None = None) -> ServingResult:
     model, acc = get_model(r["model"]), get_accelerator(r["gpu"])
-    return simulate(model, plan.with_(replicas=int(r["gpus"]) // plan.tp), acc, perf, wl,
+    return simulate(model, plan.with_(replicas=int(r["gpus"]) // (plan.tp * plan.pp)), acc, perf, wl,
                     ServeConfig(engine=sw.engine, scheduler=scheduler))
 
 
@@ -144,8 +160,12 @@ def _replay(r: dict[str, str], csv_path: str | Path | None) -> Workload:
                     df["arrived_at"].to_numpy() - df["arrived_at"].iloc[0])
 
 
+POISSON_REQUESTS = 1000  # a Poisson row's request count where its source states none (column batch)
+
+
 def _poisson(r: dict[str, str], csv_path: str | Path | None) -> Workload:
-    rate, n = float(r["rate_rps"]), 1000
+    rate = float(r["rate_rps"])
+    n = int(r["batch"]) if r["batch"].strip() else POISSON_REQUESTS  # the benchmark's own count where stated
     rng = np.random.default_rng(0)
     t = np.cumsum(rng.exponential(1 / rate, n)) - 1 / rate
     if not r["trace"].strip():
@@ -181,8 +201,8 @@ def _open_loop(r: dict[str, str], perf: Perf, sw: Software, kind: str, metric: s
         wl = _replay(r, csv_path)
         return _metric(_run(r, wl, _plan(r, sw), sw, perf), metric), note + f"; {wl.size} requests replayed"
     if kind == "poisson":
-        return _metric(_run(r, _poisson(r, csv_path), _plan(r, sw), sw, perf), metric), note + \
-            "; 1000 Poisson requests"
+        wl = _poisson(r, csv_path)
+        return _metric(_run(r, wl, _plan(r, sw), sw, perf), metric), note + f"; {wl.size} Poisson requests"
     if kind == "max-load":  # the benchmark's own request count (column batch) where the source states it
         plan = _plan(r, sw)
         n = int(r["batch"]) if r["batch"].strip() else MAX_LOAD_REQUESTS_PER_SEQ * plan.max_batch
@@ -211,10 +231,10 @@ def _closed_loop(r: dict[str, str], sw: Software, perf: Perf, metric: str,
                         f"{metric!r}")
     c = int(r["batch"])
     got = {}
-    for mode in ([sw.client] if sw.client is not None else list(Client)):
-        n = 10 * c if mode is Client.VLLM_BENCH else max(40 * c, 100)
+    for mode in ([sw.client] if sw.client is not None else [Client.VLLM_BENCH, Client.GENAI_PERF]):
+        n = 10 * c if mode.counts_every_request else max(40 * c, 100)
         res = _run(r, _fixed(n, r, None, c), _plan(r, sw), sw, perf)
-        m = all_requests(res.requests, res.summary) if mode is Client.VLLM_BENCH else \
+        m = all_requests(res.requests, res.summary) if mode.counts_every_request else \
             genai_perf_steady(res.requests, c)
         got[mode] = ({"ttft_mean": m.ttft_mean_s, "itl_mean": m.itl_mean_s,
                       "output_tokens_per_s": m.output_tokens_per_s}[metric], f"{n} requests, {m.note}")
@@ -296,8 +316,23 @@ def _fp8_band(r: dict[str, str], perf: Perf, sw: Software, path: str | Path | No
     return (min(values), max(values)), note + f"; {rates_note(rates, r['gpu'])} {alt[0] / SCALE[unit]:.5g} {unit}"
 
 
+def _kv_band(r: dict[str, str], perf: Perf, sw: Software, path: str | Path | None, value: float,
+             band: tuple[float, float] | None, note: str) -> tuple[tuple[float, float] | None, str]:
+    """An fp4 row whose KV-cache format is not stated (no kv_cache_dtype flag): priced with the serving dtype's
+    cache, and the band reaches the prediction with an FP8 cache (the format a checkpoint's kv_cache_quant_algo may
+    name; TensorRT-LLM's KvCacheConfig.dtype "auto" takes the checkpoint's)."""
+    if PRECISIONS[r["precision"].strip().lower()] != "nvfp4" or "kv_cache_dtype" in sw.plan or sw.engine is None:
+        return band, note
+    alt = predict(r, perf, replace(sw, plan={**sw.plan, "kv_cache_dtype": "fp8"}), path)
+    values = (value, alt[0], *(band or ()), *(alt[2] or ()))
+    unit = r["unit"].strip()
+    return (min(values), max(values)), note + (f"; KV-cache format not stated: {r['precision'].strip()} weights with "
+                                               f"a bf16 cache, {alt[0] / SCALE[unit]:.5g} {unit} with an fp8 cache")
+
+
 def _case(r: dict[str, str]) -> str:
-    case = f"{r['model']} {r['gpu']} x{r['gpus']} {r['workload']}"
+    pp = (r.get("pp") or "").strip()
+    case = f"{r['model']} {r['gpu']} x{r['gpus']}{f' pp{pp}' if pp not in ('', '1') else ''} {r['workload']}"
     return case + f" {r['trace'] or ''} b{r['batch'] or '-'} {r['input_tokens']}/{r['output_tokens'] or '-'}".rstrip()
 
 
@@ -311,24 +346,32 @@ def serving_suite(path: str | Path | None = None, calibration: str | None = None
         if r["metric"].strip() not in METRICS:
             raise DataError("metric", f"line {r.get(LINE, '?')}: unknown metric {r['metric']!r}",
                             f"use one of {', '.join(METRICS)}")
+        if r["precision"].strip().lower() not in PRECISIONS:
+            raise DataError("precision", f"line {r.get(LINE, '?')}: unknown precision {r['precision']!r}",
+                            f"use one of {', '.join(PRECISIONS)}")
         measured_value(r)
+        _pp(r)
         software.append(row_software(r))
     out, used = [], {}
     for r, sw in zip(rows, software, strict=True):
-        perf = _perf(r["gpu"], calibration)
-        used[perf.name] = None
         unit, measured = r["unit"].strip(), measured_value(r)
-        got, err = attempt(predict, r, perf, sw, path)
-        if err is not None:
+        # a GPU outside the catalog leaves its row unpriced with the reason, as a training row's does
+        perf, err = attempt(_perf, r["gpu"], calibration)
+        if perf is not None:
+            used[perf.name] = None
+            got, err = attempt(predict, r, perf, sw, path)
+        if err is not None or perf is None:
             out.append(failed_row(r["source"], _case(r), r["metric"], measured, unit, str(err)))
             continue
         predicted, note, band = got
         band, note = _fp8_band(r, perf, sw, path, predicted, band, note)
+        band, note = _kv_band(r, perf, sw, path, predicted, band, note)
         low, high = (None, None) if band is None else (band[0] / SCALE[unit], band[1] / SCALE[unit])
         out.append(Row(r["source"], _case(r), r["metric"], measured, predicted / SCALE[unit], unit, note, low, high))
     for source in dict.fromkeys(r["source"] for r in rows):
         group = [r for r in rows if r["source"] == source]
-        sat = saturation_row(group, _perf(group[0]["gpu"], calibration), path)
+        perf, _ = attempt(_perf, group[0]["gpu"], calibration)
+        sat = None if perf is None else saturation_row(group, perf, path)
         if sat is not None:
             out.append(sat)
     notes = ("engine per row: the profile of the release in engine + engine_version (engines.yaml), with the "
