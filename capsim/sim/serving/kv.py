@@ -71,6 +71,11 @@ class DecodeSet:
         self.found = rid, found  # admit() takes it: nothing changes the cache in between
         return n
 
+    def most(self, rid: int) -> int:
+        """The most blocks admitting ``rid`` at a later step takes (``need(rid, ahead=True)`` never exceeds it): its
+        prompt's blocks."""
+        return -(-self.req.todo[rid] // self.bs)  # blocks_for
+
     def transferred(self, rid: int) -> int:
         """Blocks a KV cache handed over by a prefill replica takes on a decode replica (its tokens so far)."""
         return blocks_for(self.req.todo[rid], self.bs)
@@ -243,6 +248,9 @@ class ReservedDecodeSet(DecodeSet):
     def need(self, rid: int, ahead: bool = False) -> int:
         # the prompt's blocks (less a shared cached prefix, DecodeSet.need) plus those of its whole output
         return super().need(rid, ahead) + self._whole(rid) - blocks_for(self.req.todo[rid], self.bs)
+
+    def most(self, rid: int) -> int:
+        return self._whole(rid)
 
     def transferred(self, rid: int) -> int:
         return self._whole(rid)
