@@ -12,10 +12,8 @@ class Requests:
                  prefix_group: np.ndarray | None = None, prefix_tokens: np.ndarray | None = None) -> None:
         n = len(prompt)
         self.n = n
-        # Lengths never change: kept as arrays for the results, and as Python ints (scalar access is the hot path).
-        self.prompt_array = np.asarray(prompt).astype(np.int64)
-        self.output_array = np.asarray(output).astype(np.int64)
-        self.prompt, self.output = self.prompt_array.tolist(), self.output_array.tolist()
+        self.prompt = np.asarray(prompt).astype(np.int64).tolist()  # Python ints: scalar access is the hot path
+        self.output = np.asarray(output).astype(np.int64).tolist()
         self.arrival = [0.0] * n if arrival is None else np.asarray(arrival, float).tolist()
         nan = float("nan")
         self.todo = list(self.prompt)  # prompt tokens to compute (prompt + generated after a preemption)
@@ -43,7 +41,7 @@ class Requests:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         f, i = as_array, np.int64
-        return {"arrival_s": f(self.arrival), "prompt_tokens": self.prompt_array, "output_tokens": self.output_array,
+        return {"arrival_s": f(self.arrival), "prompt_tokens": f(self.prompt, i), "output_tokens": f(self.output, i),
                 "start_s": f(self.start_s), "first_token_s": f(self.first_s), "finish_s": f(self.finish_s),
                 "preemptions": f(self.preemptions, i), "replica": f(self.replica, i),
                 "decode_replica": f(self.decode_replica, i)}
