@@ -15,7 +15,7 @@ Lines = tuple[tuple[float, float], ...]  # (intercept, slope) pairs: value(j) = 
 Piece = tuple[int, int, float, float]  # steps [start, end) on which line (a, b) is the maximum
 
 
-def _line_sum(s: int, e: int, a: float, b: float) -> float:
+def line_sum(s: int, e: int, a: float, b: float) -> float:
     """Sum of a + b j over integers j in [s, e): (e - s) a + b (s + e - 1)(e - s) / 2."""
     return (e - s) * a + b * (s + e - 1) * (e - s) / 2.0
 
@@ -65,7 +65,7 @@ def pieces_sum(pieces: list[Piece], m: int | None = None) -> float:
             if m <= s:
                 break
             e = m if m < e else e
-        total += _line_sum(s, e, a, b)
+        total += line_sum(s, e, a, b)
     return total
 
 
@@ -92,7 +92,7 @@ def reach(pieces: list[Piece], target: float) -> tuple[int, float]:
     sums in the same order). Solves the quadratic of each piece's partial sum."""
     done = 0.0
     for s, e, a, b in pieces:
-        whole = _line_sum(s, e, a, b)
+        whole = line_sum(s, e, a, b)
         if done + whole < target:
             done += whole
             continue
@@ -103,20 +103,21 @@ def reach(pieces: list[Piece], target: float) -> tuple[int, float]:
             q = (-h + math.sqrt(h * h + 2.0 * b * left)) / b
         else:
             q = left / a0 if a0 > 0 else math.inf
-        # in [1, n], clamped before rounding: a subnormal slope's quotient overflows to inf
-        m = math.ceil(min(max(q, 1.0), float(n)))
+        # in [1, n], clamped before rounding: a subnormal slope's quotient overflows to inf (min/max without calls)
+        q = 1.0 if q < 1.0 else q
+        m = math.ceil(float(n) if q > n else q)
         # Guard the rounding of the root: the first m steps of the piece reach ``left``, the first m - 1 do not.
-        part = _line_sum(s, s + m, a, b)
+        part = line_sum(s, s + m, a, b)
         while m > 1:
-            fewer = _line_sum(s, s + m - 1, a, b)
+            fewer = line_sum(s, s + m - 1, a, b)
             if fewer < left:
                 break
             m, part = m - 1, fewer
         while part < left and m < n:
             m += 1
-            part = _line_sum(s, s + m, a, b)
+            part = line_sum(s, s + m, a, b)
         return s + m, done + part  # m >= 1
     return (pieces[-1][1] if pieces else 1), done
 
 
-__all__ = ["Lines", "Piece", "envelope", "max_lines", "pieces_sum", "reach", "steps_to_reach", "sum_max_lines"]
+__all__ = ["Lines", "Piece", "envelope", "line_sum", "max_lines", "pieces_sum", "reach", "steps_to_reach", "sum_max_lines"]

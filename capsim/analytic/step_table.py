@@ -22,6 +22,7 @@ from capsim.analytic.line_sums import (
     Lines,
     Piece,
     envelope,
+    line_sum,
     max_lines,
     pieces_sum,
     steps_to_reach,
@@ -82,6 +83,9 @@ class StepTable:
         self._dec_coef: dict[int, tuple[float, float, float, float, float, float]] = {}
         self._dec_coef_windowed: dict[int, tuple[float, float, float, float, float, float]] = {}
         self.max_window = max((w for w, _ in self.shares if w), default=0.0)
+        # One kind of layer (no sliding window), no attention scaling beyond the roofline and no MLA: the per-layer
+        # loops of prefill_attention_s and decode_attention_s have a single term of share 1, computed directly.
+        self._plain = self.shares == [(None, 1.0)] and not self._att_scaled and not self.mla
         # The release's decode launch grid and the GPU's SMs, where both are known: decode runs then price how the
         # grid's blocks share the SMs (grid_scale); else decode attention is balanced over the GPU.
         grid, sms = self.engine.decode_grid, accelerator.sms if accelerator is not None else None
@@ -269,6 +273,9 @@ class StepTable:
             return 0.0
         icpt, slope = self.mem
         per_pair = self.pair_s[tokens] if tokens < len(self.pair_s) else self._beyond("pair", tokens)
+        if self._plain:  # the loop's one term (share 1.0: the same value)
+            comp, mem = pairs * per_pair, icpt + slope * (tokens * self.pre_q + kv_tokens * self.pre_kv)
+            return self.attn_launch_s + (mem if mem > comp else comp)
         out = 0.0
         for window, share in self.shares:
             p, kv = (pairs, kv_tokens) if not window else _capped(tokens, seqs, pairs, kv_tokens, window)
@@ -304,6 +311,9 @@ class StepTable:
             return 0.0
         per_key, m0, m1 = self._dec_lines.get(seqs) or self.decode_attention_lines(seqs)
         out = self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
+        if self._plain:  # the loop's one term (share 1.0: the same value)
+            comp, mem = per_key * kv_tokens, m0 + m1 * kv_tokens
+            return out + (self.attn_launch_s + grid * (mem if mem > comp else comp))
         for window, share in self.shares:
             kv = kv_tokens if not window else _capped(seqs, seqs, kv_tokens, kv_tokens, window)[1]
             comp, mem = per_key * kv, m0 + m1 * kv
@@ -400,6 +410,9 @@ class StepTable:
     def decode_run(self, seqs: int, kv_sum0: float, k: int, grid: float = 1.0) -> tuple[list[Piece], float]:
         """A run of ``k`` decode steps: the envelope of its step times and its total time (closed form)."""
         pieces = envelope(self.decode_lines(seqs, kv_sum0, grid), k)
+        if len(pieces) == 1:  # the common case: pieces_sum of one piece
+            s, e, a, b = pieces[0]
+            return pieces, line_sum(s, e, a, b)
         return pieces, pieces_sum(pieces)
 
     def step_s(self, prefill_tokens: int = 0, prefill_seqs: int = 0, prefill_pairs: float = 0.0,
@@ -429,6 +442,7 @@ class StepTable:
             d = self._dispatch[2 * (prefill_tokens > 0) + (decode_seqs > 0)]
             cpu = d if d > cpu else cpu
         admit = self.admit_s * (prefill_seqs if admitted is None else admitted)
-        return (cpu if cpu > gpu else gpu) + self.overhead_s(seqs) + self.oh2 * prompt + admit
+        overhead = self.oh0 + self.oh1 * seqs  # overhead_s(seqs)
+        return (cpu if cpu > gpu else gpu) + overhead + self.oh2 * prompt + admit
 
 __all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

@@ -56,7 +56,7 @@ class DecodeSet:
         for a later step, when an eviction in between may have dropped the group (then it shares and pins none)."""
         req, p = self.req, self.prefix
         todo = req.todo[rid]
-        blocks = blocks_for(todo, self.bs)
+        blocks = -(-todo // self.bs)  # blocks_for(todo, self.bs)
         if p is None:
             return blocks
         group = req.group[rid]
@@ -70,6 +70,11 @@ class DecodeSet:
             return n if n < blocks else blocks
         self.found = rid, found  # admit() takes it: nothing changes the cache in between
         return n
+
+    def most(self, rid: int) -> int:
+        """The most blocks admitting ``rid`` at a later step takes (``need(rid, ahead=True)`` never exceeds it): its
+        prompt's blocks."""
+        return -(-self.req.todo[rid] // self.bs)  # blocks_for
 
     def transferred(self, rid: int) -> int:
         """Blocks a KV cache handed over by a prefill replica takes on a decode replica (its tokens so far)."""
@@ -90,7 +95,8 @@ class DecodeSet:
         """A prompt is computed: its full blocks of the group's prefix become the group's (cached for later
         requests)."""
         req = self.req
-        req.shared[rid] += self.prefix.donate(req.group[rid], min(req.prefix[rid], req.todo[rid]))
+        prefix, todo = req.prefix[rid], req.todo[rid]
+        req.shared[rid] += self.prefix.donate(req.group[rid], prefix if prefix < todo else todo)
 
     def release(self, rid: int, tokens: int) -> None:
         """Free the blocks of ``rid``'s ``tokens`` tokens: its own, and its reference to its group's (whose blocks
@@ -98,7 +104,7 @@ class DecodeSet:
         req = self.req
         if self.prefix is not None and self.prefix.idle_blocks:
             self.evict()
-        self.used -= blocks_for(tokens, self.bs) - req.shared[rid]
+        self.used -= -(-tokens // self.bs) - req.shared[rid]  # blocks_for(tokens, self.bs) less the shared ones
         if req.held[rid]:
             self.used -= self.prefix.release(req.group[rid])
             req.shared[rid], req.held[rid] = 0, False
@@ -242,6 +248,9 @@ class ReservedDecodeSet(DecodeSet):
     def need(self, rid: int, ahead: bool = False) -> int:
         # the prompt's blocks (less a shared cached prefix, DecodeSet.need) plus those of its whole output
         return super().need(rid, ahead) + self._whole(rid) - blocks_for(self.req.todo[rid], self.bs)
+
+    def most(self, rid: int) -> int:
+        return self._whole(rid)
 
     def transferred(self, rid: int) -> int:
         return self._whole(rid)

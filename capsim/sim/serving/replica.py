@@ -111,13 +111,17 @@ class Replica(Scheduler):
         starts at the end of the step in progress, with the seconds of those m steps; None when it cannot start
         before the run ends (blocks only get scarcer during a run: nothing finishes before its end)."""
         m, seconds = reach(pieces, elapsed)
-        if m >= k:
+        if m >= k or not self._has_seat():
             return None
-        kv = self.kv
+        kv, wm = self.kv, self.cfg.watermark_blocks
+        # In m + 1 consecutive steps a sequence takes at most m // bs + 1 blocks: when the request's most blocks
+        # fit beside that many per decoding sequence, it is admitted without counting them exactly.
+        if kv.most(rid) <= kv.total - kv.used - len(kv.ids) * (m // kv.bs + 1) - wm:
+            return m, seconds
         free = kv.total - kv.used - kv.cum_demand(m)
         if self.sarathi:
             free -= kv.demand(m)  # a Sarathi step allocates its decodes' blocks before it admits
-        return (m, seconds) if self._admissible(free, rid, ahead=True) else None
+        return (m, seconds) if kv.need(rid, ahead=True) <= free - wm else None
 
     def absorb(self) -> None:
         """Move the pre-routed requests that have arrived by the replica's clock into the queue."""

@@ -68,13 +68,16 @@ class Scheduler:
     def _admissible(self, free: int, rid: int | None = None, ahead: bool = False) -> bool:
         """Whether the head of the queue (or ``rid`` as its head) can be admitted with ``free`` blocks (vLLM V0
         can_allocate); ``ahead``: at a later step of a run (a lower bound on the blocks it needs, DecodeSet.need)."""
-        cfg, kv = self.cfg, self.kv
-        n = len(kv.ids)
+        return self._has_seat() and (self.kv.need(self.waiting[0] if rid is None else rid, ahead)
+                                     <= free - self.cfg.watermark_blocks)
+
+    def _has_seat(self) -> bool:
+        """Whether one more request may run: a sequence slot free, and (Sarathi) a token of the budget left after
+        one per decoding sequence."""
+        cfg, n = self.cfg, len(self.kv.ids)
         if n + len(self.prefilling) >= cfg.max_seqs:
             return False
-        if self.sarathi and not self.decode_only and n >= cfg.budget:
-            return False
-        return kv.need(self.waiting[0] if rid is None else rid, ahead) <= free - cfg.watermark_blocks
+        return not (self.sarathi and not self.decode_only and n >= cfg.budget)
 
     # --- scheduling policies: the next step, ("prefill", chunks, with decodes) or DECODE; None to look again
     def _plan_prefill_first(self) -> Step | None:
