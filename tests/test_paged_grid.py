@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capsim import get_accelerator, get_model, load_calibration
 from capsim.analytic.paged_grid import blocks_per_sm, grid_factor, group_keys, sm_keys, uses_v1
@@ -28,9 +30,9 @@ def test_the_release_picks_v1_by_its_own_rule():
 
 def test_v2_blocks_are_partitions_and_v1_blocks_whole_contexts():
     groups, v1 = group_keys(GRID, np.array([1000, 300]), 40)  # V2: 2 x 40 < 512
-    assert not v1 and groups.tolist() == [512, 300, 488, 0]  # (partition, sequence), launch order
+    assert not v1 and groups == [512, 300, 488, 0]  # (partition, sequence), launch order
     groups, v1 = group_keys(GRID, np.array([1000] * 13), 40)
-    assert v1 and groups.tolist() == [1000] * 13
+    assert v1 and groups == [1000] * 13
 
 
 def test_residency_follows_the_builds_registers():
@@ -48,7 +50,7 @@ def test_every_key_lands_on_some_sm():
     for seqs in (1, 5, 12, 13, 40, 90):
         ctx = rng.integers(1, 2048, seqs)
         load = sm_keys(GRID, ctx, 40, 108, A100_FP16_128)
-        assert load.sum() == pytest.approx(40 * ctx.sum())
+        assert sum(load) == 40 * ctx.sum() and load == sorted(load)  # least loaded SM first
         assert grid_factor(GRID, ctx, 40, 108, A100_FP16_128) >= 1.0
 
 
@@ -132,3 +134,38 @@ def test_opt_13b_decode_attention_follows_the_batchs_longest_sequences():
     grid = simulate(OPT, plan, ACC, PERF, wl, ServeConfig(engine=eng)).summary
     flat = simulate(OPT, plan, ACC, PERF, wl, ServeConfig(engine=eng.with_(decode_grid=None))).summary
     assert grid["tpot_mean_s"] > flat["tpot_mean_s"]
+
+
+def _one_sm_at_a_time(grid, contexts, heads, sms, registers):
+    """The list scheduling spelled out per SM (the implementation before the loads were kept sorted): the first
+    wave block by block, one SM after another, then each group's blocks on the least loaded SMs."""
+    groups, v1 = group_keys(grid, contexts, heads)
+    groups = np.array(groups)
+    wave = sms * blocks_per_sm(grid.threads_per_block, registers[0] if v1 else registers[1])
+    first = min(len(groups), -(-wave // heads))
+    keys = np.repeat(groups[:first], heads)[:wave]
+    load = np.bincount(np.arange(len(keys)) % sms, weights=keys, minlength=sms)
+    rest = heads * first - len(keys)
+    for count, k in ([(rest, groups[first - 1])] if rest else []) + [(heads, g) for g in groups[first:]]:
+        if k <= 0:
+            continue
+        whole, part = divmod(count, sms)
+        load += whole * k
+        if part:
+            load[np.argpartition(load, part - 1)[:part]] += k
+    return load
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 9000), min_size=1, max_size=60), st.sampled_from([8, 32, 40, 64, 128, 200]),
+       st.sampled_from([1, 7, 108, 132]), st.tuples(st.integers(32, 170), st.integers(32, 170)))
+def test_sorted_loads_are_the_per_sm_schedule(contexts, heads, sms, registers):
+    """sm_keys keeps the SMs' loads sorted (the least loaded first): the same loads as the schedule kept per SM,
+    and the same factor to the bit."""
+    ctx = np.array(contexts)
+    want = _one_sm_at_a_time(GRID, ctx, heads, sms, registers)
+    load = sm_keys(GRID, ctx, heads, sms, registers)
+    assert load == sorted(want.astype(np.int64).tolist())
+    factor = max(float(want.max()) * sms / float(want.sum()), 1.0)
+    assert grid_factor(GRID, ctx, heads, sms, registers) == factor
+    assert grid_factor(GRID, contexts, heads, sms, registers) == factor  # a list as the simulator passes it

@@ -26,6 +26,9 @@ source's 16 x 512 keys read at 57% of peak, where this model gives 76%).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 import numpy as np
 
 from capsim.specs.engine_kinds import PagedGrid
@@ -53,44 +56,63 @@ def uses_v1(grid: PagedGrid, seqs: int, heads: int, max_context: int) -> bool:
     return max_context <= grid.v1_max_context and (partitions == 1 or seqs * heads > grid.v1_min_blocks)
 
 
-def group_keys(grid: PagedGrid, contexts: np.ndarray, heads: int) -> tuple[np.ndarray, bool]:
+def group_keys(grid: PagedGrid, contexts: Sequence[int], heads: int) -> tuple[list[int], bool]:
     """Keys of each group of ``heads`` like blocks (one sequence, one partition) in launch order, and whether the
     launch is V1 (head fastest in the grid, then sequence, then partition)."""
-    ctx = np.asarray(contexts, dtype=np.int64)
-    if uses_v1(grid, len(ctx), heads, int(ctx.max())):
+    ctx = np.asarray(contexts, dtype=np.int64).tolist()  # Python ints: a batch is tens of sequences
+    longest = max(ctx)
+    if uses_v1(grid, len(ctx), heads, longest):
         return ctx, True
     p = grid.partition_tokens
-    starts = p * np.arange(-(-int(ctx.max()) // p))
-    return np.clip(ctx[None, :] - starts[:, None], 0, p).ravel(), False  # (partition, sequence)
+    # (partition, sequence): each partition's keys of each sequence, min(max(c - s, 0), p) without the calls
+    return [p if c - s >= p else (c - s if c > s else 0) for s in range(0, longest, p) for c in ctx], False
 
 
-def sm_keys(grid: PagedGrid, contexts: np.ndarray, heads: int, sms: int, registers: tuple[int, int]) -> np.ndarray:
-    """Keys each SM reads in one decode launch (see the module's assumptions)."""
+def sm_keys(grid: PagedGrid, contexts: Sequence[int], heads: int, sms: int, registers: tuple[int, int]) -> list[int]:
+    """Keys each SM reads in one decode launch (see the module's assumptions), least loaded SM first: which SM
+    holds which load does not matter to the launch, so the loads are kept sorted, and the least loaded SMs are
+    the first ones."""
     groups, v1 = group_keys(grid, contexts, heads)
     wave = sms * blocks_per_sm(grid.threads_per_block, registers[0] if v1 else registers[1])
-    first = min(len(groups), -(-wave // heads))  # groups that start in the first wave
-    keys = np.repeat(groups[:first], heads)[:wave]
-    load = np.bincount(np.arange(len(keys)) % sms, weights=keys, minlength=sms)
-    rest = heads * first - len(keys)  # blocks of the wave's last group that wait for a slot
+    end = min(wave, heads * len(groups))  # blocks in the first wave: block j (of group j // heads) on SM j % sms
+    first = -(-end // heads)  # groups that start in the first wave
+    base, diff = 0, [0] * (sms + 1)  # keys every SM gets, and the rest as differences along the SMs
+    for g in range(first):
+        k, a = groups[g], g * heads
+        laps, part = divmod((end if end < a + heads else a + heads) - a, sms)
+        base += laps * k
+        s = a % sms
+        if s + part <= sms:
+            diff[s] += k
+            diff[s + part] -= k
+        else:  # wraps past the last SM
+            diff[s] += k
+            diff[0] += k
+            diff[s + part - sms] -= k
+    load = sorted(base + d for d in itertools.accumulate(diff[:sms]))
+    rest = heads * first - end  # blocks of the wave's last group that wait for a slot
     later = [(rest, groups[first - 1])] if rest else []
-    for count, k in later + [(heads, g) for g in groups[first:]]:
+    for count, k in later + [(heads, k) for k in groups[first:]]:
         if k <= 0:
             continue
         whole, part = divmod(count, sms)
-        load += whole * k
-        if part:
-            load[np.argpartition(load, part - 1)[:part]] += k
+        if whole:
+            k_all = whole * k
+            load = [x + k_all for x in load]
+        if part:  # the least loaded SMs take them: the first ones, sorted again after
+            load[:part] = [x + k for x in load[:part]]
+            load.sort()
     return load
 
 
-def grid_factor(grid: PagedGrid, contexts: np.ndarray, heads: int, sms: int, registers: tuple[int, int]) -> float:
+def grid_factor(grid: PagedGrid, contexts: Sequence[int], heads: int, sms: int, registers: tuple[int, int]) -> float:
     """The most loaded SM's keys over the mean SM's (>= 1) for one decode launch over sequences of ``contexts``
     keys with ``heads`` query heads per GPU on a GPU of ``sms`` SMs, the kernels using ``registers`` (V1, V2)."""
     if len(contexts) == 0:
         return 1.0
     load = sm_keys(grid, contexts, heads, sms, registers)
-    total = float(load.sum())
-    return max(float(load.max()) * sms / total, 1.0) if total > 0 else 1.0
+    total = float(sum(load))
+    return max(float(load[-1]) * sms / total, 1.0) if total > 0 else 1.0
 
 
 __all__ = ["blocks_per_sm", "grid_factor", "group_keys", "sm_keys", "uses_v1"]

@@ -99,7 +99,7 @@ class StepTable:
         if self.grid is None or not contexts:
             return 1.0
         grid, sms, heads, regs = self.grid
-        return grid_factor(grid, np.fromiter(contexts, dtype=np.int64, count=len(contexts)), heads, sms, regs)
+        return grid_factor(grid, contexts, heads, sms, regs)
 
     def _init_attention(self, model: ModelSpec, plan: ServePlan, n: np.ndarray) -> None:
         """Attention's constants: bytes and FLOPs per query token and per key, the layers' windows, the
