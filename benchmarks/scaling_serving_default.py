@@ -4,12 +4,15 @@ computes it (one rate at a time), side by side in one run:
 
 - "per rate": each rate bounds every candidate again (before: the bound table was rate by rate);
 - "shared bounds": the candidates' capacity bounds, which do not depend on the rate, kept across the rates
-  (``memo`` of ``capsim.plan.serving.plan_serving``; the page keeps one per study).
+  (``memo`` of ``capsim.plan.serving.plan_serving``; the page keeps one per study);
+- "best only": shared bounds, and the cheapest candidate of another accelerator kind sized only where its bound
+  is not above the best fleet (``front=False``, what the study does now; the other two size every kind's cheapest
+  for a Pareto front the study does not show).
 
-Both must give the same table (checked). CPU seconds of this process (steadier than wall on a shared machine);
+All must give the same table (checked). CPU seconds of this process (steadier than wall on a shared machine);
 medians of ``--repeats``.
 
-    python benchmarks/scaling_serving_default.py [--repeats 2] [--rates 1,10,100,1000]
+    python benchmarks/scaling_serving_default.py [--repeats 2] [--rates 1,10,100,1000] [--variants ...]
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from capsim.sim.serving.presets import get_preset  # noqa: E402
 ACCS = ["H100-SXM5-80GB", "L4", "A100-SXM4-80GB"]  # the page's default candidates
 
 
-def study(rates: list[float], shared: bool) -> pd.DataFrame:
-    """The page's loop: one call per rate; ``shared``: one memo for all of them (as the page keeps)."""
+def study(rates: list[float], shared: bool, front: bool) -> pd.DataFrame:
+    """The page's loop: one call per rate; ``shared``: one memo for all of them (as the page keeps); ``front``:
+    size every kind's cheapest candidate."""
     model, perfs, memo = get_model("llama-3-8b"), perfs_for(ACCS), {}
     frames = [serving_scaling(model, Traffic(1.0, get_preset("chatbot").lengths), Slo(1.0, 0.05), ACCS, [rate],
-                              QUANTIZATIONS, workers=1, perfs=perfs, memo=memo if shared else {})
+                              QUANTIZATIONS, workers=1, perfs=perfs, memo=memo if shared else {}, front=front)
               for rate in rates]
     return pd.concat(frames, ignore_index=True)
 
@@ -47,21 +51,24 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--rates", default="1,10,100,1000")
+    ap.add_argument("--variants", default="per rate,shared bounds,best only")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
-    times: dict[str, list[float]] = {"per rate": [], "shared bounds": []}
+    times: dict[str, list[float]] = {name: [] for name in args.variants.split(",")}
     tables: dict[str, pd.DataFrame] = {}
     for _ in range(args.repeats):
         for name in times:  # alternated, so both see the same machine
             t0 = time.process_time()
-            tables[name] = study(rates, shared=name == "shared bounds")
+            tables[name] = study(rates, shared=name != "per rate", front=name != "best only")
             times[name].append(time.process_time() - t0)
-    pd.testing.assert_frame_equal(tables["per rate"], tables["shared bounds"])
+    first, *rest = tables
+    for name in rest:
+        pd.testing.assert_frame_equal(tables[first], tables[name])
     report("same table", True)
     for name, ts in times.items():
         report(f"{name} cpu s (median of {len(ts)})", round(statistics.median(ts), 1))
-    report("shared bounds / per rate", round(statistics.median(times["shared bounds"])
-                                            / statistics.median(times["per rate"]), 3))
+    for name in rest:
+        report(f"{name} / {first}", round(statistics.median(times[name]) / statistics.median(times[first]), 3))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,22 @@ def test_the_answer_does_not_depend_on_the_worker_count(small_plan):
     pd.testing.assert_frame_equal(pooled.table, small_plan.table)
 
 
+def test_a_plan_for_its_best_alone_skips_only_kinds_that_cannot_be_the_best(small_plan):
+    """front=False (the scaling study) sizes the cheapest candidate of another kind only where its bound is not
+    above the best confirmed cost: the best, feasibility and reason are those of the full plan, with fewer runs."""
+    lean = plan_serving(MODEL, Traffic(12.0, LENGTHS, requests=1000), Slo(ttft_p99_s=1.0, tpot_p99_s=0.05),
+                        ["h100", "l4", "a100"], KINDS, quantizations=("none", "fp8"), workers=1, front=False)
+    full_best, lean_best = small_plan.best, lean.best
+    assert lean_best.keys() == full_best.keys()
+    for key, value in full_best.items():
+        assert lean_best[key] == value or (value != value and lean_best[key] != lean_best[key]), key
+    assert (lean.feasible, lean.reason) == (small_plan.feasible, small_plan.reason)
+    assert len(lean.simulated) < len(small_plan.simulated)  # it did skip work here
+    t = small_plan.table.set_index(["accelerator", "tp", "pp", "quantization", "max_batch"])
+    skipped = set(t.index[t["sized"]]) - set(lean.table.set_index(list(t.index.names)).index[lean.table["sized"]])
+    assert skipped and all(t.loc[k, "cost_per_hour_min"] > full_best["cost_per_hour_usd"] for k in skipped)
+
+
 def test_scaling_study_picks_the_planners_fleet_at_each_rate(small_plan):
     df = serving_scaling(MODEL, Traffic(1.0, LENGTHS), Slo(ttft_p99_s=1.0, tpot_p99_s=0.05), ["h100", "l4", "a100"],
                          rates=[12.0], quantizations=("none", "fp8"), requests=1000, workers=1, perfs=KINDS)

@@ -28,18 +28,20 @@ def serving_scaling(model: ModelSpec, lengths_traffic: Traffic, slo: Slo, accele
                     rates: Sequence[float] = SERVE_RATES, quantizations: tuple[str, ...] = QUANTIZATIONS,
                     engine: str = "vllm", requests: int | None = None, rule: ConfirmRule = DEFAULT_RULE,
                     workers: int | None = None, *, perfs: Mapping[str, Perf],
-                    memo: dict | None = None) -> pd.DataFrame:
+                    memo: dict | None = None, front: bool = False) -> pd.DataFrame:
     """At each rate, the fleet :func:`plan_serving` picks (the same search and confirmation rule as
     ``capsim plan serve``), one row per rate; ``perfs``: device models by accelerator name. The candidates'
     capacity bounds do not depend on the rate: they are computed once for all rates (in ``memo`` where given, a
-    dict the caller keeps to share them with later calls with the same ``perfs``)."""
+    dict the caller keeps to share them with later calls with the same ``perfs``). Only the best fleet is kept, so
+    the plans skip sizing other kinds for their Pareto fronts (``plan_serving(front=False)``; same best;
+    ``front=True`` sizes them, as ``capsim plan serve`` does: only slower)."""
     memo = {} if memo is None else memo
     rows = []
     for rate in rates:
         traffic = Traffic(rate, lengths_traffic.lengths, lengths_traffic.trace, requests=requests,
                           sampling=lengths_traffic.sampling)
         plan = plan_serving(model, traffic, slo, list(accelerators), perfs, quantizations=quantizations,
-                            engine=engine, workers=workers, rule=rule, memo=memo)
+                            engine=engine, workers=workers, rule=rule, memo=memo, front=front)
         if not plan.feasible:
             rows.append({"rate_rps": rate, "feasible": False, "reason": plan.reason})
             continue

@@ -48,7 +48,7 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
                  limits: dict[str, int] | None = None, quantizations: tuple[str, ...] = QUANTIZATIONS,
                  engine: str = "vllm", seed: int = 0, workers: int | None = None, rule: ConfirmRule = DEFAULT_RULE,
                  max_candidates: int = MAX_CANDIDATES, max_events: float = DEFAULT_MAX_EVENTS,
-                 memo: dict | None = None) -> ServingPlan:
+                 memo: dict | None = None, front: bool = True) -> ServingPlan:
     """The cheapest fleet for ``traffic`` within ``slo``, over the candidate accelerators (``perfs``: their device
     models by name; ``prices`` and ``limits`` by accelerator name override catalog prices and cap GPU counts).
 
@@ -66,7 +66,11 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     candidate the plan is refused with the estimate and what lowers it.
 
     ``memo``: a dict kept across plans that differ only in the rate (:func:`bound_table`'s; the scaling study),
-    so each candidate's capacity bound, which the rate does not change, is computed once; the answer is the same."""
+    so each candidate's capacity bound, which the rate does not change, is computed once; the answer is the same.
+
+    ``front=False``: only the best fleet is wanted (the scaling study reads nothing else), so the cheapest
+    candidate of another kind is sized only where it could still be the best (:func:`_for_front`); ``best``,
+    ``feasible`` and ``reason`` are those of ``front=True``, the table, simulated fleets and front may hold less."""
     require(len(accelerators) > 0, "accelerators", "give at least one candidate accelerator")
     require(max_candidates >= 1, "max_candidates", f"must be >= 1, got {max_candidates}")
     get_engine(engine)  # a typo is an input error, not a reason on every candidate
@@ -85,10 +89,23 @@ def plan_serving(model: ModelSpec, traffic: Traffic, slo: Slo, accelerators: lis
     try:
         left = sizing.branch_and_bound(max_candidates)
         viable = bounds[bounds["viable"]]
-        sizing.size([i for i in viable.groupby("accelerator", sort=False).head(1).index if i not in sizing.runs])
+        kinds = [i for i in viable.groupby("accelerator", sort=False).head(1).index if i not in sizing.runs]
+        sizing.size(kinds if front else _for_front(kinds, bounds, sizing.best_cost()))
     finally:
         sizing.close()
     return _assemble(model, traffic, bounds, sizing, left)
+
+
+def _for_front(rows: list[int], bounds: Any, best: float) -> list[int]:
+    """Of the cheapest candidates of the other kinds, those that could still be the best fleet: a bound not above
+    ``best``, the cheapest confirmed cost. Proof that a dropped one cannot be: every fleet :func:`size_fleet` runs
+    has at least ``replicas_min`` replicas (the climb starts there and only grows; bisection stays between a miss
+    and a met, both from the climb), and its cost, replicas x tp x pp x the same price, is then at least
+    ``cost_per_hour_min`` = ``replicas_min`` x tp x pp x price (an int times a positive float is monotone in the
+    int), which is above ``best``; the ranking (:func:`_assemble`: confirmed, then cost per hour) puts it after
+    the best, whose row and runs are unchanged. Ties (a bound equal to ``best``) and a search with no confirmed
+    fleet (``best`` infinite) keep every candidate."""
+    return [i for i in rows if not bounds.loc[i, "cost_per_hour_min"] > best]
 
 
 def _by_candidate(values: dict[str, Any], accs: list[Accelerator], field: str) -> dict[str, Any]:
