@@ -144,3 +144,39 @@ def test_torch_cp_merges_in_fp32_and_costs_more_than_transformer_engines() -> No
     lay = Layouts.build(LLAMA, cp=8, dp=1, seq_len=65536, global_batch=1, micro_batch=1)
     te, pt = (micro_batch_times(LLAMA, lay, BF16, H100, torch_cp=flag) for flag in (False, True))
     assert pt.layer_fwd_s[0] > te.layer_fwd_s[0] and pt.layer_attn_fwd_s[0] == te.layer_attn_fwd_s[0]
+
+
+def test_torch_ring_in_a_compiled_graph_hides_nothing() -> None:
+    """torchtitan compiles each block with fullgraph=True, so torch's ring is traced into the graph, where every
+    functional collective is waited on right after it is issued: the all-gather and every dK/dV pass are exposed
+    whole however long the attention steps run; the same release run eager hides them as before, and Transformer
+    Engine's ring (no functional collectives) is the same compiled or not."""
+    fw = TORCH_RELEASE.with_(repeat_kv=False)
+    cp = 8
+    kv = _kv_bytes(cp)
+    dkv = float(send_s(H100, 2.0 * kv, False))
+    gather = float(collective_s(H100, "all_gather", cp * kv, placement(cp, 1, 8)))
+    lay, t = _cp(cp, cp * 100.0 * gather, cp * 100.0 * gather)  # steps far longer than any transfer
+    compiled = fw.with_(torch_compile=True)
+    assert fw.cp_in_graph and not fw.torch_compile  # the release's code; compile is a flag of the run
+    fwd, bwd = comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, t, compiled)
+    assert fwd[0] == pytest.approx(gather) and bwd[0] == pytest.approx(gather + cp * dkv)
+    fwd, bwd = comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, t, fw)
+    assert fwd[0] == 0.0 and bwd[0] == pytest.approx(dkv)  # eager: only the last dK/dV pass
+    fwd, bwd = comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, t, compiled.with_(cp_in_graph=False))
+    assert fwd[0] == 0.0 and bwd[0] == pytest.approx(dkv)  # a ring outside the graph keeps its overlap
+    a2a = compiled.with_(cp_rotate=CpRotate.ALLTOALL)
+    fwd, bwd = comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, t, a2a)
+    send = float(send_s(H100, kv, False))
+    assert fwd[0] == pytest.approx((cp - 1) * send) and bwd[0] == pytest.approx((cp - 1) * send + cp * dkv)
+    for te in (TE, TE.with_(torch_compile=True, cp_in_graph=True)):
+        assert sum(comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, t, te))[0] == 0.0
+
+
+def test_which_releases_trace_torchs_ring_into_a_compiled_graph() -> None:
+    for name in ("torchtitan-2024-12", "torchtitan-2025-06"):
+        rel = get_release(name)
+        assert rel.framework.cp_in_graph and "fullgraph=True" in rel.cite["cp_in_graph"]
+        assert "_maybe_wrap_tensor" in rel.cite["cp_in_graph"]
+    for name in ("torchtitan-2024-04", "torchtitan-2026-08", "nemo-automodel-2026-04", "megatron-core"):
+        assert not get_release(name).framework.cp_in_graph

@@ -123,9 +123,11 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     rotater gathers every rank's K, V once per pass, started before step 0 and awaited by step 1, so it hides
     behind step 0 alone (pytorch/pytorch#132820); the all-to-all one passes them on each step like the ring. Its
     backward gathers or passes K, V again and passes the fp32 dK, dV (``convert_to_f32``) after every step, each
-    awaited after the next step's attention, the last right after the loop (exposed whole). A group that leaves the
-    node waits on its network hop; MLA rebuilds K and V per query head, and a model that expands them before
-    attention (``fw.repeat_kv``) passes the expanded ones, so both send all heads.
+    awaited after the next step's attention, the last right after the loop (exposed whole). Where the ring runs
+    inside a compiled block's graph (``fw.cp_in_graph`` under ``fw.torch_compile``) each collective is waited on as
+    soon as it is issued and none of them hides. A group that leaves the node waits on its network hop; MLA rebuilds
+    K and V per query head, and a model that expands them before attention (``fw.repeat_kv``) passes the expanded
+    ones, so both send all heads.
     """
     heads = np.maximum((model.heads if model.is_mla or fw.repeat_kv else model.kv_heads) / lay.tp, 1.0)
     kv_elems = _tokens(lay) * heads * (model.head_dim + model.v_dim)
@@ -139,6 +141,12 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
         fwd = steps * np.maximum(send - block_f, 0.0)
         bwd = steps * np.maximum(send_s(perf, 2.0 * kv_bytes, inter) - block_b, 0.0)
     else:
+        # Traced (torch.compile), a functional collective is followed at once by its wait_tensor (torch/distributed/
+        # _functional_collectives.py _maybe_wrap_tensor, pytorch@000f488 module docstring: "wait_tensor() op is
+        # immediately called"), and Inductor moves no wait (torch/_inductor/config.py reorder_for_compute_comm_overlap
+        # = False, pytorch@000091c): no transfer of the ring overlaps its attention
+        if fw.torch_compile and fw.cp_in_graph:
+            block_f, block_b = 0.0, 0.0
         if fw.cp_rotate is CpRotate.ALLGATHER:
             gather = collective_s(perf, "all_gather", lay.cp * kv_bytes, where)
             fwd, kv_b = np.maximum(gather - block_f, 0.0), np.maximum(gather - block_b, 0.0)

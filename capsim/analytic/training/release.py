@@ -107,6 +107,9 @@ UNFUSED_CE = ("the loss runs on an fp32 copy of the logits and saves its fp32 so
 # Megatron-Core's context parallelism: Transformer Engine's ring attention (as ``comms.cp_layer_s`` cites it).
 TE_RING = ("Transformer Engine's ring attention (AttnFuncWithCP, cp_comm_type 'p2p', TE v1.8 transformer_engine/"
            "pytorch/attention.py L535): each step's K, V send overlaps that step's attention")
+# The generic citation of ``cp_in_graph``: no torch context-parallel ring inside a compiled graph.
+CP_NOT_IN_GRAPH = ("no torch context-parallel ring inside a compiled graph in this release (the field's generic "
+                   "value)")
 # The generic value of ``tp_gather_quantized`` for a release whose GEMMs are never quantized under TP here.
 NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in this release (the field's generic value)"
 # The generic value of ``norm_quantize`` for a release without Transformer Engine's LayerNormLinear under FP8.
@@ -217,6 +220,10 @@ class Framework:
     zero: bool = True  # ZeRO stages 1-3 / FSDP sharding
     context_parallel: bool = True
     cp_rotate: CpRotate = CpRotate.P2P  # how context parallelism exchanges K and V (``comms.cp_layer_s``)
+    # torch's context-parallel ring runs inside each block's compiled graph under ``torch_compile`` (a fullgraph
+    # compile: nothing breaks out of it), where every functional collective is waited on right after it is issued,
+    # so none of its K, V or dK, dV transfers overlaps attention; False: outside any graph (eager overlap)
+    cp_in_graph: bool = False
     # K and V expanded to every query head before the attention kernel (torchtitan's Llama ``repeat_kv``): a copy
     # each pass, and context parallelism moves and accumulates the expanded heads; False: the kernel takes the
     # model's KV heads (grouped-query attention inside the kernel)
@@ -480,7 +487,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "FLEX_DEEPEP", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+__all__ = ["BEHAVIOUR", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "LossKernel", "MEGATRON_CE_PASSES", "MoeDispatcher", "megatron_ce", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

@@ -110,6 +110,9 @@ def nemo_automodel_2026_04(name: str) -> Release:
                                       "are checkpointed (" + _DC_PAR + " L215-280), no selective policy",
         overlap_tp_comm=_DC_CFG + " L110 enable_async_tensor_parallel=False (a flag of the run)",
         torch_compile=_DC_CFG + " L111 enable_compile=False (a flag of the run)",
+        cp_in_graph=_DC + " nemo_automodel/components/distributed/cp_utils.py L127-151 attach_cp_sdpa_hooks: the "
+                          "CP SDPA swapped for a @torch._dynamo.disable wrapper, so torch's ring runs eagerly outside "
+                          "the compiled layers (" + _DC_PAR + " L684-727)",
         pipeline_split=_split_cite(_DC, "L123-134", "L70-75"))
     # Fused pointwise ops whatever the compile flag says but the dense MLP's: the field stays off (a model whose
     # RoPE is fused but whose silu * up runs eager is not stated; the Llama 3.1 70B row compiles its blocks).

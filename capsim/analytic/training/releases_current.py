@@ -24,6 +24,7 @@ from capsim.analytic.training.core_flags import (
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
+    CP_NOT_IN_GRAPH,
     FLEX_DEEPEP,
     FUSED_CE,
     FUSED_FORMS,
@@ -174,7 +175,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
             "distributed_optimizer": cite_args + " --use-distributed-optimizer",
             "zero": "Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages",
             "context_parallel": cite_args + " --context-parallel-size",
-            "cp_rotate": TE_RING,
+            "cp_rotate": TE_RING, "cp_in_graph": CP_NOT_IN_GRAPH,
             "grads_fp32": "Megatron-Core accumulates and reduces gradients in fp32 by default "
                           "(ML@core_v0.14.0 training/arguments.py L2279 --grad-reduce-in-bf16 turns it off)",
             "fp32_master": "Megatron-Core's distributed optimizer keeps fp32 main parameters and fp32 Adam moments",

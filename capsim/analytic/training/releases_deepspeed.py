@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
+    CP_NOT_IN_GRAPH,
     FLEX_DEEPEP,
     FUSED_FORMS,
     FUSED_POINTWISE,
@@ -68,6 +69,7 @@ def _common_cite(**overrides: str) -> dict[str, str]:
         "context_parallel": "DeepSpeed-Ulysses (all-to-all sequence parallelism) is not capsim's ring context "
                             "parallelism; not offered by these presets",
         "cp_rotate": "no ring context parallelism in these presets (the field's generic value)",
+        "cp_in_graph": CP_NOT_IN_GRAPH,
         "interleave_min_pp": "DS pipeline engine: deepspeed/runtime/pipe/schedule.py TrainSchedule (1F1B) is its only "
                              "training schedule; no interleaved stages",
         "pipeline_split": "DeepSpeed PipelineModule partitions by partition_method (deepspeed/runtime/pipe/module.py); "

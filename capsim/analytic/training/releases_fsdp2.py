@@ -9,6 +9,7 @@ from __future__ import annotations
 from capsim.analytic.eager import YarnRope
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
+    CP_NOT_IN_GRAPH,
     FLEX_DEEPEP,
     FUSED_FORMS,
     FUSED_POINTWISE,
@@ -106,7 +107,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "distributed_optimizer": "Megatron's distributed optimizer is not FSDP's",
             "zero": "fully_shard shards parameters, gradients and optimizer states (ZeRO-3)",
             "context_parallel": where + " context parallelism (torch.distributed.tensor.experimental.context_parallel)",
-            "cp_rotate": _TORCH_CP_ALLGATHER,
+            "cp_rotate": _TORCH_CP_ALLGATHER, "cp_in_graph": CP_NOT_IN_GRAPH,
             "uneven_pipeline": "torch.distributed.pipelining stages take any layer counts",
             "pipeline_split": "not read for this release: capsim places layers that do not divide the stages as "
                               "Megatron-Core's options do (the field's generic value)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     COMBINE_PROBS,
+    CP_NOT_IN_GRAPH,
     FLEX_DEEPEP,
     FUSED_FORMS,
     FUSED_POINTWISE,
@@ -87,7 +88,7 @@ def megatron_lm_2021(name: str) -> Release:
          "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
          "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
-         "cp_rotate": _NO_CP_YET,
+         "cp_rotate": _NO_CP_YET, "cp_in_graph": CP_NOT_IN_GRAPH,
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
@@ -150,7 +151,7 @@ def megatron_lm_2022(name: str) -> Release:
          "distributed_optimizer": absent + "--use-distributed-optimizer arrived 2022-06-08 (ML merge d07d29d)",
          "zero": "Megatron-LM has no ZeRO stages (those are DeepSpeed's)",
          "context_parallel": absent + "--context-parallel-size arrived 2023-10-30 (ML merge 4a6255a)",
-         "cp_rotate": _NO_CP_YET,
+         "cp_rotate": _NO_CP_YET, "cp_in_graph": CP_NOT_IN_GRAPH,
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
@@ -213,7 +214,7 @@ def megatron_core_0_8(name: str) -> Release:
          "selective_recompute": args + "L1008 --recompute-granularity selective",
          "distributed_optimizer": args + "L1453 --use-distributed-optimizer",
          "zero": "Megatron-Core shards with its distributed optimizer, not DeepSpeed's ZeRO stages",
-         "context_parallel": args + "L1455 --context-parallel-size", "cp_rotate": TE_RING,
+         "context_parallel": args + "L1455 --context-parallel-size", "cp_rotate": TE_RING, "cp_in_graph": CP_NOT_IN_GRAPH,
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": args + "L264-267 (interleaved: layers must divide the stages and chunks); core/transformer/"
                             "transformer_block.py L48-77 builds num_layers // pp layers per stage",
@@ -287,7 +288,7 @@ def fsdp_pytorch_2_3(name: str) -> Release:
                                 "apply_activation_checkpointing wraps whichever submodules the user picks",
          "distributed_optimizer": "Megatron's distributed optimizer is not FSDP's (FSDP shards by ShardingStrategy)",
          "zero": fsdp + "ShardingStrategy FULL_SHARD (ZeRO-3), SHARD_GRAD_OP (ZeRO-2), NO_SHARD",
-         "context_parallel": none.format("context parallelism"), "cp_rotate": none.format("context parallelism"),
+         "context_parallel": none.format("context parallelism"), "cp_rotate": none.format("context parallelism"), "cp_in_graph": CP_NOT_IN_GRAPH,
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": none.format("pipeline schedule"),
          "interleave_min_pp": none.format("pipeline schedule") + " (the field's generic value)",

@@ -57,6 +57,14 @@ _NORM_TYPES = {"rmsnorm": True, "fused_rmsnorm": False, "layernorm": False, "np_
 _SAC_BLOCKS = {str(n): SelectiveAc(SacPolicy.BLOCKS, n) for n in range(1, 17)}
 
 
+# With context parallelism the block's F.scaled_dot_product_attention is torch's ring (context_parallel's patch,
+# dispatched on DTensor), so a fullgraph compile traces the ring and its functional collectives into the graph
+_CP_IN_GRAPH = ("with context parallelism torch's ring and its collectives are traced into each block's graph, where "
+                "every functional collective is waited on right after it is issued (torch/distributed/"
+                "_functional_collectives.py _maybe_wrap_tensor under tracing, pytorch@000f488) and Inductor reorders "
+                "none (torch/_inductor/config.py reorder_for_compute_comm_overlap = False, pytorch@000091c)")
+
+
 def _rotate_flag(where: str) -> Flag:
     """torchtitan's choice of torch's context-parallel K, V rotation (torch's _RotateMethod)."""
     return Flag("cp_rotate", {"allgather": CpRotate.ALLGATHER, "alltoall": CpRotate.ALLTOALL},
@@ -165,7 +173,8 @@ def torchtitan_2024_12(name: str) -> Release:
         fp8_recompute_weight_bwd="not an option at 9dec370 (the field's generic value)",
         cp_rotate=_9D_CFG + " L365-377 --experimental.context_parallel_rotate_method default 'allgather', passed "
                   "to torch's set_rotate_method (" + _9D + " torchtitan/utils.py L171-193; pytorch/pytorch#142093)",
-        repeat_kv=_9D + " torchtitan/models/llama/model.py L201-202: " + _REPEAT_KV)
+        repeat_kv=_9D + " torchtitan/models/llama/model.py L201-202: " + _REPEAT_KV,
+        cp_in_graph=_9D_PAR + " L303 torch.compile(transformer_block, fullgraph=True): " + _CP_IN_GRAPH)
     cite.update(eager_norm=_9D_CFG + " L174-177 --model.norm_type default 'rmsnorm' (train_configs/llama3_8b.toml, "
                            "llama3_70b.toml L21 too): torchtitan/models/norms.py L96-101 RMSNorm (x.float(), pow, "
                            "mean, rsqrt, mul, type_as, * weight)",
@@ -173,7 +182,7 @@ def torchtitan_2024_12(name: str) -> Release:
                                 + _EAGER_POINTWISE)
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
                 selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True
-                ).with_(eager_norm=True, eager_pointwise=True)
+                ).with_(eager_norm=True, eager_pointwise=True, cp_in_graph=True)
     defaults = _fsdp2_defaults(_9D_CFG, Setting(PER_REPLICA, _9D_CFG + " L219 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
     defaults["recompute"] = Setting("selective", _9D_CFG + " L516-518 --activation_checkpoint.mode default selective")
@@ -214,14 +223,15 @@ def torchtitan_2025_06(name: str) -> Release:
         fp8_recompute_weight_bwd=_E7_CFG + " L455 default False",
         cp_rotate=_E7_CFG + " L356 Parallelism.context_parallel_rotate_method default 'allgather' (torchtitan/"
                   "distributed/utils.py L158-169 set_rotate_method)",
-        repeat_kv=_E7 + " torchtitan/models/llama3/model.py L250-251: " + _REPEAT_KV)
+        repeat_kv=_E7 + " torchtitan/models/llama3/model.py L250-251: " + _REPEAT_KV,
+        cp_in_graph=_E7_PAR + " L307 torch.compile(transformer_block, fullgraph=True): " + _CP_IN_GRAPH)
     cite.update(eager_norm=_E7 + " torchtitan/models/llama3/model.py L341-342: torch's nn.RMSNorm, whose kernels at "
                            "torch 2.8.0a0 are not read here: priced as one fused kernel (the field's generic value; "
                            "the benchmark's runs are compiled)",
                 eager_pointwise=_E7 + " torchtitan/models/llama3/model.py L155-160, L302:" + _EAGER_POINTWISE)
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
                 selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True
-                ).with_(eager_pointwise=True)
+                ).with_(eager_pointwise=True, cp_in_graph=True)
     defaults = _fsdp2_defaults(_E7_CFG, Setting(PER_REPLICA, _E7_CFG + " training.local_batch_size, no gradient "
                                                              "accumulation: the per-replica batch"))
     defaults["recompute"] = Setting("selective", _E7_CFG + " L437 ActivationCheckpoint.mode default 'selective' "
@@ -257,7 +267,10 @@ def torchtitan_2026_08(name: str) -> Release:
                   "parallelism unified on all-gather (torch/distributed/tensor/experimental/_attention.py); priced as "
                   "torch's all-gather rotater",
         repeat_kv="TT@b5bcd76 torchtitan/models/common/attention.py L901: enable_gqa = n_heads > n_kv_heads, K and V "
-                  "passed to SDPA with their own heads")
+                  "passed to SDPA with their own heads",
+        cp_in_graph="TT@b5bcd76 torchtitan/distributed/compile.py L70 compiles each block fullgraph, but how this "
+                    "commit's context parallelism dispatches attention is not read: priced outside the graph (the "
+                    "field's generic value)")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
                 selective_ac=SelectiveAc(SacPolicy.OPS))
     defaults = _fsdp2_defaults("TT@b5bcd76 torchtitan/config/configs.py",
