@@ -1,11 +1,15 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-# Calibrations the user measured (`capsim calibrate`'s default output) must not change what the tests see.
-os.environ["CAPSIM_USER_CALIBRATIONS"] = tempfile.mkdtemp(prefix="capsim-test-user-calibrations-")
+# Calibrations the user measured (`capsim calibrate`'s default output) must not change what the tests see: each test
+# process (each xdist worker) reads an empty folder of its own instead, removed when the process exits.
+os.environ["CAPSIM_USER_CALIBRATIONS"] = _user_calibrations = tempfile.mkdtemp(prefix="capsim-test-user-calibrations-")
+atexit.register(shutil.rmtree, _user_calibrations, ignore_errors=True)
 
 
 class _Upload:
