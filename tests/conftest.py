@@ -37,6 +37,17 @@ def upload(monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def priced(tmp_path_factory):
+    """``predict_row`` priced once per (row, calibration) in the session (tests/priced.py): under xdist the workers
+    share what they priced through the run's common temporary folder (pytest-xdist's docs: the base temp's parent),
+    in one process it is kept in memory."""
+    from priced import Priced
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return Priced(tmp_path_factory.getbasetemp().parent / "capsim-priced" if worker else None)
+
+
+@pytest.fixture(scope="session")
 def default_page():
     """A dashboard page run once per session with its defaults (AppTest), for the tests that only read its default
     view (test_ui.py's and test_ui_honest.py's). The Scaling page's default is a planner search and confirmation
