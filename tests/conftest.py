@@ -1,11 +1,15 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-# Calibrations the user measured (`capsim calibrate`'s default output) must not change what the tests see.
-os.environ["CAPSIM_USER_CALIBRATIONS"] = tempfile.mkdtemp(prefix="capsim-test-user-calibrations-")
+# Calibrations the user measured (`capsim calibrate`'s default output) must not change what the tests see: each test
+# process (each xdist worker) reads an empty folder of its own instead, removed when the process exits.
+os.environ["CAPSIM_USER_CALIBRATIONS"] = _user_calibrations = tempfile.mkdtemp(prefix="capsim-test-user-calibrations-")
+atexit.register(shutil.rmtree, _user_calibrations, ignore_errors=True)
 
 
 class _Upload:
@@ -30,6 +34,17 @@ def upload(monkeypatch):
         monkeypatch.setattr(st, "file_uploader", fake)
         monkeypatch.setattr(DeltaGenerator, "file_uploader", lambda self, *a, **k: _Upload(name, text))
     return give
+
+
+@pytest.fixture(scope="session")
+def priced(tmp_path_factory):
+    """``predict_row`` priced once per (row, calibration) in the session (tests/priced.py): under xdist the workers
+    share what they priced through the run's common temporary folder (pytest-xdist's docs: the base temp's parent),
+    in one process it is kept in memory."""
+    from priced import Priced
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return Priced(tmp_path_factory.getbasetemp().parent / "capsim-priced" if worker else None)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 
 from capsim.analytic.training.framework import release_for
 from capsim.validation.harness import read_csv
-from capsim.validation.training import REQUIRED, SHIPPED, predict_row
+from capsim.validation.training import REQUIRED, SHIPPED
 
 ROWS = read_csv(None, "training_megatron_readme.csv", REQUIRED)
 # The table's MFU and aggregate petaFLOP/s columns, by model (Megatron-LM@f2e5db40 images/model_table.png)
@@ -33,7 +33,7 @@ def test_file_is_shipped_and_transcribed_consistently() -> None:
 
 @pytest.mark.parametrize("calibration", ["datasheet", "profile"])
 @pytest.mark.parametrize("row", ROWS, ids=[r["model"] for r in ROWS])
-def test_every_row_is_priced(row: dict[str, str], calibration: str) -> None:
-    pred = predict_row(row, calibration)
+def test_every_row_is_priced(row: dict[str, str], calibration: str, priced) -> None:
+    pred = priced.row(row, calibration)
     assert pred.value > 0 and "megatron-core-0.8.0" in pred.note
     assert "--tp-comm-overlap" in pred.note and "--overlap-param-gather" in pred.note

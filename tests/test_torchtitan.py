@@ -23,7 +23,7 @@ from capsim.specs.hardware import Cluster
 from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import Fp8Scaling, Precision
 from capsim.validation.harness import read_csv
-from capsim.validation.training import predict_row, training_suite
+from capsim.validation.training import predict_row
 
 LLAMA8 = get_model("llama-3-8b")
 FP8 = Precision.preset("fp8").with_(fp8_scaling="current")
@@ -124,16 +124,17 @@ def test_unknown_selective_option_is_an_error() -> None:
 
 
 @pytest.fixture(scope="module")
-def titan_rows():
-    return [r for r in _titan_suite("datasheet").rows if r.source.startswith(("trainy", "torchtitan"))]
+def titan_rows(priced):
+    return [r for r in _titan_suite(priced, "datasheet").rows if r.source.startswith(("trainy", "torchtitan"))]
 
 
-def _titan_suite(calibration: str):
+def _titan_suite(priced, calibration: str):
     """The shipped file that holds torchtitan's and Trainy's rows, priced as the whole suite prices it: rows are
     priced one by one, so these are the rows `training_suite(calibration=...)` gives for them (checked equal, at a
-    tenth of the work; the whole suite: tests/test_train_cli.py)."""
-    return training_suite(str(resources.files("capsim.data").joinpath("validation", "training_torchtitan.csv")),
-                          calibration=calibration)
+    tenth of the work; the whole suite: tests/test_train_cli.py), each row priced once in the session
+    (tests/priced.py)."""
+    return priced.suite(str(resources.files("capsim.data").joinpath("validation", "training_torchtitan.csv")),
+                        calibration=calibration)
 
 
 def test_grand_teton_part_is_its_source_and_its_peaks_a_range() -> None:
@@ -172,10 +173,10 @@ def test_grand_teton_rows_are_priced_with_the_peak_range_as_band(titan_rows) -> 
             assert r.band_low == r.predicted
 
 
-def test_grand_teton_band_spans_the_blanks_at_both_ends_of_the_peak_range() -> None:
+def test_grand_teton_band_spans_the_blanks_at_both_ends_of_the_peak_range(priced) -> None:
     row = next(r for r in read_csv(None, "training_torchtitan.csv", ("source",))
                if r["source"].endswith("table 1") and r["precision"] == "fp8")
-    pinned, low = predict_row(row, "datasheet"), predict_row({**row, "micro_batch": "", "recompute": ""}, "datasheet")
+    pinned, low = priced.row(row, "datasheet"), predict_row({**row, "micro_batch": "", "recompute": ""}, "datasheet")
     assert low.value == pinned.value and low.settings == {"micro_batch": 2, "recompute": 1}  # the recipe's defaults
     high_point = _figure(pinned.note, "TFLOP/s) ")
     peaks_part = low.note.split("(peaks_high")[1].split("; FP8 GEMMs")[0]
@@ -252,8 +253,8 @@ def test_a100_rows_are_all_priced(titan_rows) -> None:
                    "13B row is +14.7% (no recompute at all). Unpriced: per-op launch/host overhead of eager torch, "
                    "FSDP2's copy-in/copy-out around each all-gather and reduce-scatter, the exposed first gather of "
                    "each pass")
-def test_a100_rows_within_15_pct() -> None:
-    rows = [r for r in _titan_suite("profile").rows if r.source.startswith("torchtitan-a100")]
+def test_a100_rows_within_15_pct(priced) -> None:
+    rows = [r for r in _titan_suite(priced, "profile").rows if r.source.startswith("torchtitan-a100")]
     assert all(abs(r.error_pct) <= 15.0 for r in rows)
 
 

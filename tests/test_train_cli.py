@@ -67,8 +67,9 @@ def test_bad_input_is_one_line_exit_2(args, words):
     assert len(lines) == 1 and words in lines[0], result.output
 
 
-def test_validate_training_json():
-    out = json.loads(run("validate", "training", "--json").stdout)
+def test_validate_training_json(priced):
+    with priced.patched():  # the rows priced once in the session (tests/priced.py); the CLI's code all runs
+        out = json.loads(run("validate", "training", "--json").stdout)
     # the 2021-22 file (18 rows, A100), training_modern.csv (15 rows, H100 and B200) and training_torchtitan.csv
     # (22 rows: A100, H200, and 12 on Meta's 500 W HBM2e H100, H100-96GB-HBM2e-500W, all priced),
     # training_fsdp2.csv (7 rows, H100, all priced: test_training_fsdp2.py),
@@ -94,9 +95,11 @@ def test_validate_training_json():
                                                      "H100-96GB-HBM2e-500W + H100-SXM5-80GB-profile + H200-SXM-141GB"),
                                          ("datasheet", "A100-SXM4-80GB + B200 + B300 + GB200 + GB300 + "
                                                        "H100-96GB-HBM2e-500W + H100-SXM5-80GB + H200-SXM-141GB")])
-def test_validate_training_by_calibration_rule(rule, names):
+def test_validate_training_by_calibration_rule(rule, names, priced):
     """``-c profile`` and ``-c datasheet`` are rules applied per row's accelerator, not calibration files."""
-    out = json.loads(run("validate", "training", "-c", rule.upper() if rule == "datasheet" else rule, "--json").stdout)
+    given = rule.upper() if rule == "datasheet" else rule
+    with priced.patched(given):
+        out = json.loads(run("validate", "training", "-c", given, "--json").stdout)
     # every row priced (the 12 Grand Teton H100 rows on their own part, H100-96GB-HBM2e-500W)
     assert out["calibration"] == names and out["rows_failed"] == 0
     assert run("train", "-m", "llama-2-7b", "-a", "h100", "-n", "8", "--tp", "8", "-c", rule, "--json").exit_code == 0

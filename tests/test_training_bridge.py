@@ -1,8 +1,6 @@
 """The Megatron-Bridge containers other than 26.04.01 (releases_bridge.py) and every row of training_bridge.csv against
 its bound: priced, and within 15% of the published tokens/s/GPU (misses are strict xfails with their measured error)."""
 
-from functools import cache
-
 import numpy as np
 import pytest
 
@@ -12,7 +10,7 @@ from capsim.analytic.training.releases_bridge import TAGS
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_accelerator
 from capsim.validation.harness import read_csv
-from capsim.validation.training import REQUIRED, predict_row
+from capsim.validation.training import REQUIRED
 
 BRIDGE = read_csv(None, "training_bridge.csv", REQUIRED)
 ROW_BOUND_PCT, MEDIAN_BOUND_PCT = 15.0, 8.0
@@ -151,9 +149,8 @@ MISSES = {
 }
 
 
-@cache
-def _predict(i: int, kind: str):
-    return predict_row(BRIDGE[i], kind)
+def _predict(priced, i: int, kind: str):
+    return priced.row(BRIDGE[i], kind)
 
 
 def _param(i: int, kind: str, reasons: dict[tuple[int, str], str]):
@@ -170,23 +167,23 @@ def test_the_file_holds_h100_and_b200_rows_of_every_container():
 
 
 @pytest.mark.parametrize("i, kind", [(i, k) for k in ("datasheet", "profile") for i in range(len(BRIDGE))])
-def test_bridge_row_is_priced(i, kind):
-    assert _predict(i, kind).value > 0
+def test_bridge_row_is_priced(i, kind, priced):
+    assert _predict(priced, i, kind).value > 0
 
 
 @pytest.mark.parametrize("i", [6, 12])
-def test_qwen3_30b_at_micro_batch_2_fits_an_h100_as_the_run_did(i):
+def test_qwen3_30b_at_micro_batch_2_fits_an_h100_as_the_run_did(i, priced):
     # 25.09/25.11 Qwen3-30B-A3B, pp 2, vp 24, ep 8, micro-batch 2 on 16 H100s ran: with the MoE combine keeping
     # nothing (Megatron-Core >= 0.13) and TE's in-place fused loss, capsim needs 69.0 GB/GPU (83.5 GB before both;
     # the attention core's 16-bit output, kept beside the FP8 copy of the output projection's input, included).
-    pred = _predict(i, "profile")
+    pred = _predict(priced, i, "profile")
     assert 60e9 < pred.memory_bytes <= pred.capacity_bytes == get_accelerator("H100-SXM5-80GB").memory_bytes
 
 
 @pytest.mark.parametrize("i, kind", [_param(i, k, MISSES) for k in ("datasheet", "profile")
                                      for i in range(len(BRIDGE))])
-def test_bridge_row_within_15_pct(i, kind):
-    pred = _predict(i, kind)
+def test_bridge_row_within_15_pct(i, kind, priced):
+    pred = _predict(priced, i, kind)
     measured = float(BRIDGE[i]["value"])
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (BRIDGE[i]["model"], pred.value, pred.note)
 
@@ -196,8 +193,8 @@ def test_bridge_row_within_15_pct(i, kind):
                                        "fast (H100 FP8 GEMMs by role: forward at TE's cuBLASLt 1.90x BF16, "
                                        "dgrad/wgrad at DeepGEMM's)")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
-def test_bridge_median_within_8_pct(kind):
+def test_bridge_median_within_8_pct(kind, priced):
     errors = []
     for i in range(len(BRIDGE)):
-        errors.append(abs(_predict(i, kind).value / float(BRIDGE[i]["value"]) - 1.0) * 100)
+        errors.append(abs(_predict(priced, i, kind).value / float(BRIDGE[i]["value"]) - 1.0) * 100)
     assert np.median(errors) <= MEDIAN_BOUND_PCT

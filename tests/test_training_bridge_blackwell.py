@@ -2,7 +2,6 @@
 B300 and B200 in FP8, MXFP8, NVFP4 and BF16) against its bound: priced, and within 15% of the published tokens/s/GPU (misses are strict
 xfails with their measured error); the two flags the file needed (--fp4-param-gather, --overlap-param-gather=false)."""
 
-from functools import cache
 
 import numpy as np
 import pytest
@@ -94,9 +93,8 @@ MISSES.update({
 })
 
 
-@cache
-def _predict(i: int, kind: str):
-    return predict_row(ROWS[i], kind)
+def _predict(priced, i: int, kind: str):
+    return priced.row(ROWS[i], kind)
 
 
 def _param(i: int, kind: str, reasons: dict[int, str]):
@@ -153,26 +151,26 @@ def test_the_param_gather_overlap_flag_turns_it_off():
     assert on.overlap_param_gather is True
 
 
-def test_without_fp4_gather_the_nvfp4_row_needs_more_memory():
+def test_without_fp4_gather_the_nvfp4_row_needs_more_memory(priced):
     i = next(i for i, r in enumerate(ROWS) if "--fp4-param-gather=false" in r["flags"])
     gathered = dict(ROWS[i], flags=ROWS[i]["flags"].replace("--fp4-param-gather=false", ""))
-    assert _predict(i, "datasheet").memory_bytes > predict_row(gathered, "datasheet").memory_bytes
+    assert _predict(priced, i, "datasheet").memory_bytes > predict_row(gathered, "datasheet").memory_bytes
 
 
 @pytest.mark.parametrize("i, kind", [(i, k) for k in ("datasheet", "profile") for i in range(len(ROWS))])
-def test_blackwell_row_is_priced(i, kind):
-    assert _predict(i, kind).value > 0
+def test_blackwell_row_is_priced(i, kind, priced):
+    assert _predict(priced, i, kind).value > 0
 
 
 @pytest.mark.parametrize("i", range(len(ROWS)))
-def test_no_blackwell_profile_so_both_rules_give_the_datasheet(i):
-    assert _predict(i, "profile").value == _predict(i, "datasheet").value
+def test_no_blackwell_profile_so_both_rules_give_the_datasheet(i, priced):
+    assert _predict(priced, i, "profile").value == _predict(priced, i, "datasheet").value
 
 
 @pytest.mark.parametrize("i, kind", [_param(i, k, MISSES) for k in ("datasheet", "profile")
                                      for i in range(len(ROWS))])
-def test_blackwell_row_within_15_pct(i, kind):
-    pred = _predict(i, kind)
+def test_blackwell_row_within_15_pct(i, kind, priced):
+    pred = _predict(priced, i, kind)
     measured = float(ROWS[i]["value"])
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (ROWS[i]["model"], pred.value, pred.note)
 
@@ -181,12 +179,12 @@ def test_blackwell_row_within_15_pct(i, kind):
                                        "are -4.5 to +175% and the GB200 Llama rows 7.4-37.0%; the GB300 Llama rows "
                                        "are within -11.4 to +17.7%")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
-def test_blackwell_median_within_8_pct(kind):
-    errors = [abs(_predict(i, kind).value / float(ROWS[i]["value"]) - 1.0) * 100 for i in range(len(ROWS))]
+def test_blackwell_median_within_8_pct(kind, priced):
+    errors = [abs(_predict(priced, i, kind).value / float(ROWS[i]["value"]) - 1.0) * 100 for i in range(len(ROWS))]
     assert np.median(errors) <= MEDIAN_BOUND_PCT
 
 
-def test_the_26_02_01_gb300_70b_rows_run_the_tags_config_because_the_tables_layout_cannot_hold_them():
+def test_the_26_02_01_gb300_70b_rows_run_the_tags_config_because_the_tables_layout_cannot_hold_them(priced):
     # The 26.02.01 table's GB300 NVFP4 (TP 1 PP 1 MBS 2) and MXFP8 (PP 4 without VP, MBS 2) layouts with FSDP 0 match
     # no config of any tag; the rows take MB@v0.3.1's LLAMA3_70B_PRETRAIN_CONFIG_GB300_{NVFP4,FP8_MX}_V2 (PP 4 VP 5,
     # MBS 1), as the file's header says. The published layouts do not fit: NVFP4's bf16 weights and gradients alone
@@ -197,13 +195,13 @@ def test_the_26_02_01_gb300_70b_rows_run_the_tags_config_because_the_tables_layo
     assert set(rows) == {"nvfp4", "mxfp8"}
     for i, r in rows.values():
         assert (r["tp"], r["pp"], r["pp_interleave"], r["dp"], r["micro_batch"]) == ("1", "4", "5", "16", "1")
-        assert _predict(i, "datasheet").memory_bytes <= _predict(i, "datasheet").capacity_bytes
+        assert _predict(priced, i, "datasheet").memory_bytes <= _predict(priced, i, "datasheet").capacity_bytes
     i, nvfp4 = rows["nvfp4"]
     table = dict(nvfp4, pp="1", pp_interleave="", dp="64", micro_batch="2")
     with pytest.raises(SpecError, match="does not fit in memory"):
         predict_row(table, "datasheet")
     states = 70.6e9 * 2 * 2  # bf16 weights (no fp4_param_gather before v0.4.2) + bf16 main gradients
-    assert states > _predict(i, "datasheet").capacity_bytes
+    assert states > _predict(priced, i, "datasheet").capacity_bytes
     i, mxfp8 = rows["mxfp8"]
     with pytest.raises(SpecError, match="does not fit in memory"):
         predict_row(dict(mxfp8, pp_interleave="", micro_batch="2"), "datasheet")

@@ -21,7 +21,7 @@ from capsim.errors import SpecError
 from capsim.specs.hardware import Cluster
 from capsim.specs.precision import Precision
 from capsim.validation.harness import DataError, read_csv
-from capsim.validation.training import REQUIRED, SHIPPED, predict_row, training_suite
+from capsim.validation.training import REQUIRED, SHIPPED, predict_row
 
 ROWS = read_csv(None, "training_deepspeed.csv", REQUIRED)
 A100 = get_accelerator("a100")
@@ -139,12 +139,12 @@ def test_zero2_without_overlap_comm_blocks_every_reduce():
     assert blocking == pytest.approx(10 * 0.5) and overlapped == pytest.approx(0.5)  # only the last one exposed
 
 
-def test_the_file_ships_and_every_row_is_priced():
+def test_the_file_ships_and_every_row_is_priced(priced):
     assert "training_deepspeed.csv" in SHIPPED and len(ROWS) == 1
     assert {r["framework"] for r in ROWS} == {"deepspeed"}
     for kind in ("datasheet", "profile"):
-        report = training_suite(str(resources.files("capsim.data").joinpath("validation", "training_deepspeed.csv")),
-                                kind)
+        report = priced.suite(str(resources.files("capsim.data").joinpath("validation", "training_deepspeed.csv")),
+                              kind)
         assert len(report.rows) == len(ROWS) and all(r.predicted is not None for r in report.rows)
         bloom = report.rows[0]
         assert "megatron-deepspeed-2022" in bloom.note and bloom.metric == "iteration_s"

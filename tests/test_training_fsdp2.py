@@ -2,7 +2,6 @@
 training_fsdp2.csv against the 15% bound (misses are strict xfails with their measured error and reason)."""
 
 from dataclasses import replace
-from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -21,7 +20,7 @@ from capsim.specs.pipeline_layout import SplitRule, even, front_loaded
 from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import DType
 from capsim.validation.harness import read_csv
-from capsim.validation.training import REQUIRED, SHIPPED, predict_row, training_suite
+from capsim.validation.training import REQUIRED, SHIPPED, predict_row
 from capsim.validation.training_rows import row_model, row_precision, row_split
 
 FSDP2 = read_csv(None, "training_fsdp2.csv", REQUIRED)
@@ -66,9 +65,8 @@ MISSES = {
 }
 
 
-@cache
-def _predict(i: int, kind: str):
-    return predict_row(FSDP2[i], kind)  # the accelerator's datasheet or profile calibration
+def _predict(priced, i: int, kind: str):
+    return priced.row(FSDP2[i], kind)  # the accelerator's datasheet or profile calibration
 
 
 def _param(i: int, kind: str):
@@ -83,15 +81,15 @@ def test_the_file_ships_and_names_only_catalog_h100s():
 
 
 @pytest.mark.parametrize("i, kind", [_param(i, k) for k in ("datasheet", "profile") for i in range(len(FSDP2))])
-def test_fsdp2_row_within_15_pct(i, kind):
-    pred = _predict(i, kind)
+def test_fsdp2_row_within_15_pct(i, kind, priced):
+    pred = _predict(priced, i, kind)
     measured = float(FSDP2[i]["value"])
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (FSDP2[i]["model"], pred.value, pred.note)
 
 
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
-def test_every_row_is_priced(kind):
-    report = training_suite(str(resources.files("capsim.data").joinpath("validation", "training_fsdp2.csv")), kind)
+def test_every_row_is_priced(kind, priced):
+    report = priced.suite(str(resources.files("capsim.data").joinpath("validation", "training_fsdp2.csv")), kind)
     assert len(report.rows) == len(FSDP2) and all(r.predicted is not None and r.predicted > 0 for r in report.rows)
 
 
@@ -169,14 +167,14 @@ def test_automodel_2026_07_reduces_bf16_parameters_gradients_in_fp32():
     assert release.configure("--dispatcher=torch")[0].moe_dispatcher is MoeDispatcher.ALLGATHER
 
 
-def test_deepep_and_hybridep_rows_price_by_their_own_kernels():
+def test_deepep_and_hybridep_rows_price_by_their_own_kernels(priced):
     """--dispatcher picks the flex backend, each priced by its kernel microbenchmarks (capsim.analytic.training.flex):
     HybridEP's 8-SM combine is slower per row at hidden 2048 (the report's 3.3), so its rows are priced slower."""
     for deepep, hybridep in ((3, 4), (5, 6)):
-        assert _predict(hybridep, "profile").value < _predict(deepep, "profile").value
+        assert _predict(priced, hybridep, "profile").value < _predict(priced, deepep, "profile").value
 
 
-def test_automodel_runs_a_pipeline_schedule_per_local_batch():
+def test_automodel_runs_a_pipeline_schedule_per_local_batch(priced):
     """NeMo AutoModel steps its pipeline schedule once per local batch: DeepSeek-V3's 1024-GPU recipe (local batch
     8 of the 32 sequences a replica) runs 4 schedules, 4 fills and drains; the 256-GPU one (8 of 8) one."""
     release = get_release("nemo-automodel-2025-10")
@@ -186,7 +184,7 @@ def test_automodel_runs_a_pipeline_schedule_per_local_batch():
                         global_batch=np.array([8192, 512, 64]), micro_batch=np.array([1, 1, 1]))
     assert schedules(lay, fw).tolist() == [4.0, 1.0, 1.0]  # no pipeline: no schedule to repeat
     assert schedules(lay, release.framework).tolist() == [1.0, 1.0, 1.0]
-    one = _predict(0, "datasheet").note
+    one = _predict(priced, 0, "datasheet").note
     assert "bubble 1.07" in one  # four times the 0.27 s of one schedule (1.05 and 0.26 before the eager RoPE)
 
 
@@ -195,17 +193,17 @@ def test_automodel_runs_a_pipeline_schedule_per_local_batch():
                                        "kernels from, have HybridEP's 8-SM combine slower (188 vs 287 GB/s in a node, "
                                        "33.5 vs 59.1 across nodes), and the SMs DeepEP's 24 take from the GEMMs are "
                                        "not priced")
-def test_hybridep_rows_priced_faster_as_measured():
+def test_hybridep_rows_priced_faster_as_measured(priced):
     for deepep, hybridep in ((3, 4), (5, 6)):
         assert float(FSDP2[hybridep]["value"]) > float(FSDP2[deepep]["value"])
-        assert _predict(hybridep, "profile").value > _predict(deepep, "profile").value
+        assert _predict(priced, hybridep, "profile").value > _predict(priced, deepep, "profile").value
 
 
 @pytest.mark.parametrize("kind", ["datasheet", pytest.param("profile", marks=[pytest.mark.xfail(
     strict=True, reason="median |error| 17.9% (profile; 14.0% datasheet): the HybridEP EP 16 row (-17.9%) joins the "
                         "two DeepSeek-V3 rows and Llama 3.1 70B above 15% (MISSES)")])])
-def test_fsdp2_median_within_15_pct(kind):
-    errors = [abs(_predict(i, kind).value / float(r["value"]) - 1.0) * 100 for i, r in enumerate(FSDP2)]
+def test_fsdp2_median_within_15_pct(kind, priced):
+    errors = [abs(_predict(priced, i, kind).value / float(r["value"]) - 1.0) * 100 for i, r in enumerate(FSDP2)]
     assert np.median(errors) <= ROW_BOUND_PCT
 
 

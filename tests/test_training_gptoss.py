@@ -3,7 +3,6 @@
 xfail saying why not, and within 15% of the published tokens/s/GPU (misses are strict xfails with their measured
 error; nothing is fitted to these rows)."""
 
-from functools import cache
 
 import numpy as np
 import pytest
@@ -109,9 +108,8 @@ MISSES = {
 }
 
 
-@cache
-def _predict(i: int, kind: str):
-    return predict_row(GPTOSS[i], kind)
+def _predict(priced, i: int, kind: str):
+    return priced.row(GPTOSS[i], kind)
 
 
 def _param(i: int, kind: str, reasons: dict):
@@ -141,14 +139,14 @@ def test_each_row_is_the_catalog_architecture(i):
 
 
 @pytest.mark.parametrize("i, kind", [(i, k) for k in ("datasheet", "profile") for i in range(len(GPTOSS))])
-def test_gptoss_row_is_priced(i, kind):
-    assert _predict(i, kind).value > 0
+def test_gptoss_row_is_priced(i, kind, priced):
+    assert _predict(priced, i, kind).value > 0
 
 
 @pytest.mark.parametrize("i, kind", [_param(i, k, MISSES) for k in ("datasheet", "profile")
                                      for i in range(len(GPTOSS))])
-def test_gptoss_row_within_15_pct(i, kind):
-    pred = _predict(i, kind)
+def test_gptoss_row_within_15_pct(i, kind, priced):
+    pred = _predict(priced, i, kind)
     measured = float(GPTOSS[i]["value"])
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (GPTOSS[i]["gpu"], pred.value, pred.note)
 
@@ -157,19 +155,19 @@ def test_gptoss_row_within_15_pct(i, kind):
                                        "every row too fast, +12% (26.02 B200, EP 64) to +100% (26.06.01 GB200); was "
                                        "71.3% / 69.5% before the eager clamp, unfused YaRN RoPE and recompute modules")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
-def test_gptoss_median_within_8_pct(kind):
-    errors = [abs(_predict(i, kind).value / float(GPTOSS[i]["value"]) - 1.0) * 100 for i in range(len(GPTOSS))]
+def test_gptoss_median_within_8_pct(kind, priced):
+    errors = [abs(_predict(priced, i, kind).value / float(GPTOSS[i]["value"]) - 1.0) * 100 for i in range(len(GPTOSS))]
     assert len(errors) == 31 and np.median(errors) <= MEDIAN_BOUND_PCT
 
 
-def test_the_25_11_h100_row_leaves_the_micro_batch_its_table_contradicts_to_the_release():
+def test_the_25_11_h100_row_leaves_the_micro_batch_its_table_contradicts_to_the_release(priced):
     # The 25.11 DGX-H100 table: GBS 512, PP 4 (dp 16), MBS 4, GA 4 x 2 = 8 micro-batch-rows per replica, not the 32 that
     # GBS 512 needs: the micro-batch is left blank, so the release's default (1, the v0.2.0 config's too) is priced
     # and the band spans the plausible micro-batches that fit.
     i = next(i for i, r in enumerate(GPTOSS) if r["software"] == "megatron-bridge-25.11" and r["gpu"] == "H100-SXM5-80GB")
     r = GPTOSS[i]
     assert int(r["global_batch"]) == 512 and int(r["dp"]) == 16 and r["micro_batch"] == ""
-    pred = _predict(i, "datasheet")
+    pred = _predict(priced, i, "datasheet")
     assert pred.settings["micro_batch"] == 1 and pred.memory_bytes <= pred.capacity_bytes
     assert pred.band is not None and pred.band[0] <= pred.value <= pred.band[1] and "micro_batch in" in pred.note
     with pytest.raises(SpecError, match="does not fit in memory"):  # the table's micro-batch 4

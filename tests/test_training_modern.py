@@ -266,8 +266,8 @@ MISSES = {
 
 
 @cache
-def _modern(kind: str):
-    return {i: predict_row(r, kind) for i, r in enumerate(MODERN)}
+def _modern(priced, kind: str):
+    return {i: priced.row(r, kind) for i, r in enumerate(MODERN)}
 
 
 def _param(i: int, kind: str):
@@ -277,8 +277,8 @@ def _param(i: int, kind: str):
 
 
 @pytest.mark.parametrize("i, kind", [_param(i, k) for k in ("datasheet", "profile") for i in range(len(MODERN))])
-def test_modern_row_within_15_pct(i, kind):
-    pred = _modern(kind)[i]
+def test_modern_row_within_15_pct(i, kind, priced):
+    pred = _modern(priced, kind)[i]
     measured = float(MODERN[i]["value"])
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (MODERN[i]["model"], pred.value, pred.note)
 
@@ -287,13 +287,14 @@ def test_modern_row_within_15_pct(i, kind):
                                        "and the dense H100 FP8 rows, 2-21% too fast with FP8 GEMMs by role (forward "
                                        "at TE's cuBLASLt 1.90x, dgrad/wgrad at DeepGEMM's)")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])
-def test_modern_median_within_8_pct(kind):
-    errors = [abs(p.value / float(MODERN[i]["value"]) - 1.0) * 100 for i, p in _modern(kind).items()]
+def test_modern_median_within_8_pct(kind, priced):
+    errors = [abs(p.value / float(MODERN[i]["value"]) - 1.0) * 100 for i, p in _modern(priced, kind).items()]
     assert np.median(errors) <= MEDIAN_BOUND_PCT
 
 
-def test_every_row_of_both_files_is_priced():
-    report = run_suite("training", None, None)
+def test_every_row_of_both_files_is_priced(priced):
+    with priced.patched():  # run_suite's own code, the rows priced once in the session (tests/priced.py)
+        report = run_suite("training", None, None)
     # training_bridge.csv's rows: test_training_bridge.py; training_fsdp2.csv's (automodel-*): test_training_fsdp2.py
     bridge = {r["source"] for r in read_csv(None, "training_bridge.csv", REQUIRED)}
     # the last five in SHIPPED; their rows: test_training_bridge_blackwell.py, test_training_gptoss.py,

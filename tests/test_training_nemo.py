@@ -15,7 +15,7 @@ from capsim.analytic.training.releases_nemo import NEMO1_TAGS, NEMO2_TAGS
 from capsim.errors import SpecError
 from capsim.validation import run_suite
 from capsim.validation.harness import read_csv
-from capsim.validation.training import REQUIRED, SHIPPED, predict_row
+from capsim.validation.training import REQUIRED, SHIPPED
 
 NEMO = read_csv(None, "training_nemo.csv", REQUIRED)
 ROW_BOUND_PCT, MEDIAN_BOUND_PCT = 15.0, 8.0
@@ -57,14 +57,8 @@ MISSES = {
 
 
 @cache
-def _predictions(kind: str) -> dict[str, object]:
-    out = {}
-    for r in NEMO:
-        try:
-            out[_key(r)] = predict_row(r, kind)
-        except SpecError as err:
-            out[_key(r)] = err
-    return out
+def _predictions(priced, kind: str) -> dict[str, object]:
+    return {_key(r): pred for r, pred in zip(NEMO, priced.rows(NEMO, kind), strict=True)}  # prediction or SpecError
 
 
 def _param(r: dict[str, str], kind: str, reasons: dict) -> object:
@@ -74,15 +68,15 @@ def _param(r: dict[str, str], kind: str, reasons: dict) -> object:
 
 
 @pytest.mark.parametrize("key, kind", [_param(r, k, {}) for k in KINDS for r in NEMO])
-def test_nemo_row_is_priced(key, kind):
-    pred = _predictions(kind)[key]
+def test_nemo_row_is_priced(key, kind, priced):
+    pred = _predictions(priced, kind)[key]
     assert not isinstance(pred, Exception), str(pred)
     assert pred.value > 0 and pred.memory_bytes <= pred.capacity_bytes
 
 
 @pytest.mark.parametrize("key, kind", [_param(r, k, MISSES) for k in KINDS for r in NEMO])
-def test_nemo_row_within_15_pct(key, kind):
-    pred = _predictions(kind)[key]
+def test_nemo_row_within_15_pct(key, kind, priced):
+    pred = _predictions(priced, kind)[key]
     assert not isinstance(pred, Exception), str(pred)
     measured = float(next(r for r in NEMO if _key(r) == key)["value"])
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (key, pred.value, pred.note)
@@ -94,23 +88,24 @@ def test_nemo_row_within_15_pct(key, kind):
                                        "Llama3.1-405B +28.3%, Nemotron-4 15B +27.1%, 340B +31.4%, Mixtral-8x7B "
                                        "+19.3%; NeMo 25.07 Llama3-8B +11.8%")
 @pytest.mark.parametrize("kind", KINDS)
-def test_nemo_median_within_8_pct(kind):
+def test_nemo_median_within_8_pct(kind, priced):
     errors = [abs(p.value / float(r["value"]) - 1.0) * 100 for r in NEMO
-              if not isinstance(p := _predictions(kind)[_key(r)], Exception)]
+              if not isinstance(p := _predictions(priced, kind)[_key(r)], Exception)]
     assert np.median(errors) <= MEDIAN_BOUND_PCT
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_gpt3_20b_fits_an_h100_as_the_run_did(kind):
+def test_gpt3_20b_fits_an_h100_as_the_run_did(kind, priced):
     # tp 2, mbs 2, no recomputation: 20 GB of bf16 weights and Megatron-Core's 40 GB fp32 gradient buffer leave
     # little for the activations; 80.1 GB/GPU is over the datasheet's 80e9 B but inside the 84.9e9 B CUDA reports.
-    pred = _predictions(kind)["nemo-24.07-gpt3-20b-H100-SXM5-80GB-64"]
+    pred = _predictions(priced, kind)["nemo-24.07-gpt3-20b-H100-SXM5-80GB-64"]
     assert 80e9 < pred.memory_bytes <= pred.capacity_bytes
 
 
-def test_shipped_suite_runs_the_nemo_file_and_fails_only_with_a_reason():
+def test_shipped_suite_runs_the_nemo_file_and_fails_only_with_a_reason(priced):
     assert SHIPPED[-1] == "training_nemo.csv"
-    rows = run_suite("training", None, None).rows[-len(NEMO):]
+    with priced.patched():  # run_suite's own code, the rows priced once in the session (tests/priced.py)
+        rows = run_suite("training", None, None).rows[-len(NEMO):]
     assert [f"{r.source}-{r.case.split()[0]}" for r in rows] == [f"{r['source']}-{r['model']}" for r in NEMO]
     failed = [r for r in rows if r.predicted is None]
     assert len(failed) == len(UNPRICED) and all("does not fit in memory" in r.note for r in failed)

@@ -50,6 +50,17 @@ def _index(entries: dict[str, Any]) -> dict[str, str]:
 
 
 @cache
+def _model_index() -> dict[str, str]:
+    """Every spelling of every catalog model -> its canonical name (the catalog is read once, so is this)."""
+    return _index(models())
+
+
+@cache
+def _accelerator_index() -> dict[str, str]:
+    return _index(accelerators())
+
+
+@cache
 def models() -> dict[str, ModelSpec]:
     """Every catalog model by its canonical name."""
     out = {}
@@ -90,9 +101,9 @@ def get_model(name: str | ModelSpec) -> ModelSpec:
     """A catalog model by name or alias (any common spelling); suggests the closest names when unknown."""
     if isinstance(name, ModelSpec):
         return name
-    found = _index(models()).get(normalize_name(name))
+    found = _model_index().get(normalize_name(name))
     if found is None:
-        raise UnknownNameError("model", name, _index(models()))
+        raise UnknownNameError("model", name, _model_index())
     return models()[found]
 
 
@@ -100,8 +111,8 @@ def get_accelerator(name: str | Accelerator, price_usd_per_hour: float | None = 
     """A catalog accelerator by name or alias; ``price_usd_per_hour`` overrides the catalog price."""
     acc = name if isinstance(name, Accelerator) else None
     if acc is None:
-        found = _index(accelerators()).get(normalize_name(name))
+        found = _accelerator_index().get(normalize_name(name))
         if found is None:
-            raise UnknownNameError("accelerator", name, _index(accelerators()))
+            raise UnknownNameError("accelerator", name, _accelerator_index())
         acc = accelerators()[found]
     return acc if price_usd_per_hour is None else acc.with_(price_usd_per_hour=price_usd_per_hour)
