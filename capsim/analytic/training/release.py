@@ -17,7 +17,7 @@ from capsim.analytic.loss import LossKernel
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.errors import SpecError
-from capsim.specs.pipeline_layout import LayerSplit, default_uneven, front_loaded
+from capsim.specs.pipeline_layout import LayerSplit, default_uneven, front_loaded, middle_loaded
 from capsim.specs.precision import Fp8Scaling
 
 
@@ -175,6 +175,7 @@ class PipelineSplit(StrEnum):
 
     MEGATRON = "megatron"  # the options Megatron-Core states (capsim.specs.pipeline_layout.default_uneven)
     FRONT_LOADED = "front-loaded"  # torch.distributed.pipelining as NeMo AutoModel builds it (front_loaded)
+    MIDDLE_LOADED = "middle-loaded"  # torchtitan's generate_split_points of late 2024 (middle_loaded)
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,8 @@ class Framework:
         """The split this release builds for ``layers`` over ``pp`` stages of ``v`` chunks (None: it has none)."""
         if self.pipeline_split is PipelineSplit.FRONT_LOADED:
             return front_loaded(layers, pp, v)
+        if self.pipeline_split is PipelineSplit.MIDDLE_LOADED:
+            return middle_loaded(layers, pp, v)
         return default_uneven(layers, pp, v)
 
     def loss_copy_bytes(self, activation_bytes: float) -> float:

@@ -19,6 +19,7 @@ from capsim.analytic.training.release import (
     Flag,
     FrameworkFamily,
     MoeDispatcher,
+    PipelineSplit,
     Release,
     Reshard,
     SacPolicy,
@@ -61,6 +62,19 @@ def _rotate_flag(where: str) -> Flag:
     """torchtitan's choice of torch's context-parallel K, V rotation (torch's _RotateMethod)."""
     return Flag("cp_rotate", {"allgather": CpRotate.ALLGATHER, "alltoall": CpRotate.ALLTOALL},
                 where + ": set_rotate_method before context_parallel")
+
+
+# torchtitan's --float8.recipe_name (torchao Float8LinearConfig.from_recipe_name): every recipe scales from the
+# tensor's own amax, per tensor or per row (capsim's current scaling; the per-row amax priced as one pass like the
+# per-tensor one, and torch._scaled_mm's rowwise-scaled GEMM at the per-tensor FP8 rate), and none gathers FP8
+_RECIPES = (" torchtitan/components/quantization/float8.py L57-75: with recipe_name, Float8LinearConfig."
+            "from_recipe_name and 'enable_fsdp_float8_all_gather together with recipe_name is not supported'")
+
+
+def _recipe_flag(where: str) -> Flag:
+    """torchtitan's float8 recipe by name: current scaling, FSDP2 gathering the 16-bit weights."""
+    return Flag("fp8_scaling", {r: Fp8Scaling.CURRENT for r in ("tensorwise", "rowwise", "rowwise_with_gw_hp")},
+                where, also={"fp8_params": False})
 
 
 def torchtitan_flags(where_cfg: str, where_par: str) -> dict[str, Flag]:
@@ -171,9 +185,13 @@ def torchtitan_2024_12(name: str) -> Release:
                            "mean, rsqrt, mul, type_as, * weight)",
                 eager_pointwise=_9D + " torchtitan/models/llama/model.py L108-113, L253 FeedForward.forward:"
                                 + _EAGER_POINTWISE)
+    cite["pipeline_split"] = (_9D + " torchtitan/parallelisms/pipeline_llama.py L70-72: without --experimental."
+                              "pipeline_parallel_split_points, pipelining_utils.py L18-57 generate_split_points (the "
+                              "first stage base layers, the middle ones one heavier while the remainder lasts, the "
+                              "last the rest; 2 stages per rank for looped schedules)")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True
-                ).with_(eager_norm=True, eager_pointwise=True)
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True,
+                pipeline_split=PipelineSplit.MIDDLE_LOADED).with_(eager_norm=True, eager_pointwise=True)
     defaults = _fsdp2_defaults(_9D_CFG, Setting(PER_REPLICA, _9D_CFG + " L219 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
     defaults["recompute"] = Setting("selective", _9D_CFG + " L516-518 --activation_checkpoint.mode default selective")
@@ -214,7 +232,9 @@ def torchtitan_2025_06(name: str) -> Release:
         fp8_recompute_weight_bwd=_E7_CFG + " L455 default False",
         cp_rotate=_E7_CFG + " L356 Parallelism.context_parallel_rotate_method default 'allgather' (torchtitan/"
                   "distributed/utils.py L158-169 set_rotate_method)",
-        repeat_kv=_E7 + " torchtitan/models/llama3/model.py L250-251: " + _REPEAT_KV)
+        repeat_kv=_E7 + " torchtitan/models/llama3/model.py L250-251: " + _REPEAT_KV,
+        overlap_tp_comm=_E7_CFG + " L301-302 --parallelism.enable_async_tensor_parallel default False (a flag of "
+                        "the run; 'only effective when compile is enabled')")
     cite.update(eager_norm=_E7 + " torchtitan/models/llama3/model.py L341-342: torch's nn.RMSNorm, whose kernels at "
                            "torch 2.8.0a0 are not read here: priced as one fused kernel (the field's generic value; "
                            "the benchmark's runs are compiled)",
@@ -229,7 +249,11 @@ def torchtitan_2025_06(name: str) -> Release:
     return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2025-06", "2025-06-11",
                    "torchtitan at e7c0cae (2025-06-11) with torchao 0afa4c1 (2025-06-13)", cite, defaults,
                    {**torchtitan_flags(_E7_CFG, _E7_PAR + _OP_POLICY),
-                    "--parallelism.context_parallel_rotate_method": _rotate_flag(_E7_CFG + " L356")})
+                    "--parallelism.context_parallel_rotate_method": _rotate_flag(_E7_CFG + " L356"),
+                    "--parallelism.enable_async_tensor_parallel": Flag(
+                        "overlap_tp_comm", {"": True, "true": True, "false": False},
+                        _E7_CFG + " L301-302; micro-pipelined TP collectives under torch.compile"),
+                    "--float8.recipe_name": _recipe_flag(_E7_CFG + " L463-464; " + _E7 + _RECIPES)})
 
 
 def torchtitan_2026_08(name: str) -> Release:
