@@ -126,3 +126,43 @@ def test_serving_validation_takes_the_calibration_rules_training_takes(rule, tmp
     report = json.loads(out.stdout)
     assert report["rows_priced"] == 1, report["rows"][0]["note"]
     assert report["calibration"] == "H200-SXM-141GB"  # no H200 profile ships: both rules give its datasheet
+
+
+_405B = ["train", "-m", "llama-3.1-405b", "-a", "H100-96GB-HBM2e-500W", "-n", "512", "--tp", "8", "--pp", "8",
+         "--zero", "3", "--global-batch", "256", "--micro-batch", "4", "--seq-len", "8192", "--recompute", "full",
+         "--precision", "fp8", "--framework", "torchtitan-2024-12", "--json",
+         "--flags=--training.compile --float8.enable_fsdp_float8_all_gather --experimental.enable_async_tensor_parallel"]
+
+
+def test_train_runs_torchtitans_table_5_as_torchtitan_runs_it():
+    # Was: --sp defaulted to off whatever the release (torchtitan's TP always shards the sequence: apply_tp's
+    # SequenceParallel norms), so the run that measured 82.5 GiB was "infeasible: 158.47 GB of 96.00 GB"; and the
+    # FP8 preset ignored the release's recipe (current scaling) and the run's FP8 all-gather flag.
+    out = CliRunner().invoke(app, _405B)
+    assert out.exit_code == 0, out.output[-600:]
+    plan = json.loads(out.stdout)["plan"]
+    assert plan["sequence_parallel"] is True
+    assert plan["precision"]["fp8_scaling"] == "current" and plan["precision"]["weights"] == "fp8"
+    assert plan["pipeline_layout"] == "Et*15|(t*16|)*6,t*15L"  # torchtitan's generated split
+    off = CliRunner().invoke(app, [*_405B, "--no-sp"])
+    assert off.exit_code != 0 and "does not fit" in off.output  # stated off, priced off
+
+
+def test_a_blank_seq_parallel_takes_the_releases_default():
+    from capsim.analytic.training.release import default_sp
+
+    assert get_release("torchtitan-2025-06").defaults["sp"].value == "tp>1"
+    assert default_sp("tp>1", 8) and not default_sp("tp>1", 1) and not default_sp(False, 8)
+    assert not get_release("megatron-core-0.14.0").defaults["sp"].value  # --sequence-parallel: store_true
+    row = next(r for r in _report("training")["rows"] if "dp8 gb96" in r["case"])
+    assert "defaults sp=yes" in row["note"]
+
+
+def test_run_precision_is_the_validation_rows_precision_and_idempotent():
+    from capsim.specs.precision import Precision
+
+    for name in ("torchtitan-2025-06", "megatron-bridge-26.04.01", "nemo-automodel-2025-10", "deepspeed-0.14"):
+        fw = get_release(name).framework
+        for preset in ("bf16", "fp8"):
+            once = fw.run_precision(Precision.preset(preset))
+            assert fw.run_precision(once) == once

@@ -15,6 +15,7 @@ from __future__ import annotations
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     PER_REPLICA,
+    WITH_TP,
     CpRotate,
     Flag,
     FrameworkFamily,
@@ -75,6 +76,11 @@ def _recipe_flag(where: str) -> Flag:
     """torchtitan's float8 recipe by name: current scaling, FSDP2 gathering the 16-bit weights."""
     return Flag("fp8_scaling", {r: Fp8Scaling.CURRENT for r in ("tensorwise", "rowwise", "rowwise_with_gw_hp")},
                 where, also={"fp8_params": False})
+
+
+def _sp_with_tp(where: str) -> Setting:
+    """torchtitan's TP shards the norms' sequence too (torch's SequenceParallel style): SP wherever TP is."""
+    return Setting(WITH_TP, where + ": sequence parallelism wherever TP > 1")
 
 
 def torchtitan_flags(where_cfg: str, where_par: str) -> dict[str, Flag]:
@@ -140,6 +146,8 @@ def torchtitan_2024_04(name: str) -> Release:
     defaults = _fsdp2_defaults(_1E_CFG, Setting(PER_REPLICA, _1E_CFG + " L163 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
     defaults["recompute"] = Setting("selective", _1E_CFG + " L283-285 --activation_checkpoint.mode default selective")
+    defaults["sp"] = _sp_with_tp(_1E_PAR + " L142-200: with tp_enabled, SequenceParallel() on norm, attention_norm, "
+                                 "ffn_norm")
     flags = torchtitan_flags(_1E_CFG, _1E_PAR + " L36-41 no_recompute_list (mm, flash/efficient SDPA, "
                                                 "reduce_scatter_tensor), L46-60 'every second mm' recomputed")
     flags["--model.norm_type"] = Flag("eager_norm", _NORM_TYPES, _1E_CFG + " L131-134; torchtitan/models/norms.py "
@@ -195,6 +203,8 @@ def torchtitan_2024_12(name: str) -> Release:
     defaults = _fsdp2_defaults(_9D_CFG, Setting(PER_REPLICA, _9D_CFG + " L219 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
     defaults["recompute"] = Setting("selective", _9D_CFG + " L516-518 --activation_checkpoint.mode default selective")
+    defaults["sp"] = _sp_with_tp(_9D_PAR + " L117-191 apply_tp: SequenceParallel() on norm (L137), attention_norm "
+                                 "(L176), ffn_norm (L185)")
     flags = torchtitan_flags(_9D_CFG, _9D_PAR + " L214-222 _save_list (mm, flash/efficient SDPA, abs, max), "
                                                 "L254-258 'except every second mm'")
     del flags["--float8.force_recompute_fp8_weight_in_bwd"]
@@ -246,6 +256,8 @@ def torchtitan_2025_06(name: str) -> Release:
                                                              "accumulation: the per-replica batch"))
     defaults["recompute"] = Setting("selective", _E7_CFG + " L437 ActivationCheckpoint.mode default 'selective' "
                                                  "(" + _E7_TOML + " sets it too)")
+    defaults["sp"] = _sp_with_tp(_E7_PAR + " L123 apply_tp: SequenceParallel() on norm (L143), attention_norm "
+                                 "(L180), ffn_norm (L189)")
     return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2025-06", "2025-06-11",
                    "torchtitan at e7c0cae (2025-06-11) with torchao 0afa4c1 (2025-06-13)", cite, defaults,
                    {**torchtitan_flags(_E7_CFG, _E7_PAR + _OP_POLICY),
@@ -286,6 +298,8 @@ def torchtitan_2026_08(name: str) -> Release:
                 selective_ac=SelectiveAc(SacPolicy.OPS))
     defaults = _fsdp2_defaults("TT@b5bcd76 torchtitan/config/configs.py",
                                Setting(PER_REPLICA, "training.local_batch_size: the per-replica batch, no accumulation"))
+    defaults["sp"] = _sp_with_tp("TT@b5bcd76 torchtitan/config/configs.py L169-170 enable_sequence_parallel: bool = "
+                                 "True ('Enabled by default')")
     return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2026-08", "2026-08-21",
                    "torchtitan main at b5bcd76 (2026-08-21)", cite, defaults, fsdp2_flags(fsdp))
 
