@@ -166,3 +166,21 @@ def test_run_precision_is_the_validation_rows_precision_and_idempotent():
         for preset in ("bf16", "fp8"):
             once = fw.run_precision(Precision.preset(preset))
             assert fw.run_precision(once) == once
+
+
+def test_the_planner_ranks_by_time_on_an_accelerator_without_a_price():
+    # Was: 'capsim plan train -a H100-96GB-HBM2e-500W ...' (the torchtitan runs' part, no catalog price) crashed with
+    # TypeError: float * NoneType in the cost column.
+    import math
+
+    from capsim import get_accelerator, get_model
+    from capsim.calibration import perf_for
+    from capsim.errors import SpecError
+    from capsim.plan.training import plan_training
+
+    acc = get_accelerator("H100-96GB-HBM2e-500W")
+    assert acc.price_usd_per_hour is None
+    plan = plan_training(get_model("gpt2-124m"), acc, 1e9, 16, 1024, 8, perf=perf_for(acc))
+    assert plan.feasible and math.isnan(plan.table["cost_usd"].iloc[0])
+    with pytest.raises(SpecError, match="no price"):
+        plan_training(get_model("gpt2-124m"), acc, 1e9, 16, 1024, 8, rank_by="cost", perf=perf_for(acc))
