@@ -52,6 +52,9 @@ Etp = Annotated[int | None, typer.Option("--etp", help="Tensor-parallel width of
 Flags = Annotated[str, typer.Option("--flags", help="The framework release's flags the run uses, e.g. "
                                     "'--tp-comm-overlap --overlap-grad-reduce' (capsim lists the known ones).")]
 Sp = Annotated[bool, typer.Option("--sp/--no-sp", help="Sequence parallelism over the TP group.")]
+SpRelease = Annotated[bool, typer.Option("--sp/--no-sp", show_default=False, help=(
+    "Sequence parallelism over the TP group (default: the framework release's: off, except torchtitan's, whose TP "
+    "always shards the sequence too)."))]
 Zero = Annotated[int, typer.Option("--zero", help="ZeRO stage 0-3.", min=0, max=3)]
 FsdpGroup = Annotated[int | None, typer.Option("--fsdp-group", help="ZeRO/FSDP sharding group: shard over this many "
                                                 "of the dp x cp ranks and replicate over the rest (hybrid sharding, "

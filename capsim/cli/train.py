@@ -9,7 +9,7 @@ import typer
 
 from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
 from capsim.analytic.training.framework import get_release
-from capsim.analytic.training.release import Framework
+from capsim.analytic.training.release import Framework, PipelineSplit, default_sp
 from capsim.analytic.training.step import release_split
 from capsim.calibration import perf_for
 from capsim.calibration.fp8 import band_ends, fp8_rates, rates_note, split_by_role
@@ -99,8 +99,7 @@ def _print(result: StepTime, title: str, split: LayerSplit | None = None, implic
         console.print(f"pipeline: {split.pp} stages x {split.v} chunks, layers per stage {list(split.stages)} "
                       f"({split.rule.value}; Megatron-Core layout '{split.layout}')")
         if own is not None:
-            console.print(f"  pp x v does not divide the layers: priced with {own}'s own split (the first "
-                          "virtual stages one layer heavier)")
+            console.print(f"  pp x v does not divide the layers: priced with {own}")
         elif implicit and split.rule.value != "even":
             console.print("  pp x v does not divide the layers: priced with the uneven split a layout search uses "
                           "(capsim.specs.pipeline_layout.default_uneven); state another with --layer-split, "
@@ -131,7 +130,7 @@ def _framework(name: FrameworkName, flags: str) -> Framework:
 
 
 def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None, dp: o.Dp = None,
-          tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False, zero: o.Zero = 0,
+          tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.SpRelease = False, zero: o.Zero = 0,
           distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE, micro_batch: o.Mb = 1,
           global_batch: GlobalBatch = None, seq_len: o.Seq = 2048, precision: o.Prec = "bf16",
           layer_split: o.StageSplit = None, pipeline_layout: o.Layout = None, first_layers: o.FirstLayers = None,
@@ -142,7 +141,8 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
           as_json: JsonOpt = False, fsdp_group: o.FsdpGroup = None) -> None:
     """Training step time of a plan on a cluster: breakdown, MFU/HFU, memory, and time/energy/cost for N tokens.
     --dp defaults to gpus / (tp*pp*cp); an uneven pipeline is stated one of Megatron-Core's ways, or is the
-    release's own where it has one (NeMo AutoModel: the first virtual stages one layer heavier)."""
+    release's own where it has one (NeMo AutoModel: the first virtual stages one layer heavier; torchtitan 2024-12:
+    the middle ones). --sp defaults to the release's (torchtitan: on wherever TP is)."""
     spec = o.resolve_model(model, hf_config)
     warn_if_other_machine(calibration)
     if calibration is None and threads is None:  # the accelerator's default calibration (capsim.calibration)
@@ -163,19 +163,22 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
         given = {"tp": tp, "pp": pp, "v": v, "micro_batch": micro_batch, "recompute": recompute.code, "sp": sp,
                  "zero": zero, "distributed_optimizer": distributed_optimizer, "etp": etp}
         pins = {_AXIS.get(k, k): value for k, value in given.items() if o.given(k)}
-        return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, Precision.preset(precision), perf,
-                     _framework(framework, flags), top, tokens, {"cp": cp, "ep": ep, "shard": fsdp_group, **pins},
-                     as_json)
+        fw = _framework(framework, flags)  # the preset as the release runs it (its FP8 recipe, gradients, master)
+        return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, fw.run_precision(Precision.preset(precision)),
+                     perf, fw, top, tokens, {"cp": cp, "ep": ep, "shard": fsdp_group, **pins}, as_json)
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
+    if not o.given("sp"):  # the release's own default (torchtitan: SP wherever TP is)
+        sp = default_sp(get_release(framework).defaults["sp"].value, tp)
     dp = o.infer_dp(dp, gpus, tp, pp, cp)
     o.check_fsdp_group(fsdp_group, dp, cp, zero, distributed_optimizer)
     plan = o.train_plan(dp, tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
                         recompute, micro_batch, global_batch, seq_len, precision, split, etp, fsdp_group)
     cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
     fw = _framework(framework, flags)
+    plan = plan.with_(precision=fw.run_precision(plan.precision))  # as the release runs the preset
     stated = release_split(spec, plan, fw)  # a release's own uneven split where the run states none
-    own, plan = (fw.name if stated is not plan else None), stated
+    own, plan = (f"{fw.name}'s own split ({_OWN_SPLIT[fw.pipeline_split]})" if stated is not plan else None), stated
     with o.fsdp_group_errors():
         result = step_time(spec, plan, cluster, perf, framework=fw, train_tokens=tokens)
     fp8 = _fp8_band(spec, plan, cluster, perf, fw)
@@ -194,6 +197,11 @@ def _exit_if_infeasible(result: StepTime) -> None:
         mem = result.memory
         infeasible(f"{result.reason} ({gb(mem.total_bytes)} of {gb(mem.capacity_bytes)})")
 
+
+# How each release's own uneven split places the layers (capsim.specs.pipeline_layout front_loaded, middle_loaded).
+_OWN_SPLIT = {PipelineSplit.FRONT_LOADED: "the first virtual stages one layer heavier",
+              PipelineSplit.MIDDLE_LOADED: "the first virtual stage lightest, the next ones one layer heavier while "
+                                           "the remainder lasts, the last what is left"}
 
 # The search axis of each plan option --auto keeps where given (capsim.plan.train_layouts.SEARCH_AXES).
 _AXIS = {"zero": "zero_stage"}

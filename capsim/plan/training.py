@@ -79,7 +79,7 @@ def _priced(model: ModelSpec, acc: Accelerator, gpus: int, tokens: float, global
     frame = frame[frame["memory_per_gpu_bytes"] <= usable * acc.memory_bytes].copy()
     frame.insert(0, "gpus", gpus)
     frame["time_to_train_s"] = tokens / frame["tokens_per_s"]
-    frame["cost_usd"] = frame["time_to_train_s"] / 3600.0 * gpus * cluster.price_usd_per_gpu_hour
+    frame["cost_usd"] = frame["time_to_train_s"] / 3600.0 * cluster.price_usd_per_hour  # NaN: no price known
     frame["energy_j"] = frame["time_to_train_s"] * gpus * (acc.tdp_w or np.nan)
     return frame
 
@@ -100,6 +100,9 @@ def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, glo
     require(tokens > 0, "tokens", f"must be positive, got {tokens!r}")
     require(0.0 < usable_memory_fraction <= 1.0, "usable_memory_fraction", "must be in (0, 1]")
     rank = RankBy(rank_by) if rank_by else (RankBy.COST if deadline_s else RankBy.TIME)
+    if accelerator.price_usd_per_hour is None and (rank is RankBy.COST or budget_usd is not None):
+        raise SpecError("price", f"{accelerator.name} has no price in the catalog, so no layout can be ranked by "
+                        "cost or held to a budget", "give its price per GPU-hour (--price), or rank by time")
     precision = precision or Precision()
     counts = [num_gpus] if num_gpus else candidate_gpu_counts(accelerator.gpus_per_node, max_gpus)
     if not num_gpus and deadline_s is None and budget_usd is None:

@@ -39,6 +39,7 @@ class SplitRule(StrEnum):
     EMBEDDING_LOSS = "embedding-loss"  # --account-for-embedding/loss-in-pipeline-split
     LAYOUT = "layout"  # --pipeline-model-parallel-layout
     FRONT_LOADED = "front-loaded"  # torch.distributed.pipelining as NeMo AutoModel splits: the first stages heavier
+    MIDDLE_LOADED = "middle-loaded"  # torchtitan's generated split points of late 2024: the middle stages heavier
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,24 @@ def front_loaded(layers: int, pp: int, v: int = 1) -> LayerSplit | None:
     base, extra = divmod(layers, stages)
     counts = [base + (i < extra) for i in range(stages)]
     return LayerSplit(tuple(tuple(counts[c * pp + s] for c in range(v)) for s in range(pp)), SplitRule.FRONT_LOADED)
+
+
+def middle_loaded(layers: int, pp: int, v: int = 1) -> LayerSplit | None:
+    """torchtitan's generated split (no --experimental.pipeline_parallel_split_points): pp x v virtual stages, the
+    first of ``layers // (pp v)`` layers, each next one a layer heavier while ``layers mod (pp v)`` lasts, the last
+    one what remains; virtual stage i on rank i mod pp (the looped schedules); pytorch/torchtitan@9dec370
+    torchtitan/parallelisms/pipelining_utils.py L18-57 generate_split_points (used where the run names no split
+    points, pipeline_llama.py L70-72), L102-111 stage_ids_this_rank 'loop'. None where the stages outnumber the
+    layers (L35 raises)."""
+    stages = pp * v
+    if stages > layers:
+        return None
+    if layers % stages == 0:
+        return even(layers, pp, v)
+    base, extra = divmod(layers, stages)
+    counts = [base] + [base + (i <= extra) for i in range(1, stages - 1)]
+    counts.append(layers - sum(counts))
+    return LayerSplit(tuple(tuple(counts[c * pp + s] for c in range(v)) for s in range(pp)), SplitRule.MIDDLE_LOADED)
 
 
 def default_uneven(layers: int, pp: int, v: int = 1) -> LayerSplit | None:

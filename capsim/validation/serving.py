@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from capsim.analytic.serving import StepShape, iteration_time
-from capsim.calibration import load_calibration, perf_for
+from capsim.calibration import is_rule, load_calibration, perf_for
 from capsim.calibration.fp8 import fp8_rates, rates_note, with_fp8_scale
 from capsim.data.loaders import SHIPPED, data_file, load_trace
 from capsim.errors import SpecError
@@ -92,9 +92,12 @@ def row_software(r: dict[str, str]) -> Software:
 
 
 def _perf(gpu: str, calibration: str | None) -> Perf:
-    """The calibration for one row: the one asked for if it describes this GPU, else the GPU's profile
-    calibration where one ships, else its datasheet calibration."""
+    """The calibration for one row: a rule (``profile``, ``datasheet``) applied to its GPU as the training suite
+    applies it; a calibration asked for by name if it describes this GPU, else the GPU's profile calibration where
+    one ships, else its datasheet calibration."""
     acc = get_accelerator(gpu)
+    if is_rule(calibration):
+        return perf_for(acc, calibration)
     if calibration is not None:
         cal = load_calibration(calibration)
         if get_accelerator(cal.device.get("name", cal.name)).name == acc.name:

@@ -22,7 +22,7 @@ from capsim.specs.catalog import get_model
 from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.pipeline_layout import LayerSplit, even, megatron, parse_layout
-from capsim.specs.precision import DType, Precision
+from capsim.specs.precision import Precision
 from capsim.validation.harness import LINE, DataError
 
 # Megatron-Core's flags that state an uneven split by values no fixed table lists (transformer_config.py
@@ -161,24 +161,8 @@ def row_cluster(r: dict[str, str], acc: Accelerator) -> Cluster:
 
 
 def row_precision(r: dict[str, str], fw: Framework) -> Precision:
-    """The row's precision preset as its release runs it: FP8 with the release's recipe (scaling, FP8 parameters;
-    MXFP8/NVFP4 parameters where the release keeps FP8 ones),
-    gradients reduced in 16 bits where it says so, no fp32 master copy where it keeps none (FSDP2 may still reduce
-    the gradients of bf16 parameters in fp32: NeMo AutoModel 2026-07)."""
-    precision = Precision.preset(r["precision"])
-    half = precision.activations
-    if not fw.grads_fp32:
-        precision = precision.with_(gradients=half)
-    if not fw.fp32_master and precision.master_weights is not None:  # gradients as grads_fp32 left them
-        precision = precision.with_(master_weights=None, optimizer_states=precision.weights)
-    if precision.compute.block_scaled:
-        # Megatron-Bridge's block-scaled recipes gather and keep the weights in their format as its FP8 one does
-        # (MB@v0.4.2 training/mixed_precision.py L270 bf16_with_mxfp8_mixed fp8_param_gather, L422
-        # bf16_with_nvfp4_mixed fp4_param_gather); no other release sets FP8 parameters.
-        return precision.with_(weights=precision.compute) if fw.fp8_params else precision
-    if precision.compute is not DType.FP8:
-        return precision
-    return precision.with_(fp8_scaling=fw.fp8_scaling, weights=DType.FP8 if fw.fp8_params else precision.weights)
+    """The row's precision preset as its release runs it (``Framework.run_precision``)."""
+    return fw.run_precision(Precision.preset(r["precision"]))
 
 
 def row_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object], fw: Framework | None = None

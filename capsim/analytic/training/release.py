@@ -17,8 +17,8 @@ from capsim.analytic.loss import LossKernel
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.recompute import SacPolicy, SelectiveAc
 from capsim.errors import SpecError
-from capsim.specs.pipeline_layout import LayerSplit, default_uneven, front_loaded
-from capsim.specs.precision import Fp8Scaling
+from capsim.specs.pipeline_layout import LayerSplit, default_uneven, front_loaded, middle_loaded
+from capsim.specs.precision import DType, Fp8Scaling, Precision
 
 
 class MoeDispatcher(StrEnum):
@@ -178,6 +178,7 @@ class PipelineSplit(StrEnum):
 
     MEGATRON = "megatron"  # the options Megatron-Core states (capsim.specs.pipeline_layout.default_uneven)
     FRONT_LOADED = "front-loaded"  # torch.distributed.pipelining as NeMo AutoModel builds it (front_loaded)
+    MIDDLE_LOADED = "middle-loaded"  # torchtitan's generate_split_points of late 2024 (middle_loaded)
 
 
 @dataclass(frozen=True)
@@ -337,10 +338,31 @@ class Framework:
                                "modules": list(self.selective_ac.modules)}
         return out
 
+    def run_precision(self, precision: Precision) -> Precision:
+        """A precision preset as this release runs it: FP8 with the release's recipe (scaling, FP8 parameters;
+        MXFP8/NVFP4 parameters where the release keeps FP8 ones), gradients reduced in 16 bits where it says so, no
+        fp32 master copy where it keeps none (FSDP2 may still reduce the gradients of bf16 parameters in fp32:
+        NeMo AutoModel 2026-07). Applying it twice changes nothing."""
+        half = precision.activations
+        if not self.grads_fp32:
+            precision = precision.with_(gradients=half)
+        if not self.fp32_master and precision.master_weights is not None:  # gradients as grads_fp32 left them
+            precision = precision.with_(master_weights=None, optimizer_states=precision.weights)
+        if precision.compute.block_scaled:
+            # Megatron-Bridge's block-scaled recipes gather and keep the weights in their format as its FP8 one
+            # does (MB@v0.4.2 training/mixed_precision.py L270 bf16_with_mxfp8_mixed fp8_param_gather, L422
+            # bf16_with_nvfp4_mixed fp4_param_gather); no other release sets FP8 parameters.
+            return precision.with_(weights=precision.compute) if self.fp8_params else precision
+        if precision.compute is not DType.FP8:
+            return precision
+        return precision.with_(fp8_scaling=self.fp8_scaling, weights=DType.FP8 if self.fp8_params else precision.weights)
+
     def split(self, layers: int, pp: int, v: int) -> LayerSplit | None:
         """The split this release builds for ``layers`` over ``pp`` stages of ``v`` chunks (None: it has none)."""
         if self.pipeline_split is PipelineSplit.FRONT_LOADED:
             return front_loaded(layers, pp, v)
+        if self.pipeline_split is PipelineSplit.MIDDLE_LOADED:
+            return middle_loaded(layers, pp, v)
         return default_uneven(layers, pp, v)
 
     def loss_copy_bytes(self, activation_bytes: float) -> float:
@@ -365,6 +387,12 @@ BEHAVIOUR = tuple(f.name for f in fields(Framework) if f.name != "name")
 LAYOUT_SETTINGS = ("micro_batch", "v", "recompute", "sp", "zero_stage", "cp", "distributed_optimizer", "etp",
                    "account_for_embedding", "account_for_loss")
 PER_REPLICA = "global/dp"  # a micro-batch default meaning "the whole per-replica batch: no gradient accumulation"
+WITH_TP = "tp>1"  # a sequence-parallel default meaning "on wherever TP is": the release's TP shards the sequence too
+
+
+def default_sp(value: object, tp: int) -> bool:
+    """A release's sequence-parallel default (``Release.defaults['sp'].value``) for a run at ``tp``."""
+    return tp > 1 if value == WITH_TP else bool(value)
 
 
 class FrameworkFamily(StrEnum):
@@ -488,6 +516,6 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
 
 
 __all__ = ["BEHAVIOUR", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
-           "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "CpRotate", "Flag", "FlexBackend", "Framework",
+           "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "WITH_TP", "default_sp", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "LossKernel", "MEGATRON_CE_PASSES", "MoeDispatcher", "megatron_ce", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

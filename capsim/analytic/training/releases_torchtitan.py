@@ -15,10 +15,12 @@ from __future__ import annotations
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.release import (
     PER_REPLICA,
+    WITH_TP,
     CpRotate,
     Flag,
     FrameworkFamily,
     MoeDispatcher,
+    PipelineSplit,
     Release,
     Reshard,
     SacPolicy,
@@ -69,6 +71,24 @@ def _rotate_flag(where: str) -> Flag:
     """torchtitan's choice of torch's context-parallel K, V rotation (torch's _RotateMethod)."""
     return Flag("cp_rotate", {"allgather": CpRotate.ALLGATHER, "alltoall": CpRotate.ALLTOALL},
                 where + ": set_rotate_method before context_parallel")
+
+
+# torchtitan's --float8.recipe_name (torchao Float8LinearConfig.from_recipe_name): every recipe scales from the
+# tensor's own amax, per tensor or per row (capsim's current scaling; the per-row amax priced as one pass like the
+# per-tensor one, and torch._scaled_mm's rowwise-scaled GEMM at the per-tensor FP8 rate), and none gathers FP8
+_RECIPES = (" torchtitan/components/quantization/float8.py L57-75: with recipe_name, Float8LinearConfig."
+            "from_recipe_name and 'enable_fsdp_float8_all_gather together with recipe_name is not supported'")
+
+
+def _recipe_flag(where: str) -> Flag:
+    """torchtitan's float8 recipe by name: current scaling, FSDP2 gathering the 16-bit weights."""
+    return Flag("fp8_scaling", {r: Fp8Scaling.CURRENT for r in ("tensorwise", "rowwise", "rowwise_with_gw_hp")},
+                where, also={"fp8_params": False})
+
+
+def _sp_with_tp(where: str) -> Setting:
+    """torchtitan's TP shards the norms' sequence too (torch's SequenceParallel style): SP wherever TP is."""
+    return Setting(WITH_TP, where + ": sequence parallelism wherever TP > 1")
 
 
 def torchtitan_flags(where_cfg: str, where_par: str) -> dict[str, Flag]:
@@ -134,6 +154,8 @@ def torchtitan_2024_04(name: str) -> Release:
     defaults = _fsdp2_defaults(_1E_CFG, Setting(PER_REPLICA, _1E_CFG + " L163 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
     defaults["recompute"] = Setting("selective", _1E_CFG + " L283-285 --activation_checkpoint.mode default selective")
+    defaults["sp"] = _sp_with_tp(_1E_PAR + " L142-200: with tp_enabled, SequenceParallel() on norm, attention_norm, "
+                                 "ffn_norm")
     flags = torchtitan_flags(_1E_CFG, _1E_PAR + " L36-41 no_recompute_list (mm, flash/efficient SDPA, "
                                                 "reduce_scatter_tensor), L46-60 'every second mm' recomputed")
     flags["--model.norm_type"] = Flag("eager_norm", _NORM_TYPES, _1E_CFG + " L131-134; torchtitan/models/norms.py "
@@ -180,12 +202,18 @@ def torchtitan_2024_12(name: str) -> Release:
                            "mean, rsqrt, mul, type_as, * weight)",
                 eager_pointwise=_9D + " torchtitan/models/llama/model.py L108-113, L253 FeedForward.forward:"
                                 + _EAGER_POINTWISE)
+    cite["pipeline_split"] = (_9D + " torchtitan/parallelisms/pipeline_llama.py L70-72: without --experimental."
+                              "pipeline_parallel_split_points, pipelining_utils.py L18-57 generate_split_points (the "
+                              "first stage base layers, the middle ones one heavier while the remainder lasts, the "
+                              "last the rest; 2 stages per rank for looped schedules)")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True
-                ).with_(eager_norm=True, eager_pointwise=True, cp_in_graph=True)
+                selective_ac=SelectiveAc(SacPolicy.BLOCKS, 2), attention=AttentionImpl.SDPA_FLASH, repeat_kv=True,
+                pipeline_split=PipelineSplit.MIDDLE_LOADED).with_(eager_norm=True, eager_pointwise=True, cp_in_graph=True)
     defaults = _fsdp2_defaults(_9D_CFG, Setting(PER_REPLICA, _9D_CFG + " L219 --training.batch_size: the "
                                                              "per-replica batch, no gradient accumulation"))
     defaults["recompute"] = Setting("selective", _9D_CFG + " L516-518 --activation_checkpoint.mode default selective")
+    defaults["sp"] = _sp_with_tp(_9D_PAR + " L117-191 apply_tp: SequenceParallel() on norm (L137), attention_norm "
+                                 "(L176), ffn_norm (L185)")
     flags = torchtitan_flags(_9D_CFG, _9D_PAR + " L214-222 _save_list (mm, flash/efficient SDPA, abs, max), "
                                                 "L254-258 'except every second mm'")
     del flags["--float8.force_recompute_fp8_weight_in_bwd"]
@@ -224,7 +252,9 @@ def torchtitan_2025_06(name: str) -> Release:
         cp_rotate=_E7_CFG + " L356 Parallelism.context_parallel_rotate_method default 'allgather' (torchtitan/"
                   "distributed/utils.py L158-169 set_rotate_method)",
         repeat_kv=_E7 + " torchtitan/models/llama3/model.py L250-251: " + _REPEAT_KV,
-        cp_in_graph=_E7_PAR + " L307 torch.compile(transformer_block, fullgraph=True): " + _CP_IN_GRAPH)
+        cp_in_graph=_E7_PAR + " L307 torch.compile(transformer_block, fullgraph=True): " + _CP_IN_GRAPH,
+        overlap_tp_comm=_E7_CFG + " L301-302 --parallelism.enable_async_tensor_parallel default False (a flag of "
+                        "the run; 'only effective when compile is enabled')")
     cite.update(eager_norm=_E7 + " torchtitan/models/llama3/model.py L341-342: torch's nn.RMSNorm, whose kernels at "
                            "torch 2.8.0a0 are not read here: priced as one fused kernel (the field's generic value; "
                            "the benchmark's runs are compiled)",
@@ -236,10 +266,16 @@ def torchtitan_2025_06(name: str) -> Release:
                                                              "accumulation: the per-replica batch"))
     defaults["recompute"] = Setting("selective", _E7_CFG + " L437 ActivationCheckpoint.mode default 'selective' "
                                                  "(" + _E7_TOML + " sets it too)")
+    defaults["sp"] = _sp_with_tp(_E7_PAR + " L123 apply_tp: SequenceParallel() on norm (L143), attention_norm "
+                                 "(L180), ffn_norm (L189)")
     return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2025-06", "2025-06-11",
                    "torchtitan at e7c0cae (2025-06-11) with torchao 0afa4c1 (2025-06-13)", cite, defaults,
                    {**torchtitan_flags(_E7_CFG, _E7_PAR + _OP_POLICY),
-                    "--parallelism.context_parallel_rotate_method": _rotate_flag(_E7_CFG + " L356")})
+                    "--parallelism.context_parallel_rotate_method": _rotate_flag(_E7_CFG + " L356"),
+                    "--parallelism.enable_async_tensor_parallel": Flag(
+                        "overlap_tp_comm", {"": True, "true": True, "false": False},
+                        _E7_CFG + " L301-302; micro-pipelined TP collectives under torch.compile"),
+                    "--float8.recipe_name": _recipe_flag(_E7_CFG + " L463-464; " + _E7 + _RECIPES)})
 
 
 def torchtitan_2026_08(name: str) -> Release:
@@ -275,6 +311,8 @@ def torchtitan_2026_08(name: str) -> Release:
                 selective_ac=SelectiveAc(SacPolicy.OPS))
     defaults = _fsdp2_defaults("TT@b5bcd76 torchtitan/config/configs.py",
                                Setting(PER_REPLICA, "training.local_batch_size: the per-replica batch, no accumulation"))
+    defaults["sp"] = _sp_with_tp("TT@b5bcd76 torchtitan/config/configs.py L169-170 enable_sequence_parallel: bool = "
+                                 "True ('Enabled by default')")
     return Release(fw, FrameworkFamily.FSDP2, "torchtitan-2026-08", "2026-08-21",
                    "torchtitan main at b5bcd76 (2026-08-21)", cite, defaults, fsdp2_flags(fsdp))
 
