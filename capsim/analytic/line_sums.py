@@ -91,8 +91,8 @@ def reach(pieces: list[Piece], target: float) -> tuple[int, float]:
     """:func:`steps_to_reach` and the summed time of those steps (``pieces_sum(pieces, m)``, bit for bit: the same
     sums in the same order). Solves the quadratic of each piece's partial sum."""
     done = 0.0
-    for s, e, a, b in pieces:
-        whole = line_sum(s, e, a, b)
+    for s, e, a, b in pieces:  # line_sum inline below: (e - s) a + b (s + e - 1)(e - s) / 2
+        whole = (e - s) * a + b * (s + e - 1) * (e - s) / 2.0
         if done + whole < target:
             done += whole
             continue
@@ -107,9 +107,9 @@ def reach(pieces: list[Piece], target: float) -> tuple[int, float]:
         q = 1.0 if q < 1.0 else q
         m = math.ceil(float(n) if q > n else q)
         # Guard the rounding of the root: the first m steps of the piece reach ``left``, the first m - 1 do not.
-        part = line_sum(s, s + m, a, b)
+        part = m * a + b * (s + s + m - 1) * m / 2.0  # line_sum(s, s + m, a, b)
         while m > 1:
-            fewer = line_sum(s, s + m - 1, a, b)
+            fewer = (m - 1) * a + b * (s + s + m - 2) * (m - 1) / 2.0  # line_sum(s, s + m - 1, a, b)
             if fewer < left:
                 break
             m, part = m - 1, fewer

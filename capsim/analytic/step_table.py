@@ -86,6 +86,9 @@ class StepTable:
         # One kind of layer (no sliding window), no attention scaling beyond the roofline and no MLA: the per-layer
         # loops of prefill_attention_s and decode_attention_s have a single term of share 1, computed directly.
         self._plain = self.shares == [(None, 1.0)] and not self._att_scaled and not self.mla
+        # decode_lines gives two lines (no window, no attention scaling, no host dispatch floor) once a batch size's
+        # coefficients are cached: decode_run then sums them without the general calls.
+        self._two_lines = not self.max_window and not self._att_scaled
         # The release's decode launch grid and the GPU's SMs, where both are known: decode runs then price how the
         # grid's blocks share the SMs (grid_scale); else decode attention is balanced over the GPU.
         grid, sms = self.engine.decode_grid, accelerator.sms if accelerator is not None else None
@@ -409,6 +412,21 @@ class StepTable:
 
     def decode_run(self, seqs: int, kv_sum0: float, k: int, grid: float = 1.0) -> tuple[list[Piece], float]:
         """A run of ``k`` decode steps: the envelope of its step times and its total time (closed form)."""
+        co = self._dec_coef.get(seqs) if self._two_lines and grid == 1.0 else None
+        if co is not None and k > 1 and co[4] <= 0:  # decode_lines' two lines and envelope's two-line case, without the calls
+            base, x0 = co[0], kv_sum0 + seqs
+            a1, b1, a2, b2 = base + co[1] * x0, co[1] * seqs, base + co[2] + co[3] * x0, co[3] * seqs
+            if a1 < a2 or (a1 == a2 and b1 < b2):  # line 1 is the maximum at step 0
+                a1, b1, a2, b2 = a2, b2, a1, b1
+            if b2 > b1:
+                q = (a1 - a2) / (b2 - b1)  # envelope's _crossing
+                x = math.ceil(q if q < k else float(k))  # q >= 0 here (a1 >= a2): max(q, -1) is q
+                if 0 < x < k:
+                    pieces = [(0, x, a1, b1), (x, k, a2, b2)]
+                    return pieces, pieces_sum(pieces)
+                if x <= 0:
+                    a1, b1 = a2, b2
+            return [(0, k, a1, b1)], k * a1 + b1 * (k - 1) * k / 2.0  # line_sum(0, k, a1, b1)
         pieces = envelope(self.decode_lines(seqs, kv_sum0, grid), k)
         if len(pieces) == 1:  # the common case: pieces_sum of one piece
             s, e, a, b = pieces[0]

@@ -160,7 +160,8 @@ class DecodeSet:
 
     def run_length(self) -> int:
         """Decode steps until the batch next changes on its own: a sequence finishes or blocks run short."""
-        k = self.steps_until_finish()
+        finish, rid, ep = self.heap[0]  # steps_until_finish's common case inline: the earliest entry is current
+        k = finish - self.steps if rid in self.ids and ep == self.req.epoch[rid] else self.steps_until_finish()
         if len(self.ids) * (k // self.bs + 1) <= self.total - self.used:
             return k  # enough free blocks for every step until then
         return min(k, self.steps_until_short())
@@ -211,9 +212,16 @@ class DecodeSet:
     def advance(self, k: int, allocate: bool = True) -> list[int]:
         """Run ``k`` decode steps (allocating their blocks unless the caller already did); returns the sequences
         that finished at the last one."""
-        if allocate:
-            self.used += self.cum_demand(k)
-        steps = self.steps = self.steps + k
+        steps = self.steps
+        if allocate:  # cum_demand(k) inline
+            bs = self.bs
+            part = k % bs
+            if part:
+                end = -steps % bs + bs + 1
+                self.used += k // bs * len(self.ids) + sum(self.cnt[end - part:end])
+            else:
+                self.used += k // bs * len(self.ids)
+        steps = self.steps = steps + k
         heap = self.heap
         if not heap or heap[0][0] > steps:
             return []  # the common case: nobody finished
@@ -264,6 +272,9 @@ class ReservedDecodeSet(DecodeSet):
 
     def cum_demand(self, k: int) -> int:
         return 0
+
+    def advance(self, k: int, allocate: bool = True) -> list[int]:
+        return super().advance(k, False)  # decode steps take no new blocks (DecodeSet.advance inlines cum_demand)
 
     def run_length(self) -> int:
         return self.steps_until_finish()

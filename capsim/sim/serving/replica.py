@@ -52,7 +52,8 @@ class Replica(Scheduler):
         self.waiting: deque[int] = deque()
         self.prefilling: list[int] = []
         self.rec = ReplicaRecord(idx, cfg.role.value)
-        self.timeline, self.gaps = self.rec.timeline.items, self.rec.gaps.items  # appended to on every step
+        # appended to on every step
+        self.timeline, self.gaps, self.runs = self.rec.timeline.items, self.rec.gaps.items, self.rec.runs.items
         self.wake: Any = None
         self.idle = False
         self.seg: tuple[float, list[Piece], int] | None = None  # (start, pieces, steps) of an interruptible run
@@ -145,20 +146,22 @@ class Replica(Scheduler):
         """(steps, sequences, step-time pieces, seconds) of the decode run starting at t0: to the next change
         of the batch on its own (kv.run_length), or the first step after which the head of the queue (or, with
         none, the next pre-routed arrival) can start, as the one-step-at-a-time reference would admit it."""
-        kv, waiting = self.kv, self.waiting
+        kv, waiting, table = self.kv, self.waiting, self.table
         b, k = len(kv.ids), kv.run_length()
         self.timeline += (t0, b, len(self.prefilling), len(waiting), kv.used)
-        grid = kv.grid_scale(self.table) if self.table.grid else 1.0
-        pieces, dur = self.table.decode_run(b, kv.context_sum(), k, grid)
+        grid = kv.grid_scale(table) if table.grid else 1.0
+        pieces, dur = table.decode_run(b, kv.sum_off + b * kv.steps, k, grid)  # context_sum() inline
         if k > 1:
-            cut = None
             if waiting:  # e.g. blocks a preemption just freed let it start after the next step
                 cut = self._cut_at(pieces, k, 0.0, waiting[0])
             elif self.inext < len(self.incoming):
                 rid = self.incoming[self.inext]
                 arrival = self.req.arrival[rid]
-                if arrival < t0 + dur:
-                    cut = self._cut_at(pieces, k, arrival - t0, rid)
+                if arrival >= t0 + dur:
+                    return k, b, pieces, dur
+                cut = self._cut_at(pieces, k, arrival - t0, rid)
+            else:
+                return k, b, pieces, dur
             if cut is not None:
                 return cut[0], b, pieces, cut[1]
         return k, b, pieces, dur
@@ -168,7 +171,11 @@ class Replica(Scheduler):
         blocks. Returns the host seconds the engine spends after the run before its next step (finish_s when a
         request finished, else 0)."""
         rec = self.rec
-        rec.run_gaps(pieces, k, b)
+        if len(pieces) == 1:  # rec.run_gaps for the common one-piece run, without the call
+            if k > 1:
+                self.runs += (pieces[0][2], pieces[0][3], 1, k, b)
+        else:
+            rec.run_gaps(pieces, k, b)
         rec.busy_s += dur
         self._decode_emitted(t0 + pieces[0][2], b)  # step 0 takes the first piece's a (+ b x 0)
         end = t0 + dur
