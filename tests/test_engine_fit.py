@@ -7,7 +7,7 @@ import pytest
 from bench_runs import TRUE, device_s, engine_run, write_json
 
 from capsim.analytic.serving import StepShape
-from capsim.calibration.engine_fit import fit_engine_terms
+from capsim.calibration.engine_fit import fit_engine_terms, minimax_floor
 from capsim.calibration.engine_obs import DECODE, IDLE_TTFT, emissions, run_observations, step_observations
 from capsim.data.bench import read_bench
 from capsim.errors import SpecError
@@ -87,3 +87,47 @@ def test_the_fit_reports_each_terms_standard_error():
     assert abs(fit.terms["prefill_token_s"] - 3e-5) < 4 * fit.stderr["prefill_token_s"]
     assert f"(+-{fit.stderr['step_s'] * 1e3:.2g})" in fit.describe_terms()
     assert fit.to_dict()["stderr"] == fit.stderr
+
+
+def _steps(b, p):
+    b, p = np.asarray(b, float), np.asarray(p, float)
+    return StepShape(prefill_tokens=p, prefill_seqs=(p > 0) * 1.0, prefill_pairs=0.0, prefill_kv_tokens=p,
+                     decode_seqs=np.where(p > 0, 0, b), decode_kv_tokens=np.where(p > 0, 0, b * 600))
+
+
+def test_the_minimax_floor_of_two_contradicting_steps():
+    """The same step measured at 10 ms and 20 ms over a device time of 0: one step term t errs by (t - 10) / 10 on
+    one and (20 - t) / 20 on the other; the least worst error is 1/3, at t = 40/3 ms."""
+    shape = _steps([1, 1], [0, 0])
+    obs = [step_observations("twice", np.array([0.01, 0.02]), shape, lambda s: 0.0 * np.asarray(s.sequences))]
+    floor, terms = minimax_floor(obs)
+    assert floor == pytest.approx(1 / 3, rel=1e-9)
+    assert terms["step_s"] + terms["sequence_s"] == pytest.approx(0.04 / 3, rel=1e-9)
+    assert terms["ttft_offset_s"] == 0.0  # no row involves it
+
+
+def test_the_minimax_floor_is_zero_where_the_terms_made_the_rows():
+    shape = _steps([1, 4, 16, 64, 1, 8, 2, 32], [0, 0, 0, 0, 512, 2048, 256, 0])
+    truth = device_s(shape) + 1e-3 + 2e-4 * np.asarray(shape.sequences) + 3e-5 * np.asarray(shape.prefill_tokens)
+    floor, terms = minimax_floor([step_observations("steps", truth, shape, device_s)])
+    assert floor < 1e-9
+    assert terms["prefill_token_s"] == pytest.approx(3e-5, rel=1e-6)
+
+
+def test_no_fit_beats_the_minimax_floor():
+    """The least-squares fit's worst row is never below the floor, and the floor is the worst row of its own terms:
+    the note that says no fit of these terms meets a target cannot be undercut by the fit itself."""
+    shape = _steps([1, 4, 16, 64, 1, 8, 2, 32], [0, 0, 0, 0, 512, 2048, 256, 0])
+    truth = device_s(shape) + 1e-3 + 2e-4 * np.asarray(shape.sequences) + 3e-5 * np.asarray(shape.prefill_tokens)
+    noisy = truth * (1 + 0.1 * np.random.default_rng(1).standard_normal(len(truth)))
+    obs = [step_observations("steps", noisy, shape, device_s)]
+    floor, terms = minimax_floor(obs)
+    fit = fit_engine_terms(obs)
+
+    def worst(t):
+        pred = obs[0].base_s + obs[0].features @ np.array([t[k] for k in ("step_s", "sequence_s", "prefill_token_s",
+                                                                          "ttft_offset_s")])
+        return float(np.max(np.abs(pred / noisy - 1)))
+
+    assert 0 < floor <= worst(fit.terms) + 1e-12
+    assert worst(terms) == pytest.approx(floor, rel=1e-6)

@@ -7,6 +7,10 @@ by non-negative least squares (``scipy.optimize.nnls``) on errors relative to ea
 request does not outweigh a short one. A term no row involves is not fitted (kept at 0 and said); terms the rows
 involve but cannot tell apart (scaled design matrix condition number above ``MAX_CONDITION``) are refused, with the
 run that would separate them.
+
+:func:`minimax_floor` answers the question a miss raises: could any values of these terms have fitted the rows?
+It is the least worst-row relative error that non-negative terms reach on the rows given (a Chebyshev fit, by linear
+programming), so rows whose floor is above a target cannot all meet it by any fit of these terms, on any data.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import linprog, nnls
 
 from capsim.calibration.engine_obs import KIND_NAMES, TERMS, Observations
 from capsim.errors import SpecError
@@ -121,4 +125,22 @@ def fit_engine_terms(obs: list[Observations]) -> EngineFit:
                      tuple(o.name for o in obs), se)
 
 
-__all__ = ["ADVICE", "MAX_CONDITION", "EngineFit", "fit_engine_terms"]
+def minimax_floor(obs: list[Observations]) -> tuple[float, dict[str, float]]:
+    """(the least, over every non-negative value of the terms the rows involve, of the largest relative error of a
+    row; the terms that reach it). A floor for any fit of these terms to these rows (Chebyshev approximation as a
+    linear program: minimise t subject to -t <= (base + features @ terms - measured) / measured <= t)."""
+    y, base, x, _kind, _run = _stack(obs)
+    present = [j for j in range(len(TERMS)) if np.any(x[:, j] != 0)]
+    a, b = x[:, present] / y[:, None], (y - base) / y
+    k = len(present)
+    ones = np.ones((len(b), 1))
+    res = linprog(np.r_[np.zeros(k), 1.0], A_ub=np.vstack([np.hstack([a, -ones]), np.hstack([-a, -ones])]),
+                  b_ub=np.r_[b, -b], bounds=[(0.0, None)] * (k + 1), method="highs")
+    if not res.success:  # a bounded, feasible LP (t large enough is always feasible): only a solver failure
+        raise RuntimeError(f"minimax fit failed: {res.message}")
+    terms = dict.fromkeys(TERMS, 0.0)
+    terms.update({TERMS[j]: float(v) for j, v in zip(present, res.x[:k], strict=True)})
+    return float(res.x[-1]), terms
+
+
+__all__ = ["ADVICE", "MAX_CONDITION", "EngineFit", "fit_engine_terms", "minimax_floor"]

@@ -6,10 +6,12 @@ A suite is a YAML file beside its data (``SUITES``) stating what the runs were m
 (catalog name or a config.json beside the data), the device (a catalog accelerator with a calibration, or a
 measured calibration), the engine, its release and the flags the runs used, and which runs to fit on and to check.
 - ``distserve``: DistServe's vLLM 0.2.3 runs of OPT-13B on an A100 (per-request CSVs): fit on the 1 req/s run,
-  check 1.5-4 req/s and the saturation rate.
+  check 1.5-4 req/s and the saturation rate; a note per checked run gives it fitted on itself (not a prediction),
+  so a miss reads as the model's form or as the runs' own difference.
 - ``splitwise``: Splitwise's profiled step times of Llama-2-70B (prompt batches and decode steps): fit on the TP2
   rows of each GPU, check its TP4 and TP8 rows; each checked row's note takes its prediction apart and its band
-  spans the host dispatch per kernel the TP2 rows cannot tell apart.
+  spans the host dispatch per kernel the TP2 rows cannot tell apart; a note per GPU and checked TP gives the least
+  worst-row error any host terms reach on those rows themselves (``minimax_floor``), a floor for every fit.
 - ``vllm-cpu``: vLLM 0.32.0's CPU backend measured on this machine (benchmarks/vllm_cpu_bench.py): fit on the
   Poisson run at ``calibrate_on.fraction`` of the saturation rate, check every other run and the saturation.
 """
@@ -35,7 +37,7 @@ from capsim.analytic.serving import (
 from capsim.calibration import load_calibration
 from capsim.calibration.device import calibrated_device, thread_counts
 from capsim.calibration.engine_cal import Deployment, calibrate_engine, fitted_profile, steps_observations
-from capsim.calibration.engine_fit import fit_engine_terms
+from capsim.calibration.engine_fit import EngineFit, fit_engine_terms, minimax_floor
 from capsim.data.bench import BenchRun, measured_summary, read_bench
 from capsim.errors import SpecError
 from capsim.sim.serving import engine_plan
@@ -145,8 +147,26 @@ def _bench_suite(s: Suite, calibration: str | None) -> Report:
     notes += [f"deployment: {dep.describe()}", f"fitted on {', '.join(fit_names)} (scored: only the others): "
               f"{terms}; condition {fit.condition:.3g}; rows {fit.rows}; rms relative residual "
               + ", ".join(f"{k} {v['all']:.3f}" for k, v in fit.residuals.items())]
+    notes += [_self_fit_note(run, dep) for run in check_runs]
     notes += [r.describe() for r in fit_runs + check_runs]
     return Report(f"bench:{s.name}", dep.perf.name, tuple(rows), tuple(notes))
+
+
+def _self_fit(run: BenchRun, dep: Deployment) -> tuple[EngineFit, dict[str, float]]:
+    """A checked run fitted on itself (not a prediction): the host terms it takes and the error of each metric
+    replayed with them, which beside the fit run's terms say whether a miss is the model's form (it misses on its
+    own run too) or a difference between the runs (it fits alone, with other terms)."""
+    profile, fit = calibrate_engine([run], dep, f"{dep.engine.name}-self")
+    return fit, {r.metric: r.error_pct for r in run_rows(run, dep.with_engine(profile), "self")[0]}
+
+
+def _self_fit_note(run: BenchRun, dep: Deployment) -> str:
+    try:
+        fit, got = _self_fit(run, dep)
+    except SpecError as e:
+        return f"{run.name} fitted on itself: refused ({e})"
+    return (f"{run.name} fitted on itself (not a prediction): {fit.describe_terms()}; "
+            + ", ".join(f"{m} {got[m]:+.1f}%" for m in ("ttft_mean", "tpot_mean", "request_throughput") if m in got))
 
 
 def _split(s: Suite) -> tuple[list[str], list[str]]:
@@ -245,10 +265,31 @@ def _steps_suite(s: Suite, calibration: str | None) -> Report:
                                               .total_s).ravel()[0]) * 1e3
                         band = (min(t, hi), max(t, hi))
                     out.append(Row(f"{s.name} {label}", case, r["metric"], y[i] * 1e3, t, "ms", _parts(it), *band))
+        notes += _floor_notes(s, gpu, spec, checks, out, calibration)
     said = (f"sampling {DEFAULT_SAMPLING.name}: the step-time rows state no sampling parameters, so vLLM's "
             "SamplingParams default (temperature 1.0) is assumed")
     return Report(f"bench:{s.name}", "per GPU: " + ", ".join(s.spec["calibration"].values()), tuple(out),
                   tuple([*notes, said, s.spec.get("note", "")]))
+
+
+def _floor_notes(s: Suite, gpu: str, spec: dict[str, Any], checks: list, out: list[Row],
+                 calibration: str | None) -> list[str]:
+    """Per checked TP of ``gpu``: the least worst-row error any non-negative host terms reach on those rows
+    themselves (:func:`minimax_floor`; a floor, not a prediction), beside the worst row after the TP2 fit. A floor
+    above the target says no fit of these terms, at any TP and on any rows, meets it there."""
+    notes = []
+    for tp in sorted({int(r["tp"]) for rows, _, _ in checks for r in rows if r["gpu"] == gpu}):
+        d, _ = deployment({**spec, "tp": tp}, s.folder, calibration)
+        pick = [(shape, y, np.flatnonzero([r["gpu"] == gpu and int(r["tp"]) == tp for r in rows]))
+                for rows, shape, y in checks]
+        obs = [steps_observations(f"{gpu} tp{tp}", y[i], _take(shape, i), d) for shape, y, i in pick if i.size]
+        floor, terms = minimax_floor(obs)
+        worst = max(abs(r.error_pct) for r in out if r.source.endswith("fitted on TP2") and f"{gpu} tp{tp} " in r.case)
+        notes.append(f"{gpu} TP{tp}: fitted on its own {sum(o.rows for o in obs)} rows (a floor, not a prediction), no "
+                     f"non-negative host terms bring every row within {100 * floor:.1f}% (worst row at best; terms "
+                     + ", ".join(f"{k} {v * 1e3:.4g} ms" for k, v in terms.items() if k != "ttft_offset_s")
+                     + f"); after the TP2 fit the worst row is {worst:.1f}%")
+    return notes
 
 
 def run_bench_suite(name: str, calibration: str | None = None) -> Report:
