@@ -219,3 +219,18 @@ def test_a_rate_run_without_send_times_cannot_be_fitted(engine_runs, tmp_path):
     result = runner.invoke(app, ["calibrate", "engine", "--from", str(path), *DEPLOY, "--out",
                                  str(tmp_path / "x.yaml")])
     assert result.exit_code == 2 and "records no send times" in result.output
+
+
+@pytest.mark.parametrize("event", [
+    {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+    {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "\"hi"}}]},
+    {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"reasoning_content": "think"}}]},
+    {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": None}}]},
+    {"object": "text_completion", "choices": [{"index": 0, "text": " the"}]},
+    {"object": "text_completion", "choices": [{"index": 0, "text": ""}]},
+])
+def test_the_raw_text_check_agrees_with_parsing(event):
+    from capsim.data.bench_nvidia import HAS_TEXT, _text
+
+    raw = "data: " + json.dumps(event) + "\n\n"
+    assert bool(HAS_TEXT.search(raw)) == bool(_text(event))

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -74,25 +75,33 @@ def _text(event: dict[str, Any]) -> str:
     return (c.get("text") or (msg.get("content") if isinstance(msg, dict) else "") or "") if c else ""
 
 
+# A non-empty "content" (chat) or "text" (completions) string: what GenAI-Perf's parser keeps a response for
+# (_extract_openai_chat_text_output / _extract_openai_completion_text_output, then _is_empty_response).
+HAS_TEXT = re.compile(r'"(?:content|text)"\s*:\s*"(?:[^"\\]|\\.)')
+
+
 def _openai_request(req: dict[str, Any], where: str) -> tuple[list[int], int | None, int | None, bool]:
-    """(timestamps of the responses with text, prompt tokens, output tokens, failed) of one request."""
-    times, prompt, output, failed = [], None, None, False
-    for t, out in zip(req["response_timestamps"], req["response_outputs"], strict=True):
+    """(timestamps of the responses with text, prompt tokens, output tokens, failed) of one request. Only responses
+    that name usage or an error are parsed as JSON; the others are told to carry text or not by their raw string."""
+    prompt, output, failed = None, None, False
+    stamps, outs = req["response_timestamps"], req["response_outputs"]
+    if len(stamps) != len(outs):
+        raise SpecError(where, "has a different number of response_timestamps and response_outputs")
+    raws = [str(o.get("response", "")) for o in outs]
+    text = [HAS_TEXT.search(r) is not None for r in raws]
+    for i in [i for i, r in enumerate(raws) if '"usage"' in r or "error" in r]:
         try:
-            events = _events(str(out.get("response", "")))
+            events = _events(raws[i])
         except json.JSONDecodeError:
             raise SpecError(where, "a response is not a whole SSE event (perf_analyzer split it across responses), "
                             "which capsim does not join") from None
-        text = False
+        text[i] = any(bool(_text(e)) for e in events)
         for e in events:
             failed |= "error" in e
-            text |= bool(_text(e))
             u = e.get("usage")
             if isinstance(u, dict) and "completion_tokens" in u:
                 prompt, output = u.get("prompt_tokens"), u.get("completion_tokens")
-        if text:
-            times.append(t)
-    return times, prompt, output, failed
+    return [t for t, x in zip(stamps, text, strict=True) if x], prompt, output, failed
 
 
 def _ids(x: Any) -> int:
@@ -180,9 +189,15 @@ def _metric(m: dict[str, Any], tag: str, origin: str, scale: dict[str, float] | 
     unit = v.get("unit")
     if unit not in scale:
         raise SpecError(f"{origin}: {tag}", f"unit {unit!r} is not one of {', '.join(scale)}")
-    f = scale[unit]
-    return [number(x, tag, origin) * f for x in v["value"]] if isinstance(v["value"], list) else \
-        number(v["value"], tag, origin) * f
+    if not isinstance(v["value"], list):
+        return number(v["value"], tag, origin) * scale[unit]
+    try:
+        x = np.asarray(v["value"], float) * scale[unit]
+    except (TypeError, ValueError):
+        raise SpecError(f"{origin}: {tag}", "must be a list of numbers") from None
+    if np.isnan(x).any():
+        raise SpecError(f"{origin}: {tag}", "holds NaN")
+    return x
 
 
 def _record(r: dict[str, Any], origin: str) -> tuple[Any, ...]:
@@ -195,7 +210,8 @@ def _record(r: dict[str, Any], origin: str) -> tuple[Any, ...]:
         if _metric(m, tag, origin) is None:
             raise SpecError("FILE", f"{origin}: request {md.get('session_num')} has no {tag} ({why})",
                             "replay a streamed run of a token endpoint" if "TTFT" in why else "")
-    gaps = _metric(m, "inter_chunk_latency", origin, TIME_UNITS) or []
+    gaps = _metric(m, "inter_chunk_latency", origin, TIME_UNITS)
+    gaps = np.zeros(0) if gaps is None else np.atleast_1d(gaps)
     return (int(md["request_start_ns"]), int(md.get("credit_issued_ns") or md["request_start_ns"]),
             number(_metric(m, "input_sequence_length", origin), "input_sequence_length", origin),
             number(_metric(m, "output_sequence_length", origin), "output_sequence_length", origin),
@@ -226,7 +242,7 @@ def from_aiperf(records: list[dict[str, Any]], origin: str, name: str, sha: str)
         prompt_tokens=np.array([r[2] for r in rows]).astype(np.int64),
         output_tokens=np.array([r[3] for r in rows]).astype(np.int64), ttft_s=ttft, e2e_s=e2e,
         arrival_s=(credit - t0) * 1e-9, sent_s=(start - t0) * 1e-9,
-        itl_s=np.array([g for r in rows for g in r[6]], float), itl_counts=counts, request_rate=math.nan,
+        itl_s=np.concatenate([r[6] for r in rows]), itl_counts=counts, request_rate=math.nan,
         burstiness=math.nan, duration_s=float(((start - t0) * 1e-9 + e2e).max()), failed=len(prof) - len(ok),
         notes=tuple(notes))
     check_run(run)
