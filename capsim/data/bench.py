@@ -258,7 +258,7 @@ def _detect(p: Path, data: bytes) -> tuple[str, list[Any]]:
     first = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
     if any(c in first.split(",") for c in CSV_COLUMNS):
         return "per-request-csv", []
-    raise _unknown(p, "neither JSON nor a CSV with those columns")
+    raise _unknown(p, "neither JSON nor a CSV with the per-request columns")
 
 
 def _detect_lines(p: Path, data: bytes) -> tuple[str, list[Any]]:
