@@ -234,3 +234,11 @@ def test_the_raw_text_check_agrees_with_parsing(event):
 
     raw = "data: " + json.dumps(event) + "\n\n"
     assert bool(HAS_TEXT.search(raw)) == bool(_text(event))
+
+
+def test_a_run_is_not_fit_and_scored_under_another_name(tmp_path):
+    src = FIX / "sglang-0.5.23-output-details.jsonl"
+    copy = tmp_path / "renamed.jsonl"
+    copy.write_bytes(src.read_bytes())
+    result = runner.invoke(app, ["validate", "bench", str(copy), "--calibrate-on", str(src), *DEPLOY])
+    assert result.exit_code == 2 and "also a run to fit on" in result.output, result.output

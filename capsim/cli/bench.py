@@ -54,6 +54,7 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
     against predicted mean, median and p99 TTFT, TPOT, ITL and E2E, and throughput. With --calibrate-on, the
     engine's host terms are fitted on those runs first and only the other runs are scored."""
     from capsim.cli.validate import print_report
+    from capsim.data.bench import run_key
     from capsim.validation.bench import bench_report
     from capsim.validation.bench_suites import run_bench_suite
 
@@ -77,7 +78,7 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
         from capsim.calibration.engine_cal import calibrate_engine
 
         fit_runs = _runs(calibrate_on)
-        overlap = {(r.sha256, r.name) for r in fit_runs} & {(r.sha256, r.name) for r in _runs(scored)}
+        overlap = {run_key(r) for r in fit_runs} & {run_key(r) for r in _runs(scored)}
         if overlap:
             raise SpecError("--check", "a run to score is also a run to fit on", "score only runs the fit did not see")
         profile, fit = calibrate_engine(fit_runs, dep, f"{dep.engine.name}-fitted")

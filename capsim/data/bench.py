@@ -201,12 +201,22 @@ def read_bench_runs(path: str | Path) -> list[BenchRun]:
         return [bench_clients.from_lists(parsed[0], origin, p.stem, sha, fmt)]
     if fmt == "sglang-bench-jsonl":
         many = len(parsed) > 1
-        return [bench_clients.from_lists(d, f"{origin} line {i}" if many else origin,
-                                         f"{p.stem}:{i}" if many else p.stem, sha, fmt)
+        return [_nth(bench_clients.from_lists(d, f"{origin} line {i}" if many else origin,
+                                              f"{p.stem}:{i}" if many else p.stem, sha, fmt), i)
                 for i, d in enumerate(parsed, 1)]
     if fmt == "genai-perf-profile-export":
-        return bench_nvidia.from_genai_perf(parsed[0], origin, p.stem, sha)
+        return [_nth(r, i) for i, r in enumerate(bench_nvidia.from_genai_perf(parsed[0], origin, p.stem, sha), 1)]
     return [bench_nvidia.from_aiperf(parsed, origin, p.stem, sha)]
+
+
+def _nth(run: BenchRun, i: int) -> BenchRun:
+    run.meta["run_in_file"] = i  # which run of its file (with sha256: the same run under any file name)
+    return run
+
+
+def run_key(run: BenchRun) -> tuple[str, int]:
+    """The same run whatever its file is called: the file's sha256 and the run's place in it."""
+    return run.sha256, int(run.meta.get("run_in_file", 1))
 
 
 def read_bench(path: str | Path) -> BenchRun:
@@ -325,4 +335,4 @@ def check_run(run: BenchRun) -> None:
 
 
 __all__ = ["FORMATS", "BenchRun", "CSV_COLUMNS", "SAMPLING_KEYS", "check_run", "measured_summary", "number", "read_bench",
-           "read_bench_runs", "run_sampling"]
+           "read_bench_runs", "run_key", "run_sampling"]
