@@ -81,7 +81,7 @@ def _gaps(d: dict[str, Any], idx: np.ndarray, origin: str) -> tuple[np.ndarray, 
 def closed_loop_sends(e2e_s: np.ndarray, clients: int) -> np.ndarray:
     """When each request was sent by ``clients`` clients that queue every request at once and each send the next
     one in the file's order as soon as one of theirs ends (an ``asyncio.Semaphore(max_concurrency)`` around every
-    request, as both clients do: vLLM serve.py ``limited_request_func``, SGLang serving.py lines 1432-1438)."""
+    request, as both clients do: vLLM benchmark_serving.py d34be24b lines 603-613, SGLang serving.py lines 1432-1438)."""
     free = [0.0] * clients
     sent = np.empty(len(e2e_s))
     for i, e in enumerate(e2e_s):

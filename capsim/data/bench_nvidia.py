@@ -8,12 +8,12 @@ in aed6e3d4, 2025-02-18) and GenAI-Perf 0.0.16 reads it (PyPI ``genai-perf==0.0.
 value}`` (lines 96-111) and ``requests``, each with ``timestamp`` (ns since the epoch, when sent), ``request_inputs``
 (for OpenAI endpoints the JSON ``payload`` sent), ``response_timestamps`` (ns, one per response received) and
 ``response_outputs`` (for OpenAI endpoints the raw SSE text of each response; lines 114-149). There are no token
-counts: GenAI-Perf counts them with the model's tokenizer when it analyses the file (parser lines 167-176, 372-425).
+counts: GenAI-Perf counts them with the model's tokenizer when it analyses the file (parser lines 174-181, 375-430).
 capsim reads the counts the server reports in the responses' ``usage`` (``prompt_tokens``, ``completion_tokens``:
 present when the run asked for them, e.g. ``--extra-inputs '{"stream_options": {"include_usage": true}}'``, which
 GenAI-Perf merges into every payload, ``genai_perf/subcommand/common.py`` lines 60-66), or the ``input_ids`` /
 ``output_ids`` of a ``triton_c_api`` run, and refuses a file that has neither. TTFT, the gaps and E2E come from the
-responses that carry text, as GenAI-Perf takes them (empty responses dropped, parser lines 364-372). perf_analyzer
+responses that carry text, as GenAI-Perf takes them (empty responses dropped, parser lines 365-373). perf_analyzer
 exports only the requests that ended inside its measurement windows (``src/inference_profiler.cc``
 ``ValidLatencyMeasurement``), so the requests in flight at a window's edges are not in the file.
 
@@ -24,7 +24,7 @@ AIPerf (``aiperf-profile-export``): ``profile_export.jsonl`` (ai-dynamo/aiperf 0
 ``credit_issued_ns``, ``benchmark_phase``, ``was_cancelled``), ``metrics`` (``{tag: {value, unit}}``:
 ``input_sequence_length`` and ``output_sequence_length`` in tokens, ``time_to_first_token``, ``request_latency`` and
 the list ``inter_chunk_latency`` in ms) and ``error``. Records of the warmup phase are left out, as AIPerf's own
-loader does (``aiperf/orchestrator/jsonl_loader.py`` lines 56-62). The per-record file does not record the load mode
+loader does (``aiperf/orchestrator/jsonl_loader.py`` lines 58-61). The per-record file does not record the load mode
 (``--concurrency`` or ``--request-rate`` are in ``profile_export_aiperf.json``, not read): the run is replayed at its
 recorded send times.
 """
@@ -132,7 +132,7 @@ def _experiment(exp: dict[str, Any], kind: str, origin: str, name: str, sha: str
     for i, req in enumerate(reqs):
         where = f"{origin}: request {i}"
         times, p, o, bad = _openai_request(req, where) if kind == "openai" else _c_api_request(req)
-        if bad or not times:  # GenAI-Perf skips requests with no text (parser lines 136-139)
+        if bad or not times:  # GenAI-Perf skips requests with no text (parser lines 139-142)
             failed += 1
         elif p is None or o is None:
             uncounted += 1
