@@ -75,3 +75,85 @@ def write_json(tmp_path, name, sent, ttft, gaps, prompts, outputs, concurrency=N
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(d))
     return path
+
+
+# The same runs in the other clients' shapes (the fields each writes, capsim/data/bench_clients.py and
+# bench_nvidia.py cite where): what capsim reads of them must be the same requests and times.
+
+def write_sglang(tmp_path, name, runs, details=True):
+    """sglang.bench_serving --output-file NAME.jsonl [--output-details]: one line per run (sent, ttft, gaps,
+    prompts, outputs, concurrency); its request rate is inf, so a run with a concurrency is a closed loop."""
+    lines = []
+    for sent, ttft, gaps, prompts, outputs, conc in runs:
+        e2e = [float(f + sum(g)) for f, g in zip(ttft, gaps, strict=True)]
+        d = {"tag": None, "backend": "sglang-oai", "dataset_name": "random", "request_rate": float("inf"),
+             "max_concurrency": conc, "sharegpt_output_len": None, "random_input_len": 256,
+             "random_output_len": 32, "random_range_ratio": 0.5, "server_info": None,
+             "duration": float(max(s + e for s, e in zip(sent, e2e, strict=True))), "completed": len(prompts),
+             "total_input_tokens": int(prompts.sum()), "total_output_tokens": int(outputs.sum()),
+             "total_output_tokens_retokenized": int(outputs.sum()), "mean_ttft_ms": float(np.mean(ttft) * 1e3),
+             "concurrency": 1.0, "accept_length": None}
+        if details:
+            d |= {"input_lens": prompts.tolist(), "output_lens": outputs.tolist(), "ttfts": ttft.tolist(),
+                  "itls": gaps, "generated_texts": ["x" * int(o) for o in outputs], "errors": [""] * len(prompts)}
+        lines.append(json.dumps(d))  # Python's json writes inf as Infinity, as SGLang's file has it
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _chunk(text):
+    return "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                                  "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}) + "\n\n"
+
+
+def write_genai_perf(tmp_path, name, sent, ttft, gaps, prompts, outputs, concurrency=None, usage=True, rate=None):
+    """perf_analyzer's profile_export.json of an OpenAI chat endpoint, streamed, one token per chunk; with usage,
+    the last response is the usage chunk stream_options.include_usage asks for."""
+    t0 = 1_765_000_000_000_000_000
+    reqs = []
+    for s, f, g, p, o in zip(sent, ttft, gaps, prompts, outputs, strict=True):
+        ts = t0 + int(round(s * 1e9))
+        times = ts + np.round(np.cumsum([f, *g]) * 1e9).astype(np.int64)
+        outs = [{"response": _chunk("tok")} for _ in times]
+        times = times.tolist()
+        if usage:
+            times.append(times[-1] + 1000)
+            outs.append({"response": "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk",
+                                                            "choices": [], "usage": {"prompt_tokens": int(p),
+                                                                                     "completion_tokens": int(o),
+                                                                                     "total_tokens": int(p + o)}})
+                         + "\n\ndata: [DONE]\n\n"})
+        payload = {"messages": [{"role": "user", "content": "hi " * int(p)}], "model": "m", "stream": True,
+                   "max_tokens": int(o)}  # no sampling parameters: the server's default (random) applies
+        reqs.append({"timestamp": ts, "request_inputs": {"payload": json.dumps(payload)},
+                     "response_timestamps": times, "response_outputs": outs})
+    mode = {"mode": "concurrency", "value": concurrency} if concurrency else {"mode": "request_rate",
+                                                                             "value": rate or 0.0}
+    d = {"experiments": [{"experiment": mode, "requests": reqs, "window_boundaries": [t0, t0 + 10**12]}],
+         "version": "", "service_kind": "openai", "endpoint": "v1/chat/completions"}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(d))
+    return path
+
+
+def write_aiperf(tmp_path, name, sent, ttft, gaps, prompts, outputs, warmup=0):
+    """AIPerf's profile_export.jsonl: one MetricRecordInfo per request, times in ms (display units)."""
+    t0 = 1_765_000_000_000_000_000
+    lines = []
+    for i, (s, f, g, p, o) in enumerate(zip(sent, ttft, gaps, prompts, outputs, strict=True)):
+        ts = t0 + int(round(s * 1e9))
+        metrics = {"input_sequence_length": {"value": int(p), "unit": "tokens"},
+                   "time_to_first_token": {"value": f * 1e3, "unit": "ms"},
+                   "request_latency": {"value": (f + sum(g)) * 1e3, "unit": "ms"},
+                   "output_sequence_length": {"value": int(o), "unit": "tokens"}}
+        if g:
+            metrics["inter_chunk_latency"] = {"value": [x * 1e3 for x in g], "unit": "ms"}
+        md = {"session_num": i, "x_request_id": f"r{i}", "credit_issued_ns": ts, "request_start_ns": ts,
+              "request_ack_ns": None, "request_end_ns": ts + int(round((f + sum(g)) * 1e9)), "worker_id": "w",
+              "record_processor_id": "rp", "benchmark_phase": "warmup" if i < warmup else "profiling",
+              "was_cancelled": False, "cancellation_time_ns": None}
+        lines.append(json.dumps({"metadata": md, "metrics": metrics, "error": None}))
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -105,7 +105,8 @@ def calibrate_engine(runs: list[BenchRun], dep: Deployment, name: str = "my-engi
     fit = fit_engine_terms(observations(runs, dep))
     prov = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "calibration": dep.perf.name,
             "deployment": dep.describe(),
-            "files": [{"path": r.path, "sha256": r.sha256, "requests": r.size, "format": r.format} for r in runs],
+            "files": [{"path": r.path, "run": r.name, "sha256": r.sha256, "requests": r.size, "format": r.format}
+                      for r in runs],
             **(extra or {})}
     return fitted_profile(dep.engine, fit, name, prov), fit
 

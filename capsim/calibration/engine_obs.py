@@ -70,8 +70,10 @@ def _prefix(x: np.ndarray) -> np.ndarray:
 def emissions(run: BenchRun) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(time, request, token index) of every emission, in request order; index 0 is the first token."""
     if run.sent_s is None:
-        raise SpecError(run.path, "records no send times (start_times), so its requests cannot be placed in time",
-                        "use a file saved by vllm bench serve 0.32 or later with --save-detailed, or a per-request CSV")
+        raise SpecError(run.path, "records no send times, so its requests cannot be placed in time (its arrivals "
+                        "were drawn by the client at a request rate)", "fit on a run whose files record send times "
+                        "(vllm bench serve 0.32 --save-detailed, GenAI-Perf, AIPerf, a per-request CSV) or whose "
+                        "client fixes them (request rate inf, with or without --max-concurrency)")
     n = run.size
     if run.itl_s is not None and run.itl_counts is not None:
         counts = run.itl_counts

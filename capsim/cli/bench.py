@@ -14,20 +14,30 @@ from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, table
 from capsim.errors import SpecError
 
-Files = Annotated[list[Path] | None, typer.Argument(help="vllm bench serve --save-result --save-detailed JSON files "
-                                                    "or per-request CSVs to replay.", show_default=False)]
+Files = Annotated[list[Path] | None, typer.Argument(help="Benchmark results to replay: vllm bench serve --save-result "
+                                                    "--save-detailed JSON, sglang.bench_serving --output-details "
+                                                    "JSONL, GenAI-Perf profile_export.json, AIPerf "
+                                                    "profile_export.jsonl, or per-request CSVs (told by content).",
+                                                    show_default=False)]
 SuiteOpt = Annotated[str | None, typer.Option("--suite", help="A shipped suite instead of files: distserve, "
                                               "splitwise, vllm-cpu.")]
 CalibrateOn = Annotated[list[Path] | None, typer.Option("--calibrate-on", help="Fit the engine's host terms on "
                                                         "these runs first, then score only the others.")]
 Check = Annotated[list[Path] | None, typer.Option("--check", help="Runs to score (the same as giving them as "
                                                   "arguments).")]
-From = Annotated[list[Path], typer.Option("--from", help="Measured runs to fit on (vllm bench serve JSON or "
-                                          "per-request CSV); repeat for several.")]
+From = Annotated[list[Path], typer.Option("--from", help="Measured runs to fit on (any file validate bench reads; "
+                                          "every run a file holds); repeat for several.")]
 Out = Annotated[Path, typer.Option("--out", help="Where to write the fitted engine profile (YAML).")]
 Name = Annotated[str | None, typer.Option("--name", help="The fitted profile's name (default: the --out file's "
                                           "stem).")]
 Rows = Annotated[int, typer.Option("--rows", help="Most table rows to print (0 = all; --json has all).", min=0)]
+
+
+def _runs(paths: list[Path]) -> list:
+    """Every run of every file, in order (a SGLang JSONL or a GenAI-Perf export may hold several)."""
+    from capsim.data.bench import read_bench_runs
+
+    return [run for p in paths for run in read_bench_runs(p)]
 
 
 def _deployment_given(values: dict[str, object]) -> list[str]:
@@ -44,7 +54,7 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
     against predicted mean, median and p99 TTFT, TPOT, ITL and E2E, and throughput. With --calibrate-on, the
     engine's host terms are fitted on those runs first and only the other runs are scored."""
     from capsim.cli.validate import print_report
-    from capsim.data.bench import read_bench
+    from capsim.data.bench import run_key
     from capsim.validation.bench import bench_report
     from capsim.validation.bench_suites import run_bench_suite
 
@@ -67,8 +77,8 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
     if calibrate_on:
         from capsim.calibration.engine_cal import calibrate_engine
 
-        fit_runs = [read_bench(p) for p in calibrate_on]
-        overlap = {r.sha256 for r in fit_runs} & {read_bench(p).sha256 for p in scored}
+        fit_runs = _runs(calibrate_on)
+        overlap = {run_key(r) for r in fit_runs} & {run_key(r) for r in _runs(scored)}
         if overlap:
             raise SpecError("--check", "a run to score is also a run to fit on", "score only runs the fit did not see")
         profile, fit = calibrate_engine(fit_runs, dep, f"{dep.engine.name}-fitted")
@@ -77,7 +87,7 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
                      + f"; condition {fit.condition:.3g}; rms relative residual "
                      + ", ".join(f"{k} {v['all']:.3f}" for k, v in fit.residuals.items()))
         dep = dep.with_engine(profile)
-    report = bench_report([read_bench(p) for p in scored], dep, notes=tuple(notes))
+    report = bench_report(_runs(scored), dep, notes=tuple(notes))
     return print_report(report, rows, as_json)
 
 
@@ -92,12 +102,11 @@ def calibrate_engine_command(runs: From, out: Out, engine: d.EngineOpt = None, e
     naming the run that would."""
     from capsim.calibration.engine_cal import calibrate_engine
     from capsim.calibration.engine_file import write_engine_file
-    from capsim.data.bench import read_bench
 
     start = time.monotonic()
     dep, _notes = d.deployment(model, hf_config, accelerator, calibration, threads, engine, engine_file, flags,
                                dtype, tp, kv_cache_space)
-    measured = [read_bench(p) for p in runs]
+    measured = _runs(runs)
     profile, fit = calibrate_engine(measured, dep, name or out.stem, {"flags": flags, "model": dep.model.name})
     path = write_engine_file(profile, out)
     elapsed = time.monotonic() - start

@@ -1,10 +1,11 @@
-"""``capsim validate bench``: measured runs (vllm bench serve results, per-request CSVs) replayed through the
-simulator with the engine and device the user names, measured against predicted.
+"""``capsim validate bench``: measured runs (the benchmark results ``capsim.data.bench`` reads: vLLM, SGLang,
+GenAI-Perf, AIPerf, per-request CSVs) replayed through the simulator with the engine and device the user names,
+measured against predicted.
 
 Each run's requests are replayed exactly: the same prompt and output lengths in the same order, at the arrival
 times the file recorded (open loop), or from the same number of clients (``--max-concurrency`` with every request
-at once: a closed loop). A file without send times (vLLM's older client) gets arrivals drawn from its own request
-rate and burstiness, which the report says. Rows: mean, median and p99 of TTFT, TPOT, ITL (where the file has the
+at once: a closed loop). A file without send times (vLLM's older client, SGLang's) gets arrivals drawn from its own
+request rate and burstiness by capsim (not the client's own draw), which the report says. Rows: mean, median and p99 of TTFT, TPOT, ITL (where the file has the
 gaps) and E2E, and request and output-token throughput, in the ``validate --json`` shape.
 """
 
@@ -49,7 +50,8 @@ def workload(run: BenchRun) -> tuple[Workload, str]:
     rng = np.random.default_rng(run.seed or 0)
     t = renewal(run.request_rate, run.size, None, rng, cv=1.0 / math.sqrt(run.burstiness))
     return Workload(run.name, prompt, output, t), (f"arrivals drawn (the file has no send times): "
-                                                   f"{run.request_rate:g} req/s, burstiness {run.burstiness:g}")
+                                                   f"{run.request_rate:g} req/s, burstiness {run.burstiness:g}, "
+                                                   f"capsim's draw with seed {run.seed or 0}, not the client's")
 
 
 def replay(run: BenchRun, dep: Deployment, fast: bool = True) -> tuple[ServingResult, str]:
