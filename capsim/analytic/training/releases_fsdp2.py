@@ -61,7 +61,9 @@ def fake_gate_flag(layers: str) -> Flag:
 # and the resharding after backward, and reduce-scatters only after the step's last micro-batch: the stage's gradients
 # stay unsharded (in the reduce dtype) across the step (torch 2.13.0 torch/distributed/pipelining/stage.py L844-847
 # backward_maybe_with_nosync, L1173-1177 the final post-backward; the same in pytorch 0138610 and in the 2024 form whose
-# last_backward branch runs "Manually call post backward for FSDP")
+# last_backward branch runs "Manually call post backward for FSDP"); FSDP2 keeps an unsynced gradient in the reduce
+# dtype (torch/distributed/fsdp/_fully_shard/_fsdp_param.py FSDPParam.to_accumulated_grad_if_needed), fp32 where the
+# release reduces in fp32 (grads_fp32)
 _PP_STAGE_NOSYNC = ("torch.distributed.pipelining stage.py backward_maybe_with_nosync: for an FSDPModule every backward "
                     "runs with set_is_last_backward(False), set_reshard_after_backward(False), "
                     "set_requires_gradient_sync(False); the reduce-scatter and reshard run once after the step's last "
