@@ -238,3 +238,24 @@ def test_a_local_batch_that_does_not_divide_the_replica_batch_is_infeasible():
                     load_calibration("H100-SXM5-80GB").perf(), framework=fw)
     assert "does not divide the per-replica batch" in str(res.reason[0]) and not res.feasible[0]
     assert "does not divide the per-replica batch" not in str(res.reason[1])
+
+
+def test_torch_pipeline_stage_keeps_fsdp2_gradients_unsharded_across_the_step():
+    """torch.distributed.pipelining's stage runs every backward of its FSDP2 module with
+    set_requires_gradient_sync(False) and set_reshard_after_backward(False) and reduce-scatters once after the last
+    micro-batch (stage.py backward_maybe_with_nosync): with pp > 1 the stage's unsharded fp32 gradients stay resident
+    across the step; without a pipeline torchtitan reduce-scatters every backward."""
+    fw = get_release("torchtitan-2024-12").framework
+    assert fw.pp_defer_grad_sync and not fw.defer_grad_sync
+    assert fw.defers_grad_sync(np.array([1, 8])).tolist() == [False, True]
+    assert not get_release(FrameworkName.MEGATRON_CORE).framework.pp_defer_grad_sync
+    model = get_model("llama-3.1-405b")
+    lay = Layouts.build(model, tp=np.array([8, 8]), pp=np.array([8, 1]), dp=np.array([8, 8]),
+                        global_batch=np.array([256, 256]), micro_batch=np.array([4, 4]), seq_len=np.array([8192, 8192]),
+                        recompute=np.array([2, 2]), zero_stage=np.array([3, 3]))
+    cluster, perf = Cluster(get_accelerator("h100"), 512), load_calibration("H100-SXM5-80GB").perf()
+    on = step_time(model, lay, cluster, perf, framework=fw).memory
+    off = step_time(model, lay, cluster, perf, framework=replace(fw, pp_defer_grad_sync=False)).memory
+    extra = on.temporary_bytes - off.temporary_bytes
+    # 405B over tp 8 x pp 8: about 6.3e9 parameters a GPU, 7/8 of them beyond its shard, in fp32: about 22 GB
+    assert 20e9 < extra[0] < 24e9 and extra[1] == 0.0

@@ -244,7 +244,7 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
 
 def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Precision | None = None,
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
-                    dropout: bool = False, keep_gathered: Num = False, unsharded_grads: bool = False,
+                    dropout: bool = False, keep_gathered: Num = False, unsharded_grads: Num = False,
                     sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True, loss_copy_bytes: float = 4.0,
                     offloaded_layers: Num = 0.0) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
@@ -291,7 +291,7 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
         has_dense, has_moe = d > 0, layers - d > 0
         zero3 = np.maximum(np.where(has_moe, moe["zero3"], 0), np.where(has_dense, dense_kind["zero3"], 0))
         gathered = np.where(sharded3 & keep_gathered, rest * precision.weights.bytes, zero3)
-        grads = np.where(sharded2, rest * precision.gradients.bytes, 0.0) if unsharded_grads else 0.0
+        grads = np.where(sharded2 & unsharded_grads, rest * precision.gradients.bytes, 0.0)
         ws = np.maximum(np.where(has_moe, moe["ws"], 0), np.where(has_dense, dense_kind["ws"], 0))
         return [w, g, o, act, ws + gathered + grads + np.where(head, logits, 0.0)]
 

@@ -259,6 +259,11 @@ class Framework:
     # ZeRO-3/FSDP with gradient accumulation: reduce-scatter only after the step's last micro-batch, keeping the
     # gathered parameters and unsharded gradients in between (FSDP2 set_requires_gradient_sync(False))
     defer_grad_sync: bool = False
+    # Under pipeline parallelism the pipeline stage itself defers the sync: torch.distributed.pipelining's stage
+    # sets set_requires_gradient_sync(False) and set_reshard_after_backward(False) on its FSDP2 module for every
+    # backward and reduce-scatters once after the step's last, so the stage's unsharded gradients (and gathered
+    # parameters) stay resident across the step whatever defer_grad_sync says
+    pp_defer_grad_sync: bool = False
     # Hybrid sharding (HSDP): each gradient shard is all-reduced over the replica groups after every micro-batch's
     # reduce-scatter (FSDP2); False: once per step, after the last micro-batch's (Megatron-FSDP)
     replica_reduce_every_micro_batch: bool = True
@@ -373,6 +378,11 @@ class Framework:
         """Whether DP gradient reduction overlaps the backward on layouts of ZeRO stage ``zero_stage`` (arrays)."""
         return np.asarray(zero_stage) >= self.overlap_grad_reduce_min_zero if self.overlap_grad_reduce \
             else np.zeros(np.shape(zero_stage), bool)
+
+    def defers_grad_sync(self, pp: object) -> object:
+        """Whether ZeRO-2/3 gradients stay unsharded until the step's last backward (arrays over pipeline depths
+        ``pp``): the release's own deferral, or its pipeline stage's where pp > 1."""
+        return np.asarray(self.defer_grad_sync) | ((np.asarray(pp) > 1) & self.pp_defer_grad_sync)
 
     def keeps_gathered(self, pp: object) -> object:
         """Whether ZeRO-3/FSDP keeps a block's parameters gathered from its forward to its backward (arrays over

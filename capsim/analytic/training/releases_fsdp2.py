@@ -57,6 +57,19 @@ def fake_gate_flag(layers: str) -> Flag:
                 layers + " FakeBalancedGate.forward: indices = arange(n_tokens * k).view(-1, k) % n_experts")
 
 
+# torch.distributed.pipelining's stage, before every backward of its FSDP2 module, turns off the gradient reduce-scatter
+# and the resharding after backward, and reduce-scatters only after the step's last micro-batch: the stage's gradients
+# stay unsharded (in the reduce dtype) across the step (torch 2.13.0 torch/distributed/pipelining/stage.py L844-847
+# backward_maybe_with_nosync, L1173-1177 the final post-backward; the same in pytorch 0138610 and in the 2024 form whose
+# last_backward branch runs "Manually call post backward for FSDP"); FSDP2 keeps an unsynced gradient in the reduce
+# dtype (torch/distributed/fsdp/_fully_shard/_fsdp_param.py FSDPParam.to_accumulated_grad_if_needed), fp32 where the
+# release reduces in fp32 (grads_fp32)
+_PP_STAGE_NOSYNC = ("torch.distributed.pipelining stage.py backward_maybe_with_nosync: for an FSDPModule every backward "
+                    "runs with set_is_last_backward(False), set_reshard_after_backward(False), "
+                    "set_requires_gradient_sync(False); the reduce-scatter and reshard run once after the step's last "
+                    "micro-batch (torch 2.13.0 stage.py L844-847, L1173-1177; the same setters in the late-2024 form)")
+
+
 def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool, **changes: object) -> Framework:
     return Framework(name, AttentionImpl.FLASH, dropout=False, overlap_grad_reduce=True, overlap_param_gather=True,
                      overlap_tp_comm=False, overlap_tp_wgrad=False, fused_grad_accumulation=False, overlap_p2p=False,
@@ -64,7 +77,8 @@ def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool,
                      distributed_optimizer=False, zero=True, context_parallel=True, uneven_pipeline=True,
                      interleave_min_pp=2, cp_rotate=CpRotate.ALLGATHER, moe_dispatcher=dispatcher, overlap_moe_a2a=False,
                      fp8_scaling=Fp8Scaling.DELAYED, fp8_params=False, reshard_after_forward=reshard,
-                     defer_grad_sync=False, grads_fp32=master, fp32_master=master).with_(**changes)
+                     defer_grad_sync=False, pp_defer_grad_sync=True, grads_fp32=master,
+                     fp32_master=master).with_(**changes)
 
 
 # FSDP2 over a 2-D (replicate, shard) mesh all-reduces each reduce-scattered gradient over the replicate dimension
@@ -127,6 +141,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "reshard_after_forward": reshard,
             "defer_grad_sync": "fully_shard reduce-scatters after every backward unless set_requires_gradient_sync("
                                "False) (FSDP2's default: requires_gradient_sync=True)",
+            "pp_defer_grad_sync": _PP_STAGE_NOSYNC,
             "grads_fp32": master, "fp32_master": master,
             "tp_rs": "FSDP2's tensor parallelism has no userbuffers overlap (the field's generic value)",
             "selective_ac": none.format("selective checkpointing policy") + " (the field's generic value)",

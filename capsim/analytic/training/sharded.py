@@ -66,6 +66,8 @@ def sharded_exposed_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.nda
     exposed = _exposed(fw, times, traffic, z3, blocks, sub(emb), sub(head), np.where(keep, blocks, kept), keep, bucket)
     # Deferred sync: one gather pass (the step's first forward) and one reduce-scatter pass (its last backward)
     # per step, the parameters kept gathered in between: their exposure spread over the step's micro-batches.
+    # Not the pipeline stage's deferral (Framework.pp_defer_grad_sync): torch.distributed.pipelining runs the
+    # stage's one reduce-scatter after its last backward, outside the backward's overlap; only its memory is priced.
     out[idx] = exposed / sub(lay.micro_batches) if fw.defer_grad_sync else exposed
     return out
 
