@@ -203,7 +203,7 @@ def test_grand_teton_70b_fsdp_tp_row_within_15_pct_across_the_range(titan_rows) 
                    "+24.8/+44.6%, +14.5/+30.0%; Table 2 FP8 + full AC + CP at 32k-256k tokens +15.7/+34.4%, "
                    "+3.2/+19.2%, +37.7/+59.4%, +43.6/+66.4% (+5.3/+22.1%, +42.7/+66.1%, +50.1/+75.1% before "
                    "torch's ring, traced into the fullgraph-compiled blocks, waited on each collective at once: "
-                   "Framework.cp_in_graph); Table 4 70B -6.5/+2.4%, with async TP +0.8/+9.6% (+22.0/+38.6% with "
+                   "Framework.cp_in_graph); Table 4 70B -6.5/+2.4%, with async TP +0.5/+9.3% (+22.0/+38.6% with "
                    "torch's async TP priced as TE userbuffers; Inductor's micro-pipeline: comms._torch_async_tp_s) "
                    "(FP8 GEMMs by role: the forward at 1.90x BF16, TE's cuBLASLt ratio on GH100, dgrad/wgrad at "
                    "DeepGEMM's 1.47x; with every FP8 GEMM at 1.90x / 1.47x, the FP8 band's ends, the NVL-end FP8 "

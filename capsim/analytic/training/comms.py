@@ -104,9 +104,9 @@ def _torch_async_tp_s(perf: Perf, lay: Layouts, t: MicroBatchTimes, ag_in: np.nd
     the last, so max(0, AG - GEMM (tp-1)/tp) stays exposed. A fused reduce-scatter (``_fused_matmul_reduce_scatter_
     impl`` over ``_pipelined_produce_and_all2all``) computes each destination's M/tp rows and copies them while the
     next is computed, the first chunk uncovered, then sums the tp partials (``reduce_fn = torch.sum(dim=0)``), a
-    memory-bound kernel reading tp shards and writing one. The GEMM chunks are priced at the whole GEMM's rate
-    (the M/tp-row chunks' own efficiency is not priced); the backward data-gradient GEMMs are taken at their
-    forward GEMMs' time (same FLOPs)."""
+    memory-bound kernel reading tp shards and writing one. The chunks' matmuls cost what ``chunk_fwd_s`` /
+    ``chunk_bwd_s`` add to the whole GEMMs (``compute.chunked_extra_s``); what they hide is taken at the whole GEMMs'
+    time, the backward data-gradient GEMMs at their forward GEMMs' (same FLOPs)."""
     tp = np.asarray(lay.tp, float)
     hidden = (tp - 1.0) / tp  # the chunks the copies can run behind
     shard = nbytes / tp
@@ -122,7 +122,7 @@ def _torch_async_tp_s(perf: Perf, lay: Layouts, t: MicroBatchTimes, ag_in: np.nd
     qkv_fwd, up_fwd = t.qkv_dgrad_s, t.up_dgrad_s  # a column-parallel GEMM's forward (its data gradient's FLOPs)
     fwd = gather(ag_in, qkv_fwd) + gather(ag_in, up_fwd) + scatter(t.proj_fwd_s) + scatter(t.fc2_fwd_s)
     bwd = gather(ag_grad, t.proj_fwd_s) + gather(ag_grad, t.fc2_fwd_s) + 2.0 * ag_in + 2.0 * rs
-    return fwd, bwd
+    return fwd + t.chunk_fwd_s, bwd + t.chunk_bwd_s  # the decomposed GEMMs' extra time (compute.chunked_extra_s)
 
 
 def _amax_reduce_s(perf: Perf, precision: Precision, where: Placement) -> np.ndarray:
