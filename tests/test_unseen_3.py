@@ -32,26 +32,34 @@ def _report(kind: str) -> dict:
 
 # (suite, row index in its file, what the row is, error % when added: positive = capsim predicts faster/more)
 ROWS = [
+    # Async TP rows (1, 3, 5, 7, 9, 11) were +33.2/+13.5/+71.2/+59.5/+29.5/+84.3% when added, with torch's async TP
+    # priced as Transformer Engine's userbuffers (every TP collective hidden behind the whole layer's GEMMs); priced
+    # as Inductor's micro-pipeline (comms._torch_async_tp_s: only the fused patterns overlap, fill/drain exposed, the
+    # backward's input-gradient reduce-scatters unfused, the GEMMs run as tp chunks of M/tp rows) they are
+    # +16.4/-6.5/+41.0/+26.9/+9.0/+55.1%. The vanilla rows do not move; the rowwise rows' remaining miss is the
+    # vanilla rows' too (+29.3%, +53.5%).
     ("training", 0, "asyncTP 70B bf16 vanilla TP", 11.3),
-    ("training", 1, "asyncTP 70B bf16 async TP", 33.2),
+    ("training", 1, "asyncTP 70B bf16 async TP", 16.4),
     ("training", 2, "asyncTP 70B fp8 tensorwise vanilla TP", -4.2),
-    ("training", 3, "asyncTP 70B fp8 tensorwise async TP", 13.5),
+    ("training", 3, "asyncTP 70B fp8 tensorwise async TP", -6.5),
     ("training", 4, "asyncTP 70B fp8 rowwise vanilla TP", 29.3),
-    ("training", 5, "asyncTP 70B fp8 rowwise async TP", 71.2),
+    ("training", 5, "asyncTP 70B fp8 rowwise async TP", 41.0),
     ("training", 6, "asyncTP 8B bf16 vanilla TP", 25.3),
-    ("training", 7, "asyncTP 8B bf16 async TP", 59.5),
+    ("training", 7, "asyncTP 8B bf16 async TP", 26.9),
     ("training", 8, "asyncTP 8B fp8 tensorwise vanilla TP", 12.1),
-    ("training", 9, "asyncTP 8B fp8 tensorwise async TP", 29.5),
+    ("training", 9, "asyncTP 8B fp8 tensorwise async TP", 9.0),
     ("training", 10, "asyncTP 8B fp8 rowwise vanilla TP", 53.5),
-    ("training", 11, "asyncTP 8B fp8 rowwise async TP", 84.3),
-    ("training", 12, "405B table 5 1F1B (uneven 15,16x6,15)", 21.2),
-    ("training", 13, "405B table 5 interleaved 1F1B (v=2, 7,8x14,7)", 22.9),
-    ("training", 14, "405B table 6 CP1 seq 32k", 15.9),
-    # CP2/4/8 were +28.4/+25.7/+35.9% when added; torch's ring traced into torchtitan's compiled blocks (titancp,
-    # Framework.cp_in_graph) exposes every transfer: +14.8/+4.6/+12.8%
-    ("training", 15, "405B table 6 CP2 seq 64k", 14.8),
-    ("training", 16, "405B table 6 CP4 seq 128k", 4.6),
-    ("training", 17, "405B table 6 CP8 seq 256k", 12.8),
+    ("training", 11, "asyncTP 8B fp8 rowwise async TP", 55.1),
+    # The 405B rows run async TP too (--experimental.enable_async_tensor_parallel): with the micro-pipeline priced
+    # tables 5 (+21.2, +22.9%) and 6 CP1 (+15.9%) are +7.8/+9.3/+6.3%, so normal tests; CP2/4/8 were
+    # +28.4/+25.7/+35.9% when added; torch's ring traced into torchtitan's compiled blocks (titancp,
+    # Framework.cp_in_graph) exposes every transfer: +14.8/+4.6/+12.8%, and the micro-pipeline +8.8/+1.3/+10.7%
+    ("training", 12, "405B table 5 1F1B (uneven 15,16x6,15)", 7.8),
+    ("training", 13, "405B table 5 interleaved 1F1B (v=2, 7,8x14,7)", 9.3),
+    ("training", 14, "405B table 6 CP1 seq 32k", 6.3),
+    ("training", 15, "405B table 6 CP2 seq 64k", 8.8),
+    ("training", 16, "405B table 6 CP4 seq 128k", 1.3),
+    ("training", 17, "405B table 6 CP8 seq 256k", 10.7),
     ("serving", 0, "TRT-LLM 1.0 8B H200 128/128", 21.7),
     ("serving", 1, "TRT-LLM 1.0 8B H200 1000/1000", 7.3),
     ("serving", 2, "TRT-LLM 1.0 8B H200 2048/128", 13.6),
@@ -186,3 +194,47 @@ def test_the_planner_ranks_by_time_on_an_accelerator_without_a_price():
     assert plan.feasible and math.isnan(plan.table["cost_usd"].iloc[0])
     with pytest.raises(SpecError, match="no price"):
         plan_training(get_model("gpt2-124m"), acc, 1e9, 16, 1024, 8, rank_by="cost", perf=perf_for(acc))
+
+
+def test_torchs_async_tp_is_the_inductor_micro_pipeline_not_userbuffers():
+    release = get_release("torchtitan-2025-06")
+    fw = release.configure("--parallelism.enable_async_tensor_parallel --training.compile")[0]
+    assert fw.overlap_tp_comm and fw.tp_micro_pipeline
+    eager = release.configure("--parallelism.enable_async_tensor_parallel")[0]
+    assert eager.overlap_tp_comm and not eager.tp_micro_pipeline  # the pass exists only in compiled graphs
+    megatron = get_release("megatron-core-0.8.0").configure("--tp-comm-overlap")[0]
+    assert megatron.overlap_tp_comm and not megatron.tp_micro_pipeline  # Transformer Engine's userbuffers
+
+
+@pytest.mark.parametrize("vanilla", [0, 2, 4, 6, 8, 10])
+def test_async_tp_gains_what_the_micro_pipeline_can_hide(vanilla):
+    # The benchmark measures async TP 1.04-1.16x plain TP; priced as userbuffers capsim made it 1.27-1.40x. The
+    # backward's unfused reduce-scatters and the pipelines' fill and drain keep the gain under 1.2x.
+    rows = _report("training")["rows"]
+    plain, fused = rows[vanilla], rows[vanilla + 1]
+    assert 1.0 < fused["predicted"] / plain["predicted"] < 1.2, (plain["case"], plain["predicted"], fused["predicted"])
+
+
+def test_async_tps_gemm_chunks_cost_more_the_fewer_rows_they_have():
+    # torch's async TP runs each fused GEMM as tp matmuls of M/tp rows (compute.chunked_extra_s): the extra time is
+    # never negative and grows, relative to the GEMMs, as the chunks shrink (fewer tokens per micro-batch)
+    import numpy as np
+
+    from capsim.analytic.layouts import Layouts
+    from capsim.analytic.training import resolve_perf
+    from capsim.analytic.training.compute import micro_batch_times
+    from capsim.calibration import load_calibration
+    from capsim.specs.catalog import get_accelerator, get_model
+    from capsim.specs.hardware import Cluster
+    from capsim.specs.plans import TrainPlan
+    from capsim.specs.precision import Precision
+
+    model = get_model("llama-3.1-8b")
+    perf = resolve_perf(load_calibration("H100").perf(), Cluster(get_accelerator("H100"), 8))
+    share = []
+    for seq in (512, 8192):
+        lay = Layouts.from_plans(model, [TrainPlan(tp=8, dp=1, global_batch=1, seq_len=seq, sequence_parallel=True)])
+        t = micro_batch_times(model, lay, Precision.preset("bf16"), perf)
+        assert np.all(t.chunk_fwd_s >= 0.0) and np.all(t.chunk_bwd_s >= 0.0)
+        share.append(float(t.chunk_fwd_s[0] / t.layer_gemm_fwd_s[0]))
+    assert share[0] > share[1] > 0.0, share

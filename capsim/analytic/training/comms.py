@@ -61,7 +61,12 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
         backward = np.where(lay.sp, 2.0 * (ag_grad + ag_in) + 2.0 * rs, 2.0 * ar)
     pairs = 1.0 + (0.5 * model.layers / model.total_layers if model.arch is Arch.ENCODER_DECODER else 0.0)
     fwd, bwd = pairs * forward, pairs * (forward * recompute_passes(lay) + backward)
-    if fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
+    if fw.tp_micro_pipeline:  # torch's async TP: Inductor's micro-pipeline pass (``_torch_async_tp_s``)
+        rec = recompute_passes(lay)
+        f_exp, b_exp = _torch_async_tp_s(perf, lay, t, ag_in, ag_grad, rs, nbytes)
+        fwd = np.where(lay.sp, pairs * f_exp, fwd)
+        bwd = np.where(lay.sp, pairs * (f_exp * rec + b_exp), bwd)
+    elif fw.overlap_tp_comm:  # chunks pipelined with the adjacent GEMMs (Wang et al. ASPLOS 2023, Sec. 4)
         # Transformer Engine userbuffers, which need sequence parallelism: the all-gathers run by ring exchange
         # behind the GEMM chunks; the reduce-scatters after the row-parallel GEMMs are pipelined in chunks (or
         # ring-exchanged, one chunk per TP rank) as the run's overlap config says (``fw.tp_rs``), and the last
@@ -78,6 +83,46 @@ def tp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
         bwd = bwd + np.where(lay.sp, lent * rec, 0.0)
     amax = np.where(lay.sp & fw.tp_gather_quantized, 2.0 * pairs * _amax_reduce_s(perf, precision, where), 0.0)
     return fwd + amax, bwd + amax * (1.0 + recompute_passes(lay))
+
+
+def _torch_async_tp_s(perf: Perf, lay: Layouts, t: MicroBatchTimes, ag_in: np.ndarray, ag_grad: np.ndarray,
+                      rs: np.ndarray, nbytes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exposed sequence-parallel TP communication of one layer under torch's async TP: (forward, backward without
+    recomputation).
+
+    Inductor's micro_pipeline_tp pass (torch/_inductor/fx_passes/micro_pipeline_tp.py, pytorch/pytorch@5f65158a)
+    fuses only an all-gather whose output is the left operand of the matmuls after it (``_find_consumer_matmuls``:
+    the QKV and the w1/w3 inputs in the forward, the attention-output and w2 data gradients in the backward, whose
+    weight-gradient matmuls take the gathered gradient transposed) and a reduce-scatter whose input is one matmul
+    (``_find_producer_matmul``: mm, _scaled_mm or reshape-mm-reshape; the attention output and w2 in the forward).
+    The backward's reduce-scatters of the QKV and w1/w3 input gradients take a sum of matmuls, so they run as
+    plain collectives, exposed whole, as does the re-gather capsim prices for the weight gradients.
+    A fused all-gather (torch/distributed/_symmetric_memory/__init__.py ``_pipelined_multi_all_gather_and_consume``)
+    first copies the rank's shard into its symmetric buffer and barriers before any matmul ("giving up the chance
+    to overlap mv and b with the first shard_consumer"), then runs the matmul on the local shard and, for each of
+    the tp-1 remote shards, a copy then that shard's matmul (M/tp rows): the copies hide behind all the chunks but
+    the last, so max(0, AG - GEMM (tp-1)/tp) stays exposed. A fused reduce-scatter (``_fused_matmul_reduce_scatter_
+    impl`` over ``_pipelined_produce_and_all2all``) computes each destination's M/tp rows and copies them while the
+    next is computed, the first chunk uncovered, then sums the tp partials (``reduce_fn = torch.sum(dim=0)``), a
+    memory-bound kernel reading tp shards and writing one. The chunks' matmuls cost what ``chunk_fwd_s`` /
+    ``chunk_bwd_s`` add to the whole GEMMs (``compute.chunked_extra_s``); what they hide is taken at the whole GEMMs'
+    time, the backward data-gradient GEMMs at their forward GEMMs' (same FLOPs)."""
+    tp = np.asarray(lay.tp, float)
+    hidden = (tp - 1.0) / tp  # the chunks the copies can run behind
+    shard = nbytes / tp
+    mv = np.asarray(perf.memory_s(2.0 * shard), float)  # the local shard's copy into the symmetric buffer
+    reduce = np.asarray(perf.memory_s((tp + 1.0) * shard), float)  # the partial sums' reduction
+
+    def gather(comm: np.ndarray, gemm: np.ndarray) -> np.ndarray:
+        return mv + np.maximum(comm - hidden * gemm, 0.0)
+
+    def scatter(gemm: np.ndarray) -> np.ndarray:
+        return reduce + np.maximum(rs - hidden * gemm, 0.0)
+
+    qkv_fwd, up_fwd = t.qkv_dgrad_s, t.up_dgrad_s  # a column-parallel GEMM's forward (its data gradient's FLOPs)
+    fwd = gather(ag_in, qkv_fwd) + gather(ag_in, up_fwd) + scatter(t.proj_fwd_s) + scatter(t.fc2_fwd_s)
+    bwd = gather(ag_grad, t.proj_fwd_s) + gather(ag_grad, t.fc2_fwd_s) + 2.0 * ag_in + 2.0 * rs
+    return fwd + t.chunk_fwd_s, bwd + t.chunk_bwd_s  # the decomposed GEMMs' extra time (compute.chunked_extra_s)
 
 
 def _amax_reduce_s(perf: Perf, precision: Precision, where: Placement) -> np.ndarray:

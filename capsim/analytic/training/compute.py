@@ -67,6 +67,10 @@ class MicroBatchTimes:
     qkv_wgrad_s: np.ndarray
     up_dgrad_s: np.ndarray
     up_wgrad_s: np.ndarray
+    # What torch's async TP adds to the GEMMs it decomposes into tp chunks of M/tp rows (``chunked_extra_s``): the
+    # forward's four weight GEMMs and the backward's attention-output and fc2 data gradients
+    chunk_fwd_s: np.ndarray
+    chunk_bwd_s: np.ndarray
     proj_fwd_s: np.ndarray  # the row-parallel forward GEMMs a userbuffers reduce-scatter overlaps: attention output
     fc2_fwd_s: np.ndarray  # and the dense MLP's fc2 (0 in an MoE layer: its experts run outside the TP overlap)
     experts_fwd_s: np.ndarray  # an MoE layer's "mlp" node (sort, experts, shared experts): what EP a2a overlap pairs
@@ -272,6 +276,7 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
     experts_f, experts_b = _experts_node_s(model, plain, lay, precision, perf, moe_share, pad, norm)
     zero = np.zeros(len(lay))
     runs = host.moe_runs(fwd, fwd_s, precision) or (host.EMPTY,) * 3
+    dense = ("mlp_up", "mlp_down", "mlp_down.dgrad") if not model.is_moe or moe_share == 0.0 else ()
     synced = {f"{name}_{part}_s": zero + getattr(run, f"{part}_s")
               for name, run in zip(("pre", "experts", "post"), runs, strict=True) for part in ("span", "host", "gpu")}
     return {**synced, "layer_fwd_s": layer_fwd_s, "layer_bwd_s": _sum(perf, bwd, lay, precision),
@@ -283,6 +288,8 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
             "layer_attn_bwd_s": _sum(perf, bwd, lay, precision, ATTENTION_OPS),
             **{f"{short}_{half}_s": _named(perf, bwd, lay, precision, f"{name}.{half}")
                for short, name in (("qkv", "qkv"), ("up", "mlp_up")) for half in ("dgrad", "wgrad")},
+            "chunk_fwd_s": chunked_extra_s(perf, fwd, lay, precision, ("qkv", "attn_out") + dense[:2]),
+            "chunk_bwd_s": chunked_extra_s(perf, bwd, lay, precision, ("attn_out.dgrad",) + dense[2:]),
             "proj_fwd_s": _named(perf, fwd, lay, precision, "attn_out"),
             "fc2_fwd_s": (_named(perf, fwd, lay, precision, "mlp_down") if not model.is_moe or moe_share == 0.0
                           else np.zeros(len(lay)))}
@@ -300,6 +307,25 @@ def _experts_node_s(model: ModelSpec, plain: list[Op], lay: Layouts, precision: 
     fwd = fp8.forward(node, precision, norm=norm) + pad_f
     bwd = backward_ops(node) + fp8.backward_casts(node, precision, norm=norm) + pad_b
     return _sum(perf, fwd, lay, precision), _sum(perf, bwd, lay, precision)
+
+
+def chunked_extra_s(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, names: tuple[str, ...]
+                    ) -> np.ndarray:
+    """What the GEMMs named cost more as torch's async TP runs them: tp matmuls of M/tp rows each, one per shard
+    (torch/distributed/_symmetric_memory/__init__.py ``_fused_all_gather_matmul_impl``: ``shard_consumer`` runs
+    the matmul on each gathered shard; ``_fused_matmul_reduce_scatter_impl``: ``chunk_producer`` one destination's
+    rows), each priced at its own shape by the calibration's GEMM curve; each chunk reads the whole weight."""
+    tp = np.asarray(lay.tp, float)
+    out = np.zeros(len(lay))
+    for op in ops:
+        if op.name not in names or op.kind is not OpKind.GEMM:
+            continue
+        m, n, k = op.shape
+        rows = m * k * op.bytes_written / np.maximum(m * n, 1e-30)  # the left operand's bytes
+        chunk = replace(op, shape=(m / tp, n, k), flops=op.flops / tp, bytes_written=op.bytes_written / tp,
+                        bytes_read=op.bytes_read - rows + rows / tp)
+        out = out + tp * _op_s(perf, chunk, lay, precision) - _op_s(perf, op, lay, precision)
+    return out
 
 
 def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: str) -> np.ndarray:

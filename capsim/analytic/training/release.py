@@ -362,6 +362,13 @@ class Framework:
             return precision
         return precision.with_(fp8_scaling=self.fp8_scaling, weights=DType.FP8 if self.fp8_params else precision.weights)
 
+    @property
+    def tp_micro_pipeline(self) -> bool:
+        """Async TP is torch's Inductor micro-pipeline pass rather than Transformer Engine's userbuffers: it exists
+        only in compiled graphs (torchtitan@e7c0cae config_manager.py L301-302 enable_async_tensor_parallel, "only
+        effective when compile is enabled"), and no release capsim prices runs userbuffers under torch.compile."""
+        return self.overlap_tp_comm and self.torch_compile
+
     def split(self, layers: int, pp: int, v: int) -> LayerSplit | None:
         """The split this release builds for ``layers`` over ``pp`` stages of ``v`` chunks (None: it has none)."""
         if self.pipeline_split is PipelineSplit.FRONT_LOADED:
