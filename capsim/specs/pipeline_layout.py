@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -221,14 +222,8 @@ def front_loaded(layers: int, pp: int, v: int = 1) -> LayerSplit | None:
     NVIDIA-NeMo/Automodel@8d9bfb9 nemo_automodel/components/distributed/pipelining/functional.py L66-71
     stage_ids_this_rank 'loop', L113-126 generate_hf_model_fqn_per_model_part. None where the stages outnumber the
     layers (L110-111 raises)."""
-    stages = pp * v
-    if stages > layers:
-        return None
-    if layers % stages == 0:
-        return even(layers, pp, v)
-    base, extra = divmod(layers, stages)
-    counts = [base + (i < extra) for i in range(stages)]
-    return LayerSplit(tuple(tuple(counts[c * pp + s] for c in range(v)) for s in range(pp)), SplitRule.FRONT_LOADED)
+    return _looped(layers, pp, v, SplitRule.FRONT_LOADED,
+                   lambda base, extra, stages: [base + (i < extra) for i in range(stages)])
 
 
 def middle_loaded(layers: int, pp: int, v: int = 1) -> LayerSplit | None:
@@ -238,15 +233,24 @@ def middle_loaded(layers: int, pp: int, v: int = 1) -> LayerSplit | None:
     torchtitan/parallelisms/pipelining_utils.py L18-57 generate_split_points (used where the run names no split
     points, pipeline_llama.py L70-72), L102-111 stage_ids_this_rank 'loop'. None where the stages outnumber the
     layers (L35 raises)."""
+    def counts(base: int, extra: int, stages: int) -> list[int]:
+        inner = [base] + [base + (i <= extra) for i in range(1, stages - 1)]
+        return inner + [layers - sum(inner)]
+    return _looped(layers, pp, v, SplitRule.MIDDLE_LOADED, counts)
+
+
+def _looped(layers: int, pp: int, v: int, rule: SplitRule,
+            counts: Callable[[int, int, int], list[int]]) -> LayerSplit | None:
+    """torch.distributed.pipelining's looped placement of pp x v virtual stages of ``counts(base, extra, stages)``
+    layers (``divmod(layers, stages)``): virtual stage i on rank i mod pp as its chunk i // pp; None where the stages
+    outnumber the layers, the even split where they divide them."""
     stages = pp * v
     if stages > layers:
         return None
     if layers % stages == 0:
         return even(layers, pp, v)
-    base, extra = divmod(layers, stages)
-    counts = [base] + [base + (i <= extra) for i in range(1, stages - 1)]
-    counts.append(layers - sum(counts))
-    return LayerSplit(tuple(tuple(counts[c * pp + s] for c in range(v)) for s in range(pp)), SplitRule.MIDDLE_LOADED)
+    c = counts(*divmod(layers, stages), stages)
+    return LayerSplit(tuple(tuple(c[k * pp + s] for k in range(v)) for s in range(pp)), rule)
 
 
 def default_uneven(layers: int, pp: int, v: int = 1) -> LayerSplit | None:
