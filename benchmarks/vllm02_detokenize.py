@@ -95,8 +95,8 @@ def main() -> None:
     print(f"all_special_ids_access_us: min {lo:.2f} median {med:.2f}")
     for n in (256, 850, 2000):
         ids = [rng.randrange(4, OPT_VOCAB) for _ in range(n)]
-        lo, med = _times_us(lambda: detok(tok, ids, None, skip_special_tokens=True), args.repeats)
-        off, _ = _times_us(lambda: detok(tok, ids, None, skip_special_tokens=False), args.repeats)
+        lo, med = _times_us(lambda ids=ids: detok(tok, ids, None, skip_special_tokens=True), args.repeats)
+        off, _ = _times_us(lambda ids=ids: detok(tok, ids, None, skip_special_tokens=False), args.repeats)
         print(f"prompt_step_{n}_tokens_us: min {lo:.0f} median {med:.0f} (per token: min {lo / n:.2f} median "
               f"{med / n:.2f}; with skip_special_tokens=False min {off / n:.2f})")
     ids = [rng.randrange(4, OPT_VOCAB) for _ in range(1000)]
