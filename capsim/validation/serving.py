@@ -170,7 +170,9 @@ def _poisson(r: dict[str, str], csv_path: str | Path | None) -> Workload:
     rate = float(r["rate_rps"])
     n = int(r["batch"]) if r["batch"].strip() else POISSON_REQUESTS  # the benchmark's own count where stated
     rng = np.random.default_rng(0)
-    t = np.cumsum(rng.exponential(1 / rate, n)) - 1 / rate
+    # vllm benchmarks/benchmark_serving.py --request-rate: "If this is inf, then all the requests are sent at time 0.
+    # Otherwise, we use Poisson process to synthesize the request arrival times" (TensorRT-LLM's copy says the same)
+    t = np.zeros(n) if math.isinf(rate) else np.cumsum(rng.exponential(1 / rate, n)) - 1 / rate
     if not r["trace"].strip():
         return _fixed(n, r, t)
     df = load_trace(_trace(r, csv_path))
@@ -205,7 +207,8 @@ def _open_loop(r: dict[str, str], perf: Perf, sw: Software, kind: str, metric: s
         return _metric(_run(r, wl, _plan(r, sw), sw, perf), metric), note + f"; {wl.size} requests replayed"
     if kind == "poisson":
         wl = _poisson(r, csv_path)
-        return _metric(_run(r, wl, _plan(r, sw), sw, perf), metric), note + f"; {wl.size} Poisson requests"
+        how = "sent at t=0 (rate inf)" if math.isinf(float(r["rate_rps"])) else "Poisson requests"
+        return _metric(_run(r, wl, _plan(r, sw), sw, perf), metric), note + f"; {wl.size} {how}"
     if kind == "max-load":  # the benchmark's own request count (column batch) where the source states it
         plan = _plan(r, sw)
         n = int(r["batch"]) if r["batch"].strip() else MAX_LOAD_REQUESTS_PER_SEQ * plan.max_batch
