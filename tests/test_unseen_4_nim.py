@@ -7,13 +7,14 @@ Llama-3.1-70b-instruct). They are not transcribed and capsim has no ``nim-1.3`` 
 - the engine inside is not published for either release. The NIM docs of those releases say only that optimized
   profiles run pre-compiled TensorRT-LLM engines and are preferred over generic (vLLM / local-build) profiles
   (docs.nvidia.com/nim/large-language-models/1.5.0/profiles.html 'Model Profiles'; 1.0.0/optimization.html
-  'Automatic Profile Selection'; 1.3.0 release notes: 'tensorrt_llm-local_build profiles'); no NIM 1.3/1.5 page read
-  (release notes, support matrix, profiles, KV cache reuse, fine-tuned model support, acknowledgements) names the
-  TensorRT-LLM release, its max batch size / max num tokens, or its capacity-scheduler policy. The defaults the
-  ``nim-1.8`` profile takes from trtllm-build (max_batch_size 2048, max_num_tokens 8192) are not what NIM's own
-  engines are built with: a NIM 1.0-era TensorRT-LLM profile logs 'TRTGptModel maxNumSequences: 32',
-  'TRTGptModel maxBatchSize: 32' (NVIDIA/nim-deploy issue #24, 2024-06-28, A10G), and that server's package is
-  ``vllm_nvext`` (the same log), so which scheduler admits requests is not settled from a source either;
+  'Automatic Profile Selection'; 1.3.0 release notes: 'tensorrt_llm-local_build profiles'); none of the pages read
+  (release notes 1.1.0, 1.2.0, 1.3.0; support matrix 1.2.0; model profiles 1.1.0, 1.5.0; KV cache reuse 1.4.0,
+  which says reuse is on only with NIM_ENABLE_KV_CACHE_REUSE=1, as for 1.8; optimization 1.0.0) names the
+  TensorRT-LLM release, its max batch size / max num tokens, or its capacity-scheduler policy. NIM builds its own
+  engines, so trtllm-build's defaults (max_batch_size 2048, max_num_tokens 8192, which ``nim-1.8`` takes) need not
+  be theirs: a June-2024 NIM container's TensorRT-LLM profile (A10G) logs 'TRTGptModel maxNumSequences: 32' and
+  'TRTGptModel maxBatchSize: 32' (NVIDIA/nim-deploy issue #24, log of 2024-06-28; the tag is not in it), and its
+  server is ``vllm_nvext`` (the same log), so which scheduler admits requests is not settled from a source either;
 - the tables' configuration cannot be read: the page's markdown gives the GPU count, precision, TP and input/output
   lengths as tab headings ('2 x H100 80G', 'fp8 TP2', '5000 Input Tokens / 500 Output Tokens') and only those of the
   1.8.0 70B table were readable here; the 1.5.0 and 1.3.0 tables were read without their tab headings, and a row
