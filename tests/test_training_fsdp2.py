@@ -259,3 +259,11 @@ def test_torch_pipeline_stage_keeps_fsdp2_gradients_unsharded_across_the_step():
     extra = on.temporary_bytes - off.temporary_bytes
     # 405B over tp 8 x pp 8: about 6.3e9 parameters a GPU, 7/8 of them beyond its shard, in fp32: about 22 GB
     assert 20e9 < extra[0] < 24e9 and extra[1] == 0.0
+
+
+def test_automodel_2025_10_stage_does_not_defer_the_gradient_sync():
+    """AutoModel's pipeline stage holds the causal-LM part, which fully_shard does not wrap (only its .model, blocks,
+    embedding and head): torch's stage takes its plain backward, FSDP2's own hooks reduce-scatter every micro-batch,
+    and no unsharded gradients stay resident under pp (AM@8d9bfb9 moe/parallelizer.py L138-172)."""
+    fw = get_release("nemo-automodel-2025-10").framework
+    assert not fw.pp_defer_grad_sync and not np.any(fw.defers_grad_sync(np.array([1, 4])))

@@ -177,6 +177,20 @@ _LOCAL_BATCH = ("AM@8d9bfb9 nemo_automodel/recipes/llm/train_ft.py L741 pp_batch
                 "(components/training/step_scheduler.py L56: global_batch_size // (local_batch_size * dp_size))")
 
 
+# AutoModel's pipeline stage holds the whole causal-LM part, while fully_shard wraps only its .model, its blocks, the
+# embedding and the LM head (AM@8d9bfb9 nemo_automodel/components/moe/parallelizer.py L138-172; pipelining/functional.py
+# L493-507 stages[i].submod = the parallelized part; models/deepseek_v3/model.py L248-249): the stage's submod is no
+# FSDPModule, so torch's backward_maybe_with_nosync takes its plain branch and FSDP2's own hooks reduce-scatter every
+# micro-batch. AutoModel's patched_backward_maybe_with_nosync is installed only with model.backend.
+# enable_fsdp_optimizations (recipes/llm/train_ft.py L769; pipelining/functional.py L521), which the benchmark configs do
+# not set (examples/benchmark/configs/deepseek_v3_te_deepep.yaml spells enable_fsdp_optimization)
+_AM_STAGE_PLAIN = ("AM@8d9bfb9: the pipeline stage's submod is the causal-LM part, fully_shard only on its .model, blocks, "
+                   "embedding and head (moe/parallelizer.py L138-172, pipelining/functional.py L493-507): torch's stage "
+                   "runs its plain backward and FSDP2 reduce-scatters every micro-batch; the patched stage backward "
+                   "needs model.backend.enable_fsdp_optimizations (recipes/llm/train_ft.py L769), unset in "
+                   "examples/benchmark/configs")
+
+
 def nemo_automodel_2025_10(name: str) -> Release:
     """NeMo AutoModel (main of early October 2025): FSDP2 + expert parallelism for its custom MoE models."""
     par = "AM@8d9bfb9 (2025-10-08) nemo_automodel/components/moe/parallelizer.py"
@@ -193,7 +207,8 @@ def nemo_automodel_2025_10(name: str) -> Release:
                                       "L66-71 stage i on rank i mod pp",
                        loss_copy="AM@8d9bfb9 examples/benchmark/configs/*.yaml (every one) loss_fn MaskedCrossEntropy "
                                  "fp32_upcast: false; nemo_automodel/components/loss/masked_ce.py L73-82: "
-                                 "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output")
+                                 "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output",
+                       pp_defer_grad_sync=_AM_STAGE_PLAIN)
     # The recipes' blocks are not compiled (no compile: section in examples/benchmark/configs/*.yaml; train_ft.py
     # L276-279 compiles only with one); RMSNorm is TE's fused kernel, RoPE and the dense MLP run as eager torch ops,
     # the routed experts' activation as its own compiled function (capsim.analytic.eager).
@@ -212,7 +227,7 @@ def nemo_automodel_2025_10(name: str) -> Release:
                                     "moe/megatron/moe_utils.py L196-232 @torch.compile swiglu / weighted_swiglu and "
                                     "their backward")
     fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED,
-                loss_copy=LossCopy.ACTIVATION, eager_pointwise=True, compiled_expert_act=True
+                loss_copy=LossCopy.ACTIVATION, eager_pointwise=True, compiled_expert_act=True, pp_defer_grad_sync=False
                 ).with_(moe_fc1_bias_eager=True, yarn_rope=YarnRope.HALVES)
     cite["yarn_rope"] = ("AM@8d9bfb9 nemo_automodel/components/models/gpt_oss/layers.py L30-40 _apply_rotary_emb "
                          "(x1 * cos - x2 * sin, x2 * cos + x1 * sin, torch.cat; eager: the benchmark configs compile "
