@@ -67,7 +67,21 @@ def fake_gate_flag(layers: str) -> Flag:
 _PP_STAGE_NOSYNC = ("torch.distributed.pipelining stage.py backward_maybe_with_nosync: for an FSDPModule every backward "
                     "runs with set_is_last_backward(False), set_reshard_after_backward(False), "
                     "set_requires_gradient_sync(False); the reduce-scatter and reshard run once after the step's last "
-                    "micro-batch (torch 2.13.0 stage.py L844-847, L1173-1177; the same setters in the late-2024 form)")
+                    "micro-batch (torch 2.13.0 stage.py L844-847, L1164-1191; the same setters in the late-2024 form)")
+# Until pytorch/pytorch#165106 (2025-10-09, "[PP] move FSDP reduce scatters to end of step": "The reduce scatter compute
+# stream sync blocks the other stages from executing their backwards leading to bubbles") the stage ran FSDP's
+# post_backward of every parameter group inside its last micro-batch's backward (pytorch#134052, 2024-08-20;
+# _root_post_backward_final_callback added by pytorch#144535, 2025-01-10), before the schedule sends that backward's
+# input gradient; FSDP2's post_backward makes the compute stream wait for the previous reduce-scatter before issuing
+# the next (one input buffer in flight: pytorch#186000; torch 2.13.0 _fsdp_param_group.py L647-658), so the send
+# waits for the stage's reduce-scatters. The same code as torch 2.8 ran it: AM@8d9bfb9 nemo_automodel/components/moe/
+# fsdp_mixin.py L187-268 (a copy of torch's backward_maybe_with_nosync, L247-268 the FSDPModule branch)
+_PP_REDUCE_IN_LAST_BACKWARD = (
+    "torch.distributed.pipelining before pytorch#165106 (2025-10-09): the stage's FSDP2 post_backward (its reduce-"
+    "scatters, each waited for by the compute stream before the next) runs inside its last micro-batch's backward, "
+    "before that backward's input-gradient send (pytorch#134052, 2024-08; #144535, 2025-01; the torch 2.8 code as "
+    "AM@8d9bfb9 nemo_automodel/components/moe/fsdp_mixin.py L247-268 copies it): every stage's reduction lies on the "
+    "drain (#165106: 'blocks the other stages from executing their backwards')")
 
 
 def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool, **changes: object) -> Framework:
@@ -141,7 +155,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "reshard_after_forward": reshard,
             "defer_grad_sync": "fully_shard reduce-scatters after every backward unless set_requires_gradient_sync("
                                "False) (FSDP2's default: requires_gradient_sync=True)",
-            "pp_defer_grad_sync": _PP_STAGE_NOSYNC,
+            "pp_defer_grad_sync": _PP_STAGE_NOSYNC, "pp_reduce_at_step_end": _PP_REDUCE_IN_LAST_BACKWARD,
             "grads_fp32": master, "fp32_master": master,
             "tp_rs": "FSDP2's tensor parallelism has no userbuffers overlap (the field's generic value)",
             "selective_ac": none.format("selective checkpointing policy") + " (the field's generic value)",
@@ -208,7 +222,8 @@ def nemo_automodel_2025_10(name: str) -> Release:
                        loss_copy="AM@8d9bfb9 examples/benchmark/configs/*.yaml (every one) loss_fn MaskedCrossEntropy "
                                  "fp32_upcast: false; nemo_automodel/components/loss/masked_ce.py L73-82: "
                                  "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output",
-                       pp_defer_grad_sync=_AM_STAGE_PLAIN)
+                       pp_defer_grad_sync=_AM_STAGE_PLAIN,
+                       pp_reduce_at_step_end="not used: the stage does not defer the sync (pp_defer_grad_sync)")
     # The recipes' blocks are not compiled (no compile: section in examples/benchmark/configs/*.yaml; train_ft.py
     # L276-279 compiles only with one); RMSNorm is TE's fused kernel, RoPE and the dense MLP run as eager torch ops,
     # the routed experts' activation as its own compiled function (capsim.analytic.eager).
