@@ -77,7 +77,7 @@ def sharded_exposed_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.nda
     # Deferred sync: one gather pass (the step's first forward) and one reduce-scatter pass (its last backward)
     # per step, the parameters kept gathered in between: their exposure spread over the step's micro-batches.
     # The pipeline stage's deferral with the parameters kept after the forward (keep) gathers once a step too: the
-    # stage also sets set_reshard_after_backward(False) (stage.py L845), so no forward or backward frees them, and
+    # stage also sets set_reshard_after_backward(False) (stage.py L846), so no forward or backward frees them, and
     # FSDP2's unshard returns at once on an unsharded group (_fsdp_param_group.py L375-376).
     once = fw.defer_grad_sync | (stage & keep)
     out[idx] = np.where(once, exposed / sub(lay.micro_batches), exposed)
