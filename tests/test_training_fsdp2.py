@@ -299,6 +299,7 @@ def test_torch_pipeline_stage_reduces_once_a_step_on_the_drain():
     rs = _stage_reduces(model, lay, perf, fw)
     chain = rs["first"] + 6 * rs["middle"] + rs["last"]
     assert on.dp_comm_s[0] == pytest.approx(chain, rel=1e-9) and off.dp_comm_s[0] == 0.0
+    assert on.dp_total_s[0] == pytest.approx(chain, rel=1e-9) and on.dp_hidden_s[0] == 0.0  # none of it hidden
     assert chain > 3.0  # 8 stages of about 6.3e9 fp32 gradients each, reduce-scattered over 8 nodes
     # the micro-batches' exposed ZeRO traffic is the step's first forward's gathers only: less than one unit's RS
     assert on.zero_comm_s[0] < rs["unit"] < off.zero_comm_s[0]
@@ -331,5 +332,6 @@ def test_torch_2_10_stage_reduces_after_its_schedule_behind_the_drain():
     end = step_time(model, lay, cluster, perf, framework=fw)
     inside = step_time(model, lay, cluster, perf, framework=old)
     assert end.dp_comm_s[0] == pytest.approx(rs["first"], rel=1e-9)
+    assert end.dp_total_s[0] == pytest.approx(max(rs["first"], rs["middle"], rs["last"]), rel=1e-9)
     assert inside.dp_comm_s[0] == pytest.approx(rs["first"] + 6 * rs["middle"] + rs["last"], rel=1e-9)
     assert inside.step_s[0] - end.step_s[0] == pytest.approx(inside.dp_comm_s[0] - end.dp_comm_s[0], rel=1e-9)

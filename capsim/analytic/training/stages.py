@@ -323,14 +323,15 @@ def step_tail(lay: Layouts, fw: Framework, times: LayerTimes, layers: StageLayer
 
 def deferred_stage_reduce_s(lay: Layouts, fw: Framework, layers: StageLayers, dp: dict[str, np.ndarray],
                             slack: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
-    """(exposed, one stage's whole) seconds of the one reduction a pipeline stage that defers the FSDP2 gradient sync
+    """(exposed, whole) seconds of the one reduction a pipeline stage that defers the FSDP2 gradient sync
     (``Framework.stage_defers``) runs per step, on the ZeRO >= 2 layouts; zero elsewhere. A stage reduce-scatters
     each of its units once, one after another: FSDP2's post_backward waits for the previous unit's reduce-scatter
     before issuing the next (one input buffer in flight, pytorch#186000; torch 2.13.0 _fsdp_param_group.py
     L647-658). Inside the last backward (``pp_reduce_at_step_end`` False) the stage's input-gradient send waits for
     them, so the drain carries every stage's in turn (pytorch#165106): their sum, all exposed (torch before
     pytorch#144535, 2025-01, did not wait for the last unit's: priced waited). After the schedule (True: torch 2.13.0
-    schedules.py L1172-1177) a stage's reduction hides behind the drain still ahead of the first stage (``slack``)."""
+    schedules.py L1172-1177) a stage's reduction hides behind the drain still ahead of the first stage (``slack``).
+    ``whole``: the drain's sum, or after the schedule the largest stage's reduction."""
     out, whole = np.zeros(len(lay)), np.zeros(len(lay))
     on = np.asarray(fw.stage_defers(lay.pp), bool) & (lay.zero_stage >= 2)
     if not np.any(on):
@@ -341,9 +342,9 @@ def deferred_stage_reduce_s(lay: Layouts, fw: Framework, layers: StageLayers, dp
     if fw.pp_reduce_at_step_end:
         left = [np.where(_exists(lay, k), kind[k] - slack[k], 0.0) for k in STAGES]
         out = np.maximum(np.max(np.stack(left), axis=0), 0.0)
-    else:
-        out = kind["first"] + np.maximum(lay.pp - 2, 0) * kind["middle_mean"] + kind["last"]
-    whole = np.max(np.stack([np.where(_exists(lay, k), kind[k], 0.0) for k in STAGES]), axis=0)
+        whole = np.max(np.stack([np.where(_exists(lay, k), kind[k], 0.0) for k in STAGES]), axis=0)
+    else:  # the drain's whole reduction is the sum, none of it hidden
+        out = whole = kind["first"] + np.maximum(lay.pp - 2, 0) * kind["middle_mean"] + kind["last"]
     return np.where(on, out, 0.0), np.where(on, whole, 0.0)
 
 
