@@ -259,3 +259,79 @@ def test_torch_pipeline_stage_keeps_fsdp2_gradients_unsharded_across_the_step():
     extra = on.temporary_bytes - off.temporary_bytes
     # 405B over tp 8 x pp 8: about 6.3e9 parameters a GPU, 7/8 of them beyond its shard, in fp32: about 22 GB
     assert 20e9 < extra[0] < 24e9 and extra[1] == 0.0
+
+
+def test_automodel_2025_10_stage_does_not_defer_the_gradient_sync():
+    """AutoModel's pipeline stage holds the causal-LM part, which fully_shard does not wrap (only its .model, blocks,
+    embedding and head): torch's stage takes its plain backward, FSDP2's own hooks reduce-scatter every micro-batch,
+    and no unsharded gradients stay resident under pp (AM@8d9bfb9 moe/parallelizer.py L138-172)."""
+    fw = get_release("nemo-automodel-2025-10").framework
+    assert not fw.pp_defer_grad_sync and not np.any(fw.defers_grad_sync(np.array([1, 4])))
+def _405b_pp8(global_batch: int = 256) -> tuple:
+    """Llama 3.1 405B over tp 8 x pp 8 x dp 8 (torchtitan's Table 5 layout, even split for the test)."""
+    model = get_model("llama-3.1-405b")
+    lay = Layouts.build(model, tp=np.array([8]), pp=np.array([8]), dp=np.array([8]),
+                        global_batch=np.array([global_batch]), micro_batch=np.array([4]), seq_len=np.array([8192]),
+                        recompute=np.array([2]), zero_stage=np.array([3]))
+    return model, lay, Cluster(get_accelerator("h100"), 512), load_calibration("H100-SXM5-80GB").perf()
+
+
+def _stage_reduces(model, lay, perf, fw) -> dict[str, float]:
+    """Each stage kind's reduce-scatters, unit by unit (one block's, the embedding's, the head's)."""
+    from capsim.analytic.training import stages
+    from capsim.specs.precision import Precision
+    layers = stages.StageLayers.of(model, lay)
+    dp = stages.dp_costs(model, lay, fw.run_precision(Precision()), perf, 8, fw, layers)
+    r = dp["layer_reduce"][0]
+    return {"first": layers.first[0] * r + dp["emb_reduce"][0], "middle": layers.middle[0] * r,
+            "last": layers.last[0] * r + dp["head_reduce"][0], "unit": r}
+
+
+def test_torch_pipeline_stage_reduces_once_a_step_on_the_drain():
+    """torch 2.4-2.9's stage runs its FSDP2 reduce-scatters inside its last backward, each waited for before the next
+    and before the input-gradient send (pytorch#134052, #144535; #165106 moved them): with pp > 1 no micro-batch
+    reduce-scatters, and the step's tail carries every stage's reduction in turn: their sum, exposed."""
+    fw = get_release("torchtitan-2024-12").framework
+    assert fw.pp_defer_grad_sync and not fw.pp_reduce_at_step_end
+    model, lay, cluster, perf = _405b_pp8()
+    on = step_time(model, lay, cluster, perf, framework=fw)
+    off = step_time(model, lay, cluster, perf, framework=replace(fw, pp_defer_grad_sync=False))
+    rs = _stage_reduces(model, lay, perf, fw)
+    chain = rs["first"] + 6 * rs["middle"] + rs["last"]
+    assert on.dp_comm_s[0] == pytest.approx(chain, rel=1e-9) and off.dp_comm_s[0] == 0.0
+    assert on.dp_total_s[0] == pytest.approx(chain, rel=1e-9) and on.dp_hidden_s[0] == 0.0  # none of it hidden
+    assert chain > 3.0  # 8 stages of about 6.3e9 fp32 gradients each, reduce-scattered over 8 nodes
+    # the micro-batches' exposed ZeRO traffic is the step's first forward's gathers only: less than one unit's RS
+    assert on.zero_comm_s[0] < rs["unit"] < off.zero_comm_s[0]
+
+
+def test_torch_pipeline_stage_gathers_once_a_step_with_the_parameters_kept():
+    """The stage also sets set_reshard_after_backward(False) and torchtitan keeps the parameters after the forward
+    under pp (reshard_after_forward False): after the step's first forward nothing is gathered again, so the step's
+    exposed ZeRO traffic does not grow with its micro-batches; without the stage's deferral it does."""
+    fw = get_release("torchtitan-2024-12").framework
+    zero = {}
+    for defer in (True, False):
+        for batch in (256, 512):
+            model, lay, cluster, perf = _405b_pp8(batch)
+            res = step_time(model, lay, cluster, perf, framework=replace(fw, pp_defer_grad_sync=defer))
+            zero[defer, batch] = res.zero_comm_s[0]
+    assert zero[True, 512] == pytest.approx(zero[True, 256], rel=1e-9) and zero[True, 256] > 0.0
+    assert zero[False, 512] == pytest.approx(2.0 * zero[False, 256], rel=1e-9)
+
+
+def test_torch_2_10_stage_reduces_after_its_schedule_behind_the_drain():
+    """From pytorch#165106 the stage reduces after its schedule (torch 2.13.0 schedules.py L1172-1177): a stage's
+    reduction hides behind the drain still ahead of the first stage, which has none: the first stage's reduction is
+    what is exposed (torchtitan 2026-08 runs the nightly)."""
+    fw = get_release("torchtitan-2026-08").framework
+    assert fw.pp_defer_grad_sync and fw.pp_reduce_at_step_end
+    old = replace(fw, pp_reduce_at_step_end=False)
+    model, lay, cluster, perf = _405b_pp8()
+    rs = _stage_reduces(model, lay, perf, fw)
+    end = step_time(model, lay, cluster, perf, framework=fw)
+    inside = step_time(model, lay, cluster, perf, framework=old)
+    assert end.dp_comm_s[0] == pytest.approx(rs["first"], rel=1e-9)
+    assert end.dp_total_s[0] == pytest.approx(max(rs["first"], rs["middle"], rs["last"]), rel=1e-9)
+    assert inside.dp_comm_s[0] == pytest.approx(rs["first"] + 6 * rs["middle"] + rs["last"], rel=1e-9)
+    assert inside.step_s[0] - end.step_s[0] == pytest.approx(inside.dp_comm_s[0] - end.dp_comm_s[0], rel=1e-9)

@@ -262,8 +262,13 @@ class Framework:
     # Under pipeline parallelism the pipeline stage itself defers the sync: torch.distributed.pipelining's stage
     # sets set_requires_gradient_sync(False) and set_reshard_after_backward(False) on its FSDP2 module for every
     # backward and reduce-scatters once after the step's last, so the stage's unsharded gradients (and gathered
-    # parameters) stay resident across the step whatever defer_grad_sync says
+    # parameters) stay resident across the step whatever defer_grad_sync says; its micro-batches reduce nothing
+    # and, with the parameters kept gathered after the forward, gather nothing after the step's first forward
     pp_defer_grad_sync: bool = False
+    # Where that stage's one reduction runs: False: inside its last backward, the compute stream waiting for the
+    # reduce-scatters before the input-gradient send, so every stage's reduction lies on the pipeline's drain
+    # (torch 2.4-2.9); True: after the stage's schedule (torch >= 2.10 REDUCE_GRAD), behind the later stages' drain
+    pp_reduce_at_step_end: bool = False
     # Hybrid sharding (HSDP): each gradient shard is all-reduced over the replica groups after every micro-batch's
     # reduce-scatter (FSDP2); False: once per step, after the last micro-batch's (Megatron-FSDP)
     replica_reduce_every_micro_batch: bool = True
@@ -389,7 +394,12 @@ class Framework:
     def defers_grad_sync(self, pp: object) -> object:
         """Whether ZeRO-2/3 gradients stay unsharded until the step's last backward (arrays over pipeline depths
         ``pp``): the release's own deferral, or its pipeline stage's where pp > 1."""
-        return np.asarray(self.defer_grad_sync) | ((np.asarray(pp) > 1) & self.pp_defer_grad_sync)
+        return np.asarray(self.defer_grad_sync) | self.stage_defers(pp)
+
+    def stage_defers(self, pp: object) -> object:
+        """Whether the pipeline stage defers the FSDP2 gradient sync to the step's last backward (arrays over
+        pipeline depths ``pp``): ``pp_defer_grad_sync`` where pp > 1."""
+        return (np.asarray(pp) > 1) & self.pp_defer_grad_sync
 
     def keeps_gathered(self, pp: object) -> object:
         """Whether ZeRO-3/FSDP keeps a block's parameters gathered from its forward to its backward (arrays over

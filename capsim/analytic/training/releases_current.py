@@ -161,6 +161,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
     return {"overlap_tp_wgrad": cite_args + " core/tensor_parallel/layers.py: async all-gather/all-reduce/"
                                 "reduce-scatter in the column-parallel backward",
             "zero3_prefetch": _NO_ZERO3, "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3,
+            "pp_reduce_at_step_end": _NO_ZERO3,
             "offload_layers": "no CPU activation offloading unless the run states --cpu-offloading-num-layers "
                               "(core/transformer/transformer_config.py cpu_offloading default False)",
             "replica_reduce_every_micro_batch": "the distributed optimizer reduces its gradients once per step, "

@@ -87,6 +87,8 @@ def _common_cite(**overrides: str) -> dict[str, str]:
                                  "backward's hooks: ZeRO-3 reduce-scatters every micro-batch",
         "pp_defer_grad_sync": "DeepSpeed's PipelineEngine is not torch.distributed.pipelining (the field's generic "
                               "value)",
+        "pp_reduce_at_step_end": "DeepSpeed's PipelineEngine is not torch.distributed.pipelining (the field's generic "
+                                 "value)",
         "tp_rs": "no userbuffers TP overlap (the field's generic value)",
         "fp32_master": "DeepSpeed's mixed-precision optimizers keep fp32 master parameters and fp32 Adam moments",
         "torch_compile": "eager (the engine's compile() is opt-in; the field's generic value)",

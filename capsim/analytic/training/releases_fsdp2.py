@@ -67,7 +67,21 @@ def fake_gate_flag(layers: str) -> Flag:
 _PP_STAGE_NOSYNC = ("torch.distributed.pipelining stage.py backward_maybe_with_nosync: for an FSDPModule every backward "
                     "runs with set_is_last_backward(False), set_reshard_after_backward(False), "
                     "set_requires_gradient_sync(False); the reduce-scatter and reshard run once after the step's last "
-                    "micro-batch (torch 2.13.0 stage.py L844-847, L1173-1177; the same setters in the late-2024 form)")
+                    "micro-batch (torch 2.13.0 stage.py L844-847, L1164-1191; the same setters in the late-2024 form)")
+# Until pytorch/pytorch#165106 (2025-10-09, "[PP] move FSDP reduce scatters to end of step": "The reduce scatter compute
+# stream sync blocks the other stages from executing their backwards leading to bubbles") the stage ran FSDP's
+# post_backward of every parameter group inside its last micro-batch's backward (pytorch#134052, 2024-08-20;
+# _root_post_backward_final_callback added by pytorch#144535, 2025-01-10), before the schedule sends that backward's
+# input gradient; FSDP2's post_backward makes the compute stream wait for the previous reduce-scatter before issuing
+# the next (one input buffer in flight: pytorch#186000; torch 2.13.0 _fsdp_param_group.py L647-658), so the send
+# waits for the stage's reduce-scatters. The same code as torch 2.8 ran it: AM@8d9bfb9 nemo_automodel/components/moe/
+# fsdp_mixin.py L187-268 (a copy of torch's backward_maybe_with_nosync, L247-268 the FSDPModule branch)
+_PP_REDUCE_IN_LAST_BACKWARD = (
+    "torch.distributed.pipelining before pytorch#165106 (2025-10-09): the stage's FSDP2 post_backward (its reduce-"
+    "scatters, each waited for by the compute stream before the next) runs inside its last micro-batch's backward, "
+    "before that backward's input-gradient send (pytorch#134052, 2024-08; #144535, 2025-01; the torch 2.8 code as "
+    "AM@8d9bfb9 nemo_automodel/components/moe/fsdp_mixin.py L247-268 copies it): every stage's reduction lies on the "
+    "drain (#165106: 'blocks the other stages from executing their backwards')")
 
 
 def _fsdp2(name: str, reshard: Reshard, dispatcher: MoeDispatcher, master: bool, **changes: object) -> Framework:
@@ -141,7 +155,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
             "reshard_after_forward": reshard,
             "defer_grad_sync": "fully_shard reduce-scatters after every backward unless set_requires_gradient_sync("
                                "False) (FSDP2's default: requires_gradient_sync=True)",
-            "pp_defer_grad_sync": _PP_STAGE_NOSYNC,
+            "pp_defer_grad_sync": _PP_STAGE_NOSYNC, "pp_reduce_at_step_end": _PP_REDUCE_IN_LAST_BACKWARD,
             "grads_fp32": master, "fp32_master": master,
             "tp_rs": "FSDP2's tensor parallelism has no userbuffers overlap (the field's generic value)",
             "selective_ac": none.format("selective checkpointing policy") + " (the field's generic value)",
@@ -177,6 +191,20 @@ _LOCAL_BATCH = ("AM@8d9bfb9 nemo_automodel/recipes/llm/train_ft.py L741 pp_batch
                 "(components/training/step_scheduler.py L56: global_batch_size // (local_batch_size * dp_size))")
 
 
+# AutoModel's pipeline stage holds the whole causal-LM part, while fully_shard wraps only its .model, its blocks, the
+# embedding and the LM head (AM@8d9bfb9 nemo_automodel/components/moe/parallelizer.py L138-172; pipelining/functional.py
+# L493-507 stages[i].submod = the parallelized part; models/deepseek_v3/model.py L248-249): the stage's submod is no
+# FSDPModule, so torch's backward_maybe_with_nosync takes its plain branch and FSDP2's own hooks reduce-scatter every
+# micro-batch. AutoModel's patched_backward_maybe_with_nosync is installed only with model.backend.
+# enable_fsdp_optimizations (recipes/llm/train_ft.py L769; pipelining/functional.py L521), which the benchmark configs do
+# not set (examples/benchmark/configs/deepseek_v3_te_deepep.yaml spells enable_fsdp_optimization)
+_AM_STAGE_PLAIN = ("AM@8d9bfb9: the pipeline stage's submod is the causal-LM part, fully_shard only on its .model, blocks, "
+                   "embedding and head (moe/parallelizer.py L138-172, pipelining/functional.py L493-507): torch's stage "
+                   "runs its plain backward and FSDP2 reduce-scatters every micro-batch; the patched stage backward "
+                   "needs model.backend.enable_fsdp_optimizations (recipes/llm/train_ft.py L769), unset in "
+                   "examples/benchmark/configs")
+
+
 def nemo_automodel_2025_10(name: str) -> Release:
     """NeMo AutoModel (main of early October 2025): FSDP2 + expert parallelism for its custom MoE models."""
     par = "AM@8d9bfb9 (2025-10-08) nemo_automodel/components/moe/parallelizer.py"
@@ -193,7 +221,9 @@ def nemo_automodel_2025_10(name: str) -> Release:
                                       "L66-71 stage i on rank i mod pp",
                        loss_copy="AM@8d9bfb9 examples/benchmark/configs/*.yaml (every one) loss_fn MaskedCrossEntropy "
                                  "fp32_upcast: false; nemo_automodel/components/loss/masked_ce.py L73-82: "
-                                 "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output")
+                                 "F.cross_entropy on the bf16 logits, whose log_softmax keeps its bf16 output",
+                       pp_defer_grad_sync=_AM_STAGE_PLAIN,
+                       pp_reduce_at_step_end="not used: the stage does not defer the sync (pp_defer_grad_sync)")
     # The recipes' blocks are not compiled (no compile: section in examples/benchmark/configs/*.yaml; train_ft.py
     # L276-279 compiles only with one); RMSNorm is TE's fused kernel, RoPE and the dense MLP run as eager torch ops,
     # the routed experts' activation as its own compiled function (capsim.analytic.eager).
@@ -212,7 +242,7 @@ def nemo_automodel_2025_10(name: str) -> Release:
                                     "moe/megatron/moe_utils.py L196-232 @torch.compile swiglu / weighted_swiglu and "
                                     "their backward")
     fw = _fsdp2(name, Reshard.NEVER, MoeDispatcher.FLEX, master=False, pipeline_split=PipelineSplit.FRONT_LOADED,
-                loss_copy=LossCopy.ACTIVATION, eager_pointwise=True, compiled_expert_act=True
+                loss_copy=LossCopy.ACTIVATION, eager_pointwise=True, compiled_expert_act=True, pp_defer_grad_sync=False
                 ).with_(moe_fc1_bias_eager=True, yarn_rope=YarnRope.HALVES)
     cite["yarn_rope"] = ("AM@8d9bfb9 nemo_automodel/components/models/gpt_oss/layers.py L30-40 _apply_rotary_emb "
                          "(x1 * cos - x2 * sin, x2 * cos + x1 * sin, torch.cat; eager: the benchmark configs compile "

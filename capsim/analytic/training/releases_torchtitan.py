@@ -306,9 +306,13 @@ def torchtitan_2026_08(name: str) -> Release:
                   "passed to SDPA with their own heads",
         cp_in_graph="TT@b5bcd76 torchtitan/distributed/compile.py L70 compiles each block fullgraph, but how this "
                     "commit's context parallelism dispatches attention is not read: priced outside the graph (the "
-                    "field's generic value)")
+                    "field's generic value)",
+        pp_reduce_at_step_end="TT@b5bcd76 README.md L105, L117: the PyTorch nightly, after pytorch#165106 (2025-10): "
+                              "torch 2.13.0 torch/distributed/pipelining/schedules.py L1172-1177 Schedule1F1B calls "
+                              "stage.perform_reduce_grad (stage.py L1164-1191) after its last backward send is waited "
+                              "for; L1252-1282 _add_reduce_grad puts REDUCE_GRAD after a stage's last backward action")
     fw = _fsdp2(name, Reshard.NOT_WITH_PP, MoeDispatcher.ALLTOALL, master=True, fp8_scaling=Fp8Scaling.CURRENT,
-                selective_ac=SelectiveAc(SacPolicy.OPS))
+                selective_ac=SelectiveAc(SacPolicy.OPS), pp_reduce_at_step_end=True)
     defaults = _fsdp2_defaults("TT@b5bcd76 torchtitan/config/configs.py",
                                Setting(PER_REPLICA, "training.local_batch_size: the per-replica batch, no accumulation"))
     defaults["sp"] = _sp_with_tp("TT@b5bcd76 torchtitan/config/configs.py L169-170 enable_sequence_parallel: bool = "

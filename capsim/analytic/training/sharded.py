@@ -24,7 +24,10 @@ Without prefetching every gather is exposed; without gradient-reduce overlap eve
 ``reshard_after_forward`` off (the framework's ``Reshard`` policy: NeMo AutoModel's MoE models never reshard,
 torchtitan not with pipeline parallelism) the backward gathers nothing. With deferred gradient sync (FSDP2
 ``set_requires_gradient_sync(False)`` over the accumulation, NeMo AutoModel's ``enable_fsdp_optimizations``) a step
-gathers once and reduce-scatters once, whatever its micro-batch count.
+gathers once and reduce-scatters once, whatever its micro-batch count. Under torch.distributed.pipelining's stage
+deferral (``Framework.pp_defer_grad_sync``, pp > 1) no micro-batch reduce-scatters, the parameters kept after the
+forward are gathered once a step, and the stage's one reduction is priced in the step's tail
+(``stages.deferred_stage_reduce_s``).
 """
 
 from __future__ import annotations
@@ -60,15 +63,24 @@ def sharded_exposed_s(lay: Layouts, fw: Framework, t: MicroBatchTimes, n: np.nda
     z3 = sub(lay.zero_stage >= 3)
     traffic = {k: sub(unit[k]) for k in ("layer_gather", "layer_reduce", "emb_gather", "emb_reduce", "head_gather",
                                          "head_reduce")}
+    # The pipeline stage's deferral: every backward runs with set_requires_gradient_sync(False) (torch 2.13.0
+    # torch/distributed/pipelining/stage.py L844-847), so FSDP2's post_backward only accumulates (_fsdp_param_group.py
+    # L607-612): no micro-batch reduce-scatters; the stage's one reduction is priced in the step's tail
+    # (stages.deferred_stage_reduce_s)
+    stage = sub(fw.stage_defers(lay.pp))
+    for k in ("layer_reduce", "emb_reduce", "head_reduce"):
+        traffic[k] = np.where(stage, 0.0, traffic[k])
     keep, blocks = sub(fw.keeps_gathered(lay.pp)), sub(n).astype(float)
     kept, bucket = (_kept_and_bucket(fw, blocks, sub(unit["layer_numel"]), sub(unit["head_numel"]))
                     if fw.zero3_reuse_elements > 0 or fw.grad_bucket_elements > 0 else (0.0, 1.0))
     exposed = _exposed(fw, times, traffic, z3, blocks, sub(emb), sub(head), np.where(keep, blocks, kept), keep, bucket)
     # Deferred sync: one gather pass (the step's first forward) and one reduce-scatter pass (its last backward)
     # per step, the parameters kept gathered in between: their exposure spread over the step's micro-batches.
-    # Not the pipeline stage's deferral (Framework.pp_defer_grad_sync): torch.distributed.pipelining runs the
-    # stage's one reduce-scatter after its last backward, outside the backward's overlap; only its memory is priced.
-    out[idx] = exposed / sub(lay.micro_batches) if fw.defer_grad_sync else exposed
+    # The pipeline stage's deferral with the parameters kept after the forward (keep) gathers once a step too: the
+    # stage also sets set_reshard_after_backward(False) (stage.py L846), so no forward or backward frees them, and
+    # FSDP2's unshard returns at once on an unsharded group (_fsdp_param_group.py L375-376).
+    once = fw.defer_grad_sync | (stage & keep)
+    out[idx] = np.where(once, exposed / sub(lay.micro_batches), exposed)
     return out
 
 

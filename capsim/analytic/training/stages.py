@@ -316,8 +316,36 @@ def step_tail(lay: Layouts, fw: Framework, times: LayerTimes, layers: StageLayer
         gather = np.maximum(gather, np.where(gathers_after & exists, dp[f"gather_{kind}"], 0.0))
     first_fwd = layers.both("first", *times.pair(lambda x: x.layer_fwd_s)) + t.embed_fwd_s
     gather = np.maximum(gather - first_fwd, 0.0) if fw.overlap_param_gather else gather
-    return {"dp_comm_s": np.maximum(exposed, 0.0), "dp_total_s": full, "embedding_sync_s": dp["embedding_sync_s"],
-            "optimizer_s": dp["optimizer_s"], "param_gather_s": gather}
+    stage_exposed, stage_full = deferred_stage_reduce_s(lay, fw, layers, dp, slack)
+    return {"dp_comm_s": np.maximum(exposed, 0.0) + stage_exposed, "dp_total_s": np.maximum(full, stage_full),
+            "embedding_sync_s": dp["embedding_sync_s"], "optimizer_s": dp["optimizer_s"], "param_gather_s": gather}
+
+
+def deferred_stage_reduce_s(lay: Layouts, fw: Framework, layers: StageLayers, dp: dict[str, np.ndarray],
+                            slack: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
+    """(exposed, whole) seconds of the one reduction a pipeline stage that defers the FSDP2 gradient sync
+    (``Framework.stage_defers``) runs per step, on the ZeRO >= 2 layouts; zero elsewhere. A stage reduce-scatters
+    each of its units once, one after another: FSDP2's post_backward waits for the previous unit's reduce-scatter
+    before issuing the next (one input buffer in flight, pytorch#186000; torch 2.13.0 _fsdp_param_group.py
+    L647-658). Inside the last backward (``pp_reduce_at_step_end`` False) the stage's input-gradient send waits for
+    them, so the drain carries every stage's in turn (pytorch#165106): their sum, all exposed (torch before
+    pytorch#144535, 2025-01, did not wait for the last unit's: priced waited). After the schedule (True: torch 2.13.0
+    schedules.py L1172-1177) a stage's reduction hides behind the drain still ahead of the first stage (``slack``).
+    ``whole``: the drain's sum, or after the schedule the largest stage's reduction."""
+    out, whole = np.zeros(len(lay)), np.zeros(len(lay))
+    on = np.asarray(fw.stage_defers(lay.pp), bool) & (lay.zero_stage >= 2)
+    if not np.any(on):
+        return out, whole
+    r = dp["layer_reduce"]
+    kind = {"first": layers.first * r + dp["emb_reduce"], "middle": layers.middle_max * r,
+            "middle_mean": layers.middle * r, "last": layers.last * r + dp["head_reduce"]}
+    if fw.pp_reduce_at_step_end:
+        left = [np.where(_exists(lay, k), kind[k] - slack[k], 0.0) for k in STAGES]
+        out = np.maximum(np.max(np.stack(left), axis=0), 0.0)
+        whole = np.max(np.stack([np.where(_exists(lay, k), kind[k], 0.0) for k in STAGES]), axis=0)
+    else:  # the drain's whole reduction is the sum, none of it hidden
+        out = whole = kind["first"] + np.maximum(lay.pp - 2, 0) * kind["middle_mean"] + kind["last"]
+    return np.where(on, out, 0.0), np.where(on, whole, 0.0)
 
 
 def pipeline(costs: dict[str, dict[str, np.ndarray]], lay: Layouts, fw: Framework) -> dict[str, np.ndarray]:
@@ -348,5 +376,5 @@ def schedules(lay: Layouts, fw: Framework) -> np.ndarray:
     return np.where(lay.pp > 1, per_replica / fw.pp_schedule_sequences, 1.0)
 
 
-__all__ = ["DP_KEYS", "host_wait_s", "host_waits_s", "paired_share", "sync_point", "PER_MICRO_BATCH", "LayerTimes", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
+__all__ = ["DP_KEYS", "deferred_stage_reduce_s", "host_wait_s", "host_waits_s", "paired_share", "sync_point", "PER_MICRO_BATCH", "LayerTimes", "StageLayers", "dp_costs", "micro_batch_costs", "pipeline",
            "schedules", "stage_params", "step_tail"]
