@@ -80,8 +80,8 @@ def _torch_bytes(cp: np.ndarray, q: np.ndarray, o: np.ndarray, kv: np.ndarray, l
 def _te_p2p_bytes(cp: np.ndarray, q: np.ndarray, o: np.ndarray, kv: np.ndarray, lse: np.ndarray, b: float
                   ) -> np.ndarray:
     """Peak of Transformer Engine's p2p ring (AttnFuncWithCP, TE v1.8 transformer_engine/pytorch/attention.py
-    L535-1640; AttnFuncWithCPAndKVP2P, TE v2.8 transformer_engine/pytorch/attention/dot_product_attention/
-    context_parallel.py L1056-2430; the same buffers at every release from v1.8 to v2.18), bf16/fp16 attention
+    L535-1650; AttnFuncWithCPAndKVP2P, TE v2.8 transformer_engine/pytorch/attention/dot_product_attention/
+    context_parallel.py L1056-2527; the same buffers at every release from v1.8 to v2.18), bf16/fp16 attention
     (no FP8 DPA), the larger of its forward's and its backward's; max over ranks."""
     # forward: p2p_comm_buffers holds all cp K/V chunks, the first a concatenated copy, until the return (v1.8
     # L627-650, v2.8 L1345-1375: list entries never released; only the last, L1722, is saved); out_per_step
@@ -90,7 +90,8 @@ def _te_p2p_bytes(cp: np.ndarray, q: np.ndarray, o: np.ndarray, kv: np.ndarray, 
     # merged one (v1.8 L982 double: counted at 4 bytes)
     forward = cp * kv * b + (cp + 1.0) * o * b + (cp + 1.0) * lse * _F32
     # backward: dq (v1.8 L1142, v2.8 L2002) and two [kv, dkv] buffers in the activations' format (v1.8 L1144-1148,
-    # v2.8 L2003-2007: no fp32 accumulators outside FP8), the step's dq_, dk_, dv_ (v1.8 L1201, v2.8 fused_attn_bwd)
+    # v2.8 L2003-2007: no fp32 accumulators outside FP8), the step's dq_, dk_, dv_ (v1.8 L1201, v2.8 fused_attn_bwd);
+    # TE v1.8-v1.13 also concatenate dk_, dv_ each step (v1.8 L1559, one more KV), not priced (no TE release field)
     backward = q * b + 4.0 * kv * b + (q + kv) * b
     return np.where(cp > 1, np.maximum(forward, backward), 0.0)
 
