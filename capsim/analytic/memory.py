@@ -14,6 +14,7 @@ import numpy as np
 from capsim._types import Num
 from capsim.analytic import fp8, recompute
 from capsim.analytic.attention import kv_elems_per_token
+from capsim.analytic.cp_memory import CpRotate, cp_transient_bytes
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.moe import COMBINE
 from capsim.analytic.ops import (
@@ -246,7 +247,8 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
                     dropout: bool = False, keep_gathered: Num = False, unsharded_grads: Num = False,
                     sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True, loss_copy_bytes: float = 4.0,
-                    offloaded_layers: Num = 0.0) -> TrainingMemory:
+                    offloaded_layers: Num = 0.0, cp_rotate: CpRotate | str = CpRotate.P2P, repeat_kv: bool = False
+                    ) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
     stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
     could be heavier, each with its own layers, dense-FFN layers and in-flight micro-batches).
@@ -258,7 +260,9 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     ``Framework.moe_combine_saves``; ``loss_copy_bytes`` what its loss keeps per logit beside the 16-bit logits
     (``Framework.loss_copy_bytes``: 4 for an fp32 softmax copy, 0 for TE's in-place fused loss);
     ``offloaded_layers`` of a stage's layers keep their activations in host memory but for one in flight
-    (``capsim.analytic.training.offload``)."""
+    (``capsim.analytic.training.offload``); ``cp_rotate`` and ``repeat_kv`` (``Framework``) say which ring attention
+    runs under context parallelism and with how many K/V heads, whose buffers one layer at a time holds
+    (``capsim.analytic.cp_memory``)."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
@@ -274,6 +278,8 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     # gradient in place: TE@v2.8 transformer_engine/pytorch/cross_entropy.py L50-59)
     logits = tokens * model.vocab / lay.tp * (precision.activations.bytes + loss_copy_bytes)
     single = lay.pp == 1
+    # the ring's buffers, one layer's at a time, on top of that layer's recompute working set
+    ring = cp_transient_bytes(model, lay, precision.activations.bytes, cp_rotate, repeat_kv)
 
     sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.shard > 1), (lay.zero_stage >= 2) & (lay.shard > 1)
 
@@ -293,6 +299,7 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
         gathered = np.where(sharded3 & keep_gathered, rest * precision.weights.bytes, zero3)
         grads = np.where(sharded2 & unsharded_grads, rest * precision.gradients.bytes, 0.0)
         ws = np.maximum(np.where(has_moe, moe["ws"], 0), np.where(has_dense, dense_kind["ws"], 0))
+        ws = ws + np.where(layers > 0, ring, 0.0)
         return [w, g, o, act, ws + gathered + grads + np.where(head, logits, 0.0)]
 
     best = stage(0, lay.first_stage_layers, lay.first_stage_dense, True, single)

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from capsim.analytic.cp_memory import CpRotate
 from capsim.analytic.eager import Eager, YarnRope
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.loss import LossKernel
@@ -44,19 +45,6 @@ class Reshard(StrEnum):
     ALWAYS = "always"  # re-gather them for the backward (ZeRO-3)
     NEVER = "never"  # keep them gathered until the backward (ZeRO-2 traffic, ZeRO-3 memory between passes)
     NOT_WITH_PP = "not-with-pp"  # torchtitan's "default": always, except never when pipeline parallelism is on
-
-
-class CpRotate(StrEnum):
-    """How context parallelism moves each rank's keys and values between its attention steps."""
-
-    # Transformer Engine's ring (AttnFuncWithCP, cp_comm_type "p2p"): step i's K, V go on to the next rank while
-    # step i computes; the backward passes K, V and the accumulated dK, dV the same way
-    P2P = "p2p"
-    # torch.distributed.tensor.experimental context_parallel with _AllGatherRotater: every rank's K, V gathered once
-    # per pass, started before the first step and awaited by the second; dK, dV travel the ring in fp32
-    ALLGATHER = "allgather"
-    # the same API with _AllToAllRotater: K, V passed to the next rank each step (permute_tensor); dK, dV as above
-    ALLTOALL = "alltoall"
 
 
 class LossCopy(StrEnum):

@@ -170,7 +170,8 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     parts.update(stages.step_tail(lay, fw, times, layers, costs["_hop"]["hop_s"], dp))
     mem = training_memory(model, lay, precision, cluster.accelerator, fw.attention, fw.dropout,
                           fw.keeps_gathered(lay.pp), fw.defers_grad_sync(lay.pp), fw.selective_ac, fw.moe_combine_saves,
-                          fw.loss_copy_bytes(precision.activations.bytes), offload.offloaded_layers(lay, fw))
+                          fw.loss_copy_bytes(precision.activations.bytes), offload.offloaded_layers(lay, fw),
+                          fw.cp_rotate, fw.repeat_kv)
     parts["offload_s"] = np.zeros(len(lay)) if not fw.offload_layers else offload.offload_s(
         lay, fw, cluster.accelerator, layer_activation_bytes(model, lay, precision, fw.attention, fw.dropout),
         times.moe.layer_fwd_s, times.moe.layer_bwd_s)
