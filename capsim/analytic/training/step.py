@@ -142,16 +142,17 @@ def release_split(model: ModelSpec, plan: TrainPlan, fw: Framework) -> TrainPlan
     return plan if split is None or split.rule is SplitRule.EVEN else plan.with_(pipeline_layout=split.layout)
 
 
-def release_sp(framework: Framework | FrameworkName | str, tp: int) -> bool:
+def release_sp(framework: Framework | FrameworkName | str, tp: int, default: object = None) -> bool:
     """The release's sequence-parallel default at ``tp`` (``Release.defaults['sp']``: off in every Megatron release,
-    where --sequence-parallel is store_true; on wherever TP is in torchtitan's). A Framework that is no preset's
-    has no documented default: off, TrainPlan's own."""
-    fw = get_framework(framework)
-    try:
-        value = get_release(fw.name).defaults["sp"].value
-    except SpecError:
-        return False
-    return default_sp(value, tp)
+    where --sequence-parallel is store_true; on wherever TP is in torchtitan's), or ``default`` where the run's
+    flags configured one (``Release.configure``, as a validation row's). A Framework that is no preset's has no
+    documented default: off, TrainPlan's own."""
+    if default is None:
+        try:
+            default = get_release(get_framework(framework).name).defaults["sp"].value
+        except SpecError:
+            return False
+    return default_sp(default, tp)
 
 
 def as_released(model: ModelSpec, plan: TrainPlan, framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK
