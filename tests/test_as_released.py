@@ -58,6 +58,8 @@ def test_an_fp8_plan_gets_one_step_time_from_the_api_the_cli_the_whatif_and_the_
     assert plain.step_s != api.step_s
     assert cli["plan"]["precision"]["fp8_scaling"] == "current" and cli["plan"]["precision"]["weights"] == "fp8"
     assert "current scaling" in info["recipe"] and "fp8 weights" in info["recipe"]
+    fp8 = whatif.loc[whatif["precision"] == "fp8"].iloc[0]
+    assert fp8["bytes_per_param"] == 1 + 4 + 12  # FP8 weights, fp32 gradients, fp32 master and moments
 
 
 def test_memory_reports_what_train_reports():
