@@ -98,6 +98,13 @@ def test_what_the_user_states_is_kept():
         "fp8_scaling"] == "delayed"
 
 
+def test_sp_stated_on_a_release_without_it_is_refused_in_one_line():
+    result = CliRunner().invoke(app, ["train", *CLI, "--sp", "--framework", "megatron-lm-2021"])
+    assert result.exit_code == 1 and "megatron-lm-2021 has no sequence parallelism" in result.stderr
+    api = _api("megatron-lm-2021", precision="bf16", sequence_parallel=True)
+    assert not api.feasible and api.reason == "megatron-lm-2021 has no sequence parallelism"
+
+
 def test_as_released_is_idempotent_and_keeps_the_plans_statements():
     from capsim.analytic.training import as_released
     model = capsim.get_model(MODEL)

@@ -78,6 +78,7 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
         ((lay.split >= 0) & uneven[np.maximum(lay.split, 0)] & (not fw.uneven_pipeline),
          f"{fw.name} splits the layers only evenly over pp x pp_interleave"),
         (lay.sp & (lay.tp < 2), "sequence parallelism needs tp > 1"),
+        (lay.sp & (not fw.sequence_parallel), f"{fw.name} has no sequence parallelism"),
         (lay.seq_len % lay.cp != 0, "cp does not divide the sequence"),
         ((lay.ep > 1) & (model.experts % lay.ep != 0), "ep does not divide the experts"),
         (lay.tp % lay.etp != 0, "etp does not divide tp"),
