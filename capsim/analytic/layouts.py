@@ -123,7 +123,8 @@ class Layouts:
             etp=col(lambda p: p.expert_tp), micro_batch=col(lambda p: p.micro_batch),
             global_batch=col(lambda p: p.global_batch),
             seq_len=col(lambda p: p.seq_len), zero_stage=col(lambda p: p.zero_stage),
-            distributed_optimizer=col(lambda p: p.distributed_optimizer), sp=col(lambda p: p.sequence_parallel),
+            distributed_optimizer=col(lambda p: p.distributed_optimizer),
+            sp=col(lambda p: bool(p.sequence_parallel)),  # None unresolved (no release: as_released): off
             recompute=col(lambda p: p.recompute.code), schedule=col(lambda p: SCHEDULE_CODES[p.schedule]),
             shard=col(lambda p: p.shard_group or 0))
 

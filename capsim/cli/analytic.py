@@ -8,9 +8,11 @@ import numpy as np
 import typer
 
 from capsim.analytic.flops import matmul_params, serving_step_flops, training_flops_per_token
-from capsim.analytic.memory import serving_memory, training_memory
+from capsim.analytic.memory import serving_memory
 from capsim.analytic.ops import Phase, StepBatch, training_layer_ops
 from capsim.analytic.params import param_counts
+from capsim.analytic.training import DEFAULT_FRAMEWORK, release_memory
+from capsim.analytic.training.step import as_released
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
 from capsim.cli.deploy import AccelOpt, CalibOpt, resolve_device
@@ -33,23 +35,25 @@ def device_of(accelerator: str | None, calibration: str | None, default: str) ->
 
 @memory_app.command("train")
 def memory_train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None,
-                 dp: o.Dp = None, tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.Sp = False,
+                 dp: o.Dp = None, tp: o.Tp = 1, pp: o.Pp = 1, v: o.V = 1, cp: o.Cp = 1, ep: o.Ep = 1, sp: o.SpRelease = False,
                  zero: o.Zero = 0, distributed_optimizer: o.DistOpt = False, recompute: o.Rec = Recompute.NONE,
                  micro_batch: o.Mb = 1, global_batch: Annotated[int | None, typer.Option(help="Sequences per step.")] = None,
                  seq_len: o.Seq = 2048, precision: o.Prec = "bf16", layer_split: o.StageSplit = None,
                  pipeline_layout: o.Layout = None, first_layers: o.FirstLayers = None,
                  last_layers: o.LastLayers = None, account_embedding: o.AccountEmbedding = False,
                  account_loss: o.AccountLoss = False, hf_config: o.HfConfig = None, calibration: CalibOpt = None,
-                 as_json: JsonOpt = False) -> None:
+                 framework: o.FrameworkOpt = DEFAULT_FRAMEWORK, as_json: JsonOpt = False) -> None:
     """Memory per GPU of a training layout (its heaviest pipeline stage): weights, gradients, optimizer,
-    activations, buffers (a measured calibration without -a: its device's memory)."""
+    activations, buffers (a measured calibration without -a: its device's memory), as the framework release runs
+    the plan (its precision recipe, --sp default, kernels), the memory `capsim train` reports."""
     spec = o.resolve_model(model, hf_config)
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
-    plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
-                        recompute, micro_batch, global_batch, seq_len, precision, split).check(spec, gpus)
+    plan = o.train_plan(o.infer_dp(dp, gpus, tp, pp, cp), tp, pp, v, cp, ep, sp if o.given("sp") else None, zero,
+                        distributed_optimizer, recompute, micro_batch, global_batch, seq_len, precision, split)
+    plan = as_released(spec, plan, framework).check(spec, gpus)
     acc = device_of(accelerator, calibration, "A100-SXM4-80GB")
-    mem = training_memory(spec, plan, accelerator=acc)
+    mem = release_memory(spec, plan, acc, framework)
     out = {"model": spec.name, "accelerator": acc.name, "plan": plan.to_dict(), **mem.to_dict()}
     if as_json:
         emit_json(out)

@@ -51,7 +51,6 @@ Etp = Annotated[int | None, typer.Option("--etp", help="Tensor-parallel width of
                                          "tp, Megatron-Core's --expert-tensor-parallel-size).", min=1)]
 Flags = Annotated[str, typer.Option("--flags", help="The framework release's flags the run uses, e.g. "
                                     "'--tp-comm-overlap --overlap-grad-reduce' (capsim lists the known ones).")]
-Sp = Annotated[bool, typer.Option("--sp/--no-sp", help="Sequence parallelism over the TP group.")]
 SpRelease = Annotated[bool, typer.Option("--sp/--no-sp", show_default=False, help=(
     "Sequence parallelism over the TP group (default: the framework release's: off, except torchtitan's, whose TP "
     "always shards the sequence too)."))]

@@ -9,7 +9,6 @@ import typer
 
 from capsim.analytic.serving import Sampling
 from capsim.analytic.training import DEFAULT_FRAMEWORK
-from capsim.analytic.training.framework import get_framework
 from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, infeasible, table
@@ -69,7 +68,7 @@ def plan_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
         plan = plan_training(spec, acc, tokens, global_batch, seq_len, gpus,
                              deadline_days * DAY_S if deadline_days is not None else None, budget_usd, rank_by,
                              perf=perf_for(acc, calibration),
-                             precision=get_framework(framework).run_precision(Precision.preset(precision)),
+                             precision=Precision.preset(precision),  # run as the release runs it (step_time)
                              framework=framework, fixed={"shard": fsdp_group} if fsdp_group else None,
                              max_gpus=max_gpus, usable_memory_fraction=usable_memory)
     if as_json:

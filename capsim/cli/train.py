@@ -9,8 +9,8 @@ import typer
 
 from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
 from capsim.analytic.training.framework import get_release
-from capsim.analytic.training.release import Framework, PipelineSplit, default_sp
-from capsim.analytic.training.step import release_split
+from capsim.analytic.training.release import Framework, PipelineSplit
+from capsim.analytic.training.step import as_released
 from capsim.calibration import perf_for
 from capsim.calibration.fp8 import band_ends, fp8_rates, rates_note, split_by_role
 from capsim.cli import options as o
@@ -163,22 +163,22 @@ def train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus = None
         given = {"tp": tp, "pp": pp, "v": v, "micro_batch": micro_batch, "recompute": recompute.code, "sp": sp,
                  "zero": zero, "distributed_optimizer": distributed_optimizer, "etp": etp}
         pins = {_AXIS.get(k, k): value for k, value in given.items() if o.given(k)}
-        fw = _framework(framework, flags)  # the preset as the release runs it (its FP8 recipe, gradients, master)
-        return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, fw.run_precision(Precision.preset(precision)),
+        fw = _framework(framework, flags)  # step_time runs the preset as the release does (as_released)
+        return _auto(spec, Cluster(acc, gpus), global_batch, seq_len, Precision.preset(precision),
                      perf, fw, top, tokens, {"cp": cp, "ep": ep, "shard": fsdp_group, **pins}, as_json)
     split = o.split_options(pp, layer_split, pipeline_layout, first_layers, last_layers, account_embedding,
                             account_loss)
-    if not o.given("sp"):  # the release's own default (torchtitan: SP wherever TP is)
-        sp = default_sp(get_release(framework).defaults["sp"].value, tp)
     dp = o.infer_dp(dp, gpus, tp, pp, cp)
     o.check_fsdp_group(fsdp_group, dp, cp, zero, distributed_optimizer)
-    plan = o.train_plan(dp, tp, pp, v, cp, ep, sp, zero, distributed_optimizer,
+    plan = o.train_plan(dp, tp, pp, v, cp, ep, sp if o.given("sp") else None, zero, distributed_optimizer,
                         recompute, micro_batch, global_batch, seq_len, precision, split, etp, fsdp_group)
     cluster = Cluster(acc, gpus if gpus is not None else plan.num_gpus)
     fw = _framework(framework, flags)
-    plan = plan.with_(precision=fw.run_precision(plan.precision))  # as the release runs the preset
-    stated = release_split(spec, plan, fw)  # a release's own uneven split where the run states none
-    own, plan = (f"{fw.name}'s own split ({_OWN_SPLIT[fw.pipeline_split]})" if stated is not plan else None), stated
+    # as the release runs it: its FP8 recipe, its --sp default (torchtitan: SP wherever TP is), its own split
+    stated = as_released(spec, plan, fw)
+    own = f"{fw.name}'s own split ({_OWN_SPLIT[fw.pipeline_split]})" if stated.pipeline_layout != \
+        plan.pipeline_layout else None
+    plan = stated
     with o.fsdp_group_errors():
         result = step_time(spec, plan, cluster, perf, framework=fw, train_tokens=tokens)
     fp8 = _fp8_band(spec, plan, cluster, perf, fw)
@@ -220,7 +220,7 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
         infeasible(f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} with global batch "
                    f"{global_batch}{group} (add GPUs, lower the global batch or the sequence"
                    + (", or widen --fsdp-group)" if group else ")"))
-    plan = plan_of_row(frame.iloc[0].to_dict(), global_batch, seq_len, precision)
+    plan = as_released(spec, plan_of_row(frame.iloc[0].to_dict(), global_batch, seq_len, precision), framework)
     result = step_time(spec, plan, cluster, perf, framework=framework, train_tokens=tokens)
     records = frame.to_dict(orient="records")
     fp8 = _fp8_band(spec, plan, cluster, perf, framework)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from capsim.analytic.params import param_counts
-from capsim.analytic.training import DEFAULT_FRAMEWORK, step_time
+from capsim.analytic.training import DEFAULT_FRAMEWORK, as_released, step_time
 from capsim.errors import SpecError, require
 from capsim.perf import Perf
 from capsim.plan.scaling import chinchilla_loss
@@ -26,13 +26,16 @@ def precision_whatif(model: ModelSpec, cluster: Cluster, plan: TrainPlan, recipe
 
     Speed follows each recipe's GEMM format (the calibration's peak for fp32/tf32/bf16/fp8) and bytes per value;
     memory follows its bytes per weight, gradient, master copy and Adam moment (Micikevicius et al. 2018; fp8 as
-    NVIDIA Transformer Engine keeps bf16 weights). A recipe the accelerator has no rate for is listed with why.
+    NVIDIA Transformer Engine keeps bf16 weights), each recipe as ``framework`` runs it (``as_released``: its FP8
+    scaling and FP8 parameters, 16-bit gradients where it reduces in 16 bits). A recipe the accelerator has no rate
+    for is listed with why.
     """
     rows = []
     for name in recipes:
-        recipe = Precision.preset(name)
-        try:
-            st = step_time(model, plan.with_(precision=recipe), cluster, perf, framework=framework)
+        try:  # the recipe as the release runs it, the one step_time prices (as_released)
+            run = as_released(model, plan.with_(precision=Precision.preset(name)), framework)
+            recipe = run.precision
+            st = step_time(model, run, cluster, perf, framework=framework)
         except SpecError as err:
             rows.append({"precision": name, "feasible": False, "reason": str(err)})
             continue

@@ -16,6 +16,7 @@ from capsim.analytic.training import (
     DEFAULT_FRAMEWORK,
     Framework,
     FrameworkName,
+    as_released,
     comms,
     get_framework,
     resolve_perf,
@@ -98,8 +99,8 @@ def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: P
     """Per-stage, per-chunk times of ``plan`` from the same cost terms as ``step_time``: each model chunk is
     priced on its own layers (``TrainPlan.split``), the embedding on chunk (0, 0), the LM head and loss on
     chunk (p-1, v-1)."""
-    plan.check(model, cluster.num_gpus)
     fw, perf = get_framework(framework), resolve_perf(perf, cluster)
+    plan = as_released(model, plan, fw).check(model, cluster.num_gpus)  # as step_time prices it
     precision = plan.precision
     lay = Layouts.from_plans(model, [plan])
     check_hybrid(fw.name, lay.dp, lay.cp, lay.shard)  # as step_time: a group below dp x cp needs HSDP

@@ -43,7 +43,9 @@ class TrainPlan:
     tp: int = 1  # tensor-parallel width (Megatron column/row split)
     pp: int = 1  # pipeline stages
     pp_interleave: int = 1  # model chunks per stage, v (interleaved 1F1B when > 1)
-    sequence_parallel: bool = False  # shard norms/dropout over the TP group (Korthikanti et al. 2022)
+    # shard norms/dropout over the TP group (Korthikanti et al. 2022); None = the framework release's default
+    # (capsim.analytic.training.step.as_released: off in Megatron's, on wherever TP is in torchtitan's)
+    sequence_parallel: bool | None = None
     cp: int = 1  # context-parallel ranks (ring attention over the sequence)
     ep: int = 1  # expert-parallel ranks, carved out of tp x cp x dp with etp (Megatron-Core's MoE parallel folding)
     etp: int | None = None  # tensor-parallel width of the routed experts; None = tp (Megatron-Core's default)
@@ -101,7 +103,7 @@ class TrainPlan:
                 f"{self.global_batch} sequences do not split into micro-batches of {self.micro_batch} "
                 f"over dp={self.dp}", f"use a global batch that is a multiple of {self.dp * self.micro_batch}, "
                 f"or micro_batch in {[d for d in divisors(max(self.global_batch // self.dp, 1)) if self.global_batch % (self.dp * d) == 0][:8]}")
-        require(self.sequence_parallel is False or self.tp > 1, "plan.sequence_parallel",
+        require(not self.sequence_parallel or self.tp > 1, "plan.sequence_parallel",
                 "sequence parallelism shards over the tensor-parallel group, and tp=1", "set tp > 1 or turn it off")
         if self.schedule is Schedule.INTERLEAVED:
             require(self.pp > 1, "plan.pp_interleave", "interleaving needs pipeline stages", "set pp > 1")

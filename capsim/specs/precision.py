@@ -97,7 +97,8 @@ class Precision:
     optimizer_states: DType = DType.FP32  # each of Adam's two moments
     master_weights: DType | None = DType.FP32  # fp32 copy kept by mixed precision; None when weights are fp32
     loss_scaling: bool = False  # fp16 needs dynamic loss scaling (Micikevicius et al. 2018)
-    # FP8 recipes only: how tensors are scaled (None when compute is not FP8). Weights stored in FP8 (Megatron-Core's
+    # FP8 recipes only: how tensors are scaled; None = the framework release's recipe (Framework.run_precision; TE's
+    # default DelayedScaling where no release is applied). Weights stored in FP8 (Megatron-Core's
     # --fp8-param-gather, NeMo's fp8_params) are weights=FP8.
     fp8_scaling: Fp8Scaling | None = None
 
@@ -106,8 +107,6 @@ class Precision:
             object.__setattr__(self, name, dtype(getattr(self, name), f"precision.{name}"))
         if self.master_weights is not None:
             object.__setattr__(self, "master_weights", dtype(self.master_weights, "precision.master_weights"))
-        if self.compute is DType.FP8 and self.fp8_scaling is None:
-            object.__setattr__(self, "fp8_scaling", Fp8Scaling.DELAYED)  # TE's default recipe
         if self.fp8_scaling is not None:
             try:
                 object.__setattr__(self, "fp8_scaling", Fp8Scaling(str(self.fp8_scaling).lower()))
@@ -126,9 +125,9 @@ class Precision:
 
     @classmethod
     def preset(cls, name: str) -> Precision:
-        """A named recipe: fp32, tf32, fp16 (loss scaling), bf16, fp8 (Transformer Engine, delayed scaling),
-        fp8-delayed, fp8-current (per-tensor current scaling), mxfp8 and nvfp4 (Transformer Engine's block-scaled
-        recipes, Blackwell only)."""
+        """A named recipe: fp32, tf32, fp16 (loss scaling), bf16, fp8 (Transformer Engine, the release's scaling:
+        delayed where no release says), fp8-delayed and fp8-current (that per-tensor scaling, whatever the
+        release's), mxfp8 and nvfp4 (Transformer Engine's block-scaled recipes, Blackwell only)."""
         try:
             return _PRESETS[name.lower()]
         except KeyError:
@@ -136,6 +135,14 @@ class Precision:
 
     def to_dict(self) -> dict[str, object]:
         return {k: (str(v) if v is not None and not isinstance(v, bool) else v) for k, v in self.__dict__.items()}
+
+    def summary(self) -> str:
+        """One line a person reads: ``fp8 GEMMs (current scaling), fp8 weights, bf16 gradients, fp32 master,
+        fp32 Adam moments``."""
+        scaling = f" ({self.fp8_scaling} scaling)" if self.compute is DType.FP8 and self.fp8_scaling else ""
+        master = f", {self.master_weights} master" if self.master_weights is not None else ", no master copy"
+        return (f"{self.compute} GEMMs{scaling}, {self.weights} weights, {self.gradients} gradients{master}, "
+                f"{self.optimizer_states} Adam moments" + (", loss scaling" if self.loss_scaling else ""))
 
 
 _PRESETS: dict[str, Precision] = {
@@ -146,8 +153,7 @@ _PRESETS: dict[str, Precision] = {
     "bf16": Precision(),
     # fp8 GEMMs with bf16 weights kept for the optimizer (NVIDIA Transformer Engine recipe), delayed scaling: TE's
     # default recipe (transformer_engine/common/recipe/__init__.py DelayedScaling, TE v1.8 to v2.x on Hopper).
-    "fp8": Precision(DType.FP8, DType.BF16, DType.BF16, DType.BF16, DType.FP32, DType.FP32, DType.FP32,
-                     fp8_scaling=Fp8Scaling.DELAYED),
+    "fp8": Precision(DType.FP8, DType.BF16, DType.BF16, DType.BF16, DType.FP32, DType.FP32, DType.FP32),
     "fp8-delayed": Precision(DType.FP8, DType.BF16, DType.BF16, DType.BF16, DType.FP32, DType.FP32, DType.FP32,
                              fp8_scaling=Fp8Scaling.DELAYED),
     # Per-tensor current scaling (TE v2.2 Float8CurrentScaling; Megatron-Core --fp8-recipe tensorwise).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from capsim.analytic.memory import training_memory
+from capsim.analytic.training import DEFAULT_FRAMEWORK, FrameworkName, release_memory
 from capsim.errors import SpecError
 from capsim.specs.catalog import accelerators, get_accelerator
 from capsim.specs.model import ModelSpec
@@ -34,8 +34,10 @@ def layouts_of(gpus: int, global_batch: int, micro_batch: int, zero: int) -> lis
 
 @st.cache_data(show_spinner=False)
 def memory_table(model: ModelSpec, acc_name: str, layouts: tuple[tuple[int, int, int, int], ...], recompute: str,
-                 micro_batch: int, global_batch: int, seq_len: int, precision: str) -> pd.DataFrame:
-    """Memory per GPU of each (dp, tp, pp, zero) layout (pure, cacheable)."""
+                 micro_batch: int, global_batch: int, seq_len: int, precision: str,
+                 framework: str = DEFAULT_FRAMEWORK) -> pd.DataFrame:
+    """Memory per GPU of each (dp, tp, pp, zero) layout as ``framework`` runs it (``release_memory``: the
+    memory the training planner and `capsim train` report; pure, cacheable)."""
     acc = get_accelerator(acc_name)
     rows = []
     for dp, tp, pp, zero in layouts:
@@ -45,7 +47,7 @@ def memory_table(model: ModelSpec, acc_name: str, layouts: tuple[tuple[int, int,
             plan.check(model)
         except SpecError:
             continue  # tp that does not divide the heads, pp that does not divide the layers
-        mem = training_memory(model, plan, accelerator=acc).to_dict()
+        mem = release_memory(model, plan, acc, framework).to_dict()
         rows.append({"layout": f"dp{dp} tp{tp} pp{pp} z{zero}", "dp": dp, "tp": tp, "pp": pp, "zero_stage": zero,
                      **{f"{p}_gb": mem[f"{p}_bytes"] / 1e9 for p in PARTS}, "total_gb": mem["total_bytes"] / 1e9,
                      "fits": mem["fits"]})
@@ -62,6 +64,7 @@ def render() -> None:
         model = model_input(default="llama-2-13b")
     acc = select("Accelerator", list(accelerators()), "acc", "A100-SXM4-80GB", where=c2)
     precision = select("Precision", list(PRESET_NAMES), "precision", "bf16", where=c3)
+    framework = select("Framework", [f.value for f in FrameworkName], "fw", DEFAULT_FRAMEWORK.value, where=c3)
     c4, c5, c6, c7, c8, c9 = st.columns(6)
     gpus = number("GPUs", "gpus", 8, 1, 1 << 20, where=c4)
     seq_len = number("Sequence length", "seq", 4096, 1, 1 << 21, where=c5, step=128)
@@ -71,7 +74,7 @@ def render() -> None:
     zero = select("ZeRO stage (dp > 1)", [0, 1, 2, 3], "zero", 1, where=c9)
     checked(lambda: TrainPlan(seq_len=seq_len, global_batch=gb, micro_batch=mb).check(model))
     layouts = tuple(layouts_of(gpus, gb, mb, zero))
-    table = checked(memory_table, model, acc, layouts, recompute, mb, gb, seq_len, precision)
+    table = checked(memory_table, model, acc, layouts, recompute, mb, gb, seq_len, precision, framework)
     if table.empty:
         st.error("No layout of tp and pp (powers of two up to 8) divides the GPU count, the global batch into "
                  "micro-batches, and the model's heads and layers; change the GPU count or the batch.")
@@ -82,4 +85,5 @@ def render() -> None:
     show_table(table)
     downloads("memory", table, {"model": model.name, "accelerator": acc, "gpus": gpus, "seq_len": seq_len,
                                 "micro_batch": mb, "global_batch": gb, "recompute": recompute,
-                                "precision": precision, "layouts": table.to_dict("records")})
+                                "precision": precision, "framework": framework,
+                                "layouts": table.to_dict("records")})

@@ -10,7 +10,15 @@ import pandas as pd
 import streamlit as st
 
 from capsim.analytic.layouts import Layouts
-from capsim.analytic.training import BREAKDOWN, DEFAULT_FRAMEWORK, FrameworkName, StepTime, step_time
+from capsim.analytic.training import (
+    BREAKDOWN,
+    DEFAULT_FRAMEWORK,
+    FrameworkName,
+    StepTime,
+    as_released,
+    get_framework,
+    step_time,
+)
 from capsim.calibration import available, perf_for
 from capsim.errors import SpecError
 from capsim.plan.training import plan_training
@@ -40,6 +48,7 @@ DEFAULT_CAL = "auto (GPU profile, else datasheet)"  # the one rule of capsim.cal
 TOP = 5  # layouts compared side by side in auto mode
 MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations", "temporary")
 DAY_S = 86400.0
+SP_CHOICES = {"release": "the release's default", "true": "on", "false": "off"}  # link value -> label
 
 
 def layout_labels(lay: Layouts) -> list[str]:
@@ -85,12 +94,14 @@ def _frame(lay: Layouts, res: StepTime) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=64)
 def manual_report(model: ModelSpec, acc_name: str, price: float | None, gpus: int, plan: TrainPlan,
                   tokens: float, calibration: str | None, framework: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Step time of one given plan (pure; cached by its inputs)."""
+    """Step time of one given plan as its release runs it (``as_released``; pure; cached by its inputs)."""
     cluster = Cluster(get_accelerator(acc_name, price), gpus)
-    res = step_time(model, plan, cluster, perf_for(cluster.accelerator, calibration), framework=framework,
+    run = as_released(model, plan, framework)
+    res = step_time(model, run, cluster, perf_for(cluster.accelerator, calibration), framework=framework,
                     train_tokens=tokens)
-    table = _frame(Layouts.from_plans(model, [plan]), res)
-    return table, {"calibration": res.calibration, "framework": res.framework, "evaluated": 1, "explanation": []}
+    table = _frame(Layouts.from_plans(model, [run]), res)
+    return table, {"calibration": res.calibration, "framework": res.framework, "evaluated": 1, "explanation": [],
+                   "recipe": run.precision.summary()}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -112,7 +123,8 @@ def auto_report(model: ModelSpec, acc_name: str, price: float | None, gpus: int,
                         global_batch=global_batch, seq_len=seq_len)
     res = step_time(model, lay, Cluster(acc, gpus), perf, prec, framework, train_tokens=tokens)
     return _frame(lay, res), {"calibration": res.calibration, "framework": res.framework,
-                              "evaluated": plan.evaluated, "explanation": list(plan.explanation)}
+                              "evaluated": plan.evaluated, "explanation": list(plan.explanation),
+                              "recipe": get_framework(framework).run_precision(prec).summary()}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -168,14 +180,16 @@ def _manual_plan(gpus: int, global_batch: int, seq_len: int, precision: str) -> 
     mb = number("Micro-batch", "mb", 1, 1, 1024, where=c[0])
     rec = select("Recompute", [r.value for r in Recompute], "recompute", "none", where=c[1])
     zero = select("ZeRO stage", [0, 1, 2, 3], "zero", 0, where=c[2])
-    sp = flag("Sequence parallel", "sp", False, where=c[3])
+    sp = select("Sequence parallel", list(SP_CHOICES), "sp", "release", where=c[3], format_func=SP_CHOICES.get,
+                help="The release's default: off in Megatron's, on wherever TP is in torchtitan's.")
     dist = flag("Distributed optimizer", "distopt", False, where=c[4])
     if gpus % (tp * pp * cp):
         stop(SpecError("layout", f"tp*pp*cp = {tp * pp * cp} does not divide the {gpus} GPUs",
                        "pick tp, pp and cp whose product divides the GPU count"))
     dp = gpus // (tp * pp * cp)
     st.caption(f"dp = GPUs / (tp x pp x cp) = {dp}")
-    return checked(TrainPlan, dp=dp, tp=tp, pp=pp, pp_interleave=v, cp=cp, ep=ep, sequence_parallel=sp,
+    return checked(TrainPlan, dp=dp, tp=tp, pp=pp, pp_interleave=v, cp=cp, ep=ep,
+                   sequence_parallel=None if sp == "release" else sp == "true",
                    zero_stage=zero, distributed_optimizer=dist, recompute=rec, micro_batch=mb,
                    global_batch=global_batch, seq_len=seq_len, precision=Precision.preset(precision))
 
@@ -267,6 +281,7 @@ def render() -> None:
         plan = _manual_plan(x["gpus"], x["gb"], x["seq"], x["precision"])
         table, info = checked(manual_report, x["model"], x["acc"], x["price"], x["gpus"], plan, x["tokens"],
                               x["cal"], x["fw"])
+        plan = as_released(x["model"], plan, x["fw"])  # the plan as priced: the release's SP default and split
         if not table["feasible"].iloc[0]:
             _infeasible_plan(x, table, plan)
             return
@@ -277,11 +292,13 @@ def render() -> None:
         if table.empty:
             _no_layout(x, info)
             return
-        plan = _plan_of(table.iloc[0].to_dict(), x["gb"], x["seq"], x["precision"])
+        plan = as_released(x["model"], _plan_of(table.iloc[0].to_dict(), x["gb"], x["seq"], x["precision"]),
+                           x["fw"])
     best = table.iloc[0].to_dict()
     st.subheader(plain_md(f"{x['model'].name} on {x['gpus']} x {x['acc']}: #1 {best['layout']}"))
     st.caption(plain_md(f"calibration {info['calibration']}, framework {info['framework']}"
                         + (f"; fastest of {info['evaluated']:,} layouts" if x["mode"] == AUTO else "")))
+    st.caption(plain_md(f"precision {x['precision']} as {info['framework']} runs it: {info['recipe']}"))
     _metrics(best)
     for line in info["explanation"]:
         st.markdown(f"- {plain_md(line)}")

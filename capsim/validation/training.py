@@ -27,8 +27,9 @@ import numpy as np
 from capsim.analytic.flops import megatron_iteration_flops
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training import Framework, Release, StepTime, release_for
-from capsim.analytic.training.release import PER_REPLICA, PipelineSplit, default_sp
+from capsim.analytic.training.release import PER_REPLICA, PipelineSplit
 from capsim.analytic.training.result import BREAKDOWN
+from capsim.analytic.training.step import release_sp
 from capsim.calibration import perf_for
 from capsim.calibration.fp8 import band_ends, fp8_rates, rates_note, split_by_role
 from capsim.errors import SpecError
@@ -262,7 +263,7 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     if settings.get("micro_batch") == PER_REPLICA:
         settings["micro_batch"] = int(r["global_batch"]) // max(int(r["dp"]), 1)
     if "sp" in settings:
-        settings["sp"] = default_sp(settings["sp"], int(r["tp"]))
+        settings["sp"] = release_sp(fw, int(r["tp"]), settings["sp"])  # as as_released, under the row's flags
     shown = " ".join(f"{k}={_show(k, v)}" for k, v in settings.items())
     network = "" if cluster.inter_node_bw_bytes_per_s == acc.inter_node_bw_bytes_per_s else \
         f"; network {cluster.inter_node_bw_bytes_per_s / 1e9:.4g} GB/s per GPU between nodes"

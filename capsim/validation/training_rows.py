@@ -161,7 +161,8 @@ def row_cluster(r: dict[str, str], acc: Accelerator) -> Cluster:
 
 
 def row_precision(r: dict[str, str], fw: Framework) -> Precision:
-    """The row's precision preset as its release runs it (``Framework.run_precision``)."""
+    """The row's precision preset as its release runs it (``Framework.run_precision``, the precision rule of
+    ``as_released``; the row's flags configured ``fw``)."""
     return fw.run_precision(Precision.preset(r["precision"]))
 
 

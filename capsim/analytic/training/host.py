@@ -91,7 +91,8 @@ def _per_expert(op: Op, precision: Precision) -> bool:
     if base in MOE_BIAS_PER_EXPERT:
         return True
     if base in _CASTS:
-        return not (precision.compute is DType.FP8 and precision.fp8_scaling is Fp8Scaling.DELAYED)
+        # unnamed scaling (None) is TE's default, delayed
+        return not (precision.compute is DType.FP8 and precision.fp8_scaling is not Fp8Scaling.CURRENT)
     return False
 
 

@@ -337,7 +337,8 @@ class Framework:
         return out
 
     def run_precision(self, precision: Precision) -> Precision:
-        """A precision preset as this release runs it: FP8 with the release's recipe (scaling, FP8 parameters;
+        """A precision preset as this release runs it: FP8 with the release's recipe (its scaling where the
+        precision names none, ``fp8`` as against ``fp8-delayed``/``fp8-current``; FP8 parameters;
         MXFP8/NVFP4 parameters where the release keeps FP8 ones), gradients reduced in 16 bits where it says so, no
         fp32 master copy where it keeps none (FSDP2 may still reduce the gradients of bf16 parameters in fp32:
         NeMo AutoModel 2026-07). Applying it twice changes nothing."""
@@ -353,7 +354,8 @@ class Framework:
             return precision.with_(weights=precision.compute) if self.fp8_params else precision
         if precision.compute is not DType.FP8:
             return precision
-        return precision.with_(fp8_scaling=self.fp8_scaling, weights=DType.FP8 if self.fp8_params else precision.weights)
+        return precision.with_(fp8_scaling=precision.fp8_scaling or self.fp8_scaling,
+                               weights=DType.FP8 if self.fp8_params else precision.weights)
 
     @property
     def tp_micro_pipeline(self) -> bool:

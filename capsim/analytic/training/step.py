@@ -13,13 +13,19 @@ from capsim.analytic.memory import TrainingMemory, layer_activation_bytes, train
 from capsim.analytic.ops import AttentionImpl, forward_layer_ops, layer_shape
 from capsim.analytic.recompute import SelectiveAc
 from capsim.analytic.training import offload, stages
-from capsim.analytic.training.framework import DEFAULT_FRAMEWORK, Framework, FrameworkName, get_framework
+from capsim.analytic.training.framework import (
+    DEFAULT_FRAMEWORK,
+    Framework,
+    FrameworkName,
+    get_framework,
+    get_release,
+)
 from capsim.analytic.training.hybrid import check_hybrid
-from capsim.analytic.training.release import MoeDispatcher, PipelineSplit
+from capsim.analytic.training.release import MoeDispatcher, PipelineSplit, default_sp
 from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
 from capsim.perf import DeviceParams, Link, Perf, require_perf
-from capsim.specs.hardware import Cluster
+from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.pipeline_layout import SplitRule
 from capsim.specs.plans import TrainPlan
@@ -72,6 +78,7 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
         ((lay.split >= 0) & uneven[np.maximum(lay.split, 0)] & (not fw.uneven_pipeline),
          f"{fw.name} splits the layers only evenly over pp x pp_interleave"),
         (lay.sp & (lay.tp < 2), "sequence parallelism needs tp > 1"),
+        (lay.sp & (not fw.sequence_parallel), f"{fw.name} has no sequence parallelism"),
         (lay.seq_len % lay.cp != 0, "cp does not divide the sequence"),
         ((lay.ep > 1) & (model.experts % lay.ep != 0), "ep does not divide the experts"),
         (lay.tp % lay.etp != 0, "etp does not divide tp"),
@@ -136,26 +143,79 @@ def release_split(model: ModelSpec, plan: TrainPlan, fw: Framework) -> TrainPlan
     return plan if split is None or split.rule is SplitRule.EVEN else plan.with_(pipeline_layout=split.layout)
 
 
+def release_sp(framework: Framework | FrameworkName | str, tp: int, default: object = None) -> bool:
+    """The release's sequence-parallel default at ``tp`` (``Release.defaults['sp']``: off in every Megatron release,
+    where --sequence-parallel is store_true; on wherever TP is in torchtitan's), or ``default`` where the run's
+    flags configured one (``Release.configure``, as a validation row's). A Framework that is no preset's has no
+    documented default: off, TrainPlan's own."""
+    if default is None:
+        try:
+            default = get_release(get_framework(framework).name).defaults["sp"].value
+        except SpecError:
+            return False
+    return default_sp(default, tp)
+
+
+def as_released(model: ModelSpec, plan: TrainPlan, framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK
+                ) -> TrainPlan:
+    """``plan`` as its framework release runs it: the precision through the release's recipe
+    (``Framework.run_precision``: its FP8 scaling where the plan names none, FP8 parameters, 16-bit gradients, no
+    fp32 master where it keeps none), sequence parallelism at the release's default where the plan leaves it None
+    (``release_sp``), and the release's own uneven split where the plan states none (``release_split``). What the
+    plan states (an FP8 scaling, sequence parallelism on or off, a split) is kept. Applying it twice changes
+    nothing; every face (CLI, dashboard, what-ifs, memory, Python API) prices a plan through it (``step_time``)."""
+    fw = get_framework(framework)
+    sp = plan.sequence_parallel
+    plan = plan.with_(precision=fw.run_precision(plan.precision),
+                      sequence_parallel=release_sp(fw, plan.tp) if sp is None else sp)
+    return release_split(model, plan, fw)
+
+
+def release_memory(model: ModelSpec, plan: TrainPlan | Layouts, accelerator: Accelerator,
+                   framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
+                   precision: Precision | None = None) -> TrainingMemory:
+    """Memory per GPU of ``plan`` as its release runs it (``as_released``), with the release's kernels (attention,
+    dropout, selective recompute, loss copy, ZeRO-3 keep-gathered, deferred gradient sync, offloading): the memory
+    ``step_time`` reports, without the timing."""
+    fw = get_framework(framework)
+    if isinstance(plan, TrainPlan):
+        plan = as_released(model, plan, fw).check(model)
+        precision, lay = plan.precision, Layouts.from_plans(model, [plan])
+    else:
+        precision, lay = fw.run_precision(precision or Precision()), plan
+    mem = _memory(model, lay, precision, accelerator, fw)
+    return _one_memory(mem) if isinstance(plan, TrainPlan) else mem
+
+
+def _memory(model: ModelSpec, lay: Layouts, precision: Precision, accelerator: Accelerator,
+            fw: Framework) -> TrainingMemory:
+    return training_memory(model, lay, precision, accelerator, fw.attention, fw.dropout, fw.keeps_gathered(lay.pp),
+                           fw.defers_grad_sync(lay.pp), fw.selective_ac, fw.moe_combine_saves,
+                           fw.loss_copy_bytes(precision.activations.bytes), offload.offloaded_layers(lay, fw),
+                           fw.cp_rotate, fw.repeat_kv)
+
+
 def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, perf: Perf,
               precision: Precision | None = None,
               framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
               train_tokens: float | None = None) -> StepTime:
     """Seconds of one optimizer step, broken down, with MFU/HFU, memory, feasibility and train-N-tokens totals.
 
-    ``plan`` is one TrainPlan (checked: a plan that cannot run raises SpecError; floats out) or Layouts (arrays out;
-    a layout that cannot run is returned infeasible with its reason; a sharding group below dp x cp under a release
-    without hybrid sharding raises SpecError either way, ``hybrid.check_hybrid``). ``perf`` is the accelerator's
-    device model (``capsim.calibration.perf_for``).
+    ``plan`` is one TrainPlan (priced as its release runs it, ``as_released``; checked: a plan that cannot run
+    raises SpecError; floats out) or Layouts (arrays out; a layout that cannot run is returned infeasible with its
+    reason; a sharding group below dp x cp under a release without hybrid sharding raises SpecError either way,
+    ``hybrid.check_hybrid``). ``precision`` (default: the plan's, or bf16 for Layouts) runs as the release runs
+    it (``Framework.run_precision``). ``perf`` is the accelerator's device model (``capsim.calibration.perf_for``).
     """
     fw = get_framework(framework)
     perf = resolve_perf(perf, cluster)
     if isinstance(plan, TrainPlan):
-        plan = release_split(model, plan, fw).check(model, cluster.num_gpus)
-        precision = precision or plan.precision
+        plan = as_released(model, plan, fw).check(model, cluster.num_gpus)
+        precision = fw.run_precision(precision or plan.precision)
         lay = Layouts.from_plans(model, [plan])
     elif isinstance(plan, Layouts):
         lay = plan
-        precision = precision or Precision()
+        precision = fw.run_precision(precision or Precision())
     else:
         raise SpecError("plan", f"expected a TrainPlan or Layouts, got {type(plan).__name__}")
     if train_tokens is not None and not train_tokens > 0:
@@ -168,10 +228,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     costs = stages.micro_batch_costs(model, lay, precision, perf, gpn, fw, times, layers, dp)
     parts = stages.pipeline(costs, lay, fw)
     parts.update(stages.step_tail(lay, fw, times, layers, costs["_hop"]["hop_s"], dp))
-    mem = training_memory(model, lay, precision, cluster.accelerator, fw.attention, fw.dropout,
-                          fw.keeps_gathered(lay.pp), fw.defers_grad_sync(lay.pp), fw.selective_ac, fw.moe_combine_saves,
-                          fw.loss_copy_bytes(precision.activations.bytes), offload.offloaded_layers(lay, fw),
-                          fw.cp_rotate, fw.repeat_kv)
+    mem = _memory(model, lay, precision, cluster.accelerator, fw)
     parts["offload_s"] = np.zeros(len(lay)) if not fw.offload_layers else offload.offload_s(
         lay, fw, cluster.accelerator, layer_activation_bytes(model, lay, precision, fw.attention, fw.dropout),
         times.moe.layer_fwd_s, times.moe.layer_bwd_s)
@@ -206,4 +263,4 @@ def _one(x: object) -> object:
     return v.item() if isinstance(v, np.generic) else v
 
 
-__all__ = ["release_split", "resolve_perf", "step_time"]
+__all__ = ["as_released", "release_memory", "release_sp", "release_split", "resolve_perf", "step_time"]
