@@ -17,8 +17,9 @@ each forward op of a layer that runs again.
   attention core as above; "layernorm" the input and pre-MLP norms (transformer_layer.py L380-401,
   output-discarding checkpoints re-run in the backward); "moe_act" the routed experts' activation function
   (moe/experts.py L828-831, L963-969: ``bias_act_func`` under CheckpointWithoutOutput, re-run in the backward
-  with everything it holds: a clamped GLU's eager clamp, capsim.analytic.eager). The memory these free is not
-  priced (the layer keeps what it keeps without them).
+  with everything it holds: a clamped GLU's eager clamp, capsim.analytic.eager); "mla_up_proj" MLA's latent norms,
+  up-projections and RoPE (multi_latent_attention.py). The memory these free is not priced (the layer keeps what
+  it keeps without them).
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ from capsim.specs.model import ModelSpec
 CORE_OPS = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
 # Megatron-Core's recompute modules capsim prices -> the ops each replays ("moe_act" only in an MoE layer: the
 # routed experts' activation, with a clamped GLU's eager clamp).
+# "mla_up_proj": MLA's qkv_up_proj_and_rope_apply under CheckpointWithoutOutput, re-run in the backward: the q and kv
+# latent norms, both up-projections and RoPE (ML@core_v0.14.0 megatron/core/transformer/multi_latent_attention.py
+# L654-720, L781-784; a recompute_modules choice since core_v0.12.0 transformer_config.py L240-249).
 MODULE_OPS = {"core_attn": CORE_OPS, "layernorm": frozenset({"norm_attn", "norm_mlp"}),
-              "moe_act": frozenset({"mlp_act"}) | CLAMP_OPS}
+              "moe_act": frozenset({"mlp_act"}) | CLAMP_OPS,
+              "mla_up_proj": frozenset({"q_norm", "q_up", "kv_norm", "kv_up", "rope"})}
 
 
 class SacPolicy(StrEnum):
