@@ -1,0 +1,141 @@
+"""Published training runs capsim had not seen, round 4, priced through the public CLI exactly as a new user would
+(issue 12): ``capsim validate training --file tests/data/unseen_4/training.csv --json`` with the profile and the
+datasheet calibrations. The rows: Megatron-Bridge 25.09 / 25.11 runs the shipped suites left out (Megatron-FSDP on
+8 H100s, Qwen3 MoE on GB200 with EP 8 and EP 64, the MXFP8 numbers, DeepSeek-V3 with an uneven 61-layer layout) and
+the Megatron-Core MoE README's Mixtral 8x7B on 64 H100s. Sources, defaults and left-out runs are in the file's header.
+
+Every row must be priced. A row within TOL_PCT of its measurement must stay there; a row outside is a strict xfail
+whose reason carries the figure measured when it was added (so a change that moves it fails loudly either way).
+Nothing in capsim was tuned to these rows."""
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from capsim.cli import app
+
+FILE = Path(__file__).parent / "data" / "unseen_4" / "training.csv"
+TOL_PCT = 15.0  # issue 12's worst-row target
+DSV3 = 15  # the DeepSeek-V3 row: not yet priced (test_the_deepseek_v3_row_is_priced)
+
+
+@functools.cache
+def _report(rule: str) -> dict:
+    out = CliRunner().invoke(app, ["validate", "training", "--file", str(FILE), "-c", rule, "--json"])
+    assert out.exit_code == 0, out.output[-800:]
+    return json.loads(out.stdout)
+
+
+# (row index, what the row is, error % when added with the profile and the datasheet calibrations; positive =
+# capsim predicts faster). H100 has a profile calibration; the Blackwell parts only their datasheets (both rules
+# give the datasheet there).
+ROWS = [
+    (0, "25.09 H100 Llama3 8B Megatron-FSDP 8 FP8", 5.7, 9.2),
+    (1, "25.11 H100 Llama3 8B Megatron-FSDP 8 FP8-CS", 0.7, 3.5),
+    (2, "25.09 GB200 Qwen3-30B-A3B EP8 FP8-CS", 19.9, 19.9),
+    (3, "25.09 GB200 Qwen3-30B-A3B EP8 MXFP8", 19.6, 19.6),
+    (4, "25.09 GB200 Qwen3-235B-A22B TP2 EP64 FP8-CS", 27.3, 27.3),
+    (5, "25.09 GB200 Qwen3-235B-A22B TP2 EP64 MXFP8", 33.3, 33.3),
+    (6, "25.09 B200 Qwen3-235B-A22B PP8 VP2 EP8 MXFP8", 11.5, 11.5),
+    (7, "25.09 GB200 Llama3 8B MXFP8", 19.5, 19.5),
+    (8, "25.09 B200 Llama3 8B MXFP8", 10.7, 10.7),
+    (9, "25.09 GB200 Llama3.1 405B TP4 PP8 CP2 VP8 MXFP8", 47.4, 47.4),
+    (10, "25.09 B200 Llama3.1 405B TP4 PP8 CP2 VP8 MXFP8", 21.5, 21.5),
+    (11, "25.11 GB300 Llama3 8B FP8-MX", 4.6, 4.6),
+    (12, "25.11 GB200 Llama3 8B FP8-MX", 20.1, 20.1),
+    (13, "25.11 B200 Llama3 8B FP8-MX", 10.2, 10.2),
+    (14, "MCore v0.8 Mixtral 8x7B 64 H100 TP1 EP8 PP4 VP8 BF16", 24.7, 33.3),
+]
+WHY = {  # what the miss is, where it has been looked at
+    2: "GB200 runs capsim prices faster than measured across models (the 8B rows 7 and 12 too); not investigated",
+    3: "as row 2", 4: "as row 2, with TP 2 and EP 64 over the NVLink domain", 5: "as row 4",
+    7: "GB200 8B MXFP8, one GPU's compute (tp 1, dp 8): the B200 row 8 is within 15%; not investigated",
+    9: "the GB200 405B MXFP8 run measures 578 against B200's 622 on the same layout; capsim gives GB200 +13% over "
+       "B200 (its datasheet), the run -7%",
+    10: "B200 405B MXFP8 (TP4 PP8 CP2 VP8, GA 32); not investigated",
+    12: "as row 7",
+    14: "priced with core 0.8.0's defaults and the stated all-to-all dispatcher (the README states no other flag: "
+        "grouped GEMM, overlaps and recompute are the release's defaults, recompute with a band); not investigated",
+}
+
+
+def _case(index: int, what: str, profile: float, datasheet: float, rule: str):
+    added = profile if rule == "profile" else datasheet
+    marks = [] if abs(added) <= TOL_PCT else [pytest.mark.xfail(
+        strict=True, reason=f"{what}: {added:+.1f}% ({rule}) when added, outside {TOL_PCT:.0f}%; "
+                            f"{WHY.get(index, '')}")]
+    return pytest.param(index, rule, id=f"{rule}-{index}-{what}", marks=marks)
+
+
+@pytest.mark.parametrize("rule", ["profile", "datasheet"])
+def test_every_unseen_row_but_deepseek_is_priced(rule):
+    report = _report(rule)
+    rows = report["rows"]
+    assert len(rows) == len(ROWS) + 1
+    unpriced = [i for i, r in enumerate(rows) if r.get("predicted") is None]
+    assert unpriced == [DSV3], [rows[i]["note"] for i in unpriced]
+
+
+@pytest.mark.xfail(strict=True, reason="DeepSeek-V3 GB200 BF16 (pp4 vp4 ep64, recompute_modules mla_up_proj): "
+                   "'does not fit in memory (194.3 GB/GPU of 186.0 GB)'. capsim prices the replay of Megatron-Core's "
+                   "output-discarding recompute modules but not the memory they free (capsim.analytic.memory "
+                   "_layer_kinds prices them as the attention-core policy)")
+def test_the_deepseek_v3_row_is_priced():
+    row = _report("datasheet")["rows"][DSV3]
+    assert row["predicted"] is not None, row["note"]
+
+
+@pytest.mark.parametrize(("index", "rule"), [_case(*r, rule) for rule in ("profile", "datasheet") for r in ROWS])
+def test_an_unseen_row_is_within_tolerance(index, rule):
+    row = _report(rule)["rows"][index]
+    assert row["predicted"] is not None, row["note"]
+    assert abs(row["error_pct"]) <= TOL_PCT, (row["case"], row["measured"], row["predicted"], row["error_pct"])
+
+
+def test_megatron_core_0_8_takes_the_moe_dispatcher_flag_it_has():
+    # Was: 'megatron-core-0.8.0 has no flag --moe-token-dispatcher-type capsim prices: it exists from Megatron-Core
+    # 0.8' (the 0.8.0 preset listed six flags by hand instead of the table of flags core_v0.8.0 has)
+    from capsim.analytic.training.framework import get_release
+    from capsim.analytic.training.release import MoeDispatcher
+
+    release = get_release("megatron-core-0.8.0")
+    assert release.configure("--moe-token-dispatcher-type=alltoall")[0].moe_dispatcher is MoeDispatcher.ALLTOALL
+    with pytest.raises(ValueError, match="flex"):
+        release.configure("--moe-token-dispatcher-type=flex")  # the DeepEP/HybridEP dispatcher arrived in 0.12
+    for later in ("--fp8-param-gather", "--recompute-modules=core_attn"):
+        with pytest.raises(ValueError):
+            release.configure(later)
+
+
+def test_mla_up_proj_recompute_replays_the_mla_up_projections_only():
+    # Was: '--recompute-modules=mla_up_proj' (Megatron-Bridge 25.11's DeepSeek-V3 configs) was an unknown value
+    from capsim import get_model
+    from capsim.analytic.recompute import SacPolicy, SelectiveAc, op_shares
+    from capsim.analytic.training.framework import get_release
+    from capsim.analytic.ops import training_layer_ops
+
+    fw = get_release("megatron-bridge-25.11").configure("--recompute-modules=mla_up_proj")[0]
+    assert fw.selective_ac == SelectiveAc(SacPolicy.MODULES, modules=("mla_up_proj",))
+    model = get_model("deepseek-v3")
+    ops = training_layer_ops(model, 1, 4096)
+    shares = dict(zip((o.name for o in ops), op_shares(model, ops, fw.selective_ac)))
+    assert shares["q_up"] == shares["kv_up"] == shares["rope"] == 1.0
+    assert shares["q_down"] == shares["kv_down"] == 0.0 and shares.get("attn_context", 0.0) == 0.0
+
+
+def test_model_tflops_are_megatrons_count_for_moe_and_gqa_models():
+    # Was: tflops_per_gpu_model was SC21's GPT formula for every model, so an MoE row (Mixtral 8x7B, top-2 of 8
+    # SwiGLU experts, GQA) was scored against about half the FLOPs Megatron logs (-31% -> +25% on the README row)
+    from capsim import get_model
+    from capsim.analytic.flops import megatron_core_model_flops, megatron_iteration_flops
+
+    gpt = get_model("gpt-175b")
+    assert megatron_core_model_flops(gpt, 8, 2048) == pytest.approx(megatron_iteration_flops(gpt, 8, 2048), 1e-12)
+    m = get_model("mixtral-8x7b")
+    b, s, h, l = 256, 4096, 4096, 32
+    # ML@core_v0.8.0 training.py L73-108 by hand: q/h = 1, g/a = 8/32, f/h = 14336/4096, k = 2, m = 3/2
+    by_hand = 12 * b * s * l * h * h * ((1 + 8 / 32 + s / h) + 14336 / h * 2 * 1.5 + 32000 / (2 * l * h))
+    assert megatron_core_model_flops(m, b, s) == pytest.approx(by_hand, 1e-12)
