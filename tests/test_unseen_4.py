@@ -105,15 +105,15 @@ def test_megatron_core_0_8_takes_the_moe_dispatcher_flag_it_has():
 def test_mla_up_proj_recompute_replays_the_mla_up_projections_only():
     # Was: '--recompute-modules=mla_up_proj' (Megatron-Bridge 25.11's DeepSeek-V3 configs) was an unknown value
     from capsim import get_model
+    from capsim.analytic.ops import training_layer_ops
     from capsim.analytic.recompute import SacPolicy, SelectiveAc, op_shares
     from capsim.analytic.training.framework import get_release
-    from capsim.analytic.ops import training_layer_ops
 
     fw = get_release("megatron-bridge-25.11").configure("--recompute-modules=mla_up_proj")[0]
     assert fw.selective_ac == SelectiveAc(SacPolicy.MODULES, modules=("mla_up_proj",))
     model = get_model("deepseek-v3")
     ops = training_layer_ops(model, 1, 4096)
-    shares = dict(zip((o.name for o in ops), op_shares(model, ops, fw.selective_ac)))
+    shares = dict(zip((o.name for o in ops), op_shares(model, ops, fw.selective_ac), strict=True))
     assert shares["q_up"] == shares["kv_up"] == shares["rope"] == 1.0
     assert shares["q_down"] == shares["kv_down"] == 0.0 and shares.get("attn_context", 0.0) == 0.0
 
@@ -163,6 +163,6 @@ def test_an_fp8_consumer_keeps_its_own_copy_of_a_discarded_output():
 
     ops = forward_layer_ops(get_model("qwen3-30b-a3b"), layer_shape(get_model("qwen3-30b-a3b"), 4096, 1, 1, 8, False, 1))
     sac = SelectiveAc(SacPolicy.MODULES, modules=("moe_act",))
-    names = [o.name for o, d in zip(ops, discarded(ops, sac)) if d]
+    names = [o.name for o, d in zip(ops, discarded(ops, sac), strict=True) if d]
     assert names == ["mlp_down"]  # the experts' fc2 input, in an MoE layer
     assert not any(discarded(ops, sac, quantized=frozenset({"mlp_down"})))

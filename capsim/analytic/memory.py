@@ -224,7 +224,7 @@ def _discarded_bytes(model: ModelSpec, lay: Layouts, precision: Precision, atten
                                        moe_share), precision)
     quantized = frozenset(op.name for op in ops if fp8.is_fp8(op, precision))
     freed: dict[Saved, Num] = {c: 0.0 for c in Saved}
-    for op, drop in zip(ops, recompute.discarded(ops, sac, quantized)):
+    for op, drop in zip(ops, recompute.discarded(ops, sac, quantized), strict=True):
         for kind, size in op.saved if drop else ():
             freed[kind] = freed[kind] + size * op.count * op.share
     return layer_activation_bytes(model, lay, precision, recompute=0, classes=freed)
