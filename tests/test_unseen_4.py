@@ -1,8 +1,8 @@
 """Published training runs capsim had not seen, round 4, priced through the public CLI exactly as a new user would
 (issue 12): ``capsim validate training --file tests/data/unseen_4/training.csv --json`` with the profile and the
 datasheet calibrations. The rows: Megatron-Bridge 25.09 / 25.11 runs the shipped suites left out (Megatron-FSDP on
-8 H100s, Qwen3 MoE on GB200 with EP 8 and EP 64, the MXFP8 numbers, DeepSeek-V3 with an uneven 61-layer layout) and
-the Megatron-Core MoE README's Mixtral 8x7B on 64 H100s. Sources, defaults and left-out runs are in the file's header.
+8 H100s, Qwen3 MoE on GB200 with EP 8 and EP 64, the MXFP8 numbers, DeepSeek-V3 with an uneven 61-layer layout), the
+Megatron-Core MoE README's Mixtral 8x7B on 64 H100s, and NeMo 25.04 / 25.07's Megatron-FSDP Llama3 70B on 64 GB200s. Sources, defaults and left-out runs are in the file's header.
 
 Every row must be priced. A row within TOL_PCT of its measurement must stay there; a row outside is a strict xfail
 whose reason carries the figure measured when it was added (so a change that moves it fails loudly either way).
@@ -50,6 +50,8 @@ ROWS = [
     (14, "MCore v0.8 Mixtral 8x7B 64 H100 TP1 EP8 PP4 VP8 BF16", 24.7, 33.3),
     # was 'does not fit in memory (194.3 GB/GPU of 186.0 GB)' until what mla_up_proj frees was priced (152.3 GB)
     (15, "25.11 GB200 DeepSeek-V3 w/o MTP PP4 VP4 EP64 BF16 (61 layers: E+4|4x14|1+L)", 23.0, 23.0),
+    (16, "NeMo 25.04 GB200 Llama3 70B Megatron-FSDP 64 FP8-CS", 20.2, 20.2),
+    (17, "NeMo 25.07 GB200 Llama3 70B Megatron-FSDP 64 FP8-CS", 19.3, 19.3),
 ]
 WHY = {  # what the miss is, where it has been looked at
     2: "GB200 runs capsim prices faster than measured across models (the 8B rows 7 and 12 too); not investigated",
@@ -59,6 +61,9 @@ WHY = {  # what the miss is, where it has been looked at
        "B200 (its datasheet), the run -7%",
     10: "B200 405B MXFP8 (TP4 PP8 CP2 VP8, GA 32); not investigated",
     12: "as row 7",
+    16: "Megatron-FSDP (ZeRO-3 over 64 GB200s, tp 1) priced faster than measured; the Megatron-Bridge 25.09/25.11 "
+        "GB200/GB300 Megatron-FSDP rows of training_bridge_blackwell.csv carry CPU offloading, these none; not investigated",
+    17: "as row 16",
     15: "DeepSeek-V3 on GB200 (EP 64 with HybridEP in the 72-GPU NVLink domain); not investigated",
     14: "priced with core 0.8.0's defaults and the stated all-to-all dispatcher (the README states no other flag: "
         "grouped GEMM, overlaps and recompute are the release's defaults, recompute with a band); not investigated",
