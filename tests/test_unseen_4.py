@@ -52,6 +52,8 @@ ROWS = [
     (15, "25.11 GB200 DeepSeek-V3 w/o MTP PP4 VP4 EP64 BF16 (61 layers: E+4|4x14|1+L)", 23.0, 23.0),
     (16, "NeMo 25.04 GB200 Llama3 70B Megatron-FSDP 64 FP8-CS", 20.2, 20.2),
     (17, "NeMo 25.07 GB200 Llama3 70B Megatron-FSDP 64 FP8-CS", 19.3, 19.3),
+    # was refused ('nemo-25.07 has no flag --cpu-offloading-num-layers') until the NeMo 2 presets took it
+    (18, "NeMo 25.07 GB200 Llama3.1 405B Megatron-FSDP 32x2 TP2 95 layers offloaded FP8-CS", 34.6, 34.6),
 ]
 WHY = {  # what the miss is, where it has been looked at
     2: "GB200 runs capsim prices faster than measured across models (the 8B rows 7 and 12 too); not investigated",
@@ -63,7 +65,7 @@ WHY = {  # what the miss is, where it has been looked at
     12: "as row 7",
     16: "Megatron-FSDP (ZeRO-3 over 64 GB200s, tp 1) priced faster than measured; the Megatron-Bridge 25.09/25.11 "
         "GB200/GB300 Megatron-FSDP rows of training_bridge_blackwell.csv carry CPU offloading, these none; not investigated",
-    17: "as row 16",
+    17: "as row 16", 18: "as row 16, with hybrid sharding and CPU activation offloading",
     15: "DeepSeek-V3 on GB200 (EP 64 with HybridEP in the 72-GPU NVLink domain); not investigated",
     14: "priced with core 0.8.0's defaults and the stated all-to-all dispatcher (the README states no other flag: "
         "grouped GEMM, overlaps and recompute are the release's defaults, recompute with a band); not investigated",
@@ -171,3 +173,15 @@ def test_an_fp8_consumer_keeps_its_own_copy_of_a_discarded_output():
     names = [o.name for o, d in zip(ops, discarded(ops, sac), strict=True) if d]
     assert names == ["mlp_down"]  # the experts' fc2 input, in an MoE layer
     assert not any(discarded(ops, sac, quantized=frozenset({"mlp_down"})))
+
+
+def test_nemo_2_containers_take_the_activation_offloading_their_perf_scripts_set():
+    # Was: 'nemo-25.07 has no flag --cpu-offloading-num-layers' (NeMo v2.4.0 model_configs_gb200.csv offloads 95
+    # layers of Llama 3.1 405B): NeMo sets the TransformerConfig fields, not an argparse flag
+    from capsim.analytic.training.framework import get_release
+
+    for name in ("nemo-25.04", "nemo-25.07"):
+        fw = get_release(name).configure("--cpu-offloading-num-layers=95")[0]
+        assert fw.offload_layers == 95
+    with pytest.raises(ValueError, match="cpu-offloading-num-layers"):
+        get_release("nemo-25.02").configure("--cpu-offloading-num-layers=95")  # v2.2.0's scripts have no offload
