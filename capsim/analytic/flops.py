@@ -77,6 +77,19 @@ def megatron_iteration_flops(model: ModelSpec, global_batch: Num, seq_len: Num, 
     return 72.0 * b * s * l * h * h * (1 + s / (6 * h) + v / (12 * l * h))
 
 
+def megatron_core_model_flops(model: ModelSpec, global_batch: Num, seq_len: Num) -> Num:
+    """Megatron-Core's logged model FLOPs of one iteration (its "throughput per GPU (TFLOP/s/GPU)" numerator):
+    ML@core_v0.8.0 megatron/training/training.py L73-108 num_floating_point_operations,
+    12 B s l h^2 ((1 + g/a + s/h) q/h + f/h k m + V/2lh), with q = heads x head_dim, g the KV groups, f the FFN
+    (per expert) width, k the experts a token is routed to (1 for a dense model), m = 3/2 for a gated MLP. For a
+    GPT-shaped model (MHA, f = 4h, no gating) it is SC21's 72 B s l h^2 (1 + s/6h + V/12lh) exactly."""
+    b, s = np.asarray(global_batch, float), np.asarray(seq_len, float)
+    h, l = model.hidden, model.layers
+    attention = (1 + model.kv_heads / model.heads + s / h) * model.q_dim / h
+    mlp = model.ffn_hidden / h * (model.top_k if model.is_moe else 1) * model.mlp.matrices / 2
+    return 12.0 * b * s * l * h * h * (attention + mlp + model.vocab / (2 * l * h))
+
+
 def oplist_training_flops(model: ModelSpec, micro_batch: Num, seq_len: Num, recompute_full: bool = False,
                           attention: AttentionImpl = AttentionImpl.UNFUSED) -> Num:
     """Matmul FLOPs of one training micro-batch summed over the op list (forward, backward, recompute, head)."""

@@ -215,6 +215,22 @@ def _selective_bytes(model: ModelSpec, lay: Layouts, precision: Precision, atten
     return block_input + recompute.ops_policy_kept_bytes(model, ops, precision.activations.bytes, sdpa_out)
 
 
+def _discarded_bytes(model: ModelSpec, lay: Layouts, precision: Precision, attention: AttentionImpl, dropout: bool,
+                     sac: SelectiveAc, moe_share: float | None) -> Num:
+    """Bytes of one layer's kept activations that Megatron-Core's output-discarding recompute modules free under
+    recompute = selective (``capsim.analytic.recompute.discarded``), sharded as the layer's own saves are."""
+    tokens = lay.micro_batch * lay.seq_len / lay.cp
+    s = layer_shape(model, tokens, lay.micro_batch, lay.tp, lay.ep, lay.sp, lay.etp)
+    ops = fp8.forward(forward_layer_ops(model, s, precision.activations, attention, dropout, False, model.causal,
+                                       moe_share), precision)
+    quantized = frozenset(op.name for op in ops if fp8.is_fp8(op, precision))
+    freed: dict[Saved, Num] = {c: 0.0 for c in Saved}
+    for op, drop in zip(ops, recompute.discarded(ops, sac, quantized), strict=True):
+        for kind, size in op.saved if drop else ():
+            freed[kind] = freed[kind] + size * op.count * op.share
+    return layer_activation_bytes(model, lay, precision, recompute=0, classes=freed)
+
+
 def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention: AttentionImpl, dropout: bool,
                  sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True) -> dict[str, dict[str, Num]]:
     """Per kind of layer ("moe", and "dense" for an MoE model's dense-FFN layers; the stack's mean layer as
@@ -229,8 +245,11 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
         act = layer_activation_bytes(model, lay, precision, classes=classes)
         replayed = classes[Saved.CORE]
         # torchtitan's policies rebuild a whole block's activations; Megatron-Core's modules (recompute.py) are
-        # priced as the attention-core policy (what their output-discarding checkpoints free is not priced)
-        if sac.policy not in (SacPolicy.ATTENTION_CORE, SacPolicy.MODULES):
+        # priced as the attention-core policy less what their output-discarding checkpoints free
+        if sac.policy is SacPolicy.MODULES:
+            act = np.where(lay.recompute == 1, act - _discarded_bytes(model, lay, precision, attention, dropout, sac,
+                                                                      share), act)
+        elif sac.policy is not SacPolicy.ATTENTION_CORE:
             act = np.where(lay.recompute == 1, _selective_bytes(model, lay, precision, attention, dropout, sac, share,
                                                                 no_recompute), act)
             replayed = no_recompute

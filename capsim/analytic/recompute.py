@@ -17,8 +17,9 @@ each forward op of a layer that runs again.
   attention core as above; "layernorm" the input and pre-MLP norms (transformer_layer.py L380-401,
   output-discarding checkpoints re-run in the backward); "moe_act" the routed experts' activation function
   (moe/experts.py L828-831, L963-969: ``bias_act_func`` under CheckpointWithoutOutput, re-run in the backward
-  with everything it holds: a clamped GLU's eager clamp, capsim.analytic.eager). The memory these free is not
-  priced (the layer keeps what it keeps without them).
+  with everything it holds: a clamped GLU's eager clamp, capsim.analytic.eager); "mla_up_proj" MLA's latent norms,
+  up-projections and RoPE (multi_latent_attention.py). What "mla_up_proj" and "moe_act" free is priced
+  (``DISCARDS``, ``discarded``); what "layernorm" frees is not.
 """
 
 from __future__ import annotations
@@ -39,8 +40,24 @@ from capsim.specs.model import ModelSpec
 CORE_OPS = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
 # Megatron-Core's recompute modules capsim prices -> the ops each replays ("moe_act" only in an MoE layer: the
 # routed experts' activation, with a clamped GLU's eager clamp).
+# "mla_up_proj": MLA's qkv_up_proj_and_rope_apply under CheckpointWithoutOutput, re-run in the backward: the q and kv
+# latent norms, both up-projections and RoPE (ML@core_v0.14.0 megatron/core/transformer/multi_latent_attention.py
+# L654-720, L781-784; a recompute_modules choice since core_v0.12.0 transformer_config.py L240-249).
 MODULE_OPS = {"core_attn": CORE_OPS, "layernorm": frozenset({"norm_attn", "norm_mlp"}),
-              "moe_act": frozenset({"mlp_act"}) | CLAMP_OPS}
+              "moe_act": frozenset({"mlp_act"}) | CLAMP_OPS,
+              "mla_up_proj": frozenset({"q_norm", "q_up", "kv_norm", "kv_up", "rope"})}
+# What an output-discarding module (ML@core_v0.14.0 megatron/core/tensor_parallel/random.py L521-610
+# CheckpointWithoutOutput, discard_output_and_register_recompute L596) frees of a layer's kept activations: the saves of
+# its own ops past the checkpoint's inputs (the function runs without autograd, so nothing inside it is saved), and
+# the saves its consumers made of its 16-bit outputs, whose storage is released after they ran and rebuilt before
+# their backward. (internal ops, consumer ops). "mla_up_proj": inputs q_compressed and kv_compressed (q_norm and
+# kv_norm save them), outputs query/key/value, discarded after the core attention (multi_latent_attention.py
+# L313-316); "moe_act": input the expert fc1 output (mlp_act saves it), output consumed by the expert fc2
+# (core_v0.14.0 moe/experts.py L254-300 GroupedMLP, L909-914 TEGroupedMLP: discarded after linear_fc2). "layernorm" is not here: which of its outputs a consumer
+# keeps depends on Transformer Engine fusing the norm into the next linear layer, not read; its replay is priced,
+# what it frees is not (nor core_attn's beyond the attention-core policy).
+DISCARDS = {"mla_up_proj": (frozenset({"q_up", "kv_up", "rope"}), frozenset({"attention", "attn_scores"})),
+            "moe_act": (frozenset(), frozenset({"mlp_down"}))}
 
 
 class SacPolicy(StrEnum):
@@ -133,6 +150,21 @@ def op_shares(model: ModelSpec, ops: list[Op], sac: SelectiveAc) -> list[float]:
     return shares
 
 
+def discarded(ops: list[Op], sac: SelectiveAc, quantized: frozenset[str] = frozenset()) -> list[bool]:
+    """Which forward ops' saves (``ops``, one layer) Megatron-Core's output-discarding modules free (``DISCARDS``);
+    a consumer in ``quantized`` (names of ops running in an FP8 recipe) keeps its own quantized copy, not the
+    discarded 16-bit output, so its save stays. "moe_act" acts only in an MoE layer, as its replay does."""
+    if sac.policy is not SacPolicy.MODULES:
+        return [False] * len(ops)
+    moe_layer = any(_base(op.name) == "moe_permute" for op in ops)
+    internal, consumers = set(), set()
+    for m in sac.modules:
+        if m in DISCARDS and (m != "moe_act" or moe_layer):
+            internal |= DISCARDS[m][0]
+            consumers |= DISCARDS[m][1]
+    return [_base(op.name) in internal or (_base(op.name) in consumers and op.name not in quantized) for op in ops]
+
+
 def block_share(model: ModelSpec, sac: SelectiveAc) -> float:
     """Fraction of the blocks fully checkpointed under BLOCKS (torchtitan counts blocks from 1 and checkpoints
     those whose count is a multiple of N); 0 for the op-level policies."""
@@ -173,5 +205,5 @@ def ops_policy_kept_bytes(model: ModelSpec, ops: list[Op], act_bytes: float, att
     return out
 
 
-__all__ = ["CORE_OPS", "LINEAR_OPS", "MEGATRON_SAC", "MODULE_OPS", "SacPolicy", "SelectiveAc", "alternate_mm_shares", "block_share", "op_shares",
+__all__ = ["CORE_OPS", "LINEAR_OPS", "MEGATRON_SAC", "MODULE_OPS", "SacPolicy", "SelectiveAc", "alternate_mm_shares", "block_share", "discarded", "op_shares",
            "ops_policy_kept_bytes", "replay_s"]

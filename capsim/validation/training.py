@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capsim.analytic.flops import megatron_iteration_flops
+from capsim.analytic.flops import megatron_core_model_flops, megatron_iteration_flops
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training import Framework, Release, StepTime, release_for
 from capsim.analytic.training.release import PER_REPLICA, PipelineSplit
@@ -153,7 +153,8 @@ class RowPrediction:
 
 
 def _metric_values(r: dict[str, str], model: ModelSpec, lay: Layouts, result: StepTime) -> np.ndarray:
-    """The row's metric for every layout (SC21's TFLOP/s formula counts full recomputation's extra forward)."""
+    """The row's metric for every layout (SC21's TFLOP/s formula counts full recomputation's extra forward; model
+    TFLOP/s is Megatron-Core's logged count, capsim.analytic.flops.megatron_core_model_flops)."""
     step = np.asarray(result.step_s, float)
     if r["metric"] == "iteration_s":
         return step
@@ -162,7 +163,7 @@ def _metric_values(r: dict[str, str], model: ModelSpec, lay: Layouts, result: St
     gb, seq = int(r["global_batch"]), int(r["seq"])
     full = r["metric"] == "tflops_per_gpu_hw"
     flops = np.where(full & (np.asarray(lay.recompute) == 2), megatron_iteration_flops(model, gb, seq, True),
-                     megatron_iteration_flops(model, gb, seq))
+                     megatron_core_model_flops(model, gb, seq))
     return flops / step / int(r["gpus"]) / 1e12
 
 

@@ -59,9 +59,12 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     # configs' recompute_modules=["layernorm", "moe_act"] (with recompute_granularity "selective")
     "--recompute-modules": ("selective_ac", {"layernorm,moe_act": SelectiveAc(SacPolicy.MODULES,
                                                                            modules=("layernorm", "moe_act")),
+                                             "moe_act": SelectiveAc(SacPolicy.MODULES, modules=("moe_act",)),
+                                             "mla_up_proj": SelectiveAc(SacPolicy.MODULES, modules=("mla_up_proj",)),
                                              "core_attn": SelectiveAc()},
-                            "L1568 (choices core_attn, moe_act, layernorm, ...; transformer_config.py L244 "
-                            "'layernorm': the input and pre-MLP norms)", 12),
+                            "L1568 (choices core_attn, moe_act, layernorm, mla_up_proj, ...; transformer_config.py "
+                            "L240-249: 'layernorm' the input and pre-MLP norms, 'mla_up_proj' MLA's up projections "
+                            "and RoPE)", 12),
     "--fp8-recipe": ("fp8_scaling", {"delayed": Fp8Scaling.DELAYED, "tensorwise": Fp8Scaling.CURRENT}, "L1057", 12),
     # not in core_v0.8.0's arguments.py
     "--fp8-param-gather": ("fp8_params", {"": True}, "L724 (NeMo 2.0: fp8_params)", 9),

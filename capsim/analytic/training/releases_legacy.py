@@ -7,6 +7,7 @@ Citations: ``ML@<commit>`` is github.com/NVIDIA/Megatron-LM at that commit; line
 from __future__ import annotations
 
 from capsim.analytic.ops import AttentionImpl
+from capsim.analytic.training.core_flags import megatron_core_flags
 from capsim.analytic.training.release import (
     COMBINE_PROBS,
     CP_NOT_IN_GRAPH,
@@ -249,12 +250,9 @@ def megatron_core_0_8(name: str) -> Release:
          "distributed_optimizer": Setting(False, args + "L1453 --use-distributed-optimizer (store_true: off)"),
          "etp": Setting(0, _ETP_NONE),
          "account_for_embedding": Setting(False, _SPLIT_NONE), "account_for_loss": Setting(False, _SPLIT_NONE)},
-        {"--overlap-grad-reduce": Flag("overlap_grad_reduce", {"": True}, args + "L1413"),
-         "--overlap-param-gather": Flag("overlap_param_gather", {"": True}, args + "L1429"),
-         "--tp-comm-overlap": Flag("overlap_tp_comm", {"": True}, args + "L1053"),
-         "--no-overlap-p2p-communication": Flag("overlap_p2p", {"": False}, args + "L1405"),
-         "--no-gradient-accumulation-fusion": Flag("fused_grad_accumulation", {"": False}, args + "L1163"),
-         "--use-distributed-optimizer": Flag("layout.distributed_optimizer", {"": True}, args + "L1453")})
+        # every flag of core_flags._MC_FLAGS that core_v0.8.0's arguments.py has (--moe-token-dispatcher-type
+        # among them, L1748-1750), as the later core presets take theirs
+        megatron_core_flags(8))
 
 
 def fsdp_pytorch_2_3(name: str) -> Release:

@@ -235,6 +235,24 @@ class _Nemo2:
     ddp_dtype: str  # megatron_strategy.py: the line copying the precision plugin's dtypes into the ddp config
 
 
+# CPU activation offloading in a NeMo 2 container: its perf scripts' activation_offload_layers sets the model config's
+# TransformerConfig fields directly (no argparse flag), checked by its core as capsim.analytic.training.offload reads
+# core_v0.14.0: fewer layers than the model's, no pipeline parallelism, no recomputation.
+_OFFLOAD = {"v2.3.0": ("scripts/performance/utils.py L335-337", "L667-683"),
+            "v2.4.0": ("scripts/performance/helpers.py L257-260", "L751-767")}
+
+
+def _offload_flag(nemo: str, tag: str, core: str) -> dict[str, Flag]:
+    """--cpu-offloading-num-layers (capsim's name for the config field) where the container's perf scripts set it."""
+    if tag not in _OFFLOAD:
+        return {}
+    script, checks = _OFFLOAD[tag]
+    return {"--cpu-offloading-num-layers": Flag(
+        "offload_layers", {str(n): n for n in range(1, 257)},
+        f"{nemo} {script}: activation_offload_layers -> model.config.cpu_offloading True, cpu_offloading_weights "
+        f"False, cpu_offloading_num_layers ({core} megatron/core/transformer/transformer_config.py {checks})")}
+
+
 def _nemo2_release(name: str, t: _Nemo2) -> Release:
     """A NeMo 2 container: the llm recipes with MegatronCommOverlapCallback's defaults, read at ``t.tag``."""
     nemo = f"NeMo@{t.tag}"
@@ -307,7 +325,8 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
                     "--moe-grouped-gemm": _grouped_flag(t.core, t.grouped, t.fp8_pad),
                     **_ub_flag(_NEMO_2_3_UB, f"{nemo} nemo/collections/llm/recipes/tp_overlap_configs/userbuffers.py "
                                              "L84-336"),
-                    **nemo_grad_reduce_flag(nemo2_grad_reduce(t.tag, t.ddp_dtype))})
+                    **nemo_grad_reduce_flag(nemo2_grad_reduce(t.tag, t.ddp_dtype)),
+                    **_offload_flag(f"NeMo@{t.tag}", t.tag, t.core)})
 
 
 _COMBINE_0_12 = ("token_dispatcher.py L641-645 " + COMBINE_PROBS)
