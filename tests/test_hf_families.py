@@ -38,7 +38,7 @@ def cfg(name: str, **changes: object) -> dict:
 
 
 def test_every_new_fixture_is_counted_and_either_priced_or_refused():
-    assert len(NEW) == 18 and set(NEW) <= set(REFERENCE["counts"]) and set(REFUSED) <= set(NEW)
+    assert len(NEW) == 21 and set(NEW) <= set(REFERENCE["counts"]) and set(REFUSED) <= set(NEW)
 
 
 @pytest.mark.parametrize("name", PRICED)
@@ -67,6 +67,8 @@ def test_each_familys_architecture_keys_are_read():
     qwen = load("qwen2-moe-defaults")
     assert (qwen.shared_experts, qwen.shared_ffn, qwen.shared_expert_gate, qwen.ffn_hidden) == (1, 5632, True, 1408)
     assert load("qwen2-moe-sparse-step").dense_layers == tuple(sorted({*range(0, 24, 2), 1}))
+    assert not load("qwen2-moe-no-qkv-bias").qkv_bias and load("qwen3-8b-attention-bias").out_bias
+    assert load("llama4-attention-bias").qkv_bias and load("llama4-attention-bias").out_bias
     assert load("gpt-oss-defaults").attn_sinks
     olmoe = load("olmoe-defaults")
     assert olmoe.qk_norm_gains == "full" and olmoe.qk_norm_params == 2048 + 2048 and olmoe.top_k == 8

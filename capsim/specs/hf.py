@@ -70,10 +70,12 @@ def _no_output_bias(cfg: Mapping[str, Any]) -> None:
 
 
 def _qwen3(cfg: Mapping[str, Any], name: str) -> ModelSpec:
-    # Qwen3Config: explicit head_dim (128), q_norm/k_norm RMSNorm(head_dim), attention_bias default false
+    # Qwen3Config: explicit head_dim (128), q_norm/k_norm RMSNorm(head_dim), attention_bias (default false) gives
+    # q/k/v/o_proj biases (Qwen3Attention / Qwen3MoeAttention, bias=config.attention_bias), the MLP none
     _no_qwen_window(cfg)
-    _no_output_bias(cfg)
-    return _decoder(cfg, name, tied=False, max_seq=32768, head_dim=_int(cfg, "head_dim", 128), qk_norm=True)
+    bias = _bool(cfg, "attention_bias", False)
+    return _decoder(cfg, name, tied=False, max_seq=32768, head_dim=_int(cfg, "head_dim", 128), qk_norm=True,
+                    qkv_bias=bias, o_bias=bias or None)
 
 
 def _qwen3_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -94,7 +96,8 @@ def _qwen2_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     # it is in mlp_only_layers or (i + 1) % decoder_sparse_step != 0 (Qwen2MoeDecoderLayer), dense layers of
     # intermediate_size; every MoE layer adds one always-on shared expert of shared_expert_intermediate_size
     # (Qwen2MoeSparseMoeBlock.shared_expert) behind a 1-wide sigmoid gate (shared_expert_gate = nn.Linear(hidden, 1)).
-    dense = _qwen2(cfg, name)
+    # Qwen2MoeAttention's q/k/v biases follow qkv_bias (default true; Qwen2MoeConfig), o_proj has none
+    dense = _qwen2(cfg, name).with_(qkv_bias=_bool(cfg, "qkv_bias", True))
     layers, step = dense.layers, _int(cfg, "decoder_sparse_step", 1)
     only = set(_int_list(cfg, "mlp_only_layers"))
     dense_layers = tuple(i for i in range(layers) if i in only or (i + 1) % step != 0)
@@ -131,7 +134,9 @@ def _llama4(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         raise SpecError("config.no_rope_layers", "NoPE layers that are not the global (full_attention) layers are "
                         "not modelled", "give no_rope_layers 0 exactly on the full-attention layers")
     qk_norm = _bool(text, "use_qk_norm", True)
+    bias = _bool(text, "attention_bias", False)  # Llama4TextAttention: q/k/v/o_proj bias=config.attention_bias
     spec = _decoder(text, name, tied=False, max_seq=131072, head_dim=_int(text, "head_dim", 128),
+                    qkv_bias=bias, o_bias=bias or None,
                     qk_norm=qk_norm, qk_norm_gains="none" if qk_norm else "head",
                     experts=_int(text, "num_local_experts"),
                     top_k=_int(text, "num_experts_per_tok", 1), shared_experts=1,

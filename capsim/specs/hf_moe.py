@@ -21,7 +21,6 @@ def _glm4_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     # (num_nextn_predict_layers) is not built by Glm4MoeForCausalLM: not counted, as for DeepSeek-V3.
     cfg = {"vocab_size": 151552, "hidden_size": 4096, "intermediate_size": 10944, "num_hidden_layers": 46,
            "num_attention_heads": 96, "num_key_value_heads": 8, "max_position_embeddings": 131072, **cfg}
-    _no_output_bias_only(cfg)
     layers, first = _int(cfg, "num_hidden_layers"), _int(cfg, "first_k_dense_replace", 1, least=0)
     dense = tuple(range(min(first, layers)))
     mtp = _int(cfg, "num_nextn_predict_layers", 1, least=0)
@@ -33,11 +32,6 @@ def _glm4_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
                     source=SOURCE + (f" ({mtp} MTP layer(s) not counted)" if mtp else ""))
 
 
-def _no_output_bias_only(cfg: Mapping[str, Any]) -> None:
-    """mlp_bias (Llama's key) has no place in families whose FFNs never carry biases."""
-    if _bool(cfg, "mlp_bias", False):
-        raise SpecError("config.mlp_bias", "FFN biases are not part of this family", "remove mlp_bias")
-
 
 def _olmoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     # OlmoeConfig / modeling_olmoe.py (transformers 5.25.0, defaults allenai/OLMoE-1B-7B-0924): every layer routes to
@@ -48,7 +42,7 @@ def _olmoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
            "num_attention_heads": 16, **cfg}
     bias = _bool(cfg, "attention_bias", False)
     return _decoder(cfg, name, tied=False, max_seq=4096, qk_norm=True, qk_norm_gains="full", qkv_bias=bias,
-                    o_bias=bias, experts=_int(cfg, "num_experts", 64), top_k=_int(cfg, "num_experts_per_tok", 8))
+                    o_bias=bias or None, experts=_int(cfg, "num_experts", 64), top_k=_int(cfg, "num_experts_per_tok", 8))
 
 
 def _phimoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -59,7 +53,7 @@ def _phimoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     cfg = {"vocab_size": 32064, "hidden_size": 4096, "intermediate_size": 6400, "num_hidden_layers": 32,
            "num_attention_heads": 32, "num_key_value_heads": 8, **cfg}
     bias = _bool(cfg, "attention_bias", False)
-    return _decoder(cfg, name, tied=False, max_seq=131072, norm=Norm.LAYERNORM, qkv_bias=bias, o_bias=bias,
+    return _decoder(cfg, name, tied=False, max_seq=131072, norm=Norm.LAYERNORM, qkv_bias=bias, o_bias=bias or None,
                     lm_head_bias=_bool(cfg, "lm_head_bias", False), experts=_int(cfg, "num_local_experts", 16),
                     top_k=_int(cfg, "num_experts_per_tok", 2), sliding_window=_int(cfg, "sliding_window", None))
 
@@ -76,7 +70,7 @@ def _granitemoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
                         "capsim prices attention decoders; give a config whose layer_types are all attention")
     bias = _bool(cfg, "attention_bias", False)
     shared = _int(cfg, "shared_intermediate_size", 0, least=0)
-    return _decoder(cfg, name, tied=False, max_seq=2048, qkv_bias=bias, o_bias=bias,
+    return _decoder(cfg, name, tied=False, max_seq=2048, qkv_bias=bias, o_bias=bias or None,
                     experts=_int(cfg, "num_local_experts", 8), top_k=_int(cfg, "num_experts_per_tok", 2),
                     shared_experts=1 if shared else 0, shared_ffn_hidden=shared or None)
 
