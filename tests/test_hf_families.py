@@ -38,7 +38,7 @@ def cfg(name: str, **changes: object) -> dict:
 
 
 def test_every_new_fixture_is_counted_and_either_priced_or_refused():
-    assert len(NEW) == 21 and set(NEW) <= set(REFERENCE["counts"]) and set(REFUSED) <= set(NEW)
+    assert len(NEW) == 22 and set(NEW) <= set(REFERENCE["counts"]) and set(REFUSED) <= set(NEW)
 
 
 @pytest.mark.parametrize("name", PRICED)
@@ -77,6 +77,7 @@ def test_each_familys_architecture_keys_are_read():
     granite = load("granitemoeshared-1024")
     assert (granite.shared_experts, granite.shared_ffn, granite.ffn_hidden) == (1, 1024, 11008)
     assert load("granitemoeshared-defaults").shared_experts == 0  # shared_intermediate_size 0 builds none
+    assert load("granitemoehybrid-attention").shared_ffn == 1024  # GraniteMoeHybridConfig's default
     dbrx = load("dbrx-defaults")
     assert (dbrx.norm.value, dbrx.norm_bias, dbrx.kv_heads, dbrx.experts, dbrx.top_k) == ("layernorm", False, 1, 4, 1)
     ministral = load("ministral-defaults")

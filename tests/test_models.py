@@ -44,7 +44,8 @@ UNCATALOGUED = {"dbrx-defaults", "gemma3-defaults", "glm4-moe-defaults", "glm4-m
                 "granitemoe-defaults", "granitemoehybrid-defaults", "granitemoeshared-1024",
                 "granitemoeshared-defaults", "llama4-interleaved", "llama4-scout-defaults", "ministral-defaults",
                 "olmoe-defaults", "phimoe-biases", "phimoe-defaults", "qwen2-moe-defaults", "qwen2-moe-sparse-step",
-                "qwen3-next-defaults", "qwen3-8b-attention-bias", "qwen2-moe-no-qkv-bias", "llama4-attention-bias"}
+                "qwen3-next-defaults", "qwen3-8b-attention-bias", "qwen2-moe-no-qkv-bias", "llama4-attention-bias",
+                "granitemoehybrid-attention"}
 CATALOGUED = [name for name in CONFIGS if name not in UNCATALOGUED]
 NEW = ["qwen2.5-7b", "qwen2.5-72b", "qwen3-8b", "qwen3-30b-a3b", "qwen3-235b-a22b", "gemma-2-9b", "gemma-2-27b",
        "gemma-3-1b", "gemma-3-27b", "phi-3-mini", "deepseek-v2", "deepseek-v2-lite", "deepseek-v3", "mixtral-8x7b",

@@ -32,9 +32,8 @@ def _glm4_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
                     source=SOURCE + (f" ({mtp} MTP layer(s) not counted)" if mtp else ""))
 
 
-
 def _olmoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
-    # OlmoeConfig / modeling_olmoe.py (transformers 5.25.0, defaults allenai/OLMoE-1B-7B-0924): every layer routes to
+    # OlmoeConfig / modeling_olmoe.py (transformers 5.25.0; its defaults where a key is absent): every layer routes to
     # num_experts of intermediate_size; q_norm = RMSNorm(hidden) and k_norm = RMSNorm(kv_dim) over the whole
     # projections (qk_norm_gains "full"); attention_bias gives q/k/v/o biases, the experts none; clip_qkv clamps
     # q/k/v (an elementwise pass, no parameters).
@@ -46,7 +45,7 @@ def _olmoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
 
 
 def _phimoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
-    # PhimoeConfig / modeling_phimoe.py (transformers 5.25.0, defaults microsoft/Phi-3.5-MoE-instruct's shape):
+    # PhimoeConfig / modeling_phimoe.py (transformers 5.25.0; its defaults where a key is absent):
     # nn.LayerNorm (gain and bias) everywhere, attention_bias gives q/k/v/o biases, lm_head_bias a bias on the LM
     # head, the experts (num_local_experts of intermediate_size) and router none; sliding_window, where set, masks
     # every layer.
@@ -61,7 +60,8 @@ def _phimoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
 def _granitemoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     # GraniteMoeConfig / GraniteMoeSharedConfig (transformers 5.25.0): Llama attention whose attention_bias gives
     # q/k/v/o biases; every layer routes to num_local_experts of intermediate_size (no biases); GraniteMoeShared
-    # adds one always-on gated MLP of shared_intermediate_size (0: none). embedding_multiplier, residual_multiplier,
+    # adds one always-on gated MLP of shared_intermediate_size (0: none; GraniteMoeSharedConfig's default 0,
+    # GraniteMoeHybridConfig's 1024). embedding_multiplier, residual_multiplier,
     # attention_multiplier and logits_scaling are scalar multiplies (no parameters, one elementwise pass each).
     # GraniteMoeHybrid interleaves Mamba-2 layers (layer_types "mamba"), which capsim does not model.
     types = cfg.get("layer_types") or cfg.get("layers_block_type")
@@ -69,7 +69,7 @@ def _granitemoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         raise SpecError("config.layer_types", "Mamba-2 layers (GraniteMoeHybrid's default: mamba) are not modelled",
                         "capsim prices attention decoders; give a config whose layer_types are all attention")
     bias = _bool(cfg, "attention_bias", False)
-    shared = _int(cfg, "shared_intermediate_size", 0, least=0)
+    shared = _int(cfg, "shared_intermediate_size", 1024 if cfg.get("model_type") == "granitemoehybrid" else 0, least=0)
     return _decoder(cfg, name, tied=False, max_seq=2048, qkv_bias=bias, o_bias=bias or None,
                     experts=_int(cfg, "num_local_experts", 8), top_k=_int(cfg, "num_experts_per_tok", 2),
                     shared_experts=1 if shared else 0, shared_ffn_hidden=shared or None)
