@@ -58,7 +58,7 @@ def test_architectures_capsim_cannot_express_are_refused_by_the_key(name, key):
 def test_each_familys_architecture_keys_are_read():
     llama4, inter = load("llama4-scout-defaults"), load("llama4-interleaved")
     assert llama4.moe_layers == 48 and llama4.shared_experts == 1 and (llama4.qk_norm, llama4.qk_norm_gains) == (
-        True, "none")  # Llama4TextL2Norm has no weights
+        True, "none")  # Llama4TextWeightlessRMSNorm
     assert (llama4.sliding_window, llama4.global_every) == (8192, 4)  # chunked_attention, every 4th full (NoPE)
     assert inter.dense_layers == tuple(range(0, 48, 2)) and inter.dense_ffn_hidden == 16384
     glm, glm_qk = load("glm4-moe-defaults"), load("glm4-moe-qknorm")

@@ -109,7 +109,7 @@ def _qwen2_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
 
 
 LLAMA4_APPROX = ("chunked local attention (attention_chunk_size) priced as a sliding window of that size, an upper "
-                 "bound on its keys; the weightless L2 qk-norm priced on every layer (Llama 4 skips it on NoPE "
+                 "bound on its keys; the weightless RMS qk-norm priced on every layer (Llama 4 skips it on NoPE "
                  "layers); attention temperature tuning not counted")
 
 
@@ -127,7 +127,8 @@ def _llama4(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     moe = set(_int_list(text, "moe_layers")) if text.get("moe_layers") is not None else \
         set(range(step - 1, layers, step))
     # layer_types (Llama4TextConfig: chunked_attention except every no_rope_layer_interval-th layer) must be that
-    # every-4th pattern; Llama4TextL2Norm has no weights (qk_norm_gains "none")
+    # every-4th pattern; the qk-norm is Llama4TextWeightlessRMSNorm, no weights (qk_norm_gains "none";
+    # modeling_llama4.py L334-335 at transformers 5.25.0)
     chunk, every = _global_every(text, layers, 4, window_key="attention_chunk_size", local="chunked_attention")
     if text.get("no_rope_layers") is not None and (every and _int_list(text, "no_rope_layers") !=
                                                     [int((i + 1) % every != 0) for i in range(layers)]):

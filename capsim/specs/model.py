@@ -79,7 +79,7 @@ class ModelSpec:
     qk_norm: bool = False  # a norm over the queries and keys of each layer (Qwen3, Gemma 3, OLMoE, Llama 4)
     qk_norm_gains: str = "head"  # with qk_norm, its learned gains: "head" = head_dim each for queries and keys, shared
     #                              by the heads (Qwen3, Gemma 3); "full" = one per query and key channel, q_dim + kv_dim
-    #                              (OLMoE: RMSNorm(hidden) and RMSNorm(kv_dim)); "none" = a weightless L2 norm (Llama 4)
+    #                              (OLMoE: RMSNorm(hidden) and RMSNorm(kv_dim)); "none" = a weightless RMSNorm (Llama 4)
     attn_sinks: bool = False  # a learned sink logit per query head in every softmax: heads parameters a layer (gpt-oss)
     o_bias: bool | None = None  # the attention output projection carries a bias (Phi-3.5-MoE without FFN biases); None
     #                             = bias
