@@ -44,10 +44,11 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def json_object(text: str, field: str, origin: str) -> dict[str, Any]:
-    """Parse ``text`` as one JSON object (not a list, a string or null; no NaN or Infinity)."""
+def json_object(text: str, field: str, origin: str, constants: bool = False) -> dict[str, Any]:
+    """Parse ``text`` as one JSON object (not a list, a string or null; no NaN or Infinity unless ``constants``:
+    Python's json module writes them, e.g. a Hugging Face Mamba config's time_step_limit [0.0, Infinity])."""
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=float if constants else _no_constant)
     except json.JSONDecodeError as err:
         raise SpecError(field, f"{origin} is not valid JSON ({err.msg}, line {err.lineno})", "fix the file") from None
     except ValueError as err:  # NaN / Infinity
@@ -58,9 +59,9 @@ def json_object(text: str, field: str, origin: str) -> dict[str, Any]:
     return data
 
 
-def read_json_object(path: str | Path, field: str, what: str = "JSON file") -> dict[str, Any]:
+def read_json_object(path: str | Path, field: str, what: str = "JSON file", constants: bool = False) -> dict[str, Any]:
     """A JSON object from a file: :func:`read_text`, then :func:`json_object`."""
-    return json_object(read_text(path, field, what), field, str(path))
+    return json_object(read_text(path, field, what), field, str(path), constants)
 
 
 def integer(value: Any, field: str, low: int = 1, high: int = MAX_COUNT) -> int:

@@ -106,7 +106,7 @@ def test_hugging_face_qwen2_moe_and_llama4_configs_import_with_shared_experts_an
              "vocab_size": 151936, "max_position_embeddings": 131072, "hidden_act": "silu"}
     m = from_hf_config(qwen2, "qwen2-57b-a14b")
     p = param_counts(m)
-    assert (m.shared_experts, m.qkv_bias) == (8, True)
+    assert (m.shared_experts, m.shared_ffn, m.shared_expert_gate, m.qkv_bias) == (1, 20480, True, True)
     assert p.total / 1e9 == pytest.approx(57.4, abs=0.1) and p.active / 1e9 == pytest.approx(14.2, abs=0.1)
     text = {"hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384, "num_hidden_layers": 48,
             "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128, "num_local_experts": 128,
@@ -116,5 +116,5 @@ def test_hugging_face_qwen2_moe_and_llama4_configs_import_with_shared_experts_an
     p = param_counts(m)  # Meta's model card: 400B total, 17B active (with the vision tower)
     assert len(m.dense_layers) == 24 and m.dense_layers[0] == 0 and m.shared_experts == 1
     assert p.total / 1e9 == pytest.approx(400.7, abs=0.5) and p.active / 1e9 == pytest.approx(17.2, abs=0.2)
-    with pytest.raises(SpecError, match="not a multiple of moe_intermediate_size"):
-        from_hf_config({**qwen2, "shared_expert_intermediate_size": 5000})
+    # a shared expert of its own width (not a multiple of the routed width) is priced as that one FFN
+    assert from_hf_config({**qwen2, "shared_expert_intermediate_size": 5000}).shared_ffn == 5000

@@ -34,7 +34,9 @@ def matmul_params(model: ModelSpec) -> float:
     ffn = model.mlp.matrices * h
     moe = model.moe_layers
     mlp = (model.layers - moe) * ffn * model.dense_ffn  # dense layers (every layer of a dense model)
-    mlp += moe * ((model.top_k + model.shared_experts) * ffn * model.ffn_hidden + h * model.experts)
+    gate = h if model.shared_expert_gate else 0  # Qwen2-MoE's shared-expert gate: one more router column
+    mlp += moe * (ffn * (model.top_k * model.ffn_hidden + model.shared_experts * model.shared_ffn)
+                  + h * model.experts + gate)
     mlp += model.encoder_layers * ffn * model.ffn_hidden
     attn = model.total_layers * attention_weights(model)
     cross = model.layers * attention_weights(model) if model.encoder_layers else 0.0

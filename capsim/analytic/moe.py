@@ -127,7 +127,8 @@ def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, 
     copies = gathered * k * busiest  # token copies this GPU's expert slices compute on (the busiest rank's)
     count = experts / np.asarray(ep, float) if touched is None else np.maximum(touched, 1e-30)
     per_expert = copies / count  # the copies this GPU's experts receive from the EP group, over its experts
-    router = gemm("router", local, experts, h, dt, ab, wb, ((Saved.SP, np.asarray(tokens, float) * h * ab),),
+    gate = 1 if model.shared_expert_gate else 0  # Qwen2-MoE's shared-expert gate: one more output column
+    router = gemm("router", local, experts + gate, h, dt, ab, wb, ((Saved.SP, np.asarray(tokens, float) * h * ab),),
                   share=share)
     experts_ops = _experts(model, per_expert, etp, count, dt, ab, wb, share)
     if not dispatcher:
@@ -147,11 +148,11 @@ def moe_ops(model: ModelSpec, tokens: Num, tp: Num, etp: Num, ep: Num, sp: Num, 
 
 
 def _shared(model: ModelSpec, tokens: Num, tp: Num, dt: DType, ab: float, wb: float, share: float) -> list[Op]:
-    """Shared experts: a dense FFN of ``shared_experts`` expert widths on every token, split by TP."""
+    """Shared experts: a dense FFN of ``shared_experts`` shared-expert widths on every token, split by TP."""
     if not model.shared_experts:
         return []
     h, n = model.hidden, np.asarray(tokens, float)
-    f = model.ffn_hidden * model.shared_experts / np.asarray(tp, float)
+    f = model.shared_ffn * model.shared_experts / np.asarray(tp, float)
     return [gemm("shared_up", n, (model.mlp.matrices - 1) * f, h, dt, ab, wb, share=share),
             gemm("shared_down", n, h, f, dt, ab, wb, ((Saved.TP, 2 * n * f * ab),), share=share)]
 

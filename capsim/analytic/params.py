@@ -83,11 +83,12 @@ class ParamCounts:
 
 
 def norm_params(model: ModelSpec, width: int | None = None) -> int:
-    return (model.hidden if width is None else width) * model.norm.params_per_channel
+    per = model.norm.params_per_channel if model.norm_bias else 1  # DBRX's LayerNorm(bias=False): gains only
+    return (model.hidden if width is None else width) * per
 
 
 def attention_params(model: ModelSpec) -> int:
-    """Q, K, V and output projections (GQA shrinks K and V to kv_dim), their biases and q/k norms; or the
+    """Q, K, V and output projections (GQA shrinks K and V to kv_dim), their biases, q/k norms and sink logits; or the
     latent projections of MLA (DeepSeek-V2, Sec. 2.1: W^DQ, W^UQ, W^DKV + W^KR, W^UK + W^UV, W^O, two norms)."""
     h, heads, d, v = model.hidden, model.heads, model.head_dim, model.v_dim
     if model.is_mla:
@@ -99,8 +100,9 @@ def attention_params(model: ModelSpec) -> int:
         return q + kv + heads * v * h
     qk, vd = model.kv_heads * d, model.kv_heads * v
     weights = h * heads * d + h * qk + h * vd + heads * v * h
-    biases = (heads * d + qk + vd if model.qkv_bias else 0) + (h if model.bias else 0)
-    return weights + biases + (2 * norm_params(model, d) if model.qk_norm else 0)
+    biases = (heads * d + qk + vd if model.qkv_bias else 0) + (h if model.out_bias else 0)
+    # gpt-oss: one learned sink logit per head (modeling_gpt_oss.py GptOssAttention.sinks, shape (heads,))
+    return weights + biases + model.qk_norm_params + (heads if model.attn_sinks else 0)
 
 
 def expert_params(model: ModelSpec, width: int | None = None) -> int:
@@ -131,7 +133,10 @@ def layer_params_by_kind(model: ModelSpec) -> dict[str, tuple[int, int]]:
     if not model.is_moe:
         return {"moe": dense, "dense": dense}
     router = model.hidden * model.experts + (model.experts if model.router_bias else 0)
-    moe = (common + router + model.shared_experts * expert_params(model), model.experts * expert_params(model))
+    # Qwen2-MoE: shared_expert_gate = nn.Linear(hidden, 1, bias=False) (modeling_qwen2_moe.py Qwen2MoeSparseMoeBlock)
+    router += model.hidden if model.shared_expert_gate else 0
+    shared = model.shared_experts * expert_params(model, model.shared_ffn)
+    moe = (common + router + shared, model.experts * expert_params(model))
     return {"moe": moe, "dense": dense}
 
 
@@ -154,6 +159,7 @@ def param_counts(model: ModelSpec) -> ParamCounts:
     other += (h * h + h) if model.pooler else 0
     other += stacks * model.relative_buckets * model.heads
     return ParamCounts(
-        embedding=embedding, lm_head=0 if model.tied_embeddings else model.vocab * h, decoder=decoder,
+        embedding=embedding, lm_head=0 if model.tied_embeddings else model.vocab * (h + model.lm_head_bias),
+        decoder=decoder,
         decoder_active=active, experts=routed, encoder=encoder, other=other, layers=model.layers,
         encoder_layers=model.encoder_layers)

@@ -5,8 +5,9 @@ that change parameters, FLOPs or the KV cache; a key the file leaves out takes t
 keys without a cost (rope_theta, eps, token ids, routing scale factors) are not read. Values are checked strictly:
 a count must be a JSON integer (not a string, float or bool) and positive, or the import stops with one error naming
 the key. What a family has that capsim does not model is an error too, never dropped (Qwen's windows that start at
-``max_window_layers``, irregular ``layer_types``, OPT-350m's projected embeddings), except gpt-oss's attention sinks
-and clamped SwiGLU, priced in their nearest form and named in the spec's source (``GPT_OSS_APPROX``).
+``max_window_layers``, irregular ``layer_types``, OPT-350m's projected embeddings, linear-attention and Mamba layers),
+except what is priced in its nearest form and named in the spec's source (gpt-oss's clamped SwiGLU,
+``GPT_OSS_APPROX``; Llama 4's chunked attention, ``LLAMA4_APPROX``).
 """
 
 from __future__ import annotations
@@ -17,105 +18,19 @@ from typing import Any
 
 from capsim.errors import SpecError
 from capsim.inputs import json_object, read_json_object
+from capsim.specs.hf_keys import (
+    SOURCE,
+    _bool,
+    _decoder,
+    _float,
+    _gated,
+    _global_every,
+    _int,
+    _int_list,
+    _str,
+)
+from capsim.specs.hf_moe import _dbrx, _glm4_moe, _granitemoe, _olmoe, _phimoe
 from capsim.specs.model import Arch, Mlp, ModelSpec, Norm, Position
-
-_REQUIRED = object()
-SOURCE = "Hugging Face config.json"
-
-
-def _value(cfg: Mapping[str, Any], key: str, default: Any) -> tuple[Any, bool]:
-    """(value, given): the file's value, or ``default`` where the key is absent or null."""
-    value = cfg.get(key)
-    if value is None:
-        if default is _REQUIRED:
-            raise SpecError(f"config.{key}", "missing from config.json", "is this a complete Hugging Face config?")
-        return default, False
-    return value, True
-
-
-def _int(cfg: Mapping[str, Any], key: str, default: Any = _REQUIRED, least: int = 1) -> Any:
-    """A JSON integer of at least ``least`` (a string, float or bool is an error naming the key)."""
-    value, given = _value(cfg, key, default)
-    if given and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-        kind = "a positive integer" if least else "a non-negative integer"
-        raise SpecError(f"config.{key}", f"must be {kind}, got {value!r}", "fix the value in config.json")
-    return value
-
-
-def _bool(cfg: Mapping[str, Any], key: str, default: bool) -> bool:
-    value, _ = _value(cfg, key, default)
-    if not isinstance(value, bool):
-        raise SpecError(f"config.{key}", f"must be true or false, got {value!r}", "fix the value in config.json")
-    return value
-
-
-def _float(cfg: Mapping[str, Any], key: str, default: float | None) -> float | None:
-    value, _ = _value(cfg, key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise SpecError(f"config.{key}", f"must be a positive number or null, got {value!r}",
-                        "fix the value in config.json")
-    return float(value)
-
-
-def _str(cfg: Mapping[str, Any], key: str, default: str) -> str:
-    value, _ = _value(cfg, key, default)
-    if not isinstance(value, str):
-        raise SpecError(f"config.{key}", f"must be a string, got {value!r}", "fix the value in config.json")
-    return value
-
-
-def _int_list(cfg: Mapping[str, Any], key: str) -> list[int]:
-    value, _ = _value(cfg, key, [])
-    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
-        raise SpecError(f"config.{key}", f"must be a list of layer indices, got {value!r}",
-                        "fix the value in config.json")
-    return value
-
-
-def _gated(cfg: Mapping[str, Any], *keys: str, default: str = "silu") -> Mlp:
-    """A gated FFN from the activation's name: SiLU/swish is SwiGLU, any GELU is GeGLU."""
-    act = next((_str(cfg, k, default) for k in keys if cfg.get(k) is not None), default)
-    if act in ("silu", "swish"):
-        return Mlp.SWIGLU
-    if act.startswith("gelu"):
-        return Mlp.GEGLU
-    raise SpecError(f"config.{keys[0]}", f"activation {act!r} is not modelled", "use silu or a gelu variant")
-
-
-def _decoder(cfg: Mapping[str, Any], name: str, tied: bool, max_seq: int, **spec: Any) -> ModelSpec:
-    """The shape keys every Llama-like config shares (RMSNorm, RoPE, gated FFN, no biases unless stated)."""
-    kw: dict[str, Any] = dict(
-        name=name, hidden=_int(cfg, "hidden_size"), layers=_int(cfg, "num_hidden_layers"),
-        heads=_int(cfg, "num_attention_heads"), kv_heads=_int(cfg, "num_key_value_heads", None),
-        head_dim=_int(cfg, "head_dim", None), ffn_hidden=_int(cfg, "intermediate_size"), vocab=_int(cfg, "vocab_size"),
-        max_seq=_int(cfg, "max_position_embeddings", max_seq), mlp=_gated(cfg, "hidden_act"), norm=Norm.RMSNORM,
-        position=Position.ROPE, bias=False, tied_embeddings=_bool(cfg, "tie_word_embeddings", tied), source=SOURCE)
-    kw.update(spec)
-    return ModelSpec(**kw)
-
-
-def _global_every(cfg: Mapping[str, Any], layers: int, pattern: int) -> tuple[int | None, int]:
-    """(sliding window, global_every) from ``layer_types`` where the file lists them, else ``pattern`` (0 = every
-    layer slides): layer i is global when (i + 1) % global_every == 0, as Gemma 2/3 build their layer types."""
-    window = _int(cfg, "sliding_window", None)
-    types = cfg.get("layer_types")
-    if types is None:
-        return window, pattern
-    if not isinstance(types, list) or len(types) != layers or \
-            any(t not in ("sliding_attention", "full_attention") for t in types):
-        raise SpecError("config.layer_types", f"must list sliding_attention/full_attention for each of {layers} layers")
-    full = [i for i, t in enumerate(types) if t == "full_attention"]
-    if len(full) == layers:
-        return None, 0
-    every = full[0] + 1 if full else 0
-    if every and any((t == "full_attention") != ((i + 1) % every == 0) for i, t in enumerate(types)):
-        raise SpecError("config.layer_types", "global layers that are not every n-th layer are not modelled",
-                        "capsim models a global layer every global_every layers (Gemma 2: 2, Gemma 3: 6)")
-    if window is None:
-        raise SpecError("config.sliding_window", "layer_types lists sliding layers but no window size")
-    return window, every
 
 
 def _llama(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -126,9 +41,12 @@ def _llama(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     if _bool(cfg, "mlp_bias", False) != bias:  # LlamaConfig.mlp_bias defaults to false
         raise SpecError("config.mlp_bias", "biases on only the attention or only the FFN are not modelled",
                         "capsim's bias covers every linear layer")
+    # MinistralConfig (and Mistral configs written by transformers >= 4.53) list layer_types; every layer slides
+    # where sliding_window is set and they do not
+    window, every = _global_every(cfg, _int(cfg, "num_hidden_layers"), 0)
     return _decoder(cfg, name, tied=False, max_seq=4096, bias=bias, experts=experts,
                     top_k=_int(cfg, "num_experts_per_tok", 2) if experts > 1 else 1,
-                    sliding_window=_int(cfg, "sliding_window", None))
+                    sliding_window=window, global_every=every if window else 0)
 
 
 def _no_qwen_window(cfg: Mapping[str, Any]) -> None:
@@ -152,10 +70,12 @@ def _no_output_bias(cfg: Mapping[str, Any]) -> None:
 
 
 def _qwen3(cfg: Mapping[str, Any], name: str) -> ModelSpec:
-    # Qwen3Config: explicit head_dim (128), q_norm/k_norm RMSNorm(head_dim), attention_bias default false
+    # Qwen3Config: explicit head_dim (128), q_norm/k_norm RMSNorm(head_dim), attention_bias (default false) gives
+    # q/k/v/o_proj biases (Qwen3Attention / Qwen3MoeAttention, bias=config.attention_bias), the MLP none
     _no_qwen_window(cfg)
-    _no_output_bias(cfg)
-    return _decoder(cfg, name, tied=False, max_seq=32768, head_dim=_int(cfg, "head_dim", 128), qk_norm=True)
+    bias = _bool(cfg, "attention_bias", False)
+    return _decoder(cfg, name, tied=False, max_seq=32768, head_dim=_int(cfg, "head_dim", 128), qk_norm=True,
+                    qkv_bias=bias, o_bias=bias or None)
 
 
 def _qwen3_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -175,23 +95,22 @@ def _qwen2_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     # Qwen2MoeConfig (transformers models/qwen2_moe): Qwen2's attention (q/k/v bias); layer i routes to experts unless
     # it is in mlp_only_layers or (i + 1) % decoder_sparse_step != 0 (Qwen2MoeDecoderLayer), dense layers of
     # intermediate_size; every MoE layer adds one always-on shared expert of shared_expert_intermediate_size
-    # (Qwen2MoeSparseMoeBlock.shared_expert) behind a 1-wide sigmoid gate (shared_expert_gate: hidden weights, not
-    # counted), priced as shared_expert_intermediate_size / moe_intermediate_size experts of the routed width.
-    dense = _qwen2(cfg, name)
+    # (Qwen2MoeSparseMoeBlock.shared_expert) behind a 1-wide sigmoid gate (shared_expert_gate = nn.Linear(hidden, 1)).
+    # Qwen2MoeAttention's q/k/v biases follow qkv_bias (default true; Qwen2MoeConfig), o_proj has none
+    dense = _qwen2(cfg, name).with_(qkv_bias=_bool(cfg, "qkv_bias", True))
     layers, step = dense.layers, _int(cfg, "decoder_sparse_step", 1)
     only = set(_int_list(cfg, "mlp_only_layers"))
     dense_layers = tuple(i for i in range(layers) if i in only or (i + 1) % step != 0)
-    width, shared = _int(cfg, "moe_intermediate_size"), _int(cfg, "shared_expert_intermediate_size", 0, least=0)
-    if shared % width:
-        raise SpecError("config.shared_expert_intermediate_size", f"{shared} is not a multiple of "
-                        f"moe_intermediate_size {width}", "capsim prices shared experts in routed-expert widths")
-    return dense.with_(experts=_int(cfg, "num_experts"), top_k=_int(cfg, "num_experts_per_tok"), ffn_hidden=width,
-                       shared_experts=shared // width, dense_layers=dense_layers,
+    width, shared = _int(cfg, "moe_intermediate_size"), _int(cfg, "shared_expert_intermediate_size", 5632)
+    return dense.with_(experts=_int(cfg, "num_experts", 60), top_k=_int(cfg, "num_experts_per_tok", 4),
+                       ffn_hidden=width, shared_experts=1, shared_ffn_hidden=shared if shared != width else None,
+                       shared_expert_gate=True, dense_layers=dense_layers,
                        dense_ffn_hidden=dense.ffn_hidden if dense_layers else None)
 
 
 LLAMA4_APPROX = ("chunked local attention (attention_chunk_size) priced as a sliding window of that size, an upper "
-                 "bound on its keys; the weightless L2 qk-norm as qk_norm; attention temperature tuning not counted")
+                 "bound on its keys; the weightless RMS qk-norm priced on every layer (Llama 4 skips it on NoPE "
+                 "layers); attention temperature tuning not counted")
 
 
 def _llama4(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -207,13 +126,24 @@ def _llama4(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     layers, step = _int(text, "num_hidden_layers"), _int(text, "interleave_moe_layer_step", 1)
     moe = set(_int_list(text, "moe_layers")) if text.get("moe_layers") is not None else \
         set(range(step - 1, layers, step))
-    chunk = _int(text, "attention_chunk_size", None)
+    # layer_types (Llama4TextConfig: chunked_attention except every no_rope_layer_interval-th layer) must be that
+    # every-4th pattern; the qk-norm is Llama4TextWeightlessRMSNorm, no weights (qk_norm_gains "none";
+    # modeling_llama4.py L334-335 at transformers 5.25.0)
+    chunk, every = _global_every(text, layers, 4, window_key="attention_chunk_size", local="chunked_attention")
+    if text.get("no_rope_layers") is not None and (every and _int_list(text, "no_rope_layers") !=
+                                                    [int((i + 1) % every != 0) for i in range(layers)]):
+        raise SpecError("config.no_rope_layers", "NoPE layers that are not the global (full_attention) layers are "
+                        "not modelled", "give no_rope_layers 0 exactly on the full-attention layers")
+    qk_norm = _bool(text, "use_qk_norm", True)
+    bias = _bool(text, "attention_bias", False)  # Llama4TextAttention: q/k/v/o_proj bias=config.attention_bias
     spec = _decoder(text, name, tied=False, max_seq=131072, head_dim=_int(text, "head_dim", 128),
-                    qk_norm=_bool(text, "use_qk_norm", True), experts=_int(text, "num_local_experts"),
+                    qkv_bias=bias, o_bias=bias or None,
+                    qk_norm=qk_norm, qk_norm_gains="none" if qk_norm else "head",
+                    experts=_int(text, "num_local_experts"),
                     top_k=_int(text, "num_experts_per_tok", 1), shared_experts=1,
                     dense_layers=tuple(i for i in range(layers) if i not in moe),
                     dense_ffn_hidden=_int(text, "intermediate_size_mlp") if len(moe) < layers else None,
-                    sliding_window=chunk, global_every=4 if chunk else 0,
+                    sliding_window=chunk, global_every=every if chunk else 0,
                     source=SOURCE + " text_config (vision tower not modelled; " + LLAMA4_APPROX + ")")
     return spec
 
@@ -292,12 +222,12 @@ def _deepseek(cfg: Mapping[str, Any], name: str, version: int) -> ModelSpec:
 
 
 # What capsim prices in its nearest form for gpt-oss (each named in the spec's source): the learned per-head sink
-# logit in each softmax (64 parameters a layer, one more score per query row); the clamped SwiGLU
-# (x * sigmoid(1.702 x) * (up + 1)) priced as SwiGLU, its clamp at swiglu_limit as glu_clamp; YaRN RoPE as RoPE with
-# its factor as yarn_factor; the router's bias as router_bias (one per expert).
-GPT_OSS_APPROX = ("attention sinks (64 learned logits per layer) not counted; clamped SwiGLU "
-                  "(alpha 1.702, up + 1) priced as SwiGLU, its clamp (swiglu_limit) as glu_clamp; YaRN RoPE as RoPE "
-                  "with yarn_factor; router bias counted as router_bias")
+# logits are counted (attn_sinks: 64 parameters a layer), their one more score per query row is not priced; the
+# clamped SwiGLU (x * sigmoid(1.702 x) * (up + 1)) priced as SwiGLU, its clamp at swiglu_limit as glu_clamp; YaRN
+# RoPE as RoPE with its factor as yarn_factor; the router's bias as router_bias (one per expert).
+GPT_OSS_APPROX = ("attention sinks counted as attn_sinks (64 learned logits per layer), their extra softmax column "
+                  "not priced; clamped SwiGLU (alpha 1.702, up + 1) priced as SwiGLU, its clamp (swiglu_limit) as "
+                  "glu_clamp; YaRN RoPE as RoPE with yarn_factor; router bias counted as router_bias")
 
 
 def _yarn_factor(cfg: Mapping[str, Any], default: float | None) -> float | None:
@@ -308,7 +238,7 @@ def _yarn_factor(cfg: Mapping[str, Any], default: float | None) -> float | None:
         return default
     if not isinstance(scaling, Mapping) or scaling.get("rope_type", scaling.get("type")) != "yarn":
         return None
-    return float(scaling.get("factor", default or 1.0))
+    return _float(scaling, "factor", default or 1.0)
 
 
 def _gpt_oss(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -323,11 +253,28 @@ def _gpt_oss(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         raise SpecError("config.hidden_act", f"{cfg['hidden_act']!r} is not gpt-oss's gated activation", "use silu")
     window, every = _global_every(cfg, _int(cfg, "num_hidden_layers"), 2)
     # GptOssConfig defaults: swiglu_limit 7.0, rope_parameters yarn factor 32 (configuration_gpt_oss.py @02b8f42b)
-    return _decoder(cfg, name, tied=False, max_seq=131072, bias=True, router_bias=True,
+    return _decoder(cfg, name, tied=False, max_seq=131072, bias=True, router_bias=True, attn_sinks=True,
                     experts=_int(cfg, "num_local_experts"), top_k=_int(cfg, "num_experts_per_tok"),
                     sliding_window=window, global_every=every if window else 0,
                     glu_clamp=_float(cfg, "swiglu_limit", 7.0), yarn_factor=_yarn_factor(cfg, 32.0),
                     source=SOURCE + " (" + GPT_OSS_APPROX + ")")
+
+
+def _refuse(field: str, what: str, fix: str) -> Callable[[Mapping[str, Any], str], ModelSpec]:
+    def family(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+        raise SpecError(f"config.{field}", what, fix)
+    return family
+
+
+def _kimi_k25(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    """Kimi-K2.5 (Kimi_K25Config, transformers models/kimi_k25): a DeepSeek-V3 text_config beside a vision tower
+    (not modelled), as Gemma 3 nests its decoder."""
+    text = cfg.get("text_config")
+    if not isinstance(text, Mapping):
+        raise SpecError("config.text_config", "a kimi_k25 config holds its decoder in text_config",
+                        "give the full config.json of the checkpoint")
+    spec = _deepseek(text, name, 3)
+    return spec.with_(source=spec.source + " text_config (vision tower not modelled)")
 
 
 def _gpt2(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -419,6 +366,13 @@ _FAMILIES: dict[str, Callable[[Mapping[str, Any], str], ModelSpec]] = {
     "gemma3_text": lambda c, n: _gemma(c, n, 3), "gemma3": _gemma3, "phi3": _phi3,
     "deepseek_v2": lambda c, n: _deepseek(c, n, 2), "deepseek_v3": lambda c, n: _deepseek(c, n, 3),
     "gpt_oss": _gpt_oss, "gpt2": _gpt2, "gptj": _gptj, "falcon": _falcon, "opt": _opt, "bert": _bert, "t5": _t5,
+    # Kimi-K2's config.json says model_type kimi_k2 with DeepSeek-V3's modeling code (transformers'
+    # Kimi_K25Config.__post_init__ maps kimi_k2 to deepseek_v3)
+    "kimi_k2": lambda c, n: _deepseek(c, n, 3), "kimi_k25": _kimi_k25, "ministral": _llama, "glm4_moe": _glm4_moe,
+    "olmoe": _olmoe, "phimoe": _phimoe, "granitemoe": _granitemoe, "granitemoeshared": _granitemoe,
+    "granitemoehybrid": _granitemoe, "dbrx": _dbrx,
+    "qwen3_next": _refuse("layer_types", "Gated DeltaNet linear-attention layers (Qwen3-Next: 3 of every 4) are not "
+                          "modelled", "capsim prices softmax-attention decoders; use a Qwen3-MoE config"),
 }
 
 
@@ -429,9 +383,9 @@ def _read(config: str | Path | Mapping[str, Any], name: str | None) -> tuple[dic
         return dict(config), name
     text = str(config)
     if text.lstrip().startswith("{"):
-        return json_object(text, "config", "the config text"), name
+        return json_object(text, "config", "the config text", constants=True), name
     path = Path(config)
-    cfg = read_json_object(path, "config", "Hugging Face config.json")
+    cfg = read_json_object(path, "config", "Hugging Face config.json", constants=True)
     return cfg, name or (path.parent.name if path.name == "config.json" else path.stem)
 
 

@@ -65,7 +65,10 @@ class ModelSpec:
     encoder_layers: int = 0  # encoder depth of an encoder-decoder model
     experts: int = 1  # routed experts per MoE layer; 1 = dense
     top_k: int = 1  # experts each token is routed to
-    shared_experts: int = 0  # always-on experts (DeepSeek-MoE style), each ffn_hidden wide
+    shared_experts: int = 0  # always-on experts (DeepSeek-MoE style), each shared_ffn_hidden wide
+    shared_ffn_hidden: int | None = None  # width of each shared expert (Granite-MoE-shared: 1024 beside routed 512);
+    #                                       None = ffn_hidden
+    shared_expert_gate: bool = False  # a sigmoid gate of hidden weights scales the shared experts' output (Qwen2-MoE)
     type_vocab: int = 0  # token-type embeddings (BERT segment ids)
     pooler: bool = False  # BERT's tanh pooler over [CLS]
     embedding_norm: bool = False  # a norm after the embeddings (BERT)
@@ -73,7 +76,15 @@ class ModelSpec:
     relative_buckets: int = 0  # T5 relative-attention buckets
     # --- attention variants of today's families (each changes parameters, FLOPs or the KV cache) ---
     qkv_bias: bool | None = None  # Q, K and V (not the output) carry biases where `bias` is off (Qwen2/2.5); None = bias
-    qk_norm: bool = False  # a norm over each head's queries and keys, head_dim gains each (Qwen3, Gemma 3)
+    qk_norm: bool = False  # a norm over the queries and keys of each layer (Qwen3, Gemma 3, OLMoE, Llama 4)
+    qk_norm_gains: str = "head"  # with qk_norm, its learned gains: "head" = head_dim each for queries and keys, shared
+    #                              by the heads (Qwen3, Gemma 3); "full" = one per query and key channel, q_dim + kv_dim
+    #                              (OLMoE: RMSNorm(hidden) and RMSNorm(kv_dim)); "none" = a weightless RMSNorm (Llama 4)
+    attn_sinks: bool = False  # a learned sink logit per query head in every softmax: heads parameters a layer (gpt-oss)
+    o_bias: bool | None = None  # the attention output projection carries a bias (Phi-3.5-MoE without FFN biases); None
+    #                             = bias
+    lm_head_bias: bool = False  # an untied LM head with a bias of vocab values (Phi-3.5-MoE's lm_head_bias)
+    norm_bias: bool = True  # a LayerNorm's bias (DBRX: LayerNorm(bias=False)); RMSNorm has none
     sandwich_norm: bool = False  # a second norm on each sub-layer's output: 4 norms per layer (Gemma 2/3)
     sliding_window: int | None = None  # keys a sliding-window layer attends to and caches (Mistral 4096, Gemma 3 1024)
     global_every: int = 0  # with sliding_window: layer i attends globally when (i+1) % global_every == 0 (Gemma 2: 2,
@@ -121,6 +132,16 @@ class ModelSpec:
             object.__setattr__(self, "ffn_hidden", 4 * self.hidden)
         if self.qkv_bias is None:
             object.__setattr__(self, "qkv_bias", self.bias)
+        require(self.o_bias is None or self.bias <= self.o_bias, "model.o_bias", "bias=True already gives the output projection a bias",
+                "leave o_bias unset or true")
+        require(self.qk_norm_gains in QK_NORM_GAINS, "model.qk_norm_gains",
+                f"must be one of {', '.join(QK_NORM_GAINS)}, got {self.qk_norm_gains!r}")
+        require(self.qk_norm or self.qk_norm_gains == "head", "model.qk_norm_gains", "describes qk_norm, which is off",
+                "set qk_norm true or leave qk_norm_gains unset")
+        require(self.norm_bias or self.norm is Norm.LAYERNORM, "model.norm_bias", "only a LayerNorm has a bias",
+                "leave norm_bias true with norm rmsnorm")
+        require(not self.lm_head_bias or not self.tied_embeddings, "model.lm_head_bias",
+                "a tied LM head is the embedding table and has no bias", "set tied_embeddings false or unset it")
         require(self.bias <= self.qkv_bias, "model.qkv_bias", "bias=True already gives Q, K and V biases",
                 "leave qkv_bias unset or true")
         require(self.glu_clamp is None or self.mlp.matrices == 3, "model.glu_clamp",
@@ -142,18 +163,20 @@ class ModelSpec:
         for name in ("hidden", "layers", "heads", "vocab", "max_seq", "experts", "top_k"):
             _integer(name, getattr(self, name), 1)
         for name in ("kv_heads", "head_dim", "ffn_hidden", "q_lora_rank", "v_head_dim", "sliding_window",
-                     "dense_ffn_hidden"):
+                     "dense_ffn_hidden", "shared_ffn_hidden"):
             if getattr(self, name) is not None:
                 _integer(name, getattr(self, name), 1)
         for name in ("encoder_layers", "shared_experts", "type_vocab", "relative_buckets", "kv_lora_rank",
                      "qk_rope_head_dim", "global_every"):
             _integer(name, getattr(self, name), 0)
         for name in ("tied_embeddings", "bias", "pooler", "embedding_norm", "final_norm", "qk_norm",
-                     "sandwich_norm", "embedding_scale", "router_bias"):
+                     "sandwich_norm", "embedding_scale", "router_bias", "attn_sinks", "lm_head_bias", "norm_bias",
+                     "shared_expert_gate"):
             require(isinstance(getattr(self, name), bool), f"model.{name}",
                     f"must be true or false, got {getattr(self, name)!r}")
-        require(self.qkv_bias is None or isinstance(self.qkv_bias, bool), "model.qkv_bias",
-                f"must be true, false or unset, got {self.qkv_bias!r}")
+        for name in ("qkv_bias", "o_bias"):
+            require(getattr(self, name) is None or isinstance(getattr(self, name), bool), f"model.{name}",
+                    f"must be true, false or unset, got {getattr(self, name)!r}")
         for name in ("attn_softcap", "logit_softcap", "glu_clamp", "yarn_factor"):
             value = getattr(self, name)
             require(value is None or (isinstance(value, int | float) and not isinstance(value, bool) and value > 0),
@@ -170,7 +193,9 @@ class ModelSpec:
         object.__setattr__(self, "dense_layers", layers)
         if not self.is_moe:
             for name, value in (("dense_layers", layers), ("shared_experts", self.shared_experts),
-                                ("router_bias", self.router_bias), ("dense_ffn_hidden", self.dense_ffn_hidden)):
+                                ("router_bias", self.router_bias), ("dense_ffn_hidden", self.dense_ffn_hidden),
+                                ("shared_ffn_hidden", self.shared_ffn_hidden),
+                                ("shared_expert_gate", self.shared_expert_gate)):
                 require(not value, f"model.{name}", f"{self.name} is dense (experts=1): it has no MoE layers",
                         "leave it unset, or set experts > 1")
             return
@@ -178,6 +203,9 @@ class ModelSpec:
                 f"{list(layers)} must be distinct layer indices below layers={self.layers}")
         require(len(layers) < self.layers, "model.dense_layers", "every layer is dense",
                 "an MoE model needs at least one MoE layer; use experts=1 for a dense model")
+        for name in ("shared_ffn_hidden", "shared_expert_gate"):
+            require(not getattr(self, name) or self.shared_experts > 0, f"model.{name}",
+                    "describes the shared experts, but shared_experts is 0", "set shared_experts or leave it unset")
         require(self.dense_ffn_hidden is None or bool(layers), "model.dense_ffn_hidden",
                 "is the width of dense layers, but dense_layers is empty", "list the dense layers or unset it")
 
@@ -245,16 +273,33 @@ class ModelSpec:
         return self.dense_ffn_hidden or self.ffn_hidden
 
     @property
+    def out_bias(self) -> bool:
+        """The attention output projection's bias: o_bias where given, else bias."""
+        return self.bias if self.o_bias is None else self.o_bias
+
+    @property
+    def shared_ffn(self) -> int:
+        """Width of each shared expert (the routed experts' width unless the model says otherwise)."""
+        return self.shared_ffn_hidden or self.ffn_hidden
+
+    @property
+    def qk_norm_params(self) -> int:
+        """Learned gains of one layer's query and key norms."""
+        if not self.qk_norm or self.qk_norm_gains == "none":
+            return 0
+        return 2 * self.head_dim if self.qk_norm_gains == "head" else self.q_dim + self.kv_dim
+
+    @property
     def tp_widths(self) -> dict[str, int]:
         """The FFN widths tensor parallelism splits, by the field that sets them: every layer's FFN of a dense
         model; of an MoE model the dense layers' FFN (``dense_ffn_hidden``) and the shared experts (each
-        ``ffn_hidden`` wide, split like an MLP). The routed experts (``ffn_hidden`` each) split by the expert
+        ``shared_ffn`` wide, split like an MLP). The routed experts (``ffn_hidden`` each) split by the expert
         tensor-parallel width (etp) instead."""
         if not self.is_moe:
             return {"ffn_hidden": self.ffn_hidden}
         out = {"dense_ffn_hidden": self.dense_ffn} if self.dense_layers else {}
         if self.shared_experts:
-            out["ffn_hidden"] = self.ffn_hidden
+            out["shared_ffn_hidden" if self.shared_ffn_hidden else "ffn_hidden"] = self.shared_ffn
         return out
 
     @property
@@ -275,6 +320,7 @@ class ModelSpec:
         return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in out.items()}
 
 
+QK_NORM_GAINS = ("head", "full", "none")
 MAX_SIZE = 2**24  # no width, depth, head or expert count of a real model comes near this (16.7M)
 MAX_CONTEXT = 2**31 - 1
 

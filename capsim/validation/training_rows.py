@@ -69,7 +69,8 @@ def row_model(r: dict[str, str]) -> ModelSpec:
         return ModelSpec(**shape, max_seq=cell_int(r, "seq") or 0)
     keep = {"max_seq": max(base.max_seq, cell_int(r, "seq") or 0), "aliases": ()}
     if not experts:  # a dense row of an MoE name, or the reverse, is the row's shape
-        keep.update(dense_layers=(), dense_ffn_hidden=None, shared_experts=0)
+        keep.update(dense_layers=(), dense_ffn_hidden=None, shared_experts=0, shared_ffn_hidden=None,
+                    shared_expert_gate=False, router_bias=False)
     elif base.experts != experts:
         keep.update(dense_layers=(), dense_ffn_hidden=None)
     return replace(base, **shape, **keep)
