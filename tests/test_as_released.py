@@ -143,3 +143,27 @@ def test_the_dashboard_shows_the_releases_recipe():
     at = page("training", mode="manual", gpus="8", gb="64", seq="4096", model=MODEL, acc=ACC, tp="2", fw=TITAN)
     assert not at.exception and not at.error
     assert " sp" in " " + at.dataframe[0].value["layout"].iloc[0]  # the release's SP default, shown
+
+
+@pytest.mark.parametrize("framework, args, plan, reason", [
+    ("megatron-lm-2021", ["--precision", "fp8"], {"precision": "fp8"}, "megatron-lm-2021 has no FP8 training"),
+    ("megatron-lm-2022", ["--precision", "fp8"], {"precision": "fp8"}, "megatron-lm-2022 has no FP8 training"),
+    ("megatron-deepspeed-2022", ["--precision", "fp8"], {"precision": "fp8"},
+     "megatron-deepspeed-2022 has no FP8 training"),
+    ("megatron-lm-2022", ["--distributed-optimizer"], {"precision": "bf16", "distributed_optimizer": True},
+     "megatron-lm-2022 has no distributed optimizer"),
+    ("megatron-lm-2021", ["--zero", "1"], {"precision": "bf16", "zero_stage": 1},
+     "megatron-lm-2021 has no ZeRO/FSDP sharding"),
+    ("fsdp-pytorch-2.3", ["--cp", "2", "--dp", "2"], {"precision": "bf16", "cp": 2, "dp": 2},
+     "fsdp-pytorch-2.3 has no context parallelism"),
+])
+def test_a_feature_stated_on_a_release_without_it_is_refused_in_one_line(framework, args, plan, reason):
+    result = CliRunner().invoke(app, ["train", *CLI, *args, "--framework", framework])
+    assert result.exit_code == 1 and reason in result.stderr, result.output
+    api = _api(framework, **plan)
+    assert not api.feasible and api.reason.startswith(reason)
+
+
+def test_fp8_on_the_first_megatron_release_with_it_is_priced():
+    api = _api("megatron-core-0.8.0", precision="fp8")
+    assert api.feasible, api.reason

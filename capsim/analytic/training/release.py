@@ -99,6 +99,9 @@ TE_RING = ("Transformer Engine's ring attention (AttnFuncWithCP, cp_comm_type 'p
 CP_NOT_IN_GRAPH = ("no torch context-parallel ring inside a compiled graph in this release (the field's generic "
                    "value)")
 # The generic value of ``tp_gather_quantized`` for a release whose GEMMs are never quantized under TP here.
+# The generic value of ``fp8_training`` for a release that trains in FP8: its recipe and that recipe's source are
+# cited under ``fp8_scaling`` (Transformer Engine or torchao Float8Linear).
+FP8_OFFERED = "FP8 training offered: its recipe and source are cited under fp8_scaling (the field's generic value)"
 NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in this release (the field's generic value)"
 # The generic value of ``norm_quantize`` for a release without Transformer Engine's LayerNormLinear under FP8.
 KV_OWN_HEADS = ("K and V reach the attention kernel with the model's own KV heads (grouped-query attention in the "
@@ -208,6 +211,7 @@ class Framework:
     distributed_optimizer: bool = True
     zero: bool = True  # ZeRO stages 1-3 / FSDP sharding
     context_parallel: bool = True
+    fp8_training: bool = True  # FP8 (and block-scaled) GEMMs offered in training at all
     cp_rotate: CpRotate = CpRotate.P2P  # how context parallelism exchanges K and V (``comms.cp_layer_s``)
     # torch's context-parallel ring runs inside each block's compiled graph under ``torch_compile`` (a fullgraph
     # compile: nothing breaks out of it), where every functional collective is waited on right after it is issued,
@@ -532,7 +536,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+__all__ = ["BEHAVIOUR", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FP8_OFFERED", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "WITH_TP", "default_sp", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "LossKernel", "MEGATRON_CE_PASSES", "MoeDispatcher", "megatron_ce", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

@@ -32,7 +32,7 @@ from capsim.analytic.eager import YarnRope
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.core_flags import megatron_core_flags
-from capsim.analytic.training.release import (
+from capsim.analytic.training.release import (FP8_OFFERED,
     COMBINE_NO_PROBS,
     FLEX_DEEPEP,
     FUSED_CE,
@@ -123,6 +123,7 @@ def _bridge_release(name: str, t: _Tag) -> Release:
             "moe_combine_saves": f"{t.core} {COMBINE_NO_PROBS}",
             "loss_copy": f"{mb} {FUSED_CE}",
             "fp8_scaling": f"{t.fp8_cs} ({mb} src/megatron/bridge/training/mixed_precision.py {t.fp8})",
+            "fp8_training": FP8_OFFERED,
             "fp8_params": f"{mb} src/megatron/bridge/training/mixed_precision.py {t.fp8}: fp8_param_gather = True",
             "tp_rs": _TE_UB.format(co + " tp_comm_overlap_cfg None", "v2.x")}
     defaults = {"micro_batch": Setting(t.micro[0], t.micro[1]),

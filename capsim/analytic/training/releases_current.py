@@ -21,7 +21,7 @@ from capsim.analytic.training.core_flags import (
     nemo2_grad_reduce,
     nemo_grad_reduce_flag,
 )
-from capsim.analytic.training.release import (
+from capsim.analytic.training.release import (FP8_OFFERED,
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
     CP_NOT_IN_GRAPH,
@@ -223,6 +223,7 @@ def nemo_24_07(name: str) -> Release:
             "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": "no forced load balancing in Megatron-Core 0.8 (RandomSTE: core_v0.14.0)",
             "fp8_scaling": conf + " L222-228: fp8 with amax history 1024, 'max' (TE 1.8's only recipe, "
                            "DelayedScaling, TE@v1.8 transformer_engine/common/recipe/__init__.py)",
+            "fp8_training": FP8_OFFERED,
             "fp8_params": "NFL@24.07 training configs set no fp8_params: weights stay 16-bit",
             "tp_rs": _TE_UB.format("NeMo 1.0 ub_tp_comm_overlap_cfg null", "v1.8")}
     defaults = {"micro_batch": Setting(4, conf + " L77 micro_batch_size: 4"),
@@ -289,6 +290,7 @@ def nemo_25_02(name: str) -> Release:
                            "L516; --fp8-recipe arrives in core_v0.12.0) and per-tensor current scaling arrived in "
                            "TE v2.2 (Float8CurrentScaling, NVIDIA/TransformerEngine@77fa1e59, 2025-03-07; not in "
                            "v2.1); the 25.02 performance page says only 'FP8 precision (using NeMo 2.0)'",
+            "fp8_training": FP8_OFFERED,
             "fp8_params": "NeMo@v2.2.0rc3 nemo/lightning/pytorch/plugins/mixed_precision.py L88 fp8_params "
                           "default False (bf16_with_fp8_mixed turns it on: a flag of the run)",
             "tp_rs": _TE_UB.format(cb + " tp_comm_overlap_cfg None", "v2.0")}
@@ -354,6 +356,7 @@ def megatron_bridge_26_04_01(name: str) -> Release:
             "fp8_scaling": "MB@v0.4.2 scripts/performance/utils/precision.py L26-31: the 'fp8' of the H100 tables is "
                            "fp8_cs, bf16_with_fp8_current_scaling_mixed (src/megatron/bridge/training/"
                            "mixed_precision.py L291-309: fp8_recipe 'tensorwise')",
+            "fp8_training": FP8_OFFERED,
             "fp8_params": "MB@v0.4.2 src/megatron/bridge/training/mixed_precision.py L308 fp8_param_gather = True",
             "tp_rs": _TE_UB.format(co + " tp_comm_overlap_cfg None", "v2.x")}
     defaults = {"micro_batch": Setting(2, common + " L67 micro_batch_size=2"),

@@ -79,6 +79,8 @@ def _common_cite(**overrides: str) -> dict[str, str]:
         "fp8_scaling": "no FP8 in these presets (a run in FP8 brings Transformer Engine, whose default recipe is "
                        "DelayedScaling; the field's generic value)",
         "fp8_params": "DeepSpeed gathers the parameters in their 16-bit format",
+        "fp8_training": "DeepSpeed adds no FP8 but wraps a user's model, whose Linear layers may be Transformer "
+                        "Engine's; such a run is priced as TE FP8 (see fp8_scaling; the field's generic value)",
         "reshard_after_forward": (_Z + "partitioned_param_coordinator.py L395 release_sub_module, L487-517 "
                                   "__params_to_release: each module's parameters are freed after its forward and "
                                   "re-gathered for its backward (the last blocks within stage3_max_reuse_distance, "
@@ -180,7 +182,7 @@ def megatron_deepspeed_2022(name: str) -> Release:
     fw = Framework(name, AttentionImpl.UNFUSED, dropout=True, overlap_grad_reduce=False, overlap_param_gather=False,
                    overlap_tp_comm=False, overlap_tp_wgrad=False, fused_grad_accumulation=False, overlap_p2p=False,
                    zero3_prefetch=False, pp_scatter_gather=False, sequence_parallel=False, selective_recompute=False,
-                   distributed_optimizer=False, zero=True, context_parallel=False, uneven_pipeline=True,
+                   distributed_optimizer=False, zero=True, context_parallel=False, fp8_training=False, uneven_pipeline=True,
                    interleave_min_pp=NO_INTERLEAVING, reshard_after_forward=Reshard.ALWAYS, grads_fp32=True,
                    zero_grad_allreduce=True, overlap_grad_reduce_min_zero=0)
     reduce = _BF16 + "pipe/engine.py L250-267 _exec_reduce_grads -> _bf16_reduce_grads"
@@ -218,6 +220,8 @@ def megatron_deepspeed_2022(name: str) -> Release:
         zero_grad_allreduce=reduce + " all-reduces the whole fp32 gradient buffer (MEMORY_OPT_ALLREDUCE_SIZE "
                             "buckets); each rank updates its shard (bf16_optimizer.py L337-366)",
         fp8_params="no FP8 in this code (the field's generic value)",
+        fp8_training="not in this code: parse_args adds no Transformer Engine or fp8 argument group (MDS@007719ad "
+                     "megatron/arguments.py parse_args, the fork's stored head); Megatron-LM's FP8 arrived 2022-12-21",
         zero3_reuse_elements="no ZeRO-3 under the pipeline engine (pipe/engine.py L72); the field's generic value",
         grad_bucket_elements="ZeRO-1 reduces once after the flush (no per-block ZeRO-2/3 reduce); the field's generic "
                              "value",

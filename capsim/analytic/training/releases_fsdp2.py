@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from capsim.analytic.eager import YarnRope
 from capsim.analytic.ops import AttentionImpl
-from capsim.analytic.training.release import (
+from capsim.analytic.training.release import (FP8_OFFERED,
     CP_NOT_IN_GRAPH,
     FLEX_DEEPEP,
     FUSED_FORMS,
@@ -151,6 +151,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
                                   "spreads tokens uniformly over the experts (exact balance)",
             "fp8_scaling": "FP8 comes from Transformer Engine, whose default recipe is DelayedScaling (TE@v2.2 "
                            "transformer_engine/pytorch/fp8.py L52-56 on Hopper)",
+            "fp8_training": FP8_OFFERED,
             "fp8_params": "FSDP2 gathers the parameters in the MixedPrecisionPolicy param_dtype (bf16)",
             "reshard_after_forward": reshard,
             "defer_grad_sync": "fully_shard reduce-scatters after every backward unless set_requires_gradient_sync("

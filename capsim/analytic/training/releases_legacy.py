@@ -49,6 +49,10 @@ _FP32_GRADS = ("Megatron's mixed precision accumulates and all-reduces gradients
                "--accumulate-allreduce-grads-in-fp32 is forced with bf16)")
 _FP32_MASTER = "Megatron's mixed-precision optimizer keeps fp32 main parameters and fp32 Adam moments"
 _NO_FP8 = "no FP8 in this code (Transformer Engine FP8 arrived 2023; the field's generic value)"
+# Megatron-LM's FP8 training arrived with Transformer Engine in ML 3499542 (2022-12-21, megatron/arguments.py
+# L374-376 --fp8-e4m3/--fp8-hybrid); ML@6985e58 and ML@9aad920 megatron/arguments.py have no fp8 argument.
+_NO_FP8_TRAINING = ("not in this code: no fp8 argument in megatron/arguments.py; FP8 arrived with Transformer "
+                    "Engine in ML 3499542 (2022-12-21) arguments.py L374-376 --fp8-e4m3/--fp8-hybrid")
 _ETP_NONE = "0 means the routed experts split like the attention (etp = tp); no expert tensor parallelism of its own"
 _SPLIT_NONE = "the embedding and loss do not count as layers in the pipeline split"
 _TE_UB_DEFAULT = ("with --tp-comm-overlap and no overlap config, Transformer Engine's initialize_ub defaults: proj_fprop and "
@@ -67,7 +71,7 @@ def megatron_lm_2021(name: str) -> Release:
                    overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=False,
                    fused_grad_accumulation=False, overlap_p2p=False, zero3_prefetch=False, pp_scatter_gather=True,
                    sequence_parallel=False, selective_recompute=False, distributed_optimizer=False, zero=False,
-                   context_parallel=False, uneven_pipeline=False, interleave_min_pp=3)
+                   context_parallel=False, fp8_training=False, uneven_pipeline=False, interleave_min_pp=3)
     absent = "not in this code; "
     return Release(
         fw, FrameworkFamily.MEGATRON_LM, "megatron-lm-2021", "2021-08-18",
@@ -93,7 +97,7 @@ def megatron_lm_2021(name: str) -> Release:
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
-         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
+         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8, "fp8_training": _NO_FP8_TRAINING,
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3, "pp_reduce_at_step_end": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
@@ -125,7 +129,7 @@ def megatron_lm_2022(name: str) -> Release:
                    overlap_param_gather=False, overlap_tp_comm=False, overlap_tp_wgrad=True,
                    fused_grad_accumulation=True, overlap_p2p=False, zero3_prefetch=False, pp_scatter_gather=True,
                    sequence_parallel=True, selective_recompute=True, distributed_optimizer=False, zero=False,
-                   context_parallel=False, uneven_pipeline=False, interleave_min_pp=3)
+                   context_parallel=False, fp8_training=False, uneven_pipeline=False, interleave_min_pp=3)
     absent = "not in this code; "
     return Release(
         fw, FrameworkFamily.MEGATRON_LM, "megatron-lm-2022", "2022-05-20",
@@ -156,7 +160,7 @@ def megatron_lm_2022(name: str) -> Release:
          "pipeline_split": _MEGATRON_SPLIT,
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
-         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8,
+         "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8, "fp8_training": _NO_FP8_TRAINING,
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3, "pp_reduce_at_step_end": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
@@ -232,6 +236,7 @@ def megatron_core_0_8(name: str) -> Release:
          "fp8_scaling": "Transformer Engine 1.x has one FP8 recipe, DelayedScaling (transformer_engine/common/recipe/"
                         "__init__.py, TE v1.8); --fp8-recipe arrived later",
          "fp8_params": "not in this release: --fp8-param-gather arrived later (core_v0.14.0 arguments.py L1248)",
+         "fp8_training": args + "L648 --fp8-format (e4m3, hybrid), Transformer Engine FP8",
          "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3, "pp_reduce_at_step_end": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS,
          "tp_rs": _TE_UB_DEFAULT,
          "fp32_master": _FP32_MASTER,
@@ -301,6 +306,8 @@ def fsdp_pytorch_2_3(name: str) -> Release:
          "fp8_scaling": "FSDP adds no FP8; a run in FP8 brings Transformer Engine, whose default recipe is "
                         "DelayedScaling (TE v1.8 transformer_engine/common/recipe/__init__.py)",
          "fp8_params": "FSDP1 gathers the parameters in their own (16-bit) format",
+         "fp8_training": "FSDP1 adds no FP8 but shards a model whose Linear layers may be Transformer Engine's; "
+                         "such a run is priced as TE FP8 (see fp8_scaling; the field's generic value)",
          "reshard_after_forward": fsdp + "ShardingStrategy.FULL_SHARD frees each unit's parameters after its "
                                   "forward and re-gathers them for its backward",
          "defer_grad_sync": fsdp + "reduce-scatters after every backward unless the loop enters no_sync()",

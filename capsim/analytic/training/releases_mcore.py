@@ -104,6 +104,7 @@ def megatron_core_0_14(name: str) -> Release:
             **megatron_ce(f"{_ML} megatron/core/tensor_parallel/cross_entropy.py L28-117 (--cross-entropy-loss-fusion "
                           "off)"),
             "fp8_scaling": f"{_ARGS} L1224 --fp8-recipe default 'delayed'",
+            "fp8_training": f"{_ARGS} L1219 --fp8-format (Transformer Engine FP8)",
             "fp8_params": f"{_ARGS} L1248 --fp8-param-gather (store_true: off)",
             "tp_rs": _TE_UB.format(f"{_ARGS} --tp-comm-overlap-cfg default None", "v2.x")}
     defaults = {"micro_batch": Setting(1, f"{_ARGS} L1746 --micro-batch-size default None; the release's "
@@ -263,6 +264,7 @@ def _core_cite(c: _Core, ml: str, args: str) -> dict[str, str]:
                          "off): the unfused loss on an fp32 copy of the logits, saving its fp32 softmax",
             **megatron_ce(f"{ml} megatron/core/tensor_parallel/cross_entropy.py (--cross-entropy-loss-fusion off)"),
             "fp8_scaling": f"{ml} {c.te_recipe}",
+            "fp8_training": f"{args} --fp8-format (Transformer Engine FP8)",
             "fp8_params": f"{args} L{c.line('--fp8-param-gather')} --fp8-param-gather (store_true: off)",
             "grads_fp32": (f"{args} L{c.line('--grad-reduce-in-bf16')} --grad-reduce-in-bf16 (store_true: off)"
                            if c.line("--grad-reduce-in-bf16") else f"{args}: bf16 sets "

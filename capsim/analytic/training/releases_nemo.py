@@ -37,7 +37,7 @@ from capsim.analytic.training.core_flags import (
     nemo2_grad_reduce,
     nemo_grad_reduce_flag,
 )
-from capsim.analytic.training.release import (
+from capsim.analytic.training.release import (FP8_OFFERED,
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
     FLEX_DEEPEP,
@@ -172,6 +172,7 @@ def _nemo1_release(name: str, t: _Nemo1) -> Release:
                                   "ML@03f77931 moe_utils.py L820)",
             "fp8_scaling": f"{conf} {t.fp8}: fp8 with amax history 1024, 'max' (DelayedScaling, the only recipe of "
                            f"the TE its Dockerfile.ci pins, 7d576ed2 = 1.8.0.dev0)",
+            "fp8_training": FP8_OFFERED,
             "fp8_params": f"{t.nemo} nemo/collections/nlp/models/language_modeling/megatron_base_model.py "
                           f"{t.fp8_params} cfg.get('fp8_params', False) and {conf} sets none (of the {t.nfl} "
                           "training configs only gpt3/{175b_mlperf,mlperf,mlperf-24n}.yaml do: a flag of the run)",
@@ -298,6 +299,7 @@ def _nemo2_release(name: str, t: _Nemo2) -> Release:
                            f"{prec} L56-70 bf16_with_fp8_mixed L66 'delayed'; the perf scripts' --fp8_recipe default "
                            f"'ds' (per-tensor delayed scaling, scripts/performance/argument_parser.py {t.perf_fp8}); "
                            "'cs' (tensorwise) is a flag of the run",
+            "fp8_training": FP8_OFFERED,
             "fp8_params": f"{nemo} nemo/lightning/pytorch/plugins/mixed_precision.py {t.fp8_params} "
                           f"(bf16_with_fp8_mixed turns it on, {prec} L70: a flag of the run)",
             "tp_rs": _TE_UB.format(cb + " tp_comm_overlap_cfg None", "v2.x")}

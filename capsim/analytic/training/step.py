@@ -29,7 +29,7 @@ from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.pipeline_layout import SplitRule
 from capsim.specs.plans import TrainPlan
-from capsim.specs.precision import Precision
+from capsim.specs.precision import DType, Precision
 
 
 def resolve_perf(perf: Perf, cluster: Cluster) -> Perf:
@@ -79,6 +79,8 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
          f"{fw.name} splits the layers only evenly over pp x pp_interleave"),
         (lay.sp & (lay.tp < 2), "sequence parallelism needs tp > 1"),
         (lay.sp & (not fw.sequence_parallel), f"{fw.name} has no sequence parallelism"),
+        ((lay.cp > 1) & (not fw.context_parallel), f"{fw.name} has no context parallelism"),
+        (lay.distributed_optimizer & (not fw.distributed_optimizer), f"{fw.name} has no distributed optimizer"),
         (lay.seq_len % lay.cp != 0, "cp does not divide the sequence"),
         ((lay.ep > 1) & (model.experts % lay.ep != 0), "ep does not divide the experts"),
         (lay.tp % lay.etp != 0, "etp does not divide tp"),
@@ -233,6 +235,8 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
         lay, fw, cluster.accelerator, layer_activation_bytes(model, lay, precision, fw.attention, fw.dropout),
         times.moe.layer_fwd_s, times.moe.layer_bwd_s)
     reason = _validity(model, lay, cluster.num_gpus, fw)
+    if (precision.compute is DType.FP8 or precision.compute.block_scaled) and not fw.fp8_training:
+        reason = np.where(reason == "", f"{fw.name} has no {precision.compute.value.upper()} training", reason)
     for bad, why in offload.checks(lay, fw, cluster.accelerator, model.total_layers):
         reason = np.where((reason == "") & np.broadcast_to(np.asarray(bad, bool), (len(lay),)), why, reason)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
