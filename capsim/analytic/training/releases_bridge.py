@@ -32,9 +32,10 @@ from capsim.analytic.eager import YarnRope
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
 from capsim.analytic.training.core_flags import megatron_core_flags
-from capsim.analytic.training.release import (FP8_OFFERED,
+from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     FLEX_DEEPEP,
+    FP8_OFFERED,
     FUSED_CE,
     ONE_SCHEDULE,
     SPREAD_EXPERTS,

@@ -21,11 +21,12 @@ from capsim.analytic.training.core_flags import (
     nemo2_grad_reduce,
     nemo_grad_reduce_flag,
 )
-from capsim.analytic.training.release import (FP8_OFFERED,
+from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
     CP_NOT_IN_GRAPH,
     FLEX_DEEPEP,
+    FP8_OFFERED,
     FUSED_CE,
     FUSED_FORMS,
     FUSED_POINTWISE,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from capsim.analytic.eager import YarnRope
 from capsim.analytic.ops import AttentionImpl
-from capsim.analytic.training.release import (FP8_OFFERED,
+from capsim.analytic.training.release import (
     CP_NOT_IN_GRAPH,
     FLEX_DEEPEP,
+    FP8_OFFERED,
     FUSED_FORMS,
     FUSED_POINTWISE,
     GENERIC_EAGER,

@@ -37,10 +37,11 @@ from capsim.analytic.training.core_flags import (
     nemo2_grad_reduce,
     nemo_grad_reduce_flag,
 )
-from capsim.analytic.training.release import (FP8_OFFERED,
+from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
     COMBINE_PROBS,
     FLEX_DEEPEP,
+    FP8_OFFERED,
     ONE_SCHEDULE,
     SPREAD_EXPERTS,
     Flag,
