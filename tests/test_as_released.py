@@ -162,8 +162,20 @@ def test_a_feature_stated_on_a_release_without_it_is_refused_in_one_line(framewo
     assert result.exit_code == 1 and reason in result.stderr, result.output
     api = _api(framework, **plan)
     assert not api.feasible and api.reason.startswith(reason)
+    # capsim memory train refuses it as capsim train does, through the same reasons (release_refusal)
+    memory = CliRunner().invoke(app, ["memory", "train", *CLI, *args, "--framework", framework])
+    assert memory.exit_code == 1 and reason in memory.stderr, memory.output
+    from capsim.analytic.training import release_refusal
+    plan = {**PLAN, **plan}
+    assert release_refusal(capsim.get_model(MODEL), capsim.TrainPlan(**plan), framework).startswith(reason)
 
 
 def test_fp8_on_the_first_megatron_release_with_it_is_priced():
     api = _api("megatron-core-0.8.0", precision="fp8")
     assert api.feasible, api.reason
+    from capsim.analytic.training import release_refusal
+    assert release_refusal(capsim.get_model(MODEL), capsim.TrainPlan(**PLAN, precision="fp8"),
+                           "megatron-core-0.8.0") == ""
+    result = CliRunner().invoke(app, ["memory", "train", *CLI, "--precision", "fp8", "--framework",
+                                      "megatron-core-0.8.0"])
+    assert "has no" not in result.output + result.stderr

@@ -11,7 +11,7 @@ from capsim.analytic.flops import matmul_params, serving_step_flops, training_fl
 from capsim.analytic.memory import serving_memory
 from capsim.analytic.ops import Phase, StepBatch, training_layer_ops
 from capsim.analytic.params import param_counts
-from capsim.analytic.training import DEFAULT_FRAMEWORK, release_memory
+from capsim.analytic.training import DEFAULT_FRAMEWORK, release_memory, release_refusal
 from capsim.analytic.training.step import as_released
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, gb, infeasible, table
@@ -54,14 +54,19 @@ def memory_train(model: o.Model = "", accelerator: AccelOpt = None, gpus: o.Gpus
     plan = as_released(spec, plan, framework).check(spec, gpus)
     acc = device_of(accelerator, calibration, "A100-SXM4-80GB")
     mem = release_memory(spec, plan, acc, framework)
+    refusal = release_refusal(spec, plan, framework)  # what `capsim train` refuses, memory aside
     out = {"model": spec.name, "accelerator": acc.name, "plan": plan.to_dict(), **mem.to_dict()}
     if as_json:
         emit_json(out)
+        if refusal:
+            return infeasible(refusal)
         return None if mem.fits else infeasible(f"does not fit: {gb(mem.total_bytes)} of {gb(acc.memory_bytes)}")
     rows = [[k.replace("_bytes", ""), gb(out[k])] for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes",
                                                             "activations_bytes", "temporary_bytes", "total_bytes")]
     console.print(table(f"{spec.name} training on {acc.name}: memory per GPU ({out['peak_stage']} pipeline stage)",
                         ["part", "bytes"], rows))
+    if refusal:
+        return infeasible(refusal)
     if mem.fits:
         console.print(_verdict(mem.total_bytes, acc.memory_bytes))
         return None

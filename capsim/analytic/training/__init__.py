@@ -15,7 +15,14 @@ from capsim.analytic.training.framework import (
     release_for,
 )
 from capsim.analytic.training.result import BREAKDOWN, StepTime
-from capsim.analytic.training.step import as_released, release_memory, release_sp, resolve_perf, step_time
+from capsim.analytic.training.step import (
+    as_released,
+    release_memory,
+    release_refusal,
+    release_sp,
+    resolve_perf,
+    step_time,
+)
 
-__all__ = ["as_released", "release_memory", "release_sp", "BREAKDOWN", "DEFAULT_FRAMEWORK", "FRAMEWORKS", "RELEASES", "Framework", "FrameworkFamily", "FrameworkName", "Release",
+__all__ = ["as_released", "release_memory", "release_refusal", "release_sp", "BREAKDOWN", "DEFAULT_FRAMEWORK", "FRAMEWORKS", "RELEASES", "Framework", "FrameworkFamily", "FrameworkName", "Release",
            "StepTime", "comms", "get_framework", "get_release", "release_for", "resolve_perf", "stages", "step_time"]

@@ -101,6 +101,24 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
     return names[np.where(bad.any(axis=0), np.argmax(bad, axis=0), len(checks))]
 
 
+def _reasons(model: ModelSpec, lay: Layouts, precision: Precision, num_gpus: int, fw: Framework) -> np.ndarray:
+    """Why each layout cannot run under ``fw`` in ``precision`` ("" where it can), memory and offloading aside:
+    ``_validity``, then a format the release does not train in."""
+    reason = _validity(model, lay, num_gpus, fw)
+    if (precision.compute is DType.FP8 or precision.compute.block_scaled) and not fw.fp8_training:
+        reason = np.where(reason == "", f"{fw.name} has no {precision.compute.value.upper()} training", reason)
+    return reason
+
+
+def release_refusal(model: ModelSpec, plan: TrainPlan,
+                    framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> str:
+    """Why ``plan``, as its release runs it (``as_released``), cannot run under that release ("" where it can),
+    memory aside: the reason ``step_time`` reports, for the faces that price no step (``capsim memory train``)."""
+    fw = get_framework(framework)
+    plan = as_released(model, plan, fw)
+    return str(_one(_reasons(model, Layouts.from_plans(model, [plan]), plan.precision, plan.num_gpus, fw)))
+
+
 def _a2a_overlap_checks(model: ModelSpec, lay: Layouts, fw: Framework) -> list[tuple[object, str]]:
     """What Megatron-Core's EP A2A overlap refuses (TransformerConfig.__post_init__, megatron/core/transformer/
     transformer_config.py L1665-1704, NVIDIA/Megatron-LM@0d8e0714): pp > 1 without virtual stages, ep 1, the
@@ -234,9 +252,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     parts["offload_s"] = np.zeros(len(lay)) if not fw.offload_layers else offload.offload_s(
         lay, fw, cluster.accelerator, layer_activation_bytes(model, lay, precision, fw.attention, fw.dropout),
         times.moe.layer_fwd_s, times.moe.layer_bwd_s)
-    reason = _validity(model, lay, cluster.num_gpus, fw)
-    if (precision.compute is DType.FP8 or precision.compute.block_scaled) and not fw.fp8_training:
-        reason = np.where(reason == "", f"{fw.name} has no {precision.compute.value.upper()} training", reason)
+    reason = _reasons(model, lay, precision, cluster.num_gpus, fw)
     for bad, why in offload.checks(lay, fw, cluster.accelerator, model.total_layers):
         reason = np.where((reason == "") & np.broadcast_to(np.asarray(bad, bool), (len(lay),)), why, reason)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
@@ -267,4 +283,4 @@ def _one(x: object) -> object:
     return v.item() if isinstance(v, np.generic) else v
 
 
-__all__ = ["as_released", "release_memory", "release_sp", "release_split", "resolve_perf", "step_time"]
+__all__ = ["as_released", "release_memory", "release_refusal", "release_sp", "release_split", "resolve_perf", "step_time"]
