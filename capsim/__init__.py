@@ -26,7 +26,7 @@ from capsim.analytic.ops import (
 )
 from capsim.analytic.params import ParamCounts, param_counts
 from capsim.analytic.serving import IterationTime, Sampling, SamplingMode, StepShape, iteration_time
-from capsim.analytic.training import StepTime, as_released, release_memory, step_time
+from capsim.analytic.training import StepTime, as_released, release_memory, release_refusal, step_time
 from capsim.calibration import Calibration, load_calibration
 from capsim.errors import SpecError, UnknownNameError
 from capsim.perf import Perf
@@ -58,7 +58,7 @@ from capsim.validation import Report, Suite, run_suite
 __version__ = "0.1.0"
 
 __all__ = [
-    "Accelerator", "Arch", "AttentionImpl", "as_released", "release_memory", "Calibration", "Cluster", "DType", "Layouts", "Mlp", "ModelSpec", "Node",
+    "Accelerator", "Arch", "AttentionImpl", "as_released", "release_memory", "release_refusal", "Calibration", "Cluster", "DType", "Layouts", "Mlp", "ModelSpec", "Node",
     "Op", "OpKind", "ParamCounts", "Perf", "Phase", "Precision", "Quantization", "Recompute", "Report", "Schedule",
     "ServePlan", "ServingMemory", "SpecError", "StepBatch", "StepTime", "Suite", "TrainPlan", "TrainingMemory", "UnknownNameError",
     "from_hf_config", "get_accelerator", "get_model", "kv_cache_bytes_per_token", "load_calibration", "load_catalog",
