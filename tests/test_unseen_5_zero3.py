@@ -41,7 +41,7 @@ ROWS = [
 _FSDP = ("PyTorch 2.0 FSDP1, GPT-3 175B shape, full recompute, one or two 2048-token sequences per GPU: capsim's "
          "step is compute-bound (exposed ZeRO-3 traffic ~1 s of 14-26 s), its GEMMs at ~73% of the A100 bf16 peak "
          "against the paper's ~55-60% 'hardware utilization'. Not explained. Not priced, as the paper does not state "
-         "them: its FLOP count (without the recomputed forward, capsim's figure is 3/4: -9% to -6%), minGPT's own "
+         "them: its FLOP count (counted without the recomputed forward, capsim's model TFLOPS are -11.4% to -5.3% off), minGPT's own "
          "attention (q @ k^T, masked_fill, softmax, dropout 0.1: ~-6% at batch 2 when priced unfused with dropout), "
          "and whether '2Tb/s RoCE' is per node")
 WHY = {
