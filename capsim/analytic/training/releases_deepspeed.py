@@ -171,7 +171,7 @@ def deepspeed_0_14(name: str) -> Release:
 
 
 _Z10 = "DS@v0.10.0 deepspeed/runtime/zero/"
-_OVERLAP10 = (_Z10 + "config.py L120 overlap_comm: None, L279-283 overlap_comm_valid: None -> stage == "
+_OVERLAP10 = (_Z10 + "config.py L120 overlap_comm: None, L278-284 overlap_comm_valid: None -> stage == "
               "ZeroStageEnum.weights (True at ZeRO-3 only)")
 
 
@@ -197,7 +197,7 @@ def deepspeed_0_10(name: str) -> Release:
                                         "compute stream",
         "overlap_param_gather": s12 + " L1646-1777 step: the updated 16-bit partitions are all-gathered inside the "
                                 "optimizer step (L1751 all_gather_dp_groups), before the next forward starts",
-        "zero3_prefetch": ppc + " L250-375 fetch_sub_module: with stage3_prefetch_bucket_size > 0 (" + _Z10 +
+        "zero3_prefetch": ppc + " L250-377 fetch_sub_module: with stage3_prefetch_bucket_size > 0 (" + _Z10 +
                           "config.py L184 default 5e7 elements; L339-371) the next modules of the traced order are "
                           "all-gathered while the current one computes",
         "zero3_reuse_elements": _Z10 + "config.py L213 stage3_max_reuse_distance 1e9; " + ppc + " L448-477 "
