@@ -17,6 +17,7 @@ from capsim.analytic.training import releases_automodel as automodel
 from capsim.analytic.training import releases_bridge as bridge
 from capsim.analytic.training import releases_current as current
 from capsim.analytic.training import releases_deepspeed as deepspeed
+from capsim.analytic.training import releases_fsdp1 as fsdp1
 from capsim.analytic.training import releases_fsdp2 as fsdp2
 from capsim.analytic.training import releases_legacy as legacy
 from capsim.analytic.training import releases_mcore as mcore
@@ -44,6 +45,7 @@ class FrameworkName(StrEnum):
     MEGATRON_CORE_0_13 = "megatron-core-0.13.0"  # at core_v0.13.0, covering 0.13.0-0.13.1 (releases_mcore.py)
     MEGATRON_CORE_0_14 = "megatron-core-0.14.0"  # Megatron-LM pretrain_gpt.py at core_v0.14.0 (releases_mcore.py)
     FSDP = "fsdp-pytorch-2.3"
+    FSDP_2_0 = "fsdp-pytorch-2.0"  # PyTorch 2.0 FSDP1 as the FSDP paper describes it (releases_fsdp1.py)
     NEMO_24_07 = "nemo-24.07"  # Megatron-Core through NeMo 1.0 (releases_current.py)
     NEMO_24_09 = "nemo-24.09"  # Megatron-Core through NeMo 1.0 (releases_nemo.py)
     NEMO_24_12 = "nemo-24.12"  # Megatron-Core through NeMo 1.0 (releases_nemo.py)
@@ -65,6 +67,7 @@ class FrameworkName(StrEnum):
     TORCHTITAN_2024_12 = "torchtitan-2024-12"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
     TORCHTITAN_2025_06 = "torchtitan-2025-06"  # PyTorch FSDP2 + torchao through torchtitan (releases_torchtitan.py)
     TORCHTITAN_2026_08 = "torchtitan-2026-08"  # PyTorch FSDP2 through torchtitan
+    DEEPSPEED_0_10 = "deepspeed-0.10"  # DeepSpeed ZeRO 1-3 engine, 0.8.2-0.10.3 (releases_deepspeed.py)
     DEEPSPEED_0_14 = "deepspeed-0.14"  # DeepSpeed ZeRO 1-3 engine, 0.14.0-0.16.4 (releases_deepspeed.py)
     MEGATRON_DEEPSPEED_2022 = "megatron-deepspeed-2022"  # BigScience's Megatron-DeepSpeed + DeepSpeed bf16 ZeRO-1
 
@@ -95,6 +98,7 @@ RELEASES: dict[FrameworkName, Release] = {
     **{FrameworkName("megatron-core-" + t.removeprefix("core_v")):
        mcore.megatron_core_release("megatron-core-" + t.removeprefix("core_v"), t) for t in mcore.CORE_TAGS},
     FrameworkName.FSDP: legacy.fsdp_pytorch_2_3(FrameworkName.FSDP.value),
+    FrameworkName.FSDP_2_0: fsdp1.fsdp_pytorch_2_0(FrameworkName.FSDP_2_0.value),
     FrameworkName.NEMO_24_07: current.nemo_24_07(FrameworkName.NEMO_24_07.value),
     FrameworkName.NEMO_25_02: current.nemo_25_02(FrameworkName.NEMO_25_02.value),
     **{n: nemo.nemo_release(n.value, n.value) for n in (
@@ -110,6 +114,7 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.TORCHTITAN_2024_12: titan.torchtitan_2024_12(FrameworkName.TORCHTITAN_2024_12.value),
     FrameworkName.TORCHTITAN_2025_06: titan.torchtitan_2025_06(FrameworkName.TORCHTITAN_2025_06.value),
     FrameworkName.TORCHTITAN_2026_08: titan.torchtitan_2026_08(FrameworkName.TORCHTITAN_2026_08.value),
+    FrameworkName.DEEPSPEED_0_10: deepspeed.deepspeed_0_10(FrameworkName.DEEPSPEED_0_10.value),
     FrameworkName.DEEPSPEED_0_14: deepspeed.deepspeed_0_14(FrameworkName.DEEPSPEED_0_14.value),
     FrameworkName.MEGATRON_DEEPSPEED_2022: deepspeed.megatron_deepspeed_2022(FrameworkName.MEGATRON_DEEPSPEED_2022.value),
 }

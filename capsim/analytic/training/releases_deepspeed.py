@@ -170,6 +170,58 @@ def deepspeed_0_14(name: str) -> Release:
                    cite, defaults, flags, covers=("deepspeed-0.14.0", "deepspeed-0.16.4"))
 
 
+_Z10 = "DS@v0.10.0 deepspeed/runtime/zero/"
+_OVERLAP10 = (_Z10 + "config.py L120 overlap_comm: None, L278-284 overlap_comm_valid: None -> stage == "
+              "ZeroStageEnum.weights (True at ZeRO-3 only)")
+
+
+def deepspeed_0_10(name: str) -> Release:
+    """DeepSpeed 0.10.0 (2023-07-17), the release that shipped ZeRO++ (DS d18aa2c, #3784, 2023-06-22; Wang et al.
+    2023, arXiv 2306.10209) and its tutorial, covering 0.8.2 (2023-03-07) to 0.10.3 (2023-09-11): ZeRO-3 as the
+    ZeRO++ paper's baseline runs it. The ZeRO defaults of ``deepspeed-0.14`` (zero/config.py stage, reduce_scatter,
+    reduce_bucket_size, overlap_comm, stage3 prefetch bucket and reuse distance are the same at v0.8.2, v0.9.0,
+    v0.10.0, v0.10.3 and v0.14.0) but ZeRO-1/2 reduce each rank's slice of a bucket to its owner instead of
+    all-reducing the bucket (use_multi_rank_bucket_allreduce arrived 2023-11-21, DS 2afa1c7, #4695). ZeRO++ itself
+    (zero_quantized_weights, zero_hpz_partition_size, zero_quantized_gradients: config.py L254-263, all off by
+    default) is not priced: no flag takes it, so a ZeRO++ run is refused rather than priced as ZeRO-3."""
+    base = deepspeed_0_14(name)
+    fw = base.framework.with_(zero_grad_allreduce=False)
+    s12, s3, ppc = _Z10 + "stage_1_and_2.py", _Z10 + "stage3.py", _Z10 + "partitioned_param_coordinator.py"
+    cite = {
+        **base.cite,
+        "zero": _Z10 + "config.py L84 stage 0-3; " + s12 + " (stages 1-2), " + s3 + " (stage 3)",
+        "overlap_grad_reduce": s12 + " L470-471: with overlap_comm (or ZeRO-2) the gradient hooks reduce each bucket "
+                               "during the backward (L904-994 average_tensor); " + _OVERLAP10,
+        "overlap_grad_reduce_min_zero": _OVERLAP10 + "; without it ZeRO-1 reduces after the last backward (" + s12 +
+                                        " L635-652 reduce_gradients) and ZeRO-2 from its hooks (L470-471) on the "
+                                        "compute stream",
+        "overlap_param_gather": s12 + " L1646-1777 step: the updated 16-bit partitions are all-gathered inside the "
+                                "optimizer step (L1751 all_gather_dp_groups), before the next forward starts",
+        "zero3_prefetch": ppc + " L250-377 fetch_sub_module: with stage3_prefetch_bucket_size > 0 (" + _Z10 +
+                          "config.py L184 default 5e7 elements; L339-371) the next modules of the traced order are "
+                          "all-gathered while the current one computes",
+        "zero3_reuse_elements": _Z10 + "config.py L213 stage3_max_reuse_distance 1e9; " + ppc + " L448-477 "
+                                "__params_to_release keeps a module's parameters when the trace uses them again "
+                                "within that many elements (the last blocks of the forward)",
+        "grad_bucket_elements": _Z10 + "config.py L102 reduce_bucket_size 5e8 elements; " + s3 + " L1068-1076 reduces "
+                                "when the bucket would overflow (L1102 __reduce_and_partition_ipg_grads, L1195 "
+                                "reduce_scatter_coalesced); the last bucket after the backward's end",
+        "defer_grad_sync": s3 + " L1025-1046 the gradient hooks run reduce_ready_partitions_and_remove_grads (L1330) "
+                           "from every backward: ZeRO-3 reduce-scatters every micro-batch",
+        "grads_fp32": "DS@v0.10.0 deepspeed/runtime/engine.py L855-870 get_data_types: with ZeRO the gradients "
+                      "accumulate in the model's dtype, and L797-808 communication_data_type reduces them in it "
+                      "(fp16/bf16)",
+        "zero_grad_allreduce": _Z10 + "config.py L97 reduce_scatter True: " + s12 + " L904-994 average_tensor "
+                               "reduces each rank's slice of the bucket to its owner (L990 dist.reduce, async): a "
+                               "reduce-scatter's volume, no all-reduce (the multi-rank bucket all-reduce is later, "
+                               "DS 2afa1c7, 2023-11-21); ZeRO-3 reduce-scatters (" + s3 + " L1195 without qgZ)",
+    }
+    return Release(fw, FrameworkFamily.DEEPSPEED, "deepspeed-0.10.0", "2023-07-17",
+                   "microsoft/DeepSpeed v0.10.0 (2023-07-17) ZeRO defaults, unchanged from v0.8.2 (2023-03-07) through "
+                   "v0.10.3 (2023-09-11)", cite, base.defaults, base.flags,
+                   covers=("deepspeed-0.8.2", "deepspeed-0.10.3"))
+
+
 _MDS = "MDS@3ab0ad18 megatron/"
 _BF16 = "DS@56c5223 deepspeed/runtime/"  # 2022-04-19 "bf16+pipeline parallelism (#1801)"
 
@@ -251,4 +303,4 @@ def megatron_deepspeed_2022(name: str) -> Release:
                    "(2022-04-19, bf16 + pipeline, BF16_Optimizer)", cite, defaults, flags)
 
 
-__all__ = ["NO_INTERLEAVING", "deepspeed_0_14", "megatron_deepspeed_2022"]
+__all__ = ["NO_INTERLEAVING", "deepspeed_0_10", "deepspeed_0_14", "megatron_deepspeed_2022"]
