@@ -43,8 +43,11 @@ from capsim.errors import SpecError
 
 USAGE_FIX = ("rerun genai-perf with --extra-inputs '{\"stream_options\": {\"include_usage\": true}}' so the server "
              "reports each request's token counts, or benchmark with AIPerf, whose per-record export has them")
-WINDOW_NOTE = ("only the requests perf_analyzer kept (those that ended inside its measurement windows): requests in "
-               "flight at a window's edges are missing from the replay")
+# perf_analyzer 263c5f6e src/inference_profiler.cc L1202 (each window starts where the previous one ended, the first
+# at the concurrency change) and L1357 (a request counts in the window its last response falls in)
+WINDOW_NOTE = ("only the requests perf_analyzer kept (those that ended inside its measurement windows, which run back "
+               "to back from the start, so the start-up is kept): the requests in flight at the last window's end are "
+               "missing from the replay")
 TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
