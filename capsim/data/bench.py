@@ -39,7 +39,7 @@ FORMATS = {
                        "--save-result, vLLM 0.4.0 and later)",
     "sglang-bench-jsonl": "python -m sglang.bench_serving --output-file F.jsonl --output-details (SGLang 0.4.7 to "
                           "0.5.23)",
-    "genai-perf-profile-export": "GenAI-Perf / perf_analyzer profile_export.json (genai-perf 0.0.16)",
+    "genai-perf-profile-export": "GenAI-Perf / perf_analyzer profile_export.json (genai-perf 0.0.11 to 0.0.16)",
     "aiperf-profile-export": "AIPerf per-record profile_export.jsonl (aiperf 0.13.0)",
     "per-request-csv": "per-request CSV with the columns " + ", ".join(CSV_COLUMNS),
 }
@@ -184,14 +184,19 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_bench_runs(path: str | Path) -> list[BenchRun]:
+def read_bench_runs(path: str | Path, given: Any = None) -> list[BenchRun]:
     """Every run a benchmark file holds (a SGLang JSONL or a GenAI-Perf export may hold several), the format told
-    from the content; a file of none of the formats read is one error naming them."""
+    from the content; a file of none of the formats read is one error naming them. ``given``
+    (``bench_lengths.GivenLengths``): prompt/output lengths the user states for a GenAI-Perf export that records
+    no token counts (refused for any other format, whose files record their own)."""
     p = Path(path)
     if not p.is_file():
         raise SpecError("FILE", f"no file at {p}", "give a benchmark result file: " + "; ".join(FORMATS.values()))
     data = p.read_bytes()
     fmt, parsed = _detect(p, data)
+    if given and fmt != "genai-perf-profile-export":
+        raise SpecError("--input-len/--output-len", f"{p} is a {fmt} file, which records its own token counts",
+                        "give them only for a GenAI-Perf export without usage")
     if fmt == "per-request-csv":
         return [_from_csv(p, data)]
     from capsim.data import bench_clients, bench_nvidia
@@ -205,7 +210,10 @@ def read_bench_runs(path: str | Path) -> list[BenchRun]:
                                               f"{p.stem}:{i}" if many else p.stem, sha, fmt), i)
                 for i, d in enumerate(parsed, 1)]
     if fmt == "genai-perf-profile-export":
-        return [_nth(r, i) for i, r in enumerate(bench_nvidia.from_genai_perf(parsed[0], origin, p.stem, sha), 1)]
+        from capsim.data.bench_lengths import GivenLengths
+
+        runs = bench_nvidia.from_genai_perf(parsed[0], origin, p.stem, sha, given or GivenLengths())
+        return [_nth(r, i) for i, r in enumerate(runs, 1)]
     return [bench_nvidia.from_aiperf(parsed, origin, p.stem, sha)]
 
 
