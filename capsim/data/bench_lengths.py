@@ -41,6 +41,9 @@ class GivenLengths:
         return self.input_len is not None or self.output_len is not None
 
 
+NONE_GIVEN = GivenLengths()
+
+
 def payload(req: dict[str, Any]) -> dict[str, Any]:
     """The JSON payload an OpenAI request sent ({} where it is not JSON)."""
     text = (req.get("request_inputs") or {}).get("payload")
@@ -116,4 +119,4 @@ def missing_error(origin: str, missing: dict[str, int], total: int) -> tuple[str
     return f"{origin}: {what} ({why})", "; ".join(MISSING_FIX[k] for k, n in missing.items() if n)
 
 
-__all__ = ["GivenLengths", "capped_output", "counts", "missing_error", "payload", "token_id_prompt"]
+__all__ = ["NONE_GIVEN", "GivenLengths", "capped_output", "counts", "missing_error", "payload", "token_id_prompt"]

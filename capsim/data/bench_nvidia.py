@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from capsim.data.bench import SAMPLING_KEYS, BenchRun, check_run, number
-from capsim.data.bench_lengths import GivenLengths, counts, missing_error
+from capsim.data.bench_lengths import NONE_GIVEN, GivenLengths, counts, missing_error
 from capsim.errors import SpecError
 
 # perf_analyzer 263c5f6e src/inference_profiler.cc L1202 (each window starts where the previous one ended, the first
@@ -135,7 +135,7 @@ def _payload_sampling(requests: list[dict[str, Any]], origin: str) -> dict[str, 
 
 
 def _experiment(exp: dict[str, Any], kind: str, origin: str, name: str, sha: str,
-                given: GivenLengths = GivenLengths()) -> BenchRun:
+                given: GivenLengths = NONE_GIVEN) -> BenchRun:
     reqs = sorted(exp["requests"], key=lambda r: r["timestamp"])
     read = {"openai": None, "triton_c_api": _c_api_request, "triton": _triton_request}
     if kind not in read:
@@ -181,7 +181,7 @@ def _experiment(exp: dict[str, Any], kind: str, origin: str, name: str, sha: str
 
 
 def from_genai_perf(d: dict[str, Any], origin: str, stem: str, sha: str,
-                    given: GivenLengths = GivenLengths()) -> list[BenchRun]:
+                    given: GivenLengths = NONE_GIVEN) -> list[BenchRun]:
     """One run per experiment (load level) of a perf_analyzer / GenAI-Perf profile export; ``given`` lengths fill
     only the counts the file does not fix (capsim/data/bench_lengths.py)."""
     exps = d["experiments"]
