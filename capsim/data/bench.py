@@ -38,7 +38,7 @@ FORMATS = {
     "vllm-bench-json": "vllm bench serve --save-result --save-detailed JSON (and benchmarks/benchmark_serving.py "
                        "--save-result, vLLM 0.4.0 and later)",
     "sglang-bench-jsonl": "python -m sglang.bench_serving --output-file F.jsonl --output-details (SGLang 0.4.7 to "
-                          "0.5.23)",
+                          "0.5.23; SGLang 0.4.6's aggregates of a random dataset)",
     "genai-perf-profile-export": "GenAI-Perf / perf_analyzer profile_export.json (genai-perf 0.0.11 to 0.0.16)",
     "aiperf-profile-export": "AIPerf per-record profile_export.jsonl (aiperf 0.13.0)",
     "per-request-csv": "per-request CSV with the columns " + ", ".join(CSV_COLUMNS),
@@ -74,6 +74,9 @@ class BenchRun:
     # times of a closed loop), said in every report of the run.
     notes: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The client's own figures under measured_summary's keys, for a file that keeps aggregates only (its requests
+    # redrawn from its arguments, capsim/data/bench_aggregates.py; ttft_s and e2e_s are then NaN); None otherwise.
+    aggregates: dict[str, float] | None = None
 
     @property
     def size(self) -> int:
@@ -118,6 +121,8 @@ def measured_summary(run: BenchRun) -> dict[str, float]:
     """The run's figures as vllm bench serve computes them, under the simulator's summary keys: TTFT, TPOT
     ((E2E - TTFT) / (output - 1), requests of more than one token), ITL (every gap), E2E; throughput over the
     client's duration (or first arrival to last completion)."""
+    if run.aggregates is not None:
+        return dict(run.aggregates)
     out: dict[str, float] = {}
     tpot = (run.e2e_s - run.ttft_s)[run.output_tokens > 1] / (run.output_tokens[run.output_tokens > 1] - 1)
     series = {"ttft": run.ttft_s, "tpot": tpot, "e2e": run.e2e_s}
