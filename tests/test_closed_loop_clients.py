@@ -51,4 +51,4 @@ def test_request_count_mode_counts_every_request():
     m = genai_perf_count(req)
     assert m.requests == 6 and m.ttft_mean_s == pytest.approx((5.0 + 0.5) / 2)
     assert m.output_tokens_per_s == pytest.approx(600 / 14.0)
-    assert WINDOW_S == pytest.approx(12.0)
+    assert pytest.approx(12.0) == WINDOW_S
