@@ -20,6 +20,7 @@ from capsim.analytic.training import releases_deepspeed as deepspeed
 from capsim.analytic.training import releases_fsdp2 as fsdp2
 from capsim.analytic.training import releases_legacy as legacy
 from capsim.analytic.training import releases_mcore as mcore
+from capsim.analytic.training import releases_meta as meta
 from capsim.analytic.training import releases_nemo as nemo
 from capsim.analytic.training import releases_torchtitan as titan
 from capsim.analytic.training.release import (
@@ -67,6 +68,7 @@ class FrameworkName(StrEnum):
     TORCHTITAN_2026_08 = "torchtitan-2026-08"  # PyTorch FSDP2 through torchtitan
     DEEPSPEED_0_14 = "deepspeed-0.14"  # DeepSpeed ZeRO 1-3 engine, 0.14.0-0.16.4 (releases_deepspeed.py)
     MEGATRON_DEEPSPEED_2022 = "megatron-deepspeed-2022"  # BigScience's Megatron-DeepSpeed + DeepSpeed bf16 ZeRO-1
+    META_4D_2024 = "meta-4d-2024"  # Meta's Llama 3 stack as its paper describes it (releases_meta.py)
 
     @classmethod
     def _missing_(cls, value: object) -> FrameworkName | None:
@@ -112,6 +114,7 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.TORCHTITAN_2026_08: titan.torchtitan_2026_08(FrameworkName.TORCHTITAN_2026_08.value),
     FrameworkName.DEEPSPEED_0_14: deepspeed.deepspeed_0_14(FrameworkName.DEEPSPEED_0_14.value),
     FrameworkName.MEGATRON_DEEPSPEED_2022: deepspeed.megatron_deepspeed_2022(FrameworkName.MEGATRON_DEEPSPEED_2022.value),
+    FrameworkName.META_4D_2024: meta.meta_4d_2024(FrameworkName.META_4D_2024.value),
 }
 FRAMEWORKS: dict[FrameworkName, Framework] = {k: r.framework for k, r in RELEASES.items()}
 
