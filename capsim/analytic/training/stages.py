@@ -17,7 +17,7 @@ from capsim.analytic.params import layer_params_by_kind, param_counts
 from capsim.analytic.training import comms, host
 from capsim.analytic.training.compute import MicroBatchTimes, distinct, micro_batch_times
 from capsim.analytic.training.framework import Framework
-from capsim.analytic.training.release import CpRotate, MoeDispatcher
+from capsim.analytic.training.release import MoeDispatcher
 from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
 from capsim.specs.model import ModelSpec
