@@ -20,6 +20,7 @@ from capsim.analytic.training import releases_deepspeed as deepspeed
 from capsim.analytic.training import releases_fsdp2 as fsdp2
 from capsim.analytic.training import releases_legacy as legacy
 from capsim.analytic.training import releases_mcore as mcore
+from capsim.analytic.training import releases_megatron_lm as megatron_lm
 from capsim.analytic.training import releases_meta as meta
 from capsim.analytic.training import releases_nemo as nemo
 from capsim.analytic.training import releases_torchtitan as titan
@@ -36,6 +37,7 @@ class FrameworkName(StrEnum):
 
     MEGATRON_2021 = "megatron-lm-2021"
     MEGATRON_2022 = "megatron-lm-2022"
+    MEGATRON_2023 = "megatron-lm-2023"  # Megatron-LM at 285068c8, 2023-01-11 (releases_megatron_lm.py)
     MEGATRON_CORE = "megatron-core-0.8.0"
     MEGATRON_CORE_0_9 = "megatron-core-0.9.0"  # Megatron-LM pretrain_gpt.py at core_v0.9.0 (releases_mcore.py)
     MEGATRON_CORE_0_10 = "megatron-core-0.10.0"  # at core_v0.10.0 (releases_mcore.py)
@@ -92,6 +94,7 @@ ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": Framew
 RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.MEGATRON_2021: legacy.megatron_lm_2021(FrameworkName.MEGATRON_2021.value),
     FrameworkName.MEGATRON_2022: legacy.megatron_lm_2022(FrameworkName.MEGATRON_2022.value),
+    FrameworkName.MEGATRON_2023: megatron_lm.megatron_lm_2023_01(FrameworkName.MEGATRON_2023.value),
     FrameworkName.MEGATRON_CORE: legacy.megatron_core_0_8(FrameworkName.MEGATRON_CORE.value),
     FrameworkName.MEGATRON_CORE_0_14: mcore.megatron_core_0_14(FrameworkName.MEGATRON_CORE_0_14.value),
     **{FrameworkName("megatron-core-" + t.removeprefix("core_v")):
