@@ -39,6 +39,9 @@ class CpRotate(StrEnum):
     # Llama 3's all-gather CP (Dubey et al. 2024, arXiv 2407.21783 v3, Sec. 3.3.2 p. 11-12): every rank's K, V
     # all-gathered first, then one attention of the rank's local queries over them (no per-step merge), the gather
     # "exposed in the critical path"; its backward is the gather's adjoint, dK, dV reduce-scattered
+    # (the backward is not stated in the paper). Its attention is priced as the ring's steps (the same FLOPs and
+    # shapes, compute._later_step_s), its memory as the gathered K, V held while the layer runs: autograd may also
+    # save the gathered K, V for the backward, which is not priced
     GATHER_KV = "gather-kv"
 
 
