@@ -3,7 +3,7 @@
 datasheet calibrations. The rows: the Llama 3 paper's Table 4 (Llama 3 405B on 8,192 and 16,384 H100s, TP 8, CP 1 or
 16, PP 16, 8K and 128K sequences), priced with the meta-4d-2024 preset (Meta's stack as the paper's Sec. 3.3
 describes it, capsim.analytic.training.releases_meta); MegaScale's (NSDI 2024) Megatron-LM baseline for the 175B model
-on 256 to 12,288 A100s (Table 2), priced with megatron-lm-2023 (Megatron-LM at the commit the paper names, 285068c8,
+on 256 to 12,288 A100s (Table 2), priced with megatron-lm-2023.01.11 (Megatron-LM at the commit the paper names, 285068c8,
 capsim.analytic.training.releases_megatron_lm). Sources, defaults and left-out runs are in the file's header.
 
 Every row must be priced. A row within TOL_PCT of its measurement must stay there; a row outside is a strict xfail
@@ -167,7 +167,7 @@ def test_megascales_baseline_commit_has_its_own_preset():
     from capsim.analytic.training.framework import release_for
 
     release = release_for("megatron-lm", "megatron-lm-2023.01.11")
-    assert release.name == "megatron-lm-2023" and "ML@285068c8" in release.code
+    assert release.name == "megatron-lm-2023.01.11" and "ML@285068c8" in release.code
     fw, layout = release.configure()
     assert fw.attention is AttentionImpl.UNFUSED and fw.dropout and not fw.overlap_grad_reduce
     assert fw.distributed_optimizer and not layout["distributed_optimizer"]  # offered, off by default

@@ -37,7 +37,7 @@ class FrameworkName(StrEnum):
 
     MEGATRON_2021 = "megatron-lm-2021"
     MEGATRON_2022 = "megatron-lm-2022"
-    MEGATRON_2023 = "megatron-lm-2023"  # Megatron-LM at 285068c8, 2023-01-11 (releases_megatron_lm.py)
+    MEGATRON_2023 = "megatron-lm-2023.01.11"  # Megatron-LM at 285068c8, 2023-01-11 (releases_megatron_lm.py)
     MEGATRON_CORE = "megatron-core-0.8.0"
     MEGATRON_CORE_0_9 = "megatron-core-0.9.0"  # Megatron-LM pretrain_gpt.py at core_v0.9.0 (releases_mcore.py)
     MEGATRON_CORE_0_10 = "megatron-core-0.10.0"  # at core_v0.10.0 (releases_mcore.py)

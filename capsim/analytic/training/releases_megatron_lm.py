@@ -125,9 +125,8 @@ def megatron_lm_2023_01(name: str) -> Release:
         "--no-gradient-accumulation-fusion": Flag("fused_grad_accumulation", {"": False}, _ARGS + "L677"),
         "--use-distributed-optimizer": Flag("layout.distributed_optimizer", {"": True}, _ARGS + "L874"),
     }
-    return Release(fw, FrameworkFamily.MEGATRON_LM, "megatron-lm-2023", "2023-01-11",
-                   "ML@285068c8 (2023-01-11, merge of 'tridao-flashattn')", _cite(), defaults, flags,
-                   covers=("megatron-lm-2023.01.11", "megatron-lm-2023.01.11"))
+    return Release(fw, FrameworkFamily.MEGATRON_LM, "megatron-lm-2023.01.11", "2023-01-11",
+                   "ML@285068c8 (2023-01-11, merge of 'tridao-flashattn')", _cite(), defaults, flags)
 
 
 __all__ = ["megatron_lm_2023_01"]

@@ -109,7 +109,8 @@ def _cite() -> dict[str, str]:
                         "sequences 'without activation checkpointing')",
         "torch_compile": "torch.compile " + _UNSTATED,
         "eager_norm": FUSED_POINTWISE, "eager_pointwise": FUSED_POINTWISE, **GENERIC_EAGER, **FUSED_FORMS,
-        "fp8_precompute_scales": "no FP8 training", "fp8_recompute_weight_bwd": "no FP8 training",
+        "fp8_precompute_scales": "a torchao FP8 option; no FP8 training here (fp8_training)",
+        "fp8_recompute_weight_bwd": "a torchao FP8 option; no FP8 training here (fp8_training)",
         **NOT_DEEPSPEED,
     }
 
