@@ -182,7 +182,14 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     steps = lay.cp - 1.0
     block_f, block_b = t.layer_attn_fwd_s / lay.cp, t.layer_attn_bwd_s / lay.cp
     send = send_s(perf, kv_bytes, inter)
-    if fw.cp_rotate is CpRotate.P2P:
+    if fw.cp_rotate is CpRotate.GATHER_KV:
+        # Dubey et al. 2024 (arXiv 2407.21783 v3) Sec. 3.3.2 p. 12: "we first all-gather the key (K) and value (V)
+        # tensors, and then compute attention output for the local query (Q) tensor chunk ... the all-gather
+        # communication latency is exposed in the critical path"; the backward's dK, dV reduce-scatter (the gather's
+        # adjoint) waits for the attention backward that makes them and feeds the K, V projections' backward
+        fwd = collective_s(perf, "all_gather", lay.cp * kv_bytes, where)
+        bwd = collective_s(perf, "reduce_scatter", lay.cp * kv_bytes, where)
+    elif fw.cp_rotate is CpRotate.P2P:
         fwd = steps * np.maximum(send - block_f, 0.0)
         bwd = steps * np.maximum(send_s(perf, 2.0 * kv_bytes, inter) - block_b, 0.0)
     else:

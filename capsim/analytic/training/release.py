@@ -424,6 +424,8 @@ class FrameworkFamily(StrEnum):
     FSDP = "fsdp"  # PyTorch FullyShardedDataParallel (FSDP1)
     FSDP2 = "fsdp2"  # PyTorch fully_shard (FSDP2), through NeMo AutoModel or torchtitan
     DEEPSPEED = "deepspeed"  # microsoft/DeepSpeed ZeRO stages 1-3, alone or under Megatron-DeepSpeed
+    # Meta's 4D-parallel (TP, CP, PP, FSDP) PyTorch stack as the Llama 3 paper describes it (releases_meta.py)
+    META_4D = "meta-4d"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from capsim.analytic.params import layer_params_by_kind, param_counts
 from capsim.analytic.training import comms, host
 from capsim.analytic.training.compute import MicroBatchTimes, distinct, micro_batch_times
 from capsim.analytic.training.framework import Framework
-from capsim.analytic.training.release import CpRotate, MoeDispatcher
+from capsim.analytic.training.release import MoeDispatcher
 from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
 from capsim.specs.model import ModelSpec
@@ -92,13 +92,13 @@ class LayerTimes:
         if not model.dense_layers:
             t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, sac=fw.selective_ac,
                                   fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing,
-                                  local_casts=fw.tp_gather_quantized, torch_cp=fw.cp_rotate is not CpRotate.P2P,
+                                  local_casts=fw.tp_gather_quantized, torch_cp=fw.cp_rotate,
                                   norm_quantize=fw.norm_quantize, repeat_kv=fw.repeat_kv, eager=fw.eager(),
                                   loss=fw.loss_kernel)
             return cls(t, t)
         return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share, fw.selective_ac,
                                        fw.moe_fp8_padding, fw.moe_random_routing, fw.tp_gather_quantized,
-                                       fw.cp_rotate is not CpRotate.P2P, fw.norm_quantize, fw.repeat_kv, fw.eager(),
+                                       fw.cp_rotate, fw.norm_quantize, fw.repeat_kv, fw.eager(),
                                        fw.loss_kernel)
                      for share in (1.0, 0.0)))
 
