@@ -205,5 +205,26 @@ def ops_policy_kept_bytes(model: ModelSpec, ops: list[Op], act_bytes: float, att
     return out
 
 
-__all__ = ["CORE_OPS", "LINEAR_OPS", "MEGATRON_SAC", "MODULE_OPS", "SacPolicy", "SelectiveAc", "alternate_mm_shares", "block_share", "discarded", "op_shares",
+# Full recomputation's methods (Megatron-Core --recompute-method, with --recompute-granularity full; ML@core_v0.14.0
+# megatron/core/transformer/transformer_block.py L429-461 _checkpointed_forward, over the layers of one model chunk,
+# num_layers_per_pipeline_rank = len(self.layers), L314): "uniform" checkpoints each run of N layers as one unit
+# (every layer replayed once; each unit keeps its input only), "block" checkpoints only the chunk's first N layers,
+# one each, and runs the rest without recomputation. MTP layers (multi_token_prediction.py L625-640) are their own
+# checkpoint under "uniform" (N must be 1) and not recomputed under "block".
+FULL_METHODS = ("uniform", "block")
+
+
+def full_replay_share(decoder: Num, mtp: Num, v: Num, method: str, n: int) -> Num:
+    """Share of a stage's layers (``decoder`` layers over ``v`` chunks plus ``mtp`` MTP layers) that full
+    recomputation replays: all of them under "uniform"; under "block" the first ``n`` of each chunk (their mean
+    chunk: at most n v of the decoder layers), no MTP layer."""
+    if method not in FULL_METHODS:
+        raise SpecError("recompute_method", f"unknown method {method!r}", f"use one of {', '.join(FULL_METHODS)}")
+    if method == "uniform":
+        return np.ones_like(np.asarray(decoder, float))
+    d, m = np.asarray(decoder, float), np.asarray(mtp, float)
+    return np.minimum(n * np.asarray(v, float), d) / np.maximum(d + m, 1.0)
+
+
+__all__ = ["CORE_OPS", "FULL_METHODS", "full_replay_share", "LINEAR_OPS", "MEGATRON_SAC", "MODULE_OPS", "SacPolicy", "SelectiveAc", "alternate_mm_shares", "block_share", "discarded", "op_shares",
            "ops_policy_kept_bytes", "replay_s"]

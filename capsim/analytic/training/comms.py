@@ -422,10 +422,12 @@ def param_gather_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarr
     return out
 
 
-def embedding_sync_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int) -> np.ndarray:
+def embedding_sync_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int,
+                     mtp: bool = False) -> np.ndarray:
     """All-reduce of the tied word-embedding gradient between the first and last stage (Megatron-LM keeps a copy
-    on both when pp > 1; Shoeybi et al. 2019, Sec. 3)."""
-    if not model.tied_embeddings:
+    on both when pp > 1; Shoeybi et al. 2019, Sec. 3), or of the embedding the last stage builds for MTP layers
+    (``mtp``: ML@core_v0.14.0 megatron/core/distributed/finalize_model_grads.py L146)."""
+    if not (model.tied_embeddings or mtp):
         return np.zeros(len(lay))
     nbytes = model.vocab * model.hidden / lay.tp * precision.gradients.bytes
     apart = lay.tp * lay.cp * lay.dp * (lay.pp - 1)

@@ -73,6 +73,17 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     # (core_v0.11.0 L472). NeMo sets DistributedDataParallelConfig.grad_reduce_in_fp32 directly (a field since
     # before core_v0.8.0): ``nemo_grad_reduce_flag`` gives its NeMo releases the flag by that key.
     "--grad-reduce-in-bf16": ("grads_fp32", {"": False}, "L1999 (Megatron-Bridge: grad_reduce_in_fp32=False)", 12),
+    # full recomputation's method and layer count (with --recompute-granularity full; capsim.analytic.training.
+    # recompute_block): 'uniform' checkpoints groups of N layers, 'block' only the first N layers of each chunk
+    # (ML@core_v0.14.0 megatron/core/transformer/transformer_block.py L429-461 _checkpointed_forward)
+    "--recompute-method": ("recompute_method", {"uniform": "uniform", "block": "block"}, "L1023", 8),
+    "--recompute-num-layers": ("recompute_layers", {str(n): n for n in range(1, 129)}, "L1032", 8),
+    # not in core_v0.11.0's arguments.py: multi-token prediction (megatron/core/transformer/multi_token_prediction.py
+    # arrives in core_v0.12.0; capsim.analytic.mtp)
+    "--mtp-num-layers": ("mtp_layers", {str(n): n for n in range(1, 9)}, "L1311", 12),
+    # the MTP loss weight (gpt_model.py: mtp_loss_scaling_factor / mtp_num_layers on each MTP loss): prices nothing;
+    # 0.1 the default, 0.3 DeepSeek-V3's first 10T tokens (arXiv:2412.19437 Sec. 4.2)
+    "--mtp-loss-scaling-factor": ("mtp_loss_scale", {"0.1": 0.1, "0.3": 0.3}, "L1316", 12),
 }
 # Values a flag's choices gain later: (flag, value) -> the oldest core minor that accepts it.
 _MC_VALUES_SINCE = {("--moe-token-dispatcher-type", MoeDispatcher.FLEX.value): 12}
