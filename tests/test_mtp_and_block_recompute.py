@@ -107,3 +107,60 @@ def test_uniform_groups_keep_one_input_per_group_and_rebuild_the_group():
 def test_recompute_method_flags_exist_from_core_0_8():
     fw, _ = get_release("megatron-core-0.8.0").configure("--recompute-method=block --recompute-num-layers=3")
     assert (fw.recompute_method, fw.recompute_layers) == ("block", 3)
+
+
+# --- selective recompute modules: what each checkpoint replays and frees ----------------------------------------------
+
+def _module_effects(model_name: str, modules: tuple[str, ...], moe_share: float | None = None):
+    from capsim.analytic.ops import forward_layer_ops, layer_shape
+    from capsim.analytic.recompute import SacPolicy, SelectiveAc, discarded, op_shares
+
+    model = capsim.get_model(model_name)
+    ops = forward_layer_ops(model, layer_shape(model, 4096, 1, 1, 1, False), moe_share=moe_share)
+    sac = SelectiveAc(SacPolicy.MODULES, modules=modules)
+    return ({o.name for o, s in zip(ops, op_shares(model, ops, sac), strict=True) if s},
+            {o.name for o, d in zip(ops, discarded(ops, sac), strict=True) if d})
+
+
+def test_layernorm_recomputes_and_frees_only_the_norms_that_are_their_own_modules():
+    # gpt-oss (TE spec, no MLA): the input norm is fused into linear_qkv; the MoE pre-MLP TENorm's output, kept by the
+    # router, is discarded
+    assert _module_effects("gpt-oss-120b", ("layernorm",)) == ({"norm_mlp"}, {"router"})
+    # DeepSeek-V3: MLA's input norm is a TENorm too (its output kept by the down-projections)
+    replay, freed = _module_effects("deepseek-v3", ("layernorm",), 1.0)
+    assert replay == {"norm_attn", "norm_mlp"} and {"q_down", "router"} <= freed
+    assert _module_effects("deepseek-v3", ("layernorm",), 0.0) == ({"norm_attn"}, {"q_down", "kv_down"})
+    assert _module_effects("llama-3-8b", ("layernorm",)) == (set(), set())  # both fused: nothing to recompute
+
+
+def test_mlp_and_shared_experts_checkpoints_keep_only_their_inputs():
+    replay, freed = _module_effects("llama-3-8b", ("mlp",))
+    assert replay == {"norm_mlp", "mlp_up", "mlp_act", "mlp_down"} and freed == {"mlp_up", "mlp_act", "mlp_down"}
+    assert _module_effects("deepseek-v3", ("mlp",), 1.0) == (set(), set())  # an MoE layer has no "mlp" module
+    assert _module_effects("deepseek-v3", ("shared_experts",), 1.0) == ({"shared_up", "shared_down"}, {"shared_down"})
+
+
+def test_freed_module_memory_lies_between_attention_core_and_full():
+    from capsim.analytic.memory import training_memory
+    from capsim.analytic.recompute import SacPolicy, SelectiveAc
+    from capsim.specs.precision import Precision
+
+    oss = capsim.get_model("gpt-oss-120b")
+    plan = capsim.TrainPlan(dp=8, ep=8, global_batch=64, seq_len=4096, recompute="selective")
+    bf16 = Precision.preset("bf16")
+    core, norm, both = (training_memory(oss, plan, bf16, sac=sac).activations_bytes for sac in (
+        SelectiveAc(), SelectiveAc(SacPolicy.MODULES, modules=("layernorm",)),
+        SelectiveAc(SacPolicy.MODULES, modules=("layernorm", "moe_act"))))
+    # the router's bf16 copy of the normed hidden states, 2 h bytes a token, in each of the 36 layers
+    assert core - norm == pytest.approx(2 * 2880 * 4096 * 36)
+    assert both < norm
+    full = training_memory(oss, plan.with_(recompute="full"), bf16).activations_bytes
+    assert full < both
+
+
+def test_recompute_modules_values_arrive_with_their_core():
+    from capsim.analytic.training.core_flags import megatron_core_flags
+
+    old, new = (megatron_core_flags(m)["--recompute-modules"].values for m in (12, 14))
+    assert "layernorm,mlp" in old and "shared_experts" not in old and "mla_up_proj,shared_experts" in new
+    assert "moe" not in new  # its replay re-runs the all-to-alls: not priced, refused

@@ -7,11 +7,22 @@ Citations: ``ML@<tag>`` is github.com/NVIDIA/Megatron-LM, ``NeMo@<ref>`` github.
 
 from __future__ import annotations
 
+from itertools import combinations
+
 from capsim.analytic.loss import LossKernel
-from capsim.analytic.recompute import SacPolicy, SelectiveAc
+from capsim.analytic.recompute import MODULE_OPS, SacPolicy, SelectiveAc
 from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import Flag, FlexBackend, MoeDispatcher
 from capsim.specs.precision import Fp8Scaling
+
+def _module_values() -> dict[str, SelectiveAc]:
+    """``--recompute-modules`` values capsim prices: every comma-separated set of the modules of
+    ``capsim.analytic.recompute.MODULE_OPS``, in that order ("core_attn" alone is the attention-core policy)."""
+    names = tuple(MODULE_OPS)
+    sets = (c for n in range(1, len(names) + 1) for c in combinations(names, n))
+    return {",".join(c): SelectiveAc(SacPolicy.MODULES, modules=c) if c != ("core_attn",) else SelectiveAc()
+            for c in sets}
+
 
 # Megatron-Core flags capsim prices: flag -> (field, values, where training/arguments.py first defines it (NeMo's
 # config key where it differs), the oldest core minor release that has it). Each was looked up at every tag
@@ -57,14 +68,11 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     "--account-for-loss-in-pipeline-split": ("layout.account_for_loss", {"": True}, "L1836", 11),
     # not in core_v0.11.0's arguments.py; a list (nargs='*') stated comma-separated, as the Megatron-Bridge perf
     # configs' recompute_modules=["layernorm", "moe_act"] (with recompute_granularity "selective")
-    "--recompute-modules": ("selective_ac", {"layernorm,moe_act": SelectiveAc(SacPolicy.MODULES,
-                                                                           modules=("layernorm", "moe_act")),
-                                             "moe_act": SelectiveAc(SacPolicy.MODULES, modules=("moe_act",)),
-                                             "mla_up_proj": SelectiveAc(SacPolicy.MODULES, modules=("mla_up_proj",)),
-                                             "core_attn": SelectiveAc()},
-                            "L1568 (choices core_attn, moe_act, layernorm, mla_up_proj, ...; transformer_config.py "
+    "--recompute-modules": ("selective_ac", _module_values(),
+                            "L1568 (choices core_attn, moe_act, layernorm, mla_up_proj, mlp, moe; transformer_config.py "
                             "L240-249: 'layernorm' the input and pre-MLP norms, 'mla_up_proj' MLA's up projections "
-                            "and RoPE)", 12),
+                            "and RoPE; 'shared_experts' from core_v0.14.0 transformer_config.py L869-877; 'moe' not "
+                            "priced: its replay re-runs the expert all-to-alls)", 12),
     "--fp8-recipe": ("fp8_scaling", {"delayed": Fp8Scaling.DELAYED, "tensorwise": Fp8Scaling.CURRENT}, "L1057", 12),
     # not in core_v0.8.0's arguments.py
     "--fp8-param-gather": ("fp8_params", {"": True}, "L724 (NeMo 2.0: fp8_params)", 9),
@@ -86,7 +94,9 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     "--mtp-loss-scaling-factor": ("mtp_loss_scale", {"0.1": 0.1, "0.3": 0.3}, "L1316", 12),
 }
 # Values a flag's choices gain later: (flag, value) -> the oldest core minor that accepts it.
-_MC_VALUES_SINCE = {("--moe-token-dispatcher-type", MoeDispatcher.FLEX.value): 12}
+_MC_VALUES_SINCE = {("--moe-token-dispatcher-type", MoeDispatcher.FLEX.value): 12,
+                    # not in core_v0.13.0's TransformerConfig allowed_modules (transformer_config.py)
+                    **{("--recompute-modules", v): 14 for v in _module_values() if "shared_experts" in v}}
 _MC_DATES = {8: "baf94af3, 2024-08-12", 9: "1afee592, 2024-10-24", 10: "7ee599a2, 2025-02-17",
              11: "aa6207e2, 2025-03-14", 12: "d580efc6, 2025-05-06", 14: "23e00ed0, 2025-10-08",
              16: "3bec9aa9, 2026-02-26"}
