@@ -15,6 +15,7 @@ from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import Flag, FlexBackend, MoeDispatcher
 from capsim.specs.precision import Fp8Scaling
 
+
 def _module_values() -> dict[str, SelectiveAc]:
     """``--recompute-modules`` values capsim prices: every comma-separated set of the modules of
     ``capsim.analytic.recompute.MODULE_OPS``, in that order ("core_attn" alone is the attention-core policy)."""
