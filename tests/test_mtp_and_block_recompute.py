@@ -58,6 +58,8 @@ def test_mtp_costs_time_flops_and_last_stage_memory():
     assert one.step_s > base.step_s and one.model_flops > base.model_flops
     assert one.model_flops - base.model_flops == pytest.approx(64 * 4096 * mtp.flops_per_token(LLAMA, 4096))
     assert one.memory.stage == 1  # the last stage: one more layer, a second logits tensor, the embedding copy
+    assert one.tp_comm_s > base.tp_comm_s  # eh_proj's gathers and the MTP layer's own TP traffic (tp 2)
+    assert one.embedding_sync_s > 0 == base.embedding_sync_s  # untied: the embedding copy's gradient all-reduce
 
 
 def test_mtp_is_refused_by_releases_without_it():

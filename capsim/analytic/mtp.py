@@ -18,7 +18,9 @@ What runs, read at ML@core_v0.14.0 (github.com/NVIDIA/Megatron-LM, 23e00ed0):
 - megatron/training/training.py L259-263, L383-394: Megatron's FLOPs count the MTP layers as decoder layers of the
   last layer's kind, plus 3 x 2 x mtp (3h + 2h^2) for the norms and the projection, plus (mtp + 1) LM heads.
 
-Hugging Face's DeepseekV3 model drops the MTP weights (``num_nextn_predict_layers`` is read and not built), so
+Hugging Face's DeepseekV3 model drops the MTP weights (``num_nextn_predict_layers`` is read and not built:
+transformers src/transformers/models/deepseek_v3/modular_deepseek_v3.py, DeepseekV3Model
+``_keys_to_ignore_on_load_unexpected`` matching ``model.layers.61.*``, the checkpoint's MTP layer), so
 capsim's parameter counts of a catalog model leave MTP out (capsim.specs.hf says how many it left out); training
 with ``--mtp-num-layers`` prices them here.
 """

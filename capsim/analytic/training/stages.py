@@ -276,8 +276,11 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     single = lay.pp == 1
     # MTP (capsim.analytic.mtp): each layer runs the embedding again, eh_proj, and the head and loss again
     heads = 1.0 + fw.mtp_layers
-    proj = mtp.proj_gemm_s(perf, model, lay.micro_batch * lay.seq_len / lay.cp, lay.tp, precision.compute)
-    mtp_ends = (fw.mtp_layers * (t.embed_fwd_s + t.embed_bwd_s + proj), fw.mtp_layers * tp_embed)
+    mtp_ends: tuple[object, object] = (0.0, 0.0)
+    if fw.mtp_layers:
+        proj = mtp.proj_gemm_s(perf, model, lay.micro_batch * lay.seq_len / lay.cp, lay.tp, precision.compute)
+        mtp_ends = (fw.mtp_layers * (t.embed_fwd_s + t.embed_bwd_s + proj),
+                    fw.mtp_layers * (tp_embed + comms.mtp_proj_tp_s(perf, model, lay, precision, gpn)))
     ends = {"first": (t.embed_fwd_s + t.embed_bwd_s + np.where(single, heads * (t.head_fwd_s + t.head_bwd_s)
                                                                 + mtp_ends[0], 0.0),
                       tp_embed + np.where(single, heads * tp_head + mtp_ends[1], 0.0)),
