@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capsim._types import Num
-from capsim.analytic import fp8, recompute
+from capsim.analytic import fp8, mtp, recompute
 from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.cp_memory import CpRotate, cp_transient_bytes
 from capsim.analytic.layouts import Layouts
@@ -253,7 +253,7 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
             act = np.where(lay.recompute == 1, _selective_bytes(model, lay, precision, attention, dropout, sac, share,
                                                                 no_recompute), act)
             replayed = no_recompute
-        out[kind] = {"act": act,
+        out[kind] = {"act": act, "none": no_recompute,
                      "ws": np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, replayed], 0),
                      # ZeRO-3 gathers the layer being computed and prefetches the next (none in a group of one).
                      "zero3": np.where((lay.zero_stage >= 3) & (lay.shard > 1),
@@ -266,7 +266,8 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
                     dropout: bool = False, keep_gathered: Num = False, unsharded_grads: Num = False,
                     sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True, loss_copy_bytes: float = 4.0,
-                    offloaded_layers: Num = 0.0, cp_rotate: CpRotate | str = CpRotate.P2P, repeat_kv: bool = False
+                    offloaded_layers: Num = 0.0, cp_rotate: CpRotate | str = CpRotate.P2P, repeat_kv: bool = False,
+                    recompute_method: str = "uniform", recompute_layers: int = 1, mtp_layers: int = 0
                     ) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
     stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
@@ -281,7 +282,11 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     ``offloaded_layers`` of a stage's layers keep their activations in host memory but for one in flight
     (``capsim.analytic.training.offload``); ``cp_rotate`` and ``repeat_kv`` (``Framework``) say which ring attention
     runs under context parallelism and with how many K/V heads, whose buffers one layer at a time holds
-    (``capsim.analytic.cp_memory``)."""
+    (``capsim.analytic.cp_memory``). Under full recomputation ``recompute_method`` and ``recompute_layers`` (N) say
+    what each stage keeps (``recompute.full_replay_share``): "uniform" one input per N layers and N layers rebuilt at
+    once in the backward; "block" the inputs of the first N layers of each chunk and everything of the others.
+    ``mtp_layers`` MTP layers sit on the last stage (``capsim.analytic.mtp``), each with its own logits and loss,
+    projection input and, with pp > 1, the word-embedding copy."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
@@ -302,11 +307,25 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
 
     sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.shard > 1), (lay.zero_stage >= 2) & (lay.shard > 1)
 
+    full = lay.recompute == 2
+    group = recompute_layers if recompute_method == "uniform" else 1  # layers one checkpoint rebuilds at once
+    # MTP: eh_proj's saved input [tokens, 2h] beside its layer's activations (multi_token_prediction.py L511-522)
+    proj_in = 2.0 * tokens * model.hidden * precision.activations.bytes / np.where(lay.sp, lay.tp, 1)
+    # an MTP layer is its own checkpoint under full "uniform" and not recomputed under "block" (recompute.py)
+    replayed = full & (recompute_method == "uniform")
+    mtp_act = np.where(replayed, moe["act"], np.where(full, moe["none"], moe["act"]) + proj_in)
+
     def stage(rank: Num, layers: Num, d: Num, emb: Num, head: Num) -> list[Num]:
         inflight = inflight_chunks(lay, rank)
-        dense, expert = stage_params(model, lay, layers, emb, head, d)
+        n_mtp = np.where(head, mtp_layers, 0)
+        dense, expert = stage_params(model, lay, layers + n_mtp, emb, head, d)
+        dense = dense + n_mtp * mtp.extra_params(model) / lay.tp \
+            + np.where(head & (n_mtp > 0), mtp.embedding_copy_params(model, lay.pp), 0) / lay.tp
         w, g, o = model_state_bytes(dense, expert, lay, precision)
         per_layer = (layers - d) * moe["act"] + d * dense_kind["act"]
+        none = (layers - d) * moe["none"] + d * dense_kind["none"]
+        share = recompute.full_replay_share(layers, 0, lay.v, recompute_method, recompute_layers)
+        per_layer = np.where(full, (share * per_layer + (1.0 - share) * none) / group, per_layer) + n_mtp * mtp_act
         # CPU offloading: the layers not offloaded plus the one whose copy is in flight (TE's double buffering)
         n = np.maximum(np.asarray(layers, float), 1.0)
         per_layer = per_layer * np.where(offloaded_layers > 0, np.clip((n - offloaded_layers + 1.0) / n, 0, 1), 1.0)
@@ -318,8 +337,9 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
         gathered = np.where(sharded3 & keep_gathered, rest * precision.weights.bytes, zero3)
         grads = np.where(sharded2 & unsharded_grads, rest * precision.gradients.bytes, 0.0)
         ws = np.maximum(np.where(has_moe, moe["ws"], 0), np.where(has_dense, dense_kind["ws"], 0))
+        ws = ws * np.where(full, np.clip(np.asarray(layers, float) / lay.v, 1.0, group), 1.0)
         ws = ws + np.where(layers > 0, ring, 0.0)
-        return [w, g, o, act, ws + gathered + grads + np.where(head, logits, 0.0)]
+        return [w, g, o, act, ws + gathered + grads + np.where(head, (1.0 + n_mtp) * logits, 0.0)]
 
     best = stage(0, lay.first_stage_layers, lay.first_stage_dense, True, single)
     rank = np.zeros(len(lay), np.int64)

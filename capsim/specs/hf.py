@@ -218,7 +218,8 @@ def _deepseek(cfg: Mapping[str, Any], name: str, version: int) -> ModelSpec:
     return _decoder(cfg, name, tied=False, max_seq=4096, head_dim=nope + rope, kv_heads=_int(cfg, "num_attention_heads"),
                     kv_lora_rank=_int(cfg, "kv_lora_rank"), q_lora_rank=_int(cfg, "q_lora_rank", None),
                     qk_rope_head_dim=rope, v_head_dim=_int(cfg, "v_head_dim", 128),
-                    source=SOURCE + (f" ({mtp} MTP layer(s) not counted)" if mtp else ""), **kw)
+                    source=SOURCE + (f" ({mtp} MTP layer(s) not counted, as transformers drops them; training prices "
+                                      f"them with --mtp-num-layers={mtp})" if mtp else ""), **kw)
 
 
 # What capsim prices in its nearest form for gpt-oss (each named in the spec's source): the learned per-head sink

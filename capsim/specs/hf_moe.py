@@ -29,7 +29,8 @@ def _glm4_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
                     top_k=_int(cfg, "num_experts_per_tok", 8), shared_experts=_int(cfg, "n_shared_experts", 1, least=0),
                     ffn_hidden=_int(cfg, "moe_intermediate_size", 1408), dense_layers=dense,
                     dense_ffn_hidden=_int(cfg, "intermediate_size") if dense else None, router_bias=True,
-                    source=SOURCE + (f" ({mtp} MTP layer(s) not counted)" if mtp else ""))
+                    source=SOURCE + (f" ({mtp} MTP layer(s) not counted, as transformers drops them; training prices "
+                                      f"them with --mtp-num-layers={mtp})" if mtp else ""))
 
 
 def _olmoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:

@@ -320,6 +320,15 @@ class Framework:
     # concatenation (NeMo AutoModel's GroupedExpertsDeepEP._apply_bias; capsim.analytic.eager); False: in the
     # grouped GEMM's epilogue (Transformer Engine GroupedLinear)
     moe_fc1_bias_eager: bool = False
+    # Run settings a Megatron-Core run states by flag (``RUN_SETTINGS``: not release behaviour, so not cited per
+    # release; each flag cites its argparse line, core_flags._MC_FLAGS). Defaults are Megatron's own: no MTP
+    # (ML@core_v0.14.0 training/arguments.py L1509 --mtp-num-layers default None), and full recomputation as one
+    # checkpoint per layer (--recompute-method uniform --recompute-num-layers 1; TransformerConfig requires both
+    # with granularity full, ML@core_v0.14.0 megatron/core/transformer/transformer_config.py L832-849)
+    mtp_layers: int = 0  # multi-token-prediction layers on the last pipeline stage (capsim.analytic.mtp)
+    mtp_loss_scale: float = 0.1  # --mtp-loss-scaling-factor: scales the MTP loss; prices nothing
+    recompute_method: str = "uniform"  # full recomputation: "uniform" groups, or "block" (first N layers only)
+    recompute_layers: int = 1  # uniform: layers per checkpoint; block: checkpointed layers per model chunk
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
@@ -402,8 +411,10 @@ class Framework:
                         self.reshard_after_forward is Reshard.NEVER)
 
 
-# The behaviour fields every release must cite (all of Framework but its name).
-BEHAVIOUR = tuple(f.name for f in fields(Framework) if f.name != "name")
+# Framework fields a run sets by flag, not the release's behaviour (their flags cite where they are defined).
+RUN_SETTINGS = ("mtp_layers", "mtp_loss_scale", "recompute_method", "recompute_layers")
+# The behaviour fields every release must cite (all of Framework but its name and the run settings).
+BEHAVIOUR = tuple(f.name for f in fields(Framework) if f.name != "name" and f.name not in RUN_SETTINGS)
 # Layout settings a run may leave unpublished, as training validation rows and TrainPlan name them.
 LAYOUT_SETTINGS = ("micro_batch", "v", "recompute", "sp", "zero_stage", "cp", "distributed_optimizer", "etp",
                    "account_for_embedding", "account_for_loss")
@@ -539,6 +550,6 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
 
 
 __all__ = ["BEHAVIOUR", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FP8_OFFERED", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
-           "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "WITH_TP", "default_sp", "CpRotate", "Flag", "FlexBackend", "Framework",
+           "RUN_SETTINGS", "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "WITH_TP", "default_sp", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "LossKernel", "MEGATRON_CE_PASSES", "MoeDispatcher", "megatron_ce", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]
