@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from capsim import ServePlan, SpecError, TrainPlan, from_hf_config, get_accelerator, load_calibration, param_counts
+from capsim import (
+    ServePlan,
+    SpecError,
+    TrainPlan,
+    from_hf_config,
+    get_accelerator,
+    load_calibration,
+    param_counts,
+)
 from capsim.analytic.flops import oplist_training_flops, training_flops_per_token
 from capsim.analytic.memory import kv_cache_bytes_per_token, serving_memory
 from capsim.analytic.mixers import state_bytes_per_sequence
