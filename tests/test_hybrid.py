@@ -176,3 +176,9 @@ def test_an_unknown_layer_kind_is_refused_in_one_line_naming_the_key():
     cfg["layer_types"] = ["sliding_attention"] * 48
     with pytest.raises(SpecError, match="config.layer_types"):
         from_hf_config(cfg)
+
+
+def test_context_parallelism_of_a_hybrid_is_refused_not_mispriced():
+    model = load("bamba-hybrid")
+    with pytest.raises(SpecError, match="plan.cp"):
+        TrainPlan(dp=2, cp=2, seq_len=4096, global_batch=8).check(model)

@@ -194,6 +194,9 @@ class TrainPlan:
         self.split(model)
         require(self.seq_len % self.cp == 0, "plan.cp", f"cp={self.cp} does not divide seq_len={self.seq_len}",
                 f"use cp in {[d for d in divisors(self.seq_len) if d <= 64]}")
+        # a recurrent layer's state crosses the CP shards in order; only the ring attention exchange is priced
+        require(self.cp == 1 or not model.is_hybrid, "plan.cp", "context parallelism of Mamba-2 / Gated DeltaNet "
+                "layers is not modelled", "use cp=1 for a hybrid model")
         if model.position is Position.LEARNED:
             require(self.seq_len <= model.max_seq, "plan.seq_len", f"{self.seq_len} exceeds {model.name}'s "
                     f"{model.max_seq} learned positions", f"use seq_len <= {model.max_seq}")

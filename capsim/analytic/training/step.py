@@ -105,6 +105,9 @@ def _reasons(model: ModelSpec, lay: Layouts, precision: Precision, num_gpus: int
     """Why each layout cannot run under ``fw`` in ``precision`` ("" where it can), memory and offloading aside:
     ``_validity``, then a format the release does not train in."""
     reason = _validity(model, lay, num_gpus, fw)
+    if model.is_hybrid:  # TrainPlan.check's refusal, for layout grids too
+        reason = np.where((reason == "") & (lay.cp > 1),
+                          "context parallelism of Mamba-2 / Gated DeltaNet layers is not modelled", reason)
     if (precision.compute is DType.FP8 or precision.compute.block_scaled) and not fw.fp8_training:
         reason = np.where(reason == "", f"{fw.name} has no {precision.compute.value.upper()} training", reason)
     return reason
