@@ -94,7 +94,8 @@ def _qwen3_next(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     # attention_bias on q/k/v/o). FFN: Qwen2-MoE's (routed experts of moe_intermediate_size, one shared expert of
     # shared_expert_intermediate_size behind a 1-wide sigmoid gate, Qwen3NextSparseMoeBlock L936-942); dense where
     # i is in mlp_only_layers or (i + 1) % decoder_sparse_step != 0 (Qwen3NextDecoderLayer L970-975). The GDN chunk
-    # is 64 (torch_chunk_gated_delta_rule's chunk_size, L431). RMSNorm(1 + weight) counts the same parameters.
+    # is 64 (torch_chunk_gated_delta_rule's chunk_size, L431; Megatron-LM@d98e8a64 megatron/core/ssm/
+    # gated_delta_net/gdn.py L73 chunk_size = 64). RMSNorm(1 + weight) counts the same parameters.
     cfg = {"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48,
            "num_attention_heads": 16, "num_key_value_heads": 2, "max_position_embeddings": 32768, **cfg}
     layers = _int(cfg, "num_hidden_layers")
