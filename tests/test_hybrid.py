@@ -190,3 +190,10 @@ def test_megatron_cores_mamba_mixer_refuses_tp_that_does_not_divide_its_groups()
     step = step_time(model, TrainPlan(dp=4, tp=2, global_batch=64, seq_len=4096), Cluster(H100, 8), PERF,
                      framework="megatron-core")
     assert not step.feasible and "group" in step.reason
+
+
+def test_serving_tp_must_divide_the_recurrent_heads():
+    model = load("bamba-hybrid").with_(ssm_heads=48)  # 48 recurrent heads beside 32 attention heads
+    with pytest.raises(SpecError, match="recurrent heads"):
+        ServePlan(tp=32).check(model)
+    ServePlan(tp=16).check(model)

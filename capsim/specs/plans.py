@@ -332,6 +332,10 @@ class ServePlan:
         require(model.kv_heads % self.tp == 0 or self.tp % model.kv_heads == 0, "plan.tp",
                 f"tp={self.tp} neither divides nor is a multiple of {model.kv_heads} KV heads",
                 f"use tp in {sorted(set(divisors(model.kv_heads)) | {d for d in divisors(model.heads) if d % model.kv_heads == 0})}")
+        # a hybrid's recurrent heads split by TP as vLLM shards them (divide(num_heads, tp_world_size),
+        # MambaStateShapeCalculator, vllm/model_executor/layers/mamba/mamba_utils.py @02d71083)
+        require(not model.is_hybrid or model.ssm_heads % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide "
+                f"{model.name}'s {model.ssm_heads} recurrent heads", f"use tp in {divisors(model.ssm_heads)}")
 
     def with_(self, **changes: object) -> ServePlan:
         return replace(self, **changes)
