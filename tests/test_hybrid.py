@@ -89,8 +89,9 @@ def test_a_decode_token_runs_the_recurrent_step():
     scan = total([o for o in ops if o.name.startswith("scan_")], kinds=MATMUL_KINDS) / (36 / 40)
     per_token = 2 * 128 + 48 * (2 * 64 + 2 * 128 * 64 + 2 * 64 * 128)  # Q = 1
     assert scan == pytest.approx(64 * per_token, rel=1e-12)
-    state = [o for o in ops if o.name == "scan_state"][0]  # each sequence reads and writes its fp32 SSM state
-    assert state.bytes_read >= 64 * 48 * 64 * 128 * 4
+    state = [o for o in ops if o.name == "scan_state"][0]  # each sequence reads and writes its bf16 cached state
+    conv = 3 * (48 * 64 + 2 * 128)
+    assert state.bytes_read == state.bytes_written == 64 * (48 * 64 * 128 + conv) * 2
 
 
 def test_training_flops_per_token_equal_the_op_list():

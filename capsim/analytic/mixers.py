@@ -17,8 +17,8 @@ of the chunk length Q, so a decode token is a chunk of one: the recurrent step.
   L527-535), k_cumdecay S and Q S (C x dv x dk each, L553-554), the intra-chunk product (C x dv x C, L555) and the
   state update K^T v_new (dk x dv x C, L557). Queries and keys are repeated to the value heads (L465-467).
 
-Each sequence's state is read at its first chunk and written at its last (per chunk in the chunked kernel): the
-``scan_state`` op, with the conv state of its last kernel - 1 inputs. Tensor parallelism splits the heads; key groups are replicated where TP exceeds them (as KV heads).
+Each sequence's cached state (SSM and conv state) is read at its first chunk and written at its last, the states
+between its chunks once each way in fp32: the ``scan_state`` op. Tensor parallelism splits the heads; key groups are replicated where TP exceeds them (as KV heads).
 """
 
 from __future__ import annotations
@@ -87,13 +87,16 @@ def _scan(model: ModelSpec, kind: Mixer, n: Num, sequences: Num, heads: Num, gro
                gemm("scan_state_in", q, p, d, dt, ab, ab, count=2 * c * heads, share=share),
                gemm("scan_intra", q, p, q, dt, ab, ab, count=c * heads, share=share),
                gemm("scan_state_update", d, p, q, dt, ab, ab, count=c * heads, share=share)]
-    # each chunk reads the state it starts from and writes the one it ends with, in fp32 (the scan kernels keep
-    # their states in fp32: ssd_minimal and torch_chunk_gated_delta_rule cast to float32); each sequence reads and
-    # writes its conv state, kernel - 1 inputs of the conv channels, in the activation dtype
-    conv = np.minimum(np.asarray(sequences, float), n) * (model.ssm_conv - 1) * conv_dim * ab
+    # Each sequence reads its cached state and writes it back, in the cache dtype (vLLM: the model dtype,
+    # mamba_ssm_cache_dtype "auto"; MambaStateDtypeCalculator, mamba_utils.py @02d71083), conv state (kernel - 1
+    # inputs of the conv channels) included; the states between one sequence's chunks are written and read again in
+    # fp32 (ssd_minimal and torch_chunk_gated_delta_rule compute them in float32).
+    seqs = np.minimum(np.asarray(sequences, float), n)
+    cached = seqs * (state + (model.ssm_conv - 1) * conv_dim) * ab
+    between = np.maximum(c - seqs, 0.0) * state * 4.0
     # backward keeps the scan's output (its inputs are kept by the conv and the gates) and each chunk's state
     saved = ((Saved.TP, n * heads * p * ab + c * state * 4.0),) if keep else ()
-    ops.append(Op("scan_state", OpKind.ELEMENTWISE, 2.0 * c * state, c * state * 4.0 + conv, c * state * 4.0 + conv,
+    ops.append(Op("scan_state", OpKind.ELEMENTWISE, 2.0 * c * state, cached + between, cached + between,
                   (c * state,), DType.FP32, 1, saved, share=share))
     return ops
 
