@@ -16,6 +16,7 @@ from capsim.analytic import fp8, mtp, recompute
 from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.cp_memory import CpRotate, cp_transient_bytes
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.mixers import state_bytes_per_sequence
 from capsim.analytic.moe import COMBINE
 from capsim.analytic.ops import (
     AttentionImpl,
@@ -28,6 +29,7 @@ from capsim.analytic.ops import (
 )
 from capsim.analytic.params import layer_params_by_kind, param_counts
 from capsim.analytic.recompute import MEGATRON_SAC, SacPolicy, SelectiveAc
+from capsim.errors import SpecError
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.plans import ServePlan, TrainPlan
@@ -370,11 +372,14 @@ def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype_bytes: float, tp: Num = 
     result is the mean over a sequence that long; without, every layer keeps every token (the bound for an engine
     that does not free a window's old blocks)."""
     per_layer = kv_elems_per_token(model, tp) * kv_dtype_bytes
-    layers = np.asarray(float(model.layers))
+    # only attention layers cache keys and values: a hybrid's recurrent layers keep a fixed state per sequence
+    # instead (:func:`capsim.analytic.mixers.state_bytes_per_sequence`; vLLM V1 gives them a MambaSpec page, not
+    # token blocks)
+    layers = np.asarray(float(model.attention_layers))
     if context_tokens is not None and model.sliding_layers:
         ctx = np.maximum(np.asarray(context_tokens, float), 1.0)
         kept = np.minimum(ctx, float(model.sliding_window)) / ctx
-        layers = model.layers - model.sliding_layers + model.sliding_layers * kept
+        layers = model.attention_layers - model.sliding_layers + model.sliding_layers * kept
     return layers / np.asarray(pp, float) * per_layer
 
 
@@ -390,6 +395,7 @@ class ServingMemory:
     requested_kv_tokens: int  # what the caller asked to hold (max_batch x context), 0 if not asked
     capacity_bytes: float
     usable_bytes: float  # capacity x gpu_memory_utilization
+    state_bytes: float = 0.0  # recurrent states of max_batch sequences (a hybrid's Mamba-2 / GDN layers), reserved
 
     @property
     def fits(self) -> bool:
@@ -398,7 +404,7 @@ class ServingMemory:
     @property
     def total_bytes(self) -> float:
         used_kv = self.kv_bytes_per_token * max(self.requested_kv_tokens, 0)
-        return self.weights_bytes + self.activations_bytes + used_kv
+        return self.weights_bytes + self.activations_bytes + self.state_bytes + used_kv
 
     @property
     def shortfall_bytes(self) -> float:
@@ -450,11 +456,23 @@ def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
                                                                           logits_tokens=plan.max_batch))
         activations = forward + logits
     usable = accelerator.memory_bytes * plan.gpu_memory_utilization
-    kv_budget = usable - weights - activations
+    # A hybrid's recurrent layers: one state per running sequence, in the model dtype (vLLM mamba_cache_dtype and
+    # mamba_ssm_cache_dtype "auto", MambaStateDtypeCalculator, vllm/model_executor/layers/mamba/mamba_utils.py
+    # @02d71083), held for max_num_seqs sequences (vLLM V1 allocates each request's state as one MambaSpec page of
+    # sum(prod(shape)) x dtype bytes, vllm/v1/kv_cache_interface.py @001cabc1, from the same pool as the KV blocks;
+    # at a full batch that is this reserve)
+    # (attention data parallel: each GPU holds every head of its 1/tp of the sequences)
+    state = float(state_bytes_per_sequence(model, plan.dtype.bytes, 1 if plan.dp_attention else plan.tp, plan.pp)) \
+        * plan.max_batch / (plan.tp if plan.dp_attention else 1) if model.is_hybrid else 0.0
+    if model.attention_layers == 0:
+        raise SpecError("model.mixers", f"{model.name} has no attention layer, so no paged KV cache to size",
+                        "serving a model of recurrent layers only is not modelled; give a hybrid with attention")
+    kv_budget = usable - weights - activations - state
     # Attention data parallel: each GPU keeps every KV head of its own sequences (so the replica holds tp x its
     # tokens); else the KV heads are split by TP.
     per_token = float(kv_cache_bytes_per_token(model, plan.kv_cache_dtype.bytes, 1 if plan.dp_attention else plan.tp,
                                                plan.pp, context_tokens or None))
     blocks = max(int(kv_budget // (per_token * plan.block_size)), 0) * (plan.tp if plan.dp_attention else 1)
     return ServingMemory(weights, activations, kv_budget, per_token, blocks * plan.block_size,
-                         plan.max_batch * context_tokens if context_tokens else 0, accelerator.memory_bytes, usable)
+                         plan.max_batch * context_tokens if context_tokens else 0, accelerator.memory_bytes, usable,
+                         state)

@@ -26,7 +26,7 @@ from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
 from capsim.perf import DeviceParams, Link, Perf, require_perf
 from capsim.specs.hardware import Accelerator, Cluster
-from capsim.specs.model import ModelSpec
+from capsim.specs.model import Mixer, ModelSpec
 from capsim.specs.pipeline_layout import SplitRule, layout_mtp_layers
 from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import DType, Precision
@@ -105,6 +105,14 @@ def _reasons(model: ModelSpec, lay: Layouts, precision: Precision, num_gpus: int
     """Why each layout cannot run under ``fw`` in ``precision`` ("" where it can), memory and offloading aside:
     ``_validity``, then a format the release does not train in."""
     reason = _validity(model, lay, num_gpus, fw)
+    if model.is_hybrid:  # TrainPlan.check's refusal, for layout grids too
+        reason = np.where((reason == "") & (lay.cp > 1),
+                          "context parallelism of Mamba-2 / Gated DeltaNet layers is not modelled", reason)
+    if model.mixer_layers(Mixer.MAMBA2):  # MambaMixer: assert ngroups % tp_size == 0 (Megatron-LM core_v0.14.0
+        #                                   megatron/core/ssm/mamba_mixer.py L236)
+        reason = np.where((reason == "") & (model.ssm_groups % np.maximum(lay.tp, 1) != 0),
+                          f"Mamba-2 layers need tp to divide their {model.ssm_groups} group(s) (Megatron-Core "
+                          "MambaMixer)", reason)
     if (precision.compute is DType.FP8 or precision.compute.block_scaled) and not fw.fp8_training:
         reason = np.where(reason == "", f"{fw.name} has no {precision.compute.value.upper()} training", reason)
     return reason
