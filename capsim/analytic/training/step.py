@@ -103,10 +103,13 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
 
 def _reasons(model: ModelSpec, lay: Layouts, precision: Precision, num_gpus: int, fw: Framework) -> np.ndarray:
     """Why each layout cannot run under ``fw`` in ``precision`` ("" where it can), memory and offloading aside:
-    ``_validity``, then a format the release does not train in."""
+    ``_validity``, then a format the release does not train in (FP8 at all, or a block-scaled format it has no
+    recipe for: ``Framework.block_scaled``)."""
     reason = _validity(model, lay, num_gpus, fw)
-    if (precision.compute is DType.FP8 or precision.compute.block_scaled) and not fw.fp8_training:
-        reason = np.where(reason == "", f"{fw.name} has no {precision.compute.value.upper()} training", reason)
+    fmt = precision.compute
+    if (fmt is DType.FP8 or fmt.block_scaled) and not (fw.fp8_training and (not fmt.block_scaled
+                                                                              or fmt in fw.block_scaled)):
+        reason = np.where(reason == "", f"{fw.name} has no {fmt.value.upper()} training", reason)
     return reason
 
 
