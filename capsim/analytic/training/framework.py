@@ -25,6 +25,7 @@ from capsim.analytic.training import releases_megatron_lm as megatron_lm
 from capsim.analytic.training import releases_meta as meta
 from capsim.analytic.training import releases_nemo as nemo
 from capsim.analytic.training import releases_torchtitan as titan
+from capsim.analytic.training.block_scaling import with_block_scaled
 from capsim.analytic.training.release import (
     Framework,
     FrameworkFamily,
@@ -93,8 +94,9 @@ DEFAULT_FRAMEWORK = FrameworkName.MEGATRON_BRIDGE_26_04_01
 ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": FrameworkName.MEGATRON_2022,
            "megatron-core": FrameworkName.MEGATRON_CORE, "fsdp": FrameworkName.FSDP}
 
-# The first four presets are in releases_legacy.py, the others in the releases_*.py module each member names.
-RELEASES: dict[FrameworkName, Release] = {
+# The first four presets are in releases_legacy.py, the others in the releases_*.py module each member names; each
+# with its block-scaled formats (block_scaling.BLOCK_SCALED).
+RELEASES: dict[FrameworkName, Release] = {k: with_block_scaled(r) for k, r in {
     FrameworkName.MEGATRON_2021: legacy.megatron_lm_2021(FrameworkName.MEGATRON_2021.value),
     FrameworkName.MEGATRON_2022: legacy.megatron_lm_2022(FrameworkName.MEGATRON_2022.value),
     FrameworkName.MEGATRON_2023: megatron_lm.megatron_lm_2023_01(FrameworkName.MEGATRON_2023.value),
@@ -123,7 +125,7 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.DEEPSPEED_0_14: deepspeed.deepspeed_0_14(FrameworkName.DEEPSPEED_0_14.value),
     FrameworkName.MEGATRON_DEEPSPEED_2022: deepspeed.megatron_deepspeed_2022(FrameworkName.MEGATRON_DEEPSPEED_2022.value),
     FrameworkName.META_4D_2024: meta.meta_4d_2024(FrameworkName.META_4D_2024.value),
-}
+}.items()}
 FRAMEWORKS: dict[FrameworkName, Framework] = {k: r.framework for k, r in RELEASES.items()}
 
 

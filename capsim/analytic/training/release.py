@@ -102,6 +102,16 @@ CP_NOT_IN_GRAPH = ("no torch context-parallel ring inside a compiled graph in th
 # The generic value of ``fp8_training`` for a release that trains in FP8: its recipe and that recipe's source are
 # cited under ``fp8_scaling`` (Transformer Engine or torchao Float8Linear).
 FP8_OFFERED = "FP8 training offered: its recipe and source are cited under fp8_scaling (the field's generic value)"
+# Where block-scaled training came from, for the releases' ``block_scaled`` citations: Transformer Engine's recipes
+# (MXFP8BlockScaling from TE v2.0, 2025-02-12, transformer_engine/common/recipe/__init__.py L165; NVFP4BlockScaling
+# from TE v2.8, 2025-10-01, the same file L381) and Megatron-LM's flags (--fp8-recipe choice 'mxfp8' from
+# core_v0.12.0 megatron/training/arguments.py L1057-1058; --fp4-format / --fp4-recipe nvfp4 from core_v0.15.0
+# L1353-1358). Both run only on Blackwell (compute capability 10.0+: TE@v2.8 transformer_engine/pytorch/fp8.py
+# L48-61), which capsim.specs.precision.require_block_scaling checks on the accelerator.
+BLOCK_SCALED_TE = ("MXFP8BlockScaling from TE v2.0 (2025-02-12, transformer_engine/common/recipe/__init__.py L165), "
+                   "NVFP4BlockScaling from TE v2.8 (2025-10-01, L381)")
+NO_BLOCK_SCALED = ("no block-scaled (MXFP8, NVFP4) training: no FP8 training at all in this code (the field's "
+                   "generic value)")
 NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in this release (the field's generic value)"
 # The generic value of ``norm_quantize`` for a release without Transformer Engine's LayerNormLinear under FP8.
 KV_OWN_HEADS = ("K and V reach the attention kernel with the model's own KV heads (grouped-query attention in the "
@@ -212,6 +222,10 @@ class Framework:
     zero: bool = True  # ZeRO stages 1-3 / FSDP sharding
     context_parallel: bool = True
     fp8_training: bool = True  # FP8 (and block-scaled) GEMMs offered in training at all
+    # The block-scaled formats (MXFP8, NVFP4) among them: the release's own recipe for each (Megatron-Core's
+    # --fp8-recipe mxfp8 and --fp4-format, Transformer Engine's MXFP8BlockScaling / NVFP4BlockScaling, torchao's
+    # MX and NVFP4 linears); a format not listed is refused. A Framework that is no preset's offers both.
+    block_scaled: tuple[DType, ...] = (DType.MXFP8, DType.NVFP4)
     cp_rotate: CpRotate = CpRotate.P2P  # how context parallelism exchanges K and V (``comms.cp_layer_s``)
     # torch's context-parallel ring runs inside each block's compiled graph under ``torch_compile`` (a fullgraph
     # compile: nothing breaks out of it), where every functional collective is waited on right after it is issued,
@@ -345,6 +359,7 @@ class Framework:
         for key in ("attention", "moe_dispatcher", "moe_flex_backend", "fp8_scaling", "reshard_after_forward",
                     "pipeline_split", "loss_copy", "loss_kernel", "cp_rotate", "norm_quantize", "yarn_rope"):
             out[key] = getattr(self, key).value
+        out["block_scaled"] = [d.value for d in self.block_scaled]
         out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every,
                                "modules": list(self.selective_ac.modules)}
         return out
@@ -549,7 +564,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FP8_OFFERED", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+__all__ = ["BEHAVIOUR", "BLOCK_SCALED_TE", "NO_BLOCK_SCALED", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FP8_OFFERED", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "RUN_SETTINGS", "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "WITH_TP", "default_sp", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "LossKernel", "MEGATRON_CE_PASSES", "MoeDispatcher", "megatron_ce", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

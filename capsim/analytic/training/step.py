@@ -103,18 +103,21 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
 
 def _reasons(model: ModelSpec, lay: Layouts, precision: Precision, num_gpus: int, fw: Framework) -> np.ndarray:
     """Why each layout cannot run under ``fw`` in ``precision`` ("" where it can), memory and offloading aside:
-    ``_validity``, then a format the release does not train in."""
+    ``_validity``, then a format the release does not train in (FP8 at all, or a block-scaled format it has no
+    recipe for: ``Framework.block_scaled``)."""
     reason = _validity(model, lay, num_gpus, fw)
     if model.is_hybrid:  # TrainPlan.check's refusal, for layout grids too
         reason = np.where((reason == "") & (lay.cp > 1),
                           "context parallelism of Mamba-2 / Gated DeltaNet layers is not modelled", reason)
-    if model.mixer_layers(Mixer.MAMBA2):  # MambaMixer: assert ngroups % tp_size == 0 (Megatron-LM core_v0.14.0
+    if model.mixer_layers(Mixer.MAMBA2):  # MambaMixer: assert ngroups % tp_size == 0 (Megatron-Core core_v0.14.0
         #                                   megatron/core/ssm/mamba_mixer.py L236)
         reason = np.where((reason == "") & (model.ssm_groups % np.maximum(lay.tp, 1) != 0),
                           f"Mamba-2 layers need tp to divide their {model.ssm_groups} group(s) (Megatron-Core "
                           "MambaMixer)", reason)
-    if (precision.compute is DType.FP8 or precision.compute.block_scaled) and not fw.fp8_training:
-        reason = np.where(reason == "", f"{fw.name} has no {precision.compute.value.upper()} training", reason)
+    fmt = precision.compute
+    if (fmt is DType.FP8 or fmt.block_scaled) and not (fw.fp8_training and (not fmt.block_scaled
+                                                                              or fmt in fw.block_scaled)):
+        reason = np.where(reason == "", f"{fw.name} has no {fmt.value.upper()} training", reason)
     return reason
 
 
