@@ -1,0 +1,111 @@
+"""Published DeepSeek-V3 pre-training runs capsim had not seen, round 5, priced through the public CLI exactly as a
+new user would (issue 12, "capsim will also be checked on published runs it has never seen ... MoE: it must price
+every one of them"): ``capsim validate training --file tests/data/unseen_5/training_deepseek.csv --json`` with the
+profile and the datasheet calibrations. The rows: Megatron-Bridge's DeepSeek-V3 numbers the shipped suites left out
+because capsim did not model multi-token prediction (26.02-26.06 MXFP8 on GB300, GB200, B300 and B200 with one MTP
+layer in the last pipeline stage, 25.11 B200 "w/ MTP" and GB200 "w/o MTP"). Sources, each tag's flags and the 15
+left-out numbers are in the file's header.
+
+Every row must be priced. Each row's error is pinned to within PIN_PTS of the figure measured when it was added; a
+row within TOL_PCT of its measurement must stay there, a row outside is a strict xfail whose reason carries that
+figure. Nothing in capsim was tuned to these rows."""
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from capsim.cli import app
+
+FILE = Path(__file__).parent / "data" / "unseen_5" / "training_deepseek.csv"
+TOL_PCT = 15.0  # issue 12's worst-row target
+PIN_PTS = 1.0  # how far a row's error may move before this file must be updated
+
+
+@functools.cache
+def _report(rule: str) -> dict:
+    out = CliRunner().invoke(app, ["validate", "training", "--file", str(FILE), "-c", rule, "--json"])
+    assert out.exit_code == 0, out.output[-800:]
+    return json.loads(out.stdout)
+
+
+# (row index, what the row is, error % when added with the profile and the datasheet calibrations; positive =
+# capsim predicts faster). Every row is a Blackwell part, which has only its datasheet (both rules give it).
+ROWS = [
+    (0, "25.11 GB200 w/o MTP PP4 VP4 EP64 BF16 (unseen_4 row 15)", 23.0, 23.0),
+    (1, "25.11 B200 w/ MTP PP16 EP8 alltoall GBS 2048 FP8-MX", 43.4, 43.4),
+    (2, "26.02 GB300 PP2 VP8 EP32 MBS2 MXFP8", 3.2, 3.2),
+    (3, "26.02 GB200 PP4 VP4 EP64 MXFP8", 9.5, 9.5),
+    (4, "26.02 B300 PP16 EP8 MXFP8", 17.4, 17.4),
+    (5, "26.02 B200 PP16 EP8 MXFP8", 23.9, 23.9),
+    (6, "26.02.01 GB300 PP2 VP8 EP32 MBS2 MXFP8", 1.4, 1.4),
+    (7, "26.02.01 GB200 PP4 VP4 EP64 MXFP8", 7.7, 7.7),
+    (8, "26.02.01 B300 PP16 EP8 MXFP8", 13.0, 13.0),
+    (9, "26.02.01 B200 PP16 EP8 MXFP8", 19.4, 19.4),
+    (10, "26.04 GB300 PP2 VP8 EP32 MBS2 MXFP8", -4.2, -4.2),
+    (11, "26.04 GB200 PP4 VP4 EP64 recompute mlp MXFP8", 4.7, 4.7),
+    (12, "26.04 B300 PP16 EP8 MXFP8", 11.8, 11.8),
+    (13, "26.04 B200 PP16 EP8 MXFP8", 18.3, 18.3),
+    (14, "26.04.01 GB300 PP2 VP8 EP32 MBS2 MXFP8", -4.7, -4.7),
+    (15, "26.04.01 GB200 PP4 VP4 EP64 recompute mlp MXFP8", 3.2, 3.2),
+    (16, "26.04.01 B300 PP8 EP8 MBS2 MXFP8", 12.0, 12.0),
+    (17, "26.04.01 B200 PP8 VP2 EP32 DeepEP A2A overlap MXFP8", 4.6, 4.6),
+    (18, "26.06 B300 PP8 EP8 MBS2 MXFP8", 9.3, 9.3),
+]
+_B200_PP16 = ("B200 at PP 16 EP 8 (one 8-GPU NVLink node per expert-parallel group, 16 pipeline stages of 4 layers, "
+              "GA 256): capsim's step is ~19.7 s (compute 15.8 s, EP all-to-all 2.3 s, bubble 1.1 s) against "
+              "23.3-24.4 s implied by the published numbers (2689-2815); the B300 rows of the same layout are +12% to +17% and the "
+              "26.04.01 B200 run at PP 8 VP 2 EP 32 is +4.6%. Not investigated")
+WHY = {  # what the miss is, where it has been looked at
+    0: "as tests/test_unseen_4.py row 15: DeepSeek-V3 on GB200 (EP 64 with HybridEP in the 72-GPU NVLink domain), "
+       "BF16 without MTP; the MXFP8 GB200 rows of the same layout with MTP are within 10%; not investigated",
+    1: "25.11 B200 with MTP, PP 16, EP 8 over the all-to-all dispatcher (v0.2.0 applies HybridEP only to devices "
+       "named GB200/GB300), GBS 2048: capsim's step is 10.7 s (compute 7.85 s, EP all-to-all 1.39 s, bubble 1.11 s) "
+       "against 15.3 s implied by the published 2139 tokens/s/GPU; the 26.02-26.04 B200 runs of the same layout "
+       "(flex/HybridEP, GBS 4096) are +18% to +24%. Not investigated",
+    4: "as row 5, on B300 (the same layout and config)", 5: _B200_PP16, 9: _B200_PP16, 13: _B200_PP16,
+}
+
+
+def _case(index: int, what: str, profile: float, datasheet: float, rule: str):
+    added = profile if rule == "profile" else datasheet
+    marks = [] if abs(added) <= TOL_PCT else [pytest.mark.xfail(
+        strict=True, reason=f"{what}: {added:+.1f}% ({rule}) when added, outside {TOL_PCT:.0f}%; "
+                            f"{WHY.get(index, '')}")]
+    return pytest.param(index, rule, id=f"{rule}-{index}-{what}", marks=marks)
+
+
+@pytest.mark.parametrize("rule", ["profile", "datasheet"])
+def test_every_unseen_deepseek_row_is_priced(rule):
+    report = _report(rule)
+    assert report["rows_priced"] == len(ROWS) and report["rows_failed"] == 0, \
+        [r["note"] for r in report["rows"] if r.get("predicted") is None]
+
+
+@pytest.mark.parametrize("rule", ["profile", "datasheet"])
+def test_each_unseen_deepseek_row_stays_where_it_was_measured(rule):
+    rows = _report(rule)["rows"]
+    assert len(rows) == len(ROWS)
+    moved = [(i, what, rows[i]["error_pct"], added) for i, what, profile, datasheet in ROWS
+             for added in [profile if rule == "profile" else datasheet]
+             if rows[i]["error_pct"] is None or abs(rows[i]["error_pct"] - added) > PIN_PTS]
+    assert not moved, moved
+
+
+@pytest.mark.parametrize(("index", "rule"), [_case(*r, rule) for rule in ("profile", "datasheet") for r in ROWS])
+def test_an_unseen_deepseek_row_is_within_tolerance(index, rule):
+    row = _report(rule)["rows"][index]
+    assert row["predicted"] is not None, row["note"]
+    assert abs(row["error_pct"]) <= TOL_PCT, (row["case"], row["measured"], row["predicted"], row["error_pct"])
+
+
+@pytest.mark.parametrize("rule", ["profile", "datasheet"])
+def test_the_mtp_rows_are_priced_with_their_mtp_layer(rule):
+    """Every row but the 25.11 "w/o MTP" one runs the recipe's mtp_num_layers = 1 with an 'm' in its layout."""
+    notes = [r["note"] for r in _report(rule)["rows"]]
+    assert "--mtp-num-layers" not in notes[0] and "tL " in notes[0]
+    assert all("--mtp-num-layers=1" in n and "mL " in n for n in notes[1:])
+    assert all(n.startswith(f"megatron-bridge-{c} ") for n, c in zip(notes[2:18], [
+        c for c in ("26.02", "26.02.01", "26.04", "26.04.01") for _ in range(4)], strict=True))
