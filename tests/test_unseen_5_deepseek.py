@@ -6,29 +6,18 @@ because capsim did not model multi-token prediction (26.02-26.06 MXFP8 on GB300,
 layer in the last pipeline stage, 25.11 B200 "w/ MTP" and GB200 "w/o MTP"). Sources, each tag's flags and the 15
 left-out numbers are in the file's header.
 
-Every row must be priced. Each row's error is pinned to within PIN_PTS of the figure measured when it was added; a
-row within TOL_PCT of its measurement must stay there, a row outside is a strict xfail whose reason carries that
-figure. Nothing in capsim was tuned to these rows."""
-
-import functools
-import json
-from pathlib import Path
+The checks are tests/unseen_rows.py's: every row priced, each row's error pinned to 1 point of the figure
+measured when it was added, within 15% or a strict xfail whose reason carries that figure.
+Nothing in capsim was tuned to these rows."""
 
 import pytest
-from typer.testing import CliRunner
+from unseen_rows import DATA, RULES, assert_all_priced, assert_pinned, assert_within, cases, report
 
-from capsim.cli import app
-
-FILE = Path(__file__).parent / "data" / "unseen_5" / "training_deepseek.csv"
-TOL_PCT = 15.0  # issue 12's worst-row target
-PIN_PTS = 1.0  # how far a row's error may move before this file must be updated
+FILE = DATA / "unseen_5" / "training_deepseek.csv"
 
 
-@functools.cache
 def _report(rule: str) -> dict:
-    out = CliRunner().invoke(app, ["validate", "training", "--file", str(FILE), "-c", rule, "--json"])
-    assert out.exit_code == 0, out.output[-800:]
-    return json.loads(out.stdout)
+    return report(FILE, rule)
 
 
 # (row index, what the row is, error % when added with the profile and the datasheet calibrations; positive =
@@ -69,39 +58,22 @@ WHY = {  # what the miss is, where it has been looked at
 }
 
 
-def _case(index: int, what: str, profile: float, datasheet: float, rule: str):
-    added = profile if rule == "profile" else datasheet
-    marks = [] if abs(added) <= TOL_PCT else [pytest.mark.xfail(
-        strict=True, reason=f"{what}: {added:+.1f}% ({rule}) when added, outside {TOL_PCT:.0f}%; "
-                            f"{WHY.get(index, '')}")]
-    return pytest.param(index, rule, id=f"{rule}-{index}-{what}", marks=marks)
-
-
-@pytest.mark.parametrize("rule", ["profile", "datasheet"])
+@pytest.mark.parametrize("rule", RULES)
 def test_every_unseen_deepseek_row_is_priced(rule):
-    report = _report(rule)
-    assert report["rows_priced"] == len(ROWS) and report["rows_failed"] == 0, \
-        [r["note"] for r in report["rows"] if r.get("predicted") is None]
+    assert_all_priced(FILE, ROWS, rule)
 
 
-@pytest.mark.parametrize("rule", ["profile", "datasheet"])
-def test_each_unseen_deepseek_row_stays_where_it_was_measured(rule):
-    rows = _report(rule)["rows"]
-    assert len(rows) == len(ROWS)
-    moved = [(i, what, rows[i]["error_pct"], added) for i, what, profile, datasheet in ROWS
-             for added in [profile if rule == "profile" else datasheet]
-             if rows[i]["error_pct"] is None or abs(rows[i]["error_pct"] - added) > PIN_PTS]
-    assert not moved, moved
+@pytest.mark.parametrize("rule", RULES)
+def test_an_unseen_deepseek_row_stays_where_it_was_added(rule):
+    assert_pinned(FILE, ROWS, rule)
 
 
-@pytest.mark.parametrize(("index", "rule"), [_case(*r, rule) for rule in ("profile", "datasheet") for r in ROWS])
+@pytest.mark.parametrize(("index", "rule"), cases(ROWS, WHY))
 def test_an_unseen_deepseek_row_is_within_tolerance(index, rule):
-    row = _report(rule)["rows"][index]
-    assert row["predicted"] is not None, row["note"]
-    assert abs(row["error_pct"]) <= TOL_PCT, (row["case"], row["measured"], row["predicted"], row["error_pct"])
+    assert_within(FILE, index, rule)
 
 
-@pytest.mark.parametrize("rule", ["profile", "datasheet"])
+@pytest.mark.parametrize("rule", RULES)
 def test_the_mtp_rows_are_priced_with_their_mtp_layer(rule):
     """Every row but the 25.11 "w/o MTP" one runs the recipe's mtp_num_layers = 1 with an 'm' in its layout."""
     notes = [r["note"] for r in _report(rule)["rows"]]

@@ -5,28 +5,18 @@ the PyTorch FSDP paper's minGPT-175B on 128-512 A100s (Zhao et al. 2023, Sec. 5.
 the ZeRO baseline of DeepSpeed's ZeRO++ tutorial (18B GPT-2 on 64 V100s, one 512-token sequence per GPU, DeepSpeed
 0.10.0). Sources, settings and left-out runs are in the file's header.
 
-Every row must be priced. A row within TOL_PCT of its measurement must stay there; a row outside is a strict xfail
-whose reason carries the figure measured when it was added (so a change that moves it fails loudly either way).
+The checks are tests/unseen_rows.py's: every row priced, each row's error pinned to 1 point of the figure
+measured when it was added, within 15% or a strict xfail whose reason carries that figure.
 Nothing in capsim was tuned to these rows."""
 
-import functools
-import json
-from pathlib import Path
-
 import pytest
-from typer.testing import CliRunner
+from unseen_rows import DATA, RULES, assert_all_priced, assert_pinned, assert_within, cases, report
 
-from capsim.cli import app
-
-FILE = Path(__file__).parent / "data" / "unseen_5" / "training_zero3.csv"
-TOL_PCT = 15.0  # issue 12's worst-row target
+FILE = DATA / "unseen_5" / "training_zero3.csv"
 
 
-@functools.cache
 def _report(rule: str) -> dict:
-    out = CliRunner().invoke(app, ["validate", "training", "--file", str(FILE), "-c", rule, "--json"])
-    assert out.exit_code == 0, out.output[-800:]
-    return json.loads(out.stdout)
+    return report(FILE, rule)
 
 
 # (row index, what the row is, error % when added with the profile and the datasheet calibrations; positive =
@@ -54,29 +44,22 @@ WHY = {
 }
 
 
-def _case(index: int, what: str, profile: float, datasheet: float, rule: str):
-    added = profile if rule == "profile" else datasheet
-    marks = [] if abs(added) <= TOL_PCT else [pytest.mark.xfail(
-        strict=True, reason=f"{what}: {added:+.1f}% ({rule}) when added, outside {TOL_PCT:.0f}%; "
-                            f"{WHY.get(index, '')}")]
-    return pytest.param(index, rule, id=f"{rule}-{index}-{what}", marks=marks)
-
-
-@pytest.mark.parametrize("rule", ["profile", "datasheet"])
+@pytest.mark.parametrize("rule", RULES)
 def test_every_unseen_zero3_row_is_priced(rule):
-    report = _report(rule)
-    assert report["rows_priced"] == len(ROWS) and report["rows_failed"] == 0, \
-        [r["note"] for r in report["rows"] if r.get("predicted") is None]
+    assert_all_priced(FILE, ROWS, rule)
 
 
-@pytest.mark.parametrize(("index", "rule"), [_case(*r, rule) for rule in ("profile", "datasheet") for r in ROWS])
+@pytest.mark.parametrize("rule", RULES)
+def test_an_unseen_zero3_row_stays_where_it_was_added(rule):
+    assert_pinned(FILE, ROWS, rule)
+
+
+@pytest.mark.parametrize(("index", "rule"), cases(ROWS, WHY))
 def test_an_unseen_zero3_row_is_within_tolerance(index, rule):
-    row = _report(rule)["rows"][index]
-    assert row["predicted"] is not None, row["note"]
-    assert abs(row["error_pct"]) <= TOL_PCT, (row["case"], row["measured"], row["predicted"], row["error_pct"])
+    assert_within(FILE, index, rule)
 
 
-@pytest.mark.parametrize("rule", ["profile", "datasheet"])
+@pytest.mark.parametrize("rule", RULES)
 def test_the_rows_are_priced_by_the_releases_they_name(rule):
     notes = [r["note"] for r in _report(rule)["rows"]]
     assert all(n.startswith("fsdp-pytorch-2.0;") for n in notes[:4]) and notes[4].startswith("deepspeed-0.10;")
