@@ -267,6 +267,10 @@ class Framework:
     # CPU activation offloading (Transformer Engine's cpu_offload through Megatron-Core's cpu_offloading_num_layers):
     # the activations of this many layers go to host memory in the forward and come back in the backward
     offload_layers: int = 0
+    # Megatron-Core CUDA graphs (capsim.analytic.training.core_flags): the capture ("none", "local",
+    # "transformer_engine") and its scopes, comma-separated ("full": the whole layer, Megatron-Core's default)
+    cuda_graph_impl: str = "none"
+    cuda_graph_scope: str = "full"
     grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
     # ZeRO-1/2: the gradients are all-reduced whole and each rank keeps its shard (DeepSpeed's multi-rank bucket
     # all-reduce and BF16_Optimizer), instead of reduce-scattered; ZeRO-3 and the distributed optimizer still
@@ -323,6 +327,10 @@ class Framework:
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
+
+    def cuda_graph_scopes(self) -> str:
+        """The scopes a CUDA graph captures ("" without one; ``host.graphed_ops`` prices them)."""
+        return "" if self.cuda_graph_impl == "none" else self.cuda_graph_scope
 
     def eager(self) -> Eager:
         """Which pointwise ops run as torch eager's separate kernels: none inside compiled blocks; the final norm
@@ -403,6 +411,9 @@ class Framework:
 
 
 # The behaviour fields every release must cite (all of Framework but its name).
+# The cite of the two CUDA-graph fields in every release: off unless a run states a Megatron-Core graph flag
+NO_CUDA_GRAPH = ("no training CUDA graphs unless the run states Megatron-Core's --enable-cuda-graph, "
+                 "--external-cuda-graph or --cuda-graph-impl (capsim.analytic.training.core_flags)")
 BEHAVIOUR = tuple(f.name for f in fields(Framework) if f.name != "name")
 # Layout settings a run may leave unpublished, as training validation rows and TrainPlan name them.
 LAYOUT_SETTINGS = ("micro_batch", "v", "recompute", "sp", "zero_stage", "cp", "distributed_optimizer", "etp",
@@ -536,7 +547,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FP8_OFFERED", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+__all__ = ["BEHAVIOUR", "CP_NOT_IN_GRAPH", "NO_CUDA_GRAPH", "FLEX_DEEPEP", "FP8_OFFERED", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "WITH_TP", "default_sp", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "LossKernel", "MEGATRON_CE_PASSES", "MoeDispatcher", "megatron_ce", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]
