@@ -177,10 +177,11 @@ def test_block_scaled_formats_on_hopper_are_a_clear_error(name):
     assert get_accelerator("B200").peak_flops_per_s(name) > 0
 
 
-def test_the_cli_refuses_nvfp4_on_h100_in_one_line_with_exit_2():
+def test_the_cli_refuses_nvfp4_on_h100_in_one_line_as_infeasible():
+    # a valid plan the accelerator cannot run: infeasible with its reason, exit 1 (was an input error, exit 2)
     out = CliRunner().invoke(app, ["train", "-m", "llama-3-8b", "-a", "H100-SXM5-80GB", "-n", "8",
                                    "--precision", "nvfp4", "--seq-len", "4096"])
-    assert out.exit_code == 2 and "precision.compute" in out.output and "Blackwell" in out.output
+    assert out.exit_code == 1 and "precision.compute" in out.output and "Blackwell" in out.output
 
 
 # --- catalog and calibrations --------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ CONFIGS = sorted(p.stem for p in FIXTURES.glob("*.json"))
 # fixtures written from transformers' configuration classes (tests/test_hf_families.py): checked against
 # transformers' own counts, not against a catalog entry
 UNCATALOGUED = {"dbrx-defaults", "gemma3-defaults", "glm4-moe-defaults", "glm4-moe-qknorm", "gpt-oss-defaults",
-                "granitemoe-defaults", "granitemoehybrid-defaults", "granitemoeshared-1024",
+                "granitemoe-defaults", "granitemoehybrid-defaults", "granitemoeshared-1024", "bamba-hybrid",
+                "granitemoehybrid-interleaved",
                 "granitemoeshared-defaults", "llama4-interleaved", "llama4-scout-defaults", "ministral-defaults",
                 "olmoe-defaults", "phimoe-biases", "phimoe-defaults", "qwen2-moe-defaults", "qwen2-moe-sparse-step",
                 "qwen3-next-defaults", "qwen3-8b-attention-bias", "qwen2-moe-no-qkv-bias", "llama4-attention-bias",

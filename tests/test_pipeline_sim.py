@@ -77,28 +77,30 @@ def test_bad_schedule_inputs():
 # Non-uniform stages: the embedding on the first stage, the LM head and loss on the last, uneven splits, ZeRO,
 # DP overlap. The analytic formula T = m W_max + (sum W - W_max)/v is checked against the event simulation;
 # measured agreement is within 1.2% on these cases, asserted at 1.5%. (At m = p with a middle stage well above the
-# others the formula's fill and drain run up to ~4% long; those stay with the simulator.)
+# others the formula's fill and drain run up to ~4% long; those stay with the simulator.) Uneven splits run under a
+# release that has them (megatron-core-0.14.0): the simulation refuses what step_time refuses, as every face does.
+UNEVEN = "megatron-core-0.14.0"
 CASES = [
     ("gpt-529.6b", 280, dict(tp=8, pp=35, pp_interleave=3, global_batch=280, recompute="full"), "megatron-2022"),
     ("gpt-529.6b", 280, dict(tp=8, pp=35, global_batch=280, recompute="full"), "megatron-2022"),
     ("gpt-175b", 64, dict(tp=8, pp=8, pp_interleave=3, global_batch=64, recompute="selective",
                           sequence_parallel=True), "megatron-2022"),
     ("gpt-175b", 64, dict(tp=8, pp=8, global_batch=64, recompute="full",
-                          layer_split=(10, 12, 13, 13, 13, 13, 12, 10)), "megatron-2022"),
+                          layer_split=(10, 12, 13, 13, 13, 13, 12, 10)), UNEVEN),
     ("gpt-175b", 64, dict(tp=8, pp=8, global_batch=16, recompute="full", schedule="gpipe",
-                          layer_split=(10, 12, 13, 13, 13, 13, 12, 10)), "megatron-2021"),
+                          layer_split=(10, 12, 13, 13, 13, 13, 12, 10)), UNEVEN),
     ("gpt-1.7b", 32, dict(pp=4, dp=8, pp_interleave=2, micro_batch=4, global_batch=512,
                           distributed_optimizer=True), "megatron-core"),
     ("llama-2-7b", 16, dict(tp=2, pp=4, dp=2, global_batch=32, recompute="selective", zero_stage=1), "fsdp"),
     ("llama-2-7b", 32, dict(pp=2, dp=16, global_batch=64, recompute="full", zero_stage=3), "fsdp"),
-    ("llama-3-8b", 16, dict(pp=4, dp=4, layer_split=(8, 9, 8, 7), global_batch=256), "megatron-2022"),
+    ("llama-3-8b", 16, dict(pp=4, dp=4, layer_split=(8, 9, 8, 7), global_batch=256), UNEVEN),
     ("llama-3-8b", 16, dict(pp=4, dp=2, tp=2, global_batch=64,
-                            pipeline_layout="Et*3|t*4|t*5|t*4|t*4|t*4|t*5|t*3L"), "megatron-core"),
+                            pipeline_layout="Et*3|t*4|t*5|t*4|t*4|t*4|t*5|t*3L"), UNEVEN),
     ("llama-3.1-405b", 512, dict(tp=8, pp=8, dp=8, pp_interleave=8, account_for_embedding=True,
                                  account_for_loss=True, global_batch=128, sequence_parallel=True, recompute="full",
-                                 seq_len=8192, distributed_optimizer=True), "megatron-core"),
+                                 seq_len=8192, distributed_optimizer=True), UNEVEN),
     ("llama-3.1-405b", 1024, dict(tp=8, pp=16, dp=8, global_batch=256, sequence_parallel=True, recompute="full",
-                                  seq_len=8192), "megatron-2022"),
+                                  seq_len=8192), UNEVEN),
 ]
 
 
@@ -107,6 +109,7 @@ def test_analytic_matches_simulation_on_uneven_stages(name, gpus, plan, framewor
     model, cluster = get_model(name), Cluster(A100, gpus)
     plan = TrainPlan(precision=FP16, **plan)
     analytic = step_time(model, plan, cluster, DATASHEET, framework=framework)
+    assert analytic.reason in ("", "does not fit in memory"), analytic.reason  # a plan the release runs
     inputs = pipeline_inputs(model, plan, cluster, DATASHEET, framework=framework)
     assert inputs.calibration == analytic.calibration
     simulated = inputs.simulate()

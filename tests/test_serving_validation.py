@@ -342,10 +342,12 @@ def test_splitwise_rows_are_engine_calibration_data_not_targets():
 
 def test_closed_loop_start_up_as_the_benchmark_clients_measure_it(report, tmp_path):
     """A concurrency row that does not name its client is every request of a burst start (vllm bench serve,
-    AIPerf) with the band over the steady state genai-perf measures; naming the client picks one."""
+    AIPerf) with the band over genai-perf's two ways of counting the same burst (perf_analyzer's time windows from the
+    start, its request count); naming the client picks one. GenAI-Perf keeps the start-up: its windows count fewer
+    requests after it than vllm bench serve's 10 x C, so its TTFT is the higher."""
     rows = [x for x in report.rows if x.source == "nim-1.8" and x.metric == "ttft_mean"]
     c5 = [x for x in rows if " b5 " in x.case][0]
-    assert c5.band_low < c5.predicted < c5.band_high  # the burst queues the first prompts; the top is the burst
+    assert c5.band_low <= c5.predicted < c5.band_high  # every client queues the first prompts together
     assert "band over vllm-bench and genai-perf" in c5.note  # at DeepGEMM's FP8 rate (fp8_rates: an FP8 row on H100)
     assert "FP8 GEMMs at 1.90x BF16" in c5.note
     text = resources.files("capsim.data").joinpath("validation", "serving_published.csv").read_text()
@@ -356,8 +358,9 @@ def test_closed_loop_start_up_as_the_benchmark_clients_measure_it(report, tmp_pa
     result = runner.invoke(app, ["validate", "serving", "--json", "--file", str(path)])
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)["rows"][0]
-    assert row["predicted"] == pytest.approx(c5.band_low)  # only the FP8 ratio's band is left
-    assert row["band_low"] == pytest.approx(row["predicted"]) and row["band_high"] > row["predicted"]
+    assert c5.predicted < row["predicted"] <= c5.band_high  # the windows keep the burst, fewer requests after it
+    assert "genai-perf time windows" in row["note"] and "genai-perf request count" in row["note"]
+    assert row["band_low"] <= row["predicted"] <= row["band_high"]
     path.write_text(lines[0] + "\n" + rows5[0] + "client=locust\n")
     bad = runner.invoke(app, ["validate", "serving", "--json", "--file", str(path)])
     assert bad.exit_code == 2 and "client='locust'" in bad.output

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from capsim.analytic.training import RELEASES, FrameworkFamily, get_framework, get_release, release_for
-from capsim.analytic.training.release import BEHAVIOUR, LAYOUT_SETTINGS
+from capsim.analytic.training.release import BEHAVIOUR, LAYOUT_SETTINGS, RUN_SETTINGS
 from capsim.cli import app
 from capsim.errors import SpecError
 from capsim.validation import run_suite
@@ -48,7 +48,7 @@ def test_every_release_cites_every_field_and_documents_every_default():
             elif flag.field == "framework":
                 assert all(v and set(v) <= set(BEHAVIOUR) for v in flag.values.values()), name
             else:
-                assert flag.field.removeprefix("layout.") in set(BEHAVIOUR) | set(LAYOUT_SETTINGS)
+                assert flag.field.removeprefix("layout.") in set(BEHAVIOUR) | set(LAYOUT_SETTINGS) | set(RUN_SETTINGS)
 
 
 def test_releases_are_looked_up_by_family_and_release():

@@ -104,9 +104,11 @@ def kv_elems_per_token(model: ModelSpec, tp: Num = 1) -> Num:
 
 
 def layer_shares(model: ModelSpec) -> list[tuple[float | None, float]]:
-    """(window, share of the stack) of each kind of attention layer: (None, 1) without sliding windows."""
+    """(window, share of the stack) of each kind of attention layer: (None, 1) without sliding windows; a hybrid
+    stack's recurrent layers have none (their share is left out)."""
     sliding = model.sliding_layers / model.layers
-    kinds = [(None, 1.0 - sliding), (float(model.sliding_window or 0), sliding)]
+    full = model.attention_layers / model.layers - sliding
+    kinds = [(None, full), (float(model.sliding_window or 0), sliding)]
     return [(w, s) for w, s in kinds if s > 0]
 
 
@@ -154,7 +156,8 @@ def projection_ops(model: ModelSpec, n: Num, heads: Num, kv_heads: Num, dtype: D
     if model.is_mla:
         return _mla_projections(model, n, heads, dtype, gdt, ab, wb, layer_in, keep)
     qd, kvd = heads * d, kv_heads * d
-    ops = [gemm("qkv", n, qd + kvd + kv_heads * model.v_dim, h, gdt, ab, wb, layer_in)]
+    gate = qd if model.attn_output_gate else 0  # Qwen3-Next: q_proj also emits the output gate
+    ops = [gemm("qkv", n, qd + gate + kvd + kv_heads * model.v_dim, h, gdt, ab, wb, layer_in)]
     if model.qk_norm:  # Qwen3 / Gemma 3: RMSNorm over head_dim of each query and key head
         ops.append(norm("qk_norm", n * (qd + kvd), dtype, ((Saved.TP, n * (qd + kvd) * ab),) if keep else ()))
     if model.position is Position.ROPE:

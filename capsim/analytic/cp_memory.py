@@ -36,6 +36,13 @@ class CpRotate(StrEnum):
     ALLGATHER = "allgather"
     # the same API with _AllToAllRotater: K, V passed to the next rank each step (permute_tensor); dK, dV as above
     ALLTOALL = "alltoall"
+    # Llama 3's all-gather CP (Dubey et al. 2024, arXiv 2407.21783 v3, Sec. 3.3.2 p. 11-12): every rank's K, V
+    # all-gathered first, then one attention of the rank's local queries over them (no per-step merge), the gather
+    # "exposed in the critical path"; its backward is the gather's adjoint, dK, dV reduce-scattered
+    # (the backward is not stated in the paper). Its attention is priced as the ring's steps (the same FLOPs and
+    # shapes, compute._later_step_s), its memory as the gathered K, V held while the layer runs: autograd may also
+    # save the gathered K, V for the backward, which is not priced
+    GATHER_KV = "gather-kv"
 
 
 def _sizes(model: ModelSpec, lay: Layouts, repeat_kv: bool) -> tuple[np.ndarray, ...]:
@@ -106,6 +113,8 @@ def cp_transient_bytes(model: ModelSpec, lay: Layouts, act_bytes: float, rotate:
     rotate = CpRotate(rotate)
     if rotate is CpRotate.P2P:
         return _te_p2p_bytes(cp, q, o, kv, lse, act_bytes)
+    if rotate is CpRotate.GATHER_KV:  # the gathered K, V; the backward also their gradients and dQ
+        return np.where(cp > 1, np.maximum(cp * kv, 2.0 * cp * kv + q) * act_bytes, 0.0)
     return _torch_bytes(cp, q, o, kv, lse, act_bytes, rotate)
 
 

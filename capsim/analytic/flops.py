@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic.mixers import recurrent_shares, scan_flops_per_token
 from capsim.analytic.ops import (
     MATMUL_KINDS,
     AttentionImpl,
@@ -15,7 +16,7 @@ from capsim.analytic.ops import (
     total,
     training_layer_ops,
 )
-from capsim.specs.model import ModelSpec
+from capsim.specs.model import Mixer, ModelSpec
 
 
 def attention_weights(model: ModelSpec) -> float:
@@ -25,7 +26,17 @@ def attention_weights(model: ModelSpec) -> float:
         q = h * heads * d if model.q_lora_rank is None else model.q_lora_rank * (h + heads * d)
         rope, kvr = model.qk_rope_head_dim, model.kv_lora_rank
         return float(q + h * (kvr + rope) + kvr * heads * (d - rope + v) + heads * v * h)
-    return float(h * heads * d + h * model.kv_heads * (d + v) + heads * v * h)
+    gate = h * heads * d if model.attn_output_gate else 0  # Qwen3-Next: q_proj also emits the output gate
+    return float(h * heads * d + h * model.kv_heads * (d + v) + heads * v * h + gate)
+
+
+def recurrent_weights(model: ModelSpec, kind: Mixer) -> float:
+    """Weights of one recurrent mixer's in_proj and out_proj (capsim.analytic.params.recurrent_params, less its
+    conv, norms and per-head vectors)."""
+    h, heads = model.hidden, model.ssm_heads
+    keys, values = model.ssm_groups * model.ssm_state, heads * model.ssm_head_dim
+    cols = 2 * values + 2 * keys + heads if Mixer(kind) is Mixer.MAMBA2 else 2 * keys + 2 * values + 2 * heads
+    return float(h * cols + values * h)
 
 
 def matmul_params(model: ModelSpec) -> float:
@@ -38,7 +49,8 @@ def matmul_params(model: ModelSpec) -> float:
     mlp += moe * (ffn * (model.top_k * model.ffn_hidden + model.shared_experts * model.shared_ffn)
                   + h * model.experts + gate)
     mlp += model.encoder_layers * ffn * model.ffn_hidden
-    attn = model.total_layers * attention_weights(model)
+    attn = (model.attention_layers + model.encoder_layers) * attention_weights(model)
+    attn += sum(model.mixer_layers(k) * recurrent_weights(model, k) for k, _ in recurrent_shares(model))
     cross = model.layers * attention_weights(model) if model.encoder_layers else 0.0
     return float(attn + mlp + cross + model.vocab * h)
 
@@ -49,7 +61,7 @@ def attention_span(model: ModelSpec, seq_len: Num, windows: bool = True) -> Num:
     counts every layer whole (an unfused kernel computes the full square and masks it)."""
     s = np.asarray(seq_len, float)
     sliding = model.sliding_layers if windows else 0
-    span = (model.total_layers - sliding) * s
+    span = (model.attention_layers + model.encoder_layers - sliding) * s  # a hybrid's recurrent layers have none
     return span + sliding * np.minimum(s, model.sliding_window or 0)
 
 
@@ -61,10 +73,11 @@ def attention_flops_per_token(model: ModelSpec, seq_len: Num, windows: bool = Tr
 def training_flops_per_token(model: ModelSpec, seq_len: Num, recompute_full: bool = False) -> Num:
     """6N + 12 l s q (forward + backward, full attention square as Megatron counts it); with full
     recomputation the layers run forward twice: 8N_layers + 6N_head + 16 l s q (Narayanan et al. SC21, Eq. 3).
-    Sliding-window layers count min(s, W) keys per query, MLA its query-key and value dims apart."""
+    Sliding-window layers count min(s, W) keys per query, MLA its query-key and value dims apart; a hybrid's
+    recurrent layers their chunked scans (capsim.analytic.mixers) in place of attention."""
     n_head = model.vocab * model.hidden
     n_layers = matmul_params(model) - n_head
-    attn = attention_flops_per_token(model, seq_len)
+    attn = attention_flops_per_token(model, seq_len) + (scan_flops_per_token(model, seq_len) if model.is_hybrid else 0)
     passes = 4.0 if recompute_full else 3.0
     return passes * (2.0 * n_layers + attn) + 3.0 * 2.0 * n_head
 

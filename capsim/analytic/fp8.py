@@ -81,8 +81,13 @@ from capsim.analytic.primitives import Op, OpKind, Saved
 from capsim.specs.precision import DType, Fp8Scaling, Precision
 
 # The weight GEMMs Transformer Engine's modules run (see the module docstring); everything else stays 16-bit.
+# A Mamba-2 layer's in_proj and out_proj are TE modules too (Megatron-LM core_v0.14.0
+# megatron/core/models/mamba/mamba_layer_specs.py L28: TELayerNormColumnParallelLinear, TERowParallelLinear), as are
+# a Gated DeltaNet's (Megatron-LM@d98e8a64 megatron/core/models/gpt/experimental_attention_variant_module_specs.py
+# L88-90: backend.column_parallel_layer_norm_linear / row_parallel_linear); their chunked scans (scan_*) run in the
+# mamba_ssm / FLA Triton kernels, 16-bit.
 FP8_GEMMS = frozenset({"qkv", "attn_out", "mlp_up", "mlp_down", "shared_up", "shared_down", "cross_qkv",
-                       "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up"})
+                       "cross_out", "q_proj", "q_down", "q_up", "kv_down", "kv_up", "ssm_in_proj", "ssm_out_proj"})
 # Compute formats that are Transformer Engine recipes: per-tensor FP8 and the block-scaled MXFP8 / NVFP4.
 QUANTIZED = frozenset({DType.FP8, DType.MXFP8, DType.NVFP4})
 # 16-bit passes over an activation or gradient before its quantized copies are written (module docstring): one cast

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from capsim._types import Num
-from capsim.analytic import fp8, recompute
+from capsim.analytic import fp8, mtp, recompute
 from capsim.analytic.attention import kv_elems_per_token
 from capsim.analytic.cp_memory import CpRotate, cp_transient_bytes
 from capsim.analytic.layouts import Layouts
+from capsim.analytic.mixers import state_bytes_per_sequence
 from capsim.analytic.moe import COMBINE
 from capsim.analytic.ops import (
     AttentionImpl,
@@ -28,6 +29,7 @@ from capsim.analytic.ops import (
 )
 from capsim.analytic.params import layer_params_by_kind, param_counts
 from capsim.analytic.recompute import MEGATRON_SAC, SacPolicy, SelectiveAc
+from capsim.errors import SpecError
 from capsim.specs.hardware import Accelerator
 from capsim.specs.model import Arch, ModelSpec
 from capsim.specs.plans import ServePlan, TrainPlan
@@ -253,7 +255,7 @@ def _layer_kinds(model: ModelSpec, lay: Layouts, precision: Precision, attention
             act = np.where(lay.recompute == 1, _selective_bytes(model, lay, precision, attention, dropout, sac, share,
                                                                 no_recompute), act)
             replayed = no_recompute
-        out[kind] = {"act": act,
+        out[kind] = {"act": act, "none": no_recompute,
                      "ws": np.select([lay.recompute == 2, lay.recompute == 1], [no_recompute, replayed], 0),
                      # ZeRO-3 gathers the layer being computed and prefetches the next (none in a group of one).
                      "zero3": np.where((lay.zero_stage >= 3) & (lay.shard > 1),
@@ -266,7 +268,8 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
                     accelerator: Accelerator | None = None, attention: AttentionImpl = AttentionImpl.FLASH,
                     dropout: bool = False, keep_gathered: Num = False, unsharded_grads: Num = False,
                     sac: SelectiveAc = MEGATRON_SAC, combine_saves: bool = True, loss_copy_bytes: float = 4.0,
-                    offloaded_layers: Num = 0.0, cp_rotate: CpRotate | str = CpRotate.P2P, repeat_kv: bool = False
+                    offloaded_layers: Num = 0.0, cp_rotate: CpRotate | str = CpRotate.P2P, repeat_kv: bool = False,
+                    recompute_method: str = "uniform", recompute_layers: int = 1, mtp_layers: int = 0
                     ) -> TrainingMemory:
     """Per-GPU training memory of one plan, or of every layout in ``plan`` at once: the largest over all pipeline
     stages (the first with the embedding, the last with the LM head and logits, and every middle stage that
@@ -281,7 +284,11 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
     ``offloaded_layers`` of a stage's layers keep their activations in host memory but for one in flight
     (``capsim.analytic.training.offload``); ``cp_rotate`` and ``repeat_kv`` (``Framework``) say which ring attention
     runs under context parallelism and with how many K/V heads, whose buffers one layer at a time holds
-    (``capsim.analytic.cp_memory``)."""
+    (``capsim.analytic.cp_memory``). Under full recomputation ``recompute_method`` and ``recompute_layers`` (N) say
+    what each stage keeps (``recompute.full_replay_share``): "uniform" one input per N layers and N layers rebuilt at
+    once in the backward; "block" the inputs of the first N layers of each chunk and everything of the others.
+    ``mtp_layers`` MTP layers sit on the last stage (``capsim.analytic.mtp``), each with its own logits and loss,
+    projection input and, with pp > 1, the word-embedding copy."""
     if isinstance(plan, TrainPlan):
         precision = precision or plan.precision
         lay = Layouts.from_plans(model, [plan])
@@ -302,11 +309,25 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
 
     sharded3, sharded2 = (lay.zero_stage >= 3) & (lay.shard > 1), (lay.zero_stage >= 2) & (lay.shard > 1)
 
+    full = lay.recompute == 2
+    group = recompute_layers if recompute_method == "uniform" else 1  # layers one checkpoint rebuilds at once
+    # MTP: eh_proj's saved input [tokens, 2h] beside its layer's activations (multi_token_prediction.py L511-522)
+    proj_in = 2.0 * tokens * model.hidden * precision.activations.bytes / np.where(lay.sp, lay.tp, 1)
+    # an MTP layer is its own checkpoint under full "uniform" and not recomputed under "block" (recompute.py)
+    replayed = full & (recompute_method == "uniform")
+    mtp_act = np.where(replayed, moe["act"], np.where(full, moe["none"], moe["act"]) + proj_in)
+
     def stage(rank: Num, layers: Num, d: Num, emb: Num, head: Num) -> list[Num]:
         inflight = inflight_chunks(lay, rank)
-        dense, expert = stage_params(model, lay, layers, emb, head, d)
+        n_mtp = np.where(head, mtp_layers, 0)
+        dense, expert = stage_params(model, lay, layers + n_mtp, emb, head, d)
+        dense = dense + n_mtp * mtp.extra_params(model) / lay.tp \
+            + np.where(head & (n_mtp > 0), mtp.embedding_copy_params(model, lay.pp), 0) / lay.tp
         w, g, o = model_state_bytes(dense, expert, lay, precision)
         per_layer = (layers - d) * moe["act"] + d * dense_kind["act"]
+        none = (layers - d) * moe["none"] + d * dense_kind["none"]
+        share = recompute.full_replay_share(layers, 0, lay.v, recompute_method, recompute_layers)
+        per_layer = np.where(full, (share * per_layer + (1.0 - share) * none) / group, per_layer) + n_mtp * mtp_act
         # CPU offloading: the layers not offloaded plus the one whose copy is in flight (TE's double buffering)
         n = np.maximum(np.asarray(layers, float), 1.0)
         per_layer = per_layer * np.where(offloaded_layers > 0, np.clip((n - offloaded_layers + 1.0) / n, 0, 1), 1.0)
@@ -318,8 +339,9 @@ def training_memory(model: ModelSpec, plan: TrainPlan | Layouts, precision: Prec
         gathered = np.where(sharded3 & keep_gathered, rest * precision.weights.bytes, zero3)
         grads = np.where(sharded2 & unsharded_grads, rest * precision.gradients.bytes, 0.0)
         ws = np.maximum(np.where(has_moe, moe["ws"], 0), np.where(has_dense, dense_kind["ws"], 0))
+        ws = ws * np.where(full, np.clip(np.asarray(layers, float) / lay.v, 1.0, group), 1.0)
         ws = ws + np.where(layers > 0, ring, 0.0)
-        return [w, g, o, act, ws + gathered + grads + np.where(head, logits, 0.0)]
+        return [w, g, o, act, ws + gathered + grads + np.where(head, (1.0 + n_mtp) * logits, 0.0)]
 
     best = stage(0, lay.first_stage_layers, lay.first_stage_dense, True, single)
     rank = np.zeros(len(lay), np.int64)
@@ -350,11 +372,14 @@ def kv_cache_bytes_per_token(model: ModelSpec, kv_dtype_bytes: float, tp: Num = 
     result is the mean over a sequence that long; without, every layer keeps every token (the bound for an engine
     that does not free a window's old blocks)."""
     per_layer = kv_elems_per_token(model, tp) * kv_dtype_bytes
-    layers = np.asarray(float(model.layers))
+    # only attention layers cache keys and values: a hybrid's recurrent layers keep a fixed state per sequence
+    # instead (:func:`capsim.analytic.mixers.state_bytes_per_sequence`; vLLM V1 gives them a MambaSpec page, not
+    # token blocks)
+    layers = np.asarray(float(model.attention_layers))
     if context_tokens is not None and model.sliding_layers:
         ctx = np.maximum(np.asarray(context_tokens, float), 1.0)
         kept = np.minimum(ctx, float(model.sliding_window)) / ctx
-        layers = model.layers - model.sliding_layers + model.sliding_layers * kept
+        layers = model.attention_layers - model.sliding_layers + model.sliding_layers * kept
     return layers / np.asarray(pp, float) * per_layer
 
 
@@ -370,6 +395,7 @@ class ServingMemory:
     requested_kv_tokens: int  # what the caller asked to hold (max_batch x context), 0 if not asked
     capacity_bytes: float
     usable_bytes: float  # capacity x gpu_memory_utilization
+    state_bytes: float = 0.0  # recurrent states of max_batch sequences (a hybrid's Mamba-2 / GDN layers), reserved
 
     @property
     def fits(self) -> bool:
@@ -378,7 +404,7 @@ class ServingMemory:
     @property
     def total_bytes(self) -> float:
         used_kv = self.kv_bytes_per_token * max(self.requested_kv_tokens, 0)
-        return self.weights_bytes + self.activations_bytes + used_kv
+        return self.weights_bytes + self.activations_bytes + self.state_bytes + used_kv
 
     @property
     def shortfall_bytes(self) -> float:
@@ -430,11 +456,23 @@ def serving_memory(model: ModelSpec, plan: ServePlan, accelerator: Accelerator,
                                                                           logits_tokens=plan.max_batch))
         activations = forward + logits
     usable = accelerator.memory_bytes * plan.gpu_memory_utilization
-    kv_budget = usable - weights - activations
+    # A hybrid's recurrent layers: one state per running sequence, in the model dtype (vLLM mamba_cache_dtype and
+    # mamba_ssm_cache_dtype "auto", MambaStateDtypeCalculator, vllm/model_executor/layers/mamba/mamba_utils.py
+    # @02d71083), held for max_num_seqs sequences (vLLM V1 allocates each request's state as one MambaSpec page of
+    # sum(prod(shape)) x dtype bytes, vllm/v1/kv_cache_interface.py @001cabc1, from the same pool as the KV blocks;
+    # at a full batch that is this reserve)
+    # (attention data parallel: each GPU holds every head of its 1/tp of the sequences)
+    state = float(state_bytes_per_sequence(model, plan.dtype.bytes, 1 if plan.dp_attention else plan.tp, plan.pp)) \
+        * plan.max_batch / (plan.tp if plan.dp_attention else 1) if model.is_hybrid else 0.0
+    if model.attention_layers == 0:
+        raise SpecError("model.mixers", f"{model.name} has no attention layer, so no paged KV cache to size",
+                        "serving a model of recurrent layers only is not modelled; give a hybrid with attention")
+    kv_budget = usable - weights - activations - state
     # Attention data parallel: each GPU keeps every KV head of its own sequences (so the replica holds tp x its
     # tokens); else the KV heads are split by TP.
     per_token = float(kv_cache_bytes_per_token(model, plan.kv_cache_dtype.bytes, 1 if plan.dp_attention else plan.tp,
                                                plan.pp, context_tokens or None))
     blocks = max(int(kv_budget // (per_token * plan.block_size)), 0) * (plan.tp if plan.dp_attention else 1)
     return ServingMemory(weights, activations, kv_budget, per_token, blocks * plan.block_size,
-                         plan.max_batch * context_tokens if context_tokens else 0, accelerator.memory_bytes, usable)
+                         plan.max_batch * context_tokens if context_tokens else 0, accelerator.memory_bytes, usable,
+                         state)

@@ -21,6 +21,7 @@ from capsim.analytic.attention import (
     serving_kernels,
     training_kernel,
 )
+from capsim.analytic.mixers import mixer_ops
 from capsim.analytic.moe import moe_ops
 from capsim.analytic.primitives import (
     MATMUL_KINDS,
@@ -100,6 +101,23 @@ def _mlp_ops(model: ModelSpec, s: LayerShape, dt: DType, ab: float, wb: float, t
     return ops + (moe_ops(model, n, t, s.etp, s.ep, s.sp, dt, ab, wb, moe, training, touched, s.busiest) if moe > 0 else [])
 
 
+def _attention_share(model: ModelSpec, ops: list[Op]) -> list[Op]:
+    """Attention's ops weighted by the attention layers' share of a hybrid stack (unchanged otherwise)."""
+    if not model.is_hybrid:
+        return ops
+    a = model.attention_layers / model.layers
+    return [replace(o, share=o.share * a) for o in ops]
+
+
+def _output_gate(model: ModelSpec, n: Num, heads: Num, dtype: DType, keep: bool) -> list[Op]:
+    """Qwen3-Next's gated attention: attn * sigmoid(gate) before o_proj (modeling_qwen3_next.py Qwen3NextAttention
+    forward), one pass reading both and writing the product."""
+    if not model.attn_output_gate:
+        return []
+    elems = n * heads * model.v_dim
+    return [elementwise("attn_gate", elems, dtype, 2, 1, 5, ((Saved.TP, 2 * elems * dtype.bytes),) if keep else ())]
+
+
 def _post_norm(model: ModelSpec, name: str, elems: Num, dtype: DType, keep: bool) -> list[Op]:
     """Gemma 2/3's norm on a sub-layer's output before the residual add (a 'sandwich' around each sub-layer)."""
     if not model.sandwich_norm:
@@ -120,11 +138,13 @@ def forward_layer_ops(model: ModelSpec, s: LayerShape, dtype: DType = DType.BF16
     mask = n * h * (1.0 if dropout else 0.0)
     kv_heads = s.heads if model.is_mla else s.kv_heads  # MLA rebuilds K and V for every query head
     ops = [norm("norm_attn", hidden_elems, dtype, ((Saved.SP, ab * hidden_elems),))]
-    ops += projection_ops(model, n, s.heads, s.kv_heads, dtype, ab, wb)
-    for window, share in layer_shares(model):
+    ops += _attention_share(model, projection_ops(model, n, s.heads, s.kv_heads, dtype, ab, wb))
+    for window, share in layer_shares(model):  # shares of the stack: a hybrid's attention layers only
         ops += training_kernel(s.sequences, s.heads, kv_heads, seq, seq, d, dtype, attention, dropout, causal, v,
                                window, share)
-    ops.append(gemm("attn_out", n, h, s.heads * v, dtype, ab, wb, ((Saved.TP, n * s.heads * v * ab),), 1))
+    ops += _attention_share(model, _output_gate(model, n, s.heads, dtype, True) + [
+        gemm("attn_out", n, h, s.heads * v, dtype, ab, wb, ((Saved.TP, n * s.heads * v * ab),), 1)])
+    ops += mixer_ops(model, n, s.sequences, s.tp, dtype, ab, wb, True)
     ops += _post_norm(model, "norm_attn_post", hidden_elems, dtype, True)
     ops.append(elementwise("residual_attn", hidden_elems, dtype, 2, 1, 1, ((Saved.SP, mask),),
                            extra_write_bytes=mask))
@@ -178,10 +198,12 @@ def serving_layer_ops(model: ModelSpec, batch: StepBatch, tp: Num = 1, dtype: DT
     s = layer_shape(model, batch.new_tokens, batch.sequences, tp, 1, False)
     h, n = model.hidden, batch.new_tokens
     ops = [norm("norm_attn", n * h, dtype)]
-    ops += projection_ops(model, n, s.heads, s.kv_heads, dtype, ab, wb, serving=True, gemm_dtype=cdt)
-    ops.append(kv_write_op(model, n, tp, dtype, kv_dt))
-    ops += serving_kernels(model, batch, tp, phase, dtype, kv_dt, cdt, wb, kv_reads)
-    ops.append(gemm("attn_out", n, h, s.heads * model.v_dim, cdt, ab, wb))
+    ops += _attention_share(model, projection_ops(model, n, s.heads, s.kv_heads, dtype, ab, wb, serving=True,
+                                                  gemm_dtype=cdt) + [kv_write_op(model, n, tp, dtype, kv_dt)])
+    ops += serving_kernels(model, batch, tp, phase, dtype, kv_dt, cdt, wb, kv_reads)  # at layer_shares' shares
+    ops += _attention_share(model, _output_gate(model, n, s.heads, dtype, False)
+                            + [gemm("attn_out", n, h, s.heads * model.v_dim, cdt, ab, wb)])
+    ops += mixer_ops(model, n, batch.sequences, tp, dtype, ab, wb, False, cdt)
     ops += _post_norm(model, "norm_attn_post", n * h, dtype, False)
     ops.append(elementwise("residual_attn", n * h, dtype, 2, 1, 1))
     ops.append(norm("norm_mlp", n * h, dtype))

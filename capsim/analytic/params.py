@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from capsim.specs.model import Arch, ModelSpec, Position
+from capsim.specs.model import Arch, Mixer, ModelSpec, Position
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,42 @@ def attention_params(model: ModelSpec) -> int:
     qk, vd = model.kv_heads * d, model.kv_heads * v
     weights = h * heads * d + h * qk + h * vd + heads * v * h
     biases = (heads * d + qk + vd if model.qkv_bias else 0) + (h if model.out_bias else 0)
+    # Qwen3-Next's output gate: q_proj emits 2 q_dim columns (modeling_qwen3_next.py L241-243, bias as q/k/v)
+    gate = (h * heads * d + (heads * d if model.qkv_bias else 0)) if model.attn_output_gate else 0
     # gpt-oss: one learned sink logit per head (modeling_gpt_oss.py GptOssAttention.sinks, shape (heads,))
-    return weights + biases + model.qk_norm_params + (heads if model.attn_sinks else 0)
+    return weights + biases + gate + model.qk_norm_params + (heads if model.attn_sinks else 0)
+
+
+def recurrent_params(model: ModelSpec, kind: Mixer) -> int:
+    """One recurrent token mixer's parameters (transformers 5.25.0 modeling code).
+
+    Mamba-2 (GraniteMoeHybridMambaLayer, modeling_granitemoehybrid.py L705-753; BambaMixer the same):
+    in_proj hidden -> (I + conv_dim + heads) with I = heads x head_dim and conv_dim = I + 2 groups x state, a
+    depthwise conv1d of conv_dim x kernel (+ conv_dim bias), dt_bias, A_log and D (heads each), a gated RMSNorm of I,
+    out_proj I -> hidden (biases by mamba_proj_bias).
+    Gated DeltaNet (Qwen3NextGatedDeltaNet, modeling_qwen3_next.py L645-685): in_proj_qkvz hidden -> 2 key_dim +
+    2 value_dim and in_proj_ba hidden -> 2 heads, conv1d over 2 key_dim + value_dim without bias, dt_bias and A_log
+    (heads each), a gated RMSNorm of head_dim shared by the heads, out_proj value_dim -> hidden, no biases."""
+    h, heads = model.hidden, model.ssm_heads
+    keys, values = model.ssm_groups * model.ssm_state, heads * model.ssm_head_dim
+    conv_dim = values + 2 * keys
+    conv = conv_dim * model.ssm_conv + (conv_dim if model.ssm_conv_bias else 0)
+    if Mixer(kind) is Mixer.MAMBA2:
+        cols = values + conv_dim + heads
+        proj = h * cols + values * h + ((cols + h) if model.ssm_proj_bias else 0)
+        return proj + conv + 3 * heads + values
+    cols = 2 * keys + 2 * values + 2 * heads
+    proj = h * cols + values * h + ((cols + h) if model.ssm_proj_bias else 0)
+    return proj + conv + 2 * heads + model.ssm_head_dim
+
+
+def mixer_params(model: ModelSpec) -> int:
+    """The token mixers of the whole decoder stack: attention layers' projections and each recurrent layer's."""
+    out = model.attention_layers * attention_params(model)
+    for kind in (Mixer.MAMBA2, Mixer.GATED_DELTANET):
+        n = model.mixer_layers(kind)
+        out += n * recurrent_params(model, kind) if n else 0
+    return out
 
 
 def expert_params(model: ModelSpec, width: int | None = None) -> int:
@@ -113,22 +147,29 @@ def expert_params(model: ModelSpec, width: int | None = None) -> int:
 
 
 def _layer_stack(model: ModelSpec) -> tuple[int, int, int]:
-    """(all parameters, active parameters, routed-expert parameters) of the decoder stack."""
-    kinds = layer_params_by_kind(model)
+    """(all parameters, active parameters, routed-expert parameters) of the decoder stack: each layer's FFN part by
+    its kind, plus every layer's own token mixer (:func:`mixer_params`)."""
+    kinds = layer_params_by_kind(model, mixer=False)
+    mixers = mixer_params(model)
     if not model.is_moe:
-        per = kinds["dense"][0]
-        return model.layers * per, model.layers * per, 0
-    (moe_common, routed_one), dense = kinds["moe"], len(model.dense_layers) * kinds["dense"][0]
-    routed = model.moe_layers * routed_one
+        per = int(kinds["dense"][0])
+        return model.layers * per + mixers, model.layers * per + mixers, 0
+    (moe_common, routed_one), dense = kinds["moe"], len(model.dense_layers) * int(kinds["dense"][0])
+    routed = model.moe_layers * int(routed_one)
     active = model.moe_layers * model.top_k * expert_params(model)
-    return dense + model.moe_layers * moe_common + routed, dense + model.moe_layers * moe_common + active, routed
+    common = dense + model.moe_layers * int(moe_common) + mixers
+    return common + routed, common + active, routed
 
 
-def layer_params_by_kind(model: ModelSpec) -> dict[str, tuple[int, int]]:
+def layer_params_by_kind(model: ModelSpec, mixer: bool = True) -> dict[str, tuple[float, float]]:
     """(parameters every token uses, routed-expert parameters) of one MoE layer and of one dense-FFN layer of an
-    MoE model (DeepSeek's first_k_dense_replace layers); a dense model's layers are all "dense"."""
+    MoE model (DeepSeek's first_k_dense_replace layers); a dense model's layers are all "dense". A hybrid stack's
+    token mixers differ by layer: each kind carries their mean (``mixer=False``: none)."""
     norms = (4 if model.sandwich_norm else 2) * norm_params(model)
-    common = attention_params(model) + norms
+    if not model.is_hybrid:
+        common: float = (attention_params(model) if mixer else 0) + norms
+    else:
+        common = (mixer_params(model) / model.layers if mixer else 0) + norms
     dense = (common + expert_params(model, model.dense_ffn), 0)
     if not model.is_moe:
         return {"moe": dense, "dense": dense}

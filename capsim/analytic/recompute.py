@@ -18,8 +18,9 @@ each forward op of a layer that runs again.
   output-discarding checkpoints re-run in the backward); "moe_act" the routed experts' activation function
   (moe/experts.py L828-831, L963-969: ``bias_act_func`` under CheckpointWithoutOutput, re-run in the backward
   with everything it holds: a clamped GLU's eager clamp, capsim.analytic.eager); "mla_up_proj" MLA's latent norms,
-  up-projections and RoPE (multi_latent_attention.py). What "mla_up_proj" and "moe_act" free is priced
-  (``DISCARDS``, ``discarded``); what "layernorm" frees is not.
+  up-projections and RoPE (multi_latent_attention.py); "mlp" a dense MLP, "shared_experts" an MoE layer's shared
+  experts. Each only where the module exists in Megatron-Core's TE spec (``_module_ops``: "layernorm" only the
+  norms that are not fused into the next linear layer). What each frees is priced (``DISCARDS``, ``discarded``).
 """
 
 from __future__ import annotations
@@ -38,26 +39,62 @@ from capsim.specs.model import ModelSpec
 
 # Megatron's selective recompute: the attention core (Korthikanti et al. 2022, Sec. 5).
 CORE_OPS = frozenset({"attn_scores", "softmax", "attn_dropout", "attn_context"})
-# Megatron-Core's recompute modules capsim prices -> the ops each replays ("moe_act" only in an MoE layer: the
-# routed experts' activation, with a clamped GLU's eager clamp).
+# Megatron-Core's recompute modules capsim prices -> the ops each replays, in the layers where the module exists.
+# "moe_act" (MoE layers): the routed experts' activation, with a clamped GLU's eager clamp.
 # "mla_up_proj": MLA's qkv_up_proj_and_rope_apply under CheckpointWithoutOutput, re-run in the backward: the q and kv
 # latent norms, both up-projections and RoPE (ML@core_v0.14.0 megatron/core/transformer/multi_latent_attention.py
 # L654-720, L781-784; a recompute_modules choice since core_v0.12.0 transformer_config.py L240-249).
+# "layernorm": only a norm that is its own module (ML@core_v0.14.0 transformer_layer.py L406-418: not an IdentityOp),
+# run under CheckpointWithoutOutput and discarded after its consumer (L507-535, L587-642). Megatron-Core's TE spec fuses
+# the input norm into linear_qkv and a dense MLP's pre-MLP norm into linear_fc1 (TELayerNormColumnParallelLinear, the
+# norm an IdentityOp: ML@0d8e0714 megatron/core/models/gpt/gpt_layer_specs.py L244-256, L360, L454-458); MLA's input
+# norm (L336 fuse_input_layernorm False) and an MoE layer's pre-MLP norm (moe_module_specs.py L74) are TENorm modules
+# (the same at ML@core_v0.14.0 gpt_layer_specs.py L138, L155, L181).
+# "mlp" (dense-MLP layers: transformer_layer.py L425-427, L605-622): the MLP under tensor_parallel.checkpoint, replayed
+# whole with the pre-MLP norm fused into its fc1. "shared_experts" (MoE layers: moe/moe_layer.py L123-126, L224-236
+# at ML@0d8e0714): the shared experts under a checkpoint.
 MODULE_OPS = {"core_attn": CORE_OPS, "layernorm": frozenset({"norm_attn", "norm_mlp"}),
               "moe_act": frozenset({"mlp_act"}) | CLAMP_OPS,
-              "mla_up_proj": frozenset({"q_norm", "q_up", "kv_norm", "kv_up", "rope"})}
-# What an output-discarding module (ML@core_v0.14.0 megatron/core/tensor_parallel/random.py L521-610
-# CheckpointWithoutOutput, discard_output_and_register_recompute L596) frees of a layer's kept activations: the saves of
-# its own ops past the checkpoint's inputs (the function runs without autograd, so nothing inside it is saved), and
-# the saves its consumers made of its 16-bit outputs, whose storage is released after they ran and rebuilt before
-# their backward. (internal ops, consumer ops). "mla_up_proj": inputs q_compressed and kv_compressed (q_norm and
-# kv_norm save them), outputs query/key/value, discarded after the core attention (multi_latent_attention.py
-# L313-316); "moe_act": input the expert fc1 output (mlp_act saves it), output consumed by the expert fc2
-# (core_v0.14.0 moe/experts.py L254-300 GroupedMLP, L909-914 TEGroupedMLP: discarded after linear_fc2). "layernorm" is not here: which of its outputs a consumer
-# keeps depends on Transformer Engine fusing the norm into the next linear layer, not read; its replay is priced,
-# what it frees is not (nor core_attn's beyond the attention-core policy).
+              "mla_up_proj": frozenset({"q_norm", "q_up", "kv_norm", "kv_up", "rope"}),
+              "mlp": frozenset({"norm_mlp", "mlp_up", "mlp_act", "mlp_down"}),
+              "shared_experts": frozenset({"shared_up", "shared_down"})}
+# What a checkpointed module frees of a layer's kept activations: the saves of its own ops past the checkpoint's
+# inputs (the function runs without autograd, so nothing inside it is saved; the checkpoint keeps its inputs), and for
+# an output-discarding one (ML@core_v0.14.0 megatron/core/tensor_parallel/random.py L521-610 CheckpointWithoutOutput,
+# discard_output_and_register_recompute L596) the saves its consumers made of its 16-bit outputs, whose storage is
+# released after they ran and rebuilt before their backward. (internal ops, consumer ops). "mla_up_proj": inputs
+# q_compressed and kv_compressed (q_norm and kv_norm save them), outputs query/key/value, discarded after the core
+# attention (multi_latent_attention.py L313-316); "moe_act": input the expert fc1 output (mlp_act saves it), output
+# consumed by the expert fc2 (core_v0.14.0 moe/experts.py L254-300 GroupedMLP, L909-914 TEGroupedMLP: discarded after
+# linear_fc2); "layernorm": input the residual stream (the norm saves it), output consumed by MLA's down-projections
+# (input norm) or by the router and the shared experts' fc1 (pre-MLP norm), whose saves of it go; "mlp": input the
+# residual stream (the fused norm saves it), the rest of the MLP's saves go; "shared_experts": input the pre-MLP norm's
+# output (the router's save), the shared fc2's save goes. core_attn frees nothing beyond the attention-core policy.
 DISCARDS = {"mla_up_proj": (frozenset({"q_up", "kv_up", "rope"}), frozenset({"attention", "attn_scores"})),
-            "moe_act": (frozenset(), frozenset({"mlp_down"}))}
+            "moe_act": (frozenset(), frozenset({"mlp_down"})),
+            "layernorm": (frozenset(), frozenset({"q_down", "kv_down", "router", "shared_up"})),
+            "mlp": (frozenset({"mlp_up", "mlp_act", "mlp_down"}), frozenset()),
+            "shared_experts": (frozenset({"shared_down"}), frozenset())}
+# Under FP8 the consumers of a discarded norm output save that 16-bit original instead of their FP8 copy
+# (set_save_original_input on the shared experts' fc1 or a dense fc1: transformer_layer.py L411-424 at
+# ML@core_v0.14.0), so it is freed even from a quantized consumer. (MLA under FP8 has no such hook:
+# Attention.set_for_recompute_input_layernorm raises NotImplementedError, ML@0d8e0714 attention.py L949-951.)
+_ORIGINAL_INPUT = frozenset({"layernorm"})
+_MLA_OPS = frozenset({"q_down", "kv_down"})
+
+
+def _module_ops(module: str, ops: list[Op]) -> frozenset[str]:
+    """The ops of one layer (``ops``) that Megatron-Core's recompute ``module`` covers: none where the module does not
+    exist in that layer (``MODULE_OPS``'s comment)."""
+    names = {_base(op.name) for op in ops}
+    moe_layer, mla_layer = "moe_permute" in names, bool(names & _MLA_OPS)
+    if module == "layernorm":
+        return frozenset({"norm_attn"} if mla_layer else set()) | frozenset({"norm_mlp"} if moe_layer else set())
+    if module in ("moe_act", "shared_experts") and not moe_layer:
+        return frozenset()
+    if module == "mlp" and moe_layer:
+        return frozenset()
+    return MODULE_OPS[module]
 
 
 class SacPolicy(StrEnum):
@@ -132,8 +169,7 @@ def op_shares(model: ModelSpec, ops: list[Op], sac: SelectiveAc) -> list[float]:
     if sac.policy is SacPolicy.ATTENTION_CORE:
         return [1.0 if _base(op.name) in CORE_OPS else 0.0 for op in ops]
     if sac.policy is SacPolicy.MODULES:
-        moe_layer = any(_base(op.name) == "moe_permute" for op in ops)
-        names = frozenset().union(*(MODULE_OPS[m] for m in sac.modules if m != "moe_act" or moe_layer))
+        names = frozenset().union(*(_module_ops(m, ops) for m in sac.modules))
         return [1.0 if _base(op.name) in names else 0.0 for op in ops]
     if sac.policy is SacPolicy.BLOCKS:
         return [0.0] * len(ops)
@@ -156,13 +192,13 @@ def discarded(ops: list[Op], sac: SelectiveAc, quantized: frozenset[str] = froze
     discarded 16-bit output, so its save stays. "moe_act" acts only in an MoE layer, as its replay does."""
     if sac.policy is not SacPolicy.MODULES:
         return [False] * len(ops)
-    moe_layer = any(_base(op.name) == "moe_permute" for op in ops)
-    internal, consumers = set(), set()
+    internal, consumers, originals = set(), set(), set()
     for m in sac.modules:
-        if m in DISCARDS and (m != "moe_act" or moe_layer):
+        if m in DISCARDS and _module_ops(m, ops):
             internal |= DISCARDS[m][0]
-            consumers |= DISCARDS[m][1]
-    return [_base(op.name) in internal or (_base(op.name) in consumers and op.name not in quantized) for op in ops]
+            (originals if m in _ORIGINAL_INPUT else consumers).update(DISCARDS[m][1])
+    return [_base(op.name) in internal or _base(op.name) in originals
+            or (_base(op.name) in consumers and op.name not in quantized) for op in ops]
 
 
 def block_share(model: ModelSpec, sac: SelectiveAc) -> float:
@@ -205,5 +241,26 @@ def ops_policy_kept_bytes(model: ModelSpec, ops: list[Op], act_bytes: float, att
     return out
 
 
-__all__ = ["CORE_OPS", "LINEAR_OPS", "MEGATRON_SAC", "MODULE_OPS", "SacPolicy", "SelectiveAc", "alternate_mm_shares", "block_share", "discarded", "op_shares",
+# Full recomputation's methods (Megatron-Core --recompute-method, with --recompute-granularity full; ML@core_v0.14.0
+# megatron/core/transformer/transformer_block.py L429-461 _checkpointed_forward, over the layers of one model chunk,
+# num_layers_per_pipeline_rank = len(self.layers), L314): "uniform" checkpoints each run of N layers as one unit
+# (every layer replayed once; each unit keeps its input only), "block" checkpoints only the chunk's first N layers,
+# one each, and runs the rest without recomputation. MTP layers (multi_token_prediction.py L625-640) are their own
+# checkpoint under "uniform" (N must be 1) and not recomputed under "block".
+FULL_METHODS = ("uniform", "block")
+
+
+def full_replay_share(decoder: Num, mtp: Num, v: Num, method: str, n: int) -> Num:
+    """Share of a stage's layers (``decoder`` layers over ``v`` chunks plus ``mtp`` MTP layers) that full
+    recomputation replays: all of them under "uniform"; under "block" the first ``n`` of each chunk (their mean
+    chunk: at most n v of the decoder layers), no MTP layer."""
+    if method not in FULL_METHODS:
+        raise SpecError("recompute_method", f"unknown method {method!r}", f"use one of {', '.join(FULL_METHODS)}")
+    if method == "uniform":
+        return np.ones_like(np.asarray(decoder, float))
+    d, m = np.asarray(decoder, float), np.asarray(mtp, float)
+    return np.minimum(n * np.asarray(v, float), d) / np.maximum(d + m, 1.0)
+
+
+__all__ = ["CORE_OPS", "FULL_METHODS", "full_replay_share", "LINEAR_OPS", "MEGATRON_SAC", "MODULE_OPS", "SacPolicy", "SelectiveAc", "alternate_mm_shares", "block_share", "discarded", "op_shares",
            "ops_policy_kept_bytes", "replay_s"]

@@ -17,6 +17,7 @@ import numpy as np
 
 from capsim._types import Num
 from capsim.analytic.attention import kv_elems_per_token
+from capsim.analytic.mixers import SCAN_PREFIX
 from capsim.analytic.ops import Op, OpKind, Phase, StepBatch, head_ops
 from capsim.analytic.sampling import (
     DEFAULT_SAMPLING,
@@ -165,10 +166,16 @@ def pp_sends(plan: ServePlan, accelerator: Accelerator | None) -> tuple[int, int
 CONTEXT_GEMMS = frozenset({"kv_up", "q_absorb", "out_absorb"})
 
 
+def _context(op: Op) -> bool:
+    """Attention kernels, MLA's context GEMMs and a hybrid's chunked scans (their chunks and states follow the
+    step's sequences, capsim.analytic.mixers)."""
+    return op.kind is OpKind.ATTENTION or op.name in CONTEXT_GEMMS or op.name.startswith(SCAN_PREFIX)
+
+
 def _split(ops: list[Op]) -> tuple[list[Op], list[Op]]:
-    """(ops that scale with the step's new tokens, the attention kernels and the GEMMs that follow the context)."""
-    ctx = [o for o in ops if o.kind is OpKind.ATTENTION or o.name in CONTEXT_GEMMS]
-    return [o for o in ops if not (o.kind is OpKind.ATTENTION or o.name in CONTEXT_GEMMS)], ctx
+    """(ops that scale with the step's new tokens, the attention kernels and the ops that follow the context or
+    the sequences)."""
+    return [o for o in ops if not _context(o)], [o for o in ops if _context(o)]
 
 
 def layer_token_ops(model: ModelSpec, plan: ServePlan, new_tokens: Num, sequences: Num) -> list[Op]:
@@ -185,7 +192,8 @@ def kv_write_s(engine: EngineProfile, model: ModelSpec, plan: ServePlan, new_tok
     per_call, per_byte = engine.kv_write_s
     n = np.asarray(new_tokens, float)
     nbytes = n * kv_elems_per_token(model, plan.tp) * plan.kv_cache_dtype.bytes
-    return np.where(n > 0, per_call + per_byte * nbytes, 0.0)
+    share = model.attention_layers / model.layers  # a hybrid's recurrent layers write no KV
+    return np.where(n > 0, share * (per_call + per_byte * nbytes), 0.0)
 
 
 def layer_token_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, sequences: Num,

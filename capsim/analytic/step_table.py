@@ -28,6 +28,7 @@ from capsim.analytic.line_sums import (
     steps_to_reach,
     sum_max_lines,
 )
+from capsim.analytic.mixers import SCAN_PREFIX
 from capsim.analytic.ops import OpKind, Phase, StepBatch, gemm, head_ops
 from capsim.analytic.paged_grid import grid_factor
 from capsim.analytic.serving import (
@@ -42,6 +43,7 @@ from capsim.analytic.serving import (
     pp_sends,
     tp_comm_s,
 )
+from capsim.analytic.serving import attention_ops as serving_attention_ops
 from capsim.analytic.serving_moe import decode_kv_reads, gpu_kernel_dims, local_batch
 from capsim.errors import SpecError
 from capsim.perf import Perf, curve_value
@@ -120,6 +122,11 @@ class StepTable:
         self.dec_kv = float(kd.kv_elems * self.kv_bytes)
         self.flops_per_pair = {"pair": float(kp.flops_per_pair), "dpair": float(kd.flops_per_pair)}
         self.shares = layer_shares(model)  # (window, share) of global and sliding-window layers
+        # A hybrid stack: attention in its attention layers' share, the recurrent layers' chunked scans and states
+        # priced per (tokens, sequences) of a step (capsim.analytic.mixers), cached.
+        self.hybrid = model.is_hybrid
+        self.attn_share = model.attention_layers / model.layers if self.hybrid else 1.0
+        self._mix: dict[tuple[int, int], float] = {}
         self.mla = model.is_mla
         self.attn_launch_s = self.main.params.attention.launch_s
         # A measured calibration's attention residuals (Perf.attention_factor), cached on a 1/32-octave grid.
@@ -268,6 +275,16 @@ class StepTable:
         f = self.att_factor(rows, kv_per_seq, flops, nbytes)
         return f * self.kv_slowdown(kv_per_seq), f
 
+    def mixer_s(self, tokens: int, seqs: int) -> float:
+        """One layer's recurrent scans and state traffic (a hybrid stack's share of them) for ``seqs`` sequences
+        with ``tokens`` new tokens: serving.attention_ops' ``scan_`` ops, priced once per shape."""
+        key = (tokens, seqs)
+        out = self._mix.get(key)
+        if out is None:
+            ops = serving_attention_ops(self.model, self.plan, StepBatch(float(seqs), float(tokens), 0.0, 0.0))
+            out = self._mix[key] = float(self.main.ops_s([o for o in ops if o.name.startswith(SCAN_PREFIX)]))
+        return out
+
     def prefill_attention_s(self, tokens: int, pairs: float, kv_tokens: float, seqs: int = 1) -> float:
         """One layer's prefill attention (serving_kernels' ops, priced as Perf prices them): per kind of layer, the
         kernel over its pairs and keys (a sliding window caps them as the mean sequence allows), and MLA's K/V
@@ -290,7 +307,7 @@ class StepTable:
             out += share * (self.attn_launch_s + (mem if mem > comp else comp))
             if self.mla:
                 out += self._kv_up_s(kv, share)
-        return out
+        return out + self.mixer_s(tokens, seqs) if self.hybrid else out
 
     def decode_attention_lines(self, seqs: int) -> tuple[float, float, float]:
         """One decode attention kernel of ``seqs`` sequences, less its launch and residual, as two lines in the keys
@@ -324,7 +341,7 @@ class StepTable:
                 c, m = self.decode_scale(seqs, kv)
                 comp, mem = comp * c, mem * m
             out += share * (self.attn_launch_s + grid * (mem if mem > comp else comp))
-        return out
+        return out + self.mixer_s(seqs, seqs) if self.hybrid else out
 
     def overhead_s(self, seqs: int) -> float:
         return self.oh0 + self.oh1 * seqs
@@ -352,11 +369,13 @@ class StepTable:
             L = self.layers
             gemms = self.dec_gemm[seqs] if seqs < len(self.dec_gemm) else self._beyond("gemm", seqs)
             run = self.padded(seqs)  # token kernels and LM head at the captured batch
-            base = (self.token_time(run) + self.logit_time(run) + L * (self.attn_launch_s + gemms)
+            a = self.attn_share  # the attention layers' share of the stack (1 but in a hybrid)
+            mix = self.mixer_s(seqs, seqs) if self.hybrid else 0.0
+            base = (self.token_time(run) + self.logit_time(run) + L * (a * self.attn_launch_s + gemms + mix)
                     + self.overhead_s(seqs))
             comp, m0, m1 = self.decode_attention_lines(seqs)
             cpu = self.dispatch_s(0, seqs)
-            co = (base, L * comp, L * m0, L * m1, cpu, cpu + self.overhead_s(seqs))
+            co = (base, L * a * comp, L * a * m0, L * a * m1, cpu, cpu + self.overhead_s(seqs))
             self._dec_coef[seqs] = co
         return co
 

@@ -21,6 +21,7 @@ from capsim.analytic.serving import DEFAULT_SAMPLING, Sampling, StepShape, itera
 from capsim.calibration.engine_fit import EngineFit, fit_engine_terms
 from capsim.calibration.engine_obs import DeviceTime, Observations, run_observations, step_observations
 from capsim.data.bench import BenchRun, run_sampling
+from capsim.errors import SpecError
 from capsim.perf import Perf
 from capsim.specs.engine import PER_WORKER, EngineProfile, SchedulerKind, Workers
 from capsim.specs.hardware import Accelerator
@@ -102,6 +103,10 @@ def fitted_profile(base: EngineProfile, fit: EngineFit, name: str, provenance: d
 def calibrate_engine(runs: list[BenchRun], dep: Deployment, name: str = "my-engine",
                      extra: dict[str, Any] | None = None) -> tuple[EngineProfile, EngineFit]:
     """Fit the engine's host terms to ``runs`` (measured on ``dep``) and return the fitted profile."""
+    for r in runs:
+        if r.aggregates is not None:  # capsim/data/bench_aggregates.py: no per-request times to take apart
+            raise SpecError(r.path, "keeps aggregates only: no per-request times to fit the engine's terms to",
+                            "fit on a run with per-request data (its aggregates can still be scored)")
     fit = fit_engine_terms(observations(runs, dep))
     prov = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "calibration": dep.perf.name,
             "deployment": dep.describe(),

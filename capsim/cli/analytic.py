@@ -100,6 +100,7 @@ def memory_serve(model: o.Model = "", accelerator: AccelOpt = None, tp: o.Tp = 1
         return None if mem.fits else infeasible(why)
     console.print(table(f"{spec.name} serving on {acc.name} (tp={tp}, pp={pp}): memory per GPU", ["part", "value"], [
         ["weights", gb(mem.weights_bytes)], ["activation peak", gb(mem.activations_bytes)],
+        *([["recurrent states (max_batch seqs)", gb(mem.state_bytes)]] if mem.state_bytes else []),
         ["KV cache budget", gb(mem.kv_cache_bytes)], ["KV bytes per token", f"{mem.kv_bytes_per_token:,.0f}"],
         ["max KV tokens per replica", f"{mem.max_kv_tokens:,}"],
         ["requested (max_batch x context)", f"{mem.requested_kv_tokens:,}"]]))

@@ -30,14 +30,20 @@ From = Annotated[list[Path], typer.Option("--from", help="Measured runs to fit o
 Out = Annotated[Path, typer.Option("--out", help="Where to write the fitted engine profile (YAML).")]
 Name = Annotated[str | None, typer.Option("--name", help="The fitted profile's name (default: the --out file's "
                                           "stem).")]
+InputLen = Annotated[int | None, typer.Option("--input-len", min=1, help="Prompt tokens of every request, for a "
+                                              "GenAI-Perf export that records no count (no usage, text prompts).")]
+OutputLen = Annotated[int | None, typer.Option("--output-len", min=1, help="Output tokens of every request, for a "
+                                               "GenAI-Perf export whose payloads and responses fix none.")]
 Rows = Annotated[int, typer.Option("--rows", help="Most table rows to print (0 = all; --json has all).", min=0)]
 
 
-def _runs(paths: list[Path]) -> list:
+def _runs(paths: list[Path], input_len: int | None = None, output_len: int | None = None) -> list:
     """Every run of every file, in order (a SGLang JSONL or a GenAI-Perf export may hold several)."""
     from capsim.data.bench import read_bench_runs
+    from capsim.data.bench_lengths import GivenLengths
 
-    return [run for p in paths for run in read_bench_runs(p)]
+    given = GivenLengths(input_len, output_len)
+    return [run for p in paths for run in read_bench_runs(p, given)]
 
 
 def _deployment_given(values: dict[str, object]) -> list[str]:
@@ -48,7 +54,8 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
                    check: Check = None, model: o.Model = "", hf_config: o.HfConfig = None,
                    accelerator: d.AccelOpt = None, calibration: d.CalibOpt = None, threads: d.ThreadsOpt = None,
                    engine: d.EngineOpt = None, engine_file: d.EngineFileOpt = None, flags: d.FlagsOpt = "",
-                   dtype: d.DtypeOpt = "bf16", tp: o.Tp = 1, kv_cache_space: d.KvSpaceOpt = None, rows: Rows = 60,
+                   dtype: d.DtypeOpt = "bf16", tp: o.Tp = 1, kv_cache_space: d.KvSpaceOpt = None,
+                   input_len: InputLen = None, output_len: OutputLen = None, rows: Rows = 60,
                    as_json: JsonOpt = False) -> None:
     """Replay measured runs (the same requests, lengths and arrivals) on the engine and device you name: measured
     against predicted mean, median and p99 TTFT, TPOT, ITL and E2E, and throughput. With --calibrate-on, the
@@ -64,7 +71,8 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
         given = _deployment_given({"FILE": scored, "--calibrate-on": calibrate_on, "--model": model,
                                    "--hf-config": hf_config, "--accelerator": accelerator, "--threads": threads,
                                    "--engine": engine, "--engine-file": engine_file, "--flags": flags,
-                                   "--tp": tp if tp != 1 else None, "--kv-cache-space": kv_cache_space})
+                                   "--tp": tp if tp != 1 else None, "--kv-cache-space": kv_cache_space,
+                                   "--input-len": input_len, "--output-len": output_len})
         if given:
             raise SpecError("--suite", f"a shipped suite states its own runs and deployment; {', '.join(given)} "
                             "cannot be combined with it", "drop them, or give your own files without --suite")
@@ -78,7 +86,7 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
         from capsim.calibration.engine_cal import calibrate_engine
 
         fit_runs = _runs(calibrate_on)
-        overlap = {run_key(r) for r in fit_runs} & {run_key(r) for r in _runs(scored)}
+        overlap = {run_key(r) for r in fit_runs} & {run_key(r) for r in _runs(scored, input_len, output_len)}
         if overlap:
             raise SpecError("--check", "a run to score is also a run to fit on", "score only runs the fit did not see")
         profile, fit = calibrate_engine(fit_runs, dep, f"{dep.engine.name}-fitted")
@@ -87,7 +95,7 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
                      + f"; condition {fit.condition:.3g}; rms relative residual "
                      + ", ".join(f"{k} {v['all']:.3f}" for k, v in fit.residuals.items()))
         dep = dep.with_engine(profile)
-    report = bench_report(_runs(scored), dep, notes=tuple(notes))
+    report = bench_report(_runs(scored, input_len, output_len), dep, notes=tuple(notes))
     return print_report(report, rows, as_json)
 
 

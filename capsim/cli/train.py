@@ -20,6 +20,7 @@ from capsim.cli.deploy import DEFAULT_ACCELERATOR, AccelOpt, ThreadsOpt, resolve
 from capsim.errors import SpecError
 from capsim.perf import Perf
 from capsim.plan.train_layouts import plan_of_row, search_layouts
+from capsim.plan.training import why_none
 from capsim.specs.hardware import Cluster
 from capsim.specs.pipeline_layout import LayerSplit
 from capsim.specs.plans import Recompute
@@ -215,6 +216,8 @@ def _auto(spec: Any, cluster: Cluster, global_batch: int, seq_len: int, precisio
     with o.fsdp_group_errors():
         frame = search_layouts(spec, cluster, global_batch, seq_len, perf, precision, framework, fixed=fixed,
                                top=top)
+    if frame.empty and not frame.attrs.get("runnable", 1):  # none could run at all: the release's reasons
+        infeasible(why_none(spec, cluster.accelerator, [cluster.num_gpus], [frame.attrs], 1.0))
     if frame.empty:
         group = f" and sharding group {fixed['shard']}" if fixed.get("shard") else ""
         infeasible(f"no plan of {spec.name} fits {cluster.num_gpus} x {cluster.accelerator.name} with global batch "

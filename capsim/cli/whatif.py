@@ -8,6 +8,7 @@ import pandas as pd
 import typer
 
 from capsim.analytic.serving import Sampling
+from capsim.analytic.training import DEFAULT_FRAMEWORK
 from capsim.calibration import perf_for, perfs_for
 from capsim.cli import options as o
 from capsim.cli.common import JsonOpt, console, emit_json, infeasible, pairs, table
@@ -28,6 +29,7 @@ from capsim.sim.serving.presets import get_preset
 from capsim.specs.catalog import get_model
 from capsim.specs.hardware import Cluster
 from capsim.specs.plans import Quantization, ServePlan
+from capsim.specs.precision import Precision
 
 whatif_app = typer.Typer(help="Compression and precision what-ifs: quantization, sparsity, distillation, mixed "
                               "precision, batch size.", no_args_is_help=True)
@@ -116,12 +118,14 @@ def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b
                accelerator: o.Accel = "H100-SXM5-80GB",
                gpus: Annotated[int, typer.Option("--gpus", "-n", min=1)] = 64, rate: Rate = 50.0,
                workload: Workload = "chatbot", ttft_p99: Ttft = 2.0, tpot_p99: Tpot = 0.1,
-               sampling: o.SamplingOpt = "random", calibration: Calib = None, as_json: JsonOpt = False) -> None:
-    """Cost to produce a student, its serving savings, and the break-even point in requests."""
+               sampling: o.SamplingOpt = "random", calibration: Calib = None,
+               framework: o.FrameworkOpt = DEFAULT_FRAMEWORK, as_json: JsonOpt = False) -> None:
+    """Cost to produce a student (its training as the --framework release runs it), its serving savings, and the
+    break-even point in requests."""
     _positive(("--tokens", tokens))
     d = distillation_whatif(get_model(teacher), get_model(student), tokens, accelerator, gpus,
                             _traffic(rate, workload, sampling=sampling), _slo(ttft_p99, tpot_p99), [accelerator],
-                            perfs=perfs_for([accelerator], calibration))
+                            perfs=perfs_for([accelerator], calibration), framework=framework)
     if as_json:
         emit_json(d.to_dict())
         return None if d.feasible else infeasible(d.reason)
@@ -142,16 +146,18 @@ def wi_distill(teacher: Annotated[str, typer.Option("--teacher")] = "llama-3-70b
 def wi_precision(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB", gpus: o.Gpus = None, dp: o.Dp = 1,
                  tp: o.Tp = 8, pp: o.Pp = 1, micro_batch: o.Mb = 1,
                  global_batch: Annotated[int, typer.Option("--global-batch", min=1)] = 64, seq_len: o.Seq = 4096,
-                 calibration: Calib = None, as_json: JsonOpt = False) -> None:
-    """Training under fp32, tf32, fp16 (loss scaling), bf16, fp8, mxfp8 and nvfp4 (Blackwell): step time, MFU, memory."""
+                 calibration: Calib = None, framework: o.FrameworkOpt = DEFAULT_FRAMEWORK,
+                 as_json: JsonOpt = False) -> None:
+    """Training under fp32, tf32, fp16 (loss scaling), bf16, fp8, mxfp8 and nvfp4 (Blackwell): step time, MFU, memory,
+    each recipe as the --framework release runs it (a recipe the release or the accelerator cannot run: its reason)."""
     from capsim.specs.catalog import get_accelerator
     from capsim.specs.plans import TrainPlan
     spec = get_model(model)
     plan = TrainPlan(dp=dp, tp=tp, pp=pp, micro_batch=micro_batch, global_batch=global_batch,
                      seq_len=seq_len).check(spec, gpus)
     df = precision_whatif(spec, Cluster(get_accelerator(accelerator), plan.num_gpus), plan,
-                          perf=perf_for(accelerator, calibration))
-    _show(df, f"{model}: mixed precision on {plan.num_gpus} x {accelerator}", as_json)
+                          perf=perf_for(accelerator, calibration), framework=framework)
+    _show(df, f"{model}: mixed precision on {plan.num_gpus} x {accelerator} ({framework.value})", as_json)
 
 
 @whatif_app.command("batch")
@@ -161,14 +167,17 @@ def wi_batch(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
              batches: Annotated[str, typer.Option("--batches", help="Comma-separated global batches.")] =
              "256,512,1024,2048,4096", seq_len: o.Seq = 4096,
              critical_batch: Annotated[float | None, typer.Option(help="B_crit in tokens (default: Kaplan fit).")] = None,
-             calibration: Calib = None, as_json: JsonOpt = False) -> None:
-    """Time to the same loss at each global batch: gradient accumulation against the critical batch size."""
+             precision: o.Prec = "bf16", calibration: Calib = None, framework: o.FrameworkOpt = DEFAULT_FRAMEWORK,
+             as_json: JsonOpt = False) -> None:
+    """Time to the same loss at each global batch: gradient accumulation against the critical batch size, each
+    batch's fastest layout as the --framework release runs it."""
     from capsim.specs.catalog import get_accelerator
     _positive(("--tokens", tokens), ("--critical-batch", critical_batch))
     df = batch_size_whatif(get_model(model), Cluster(get_accelerator(accelerator), gpus), tokens,
                            list(o.ints(batches, "--batches")), seq_len, critical_batch,
-                           perf=perf_for(accelerator, calibration))
-    _show(df, f"{model}: batch size on {gpus} x {accelerator}", as_json)
+                           perf=perf_for(accelerator, calibration), framework=framework,
+                           precision=Precision.preset(precision))
+    _show(df, f"{model}: batch size on {gpus} x {accelerator} ({framework.value})", as_json)
 
 
 @scale_app.command("serve")
@@ -197,12 +206,15 @@ def sc_train(model: o.Model = "", accelerator: o.Accel = "H100-SXM5-80GB",
              tokens: Annotated[float, typer.Option("--tokens")] = 1e12,
              global_batch: Annotated[int, typer.Option("--global-batch", min=1)] = 1024, seq_len: o.Seq = 8192,
              gpus: Annotated[str, typer.Option("--gpus", help="Comma-separated GPU counts.")] =
-             ",".join(str(g) for g in TRAIN_GPUS), calibration: Calib = None, as_json: JsonOpt = False) -> None:
-    """Step time, MFU, scaling efficiency, time and cost to train from 8 to 16,384 GPUs."""
+             ",".join(str(g) for g in TRAIN_GPUS), precision: o.Prec = "bf16", calibration: Calib = None,
+             framework: o.FrameworkOpt = DEFAULT_FRAMEWORK, as_json: JsonOpt = False) -> None:
+    """Step time, MFU, scaling efficiency, time and cost to train from 8 to 16,384 GPUs, each count's best layout
+    as the --framework release runs it (`capsim plan train`'s search)."""
     _positive(("--tokens", tokens))
     df = training_scaling(get_model(model), accelerator, tokens, global_batch, seq_len,
-                          list(o.ints(gpus, "--gpus")), perf=perf_for(accelerator, calibration))
-    _show(df, f"{model}: training on {accelerator}", as_json,
+                          list(o.ints(gpus, "--gpus")), perf=perf_for(accelerator, calibration), framework=framework,
+                          precision=Precision.preset(precision))
+    _show(df, f"{model}: training on {accelerator} ({framework.value})", as_json,
           ["gpus", "dp", "tp", "pp", "cp", "step_s", "mfu", "scaling_efficiency", "time_to_train_s", "cost_usd",
            "reason"])
 

@@ -38,8 +38,8 @@ FORMATS = {
     "vllm-bench-json": "vllm bench serve --save-result --save-detailed JSON (and benchmarks/benchmark_serving.py "
                        "--save-result, vLLM 0.4.0 and later)",
     "sglang-bench-jsonl": "python -m sglang.bench_serving --output-file F.jsonl --output-details (SGLang 0.4.7 to "
-                          "0.5.23)",
-    "genai-perf-profile-export": "GenAI-Perf / perf_analyzer profile_export.json (genai-perf 0.0.16)",
+                          "0.5.23; SGLang 0.4.6's aggregates of a random dataset)",
+    "genai-perf-profile-export": "GenAI-Perf / perf_analyzer profile_export.json (genai-perf 0.0.11 to 0.0.16)",
     "aiperf-profile-export": "AIPerf per-record profile_export.jsonl (aiperf 0.13.0)",
     "per-request-csv": "per-request CSV with the columns " + ", ".join(CSV_COLUMNS),
 }
@@ -74,6 +74,9 @@ class BenchRun:
     # times of a closed loop), said in every report of the run.
     notes: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The client's own figures under measured_summary's keys, for a file that keeps aggregates only (its requests
+    # redrawn from its arguments, capsim/data/bench_aggregates.py; ttft_s and e2e_s are then NaN); None otherwise.
+    aggregates: dict[str, float] | None = None
 
     @property
     def size(self) -> int:
@@ -118,6 +121,8 @@ def measured_summary(run: BenchRun) -> dict[str, float]:
     """The run's figures as vllm bench serve computes them, under the simulator's summary keys: TTFT, TPOT
     ((E2E - TTFT) / (output - 1), requests of more than one token), ITL (every gap), E2E; throughput over the
     client's duration (or first arrival to last completion)."""
+    if run.aggregates is not None:
+        return dict(run.aggregates)
     out: dict[str, float] = {}
     tpot = (run.e2e_s - run.ttft_s)[run.output_tokens > 1] / (run.output_tokens[run.output_tokens > 1] - 1)
     series = {"ttft": run.ttft_s, "tpot": tpot, "e2e": run.e2e_s}
@@ -184,14 +189,19 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_bench_runs(path: str | Path) -> list[BenchRun]:
+def read_bench_runs(path: str | Path, given: Any = None) -> list[BenchRun]:
     """Every run a benchmark file holds (a SGLang JSONL or a GenAI-Perf export may hold several), the format told
-    from the content; a file of none of the formats read is one error naming them."""
+    from the content; a file of none of the formats read is one error naming them. ``given``
+    (``bench_lengths.GivenLengths``): prompt/output lengths the user states for a GenAI-Perf export that records
+    no token counts (refused for any other format, whose files record their own)."""
     p = Path(path)
     if not p.is_file():
         raise SpecError("FILE", f"no file at {p}", "give a benchmark result file: " + "; ".join(FORMATS.values()))
     data = p.read_bytes()
     fmt, parsed = _detect(p, data)
+    if given and fmt != "genai-perf-profile-export":
+        raise SpecError("--input-len/--output-len", f"{p} is a {fmt} file, which records its own token counts",
+                        "give them only for a GenAI-Perf export without usage")
     if fmt == "per-request-csv":
         return [_from_csv(p, data)]
     from capsim.data import bench_clients, bench_nvidia
@@ -205,7 +215,10 @@ def read_bench_runs(path: str | Path) -> list[BenchRun]:
                                               f"{p.stem}:{i}" if many else p.stem, sha, fmt), i)
                 for i, d in enumerate(parsed, 1)]
     if fmt == "genai-perf-profile-export":
-        return [_nth(r, i) for i, r in enumerate(bench_nvidia.from_genai_perf(parsed[0], origin, p.stem, sha), 1)]
+        from capsim.data.bench_lengths import GivenLengths
+
+        runs = bench_nvidia.from_genai_perf(parsed[0], origin, p.stem, sha, given or GivenLengths())
+        return [_nth(r, i) for i, r in enumerate(runs, 1)]
     return [bench_nvidia.from_aiperf(parsed, origin, p.stem, sha)]
 
 

@@ -55,7 +55,8 @@ def _lists(d: dict[str, Any], origin: str, fmt: str) -> int:
     missing = [k for k in JSON_LISTS if k not in d]
     if missing:
         fix = ("run vllm bench serve with --save-result --save-detailed (benchmarks/benchmark_serving.py saved them "
-               "from vLLM 0.4.0; v0.3.x's --save-result never did)" if fmt == "vllm-bench-json" else
+               "from vLLM 0.4.0; v0.3.x's --save-result never did, and records no synthetic dataset whose draw capsim "
+               "could redo: its requests are not determined by the file)" if fmt == "vllm-bench-json" else
                "run python -m sglang.bench_serving with --output-file F.jsonl --output-details (SGLang 0.4.7 or "
                "later; 0.4.6 and earlier never write them)")
         raise SpecError("FILE", f"{origin} has aggregates only, no per-request data ({', '.join(missing)} missing)",
@@ -135,6 +136,15 @@ def _traffic(d: dict[str, Any], origin: str, fmt: str, e2e: np.ndarray) -> dict[
 
 def from_lists(d: dict[str, Any], origin: str, name: str, sha256: str, fmt: str) -> BenchRun:
     """One run from a vLLM or SGLang client's result object (``fmt`` names which)."""
+    if fmt == "sglang-bench-jsonl" and "input_lens" not in d:
+        from capsim.data.bench_aggregates import from_sglang_aggregates, is_sglang_046
+
+        if is_sglang_046(d):
+            conc = d.get("max_concurrency")
+            traffic = {"request_rate": _rate(d, origin, fmt),
+                       "max_concurrency": None if conc in (None, "", "None") else int(number(conc, "max_concurrency",
+                                                                                             origin))}
+            return from_sglang_aggregates(d, origin, name, sha256, traffic)
     n = _lists(d, origin, fmt)
     ok = np.array([not e for e in d.get("errors", [""] * n)], bool)
     if not ok.any():

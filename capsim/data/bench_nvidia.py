@@ -39,12 +39,14 @@ from typing import Any
 import numpy as np
 
 from capsim.data.bench import SAMPLING_KEYS, BenchRun, check_run, number
+from capsim.data.bench_lengths import NONE_GIVEN, GivenLengths, counts, missing_error
 from capsim.errors import SpecError
 
-USAGE_FIX = ("rerun genai-perf with --extra-inputs '{\"stream_options\": {\"include_usage\": true}}' so the server "
-             "reports each request's token counts, or benchmark with AIPerf, whose per-record export has them")
-WINDOW_NOTE = ("only the requests perf_analyzer kept (those that ended inside its measurement windows): requests in "
-               "flight at a window's edges are missing from the replay")
+# perf_analyzer 263c5f6e src/inference_profiler.cc L1202 (each window starts where the previous one ended, the first
+# at the concurrency change) and L1357 (a request counts in the window its last response falls in)
+WINDOW_NOTE = ("only the requests perf_analyzer kept (those that ended inside its measurement windows, which run back "
+               "to back from the start, so the start-up is kept): the requests in flight at the last window's end are "
+               "missing from the replay")
 TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
@@ -80,7 +82,7 @@ def _text(event: dict[str, Any]) -> str:
 HAS_TEXT = re.compile(r'"(?:content|text)"\s*:\s*"(?:[^"\\]|\\.)')
 
 
-def _openai_request(req: dict[str, Any], where: str) -> tuple[list[int], int | None, int | None, bool]:
+def _openai_request(req: dict[str, Any], where: str) -> tuple[list[int], int | None, int | None, bool, list[str]]:
     """(timestamps of the responses with text, prompt tokens, output tokens, failed) of one request. Only responses
     that name usage or an error are parsed as JSON; the others are told to carry text or not by their raw string."""
     prompt, output, failed = None, None, False
@@ -101,17 +103,26 @@ def _openai_request(req: dict[str, Any], where: str) -> tuple[list[int], int | N
             u = e.get("usage")
             if isinstance(u, dict) and "completion_tokens" in u:
                 prompt, output = u.get("prompt_tokens"), u.get("completion_tokens")
-    return [t for t, x in zip(stamps, text, strict=True) if x], prompt, output, failed
+    return [t for t, x in zip(stamps, text, strict=True) if x], prompt, output, failed, raws
 
 
 def _ids(x: Any) -> int:
     return len(x) if isinstance(x, list) else 0 if x in ("", None) else 1
 
 
-def _c_api_request(req: dict[str, Any]) -> tuple[list[int], int | None, int | None, bool]:
+def _c_api_request(req: dict[str, Any]) -> tuple[list[int], int | None, int | None, bool, list[str]]:
     outs = req["response_outputs"]
     times = [t for t, o in zip(req["response_timestamps"], outs, strict=True) if _ids(o.get("output_ids"))]
-    return times, _ids(req["request_inputs"].get("input_ids")), sum(_ids(o.get("output_ids")) for o in outs), False
+    return (times, _ids(req["request_inputs"].get("input_ids")), sum(_ids(o.get("output_ids")) for o in outs), False,
+            [])
+
+
+def _triton_request(req: dict[str, Any]) -> tuple[list[int], int | None, int | None, bool, list[str]]:
+    """A ``triton`` (KServe, TensorRT-LLM backend) request: ``text_input`` in, ``text_output`` per response, text only
+    (GenAI-Perf tokenizes both, llm_profile_data_parser.py L403-404, L438-439): no count is read."""
+    outs = req["response_outputs"]
+    times = [t for t, o in zip(req["response_timestamps"], outs, strict=True) if o.get("text_output")]
+    return times, None, None, False, []
 
 
 def _payload_sampling(requests: list[dict[str, Any]], origin: str) -> dict[str, float]:
@@ -123,25 +134,28 @@ def _payload_sampling(requests: list[dict[str, Any]], origin: str) -> dict[str, 
     return {}
 
 
-def _experiment(exp: dict[str, Any], kind: str, origin: str, name: str, sha: str) -> BenchRun:
+def _experiment(exp: dict[str, Any], kind: str, origin: str, name: str, sha: str,
+                given: GivenLengths = NONE_GIVEN) -> BenchRun:
     reqs = sorted(exp["requests"], key=lambda r: r["timestamp"])
-    if kind not in ("openai", "triton_c_api"):
+    read = {"openai": None, "triton_c_api": _c_api_request, "triton": _triton_request}
+    if kind not in read:
         raise SpecError("FILE", f"{origin}: a {kind!r} run records its outputs as text, no token counts (GenAI-Perf "
                         "counts them with the model's tokenizer)", "profile an OpenAI endpoint with usage reported")
-    rows, failed, uncounted = [], 0, 0
+    rows, failed, missing, filled = [], 0, {"prompt": 0, "output": 0}, set()
     for i, req in enumerate(reqs):
-        where = f"{origin}: request {i}"
-        times, p, o, bad = _openai_request(req, where) if kind == "openai" else _c_api_request(req)
+        times, p, o, bad, raws = _openai_request(req, f"{origin}: request {i}") if kind == "openai" else \
+            read[kind](req)
         if bad or not times:  # GenAI-Perf skips requests with no text (parser lines 139-142)
             failed += 1
-        elif p is None or o is None:
-            uncounted += 1
-        else:
-            rows.append((req["timestamp"], times, p, o))
-    if uncounted:
-        raise SpecError("FILE", f"{origin} has no token counts for {uncounted} of its {len(reqs)} requests: GenAI-Perf "
-                        "records prompts and outputs as text and counts their tokens with the model's tokenizer, "
-                        "and the responses carry no usage", USAGE_FIX)
+            continue
+        if p is None or o is None:
+            p, o, how = counts(req, raws, p, o, given)
+            filled.update(how)
+            missing["prompt"] += p is None
+            missing["output"] += o is None
+        rows.append((req["timestamp"], times, p, o))
+    if missing["prompt"] or missing["output"]:
+        raise SpecError("FILE", *missing_error(origin, missing, len(reqs)))
     if not rows:
         raise SpecError("FILE", f"{origin}: every request failed", "replay a run whose requests completed")
     sent = np.array([r[0] for r in rows], np.int64)
@@ -159,14 +173,17 @@ def _experiment(exp: dict[str, Any], kind: str, origin: str, name: str, sha: str
         itl_s=np.concatenate(gaps) if gaps else np.zeros(0), itl_counts=np.array([len(g) for g in gaps], np.int64),
         request_rate=math.inf if closed else value if value > 0 else math.nan, burstiness=math.nan,
         max_concurrency=int(value) if closed else None, duration_s=float(last.max() - t0) * 1e-9, failed=failed,
-        sampling_params=_payload_sampling(reqs, origin), notes=(WINDOW_NOTE,),
+        sampling_params=_payload_sampling(reqs, origin),
+        notes=(WINDOW_NOTE, *(f"token counts not in the file, {h}" for h in sorted(filled))),
         meta={"experiment": exp["experiment"]})
     check_run(run)
     return run
 
 
-def from_genai_perf(d: dict[str, Any], origin: str, stem: str, sha: str) -> list[BenchRun]:
-    """One run per experiment (load level) of a perf_analyzer / GenAI-Perf profile export."""
+def from_genai_perf(d: dict[str, Any], origin: str, stem: str, sha: str,
+                    given: GivenLengths = NONE_GIVEN) -> list[BenchRun]:
+    """One run per experiment (load level) of a perf_analyzer / GenAI-Perf profile export; ``given`` lengths fill
+    only the counts the file does not fix (capsim/data/bench_lengths.py)."""
     exps = d["experiments"]
     if not isinstance(exps, list) or not exps:
         raise SpecError("FILE", f"{origin} has no experiments")
@@ -176,7 +193,7 @@ def from_genai_perf(d: dict[str, Any], origin: str, stem: str, sha: str) -> list
     for e in exps:
         tag = f"{e['experiment']['mode']}={e['experiment']['value']}"
         out.append(_experiment(e, kind, f"{origin} ({tag})" if many else origin, f"{stem}:{tag}" if many else stem,
-                               sha))
+                               sha, given))
     return out
 
 

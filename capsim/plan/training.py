@@ -122,7 +122,7 @@ def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, glo
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     reason = ""
     if table.empty:
-        reason = _why_none(model, accelerator, counts, seen, usable_memory_fraction)
+        reason = why_none(model, accelerator, counts, seen, usable_memory_fraction)
     else:
         if deadline_s is not None:
             table = table[table["time_to_train_s"] <= deadline_s]
@@ -143,7 +143,7 @@ def plan_training(model: ModelSpec, accelerator: Accelerator, tokens: float, glo
     return TrainingPlan(**{**plan.__dict__, "limits": limits, "explanation": explanation})
 
 
-def _why_none(model: ModelSpec, acc: Accelerator, counts: list[int], seen: list[Any], usable: float) -> str:
+def why_none(model: ModelSpec, acc: Accelerator, counts: list[int], seen: list[Any], usable: float) -> str:
     """The constraint that left no layout: none could run at all (the commonest reasons), or none fits memory
     (with the least any runnable layout needs)."""
     where = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"

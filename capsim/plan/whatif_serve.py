@@ -16,6 +16,7 @@ import pandas as pd
 
 from capsim.analytic.memory import serving_memory
 from capsim.analytic.serving import StepShape, iteration_time
+from capsim.analytic.training import DEFAULT_FRAMEWORK
 from capsim.errors import require
 from capsim.perf import Perf
 from capsim.plan.serving import Candidate, Slo, Traffic, bound_table, perf_of
@@ -162,11 +163,12 @@ def teacher_forward_tokens_per_s(teacher: ModelSpec, acc: Accelerator, seq_len: 
 def distillation_whatif(teacher: ModelSpec, student: ModelSpec, distill_tokens: float,
                         train_accelerator: str | Accelerator, train_gpus: int, traffic: Traffic, slo: Slo,
                         serve_accelerators: list[str], global_batch: int = 512, seq_len: int = 4096, *,
-                        perfs: Mapping[str, Perf]) -> Distillation:
+                        perfs: Mapping[str, Perf], framework: str = DEFAULT_FRAMEWORK) -> Distillation:
     """Knowledge distillation (Hinton et al. 2015): the teacher's forward passes over ``distill_tokens`` (with
     logits at every position) plus the student's training on them, against the cheaper fleet the student needs
     for ``traffic``. The teacher pass is priced as batched prefill steps; the student's training by the planner.
-    ``perfs``: device models by accelerator name, for the training accelerator and every serving one."""
+    ``perfs``: device models by accelerator name, for the training accelerator and every serving one; the
+    student trains as ``framework`` runs it (the planner's search under that release)."""
     acc = get_accelerator(train_accelerator)
     require(distill_tokens > 0, "distill_tokens", "must be positive")
     forward = teacher_forward_tokens_per_s(teacher, acc, seq_len, perf_of(perfs, acc.name))
@@ -176,7 +178,7 @@ def distillation_whatif(teacher: ModelSpec, student: ModelSpec, distill_tokens: 
     rate, teacher_tp = forward
     teacher_s = distill_tokens / (rate * train_gpus)
     splan = plan_training(student, acc, distill_tokens, global_batch, seq_len, num_gpus=train_gpus,
-                          perf=perf_of(perfs, acc.name))
+                          perf=perf_of(perfs, acc.name), framework=framework)
     if not splan.feasible:
         return Distillation.infeasible(f"no layout trains {student.name} on {train_gpus} x {acc.name} "
                                        f"({splan.reason}): use more GPUs or a larger accelerator")

@@ -12,6 +12,7 @@ from capsim.errors import SpecError, require
 from capsim.perf import Perf
 from capsim.plan.scaling import chinchilla_loss
 from capsim.plan.train_layouts import search_layouts
+from capsim.plan.training import why_none
 from capsim.specs.hardware import Cluster
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import TrainPlan
@@ -66,7 +67,8 @@ def batch_size_whatif(model: ModelSpec, cluster: Cluster, tokens: float, global_
     Larger batches take fewer, longer steps (more gradient accumulation or more data parallelism) and, past the
     critical batch, more tokens: E(B) = E_min (1 + B/B_crit) (McCandlish et al. 2018, Eq. 2.11). ``tokens`` is
     the planned budget at ``reference_batch`` (default: the smallest given), which sets E_min. B_crit defaults to
-    Kaplan et al.'s fit at Chinchilla's loss estimate for this model and budget.
+    Kaplan et al.'s fit at Chinchilla's loss estimate for this model and budget. A batch no layout can run at
+    (under ``framework``'s release) or fit is a row with ``feasible`` False and the reason.
     """
     require(tokens > 0, "tokens", "must be positive")
     require(len(global_batches) > 0, "global_batches", "give at least one batch size")
@@ -80,6 +82,8 @@ def batch_size_whatif(model: ModelSpec, cluster: Cluster, tokens: float, global_
         needed = e_min * (1.0 + gb * seq_len / b_crit)
         row = {"global_batch": gb, "batch_tokens": gb * seq_len, "critical_batch_tokens": b_crit,
                "tokens_needed": needed, "steps": needed / (gb * seq_len)}
+        row.update(feasible=bool(len(best)), reason="" if len(best) else
+                   why_none(model, cluster.accelerator, [cluster.num_gpus], [best.attrs], 1.0))
         if len(best):
             b = best.iloc[0]
             row.update(step_s=float(b["step_s"]), micro_batches=int(b["micro_batches"]), dp=int(b["dp"]),

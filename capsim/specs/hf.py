@@ -5,9 +5,11 @@ that change parameters, FLOPs or the KV cache; a key the file leaves out takes t
 keys without a cost (rope_theta, eps, token ids, routing scale factors) are not read. Values are checked strictly:
 a count must be a JSON integer (not a string, float or bool) and positive, or the import stops with one error naming
 the key. What a family has that capsim does not model is an error too, never dropped (Qwen's windows that start at
-``max_window_layers``, irregular ``layer_types``, OPT-350m's projected embeddings, linear-attention and Mamba layers),
-except what is priced in its nearest form and named in the spec's source (gpt-oss's clamped SwiGLU,
-``GPT_OSS_APPROX``; Llama 4's chunked attention, ``LLAMA4_APPROX``).
+``max_window_layers``, irregular ``layer_types``, OPT-350m's projected embeddings), except what is priced in its
+nearest form and named in the spec's source. Hybrid stacks (Mamba-2 in GraniteMoeHybrid and Bamba, Gated DeltaNet in
+Qwen3-Next) are read layer by layer (``capsim.specs.hf_hybrid``); a further recurrent kind is refused by the key.
+Approximations named in the source: gpt-oss's clamped SwiGLU (``GPT_OSS_APPROX``); Llama 4's chunked attention
+(``LLAMA4_APPROX``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from capsim.errors import SpecError
 from capsim.inputs import json_object, read_json_object
+from capsim.specs.hf_hybrid import _bamba, _granitemoehybrid, _qwen3_next
 from capsim.specs.hf_keys import (
     SOURCE,
     _bool,
@@ -218,7 +221,8 @@ def _deepseek(cfg: Mapping[str, Any], name: str, version: int) -> ModelSpec:
     return _decoder(cfg, name, tied=False, max_seq=4096, head_dim=nope + rope, kv_heads=_int(cfg, "num_attention_heads"),
                     kv_lora_rank=_int(cfg, "kv_lora_rank"), q_lora_rank=_int(cfg, "q_lora_rank", None),
                     qk_rope_head_dim=rope, v_head_dim=_int(cfg, "v_head_dim", 128),
-                    source=SOURCE + (f" ({mtp} MTP layer(s) not counted)" if mtp else ""), **kw)
+                    source=SOURCE + (f" ({mtp} MTP layer(s) not counted, as transformers drops them; training prices "
+                                      f"them with --mtp-num-layers={mtp})" if mtp else ""), **kw)
 
 
 # What capsim prices in its nearest form for gpt-oss (each named in the spec's source): the learned per-head sink
@@ -370,9 +374,7 @@ _FAMILIES: dict[str, Callable[[Mapping[str, Any], str], ModelSpec]] = {
     # Kimi_K25Config.__post_init__ maps kimi_k2 to deepseek_v3)
     "kimi_k2": lambda c, n: _deepseek(c, n, 3), "kimi_k25": _kimi_k25, "ministral": _llama, "glm4_moe": _glm4_moe,
     "olmoe": _olmoe, "phimoe": _phimoe, "granitemoe": _granitemoe, "granitemoeshared": _granitemoe,
-    "granitemoehybrid": _granitemoe, "dbrx": _dbrx,
-    "qwen3_next": _refuse("layer_types", "Gated DeltaNet linear-attention layers (Qwen3-Next: 3 of every 4) are not "
-                          "modelled", "capsim prices softmax-attention decoders; use a Qwen3-MoE config"),
+    "granitemoehybrid": _granitemoehybrid, "dbrx": _dbrx, "bamba": _bamba, "qwen3_next": _qwen3_next,
 }
 
 

@@ -29,7 +29,8 @@ def _glm4_moe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
                     top_k=_int(cfg, "num_experts_per_tok", 8), shared_experts=_int(cfg, "n_shared_experts", 1, least=0),
                     ffn_hidden=_int(cfg, "moe_intermediate_size", 1408), dense_layers=dense,
                     dense_ffn_hidden=_int(cfg, "intermediate_size") if dense else None, router_bias=True,
-                    source=SOURCE + (f" ({mtp} MTP layer(s) not counted)" if mtp else ""))
+                    source=SOURCE + (f" ({mtp} MTP layer(s) not counted, as transformers drops them; training prices "
+                                      f"them with --mtp-num-layers={mtp})" if mtp else ""))
 
 
 def _olmoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
@@ -63,13 +64,9 @@ def _granitemoe(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     # adds one always-on gated MLP of shared_intermediate_size (0: none; GraniteMoeSharedConfig's default 0,
     # GraniteMoeHybridConfig's 1024). embedding_multiplier, residual_multiplier,
     # attention_multiplier and logits_scaling are scalar multiplies (no parameters, one elementwise pass each).
-    # GraniteMoeHybrid interleaves Mamba-2 layers (layer_types "mamba"), which capsim does not model.
-    types = cfg.get("layer_types") or cfg.get("layers_block_type")
-    if cfg.get("model_type") == "granitemoehybrid" and (types is None or any(t != "attention" for t in types)):
-        raise SpecError("config.layer_types", "Mamba-2 layers (GraniteMoeHybrid's default: mamba) are not modelled",
-                        "capsim prices attention decoders; give a config whose layer_types are all attention")
+    # GraniteMoeHybrid (Mamba-2 layers beside these) is read by capsim.specs.hf_hybrid.
     bias = _bool(cfg, "attention_bias", False)
-    shared = _int(cfg, "shared_intermediate_size", 1024 if cfg.get("model_type") == "granitemoehybrid" else 0, least=0)
+    shared = _int(cfg, "shared_intermediate_size", 0, least=0)
     return _decoder(cfg, name, tied=False, max_seq=2048, qkv_bias=bias, o_bias=bias or None,
                     experts=_int(cfg, "num_local_experts", 8), top_k=_int(cfg, "num_experts_per_tok", 2),
                     shared_experts=1 if shared else 0, shared_ffn_hidden=shared or None)

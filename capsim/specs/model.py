@@ -36,6 +36,14 @@ class Norm(StrEnum):
         return 2 if self is Norm.LAYERNORM else 1
 
 
+class Mixer(StrEnum):
+    """A layer's token mixer: softmax attention, or a recurrent layer that keeps a fixed-size state per sequence."""
+
+    ATTENTION = "attention"  # softmax attention (full or sliding window): a KV cache that grows with the context
+    MAMBA2 = "mamba2"  # Mamba-2 SSD (Dao & Gu 2024, arXiv 2405.21060): conv state + SSM state per sequence
+    GATED_DELTANET = "gated-deltanet"  # Gated DeltaNet (Yang et al. 2024, arXiv 2412.06464; Qwen3-Next)
+
+
 class Position(StrEnum):
     LEARNED = "learned"  # a table of max_seq rows (GPT, BERT, OPT)
     ROPE = "rope"  # rotary, no parameters (Llama, Mistral)
@@ -108,6 +116,21 @@ class ModelSpec:
     yarn_factor: float | None = None  # YaRN RoPE context-extension factor s (gpt-oss: 32, HF rope_scaling factor);
     #                                   its attention factor 0.1 ln(s) + 1 scales cos and sin (Peng et al. 2023,
     #                                   YaRN, Sec. 3.4); None = plain RoPE
+    # --- hybrid stacks: recurrent token mixers beside attention (GraniteMoeHybrid / Bamba: Mamba-2; Qwen3-Next: Gated
+    #     DeltaNet). One shape serves both: a Mamba-2 layer is linear attention with queries C, keys B (ssm_groups groups
+    #     of ssm_state dims) and values x (ssm_heads heads of ssm_head_dim); Gated DeltaNet has ssm_groups key heads of
+    #     ssm_state dims and ssm_heads value heads of ssm_head_dim (Yang et al. 2024, Sec. 2) ---
+    mixers: tuple[str, ...] = ()  # each decoder layer's token mixer (Mixer values); () = every layer attention
+    ssm_heads: int = 0  # value heads (Mamba-2 mamba_n_heads; GDN linear_num_value_heads)
+    ssm_head_dim: int = 0  # dims per value head (mamba_d_head; linear_value_head_dim)
+    ssm_groups: int = 0  # key (B/C) groups (mamba_n_groups; linear_num_key_heads)
+    ssm_state: int = 0  # dims per key group (mamba_d_state; linear_key_head_dim)
+    ssm_conv: int = 4  # causal depthwise conv kernel (mamba_d_conv; linear_conv_kernel_dim)
+    ssm_conv_bias: bool = False  # the conv carries a bias (mamba_conv_bias; GDN: none)
+    ssm_proj_bias: bool = False  # in_proj and out_proj carry biases (mamba_proj_bias; GDN: none)
+    ssm_chunk: int = 256  # chunk length of the chunked scan (mamba_chunk_size 256; GDN's chunk_gated_delta_rule 64)
+    attn_output_gate: bool = False  # q_proj also emits a sigmoid gate per query channel on the attention output
+    #                                 (Qwen3-Next: q_proj is hidden -> 2 q_dim, modeling_qwen3_next.py L241-243)
     source: str = ""  # where the shape comes from
     aliases: tuple[str, ...] = field(default=(), compare=False)
 
@@ -151,12 +174,43 @@ class ModelSpec:
         self._check_moe()
         self._check_mla()
         self._check_window()
+        self._check_mixers()
         if self.arch is Arch.ENCODER_DECODER:
             require(self.encoder_layers > 0, "model.encoder_layers", "an encoder-decoder needs encoder layers",
                     "set encoder_layers (T5-base: 12)")
         else:
             require(self.encoder_layers == 0, "model.encoder_layers",
                     f"only encoder-decoder models have a separate encoder (arch={self.arch})", "set it to 0")
+
+    def _check_mixers(self) -> None:
+        kinds = tuple(self.mixers) if isinstance(self.mixers, list | tuple) else self.mixers
+        require(isinstance(kinds, tuple), "model.mixers", f"must be a list of layer mixers, got {self.mixers!r}")
+        try:
+            kinds = tuple(Mixer(k) for k in kinds)
+        except ValueError:
+            raise SpecError("model.mixers", f"unknown mixer in {list(map(str, kinds))}",
+                            f"use {', '.join(m.value for m in Mixer)}") from None
+        object.__setattr__(self, "mixers", kinds)
+        for name in ("ssm_conv", "ssm_chunk"):
+            _integer(name, getattr(self, name), 1)
+        for name in ("ssm_conv_bias", "ssm_proj_bias", "attn_output_gate"):
+            require(isinstance(getattr(self, name), bool), f"model.{name}",
+                    f"must be true or false, got {getattr(self, name)!r}")
+        if not kinds:
+            return
+        require(len(kinds) == self.layers, "model.mixers", f"lists {len(kinds)} layers, the model has {self.layers}",
+                "give one mixer per decoder layer")
+        if not self.is_hybrid:
+            return
+        require(self.arch is Arch.DECODER, "model.mixers", "recurrent layers are modelled for decoders only")
+        require(self.sliding_window is None and not self.is_mla, "model.mixers",
+                "recurrent layers beside sliding-window or latent attention are not modelled",
+                "leave sliding_window and kv_lora_rank unset")
+        for name in ("ssm_heads", "ssm_head_dim", "ssm_groups", "ssm_state"):
+            require(getattr(self, name) > 0, f"model.{name}", "a model with recurrent layers needs their shape",
+                    "GraniteMoeHybrid: ssm_heads 128, ssm_head_dim 64, ssm_groups 1, ssm_state 256")
+        require(self.ssm_heads % self.ssm_groups == 0, "model.ssm_groups",
+                f"{self.ssm_groups} does not divide ssm_heads={self.ssm_heads}", f"use one of {divisors(self.ssm_heads)}")
 
     def _check_types(self) -> None:
         """Every count a positive (or non-negative) integer, every flag a bool: one error naming the field."""
@@ -167,7 +221,7 @@ class ModelSpec:
             if getattr(self, name) is not None:
                 _integer(name, getattr(self, name), 1)
         for name in ("encoder_layers", "shared_experts", "type_vocab", "relative_buckets", "kv_lora_rank",
-                     "qk_rope_head_dim", "global_every"):
+                     "qk_rope_head_dim", "global_every", "ssm_heads", "ssm_head_dim", "ssm_groups", "ssm_state"):
             _integer(name, getattr(self, name), 0)
         for name in ("tied_embeddings", "bias", "pooler", "embedding_norm", "final_norm", "qk_norm",
                      "sandwich_norm", "embedding_scale", "router_bias", "attn_sinks", "lm_head_bias", "norm_bias",
@@ -268,6 +322,22 @@ class ModelSpec:
         return self.layers - (self.layers // self.global_every if self.global_every else 0)
 
     @property
+    def is_hybrid(self) -> bool:
+        """Some layers mix tokens with a recurrent layer (Mamba-2, Gated DeltaNet) instead of attention."""
+        return any(k is not Mixer.ATTENTION for k in self.mixers)
+
+    def mixer_layers(self, kind: Mixer | str) -> int:
+        """Decoder layers whose token mixer is ``kind`` (every layer is attention when ``mixers`` is empty)."""
+        if not self.mixers:
+            return self.layers if Mixer(kind) is Mixer.ATTENTION else 0
+        return sum(1 for k in self.mixers if k is Mixer(kind))
+
+    @property
+    def attention_layers(self) -> int:
+        """Decoder layers with (softmax) attention: the only ones that keep a KV cache."""
+        return self.mixer_layers(Mixer.ATTENTION)
+
+    @property
     def dense_ffn(self) -> int:
         """FFN width of the dense layers of an MoE model (of every layer of a dense one)."""
         return self.dense_ffn_hidden or self.ffn_hidden
@@ -317,6 +387,7 @@ class ModelSpec:
         out = asdict(self)
         out["aliases"] = list(self.aliases)
         out["dense_layers"] = list(self.dense_layers)
+        out["mixers"] = [m.value for m in self.mixers]
         return {k: (v.value if isinstance(v, StrEnum) else v) for k, v in out.items()}
 
 

@@ -331,6 +331,17 @@ def parse_stage_list(text: str, pp: int) -> tuple[int, ...]:
 _CHARS = {"E": "embedding", "L": "loss", "t": "decoder", "m": "mtp"}
 
 
+def layout_mtp_layers(layout: str | None) -> int:
+    """MTP layers ('m') a --pipeline-model-parallel-layout string places (0 for none or no layout); Megatron-Core
+    requires the count to equal --mtp-num-layers (pipeline_parallel_layer_layout.py L108-110 at core_v0.14.0)."""
+    if not layout:
+        return 0
+    text = layout.replace(",", "").replace(" ", "")
+    for pattern in (r"\(([^)]+)\)\*(\d+)", r"(.)\*(\d+)"):
+        text = re.sub(pattern, lambda x: x.group(1) * int(x.group(2)), text)
+    return text.count("m")
+
+
 def parse_layout(layout: str, pp: int) -> LayerSplit:
     """Megatron-Core's --pipeline-model-parallel-layout string: commas dropped, ``(...)*n`` then ``x*n`` unrolled,
     stages split by ``|`` (PipelineParallelLayerLayout.parse_str_to_list); the stage count must be a multiple of
@@ -342,11 +353,15 @@ def parse_layout(layout: str, pp: int) -> LayerSplit:
     stages = text.split("|")
     for i, stage in enumerate(stages):
         for ch in stage:
-            if ch == "m":
-                raise SpecError(LAYOUT_FIELD, f"stage {i} holds an MTP layer ('m'); capsim's models have no "
-                                "multi-token-prediction layers", "remove 'm' from the layout")
             require(ch in _CHARS, LAYOUT_FIELD, f"unknown layer character {ch!r} in stage {i} ({stage!r})",
                     LAYOUT_HELP)
+        # MTP layers ('m', priced from --mtp-num-layers: capsim.analytic.mtp) only in the last rank's last chunk,
+        # after its decoder layers, with the loss (ML@core_v0.14.0 megatron/core/transformer/
+        # pipeline_parallel_layer_layout.py L111-131)
+        if "m" in stage:
+            require(i == len(stages) - 1 and "L" in stage and "t" not in stage[stage.index("m"):], LAYOUT_FIELD,
+                    f"stage {i} ({stage!r}) holds an MTP layer ('m') outside the last stage's end",
+                    "Megatron-Core puts every MTP layer in the last stage, after its decoder layers, with L")
     require(len(stages) % pp == 0, LAYOUT_FIELD, f"{len(stages)} stages do not split over pp={pp}",
             f"give a multiple of {pp} stages (pp x virtual stages per rank)")
     v = len(stages) // pp
@@ -362,5 +377,5 @@ def parse_layout(layout: str, pp: int) -> LayerSplit:
     return LayerSplit(chunks, SplitRule.LAYOUT)
 
 
-__all__ = ["LayerSplit", "SplitRule", "default_uneven", "even", "from_stages", "megatron", "parse_layout",
+__all__ = ["LayerSplit", "SplitRule", "default_uneven", "even", "from_stages", "layout_mtp_layers", "megatron", "parse_layout",
            "parse_stage_list"]

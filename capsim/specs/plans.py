@@ -194,6 +194,9 @@ class TrainPlan:
         self.split(model)
         require(self.seq_len % self.cp == 0, "plan.cp", f"cp={self.cp} does not divide seq_len={self.seq_len}",
                 f"use cp in {[d for d in divisors(self.seq_len) if d <= 64]}")
+        # a recurrent layer's state crosses the CP shards in order; only the ring attention exchange is priced
+        require(self.cp == 1 or not model.is_hybrid, "plan.cp", "context parallelism of Mamba-2 / Gated DeltaNet "
+                "layers is not modelled", "use cp=1 for a hybrid model")
         if model.position is Position.LEARNED:
             require(self.seq_len <= model.max_seq, "plan.seq_len", f"{self.seq_len} exceeds {model.name}'s "
                     f"{model.max_seq} learned positions", f"use seq_len <= {model.max_seq}")
@@ -329,6 +332,10 @@ class ServePlan:
         require(model.kv_heads % self.tp == 0 or self.tp % model.kv_heads == 0, "plan.tp",
                 f"tp={self.tp} neither divides nor is a multiple of {model.kv_heads} KV heads",
                 f"use tp in {sorted(set(divisors(model.kv_heads)) | {d for d in divisors(model.heads) if d % model.kv_heads == 0})}")
+        # a hybrid's recurrent heads split by TP as vLLM shards them (divide(num_heads, tp_world_size),
+        # MambaStateShapeCalculator, vllm/model_executor/layers/mamba/mamba_utils.py @02d71083)
+        require(not model.is_hybrid or model.ssm_heads % self.tp == 0, "plan.tp", f"tp={self.tp} does not divide "
+                f"{model.name}'s {model.ssm_heads} recurrent heads", f"use tp in {divisors(model.ssm_heads)}")
 
     def with_(self, **changes: object) -> ServePlan:
         return replace(self, **changes)

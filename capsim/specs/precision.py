@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from capsim.errors import SpecError
+from capsim.errors import InfeasibleError, SpecError
 
 
 class DType(StrEnum):
@@ -70,13 +70,13 @@ def dtype(value: str | DType, field: str = "dtype") -> DType:
 
 
 def require_block_scaling(fmt: DType | str, has_fp4_peak: bool, where: str) -> None:
-    """A clear error where ``fmt`` needs Blackwell's block-scaled tensor cores and ``where`` (an accelerator or a
-    calibration) lacks them. Block-scaled MMA came with sm100 together with FP4 math, so an FP4 peak is capsim's
+    """A clear refusal where ``fmt`` needs Blackwell's block-scaled tensor cores and ``where`` (an accelerator or a
+    calibration) lacks them: a valid plan the hardware cannot run, so infeasible (InfeasibleError, exit 1). Block-scaled MMA came with sm100 together with FP4 math, so an FP4 peak is capsim's
     mark of it (TE's MXFP8/NVFP4 recipes require compute capability 10.0+: transformer_engine/pytorch/fp8.py
     L48-61 check_mxfp8_support / check_nvfp4_support, TE v2.8)."""
     fmt = dtype(fmt, "precision.compute")
     if fmt.block_scaled and not has_fp4_peak:
-        raise SpecError("precision.compute", f"{fmt.value} needs Blackwell block-scaled tensor cores (sm100+), "
+        raise InfeasibleError("precision.compute", f"{fmt.value} needs Blackwell block-scaled tensor cores (sm100+), "
                         f"which {where} lacks (no fp4 peak)", "use fp8 or bf16 here, or a Blackwell accelerator: "
                         "B200, B300, GB200 or GB300")
 

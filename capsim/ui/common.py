@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from capsim.analytic.training import DEFAULT_FRAMEWORK, FrameworkName
 from capsim.errors import SpecError
 from capsim.specs.catalog import get_model, models
 from capsim.specs.hf import from_hf_config
@@ -68,6 +69,14 @@ def checked(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
     except SpecError as err:
         stop(err)
+
+
+def framework_input(where: Any = st) -> str:
+    """The framework release a page prices training under (``--framework``: a preset, by default the CLI's), its
+    choice in the URL under ``fw``; every training price on the page runs the plan as that release does."""
+    return select("Framework", [f.value for f in FrameworkName], "fw", DEFAULT_FRAMEWORK.value, where=where,
+                  help="The release whose recipes, features and overlap facts price the plan (as capsim train "
+                       "--framework); a format or feature it lacks is refused with the reason.")
 
 
 def model_input(where: Any = st, default: str = "llama-2-7b", key: str = "model") -> ModelSpec:
@@ -212,6 +221,6 @@ def downloads(stem: str, table: pd.DataFrame | None = None, payload: dict[str, A
                             icon=icon, width="stretch", on_click="ignore")
 
 
-__all__ = ["checked", "downloads", "hf_model", "infeasible", "last_resort", "model_input", "money", "parse_numbers",
+__all__ = ["checked", "downloads", "framework_input", "hf_model", "infeasible", "last_resort", "model_input", "money", "parse_numbers",
            "plain", "plain_md", "SAMPLINGS", "preset_traffic", "show_error", "show_table", "stop", "table_with_downloads",
            "use_in_link"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from capsim.analytic.training import DEFAULT_FRAMEWORK, FrameworkName, release_memory
+from capsim.analytic.training import DEFAULT_FRAMEWORK, release_memory
 from capsim.errors import SpecError
 from capsim.specs.catalog import accelerators, get_accelerator
 from capsim.specs.model import ModelSpec
 from capsim.specs.plans import Recompute, TrainPlan
 from capsim.specs.precision import PRESET_NAMES
-from capsim.ui.common import checked, downloads, model_input, show_table
+from capsim.ui.common import checked, downloads, framework_input, model_input, show_table
 from capsim.ui.figures import stacked_bar
 from capsim.ui.state import number, select
 
@@ -64,7 +64,7 @@ def render() -> None:
         model = model_input(default="llama-2-13b")
     acc = select("Accelerator", list(accelerators()), "acc", "A100-SXM4-80GB", where=c2)
     precision = select("Precision", list(PRESET_NAMES), "precision", "bf16", where=c3)
-    framework = select("Framework", [f.value for f in FrameworkName], "fw", DEFAULT_FRAMEWORK.value, where=c3)
+    framework = framework_input(where=c3)
     c4, c5, c6, c7, c8, c9 = st.columns(6)
     gpus = number("GPUs", "gpus", 8, 1, 1 << 20, where=c4)
     seq_len = number("Sequence length", "seq", 4096, 1, 1 << 21, where=c5, step=128)

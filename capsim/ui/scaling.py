@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from capsim.analytic.training import DEFAULT_FRAMEWORK
 from capsim.calibration import perf_for, perfs_for
 from capsim.perf import Perf
 from capsim.plan.scaling_study import model_size_study, serving_scaling, training_scaling
@@ -19,6 +20,7 @@ from capsim.specs.model import ModelSpec
 from capsim.ui import figures, fmt
 from capsim.ui.common import (
     checked,
+    framework_input,
     model_input,
     parse_numbers,
     plain_md,
@@ -51,16 +53,18 @@ def serving_point(model: ModelSpec, preset: str, accs: tuple[str, ...], rate: fl
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _training_layouts(model: ModelSpec, acc: str, global_batch: int, seq_len: int,
-                      counts: tuple[int, ...]) -> pd.DataFrame:
-    """The best layout at each count for a reference budget of one token (pure; cached without the budget)."""
-    return training_scaling(model, acc, 1.0, global_batch, seq_len, list(counts), perf=perf_for(acc))
+                      counts: tuple[int, ...], framework: str = DEFAULT_FRAMEWORK) -> pd.DataFrame:
+    """The best layout at each count for a reference budget of one token, as ``framework`` runs it (pure; cached
+    without the budget)."""
+    return training_scaling(model, acc, 1.0, global_batch, seq_len, list(counts), perf=perf_for(acc),
+                            framework=framework)
 
 
 def training_study(model: ModelSpec, acc: str, tokens: float, global_batch: int, seq_len: int,
-                   counts: tuple[int, ...]) -> pd.DataFrame:
+                   counts: tuple[int, ...], framework: str = DEFAULT_FRAMEWORK) -> pd.DataFrame:
     """The training study for ``tokens``: the layout search does not depend on the budget, and the time, cost
     and energy to train are linear in it, so a new budget rescales the cached one-token study."""
-    df = _training_layouts(model, acc, global_batch, seq_len, counts).copy()
+    df = _training_layouts(model, acc, global_batch, seq_len, counts, framework).copy()
     for col in ("time_to_train_s", "cost_usd", "energy_j"):
         if col in df:
             df[col] = df[col] * tokens
@@ -114,12 +118,12 @@ def _training(c: list[Any]) -> None:
     tokens = number("Tokens to train", "tokens", 1e12, 1.0, where=c[2], fmt="%.3e")
     gb = number("Global batch (sequences)", "gb", 1024, 1, 1 << 24, where=c[2])
     seq = number("Sequence length", "seq", 4096, 1, 1 << 21, where=c[3])
+    fw = framework_input(where=c[3])
     with st.spinner(f"Searching the best layout at {len(counts)} GPU counts..."):
-        df = checked(training_study, model, acc, tokens, gb, seq, counts)
-    ok = df[df["feasible"]]
-    if len(ok) < len(df):
-        st.warning(plain_md("No layout fits at " + ", ".join(str(g) for g in df.loc[~df["feasible"], "gpus"])
-                            + " GPUs."))
+        df = checked(training_study, model, acc, tokens, gb, seq, counts, fw)
+    ok = df[df["feasible"].astype(bool)]
+    for _, row in df[~df["feasible"].astype(bool)].iterrows():  # each count's own reason, never dropped
+        st.warning(plain_md(f"{row['gpus']} GPUs: {row['reason']}"))
     if ok.empty:
         table_with_downloads(df, "scaling-training")
         return

@@ -12,8 +12,6 @@ import streamlit as st
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.training import (
     BREAKDOWN,
-    DEFAULT_FRAMEWORK,
-    FrameworkName,
     StepTime,
     as_released,
     get_framework,
@@ -32,6 +30,7 @@ from capsim.ui import figures, fmt, nearest
 from capsim.ui.common import (
     checked,
     downloads,
+    framework_input,
     infeasible,
     model_input,
     money,
@@ -208,7 +207,7 @@ def _inputs() -> dict[str, Any]:
     c = st.columns(4)
     cals = [DEFAULT_CAL, *available()]
     cal = select("Calibration", cals, "cal", DEFAULT_CAL, where=c[0])
-    fw = select("Framework", [f.value for f in FrameworkName], "fw", DEFAULT_FRAMEWORK.value, where=c[1])
+    fw = framework_input(where=c[1])
     price = number("Price $/GPU-hour (0: catalog)", "price", 0.0, 0.0, where=c[2], step=0.1)
     mode = select("Layout", [AUTO, MANUAL], "mode", AUTO, where=c[3], radio=True)
     usable = number("Usable memory fraction", "usable", 0.9, 0.1, 1.0, step=0.05, where=c[3],

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from capsim.analytic.training import DEFAULT_FRAMEWORK
 from capsim.calibration import perf_for, perfs_for
 from capsim.errors import SpecError
 from capsim.plan.serving import Slo
@@ -23,6 +24,8 @@ from capsim.ui import figures, fmt
 from capsim.ui.common import (
     checked,
     downloads,
+    framework_input,
+    infeasible,
     model_input,
     money,
     parse_numbers,
@@ -55,24 +58,27 @@ def sparsity_table(model: ModelSpec, acc: str, tp: int, preset: str, rate: float
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def distillation(teacher: str, student: str, tokens: float, acc: str, gpus: int, preset: str, rate: float,
-                 ttft: float | None, tpot: float | None) -> dict[str, Any]:
+                 ttft: float | None, tpot: float | None, framework: str = DEFAULT_FRAMEWORK) -> dict[str, Any]:
     return distillation_whatif(get_model(teacher), get_model(student), tokens, acc, gpus,
-                               preset_traffic(preset, rate), Slo(ttft, tpot), [acc], perfs=perfs_for([acc])).to_dict()
+                               preset_traffic(preset, rate), Slo(ttft, tpot), [acc], perfs=perfs_for([acc]),
+                               framework=framework).to_dict()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def precision_table(model: ModelSpec, acc: str, gpus: int, tp: int, pp: int, micro_batch: int, global_batch: int,
-                    seq_len: int) -> pd.DataFrame:
+                    seq_len: int, framework: str = DEFAULT_FRAMEWORK) -> pd.DataFrame:
+    """``capsim whatif precision``: each recipe as ``framework`` runs it (pure; cached by its inputs)."""
     plan = TrainPlan(dp=gpus // (tp * pp), tp=tp, pp=pp, micro_batch=micro_batch, global_batch=global_batch,
                      seq_len=seq_len)
-    return precision_whatif(model, Cluster(get_accelerator(acc), gpus), plan, perf=perf_for(acc))
+    return precision_whatif(model, Cluster(get_accelerator(acc), gpus), plan, perf=perf_for(acc), framework=framework)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def batch_table(model: ModelSpec, acc: str, gpus: int, tokens: float, batches: tuple[int, ...], seq_len: int
-                ) -> pd.DataFrame:
+def batch_table(model: ModelSpec, acc: str, gpus: int, tokens: float, batches: tuple[int, ...], seq_len: int,
+                framework: str = DEFAULT_FRAMEWORK) -> pd.DataFrame:
+    """``capsim whatif batch``: each batch's fastest layout as ``framework`` runs it (pure; cached by its inputs)."""
     return batch_size_whatif(model, Cluster(get_accelerator(acc), gpus), tokens, list(batches), seq_len,
-                             perf=perf_for(acc))
+                             perf=perf_for(acc), framework=framework)
 
 
 def _serving_inputs(model: ModelSpec, c: list[Any]) -> dict[str, Any]:
@@ -106,7 +112,7 @@ def answer(df: pd.DataFrame, key: str, base: str, describe: Any) -> str | None:
 
 
 def _reasons(df: pd.DataFrame, key: str) -> None:
-    bad = df[~df["feasible"]]
+    bad = df[~df["feasible"].astype(bool)]
     for _, row in bad.iterrows():
         st.caption(plain_md(f"{row[key]}{' / KV ' + str(row['kv_cache_dtype']) if 'kv_cache_dtype' in row else ''}"
                             f" is infeasible: {row['reason']}"))
@@ -168,7 +174,11 @@ def _distillation(c: list[Any]) -> None:
     rate = number("Serving rate (req/s)", "rate", 50.0, 0.001, where=c[3], step=1.0)
     ttft = number("p99 TTFT target s", "ttft", 2.0, 0.0, where=c[3], step=0.1)
     tpot = number("p99 TPOT target s", "tpot", 0.1, 0.0, where=c[3], step=0.01, fmt="%.3f")
-    d = checked(distillation, teacher, student, tokens, acc, gpus, preset, rate, ttft or None, tpot or None)
+    fw = framework_input(where=c[0])
+    d = checked(distillation, teacher, student, tokens, acc, gpus, preset, rate, ttft or None, tpot or None, fw)
+    if not d["feasible"]:
+        infeasible(d["reason"], None)
+        return
     m = st.columns(4)
     m[0].metric("Cost to produce the student", money(d["produce_cost_usd"]))
     m[1].metric("Teacher fleet", f"{money(d['teacher_serve_cost_per_hour'])}/h")
@@ -191,7 +201,8 @@ def _training_inputs(c: list[Any]) -> dict[str, Any]:
     acc = select("Accelerator", list(accelerators()), "acc", "H100-SXM5-80GB", where=c[1])
     gpus = number("GPUs", "gpus", 8, 1, 1 << 20, where=c[1])
     seq = number("Sequence length", "seq", 4096, 1, 1 << 21, where=c[2])
-    return dict(acc=acc, gpus=gpus, seq=seq)
+    fw = framework_input(where=c[2])
+    return dict(acc=acc, gpus=gpus, seq=seq, fw=fw)
 
 
 def _precision(model: ModelSpec, c: list[Any]) -> None:
@@ -203,7 +214,8 @@ def _precision(model: ModelSpec, c: list[Any]) -> None:
     if x["gpus"] % (tp * pp):
         stop(SpecError("layout", f"tp*pp = {tp * pp} does not divide the {x['gpus']} GPUs",
                        "pick tp and pp whose product divides the GPU count"))
-    df = checked(precision_table, model, x["acc"], x["gpus"], tp, pp, mb, gb, x["seq"])
+    df = checked(precision_table, model, x["acc"], x["gpus"], tp, pp, mb, gb, x["seq"], x["fw"])
+    _reasons(df, "precision")
     df = df.assign(memory_gb=df.get("memory_per_gpu_bytes", pd.Series(dtype=float)) / 1e9)
     ok = df[df.get("step_s", pd.Series(dtype=float)).notna()] if "step_s" in df else df.iloc[:0]
     left, right = st.columns(2)
@@ -220,7 +232,8 @@ def _batch(model: ModelSpec, c: list[Any]) -> None:
     tokens = number("Tokens (at the smallest batch)", "tokens", 1e12, 1.0, where=c[3], fmt="%.3e")
     batches = checked(parse_numbers, text("Global batches", "batches", "256,512,1024,2048,4096", where=c[3]),
                       "global batches", "256,512,1024", integer=True, most=12)
-    df = checked(batch_table, model, x["acc"], x["gpus"], tokens, batches, x["seq"])
+    df = checked(batch_table, model, x["acc"], x["gpus"], tokens, batches, x["seq"], x["fw"])
+    _reasons(df, "global_batch")
     df = df.assign(days=df.get("time_to_train_s", pd.Series(dtype=float)) / 86400)
     left, right = st.columns(2)
     left.plotly_chart(figures.lines(df, "global_batch", {"days": "time to the same loss"},

@@ -44,7 +44,9 @@ def workload(run: BenchRun) -> tuple[Workload, str]:
         order = np.argsort(run.arrival_s, kind="stable")
         if np.any(order != np.arange(run.size)):  # the simulator takes requests in arrival order
             prompt, output = prompt[order], output[order]
-        return Workload(run.name, prompt, output, run.arrival_s[order]), "recorded arrivals"
+        how = "recorded arrivals" if run.aggregates is None else \
+            "the client's own draw of its send times, redone (the file keeps aggregates only)"
+        return Workload(run.name, prompt, output, run.arrival_s[order]), how
     if math.isinf(run.request_rate):
         return Workload(run.name, prompt, output, np.zeros(run.size)), "all at once (request rate inf)"
     rng = np.random.default_rng(run.seed or 0)

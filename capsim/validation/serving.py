@@ -29,7 +29,7 @@ from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.engine import FAMILIES, EngineProfile, engine_release, known_releases
 from capsim.specs.engine_flags import FLAGS, apply_flags, parse_flags
 from capsim.specs.plans import ServePlan
-from capsim.validation.clients import Client, all_requests, client, genai_perf_steady
+from capsim.validation.clients import Client, all_requests, client, genai_perf_count, genai_perf_windows
 from capsim.validation.harness import (
     LINE,
     DataError,
@@ -228,26 +228,32 @@ def _open_loop(r: dict[str, str], perf: Perf, sw: Software, kind: str, metric: s
 
 def _closed_loop(r: dict[str, str], sw: Software, perf: Perf, metric: str,
                  note: str) -> tuple[float, str, tuple[float, float] | None]:
-    """A closed loop of ``batch`` clients all starting at t = 0, measured as the row's benchmark client measures
-    it (validation/clients.py): every one of 10 x C requests (vllm bench serve, AIPerf), or the steady state of
-    a longer run after its start-up (genai-perf). A row that does not name its client takes every request (the
-    CSV's definition of the workload) and reports the other count as the band."""
+    """A closed loop of ``batch`` clients all starting at t = 0 (every client this reads starts so:
+    validation/clients.py), measured as the row's benchmark client measures it: every one of 10 x C requests
+    (vllm bench serve, AIPerf); for genai-perf, perf_analyzer's time windows from the start (its default up to
+    4145774f), with its request-count mode (max(10, 2 x C) requests, from fd603396) in the band. A row that does
+    not name its client takes every request (the CSV's definition of the workload) and reports the band over all
+    three."""
     if metric not in ("ttft_mean", "itl_mean", "output_tokens_per_s"):
         raise SpecError("metric", f"a concurrency row measures ttft_mean, itl_mean or output_tokens_per_s, not "
                         f"{metric!r}")
     c = int(r["batch"])
-    got = {}
-    for mode in ([sw.client] if sw.client is not None else [Client.VLLM_BENCH, Client.GENAI_PERF]):
-        n = 10 * c if mode.counts_every_request else max(40 * c, 100)
+    key = {"ttft_mean": "ttft_mean_s", "itl_mean": "itl_mean_s", "output_tokens_per_s": "output_tokens_per_s"}[metric]
+    modes = {Client.VLLM_BENCH: ("vllm-bench", 10 * c), Client.AIPERF: ("vllm-bench", 10 * c),
+             Client.GENAI_PERF: ("windows", max(40 * c, 100))}
+    asked = [sw.client] if sw.client is not None else [Client.VLLM_BENCH, Client.GENAI_PERF]
+    runs = [modes[m] for m in asked] + ([("count", max(10, 2 * c))] if Client.GENAI_PERF in asked else [])
+    got = []
+    for how, n in runs:
         res = _run(r, _fixed(n, r, None, c), _plan(r, sw), sw, perf)
-        m = all_requests(res.requests, res.summary) if mode.counts_every_request else \
-            genai_perf_steady(res.requests, c)
-        got[mode] = ({"ttft_mean": m.ttft_mean_s, "itl_mean": m.itl_mean_s,
-                      "output_tokens_per_s": m.output_tokens_per_s}[metric], f"{n} requests, {m.note}")
-    mode = sw.client or Client.VLLM_BENCH
-    value, how = got[mode]
-    band = None if sw.client is not None else (min(v for v, _ in got.values()), max(v for v, _ in got.values()))
-    extra = "" if band is None else "; client not stated: band over vllm-bench and genai-perf start-ups"
+        m = all_requests(res.requests, res.summary) if how == "vllm-bench" else \
+            genai_perf_windows(res.requests) if how == "windows" else genai_perf_count(res.requests)
+        got.append((getattr(m, key), f"{n} requests, {m.note}"))
+    value, how = got[0]
+    band = None if len(got) == 1 else (min(v for v, _ in got), max(v for v, _ in got))
+    extra = "" if sw.client is not None else "; client not stated: band over vllm-bench and genai-perf start-ups"
+    if band is not None:
+        extra += " (" + "; ".join(f"{v * (1e3 if key != 'output_tokens_per_s' else 1):.4g} from {h}" for v, h in got[1:]) + ")"
     return value, note + f"; {c} clients starting at once, {how}{extra}", band
 
 

@@ -155,6 +155,19 @@ def tp_ends_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, 
     return np.where(lay.sp, rs, ar), np.where(lay.sp, ag, 0.0) + loss, np.where(lay.sp, rs, ar)
 
 
+def mtp_proj_tp_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int) -> np.ndarray:
+    """TP communication of one MTP layer's projection per micro-batch, both passes (ML@core_v0.14.0
+    megatron/core/transformer/multi_token_prediction.py L511-532): eh_proj is column-parallel over [s, b, 2h] (under
+    SP its input all-gathered, its input gradient reduce-scattered; else the gradient all-reduced), its [s, b, h/t]
+    output all-gathered (gather_from_tensor_model_parallel_region; backward a split) and, under SP, scattered again
+    (scatter_to_sequence_parallel_region; backward an all-gather)."""
+    n = _tokens(lay) * model.hidden * precision.activations.bytes
+    where = placement(lay.tp, 1, gpn)
+    ag, ag2 = collective_s(perf, "all_gather", n, where), collective_s(perf, "all_gather", 2 * n, where)
+    sp = ag2 + ag + collective_s(perf, "reduce_scatter", 2 * n, where) + ag
+    return np.where(lay.tp > 1, np.where(lay.sp, sp, ag + collective_s(perf, "all_reduce", 2 * n, where)), 0.0)
+
+
 def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int,
                t: MicroBatchTimes, fw: Framework) -> tuple[np.ndarray, np.ndarray]:
     """Exposed context-parallel traffic of one layer and micro-batch: (forward, backward with recomputation).
@@ -182,7 +195,14 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     steps = lay.cp - 1.0
     block_f, block_b = t.layer_attn_fwd_s / lay.cp, t.layer_attn_bwd_s / lay.cp
     send = send_s(perf, kv_bytes, inter)
-    if fw.cp_rotate is CpRotate.P2P:
+    if fw.cp_rotate is CpRotate.GATHER_KV:
+        # Dubey et al. 2024 (arXiv 2407.21783 v3) Sec. 3.3.2 p. 12: "we first all-gather the key (K) and value (V)
+        # tensors, and then compute attention output for the local query (Q) tensor chunk ... the all-gather
+        # communication latency is exposed in the critical path"; the backward's dK, dV reduce-scatter (the gather's
+        # adjoint) waits for the attention backward that makes them and feeds the K, V projections' backward
+        fwd = collective_s(perf, "all_gather", lay.cp * kv_bytes, where)
+        bwd = collective_s(perf, "reduce_scatter", lay.cp * kv_bytes, where)
+    elif fw.cp_rotate is CpRotate.P2P:
         fwd = steps * np.maximum(send - block_f, 0.0)
         bwd = steps * np.maximum(send_s(perf, 2.0 * kv_bytes, inter) - block_b, 0.0)
     else:
@@ -422,10 +442,12 @@ def param_gather_s(perf: Perf, dense_params: np.ndarray, expert_params: np.ndarr
     return out
 
 
-def embedding_sync_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int) -> np.ndarray:
+def embedding_sync_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision, gpn: int,
+                     mtp: bool = False) -> np.ndarray:
     """All-reduce of the tied word-embedding gradient between the first and last stage (Megatron-LM keeps a copy
-    on both when pp > 1; Shoeybi et al. 2019, Sec. 3)."""
-    if not model.tied_embeddings:
+    on both when pp > 1; Shoeybi et al. 2019, Sec. 3), or of the embedding the last stage builds for MTP layers
+    (``mtp``: ML@core_v0.14.0 megatron/core/distributed/finalize_model_grads.py L146)."""
+    if not (model.tied_embeddings or mtp):
         return np.zeros(len(lay))
     nbytes = model.vocab * model.hidden / lay.tp * precision.gradients.bytes
     apart = lay.tp * lay.cp * lay.dp * (lay.pp - 1)
@@ -452,6 +474,6 @@ def optimizer_s(perf: Perf, local_params: np.ndarray, precision: Precision) -> n
     return np.asarray(perf.ops_s(optimizer_ops(local_params, precision)) + extra, float)
 
 
-__all__ = ["cp_layer_s", "dp_groups", "embedding_sync_s", "ep_layer_s", "grad_reduce_s", "optimizer_s",
+__all__ = ["cp_layer_s", "dp_groups", "embedding_sync_s", "ep_layer_s", "grad_reduce_s", "mtp_proj_tp_s", "optimizer_s",
            "grad_accumulation_s", "p2p_hop_s", "param_gather_s", "recompute_passes", "replica_groups",
            "replica_reduce_s", "tp_ends_s", "tp_layer_s"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from capsim.analytic import fp8, recompute
+from capsim.analytic.cp_memory import CpRotate
 from capsim.analytic.eager import EXPERT_OPS, FUSED, PREFIX, Eager, extra_ops
 from capsim.analytic.eager import apply as apply_eager
 from capsim.analytic.layouts import Layouts
@@ -159,7 +160,7 @@ def _sum(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, names: f
 
 
 def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtype: DType,
-                       torch_cp: bool = False, repeat_kv: bool = False) -> tuple[Op, Op]:
+                       torch_cp: bool | CpRotate = False, repeat_kv: bool = False) -> tuple[Op, Op]:
     """The memory-bound passes ring attention adds around its per-step attention kernels, per layer and
     micro-batch on one GPU: (forward, backward); zero bytes without context parallelism.
 
@@ -175,7 +176,9 @@ def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtyp
     (3 KV); the halves of Q, O, dO or K, V copied out ``contiguous``. Q, O are the rank's local queries and
     outputs (its s/cp tokens x heads x dims); K, V its keys and values (MLA: every head's, K of head_dim, V of
     v_dim dims; ``repeat_kv``: every query head's, as the model expanded them, ``Framework.repeat_kv``). ``torch_cp``:
-    torch's experimental context parallelism instead (:func:`_torch_cp_bytes`)."""
+    torch's experimental context parallelism instead (:func:`_torch_cp_bytes`); or the ``Framework.cp_rotate`` itself,
+    where ``CpRotate.GATHER_KV`` (Llama 3's all-gather CP) runs one attention over the gathered K, V: no merge passes."""
+    rotate = CpRotate(torch_cp) if isinstance(torch_cp, str) else (CpRotate.ALLGATHER if torch_cp else CpRotate.P2P)
     heads = shape.heads
     kv_heads = shape.heads if model.is_mla or repeat_kv else shape.kv_heads
     tok = shape.tokens
@@ -184,7 +187,9 @@ def ring_attention_ops(model: ModelSpec, shape: LayerShape, cp: np.ndarray, dtyp
     later = np.maximum(np.asarray(cp, float) - 1.0, 0.0)  # steps after the first
     on = later > 0
     b = dtype.bytes
-    if torch_cp:
+    if rotate is CpRotate.GATHER_KV:
+        fwd_bytes, bwd_bytes = 0.0 * later, 0.0 * later
+    elif rotate is not CpRotate.P2P:
         fwd_bytes, bwd_bytes = _torch_cp_bytes(q, o, kv, later, b)
     else:
         fwd_bytes = b * (2.0 * kv + 2.0 * o + later * (0.75 * 3.0 * o + 0.5 * kv + 0.5 * q))
@@ -237,7 +242,7 @@ def repeat_kv_ops(model: ModelSpec, shape: LayerShape, dtype: DType) -> tuple[li
 
 def layer_op_lists(model: ModelSpec, lay: Layouts, precision: Precision, attention: AttentionImpl,
                    dropout: bool, cross: bool = False, moe_share: float | None = None, pad: bool = False,
-                   random_routing: bool = False, local_casts: bool = False, torch_cp: bool = False,
+                   random_routing: bool = False, local_casts: bool = False, torch_cp: bool | CpRotate = False,
                    norm: fp8.NormQuantize = fp8.NormQuantize.NONE, repeat_kv: bool = False, eager: Eager = FUSED
                    ) -> tuple[list[Op], list[Op], list[Op]]:
     """(plain forward ops, forward pass, backward pass) of one layer as ``micro_batch_times`` prices them."""
@@ -265,7 +270,7 @@ def layer_op_lists(model: ModelSpec, lay: Layouts, precision: Precision, attenti
 def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
-           torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
+           torch_cp: bool | CpRotate = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
            repeat_kv: bool = False, eager: Eager = FUSED, graph: str = "") -> dict[str, np.ndarray]:
     plain, fwd, bwd = layer_op_lists(model, lay, precision, attention, dropout, cross, moe_share, pad,
                                      random_routing, local_casts, torch_cp, norm, repeat_kv, eager)
@@ -337,7 +342,7 @@ def _named(perf: Perf, ops: list[Op], lay: Layouts, precision: Precision, name: 
 def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, attention: AttentionImpl,
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
-           torch_cp: bool = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
+           torch_cp: bool | CpRotate = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
            repeat_kv: bool = False, eager: Eager = FUSED, loss: LossKernel = FUSED_LOSS,
            graph: str = "") -> MicroBatchTimes:
     out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
@@ -375,7 +380,7 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
                       attention: AttentionImpl = AttentionImpl.FLASH, dropout: bool = False,
                       moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
                       fp8_padding: bool = False, random_routing: bool = False,
-                      local_casts: bool = False, torch_cp: bool = False,
+                      local_casts: bool = False, torch_cp: bool | CpRotate = False,
                       norm_quantize: fp8.NormQuantize = fp8.NormQuantize.NONE,
                       repeat_kv: bool = False, eager: Eager = FUSED, loss: LossKernel = FUSED_LOSS,
                       graph: str = "") -> MicroBatchTimes:

@@ -7,8 +7,10 @@ Citations: ``ML@<tag>`` is github.com/NVIDIA/Megatron-LM, ``NeMo@<ref>`` github.
 
 from __future__ import annotations
 
+from itertools import combinations
+
 from capsim.analytic.loss import LossKernel
-from capsim.analytic.recompute import SacPolicy, SelectiveAc
+from capsim.analytic.recompute import MODULE_OPS, SacPolicy, SelectiveAc
 from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import Flag, FlexBackend, MoeDispatcher
 from capsim.specs.precision import Fp8Scaling
@@ -17,6 +19,16 @@ from capsim.specs.precision import Fp8Scaling
 # (moe_preprocess "is only supported with moe_router cuda graph", transformer_config.py L1747-1750 at core_v0.16.0)
 _GRAPH_SCOPES = ("full", "attn", "full_iteration", "mlp", "moe_router", "attn,mlp", "attn,moe_router",
                  "moe_router,moe_preprocess", "attn,moe_router,moe_preprocess")
+
+
+def _module_values() -> dict[str, SelectiveAc]:
+    """``--recompute-modules`` values capsim prices: every comma-separated set of the modules of
+    ``capsim.analytic.recompute.MODULE_OPS``, in that order ("core_attn" alone is the attention-core policy)."""
+    names = tuple(MODULE_OPS)
+    sets = (c for n in range(1, len(names) + 1) for c in combinations(names, n))
+    return {",".join(c): SelectiveAc(SacPolicy.MODULES, modules=c) if c != ("core_attn",) else SelectiveAc()
+            for c in sets}
+
 
 # Megatron-Core flags capsim prices: flag -> (field, values, where training/arguments.py first defines it (NeMo's
 # config key where it differs), the oldest core minor release that has it). Each was looked up at every tag
@@ -62,14 +74,11 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     "--account-for-loss-in-pipeline-split": ("layout.account_for_loss", {"": True}, "L1836", 11),
     # not in core_v0.11.0's arguments.py; a list (nargs='*') stated comma-separated, as the Megatron-Bridge perf
     # configs' recompute_modules=["layernorm", "moe_act"] (with recompute_granularity "selective")
-    "--recompute-modules": ("selective_ac", {"layernorm,moe_act": SelectiveAc(SacPolicy.MODULES,
-                                                                           modules=("layernorm", "moe_act")),
-                                             "moe_act": SelectiveAc(SacPolicy.MODULES, modules=("moe_act",)),
-                                             "mla_up_proj": SelectiveAc(SacPolicy.MODULES, modules=("mla_up_proj",)),
-                                             "core_attn": SelectiveAc()},
-                            "L1568 (choices core_attn, moe_act, layernorm, mla_up_proj, ...; transformer_config.py "
+    "--recompute-modules": ("selective_ac", _module_values(),
+                            "L1568 (choices core_attn, moe_act, layernorm, mla_up_proj, mlp, moe; transformer_config.py "
                             "L240-249: 'layernorm' the input and pre-MLP norms, 'mla_up_proj' MLA's up projections "
-                            "and RoPE)", 12),
+                            "and RoPE; 'shared_experts' from core_v0.14.0 transformer_config.py L869-877; 'moe' not "
+                            "priced: its replay re-runs the expert all-to-alls)", 12),
     "--fp8-recipe": ("fp8_scaling", {"delayed": Fp8Scaling.DELAYED, "tensorwise": Fp8Scaling.CURRENT}, "L1057", 12),
     # not in core_v0.8.0's arguments.py
     "--fp8-param-gather": ("fp8_params", {"": True}, "L724 (NeMo 2.0: fp8_params)", 9),
@@ -87,13 +96,26 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
                           "L1405 (choices none, local, transformer_engine)", 15),
     # a list from core_v0.16.0 (nargs='+') stated comma-separated, as --recompute-modules. Not accepted: "moe"
     # ("moe cuda graph is only supported with drop-padding MoE", core_v0.16.0 transformer_config.py L1757-1763;
-    # capsim prices dropless experts) and "mamba" (no Mamba layers in capsim)
+    # capsim prices dropless experts) and "mamba" (host.SCOPE_OPS does not name the Mamba mixer's ops)
     "--cuda-graph-scope": ("cuda_graph_scope", {v: v for v in _GRAPH_SCOPES},
                            "L1128 (choices full, attn; full_iteration from core_v0.14.0 L1297; a list of attn, mlp, "
                            "moe, moe_router, moe_preprocess, mamba, full_iteration from core_v0.16.0 L1430-1443)", 12),
+    # full recomputation's method and layer count (with --recompute-granularity full; capsim.analytic.training.
+    # recompute_block): 'uniform' checkpoints groups of N layers, 'block' only the first N layers of each chunk
+    # (ML@core_v0.14.0 megatron/core/transformer/transformer_block.py L429-461 _checkpointed_forward)
+    "--recompute-method": ("recompute_method", {"uniform": "uniform", "block": "block"}, "L1023", 8),
+    "--recompute-num-layers": ("recompute_layers", {str(n): n for n in range(1, 129)}, "L1032", 8),
+    # not in core_v0.11.0's arguments.py: multi-token prediction (megatron/core/transformer/multi_token_prediction.py
+    # arrives in core_v0.12.0; capsim.analytic.mtp)
+    "--mtp-num-layers": ("mtp_layers", {str(n): n for n in range(1, 9)}, "L1311", 12),
+    # the MTP loss weight (gpt_model.py: mtp_loss_scaling_factor / mtp_num_layers on each MTP loss): prices nothing;
+    # 0.1 the default, 0.3 DeepSeek-V3's first 10T tokens (arXiv:2412.19437 Sec. 4.2)
+    "--mtp-loss-scaling-factor": ("mtp_loss_scale", {"0.1": 0.1, "0.3": 0.3}, "L1316", 12),
 }
 # Values a flag's choices gain later: (flag, value) -> the oldest core minor that accepts it.
 _MC_VALUES_SINCE = {("--moe-token-dispatcher-type", MoeDispatcher.FLEX.value): 12,
+                    # not in core_v0.13.0's TransformerConfig allowed_modules (transformer_config.py)
+                    **{("--recompute-modules", v): 14 for v in _module_values() if "shared_experts" in v},
                     ("--cuda-graph-scope", "full_iteration"): 14,
                     **{("--cuda-graph-scope", v): 16 for v in _GRAPH_SCOPES if v not in ("full", "attn",
                                                                                          "full_iteration")}}

@@ -21,8 +21,11 @@ from capsim.analytic.training import releases_fsdp1 as fsdp1
 from capsim.analytic.training import releases_fsdp2 as fsdp2
 from capsim.analytic.training import releases_legacy as legacy
 from capsim.analytic.training import releases_mcore as mcore
+from capsim.analytic.training import releases_megatron_lm as megatron_lm
+from capsim.analytic.training import releases_meta as meta
 from capsim.analytic.training import releases_nemo as nemo
 from capsim.analytic.training import releases_torchtitan as titan
+from capsim.analytic.training.block_scaling import with_block_scaled
 from capsim.analytic.training.release import (
     Framework,
     FrameworkFamily,
@@ -36,6 +39,7 @@ class FrameworkName(StrEnum):
 
     MEGATRON_2021 = "megatron-lm-2021"
     MEGATRON_2022 = "megatron-lm-2022"
+    MEGATRON_2023 = "megatron-lm-2023.01.11"  # Megatron-LM at 285068c8, 2023-01-11 (releases_megatron_lm.py)
     MEGATRON_CORE = "megatron-core-0.8.0"
     MEGATRON_CORE_0_9 = "megatron-core-0.9.0"  # Megatron-LM pretrain_gpt.py at core_v0.9.0 (releases_mcore.py)
     MEGATRON_CORE_0_10 = "megatron-core-0.10.0"  # at core_v0.10.0 (releases_mcore.py)
@@ -70,6 +74,7 @@ class FrameworkName(StrEnum):
     DEEPSPEED_0_10 = "deepspeed-0.10"  # DeepSpeed ZeRO 1-3 engine, 0.8.2-0.10.3 (releases_deepspeed.py)
     DEEPSPEED_0_14 = "deepspeed-0.14"  # DeepSpeed ZeRO 1-3 engine, 0.14.0-0.16.4 (releases_deepspeed.py)
     MEGATRON_DEEPSPEED_2022 = "megatron-deepspeed-2022"  # BigScience's Megatron-DeepSpeed + DeepSpeed bf16 ZeRO-1
+    META_4D_2024 = "meta-4d-2024"  # Meta's Llama 3 stack as its paper describes it (releases_meta.py)
 
     @classmethod
     def _missing_(cls, value: object) -> FrameworkName | None:
@@ -89,10 +94,12 @@ DEFAULT_FRAMEWORK = FrameworkName.MEGATRON_BRIDGE_26_04_01
 ALIASES = {"megatron-2021": FrameworkName.MEGATRON_2021, "megatron-2022": FrameworkName.MEGATRON_2022,
            "megatron-core": FrameworkName.MEGATRON_CORE, "fsdp": FrameworkName.FSDP}
 
-# The first four presets are in releases_legacy.py, the others in the releases_*.py module each member names.
-RELEASES: dict[FrameworkName, Release] = {
+# The first four presets are in releases_legacy.py, the others in the releases_*.py module each member names; each
+# with its block-scaled formats (block_scaling.BLOCK_SCALED).
+RELEASES: dict[FrameworkName, Release] = {k: with_block_scaled(r) for k, r in {
     FrameworkName.MEGATRON_2021: legacy.megatron_lm_2021(FrameworkName.MEGATRON_2021.value),
     FrameworkName.MEGATRON_2022: legacy.megatron_lm_2022(FrameworkName.MEGATRON_2022.value),
+    FrameworkName.MEGATRON_2023: megatron_lm.megatron_lm_2023_01(FrameworkName.MEGATRON_2023.value),
     FrameworkName.MEGATRON_CORE: legacy.megatron_core_0_8(FrameworkName.MEGATRON_CORE.value),
     FrameworkName.MEGATRON_CORE_0_14: mcore.megatron_core_0_14(FrameworkName.MEGATRON_CORE_0_14.value),
     **{FrameworkName("megatron-core-" + t.removeprefix("core_v")):
@@ -117,7 +124,8 @@ RELEASES: dict[FrameworkName, Release] = {
     FrameworkName.DEEPSPEED_0_10: deepspeed.deepspeed_0_10(FrameworkName.DEEPSPEED_0_10.value),
     FrameworkName.DEEPSPEED_0_14: deepspeed.deepspeed_0_14(FrameworkName.DEEPSPEED_0_14.value),
     FrameworkName.MEGATRON_DEEPSPEED_2022: deepspeed.megatron_deepspeed_2022(FrameworkName.MEGATRON_DEEPSPEED_2022.value),
-}
+    FrameworkName.META_4D_2024: meta.meta_4d_2024(FrameworkName.META_4D_2024.value),
+}.items()}
 FRAMEWORKS: dict[FrameworkName, Framework] = {k: r.framework for k, r in RELEASES.items()}
 
 

@@ -102,6 +102,16 @@ CP_NOT_IN_GRAPH = ("no torch context-parallel ring inside a compiled graph in th
 # The generic value of ``fp8_training`` for a release that trains in FP8: its recipe and that recipe's source are
 # cited under ``fp8_scaling`` (Transformer Engine or torchao Float8Linear).
 FP8_OFFERED = "FP8 training offered: its recipe and source are cited under fp8_scaling (the field's generic value)"
+# Where block-scaled training came from, for the releases' ``block_scaled`` citations: Transformer Engine's recipes
+# (MXFP8BlockScaling from TE v2.0, 2025-02-12, transformer_engine/common/recipe/__init__.py L165; NVFP4BlockScaling
+# from TE v2.8, 2025-10-01, the same file L381) and Megatron-LM's flags (--fp8-recipe choice 'mxfp8' from
+# core_v0.12.0 megatron/training/arguments.py L1057-1058; --fp4-format / --fp4-recipe nvfp4 from core_v0.15.0
+# L1353-1358). Both run only on Blackwell (compute capability 10.0+: TE@v2.8 transformer_engine/pytorch/fp8.py
+# L48-61), which capsim.specs.precision.require_block_scaling checks on the accelerator.
+BLOCK_SCALED_TE = ("MXFP8BlockScaling from TE v2.0 (2025-02-12, transformer_engine/common/recipe/__init__.py L165), "
+                   "NVFP4BlockScaling from TE v2.8 (2025-10-01, L381)")
+NO_BLOCK_SCALED = ("no block-scaled (MXFP8, NVFP4) training: no FP8 training at all in this code (the field's "
+                   "generic value)")
 NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in this release (the field's generic value)"
 # The generic value of ``norm_quantize`` for a release without Transformer Engine's LayerNormLinear under FP8.
 KV_OWN_HEADS = ("K and V reach the attention kernel with the model's own KV heads (grouped-query attention in the "
@@ -212,6 +222,10 @@ class Framework:
     zero: bool = True  # ZeRO stages 1-3 / FSDP sharding
     context_parallel: bool = True
     fp8_training: bool = True  # FP8 (and block-scaled) GEMMs offered in training at all
+    # The block-scaled formats (MXFP8, NVFP4) among them: the release's own recipe for each (Megatron-Core's
+    # --fp8-recipe mxfp8 and --fp4-format, Transformer Engine's MXFP8BlockScaling / NVFP4BlockScaling, torchao's
+    # MX and NVFP4 linears); a format not listed is refused. A Framework that is no preset's offers both.
+    block_scaled: tuple[DType, ...] = (DType.MXFP8, DType.NVFP4)
     cp_rotate: CpRotate = CpRotate.P2P  # how context parallelism exchanges K and V (``comms.cp_layer_s``)
     # torch's context-parallel ring runs inside each block's compiled graph under ``torch_compile`` (a fullgraph
     # compile: nothing breaks out of it), where every functional collective is waited on right after it is issued,
@@ -267,10 +281,6 @@ class Framework:
     # CPU activation offloading (Transformer Engine's cpu_offload through Megatron-Core's cpu_offloading_num_layers):
     # the activations of this many layers go to host memory in the forward and come back in the backward
     offload_layers: int = 0
-    # Megatron-Core CUDA graphs (capsim.analytic.training.core_flags): the capture ("none", "local",
-    # "transformer_engine") and its scopes, comma-separated ("full": the whole layer, Megatron-Core's default)
-    cuda_graph_impl: str = "none"
-    cuda_graph_scope: str = "full"
     grads_fp32: bool = True  # gradients accumulated and reduced in fp32 (else in the 16-bit format)
     # ZeRO-1/2: the gradients are all-reduced whole and each rank keeps its shard (DeepSpeed's multi-rank bucket
     # all-reduce and BF16_Optimizer), instead of reduce-scattered; ZeRO-3 and the distributed optimizer still
@@ -324,6 +334,20 @@ class Framework:
     # concatenation (NeMo AutoModel's GroupedExpertsDeepEP._apply_bias; capsim.analytic.eager); False: in the
     # grouped GEMM's epilogue (Transformer Engine GroupedLinear)
     moe_fc1_bias_eager: bool = False
+    # Run settings a Megatron-Core run states by flag (``RUN_SETTINGS``: not release behaviour, so not cited per
+    # release; each flag cites its argparse line, core_flags._MC_FLAGS). Defaults are Megatron's own: no MTP
+    # (ML@core_v0.14.0 training/arguments.py L1509 --mtp-num-layers default None), and full recomputation as one
+    # checkpoint per layer (--recompute-method uniform --recompute-num-layers 1; TransformerConfig requires both
+    # with granularity full, ML@core_v0.14.0 megatron/core/transformer/transformer_config.py L832-849)
+    mtp_layers: int = 0  # multi-token-prediction layers on the last pipeline stage (capsim.analytic.mtp)
+    mtp_loss_scale: float = 0.1  # --mtp-loss-scaling-factor: scales the MTP loss; prices nothing
+    recompute_method: str = "uniform"  # full recomputation: "uniform" groups, or "block" (first N layers only)
+    recompute_layers: int = 1  # uniform: layers per checkpoint; block: checkpointed layers per model chunk
+    # Megatron-Core CUDA graphs (host.graphed_ops prices them): the capture ("none", "local", "transformer_engine")
+    # and its scopes, comma-separated; Megatron's defaults: none (ML@core_v0.15.0 training/arguments.py L1405
+    # --cuda-graph-impl default 'none') and "full", the whole layer (L1411 --cuda-graph-scope default 'full')
+    cuda_graph_impl: str = "none"
+    cuda_graph_scope: str = "full"
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
@@ -344,6 +368,7 @@ class Framework:
         for key in ("attention", "moe_dispatcher", "moe_flex_backend", "fp8_scaling", "reshard_after_forward",
                     "pipeline_split", "loss_copy", "loss_kernel", "cp_rotate", "norm_quantize", "yarn_rope"):
             out[key] = getattr(self, key).value
+        out["block_scaled"] = [d.value for d in self.block_scaled]
         out["selective_ac"] = {"policy": self.selective_ac.policy.value, "every": self.selective_ac.every,
                                "modules": list(self.selective_ac.modules)}
         return out
@@ -410,11 +435,11 @@ class Framework:
                         self.reshard_after_forward is Reshard.NEVER)
 
 
-# The behaviour fields every release must cite (all of Framework but its name).
-# The cite of the two CUDA-graph fields in every release: off unless a run states a Megatron-Core graph flag
-NO_CUDA_GRAPH = ("no training CUDA graphs unless the run states Megatron-Core's --enable-cuda-graph, "
-                 "--external-cuda-graph or --cuda-graph-impl (capsim.analytic.training.core_flags)")
-BEHAVIOUR = tuple(f.name for f in fields(Framework) if f.name != "name")
+# Framework fields a run sets by flag, not the release's behaviour (their flags cite where they are defined).
+RUN_SETTINGS = ("mtp_layers", "mtp_loss_scale", "recompute_method", "recompute_layers",
+                "cuda_graph_impl", "cuda_graph_scope")
+# The behaviour fields every release must cite (all of Framework but its name and the run settings).
+BEHAVIOUR = tuple(f.name for f in fields(Framework) if f.name != "name" and f.name not in RUN_SETTINGS)
 # Layout settings a run may leave unpublished, as training validation rows and TrainPlan name them.
 LAYOUT_SETTINGS = ("micro_batch", "v", "recompute", "sp", "zero_stage", "cp", "distributed_optimizer", "etp",
                    "account_for_embedding", "account_for_loss")
@@ -435,6 +460,8 @@ class FrameworkFamily(StrEnum):
     FSDP = "fsdp"  # PyTorch FullyShardedDataParallel (FSDP1)
     FSDP2 = "fsdp2"  # PyTorch fully_shard (FSDP2), through NeMo AutoModel or torchtitan
     DEEPSPEED = "deepspeed"  # microsoft/DeepSpeed ZeRO stages 1-3, alone or under Megatron-DeepSpeed
+    # Meta's 4D-parallel (TP, CP, PP, FSDP) PyTorch stack as the Llama 3 paper describes it (releases_meta.py)
+    META_4D = "meta-4d"
 
 
 @dataclass(frozen=True)
@@ -547,7 +574,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "CP_NOT_IN_GRAPH", "NO_CUDA_GRAPH", "FLEX_DEEPEP", "FP8_OFFERED", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
-           "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "WITH_TP", "default_sp", "CpRotate", "Flag", "FlexBackend", "Framework",
+__all__ = ["BEHAVIOUR", "BLOCK_SCALED_TE", "NO_BLOCK_SCALED", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FP8_OFFERED", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+           "RUN_SETTINGS", "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "WITH_TP", "default_sp", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "LossKernel", "MEGATRON_CE_PASSES", "MoeDispatcher", "megatron_ce", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

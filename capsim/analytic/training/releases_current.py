@@ -32,7 +32,6 @@ from capsim.analytic.training.release import (
     FUSED_POINTWISE,
     GENERIC_EAGER,
     KV_OWN_HEADS,
-    NO_CUDA_GRAPH,
     NOT_DEEPSPEED,
     ONE_SCHEDULE,
     SPREAD_EXPERTS,
@@ -164,7 +163,7 @@ def _megatron_common(cite_args: str) -> dict[str, str]:
                                 "reduce-scatter in the column-parallel backward",
             "zero3_prefetch": _NO_ZERO3, "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3,
             "pp_reduce_at_step_end": _NO_ZERO3,
-            "cuda_graph_impl": NO_CUDA_GRAPH, "cuda_graph_scope": NO_CUDA_GRAPH, "offload_layers": "no CPU activation offloading unless the run states --cpu-offloading-num-layers "
+            "offload_layers": "no CPU activation offloading unless the run states --cpu-offloading-num-layers "
                               "(core/transformer/transformer_config.py cpu_offloading default False)",
             "replica_reduce_every_micro_batch": "the distributed optimizer reduces its gradients once per step, "
                                                 "replicas or not; Megatron-FSDP's switch, where a release has it, "

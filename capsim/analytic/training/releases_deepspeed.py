@@ -30,7 +30,6 @@ from capsim.analytic.training.release import (
     FUSED_POINTWISE,
     GENERIC_EAGER,
     KV_OWN_HEADS,
-    NO_CUDA_GRAPH,
     NO_TE_GATHER,
     NO_TE_NORM,
     ONE_SCHEDULE,
@@ -101,7 +100,7 @@ def _common_cite(**overrides: str) -> dict[str, str]:
         "replica_reduce_every_micro_batch": "DeepSpeed's hierarchical sharding (MiCS mics_shard_size, ZeRO++ "
                                             "zero_hpz_partition_size) is not described by these presets (the "
                                             "field's generic value)",
-        "cuda_graph_impl": NO_CUDA_GRAPH, "cuda_graph_scope": NO_CUDA_GRAPH, "offload_layers": "no Transformer Engine activation offloading: DeepSpeed's own cpu_checkpointing "
+        "offload_layers": "no Transformer Engine activation offloading: DeepSpeed's own cpu_checkpointing "
                           "(deepspeed/runtime/activation_checkpointing/config.py) is off by default and not priced",
         **overrides}
 

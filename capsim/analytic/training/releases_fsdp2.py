@@ -16,7 +16,6 @@ from capsim.analytic.training.release import (
     FUSED_POINTWISE,
     GENERIC_EAGER,
     KV_OWN_HEADS,
-    NO_CUDA_GRAPH,
     NO_TE_NORM,
     NOT_DEEPSPEED,
     ONE_SCHEDULE,
@@ -120,7 +119,7 @@ def _fsdp2_cite(where: str, reshard: str, dispatcher: str, attention: str, maste
     none = "FSDP2 has no {} of its own"
     return {"attention": attention, "dropout": "the Llama/Qwen model code these runs use has no dropout",
             "replica_reduce_every_micro_batch": _FSDP2_HSDP,
-            "cuda_graph_impl": NO_CUDA_GRAPH, "cuda_graph_scope": NO_CUDA_GRAPH, "offload_layers": "FSDP2's CPUOffloadPolicy moves parameters, not activations; none of these runs "
+            "offload_layers": "FSDP2's CPUOffloadPolicy moves parameters, not activations; none of these runs "
                               "offloads activations (the field's generic value)",
             "overlap_grad_reduce": "FSDP2 reduce-scatters each block's gradients on a separate stream during the "
                                    "backward (torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py)",

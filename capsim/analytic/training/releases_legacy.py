@@ -16,7 +16,6 @@ from capsim.analytic.training.release import (
     FUSED_POINTWISE,
     GENERIC_EAGER,
     KV_OWN_HEADS,
-    NO_CUDA_GRAPH,
     NO_TE_GATHER,
     NO_TE_NORM,
     NOT_DEEPSPEED,
@@ -99,7 +98,7 @@ def megatron_lm_2021(name: str) -> Release:
          "uneven_pipeline": _ML21 + "model/transformer.py L549-563: layers must divide over the stages and chunks",
          "interleave_min_pp": _ML21 + "arguments.py L125: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8, "fp8_training": _NO_FP8_TRAINING,
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3, "pp_reduce_at_step_end": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "cuda_graph_impl": NO_CUDA_GRAPH, "cuda_graph_scope": NO_CUDA_GRAPH, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3, "pp_reduce_at_step_end": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": absent + "selective recompute arrived 2022-05-20 (ML merge 9aad920); the field's generic value",
          "torch_compile": _EAGER, "fp8_precompute_scales": _NO_TORCHAO, "fp8_recompute_weight_bwd": _NO_TORCHAO,
@@ -162,7 +161,7 @@ def megatron_lm_2022(name: str) -> Release:
          "uneven_pipeline": _ML22 + "model/transformer.py L768-769 and the same per-stage assert: layers must divide",
          "interleave_min_pp": _ML22 + "arguments.py L144: the interleaved schedule needs pipeline size > 2",
          "moe_dispatcher": _NO_MOE, "overlap_moe_a2a": _NO_MOE, "moe_fp8_padding": _NO_MOE, "moe_consecutive_experts": SPREAD_EXPERTS, "moe_flex_backend": FLEX_DEEPEP, "pp_schedule_sequences": ONE_SCHEDULE, "moe_random_routing": _NO_MOE, "moe_combine_saves": _NO_MOE, "loss_copy": _ML_CE, "fp8_scaling": _NO_FP8, "fp8_params": _NO_FP8, "fp8_training": _NO_FP8_TRAINING,
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3, "pp_reduce_at_step_end": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "cuda_graph_impl": NO_CUDA_GRAPH, "cuda_graph_scope": NO_CUDA_GRAPH, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3, "pp_reduce_at_step_end": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS, "tp_rs": _NO_UB,
          "fp32_master": _FP32_MASTER,
          "selective_ac": _ML22 + "model/transformer.py L359, L482-483: --recompute-granularity selective "
                          "checkpoints CoreAttention only (Korthikanti et al. 2022, Sec. 5)",
@@ -238,7 +237,7 @@ def megatron_core_0_8(name: str) -> Release:
                         "__init__.py, TE v1.8); --fp8-recipe arrived later",
          "fp8_params": "not in this release: --fp8-param-gather arrived later (core_v0.14.0 arguments.py L1248)",
          "fp8_training": args + "L648 --fp8-format (e4m3, hybrid), Transformer Engine FP8",
-         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3, "pp_reduce_at_step_end": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "cuda_graph_impl": NO_CUDA_GRAPH, "cuda_graph_scope": NO_CUDA_GRAPH, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS,
+         "reshard_after_forward": _NO_ZERO3, "defer_grad_sync": _NO_ZERO3, "pp_defer_grad_sync": _NO_ZERO3, "pp_reduce_at_step_end": _NO_ZERO3, "replica_reduce_every_micro_batch": _NO_HSDP, "offload_layers": _NO_OFFLOAD, "grads_fp32": _FP32_GRADS,
          "tp_rs": _TE_UB_DEFAULT,
          "fp32_master": _FP32_MASTER,
          "selective_ac": _MC08 + "core/transformer/attention.py L103, L322-323: selective recompute checkpoints the "
@@ -319,7 +318,7 @@ def fsdp_pytorch_2_3(name: str) -> Release:
                                              "under ShardingStrategy.HYBRID_SHARD the reduce-scatter output is "
                                              "all-reduced over the inter-node process group in the same "
                                              "post-backward hook",
-         "cuda_graph_impl": NO_CUDA_GRAPH, "cuda_graph_scope": NO_CUDA_GRAPH, "offload_layers": "FSDP1's CPUOffload moves parameters, not activations (the field's generic value)",
+         "offload_layers": "FSDP1's CPUOffload moves parameters, not activations (the field's generic value)",
          "tp_rs": _NO_UB,
          "grads_fp32": "FSDP1 MixedPrecision(reduce_dtype=float32) as the usual mixed-precision setup (the field's "
                        "generic value)",

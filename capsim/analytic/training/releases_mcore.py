@@ -141,7 +141,8 @@ _KEYS = ("--transformer-impl", "--attention-dropout", "--hidden-dropout", "--ove
          "--num-layers-per-virtual-pipeline-stage", "--recompute-granularity", "--sequence-parallel",
          "--context-parallel-size", "--use-distributed-optimizer", "--expert-tensor-parallel-size",
          "--account-for-embedding-in-pipeline-split", "--account-for-loss-in-pipeline-split", "--grad-reduce-in-bf16",
-         "interleave", "fp8pad", "randomste")
+         "interleave", "fp8pad", "randomste", "--recompute-method", "--recompute-num-layers", "--mtp-num-layers",
+         "--mtp-loss-scaling-factor")
 
 
 @dataclass(frozen=True)
@@ -174,33 +175,33 @@ _NO_PROBS = ("megatron/core/transformer/moe/token_dispatcher.py: unpermute(...) 
 _CORES = {c.tag: c for c in (
     _Core("core_v0.9.0", "1afee592", "2024-10-24",
           (721, 1016, 1018, 1539, 1556, 1133, 1245, 1531, 1518, 0, 1882, 1216, 0, 724, 0, 1874, 1048, 1529, 1084,
-           1243, 1586, 1584, 0, 0, 0, 0, 271, 0, 0),
+           1243, 1586, 1584, 0, 0, 0, 0, 271, 0, 0, 1099, 1108, 0, 0),
           _DELAYED_ONLY.format(842),
           37, "", ("allgather", "alltoall")),
     _Core("core_v0.10.0", "7ee599a2", "2025-02-17",
           (837, 1140, 1142, 1701, 1718, 1264, 1379, 1690, 1674, 0, 2099, 1350, 0, 840, 0, 2091, 1172, 1685, 1208,
-           1377, 1753, 1746, 2060, 0, 0, 0, 336, 638, 0),
+           1377, 1753, 1746, 2060, 0, 0, 0, 336, 638, 0, 1226, 1235, 0, 0),
           _DELAYED_ONLY.format(1099),
           37, "", ("allgather", "alltoall")),
     _Core("core_v0.11.0", "aa6207e2", "2025-03-14",
           (909, 1231, 1233, 1793, 1810, 1355, 1470, 1782, 1764, 0, 2220, 1441, 0, 912, 0, 2181, 1263, 1775, 1299,
-           1468, 1846, 1839, 2158, 1833, 1836, 0, 342, 639, 0),
+           1468, 1846, 1839, 2158, 1833, 1836, 0, 342, 639, 0, 1317, 1326, 0, 0),
           _DELAYED_ONLY.format(1162),
           38, "", ("allgather", "alltoall")),
     _Core("core_v0.12.0", "d580efc6", "2025-05-06",
           (1078, 1465, 1467, 2078, 2102, 1611, 1741, 2067, 2049, 0, 2546, 1697, 1057, 1081, 0, 2489, 1497, 2060,
-           1533, 1739, 2153, 2131, 2466, 2125, 2128, 1999, 434, 698, 0),
+           1533, 1739, 2153, 2131, 2466, 2125, 2128, 1999, 434, 698, 0, 1554, 1563, 1311, 1316),
           "training/arguments.py L1057 --fp8-recipe default 'delayed'", 38, "", ("allgather", "alltoall", "flex")),
     _Core("core_v0.12.1", "a845aa7e", "2025-05-20",
           (1078, 1465, 1467, 2078, 2102, 1611, 1741, 2067, 2049, 0, 2546, 1697, 1057, 1081, 0, 2489, 1497, 2060,
-           1533, 1739, 2153, 2131, 2466, 2125, 2128, 1999, 434, 718, 0),
+           1533, 1739, 2153, 2131, 2466, 2125, 2128, 1999, 434, 718, 0, 1554, 1563, 1311, 1316),
           "training/arguments.py L1057 --fp8-recipe default 'delayed'", 38, _NO_PROBS.format(768),
           ("allgather", "alltoall", "flex"), ("megatron-core-0.12.1", "megatron-core-0.12.3"),
           "core_v0.12.2 (64cb6bd7) and core_v0.12.3 (3ea68ad6) change no moe/ or pipeline file and in "
           "training/arguments.py only add _eval_pattern (every flag 10 lines lower, same actions and defaults)"),
     _Core("core_v0.13.0", "c550cf6c", "2025-07-25",
           (1205, 1665, 1667, 2295, 2319, 1811, 1941, 2284, 2258, 2266, 2790, 1897, 1184, 1208, 2773, 2725, 1697,
-           2277, 1733, 1939, 2384, 2348, 2702, 2342, 2345, 2204, 566, 730, 826),
+           2277, 1733, 1939, 2384, 2348, 2702, 2342, 2345, 2204, 566, 730, 826, 1754, 1763, 1460, 1465),
           "training/arguments.py L1184 --fp8-recipe default 'delayed'", 38, _NO_PROBS.format(258),
           ("allgather", "alltoall", "flex"), ("megatron-core-0.13.0", "megatron-core-0.13.1"),
           "core_v0.13.1 (ea651a3b) changes nothing under megatron/core/transformer, distributed, pipeline_parallel, "

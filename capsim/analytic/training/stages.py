@@ -11,13 +11,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from capsim.analytic import fp8
+from capsim.analytic import fp8, mtp, recompute
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.params import layer_params_by_kind, param_counts
 from capsim.analytic.training import comms, host
 from capsim.analytic.training.compute import MicroBatchTimes, distinct, micro_batch_times
 from capsim.analytic.training.framework import Framework
-from capsim.analytic.training.release import CpRotate, MoeDispatcher
+from capsim.analytic.training.release import MoeDispatcher
 from capsim.analytic.training.sharded import sharded_exposed_s
 from capsim.perf import Perf
 from capsim.specs.model import ModelSpec
@@ -49,17 +49,25 @@ class StageLayers:
     middle_dense: np.ndarray  # mean over the middle stages
     middle_max_dense: np.ndarray
     last_dense: np.ndarray
+    # multi-token-prediction layers among the first (pp 1) or last stage's layers (``capsim.analytic.mtp``:
+    # all on the last pipeline stage, each a layer of the decoder's last layer's kind)
+    first_mtp: np.ndarray
+    last_mtp: np.ndarray
 
     @classmethod
-    def of(cls, model: ModelSpec, lay: Layouts) -> StageLayers:
+    def of(cls, model: ModelSpec, lay: Layouts, mtp: int = 0) -> StageLayers:
         p = lay.pp
         mid = np.where(p > 2, (model.total_layers - lay.first_stage_layers - lay.last_stage_layers)
                        / np.maximum(p - 2, 1), 0.0)
         mid_dense = np.where(p > 2, lay.middle_dense / np.maximum(p - 2, 1), 0.0)
         last = (p > 1).astype(float)
-        return cls(lay.first_stage_layers.astype(float), mid, lay.middle_max_layers.astype(float),
-                   last * lay.last_stage_layers, lay.first_stage_dense.astype(float), mid_dense,
-                   lay.middle_max_dense.astype(float), last * lay.last_stage_dense)
+        first_mtp, last_mtp = mtp * (1.0 - last), mtp * last
+        return cls(lay.first_stage_layers + first_mtp, mid, lay.middle_max_layers.astype(float),
+                   last * lay.last_stage_layers + last_mtp, lay.first_stage_dense.astype(float), mid_dense,
+                   lay.middle_max_dense.astype(float), last * lay.last_stage_dense, first_mtp, last_mtp)
+
+    def mtp_of_kind(self, kind: str) -> np.ndarray | float:
+        return {"first": self.first_mtp, "last": self.last_mtp}.get(kind, 0.0)
 
     def of_kind(self, kind: str) -> np.ndarray:
         return {"first": self.first, "middle": self.middle_max, "middle_mean": self.middle, "last": self.last}[kind]
@@ -92,13 +100,13 @@ class LayerTimes:
         if not model.dense_layers:
             t = micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, sac=fw.selective_ac,
                                   fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing,
-                                  local_casts=fw.tp_gather_quantized, torch_cp=fw.cp_rotate is not CpRotate.P2P,
+                                  local_casts=fw.tp_gather_quantized, torch_cp=fw.cp_rotate,
                                   norm_quantize=fw.norm_quantize, repeat_kv=fw.repeat_kv, eager=fw.eager(),
                                   loss=fw.loss_kernel, graph=fw.cuda_graph_scopes())
             return cls(t, t)
         return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share, fw.selective_ac,
                                        fw.moe_fp8_padding, fw.moe_random_routing, fw.tp_gather_quantized,
-                                       fw.cp_rotate is not CpRotate.P2P, fw.norm_quantize, fw.repeat_kv, fw.eager(),
+                                       fw.cp_rotate, fw.norm_quantize, fw.repeat_kv, fw.eager(),
                                        fw.loss_kernel, fw.cuda_graph_scopes())
                      for share in (1.0, 0.0)))
 
@@ -136,11 +144,15 @@ def unit_params(model: ModelSpec, lay: Layouts) -> dict[str, tuple[np.ndarray, n
 
 def stage_params(model: ModelSpec, lay: Layouts, layers: StageLayers) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(dense, expert) parameters one GPU of each stage kind holds: its MoE and dense-FFN layers each with their
-    own parameters (``layer_params_by_kind``; the stack's mean layer for models without dense-FFN layers)."""
+    own parameters (``layer_params_by_kind``; the stack's mean layer for models without dense-FFN layers), and on
+    the stage with MTP layers their norms and projections and the word-embedding copy (``mtp``)."""
     units = unit_params(model, lay)
     (dense, exp), emb, head = units["layer"], units["emb"][0], units["head"][0]
     single = lay.pp == 1
     ends = {"first": emb + np.where(single, head, 0), "last": np.where(single, 0, head)}
+    extra = (mtp.extra_params(model) * (layers.first_mtp + layers.last_mtp)
+             + np.where(layers.last_mtp > 0, mtp.embedding_copy_params(model, lay.pp), 0)) / lay.tp
+    ends = {k: v + np.where(layers.mtp_of_kind(k) > 0, extra, 0.0) for k, v in ends.items()}
     if not model.dense_layers:
         return {k: (layers.of_kind(k) * dense + ends.get(k, 0.0), layers.of_kind(k) * exp) for k in KINDS}
     kinds = layer_params_by_kind(model)
@@ -190,7 +202,7 @@ def dp_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, g
     # one block's and the head's parameter elements on this GPU (DeepSpeed's reuse distance and reduce buckets)
     out["layer_numel"], out["head_numel"] = units["layer"][0] + units["layer"][1], units["head"][0]
     out["optimizer_s"] = comms.optimizer_s(perf, local, precision)
-    out["embedding_sync_s"] = comms.embedding_sync_s(perf, model, sub, precision, gpn)
+    out["embedding_sync_s"] = comms.embedding_sync_s(perf, model, sub, precision, gpn, fw.mtp_layers > 0)
     return {k: v[inverse] for k, v in out.items()}
 
 
@@ -250,8 +262,7 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     Each stage's MoE and dense-FFN layers are priced by kind; only its MoE layers run the all-to-alls."""
     t = times.moe
     layer = times.pair(lambda x: x.layer_fwd_s + x.layer_bwd_s)
-    rec = times.pair(lambda x: np.select([lay.recompute == 2, lay.recompute == 1], [x.layer_fwd_s, x.layer_selective_s],
-                                         0.0))
+    full, sel = times.pair(lambda x: x.layer_fwd_s), times.pair(lambda x: x.layer_selective_s)
     tp_layer = times.pair(lambda x: sum(comms.tp_layer_s(perf, model, lay, precision, gpn, x, fw)))
     tp_embed, tp_head_f, tp_head_b = comms.tp_ends_s(perf, model, lay, precision, gpn)
     tp_head = tp_head_f + tp_head_b
@@ -263,18 +274,31 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
     pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
     single = lay.pp == 1
-    ends = {"first": (t.embed_fwd_s + t.embed_bwd_s + np.where(single, t.head_fwd_s + t.head_bwd_s, 0.0),
-                      tp_embed + np.where(single, tp_head, 0.0)),
-            "middle": (0.0, 0.0), "last": (t.head_fwd_s + t.head_bwd_s, tp_head)}
+    # MTP (capsim.analytic.mtp): each layer runs the embedding again, eh_proj, and the head and loss again
+    heads = 1.0 + fw.mtp_layers
+    mtp_ends: tuple[object, object] = (0.0, 0.0)
+    if fw.mtp_layers:
+        proj = mtp.proj_gemm_s(perf, model, lay.micro_batch * lay.seq_len / lay.cp, lay.tp, precision.compute)
+        mtp_ends = (fw.mtp_layers * (t.embed_fwd_s + t.embed_bwd_s + proj),
+                    fw.mtp_layers * (tp_embed + comms.mtp_proj_tp_s(perf, model, lay, precision, gpn)))
+    ends = {"first": (t.embed_fwd_s + t.embed_bwd_s + np.where(single, heads * (t.head_fwd_s + t.head_bwd_s)
+                                                                + mtp_ends[0], 0.0),
+                      tp_embed + np.where(single, heads * tp_head + mtp_ends[1], 0.0)),
+            "middle": (0.0, 0.0), "last": (heads * (t.head_fwd_s + t.head_bwd_s) + mtp_ends[0],
+                                           heads * tp_head + mtp_ends[1])}
     out: dict[str, dict[str, np.ndarray]] = {}
     for kind in KINDS:
         n = layers.of_kind(kind)
         end_compute, end_tp = ends[kind.split("_")[0]]
+        mtp_n = layers.mtp_of_kind(kind)
+        replay = recompute.full_replay_share(n - mtp_n, mtp_n, lay.v, fw.recompute_method, fw.recompute_layers)
+        rec = np.select([lay.recompute == 2, lay.recompute == 1],
+                        [replay * layers.both(kind, *full), layers.both(kind, *sel)], 0.0)
         emb, head = np.full(len(lay), kind == "first"), (kind == "last") | ((kind == "first") & single)
         zero = sharded_exposed_s(lay, fw, times.mean(layers, kind), n, emb, np.broadcast_to(head, (len(lay),)), dp)
         costs = {"compute_s": layers.both(kind, *layer) + layers.both(kind, *waits) + end_compute
                  + dp[f"weight_cast_{kind}"] / lay.micro_batches,
-                 "recompute_s": layers.both(kind, *rec),
+                 "recompute_s": rec,
                  "grad_accumulation_s": dp[f"accumulate_{kind}"], "tp_comm_s": layers.both(kind, *tp_layer) + end_tp,
                  "cp_comm_s": n * cp_layer, "ep_comm_s": layers.both(kind, ep_layer, 0.0), "pp_comm_s": pp_mb,
                  "zero_comm_s": zero}

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from capsim.analytic import recompute
+from capsim.analytic import mtp, recompute
 from capsim.analytic.flops import training_flops_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.memory import TrainingMemory, layer_activation_bytes, training_memory
@@ -26,8 +26,8 @@ from capsim.analytic.training.result import BREAKDOWN, StepTime
 from capsim.errors import SpecError
 from capsim.perf import DeviceParams, Link, Perf, require_perf
 from capsim.specs.hardware import Accelerator, Cluster
-from capsim.specs.model import ModelSpec
-from capsim.specs.pipeline_layout import SplitRule
+from capsim.specs.model import Mixer, ModelSpec
+from capsim.specs.pipeline_layout import SplitRule, layout_mtp_layers
 from capsim.specs.plans import TrainPlan
 from capsim.specs.precision import DType, Precision
 
@@ -103,10 +103,21 @@ def _validity(model: ModelSpec, lay: Layouts, num_gpus: int, fw: Framework) -> n
 
 def _reasons(model: ModelSpec, lay: Layouts, precision: Precision, num_gpus: int, fw: Framework) -> np.ndarray:
     """Why each layout cannot run under ``fw`` in ``precision`` ("" where it can), memory and offloading aside:
-    ``_validity``, then a format the release does not train in."""
+    ``_validity``, then a format the release does not train in (FP8 at all, or a block-scaled format it has no
+    recipe for: ``Framework.block_scaled``)."""
     reason = _validity(model, lay, num_gpus, fw)
-    if (precision.compute is DType.FP8 or precision.compute.block_scaled) and not fw.fp8_training:
-        reason = np.where(reason == "", f"{fw.name} has no {precision.compute.value.upper()} training", reason)
+    if model.is_hybrid:  # TrainPlan.check's refusal, for layout grids too
+        reason = np.where((reason == "") & (lay.cp > 1),
+                          "context parallelism of Mamba-2 / Gated DeltaNet layers is not modelled", reason)
+    if model.mixer_layers(Mixer.MAMBA2):  # MambaMixer: assert ngroups % tp_size == 0 (Megatron-Core core_v0.14.0
+        #                                   megatron/core/ssm/mamba_mixer.py L236)
+        reason = np.where((reason == "") & (model.ssm_groups % np.maximum(lay.tp, 1) != 0),
+                          f"Mamba-2 layers need tp to divide their {model.ssm_groups} group(s) (Megatron-Core "
+                          "MambaMixer)", reason)
+    fmt = precision.compute
+    if (fmt is DType.FP8 or fmt.block_scaled) and not (fw.fp8_training and (not fmt.block_scaled
+                                                                              or fmt in fw.block_scaled)):
+        reason = np.where(reason == "", f"{fw.name} has no {fmt.value.upper()} training", reason)
     return reason
 
 
@@ -138,18 +149,26 @@ def _split_mismatch(model: ModelSpec, lay: Layouts) -> np.ndarray:
     return (lay.split >= 0) & ((shape[:, 0] != lay.pp) | (shape[:, 1] != lay.v) | (shape[:, 2] != model.total_layers))
 
 
-def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl, sac: SelectiveAc
+def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl, sac: SelectiveAc, fw: Framework
            ) -> tuple[np.ndarray, np.ndarray]:
     """(model, hardware) FLOPs of one step: 6N + attention, and with what recomputation replays (full: the
-    layers' forward; selective: the share of the layers' forward matmul FLOPs the release's policy replays,
-    ``recompute.replayed_matmul_share``)."""
+    layers' forward, under method "block" those of the first N layers of each chunk; selective: the share of the
+    layers' forward matmul FLOPs the release's policy replays, ``recompute.replayed_matmul_share``); MTP layers
+    counted as Megatron counts them (``capsim.analytic.mtp.flops_per_token``)."""
     tokens = lay.global_batch * lay.seq_len
     model_f = training_flops_per_token(model, lay.seq_len) * tokens
     full = training_flops_per_token(model, lay.seq_len, recompute_full=True) * tokens
+    chunks = lay.pp * lay.v
+    block = recompute.full_replay_share(model.total_layers / chunks, 0, 1, fw.recompute_method, fw.recompute_layers)
     shape = layer_shape(model, lay.micro_batch * lay.seq_len, lay.micro_batch, 1, 1, False)
     share = recompute.replayed_matmul_share(model, forward_layer_ops(model, shape, attention=attention), sac)
-    hw = np.select([lay.recompute == 2, lay.recompute == 1], [full, model_f + share * (full - model_f)], model_f)
-    return np.asarray(model_f, float), np.asarray(hw, float)
+    hw = np.select([lay.recompute == 2, lay.recompute == 1], [model_f + block * (full - model_f),
+                                                              model_f + share * (full - model_f)], model_f)
+    extra = fw.mtp_layers * tokens * mtp.flops_per_token(model, lay.seq_len)
+    replay = fw.mtp_layers * tokens * (mtp.flops_per_token(model, lay.seq_len, 1.0)
+                                       - mtp.flops_per_token(model, lay.seq_len))
+    hw = hw + extra + np.where((lay.recompute == 2) & (fw.recompute_method == "uniform"), replay, 0.0)
+    return np.asarray(model_f + extra, float), np.asarray(hw, float)
 
 
 def release_split(model: ModelSpec, plan: TrainPlan, fw: Framework) -> TrainPlan:
@@ -185,6 +204,10 @@ def as_released(model: ModelSpec, plan: TrainPlan, framework: Framework | Framew
     plan states (an FP8 scaling, sequence parallelism on or off, a split) is kept. Applying it twice changes
     nothing; every face (CLI, dashboard, what-ifs, memory, Python API) prices a plan through it (``step_time``)."""
     fw = get_framework(framework)
+    if plan.pipeline_layout and layout_mtp_layers(plan.pipeline_layout) != fw.mtp_layers:
+        raise SpecError("plan.pipeline_layout", f"{layout_mtp_layers(plan.pipeline_layout)} MTP layer(s) ('m') with "
+                        f"--mtp-num-layers={fw.mtp_layers}", "state as many 'm' as --mtp-num-layers (Megatron-Core "
+                        "asserts it: pipeline_parallel_layer_layout.py L108-110 at core_v0.14.0)")
     sp = plan.sequence_parallel
     plan = plan.with_(precision=fw.run_precision(plan.precision),
                       sequence_parallel=release_sp(fw, plan.tp) if sp is None else sp)
@@ -212,7 +235,7 @@ def _memory(model: ModelSpec, lay: Layouts, precision: Precision, accelerator: A
     return training_memory(model, lay, precision, accelerator, fw.attention, fw.dropout, fw.keeps_gathered(lay.pp),
                            fw.defers_grad_sync(lay.pp), fw.selective_ac, fw.moe_combine_saves,
                            fw.loss_copy_bytes(precision.activations.bytes), offload.offloaded_layers(lay, fw),
-                           fw.cp_rotate, fw.repeat_kv)
+                           fw.cp_rotate, fw.repeat_kv, fw.recompute_method, fw.recompute_layers, fw.mtp_layers)
 
 
 def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, perf: Perf,
@@ -243,7 +266,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     check_hybrid(fw.name, lay.dp, lay.cp, lay.shard)  # a group below dp x cp needs a release with HSDP
     gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
     times = stages.LayerTimes.of(model, lay, precision, perf, fw)
-    layers = stages.StageLayers.of(model, lay)
+    layers = stages.StageLayers.of(model, lay, fw.mtp_layers)
     dp = stages.dp_costs(model, lay, precision, perf, gpn, fw, layers)
     costs = stages.micro_batch_costs(model, lay, precision, perf, gpn, fw, times, layers, dp)
     parts = stages.pipeline(costs, lay, fw)
@@ -256,7 +279,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     for bad, why in offload.checks(lay, fw, cluster.accelerator, model.total_layers):
         reason = np.where((reason == "") & np.broadcast_to(np.asarray(bad, bool), (len(lay),)), why, reason)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
-    model_f, hw_f = _flops(model, lay, fw.attention, fw.selective_ac)
+    model_f, hw_f = _flops(model, lay, fw.attention, fw.selective_ac, fw)
     total = sum(parts[k] for k in BREAKDOWN)
     values = dict(parts, step_s=total, micro_batches=lay.micro_batches, num_gpus=lay.num_gpus,
                   tokens_per_step=lay.global_batch * lay.seq_len, model_flops=model_f, hw_flops=hw_f,

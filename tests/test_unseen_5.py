@@ -1,0 +1,178 @@
+"""Published training runs capsim had not seen, round 5, priced through the public CLI exactly as a new user would
+(issue 12): ``capsim validate training --file tests/data/unseen_5/training.csv --json`` with the profile and the
+datasheet calibrations. The rows: the Llama 3 paper's Table 4 (Llama 3 405B on 8,192 and 16,384 H100s, TP 8, CP 1 or
+16, PP 16, 8K and 128K sequences), priced with the meta-4d-2024 preset (Meta's stack as the paper's Sec. 3.3
+describes it, capsim.analytic.training.releases_meta); MegaScale's (NSDI 2024) Megatron-LM baseline for the 175B model
+on 256 to 12,288 A100s (Table 2), priced with megatron-lm-2023.01.11 (Megatron-LM at the commit the paper names, 285068c8,
+capsim.analytic.training.releases_megatron_lm). Sources, defaults and left-out runs are in the file's header.
+
+Every row must be priced. A row within TOL_PCT of its measurement must stay there; a row outside is a strict xfail
+whose reason carries the figure measured when it was added (so a change that moves it fails loudly either way).
+Nothing in capsim was tuned to these rows."""
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from capsim.cli import app
+
+FILE = Path(__file__).parent / "data" / "unseen_5" / "training.csv"
+TOL_PCT = 15.0  # issue 12's worst-row target
+
+
+@functools.cache
+def _report(rule: str) -> dict:
+    out = CliRunner().invoke(app, ["validate", "training", "--file", str(FILE), "-c", rule, "--json"])
+    assert out.exit_code == 0, out.output[-800:]
+    return json.loads(out.stdout)
+
+
+# (row index, what the row is, error % when added with the profile and the datasheet calibrations; positive =
+# capsim predicts larger: faster for TFLOP/s, slower for iteration_s).
+ROWS = [
+    (0, "Llama 3 405B 8192 H100 TP8 PP16 V8 DP64 8K", -30.7, -30.8),
+    (1, "Llama 3 405B 16384 H100 TP8 PP16 V8 DP128 8K", -30.0, -30.0),
+    (2, "Llama 3 405B 16384 H100 TP8 CP16 PP16 V8 DP8 128K", 36.2, 37.9),
+    (3, "MegaScale baseline Megatron-LM 175B 256 A100 gb768 iteration_s", 30.2, 28.4),
+    (4, "MegaScale baseline Megatron-LM 175B 512 A100 gb768 iteration_s", 27.1, 25.0),
+    (5, "MegaScale baseline Megatron-LM 175B 768 A100 gb768 iteration_s", 26.1, 21.4),
+    (6, "MegaScale baseline Megatron-LM 175B 1024 A100 gb768 iteration_s", 20.7, 18.2),
+    (7, "MegaScale baseline Megatron-LM 175B 3072 A100 gb6144 iteration_s", 23.5, 22.2),
+    (8, "MegaScale baseline Megatron-LM 175B 6144 A100 gb6144 iteration_s", 30.2, 25.4),
+    (9, "MegaScale baseline Megatron-LM 175B 8192 A100 gb6144 iteration_s", 17.9, 15.4),
+    (10, "MegaScale baseline Megatron-LM 175B 12288 A100 gb6144 iteration_s", 21.1, 16.9),
+]
+_MEGASCALE = ("priced slower than measured: the paper states none of the baseline's flags, and at the commit's defaults "
+              "(unfused attention, micro-batch 4, no recompute, no SP) the 175B does not fit (306-343 GB/GPU), so the row "
+              "runs at the band's median feasible layout (full recompute with SP); with --use-flash-attn and "
+              "--use-distributed-optimizer (the commit has both, the paper states neither) the rows lie at -14.9% to "
+              "+11.6% (profile); the band is not a fit and no value was chosen from it; not investigated further")
+_SYNC = ("the paper does not say when FSDP reduce-scatters: priced at FSDP's documented default, every micro-batch "
+         "(zero_comm 8.5 s of an 18.0 s step at DP 64: each block's fp32 reduce-scatter over 64 ranks across nodes "
+         "outlasts its backward); reduced once a step (defer_grad_sync) the row would be +34.6% (profile) "
+         "but the unsharded fp32 gradients do not fit (94.8 GB/GPU of 84.9 GB), while the paper trains 8K sequences "
+         "without activation checkpointing: the unstated setting's band spans the measurement")
+WHY = {  # what the miss is, where it has been looked at
+    0: _SYNC,
+    1: _SYNC.replace("zero_comm 8.5 s of an 18.0 s step at DP 64", "zero_comm 4.3 s of a 9.6 s step at DP 128")
+            .replace("64 ranks", "128 ranks").replace("94.8 GB", "87.6 GB").replace("+34.6%", "+32.7%"),
+    2: "priced faster than measured at 128K (compute 7.85 s of an 11.2 s step, profile; cp_comm 0.41 s with the "
+       "all-gather exposed as the paper says); the metric counts PaLM's full (non-causal) attention term as the "
+       "paper's MFU does (megatron_core_model_flops equals 6N + 12LHQT, N without the input embedding), so the "
+       "definition explains nothing; the document mask (Sec. 3.2) is not priced (document lengths not given); "
+       "not investigated further",
+    **{i: _MEGASCALE for i in range(3, 11)},
+}
+
+
+def _case(index: int, what: str, profile: float, datasheet: float, rule: str):
+    added = profile if rule == "profile" else datasheet
+    marks = [] if abs(added) <= TOL_PCT else [pytest.mark.xfail(
+        strict=True, reason=f"{what}: {added:+.1f}% ({rule}) when added, outside {TOL_PCT:.0f}%; "
+                            f"{WHY.get(index, '')}")]
+    return pytest.param(index, rule, id=f"{rule}-{index}-{what}", marks=marks)
+
+
+@pytest.mark.parametrize("rule", ["profile", "datasheet"])
+def test_every_unseen_row_is_priced(rule):
+    report = _report(rule)
+    assert report["rows_priced"] == len(ROWS) and report["rows_failed"] == 0, \
+        [r["note"] for r in report["rows"] if r.get("predicted") is None]
+
+
+@pytest.mark.parametrize(("index", "rule"), [_case(*r, rule) for rule in ("profile", "datasheet") for r in ROWS])
+def test_an_unseen_row_is_within_tolerance(index, rule):
+    row = _report(rule)["rows"][index]
+    assert row["predicted"] is not None, row["note"]
+    assert abs(row["error_pct"]) <= TOL_PCT, (row["case"], row["measured"], row["predicted"], row["error_pct"])
+
+
+@pytest.mark.parametrize("rule", ["profile", "datasheet"])
+def test_an_unseen_row_stays_where_it_was_added(rule):
+    # the xfails above fail only when a row comes inside 15%: this pins each figure to 1 point either way
+    for index, _, profile, datasheet in ROWS:
+        row = _report(rule)["rows"][index]
+        assert row["error_pct"] == pytest.approx(profile if rule == "profile" else datasheet, abs=1.0), row["case"]
+
+
+def test_the_llama_3_preset_states_what_the_paper_states():
+    from capsim.analytic.training.framework import release_for
+    from capsim.analytic.training.release import CpRotate, Reshard
+
+    release = release_for("meta-4d", "meta-4d-2024")
+    fw, layout = release.configure()
+    assert fw.reshard_after_forward is Reshard.NEVER and fw.zero and not fw.distributed_optimizer  # p. 10
+    assert fw.grads_fp32 and fw.overlap_grad_reduce and fw.overlap_param_gather and fw.zero3_prefetch  # p. 12
+    assert fw.overlap_p2p and fw.cp_rotate is CpRotate.GATHER_KV and not fw.repeat_kv  # pp. 11-12
+    assert not fw.fp8_training  # BF16 (Table 4)
+    assert layout["account_for_embedding"] and layout["account_for_loss"] and layout["recompute"] == "none"  # p. 11
+    assert "Sec. 3.3.2 p. 10" in release.cite["reshard_after_forward"]
+    with pytest.raises(ValueError, match="unknown meta-4d release"):
+        release_for("meta-4d", "meta-4d-2025")
+
+
+def test_one_fewer_layer_on_the_first_and_last_stage_makes_one_layer_chunks():
+    # L3 p. 11: "the first model chunk on the first stage has only the embedding, and the last model chunk on the
+    # last stage has only output projection and loss calculation": 126 layers + 2 over 16 stages x 8 chunks
+    from capsim.specs.pipeline_layout import megatron
+
+    split = megatron(126, 16, 8, embedding=True, loss=True)
+    chunks = np.array(split.chunks)
+    assert chunks.shape == (16, 8) and chunks.sum() == 126
+    assert chunks[0, 0] == 0 and chunks[-1, -1] == 0
+    assert (chunks.flatten()[1:-1] == 1).all()
+
+
+def test_gathered_kv_is_exposed_whole_and_merges_nothing():
+    # L3 p. 12: "we first all-gather the key (K) and value (V) tensors ... the all-gather communication latency is
+    # exposed in the critical path"; torch's all-gather rotater (CpRotate.ALLGATHER) hides it behind step 0
+    from capsim.analytic.layouts import Layouts
+    from capsim.analytic.ops import layer_shape
+    from capsim.analytic.training import comms
+    from capsim.analytic.training.collectives import collective_s, placement
+    from capsim.analytic.training.compute import micro_batch_times, ring_attention_ops
+    from capsim.analytic.training.framework import get_framework
+    from capsim.analytic.training.release import CpRotate
+    from capsim.calibration import perf_for
+    from capsim.specs.catalog import get_model
+    from capsim.specs.precision import Precision
+
+    model, bf16 = get_model("llama-3.1-405b"), Precision.preset("bf16")
+    perf = perf_for("H100-SXM5-80GB", "datasheet")
+    lay = Layouts.build(model, tp=8, cp=16, dp=1, seq_len=131072, global_batch=1, micro_batch=1, sp=True)
+    meta = get_framework("meta-4d-2024")
+    t = micro_batch_times(model, lay, bf16, perf, meta.attention, torch_cp=meta.cp_rotate)
+    kv_bytes = 131072 / 16 * (8 / 8) * (2 * model.head_dim) * 2  # local tokens x KV heads per TP rank x K, V x bf16
+    where = placement(lay.cp, lay.tp, 8)
+    fwd, bwd = comms.cp_layer_s(perf, model, lay, bf16, 8, t, meta)
+    assert float(fwd[0]) == pytest.approx(float(collective_s(perf, "all_gather", lay.cp * kv_bytes, where)[0]))
+    assert float(bwd[0]) == pytest.approx(float(collective_s(perf, "reduce_scatter", lay.cp * kv_bytes, where)[0]))
+    torch_fwd, _ = comms.cp_layer_s(perf, model, lay, bf16, 8, t, meta.with_(cp_rotate=CpRotate.ALLGATHER))
+    assert float(torch_fwd[0]) < float(fwd[0])
+    shape = layer_shape(model, 131072 / 16, 1, 8, 1, True)
+    merge_f, merge_b = ring_attention_ops(model, shape, np.array([16]), bf16.activations, CpRotate.GATHER_KV)
+    te_f, _ = ring_attention_ops(model, shape, np.array([16]), bf16.activations, CpRotate.P2P)
+    assert float(np.sum(merge_f.bytes_read)) == 0.0 and float(np.sum(merge_b.bytes_read)) == 0.0
+    assert float(np.sum(te_f.bytes_read)) > 0.0
+
+
+def test_megascales_baseline_commit_has_its_own_preset():
+    # Was: 'unknown megatron-lm release' (megatron-lm-2022 covers 2022.05.20-2022.06.07; MegaScale Sec. 6.1 ran
+    # Megatron-LM 285068c8, 2023-01-11)
+    from capsim.analytic.ops import AttentionImpl
+    from capsim.analytic.training.framework import release_for
+
+    release = release_for("megatron-lm", "megatron-lm-2023.01.11")
+    assert release.name == "megatron-lm-2023.01.11" and "ML@285068c8" in release.code
+    fw, layout = release.configure()
+    assert fw.attention is AttentionImpl.UNFUSED and fw.dropout and not fw.overlap_grad_reduce
+    assert fw.distributed_optimizer and not layout["distributed_optimizer"]  # offered, off by default
+    assert release.configure("--use-flash-attn")[0].attention is AttentionImpl.FLASH
+    assert release.configure("--use-distributed-optimizer")[1]["distributed_optimizer"]
+    for outside in ("megatron-lm-2022.12.21", "megatron-lm-2023.02.01"):
+        with pytest.raises(ValueError, match="unknown megatron-lm release"):
+            release_for("megatron-lm", outside)
