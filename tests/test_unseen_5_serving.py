@@ -1,0 +1,137 @@
+"""Published serving runs capsim had not seen (issue 13, fifth round), priced through the public CLI exactly as a new
+user would: ``capsim validate serving --file tests/data/unseen_5/serving.csv --json``. TensorRT-LLM 1.2's
+perf-overview (trtllm-bench at max load on today's GPUs: B200 and GB200 with NVFP4 checkpoints, H200 with FP8;
+DeepSeek R1 0528 and Qwen3 235B A22B as DEP4/DEP8 (attention data parallel with expert parallelism), Qwen3 30B A3B and
+Llama 3.3 70B on one or two GPUs; 1024/1024 up to 32768-token prompts and 32768-token outputs). The source, the rows
+left out and the defaults taken where the page is silent are in the file's header.
+
+Every row must be priced. A row within TOL_PCT of its measurement must stay there; a row outside is a strict xfail
+whose reason carries the figure measured when it was added and what is known about it (so a change that moves it
+fails loudly either way). Nothing was tuned to these rows."""
+
+import functools
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from capsim.cli import app
+
+DATA = Path(__file__).parent / "data" / "unseen_5" / "serving.csv"
+TOL_PCT = 25.0  # issue 13's worst-row target for unseen serving runs (its median target is 15%)
+PIN_PTS = 1.0  # each row's error is pinned to within this many points of the figure recorded when it was added
+
+_KV = ("the page states no KV-cache format for this run (its llm_options have no kv_cache_config), so capsim "
+       "prices the NVFP4 weights with a bf16 cache, the low end of its band; at the band's fp8-cache end the row is "
+       "{hi:+.1f}%. The KV cache fills (capsim's occupancy near 1), so the cache's bytes per token bound the batch; "
+       "which format ran is the checkpoint's (TensorRT-LLM's dtype auto follows its kv_cache_quant_algo), not read "
+       "here")
+_DS_LONG = ("DeepSeek R1 on a 4-GPU DEP4 replica with the stated fp8 MLA cache, long outputs: capsim's KV cache "
+            "fills (occupancy near 1; ~780 sequences per step at 1024/8192, ~250 at 1024/32768) and bounds the "
+            "batch, and capsim is slower than measured; no TensorRT-LLM 1.2 fact was found that prices it faster "
+            "(the page's attention_dp_config enable_balance and CUTLASS MoE backend are not modelled)")
+_DS_H200 = ("DeepSeek R1 FP8 on 8 H200 as DEP8: capsim is faster than measured with the KV cache under 40% full "
+            "and over 1,000 sequences per step on average; at its band's block-scaled FP8 end (DeepGEMM's rate) "
+            "the row is +27.7%. Attention-DP load balancing (attention_dp_config) and the CUTLASS MoE backend are "
+            "not modelled")
+_GB200_1K = ("the page's GB200 figure for 1024/1024 is 26% below its B200 figure (19,682 vs 26,431 tok/s/GPU) "
+             "though GB200 is above B200 at every other length where the table gives both; capsim prices GB200 "
+             "at or above B200 (its B200 row is +3.8%); nothing on the page explains the gap")
+
+# (row index, what the row is, error % when added (positive = capsim predicts more), why, where outside)
+ROWS = [
+    (0, "DeepSeek-R1 B200 DEP4 FP4 1024/1024", -3.5, ""),
+    (1, "DeepSeek-R1 B200 DEP4 FP4 1024/8192", -26.9, _DS_LONG),
+    (2, "DeepSeek-R1 B200 DEP4 FP4 1024/32768", -39.5, _DS_LONG),
+    (3, "DeepSeek-R1 B200 DEP4 FP4 8192/1024", 16.7, ""),
+    (4, "DeepSeek-R1 GB200 DEP4 FP4 1024/1024", 17.2, ""),
+    (5, "DeepSeek-R1 GB200 DEP4 FP4 1024/8192", -26.6, _DS_LONG),
+    (6, "DeepSeek-R1 GB200 DEP4 FP4 1024/32768", -39.4, _DS_LONG),
+    (7, "DeepSeek-R1 GB200 DEP4 FP4 8192/1024", 14.6, ""),
+    (8, "DeepSeek-R1 H200 DEP8 FP8 1024/1024", 44.0, _DS_H200),
+    (9, "DeepSeek-R1 H200 DEP8 FP8 1024/8192", 21.8, ""),
+    (10, "Llama-3.3-70B B200 TP1 FP4 1024/1024", -22.2, ""),
+    (11, "Llama-3.3-70B B200 TP1 FP4 1024/8192", -40.0, _KV.format(hi=15.1)),
+    (12, "Llama-3.3-70B B200 TP1 FP4 8192/1024", -25.9, _KV.format(hi=10.7)),
+    (13, "Llama-3.3-70B B200 TP1 FP4 32768/1024", -20.5, ""),
+    (14, "Llama-3.3-70B GB200 TP1 FP4 1024/1024", -24.0, ""),
+    (15, "Llama-3.3-70B GB200 TP1 FP4 1024/8192", -48.2, _KV.format(hi=1.0)),
+    (16, "Llama-3.3-70B GB200 TP1 FP4 8192/1024", -34.4, _KV.format(hi=-0.2)),
+    (17, "Llama-3.3-70B GB200 TP1 FP4 32768/1024", -26.3, _KV.format(hi=4.7)),
+    (18, "Llama-3.3-70B H200 TP2 FP8 1024/1024", 7.7, ""),
+    (19, "Llama-3.3-70B H200 TP2 FP8 1024/8192", -9.3, ""),
+    (20, "Llama-3.3-70B H200 TP2 FP8 8192/1024", 2.9, ""),
+    (21, "Llama-3.3-70B H200 TP2 FP8 32768/1024", -1.1, ""),
+    (22, "Qwen3-235B-A22B B200 DEP4 FP4 1024/1024", -7.6, ""),
+    (23, "Qwen3-235B-A22B B200 DEP4 FP4 1024/8192", -34.1, _KV.format(hi=7.4)),
+    (24, "Qwen3-235B-A22B B200 DEP4 FP4 1024/32768", -33.9, _KV.format(hi=27.4)),
+    (25, "Qwen3-235B-A22B B200 DEP4 FP4 8192/1024", -17.5, ""),
+    (26, "Qwen3-235B-A22B B200 DEP4 FP4 32768/1024", -18.6, ""),
+    (27, "Qwen3-235B-A22B GB200 DEP4 FP4 1024/1024", -10.4, ""),
+    (28, "Qwen3-235B-A22B GB200 DEP4 FP4 1024/8192", -33.8, _KV.format(hi=7.7)),
+    (29, "Qwen3-235B-A22B GB200 DEP4 FP4 1024/32768", -36.9, _KV.format(hi=15.6)),
+    (30, "Qwen3-235B-A22B GB200 DEP4 FP4 8192/1024", -17.6, ""),
+    (31, "Qwen3-235B-A22B GB200 DEP4 FP4 32768/1024", -19.0, ""),
+    (32, "Qwen3-235B-A22B H200 DEP4 FP8 1024/1024", 22.5, ""),
+    (33, "Qwen3-235B-A22B H200 DEP4 FP8 1024/8192", 18.5, ""),
+    (34, "Qwen3-235B-A22B H200 DEP4 FP8 8192/1024", 17.0, ""),
+    (35, "Qwen3-235B-A22B H200 DEP4 FP8 32768/1024", 4.1, ""),
+    (36, "Qwen3-30B-A3B B200 TP1 FP4 1024/1024", 3.8, ""),
+    (37, "Qwen3-30B-A3B B200 TP1 FP4 1024/8192", -36.8, _KV.format(hi=19.1)),
+    (38, "Qwen3-30B-A3B B200 TP1 FP4 1024/32768", -43.0, _KV.format(hi=12.4)),
+    (39, "Qwen3-30B-A3B B200 TP1 FP4 8192/1024", -18.1, ""),
+    (40, "Qwen3-30B-A3B B200 TP1 FP4 32768/1024", -21.2, ""),
+    (41, "Qwen3-30B-A3B GB200 TP1 FP4 1024/1024", 40.0, _GB200_1K),
+    (42, "Qwen3-30B-A3B GB200 TP1 FP4 1024/8192", -40.5, _KV.format(hi=15.1)),
+    (43, "Qwen3-30B-A3B GB200 TP1 FP4 8192/1024", -22.0, ""),
+    (44, "Qwen3-30B-A3B GB200 TP1 FP4 32768/1024", -23.6, ""),
+]
+
+
+@functools.cache
+def _report(path: Path = DATA) -> dict:
+    out = CliRunner().invoke(app, ["validate", "serving", "--file", str(path), "--json"])
+    assert out.exit_code == 0, out.output[-800:]
+    return json.loads(out.stdout)
+
+
+def _case(index: int, what: str, added: float, why: str):
+    marks = [] if abs(added) <= TOL_PCT else [pytest.mark.xfail(
+        strict=True, reason=f"{what}: {added:+.1f}% when added, outside {TOL_PCT:.0f}%: {why}")]
+    return pytest.param(index, id=f"serving-{index}-{what}", marks=marks)
+
+
+def test_every_unseen_row_is_priced():
+    report = _report()
+    assert report["rows_priced"] == len(ROWS) and report["rows_failed"] == 0, \
+        [r["note"] for r in report["rows"] if r.get("predicted") is None]
+
+
+def test_the_suite_figures_are_the_ones_reported():
+    # 10 of 45 rows within 15%, 27 within 25%; median |error| 22.0%, worst 48.2% (Llama 3.3 70B GB200 1024/8192)
+    errors = [abs(r["error_pct"]) for r in _report()["rows"]]
+    assert sum(e <= 15.0 for e in errors) == 10 and sum(e <= TOL_PCT for e in errors) == 27
+    assert statistics.median(errors) == pytest.approx(22.0, abs=PIN_PTS)
+    assert max(errors) == pytest.approx(48.2, abs=PIN_PTS)
+
+
+@pytest.mark.parametrize("index", [_case(*r) for r in ROWS])
+def test_an_unseen_row_is_within_tolerance(index):
+    row = _report()["rows"][index]
+    assert row["predicted"] is not None, row["note"]
+    assert abs(row["error_pct"]) <= TOL_PCT, (row["case"], row["measured"], row["predicted"], row["error_pct"])
+
+
+def test_the_error_recorded_for_each_row_is_the_one_measured():
+    for (index, what, added, _), row in zip(ROWS, _report()["rows"], strict=True):
+        assert row["error_pct"] == pytest.approx(added, abs=PIN_PTS), (index, what, row["error_pct"])
+
+
+def test_the_rows_are_the_ones_described():
+    # the ROWS table and the CSV stay in step: model, GPU and lengths of each row as its description names them
+    for (index, what, _, _), row in zip(ROWS, _report()["rows"], strict=True):
+        model, gpu, _, _, lengths = what.split()
+        assert row["case"].lower().startswith(model.lower() + " " + gpu.lower()), (index, row["case"])
+        assert row["case"].endswith(lengths), (index, row["case"])
