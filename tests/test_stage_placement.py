@@ -215,3 +215,19 @@ def get_release_flag(release: str, config: str):
     from capsim.analytic.training.framework import get_release
 
     return get_release(release).configure(f"--tp-comm-overlap-cfg={config}")[0].tp_rs
+
+
+def test_pipeline_sends_block_without_interleaving():
+    """Megatron-Bridge turns overlap_p2p_comm on only with vp > 1 (MB@v0.3.0 comm_overlap.py, 'PP overlap') and
+    Megatron-Core's 1F1B schedule refuses it and waits on every send/receive: at v = 1 each micro-batch pays a send
+    and a receive of its activation on the stage's critical path, at v = 2 none (only the fill and drain)."""
+    llama = get_model("llama-3-8b")  # 32 layers: 8 per stage
+    cluster = Cluster(H100, 64)
+    one, two = (TrainPlan(pp=4, pp_interleave=v, dp=16, global_batch=64, seq_len=4096) for v in (1, 2))
+    assert not FW.overlaps_p2p(1) and FW.overlaps_p2p(2)
+    lay = Layouts.from_plans(llama, [one])
+    hop = comms.p2p_hop_s(resolve_perf(H100_DS, cluster), llama, lay, BF16, 8, FW)[0]
+    # stages 16 ranks apart: each hop crosses the network
+    assert hop == pytest.approx(send_s(resolve_perf(H100_DS, cluster), 4096 * llama.hidden * 2.0, True))
+    a, b = (step_time(llama, p, cluster, H100_DS, BF16, FW) for p in (one, two))
+    assert a.pp_comm_s == pytest.approx(one.micro_batches * 2 * hop) and b.pp_comm_s == 0

@@ -135,7 +135,7 @@ def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: P
     bwd[p - 1, v - 1] += c["head_b"]
     tail = stages.step_tail(lay, fw, times, layers, np.array([c["hop"]]), dp)
     tail_s = float(tail["embedding_sync_s"][0] + tail["optimizer_s"][0] + tail["param_gather_s"][0])
-    return PipelineInputs(fwd, bwd, plan.micro_batches, plan.schedule.value, c["hop"], not fw.overlap_p2p, reduce,
+    return PipelineInputs(fwd, bwd, plan.micro_batches, plan.schedule.value, c["hop"], not bool(fw.overlaps_p2p(v)), reduce,
                           tail_s, perf.name, fw.name)
 
 

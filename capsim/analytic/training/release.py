@@ -212,7 +212,7 @@ class Framework:
     # Weight-gradient GEMMs accumulate straight into the fp32 main-grad buffer; otherwise every micro-batch adds
     # its gradients in a separate pass.
     fused_grad_accumulation: bool = True
-    overlap_p2p: bool = False  # pipeline sends/receives run asynchronously, off the compute stream
+    overlap_p2p: bool = False  # pipeline sends/receives run asynchronously, off the compute stream (``overlaps_p2p``)
     zero3_prefetch: bool = True  # ZeRO-3/FSDP gathers layer i+1 while layer i computes
     pp_scatter_gather: bool = True  # split a pipeline send over the TP ranks, all-gather on arrival (SC21 4.1)
     # Layout features the software offers; a layout search does not try the others.
@@ -412,6 +412,14 @@ class Framework:
     def loss_copy_bytes(self, activation_bytes: float) -> float:
         """Bytes per logit the loss keeps beside the logits (``loss_copy``)."""
         return {LossCopy.FP32: 4.0, LossCopy.ACTIVATION: activation_bytes, LossCopy.NONE: 0.0}[self.loss_copy]
+
+    def overlaps_p2p(self, v: object) -> object:
+        """Whether the pipeline's sends/receives run off the critical path on layouts of ``v`` model chunks per stage
+        (arrays): ``overlap_p2p`` for the interleaved schedule only (every preset that sets it cites it for that
+        schedule); without interleaving Megatron-Core's 1F1B refuses the overlap and waits on every send/receive
+        (NVIDIA/Megatron-LM@b0cc2706 megatron/core/pipeline_parallel/schedules.py L2004-2007; p2p_communication.py
+        L390-398: req.wait(), then torch.cuda.synchronize() under batch_p2p_comm)."""
+        return np.asarray(v) > 1 if self.overlap_p2p else np.zeros(np.shape(v), bool)
 
     def overlaps_grad_reduce(self, zero_stage: object) -> object:
         """Whether DP gradient reduction overlaps the backward on layouts of ZeRO stage ``zero_stage`` (arrays)."""

@@ -211,7 +211,7 @@ def megatron_core_0_8(name: str) -> Release:
          "fused_grad_accumulation": args + "L1163 --no-gradient-accumulation-fusion (on by default)",
          "overlap_p2p": args + "L1405 --no-overlap-p2p-communication (on by default); core/pipeline_parallel/"
                         "schedules.py L853-1097 applies it in the interleaved schedule (the 1F1B schedule's "
-                        "sends block; capsim's one switch takes the interleaved case)",
+                        "sends block: Framework.overlaps_p2p)",
          "zero3_prefetch": _NO_ZERO3,
          "pp_scatter_gather": args + "L1433 parses --no-scatter-gather-tensors-in-pipeline but megatron/core never "
                               "reads it: whole tensors are sent",

@@ -272,7 +272,7 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     waits = (host_wait_s(t, ep_f, ep_b, sync_point(fw) if model.is_moe else None, paired_share(lay, fw)),
              host_wait_s(times.dense, 0.0, 0.0))
     hop = comms.p2p_hop_s(perf, model, lay, precision, gpn, fw)
-    pp_mb = np.zeros(len(lay)) if fw.overlap_p2p else 2.0 * lay.v * hop  # blocking send+recv per chunk, each way
+    pp_mb = np.where(fw.overlaps_p2p(lay.v), 0.0, 2.0 * lay.v * hop)  # blocking send+recv per chunk, each way
     single = lay.pp == 1
     # MTP (capsim.analytic.mtp): each layer runs the embedding again, eh_proj, and the head and loss again
     heads = 1.0 + fw.mtp_layers
@@ -383,7 +383,7 @@ def pipeline(costs: dict[str, dict[str, np.ndarray]], lay: Layouts, fw: Framewor
     w_max = np.choose(which, [w[s] for s in STAGES])
     m = lay.micro_batches.astype(float)
     out = {k: m * np.choose(which, [costs[s][k] for s in STAGES]) for k in PER_MICRO_BATCH}
-    fill = 2.0 * (p - 1) * costs["_hop"]["hop_s"] if fw.overlap_p2p else 0.0  # sends along the fill and drain
+    fill = np.where(fw.overlaps_p2p(lay.v), 2.0 * (p - 1) * costs["_hop"]["hop_s"], 0.0)  # fill and drain sends
     out["bubble_s"] = ((total - w_max) / lay.v + fill) * schedules(lay, fw)
     out["bottleneck_stage"] = which
     return out
