@@ -166,3 +166,21 @@ def test_recompute_modules_values_arrive_with_their_core():
     old, new = (megatron_core_flags(m)["--recompute-modules"].values for m in (12, 14))
     assert "layernorm,mlp" in old and "shared_experts" not in old and "mla_up_proj,shared_experts" in new
     assert "moe" not in new  # its replay re-runs the all-to-alls: not priced, refused
+
+
+def test_eh_proj_backward_runs_at_the_split_accumulation_rate_under_fp8():
+    # Was: 3 x the forward GEMM for any format, so under FP8 the data and weight gradients ran at the forward's
+    # fast-accumulation rate, unlike every other weight GEMM (capsim.analytic.fp8.SPLIT_ACCUMULATION_ROLES)
+    from capsim.analytic.fp8 import SPLIT
+    from capsim.specs.precision import DType
+
+    perf = perf_for("H100-SXM5-80GB")
+    scale = perf.params.gemm.dtype_scale
+    assert scale["fp8.split"] != scale["fp8"]  # the H100 calibrations price the two accumulations apart
+    tokens, h = 8192, LLAMA.hidden
+    fwd = perf.gemm_s(tokens, h / 2, 2 * h, DType.FP8)
+    bwd = perf.gemm_s(tokens, h / 2, 2 * h, DType.FP8, accumulation=SPLIT)
+    assert bwd > fwd
+    assert mtp.proj_gemm_s(perf, LLAMA, tokens, 2, DType.FP8) == pytest.approx(fwd + 2 * bwd, rel=1e-12)
+    bf16 = perf.gemm_s(tokens, h / 2, 2 * h, DType.BF16)
+    assert mtp.proj_gemm_s(perf, LLAMA, tokens, 2, DType.BF16) == pytest.approx(3 * bf16, rel=1e-12)

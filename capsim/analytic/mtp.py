@@ -31,8 +31,11 @@ import numpy as np
 
 from capsim._types import Num
 from capsim.analytic.flops import attention_weights
+from capsim.analytic.fp8 import QUANTIZED, SPLIT
 from capsim.analytic.params import layer_params_by_kind, norm_params
+from capsim.perf import Perf
 from capsim.specs.model import ModelSpec
+from capsim.specs.precision import DType
 
 
 def extra_params(model: ModelSpec) -> int:
@@ -70,11 +73,13 @@ def flops_per_token(model: ModelSpec, seq_len: Num, replayed: Num = 0.0) -> Num:
     return passes * (2.0 * _layer_matmul_params(model) + attn) + 6.0 * model.vocab * model.hidden
 
 
-def proj_gemm_s(perf: object, model: ModelSpec, tokens: Num, tp: Num, fmt: object) -> Num:
+def proj_gemm_s(perf: Perf, model: ModelSpec, tokens: Num, tp: Num, fmt: DType) -> Num:
     """Seconds of eh_proj's forward and backward GEMMs on one GPU for one micro-batch: [tokens, 2h] x [2h, h/tp]
-    (column-parallel), its data and weight gradients of the same size."""
-    h = model.hidden
-    return 3.0 * perf.gemm_s(tokens, h / np.asarray(tp, float), 2 * h, fmt)  # type: ignore[attr-defined]
+    (column-parallel), its data and weight gradients of the same size, which a quantized recipe runs with split
+    accumulation as every other weight GEMM's (capsim.analytic.fp8.SPLIT_ACCUMULATION_ROLES)."""
+    h, n = model.hidden, model.hidden / np.asarray(tp, float)
+    backward = perf.gemm_s(tokens, n, 2 * h, fmt, accumulation=SPLIT if fmt in QUANTIZED else "")
+    return perf.gemm_s(tokens, n, 2 * h, fmt) + 2.0 * backward
 
 
 def embedding_copy_params(model: ModelSpec, pp: Num) -> Num:

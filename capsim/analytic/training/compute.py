@@ -271,7 +271,7 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
            dropout: bool, cross: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
            torch_cp: bool | CpRotate = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
-           repeat_kv: bool = False, eager: Eager = FUSED) -> dict[str, np.ndarray]:
+           repeat_kv: bool = False, eager: Eager = FUSED, graph: str = "") -> dict[str, np.ndarray]:
     plain, fwd, bwd = layer_op_lists(model, lay, precision, attention, dropout, cross, moe_share, pad,
                                      random_routing, local_casts, torch_cp, norm, repeat_kv, eager)
     fwd_s = [_op_s(perf, op, lay, precision) for op in fwd]
@@ -280,12 +280,14 @@ def _layer(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
                                 recompute.block_share(model, sac))
     experts_f, experts_b = _experts_node_s(model, plain, lay, precision, perf, moe_share, pad, norm)
     zero = np.zeros(len(lay))
-    runs = host.moe_runs(fwd, fwd_s, precision) or (host.EMPTY,) * 3
+    graphed = host.graphed_ops(graph, fwd)  # the ops a CUDA graph issues (Framework.cuda_graph_scopes)
+    runs = host.moe_runs(fwd, fwd_s, precision, graphed) or (host.EMPTY,) * 3
     dense = ("mlp_up", "mlp_down", "mlp_down.dgrad") if not model.is_moe or moe_share == 0.0 else ()
     synced = {f"{name}_{part}_s": zero + getattr(run, f"{part}_s")
               for name, run in zip(("pre", "experts", "post"), runs, strict=True) for part in ("span", "host", "gpu")}
     return {**synced, "layer_fwd_s": layer_fwd_s, "layer_bwd_s": _sum(perf, bwd, lay, precision),
-            "host_fwd_s": zero + host.host_s(fwd, precision), "host_bwd_s": zero + host.host_s(bwd, precision),
+            "host_fwd_s": zero + host.host_s(fwd, precision, graphed),
+            "host_bwd_s": zero + host.host_s(bwd, precision, graphed),
             "experts_fwd_s": experts_f, "experts_bwd_s": experts_b,
             "layer_core_s": _sum(perf, fwd, lay, precision, CORE_OPS), "layer_selective_s": replay,
             "layer_gemm_fwd_s": _sum(perf, fwd, lay, precision, GEMM_OPS),
@@ -341,14 +343,15 @@ def _times(model: ModelSpec, lay: Layouts, precision: Precision, perf: Perf, att
            dropout: bool, moe_share: float | None = None, sac: SelectiveAc = MEGATRON_SAC,
            pad: bool = False, random_routing: bool = False, local_casts: bool = False,
            torch_cp: bool | CpRotate = False, norm: fp8.NormQuantize = fp8.NormQuantize.NONE,
-           repeat_kv: bool = False, eager: Eager = FUSED, loss: LossKernel = FUSED_LOSS) -> MicroBatchTimes:
+           repeat_kv: bool = False, eager: Eager = FUSED, loss: LossKernel = FUSED_LOSS,
+           graph: str = "") -> MicroBatchTimes:
     out = _layer(model, lay, precision, perf, attention, dropout, cross=False, moe_share=moe_share, sac=sac, pad=pad,
                  random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm,
-                 repeat_kv=repeat_kv, eager=eager)
+                 repeat_kv=repeat_kv, eager=eager, graph=graph)
     if model.arch is Arch.ENCODER_DECODER:  # decoder layers add cross-attention; average over the stack
         dec = _layer(model, lay, precision, perf, attention, dropout, cross=True, sac=sac, pad=pad,
                      random_routing=random_routing, local_casts=local_casts, torch_cp=torch_cp, norm=norm,
-                     repeat_kv=repeat_kv, eager=eager)
+                     repeat_kv=repeat_kv, eager=eager, graph=graph)
         out = {k: (out[k] * model.encoder_layers + dec[k] * model.layers) / model.total_layers for k in out}
     tokens = lay.micro_batch * lay.seq_len / lay.cp
     head = head_ops(model, tokens, lay.tp, precision.activations)
@@ -379,8 +382,8 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
                       fp8_padding: bool = False, random_routing: bool = False,
                       local_casts: bool = False, torch_cp: bool | CpRotate = False,
                       norm_quantize: fp8.NormQuantize = fp8.NormQuantize.NONE,
-                      repeat_kv: bool = False, eager: Eager = FUSED, loss: LossKernel = FUSED_LOSS
-                      ) -> MicroBatchTimes:
+                      repeat_kv: bool = False, eager: Eager = FUSED, loss: LossKernel = FUSED_LOSS,
+                      graph: str = "") -> MicroBatchTimes:
     """Per-micro-batch compute times of every layout, computed once per distinct layer shape: of the stack's mean
     layer, or for an MoE model with dense layers of an MoE layer (``moe_share`` 1) or a dense one (0); ``sac``
     is the release's selective-recompute policy; ``fp8_padding``: the release pads the grouped experts' FP8 rows
@@ -391,11 +394,12 @@ def micro_batch_times(model: ModelSpec, lay: Layouts, precision: Precision, perf
     LayerNormLinear's norm kernel does of the QKV and dense fc1 input quantize (``Framework.norm_quantize``);
     ``repeat_kv``: the model expands K, V to every query head before attention (``Framework.repeat_kv``);
     ``eager``: which pointwise ops run as torch eager's separate kernels (``capsim.analytic.eager``); ``loss``:
-    the passes the release's loss runs over the logits (``Framework.loss_kernel``, ``capsim.analytic.loss``)."""
+    the passes the release's loss runs over the logits (``Framework.loss_kernel``, ``capsim.analytic.loss``);
+    ``graph``: the CUDA-graph scopes the run captures (``Framework.cuda_graph_scopes``, ``host.graphed_ops``)."""
     first, inverse = distinct(lay, SHAPE_KEYS)
     return _times(model, lay.take(first), precision, perf, attention, dropout, moe_share, sac,
                   fp8_padding, random_routing, local_casts, torch_cp, norm_quantize, repeat_kv, eager,
-                  loss).take(inverse)
+                  loss, graph).take(inverse)
 
 
 __all__ = ["CORE_OPS", "MicroBatchTimes", "distinct", "layer_op_lists", "micro_batch_times", "repeat_kv_ops", "ring_attention_ops"]

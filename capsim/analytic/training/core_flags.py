@@ -15,6 +15,11 @@ from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import Flag, FlexBackend, MoeDispatcher
 from capsim.specs.precision import Fp8Scaling
 
+# --cuda-graph-scope values capsim prices: Megatron-Core's single scopes and the lists the recipes state
+# (moe_preprocess "is only supported with moe_router cuda graph", transformer_config.py L1747-1750 at core_v0.16.0)
+_GRAPH_SCOPES = ("full", "attn", "full_iteration", "mlp", "moe_router", "attn,mlp", "attn,moe_router",
+                 "moe_router,moe_preprocess", "attn,moe_router,moe_preprocess")
+
 
 def _module_values() -> dict[str, SelectiveAc]:
     """``--recompute-modules`` values capsim prices: every comma-separated set of the modules of
@@ -92,6 +97,19 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     # (core_v0.11.0 L472). NeMo sets DistributedDataParallelConfig.grad_reduce_in_fp32 directly (a field since
     # before core_v0.8.0): ``nemo_grad_reduce_flag`` gives its NeMo releases the flag by that key.
     "--grad-reduce-in-bf16": ("grads_fp32", {"": False}, "L1999 (Megatron-Bridge: grad_reduce_in_fp32=False)", 12),
+    # CUDA graphs (capsim.analytic.training.host.graphed_ops prices the captured scopes). --enable-cuda-graph is
+    # the local capture, --external-cuda-graph Transformer Engine's make_graphed_callables (both "Deprecated" for
+    # --cuda-graph-impl at core_v0.15.0 L1396-1404 and converted to it, arguments.py L442-454 at core_v0.16.0)
+    "--enable-cuda-graph": ("cuda_graph_impl", {"": "local"}, "L946", 11),
+    "--external-cuda-graph": ("cuda_graph_impl", {"": "transformer_engine"}, "L1125", 12),
+    "--cuda-graph-impl": ("cuda_graph_impl", {v: v for v in ("none", "local", "transformer_engine")},
+                          "L1405 (choices none, local, transformer_engine)", 15),
+    # a list from core_v0.16.0 (nargs='+') stated comma-separated, as --recompute-modules. Not accepted: "moe"
+    # ("moe cuda graph is only supported with drop-padding MoE", core_v0.16.0 transformer_config.py L1757-1763;
+    # capsim prices dropless experts) and "mamba" (host.SCOPE_OPS does not name the Mamba mixer's ops)
+    "--cuda-graph-scope": ("cuda_graph_scope", {v: v for v in _GRAPH_SCOPES},
+                           "L1128 (choices full, attn; full_iteration from core_v0.14.0 L1297; a list of attn, mlp, "
+                           "moe, moe_router, moe_preprocess, mamba, full_iteration from core_v0.16.0 L1430-1443)", 12),
     # full recomputation's method and layer count (with --recompute-granularity full; capsim.analytic.training.
     # recompute_block): 'uniform' checkpoints groups of N layers, 'block' only the first N layers of each chunk
     # (ML@core_v0.14.0 megatron/core/transformer/transformer_block.py L429-461 _checkpointed_forward)
@@ -107,10 +125,13 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
 # Values a flag's choices gain later: (flag, value) -> the oldest core minor that accepts it.
 _MC_VALUES_SINCE = {("--moe-token-dispatcher-type", MoeDispatcher.FLEX.value): 12,
                     # not in core_v0.13.0's TransformerConfig allowed_modules (transformer_config.py)
-                    **{("--recompute-modules", v): 14 for v in _module_values() if "shared_experts" in v}}
+                    **{("--recompute-modules", v): 14 for v in _module_values() if "shared_experts" in v},
+                    ("--cuda-graph-scope", "full_iteration"): 14,
+                    **{("--cuda-graph-scope", v): 16 for v in _GRAPH_SCOPES if v not in ("full", "attn",
+                                                                                         "full_iteration")}}
 _MC_DATES = {8: "baf94af3, 2024-08-12", 9: "1afee592, 2024-10-24", 10: "7ee599a2, 2025-02-17",
              11: "aa6207e2, 2025-03-14", 12: "d580efc6, 2025-05-06", 14: "23e00ed0, 2025-10-08",
-             16: "3bec9aa9, 2026-02-26"}
+             15: "0d7e02bd, 2025-12-05", 16: "3bec9aa9, 2026-02-26"}
 
 
 def _mc_where(since: int, where: str) -> str:

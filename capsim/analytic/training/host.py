@@ -34,8 +34,12 @@ expert's input with its own kernel except under FP8 delayed scaling, which has o
 cast-transpose (``multi_tensor_quantize_impl``, transformer_engine/pytorch/csrc/extensions/cast.cpp L103-149 at v2.9:
 "Currently only have fused kernel for FP8 delayed scaling", else "Quantize kernels individually"), and a biased
 model's fc2 bias is a scale and an add per expert (``capsim.analytic.moe._expert_bias``). The experts'
-activation runs once on the concatenated rows (one kernel). CUDA graphs, which some recipes set on parts of a layer,
-are not priced (capsim prices no training CUDA graphs), so the floor is an upper bound on the host time there.
+activation runs once on the concatenated rows (one kernel).
+
+CUDA graphs (Megatron-Core ``--cuda-graph-impl`` / ``--cuda-graph-scope``, capsim.analytic.training.core_flags): the
+ops of a graphed scope cost one graph launch, ``GRAPH_LAUNCH_S``, charged to the first op of each run of graphed ops,
+instead of their per-kernel issue (``graphed_ops``); the rest keep the costs above. The graph's static buffers and
+memory pool are not priced (no source quantifies them).
 
 The forward of an MoE layer waits for the GPU once (every dropless Megatron-Core dispatcher needs the routed counts on
 the host: TEGroupedMLP.forward takes ``tokens_per_expert.tolist()`` as GroupedLinear's split sizes,
@@ -60,7 +64,7 @@ lists), so it keeps one max per pass. Not priced: the wake-up latency of the wai
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -76,6 +80,25 @@ GEMM_LAUNCH_S = 13.7e-6  # TE nvte_cublas_gemm host time, median (Megatron-MoE-M
 # forward routed-experts NVTX range (:#MOE_EXPERTS_COMP, median) of the same profile over its 2 x 16 expert GEMMs
 FWD_GROUPED_LAUNCH_S = 2_187_257e-9 / (2 * 16)
 EAGER_OP_S = 1.0e-5  # one eager PyTorch op's host time (He 2022, "Overhead")
+# One CUDA graph launch's host time: CUDA.jl's graph docs (cuda.juliagpu.org/dev/usage/graphs) measure 8 us of CPU
+# for a graphed 4-layer MLP and 3.5 us for 80 graphed kernels; the upper figure, band 3.5-8 us
+GRAPH_LAUNCH_S = 8.0e-6
+# Megatron-Core's graph scopes -> the layer's ops they capture (core_v0.16.0 arguments.py L1430-1443: "attn"
+# TransformerLayer._forward_attention(), "mlp" _forward_mlp() of a dense layer, "moe_router" _forward_mlp() up to
+# MoELayer.router(), "moe_preprocess" MoELayer.preprocess(): the all-to-all dispatcher's dispatch_preprocess, its
+# counts and first permute, token_dispatcher.py L505-530). Casts and eager extras outside these names stay eager.
+SCOPE_OPS: dict[str, frozenset[str]] = {
+    "attn": frozenset({"norm_attn", "qkv", "qk_norm", "rope", "attention", "attn_out", "residual_attn"}),
+    "mlp": frozenset({"norm_mlp", "mlp_up", "mlp_act", "mlp_down", "residual_mlp"}),
+    "moe_router": frozenset({"norm_mlp", "router", "moe_router_topk"}),
+    "moe_preprocess": frozenset({"moe_permute"}),
+}
+# "full" (the whole layer; core_v0.16.0 turns it into the empty list) and "full_iteration" graph every op of a dense
+# layer; in a dropless MoE layer only what runs before the dispatcher's host wait (the experts need the routed
+# counts on the host, experts.py L879 at 0d8e0714; the all-to-all dispatcher moves its copy of them to
+# "before_ep_alltoall" under a whole-layer graph, token_dispatcher.py L439-442 at core_v0.16.0): attn, moe_router
+# and moe_preprocess
+_WHOLE = frozenset({"full", "full_iteration"})
 # TE's quantize ops (capsim.analytic.fp8 cast names), per expert unless FP8 delayed scaling fuses them
 _CASTS = frozenset(kind.value for kind in CastKind)
 # fc2's eager bias (capsim.analytic.moe._expert_bias): a scale and an add per local expert; fc1's where a release
@@ -102,11 +125,37 @@ def launches(op: Op, precision: Precision) -> Num:
     return np.asarray(count, float) * np.asarray(op.share, float)
 
 
-def host_s(ops: Iterable[Op], precision: Precision) -> Num:
-    """Host seconds to issue ``ops`` (one layer's pass)."""
-    out: Num = 0.0
+def graphed_ops(scope: str, ops: Sequence[Op]) -> frozenset[str]:
+    """The op names (before any ".") of one layer's ``ops`` that Megatron-Core's CUDA-graph ``scope`` (comma-
+    separated scope names; "" for no graph) captures (``SCOPE_OPS``)."""
+    names = {op.name.split(".")[0] for op in ops}
+    moe = "moe_permute" in names
+    out: set[str] = set()
+    for part in filter(None, scope.split(",")):
+        if part in _WHOLE:
+            out |= (SCOPE_OPS["attn"] | SCOPE_OPS["moe_router"] | SCOPE_OPS["moe_preprocess"]) if moe else names
+        elif part != "mlp" or not moe:
+            out |= SCOPE_OPS[part]
+    return frozenset(out & names)
+
+
+def host_costs(ops: Sequence[Op], precision: Precision, graphed: frozenset[str] = frozenset()) -> list[Num]:
+    """Each op's host seconds: ``op_host_s``, or for an op of ``graphed`` one graph launch where a run of graphed
+    ops starts and nothing after it."""
+    out: list[Num] = []
+    prev = False
     for op in ops:
-        out = out + op_host_s(op, precision)
+        inside = op.name.split(".")[0] in graphed
+        out.append((0.0 if prev else GRAPH_LAUNCH_S) if inside else op_host_s(op, precision))
+        prev = inside
+    return out
+
+
+def host_s(ops: Sequence[Op], precision: Precision, graphed: frozenset[str] = frozenset()) -> Num:
+    """Host seconds to issue ``ops`` (one layer's pass), the ``graphed`` ones as graph launches."""
+    out: Num = 0.0
+    for h in host_costs(ops, precision, graphed):
+        out = out + h
     return out
 
 
@@ -138,11 +187,12 @@ class Issue:
 EMPTY = Issue(0.0, 0.0, 0.0)
 
 
-def issue(ops: Sequence[Op], gpu_s: Sequence[Num], precision: Precision) -> Issue:
-    """``ops`` (with their GPU seconds) issued in order."""
+def issue(ops: Sequence[Op], gpu_s: Sequence[Num], precision: Precision,
+          host: Sequence[Num] | None = None) -> Issue:
+    """``ops`` (with their GPU seconds) issued in order, at ``host`` seconds each (default ``op_host_s``)."""
     out = EMPTY
-    for op, g in zip(ops, gpu_s, strict=True):
-        h = op_host_s(op, precision)
+    costs = [op_host_s(op, precision) for op in ops] if host is None else host
+    for h, g in zip(costs, gpu_s, strict=True):
         out = out.then(Issue(h + g, h, g))
     return out
 
@@ -165,8 +215,10 @@ class SyncPoint(StrEnum):
 _EXPERT_BLOCK_EXTRA = frozenset({"moe_fp8_pad", "moe_fp8_unpad"})
 
 
-def moe_runs(ops: Sequence[Op], gpu_s: Sequence[Num], precision: Precision) -> tuple[Issue, Issue, Issue] | None:
-    """(pre, experts, post) runs of an MoE layer's forward op list, or None without a dispatcher's permute."""
+def moe_runs(ops: Sequence[Op], gpu_s: Sequence[Num], precision: Precision, graphed: frozenset[str] = frozenset()
+             ) -> tuple[Issue, Issue, Issue] | None:
+    """(pre, experts, post) runs of an MoE layer's forward op list, or None without a dispatcher's permute; the
+    ``graphed`` ops as graph launches (``host_costs``)."""
     names = [op.name.split(".")[0] for op in ops]
     if "moe_permute" not in names:
         return None
@@ -178,8 +230,10 @@ def moe_runs(ops: Sequence[Op], gpu_s: Sequence[Num], precision: Precision) -> t
     experts = list(range(first, last + 1)) + extra
     post = [i for i in range(last + 1, len(ops)) if i not in extra] + list(range(perm))
 
+    costs = host_costs(ops, precision, graphed)
+
     def run(idx: list[int]) -> Issue:
-        return issue([ops[i] for i in idx], [gpu_s[i] for i in idx], precision)
+        return issue([ops[i] for i in idx], [gpu_s[i] for i in idx], precision, [costs[i] for i in idx])
 
     return run(pre), run(experts), run(post)
 
@@ -195,5 +249,6 @@ def synced_pass_s(pre: Issue, experts: Issue, post: Issue, dispatch_s: Num, comb
     return out.span_s
 
 
-__all__ = ["EAGER_OP_S", "EMPTY", "FWD_GROUPED_LAUNCH_S", "GEMM_LAUNCH_S", "Issue", "SyncPoint", "collective", "host_s", "issue", "launches",
+__all__ = ["EAGER_OP_S", "EMPTY", "FWD_GROUPED_LAUNCH_S", "GEMM_LAUNCH_S", "GRAPH_LAUNCH_S", "SCOPE_OPS", "Issue",
+           "graphed_ops", "host_costs", "SyncPoint", "collective", "host_s", "issue", "launches",
            "moe_runs", "op_host_s", "synced_pass_s"]

@@ -343,9 +343,18 @@ class Framework:
     mtp_loss_scale: float = 0.1  # --mtp-loss-scaling-factor: scales the MTP loss; prices nothing
     recompute_method: str = "uniform"  # full recomputation: "uniform" groups, or "block" (first N layers only)
     recompute_layers: int = 1  # uniform: layers per checkpoint; block: checkpointed layers per model chunk
+    # Megatron-Core CUDA graphs (host.graphed_ops prices them): the capture ("none", "local", "transformer_engine")
+    # and its scopes, comma-separated; Megatron's defaults: none (ML@core_v0.15.0 training/arguments.py L1405
+    # --cuda-graph-impl default 'none') and "full", the whole layer (L1411 --cuda-graph-scope default 'full')
+    cuda_graph_impl: str = "none"
+    cuda_graph_scope: str = "full"
 
     def with_(self, **changes: object) -> Framework:
         return replace(self, **changes)
+
+    def cuda_graph_scopes(self) -> str:
+        """The scopes a CUDA graph captures ("" without one; ``host.graphed_ops`` prices them)."""
+        return "" if self.cuda_graph_impl == "none" else self.cuda_graph_scope
 
     def eager(self) -> Eager:
         """Which pointwise ops run as torch eager's separate kernels: none inside compiled blocks; the final norm
@@ -427,7 +436,8 @@ class Framework:
 
 
 # Framework fields a run sets by flag, not the release's behaviour (their flags cite where they are defined).
-RUN_SETTINGS = ("mtp_layers", "mtp_loss_scale", "recompute_method", "recompute_layers")
+RUN_SETTINGS = ("mtp_layers", "mtp_loss_scale", "recompute_method", "recompute_layers",
+                "cuda_graph_impl", "cuda_graph_scope")
 # The behaviour fields every release must cite (all of Framework but its name and the run settings).
 BEHAVIOUR = tuple(f.name for f in fields(Framework) if f.name != "name" and f.name not in RUN_SETTINGS)
 # Layout settings a run may leave unpublished, as training validation rows and TrainPlan name them.

@@ -102,12 +102,12 @@ class LayerTimes:
                                   fp8_padding=fw.moe_fp8_padding, random_routing=fw.moe_random_routing,
                                   local_casts=fw.tp_gather_quantized, torch_cp=fw.cp_rotate,
                                   norm_quantize=fw.norm_quantize, repeat_kv=fw.repeat_kv, eager=fw.eager(),
-                                  loss=fw.loss_kernel)
+                                  loss=fw.loss_kernel, graph=fw.cuda_graph_scopes())
             return cls(t, t)
         return cls(*(micro_batch_times(model, lay, precision, perf, fw.attention, fw.dropout, share, fw.selective_ac,
                                        fw.moe_fp8_padding, fw.moe_random_routing, fw.tp_gather_quantized,
                                        fw.cp_rotate, fw.norm_quantize, fw.repeat_kv, fw.eager(),
-                                       fw.loss_kernel)
+                                       fw.loss_kernel, fw.cuda_graph_scopes())
                      for share in (1.0, 0.0)))
 
     def pair(self, fn) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
