@@ -8,11 +8,14 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from capsim import Precision, TrainPlan, get_accelerator, get_model, load_calibration
+from capsim.analytic.training import step_time
 from capsim.analytic.training.core_flags import _MC_FLAGS, core_flag_arrived, megatron_core_flags
-from capsim.analytic.training.framework import get_release
+from capsim.analytic.training.framework import get_release, release_for
 from capsim.analytic.training.releases_mcore import _CORES
 from capsim.cli import app
 from capsim.errors import SpecError
+from capsim.specs.hardware import Cluster
 
 # The corrected gates: (flag, the first core minor whose training/arguments.py has it).
 CORRECTED = [("--account-for-embedding-in-pipeline-split", 11), ("--account-for-loss-in-pipeline-split", 11),
@@ -82,3 +85,35 @@ def test_cli_exits_2_naming_the_flag_and_the_release() -> None:
     assert res.exit_code == 2
     assert "megatron-core-0.10.0" in res.output and "--grad-reduce-in-bf16" in res.output
     assert "exists from Megatron-Core 0.12" in res.output
+
+
+def test_overlap_grad_reduce_false_exposes_the_dp_reduce_scatter() -> None:
+    """--overlap-grad-reduce=false (DistributedDataParallelConfig.overlap_grad_reduce = False; Megatron-Bridge's
+    ddp.overlap_grad_reduce, which MB@v0.1.0rc3 scripts/performance/run_script.py L94-95 turns off for DeepSeek-V3
+    on H100): the distributed optimizer's gradient reduce-scatter runs after the last backward, none of it hidden;
+    on (the Bridge default with dp > 1) all but the last bucket hides behind the last micro-batch's backward."""
+    rel = release_for("megatron-core", "megatron-bridge-25.09")
+    off, _ = rel.configure("--overlap-grad-reduce=false")
+    on, _ = rel.configure("")
+    assert rel.framework.overlap_grad_reduce and not off.overlap_grad_reduce
+    assert rel.configure("--overlap-grad-reduce=true")[0] == on == rel.configure("--overlap-grad-reduce")[0]
+    assert off == on.with_(overlap_grad_reduce=False)  # nothing else changes
+    plan = TrainPlan(dp=16, tp=2, sequence_parallel=True, micro_batch=1, global_batch=128, seq_len=4096,
+                     distributed_optimizer=True, precision=Precision.preset("bf16"))
+    args = (get_model("llama-3-8b"), plan, Cluster(get_accelerator("h100"), 32),
+            load_calibration("H100-SXM5-80GB").perf())
+    hidden, exposed = step_time(*args, framework=on), step_time(*args, framework=off)
+    assert hidden.feasible and exposed.feasible
+    assert hidden.dp_total_s > 0 and exposed.dp_total_s == pytest.approx(hidden.dp_total_s)
+    assert exposed.dp_comm_s == pytest.approx(exposed.dp_total_s) and exposed.dp_hidden_s == 0
+    assert hidden.dp_hidden_s > 0.9 * hidden.dp_total_s
+    assert exposed.step_s - hidden.step_s == pytest.approx(hidden.dp_hidden_s)
+
+
+@pytest.mark.parametrize("release", ["megatron-core-0.9.0", "nemo-25.07", "megatron-bridge-26.04.01"])
+def test_every_megatron_core_release_takes_overlap_grad_reduce_either_way(release: str) -> None:
+    """One entry (core_flags._MC_FLAGS) gives every Megatron-Core, NeMo and Megatron-Bridge preset the value."""
+    rel = get_release(release)
+    assert rel.configure("--overlap-grad-reduce=false")[0].overlap_grad_reduce is False
+    assert rel.configure("--overlap-grad-reduce=true")[0].overlap_grad_reduce is True
+    assert "DistributedDataParallelConfig.overlap_grad_reduce" in rel.flags["--overlap-grad-reduce"].source

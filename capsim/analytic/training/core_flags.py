@@ -30,6 +30,10 @@ def _module_values() -> dict[str, SelectiveAc]:
             for c in sets}
 
 
+# The DDP config field --overlap-grad-reduce sets (its =true/=false values state it either way)
+DDP_OVERLAP_GRAD_REDUCE = ("megatron/core/distributed/distributed_data_parallel_config.py L14 "
+                           "DistributedDataParallelConfig.overlap_grad_reduce (that line at every tag core_v0.8.0 ... "
+                           "core_v0.16.0)")
 # Megatron-Core flags capsim prices: flag -> (field, values, where training/arguments.py first defines it (NeMo's
 # config key where it differs), the oldest core minor release that has it). Each was looked up at every tag
 # core_v0.8.0 ... core_v0.14.0 (``git show core_v0.N.0:megatron/training/arguments.py | grep -n -- "'FLAG'"``); the
@@ -40,7 +44,13 @@ def _module_values() -> dict[str, SelectiveAc]:
 # all but DistributedDataParallelConfig.grad_reduce_in_fp32, older than --grad-reduce-in-bf16 (nemo_grad_reduce_flag).
 _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     "--tp-comm-overlap": ("overlap_tp_comm", {"": True}, "L1053 (NeMo: ub_tp_comm_overlap)", 8),
-    "--overlap-grad-reduce": ("overlap_grad_reduce", {"": True}, "L1413 (NeMo 1.0: optim overlap_grad_sync)", 8),
+    # =true/=false state the DDP config field (DDP_OVERLAP_GRAD_REDUCE), which arguments.py only turns on (store_true)
+    # but Megatron-Bridge sets either way: ddp.overlap_grad_reduce, or comm_overlap.overlap_grad_reduce, which
+    # MB@v0.1.0rc3 comm_overlap.py L560-566 and L650 copy into it (scripts/performance/run_script.py L94-95: False on
+    # H100). Off, ML@core_v0.14.0 param_and_grad_buffer.py finish_grad_sync L457-459 reduces after the last backward.
+    "--overlap-grad-reduce": ("overlap_grad_reduce", {"": True, "true": True, "false": False},
+                              "L1413 (NeMo 1.0: optim overlap_grad_sync; Megatron-Bridge: ddp.overlap_grad_reduce); "
+                              f"=true/=false: {DDP_OVERLAP_GRAD_REDUCE}", 8),
     "--overlap-param-gather": ("overlap_param_gather", {"": True}, "L1429 (NeMo 1.0: optim overlap_param_sync)", 8),
     "--overlap-p2p-communication": ("overlap_p2p", {"": True}, "L1405 is its negation (NeMo: overlap_p2p_comm)", 8),
     "--no-overlap-p2p-communication": ("overlap_p2p", {"": False}, "L1405", 8),
@@ -167,4 +177,4 @@ def megatron_core_flags(core_minor: int) -> dict[str, Flag]:
 
 
 
-__all__ = ["core_flag_arrived", "megatron_core_flags", "nemo1_grad_sync", "nemo2_grad_reduce", "nemo_grad_reduce_flag"]
+__all__ = ["DDP_OVERLAP_GRAD_REDUCE", "core_flag_arrived", "megatron_core_flags", "nemo1_grad_sync", "nemo2_grad_reduce", "nemo_grad_reduce_flag"]

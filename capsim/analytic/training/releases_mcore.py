@@ -39,11 +39,11 @@ Coverage, read from the code at every core tag (github.com/NVIDIA/Megatron-LM, `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from capsim.analytic.fp8 import NormQuantize
 from capsim.analytic.ops import AttentionImpl
-from capsim.analytic.training.core_flags import _MC_FLAGS, megatron_core_flags
+from capsim.analytic.training.core_flags import _MC_FLAGS, DDP_OVERLAP_GRAD_REDUCE, megatron_core_flags
 from capsim.analytic.training.megatron_fsdp import fsdp_flags
 from capsim.analytic.training.release import (
     COMBINE_NO_PROBS,
@@ -298,6 +298,9 @@ def _core_flags(c: _Core, args: str) -> dict[str, Flag]:
     """The flags of ``_MC_FLAGS`` that ``c``'s arguments.py declares, cited there, and its Megatron-FSDP flags."""
     flags = {name: Flag(field, values, f"{args} L{c.line(name)}") for name, (field, values, _, _) in _MC_FLAGS.items()
              if name in _KEYS and c.line(name)}
+    # store_true in arguments.py; =true/=false state the DDP config field (core_flags._MC_FLAGS)
+    flags["--overlap-grad-reduce"] = replace(flags["--overlap-grad-reduce"], source=(
+        f"{args} L{c.line('--overlap-grad-reduce')}; =true/=false: ML@{c.tag} {DDP_OVERLAP_GRAD_REDUCE.split(' (')[0]}"))
     flags["--moe-token-dispatcher-type"] = Flag("moe_dispatcher", {d: MoeDispatcher(d) for d in c.dispatchers},
                                                 f"{args} L{c.line('--moe-token-dispatcher-type')} (its choices)")
     if "--fp8-recipe" in flags:  # choices 'tensorwise', 'delayed', 'mxfp8'(, 'blockwise'): capsim prices two
