@@ -35,7 +35,7 @@ ROWS = [
     (8, "25.09 B200 Llama3 8B MXFP8", 10.7, 10.7),
     (9, "25.09 GB200 Llama3.1 405B TP4 PP8 CP2 VP8 MXFP8", 47.4, 47.4),
     (10, "25.09 B200 Llama3.1 405B TP4 PP8 CP2 VP8 MXFP8", 21.5, 21.5),
-    (11, "25.11 GB300 Llama3 8B FP8-MX", 4.6, 4.6),
+    (11, "25.11 GB300 Llama3 8B FP8-MX", 5.6, 5.6),
     (12, "25.11 GB200 Llama3 8B FP8-MX", 20.1, 20.1),
     (13, "25.11 B200 Llama3 8B FP8-MX", 10.2, 10.2),
     (14, "MCore v0.8 Mixtral 8x7B 64 H100 TP1 EP8 PP4 VP8 BF16", 24.7, 33.3),

@@ -12,8 +12,7 @@ from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
 from capsim.calibration.fp8 import fp8_scale
 from capsim.calibration.published_attention import SOURCE as ATTENTION_SOURCE
 from capsim.calibration.published_attention import sdpa_flash_kernels
-from capsim.calibration.published_attention_cudnn import DEVICE as CUDNN_DEVICE
-from capsim.calibration.published_attention_cudnn import SOURCE as CUDNN_SOURCE
+from capsim.calibration.published_attention_cudnn import TABLES as CUDNN_TABLES
 from capsim.calibration.published_attention_cudnn import cudnn_curves
 from capsim.calibration.published_comm import fitted_links
 from capsim.calibration.published_comm import points_for as comm_points_for
@@ -68,7 +67,7 @@ ASSUMPTIONS = {
 # backward converted by the forward's causal/non-causal ratio, an ASSUMPTION), each a curve over query rows and keys
 # per sequence; the same fractions of peak on every Hopper part. The main curves (ASSUMPTIONS) stand for
 # FlashAttention-2 on Ampere and the Hopper-native fused kernels (cuDNN, FA3); on B200 and GB200 they are cuDNN's
-# published B200 rates (``attention_curves``).
+# published B200 rates, on GB300 and B300 its published GB300 rates (``attention_curves``).
 HOPPER = ("H100-SXM5-80GB", "H100-PCIe-80GB", "H100-NVL-94GB", "H100-96GB-HBM2e-500W", "H200-SXM-141GB")
 _SDPA_FLASH_SOURCE = (" Attention through torch SDPA's flash backend (FlashAttention-2 kernels), a Hopper part: the "
                       f"kernels' published rates ({ATTENTION_SOURCE}): forward without/with causal mask and the "
@@ -84,27 +83,40 @@ def attention_kernels(acc: Accelerator) -> dict[str, dict[str, Curve]] | None:
     return sdpa_flash_kernels(ASSUMPTIONS["attention_half_rows"])
 
 
+def cudnn_device(acc: Accelerator) -> str | None:
+    """Whose published cuDNN SDPA table prices this part: its own, else its die's (``SAME_DIE``, either way round:
+    GB200 takes B200's, B300 GB300's), else None."""
+    dies = {**SAME_DIE, **{other: name for name, other in SAME_DIE.items()}}
+    for name in (acc.name, dies.get(acc.name)):
+        if name in CUDNN_TABLES:
+            return name
+    return None
+
+
 def attention_curves(acc: Accelerator) -> tuple[Curve, Curve]:
-    """The main (forward, backward) attention curves: on B200 and its die (GB200, ``SAME_DIE``) cuDNN SDPA's published
-    B200 rates as fractions of B200's BF16 peak (capsim.calibration.published_attention_cudnn: the kernel Transformer
-    Engine's FusedAttention runs on Hopper and later), else the stated assumptions."""
+    """The main (forward, backward) attention curves: on a part with a published cuDNN SDPA table, or whose die has
+    one (``cudnn_device``), that table's rates as fractions of its device's BF16 peak
+    (capsim.calibration.published_attention_cudnn: the kernel Transformer Engine's FusedAttention runs on Hopper and
+    later), else the stated assumptions."""
     a = ASSUMPTIONS
-    if CUDNN_DEVICE in (acc.name, SAME_DIE.get(acc.name)):
-        return cudnn_curves(_peak_of(CUDNN_DEVICE, DType.BF16), a["attention_half_rows"])
+    device = cudnn_device(acc)
+    if device is not None:
+        return cudnn_curves(_peak_of(device, DType.BF16), a["attention_half_rows"], device)
     return (Curve(a["attention_forward_fraction"], (a["attention_half_rows"],)),
             Curve(a["attention_backward_fraction"], (a["attention_half_rows"],)))
 
 
 def _attention_provenance(acc: Accelerator) -> str:
-    if CUDNN_DEVICE not in (acc.name, SAME_DIE.get(acc.name)):
+    device = cudnn_device(acc)
+    if device is None:
         return ""
     fwd, bwd = attention_curves(acc)
-    whose = "its own" if acc.name == CUDNN_DEVICE else f"{CUDNN_DEVICE}'s, the same GPU die, as fractions of the peaks"
+    whose = "its own" if acc.name == device else f"{device}'s, the same GPU die, as fractions of the peaks"
     return (f" Attention (the main curves, instead of attention_forward_fraction / attention_backward_fraction): cuDNN "
             f"SDPA fitted to published kernel times ({whose}; capsim.calibration.published_attention_cudnn, the host "
             f"dispatch latency each timed call holds fitted apart): forward {fwd.peak_fraction} x keys / (keys + "
             f"{fwd.half_sizes[1]:g}), backward {bwd.peak_fraction} x keys / (keys + {bwd.half_sizes[1]:g}) of the BF16 "
-            f"peak, keys per sequence; {CUDNN_SOURCE}.")
+            f"peak, keys per sequence; {CUDNN_TABLES[device].source}.")
 
 
 def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Published rates of cuDNN's fused attention (SDPA) on B200: what Transformer Engine's FusedAttention runs there.
+"""Published rates of cuDNN's fused attention (SDPA) on B200 and GB300: what Transformer Engine's FusedAttention
+runs there.
 
 Transformer Engine picks FusedAttention (cuDNN) over FlashAttention on compute capability 9.0 and later
 ("Disabling FlashAttention to give FusedAttention preference on Hopper+ for performance reasons",
@@ -24,9 +25,24 @@ kernel rate here is fitted with that latency as a constant of each direction (``
 training the host issues kernels ahead of the GPU; ``t0`` is not part of the rate (an INTERPRETATION of the harness,
 stated). Fitted on 512 to 32,768 tokens (the range of the Hopper table, capsim.calibration.published_attention,
 and beyond every training row's sequence); the 64k and 128k points fall 3-10% below the fitted kernel (not used).
+
+GB300 (Blackwell Ultra; B300 is the same die): the same harness's GB300 run, NVIDIA/cudnn-frontend@0b1577c
+(2025-10-10, "cudnn frontend v1.15 release notes"), benchmark/sdpa_benchmark_training/artifacts/
+sdpa_bf16_benchmark_results_NVIDIA_GB300.csv, pyt_cudnn rows: one NVIDIA GB300, cuDNN 9.13.1 (README "Software
+versions"; artifacts/sample_gb300_bf16_run.txt prints torch.backends.cudnn.version() = 91300), torch nv25.09, the same
+layer (batch 1, 128 / 8 heads, head dim 128, causal, BF16) and sequences, fitted the same way (``fitted``) as fractions
+of GB300's BF16 peak: forward 0.7148 x keys / (keys + 364.5), backward 0.5772 x keys / (keys + 2148.4), host latency
+0.14 ms each; residuals <= 7% forward, <= 10% backward. The same commit's B200 run (cuDNN 9.13.1, same harness), fitted
+the same way, gives forward 0.6927 x keys / (keys + 2598.5), backward 0.5635 x keys / (keys + 3298.3): GB300's forward
+runs a larger fraction of a larger peak (1,796 vs 1,419 TFLOP/s at 32k: 19.6 vs 24.8 ms, 1.27x), its backward 1.19x
+(66.7 vs 79.3 ms), against BF16 peaks 2.5 vs 2.25 PFLOP/s (1.11x).
+Later GB200/GB300 tables of this folder (cudnn-frontend@b372d39 and on) time the cuDNN frontend (``cudnn_fe``, cuDNN
+9.17+) with another harness and are not used.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import curve_fit
@@ -42,6 +58,27 @@ SEQLENS = (512, 1024, 2048, 4096, 8192, 16384, 32768)
 # forward_time / backward_time (ms) of the pyt_cudnn rows at SEQLENS, as published.
 FORWARD_MS = (0.130, 0.159, 0.262, 0.613, 1.816, 6.475, 24.518)
 BACKWARD_MS = (0.494, 0.482, 0.895, 1.938, 5.815, 20.466, 77.677)
+
+GB300_SOURCE = ("NVIDIA/cudnn-frontend@0b1577c (2025-10-10) benchmark/sdpa_benchmark_training/artifacts/"
+                "sdpa_bf16_benchmark_results_NVIDIA_GB300.csv, pyt_cudnn rows: cuDNN 9.13.1 SDPA on one GB300, BF16, "
+                "batch 1, 128 query / 8 KV heads, head dim 128, causal")
+# forward_time / backward_time (ms) of that table's pyt_cudnn rows at SEQLENS, as published.
+GB300_FORWARD_MS = (0.156, 0.153, 0.232, 0.480, 1.470, 5.167, 19.592)
+GB300_BACKWARD_MS = (0.225, 0.310, 0.705, 1.540, 4.865, 17.345, 66.679)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One accelerator's published cuDNN SDPA times (ms) at SEQLENS, and where they are published."""
+
+    source: str
+    forward_ms: tuple[float, ...]
+    backward_ms: tuple[float, ...]
+
+
+# The accelerators with a published table, by catalog name (their catalog BF16 peaks turn rates into fractions).
+TABLES = {DEVICE: Table(SOURCE, FORWARD_MS, BACKWARD_MS), "GB300": Table(GB300_SOURCE, GB300_FORWARD_MS,
+                                                                           GB300_BACKWARD_MS)}
 
 
 def forward_flops(seqlen: float) -> float:
@@ -69,11 +106,13 @@ def fitted(times_ms: tuple[float, ...], flops_scale: float, peak_flops_per_s: fl
     return Curve(round(float(f), 4), (half_rows, round(float(half), 1))), float(t0)
 
 
-def cudnn_curves(peak_flops_per_s: float, half_rows: float) -> tuple[Curve, Curve]:
-    """(forward, backward) curves of cuDNN SDPA on B200, fractions of ``peak_flops_per_s`` (B200's BF16 peak)."""
-    return fitted(FORWARD_MS, 1.0, peak_flops_per_s, half_rows)[0], fitted(BACKWARD_MS, 2.5, peak_flops_per_s,
-                                                                            half_rows)[0]
+def cudnn_curves(peak_flops_per_s: float, half_rows: float, device: str = DEVICE) -> tuple[Curve, Curve]:
+    """(forward, backward) curves of cuDNN SDPA on ``device`` (a key of TABLES), fractions of ``peak_flops_per_s``
+    (that device's BF16 peak)."""
+    table = TABLES[device]
+    return (fitted(table.forward_ms, 1.0, peak_flops_per_s, half_rows)[0],
+            fitted(table.backward_ms, 2.5, peak_flops_per_s, half_rows)[0])
 
 
-__all__ = ["BACKWARD_MS", "DEVICE", "FORWARD_MS", "HEADS", "HEAD_DIM", "SEQLENS", "SOURCE", "cudnn_curves", "fitted",
-           "forward_flops"]
+__all__ = ["BACKWARD_MS", "DEVICE", "FORWARD_MS", "GB300_BACKWARD_MS", "GB300_FORWARD_MS", "GB300_SOURCE", "HEADS",
+           "HEAD_DIM", "SEQLENS", "SOURCE", "TABLES", "Table", "cudnn_curves", "fitted", "forward_flops"]
