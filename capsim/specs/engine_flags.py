@@ -213,6 +213,8 @@ FLAGS: dict[str, Flag] = {
                           "and long-context chunked prefill; capsim refuses a request longer than the model's context"),
     "dtype": Flag(ALL, note="checked against the row's precision"),
     "client": Flag(ALL, note="the benchmark client that measured the row (validation/clients.py), not an engine option"),
+    "bench": Flag(("tensorrt-llm",), note="the benchmark tool that ran the engine (trtllm-bench: its max_batch_size / "
+                  "max_num_tokens heuristic where the row states neither, capsim/analytic/trtllm_bench.py)"),
     "swap_space_gb": Flag(("vllm",), note="CPU swap space: vLLM preempts a single-sequence request by recomputation "
                           "(vllm/core/scheduler.py PreemptionMode), so the swap space is never used by these requests"),
 }

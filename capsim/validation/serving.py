@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from capsim.analytic.serving import StepShape, iteration_time
+from capsim.analytic.trtllm_bench import BENCH_TOOLS, KV_FRACTION, TRTLLM_BENCH, trtllm_bench_limits
 from capsim.calibration import is_rule, load_calibration, perf_for
 from capsim.calibration.fp8 import fp8_rates, rates_note, with_fp8_scale
 from capsim.data.loaders import SHIPPED, data_file, load_trace
@@ -64,6 +65,7 @@ class Software:
     notes: tuple[str, ...]
     unpriced: str = ""  # why the row cannot be priced (blank release)
     client: Client | None = None  # the benchmark client of a closed-loop row (None: not stated)
+    bench: str = ""  # the benchmark tool that ran the engine (flags bench=, e.g. trtllm-bench); blank: not stated
 
 
 def row_software(r: dict[str, str]) -> Software:
@@ -80,6 +82,11 @@ def row_software(r: dict[str, str]) -> Software:
             if key not in FLAGS:
                 raise SpecError("flags", f"unknown flag {key!r}", f"capsim knows {', '.join(sorted(FLAGS))}")
         bench = client(flags.pop("client")) if "client" in flags else None
+        tool = flags.pop("bench", "").strip().lower()
+        if tool and tool not in BENCH_TOOLS:
+            raise SpecError("flags", f"bench={tool!r}", f"use one of {', '.join(BENCH_TOOLS)}")
+        if tool and FAMILIES[name] != "tensorrt-llm":
+            raise SpecError("flags", f"bench={tool} runs TensorRT-LLM, not {FAMILIES[name]}", "drop the flag")
         if not r["engine_version"].strip():
             return Software(None, {}, (), f"the source does not state which {FAMILIES[name]} release ran "
                             f"(engine_version is blank); capsim prices engines by release: {known_releases()}")
@@ -88,7 +95,7 @@ def row_software(r: dict[str, str]) -> Software:
         raise
     except SpecError as err:
         raise DataError(err.field, f"line {line}: {err.problem}", err.fix) from None
-    return Software(applied.engine, applied.plan, applied.notes, client=bench)
+    return Software(applied.engine, applied.plan, applied.notes, client=bench, bench=tool)
 
 
 def _perf(gpu: str, calibration: str | None) -> Perf:
@@ -121,7 +128,21 @@ def _plan(r: dict[str, str], sw: Software, **extra: object) -> ServePlan:
     kw.update(extra)
     if kw.get("ep") == 0:  # vLLM --enable-expert-parallel: experts over the whole TP group
         kw["ep"] = tp
-    return engine_plan(sw.engine, model, acc, **kw)
+    plan = engine_plan(sw.engine, model, acc, **kw)
+    if sw.bench == TRTLLM_BENCH:
+        # trtllm-bench throughput sizes what --max_batch_size / --max_num_tokens leave unset with its own heuristic
+        # (capsim/analytic/trtllm_bench.py: general.py get_settings -> tuning.py calc_engine_setting); a stated value
+        # wins (throughput.py: runtime_max_bs = params max_batch_size or the heuristic's)
+        if not (r["input_tokens"].strip() and r["output_tokens"].strip()):
+            raise SpecError("flags", "bench=trtllm-bench sizes its limits from the dataset's lengths",
+                            "give the row's input_tokens and output_tokens")
+        lim = trtllm_bench_limits(model, plan, acc, int(r["input_tokens"]), int(r["output_tokens"]),
+                                  float(sw.plan.get("gpu_memory_utilization", KV_FRACTION)))  # type: ignore[arg-type]
+        if lim is not None:
+            given = set(sw.plan) | set(extra)
+            plan = plan.with_(**{k: v for k, v in (("max_batch", lim.replica_batch),
+                                                   ("max_batched_tokens", lim.replica_tokens)) if k not in given})
+    return plan
 
 
 def _pp(r: dict[str, str]) -> int:
