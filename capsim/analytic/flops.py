@@ -16,6 +16,7 @@ from capsim.analytic.ops import (
     total,
     training_layer_ops,
 )
+from capsim.analytic.params import in_proj_cols
 from capsim.specs.model import Mixer, ModelSpec
 
 
@@ -35,8 +36,7 @@ def recurrent_weights(model: ModelSpec, kind: Mixer) -> float:
     conv, norms and per-head vectors)."""
     h, heads = model.hidden, model.ssm_heads
     keys, values = model.ssm_groups * model.ssm_state, heads * model.ssm_head_dim
-    cols = 2 * values + 2 * keys + heads if Mixer(kind) is Mixer.MAMBA2 else 2 * keys + 2 * values + 2 * heads
-    return float(h * cols + values * h)
+    return float(h * in_proj_cols(kind, heads, values, keys) + values * h)
 
 
 def mlp_weights(model: ModelSpec, moe: bool) -> int:
