@@ -120,13 +120,27 @@ def _reasons(model: ModelSpec, lay: Layouts, precision: Precision, num_gpus: int
     return reason
 
 
+def _refusals(model: ModelSpec, lay: Layouts, precision: Precision, num_gpus: int, fw: Framework,
+              accelerator: Accelerator | None) -> np.ndarray:
+    """``_reasons``, then (given the ``accelerator``) the release's offloading limits (``offload.checks``): the
+    first reason each layout cannot run, memory aside."""
+    reason = _reasons(model, lay, precision, num_gpus, fw)
+    if accelerator is not None:
+        for bad, why in offload.checks(lay, fw, accelerator, model.total_layers):
+            reason = np.where((reason == "") & np.broadcast_to(np.asarray(bad, bool), (len(lay),)), why, reason)
+    return reason
+
+
 def release_refusal(model: ModelSpec, plan: TrainPlan,
-                    framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> str:
+                    framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
+                    accelerator: Accelerator | None = None) -> str:
     """Why ``plan``, as its release runs it (``as_released``), cannot run under that release ("" where it can),
-    memory aside: the reason ``step_time`` reports, for the faces that price no step (``capsim memory train``)."""
+    memory aside: the reason ``step_time`` reports, for the faces that price no step (``capsim memory train``); on
+    an ``accelerator``, its offloading limits too."""
     fw = get_framework(framework)
     plan = as_released(model, plan, fw)
-    return str(_one(_reasons(model, Layouts.from_plans(model, [plan]), plan.precision, plan.num_gpus, fw)))
+    return str(_one(_refusals(model, Layouts.from_plans(model, [plan]), plan.precision, plan.num_gpus, fw,
+                              accelerator)))
 
 
 def _a2a_overlap_checks(model: ModelSpec, lay: Layouts, fw: Framework) -> list[tuple[object, str]]:
@@ -274,9 +288,7 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     parts["offload_s"] = np.zeros(len(lay)) if not fw.offload_layers else offload.offload_s(
         lay, fw, cluster.accelerator, layer_activation_bytes(model, lay, precision, fw.attention, fw.dropout),
         times.moe.layer_fwd_s, times.moe.layer_bwd_s)
-    reason = _reasons(model, lay, precision, cluster.num_gpus, fw)
-    for bad, why in offload.checks(lay, fw, cluster.accelerator, model.total_layers):
-        reason = np.where((reason == "") & np.broadcast_to(np.asarray(bad, bool), (len(lay),)), why, reason)
+    reason = _refusals(model, lay, precision, cluster.num_gpus, fw, cluster.accelerator)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
     model_f, hw_f = _flops(model, lay, fw)
     total = sum(parts[k] for k in BREAKDOWN)
