@@ -16,6 +16,7 @@ from capsim.analytic.ops import (
     total,
     training_layer_ops,
 )
+from capsim.analytic.params import in_proj_cols
 from capsim.specs.model import Mixer, ModelSpec
 
 
@@ -35,20 +36,26 @@ def recurrent_weights(model: ModelSpec, kind: Mixer) -> float:
     conv, norms and per-head vectors)."""
     h, heads = model.hidden, model.ssm_heads
     keys, values = model.ssm_groups * model.ssm_state, heads * model.ssm_head_dim
-    cols = 2 * values + 2 * keys + heads if Mixer(kind) is Mixer.MAMBA2 else 2 * keys + 2 * values + 2 * heads
-    return float(h * cols + values * h)
+    return float(h * in_proj_cols(kind, heads, values, keys) + values * h)
+
+
+def mlp_weights(model: ModelSpec, moe: bool) -> int:
+    """Weights one token multiplies through in one decoder layer's FFN: a dense-FFN layer's MLP, or an MoE layer's
+    active and shared experts and its router."""
+    h, ffn = model.hidden, model.mlp.matrices * model.hidden
+    if not moe:
+        return ffn * model.dense_ffn
+    gate = h if model.shared_expert_gate else 0  # Qwen2-MoE's shared-expert gate: one more router column
+    return ffn * (model.top_k * model.ffn_hidden + model.shared_experts * model.shared_ffn) + h * model.experts + gate
 
 
 def matmul_params(model: ModelSpec) -> float:
     """N of '6N': weights one token multiplies through (active experts and the LM head; no lookups or norms)."""
     h = model.hidden
-    ffn = model.mlp.matrices * h
     moe = model.moe_layers
-    mlp = (model.layers - moe) * ffn * model.dense_ffn  # dense layers (every layer of a dense model)
-    gate = h if model.shared_expert_gate else 0  # Qwen2-MoE's shared-expert gate: one more router column
-    mlp += moe * (ffn * (model.top_k * model.ffn_hidden + model.shared_experts * model.shared_ffn)
-                  + h * model.experts + gate)
-    mlp += model.encoder_layers * ffn * model.ffn_hidden
+    mlp = (model.layers - moe) * mlp_weights(model, False)  # dense layers (every layer of a dense model)
+    mlp += moe * mlp_weights(model, True)
+    mlp += model.encoder_layers * model.mlp.matrices * h * model.ffn_hidden
     attn = (model.attention_layers + model.encoder_layers) * attention_weights(model)
     attn += sum(model.mixer_layers(k) * recurrent_weights(model, k) for k, _ in recurrent_shares(model))
     cross = model.layers * attention_weights(model) if model.encoder_layers else 0.0

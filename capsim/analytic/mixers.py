@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from capsim._types import Num
+from capsim.analytic.params import in_proj_cols
 from capsim.analytic.primitives import Op, OpKind, Saved, elementwise, gemm, norm
 from capsim.specs.model import Mixer, ModelSpec
 from capsim.specs.precision import DType
@@ -48,7 +49,7 @@ def state_elems(model: ModelSpec, kind: Mixer, tp: Num = 1) -> Num:
     gated_delta_net_state_shape conv (d_conv - 1, conv_dim / tp), temporal (v_heads / tp, head_k_dim, head_v_dim))."""
     t = np.asarray(tp, float)
     heads, groups = model.ssm_heads / t, np.maximum(model.ssm_groups / t, 1.0)
-    conv = (model.ssm_conv - 1) * (heads * model.ssm_head_dim + 2 * groups * model.ssm_state)
+    conv = (model.ssm_conv - 1) * _widths(model, heads, groups)[2]
     return conv + heads * model.ssm_head_dim * model.ssm_state
 
 
@@ -60,7 +61,13 @@ def state_bytes_per_sequence(model: ModelSpec, state_dtype_bytes: float, tp: Num
     return out / np.asarray(pp, float)
 
 
-def _chunks(model: ModelSpec, kind: Mixer, tokens: Num, sequences: Num) -> tuple[Num, Num]:
+def _widths(model: ModelSpec, heads: Num, groups: Num) -> tuple[Num, Num, Num]:
+    """(value dims, key dims, conv channels) of ``heads`` value heads and ``groups`` key groups."""
+    values, keys = heads * model.ssm_head_dim, groups * model.ssm_state
+    return values, keys, values + 2 * keys
+
+
+def _chunks(model: ModelSpec, tokens: Num, sequences: Num) -> tuple[Num, Num]:
     """(chunks, tokens per chunk) of a step: each sequence's new tokens in chunks of the chunk length, at least one
     chunk per sequence (a decode token is a chunk of one)."""
     n, s = np.asarray(tokens, float), np.maximum(np.asarray(sequences, float), 1e-30)
@@ -72,8 +79,8 @@ def _chunks(model: ModelSpec, kind: Mixer, tokens: Num, sequences: Num) -> tuple
 def _scan(model: ModelSpec, kind: Mixer, n: Num, sequences: Num, heads: Num, groups: Num, dt: DType, ab: float,
           share: float, keep: bool) -> list[Op]:
     """The chunked scan's batched products on one rank (see the module docstring), and its state traffic."""
-    conv_dim = heads * model.ssm_head_dim + 2 * groups * model.ssm_state
-    c, q = _chunks(model, kind, n, sequences)
+    conv_dim = _widths(model, heads, groups)[2]
+    c, q = _chunks(model, n, sequences)
     p, d = model.ssm_head_dim, model.ssm_state  # value dims, key (state) dims per head
     state = heads * p * d
     if kind is Mixer.MAMBA2:
@@ -108,11 +115,9 @@ def recurrent_ops(model: ModelSpec, kind: Mixer, n: Num, sequences: Num, tp: Num
     t = np.asarray(tp, float)
     gdt, h = gemm_dtype or dtype, model.hidden
     heads, groups = model.ssm_heads / t, np.maximum(model.ssm_groups / t, 1.0)
-    values, keys = heads * model.ssm_head_dim, groups * model.ssm_state
-    conv_dim = values + 2 * keys
+    values, keys, conv_dim = _widths(model, heads, groups)
     mamba = kind is Mixer.MAMBA2
-    # in_proj columns (params.recurrent_params): Mamba-2 z, xBC, dt; GDN q, k, v, z, beta, a
-    cols = values + conv_dim + heads if mamba else 2 * keys + 2 * values + 2 * heads
+    cols = in_proj_cols(kind, heads, values, keys)
 
     def kept(elems: Num) -> tuple[tuple[Saved, Num], ...]:
         return ((Saved.TP, elems * ab),) if keep else ()

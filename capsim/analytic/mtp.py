@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from capsim._types import Num
-from capsim.analytic.flops import attention_weights
+from capsim.analytic.flops import attention_weights, mlp_weights
 from capsim.analytic.fp8 import QUANTIZED, SPLIT
 from capsim.analytic.params import layer_params_by_kind, norm_params
 from capsim.perf import Perf
@@ -54,14 +54,7 @@ def layer_params(model: ModelSpec) -> tuple[int, int]:
 def _layer_matmul_params(model: ModelSpec) -> float:
     """Weights one token multiplies through in one MTP layer: attention, the MLP (active experts, shared experts and
     router of an MoE layer) and eh_proj (as ``capsim.analytic.flops.matmul_params`` counts a decoder layer)."""
-    h = model.hidden
-    ffn = model.mlp.matrices * h
-    if model.is_moe:
-        gate = h if model.shared_expert_gate else 0
-        mlp = ffn * (model.top_k * model.ffn_hidden + model.shared_experts * model.shared_ffn) + h * model.experts + gate
-    else:
-        mlp = ffn * model.dense_ffn
-    return float(attention_weights(model) + mlp + 2 * h * h)
+    return float(attention_weights(model) + mlp_weights(model, model.is_moe) + 2 * model.hidden * model.hidden)
 
 
 def flops_per_token(model: ModelSpec, seq_len: Num, replayed: Num = 0.0) -> Num:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from capsim._types import Num
 from capsim.specs.model import Arch, Mixer, ModelSpec, Position
 
 
@@ -107,6 +108,15 @@ def attention_params(model: ModelSpec) -> int:
     return weights + biases + gate + model.qk_norm_params + (heads if model.attn_sinks else 0)
 
 
+def in_proj_cols(kind: Mixer, heads: Num, values: Num, keys: Num) -> Num:
+    """Output columns of a recurrent mixer's in_proj for ``heads`` value heads of ``values`` value dims and ``keys``
+    key dims in all (:func:`recurrent_params`): Mamba-2 z, xBC (the conv channels, values + 2 keys) and dt; Gated
+    DeltaNet q, k, v, z, beta and a."""
+    if Mixer(kind) is Mixer.MAMBA2:
+        return values + (values + 2 * keys) + heads
+    return 2 * keys + 2 * values + 2 * heads
+
+
 def recurrent_params(model: ModelSpec, kind: Mixer) -> int:
     """One recurrent token mixer's parameters (transformers 5.25.0 modeling code).
 
@@ -121,12 +131,10 @@ def recurrent_params(model: ModelSpec, kind: Mixer) -> int:
     keys, values = model.ssm_groups * model.ssm_state, heads * model.ssm_head_dim
     conv_dim = values + 2 * keys
     conv = conv_dim * model.ssm_conv + (conv_dim if model.ssm_conv_bias else 0)
-    if Mixer(kind) is Mixer.MAMBA2:
-        cols = values + conv_dim + heads
-        proj = h * cols + values * h + ((cols + h) if model.ssm_proj_bias else 0)
-        return proj + conv + 3 * heads + values
-    cols = 2 * keys + 2 * values + 2 * heads
+    cols = int(in_proj_cols(kind, heads, values, keys))
     proj = h * cols + values * h + ((cols + h) if model.ssm_proj_bias else 0)
+    if Mixer(kind) is Mixer.MAMBA2:
+        return proj + conv + 3 * heads + values
     return proj + conv + 2 * heads + model.ssm_head_dim
 
 

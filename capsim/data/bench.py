@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from capsim.analytic.serving import Sampling
+from capsim.data.bench_lengths import NONE_GIVEN, GivenLengths
 from capsim.errors import SpecError
 
 CSV_COLUMNS = ("arrived_at", "num_prefill_tokens", "num_decode_tokens", "ttft_ms", "tpot_ms", "latency_ms")
@@ -189,7 +190,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_bench_runs(path: str | Path, given: Any = None) -> list[BenchRun]:
+def read_bench_runs(path: str | Path, given: GivenLengths | None = None) -> list[BenchRun]:
     """Every run a benchmark file holds (a SGLang JSONL or a GenAI-Perf export may hold several), the format told
     from the content; a file of none of the formats read is one error naming them. ``given``
     (``bench_lengths.GivenLengths``): prompt/output lengths the user states for a GenAI-Perf export that records
@@ -215,9 +216,7 @@ def read_bench_runs(path: str | Path, given: Any = None) -> list[BenchRun]:
                                               f"{p.stem}:{i}" if many else p.stem, sha, fmt), i)
                 for i, d in enumerate(parsed, 1)]
     if fmt == "genai-perf-profile-export":
-        from capsim.data.bench_lengths import GivenLengths
-
-        runs = bench_nvidia.from_genai_perf(parsed[0], origin, p.stem, sha, given or GivenLengths())
+        runs = bench_nvidia.from_genai_perf(parsed[0], origin, p.stem, sha, given or NONE_GIVEN)
         return [_nth(r, i) for i, r in enumerate(runs, 1)]
     return [bench_nvidia.from_aiperf(parsed, origin, p.stem, sha)]
 

@@ -19,7 +19,6 @@ from capsim.analytic.training import (
     as_released,
     comms,
     get_framework,
-    offload,
     release_refusal,
     resolve_perf,
     stages,
@@ -102,12 +101,15 @@ def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: P
     """Per-stage, per-chunk times of ``plan`` from the same cost terms as ``step_time``: each model chunk is
     priced on its own layers (``TrainPlan.split``), the embedding on chunk (0, 0), the LM head and loss on
     chunk (p-1, v-1). A plan ``step_time`` calls infeasible for its release (a format, feature or offloading the
-    release refuses: ``release_refusal``, memory aside) raises InfeasibleError with the same reason."""
+    release refuses: ``release_refusal`` on the cluster's accelerator, memory aside) raises InfeasibleError with the
+    same reason."""
     fw, perf = get_framework(framework), resolve_perf(perf, cluster)
     plan = as_released(model, plan, fw).check(model, cluster.num_gpus)  # as step_time prices it
     precision = plan.precision
     lay = Layouts.from_plans(model, [plan])
-    _refuse(model, plan, lay, cluster, fw)
+    why = release_refusal(model, plan, fw, cluster.accelerator)
+    if why:
+        raise InfeasibleError("plan", why, "pick a release that runs it, or change the plan")
     check_hybrid(fw.name, lay.dp, lay.cp, lay.shard)  # as step_time: a group below dp x cp needs HSDP
     gpn = int(min(cluster.gpus_per_node, cluster.num_gpus))
     times = stages.LayerTimes.of(model, lay, precision, perf, fw)
@@ -137,16 +139,6 @@ def pipeline_inputs(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: P
     tail_s = float(tail["embedding_sync_s"][0] + tail["optimizer_s"][0] + tail["param_gather_s"][0])
     return PipelineInputs(fwd, bwd, plan.micro_batches, plan.schedule.value, c["hop"], not bool(fw.overlaps_p2p(v)), reduce,
                           tail_s, perf.name, fw.name)
-
-
-def _refuse(model: ModelSpec, plan: TrainPlan, lay: Layouts, cluster: Cluster, fw: Framework) -> None:
-    """Raise InfeasibleError where ``step_time`` reports the plan infeasible for a reason other than memory: the
-    release's refusal (``release_refusal``) or its offloading limits (``offload.checks``), the same first reason."""
-    why = release_refusal(model, plan, fw)
-    for bad, reason in offload.checks(lay, fw, cluster.accelerator, model.total_layers):
-        why = why or (reason if bool(np.asarray(bad).reshape(-1)[0]) else "")
-    if why:
-        raise InfeasibleError("plan", why, "pick a release that runs it, or change the plan")
 
 
 def simulate_step(model: ModelSpec, plan: TrainPlan, cluster: Cluster, perf: Perf,

@@ -16,14 +16,13 @@ from capsim.specs.model import Mixer, ModelSpec, Position
 _LEGACY = {"mamba": "linear_attention", "attention": "full_attention"}
 
 
-def _mixers(cfg: Mapping[str, Any], layers: int, linear: Mixer, key: str = "layer_types") -> tuple[Mixer, ...]:
-    """Each layer's mixer from ``layer_types``: full_attention is attention, linear_attention the family's
-    recurrent layer (``linear``); anything else is refused naming the key."""
-    types = cfg.get(key)
+def _mixers(types: Any, layers: int, linear: Mixer) -> tuple[Mixer, ...]:
+    """Each layer's mixer from ``layer_types`` (``types``): full_attention is attention, linear_attention the
+    family's recurrent layer (``linear``); anything else is refused naming the key."""
     if not isinstance(types, list) or len(types) != layers or \
             any(_LEGACY.get(t, t) not in ("full_attention", "linear_attention") for t in types):
         shown = sorted(set(map(str, types))) if isinstance(types, list) else types
-        raise SpecError(f"config.{key}", f"must list full_attention/linear_attention for each of {layers} layers, "
+        raise SpecError("config.layer_types", f"must list full_attention/linear_attention for each of {layers} layers, "
                         f"got {shown!r}", "capsim models attention and one recurrent layer kind per family")
     return tuple(Mixer.ATTENTION if _LEGACY.get(t, t) == "full_attention" else linear for t in types)
 
@@ -53,8 +52,7 @@ def _granitemoehybrid(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     cfg = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
            "num_attention_heads": 32, "max_position_embeddings": 2048, **cfg}
     types = cfg.get("layer_types", cfg.get("layers_block_type"))
-    mixers = _mixers({"layer_types": types if types is not None else ["linear_attention"] * layers}, layers,
-                     Mixer.MAMBA2)
+    mixers = _mixers(types if types is not None else ["linear_attention"] * layers, layers, Mixer.MAMBA2)
     bias = _bool(cfg, "attention_bias", False)
     shared = _int(cfg, "shared_intermediate_size", 1024, least=0)
     experts = _int(cfg, "num_local_experts", 8, least=0)
@@ -101,7 +99,7 @@ def _qwen3_next(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     layers = _int(cfg, "num_hidden_layers")
     if cfg.get("layer_types") is None:  # Qwen3NextConfig: every 4th layer full attention (interval 4)
         cfg = {**cfg, "layer_types": ["linear_attention" if (i + 1) % 4 else "full_attention" for i in range(layers)]}
-    mixers = _mixers(cfg, layers, Mixer.GATED_DELTANET)
+    mixers = _mixers(cfg["layer_types"], layers, Mixer.GATED_DELTANET)
     bias = _bool(cfg, "attention_bias", False)
     step, only = _int(cfg, "decoder_sparse_step", 1), set(_int_list(cfg, "mlp_only_layers"))
     experts = _int(cfg, "num_experts", 512, least=0)

@@ -331,15 +331,19 @@ def parse_stage_list(text: str, pp: int) -> tuple[int, ...]:
 _CHARS = {"E": "embedding", "L": "loss", "t": "decoder", "m": "mtp"}
 
 
-def layout_mtp_layers(layout: str | None) -> int:
-    """MTP layers ('m') a --pipeline-model-parallel-layout string places (0 for none or no layout); Megatron-Core
-    requires the count to equal --mtp-num-layers (pipeline_parallel_layer_layout.py L108-110 at core_v0.14.0)."""
-    if not layout:
-        return 0
+def _unroll(layout: str) -> str:
+    """A layout string with commas and spaces dropped, ``(...)*n`` then ``x*n`` unrolled
+    (PipelineParallelLayerLayout.parse_str_to_list)."""
     text = layout.replace(",", "").replace(" ", "")
     for pattern in (r"\(([^)]+)\)\*(\d+)", r"(.)\*(\d+)"):
         text = re.sub(pattern, lambda x: x.group(1) * int(x.group(2)), text)
-    return text.count("m")
+    return text
+
+
+def layout_mtp_layers(layout: str | None) -> int:
+    """MTP layers ('m') a --pipeline-model-parallel-layout string places (0 for none or no layout); Megatron-Core
+    requires the count to equal --mtp-num-layers (pipeline_parallel_layer_layout.py L108-110 at core_v0.14.0)."""
+    return _unroll(layout).count("m") if layout else 0
 
 
 def parse_layout(layout: str, pp: int) -> LayerSplit:
@@ -347,10 +351,7 @@ def parse_layout(layout: str, pp: int) -> LayerSplit:
     stages split by ``|`` (PipelineParallelLayerLayout.parse_str_to_list); the stage count must be a multiple of
     pp, which gives v; stage i is chunk i // pp of rank i % pp."""
     require(isinstance(layout, str) and layout.strip() != "", LAYOUT_FIELD, "empty layout", LAYOUT_HELP)
-    text = layout.replace(",", "").replace(" ", "")
-    for pattern in (r"\(([^)]+)\)\*(\d+)", r"(.)\*(\d+)"):
-        text = re.sub(pattern, lambda x: x.group(1) * int(x.group(2)), text)
-    stages = text.split("|")
+    stages = _unroll(layout).split("|")
     for i, stage in enumerate(stages):
         for ch in stage:
             require(ch in _CHARS, LAYOUT_FIELD, f"unknown layer character {ch!r} in stage {i} ({stage!r})",

@@ -110,8 +110,8 @@ _MC_FLAGS: dict[str, tuple[str, dict[str, object], str, int]] = {
     "--cuda-graph-scope": ("cuda_graph_scope", {v: v for v in _GRAPH_SCOPES},
                            "L1128 (choices full, attn; full_iteration from core_v0.14.0 L1297; a list of attn, mlp, "
                            "moe, moe_router, moe_preprocess, mamba, full_iteration from core_v0.16.0 L1430-1443)", 12),
-    # full recomputation's method and layer count (with --recompute-granularity full; capsim.analytic.training.
-    # recompute_block): 'uniform' checkpoints groups of N layers, 'block' only the first N layers of each chunk
+    # full recomputation's method and layer count (with --recompute-granularity full; capsim.analytic.recompute.
+    # full_replay_share): 'uniform' checkpoints groups of N layers, 'block' only the first N layers of each chunk
     # (ML@core_v0.14.0 megatron/core/transformer/transformer_block.py L429-461 _checkpointed_forward)
     "--recompute-method": ("recompute_method", {"uniform": "uniform", "block": "block"}, "L1023", 8),
     "--recompute-num-layers": ("recompute_layers", {str(n): n for n in range(1, 129)}, "L1032", 8),

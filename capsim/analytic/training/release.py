@@ -102,16 +102,6 @@ CP_NOT_IN_GRAPH = ("no torch context-parallel ring inside a compiled graph in th
 # The generic value of ``fp8_training`` for a release that trains in FP8: its recipe and that recipe's source are
 # cited under ``fp8_scaling`` (Transformer Engine or torchao Float8Linear).
 FP8_OFFERED = "FP8 training offered: its recipe and source are cited under fp8_scaling (the field's generic value)"
-# Where block-scaled training came from, for the releases' ``block_scaled`` citations: Transformer Engine's recipes
-# (MXFP8BlockScaling from TE v2.0, 2025-02-12, transformer_engine/common/recipe/__init__.py L165; NVFP4BlockScaling
-# from TE v2.8, 2025-10-01, the same file L381) and Megatron-LM's flags (--fp8-recipe choice 'mxfp8' from
-# core_v0.12.0 megatron/training/arguments.py L1057-1058; --fp4-format / --fp4-recipe nvfp4 from core_v0.15.0
-# L1353-1358). Both run only on Blackwell (compute capability 10.0+: TE@v2.8 transformer_engine/pytorch/fp8.py
-# L48-61), which capsim.specs.precision.require_block_scaling checks on the accelerator.
-BLOCK_SCALED_TE = ("MXFP8BlockScaling from TE v2.0 (2025-02-12, transformer_engine/common/recipe/__init__.py L165), "
-                   "NVFP4BlockScaling from TE v2.8 (2025-10-01, L381)")
-NO_BLOCK_SCALED = ("no block-scaled (MXFP8, NVFP4) training: no FP8 training at all in this code (the field's "
-                   "generic value)")
 NO_TE_GATHER = "no Transformer Engine FP8 modules under tensor parallelism in this release (the field's generic value)"
 # The generic value of ``norm_quantize`` for a release without Transformer Engine's LayerNormLinear under FP8.
 KV_OWN_HEADS = ("K and V reach the attention kernel with the model's own KV heads (grouped-query attention in the "
@@ -582,7 +572,7 @@ def _pad(parts: tuple[int, ...], fill: int, width: int = 4) -> tuple[int, ...]:
     return parts + (fill,) * (width - len(parts))
 
 
-__all__ = ["BEHAVIOUR", "BLOCK_SCALED_TE", "NO_BLOCK_SCALED", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FP8_OFFERED", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
+__all__ = ["BEHAVIOUR", "CP_NOT_IN_GRAPH", "FLEX_DEEPEP", "FP8_OFFERED", "FUSED_FORMS", "FUSED_POINTWISE", "GENERIC_EAGER", "KV_OWN_HEADS", "LAYOUT_SETTINGS", "NO_TE_GATHER", "NOT_DEEPSPEED", "ONE_SCHEDULE",
            "RUN_SETTINGS", "SPREAD_EXPERTS", "PER_REPLICA", "TE_RING", "WITH_TP", "default_sp", "CpRotate", "Flag", "FlexBackend", "Framework",
            "FrameworkFamily", "LossCopy", "LossKernel", "MEGATRON_CE_PASSES", "MoeDispatcher", "megatron_ce", "PipelineSplit", "Release", "Reshard", "RsOverlap",
            "SacPolicy", "SelectiveAc", "Setting"]

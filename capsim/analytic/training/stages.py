@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from capsim._types import Num
 from capsim.analytic import fp8, mtp, recompute
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.params import layer_params_by_kind, param_counts
@@ -276,7 +277,7 @@ def micro_batch_costs(model: ModelSpec, lay: Layouts, precision: Precision, perf
     single = lay.pp == 1
     # MTP (capsim.analytic.mtp): each layer runs the embedding again, eh_proj, and the head and loss again
     heads = 1.0 + fw.mtp_layers
-    mtp_ends: tuple[object, object] = (0.0, 0.0)
+    mtp_ends: tuple[Num, Num] = (0.0, 0.0)
     if fw.mtp_layers:
         proj = mtp.proj_gemm_s(perf, model, lay.micro_batch * lay.seq_len / lay.cp, lay.tp, precision.compute)
         mtp_ends = (fw.mtp_layers * (t.embed_fwd_s + t.embed_bwd_s + proj),

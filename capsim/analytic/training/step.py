@@ -10,8 +10,7 @@ from capsim.analytic import mtp, recompute
 from capsim.analytic.flops import training_flops_per_token
 from capsim.analytic.layouts import Layouts
 from capsim.analytic.memory import TrainingMemory, layer_activation_bytes, training_memory
-from capsim.analytic.ops import AttentionImpl, forward_layer_ops, layer_shape
-from capsim.analytic.recompute import SelectiveAc
+from capsim.analytic.ops import forward_layer_ops, layer_shape
 from capsim.analytic.training import offload, stages
 from capsim.analytic.training.framework import (
     DEFAULT_FRAMEWORK,
@@ -121,13 +120,27 @@ def _reasons(model: ModelSpec, lay: Layouts, precision: Precision, num_gpus: int
     return reason
 
 
+def _refusals(model: ModelSpec, lay: Layouts, precision: Precision, num_gpus: int, fw: Framework,
+              accelerator: Accelerator | None) -> np.ndarray:
+    """``_reasons``, then (given the ``accelerator``) the release's offloading limits (``offload.checks``): the
+    first reason each layout cannot run, memory aside."""
+    reason = _reasons(model, lay, precision, num_gpus, fw)
+    if accelerator is not None:
+        for bad, why in offload.checks(lay, fw, accelerator, model.total_layers):
+            reason = np.where((reason == "") & np.broadcast_to(np.asarray(bad, bool), (len(lay),)), why, reason)
+    return reason
+
+
 def release_refusal(model: ModelSpec, plan: TrainPlan,
-                    framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK) -> str:
+                    framework: Framework | FrameworkName | str = DEFAULT_FRAMEWORK,
+                    accelerator: Accelerator | None = None) -> str:
     """Why ``plan``, as its release runs it (``as_released``), cannot run under that release ("" where it can),
-    memory aside: the reason ``step_time`` reports, for the faces that price no step (``capsim memory train``)."""
+    memory aside: the reason ``step_time`` reports, for the faces that price no step (``capsim memory train``); on
+    an ``accelerator``, its offloading limits too."""
     fw = get_framework(framework)
     plan = as_released(model, plan, fw)
-    return str(_one(_reasons(model, Layouts.from_plans(model, [plan]), plan.precision, plan.num_gpus, fw)))
+    return str(_one(_refusals(model, Layouts.from_plans(model, [plan]), plan.precision, plan.num_gpus, fw,
+                              accelerator)))
 
 
 def _a2a_overlap_checks(model: ModelSpec, lay: Layouts, fw: Framework) -> list[tuple[object, str]]:
@@ -149,8 +162,7 @@ def _split_mismatch(model: ModelSpec, lay: Layouts) -> np.ndarray:
     return (lay.split >= 0) & ((shape[:, 0] != lay.pp) | (shape[:, 1] != lay.v) | (shape[:, 2] != model.total_layers))
 
 
-def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl, sac: SelectiveAc, fw: Framework
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _flops(model: ModelSpec, lay: Layouts, fw: Framework) -> tuple[np.ndarray, np.ndarray]:
     """(model, hardware) FLOPs of one step: 6N + attention, and with what recomputation replays (full: the
     layers' forward, under method "block" those of the first N layers of each chunk; selective: the share of the
     layers' forward matmul FLOPs the release's policy replays, ``recompute.replayed_matmul_share``); MTP layers
@@ -161,7 +173,8 @@ def _flops(model: ModelSpec, lay: Layouts, attention: AttentionImpl, sac: Select
     chunks = lay.pp * lay.v
     block = recompute.full_replay_share(model.total_layers / chunks, 0, 1, fw.recompute_method, fw.recompute_layers)
     shape = layer_shape(model, lay.micro_batch * lay.seq_len, lay.micro_batch, 1, 1, False)
-    share = recompute.replayed_matmul_share(model, forward_layer_ops(model, shape, attention=attention), sac)
+    share = recompute.replayed_matmul_share(model, forward_layer_ops(model, shape, attention=fw.attention),
+                                            fw.selective_ac)
     hw = np.select([lay.recompute == 2, lay.recompute == 1], [model_f + block * (full - model_f),
                                                               model_f + share * (full - model_f)], model_f)
     extra = fw.mtp_layers * tokens * mtp.flops_per_token(model, lay.seq_len)
@@ -275,11 +288,9 @@ def step_time(model: ModelSpec, plan: TrainPlan | Layouts, cluster: Cluster, per
     parts["offload_s"] = np.zeros(len(lay)) if not fw.offload_layers else offload.offload_s(
         lay, fw, cluster.accelerator, layer_activation_bytes(model, lay, precision, fw.attention, fw.dropout),
         times.moe.layer_fwd_s, times.moe.layer_bwd_s)
-    reason = _reasons(model, lay, precision, cluster.num_gpus, fw)
-    for bad, why in offload.checks(lay, fw, cluster.accelerator, model.total_layers):
-        reason = np.where((reason == "") & np.broadcast_to(np.asarray(bad, bool), (len(lay),)), why, reason)
+    reason = _refusals(model, lay, precision, cluster.num_gpus, fw, cluster.accelerator)
     reason = np.where((reason == "") & ~np.asarray(mem.fits), "does not fit in memory", reason)
-    model_f, hw_f = _flops(model, lay, fw.attention, fw.selective_ac, fw)
+    model_f, hw_f = _flops(model, lay, fw)
     total = sum(parts[k] for k in BREAKDOWN)
     values = dict(parts, step_s=total, micro_batches=lay.micro_batches, num_gpus=lay.num_gpus,
                   tokens_per_step=lay.global_batch * lay.seq_len, model_flops=model_f, hw_flops=hw_f,
