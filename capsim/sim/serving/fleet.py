@@ -69,9 +69,10 @@ def engine_plan(engine: str | EngineProfile, model: ModelSpec, accelerator: Acce
 def attention_dp_ranks(engine: EngineProfile, tp: int, dp_attention: bool) -> int:
     """How many times the engine's max_batch_size / max_num_tokens a replica holds: tp for TensorRT-LLM under
     attention DP, whose every rank runs its own executor and scheduler to those limits
-    (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py @007a7508 _fetch_new_requests_attention_dp:
-    total_max_num_active_requests = dist.tp_size * max_num_active_requests; _util.py @v1.1.0rc5 L630-655, via
-    ai-dynamo/dynamo #11982), else 1. SGLang's --max-running-requests and --chunked-prefill-size are the whole
+    (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py @007a7508 _fetch_new_requests_attention_dp L391:
+    total_max_num_active_requests = dist.tp_size * max_num_active_requests, against L364's max_num_active_requests
+    without attention DP; _schedule_attention_dp_requests L449-450 fills each rank to max_num_active_requests;
+    _util.py @v1.1.0rc5 L630-655, via ai-dynamo/dynamo #11982), else 1. SGLang's --max-running-requests and --chunked-prefill-size are the whole
     server's, divided among the DP ranks (python/sglang/srt/server_args.py _handle_data_parallelism:
     chunked_prefill_size // dp_size; the scheduler's max_running_requests // dp_size), so they stay as given."""
     return tp if dp_attention and engine.engine == "tensorrt-llm" else 1
