@@ -46,7 +46,6 @@ def test_llama_fp8_on_two_h200_worked_by_hand():
     requests = (2 * acc.memory_bytes / 2**30 - engine) * 0.90 / (kv * 2048)
     assert 512 < requests < 640
     assert (lim.max_batch_size, lim.max_num_tokens) == (640, 2048)  # 128 x ceil; tokens max(2048, 1024 + 640)
-    assert (lim.replica_batch, lim.replica_tokens) == (640, 2048)
 
 
 def test_long_prompts_lift_max_num_tokens_to_the_prompt_plus_the_batch():
@@ -61,7 +60,12 @@ def test_attention_dp_applies_the_limits_per_rank():
     plan = engine_plan("tensorrt-llm", m, acc, tp=4, ep=4, quantization="nvfp4", kv_cache_dtype="fp8",
                        dp_attention=True)
     lim = trtllm_bench_limits(m, plan, acc, 1024, 8192)
-    assert (lim.replica_batch, lim.replica_tokens) == (4 * lim.max_batch_size, 4 * lim.max_num_tokens)
+    row = {**ROW, "model": "qwen3-235b-a22b", "gpu": "B200", "gpus": "4", "tp": "4", "precision": "fp4",
+           "input_tokens": "1024", "output_tokens": "8192",
+           "flags": "backend=pytorch;enable_attention_dp=1;moe_expert_parallel_size=4;kv_cache_dtype=fp8;"
+                    "bench=trtllm-bench"}
+    replica = _plan(row, row_software(row))
+    assert (replica.max_batch, replica.max_batched_tokens) == (4 * lim.max_batch_size, 4 * lim.max_num_tokens)
 
 
 def test_an_untuned_scheme_keeps_the_llm_api_defaults():

@@ -28,7 +28,8 @@ plain MHA formula (2*layers*kv_heads*head_size) for all models, overestimating K
 and PR #13498 (2026-04-27, after the 1.2 release notes of 2026-03-05: engine size from checkpoint bytes, attention-DP
 batch per rank) changed that later. The max_batch_size / max_num_tokens it returns are the LlmArgs values, which
 TensorRT-LLM applies per attention-DP rank (each rank runs its own executor and capacity scheduler: ai-dynamo/dynamo
-#11982, reading tensorrt_llm/_torch/pyexecutor/_util.py at v1.1.0rc5 L630-655).
+#11982, reading tensorrt_llm/_torch/pyexecutor/_util.py at v1.1.0rc5 L630-655), which capsim.sim.serving.fleet
+engine_plan turns into the replica's (x tp), as it does the defaults and the max_batch_size / max_num_tokens flags.
 """
 
 from __future__ import annotations
@@ -53,12 +54,11 @@ GIB = 1024**3
 
 @dataclass(frozen=True)
 class BenchLimits:
-    """trtllm-bench's per-rank max_batch_size / max_num_tokens, and the replica's (x tp under attention DP)."""
+    """trtllm-bench's max_batch_size / max_num_tokens: per attention-DP rank, as the engine applies them
+    (capsim.sim.serving.fleet.engine_plan makes them the replica's)."""
 
     max_batch_size: int
     max_num_tokens: int
-    replica_batch: int
-    replica_tokens: int
     note: str
 
 
@@ -122,7 +122,7 @@ def trtllm_bench_limits(model: ModelSpec, plan: ServePlan, accelerator: Accelera
     note = (f"trtllm-bench heuristic: {requests:.0f} requests of {isl}+{osl} tokens fit its estimate "
             f"(engine {engine:.1f} GiB, KV {gib_per_token * GIB / 1024:.1f} KiB/token) -> max_batch_size {bs}, "
             f"max_num_tokens {tokens}" + (f" per attention-DP rank (x{ranks})" if ranks > 1 else ""))
-    return BenchLimits(bs, tokens, bs * ranks, tokens * ranks, note)
+    return BenchLimits(bs, tokens, note)
 
 
 __all__ = ["BENCH_TOOLS", "KV_FRACTION", "TRTLLM_BENCH", "BenchLimits", "finetune", "head_size", "stored_elements",

@@ -34,7 +34,8 @@ DpAttn = Annotated[bool, typer.Option("--dp-attention", help="MoE: attention dat
                                                              "(SGLang/TensorRT-LLM attention DP).")]
 Graphs = Annotated[bool | None, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Override the engine's CUDA graphs.")]
 Sched = Annotated[SchedulerKind | None, typer.Option("--scheduler", help="Batching policy (default: the engine's).")]
-MaxSeqs = Annotated[int | None, typer.Option("--max-seqs", help="max_num_seqs (default: the engine's).", min=1)]
+MaxSeqs = Annotated[int | None, typer.Option("--max-seqs", help="max_num_seqs (default: the engine's; TensorRT-LLM's "
+                                             "max_batch_size, per rank under --dp-attention).", min=1)]
 MaxTok = Annotated[int | None, typer.Option("--max-batched-tokens", "--chunk-size",
                                             help="Token budget per step; Sarathi's chunk size (default: the engine's).",
                                             min=1)]

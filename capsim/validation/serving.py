@@ -125,7 +125,6 @@ def _plan(r: dict[str, str], sw: Software, **extra: object) -> ServePlan:
     kw: dict[str, object] = {"tp": tp, "pp": pp, "quantization": quant, "dtype": prec if prec in ("fp16", "bf16") else "bf16",
                              "kv_cache_dtype": "fp8" if prec == "fp8" else None}
     kw.update(sw.plan)
-    kw.update(extra)
     if kw.get("ep") == 0:  # vLLM --enable-expert-parallel: experts over the whole TP group
         kw["ep"] = tp
     plan = engine_plan(sw.engine, model, acc, **kw)
@@ -138,11 +137,11 @@ def _plan(r: dict[str, str], sw: Software, **extra: object) -> ServePlan:
                             "give the row's input_tokens and output_tokens")
         lim = trtllm_bench_limits(model, plan, acc, int(r["input_tokens"]), int(r["output_tokens"]),
                                   float(sw.plan.get("gpu_memory_utilization", KV_FRACTION)))  # type: ignore[arg-type]
-        if lim is not None:
-            given = set(sw.plan) | set(extra)
-            plan = plan.with_(**{k: v for k, v in (("max_batch", lim.replica_batch),
-                                                   ("max_batched_tokens", lim.replica_tokens)) if k not in given})
-    return plan
+        if lim is not None:  # the engine's own settings, as a flag's are: engine_plan makes them the replica's
+            unset = {k: v for k, v in (("max_batch", lim.max_batch_size), ("max_batched_tokens", lim.max_num_tokens))
+                     if k not in kw and k not in extra}
+            plan = engine_plan(sw.engine, model, acc, **kw, **unset)
+    return plan.with_(**extra)  # the row's own replica-wide limits (a static run's batch)
 
 
 def _pp(r: dict[str, str]) -> int:

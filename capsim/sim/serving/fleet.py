@@ -53,13 +53,29 @@ class ServeConfig:
 def engine_plan(engine: str | EngineProfile, model: ModelSpec, accelerator: Accelerator | None = None,
                 **changes: Any) -> ServePlan:
     """A ServePlan with the engine's default batching limits and memory fraction; ``changes`` override them
-    (None values are ignored)."""
+    (None values are ignored). ``max_batch`` / ``max_batched_tokens``, defaults and changes alike, are the engine's
+    own settings (max_num_seqs, max_batch_size, ...); the plan holds the replica's, which differ only where the engine
+    applies them per attention-DP rank (:func:`attention_dp_ranks`)."""
     eng = get_engine(engine)
     seqs, tokens = eng.limits(model, accelerator)
     base = {"max_batch": seqs, "max_batched_tokens": tokens, "gpu_memory_utilization": eng.memory_fraction,
             "block_size": eng.block_size}
     base.update({k: v for k, v in changes.items() if v is not None})
+    ranks = attention_dp_ranks(eng, int(base.get("tp", 1)), bool(base.get("dp_attention", False)))
+    base["max_batch"], base["max_batched_tokens"] = base["max_batch"] * ranks, base["max_batched_tokens"] * ranks
     return ServePlan(**base)
+
+
+def attention_dp_ranks(engine: EngineProfile, tp: int, dp_attention: bool) -> int:
+    """How many times the engine's max_batch_size / max_num_tokens a replica holds: tp for TensorRT-LLM under
+    attention DP, whose every rank runs its own executor and scheduler to those limits
+    (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py @007a7508 _fetch_new_requests_attention_dp L391:
+    total_max_num_active_requests = dist.tp_size * max_num_active_requests, against L364's max_num_active_requests
+    without attention DP; _schedule_attention_dp_requests L449-450 fills each rank to max_num_active_requests;
+    _util.py @v1.1.0rc5 L630-655, via ai-dynamo/dynamo #11982), else 1. SGLang's --max-running-requests and --chunked-prefill-size are the whole
+    server's, divided among the DP ranks (python/sglang/srt/server_args.py _handle_data_parallelism:
+    chunked_prefill_size // dp_size; the scheduler's max_running_requests // dp_size), so they stay as given."""
+    return tp if dp_attention and engine.engine == "tensorrt-llm" else 1
 
 
 def kv_blocks(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, engine: EngineProfile) -> int:
@@ -292,4 +308,4 @@ def simulate(model: ModelSpec, plan: ServePlan, accelerator: Accelerator, perf: 
             gc.enable()
 
 
-__all__ = ["Fleet", "ServeConfig", "engine_kv_blocks", "engine_plan", "kv_blocks", "simulate"]
+__all__ = ["Fleet", "ServeConfig", "attention_dp_ranks", "engine_kv_blocks", "engine_plan", "kv_blocks", "simulate"]
