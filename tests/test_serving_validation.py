@@ -258,9 +258,10 @@ def test_engine_release_and_flags_reach_the_prediction(report):
     # max-load: the benchmark's own request count where the source states it (0.10's page: --num-requests=2000),
     # else 4 per batch slot
     assert "; 2000 requests queued at t=0 (" in notes["trtllm-0.10"]
-    v10 = [x.note for x in report.rows if x.source == "trtllm-v1.0"]  # the v1.0 page's $num_requests per length
-    assert [n.split("; ")[1] for n in v10] == [f"{k} requests queued at t=0 (max_num_seqs 2048)"
-                                              for k in (30000, 3000, 3000)]
+    v10 = [x.note for x in report.rows if x.source == "trtllm-v1.0"]  # the v1.0 page's $num_requests per length,
+    # at trtllm-bench's own max_batch_size for each length pair (bench=trtllm-bench: tuning.py finetune_setting)
+    assert [n.split("; ")[1] for n in v10] == [f"{k} requests queued at t=0 (max_num_seqs {b})"
+                                              for k, b in ((30000, 4096), (3000, 640), (3000, 640))]
 
 
 def test_max_load_queues_the_stated_request_count_else_four_per_batch_slot(tmp_path):
