@@ -4,22 +4,29 @@ perf-overview (trtllm-bench at max load on A100-SXM4, A100-PCIe, L40S, H100 FP16
 and its Triton online-serving sweep up to QPS INF), and NIM 1.8.0's Llama 3.3 70B concurrency sweep from 25 clients to
 saturation. The sources, and the defaults taken where they are silent, are in the file's header.
 
-Every row must be priced. A row within TOL_PCT of its measurement must stay there; a row outside is a strict xfail
-whose reason carries the figure measured when it was added and why (so a change that moves it fails loudly either
-way). Nothing was tuned to these rows."""
+Every row must be priced (the checks are tests/unseen_rows.py's serving ones). A row within TOL_PCT of its measurement
+must stay there; a row outside is a strict xfail whose reason carries the figure measured when it was added and why
+(so a change that moves it fails loudly either way). Nothing was tuned to these rows."""
 
-import functools
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from unseen_rows import DATA as UNSEEN_DATA
+from unseen_rows import (
+    SERVING_TOL_PCT,
+    assert_serving_pinned,
+    assert_serving_priced,
+    assert_serving_within,
+    serving_cases,
+    serving_report,
+)
 
 from capsim.cli import app
 
-DATA = Path(__file__).parent / "data" / "unseen_4" / "serving.csv"
-TOL_PCT = 25.0  # issue 13's worst-row target for unseen serving runs (its median target is 15%)
+DATA = UNSEEN_DATA / "unseen_4" / "serving.csv"
+TOL_PCT = SERVING_TOL_PCT
 
 _HOST = ("capsim prices no host time per step or per sequence for the TensorRT-LLM C++ executor (no source quantifies "
          "it) and nothing for the Triton server streaming each token; the miss grows with load (the same 70B run at "
@@ -71,23 +78,12 @@ ROWS = [
 ]
 
 
-@functools.cache
-def _report(path: Path = DATA) -> dict:
-    out = CliRunner().invoke(app, ["validate", "serving", "--file", str(path), "--json"])
-    assert out.exit_code == 0, out.output[-800:]
-    return json.loads(out.stdout)
-
-
-def _case(index: int, what: str, added: float, why: str):
-    marks = [] if abs(added) <= TOL_PCT else [pytest.mark.xfail(
-        strict=True, reason=f"{what}: {added:+.1f}% when added, outside {TOL_PCT:.0f}%: {why}")]
-    return pytest.param(index, id=f"serving-{index}-{what}", marks=marks)
+def _report() -> dict:
+    return serving_report(DATA)
 
 
 def test_every_unseen_row_is_priced():
-    report = _report()
-    assert report["rows_priced"] == len(ROWS) and report["rows_failed"] == 0, \
-        [r["note"] for r in report["rows"] if r.get("predicted") is None]
+    assert_serving_priced(DATA, ROWS)
 
 
 def test_the_suite_figures_are_the_ones_reported():
@@ -98,16 +94,13 @@ def test_the_suite_figures_are_the_ones_reported():
     assert max(errors) == pytest.approx(106.3, abs=0.05)
 
 
-@pytest.mark.parametrize("index", [_case(*r) for r in ROWS])
+@pytest.mark.parametrize("index", serving_cases(ROWS))
 def test_an_unseen_row_is_within_tolerance(index):
-    row = _report()["rows"][index]
-    assert row["predicted"] is not None, row["note"]
-    assert abs(row["error_pct"]) <= TOL_PCT, (row["case"], row["measured"], row["predicted"], row["error_pct"])
+    assert_serving_within(DATA, index)
 
 
 def test_the_error_recorded_for_each_row_is_the_one_measured():
-    for (index, what, added, _), row in zip(ROWS, _report()["rows"], strict=True):
-        assert row["error_pct"] == pytest.approx(added, abs=0.05), (index, what, row["error_pct"])
+    assert_serving_pinned(DATA, ROWS, 0.05)
 
 
 HEADER = ("source,model,gpu,gpus,tp,precision,engine,workload,trace,batch,input_tokens,output_tokens,rate_rps,metric,"

@@ -5,22 +5,25 @@ DeepSeek R1 0528 and Qwen3 235B A22B as DEP4/DEP8 (attention data parallel with 
 Llama 3.3 70B on one or two GPUs; 1024/1024 up to 32768-token prompts and 32768-token outputs). The source, the rows
 left out and the defaults taken where the page is silent are in the file's header.
 
-Every row must be priced. A row within TOL_PCT of its measurement must stay there; a row outside is a strict xfail
-whose reason carries the figure measured when it was added and what is known about it (so a change that moves it
-fails loudly either way). Nothing was tuned to these rows."""
+Every row must be priced (the checks are tests/unseen_rows.py's serving ones). A row within TOL_PCT of its measurement
+must stay there; a row outside is a strict xfail whose reason carries the figure measured when it was added and what
+is known about it (so a change that moves it fails loudly either way). Nothing was tuned to these rows."""
 
-import functools
-import json
 import statistics
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from unseen_rows import DATA as UNSEEN_DATA
+from unseen_rows import (
+    SERVING_TOL_PCT,
+    assert_serving_pinned,
+    assert_serving_priced,
+    assert_serving_within,
+    serving_cases,
+    serving_report,
+)
 
-from capsim.cli import app
-
-DATA = Path(__file__).parent / "data" / "unseen_5" / "serving.csv"
-TOL_PCT = 25.0  # issue 13's worst-row target for unseen serving runs (its median target is 15%)
+DATA = UNSEEN_DATA / "unseen_5" / "serving.csv"
+TOL_PCT = SERVING_TOL_PCT
 PIN_PTS = 1.0  # each row's error is pinned to within this many points of the figure recorded when it was added
 
 _DS_LONG = ("DeepSeek R1 on a 4-GPU DEP4 replica, long outputs, run by trtllm-bench: its heuristic sizes DeepSeek's "
@@ -102,23 +105,12 @@ ROWS = [
 ]
 
 
-@functools.cache
-def _report(path: Path = DATA) -> dict:
-    out = CliRunner().invoke(app, ["validate", "serving", "--file", str(path), "--json"])
-    assert out.exit_code == 0, out.output[-800:]
-    return json.loads(out.stdout)
-
-
-def _case(index: int, what: str, added: float, why: str):
-    marks = [] if abs(added) <= TOL_PCT else [pytest.mark.xfail(
-        strict=True, reason=f"{what}: {added:+.1f}% when added, outside {TOL_PCT:.0f}%: {why}")]
-    return pytest.param(index, id=f"serving-{index}-{what}", marks=marks)
+def _report() -> dict:
+    return serving_report(DATA)
 
 
 def test_every_unseen_row_is_priced():
-    report = _report()
-    assert report["rows_priced"] == len(ROWS) and report["rows_failed"] == 0, \
-        [r["note"] for r in report["rows"] if r.get("predicted") is None]
+    assert_serving_priced(DATA, ROWS)
 
 
 def test_the_suite_figures_are_the_ones_reported():
@@ -129,16 +121,13 @@ def test_the_suite_figures_are_the_ones_reported():
     assert max(errors) == pytest.approx(131.0, abs=PIN_PTS)
 
 
-@pytest.mark.parametrize("index", [_case(*r) for r in ROWS])
+@pytest.mark.parametrize("index", serving_cases(ROWS))
 def test_an_unseen_row_is_within_tolerance(index):
-    row = _report()["rows"][index]
-    assert row["predicted"] is not None, row["note"]
-    assert abs(row["error_pct"]) <= TOL_PCT, (row["case"], row["measured"], row["predicted"], row["error_pct"])
+    assert_serving_within(DATA, index)
 
 
 def test_the_error_recorded_for_each_row_is_the_one_measured():
-    for (index, what, added, _), row in zip(ROWS, _report()["rows"], strict=True):
-        assert row["error_pct"] == pytest.approx(added, abs=PIN_PTS), (index, what, row["error_pct"])
+    assert_serving_pinned(DATA, ROWS, PIN_PTS)
 
 
 def test_the_rows_are_the_ones_described():
