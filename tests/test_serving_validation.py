@@ -260,7 +260,7 @@ def test_engine_release_and_flags_reach_the_prediction(report):
     assert "; 2000 requests queued at t=0 (" in notes["trtllm-0.10"]
     v10 = [x.note for x in report.rows if x.source == "trtllm-v1.0"]  # the v1.0 page's $num_requests per length,
     # at trtllm-bench's own max_batch_size for each length pair (bench=trtllm-bench: tuning.py finetune_setting)
-    assert [n.split("; ")[1] for n in v10] == [f"{k} requests queued at t=0 (max_num_seqs {b})"
+    assert [n.split("; ")[1] for n in v10] == [f"{k} requests queued at t=0 (trtllm-bench's max_num_seqs {b})"
                                               for k, b in ((30000, 4096), (3000, 640), (3000, 640))]
 
 

@@ -59,7 +59,6 @@ class BenchLimits:
 
     max_batch_size: int
     max_num_tokens: int
-    note: str
 
 
 def stored_elements(model: ModelSpec, quantization: str) -> float:
@@ -118,11 +117,7 @@ def trtllm_bench_limits(model: ModelSpec, plan: ServePlan, accelerator: Accelera
         return None  # calc_engine_setting raises: the run would not have started
     bs, tokens = finetune(requests, isl, osl, plan.pp)
     tokens = max(tokens, isl + bs)  # general.py get_settings, chunked prefill disabled
-    ranks = plan.tp if plan.dp_attention else 1
-    note = (f"trtllm-bench heuristic: {requests:.0f} requests of {isl}+{osl} tokens fit its estimate "
-            f"(engine {engine:.1f} GiB, KV {gib_per_token * GIB / 1024:.1f} KiB/token) -> max_batch_size {bs}, "
-            f"max_num_tokens {tokens}" + (f" per attention-DP rank (x{ranks})" if ranks > 1 else ""))
-    return BenchLimits(bs, tokens, note)
+    return BenchLimits(bs, tokens)
 
 
 __all__ = ["BENCH_TOOLS", "KV_FRACTION", "TRTLLM_BENCH", "BenchLimits", "finetune", "head_size", "stored_elements",

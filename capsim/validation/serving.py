@@ -234,7 +234,8 @@ def _open_loop(r: dict[str, str], perf: Perf, sw: Software, kind: str, metric: s
         n = int(r["batch"]) if r["batch"].strip() else MAX_LOAD_REQUESTS_PER_SEQ * plan.max_batch
         res = _run(r, _fixed(n, r, np.zeros(n)), plan, sw, perf)
         how = "" if r["batch"].strip() else f", {MAX_LOAD_REQUESTS_PER_SEQ} per batch slot: the source states no count"
-        return _metric(res, metric), note + f"; {n} requests queued at t=0{how} (max_num_seqs {plan.max_batch})"
+        limits = "trtllm-bench's " if sw.bench == TRTLLM_BENCH else ""
+        return _metric(res, metric), note + f"; {n} requests queued at t=0{how} ({limits}max_num_seqs {plan.max_batch})"
     if kind == "static":
         b = int(r["batch"])
         res = _run(r, _fixed(4 * b, r, np.zeros(4 * b)), _plan(r, sw, max_batch=b), sw, perf, "static")
