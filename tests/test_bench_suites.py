@@ -41,7 +41,7 @@ LATE = ("measured 1.6-1.8 h after the other runs (SOURCE.md): at 2 req/s its TPO
         "notes): not the flags stated, where the six other runs keep every batch within 256")
 DISTSERVE_MISSES = {("vllm-100-2", "tpot_mean"): LATE, ("vllm-200-2", "tpot_mean"): LATE,
                     ("vllm-300-3", "ttft_mean"): "3 req/s is at the onset of queueing (measured mean TTFT 2.3x the "
-                    "2.5 req/s run's): from 75 s on, admissions wait for finishes, the KV cache full at ~3,400-3,500 "
+                    "2.5 req/s run's): from 75 s on, admissions wait for finishes, the KV cache full at ~3,300-3,500 "
                     "blocks by the run's own timings, where the stated flags give 4,059 (test_the_queueing_runs_fit_"
                     "alone_with_an_earlier_launchers_kv_cache); the fitted engine queues less",
                     ("vllm-150-1.5", "ttft_mean"): "+15.5% (+14.1% before vllm-0.2 priced how PagedAttention's blocks "

@@ -39,7 +39,7 @@ DISTSERVE_HOST = ("capsim's vLLM 0.2.3 step is 11-59% slower in decode and 10-21
 KNOWN_MISSES = {
     ("distserve", "ttft_mean", "vllm-300-3"): DISTSERVE_HOST + "; and the run queues on a full KV cache (admissions "
                                               "wait for finishes from 75 s on), which the stated flags size at 4,059 "
-                                              "blocks against ~3,400-3,500 by the run's timings "
+                                              "blocks against ~3,300-3,500 by the run's timings "
                                               "(tests/test_bench_suites.py, SOURCE.md)",
     ("distserve", "ttft_mean", "vllm-350-3.5"): DISTSERVE_HOST + "; past the measured saturation",
     ("distserve", "ttft_mean", "vllm-400-4"): DISTSERVE_HOST + "; past the measured saturation",
