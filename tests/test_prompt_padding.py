@@ -48,3 +48,22 @@ def test_unpadded_releases_are_not_covered() -> None:
     assert engine_release("vllm", "0.2.3").name == "vllm-0.2"
     with pytest.raises(SpecError):
         engine_release("vllm", "0.2.1")
+
+
+def test_max_paddings_flag_sets_the_cap_where_the_release_has_one() -> None:
+    """--max-paddings (vLLM 0.2.3 vllm/engine/arg_utils.py L31, L171-174): applied to vllm-0.2, refused by a release
+    that packs prompts without padding, and never negative."""
+    from capsim.specs.engine_flags import apply_flags, parse_flags
+
+    eng = get_engine("vllm-0.2")
+    assert apply_flags(eng, parse_flags("max_paddings=524288"), "fp16").engine.max_paddings == 524288
+    assert apply_flags(eng, parse_flags("max_paddings=0"), "fp16").engine.max_paddings == 0
+    with pytest.raises(SpecError, match="max_paddings"):
+        apply_flags(get_engine("vllm-0.4"), parse_flags("max_paddings=256"), "fp16")
+    with pytest.raises(SpecError, match="max_paddings"):
+        apply_flags(eng, parse_flags("max_paddings=-1"), "fp16")
+    # A cap of 99 splits the 400 + 300 batch (100 paddings) that the default 256 lets share one step.
+    capped = apply_flags(eng, parse_flags("max_paddings=99"), "fp16").engine
+    assert _first_tokens([400, 300], eng)[1] == pytest.approx(_first_tokens([400, 300], eng)[0], rel=1e-12)
+    apart = _first_tokens([400, 300], capped)
+    assert apart[1] > apart[0] * 1.05

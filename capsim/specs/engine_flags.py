@@ -123,6 +123,21 @@ def _context(eng: EngineProfile, name: str, text: str) -> EngineProfile:
     return replace(eng, max_model_len=_int(name, text))
 
 
+def _paddings(eng: EngineProfile, name: str, text: str) -> EngineProfile:
+    # vLLM 0.2.2-0.3.x --max-paddings (vllm/engine/arg_utils.py v0.2.3 L31 default 256, L171-174 the option; config.py
+    # SchedulerConfig L330-340): the padding a whole-prompt batch may carry (EngineProfile.max_paddings)
+    if eng.max_paddings is None:
+        raise SpecError("flags", f"{name} is not an option of {eng.name}: it packs prompts without padding",
+                        "drop the flag, or name a vLLM release of 0.2.2-0.3.x")
+    try:
+        value = int(text)
+    except ValueError:
+        raise SpecError("flags", f"{name}={text!r} is not a whole number", f"write {name}=<integer>") from None
+    if value < 0:
+        raise SpecError("flags", f"{name}={value} must be >= 0")
+    return replace(eng, max_paddings=value)
+
+
 def _prefix(eng: EngineProfile, name: str, text: str) -> EngineProfile:
     return replace(eng, prefix_caching=_bool(name, text))
 
@@ -180,6 +195,7 @@ FLAGS: dict[str, Flag] = {
     "max_num_tokens": Flag(("tensorrt-llm", "nim"), plan="max_batched_tokens", parse=_int),
     "chunked_prefill_size": Flag(("sglang",), plan="max_batched_tokens", parse=_int),
     "max_num_seqs": Flag(("vllm",), plan="max_batch", parse=_int),
+    "max_paddings": Flag(("vllm",), engine=_paddings),
     "max_batch_size": Flag(("tensorrt-llm", "nim"), plan="max_batch", parse=_int),
     "max_running_requests": Flag(("sglang",), plan="max_batch", parse=_int),
     "gpu_memory_utilization": Flag(("vllm",), plan="gpu_memory_utilization", parse=_fraction),

@@ -28,6 +28,9 @@ METRICS = tuple((f"{m}_{s}", f"{m}_{k}_s") for m in ("ttft", "tpot", "itl", "e2e
                 for s, k in (("mean", "mean"), ("median", "p50"), ("p99", "p99")))
 THROUGHPUT = (("request_throughput", "request_throughput_rps", "req/s"),
               ("output_throughput", "output_tokens_per_s", "tok/s"))
+# First tokens this close together came from one prompt step: a prompt step of the padded-prompt engines (vLLM
+# 0.2.2-0.3.x) computes a whole prompt through every layer, milliseconds at the least
+ONE_STEP_S = 2e-3
 
 
 def workload(run: BenchRun) -> tuple[Workload, str]:
@@ -79,6 +82,42 @@ def _within_context(run: BenchRun, dep: Deployment) -> None:
                         "the model it served")
 
 
+def prompt_batches(run: BenchRun) -> tuple[np.ndarray, np.ndarray]:
+    """(requests, padding) of each prompt step the run shows: requests whose first tokens the client saw within
+    ONE_STEP_S of each other, the padding their batch needs when padded to its longest prompt. A client that
+    stamps tokens late can merge steps; empty without per-request send times."""
+    sent = run.sent_s if run.sent_s is not None else run.arrival_s
+    if sent is None or run.aggregates is not None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    first = sent + run.ttft_s
+    ok = np.isfinite(first)
+    order = np.argsort(first[ok], kind="stable")
+    t, p = first[ok][order], np.asarray(run.prompt_tokens, np.int64)[ok][order]
+    if not len(t):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, np.diff(t) > ONE_STEP_S])
+    size = np.diff(np.r_[starts, len(t)])
+    return size, size * np.maximum.reduceat(p, starts) - np.add.reduceat(p, starts)
+
+
+def padding_note(run: BenchRun, dep: Deployment) -> str | None:
+    """Where the engine pads prompt batches with a cap (EngineProfile.max_paddings), the run's prompt steps that
+    carry more padding than the cap: steps the engine, as stated, cannot form (vLLM 0.2.3 vllm/core/scheduler.py
+    Scheduler._schedule L184-186 stops a batch before its paddings exceed max_paddings), so the run was made with
+    other flags or another engine. None when every step fits (or the engine has no cap)."""
+    cap = dep.engine.max_paddings
+    if cap is None:
+        return None
+    size, pad = prompt_batches(run)
+    over = pad > cap
+    if not over.any():
+        return None
+    return (f"{run.name}: {int(over.sum())} of its {int((size > 1).sum())} prompt batches (first tokens within "
+            f"{ONE_STEP_S * 1e3:g} ms of each other) need more padding than max_paddings={cap} (up to "
+            f"{int(pad.max())} tokens), which {dep.engine.name} cannot schedule (vLLM 0.2.3 vllm/core/scheduler.py "
+            "L184-186): the run was not made with the flags stated")
+
+
 def run_rows(run: BenchRun, dep: Deployment, source: str = "") -> tuple[list[Row], str]:
     """Measured against predicted for one run; a run capsim cannot replay gives rows not priced, with the reason
     (a report never stops at one run)."""
@@ -109,7 +148,9 @@ def bench_report(runs: list[BenchRun], dep: Deployment, suite: str = "bench",
         r, d = run_rows(run, dep)
         rows += r
         described.append(d)
+        described += [n for n in (padding_note(run, dep),) if n]
     return Report(suite, dep.perf.name, tuple(rows), (f"deployment: {dep.describe()}", *notes, *described))
 
 
-__all__ = ["Deployment", "METRICS", "THROUGHPUT", "bench_report", "replay", "run_rows", "workload"]
+__all__ = ["Deployment", "METRICS", "THROUGHPUT", "bench_report", "padding_note", "prompt_batches", "replay", "run_rows",
+           "workload"]

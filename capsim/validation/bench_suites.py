@@ -45,7 +45,7 @@ from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.engine import EngineProfile, engine_release
 from capsim.specs.engine_flags import apply_flags, parse_flags
 from capsim.specs.hf import from_hf_config
-from capsim.validation.bench import replay, run_rows
+from capsim.validation.bench import padding_note, replay, run_rows
 from capsim.validation.harness import Report, Row, data_path, read_csv
 
 SUITES = {"distserve": ("distserve-vllm-opt13b", "suite.yaml"),
@@ -149,6 +149,7 @@ def _bench_suite(s: Suite, calibration: str | None) -> Report:
               + ", ".join(f"{k} {v['all']:.3f}" for k, v in fit.residuals.items())]
     notes += [_self_fit_note(run, dep) for run in check_runs]
     notes += [r.describe() for r in fit_runs + check_runs]
+    notes += [n for n in (padding_note(r, dep) for r in fit_runs + check_runs) if n]
     return Report(f"bench:{s.name}", dep.perf.name, tuple(rows), tuple(notes))
 
 
