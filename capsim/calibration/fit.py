@@ -122,7 +122,8 @@ def fit_alpha_beta(collective: Collective | str, nbytes: Sequence[float], group:
     lo = np.array([0.0, 1e-16] * protocols)
     hi = np.array([1.0, 1e-3] * protocols)
     x0 = np.clip(x0, lo, hi)
-    sol = least_squares(residual, x0, bounds=(lo, hi), x_scale=np.maximum(x0, 1e-16), loss=loss, f_scale=0.2)
+    sol = least_squares(residual, x0, bounds=(lo, hi), x_scale=np.maximum(x0, 1e-16), loss=loss, f_scale=0.2,
+                        xtol=1e-12, ftol=1e-12, gtol=1e-12)
     x = sol.x if np.sum(sol.fun**2) <= np.sum(residual(x0) ** 2) else x0  # the envelope is not smooth: keep the better
     links = tuple(sorted((Link(float(x[2 * i]), float(1.0 / x[2 * i + 1])) for i in range(protocols)),
                          key=lambda link: link.alpha_s))
