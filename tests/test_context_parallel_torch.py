@@ -68,6 +68,20 @@ def test_torch_allgather_rotater_hides_behind_the_first_step_only() -> None:
     assert fwd[0] == 0.0 and bwd[0] == pytest.approx(float(dkv))  # K, V hide like the ring; the last dK/dV does not
 
 
+def test_transformer_engines_backward_exchanges_once_per_step() -> None:
+    """TE's ring backward (v1.8 attention.py L1164-1169, L1553-1555; v2.8 context_parallel.py L2099-2104,
+    L2313-2315): step 0 sends K, V, steps 1..cp-2 K, V with dK, dV, the last step dK, dV; each waited after its own
+    step's attention. So cp exchanges (two of one K/V size, cp - 2 of two), each hiding behind one step."""
+    for cp in (2, 4, 8):
+        kv = _kv_bytes(cp)
+        send, pair = float(send_s(H100, kv, False)), float(send_s(H100, 2.0 * kv, False))
+        lay, bare = _cp(cp, 0.0, 0.0)  # nothing to hide behind: every exchange whole
+        assert comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, bare, TE)[1][0] == pytest.approx(2 * send + (cp - 2) * pair)
+        block = 0.5 * (send + pair)  # each step hides a K/V-sized exchange, not a K/V + dK/dV one
+        lay, t = _cp(cp, cp * block, cp * block)
+        assert comms.cp_layer_s(H100, LLAMA, lay, BF16, 8, t, TE)[1][0] == pytest.approx((cp - 2) * (pair - block))
+
+
 def test_no_context_parallelism_no_exchange() -> None:
     lay, t = _cp(1, 0.0, 0.0)
     for fw in (TE, TORCH):

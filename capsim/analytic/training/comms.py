@@ -173,19 +173,19 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
     """Exposed context-parallel traffic of one layer and micro-batch: (forward, backward with recomputation).
 
     Both implementations hold chunks r and 2cp-1-r of 2cp on rank r (causal load balancing) and run cp attention
-    steps per pass, each 1/cp of the layer's attention (as ``compute`` prices it). ``fw.cp_rotate`` says how K, V move:
-    P2P, Megatron-Core's Transformer Engine ring (``AttnFuncWithCP``, transformer_engine/pytorch/attention.py L535,
-    TE v1.8; Liu et al. 2023, Ring Attention, Sec. 3): K, V sent on during each of the first cp-1 steps, and in the
-    backward K, V with the accumulated dK, dV (twice the bytes), each hiding behind its step. ALLGATHER / ALLTOALL,
-    torch's experimental ``context_parallel`` (torch/distributed/tensor/experimental/_attention.py): the all-gather
-    rotater gathers every rank's K, V once per pass, started before step 0 and awaited by step 1, so it hides
-    behind step 0 alone (pytorch/pytorch#132820); the all-to-all one passes them on each step like the ring. Its
-    backward gathers or passes K, V again and passes the fp32 dK, dV (``convert_to_f32``) after every step, each
-    awaited after the next step's attention, the last right after the loop (exposed whole). Where the ring runs
-    inside a compiled block's graph (``fw.cp_in_graph`` under ``fw.torch_compile``) each collective is waited on as
-    soon as it is issued and none of them hides. A group that leaves the node waits on its network hop; MLA rebuilds
-    K and V per query head, and a model that expands them before attention (``fw.repeat_kv``) passes the expanded
-    ones, so both send all heads.
+    steps per pass, each 1/cp of the layer's attention (as ``compute`` prices it). ``fw.cp_rotate`` says how K, V
+    move: P2P, Megatron-Core's Transformer Engine ring (``AttnFuncWithCP``, transformer_engine/pytorch/attention.py
+    L535, TE v1.8; Liu et al. 2023, Ring Attention, Sec. 3): K, V sent on during each of the first cp-1 steps; in
+    the backward one exchange per step, K, V at the first, dK, dV at the last and both (twice the bytes) between,
+    each hiding behind its step. ALLGATHER / ALLTOALL, torch's experimental ``context_parallel``
+    (torch/distributed/tensor/experimental/_attention.py): the all-gather rotater gathers every rank's K, V once per
+    pass, started before step 0 and awaited by step 1, so it hides behind step 0 alone (pytorch/pytorch#132820); the
+    all-to-all one passes them on each step like the ring. Its backward gathers or passes K, V again and passes the
+    fp32 dK, dV (``convert_to_f32``) after every step, each awaited after the next step's attention, the last right
+    after the loop (exposed whole). Where the ring runs inside a compiled block's graph (``fw.cp_in_graph`` under
+    ``fw.torch_compile``) each collective is waited on as soon as it is issued and none of them hides. A group that
+    leaves the node waits on its network hop; MLA rebuilds K and V per query head, and a model that expands them
+    before attention (``fw.repeat_kv``) passes the expanded ones, so both send all heads.
     """
     heads = np.maximum((model.heads if model.is_mla or fw.repeat_kv else model.kv_heads) / lay.tp, 1.0)
     kv_elems = _tokens(lay) * heads * (model.head_dim + model.v_dim)
@@ -204,7 +204,12 @@ def cp_layer_s(perf: Perf, model: ModelSpec, lay: Layouts, precision: Precision,
         bwd = collective_s(perf, "reduce_scatter", lay.cp * kv_bytes, where)
     elif fw.cp_rotate is CpRotate.P2P:
         fwd = steps * np.maximum(send - block_f, 0.0)
-        bwd = steps * np.maximum(send_s(perf, 2.0 * kv_bytes, inter) - block_b, 0.0)
+        # The backward exchanges once per step, each waited right after that step's attention: step 0 sends K, V
+        # alone, steps 1..cp-2 K, V with the dK, dV accumulated so far, the last step dK, dV alone (TE v1.8
+        # attention.py L1164-1169 send_tensor[0] / [1], L1553-1555 "wait until dKV is received"; v2.8
+        # dot_product_attention/context_parallel.py L2099-2104, L2313-2315)
+        pair = send_s(perf, 2.0 * kv_bytes, inter)
+        bwd = 2.0 * np.maximum(send - block_b, 0.0) + np.maximum(steps - 1.0, 0.0) * np.maximum(pair - block_b, 0.0)
     else:
         # Traced (torch.compile), a functional collective is followed at once by its wait_tensor (torch/distributed/
         # _functional_collectives.py _maybe_wrap_tensor, pytorch@000f488 module docstring: "wait_tensor() op is
