@@ -23,6 +23,12 @@ Two checks, ``name: value`` lines (headline last):
   at B +- 1 decoding requests with no prompt completed in it (a prompt chunk that does not complete its prompt may
   be in it), beside capsim's price of a decode step of B: whether one run's steps were slower than the others' at
   the same batch (an outlier run, which queues more and decodes larger batches: ``decode_batch`` of that run).
+- ``step_vs_fit_run_pct[RUN]``: the median over the batches both runs measured of this run's decode-only step over
+  the fit run's at the same batch, less 1 (``decode_step_ms``): how much faster or slower the machine stepped in
+  this run. ``tpot_points_per_step_pct[RUN]``: how many points of mean TPOT error the suite's fitted profile moves by
+  when its every step is 1% of the run's mean step longer (replayed with ``step_s`` raised by that): the queueing's
+  amplification at that load. Their product, ``expected_tpot_error_pct[RUN]``, is the error a fit that is exact on
+  the fit run's steps makes from the runs' difference alone, beside the fitted replay's (``as fitted``).
 - ``prompt_step_ratio[RUN]``: each request's prompt step, measured over capsim's price of that step (its prompt beside
   the requests decoding then, context 288): ``mixed`` from the others' last token before its first token to its first
   token (requests whose prompt shared a step with another's are left out), ``alone`` (no request decoding) its TTFT
@@ -103,6 +109,29 @@ def fit_attribution(dep) -> None:
             print(f"fitted_tpot_error_pct[{name},{label}]: {err * 100:+.1f}")
 
 
+def step_sensitivity(dep, steps: dict[int, dict[str, float]]) -> None:
+    """The runs' own step speed against the fit run's, the queueing's amplification, and their product (module
+    docstring)."""
+    fitted, _ = calibrate_engine([read_bench(FOLDER / f"{FIT_RUN}.json")], dep)
+    step, seq, token = fitted.cpu["step"]
+    for name in RUNS:
+        if name == FIT_RUN:
+            continue
+        ratios = [by_run[name] / by_run[FIT_RUN] - 1 for by_run in steps.values() if {name, FIT_RUN} <= set(by_run)]
+        run = read_bench(FOLDER / f"{name}.json")
+        measured = measured_summary(run)["tpot_mean_s"]
+        mean_step = float(np.sum(run.e2e_s - run.ttft_s) / np.sum(run.output_tokens - 1))  # E2E - TTFT per gap
+        err = []
+        for extra in (0.0, 0.01 * mean_step):
+            d = dep.with_engine(dataclasses.replace(fitted, cpu={"step": (step + extra, seq, token)}))
+            err.append((replay(run, d)[0].requests["tpot_s"].mean() / measured - 1) * 100)
+        slope = err[1] - err[0]
+        diff = float(np.median(ratios)) * 100 if ratios else np.nan
+        print(f"step_vs_fit_run_pct[{name}]: {diff:+.1f} ({len(ratios)} batches)")
+        print(f"tpot_points_per_step_pct[{name}]: {slope:.2f}")
+        print(f"expected_tpot_error_pct[{name}]: {-diff * slope:+.1f} (as fitted {err[0]:+.1f})")
+
+
 LOADED = ("rate-4.2", "rate-4.7", "rate-5.6", "concurrency-32", "burst")  # above 80% of saturation
 LOADED_BATCHES = (16, 24, 32, 40, 48)
 
@@ -180,6 +209,7 @@ def main() -> None:
         if len(by_run) >= 3:
             spread = max(spread, max(by_run.values()) / min(by_run.values()) - 1)
     print(f"decode_step_spread_pct: {spread * 100:.1f}")
+    step_sensitivity(dep, steps)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from bench_runs import TRUE, device_s, engine_run, write_json
@@ -131,3 +133,37 @@ def test_no_fit_beats_the_minimax_floor():
 
     assert 0 < floor <= worst(fit.terms) + 1e-12
     assert worst(terms) == pytest.approx(floor, rel=1e-6)
+
+
+def test_the_fit_says_how_far_each_term_is_told_from_the_device(runs):
+    """The stand-in device prices a prompt at exactly 1 us per token: with that price free, nothing in the rows tells
+    a host cost per prompt token from it (an infinite standard error), though the fit with the device held fixed
+    recovers the term; the decode terms are told apart (their features are not proportional to decode time)."""
+    obs = [run_observations(read_bench(p), True, device_s) for p in runs.values()]
+    fit = fit_engine_terms(obs)
+    assert fit.terms["prefill_token_s"] == pytest.approx(TRUE["prefill_token_s"], rel=0.05)
+    assert fit.confounded["prefill_token_s"] == np.inf
+    assert set(fit.confounded) == {"step_s", "sequence_s", "prefill_token_s"}
+    assert "prefill_token_s to +-inf ms" in fit.describe_confounded()
+
+
+def test_a_device_price_not_proportional_to_the_prompt_leaves_the_term_determined(tmp_path):
+    """With attention that grows with the prompt's square, the prompt's device time is no multiple of its tokens:
+    the per-prompt-token term keeps a finite standard error with that price free, and no smaller one than with the
+    price held fixed."""
+    def quadratic(shape: StepShape) -> np.ndarray:
+        return device_s(shape) + 2e-9 * np.asarray(shape.prefill_pairs, float)
+
+    rng = np.random.default_rng(5)
+    prompts, outputs = rng.integers(16, 2048, 80), rng.integers(4, 40, 80)
+    arrivals = np.cumsum(rng.exponential(0.15, 80))
+    path = write_json(tmp_path, "poisson", *engine_run(arrivals, prompts, outputs, TRUE, device=quadratic), prompts,
+                      outputs)
+    obs = run_observations(read_bench(path), True, quadratic)
+    jitter = 1 + 0.01 * np.random.default_rng(1).standard_normal(obs.rows)  # 1% timing noise, so errors are not 0
+    fit = fit_engine_terms([dataclasses.replace(obs, measured_s=obs.measured_s * jitter)])
+    assert fit.terms["prefill_token_s"] == pytest.approx(TRUE["prefill_token_s"], rel=0.05)
+    # Freeing the device's price widens the error (0.05 -> 0.27 us here) but leaves the 20 us term determined.
+    assert fit.stderr["prefill_token_s"] < fit.confounded["prefill_token_s"] < 0.1 * fit.terms["prefill_token_s"]
+    # This device's decode time is almost a multiple of the sequences (0.5 ms each): sequence_s is barely told apart.
+    assert fit.confounded["sequence_s"] > 10 * fit.stderr["sequence_s"]

@@ -11,6 +11,13 @@ run that would separate them.
 :func:`minimax_floor` answers the question a miss raises: could any values of these terms have fitted the rows?
 It is the least worst-row relative error that non-negative terms reach on the rows given (a Chebyshev fit, by linear
 programming), so rows whose floor is above a target cannot all meet it by any fit of these terms, on any data.
+
+The fit holds the device calibration fixed, and that is what lets it tell the host terms apart from the device's own
+time: each term's feature grows with the device work of the same rows (prompt tokens with the prompts' forward,
+steps and sequences with the decodes'). ``EngineFit.confounded`` says how far: each term's standard error when the
+device's price of that work is left free as well (one scale for the prompts, one for the decodes), so a term whose
+value is within it could as well be an error of the device calibration of that size, which the rows cannot tell
+from a host cost, and which need not hold at another load.
 """
 
 from __future__ import annotations
@@ -53,16 +60,27 @@ class EngineFit:
     # normal matrix). It says how well the rows fix a term, not how the term moves between runs of another load or
     # time (the vLLM-CPU runs' decode steps differ by up to 18% at one batch size: benchmarks/vllm_cpu_run_drift.py).
     stderr: dict[str, float] = field(default_factory=dict)
+    # Standard error of each fitted term with the device's price of the same work free as well (a scale on the
+    # rows' prompt device time for prefill_token_s, on their decode device time for step_s and sequence_s): how well
+    # the rows tell the term from an error of the device calibration (module docstring).
+    confounded: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"terms": dict(self.terms), "fitted": list(self.fitted), "not_in_data": list(self.not_in_data),
                 "condition": self.condition, "rows": dict(self.rows), "residuals": self.residuals,
-                "runs": list(self.runs), "stderr": dict(self.stderr)}
+                "runs": list(self.runs), "stderr": dict(self.stderr), "confounded": dict(self.confounded)}
 
     def describe_terms(self) -> str:
         """Each term in ms, with its standard error where the rows fixed it."""
         return ", ".join(f"{k} {v * 1e3:.4g} ms" + (f" (+-{self.stderr[k] * 1e3:.2g})" if k in self.stderr else "")
                          for k, v in self.terms.items())
+
+    def describe_confounded(self) -> str:
+        """Each term's standard error with the device's price of the same work free, in ms ('' if not computed)."""
+        if not self.confounded:
+            return ""
+        return ("with the device's price of the same work free (a scale on the prompts', one on the decodes'), "
+                "the rows fix " + ", ".join(f"{k} to +-{v * 1e3:.2g} ms" for k, v in self.confounded.items()))
 
 
 def _stderr(a: np.ndarray, b: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -73,6 +91,25 @@ def _stderr(a: np.ndarray, b: np.ndarray, theta: np.ndarray) -> np.ndarray:
     r = b - a @ theta
     cov = (r @ r / dof) * np.linalg.pinv(a.T @ a)
     return np.sqrt(np.maximum(np.diag(cov), 0.0))
+
+
+DEVICE_PART = {"step_s": "decode", "sequence_s": "decode", "prefill_token_s": "prompt"}  # the work a term rides on
+
+
+def _confounded(a: np.ndarray, b: np.ndarray, names: list[str], device: dict[str, np.ndarray]) -> dict[str, float]:
+    """Standard error of each term of ``names`` in the weighted system ``a @ theta = b`` with the device's time of
+    the work it rides on (``device``: weighted columns by part) added as free columns (unconstrained least
+    squares, as ``_stderr``)."""
+    extra = [c for part, c in device.items() if np.any(c != 0) and any(DEVICE_PART.get(n) == part for n in names)]
+    if not extra:
+        return {}
+    full = np.hstack([a, np.stack(extra, axis=1)])
+    s = np.linalg.svd(full / np.maximum(np.linalg.norm(full, axis=0), 1e-300), compute_uv=False)
+    if s[-1] <= 1e-10 * s[0]:  # a term's feature proportional to the device's time: nothing tells them apart
+        return {n: float("inf") for n in names if n in DEVICE_PART}
+    theta = np.linalg.lstsq(full, b, rcond=None)[0]
+    se = _stderr(full, b, theta)
+    return {n: float(se[i]) for i, n in enumerate(names) if n in DEVICE_PART}
 
 
 def _stack(obs: list[Observations]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -121,8 +158,12 @@ def fit_engine_terms(obs: list[Observations]) -> EngineFit:
         residuals[o.name] = r
     rows = {KIND_NAMES[k]: int(np.sum(kind == k)) for k in np.unique(kind)}
     se = dict(zip(names, map(float, _stderr(a[:, present], b, theta)), strict=True))
+    conf: dict[str, float] = {}
+    if all(o.prompt_s is not None for o in obs):
+        prompt = np.concatenate([o.prompt_s for o in obs])
+        conf = _confounded(a[:, present], b, names, {"prompt": prompt * w, "decode": (base - prompt) * w})
     return EngineFit(terms, tuple(names), tuple(t for t in TERMS if t not in names), condition, rows, residuals,
-                     tuple(o.name for o in obs), se)
+                     tuple(o.name for o in obs), se, conf)
 
 
 def minimax_floor(obs: list[Observations]) -> tuple[float, dict[str, float]]:

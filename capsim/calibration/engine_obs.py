@@ -20,7 +20,7 @@ several tokens counts as one emission; a request's gaps see the client's timing 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,6 +44,9 @@ class Observations:
     base_s: np.ndarray  # device time the rows include (the engine's host terms left out)
     features: np.ndarray  # (rows, len(TERMS)): steps, sequences, prefill tokens, TTFT offsets
     kind: np.ndarray
+    # The part of base_s that prices the rows' prompts (the rest prices their decodes): what a host term per prompt
+    # token is told apart from, or not (engine_fit.device_confounded).
+    prompt_s: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -160,15 +163,29 @@ def _idle_rows(run: BenchRun, device_s: DeviceTime) -> tuple[np.ndarray, ...]:
     return run.ttft_s[idle], dev, feats
 
 
+def prompt_part(device_s: DeviceTime) -> DeviceTime:
+    """The device time of a step shape's prompts: the whole step less the same step without them."""
+
+    def prompt_s(shape: StepShape) -> np.ndarray:
+        z = np.zeros_like(np.asarray(shape.prefill_tokens, float))
+        decodes = replace(shape, prefill_tokens=z, prefill_seqs=z, prefill_pairs=z, prefill_kv_tokens=z)
+        rest = np.where(np.asarray(shape.decode_seqs, float) > 0, device_s(decodes), 0.0)
+        return np.asarray(device_s(shape), float) - rest
+
+    return prompt_s
+
+
 def run_observations(run: BenchRun, mixed: bool, device_s: DeviceTime) -> Observations:
     """The rows of one measured run (``mixed``: the engine mixes prompt chunks with decodes in one step)."""
     t, req, k = emissions(run)
     ev = _events(run, t, req, k)
     m1, b1, f1 = _decode_rows(run, ev, t, req, k, mixed, device_s)
     m2, b2, f2 = _idle_rows(run, device_s)
+    p1 = _decode_rows(run, ev, t, req, k, mixed, prompt_part(device_s))[1]
+    p2 = _idle_rows(run, prompt_part(device_s))[1]
     kind = np.concatenate([np.full(len(m1), DECODE), np.full(len(m2), IDLE_TTFT)])
     return Observations(run.name, np.concatenate([m1, m2]), np.concatenate([b1, b2]), np.concatenate([f1, f2]),
-                        kind)
+                        kind, np.concatenate([p1, p2]))
 
 
 def step_observations(name: str, measured_s: np.ndarray, shape: StepShape, device_s: DeviceTime) -> Observations:
@@ -178,8 +195,8 @@ def step_observations(name: str, measured_s: np.ndarray, shape: StepShape, devic
     seqs = np.asarray(shape.sequences, float) * ones
     feats = np.stack([ones, seqs, np.asarray(shape.prefill_tokens, float) * ones, 0 * ones], axis=1)
     return Observations(name, measured_s, np.asarray(device_s(shape), float) * ones, feats,
-                        np.full(len(measured_s), STEP))
+                        np.full(len(measured_s), STEP), np.asarray(prompt_part(device_s)(shape), float) * ones)
 
 
 __all__ = ["DECODE", "IDLE_TTFT", "KIND_NAMES", "STEP", "TERMS", "DeviceTime", "Observations", "emissions",
-           "run_observations", "step_observations"]
+           "prompt_part", "run_observations", "step_observations"]

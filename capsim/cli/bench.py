@@ -92,6 +92,7 @@ def validate_bench(files: Files = None, suite: SuiteOpt = None, calibrate_on: Ca
         profile, fit = calibrate_engine(fit_runs, dep, f"{dep.engine.name}-fitted")
         notes.append(f"engine host terms fitted on {', '.join(r.name for r in fit_runs)} (scored: only the other "
                      "runs): " + fit.describe_terms()
+                     + (f"; {fit.describe_confounded()}" if fit.confounded else "")
                      + f"; condition {fit.condition:.3g}; rms relative residual "
                      + ", ".join(f"{k} {v['all']:.3f}" for k, v in fit.residuals.items()))
         dep = dep.with_engine(profile)
@@ -122,9 +123,10 @@ def calibrate_engine_command(runs: From, out: Out, engine: d.EngineOpt = None, e
         return emit_json({"path": str(path), "engine": profile.name, "elapsed_s": elapsed, "fit": fit.to_dict(),
                           "deployment": dep.describe()})
     body = [[k, f"{v * 1e3:.4g} ms", f"{fit.stderr[k] * 1e3:.2g} ms" if k in fit.stderr else "",
+             f"{fit.confounded[k] * 1e3:.2g} ms" if k in fit.confounded else "",
              "fitted" if k in fit.fitted else "not in the data (0)"] for k, v in fit.terms.items()]
     console.print(table(f"engine {profile.name} (base {dep.engine.name}) -> {path}",
-                        ["term", "value", "standard error", ""], body))
+                        ["term", "value", "standard error", "with the device's price free", ""], body))
     console.print(table("fit residuals (rms of relative error)", ["run", "rows"],
                         [[r, ", ".join(f"{k} {v:.3f}" for k, v in kinds.items())]
                          for r, kinds in fit.residuals.items()]))

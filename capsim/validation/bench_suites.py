@@ -143,7 +143,7 @@ def _bench_suite(s: Suite, calibration: str | None) -> Report:
     if sat == "rate-sweep":
         rows += saturation_rows(s.name, fit_runs + check_runs, dep, f"{s.name} uncalibrated")
         rows += saturation_rows(s.name, fit_runs + check_runs, fitted, label)
-    terms = fit.describe_terms()
+    terms = fit.describe_terms() + (f" ({fit.describe_confounded()})" if fit.confounded else "")
     notes += [f"deployment: {dep.describe()}", f"fitted on {', '.join(fit_names)} (scored: only the others): "
               f"{terms}; condition {fit.condition:.3g}; rows {fit.rows}; rms relative residual "
               + ", ".join(f"{k} {v['all']:.3f}" for k, v in fit.residuals.items())]
@@ -247,7 +247,8 @@ def _steps_suite(s: Suite, calibration: str | None) -> Report:
         upper = profile.with_(kernel_dispatch_s=bound)
         notes.append(f"{gpu}: fitted on its {int(idx.sum())} TP{tp} rows: " + ", ".join(
             f"{k} {v * 1e3:.4g} ms" for k, v in fit.terms.items() if k in fit.fitted)
-            + f" (condition {fit.condition:.3g}, rms relative residual {fit.residuals[obs.name]['all']:.3f}); host "
+            + f" (condition {fit.condition:.3g}, rms relative residual {fit.residuals[obs.name]['all']:.3f}"
+            + (f"; {fit.describe_confounded()}" if fit.confounded else "") + "); host "
             f"dispatch per kernel: the profile's {profile.kernel_dispatch_s * 1e6:.3g} us, up to {bound * 1e6:.3g} us "
             f"leaves every TP{tp} row unchanged (the band of the checked rows)")
         for rows, shape, y in checks:
