@@ -122,3 +122,12 @@ def test_the_cli_refuses_a_bad_variant_in_one_line(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["validate", "bench", "--suite", "distserve"])
     assert result.exit_code == 2 and "flag_variants[0].flags" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_step_time_suite_refuses_variants(tmp_path, monkeypatch):
+    shipped = bs.load_suite("splitwise")
+    (tmp_path / "splitwise.yaml").write_text(yaml.safe_dump(
+        {**shipped.spec, "flag_variants": [{"flags": "max_num_seqs=8", "source": "x"}]}))
+    monkeypatch.setattr(bs, "data_path", lambda *parts: tmp_path / parts[-1])
+    with pytest.raises(SpecError, match="flag_variants: splitwise: a step-time suite replays no runs to vary"):
+        run_bench_suite("splitwise")

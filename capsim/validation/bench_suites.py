@@ -14,6 +14,11 @@ measured calibration), the engine, its release and the flags the runs used, and 
   worst-row error any host terms reach on those rows themselves (``minimax_floor``), a floor for every fit.
 - ``vllm-cpu``: vLLM 0.32.0's CPU backend measured on this machine (benchmarks/vllm_cpu_bench.py): fit on the
   Poisson run at ``calibrate_on.fraction`` of the saturation rate, check every other run and the saturation.
+
+A suite may list ``flag_variants`` (``[{flags, source}]``): launch flags no source tells apart from its own
+``flags``. Each is a complete prediction (every run replayed with its flags, the engine's host terms fitted on
+``calibrate_on`` again), and every row's ``band_low``/``band_high`` spans the point and the variants; the point's
+rows and errors are the suite's flags alone. DistServe's lists its launcher's two earlier revisions (SOURCE.md).
 """
 
 from __future__ import annotations
@@ -313,6 +318,9 @@ def _parts(it: IterationTime) -> str:
 def _steps_suite(s: Suite, calibration: str | None) -> Report:
     """Fit per GPU on the fit file's rows; check the check files' rows of the same GPU. A checked row's band spans
     the host dispatch per kernel from the profile's to the most the fit rows allow (:func:`_dispatch_bound`)."""
+    if s.spec.get("flag_variants"):
+        raise SpecError("flag_variants", f"{s.name}: a step-time suite replays no runs to vary",
+                        "state the variants' rows in the check files instead")
     out: list[Row] = []
     notes: list[str] = []
     fit_rows, fit_shape, fit_y = _step_rows(s.folder / s.spec["calibrate_on"][0])
