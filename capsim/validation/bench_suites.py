@@ -229,7 +229,7 @@ def _variants_note(s: Suite, dep: Deployment, fit: EngineFit, alt: list, fit_nam
     """What the bands span: the point's flags and each variant's, their sources, KV caches and fitted terms."""
     def one(flags: str, source: str, d: Deployment, f: EngineFit, rows: list[Row] | None) -> str:
         failed = sum(r.predicted is None for r in rows or [])
-        terms = "the point's" if rows is not None and f.terms == fit.terms else f.describe_terms()
+        terms = "the same terms as the point" if rows is not None and f.terms == fit.terms else f.describe_terms()
         return (f"{flags} ({source}): {_blocks(d)}; fitted {terms}"
                 + (f"; {failed} rows not priced (outside the band)" if failed else ""))
 
