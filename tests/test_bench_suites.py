@@ -19,9 +19,13 @@ from capsim.validation.bench_suites import run_bench_suite
 
 
 @pytest.fixture(scope="module")
-def distserve():
-    rep = run_bench_suite("distserve")
-    return {(r.source.split(" ", 1)[1], r.case, r.metric): r for r in rep.rows}
+def distserve_report():
+    return run_bench_suite("distserve")
+
+
+@pytest.fixture(scope="module")
+def distserve(distserve_report):
+    return {(r.source.split(" ", 1)[1], r.case, r.metric): r for r in distserve_report.rows}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +47,8 @@ DISTSERVE_MISSES = {("vllm-100-2", "tpot_mean"): LATE, ("vllm-200-2", "tpot_mean
                     ("vllm-300-3", "ttft_mean"): "3 req/s is at the onset of queueing (measured mean TTFT 2.3x the "
                     "2.5 req/s run's): from 75 s on, admissions wait for finishes, the KV cache full at ~3,300-3,500 "
                     "blocks by the run's own timings, where the stated flags give 4,059 (test_the_queueing_runs_fit_"
-                    "alone_with_an_earlier_launchers_kv_cache); the fitted engine queues less",
+                    "alone_with_an_earlier_launchers_kv_cache); the fitted engine queues less; the row's band over the launchers' "
+                    "flags (suite.yaml flag_variants: 224-662 ms) holds the measured 462 ms (test_bench_flag_variants)",
                     ("vllm-150-1.5", "ttft_mean"): "+15.5% (+14.1% before vllm-0.2 priced how PagedAttention's blocks "
                     "share the SMs, engines.yaml decode_grid): the fit on the 1 req/s run's TTFT takes a larger host term "
                     "per prompt token, which the 1.5 req/s run's prompts pay too"}
@@ -209,7 +214,7 @@ def test_the_queueing_runs_fit_alone_with_an_earlier_launchers_kv_cache(name):
     assert abs(stated["tpot_mean"]) < 15 and abs(earlier["tpot_mean"]) < 10, (stated, earlier)
 
 
-def test_prompt_batches_beyond_max_paddings_are_noted():
+def test_prompt_batches_beyond_max_paddings_are_noted(distserve_report):
     """Requests whose first tokens reach the client within 2 ms shared a prompt step; padded to the longest, six runs
     keep every such batch within max_paddings=256 (at most 254 over 103 batches), the two 2 req/s runs do not (up to
     1,405): the suite's notes say so, and nothing else."""
@@ -226,13 +231,12 @@ def test_prompt_batches_beyond_max_paddings_are_noted():
         worst[name] = int(pad.max())
     assert worst == {"vllm-100-1": 120, "vllm-150-1.5": 244, "vllm-100-2": 1405, "vllm-200-2": 1405,
                      "vllm-250-2.5": 244, "vllm-300-3": 254, "vllm-350-3.5": 254, "vllm-400-4": 253}
-    notes = [n for n in run_bench_suite("distserve").notes if "cannot schedule" in n]
+    notes = [n for n in distserve_report.notes if "cannot schedule" in n]
     assert [n.split(":")[0] for n in notes] == ["vllm-100-2", "vllm-200-2"], notes
 
 
-def test_distserve_notes_give_each_checked_run_fitted_on_itself():
-    rep = run_bench_suite("distserve")
-    said = [n for n in rep.notes if "fitted on itself (not a prediction)" in n]
+def test_distserve_notes_give_each_checked_run_fitted_on_itself(distserve_report):
+    said = [n for n in distserve_report.notes if "fitted on itself (not a prediction)" in n]
     assert len(said) == 7 and not [n for n in said if n.startswith("vllm-100-1 ")]
 
 

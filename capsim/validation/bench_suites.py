@@ -14,12 +14,17 @@ measured calibration), the engine, its release and the flags the runs used, and 
   worst-row error any host terms reach on those rows themselves (``minimax_floor``), a floor for every fit.
 - ``vllm-cpu``: vLLM 0.32.0's CPU backend measured on this machine (benchmarks/vllm_cpu_bench.py): fit on the
   Poisson run at ``calibrate_on.fraction`` of the saturation rate, check every other run and the saturation.
+
+A suite may list ``flag_variants`` (``[{flags, source}]``): launch flags no source tells apart from its own
+``flags``. Each is a complete prediction (every run replayed with its flags, the engine's host terms fitted on
+``calibrate_on`` again), and every row's ``band_low``/``band_high`` spans the point and the variants; the point's
+rows and errors are the suite's flags alone. DistServe's lists its launcher's two earlier revisions (SOURCE.md).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +45,13 @@ from capsim.calibration.engine_cal import Deployment, calibrate_engine, fitted_p
 from capsim.calibration.engine_fit import EngineFit, fit_engine_terms, minimax_floor
 from capsim.data.bench import BenchRun, measured_summary, read_bench
 from capsim.errors import SpecError
-from capsim.sim.serving import engine_plan
+from capsim.sim.serving import engine_plan, kv_blocks
 from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.engine import EngineProfile, engine_release
 from capsim.specs.engine_flags import apply_flags, parse_flags
 from capsim.specs.hf import from_hf_config
 from capsim.validation.bench import padding_note, replay, run_rows
-from capsim.validation.harness import Report, Row, data_path, read_csv
+from capsim.validation.harness import Report, Row, attempt, data_path, read_csv
 
 SUITES = {"distserve": ("distserve-vllm-opt13b", "suite.yaml"),
           "splitwise": ("validation", "engine-calibration", "splitwise.yaml"),
@@ -127,10 +132,10 @@ def saturation_rows(suite: str, runs: list[BenchRun], dep: Deployment, source: s
                 f"rate where mean TTFT reaches {SATURATION_TTFT_S:g} s, log-linear between runs")]
 
 
-def _bench_suite(s: Suite, calibration: str | None) -> Report:
-    dep, notes = deployment(s.spec, s.folder, calibration)
-    fit_names, check_names = _split(s)
-    fit_runs, check_runs = _runs(s.folder, fit_names), _runs(s.folder, check_names)
+def _predictions(s: Suite, dep: Deployment, fit_runs: list[BenchRun], check_runs: list[BenchRun]
+                 ) -> tuple[list[Row], Deployment, EngineFit]:
+    """One complete prediction of the suite on ``dep``: every run uncalibrated, the engine's host terms fitted on the
+    fit runs, the checked runs on the fitted engine, and the saturation rate of a rate sweep both ways."""
     rows: list[Row] = []
     for run in fit_runs + check_runs:
         rows += run_rows(run, dep, f"{s.name} uncalibrated")[0]
@@ -139,18 +144,100 @@ def _bench_suite(s: Suite, calibration: str | None) -> Report:
     label = f"{s.name} fitted on {'+'.join(r.name for r in fit_runs)}"
     for run in check_runs:
         rows += run_rows(run, fitted, label)[0]
-    sat = s.spec.get("saturation")
-    if sat == "rate-sweep":
+    if s.spec.get("saturation") == "rate-sweep":
         rows += saturation_rows(s.name, fit_runs + check_runs, dep, f"{s.name} uncalibrated")
         rows += saturation_rows(s.name, fit_runs + check_runs, fitted, label)
+    return rows, fitted, fit
+
+
+def _bench_suite(s: Suite, calibration: str | None) -> Report:
+    dep, notes = deployment(s.spec, s.folder, calibration)
+    variants = flag_variants(s, calibration)  # refused before any replay
+    fit_names, check_names = _split(s)
+    fit_runs, check_runs = _runs(s.folder, fit_names), _runs(s.folder, check_names)
+    rows, fitted, fit = _predictions(s, dep, fit_runs, check_runs)
     terms = fit.describe_terms() + (f" ({fit.describe_confounded()})" if fit.confounded else "")
     notes += [f"deployment: {dep.describe()}", f"fitted on {', '.join(fit_names)} (scored: only the others): "
               f"{terms}; condition {fit.condition:.3g}; rows {fit.rows}; rms relative residual "
               + ", ".join(f"{k} {v['all']:.3f}" for k, v in fit.residuals.items())]
+    if variants:
+        alt = [(v, vdep, *_predictions(s, vdep, fit_runs, check_runs)) for v, vdep in variants]
+        rows = with_bands(rows, [vrows for _, _, vrows, _, _ in alt])
+        notes.append(_variants_note(s, dep, fit, alt, fit_names))
     notes += [_self_fit_note(run, dep) for run in check_runs]
     notes += [r.describe() for r in fit_runs + check_runs]
     notes += [n for n in (padding_note(r, dep) for r in fit_runs + check_runs) if n]
     return Report(f"bench:{s.name}", dep.perf.name, tuple(rows), tuple(notes))
+
+
+@dataclass(frozen=True)
+class FlagVariant:
+    """Another set of launch flags the runs may have been made with (a suite's ``flag_variants``), and the source
+    that states it: the suite's point keeps its own flags, and its rows' bands span the point and every variant."""
+
+    flags: str
+    source: str
+
+
+def flag_variants(s: Suite, calibration: str | None = None) -> list[tuple[FlagVariant, Deployment]]:
+    """The suite's flag variants, each with its deployment (the suite's with the variant's flags in place of its
+    own); a malformed variant, or one whose flags capsim refuses, stops the suite with the field at fault."""
+    given = s.spec.get("flag_variants") or []
+    if not isinstance(given, list):
+        raise SpecError("flag_variants", f"{s.name}: {given!r} is not a list",
+                        "give a list of {flags: ..., source: ...}")
+    point = parse_flags(s.spec.get("flags", ""))
+    out = []
+    for i, v in enumerate(given):
+        field = f"flag_variants[{i}]"
+        if not isinstance(v, dict) or set(v) != {"flags", "source"} or \
+                not all(isinstance(x, str) and x.strip() for x in v.values()):
+            raise SpecError(field, f"{s.name}: {v!r} is not {{flags: ..., source: ...}}",
+                            "give each variant its flags and the source that states them")
+        try:
+            if parse_flags(v["flags"]) == point:
+                raise SpecError("flags", "the suite's own flags", "give only flags other than the point's")
+            dep, _ = deployment({**s.spec, "flags": v["flags"]}, s.folder, calibration)
+        except SpecError as e:
+            where = "" if e.field == "flags" else f"{e.field}: "
+            raise SpecError(f"{field}.flags", f"{s.name}: {where}{e.problem}", e.fix) from None
+        out.append((FlagVariant(v["flags"].strip(), v["source"].strip()), dep))
+    return out
+
+
+def with_bands(rows: list[Row], alternatives: list[list[Row]]) -> list[Row]:
+    """``rows`` with each priced row's band spanning its own prediction and those of the same row (source, case,
+    metric) in every alternative that priced it; the predictions themselves unchanged."""
+    by_key = [{(r.source, r.case, r.metric): r.predicted for r in alt} for alt in alternatives]
+    out = []
+    for r in rows:
+        if r.predicted is None or not math.isfinite(r.predicted):
+            out.append(r)
+            continue
+        got = [m.get((r.source, r.case, r.metric)) for m in by_key]
+        values = [r.predicted, *(x for x in (r.band_low, r.band_high, *got) if x is not None and math.isfinite(x))]
+        out.append(replace(r, band_low=min(values), band_high=max(values)))
+    return out
+
+
+def _blocks(dep: Deployment) -> str:
+    n, err = attempt(kv_blocks, dep.model, dep.plan, dep.accelerator, dep.engine.for_model(dep.model))
+    return f"KV cache {n:,} blocks" if err is None else f"KV cache not sized ({err})"
+
+
+def _variants_note(s: Suite, dep: Deployment, fit: EngineFit, alt: list, fit_names: list[str]) -> str:
+    """What the bands span: the point's flags and each variant's, their sources, KV caches and fitted terms."""
+    def one(flags: str, source: str, d: Deployment, f: EngineFit, rows: list[Row] | None) -> str:
+        failed = sum(r.predicted is None for r in rows or [])
+        terms = "the same terms as the point" if rows is not None and f.terms == fit.terms else f.describe_terms()
+        return (f"{flags} ({source}): {_blocks(d)}; fitted {terms}"
+                + (f"; {failed} rows not priced (outside the band)" if failed else ""))
+
+    return (f"band: the least and greatest prediction over {len(alt) + 1} sets of launch flags no source tells apart, "
+            "each a complete prediction (its runs replayed with its flags, and the engine's host terms "
+            f"({', '.join(fit.fitted)}) fitted again on {', '.join(fit_names)} with them, as the point's); point "
+            + one(s.spec.get("flags", ""), s.spec.get("flags_source", "the suite's flags"), dep, fit, None) + "; "
+            + "; ".join(f"variant {i + 1} " + one(v.flags, v.source, d, f, r) for i, (v, d, r, _, f) in enumerate(alt)))
 
 
 def _self_fit(run: BenchRun, dep: Deployment) -> tuple[EngineFit, dict[str, float]]:
@@ -231,6 +318,9 @@ def _parts(it: IterationTime) -> str:
 def _steps_suite(s: Suite, calibration: str | None) -> Report:
     """Fit per GPU on the fit file's rows; check the check files' rows of the same GPU. A checked row's band spans
     the host dispatch per kernel from the profile's to the most the fit rows allow (:func:`_dispatch_bound`)."""
+    if s.spec.get("flag_variants"):
+        raise SpecError("flag_variants", f"{s.name}: a step-time suite replays no runs to vary",
+                        "state the variants' rows in the check files instead")
     out: list[Row] = []
     notes: list[str] = []
     fit_rows, fit_shape, fit_y = _step_rows(s.folder / s.spec["calibrate_on"][0])
@@ -300,4 +390,5 @@ def run_bench_suite(name: str, calibration: str | None = None) -> Report:
     return _steps_suite(s, calibration) if s.spec.get("kind") == "steps" else _bench_suite(s, calibration)
 
 
-__all__ = ["SUITES", "deployment", "load_suite", "run_bench_suite", "saturation_rows"]
+__all__ = ["SUITES", "FlagVariant", "deployment", "flag_variants", "load_suite", "run_bench_suite", "saturation_rows",
+           "with_bands"]
