@@ -45,7 +45,7 @@ class Observations:
     features: np.ndarray  # (rows, len(TERMS)): steps, sequences, prefill tokens, TTFT offsets
     kind: np.ndarray
     # The part of base_s that prices the rows' prompts (the rest prices their decodes): what a host term per prompt
-    # token is told apart from, or not (engine_fit.device_confounded).
+    # token is told apart from, or not (engine_fit._confounded).
     prompt_s: np.ndarray | None = None
 
     @property
@@ -163,16 +163,16 @@ def _idle_rows(run: BenchRun, device_s: DeviceTime) -> tuple[np.ndarray, ...]:
     return run.ttft_s[idle], dev, feats
 
 
-def prompt_part(device_s: DeviceTime) -> DeviceTime:
-    """The device time of a step shape's prompts: the whole step less the same step without them."""
+def decode_part(device_s: DeviceTime) -> DeviceTime:
+    """The device time of a step shape's decodes alone (0 where it has none): the whole step less this is the time
+    of its prompts, which a host term per prompt token is told apart from, or not (engine_fit._confounded)."""
 
-    def prompt_s(shape: StepShape) -> np.ndarray:
+    def decodes_s(shape: StepShape) -> np.ndarray:
         z = np.zeros_like(np.asarray(shape.prefill_tokens, float))
         decodes = replace(shape, prefill_tokens=z, prefill_seqs=z, prefill_pairs=z, prefill_kv_tokens=z)
-        rest = np.where(np.asarray(shape.decode_seqs, float) > 0, device_s(decodes), 0.0)
-        return np.asarray(device_s(shape), float) - rest
+        return np.where(np.asarray(shape.decode_seqs, float) > 0, device_s(decodes), 0.0)
 
-    return prompt_s
+    return decodes_s
 
 
 def run_observations(run: BenchRun, mixed: bool, device_s: DeviceTime) -> Observations:
@@ -181,11 +181,10 @@ def run_observations(run: BenchRun, mixed: bool, device_s: DeviceTime) -> Observ
     ev = _events(run, t, req, k)
     m1, b1, f1 = _decode_rows(run, ev, t, req, k, mixed, device_s)
     m2, b2, f2 = _idle_rows(run, device_s)
-    p1 = _decode_rows(run, ev, t, req, k, mixed, prompt_part(device_s))[1]
-    p2 = _idle_rows(run, prompt_part(device_s))[1]
+    p1 = b1 - _decode_rows(run, ev, t, req, k, mixed, decode_part(device_s))[1]
     kind = np.concatenate([np.full(len(m1), DECODE), np.full(len(m2), IDLE_TTFT)])
     return Observations(run.name, np.concatenate([m1, m2]), np.concatenate([b1, b2]), np.concatenate([f1, f2]),
-                        kind, np.concatenate([p1, p2]))
+                        kind, np.concatenate([p1, b2]))  # an idle request's TTFT is its prompt's alone
 
 
 def step_observations(name: str, measured_s: np.ndarray, shape: StepShape, device_s: DeviceTime) -> Observations:
@@ -194,9 +193,10 @@ def step_observations(name: str, measured_s: np.ndarray, shape: StepShape, devic
     ones = np.ones(len(measured_s))
     seqs = np.asarray(shape.sequences, float) * ones
     feats = np.stack([ones, seqs, np.asarray(shape.prefill_tokens, float) * ones, 0 * ones], axis=1)
-    return Observations(name, measured_s, np.asarray(device_s(shape), float) * ones, feats,
-                        np.full(len(measured_s), STEP), np.asarray(prompt_part(device_s)(shape), float) * ones)
+    base = np.asarray(device_s(shape), float) * ones
+    return Observations(name, measured_s, base, feats, np.full(len(measured_s), STEP),
+                        base - np.asarray(decode_part(device_s)(shape), float) * ones)
 
 
 __all__ = ["DECODE", "IDLE_TTFT", "KIND_NAMES", "STEP", "TERMS", "DeviceTime", "Observations", "emissions",
-           "prompt_part", "run_observations", "step_observations"]
+           "decode_part", "run_observations", "step_observations"]
