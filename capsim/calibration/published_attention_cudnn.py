@@ -134,7 +134,8 @@ def cudnn_curves(peak_flops_per_s: float, half_rows: float, device: str = DEVICE
 
 H100_SOURCE = ("arXiv 2407.08608v2 (FlashAttention-3), Sec. 4.1, Fig. 5(c)/(d) and Fig. 6(b): cuDNN SDPA, H100 80GB "
                "SXM5, FP16, head dim 128, 16 heads, 16k tokens per batch (Fig. 5 read from Dao-AILab/flash-attention@"
-               "7ef24848 assets/flash3_fp16_fwd.png)")
+               "7ef24848 assets/flash3_fp16_fwd.png, Fig. 6(b) from two machine transcriptions of the paper's figure "
+               "that agree, their FlashAttention-2 bars equal to the PDF's)")
 # TFLOP/s printed on the cuDNN bars at published_attention.SEQLENS (512 to 16k).
 H100_FORWARD_TFLOPS = (497.0, 574.0, 617.0, 609.0, 600.0, 595.0)  # Fig. 5(c), without causal mask
 H100_FORWARD_CAUSAL_TFLOPS = (315.0, 410.0, 484.0, 518.0, 529.0, 539.0)  # Fig. 5(d), with causal mask
