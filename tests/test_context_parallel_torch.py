@@ -19,6 +19,7 @@ from capsim.analytic.training.release import CpRotate
 from capsim.calibration import perf_for
 from capsim.calibration.datasheet import HOPPER
 from capsim.calibration.published_attention import sdpa_flash_kernels
+from capsim.calibration.published_attention_cudnn import hopper_cudnn_kernels
 from capsim.calibration.schema import load_calibration
 from capsim.perf.params import DeviceParams
 from capsim.specs.catalog import get_model
@@ -108,15 +109,18 @@ def test_sdpa_flash_runs_at_flashattention2s_hopper_rate_and_at_the_main_rate_el
                                ("A100-SXM4-80GB", perf_for("A100-SXM4-80GB", "datasheet"), True)):
         launch, main = perf.params.attention.launch_s, perf.params.attention
         own = fa2["sdpa-flash@causal" if causal else "sdpa-flash"] if name in HOPPER else None
+        # the main kernel on Hopper: cuDNN's rates, under the mask its "@causal" ones (published_attention_cudnn)
+        mains = dict(zip(("forward", "backward"), main.curves("", causal), strict=True))
         for backward, phase in ((False, "forward"), (True, "backward")):
             plain, sdpa = (perf.attention_s(flops, 0.0, rows, backward=backward, kernel=k, causal=causal) - launch
                            for k in ("", "sdpa-flash"))
-            ratio = (getattr(main, phase).peak_fraction / own[phase].peak_fraction) if own else 1.0
+            ratio = (mains[phase].peak_fraction / own[phase].peak_fraction) if own else 1.0
             assert sdpa / plain == pytest.approx(ratio, rel=1e-3), (name, causal, backward)
 
 
 def test_the_fa2_kernel_curves_ship_in_hopper_calibrations_and_round_trip() -> None:
-    expected = sdpa_flash_kernels(4096.0)
+    # and the main kernel's (cuDNN's) causal curves beside them (published_attention_cudnn.hopper_cudnn_kernels)
+    expected = {**sdpa_flash_kernels(4096.0), "@causal": hopper_cudnn_kernels(4096.0)["@causal"]}
     for name in HOPPER:
         params = load_calibration(name).perf().params
         assert params.attention.kernels == expected

@@ -236,7 +236,9 @@ _MIXTRAL = ("; Mixtral also: its DP traffic (expert grads reduce-scattered over 
 # block-scaled H800 rate (1.39x BF16 datasheet, 1.50x profile). With every FP8 GEMM at 1.90x they were +14-40%; rows
 # 0, 5, 6, 7 (datasheet) and 0, 1, 5, 8 (profile) are now within 15% and carry no xfail. H100 16-bit rows of
 # Megatron-Core 0.8 (the stack of NeMo 24.07) are +4..+14% at 70B-462B (training_megatron_readme.csv), so part of the
-# gap is not FP8's.
+# gap is not FP8's. With cuDNN's published H100 attention rates (published_attention_cudnn: causal forward slower,
+# causal backward at 8k keys faster than the flat 0.60 / 0.45) row 1 (datasheet) is within 15% and row 8 (profile)
+# just outside (+14.9 -> +15.0%).
 _H100_FP8 = ("dense FP8 on H100 too fast with forward FP8 GEMMs at 1.90x the BF16 rate, TE's cuBLASLt per-tensor "
              "FP8/BF16 ratio on GH100 with the cast outside the timing (published_gemm.TE_H200_NVL: TE @1609c89, "
              "2026-06, an H200 NVL; NeMo 24.07 ran cuBLAS of mid-2024, no dated Hopper point of that cuBLAS found), "
@@ -244,24 +246,26 @@ _H100_FP8 = ("dense FP8 on H100 too fast with forward FP8 GEMMs at 1.90x the BF1
              "each GEMM beyond the cast-transposes and amax passes, sustained clocks under FP8 load (no H100 SXM "
              "measurement found)")
 MISSES = {
-    (9, "datasheet"): "+16.4%: Qwen3-30B-A3B FP8, Megatron-Bridge, EP16 over two nodes with HybridEP: expert "
+    (9, "datasheet"): "+15.5%: Qwen3-30B-A3B FP8, Megatron-Bridge, EP16 over two nodes with HybridEP: expert "
                       "grouped GEMMs (k = 768 and 2048) priced at the dense FP8 curve by role (forward 1.90x BF16, "
                       "TE's cuBLASLt ratio on GH100, dgrad/wgrad at DeepGEMM's 1.39x; +20.2% / +15.4% with every FP8 "
                       "GEMM at 1.90x / 1.39x, the band's ends); HybridEP priced at its kernel microbenchmarks' rate "
                       "and time per row (capsim.analytic.training.flex)",
-    (9, "profile"): "+17.0%: as with the datasheet calibration (+20.0% / +16.2% with every FP8 GEMM at 1.90x / at "
+    (9, "profile"): "+16.0%: as with the datasheet calibration (+20.0% / +16.2% with every FP8 GEMM at 1.90x / at "
                     "DeepGEMM's 1.50x over the profile's BF16)",
     (11, "datasheet"): "+33.0%: " + _B200 + _MIXTRAL, (11, "profile"): "+33.0%: " + _B200 + _MIXTRAL,
     (12, "datasheet"): "+23.4%: " + _B200, (12, "profile"): "+23.4%: " + _B200,
     (13, "datasheet"): "+23.8%: " + _B200, (13, "profile"): "+23.8%: " + _B200,
-    (1, "datasheet"): "+15.6% (+17.7% before Megatron's unfused loss passes, capsim.analytic.loss): " + _H100_FP8,
-    (2, "datasheet"): "+20.2%: " + _H100_FP8,
-    (2, "profile"): "+18.0%: " + _H100_FP8,
-    (3, "datasheet"): "+20.1%: " + _H100_FP8,
+    # (1, "datasheet") was +15.6%: +14.6% with cuDNN's H100 attention rates (published_attention_cudnn), within 15%
+    (2, "datasheet"): "+19.6%: " + _H100_FP8,
+    (2, "profile"): "+17.3%: " + _H100_FP8,
+    (3, "datasheet"): "+20.0%: " + _H100_FP8,
     (3, "profile"): "+16.9%: " + _H100_FP8,
-    (4, "datasheet"): "+18.8%: " + _H100_FP8,
-    (4, "profile"): "+16.8%: " + _H100_FP8,
-    (8, "datasheet"): "+15.9%: " + _H100_FP8,
+    (4, "datasheet"): "+18.9%: " + _H100_FP8,
+    (4, "profile"): "+17.0%: " + _H100_FP8,
+    (8, "datasheet"): "+16.1%: " + _H100_FP8,
+    # +14.9% -> +15.0% with cuDNN's H100 attention rates (its 8k causal backward runs faster than the flat 0.45)
+    (8, "profile"): "+15.0%: " + _H100_FP8,
 }
 
 
@@ -283,7 +287,7 @@ def test_modern_row_within_15_pct(i, kind, priced):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (MODERN[i]["model"], pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| 15.9% (datasheet) / 14.9% (profile): the B200 rows, Qwen3 MoE "
+@pytest.mark.xfail(strict=True, reason="median |error| 15.5% (datasheet) / 15.0% (profile): the B200 rows, Qwen3 MoE "
                                        "and the dense H100 FP8 rows, 2-21% too fast with FP8 GEMMs by role (forward "
                                        "at TE's cuBLASLt 1.90x, dgrad/wgrad at DeepGEMM's)")
 @pytest.mark.parametrize("kind", ["datasheet", "profile"])

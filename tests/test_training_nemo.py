@@ -45,11 +45,13 @@ _GB200_MISSES = {"nemo-25.04-llama-3.1-405b-GB200-128": "+28.3%: " + _GB200.form
 _H100_FP8 = ("NeMo 24.07 GPT3 FP8 on 64 H100s, too fast with FP8 GEMMs by role: the forward at 1.90x the BF16 rate "
              "(TE's cuBLASLt FP8/BF16 ratio on GH100, published_gemm.TE_H200_NVL), dgrad/wgrad at DeepGEMM's 1.39x "
              "datasheet / 1.50x profile (+38.9/+30.0% with every FP8 GEMM at 1.90x, +12.9/+11.6% at DeepGEMM's, the "
-             "band's ends); see training_modern.csv's NeMo 24.07 rows")
-# The GPT3-20B row (+17.7/+15.1% with every FP8 GEMM at 1.90x) is +6.4/+6.6% priced by role: no xfail.
+             "band's ends, at the flat 0.60/0.45 attention before cuDNN's H100 rates); see training_modern.csv's "
+             "NeMo 24.07 rows")
+# The GPT3-20B row (+17.7/+15.1% with every FP8 GEMM at 1.90x) is +6.4/+6.6% priced by role: no xfail. With cuDNN's
+# H100 attention rates (published_attention_cudnn) GPT3-5B +20.4/+17.1% -> +18.2/+15.0%, GPT3-20B -> +5.5/+5.7%.
 MISSES = {
-    ("nemo-24.07-gpt3-5b-H100-SXM5-80GB-64", "datasheet"): "+20.4%: " + _H100_FP8,
-    ("nemo-24.07-gpt3-5b-H100-SXM5-80GB-64", "profile"): "+17.1%: " + _H100_FP8,
+    ("nemo-24.07-gpt3-5b-H100-SXM5-80GB-64", "datasheet"): "+18.2%: " + _H100_FP8,
+    ("nemo-24.07-gpt3-5b-H100-SXM5-80GB-64", "profile"): "+15.0%: " + _H100_FP8,
     ("nemo-25.02-llama-3-8b-B200-8", "datasheet"): "+27.9%: " + _B200,
     ("nemo-25.02-llama-3-8b-B200-8", "profile"): "+27.9%: " + _B200,
     **{(key, kind): why for key, why in _GB200_MISSES.items() for kind in KINDS},
@@ -82,8 +84,8 @@ def test_nemo_row_within_15_pct(key, kind, priced):
     assert abs(pred.value / measured - 1.0) * 100 <= ROW_BOUND_PCT, (key, pred.value, pred.note)
 
 
-@pytest.mark.xfail(strict=True, reason="median |error| over the 11 rows 19.3% (datasheet) / 17.1% (profile): "
-                                       "GPT3-5B +20.4/+17.1%, GPT3-20B +6.4/+6.6% (H100 FP8 by role), GPT3-175B "
+@pytest.mark.xfail(strict=True, reason="median |error| over the 11 rows 18.2% (datasheet) / 15.0% (profile): "
+                                       "GPT3-5B +18.2/+15.0%, GPT3-20B +5.5/+5.7% (H100 FP8 by role), GPT3-175B "
                                        "on B200 +13.9%, Llama3-8B on B200 +27.9%; NeMo 25.04 on GB200: GPT3-175B +13.9%, Llama3-8B +7.2%, "
                                        "Llama3.1-405B +28.3%, Nemotron-4 15B +27.1%, 340B +31.4%, Mixtral-8x7B "
                                        "+19.3%; NeMo 25.07 Llama3-8B +11.8%")

@@ -64,15 +64,18 @@ ROWS = [
     ("training", 15, "405B table 6 CP2 seq 64k", 3.9),
     ("training", 16, "405B table 6 CP4 seq 128k", -1.6),
     ("training", 17, "405B table 6 CP8 seq 256k", 8.9),
-    ("serving", 0, "TRT-LLM 1.0 8B H200 128/128", 24.7),
-    ("serving", 1, "TRT-LLM 1.0 8B H200 1000/1000", 5.9),
-    ("serving", 2, "TRT-LLM 1.0 8B H200 2048/128", 15.1),
-    ("serving", 3, "TRT-LLM 1.0 8B H200 5000/500", 5.4),
-    ("serving", 4, "TRT-LLM 1.0 8B H200 20000/2000", -5.5),
+    # H100/H200 prefill attention at cuDNN's causal rates (FA3 paper Fig. 5(d), published_attention_cudnn), decode at
+    # its unmasked ones, for the flat 0.60 of peak: rows 0-4, 6-8, 13 were +24.7/+5.9/+15.1/+5.4/-5.5/+0.7/-0.4/+15.7/
+    # +32.0% -> the figures below (rows 2 and 8 now within 15%)
+    ("serving", 0, "TRT-LLM 1.0 8B H200 128/128", 24.2),
+    ("serving", 1, "TRT-LLM 1.0 8B H200 1000/1000", 5.4),
+    ("serving", 2, "TRT-LLM 1.0 8B H200 2048/128", 13.4),
+    ("serving", 3, "TRT-LLM 1.0 8B H200 5000/500", 4.0),
+    ("serving", 4, "TRT-LLM 1.0 8B H200 20000/2000", -6.4),
     ("serving", 5, "TRT-LLM 1.0 8B H100 128/2048", -2.9),
-    ("serving", 6, "TRT-LLM 1.0 8B H100 5000/500", 0.7),
-    ("serving", 7, "TRT-LLM 1.0 70B H200 TP1 1000/1000", -0.4),
-    ("serving", 8, "TRT-LLM 1.0 70B H200 TP1 2048/128", 15.7),
+    ("serving", 6, "TRT-LLM 1.0 8B H100 5000/500", -0.3),
+    ("serving", 7, "TRT-LLM 1.0 70B H200 TP1 1000/1000", -0.7),
+    ("serving", 8, "TRT-LLM 1.0 70B H200 TP1 2048/128", 14.5),
     ("serving", 9, "TRT-LLM 1.0 70B H100 TP2 1000/1000", 2.7),
     ("serving", 10, "TRT-LLM 1.0 70B H100 TP2 128/2048", -8.6),
     ("serving", 11, "TRT-LLM 1.0 405B H200 TP8 1000/1000", 6.6),
@@ -85,7 +88,7 @@ ROWS = [
     # each states bench=trtllm-bench: the tool's own limits (capsim/analytic/trtllm_bench.py) instead of the LLM API's
     # 2048 / 8192. Before -> after: 21.7 -> 24.7, 7.3 -> 5.9, 13.6 -> 15.1 (now outside 15%), 5.5 -> 5.4, -5.7 -> -5.5,
     # -5.5 -> -2.9, 0.9 -> 0.7, -0.1 -> -0.4, 15.8 -> 15.7, 2.9 -> 2.7, -8.5 -> -8.6, 6.7 -> 6.6, -0.5 -> -0.8, 32.7 -> 32.0
-    ("serving", 13, "TRT-LLM 1.0 Qwen3-235B-A22B H200 TP8 1000/1000", 32.0),
+    ("serving", 13, "TRT-LLM 1.0 Qwen3-235B-A22B H200 TP8 1000/1000", 31.4),
 ]
 
 

@@ -205,9 +205,11 @@ def serving_kernels(model: ModelSpec, batch: StepBatch, tp: Num, phase: Phase, d
         if model.is_mla and phase is not Phase.DECODE:
             ops.append(gemm("kv_up", keys, k.heads * (model.head_dim - model.qk_rope_head_dim + model.v_dim),
                             model.kv_lora_rank, compute_dtype, ab, wb, share=share))
+        # A prefill chunk runs under the causal mask; a decode query sees every cached key (no mask to apply).
         ops.append(Op("attention", OpKind.ATTENTION, pairs * k.flops_per_pair,
                       n * k.heads * k.qk_dim * ab + keys * k.kv_elems * kv_bytes, n * k.heads * k.v_dim * ab,
-                      (batch.sequences, k.heads, n, keys, k.qk_dim), dtype, share=share))
+                      (batch.sequences, k.heads, n, keys, k.qk_dim), dtype, causal=phase is not Phase.DECODE,
+                      share=share))
     if model.is_mla and phase is Phase.DECODE:
         nope, kvr = model.head_dim - model.qk_rope_head_dim, model.kv_lora_rank
         ops.insert(0, gemm("q_absorb", n, kvr, nope, compute_dtype, ab, wb, count=k.heads))

@@ -131,23 +131,29 @@ class StepTable:
         self.attn_launch_s = self.main.params.attention.launch_s
         # A measured calibration's attention residuals (Perf.attention_factor), cached on a 1/32-octave grid.
         self._att_table = bool(self.main.params.attention.table)
+        # The main kernel's forward curves (serving_kernels' ops): prefill under the causal mask, decode without
+        # (AttentionParams.curves; the same curve where the calibration holds no causal rate).
+        att = self.main.params.attention
+        self._curve = {"pair": att.curves("", causal=True)[0], "dpair": att.curves("", causal=False)[0]}
         # A curve with a second half size also follows the keys per sequence (Perf.attention_s's kv_per_seq):
         # pair_s holds the query-rows part, the keys part multiplies where a step's keys are known.
-        halves = self.main.params.attention.forward.half_sizes
-        self._kv_half = float(halves[1]) if len(halves) > 1 else 0.0
+        self._kv_half, self._dkv_half = (float(c.half_sizes[1]) if len(c.half_sizes) > 1 else 0.0
+                                         for c in self._curve.values())
         self._att_cache: dict[tuple[int, int, int], float] = {}
         # Whether attention's body scales with its shape beyond the two roofline lines (residuals or the keys
         # factor): decided once per table, so a step without either reads no factor at all.
-        self._att_scaled = self._att_table or bool(self._kv_half)
+        self._att_scaled = self._att_table or bool(self._kv_half) or bool(self._dkv_half)
         # Attention's memory branch runs at the "attention" bandwidth where the calibration measured one
         # (Perf.attention_s prices its bytes with memory_bytes_s(bytes, "attention")).
         self.mem = self._affine(self.main, "attention")
         self.dec_mem = self._affine(self.dec, "attention")
         # Seconds per (query, key) pair of attention at each query-token count: the kernel's FLOPs per pair at the
         # attention efficiency for that many query rows (perf.attention_s's compute branch).
-        eff = np.maximum(curve_value(self.main.params.attention.forward, n * self.heads), 1e-300)
+        eff = np.maximum(curve_value(self._curve["pair"], n * self.heads), 1e-300)
+        deff = np.maximum(curve_value(self._curve["dpair"], n * self.heads), 1e-300)
         self.pair_s = (kp.flops_per_pair / (self.main.peak(plan.dtype) * eff)).tolist()
-        self.dpair_s = (kd.flops_per_pair / (self.main.peak(plan.dtype) * eff)).tolist() if self.mla else self.pair_s
+        self.dpair_s = (kd.flops_per_pair / (self.main.peak(plan.dtype) * deff)).tolist() \
+            if self.mla or self._curve["pair"] != self._curve["dpair"] else self.pair_s
         self.dec_gemm = self._context_gemm_table(n).tolist() if self.mla else [0.0] * len(n)
         self._kv_up: dict[int, float] = {}
 
@@ -199,7 +205,7 @@ class StepTable:
             elif kind == "gemm":
                 self._extra[key] = float(self._context_gemm_table(x)[0]) if self.mla else 0.0
             else:  # "pair" (prefill) or "dpair" (decode) seconds per (query, key) pair
-                eff = float(curve_value(self.main.params.attention.forward, n * self.heads))
+                eff = float(curve_value(self._curve[kind], n * self.heads))
                 self._extra[key] = float(self.flops_per_pair[kind]) / (self.main.peak(self.plan.dtype) * eff)
         return self._extra[key]
 
@@ -250,10 +256,10 @@ class StepTable:
     def _dpair_s(self, n: int) -> float:
         return self.dpair_s[n] if n < len(self.dpair_s) else self._beyond("dpair", n)
 
-    def kv_slowdown(self, kv_per_seq: float) -> float:
+    def kv_slowdown(self, kv_per_seq: float, decode: bool = False) -> float:
         """1 / (the efficiency curve's keys-per-sequence factor): how much slower attention's compute branch is at
-        this many keys per sequence (1 for a curve over query rows only)."""
-        h = self._kv_half
+        this many keys per sequence (1 for a curve over query rows only); ``decode``: the decode kernel's curve."""
+        h = self._dkv_half if decode else self._kv_half
         return 1.0 if not h else (kv_per_seq + h) / max(kv_per_seq, 1e-9)
 
     def att_factor(self, rows: float, kv_per_seq: float, flops: float, nbytes: float) -> float:
@@ -268,12 +274,13 @@ class StepTable:
                                                                         self.plan.dtype))
         return f
 
-    def att_scale(self, rows: float, kv_per_seq: float, flops: float, nbytes: float) -> tuple[float, float]:
+    def att_scale(self, rows: float, kv_per_seq: float, flops: float, nbytes: float,
+                  decode: bool = False) -> tuple[float, float]:
         """(compute, memory) multipliers of one attention kernel's body (Perf.attention_s): the measured residual
         scales both branches, the keys-per-sequence factor the compute branch only. Called only when the table's
         calibration has either (``_att_scaled``)."""
         f = self.att_factor(rows, kv_per_seq, flops, nbytes)
-        return f * self.kv_slowdown(kv_per_seq), f
+        return f * self.kv_slowdown(kv_per_seq, decode), f
 
     def mixer_s(self, tokens: int, seqs: int) -> float:
         """One layer's recurrent scans and state traffic (a hybrid stack's share of them) for ``seqs`` sequences
@@ -322,7 +329,7 @@ class StepTable:
     def decode_scale(self, seqs: int, kv: float) -> tuple[float, float]:
         """att_scale of a decode kernel of ``seqs`` sequences reading ``kv`` keys."""
         return self.att_scale(seqs * self.heads, kv / seqs, kv * self.flops_per_pair["dpair"],
-                              seqs * self.dec_q + kv * self.dec_kv)
+                              seqs * self.dec_q + kv * self.dec_kv, decode=True)
 
     def decode_attention_s(self, seqs: int, kv_tokens: float, grid: float = 1.0) -> float:
         """One layer's decode (paged) attention for ``seqs`` sequences reading ``kv_tokens`` keys (MLA: with its

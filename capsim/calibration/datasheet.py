@@ -12,8 +12,9 @@ from capsim.calibration.fp8 import SOURCE as FP8_SOURCE
 from capsim.calibration.fp8 import fp8_scale
 from capsim.calibration.published_attention import SOURCE as ATTENTION_SOURCE
 from capsim.calibration.published_attention import sdpa_flash_kernels
+from capsim.calibration.published_attention_cudnn import H100_SOURCE as CUDNN_H100_SOURCE
 from capsim.calibration.published_attention_cudnn import TABLES as CUDNN_TABLES
-from capsim.calibration.published_attention_cudnn import cudnn_curves
+from capsim.calibration.published_attention_cudnn import cudnn_curves, hopper_cudnn_kernels
 from capsim.calibration.published_comm import fitted_links
 from capsim.calibration.published_comm import points_for as comm_points_for
 from capsim.calibration.published_gemm import (
@@ -66,8 +67,10 @@ ASSUMPTIONS = {
 # published_attention: forward with and without the causal mask and the non-causal backward as published, the causal
 # backward converted by the forward's causal/non-causal ratio, an ASSUMPTION), each a curve over query rows and keys
 # per sequence; the same fractions of peak on every Hopper part. The main curves (ASSUMPTIONS) stand for
-# FlashAttention-2 on Ampere and the Hopper-native fused kernels (cuDNN, FA3); on B200 and GB200 they are cuDNN's
-# published B200 rates, on GB300 and B300 its published GB300 rates (``attention_curves``).
+# FlashAttention-2 on Ampere; on Hopper they are cuDNN's rates in the same paper's figures (the kernel of Transformer
+# Engine's FusedAttention: capsim.calibration.published_attention_cudnn), without the causal mask, and with it under
+# the kernels' "@causal" key; on B200 and GB200 they are cuDNN's published B200 rates, on GB300 and B300 its
+# published GB300 rates (``attention_curves``).
 HOPPER = ("H100-SXM5-80GB", "H100-PCIe-80GB", "H100-NVL-94GB", "H100-96GB-HBM2e-500W", "H200-SXM-141GB")
 _SDPA_FLASH_SOURCE = (" Attention through torch SDPA's flash backend (FlashAttention-2 kernels), a Hopper part: the "
                       f"kernels' published rates ({ATTENTION_SOURCE}): forward without/with causal mask and the "
@@ -80,7 +83,8 @@ def attention_kernels(acc: Accelerator) -> dict[str, dict[str, Curve]] | None:
     """The attention kernels this part runs at another rate than the main curves (``AttentionParams.kernels``)."""
     if acc.name not in HOPPER:
         return None
-    return sdpa_flash_kernels(ASSUMPTIONS["attention_half_rows"])
+    return {**sdpa_flash_kernels(ASSUMPTIONS["attention_half_rows"]),
+            "@causal": hopper_cudnn_kernels(ASSUMPTIONS["attention_half_rows"])["@causal"]}
 
 
 def cudnn_device(acc: Accelerator) -> str | None:
@@ -97,8 +101,12 @@ def attention_curves(acc: Accelerator) -> tuple[Curve, Curve]:
     """The main (forward, backward) attention curves: on a part with a published cuDNN SDPA table, or whose die has
     one (``cudnn_device``), that table's rates as fractions of its device's BF16 peak
     (capsim.calibration.published_attention_cudnn: the kernel Transformer Engine's FusedAttention runs on Hopper and
-    later), else the stated assumptions."""
+    later); on a GH100 part the FlashAttention-3 paper's cuDNN rates without the causal mask (with it:
+    ``attention_kernels``' "@causal"); else the stated assumptions."""
     a = ASSUMPTIONS
+    if acc.name in HOPPER:
+        main = hopper_cudnn_kernels(a["attention_half_rows"])[""]
+        return main["forward"], main["backward"]
     device = cudnn_device(acc)
     if device is not None:
         return cudnn_curves(_peak_of(device, DType.BF16), a["attention_half_rows"], device)
@@ -107,6 +115,8 @@ def attention_curves(acc: Accelerator) -> tuple[Curve, Curve]:
 
 
 def _attention_provenance(acc: Accelerator) -> str:
+    if acc.name in HOPPER:
+        return _hopper_attention_provenance(acc)
     device = cudnn_device(acc)
     if device is None:
         return ""
@@ -117,6 +127,21 @@ def _attention_provenance(acc: Accelerator) -> str:
             f"dispatch latency each timed call holds fitted apart): forward {fwd.peak_fraction} x keys / (keys + "
             f"{fwd.half_sizes[1]:g}), backward {bwd.peak_fraction} x keys / (keys + {bwd.half_sizes[1]:g}) of the BF16 "
             f"peak, keys per sequence; {CUDNN_TABLES[device].source}.")
+
+
+def _hopper_attention_provenance(acc: Accelerator) -> str:
+    k = hopper_cudnn_kernels(ASSUMPTIONS["attention_half_rows"])
+    curves = "; ".join(f"{mask}: " + ", ".join(f"{way} {c.peak_fraction} x keys / (keys + {c.half_sizes[1]:g})"
+                                               for way, c in k[key].items())
+                       for key, mask in (("", "without the mask"), ("@causal", "with it")))
+    whose = "" if acc.name == "H100-SXM5-80GB" else \
+        ", taken as fractions of this part's own peak (the same GPU die, GH100)"
+    return (f" Attention (the main curves, instead of attention_forward_fraction / attention_backward_fraction, and "
+            f"under the causal mask the kernels' \"@causal\" curves): cuDNN SDPA, the kernel of Transformer Engine's "
+            f"FusedAttention, at its published H100 SXM5 rates{whose} ({CUDNN_H100_SOURCE}): forward without/with "
+            f"causal mask and the non-causal backward as published, the causal backward the non-causal one times the "
+            f"forward's causal/non-causal ratio (an assumption; capsim.calibration.published_attention_cudnn): "
+            f"{curves} of the BF16 peak, times the query rows' fill, keys per sequence.")
 
 
 def fp8_dtype_scale(curve: Curve, peaks: dict[str, float], accelerator: str) -> dict[str, float]:

@@ -1,5 +1,5 @@
-"""Published rates of cuDNN's fused attention (SDPA) on B200 and GB300: what Transformer Engine's FusedAttention
-runs there.
+"""Published rates of cuDNN's fused attention (SDPA) on H100, B200 and GB300: what Transformer Engine's
+FusedAttention runs there.
 
 Transformer Engine picks FusedAttention (cuDNN) over FlashAttention on compute capability 9.0 and later
 ("Disabling FlashAttention to give FusedAttention preference on Hopper+ for performance reasons",
@@ -38,6 +38,23 @@ runs a larger fraction of a larger peak (1,796 vs 1,419 TFLOP/s at 32k: 19.6 vs 
 (66.7 vs 79.3 ms), against BF16 peaks 2.5 vs 2.25 PFLOP/s (1.11x).
 Later GB200/GB300 tables of this folder (cudnn-frontend@b372d39 and on) time the cuDNN frontend (``cudnn_fe``, cuDNN
 9.17+) with another harness and are not used.
+
+H100 (GH100; ``hopper_cudnn_kernels``): the cuDNN bars of the FlashAttention-3 paper, Shah et al., arXiv 2407.08608v2
+(2024-07-12), Sec. 4.1, Figure 5(c)/(d) "Forward, without / with causal mask, head dim 128" and Figure 6(b)
+"Backward, without causal mask, head dim 128", H100 80GB SXM5, FP16, 16 heads, batch sized to 16k tokens, the paper's
+FLOP convention (that of capsim.calibration.published_attention, whose FlashAttention-2 bars share these figures).
+Read from: Fig. 5 as the authors published it, Dao-AILab/flash-attention@7ef24848 (2024-07-11, "Add FA3 image")
+assets/flash3_fp16_fwd.png, the six panels with the paper's captions (a)-(f), its FlashAttention-2 bars equal to
+capsim's (read from the PDF's text layer); Fig. 6(b) from two machine transcriptions of the paper's figure image
+(subtext.edge.nugit.net, gemini-3-flash and nemotron models), which agree on every bar and whose FlashAttention-2 bars
+equal capsim's. The paper names no cuDNN version; its harness as the authors published it a week later
+(hopper/benchmark_attn.py @8fa5c393, 2024-07-18) builds cuDNN's SDPA through the cudnn-frontend Python graph API
+(``cudnn.pygraph`` sdpa / sdpa_backward, heuristics mode A) and times repeated calls, so the rates are kernel rates.
+The paper publishes no causal backward: the causal backward is the non-causal one times cuDNN's forward causal /
+non-causal ratio at the same sequence length (an ASSUMPTION, as for FlashAttention-2). Fitted as curves over query
+rows and keys (published_attention.fitted_curve): residuals <= 5%. Every GH100 part takes them as fractions of its
+own BF16 peak: H200 SXM is the same die at the same catalog peak (989 TFLOP/s), so its fractions are the H100 SXM
+rates; the PCIe and NVL parts' lower clocks and power are assumed to cost cuDNN what they cost the peak.
 """
 
 from __future__ import annotations
@@ -47,6 +64,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import curve_fit
 
+from capsim.calibration.published_attention import fitted_curve
 from capsim.perf import Curve
 
 SOURCE = ("NVIDIA/cudnn-frontend@f937055 (2025-06-12) benchmark/sdpa_benchmark_bf16_training/artifacts/"
@@ -114,5 +132,34 @@ def cudnn_curves(peak_flops_per_s: float, half_rows: float, device: str = DEVICE
             fitted(table.backward_ms, 2.5, peak_flops_per_s, half_rows)[0])
 
 
-__all__ = ["BACKWARD_MS", "DEVICE", "FORWARD_MS", "GB300_BACKWARD_MS", "GB300_FORWARD_MS", "GB300_SOURCE", "HEADS",
-           "HEAD_DIM", "SEQLENS", "SOURCE", "TABLES", "Table", "cudnn_curves", "fitted", "forward_flops"]
+H100_SOURCE = ("arXiv 2407.08608v2 (FlashAttention-3), Sec. 4.1, Fig. 5(c)/(d) and Fig. 6(b): cuDNN SDPA, H100 80GB "
+               "SXM5, FP16, head dim 128, 16 heads, 16k tokens per batch (Fig. 5 read from Dao-AILab/flash-attention@"
+               "7ef24848 assets/flash3_fp16_fwd.png, Fig. 6(b) from two machine transcriptions of the paper's figure "
+               "that agree, their FlashAttention-2 bars equal to the PDF's)")
+# TFLOP/s printed on the cuDNN bars at published_attention.SEQLENS (512 to 16k).
+H100_FORWARD_TFLOPS = (497.0, 574.0, 617.0, 609.0, 600.0, 595.0)  # Fig. 5(c), without causal mask
+H100_FORWARD_CAUSAL_TFLOPS = (315.0, 410.0, 484.0, 518.0, 529.0, 539.0)  # Fig. 5(d), with causal mask
+H100_BACKWARD_TFLOPS = (305.0, 408.0, 465.0, 499.0, 518.0, 516.0)  # Fig. 6(b), without causal mask
+
+
+def h100_backward_causal_tflops() -> tuple[float, ...]:
+    """cuDNN's causal backward on H100: the non-causal backward times its forward's causal/non-causal ratio
+    (ASSUMPTION; the paper publishes no causal backward)."""
+    return tuple(b * c / f for b, c, f in zip(H100_BACKWARD_TFLOPS, H100_FORWARD_CAUSAL_TFLOPS, H100_FORWARD_TFLOPS,
+                                              strict=True))
+
+
+def hopper_cudnn_kernels(half_rows: float) -> dict[str, dict[str, Curve]]:
+    """cuDNN SDPA on a GH100 part, fractions of its BF16 peak: "" the non-causal (forward, backward) curves (the
+    calibration's main ones), "@causal" the causal ones (``AttentionParams.kernels``: the main kernel's rate under
+    the causal mask)."""
+    return {"": {"forward": fitted_curve(H100_FORWARD_TFLOPS, half_rows),
+                 "backward": fitted_curve(H100_BACKWARD_TFLOPS, half_rows)},
+            "@causal": {"forward": fitted_curve(H100_FORWARD_CAUSAL_TFLOPS, half_rows),
+                        "backward": fitted_curve(h100_backward_causal_tflops(), half_rows)}}
+
+
+__all__ = ["BACKWARD_MS", "DEVICE", "FORWARD_MS", "GB300_BACKWARD_MS", "GB300_FORWARD_MS", "GB300_SOURCE", "H100_BACKWARD_TFLOPS",
+           "H100_FORWARD_CAUSAL_TFLOPS", "H100_FORWARD_TFLOPS", "H100_SOURCE", "HEADS", "HEAD_DIM", "SEQLENS", "SOURCE",
+           "TABLES", "Table", "cudnn_curves", "fitted", "forward_flops", "h100_backward_causal_tflops",
+           "hopper_cudnn_kernels"]

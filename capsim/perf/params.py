@@ -59,7 +59,8 @@ class AttentionParams:
     table: dict[str, Any] | None = None
     # Optional curves of other attention kernels than the main one (AttentionImpl value, or "value@causal" for its
     # rate under the causal mask where that was measured apart -> {"forward": Curve, "backward": Curve}), where the
-    # device runs a kernel at a different rate (FlashAttention-2 on Hopper).
+    # device runs a kernel at a different rate (FlashAttention-2 on Hopper); "@causal" the main kernel's causal rate
+    # (cuDNN on Hopper).
     kernels: dict[str, dict[str, Curve]] | None = None
 
     def curves(self, kernel: str = "", causal: bool = False) -> tuple[Curve, Curve]:
