@@ -97,7 +97,9 @@ def rows(tmp_path_factory):
     return _rows(tmp_path_factory.mktemp("host"), [
         {"gpu": "GB200"}, {"gpu": "B200"}, {"gpu": "GB200", "flags": flags + ";overlap_scheduler=0"},
         {"gpu": "GB200", "engine_version": "0.14.0", "flags": ""}, {"gpu": "GB200", "engine": "vllm",
-                                                                      "engine_version": "0.10.1", "flags": ""}])
+                                                                      "engine_version": "0.10.1", "flags": ""},
+        {"gpu": "GB200", "gpus": "2", "tp": "2", "model": "qwen3-30b-a3b", "flags": flags + ";enable_attention_dp=1"},
+        {"gpu": "GB200", "gpus": "2", "tp": "2", "model": "qwen3-30b-a3b"}])
 
 
 def _alt(note: str) -> float:
@@ -132,3 +134,14 @@ def test_without_the_overlap_scheduler_the_bound_is_exposed(rows):
 @pytest.mark.parametrize("i", [3, 4], ids=["tensorrt-llm-0.14", "vllm"])
 def test_releases_without_a_bound_get_no_host_band(rows, i):
     assert "host time" not in rows[i]["note"]
+
+
+def test_under_attention_dp_each_ranks_executor_bounds_its_own_sequences(rows):
+    """PR #10273's figure is one rank's executor over its 1536 sequences (attention DP 2): under attention DP each
+    rank schedules only its share of the replica's sequences, and the ranks run side by side; under plain TP every
+    rank's executor schedules every sequence."""
+    adp, tp2 = rows[5], rows[6]
+    assert GRACE_NOTE + ", each of 2 attention-DP ranks over its own sequences, overlapped with the GPU)" in adp["note"]
+    assert GRACE_NOTE + ", overlapped with the GPU)" in tp2["note"]
+    for row in (adp, tp2):
+        assert row["band_low"] <= row["predicted"] <= row["band_high"]

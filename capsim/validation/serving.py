@@ -25,6 +25,7 @@ from capsim.errors import SpecError
 from capsim.inputs import inside
 from capsim.perf import Perf
 from capsim.sim.serving import ServeConfig, Workload, engine_plan, simulate
+from capsim.sim.serving.fleet import attention_dp_ranks
 from capsim.sim.serving.metrics import ServingResult
 from capsim.specs.catalog import get_accelerator, get_model
 from capsim.specs.engine import FAMILIES, EngineProfile, HostCost, engine_release, known_releases
@@ -383,13 +384,17 @@ def _host_band(r: dict[str, str], perf: Perf, sw: Software, path: str | Path | N
     if kind is None or not any(eng.cpu_bound[kind]):
         return band, note
     b0, b1 = eng.cpu_bound[kind]
-    alt_eng = eng.with_(cpu={"step": (b0, b1, 0.0)})
+    # The bound is one executor's, per its own sequences; under attention DP each rank's executor schedules only its
+    # share of the replica's (fleet.attention_dp_ranks) and the ranks run side by side.
+    ranks = attention_dp_ranks(eng, tp, bool(sw.plan.get("dp_attention", False)))
+    alt_eng = eng.with_(cpu={"step": (b0, b1 / ranks, 0.0)})
     alt = predict(r, perf, replace(sw, engine=alt_eng), path)
     values = (value, alt[0], *(band or ()), *(alt[2] or ()))
     unit = r["unit"].strip()
     cite = eng.sources.get("cpu_bound", "engines.yaml cpu_bound").split(" (")[0].split(":")[0]  # the source's name
     how = "overlapped with the GPU" if any(alt_eng.host_cost(tp).overlapped) else "exposed"
-    terms = f"<= {b1 * 1e6:.1f} us per sequence" + (f" + {b0 * 1e3:.3g} ms per step" if b0 else "")
+    terms = f"<= {b1 * 1e6:.1f} us per sequence" + (f" + {b0 * 1e3:.3g} ms per step" if b0 else "") \
+        + (f", each of {ranks} attention-DP ranks over its own sequences" if ranks > 1 else "")
     where = "" if kind == host else (f" (no figure for this host; an upper bound if its host path is no slower than "
                                      f"{SLOWEST_HOST.capitalize()}'s, as TransformerEngine#2053 times x86's)")
     return (min(values), max(values)), note + (f"; host time not priced{where}: with {cite}'s {kind.capitalize()} "
