@@ -99,7 +99,8 @@ def rows(tmp_path_factory):
         {"gpu": "GB200", "engine_version": "0.14.0", "flags": ""}, {"gpu": "GB200", "engine": "vllm",
                                                                       "engine_version": "0.10.1", "flags": ""},
         {"gpu": "GB200", "gpus": "2", "tp": "2", "model": "qwen3-30b-a3b", "flags": flags + ";enable_attention_dp=1"},
-        {"gpu": "GB200", "gpus": "2", "tp": "2", "model": "qwen3-30b-a3b"}])
+        {"gpu": "GB200", "gpus": "2", "tp": "2", "model": "qwen3-30b-a3b"},
+        {"gpu": "GB200", "model": "llama-3.3-70b", "batch": "64"}])
 
 
 def _alt(note: str) -> float:
@@ -145,3 +146,11 @@ def test_under_attention_dp_each_ranks_executor_bounds_its_own_sequences(rows):
     assert GRACE_NOTE + ", overlapped with the GPU)" in tp2["note"]
     for row in (adp, tp2):
         assert row["band_low"] <= row["predicted"] <= row["band_high"]
+
+
+def test_where_the_bound_never_binds_the_note_says_so_and_nothing_is_open(rows):
+    """64 sequences of a 70B model: the GPU's step outlasts 64 x 29.4 us of host, the re-pricing equals the point,
+    and the row keeps no band (as a row with nothing unstated)."""
+    row = rows[7]
+    assert GRACE_NOTE in row["note"] and _alt(row["note"]) == pytest.approx(row["predicted"], rel=1e-4)
+    assert row["band_low"] is None and row["band_high"] is None

@@ -397,8 +397,11 @@ def _host_band(r: dict[str, str], perf: Perf, sw: Software, path: str | Path | N
         + (f", each of {ranks} attention-DP ranks over its own sequences" if ranks > 1 else "")
     where = "" if kind == host else (f" (no figure for this host; an upper bound if its host path is no slower than "
                                      f"{SLOWEST_HOST.capitalize()}'s, as TransformerEngine#2053 times x86's)")
-    return (min(values), max(values)), note + (f"; host time not priced{where}: with {cite}'s {kind.capitalize()} "
-                                               f"host time ({terms}, {how}) {alt[0] / SCALE[unit]:.5g} {unit}")
+    note += (f"; host time not priced{where}: with {cite}'s {kind.capitalize()} host time ({terms}, {how}) "
+             f"{alt[0] / SCALE[unit]:.5g} {unit}")
+    if band is None and alt[2] is None and alt[0] == value:
+        return None, note  # the bound never outlasts the GPU's step here: nothing is open
+    return (min(values), max(values)), note
 
 
 def _case(r: dict[str, str]) -> str:
