@@ -94,7 +94,9 @@ def fitted_profile(base: EngineProfile, fit: EngineFit, name: str, provenance: d
     sources = {**base.sources, "cpu": cite, "ttft_offset_s": cite,
                "workers": f"{base.sources.get('workers', '')} (worker costs folded into the fitted step terms, "
                           "but for the per-worker calls kept from the base profile)"}
+    # the fitted terms are the user's own host time: a published bound on it (cpu_bound) no longer applies
     return replace(without_host(base), name=name, cpu={"step": (t["step_s"], t["sequence_s"], t["prefill_token_s"])},
+                   cpu_bound={},
                    ttft_offset_s=t["ttft_offset_s"], sources=sources,
                    description=f"{base.description}; host terms fitted to the user's runs",
                    provenance={**provenance, "base": base.name, "fit": fit.to_dict()})

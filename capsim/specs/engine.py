@@ -29,7 +29,7 @@ from capsim.specs.engine_kinds import (
     Workers,
     parse_version,
 )
-from capsim.specs.hardware import Accelerator
+from capsim.specs.hardware import HOST_CPUS, Accelerator
 from capsim.specs.model import ModelSpec
 
 # Sampling modes an engine profile may time its sampler for (capsim.analytic.serving.SamplingMode's values).
@@ -61,6 +61,14 @@ def _phase(value: Any) -> tuple[float, float, float]:
     return (v[0], v[1], v[2] if len(v) == 3 else 0.0)
 
 
+def _bound(host: str, value: Any) -> tuple[float, float]:
+    """A host kind's host-time bound from engines.yaml cpu_bound: [intercept_s, per_sequence_s]."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 \
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    require(ok, f"engine.cpu_bound.{host}", f"must be [intercept_s, per_sequence_s], got {value!r}")
+    return (float(value[0]), float(value[1]))
+
+
 @dataclass(frozen=True)
 class EngineProfile:
     """One engine release; see engines.yaml for the meaning and source of each field."""
@@ -83,6 +91,10 @@ class EngineProfile:
     cpu: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # phase -> (intercept_s,
     #                                                       per_sequence_s, per_prompt_token_s)
     overlapped: tuple[str, ...] = ()  # phases hidden behind the GPU ("all" = every phase)
+    # An upper bound on the host time of a whole step where no figure splits it into phases, by host CPU kind
+    # (hardware.HOST_CPUS): kind -> (intercept_s, per_sequence_s). Never priced (a prediction prices ``cpu``); the
+    # serving validation reports the band it opens (engines.yaml cpu_bound).
+    cpu_bound: dict[str, tuple[float, float]] = field(default_factory=dict)
     overlap_needs_cuda_graphs: bool = False  # the overlap is off when CUDA graphs are (vLLM V0 async output)
     workers: Workers = Workers.LOCAL  # at TP1
     workers_tp: Workers | None = None  # at TP > 1 (None: as at TP1)
@@ -184,6 +196,11 @@ class EngineProfile:
             require(0 < frac <= 1, f"engine.decode_kv_read_fraction.{family}", f"must be in (0, 1], got {frac}")
         for phase, terms in self.cpu.items():
             require(len(terms) == 3 and min(terms) >= 0, f"engine.cpu.{phase}", f"must be >= 0, got {terms}")
+        for host, terms in self.cpu_bound.items():
+            require(host in HOST_CPUS, f"engine.cpu_bound.{host}", f"unknown host CPU {host!r}",
+                    f"use one of {', '.join(HOST_CPUS)}")
+            require(len(terms) == 2 and all(math.isfinite(x) and x >= 0 for x in terms), f"engine.cpu_bound.{host}",
+                    f"must be [intercept_s, per_sequence_s], finite and >= 0, got {list(terms)}")
         require(self.device_type in ("gpu", "cpu"), "engine.device_type",
                 f"must be 'gpu' or 'cpu', got {self.device_type!r}")
         require(isinstance(self.block_size, int) and self.block_size > 0, "engine.block_size",
@@ -310,6 +327,10 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
         require(not bad, f"engine {name}.worker_comm.{t}", f"unknown tier {', '.join(bad)}",
                 f"use tp1, tp2+ or {PER_WORKER}")
     entry["overlapped"] = tuple(entry.get("overlapped", ()))
+    bounds = entry.get("cpu_bound") or {}
+    require(isinstance(bounds, dict), f"engine {name}.cpu_bound", f"must map a host CPU to [intercept_s, "
+            f"per_sequence_s], got {bounds!r}")
+    entry["cpu_bound"] = {str(k): _bound(str(k), v) for k, v in bounds.items()}
     entry["sampler_s"] = {str(k): tuple(float(x) for x in v) for k, v in entry.get("sampler_s", {}).items()}
     entry["kv_write_s"] = tuple(float(x) for x in entry.get("kv_write_s") or ())
     if entry.get("profile_sampler") is not None:

@@ -9,6 +9,10 @@ from enum import StrEnum
 from capsim.errors import SpecError, require
 from capsim.specs.precision import DType, dtype, require_block_scaling
 
+# The kinds of host CPU the catalog names (Accelerator.host_cpu) and engine profiles key a host-time bound by
+# (engines.yaml cpu_bound): grace = NVIDIA's Arm Neoverse V2 CPU joined to the GPUs by NVLink-C2C (GH200, GB200, GB300).
+HOST_CPUS = ("grace",)
+
 
 class Topology(StrEnum):
     """How the GPUs of a node are wired, which sets how a collective uses the links."""
@@ -54,6 +58,11 @@ class Accelerator:
     # To the host CPU's memory (NVLink-C2C, PCIe), per GPU, one direction: what CPU activation offloading moves
     # over; None where the catalog does not state it
     host_link_bw_bytes_per_s: float | None = None
+    # The kind of host CPU the part is always built with (one of HOST_CPUS), where its spec names one (a Grace-
+    # Blackwell superchip); None where the host is the buyer's choice or unknown (an HGX/DGX board with x86 hosts).
+    # host_cpu_source cites it. Read by reports only (the serving validation's host-time band), never by a price.
+    host_cpu: str | None = None
+    host_cpu_source: str = ""
     tdp_w: float | None = None
     source: str = ""
     unconfirmed: tuple[str, ...] = ()  # datasheet fields not confirmed from a primary source
@@ -67,6 +76,12 @@ class Accelerator:
     sms: int | None = None
     sm_source: str = ""
     aliases: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        require(self.host_cpu is None or self.host_cpu in HOST_CPUS, f"accelerator {self.name}.host_cpu",
+                f"unknown host CPU {self.host_cpu!r}", f"use one of {', '.join(HOST_CPUS)}, or leave it out (unknown)")
+        require(self.host_cpu is None or bool(self.host_cpu_source), f"accelerator {self.name}.host_cpu_source",
+                "a host CPU needs its source", "cite the spec that names it")
 
     @property
     def topology(self) -> Topology:

@@ -25,9 +25,10 @@ from capsim.errors import SpecError
 from capsim.inputs import inside
 from capsim.perf import Perf
 from capsim.sim.serving import ServeConfig, Workload, engine_plan, simulate
+from capsim.sim.serving.fleet import attention_dp_ranks
 from capsim.sim.serving.metrics import ServingResult
 from capsim.specs.catalog import get_accelerator, get_model
-from capsim.specs.engine import FAMILIES, EngineProfile, engine_release, known_releases
+from capsim.specs.engine import FAMILIES, EngineProfile, HostCost, engine_release, known_releases
 from capsim.specs.engine_flags import FLAGS, apply_flags, parse_flags
 from capsim.specs.plans import ServePlan
 from capsim.validation.clients import Client, all_requests, client, genai_perf_count, genai_perf_windows
@@ -363,6 +364,46 @@ def _kv_band(r: dict[str, str], perf: Perf, sw: Software, path: str | Path | Non
                                                f"a bf16 cache, {alt[0] / SCALE[unit]:.5g} {unit} with an fp8 cache")
 
 
+# The host kind whose bound stands for a host the catalog does not name (an x86 DGX/HGX board, or unknown): Grace's
+# PyTorch host path is the slower one measured (NVIDIA/TransformerEngine#2053: the host side of one torch nn.Linear
+# forward takes 37.08 us on GB200, 13.48 us on a DGX H100's Xeon 8480C), so its bound is read as an upper bound
+# elsewhere too; that the engine's whole host path keeps that op's ordering is an assumption, said in the row's note.
+SLOWEST_HOST = "grace"
+
+
+def _host_band(r: dict[str, str], perf: Perf, sw: Software, path: str | Path | None, value: float,
+               band: tuple[float, float] | None, note: str) -> tuple[tuple[float, float] | None, str]:
+    """A row whose engine release prices no host time but has a published bound on it (engines.yaml cpu_bound):
+    the band reaches the prediction with the bound as a whole-step host phase, overlapped or exposed as the
+    profile's overlap rules put a ``step`` phase, and the note names it. The point keeps the profile's host time."""
+    eng, tp = sw.engine, int(r["tp"])
+    if eng is None or not eng.cpu_bound or eng.host_cost(tp) != HostCost():
+        return band, note
+    host = get_accelerator(r["gpu"]).host_cpu
+    kind = host if host in eng.cpu_bound else SLOWEST_HOST if SLOWEST_HOST in eng.cpu_bound else None
+    if kind is None or not any(eng.cpu_bound[kind]):
+        return band, note
+    b0, b1 = eng.cpu_bound[kind]
+    # The bound is one executor's, per its own sequences; under attention DP each rank's executor schedules only its
+    # share of the replica's (fleet.attention_dp_ranks) and the ranks run side by side.
+    ranks = attention_dp_ranks(eng, tp, bool(sw.plan.get("dp_attention", False)))
+    alt_eng = eng.with_(cpu={"step": (b0, b1 / ranks, 0.0)})
+    alt = predict(r, perf, replace(sw, engine=alt_eng), path)
+    values = (value, alt[0], *(band or ()), *(alt[2] or ()))
+    unit = r["unit"].strip()
+    cite = eng.sources.get("cpu_bound", "engines.yaml cpu_bound").split(" (")[0].split(":")[0]  # the source's name
+    how = "overlapped with the GPU" if any(alt_eng.host_cost(tp).overlapped) else "exposed"
+    terms = f"<= {b1 * 1e6:.1f} us per sequence" + (f" + {b0 * 1e3:.3g} ms per step" if b0 else "") \
+        + (f", each of {ranks} attention-DP ranks over its own sequences" if ranks > 1 else "")
+    where = "" if kind == host else (f" (no figure for this host; an upper bound if its host path is no slower than "
+                                     f"{SLOWEST_HOST.capitalize()}'s, as TransformerEngine#2053 times x86's)")
+    note += (f"; host time not priced{where}: with {cite}'s {kind.capitalize()} host time ({terms}, {how}) "
+             f"{alt[0] / SCALE[unit]:.5g} {unit}")
+    if band is None and alt[2] is None and alt[0] == value:
+        return None, note  # the bound never outlasts the GPU's step here: nothing is open
+    return (min(values), max(values)), note
+
+
 def _case(r: dict[str, str]) -> str:
     pp = (r.get("pp") or "").strip()
     case = f"{r['model']} {r['gpu']} x{r['gpus']}{f' pp{pp}' if pp not in ('', '1') else ''} {r['workload']}"
@@ -399,6 +440,7 @@ def serving_suite(path: str | Path | None = None, calibration: str | None = None
         predicted, note, band = got
         band, note = _fp8_band(r, perf, sw, path, predicted, band, note)
         band, note = _kv_band(r, perf, sw, path, predicted, band, note)
+        band, note = _host_band(r, perf, sw, path, predicted, band, note)
         low, high = (None, None) if band is None else (band[0] / SCALE[unit], band[1] / SCALE[unit])
         out.append(Row(r["source"], _case(r), r["metric"], measured, predicted / SCALE[unit], unit, note, low, high))
     for source in dict.fromkeys(r["source"] for r in rows):
