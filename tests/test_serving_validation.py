@@ -17,7 +17,8 @@ from capsim.calibration import perf_for
 from capsim.cli import app
 from capsim.specs.catalog import get_accelerator
 from capsim.validation.harness import read_csv
-from capsim.validation.serving import REQUIRED, predict, row_software, serving_suite
+from capsim.validation.serving import REQUIRED, predict, row_software
+from capsim.validation.serving_suite import serving_suite
 
 runner = CliRunner()
 ROWS = read_csv(None, "serving_published.csv", REQUIRED)

@@ -20,10 +20,10 @@ class Suite(StrEnum):
 
 
 def _suites() -> dict[Suite, Callable[..., Report]]:
-    from capsim.validation import gpu_profiles, local, planner, serving, static, training
+    from capsim.validation import gpu_profiles, local, planner, serving_suite, static, training
     return {Suite.PARAMS: static.params_suite, Suite.MEMORY: static.memory_suite,
             Suite.GPU_PROFILES: gpu_profiles.gpu_profiles_suite, Suite.TRAINING: training.training_suite,
-            Suite.PLANNER: planner.planner_suite, Suite.SERVING: serving.serving_suite, Suite.LOCAL: local.local_suite}
+            Suite.PLANNER: planner.planner_suite, Suite.SERVING: serving_suite.serving_suite, Suite.LOCAL: local.local_suite}
 
 
 def run_suite(suite: Suite | str, file: str | Path | None = None, calibration: str | None = None) -> Report:
