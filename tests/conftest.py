@@ -63,6 +63,20 @@ def default_page():
     return run
 
 
+@pytest.fixture(scope="session")
+def distserve_report():
+    """``capsim validate bench --suite distserve`` run once per test process (its flag variants replay the runs three
+    times), for test_bench_suites.py and test_bench_flag_variants.py."""
+    from capsim.validation.bench_suites import run_bench_suite
+
+    return run_bench_suite("distserve")
+
+
+@pytest.fixture(scope="session")
+def distserve(distserve_report):
+    """The distserve report's rows by (how predicted, run, metric)."""
+    return {(r.source.split(" ", 1)[1], r.case, r.metric): r for r in distserve_report.rows}
+
 # The files that take longest (`pytest --durations`, 2-core machine), longest first. xdist (--dist loadfile) hands
 # files to workers in collection order, so a long file collected last runs alone at the end while the other
 # workers idle (test_validate_local.py, ~3 min loaded, was among the last); collected first, the short files fill

@@ -21,19 +21,9 @@ from capsim.validation import bench_suites as bs
 from capsim.validation.bench_suites import Suite, run_bench_suite
 
 
-@pytest.fixture(scope="module")
-def report():
-    return run_bench_suite("distserve")
-
-
-@pytest.fixture(scope="module")
-def rows(report):
-    return {(r.source.split(" ", 1)[1], r.case, r.metric): r for r in report.rows}
-
-
-def test_every_band_holds_its_point(report):
-    priced = [r for r in report.rows if r.priced]
-    assert len(priced) == len(report.rows) == 167
+def test_every_band_holds_its_point(distserve_report):
+    priced = [r for r in distserve_report.rows if r.priced]
+    assert len(priced) == len(distserve_report.rows) == 167
     assert all(r.band_low <= r.predicted <= r.band_high for r in priced)
     assert sum(r.band_low < r.band_high for r in priced) > 100  # the variants move most rows
 
@@ -45,46 +35,46 @@ QUEUEING = [("vllm-300-3", 461.58, 223.74, 223.74, 661.53),
 
 
 @pytest.mark.parametrize("case, measured, point, low, high", QUEUEING)
-def test_the_queueing_runs_ttft_band_reaches_the_measured_value(rows, case, measured, point, low, high):
+def test_the_queueing_runs_ttft_band_reaches_the_measured_value(distserve, case, measured, point, low, high):
     """At 3-4 req/s the point (4,059 blocks) queues less than the runs; the earlier launchers' smaller caches
     (3,499 and 3,694 blocks) queue more, so the band over the three launchers holds the measured mean TTFT."""
-    row = rows[("fitted on vllm-100-1", case, "ttft_mean")]
+    row = distserve[("fitted on vllm-100-1", case, "ttft_mean")]
     assert row.measured == pytest.approx(measured, rel=1e-4)
     assert (row.predicted, row.band_low, row.band_high) == pytest.approx((point, low, high), rel=0.02)
     assert row.band_low < row.measured < row.band_high
 
 
-def test_the_uncalibrated_3_req_s_band_stays_below_the_run(rows):
+def test_the_uncalibrated_3_req_s_band_stays_below_the_run(distserve):
     """Uncalibrated, 3 req/s queues under none of the launchers' caches: 179-238 ms against 462 measured."""
-    row = rows[("uncalibrated", "vllm-300-3", "ttft_mean")]
+    row = distserve[("uncalibrated", "vllm-300-3", "ttft_mean")]
     assert (row.band_low, row.band_high) == pytest.approx((179.37, 237.98), rel=0.02)
     assert row.band_high < 0.6 * row.measured
-    row = rows[("uncalibrated", "vllm-350-3.5", "ttft_mean")]
+    row = distserve[("uncalibrated", "vllm-350-3.5", "ttft_mean")]
     assert (row.band_low, row.band_high) == pytest.approx((595.32, 2088.33), rel=0.02)
 
 
-def test_the_saturation_band_spans_the_launchers(rows):
-    row = rows[("fitted on vllm-100-1", "distserve rate sweep", "saturation_rate")]
+def test_the_saturation_band_spans_the_launchers(distserve):
+    row = distserve[("fitted on vllm-100-1", "distserve rate sweep", "saturation_rate")]
     assert (row.predicted, row.band_low, row.band_high) == pytest.approx((3.33, 3.08, 3.33), rel=0.02)
     assert row.band_low < row.measured < row.band_high
 
 
-def test_the_note_names_each_variant_its_source_and_kv_cache(report):
-    [note] = [n for n in report.notes if n.startswith("band:")]
+def test_the_note_names_each_variant_its_source_and_kv_cache(distserve_report):
+    [note] = [n for n in distserve_report.notes if n.startswith("band:")]
     assert "fitted again on vllm-100-1.csv" in note
     for source, blocks in (("DistServe 8f13114", "4,059"), ("DistServe 36306b0 .. 99e10b2", "3,499"),
                            ("DistServe bde5424", "3,694")):
         assert f"({source}" in note and f"KV cache {blocks} blocks" in note.split(f"({source}", 1)[1][:400], note
 
 
-def test_without_variants_the_rows_are_the_point_and_carry_no_band(report):
+def test_without_variants_the_rows_are_the_point_and_carry_no_band(distserve_report):
     """The serving convention: no band where the suite leaves nothing open. The point is the same prediction with
     or without variants."""
     s = bs.load_suite("distserve")
     alone = bs._bench_suite(Suite(s.name, s.folder, {k: v for k, v in s.spec.items() if k != "flag_variants"}), None)
     assert all(r.band_low is None and r.band_high is None for r in alone.rows)
     assert [(r.source, r.case, r.metric, r.predicted) for r in alone.rows] == \
-        [(r.source, r.case, r.metric, r.predicted) for r in report.rows]
+        [(r.source, r.case, r.metric, r.predicted) for r in distserve_report.rows]
     assert not [n for n in alone.notes if n.startswith("band:")]
 
 

@@ -19,16 +19,6 @@ from capsim.validation.bench_suites import run_bench_suite
 
 
 @pytest.fixture(scope="module")
-def distserve_report():
-    return run_bench_suite("distserve")
-
-
-@pytest.fixture(scope="module")
-def distserve(distserve_report):
-    return {(r.source.split(" ", 1)[1], r.case, r.metric): r for r in distserve_report.rows}
-
-
-@pytest.fixture(scope="module")
 def splitwise_report():
     return run_bench_suite("splitwise")
 
