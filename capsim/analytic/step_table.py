@@ -37,6 +37,7 @@ from capsim.analytic.serving import (
     comm_tier,
     engine_perf,
     kernels_per_step,
+    layer_token_ops,
     layer_token_s,
     logit_ops,
     pp_comm_s,
@@ -78,6 +79,11 @@ class StepTable:
         n = np.arange(top + 1, dtype=float)
         self.tok = self._token_table(n).tolist()
         self.logit = self._logit_table(n).tolist()
+        # First calls of new GEMM shapes, where the calibration measured them (a CPU's oneDNN primitives): the
+        # replica pays first_tok[n] the first time a step runs n tokens, first_logit[r] the first time r logit rows.
+        self.first_calls = bool(self.main.params.gemm.first_call)
+        if self.first_calls:
+            self.first_tok, self.first_logit = (t.tolist() for t in self._first_call_tables(n))
         self._extra: dict[tuple[str, int], float] = {}
         self._init_attention(model, plan, n)
         self._init_host(model, plan)
@@ -192,6 +198,27 @@ class StepTable:
         head, measured = logit_ops(m, p, rows, self.engine, self.sampling)  # + the engine's own sampler, if profiled
         out = self.main.ops_s(head) + measured + tp_comm_s(self.main, m, p, 0.0 * rows, rows, self.tier)
         return np.where(rows > 0, out, 0.0)
+
+    def _first_call_tables(self, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first-call seconds of a step's layer GEMMs at n tokens, of the LM head at n logit rows): one primitive
+        per distinct linear of a layer (every layer shares its shapes), one for the head (Perf.gemm_first_call_s)."""
+        m, p = self.model, self.plan
+        linears = {o.name: o for o in layer_token_ops(m, p, n, 1.0) if o.kind is OpKind.GEMM}
+        tok = sum((self.main.gemm_first_call_s(*o.shape, o.dtype) for o in linears.values()), 0.0 * n)
+        head = next(o for o in head_ops(m, n, p.tp, p.dtype, logits_tokens=n) if o.name == "lm_head")
+        return np.where(n > 0, tok, 0.0), np.where(n > 0, self.main.gemm_first_call_s(*head.shape, head.dtype), 0.0)
+
+    def first_call_s(self, tokens: int, rows: int, seen_tokens: set[int], seen_rows: set[int]) -> float:
+        """Seconds a step of ``tokens`` tokens and ``rows`` logit rows adds the first time its shapes run on a
+        replica (recorded in the replica's ``seen_*`` sets, which this updates); 0 where none were measured."""
+        extra = 0.0
+        if tokens not in seen_tokens:
+            seen_tokens.add(tokens)
+            extra += self.first_tok[tokens] if tokens < len(self.first_tok) else 0.0
+        if rows not in seen_rows:
+            seen_rows.add(rows)
+            extra += self.first_logit[rows] if rows < len(self.first_logit) else 0.0
+        return extra
 
     def _beyond(self, kind: str, n: int) -> float:
         """A token count past the table (static batches of long prompts): priced on demand, then kept."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import least_squares, nnls
 
 from capsim.calibration.fit import (
     fit_alpha_beta,
@@ -103,7 +104,7 @@ def _gemm(df: pd.DataFrame, half_bytes: float, quality: dict[str, float],
     fit = fit_gemm(g["m"], g["n"], g["k"], g["bytes"], g["time_s"], peaks[DType(main).peak_key], rate * 2)
     quality["gemm_curve_rms_log_error"] = fit.rms_log_error
     launch = min(fit.launch_s, 0.5 * float(df["time_s"].min()))
-    table, need_bw = {}, {}
+    table, need_bw, first_call = {}, {}, {}
     groups = [("", df)] + ([] if paths is None or paths.empty else list(paths.groupby("path")))
     for path, part in groups:
         suffix = f"@{path}" if path else ""
@@ -115,10 +116,26 @@ def _gemm(df: pd.DataFrame, half_bytes: float, quality: dict[str, float],
             compute = rows["flops"].to_numpy() / (peaks[DType(d).peak_key] * curve_value(fit.curve, m, n, k))
             factor = np.maximum(rows["time_s"].to_numpy() - launch, 1e-12) / compute
             table[f"{d}{suffix}"] = residual_table(m, n, k, factor)
+            if "first_call_s" in rows and rows["first_call_s"].notna().all():
+                first_call[f"{d}{suffix}"] = first_call_fit(m, n, k, rows["first_call_s"].to_numpy(float)
+                                                            - rows["time_s"].to_numpy(float))
         # The table carries every measured shape, so the memory roofline must never bind at a measured one.
         need_bw[f"gemm{suffix}"] = float(((part["bytes"] + half_bytes) / (part["time_s"] - launch)).max())
-    return GemmParams(fit.curve, launch, {}, table), peaks, need_bw
+    return GemmParams(fit.curve, launch, {}, table, first_call=first_call), peaks, need_bw
 
+
+def first_call_fit(m: np.ndarray, n: np.ndarray, k: np.ndarray, extra_s: np.ndarray) -> tuple[float, float, float]:
+    """(s per call, s per input element, s per weight element) of a GEMM's first-call cost: each shape's first call
+    less its steady-state median is one draw with a long tail (page faults, the machine's other work), so the
+    non-negative fit uses a soft-L1 loss scaled to the median miss of a least-squares start."""
+    x = np.column_stack([np.ones_like(m), m * k, n * k])
+    scale = x.max(axis=0)
+    scale[scale == 0] = 1.0
+    start, _ = nnls(x / scale, extra_s)
+    f = max(float(np.median(np.abs((x / scale) @ start - extra_s))), 1e-9)  # the typical draw's miss
+    sol = least_squares(lambda c: (x / scale) @ c - extra_s, start, bounds=(0.0, np.inf), loss="soft_l1", f_scale=f)
+    coef = sol.x / scale
+    return float(coef[0]), float(coef[1]), float(coef[2])
 
 def _attention(df: pd.DataFrame, peaks: dict[str, float], quality: dict[str, float]) -> tuple[AttentionParams, float]:
     """Forward (prefill and decode) and backward curves, then a residual table per pass over (rows, keys)."""

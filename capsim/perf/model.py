@@ -64,6 +64,16 @@ class Perf:
             compute = compute * _table_factor(g.table, key, m, n, k)
         return g.launch_s + np.maximum(compute, self.memory_bytes_s(nbytes, kind))
 
+    def gemm_first_call_s(self, m: Num, n: Num, k: Num, fmt: DType | str = DType.BF16) -> Num:
+        """The once-per-shape cost an [m, k] @ [k, n] GEMM pays the first time it runs (a CPU's oneDNN creates its
+        primitive for the new shape, then reuses it), on the engine's kernel path: per call + per input element +
+        per weight element; 0 where the calibration did not measure it (``GemmParams.first_call``)."""
+        coef = self.params.gemm.first_call.get(self.gemm_table_key(fmt)[0]) if self.params.gemm.first_call else None
+        m, n, k = (np.asarray(x, float) for x in (m, n, k))
+        if coef is None:
+            return 0.0 * m
+        return coef[0] + coef[1] * m * k + coef[2] * n * k
+
     def gemm_table_key(self, fmt: DType | str) -> tuple[str, str]:
         """(residual-table key, memory kind) of a GEMM in ``fmt`` on the kernel path the engine runs
         (``GemmParams.path``). A path other than the main one must have been timed by the calibration in that

@@ -48,6 +48,10 @@ class GemmParams:
     # The kernel path an engine runs its linears on (set by capsim.analytic.serving.engine_perf from the engine
     # profile, never by a calibration file): "" prices the calibration's main path.
     path: str = ""
+    # Measured once-per-shape cost of a GEMM's first call (a CPU's oneDNN creates and caches a primitive per problem
+    # shape): residual-table key -> (s per call, s per element of the [m, k] input, s per element of the [k, n]
+    # weight), fitted to first call less steady state (measured files).
+    first_call: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,10 @@ class DeviceParams:
             d["attention"].pop("kernels", None)
         if not d["gemm"]["path"]:  # an engine's choice (engine_perf), never a calibration file's
             d["gemm"].pop("path")
+        if not d["gemm"]["first_call"]:  # only where measured
+            d["gemm"].pop("first_call")
+        else:
+            d["gemm"]["first_call"] = {k: list(v) for k, v in d["gemm"]["first_call"].items()}
         return d
 
     @classmethod
@@ -138,7 +146,9 @@ class DeviceParams:
             name=d["name"], kind=d["kind"], device=d["device"],
             peak_flops_per_s={k: float(v) for k, v in d["peak_flops_per_s"].items()},
             gemm=GemmParams(curve(g["efficiency"]), float(g["launch_s"]), dict(g.get("dtype_scale") or {}),
-                            g.get("table"), str(g.get("path", ""))),
+                            g.get("table"), str(g.get("path", "")),
+                            {k: (float(v[0]), float(v[1]), float(v[2]))
+                             for k, v in (g.get("first_call") or {}).items()}),
             attention=AttentionParams(curve(a["forward"]), curve(a["backward"]), float(a["launch_s"]), a.get("table"),
                                       {k: {half: curve(c) for half, c in v.items()}
                                        for k, v in a["kernels"].items()} if a.get("kernels") else None),

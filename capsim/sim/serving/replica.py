@@ -60,6 +60,10 @@ class Replica(Scheduler):
         self.cut = 0
         self.fresh: list[int] = []  # joined the decoding set since the last decode step
         self.last_decode_end = math.nan
+        # Step token counts and logit row counts this replica has run (first calls of new GEMM shapes are priced
+        # once, where the calibration measured them: StepTable.first_call_s)
+        self.seen_tokens: set[int] = set()
+        self.seen_rows: set[int] = set()
         # Arrivals routed ahead of time (routers that ignore state): absorbed into the queue when the replica
         # looks at it, and a decode run is cut where the first of them can start (no event per arrival).
         self.incoming: list[int] = []
@@ -209,6 +213,8 @@ class Replica(Scheduler):
         dkv = kv.context_sum() + b if b else 0
         dt = self.table.step_s(tokens, len(chunks), float(pairs), float(kv_read), b, float(dkv), b + completing,
                                admitted, prompt_tokens=real)
+        if self.table.first_calls:  # shapes this replica's kernels have not run yet (StepTable.first_call_s)
+            dt += self.table.first_call_s(tokens + b, b + completing, self.seen_tokens, self.seen_rows)
         if b:
             kv.used += kv.demand(0)
         self.timeline += (self.clock, len(kv.ids), len(self.prefilling), len(self.waiting), kv.used)
