@@ -59,6 +59,17 @@ def _capped(tokens: float, seqs: float, pairs: float, keys: float, window: float
     return float(p), float(k)
 
 
+def first_call_costs(main: Perf, model: ModelSpec, plan: ServePlan, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first-call seconds of a step's layer GEMMs at n tokens, of the LM head at n logit rows) on the engine's perf
+    (engine_perf): one primitive per distinct linear of a layer (every layer shares its shapes), one for the head
+    (Perf.gemm_first_call_s); 0 for no tokens, and everywhere the calibration measured no first calls."""
+    n = np.asarray(n, float)
+    linears = {o.name: o for o in layer_token_ops(model, plan, n, 1.0) if o.kind is OpKind.GEMM}
+    tok = sum((main.gemm_first_call_s(*o.shape, o.dtype) for o in linears.values()), 0.0 * n)
+    head = next(o for o in head_ops(model, n, plan.tp, plan.dtype, logits_tokens=n) if o.name == "lm_head")
+    return np.where(n > 0, tok, 0.0), np.where(n > 0, main.gemm_first_call_s(*head.shape, head.dtype), 0.0)
+
+
 class StepTable:
     """Per-step times of one replica layout, tabulated over token counts (built once per simulation).
 
@@ -200,13 +211,7 @@ class StepTable:
         return np.where(rows > 0, out, 0.0)
 
     def _first_call_tables(self, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(first-call seconds of a step's layer GEMMs at n tokens, of the LM head at n logit rows): one primitive
-        per distinct linear of a layer (every layer shares its shapes), one for the head (Perf.gemm_first_call_s)."""
-        m, p = self.model, self.plan
-        linears = {o.name: o for o in layer_token_ops(m, p, n, 1.0) if o.kind is OpKind.GEMM}
-        tok = sum((self.main.gemm_first_call_s(*o.shape, o.dtype) for o in linears.values()), 0.0 * n)
-        head = next(o for o in head_ops(m, n, p.tp, p.dtype, logits_tokens=n) if o.name == "lm_head")
-        return np.where(n > 0, tok, 0.0), np.where(n > 0, self.main.gemm_first_call_s(*head.shape, head.dtype), 0.0)
+        return first_call_costs(self.main, self.model, self.plan, n)
 
     def first_call_s(self, tokens: int, rows: int, seen_tokens: set[int], seen_rows: set[int]) -> float:
         """Seconds a step of ``tokens`` tokens and ``rows`` logit rows adds the first time its shapes run on a
@@ -516,4 +521,4 @@ class StepTable:
         overhead = self.oh0 + self.oh1 * seqs  # overhead_s(seqs)
         return (cpu if cpu > gpu else gpu) + overhead + self.oh2 * prompt + admit
 
-__all__ = ["Lines", "Piece", "StepTable", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]
+__all__ = ["Lines", "Piece", "StepTable", "first_call_costs", "envelope", "max_lines", "pieces_sum", "steps_to_reach", "sum_max_lines"]

@@ -17,9 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from capsim.analytic.serving import DEFAULT_SAMPLING, Sampling, StepShape, iteration_time
+from capsim.analytic.serving import DEFAULT_SAMPLING, Sampling, StepShape, engine_perf, iteration_time
+from capsim.analytic.step_table import first_call_costs
 from capsim.calibration.engine_fit import EngineFit, fit_engine_terms
-from capsim.calibration.engine_obs import DeviceTime, Observations, run_observations, step_observations
+from capsim.calibration.engine_obs import (
+    DeviceTime,
+    FirstCalls,
+    Observations,
+    run_observations,
+    step_observations,
+)
 from capsim.data.bench import BenchRun, run_sampling
 from capsim.errors import SpecError
 from capsim.perf import Perf
@@ -63,6 +70,21 @@ class Deployment:
         return device_s
 
 
+    def first_calls(self) -> FirstCalls | None:
+        """What a step pays the first time it runs a token count and a logit row count (the calibration's measured
+        first calls of new GEMM shapes, capsim.analytic.step_table.first_call_costs), None where it measured none."""
+        if not self.perf.params.gemm.first_call:
+            return None
+        main, _ = engine_perf(self.perf, self.engine)
+
+        def cost(tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            tok, _ = first_call_costs(main, self.model, self.plan, tokens)
+            _, head = first_call_costs(main, self.model, self.plan, rows)
+            return tok + head
+
+        return cost
+
+
 def without_host(engine: EngineProfile) -> EngineProfile:
     """The profile with no fitted host time: no phase, no worker or server communication, no TTFT offset, except
     the worker calls priced once per TP worker (engines.yaml ``per_worker``): a sourced cost that grows with TP, held
@@ -75,7 +97,7 @@ def without_host(engine: EngineProfile) -> EngineProfile:
 def observations(runs: list[BenchRun], dep: Deployment) -> list[Observations]:
     """Every run taken apart into steps of the deployment's engine."""
     mixed = dep.engine.for_model(dep.model).scheduler is SchedulerKind.SARATHI
-    return [run_observations(run, mixed, dep.device_time(run_sampling(run)[0])) for run in runs]
+    return [run_observations(run, mixed, dep.device_time(run_sampling(run)[0]), dep.first_calls()) for run in runs]
 
 
 def steps_observations(name: str, measured_s: np.ndarray, shape: StepShape, dep: Deployment) -> Observations:

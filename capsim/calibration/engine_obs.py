@@ -33,6 +33,9 @@ DECODE, IDLE_TTFT, STEP = 0, 1, 2  # row kinds
 KIND_NAMES = {DECODE: "decode windows", IDLE_TTFT: "TTFT from idle", STEP: "single steps"}
 CLUSTER_TOL_S = 2e-3  # first tokens of one prompt step reach the client within this of each other
 DeviceTime = Callable[[StepShape], np.ndarray]  # seconds of each step shape: device work only, no host terms
+# (step token counts, logit rows) -> seconds a step of that shape pays the first time it runs (new GEMM shapes:
+# capsim.analytic.step_table.first_call_costs); None where the calibration measured none
+FirstCalls = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -115,15 +118,46 @@ def _window(ev: _Events, lo_t: np.ndarray, hi_t: np.ndarray) -> dict[str, np.nda
             for name in ("first", "dec", "prompt", "pairs", "ctx", "clusters")}
 
 
-def _decode_rows(run: BenchRun, ev: _Events, t: np.ndarray, req: np.ndarray, k: np.ndarray, mixed: bool,
-                 device_s: DeviceTime) -> tuple[np.ndarray, ...]:
-    """One row per request with at least one gap: its gaps summed, their device time and features summed."""
+def _gaps(ev: _Events, t: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(index of every emission that ends a gap, the emissions inside each gap's step window)."""
     gap = np.flatnonzero(k > 0)
-    owner = req[gap]
     # The other requests' tokens of the same step reach the client a little before or after this one's: the window
     # is shifted by half the clustering tolerance (at most a quarter of the gap) so they count in its own step.
     eps = np.minimum(CLUSTER_TOL_S / 2, 0.25 * (t[gap] - t[gap - 1]))
-    w = _window(ev, t[gap - 1] + eps, t[gap] + eps)
+    return gap, _window(ev, t[gap - 1] + eps, t[gap] + eps)
+
+
+def _first_seen(time: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Whether each step (at ``time``, of shape ``key``) is the first of its shape: within the clustering tolerance
+    of the earliest step of that shape (one step's emissions reach the client that close together)."""
+    keys, inverse = np.unique(key, return_inverse=True)
+    earliest = np.full(len(keys), np.inf)
+    np.minimum.at(earliest, inverse, time)
+    return time - earliest[inverse] <= CLUSTER_TOL_S
+
+
+def first_call_extras(run: BenchRun, ev: _Events, t: np.ndarray, k: np.ndarray,
+                      first_calls: FirstCalls) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds each gap's step, each request's prompt step pays for shapes run there first): the replay's
+    once-per-shape first calls (capsim.sim.serving.replica: each new step token count and logit row count),
+    placed on the steps the run took apart, in time order (chunked-prefill steps: a gap spans one step)."""
+    gap, w = _gaps(ev, t, k)
+    alone = _idle(run)  # a request that found the engine idle ran its prompt step alone; others' are in the gaps
+    times = np.concatenate([t[gap], np.where(alone, run.sent_s + run.ttft_s, np.inf)])
+    tokens = np.concatenate([w["prompt"] + w["dec"], np.where(alone, run.prompt_tokens, -1.0)])
+    rows = np.concatenate([w["first"] + w["dec"], np.where(alone, 1.0, -1.0)])
+    tok_s = first_calls(np.maximum(tokens, 0.0), np.zeros_like(rows))
+    row_s = first_calls(np.zeros_like(tokens), np.maximum(rows, 0.0))
+    extra = np.where(_first_seen(times, tokens), tok_s, 0.0) + np.where(_first_seen(times, rows), row_s, 0.0)
+    return extra[: len(gap)], np.where(alone, extra[len(gap):], 0.0)
+
+
+def _decode_rows(run: BenchRun, ev: _Events, t: np.ndarray, req: np.ndarray, k: np.ndarray, mixed: bool,
+                 device_s: DeviceTime, extra: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """One row per request with at least one gap: its gaps summed, their device time (plus ``extra`` seconds
+    per gap) and features summed."""
+    gap, w = _gaps(ev, t, k)
+    owner = req[gap]
     if mixed:  # one step per gap, prompts and decodes together (chunked prefill)
         shape = StepShape(prefill_tokens=w["prompt"], prefill_seqs=w["first"], prefill_pairs=w["pairs"],
                           prefill_kv_tokens=w["prompt"], decode_seqs=w["dec"], decode_kv_tokens=w["ctx"])
@@ -137,6 +171,8 @@ def _decode_rows(run: BenchRun, ev: _Events, t: np.ndarray, req: np.ndarray, k: 
                               prefill_pairs=w["pairs"][has] / n, prefill_kv_tokens=w["prompt"][has] / n)
             dev[has] += n * device_s(shape)
         steps = 1.0 + np.maximum(w["clusters"], np.where(w["first"] > 0, 1.0, 0.0))
+    if extra is not None:
+        dev = dev + extra
     n = run.size
     keep = np.bincount(owner, minlength=n) > 0
 
@@ -149,16 +185,22 @@ def _decode_rows(run: BenchRun, ev: _Events, t: np.ndarray, req: np.ndarray, k: 
     return measured, per_request(dev), feats
 
 
-def _idle_rows(run: BenchRun, device_s: DeviceTime) -> tuple[np.ndarray, ...]:
-    """Requests that found the engine idle: nobody else in flight when sent, nobody sent before its first token."""
+def _idle(run: BenchRun) -> np.ndarray:
+    """Whether each request found the engine idle: nobody else in flight when sent, nobody sent before its first
+    token (its prompt step is then its own)."""
     sent, end = run.sent_s, run.sent_s + run.e2e_s
     first = sent + run.ttft_s
     s_sorted, e_sorted = np.sort(sent), np.sort(end)
     in_flight = np.searchsorted(s_sorted, sent, "right") - np.searchsorted(e_sorted, sent, "right") - 1
     sent_after = np.searchsorted(s_sorted, first, "right") - np.searchsorted(s_sorted, sent, "right")
-    idle = (in_flight <= 0) & (sent_after == 0)
+    return (in_flight <= 0) & (sent_after == 0)
+
+
+def _idle_rows(run: BenchRun, device_s: DeviceTime, extra: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Requests that found the engine idle: nobody else in flight when sent, nobody sent before its first token."""
+    idle = _idle(run)
     p = run.prompt_tokens[idle].astype(float)
-    dev = device_s(StepShape.prefill(np.ones(len(p)), p))
+    dev = device_s(StepShape.prefill(np.ones(len(p)), p)) + (0.0 if extra is None else extra[idle])
     feats = np.stack([np.ones(len(p)), np.ones(len(p)), p, np.ones(len(p))], axis=1)
     return run.ttft_s[idle], dev, feats
 
@@ -175,12 +217,18 @@ def decode_part(device_s: DeviceTime) -> DeviceTime:
     return decodes_s
 
 
-def run_observations(run: BenchRun, mixed: bool, device_s: DeviceTime) -> Observations:
-    """The rows of one measured run (``mixed``: the engine mixes prompt chunks with decodes in one step)."""
+def run_observations(run: BenchRun, mixed: bool, device_s: DeviceTime,
+                     first_calls: FirstCalls | None = None) -> Observations:
+    """The rows of one measured run (``mixed``: the engine mixes prompt chunks with decodes in one step;
+    ``first_calls``: what a step pays for shapes it runs first, priced on chunked-prefill runs as the replay
+    prices them)."""
     t, req, k = emissions(run)
     ev = _events(run, t, req, k)
-    m1, b1, f1 = _decode_rows(run, ev, t, req, k, mixed, device_s)
-    m2, b2, f2 = _idle_rows(run, device_s)
+    gap_extra = idle_extra = None
+    if first_calls is not None and mixed:
+        gap_extra, idle_extra = first_call_extras(run, ev, t, k, first_calls)
+    m1, b1, f1 = _decode_rows(run, ev, t, req, k, mixed, device_s, gap_extra)
+    m2, b2, f2 = _idle_rows(run, device_s, idle_extra)
     p1 = b1 - _decode_rows(run, ev, t, req, k, mixed, decode_part(device_s))[1]
     kind = np.concatenate([np.full(len(m1), DECODE), np.full(len(m2), IDLE_TTFT)])
     return Observations(run.name, np.concatenate([m1, m2]), np.concatenate([b1, b2]), np.concatenate([f1, f2]),
@@ -198,5 +246,5 @@ def step_observations(name: str, measured_s: np.ndarray, shape: StepShape, devic
                         base - np.asarray(decode_part(device_s)(shape), float) * ones)
 
 
-__all__ = ["DECODE", "IDLE_TTFT", "KIND_NAMES", "STEP", "TERMS", "DeviceTime", "Observations", "emissions",
+__all__ = ["FirstCalls", "first_call_extras", "DECODE", "IDLE_TTFT", "KIND_NAMES", "STEP", "TERMS", "DeviceTime", "Observations", "emissions",
            "decode_part", "run_observations", "step_observations"]
