@@ -94,7 +94,7 @@ class StepTable:
         # replica pays first_tok[n] the first time a step runs n tokens, first_logit[r] the first time r logit rows.
         self.first_calls = bool(self.main.params.gemm.first_call)
         if self.first_calls:
-            self.first_tok, self.first_logit = (t.tolist() for t in self._first_call_tables(n))
+            self.first_tok, self.first_logit = (t.tolist() for t in first_call_costs(self.main, model, plan, n))
         self._extra: dict[tuple[str, int], float] = {}
         self._init_attention(model, plan, n)
         self._init_host(model, plan)
@@ -209,9 +209,6 @@ class StepTable:
         head, measured = logit_ops(m, p, rows, self.engine, self.sampling)  # + the engine's own sampler, if profiled
         out = self.main.ops_s(head) + measured + tp_comm_s(self.main, m, p, 0.0 * rows, rows, self.tier)
         return np.where(rows > 0, out, 0.0)
-
-    def _first_call_tables(self, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return first_call_costs(self.main, self.model, self.plan, n)
 
     def first_call_s(self, tokens: int, rows: int, seen_tokens: set[int], seen_rows: set[int]) -> float:
         """Seconds a step of ``tokens`` tokens and ``rows`` logit rows adds the first time its shapes run on a
