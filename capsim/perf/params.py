@@ -125,8 +125,6 @@ class DeviceParams:
             d["gemm"].pop("path")
         if not d["gemm"]["first_call"]:  # only where measured
             d["gemm"].pop("first_call")
-        else:
-            d["gemm"]["first_call"] = {k: list(v) for k, v in d["gemm"]["first_call"].items()}
         return d
 
     @classmethod
