@@ -44,14 +44,23 @@ import time
 import torch
 
 HIDDEN, HEADS, HEAD_DIM, MLP, VOCAB, LAYERS, BLOCK = 512, 8, 64, 1408, 32000, 4, 128
+DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DT = [torch.float32]  # the run's --dtype (main sets it)
+
+
+def isa() -> str:
+    """The attention ISA vLLM 0.32.0 picks for the run's dtype (v1/attention/backends/cpu_attn.py _get_attn_isa, for
+    x86 and block size 128): "amx" for bf16 where AMX tiles exist, else "vec"."""
+    return "amx" if DT[0] == torch.bfloat16 and torch.cpu._is_amx_tile_supported() else "vec"
 LINEARS = (("qkv", HIDDEN, 3 * HIDDEN), ("attn_out", HIDDEN, HIDDEN), ("mlp_up", HIDDEN, 2 * MLP),
            ("mlp_down", MLP, HIDDEN))  # (name, K, N)
 
 
 def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     # vllm/ir native rms_norm: fp32 variance over the hidden dimension, x * rsqrt(var + eps) * weight
+    dt, x = x.dtype, x.float()  # a no-op in fp32
     var = x.pow(2).mean(dim=-1, keepdim=True)
-    return x * torch.rsqrt(var + eps) * w
+    return (x * torch.rsqrt(var + eps)).to(dt) * w
 
 
 def add_rms_norm(x: torch.Tensor, res: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,7 +113,7 @@ def elementwise(mode: str):
         return q, k, v
 
     def c_silu(x):
-        out = torch.empty(x.shape[0], x.shape[1] // 2)
+        out = torch.empty(x.shape[0], x.shape[1] // 2, dtype=x.dtype)
         torch.ops._C.silu_and_mul(out, x)
         return out
 
@@ -114,14 +123,13 @@ def elementwise(mode: str):
 def attention_state(tokens: int):
     from vllm import _custom_ops as ops
     blocks = -(-tokens // BLOCK) + 1
-    kv = torch.zeros(blocks, HEADS, BLOCK * 2, HEAD_DIM)
+    kv = torch.zeros(blocks, HEADS, BLOCK * 2, HEAD_DIM, dtype=DT[0])
     key_cache, value_cache = kv.chunk(2, dim=2)
     qsl = torch.tensor([0, tokens], dtype=torch.int32)
     seq = torch.tensor([tokens], dtype=torch.int32)
     table = torch.arange(blocks, dtype=torch.int32).view(1, -1)
     slots = torch.arange(tokens, dtype=torch.int64)
-    meta = ops.cpu_attn_get_scheduler_metadata(1, HEADS, HEADS, HEAD_DIM, seq, torch.float32, qsl, True, -1,
-                                               "vec", False)
+    meta = ops.cpu_attn_get_scheduler_metadata(1, HEADS, HEADS, HEAD_DIM, seq, DT[0], qsl, True, -1, isa(), False)
     return key_cache, value_cache, qsl, seq, table, slots, meta
 
 
@@ -160,8 +168,8 @@ def step(mode_fns, gemms, attn, x0, pos, cache, norms, times: dict[str, float], 
         h, res = run("norm", norm, x, res, norms[layer])
         q, k, v = run("rope", rot, pos, run("qkv", mm, g["qkv"], h, None), cache)
         run("kv_cache_write", ops.cpu_attn_reshape_and_cache, k.reshape(t, HEADS, HEAD_DIM),
-            v.reshape(t, HEADS, HEAD_DIM), key_cache, value_cache, slots, "vec")
-        out = torch.empty(t, HEADS, HEAD_DIM)
+            v.reshape(t, HEADS, HEAD_DIM), key_cache, value_cache, slots, isa())
+        out = torch.empty(t, HEADS, HEAD_DIM, dtype=DT[0])
         run("attention", attend, q, k, v, out)
         h, res = run("norm", norm, run("attn_out", mm, g["attn_out"], out.view(t, HIDDEN), None), res, norms[layer])
         x = run("mlp_down", mm, g["mlp_down"], run("mlp_act", act, run("mlp_up", mm, g["mlp_up"], h, None)), None)
@@ -188,12 +196,13 @@ def kv_write_sweep(tokens: tuple[int, ...], heads: tuple[int, ...], calls: int) 
     from vllm import _custom_ops as ops
     points: list[tuple[float, float]] = []
     for h in heads:
-        per_block = h * BLOCK * 2 * HEAD_DIM * 4
+        esize = torch.finfo(DT[0]).bits // 8
+        per_block = h * BLOCK * 2 * HEAD_DIM * esize
         blocks = (64 << 20) // per_block
-        kv = torch.zeros(blocks, h, BLOCK * 2, HEAD_DIM)
+        kv = torch.zeros(blocks, h, BLOCK * 2, HEAD_DIM, dtype=DT[0])
         key_cache, value_cache = kv.chunk(2, dim=2)
         for t in tokens:
-            qkv = torch.randn(t, 3 * h * HEAD_DIM)
+            qkv = torch.randn(t, 3 * h * HEAD_DIM, dtype=DT[0])
             k = qkv[:, h * HEAD_DIM:2 * h * HEAD_DIM].contiguous().view(t, h, HEAD_DIM)
             v = qkv[:, 2 * h * HEAD_DIM:].view(t, h, HEAD_DIM)
             span = -(-t // BLOCK) * BLOCK
@@ -202,10 +211,10 @@ def kv_write_sweep(tokens: tuple[int, ...], heads: tuple[int, ...], calls: int) 
             times = []
             for slots in slot_sets:
                 t0 = time.perf_counter()
-                ops.cpu_attn_reshape_and_cache(k, v, key_cache, value_cache, slots, "vec")
+                ops.cpu_attn_reshape_and_cache(k, v, key_cache, value_cache, slots, isa())
                 times.append(time.perf_counter() - t0)
             med = statistics.median(times[3:])
-            points.append((t * h * HEAD_DIM * 2 * 4.0, med))
+            points.append((t * h * HEAD_DIM * 2 * float(esize), med))
             print(f"kv_write_ms[heads={h},T={t}]: {med * 1e3:.4f}")
     per_call, per_byte, rms, worst = kv_write_fit(points)
     print(f"kv_write_fit: per_call_s {per_call:.4e} per_byte_s {per_byte:.4e} rel_rms {rms:.3f} rel_max {worst:.3f}")
@@ -218,10 +227,10 @@ def attention_sweep(tokens: tuple[int, ...], calls: int) -> None:
     from vllm import _custom_ops as ops
     for t in tokens:
         key_cache, value_cache, qsl, seq, table, slots, meta = attention_state(t)
-        q, k, v = (torch.randn(t, HEADS * HEAD_DIM) for _ in range(3))
+        q, k, v = (torch.randn(t, HEADS * HEAD_DIM, dtype=DT[0]) for _ in range(3))
         ops.cpu_attn_reshape_and_cache(k.view(t, HEADS, HEAD_DIM), v.view(t, HEADS, HEAD_DIM), key_cache, value_cache,
-                                       slots, "vec")
-        out = torch.empty(t, HEADS, HEAD_DIM)
+                                       slots, isa())
+        out = torch.empty(t, HEADS, HEAD_DIM, dtype=DT[0])
         vllm_s, sdpa_s = [], []
         for i in range(calls + 3):
             t0 = time.perf_counter()
@@ -244,12 +253,18 @@ def report(paths: list[str]) -> None:
     only add time), then :func:`kv_write_fit` (what engines.yaml ``vllm-cpu.kv_write_s`` holds)."""
     import re
     best: dict[tuple[int, int], float] = {}
+    esize = set()
     for path in paths:
         with open(path) as fh:
-            for h, t, ms in re.findall(r"kv_write_ms\[heads=(\d+),T=(\d+)\]: ([\d.]+)", fh.read()):
-                key = (int(h), int(t))
-                best[key] = min(best.get(key, float("inf")), float(ms) * 1e-3)
-    points = [(t * h * HEAD_DIM * 2 * 4.0, s) for (h, t), s in sorted(best.items())]
+            text = fh.read()
+        esize.add(2 if "dtype: bfloat16" in text else 4)  # the outputs before --dtype are fp32
+        for h, t, ms in re.findall(r"kv_write_ms\[heads=(\d+),T=(\d+)\]: ([\d.]+)", text):
+            key = (int(h), int(t))
+            best[key] = min(best.get(key, float("inf")), float(ms) * 1e-3)
+    if len(esize) != 1:
+        raise SystemExit("--report: the outputs mix dtypes; report each dtype's passes on their own")
+    (width,) = esize
+    points = [(t * h * HEAD_DIM * 2.0 * width, s) for (h, t), s in sorted(best.items())]
     per_call, per_byte, rms, worst = kv_write_fit(points)
     print(f"kv_write_s: [{per_call:.3e}, {per_byte:.3e}]  # rel_rms {rms:.3f} rel_max {worst:.3f}, {len(points)} points")
 
@@ -263,7 +278,10 @@ def main() -> None:
     ap.add_argument("--kv-write-tokens", default="1,16,64,256,1024", help="the KV-cache write sweep's token counts")
     ap.add_argument("--kv-write-heads", default="4,8,16", help="the KV-cache write sweep's KV head counts")
     ap.add_argument("--attention-tokens", default="64,256,1024", help="the prefill attention sweep's prompt lengths")
+    ap.add_argument("--dtype", default="float32", choices=sorted(DTYPE), help="vLLM's --dtype (bfloat16: the AMX "
+                                                                           "attention ISA where the CPU has AMX)")
     args = ap.parse_args()
+    DT[0] = DTYPE[args.dtype]
     if args.report:
         return report(args.report)
     from vllm import _custom_ops as ops
@@ -271,19 +289,21 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     print(f"load_avg_before: {os.getloadavg()[0]:.2f}")
-    gemms = [{name: ops.create_onednn_mm(torch.randn(n, k).t() * 0.02, 32) for name, k, n in LINEARS}
+    print(f"dtype: {args.dtype} (attention ISA {isa()})")
+    dt = DT[0]
+    gemms = [{name: ops.create_onednn_mm((torch.randn(n, k) * 0.02).to(dt).t(), 32) for name, k, n in LINEARS}
              for _ in range(LAYERS)]
-    gemms.append(ops.create_onednn_mm(torch.randn(VOCAB, HIDDEN).t() * 0.02, 32))
+    gemms.append(ops.create_onednn_mm((torch.randn(VOCAB, HIDDEN) * 0.02).to(dt).t(), 32))
     reorder = torch.ops.mkldnn._reorder_linear_weight  # capsim's gemm_packed calibration path (kernels/gemm.py)
-    calib = [{name: reorder(torch.randn(n, k) * 0.02, None) for name, k, n in LINEARS} for _ in range(LAYERS)]
-    calib.append(reorder(torch.randn(VOCAB, HIDDEN) * 0.02, None))
-    norms = [torch.ones(HIDDEN) for _ in range(LAYERS)]
+    calib = [{name: reorder((torch.randn(n, k) * 0.02).to(dt), None) for name, k, n in LINEARS} for _ in range(LAYERS)]
+    calib.append(reorder((torch.randn(VOCAB, HIDDEN) * 0.02).to(dt), None))
+    norms = [torch.ones(HIDDEN, dtype=dt) for _ in range(LAYERS)]
     inv = 1.0 / 10000.0 ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.float32) / HEAD_DIM)
     ang = torch.outer(torch.arange(2048, dtype=torch.float32), inv)
-    cache = torch.cat((ang.cos(), ang.sin()), dim=-1)
+    cache = torch.cat((ang.cos(), ang.sin()), dim=-1).to(dt)
     t = args.tokens
     pos = torch.arange(t)
-    x0 = torch.randn(t, HIDDEN)
+    x0 = torch.randn(t, HIDDEN, dtype=dt)
     attn = attention_state(t)
     modes = {m: elementwise("eager" if m == "calibration" else m) for m in args.modes.split(",")}
     samples: dict[tuple[str, str], list[float]] = {}
@@ -297,8 +317,8 @@ def main() -> None:
                     samples.setdefault((mode, name), []).append(dt)
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        ops.cpu_attn_get_scheduler_metadata(1, HEADS, HEADS, HEAD_DIM, attn[3], torch.float32, attn[2], True, -1,
-                                            "vec", False)
+        ops.cpu_attn_get_scheduler_metadata(1, HEADS, HEADS, HEAD_DIM, attn[3], DT[0], attn[2], True, -1, isa(),
+                                            False)
     print(f"scheduler_metadata_ms: {(time.perf_counter() - t0) / args.steps * 1e3:.4f}")
     totals = {}
     for (mode, name), v in samples.items():
