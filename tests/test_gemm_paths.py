@@ -17,7 +17,7 @@ from capsim.specs.engine import GemmPath, get_engine, profile_from_dict
 torch = pytest.importorskip("torch")
 
 from capsim.calibration import runner as run_mod  # noqa: E402
-from kernels.gemm import packed_gemm_cases, run_packed_gemm  # noqa: E402
+from kernels.gemm import WARM_ROWS, packed_gemm_cases, run_packed_gemm  # noqa: E402
 
 
 def _samples(packed_speedup: float) -> list[dict]:
@@ -91,6 +91,8 @@ def test_the_packed_kernel_computes_the_linear_and_records_its_shape():
 def test_the_packed_grid_covers_decode_batches_and_is_a_cpu_bench():
     cases = packed_gemm_cases("quick")
     assert {1, 2, 4, 8} <= {c["M"] for c in cases} and {c["pass"] for c in cases} == {"fwd"}
+    # each case's weight runs first at a row count no case times: its timed first call is a new row count's alone
+    assert WARM_ROWS not in {c["M"] for mode in ("quick", "full") for c in packed_gemm_cases(mode)}
     assert {c["path"] for c in cases} == set(GemmPath) - {GemmPath.TORCH}  # every engine path has a bench
     assert len({(c["M"], c["N"], c["K"]) for c in cases}) == len(cases)
     assert "gemm_packed" in run_mod.resolve(run_mod.RunConfig()).ops
