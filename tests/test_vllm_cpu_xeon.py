@@ -90,3 +90,97 @@ def test_runs_up_to_80_pct_of_saturation_within_20_pct(dtype, name, metric, low_
         request.applymarker(pytest.mark.xfail(strict=True, reason=LOW_LOAD_MISSES[(dtype, case, metric)]))
     err = low_load_errors[dtype][(case, metric)]
     assert abs(err) <= 20.0, f"{dtype} {case} {metric} {err:+.1f}%"
+
+
+# Pass 2 (tests/data/vllm_cpu_xeon/pass-2, README there): the same runs two hours later, bracketed by the engine's host
+# time measured in place (host/: benchmarks/vllm_cpu_step_profile.py on the 768-wide model, not the suite's; its
+# engine files hold the vllm-cpu profile with those terms), then a device calibration measured again at once.
+PASS2 = DATA / "pass-2"
+PASS2_CALIBRATION = PASS2 / "cpu-intel-r-xeon-r-processor-2c.json"
+HOST_ENGINE = {"fp32": DATA / "host" / "engine-float32.yaml", "bf16": DATA / "host" / "engine-bfloat16.yaml"}
+PASS2_SATURATION = {"fp32": 8.03, "bf16": 14.95}  # pass-2 burst.json's request throughput
+
+
+def _replay(dtype: str, names: list[str], engine_file: Path | None) -> dict[tuple[str, str], float]:
+    """Errors (%) of pass 2's runs ``names`` replayed as `capsim validate bench` does: the catalog's vllm-cpu profile,
+    or ``engine_file`` (the in-place host terms), on pass 2's calibration."""
+    from capsim.cli.deploy import deployment as cli_deployment
+
+    dep, _ = cli_deployment(None, DATA / "model" / "config.json", None, str(PASS2_CALIBRATION), None,
+                            None if engine_file else "vllm-cpu", engine_file, FLAGS, dtype)
+    report = bench_report([read_bench(PASS2 / dtype / n) for n in names], dep)
+    return {(r.case, r.metric): r.error_pct for r in report.rows}
+
+
+def _pass2_low_load(dtype: str) -> list[str]:
+    runs = json.loads((PASS2 / dtype / "manifest.json").read_text())["runs"]
+    return [r["file"] for r in runs if r["kind"] == "rate" and float(r["file"][5:-5]) <= 0.8 * PASS2_SATURATION[dtype]]
+
+
+def _all_runs(dtype: str) -> list[str]:
+    return [r["file"] for r in json.loads((PASS2 / dtype / "manifest.json").read_text())["runs"]]
+
+
+@pytest.fixture(scope="module")
+def pass2_errors():
+    return {(dtype, which): _replay(dtype, _all_runs(dtype), HOST_ENGINE[dtype] if which == "host" else None)
+            for dtype in ("fp32", "bf16") for which in ("catalog", "host")}
+
+
+def test_the_host_engine_files_hold_the_in_place_host_terms():
+    """host/engine-*.yaml: the catalog's vllm-cpu profile with cpu.step as the saved in-place profiles fit it."""
+    import importlib.util
+
+    from capsim.calibration.engine_file import read_engine_file
+    from capsim.specs.engine import get_engine
+
+    spec = importlib.util.spec_from_file_location("sp", DATA.parents[2] / "benchmarks" / "vllm_cpu_step_profile.py")
+    prof = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prof)
+    prof.CALIBRATION.append(str(CALIBRATION))  # as --report --calibration: the EPYC's has no bf16
+    for dtype, name in (("fp32", "float32"), ("bf16", "bfloat16")):
+        paths = sorted((DATA / "host").glob(f"large-{name}*.json"))
+        step, seq, _ = prof.host_fit(paths)
+        per_token, *_ = prof.prefill_fit(paths, step, seq)
+        engine = read_engine_file(HOST_ENGINE[dtype])
+        assert engine.cpu["step"] == pytest.approx((step, seq, per_token), rel=1e-6)
+        catalog = get_engine("vllm-cpu")
+        assert engine.cpu["step"][0] < 0.6 * catalog.cpu["step"][0]  # this Xeon's engine host: about half the EPYC's
+        assert engine.sampler_s == catalog.sampler_s and engine.kv_write_s == catalog.kv_write_s
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_the_in_place_host_terms_bring_pass_2_closer(dtype, pass2_errors):
+    """Over all 196 rows of pass 2: the in-place host terms (host/) leave a lower median |error| and more rows within
+    15% than the catalog's, measured on the EPYC (fp32 8.1% -> 6.0%, bf16 31.2% -> 9.9%)."""
+    import statistics
+
+    med = {w: statistics.median(abs(v) for v in pass2_errors[(dtype, w)].values()) for w in ("catalog", "host")}
+    within = {w: sum(abs(v) <= 15.0 for v in pass2_errors[(dtype, w)].values()) for w in ("catalog", "host")}
+    assert med["host"] < med["catalog"] and within["host"] > within["catalog"], (med, within)
+
+
+# Pass 2 with the in-place host terms against issue 14's uncalibrated targets. bf16: decode at one request priced
+# 1.26x slow (7.64 against 6.06 ms). From pass 1 to pass 2 the served single-request TPOT fell 37% (9.55 -> 6.06 ms)
+# while the device part of that step as each pass's calibration prices it fell 12% (7.07 -> 6.24 ms): the VM's bf16
+# speed moves with time by more than a calibration measured 20-70 min after the runs follows.
+PASS2_MISSES = {
+    ("bf16", "single", "tpot_mean"): "+26.1%: the served bf16 decode step fell 37% from pass 1, the calibration "
+                                     "measured after the runs prices its device part 12% lower (the VM drifts)",
+    ("bf16", "rate-3", "ttft_mean"): "-22.4%: the served prompt at low load pays more than its step, its first "
+                                     "calls and the serving path priced from the EPYC (5.1 ms); not separated",
+}
+PASS2_TARGETS = ([(d, "single.json", m, 15.0) for d in ("fp32", "bf16") for m in ("ttft_mean", "tpot_mean")]
+                 + [(d, n, m, 20.0) for d in ("fp32", "bf16") for n in _pass2_low_load(d)
+                    for m in ("ttft_mean", "tpot_mean", "request_throughput")])
+
+
+@pytest.mark.parametrize(("dtype", "name", "metric", "bound"), PASS2_TARGETS)
+def test_pass_2_with_the_in_place_host_terms_meets_the_uncalibrated_targets(dtype, name, metric, bound, pass2_errors,
+                                                                           request):
+    """One request at a time within 15%; Poisson runs up to 80% of saturation within 20% (TTFT, TPOT, throughput)."""
+    case = name[:-5]
+    if (dtype, case, metric) in PASS2_MISSES:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=PASS2_MISSES[(dtype, case, metric)]))
+    err = pass2_errors[(dtype, "host")][(case, metric)]
+    assert abs(err) <= bound, f"{dtype} {case} {metric} {err:+.1f}%"
