@@ -91,3 +91,16 @@ def test_serving_on_a_calibration_with_first_calls_pays_them(with_first_calls):
     once = sum(LINE[0] + LINE[1] * 128 * k + LINE[2] * n * k for n, k in ((1536, 512), (512, 512), (2816, 512),
                                                                        (512, 1408)))
     assert paid["ttft_mean_s"] - base["ttft_mean_s"] < once
+
+
+def test_a_placeholder_step_is_never_first_and_raises_no_warning():
+    """engine_obs._first_seen: requests that did not run alone are placed at an infinite time (no step of theirs to
+    charge); they are never first, and the comparison must not warn (inf - inf) on the user's terminal."""
+    import warnings
+
+    from capsim.calibration.engine_obs import _first_seen
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = _first_seen(np.array([1.0, 1.0005, 2.0, np.inf, np.inf]), np.array([5.0, 5.0, 5.0, -1.0, -1.0]))
+    assert got.tolist() == [True, True, False, False, False]  # within the clustering tolerance of the first: same step

@@ -129,11 +129,15 @@ def _gaps(ev: _Events, t: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, dict[s
 
 def _first_seen(time: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Whether each step (at ``time``, of shape ``key``) is the first of its shape: within the clustering tolerance
-    of the earliest step of that shape (one step's emissions reach the client that close together)."""
+    of the earliest step of that shape (one step's emissions reach the client that close together). A step at an
+    infinite time (a placeholder for one that did not run) is never first."""
     keys, inverse = np.unique(key, return_inverse=True)
     earliest = np.full(len(keys), np.inf)
     np.minimum.at(earliest, inverse, time)
-    return time - earliest[inverse] <= CLUSTER_TOL_S
+    ran = np.isfinite(time)
+    first = np.zeros(len(time), bool)
+    first[ran] = time[ran] - earliest[inverse[ran]] <= CLUSTER_TOL_S
+    return first
 
 
 def first_call_extras(run: BenchRun, ev: _Events, t: np.ndarray, k: np.ndarray,
