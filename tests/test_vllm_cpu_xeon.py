@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from capsim.calibration import load_calibration, write_calibration
+from capsim.cli.deploy import deployment
 from capsim.data.bench import read_bench
 from capsim.validation.bench import bench_report
-from capsim.validation.bench_suites import deployment
 
 DATA = Path(__file__).parent / "data" / "vllm_cpu_xeon"
 CALIBRATION = DATA / "cpu-intel-r-xeon-r-processor-2c.json"
@@ -23,17 +23,23 @@ FLAGS = "max_model_len=2048;vllm_cpu_kvcache_space=1;vllm_cpu_omp_threads_bind=a
 SATURATION = {"fp32": 7.38, "bf16": 13.83}  # burst.json's request throughput
 
 
-def _report(dtype: str, names: list[str], calibration: Path = CALIBRATION) -> dict[tuple[str, str], float]:
-    spec = {"model_config": "model/config.json", "model_name": "vllm-cpu-tiny-llama", "engine": "vllm",
-            "engine_version": "0.32.0", "device_type": "cpu", "flags": FLAGS, "precision": dtype, "tp": 1}
-    dep, _ = deployment(spec, DATA, str(calibration))
-    report = bench_report([read_bench(DATA / dtype / n) for n in names], dep)
+def _report(dtype: str, names: list[str], calibration: Path = CALIBRATION, folder: Path = DATA,
+            engine_file: Path | None = None) -> dict[tuple[str, str], float]:
+    """Errors (%) of the runs ``names`` in ``folder``/``dtype`` replayed as `capsim validate bench` does, on
+    ``calibration``, with the catalog's vllm-cpu profile or ``engine_file``."""
+    dep, _ = deployment(None, DATA / "model" / "config.json", None, str(calibration), None,
+                        None if engine_file else "vllm-cpu", engine_file, FLAGS, dtype)
+    report = bench_report([read_bench(folder / dtype / n) for n in names], dep)
     return {(r.case, r.metric): r.error_pct for r in report.rows}
 
 
-def _low_load(dtype: str) -> list[str]:
-    runs = json.loads((DATA / dtype / "manifest.json").read_text())["runs"]
-    return [r["file"] for r in runs if r["kind"] == "rate" and float(r["file"][5:-5]) <= 0.8 * SATURATION[dtype]]
+def _runs(dtype: str, folder: Path = DATA) -> list[dict]:
+    return json.loads((folder / dtype / "manifest.json").read_text())["runs"]
+
+
+def _low_load(dtype: str, folder: Path = DATA, saturation: dict[str, float] = SATURATION) -> list[str]:
+    return [r["file"] for r in _runs(dtype, folder)
+            if r["kind"] == "rate" and float(r["file"][5:-5]) <= 0.8 * saturation[dtype]]
 
 
 # fp32 one request at a time: TPOT +26.7% (TTFT +9.7%). The engine's host terms were measured on the EPYC (2.95 ms
@@ -101,29 +107,11 @@ HOST_ENGINE = {"fp32": DATA / "host" / "engine-float32.yaml", "bf16": DATA / "ho
 PASS2_SATURATION = {"fp32": 8.03, "bf16": 14.95}  # pass-2 burst.json's request throughput
 
 
-def _replay(dtype: str, names: list[str], engine_file: Path | None) -> dict[tuple[str, str], float]:
-    """Errors (%) of pass 2's runs ``names`` replayed as `capsim validate bench` does: the catalog's vllm-cpu profile,
-    or ``engine_file`` (the in-place host terms), on pass 2's calibration."""
-    from capsim.cli.deploy import deployment as cli_deployment
-
-    dep, _ = cli_deployment(None, DATA / "model" / "config.json", None, str(PASS2_CALIBRATION), None,
-                            None if engine_file else "vllm-cpu", engine_file, FLAGS, dtype)
-    report = bench_report([read_bench(PASS2 / dtype / n) for n in names], dep)
-    return {(r.case, r.metric): r.error_pct for r in report.rows}
-
-
-def _pass2_low_load(dtype: str) -> list[str]:
-    runs = json.loads((PASS2 / dtype / "manifest.json").read_text())["runs"]
-    return [r["file"] for r in runs if r["kind"] == "rate" and float(r["file"][5:-5]) <= 0.8 * PASS2_SATURATION[dtype]]
-
-
-def _all_runs(dtype: str) -> list[str]:
-    return [r["file"] for r in json.loads((PASS2 / dtype / "manifest.json").read_text())["runs"]]
-
-
 @pytest.fixture(scope="module")
 def pass2_errors():
-    return {(dtype, which): _replay(dtype, _all_runs(dtype), HOST_ENGINE[dtype] if which == "host" else None)
+    """Every pass-2 run's errors, on pass 2's calibration, with the catalog's vllm-cpu profile and the in-place one."""
+    return {(dtype, which): _report(dtype, [r["file"] for r in _runs(dtype, PASS2)], PASS2_CALIBRATION, PASS2,
+                                    HOST_ENGINE[dtype] if which == "host" else None)
             for dtype in ("fp32", "bf16") for which in ("catalog", "host")}
 
 
@@ -171,7 +159,7 @@ PASS2_MISSES = {
                                      "calls and the serving path priced from the EPYC (5.1 ms); not separated",
 }
 PASS2_TARGETS = ([(d, "single.json", m, 15.0) for d in ("fp32", "bf16") for m in ("ttft_mean", "tpot_mean")]
-                 + [(d, n, m, 20.0) for d in ("fp32", "bf16") for n in _pass2_low_load(d)
+                 + [(d, n, m, 20.0) for d in ("fp32", "bf16") for n in _low_load(d, PASS2, PASS2_SATURATION)
                     for m in ("ttft_mean", "tpot_mean", "request_throughput")])
 
 
