@@ -278,12 +278,15 @@ def main() -> None:
     ap.add_argument("--kv-write-tokens", default="1,16,64,256,1024", help="the KV-cache write sweep's token counts")
     ap.add_argument("--kv-write-heads", default="4,8,16", help="the KV-cache write sweep's KV head counts")
     ap.add_argument("--attention-tokens", default="64,256,1024", help="the prefill attention sweep's prompt lengths")
-    ap.add_argument("--dtype", default="float32", choices=sorted(DTYPE), help="vLLM's --dtype (bfloat16: the AMX "
-                                                                           "attention ISA where the CPU has AMX)")
+    ap.add_argument("--dtype", choices=sorted(DTYPE), help="vLLM's --dtype (default float32; bfloat16: the AMX "
+                                                          "attention ISA where the CPU has AMX)")
     args = ap.parse_args()
-    DT[0] = DTYPE[args.dtype]
     if args.report:
+        if args.dtype:
+            ap.error("--report reads each output's dtype from the output itself: drop --dtype")
         return report(args.report)
+    args.dtype = args.dtype or "float32"
+    DT[0] = DTYPE[args.dtype]
     from vllm import _custom_ops as ops
 
     torch.set_num_threads(1)

@@ -409,6 +409,8 @@ def main() -> None:
                                                     "as an engine file (read with --engine-file)")
     args = ap.parse_args()
     conc = [int(c) for c in args.concurrency.split(",") if c]
+    if not args.report and (args.calibration or args.engine_out):
+        ap.error("--calibration and --engine-out price and write a --report: give the profiles with --report FILE...")
     if args.report:
         CALIBRATION.extend([args.calibration] if args.calibration else [])
         step, seq, rms = host_fit(args.report)

@@ -170,3 +170,17 @@ def test_the_served_dtype_is_a_flag_of_the_server_command():
     flags = bench.server_flags("bfloat16")
     assert flags[flags.index("--dtype") + 1] == "bfloat16"
     assert bench.server_flags()[bench.server_flags().index("--dtype") + 1] == "float32"  # the shipped suite's
+
+
+@pytest.mark.parametrize(("script", "args", "says"), [
+    ("vllm_cpu_step_profile", ["--engine-out", "x.yaml"], "give the profiles with --report"),
+    ("vllm_cpu_step_profile", ["--calibration", "cpu.json"], "give the profiles with --report"),
+    ("vllm_cpu_prefill_ops", ["--report", "a.txt", "--dtype", "bfloat16"], "drop --dtype"),
+])
+def test_an_option_the_run_would_not_use_is_refused(script, args, says):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and says in done.stderr.strip().splitlines()[-1]

@@ -44,6 +44,19 @@ def test_profile_holds_the_line_fitted_to_the_saved_passes(capsys):
     assert DEP.engine.kv_write_s == pytest.approx((per_call, per_byte), rel=1e-3)
 
 
+def test_the_report_reads_each_output_s_element_size(capsys):
+    """A bf16 output's points are in 2-byte elements (the Xeon's AMX pass, tests/data/vllm_cpu_xeon/host): the same
+    times over half the bytes, so twice the per-byte cost of reading them as fp32 (0.19 ns, not 0.10); outputs of two
+    dtypes are refused."""
+    bench = _bench()
+    host = ROOT / "tests" / "data" / "vllm_cpu_xeon" / "host"
+    bench.report([str(host / "prefill-ops-bfloat16.txt")])
+    per_byte = float(re.search(r"kv_write_s: \[[\d.e+-]+, ([\d.e+-]+)\]", capsys.readouterr().out).group(1))
+    assert per_byte == pytest.approx(1.94e-10, rel=0.02)
+    with pytest.raises(SystemExit, match="mix dtypes"):
+        bench.report([str(host / "prefill-ops-bfloat16.txt"), str(host / "prefill-ops-float32.txt")])
+
+
 def test_the_line_prices_the_suite_prompt_within_what_the_kernel_measured():
     """A 256-token prompt of the suite's model (8 KV heads of 64, fp32): alone and in a prefill's order."""
     alone = _measured(r"kv_write_ms\[heads=8,T=256\]: ([\d.]+)")
