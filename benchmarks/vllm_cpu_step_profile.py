@@ -357,12 +357,15 @@ def prefill_fit(paths: list[Path], step: float, seq: float) -> tuple[float, floa
     return per_token, rms, float(intercept), float(slope)
 
 
-def engine_file(paths: list[Path], out: Path, terms: tuple[float, float, float], rms: tuple[float, float]) -> Path:
+def engine_file(paths: list[Path], out: Path, terms: tuple[float, float, float], rms: tuple[float, float],
+                serving_path: Path | None = None) -> Path:
     """Write the catalog's vllm-cpu profile with ``cpu.step`` replaced by ``terms`` (per step s, per sequence s, per
     prompt token s) measured by these profiles, as an engine file (``--engine-file``), citing them: the host terms of
     the machine the profiles ran on. Every other field (the sampler, the KV-cache write, the serving path's TTFT
     offset) keeps the catalog's value and source; the host terms are the measured period less the sampler as that
-    ``sampler_s`` prices it, so host plus sampler is what was measured."""
+    ``sampler_s`` prices it, so host plus sampler is what was measured. ``serving_path``: a one-request-at-a-time run
+    of ``vllm_cpu_bench.py --plan host`` on the same machine, whose serving path (``vllm_cpu_serving_path.py``: TTFT
+    less the request's own median gap, median over requests) replaces ``ttft_offset_s``."""
     import hashlib
     from dataclasses import replace
     from datetime import UTC, datetime
@@ -382,12 +385,28 @@ def engine_file(paths: list[Path], out: Path, terms: tuple[float, float, float],
             f"`python benchmarks/vllm_cpu_step_profile.py --report FILES --calibration CAL --engine-out FILE`: "
             f"decode line rms {rms[0] * 1e3:.3f} ms, prefill per-token rms {rms[1] * 1e3:.3f} ms. The other fields are "
             f"the catalog profile's (their sources below say on which machine they were measured)")
-    profile = replace(base, name=f"{base.name}-host-measured", cpu={"step": terms},
-                      sources={**base.sources, "cpu": cite},
+    sources, offset = {**base.sources, "cpu": cite}, base.ttft_offset_s
+    if serving_path is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import numpy as np
+        from vllm_cpu_serving_path import serving_path_s
+
+        per_request = serving_path_s(serving_path)
+        offset = float(np.median(per_request))
+        run = json.loads(serving_path.read_text())
+        sources["ttft_offset_s"] = (
+            f"Measured in place as the catalog's (benchmarks/vllm_cpu_serving_path.py: TTFT less the request's own "
+            f"median inter-token gap, median over {len(per_request)} requests, one at a time, 1-layer 64-wide model) "
+            f"on {serving_path} (sha256 {hashlib.sha256(serving_path.read_bytes()).hexdigest()[:12]}, load average "
+            f"before {run.get('load_avg_before', [float('nan')])[0]:.2f}): {offset * 1e3:.2f} ms "
+            f"({per_request.min() * 1e3:.2f}-{per_request.max() * 1e3:.2f} ms)")
+    profile = replace(base, name=f"{base.name}-host-measured", cpu={"step": terms}, ttft_offset_s=offset,
+                      sources=sources,
                       description=f"{base.description}; host terms measured in place on the user's machine",
                       provenance={"date": datetime.now(UTC).isoformat(timespec="seconds"), "base": base.name,
                                   "files": [str(p) for p in paths], "calibration": CALIBRATION[0] if CALIBRATION
-                                  else None, "cpu_step": list(terms)})
+                                  else None, "cpu_step": list(terms), "ttft_offset_s": offset,
+                                  "serving_path": str(serving_path) if serving_path else None})
     path = write_engine_file(profile, out)
     print(f"wrote {path}")
     return path
@@ -407,16 +426,21 @@ def main() -> None:
                                           "profiles ran on (default: the model folder's suite.yaml)")
     ap.add_argument("--engine-out", type=Path, help="with --report: write the vllm-cpu profile with these host terms "
                                                     "as an engine file (read with --engine-file)")
+    ap.add_argument("--serving-path", type=Path, help="with --engine-out: the single.json of `vllm_cpu_bench.py "
+                                                      "--plan host` on this machine, whose serving path replaces "
+                                                      "ttft_offset_s")
     args = ap.parse_args()
     conc = [int(c) for c in args.concurrency.split(",") if c]
     if not args.report and (args.calibration or args.engine_out):
         ap.error("--calibration and --engine-out price and write a --report: give the profiles with --report FILE...")
+    if args.serving_path and not args.engine_out:
+        ap.error("--serving-path goes into the engine file: give --engine-out FILE")
     if args.report:
         CALIBRATION.extend([args.calibration] if args.calibration else [])
         step, seq, rms = host_fit(args.report)
         per_token, prefill_rms, _, _ = prefill_fit(args.report, step, seq)
         if args.engine_out:
-            engine_file(args.report, args.engine_out, (step, seq, per_token), (rms, prefill_rms))
+            engine_file(args.report, args.engine_out, (step, seq, per_token), (rms, prefill_rms), args.serving_path)
     elif args.child:
         run(args.model, args.out, args.repeats, conc, args.dtype)
     else:

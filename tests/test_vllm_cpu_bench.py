@@ -175,6 +175,7 @@ def test_the_served_dtype_is_a_flag_of_the_server_command():
 @pytest.mark.parametrize(("script", "args", "says"), [
     ("vllm_cpu_step_profile", ["--engine-out", "x.yaml"], "give the profiles with --report"),
     ("vllm_cpu_step_profile", ["--calibration", "cpu.json"], "give the profiles with --report"),
+    ("vllm_cpu_step_profile", ["--report", "p.json", "--serving-path", "s.json"], "give --engine-out FILE"),
     ("vllm_cpu_prefill_ops", ["--report", "a.txt", "--dtype", "bfloat16"], "drop --dtype"),
 ])
 def test_an_option_the_run_would_not_use_is_refused(script, args, says):
