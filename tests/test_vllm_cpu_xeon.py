@@ -115,28 +115,24 @@ def pass2_errors():
             for dtype in ("fp32", "bf16") for which in ("catalog", "host")}
 
 
-def prof_serving_path(path: Path) -> float:
-    """The serving path of a one-at-a-time host run (benchmarks/vllm_cpu_serving_path.py), seconds."""
+def _bench(name: str):
+    """The script ``benchmarks/<name>.py`` as a module."""
     import importlib.util
 
-    import numpy as np
-
-    spec = importlib.util.spec_from_file_location("vsp", DATA.parents[2] / "benchmarks" / "vllm_cpu_serving_path.py")
+    spec = importlib.util.spec_from_file_location(name, DATA.parents[2] / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return float(np.median(mod.serving_path_s(path)))
+    return mod
 
 
 def test_the_host_engine_files_hold_the_in_place_host_terms():
     """host/engine-*.yaml: the catalog's vllm-cpu profile with cpu.step as the saved in-place profiles fit it."""
-    import importlib.util
+    import numpy as np
 
     from capsim.calibration.engine_file import read_engine_file
     from capsim.specs.engine import get_engine
 
-    spec = importlib.util.spec_from_file_location("sp", DATA.parents[2] / "benchmarks" / "vllm_cpu_step_profile.py")
-    prof = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prof)
+    prof = _bench("vllm_cpu_step_profile")
     prof.CALIBRATION.append(str(CALIBRATION))  # as --report --calibration: the EPYC's has no bf16
     for dtype, name in (("fp32", "float32"), ("bf16", "bfloat16")):
         paths = sorted((DATA / "host").glob(f"large-{name}*.json"))
@@ -148,7 +144,8 @@ def test_the_host_engine_files_hold_the_in_place_host_terms():
         assert engine.cpu["step"][0] < 0.6 * catalog.cpu["step"][0]  # this Xeon's engine host: about half the EPYC's
         assert engine.sampler_s == catalog.sampler_s and engine.kv_write_s == catalog.kv_write_s
     # the serving path measured in place (host/serving-path: vllm_cpu_bench.py --plan host), 9.5 ms to the EPYC's 5.1
-    path = prof_serving_path(DATA / "host" / "serving-path" / "single.json")
+    path = float(np.median(_bench("vllm_cpu_serving_path").serving_path_s(DATA / "host" / "serving-path" /
+                                                                         "single.json")))
     for dtype in ("fp32", "bf16"):
         assert read_engine_file(HOST_ENGINE[dtype]).ttft_offset_s == pytest.approx(path)
     assert path > 1.5 * get_engine("vllm-cpu").ttft_offset_s
