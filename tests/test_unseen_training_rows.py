@@ -118,3 +118,49 @@ def test_hugging_face_qwen2_moe_and_llama4_configs_import_with_shared_experts_an
     assert p.total / 1e9 == pytest.approx(400.7, abs=0.5) and p.active / 1e9 == pytest.approx(17.2, abs=0.2)
     # a shared expert of its own width (not a multiple of the routed width) is priced as that one FFN
     assert from_hf_config({**qwen2, "shared_expert_intermediate_size": 5000}).shared_ffn == 5000
+
+
+def test_a_row_stating_no_split_runs_the_one_megatron_core_accepts():
+    # 126 layers over pp 8 x v 8: only the embedding and loss counted as layers split them (128 = 64 x 2)
+    row = _row(L405, software="megatron-bridge-26.04.01", pp_interleave="8", gpus="1024", dp="16", recompute="",
+               seq_parallel="")
+    pred = predict_row(row)
+    assert pred.value > 0
+    assert ("priced at --account-for-embedding-in-pipeline-split --account-for-loss-in-pipeline-split "
+            "(default_uneven's choice), the only one") in pred.note
+    stated = predict_row({**row, "flags": "--account-for-embedding-in-pipeline-split "
+                                          "--account-for-loss-in-pipeline-split --use-distributed-optimizer"})
+    assert "states no split" not in stated.note
+
+
+def test_a_row_stating_no_split_is_banded_over_every_split_megatron_core_accepts():
+    # 31 layers over 4 stages: first/last counts (8, 8, 8, 7; default_uneven's choice), or the embedding or the loss
+    # counted alone (32 = 4 x 8); the band spans all three
+    row = _row(L405, model="t-31", hidden="4096", layers="31", heads="32", kv_heads="8", ffn_hidden="14336",
+               gpus="32", tp="1", pp="4", dp="8", software="megatron-core-0.14.0", recompute="", seq_parallel="",
+               global_batch="128", seq="4096", flags="")
+    pred = predict_row(row)
+    assert "priced at --decoder-first-pipeline-num-layers=8 --decoder-last-pipeline-num-layers=7" in pred.note
+    assert ("band over the other splits Megatron-Core accepts (--account-for-embedding-in-pipeline-split; "
+            "--account-for-loss-in-pipeline-split)") in pred.note
+    alone = [predict_row({**row, "flags": f"--account-for-{part}-in-pipeline-split --use-distributed-optimizer"})
+             for part in ("embedding", "loss")]
+    assert pred.band is not None
+    for other in alone:
+        assert pred.band[0] <= other.value <= pred.band[1]
+
+
+def test_a_release_without_uneven_splits_still_says_the_row_states_none():
+    row = _row(L405, model="t-31", hidden="4096", layers="31", heads="32", kv_heads="8", ffn_hidden="14336",
+               gpus="32", tp="1", pp="4", dp="8", software="nemo-24.07", global_batch="128", seq="4096")
+    with pytest.raises(SpecError, match="states no layer split"):
+        predict_row(row)
+
+
+def test_a_row_stating_no_flags_leaves_the_optimizer_sharding_and_the_experts_tp_open():
+    moe = _row(DSV3, gpus="256", tp="2", pp="16", ep="8", dp="8", software="megatron-bridge-26.04.01",
+               pp_interleave="", recompute="full")
+    note = predict_row({**moe, "flags": ""}).note
+    assert "distributed_optimizer in {" in note and "etp in {" in note
+    stated = predict_row({**moe, "flags": "--use-distributed-optimizer"}).note
+    assert "distributed_optimizer in {" not in stated and "etp in {" not in stated

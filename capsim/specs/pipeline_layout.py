@@ -270,7 +270,14 @@ def default_uneven(layers: int, pp: int, v: int = 1) -> LayerSplit | None:
     counted = layers + 2
     if counted % pp == 0 and (counted // pp) % v == 0:
         return megatron(layers, pp, v, embedding=True, loss=True)
-    if layers % v:
+    return first_last_uneven(layers, pp, v)
+
+
+def first_last_uneven(layers: int, pp: int, v: int = 1) -> LayerSplit | None:
+    """--decoder-first/last-pipeline-num-layers with the lightest heaviest stage (``default_uneven``'s second
+    choice): middle stages of ceil(L / (p v)) v layers, the rest shared by the two ends, the first one taking the
+    odd chunk; None where pp < 2, the ends would get under v layers each or more than a middle stage."""
+    if pp < 2 or layers % v:
         return None
     per = math.ceil(layers / (pp * v)) * v
     rest = layers - (pp - 2) * per
@@ -378,5 +385,5 @@ def parse_layout(layout: str, pp: int) -> LayerSplit:
     return LayerSplit(chunks, SplitRule.LAYOUT)
 
 
-__all__ = ["LayerSplit", "SplitRule", "default_uneven", "even", "from_stages", "layout_mtp_layers", "megatron", "parse_layout",
+__all__ = ["LayerSplit", "SplitRule", "default_uneven", "even", "first_last_uneven", "from_stages", "layout_mtp_layers", "megatron", "parse_layout",
            "parse_stage_list"]

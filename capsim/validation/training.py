@@ -7,7 +7,10 @@ publish: it takes the release's documented default (``Release.defaults``, cited 
 The row's note and ``band_low``/``band_high`` give the prediction's range over every plausible value of the blanks
 (the values the release offers; feasible layouts only). Where the defaults cannot run (a layout beyond the GPU's
 memory), the run used other plausible values: the row is priced at the feasible layout of the band's median
-prediction, neither end of it, and its note says so; a row that no plausible value runs is not priced. An
+prediction, neither end of it, and its note says so; a row that no plausible value runs is not priced. A row that
+states no flags at all also leaves open what flags set: whether the optimizer is sharded and the experts'
+tensor-parallel size. A Megatron-Core row whose layers pp x pp_interleave does not divide and that states no split
+ran one of the splits Megatron-Core accepts: it is priced at ``default_uneven``'s choice and banded over the others. An
 accelerator whose source gives its peaks only as a range (``Accelerator.peaks_high``) is priced at the range's lower
 end, and the band reaches the upper end's predictions. An FP8 row on a part whose FP8 GEMM rate is not its own published
 one is priced by GEMM role at the kernels its recipe runs (GH100, per-tensor scaling: the forward at TE's cuBLASLt
@@ -63,7 +66,9 @@ from capsim.validation.training_rows import (
     row_precision,
     row_split,
     split_flags,
+    split_flags_text,
     stated_split,
+    unstated_splits,
 )
 
 REQUIRED = ("source", "model", "hidden", "layers", "heads", "kv_heads", "ffn_hidden", "mlp", "seq", "vocab", "gpu",
@@ -80,6 +85,8 @@ SHIPPED = ("training_published.csv", "training_modern.csv", "training_torchtitan
            "training_bridge.csv", "training_bridge_blackwell.csv", "training_gptoss.csv", "training_deepspeed.csv",
            "training_megatron_readme.csv", "training_nemo.csv")
 RECOMPUTE = {"none": 0, "selective": 1, "full": 2}
+# The layout keys that state a pipeline split: the account-for-embedding/loss flags and ``SPLIT_FLAGS``'s.
+SPLIT_KEYS = ("account_for_embedding", "account_for_loss", *SPLIT_FLAGS.values())
 YES, NO = ("yes", "true", "1"), ("no", "false", "0")
 # Layout setting -> the CSV column that publishes it (blank = unpublished).
 COLUMNS = {"micro_batch": "micro_batch", "v": "pp_interleave", "recompute": "recompute", "sp": "seq_parallel",
@@ -170,10 +177,10 @@ def _metric_values(r: dict[str, str], model: ModelSpec, lay: Layouts, result: St
 def _price(r: dict[str, str], fixed: dict[str, object], fw: Framework, cluster: Cluster, perf: object,
            precision: Precision, split: dict[str, object] | None = None) -> tuple[Layouts, StepTime, np.ndarray]:
     """Every layout of ``fixed`` (None = open) with the row's dp, priced; the indices of the feasible ones.
-    ``split``: the row's split settings; where its flags state a split (``SPLIT_FLAGS``), every layout runs it."""
+    ``split``: the row's split settings; where they state a split (``SPLIT_KEYS``), every layout runs it."""
     model = row_model(r)
     grid = {k: v for k, v in fixed.items() if k != "shard"}
-    stated = {k: v for k, v in (split or {}).items() if k in SPLIT_FLAGS.values() and v is not None}
+    stated = {k: v for k, v in (split or {}).items() if k in SPLIT_KEYS and v}
     lay = layout_grid(model, int(r["gpus"]), int(r["global_batch"]), int(r["seq"]), int(cluster.gpus_per_node),
                       grid, fw, stated=(lambda p, v: stated_split(model, p, v, stated)) if stated else None)
     lay = lay.take(np.flatnonzero(lay.dp == int(r["dp"])))
@@ -193,7 +200,7 @@ def _point(r: dict[str, str], layout: dict[str, object], fw: Framework, cluster:
     model = row_model(r)
     split = row_split(model, int(layout["pp"]), int(layout["v"]), layout, fw)  # type: ignore[call-overload]
     shape = {k: v for k, v in layout.items()
-             if k not in ("account_for_embedding", "account_for_loss", *SPLIT_FLAGS.values())}
+             if k not in SPLIT_KEYS}
     lay = Layouts.build(model, splits=split, dp=cell_int(r, "dp"), global_batch=cell_int(r, "global_batch"),
                         seq_len=cell_int(r, "seq"), **shape)
     return lay, rank_layouts(model, cluster, lay, perf, precision, fw)[0]
@@ -238,6 +245,58 @@ def _where_defaults_cannot_run(r: dict[str, str], layout: dict[str, object], med
     raise _Unpriced(why, None, perf.name)
 
 
+def _unstated_by_flags(r: dict[str, str], release: Release, fw: Framework, model: ModelSpec) -> list[str]:
+    """The layout settings a run's flags set, left open where the row states no flags at all (a blank or absent
+    ``flags``; a stated set of flags leaves the rest at the release's defaults): whether the optimizer is sharded
+    (--use-distributed-optimizer, where the release has one) and, for an MoE model, the experts' tensor-parallel
+    size (--expert-tensor-parallel-size, where the release has it; 0 in the band is etp = tp)."""
+    if (r.get("flags") or "").strip():
+        return []
+    return (["distributed_optimizer"] if fw.distributed_optimizer else []) + (
+        ["etp"] if model.is_moe and "--expert-tensor-parallel-size" in release.flags else [])
+
+
+def _row_splits(r: dict[str, str], model: ModelSpec, release: Release, fw: Framework, defaults: dict[str, object],
+                v: int) -> tuple[dict[str, object], list[dict[str, object]], str]:
+    """The split settings the row is priced with, the other splits it may have run (its band spans them), and a
+    note. A row that states no split where pp x v does not divide the layers ran one of the splits Megatron-Core
+    accepts (``unstated_splits``): it is priced at default_uneven's choice and banded over the rest; where the
+    release accepts none, the row's split error stands (checked first: it is the reason, not the band's search)."""
+    split = {k: defaults.get(k) for k in SPLIT_KEYS}
+    pp = int(r["pp"])
+    try:
+        row_split(model, pp, v, split, fw)
+        return split, [], ""
+    except SpecError:
+        choices = [] if any(split.get(k) for k in SPLIT_KEYS) else unstated_splits(model, pp, v, release, fw)
+        if not choices:
+            raise
+    shown = "; ".join(split_flags_text(c) for c in choices[1:])
+    return ({**split, **choices[0]}, [{**split, **c} for c in choices[1:]],
+            f"; the row states no split of its {model.total_layers} layers over pp x v = {pp * v}: priced at "
+            f"{split_flags_text(choices[0])} (default_uneven's choice)" + (
+                f", band over the other splits Megatron-Core accepts ({shown})" if shown else
+                ", the only one of Megatron-Core's options that splits them"))
+
+
+def _split_band(r: dict[str, str], fixed: dict[str, object], blanks: list[str], layout: dict[str, object],
+                split: dict[str, object], fw: Framework, cluster: Cluster, perf: Perf, precision: Precision
+                ) -> list[float]:
+    """The predictions under another split: its band over the blanks, and its point at the row's settings
+    (feasible layouts only)."""
+    band = _band(r, fixed, blanks, fw, cluster, perf, precision, split)[0]
+    lay, result = _point(r, {**layout, **split}, fw, cluster, perf, precision)
+    point = [float(_metric_values(r, row_model(r), lay, result)[0])] if result.feasible[0] else []
+    return [*(band or ()), *point]
+
+
+def _widen(band: tuple[float, float] | None, value: float, values: list[float]) -> tuple[float, float] | None:
+    """``band`` (or the point ``value``) reaching ``values`` too; unchanged where there are none."""
+    if not values:
+        return band
+    return (min(*(band or (value,)), value, *values), max(*(band or (value,)), value, *values))
+
+
 def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPrediction:
     """Price one CSV row: its published layout, each blank at the release's documented default, and the band."""
     release, fw, defaults = row_release(r)
@@ -253,12 +312,11 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     dp = int(r["dp"])
     group = check_fsdp(r, fw, dp, cp)
     blanks = [k for k, v in published.items() if v is None]
+    blanks += _unstated_by_flags(r, release, fw, model)
     fixed = {"tp": cell_int(r, "tp"), "pp": cell_int(r, "pp"), "ep": row_ep(r), "etp": defaults["etp"],
              "distributed_optimizer": defaults["distributed_optimizer"], **{k: v for k, v in published.items()},
              **({"shard": group} if group and group != dp * cp else {})}  # hybrid sharding's group
-    split = {k: defaults.get(k) for k in ("account_for_embedding", "account_for_loss", *SPLIT_FLAGS.values())}
-    # the split the row's layout runs, first: where it has none, that is the reason (not the band's search)
-    row_split(model, int(r["pp"]), int(published["v"] or defaults["v"]), split, fw)  # type: ignore[call-overload]
+    split, others, split_note = _row_splits(r, model, release, fw, defaults, int(published["v"] or defaults["v"]))
     band, band_note, median = _band(r, fixed, blanks, fw, cluster, perf, precision, split)
     settings = {k: defaults[k] for k in blanks}
     if settings.get("micro_batch") == PER_REPLICA:
@@ -269,11 +327,12 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     network = "" if cluster.inter_node_bw_bytes_per_s == acc.inter_node_bw_bytes_per_s else \
         f"; network {cluster.inter_node_bw_bytes_per_s / 1e9:.4g} GB/s per GPU between nodes"
     head = f"{release.name}{' ' + r['flags'].strip() if (r.get('flags') or '').strip() else ''}{network}" + (
-        f"; defaults {shown}" if shown else "") + (f"; {band_note}" if band_note else "")
+        f"; defaults {shown}" if shown else "") + split_note + (f"; {band_note}" if band_note else "")
     lay, result = _point(r, {**fixed, **settings, **split}, fw, cluster, perf, precision)
     if not result.feasible[0]:
         need = float(result.memory.total_bytes[0])
-        why = f"{result.reason[0]} ({need / 1e9:.1f} GB/GPU of {acc.memory_bytes / 1e9:.1f} GB)"
+        why = str(result.reason[0]) + (f" ({need / 1e9:.1f} GB/GPU of {acc.memory_bytes / 1e9:.1f} GB)"
+                                       if "memory" in str(result.reason[0]) else "")
         try:
             settings, lay, result, moved = _where_defaults_cannot_run(r, {**fixed, **split}, median, why, fw, cluster,
                                                                       perf, precision)
@@ -285,13 +344,16 @@ def predict_row(r: dict[str, str], calibration: str | None = None) -> RowPredict
     value = float(_metric_values(r, model, lay, result)[i])
     if band is not None:  # the documented default is one of the plausible values (even outside the searched axis)
         band = (min(band[0], value), max(band[1], value))
+    for other_split in others:  # the other splits Megatron-Core accepts where the row states none
+        band = _widen(band, value, _split_band(r, fixed, blanks, {**fixed, **settings}, other_split, fw, cluster,
+                                               perf, precision))
     high, high_note = _at_peaks_high(r, fixed, blanks, {**fixed, **settings, **split}, fw, cluster, perf, precision)
     if high is not None:  # the part's peaks are a stated range: the band spans both ends
-        band = (min(*(band or (value,)), value, *high), max(*(band or (value,)), value, *high))
+        band = _widen(band, value, list(high))
     other, fp8_note = _at_other_fp8_rate(r, fixed, blanks, {**fixed, **settings, **split}, fw, cluster, perf,
                                          precision)
     if other is not None:  # FP8 not measured on this part: the band spans both published FP8/BF16 ratios
-        band = (min(*(band or (value,)), value, *other), max(*(band or (value,)), value, *other))
+        band = _widen(band, value, list(other))
     note = (f"{head}; {memory / 1e9:.1f} GB/GPU; step {step:.3f} s; bottleneck "
             f"{('first', 'middle', 'last')[int(result.bottleneck_stage[i])]} stage; "
             + ", ".join(f"{k[:-2]} {float(getattr(result, k)[i]):.3g}" for k in
@@ -356,7 +418,7 @@ def _runnable(model: ModelSpec, lay: Layouts, fw: Framework, split: dict[str, ob
     and the row states one or the release splits its own way (``row_split``: else an uneven split is an error)."""
     pp, v = np.asarray(lay.pp), np.asarray(lay.v)
     even = model.total_layers % (pp * v) == 0
-    stated = any(split.get(k) for k in ("account_for_embedding", "account_for_loss", *SPLIT_FLAGS.values())) or \
+    stated = any(split.get(k) for k in SPLIT_KEYS) or \
         fw.pipeline_split is not PipelineSplit.MEGATRON
     return ((v == 1) | (pp >= fw.interleave_min_pp)) & (even | (fw.uneven_pipeline and stated))
 
@@ -372,6 +434,8 @@ class _Unpriced(SpecError):
 def _show(key: str, value: object) -> str:
     if key == "recompute":
         return ("none", "selective", "full")[int(value)]  # type: ignore[arg-type]
+    if key == "etp" and not value:
+        return "tp"
     if key in ("sp", "distributed_optimizer"):
         return "yes" if value else "no"
     return str(int(value))  # type: ignore[call-overload]

@@ -21,7 +21,14 @@ from capsim.errors import SpecError
 from capsim.specs.catalog import get_model
 from capsim.specs.hardware import Accelerator, Cluster
 from capsim.specs.model import ModelSpec
-from capsim.specs.pipeline_layout import LayerSplit, even, megatron, parse_layout
+from capsim.specs.pipeline_layout import (
+    LayerSplit,
+    default_uneven,
+    even,
+    first_last_uneven,
+    megatron,
+    parse_layout,
+)
 from capsim.specs.precision import Precision
 from capsim.validation.harness import LINE, DataError
 
@@ -105,8 +112,9 @@ def split_flags(flags: str, release: Release, line: object = "?") -> tuple[str, 
 
 
 def stated_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object]) -> LayerSplit | None:
-    """The split the row's split flags state for ``pp`` stages of ``v`` chunks (None: they state none, or none
-    for this pp and v); a layout string that does not place the model's layers is an error."""
+    """The split the row's split flags (``SPLIT_FLAGS`` and the account-for-embedding/loss ones) state for ``pp``
+    stages of ``v`` chunks (None: they state none, or none for this pp and v); a layout string that does not place
+    the model's layers is an error."""
     text = layout.get("pipeline_layout")
     if text:
         split = parse_layout(str(text), pp)
@@ -115,10 +123,11 @@ def stated_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object]) -
                             f"the model has {model.total_layers}", "give one 't' per layer")
         return split if split.v == v else None
     first, last = layout.get("first_stage_layers"), layout.get("last_stage_layers")
-    if first is None and last is None:
+    emb, loss = bool(layout.get("account_for_embedding")), bool(layout.get("account_for_loss"))
+    if first is None and last is None and not (emb or loss):
         return None
     try:
-        return megatron(model.total_layers, pp, v, first, last)  # type: ignore[arg-type]
+        return megatron(model.total_layers, pp, v, first, last, embedding=emb, loss=loss)  # type: ignore[arg-type]
     except SpecError:
         return None
 
@@ -196,6 +205,39 @@ def row_split(model: ModelSpec, pp: int, v: int, layout: dict[str, object], fw: 
     return even(model.total_layers, pp, v)
 
 
+def unstated_splits(model: ModelSpec, pp: int, v: int, release: Release, fw: Framework) -> list[dict[str, object]]:
+    """The splits a Megatron-Core run could have stated where pp x v does not divide the layers and the row states
+    none (Megatron-Core asserts divisibility unless told: transformer_config.py __post_init__): the embedding and
+    the loss counted as layers, together or alone, where the release has the flags (core 0.11 on), and
+    --decoder-first/last-pipeline-num-layers at the lightest heaviest stage (``first_last_uneven``). The first is
+    the one default_uneven prefers (the embedding and loss counted, as Megatron-Bridge's 405B recipe states; else
+    the first/last counts); empty where the release splits no layers unevenly, splits them its own way, or
+    Megatron-Core accepts none of these."""
+    layers = model.total_layers
+    if layers % (pp * v) == 0 or pp == 1 or not fw.uneven_pipeline or \
+            release.family is not FrameworkFamily.MEGATRON_CORE or fw.pipeline_split is not PipelineSplit.MEGATRON:
+        return []
+    out: list[dict[str, object]] = []
+    if "--account-for-embedding-in-pipeline-split" in release.flags:
+        for emb, loss in ((True, True), (True, False), (False, True)):
+            try:
+                megatron(layers, pp, v, embedding=emb, loss=loss)
+            except SpecError:
+                continue
+            out.append({"account_for_embedding": emb, "account_for_loss": loss})
+    ends = first_last_uneven(layers, pp, v)
+    if ends is not None:
+        out.append({"first_stage_layers": ends.first, "last_stage_layers": ends.last})
+    chosen = default_uneven(layers, pp, v)
+    return sorted(out, key=lambda c: chosen is None or stated_split(model, pp, v, c) != chosen)
+
+
+def split_flags_text(split: dict[str, object]) -> str:
+    """A split's settings as the Megatron-Core flags that state it."""
+    return " ".join(f"--account-for-{k[12:]}-in-pipeline-split" if isinstance(x, bool) else
+                    f"--decoder-{k.split('_')[0]}-pipeline-num-layers={x}" for k, x in split.items() if x)
+
+
 def row_calibration(calibration: str | None, gpu: str) -> str | None:
     """The calibration a row is priced with: ``profile`` picks the accelerator's profile calibration where one
     ships (else its datasheet), ``datasheet`` the accelerator's datasheet calibration (named as the accelerator);
@@ -204,4 +246,5 @@ def row_calibration(calibration: str | None, gpu: str) -> str | None:
 
 
 __all__ = ["OPTIONAL", "SPLIT_FLAGS", "cell_int", "check_fsdp", "row_calibration", "row_cluster", "row_ep", "row_model",
-           "row_precision", "row_split", "split_flags", "stated_split"]
+           "row_precision", "row_split", "split_flags", "split_flags_text", "stated_split",
+           "unstated_splits"]
