@@ -4,7 +4,7 @@ simulator, one code path for every row (capsim/data/validation/serving_published
 The software of a row is data: its ``engine``, ``engine_version`` (the release measured) and ``flags`` columns
 pick the engine profile of that release (capsim/specs/catalog/engines.yaml) and the options it ran with. An
 unknown engine, release or flag is a malformed file (exit 2, naming the column and the values capsim knows); a
-row whose source does not state the release is reported unpriced with that reason. The calibration of each row is
+row whose source does not state the engine (``unstated``) or its release is reported unpriced with that reason. The calibration of each row is
 the GPU-profile calibration of its accelerator where one ships, else its datasheet one.
 """
 
@@ -45,6 +45,7 @@ METRICS = {"ttft_mean": "ttft_mean_s", "tpot_mean": "tpot_mean_s", "itl_mean": "
 # (fp16/bf16: unquantized in that dtype; int8/int4: weight-only; fp4 = nvfp4, NVFP4 weights and activations, Blackwell).
 PRECISIONS = {"fp16": "none", "bf16": "none", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "nvfp4",
               "nvfp4": "nvfp4"}
+UNSTATED = "unstated"  # the engine column's value where the source names no engine (the published file's header)
 SATURATION_TTFT_S = 1.0  # the mean TTFT that marks saturation, applied to measured and simulated runs alike
 MAX_LOAD_REQUESTS_PER_SEQ = 4  # max-load with no stated request count: this many per batch slot, all queued at t = 0
 
@@ -56,7 +57,8 @@ class Software:
     engine: EngineProfile | None
     plan: dict[str, object]
     notes: tuple[str, ...]
-    unpriced: str = ""  # why the row cannot be priced (blank release)
+    unpriced: str = ""  # why the row cannot be priced (engine unstated, or blank release)
+    unpriced_field: str = "engine_version"  # the column that says so
     client: Client | None = None  # the benchmark client of a closed-loop row (None: not stated)
     bench: str = ""  # the benchmark tool that ran the engine (flags bench=, e.g. trtllm-bench); blank: not stated
 
@@ -65,6 +67,10 @@ def row_software(r: dict[str, str]) -> Software:
     """The engine profile, plan limits and flag notes a row states; a DataError for what capsim cannot read."""
     line = r.get(LINE, "?")
     name = r["engine"].strip().lower()
+    if name == UNSTATED:  # the data's own word for an engine nobody published: a miss, not a malformed file
+        return Software(None, {}, (), "the source does not state which engine ran (engine unstated); capsim prices "
+                        "engines by release and guesses none: fit one to such runs with `capsim calibrate engine "
+                        "--from` and `capsim validate bench --calibrate-on`", unpriced_field="engine")
     if name not in FAMILIES:
         raise DataError("engine", f"line {line}: {'no engine' if not name else f'unknown engine {name!r}'}",
                         f"name the engine that produced the row: {', '.join(sorted(set(FAMILIES.values())))} "
@@ -198,7 +204,7 @@ def predict(r: dict[str, str], perf: Perf, sw: Software,
     """The predicted value of one row (in SI units), a note on what capsim chose, and the band of the
     prediction over the row's unstated settings (None where it leaves nothing open)."""
     if sw.engine is None:
-        raise SpecError("engine_version", sw.unpriced)
+        raise SpecError(sw.unpriced_field, sw.unpriced)
     kind, metric = r["workload"].strip().lower(), r["metric"].strip().lower()
     eng = sw.engine
     note = "; ".join((f"engine {eng.name} ({eng.engine} {eng.release})", *sw.notes))

@@ -60,7 +60,7 @@ def _crossing(rates: list[float], ttft_s: list[float]) -> float:
 def _simulated_saturation(base: dict[str, str], sw: Software, perf: Perf, csv_path: str | Path | None) -> float:
     """The rate at which the simulated mean TTFT of ``base``'s trace, rescaled to each rate, reaches the mark."""
     if sw.engine is None:
-        raise SpecError("engine_version", sw.unpriced)
+        raise SpecError(sw.unpriced_field, sw.unpriced)
     df = load_trace(_trace(base, csv_path))
     gaps = np.diff(df["arrived_at"].to_numpy(), prepend=df["arrived_at"].iloc[0])
     grid = [round(x, 2) for x in np.arange(1.0, 12.01, 0.25)]
@@ -83,12 +83,16 @@ def _simulated_saturation(base: dict[str, str], sw: Software, perf: Perf, csv_pa
 def saturation_row(rows: list[dict[str, str]], perf: Perf, csv_path: str | Path | None) -> Row | None:
     """Measured vs simulated saturation rate of a source's replays: the same requests (its longest trace), the
     first N = 100 x rate of them with their arrival gaps rescaled to span N / rate seconds, as the published runs
-    were made (DistServe README: every run spans N / rate). The rate grid runs to 12 req/s."""
-    ttft = sorted((float(r["rate_rps"]), measured_value(r) * SCALE[r["unit"].strip()], r) for r in rows
-                  if r["workload"] == "replay" and r["metric"] == "ttft_mean" and r["rate_rps"])
+    were made (DistServe README: every run spans N / rate). The rate grid runs to 12 req/s. None where fewer than two
+    runs exist or their mean TTFT never crosses the mark (nothing measured to compare with)."""
+    ttft = sorted(((float(r["rate_rps"]), measured_value(r) * SCALE[r["unit"].strip()], r) for r in rows
+                   if r["workload"] == "replay" and r["metric"] == "ttft_mean" and r["rate_rps"]),
+                  key=lambda t: t[:2])  # two runs at one rate (repeats) tie: never compare the rows themselves
     if len(ttft) < 2:
         return None
     measured = _crossing([t[0] for t in ttft], [t[1] for t in ttft])
+    if math.isnan(measured):  # the measured runs never reach the mark: no saturation was measured to compare with
+        return None
     base = max(ttft, key=lambda t: len(load_trace(_trace(t[2], csv_path))))[2]
     case, unit = f"{base['model']} {base['gpu']}", "req/s"
     note = (f"rate where mean TTFT reaches {SATURATION_TTFT_S:g} s (log-linear between runs); measured between "
