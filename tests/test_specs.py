@@ -15,6 +15,10 @@ def test_catalog_resolves_aliases_and_common_spellings():
     assert get_model("llama-3.1-405b").name == "llama-3-405b"
     assert get_model("facebook/opt-13b").name == "opt-13b"
     assert get_accelerator("h100").name == "H100-SXM5-80GB"
+    # the part names of datasheets and papers ('H100 SXM5', 'H200 SXM', 'A100 80GB SXM') name one catalog part each
+    assert get_accelerator("H100 SXM5").name == "H100-SXM5-80GB"
+    assert get_accelerator("H200 SXM").name == get_accelerator("H200 141GB").name == "H200-SXM-141GB"
+    assert get_accelerator("A100 80GB SXM").name == "A100-SXM4-80GB"
 
 
 def test_every_accelerator_row_is_in_the_catalog():
