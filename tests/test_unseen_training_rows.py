@@ -164,3 +164,24 @@ def test_a_row_stating_no_flags_leaves_the_optimizer_sharding_and_the_experts_tp
     assert "distributed_optimizer in {" in note and "etp in {" in note
     stated = predict_row({**moe, "flags": "--use-distributed-optimizer"}).note
     assert "distributed_optimizer in {" not in stated and "etp in {" not in stated
+
+
+def test_a_squared_relu_model_runs_gelus_gemms_and_two_activation_passes():
+    # Nemotron-4's FFN: two matrices like GELU's, relu then pow as two eager kernels (Mlp.act_passes)
+    from dataclasses import replace
+
+    from capsim.analytic.ops import training_layer_ops
+    from capsim.specs.catalog import get_model
+    from capsim.specs.model import Mlp
+    gelu = replace(get_model("gpt3-175b"), mlp=Mlp.GELU)
+    ops = {m: {o.name: o for o in training_layer_ops(replace(gelu, mlp=m), 1, 2048)} for m in (Mlp.GELU,
+                                                                                              Mlp.SQUARED_RELU)}
+    for name in ("mlp_up", "mlp_down"):
+        assert ops[Mlp.SQUARED_RELU][name].flops == ops[Mlp.GELU][name].flops
+    act, one = ops[Mlp.SQUARED_RELU]["mlp_act"], ops[Mlp.GELU]["mlp_act"]
+    assert act.bytes == pytest.approx(2 * one.bytes)
+    row = _row(L405, model="nemotron-4-15b", hidden="6144", layers="32", heads="48", kv_heads="8",
+               ffn_hidden="24576", mlp="squared-relu", seq="4096", vocab="256000", gpus="64", tp="2", pp="1",
+               dp="32", global_batch="256", micro_batch="2", recompute="", seq_parallel="", precision="fp8",
+               software="nemo-25.04")
+    assert predict_row(row).value > 0

@@ -39,6 +39,15 @@ GROUPED = "grouped"
 COMBINE = "moe_unpermute"
 
 
+def mlp_act(model: ModelSpec, rows: Num, f: Num, dt: DType, ab: float, count: Num, share: float) -> Op:
+    """The FFN's activation over ``rows`` tokens of inner width ``f`` (per GPU): it reads the up projection's
+    output (both halves of a gated one) and writes ``f`` columns, once per memory pass (``Mlp.act_passes``); it
+    saves its input for the backward."""
+    cols = model.mlp.matrices - 1  # the up projection's outputs per inner column: 2 gated, 1 not
+    passes = model.mlp.act_passes
+    return Op("mlp_act", OpKind.ELEMENTWISE, 8.0 * rows * f, (cols + passes - 1) * rows * f * ab,
+              passes * rows * f * ab, (rows * f,), dt, count, ((Saved.TP, cols * rows * f * ab),), share=share)
+
 def moe_tokens(tokens: Num, tp: Num, etp: Num, sp: Num) -> tuple[Num, Num]:
     """(tokens a GPU routes, tokens each of its expert slices computes on before the top-k copies).
 
@@ -88,8 +97,7 @@ def _experts(model: ModelSpec, rows: Num, etp: Num, count: Num, dt: DType, ab: f
     up = (2 if gated else 1) * f
     return [replace(gemm("mlp_up", rows, up, h, dt, ab, wb, ((Saved.TP, rows * h * ab),), count, share),
                     impl=GROUPED),
-            Op("mlp_act", OpKind.ELEMENTWISE, 8.0 * rows * f, up * rows * ab, rows * f * ab, (rows * f,), dt, count,
-               ((Saved.TP, (2 if gated else 1) * rows * f * ab),), share=share),
+            mlp_act(model, rows, f, dt, ab, count, share),
             replace(gemm("mlp_down", rows, h, f, dt, ab, wb, ((Saved.TP, rows * f * ab),), count, share),
                     impl=GROUPED)]
 

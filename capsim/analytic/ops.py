@@ -22,7 +22,7 @@ from capsim.analytic.attention import (
     training_kernel,
 )
 from capsim.analytic.mixers import mixer_ops
-from capsim.analytic.moe import moe_ops
+from capsim.analytic.moe import mlp_act, moe_ops
 from capsim.analytic.primitives import (
     MATMUL_KINDS,
     AttentionImpl,
@@ -80,10 +80,8 @@ def _ffn(model: ModelSpec, rows: Num, width: int, t: Num, dt: DType, ab: float, 
     h, gated = model.hidden, model.mlp.matrices == 3
     f = width / t
     up_cols = (2 if gated else 1) * f
-    act_saved = (Saved.TP, (2 if gated else 1) * rows * f * ab)
     return [gemm("mlp_up", rows, up_cols, h, dt, ab, wb, ((Saved.SP, rows * h * ab),), count, share),
-            Op("mlp_act", OpKind.ELEMENTWISE, 8.0 * rows * f, up_cols * rows * ab, rows * f * ab, (rows * f,), dt,
-               count, (act_saved,), share=share),
+            mlp_act(model, rows, f, dt, ab, count, share),
             gemm("mlp_down", rows, h, f, dt, ab, wb, ((Saved.TP, rows * f * ab),), count, share)]
 
 

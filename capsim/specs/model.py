@@ -19,12 +19,20 @@ class Mlp(StrEnum):
 
     GELU = "gelu"
     RELU = "relu"
+    SQUARED_RELU = "squared-relu"  # relu(x)^2 (Primer; Nemotron-4), two matrices like gelu
     SWIGLU = "swiglu"
     GEGLU = "geglu"
 
     @property
     def matrices(self) -> int:
         return 3 if self in (Mlp.SWIGLU, Mlp.GEGLU) else 2
+
+    @property
+    def act_passes(self) -> int:
+        """Memory passes of the activation over the FFN's width: squared ReLU runs relu, then pow, as two eager
+        kernels (Megatron-LM ParallelMLP with --squared-relu: torch.pow(F.relu(x), 2); no bias-activation fusion
+        covers it); the others one (fused, or one torch op)."""
+        return 2 if self is Mlp.SQUARED_RELU else 1
 
 
 class Norm(StrEnum):

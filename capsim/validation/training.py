@@ -282,10 +282,13 @@ def _row_splits(r: dict[str, str], model: ModelSpec, release: Release, fw: Frame
 def _split_band(r: dict[str, str], fixed: dict[str, object], blanks: list[str], layout: dict[str, object],
                 split: dict[str, object], fw: Framework, cluster: Cluster, perf: Perf, precision: Precision
                 ) -> list[float]:
-    """The predictions under another split: its band over the blanks, and its point at the row's settings
-    (feasible layouts only)."""
+    """The predictions under another split: its band over the blanks, and its point at the row's settings where
+    the split exists at their v (feasible layouts only)."""
     band = _band(r, fixed, blanks, fw, cluster, perf, precision, split)[0]
-    lay, result = _point(r, {**layout, **split}, fw, cluster, perf, precision)
+    try:
+        lay, result = _point(r, {**layout, **split}, fw, cluster, perf, precision)
+    except SpecError:  # the split does not exist at the layout's v (a median layout's other interleaving)
+        return list(band or ())
     point = [float(_metric_values(r, row_model(r), lay, result)[0])] if result.feasible[0] else []
     return [*(band or ()), *point]
 
