@@ -52,6 +52,26 @@ def _llama(cfg: Mapping[str, Any], name: str) -> ModelSpec:
                     sliding_window=window, global_every=every if window else 0)
 
 
+def _nemotron(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    # NemotronConfig (transformers models/nemotron, Nemotron-4 / Minitron): NemotronMLP is up_proj -> act -> down_proj,
+    # not gated, with hidden_act "relu2" (squared ReLU); NemotronLayerNorm1P is a LayerNorm with weight and bias;
+    # attention_bias and mlp_bias default to false; the partial rotary factor changes no FLOP count capsim prices
+    act = _str(cfg, "hidden_act", "relu2")
+    if act != "relu2":
+        raise SpecError("config.hidden_act", f"activation {act!r} is not modelled for Nemotron", "use relu2")
+    bias = _bool(cfg, "attention_bias", False)
+    if _bool(cfg, "mlp_bias", False) != bias:
+        raise SpecError("config.mlp_bias", "biases on only the attention or only the FFN are not modelled",
+                        "capsim's bias covers every linear layer")
+    hidden, heads = _int(cfg, "hidden_size"), _int(cfg, "num_attention_heads")
+    return ModelSpec(
+        name=name, hidden=hidden, layers=_int(cfg, "num_hidden_layers"), heads=heads,
+        kv_heads=_int(cfg, "num_key_value_heads", None), head_dim=_int(cfg, "head_dim", None) or hidden // heads,
+        ffn_hidden=_int(cfg, "intermediate_size"), vocab=_int(cfg, "vocab_size"),
+        max_seq=_int(cfg, "max_position_embeddings", 4096), mlp=Mlp.SQUARED_RELU, norm=Norm.LAYERNORM,
+        position=Position.ROPE, bias=bias, tied_embeddings=_bool(cfg, "tie_word_embeddings", False), source=SOURCE)
+
+
 def _no_qwen_window(cfg: Mapping[str, Any]) -> None:
     """Qwen2/Qwen3 slide only from layer max_window_layers on, and only with use_sliding_window (false in every
     released checkpoint); that split is not modelled."""
@@ -369,7 +389,7 @@ _FAMILIES: dict[str, Callable[[Mapping[str, Any], str], ModelSpec]] = {
     "qwen3_moe": _qwen3_moe, "qwen2_moe": _qwen2_moe, "llama4": _llama4, "llama4_text": _llama4, "gemma": lambda c, n: _gemma(c, n, 1), "gemma2": lambda c, n: _gemma(c, n, 2),
     "gemma3_text": lambda c, n: _gemma(c, n, 3), "gemma3": _gemma3, "phi3": _phi3,
     "deepseek_v2": lambda c, n: _deepseek(c, n, 2), "deepseek_v3": lambda c, n: _deepseek(c, n, 3),
-    "gpt_oss": _gpt_oss, "gpt2": _gpt2, "gptj": _gptj, "falcon": _falcon, "opt": _opt, "bert": _bert, "t5": _t5,
+    "gpt_oss": _gpt_oss, "nemotron": _nemotron, "gpt2": _gpt2, "gptj": _gptj, "falcon": _falcon, "opt": _opt, "bert": _bert, "t5": _t5,
     # Kimi-K2's config.json says model_type kimi_k2 with DeepSeek-V3's modeling code (transformers'
     # Kimi_K25Config.__post_init__ maps kimi_k2 to deepseek_v3)
     "kimi_k2": lambda c, n: _deepseek(c, n, 3), "kimi_k25": _kimi_k25, "ministral": _llama, "glm4_moe": _glm4_moe,
