@@ -391,3 +391,21 @@ def test_closed_loop_start_up_as_the_benchmark_clients_measure_it(report, tmp_pa
     path.write_text(lines[0] + "\n" + rows5[0] + "client=locust\n")
     bad = runner.invoke(app, ["validate", "serving", "--json", "--file", str(path)])
     assert bad.exit_code == 2 and "client='locust'" in bad.output
+
+
+def test_a_client_that_could_not_have_reported_the_run_leaves_the_band(tmp_path):
+    """Requests of 4,000 output tokens finish in bursts tens of seconds apart, so perf_analyzer's 12 s windows never
+    settle: a GenAI-Perf user got no figure from them. A row that does not name its client is priced from the other
+    clients, and says which was left out; a row that names genai-perf is not priced, with that reason."""
+    head = ",".join(["source", "model", "gpu", "gpus", "tp", "precision", "engine", "workload", "trace", "batch",
+                     "input_tokens", "output_tokens", "rate_rps", "metric", "value", "unit", "engine_version", "flags"])
+    row = "t,llama-3.1-8b,H100-SXM5-80GB,1,1,bf16,vllm,concurrency,,4,1000,4000,,itl_mean,10,ms,0.10.1,"
+    path = tmp_path / "long.csv"
+    path.write_text(f"{head}\n{row}\n{row}client=genai-perf\n")
+    result = runner.invoke(app, ["validate", "serving", "--json", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    open_, named = json.loads(result.stdout)["rows"]
+    assert open_["predicted"] > 0 and "left out of the band: genai-perf windows: perf_analyzer would find no 3" \
+        in open_["note"]
+    assert open_["band_low"] <= open_["predicted"] <= open_["band_high"]
+    assert named["predicted"] is None and "no 3 stable windows" in named["note"]
