@@ -24,10 +24,10 @@ SATURATION = {"fp32": 7.38, "bf16": 13.83}  # burst.json's request throughput
 
 
 def _report(dtype: str, names: list[str], calibration: Path = CALIBRATION, folder: Path = DATA,
-            engine_file: Path | None = None) -> dict[tuple[str, str], float]:
+            engine_file: Path | None = None, model: Path = DATA / "model") -> dict[tuple[str, str], float]:
     """Errors (%) of the runs ``names`` in ``folder``/``dtype`` replayed as `capsim validate bench` does, on
-    ``calibration``, with the catalog's vllm-cpu profile or ``engine_file``."""
-    dep, _ = deployment(None, DATA / "model" / "config.json", None, str(calibration), None,
+    ``calibration``, with the catalog's vllm-cpu profile or ``engine_file``, for the model in ``model``."""
+    dep, _ = deployment(None, model / "config.json", None, str(calibration), None,
                         None if engine_file else "vllm-cpu", engine_file, FLAGS, dtype)
     report = bench_report([read_bench(folder / dtype / n) for n in names], dep)
     return {(r.case, r.metric): r.error_pct for r in report.rows}
@@ -184,3 +184,55 @@ def test_pass_2_with_the_in_place_host_terms_meets_the_uncalibrated_targets(dtyp
         request.applymarker(pytest.mark.xfail(strict=True, reason=PASS2_MISSES[(dtype, case, metric)]))
     err = pass2_errors[(dtype, "host")][(case, metric)]
     assert abs(err) <= bound, f"{dtype} {case} {metric} {err:+.1f}%"
+
+
+# A shape the suite never ran (shape-768, README there): 768 wide, 6 layers, 12 query heads over 4 KV heads, fp32,
+# measured 1.5 h after pass 2's calibration; replayed on that calibration with the catalog's vllm-cpu profile.
+SHAPE = DATA / "shape-768"
+SHAPE_SATURATION = {"fp32": 3.38}  # its burst.json's request throughput
+
+
+@pytest.fixture(scope="module")
+def shape_errors():
+    return _report("fp32", [r["file"] for r in _runs("fp32", SHAPE)], PASS2_CALIBRATION, SHAPE, model=SHAPE / "model")
+
+
+@pytest.mark.parametrize(("name", "metric", "bound"),
+                         [("single.json", m, 15.0) for m in ("ttft_mean", "tpot_mean")]
+                         + [(n, m, 20.0) for n in _low_load("fp32", SHAPE, SHAPE_SATURATION)
+                            for m in ("ttft_mean", "tpot_mean", "request_throughput")])
+def test_an_unseen_shape_meets_the_uncalibrated_targets(name, metric, bound, shape_errors):
+    """Measured: one request TTFT -2.0%, TPOT +1.5%; Poisson up to 80% of saturation within 4.4%."""
+    err = shape_errors[(name[:-5], metric)]
+    assert abs(err) <= bound, f"{name} {metric} {err:+.1f}%"
+
+
+@pytest.fixture(scope="module")
+def shape_fitted():
+    """`--calibrate-on rate-2.json --check` the other 13 runs: their errors with the engine fitted on rate-2 alone."""
+    from capsim.calibration.engine_cal import calibrate_engine
+
+    dep, _ = deployment(None, SHAPE / "model" / "config.json", None, str(PASS2_CALIBRATION), None, "vllm-cpu", None,
+                        FLAGS, "fp32")
+    profile, _fit = calibrate_engine([read_bench(SHAPE / "fp32" / "rate-2.json")], dep, "vllm-cpu-fitted")
+    report = bench_report([read_bench(SHAPE / "fp32" / r["file"]) for r in _runs("fp32", SHAPE)
+                           if r["file"] != "rate-2.json"], dep.with_engine(profile))
+    return {(r.case, r.metric): r.error_pct for r in report.rows}
+
+
+def test_an_unseen_shape_calibrated_on_one_run_predicts_the_others_within_10_pct(shape_fitted):
+    """The runs up to 80% of saturation (Poisson and closed-loop) within 10%: measured 7.2% at worst (8 clients'
+    TPOT)."""
+    low = [r["file"][:-5] for r in _runs("fp32", SHAPE) if r["file"] != "rate-2.json" and r["kind"] != "burst"
+           and r["requests"] / r["duration_s"] <= 0.8 * SHAPE_SATURATION["fp32"]]
+    assert len(low) >= 6
+    for case in low:
+        for metric in ("ttft_mean", "tpot_mean", "request_throughput"):
+            assert abs(shape_fitted[(case, metric)]) <= 10.0, (case, metric, shape_fitted[(case, metric)])
+
+
+@pytest.mark.xfail(strict=True, reason="+11.3%: the burst's throughput (the saturation) with the engine fitted on "
+                                       "rate-2 (+13.3% uncalibrated): capsim's saturated replica runs faster than "
+                                       "the measured one; not investigated")
+def test_an_unseen_shape_calibrated_saturation_within_10_pct(shape_fitted):
+    assert abs(shape_fitted[("burst", "request_throughput")]) <= 10.0
