@@ -50,7 +50,7 @@ DTYPES = ("float32", "bfloat16")  # vLLM's --dtype values this script serves (bf
 
 
 def server_flags(dtype: str = "float32") -> tuple[str, ...]:
-    return ("--load-format", "dummy", "--skip-tokenizer-init", "--dtype", dtype, "--max-model-len", "2048",
+    return ("--load-format", "dummy", "--skip-tokenizer-init", "--dtype", dtype, "--max-model-len", str(MAX_MODEL_LEN),
             "--seed", "0")
 SHIM = '''import importlib.metadata as md
 import sys
@@ -170,9 +170,32 @@ def client(python: Path, url: str, model: str, out: Path, n: int, lengths: tuple
     return {**json.loads(out.read_text()), "file": out.name}
 
 
-def run_plan(python: Path, url: str, model: str, out: Path, plan: str, facts: dict) -> list[dict]:
+MAX_MODEL_LEN = 2048  # the server's --max-model-len: a request's prompt and output together
+
+
+def parse_lengths(text: str | None) -> tuple[int, int, float] | None:
+    """``--lengths IN,OUT,RANGE``: the prompt and output lengths every run draws from (vllm bench serve's random
+    dataset: --input-len, --output-len, --range-ratio); None keeps the plan's."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        n_in, n_out, spread = int(parts[0]), int(parts[1]), float(parts[2])
+    except (ValueError, IndexError):
+        raise ValueError(f"--lengths {text!r}: give IN,OUT,RANGE, e.g. 512,128,0.5") from None
+    if len(parts) != 3 or n_in < 1 or n_out < 1 or not 0.0 <= spread < 1.0:
+        raise ValueError(f"--lengths {text!r}: IN and OUT >= 1 tokens, 0 <= RANGE < 1")
+    longest = int((n_in + n_out) * (1.0 + spread))  # the random dataset draws each in [x (1 - r), x (1 + r)]
+    if longest > MAX_MODEL_LEN:
+        raise ValueError(f"--lengths {text!r}: a request may reach {longest} tokens, over the server's "
+                         f"--max-model-len {MAX_MODEL_LEN}")
+    return n_in, n_out, spread
+
+
+def run_plan(python: Path, url: str, model: str, out: Path, plan: str, facts: dict,
+             lengths: tuple[int, int, float] | None = None) -> list[dict]:
     spec = PLANS[plan]
-    lengths, done, sat = spec["lengths"], [], None
+    lengths, done, sat = lengths or spec["lengths"], [], None
     for i, (kind, value, n) in enumerate(spec["runs"]):
         if kind == "single":
             res = client(python, url, model, out / "single.json", n, lengths, facts, concurrency=1, seed=i)
@@ -216,9 +239,16 @@ def main() -> None:
                         "the engine's per-layer time this way)")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="vLLM's --dtype (the shipped suite: float32; bfloat16 on CPUs with AVX512-BF16/AMX)")
+    p.add_argument("--lengths", default=None,
+                   help="IN,OUT,RANGE: every run's prompt and output lengths (vllm bench serve's random dataset: "
+                        "--input-len, --output-len, --range-ratio) instead of the plan's (full: 256,64,0.5)")
     p.add_argument("--port", type=int, default=0, help="0: a free port on 127.0.0.1")
     p.add_argument("--ready-timeout", type=float, default=1800.0, help="seconds to wait for the server to start")
     args = p.parse_args()
+    try:
+        lengths = parse_lengths(args.lengths)
+    except ValueError as e:
+        p.error(str(e))
     python = ensure_venv(args.venv)
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="vllm-cpu-bench-"))
@@ -246,13 +276,13 @@ def main() -> None:
         wait_ready(url, server, args.ready_timeout)
         log(f"server ready after {time.time() - started:.0f} s")
         facts = server_facts(server_log.read_text(errors="replace"), env, cmd)
-        runs = run_plan(python, url, str(model), args.out, args.plan, facts)
+        runs = run_plan(python, url, str(model), args.out, args.plan, facts, lengths)
     finally:
         stop(server)
     if not (args.out / "model" / "config.json").is_file():  # the data set names the model it was measured on
         (args.out / "model").mkdir(exist_ok=True)
         shutil.copy(model / "config.json", args.out / "model" / "config.json")
-    manifest = {"plan": args.plan, "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    manifest = {"plan": args.plan, "lengths": list(lengths or PLANS[args.plan]["lengths"]), "command": " ".join([Path(sys.executable).name, *sys.argv]),
                 "server": facts, "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(),
                                              "platform": platform.platform()},
                 "load_avg_before_server": list(idle_load), "load_avg_after": list(os.getloadavg()),

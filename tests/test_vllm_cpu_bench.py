@@ -72,6 +72,16 @@ def test_layers_rewrites_only_the_layer_count_of_the_served_config():
         bench.model_config(path, 0)
 
 
+def test_lengths_override_the_plans_within_the_servers_context():
+    bench = _module("vllm_cpu_bench")
+    assert bench.parse_lengths(None) is None
+    assert bench.parse_lengths("512,128,0.5") == (512, 128, 0.5)
+    for bad, words in (("512,128", "IN,OUT,RANGE"), ("a,1,0", "IN,OUT,RANGE"), ("0,1,0", ">= 1"),
+                       ("512,128,1", "RANGE < 1"), ("1500,200,0.5", "over the server's --max-model-len 2048")):
+        with pytest.raises(ValueError, match=words):
+            bench.parse_lengths(bad)
+
+
 def test_the_host_fit_separates_step_sequence_and_layer_terms():
     host = _module("vllm_cpu_host")
     rows = [(c, n, 1e-3 + 1e-4 * c - 2e-4 * n) for n in (1, 2, 4, 8) for c in (1, 2, 4, 8, 16, 32)]
