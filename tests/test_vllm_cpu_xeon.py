@@ -187,52 +187,87 @@ def test_pass_2_with_the_in_place_host_terms_meets_the_uncalibrated_targets(dtyp
 
 
 # A shape the suite never ran (shape-768, README there): 768 wide, 6 layers, 12 query heads over 4 KV heads, fp32,
-# measured 1.5 h after pass 2's calibration; replayed on that calibration with the catalog's vllm-cpu profile.
+# measured 1.5-2.3 h after pass 2's calibration, at the suite's lengths (fp32: 256/64 tokens) and at longer ones
+# (fp32-512: 512/128); replayed on that calibration with the catalog's vllm-cpu profile, and fitted on the Poisson run
+# at 0.6 of saturation (the suites' calibrate_on) to score the others.
 SHAPE = DATA / "shape-768"
-SHAPE_SATURATION = {"fp32": 3.38}  # its burst.json's request throughput
+# folder -> (its burst.json's request throughput, the run fitted on)
+SHAPE_SETS = {"fp32": (3.38, "rate-2.json"), "fp32-512": (1.517, "rate-0.91.json")}
 
 
-@pytest.fixture(scope="module")
-def shape_errors():
-    return _report("fp32", [r["file"] for r in _runs("fp32", SHAPE)], PASS2_CALIBRATION, SHAPE, model=SHAPE / "model")
+def _shape_runs(folder: str) -> list[dict]:
+    return json.loads((SHAPE / folder / "manifest.json").read_text())["runs"]
 
 
-@pytest.mark.parametrize(("name", "metric", "bound"),
-                         [("single.json", m, 15.0) for m in ("ttft_mean", "tpot_mean")]
-                         + [(n, m, 20.0) for n in _low_load("fp32", SHAPE, SHAPE_SATURATION)
-                            for m in ("ttft_mean", "tpot_mean", "request_throughput")])
-def test_an_unseen_shape_meets_the_uncalibrated_targets(name, metric, bound, shape_errors):
-    """Measured: one request TTFT -2.0%, TPOT +1.5%; Poisson up to 80% of saturation within 4.4%."""
-    err = shape_errors[(name[:-5], metric)]
-    assert abs(err) <= bound, f"{name} {metric} {err:+.1f}%"
-
-
-@pytest.fixture(scope="module")
-def shape_fitted():
-    """`--calibrate-on rate-2.json --check` the other 13 runs: their errors with the engine fitted on rate-2 alone."""
+def _shape_report(folder: str, fitted: bool) -> dict[tuple[str, str], float]:
     from capsim.calibration.engine_cal import calibrate_engine
 
     dep, _ = deployment(None, SHAPE / "model" / "config.json", None, str(PASS2_CALIBRATION), None, "vllm-cpu", None,
                         FLAGS, "fp32")
-    profile, _fit = calibrate_engine([read_bench(SHAPE / "fp32" / "rate-2.json")], dep, "vllm-cpu-fitted")
-    report = bench_report([read_bench(SHAPE / "fp32" / r["file"]) for r in _runs("fp32", SHAPE)
-                           if r["file"] != "rate-2.json"], dep.with_engine(profile))
+    names = [r["file"] for r in _shape_runs(folder)]
+    if fitted:
+        fit = SHAPE_SETS[folder][1]
+        profile, _fit = calibrate_engine([read_bench(SHAPE / folder / fit)], dep, "vllm-cpu-fitted")
+        dep, names = dep.with_engine(profile), [n for n in names if n != fit]
+    report = bench_report([read_bench(SHAPE / folder / n) for n in names], dep)
     return {(r.case, r.metric): r.error_pct for r in report.rows}
 
 
-def test_an_unseen_shape_calibrated_on_one_run_predicts_the_others_within_10_pct(shape_fitted):
-    """The runs up to 80% of saturation (Poisson and closed-loop) within 10%: measured 7.2% at worst (8 clients'
-    TPOT)."""
-    low = [r["file"][:-5] for r in _runs("fp32", SHAPE) if r["file"] != "rate-2.json" and r["kind"] != "burst"
-           and r["requests"] / r["duration_s"] <= 0.8 * SHAPE_SATURATION["fp32"]]
-    assert len(low) >= 6
-    for case in low:
-        for metric in ("ttft_mean", "tpot_mean", "request_throughput"):
-            assert abs(shape_fitted[(case, metric)]) <= 10.0, (case, metric, shape_fitted[(case, metric)])
+@pytest.fixture(scope="module")
+def shape_errors():
+    return {(folder, fitted): _shape_report(folder, fitted) for folder in SHAPE_SETS for fitted in (False, True)}
 
 
-@pytest.mark.xfail(strict=True, reason="+11.3%: the burst's throughput (the saturation) with the engine fitted on "
-                                       "rate-2 (+13.3% uncalibrated): capsim's saturated replica runs faster than "
-                                       "the measured one; not investigated")
-def test_an_unseen_shape_calibrated_saturation_within_10_pct(shape_fitted):
-    assert abs(shape_fitted[("burst", "request_throughput")]) <= 10.0
+def _shape_low(folder: str, kinds: tuple[str, ...]) -> list[str]:
+    """The runs of ``kinds`` whose measured request rate is at most 80% of saturation (less the fitted run)."""
+    sat, fit = SHAPE_SETS[folder]
+    return [r["file"][:-5] for r in _shape_runs(folder) if r["kind"] in kinds and r["file"] != fit
+            and r["requests"] / r["duration_s"] <= 0.8 * sat]
+
+
+@pytest.mark.parametrize(("folder", "name", "metric", "bound"),
+                         [(f, "single", m, 15.0) for f in SHAPE_SETS for m in ("ttft_mean", "tpot_mean")]
+                         + [(f, n, m, 20.0) for f in SHAPE_SETS for n in _shape_low(f, ("rate",))
+                            for m in ("ttft_mean", "tpot_mean", "request_throughput")])
+def test_an_unseen_shape_meets_the_uncalibrated_targets(folder, name, metric, bound, shape_errors):
+    """Measured: 256/64 one request TTFT -2.0%, TPOT +1.5%, Poisson up to 80% of saturation within 4.4%; 512/128 one
+    request +0.8% / +3.1%, Poisson within 13.7% (1.2 req/s TPOT)."""
+    err = shape_errors[(folder, False)][(name, metric)]
+    assert abs(err) <= bound, f"{folder} {name} {metric} {err:+.1f}%"
+
+
+# Fitted on its 0.91 req/s run alone (step 4.59 ms, 0.328 ms a sequence, no prompt-token term, 60.6 ms added to TTFT
+# against the 9.5 ms serving path measured in place), the 512/128 set's lighter runs come out slow in TTFT: the one
+# run's fit leaves its terms loose (with the device's price free the rows fix step_s to +-3.5 ms), and fits on its
+# other runs spread as wide (0.61 req/s: 3.30 ms, 0.12 ms, 9.7 ms; 1.2 req/s: 6.10 ms, 0.17 ms, 25.0 ms; 4 clients:
+# 3.41 ms, 0.67 ms, 0 ms), each missing 10% somewhere (worst 14.0%, 16.4%, 13.9%). Uncalibrated, every one of these
+# rows is within 13.7%.
+FIT_ONE = ("+{:.1f}%: the engine fitted on the 0.91 req/s run alone adds 60.6 ms to every TTFT (the serving path "
+           "measured in place is 9.5 ms); one run leaves the fit's terms loose")
+SHAPE_FITTED_MISSES = {("fp32-512", "single", "ttft_mean"): FIT_ONE.format(17.0),
+                       ("fp32-512", "single", "tpot_mean"): FIT_ONE.format(10.7),
+                       ("fp32-512", "single", "request_throughput"): FIT_ONE.format(-10.2).replace("+-", "-"),
+                       ("fp32-512", "rate-0.3", "ttft_mean"): FIT_ONE.format(15.9),
+                       ("fp32-512", "rate-0.61", "ttft_mean"): FIT_ONE.format(18.5)}
+
+
+@pytest.mark.parametrize(("folder", "name", "metric"),
+                         [(f, n, m) for f in SHAPE_SETS for n in _shape_low(f, ("single", "rate", "concurrency"))
+                          for m in ("ttft_mean", "tpot_mean", "request_throughput")])
+def test_an_unseen_shape_calibrated_on_one_run_predicts_the_others_within_10_pct(folder, name, metric,
+                                                                                shape_errors, request):
+    """`--calibrate-on <the 0.6-saturation run> --check` the rest: the runs up to 80% of saturation (one request,
+    Poisson, closed loops) within 10%. 256/64: 7.2% at worst (8 clients' TPOT)."""
+    if (folder, name, metric) in SHAPE_FITTED_MISSES:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=SHAPE_FITTED_MISSES[(folder, name, metric)]))
+    err = shape_errors[(folder, True)][(name, metric)]
+    assert abs(err) <= 10.0, f"{folder} {name} {metric} {err:+.1f}%"
+
+
+@pytest.mark.parametrize("folder", [pytest.param("fp32", marks=pytest.mark.xfail(
+    strict=True, reason="+11.3%: the burst's throughput (the saturation) with the engine fitted on rate-2 (+13.3% "
+                        "uncalibrated): capsim's saturated replica runs faster than the measured one; not "
+                        "investigated")), "fp32-512"])
+def test_an_unseen_shape_calibrated_saturation_within_10_pct(folder, shape_errors):
+    """512/128: +4.4% fitted (+8.3% uncalibrated)."""
+    assert abs(shape_errors[(folder, True)][("burst", "request_throughput")]) <= 10.0
