@@ -40,7 +40,7 @@ FIXTURES = Path(__file__).parent / "data" / "hf_configs"
 CONFIGS = sorted(p.stem for p in FIXTURES.glob("*.json"))
 # fixtures written from transformers' configuration classes (tests/test_hf_families.py): checked against
 # transformers' own counts, not against a catalog entry
-UNCATALOGUED = {"dbrx-defaults", "gemma3-defaults", "glm4-moe-defaults", "glm4-moe-qknorm", "gpt-oss-defaults",
+UNCATALOGUED = {"dbrx-defaults", "nemotron-defaults", "gemma3-defaults", "glm4-moe-defaults", "glm4-moe-qknorm", "gpt-oss-defaults",
                 "granitemoe-defaults", "granitemoehybrid-defaults", "granitemoeshared-1024", "bamba-hybrid",
                 "granitemoehybrid-interleaved",
                 "granitemoeshared-defaults", "llama4-interleaved", "llama4-scout-defaults", "ministral-defaults",

@@ -185,3 +185,21 @@ def test_a_squared_relu_model_runs_gelus_gemms_and_two_activation_passes():
                dp="32", global_batch="256", micro_batch="2", recompute="", seq_parallel="", precision="fp8",
                software="nemo-25.04")
     assert predict_row(row).value > 0
+
+
+@pytest.mark.parametrize("cells", [
+    # Llama-3-70B on 64 GPUs, no flags: fits only with the distributed optimizer (open in the band)
+    dict(model="llama-3-70b", hidden="8192", layers="80", heads="64", ffn_hidden="28672", vocab="128256", gpus="64",
+         tp="4", pp="4", dp="4", global_batch="128", recompute="", seq_parallel="", flags=""),
+    # Qwen3-235B-A22B over 4 stages of B200s: 94 layers split with the embedding and loss counted (96 = 4 x 24)
+    dict(model="qwen3-235b-a22b", hidden="4096", layers="94", heads="64", kv_heads="4", head_dim="128",
+         ffn_hidden="", experts="128", top_k="8", moe_ffn_hidden="1536", seq="4096", vocab="151936", gpu="B200",
+         gpus="256", tp="1", pp="4", ep="8", dp="64", global_batch="2048", recompute="", seq_parallel="",
+         software="megatron-bridge-26.02", flags=""),
+    # 405B on GB200 with cp 2, v blank: the band's median layout interleaves (v=8) where the first/last split does not
+    dict(gpu="GB200", gpus="256", tp="4", pp="8", cp="2", dp="4", global_batch="256", recompute="", seq_parallel="",
+         software="megatron-bridge-26.04", flags=""),
+], ids=["dist-opt-open", "qwen3-235b-pp4", "405b-gb200-v-blank"])
+def test_rows_stating_no_flags_are_priced(cells):
+    pred = predict_row(_row(L405, **cells))
+    assert pred.value > 0 and pred.band is not None and pred.band[0] <= pred.value <= pred.band[1]
