@@ -186,27 +186,33 @@ def test_pass_2_with_the_in_place_host_terms_meets_the_uncalibrated_targets(dtyp
     assert abs(err) <= bound, f"{dtype} {case} {metric} {err:+.1f}%"
 
 
-# A shape the suite never ran (shape-768, README there): 768 wide, 6 layers, 12 query heads over 4 KV heads, fp32,
-# measured 1.5-2.3 h after pass 2's calibration, at the suite's lengths (fp32: 256/64 tokens) and at longer ones
-# (fp32-512: 512/128); replayed on that calibration with the catalog's vllm-cpu profile, and fitted on the Poisson run
-# at 0.6 of saturation (the suites' calibrate_on) to score the others.
+# A shape the suite never ran (shape-768, README there): 768 wide, 6 layers, 12 query heads over 4 KV heads, measured
+# 1.5-3.3 h after pass 2's calibration: fp32 at the suite's lengths (256/64 tokens) and at longer ones (fp32-512:
+# 512/128), bf16 at the suite's. Replayed on that calibration, nothing fitted, with each engine profile from facts:
+# the catalog's vllm-cpu (host terms measured in place on the EPYC) and this machine's in-place engine file (host/);
+# and fitted on the Poisson run at 0.6 of saturation (the suites' calibrate_on) to score the others.
 SHAPE = DATA / "shape-768"
-# folder -> (its burst.json's request throughput, the run fitted on)
-SHAPE_SETS = {"fp32": (3.38, "rate-2.json"), "fp32-512": (1.517, "rate-0.91.json")}
+# folder -> (its dtype, its burst.json's request throughput, the run fitted on)
+SHAPE_SETS = {"fp32": ("fp32", 3.38, "rate-2.json"), "fp32-512": ("fp32", 1.517, "rate-0.91.json"),
+              "bf16": ("bf16", 10.585, "rate-6.4.json")}
+ENGINES = ("catalog", "host")
 
 
 def _shape_runs(folder: str) -> list[dict]:
     return json.loads((SHAPE / folder / "manifest.json").read_text())["runs"]
 
 
-def _shape_report(folder: str, fitted: bool) -> dict[tuple[str, str], float]:
+def _shape_report(folder: str, engine: str) -> dict[tuple[str, str], float]:
+    """Errors (%) of a set's runs with the catalog's profile ("catalog"), this machine's in-place engine file
+    ("host"), or the catalog's fitted on the set's 0.6-saturation run and scored on the others ("fitted")."""
     from capsim.calibration.engine_cal import calibrate_engine
 
-    dep, _ = deployment(None, SHAPE / "model" / "config.json", None, str(PASS2_CALIBRATION), None, "vllm-cpu", None,
-                        FLAGS, "fp32")
+    dtype, _sat, fit = SHAPE_SETS[folder]
+    host = HOST_ENGINE[dtype] if engine == "host" else None
+    dep, _ = deployment(None, SHAPE / "model" / "config.json", None, str(PASS2_CALIBRATION), None,
+                        None if host else "vllm-cpu", host, FLAGS, dtype)
     names = [r["file"] for r in _shape_runs(folder)]
-    if fitted:
-        fit = SHAPE_SETS[folder][1]
+    if engine == "fitted":
         profile, _fit = calibrate_engine([read_bench(SHAPE / folder / fit)], dep, "vllm-cpu-fitted")
         dep, names = dep.with_engine(profile), [n for n in names if n != fit]
     report = bench_report([read_bench(SHAPE / folder / n) for n in names], dep)
@@ -215,40 +221,78 @@ def _shape_report(folder: str, fitted: bool) -> dict[tuple[str, str], float]:
 
 @pytest.fixture(scope="module")
 def shape_errors():
-    return {(folder, fitted): _shape_report(folder, fitted) for folder in SHAPE_SETS for fitted in (False, True)}
+    return {(folder, engine): _shape_report(folder, engine) for folder in SHAPE_SETS
+            for engine in (*ENGINES, "fitted")}
 
 
 def _shape_low(folder: str, kinds: tuple[str, ...]) -> list[str]:
     """The runs of ``kinds`` whose measured request rate is at most 80% of saturation (less the fitted run)."""
-    sat, fit = SHAPE_SETS[folder]
+    _dtype, sat, fit = SHAPE_SETS[folder]
     return [r["file"][:-5] for r in _shape_runs(folder) if r["kind"] in kinds and r["file"] != fit
             and r["requests"] / r["duration_s"] <= 0.8 * sat]
 
 
-@pytest.mark.parametrize(("folder", "name", "metric", "bound"),
-                         [(f, "single", m, 15.0) for f in SHAPE_SETS for m in ("ttft_mean", "tpot_mean")]
-                         + [(f, n, m, 20.0) for f in SHAPE_SETS for n in _shape_low(f, ("rate",))
+# Uncalibrated misses. bf16 with the catalog's host terms (the EPYC's, about twice this machine's): the Poisson runs
+# at 0.4-0.8 of saturation come out slow in TPOT (+20.7% to +44.5%); with this machine's in-place terms they are
+# within 15.4%. fp32 the other way: the in-place terms price the 512/128 runs' decode steps fast.
+SHAPE_MISSES = {
+    ("bf16", "catalog", "rate-4.2", "tpot_mean"): "+20.7%",
+    ("bf16", "catalog", "rate-6.4", "ttft_mean"): "+21.4%",
+    ("bf16", "catalog", "rate-6.4", "tpot_mean"): "+38.8%",
+    ("bf16", "catalog", "rate-8.5", "tpot_mean"): "+44.5%",
+    ("fp32-512", "host", "rate-1.2", "tpot_mean"): "-20.1%",
+}
+_BF16_EPYC = ": bf16 decode priced with the EPYC's host terms (2.95 ms + 0.17 ms a sequence a step), this Xeon's " \
+             "in place are 1.35 ms + 0.05 ms"
+_FP32_HOST = ": the in-place host terms (1.58 ms + 0.10 ms a sequence) price these decode steps fast, as on pass 2's " \
+             "fp32 closed loops"
+
+
+@pytest.mark.parametrize(("folder", "engine", "name", "metric", "bound"),
+                         [(f, e, "single", m, 15.0) for f in SHAPE_SETS for e in ENGINES
+                          for m in ("ttft_mean", "tpot_mean")]
+                         + [(f, e, n, m, 20.0) for f in SHAPE_SETS for e in ENGINES for n in _shape_low(f, ("rate",))
                             for m in ("ttft_mean", "tpot_mean", "request_throughput")])
-def test_an_unseen_shape_meets_the_uncalibrated_targets(folder, name, metric, bound, shape_errors):
-    """Measured: 256/64 one request TTFT -2.0%, TPOT +1.5%, Poisson up to 80% of saturation within 4.4%; 512/128 one
-    request +0.8% / +3.1%, Poisson within 13.7% (1.2 req/s TPOT)."""
-    err = shape_errors[(folder, False)][(name, metric)]
-    assert abs(err) <= bound, f"{folder} {name} {metric} {err:+.1f}%"
+def test_an_unseen_shape_meets_the_uncalibrated_targets(folder, engine, name, metric, bound, shape_errors, request):
+    """One request at a time within 15%, Poisson up to 80% of saturation within 20%. Measured, catalog / in place:
+    fp32 256/64 one request TTFT -2.0% / -0.6%, TPOT +1.5% / -4.6%; fp32 512/128 +0.8% / +1.5%, +3.1% / -2.9%; bf16
+    -0.1% / +3.8%, +4.9% / -6.9%."""
+    miss = SHAPE_MISSES.get((folder, engine, name, metric))
+    if miss:
+        why = _BF16_EPYC if folder == "bf16" else _FP32_HOST
+        request.applymarker(pytest.mark.xfail(strict=True, reason=miss + why))
+    err = shape_errors[(folder, engine)][(name, metric)]
+    assert abs(err) <= bound, f"{folder} {engine} {name} {metric} {err:+.1f}%"
 
 
-# Fitted on its 0.91 req/s run alone (step 4.59 ms, 0.328 ms a sequence, no prompt-token term, 60.6 ms added to TTFT
-# against the 9.5 ms serving path measured in place), the 512/128 set's lighter runs come out slow in TTFT: the one
-# run's fit leaves its terms loose (with the device's price free the rows fix step_s to +-3.5 ms), and fits on its
+# Fitted on one run. 512/128 on its 0.91 req/s run (step 4.59 ms, 0.328 ms a sequence, no prompt-token term, 60.6 ms
+# added to TTFT against the 9.5 ms serving path measured in place): the lighter runs' TTFT come out slow; fits on its
 # other runs spread as wide (0.61 req/s: 3.30 ms, 0.12 ms, 9.7 ms; 1.2 req/s: 6.10 ms, 0.17 ms, 25.0 ms; 4 clients:
-# 3.41 ms, 0.67 ms, 0 ms), each missing 10% somewhere (worst 14.0%, 16.4%, 13.9%). Uncalibrated, every one of these
-# rows is within 13.7%.
-FIT_ONE = ("+{:.1f}%: the engine fitted on the 0.91 req/s run alone adds 60.6 ms to every TTFT (the serving path "
-           "measured in place is 9.5 ms); one run leaves the fit's terms loose")
-SHAPE_FITTED_MISSES = {("fp32-512", "single", "ttft_mean"): FIT_ONE.format(17.0),
-                       ("fp32-512", "single", "tpot_mean"): FIT_ONE.format(10.7),
-                       ("fp32-512", "single", "request_throughput"): FIT_ONE.format(-10.2).replace("+-", "-"),
-                       ("fp32-512", "rate-0.3", "ttft_mean"): FIT_ONE.format(15.9),
-                       ("fp32-512", "rate-0.61", "ttft_mean"): FIT_ONE.format(18.5)}
+# 3.41 ms, 0.67 ms, 0 ms), each missing 10% somewhere (worst 14.0%, 16.4%, 13.9%). bf16 on its 6.4 req/s run: every
+# term but the step at zero (1.04 ms a step): the closed loops come out 15-32% off. Uncalibrated, with the in-place
+# terms, the bf16 one-request and Poisson rows are within 15.4%, and the fp32 512/128 ones within 13.7% with the
+# catalog's.
+FIT_512 = ": the engine fitted on the 0.91 req/s run alone adds 60.6 ms to every TTFT (the serving path measured in " \
+          "place is 9.5 ms); one run leaves the fit's terms loose"
+FIT_BF16 = ": fitted on the 6.4 req/s run alone, every host term but 1.04 ms a step goes to zero (non-negative least " \
+           "squares at its bound): the lighter and closed-loop runs come out fast"
+SHAPE_FITTED_MISSES = {("fp32-512", "single", "ttft_mean"): "+17.0%" + FIT_512,
+                       ("fp32-512", "single", "tpot_mean"): "+10.7%" + FIT_512,
+                       ("fp32-512", "single", "request_throughput"): "-10.2%" + FIT_512,
+                       ("fp32-512", "rate-0.3", "ttft_mean"): "+15.9%" + FIT_512,
+                       ("fp32-512", "rate-0.61", "ttft_mean"): "+18.5%" + FIT_512,
+                       ("bf16", "single", "ttft_mean"): "-12.6%" + FIT_BF16,
+                       ("bf16", "single", "request_throughput"): "+10.6%" + FIT_BF16,
+                       ("bf16", "rate-2.1", "ttft_mean"): "-19.7%" + FIT_BF16,
+                       ("bf16", "rate-2.1", "tpot_mean"): "-12.9%" + FIT_BF16,
+                       ("bf16", "rate-8.5", "ttft_mean"): "-12.0%" + FIT_BF16,
+                       **{("bf16", f"concurrency-{c}", m): f"{v:+.1f}%" + FIT_BF16
+                          for c, m, v in ((2, "ttft_mean", -25.3), (2, "tpot_mean", -18.2),
+                                          (2, "request_throughput", 22.8), (4, "ttft_mean", -29.3),
+                                          (4, "tpot_mean", -23.7), (4, "request_throughput", 31.9),
+                                          (8, "ttft_mean", -27.7), (8, "tpot_mean", -20.5),
+                                          (8, "request_throughput", 26.8), (16, "ttft_mean", -25.8),
+                                          (16, "tpot_mean", -15.4), (16, "request_throughput", 19.9))}}
 
 
 @pytest.mark.parametrize(("folder", "name", "metric"),
@@ -257,17 +301,18 @@ SHAPE_FITTED_MISSES = {("fp32-512", "single", "ttft_mean"): FIT_ONE.format(17.0)
 def test_an_unseen_shape_calibrated_on_one_run_predicts_the_others_within_10_pct(folder, name, metric,
                                                                                 shape_errors, request):
     """`--calibrate-on <the 0.6-saturation run> --check` the rest: the runs up to 80% of saturation (one request,
-    Poisson, closed loops) within 10%. 256/64: 7.2% at worst (8 clients' TPOT)."""
+    Poisson, closed loops) within 10%. fp32 256/64: 7.2% at worst (8 clients' TPOT)."""
     if (folder, name, metric) in SHAPE_FITTED_MISSES:
         request.applymarker(pytest.mark.xfail(strict=True, reason=SHAPE_FITTED_MISSES[(folder, name, metric)]))
-    err = shape_errors[(folder, True)][(name, metric)]
+    err = shape_errors[(folder, "fitted")][(name, metric)]
     assert abs(err) <= 10.0, f"{folder} {name} {metric} {err:+.1f}%"
 
 
-@pytest.mark.parametrize("folder", [pytest.param("fp32", marks=pytest.mark.xfail(
-    strict=True, reason="+11.3%: the burst's throughput (the saturation) with the engine fitted on rate-2 (+13.3% "
-                        "uncalibrated): capsim's saturated replica runs faster than the measured one; not "
-                        "investigated")), "fp32-512"])
+@pytest.mark.parametrize("folder", [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=why)) if why else f
+                                    for f, why in (
+    ("fp32", "+11.3%: the burst's throughput (the saturation) with the engine fitted on rate-2 (+13.3% uncalibrated): "
+             "capsim's saturated replica runs faster than the measured one; not investigated"),
+    ("fp32-512", ""), ("bf16", "+18.3%" + FIT_BF16))])
 def test_an_unseen_shape_calibrated_saturation_within_10_pct(folder, shape_errors):
-    """512/128: +4.4% fitted (+8.3% uncalibrated)."""
-    assert abs(shape_errors[(folder, True)][("burst", "request_throughput")]) <= 10.0
+    """fp32 512/128: +4.4% fitted (+8.3% uncalibrated)."""
+    assert abs(shape_errors[(folder, "fitted")][("burst", "request_throughput")]) <= 10.0
