@@ -23,14 +23,23 @@ FLAGS = "max_model_len=2048;vllm_cpu_kvcache_space=1;vllm_cpu_omp_threads_bind=a
 SATURATION = {"fp32": 7.38, "bf16": 13.83}  # burst.json's request throughput
 
 
+def _deployment(dtype: str, calibration: Path, engine_file: Path | None = None, model: Path = DATA / "model"):
+    """The deployment `capsim validate bench` builds for these runs: ``model`` on ``calibration``, with the catalog's
+    vllm-cpu profile or ``engine_file``."""
+    return deployment(None, model / "config.json", None, str(calibration), None,
+                      None if engine_file else "vllm-cpu", engine_file, FLAGS, dtype)[0]
+
+
+def _errors(paths: list[Path], dep) -> dict[tuple[str, str], float]:
+    """Errors (%) of the runs at ``paths`` replayed on ``dep``, by (run, metric)."""
+    return {(r.case, r.metric): r.error_pct for r in bench_report([read_bench(p) for p in paths], dep).rows}
+
+
 def _report(dtype: str, names: list[str], calibration: Path = CALIBRATION, folder: Path = DATA,
-            engine_file: Path | None = None, model: Path = DATA / "model") -> dict[tuple[str, str], float]:
+            engine_file: Path | None = None) -> dict[tuple[str, str], float]:
     """Errors (%) of the runs ``names`` in ``folder``/``dtype`` replayed as `capsim validate bench` does, on
-    ``calibration``, with the catalog's vllm-cpu profile or ``engine_file``, for the model in ``model``."""
-    dep, _ = deployment(None, model / "config.json", None, str(calibration), None,
-                        None if engine_file else "vllm-cpu", engine_file, FLAGS, dtype)
-    report = bench_report([read_bench(folder / dtype / n) for n in names], dep)
-    return {(r.case, r.metric): r.error_pct for r in report.rows}
+    ``calibration``, with the catalog's vllm-cpu profile or ``engine_file``."""
+    return _errors([folder / dtype / n for n in names], _deployment(dtype, calibration, engine_file))
 
 
 def _runs(dtype: str, folder: Path = DATA) -> list[dict]:
@@ -208,15 +217,12 @@ def _shape_report(folder: str, engine: str) -> dict[tuple[str, str], float]:
     from capsim.calibration.engine_cal import calibrate_engine
 
     dtype, _sat, fit = SHAPE_SETS[folder]
-    host = HOST_ENGINE[dtype] if engine == "host" else None
-    dep, _ = deployment(None, SHAPE / "model" / "config.json", None, str(PASS2_CALIBRATION), None,
-                        None if host else "vllm-cpu", host, FLAGS, dtype)
+    dep = _deployment(dtype, PASS2_CALIBRATION, HOST_ENGINE[dtype] if engine == "host" else None, SHAPE / "model")
     names = [r["file"] for r in _shape_runs(folder)]
     if engine == "fitted":
         profile, _fit = calibrate_engine([read_bench(SHAPE / folder / fit)], dep, "vllm-cpu-fitted")
         dep, names = dep.with_engine(profile), [n for n in names if n != fit]
-    report = bench_report([read_bench(SHAPE / folder / n) for n in names], dep)
-    return {(r.case, r.metric): r.error_pct for r in report.rows}
+    return _errors([SHAPE / folder / n for n in names], dep)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from capsim.specs.hf_keys import (
     _global_every,
     _int,
     _int_list,
+    _linear_bias,
     _str,
 )
 from capsim.specs.hf_moe import _dbrx, _glm4_moe, _granitemoe, _olmoe, _phimoe
@@ -40,10 +41,7 @@ def _llama(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     # LlamaConfig / MistralConfig / MixtralConfig (attention_bias covers Q, K, V and O; mlp_bias the FFN; Mistral's
     # sliding_window applies to every layer)
     experts = _int(cfg, "num_local_experts", 1)
-    bias = _bool(cfg, "attention_bias", False)
-    if _bool(cfg, "mlp_bias", False) != bias:  # LlamaConfig.mlp_bias defaults to false
-        raise SpecError("config.mlp_bias", "biases on only the attention or only the FFN are not modelled",
-                        "capsim's bias covers every linear layer")
+    bias = _linear_bias(cfg)
     # MinistralConfig (and Mistral configs written by transformers >= 4.53) list layer_types; every layer slides
     # where sliding_window is set and they do not
     window, every = _global_every(cfg, _int(cfg, "num_hidden_layers"), 0)
@@ -59,10 +57,7 @@ def _nemotron(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     act = _str(cfg, "hidden_act", "relu2")
     if act != "relu2":
         raise SpecError("config.hidden_act", f"activation {act!r} is not modelled for Nemotron", "use relu2")
-    bias = _bool(cfg, "attention_bias", False)
-    if _bool(cfg, "mlp_bias", False) != bias:
-        raise SpecError("config.mlp_bias", "biases on only the attention or only the FFN are not modelled",
-                        "capsim's bias covers every linear layer")
+    bias = _linear_bias(cfg)
     hidden, heads = _int(cfg, "hidden_size"), _int(cfg, "num_attention_heads")
     return ModelSpec(
         name=name, hidden=hidden, layers=_int(cfg, "num_hidden_layers"), heads=heads,

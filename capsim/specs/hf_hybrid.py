@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from capsim.errors import SpecError
-from capsim.specs.hf_keys import _bool, _decoder, _int, _int_list
+from capsim.specs.hf_keys import _bool, _decoder, _int, _int_list, _linear_bias
 from capsim.specs.model import Mixer, ModelSpec, Position
 
 # transformers 5.25.0 configuration_utils.py L94-97 _LEGACY_LAYER_TYPE_REMAP: "mamba" -> "linear_attention",
@@ -77,10 +77,7 @@ def _bamba(cfg: Mapping[str, Any], name: str) -> ModelSpec:
            "num_attention_heads": 32, "num_key_value_heads": 8, "max_position_embeddings": 262144, **cfg}
     layers, hidden = _int(cfg, "num_hidden_layers"), _int(cfg, "hidden_size")
     attn = set(_int_list(cfg, "attn_layer_indices")) if cfg.get("attn_layer_indices") is not None else set()
-    bias = _bool(cfg, "attention_bias", False)
-    if _bool(cfg, "mlp_bias", False) != bias:
-        raise SpecError("config.mlp_bias", "biases on only the attention or only the FFN are not modelled",
-                        "capsim's bias covers every linear layer")
+    bias = _linear_bias(cfg)
     mixers = tuple(Mixer.ATTENTION if i in attn else Mixer.MAMBA2 for i in range(layers))
     return _decoder(cfg, name, tied=False, max_seq=262144, bias=bias, mixers=mixers, **_mamba2(cfg, hidden))
 

@@ -41,6 +41,16 @@ def _bool(cfg: Mapping[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+def _linear_bias(cfg: Mapping[str, Any]) -> bool:
+    """Whether every linear layer has a bias: attention_bias (Q, K, V and O) and mlp_bias (the FFN), both false by
+    default, must agree (capsim's ``bias`` covers every linear layer)."""
+    bias = _bool(cfg, "attention_bias", False)
+    if _bool(cfg, "mlp_bias", False) != bias:
+        raise SpecError("config.mlp_bias", "biases on only the attention or only the FFN are not modelled",
+                        "capsim's bias covers every linear layer")
+    return bias
+
+
 def _float(cfg: Mapping[str, Any], key: str, default: float | None) -> float | None:
     value, _ = _value(cfg, key, default)
     if value is None:
