@@ -68,9 +68,43 @@ def test_single_steps_leave_the_ttft_offset_unfitted():
                       decode_seqs=np.where(p > 0, 0, b), decode_kv_tokens=np.where(p > 0, 0, b * 600))
     truth = device_s(shape) + 1e-3 + 2e-4 * np.asarray(shape.sequences) + 3e-5 * p
     fit = fit_engine_terms([step_observations("steps", truth, shape, device_s)])
-    assert fit.not_in_data == ("ttft_offset_s",)
+    assert fit.not_in_data == ("ttft_offset_s",) and fit.terms["ttft_offset_s"] == 0.0  # no prior given
     assert fit.terms["step_s"] == pytest.approx(1e-3, rel=1e-6)
     assert fit.terms["prefill_token_s"] == pytest.approx(3e-5, rel=1e-6)
+
+
+def test_a_term_no_row_holds_keeps_the_prior_and_says_so():
+    shape = _steps([1, 4, 16, 64, 1, 8], [0, 0, 0, 0, 512, 2048])
+    truth = device_s(shape) + 1e-3 + 2e-4 * np.asarray(shape.sequences) + 3e-5 * np.asarray(shape.prefill_tokens)
+    fit = fit_engine_terms([step_observations("steps", truth, shape, device_s)], {"ttft_offset_s": 7e-3})
+    assert fit.terms["ttft_offset_s"] == 7e-3 and fit.held == {"ttft_offset_s": 0}
+    assert "ttft_offset_s 7 ms (held at the base profile's value: no row involves it, not fitted)" in fit.describe_terms()
+    assert fit.terms["step_s"] == pytest.approx(1e-3, rel=1e-6)  # the fitted terms are the prior's to no extent
+
+
+def test_one_idle_request_does_not_fit_the_ttft_offset(runs):
+    """One row fixes a term exactly, its own error included (zero degrees of freedom): a run with one request that
+    found the engine idle keeps the base profile's TTFT offset, and the other terms are fitted with that offset's
+    time held in every row (MIN_ROWS)."""
+    obs = run_observations(read_bench(runs["poisson"]), True, device_s)
+    idle = np.flatnonzero(obs.kind == IDLE_TTFT)
+    assert len(idle) >= 2
+    keep = np.r_[np.flatnonzero(obs.kind != IDLE_TTFT), idle[:1]]
+    one = dataclasses.replace(obs, measured_s=obs.measured_s[keep], base_s=obs.base_s[keep],
+                              features=obs.features[keep], kind=obs.kind[keep],
+                              prompt_s=None if obs.prompt_s is None else obs.prompt_s[keep])
+    fit = fit_engine_terms([one], {"ttft_offset_s": TRUE["ttft_offset_s"]})
+    for name in ("step_s", "sequence_s"):
+        assert fit.terms[name] == pytest.approx(TRUE[name], rel=0.05), name
+    one.measured_s[-1] += 0.02  # 20 ms of client jitter on the one idle request: not taken for the offset
+    fit = fit_engine_terms([one], {"ttft_offset_s": TRUE["ttft_offset_s"]})
+    assert fit.held == {"ttft_offset_s": 1} and "ttft_offset_s" not in fit.fitted
+    assert fit.terms["ttft_offset_s"] == TRUE["ttft_offset_s"]
+    both = np.r_[np.flatnonzero(obs.kind != IDLE_TTFT), idle[:2]]
+    two = dataclasses.replace(one, measured_s=obs.measured_s[both], base_s=obs.base_s[both],
+                              features=obs.features[both], kind=obs.kind[both],
+                              prompt_s=None if obs.prompt_s is None else obs.prompt_s[both])
+    assert "ttft_offset_s" in fit_engine_terms([two], {"ttft_offset_s": 1.0}).fitted  # two rows: fitted, prior unused
 
 
 def test_the_fit_reports_each_terms_standard_error():
@@ -167,3 +201,14 @@ def test_a_device_price_not_proportional_to_the_prompt_leaves_the_term_determine
     assert fit.stderr["prefill_token_s"] < fit.confounded["prefill_token_s"] < 0.1 * fit.terms["prefill_token_s"]
     # This device's decode time is almost a multiple of the sequences (0.5 ms each): sequence_s is barely told apart.
     assert fit.confounded["sequence_s"] > 10 * fit.stderr["sequence_s"]
+
+
+def test_the_prior_is_the_base_profiles_terms_where_it_prices_them_in_the_fits_form():
+    from capsim.calibration.engine_cal import prior_terms
+    from capsim.specs.engine import get_engine
+
+    cpu = get_engine("vllm-cpu")
+    assert prior_terms(cpu) == {"ttft_offset_s": cpu.ttft_offset_s, "step_s": cpu.cpu["step"][0],
+                                "sequence_s": cpu.cpu["step"][1], "prefill_token_s": cpu.cpu["step"][2]}
+    v02 = get_engine("vllm-0.2")  # phases, Ray worker and server calls: not the fit's form, so only the offset
+    assert prior_terms(v02) == {"ttft_offset_s": v02.ttft_offset_s}

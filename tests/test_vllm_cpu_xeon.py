@@ -271,34 +271,29 @@ def test_an_unseen_shape_meets_the_uncalibrated_targets(folder, engine, name, me
     assert abs(err) <= bound, f"{folder} {engine} {name} {metric} {err:+.1f}%"
 
 
-# Fitted on one run. 512/128 on its 0.91 req/s run (step 4.59 ms, 0.328 ms a sequence, no prompt-token term, 60.6 ms
-# added to TTFT against the 9.5 ms serving path measured in place): the lighter runs' TTFT come out slow; fits on its
-# other runs spread as wide (0.61 req/s: 3.30 ms, 0.12 ms, 9.7 ms; 1.2 req/s: 6.10 ms, 0.17 ms, 25.0 ms; 4 clients:
-# 3.41 ms, 0.67 ms, 0 ms), each missing 10% somewhere (worst 14.0%, 16.4%, 13.9%). bf16 on its 6.4 req/s run: every
-# term but the step at zero (1.04 ms a step): the closed loops come out 15-32% off. Uncalibrated, with the in-place
-# terms, the bf16 one-request and Poisson rows are within 15.4%, and the fp32 512/128 ones within 13.7% with the
-# catalog's.
-FIT_512 = ": the engine fitted on the 0.91 req/s run alone adds 60.6 ms to every TTFT (the serving path measured in " \
-          "place is 9.5 ms); one run leaves the fit's terms loose"
+# Fitted on one run. Each set's 0.6-saturation run has one request that found the engine idle, the only kind of row
+# that holds the TTFT offset, so the offset is not fitted but kept at the base profile's (vllm-cpu's 5.14 ms, measured
+# on the EPYC; engine_fit.MIN_ROWS): fitted on that one row, 512/128's rate-0.91 put it at 60.6 ms (the serving path
+# measured in place is 9.5 ms) and its lighter runs' TTFT came out +15.9% to +18.5%, bf16's rate-6.4 at 0 ms (closed
+# loops -25% to -29%). 512/128 on rate-0.91: step 4.74 ms, 0.243 ms a sequence, 0.022 ms a prompt token; fits on its
+# other runs spread as wide (0.61 req/s: 3.30 ms, 0.12 ms, 0; 1.2 req/s: 6.10 ms, 0.17 ms, 0.020 ms; 4 clients:
+# 3.41 ms, 0.67 ms, 0.031 ms). bf16 on rate-6.4: every host term but the step at zero (1.04 ms a step): the closed
+# loops come out 11-31% off. Uncalibrated, with the in-place terms, the bf16 one-request and Poisson rows are within
+# 15.4%, and the fp32 512/128 ones within 13.7% with the catalog's.
+FIT_512 = ": fitted on the 0.91 req/s run alone (4.74 ms a step, 0.243 ms a sequence) the one-request decode step is " \
+          "priced slow; one run leaves the fit's terms loose"
 FIT_BF16 = ": fitted on the 6.4 req/s run alone, every host term but 1.04 ms a step goes to zero (non-negative least " \
            "squares at its bound): the lighter and closed-loop runs come out fast"
-SHAPE_FITTED_MISSES = {("fp32-512", "single", "ttft_mean"): "+17.0%" + FIT_512,
-                       ("fp32-512", "single", "tpot_mean"): "+10.7%" + FIT_512,
-                       ("fp32-512", "single", "request_throughput"): "-10.2%" + FIT_512,
-                       ("fp32-512", "rate-0.3", "ttft_mean"): "+15.9%" + FIT_512,
-                       ("fp32-512", "rate-0.61", "ttft_mean"): "+18.5%" + FIT_512,
-                       ("bf16", "single", "ttft_mean"): "-12.6%" + FIT_BF16,
-                       ("bf16", "single", "request_throughput"): "+10.6%" + FIT_BF16,
-                       ("bf16", "rate-2.1", "ttft_mean"): "-19.7%" + FIT_BF16,
+SHAPE_FITTED_MISSES = {("fp32-512", "single", "tpot_mean"): "+11.0%" + FIT_512,
+                       ("bf16", "rate-2.1", "ttft_mean"): "-13.6%" + FIT_BF16,
                        ("bf16", "rate-2.1", "tpot_mean"): "-12.9%" + FIT_BF16,
-                       ("bf16", "rate-8.5", "ttft_mean"): "-12.0%" + FIT_BF16,
                        **{("bf16", f"concurrency-{c}", m): f"{v:+.1f}%" + FIT_BF16
-                          for c, m, v in ((2, "ttft_mean", -25.3), (2, "tpot_mean", -18.2),
-                                          (2, "request_throughput", 22.8), (4, "ttft_mean", -29.3),
-                                          (4, "tpot_mean", -23.7), (4, "request_throughput", 31.9),
-                                          (8, "ttft_mean", -27.7), (8, "tpot_mean", -20.5),
-                                          (8, "request_throughput", 26.8), (16, "ttft_mean", -25.8),
-                                          (16, "tpot_mean", -15.4), (16, "request_throughput", 19.9))}}
+                          for c, m, v in ((2, "ttft_mean", -15.7), (2, "tpot_mean", -17.8),
+                                          (2, "request_throughput", 21.2), (4, "ttft_mean", -16.8),
+                                          (4, "tpot_mean", -23.8), (4, "request_throughput", 30.7),
+                                          (8, "ttft_mean", -12.4), (8, "tpot_mean", -21.1),
+                                          (8, "request_throughput", 25.4), (16, "ttft_mean", -11.5),
+                                          (16, "tpot_mean", -16.0), (16, "request_throughput", 19.1))}}
 
 
 @pytest.mark.parametrize(("folder", "name", "metric"),

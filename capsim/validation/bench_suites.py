@@ -41,7 +41,13 @@ from capsim.analytic.serving import (
 )
 from capsim.calibration import load_calibration
 from capsim.calibration.device import calibrated_device, thread_counts
-from capsim.calibration.engine_cal import Deployment, calibrate_engine, fitted_profile, steps_observations
+from capsim.calibration.engine_cal import (
+    Deployment,
+    calibrate_engine,
+    fitted_profile,
+    prior_terms,
+    steps_observations,
+)
 from capsim.calibration.engine_fit import EngineFit, fit_engine_terms, minimax_floor
 from capsim.data.bench import BenchRun, measured_summary, read_bench
 from capsim.errors import SpecError
@@ -331,7 +337,7 @@ def _steps_suite(s: Suite, calibration: str | None) -> Report:
         tp = int(next(r["tp"] for r in fit_rows if r["gpu"] == gpu))
         dep, _ = deployment({**spec, "tp": tp}, s.folder, calibration)
         obs = steps_observations(f"{gpu} tp{tp}", fit_y[idx], _take(fit_shape, np.flatnonzero(idx)), dep)
-        fit = fit_engine_terms([obs])
+        fit = fit_engine_terms([obs], prior_terms(dep.engine))
         profile = fitted_profile(dep.engine, fit, f"{dep.engine.name}-{gpu}-fitted", {"calibration": dep.perf.name})
         bound = _dispatch_bound(dep, _take(fit_shape, np.flatnonzero(idx)), profile)
         upper = profile.with_(kernel_dispatch_s=bound)
