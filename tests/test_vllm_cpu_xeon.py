@@ -7,6 +7,7 @@ xfails with the measured reason."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -201,14 +202,23 @@ def test_pass_2_with_the_in_place_host_terms_meets_the_uncalibrated_targets(dtyp
 # the catalog's vllm-cpu (host terms measured in place on the EPYC) and this machine's in-place engine file (host/);
 # and fitted on the Poisson run at 0.6 of saturation (the suites' calibrate_on) to score the others.
 SHAPE = DATA / "shape-768"
-# folder -> (its dtype, its burst.json's request throughput, the run fitted on)
+# folder -> (its dtype, its burst.json's request throughput, the run fitted on). "1024-bf16": a second unseen shape
+# (shape-1024: 1,024 wide, 8 layers, 16/8 heads, 1,024/128 tokens, bf16), measured 2026-12-08 00:04-00:30 UTC.
 SHAPE_SETS = {"fp32": ("fp32", 3.38, "rate-2.json"), "fp32-512": ("fp32", 1.517, "rate-0.91.json"),
-              "bf16": ("bf16", 10.585, "rate-6.4.json")}
+              "bf16": ("bf16", 10.585, "rate-6.4.json"), "1024-bf16": ("bf16", 1.371, "rate-0.82.json")}
+
+
+def _set_dir(folder: str) -> Path:
+    return DATA / "shape-1024" / "bf16" if folder == "1024-bf16" else SHAPE / folder
+
+
+def _set_model(folder: str) -> Path:
+    return (DATA / "shape-1024" if folder == "1024-bf16" else SHAPE) / "model"
 ENGINES = ("catalog", "host")
 
 
 def _shape_runs(folder: str) -> list[dict]:
-    return json.loads((SHAPE / folder / "manifest.json").read_text())["runs"]
+    return json.loads((_set_dir(folder) / "manifest.json").read_text())["runs"]
 
 
 def _shape_report(folder: str, engine: str) -> dict[tuple[str, str], float]:
@@ -217,12 +227,12 @@ def _shape_report(folder: str, engine: str) -> dict[tuple[str, str], float]:
     from capsim.calibration.engine_cal import calibrate_engine
 
     dtype, _sat, fit = SHAPE_SETS[folder]
-    dep = _deployment(dtype, PASS2_CALIBRATION, HOST_ENGINE[dtype] if engine == "host" else None, SHAPE / "model")
+    dep = _deployment(dtype, PASS2_CALIBRATION, HOST_ENGINE[dtype] if engine == "host" else None, _set_model(folder))
     names = [r["file"] for r in _shape_runs(folder)]
     if engine == "fitted":
-        profile, _fit = calibrate_engine([read_bench(SHAPE / folder / fit)], dep, "vllm-cpu-fitted")
+        profile, _fit = calibrate_engine([read_bench(_set_dir(folder) / fit)], dep, "vllm-cpu-fitted")
         dep, names = dep.with_engine(profile), [n for n in names if n != fit]
-    return _errors([SHAPE / folder / n for n in names], dep)
+    return _errors([_set_dir(folder) / n for n in names], dep)
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +257,21 @@ SHAPE_MISSES = {
     ("bf16", "catalog", "rate-6.4", "tpot_mean"): "+38.8%",
     ("bf16", "catalog", "rate-8.5", "tpot_mean"): "+44.5%",
     ("fp32-512", "host", "rate-1.2", "tpot_mean"): "-20.1%",
+    ("1024-bf16", "catalog", "rate-1.1", "tpot_mean"): "+35.0%",
+    ("1024-bf16", "catalog", "rate-1.2", "ttft_mean"): "+20.5%",
+    ("1024-bf16", "catalog", "rate-1.2", "tpot_mean"): "+54.2%",
+    ("1024-bf16", "host", "rate-1.1", "tpot_mean"): "+22.2%",
+    ("1024-bf16", "host", "rate-1.2", "tpot_mean"): "+40.3%",
 }
+# The 1,024-wide shape near 0.8 of saturation: its steps mix 1,024-token prompts with 10-20 decodes of ~1,100-token
+# contexts, and the replica is priced slow when saturated (burst throughput -17.3% catalog, -15.3% in place), so
+# the Poisson runs that approach it queue more than measured. Decode attention is the suspect: capsim prices it at
+# torch SDPA's rates, which grow with the query heads, where vLLM's kernel reads each KV head once (alone on this
+# machine at 16/8 heads 0.55-0.65x capsim's price: benchmarks/vllm_cpu_decode_attention.py); but on that kernel's
+# line the decode steps of 2-32 clients come out 10-29% fast, so the kernel alone is not what a served step pays.
+_1024 = ": the 1,024-wide shape's replica near saturation is priced slow (the burst's throughput -15% to -17%); " \
+        "decode attention priced at SDPA's per-query-head rates where vLLM's kernel reads each KV head once, " \
+        "though that kernel's isolated line prices the served decode steps 10-29% fast"
 _BF16_EPYC = ": bf16 decode priced with the EPYC's host terms (2.95 ms + 0.17 ms a sequence a step), this Xeon's " \
              "in place are 1.35 ms + 0.05 ms"
 _FP32_HOST = ": the in-place host terms (1.58 ms + 0.10 ms a sequence) price these decode steps fast, as on pass 2's " \
@@ -265,7 +289,7 @@ def test_an_unseen_shape_meets_the_uncalibrated_targets(folder, engine, name, me
     -0.1% / +3.8%, +4.9% / -6.9%."""
     miss = SHAPE_MISSES.get((folder, engine, name, metric))
     if miss:
-        why = _BF16_EPYC if folder == "bf16" else _FP32_HOST
+        why = _1024 if folder == "1024-bf16" else _BF16_EPYC if folder == "bf16" else _FP32_HOST
         request.applymarker(pytest.mark.xfail(strict=True, reason=miss + why))
     err = shape_errors[(folder, engine)][(name, metric)]
     assert abs(err) <= bound, f"{folder} {engine} {name} {metric} {err:+.1f}%"
@@ -284,6 +308,8 @@ FIT_512 = ": fitted on the 0.91 req/s run alone (4.74 ms a step, 0.243 ms a sequ
           "priced slow; one run leaves the fit's terms loose"
 FIT_BF16 = ": fitted on the 6.4 req/s run alone, every host term but 1.04 ms a step goes to zero (non-negative least " \
            "squares at its bound): the lighter and closed-loop runs come out fast"
+FIT_1024 = ": fitted on the 0.82 req/s run alone; the lighter runs' decode comes out fast and those near 0.8 of " \
+           "saturation slow" + _1024.replace(": the", ", as uncalibrated: the", 1)
 SHAPE_FITTED_MISSES = {("fp32-512", "single", "tpot_mean"): "+11.0%" + FIT_512,
                        ("bf16", "rate-2.1", "ttft_mean"): "-13.6%" + FIT_BF16,
                        ("bf16", "rate-2.1", "tpot_mean"): "-12.9%" + FIT_BF16,
@@ -293,7 +319,12 @@ SHAPE_FITTED_MISSES = {("fp32-512", "single", "tpot_mean"): "+11.0%" + FIT_512,
                                           (4, "tpot_mean", -23.8), (4, "request_throughput", 30.7),
                                           (8, "ttft_mean", -12.4), (8, "tpot_mean", -21.1),
                                           (8, "request_throughput", 25.4), (16, "ttft_mean", -11.5),
-                                          (16, "tpot_mean", -16.0), (16, "request_throughput", 19.1))}}
+                                          (16, "tpot_mean", -16.0), (16, "request_throughput", 19.1))},
+                       **{("1024-bf16", n, m): f"{v:+.1f}%" + FIT_1024
+                          for n, m, v in (("single", "tpot_mean", -14.0), ("single", "request_throughput", 15.0),
+                                          ("rate-1.1", "ttft_mean", 11.7), ("rate-1.1", "tpot_mean", 15.5),
+                                          ("rate-1.2", "ttft_mean", 14.2), ("rate-1.2", "tpot_mean", 31.1),
+                                          ("concurrency-2", "tpot_mean", -10.1))}}
 
 
 @pytest.mark.parametrize(("folder", "name", "metric"),
@@ -313,7 +344,34 @@ def test_an_unseen_shape_calibrated_on_one_run_predicts_the_others_within_10_pct
                                     for f, why in (
     ("fp32", "+11.3%: the burst's throughput (the saturation) with the engine fitted on rate-2 (+13.3% uncalibrated): "
              "capsim's saturated replica runs faster than the measured one; not investigated"),
-    ("fp32-512", ""), ("bf16", "+18.3%" + FIT_BF16))])
+    ("fp32-512", ""), ("bf16", "+18.3%" + FIT_BF16), ("1024-bf16", "-14.2%" + FIT_1024))])
 def test_an_unseen_shape_calibrated_saturation_within_10_pct(folder, shape_errors):
     """fp32 512/128: +4.4% fitted (+8.3% uncalibrated)."""
     assert abs(shape_errors[(folder, "fitted")][("burst", "request_throughput")]) <= 10.0
+
+
+def _decode_attention_bench():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "vllm_cpu_decode_attention.py"
+    spec = importlib.util.spec_from_file_location("vllm_cpu_decode_attention", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_vllms_decode_kernel_follows_the_kv_bytes_where_capsims_price_follows_the_query_heads(capsys):
+    """benchmarks/vllm_cpu_decode_attention.py on this Xeon (host/decode-attention-bfloat16*.txt): vLLM's bf16 decode
+    kernel is a line in the bytes it reads, capsim's SDPA-based price is right at one query head per KV head and up
+    to 2.2x slow with query groups of 3. Not adopted (the module docstring): served runs replayed on that line come
+    out fast, so the kernel alone is not what a served step pays."""
+    bench = _decode_attention_bench()
+    dtype, (per_call, per_byte, rms, _worst) = bench.report(
+        [str(p) for p in sorted((DATA / "host").glob("decode-attention-bfloat16*.txt"))], str(PASS2_CALIBRATION))
+    out = capsys.readouterr().out
+    ratio = {tuple(map(int, k)): float(v) for *k, v in
+             re.findall(r"decode_attention_ratio\[q=(\d+),kv=(\d+),b=(\d+),ctx=(\d+)\]: ([\d.]+)", out)}
+    assert dtype == "bf16" and rms < 0.1 and 5e-5 < per_call < 6e-5 and 1 / per_byte == pytest.approx(12.4e9, rel=0.05)
+    many = [(k, v) for k, v in ratio.items() if k[2] >= 4]
+    assert all(0.9 < v < 1.05 for k, v in many if k[:2] == (8, 8))
+    assert all(0.44 < v < 0.51 for k, v in many if k[:2] == (12, 4))
+    assert all(0.54 < v < 0.66 for k, v in many if k[:2] == (16, 8))
