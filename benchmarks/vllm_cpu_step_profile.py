@@ -365,14 +365,17 @@ def prefill_fit(paths: list[Path], step: float, seq: float) -> tuple[float, floa
 
 
 def engine_file(paths: list[Path], out: Path, terms: tuple[float, float, float], rms: tuple[float, float],
-                serving_path: Path | None = None) -> Path:
+                serving_path: Path | None = None, attention: list[Path] | None = None) -> Path:
     """Write the catalog's vllm-cpu profile with ``cpu.step`` replaced by ``terms`` (per step s, per sequence s, per
     prompt token s) measured by these profiles, as an engine file (``--engine-file``), citing them: the host terms of
     the machine the profiles ran on. Every other field (the sampler, the KV-cache write, the serving path's TTFT
     offset) keeps the catalog's value and source; the host terms are the measured period less the sampler as that
     ``sampler_s`` prices it, so host plus sampler is what was measured. ``serving_path``: a one-request-at-a-time run
     of ``vllm_cpu_bench.py --plan host`` on the same machine, whose serving path (``vllm_cpu_serving_path.py``: TTFT
-    less the request's own median gap, median over requests) replaces ``ttft_offset_s``."""
+    less the request's own median gap, median over requests) replaces ``ttft_offset_s``. ``attention``: profiles of
+    this script on the same machine (``--prompt-tokens`` long prompts, one dtype) whose attention backend calls at
+    decode (:func:`attention_report`'s line per call + per byte) become ``decode_attention_s`` for that KV-cache dtype,
+    in place of the calibration's price of decode attention."""
     import hashlib
     from dataclasses import replace
     from datetime import UTC, datetime
@@ -407,7 +410,27 @@ def engine_file(paths: list[Path], out: Path, terms: tuple[float, float, float],
             f"on {serving_path} (sha256 {hashlib.sha256(serving_path.read_bytes()).hexdigest()[:12]}, load average "
             f"before {run.get('load_avg_before', [float('nan')])[0]:.2f}): {offset * 1e3:.2f} ms "
             f"({per_request.min() * 1e3:.2f}-{per_request.max() * 1e3:.2f} ms)")
+    decode = {}
+    if attention:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            kv_dtype, (per_call, per_byte, fit_rms, fit_max) = attention_report(attention, CALIBRATION[0])
+        decode = {kv_dtype: (per_call, per_byte)}
+        where = ", ".join(f"{a} (sha256 {hashlib.sha256(a.read_bytes()).hexdigest()[:12]})" for a in attention)
+        sources["decode_attention_s"] = (
+            f"Measured in place: vLLM 0.32.0's attention backend (vllm/v1/attention/backends/cpu_attn.py "
+            f"CPUAttentionBackendImpl.forward, ops.cpu_attention_with_kv_cache over the paged cache; one call per "
+            f"layer per step) timed inside the worker by benchmarks/vllm_cpu_step_profile.py at decode-only steps of "
+            f"1-32 sequences: {where}. `python benchmarks/vllm_cpu_step_profile.py --report FILES --attention "
+            f"--calibration CAL`: a line per call + per byte capsim's decode attention op moves, "
+            f"{per_call * 1e6:.2f} us + {per_byte * 1e9:.4f} ns per byte, within {fit_rms:.1%} rms ({fit_max:.1%} at "
+            f"worst) over every profile's batches; the kernel reads each KV head once for its query group, where the "
+            f"calibration's price (torch SDPA's rates) grows with the query heads (benchmarks/"
+            f"vllm_cpu_decode_attention.py)")
     profile = replace(base, name=f"{base.name}-host-measured", cpu={"step": terms}, ttft_offset_s=offset,
+                      decode_attention_s=decode,
                       sources=sources,
                       description=f"{base.description}; host terms measured in place on the user's machine",
                       provenance={"date": datetime.now(UTC).isoformat(timespec="seconds"), "base": base.name,
@@ -423,45 +446,52 @@ def calls_all(data: dict) -> list[list]:
     return [c for recs in data["records_by_pid"].values() for c in recs]
 
 
-def attention_report(paths: list[Path], calibration: str) -> None:
+def attention_report(paths: list[Path], calibration: str) -> tuple[str, tuple[float, float, float, float]]:
     """vLLM's attention backend (CPUAttentionBackendImpl.forward: one layer's attention of a step) timed in place,
-    per decode batch: the median call over the profiles' decode-only steps (each batch's lowest over the files),
-    per sequence, beside capsim's price of that call on ``calibration`` (the vllm-cpu engine, the profiled model's
-    heads, every sequence at the prompt plus half the output tokens: the steps' mean context), and the worker's
-    median period of those steps (one execute_model start to the next: the whole step)."""
+    per profile and decode batch: the median call over its decode-only steps, per sequence, beside capsim's price of
+    that call on ``calibration`` (the vllm-cpu engine, the profiled model's heads, every sequence at the prompt plus
+    half the output tokens: the steps' mean context), and the worker's median period of those steps (one
+    execute_model start to the next: the whole step). Returns (the dtype, the line per call + per byte moved fitted
+    to every profile's points, with its rms and worst relative error): what an engine file's ``decode_attention_s``
+    holds for that KV-cache dtype."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from vllm_cpu_decode_attention import _ops
+    from vllm_cpu_decode_attention import _ops, fit_line
 
-    best: dict[int, float] = {}
-    periods: dict[int, list[float]] = {}
-    shape = None
+    points, dtypes = [], set()
     for path in paths:
         data = json.loads(path.read_text())
         cfg = json.loads((Path(data["model"]) / "config.json").read_text())
-        heads = (cfg["num_attention_heads"], cfg["num_key_value_heads"],
-                 data.get("prompt_tokens", PROMPT) + data.get("output_tokens", 65) // 2, PRECISION[_dtype(data)])
-        if shape not in (None, heads):
-            raise SystemExit("--attention: the profiles differ in model, prompt or dtype; report each on its own")
-        shape = heads
-        calls = [c for c in calls_all(data) if c[0] == "forward" and c[3] == c[4]]
+        q, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+        ctx = data.get("prompt_tokens", PROMPT) + data.get("output_tokens", 65) // 2
+        dtype = PRECISION[_dtype(data)]
+        dtypes.add(dtype)
         by: dict[int, list[float]] = {}
-        for _name, _t0, dt, _tokens, reqs in calls:
+        for _name, _t0, dt, _tokens, reqs in (c for c in calls_all(data) if c[0] == "forward" and c[3] == c[4]):
             by.setdefault(int(reqs), []).append(dt)
-        for b, v in by.items():
-            if len(v) >= 16:  # a batch decoded for two steps at least (eight layers each)
-                best[b] = min(best.get(b, float("inf")), statistics.median(v))
+        periods: dict[int, list[float]] = {}
         for r in worker_steps([c for c in calls_all(data) if c[0] in ("execute_model", "sample_tokens")]):
             if r["tokens"] == r["reqs"]:
                 periods.setdefault(int(r["reqs"]), []).append(r["period"])
-    if shape is None or not best:
+        for b, v in sorted(by.items()):
+            if len(v) < 16:  # a batch decoded for two steps at least (eight layers each)
+                continue
+            s = statistics.median(v)
+            dec, ops = _ops(calibration, dtype, q, kv, b, ctx)
+            price = float(dec.ops_s(ops))
+            points.append((float(sum(o.bytes * o.count for o in ops)), s))
+            step = f", worker period {statistics.median(periods[b]) * 1e3:.2f} ms" if len(periods.get(b, ())) >= 2 \
+                else ""
+            print(f"attention_in_place_ms[batch={b}]: {s * 1e3:.3f} ({s / b * 1e3:.4f} a sequence), capsim "
+                  f"{price * 1e3:.3f} ({s / price:.3f}x){step}  # {path.name}: {q}/{kv} heads, context {ctx}, "
+                  f"{dtype}")
+    if not points:
         raise SystemExit("--attention: no decode step's attention was timed in these profiles")
-    q, kv, ctx, dtype = shape
-    for b, s in sorted(best.items()):
-        dec, ops = _ops(calibration, dtype, q, kv, b, ctx)
-        price = float(dec.ops_s(ops))
-        step = f", worker period {statistics.median(periods[b]) * 1e3:.2f} ms" if len(periods.get(b, ())) >= 2 else ""
-        print(f"attention_in_place_ms[batch={b}]: {s * 1e3:.3f} ({s / b * 1e3:.4f} a sequence), capsim "
-              f"{price * 1e3:.3f} ({s / price:.3f}x){step}  # {q}/{kv} heads, context {ctx}, {dtype}")
+    if len(dtypes) != 1:
+        raise SystemExit("--attention: the profiles mix dtypes; give one dtype's profiles")
+    fit = fit_line(points)
+    print(f"decode_attention_line[{dtypes.copy().pop()}]: {fit[0] * 1e6:.2f} us + {fit[1] * 1e9:.4f} ns per byte  "
+          f"# relative rms {fit[2]:.3f}, max {fit[3]:.3f} over {len(points)} (profile, batch) points")
+    return dtypes.pop(), fit
 
 
 def main() -> None:
@@ -482,6 +512,9 @@ def main() -> None:
                                           "profiles ran on (default: the model folder's suite.yaml)")
     ap.add_argument("--engine-out", type=Path, help="with --report: write the vllm-cpu profile with these host terms "
                                                     "as an engine file (read with --engine-file)")
+    ap.add_argument("--attention-profiles", type=Path, nargs="+",
+                    help="with --engine-out: profiles of this script (one dtype) whose attention calls at decode "
+                         "become the engine file's decode_attention_s")
     ap.add_argument("--serving-path", type=Path, help="with --engine-out: the single.json of `vllm_cpu_bench.py "
                                                       "--plan host` on this machine, whose serving path replaces "
                                                       "ttft_offset_s")
@@ -489,8 +522,8 @@ def main() -> None:
     conc = [int(c) for c in args.concurrency.split(",") if c]
     if not args.report and (args.calibration or args.engine_out):
         ap.error("--calibration and --engine-out price and write a --report: give the profiles with --report FILE...")
-    if args.serving_path and not args.engine_out:
-        ap.error("--serving-path goes into the engine file: give --engine-out FILE")
+    if (args.serving_path or args.attention_profiles) and not args.engine_out:
+        ap.error("--serving-path and --attention-profiles go into the engine file: give --engine-out FILE")
     if args.report and args.attention:
         if not args.calibration:
             ap.error("--attention prices the calls on a device calibration: give --calibration")
@@ -500,7 +533,8 @@ def main() -> None:
         step, seq, rms = host_fit(args.report)
         per_token, prefill_rms, _, _ = prefill_fit(args.report, step, seq)
         if args.engine_out:
-            engine_file(args.report, args.engine_out, (step, seq, per_token), (rms, prefill_rms), args.serving_path)
+            engine_file(args.report, args.engine_out, (step, seq, per_token), (rms, prefill_rms), args.serving_path,
+                        args.attention_profiles)
     elif args.child:
         run(args.model, args.out, args.repeats, conc, args.dtype, args.prompt_tokens)
     else:

@@ -196,6 +196,23 @@ def kv_write_s(engine: EngineProfile, model: ModelSpec, plan: ServePlan, new_tok
     return np.where(n > 0, share * (per_call + per_byte * nbytes), 0.0)
 
 
+def decode_attention_line(engine: EngineProfile, plan: ServePlan) -> tuple[float, float] | None:
+    """(per call s, per byte s) of the engine's own decode attention kernel for the plan's KV-cache dtype where an
+    operator profile timed it (EngineProfile.decode_attention_s), else None (the calibration's attention price)."""
+    return engine.decode_attention_s.get(plan.kv_cache_dtype.value)
+
+
+def decode_attention_s(perf: Perf, engine: EngineProfile, plan: ServePlan, ops: list[Op]) -> Num:
+    """One layer's decode attention kernels ``ops`` at the decode rate ``perf``, or on the engine's measured line
+    (:func:`decode_attention_line`: the calibration's launch, then per call less that launch plus per byte moved)."""
+    line = decode_attention_line(engine, plan)
+    if line is None:
+        return perf.ops_s(ops)
+    per_call, per_byte = line
+    launch = perf.params.attention.launch_s
+    return sum(o.share * (launch + np.maximum(per_call - launch + per_byte * o.bytes * o.count, 0.0)) for o in ops)
+
+
 def layer_token_s(perf: Perf, model: ModelSpec, plan: ServePlan, new_tokens: Num, sequences: Num,
                   engine: EngineProfile) -> Num:
     """Seconds of one layer's token kernels (:func:`layer_token_ops`), the KV-cache write on the engine's own
@@ -296,7 +313,7 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
     dec_batch = StepBatch(d, d, shape.decode_kv_tokens, shape.decode_kv_tokens)
     reads = decode_kv_reads(model, plan, engine)
     dec_ops = attention_ops(model, plan, dec_batch, Phase.DECODE, reads)  # kernels at the decode rate, GEMMs as others
-    dec_s = dec.ops_s([o for o in dec_ops if o.kind is OpKind.ATTENTION]) \
+    dec_s = decode_attention_s(dec, engine, plan, [o for o in dec_ops if o.kind is OpKind.ATTENTION]) \
         + main.ops_s([o for o in dec_ops if o.kind is not OpKind.ATTENTION])
     attn = model.layers * (np.where(np.asarray(shape.prefill_tokens) > 0,
                                     main.ops_s(attention_ops(model, plan, pre)), 0.0) + np.where(d > 0, dec_s, 0.0))
@@ -316,5 +333,5 @@ def iteration_time(model: ModelSpec, plan: ServePlan, perf: Perf, shape: StepSha
 
 
 __all__ = ["DEFAULT_SAMPLING", "PLAIN_SAMPLING", "IterationTime", "Sampling", "SamplingMode", "logit_ops",
-           "sampler_host_s", "StepShape", "comm_tier", "engine_perf", "graph_batches", "pp_sends", "iteration_time", "sampler_ops",
+           "sampler_host_s", "StepShape", "comm_tier", "decode_attention_line", "decode_attention_s", "engine_perf", "graph_batches", "pp_sends", "iteration_time", "sampler_ops",
            "kv_write_s", "layer_token_s"]

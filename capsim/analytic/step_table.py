@@ -35,6 +35,7 @@ from capsim.analytic.serving import (
     DEFAULT_SAMPLING,
     Sampling,
     comm_tier,
+    decode_attention_line,
     engine_perf,
     kernels_per_step,
     layer_token_ops,
@@ -164,6 +165,7 @@ class StepTable:
         # (Perf.attention_s prices its bytes with memory_bytes_s(bytes, "attention")).
         self.mem = self._affine(self.main, "attention")
         self.dec_mem = self._affine(self.dec, "attention")
+        self._dec_line = decode_attention_line(self.engine, plan)  # the engine's measured decode kernel, if timed
         # Seconds per (query, key) pair of attention at each query-token count: the kernel's FLOPs per pair at the
         # attention efficiency for that many query rows (perf.attention_s's compute branch).
         eff = np.maximum(curve_value(self._curve["pair"], n * self.heads), 1e-300)
@@ -350,13 +352,20 @@ class StepTable:
         x it reads: max(compute x, memory0 + memory1 x) -> (compute, memory0, memory1) (cached per batch size)."""
         lines = self._dec_lines.get(seqs)
         if lines is None:
-            icpt, slope = self.dec_mem
-            lines = self._dec_lines[seqs] = (self._dpair_s(seqs), icpt + slope * seqs * self.dec_q,
-                                             slope * self.dec_kv)
+            if self._dec_line is not None:  # the engine's measured kernel: per call (less the launch) + per byte
+                per_call, per_byte = self._dec_line
+                lines = (0.0, per_call - self.attn_launch_s + per_byte * seqs * self.dec_q, per_byte * self.dec_kv)
+            else:
+                icpt, slope = self.dec_mem
+                lines = (self._dpair_s(seqs), icpt + slope * seqs * self.dec_q, slope * self.dec_kv)
+            self._dec_lines[seqs] = lines
         return lines
 
     def decode_scale(self, seqs: int, kv: float) -> tuple[float, float]:
-        """att_scale of a decode kernel of ``seqs`` sequences reading ``kv`` keys."""
+        """att_scale of a decode kernel of ``seqs`` sequences reading ``kv`` keys (none on the engine's measured
+        line)."""
+        if self._dec_line is not None:
+            return 1.0, 1.0
         return self.att_scale(seqs * self.heads, kv / seqs, kv * self.flops_per_pair["dpair"],
                               seqs * self.dec_q + kv * self.dec_kv, decode=True)
 

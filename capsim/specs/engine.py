@@ -31,6 +31,7 @@ from capsim.specs.engine_kinds import (
 )
 from capsim.specs.hardware import HOST_CPUS, Accelerator
 from capsim.specs.model import ModelSpec
+from capsim.specs.precision import DType
 
 # Sampling modes an engine profile may time its sampler for (capsim.analytic.serving.SamplingMode's values).
 SAMPLER_MODES = ("greedy", "random", "top-k", "top-p")
@@ -156,6 +157,12 @@ class EngineProfile:
     # s, per byte written s), one call per layer per step over the step's new tokens, replacing the generic
     # kv_cache_write copy (capsim.analytic.serving.kv_write_s). Empty: the generic copy.
     kv_write_s: tuple[float, ...] = ()
+    # The engine's own decode attention kernel where an operator profile timed it (an engine file written by
+    # benchmarks/vllm_cpu_step_profile.py --engine-out --attention-profiles): KV-cache dtype -> (per call s, per byte
+    # s), one call per layer per decode step over the bytes capsim's decode attention op moves (the KV cache read,
+    # queries and outputs), replacing the calibration's attention price of decode
+    # (capsim.analytic.serving.decode_attention_s). Empty: the calibration's price.
+    decode_attention_s: dict[str, tuple[float, float]] = field(default_factory=dict)
     # The fraction of the GPU's peak HBM bandwidth at which the release's decode attention kernel reads the KV cache
     # at the largest sizes an operator microbenchmark timed, by GPU family (a prefix of the accelerator's name);
     # decode attention never reads faster (capsim.analytic.serving.engine_perf). Empty: the calibration's.
@@ -190,6 +197,11 @@ class EngineProfile:
                     f"must be [per_call_s, per_logit_s] >= 0, got {terms}")
         require(not self.kv_write_s or (len(self.kv_write_s) == 2 and min(self.kv_write_s) >= 0), "engine.kv_write_s",
                 f"must be [per_call_s, per_byte_s] >= 0, got {list(self.kv_write_s)}")
+        for kv_dtype, terms in self.decode_attention_s.items():
+            require(kv_dtype in {d.value for d in DType}, f"engine.decode_attention_s.{kv_dtype}",
+                    "unknown KV-cache dtype", f"use one of {', '.join(d.value for d in DType)}")
+            require(len(terms) == 2 and min(terms) >= 0, f"engine.decode_attention_s.{kv_dtype}",
+                    f"must be [per_call_s, per_byte_s] >= 0, got {list(terms)}")
         require(all(isinstance(g, int) and g >= 1 for g in self.decode_kv_groups), "engine.decode_kv_groups",
                 f"must be whole numbers >= 1, got {list(self.decode_kv_groups)}")
         for family, frac in self.decode_kv_read_fraction.items():
@@ -309,6 +321,7 @@ class EngineProfile:
                    gemm_path=self.gemm_path.value, large_gpu_when=self.large_gpu_when.value,
                    decode_kv_reads=self.decode_kv_reads.value, kv_reservation=self.kv_reservation.value,
                    decode_kv_groups=list(self.decode_kv_groups), kv_write_s=list(self.kv_write_s),
+                   decode_attention_s={k: list(v) for k, v in self.decode_attention_s.items()},
                    profile_sampler=None if self.profile_sampler is None else list(self.profile_sampler),
                    decode_grid=None if self.decode_grid is None else asdict(self.decode_grid))
         return out
@@ -333,6 +346,8 @@ def profile_from_dict(name: str, entry: dict[str, Any]) -> EngineProfile:
     entry["cpu_bound"] = {str(k): _bound(str(k), v) for k, v in bounds.items()}
     entry["sampler_s"] = {str(k): tuple(float(x) for x in v) for k, v in entry.get("sampler_s", {}).items()}
     entry["kv_write_s"] = tuple(float(x) for x in entry.get("kv_write_s") or ())
+    entry["decode_attention_s"] = {str(k): tuple(float(x) for x in v)
+                                   for k, v in (entry.get("decode_attention_s") or {}).items()}
     if entry.get("profile_sampler") is not None:
         entry["profile_sampler"] = tuple(float(x) for x in entry["profile_sampler"])
     entry["decode_kv_read_fraction"] = {str(k): float(v) for k, v in (entry.get("decode_kv_read_fraction") or {}).items()}
