@@ -524,6 +524,8 @@ def main() -> None:
         ap.error("--calibration and --engine-out price and write a --report: give the profiles with --report FILE...")
     if (args.serving_path or args.attention_profiles) and not args.engine_out:
         ap.error("--serving-path and --attention-profiles go into the engine file: give --engine-out FILE")
+    if args.attention_profiles and not args.calibration:
+        ap.error("--attention-profiles prices the calls on a device calibration: give --calibration")
     if args.report and args.attention:
         if not args.calibration:
             ap.error("--attention prices the calls on a device calibration: give --calibration")
