@@ -89,7 +89,7 @@ def sweep(dtype_name: str, calls: int) -> None:
     print(f"load_avg_after: {os.getloadavg()[0]:.2f}")
 
 
-def _ops(calibration: str, dtype: str, q_heads: int, kv_heads: int, b: int, ctx: int):
+def decode_attention_ops(calibration: str, dtype: str, q_heads: int, kv_heads: int, b: int, ctx: int):
     """(capsim's decode perf, the decode attention ops of one layer for ``b`` sequences of ``ctx`` tokens), as
     iteration_time builds them with the vllm-cpu engine."""
     from capsim.analytic.ops import OpKind, Phase, StepBatch
@@ -138,7 +138,7 @@ def report(paths: list[str], calibration: str) -> tuple[str, tuple[float, float,
     dtype = {"float32": "fp32", "bfloat16": "bf16"}[dtypes.pop()]
     ratios, points = [], []
     for (q, kv, b, ctx), s in sorted(best.items()):
-        dec, ops = _ops(calibration, dtype, q, kv, b, ctx)
+        dec, ops = decode_attention_ops(calibration, dtype, q, kv, b, ctx)
         price = float(dec.ops_s(ops))
         nbytes = float(sum(o.bytes * o.count for o in ops))
         ratios.append(s / price)

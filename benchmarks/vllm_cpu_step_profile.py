@@ -455,7 +455,7 @@ def attention_report(paths: list[Path], calibration: str) -> tuple[str, tuple[fl
     to every profile's points, with its rms and worst relative error): what an engine file's ``decode_attention_s``
     holds for that KV-cache dtype."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from vllm_cpu_decode_attention import _ops, fit_line
+    from vllm_cpu_decode_attention import decode_attention_ops, fit_line
 
     points, dtypes = [], set()
     for path in paths:
@@ -476,7 +476,7 @@ def attention_report(paths: list[Path], calibration: str) -> tuple[str, tuple[fl
             if len(v) < 16:  # a batch decoded for two steps at least (eight layers each)
                 continue
             s = statistics.median(v)
-            dec, ops = _ops(calibration, dtype, q, kv, b, ctx)
+            dec, ops = decode_attention_ops(calibration, dtype, q, kv, b, ctx)
             price = float(dec.ops_s(ops))
             points.append((float(sum(o.bytes * o.count for o in ops)), s))
             step = f", worker period {statistics.median(periods[b]) * 1e3:.2f} ms" if len(periods.get(b, ())) >= 2 \
@@ -489,9 +489,10 @@ def attention_report(paths: list[Path], calibration: str) -> tuple[str, tuple[fl
     if len(dtypes) != 1:
         raise SystemExit("--attention: the profiles mix dtypes; give one dtype's profiles")
     fit = fit_line(points)
-    print(f"decode_attention_line[{dtypes.copy().pop()}]: {fit[0] * 1e6:.2f} us + {fit[1] * 1e9:.4f} ns per byte  "
+    (dtype,) = dtypes
+    print(f"decode_attention_line[{dtype}]: {fit[0] * 1e6:.2f} us + {fit[1] * 1e9:.4f} ns per byte  "
           f"# relative rms {fit[2]:.3f}, max {fit[3]:.3f} over {len(points)} (profile, batch) points")
-    return dtypes.pop(), fit
+    return dtype, fit
 
 
 def steps_report(paths: list[Path], calibration: str, engine_file: Path | None = None) -> dict[str, dict[str, float]]:
@@ -504,7 +505,6 @@ def steps_report(paths: list[Path], calibration: str, engine_file: Path | None =
     import numpy as np
 
     from capsim.analytic.serving import Sampling, StepShape, iteration_time
-    from capsim.calibration.engine_file import read_engine_file
     from capsim.cli.deploy import deployment
 
     out: dict[str, dict[str, float]] = {}
@@ -514,7 +514,6 @@ def steps_report(paths: list[Path], calibration: str, engine_file: Path | None =
         dep = deployment(None, Path(data["model"]) / "config.json", None, calibration, None,
                          None if engine_file else "vllm-cpu", engine_file,
                          "max_model_len=2048;vllm_cpu_kvcache_space=1;vllm_cpu_omp_threads_bind=auto", dtype)[0]
-        engine = read_engine_file(engine_file) if engine_file else dep.engine
         ctx = data.get("prompt_tokens", PROMPT) + data.get("output_tokens", 65) // 2
         rows = worker_steps([c for c in calls_all(data) if c[0] in ("execute_model", "sample_tokens", *WORKER,
                                                                      *SAMPLE)])
@@ -531,7 +530,7 @@ def steps_report(paths: list[Path], calibration: str, engine_file: Path | None =
                 shape = StepShape(decode_seqs=float(dec), decode_kv_tokens=float(dec * ctx)) if kind == "decode" \
                     else StepShape(prefill_tokens=float(p), prefill_seqs=1.0, prefill_pairs=p * (p + 1) / 2,
                                    prefill_kv_tokens=float(p), decode_seqs=float(dec), decode_kv_tokens=float(dec * ctx))
-                t = float(iteration_time(dep.model, dep.plan, dep.perf, shape, engine, dep.accelerator,
+                t = float(iteration_time(dep.model, dep.plan, dep.perf, shape, dep.engine, dep.accelerator,
                                          greedy).total_s)
                 fc = float(first(np.array([float(r["tokens"])]), np.array([float(r["reqs"])]))[0]) \
                     if first is not None and kind == "prompt" else 0.0

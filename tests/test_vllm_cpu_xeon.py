@@ -407,21 +407,12 @@ def test_an_unseen_shape_calibrated_saturation_within_10_pct(folder, shape_error
     assert abs(shape_errors[(folder, "fitted")][("burst", "request_throughput")]) <= 10.0
 
 
-def _decode_attention_bench():
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "vllm_cpu_decode_attention.py"
-    spec = importlib.util.spec_from_file_location("vllm_cpu_decode_attention", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_vllms_decode_kernel_follows_the_kv_bytes_where_capsims_price_follows_the_query_heads(capsys):
     """benchmarks/vllm_cpu_decode_attention.py on this Xeon (host/decode-attention-bfloat16*.txt): vLLM's bf16 decode
     kernel is a line in the bytes it reads, capsim's SDPA-based price is right at one query head per KV head and up
     to 2.2x slow with query groups of 3. Not adopted (the module docstring): served runs replayed on that line come
     out fast, so the kernel alone is not what a served step pays."""
-    bench = _decode_attention_bench()
+    bench = _bench("vllm_cpu_decode_attention")
     dtype, (per_call, per_byte, rms, _worst) = bench.report(
         [str(p) for p in sorted((DATA / "host").glob("decode-attention-bfloat16*.txt"))], str(PASS2_CALIBRATION))
     out = capsys.readouterr().out
@@ -440,11 +431,7 @@ def test_in_place_the_1024_shapes_decode_attention_is_two_thirds_of_capsims_pric
     layer at 2-32 sequences, 0.64-0.69x capsim's price of the call. capsim keeps its price (the module docstring of
     benchmarks/vllm_cpu_decode_attention.py and the data README say why). Served, the same call takes 0.21-0.22 ms
     (host/served-step-profile-shape-1024-bfloat16.json), and the client's median gap equals the worker's period."""
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "vllm_cpu_step_profile.py"
-    spec = importlib.util.spec_from_file_location("vllm_cpu_step_profile", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _bench("vllm_cpu_step_profile")
     mod.attention_report([DATA / "host" / "step-profile-shape-1024-bfloat16.json"], str(PASS2_CALIBRATION))
     out = capsys.readouterr().out
     rows = {int(b): (float(per_seq), float(x)) for b, per_seq, x in
